@@ -1,0 +1,121 @@
+use super::{device, print_json};
+use amun::bench::{BenchConfig, BenchKind, run as run_bench};
+use amun::model::{Arch, ModelSpec};
+use amun::report::{Table, hardware_line};
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum What {
+    /// Forward + backward + SGD step, train mode
+    Train,
+    /// Forward + backward w.r.t. the input, eval mode (one PGD iteration)
+    Pgd,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// What to time
+    pub what: What,
+    /// small-cnn | resnet18 | resnet18-div2 | vgg19
+    #[arg(long, default_value = "resnet18")]
+    pub model: String,
+    /// Batch sizes, comma-separated; one row each
+    #[arg(long, value_delimiter = ',', default_value = "128")]
+    pub batch: Vec<usize>,
+    /// cpu | cuda | cuda:N | auto
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// bf16 autocast
+    #[arg(long)]
+    pub bf16: bool,
+    /// Channels-last memory format (CUDA)
+    #[arg(long)]
+    pub channels_last: bool,
+    /// Allow TF32 in cuDNN/cuBLAS (default: strict fp32)
+    #[arg(long)]
+    pub tf32: bool,
+    /// Input shape CxHxW
+    #[arg(long, default_value = "3x32x32")]
+    pub input: String,
+    /// Number of classes
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Untimed steps first
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed steps per window
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Windows; the median is reported
+    #[arg(long, default_value_t = 3)]
+    pub windows: usize,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let dev = device(&a.device)?;
+    amun::device::set_tf32(a.tf32);
+    let arch: Arch = a.model.parse()?;
+    let dims: Vec<i64> = a
+        .input
+        .split('x')
+        .map(|d| d.parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--input '{}': expected CxHxW such as 3x32x32", a.input))?;
+    let [c, h, w] = dims[..] else {
+        bail!("--input '{}': expected CxHxW such as 3x32x32", a.input);
+    };
+    let spec = ModelSpec::for_data(arch, [c, h, w], a.classes)?;
+    let mut results = Vec::new();
+    for &batch in &a.batch {
+        if batch == 0 {
+            bail!("--batch: sizes must be at least 1");
+        }
+        let cfg = BenchConfig {
+            kind: match a.what {
+                What::Train => BenchKind::Train,
+                What::Pgd => BenchKind::Pgd,
+            },
+            model: spec.clone(),
+            batch,
+            bf16: a.bf16,
+            channels_last: a.channels_last,
+            warmup: a.warmup,
+            steps: a.steps,
+            windows: a.windows,
+        };
+        results.push(run_bench(&cfg, dev)?);
+    }
+    let hw = hardware_line(dev);
+    if a.json {
+        return print_json(
+            &serde_json::json!({ "hardware": hw, "tf32": a.tf32, "results": results }),
+        );
+    }
+    super::outln!("{hw}; tf32 {}", if a.tf32 { "on" } else { "off" });
+    let mut t = Table::new([
+        "bench",
+        "model",
+        "batch",
+        "device",
+        "precision",
+        "images/s",
+        "ms/step",
+    ]);
+    for r in &results {
+        t.row([
+            format!("{:?}", r.kind).to_lowercase(),
+            r.model.clone(),
+            r.batch.to_string(),
+            r.device.clone(),
+            r.precision.clone(),
+            format!("{:.0}", r.images_per_s),
+            format!("{:.2}", r.ms_per_step),
+        ]);
+    }
+    super::emit(&t.render())?;
+    Ok(())
+}

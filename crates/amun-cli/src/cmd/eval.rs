@@ -1,0 +1,101 @@
+use super::{DataDir, device, load_data, pct, print_json};
+use amun::data::{DataSpec, ForgetSet};
+use amun::eval::{Accuracy, accuracy};
+use amun::model::checkpoint;
+use amun::report::Table;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The checkpoint (.safetensors with its .json sidecar)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Also report the forget and retain sets of this forget file
+    #[arg(long, value_name = "FORGET.json")]
+    pub forget: Option<PathBuf>,
+    /// Evaluate on another dataset than the checkpoint's (same shape and classes)
+    #[arg(long, value_name = "NAME|DIR")]
+    pub dataset: Option<String>,
+    #[command(flatten)]
+    pub dir: DataDir,
+    /// cpu | cuda | cuda:N | auto
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print JSON instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let dev = device(&a.device)?;
+    let sidecar = checkpoint::read_sidecar(&a.checkpoint)?;
+    let spec = match &a.dataset {
+        Some(d) => DataSpec::new(d.clone()),
+        None => sidecar.data.clone(),
+    };
+    let data = load_data(&spec, &a.dir)?;
+    sidecar
+        .model
+        .check_data(data.image_shape(), data.num_classes(), &a.checkpoint)?;
+    let forget = a.forget.as_deref().map(ForgetSet::read).transpose()?;
+    if let (Some(f), Some(p)) = (&forget, &a.forget) {
+        f.check_matches(&data, p)?;
+    }
+    let (model, _) = checkpoint::load(&a.checkpoint, dev)?;
+    let mut rows: Vec<(&str, Accuracy)> = vec![
+        ("train", accuracy(&model, &data.train)),
+        ("test", accuracy(&model, &data.test)),
+    ];
+    if let Some(f) = &forget {
+        rows.push(("forget", accuracy(&model, &data.train.select(&f.indices))));
+        rows.push((
+            "retain",
+            accuracy(&model, &data.train.select(&f.retain_indices())),
+        ));
+    }
+    if a.json {
+        let mut obj = serde_json::Map::new();
+        obj.insert(
+            "checkpoint".into(),
+            a.checkpoint.display().to_string().into(),
+        );
+        obj.insert("dataset".into(), serde_json::to_value(&data.spec)?);
+        obj.insert("classes".into(), serde_json::to_value(&data.classes)?);
+        for (name, acc) in &rows {
+            obj.insert(
+                name.to_string(),
+                serde_json::json!({
+                    "accuracy": acc.percent(),
+                    "correct": acc.correct,
+                    "total": acc.total,
+                    "per_class": (0..data.num_classes()).map(|c| acc.class_percent(c)).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        return print_json(&obj);
+    }
+    super::outln!(
+        "{} ({} on {})",
+        a.checkpoint.display(),
+        sidecar.model.arch,
+        data.spec.label()
+    );
+    let mut t = Table::new(["split", "samples", "accuracy %"]);
+    for (name, acc) in &rows {
+        t.row([name.to_string(), acc.total.to_string(), pct(acc.percent())]);
+    }
+    super::emit(&t.render())?;
+    let mut header = vec!["class".to_string()];
+    header.extend(rows.iter().map(|(n, _)| format!("{n} %")));
+    let mut pc = Table::new(header);
+    for c in 0..data.num_classes() {
+        let mut cells = vec![format!("{c} {}", data.classes[c])];
+        cells.extend(rows.iter().map(|(_, acc)| pct(acc.class_percent(c))));
+        pc.row(cells);
+    }
+    super::emit("\n")?;
+    super::emit(&pc.render())?;
+    Ok(())
+}

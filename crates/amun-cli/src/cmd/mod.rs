@@ -1,0 +1,143 @@
+//! Argument definitions and dispatch. Each subcommand lives in its own file
+//! and does three things: turn flags into library values, call the library,
+//! print the result (a table, or JSON with `--json`).
+
+mod bench;
+mod data;
+mod eval;
+mod split;
+mod train;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Machine unlearning for image classifiers: AMUN, its baselines, and an
+/// audit against an exactly retrained model.
+#[derive(Parser, Debug)]
+#[command(name = "amun", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Fetch registry datasets into the cache and inspect datasets
+    #[command(subcommand)]
+    Data(data::DataCmd),
+    /// Choose a forget set (the samples a deletion request removes)
+    Split(split::SplitArgs),
+    /// Train a model from scratch (with --exclude: retrain without a forget set)
+    Train(train::TrainArgs),
+    /// Accuracy of a checkpoint on train/test (and forget/retain), per class
+    Eval(eval::EvalArgs),
+    /// Images/s of a training step or a PGD step, as a table with the hardware
+    Bench(bench::BenchArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Command::Data(c) => data::run(c),
+        Command::Split(a) => split::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+/// Where registry datasets are cached.
+#[derive(Args, Debug, Clone)]
+pub struct DataDir {
+    /// Folder of fetched datasets [default: <user cache>/amun/data]
+    #[arg(long, env = "AMUN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    pub fn path(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(amun::data::default_data_dir)
+    }
+}
+
+/// Which data to use.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// cifar10, mnist (5,000 images), or a folder: CIFAR-10 binary batches,
+    /// IDX files (MNIST family), or <class>/<image>.png|jpg
+    #[arg(long, value_name = "NAME|DIR")]
+    pub dataset: String,
+    /// Use only the first N training images
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+impl DataArgs {
+    pub fn spec(&self) -> amun::data::DataSpec {
+        amun::data::DataSpec::new(self.dataset.clone())
+            .train_limit(self.train_limit)
+            .test_limit(self.test_limit)
+    }
+}
+
+/// Loads a dataset, fetching a registry dataset first if it is missing.
+pub fn load_data(spec: &amun::data::DataSpec, dir: &DataDir) -> Result<amun::data::Dataset> {
+    let data_dir = dir.path();
+    if let Some(reg) = amun::data::Registry::from_name(&spec.dataset)
+        && reg.verified_dir(&data_dir).is_err()
+    {
+        eprintln!(
+            "fetching {} from {} into {}",
+            reg.name(),
+            reg.package(),
+            data_dir.display()
+        );
+        amun::data::fetch(reg, &data_dir)?;
+    }
+    Ok(spec.load(&data_dir)?)
+}
+
+/// Parses `--device`.
+pub fn device(s: &str) -> Result<tch::Device> {
+    Ok(amun::device::parse_device(s)?)
+}
+
+/// Writes to stdout, returning (rather than panicking on) a closed pipe,
+/// which `main` treats as success.
+pub fn emit(s: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `println!` through [`emit`].
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::cmd::emit(&format!("{}\n", format_args!($($t)*)))?
+    };
+}
+pub(crate) use outln;
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(value).context("serialising JSON")?;
+    emit(&format!("{s}\n"))
+}
+
+/// Formats a percentage, `-` for an empty set.
+pub fn pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        "-".into()
+    }
+}

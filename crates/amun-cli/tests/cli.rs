@@ -1,0 +1,410 @@
+//! The `amun` binary end to end: real runs in temporary folders, and every
+//! kind of bad input giving one clear error line, a non-zero exit and no
+//! partial file.
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static FETCH: Mutex<()> = Mutex::new(());
+
+fn ensure(name: &str) {
+    let _g = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    let reg = amun::data::Registry::from_name(name).unwrap();
+    amun::data::fetch(reg, &amun::data::default_data_dir()).unwrap();
+}
+
+fn amun(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_amun"))
+        .args(args)
+        .output()
+        .expect("running amun")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with exactly one `error:` line that contains every needle.
+fn fails_with(o: &Output, needles: &[&str]) {
+    assert!(!o.status.success(), "expected failure, got success");
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "'{n}' not in: {}", lines[0]);
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn split_train_eval_round_trip() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let o = amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "600",
+        "--forget",
+        "0.1",
+        "--seed",
+        "4",
+        "--out",
+        &p("forget.json"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "600",
+        "--test-limit",
+        "200",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.02",
+        "--exclude",
+        &p("forget.json"),
+        "--device",
+        "cpu",
+        "--out",
+        &p("retrain.safetensors"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(sc["origin"]["kind"], "train");
+    assert_eq!(sc["origin"]["exclude"]["size"], 60);
+    assert_eq!(sc["history"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        sc["origin"]["recipe"]["augment"], false,
+        "auto: no flips for digits"
+    );
+    assert_eq!(
+        files_in(dir.path()),
+        vec!["forget.json", "retrain.json", "retrain.safetensors"]
+    );
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &p("retrain.safetensors"),
+        "--forget",
+        &p("forget.json"),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ev["forget"]["total"], 60);
+    assert_eq!(ev["retain"]["total"], 540);
+    assert_eq!(ev["test"]["total"], 200);
+    assert!(ev["test"]["accuracy"].as_f64().unwrap() > 50.0);
+    // The table form names every split.
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &p("retrain.safetensors"),
+        "--forget",
+        &p("forget.json"),
+        "--device",
+        "cpu",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for s in ["train", "test", "forget", "retain"] {
+        assert!(out.contains(s), "{out}");
+    }
+}
+
+#[test]
+fn bench_prints_a_table_with_the_hardware() {
+    let o = amun(&[
+        "bench",
+        "train",
+        "--model",
+        "small-cnn",
+        "--device",
+        "cpu",
+        "--batch",
+        "16,32",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--windows",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("CPU: "), "{out}");
+    assert!(
+        out.contains("images/s") && out.contains("| 16 ") && out.contains("| 32 "),
+        "{out}"
+    );
+    let o = amun(&[
+        "bench",
+        "pgd",
+        "--model",
+        "small-cnn",
+        "--device",
+        "cpu",
+        "--json",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--windows",
+        "1",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["results"][0]["images_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn unknown_names_list_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "imagenet-xl",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["dataset", "cifar10", "mnist"]);
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--model",
+        "resnet99",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["model", "small-cnn", "resnet18", "vgg19"]);
+    let o = amun(&["data", "fetch", "svhn"]);
+    fails_with(&o, &["svhn", "cifar10"]);
+    assert!(files_in(dir.path()).is_empty());
+}
+
+#[test]
+fn cuda_without_a_gpu_is_a_clear_error() {
+    if tch::Cuda::is_available() {
+        return; // this machine has a GPU: the error cannot occur here
+    }
+    let o = amun(&["bench", "train", "--device", "cuda"]);
+    fails_with(
+        &o,
+        &["--device cuda", "CUDA is not available", "--device cpu"],
+    );
+    let o = amun(&["bench", "train", "--device", "gpu7"]);
+    fails_with(&o, &["--device gpu7", "expected cpu, cuda"]);
+}
+
+#[test]
+fn bad_forget_files_are_refused_before_any_work() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let forget = dir.path().join("forget.json");
+    let out = dir.path().join("m.safetensors");
+    let write = |indices: &str, size: usize| {
+        std::fs::write(
+            &forget,
+            format!(r#"{{"dataset":"mnist","train_size":4000,"kind":"random","seed":1,"size":{size},"indices":[{indices}]}}"#),
+        )
+        .unwrap();
+    };
+    write("1,5,4000", 3);
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--exclude",
+        forget.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["forget.json", "4000", "out of range"]);
+    write("1,5,5", 3);
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--exclude",
+        forget.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["forget.json", "twice"]);
+    write("1,5", 2);
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "100",
+        "--exclude",
+        forget.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["forget.json", "mnist[train:100]"]);
+    std::fs::write(&forget, "{not json").unwrap();
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--exclude",
+        forget.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["forget.json", "invalid JSON"]);
+    let o = amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--forget",
+        "2.5",
+        "--out",
+        forget.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["forget", "fraction"]);
+    assert_eq!(files_in(dir.path()), vec!["forget.json"]);
+}
+
+#[test]
+fn corrupt_dataset_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    std::fs::write(
+        dir.path().join("data_batch_1.bin"),
+        vec![0u8; 3073 * 2 + 17],
+    )
+    .unwrap();
+    let o = amun(&[
+        "train",
+        "--dataset",
+        dir.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["data_batch_1.bin", "3073-byte"]);
+    std::fs::write(dir.path().join("data_batch_1.bin"), vec![0u8; 3073 * 2]).unwrap();
+    let o = amun(&[
+        "train",
+        "--dataset",
+        dir.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["data_batch_2.bin"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn checkpoint_for_other_data_is_refused() {
+    ensure("mnist");
+    ensure("cifar10");
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("m.safetensors");
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "200",
+        "--test-limit",
+        "50",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        ck.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--dataset",
+        "cifar10",
+        "--device",
+        "cpu",
+    ]);
+    fails_with(&o, &["m.safetensors", "1x28x28", "3x32x32"]);
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        dir.path().join("none.safetensors").to_str().unwrap(),
+    ]);
+    fails_with(&o, &["none.safetensors"]);
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--out",
+        dir.path().join("m.pt").to_str().unwrap(),
+    ]);
+    fails_with(&o, &["m.pt", ".safetensors"]);
+}
+
+#[test]
+fn unwritable_output_fails_fast_without_partial_files() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "x").unwrap();
+    let out = blocker.join("m.safetensors");
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["a-file"]);
+    assert_eq!(files_in(dir.path()), vec!["a-file"]);
+}
+
+#[test]
+fn full_disk_leaves_no_partial_checkpoint() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    // A 100 KiB file-size limit (SIGXFSZ ignored, so writes fail with EFBIG
+    // as on a full disk): the 400 KiB weights file cannot be written.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 100; exec '{}' train --dataset mnist --train-limit 200 --test-limit 50 --epochs 1 --device cpu -q --out '{}'",
+        env!("CARGO_BIN_EXE_amun"),
+        out.display()
+    );
+    let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+    fails_with(&o, &["m.safetensors"]);
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "left behind: {:?}",
+        files_in(dir.path())
+    );
+}

@@ -1,0 +1,112 @@
+//! Throughput benchmarks on synthetic batches: a training step (forward,
+//! backward, SGD update) and an input-gradient step (what PGD does each
+//! iteration). Timed after warm-up, synchronised on CUDA, median of windows.
+use crate::device::{device_name, with_autocast};
+use crate::error::Result;
+use crate::model::{Classifier, ModelSpec};
+use crate::train::{Sgd, cross_entropy};
+use serde::Serialize;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Which step to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchKind {
+    /// Forward + backward + SGD step, BatchNorm in train mode.
+    Train,
+    /// Forward + backward w.r.t. the input, eval mode (one PGD iteration).
+    Pgd,
+}
+
+/// Settings of one benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchConfig {
+    pub kind: BenchKind,
+    pub model: ModelSpec,
+    pub batch: usize,
+    pub bf16: bool,
+    pub channels_last: bool,
+    pub warmup: usize,
+    /// Timed steps per window; the result is the median over windows.
+    pub steps: usize,
+    pub windows: usize,
+}
+
+/// One measured line.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub kind: BenchKind,
+    pub model: String,
+    pub batch: usize,
+    pub device: String,
+    pub precision: String,
+    pub images_per_s: f64,
+    pub ms_per_step: f64,
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Runs one benchmark on `device`.
+pub fn run(cfg: &BenchConfig, device: Device) -> Result<BenchResult> {
+    let mut model = Classifier::new(&cfg.model, device, 0)?;
+    if cfg.channels_last && device.is_cuda() {
+        model.use_channels_last()?;
+    }
+    let s = &cfg.model;
+    let b = cfg.batch as i64;
+    let x = Tensor::rand(
+        [b, s.in_channels, s.image_size, s.image_size],
+        (Kind::Float, device),
+    );
+    let y = Tensor::randint(s.num_classes, [b], (Kind::Int64, device));
+    let mut opt = Sgd::new(&model, 0.9, 5e-4, false);
+    let mut step = || match cfg.kind {
+        BenchKind::Train => {
+            let logits = with_autocast(device, cfg.bf16, || model.forward_t(&x, true));
+            let loss = cross_entropy(&logits, &y);
+            opt.zero_grad();
+            loss.backward();
+            opt.step(0.01);
+        }
+        BenchKind::Pgd => {
+            let xa = x.detach().set_requires_grad(true);
+            let logits = with_autocast(device, cfg.bf16, || model.forward_t(&xa, false));
+            let loss = cross_entropy(&logits, &y);
+            let g = Tensor::run_backward(&[&loss], &[&xa], false, false);
+            let _ = tch::no_grad(|| &x + &g[0] * 0.0);
+        }
+    };
+    for _ in 0..cfg.warmup {
+        step();
+    }
+    sync(device);
+    let mut rates = Vec::new();
+    for _ in 0..cfg.windows.max(1) {
+        let t = Instant::now();
+        for _ in 0..cfg.steps.max(1) {
+            step();
+        }
+        sync(device);
+        rates.push(t.elapsed().as_secs_f64() / cfg.steps.max(1) as f64);
+    }
+    rates.sort_by(f64::total_cmp);
+    let sec = rates[rates.len() / 2];
+    let mut precision = if cfg.bf16 { "bf16 autocast" } else { "fp32" }.to_string();
+    if cfg.channels_last && device.is_cuda() {
+        precision.push_str(", channels-last");
+    }
+    Ok(BenchResult {
+        kind: cfg.kind,
+        model: s.arch.name().into(),
+        batch: cfg.batch,
+        device: device_name(device),
+        precision,
+        images_per_s: cfg.batch as f64 / sec,
+        ms_per_step: sec * 1e3,
+    })
+}

@@ -1,0 +1,204 @@
+//! Shuffled mini-batches over one or more parts (e.g. the retain set,
+//! augmented, mixed with adversarial examples, not augmented).
+use super::{Augment, Split, augment_batch, to_unit_float};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+/// One source of training samples.
+#[derive(Debug)]
+pub struct Part {
+    /// Short name for logs ("retain", "forget", "adversarial").
+    pub name: String,
+    /// `[N,C,H,W]` uint8, or f32 in `[0,1]` (adversarial images stay float).
+    pub images: Tensor,
+    /// `[N]` int64 training labels (may differ from the true ones).
+    pub labels: Tensor,
+    /// Whether crop+flip applies to this part.
+    pub augment: bool,
+    /// Training-set index of each row, or -1 for a synthetic sample.
+    pub origin: Vec<i64>,
+}
+
+impl Part {
+    /// A part holding `split` rows `indices` of the training set.
+    pub fn from_indices(name: &str, train: &Split, indices: &[i64], augment: bool) -> Part {
+        let s = train.select(indices);
+        Part {
+            name: name.into(),
+            images: s.images,
+            labels: s.labels,
+            augment,
+            origin: indices.to_vec(),
+        }
+    }
+
+    /// A part holding a whole split whose rows are training indices 0..N.
+    pub fn whole(name: &str, train: &Split, augment: bool) -> Part {
+        Part {
+            name: name.into(),
+            images: train.images.shallow_clone(),
+            labels: train.labels.shallow_clone(),
+            augment,
+            origin: (0..train.len() as i64).collect(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.origin.len()
+    }
+
+    /// Whether the part is empty.
+    pub fn is_empty(&self) -> bool {
+        self.origin.is_empty()
+    }
+}
+
+/// Samples to train on: parts shuffled together into mixed batches.
+#[derive(Debug)]
+pub struct TrainSet {
+    pub parts: Vec<Part>,
+    /// Augmentation for the parts that ask for it.
+    pub augment: Augment,
+}
+
+/// One mini-batch, on the parts' device.
+#[derive(Debug)]
+pub struct Batch {
+    /// `[B,C,H,W]` f32 in `[0,1]`.
+    pub x: Tensor,
+    /// `[B]` int64.
+    pub y: Tensor,
+    /// Training-set index of each row (-1 for synthetic), in row order.
+    pub origin: Vec<i64>,
+}
+
+impl TrainSet {
+    /// A set of one part.
+    pub fn single(part: Part, augment: Augment) -> TrainSet {
+        TrainSet {
+            parts: vec![part],
+            augment,
+        }
+    }
+
+    /// Total number of samples.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Part::len).sum()
+    }
+
+    /// Whether there is nothing to train on.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of batches per epoch (the last one may be short).
+    pub fn batches_per_epoch(&self, batch_size: usize) -> usize {
+        self.len().div_ceil(batch_size)
+    }
+
+    /// The device the data lives on.
+    pub fn device(&self) -> Device {
+        self.parts
+            .first()
+            .map(|p| p.labels.device())
+            .unwrap_or(Device::Cpu)
+    }
+
+    /// The batches of one epoch. Shuffling and augmentation draw from a
+    /// ChaCha8 stream seeded with `seed`, so an epoch is reproducible on its
+    /// own (what resuming needs). The last short batch is kept: no sample is
+    /// ever dropped.
+    pub fn epoch(&self, batch_size: usize, seed: u64) -> EpochIter<'_> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut order: Vec<(u32, u32)> = Vec::with_capacity(self.len());
+        for (p, part) in self.parts.iter().enumerate() {
+            order.extend((0..part.len() as u32).map(|r| (p as u32, r)));
+        }
+        order.shuffle(&mut rng);
+        EpochIter {
+            set: self,
+            order,
+            pos: 0,
+            batch_size: batch_size.max(1),
+            rng,
+        }
+    }
+}
+
+/// Iterator over the batches of one epoch.
+pub struct EpochIter<'a> {
+    set: &'a TrainSet,
+    order: Vec<(u32, u32)>,
+    pos: usize,
+    batch_size: usize,
+    rng: ChaCha8Rng,
+}
+
+impl Iterator for EpochIter<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        if self.pos >= self.order.len() {
+            return None;
+        }
+        let end = (self.pos + self.batch_size).min(self.order.len());
+        let chunk = &self.order[self.pos..end];
+        self.pos = end;
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        let mut origin = Vec::with_capacity(chunk.len());
+        for (p, part) in self.set.parts.iter().enumerate() {
+            let rows: Vec<i64> = chunk
+                .iter()
+                .filter(|(q, _)| *q as usize == p)
+                .map(|(_, r)| i64::from(*r))
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            origin.extend(rows.iter().map(|&r| part.origin[r as usize]));
+            let idx = Tensor::from_slice(&rows).to_device(part.labels.device());
+            let imgs = part.images.index_select(0, &idx);
+            let imgs = if part.augment {
+                augment_batch(&imgs, self.set.augment, &mut self.rng)
+            } else {
+                imgs
+            };
+            xs.push(to_unit_float(&imgs));
+            ys.push(part.labels.index_select(0, &idx));
+        }
+        Some(Batch {
+            x: Tensor::cat(&xs, 0),
+            y: Tensor::cat(&ys, 0),
+            origin,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.order.len() - self.pos).div_ceil(self.batch_size);
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for EpochIter<'_> {}
+
+/// Sequential batches of `images` for evaluation, as f32 in `[0,1]` on
+/// `device`: `(start, x)` pairs, every sample exactly once.
+pub fn eval_batches(
+    images: &Tensor,
+    batch_size: usize,
+    device: Device,
+) -> impl Iterator<Item = (i64, Tensor)> + '_ {
+    let n = images.size()[0];
+    let bs = batch_size.max(1) as i64;
+    (0..n).step_by(bs as usize).map(move |start| {
+        let len = bs.min(n - start);
+        (
+            start,
+            to_unit_float(&images.narrow(0, start, len).to_device(device)),
+        )
+    })
+}

@@ -1,0 +1,147 @@
+//! Image folders: `root/<class>/<image>.png|jpg`, or with explicit splits
+//! `root/train/<class>/…` and `root/test/<class>/…` (`val` also accepted).
+//! Classes are the sorted folder names; all images must share one size.
+use super::{Split, split_from_bytes};
+use crate::error::{Error, IoContext, Result};
+use std::path::{Path, PathBuf};
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let p = e.at(dir)?.path();
+        if p.is_dir() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_image(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
+        Some("png" | "jpg" | "jpeg")
+    )
+}
+
+/// Reads an image folder; without train/test subfolders the whole folder is
+/// the training split and the test split is empty.
+pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
+    let train_dir = root.join("train");
+    let test_dir = ["test", "val"]
+        .iter()
+        .map(|d| root.join(d))
+        .find(|p| p.is_dir());
+    let (train_root, test_root) = if train_dir.is_dir() {
+        (train_dir, test_dir)
+    } else {
+        (root.to_path_buf(), None)
+    };
+    let classes: Vec<String> = subdirs(&train_root)?
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::format(
+            root,
+            "no class folders; expected root/<class>/<image>.png|jpg, CIFAR-10 binary batches or IDX files",
+        ));
+    }
+    // Colour is decided over both splits, so they share a channel count.
+    let mut files = collect(&train_root, &classes)?;
+    let test_files = match &test_root {
+        Some(t) => collect(t, &classes)?,
+        None => Vec::new(),
+    };
+    let rgb = files
+        .iter()
+        .chain(&test_files)
+        .any(|(p, _)| image_is_colour(p).unwrap_or(true));
+    files.sort();
+    let (train, size) = decode(root, &files, rgb, None)?;
+    let (test, _) = decode(root, &test_files, rgb, Some(size))?;
+    Ok((classes, train, test))
+}
+
+fn collect(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, i64)>> {
+    let mut out = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let cdir = dir.join(class);
+        if !cdir.is_dir() {
+            continue;
+        }
+        let mut imgs: Vec<PathBuf> = std::fs::read_dir(&cdir)
+            .at(&cdir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_image(p))
+            .collect();
+        imgs.sort();
+        out.extend(imgs.into_iter().map(|p| (p, label as i64)));
+    }
+    Ok(out)
+}
+
+fn image_is_colour(p: &Path) -> Result<bool> {
+    let img = image::ImageReader::open(p)
+        .at(p)?
+        .with_guessed_format()
+        .at(p)?
+        .decode()
+        .map_err(|e| Error::format(p, format!("cannot decode image: {e}")))?;
+    Ok(img.color().has_color())
+}
+
+fn decode(
+    root: &Path,
+    files: &[(PathBuf, i64)],
+    rgb: bool,
+    size: Option<(u32, u32)>,
+) -> Result<(Split, (u32, u32))> {
+    let channels = if rgb { 3 } else { 1 };
+    let mut size = size;
+    let mut bytes = Vec::new();
+    let mut labels = Vec::with_capacity(files.len());
+    for (p, label) in files {
+        let img = image::ImageReader::open(p)
+            .at(p)?
+            .with_guessed_format()
+            .at(p)?
+            .decode()
+            .map_err(|e| Error::format(p, format!("cannot decode image: {e}")))?;
+        let dims = (img.width(), img.height());
+        match size {
+            None => size = Some(dims),
+            Some(s) if s != dims => {
+                return Err(Error::format(
+                    p,
+                    format!(
+                        "image is {}x{}; expected {}x{} like the others",
+                        dims.0, dims.1, s.0, s.1
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        // HWC interleaved → CHW planar.
+        let (w, h) = (dims.0 as usize, dims.1 as usize);
+        let raw = if rgb {
+            img.to_rgb8().into_raw()
+        } else {
+            img.to_luma8().into_raw()
+        };
+        let start = bytes.len();
+        bytes.resize(start + raw.len(), 0);
+        for c in 0..channels {
+            for i in 0..h * w {
+                bytes[start + c * h * w + i] = raw[i * channels + c];
+            }
+        }
+        labels.push(*label);
+    }
+    let (w, h) = size.unwrap_or((1, 1));
+    let split = split_from_bytes(root, bytes, labels, [channels as i64, h as i64, w as i64])?;
+    Ok((split, (w, h)))
+}

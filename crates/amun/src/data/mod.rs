@@ -1,0 +1,294 @@
+//! Datasets: fetching from registries, reading standard formats into
+//! in-memory uint8 tensors, forget sets, and batched augmentation.
+//!
+//! Every split is held as `images: [N,C,H,W] uint8` and `labels: [N] int64`;
+//! images become `f32` in `[0,1]` only batch by batch, on the model's device.
+//! Nothing here normalises with a mean/std (AMUN's attack works in pixel space).
+
+mod augment;
+mod batches;
+mod cifar;
+mod fetch;
+mod folder;
+mod idx;
+mod mnist;
+mod split;
+
+pub use augment::{Augment, augment_batch};
+pub use batches::{Batch, EpochIter, Part, TrainSet, eval_batches};
+pub use fetch::{FetchOutcome, Registry, default_data_dir, fetch};
+pub use split::{ForgetSet, ForgetSpec};
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// One split of a dataset, in memory.
+#[derive(Debug)]
+pub struct Split {
+    /// `[N,C,H,W]` uint8.
+    pub images: Tensor,
+    /// `[N]` int64 class indices.
+    pub labels: Tensor,
+}
+
+impl Split {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.size()[0] as usize
+    }
+
+    /// Whether the split holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The samples at `indices`, in that order (copies).
+    pub fn select(&self, indices: &[i64]) -> Split {
+        let idx = Tensor::from_slice(indices).to_device(self.labels.device());
+        Split {
+            images: self.images.index_select(0, &idx),
+            labels: self.labels.index_select(0, &idx),
+        }
+    }
+
+    /// The first `n` samples (no copy).
+    pub fn prefix(&self, n: usize) -> Split {
+        let n = n.min(self.len()) as i64;
+        Split {
+            images: self.images.narrow(0, 0, n),
+            labels: self.labels.narrow(0, 0, n),
+        }
+    }
+
+    /// The same split on `device`.
+    pub fn to_device(&self, device: Device) -> Split {
+        Split {
+            images: self.images.to_device(device),
+            labels: self.labels.to_device(device),
+        }
+    }
+
+    /// Labels as a plain vector.
+    pub fn label_vec(&self) -> Vec<i64> {
+        Vec::<i64>::try_from(&self.labels.to_device(Device::Cpu)).expect("int64 labels")
+    }
+
+    /// Number of samples per class (`num_classes` entries).
+    pub fn class_counts(&self, num_classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; num_classes];
+        for l in self.label_vec() {
+            if let Some(c) = counts.get_mut(l as usize) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Converts uint8 images to `f32` in `[0,1]`; float images pass through.
+pub fn to_unit_float(images: &Tensor) -> Tensor {
+    if images.kind() == Kind::Uint8 {
+        images.to_kind(Kind::Float) / 255.0
+    } else {
+        images.to_kind(Kind::Float)
+    }
+}
+
+/// A dataset: train and test splits plus class names.
+#[derive(Debug)]
+pub struct Dataset {
+    /// How the dataset was named and limited; recorded in every artifact.
+    pub spec: DataSpec,
+    /// Class names, index = label.
+    pub classes: Vec<String>,
+    pub train: Split,
+    pub test: Split,
+}
+
+impl Dataset {
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// `[C, H, W]` of one image.
+    pub fn image_shape(&self) -> [i64; 3] {
+        let s = self.train.images.size();
+        [s[1], s[2], s[3]]
+    }
+
+    /// Moves both splits to `device` (kept there for the whole run).
+    pub fn to_device(&self, device: Device) -> Dataset {
+        Dataset {
+            spec: self.spec.clone(),
+            classes: self.classes.clone(),
+            train: self.train.to_device(device),
+            test: self.test.to_device(device),
+        }
+    }
+}
+
+/// Which dataset, and how much of it. Serialised into forget sets and
+/// checkpoint sidecars, so an artifact can be matched to its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// `cifar10`, `mnist` (the 5,000-image MNIST) or a folder path in one of
+    /// the standard formats (CIFAR-10 binary, IDX, image folder).
+    pub dataset: String,
+    /// Use only the first N training images (registry datasets are stored
+    /// in an order where every prefix is class-balanced or random).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_limit: Option<usize>,
+}
+
+impl DataSpec {
+    /// The whole of a named dataset.
+    pub fn new(dataset: impl Into<String>) -> Self {
+        DataSpec {
+            dataset: dataset.into(),
+            train_limit: None,
+            test_limit: None,
+        }
+    }
+
+    /// Limits the training split to its first `n` images.
+    pub fn train_limit(mut self, n: Option<usize>) -> Self {
+        self.train_limit = n;
+        self
+    }
+
+    /// Limits the test split to its first `n` images.
+    pub fn test_limit(mut self, n: Option<usize>) -> Self {
+        self.test_limit = n;
+        self
+    }
+
+    /// Names the training split, such as `cifar10[train:10000]`: what forget
+    /// sets refer to (their indices index this split).
+    pub fn train_label(&self) -> String {
+        match self.train_limit {
+            Some(n) => format!("{}[train:{n}]", self.dataset),
+            None => self.dataset.clone(),
+        }
+    }
+
+    /// A short human label such as `cifar10[train:10000][test:1000]`.
+    pub fn label(&self) -> String {
+        let mut s = self.train_label();
+        if let Some(n) = self.test_limit {
+            s.push_str(&format!("[test:{n}]"));
+        }
+        s
+    }
+
+    /// Loads the dataset. Registry datasets (`cifar10`, `mnist`) are read
+    /// from `data_dir` (see [`default_data_dir`]) and must have been fetched;
+    /// their files are sha256-checked on every load.
+    pub fn load(&self, data_dir: &Path) -> Result<Dataset> {
+        if self.train_limit == Some(0) {
+            return Err(Error::invalid("train-limit", "expected at least 1 image"));
+        }
+        let (classes, train, test) = match Registry::from_name(&self.dataset) {
+            Some(reg) => {
+                let dir = reg.verified_dir(data_dir)?;
+                match reg {
+                    Registry::Cifar10 => cifar::read_dir(&dir)?,
+                    Registry::Mnist => mnist::read_mnist5k(&dir.join(mnist::MNIST5K_FILE))?,
+                }
+            }
+            None => read_path(Path::new(&self.dataset))?,
+        };
+        let train = match self.train_limit {
+            Some(n) => train.prefix(n),
+            None => train,
+        };
+        let test = match self.test_limit {
+            Some(n) => test.prefix(n),
+            None => test,
+        };
+        check_labels(&self.dataset, &train, classes.len())?;
+        check_labels(&self.dataset, &test, classes.len())?;
+        Ok(Dataset {
+            spec: self.clone(),
+            classes,
+            train,
+            test,
+        })
+    }
+}
+
+fn check_labels(name: &str, split: &Split, num_classes: usize) -> Result<()> {
+    if split.is_empty() {
+        return Ok(());
+    }
+    let max = split.labels.max().int64_value(&[]);
+    let min = split.labels.min().int64_value(&[]);
+    if min < 0 || max as usize >= num_classes {
+        return Err(Error::format(
+            name,
+            format!("labels must lie in 0..{num_classes}, found {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a dataset folder, detecting its format from the files present.
+fn read_path(path: &Path) -> Result<(Vec<String>, Split, Split)> {
+    if !path.exists() {
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "unknown dataset '{}': expected cifar10, mnist, or an existing folder \
+                 (CIFAR-10 binary batches, IDX files or <class>/<image> folders)",
+                path.display()
+            ),
+        ));
+    }
+    if !path.is_dir() {
+        return Err(Error::format(path, "expected a dataset folder"));
+    }
+    if path.join("data_batch_1.bin").exists() || path.join("test_batch.bin").exists() {
+        return cifar::read_dir(path);
+    }
+    if let Some(pair) = idx::find_idx_files(path)? {
+        return idx::read_pair(&pair);
+    }
+    folder::read_image_folder(path)
+}
+
+/// Builds a `Split` from raw bytes, checking the sizes agree.
+pub(crate) fn split_from_bytes(
+    path: &Path,
+    images: Vec<u8>,
+    labels: Vec<i64>,
+    chw: [i64; 3],
+) -> Result<Split> {
+    let n = labels.len() as i64;
+    let per = chw.iter().product::<i64>();
+    if images.len() as i64 != n * per {
+        return Err(Error::format(
+            path,
+            format!(
+                "{} label(s) but {} image byte(s); expected {} per image",
+                n,
+                images.len(),
+                per
+            ),
+        ));
+    }
+    Ok(Split {
+        images: Tensor::from_slice(&images).view([n, chw[0], chw[1], chw[2]]),
+        labels: Tensor::from_slice(&labels),
+    })
+}
+
+/// Paths for the folder holding a dataset's files in the cache.
+pub(crate) fn cache_subdir(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join(name)
+}

@@ -1,0 +1,109 @@
+//! Device choice and the few libtorch switches tch does not expose: bf16
+//! autocast, TF32 and channels-last (through `csrc/shim.cpp`).
+use crate::error::{Error, Result};
+use tch::{Device, Tensor};
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available).
+///
+/// ```no_run
+/// let dev = amun::device::parse_device("auto").unwrap();
+/// println!("{dev:?}");
+/// ```
+pub fn parse_device(s: &str) -> Result<Device> {
+    let err = |msg: String| Error::Device {
+        requested: s.to_string(),
+        msg,
+    };
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        _ => {
+            let idx = match s.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| err("expected cpu, cuda, cuda:N or auto".into()))?,
+                None => return Err(err("expected cpu, cuda, cuda:N or auto".into())),
+            };
+            if !tch::Cuda::is_available() {
+                return Err(err(
+                    "CUDA is not available on this machine (no NVIDIA GPU or driver found); use --device cpu"
+                        .into(),
+                ));
+            }
+            let n = tch::Cuda::device_count() as usize;
+            if idx >= n {
+                return Err(err(format!("only {n} CUDA device(s) present")));
+            }
+            Ok(Device::Cuda(idx))
+        }
+    }
+}
+
+/// Short name of a device for reports: `cpu` or `cuda:N`.
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+unsafe extern "C" {
+    fn amun_autocast_bf16(cuda: i32, enabled: i32, err: *mut u8, len: usize) -> i32;
+    fn amun_set_tf32(allow: i32);
+    fn amun_channels_last(
+        t: *mut std::ffi::c_void,
+        err: *mut u8,
+        len: usize,
+    ) -> *mut std::ffi::c_void;
+}
+
+fn shim_error(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Runs `f` with bf16 autocast on `device` when `enabled` (matmuls and
+/// convolutions in bf16, reductions and losses in fp32, as torch.autocast).
+pub fn with_autocast<T>(device: Device, enabled: bool, f: impl FnOnce() -> T) -> T {
+    if !enabled {
+        return f();
+    }
+    let cuda = i32::from(device.is_cuda());
+    let mut buf = [0u8; 256];
+    // SAFETY: plain C calls into the shim; buffers are owned here.
+    let rc = unsafe { amun_autocast_bf16(cuda, 1, buf.as_mut_ptr(), buf.len()) };
+    assert_eq!(rc, 0, "enabling bf16 autocast: {}", shim_error(&buf));
+    let out = f();
+    // SAFETY: as above; leaves the region entered above.
+    let rc = unsafe { amun_autocast_bf16(cuda, 0, buf.as_mut_ptr(), buf.len()) };
+    assert_eq!(rc, 0, "leaving bf16 autocast: {}", shim_error(&buf));
+    out
+}
+
+/// Allows or forbids TF32 in cuDNN convolutions and cuBLAS matmuls.
+pub fn set_tf32(allow: bool) {
+    // SAFETY: sets two global flags in libtorch.
+    unsafe { amun_set_tf32(i32::from(allow)) }
+}
+
+/// Returns `t` (4-D) in channels-last memory format, same values.
+pub fn channels_last(t: &Tensor) -> Result<Tensor> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the shim reads the tensor handle and returns a new owned one
+    // (allocated with `new at::Tensor`, which tch frees on drop).
+    let ptr = unsafe {
+        amun_channels_last(
+            t.as_ptr() as *mut std::ffi::c_void,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if ptr.is_null() {
+        return Err(Error::invalid("channels-last", shim_error(&buf)));
+    }
+    // SAFETY: ptr is a fresh, owned at::Tensor*.
+    Ok(unsafe { Tensor::from_ptr(ptr as *mut _) })
+}

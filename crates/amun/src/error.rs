@@ -1,0 +1,109 @@
+//! One error type for the library. Every variant names the file, flag or
+//! field at fault and what was expected, so the CLI can print it as is.
+use std::path::{Path, PathBuf};
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in amun.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file exists but its content is not what the format requires.
+    #[error("{}: {msg}", path.display())]
+    Format { path: PathBuf, msg: String },
+    /// A file's sha256 differs from the pinned one.
+    #[error("{}: sha256 mismatch: expected {expected}, got {actual}", path.display())]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// A setting (flag, config field, method parameter) is out of range.
+    #[error("{what}: {msg}")]
+    Invalid { what: String, msg: String },
+    /// A checkpoint does not fit the model or data it is used with.
+    #[error("{}: {msg}", path.display())]
+    Checkpoint { path: PathBuf, msg: String },
+    /// The requested device is not usable.
+    #[error("--device {requested}: {msg}")]
+    Device { requested: String, msg: String },
+    /// Fetching a dataset from its registry failed.
+    #[error("fetching {dataset}: {msg}")]
+    Fetch { dataset: String, msg: String },
+    /// Training diverged (NaN or Inf loss); the inputs were left untouched.
+    #[error("{what}: loss became {value} at epoch {epoch}, step {step}; nothing was written")]
+    Diverged {
+        what: String,
+        value: f64,
+        epoch: usize,
+        step: usize,
+    },
+    /// libtorch reported an error.
+    #[error("{context}: {source}")]
+    Torch {
+        context: String,
+        #[source]
+        source: tch::TchError,
+    },
+}
+
+impl Error {
+    /// A setting `what` (flag or field name) is invalid.
+    pub fn invalid(what: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// The content of `path` is not in the expected format.
+    pub fn format(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    /// `path` is a checkpoint that does not fit.
+    pub fn checkpoint(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Attaches a path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// Attaches a context line to a libtorch error.
+pub(crate) trait TorchContext<T> {
+    fn ctx(self, context: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
+    fn ctx(self, context: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|source| Error::Torch {
+            context: context.to_string(),
+            source,
+        })
+    }
+}

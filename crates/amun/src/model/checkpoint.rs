@@ -1,0 +1,204 @@
+//! Checkpoints: `NAME.safetensors` holds the variables under PyTorch's
+//! `state_dict()` names (loadable with `strict=True`); `NAME.json` beside it
+//! (the sidecar) says what the model is and how it came to be. Both are
+//! written atomically; the sidecar last, so a sidecar always describes a
+//! complete weights file.
+use super::{Classifier, ModelSpec};
+use crate::data::{DataSpec, ForgetSet};
+use crate::error::{Error, Result, TorchContext};
+use crate::fsutil::{self, TempPath};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// Sidecar format tag.
+pub const FORMAT: &str = "amun-checkpoint/1";
+
+/// A short record of a forget set inside a sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgetSummary {
+    pub dataset: String,
+    pub kind: String,
+    pub seed: u64,
+    pub size: usize,
+    /// sha256 of the sorted indices, to tell sets apart without listing them.
+    pub indices_sha256: String,
+}
+
+impl ForgetSummary {
+    pub fn of(set: &ForgetSet) -> ForgetSummary {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for i in &set.indices {
+            h.update(i.to_le_bytes());
+        }
+        ForgetSummary {
+            dataset: set.dataset.clone(),
+            kind: set.kind.clone(),
+            seed: set.seed,
+            size: set.size,
+            indices_sha256: format!("{:x}", h.finalize()),
+        }
+    }
+}
+
+/// How a checkpoint came to be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Origin {
+    /// Trained from scratch by `amun train`.
+    Train {
+        recipe: crate::train::Recipe,
+        /// Samples excluded from training (retraining = exact unlearning).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exclude: Option<ForgetSummary>,
+        epochs_done: usize,
+        wall_s: f64,
+    },
+    /// Produced by an unlearning method from a parent checkpoint.
+    Unlearn {
+        method: String,
+        settings: serde_json::Value,
+        forget: Vec<ForgetSummary>,
+        parent: String,
+        /// Seconds per stage (e.g. `adversarial_search`, `fine_tune`).
+        timing: BTreeMap<String, f64>,
+    },
+    /// Imported from another framework's file.
+    Import { from: String, layout: String },
+}
+
+/// One epoch of a training log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub loss: f64,
+    pub train_acc: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_acc: Option<f64>,
+    pub lr: f64,
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// The JSON beside the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub format: String,
+    pub amun_version: String,
+    pub model: ModelSpec,
+    pub data: DataSpec,
+    pub classes: Vec<String>,
+    /// The seed every random choice of the run drew from.
+    pub seed: u64,
+    pub origin: Origin,
+    #[serde(default)]
+    pub history: Vec<EpochRecord>,
+    /// Final metrics (accuracies in percent).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Sidecar {
+    /// A sidecar for a model of `spec` on `data` with the given origin.
+    pub fn new(
+        spec: &ModelSpec,
+        data: &DataSpec,
+        classes: &[String],
+        seed: u64,
+        origin: Origin,
+    ) -> Sidecar {
+        Sidecar {
+            format: FORMAT.into(),
+            amun_version: env!("CARGO_PKG_VERSION").into(),
+            model: spec.clone(),
+            data: data.clone(),
+            classes: classes.to_vec(),
+            seed,
+            origin,
+            history: Vec::new(),
+            metrics: BTreeMap::new(),
+        }
+    }
+}
+
+/// `model.safetensors` → `model.json`.
+pub fn sidecar_path(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
+}
+
+fn check_extension(path: &Path) -> Result<()> {
+    if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        return Err(Error::invalid(
+            path.display().to_string(),
+            "checkpoints are .safetensors files; expected a path ending in .safetensors",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes named tensors to a safetensors file atomically.
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let tmp = TempPath::beside(path)?;
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.to_device(Device::Cpu).contiguous()))
+        .collect();
+    Tensor::write_safetensors(&cpu, tmp.path()).ctx(format!("writing {}", path.display()))?;
+    tmp.commit()
+}
+
+/// Reads every tensor of a safetensors file onto `device`.
+pub fn read_tensors(path: &Path, device: Device) -> Result<HashMap<String, Tensor>> {
+    if !path.exists() {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    let v = Tensor::read_safetensors(path)
+        .map_err(|e| Error::checkpoint(path, format!("not a readable safetensors file: {e}")))?;
+    Ok(v.into_iter()
+        .map(|(k, t)| (k, t.to_device(device)))
+        .collect())
+}
+
+/// Saves weights then sidecar, each atomically.
+pub fn save(model: &Classifier, path: &Path, sidecar: &Sidecar) -> Result<()> {
+    check_extension(path)?;
+    write_tensors(path, &model.named_tensors())?;
+    fsutil::write_json(&sidecar_path(path), sidecar)
+}
+
+/// Reads a sidecar and checks its format tag.
+pub fn read_sidecar(path: &Path) -> Result<Sidecar> {
+    let sc_path = sidecar_path(path);
+    if !sc_path.exists() {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "no sidecar {} beside it; amun checkpoints come in pairs (weights + JSON)",
+                sc_path.display()
+            ),
+        ));
+    }
+    let sc: Sidecar = fsutil::read_json(&sc_path)?;
+    if sc.format != FORMAT {
+        return Err(Error::format(
+            &sc_path,
+            format!("format '{}'; expected '{FORMAT}'", sc.format),
+        ));
+    }
+    Ok(sc)
+}
+
+/// Loads a checkpoint onto `device`.
+pub fn load(path: &Path, device: Device) -> Result<(Classifier, Sidecar)> {
+    check_extension(path)?;
+    let sc = read_sidecar(path)?;
+    let mut model = Classifier::new(&sc.model, device, 0)?;
+    let tensors = read_tensors(path, device)?;
+    model.load_named(tensors, path)?;
+    Ok((model, sc))
+}

@@ -1,0 +1,361 @@
+//! Image classifiers: the CIFAR ResNet-18 of the spec (and the authors'
+//! variant), VGG-19 with BatchNorm, and a small CNN for CPU work; plus
+//! checkpoints (safetensors + a JSON sidecar).
+
+pub mod checkpoint;
+mod layers;
+mod resnet;
+mod small_cnn;
+mod vgg;
+
+pub use checkpoint::{Origin, Sidecar};
+
+use crate::error::{Error, Result, TorchContext};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+/// A model architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// Three conv stages and a linear layer: seconds per epoch on a CPU.
+    SmallCnn,
+    /// CIFAR ResNet-18 (3x3 stem, no max-pool).
+    Resnet18,
+    /// The AMUN authors' ResNet-18: residual sum halved in downsampling blocks.
+    Resnet18Div2,
+    /// VGG-19 with BatchNorm.
+    Vgg19,
+}
+
+impl Arch {
+    /// Every architecture, for help texts and errors.
+    pub const ALL: [Arch; 4] = [
+        Arch::SmallCnn,
+        Arch::Resnet18,
+        Arch::Resnet18Div2,
+        Arch::Vgg19,
+    ];
+
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::SmallCnn => "small-cnn",
+            Arch::Resnet18 => "resnet18",
+            Arch::Resnet18Div2 => "resnet18-div2",
+            Arch::Vgg19 => "vgg19",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Arch> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
+                Error::invalid(
+                    "model",
+                    format!("unknown model '{s}'; expected one of {}", names.join(", ")),
+                )
+            })
+    }
+}
+
+/// Per-channel input normalisation applied inside the model, so attacks and
+/// data stay in `[0,1]` pixel space while the weights see what they were
+/// trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+/// Everything needed to rebuild a model's graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub arch: Arch,
+    /// Image channels (3 for CIFAR, 1 for MNIST).
+    pub in_channels: i64,
+    /// Image height = width.
+    pub image_size: i64,
+    pub num_classes: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalize>,
+}
+
+impl ModelSpec {
+    /// The spec for `arch` on images of shape `[C,H,W]` with `num_classes`.
+    pub fn for_data(arch: Arch, image_shape: [i64; 3], num_classes: usize) -> Result<ModelSpec> {
+        let [c, h, w] = image_shape;
+        if h != w {
+            return Err(Error::invalid(
+                "model",
+                format!("{arch} needs square images, the data has {h}x{w}"),
+            ));
+        }
+        let spec = ModelSpec {
+            arch,
+            in_channels: c,
+            image_size: h,
+            num_classes: num_classes as i64,
+            normalize: None,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let min = match self.arch {
+            Arch::SmallCnn => 8,
+            Arch::Vgg19 => 32,
+            Arch::Resnet18 | Arch::Resnet18Div2 => 8,
+        };
+        if self.image_size < min {
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "{} needs images of at least {min}x{min}, got {}x{}",
+                    self.arch, self.image_size, self.image_size
+                ),
+            ));
+        }
+        if self.num_classes < 2 || self.in_channels < 1 {
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "needs ≥ 2 classes and ≥ 1 channel, got {} and {}",
+                    self.num_classes, self.in_channels
+                ),
+            ));
+        }
+        if let Some(n) = &self.normalize {
+            let c = self.in_channels as usize;
+            if n.mean.len() != c || n.std.len() != c || n.std.iter().any(|s| *s <= 0.0) {
+                return Err(Error::invalid(
+                    "normalize",
+                    format!("expected {c} means and {c} positive stds"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that a dataset's images and classes fit this model.
+    pub fn check_data(&self, image_shape: [i64; 3], num_classes: usize, what: &Path) -> Result<()> {
+        let [c, h, _] = image_shape;
+        if c != self.in_channels || h != self.image_size || num_classes as i64 != self.num_classes {
+            return Err(Error::checkpoint(
+                what,
+                format!(
+                    "model is {} for {}x{}x{} images and {} classes, but the data has {}x{}x{} images and {} classes",
+                    self.arch,
+                    self.in_channels,
+                    self.image_size,
+                    self.image_size,
+                    self.num_classes,
+                    c,
+                    h,
+                    h,
+                    num_classes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A classifier: its spec, its variables, and the graph over them.
+/// Inputs are `[B,C,H,W]` f32 in `[0,1]`; outputs are logits `[B,K]`.
+#[derive(Debug)]
+pub struct Classifier {
+    vs: nn::VarStore,
+    net: Box<dyn ModuleT>,
+    spec: ModelSpec,
+    norm: Option<(Tensor, Tensor)>,
+    channels_last: bool,
+}
+
+impl Classifier {
+    /// A freshly initialised model; the init draws from libtorch's generator
+    /// seeded with `seed`, so the same seed gives the same weights.
+    pub fn new(spec: &ModelSpec, device: Device, seed: u64) -> Result<Classifier> {
+        spec.validate()?;
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let net: Box<dyn ModuleT> = match spec.arch {
+            Arch::SmallCnn => Box::new(small_cnn::SmallCnn::new(
+                &root,
+                spec.in_channels,
+                spec.image_size,
+                spec.num_classes,
+            )),
+            Arch::Resnet18 | Arch::Resnet18Div2 => Box::new(resnet::ResNet18::new(
+                &root,
+                spec.in_channels,
+                spec.num_classes,
+                spec.arch == Arch::Resnet18Div2,
+            )),
+            Arch::Vgg19 => Box::new(vgg::Vgg19::new(&root, spec.in_channels, spec.num_classes)),
+        };
+        let norm = spec.normalize.as_ref().map(|n| {
+            let c = spec.in_channels;
+            let f = |v: &[f64]| {
+                Tensor::from_slice(&v.iter().map(|x| *x as f32).collect::<Vec<_>>())
+                    .view([1, c, 1, 1])
+                    .to_device(device)
+            };
+            (f(&n.mean), f(&n.std))
+        });
+        Ok(Classifier {
+            vs,
+            net,
+            spec: spec.clone(),
+            norm,
+            channels_last: false,
+        })
+    }
+
+    /// The model's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The device its variables live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The variable store (parameters and BatchNorm buffers).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Logits for `x` (`[B,C,H,W]` f32 in `[0,1]`). `train` switches
+    /// BatchNorm to batch statistics and updates its running statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = match &self.norm {
+            Some((m, s)) => (x - m) / s,
+            None => x.shallow_clone(),
+        };
+        let x = if self.channels_last {
+            crate::device::channels_last(&x).expect("4-D input")
+        } else {
+            x
+        };
+        self.net.forward_t(&x, train)
+    }
+
+    /// An independent copy (same spec, device and values).
+    pub fn try_clone(&self) -> Result<Classifier> {
+        let mut c = Classifier::new(&self.spec, self.device(), 0)?;
+        c.vs.copy(&self.vs).ctx("copying model variables")?;
+        if self.channels_last {
+            c.use_channels_last()?;
+        }
+        Ok(c)
+    }
+
+    /// Stores 4-D weights channels-last and feeds inputs channels-last
+    /// (faster convolutions on recent GPUs; same values).
+    pub fn use_channels_last(&mut self) -> Result<()> {
+        for (_, mut v) in self.vs.variables() {
+            if v.dim() == 4 {
+                let cl = crate::device::channels_last(&v)?;
+                v.set_data(&cl);
+            }
+        }
+        self.channels_last = true;
+        Ok(())
+    }
+
+    /// Every variable by name, sorted (the checkpoint's content).
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The trainable parameters by name, sorted.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.named_tensors()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect()
+    }
+
+    /// Overwrites every variable from `tensors`. Strict: missing names,
+    /// unexpected names and shape mismatches are all listed in the error.
+    pub fn load_named(&mut self, tensors: HashMap<String, Tensor>, source: &Path) -> Result<()> {
+        let mine = self.vs.variables();
+        let mut missing: Vec<&String> = mine.keys().filter(|k| !tensors.contains_key(*k)).collect();
+        let mut unexpected: Vec<&String> =
+            tensors.keys().filter(|k| !mine.contains_key(*k)).collect();
+        let mut shapes: Vec<String> = mine
+            .iter()
+            .filter_map(|(k, v)| {
+                let t = tensors.get(k)?;
+                (t.size() != v.size())
+                    .then(|| format!("{k}: checkpoint {:?}, model {:?}", t.size(), v.size()))
+            })
+            .collect();
+        missing.sort();
+        unexpected.sort();
+        shapes.sort();
+        if !missing.is_empty() || !unexpected.is_empty() || !shapes.is_empty() {
+            let mut parts = Vec::new();
+            let list = |v: &[&String]| {
+                let mut s: Vec<String> = v.iter().take(8).map(|x| x.to_string()).collect();
+                if v.len() > 8 {
+                    s.push(format!("… {} more", v.len() - 8));
+                }
+                s.join(", ")
+            };
+            if !missing.is_empty() {
+                parts.push(format!("missing {}", list(&missing)));
+            }
+            if !unexpected.is_empty() {
+                parts.push(format!("unexpected {}", list(&unexpected)));
+            }
+            if !shapes.is_empty() {
+                parts.push(format!("shape mismatch {}", shapes.join("; ")));
+            }
+            return Err(Error::checkpoint(
+                source,
+                format!(
+                    "does not fit a {} with {} classes: {}",
+                    self.spec.arch,
+                    self.spec.num_classes,
+                    parts.join("; ")
+                ),
+            ));
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (k, mut v) in mine {
+                let src = &tensors[&k];
+                let src = if v.kind() == Kind::Int64 {
+                    src.to_kind(Kind::Int64)
+                } else {
+                    src.to_kind(v.kind())
+                };
+                v.f_copy_(&src).ctx(format!("loading {k}"))?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,20 @@
+//! How the library reports progress without printing: the caller passes a
+//! [`Progress`] (the CLI draws bars with it; tests pass [`Quiet`]).
+
+/// Receives progress of long operations.
+pub trait Progress: Send + Sync {
+    /// A new phase with `total` steps begins.
+    fn start(&self, _label: &str, _total: u64) {}
+    /// `pos` of `total` steps are done; `status` is a short live summary.
+    fn update(&self, _pos: u64, _status: &str) {}
+    /// The phase ended; `summary` is a line worth keeping.
+    fn finish(&self, _summary: &str) {}
+    /// A line worth keeping, outside any phase.
+    fn note(&self, _line: &str) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quiet;
+
+impl Progress for Quiet {}

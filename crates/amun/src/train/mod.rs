@@ -1,0 +1,311 @@
+//! Training from scratch: the recipe, the SGD loop, checkpoints every epoch
+//! and an exact resume.
+
+mod fit;
+mod recipe;
+mod sgd;
+
+pub use fit::{EpochConfig, EpochStats, cross_entropy, sgd_epoch};
+pub use recipe::{Recipe, Schedule, TrainParams};
+pub use sgd::Sgd;
+
+use crate::data::{Augment, Dataset, ForgetSet, Part, TrainSet};
+use crate::error::{Error, Result};
+use crate::eval;
+use crate::model::checkpoint::{self, EpochRecord, ForgetSummary, Origin, Sidecar};
+use crate::model::{Classifier, ModelSpec};
+use crate::progress::Progress;
+use crate::seed::derive;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// A training run: what to train, on what, and where to keep it.
+pub struct TrainJob<'a> {
+    pub spec: ModelSpec,
+    /// The data, already on the training device.
+    pub data: &'a Dataset,
+    pub recipe: Recipe,
+    pub seed: u64,
+    /// Samples to leave out (retraining without them = exact unlearning).
+    pub exclude: Option<&'a ForgetSet>,
+    /// Where to write the checkpoint (every epoch); `None` keeps it in memory.
+    pub out: Option<&'a Path>,
+    /// Continue from the resume state beside `out` if there is one.
+    pub resume: bool,
+    /// Measure test accuracy after every epoch (else only at the end).
+    pub eval_each_epoch: bool,
+}
+
+/// The result of a run.
+pub struct Trained {
+    pub model: Classifier,
+    pub sidecar: Sidecar,
+    /// Epochs run by this call (0 when resuming a finished run).
+    pub epochs_run: usize,
+}
+
+/// `model.safetensors` → `model.resume.safetensors`: weights, momentum,
+/// epoch and history in one file, so one rename commits a resume point.
+pub fn resume_path(out: &Path) -> PathBuf {
+    out.with_extension("resume.safetensors")
+}
+
+/// The samples a job trains on: the training split minus `exclude`.
+pub fn train_set(data: &Dataset, exclude: Option<&ForgetSet>, augment: bool) -> TrainSet {
+    let part = match exclude {
+        Some(f) => Part::from_indices("retain", &data.train, &f.retain_indices(), augment),
+        None => Part::whole("train", &data.train, augment),
+    };
+    TrainSet::single(part, Augment::CROP_FLIP)
+}
+
+/// What identifies a run for resuming: recipe, seed, data, exclusions.
+fn fingerprint(job: &TrainJob<'_>) -> String {
+    serde_json::json!({
+        "model": job.spec,
+        "recipe": job.recipe,
+        "seed": job.seed,
+        "data": job.data.spec,
+        "exclude": job.exclude.map(ForgetSummary::of),
+    })
+    .to_string()
+}
+
+fn bytes_tensor(s: &str) -> Tensor {
+    Tensor::from_slice(s.as_bytes())
+}
+
+fn tensor_string(t: &Tensor) -> String {
+    let v = Vec::<u8>::try_from(t.to_kind(Kind::Uint8)).unwrap_or_default();
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+/// Trains a model as `job` says, writing a checkpoint after every epoch
+/// when `job.out` is set. With `job.resume`, continues exactly where a
+/// killed run of the same job stopped (same final weights as an
+/// uninterrupted run on the CPU).
+pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
+    let recipe = &job.recipe;
+    let device = job.data.train.images.device();
+    if let Some(out) = job.out {
+        crate::fsutil::check_writable(out)?;
+        crate::fsutil::check_writable(&resume_path(out))?;
+    }
+    if let Some(f) = job.exclude {
+        f.check_matches(job.data, Path::new("exclude"))?;
+    }
+    let mut model = Classifier::new(&job.spec, device, derive(job.seed, "init", 0))?;
+    if recipe.channels_last && device.is_cuda() {
+        model.use_channels_last()?;
+    }
+    let mut opt = Sgd::new(
+        &model,
+        recipe.momentum,
+        recipe.weight_decay,
+        recipe.nesterov,
+    );
+    let fp = fingerprint(job);
+    let mut history: Vec<EpochRecord> = Vec::new();
+    let mut start_epoch = 0;
+    let mut wall_before = 0.0;
+
+    if job.resume {
+        let out = job
+            .out
+            .ok_or_else(|| Error::invalid("resume", "needs --out, the checkpoint to resume"))?;
+        let rp = resume_path(out);
+        if rp.exists() {
+            let mut t = checkpoint::read_tensors(&rp, device)?;
+            let meta = t
+                .remove("meta.fingerprint")
+                .map(|x| tensor_string(&x))
+                .unwrap_or_default();
+            if meta != fp {
+                return Err(Error::checkpoint(
+                    &rp,
+                    "resume state of a different run (model, recipe, seed, data or --exclude differ); \
+                     rerun with the same settings, or without --resume to start over",
+                ));
+            }
+            start_epoch = t
+                .remove("meta.epoch")
+                .map(|x| x.int64_value(&[]))
+                .unwrap_or(0) as usize;
+            wall_before = t
+                .remove("meta.wall_s")
+                .map(|x| x.double_value(&[]))
+                .unwrap_or(0.0);
+            history = t
+                .remove("meta.history")
+                .map(|x| serde_json::from_str(&tensor_string(&x)).unwrap_or_default())
+                .unwrap_or_default();
+            let mut weights = HashMap::new();
+            let mut momentum = HashMap::new();
+            for (k, v) in t {
+                if let Some(n) = k.strip_prefix("model.") {
+                    weights.insert(n.to_string(), v);
+                } else if let Some(n) = k.strip_prefix("momentum.") {
+                    momentum.insert(n.to_string(), v);
+                }
+            }
+            model.load_named(weights, &rp)?;
+            opt.load_state(&momentum)?;
+            progress.note(&format!(
+                "resuming at epoch {} from {}",
+                start_epoch + 1,
+                rp.display()
+            ));
+        } else if out.exists() {
+            // A finished run leaves no resume state: hand back its result.
+            let (m, sc) = checkpoint::load(out, device)?;
+            if let Origin::Train { epochs_done, .. } = &sc.origin
+                && *epochs_done == recipe.epochs
+                && sc.seed == job.seed
+            {
+                progress.note(&format!("{} is complete; nothing to resume", out.display()));
+                return Ok(Trained {
+                    model: m,
+                    sidecar: sc,
+                    epochs_run: 0,
+                });
+            }
+            return Err(Error::checkpoint(
+                out,
+                "exists without resume state and is not a finished run of these settings",
+            ));
+        }
+    }
+
+    let set = train_set(job.data, job.exclude, recipe.augment);
+    if set.is_empty() {
+        return Err(Error::invalid("exclude", "leaves no sample to train on"));
+    }
+    let iters = set.batches_per_epoch(recipe.batch_size);
+    let mut sidecar = Sidecar::new(
+        &job.spec,
+        &job.data.spec,
+        &job.data.classes,
+        job.seed,
+        Origin::Train {
+            recipe: recipe.clone(),
+            exclude: job.exclude.map(ForgetSummary::of),
+            epochs_done: start_epoch,
+            wall_s: wall_before,
+        },
+    );
+    let started = Instant::now();
+    for epoch in start_epoch..recipe.epochs {
+        let lr = |i: usize| {
+            recipe
+                .schedule
+                .lr(recipe.lr, epoch, i, iters, recipe.epochs)
+        };
+        let cfg = EpochConfig {
+            label: "train",
+            epoch,
+            batch_size: recipe.batch_size,
+            seed: derive(job.seed, "epoch", epoch as u64),
+            bf16: recipe.bf16,
+            lr: &lr,
+        };
+        let stats = sgd_epoch(
+            &model,
+            &mut opt,
+            &set,
+            &cfg,
+            &mut |_, logits, b| cross_entropy(logits, &b.y),
+            progress,
+        )?;
+        let last = epoch + 1 == recipe.epochs;
+        let test_acc = (job.eval_each_epoch || last)
+            .then(|| eval::accuracy(&model, &job.data.test).percent())
+            .filter(|a| a.is_finite());
+        history.push(EpochRecord {
+            epoch: epoch + 1,
+            loss: stats.loss,
+            train_acc: stats.acc,
+            test_acc,
+            lr: stats.lr,
+            seconds: stats.seconds,
+            images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
+        });
+        if let Some(t) = test_acc {
+            progress.note(&format!("epoch {}: test accuracy {t:.2}%", epoch + 1));
+        }
+        let wall = wall_before + started.elapsed().as_secs_f64();
+        if let Origin::Train {
+            epochs_done,
+            wall_s,
+            ..
+        } = &mut sidecar.origin
+        {
+            *epochs_done = epoch + 1;
+            *wall_s = wall;
+        }
+        sidecar.history = history.clone();
+        if let Some(out) = job.out {
+            if let Some(t) = test_acc {
+                sidecar.metrics.insert("test_acc".into(), t);
+            }
+            sidecar
+                .metrics
+                .insert("train_acc_running".into(), stats.acc);
+            checkpoint::save(&model, out, &sidecar)?;
+            if last {
+                let _ = std::fs::remove_file(resume_path(out));
+            } else {
+                write_resume(out, &model, &opt, epoch + 1, wall, &history, &fp)?;
+            }
+        }
+    }
+    if let Some(t) = history.last().and_then(|h| h.test_acc) {
+        sidecar.metrics.insert("test_acc".into(), t);
+    }
+    Ok(Trained {
+        model,
+        sidecar,
+        epochs_run: recipe.epochs - start_epoch,
+    })
+}
+
+fn write_resume(
+    out: &Path,
+    model: &Classifier,
+    opt: &Sgd,
+    epoch: usize,
+    wall: f64,
+    history: &[EpochRecord],
+    fp: &str,
+) -> Result<()> {
+    let mut t: Vec<(String, Tensor)> = model
+        .named_tensors()
+        .into_iter()
+        .map(|(k, v)| (format!("model.{k}"), v))
+        .collect();
+    t.extend(
+        opt.state()
+            .into_iter()
+            .map(|(k, v)| (format!("momentum.{k}"), v)),
+    );
+    t.push(("meta.epoch".into(), Tensor::from(epoch as i64)));
+    t.push(("meta.wall_s".into(), Tensor::from(wall)));
+    t.push((
+        "meta.history".into(),
+        bytes_tensor(&serde_json::to_string(history).unwrap_or_default()),
+    ));
+    t.push(("meta.fingerprint".into(), bytes_tensor(fp)));
+    checkpoint::write_tensors(&resume_path(out), &t)
+}
+
+/// Evaluates the final model on train and test and records it.
+pub fn record_final_metrics(model: &Classifier, data: &Dataset, sidecar: &mut Sidecar) {
+    let train = eval::accuracy(model, &data.train).percent();
+    let test = eval::accuracy(model, &data.test).percent();
+    sidecar.metrics.remove("train_acc_running");
+    sidecar.metrics.insert("train_acc".into(), train);
+    if test.is_finite() {
+        sidecar.metrics.insert("test_acc".into(), test);
+    }
+}

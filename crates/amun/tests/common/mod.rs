@@ -1,0 +1,27 @@
+//! Shared by the integration tests: real datasets from the cache (fetched
+//! on first use; `AMUN_DATA_DIR` picks the folder) and tiny training runs.
+#![allow(dead_code)]
+
+use amun::data::{DataSpec, Dataset, Registry, default_data_dir, fetch};
+use std::sync::Mutex;
+
+static FETCH: Mutex<()> = Mutex::new(());
+
+/// The registry dataset, fetched once per test binary if missing.
+pub fn load(name: &str, train_limit: Option<usize>, test_limit: Option<usize>) -> Dataset {
+    let reg = Registry::from_name(name).expect("registry dataset");
+    {
+        let _g = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+        fetch(reg, &default_data_dir()).expect("fetching test data");
+    }
+    DataSpec::new(name)
+        .train_limit(train_limit)
+        .test_limit(test_limit)
+        .load(&default_data_dir())
+        .expect("loading test data")
+}
+
+/// MNIST-5k (4,000 train / 1,000 test).
+pub fn mnist() -> Dataset {
+    load("mnist", None, None)
+}

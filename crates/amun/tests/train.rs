@@ -1,0 +1,210 @@
+//! Training: learns for real, checkpoints round-trip exactly, a resumed run
+//! ends with the same weights as an uninterrupted one, the seed fixes all.
+mod common;
+
+use amun::data::{Dataset, ForgetSet, ForgetSpec};
+use amun::eval::{accuracy, logits};
+use amun::model::{Arch, Classifier, ModelSpec, checkpoint};
+use amun::progress::Quiet;
+use amun::train::{Recipe, TrainJob, TrainParams, resume_path, train};
+use std::path::Path;
+
+fn recipe(epochs: usize) -> Recipe {
+    TrainParams::new()
+        .epochs(epochs)
+        .batch_size(64)
+        .check()
+        .unwrap()
+}
+
+fn job<'a>(data: &'a Dataset, recipe: Recipe, out: Option<&'a Path>, resume: bool) -> TrainJob<'a> {
+    TrainJob {
+        spec: ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), data.num_classes()).unwrap(),
+        data,
+        recipe,
+        seed: 5,
+        exclude: None,
+        out,
+        resume,
+        eval_each_epoch: false,
+    }
+}
+
+fn weights_equal(a: &Classifier, b: &Classifier) -> bool {
+    a.named_tensors()
+        .iter()
+        .zip(b.named_tensors())
+        .all(|((n1, t1), (n2, t2))| *n1 == n2 && t1.equal(&t2))
+}
+
+#[test]
+fn small_cnn_learns_mnist_far_above_chance() {
+    let data = common::mnist();
+    let trained = train(&job(&data, recipe(3), None, false), &Quiet).unwrap();
+    let acc = accuracy(&trained.model, &data.test).percent();
+    assert!(acc > 90.0, "test accuracy {acc:.1}% after 3 epochs");
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_logits() {
+    let data = common::load("mnist", Some(500), Some(200));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let trained = train(&job(&data, recipe(1), Some(&out), false), &Quiet).unwrap();
+    let (loaded, sc) = checkpoint::load(&out, tch::Device::Cpu).unwrap();
+    assert!(logits(&trained.model, &data.test.images).equal(&logits(&loaded, &data.test.images)));
+    assert_eq!(sc.seed, 5);
+    assert!(
+        !resume_path(&out).exists(),
+        "a finished run leaves no resume state"
+    );
+    // Another architecture or class count is refused, naming what differs.
+    let mut sc2 = sc.clone();
+    sc2.model.num_classes = 7;
+    amun::fsutil::write_json(&checkpoint::sidecar_path(&out), &sc2).unwrap();
+    let msg = checkpoint::load(&out, tch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("fc.weight") && msg.contains("shape mismatch"),
+        "{msg}"
+    );
+    sc2.model = sc.model.clone();
+    sc2.model.arch = Arch::Resnet18;
+    amun::fsutil::write_json(&checkpoint::sidecar_path(&out), &sc2).unwrap();
+    let msg = checkpoint::load(&out, tch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("missing") && msg.contains("unexpected"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn resume_matches_an_uninterrupted_run_bit_for_bit() {
+    let data = common::load("mnist", Some(600), Some(100));
+    let dir = tempfile::tempdir().unwrap();
+    let full_out = dir.path().join("full.safetensors");
+    let full = train(&job(&data, recipe(3), Some(&full_out), false), &Quiet).unwrap();
+
+    // "Kill" the same 3-epoch job after its second epoch's checkpoint.
+    let out = dir.path().join("cut.safetensors");
+    let r3 = recipe(3);
+    {
+        // Run two epochs of the three-epoch job, leaving its resume state.
+        let j = job(&data, r3.clone(), Some(&out), false);
+        let p = StopAfter {
+            epochs: 2,
+            seen: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train(&j, &p)));
+        assert!(killed.is_err(), "the stop hook interrupts the run");
+    }
+    assert!(resume_path(&out).exists());
+    let resumed = train(&job(&data, r3, Some(&out), true), &Quiet).unwrap();
+    assert_eq!(resumed.epochs_run, 1);
+    assert!(weights_equal(&full.model, &resumed.model));
+    assert_eq!(full.sidecar.history.len(), resumed.sidecar.history.len());
+    // Resuming a finished run does nothing and returns it.
+    let again = train(&job(&data, recipe(3), Some(&out), true), &Quiet).unwrap();
+    assert_eq!(again.epochs_run, 0);
+    // Another seed's state is refused rather than mixed.
+    let mut other = job(&data, recipe(3), Some(&out), true);
+    other.seed = 6;
+    assert!(train(&other, &Quiet).is_err());
+}
+
+/// A progress sink that aborts the run (by panicking inside a start call)
+/// once `epochs` epochs have been checkpointed.
+struct StopAfter {
+    epochs: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl amun::progress::Progress for StopAfter {
+    fn start(&self, label: &str, _total: u64) {
+        if label.starts_with("train epoch") {
+            let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == self.epochs {
+                panic!("simulated kill");
+            }
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_weights_other_seed_other_weights() {
+    let data = common::load("mnist", Some(400), Some(100));
+    let a = train(&job(&data, recipe(1), None, false), &Quiet).unwrap();
+    let b = train(&job(&data, recipe(1), None, false), &Quiet).unwrap();
+    assert!(weights_equal(&a.model, &b.model));
+    let mut j = job(&data, recipe(1), None, false);
+    j.seed = 99;
+    let c = train(&j, &Quiet).unwrap();
+    assert!(!weights_equal(&a.model, &c.model));
+}
+
+#[test]
+fn retraining_with_exclude_never_sees_a_forget_sample() {
+    let data = common::load("mnist", Some(500), Some(100));
+    let forget = ForgetSet::choose(&data, &ForgetSpec::Fraction(0.2), 3).unwrap();
+    let set = amun::train::train_set(&data, Some(&forget), true);
+    assert_eq!(set.len(), 400);
+    let f: std::collections::HashSet<i64> = forget.indices.iter().copied().collect();
+    let mut seen = 0;
+    for b in set.epoch(64, 1) {
+        assert!(b.origin.iter().all(|i| !f.contains(i)));
+        seen += b.origin.len();
+    }
+    assert_eq!(seen, 400, "no sample dropped, none repeated");
+}
+
+#[test]
+fn bad_recipes_are_refused() {
+    assert!(
+        TrainParams::new()
+            .epochs(0)
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("epochs")
+    );
+    assert!(
+        TrainParams::new()
+            .lr(0.0)
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("lr")
+    );
+    assert!(TrainParams::new().batch_size(0).check().is_err());
+    assert!("step:0".parse::<amun::train::Schedule>().is_err());
+    assert!("warp:3".parse::<amun::train::Schedule>().is_err());
+    assert!(
+        "nope"
+            .parse::<Arch>()
+            .unwrap_err()
+            .to_string()
+            .contains("small-cnn")
+    );
+}
+
+#[test]
+fn every_architecture_builds_and_runs_on_its_data_shape() {
+    for (arch, shape) in [
+        (Arch::SmallCnn, [1, 28, 28]),
+        (Arch::Resnet18, [3, 32, 32]),
+        (Arch::Resnet18Div2, [1, 28, 28]),
+        (Arch::Vgg19, [3, 32, 32]),
+    ] {
+        let spec = ModelSpec::for_data(arch, shape, 10).unwrap();
+        let m = Classifier::new(&spec, tch::Device::Cpu, 0).unwrap();
+        let x = tch::Tensor::rand(
+            [2, shape[0], shape[1], shape[2]],
+            (tch::Kind::Float, tch::Device::Cpu),
+        );
+        assert_eq!(m.forward_t(&x, true).size(), vec![2, 10], "{arch}");
+    }
+    assert!(ModelSpec::for_data(Arch::Vgg19, [1, 28, 28], 10).is_err());
+}
