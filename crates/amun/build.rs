@@ -5,7 +5,10 @@ include!("../torch_link.rs");
 fn main() {
     let lib = libtorch_lib();
     // torch-sys reports <torch>/lib; the headers sit beside it.
-    let include = lib.parent().expect("libtorch lib folder has a parent").join("include");
+    let include = lib
+        .parent()
+        .expect("libtorch lib folder has a parent")
+        .join("include");
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=../torch_link.rs");
     cc::Build::new()

@@ -42,8 +42,10 @@ pub mod model;
 pub mod progress;
 pub mod seed;
 pub mod train;
+pub mod unlearn;
 
 pub use error::{Error, Result};
+pub mod attack;
 pub mod bench;
 pub mod report;
 

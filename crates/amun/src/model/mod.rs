@@ -291,6 +291,23 @@ impl Classifier {
         v
     }
 
+    /// sha256 over every variable's name and bytes: identifies the exact
+    /// weights an artifact (an adversarial set, a mask) was computed from.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (name, t) in self.named_tensors() {
+            h.update(name.as_bytes());
+            let bytes = t
+                .to_device(Device::Cpu)
+                .contiguous()
+                .flatten(0, -1)
+                .view_dtype(Kind::Uint8);
+            h.update(Vec::<u8>::try_from(bytes).unwrap_or_default());
+        }
+        format!("{:x}", h.finalize())
+    }
+
     /// The trainable parameters by name, sorted.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         self.named_tensors()

@@ -5,9 +5,11 @@ use crate::model::Arch;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 
-/// Learning-rate schedule.
+/// Learning-rate schedule. Written as a string everywhere (flags, configs,
+/// sidecars): `constant`, `step:STEP[:GAMMA]`, `multistep:M1,M2[:GAMMA]`,
+/// `cosine`, `onecycle[:PCT_START]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(into = "String", try_from = "String")]
 pub enum Schedule {
     /// The base rate throughout.
     Constant,
@@ -58,6 +60,34 @@ impl Schedule {
             }
             _ => Ok(()),
         }
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Constant => write!(f, "constant"),
+            Schedule::Step { step, gamma } => write!(f, "step:{step}:{gamma}"),
+            Schedule::MultiStep { milestones, gamma } => {
+                let m: Vec<String> = milestones.iter().map(|m| m.to_string()).collect();
+                write!(f, "multistep:{}:{gamma}", m.join(","))
+            }
+            Schedule::Cosine => write!(f, "cosine"),
+            Schedule::OneCycle { pct_start } => write!(f, "onecycle:{pct_start}"),
+        }
+    }
+}
+
+impl From<Schedule> for String {
+    fn from(s: Schedule) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Schedule {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Schedule> {
+        s.parse()
     }
 }
 
