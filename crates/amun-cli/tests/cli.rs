@@ -408,3 +408,347 @@ fn full_disk_leaves_no_partial_checkpoint() {
         files_in(dir.path())
     );
 }
+
+fn sha(path: &Path) -> String {
+    amun::data::sha256_file(path).unwrap()
+}
+
+/// Trains a tiny MNIST model and a forget set in `dir`.
+fn tiny_setup(dir: &Path) -> (String, String) {
+    ensure("mnist");
+    let ck = dir.join("orig.safetensors").to_string_lossy().into_owned();
+    let f = dir.join("forget.json").to_string_lossy().into_owned();
+    let o = amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--forget",
+        "30",
+        "--seed",
+        "2",
+        "--out",
+        &f,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.02",
+        "--device",
+        "cpu",
+        "--out",
+        &ck,
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (ck, f)
+}
+
+#[test]
+fn adv_mask_unlearn_methods_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ck, f) = tiny_setup(dir.path());
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let o = amun(&[
+        "adv",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--out",
+        &p("adv.safetensors"),
+        "--steps",
+        "5",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["samples"], 30);
+    assert_eq!(s["success_rate"], 100.0);
+    let o = amun(&[
+        "mask",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--ratio",
+        "0.25",
+        "--out",
+        &p("mask.safetensors"),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0.25"));
+    let before = sha(Path::new(&ck));
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--method",
+        "amun",
+        "--adv",
+        &p("adv.safetensors"),
+        "--epochs",
+        "2",
+        "--out",
+        &p("amun.safetensors"),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sidecar"]["origin"]["kind"], "unlearn");
+    assert_eq!(v["sidecar"]["origin"]["method"], "amun");
+    assert_eq!(v["sidecar"]["origin"]["settings"]["finetune"]["epochs"], 2);
+    assert!(
+        v["sidecar"]["origin"]["timing"]["fine_tune"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        sha(Path::new(&ck)),
+        before,
+        "the input checkpoint is never touched"
+    );
+    // The unlearned checkpoint evaluates like any other.
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &p("amun.safetensors"),
+        "--forget",
+        &f,
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Continual, adaptive, without the retain set, AMUN+SalUn.
+    let f2 = p("forget2.json");
+    let o = amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--forget",
+        "20",
+        "--seed",
+        "9",
+        "--out",
+        &f2,
+    ]);
+    assert!(o.status.success());
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--requests",
+        &f,
+        &f2,
+        "--adaptive",
+        "--no-retain",
+        "--method",
+        "amun-salun",
+        "--epochs",
+        "1",
+        "--steps",
+        "5",
+        "--out",
+        &p("cont.safetensors"),
+        "--device",
+        "cpu",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("forget") && out.contains("adversarial_search"),
+        "{out}"
+    );
+    let o = amun(&["methods"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("amun-salun"));
+}
+
+#[test]
+fn unlearn_bad_inputs_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ck, f) = tiny_setup(dir.path());
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let before = sha(Path::new(&ck));
+    let out = p("u.safetensors");
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--lr",
+        "0",
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, &["amun.lr", "positive"]);
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--epochs",
+        "0",
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, &["amun.epochs"]);
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--method",
+        "oblivion",
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, &["oblivion", "amun-salun"]);
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--set",
+        "finetune.nope=1",
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, &["finetune.nope", "unknown setting"]);
+    // Diverging fine-tuning: the step is reported, nothing is written.
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--lr",
+        "1e12",
+        "--momentum",
+        "0",
+        "--steps",
+        "2",
+        "--out",
+        &out,
+        "--device",
+        "cpu",
+        "-q",
+    ]);
+    fails_with(&o, &["amun", "step", "nothing was written"]);
+    // An adversarial set of another forget set, or another model.
+    let other = p("other.json");
+    assert!(
+        amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "30",
+            "--seed",
+            "5",
+            "--out",
+            &other
+        ])
+        .status
+        .success()
+    );
+    let adv = p("adv.safetensors");
+    assert!(
+        amun(&[
+            "adv",
+            "--checkpoint",
+            &ck,
+            "--forget",
+            &other,
+            "--out",
+            &adv,
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+            "-q"
+        ])
+        .status
+        .success()
+    );
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--adv",
+        &adv,
+        "--out",
+        &out,
+        "--device",
+        "cpu",
+    ]);
+    fails_with(&o, &["adv.safetensors", "forget set"]);
+    // A forget set for other data.
+    let big = p("big.json");
+    assert!(
+        amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--forget",
+            "30",
+            "--out",
+            &big
+        ])
+        .status
+        .success()
+    );
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &big,
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, &["big.json", "mnist[train:300]"]);
+    let o = amun(&["unlearn", "--checkpoint", &ck, "--forget", &f, "--out", &ck]);
+    fails_with(&o, &["overwrite"]);
+    assert!(!Path::new(&out).exists());
+    assert_eq!(sha(Path::new(&ck)), before);
+    assert!(
+        files_in(dir.path())
+            .iter()
+            .all(|n| !n.starts_with("u.") && !n.starts_with(".u.")),
+        "{:?}",
+        files_in(dir.path())
+    );
+}

@@ -110,3 +110,56 @@ pub fn run(cfg: &BenchConfig, device: Device) -> Result<BenchResult> {
         ms_per_step: sec * 1e3,
     })
 }
+
+/// One timed adversarial-set search.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchBench {
+    /// `refill` or `naive`.
+    pub schedule: String,
+    pub samples: usize,
+    pub wall_s: f64,
+    /// Forward+backward passes over samples, per second.
+    pub image_steps_per_s: f64,
+    pub total_steps: u64,
+    pub median_distance: f64,
+    pub eps_histogram: std::collections::BTreeMap<String, usize>,
+}
+
+/// Times the full search with batch refilling against the naive loop (a
+/// batch runs until its last sample finishes) on the same samples, one after
+/// the other; returns both lines and whether their results are bit-identical.
+pub fn search_refill_vs_naive(
+    model: &Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    indices: &[i64],
+    settings: &crate::attack::AdvSettings,
+    progress: &dyn crate::progress::Progress,
+) -> Result<(Vec<SearchBench>, bool)> {
+    let mut lines = Vec::new();
+    let mut sets = Vec::new();
+    for refill in [true, false] {
+        let mut s = settings.clone();
+        s.refill = refill;
+        sync(model.device());
+        let t = Instant::now();
+        let set = crate::attack::search(model, images, labels, indices, &s, progress)?;
+        sync(model.device());
+        let wall = t.elapsed().as_secs_f64();
+        let sum = set.summary();
+        lines.push(SearchBench {
+            schedule: if refill { "refill" } else { "naive" }.into(),
+            samples: sum.samples,
+            wall_s: wall,
+            image_steps_per_s: sum.total_steps as f64 / wall,
+            total_steps: sum.total_steps,
+            median_distance: sum.median_distance,
+            eps_histogram: sum.eps_histogram,
+        });
+        sets.push(set);
+    }
+    let same = sets[0].images.equal(&sets[1].images)
+        && sets[0].adv_labels == sets[1].adv_labels
+        && sets[0].eps == sets[1].eps;
+    Ok((lines, same))
+}

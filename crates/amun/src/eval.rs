@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// Batch size for evaluation (no gradients, so larger than training's).
-pub const EVAL_BATCH: usize = 500;
+pub const EVAL_BATCH: usize = 256;
 
 /// Logits `[N,K]` (f32, on the CPU) for `images` (`[N,C,H,W]` uint8 or f32).
 pub fn logits(model: &Classifier, images: &Tensor) -> Tensor {

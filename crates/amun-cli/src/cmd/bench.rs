@@ -50,6 +50,20 @@ pub struct BenchArgs {
     /// Windows; the median is reported
     #[arg(long, default_value_t = 3)]
     pub windows: usize,
+    /// pgd: also time the full adversarial-set search of the first N samples
+    /// of --forget on --checkpoint, with batch refilling and without
+    #[arg(long, value_name = "N", requires_all = ["checkpoint", "forget"])]
+    pub search: Option<usize>,
+    /// The trained model for --search
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// The forget set for --search
+    #[arg(long, value_name = "FORGET.json")]
+    pub forget: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub attack: super::adv::AttackArgs,
+    #[command(flatten)]
+    pub dir: super::DataDir,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
@@ -90,10 +104,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         results.push(run_bench(&cfg, dev)?);
     }
     let hw = hardware_line(dev);
+    let search = match (a.search, &a.checkpoint, &a.forget) {
+        (Some(n), Some(ck), Some(f)) => Some(search_bench(n, ck, f, &a, dev)?),
+        _ => None,
+    };
     if a.json {
-        return print_json(
-            &serde_json::json!({ "hardware": hw, "tf32": a.tf32, "results": results }),
-        );
+        return print_json(&serde_json::json!({
+            "hardware": hw, "tf32": a.tf32, "results": results,
+            "search": search.as_ref().map(|(l, same)| serde_json::json!({"lines": l, "bit_identical": same})),
+        }));
     }
     super::outln!("{hw}; tf32 {}", if a.tf32 { "on" } else { "off" });
     let mut t = Table::new([
@@ -117,5 +136,66 @@ pub fn run(a: BenchArgs) -> Result<()> {
         ]);
     }
     super::emit(&t.render())?;
+    if let Some((lines, same)) = search {
+        let mut t = Table::new([
+            "search",
+            "samples",
+            "wall s",
+            "image-steps/s",
+            "steps",
+            "median ‖δ‖₂",
+        ]);
+        for l in &lines {
+            t.row([
+                l.schedule.clone(),
+                l.samples.to_string(),
+                format!("{:.2}", l.wall_s),
+                format!("{:.0}", l.image_steps_per_s),
+                l.total_steps.to_string(),
+                format!("{:.4}", l.median_distance),
+            ]);
+        }
+        super::emit("\n")?;
+        super::emit(&t.render())?;
+        super::outln!(
+            "refill speed-up {:.2}x; results {}",
+            lines[1].wall_s / lines[0].wall_s.max(1e-9),
+            if same {
+                "bit-identical"
+            } else {
+                "differ (see docs/PERFORMANCE.md)"
+            }
+        );
+    }
     Ok(())
+}
+
+fn search_bench(
+    n: usize,
+    ck: &std::path::Path,
+    f: &std::path::Path,
+    a: &BenchArgs,
+    dev: tch::Device,
+) -> Result<(Vec<amun::bench::SearchBench>, bool)> {
+    let sidecar = amun::model::checkpoint::read_sidecar(ck)?;
+    let data = super::load_data(&sidecar.data, &a.dir)?;
+    let forget = amun::data::ForgetSet::read(f)?;
+    forget.check_matches(&data, f)?;
+    let (model, _) = amun::model::checkpoint::load(ck, dev)?;
+    let idx: Vec<i64> = forget.indices.iter().take(n).copied().collect();
+    let part = data.train.select(&idx).to_device(dev);
+    let settings = a
+        .attack
+        .params()?
+        .bf16(a.bf16 || a.attack.attack_bf16)
+        .check()?;
+    let bars = crate::progress::Bars::new(a.json);
+    Ok(amun::bench::search_refill_vs_naive(
+        &model,
+        &part.images,
+        &part.labels,
+        &idx,
+        &settings,
+        &bars,
+    )?)
 }

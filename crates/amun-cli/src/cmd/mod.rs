@@ -2,11 +2,15 @@
 //! and does three things: turn flags into library values, call the library,
 //! print the result (a table, or JSON with `--json`).
 
+mod adv;
 mod bench;
 mod data;
 mod eval;
+mod mask;
+mod methods;
 mod split;
 mod train;
+mod unlearn;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -32,6 +36,14 @@ enum Command {
     Train(train::TrainArgs),
     /// Accuracy of a checkpoint on train/test (and forget/retain), per class
     Eval(eval::EvalArgs),
+    /// Compute the adversarial set of a forget set (AMUN's D_A)
+    Adv(adv::AdvArgs),
+    /// Compute SalUn's weight-saliency mask of a forget set
+    Mask(mask::MaskArgs),
+    /// Unlearn a forget set from a checkpoint with one of the methods
+    Unlearn(unlearn::UnlearnArgs),
+    /// List the unlearning methods with their defaults
+    Methods(methods::MethodsArgs),
     /// Images/s of a training step or a PGD step, as a table with the hardware
     Bench(bench::BenchArgs),
 }
@@ -42,6 +54,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Split(a) => split::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Adv(a) => adv::run(a),
+        Command::Mask(a) => mask::run(a),
+        Command::Unlearn(a) => unlearn::run(a),
+        Command::Methods(a) => methods::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -16,7 +16,7 @@ mod split;
 
 pub use augment::{Augment, augment_batch};
 pub use batches::{Batch, EpochIter, Part, TrainSet, eval_batches};
-pub use fetch::{FetchOutcome, Registry, default_data_dir, fetch};
+pub use fetch::{FetchOutcome, Registry, default_data_dir, fetch, sha256_file};
 pub use split::{ForgetSet, ForgetSpec};
 
 use crate::error::{Error, Result};

@@ -30,15 +30,31 @@ pub fn conv2d(
     nn::conv2d(p, cin, cout, k, cfg)
 }
 
-/// `nn.Linear(cin, cout)` with PyTorch's init.
-pub fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
+/// `nn.Linear(cin, cout)` with PyTorch's init and names. Computed as a
+/// broadcast product and a sum over the input features rather than a GEMM,
+/// so each sample's logits do not depend on what else is in the batch (BLAS
+/// picks kernels by batch size, which moves the last bits): the adversarial
+/// search gives the same bits whatever the batch around a sample. Only the
+/// small classifier heads use it.
+#[derive(Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+pub fn linear(p: nn::Path, cin: i64, cout: i64) -> Linear {
     let b = fan_in_bound(cin);
-    let cfg = nn::LinearConfig {
-        ws_init: Init::Uniform { lo: -b, up: b },
-        bs_init: Some(Init::Uniform { lo: -b, up: b }),
-        bias: true,
-    };
-    nn::linear(p, cin, cout, cfg)
+    Linear {
+        weight: p.var("weight", &[cout, cin], Init::Uniform { lo: -b, up: b }),
+        bias: p.var("bias", &[cout], Init::Uniform { lo: -b, up: b }),
+    }
+}
+
+impl nn::Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let w = self.weight.to_kind(xs.kind());
+        (xs.unsqueeze(1) * w.unsqueeze(0)).sum_dim_intlist(2, false, xs.kind()) + &self.bias
+    }
 }
 
 /// `nn.BatchNorm2d(c)`: weight 1, bias 0, momentum 0.1, eps 1e-5, and the

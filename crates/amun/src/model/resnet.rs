@@ -6,7 +6,7 @@
 //!
 //! The authors' variant divides the residual sum by 2 in the blocks that
 //! downsample (`ResNet18 { halve_shortcut_sum: true }`).
-use super::layers::{BatchNorm2d, batch_norm2d, conv2d, linear};
+use super::layers::{BatchNorm2d, Linear, batch_norm2d, conv2d, linear};
 use tch::Tensor;
 use tch::nn::{self, ModuleT};
 
@@ -61,7 +61,7 @@ pub struct ResNet18 {
     conv1: nn::Conv2D,
     bn1: BatchNorm2d,
     blocks: Vec<BasicBlock>,
-    linear: nn::Linear,
+    linear: Linear,
 }
 
 impl ResNet18 {

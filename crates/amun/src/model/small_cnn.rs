@@ -1,13 +1,13 @@
 //! A small CNN that trains in seconds on a CPU: three conv-BN-ReLU-maxpool
 //! stages (32, 64, 128 channels) and a linear classifier.
-use super::layers::{BatchNorm2d, batch_norm2d, conv2d, linear};
+use super::layers::{BatchNorm2d, Linear, batch_norm2d, conv2d, linear};
 use tch::Tensor;
 use tch::nn::{self, ModuleT};
 
 #[derive(Debug)]
 pub struct SmallCnn {
     convs: Vec<(nn::Conv2D, BatchNorm2d)>,
-    fc: nn::Linear,
+    fc: Linear,
 }
 
 impl SmallCnn {

@@ -3,7 +3,7 @@
 //! layers in five max-pooled stages, global average pool, one linear layer.
 //! Names follow `nn.Sequential` indices: `features.0` (conv), `features.1`
 //! (BN), …, `classifier`.
-use super::layers::{BatchNorm2d, batch_norm2d, conv2d, linear};
+use super::layers::{BatchNorm2d, Linear, batch_norm2d, conv2d, linear};
 use tch::Tensor;
 use tch::nn::{self, ModuleT};
 
@@ -20,7 +20,7 @@ enum Layer {
 #[derive(Debug)]
 pub struct Vgg19 {
     layers: Vec<Layer>,
-    classifier: nn::Linear,
+    classifier: Linear,
 }
 
 impl Vgg19 {

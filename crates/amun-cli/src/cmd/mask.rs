@@ -1,0 +1,52 @@
+use super::{DataDir, device, load_data};
+use amun::data::ForgetSet;
+use amun::model::checkpoint;
+use amun::unlearn::saliency_mask;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct MaskArgs {
+    /// The model (.safetensors with its sidecar)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// The forget set the saliency is measured on
+    #[arg(long, value_name = "FORGET.json")]
+    pub forget: PathBuf,
+    /// Fraction of weights to keep trainable (the most salient)
+    #[arg(long, default_value_t = 0.5)]
+    pub ratio: f64,
+    /// Where to write the mask (.safetensors, one 0/1 tensor per parameter)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub dir: DataDir,
+    /// cpu | cuda | cuda:N | auto
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+pub fn run(a: MaskArgs) -> Result<()> {
+    let dev = device(&a.device)?;
+    amun::fsutil::check_writable(&a.out)?;
+    let sidecar = checkpoint::read_sidecar(&a.checkpoint)?;
+    let data = load_data(&sidecar.data, &a.dir)?;
+    let forget = ForgetSet::read(&a.forget)?;
+    forget.check_matches(&data, &a.forget)?;
+    let (model, _) = checkpoint::load(&a.checkpoint, dev)?;
+    let mask = saliency_mask(
+        &model,
+        &data.train.select(&forget.indices).to_device(dev),
+        a.ratio,
+        256,
+    )?;
+    mask.save(&a.out)?;
+    super::outln!(
+        "{}: saliency mask keeping {:.4} of the weights (ratio {})",
+        a.out.display(),
+        mask.kept_fraction(),
+        a.ratio
+    );
+    Ok(())
+}

@@ -1,0 +1,284 @@
+use super::adv::AttackArgs;
+use super::{DataDir, device, load_data, pct, print_json};
+use amun::attack::AdvSet;
+use amun::data::ForgetSet;
+use amun::eval::accuracy;
+use amun::model::checkpoint;
+use amun::report::Table;
+use amun::unlearn::{RunCtx, build, unlearn_requests, unlearned_sidecar};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct UnlearnArgs {
+    /// The trained model (.safetensors with its sidecar); it is never modified
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// The method (see `amun methods`)
+    #[arg(long, default_value = "amun")]
+    pub method: String,
+    /// The deletion request (a forget set from `amun split`)
+    #[arg(
+        long,
+        value_name = "FORGET.json",
+        conflicts_with = "requests",
+        required_unless_present = "requests"
+    )]
+    pub forget: Option<PathBuf>,
+    /// Several requests, applied in order (continual unlearning)
+    #[arg(long, value_name = "FORGET.json", num_args = 1..)]
+    pub requests: Vec<PathBuf>,
+    /// Recompute the adversarial set on the current model for each request (AMUN-A)
+    #[arg(long)]
+    pub adaptive: bool,
+    /// Unlearn without access to the retain set
+    #[arg(long)]
+    pub no_retain: bool,
+    /// A precomputed adversarial set (`amun adv`) instead of computing it
+    #[arg(long, value_name = "ADV.safetensors")]
+    pub adv: Option<PathBuf>,
+    /// Where to write the unlearned checkpoint
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Fine-tuning epochs
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Fine-tuning learning rate
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// e.g. step:1:0.1 (lr ×0.1 every epoch)
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// AMUN: train on D_R ∪ D_A (or D_A alone with --no-retain), without D_F
+    #[arg(long)]
+    pub adv_only: bool,
+    /// Fraction of weights the saliency mask frees (amun-salun, salun)
+    #[arg(long)]
+    pub salun_ratio: Option<f64>,
+    #[command(flatten)]
+    pub attack: AttackArgs,
+    /// Any other setting, as KEY=VALUE (dotted keys for tables: finetune.lr=0.01)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Seed of every random choice (recorded in the sidecar)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub dir: DataDir,
+    /// cpu | cuda | cuda:N | auto
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn put(obj: &mut Map<String, Value>, dotted: &str, v: Value) -> Result<()> {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().unwrap_or("");
+    let mut cur = obj;
+    for p in parts {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .with_context(|| format!("--set {dotted}: '{p}' is a value, not a table"))?;
+    }
+    cur.insert(last.to_string(), v);
+    Ok(())
+}
+
+impl UnlearnArgs {
+    /// The method settings the flags ask for.
+    fn overrides(&self) -> Result<Value> {
+        let mut o = Map::new();
+        let ft = [
+            ("epochs", self.epochs.map(Value::from)),
+            ("lr", self.lr.map(Value::from)),
+            ("momentum", self.momentum.map(Value::from)),
+            ("weight_decay", self.weight_decay.map(Value::from)),
+            ("batch_size", self.batch_size.map(Value::from)),
+            ("schedule", self.schedule.clone().map(Value::from)),
+        ];
+        for (k, v) in ft {
+            if let Some(v) = v {
+                put(&mut o, &format!("finetune.{k}"), v)?;
+            }
+        }
+        if self.adv_only {
+            o.insert("adv_only".into(), true.into());
+        }
+        if let Some(r) = self.salun_ratio {
+            o.insert("salun_ratio".into(), r.into());
+        }
+        let attack = self.attack.overrides()?;
+        if !attack.is_empty() {
+            o.insert("attack".into(), Value::Object(attack));
+        }
+        for kv in &self.set {
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("--set '{kv}': expected KEY=VALUE");
+            };
+            let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+            put(&mut o, k.trim(), v)?;
+        }
+        Ok(Value::Object(o))
+    }
+}
+
+pub fn run(a: UnlearnArgs) -> Result<()> {
+    let method = build(&a.method, &a.overrides()?)?;
+    let dev = device(&a.device)?;
+    if a.out.canonicalize().ok().is_some()
+        && a.out.canonicalize().ok() == a.checkpoint.canonicalize().ok()
+    {
+        bail!(
+            "--out {}: would overwrite the input checkpoint; choose another file",
+            a.out.display()
+        );
+    }
+    if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!(
+            "--out {}: expected a path ending in .safetensors",
+            a.out.display()
+        );
+    }
+    amun::fsutil::check_writable(&a.out)?;
+    let parent = checkpoint::read_sidecar(&a.checkpoint)?;
+    let data = load_data(&parent.data, &a.dir)?;
+    let paths: Vec<PathBuf> = match &a.forget {
+        Some(f) => vec![f.clone()],
+        None => a.requests.clone(),
+    };
+    let mut requests = Vec::new();
+    for p in &paths {
+        let f = ForgetSet::read(p)?;
+        f.check_matches(&data, p)?;
+        requests.push(f);
+    }
+    let data = data.to_device(dev);
+    let (mut model, _) = checkpoint::load(&a.checkpoint, dev)?;
+    let fingerprint = model.fingerprint();
+    let all: Vec<i64> = {
+        let mut v: Vec<i64> = requests
+            .iter()
+            .flat_map(|r| r.indices.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let adv = match &a.adv {
+        Some(p) => {
+            let (set, meta) = AdvSet::load(p)?;
+            set.check_matches(&meta, &all, &fingerprint, p)?;
+            Some(set)
+        }
+        None => None,
+    };
+    let forget_split = data.train.select(&all);
+    let retain_idx: Vec<i64> = (0..data.train.len() as i64)
+        .filter(|i| all.binary_search(i).is_err())
+        .collect();
+    let retain_split = data.train.select(&retain_idx);
+    let before = [
+        accuracy(&model, &forget_split).percent(),
+        accuracy(&model, &retain_split).percent(),
+        accuracy(&model, &data.test).percent(),
+    ];
+    let bars = crate::progress::Bars::new(a.quiet || a.json);
+    let recipe = match &parent.origin {
+        amun::model::Origin::Train { recipe, .. } => Some(recipe.clone()),
+        _ => None,
+    };
+    let ctx = RunCtx {
+        seed: a.seed,
+        progress: &bars,
+        original_recipe: recipe.as_ref(),
+    };
+    let idx: Vec<Vec<i64>> = requests.iter().map(|r| r.indices.clone()).collect();
+    let logs = unlearn_requests(
+        method.as_ref(),
+        &mut model,
+        &data.train,
+        data.num_classes(),
+        &idx,
+        !a.no_retain,
+        a.adaptive,
+        adv.as_ref(),
+        &ctx,
+    )?;
+    let after = [
+        accuracy(&model, &forget_split).percent(),
+        accuracy(&model, &retain_split).percent(),
+        accuracy(&model, &data.test).percent(),
+    ];
+    let mut sc = unlearned_sidecar(
+        &parent,
+        &fingerprint,
+        method.as_ref(),
+        &requests,
+        &logs,
+        a.seed,
+    );
+    for (i, k) in ["forget_acc", "retain_acc", "test_acc"].iter().enumerate() {
+        sc.metrics.insert(format!("{k}_before"), before[i]);
+        if after[i].is_finite() {
+            sc.metrics.insert(k.to_string(), after[i]);
+        }
+    }
+    sc.metrics
+        .insert("with_retain".into(), if a.no_retain { 0.0 } else { 1.0 });
+    checkpoint::save(&model, &a.out, &sc)?;
+    if a.json {
+        return print_json(&serde_json::json!({ "sidecar": sc, "logs": logs }));
+    }
+    let mut t = Table::new(["split", "samples", "before %", "after %"]);
+    for (i, (name, n)) in [
+        ("forget", all.len()),
+        ("retain", retain_idx.len()),
+        ("test", data.test.len()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        t.row([
+            name.to_string(),
+            n.to_string(),
+            pct(before[i]),
+            pct(after[i]),
+        ]);
+    }
+    super::emit(&t.render())?;
+    if let amun::model::Origin::Unlearn { timing, .. } = &sc.origin {
+        let parts: Vec<String> = timing.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
+        super::outln!("time: {}", parts.join(", "));
+    }
+    if let Some(s) = logs.first().and_then(|l| l.adv.as_ref()) {
+        super::outln!(
+            "adversarial set: {} samples, {:.1}% flipped, median ‖δ‖₂ {:.3}, {:.1} steps/sample",
+            s.samples,
+            s.success_rate,
+            s.median_distance,
+            s.mean_steps
+        );
+    }
+    super::outln!(
+        "{}: {} unlearned {} sample(s)",
+        a.out.display(),
+        a.method,
+        all.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Adversarial-set search: the step by hand, early exit, ε doubling,
+//! refill ≡ naive, and real numbers on a trained CNN.
+mod common;
+
+use amun::attack::{AdvParams, AdvSet, AttackKind, Eps0, Target, l2_step, linf_step, search};
+use amun::data::{ForgetSet, ForgetSpec};
+use amun::model::{Arch, ModelSpec};
+use amun::progress::Quiet;
+use amun::train::{TrainJob, TrainParams, train};
+use tch::{Device, Kind, Tensor};
+
+/// logits = W · flatten(x) + b.
+struct Linear {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Target for Linear {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        x.flatten(1, -1).matmul(&self.w.tr()) + &self.b
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+}
+
+fn t2(a: f32, b: f32) -> Tensor {
+    Tensor::from_slice(&[a, b]).view([1, 1, 1, 2])
+}
+
+fn close(a: &Tensor, b: &Tensor) -> bool {
+    (a - b).abs().max().double_value(&[]) < 1e-6
+}
+
+#[test]
+fn l2_step_by_hand_direction_projection_clamp() {
+    let eps = Tensor::from_slice(&[0.5f32]);
+    // Unit gradient (3,4)/5 times α = ε/10 = 0.05.
+    let x0 = t2(0.2, 0.2);
+    assert!(close(
+        &l2_step(&x0, &x0, &t2(3.0, 4.0), &eps),
+        &t2(0.23, 0.24)
+    ));
+    // Already on the ball's surface: the step is projected back onto it.
+    let x = t2(0.5, 0.6);
+    assert!(close(&l2_step(&x, &x0, &t2(3.0, 4.0), &eps), &t2(0.5, 0.6)));
+    // Clamped to [0,1].
+    let x0 = t2(0.95, 0.5);
+    let one = Tensor::from_slice(&[1.0f32]);
+    assert!(close(
+        &l2_step(&x0, &x0, &t2(1.0, 0.0), &one),
+        &t2(1.0, 0.5)
+    ));
+    // L∞: sign step, box projection.
+    let x0 = t2(0.5, 0.5);
+    let x = t2(0.548, 0.5);
+    let e = Tensor::from_slice(&[0.05f32]);
+    assert!(close(
+        &linf_step(&x, &x0, &t2(2.0, -3.0), &e),
+        &t2(0.55, 0.495)
+    ));
+}
+
+fn identity_model() -> Linear {
+    Linear {
+        w: Tensor::eye(2, (Kind::Float, Device::Cpu)),
+        b: Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+    }
+}
+
+#[test]
+fn early_exit_and_eps_doubling_on_a_linear_model() {
+    // Class 0 while x₁ > x₂; the L2 distance to the boundary is gap/√2.
+    // gap 0.15 → 0.106: ε0 = 0.04 and 0.08 fail, 0.16 = 4ε0 succeeds.
+    // gap 0.03 → 0.021: flips in the first round. Sample 3 is already wrong.
+    let x = Tensor::from_slice(&[0.5f32, 0.35, 0.5, 0.47, 0.2, 0.6]).view([3, 1, 1, 2]);
+    let y = Tensor::from_slice(&[0i64, 0, 0]);
+    let s = AdvParams::new().batch_size(2).check().unwrap();
+    let set = search(&identity_model(), &x, &y, &[10, 11, 12], &s, &Quiet).unwrap();
+    assert_eq!(set.indices, vec![10, 11, 12]);
+    assert_eq!(set.adv_labels, vec![1, 1, 1]);
+    assert!(set.success.iter().all(|s| *s));
+    assert!(
+        (set.eps[0] - 0.16).abs() < 1e-9,
+        "two doublings: {}",
+        set.eps[0]
+    );
+    assert!((set.eps[1] - 0.04).abs() < 1e-9);
+    assert!(
+        set.steps[0] > 100 && set.steps[0] <= 150,
+        "{}",
+        set.steps[0]
+    );
+    assert!(set.steps[1] > 0 && set.steps[1] < 50);
+    // Already misclassified: kept as is, no step.
+    assert_eq!(set.steps[2], 0);
+    assert_eq!(set.dist[2], 0.0);
+    assert!(set.images.get(2).equal(&x.get(2)));
+    // Every adversarial example lies in its ε-ball and in [0,1], just past the boundary.
+    for i in 0..2 {
+        assert!(set.dist[i] <= set.eps[i] + 1e-6);
+        let v = Vec::<f32>::try_from(set.images.get(i as i64).flatten(0, -1)).unwrap();
+        assert!(v[1] > v[0] && v.iter().all(|p| (0.0..=1.0).contains(p)));
+    }
+    let summary = set.summary();
+    assert_eq!(summary.already_misclassified, 1);
+    assert_eq!(summary.success_rate, 100.0);
+}
+
+#[test]
+fn fgsm_and_linf_variants_flip_every_sample() {
+    let x = Tensor::from_slice(&[0.5f32, 0.35, 0.5, 0.47]).view([2, 1, 1, 2]);
+    let y = Tensor::from_slice(&[0i64, 0]);
+    for kind in [AttackKind::Fgsm, AttackKind::PgdLinf] {
+        let s = AdvParams::new().attack(kind).check().unwrap();
+        let set = search(&identity_model(), &x, &y, &[0, 1], &s, &Quiet).unwrap();
+        assert_eq!(set.adv_labels, vec![1, 1], "{kind:?}");
+        assert!(
+            set.eps[0] > set.eps[1],
+            "{kind:?}: the farther sample needs the larger ε"
+        );
+    }
+}
+
+fn trained_cnn() -> (amun::data::Dataset, amun::model::Classifier) {
+    let data = common::load("mnist", Some(1000), Some(200));
+    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
+    let job = TrainJob {
+        spec,
+        data: &data,
+        recipe: TrainParams::new()
+            .epochs(3)
+            .batch_size(32)
+            .lr(0.02)
+            .augment(false)
+            .check()
+            .unwrap(),
+        seed: 1,
+        exclude: None,
+        out: None,
+        resume: false,
+        eval_each_epoch: false,
+    };
+    let model = train(&job, &Quiet).unwrap().model;
+    (data, model)
+}
+
+#[test]
+fn refill_gives_bit_identical_results_to_the_naive_loop() {
+    let (data, model) = trained_cnn();
+    let forget = ForgetSet::choose(&data, &ForgetSpec::Count(40), 2).unwrap();
+    let part = data.train.select(&forget.indices);
+    let run = |refill: bool| -> AdvSet {
+        let s = AdvParams::new()
+            .batch_size(16)
+            .steps(10)
+            .refill(refill)
+            .check()
+            .unwrap();
+        search(
+            &model,
+            &part.images,
+            &part.labels,
+            &forget.indices,
+            &s,
+            &Quiet,
+        )
+        .unwrap()
+    };
+    let (a, b) = (run(true), run(false));
+    assert!(a.images.equal(&b.images));
+    assert_eq!(a.adv_labels, b.adv_labels);
+    assert_eq!(a.eps, b.eps);
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(a.dist, b.dist);
+    // Deterministic on the CPU.
+    assert!(run(true).images.equal(&a.images));
+    // Every label differs from the truth; the save → load round trip is exact.
+    assert!(a.adv_labels.iter().zip(&a.true_labels).all(|(p, t)| p != t));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("adv.safetensors");
+    let fp = model.fingerprint();
+    a.save(&p, &fp, amun::model::checkpoint::ForgetSummary::of(&forget))
+        .unwrap();
+    let (c, meta) = AdvSet::load(&p).unwrap();
+    assert!(c.images.equal(&a.images));
+    assert_eq!(c.adv_labels, a.adv_labels);
+    c.check_matches(&meta, &forget.indices, &fp, &p).unwrap();
+    assert!(
+        c.check_matches(&meta, &forget.indices[1..], &fp, &p)
+            .is_err()
+    );
+    assert!(
+        c.check_matches(&meta, &forget.indices, "another model", &p)
+            .is_err()
+    );
+}
+
+#[test]
+fn auto_eps0_picks_a_power_of_two_multiple() {
+    let (data, model) = trained_cnn();
+    let forget = ForgetSet::choose(&data, &ForgetSpec::Count(30), 3).unwrap();
+    let part = data.train.select(&forget.indices);
+    let s = AdvParams::new().eps0(Eps0::Auto).steps(10).check().unwrap();
+    let set = search(
+        &model,
+        &part.images,
+        &part.labels,
+        &forget.indices,
+        &s,
+        &Quiet,
+    )
+    .unwrap();
+    let k = (set.eps0 / 0.01).log2();
+    assert!(
+        (k - k.round()).abs() < 1e-9 && k >= 0.0,
+        "eps0 {}",
+        set.eps0
+    );
+    assert!(set.success.iter().all(|s| *s));
+}
