@@ -18,6 +18,7 @@ fn ctx() -> RunCtx<'static> {
         seed: 3,
         progress: &Quiet,
         original_recipe: None,
+        observe: None,
     }
 }
 

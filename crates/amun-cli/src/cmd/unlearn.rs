@@ -100,9 +100,20 @@ fn put(obj: &mut Map<String, Value>, dotted: &str, v: Value) -> Result<()> {
 }
 
 impl UnlearnArgs {
-    /// The method settings the flags ask for.
+    /// The method settings the flags ask for. The training flags go to the
+    /// method's `finetune` table, or to `recipe` for retrain.
     fn overrides(&self) -> Result<Value> {
         let mut o = Map::new();
+        let defaults = amun::unlearn::METHODS
+            .iter()
+            .find(|e| e.name == self.method)
+            .map(|e| (e.defaults)())
+            .unwrap_or(Value::Null);
+        let table = if defaults.get("recipe").is_some() {
+            "recipe"
+        } else {
+            "finetune"
+        };
         let ft = [
             ("epochs", self.epochs.map(Value::from)),
             ("lr", self.lr.map(Value::from)),
@@ -113,7 +124,7 @@ impl UnlearnArgs {
         ];
         for (k, v) in ft {
             if let Some(v) = v {
-                put(&mut o, &format!("finetune.{k}"), v)?;
+                put(&mut o, &format!("{table}.{k}"), v)?;
             }
         }
         if self.adv_only {
@@ -206,6 +217,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         seed: a.seed,
         progress: &bars,
         original_recipe: recipe.as_ref(),
+        observe: None,
     };
     let idx: Vec<Vec<i64>> = requests.iter().map(|r| r.indices.clone()).collect();
     let logs = unlearn_requests(

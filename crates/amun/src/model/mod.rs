@@ -271,6 +271,11 @@ impl Classifier {
         Ok(c)
     }
 
+    /// Overwrites this model's variables with `other`'s (same spec).
+    pub fn copy_from(&mut self, other: &Classifier) -> Result<()> {
+        self.vs.copy(&other.vs).ctx("copying model variables")
+    }
+
     /// Stores 4-D weights channels-last and feeds inputs channels-last
     /// (faster convolutions on recent GPUs; same values).
     pub fn use_channels_last(&mut self) -> Result<()> {

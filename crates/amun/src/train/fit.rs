@@ -39,6 +39,8 @@ pub struct EpochConfig<'a> {
     pub bf16: bool,
     /// The learning rate for step `i` of this epoch.
     pub lr: &'a dyn Fn(usize) -> f64,
+    /// Sees every batch before it is trained on (audits, tests).
+    pub observe: Option<&'a dyn Fn(&Batch)>,
 }
 
 /// Mean cross-entropy of `logits` against the batch labels.
@@ -71,6 +73,9 @@ pub fn sgd_epoch(
     let mut lr = (cfg.lr)(0);
     for (i, batch) in set.epoch(cfg.batch_size, cfg.seed).enumerate() {
         lr = (cfg.lr)(i);
+        if let Some(f) = cfg.observe {
+            f(&batch);
+        }
         let x = if model.device() == dev {
             batch.x.shallow_clone()
         } else {

@@ -209,6 +209,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
             seed: derive(job.seed, "epoch", epoch as u64),
             bf16: recipe.bf16,
             lr: &lr,
+            observe: None,
         };
         let stats = sgd_epoch(
             &model,

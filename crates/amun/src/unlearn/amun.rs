@@ -149,7 +149,7 @@ impl Method for Amun {
             &set,
             &self.s.finetune,
             mask.as_ref(),
-            &mut |_, logits, b| cross_entropy(logits, &b.y),
+            &mut |_, _, logits, b| cross_entropy(logits, &b.y),
             ctx,
             self.name,
         )?;

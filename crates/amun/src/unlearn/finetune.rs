@@ -70,15 +70,18 @@ impl FineTune {
     }
 }
 
+/// A method's loss: `(epoch, model, logits of the batch, batch) → loss`.
+pub type LossFn<'a> = dyn FnMut(usize, &Classifier, &Tensor, &Batch) -> Tensor + 'a;
+
 /// Fine-tunes `model` on `set` for `ft.epochs` with `loss`, the gradient
-/// masked by `mask` when given. `label` names the loop in progress and
-/// errors; `stream` separates this loop's random draws from others'.
+/// masked by `mask` when given. `label` names the loop in progress bars and
+/// errors, and its random stream (shuffling, augmentation).
 pub fn finetune(
     model: &Classifier,
     set: &TrainSet,
     ft: &FineTune,
     mask: Option<&SaliencyMask>,
-    loss: &mut dyn FnMut(&Classifier, &Tensor, &Batch) -> Tensor,
+    loss: &mut LossFn<'_>,
     ctx: &RunCtx<'_>,
     label: &str,
 ) -> Result<Vec<EpochRecord>> {
@@ -100,8 +103,16 @@ pub fn finetune(
             seed: derive(ctx.seed, label, epoch as u64),
             bf16: false,
             lr: &lr,
+            observe: ctx.observe,
         };
-        let s = sgd_epoch(model, &mut opt, set, &cfg, loss, ctx.progress)?;
+        let s = sgd_epoch(
+            model,
+            &mut opt,
+            set,
+            &cfg,
+            &mut |m, l, b| loss(epoch, m, l, b),
+            ctx.progress,
+        )?;
         log.push(EpochRecord {
             epoch: epoch + 1,
             loss: s.loss,

@@ -8,11 +8,22 @@
 //! retain set. Methods never see the test set.
 
 mod amun;
+mod bs;
 mod finetune;
+mod ft;
+mod ga;
+mod l1;
 mod mask;
+mod neggrad;
+mod retrain;
+mod rl;
+mod scrub;
 
-pub use finetune::{FineTune, finetune};
+pub use finetune::{FineTune, LossFn, finetune};
+pub use l1::l1_norm;
 pub use mask::{SaliencyMask, saliency_mask};
+pub use rl::random_wrong_labels;
+pub use scrub::distill_kl;
 
 use crate::attack::{AdvSet, AdvSettings, AdvSummary};
 use crate::data::Split;
@@ -46,6 +57,8 @@ pub struct RunCtx<'a> {
     pub progress: &'a dyn Progress,
     /// The recipe the original model was trained with (for `retrain`).
     pub original_recipe: Option<&'a crate::train::Recipe>,
+    /// Sees every training batch of every method (audits, tests).
+    pub observe: Option<&'a dyn Fn(&crate::data::Batch)>,
 }
 
 /// What a run of a method did.
@@ -91,7 +104,19 @@ pub struct Entry {
 }
 
 /// Every method amun knows.
-pub const METHODS: &[Entry] = &[amun::AMUN, amun::AMUN_SALUN];
+pub const METHODS: &[Entry] = &[
+    retrain::RETRAIN,
+    ft::FT,
+    rl::RL,
+    ga::GA,
+    bs::BS,
+    l1::L1,
+    rl::SALUN,
+    amun::AMUN,
+    amun::AMUN_SALUN,
+    scrub::SCRUB,
+    neggrad::NEGGRAD,
+];
 
 /// The registered names, in order.
 pub fn names() -> Vec<&'static str> {
@@ -157,6 +182,16 @@ fn merge(base: &mut Value, over: &Map<String, Value>, path: &str) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// The retain set, or an error saying why `method` needs it.
+pub(crate) fn retain_of<'a>(req: &ForgetRequest<'a>, method: &str) -> Result<&'a [i64]> {
+    req.retain.ok_or_else(|| {
+        Error::invalid(
+            "no-retain",
+            format!("{method} cannot run without the retain set"),
+        )
+    })
 }
 
 /// Merges two sorted index lists.

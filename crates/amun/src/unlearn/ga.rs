@@ -1,0 +1,117 @@
+//! GA (gradient ascent): maximise the cross-entropy on D_F; with D_R, each
+//! epoch also makes a descent pass over D_R. Defaults as in the l1-sparse
+//! code: 5 epochs, lr 1e-4, constant.
+use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, settings_from};
+use crate::data::{Augment, Part, TrainSet};
+use crate::error::Result;
+use crate::model::Classifier;
+use crate::model::checkpoint::EpochRecord;
+use crate::seed::derive;
+use crate::train::{EpochConfig, Schedule, Sgd, cross_entropy, sgd_epoch};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaSettings {
+    pub finetune: FineTune,
+}
+
+fn defaults() -> GaSettings {
+    GaSettings {
+        finetune: FineTune {
+            epochs: 5,
+            lr: 1e-4,
+            schedule: Schedule::Constant,
+            ..FineTune::amun()
+        },
+    }
+}
+
+struct Ga(GaSettings);
+
+pub const GA: Entry = Entry {
+    name: "ga",
+    summary: "gradient ascent on D_F (with D_R: plus a descent pass over D_R each epoch)",
+    defaults: || serde_json::to_value(defaults()).expect("serialisable"),
+    build: |v| {
+        let s: GaSettings = settings_from("ga", &defaults(), v)?;
+        s.finetune.check("ga")?;
+        Ok(Box::new(Ga(s)))
+    },
+};
+
+impl Method for Ga {
+    fn name(&self) -> &'static str {
+        "ga"
+    }
+
+    fn settings(&self) -> Value {
+        serde_json::to_value(&self.0).expect("serialisable")
+    }
+
+    fn unlearn(
+        &self,
+        model: &mut Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<UnlearnLog> {
+        let ft = &self.0.finetune;
+        let forget = TrainSet::single(
+            Part::from_indices("forget", req.train, req.forget, ft.augment),
+            Augment::CROP_FLIP,
+        );
+        let retain = req.retain.map(|r| {
+            TrainSet::single(
+                Part::from_indices("retain", req.train, r, ft.augment),
+                Augment::CROP_FLIP,
+            )
+        });
+        let mut opt = Sgd::new(model, ft.momentum, ft.weight_decay, false);
+        let mut log = UnlearnLog::default();
+        let t = Instant::now();
+        for epoch in 0..ft.epochs {
+            let passes: [(&str, Option<&TrainSet>, f64); 2] = [
+                ("ga-ascent", Some(&forget), -1.0),
+                ("ga-descent", retain.as_ref(), 1.0),
+            ];
+            for (label, set, sign) in passes {
+                let Some(set) = set else { continue };
+                let iters = set.batches_per_epoch(ft.batch_size);
+                let lr = |i: usize| ft.schedule.lr(ft.lr, epoch, i, iters, ft.epochs);
+                let cfg = EpochConfig {
+                    label,
+                    epoch,
+                    batch_size: ft.batch_size,
+                    seed: derive(ctx.seed, label, epoch as u64),
+                    bf16: false,
+                    lr: &lr,
+                    observe: ctx.observe,
+                };
+                let s = sgd_epoch(
+                    model,
+                    &mut opt,
+                    set,
+                    &cfg,
+                    &mut |_, l, b| cross_entropy(l, &b.y) * sign,
+                    ctx.progress,
+                )?;
+                if sign < 0.0 {
+                    log.epochs.push(EpochRecord {
+                        epoch: epoch + 1,
+                        loss: -s.loss,
+                        train_acc: s.acc,
+                        test_acc: None,
+                        lr: s.lr,
+                        seconds: s.seconds,
+                        images_per_s: s.images as f64 / s.seconds.max(1e-9),
+                    });
+                }
+            }
+        }
+        log.timing
+            .insert("fine_tune".into(), t.elapsed().as_secs_f64());
+        Ok(log)
+    }
+}
