@@ -91,7 +91,7 @@ fn split_train_eval_round_trip() {
     assert!(o.status.success(), "{}", stderr(&o));
     let sc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(sc["origin"]["kind"], "train");
-    assert_eq!(sc["origin"]["exclude"]["size"], 60);
+    assert_eq!(sc["origin"]["subset"]["size"], 60);
     assert_eq!(sc["history"].as_array().unwrap().len(), 3);
     assert_eq!(
         sc["origin"]["recipe"]["augment"], false,

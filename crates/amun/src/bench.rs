@@ -54,7 +54,7 @@ fn sync(device: Device) {
 /// Runs one benchmark on `device`.
 pub fn run(cfg: &BenchConfig, device: Device) -> Result<BenchResult> {
     let mut model = Classifier::new(&cfg.model, device, 0)?;
-    if cfg.channels_last && device.is_cuda() {
+    if cfg.channels_last {
         model.use_channels_last()?;
     }
     let s = &cfg.model;
@@ -97,7 +97,7 @@ pub fn run(cfg: &BenchConfig, device: Device) -> Result<BenchResult> {
     rates.sort_by(f64::total_cmp);
     let sec = rates[rates.len() / 2];
     let mut precision = if cfg.bf16 { "bf16 autocast" } else { "fp32" }.to_string();
-    if cfg.channels_last && device.is_cuda() {
+    if cfg.channels_last {
         precision.push_str(", channels-last");
     }
     Ok(BenchResult {

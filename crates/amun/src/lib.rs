@@ -13,7 +13,7 @@
 //! ```no_run
 //! use amun::data::{DataSpec, ForgetSet, ForgetSpec};
 //! use amun::model::{Arch, ModelSpec};
-//! use amun::train::{TrainJob, TrainParams, train};
+//! use amun::train::{Subset, TrainJob, TrainParams, train};
 //!
 //! let data = DataSpec::new("mnist").load(&amun::data::default_data_dir())?;
 //! let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), data.num_classes())?;
@@ -23,7 +23,7 @@
 //!     data: &data,
 //!     recipe: TrainParams::new().epochs(3).check()?,
 //!     seed: 0,
-//!     exclude: Some(&forget), // retraining without the forget set
+//!     subset: Subset::Exclude(&forget), // retraining without the forget set
 //!     out: None,
 //!     resume: false,
 //!     eval_each_epoch: false,
@@ -37,6 +37,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod fsutil;
 pub mod model;
 pub mod progress;
@@ -46,6 +47,7 @@ pub mod unlearn;
 
 pub use error::{Error, Result};
 pub mod attack;
+pub mod audit;
 pub mod bench;
 pub mod report;
 

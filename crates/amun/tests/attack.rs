@@ -6,7 +6,7 @@ use amun::attack::{AdvParams, AdvSet, AttackKind, Eps0, Target, l2_step, linf_st
 use amun::data::{ForgetSet, ForgetSpec};
 use amun::model::{Arch, ModelSpec};
 use amun::progress::Quiet;
-use amun::train::{TrainJob, TrainParams, train};
+use amun::train::{Subset, TrainJob, TrainParams, train};
 use tch::{Device, Kind, Tensor};
 
 /// logits = W · flatten(x) + b.
@@ -136,7 +136,7 @@ fn trained_cnn() -> (amun::data::Dataset, amun::model::Classifier) {
             .check()
             .unwrap(),
         seed: 1,
-        exclude: None,
+        subset: Subset::All,
         out: None,
         resume: false,
         eval_each_epoch: false,

@@ -5,7 +5,7 @@ use amun::attack::fgsm_predictions;
 use amun::data::{Batch, Dataset, ForgetSet, ForgetSpec};
 use amun::model::{Arch, Classifier, ModelSpec};
 use amun::progress::Quiet;
-use amun::train::{TrainJob, TrainParams, cross_entropy, train};
+use amun::train::{Subset, TrainJob, TrainParams, cross_entropy, train};
 use amun::unlearn::{RunCtx, build, distill_kl, l1_norm, unlearn_requests};
 use serde_json::{Value, json};
 use std::cell::RefCell;
@@ -25,7 +25,7 @@ fn setup() -> (Dataset, Classifier, ForgetSet) {
             .check()
             .unwrap(),
         seed: 1,
-        exclude: None,
+        subset: Subset::All,
         out: None,
         resume: false,
         eval_each_epoch: false,

@@ -6,7 +6,7 @@ use amun::data::{Dataset, ForgetSet, ForgetSpec};
 use amun::eval::{accuracy, logits};
 use amun::model::{Arch, Classifier, ModelSpec, checkpoint};
 use amun::progress::Quiet;
-use amun::train::{Recipe, TrainJob, TrainParams, resume_path, train};
+use amun::train::{Recipe, Subset, TrainJob, TrainParams, resume_path, train};
 use std::path::Path;
 
 fn recipe(epochs: usize) -> Recipe {
@@ -23,7 +23,7 @@ fn job<'a>(data: &'a Dataset, recipe: Recipe, out: Option<&'a Path>, resume: boo
         data,
         recipe,
         seed: 5,
-        exclude: None,
+        subset: Subset::All,
         out,
         resume,
         eval_each_epoch: false,
@@ -149,7 +149,7 @@ fn same_seed_same_weights_other_seed_other_weights() {
 fn retraining_with_exclude_never_sees_a_forget_sample() {
     let data = common::load("mnist", Some(500), Some(100));
     let forget = ForgetSet::choose(&data, &ForgetSpec::Fraction(0.2), 3).unwrap();
-    let set = amun::train::train_set(&data, Some(&forget), true);
+    let set = amun::train::train_set(&data, Subset::Exclude(&forget), true);
     assert_eq!(set.len(), 400);
     let f: std::collections::HashSet<i64> = forget.indices.iter().copied().collect();
     let mut seen = 0;

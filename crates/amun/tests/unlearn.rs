@@ -6,7 +6,7 @@ use amun::data::{Dataset, ForgetSet, ForgetSpec};
 use amun::eval::accuracy;
 use amun::model::{Arch, Classifier, ModelSpec};
 use amun::progress::Quiet;
-use amun::train::{TrainJob, TrainParams, train};
+use amun::train::{Subset, TrainJob, TrainParams, train};
 use amun::unlearn::{
     ForgetRequest, Method, RunCtx, UnlearnLog, build, saliency_mask, unlearn_requests,
 };
@@ -36,7 +36,7 @@ fn memorising_cnn(train_limit: usize) -> (Dataset, Classifier) {
             .check()
             .unwrap(),
         seed: 1,
-        exclude: None,
+        subset: Subset::All,
         out: None,
         resume: false,
         eval_each_epoch: false,

@@ -3,11 +3,14 @@
 //! print the result (a table, or JSON with `--json`).
 
 mod adv;
+mod audit;
 mod bench;
 mod data;
 mod eval;
+mod experiment;
 mod mask;
 mod methods;
+mod rmia;
 mod split;
 mod train;
 mod unlearn;
@@ -44,6 +47,16 @@ enum Command {
     Unlearn(unlearn::UnlearnArgs),
     /// List the unlearning methods with their defaults
     Methods(methods::MethodsArgs),
+    /// Membership inference: reference models for RMIA
+    #[command(subcommand)]
+    Rmia(rmia::RmiaCmd),
+    /// Accuracies, RMIA, MIS and Avg. Gap of models for a forget set
+    Audit(audit::AuditArgs),
+    /// Run a whole experiment (original, retrain, references, every method,
+    /// audit, report) from a TOML file; resumable
+    Experiment(experiment::ExperimentArgs),
+    /// The CPU demo: fetch CIFAR-10, run experiments/demo-cpu.toml
+    Demo(experiment::DemoArgs),
     /// Images/s of a training step or a PGD step, as a table with the hardware
     Bench(bench::BenchArgs),
 }
@@ -58,6 +71,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Mask(a) => mask::run(a),
         Command::Unlearn(a) => unlearn::run(a),
         Command::Methods(a) => methods::run(a),
+        Command::Rmia(c) => rmia::run(c),
+        Command::Audit(a) => audit::run(a),
+        Command::Experiment(a) => experiment::run(a),
+        Command::Demo(a) => experiment::demo(a),
         Command::Bench(a) => bench::run(a),
     }
 }

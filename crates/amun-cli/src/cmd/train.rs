@@ -1,7 +1,7 @@
 use super::{DataArgs, device, load_data, pct, print_json};
 use amun::data::ForgetSet;
 use amun::model::{Arch, ModelSpec, checkpoint};
-use amun::train::{Schedule, TrainJob, TrainParams, record_final_metrics, train};
+use amun::train::{Schedule, Subset, TrainJob, TrainParams, record_final_metrics, train};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -122,7 +122,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         data: &data,
         recipe,
         seed: a.seed,
-        exclude: exclude.as_ref(),
+        subset: exclude.as_ref().map_or(Subset::All, Subset::Exclude),
         out: Some(&a.out),
         resume: a.resume,
         eval_each_epoch: true,

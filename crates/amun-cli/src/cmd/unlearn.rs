@@ -180,6 +180,11 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
     }
     let data = data.to_device(dev);
     let (mut model, _) = checkpoint::load(&a.checkpoint, dev)?;
+    if let amun::model::Origin::Train { recipe, .. } = &parent.origin
+        && recipe.channels_last
+    {
+        model.use_channels_last()?;
+    }
     let fingerprint = model.fingerprint();
     let all: Vec<i64> = {
         let mut v: Vec<i64> = requests

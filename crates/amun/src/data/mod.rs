@@ -119,6 +119,15 @@ impl Dataset {
         [s[1], s[2], s[3]]
     }
 
+    /// The pool of membership inference: the training split followed by
+    /// the test split (test row j is pool row `train.len() + j`).
+    pub fn pool(&self) -> Split {
+        Split {
+            images: Tensor::cat(&[&self.train.images, &self.test.images], 0),
+            labels: Tensor::cat(&[&self.train.labels, &self.test.labels], 0),
+        }
+    }
+
     /// Moves both splits to `device` (kept there for the whole run).
     pub fn to_device(&self, device: Device) -> Dataset {
         Dataset {

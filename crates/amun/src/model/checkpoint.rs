@@ -50,9 +50,10 @@ pub enum Origin {
     /// Trained from scratch by `amun train`.
     Train {
         recipe: crate::train::Recipe,
-        /// Samples excluded from training (retraining = exact unlearning).
+        /// The samples excluded (retraining) or, for a reference model, the
+        /// pool rows trained on; absent for the whole training split.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        exclude: Option<ForgetSummary>,
+        subset: Option<ForgetSummary>,
         epochs_done: usize,
         wall_s: f64,
     },

@@ -28,8 +28,8 @@ pub struct TrainJob<'a> {
     pub data: &'a Dataset,
     pub recipe: Recipe,
     pub seed: u64,
-    /// Samples to leave out (retraining without them = exact unlearning).
-    pub exclude: Option<&'a ForgetSet>,
+    /// Which samples to train on.
+    pub subset: Subset<'a>,
     /// Where to write the checkpoint (every epoch); `None` keeps it in memory.
     pub out: Option<&'a Path>,
     /// Continue from the resume state beside `out` if there is one.
@@ -46,17 +46,50 @@ pub struct Trained {
     pub epochs_run: usize,
 }
 
+/// The samples a run trains on.
+#[derive(Debug, Clone, Copy)]
+pub enum Subset<'a> {
+    /// The whole training split.
+    All,
+    /// The training split without a forget set (retraining = exact unlearning).
+    Exclude(&'a ForgetSet),
+    /// Rows of the pool: the training split followed by the test split (a
+    /// membership-inference reference model trains on half of it).
+    Pool(&'a [i64]),
+}
+
+impl Subset<'_> {
+    fn summary(&self, data: &Dataset) -> Option<ForgetSummary> {
+        match self {
+            Subset::All => None,
+            Subset::Exclude(f) => Some(ForgetSummary::of(f)),
+            Subset::Pool(idx) => Some(ForgetSummary::of(&ForgetSet {
+                dataset: format!("{}+test", data.spec.label()),
+                train_size: data.train.len() + data.test.len(),
+                kind: "pool-members".into(),
+                class: None,
+                seed: 0,
+                size: idx.len(),
+                indices: idx.to_vec(),
+            })),
+        }
+    }
+}
+
 /// `model.safetensors` → `model.resume.safetensors`: weights, momentum,
 /// epoch and history in one file, so one rename commits a resume point.
 pub fn resume_path(out: &Path) -> PathBuf {
     out.with_extension("resume.safetensors")
 }
 
-/// The samples a job trains on: the training split minus `exclude`.
-pub fn train_set(data: &Dataset, exclude: Option<&ForgetSet>, augment: bool) -> TrainSet {
-    let part = match exclude {
-        Some(f) => Part::from_indices("retain", &data.train, &f.retain_indices(), augment),
-        None => Part::whole("train", &data.train, augment),
+/// The samples a job trains on.
+pub fn train_set(data: &Dataset, subset: Subset<'_>, augment: bool) -> TrainSet {
+    let part = match subset {
+        Subset::All => Part::whole("train", &data.train, augment),
+        Subset::Exclude(f) => {
+            Part::from_indices("retain", &data.train, &f.retain_indices(), augment)
+        }
+        Subset::Pool(idx) => Part::from_indices("pool", &data.pool(), idx, augment),
     };
     TrainSet::single(part, Augment::CROP_FLIP)
 }
@@ -68,7 +101,7 @@ fn fingerprint(job: &TrainJob<'_>) -> String {
         "recipe": job.recipe,
         "seed": job.seed,
         "data": job.data.spec,
-        "exclude": job.exclude.map(ForgetSummary::of),
+        "subset": job.subset.summary(job.data),
     })
     .to_string()
 }
@@ -93,11 +126,11 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
         crate::fsutil::check_writable(out)?;
         crate::fsutil::check_writable(&resume_path(out))?;
     }
-    if let Some(f) = job.exclude {
+    if let Subset::Exclude(f) = job.subset {
         f.check_matches(job.data, Path::new("exclude"))?;
     }
     let mut model = Classifier::new(&job.spec, device, derive(job.seed, "init", 0))?;
-    if recipe.channels_last && device.is_cuda() {
+    if recipe.channels_last {
         model.use_channels_last()?;
     }
     let mut opt = Sgd::new(
@@ -178,7 +211,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
         }
     }
 
-    let set = train_set(job.data, job.exclude, recipe.augment);
+    let set = train_set(job.data, job.subset, recipe.augment);
     if set.is_empty() {
         return Err(Error::invalid("exclude", "leaves no sample to train on"));
     }
@@ -190,7 +223,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
         job.seed,
         Origin::Train {
             recipe: recipe.clone(),
-            exclude: job.exclude.map(ForgetSummary::of),
+            subset: job.subset.summary(job.data),
             epochs_done: start_epoch,
             wall_s: wall_before,
         },

@@ -1,0 +1,129 @@
+use super::{DataDir, device, load_data, pct, print_json};
+use amun::audit::{ModelAudit, RmiaParams, Signal, audit, avg_gap, load_references};
+use amun::data::ForgetSet;
+use amun::model::checkpoint;
+use amun::report::Table;
+use anyhow::{Result, bail};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Models to audit (each .safetensors with its sidecar)
+    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    pub checkpoint: Vec<PathBuf>,
+    /// The forget set
+    #[arg(long, value_name = "FORGET.json")]
+    pub forget: PathBuf,
+    /// Reference models from `amun rmia train-refs`
+    #[arg(long, value_name = "DIR")]
+    pub refs: PathBuf,
+    /// A model retrained without the forget set: adds the Avg. Gap column
+    #[arg(long, value_name = "FILE")]
+    pub retrain: Option<PathBuf>,
+    /// taylor-soft-margin (T 2, margin 0.6, order 4) | softmax (T 1)
+    #[arg(long, default_value = "taylor-soft-margin")]
+    pub signal: String,
+    /// Online RMIA (prior from all reference models) instead of offline
+    #[arg(long)]
+    pub online: bool,
+    /// Offline correction a
+    #[arg(long, default_value_t = 0.3)]
+    pub a: f64,
+    /// Likelihood-ratio threshold γ
+    #[arg(long, default_value_t = 2.0)]
+    pub gamma: f64,
+    /// Seed of the D_R sample and the SVC subsample
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub dir: DataDir,
+    /// cpu | cuda | cuda:N | auto
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: AuditArgs) -> Result<()> {
+    let dev = device(&a.device)?;
+    let signal = match a.signal.as_str() {
+        "taylor-soft-margin" => Signal::default(),
+        "softmax" => Signal::Softmax { temperature: 1.0 },
+        s => bail!("--signal '{s}': expected taylor-soft-margin or softmax"),
+    };
+    let params = RmiaParams {
+        signal,
+        offline: !a.online,
+        a: a.a,
+        gamma: a.gamma,
+    };
+    let first = checkpoint::read_sidecar(&a.checkpoint[0])?;
+    let data = load_data(&first.data, &a.dir)?;
+    let forget = ForgetSet::read(&a.forget)?;
+    forget.check_matches(&data, &a.forget)?;
+    let refs = load_references(&a.refs, &data)?;
+    let data = data.to_device(dev);
+    let mut rows: Vec<(String, ModelAudit)> = Vec::new();
+    let mut paths = a.checkpoint.clone();
+    if let Some(r) = &a.retrain {
+        paths.insert(0, r.clone());
+    }
+    for p in &paths {
+        let sc = checkpoint::read_sidecar(p)?;
+        if sc.data.train_label() != first.data.train_label() {
+            bail!(
+                "{}: trained on {}, the others on {}",
+                p.display(),
+                sc.data.label(),
+                first.data.label()
+            );
+        }
+        let (model, _) = checkpoint::load(p, dev)?;
+        rows.push((
+            p.display().to_string(),
+            audit(&model, &data, &forget.indices, &refs, &params, a.seed)?,
+        ));
+    }
+    let retrain = a.retrain.as_ref().map(|_| rows[0].1.scores);
+    if a.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(p, r)| {
+                serde_json::json!({
+                    "checkpoint": p,
+                    "audit": r,
+                    "avg_gap": retrain.map(|rt| avg_gap(&r.scores, &rt)),
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({ "rmia": params, "forget": a.forget, "models": v }));
+    }
+    let mut t = Table::new([
+        "model",
+        "forget %",
+        "retain %",
+        "test %",
+        "RMIA AUC F/T",
+        "RMIA AUC R/T",
+        "TPR@1%",
+        "MIS %",
+        "Avg. Gap",
+    ]);
+    for (p, r) in &rows {
+        t.row([
+            p.clone(),
+            pct(r.scores.unlearn),
+            pct(r.scores.retain),
+            pct(r.scores.test),
+            pct(r.scores.mia),
+            pct(r.rmia_auc_retain_test),
+            pct(r.tpr_at_1pct_fpr),
+            pct(r.mis),
+            retrain.map_or("-".into(), |rt| pct(avg_gap(&r.scores, &rt))),
+        ]);
+    }
+    super::emit(&t.render())?;
+    Ok(())
+}

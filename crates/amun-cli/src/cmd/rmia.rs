@@ -1,0 +1,79 @@
+use super::train::RecipeArgs;
+use super::{DataArgs, device, load_data};
+use amun::audit::train_references;
+use amun::model::{Arch, ModelSpec, Origin, checkpoint};
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum RmiaCmd {
+    /// Train reference models on random halves of the pool (train ∪ test),
+    /// in complementary pairs; resumable
+    TrainRefs(TrainRefsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainRefsArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Number of reference models (even: each sample is OUT for half of them)
+    #[arg(long, default_value_t = 2)]
+    pub count: usize,
+    /// Take the model and its training recipe from this checkpoint's sidecar
+    #[arg(long, value_name = "FILE")]
+    pub like: Option<PathBuf>,
+    /// small-cnn | resnet18 | resnet18-div2 | vgg19 (without --like)
+    #[arg(long, default_value = "small-cnn")]
+    pub model: String,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Seed of the pool halves and of each model's training
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu | cuda | cuda:N | auto
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Folder for the models, their memberships and logits
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// No progress output
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(cmd: RmiaCmd) -> Result<()> {
+    let RmiaCmd::TrainRefs(a) = cmd;
+    let dev = device(&a.device)?;
+    let data = load_data(&a.data.spec(), &a.data.dir)?.to_device(dev);
+    let (spec, recipe) = match &a.like {
+        Some(p) => {
+            let sc = checkpoint::read_sidecar(p)?;
+            sc.model
+                .check_data(data.image_shape(), data.num_classes(), p)?;
+            let Origin::Train { recipe, .. } = sc.origin else {
+                bail!(
+                    "--like {}: not a trained model (its sidecar has no recipe)",
+                    p.display()
+                );
+            };
+            (sc.model, recipe)
+        }
+        None => {
+            let arch: Arch = a.model.parse()?;
+            let spec = ModelSpec::for_data(arch, data.image_shape(), data.num_classes())?;
+            (spec, a.recipe.params(arch, data.image_shape()[0])?.check()?)
+        }
+    };
+    std::fs::create_dir_all(&a.out)?;
+    let bars = crate::progress::Bars::new(a.quiet);
+    let refs = train_references(&data, &spec, &recipe, a.count, a.seed, &a.out, &bars)?;
+    super::outln!(
+        "{}: {} reference models of {} on halves of a pool of {} samples",
+        a.out.display(),
+        refs.logits.len(),
+        spec.arch,
+        refs.members.first().map_or(0, Vec::len)
+    );
+    Ok(())
+}

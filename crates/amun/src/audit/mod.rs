@@ -1,0 +1,141 @@
+//! The audit: does an unlearned model behave like one retrained without
+//! the forget set? Accuracies on D_F, D_R, D_T; RMIA (AUC of D_F vs D_T,
+//! ideal 50) against reference models; MIS (SalUn's SVC attack); the paper's
+//! Avg. Gap against a retrained model.
+
+mod gap;
+mod mis;
+mod rmia;
+mod roc;
+
+pub use gap::{Scores, avg_gap, mean_std};
+pub use mis::mis;
+pub use rmia::{
+    RefManifest, References, RmiaParams, Signal, load_references, memberships, pool_logits,
+    rmia_scores, scores, scores_brute, signal, train_references,
+};
+pub use roc::{auc, roc_curve, tpr_at_fpr};
+
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::model::Classifier;
+use crate::seed::derive;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind};
+
+/// Everything the audit measures on one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelAudit {
+    pub scores: Scores,
+    /// RMIA AUC of a D_R sample (as large as D_T) vs D_T, percent: the
+    /// attack's power on true members.
+    pub rmia_auc_retain_test: f64,
+    /// TPR at 1% and 0.1% FPR of RMIA, D_F vs D_T (percent).
+    pub tpr_at_1pct_fpr: f64,
+    pub tpr_at_01pct_fpr: f64,
+    /// MIS: percent of D_F the SVC calls non-member.
+    pub mis: f64,
+    /// ROC curve of RMIA, D_F vs D_T (at most 200 points).
+    pub roc: Vec<(f64, f64)>,
+    /// Histograms (20 bins over [0,1]) of the true-class softmax confidence.
+    pub confidence_hist: ConfidenceHist,
+}
+
+/// Histograms of true-class confidence on D_F, D_T and a D_R sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceHist {
+    pub forget: Vec<usize>,
+    pub test: Vec<usize>,
+    pub retain: Vec<usize>,
+}
+
+fn hist(v: &[f64]) -> Vec<usize> {
+    let mut h = vec![0; 20];
+    for x in v {
+        h[((x * 20.0) as usize).min(19)] += 1;
+    }
+    h
+}
+
+fn thin(roc: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if roc.len() <= max {
+        return roc;
+    }
+    let step = roc.len() as f64 / max as f64;
+    let mut out: Vec<(f64, f64)> = (0..max).map(|i| roc[(i as f64 * step) as usize]).collect();
+    out.push(*roc.last().expect("non-empty"));
+    out
+}
+
+/// Audits `model` for the forget set `forget` (training indices) of `data`.
+pub fn audit(
+    model: &Classifier,
+    data: &Dataset,
+    forget: &[i64],
+    refs: &References,
+    p: &RmiaParams,
+    seed: u64,
+) -> Result<ModelAudit> {
+    let n_train = data.train.len();
+    let n_test = data.test.len();
+    let retain: Vec<i64> = {
+        let mut f = forget.to_vec();
+        f.sort_unstable();
+        (0..n_train as i64)
+            .filter(|i| f.binary_search(i).is_err())
+            .collect()
+    };
+    let logits = pool_logits(model, data);
+    let labels = data.pool().labels.to_device(Device::Cpu);
+    let pred = logits.argmax(1, false);
+    let correct = Vec::<bool>::try_from(pred.eq_tensor(&labels)).expect("bools");
+    let acc = |rows: &[usize]| {
+        100.0 * rows.iter().filter(|&&r| correct[r]).count() as f64 / rows.len().max(1) as f64
+    };
+    let forget_rows: Vec<usize> = forget.iter().map(|&i| i as usize).collect();
+    let retain_rows: Vec<usize> = retain.iter().map(|&i| i as usize).collect();
+    let test_rows: Vec<usize> = (n_train..n_train + n_test).collect();
+    // A D_R sample as large as D_T: the members of the sanity line and of MIS.
+    let mut rng = ChaCha8Rng::seed_from_u64(derive(seed, "audit-retain-sample", 0));
+    let k = retain_rows.len().min(n_test);
+    let retain_sample: Vec<usize> = sample(&mut rng, retain_rows.len(), k)
+        .into_iter()
+        .map(|i| retain_rows[i])
+        .collect();
+    let mut cand = forget_rows.clone();
+    cand.extend(&retain_sample);
+    cand.extend(&test_rows);
+    let s = rmia_scores(&logits, refs, &cand, &test_rows, p)?;
+    let (sf, rest) = s.split_at(forget_rows.len());
+    let (sr, st) = rest.split_at(retain_sample.len());
+    let conf = Vec::<f64>::try_from(
+        logits
+            .softmax(1, Kind::Double)
+            .gather(1, &labels.view([-1, 1]), false)
+            .flatten(0, -1),
+    )
+    .expect("f64");
+    let pick = |rows: &[usize]| rows.iter().map(|&r| conf[r]).collect::<Vec<f64>>();
+    let (cf, ct, cr) = (pick(&forget_rows), pick(&test_rows), pick(&retain_sample));
+    Ok(ModelAudit {
+        scores: Scores {
+            unlearn: acc(&forget_rows),
+            retain: acc(&retain_rows),
+            test: acc(&test_rows),
+            mia: 100.0 * auc(sf, st),
+        },
+        rmia_auc_retain_test: 100.0 * auc(sr, st),
+        tpr_at_1pct_fpr: 100.0 * tpr_at_fpr(sf, st, 0.01),
+        tpr_at_01pct_fpr: 100.0 * tpr_at_fpr(sf, st, 0.001),
+        mis: mis(&cr, &ct, &cf, seed)?,
+        roc: thin(roc_curve(sf, st), 200),
+        confidence_hist: ConfidenceHist {
+            forget: hist(&cf),
+            test: hist(&ct),
+            retain: hist(&cr),
+        },
+    })
+}

@@ -1,0 +1,397 @@
+//! RMIA (Zarifzadeh, Liu, Shokri, ICML 2024): the likelihood ratio of a
+//! sample's signal under the target model to its signal averaged over
+//! reference models, compared with the same ratio for population samples.
+//!
+//! `Score(x) = |{z ∈ Z : (p(x|θ)/p(x)) / (p(z|θ)/p(z)) > γ}| / |Z|`, counted by
+//! sorting the population's ratios once and a binary search per sample.
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::model::checkpoint::{self, read_tensors, write_tensors};
+use crate::model::{Classifier, ModelSpec};
+use crate::progress::Progress;
+use crate::seed::derive;
+use crate::train::{Recipe, Subset, TrainJob, train};
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// How a model's output becomes the probability-like signal p(x|θ).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Signal {
+    /// The RMIA authors' "Taylor soft-margin" softmax: logits/T, the exponential
+    /// replaced by its Taylor polynomial of `order` terms, and the true class's
+    /// logit lowered by `margin` before it.
+    TaylorSoftMargin {
+        temperature: f64,
+        margin: f64,
+        order: u32,
+    },
+    /// Plain softmax of logits/T, the true class's probability.
+    Softmax { temperature: f64 },
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Signal::TaylorSoftMargin {
+            temperature: 2.0,
+            margin: 0.6,
+            order: 4,
+        }
+    }
+}
+
+/// 1 + z + z²/2! + … + z^(n−1)/(n−1)!
+fn taylor(z: &Tensor, n: u32) -> Tensor {
+    let mut power = z.shallow_clone();
+    let mut sum = z + 1.0;
+    let mut fact = 1.0;
+    for i in 2..n {
+        power = &power * z;
+        fact *= f64::from(i);
+        sum += &power / fact;
+    }
+    sum
+}
+
+/// p(x|θ) for each row of `logits` (`[N,K]`) and its true `labels` (`[N]`).
+pub fn signal(logits: &Tensor, labels: &Tensor, s: Signal) -> Vec<f64> {
+    let z = logits.to_kind(Kind::Double).to_device(Device::Cpu);
+    let y = labels.to_device(Device::Cpu).view([-1, 1]);
+    let out = match s {
+        Signal::Softmax { temperature } => (z / temperature)
+            .softmax(1, Kind::Double)
+            .gather(1, &y, false),
+        Signal::TaylorSoftMargin {
+            temperature,
+            margin,
+            order,
+        } => {
+            let z = z / temperature;
+            let t = taylor(&z, order);
+            let true_t = t.gather(1, &y, false);
+            let soft_true = taylor(&(z.gather(1, &y, false) - margin), order);
+            let denom = t.sum_dim_intlist(1, true, Kind::Double) - true_t + &soft_true;
+            soft_true / denom
+        }
+    };
+    Vec::<f64>::try_from(out.flatten(0, -1)).expect("f64 signals")
+}
+
+/// Attack settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RmiaParams {
+    pub signal: Signal,
+    /// Offline: p(x) from the models that did not train on x, linearly
+    /// corrected with `a`; online: the mean over all reference models.
+    pub offline: bool,
+    /// The offline correction: p(x) = ½((1 + a)·p_OUT(x) + (1 − a)).
+    pub a: f64,
+    /// Threshold on the likelihood-ratio ratio.
+    pub gamma: f64,
+}
+
+impl Default for RmiaParams {
+    fn default() -> Self {
+        RmiaParams {
+            signal: Signal::default(),
+            offline: true,
+            a: 0.3,
+            gamma: 2.0,
+        }
+    }
+}
+
+/// RMIA scores of the samples with likelihood ratios `lr_x` against the
+/// population with ratios `lr_z`. `self_in_z[i]` says that sample i is also
+/// in the population; it is then left out of its own count, but every score
+/// is divided by the same |Z|: a per-sample denominator (|Z| − 1 for members
+/// of Z) would break the many ties of small counts in favour of Z's members
+/// and bias the AUC. O((N+Z) log Z).
+pub fn scores(lr_x: &[f64], lr_z: &[f64], self_in_z: &[bool], gamma: f64) -> Vec<f64> {
+    let mut z = lr_z.to_vec();
+    z.sort_by(f64::total_cmp);
+    lr_x.iter()
+        .zip(self_in_z)
+        .map(|(&x, &inside)| {
+            // LR(x)/LR(z) > γ  ⇔  LR(z) < LR(x)/γ  (ratios are positive).
+            let thr = x / gamma;
+            let mut count = z.partition_point(|&v| v < thr);
+            if inside && x < thr {
+                count -= 1;
+            }
+            if z.is_empty() {
+                0.0
+            } else {
+                count as f64 / z.len() as f64
+            }
+        })
+        .collect()
+}
+
+/// The quadratic definition of [`scores`], for tests.
+pub fn scores_brute(
+    lr_x: &[f64],
+    lr_z: &[f64],
+    self_index: &[Option<usize>],
+    gamma: f64,
+) -> Vec<f64> {
+    lr_x.iter()
+        .zip(self_index)
+        .map(|(&x, me)| {
+            let count = lr_z
+                .iter()
+                .enumerate()
+                .filter(|(j, z)| Some(*j) != *me && x / **z > gamma)
+                .count();
+            count as f64 / lr_z.len().max(1) as f64
+        })
+        .collect()
+}
+
+/// The reference models of a pool, with who trained on what and their
+/// logits over the whole pool.
+pub struct References {
+    /// `[K][N_pool]`: whether model k trained on pool row i.
+    pub members: Vec<Vec<bool>>,
+    /// `[K]` logits `[N_pool, classes]` (CPU).
+    pub logits: Vec<Tensor>,
+    /// Labels of the pool rows.
+    pub labels: Tensor,
+    pub n_train: usize,
+}
+
+impl References {
+    /// p(x) for pool rows `rows`.
+    pub fn prior(&self, rows: &[usize], p: &RmiaParams) -> Result<Vec<f64>> {
+        let sig: Vec<Vec<f64>> = self
+            .logits
+            .iter()
+            .map(|l| signal(l, &self.labels, p.signal))
+            .collect();
+        rows.iter()
+            .map(|&r| {
+                let (mut sum, mut n) = (0.0, 0usize);
+                for (k, s) in sig.iter().enumerate() {
+                    if !p.offline || !self.members[k][r] {
+                        sum += s[r];
+                        n += 1;
+                    }
+                }
+                if n == 0 {
+                    return Err(Error::invalid(
+                        "rmia",
+                        format!("pool row {r} has no reference model that left it out; train an even number of reference models"),
+                    ));
+                }
+                let mean = sum / n as f64;
+                Ok(if p.offline { 0.5 * ((1.0 + p.a) * mean + (1.0 - p.a)) } else { mean })
+            })
+            .collect()
+    }
+}
+
+/// RMIA scores of `target` on candidate pool rows, with the population `z_rows`.
+pub fn rmia_scores(
+    target_logits_pool: &Tensor,
+    refs: &References,
+    rows: &[usize],
+    z_rows: &[usize],
+    p: &RmiaParams,
+) -> Result<Vec<f64>> {
+    let sig = signal(target_logits_pool, &refs.labels, p.signal);
+    let lr = |rs: &[usize]| -> Result<Vec<f64>> {
+        let prior = refs.prior(rs, p)?;
+        Ok(rs
+            .iter()
+            .zip(prior)
+            .map(|(&r, q)| sig[r] / q.max(1e-300))
+            .collect())
+    };
+    let (lr_x, lr_z) = (lr(rows)?, lr(z_rows)?);
+    let mut zset = z_rows.to_vec();
+    zset.sort_unstable();
+    let inside: Vec<bool> = rows.iter().map(|r| zset.binary_search(r).is_ok()).collect();
+    Ok(scores(&lr_x, &lr_z, &inside, p.gamma))
+}
+
+/// What `refs/manifest.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefManifest {
+    pub format: String,
+    pub data: crate::data::DataSpec,
+    pub model: ModelSpec,
+    pub recipe: Recipe,
+    pub seed: u64,
+    pub count: usize,
+    pub n_train: usize,
+    pub n_test: usize,
+}
+
+const REF_FORMAT: &str = "amun-rmia-refs/1";
+
+/// Membership of `count` reference models over a pool of `n`: model 2p
+/// trains on a random half, model 2p+1 on the other half, so with an even
+/// count every row is OUT for exactly half of the models.
+pub fn memberships(n: usize, count: usize, seed: u64) -> Vec<Vec<bool>> {
+    let mut out = Vec::with_capacity(count);
+    for pair in 0..count.div_ceil(2) {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive(seed, "rmia-half", pair as u64));
+        let mut m = vec![false; n];
+        for i in sample(&mut rng, n, n / 2) {
+            m[i] = true;
+        }
+        let other: Vec<bool> = m.iter().map(|b| !b).collect();
+        out.push(m);
+        if out.len() < count {
+            out.push(other);
+        }
+    }
+    out
+}
+
+fn model_path(dir: &Path, k: usize) -> PathBuf {
+    dir.join(format!("ref-{k:03}.safetensors"))
+}
+
+fn logits_path(dir: &Path, k: usize) -> PathBuf {
+    dir.join(format!("ref-{k:03}.logits.safetensors"))
+}
+
+/// Trains (or finishes training) `count` reference models in `dir`, each on
+/// its half of the pool with `recipe`, and stores their logits over the
+/// pool. Resumable: finished models are skipped, an interrupted one resumes
+/// from its last epoch. A folder made with other settings is refused.
+#[allow(clippy::too_many_arguments)]
+pub fn train_references(
+    data: &Dataset,
+    spec: &ModelSpec,
+    recipe: &Recipe,
+    count: usize,
+    seed: u64,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<References> {
+    if count == 0 {
+        return Err(Error::invalid(
+            "count",
+            "must be at least 1 (2 or more, even, for offline RMIA)",
+        ));
+    }
+    let manifest = RefManifest {
+        format: REF_FORMAT.into(),
+        data: data.spec.clone(),
+        model: spec.clone(),
+        recipe: recipe.clone(),
+        seed,
+        count,
+        n_train: data.train.len(),
+        n_test: data.test.len(),
+    };
+    let mpath = dir.join("manifest.json");
+    if mpath.exists() {
+        let old: RefManifest = fsutil::read_json(&mpath)?;
+        if old != manifest {
+            return Err(Error::format(
+                &mpath,
+                "reference models of other settings (data, model, recipe, seed or count) are in this folder; use another --out",
+            ));
+        }
+    } else {
+        fsutil::write_json(&mpath, &manifest)?;
+    }
+    let pool = data.pool();
+    let n = pool.len();
+    let members = memberships(n, count, seed);
+    for (k, m) in members.iter().enumerate() {
+        if logits_path(dir, k).exists() {
+            continue;
+        }
+        progress.note(&format!("reference model {}/{count}", k + 1));
+        let rows: Vec<i64> = (0..n as i64).filter(|&i| m[i as usize]).collect();
+        let job = TrainJob {
+            spec: spec.clone(),
+            data,
+            recipe: recipe.clone(),
+            seed: derive(seed, "rmia-ref", k as u64),
+            subset: Subset::Pool(&rows),
+            out: Some(&model_path(dir, k)),
+            resume: true,
+            eval_each_epoch: false,
+        };
+        let model = if model_path(dir, k).exists()
+            && !crate::train::resume_path(&model_path(dir, k)).exists()
+        {
+            checkpoint::load(&model_path(dir, k), pool.labels.device())?.0
+        } else {
+            train(&job, progress)?.model
+        };
+        let logits = crate::eval::logits(&model, &pool.images);
+        write_tensors(&logits_path(dir, k), &[("logits".to_string(), logits)])?;
+    }
+    load_references(dir, data)
+}
+
+/// Loads the reference models' memberships and logits from `dir`, for the
+/// pool of `data` (refused if the pool differs).
+pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
+    let mpath = dir.join("manifest.json");
+    let m: RefManifest = fsutil::read_json(&mpath)?;
+    if m.format != REF_FORMAT {
+        return Err(Error::format(
+            &mpath,
+            format!("format '{}'; expected '{REF_FORMAT}'", m.format),
+        ));
+    }
+    let n = m.n_train + m.n_test;
+    if m.n_train != data.train.len() || m.n_test != data.test.len() {
+        return Err(Error::format(
+            &mpath,
+            format!(
+                "reference models of a pool of {} + {} samples; this data has {} + {}",
+                m.n_train,
+                m.n_test,
+                data.train.len(),
+                data.test.len()
+            ),
+        ));
+    }
+    let mut logits = Vec::new();
+    for k in 0..m.count {
+        let p = logits_path(dir, k);
+        if !p.exists() {
+            return Err(Error::format(
+                &p,
+                "missing; run `amun rmia train-refs` again to finish the reference models",
+            ));
+        }
+        let mut t = read_tensors(&p, Device::Cpu)?;
+        let l = t
+            .remove("logits")
+            .ok_or_else(|| Error::format(&p, "no 'logits' tensor"))?;
+        if l.size()[0] as usize != n {
+            return Err(Error::format(
+                &p,
+                format!("logits for {} rows; the pool has {n}", l.size()[0]),
+            ));
+        }
+        logits.push(l);
+    }
+    Ok(References {
+        members: memberships(n, m.count, m.seed),
+        logits,
+        labels: data.pool().labels.to_device(Device::Cpu),
+        n_train: m.n_train,
+    })
+}
+
+/// Logits of `model` over the pool (CPU).
+pub fn pool_logits(model: &Classifier, data: &Dataset) -> Tensor {
+    crate::eval::logits(model, &data.pool().images)
+}

@@ -1,0 +1,262 @@
+//! The experiment's report: the paper's table (method × UA/RA/TA/MIA/Avg.
+//! Gap, mean ± std over seeds, plus MIS and time against retraining) as
+//! Markdown, JSON and CSV, and PNG plots.
+use super::config::Config;
+use super::run::RunResult;
+use crate::audit::{ModelAudit, Scores, avg_gap, mean_std};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Mean and sample standard deviation over seeds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl Stat {
+    fn of(xs: &[f64]) -> Stat {
+        let (mean, std) = mean_std(xs);
+        Stat { mean, std }
+    }
+
+    fn show(&self) -> String {
+        if !self.mean.is_finite() {
+            "-".into()
+        } else {
+            format!("{:.2} ± {:.2}", self.mean, self.std)
+        }
+    }
+}
+
+/// One method's line of a table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub method: String,
+    pub runs: usize,
+    pub unlearn_acc: Stat,
+    pub retain_acc: Stat,
+    pub test_acc: Stat,
+    /// RMIA AUC of D_F vs D_T.
+    pub mia: Stat,
+    pub avg_gap: Stat,
+    pub mis: Stat,
+    pub rmia_auc_retain_test: Stat,
+    pub tpr_at_1pct_fpr: Stat,
+    pub seconds: Stat,
+    /// Seconds over the same seed's retraining seconds.
+    pub time_vs_retrain: Stat,
+}
+
+/// One table: a forget fraction, with or without D_R.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportTable {
+    pub fraction: f64,
+    pub with_retain: bool,
+    pub rows: Vec<Row>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub hardware: String,
+    pub config: Config,
+    pub tables: Vec<ReportTable>,
+    pub results: Vec<RunResult>,
+}
+
+fn retrain_of(results: &[RunResult], seed: u64, fraction: f64) -> Option<&RunResult> {
+    results
+        .iter()
+        .find(|r| r.method == "retrain" && r.seed == seed && r.fraction == fraction)
+}
+
+/// Aggregates results into tables.
+pub fn build_report(cfg: &Config, results: Vec<RunResult>, hardware: String) -> Report {
+    let mut tables = Vec::new();
+    let mut names: Vec<String> = vec!["original".into(), "retrain".into()];
+    names.extend(cfg.method_list().into_iter().map(|(n, _)| n.to_string()));
+    for &fraction in &cfg.forget.fractions {
+        for &with_retain in &cfg.forget.with_retain {
+            let mut rows = Vec::new();
+            for name in &names {
+                let runs: Vec<&RunResult> = results
+                    .iter()
+                    .filter(|r| {
+                        r.fraction == fraction
+                            && r.method == *name
+                            && r.with_retain.is_none_or(|w| w == with_retain)
+                    })
+                    .collect();
+                if runs.is_empty() {
+                    continue;
+                }
+                let col = |f: &dyn Fn(&RunResult) -> f64| {
+                    Stat::of(&runs.iter().map(|r| f(r)).collect::<Vec<_>>())
+                };
+                let gap = |r: &RunResult| {
+                    retrain_of(&results, r.seed, r.fraction)
+                        .map_or(f64::NAN, |rt| avg_gap(&r.audit.scores, &rt.audit.scores))
+                };
+                let ratio = |r: &RunResult| {
+                    retrain_of(&results, r.seed, r.fraction)
+                        .map_or(f64::NAN, |rt| r.seconds / rt.seconds.max(1e-9))
+                };
+                rows.push(Row {
+                    method: name.clone(),
+                    runs: runs.len(),
+                    unlearn_acc: col(&|r| r.audit.scores.unlearn),
+                    retain_acc: col(&|r| r.audit.scores.retain),
+                    test_acc: col(&|r| r.audit.scores.test),
+                    mia: col(&|r| r.audit.scores.mia),
+                    avg_gap: col(&gap),
+                    mis: col(&|r| r.audit.mis),
+                    rmia_auc_retain_test: col(&|r| r.audit.rmia_auc_retain_test),
+                    tpr_at_1pct_fpr: col(&|r| r.audit.tpr_at_1pct_fpr),
+                    seconds: col(&|r| r.seconds),
+                    time_vs_retrain: col(&ratio),
+                });
+            }
+            tables.push(ReportTable {
+                fraction,
+                with_retain,
+                rows,
+            });
+        }
+    }
+    Report {
+        name: cfg.name.clone(),
+        hardware,
+        config: cfg.clone(),
+        tables,
+        results,
+    }
+}
+
+/// The Markdown form of one table.
+pub fn table_markdown(t: &ReportTable) -> String {
+    let mut md = crate::report::Table::new([
+        "method",
+        "UA",
+        "RA",
+        "TA",
+        "MIA (RMIA AUC)",
+        "Avg. Gap",
+        "MIS",
+        "AUC D_R/D_T",
+        "time s",
+        "× retrain",
+    ]);
+    for r in &t.rows {
+        md.row([
+            r.method.clone(),
+            r.unlearn_acc.show(),
+            r.retain_acc.show(),
+            r.test_acc.show(),
+            r.mia.show(),
+            r.avg_gap.show(),
+            r.mis.show(),
+            r.rmia_auc_retain_test.show(),
+            format!("{:.1}", r.seconds.mean),
+            if r.time_vs_retrain.mean.is_finite() {
+                format!("{:.3}", r.time_vs_retrain.mean)
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    md.render()
+}
+
+impl Report {
+    /// report.md
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# {}\n", self.name);
+        let _ = writeln!(
+            s,
+            "Hardware: {}. Seeds: {:?}. Data: {}. Model: {}.\n",
+            self.hardware,
+            self.config.seeds,
+            self.config.data.label(),
+            self.config.model
+        );
+        let _ = writeln!(
+            s,
+            "UA/RA/TA: accuracy (%) on D_F, D_R, D_T. MIA: RMIA AUC (%) of D_F vs D_T (ideal: Retrain's, ≈ 50). \
+             Avg. Gap: mean |metric − Retrain's| over UA, RA, TA, MIA. MIS: % of D_F an RBF SVC on confidence calls non-member. \
+             Mean ± std over seeds.\n"
+        );
+        for t in &self.tables {
+            let _ = writeln!(
+                s,
+                "## Forget {:.0}%, {}\n",
+                t.fraction * 100.0,
+                if t.with_retain {
+                    "with D_R"
+                } else {
+                    "without D_R"
+                }
+            );
+            s.push_str(&table_markdown(t));
+            s.push('\n');
+        }
+        s
+    }
+
+    /// report.csv: one line per model and seed.
+    pub fn csv(&self) -> String {
+        let mut s = String::from(
+            "fraction,with_retain,method,seed,unlearn_acc,retain_acc,test_acc,rmia_auc_forget_test,avg_gap,mis,rmia_auc_retain_test,tpr_at_1pct_fpr,tpr_at_01pct_fpr,seconds,checkpoint\n",
+        );
+        for r in &self.results {
+            let gap = retrain_of(&self.results, r.seed, r.fraction)
+                .map_or(f64::NAN, |rt| avg_gap(&r.audit.scores, &rt.audit.scores));
+            let a: &ModelAudit = &r.audit;
+            let Scores {
+                unlearn,
+                retain,
+                test,
+                mia,
+            } = a.scores;
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{unlearn:.4},{retain:.4},{test:.4},{mia:.4},{gap:.4},{:.4},{:.4},{:.4},{:.4},{:.3},{}",
+                r.fraction,
+                r.with_retain.map_or("".into(), |w| w.to_string()),
+                r.method,
+                r.seed,
+                a.mis,
+                a.rmia_auc_retain_test,
+                a.tpr_at_1pct_fpr,
+                a.tpr_at_01pct_fpr,
+                r.seconds,
+                r.checkpoint
+            );
+        }
+        s
+    }
+
+    /// Writes report.md, report.json, report.csv and the plots into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+        let mut written = Vec::new();
+        let md = dir.join("report.md");
+        fsutil::write_atomic(&md, self.markdown().as_bytes())?;
+        written.push(md);
+        let js = dir.join("report.json");
+        fsutil::write_json(&js, self)?;
+        written.push(js);
+        let csv = dir.join("report.csv");
+        fsutil::write_atomic(&csv, self.csv().as_bytes())?;
+        written.push(csv);
+        written.extend(
+            super::plots::write_plots(self, dir)
+                .map_err(|e| Error::invalid("plots", e.to_string()))?,
+        );
+        Ok(written)
+    }
+}
