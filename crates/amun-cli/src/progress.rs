@@ -6,6 +6,8 @@ use std::sync::Mutex;
 pub struct Bars {
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
+    /// Keep notes, drop the per-phase summaries (long multi-model runs).
+    terse: bool,
 }
 
 impl Bars {
@@ -13,6 +15,15 @@ impl Bars {
         Bars {
             bar: Mutex::new(None),
             quiet,
+            terse: false,
+        }
+    }
+
+    /// Bars and notes, without a summary line per epoch.
+    pub fn terse(quiet: bool) -> Bars {
+        Bars {
+            terse: true,
+            ..Bars::new(quiet)
         }
     }
 }
@@ -45,7 +56,7 @@ impl amun::progress::Progress for Bars {
         if let Some(b) = self.bar.lock().unwrap().take() {
             b.finish_and_clear();
         }
-        if !self.quiet {
+        if !self.quiet && !self.terse {
             eprintln!("{summary}");
         }
     }

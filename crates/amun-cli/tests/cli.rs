@@ -752,3 +752,92 @@ fn unlearn_bad_inputs_leave_nothing_behind() {
         files_in(dir.path())
     );
 }
+
+#[test]
+fn experiment_runs_resumes_and_names_bad_lines() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exp.toml");
+    let text = r#"name = "cli-tiny"
+model = "small-cnn"
+seeds = [0]
+device = "cpu"
+
+[data]
+dataset = "mnist"
+train_limit = 200
+test_limit = 100
+
+[train]
+epochs = 2
+batch_size = 32
+lr = 0.02
+augment = false
+
+[forget]
+fractions = [0.1]
+with_retain = [true]
+
+[rmia]
+reference_models = 2
+
+[methods.rl]
+finetune.epochs = 1
+"#;
+    std::fs::write(&cfg, text).unwrap();
+    let out = dir.path().join("run");
+    let o = amun(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("| retrain") && table.contains("| rl") && table.contains("Avg. Gap"),
+        "{table}"
+    );
+    for f in ["report.md", "report.json", "report.csv", "gap-f0.1.png"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // The second run only reads.
+    let o = amun(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("up to date") && !stderr(&o).contains("training"),
+        "{}",
+        stderr(&o)
+    );
+    // Bad lines are named; another config is refused.
+    std::fs::write(
+        &cfg,
+        text.replace("[methods.rl]", "[methods.rl]\nspeed = 9"),
+    )
+    .unwrap();
+    let o = amun(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["exp.toml", "line 25", "rl.speed"]);
+    std::fs::write(&cfg, text.replace("epochs = 2", "epochs = 3")).unwrap();
+    let o = amun(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["experiment.json", "another config"]);
+}

@@ -61,7 +61,7 @@ fn execute(
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     let dev = super::device(&cfg.device)?;
     let data = load_data(&cfg.data, dir)?.to_device(dev);
-    let bars = crate::progress::Bars::new(quiet || json);
+    let bars = crate::progress::Bars::terse(quiet || json);
     let started = std::time::Instant::now();
     let report = run_experiment(&cfg, &data, &out, hardware_line(dev), &bars)?;
     if json {

@@ -83,8 +83,16 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
 impl Config {
     /// Parses and validates an experiment file.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| Error::format(path, e.to_string().trim_end().to_string()))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let msg = e.message().trim_end().replace('\n', " ");
+            match line {
+                Some(l) => Error::format(path, format!("line {l}: {msg}")),
+                None => Error::format(path, msg),
+            }
+        })?;
         let at = |needle: &str, msg: String| -> Error {
             match line_of(text, needle) {
                 Some(l) => Error::format(path, format!("line {l}: {msg}")),
@@ -132,11 +140,44 @@ impl Config {
         for (name, table) in &cfg.methods {
             let v = serde_json::to_value(table).map_err(|e| Error::format(path, e.to_string()))?;
             if let Err(e) = crate::unlearn::build(name, &v) {
-                return Err(at(&format!("[methods.{name}]"), e.to_string()));
+                // Point at the offending key inside the method's table when
+                // the error names one (`rl.speed`, `amun.finetune.lr`).
+                let header = line_of(text, &format!("[methods.{name}]"))
+                    .or_else(|| line_of(text, &format!("[methods.\"{name}\"]")));
+                let key_line = match (&e, header) {
+                    (Error::Invalid { what, .. }, Some(h)) => {
+                        what.strip_prefix(&format!("{name}.")).and_then(|key| {
+                            let leaf = key.rsplit('.').next().unwrap_or(key);
+                            text.lines()
+                                .enumerate()
+                                .skip(h)
+                                .take_while(|(_, l)| !l.trim_start().starts_with('['))
+                                .find(|(_, l)| {
+                                    let l = l.trim_start();
+                                    l.starts_with(key) || l.starts_with(leaf)
+                                })
+                                .map(|(i, _)| i + 1)
+                        })
+                    }
+                    _ => None,
+                };
+                return Err(match key_line.or(header) {
+                    Some(l) => Error::format(path, format!("line {l}: {e}")),
+                    None => Error::format(path, e.to_string()),
+                });
             }
         }
         cfg.recipe().map_err(|e| at("[train]", e.to_string()))?;
-        crate::device::parse_device(&cfg.device).map_err(|e| at("device", e.to_string()))?;
+        let d = cfg.device.as_str();
+        let cuda_n = d
+            .strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<usize>().is_ok());
+        if !matches!(d, "cpu" | "cuda" | "auto") && !cuda_n {
+            return Err(at(
+                "device",
+                format!("device '{d}': expected cpu, cuda, cuda:N or auto"),
+            ));
+        }
         Ok(cfg)
     }
 

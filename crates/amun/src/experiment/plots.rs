@@ -178,7 +178,12 @@ fn hist_plot(
             .x_label_area_size(25)
             .y_label_area_size(35)
             .build_cartesian_2d(0f64..1f64, 0f64..ymax)?;
-        chart.configure_mesh().x_labels(5).y_labels(4).draw()?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_labels(5)
+            .y_labels(4)
+            .draw()?;
         for (s, c) in series {
             chart.draw_series(LineSeries::new(s, c.stroke_width(2)))?;
         }
@@ -188,14 +193,15 @@ fn hist_plot(
 }
 
 fn gap_plot(path: &Path, title: &str, bars: &[(String, Vec<(bool, f64)>)]) -> Res<()> {
-    let root = BitMapBackend::new(path, (860, 480)).into_drawing_area();
+    let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let ymax = bars
         .iter()
         .flat_map(|(_, v)| v.iter().map(|b| b.1))
         .fold(1.0, f64::max)
         * 1.15;
-    let n = bars.len().max(1);
+    // Two segments per method: with D_R, then without.
+    let n = (2 * bars.len().max(1)) as i32;
     let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -205,32 +211,32 @@ fn gap_plot(path: &Path, title: &str, bars: &[(String, Vec<(bool, f64)>)]) -> Re
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..n as f64, 0f64..ymax)?;
+        .build_cartesian_2d((0..n).into_segmented(), 0f64..ymax)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n + 1)
-        .x_label_formatter(&|x| {
-            let i = (x - 0.5).round();
-            if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
+        .x_labels(n as usize)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(k) if k % 2 == 0 => {
+                names.get((*k / 2) as usize).cloned().unwrap_or_default()
             }
+            _ => String::new(),
         })
         .y_desc("Avg. Gap (points)")
         .draw()?;
     for (i, (_, v)) in bars.iter().enumerate() {
         for (with, g) in v {
-            let (x0, c) = if *with {
-                (i as f64 + 0.1, BLUE)
-            } else {
-                (i as f64 + 0.5, RGBColor(230, 120, 20))
-            };
-            chart.draw_series(std::iter::once(Rectangle::new(
-                [(x0, 0.0), (x0 + 0.4, *g)],
+            let k = 2 * i as i32 + i32::from(!*with);
+            let c = if *with { BLUE } else { RGBColor(230, 120, 20) };
+            let mut r = Rectangle::new(
+                [
+                    (SegmentValue::Exact(k), 0.0),
+                    (SegmentValue::Exact(k + 1), *g),
+                ],
                 c.filled(),
-            )))?;
+            );
+            r.set_margin(0, 0, 2, 2);
+            chart.draw_series(std::iter::once(r))?;
         }
     }
     root.present()?;

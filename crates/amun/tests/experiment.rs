@@ -1,0 +1,202 @@
+//! Experiments: config errors point at the line, a run folder belongs to
+//! one config, and a rerun recomputes exactly what is missing or stale.
+mod common;
+
+use amun::experiment::{Config, Runner, build_report};
+use amun::progress::Quiet;
+use std::path::Path;
+
+const TINY: &str = r#"
+name = "tiny"
+model = "small-cnn"
+seeds = [0]
+device = "cpu"
+
+[data]
+dataset = "mnist"
+train_limit = 300
+test_limit = 100
+
+[train]
+epochs = 3
+batch_size = 32
+lr = 0.02
+augment = false
+
+[forget]
+fractions = [0.1]
+with_retain = [true, false]
+
+[rmia]
+reference_models = 2
+
+[methods.ft]
+finetune.epochs = 1
+
+[methods.amun]
+finetune.epochs = 1
+attack.steps = 5
+"#;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(text, Path::new("x.toml")).map_err(|e| e.to_string())
+}
+
+#[test]
+fn config_errors_point_at_the_line() {
+    let cfg = parse(TINY).unwrap();
+    assert_eq!(
+        cfg.method_list().iter().map(|m| m.0).collect::<Vec<_>>(),
+        vec!["ft", "amun"]
+    );
+    let e = parse(&TINY.replace("seeds = [0]", "seeds = [0]\ncolour = \"red\"")).unwrap_err();
+    assert!(
+        e.contains("line 5") && e.contains("colour") && !e.contains('\n'),
+        "{e}"
+    );
+    let e = parse(&TINY.replace("[methods.ft]", "[methods.forgetful]")).unwrap_err();
+    assert!(
+        e.contains("line 25") && e.contains("forgetful") && e.contains("amun-salun"),
+        "{e}"
+    );
+    let e = parse(&TINY.replace(
+        "finetune.epochs = 1\n\n[methods.amun]",
+        "finetune.epoch = 1\n\n[methods.amun]",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("line 25") && e.contains("ft.finetune.epoch"),
+        "{e}"
+    );
+    let e = parse(&TINY.replace("seeds = [0]", "seeds = [0, 0]")).unwrap_err();
+    assert!(e.contains("line 4") && e.contains("twice"), "{e}");
+    let e = parse(&TINY.replace("fractions = [0.1]", "fractions = [1.5]")).unwrap_err();
+    assert!(e.contains("line 19") && e.contains("(0,1)"), "{e}");
+    let e = parse(&TINY.replace("reference_models = 2", "reference_models = 3")).unwrap_err();
+    assert!(e.contains("line 23") && e.contains("even"), "{e}");
+    let e = parse(&TINY.replace("name = \"tiny\"\n", "")).unwrap_err();
+    assert!(e.contains("name"), "{e}");
+    let e = parse(&TINY.replace("lr = 0.02", "lr = -1")).unwrap_err();
+    assert!(e.contains("line 12") && e.contains("lr"), "{e}");
+}
+
+#[test]
+fn shipped_configs_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let cfg = Config::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(
+                cfg.method_list().len() >= 8,
+                "{}: every method of the paper",
+                p.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3);
+}
+
+#[test]
+fn resume_recomputes_only_what_is_missing_or_stale() {
+    let data = common::load("mnist", Some(300), Some(100));
+    let cfg = parse(TINY).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |expect_all: bool| -> Vec<String> {
+        let mut r = Runner::new(&cfg, dir.path(), &data, &Quiet).unwrap();
+        let results = r.run().unwrap();
+        // original, retrain, ft (R), amun (R), amun (noR): ft needs D_R.
+        assert_eq!(results.len(), 5);
+        if expect_all {
+            let report = build_report(&cfg, results, "test".into());
+            report.write(dir.path()).unwrap();
+        }
+        r.computed
+    };
+    let first = run(true);
+    assert!(
+        first.iter().any(|c| c.starts_with("original"))
+            && first.iter().any(|c| c.starts_with("retrain"))
+    );
+    for f in [
+        "report.md",
+        "report.json",
+        "report.csv",
+        "roc-f0.1-R.png",
+        "confidence-f0.1-noR.png",
+        "gap-f0.1.png",
+    ] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(
+        md.contains("| retrain") && md.contains("| amun") && md.contains("Avg. Gap"),
+        "{md}"
+    );
+
+    // Nothing to do the second time.
+    assert_eq!(run(false), Vec::<String>::new());
+
+    // One unlearned model deleted: it comes back (bit-identical on the CPU,
+    // so its audit stays valid), nothing else.
+    let ft = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("unlearn-ft-") && n.ends_with(".safetensors")
+        })
+        .unwrap();
+    std::fs::remove_file(&ft).unwrap();
+    let again = run(false);
+    assert_eq!(again, vec!["ft R s0 f0.1".to_string()]);
+
+    // The adversarial set deleted: recomputed bit-identically, so the AMUN
+    // models made from it stay valid.
+    let adv = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("adv-")
+                && p.extension().unwrap() == "safetensors"
+        })
+        .unwrap();
+    std::fs::remove_file(&adv).unwrap();
+    let again = run(false);
+    assert_eq!(again, vec!["adversarial set s0-f0.1".to_string()]);
+
+    // The forget set changed: everything made from it is recomputed, the
+    // original and the reference models are not.
+    let fpath = dir.path().join("forget-s0-f0.1.json");
+    let other =
+        amun::data::ForgetSet::choose(&data, &amun::data::ForgetSpec::Fraction(0.1), 99).unwrap();
+    other.write(&fpath).unwrap();
+    let again = run(false);
+    assert!(
+        !again.iter().any(|c| c.starts_with("original")),
+        "{again:?}"
+    );
+    for want in [
+        "retrain-s0-f0.1",
+        "adversarial set",
+        "ft R",
+        "amun R",
+        "amun noR",
+        "audit original",
+    ] {
+        assert!(
+            again.iter().any(|c| c.starts_with(want)),
+            "{want} not recomputed: {again:?}"
+        );
+    }
+
+    // Another config in the same folder is refused.
+    let other_cfg = parse(&TINY.replace("epochs = 3", "epochs = 4")).unwrap();
+    let e = Runner::new(&other_cfg, dir.path(), &data, &Quiet)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("another config"), "{e}");
+}
