@@ -65,7 +65,7 @@ fn config_errors_point_at_the_line() {
     ))
     .unwrap_err();
     assert!(
-        e.contains("line 25") && e.contains("ft.finetune.epoch"),
+        e.contains("line 26") && e.contains("ft.finetune.epoch"),
         "{e}"
     );
     let e = parse(&TINY.replace("seeds = [0]", "seeds = [0, 0]")).unwrap_err();
