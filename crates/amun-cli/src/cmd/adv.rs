@@ -1,7 +1,7 @@
-use super::{DataDir, device, load_data, print_json};
+use super::{DataDir, device, print_json};
 use amun::attack::{AdvParams, AttackKind, Eps0, search};
 use amun::data::ForgetSet;
-use amun::model::checkpoint::{self, ForgetSummary};
+use amun::model::checkpoint::ForgetSummary;
 use amun::report::Table;
 use anyhow::Result;
 use clap::Args;
@@ -85,6 +85,8 @@ pub struct AdvArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub attack: AttackArgs,
+    #[command(flatten)]
+    pub import: super::ImportArgs,
     /// Run the naive loop (no batch refilling), for comparison
     #[arg(long)]
     pub no_refill: bool,
@@ -105,11 +107,9 @@ pub fn run(a: AdvArgs) -> Result<()> {
     let settings = a.attack.params()?.refill(!a.no_refill).check()?;
     let dev = device(&a.device)?;
     amun::fsutil::check_writable(&a.out)?;
-    let sidecar = checkpoint::read_sidecar(&a.checkpoint)?;
-    let data = load_data(&sidecar.data, &a.dir)?;
     let forget = ForgetSet::read(&a.forget)?;
+    let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     forget.check_matches(&data, &a.forget)?;
-    let (model, _) = checkpoint::load(&a.checkpoint, dev)?;
     let part = data.train.select(&forget.indices);
     let bars = crate::progress::Bars::new(a.quiet || a.json);
     let set = search(

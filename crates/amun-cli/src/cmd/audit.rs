@@ -1,7 +1,6 @@
-use super::{DataDir, device, load_data, pct, print_json};
+use super::{DataDir, device, pct, print_json};
 use amun::audit::{ModelAudit, RmiaParams, Signal, audit, avg_gap, load_references};
 use amun::data::ForgetSet;
-use amun::model::checkpoint;
 use amun::report::Table;
 use anyhow::{Result, bail};
 use clap::Args;
@@ -37,6 +36,8 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]
+    pub import: super::ImportArgs,
+    #[command(flatten)]
     pub dir: DataDir,
     /// cpu | cuda | cuda:N | auto
     #[arg(long, default_value = "auto")]
@@ -59,9 +60,9 @@ pub fn run(a: AuditArgs) -> Result<()> {
         a: a.a,
         gamma: a.gamma,
     };
-    let first = checkpoint::read_sidecar(&a.checkpoint[0])?;
-    let data = load_data(&first.data, &a.dir)?;
     let forget = ForgetSet::read(&a.forget)?;
+    let (_, first, data) =
+        super::open_checkpoint(&a.checkpoint[0], &a.import, &a.dir, tch::Device::Cpu)?;
     forget.check_matches(&data, &a.forget)?;
     let refs = load_references(&a.refs, &data)?;
     let data = data.to_device(dev);
@@ -71,7 +72,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
         paths.insert(0, r.clone());
     }
     for p in &paths {
-        let sc = checkpoint::read_sidecar(p)?;
+        let (model, sc, _) = super::open_checkpoint(p, &a.import, &a.dir, dev)?;
         if sc.data.train_label() != first.data.train_label() {
             bail!(
                 "{}: trained on {}, the others on {}",
@@ -80,7 +81,6 @@ pub fn run(a: AuditArgs) -> Result<()> {
                 first.data.label()
             );
         }
-        let (model, _) = checkpoint::load(p, dev)?;
         rows.push((
             p.display().to_string(),
             audit(&model, &data, &forget.indices, &refs, &params, a.seed)?,

@@ -1,7 +1,6 @@
-use super::{DataDir, device, load_data, pct, print_json};
-use amun::data::{DataSpec, ForgetSet};
+use super::{DataDir, ImportArgs, device, open_checkpoint, pct, print_json};
+use amun::data::ForgetSet;
 use amun::eval::{Accuracy, accuracy};
-use amun::model::checkpoint;
 use amun::report::Table;
 use anyhow::Result;
 use clap::Args;
@@ -15,9 +14,8 @@ pub struct EvalArgs {
     /// Also report the forget and retain sets of this forget file
     #[arg(long, value_name = "FORGET.json")]
     pub forget: Option<PathBuf>,
-    /// Evaluate on another dataset than the checkpoint's (same shape and classes)
-    #[arg(long, value_name = "NAME|DIR")]
-    pub dataset: Option<String>,
+    #[command(flatten)]
+    pub import: ImportArgs,
     #[command(flatten)]
     pub dir: DataDir,
     /// cpu | cuda | cuda:N | auto
@@ -30,20 +28,11 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> Result<()> {
     let dev = device(&a.device)?;
-    let sidecar = checkpoint::read_sidecar(&a.checkpoint)?;
-    let spec = match &a.dataset {
-        Some(d) => DataSpec::new(d.clone()),
-        None => sidecar.data.clone(),
-    };
-    let data = load_data(&spec, &a.dir)?;
-    sidecar
-        .model
-        .check_data(data.image_shape(), data.num_classes(), &a.checkpoint)?;
     let forget = a.forget.as_deref().map(ForgetSet::read).transpose()?;
+    let (model, sidecar, data) = open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     if let (Some(f), Some(p)) = (&forget, &a.forget) {
         f.check_matches(&data, p)?;
     }
-    let (model, _) = checkpoint::load(&a.checkpoint, dev)?;
     let mut rows: Vec<(&str, Accuracy)> = vec![
         ("train", accuracy(&model, &data.train)),
         ("test", accuracy(&model, &data.test)),

@@ -1,6 +1,5 @@
-use super::{DataDir, device, load_data};
+use super::{DataDir, device};
 use amun::data::ForgetSet;
-use amun::model::checkpoint;
 use amun::unlearn::saliency_mask;
 use anyhow::Result;
 use clap::Args;
@@ -21,6 +20,8 @@ pub struct MaskArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     #[command(flatten)]
+    pub import: super::ImportArgs,
+    #[command(flatten)]
     pub dir: DataDir,
     /// cpu | cuda | cuda:N | auto
     #[arg(long, default_value = "auto")]
@@ -30,11 +31,9 @@ pub struct MaskArgs {
 pub fn run(a: MaskArgs) -> Result<()> {
     let dev = device(&a.device)?;
     amun::fsutil::check_writable(&a.out)?;
-    let sidecar = checkpoint::read_sidecar(&a.checkpoint)?;
-    let data = load_data(&sidecar.data, &a.dir)?;
     let forget = ForgetSet::read(&a.forget)?;
+    let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     forget.check_matches(&data, &a.forget)?;
-    let (model, _) = checkpoint::load(&a.checkpoint, dev)?;
     let mask = saliency_mask(
         &model,
         &data.train.select(&forget.indices).to_device(dev),

@@ -8,6 +8,7 @@ mod bench;
 mod data;
 mod eval;
 mod experiment;
+mod import;
 mod mask;
 mod methods;
 mod rmia;
@@ -57,6 +58,10 @@ enum Command {
     Experiment(experiment::ExperimentArgs),
     /// The CPU demo: fetch CIFAR-10, run experiments/demo-cpu.toml
     Demo(experiment::DemoArgs),
+    /// Import a PyTorch checkpoint (.pt/.safetensors) as an amun checkpoint
+    Import(import::ImportCmdArgs),
+    /// Export a checkpoint for PyTorch (.pt or .safetensors, a chosen layout)
+    Export(import::ExportArgs),
     /// Images/s of a training step or a PGD step, as a table with the hardware
     Bench(bench::BenchArgs),
 }
@@ -75,6 +80,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Audit(a) => audit::run(a),
         Command::Experiment(a) => experiment::run(a),
         Command::Demo(a) => experiment::demo(a),
+        Command::Import(a) => import::run_import(a),
+        Command::Export(a) => import::run_export(a),
         Command::Bench(a) => bench::run(a),
     }
 }
@@ -135,6 +142,119 @@ pub fn load_data(spec: &amun::data::DataSpec, dir: &DataDir) -> Result<amun::dat
         amun::data::fetch(reg, &data_dir)?;
     }
     Ok(spec.load(&data_dir)?)
+}
+
+/// How to read a checkpoint that has no amun sidecar (a PyTorch file).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImportArgs {
+    /// For a PyTorch checkpoint (.pt/.pth/.safetensors without an amun
+    /// sidecar): its architecture, small-cnn | resnet18 | resnet18-div2 | vgg19
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Its parameter names: auto | authors | torchvision | salun
+    #[arg(long, default_value = "auto")]
+    pub layout: String,
+    /// Its input normalisation, applied inside the model: M,S (every
+    /// channel) or M1,M2,M3:S1,S2,S3
+    #[arg(long, value_name = "MEAN:STD")]
+    pub normalize: Option<String>,
+    /// The dataset it was trained on (cifar10, mnist or a folder): a
+    /// PyTorch checkpoint needs it; for an amun checkpoint it replaces the
+    /// sidecar's
+    #[arg(long, value_name = "NAME|DIR")]
+    pub dataset: Option<String>,
+}
+
+impl ImportArgs {
+    fn layout(&self) -> Result<Option<amun::model::Layout>> {
+        Ok(match self.layout.as_str() {
+            "auto" => None,
+            s => Some(s.parse()?),
+        })
+    }
+
+    fn normalize(&self, channels: usize) -> Result<Option<amun::model::Normalize>> {
+        let Some(s) = &self.normalize else {
+            return Ok(None);
+        };
+        let bad = || anyhow::anyhow!("--normalize '{s}': expected MEAN,STD or M1,M2,M3:S1,S2,S3");
+        let nums = |t: &str| {
+            t.split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<Result<Vec<f64>, _>>()
+        };
+        let (mean, std) = match s.split_once(':') {
+            Some((m, d)) => (nums(m).map_err(|_| bad())?, nums(d).map_err(|_| bad())?),
+            None => match nums(s).map_err(|_| bad())?.as_slice() {
+                [m, d] => (vec![*m; channels], vec![*d; channels]),
+                _ => return Err(bad()),
+            },
+        };
+        Ok(Some(amun::model::Normalize { mean, std }))
+    }
+}
+
+/// Opens a checkpoint: an amun one (weights + sidecar), or a PyTorch file
+/// imported on the fly with `imp`. Returns the model on `dev`, its sidecar
+/// and its data (on the CPU).
+pub fn open_checkpoint(
+    path: &std::path::Path,
+    imp: &ImportArgs,
+    dir: &DataDir,
+    dev: tch::Device,
+) -> Result<(
+    amun::model::Classifier,
+    amun::model::Sidecar,
+    amun::data::Dataset,
+)> {
+    use amun::model::checkpoint;
+    if checkpoint::sidecar_path(path).exists()
+        && path.extension().is_some_and(|e| e == "safetensors")
+    {
+        let sc = checkpoint::read_sidecar(path)?;
+        let spec = match &imp.dataset {
+            Some(d) => amun::data::DataSpec::new(d.clone()),
+            None => sc.data.clone(),
+        };
+        let data = load_data(&spec, dir)?;
+        sc.model
+            .check_data(data.image_shape(), data.num_classes(), path)?;
+        let (model, _) = checkpoint::load(path, dev)?;
+        return Ok((model, sc, data));
+    }
+    if !path.exists() {
+        anyhow::bail!("{}: no such file", path.display());
+    }
+    let (Some(arch), Some(dataset)) = (&imp.arch, &imp.dataset) else {
+        anyhow::bail!(
+            "{}: no amun sidecar beside it; to use a PyTorch checkpoint give --arch and --dataset (or run `amun import`)",
+            path.display()
+        );
+    };
+    let arch: amun::model::Arch = arch.parse()?;
+    let data = load_data(&amun::data::DataSpec::new(dataset.clone()), dir)?;
+    let norm = imp.normalize(data.image_shape()[0] as usize)?;
+    let (model, sc, info) = amun::model::import(
+        path,
+        arch,
+        imp.layout()?,
+        &data.spec,
+        data.image_shape(),
+        &data.classes,
+        norm,
+        dev,
+    )?;
+    eprintln!(
+        "{}: imported as {} ({} layout{})",
+        path.display(),
+        arch,
+        info.layout.name(),
+        if info.detected { ", detected" } else { "" }
+    );
+    for n in &info.notes {
+        eprintln!("  {n}");
+    }
+    Ok((model, sc, data))
 }
 
 /// Parses `--device`.

@@ -1,5 +1,5 @@
 use super::adv::AttackArgs;
-use super::{DataDir, device, load_data, pct, print_json};
+use super::{DataDir, device, pct, print_json};
 use amun::attack::AdvSet;
 use amun::data::ForgetSet;
 use amun::eval::accuracy;
@@ -65,6 +65,8 @@ pub struct UnlearnArgs {
     pub salun_ratio: Option<f64>,
     #[command(flatten)]
     pub attack: AttackArgs,
+    #[command(flatten)]
+    pub import: super::ImportArgs,
     /// Any other setting, as KEY=VALUE (dotted keys for tables: finetune.lr=0.01)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -166,8 +168,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         );
     }
     amun::fsutil::check_writable(&a.out)?;
-    let parent = checkpoint::read_sidecar(&a.checkpoint)?;
-    let data = load_data(&parent.data, &a.dir)?;
+    let (mut model, parent, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     let paths: Vec<PathBuf> = match &a.forget {
         Some(f) => vec![f.clone()],
         None => a.requests.clone(),
@@ -179,7 +180,6 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         requests.push(f);
     }
     let data = data.to_device(dev);
-    let (mut model, _) = checkpoint::load(&a.checkpoint, dev)?;
     if let amun::model::Origin::Train { recipe, .. } = &parent.origin
         && recipe.channels_last
     {

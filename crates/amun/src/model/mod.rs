@@ -4,11 +4,14 @@
 
 pub mod checkpoint;
 mod layers;
+pub mod layout;
 mod resnet;
 mod small_cnn;
+mod torchfile;
 mod vgg;
 
 pub use checkpoint::{Origin, Sidecar};
+pub use layout::{Layout, export, import};
 
 use crate::error::{Error, Result, TorchContext};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,93 @@
+use super::{DataDir, ImportArgs, device, open_checkpoint};
+use amun::model::{Layout, checkpoint, export};
+use anyhow::{Result, bail};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ImportCmdArgs {
+    /// The PyTorch file: torch.save(model.state_dict()) (.pt/.pth) or .safetensors
+    #[arg(long = "from", value_name = "FILE")]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub import: ImportArgs,
+    #[command(flatten)]
+    pub dir: DataDir,
+    /// Where to write the amun checkpoint (.safetensors + .json sidecar)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The checkpoint to export
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Parameter names to write: authors (amun's) | torchvision | salun
+    #[arg(long, default_value = "authors")]
+    pub layout: String,
+    /// model.pt (torch.save format) or model.safetensors
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+pub fn run_import(a: ImportCmdArgs) -> Result<()> {
+    if a.import.arch.is_none() || a.import.dataset.is_none() {
+        bail!(
+            "amun import needs --arch and --dataset (the model's architecture and training data)"
+        );
+    }
+    if checkpoint::sidecar_path(&a.from).exists()
+        && a.from.extension().is_some_and(|e| e == "safetensors")
+    {
+        bail!(
+            "{}: already an amun checkpoint (it has a sidecar)",
+            a.from.display()
+        );
+    }
+    let (model, sc, data) = open_checkpoint(&a.from, &a.import, &a.dir, device("cpu")?)?;
+    checkpoint::save(&model, &a.out, &sc)?;
+    // A sanity check, not an evaluation: the first 1,000 test images.
+    let test = amun::eval::accuracy(&model, &data.test.prefix(1000)).percent();
+    super::outln!(
+        "{}: {} for {} ({} classes), accuracy on the first 1,000 test images {}%",
+        a.out.display(),
+        sc.model.arch,
+        data.spec.label(),
+        data.num_classes(),
+        super::pct(test)
+    );
+    Ok(())
+}
+
+pub fn run_export(a: ExportArgs) -> Result<()> {
+    let layout: Layout = a.layout.parse()?;
+    let sc = checkpoint::read_sidecar(&a.checkpoint)?;
+    let (model, _) = checkpoint::load(&a.checkpoint, device("cpu")?)?;
+    if layout != Layout::Authors
+        && !matches!(
+            sc.model.arch,
+            amun::model::Arch::Resnet18 | amun::model::Arch::Resnet18Div2
+        )
+    {
+        bail!(
+            "--layout {}: only ResNet-18 has torchvision/salun names; use authors",
+            a.layout
+        );
+    }
+    export(&model, layout, &a.out)?;
+    super::outln!(
+        "{}: {} in the {} layout",
+        a.out.display(),
+        sc.model.arch,
+        layout.name()
+    );
+    if sc.model.normalize.is_some() && layout != Layout::Salun {
+        super::outln!(
+            "note: the model normalises its inputs inside amun; apply the same mean/std before it in PyTorch"
+        );
+    }
+    Ok(())
+}

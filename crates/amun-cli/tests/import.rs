@@ -1,0 +1,222 @@
+//! Bring your own model: real PyTorch checkpoints (made by the torch in the
+//! project's virtual environment) in every supported layout are imported
+//! with identical logits, exported back and loaded by PyTorch with
+//! strict=True; hostile and broken files are refused.
+use amun::model::{Arch, import};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn python() -> PathBuf {
+    let venv = std::env::var("AMUN_VENV")
+        .or_else(|_| std::env::var("VIRTUAL_ENV"))
+        .expect("AMUN_VENV or VIRTUAL_ENV must name the torch 2.11 environment: run the tests through scripts/test.sh");
+    PathBuf::from(venv).join("bin/python")
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch_models.py")
+}
+
+fn fixtures(dir: &Path) {
+    let o = Command::new(python())
+        .arg(script())
+        .arg("make")
+        .arg(dir)
+        .output()
+        .expect("running python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn amun(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_amun"))
+        .args(args)
+        .output()
+        .expect("running amun")
+}
+
+const CASES: [(&str, Arch); 5] = [
+    ("small-cnn", Arch::SmallCnn),
+    ("resnet18-authors", Arch::Resnet18),
+    ("resnet18-torchvision", Arch::Resnet18),
+    ("resnet18-salun", Arch::Resnet18),
+    ("vgg19", Arch::Vgg19),
+];
+
+fn classes() -> Vec<String> {
+    (0..10).map(|c| c.to_string()).collect()
+}
+
+#[test]
+fn imported_models_give_pytorchs_logits_and_export_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixtures(d);
+    let spec = amun::data::DataSpec::new("cifar10");
+    for (name, arch) in CASES {
+        let io: std::collections::HashMap<String, tch::Tensor> =
+            tch::Tensor::read_safetensors(d.join(format!("{name}.io.safetensors")))
+                .unwrap()
+                .into_iter()
+                .collect();
+        for ext in ["pt", "safetensors"] {
+            let file = d.join(format!("{name}.{ext}"));
+            let (model, _, info) = import(
+                &file,
+                arch,
+                None,
+                &spec,
+                [3, 32, 32],
+                &classes(),
+                None,
+                tch::Device::Cpu,
+            )
+            .unwrap_or_else(|e| panic!("{name}.{ext}: {e}"));
+            let want = match name {
+                "resnet18-torchvision" => "torchvision",
+                "resnet18-salun" => "salun",
+                _ => "authors",
+            };
+            assert_eq!(info.layout.name(), want, "{name}: detected layout");
+            let logits = tch::no_grad(|| model.forward_t(&io["x"], false));
+            let diff = (&logits - &io["logits"]).abs().max().double_value(&[]);
+            assert!(diff <= 1e-5, "{name}.{ext}: max |Δlogit| {diff}");
+        }
+        // Import with the CLI, export in the file's own layout, load in PyTorch.
+        let arch_name = arch.name();
+        let ck = d.join(format!("{name}-amun.safetensors"));
+        let o = amun(&[
+            "import",
+            "--from",
+            d.join(format!("{name}.pt")).to_str().unwrap(),
+            "--arch",
+            arch_name,
+            "--dataset",
+            "cifar10",
+            "--out",
+            ck.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let layout = match name {
+            "resnet18-torchvision" => "torchvision",
+            "resnet18-salun" => "salun",
+            _ => "authors",
+        };
+        for ext in ["pt", "safetensors"] {
+            let out = d.join(format!("{name}-export.{ext}"));
+            let o = amun(&[
+                "export",
+                "--checkpoint",
+                ck.to_str().unwrap(),
+                "--layout",
+                layout,
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let o = Command::new(python())
+                .arg(script())
+                .args(["check", d.to_str().unwrap(), name, out.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "PyTorch refused {name}.{ext}: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    // On the fly: a PyTorch file straight into eval (the small CNN: eval
+    // runs the whole training set).
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        d.join("small-cnn.pt").to_str().unwrap(),
+        "--arch",
+        "small-cnn",
+        "--dataset",
+        "cifar10",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["test"]["total"], 10000);
+}
+
+fn fails(o: &Output, needles: &[&str]) {
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    for n in needles {
+        assert!(line.contains(n), "'{n}' not in {line}");
+    }
+}
+
+#[test]
+fn hostile_and_broken_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let marker = d.join("pwned");
+    let o = Command::new(python())
+        .arg(script())
+        .arg("make")
+        .arg(d)
+        .env("AMUN_PWNED", &marker)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = d.join("out.safetensors");
+    let imp = |file: &str, arch: &str| {
+        amun(&[
+            "import",
+            "--from",
+            d.join(file).to_str().unwrap(),
+            "--arch",
+            arch,
+            "--dataset",
+            "cifar10",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    fails(
+        &imp("evil.pt", "resnet18"),
+        &[
+            "evil.pt",
+            "refusing",
+            "system",
+            "nothing in the file was executed",
+        ],
+    );
+    assert!(!marker.exists(), "the pickle's code ran");
+    fails(
+        &imp("truncated.pt", "resnet18"),
+        &["truncated.pt", "truncated"],
+    );
+    fails(&imp("legacy.pt", "resnet18"), &["legacy.pt", "legacy"]);
+    fails(
+        &imp("no-bn-stats.pt", "resnet18"),
+        &["no-bn-stats.pt", "missing", "bn1.running_mean"],
+    );
+    fails(
+        &imp("resnet18-100.pt", "resnet18"),
+        &["resnet18-100.pt", "100-class", "10 classes"],
+    );
+    fails(
+        &imp("vgg19.pt", "resnet18"),
+        &["vgg19.pt", "missing", "unexpected", "features.0.weight"],
+    );
+    fails(&imp("small-cnn.pt", "transformer"), &["model", "resnet18"]);
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        d.join("small-cnn.pt").to_str().unwrap(),
+    ]);
+    fails(&o, &["small-cnn.pt", "--arch", "--dataset"]);
+    assert!(!out.exists());
+}

@@ -1,0 +1,624 @@
+//! PyTorch `.pt` files (the zip format of `torch.save`, PyTorch ≥ 1.6),
+//! read and written without Python and without ever executing pickle code.
+//!
+//! The reader is a restricted unpickler: it understands the opcodes a state
+//! dict uses and resolves only an allowlist of globals (OrderedDict, tensor
+//! rebuilding, typed storages). Anything else — a class, `os.system`, any
+//! callable — is refused by name before anything could run, exactly as
+//! `torch.load(weights_only=True)` refuses it.
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::TempPath;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// A value of the restricted pickle machine.
+#[derive(Debug, Clone)]
+enum V {
+    None,
+    Bool,
+    Int(i64),
+    Float,
+    Str(String),
+    Tuple(Vec<V>),
+    List(Vec<V>),
+    Dict(Vec<(V, V)>),
+    Global(String, String),
+    Storage {
+        kind: Kind,
+        key: String,
+        numel: usize,
+    },
+    Tensor(TensorRef),
+    Mark,
+}
+
+/// A tensor as the pickle describes it: a view of a stored buffer.
+#[derive(Debug, Clone)]
+struct TensorRef {
+    kind: Kind,
+    key: String,
+    numel: usize,
+    offset: i64,
+    size: Vec<i64>,
+    stride: Vec<i64>,
+}
+
+const STORAGES: &[(&str, Kind)] = &[
+    ("FloatStorage", Kind::Float),
+    ("DoubleStorage", Kind::Double),
+    ("HalfStorage", Kind::Half),
+    ("BFloat16Storage", Kind::BFloat16),
+    ("LongStorage", Kind::Int64),
+    ("IntStorage", Kind::Int),
+    ("ShortStorage", Kind::Int16),
+    ("CharStorage", Kind::Int8),
+    ("ByteStorage", Kind::Uint8),
+    ("BoolStorage", Kind::Bool),
+];
+
+fn allowed(module: &str, name: &str) -> bool {
+    matches!(
+        (module, name),
+        ("collections", "OrderedDict")
+            | ("torch._utils", "_rebuild_tensor_v2")
+            | ("torch._utils", "_rebuild_parameter")
+    ) || (module == "torch" && STORAGES.iter().any(|(n, _)| *n == name))
+}
+
+fn elem_size(k: Kind) -> usize {
+    match k {
+        Kind::Double | Kind::Int64 => 8,
+        Kind::Float | Kind::Int => 4,
+        Kind::Half | Kind::BFloat16 | Kind::Int16 => 2,
+        _ => 1,
+    }
+}
+
+struct Unpickler<'a> {
+    data: &'a [u8],
+    pos: usize,
+    stack: Vec<V>,
+    memo: HashMap<u32, V>,
+    path: &'a Path,
+}
+
+impl<'a> Unpickler<'a> {
+    fn err(&self, msg: impl Into<String>) -> Error {
+        Error::format(
+            self.path,
+            format!("{} (pickle byte {})", msg.into(), self.pos),
+        )
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.pos + n > self.data.len() {
+            return Err(self.err("truncated pickle"));
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let start = self.pos;
+        while self.pos < self.data.len() && self.data[self.pos] != b'\n' {
+            self.pos += 1;
+        }
+        let s = String::from_utf8_lossy(&self.data[start..self.pos]).into_owned();
+        self.take(1)?;
+        Ok(s)
+    }
+
+    fn pop(&mut self) -> Result<V> {
+        self.stack.pop().ok_or_else(|| self.err("stack underflow"))
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<V>> {
+        let at = self
+            .stack
+            .iter()
+            .rposition(|v| matches!(v, V::Mark))
+            .ok_or_else(|| self.err("no MARK on the stack"))?;
+        let items = self.stack.split_off(at + 1);
+        self.stack.pop();
+        Ok(items)
+    }
+
+    fn str(&mut self, n: usize) -> Result<V> {
+        let b = self.take(n)?;
+        Ok(V::Str(
+            String::from_utf8(b.to_vec()).map_err(|_| self.err("invalid UTF-8 string"))?,
+        ))
+    }
+
+    fn global(&mut self, module: String, name: String) -> Result<V> {
+        if !allowed(&module, &name) {
+            return Err(self.err(format!(
+                "refusing to load `{module}.{name}`: amun reads only tensors, numbers and dicts from .pt files \
+                 (weights-only); nothing in the file was executed"
+            )));
+        }
+        Ok(V::Global(module, name))
+    }
+
+    fn run(mut self) -> Result<V> {
+        loop {
+            let op = self.u8()?;
+            match op {
+                0x80 => {
+                    self.u8()?;
+                }
+                0x95 => {
+                    self.take(8)?;
+                }
+                b'c' => {
+                    let (m, n) = (self.line()?, self.line()?);
+                    let g = self.global(m, n)?;
+                    self.stack.push(g);
+                }
+                0x93 => {
+                    let (n, m) = (self.pop()?, self.pop()?);
+                    let (V::Str(m), V::Str(n)) = (m, n) else {
+                        return Err(self.err("STACK_GLOBAL without strings"));
+                    };
+                    let g = self.global(m, n)?;
+                    self.stack.push(g);
+                }
+                b'q' => {
+                    let i = u32::from(self.u8()?);
+                    let top = self
+                        .stack
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| self.err("empty stack"))?;
+                    self.memo.insert(i, top);
+                }
+                b'r' => {
+                    let i = self.u32()?;
+                    let top = self
+                        .stack
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| self.err("empty stack"))?;
+                    self.memo.insert(i, top);
+                }
+                0x94 => {
+                    let i = self.memo.len() as u32;
+                    let top = self
+                        .stack
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| self.err("empty stack"))?;
+                    self.memo.insert(i, top);
+                }
+                b'h' | b'j' => {
+                    let i = if op == b'h' {
+                        u32::from(self.u8()?)
+                    } else {
+                        self.u32()?
+                    };
+                    let v = self
+                        .memo
+                        .get(&i)
+                        .cloned()
+                        .ok_or_else(|| self.err(format!("memo {i} unset")))?;
+                    self.stack.push(v);
+                }
+                b'(' => self.stack.push(V::Mark),
+                b')' => self.stack.push(V::Tuple(Vec::new())),
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(V::Tuple(items));
+                }
+                0x85..=0x87 => {
+                    let n = usize::from(op - 0x84);
+                    if self.stack.len() < n {
+                        return Err(self.err("stack underflow"));
+                    }
+                    let items = self.stack.split_off(self.stack.len() - n);
+                    self.stack.push(V::Tuple(items));
+                }
+                b']' => self.stack.push(V::List(Vec::new())),
+                b'a' => {
+                    let v = self.pop()?;
+                    match self.stack.last_mut() {
+                        Some(V::List(l)) => l.push(v),
+                        _ => return Err(self.err("APPEND to a non-list")),
+                    }
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    match self.stack.last_mut() {
+                        Some(V::List(l)) => l.extend(items),
+                        _ => return Err(self.err("APPENDS to a non-list")),
+                    }
+                }
+                b'}' => self.stack.push(V::Dict(Vec::new())),
+                b's' => {
+                    let (v, k) = (self.pop()?, self.pop()?);
+                    match self.stack.last_mut() {
+                        Some(V::Dict(d)) => d.push((k, v)),
+                        _ => return Err(self.err("SETITEM on a non-dict")),
+                    }
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    if items.len() % 2 != 0 {
+                        return Err(self.err("SETITEMS with an odd number of items"));
+                    }
+                    let mut it = items.into_iter();
+                    let mut pairs = Vec::new();
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        pairs.push((k, v));
+                    }
+                    match self.stack.last_mut() {
+                        Some(V::Dict(d)) => d.extend(pairs),
+                        _ => return Err(self.err("SETITEMS on a non-dict")),
+                    }
+                }
+                b'J' => {
+                    let b = self.take(4)?;
+                    self.stack.push(V::Int(i64::from(i32::from_le_bytes([
+                        b[0], b[1], b[2], b[3],
+                    ]))));
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.stack.push(V::Int(i64::from(v)));
+                }
+                b'M' => {
+                    let b = self.take(2)?;
+                    self.stack
+                        .push(V::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
+                }
+                0x8a => {
+                    let n = usize::from(self.u8()?);
+                    let b = self.take(n)?;
+                    if n > 8 {
+                        return Err(self.err("integer wider than 64 bits"));
+                    }
+                    let mut buf = if b.last().is_some_and(|x| x & 0x80 != 0) {
+                        [0xffu8; 8]
+                    } else {
+                        [0u8; 8]
+                    };
+                    buf[..n].copy_from_slice(b);
+                    self.stack.push(V::Int(i64::from_le_bytes(buf)));
+                }
+                b'G' => {
+                    self.take(8)?;
+                    self.stack.push(V::Float);
+                }
+                b'X' => {
+                    let n = self.u32()? as usize;
+                    let s = self.str(n)?;
+                    self.stack.push(s);
+                }
+                0x8c => {
+                    let n = usize::from(self.u8()?);
+                    let s = self.str(n)?;
+                    self.stack.push(s);
+                }
+                0x8d => {
+                    let b = self.take(8)?;
+                    let n = u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize;
+                    let s = self.str(n)?;
+                    self.stack.push(s);
+                }
+                0x88 => self.stack.push(V::Bool),
+                0x89 => self.stack.push(V::Bool),
+                b'N' => self.stack.push(V::None),
+                b'Q' => {
+                    let pid = self.pop()?;
+                    let storage = self.persistent(pid)?;
+                    self.stack.push(storage);
+                }
+                b'R' => {
+                    let (args, f) = (self.pop()?, self.pop()?);
+                    let v = self.reduce(f, args)?;
+                    self.stack.push(v);
+                }
+                b'b' => {
+                    // BUILD: a state dict's `_metadata`; nothing to keep.
+                    self.pop()?;
+                }
+                b'.' => return self.pop(),
+                other => {
+                    return Err(self.err(format!(
+                        "unsupported pickle opcode 0x{other:02x}; amun reads state dicts saved by torch.save"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn persistent(&self, pid: V) -> Result<V> {
+        let V::Tuple(t) = pid else {
+            return Err(self.err("persistent id is not a tuple"));
+        };
+        match t.as_slice() {
+            [
+                V::Str(tag),
+                V::Global(_, ty),
+                V::Str(key),
+                _loc,
+                V::Int(numel),
+            ] if tag == "storage" => {
+                let kind = STORAGES
+                    .iter()
+                    .find(|(n, _)| n == ty)
+                    .map(|(_, k)| *k)
+                    .ok_or_else(|| self.err(format!("unsupported storage type {ty}")))?;
+                Ok(V::Storage {
+                    kind,
+                    key: key.clone(),
+                    numel: usize::try_from(*numel)
+                        .map_err(|_| self.err("negative storage size"))?,
+                })
+            }
+            _ => {
+                Err(self
+                    .err("persistent id is not a ('storage', type, key, location, numel) tuple"))
+            }
+        }
+    }
+
+    fn reduce(&self, f: V, args: V) -> Result<V> {
+        let V::Global(m, n) = f else {
+            return Err(self.err("REDUCE of a non-callable"));
+        };
+        let V::Tuple(args) = args else {
+            return Err(self.err("REDUCE arguments are not a tuple"));
+        };
+        let ints = |v: &V| -> Result<Vec<i64>> {
+            match v {
+                V::Tuple(t) => t
+                    .iter()
+                    .map(|x| match x {
+                        V::Int(i) => Ok(*i),
+                        _ => Err(self.err("tensor size/stride is not a tuple of ints")),
+                    })
+                    .collect(),
+                _ => Err(self.err("tensor size/stride is not a tuple")),
+            }
+        };
+        match (m.as_str(), n.as_str()) {
+            ("collections", "OrderedDict") => Ok(V::Dict(Vec::new())),
+            ("torch._utils", "_rebuild_tensor_v2") => match args.as_slice() {
+                [
+                    V::Storage { kind, key, numel },
+                    V::Int(offset),
+                    size,
+                    stride,
+                    ..,
+                ] => Ok(V::Tensor(TensorRef {
+                    kind: *kind,
+                    key: key.clone(),
+                    numel: *numel,
+                    offset: *offset,
+                    size: ints(size)?,
+                    stride: ints(stride)?,
+                })),
+                _ => Err(self.err("unexpected _rebuild_tensor_v2 arguments")),
+            },
+            ("torch._utils", "_rebuild_parameter") => match args.into_iter().next() {
+                Some(t @ V::Tensor(_)) => Ok(t),
+                _ => Err(self.err("unexpected _rebuild_parameter arguments")),
+            },
+            _ => Err(self.err(format!("refusing to call `{m}.{n}`"))),
+        }
+    }
+}
+
+/// Reads the tensors of a `torch.save(state_dict)` file (also a dict that
+/// holds one under `state_dict`, `model` or `net`), by name, on the CPU.
+pub fn read_pt(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let file = std::fs::File::open(path).at(path)?;
+    let mut magic = [0u8; 4];
+    let _ = (&file).read(&mut magic);
+    if magic != *b"PK\x03\x04" {
+        return Err(Error::format(
+            path,
+            "not a zip-format .pt file: the legacy (PyTorch < 1.6) format is not read; re-save it with \
+             torch.save(model.state_dict(), f) in PyTorch ≥ 1.6, or as .safetensors",
+        ));
+    }
+    let file = std::fs::File::open(path).at(path)?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| Error::format(path, format!("not a readable zip (truncated?): {e}")))?;
+    let pkl_name = (0..zip.len())
+        .filter_map(|i| zip.name_for_index(i).map(str::to_string))
+        .find(|n| n.ends_with("/data.pkl") || n == "data.pkl")
+        .ok_or_else(|| Error::format(path, "no data.pkl inside; not a torch.save file"))?;
+    let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
+    let mut pkl = Vec::new();
+    zip.by_name(&pkl_name)
+        .map_err(|e| Error::format(path, e.to_string()))?
+        .read_to_end(&mut pkl)
+        .map_err(|e| Error::format(path, format!("reading {pkl_name}: {e}")))?;
+    let root = Unpickler {
+        data: &pkl,
+        pos: 0,
+        stack: Vec::new(),
+        memo: HashMap::new(),
+        path,
+    }
+    .run()?;
+    let entries = tensor_dict(root, path)?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (name, r) in entries {
+        let rec = format!("{prefix}data/{}", r.key);
+        let mut bytes = Vec::new();
+        zip.by_name(&rec)
+            .map_err(|e| Error::format(path, format!("{name}: storage {rec}: {e}")))?
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::format(path, format!("{name}: storage {rec} is truncated: {e}")))?;
+        let want = r.numel * elem_size(r.kind);
+        if bytes.len() < want {
+            return Err(Error::format(
+                path,
+                format!(
+                    "{name}: storage has {} bytes, needs {want} (truncated)",
+                    bytes.len()
+                ),
+            ));
+        }
+        let extent: i64 = r
+            .size
+            .iter()
+            .zip(&r.stride)
+            .map(|(s, st)| (s - 1).max(0) * st)
+            .sum::<i64>()
+            + r.offset;
+        if r.size.iter().all(|s| *s > 0) && (extent < 0 || extent as usize >= r.numel.max(1))
+            || r.offset < 0
+        {
+            return Err(Error::format(
+                path,
+                format!("{name}: view outside its storage"),
+            ));
+        }
+        let flat = Tensor::f_from_data_size(&bytes[..want], &[r.numel as i64], r.kind)
+            .map_err(|e| Error::format(path, format!("{name}: {e}")))?;
+        let t = flat
+            .f_as_strided(r.size.as_slice(), r.stride.as_slice(), r.offset)
+            .map_err(|e| Error::format(path, format!("{name}: {e}")))?
+            .contiguous();
+        out.push((name, t));
+    }
+    Ok(out)
+}
+
+fn tensor_dict(v: V, path: &Path) -> Result<Vec<(String, TensorRef)>> {
+    let V::Dict(items) = v else {
+        return Err(Error::format(path, "the file holds no dict of tensors"));
+    };
+    if items.iter().all(|(_, v)| matches!(v, V::Tensor(_))) {
+        return items
+            .into_iter()
+            .map(|(k, v)| match (k, v) {
+                (V::Str(k), V::Tensor(t)) => Ok((k, t)),
+                _ => Err(Error::format(path, "a state-dict key is not a string")),
+            })
+            .collect();
+    }
+    let keys: Vec<String> = items
+        .iter()
+        .filter_map(|(k, _)| {
+            if let V::Str(s) = k {
+                Some(s.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
+    for want in ["state_dict", "model", "net", "model_state_dict"] {
+        if let Some((_, inner)) = items
+            .iter()
+            .find(|(k, _)| matches!(k, V::Str(s) if s == want))
+        {
+            return tensor_dict(inner.clone(), path);
+        }
+    }
+    Err(Error::format(
+        path,
+        format!(
+            "a dict without tensors under the usual keys (found {}); save model.state_dict()",
+            keys.join(", ")
+        ),
+    ))
+}
+
+fn storage_name(k: Kind) -> Result<&'static str> {
+    STORAGES
+        .iter()
+        .find(|(_, kk)| *kk == k)
+        .map(|(n, _)| *n)
+        .ok_or_else(|| Error::invalid("export", format!("no PyTorch storage type for {k:?}")))
+}
+
+/// Writes `tensors` as `torch.save(OrderedDict)` would (zip, protocol-2
+/// pickle), loadable with `torch.load(..., weights_only=True)`.
+pub fn write_pt(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    fn put_str(p: &mut Vec<u8>, s: &str) {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    }
+    fn put_int(p: &mut Vec<u8>, v: i64) {
+        p.push(b'J');
+        p.extend((v as i32).to_le_bytes());
+    }
+    let mut p: Vec<u8> = vec![0x80, 2];
+    p.extend(b"ccollections\nOrderedDict\n)R(");
+    let mut blobs = Vec::new();
+    for (i, (name, t)) in tensors.iter().enumerate() {
+        let t = t.to_device(tch::Device::Cpu).contiguous();
+        let numel = t.numel();
+        let size = t.size();
+        let mut stride = vec![1i64; size.len()];
+        for d in (0..size.len().saturating_sub(1)).rev() {
+            stride[d] = stride[d + 1] * size[d + 1].max(1);
+        }
+        put_str(&mut p, name);
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        put_str(&mut p, "storage");
+        p.extend(format!("ctorch\n{}\n", storage_name(t.kind())?).as_bytes());
+        put_str(&mut p, &i.to_string());
+        put_str(&mut p, "cpu");
+        put_int(&mut p, numel as i64);
+        p.extend(b"tQ");
+        put_int(&mut p, 0);
+        p.push(b'(');
+        for s in &size {
+            put_int(&mut p, *s);
+        }
+        p.extend(b"t(");
+        for s in &stride {
+            put_int(&mut p, *s);
+        }
+        p.extend(b"t\x89ccollections\nOrderedDict\n)RtR");
+        let mut bytes = vec![0u8; numel * elem_size(t.kind())];
+        if numel > 0 {
+            t.flatten(0, -1)
+                .view_dtype(Kind::Uint8)
+                .f_copy_data_u8(&mut bytes, numel * elem_size(t.kind()))
+                .map_err(|e| Error::invalid("export", format!("{name}: {e}")))?;
+        }
+        blobs.push(bytes);
+    }
+    p.extend(b"u.");
+    let tmp = TempPath::beside(path)?;
+    {
+        let f = std::fs::File::create(tmp.path()).at(path)?;
+        let mut z = zip::ZipWriter::new(f);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .with_alignment(64);
+        let io = |e: zip::result::ZipError| Error::invalid("export", e.to_string());
+        z.start_file("archive/data.pkl", opts).map_err(io)?;
+        z.write_all(&p).at(path)?;
+        z.start_file("archive/byteorder", opts).map_err(io)?;
+        z.write_all(b"little").at(path)?;
+        for (i, b) in blobs.iter().enumerate() {
+            z.start_file(format!("archive/data/{i}"), opts)
+                .map_err(io)?;
+            z.write_all(b).at(path)?;
+        }
+        z.start_file("archive/version", opts).map_err(io)?;
+        z.write_all(b"3\n").at(path)?;
+        z.finish().map_err(io)?.sync_all().at(path)?;
+    }
+    tmp.commit()
+}
