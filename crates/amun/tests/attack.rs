@@ -4,9 +4,8 @@ mod common;
 
 use amun::attack::{AdvParams, AdvSet, AttackKind, Eps0, Target, l2_step, linf_step, search};
 use amun::data::{ForgetSet, ForgetSpec};
-use amun::model::{Arch, ModelSpec};
 use amun::progress::Quiet;
-use amun::train::{Subset, TrainJob, TrainParams, train};
+use amun::train::{Subset, TrainParams};
 use tch::{Device, Kind, Tensor};
 
 /// logits = W · flatten(x) + b.
@@ -124,24 +123,18 @@ fn fgsm_and_linf_variants_flip_every_sample() {
 
 fn trained_cnn() -> (amun::data::Dataset, amun::model::Classifier) {
     let data = common::load("mnist", Some(1000), Some(200));
-    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
-    let job = TrainJob {
-        spec,
-        data: &data,
-        recipe: TrainParams::new()
+    let model = common::trained(
+        &data,
+        TrainParams::new()
             .epochs(3)
             .batch_size(32)
             .lr(0.02)
             .augment(false)
             .check()
             .unwrap(),
-        seed: 1,
-        subset: Subset::All,
-        out: None,
-        resume: false,
-        eval_each_epoch: false,
-    };
-    let model = train(&job, &Quiet).unwrap().model;
+        1,
+        Subset::All,
+    );
     (data, model)
 }
 

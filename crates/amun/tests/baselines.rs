@@ -3,9 +3,9 @@ mod common;
 
 use amun::attack::fgsm_predictions;
 use amun::data::{Batch, Dataset, ForgetSet, ForgetSpec};
-use amun::model::{Arch, Classifier, ModelSpec};
+use amun::model::Classifier;
 use amun::progress::Quiet;
-use amun::train::{Subset, TrainJob, TrainParams, cross_entropy, train};
+use amun::train::{Subset, TrainParams, cross_entropy};
 use amun::unlearn::{RunCtx, build, distill_kl, l1_norm, unlearn_requests};
 use serde_json::{Value, json};
 use std::cell::RefCell;
@@ -13,24 +13,18 @@ use std::collections::HashMap;
 
 fn setup() -> (Dataset, Classifier, ForgetSet) {
     let data = common::load("mnist", Some(500), Some(100));
-    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
-    let job = TrainJob {
-        spec,
-        data: &data,
-        recipe: TrainParams::new()
+    let model = common::trained(
+        &data,
+        TrainParams::new()
             .epochs(2)
             .batch_size(32)
             .lr(0.02)
             .augment(false)
             .check()
             .unwrap(),
-        seed: 1,
-        subset: Subset::All,
-        out: None,
-        resume: false,
-        eval_each_epoch: false,
-    };
-    let model = train(&job, &Quiet).unwrap().model;
+        1,
+        Subset::All,
+    );
     let forget = ForgetSet::choose(&data, &ForgetSpec::Count(50), 4).unwrap();
     (data, model, forget)
 }

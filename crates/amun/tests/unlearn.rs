@@ -6,7 +6,7 @@ use amun::data::{Dataset, ForgetSet, ForgetSpec};
 use amun::eval::accuracy;
 use amun::model::{Arch, Classifier, ModelSpec};
 use amun::progress::Quiet;
-use amun::train::{Subset, TrainJob, TrainParams, train};
+use amun::train::{Subset, TrainParams};
 use amun::unlearn::{
     ForgetRequest, Method, RunCtx, UnlearnLog, build, saliency_mask, unlearn_requests,
 };
@@ -26,22 +26,16 @@ fn ctx() -> RunCtx<'static> {
 /// augmentation, so forget accuracy ≈ train accuracy ≫ test accuracy).
 fn memorising_cnn(train_limit: usize) -> (Dataset, Classifier) {
     let data = common::load("cifar10", Some(train_limit), Some(1000));
-    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
-    let job = TrainJob {
-        spec,
-        data: &data,
-        recipe: TrainParams::new()
+    let model = common::trained(
+        &data,
+        TrainParams::new()
             .epochs(15)
             .augment(false)
             .check()
             .unwrap(),
-        seed: 1,
-        subset: Subset::All,
-        out: None,
-        resume: false,
-        eval_each_epoch: false,
-    };
-    let model = train(&job, &Quiet).unwrap().model;
+        1,
+        Subset::All,
+    );
     (data, model)
 }
 

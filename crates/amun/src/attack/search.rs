@@ -66,6 +66,19 @@ struct Out {
     success: Vec<bool>,
 }
 
+impl Out {
+    fn new(n: usize) -> Out {
+        Out {
+            images: (0..n).map(|_| None).collect(),
+            adv: vec![0; n],
+            eps: vec![0.0; n],
+            dist: vec![0.0; n],
+            steps: vec![0; n],
+            success: vec![false; n],
+        }
+    }
+}
+
 /// The samples currently in the batch.
 struct Active {
     x0: Tensor,
@@ -189,14 +202,7 @@ fn pgd_search(
 ) -> Result<AdvSet> {
     let n = indices.len();
     let dev = model.device();
-    let mut out = Out {
-        images: (0..n).map(|_| None).collect(),
-        adv: vec![0; n],
-        eps: vec![0.0; n],
-        dist: vec![0.0; n],
-        steps: vec![0; n],
-        success: vec![false; n],
-    };
+    let mut out = Out::new(n);
     let mut next = 0usize;
     let mut done = 0usize;
     let mut active = Active::empty(images, dev);
@@ -341,14 +347,7 @@ fn fgsm_search(
 ) -> Result<AdvSet> {
     let n = indices.len();
     let dev = model.device();
-    let mut out = Out {
-        images: (0..n).map(|_| None).collect(),
-        adv: vec![0; n],
-        eps: vec![0.0; n],
-        dist: vec![0.0; n],
-        steps: vec![0; n],
-        success: vec![false; n],
-    };
+    let mut out = Out::new(n);
     progress.start("adversarial search (fgsm)", n as u64);
     for start in (0..n).step_by(s.batch_size) {
         let len = s.batch_size.min(n - start);

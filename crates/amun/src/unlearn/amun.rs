@@ -15,7 +15,6 @@ use crate::model::Classifier;
 use crate::train::cross_entropy;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
 use tch::Kind;
 
 /// AMUN's settings.
@@ -102,18 +101,14 @@ impl Method for Amun {
         })?;
         let mut log = UnlearnLog::default();
         let mask = match self.s.salun_ratio {
-            Some(r) => {
-                let t = Instant::now();
-                let m = saliency_mask(
+            Some(r) => Some(log.time("saliency_mask", || {
+                saliency_mask(
                     model,
                     &req.train.select(req.forget),
                     r,
                     self.s.finetune.batch_size,
-                )?;
-                log.timing
-                    .insert("saliency_mask".into(), t.elapsed().as_secs_f64());
-                Some(m)
-            }
+                )
+            })?),
             None => None,
         };
         let base: Vec<i64> = match (req.retain, self.s.adv_only) {
@@ -143,18 +138,17 @@ impl Method for Amun {
             parts,
             augment: Augment::CROP_FLIP,
         };
-        let t = Instant::now();
-        log.epochs = finetune(
-            model,
-            &set,
-            &self.s.finetune,
-            mask.as_ref(),
-            &mut |_, _, logits, b| cross_entropy(logits, &b.y),
-            ctx,
-            self.name,
-        )?;
-        log.timing
-            .insert("fine_tune".into(), t.elapsed().as_secs_f64());
+        log.epochs = log.time("fine_tune", || {
+            finetune(
+                model,
+                &set,
+                &self.s.finetune,
+                mask.as_ref(),
+                &mut |_, _, logits, b| cross_entropy(logits, &b.y),
+                ctx,
+                self.name,
+            )
+        })?;
         Ok(log)
     }
 }

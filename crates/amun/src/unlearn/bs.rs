@@ -10,7 +10,6 @@ use crate::model::Classifier;
 use crate::train::{Schedule, cross_entropy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,17 +68,16 @@ impl Method for Bs {
         let ft = &self.0.finetune;
         let mut log = UnlearnLog::default();
         let forget = req.train.select(req.forget);
-        let t = Instant::now();
-        let frozen = model.try_clone()?;
-        let labels = fgsm_predictions(
-            &frozen,
-            &forget.images,
-            &forget.labels,
-            self.0.bound,
-            ft.batch_size,
-        );
-        log.timing
-            .insert("boundary_labels".into(), t.elapsed().as_secs_f64());
+        let labels = log.time("boundary_labels", || {
+            let frozen = model.try_clone()?;
+            Ok(fgsm_predictions(
+                &frozen,
+                &forget.images,
+                &forget.labels,
+                self.0.bound,
+                ft.batch_size,
+            ))
+        })?;
         let part = Part {
             name: "forget-shrunk".into(),
             images: forget.images,
@@ -88,18 +86,17 @@ impl Method for Bs {
             origin: req.forget.to_vec(),
         };
         let set = TrainSet::single(part, Augment::CROP_FLIP);
-        let t = Instant::now();
-        log.epochs = finetune(
-            model,
-            &set,
-            ft,
-            None,
-            &mut |_, _, l, b| cross_entropy(l, &b.y),
-            ctx,
-            "bs",
-        )?;
-        log.timing
-            .insert("fine_tune".into(), t.elapsed().as_secs_f64());
+        log.epochs = log.time("fine_tune", || {
+            finetune(
+                model,
+                &set,
+                ft,
+                None,
+                &mut |_, _, l, b| cross_entropy(l, &b.y),
+                ctx,
+                "bs",
+            )
+        })?;
         Ok(log)
     }
 }

@@ -7,7 +7,6 @@ use crate::model::Classifier;
 use crate::train::{Schedule, cross_entropy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,22 +61,18 @@ impl Method for Ft {
             Part::from_indices("retain", req.train, retain, ft.augment),
             Augment::CROP_FLIP,
         );
-        let t = Instant::now();
-        let epochs = finetune(
-            model,
-            &set,
-            ft,
-            None,
-            &mut |_, _, l, b| cross_entropy(l, &b.y),
-            ctx,
-            "ft",
-        )?;
-        let mut log = UnlearnLog {
-            epochs,
-            ..Default::default()
-        };
-        log.timing
-            .insert("fine_tune".into(), t.elapsed().as_secs_f64());
+        let mut log = UnlearnLog::default();
+        log.epochs = log.time("fine_tune", || {
+            finetune(
+                model,
+                &set,
+                ft,
+                None,
+                &mut |_, _, l, b| cross_entropy(l, &b.y),
+                ctx,
+                "ft",
+            )
+        })?;
         Ok(log)
     }
 }

@@ -8,7 +8,6 @@ use crate::model::Classifier;
 use crate::train::{Schedule, cross_entropy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,24 +83,20 @@ impl Method for L1Sparse {
             Augment::CROP_FLIP,
         );
         let (alpha, epochs) = (self.0.alpha, ft.epochs as f64);
-        let t = Instant::now();
-        let log_epochs = finetune(
-            model,
-            &set,
-            ft,
-            None,
-            &mut |epoch, m, l, b| {
-                cross_entropy(l, &b.y) + l1_norm(m) * (alpha * (1.0 - epoch as f64 / epochs))
-            },
-            ctx,
-            "l1",
-        )?;
-        let mut log = UnlearnLog {
-            epochs: log_epochs,
-            ..Default::default()
-        };
-        log.timing
-            .insert("fine_tune".into(), t.elapsed().as_secs_f64());
+        let mut log = UnlearnLog::default();
+        log.epochs = log.time("fine_tune", || {
+            finetune(
+                model,
+                &set,
+                ft,
+                None,
+                &mut |epoch, m, l, b| {
+                    cross_entropy(l, &b.y) + l1_norm(m) * (alpha * (1.0 - epoch as f64 / epochs))
+                },
+                ctx,
+                "l1",
+            )
+        })?;
         Ok(log)
     }
 }

@@ -71,6 +71,16 @@ pub struct UnlearnLog {
     pub adv: Option<AdvSummary>,
 }
 
+impl UnlearnLog {
+    /// Runs `f`, adding its wall time to `timing[stage]`.
+    pub fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = std::time::Instant::now();
+        let out = f();
+        *self.timing.entry(stage.to_string()).or_insert(0.0) += t.elapsed().as_secs_f64();
+        out
+    }
+}
+
 /// An unlearning method with checked settings.
 pub trait Method {
     /// Its name on the command line.

@@ -9,7 +9,6 @@ use crate::seed::derive;
 use crate::train::{Schedule, cross_entropy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,33 +81,29 @@ impl Method for NegGrad {
         // D_F batches cycle alongside the D_R epoch, each cycle reshuffled.
         let mut cycle = 0u64;
         let mut it = forget.epoch(ft.batch_size, derive(ctx.seed, "neggrad-forget", cycle));
-        let t = Instant::now();
-        let epochs = finetune(
-            model,
-            &retain,
-            ft,
-            None,
-            &mut |_, m, logits, b| {
-                let fb = it.next().unwrap_or_else(|| {
-                    cycle += 1;
-                    it = forget.epoch(ft.batch_size, derive(ctx.seed, "neggrad-forget", cycle));
-                    it.next().expect("non-empty forget set")
-                });
-                if let Some(f) = ctx.observe {
-                    f(&fb);
-                }
-                let fl = m.forward_t(&fb.x, true);
-                cross_entropy(logits, &b.y) * beta - cross_entropy(&fl, &fb.y) * (1.0 - beta)
-            },
-            ctx,
-            "neggrad+",
-        )?;
-        let mut log = UnlearnLog {
-            epochs,
-            ..Default::default()
-        };
-        log.timing
-            .insert("fine_tune".into(), t.elapsed().as_secs_f64());
+        let mut log = UnlearnLog::default();
+        log.epochs = log.time("fine_tune", || {
+            finetune(
+                model,
+                &retain,
+                ft,
+                None,
+                &mut |_, m, logits, b| {
+                    let fb = it.next().unwrap_or_else(|| {
+                        cycle += 1;
+                        it = forget.epoch(ft.batch_size, derive(ctx.seed, "neggrad-forget", cycle));
+                        it.next().expect("non-empty forget set")
+                    });
+                    if let Some(f) = ctx.observe {
+                        f(&fb);
+                    }
+                    let fl = m.forward_t(&fb.x, true);
+                    cross_entropy(logits, &b.y) * beta - cross_entropy(&fl, &fb.y) * (1.0 - beta)
+                },
+                ctx,
+                "neggrad+",
+            )
+        })?;
         Ok(log)
     }
 }

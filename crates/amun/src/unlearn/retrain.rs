@@ -9,7 +9,6 @@ use crate::seed::derive;
 use crate::train::{Schedule, cross_entropy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
 
 /// Fields of the original recipe to replace (`null` keeps the original's).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -108,22 +107,19 @@ impl Method for Retrain {
             Part::from_indices("retain", req.train, retain, ft.augment),
             Augment::CROP_FLIP,
         );
-        let t = Instant::now();
-        let epochs = finetune(
-            &fresh,
-            &set,
-            &ft,
-            None,
-            &mut |_, _, l, b| cross_entropy(l, &b.y),
-            ctx,
-            "retrain",
-        )?;
+        let mut log = UnlearnLog::default();
+        log.epochs = log.time("train", || {
+            finetune(
+                &fresh,
+                &set,
+                &ft,
+                None,
+                &mut |_, _, l, b| cross_entropy(l, &b.y),
+                ctx,
+                "retrain",
+            )
+        })?;
         model.copy_from(&fresh)?;
-        let mut log = UnlearnLog {
-            epochs,
-            ..Default::default()
-        };
-        log.timing.insert("train".into(), t.elapsed().as_secs_f64());
         Ok(log)
     }
 }

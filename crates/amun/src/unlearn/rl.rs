@@ -14,7 +14,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,13 +97,9 @@ impl Method for Rl {
         let mut log = UnlearnLog::default();
         let forget = req.train.select(req.forget);
         let mask = match self.s.salun_ratio {
-            Some(r) => {
-                let t = Instant::now();
-                let m = saliency_mask(model, &forget, r, ft.batch_size)?;
-                log.timing
-                    .insert("saliency_mask".into(), t.elapsed().as_secs_f64());
-                Some(m)
-            }
+            Some(r) => Some(log.time("saliency_mask", || {
+                saliency_mask(model, &forget, r, ft.batch_size)
+            })?),
             None => None,
         };
         let wrong = random_wrong_labels(
@@ -126,18 +121,17 @@ impl Method for Rl {
             parts,
             augment: Augment::CROP_FLIP,
         };
-        let t = Instant::now();
-        log.epochs = finetune(
-            model,
-            &set,
-            ft,
-            mask.as_ref(),
-            &mut |_, _, l, b| cross_entropy(l, &b.y),
-            ctx,
-            self.name,
-        )?;
-        log.timing
-            .insert("fine_tune".into(), t.elapsed().as_secs_f64());
+        log.epochs = log.time("fine_tune", || {
+            finetune(
+                model,
+                &set,
+                ft,
+                mask.as_ref(),
+                &mut |_, _, l, b| cross_entropy(l, &b.y),
+                ctx,
+                self.name,
+            )
+        })?;
         Ok(log)
     }
 }

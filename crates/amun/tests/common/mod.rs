@@ -25,3 +25,31 @@ pub fn load(name: &str, train_limit: Option<usize>, test_limit: Option<usize>) -
 pub fn mnist() -> Dataset {
     load("mnist", None, None)
 }
+
+/// A small CNN trained on `data` with `recipe` (in memory).
+pub fn trained(
+    data: &Dataset,
+    recipe: amun::train::Recipe,
+    seed: u64,
+    subset: amun::train::Subset<'_>,
+) -> amun::model::Classifier {
+    let spec = amun::model::ModelSpec::for_data(
+        amun::model::Arch::SmallCnn,
+        data.image_shape(),
+        data.num_classes(),
+    )
+    .unwrap();
+    let job = amun::train::TrainJob {
+        spec,
+        data,
+        recipe,
+        seed,
+        subset,
+        out: None,
+        resume: false,
+        eval_each_epoch: false,
+    };
+    amun::train::train(&job, &amun::progress::Quiet)
+        .unwrap()
+        .model
+}
