@@ -208,3 +208,20 @@ fn every_architecture_builds_and_runs_on_its_data_shape() {
     }
     assert!(ModelSpec::for_data(Arch::Vgg19, [1, 28, 28], 10).is_err());
 }
+
+#[test]
+fn bf16_autocast_and_channels_last_train_on_the_cpu() {
+    let data = common::load("mnist", Some(1000), Some(200));
+    let recipe = TrainParams::new()
+        .epochs(3)
+        .batch_size(32)
+        .lr(0.02)
+        .augment(false)
+        .bf16(true)
+        .channels_last(true)
+        .check()
+        .unwrap();
+    let model = common::trained(&data, recipe, 1, Subset::All);
+    let acc = accuracy(&model, &data.test).percent();
+    assert!(acc > 85.0, "bf16 + channels-last test accuracy {acc}");
+}

@@ -63,6 +63,8 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub attack: super::adv::AttackArgs,
     #[command(flatten)]
+    pub import: super::ImportArgs,
+    #[command(flatten)]
     pub dir: super::DataDir,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -177,11 +179,9 @@ fn search_bench(
     a: &BenchArgs,
     dev: tch::Device,
 ) -> Result<(Vec<amun::bench::SearchBench>, bool)> {
-    let sidecar = amun::model::checkpoint::read_sidecar(ck)?;
-    let data = super::load_data(&sidecar.data, &a.dir)?;
     let forget = amun::data::ForgetSet::read(f)?;
+    let (model, _, data) = super::open_checkpoint(ck, &a.import, &a.dir, dev)?;
     forget.check_matches(&data, f)?;
-    let (model, _) = amun::model::checkpoint::load(ck, dev)?;
     let idx: Vec<i64> = forget.indices.iter().take(n).copied().collect();
     let part = data.train.select(&idx).to_device(dev);
     let settings = a
