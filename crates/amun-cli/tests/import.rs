@@ -17,7 +17,21 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch_models.py")
 }
 
+/// CIFAR-10 in the cache before any `amun` process needs it (tests run in
+/// parallel; one fetch at a time).
+fn ensure_cifar() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        amun::data::fetch(
+            amun::data::Registry::Cifar10,
+            &amun::data::default_data_dir(),
+        )
+        .unwrap();
+    });
+}
+
 fn fixtures(dir: &Path) {
+    ensure_cifar();
     let o = Command::new(python())
         .arg(script())
         .arg("make")
@@ -161,6 +175,7 @@ fn fails(o: &Output, needles: &[&str]) {
 fn hostile_and_broken_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    ensure_cifar();
     let marker = d.join("pwned");
     let o = Command::new(python())
         .arg(script())
