@@ -309,6 +309,12 @@ pub fn train_references(
     let pool = data.pool();
     let n = pool.len();
     let members = memberships(n, count, seed);
+    let mfile = dir.join("members.safetensors");
+    if !mfile.exists() {
+        let flat: Vec<u8> = members.iter().flatten().map(|&b| u8::from(b)).collect();
+        let t = Tensor::from_slice(&flat).view([count as i64, n as i64]);
+        write_tensors(&mfile, &[("members".to_string(), t)])?;
+    }
     for (k, m) in members.iter().enumerate() {
         if logits_path(dir, k).exists() {
             continue;
@@ -383,8 +389,27 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         }
         logits.push(l);
     }
+    let mfile = dir.join("members.safetensors");
+    let mt = read_tensors(&mfile, Device::Cpu)?
+        .remove("members")
+        .ok_or_else(|| Error::format(&mfile, "no 'members' tensor"))?;
+    if mt.size() != [m.count as i64, n as i64] {
+        return Err(Error::format(
+            &mfile,
+            format!(
+                "membership of shape {:?}; expected [{}, {n}]",
+                mt.size(),
+                m.count
+            ),
+        ));
+    }
+    let flat = Vec::<u8>::try_from(mt.flatten(0, -1)).unwrap_or_default();
+    let members: Vec<Vec<bool>> = flat
+        .chunks(n)
+        .map(|c| c.iter().map(|&b| b != 0).collect())
+        .collect();
     Ok(References {
-        members: memberships(n, m.count, m.seed),
+        members,
         logits,
         labels: data.pool().labels.to_device(Device::Cpu),
         n_train: m.n_train,
