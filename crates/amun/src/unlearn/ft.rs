@@ -1,7 +1,6 @@
 //! FT: fine-tune on the retain set only (catastrophic forgetting of D_F).
 //! Defaults as in the l1-sparse and SalUn code: 10 epochs, lr 0.01, constant.
 use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, settings_from};
-use crate::data::{Augment, Part, TrainSet};
 use crate::error::Result;
 use crate::model::Classifier;
 use crate::train::{Schedule, cross_entropy};
@@ -57,10 +56,7 @@ impl Method for Ft {
     ) -> Result<UnlearnLog> {
         let ft = &self.0.finetune;
         let retain = super::retain_of(req, "ft")?;
-        let set = TrainSet::single(
-            Part::from_indices("retain", req.train, retain, ft.augment),
-            Augment::CROP_FLIP,
-        );
+        let set = super::indices_set(req.train, "retain", retain, ft.augment);
         let mut log = UnlearnLog::default();
         log.epochs = log.time("fine_tune", || {
             finetune(

@@ -2,7 +2,7 @@
 //! epoch also makes a descent pass over D_R. Defaults as in the l1-sparse
 //! code: 5 epochs, lr 1e-4, constant.
 use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, settings_from};
-use crate::data::{Augment, Part, TrainSet};
+use crate::data::TrainSet;
 use crate::error::Result;
 use crate::model::Classifier;
 use crate::model::checkpoint::EpochRecord;
@@ -58,16 +58,10 @@ impl Method for Ga {
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
         let ft = &self.0.finetune;
-        let forget = TrainSet::single(
-            Part::from_indices("forget", req.train, req.forget, ft.augment),
-            Augment::CROP_FLIP,
-        );
-        let retain = req.retain.map(|r| {
-            TrainSet::single(
-                Part::from_indices("retain", req.train, r, ft.augment),
-                Augment::CROP_FLIP,
-            )
-        });
+        let forget = super::indices_set(req.train, "forget", req.forget, ft.augment);
+        let retain = req
+            .retain
+            .map(|r| super::indices_set(req.train, "retain", r, ft.augment));
         let mut opt = Sgd::new(model, ft.momentum, ft.weight_decay, false);
         let mut log = UnlearnLog::default();
         let t = Instant::now();

@@ -2,7 +2,6 @@
 //! linearly to 0 over the epochs (α at epoch e = α0 · (1 − e/E)). Defaults of
 //! its code: α0 5e-4, lr 0.01, 10 epochs, constant.
 use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, settings_from};
-use crate::data::{Augment, Part, TrainSet};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::train::{Schedule, cross_entropy};
@@ -78,10 +77,7 @@ impl Method for L1Sparse {
     ) -> Result<UnlearnLog> {
         let ft = &self.0.finetune;
         let retain = super::retain_of(req, "l1")?;
-        let set = TrainSet::single(
-            Part::from_indices("retain", req.train, retain, ft.augment),
-            Augment::CROP_FLIP,
-        );
+        let set = super::indices_set(req.train, "retain", retain, ft.augment);
         let (alpha, epochs) = (self.0.alpha, ft.epochs as f64);
         let mut log = UnlearnLog::default();
         log.epochs = log.time("fine_tune", || {

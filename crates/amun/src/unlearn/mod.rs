@@ -204,6 +204,19 @@ pub(crate) fn retain_of<'a>(req: &ForgetRequest<'a>, method: &str) -> Result<&'a
     })
 }
 
+/// The training rows `indices`, shuffled into batches, crop+flip when `augment`.
+pub(crate) fn indices_set(
+    train: &Split,
+    name: &str,
+    indices: &[i64],
+    augment: bool,
+) -> crate::data::TrainSet {
+    crate::data::TrainSet::single(
+        crate::data::Part::from_indices(name, train, indices, augment),
+        crate::data::Augment::CROP_FLIP,
+    )
+}
+
 /// Merges two sorted index lists.
 pub(crate) fn union_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
     let mut v: Vec<i64> = a.iter().chain(b).copied().collect();

@@ -2,7 +2,6 @@
 //! batch and ascends on a D_F batch, weighted: β·CE(D_R) − (1 − β)·CE(D_F).
 //! Defaults: β 0.999, lr 0.01, 5 epochs, constant.
 use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, settings_from};
-use crate::data::{Augment, Part, TrainSet};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::seed::derive;
@@ -70,14 +69,8 @@ impl Method for NegGrad {
         let ft = &self.0.finetune;
         let beta = self.0.beta;
         let retain = super::retain_of(req, "neggrad+")?;
-        let retain = TrainSet::single(
-            Part::from_indices("retain", req.train, retain, ft.augment),
-            Augment::CROP_FLIP,
-        );
-        let forget = TrainSet::single(
-            Part::from_indices("forget", req.train, req.forget, ft.augment),
-            Augment::CROP_FLIP,
-        );
+        let retain = super::indices_set(req.train, "retain", retain, ft.augment);
+        let forget = super::indices_set(req.train, "forget", req.forget, ft.augment);
         // D_F batches cycle alongside the D_R epoch, each cycle reshuffled.
         let mut cycle = 0u64;
         let mut it = forget.epoch(ft.batch_size, derive(ctx.seed, "neggrad-forget", cycle));

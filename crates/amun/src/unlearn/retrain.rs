@@ -2,7 +2,6 @@
 //! model's recipe (read from its sidecar; any field can be overridden). The
 //! gold standard every gap is measured to.
 use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, settings_from};
-use crate::data::{Augment, Part, TrainSet};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::seed::derive;
@@ -103,10 +102,7 @@ impl Method for Retrain {
             model.device(),
             derive(ctx.seed, "retrain-init", 0),
         )?;
-        let set = TrainSet::single(
-            Part::from_indices("retain", req.train, retain, ft.augment),
-            Augment::CROP_FLIP,
-        );
+        let set = super::indices_set(req.train, "retain", retain, ft.augment);
         let mut log = UnlearnLog::default();
         log.epochs = log.time("train", || {
             finetune(

@@ -4,7 +4,7 @@
 //! at temperature T (scaled by T²). Defaults of its code: 3 epochs, max-steps
 //! in the first 2, lr 5e-4, T 4, min-step loss γ·CE + α·KL with γ 0.99, α 0.001.
 use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, settings_from};
-use crate::data::{Augment, Part, TrainSet};
+use crate::data::TrainSet;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::model::checkpoint::EpochRecord;
@@ -96,14 +96,8 @@ impl Method for Scrub {
         let ft = &s.finetune;
         let retain = super::retain_of(req, "scrub")?;
         let teacher = model.try_clone()?;
-        let forget = TrainSet::single(
-            Part::from_indices("forget", req.train, req.forget, ft.augment),
-            Augment::CROP_FLIP,
-        );
-        let retain = TrainSet::single(
-            Part::from_indices("retain", req.train, retain, ft.augment),
-            Augment::CROP_FLIP,
-        );
+        let forget = super::indices_set(req.train, "forget", req.forget, ft.augment);
+        let retain = super::indices_set(req.train, "retain", retain, ft.augment);
         let teach = |x: &Tensor| tch::no_grad(|| teacher.forward_t(x, false));
         let mut opt = Sgd::new(model, ft.momentum, ft.weight_decay, false);
         let mut log = UnlearnLog::default();
