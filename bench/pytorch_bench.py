@@ -7,64 +7,17 @@ synchronised), so that amun's images/s can be given as a same-run ratio.
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 
-class SmallCnn(nn.Module):
-    def __init__(self, cin=3, size=32, classes=10):
-        super().__init__()
-        w = [32, 64, 128]
-        self.conv1 = nn.Conv2d(cin, w[0], 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(w[0])
-        self.conv2 = nn.Conv2d(w[0], w[1], 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(w[1])
-        self.conv3 = nn.Conv2d(w[1], w[2], 3, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(w[2])
-        self.fc = nn.Linear(w[2] * (size // 8) ** 2, classes)
-
-    def forward(self, x):
-        for c, b in [(self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)]:
-            x = F.max_pool2d(F.relu(b(c(x))), 2)
-        return self.fc(x.flatten(1))
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
-class ResNet18(nn.Module):
-    def __init__(self, cin=3, classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        layers, c = [], 64
-        for i, (w, s) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)]):
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(c, w, s), BasicBlock(w, w, 1)))
-            c = w
-        self.linear = nn.Linear(512, classes)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-        return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
+# The same modules as the import/export tests (amun's names and layers).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crates/amun-cli/tests/fixtures"))
+from pytorch_models import ResNet18, SmallCnn  # noqa: E402
 
 
 def main():
