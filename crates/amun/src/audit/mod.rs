@@ -11,8 +11,8 @@ mod roc;
 pub use gap::{Scores, avg_gap, mean_std};
 pub use mis::mis;
 pub use rmia::{
-    RefManifest, References, RmiaParams, Signal, load_references, memberships, pool_logits,
-    rmia_scores, scores, scores_brute, signal, train_references,
+    RefManifest, References, RmiaParams, Signal, load_references, memberships, rmia_scores, scores,
+    scores_brute, signal, train_references,
 };
 pub use roc::{auc, roc_curve, tpr_at_fpr};
 
@@ -88,8 +88,9 @@ pub fn audit(
             .filter(|i| f.binary_search(i).is_err())
             .collect()
     };
-    let logits = pool_logits(model, data);
-    let labels = data.pool().labels.to_device(Device::Cpu);
+    let pool = data.pool();
+    let logits = crate::eval::logits(model, &pool.images);
+    let labels = pool.labels.to_device(Device::Cpu);
     let pred = logits.argmax(1, false);
     let correct = Vec::<bool>::try_from(pred.eq_tensor(&labels)).expect("bools");
     let acc = |rows: &[usize]| {

@@ -7,8 +7,8 @@
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::model::ModelSpec;
 use crate::model::checkpoint::{self, read_tensors, write_tensors};
-use crate::model::{Classifier, ModelSpec};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::{Recipe, Subset, TrainJob, train};
@@ -205,19 +205,19 @@ pub fn rmia_scores(
     p: &RmiaParams,
 ) -> Result<Vec<f64>> {
     let sig = signal(target_logits_pool, &refs.labels, p.signal);
-    let lr = |rs: &[usize]| -> Result<Vec<f64>> {
-        let prior = refs.prior(rs, p)?;
-        Ok(rs
-            .iter()
-            .zip(prior)
-            .map(|(&r, q)| sig[r] / q.max(1e-300))
-            .collect())
-    };
-    let (lr_x, lr_z) = (lr(rows)?, lr(z_rows)?);
+    // One prior pass (it computes every reference model's signal) for both
+    // the candidates and the population.
+    let all: Vec<usize> = rows.iter().chain(z_rows).copied().collect();
+    let lr: Vec<f64> = all
+        .iter()
+        .zip(refs.prior(&all, p)?)
+        .map(|(&r, q)| sig[r] / q.max(1e-300))
+        .collect();
+    let (lr_x, lr_z) = lr.split_at(rows.len());
     let mut zset = z_rows.to_vec();
     zset.sort_unstable();
     let inside: Vec<bool> = rows.iter().map(|r| zset.binary_search(r).is_ok()).collect();
-    Ok(scores(&lr_x, &lr_z, &inside, p.gamma))
+    Ok(scores(lr_x, lr_z, &inside, p.gamma))
 }
 
 /// What `refs/manifest.json` records.
@@ -411,12 +411,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
     Ok(References {
         members,
         logits,
-        labels: data.pool().labels.to_device(Device::Cpu),
+        labels: data.pool_labels().to_device(Device::Cpu),
         n_train: m.n_train,
     })
-}
-
-/// Logits of `model` over the pool (CPU).
-pub fn pool_logits(model: &Classifier, data: &Dataset) -> Tensor {
-    crate::eval::logits(model, &data.pool().images)
 }

@@ -128,6 +128,11 @@ impl Dataset {
         }
     }
 
+    /// The pool's labels alone (no image copy).
+    pub fn pool_labels(&self) -> Tensor {
+        Tensor::cat(&[&self.train.labels, &self.test.labels], 0)
+    }
+
     /// Moves both splits to `device` (kept there for the whole run).
     pub fn to_device(&self, device: Device) -> Dataset {
         Dataset {
