@@ -9,8 +9,15 @@
 # bench/pytorch_pgd_reference.py.
 set -u
 OUT=${OUT:-/tmp/amun-gpu}
+# A binary built on the CPU-only set-up has no CUDA: refuse before spending
+# device time (build it with `AMUN_TORCH=cuda scripts/setup.sh` first).
+if ! readelf -d ./target/release/amun 2>/dev/null | grep -q 'libtorch_cuda'; then
+  echo "target/release/amun does not link libtorch_cuda (CPU-only set-up): rebuild with AMUN_TORCH=cuda scripts/setup.sh" >&2
+  exit 1
+fi
 mkdir -p "$OUT"
 A=./target/release/amun
+# The GPU machine's python3 has torch; elsewhere scripts/setup.sh --dev puts one in $AMUN_PYENV.
 PY=${PYTHON:-python3}
 log="$OUT/gpu.md"
 run() { echo "\$ $*" | tee -a "$log"; "$@" 2>&1 | grep -v Warning | tee -a "$log"; echo | tee -a "$log"; }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn python() -> PathBuf {
-    let venv = std::env::var("AMUN_VENV")
-        .or_else(|_| std::env::var("VIRTUAL_ENV"))
-        .expect("AMUN_VENV or VIRTUAL_ENV must name the torch 2.11 environment: run the tests through scripts/test.sh");
+    let venv = std::env::var("AMUN_PYENV").expect(
+        "AMUN_PYENV must name the PyTorch environment of requirements/python-dev.txt: \
+         run the tests through scripts/test.sh (or `scripts/setup.sh --dev && source scripts/env.sh`)",
+    );
     PathBuf::from(venv).join("bin/python")
 }
 

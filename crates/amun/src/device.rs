@@ -26,6 +26,13 @@ pub fn parse_device(s: &str) -> Result<Device> {
                     .ok_or_else(|| err("expected cpu, cuda, cuda:N or auto".into()))?,
                 None => return Err(err("expected cpu, cuda, cuda:N or auto".into())),
             };
+            if cfg!(amun_cpu_only_libtorch) {
+                return Err(err(
+                    "this amun was built against the CPU-only libtorch set-up; on a machine with \
+                     an NVIDIA GPU run `AMUN_TORCH=cuda scripts/setup.sh`, or use --device cpu"
+                        .into(),
+                ));
+            }
             if !tch::Cuda::is_available() {
                 return Err(err(
                     "CUDA is not available on this machine (no NVIDIA GPU or driver found); use --device cpu"
