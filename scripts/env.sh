@@ -8,7 +8,7 @@ AMUN_VENV="${AMUN_VENV:-$AMUN_CACHE/venv}"
 # PyTorch + numpy for the tests' fixtures and the bench scripts (setup.sh --dev).
 AMUN_PYENV="${AMUN_PYENV:-$AMUN_CACHE/venv-py}"
 AMUN_TORCH_VERSION=2.11.0
-LIBTORCH=$(ls -d "$AMUN_VENV"/lib/python3*/site-packages/torch 2>/dev/null | head -n 1)
+LIBTORCH=$(ls -d "$AMUN_VENV"/lib/python3*/site-packages/torch 2>/dev/null | head -n 1 || true)
 # cpu or cuda: which requirements file the venv was built from; build.rs links
 # libtorch_cuda only for cuda (its CUDA libraries are absent from the cpu set-up).
 AMUN_TORCH_FLAVOR=$(cat "$AMUN_VENV/amun-flavor" 2>/dev/null || true)
