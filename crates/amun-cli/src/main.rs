@@ -6,6 +6,10 @@ mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;
+use std::sync::Mutex;
+
+/// The message of a panic, kept by the hook for `main` to print.
+static PANIC: Mutex<Option<String>> = Mutex::new(None);
 
 fn main() -> ExitCode {
     let cli = cmd::Cli::parse();
@@ -16,9 +20,28 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cmd::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // tch reports many libtorch errors by panicking. None may reach a user
+    // as a panic with a C++ backtrace: the hook keeps the message, and it is
+    // printed as one error line (AMUN_BACKTRACE=1 keeps the default report).
+    if std::env::var_os("AMUN_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                s.to_string()
+            } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "unknown panic".into()
+            };
+            let at = info
+                .location()
+                .map(|l| format!(" ({}:{})", l.file(), l.line()))
+                .unwrap_or_default();
+            *PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{msg}{at}"));
+        }));
+    }
+    match std::panic::catch_unwind(|| cmd::run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             if let Some(io) = e.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::BrokenPipe
             {
@@ -27,5 +50,57 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+        Err(_) => {
+            let msg = PANIC
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_default();
+            eprintln!("error: {}", describe_panic(&msg));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One readable line from a panic message: for a libtorch error, its first
+/// line without the C++ backtrace.
+fn describe_panic(msg: &str) -> String {
+    let torch = msg.find("Torch(\"").map(|i| &msg[i + 7..]).map(|rest| {
+        let end = ["\\nException raised", "\\n", "\")"]
+            .iter()
+            .filter_map(|m| rest.find(m))
+            .min()
+            .unwrap_or(rest.len());
+        rest[..end].replace("\\\"", "\"")
+    });
+    match torch {
+        Some(t) => format!(
+            "libtorch refused an operation: {t}. amun should have caught this earlier with a \
+             clearer message: please report the command (AMUN_BACKTRACE=1 shows where it failed)"
+        ),
+        None => format!(
+            "internal error: {}. Please report the command (AMUN_BACKTRACE=1 shows where it failed)",
+            msg.lines().next().unwrap_or("")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_panic;
+
+    #[test]
+    fn libtorch_panics_become_one_line() {
+        let m = r#"called `Result::unwrap()` on an `Err` value: Torch("mat1 and mat2 shapes cannot be multiplied (64x2048 and 1152x10)\nException raised from meta at aten/src/ATen/native/LinearAlgebra.cpp:190 (most recent call first):\nframe #0: c10::Error::Error")"#;
+        let d = describe_panic(m);
+        assert!(
+            d.starts_with("libtorch refused an operation: mat1 and mat2 shapes cannot be multiplied (64x2048 and 1152x10)."),
+            "{d}"
+        );
+        assert!(!d.contains("frame #0"), "{d}");
+        assert!(
+            describe_panic("index out of bounds (src/x.rs:3)")
+                .starts_with("internal error: index out of bounds")
+        );
     }
 }

@@ -1,51 +1,10 @@
 //! The `amun` binary end to end: real runs in temporary folders, and every
 //! kind of bad input giving one clear error line, a non-zero exit and no
 //! partial file.
+mod common;
+use common::{amun, ensure, fails_with, files_in, stderr};
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::Mutex;
-
-static FETCH: Mutex<()> = Mutex::new(());
-
-fn ensure(name: &str) {
-    let _g = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-    let reg = amun::data::Registry::from_name(name).unwrap();
-    amun::data::fetch(reg, &amun::data::default_data_dir()).unwrap();
-}
-
-fn amun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amun"))
-        .args(args)
-        .output()
-        .expect("running amun")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Fails with exactly one `error:` line that contains every needle.
-fn fails_with(o: &Output, needles: &[&str]) {
-    assert!(!o.status.success(), "expected failure, got success");
-    let err = stderr(o);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "one error line expected:\n{err}");
-    for n in needles {
-        assert!(lines[0].contains(n), "'{n}' not in: {}", lines[0]);
-    }
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
+use std::process::Command;
 
 #[test]
 fn split_train_eval_round_trip() {
@@ -473,7 +432,7 @@ fn adv_mask_unlearn_methods_end_to_end() {
         &f,
         "--out",
         &p("adv.safetensors"),
-        "--steps",
+        "--pgd-steps",
         "5",
         "--device",
         "cpu",
@@ -574,7 +533,7 @@ fn adv_mask_unlearn_methods_end_to_end() {
         "amun-salun",
         "--epochs",
         "1",
-        "--steps",
+        "--pgd-steps",
         "5",
         "--out",
         &p("cont.safetensors"),
@@ -610,7 +569,7 @@ fn unlearn_bad_inputs_leave_nothing_behind() {
         "--out",
         &out,
     ]);
-    fails_with(&o, &["amun.lr", "positive"]);
+    fails_with(&o, &["amun.finetune.lr", "positive"]);
     let o = amun(&[
         "unlearn",
         "--checkpoint",
@@ -622,7 +581,7 @@ fn unlearn_bad_inputs_leave_nothing_behind() {
         "--out",
         &out,
     ]);
-    fails_with(&o, &["amun.epochs"]);
+    fails_with(&o, &["amun.finetune.epochs"]);
     let o = amun(&[
         "unlearn",
         "--checkpoint",
@@ -658,7 +617,7 @@ fn unlearn_bad_inputs_leave_nothing_behind() {
         "1e12",
         "--momentum",
         "0",
-        "--steps",
+        "--pgd-steps",
         "2",
         "--out",
         &out,
@@ -696,7 +655,7 @@ fn unlearn_bad_inputs_leave_nothing_behind() {
             &other,
             "--out",
             &adv,
-            "--steps",
+            "--pgd-steps",
             "3",
             "--device",
             "cpu",

@@ -4,6 +4,8 @@
 //! strict=True; hostile and broken files are refused.
 use amun::model::{Arch, import};
 use std::path::{Path, PathBuf};
+mod common;
+use common::amun;
 use std::process::{Command, Output};
 
 fn python() -> PathBuf {
@@ -40,13 +42,6 @@ fn fixtures(dir: &Path) {
         .output()
         .expect("running python");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn amun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amun"))
-        .args(args)
-        .output()
-        .expect("running amun")
 }
 
 const CASES: [(&str, Arch); 5] = [

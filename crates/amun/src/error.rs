@@ -9,12 +9,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// (The OS error is part of the message, not a separate source, so
+    /// it is printed once.)
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// A file exists but its content is not what the format requires.
     #[error("{}: {msg}", path.display())]
     Format { path: PathBuf, msg: String },
@@ -37,21 +35,18 @@ pub enum Error {
     /// Fetching a dataset from its registry failed.
     #[error("fetching {dataset}: {msg}")]
     Fetch { dataset: String, msg: String },
-    /// Training diverged (NaN or Inf loss); the inputs were left untouched.
-    #[error("{what}: loss became {value} at epoch {epoch}, step {step}; nothing was written")]
+    /// Training diverged (NaN or Inf loss, weights or statistics); `left`
+    /// says what stayed on disk (the inputs are never touched).
+    #[error("{what}: diverged in epoch {epoch}: {cause}; {left}")]
     Diverged {
         what: String,
-        value: f64,
         epoch: usize,
-        step: usize,
+        cause: String,
+        left: String,
     },
     /// libtorch reported an error.
-    #[error("{context}: {source}")]
-    Torch {
-        context: String,
-        #[source]
-        source: tch::TchError,
-    },
+    #[error("{context}: {err}")]
+    Torch { context: String, err: tch::TchError },
 }
 
 impl Error {
@@ -89,7 +84,7 @@ impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
     fn at(self, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|source| Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            err: source,
         })
     }
 }
@@ -103,7 +98,7 @@ impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
     fn ctx(self, context: impl std::fmt::Display) -> Result<T> {
         self.map_err(|source| Error::Torch {
             context: context.to_string(),
-            source,
+            err: source,
         })
     }
 }

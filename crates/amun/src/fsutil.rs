@@ -84,10 +84,141 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))
 }
 
-/// Checks up front that a file can be created in `dest`'s folder, so a long
-/// run fails in its first second rather than at its end.
-pub fn check_writable(dest: &Path) -> Result<()> {
-    let tmp = TempPath::beside(dest)?;
-    std::fs::File::create(tmp.path()).at(dest)?;
+/// Checks an output path before any work: not a folder, one of
+/// `extensions` (when given), and a file can be created where it goes.
+/// Creates no folder: a failed command leaves nothing behind.
+pub fn check_output(dest: &Path, extensions: &[&str]) -> Result<()> {
+    let shown = dest.display().to_string();
+    if dest.is_dir() {
+        return Err(Error::invalid(
+            shown,
+            "is a folder; expected a file path".to_string() + &ext_hint(extensions),
+        ));
+    }
+    if !extensions.is_empty() {
+        let ext = dest.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !extensions.contains(&ext) {
+            return Err(Error::invalid(
+                shown,
+                format!("expected a file name{}", ext_hint(extensions)),
+            ));
+        }
+    }
+    // The nearest folder that exists must be a writable folder.
+    let parent = parent_dir(dest);
+    let mut probe = parent.as_path();
+    while !probe.exists() {
+        probe = match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if !probe.is_dir() {
+        return Err(Error::invalid(
+            shown,
+            format!("{} is a file, not a folder", probe.display()),
+        ));
+    }
+    let tmp = probe.join(format!(".amun-write-test-{}", std::process::id()));
+    std::fs::File::create(&tmp).at(&parent)?;
+    let _ = std::fs::remove_file(&tmp);
     Ok(())
+}
+
+fn ext_hint(extensions: &[&str]) -> String {
+    match extensions {
+        [] => String::new(),
+        [one] => format!(" ending in .{one}"),
+        many => format!(
+            " ending in {}",
+            many.iter()
+                .map(|e| format!(".{e}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    }
+}
+
+/// An exclusive claim on an output: `<dest>.lock` beside it, locked for as
+/// long as this value lives, so two processes never write the same file at
+/// once. Folders created for it are removed again if nothing was written.
+pub struct OutputLock {
+    lock: PathBuf,
+    created: Vec<PathBuf>,
+    _file: std::fs::File,
+}
+
+impl OutputLock {
+    /// Claims `dest` (after [`check_output`]-style checks by the caller), or
+    /// says which process holds it.
+    pub fn acquire(dest: &Path) -> Result<OutputLock> {
+        let parent = parent_dir(dest);
+        let mut created = Vec::new();
+        let mut p = parent.clone();
+        while !p.exists() {
+            created.push(p.clone());
+            p = match p.parent() {
+                Some(q) if !q.as_os_str().is_empty() => q.to_path_buf(),
+                _ => break,
+            };
+        }
+        std::fs::create_dir_all(&parent).at(&parent)?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        let lock = parent.join(format!("{name}.lock"));
+        let cleanup = |created: &[PathBuf]| {
+            for d in created {
+                let _ = std::fs::remove_dir(d);
+            }
+        };
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                cleanup(&created);
+                return Err(e).at(&lock);
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::invalid(
+                    dest.display().to_string(),
+                    format!(
+                        "another amun process is writing it (it holds {}); wait for it to \
+                         finish or choose another output",
+                        lock.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                cleanup(&created);
+                return Err(e).at(&lock);
+            }
+        }
+        let _ = file.set_len(0);
+        let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+        Ok(OutputLock {
+            lock,
+            created,
+            _file: file,
+        })
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no other process holds this file.
+        let _ = std::fs::remove_file(&self.lock);
+        for d in &self.created {
+            // Only empty folders go: those of a command that wrote nothing.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }

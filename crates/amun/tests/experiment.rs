@@ -167,30 +167,17 @@ fn resume_recomputes_only_what_is_missing_or_stale() {
     let again = run(false);
     assert_eq!(again, vec!["adversarial set s0-f0.1".to_string()]);
 
-    // The forget set changed: everything made from it is recomputed, the
-    // original and the reference models are not.
+    // The forget set changed on disk: the file is not what its meta
+    // records, so it is not trusted but made again from its seed — the same
+    // set, so nothing made from it needs recomputing.
     let fpath = dir.path().join("forget-s0-f0.1.json");
+    let before = std::fs::read(&fpath).unwrap();
     let other =
         amun::data::ForgetSet::choose(&data, &amun::data::ForgetSpec::Fraction(0.1), 99).unwrap();
     other.write(&fpath).unwrap();
     let again = run(false);
-    assert!(
-        !again.iter().any(|c| c.starts_with("original")),
-        "{again:?}"
-    );
-    for want in [
-        "retrain-s0-f0.1",
-        "adversarial set",
-        "ft R",
-        "amun R",
-        "amun noR",
-        "audit original",
-    ] {
-        assert!(
-            again.iter().any(|c| c.starts_with(want)),
-            "{want} not recomputed: {again:?}"
-        );
-    }
+    assert_eq!(again, vec!["forget-s0-f0.1".to_string()]);
+    assert_eq!(std::fs::read(&fpath).unwrap(), before);
 
     // Another config in the same folder is refused.
     let other_cfg = parse(&TINY.replace("epochs = 3", "epochs = 4")).unwrap();

@@ -246,7 +246,10 @@ fn bad_settings_are_named() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("amun.lr") && e.contains("positive"), "{e}");
+    assert!(
+        e.contains("amun.finetune.lr") && e.contains("positive"),
+        "{e}"
+    );
     let e = build("amun", &json!({"finetune": {"epochs": 0}}))
         .err()
         .unwrap()

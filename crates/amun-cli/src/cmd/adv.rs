@@ -20,7 +20,7 @@ pub struct AttackArgs {
     pub eps0: Option<String>,
     /// PGD steps per round, α = ε/10 [default: 50]
     #[arg(long)]
-    pub steps: Option<usize>,
+    pub pgd_steps: Option<usize>,
     /// Samples attacked at once [default: 128]
     #[arg(long)]
     pub attack_batch: Option<usize>,
@@ -38,7 +38,7 @@ impl AttackArgs {
         if let Some(e) = &self.eps0 {
             p = p.eps0(e.parse::<Eps0>()?);
         }
-        if let Some(s) = self.steps {
+        if let Some(s) = self.pgd_steps {
             p = p.steps(s);
         }
         if let Some(b) = self.attack_batch {
@@ -59,7 +59,7 @@ impl AttackArgs {
         if let Some(e) = &self.eps0 {
             m.insert("eps0".into(), serde_json::to_value(e.parse::<Eps0>()?)?);
         }
-        if let Some(s) = self.steps {
+        if let Some(s) = self.pgd_steps {
             m.insert("steps".into(), s.into());
         }
         if let Some(b) = self.attack_batch {
@@ -106,7 +106,7 @@ pub struct AdvArgs {
 pub fn run(a: AdvArgs) -> Result<()> {
     let settings = a.attack.params()?.refill(!a.no_refill).check()?;
     let dev = device(&a.device)?;
-    amun::fsutil::check_writable(&a.out)?;
+    let _lock = super::claim_output(&a.out, &["safetensors"])?;
     let forget = ForgetSet::read(&a.forget)?;
     let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     forget.check_matches(&data, &a.forget)?;

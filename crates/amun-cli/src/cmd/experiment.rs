@@ -1,7 +1,7 @@
 use super::{DataDir, load_data, print_json};
 use amun::experiment::{Config, run as run_experiment, table_markdown};
 use amun::report::hardware_line;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -40,7 +40,7 @@ pub struct DemoArgs {
 
 pub fn run(a: ExperimentArgs) -> Result<()> {
     let cfg = Config::read(&a.config)?;
-    execute(cfg, a.out, &a.dir, a.json, a.quiet)
+    execute(cfg, &a.config, a.out, &a.dir, a.json, a.quiet)
 }
 
 pub fn demo(a: DemoArgs) -> Result<()> {
@@ -48,11 +48,19 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         DEMO_CONFIG,
         std::path::Path::new("experiments/demo-cpu.toml"),
     )?;
-    execute(cfg, Some(a.out), &a.dir, false, a.quiet)
+    execute(
+        cfg,
+        std::path::Path::new("experiments/demo-cpu.toml"),
+        Some(a.out),
+        &a.dir,
+        false,
+        a.quiet,
+    )
 }
 
 fn execute(
     cfg: Config,
+    config_path: &std::path::Path,
     out: Option<PathBuf>,
     dir: &DataDir,
     json: bool,
@@ -60,7 +68,15 @@ fn execute(
 ) -> Result<()> {
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     let dev = super::device(&cfg.device)?;
-    let data = load_data(&cfg.data, dir)?.to_device(dev);
+    let data = load_data(&cfg.data, dir)
+        .with_context(|| {
+            format!(
+                "{}: [data] dataset '{}'",
+                config_path.display(),
+                cfg.data.dataset
+            )
+        })?
+        .to_device(dev);
     let bars = crate::progress::Bars::terse(quiet || json);
     let started = std::time::Instant::now();
     let report = run_experiment(&cfg, &data, &out, hardware_line(dev), &bars)?;

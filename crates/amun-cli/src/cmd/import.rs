@@ -47,6 +47,7 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
             a.from.display()
         );
     }
+    let _lock = super::claim_output(&a.out, &["safetensors"])?;
     let (model, sc, data) = open_checkpoint(&a.from, &a.import, &a.dir, device("cpu")?)?;
     checkpoint::save(&model, &a.out, &sc)?;
     // A sanity check, not an evaluation: the first 1,000 test images.
@@ -64,6 +65,7 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
 
 pub fn run_export(a: ExportArgs) -> Result<()> {
     let layout: Layout = a.layout.parse()?;
+    let _lock = super::claim_output(&a.out, &["pt", "pth", "safetensors"])?;
     let sc = checkpoint::read_sidecar(&a.checkpoint)?;
     let (model, _) = checkpoint::load(&a.checkpoint, device("cpu")?)?;
     if layout != Layout::Authors

@@ -30,7 +30,7 @@ pub struct MaskArgs {
 
 pub fn run(a: MaskArgs) -> Result<()> {
     let dev = device(&a.device)?;
-    amun::fsutil::check_writable(&a.out)?;
+    let _lock = super::claim_output(&a.out, &["safetensors"])?;
     let forget = ForgetSet::read(&a.forget)?;
     let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     forget.check_matches(&data, &a.forget)?;

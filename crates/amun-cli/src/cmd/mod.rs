@@ -212,6 +212,13 @@ pub fn open_checkpoint(
         && path.extension().is_some_and(|e| e == "safetensors")
     {
         let sc = checkpoint::read_sidecar(path)?;
+        if let Some((done, total)) = sc.incomplete() {
+            eprintln!(
+                "warning: {} is incomplete: {done} of {total} epochs were trained (a killed or \
+                 failed run), so it is not the model its recipe describes",
+                path.display()
+            );
+        }
         let spec = match &imp.dataset {
             Some(d) => amun::data::DataSpec::new(d.clone()),
             None => sc.data.clone(),
@@ -255,6 +262,13 @@ pub fn open_checkpoint(
         eprintln!("  {n}");
     }
     Ok((model, sc, data))
+}
+
+/// Checks an output file before any work and claims it (a lock beside it)
+/// until the command ends, so a second process cannot write it at once.
+pub fn claim_output(path: &std::path::Path, exts: &[&str]) -> Result<amun::fsutil::OutputLock> {
+    amun::fsutil::check_output(path, exts).with_context(|| "--out".to_string())?;
+    Ok(amun::fsutil::OutputLock::acquire(path)?)
 }
 
 /// Parses `--device`.

@@ -1,7 +1,7 @@
 use super::train::RecipeArgs;
 use super::{DataArgs, device, load_data};
 use amun::audit::train_references;
-use amun::model::{Arch, ModelSpec, Origin, checkpoint};
+use amun::model::{Arch, ModelSpec, checkpoint};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -51,7 +51,7 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
             let sc = checkpoint::read_sidecar(p)?;
             sc.model
                 .check_data(data.image_shape(), data.num_classes(), p)?;
-            let Origin::Train { recipe, .. } = sc.origin else {
+            let Some(recipe) = amun::train::recipe_of(&sc)? else {
                 bail!(
                     "--like {}: not a trained model (its sidecar has no recipe)",
                     p.display()

@@ -108,6 +108,7 @@ pub struct TrainArgs {
 pub fn run(a: TrainArgs) -> Result<()> {
     let arch: Arch = a.model.parse()?;
     let dev = device(&a.device)?;
+    let _lock = super::claim_output(&a.out, &["safetensors"])?;
     let exclude = a.exclude.as_deref().map(ForgetSet::read).transpose()?;
     let data = load_data(&a.data.spec(), &a.data.dir)?;
     let recipe = a.recipe.params(arch, data.image_shape()[0])?.check()?;

@@ -152,6 +152,12 @@ impl UnlearnArgs {
 
 pub fn run(a: UnlearnArgs) -> Result<()> {
     let method = build(&a.method, &a.overrides()?)?;
+    if a.adv.is_some() && method.adversarial().is_none() {
+        bail!(
+            "--adv: {} trains on no adversarial set; --adv is for amun and amun-salun",
+            method.name()
+        );
+    }
     let dev = device(&a.device)?;
     if a.out.canonicalize().ok().is_some()
         && a.out.canonicalize().ok() == a.checkpoint.canonicalize().ok()
@@ -161,13 +167,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
             a.out.display()
         );
     }
-    if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
-        bail!(
-            "--out {}: expected a path ending in .safetensors",
-            a.out.display()
-        );
-    }
-    amun::fsutil::check_writable(&a.out)?;
+    let _lock = super::claim_output(&a.out, &["safetensors"])?;
     let (mut model, parent, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     let paths: Vec<PathBuf> = match &a.forget {
         Some(f) => vec![f.clone()],
@@ -180,9 +180,8 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         requests.push(f);
     }
     let data = data.to_device(dev);
-    if let amun::model::Origin::Train { recipe, .. } = &parent.origin
-        && recipe.channels_last
-    {
+    let recipe = amun::train::recipe_of(&parent)?;
+    if recipe.as_ref().is_some_and(|r| r.channels_last) {
         model.use_channels_last()?;
     }
     let fingerprint = model.fingerprint();
@@ -214,10 +213,6 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         accuracy(&model, &data.test).percent(),
     ];
     let bars = crate::progress::Bars::new(a.quiet || a.json);
-    let recipe = match &parent.origin {
-        amun::model::Origin::Train { recipe, .. } => Some(recipe.clone()),
-        _ => None,
-    };
     let ctx = RunCtx {
         seed: a.seed,
         progress: &bars,

@@ -232,6 +232,10 @@ pub struct RefManifest {
     pub count: usize,
     pub n_train: usize,
     pub n_test: usize,
+    /// [`Dataset::content_sha256`] of the data whose pool the models
+    /// trained on (absent in folders of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_sha256: Option<String>,
 }
 
 const REF_FORMAT: &str = "amun-rmia-refs/1";
@@ -293,15 +297,23 @@ pub fn train_references(
         count,
         n_train: data.train.len(),
         n_test: data.test.len(),
+        pool_sha256: Some(data.content_sha256()),
     };
     let mpath = dir.join("manifest.json");
     if mpath.exists() {
-        let old: RefManifest = fsutil::read_json(&mpath)?;
+        let mut old: RefManifest = fsutil::read_json(&mpath)?;
+        let upgrade = old.pool_sha256.is_none();
+        if upgrade {
+            old.pool_sha256 = manifest.pool_sha256.clone();
+        }
         if old != manifest {
             return Err(Error::format(
                 &mpath,
                 "reference models of other settings (data, model, recipe, seed or count) are in this folder; use another --out",
             ));
+        }
+        if upgrade {
+            fsutil::write_json(&mpath, &manifest)?;
         }
     } else {
         fsutil::write_json(&mpath, &manifest)?;
@@ -356,6 +368,45 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         ));
     }
     let n = m.n_train + m.n_test;
+    let [c, h, _] = data.image_shape();
+    if m.model.in_channels != c
+        || m.model.image_size != h
+        || m.model.num_classes != data.num_classes() as i64
+    {
+        return Err(Error::format(
+            &mpath,
+            format!(
+                "reference models of {} for {}x{}x{} images and {} classes (trained on {}); \
+                 the audited data {} has {c}x{h}x{h} images and {} classes",
+                m.model.arch,
+                m.model.in_channels,
+                m.model.image_size,
+                m.model.image_size,
+                m.model.num_classes,
+                m.data.label(),
+                data.spec.label(),
+                data.num_classes()
+            ),
+        ));
+    }
+    if let Some(want) = &m.pool_sha256 {
+        let got = data.content_sha256();
+        if *want != got {
+            return Err(Error::format(
+                &mpath,
+                format!(
+                    "reference models trained on the pool of {} (content sha256 {}…); the \
+                     audited data {} differs (sha256 {}…): RMIA needs references trained on \
+                     the audited model's own data — train them with `amun rmia train-refs` \
+                     on it",
+                    m.data.label(),
+                    &want[..12],
+                    data.spec.label(),
+                    &got[..12]
+                ),
+            ));
+        }
+    }
     if m.n_train != data.train.len() || m.n_test != data.test.len() {
         return Err(Error::format(
             &mpath,

@@ -200,9 +200,26 @@ pub fn fetch(reg: Registry, data_dir: &Path) -> Result<FetchOutcome> {
         .at(data_dir)?;
     let staged = work.path().join(reg.name());
     std::fs::create_dir_all(&staged).at(&staged)?;
-    match reg {
-        Registry::Cifar10 => fetch_cifar10(work.path(), &staged)?,
-        Registry::Mnist => fetch_mnist(work.path(), &staged)?,
+    let got = match reg {
+        Registry::Cifar10 => fetch_cifar10(work.path(), &staged),
+        Registry::Mnist => fetch_mnist(work.path(), &staged),
+    };
+    if let Err(e) = got {
+        // Say which cached files made the download necessary.
+        let why: Vec<String> = bad
+            .iter()
+            .map(|(f, b)| {
+                let what = match b {
+                    Bad::Missing => "missing",
+                    Bad::Mismatch { .. } => "corrupt (sha256 mismatch)",
+                };
+                format!("{} is {what}", dir.join(f).display())
+            })
+            .collect();
+        return Err(Error::Fetch {
+            dataset: reg.name().into(),
+            msg: format!("{}; it could not be fetched again: {e}", why.join(", ")),
+        });
     }
     for (file, sha) in reg.files() {
         let path = staged.join(file);

@@ -52,6 +52,23 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
     }
     // Colour is decided over both splits, so they share a channel count.
     let mut files = collect(&train_root, &classes)?;
+    if files.is_empty() {
+        return Err(Error::format(
+            &train_root,
+            format!(
+                "no images found in its {} class folder(s) ({}{}); expected \
+                 <class>/<image>.png|jpg|jpeg",
+                classes.len(),
+                classes
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if classes.len() > 3 { ", …" } else { "" }
+            ),
+        ));
+    }
     let test_files = match &test_root {
         Some(t) => collect(t, &classes)?,
         None => Vec::new(),

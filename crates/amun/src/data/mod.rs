@@ -133,6 +133,25 @@ impl Dataset {
         Tensor::cat(&[&self.train.labels, &self.test.labels], 0)
     }
 
+    /// sha256 of the content of both splits (images and labels, in order):
+    /// what tells two datasets apart whatever their names or paths.
+    pub fn content_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for t in [
+            &self.train.images,
+            &self.train.labels,
+            &self.test.images,
+            &self.test.labels,
+        ] {
+            let t = t.to_device(Device::Cpu).contiguous();
+            h.update(format!("{:?}{:?}", t.kind(), t.size()).as_bytes());
+            let bytes = t.flatten(0, -1).view_dtype(Kind::Uint8);
+            h.update(Vec::<u8>::try_from(bytes).unwrap_or_default());
+        }
+        format!("{:x}", h.finalize())
+    }
+
     /// Moves both splits to `device` (kept there for the whole run).
     pub fn to_device(&self, device: Device) -> Dataset {
         Dataset {
@@ -208,6 +227,12 @@ impl DataSpec {
         if self.train_limit == Some(0) {
             return Err(Error::invalid("train-limit", "expected at least 1 image"));
         }
+        if self.test_limit == Some(0) {
+            return Err(Error::invalid(
+                "test-limit",
+                "expected at least 1 image (evaluation and audits need test images)",
+            ));
+        }
         let (classes, train, test) = match Registry::from_name(&self.dataset) {
             Some(reg) => {
                 let dir = reg.verified_dir(data_dir)?;
@@ -218,6 +243,23 @@ impl DataSpec {
             }
             None => read_path(Path::new(&self.dataset))?,
         };
+        for (flag, limit, have) in [
+            ("train-limit", self.train_limit, train.len()),
+            ("test-limit", self.test_limit, test.len()),
+        ] {
+            if let Some(n) = limit
+                && n > have
+            {
+                return Err(Error::invalid(
+                    flag,
+                    format!(
+                        "{n} exceeds the {have} {} images of {}",
+                        &flag[..flag.len() - 6],
+                        self.dataset
+                    ),
+                ));
+            }
+        }
         let train = match self.train_limit {
             Some(n) => train.prefix(n),
             None => train,

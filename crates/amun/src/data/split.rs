@@ -102,6 +102,21 @@ impl ForgetSet {
                     .filter(|(_, l)| **l == c)
                     .map(|(i, _)| i as i64)
                     .collect();
+                if idx.is_empty() {
+                    return Err(Error::invalid(
+                        "class",
+                        format!(
+                            "{c}: no training image of class {c} in {} ({n} images)",
+                            data.spec.train_label()
+                        ),
+                    ));
+                }
+                if idx.len() == n {
+                    return Err(Error::invalid(
+                        "class",
+                        format!("{c}: every training image is of class {c}; keep at least one"),
+                    ));
+                }
                 ("class", Some(c), idx)
             }
         };
@@ -130,6 +145,12 @@ impl ForgetSet {
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
+        if self.indices.is_empty() {
+            return Err(Error::format(
+                path,
+                "the forget set is empty: it lists no training index",
+            ));
+        }
         if self.size != self.indices.len() {
             return Err(Error::format(
                 path,

@@ -80,6 +80,54 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// The line of the header `[section]` (quoted or not).
+fn section_line(text: &str, section: &str) -> Option<usize> {
+    let quoted = section
+        .split('.')
+        .enumerate()
+        .map(|(i, p)| {
+            if i == 0 {
+                p.to_string()
+            } else {
+                format!("\"{p}\"")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".");
+    line_of(text, &format!("[{section}]")).or_else(|| line_of(text, &format!("[{quoted}]")))
+}
+
+/// The line that sets `key` (a dotted path such as `finetune.lr`) of method
+/// `name`: `finetune.lr = …` under `[methods.name]`, or `lr = …` under
+/// `[methods.name.finetune]`.
+fn setting_line(text: &str, name: &str, key: &str) -> Option<usize> {
+    let parts: Vec<&str> = key.split('.').collect();
+    for split in 0..parts.len() {
+        let table = std::iter::once(format!("methods.{name}"))
+            .chain(parts[..split].iter().map(|p| p.to_string()))
+            .collect::<Vec<_>>()
+            .join(".");
+        let rest = parts[split..].join(".");
+        let Some(h) = section_line(text, &table) else {
+            continue;
+        };
+        let found = text
+            .lines()
+            .enumerate()
+            .skip(h)
+            .take_while(|(_, l)| !l.trim_start().starts_with('['))
+            .find(|(_, l)| {
+                l.trim_start()
+                    .strip_prefix(rest.as_str())
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+            });
+        if let Some((i, _)) = found {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 impl Config {
     /// Parses and validates an experiment file.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
@@ -99,6 +147,43 @@ impl Config {
                 None => Error::format(path, msg),
             }
         };
+        for (key, v) in [
+            ("train_limit", cfg.data.train_limit),
+            ("test_limit", cfg.data.test_limit),
+        ] {
+            if v == Some(0) {
+                return Err(at(
+                    key,
+                    format!("data.{key}: expected at least 1 image, got 0"),
+                ));
+            }
+        }
+        // A dataset folder given relative to the config file, stored
+        // absolute so the run folder's record resolves from anywhere.
+        let mut cfg = cfg;
+        if crate::data::Registry::from_name(&cfg.data.dataset).is_none()
+            && Path::new(&cfg.data.dataset).is_relative()
+        {
+            let base = path
+                .parent()
+                .filter(|b| !b.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let joined = base.join(&cfg.data.dataset);
+            cfg.data.dataset = std::path::absolute(&joined)
+                .unwrap_or(joined)
+                .display()
+                .to_string();
+        }
+        let d = &cfg.data.dataset;
+        if crate::data::Registry::from_name(d).is_none() && !Path::new(d).exists() {
+            return Err(at(
+                "dataset",
+                format!(
+                    "data.dataset '{d}': neither a registry dataset (cifar10, mnist) nor an \
+                     existing folder"
+                ),
+            ));
+        }
         if cfg.seeds.is_empty() {
             return Err(at("seeds", "seeds: give at least one seed".into()));
         }
@@ -142,25 +227,13 @@ impl Config {
             if let Err(e) = crate::unlearn::build(name, &v) {
                 // Point at the offending key inside the method's table when
                 // the error names one (`rl.speed`, `amun.finetune.lr`).
-                let header = line_of(text, &format!("[methods.{name}]"))
-                    .or_else(|| line_of(text, &format!("[methods.\"{name}\"]")));
-                let key_line = match (&e, header) {
-                    (Error::Invalid { what, .. }, Some(h)) => {
-                        what.strip_prefix(&format!("{name}.")).and_then(|key| {
-                            let leaf = key.rsplit('.').next().unwrap_or(key);
-                            text.lines()
-                                .enumerate()
-                                .skip(h)
-                                .take_while(|(_, l)| !l.trim_start().starts_with('['))
-                                .find(|(_, l)| {
-                                    let l = l.trim_start();
-                                    l.starts_with(key) || l.starts_with(leaf)
-                                })
-                                .map(|(i, _)| i + 1)
-                        })
-                    }
+                let key_line = match &e {
+                    Error::Invalid { what, .. } => what
+                        .strip_prefix(&format!("{name}."))
+                        .and_then(|key| setting_line(text, name, key)),
                     _ => None,
                 };
+                let header = section_line(text, &format!("methods.{name}"));
                 return Err(match key_line.or(header) {
                     Some(l) => Error::format(path, format!("line {l}: {e}")),
                     None => Error::format(path, e.to_string()),
@@ -185,7 +258,7 @@ impl Config {
     pub fn read(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
-            source,
+            err: source,
         })?;
         Config::parse(&text, path)
     }

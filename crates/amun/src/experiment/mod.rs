@@ -6,10 +6,12 @@ mod config;
 mod plots;
 mod report;
 mod run;
+mod store;
 
 pub use config::{Config, ForgetSection, RmiaSection, TrainSection};
 pub use report::{Report, ReportTable, Row, Stat, build_report, table_markdown};
-pub use run::{Meta, RunResult, Runner};
+pub use run::{RunResult, Runner};
+pub use store::{Meta, Stamp};
 
 use crate::data::Dataset;
 use crate::error::Result;

@@ -4,6 +4,7 @@
 //! inputs are unchanged, so a killed run resumes, and deleting an artifact
 //! recomputes it and whatever was made from it (when its bytes change).
 use super::config::Config;
+use super::store::{content_sha, fresh, meta_path, record};
 use crate::attack::{AdvSet, AdvSettings};
 use crate::audit::{ModelAudit, References, audit, train_references};
 use crate::data::{Dataset, ForgetSet, ForgetSpec};
@@ -21,31 +22,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// What an artifact was made from, and how long it took.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Meta {
-    /// Input name → sha256 of its content.
-    pub inputs: BTreeMap<String, String>,
-    pub seconds: f64,
-}
-
-fn meta_path(artifact: &Path) -> PathBuf {
-    let mut s = artifact.as_os_str().to_owned();
-    s.push(".meta.json");
-    PathBuf::from(s)
-}
-
-/// The artifact's meta if the artifact exists and was made from `inputs`.
-fn fresh(artifact: &Path, inputs: &BTreeMap<String, String>) -> Option<Meta> {
-    if !artifact.exists() {
-        return None;
-    }
-    let m: Meta = fsutil::read_json(&meta_path(artifact)).ok()?;
-    (m.inputs == *inputs).then_some(m)
-}
-
 fn sha(path: &Path) -> Result<String> {
-    crate::data::sha256_file(path)
+    content_sha(path)
 }
 
 fn short_hash(v: &impl Serialize) -> String {
@@ -88,7 +66,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Runner<'a>> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
-            source,
+            err: source,
         })?;
         let p = dir.join("experiment.json");
         if p.exists() {
@@ -159,8 +137,10 @@ impl<'a> Runner<'a> {
             resume: true,
             eval_each_epoch: false,
         };
-        // A stale checkpoint (inputs changed) must not be resumed.
-        if path.exists() && meta_path(&path).exists() {
+        // A stale checkpoint (inputs changed, or its files no longer what
+        // was recorded) must not be resumed or handed back.
+        if meta_path(&path).exists() {
+            super::store::forget(&path)?;
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_file(crate::train::resume_path(&path));
         }
@@ -169,7 +149,12 @@ impl<'a> Runner<'a> {
             Origin::Train { wall_s, .. } => *wall_s,
             _ => 0.0,
         };
-        fsutil::write_json(&meta_path(&path), &Meta { inputs, seconds })?;
+        record(
+            &path,
+            &[&path, &checkpoint::sidecar_path(&path)],
+            inputs,
+            seconds,
+        )?;
         self.note_step(name, false);
         Ok((t.model, seconds))
     }
@@ -184,13 +169,7 @@ impl<'a> Runner<'a> {
         let inputs = BTreeMap::new();
         if fresh(&path, &inputs).is_none() {
             set.write(&path)?;
-            fsutil::write_json(
-                &meta_path(&path),
-                &Meta {
-                    inputs,
-                    seconds: 0.0,
-                },
-            )?;
+            record(&path, &[&path], inputs, 0.0)?;
             self.note_step(&format!("forget-s{seed}-f{fraction}"), false);
         }
         Ok((ForgetSet::read(&path)?, path))
@@ -231,7 +210,7 @@ impl<'a> Runner<'a> {
         )?;
         let seconds = t.elapsed().as_secs_f64();
         set.save(&path, &original.fingerprint(), ForgetSummary::of(forget))?;
-        fsutil::write_json(&meta_path(&path), &Meta { inputs, seconds })?;
+        record(&path, &[&path, &AdvSet::meta_path(&path)], inputs, seconds)?;
         self.note_step(&format!("adversarial set {tag}"), false);
         Ok((set, seconds, sha(&path)?))
     }
@@ -279,13 +258,7 @@ impl<'a> Runner<'a> {
             derive(forget.seed, "audit", 0),
         )?;
         fsutil::write_json(&path, &a)?;
-        fsutil::write_json(
-            &meta_path(&path),
-            &Meta {
-                inputs,
-                seconds: t.elapsed().as_secs_f64(),
-            },
-        )?;
+        record(&path, &[&path], inputs, t.elapsed().as_secs_f64())?;
         self.computed.push(format!("audit {stem}"));
         Ok(a)
     }
@@ -298,7 +271,7 @@ impl<'a> Runner<'a> {
         let refs_dir = self.dir.join("references");
         std::fs::create_dir_all(&refs_dir).map_err(|source| Error::Io {
             path: refs_dir.clone(),
-            source,
+            err: source,
         })?;
         self.progress.note(&format!(
             "reference models: {} in {}",
@@ -465,7 +438,12 @@ impl<'a> Runner<'a> {
                                     ctx.seed,
                                 );
                                 checkpoint::save(&model, &path, &sc)?;
-                                fsutil::write_json(&meta_path(&path), &Meta { inputs, seconds })?;
+                                record(
+                                    &path,
+                                    &[&path, &checkpoint::sidecar_path(&path)],
+                                    inputs,
+                                    seconds,
+                                )?;
                                 self.note_step(&format!("{name} {tag} s{seed} f{fraction}"), false);
                                 (Some(model), seconds)
                             }

@@ -49,7 +49,9 @@ impl ForgetSummary {
 pub enum Origin {
     /// Trained from scratch by `amun train`.
     Train {
-        recipe: crate::train::Recipe,
+        /// The recipe (`train::Recipe` as JSON: the sidecar holds plain
+        /// data, read back with `train::recipe_of`).
+        recipe: serde_json::Value,
         /// The samples excluded (retraining) or, for a reference model, the
         /// pool rows trained on; absent for the whole training split.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +101,14 @@ pub struct Sidecar {
     /// Final metrics (accuracies in percent).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// sha256 of the weights file this sidecar describes: a sidecar beside
+    /// other weights is refused on load. Set by [`save`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
+    /// libtorch's intra-op thread count when the model was made: CPU
+    /// results are bit-reproducible for the same seed, thread count and CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 impl Sidecar {
@@ -120,6 +130,24 @@ impl Sidecar {
             origin,
             history: Vec::new(),
             metrics: BTreeMap::new(),
+            weights_sha256: None,
+            threads: Some(tch::get_num_threads().max(1) as usize),
+        }
+    }
+
+    /// For a trained model, `(epochs done, epochs of the recipe)` when the
+    /// run stopped before its last epoch (a killed or failed run).
+    pub fn incomplete(&self) -> Option<(usize, usize)> {
+        match &self.origin {
+            Origin::Train {
+                recipe,
+                epochs_done,
+                ..
+            } => {
+                let total = recipe.get("epochs")?.as_u64()? as usize;
+                (*epochs_done < total).then_some((*epochs_done, total))
+            }
+            _ => None,
         }
     }
 }
@@ -141,13 +169,20 @@ fn check_extension(path: &Path) -> Result<()> {
 
 /// Writes named tensors to a safetensors file atomically.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    write_tensors_hashed(path, tensors).map(|_| ())
+}
+
+/// [`write_tensors`], returning the sha256 of the bytes written.
+pub fn write_tensors_hashed(path: &Path, tensors: &[(String, Tensor)]) -> Result<String> {
     let tmp = TempPath::beside(path)?;
     let cpu: Vec<(String, Tensor)> = tensors
         .iter()
         .map(|(k, t)| (k.clone(), t.to_device(Device::Cpu).contiguous()))
         .collect();
     Tensor::write_safetensors(&cpu, tmp.path()).ctx(format!("writing {}", path.display()))?;
-    tmp.commit()
+    let sha = crate::data::sha256_file(tmp.path())?;
+    tmp.commit()?;
+    Ok(sha)
 }
 
 /// Reads every tensor of a safetensors file onto `device`.
@@ -155,7 +190,7 @@ pub fn read_tensors(path: &Path, device: Device) -> Result<HashMap<String, Tenso
     if !path.exists() {
         return Err(Error::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            err: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         });
     }
     let v = Tensor::read_safetensors(path)
@@ -165,11 +200,50 @@ pub fn read_tensors(path: &Path, device: Device) -> Result<HashMap<String, Tenso
         .collect())
 }
 
-/// Saves weights then sidecar, each atomically.
+/// Saves weights then sidecar (which records the weights' sha256), each
+/// atomically.
 pub fn save(model: &Classifier, path: &Path, sidecar: &Sidecar) -> Result<()> {
     check_extension(path)?;
-    write_tensors(path, &model.named_tensors())?;
-    fsutil::write_json(&sidecar_path(path), sidecar)
+    let bad = model.non_finite();
+    if !bad.is_empty() {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "not written: the model holds NaN or Inf in {} (the run diverged)",
+                bad.join(", ")
+            ),
+        ));
+    }
+    let sha = write_tensors_hashed(path, &model.named_tensors())?;
+    let mut sc = sidecar.clone();
+    sc.weights_sha256 = Some(sha);
+    fsutil::write_json(&sidecar_path(path), &sc)
+}
+
+/// Checks that the weights file is the one its sidecar describes.
+pub fn verify_weights(path: &Path, sc: &Sidecar) -> Result<()> {
+    let Some(want) = &sc.weights_sha256 else {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "its sidecar {} records no weights_sha256, so it cannot be told apart from \
+                 another model's sidecar; re-save it with this amun (e.g. `amun import`)",
+                sidecar_path(path).display()
+            ),
+        ));
+    };
+    let got = crate::data::sha256_file(path)?;
+    if &got != want {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "does not match its sidecar {}: the weights' sha256 is {got}, the sidecar \
+                 records {want} — the sidecar belongs to other weights (or the file was changed)",
+                sidecar_path(path).display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a sidecar and checks its format tag.
@@ -198,6 +272,7 @@ pub fn read_sidecar(path: &Path) -> Result<Sidecar> {
 pub fn load(path: &Path, device: Device) -> Result<(Classifier, Sidecar)> {
     check_extension(path)?;
     let sc = read_sidecar(path)?;
+    verify_weights(path, &sc)?;
     let mut model = Classifier::new(&sc.model, device, 0)?;
     let tensors = read_tensors(path, device)?;
     model.load_named(tensors, path)?;

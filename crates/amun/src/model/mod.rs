@@ -316,6 +316,19 @@ impl Classifier {
         format!("{:x}", h.finalize())
     }
 
+    /// Names of the tensors (weights, BatchNorm statistics) holding NaN or
+    /// Inf, sorted; empty for a healthy model.
+    pub fn non_finite(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .named_tensors()
+            .into_iter()
+            .filter(|(_, t)| !all_finite(t))
+            .map(|(k, _)| k)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The trainable parameters by name, sorted.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         self.named_tensors()
@@ -370,6 +383,27 @@ impl Classifier {
                 ),
             ));
         }
+        // A diverged run leaves NaN/Inf in weights or BatchNorm statistics;
+        // such a model predicts garbage, so it is refused by name.
+        let mut non_finite: Vec<&String> = tensors
+            .iter()
+            .filter(|(k, t)| mine.contains_key(*k) && !all_finite(t))
+            .map(|(k, _)| k)
+            .collect();
+        if !non_finite.is_empty() {
+            non_finite.sort();
+            let shown: Vec<&str> = non_finite.iter().take(4).map(|s| s.as_str()).collect();
+            return Err(Error::checkpoint(
+                source,
+                format!(
+                    "holds non-finite values (NaN or Inf) in {} tensor(s): {}{}; the run that \
+                     wrote it diverged — train again (e.g. with a lower learning rate)",
+                    non_finite.len(),
+                    shown.join(", "),
+                    if non_finite.len() > 4 { ", …" } else { "" }
+                ),
+            ));
+        }
         tch::no_grad(|| -> Result<()> {
             for (k, mut v) in mine {
                 let src = &tensors[&k];
@@ -383,4 +417,19 @@ impl Classifier {
             Ok(())
         })
     }
+}
+
+/// Whether every value of a floating-point tensor is finite (integer
+/// tensors always are).
+pub(crate) fn all_finite(t: &Tensor) -> bool {
+    if !matches!(
+        t.kind(),
+        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+    ) {
+        return true;
+    }
+    t.f_isfinite()
+        .and_then(|f| f.f_all())
+        .and_then(|a| a.f_int64_value(&[]))
+        .is_ok_and(|v| v != 0)
 }

@@ -97,9 +97,9 @@ pub fn sgd_epoch(
             if !mean.is_finite() {
                 return Err(Error::Diverged {
                     what: cfg.label.to_string(),
-                    value: mean,
                     epoch: cfg.epoch + 1,
-                    step: i + 1,
+                    cause: format!("the loss became {mean} by step {}", i + 1),
+                    left: "nothing was written".into(),
                 });
             }
             let acc = 100.0 * correct.int64_value(&[]) as f64 / seen as f64;

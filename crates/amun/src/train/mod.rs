@@ -94,16 +94,59 @@ pub fn train_set(data: &Dataset, subset: Subset<'_>, augment: bool) -> TrainSet 
     TrainSet::single(part, Augment::CROP_FLIP)
 }
 
-/// What identifies a run for resuming: recipe, seed, data, exclusions.
+/// What identifies a run for resuming, part by part: model, recipe, seed,
+/// data, exclusions.
+fn fingerprint_parts(job: &TrainJob<'_>) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::to_value;
+    vec![
+        ("model", to_value(&job.spec).unwrap_or_default()),
+        ("recipe", to_value(&job.recipe).unwrap_or_default()),
+        ("seed", to_value(job.seed).unwrap_or_default()),
+        ("data", to_value(&job.data.spec).unwrap_or_default()),
+        (
+            "subset",
+            to_value(job.subset.summary(job.data)).unwrap_or_default(),
+        ),
+    ]
+}
+
+/// The same parts, as a finished run's sidecar records them.
+fn sidecar_parts(sc: &Sidecar) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::{Value, to_value};
+    let (recipe, subset) = match &sc.origin {
+        Origin::Train { recipe, subset, .. } => {
+            (recipe.clone(), to_value(subset).unwrap_or_default())
+        }
+        _ => (Value::Null, Value::Null),
+    };
+    vec![
+        ("model", to_value(&sc.model).unwrap_or_default()),
+        ("recipe", recipe),
+        ("seed", to_value(sc.seed).unwrap_or_default()),
+        ("data", to_value(&sc.data).unwrap_or_default()),
+        ("subset", subset),
+    ]
+}
+
 fn fingerprint(job: &TrainJob<'_>) -> String {
-    serde_json::json!({
-        "model": job.spec,
-        "recipe": job.recipe,
-        "seed": job.seed,
-        "data": job.data.spec,
-        "subset": job.subset.summary(job.data),
-    })
+    serde_json::Value::Object(
+        fingerprint_parts(job)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
     .to_string()
+}
+
+/// The recipe a trained model's sidecar records (`None` for a model that
+/// was not trained by amun: imported or unlearned).
+pub fn recipe_of(sc: &Sidecar) -> Result<Option<Recipe>> {
+    match &sc.origin {
+        Origin::Train { recipe, .. } => serde_json::from_value(recipe.clone())
+            .map(Some)
+            .map_err(|e| Error::invalid("sidecar recipe", format!("unreadable recipe: {e}"))),
+        _ => Ok(None),
+    }
 }
 
 fn bytes_tensor(s: &str) -> Tensor {
@@ -123,8 +166,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
     let recipe = &job.recipe;
     let device = job.data.train.images.device();
     if let Some(out) = job.out {
-        crate::fsutil::check_writable(out)?;
-        crate::fsutil::check_writable(&resume_path(out))?;
+        crate::fsutil::check_output(out, &["safetensors"])?;
     }
     if let Subset::Exclude(f) = job.subset {
         f.check_matches(job.data, Path::new("exclude"))?;
@@ -191,23 +233,44 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
                 rp.display()
             ));
         } else if out.exists() {
-            // A finished run leaves no resume state: hand back its result.
-            let (m, sc) = checkpoint::load(out, device)?;
-            if let Origin::Train { epochs_done, .. } = &sc.origin
-                && *epochs_done == recipe.epochs
-                && sc.seed == job.seed
-            {
-                progress.note(&format!("{} is complete; nothing to resume", out.display()));
-                return Ok(Trained {
-                    model: m,
-                    sidecar: sc,
-                    epochs_run: 0,
-                });
+            // A finished run leaves no resume state: hand back its result,
+            // but only when it is a run of exactly these settings.
+            let sc = checkpoint::read_sidecar(out)?;
+            let differ: Vec<&str> = fingerprint_parts(job)
+                .iter()
+                .zip(sidecar_parts(&sc))
+                .filter(|((_, a), (_, b))| *a != *b)
+                .map(|((k, _), _)| *k)
+                .collect();
+            if !differ.is_empty() {
+                return Err(Error::checkpoint(
+                    out,
+                    format!(
+                        "is a finished run of other settings ({} differ{}); --resume only \
+                         continues or returns a run of the same settings: choose another --out, \
+                         or delete it to train anew",
+                        differ.join(", "),
+                        if differ.len() == 1 { "s" } else { "" }
+                    ),
+                ));
             }
-            return Err(Error::checkpoint(
-                out,
-                "exists without resume state and is not a finished run of these settings",
-            ));
+            if let Some((done, total)) = sc.incomplete() {
+                return Err(Error::checkpoint(
+                    out,
+                    format!(
+                        "holds epoch {done} of {total} but its resume state {} is gone; \
+                         train again without --resume",
+                        rp.display()
+                    ),
+                ));
+            }
+            let (m, sc) = checkpoint::load(out, device)?;
+            progress.note(&format!("{} is complete; nothing to resume", out.display()));
+            return Ok(Trained {
+                model: m,
+                sidecar: sc,
+                epochs_run: 0,
+            });
         }
     }
 
@@ -222,7 +285,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
         &job.data.classes,
         job.seed,
         Origin::Train {
-            recipe: recipe.clone(),
+            recipe: serde_json::to_value(recipe).unwrap_or_default(),
             subset: job.subset.summary(job.data),
             epochs_done: start_epoch,
             wall_s: wall_before,
@@ -244,6 +307,17 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
             lr: &lr,
             observe: None,
         };
+        let left = || match job.out {
+            Some(out) if epoch > 0 => format!(
+                "left on disk: {} (epoch {epoch} of {}, finite but incomplete) and its resume \
+                 state {}; resuming would diverge again — train anew with other settings \
+                 (e.g. a lower --lr)",
+                out.display(),
+                recipe.epochs,
+                resume_path(out).display()
+            ),
+            _ => "nothing was written".into(),
+        };
         let stats = sgd_epoch(
             &model,
             &mut opt,
@@ -251,7 +325,28 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
             &cfg,
             &mut |_, logits, b| cross_entropy(logits, &b.y),
             progress,
-        )?;
+        )
+        .map_err(|e| match e {
+            Error::Diverged {
+                what, epoch, cause, ..
+            } => Error::Diverged {
+                what,
+                epoch,
+                cause,
+                left: left(),
+            },
+            e => e,
+        })?;
+        // The loss can stay finite while BatchNorm statistics overflow.
+        let bad = model.non_finite();
+        if !bad.is_empty() {
+            return Err(Error::Diverged {
+                what: "train".into(),
+                epoch: epoch + 1,
+                cause: format!("{} became NaN or Inf", bad.join(", ")),
+                left: left(),
+            });
+        }
         let last = epoch + 1 == recipe.epochs;
         let test_acc = (job.eval_each_epoch || last)
             .then(|| eval::accuracy(&model, &job.data.test).percent())

@@ -44,7 +44,7 @@ impl FineTune {
 
     /// Validates the values (names the field at fault).
     pub fn check(&self, method: &str) -> Result<()> {
-        let bad = |f: &str, m: String| Err(Error::invalid(format!("{method}.{f}"), m));
+        let bad = |f: &str, m: String| Err(Error::invalid(format!("{method}.finetune.{f}"), m));
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1, got 0".into());
         }

@@ -165,7 +165,15 @@ pub fn settings_from<T: Serialize + DeserializeOwned>(
             ));
         }
     }
-    serde_json::from_value(base).map_err(|e| Error::invalid(method, format!("bad setting: {e}")))
+    serde_path_to_error::deserialize(base).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            Error::invalid(method, format!("bad setting: {inner}"))
+        } else {
+            Error::invalid(format!("{method}.{path}"), format!("bad value: {inner}"))
+        }
+    })
 }
 
 fn merge(base: &mut Value, over: &Map<String, Value>, path: &str) -> Result<()> {
@@ -290,6 +298,12 @@ pub fn unlearn_requests(
             .copied()
             .filter(|i| forgotten.binary_search(i).is_err())
             .collect();
+        if request.is_empty() {
+            return Err(Error::invalid(
+                "forget",
+                format!("request {}: the forget set is empty", k + 1),
+            ));
+        }
         if forget.is_empty() {
             return Err(Error::invalid(
                 "requests",

@@ -1,0 +1,110 @@
+//! Shared by the binary's integration tests: running `amun`, asserting one
+//! clear error line, listing folders, fetching registry data once.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static FETCH: Mutex<()> = Mutex::new(());
+
+/// The registry dataset `name` in the cache, fetched once per test binary.
+pub fn ensure(name: &str) {
+    let _g = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    let reg = amun::data::Registry::from_name(name).unwrap();
+    amun::data::fetch(reg, &amun::data::default_data_dir()).unwrap();
+}
+
+/// The binary under test: this build's, or `AMUN_TEST_BIN` (to show that a
+/// regression test fails on an older build).
+pub fn bin() -> PathBuf {
+    std::env::var_os("AMUN_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_amun")))
+}
+
+pub fn amun(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("running amun")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Succeeds, or panics with its stderr.
+pub fn ok(o: &Output) {
+    assert!(o.status.success(), "expected success:\n{}", stderr(o));
+}
+
+/// Fails (exit code 1, never a panic's 101) with exactly one `error:` line
+/// that contains every needle, and no backtrace.
+pub fn fails_with(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success:\n{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "exit code of a clean error:\n{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("Exception raised") && !err.contains("frame #"),
+        "a panic or backtrace reached the user:\n{err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "'{n}' not in: {}", lines[0]);
+    }
+}
+
+/// File names in `dir`, sorted.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A path inside `dir`, as a string.
+pub fn path_in(dir: &Path, f: &str) -> String {
+    dir.join(f).to_string_lossy().into_owned()
+}
+
+/// `amun train` on an MNIST slice, quickly (CPU, no augmentation).
+pub fn train_mnist(out: &str, train_limit: &str, epochs: &str, extra: &[&str]) -> Output {
+    ensure("mnist");
+    let mut args = vec![
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        train_limit,
+        "--test-limit",
+        "200",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.02",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    amun(&args)
+}
