@@ -148,9 +148,19 @@ fn rmia_is_near_chance_on_unseen_data_and_above_it_on_members() {
         &refs,
         &p,
         0,
+        0,
     )
     .unwrap();
-    let original = audit(&fit(Subset::All, 1), &data, &forget.indices, &refs, &p, 0).unwrap();
+    let original = audit(
+        &fit(Subset::All, 1),
+        &data,
+        &forget.indices,
+        &refs,
+        &p,
+        0,
+        0,
+    )
+    .unwrap();
     eprintln!(
         "RMIA AUC D_F/D_T: retrain {:.2}, original {:.2}; D_R/D_T retrain {:.2}; MIS retrain {:.1} original {:.1}",
         retrain.scores.mia,

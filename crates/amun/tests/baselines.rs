@@ -6,7 +6,7 @@ use amun::data::{Batch, Dataset, ForgetSet, ForgetSpec};
 use amun::model::Classifier;
 use amun::progress::Quiet;
 use amun::train::{Subset, TrainParams, cross_entropy};
-use amun::unlearn::{RunCtx, build, distill_kl, l1_norm, unlearn_requests};
+use amun::unlearn::{RequestOptions, RunCtx, build, distill_kl, l1_norm, unlearn_requests};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -49,6 +49,7 @@ fn run(
         progress: &Quiet,
         original_recipe: recipe,
         observe: Some(&observe),
+        on_epoch: None,
     };
     let m = build(method, &settings)?;
     unlearn_requests(
@@ -57,9 +58,12 @@ fn run(
         &data.train,
         10,
         std::slice::from_ref(&forget.indices),
-        with_retain,
-        false,
-        None,
+        &RequestOptions {
+            with_retain,
+            adaptive: false,
+            precomputed: None,
+            calibrate: None,
+        },
         &ctx,
     )?;
     Ok(seen.into_inner())

@@ -8,7 +8,8 @@ use amun::model::{Arch, Classifier, ModelSpec};
 use amun::progress::Quiet;
 use amun::train::{Subset, TrainParams};
 use amun::unlearn::{
-    ForgetRequest, Method, RunCtx, UnlearnLog, build, saliency_mask, unlearn_requests,
+    ForgetRequest, Method, RequestOptions, RunCtx, UnlearnLog, build, saliency_mask,
+    unlearn_requests,
 };
 use serde_json::json;
 use std::cell::RefCell;
@@ -19,6 +20,7 @@ fn ctx() -> RunCtx<'static> {
         progress: &Quiet,
         original_recipe: None,
         observe: None,
+        on_epoch: None,
     }
 }
 
@@ -66,9 +68,12 @@ fn amun_brings_forget_accuracy_to_test_accuracy_and_keeps_test_accuracy() {
         &data.train,
         10,
         std::slice::from_ref(&forget.indices),
-        true,
-        false,
-        None,
+        &RequestOptions {
+            with_retain: true,
+            adaptive: false,
+            precomputed: None,
+            calibrate: None,
+        },
         &ctx(),
     )
     .unwrap();
@@ -191,9 +196,12 @@ fn continual_requests_never_train_on_an_already_forgotten_sample() {
         &data.train,
         10,
         &requests,
-        true,
-        false,
-        None,
+        &RequestOptions {
+            with_retain: true,
+            adaptive: false,
+            precomputed: None,
+            calibrate: None,
+        },
         &ctx(),
     )
     .unwrap();
@@ -227,9 +235,12 @@ fn continual_requests_never_train_on_an_already_forgotten_sample() {
         &data.train,
         10,
         &requests[..2],
-        true,
-        true,
-        None,
+        &RequestOptions {
+            with_retain: true,
+            adaptive: true,
+            precomputed: None,
+            calibrate: None,
+        },
         &ctx(),
     )
     .unwrap();
@@ -289,9 +300,12 @@ fn diverging_fine_tuning_stops_with_the_step() {
         &data.train,
         10,
         &[forget.indices],
-        true,
-        false,
-        None,
+        &RequestOptions {
+            with_retain: true,
+            adaptive: false,
+            precomputed: None,
+            calibrate: None,
+        },
         &ctx(),
     )
     .err()

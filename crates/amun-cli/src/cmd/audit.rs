@@ -32,9 +32,15 @@ pub struct AuditArgs {
     /// Likelihood-ratio threshold γ
     #[arg(long, default_value_t = 2.0)]
     pub gamma: f64,
-    /// Seed of the D_R sample and the SVC subsample
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the D_R sample and the SVC subsample [default: derived from
+    /// the forget set's seed, as `amun experiment` does, so a report line
+    /// can be reproduced here]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Leave the last N test images out of D_T: those a retrain-free
+    /// calibration (`amun unlearn --calibrate --holdout-test N`) looked at
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub holdout_test: usize,
     #[command(flatten)]
     pub import: super::ImportArgs,
     #[command(flatten)]
@@ -65,6 +71,9 @@ pub fn run(a: AuditArgs) -> Result<()> {
         super::open_checkpoint(&a.checkpoint[0], &a.import, &a.dir, tch::Device::Cpu)?;
     forget.check_matches(&data, &a.forget)?;
     let refs = load_references(&a.refs, &data)?;
+    let seed = a
+        .seed
+        .unwrap_or_else(|| amun::audit::audit_seed(forget.seed));
     let data = data.to_device(dev);
     let mut rows: Vec<(String, ModelAudit)> = Vec::new();
     let mut paths = a.checkpoint.clone();
@@ -83,7 +92,15 @@ pub fn run(a: AuditArgs) -> Result<()> {
         }
         rows.push((
             p.display().to_string(),
-            audit(&model, &data, &forget.indices, &refs, &params, a.seed)?,
+            audit(
+                &model,
+                &data,
+                &forget.indices,
+                &refs,
+                &params,
+                seed,
+                a.holdout_test,
+            )?,
         ));
     }
     let retrain = a.retrain.as_ref().map(|_| rows[0].1.scores);

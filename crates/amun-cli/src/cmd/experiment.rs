@@ -1,9 +1,13 @@
 use super::{DataDir, load_data, print_json};
-use amun::experiment::{Config, run as run_experiment, table_markdown};
-use amun::report::hardware_line;
-use anyhow::{Context, Result};
+use amun::experiment::exec::{self, slurm};
+use amun::experiment::{
+    Config, Plan, Report, StepCtx, folder_config, open_folder, run as run_experiment, steps,
+    table_markdown,
+};
+use amun::report::{Table, hardware_line};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The CPU demo's experiment file, built into the binary.
 pub const DEMO_CONFIG: &str = include_str!("../../../../experiments/demo-cpu.toml");
@@ -11,14 +15,53 @@ pub const DEMO_CONFIG: &str = include_str!("../../../../experiments/demo-cpu.tom
 #[derive(Args, Debug)]
 pub struct ExperimentArgs {
     /// The experiment file (TOML; see experiments/)
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "folder")]
+    pub config: Option<PathBuf>,
     /// The run folder [default: runs/<name>]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "folder")]
     pub out: Option<PathBuf>,
+    /// An existing run folder, run with the config it records
+    /// (experiment.json): what workers and Slurm jobs use
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub folder: Option<PathBuf>,
+    /// Print the plan (every step, what it reads, whether it is done) and exit
+    #[arg(long)]
+    pub plan: bool,
+    /// Show what is done, queued, running and failed (with Slurm's view of
+    /// submitted jobs, and the end of failed steps' logs), and exit
+    #[arg(long)]
+    pub status: bool,
+    /// Run one step of the plan (every step it reads must be done)
+    #[arg(long, value_name = "ID")]
+    pub step: Option<String>,
+    /// Run up to N steps at once, each in its own process (on the CPU the
+    /// cores are shared: N workers of cores/N threads)
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// One worker per device, e.g. cuda:0,cuda:1
+    #[arg(long, value_delimiter = ',', value_name = "DEV,DEV,..")]
+    pub devices: Vec<String>,
+    /// Submit every step that is not done (and not already queued) to Slurm
+    /// as sbatch jobs: arrays of similar steps, afterok dependencies
+    #[arg(long)]
+    pub slurm: bool,
+    /// With --slurm: wait for the jobs, then print the status and the report
+    #[arg(long, requires = "slurm")]
+    pub wait: bool,
+    /// Slurm resources per step kind: a TOML file with the keys of the
+    /// config's [slurm] table (partition, account, extra, threads, and
+    /// tables train/search/unlearn/audit/light of cpus, gpus, mem, time)
+    #[arg(long, value_name = "FILE")]
+    pub slurm_config: Option<PathBuf>,
+    /// libtorch threads (default: the config's, else the machine's cores)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Run on this device instead of the config's (workers of --devices)
+    #[arg(long, value_name = "DEV")]
+    pub device: Option<String>,
     #[command(flatten)]
     pub dir: DataDir,
-    /// Print the report as JSON
+    /// Print the report (or plan, or status) as JSON
     #[arg(long)]
     pub json: bool,
     /// No progress output
@@ -39,36 +82,40 @@ pub struct DemoArgs {
 }
 
 pub fn run(a: ExperimentArgs) -> Result<()> {
-    let cfg = Config::read(&a.config)?;
-    execute(cfg, &a.config, a.out, &a.dir, a.json, a.quiet)
-}
-
-pub fn demo(a: DemoArgs) -> Result<()> {
-    let cfg = Config::parse(
-        DEMO_CONFIG,
-        std::path::Path::new("experiments/demo-cpu.toml"),
-    )?;
-    execute(
-        cfg,
-        std::path::Path::new("experiments/demo-cpu.toml"),
-        Some(a.out),
-        &a.dir,
-        false,
-        a.quiet,
-    )
-}
-
-fn execute(
-    cfg: Config,
-    config_path: &std::path::Path,
-    out: Option<PathBuf>,
-    dir: &DataDir,
-    json: bool,
-    quiet: bool,
-) -> Result<()> {
-    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    let dev = super::device(&cfg.device)?;
-    let data = load_data(&cfg.data, dir)
+    let (cfg, config_path, out) = match (&a.folder, &a.config) {
+        (Some(f), _) => (folder_config(f)?, f.join("experiment.json"), f.clone()),
+        (None, Some(c)) => {
+            let cfg = Config::read(c)?;
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+            (cfg, c.clone(), out)
+        }
+        (None, None) => bail!("give --config FILE or --folder DIR"),
+    };
+    let threads = a.threads.or(cfg.threads);
+    if threads == Some(0) {
+        bail!("--threads: expected at least 1");
+    }
+    if let Some(t) = threads {
+        tch::set_num_threads(t as i32);
+    }
+    if a.plan {
+        return print_plan(&cfg, &out, a.json);
+    }
+    if a.status {
+        return print_status(&cfg, &out, a.json);
+    }
+    if a.slurm {
+        return submit_slurm(&a, &cfg, &out);
+    }
+    if a.jobs.is_some() || !a.devices.is_empty() {
+        return run_workers(&a, &cfg, &out);
+    }
+    let device = a.device.clone().unwrap_or_else(|| cfg.device.clone());
+    let dev = super::device(&device)?;
+    let data = load_data(&cfg.data, &a.dir)
         .with_context(|| {
             format!(
                 "{}: [data] dataset '{}'",
@@ -77,11 +124,62 @@ fn execute(
             )
         })?
         .to_device(dev);
+    if let Some(id) = &a.step {
+        // What a worker or a Slurm job runs: one step, in the run folder.
+        open_folder(&cfg, &out)?;
+        let plan = Plan::build(&cfg)?;
+        let step = plan.get(id)?;
+        let bars = crate::progress::Bars::terse(a.quiet);
+        let hw = hardware_line(dev);
+        let ctx = StepCtx {
+            cfg: &cfg,
+            plan: &plan,
+            dir: &out,
+            data: &data,
+            progress: &bars,
+            hardware: &hw,
+        };
+        let t = std::time::Instant::now();
+        let ran = steps::run_step(&ctx, step)?;
+        eprintln!(
+            "{id}: {} ({:.1}s)",
+            if ran { "done" } else { "up to date" },
+            t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    execute(cfg, &out, &data, dev, a.json, a.quiet)
+}
+
+pub fn demo(a: DemoArgs) -> Result<()> {
+    let cfg = Config::parse(DEMO_CONFIG, Path::new("experiments/demo-cpu.toml"))?;
+    let dev = super::device(&cfg.device)?;
+    let data = load_data(&cfg.data, &a.dir)?.to_device(dev);
+    execute(cfg, &a.out, &data, dev, false, a.quiet)
+}
+
+fn execute(
+    cfg: Config,
+    out: &Path,
+    data: &amun::data::Dataset,
+    dev: tch::Device,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
     let bars = crate::progress::Bars::terse(quiet || json);
     let started = std::time::Instant::now();
-    let report = run_experiment(&cfg, &data, &out, hardware_line(dev), &bars)?;
+    let report = run_experiment(&cfg, data, out, hardware_line(dev), &bars)?.report;
+    print_report(&report, out, json, started)
+}
+
+fn print_report(
+    report: &Report,
+    out: &Path,
+    json: bool,
+    started: std::time::Instant,
+) -> Result<()> {
     if json {
-        return print_json(&report);
+        return print_json(report);
     }
     for t in &report.tables {
         super::outln!(
@@ -102,4 +200,253 @@ fn execute(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn print_plan(cfg: &Config, out: &Path, json: bool) -> Result<()> {
+    let t = std::time::Instant::now();
+    let plan = Plan::build(cfg)?;
+    let status = plan.status(out);
+    if json {
+        let steps: Vec<serde_json::Value> = plan
+            .steps
+            .iter()
+            .zip(&status)
+            .map(|(s, st)| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                v["status"] = st.name().into();
+                v
+            })
+            .collect();
+        return print_json(&serde_json::json!({ "steps": steps }));
+    }
+    let mut tbl = Table::new(["step", "kind", "resource", "reads", "status"]);
+    for (s, st) in plan.steps.iter().zip(&status) {
+        let kind = serde_json::to_value(&s.kind)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(String::from))
+            .unwrap_or_default();
+        let reads = match s.deps.len() {
+            0 => "-".to_string(),
+            1..=3 => s.deps.join(", "),
+            n => format!("{}, … ({n} steps)", s.deps[..2].join(", ")),
+        };
+        tbl.row([
+            s.id.clone(),
+            kind,
+            s.resource.name().to_string(),
+            reads,
+            st.name().to_string(),
+        ]);
+    }
+    super::emit(&tbl.render())?;
+    let edges: usize = plan.steps.iter().map(|s| s.deps.len()).sum();
+    let counts = plan.counts();
+    let per: Vec<String> = counts
+        .iter()
+        .map(|(r, n)| format!("{} {n}", r.name()))
+        .collect();
+    let st = exec::status_counts(&status);
+    super::outln!(
+        "{}: {} steps ({}), {edges} edges; {} — in {}; planned in {:.2}s",
+        cfg.name,
+        plan.steps.len(),
+        per.join(", "),
+        st.iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        out.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_status(cfg: &Config, out: &Path, json: bool) -> Result<()> {
+    let plan = Plan::build(cfg)?;
+    let has_jobs = !slurm::recorded(out)?.is_empty();
+    let st = slurm::status(&plan, out, has_jobs)?;
+    if json {
+        return print_json(&st);
+    }
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for s in &st {
+        *counts.entry(s.state.as_str()).or_insert(0) += 1;
+    }
+    let mut tbl = Table::new(["step", "state", "job", "detail"]);
+    for s in st.iter().filter(|s| s.state != "done") {
+        tbl.row([
+            s.step.clone(),
+            s.state.clone(),
+            s.job.clone().unwrap_or_else(|| "-".into()),
+            s.detail.clone().unwrap_or_default(),
+        ]);
+    }
+    if st.iter().any(|s| s.state != "done") {
+        super::emit(&tbl.render())?;
+    }
+    for s in st.iter().filter(|s| s.log_tail.is_some()) {
+        super::outln!(
+            "\n{} ({}): last lines of {}:\n{}",
+            s.step,
+            s.state,
+            plan.get(&s.step)
+                .map(|p| exec::log_path(out, p).display().to_string())
+                .unwrap_or_default(),
+            s.log_tail.as_deref().unwrap_or("")
+        );
+    }
+    super::outln!(
+        "{}: {} steps: {}",
+        out.display(),
+        st.len(),
+        counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// The command a worker or job runs for a step.
+fn step_command(out: &Path, a: &ExperimentArgs) -> Result<(PathBuf, Vec<String>)> {
+    let amun = std::env::current_exe().context("finding the amun binary")?;
+    let folder = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    let data_dir = std::path::absolute(a.dir.path()).unwrap_or_else(|_| a.dir.path());
+    let mut args = vec![
+        "experiment".to_string(),
+        "--folder".into(),
+        folder.display().to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+    ];
+    if a.quiet {
+        args.push("-q".into());
+    }
+    Ok((amun, args))
+}
+
+fn run_workers(a: &ExperimentArgs, cfg: &Config, out: &Path) -> Result<()> {
+    open_folder(cfg, out)?;
+    let plan = Plan::build(cfg)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let device = a.device.clone().unwrap_or_else(|| cfg.device.clone());
+    let mut workers = exec::workers(a.jobs.unwrap_or(1), &a.devices, &device, cores);
+    // A thread count the config pins (bits depend on it) wins over the share.
+    if let Some(t) = a.threads.or(cfg.threads) {
+        for w in &mut workers {
+            w.threads = t;
+        }
+    }
+    let (amun, base) = step_command(out, a)?;
+    let bars = crate::progress::Bars::terse(a.quiet || a.json);
+    let started = std::time::Instant::now();
+    let done = exec::run_local(
+        &plan,
+        out,
+        &workers,
+        &|step, w| {
+            let mut c = std::process::Command::new(&amun);
+            c.args(&base)
+                .args(["--step", &step.id, "--device", &w.device])
+                .args(["--threads", &w.threads.to_string()]);
+            c
+        },
+        &bars,
+    )?;
+    if !done.failed.is_empty() {
+        for f in &done.failed {
+            eprintln!(
+                "{} failed; last lines of {}:\n{}\n",
+                f.step,
+                f.log.display(),
+                f.tail
+            );
+        }
+        bail!(
+            "{} step(s) failed ({}); {} not run because of them; rerun to retry",
+            done.failed.len(),
+            done.failed
+                .iter()
+                .map(|f| f.step.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            done.blocked.len()
+        );
+    }
+    let report: Report = amun::fsutil::read_json(&out.join("report.json"))?;
+    print_report(&report, out, a.json, started)
+}
+
+fn submit_slurm(a: &ExperimentArgs, cfg: &Config, out: &Path) -> Result<()> {
+    open_folder(cfg, out)?;
+    let plan = Plan::build(cfg)?;
+    let mut section = match &a.slurm_config {
+        Some(p) => slurm::SlurmSection::read(p)?,
+        None => cfg.slurm.clone().unwrap_or_default(),
+    };
+    // A thread count the config pins (bits depend on it) wins over the CPUs.
+    if let Some(t) = a.threads.or(cfg.threads) {
+        section.threads = Some(t);
+    }
+    let (amun, mut args) = step_command(out, a)?;
+    if let Some(d) = &a.device {
+        args.extend(["--device".to_string(), d.clone()]);
+    }
+    let cuda = a
+        .device
+        .as_deref()
+        .unwrap_or(&cfg.device)
+        .starts_with("cuda");
+    let sub = slurm::submit(
+        &plan,
+        out,
+        &cfg.name,
+        &section,
+        cuda,
+        &slurm::JobCommand { amun, args },
+    )?;
+    if !a.json {
+        for (job, kind, steps) in &sub.arrays {
+            super::outln!("submitted {job}: {kind} × {}", steps.len());
+        }
+        if !sub.cancelled.is_empty() {
+            super::outln!(
+                "cancelled {} job(s) that waited for failed steps: {}",
+                sub.cancelled.len(),
+                sub.cancelled.join(", ")
+            );
+        }
+        super::outln!(
+            "{}: {} steps done, {} already queued or running, {} submitted in {} job array(s)",
+            out.display(),
+            sub.done,
+            sub.in_flight.len(),
+            sub.arrays.iter().map(|a| a.2.len()).sum::<usize>(),
+            sub.arrays.len()
+        );
+    }
+    if !a.wait {
+        return Ok(());
+    }
+    slurm::wait(
+        &plan,
+        out,
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(7 * 24 * 3600),
+    )?;
+    print_status(cfg, out, a.json)?;
+    let st = plan.status(out);
+    if st.iter().all(|s| *s == amun::experiment::Status::Done) {
+        let report: Report = amun::fsutil::read_json(&out.join("report.json"))?;
+        if !a.json {
+            print_report(&report, out, false, std::time::Instant::now())?;
+        }
+        Ok(())
+    } else {
+        bail!(
+            "some steps did not finish; `amun experiment --folder {} --status` shows which (rerun --slurm to retry)",
+            out.display()
+        )
+    }
 }

@@ -45,7 +45,7 @@ enum Command {
     /// Compute SalUn's weight-saliency mask of a forget set
     Mask(mask::MaskArgs),
     /// Unlearn a forget set from a checkpoint with one of the methods
-    Unlearn(unlearn::UnlearnArgs),
+    Unlearn(Box<unlearn::UnlearnArgs>),
     /// List the unlearning methods with their defaults
     Methods(methods::MethodsArgs),
     /// Membership inference: reference models for RMIA
@@ -74,7 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Adv(a) => adv::run(a),
         Command::Mask(a) => mask::run(a),
-        Command::Unlearn(a) => unlearn::run(a),
+        Command::Unlearn(a) => unlearn::run(*a),
         Command::Methods(a) => methods::run(a),
         Command::Rmia(c) => rmia::run(c),
         Command::Audit(a) => audit::run(a),

@@ -5,7 +5,7 @@ use amun::data::ForgetSet;
 use amun::eval::accuracy;
 use amun::model::checkpoint;
 use amun::report::Table;
-use amun::unlearn::{RunCtx, build, unlearn_requests, unlearned_sidecar};
+use amun::unlearn::{RequestOptions, RunCtx, build, unlearn_requests, unlearned_sidecar};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Map, Value};
@@ -70,6 +70,28 @@ pub struct UnlearnArgs {
     /// Any other setting, as KEY=VALUE (dotted keys for tables: finetune.lr=0.01)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Choose the learning rate and the stopping epoch without a retrained
+    /// model: the method runs over a ladder of learning rates and the state
+    /// whose forget set looks most like held-out data (accuracy, loss-based
+    /// membership test), with held-out accuracy kept, is the result. Needs
+    /// --holdout or --holdout-test. See docs/CALIBRATION.md
+    #[arg(long)]
+    pub calibrate: bool,
+    /// Held-out data for --calibrate: the last N test images of the model's
+    /// dataset (then audit with `amun audit --holdout-test N`, so the audit
+    /// never scores the images calibration looked at)
+    #[arg(long, value_name = "N", conflicts_with = "holdout")]
+    pub holdout_test: Option<usize>,
+    /// Held-out data for --calibrate: a dataset folder of images the model
+    /// never trained on (both its splits are used)
+    #[arg(long, value_name = "DIR")]
+    pub holdout: Option<PathBuf>,
+    /// Calibration rule: proxy-gap (default), accuracy, mia or confidence
+    #[arg(long, value_name = "RULE")]
+    pub calibrate_rule: Option<String>,
+    /// Calibration's learning-rate ladder, increasing [default: 0.001,0.003,0.01,0.03,0.1]
+    #[arg(long, value_delimiter = ',', value_name = "LR,LR,..")]
+    pub calibrate_lrs: Vec<f64>,
     /// Seed of every random choice (recorded in the sidecar)
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -152,6 +174,7 @@ impl UnlearnArgs {
 
 pub fn run(a: UnlearnArgs) -> Result<()> {
     let method = build(&a.method, &a.overrides()?)?;
+    let cal = calibration_settings(&a)?;
     if a.adv.is_some() && method.adversarial().is_none() {
         bail!(
             "--adv: {} trains on no adversarial set; --adv is for amun and amun-salun",
@@ -218,17 +241,25 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         progress: &bars,
         original_recipe: recipe.as_ref(),
         observe: None,
+        on_epoch: None,
     };
     let idx: Vec<Vec<i64>> = requests.iter().map(|r| r.indices.clone()).collect();
+    let heldout = match &cal {
+        Some(_) => Some(heldout_split(&a, &data, dev)?),
+        None => None,
+    };
     let logs = unlearn_requests(
         method.as_ref(),
         &mut model,
         &data.train,
         data.num_classes(),
         &idx,
-        !a.no_retain,
-        a.adaptive,
-        adv.as_ref(),
+        &RequestOptions {
+            with_retain: !a.no_retain,
+            adaptive: a.adaptive,
+            precomputed: adv.as_ref(),
+            calibrate: cal.as_ref().zip(heldout.as_ref()),
+        },
         &ctx,
     )?;
     let after = [
@@ -277,6 +308,28 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         let parts: Vec<String> = timing.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
         super::outln!("time: {}", parts.join(", "));
     }
+    if let Some(c) = logs.first().and_then(|l| l.calibration.as_ref()) {
+        let c: amun::unlearn::Calibration = serde_json::from_value(c.clone())?;
+        let chosen = &c.chosen;
+        super::outln!(
+            "calibration ({:?}, {} held-out images): {} — forget {:.1}% vs held-out {:.1}% \
+             (noise ±{:.1}), loss-AUC {:.1}; {} of at most {} epochs; {}",
+            c.settings.rule,
+            c.heldout_size,
+            if chosen.epoch == 0 {
+                "kept the original model".to_string()
+            } else {
+                format!("lr {:e}, epoch {}", chosen.lr, chosen.epoch)
+            },
+            chosen.probe.forget_acc,
+            chosen.probe.heldout_acc,
+            c.noise,
+            chosen.probe.loss_auc,
+            c.epochs_run,
+            c.epochs_worst_case,
+            c.why
+        );
+    }
     if let Some(s) = logs.first().and_then(|l| l.adv.as_ref()) {
         super::outln!(
             "adversarial set: {} samples, {:.1}% flipped, median ‖δ‖₂ {:.3}, {:.1} steps/sample",
@@ -293,4 +346,96 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         all.len()
     );
     Ok(())
+}
+
+/// The calibration the flags ask for, checked before any work.
+fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::CalibrateSettings>> {
+    let has_holdout = a.holdout.is_some() || a.holdout_test.is_some();
+    if !a.calibrate {
+        if has_holdout || a.calibrate_rule.is_some() || !a.calibrate_lrs.is_empty() {
+            bail!("--holdout, --holdout-test and --calibrate-* only apply with --calibrate");
+        }
+        return Ok(None);
+    }
+    if !has_holdout {
+        bail!(
+            "--calibrate needs held-out data the model never trained on: --holdout-test N (the \
+             last N test images) or --holdout DIR"
+        );
+    }
+    if a.requests.len() > 1 {
+        bail!("--calibrate takes one deletion request (--forget), not --requests");
+    }
+    let mut s = amun::unlearn::CalibrateSettings::default();
+    if let Some(r) = &a.calibrate_rule {
+        s.rule = r.parse()?;
+    }
+    if !a.calibrate_lrs.is_empty() {
+        s.lrs = a.calibrate_lrs.clone();
+    }
+    s.check()?;
+    Ok(Some(s))
+}
+
+/// The held-out split of `--holdout-test N` or `--holdout DIR`, refused when
+/// empty or when it shares an image with the model's training or test data.
+fn heldout_split(
+    a: &UnlearnArgs,
+    data: &amun::data::Dataset,
+    dev: tch::Device,
+) -> Result<amun::data::Split> {
+    if let Some(n) = a.holdout_test {
+        let t = data.test.len();
+        if n == 0 || n >= t {
+            bail!(
+                "--holdout-test {n}: expected 1..{} (the test split has {t} images)",
+                t.max(1) - 1
+            );
+        }
+        return Ok(amun::data::Split {
+            images: data.test.images.narrow(0, (t - n) as i64, n as i64),
+            labels: data.test.labels.narrow(0, (t - n) as i64, n as i64),
+        });
+    }
+    let dir = a
+        .holdout
+        .as_ref()
+        .expect("checked: one of the two is given");
+    let h = amun::data::DataSpec::new(dir.display().to_string()).load(&a.dir.path())?;
+    if h.image_shape() != data.image_shape() || h.num_classes() != data.num_classes() {
+        bail!(
+            "--holdout {}: {:?} images in {} classes; the model's data has {:?} in {}",
+            dir.display(),
+            h.image_shape(),
+            h.num_classes(),
+            data.image_shape(),
+            data.num_classes()
+        );
+    }
+    let all = amun::data::Split {
+        images: tch::Tensor::cat(&[&h.train.images, &h.test.images], 0),
+        labels: tch::Tensor::cat(&[&h.train.labels, &h.test.labels], 0),
+    };
+    if all.is_empty() {
+        bail!("--holdout {}: no images", dir.display());
+    }
+    for (what, split) in [("training", &data.train), ("test", &data.test)] {
+        let shared = all.shared_images(&split.to_device(tch::Device::Cpu));
+        if let Some(&(i, j)) = shared.first() {
+            bail!(
+                "--holdout {}: {} of its images are also in the model's {what} data {} (e.g. \
+                 held-out image {i} = {what} image {j}); held-out data must be unseen by the \
+                 model{}",
+                dir.display(),
+                shared.len(),
+                data.spec.label(),
+                if what == "test" {
+                    " and by the audit"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(all.to_device(dev))
 }

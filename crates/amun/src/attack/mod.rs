@@ -366,7 +366,9 @@ impl AdvSet {
         fsutil::write_json(&Self::meta_path(path), &meta)
     }
 
-    /// Reads a set written by [`AdvSet::save`].
+    /// Reads a set written by [`AdvSet::save`]. Shapes and dtypes come from
+    /// the file: `images` must be `[N, C, H, W]` and every per-sample tensor
+    /// `[N]`, or the file is refused as damaged.
     pub fn load(path: &Path) -> Result<(AdvSet, AdvMeta)> {
         let meta: AdvMeta = fsutil::read_json(&Self::meta_path(path))?;
         if meta.format != ADV_FORMAT {
@@ -384,39 +386,64 @@ impl AdvSet {
                 )
             })
         };
-        let images = take("images")?.to_kind(Kind::Float);
-        let ints = |t: Tensor| Vec::<i64>::try_from(t.to_kind(Kind::Int64)).unwrap_or_default();
-        let floats = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap_or_default();
+        let damaged =
+            |k: &str, msg: String| Error::format(path, format!("'{k}' {msg}; the file is damaged"));
+        let images = take("images")?;
+        let shape = images.size();
+        if shape.len() != 4 {
+            return Err(damaged(
+                "images",
+                format!("has shape {shape:?}; expected [N, C, H, W]"),
+            ));
+        }
+        let n = shape[0];
+        let images = images
+            .f_to_kind(Kind::Float)
+            .map_err(|e| damaged("images", e.to_string()))?;
+        // One value per image, as a vector of `kind`.
+        let mut column = |k: &str, kind: Kind| -> Result<Tensor> {
+            let c = take(k)?;
+            if c.size() != [n] {
+                return Err(damaged(
+                    k,
+                    format!("has shape {:?}; expected [{n}] (one per image)", c.size()),
+                ));
+            }
+            c.f_to_kind(kind).map_err(|e| damaged(k, e.to_string()))
+        };
+        let ints =
+            |k: &str, c: Tensor| Vec::<i64>::try_from(c).map_err(|e| damaged(k, e.to_string()));
+        let floats =
+            |k: &str, c: Tensor| Vec::<f64>::try_from(c).map_err(|e| damaged(k, e.to_string()));
+        let adv_labels = ints("adv_labels", column("adv_labels", Kind::Int64)?)?;
+        let true_labels = ints("true_labels", column("true_labels", Kind::Int64)?)?;
+        let indices = ints("indices", column("indices", Kind::Int64)?)?;
+        let eps = floats("eps", column("eps", Kind::Double)?)?;
+        let dist = floats("dist", column("dist", Kind::Double)?)?;
+        let steps = ints("steps", column("steps", Kind::Int64)?)?
+            .into_iter()
+            .map(|s| {
+                u32::try_from(s)
+                    .map_err(|_| damaged("steps", format!("holds {s}; expected a step count")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let success = ints("success", column("success", Kind::Int64)?)?
+            .into_iter()
+            .map(|s| s != 0)
+            .collect();
         let set = AdvSet {
-            adv_labels: ints(take("adv_labels")?),
-            true_labels: ints(take("true_labels")?),
-            indices: ints(take("indices")?),
-            eps: floats(take("eps")?),
-            dist: floats(take("dist")?),
-            steps: ints(take("steps")?).into_iter().map(|s| s as u32).collect(),
-            success: ints(take("success")?).into_iter().map(|s| s != 0).collect(),
+            adv_labels,
+            true_labels,
+            indices,
+            eps,
+            dist,
+            steps,
+            success,
             images,
             settings: meta.settings.clone(),
             eps0: meta.summary.eps0,
             wall_s: meta.summary.wall_s,
         };
-        let n = set.indices.len();
-        if set.images.size()[0] as usize != n
-            || [
-                set.adv_labels.len(),
-                set.true_labels.len(),
-                set.eps.len(),
-                set.dist.len(),
-                set.steps.len(),
-            ]
-            .iter()
-            .any(|&l| l != n)
-        {
-            return Err(Error::format(
-                path,
-                "tensors of different lengths; the file is damaged",
-            ));
-        }
         Ok((set, meta))
     }
 

@@ -11,8 +11,8 @@ mod roc;
 pub use gap::{Scores, avg_gap, mean_std};
 pub use mis::mis;
 pub use rmia::{
-    RefManifest, References, RmiaParams, Signal, load_references, memberships, rmia_scores, scores,
-    scores_brute, signal, train_references,
+    RefManifest, RefSetup, References, RmiaParams, Signal, load_references, memberships,
+    rmia_scores, scores, scores_brute, signal, train_references,
 };
 pub use roc::{auc, roc_curve, tpr_at_fpr};
 
@@ -70,7 +70,15 @@ fn thin(roc: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
     out
 }
 
+/// The seed of the audit of a forget set drawn with `forget_seed` (the D_R
+/// sample, the SVC subsample): one rule for `amun audit` and experiments.
+pub fn audit_seed(forget_seed: u64) -> u64 {
+    derive(forget_seed, "audit", 0)
+}
+
 /// Audits `model` for the forget set `forget` (training indices) of `data`.
+/// The last `heldout` test images are left out (a retrain-free calibration
+/// looked at them): D_T is the test split before them.
 pub fn audit(
     model: &Classifier,
     data: &Dataset,
@@ -78,9 +86,19 @@ pub fn audit(
     refs: &References,
     p: &RmiaParams,
     seed: u64,
+    heldout: usize,
 ) -> Result<ModelAudit> {
     let n_train = data.train.len();
-    let n_test = data.test.len();
+    if heldout >= data.test.len() {
+        return Err(crate::error::Error::invalid(
+            "holdout",
+            format!(
+                "{heldout} held-out test images leave none of the {} to audit with",
+                data.test.len()
+            ),
+        ));
+    }
+    let n_test = data.test.len() - heldout;
     let retain: Vec<i64> = {
         let mut f = forget.to_vec();
         f.sort_unstable();

@@ -5,7 +5,7 @@
 //! `Score(x) = |{z ∈ Z : (p(x|θ)/p(x)) / (p(z|θ)/p(z)) > γ}| / |Z|`, counted by
 //! sorting the population's ratios once and a binary search per sample.
 use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::model::ModelSpec;
 use crate::model::checkpoint::{self, read_tensors, write_tensors};
@@ -268,6 +268,107 @@ fn logits_path(dir: &Path, k: usize) -> PathBuf {
     dir.join(format!("ref-{k:03}.logits.safetensors"))
 }
 
+/// What every reference model of a folder shares.
+pub struct RefSetup<'a> {
+    pub data: &'a Dataset,
+    pub spec: &'a ModelSpec,
+    pub recipe: &'a Recipe,
+    pub count: usize,
+    pub seed: u64,
+    pub dir: &'a Path,
+}
+
+impl RefSetup<'_> {
+    /// Writes the folder's manifest and memberships (once; the same content
+    /// on every call), refusing a folder made with other settings.
+    pub fn prepare(&self) -> Result<()> {
+        let (data, count, dir) = (self.data, self.count, self.dir);
+        if count == 0 {
+            return Err(Error::invalid(
+                "count",
+                "must be at least 1 (2 or more, even, for offline RMIA)",
+            ));
+        }
+        std::fs::create_dir_all(dir).at(dir)?;
+        let manifest = RefManifest {
+            format: REF_FORMAT.into(),
+            data: data.spec.clone(),
+            model: self.spec.clone(),
+            recipe: self.recipe.clone(),
+            seed: self.seed,
+            count,
+            n_train: data.train.len(),
+            n_test: data.test.len(),
+            pool_sha256: Some(data.content_sha256()),
+        };
+        let mpath = dir.join("manifest.json");
+        if mpath.exists() {
+            let mut old: RefManifest = fsutil::read_json(&mpath)?;
+            let upgrade = old.pool_sha256.is_none();
+            if upgrade {
+                old.pool_sha256 = manifest.pool_sha256.clone();
+            }
+            if old != manifest {
+                return Err(Error::format(
+                    &mpath,
+                    "reference models of other settings (data, model, recipe, seed or count) are in this folder; use another --out",
+                ));
+            }
+            if upgrade {
+                fsutil::write_json(&mpath, &manifest)?;
+            }
+        } else {
+            fsutil::write_json(&mpath, &manifest)?;
+        }
+        let n = data.train.len() + data.test.len();
+        let mfile = dir.join("members.safetensors");
+        if !mfile.exists() {
+            let members = memberships(n, count, self.seed);
+            let flat: Vec<u8> = members.iter().flatten().map(|&b| u8::from(b)).collect();
+            let t = Tensor::from_slice(&flat).view([count as i64, n as i64]);
+            write_tensors(&mfile, &[("members".to_string(), t)])?;
+        }
+        Ok(())
+    }
+
+    /// The logits file of model `k`.
+    pub fn logits_path(&self, k: usize) -> PathBuf {
+        logits_path(self.dir, k)
+    }
+
+    /// Trains (or resumes, or reuses) reference model `k` and stores its
+    /// logits over the pool. Call [`RefSetup::prepare`] first.
+    pub fn train_one(&self, k: usize, progress: &dyn Progress) -> Result<()> {
+        let (data, dir) = (self.data, self.dir);
+        let pool = data.pool();
+        let n = pool.len();
+        let members = memberships(n, self.count, self.seed);
+        let m = members
+            .get(k)
+            .ok_or_else(|| Error::invalid("reference", format!("model {k} of {}", self.count)))?;
+        let rows: Vec<i64> = (0..n as i64).filter(|&i| m[i as usize]).collect();
+        let job = TrainJob {
+            spec: self.spec.clone(),
+            data,
+            recipe: self.recipe.clone(),
+            seed: derive(self.seed, "rmia-ref", k as u64),
+            subset: Subset::Pool(&rows),
+            out: Some(&model_path(dir, k)),
+            resume: true,
+            eval_each_epoch: false,
+        };
+        let model = if model_path(dir, k).exists()
+            && !crate::train::resume_path(&model_path(dir, k)).exists()
+        {
+            checkpoint::load(&model_path(dir, k), pool.labels.device())?.0
+        } else {
+            train(&job, progress)?.model
+        };
+        let logits = crate::eval::logits(&model, &pool.images);
+        write_tensors(&logits_path(dir, k), &[("logits".to_string(), logits)])
+    }
+}
+
 /// Trains (or finishes training) `count` reference models in `dir`, each on
 /// its half of the pool with `recipe`, and stores their logits over the
 /// pool. Resumable: finished models are skipped, an interrupted one resumes
@@ -282,76 +383,21 @@ pub fn train_references(
     dir: &Path,
     progress: &dyn Progress,
 ) -> Result<References> {
-    if count == 0 {
-        return Err(Error::invalid(
-            "count",
-            "must be at least 1 (2 or more, even, for offline RMIA)",
-        ));
-    }
-    let manifest = RefManifest {
-        format: REF_FORMAT.into(),
-        data: data.spec.clone(),
-        model: spec.clone(),
-        recipe: recipe.clone(),
-        seed,
+    let setup = RefSetup {
+        data,
+        spec,
+        recipe,
         count,
-        n_train: data.train.len(),
-        n_test: data.test.len(),
-        pool_sha256: Some(data.content_sha256()),
+        seed,
+        dir,
     };
-    let mpath = dir.join("manifest.json");
-    if mpath.exists() {
-        let mut old: RefManifest = fsutil::read_json(&mpath)?;
-        let upgrade = old.pool_sha256.is_none();
-        if upgrade {
-            old.pool_sha256 = manifest.pool_sha256.clone();
-        }
-        if old != manifest {
-            return Err(Error::format(
-                &mpath,
-                "reference models of other settings (data, model, recipe, seed or count) are in this folder; use another --out",
-            ));
-        }
-        if upgrade {
-            fsutil::write_json(&mpath, &manifest)?;
-        }
-    } else {
-        fsutil::write_json(&mpath, &manifest)?;
-    }
-    let pool = data.pool();
-    let n = pool.len();
-    let members = memberships(n, count, seed);
-    let mfile = dir.join("members.safetensors");
-    if !mfile.exists() {
-        let flat: Vec<u8> = members.iter().flatten().map(|&b| u8::from(b)).collect();
-        let t = Tensor::from_slice(&flat).view([count as i64, n as i64]);
-        write_tensors(&mfile, &[("members".to_string(), t)])?;
-    }
-    for (k, m) in members.iter().enumerate() {
+    setup.prepare()?;
+    for k in 0..count {
         if logits_path(dir, k).exists() {
             continue;
         }
         progress.note(&format!("reference model {}/{count}", k + 1));
-        let rows: Vec<i64> = (0..n as i64).filter(|&i| m[i as usize]).collect();
-        let job = TrainJob {
-            spec: spec.clone(),
-            data,
-            recipe: recipe.clone(),
-            seed: derive(seed, "rmia-ref", k as u64),
-            subset: Subset::Pool(&rows),
-            out: Some(&model_path(dir, k)),
-            resume: true,
-            eval_each_epoch: false,
-        };
-        let model = if model_path(dir, k).exists()
-            && !crate::train::resume_path(&model_path(dir, k)).exists()
-        {
-            checkpoint::load(&model_path(dir, k), pool.labels.device())?.0
-        } else {
-            train(&job, progress)?.model
-        };
-        let logits = crate::eval::logits(&model, &pool.images);
-        write_tensors(&logits_path(dir, k), &[("logits".to_string(), logits)])?;
+        setup.train_one(k, progress)?;
     }
     load_references(dir, data)
 }

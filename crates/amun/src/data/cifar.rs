@@ -77,7 +77,12 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<String>, Split, Split)> {
             }
             names
         }
-        Err(_) => CLASSES.iter().map(|s| s.to_string()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            CLASSES.iter().map(|s| s.to_string()).collect()
+        }
+        // Present but unreadable (not UTF-8, a folder, no permission): an
+        // error, not silently the default names.
+        Err(e) => return Err(e).at(&meta),
     };
     let chw = [3, 32, 32];
     Ok((

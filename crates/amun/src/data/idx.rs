@@ -89,8 +89,20 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
             u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
         })
         .collect();
-    let expected: usize = dims.iter().product();
+    // The dimensions come from the file: their product may overflow.
     let data = &bytes[header..];
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| {
+            Error::format(
+                path,
+                format!(
+                    "IDX dims {dims:?} describe more bytes than any file holds; found {} data bytes",
+                    data.len()
+                ),
+            )
+        })?;
     if data.len() != expected {
         return Err(Error::format(
             path,
@@ -110,6 +122,12 @@ fn read_split(images: &Path, labels: &Path) -> Result<(Split, usize)> {
         return Err(Error::format(
             images,
             format!("expected 3 dimensions (N, H, W), found {idims:?}"),
+        ));
+    }
+    if idims.contains(&0) {
+        return Err(Error::format(
+            images,
+            format!("dims {idims:?}: expected at least one image of at least 1x1 pixels"),
         ));
     }
     if ldims.len() != 1 || ldims[0] != idims[0] {

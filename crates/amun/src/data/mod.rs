@@ -75,6 +75,31 @@ impl Split {
         Vec::<i64>::try_from(&self.labels.to_device(Device::Cpu)).expect("int64 labels")
     }
 
+    /// The rows of `self` whose image also appears in `other` (byte for
+    /// byte), as `(row in self, row in other)` pairs, sorted.
+    pub fn shared_images(&self, other: &Split) -> Vec<(usize, usize)> {
+        use std::collections::HashMap;
+        let rows = |s: &Split| -> Vec<Vec<u8>> {
+            let t = s.images.to_device(Device::Cpu).contiguous();
+            let per: i64 = t.size()[1..].iter().product();
+            let flat =
+                Vec::<u8>::try_from(t.to_kind(Kind::Uint8).flatten(0, -1)).unwrap_or_default();
+            flat.chunks(per.max(1) as usize)
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        let theirs: HashMap<Vec<u8>, usize> = rows(other)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (r, i))
+            .collect();
+        rows(self)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| theirs.get(&r).map(|&j| (i, j)))
+            .collect()
+    }
+
     /// Number of samples per class (`num_classes` entries).
     pub fn class_counts(&self, num_classes: usize) -> Vec<usize> {
         let mut counts = vec![0; num_classes];

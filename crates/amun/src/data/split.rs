@@ -132,6 +132,51 @@ impl ForgetSet {
         })
     }
 
+    /// A random `fraction` of the training set drawn only from samples not
+    /// in `taken` (a tuning forget set, disjoint from the evaluation ones).
+    pub fn choose_outside(
+        data: &Dataset,
+        fraction: f64,
+        taken: &[i64],
+        seed: u64,
+    ) -> Result<ForgetSet> {
+        let n = data.train.len();
+        let k = ((n as f64) * fraction).round().max(1.0) as usize;
+        let mut t = taken.to_vec();
+        t.sort_unstable();
+        t.dedup();
+        let free: Vec<i64> = (0..n as i64)
+            .filter(|i| t.binary_search(i).is_err())
+            .collect();
+        if free.len() < k + 1 {
+            return Err(Error::invalid(
+                "tune",
+                format!(
+                    "a tuning forget set of {k} samples disjoint from the evaluation forget sets \
+                     needs {} free training samples, but they leave {} of {n}: use fewer \
+                     evaluation seeds or a smaller fraction",
+                    k + 1,
+                    free.len()
+                ),
+            ));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut indices: Vec<i64> = sample(&mut rng, free.len(), k)
+            .into_iter()
+            .map(|i| free[i])
+            .collect();
+        indices.sort_unstable();
+        Ok(ForgetSet {
+            dataset: data.spec.train_label(),
+            train_size: n,
+            kind: "tune-random".into(),
+            class: None,
+            seed,
+            size: indices.len(),
+            indices,
+        })
+    }
+
     /// Reads and validates a forget file.
     pub fn read(path: &Path) -> Result<ForgetSet> {
         let set: ForgetSet = fsutil::read_json(path)?;

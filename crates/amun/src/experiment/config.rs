@@ -49,6 +49,106 @@ pub struct RmiaSection {
     pub attack: RmiaParams,
 }
 
+/// What tuning selects by (the paper's Table 1 by Avg. Gap, its Table 10
+/// by the MIS gap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TuneMetric {
+    /// Avg. Gap to the retrained model (UA, RA, TA, RMIA AUC).
+    #[default]
+    Gap,
+    /// |MIS − Retrain's MIS|.
+    MisGap,
+}
+
+fn paper_lrs() -> Vec<f64> {
+    vec![0.1, 0.05, 0.01, 0.005, 1e-3, 1e-4, 1e-5]
+}
+
+fn paper_steps() -> Vec<usize> {
+    vec![1, 5, 10]
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+
+fn tune_seeds() -> Vec<u64> {
+    vec![1]
+}
+
+/// The paper's tuning stage: every grid point (lr × StepLR step) of every
+/// tuned method runs on a separate forget set (its own seed, disjoint from
+/// the evaluation forget sets) of the first evaluation seed's original
+/// model, is audited against that forget set's exact retrain, and the point
+/// with the smallest gap is what runs on the evaluation seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuneSection {
+    /// Learning rates [default: the paper's 0.1 … 1e-5].
+    #[serde(default = "paper_lrs")]
+    pub lr: Vec<f64>,
+    /// StepLR steps (epochs between ×gamma decays) [default: 1, 5, 10].
+    #[serde(default = "paper_steps")]
+    pub step: Vec<usize>,
+    #[serde(default = "tenth")]
+    pub gamma: f64,
+    /// Seeds of the tuning forget sets [default: 1].
+    #[serde(default = "tune_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub metric: TuneMetric,
+    /// Methods to tune [default: every configured method].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+}
+
+/// Retrain-free calibration (see `unlearn::calibrate`): each listed method
+/// also runs calibrated against the last `holdout` test images, which every
+/// audit of the experiment then leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrateSection {
+    /// Test images (the last N) kept for calibration, never audited.
+    pub holdout: usize,
+    /// Methods to calibrate [default: every configured method].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lrs: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<crate::unlearn::Rule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_utility_drop: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_probe: Option<usize>,
+}
+
+impl CalibrateSection {
+    /// The calibration settings (defaults for what the file leaves out).
+    pub fn settings(&self) -> crate::unlearn::CalibrateSettings {
+        let mut s = crate::unlearn::CalibrateSettings::default();
+        if let Some(v) = &self.lrs {
+            s.lrs = v.clone();
+        }
+        if let Some(v) = self.rule {
+            s.rule = v;
+        }
+        if let Some(v) = self.max_utility_drop {
+            s.max_utility_drop = v;
+        }
+        if let Some(v) = self.patience {
+            s.patience = v;
+        }
+        if let Some(v) = self.retain_probe {
+            s.retain_probe = v;
+        }
+        s
+    }
+}
+
 /// A whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,8 +165,29 @@ pub struct Config {
     pub device: String,
     pub rmia: RmiaSection,
     /// Method name → settings (a table, possibly empty). Methods run in the
-    /// registry's order; `retrain` always runs (it is the reference).
+    /// registry's order; `retrain` always runs (it is the reference). A
+    /// method's `tune = { lr = […], step = […] }` replaces the grid for it.
     pub methods: BTreeMap<String, toml::Table>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tune: Option<TuneSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrate: Option<CalibrateSection>,
+    /// libtorch threads per step [default: libtorch's, the machine's cores].
+    /// CPU results are bit-identical only for the same thread count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Slurm resources per step kind (where steps run, not what they
+    /// compute: not part of the run folder's identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<super::exec::slurm::SlurmSection>,
+}
+
+/// A method's own tuning grid (`tune = { lr = […], step = […] }` in its table).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodTune {
+    pub lr: Option<Vec<f64>>,
+    pub step: Option<Vec<usize>>,
 }
 
 fn auto() -> String {
@@ -126,6 +247,33 @@ fn setting_line(text: &str, name: &str, key: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// A grid's lists must be non-empty, positive and without repeats.
+fn check_grid(lr: Option<&[f64]>, step: Option<&[usize]>) -> std::result::Result<(), String> {
+    if let Some(lr) = lr {
+        if lr.is_empty() || lr.iter().any(|x| !(*x > 0.0 && x.is_finite())) {
+            return Err("lr: give at least one positive learning rate".into());
+        }
+        let mut v = lr.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        if v.len() != lr.len() {
+            return Err("lr: a learning rate is listed twice".into());
+        }
+    }
+    if let Some(step) = step {
+        if step.is_empty() || step.contains(&0) {
+            return Err("step: give at least one step of 1 or more epochs".into());
+        }
+        let mut v = step.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        if v.len() != step.len() {
+            return Err("step: a step is listed twice".into());
+        }
+    }
+    Ok(())
 }
 
 impl Config {
@@ -223,7 +371,20 @@ impl Config {
             ));
         }
         for (name, table) in &cfg.methods {
-            let v = serde_json::to_value(table).map_err(|e| Error::format(path, e.to_string()))?;
+            let mut table = table.clone();
+            if let Some(t) = table.remove("tune") {
+                let line = setting_line(text, name, "tune")
+                    .or_else(|| section_line(text, &format!("methods.{name}.tune")));
+                let here = |msg: String| match line {
+                    Some(l) => Error::format(path, format!("line {l}: {name}.tune: {msg}")),
+                    None => Error::format(path, format!("{name}.tune: {msg}")),
+                };
+                let mt: MethodTune = t
+                    .try_into()
+                    .map_err(|e: toml::de::Error| here(e.message().to_string()))?;
+                check_grid(mt.lr.as_deref(), mt.step.as_deref()).map_err(here)?;
+            }
+            let v = serde_json::to_value(&table).map_err(|e| Error::format(path, e.to_string()))?;
             if let Err(e) = crate::unlearn::build(name, &v) {
                 // Point at the offending key inside the method's table when
                 // the error names one (`rl.speed`, `amun.finetune.lr`).
@@ -240,7 +401,73 @@ impl Config {
                 });
             }
         }
-        cfg.recipe().map_err(|e| at("[train]", e.to_string()))?;
+        let channels = if cfg.data.dataset == "mnist" { 1 } else { 3 };
+        cfg.recipe(channels)
+            .map_err(|e| at("[train]", e.to_string()))?;
+        if let Some(t) = &cfg.tune {
+            check_grid(Some(&t.lr), Some(&t.step))
+                .map_err(|m| at("[tune]", format!("tune: {m}")))?;
+            if !(t.gamma > 0.0 && t.gamma.is_finite()) {
+                return Err(at(
+                    "gamma",
+                    format!("tune.gamma: must be positive, got {}", t.gamma),
+                ));
+            }
+            if t.seeds.is_empty() {
+                return Err(at("[tune]", "tune.seeds: give at least one seed".into()));
+            }
+            cfg.check_method_names(t.methods.as_deref(), "tune.methods")
+                .map_err(|m| at("[tune]", m))?;
+        }
+        if let Some(c) = &cfg.calibrate {
+            if c.holdout == 0 {
+                return Err(at(
+                    "holdout",
+                    "calibrate.holdout: expected at least 1 test image".into(),
+                ));
+            }
+            if let Some(n) = cfg.data.test_limit
+                && c.holdout >= n
+            {
+                return Err(at(
+                    "holdout",
+                    format!(
+                        "calibrate.holdout: {} leaves none of the {n} test images to audit",
+                        c.holdout
+                    ),
+                ));
+            }
+            c.settings()
+                .check()
+                .map_err(|e| at("[calibrate]", e.to_string()))?;
+            cfg.check_method_names(c.methods.as_deref(), "calibrate.methods")
+                .map_err(|m| at("[calibrate]", m))?;
+            for m in c.methods.clone().unwrap_or_else(|| {
+                cfg.method_list()
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect()
+            }) {
+                if m == "retrain" {
+                    continue;
+                }
+                let has_lr = cfg
+                    .method_list()
+                    .iter()
+                    .find(|(n, _)| *n == m)
+                    .and_then(|(n, _)| crate::unlearn::METHODS.iter().find(|e| e.name == *n))
+                    .is_some_and(|e| (e.defaults)().pointer("/finetune/lr").is_some());
+                if !has_lr {
+                    return Err(at(
+                        "[calibrate]",
+                        format!("calibrate.methods: {m} has no finetune.lr to calibrate"),
+                    ));
+                }
+            }
+        }
+        if cfg.threads == Some(0) {
+            return Err(at("threads", "threads: expected at least 1".into()));
+        }
         let d = cfg.device.as_str();
         let cuda_n = d
             .strip_prefix("cuda:")
@@ -263,10 +490,69 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// The original model's checked recipe.
-    pub fn recipe(&self) -> Result<Recipe> {
+    /// Names in `list` must be configured methods.
+    fn check_method_names(
+        &self,
+        list: Option<&[String]>,
+        what: &str,
+    ) -> std::result::Result<(), String> {
+        for m in list.unwrap_or_default() {
+            if !self.methods.contains_key(m) {
+                let mut known: Vec<&String> = self.methods.keys().collect();
+                known.sort();
+                return Err(format!(
+                    "{what}: '{m}' is not a configured method (the file has {})",
+                    known
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tuning grid of `method`, or `None` when it is not tuned.
+    pub fn tune_grid(&self, method: &str) -> Option<(Vec<f64>, Vec<usize>)> {
+        let t = self.tune.as_ref()?;
+        if let Some(list) = &t.methods
+            && !list.iter().any(|m| m == method)
+        {
+            return None;
+        }
+        let own: MethodTune = self
+            .methods
+            .get(method)?
+            .get("tune")
+            .and_then(|v| v.clone().try_into().ok())
+            .unwrap_or_default();
+        Some((
+            own.lr.unwrap_or_else(|| t.lr.clone()),
+            own.step.unwrap_or_else(|| t.step.clone()),
+        ))
+    }
+
+    /// Whether `method` also runs calibrated.
+    pub fn calibrated(&self, method: &str) -> bool {
+        self.calibrate.as_ref().is_some_and(|c| {
+            c.methods
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|m| m == method))
+        })
+    }
+
+    /// Test images left out of every audit (kept for calibration).
+    pub fn heldout(&self) -> usize {
+        self.calibrate.as_ref().map_or(0, |c| c.holdout)
+    }
+
+    /// The original model's checked recipe, for images of `in_channels`
+    /// channels: augmentation left unset is on for colour images and off
+    /// for one-channel ones (flips corrupt digits), as `amun train` does.
+    pub fn recipe(&self, in_channels: i64) -> Result<Recipe> {
         let t = &self.train;
-        let mut p = TrainParams::for_arch(self.model);
+        let mut p = TrainParams::for_arch(self.model).augment(in_channels != 1);
         if let Some(v) = t.epochs {
             p = p.epochs(v);
         }
@@ -297,16 +583,16 @@ impl Config {
         p.check()
     }
 
-    /// The methods to run, in the registry's order, with their settings.
+    /// The methods to run, in the registry's order, with their settings
+    /// (the `tune` grid left out).
     pub fn method_list(&self) -> Vec<(&'static str, serde_json::Value)> {
         crate::unlearn::METHODS
             .iter()
             .filter(|e| e.name != "retrain" && self.methods.contains_key(e.name))
             .map(|e| {
-                (
-                    e.name,
-                    serde_json::to_value(&self.methods[e.name]).unwrap_or_default(),
-                )
+                let mut t = self.methods[e.name].clone();
+                t.remove("tune");
+                (e.name, serde_json::to_value(&t).unwrap_or_default())
             })
             .collect()
     }

@@ -1,35 +1,110 @@
 //! Experiments: one TOML file describes data, model, recipe, forget
-//! fractions, seeds, methods and the audit; [`run`] trains, unlearns and
-//! audits everything in one resumable folder and writes the report.
+//! fractions, seeds, methods, tuning, calibration and the audit.
+//!
+//! The protocol is a [`Plan`]: every step (reference models, originals,
+//! forget sets, retrains, adversarial sets, tuning points, unlearning runs,
+//! audits, the report) with the artifact it writes and the steps it reads.
+//! [`steps::run_step`] runs one step from the artifacts in the run folder;
+//! executors decide where: [`run`] runs the plan in this process, `exec`
+//! on several local workers or as Slurm jobs. Every artifact carries a
+//! meta of its inputs' and its own sha256, so a fresh one is never
+//! recomputed and a changed one never trusted.
 
 mod config;
+pub mod exec;
+mod plan;
 mod plots;
 mod report;
-mod run;
+pub mod steps;
 mod store;
 
-pub use config::{Config, ForgetSection, RmiaSection, TrainSection};
-pub use report::{Report, ReportTable, Row, Stat, build_report, table_markdown};
-pub use run::{RunResult, Runner};
+pub use config::{
+    CalibrateSection, Config, ForgetSection, MethodTune, RmiaSection, TrainSection, TuneMetric,
+    TuneSection,
+};
+pub use plan::{Plan, Resource, Status, Step, StepKind, Variant, short_hash};
+pub use report::{Report, ReportTable, Row, RunResult, Stat, build_report, table_markdown};
+pub use steps::{StepCtx, TuneChoice, TuneRow};
 pub use store::{Meta, Stamp};
 
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
 use crate::progress::Progress;
 use std::path::Path;
 
+/// Claims the run folder `dir` for `cfg`: creates it and records the
+/// config, or checks that the config it records is this one (a folder made
+/// by another config is refused rather than mixed).
+pub fn open_folder(cfg: &Config, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let p = dir.join("experiment.json");
+    // Where steps run (Slurm resources) is not what they compute.
+    let same = |a: &Config, b: &Config| {
+        let (mut a, mut b) = (a.clone(), b.clone());
+        a.slurm = None;
+        b.slurm = None;
+        a == b
+    };
+    if p.exists() {
+        let old: Config = fsutil::read_json(&p)?;
+        if !same(&old, cfg) {
+            return Err(Error::format(
+                &p,
+                format!(
+                    "this run folder was made by another config ('{}'); refusing to mix results — use another --out or delete the folder",
+                    old.name
+                ),
+            ));
+        }
+    } else {
+        fsutil::write_json(&p, cfg)?;
+    }
+    Ok(())
+}
+
+/// The config a run folder was made by (`experiment.json`).
+pub fn folder_config(dir: &Path) -> Result<Config> {
+    let p = dir.join("experiment.json");
+    if !p.exists() {
+        return Err(Error::format(
+            &p,
+            "missing: not a run folder (run `amun experiment --config FILE --out DIR` first)",
+        ));
+    }
+    fsutil::read_json(&p)
+}
+
+/// What a run did.
+pub struct RunOutcome {
+    pub report: Report,
+    /// The steps computed by this call (the others were up to date).
+    pub computed: Vec<String>,
+}
+
 /// Runs (or resumes) the experiment `cfg` on `data` (already on the
-/// configured device) in `dir`, and writes report.md/json/csv and plots.
+/// configured device) in `dir`, one step after the other in this process,
+/// and writes report.md/json/csv and plots.
 pub fn run(
     cfg: &Config,
     data: &Dataset,
     dir: &Path,
     hardware: String,
     progress: &dyn Progress,
-) -> Result<Report> {
-    let mut runner = Runner::new(cfg, dir, data, progress)?;
-    let results = runner.run()?;
-    let report = build_report(cfg, results, hardware);
-    report.write(dir)?;
-    Ok(report)
+) -> Result<RunOutcome> {
+    open_folder(cfg, dir)?;
+    let plan = Plan::build(cfg)?;
+    let ctx = StepCtx {
+        cfg,
+        plan: &plan,
+        dir,
+        data,
+        progress,
+        hardware: &hardware,
+    };
+    let computed = steps::run_all(&ctx)?;
+    Ok(RunOutcome {
+        report: steps::report(&ctx)?,
+        computed,
+    })
 }

@@ -2,7 +2,7 @@
 //! Gap, mean ± std over seeds, plus MIS and time against retraining) as
 //! Markdown, JSON and CSV, and PNG plots.
 use super::config::Config;
-use super::run::RunResult;
+use super::steps::TuneChoice;
 use crate::audit::{ModelAudit, Scores, avg_gap, mean_std};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -10,8 +10,28 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// One audited model of the experiment.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RunResult {
+    pub seed: u64,
+    pub fraction: f64,
+    /// `None` for the original and the retrained model (they need no D_R choice).
+    pub with_retain: Option<bool>,
+    /// The method, with its variant: `amun`, `amun (tuned)`, `amun (calibrated)`.
+    pub method: String,
+    pub audit: ModelAudit,
+    /// Wall-clock seconds of the method (training for original/retrain;
+    /// adversarial search and calibration included for the methods that
+    /// use them).
+    pub seconds: f64,
+    pub checkpoint: String,
+    /// What a retrain-free calibration chose (calibrated runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<serde_json::Value>,
+}
+
 /// Mean and sample standard deviation over seeds.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct Stat {
     pub mean: f64,
     pub std: f64,
@@ -33,7 +53,7 @@ impl Stat {
 }
 
 /// One method's line of a table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Row {
     pub method: String,
     pub runs: usize,
@@ -52,7 +72,7 @@ pub struct Row {
 }
 
 /// One table: a forget fraction, with or without D_R.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ReportTable {
     pub fraction: f64,
     pub with_retain: bool,
@@ -60,13 +80,16 @@ pub struct ReportTable {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Report {
     pub name: String,
     pub hardware: String,
     pub config: Config,
     pub tables: Vec<ReportTable>,
     pub results: Vec<RunResult>,
+    /// The tuning stage's choices and tables (empty without `[tune]`).
+    #[serde(default)]
+    pub tuning: Vec<TuneChoice>,
 }
 
 fn retrain_of(results: &[RunResult], seed: u64, fraction: f64) -> Option<&RunResult> {
@@ -76,10 +99,23 @@ fn retrain_of(results: &[RunResult], seed: u64, fraction: f64) -> Option<&RunRes
 }
 
 /// Aggregates results into tables.
-pub fn build_report(cfg: &Config, results: Vec<RunResult>, hardware: String) -> Report {
+pub fn build_report(
+    cfg: &Config,
+    results: Vec<RunResult>,
+    tuning: Vec<TuneChoice>,
+    hardware: String,
+) -> Report {
     let mut tables = Vec::new();
     let mut names: Vec<String> = vec!["original".into(), "retrain".into()];
-    names.extend(cfg.method_list().into_iter().map(|(n, _)| n.to_string()));
+    for (n, _) in cfg.method_list() {
+        for v in [
+            super::plan::Variant::Default,
+            super::plan::Variant::Tuned,
+            super::plan::Variant::Calibrated,
+        ] {
+            names.push(v.label(n));
+        }
+    }
     for &fraction in &cfg.forget.fractions {
         for &with_retain in &cfg.forget.with_retain {
             let mut rows = Vec::new();
@@ -134,6 +170,7 @@ pub fn build_report(cfg: &Config, results: Vec<RunResult>, hardware: String) -> 
         config: cfg.clone(),
         tables,
         results,
+        tuning,
     }
 }
 
@@ -205,6 +242,151 @@ impl Report {
             s.push_str(&table_markdown(t));
             s.push('\n');
         }
+        if !self.tuning.is_empty() {
+            s.push_str(&self.tuning_markdown());
+        }
+        let cal = self.calibration_markdown();
+        if !cal.is_empty() {
+            s.push_str(&cal);
+        }
+        s
+    }
+
+    /// The tuning stage: per method and setting, the choice and the table.
+    pub fn tuning_markdown(&self) -> String {
+        let mut s = String::new();
+        let t = self.config.tune.as_ref();
+        let _ = writeln!(
+            s,
+            "## Tuning against retrain\n\nEach grid point ran on the tuning forget set(s) \
+             (seeds {:?}, disjoint from the evaluation sets) of seed {}'s original model and was \
+             audited against that set's exact retrain; the point with the smallest {} (mean over \
+             tuning seeds) runs on the evaluation seeds as `(tuned)`. Schedule: StepLR, ×{} every \
+             `step` epochs.\n",
+            t.map(|t| t.seeds.clone()).unwrap_or_default(),
+            self.config.seeds[0],
+            match t.map(|t| t.metric).unwrap_or_default() {
+                super::config::TuneMetric::Gap => "Avg. Gap",
+                super::config::TuneMetric::MisGap => "MIS gap",
+            },
+            t.map_or(0.1, |t| t.gamma)
+        );
+        let mut chosen = crate::report::Table::new([
+            "method", "setting", "forget", "lr", "step", "metric", "Avg. Gap",
+        ]);
+        for c in &self.tuning {
+            let best = c
+                .table
+                .iter()
+                .find(|r| r.lr == c.chosen_lr && r.step == c.chosen_step);
+            chosen.row([
+                c.method.clone(),
+                if c.with_retain {
+                    "with D_R"
+                } else {
+                    "without D_R"
+                }
+                .to_string(),
+                format!("{:.0}%", c.fraction * 100.0),
+                format!("{}", c.chosen_lr),
+                c.chosen_step.to_string(),
+                best.map_or("-".into(), |b| format!("{:.2}", b.value)),
+                best.map_or("-".into(), |b| format!("{:.2}", b.gap)),
+            ]);
+        }
+        s.push_str(&chosen.render());
+        s.push('\n');
+        for c in &self.tuning {
+            let _ = writeln!(
+                s,
+                "<details><summary>{} {} {:.0}%: {} grid points</summary>\n",
+                c.method,
+                if c.with_retain {
+                    "with D_R"
+                } else {
+                    "without D_R"
+                },
+                c.fraction * 100.0,
+                c.table.len()
+            );
+            let mut t = crate::report::Table::new(["lr", "step", "metric", "per seed", "Avg. Gap"]);
+            for r in &c.table {
+                t.row([
+                    format!("{}", r.lr),
+                    r.step.to_string(),
+                    format!("{:.2}", r.value),
+                    r.per_seed
+                        .iter()
+                        .map(|v| format!("{v:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    format!("{:.2}", r.gap),
+                ]);
+            }
+            s.push_str(&t.render());
+            s.push_str("\n</details>\n\n");
+        }
+        s
+    }
+
+    /// The calibrated runs: what each chose, at what cost.
+    pub fn calibration_markdown(&self) -> String {
+        let runs: Vec<(&RunResult, crate::unlearn::Calibration)> = self
+            .results
+            .iter()
+            .filter_map(|r| {
+                let c = serde_json::from_value(r.calibration.clone()?).ok()?;
+                Some((r, c))
+            })
+            .collect();
+        if runs.is_empty() {
+            return String::new();
+        }
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "## Retrain-free calibration\n\nNo retrained model is used: each calibrated run tried \
+             the learning-rate ladder and kept the state whose forget set looked most like the {} \
+             held-out test images (never audited), with held-out and retain accuracy within the \
+             allowed drop of the original's.\n",
+            runs[0].1.heldout_size
+        );
+        let mut t = crate::report::Table::new([
+            "method",
+            "setting",
+            "seed",
+            "rule",
+            "chosen",
+            "forget %",
+            "held-out %",
+            "loss AUC",
+            "epochs (worst)",
+            "seconds",
+        ]);
+        for (r, c) in &runs {
+            t.row([
+                r.method.clone(),
+                match r.with_retain {
+                    Some(false) => "without D_R",
+                    _ => "with D_R",
+                }
+                .to_string(),
+                r.seed.to_string(),
+                format!("{:?}", c.settings.rule),
+                if c.chosen.epoch == 0 {
+                    "original kept".to_string()
+                } else {
+                    format!("lr {}, epoch {}", c.chosen.lr, c.chosen.epoch)
+                },
+                format!("{:.1}", c.chosen.probe.forget_acc),
+                format!("{:.1}", c.chosen.probe.heldout_acc),
+                format!("{:.1}", c.chosen.probe.loss_auc),
+                format!("{} ({})", c.epochs_run, c.epochs_worst_case),
+                format!("{:.1}", c.seconds),
+            ]);
+        }
+        s.push_str(&t.render());
+        s.push('\n');
         s
     }
 

@@ -67,6 +67,10 @@ pub enum Origin {
         parent: String,
         /// Seconds per stage (e.g. `adversarial_search`, `fine_tune`).
         timing: BTreeMap<String, f64>,
+        /// What a retrain-free calibration chose (learning rate, epoch, the
+        /// table it chose from), when the run was calibrated.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        calibration: Option<serde_json::Value>,
     },
     /// Imported from another framework's file.
     Import { from: String, layout: String },
@@ -268,11 +272,50 @@ pub fn read_sidecar(path: &Path) -> Result<Sidecar> {
     Ok(sc)
 }
 
+/// Refuses a sidecar whose model could not fit in its weights file, before
+/// the model is allocated. Every architecture's first convolution holds
+/// `in_channels · width · 3 · 3` weights and its classifier `num_classes ·
+/// (features + 1)` (model/small_cnn.rs, resnet.rs, vgg.rs), each at least one
+/// byte in the file; otherwise a sidecar asking for 10^12 classes would make
+/// libtorch allocate terabytes.
+fn check_spec_fits(spec: &ModelSpec, path: &Path) -> Result<()> {
+    let bytes = std::fs::metadata(path)
+        .map_err(|err| Error::Io {
+            path: path.to_path_buf(),
+            err,
+        })?
+        .len() as u128;
+    let (c, k, s) = (
+        spec.in_channels.max(0) as u128,
+        spec.num_classes.max(0) as u128,
+        spec.image_size.max(0) as u128,
+    );
+    let (width, features) = match spec.arch {
+        super::Arch::SmallCnn => (32, (s / 8).saturating_mul(s / 8).saturating_mul(128)),
+        _ => (64, 512),
+    };
+    let need = c
+        .saturating_mul(width * 9)
+        .saturating_add(k.saturating_mul(features.saturating_add(1)));
+    if need > bytes {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "its sidecar describes a {} for {}x{}x{} images and {} classes: at least {need} \
+                 parameters, more than its {bytes}-byte weights file holds; the sidecar is damaged",
+                spec.arch, spec.in_channels, spec.image_size, spec.image_size, spec.num_classes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Loads a checkpoint onto `device`.
 pub fn load(path: &Path, device: Device) -> Result<(Classifier, Sidecar)> {
     check_extension(path)?;
     let sc = read_sidecar(path)?;
     verify_weights(path, &sc)?;
+    check_spec_fits(&sc.model, path)?;
     let mut model = Classifier::new(&sc.model, device, 0)?;
     let tensors = read_tensors(path, device)?;
     model.load_named(tensors, path)?;

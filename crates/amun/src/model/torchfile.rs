@@ -34,6 +34,56 @@ enum V {
     Mark,
 }
 
+/// Containers nested deeper than this are refused. A state dict nests a few
+/// levels (dict → tensor arguments → size tuple); the bound keeps every
+/// recursion over a value (drop included) shallow, whatever the file says.
+const MAX_DEPTH: usize = 64;
+
+/// Values the unpickler may copy (memo puts and gets; a string counts its
+/// bytes) per byte of pickle. A state dict copies a few small values per
+/// tensor; without a bound, a memo get of a value built from memo gets
+/// doubles it at every step (a few hundred bytes would fill any memory).
+const COPY_BUDGET_PER_BYTE: usize = 16;
+
+/// Most dimensions a tensor may have.
+const MAX_DIMS: usize = 64;
+
+impl V {
+    /// Nesting depth (1 for a scalar). No value on the unpickler's stack or
+    /// memo is deeper than [`MAX_DEPTH`], so this recursion is bounded.
+    fn depth(&self) -> usize {
+        match self {
+            V::Tuple(t) | V::List(t) => 1 + t.iter().map(V::depth).max().unwrap_or(0),
+            V::Dict(d) => {
+                1 + d
+                    .iter()
+                    .map(|(k, v)| k.depth().max(v.depth()))
+                    .max()
+                    .unwrap_or(0)
+            }
+            _ => 1,
+        }
+    }
+
+    /// What a copy costs: one per value, plus string bytes.
+    fn weight(&self) -> usize {
+        match self {
+            V::Str(s) => 1 + s.len(),
+            V::Global(m, n) => 1 + m.len() + n.len(),
+            V::Storage { key, .. } => 1 + key.len(),
+            V::Tensor(t) => 1 + t.key.len() + t.size.len() + t.stride.len(),
+            V::Tuple(t) | V::List(t) => 1 + t.iter().map(V::weight).sum::<usize>(),
+            V::Dict(d) => {
+                1 + d
+                    .iter()
+                    .map(|(k, v)| k.weight() + v.weight())
+                    .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+}
+
 /// A tensor as the pickle describes it: a view of a stored buffer.
 #[derive(Debug, Clone)]
 struct TensorRef {
@@ -82,6 +132,8 @@ struct Unpickler<'a> {
     stack: Vec<V>,
     memo: HashMap<u32, V>,
     path: &'a Path,
+    /// What memo puts and gets may still copy ([`COPY_BUDGET_PER_BYTE`]).
+    budget: usize,
 }
 
 impl<'a> Unpickler<'a> {
@@ -93,7 +145,8 @@ impl<'a> Unpickler<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.pos + n > self.data.len() {
+        // (`pos + n` could overflow: lengths come from the file.)
+        if n > self.data.len() - self.pos {
             return Err(self.err("truncated pickle"));
         }
         let s = &self.data[self.pos..self.pos + n];
@@ -133,6 +186,57 @@ impl<'a> Unpickler<'a> {
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
         Ok(items)
+    }
+
+    /// Charges a copy of weight `w` to the copy budget.
+    fn charge(&mut self, w: usize) -> Result<()> {
+        if w > self.budget {
+            return Err(self.err(format!(
+                "the pickle copies more than {COPY_BUDGET_PER_BYTE} values per byte of pickle \
+                 (memo references that multiply a value); not a state dict"
+            )));
+        }
+        self.budget -= w;
+        Ok(())
+    }
+
+    /// Memoises a copy of the top of the stack under `i`.
+    fn memo_put(&mut self, i: u32) -> Result<()> {
+        let w = self
+            .stack
+            .last()
+            .map(V::weight)
+            .ok_or_else(|| self.err("empty stack"))?;
+        self.charge(w)?;
+        if let Some(top) = self.stack.last().cloned() {
+            self.memo.insert(i, top);
+        }
+        Ok(())
+    }
+
+    /// Pushes a copy of memo entry `i`.
+    fn memo_get(&mut self, i: u32) -> Result<()> {
+        let w = self
+            .memo
+            .get(&i)
+            .map(V::weight)
+            .ok_or_else(|| self.err(format!("memo {i} unset")))?;
+        self.charge(w)?;
+        if let Some(v) = self.memo.get(&i).cloned() {
+            self.stack.push(v);
+        }
+        Ok(())
+    }
+
+    /// Refuses a container of `items` nested deeper than [`MAX_DEPTH`].
+    fn check_nesting<'v>(&self, items: impl IntoIterator<Item = &'v V>) -> Result<()> {
+        let inner = items.into_iter().map(V::depth).max().unwrap_or(0);
+        if inner + 1 > MAX_DEPTH {
+            return Err(self.err(format!(
+                "containers nested more than {MAX_DEPTH} deep; not a state dict"
+            )));
+        }
+        Ok(())
     }
 
     fn str(&mut self, n: usize) -> Result<V> {
@@ -177,30 +281,15 @@ impl<'a> Unpickler<'a> {
                 }
                 b'q' => {
                     let i = u32::from(self.u8()?);
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| self.err("empty stack"))?;
-                    self.memo.insert(i, top);
+                    self.memo_put(i)?;
                 }
                 b'r' => {
                     let i = self.u32()?;
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| self.err("empty stack"))?;
-                    self.memo.insert(i, top);
+                    self.memo_put(i)?;
                 }
                 0x94 => {
                     let i = self.memo.len() as u32;
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| self.err("empty stack"))?;
-                    self.memo.insert(i, top);
+                    self.memo_put(i)?;
                 }
                 b'h' | b'j' => {
                     let i = if op == b'h' {
@@ -208,17 +297,13 @@ impl<'a> Unpickler<'a> {
                     } else {
                         self.u32()?
                     };
-                    let v = self
-                        .memo
-                        .get(&i)
-                        .cloned()
-                        .ok_or_else(|| self.err(format!("memo {i} unset")))?;
-                    self.stack.push(v);
+                    self.memo_get(i)?;
                 }
                 b'(' => self.stack.push(V::Mark),
                 b')' => self.stack.push(V::Tuple(Vec::new())),
                 b't' => {
                     let items = self.pop_mark()?;
+                    self.check_nesting(&items)?;
                     self.stack.push(V::Tuple(items));
                 }
                 0x85..=0x87 => {
@@ -227,11 +312,13 @@ impl<'a> Unpickler<'a> {
                         return Err(self.err("stack underflow"));
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
+                    self.check_nesting(&items)?;
                     self.stack.push(V::Tuple(items));
                 }
                 b']' => self.stack.push(V::List(Vec::new())),
                 b'a' => {
                     let v = self.pop()?;
+                    self.check_nesting([&v])?;
                     match self.stack.last_mut() {
                         Some(V::List(l)) => l.push(v),
                         _ => return Err(self.err("APPEND to a non-list")),
@@ -239,6 +326,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
+                    self.check_nesting(&items)?;
                     match self.stack.last_mut() {
                         Some(V::List(l)) => l.extend(items),
                         _ => return Err(self.err("APPENDS to a non-list")),
@@ -247,6 +335,7 @@ impl<'a> Unpickler<'a> {
                 b'}' => self.stack.push(V::Dict(Vec::new())),
                 b's' => {
                     let (v, k) = (self.pop()?, self.pop()?);
+                    self.check_nesting([&k, &v])?;
                     match self.stack.last_mut() {
                         Some(V::Dict(d)) => d.push((k, v)),
                         _ => return Err(self.err("SETITEM on a non-dict")),
@@ -254,6 +343,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
+                    self.check_nesting(&items)?;
                     if items.len() % 2 != 0 {
                         return Err(self.err("SETITEMS with an odd number of items"));
                     }
@@ -423,6 +513,9 @@ impl<'a> Unpickler<'a> {
 
 /// Reads the tensors of a `torch.save(state_dict)` file (also a dict that
 /// holds one under `state_dict`, `model` or `net`), by name, on the CPU.
+/// As with `torch.load`, tensors that share a storage are views of one copy
+/// of it. Everything the file states (lengths, element counts, sizes,
+/// strides, nesting) is checked before it is used or allocated.
 pub fn read_pt(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let file = std::fs::File::open(path).at(path)?;
     let mut magic = [0u8; 4];
@@ -453,51 +546,118 @@ pub fn read_pt(path: &Path) -> Result<Vec<(String, Tensor)>> {
         stack: Vec::new(),
         memo: HashMap::new(),
         path,
+        budget: pkl
+            .len()
+            .saturating_mul(COPY_BUDGET_PER_BYTE)
+            .saturating_add(4096),
     }
     .run()?;
     let entries = tensor_dict(root, path)?;
+    // Each storage is read once and shared by the tensors that view it, as
+    // torch.load does: many tensors over one storage cost one copy of it.
+    let mut storages: HashMap<String, (Kind, usize, Tensor)> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for (name, r) in entries {
-        let rec = format!("{prefix}data/{}", r.key);
-        let mut bytes = Vec::new();
-        zip.by_name(&rec)
-            .map_err(|e| Error::format(path, format!("{name}: storage {rec}: {e}")))?
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::format(path, format!("{name}: storage {rec} is truncated: {e}")))?;
-        let want = r.numel * elem_size(r.kind);
-        if bytes.len() < want {
-            return Err(Error::format(
-                path,
-                format!(
-                    "{name}: storage has {} bytes, needs {want} (truncated)",
-                    bytes.len()
-                ),
-            ));
-        }
-        let extent: i64 = r
-            .size
-            .iter()
-            .zip(&r.stride)
-            .map(|(s, st)| (s - 1).max(0) * st)
-            .sum::<i64>()
-            + r.offset;
-        if r.size.iter().all(|s| *s > 0) && (extent < 0 || extent as usize >= r.numel.max(1))
-            || r.offset < 0
-        {
-            return Err(Error::format(
-                path,
-                format!("{name}: view outside its storage"),
-            ));
-        }
-        let flat = Tensor::f_from_data_size(&bytes[..want], &[r.numel as i64], r.kind)
-            .map_err(|e| Error::format(path, format!("{name}: {e}")))?;
+        let bad = |msg: String| Error::format(path, format!("{name}: {msg}"));
+        let want = r.numel.checked_mul(elem_size(r.kind)).ok_or_else(|| {
+            bad(format!(
+                "a storage of {} elements of {:?} is larger than any file",
+                r.numel, r.kind
+            ))
+        })?;
+        check_view(&r).map_err(&bad)?;
+        let flat = match storages.get(&r.key) {
+            Some((kind, numel, t)) => {
+                if (*kind, *numel) != (r.kind, r.numel) {
+                    return Err(bad(format!(
+                        "storage {} is described twice, as {numel} {kind:?} and as {} {:?}",
+                        r.key, r.numel, r.kind
+                    )));
+                }
+                t.shallow_clone()
+            }
+            None => {
+                let rec = format!("{prefix}data/{}", r.key);
+                let mut entry = zip
+                    .by_name(&rec)
+                    .map_err(|e| bad(format!("storage {rec}: {e}")))?;
+                // Read what the storage needs (and one byte more, so a
+                // record of exactly that size is read to its end and its
+                // CRC-32 checked), never what the record claims.
+                let mut bytes = Vec::new();
+                (&mut entry)
+                    .take(want as u64 + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| bad(format!("storage {rec} is unreadable or truncated: {e}")))?;
+                if bytes.len() < want {
+                    return Err(bad(format!(
+                        "storage {rec} has {} bytes, needs {want} (truncated)",
+                        bytes.len()
+                    )));
+                }
+                let t = Tensor::f_from_data_size(&bytes[..want], &[r.numel as i64], r.kind)
+                    .map_err(|e| bad(e.to_string()))?;
+                storages.insert(r.key.clone(), (r.kind, r.numel, t.shallow_clone()));
+                t
+            }
+        };
         let t = flat
             .f_as_strided(r.size.as_slice(), r.stride.as_slice(), r.offset)
-            .map_err(|e| Error::format(path, format!("{name}: {e}")))?
-            .contiguous();
+            .map_err(|e| bad(e.to_string()))?;
         out.push((name, t));
     }
     Ok(out)
+}
+
+/// Checks that the view `r` describes lies inside its storage and holds no
+/// more elements than it (views that repeat elements, such as `expand`,
+/// would multiply the storage when copied: refused). Sizes, strides and
+/// the offset come from the file, so the arithmetic is checked.
+fn check_view(r: &TensorRef) -> std::result::Result<(), String> {
+    if r.size.len() != r.stride.len() {
+        return Err(format!(
+            "{} sizes but {} strides",
+            r.size.len(),
+            r.stride.len()
+        ));
+    }
+    if r.size.len() > MAX_DIMS {
+        return Err(format!(
+            "{} dimensions; at most {MAX_DIMS} are read",
+            r.size.len()
+        ));
+    }
+    if r.offset < 0 || r.size.iter().chain(&r.stride).any(|v| *v < 0) {
+        return Err(format!(
+            "negative size, stride or offset (size {:?}, stride {:?}, offset {})",
+            r.size, r.stride, r.offset
+        ));
+    }
+    let too_big = || {
+        format!(
+            "a view of size {:?} and stride {:?} does not fit its storage of {} elements",
+            r.size, r.stride, r.numel
+        )
+    };
+    let mut numel: u128 = 1;
+    for s in &r.size {
+        numel = numel.checked_mul(*s as u128).ok_or_else(too_big)?;
+    }
+    if numel == 0 {
+        return Ok(());
+    }
+    // The last element the view reaches, which must lie in the storage.
+    let mut last = r.offset as u128;
+    for (s, st) in r.size.iter().zip(&r.stride) {
+        let reach = (*s as u128 - 1)
+            .checked_mul(*st as u128)
+            .ok_or_else(too_big)?;
+        last = last.checked_add(reach).ok_or_else(too_big)?;
+    }
+    if last >= r.numel as u128 || numel > r.numel as u128 {
+        return Err(too_big());
+    }
+    Ok(())
 }
 
 fn tensor_dict(v: V, path: &Path) -> Result<Vec<(String, TensorRef)>> {

@@ -124,7 +124,7 @@ impl Method for Amun {
                 "train",
                 req.train,
                 &base,
-                self.s.finetune.augment,
+                self.s.finetune.augment_on(ctx, req.train),
             ));
         }
         parts.push(Part {

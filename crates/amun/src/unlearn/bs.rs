@@ -82,7 +82,7 @@ impl Method for Bs {
             name: "forget-shrunk".into(),
             images: forget.images,
             labels: Tensor::from_slice(&labels).to_device(req.train.labels.device()),
-            augment: ft.augment,
+            augment: ft.augment_on(ctx, req.train),
             origin: req.forget.to_vec(),
         };
         let set = TrainSet::single(part, Augment::CROP_FLIP);

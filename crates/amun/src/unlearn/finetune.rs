@@ -21,7 +21,11 @@ pub struct FineTune {
     pub schedule: Schedule,
     /// Crop (padding 4) + flip on the original training data (the spec: it
     /// "keeps its augmentation"); adversarial examples are never augmented.
-    pub augment: bool,
+    /// Unset: as the original model was trained (its sidecar's recipe), or
+    /// for a model of unknown recipe, on for colour images and off for
+    /// one-channel ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<bool>,
 }
 
 impl FineTune {
@@ -38,8 +42,17 @@ impl FineTune {
                 step: 1,
                 gamma: 0.1,
             },
-            augment: true,
+            augment: None,
         }
+    }
+
+    /// Whether the original training data is augmented: as set, else as
+    /// the original model was trained, else on unless the images have one
+    /// channel (flips corrupt digits).
+    pub fn augment_on(&self, ctx: &RunCtx<'_>, train: &crate::data::Split) -> bool {
+        self.augment
+            .or(ctx.original_recipe.map(|r| r.augment))
+            .unwrap_or_else(|| train.images.size().get(1).copied() != Some(1))
     }
 
     /// Validates the values (names the field at fault).
@@ -122,6 +135,9 @@ pub fn finetune(
             seconds: s.seconds,
             images_per_s: s.images as f64 / s.seconds.max(1e-9),
         });
+        if !ctx.epoch_done(epoch + 1, model)? {
+            break;
+        }
     }
     Ok(log)
 }

@@ -56,7 +56,7 @@ impl Method for Ft {
     ) -> Result<UnlearnLog> {
         let ft = &self.0.finetune;
         let retain = super::retain_of(req, "ft")?;
-        let set = super::indices_set(req.train, "retain", retain, ft.augment);
+        let set = super::indices_set(req.train, "retain", retain, ft.augment_on(ctx, req.train));
         let mut log = UnlearnLog::default();
         log.epochs = log.time("fine_tune", || {
             finetune(

@@ -58,10 +58,15 @@ impl Method for Ga {
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
         let ft = &self.0.finetune;
-        let forget = super::indices_set(req.train, "forget", req.forget, ft.augment);
+        let forget = super::indices_set(
+            req.train,
+            "forget",
+            req.forget,
+            ft.augment_on(ctx, req.train),
+        );
         let retain = req
             .retain
-            .map(|r| super::indices_set(req.train, "retain", r, ft.augment));
+            .map(|r| super::indices_set(req.train, "retain", r, ft.augment_on(ctx, req.train)));
         let mut opt = Sgd::new(model, ft.momentum, ft.weight_decay, false);
         let mut log = UnlearnLog::default();
         let t = Instant::now();
@@ -102,6 +107,9 @@ impl Method for Ga {
                         images_per_s: s.images as f64 / s.seconds.max(1e-9),
                     });
                 }
+            }
+            if !ctx.epoch_done(epoch + 1, model)? {
+                break;
             }
         }
         log.timing

@@ -77,7 +77,7 @@ impl Method for L1Sparse {
     ) -> Result<UnlearnLog> {
         let ft = &self.0.finetune;
         let retain = super::retain_of(req, "l1")?;
-        let set = super::indices_set(req.train, "retain", retain, ft.augment);
+        let set = super::indices_set(req.train, "retain", retain, ft.augment_on(ctx, req.train));
         let (alpha, epochs) = (self.0.alpha, ft.epochs as f64);
         let mut log = UnlearnLog::default();
         log.epochs = log.time("fine_tune", || {

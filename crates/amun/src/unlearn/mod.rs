@@ -9,6 +9,7 @@
 
 mod amun;
 mod bs;
+mod calibrate;
 mod finetune;
 mod ft;
 mod ga;
@@ -19,6 +20,9 @@ mod retrain;
 mod rl;
 mod scrub;
 
+pub use calibrate::{
+    CalibrateSettings, Calibration, Candidate, Probe, Probes, Rule, calibrate, score,
+};
 pub use finetune::{FineTune, LossFn, finetune};
 pub use l1::l1_norm;
 pub use mask::{SaliencyMask, saliency_mask};
@@ -59,6 +63,35 @@ pub struct RunCtx<'a> {
     pub original_recipe: Option<&'a crate::train::Recipe>,
     /// Sees every training batch of every method (audits, tests).
     pub observe: Option<&'a dyn Fn(&crate::data::Batch)>,
+    /// Called after each epoch with its 1-based number and the model;
+    /// returning `false` ends the method there (calibration's stopping
+    /// point).
+    pub on_epoch: Option<&'a EpochHook<'a>>,
+}
+
+/// Called after each epoch with its 1-based number and the model; returns
+/// whether to go on.
+pub type EpochHook<'a> = dyn Fn(usize, &Classifier) -> Result<bool> + 'a;
+
+impl RunCtx<'_> {
+    /// A context with no observers.
+    pub fn new<'a>(seed: u64, progress: &'a dyn Progress) -> RunCtx<'a> {
+        RunCtx {
+            seed,
+            progress,
+            original_recipe: None,
+            observe: None,
+            on_epoch: None,
+        }
+    }
+
+    /// Reports the end of `epoch` (1-based); whether to go on.
+    pub fn epoch_done(&self, epoch: usize, model: &Classifier) -> Result<bool> {
+        match self.on_epoch {
+            Some(f) => f(epoch, model),
+            None => Ok(true),
+        }
+    }
 }
 
 /// What a run of a method did.
@@ -69,6 +102,9 @@ pub struct UnlearnLog {
     pub timing: BTreeMap<String, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adv: Option<AdvSummary>,
+    /// What a retrain-free calibration chose, when the run was calibrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<serde_json::Value>,
 }
 
 impl UnlearnLog {
@@ -233,6 +269,21 @@ pub(crate) fn union_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
     v
 }
 
+/// How [`unlearn_requests`] runs a method.
+#[derive(Default)]
+pub struct RequestOptions<'a> {
+    /// Whether the method may use the retain set (the paper's "with D_R").
+    pub with_retain: bool,
+    /// AMUN-A: recompute the adversarial set on the current model for each
+    /// request.
+    pub adaptive: bool,
+    /// An adversarial set computed earlier (rows for every request).
+    pub precomputed: Option<&'a AdvSet>,
+    /// Retrain-free calibration against a held-out split the model never
+    /// trained on (one request only).
+    pub calibrate: Option<(&'a CalibrateSettings, &'a Split)>,
+}
+
 /// Runs `method` on a sequence of deletion requests (one request is the
 /// common case), editing `model` in place; one log per request.
 ///
@@ -243,22 +294,28 @@ pub(crate) fn union_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
 ///   recomputed on the current model for each request; otherwise it is
 ///   computed once on the original model for all requests (or `precomputed`
 ///   is used) and each request takes its rows.
-#[allow(clippy::too_many_arguments)]
+/// - With `calibrate`, the method's learning rate and stopping epoch are
+///   chosen by [`calibrate`].
 pub fn unlearn_requests(
     method: &dyn Method,
     model: &mut Classifier,
     train: &Split,
     num_classes: usize,
     requests: &[Vec<i64>],
-    with_retain: bool,
-    adaptive: bool,
-    precomputed: Option<&AdvSet>,
+    opts: &RequestOptions<'_>,
     ctx: &RunCtx<'_>,
 ) -> Result<Vec<UnlearnLog>> {
+    let (with_retain, adaptive, precomputed) = (opts.with_retain, opts.adaptive, opts.precomputed);
     if !with_retain && let Some(why) = method.requires_retain() {
         return Err(Error::invalid(
             "no-retain",
             format!("{} cannot run without the retain set: {why}", method.name()),
+        ));
+    }
+    if opts.calibrate.is_some() && requests.len() != 1 {
+        return Err(Error::invalid(
+            "calibrate",
+            "calibration takes one deletion request at a time",
         ));
     }
     let n = train.len() as i64;
@@ -333,7 +390,22 @@ pub fn unlearn_requests(
             num_classes,
         };
         let t = std::time::Instant::now();
-        let mut log = method.unlearn(model, &req, ctx)?;
+        let mut log = match opts.calibrate {
+            None => method.unlearn(model, &req, ctx)?,
+            Some((cal, heldout)) => {
+                let (mut log, record) = calibrate(
+                    method.name(),
+                    &method.settings(),
+                    cal,
+                    model,
+                    &req,
+                    heldout,
+                    ctx,
+                )?;
+                log.calibration = serde_json::to_value(&record).ok();
+                log
+            }
+        };
         log.timing
             .insert("method_total".into(), t.elapsed().as_secs_f64());
         if attack.is_some() {
@@ -376,6 +448,7 @@ pub fn unlearned_sidecar(
                 .collect(),
             parent: parent_fingerprint.into(),
             timing,
+            calibration: logs.iter().find_map(|l| l.calibration.clone()),
         },
     );
     sc.history = logs.iter().flat_map(|l| l.epochs.clone()).collect();

@@ -69,8 +69,13 @@ impl Method for NegGrad {
         let ft = &self.0.finetune;
         let beta = self.0.beta;
         let retain = super::retain_of(req, "neggrad+")?;
-        let retain = super::indices_set(req.train, "retain", retain, ft.augment);
-        let forget = super::indices_set(req.train, "forget", req.forget, ft.augment);
+        let retain = super::indices_set(req.train, "retain", retain, ft.augment_on(ctx, req.train));
+        let forget = super::indices_set(
+            req.train,
+            "forget",
+            req.forget,
+            ft.augment_on(ctx, req.train),
+        );
         // D_F batches cycle alongside the D_R epoch, each cycle reshuffled.
         let mut cycle = 0u64;
         let mut it = forget.epoch(ft.batch_size, derive(ctx.seed, "neggrad-forget", cycle));

@@ -69,7 +69,7 @@ impl Retrain {
                 r.map(|r| r.schedule.clone()),
                 "schedule",
             )?,
-            augment: field(o.augment, r.map(|r| r.augment), "augment")?,
+            augment: Some(field(o.augment, r.map(|r| r.augment), "augment")?),
         };
         ft.check("retrain")?;
         Ok(ft)
@@ -102,7 +102,7 @@ impl Method for Retrain {
             model.device(),
             derive(ctx.seed, "retrain-init", 0),
         )?;
-        let set = super::indices_set(req.train, "retain", retain, ft.augment);
+        let set = super::indices_set(req.train, "retain", retain, ft.augment_on(ctx, req.train));
         let mut log = UnlearnLog::default();
         log.epochs = log.time("train", || {
             finetune(

@@ -111,11 +111,16 @@ impl Method for Rl {
             name: "forget-relabelled".into(),
             images: forget.images,
             labels: Tensor::from_slice(&wrong).to_device(req.train.labels.device()),
-            augment: ft.augment,
+            augment: ft.augment_on(ctx, req.train),
             origin: req.forget.to_vec(),
         }];
         if let Some(r) = req.retain {
-            parts.push(Part::from_indices("retain", req.train, r, ft.augment));
+            parts.push(Part::from_indices(
+                "retain",
+                req.train,
+                r,
+                ft.augment_on(ctx, req.train),
+            ));
         }
         let set = TrainSet {
             parts,

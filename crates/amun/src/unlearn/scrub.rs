@@ -96,8 +96,13 @@ impl Method for Scrub {
         let ft = &s.finetune;
         let retain = super::retain_of(req, "scrub")?;
         let teacher = model.try_clone()?;
-        let forget = super::indices_set(req.train, "forget", req.forget, ft.augment);
-        let retain = super::indices_set(req.train, "retain", retain, ft.augment);
+        let forget = super::indices_set(
+            req.train,
+            "forget",
+            req.forget,
+            ft.augment_on(ctx, req.train),
+        );
+        let retain = super::indices_set(req.train, "retain", retain, ft.augment_on(ctx, req.train));
         let teach = |x: &Tensor| tch::no_grad(|| teacher.forward_t(x, false));
         let mut opt = Sgd::new(model, ft.momentum, ft.weight_decay, false);
         let mut log = UnlearnLog::default();
@@ -145,6 +150,9 @@ impl Method for Scrub {
                     seconds: stats.seconds,
                     images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
                 });
+            }
+            if !ctx.epoch_done(epoch + 1, model)? {
+                break;
             }
         }
         log.timing

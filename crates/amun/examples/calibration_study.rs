@@ -1,0 +1,215 @@
+//! Which retrain-free calibration rule picks the states closest to an exact
+//! retrain? For every method, learning rate of a ladder and epoch, this
+//! measures the state twice: as calibration sees it (forget vs held-out
+//! test images, no retrain) and as the audit does (Avg. Gap to the exactly
+//! retrained model, RMIA on the other test images). Then, for each rule, it
+//! reports the real gap of the state the rule would choose, next to the
+//! best state of the whole grid (what tuning against retrain can reach).
+//! The numbers of docs/CALIBRATION.md come from here.
+//!
+//! ```sh
+//! cargo run --release --example calibration_study -- RUN_DIR HOLDOUT [R|noR] [methods,...]
+//! ```
+//! RUN_DIR is an `amun experiment` folder (original-s0, retrain-s0-f*,
+//! forget-s0-f*, references/); HOLDOUT the number of test images (the last
+//! ones) calibration may look at, which the audit then leaves out.
+use amun::audit::{audit, audit_seed, avg_gap, load_references};
+use amun::data::{DataSpec, ForgetSet, Split};
+use amun::experiment::Config;
+use amun::model::checkpoint;
+use amun::progress::Quiet;
+use amun::unlearn::{CalibrateSettings, ForgetRequest, Probes, Rule, RunCtx, build, score};
+use std::cell::RefCell;
+use std::path::Path;
+
+fn main() -> amun::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: calibration_study RUN_DIR HOLDOUT [R|noR] [methods,...] [lrs,...]");
+        std::process::exit(2);
+    }
+    let dir = Path::new(&args[1]);
+    let holdout: usize = args[2].parse().expect("HOLDOUT: a number");
+    let with_retain = args.get(3).is_none_or(|s| s == "R");
+    let methods: Vec<String> = args
+        .get(4)
+        .map(|s| s.split(',').map(String::from).collect())
+        .unwrap_or_else(|| {
+            ["ft", "rl", "ga", "bs", "l1", "salun", "amun", "amun-salun"]
+                .map(String::from)
+                .to_vec()
+        });
+    let lrs: Vec<f64> = args
+        .get(5)
+        .map(|s| s.split(',').map(|x| x.parse().expect("lr")).collect())
+        .unwrap_or_else(|| CalibrateSettings::default().lrs);
+    let cfg: Config = amun::fsutil::read_json(&dir.join("experiment.json"))?;
+    let spec: DataSpec = cfg.data.clone();
+    let data = spec.load(&amun::data::default_data_dir())?;
+    let frac = cfg.forget.fractions[0];
+    let forget = ForgetSet::read(&dir.join(format!("forget-s0-f{frac}.json")))?;
+    let (original, _) = checkpoint::load(&dir.join("original-s0.safetensors"), tch::Device::Cpu)?;
+    let (retrain, _) = checkpoint::load(
+        &dir.join(format!("retrain-s0-f{frac}.safetensors")),
+        tch::Device::Cpu,
+    )?;
+    let refs = load_references(&dir.join("references"), &data)?;
+    let recipe = cfg.recipe(data.image_shape()[0])?;
+    let n_test = data.test.len();
+    let heldout = Split {
+        images: data
+            .test
+            .images
+            .narrow(0, (n_test - holdout) as i64, holdout as i64),
+        labels: data
+            .test
+            .labels
+            .narrow(0, (n_test - holdout) as i64, holdout as i64),
+    };
+    let seed = audit_seed(forget.seed);
+    let aud = |m: &amun::model::Classifier| {
+        audit(
+            m,
+            &data,
+            &forget.indices,
+            &refs,
+            &cfg.rmia.attack,
+            seed,
+            holdout,
+        )
+    };
+    let rt = aud(&retrain)?.scores;
+    let orig_audit = aud(&original)?;
+    let retain: Vec<i64> = forget.retain_indices();
+    let adv = {
+        let part = data.train.select(&forget.indices);
+        amun::attack::search(
+            &original,
+            &part.images,
+            &part.labels,
+            &forget.indices,
+            &amun::attack::AdvSettings::default(),
+            &Quiet,
+        )?
+    };
+    let req = ForgetRequest {
+        train: &data.train,
+        forget: &forget.indices,
+        retain: with_retain.then_some(retain.as_slice()),
+        adv: Some(&adv),
+        num_classes: data.num_classes(),
+    };
+    let probes = Probes::new(&req, &heldout, 1000, 0);
+    let p0 = probes.probe(&original);
+    println!(
+        "# {} {}: retrain UA {:.1} RA {:.1} TA {:.1} MIA {:.1}; original gap {:.2}; probe0 forget {:.1} held-out {:.1} retain {:.1} lossAUC {:.1}",
+        cfg.name,
+        if with_retain { "R" } else { "noR" },
+        rt.unlearn,
+        rt.retain,
+        rt.test,
+        rt.mia,
+        avg_gap(&orig_audit.scores, &rt),
+        p0.forget_acc,
+        p0.heldout_acc,
+        p0.retain_acc,
+        p0.loss_auc
+    );
+    println!("method\tlr\tepoch\tforget\theldout\tretain\tlossAUC\tks\tUA\tRA\tTA\tMIA\tgap");
+    for name in &methods {
+        let base = cfg
+            .method_list()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| serde_json::json!({}));
+        if !with_retain && build(name, &base)?.requires_retain().is_some() {
+            continue;
+        }
+        // (lr, epoch, probe, real gap)
+        let rows: RefCell<Vec<(f64, usize, amun::unlearn::Probe, f64)>> =
+            RefCell::new(vec![(0.0, 0, p0, avg_gap(&orig_audit.scores, &rt))]);
+        for &lr in &lrs {
+            let mut s = base.clone();
+            if s.get("finetune").is_none() {
+                s["finetune"] = serde_json::json!({});
+            }
+            s["finetune"]["lr"] = lr.into();
+            let method = build(name, &s)?;
+            let mut m = original.try_clone()?;
+            let on_epoch = |epoch: usize, now: &amun::model::Classifier| -> amun::Result<bool> {
+                let p = probes.probe(now);
+                let a = aud(now)?;
+                let g = avg_gap(&a.scores, &rt);
+                println!(
+                    "{name}\t{lr}\t{epoch}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{g:.2}",
+                    p.forget_acc,
+                    p.heldout_acc,
+                    p.retain_acc,
+                    p.loss_auc,
+                    p.confidence_ks,
+                    a.scores.unlearn,
+                    a.scores.retain,
+                    a.scores.test,
+                    a.scores.mia
+                );
+                rows.borrow_mut().push((lr, epoch, p, g));
+                Ok(true)
+            };
+            let ctx = RunCtx {
+                seed: amun::seed::derive(0, name, u64::from(with_retain)),
+                progress: &Quiet,
+                original_recipe: Some(&recipe),
+                observe: None,
+                on_epoch: Some(&on_epoch),
+            };
+            method.unlearn(&mut m, &req, &ctx)?;
+        }
+        let rows = rows.into_inner();
+        let best = rows
+            .iter()
+            .min_by(|a, b| a.3.total_cmp(&b.3))
+            .expect("rows");
+        let default_gap = {
+            let method = build(name, &base)?;
+            let mut m = original.try_clone()?;
+            let ctx = RunCtx {
+                seed: amun::seed::derive(0, name, u64::from(with_retain)),
+                progress: &Quiet,
+                original_recipe: Some(&recipe),
+                observe: None,
+                on_epoch: None,
+            };
+            method.unlearn(&mut m, &req, &ctx)?;
+            avg_gap(&aud(&m)?.scores, &rt)
+        };
+        let mut line = format!(
+            "## {name}: defaults {default_gap:.2}; grid best {:.2} (lr {} ep {})",
+            best.3, best.0, best.1
+        );
+        for rule in [Rule::Accuracy, Rule::Mia, Rule::Confidence, Rule::ProxyGap] {
+            for drop in [3.0, f64::INFINITY] {
+                let keeps = |p: &amun::unlearn::Probe| {
+                    let ok = |now: f64, then: f64| {
+                        !now.is_finite() || !then.is_finite() || now >= then - drop
+                    };
+                    ok(p.heldout_acc, p0.heldout_acc) && ok(p.retain_acc, p0.retain_acc)
+                };
+                let pick = rows
+                    .iter()
+                    .map(|r| (r, keeps(&r.2), score(rule, &r.2, &p0)))
+                    .min_by(|a, b| (!a.1, a.2).partial_cmp(&(!b.1, b.2)).unwrap())
+                    .expect("rows");
+                line.push_str(&format!(
+                    "; {rule:?}{}: {:.2} (lr {} ep {})",
+                    if drop.is_finite() { "" } else { "/noguard" },
+                    pick.0.3,
+                    pick.0.0,
+                    pick.0.1
+                ));
+            }
+        }
+        println!("{line}");
+    }
+    Ok(())
+}

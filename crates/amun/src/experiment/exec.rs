@@ -1,0 +1,207 @@
+//! Executors: where the steps of a plan run. Each runs a step by starting
+//! `amun experiment --folder DIR --step ID` (the command comes from the
+//! caller), so a step computes the same way wherever it runs:
+//!
+//! - [`run_local`]: up to N worker processes on this machine (several GPUs:
+//!   one worker per device; CPU workers share the cores);
+//! - [`slurm`]: every step that is not done becomes an sbatch job, similar
+//!   steps as arrays, edges as `afterok` dependencies.
+//!
+//! The in-process sequential executor is `experiment::run`.
+use super::plan::{Plan, Status, Step};
+use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod slurm;
+
+/// Where one worker runs its steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    /// `cpu`, `cuda:0`, …
+    pub device: String,
+    /// libtorch threads of each step it runs.
+    pub threads: usize,
+}
+
+/// The log of a step: beside its artifact.
+pub fn log_path(dir: &Path, step: &Step) -> PathBuf {
+    let mut s = dir.join(&step.artifact).into_os_string();
+    s.push(".log");
+    PathBuf::from(s)
+}
+
+/// The last `n` lines of a file (for failures).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A step that failed, with the end of its log.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub step: String,
+    pub log: PathBuf,
+    pub tail: String,
+}
+
+/// What a local run did.
+#[derive(Debug, Default)]
+pub struct LocalOutcome {
+    pub computed: Vec<String>,
+    pub failed: Vec<Failure>,
+    /// Steps not run because a step they need failed.
+    pub blocked: Vec<String>,
+}
+
+/// Runs every step of `plan` that is not done in `dir` on `workers`, each
+/// step in its own process made by `command(step, worker)`; a step starts
+/// once every step it reads is done. A failed step stops what depends on
+/// it; the others go on. Returns what was computed and what failed.
+pub fn run_local(
+    plan: &Plan,
+    dir: &Path,
+    workers: &[Worker],
+    command: &dyn Fn(&Step, &Worker) -> Command,
+    progress: &dyn Progress,
+) -> Result<LocalOutcome> {
+    if workers.is_empty() {
+        return Err(Error::invalid("jobs", "expected at least one worker"));
+    }
+    let status = plan.status(dir);
+    let n = plan.steps.len();
+    let mut done: Vec<bool> = status.iter().map(|s| *s == Status::Done).collect();
+    let mut started = vec![false; n];
+    let mut failed = vec![false; n];
+    let mut out = LocalOutcome::default();
+    let todo = done.iter().filter(|d| !**d).count();
+    progress.note(&format!(
+        "{} steps, {} up to date, {todo} to run on {} worker(s)",
+        n,
+        n - todo,
+        workers.len()
+    ));
+    progress.start("experiment steps", todo as u64);
+    let mut running: Vec<(usize, usize, Child, Instant)> = Vec::new(); // (step, worker, child, since)
+    let mut finished = 0u64;
+    loop {
+        // Start ready steps on free workers.
+        let busy: Vec<usize> = running.iter().map(|r| r.1).collect();
+        let mut free: Vec<usize> = (0..workers.len()).filter(|w| !busy.contains(w)).collect();
+        let blocked = |i: usize, failed: &[bool]| {
+            plan.steps[i]
+                .deps
+                .iter()
+                .any(|d| plan.position(d).is_some_and(|j| failed[j]))
+        };
+        let ready: Vec<usize> = plan
+            .ready(&done)
+            .filter(|&i| !started[i] && !blocked(i, &failed))
+            .collect();
+        for i in ready {
+            let Some(w) = free.pop() else { break };
+            let step = &plan.steps[i];
+            let log = log_path(dir, step);
+            if let Some(p) = log.parent() {
+                std::fs::create_dir_all(p).at(p)?;
+            }
+            let file = std::fs::File::create(&log).at(&log)?;
+            let err = file.try_clone().at(&log)?;
+            let child = command(step, &workers[w])
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(file))
+                .stderr(Stdio::from(err))
+                .spawn()
+                .map_err(|e| Error::invalid("jobs", format!("cannot start a worker: {e}")))?;
+            progress.note(&format!("{}: started on {}", step.id, workers[w].device));
+            started[i] = true;
+            running.push((i, w, child, Instant::now()));
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut still = Vec::new();
+        for (i, w, mut child, since) in running {
+            match child.try_wait() {
+                Ok(None) => still.push((i, w, child, since)),
+                Ok(Some(st)) => {
+                    let step = &plan.steps[i];
+                    finished += 1;
+                    progress.update(finished, &step.id);
+                    if st.success() {
+                        done[i] = true;
+                        out.computed.push(step.id.clone());
+                        progress.note(&format!(
+                            "{}: done in {:.1}s",
+                            step.id,
+                            since.elapsed().as_secs_f64()
+                        ));
+                    } else {
+                        failed[i] = true;
+                        let log = log_path(dir, step);
+                        progress.note(&format!(
+                            "{}: FAILED ({st}); log {}",
+                            step.id,
+                            log.display()
+                        ));
+                        out.failed.push(Failure {
+                            step: step.id.clone(),
+                            tail: tail(&log, 15),
+                            log,
+                        });
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::invalid("jobs", format!("waiting for a worker: {e}")));
+                }
+            }
+        }
+        running = still;
+    }
+    progress.finish(&format!(
+        "experiment steps: {} computed, {} failed",
+        out.computed.len(),
+        out.failed.len()
+    ));
+    for (i, s) in plan.steps.iter().enumerate() {
+        if !done[i] && !failed[i] {
+            out.blocked.push(s.id.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Workers for `--jobs N` on the CPU (the cores shared between them) or
+/// one per device of `--devices`.
+pub fn workers(jobs: usize, devices: &[String], device: &str, cores: usize) -> Vec<Worker> {
+    if !devices.is_empty() {
+        return devices
+            .iter()
+            .map(|d| Worker {
+                device: d.clone(),
+                threads: (cores / devices.len()).max(1),
+            })
+            .collect();
+    }
+    let jobs = jobs.max(1);
+    (0..jobs)
+        .map(|_| Worker {
+            device: device.to_string(),
+            threads: (cores / jobs).max(1),
+        })
+        .collect()
+}
+
+/// Steps per status, for summaries.
+pub fn status_counts(status: &[Status]) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for s in status {
+        *m.entry(s.name()).or_insert(0) += 1;
+    }
+    m
+}

@@ -1,0 +1,521 @@
+//! Retrain-free calibration: how hard to unlearn, decided without a
+//! retrained model. A user never has one; what they can have is data the
+//! model never trained on (a held-out split). An exactly retrained model
+//! treats the forget set like such unseen data: the same accuracy, the same
+//! loss distribution (a membership test cannot tell them apart), and it
+//! keeps the original's accuracy on unseen data. Calibration runs the method
+//! over a ladder of learning rates, measures those quantities on the forget
+//! set and the held-out set after every epoch, and keeps the best state.
+//!
+//! It is two-sided: a forget set that became *less* familiar than unseen
+//! data (over-unlearning: forget accuracy below held-out accuracy, losses
+//! above unseen data's) scores as badly as one still memorised.
+use super::{ForgetRequest, RunCtx, UnlearnLog, build};
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::model::Classifier;
+use crate::seed::derive;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::time::Instant;
+use tch::{Device, Kind, Reduction, Tensor};
+
+/// What "the forget set looks unseen" is measured by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// SCRUB+R's rule: forget accuracy closest to held-out accuracy.
+    Accuracy,
+    /// A loss-based membership test (AUC of per-sample losses, forget vs
+    /// held-out) closest to chance (50).
+    Mia,
+    /// The largest gap between the true-class confidence distributions of
+    /// forget and held-out samples (Kolmogorov–Smirnov, in points).
+    Confidence,
+    /// The paper's Avg. Gap with retrain-free targets: forget accuracy →
+    /// held-out accuracy, held-out and retain accuracy → the original's,
+    /// membership AUC → 50; the mean of the four distances.
+    ProxyGap,
+}
+
+impl std::str::FromStr for Rule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Rule> {
+        match s {
+            "accuracy" => Ok(Rule::Accuracy),
+            "mia" => Ok(Rule::Mia),
+            "confidence" => Ok(Rule::Confidence),
+            "proxy-gap" => Ok(Rule::ProxyGap),
+            _ => Err(Error::invalid(
+                "calibrate.rule",
+                format!("unknown rule '{s}'; expected accuracy, mia, confidence or proxy-gap"),
+            )),
+        }
+    }
+}
+
+/// Calibration settings, every default here:
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | lrs | 0.001, 0.003, 0.01, 0.03, 0.1 | the learning-rate ladder, tried from the smallest up |
+/// | rule | proxy-gap | what is minimised (see [`Rule`]) |
+/// | max_utility_drop | 3.0 | points of held-out (and retain) accuracy the result may lose against the original |
+/// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns |
+/// | retain_probe | 1000 | retain samples measured after each epoch |
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalibrateSettings {
+    pub lrs: Vec<f64>,
+    pub rule: Rule,
+    pub max_utility_drop: f64,
+    pub patience: usize,
+    pub retain_probe: usize,
+}
+
+impl Default for CalibrateSettings {
+    fn default() -> Self {
+        CalibrateSettings {
+            lrs: vec![0.001, 0.003, 0.01, 0.03, 0.1],
+            rule: Rule::ProxyGap,
+            max_utility_drop: 3.0,
+            patience: 2,
+            retain_probe: 1000,
+        }
+    }
+}
+
+impl CalibrateSettings {
+    /// Validates the values (names the field at fault).
+    pub fn check(&self) -> Result<()> {
+        if self.lrs.is_empty() || self.lrs.iter().any(|l| !(*l > 0.0 && l.is_finite())) {
+            return Err(Error::invalid(
+                "calibrate.lrs",
+                "give at least one positive learning rate",
+            ));
+        }
+        if self.lrs.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::invalid(
+                "calibrate.lrs",
+                "list the ladder in increasing order",
+            ));
+        }
+        if self.max_utility_drop.is_nan() || self.max_utility_drop < 0.0 {
+            return Err(Error::invalid(
+                "calibrate.max_utility_drop",
+                format!("must be ≥ 0, got {}", self.max_utility_drop),
+            ));
+        }
+        if self.retain_probe == 0 {
+            return Err(Error::invalid(
+                "calibrate.retain_probe",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one model state looks like from the outside (percent).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub forget_acc: f64,
+    pub heldout_acc: f64,
+    pub retain_acc: f64,
+    /// AUC (%) of "forget losses are lower than held-out losses": 50 when
+    /// they look alike, above when still member-like, below when unlearned
+    /// past unseen data.
+    pub loss_auc: f64,
+    /// Kolmogorov–Smirnov distance (points) of true-class confidences.
+    pub confidence_ks: f64,
+}
+
+/// One measured state of a calibration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// 0 for the original model.
+    pub lr: f64,
+    /// Epochs of fine-tuning (0: the original model).
+    pub epoch: usize,
+    pub probe: Probe,
+    /// The rule's distance (lower is better).
+    pub score: f64,
+    /// Whether held-out and retain accuracy stayed within the allowed drop.
+    pub keeps_utility: bool,
+}
+
+/// What a calibration chose, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub settings: CalibrateSettings,
+    pub chosen: Candidate,
+    /// Every state measured, in order.
+    pub table: Vec<Candidate>,
+    pub epochs_run: usize,
+    /// The worst case of this ladder, in epochs: rungs × the method's epochs.
+    pub epochs_worst_case: usize,
+    pub seconds: f64,
+    /// Sampling noise of the forget-vs-held-out accuracy difference (points,
+    /// one standard deviation): differences below it are not evidence.
+    pub noise: f64,
+    pub heldout_size: usize,
+    pub why: String,
+}
+
+/// Per-sample loss and true-class confidence, plus predictions, of `split`.
+fn measure(model: &Classifier, split: &Split) -> (Vec<f64>, Vec<f64>, usize) {
+    let logits = crate::eval::logits(model, &split.images);
+    let labels = split.labels.to_device(Device::Cpu);
+    let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+        &labels,
+        None,
+        Reduction::None,
+        -100,
+        0.0,
+    );
+    let conf = logits
+        .softmax(1, Kind::Double)
+        .gather(1, &labels.view([-1, 1]), false)
+        .flatten(0, -1);
+    let correct = logits
+        .argmax(1, false)
+        .eq_tensor(&labels)
+        .sum(Kind::Int64)
+        .int64_value(&[]) as usize;
+    (
+        Vec::<f64>::try_from(loss.to_kind(Kind::Double)).unwrap_or_default(),
+        Vec::<f64>::try_from(conf).unwrap_or_default(),
+        correct,
+    )
+}
+
+fn ks(a: &[f64], b: &[f64]) -> f64 {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (mut i, mut j, mut d) = (0usize, 0usize, 0.0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    100.0 * d
+}
+
+/// The three sets calibration looks at.
+pub struct Probes<'a> {
+    pub forget: Split,
+    pub heldout: &'a Split,
+    pub retain: Option<Split>,
+}
+
+impl<'a> Probes<'a> {
+    /// The forget set, `heldout`, and up to `retain_probe` retain samples
+    /// (seeded) of `req`.
+    pub fn new(
+        req: &ForgetRequest<'_>,
+        heldout: &'a Split,
+        retain_probe: usize,
+        seed: u64,
+    ) -> Probes<'a> {
+        let n = req.train.len();
+        let retain: Vec<i64> = match req.retain {
+            Some(r) => r.to_vec(),
+            None => {
+                // Without D_R the method never sees it, but its accuracy is
+                // still what the user keeps: measure it on the training rows.
+                let mut f = req.forget.to_vec();
+                f.sort_unstable();
+                (0..n as i64)
+                    .filter(|i| f.binary_search(i).is_err())
+                    .collect()
+            }
+        };
+        let retain = (!retain.is_empty()).then(|| {
+            let mut rng = ChaCha8Rng::seed_from_u64(derive(seed, "calibrate-retain", 0));
+            let k = retain.len().min(retain_probe);
+            let mut pick: Vec<i64> = sample(&mut rng, retain.len(), k)
+                .into_iter()
+                .map(|i| retain[i])
+                .collect();
+            pick.sort_unstable();
+            req.train.select(&pick)
+        });
+        Probes {
+            forget: req.train.select(req.forget),
+            heldout,
+            retain,
+        }
+    }
+
+    /// Measures `model`.
+    pub fn probe(&self, model: &Classifier) -> Probe {
+        let (lf, cf, okf) = measure(model, &self.forget);
+        let (lh, ch, okh) = measure(model, self.heldout);
+        let retain_acc = match &self.retain {
+            Some(r) => {
+                let (_, _, ok) = measure(model, r);
+                100.0 * ok as f64 / r.len().max(1) as f64
+            }
+            None => f64::NAN,
+        };
+        let neg = |v: &[f64]| v.iter().map(|x| -x).collect::<Vec<f64>>();
+        Probe {
+            forget_acc: 100.0 * okf as f64 / lf.len().max(1) as f64,
+            heldout_acc: 100.0 * okh as f64 / lh.len().max(1) as f64,
+            retain_acc,
+            loss_auc: 100.0 * crate::audit::auc(&neg(&lf), &neg(&lh)),
+            confidence_ks: ks(&cf, &ch),
+        }
+    }
+}
+
+/// The rule's distance of `p` from "looks like unseen data", given the
+/// original model's probe.
+pub fn score(rule: Rule, p: &Probe, original: &Probe) -> f64 {
+    let acc = (p.forget_acc - p.heldout_acc).abs();
+    let mia = (p.loss_auc - 50.0).abs();
+    match rule {
+        Rule::Accuracy => acc,
+        Rule::Mia => mia,
+        Rule::Confidence => p.confidence_ks,
+        Rule::ProxyGap => {
+            let test = (p.heldout_acc - original.heldout_acc).abs();
+            let retain = if p.retain_acc.is_finite() && original.retain_acc.is_finite() {
+                (p.retain_acc - original.retain_acc).abs()
+            } else {
+                0.0
+            };
+            (acc + test + retain + mia) / 4.0
+        }
+    }
+}
+
+fn keeps_utility(p: &Probe, original: &Probe, max_drop: f64) -> bool {
+    let ok = |now: f64, then: f64| !now.is_finite() || !then.is_finite() || now >= then - max_drop;
+    ok(p.heldout_acc, original.heldout_acc) && ok(p.retain_acc, original.retain_acc)
+}
+
+/// Better: keeps utility first, then a lower score, then (ties) the
+/// gentler state (earlier in the table).
+fn better(a: &Candidate, b: &Candidate) -> bool {
+    (a.keeps_utility, -a.score) > (b.keeps_utility, -b.score)
+}
+
+/// Runs method `name` (with `settings`, whose `finetune.lr` the ladder
+/// replaces) on `model` for `req`, choosing the learning rate and the
+/// stopping epoch by `cal.rule` against `heldout`, a split the model never
+/// trained on. `model` ends in the best state measured (possibly the
+/// original, if no state improved on it).
+///
+/// Cost: at most `cal.lrs.len()` × the method's epochs; a rung stops after
+/// `cal.patience` epochs of getting worse once it over-unlearns, and the
+/// ladder stops once a rung's best is within the sampling noise of the
+/// target or a rung over-unlearns from its first epoch.
+pub fn calibrate(
+    name: &str,
+    settings: &Value,
+    cal: &CalibrateSettings,
+    model: &mut Classifier,
+    req: &ForgetRequest<'_>,
+    heldout: &Split,
+    ctx: &RunCtx<'_>,
+) -> Result<(UnlearnLog, Calibration)> {
+    cal.check()?;
+    if heldout.is_empty() {
+        return Err(Error::invalid("holdout", "the held-out set is empty"));
+    }
+    let started = Instant::now();
+    let probes = Probes::new(req, heldout, cal.retain_probe, ctx.seed);
+    let original = probes.probe(model);
+    let p = original.heldout_acc / 100.0;
+    let nf = probes.forget.len().max(1) as f64;
+    let nh = heldout.len().max(1) as f64;
+    let noise = 100.0 * (p * (1.0 - p) * (1.0 / nf + 1.0 / nh)).sqrt();
+    let start = Candidate {
+        lr: 0.0,
+        epoch: 0,
+        probe: original,
+        score: score(cal.rule, &original, &original),
+        keeps_utility: true,
+    };
+    let base = model.try_clone()?;
+    let best_state: RefCell<Option<Vec<(String, Tensor)>>> = RefCell::new(None);
+    let best: RefCell<Candidate> = RefCell::new(start.clone());
+    let table: RefCell<Vec<Candidate>> = RefCell::new(vec![start]);
+    let mut logs = UnlearnLog::default();
+    let mut epochs_run = 0usize;
+    let mut method_epochs = 0usize;
+    let mut why = String::new();
+    for &lr in &cal.lrs {
+        let mut s = settings.clone();
+        let ft = s
+            .as_object_mut()
+            .and_then(|o| o.get_mut("finetune"))
+            .and_then(|f| f.as_object_mut())
+            .ok_or_else(|| {
+                Error::invalid(
+                    name,
+                    "has no finetune settings, so there is no learning rate to calibrate",
+                )
+            })?;
+        ft.insert("lr".into(), lr.into());
+        method_epochs = ft.get("epochs").and_then(Value::as_u64).unwrap_or(1) as usize;
+        let method = build(name, &s)?;
+        let mut m = base.try_clone()?;
+        let rung_best: RefCell<Option<Candidate>> = RefCell::new(None);
+        let worse_for = RefCell::new(0usize);
+        let ran = RefCell::new(0usize);
+        let on_epoch = |epoch: usize, now: &Classifier| -> Result<bool> {
+            *ran.borrow_mut() += 1;
+            let probe = probes.probe(now);
+            let c = Candidate {
+                lr,
+                epoch,
+                probe,
+                score: score(cal.rule, &probe, &original),
+                keeps_utility: keeps_utility(&probe, &original, cal.max_utility_drop),
+            };
+            ctx.progress.note(&format!(
+                "calibrate {name}: lr {lr:e} epoch {epoch}: forget {:.1}% held-out {:.1}% \
+                 retain {:.1}% loss-AUC {:.1} → score {:.2}{}",
+                probe.forget_acc,
+                probe.heldout_acc,
+                probe.retain_acc,
+                probe.loss_auc,
+                c.score,
+                if c.keeps_utility {
+                    ""
+                } else {
+                    " (utility lost)"
+                }
+            ));
+            table.borrow_mut().push(c.clone());
+            if better(&c, &best.borrow()) {
+                *best.borrow_mut() = c.clone();
+                *best_state.borrow_mut() = Some(
+                    now.named_tensors()
+                        .into_iter()
+                        .map(|(k, t)| (k, t.detach().copy()))
+                        .collect(),
+                );
+            }
+            let improved = rung_best.borrow().as_ref().is_none_or(|b| better(&c, b));
+            if improved {
+                *rung_best.borrow_mut() = Some(c.clone());
+                *worse_for.borrow_mut() = 0;
+            } else {
+                *worse_for.borrow_mut() += 1;
+            }
+            // Past unseen data (or utility gone) and no longer improving:
+            // further epochs at this rate only go further.
+            let over = probe.forget_acc < probe.heldout_acc - noise || !c.keeps_utility;
+            Ok(!(over && *worse_for.borrow() >= cal.patience))
+        };
+        let rctx = RunCtx {
+            seed: ctx.seed,
+            progress: ctx.progress,
+            original_recipe: ctx.original_recipe,
+            observe: ctx.observe,
+            on_epoch: Some(&on_epoch),
+        };
+        let log = method.unlearn(&mut m, req, &rctx)?;
+        epochs_run += *ran.borrow();
+        logs.epochs.extend(log.epochs);
+        for (k, v) in log.timing {
+            *logs.timing.entry(k).or_insert(0.0) += v;
+        }
+        let rb = rung_best.borrow().clone();
+        if let Some(rb) = rb {
+            let satisfied = rb.keeps_utility
+                && (rb.probe.forget_acc - rb.probe.heldout_acc).abs() <= noise
+                && rb.score <= best.borrow().score + 1e-12;
+            let over_at_once = rb.epoch == 1 && rb.probe.forget_acc < rb.probe.heldout_acc - noise;
+            if satisfied {
+                why = format!(
+                    "lr {lr:e} reached the held-out accuracy within its noise ({noise:.1} points); \
+                     larger rates were not tried"
+                );
+                break;
+            }
+            if over_at_once {
+                why = format!(
+                    "lr {lr:e} over-unlearned from its first epoch; larger rates would go further"
+                );
+                break;
+            }
+        }
+    }
+    let chosen = best.into_inner();
+    if why.is_empty() {
+        why = "every rung of the ladder was tried".into();
+    }
+    match best_state.into_inner() {
+        Some(state) if chosen.epoch > 0 => {
+            let map = state.into_iter().collect();
+            model.load_named(map, std::path::Path::new("calibration"))?;
+        }
+        _ => {
+            why.push_str("; no fine-tuned state beat the original model, which is kept");
+        }
+    }
+    let cal_out = Calibration {
+        settings: cal.clone(),
+        chosen,
+        table: table.into_inner(),
+        epochs_run,
+        epochs_worst_case: cal.lrs.len() * method_epochs,
+        seconds: started.elapsed().as_secs_f64(),
+        noise,
+        heldout_size: heldout.len(),
+        why,
+    };
+    logs.timing.insert("calibration".into(), cal_out.seconds);
+    Ok((logs, cal_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(f: f64, h: f64, r: f64, auc: f64) -> Probe {
+        Probe {
+            forget_acc: f,
+            heldout_acc: h,
+            retain_acc: r,
+            loss_auc: auc,
+            confidence_ks: 0.0,
+        }
+    }
+
+    #[test]
+    fn scores_are_two_sided() {
+        let orig = probe(99.0, 70.0, 99.0, 80.0);
+        let under = probe(95.0, 70.0, 99.0, 75.0);
+        let over = probe(45.0, 70.0, 99.0, 25.0);
+        let right = probe(71.0, 70.0, 98.0, 51.0);
+        for rule in [Rule::Accuracy, Rule::Mia, Rule::ProxyGap] {
+            let s = |p: &Probe| score(rule, p, &orig);
+            assert!(s(&right) < s(&under), "{rule:?}");
+            assert!(s(&right) < s(&over), "{rule:?}");
+        }
+        assert!(!keeps_utility(&probe(70.0, 60.0, 99.0, 50.0), &orig, 3.0));
+        assert!(keeps_utility(&probe(70.0, 68.0, 97.0, 50.0), &orig, 3.0));
+    }
+
+    #[test]
+    fn ks_distance() {
+        assert_eq!(ks(&[0.1, 0.2, 0.3], &[0.1, 0.2, 0.3]), 0.0);
+        assert_eq!(ks(&[0.1, 0.2], &[0.8, 0.9]), 100.0);
+    }
+}
