@@ -1,21 +1,38 @@
-//! indicatif bars for the library's `Progress`. Bars go to stderr and are
-//! hidden when stderr is not a terminal; summary lines are always printed.
+//! The library's `Progress` on stderr: indicatif bars on a terminal; plain
+//! lines elsewhere (CI, Slurm and nohup logs), at most one every 10 seconds
+//! per phase plus its start and end, so a long stage is never silent.
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often a plain-text phase reports.
+const EVERY: Duration = Duration::from_secs(10);
+
+struct Phase {
+    bar: Option<ProgressBar>,
+    label: String,
+    total: u64,
+    started: Instant,
+    last: Instant,
+}
 
 pub struct Bars {
-    bar: Mutex<Option<ProgressBar>>,
+    phase: Mutex<Option<Phase>>,
     quiet: bool,
     /// Keep notes, drop the per-phase summaries (long multi-model runs).
     terse: bool,
+    /// stderr is a terminal: draw bars, else print lines.
+    tty: bool,
 }
 
 impl Bars {
     pub fn new(quiet: bool) -> Bars {
         Bars {
-            bar: Mutex::new(None),
+            phase: Mutex::new(None),
             quiet,
             terse: false,
+            tty: std::io::stderr().is_terminal(),
         }
     }
 
@@ -30,30 +47,53 @@ impl Bars {
 
 impl amun::progress::Progress for Bars {
     fn start(&self, label: &str, total: u64) {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>16} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(label.to_string());
-        if self.quiet {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        *self.bar.lock().unwrap() = Some(bar);
+        let bar = (self.tty && !self.quiet).then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>16} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        let now = Instant::now();
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = Some(Phase {
+            bar,
+            label: label.to_string(),
+            total,
+            started: now,
+            last: now,
+        });
     }
 
     fn update(&self, pos: u64, status: &str) {
-        if let Some(b) = self.bar.lock().unwrap().as_ref() {
-            b.set_position(pos);
-            b.set_message(status.to_string());
+        let mut g = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = g.as_mut() else { return };
+        match &p.bar {
+            Some(b) => {
+                b.set_position(pos);
+                b.set_message(status.to_string());
+            }
+            None if !self.quiet && p.last.elapsed() >= EVERY => {
+                p.last = Instant::now();
+                eprintln!(
+                    "{}: {pos}/{} after {:.0}s {status}",
+                    p.label,
+                    p.total,
+                    p.started.elapsed().as_secs_f64()
+                );
+            }
+            None => {}
         }
     }
 
     fn finish(&self, summary: &str) {
-        if let Some(b) = self.bar.lock().unwrap().take() {
+        if let Some(p) = self.phase.lock().unwrap_or_else(|p| p.into_inner()).take()
+            && let Some(b) = p.bar
+        {
             b.finish_and_clear();
         }
         if !self.quiet && !self.terse {
@@ -62,8 +102,8 @@ impl amun::progress::Progress for Bars {
     }
 
     fn note(&self, line: &str) {
-        let guard = self.bar.lock().unwrap();
-        match guard.as_ref() {
+        let g = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_ref().and_then(|p| p.bar.as_ref()) {
             Some(b) if !self.quiet => b.println(line),
             _ if !self.quiet => eprintln!("{line}"),
             _ => {}

@@ -102,6 +102,9 @@ fn imported_models_give_pytorchs_logits_and_export_back() {
             arch_name,
             "--dataset",
             "cifar10",
+            // Random weights score at chance by construction; the check
+            // that refuses such imports is tested with a trained model.
+            "--force",
             "--out",
             ck.to_str().unwrap(),
         ]);
@@ -230,4 +233,70 @@ fn hostile_and_broken_files_are_refused() {
     ]);
     fails(&o, &["small-cnn.pt", "--arch", "--dataset"]);
     assert!(!out.exists());
+}
+
+/// A small CNN trained in PyTorch with the usual CIFAR-10 normalisation in its
+/// training loop: imported without `--normalize` it scores at chance on its
+/// own training images, and the import refuses it (writing nothing) with
+/// what to try; with the normalisation it imports and keeps its accuracy.
+#[test]
+fn a_model_imported_without_its_normalisation_is_refused() {
+    ensure_cifar();
+    let d = tempfile::tempdir().unwrap();
+    let pt = d.path().join("trained.pt");
+    let cifar = amun::data::default_data_dir().join("cifar10");
+    let o = Command::new(python())
+        .arg(script())
+        .args(["train", cifar.to_str().unwrap(), "1000"])
+        .arg(&pt)
+        .output()
+        .expect("running python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // "trained on 1000 images: train accuracy 28.2%"
+    let torch_said = String::from_utf8_lossy(&o.stdout).into_owned();
+    let torch_acc: f64 = torch_said
+        .split("train accuracy ")
+        .nth(1)
+        .and_then(|r| r.trim().trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy from PyTorch: {torch_said}"));
+    let out = d.path().join("imported.safetensors");
+    let import = |extra: &[&str]| -> Output {
+        let mut args = vec![
+            "import",
+            "--from",
+            pt.to_str().unwrap(),
+            "--arch",
+            "small-cnn",
+            "--dataset",
+            "cifar10",
+            "--train-limit",
+            "1000",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        amun(&args)
+    };
+    let o = import(&[]);
+    common::fails_with(
+        &o,
+        &["on its own first 1000 training images", "--normalize"],
+    );
+    assert!(!out.exists(), "a refused import wrote {}", out.display());
+    let o = import(&["--normalize", "0.4914,0.4822,0.4465:0.2470,0.2435,0.2616"]);
+    common::ok(&o);
+    assert!(out.exists());
+    // With its normalisation the model scores what it scored in PyTorch on
+    // the images it was trained on, well above chance (10%).
+    let said = common::stdout(&o);
+    let acc: f64 = said
+        .split("accuracy on the first 1000 training images ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no training accuracy in: {said}"));
+    assert!(
+        (acc - torch_acc).abs() <= 0.1 && acc > 20.0,
+        "imported with its normalisation: {acc}%, PyTorch: {torch_acc}%"
+    );
 }

@@ -188,7 +188,7 @@ fn main() -> amun::Result<()> {
             best.3, best.0, best.1
         );
         for rule in [Rule::Accuracy, Rule::Mia, Rule::Confidence, Rule::ProxyGap] {
-            for drop in [3.0, f64::INFINITY] {
+            for drop in [3.0, 10.0, f64::INFINITY] {
                 let keeps = |p: &amun::unlearn::Probe| {
                     let ok = |now: f64, then: f64| {
                         !now.is_finite() || !then.is_finite() || now >= then - drop
@@ -202,7 +202,11 @@ fn main() -> amun::Result<()> {
                     .expect("rows");
                 line.push_str(&format!(
                     "; {rule:?}{}: {:.2} (lr {} ep {})",
-                    if drop.is_finite() { "" } else { "/noguard" },
+                    if drop.is_finite() {
+                        format!("/{drop}")
+                    } else {
+                        "/noguard".into()
+                    },
                     pick.0.3,
                     pick.0.0,
                     pick.0.1

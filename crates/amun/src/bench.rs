@@ -163,3 +163,76 @@ pub fn search_refill_vs_naive(
         && sets[0].eps == sets[1].eps;
     Ok((lines, same))
 }
+
+/// One search of [`search_exact_vs_fast`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchCompare {
+    /// `exact` (Alg. 1) or `fast`.
+    pub search: String,
+    pub samples: usize,
+    pub success_rate: f64,
+    /// Forward+backward passes per sample.
+    pub passes_per_sample: f64,
+    /// Forward-only passes per sample (bisection).
+    pub forward_per_sample: f64,
+    pub median_distance: f64,
+    pub mean_distance: f64,
+    pub wall_s: f64,
+    pub eps_histogram: std::collections::BTreeMap<String, usize>,
+    /// Samples whose example is at most as far as exact's (fast only).
+    pub closer_or_equal: Option<usize>,
+}
+
+/// Runs exact Alg. 1 and the fast search on the same samples, one after
+/// the other, and compares passes, distances and time.
+pub fn search_exact_vs_fast(
+    model: &Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    indices: &[i64],
+    settings: &crate::attack::AdvSettings,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Vec<SearchCompare>> {
+    use crate::attack::SearchKind;
+    let mut out = Vec::new();
+    let mut exact_dist: Vec<f64> = Vec::new();
+    for kind in [SearchKind::Exact, SearchKind::Fast] {
+        let mut s = settings.clone();
+        s.search = kind;
+        sync(model.device());
+        let t = Instant::now();
+        let set = crate::attack::search(model, images, labels, indices, &s, progress)?;
+        sync(model.device());
+        let wall = t.elapsed().as_secs_f64();
+        let sum = set.summary();
+        let n = sum.samples.max(1) as f64;
+        let closer = (kind == SearchKind::Fast).then(|| {
+            set.dist
+                .iter()
+                .zip(&exact_dist)
+                .filter(|(f, e)| **f <= **e + 1e-9)
+                .count()
+        });
+        if kind == SearchKind::Exact {
+            exact_dist = set.dist.clone();
+        }
+        out.push(SearchCompare {
+            search: if kind == SearchKind::Exact {
+                "exact"
+            } else {
+                "fast"
+            }
+            .into(),
+            samples: sum.samples,
+            success_rate: sum.success_rate,
+            passes_per_sample: sum.total_steps as f64 / n,
+            forward_per_sample: sum.forward_only as f64 / n,
+            median_distance: sum.median_distance,
+            mean_distance: sum.mean_distance,
+            wall_s: wall,
+            eps_histogram: sum.eps_histogram,
+            closer_or_equal: closer,
+        });
+    }
+    Ok(out)
+}

@@ -2,7 +2,9 @@
 //! refill ≡ naive, and real numbers on a trained CNN.
 mod common;
 
-use amun::attack::{AdvParams, AdvSet, AttackKind, Eps0, Target, l2_step, linf_step, search};
+use amun::attack::{
+    AdvParams, AdvSet, AttackKind, Eps0, SearchKind, Target, l2_step, linf_step, search,
+};
 use amun::data::{ForgetSet, ForgetSpec};
 use amun::progress::Quiet;
 use amun::train::{Subset, TrainParams};
@@ -211,4 +213,123 @@ fn auto_eps0_picks_a_power_of_two_multiple() {
         set.eps0
     );
     assert!(set.success.iter().all(|s| *s));
+}
+
+#[test]
+fn fast_search_lands_just_past_the_boundary_of_a_linear_model() {
+    // Boundary distances gap/√2: 0.106 and 0.021; sample 3 already wrong.
+    let x = Tensor::from_slice(&[0.5f32, 0.35, 0.5, 0.47, 0.2, 0.6]).view([3, 1, 1, 2]);
+    let y = Tensor::from_slice(&[0i64, 0, 0]);
+    let s = AdvParams::new().search(SearchKind::Fast).check().unwrap();
+    let set = search(&identity_model(), &x, &y, &[10, 11, 12], &s, &Quiet).unwrap();
+    assert_eq!(set.adv_labels, vec![1, 1, 1]);
+    assert!(set.success.iter().all(|s| *s));
+    for (i, want) in [(0, 0.15 / 2f64.sqrt()), (1, 0.03 / 2f64.sqrt())] {
+        assert!(
+            set.dist[i] >= want - 1e-6 && set.dist[i] < want * 1.02,
+            "sample {i}: {} for a boundary at {want}",
+            set.dist[i]
+        );
+        // Misclassified (past the boundary), in [0,1].
+        let v = Vec::<f32>::try_from(set.images.get(i as i64).flatten(0, -1)).unwrap();
+        assert!(v[1] > v[0] && v.iter().all(|p| (0.0..=1.0).contains(p)));
+        // ε: the smallest of Alg. 1's grid that holds the example.
+        assert!(set.dist[i] <= set.eps[i] && set.dist[i] > set.eps[i] / 2.0 || set.eps[i] == 0.04);
+    }
+    assert!((set.eps[0] - 0.16).abs() < 1e-9, "{}", set.eps[0]);
+    assert!((set.eps[1] - 0.04).abs() < 1e-9);
+    // Already misclassified: kept as is, no step.
+    assert_eq!((set.steps[2], set.dist[2]), (0, 0.0));
+    assert!(set.images.get(2).equal(&x.get(2)));
+    // The exact search needs more passes for the same samples (on real
+    // models ≥ 4× more: see the CNN test below).
+    let exact = search(
+        &identity_model(),
+        &x,
+        &y,
+        &[10, 11, 12],
+        &AdvParams::new().check().unwrap(),
+        &Quiet,
+    )
+    .unwrap();
+    assert!(set.summary().total_steps < exact.summary().total_steps);
+}
+
+#[test]
+fn fast_search_falls_back_for_samples_it_cannot_flip() {
+    // A model that always says class 0: nothing flips. The fast search gives
+    // up on it, Alg. 1 takes over and stops after max_doublings, as documented.
+    let never = Linear {
+        w: Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)),
+        b: Tensor::from_slice(&[1.0f32, 0.0]),
+    };
+    let x = Tensor::from_slice(&[0.5f32, 0.35]).view([1, 1, 1, 2]);
+    let y = Tensor::from_slice(&[0i64]);
+    let mut s = AdvParams::new()
+        .search(SearchKind::Fast)
+        .steps(5)
+        .check()
+        .unwrap();
+    s.max_doublings = 2;
+    let set = search(&never, &x, &y, &[0], &s, &Quiet).unwrap();
+    assert!(!set.success[0]);
+    assert_eq!(set.adv_labels[0], 0, "not flipped: its own (true) label");
+    assert!((set.eps[0] - 0.16).abs() < 1e-9, "ε0 · 2²: {}", set.eps[0]);
+    assert_eq!(set.summary().success_rate, 0.0);
+}
+
+#[test]
+fn fast_search_on_a_trained_cnn_is_closer_cheaper_and_batch_invariant() {
+    let (data, model) = trained_cnn();
+    let forget = ForgetSet::choose(&data, &ForgetSpec::Count(40), 5).unwrap();
+    let part = data.train.select(&forget.indices);
+    let run = |kind: SearchKind, batch: usize| -> AdvSet {
+        let s = AdvParams::new()
+            .search(kind)
+            .batch_size(batch)
+            .check()
+            .unwrap();
+        search(
+            &model,
+            &part.images,
+            &part.labels,
+            &forget.indices,
+            &s,
+            &Quiet,
+        )
+        .unwrap()
+    };
+    let fast = run(SearchKind::Fast, 16);
+    let exact = run(SearchKind::Exact, 16);
+    assert!(fast.success.iter().all(|s| *s));
+    // Every example is misclassified by the model — with the label recorded —
+    // and lies in [0,1].
+    let pred = model.forward_t(&fast.images, false).argmax(1, false);
+    assert_eq!(Vec::<i64>::try_from(&pred).unwrap(), fast.adv_labels);
+    assert!(
+        fast.adv_labels
+            .iter()
+            .zip(&fast.true_labels)
+            .all(|(a, t)| a != t)
+    );
+    assert!(fast.images.min().double_value(&[]) >= 0.0);
+    assert!(fast.images.max().double_value(&[]) <= 1.0);
+    let (f, e) = (fast.summary(), exact.summary());
+    assert!(
+        f.median_distance <= e.median_distance,
+        "fast median {} > exact {}",
+        f.median_distance,
+        e.median_distance
+    );
+    assert!(
+        f.total_steps * 4 <= e.total_steps,
+        "passes: fast {} vs exact {}",
+        f.total_steps,
+        e.total_steps
+    );
+    // Deterministic, and a sample's result does not depend on its batch.
+    let other = run(SearchKind::Fast, 7);
+    assert!(other.images.equal(&fast.images));
+    assert_eq!(other.adv_labels, fast.adv_labels);
+    assert_eq!(other.dist, fast.dist);
 }

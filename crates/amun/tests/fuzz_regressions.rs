@@ -82,11 +82,13 @@ const TARGETS: &[(&str, Target)] = &[
     ("adv_set", harness::adv_set),
 ];
 
+/// The inputs in `dir` (`NAME.expect` files hold what the error for input
+/// `NAME` must say).
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
+            .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "expect"))
             .collect(),
         Err(_) => Vec::new(),
     };
@@ -95,13 +97,27 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `target` on `input`; a panic fails, and so does an error that does
-/// not name a file under the scratch folder (or a setting). Returns the
-/// outcome as text.
+/// not name a file under the scratch folder (or a setting), or that does not
+/// say what `input.expect` (when present) says. Returns the outcome as text.
 fn replay(name: &str, target: Target, input: &Path) -> Result<String, String> {
     let data = std::fs::read(input).expect("regression input");
+    let expect = std::fs::read_to_string(input.with_extension("expect"))
+        .ok()
+        .map(|e| e.trim().to_string());
     let s = harness::scratch();
     let out = catch_unwind(AssertUnwindSafe(|| target(&s, &data)));
     let shown = format!("{name}/{}", input.file_name().unwrap().to_string_lossy());
+    if let (Some(want), Ok(r)) = (&expect, &out) {
+        let got = match r {
+            Ok(()) => "Ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if !got.contains(want.as_str()) {
+            return Err(format!(
+                "{shown}: expected an error saying '{want}', got: {got}"
+            ));
+        }
+    }
     match out {
         Err(p) => {
             let msg = p

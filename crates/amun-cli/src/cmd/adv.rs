@@ -27,6 +27,21 @@ pub struct AttackArgs {
     /// bf16 autocast for the attack
     #[arg(long)]
     pub attack_bf16: bool,
+    /// exact (the paper's Alg. 1) | fast (per-sample start from the distance
+    /// estimate, adaptive radius, bisection; Alg. 1 as fallback)
+    #[arg(long, value_name = "exact|fast")]
+    pub adv_search: Option<String>,
+    /// Fast search: adaptive-radius steps [default: 20]
+    #[arg(long)]
+    pub fast_steps: Option<usize>,
+}
+
+fn search_kind(s: &str) -> Result<amun::attack::SearchKind> {
+    match s {
+        "exact" => Ok(amun::attack::SearchKind::Exact),
+        "fast" => Ok(amun::attack::SearchKind::Fast),
+        _ => anyhow::bail!("--adv-search '{s}': expected exact or fast"),
+    }
 }
 
 impl AttackArgs {
@@ -43,6 +58,12 @@ impl AttackArgs {
         }
         if let Some(b) = self.attack_batch {
             p = p.batch_size(b);
+        }
+        if let Some(s) = &self.adv_search {
+            p = p.search(search_kind(s)?);
+        }
+        if let Some(n) = self.fast_steps {
+            p = p.fast_steps(n);
         }
         Ok(p)
     }
@@ -67,6 +88,12 @@ impl AttackArgs {
         }
         if self.attack_bf16 {
             m.insert("bf16".into(), true.into());
+        }
+        if let Some(s) = &self.adv_search {
+            m.insert("search".into(), serde_json::to_value(search_kind(s)?)?);
+        }
+        if let Some(n) = self.fast_steps {
+            m.insert("fast_steps".into(), n.into());
         }
         Ok(m)
     }

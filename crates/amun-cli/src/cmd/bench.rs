@@ -11,6 +11,10 @@ pub enum What {
     Train,
     /// Forward + backward w.r.t. the input, eval mode (one PGD iteration)
     Pgd,
+    /// The adversarial-set search of --forget on --checkpoint: exact Alg. 1
+    /// against the fast search (passes, distances, time), first --search N
+    /// samples
+    Search,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +78,9 @@ pub struct BenchArgs {
 pub fn run(a: BenchArgs) -> Result<()> {
     let dev = device(&a.device)?;
     amun::device::set_tf32(a.tf32);
+    if matches!(a.what, What::Search) {
+        return compare_searches(&a, dev);
+    }
     let arch: Arch = a.model.parse()?;
     let dims: Vec<i64> = a
         .input
@@ -93,7 +100,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let cfg = BenchConfig {
             kind: match a.what {
                 What::Train => BenchKind::Train,
-                What::Pgd => BenchKind::Pgd,
+                What::Pgd | What::Search => BenchKind::Pgd,
             },
             model: spec.clone(),
             batch,
@@ -198,4 +205,84 @@ fn search_bench(
         &settings,
         &bars,
     )?)
+}
+
+fn compare_searches(a: &BenchArgs, dev: tch::Device) -> Result<()> {
+    let (Some(ck), Some(f)) = (&a.checkpoint, &a.forget) else {
+        bail!("bench search needs --checkpoint and --forget");
+    };
+    let forget = amun::data::ForgetSet::read(f)?;
+    let (model, _, data) = super::open_checkpoint(ck, &a.import, &a.dir, dev)?;
+    forget.check_matches(&data, f)?;
+    let n = a.search.unwrap_or(forget.indices.len());
+    let idx: Vec<i64> = forget.indices.iter().take(n).copied().collect();
+    let part = data.train.select(&idx).to_device(dev);
+    let settings = a
+        .attack
+        .params()?
+        .bf16(a.bf16 || a.attack.attack_bf16)
+        .check()?;
+    let bars = crate::progress::Bars::new(a.json);
+    let lines = amun::bench::search_exact_vs_fast(
+        &model,
+        &part.images,
+        &part.labels,
+        &idx,
+        &settings,
+        &bars,
+    )?;
+    let hw = hardware_line(dev);
+    if a.json {
+        return print_json(
+            &serde_json::json!({ "hardware": hw, "checkpoint": ck, "searches": lines }),
+        );
+    }
+    super::outln!("{hw}; {} on {}", ck.display(), data.spec.label());
+    let mut t = Table::new([
+        "search",
+        "samples",
+        "flipped %",
+        "fwd+bwd/sample",
+        "fwd/sample",
+        "median ‖δ‖₂",
+        "mean ‖δ‖₂",
+        "≤ exact's",
+        "wall s",
+    ]);
+    for l in &lines {
+        t.row([
+            l.search.clone(),
+            l.samples.to_string(),
+            format!("{:.1}", l.success_rate),
+            format!("{:.1}", l.passes_per_sample),
+            format!("{:.1}", l.forward_per_sample),
+            format!("{:.4}", l.median_distance),
+            format!("{:.4}", l.mean_distance),
+            l.closer_or_equal.map_or("-".into(), |c| {
+                format!("{:.1}%", 100.0 * c as f64 / l.samples.max(1) as f64)
+            }),
+            format!("{:.2}", l.wall_s),
+        ]);
+    }
+    super::emit(&t.render())?;
+    let (e, fst) = (&lines[0], &lines[1]);
+    super::outln!(
+        "fast: {:.1}x fewer forward+backward passes, median distance {:.3}x exact's, {:.2}x the wall time",
+        e.passes_per_sample / fst.passes_per_sample.max(1e-9),
+        fst.median_distance / e.median_distance.max(1e-12),
+        fst.wall_s / e.wall_s.max(1e-9)
+    );
+    let mut h = Table::new(["final ε", "exact", "fast"]);
+    let keys: std::collections::BTreeSet<&String> =
+        lines.iter().flat_map(|l| l.eps_histogram.keys()).collect();
+    for k in keys {
+        h.row([
+            k.clone(),
+            e.eps_histogram.get(k).copied().unwrap_or(0).to_string(),
+            fst.eps_histogram.get(k).copied().unwrap_or(0).to_string(),
+        ]);
+    }
+    super::emit("\n")?;
+    super::emit(&h.render())?;
+    Ok(())
 }

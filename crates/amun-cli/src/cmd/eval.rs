@@ -24,10 +24,19 @@ pub struct EvalArgs {
     /// Print JSON instead of tables
     #[arg(long)]
     pub json: bool,
+    /// Also write every sample's label, prediction, true-class confidence,
+    /// loss, forget-set membership and logits (train then test) to FILE:
+    /// .csv, .npy (a float32 matrix of those columns) or .safetensors
+    #[arg(long, value_name = "FILE")]
+    pub per_sample: Option<PathBuf>,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
     let dev = device(&a.device)?;
+    let _lock = match &a.per_sample {
+        Some(p) => Some(super::claim_output(p, &["csv", "npy", "safetensors"])?),
+        None => None,
+    };
     let forget = a.forget.as_deref().map(ForgetSet::read).transpose()?;
     let (model, sidecar, data) = open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     if let (Some(f), Some(p)) = (&forget, &a.forget) {
@@ -43,6 +52,16 @@ pub fn run(a: EvalArgs) -> Result<()> {
             "retain",
             accuracy(&model, &data.train.select(&f.retain_indices())),
         ));
+    }
+    if let Some(p) = &a.per_sample {
+        let ps =
+            amun::eval::per_sample(&model, &data, forget.as_ref().map(|f| f.indices.as_slice()));
+        ps.write(p)?;
+        eprintln!(
+            "{}: {} samples (train then test)",
+            p.display(),
+            ps.index.len()
+        );
     }
     if a.json {
         let mut obj = serde_json::Map::new();

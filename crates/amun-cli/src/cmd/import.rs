@@ -16,6 +16,10 @@ pub struct ImportCmdArgs {
     /// Where to write the amun checkpoint (.safetensors + .json sidecar)
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Keep a model that scores at chance on its own training images (an
+    /// untrained model on purpose); refused otherwise
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -49,16 +53,26 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
     }
     let _lock = super::claim_output(&a.out, &["safetensors"])?;
     let (model, sc, data) = open_checkpoint(&a.from, &a.import, &a.dir, device("cpu")?)?;
+    // A sanity check, not an evaluation: a model at chance on images it was
+    // trained on was imported wrongly (normalisation, names, architecture).
+    let check = super::chance_check(&model, &data);
+    if let Some(why) = &check.problem {
+        if !a.force {
+            bail!("{}: {why}", a.from.display());
+        }
+        eprintln!("warning: {}: {why} (kept: --force)", a.from.display());
+    }
     checkpoint::save(&model, &a.out, &sc)?;
-    // A sanity check, not an evaluation: the first 1,000 test images.
-    let test = amun::eval::accuracy(&model, &data.test.prefix(1000)).percent();
     super::outln!(
-        "{}: {} for {} ({} classes), accuracy on the first 1,000 test images {}%",
+        "{}: {} for {} ({} classes), accuracy on the first {} training images {}%, first {} test images {}%",
         a.out.display(),
         sc.model.arch,
         data.spec.label(),
         data.num_classes(),
-        super::pct(test)
+        check.train_n,
+        super::pct(check.train_acc),
+        check.test_n,
+        super::pct(check.test_acc)
     );
     Ok(())
 }

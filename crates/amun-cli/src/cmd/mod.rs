@@ -121,9 +121,26 @@ pub struct DataArgs {
 
 impl DataArgs {
     pub fn spec(&self) -> amun::data::DataSpec {
-        amun::data::DataSpec::new(self.dataset.clone())
+        amun::data::DataSpec::new(dataset_name(&self.dataset))
             .train_limit(self.train_limit)
             .test_limit(self.test_limit)
+    }
+}
+
+/// A dataset name as recorded in sidecars and forget sets: registry names
+/// as they are, folders as absolute paths (so the record resolves from any
+/// working directory).
+pub fn dataset_name(s: &str) -> String {
+    if amun::data::Registry::from_name(s).is_some() {
+        return s.to_string();
+    }
+    let p = std::path::Path::new(s);
+    if p.exists() {
+        std::path::absolute(p)
+            .map(|a| a.display().to_string())
+            .unwrap_or_else(|_| s.to_string())
+    } else {
+        s.to_string()
     }
 }
 
@@ -163,6 +180,32 @@ pub struct ImportArgs {
     /// sidecar's
     #[arg(long, value_name = "NAME|DIR")]
     pub dataset: Option<String>,
+    /// The model was trained on the first N training images only (replaces
+    /// the sidecar's slice for an amun checkpoint)
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+}
+
+impl ImportArgs {
+    /// The data spec of `--dataset` with the slice flags, over `base` (the
+    /// sidecar's) when given.
+    fn data_spec(&self, base: Option<&amun::data::DataSpec>) -> Option<amun::data::DataSpec> {
+        let mut spec = match (&self.dataset, base) {
+            (Some(d), _) => amun::data::DataSpec::new(dataset_name(d)),
+            (None, Some(b)) => b.clone(),
+            (None, None) => return None,
+        };
+        if self.train_limit.is_some() {
+            spec.train_limit = self.train_limit;
+        }
+        if self.test_limit.is_some() {
+            spec.test_limit = self.test_limit;
+        }
+        Some(spec)
+    }
 }
 
 impl ImportArgs {
@@ -219,10 +262,7 @@ pub fn open_checkpoint(
                 path.display()
             );
         }
-        let spec = match &imp.dataset {
-            Some(d) => amun::data::DataSpec::new(d.clone()),
-            None => sc.data.clone(),
-        };
+        let spec = imp.data_spec(Some(&sc.data)).expect("a base spec");
         let data = load_data(&spec, dir)?;
         sc.model
             .check_data(data.image_shape(), data.num_classes(), path)?;
@@ -239,7 +279,8 @@ pub fn open_checkpoint(
         );
     };
     let arch: amun::model::Arch = arch.parse()?;
-    let data = load_data(&amun::data::DataSpec::new(dataset.clone()), dir)?;
+    let _ = dataset;
+    let data = load_data(&imp.data_spec(None).expect("--dataset given"), dir)?;
     let norm = imp.normalize(data.image_shape()[0] as usize)?;
     let (model, sc, info) = amun::model::import(
         path,
@@ -261,6 +302,9 @@ pub fn open_checkpoint(
     for n in &info.notes {
         eprintln!("  {n}");
     }
+    if let Some(why) = chance_check(&model, &data).problem {
+        eprintln!("warning: {}: {why}", path.display());
+    }
     Ok((model, sc, data))
 }
 
@@ -269,6 +313,56 @@ pub fn open_checkpoint(
 pub fn claim_output(path: &std::path::Path, exts: &[&str]) -> Result<amun::fsutil::OutputLock> {
     amun::fsutil::check_output(path, exts).with_context(|| "--out".to_string())?;
     Ok(amun::fsutil::OutputLock::acquire(path)?)
+}
+
+/// Accuracy of a freshly imported model on the first (up to) 1,000
+/// training and test images, and what is wrong if it is at chance.
+pub struct ChanceCheck {
+    pub train_n: usize,
+    pub train_acc: f64,
+    pub test_n: usize,
+    pub test_acc: f64,
+    pub problem: Option<String>,
+}
+
+pub fn chance_check(model: &amun::model::Classifier, data: &amun::data::Dataset) -> ChanceCheck {
+    let train = data.train.prefix(1000);
+    let test = data.test.prefix(1000);
+    let train_acc = amun::eval::accuracy(model, &train).percent();
+    let test_acc = amun::eval::accuracy(model, &test).percent();
+    let k = data.num_classes().max(2) as f64;
+    let chance = 100.0 / k;
+    // Within a few points of chance (and far from what any trained model
+    // reaches on its own training images).
+    let problem = (train.len() >= 50 && train_acc < chance + 0.5 * (100.0 - chance) * 0.2).then(|| {
+        let norm = if model.spec().normalize.is_none() {
+            if data.image_shape()[0] == 3 {
+                "the input normalisation it was trained with is missing (--normalize \
+                 M1,M2,M3:S1,S2,S3; for CIFAR-10 usually 0.4914,0.4822,0.4465:0.2470,0.2435,0.2616), "
+                    .to_string()
+            } else {
+                "the input normalisation it was trained with is missing (--normalize MEAN,STD; for \
+                 MNIST usually 0.1307,0.3081), "
+                    .to_string()
+            }
+        } else {
+            "the --normalize given is not the one it was trained with, ".to_string()
+        };
+        format!(
+            "it scores {train_acc:.1}% on its own first {} training images (chance: {chance:.1}%); \
+             it was imported wrongly: {norm}the parameter names were mapped with the wrong layout \
+             (--layout authors|torchvision|salun), the architecture is another (--arch), or the \
+             dataset or slice is not the one it was trained on (--dataset, --train-limit)",
+            train.len()
+        )
+    });
+    ChanceCheck {
+        train_n: train.len(),
+        train_acc,
+        test_n: test.len(),
+        test_acc,
+        problem,
+    }
 }
 
 /// Parses `--device`.

@@ -4,7 +4,18 @@ use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
+/// The forget-set file amun writes (and every `--forget` reads):
+///
+/// {"dataset": "cifar10[train:2000]", "train_size": 2000, "kind": "random",
+///  "seed": 1, "size": 200, "indices": [3, 17, ...]}
+///
+/// `dataset` names the training split the indices refer to (with its
+/// --train-limit), `train_size` its size, `kind` random | class | file |
+/// tune-random (`class` adds "class": C), `indices` are sorted and distinct.
 #[derive(Args, Debug)]
+#[command(
+    after_long_help = "FORGET-SET JSON: {\"dataset\": \"cifar10[train:2000]\", \"train_size\": 2000, \"kind\": \"random\", \"seed\": 1, \"size\": 200, \"indices\": [3, 17, …]}: dataset is the training split the indices refer to (with its --train-limit), kind random | class | file | tune-random (class adds \"class\": C); indices sorted and distinct."
+)]
 pub struct SplitArgs {
     #[command(flatten)]
     pub data: DataArgs,
@@ -13,13 +24,18 @@ pub struct SplitArgs {
     #[arg(
         long,
         value_name = "FRACTION|COUNT",
-        conflicts_with = "class",
-        required_unless_present = "class"
+        conflicts_with_all = ["class", "from"],
+        required_unless_present_any = ["class", "from"]
     )]
     pub forget: Option<String>,
     /// Forget every training sample of this class instead
-    #[arg(long, value_name = "C")]
+    #[arg(long, value_name = "C", conflicts_with = "from")]
     pub class: Option<i64>,
+    /// Take the indices from a file: the AMUN authors' CSV (header
+    /// unlearn_idx), any CSV with an index/idx column, one index per line,
+    /// a JSON array, or amun's JSON; validated against --dataset, sorted
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
     /// Seed of the random choice (recorded in the file)
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -29,10 +45,26 @@ pub struct SplitArgs {
 }
 
 pub fn run(a: SplitArgs) -> Result<()> {
+    let _lock = super::claim_output(&a.out, &["json"])?;
+    if let Some(f) = &a.from {
+        let indices = ForgetSet::read_indices(f)?;
+        let data = load_data(&a.data.spec(), &a.data.dir)?;
+        let set = ForgetSet::from_indices(&data, indices, f)?;
+        set.write(&a.out)?;
+        super::outln!(
+            "{}: {} of {} training samples of {} (from {})",
+            a.out.display(),
+            set.size,
+            set.train_size,
+            set.dataset,
+            f.display()
+        );
+        return Ok(());
+    }
     let spec = match (&a.forget, a.class) {
         (_, Some(c)) => ForgetSpec::Class(c),
         (Some(s), None) => ForgetSpec::parse(s)?,
-        (None, None) => unreachable!("clap requires one of --forget, --class"),
+        (None, None) => unreachable!("clap requires one of --forget, --class, --from"),
     };
     let data = load_data(&a.data.spec(), &a.data.dir)?;
     let set = ForgetSet::choose(&data, &spec, a.seed)?;

@@ -101,6 +101,22 @@ impl std::str::FromStr for Eps0 {
     }
 }
 
+/// How the adversarial example of each sample is searched for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SearchKind {
+    /// The paper's Alg. 1 exactly: PGD rounds of `steps` steps at
+    /// ε0, 2ε0, 4ε0, … until the prediction changes.
+    #[default]
+    Exact,
+    /// Per sample: a first-order estimate of the distance to the decision
+    /// boundary as the starting radius, `fast_steps` steps that adapt the
+    /// radius (shrink while adversarial, grow while not) and keep the
+    /// closest adversarial point, then bisection towards the original
+    /// image. Samples it cannot flip fall back to Alg. 1.
+    Fast,
+}
+
 /// Checked attack settings (see [`AdvParams`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,6 +133,12 @@ pub struct AdvSettings {
     pub refill: bool,
     /// bf16 autocast for the attack's forward passes.
     pub bf16: bool,
+    /// Alg. 1 exactly, or the fast per-sample search.
+    pub search: SearchKind,
+    /// Fast search: steps of the adaptive-radius phase.
+    pub fast_steps: usize,
+    /// Fast search: bisection steps (forward passes only) towards x.
+    pub bisect: usize,
 }
 
 impl Default for AdvSettings {
@@ -129,6 +151,9 @@ impl Default for AdvSettings {
             max_doublings: 16,
             refill: true,
             bf16: false,
+            search: SearchKind::Exact,
+            fast_steps: 20,
+            bisect: 6,
         }
     }
 }
@@ -183,6 +208,18 @@ impl AdvParams {
         self.0.bf16 = v;
         self
     }
+    pub fn search(mut self, v: SearchKind) -> Self {
+        self.0.search = v;
+        self
+    }
+    pub fn fast_steps(mut self, v: usize) -> Self {
+        self.0.fast_steps = v;
+        self
+    }
+    pub fn bisect(mut self, v: usize) -> Self {
+        self.0.bisect = v;
+        self
+    }
     pub fn check(self) -> Result<AdvSettings> {
         let s = self.0;
         if s.steps == 0 {
@@ -195,6 +232,9 @@ impl AdvParams {
             && !(e > 0.0 && e.is_finite())
         {
             return Err(Error::invalid("eps0", format!("must be positive, got {e}")));
+        }
+        if s.search == SearchKind::Fast && s.fast_steps == 0 {
+            return Err(Error::invalid("fast-steps", "must be at least 1"));
         }
         if s.max_doublings > 40 {
             return Err(Error::invalid("max-doublings", "must be at most 40"));
@@ -220,6 +260,9 @@ pub struct AdvSummary {
     pub mean_steps: f64,
     /// Forward+backward passes over all samples.
     pub total_steps: u64,
+    /// Forward-only passes over all samples (the fast search's bisection).
+    #[serde(default)]
+    pub forward_only: u64,
     pub eps0: f64,
     pub wall_s: f64,
 }
@@ -246,6 +289,8 @@ pub struct AdvSet {
     /// The ε0 actually used (resolved when `auto`).
     pub eps0: f64,
     pub wall_s: f64,
+    /// Forward-only passes (the fast search's bisection), over all samples.
+    pub forward_only: u64,
 }
 
 /// The JSON beside an adversarial set.
@@ -313,6 +358,7 @@ impl AdvSet {
                 self.steps.iter().map(|s| f64::from(*s)).sum::<f64>() / n as f64
             },
             total_steps: self.steps.iter().map(|s| u64::from(*s)).sum(),
+            forward_only: self.forward_only,
             eps0: self.eps0,
             wall_s: self.wall_s,
         }
@@ -443,6 +489,7 @@ impl AdvSet {
             settings: meta.settings.clone(),
             eps0: meta.summary.eps0,
             wall_s: meta.summary.wall_s,
+            forward_only: meta.summary.forward_only,
         };
         Ok((set, meta))
     }
@@ -467,6 +514,8 @@ impl AdvSet {
             settings: self.settings.clone(),
             eps0: self.eps0,
             wall_s: self.wall_s,
+            // A share of the set's forward passes, by its share of samples.
+            forward_only: self.forward_only * rows.len() as u64 / self.len().max(1) as u64,
         }
     }
 

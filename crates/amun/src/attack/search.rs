@@ -1,6 +1,6 @@
 //! The search loop. One loop serves the refilled and the naive schedule, so
 //! they differ only in when waiting samples enter the batch.
-use super::{AdvSet, AdvSettings, AttackKind, Eps0};
+use super::{AdvSet, AdvSettings, AttackKind, Eps0, SearchKind};
 use crate::data::to_unit_float;
 use crate::device::with_autocast;
 use crate::error::Result;
@@ -173,6 +173,8 @@ pub fn search(
     };
     let mut set = if s.attack == AttackKind::Fgsm {
         fgsm_search(model, images, labels, indices, s, eps0, progress)?
+    } else if s.search == SearchKind::Fast && s.attack == AttackKind::PgdL2 {
+        fast_search(model, images, labels, indices, s, eps0, progress)?
     } else {
         pgd_search(
             model,
@@ -331,6 +333,7 @@ fn assemble(out: Out, labels: &Tensor, indices: &[i64], s: &AdvSettings, eps0: f
         settings: s.clone(),
         eps0,
         wall_s: 0.0,
+        forward_only: 0,
     }
 }
 
@@ -465,4 +468,194 @@ pub fn fgsm_predictions(
         out.extend(Vec::<i64>::try_from(p.to_device(Device::Cpu)).expect("i64"));
     }
     out
+}
+
+/// Logits of `x` with a lone sample run as a pair (batch-invariance, as in
+/// the exact search).
+fn logits_of(model: &dyn Target, x: &Tensor, bf16: bool) -> Tensor {
+    let dev = model.device();
+    if x.size()[0] == 1 {
+        let l = with_autocast(dev, bf16, || model.logits(&x.repeat([2, 1, 1, 1])));
+        l.to_kind(Kind::Float).narrow(0, 0, 1)
+    } else {
+        with_autocast(dev, bf16, || model.logits(x)).to_kind(Kind::Float)
+    }
+}
+
+/// `z_y − max_{j≠y} z_j` per sample: positive while correctly classified.
+fn margin(logits: &Tensor, y: &Tensor) -> Tensor {
+    let zy = logits.gather(1, &y.view([-1, 1]), false).flatten(0, -1);
+    let others = logits.scatter_value(1, &y.view([-1, 1]), f64::NEG_INFINITY);
+    zy - others.amax([1i64].as_slice(), false)
+}
+
+/// The fast search of a batch: per sample, the first-order distance to the
+/// decision boundary (|margin| / ‖∇ margin‖, DeepFool's and FMN's
+/// estimate) starts an ε that each step shrinks while the point is
+/// adversarial and grows while it is not (DDN's rule), with normalised
+/// gradient steps projected onto the ε-sphere; the closest adversarial point
+/// seen is kept, then bisected along the segment towards the original image
+/// (forward passes only; every point kept is misclassified). Samples never
+/// flipped fall back to the exact search from ε0.
+#[allow(clippy::too_many_arguments)]
+fn fast_search(
+    model: &dyn Target,
+    images: &Tensor,
+    labels: &Tensor,
+    indices: &[i64],
+    s: &AdvSettings,
+    eps0: f64,
+    progress: &dyn Progress,
+) -> Result<AdvSet> {
+    const GAMMA: f64 = 0.1;
+    let n = indices.len();
+    let dev = model.device();
+    let mut out = Out::new(n);
+    let mut fallback: Vec<usize> = Vec::new();
+    let mut forward_only = 0u64;
+    progress.start("adversarial search (fast)", n as u64);
+    for start in (0..n).step_by(s.batch_size.max(1)) {
+        let len = s.batch_size.min(n - start);
+        let x0 = to_unit_float(&images.narrow(0, start as i64, len as i64)).to_device(dev);
+        let y = labels.narrow(0, start as i64, len as i64).to_device(dev);
+        let shape = bshape(&x0);
+        // The starting radius, and which samples are already wrong.
+        let xg = x0.detach().set_requires_grad(true);
+        let logits = logits_of(model, &xg, s.bf16);
+        let m = margin(&logits, &y);
+        let g = Tensor::run_backward(&[&m.sum(Kind::Float)], &[&xg], false, false).remove(0);
+        let wrong = m.le(0.0);
+        let mut eps = tch::no_grad(|| {
+            (m.abs() / (per_sample_l2(&g) + 1e-12)).clamp(eps0 / 16.0, 64.0 * eps0)
+        });
+        let mut delta = Tensor::zeros_like(&x0);
+        let mut best = x0.shallow_clone();
+        let mut best_norm = Tensor::full([len as i64], f64::INFINITY, (Kind::Float, dev));
+        let mut best_label = Tensor::zeros([len as i64], (Kind::Int64, dev));
+        let mut steps = vec![1u32; len];
+        for t in 0..s.fast_steps {
+            let x = (&x0 + &delta).clamp(0.0, 1.0);
+            let xg = x.detach().set_requires_grad(true);
+            let logits = logits_of(model, &xg, s.bf16);
+            let pred = logits.argmax(1, false);
+            let adv = pred.ne_tensor(&y);
+            let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0);
+            let g = Tensor::run_backward(&[&loss], &[&xg], false, false).remove(0);
+            for k in &mut steps {
+                *k += 1;
+            }
+            tch::no_grad(|| {
+                let norm = per_sample_l2(&(&x - &x0));
+                let closer = adv.logical_and(&norm.lt_tensor(&best_norm));
+                best = x.where_self(&closer.view(shape.as_slice()), &best);
+                best_norm = norm.where_self(&closer, &best_norm);
+                best_label = pred.where_self(&closer, &best_label);
+                // Shrink while adversarial, grow while not.
+                eps = (&eps * (1.0 - GAMMA)).where_self(&adv, &(&eps * (1.0 + GAMMA)));
+                // Step along the normalised gradient (cosine-annealed, in
+                // units of ε), then back onto the ε-sphere.
+                let c = 0.05
+                    + 0.95
+                        * 0.5
+                        * (1.0 + (std::f64::consts::PI * t as f64 / s.fast_steps as f64).cos());
+                let e = eps.view(shape.as_slice());
+                let gn = per_sample_l2(&g).view(shape.as_slice()) + 1e-12;
+                let stepped = &delta + &e * c * (&g / gn);
+                let dn = per_sample_l2(&stepped).view(shape.as_slice()) + 1e-12;
+                delta = &stepped * (&e / dn);
+            });
+        }
+        // Bisection between x0 (correct) and the closest adversarial point.
+        let found = best_norm.isfinite().logical_and(&wrong.logical_not());
+        let mut lo = Tensor::zeros([len as i64], (Kind::Float, dev));
+        let mut hi = Tensor::ones([len as i64], (Kind::Float, dev));
+        let dir = &best - &x0;
+        for _ in 0..s.bisect {
+            let mid = (&lo + &hi) / 2.0;
+            let x = &x0 + &dir * mid.view(shape.as_slice());
+            let pred = tch::no_grad(|| logits_of(model, &x, s.bf16).argmax(1, false));
+            forward_only += len as u64;
+            let adv = pred.ne_tensor(&y).logical_and(&found);
+            hi = mid.where_self(&adv, &hi);
+            best_label = pred.where_self(&adv, &best_label);
+            lo = lo.where_self(&adv, &mid);
+        }
+        let final_x = x0.where_self(
+            &wrong.view(shape.as_slice()),
+            &(&x0 + &dir * hi.view(shape.as_slice())),
+        );
+        let pred0 = logits.argmax(1, false);
+        let labels_out = pred0.where_self(&wrong, &best_label);
+        let dist = Vec::<f64>::try_from(
+            per_sample_l2(&(&final_x - &x0))
+                .to_kind(Kind::Double)
+                .to_device(Device::Cpu),
+        )
+        .expect("f64 vector");
+        let found_v = Vec::<bool>::try_from(found.to_device(Device::Cpu)).expect("bools");
+        let wrong_v = Vec::<bool>::try_from(wrong.to_device(Device::Cpu)).expect("bools");
+        let lab = Vec::<i64>::try_from(labels_out.to_device(Device::Cpu)).expect("i64");
+        let fx = final_x.to_device(Device::Cpu);
+        for k in 0..len {
+            let id = start + k;
+            if wrong_v[k] {
+                out.images[id] = Some(fx.get(k as i64));
+                out.adv[id] = lab[k];
+                out.eps[id] = eps0;
+                out.dist[id] = 0.0;
+                out.steps[id] = 0;
+                out.success[id] = true;
+            } else if found_v[k] {
+                out.images[id] = Some(fx.get(k as i64));
+                out.adv[id] = lab[k];
+                // The smallest ε of Alg. 1's grid whose ball holds it.
+                let mut e = eps0;
+                while e < dist[k] {
+                    e *= 2.0;
+                }
+                out.eps[id] = e;
+                out.dist[id] = dist[k];
+                out.steps[id] = steps[k];
+                out.success[id] = true;
+            } else {
+                fallback.push(id);
+                out.steps[id] = steps[k];
+            }
+        }
+        progress.update(
+            (start + len) as u64,
+            &format!("{} to fall back", fallback.len()),
+        );
+    }
+    if !fallback.is_empty() {
+        let idx = Tensor::from_slice(&fallback.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(images.device());
+        let sub_idx: Vec<i64> = fallback.iter().map(|&i| indices[i]).collect();
+        let sub = pgd_search(
+            model,
+            &images.index_select(0, &idx),
+            &labels.index_select(0, &idx),
+            &sub_idx,
+            s,
+            eps0,
+            s.max_doublings,
+            &crate::progress::Quiet,
+        )?;
+        for (k, &id) in fallback.iter().enumerate() {
+            out.images[id] = Some(sub.images.get(k as i64));
+            out.adv[id] = sub.adv_labels[k];
+            out.eps[id] = sub.eps[k];
+            out.dist[id] = sub.dist[k];
+            out.steps[id] += sub.steps[k];
+            out.success[id] = sub.success[k];
+        }
+    }
+    progress.finish(&format!(
+        "adversarial search (fast): {n} samples, {} by fallback, {} steps + {forward_only} forward passes",
+        fallback.len(),
+        out.steps.iter().map(|s| u64::from(*s)).sum::<u64>()
+    ));
+    let mut set = assemble(out, labels, indices, s, eps0);
+    set.forward_only = forward_only;
+    Ok(set)
 }

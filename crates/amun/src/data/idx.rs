@@ -147,7 +147,9 @@ fn read_split(images: &Path, labels: &Path) -> Result<(Split, usize)> {
     Ok((split, max + 1))
 }
 
-/// Reads both splits; class names are the label numbers.
+/// Reads both splits. Class names come from `classes.txt` beside the files
+/// (one name per line, line i naming label i) when there is one, else they
+/// are the label numbers: IDX files carry no names.
 pub fn read_pair(files: &IdxFiles) -> Result<(Vec<String>, Split, Split)> {
     let (train, c1) = read_split(&files.train_images, &files.train_labels)?;
     let (test, c2) = read_split(&files.test_images, &files.test_labels)?;
@@ -157,6 +159,34 @@ pub fn read_pair(files: &IdxFiles) -> Result<(Vec<String>, Split, Split)> {
             "test images have another size than the training images",
         ));
     }
-    let classes = (0..c1.max(c2)).map(|c| c.to_string()).collect();
+    let n = c1.max(c2);
+    let names = files
+        .train_images
+        .parent()
+        .map(|d| d.join("classes.txt"))
+        .filter(|p| p.is_file());
+    let classes = match names {
+        None => (0..n).map(|c| c.to_string()).collect(),
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).at(&p)?;
+            let names: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            if names.len() < n {
+                return Err(Error::format(
+                    &p,
+                    format!(
+                        "names {} class(es), but the labels use {n}; give one name a line, \
+                         line i naming label i",
+                        names.len()
+                    ),
+                ));
+            }
+            names
+        }
+    };
     Ok((classes, train, test))
 }

@@ -177,6 +177,134 @@ impl ForgetSet {
         })
     }
 
+    /// A forget set of the given training indices (in any order; the file
+    /// they came from is named in errors): every index in range, none
+    /// twice, at least one, and at least one sample left.
+    pub fn from_indices(data: &Dataset, mut indices: Vec<i64>, source: &Path) -> Result<ForgetSet> {
+        let n = data.train.len();
+        if indices.is_empty() {
+            return Err(Error::format(
+                source,
+                "the forget set is empty: it lists no index",
+            ));
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i as usize >= n) {
+            return Err(Error::format(
+                source,
+                format!(
+                    "index {bad} is out of range for the {n} training samples of {}",
+                    data.spec.train_label()
+                ),
+            ));
+        }
+        indices.sort_unstable();
+        if let Some(w) = indices.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::format(
+                source,
+                format!("index {} is listed twice", w[0]),
+            ));
+        }
+        if indices.len() >= n {
+            return Err(Error::format(
+                source,
+                format!("lists all {n} training samples; keep at least one"),
+            ));
+        }
+        Ok(ForgetSet {
+            dataset: data.spec.train_label(),
+            train_size: n,
+            kind: "file".into(),
+            class: None,
+            seed: 0,
+            size: indices.len(),
+            indices,
+        })
+    }
+
+    /// Reads training indices from a file in any of the formats users have:
+    /// amun's JSON (a `ForgetSet`), a JSON array, or text with one index per
+    /// line — optionally CSV with a header, where the column `unlearn_idx`
+    /// (the AMUN authors' files), `index` or `idx` is used, or the only one.
+    pub fn read_indices(path: &Path) -> Result<Vec<i64>> {
+        let text = std::fs::read_to_string(path).map_err(|err| Error::Io {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        let t = text.trim_start();
+        if t.starts_with('{') {
+            let set: ForgetSet = serde_json::from_str(&text)
+                .map_err(|e| Error::format(path, format!("invalid forget-set JSON: {e}")))?;
+            set.validate(path)?;
+            return Ok(set.indices);
+        }
+        if t.starts_with('[') {
+            return serde_json::from_str::<Vec<i64>>(&text).map_err(|e| {
+                Error::format(
+                    path,
+                    format!("expected a JSON array of integer indices: {e}"),
+                )
+            });
+        }
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty());
+        let Some((first_no, first)) = lines.next() else {
+            return Err(Error::format(
+                path,
+                "the forget set is empty: no index in the file",
+            ));
+        };
+        let split = |l: &str| -> Vec<String> {
+            l.split([',', '\t', ';'])
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .collect()
+        };
+        let head = split(first);
+        let header = head.iter().any(|c| c.parse::<i64>().is_err());
+        let column = if header {
+            match head
+                .iter()
+                .position(|c| matches!(c.as_str(), "unlearn_idx" | "index" | "idx" | "indices"))
+            {
+                Some(c) => c,
+                None if head.len() == 1 => 0,
+                None => {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                            "line {first_no}: a header of {} columns ({}) without unlearn_idx, index or idx",
+                            head.len(),
+                            head.join(", ")
+                        ),
+                    ));
+                }
+            }
+        } else {
+            0
+        };
+        let mut out = Vec::new();
+        let mut parse = |no: usize, l: &str| -> Result<()> {
+            let cells = split(l);
+            let cell = cells.get(column).ok_or_else(|| {
+                Error::format(path, format!("line {no}: no column {}", column + 1))
+            })?;
+            let v = cell.parse::<i64>().map_err(|_| {
+                Error::format(path, format!("line {no}: '{cell}' is not an integer index"))
+            })?;
+            out.push(v);
+            Ok(())
+        };
+        if !header {
+            parse(first_no, first)?;
+        }
+        for (no, l) in lines {
+            parse(no, l)?;
+        }
+        Ok(out)
+    }
+
     /// Reads and validates a forget file.
     pub fn read(path: &Path) -> Result<ForgetSet> {
         let set: ForgetSet = fsutil::read_json(path)?;

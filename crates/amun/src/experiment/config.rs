@@ -30,6 +30,12 @@ pub struct TrainSection {
 pub struct ForgetSection {
     /// Fractions of the training set to forget, e.g. [0.1, 0.5].
     pub fractions: Vec<f64>,
+    /// Forget sets from files instead of random draws, one per seed (in
+    /// the order of `seeds`): any format `amun split --from` reads; paths
+    /// relative to the config file. `fractions` then holds the one fraction
+    /// they represent (checked within one point).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
     /// Run every method with the retain set (true), without it (false), or both.
     #[serde(default = "both")]
     pub with_retain: Vec<bool>,
@@ -348,6 +354,38 @@ impl Config {
                 "fractions",
                 "forget.fractions: each must lie in (0,1)".into(),
             ));
+        }
+        if !cfg.forget.files.is_empty() {
+            if cfg.forget.files.len() != cfg.seeds.len() {
+                return Err(at(
+                    "files",
+                    format!(
+                        "forget.files: {} file(s) for {} seed(s); give one per seed, in the order of seeds",
+                        cfg.forget.files.len(),
+                        cfg.seeds.len()
+                    ),
+                ));
+            }
+            if cfg.forget.fractions.len() != 1 {
+                return Err(at(
+                    "fractions",
+                    "forget.fractions: with files, give the one fraction they represent".into(),
+                ));
+            }
+            let base = path
+                .parent()
+                .filter(|b| !b.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            for f in &mut cfg.forget.files {
+                let p = base.join(&*f);
+                if !p.exists() {
+                    return Err(at(
+                        "files",
+                        format!("forget.files: {} does not exist", p.display()),
+                    ));
+                }
+                *f = std::path::absolute(&p).unwrap_or(p).display().to_string();
+            }
         }
         let mut f = cfg.forget.fractions.clone();
         f.sort_by(f64::total_cmp);

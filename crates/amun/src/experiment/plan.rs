@@ -84,8 +84,14 @@ pub enum StepKind {
     References,
     /// The original model of an evaluation seed.
     Original { seed: u64 },
-    /// The evaluation forget set of a seed and fraction.
-    Forget { seed: u64, fraction: f64 },
+    /// The evaluation forget set of a seed and fraction: drawn at random,
+    /// or read from `file` (the config's `forget.files`).
+    Forget {
+        seed: u64,
+        fraction: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
     /// A tuning forget set: its own seed, disjoint from every evaluation
     /// forget set of the fraction.
     TuneForget { seed: u64, fraction: f64 },
@@ -303,7 +309,7 @@ impl Plan {
         // The evaluation forget sets first: tuning sets avoid all of them.
         let mut forgets: BTreeMap<(u64, String), String> = BTreeMap::new();
         let mut originals = BTreeMap::new();
-        for &seed in &cfg.seeds {
+        for (si, &seed) in cfg.seeds.iter().enumerate() {
             originals.insert(
                 seed,
                 b.add(
@@ -319,7 +325,11 @@ impl Plan {
                     (seed, f.to_string()),
                     b.add(
                         format!("forget-s{seed}-f{f}"),
-                        StepKind::Forget { seed, fraction: f },
+                        StepKind::Forget {
+                            seed,
+                            fraction: f,
+                            file: cfg.forget.files.get(si).cloned(),
+                        },
                         vec![],
                         format!("forget-s{seed}-f{f}.json"),
                         Resource::Light,
@@ -607,6 +617,10 @@ impl Plan {
             inputs.insert(d.clone(), store::content_sha(&p).ok()?);
         }
         inputs.insert("step".into(), short_hash(&step.kind));
+        // A forget set read from a file depends on the file's content.
+        if let StepKind::Forget { file: Some(f), .. } = &step.kind {
+            inputs.insert("file".into(), crate::data::sha256_file(Path::new(f)).ok()?);
+        }
         Some(inputs)
     }
 

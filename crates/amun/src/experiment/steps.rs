@@ -245,12 +245,41 @@ fn compute(ctx: &StepCtx<'_>, step: &Step, artifact: &Path) -> Result<Written> {
             };
             train_model(ctx, artifact, s, Subset::Exclude(&forget))
         }
-        StepKind::Forget { seed, fraction } => {
-            let set = ForgetSet::choose(
-                ctx.data,
-                &ForgetSpec::Fraction(*fraction),
-                derive(*seed, "forget", 0),
-            )?;
+        StepKind::Forget {
+            seed,
+            fraction,
+            file,
+        } => {
+            let set = match file {
+                None => ForgetSet::choose(
+                    ctx.data,
+                    &ForgetSpec::Fraction(*fraction),
+                    derive(*seed, "forget", 0),
+                )?,
+                Some(f) => {
+                    let p = Path::new(f);
+                    let mut set =
+                        ForgetSet::from_indices(ctx.data, ForgetSet::read_indices(p)?, p)?;
+                    // The experiment's seed: audits of different seeds draw
+                    // their own retain samples.
+                    set.seed = *seed;
+                    let share = set.size as f64 / set.train_size as f64;
+                    if (share - fraction).abs() > 0.01 {
+                        return Err(Error::format(
+                            p,
+                            format!(
+                                "holds {} of {} training samples ({:.1}%), but forget.fractions \
+                                 says {:.1}%",
+                                set.size,
+                                set.train_size,
+                                100.0 * share,
+                                100.0 * fraction
+                            ),
+                        ));
+                    }
+                    set
+                }
+            };
             set.write(artifact)?;
             Ok(written(vec![artifact.to_path_buf()]))
         }

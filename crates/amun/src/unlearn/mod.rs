@@ -412,6 +412,10 @@ pub fn unlearn_requests(
             log.timing.insert("adversarial_search".into(), search_time);
             log.adv = adv.as_ref().map(|a| a.summary());
         }
+        // method_total is the method alone; total adds the search it read.
+        let total = log.timing["method_total"]
+            + log.timing.get("adversarial_search").copied().unwrap_or(0.0);
+        log.timing.insert("total".into(), total);
         logs.push(log);
         forgotten = union_sorted(&forgotten, &forget);
     }

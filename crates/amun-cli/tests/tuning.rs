@@ -1,0 +1,282 @@
+//! The tuning stage (the paper's protocol against retrain) and the
+//! retrain-free calibration, on real MNIST-5k slices.
+mod common;
+use common::{amun, fails_with, ok, path_in, stdout, train_mnist};
+use std::path::Path;
+
+fn read(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn indices(v: &serde_json::Value) -> Vec<i64> {
+    v["indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_i64().unwrap())
+        .collect()
+}
+
+/// `[tune]` with a 2 × 2 grid for FT: every grid point is an artifact, the
+/// choice is the point with the smallest gap of the tuning table, the tuned
+/// settings run on the evaluation seed, the tuning forget set avoids the
+/// evaluation one, and a second run (as after a kill) recomputes nothing.
+#[test]
+fn tuning_picks_the_smallest_gap_and_resumes() {
+    common::ensure("mnist");
+    let d = tempfile::tempdir().unwrap();
+    let cfg = path_in(d.path(), "tune.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"tune\"\nmodel = \"small-cnn\"\nseeds = [0]\ndevice = \"cpu\"\n\
+         [data]\ndataset = \"mnist\"\ntrain_limit = 400\ntest_limit = 100\n\
+         [train]\nepochs = 2\n\
+         [forget]\nfractions = [0.1]\nwith_retain = [true]\n\
+         [rmia]\nreference_models = 2\n\
+         [tune]\nlr = [0.1, 0.001]\nstep = [1, 10]\nseeds = [1]\n\
+         [methods.ft]\nfinetune.epochs = 2\n",
+    )
+    .unwrap();
+    let run = d.path().join("run");
+    let o = amun(&[
+        "experiment",
+        "--config",
+        &cfg,
+        "--out",
+        run.to_str().unwrap(),
+        "--json",
+        "-q",
+    ]);
+    ok(&o);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let tuning = report["tuning"].as_array().expect("a tuning section");
+    assert_eq!(tuning.len(), 1, "{tuning:?}");
+    let t = &tuning[0];
+    let table = t["table"].as_array().unwrap();
+    assert_eq!(table.len(), 4, "2 lr × 2 steps");
+    let best = table
+        .iter()
+        .min_by(|a, b| {
+            a["value"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["value"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(t["chosen_lr"], best["lr"]);
+    assert_eq!(t["chosen_step"], best["step"]);
+    assert_eq!(t["settings"]["finetune"]["lr"], best["lr"]);
+    // The values differ: the grid points really ran with their settings.
+    let values: Vec<f64> = table.iter().map(|r| r["value"].as_f64().unwrap()).collect();
+    assert!(
+        values.iter().any(|v| (v - values[0]).abs() > 1e-9),
+        "{values:?}"
+    );
+
+    // The tuning forget set: same size, another seed, disjoint from the
+    // evaluation forget set.
+    let files = common::files_in(&run);
+    let tune_forget = files
+        .iter()
+        .find(|f| f.starts_with("tune-forget-") && f.ends_with(".json") && !f.contains(".meta"))
+        .unwrap_or_else(|| panic!("no tuning forget set in {files:?}"));
+    let t_ids = indices(&read(&run.join(tune_forget)));
+    let e_ids = indices(&read(&run.join("forget-s0-f0.1.json")));
+    assert_eq!(t_ids.len(), e_ids.len());
+    assert!(t_ids.iter().all(|i| e_ids.binary_search(i).is_err()));
+
+    // The tuned variant is a row of the report.
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("ft (tuned)"), "{md}");
+
+    // Resuming computes nothing: every grid point is a fresh artifact.
+    let o = amun(&[
+        "experiment",
+        "--config",
+        &cfg,
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    ok(&o);
+    // "tune: N steps, N up to date"
+    let err = common::stderr(&o);
+    let counts: Vec<usize> = err
+        .lines()
+        .find(|l| l.contains(" up to date"))
+        .unwrap_or_else(|| panic!("no up-to-date line:\n{err}"))
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        counts.len() == 2 && counts[0] == counts[1] && counts[0] > 20,
+        "a rerun recomputed steps:\n{err}"
+    );
+    assert!(!err.contains("epoch 1"), "a rerun trained again:\n{err}");
+}
+
+/// RL without the retain set at its published learning rate collapses the
+/// model; calibrated, it keeps held-out accuracy near the original's and
+/// does not push the forget set below unseen data (two-sided), with what it
+/// chose recorded in the sidecar.
+#[test]
+fn calibration_rolls_back_over_unlearning() {
+    let d = tempfile::tempdir().unwrap();
+    let m = path_in(d.path(), "m.safetensors");
+    ok(&train_mnist(&m, "600", "8", &[]));
+    let f = path_in(d.path(), "f.json");
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "600",
+        "--forget",
+        "60",
+        "--seed",
+        "3",
+        "--out",
+        &f,
+    ]));
+    let acc = |ck: &str| -> (f64, f64) {
+        let o = amun(&["eval", "--checkpoint", ck, "--forget", &f, "--json"]);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        (
+            v["forget"]["accuracy"].as_f64().unwrap(),
+            v["test"]["accuracy"].as_f64().unwrap(),
+        )
+    };
+    let (_, test0) = acc(&m);
+    let plain = path_in(d.path(), "plain.safetensors");
+    ok(&amun(&[
+        "unlearn",
+        "--checkpoint",
+        &m,
+        "--forget",
+        &f,
+        "--method",
+        "rl",
+        "--no-retain",
+        "--lr",
+        "0.1",
+        "--out",
+        &plain,
+    ]));
+    let (_, test_plain) = acc(&plain);
+    assert!(
+        test_plain < test0 - 20.0,
+        "RL at lr 0.1 without D_R should collapse: test {test0} → {test_plain}"
+    );
+    let cal = path_in(d.path(), "cal.safetensors");
+    ok(&amun(&[
+        "unlearn",
+        "--checkpoint",
+        &m,
+        "--forget",
+        &f,
+        "--method",
+        "rl",
+        "--no-retain",
+        "--calibrate",
+        "--holdout-test",
+        "100",
+        "--out",
+        &cal,
+    ]));
+    let (forget_c, test_c) = acc(&cal);
+    assert!(
+        test_c >= test0 - 5.0,
+        "calibrated RL lost utility: test {test0} → {test_c}"
+    );
+    assert!(
+        forget_c >= test_c - 10.0,
+        "calibrated RL over-unlearned: forget {forget_c} vs test {test_c}"
+    );
+    let side = read(&Path::new(&cal).with_extension("json"));
+    let text = side.to_string();
+    assert!(
+        text.contains("\"calibration\""),
+        "no calibration record: {text}"
+    );
+    assert!(text.contains("\"chosen\""), "{text}");
+}
+
+/// Held-out data for calibration must be unseen: a folder holding training
+/// images, or a `--holdout-test` of every test image, is refused before
+/// any work, naming what is wrong.
+#[test]
+fn calibration_refuses_held_out_data_that_is_not_held_out() {
+    let d = tempfile::tempdir().unwrap();
+    let m = path_in(d.path(), "m.safetensors");
+    ok(&train_mnist(&m, "300", "1", &[]));
+    let f = path_in(d.path(), "f.json");
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--forget",
+        "30",
+        "--out",
+        &f,
+    ]));
+    let out = path_in(d.path(), "u.safetensors");
+    let unlearn = |extra: &[&str]| {
+        let mut a = vec![
+            "unlearn",
+            "--checkpoint",
+            &m,
+            "--forget",
+            &f,
+            "--method",
+            "ft",
+            "--calibrate",
+            "--out",
+            &out,
+        ];
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    // The test split has 200 images (train_mnist's --test-limit).
+    let o = unlearn(&["--holdout-test", "200"]);
+    fails_with(&o, &["holdout-test"]);
+    let o = unlearn(&["--holdout-test", "0"]);
+    fails_with(&o, &["holdout-test"]);
+    let o = unlearn(&[]);
+    fails_with(&o, &["--holdout"]);
+    assert!(!Path::new(&out).exists());
+
+    // A folder made of the model's own training images.
+    let dir = d.path().join("leak");
+    let data = amun::data::DataSpec::new("mnist")
+        .load(&amun::data::default_data_dir())
+        .unwrap();
+    for (split, sub) in [(&data.train, "train"), (&data.test, "test")] {
+        // Two images of each class, from the front of the split (the
+        // model's 300 training images include them).
+        let all = split.label_vec();
+        let labels = &all;
+        let picks: Vec<i64> = (0..10)
+            .flat_map(|c| {
+                (0..labels.len().min(300) as i64)
+                    .filter(move |&i| labels[i as usize] == c)
+                    .take(2)
+            })
+            .collect();
+        for i in picks {
+            let label = split.labels.int64_value(&[i]);
+            let cls = dir.join(sub).join(label.to_string());
+            std::fs::create_dir_all(&cls).unwrap();
+            let px = Vec::<u8>::try_from(split.images.get(i).flatten(0, -1)).unwrap();
+            image::GrayImage::from_raw(28, 28, px)
+                .unwrap()
+                .save(cls.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let o = unlearn(&["--holdout", dir.to_str().unwrap()]);
+    fails_with(&o, &["leak", "training"]);
+    assert!(!Path::new(&out).exists());
+}
