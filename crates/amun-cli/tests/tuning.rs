@@ -86,6 +86,8 @@ fn tuning_picks_the_smallest_gap_and_resumes() {
     assert_eq!(t_ids.len(), e_ids.len());
     assert!(t_ids.iter().all(|i| e_ids.binary_search(i).is_err()));
 
+    // The tuning plot is written.
+    assert!(run.join("tune-ft-f0.1-R.png").is_file(), "{files:?}");
     // The tuned variant is a row of the report.
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("ft (tuned)"), "{md}");

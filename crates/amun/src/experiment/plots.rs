@@ -1,5 +1,6 @@
 //! PNG plots of a report: ROC curves of RMIA per table, histograms of the
-//! true-class confidence on D_F / D_T / D_R per method, and Avg. Gap bars.
+//! true-class confidence on D_F / D_T / D_R per method, Avg. Gap bars, and
+//! each tuning table (metric against the learning rate, a line per step).
 use super::report::Report;
 use plotters::prelude::*;
 use std::error::Error as StdError;
@@ -97,7 +98,97 @@ pub fn write_plots(report: &Report, dir: &Path) -> Res<Vec<PathBuf>> {
         )?;
         out.push(gap);
     }
+    let gamma = report.config.tune.as_ref().map_or(0.1, |t| t.gamma);
+    for c in &report.tuning {
+        let path = dir.join(format!(
+            "tune-{}-{}.png",
+            c.method,
+            slug(c.fraction, c.with_retain)
+        ));
+        tune_plot(&path, c, gamma)?;
+        out.push(path);
+    }
     Ok(out)
+}
+
+/// The tuning table of one method and setting: the selection metric against
+/// log10(lr), one line per StepLR step, the chosen point circled.
+fn tune_plot(path: &Path, c: &super::steps::TuneChoice, gamma: f64) -> Res<()> {
+    let pts: Vec<(usize, f64, f64)> = c
+        .table
+        .iter()
+        .filter(|r| r.value.is_finite() && r.lr > 0.0)
+        .map(|r| (r.step, r.lr.log10(), r.value))
+        .collect();
+    if pts.is_empty() {
+        return Ok(());
+    }
+    let (xmin, xmax) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let ymax = pts.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1 + 0.1;
+    let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "tuning {} — forget {:.0}%, {} ({:?})",
+                c.method,
+                c.fraction * 100.0,
+                if c.with_retain {
+                    "with D_R"
+                } else {
+                    "without D_R"
+                },
+                c.metric
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d((xmin - 0.2)..(xmax + 0.2), 0f64..ymax)?;
+    chart
+        .configure_mesh()
+        .x_desc("log10(learning rate)")
+        .y_desc("selection metric (lower is better)")
+        .draw()?;
+    let mut steps: Vec<usize> = pts.iter().map(|p| p.0).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    for (i, step) in steps.iter().enumerate() {
+        let col = Palette99::pick(i).to_rgba();
+        let mut line: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.0 == *step)
+            .map(|p| (p.1, p.2))
+            .collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart.draw_series(line.iter().map(|p| Circle::new(*p, 3, col.filled())))?;
+        chart
+            .draw_series(LineSeries::new(line, col.stroke_width(2)))?
+            .label(format!("×{gamma} every {step} epoch(s)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+    }
+    if let Some(best) = c
+        .table
+        .iter()
+        .find(|r| r.lr == c.chosen_lr && r.step == c.chosen_step && r.lr > 0.0)
+    {
+        chart.draw_series(std::iter::once(Circle::new(
+            (best.lr.log10(), best.value),
+            8,
+            BLACK.stroke_width(2),
+        )))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
 
 fn roc_plot(path: &Path, title: &str, curves: &[(String, Vec<(f64, f64)>)]) -> Res<()> {

@@ -324,7 +324,13 @@ impl Report {
                 ]);
             }
             s.push_str(&t.render());
-            s.push_str("\n</details>\n\n");
+            let _ = write!(
+                s,
+                "\n![tuning {m}](tune-{m}-f{f}-{r}.png)\n\n</details>\n\n",
+                m = c.method,
+                f = c.fraction,
+                r = if c.with_retain { "R" } else { "noR" }
+            );
         }
         s
     }
