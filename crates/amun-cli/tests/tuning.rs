@@ -282,3 +282,58 @@ fn calibration_refuses_held_out_data_that_is_not_held_out() {
     fails_with(&o, &["leak", "training"]);
     assert!(!Path::new(&out).exists());
 }
+
+/// The fine-tune follows the original model's augmentation (from its
+/// sidecar): an MNIST model trained without crop+flip is fine-tuned without
+/// them — the same bits as asking for no augmentation, other bits than
+/// asking for it.
+#[test]
+fn fine_tuning_uses_the_original_models_augmentation() {
+    let d = tempfile::tempdir().unwrap();
+    let m = path_in(d.path(), "m.safetensors");
+    ok(&train_mnist(&m, "300", "1", &[]));
+    let side = read(&Path::new(&m).with_extension("json"));
+    assert_eq!(
+        side["origin"]["recipe"]["augment"], false,
+        "1-channel data trains without augmentation: {side}"
+    );
+    let f = path_in(d.path(), "f.json");
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--forget",
+        "30",
+        "--out",
+        &f,
+    ]));
+    let weights = |name: &str, extra: &[&str]| -> String {
+        let out = path_in(d.path(), name);
+        let mut a = vec![
+            "unlearn",
+            "--checkpoint",
+            &m,
+            "--forget",
+            &f,
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--out",
+            &out,
+        ];
+        a.extend_from_slice(extra);
+        ok(&amun(&a));
+        read(&Path::new(&out).with_extension("json"))["weights_sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let default = weights("default.safetensors", &[]);
+    let off = weights("off.safetensors", &["--set", "finetune.augment=false"]);
+    let on = weights("on.safetensors", &["--set", "finetune.augment=true"]);
+    assert_eq!(default, off, "the default fine-tune augmented");
+    assert_ne!(default, on, "augment=true changed nothing");
+}

@@ -23,8 +23,9 @@ pub struct FineTune {
     /// "keeps its augmentation"); adversarial examples are never augmented.
     /// Unset: as the original model was trained (its sidecar's recipe), or
     /// for a model of unknown recipe, on for colour images and off for
-    /// one-channel ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// one-channel ones. Serialised as `null` when unset, so that
+    /// `finetune.augment` is a known setting to override.
+    #[serde(default)]
     pub augment: Option<bool>,
 }
 
