@@ -2,7 +2,7 @@
 //! by a relative path, class names for IDX files, slices and per-sample
 //! output (issue 14's points, one test each, on real MNIST-5k images).
 mod common;
-use common::{amun, bin, fails_with, ok, path_in, stdout};
+use common::{amun, bin, fails_with, forget_indices, ok, path_in, stdout};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -13,17 +13,6 @@ fn amun_in(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("running amun")
-}
-
-fn indices(file: &str) -> Vec<i64> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap())
-        .unwrap_or_else(|e| panic!("{file}: {e}"));
-    v["indices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i.as_i64().unwrap())
-        .collect()
 }
 
 #[test]
@@ -58,12 +47,19 @@ fn split_from_reads_users_lists_and_refuses_bad_ones() {
         let f = write(name, text);
         let out = format!("{name}.forget.json");
         ok(&split_from(&f, &out));
-        assert_eq!(indices(&path_in(d.path(), &out)), [3, 42, 905], "{name}");
+        assert_eq!(
+            forget_indices(Path::new(&path_in(d.path(), &out))),
+            [3, 42, 905],
+            "{name}"
+        );
     }
     // amun's own JSON round-trips.
     let own = path_in(d.path(), "authors.csv.forget.json");
     ok(&split_from(&own, "again.json"));
-    assert_eq!(indices(&path_in(d.path(), "again.json")), [3, 42, 905]);
+    assert_eq!(
+        forget_indices(Path::new(&path_in(d.path(), "again.json"))),
+        [3, 42, 905]
+    );
 
     let bad = [
         ("dup.txt", "3\n42\n3\n", "index 3 is listed twice"),
@@ -308,7 +304,7 @@ fn experiment_forget_sets_come_from_files_relative_to_the_config() {
     let mut want = ids.clone();
     want.sort_unstable();
     assert_eq!(
-        indices(&path_in(Path::new(&out), "forget-s0-f0.1.json")),
+        forget_indices(Path::new(&path_in(Path::new(&out), "forget-s0-f0.1.json"))),
         want
     );
 

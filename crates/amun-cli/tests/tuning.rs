@@ -1,22 +1,11 @@
 //! The tuning stage (the paper's protocol against retrain) and the
 //! retrain-free calibration, on real MNIST-5k slices.
 mod common;
-use common::{amun, fails_with, ok, path_in, stdout, train_mnist};
+use common::{
+    amun, fails_with, forget_indices, ok, path_in, read_json as read, split_mnist, stdout,
+    train_mnist,
+};
 use std::path::Path;
-
-fn read(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn indices(v: &serde_json::Value) -> Vec<i64> {
-    v["indices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i.as_i64().unwrap())
-        .collect()
-}
 
 /// `[tune]` with a 2 × 2 grid for FT: every grid point is an artifact, the
 /// choice is the point with the smallest gap of the tuning table, the tuned
@@ -81,8 +70,8 @@ fn tuning_picks_the_smallest_gap_and_resumes() {
         .iter()
         .find(|f| f.starts_with("tune-forget-") && f.ends_with(".json") && !f.contains(".meta"))
         .unwrap_or_else(|| panic!("no tuning forget set in {files:?}"));
-    let t_ids = indices(&read(&run.join(tune_forget)));
-    let e_ids = indices(&read(&run.join("forget-s0-f0.1.json")));
+    let t_ids = forget_indices(&run.join(tune_forget));
+    let e_ids = forget_indices(&run.join("forget-s0-f0.1.json"));
     assert_eq!(t_ids.len(), e_ids.len());
     assert!(t_ids.iter().all(|i| e_ids.binary_search(i).is_err()));
 
@@ -127,19 +116,7 @@ fn calibration_rolls_back_over_unlearning() {
     let m = path_in(d.path(), "m.safetensors");
     ok(&train_mnist(&m, "600", "8", &[]));
     let f = path_in(d.path(), "f.json");
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "600",
-        "--forget",
-        "60",
-        "--seed",
-        "3",
-        "--out",
-        &f,
-    ]));
+    split_mnist("600", "60", &f, &["--seed", "3"]);
     let acc = |ck: &str| -> (f64, f64) {
         let o = amun(&["eval", "--checkpoint", ck, "--forget", &f, "--json"]);
         ok(&o);
@@ -213,17 +190,7 @@ fn calibration_refuses_held_out_data_that_is_not_held_out() {
     let m = path_in(d.path(), "m.safetensors");
     ok(&train_mnist(&m, "300", "1", &[]));
     let f = path_in(d.path(), "f.json");
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--forget",
-        "30",
-        "--out",
-        &f,
-    ]));
+    split_mnist("300", "30", &f, &[]);
     let out = path_in(d.path(), "u.safetensors");
     let unlearn = |extra: &[&str]| {
         let mut a = vec![
@@ -298,17 +265,7 @@ fn fine_tuning_uses_the_original_models_augmentation() {
         "1-channel data trains without augmentation: {side}"
     );
     let f = path_in(d.path(), "f.json");
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--forget",
-        "30",
-        "--out",
-        &f,
-    ]));
+    split_mnist("300", "30", &f, &[]);
     let weights = |name: &str, extra: &[&str]| -> String {
         let out = path_in(d.path(), name);
         let mut a = vec![

@@ -108,3 +108,38 @@ pub fn train_mnist(out: &str, train_limit: &str, epochs: &str, extra: &[&str]) -
     args.extend_from_slice(extra);
     amun(&args)
 }
+
+/// A JSON file, parsed.
+pub fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The indices of a forget-set file.
+pub fn forget_indices(p: &Path) -> Vec<i64> {
+    read_json(p)["indices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no indices", p.display()))
+        .iter()
+        .map(|i| i.as_i64().unwrap())
+        .collect()
+}
+
+/// `amun split` of `count` samples of an MNIST slice of `train_limit`
+/// images (`--seed` 1 unless `extra` says otherwise), into `out`.
+pub fn split_mnist(train_limit: &str, count: &str, out: &str, extra: &[&str]) {
+    ensure("mnist");
+    let mut args = vec![
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        train_limit,
+        "--forget",
+        count,
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    ok(&amun(&args));
+}
