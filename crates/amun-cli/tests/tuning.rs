@@ -215,6 +215,9 @@ fn calibration_refuses_held_out_data_that_is_not_held_out() {
     fails_with(&o, &["holdout-test"]);
     let o = unlearn(&[]);
     fails_with(&o, &["--holdout"]);
+    // The utility guard is a number of points, never negative.
+    let o = unlearn(&["--holdout-test", "100", "--calibrate-max-drop", "-1"]);
+    fails_with(&o, &["--calibrate-max-drop", "-1"]);
     assert!(!Path::new(&out).exists());
 
     // A folder made of the model's own training images.

@@ -188,12 +188,19 @@ fn main() -> amun::Result<()> {
             best.3, best.0, best.1
         );
         for rule in [Rule::Accuracy, Rule::Mia, Rule::Confidence, Rule::ProxyGap] {
-            for drop in [3.0, 10.0, f64::INFINITY] {
+            // (label, points, whether retain accuracy is guarded too)
+            for (label, drop, retain_too) in [
+                ("3", 3.0, true),
+                ("10", 10.0, true),
+                ("noguard", f64::INFINITY, true),
+                ("heldout3", 3.0, false),
+            ] {
                 let keeps = |p: &amun::unlearn::Probe| {
                     let ok = |now: f64, then: f64| {
                         !now.is_finite() || !then.is_finite() || now >= then - drop
                     };
-                    ok(p.heldout_acc, p0.heldout_acc) && ok(p.retain_acc, p0.retain_acc)
+                    ok(p.heldout_acc, p0.heldout_acc)
+                        && (!retain_too || ok(p.retain_acc, p0.retain_acc))
                 };
                 let pick = rows
                     .iter()
@@ -201,15 +208,8 @@ fn main() -> amun::Result<()> {
                     .min_by(|a, b| (!a.1, a.2).partial_cmp(&(!b.1, b.2)).unwrap())
                     .expect("rows");
                 line.push_str(&format!(
-                    "; {rule:?}{}: {:.2} (lr {} ep {})",
-                    if drop.is_finite() {
-                        format!("/{drop}")
-                    } else {
-                        "/noguard".into()
-                    },
-                    pick.0.3,
-                    pick.0.0,
-                    pick.0.1
+                    "; {rule:?}/{label}: {:.2} (lr {} ep {})",
+                    pick.0.3, pick.0.0, pick.0.1
                 ));
             }
         }

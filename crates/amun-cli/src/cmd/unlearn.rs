@@ -92,6 +92,11 @@ pub struct UnlearnArgs {
     /// Calibration's learning-rate ladder, increasing [default: 0.001,0.003,0.01,0.03,0.1]
     #[arg(long, value_delimiter = ',', value_name = "LR,LR,..")]
     pub calibrate_lrs: Vec<f64>,
+    /// Points of held-out and retain accuracy a calibrated result may lose
+    /// against the original model before it counts as a utility loss
+    /// [default: 3]
+    #[arg(long, value_name = "POINTS", allow_negative_numbers = true)]
+    pub calibrate_max_drop: Option<f64>,
     /// Seed of every random choice (recorded in the sidecar)
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -352,7 +357,11 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
 fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::CalibrateSettings>> {
     let has_holdout = a.holdout.is_some() || a.holdout_test.is_some();
     if !a.calibrate {
-        if has_holdout || a.calibrate_rule.is_some() || !a.calibrate_lrs.is_empty() {
+        if has_holdout
+            || a.calibrate_rule.is_some()
+            || !a.calibrate_lrs.is_empty()
+            || a.calibrate_max_drop.is_some()
+        {
             bail!("--holdout, --holdout-test and --calibrate-* only apply with --calibrate");
         }
         return Ok(None);
@@ -372,6 +381,12 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
     }
     if !a.calibrate_lrs.is_empty() {
         s.lrs = a.calibrate_lrs.clone();
+    }
+    if let Some(d) = a.calibrate_max_drop {
+        if d.is_nan() || d < 0.0 {
+            bail!("--calibrate-max-drop must be a number of points ≥ 0, got {d}");
+        }
+        s.max_utility_drop = d;
     }
     s.check()?;
     Ok(Some(s))
