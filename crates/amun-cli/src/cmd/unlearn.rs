@@ -86,7 +86,7 @@ pub struct UnlearnArgs {
     /// never trained on (both its splits are used)
     #[arg(long, value_name = "DIR")]
     pub holdout: Option<PathBuf>,
-    /// Calibration rule: proxy-gap (default), accuracy, mia or confidence
+    /// Calibration rule: accuracy (default), proxy-gap, mia or confidence
     #[arg(long, value_name = "RULE")]
     pub calibrate_rule: Option<String>,
     /// Calibration's learning-rate ladder, increasing [default: 0.001,0.003,0.01,0.03,0.1]
@@ -94,7 +94,7 @@ pub struct UnlearnArgs {
     pub calibrate_lrs: Vec<f64>,
     /// Points of held-out and retain accuracy a calibrated result may lose
     /// against the original model before it counts as a utility loss
-    /// [default: 3]
+    /// [default: 10]
     #[arg(long, value_name = "POINTS", allow_negative_numbers = true)]
     pub calibrate_max_drop: Option<f64>,
     /// Seed of every random choice (recorded in the sidecar)
