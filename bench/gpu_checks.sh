@@ -47,6 +47,14 @@ unxz_to() { # FILE.xz DEST
   fi
 }
 
+# amun's and PyTorch's rows of one step and precision, back to back.
+bench_pair() { # train|pgd STEPS WINDOWS [PRECISION FLAGS...]
+  local what=$1 steps=$2 windows=$3
+  shift 3
+  run "$A" bench "$what" --model resnet18 --device cuda --batch 128,512 --warmup 5 --steps "$steps" --windows "$windows" "$@"
+  run "$PY" bench/pytorch_bench.py "$what" --model resnet18 --device cuda --batch 128,512 --warmup 5 --steps "$steps" --windows "$windows" "$@"
+}
+
 case "${1:-}" in
 stage)
   for f in "$2"/*.bin.xz; do [ -e "$f" ] && unxz_to "$f" "$AMUN_DATA_DIR/cifar10/$(basename "$f" .xz)"; done
@@ -64,9 +72,7 @@ bench)
   for what in train pgd; do
     for prec in "" "--tf32" "--bf16 --channels-last"; do
       # shellcheck disable=SC2086
-      run "$A" bench $what --model resnet18 --device cuda --batch 128,512 --warmup 5 --steps "$steps" --windows "$windows" $prec
-      # shellcheck disable=SC2086
-      run "$PY" bench/pytorch_bench.py $what --model resnet18 --device cuda --batch 128,512 --warmup 5 --steps "$steps" --windows "$windows" $prec
+      bench_pair "$what" "$steps" "$windows" $prec
     done
   done
   ;;
@@ -76,9 +82,7 @@ train)
   need_cuda_binary
   for prec in "" "--tf32" "--bf16 --channels-last"; do
     # shellcheck disable=SC2086
-    run "$A" bench train --model resnet18 --device cuda --batch 128,512 --warmup 5 --steps "${BENCH_STEPS:-10}" --windows "${BENCH_WINDOWS:-3}" $prec
-    # shellcheck disable=SC2086
-    run "$PY" bench/pytorch_bench.py train --model resnet18 --device cuda --batch 128,512 --warmup 5 --steps "${BENCH_STEPS:-10}" --windows "${BENCH_WINDOWS:-3}" $prec
+    bench_pair train "${BENCH_STEPS:-10}" "${BENCH_WINDOWS:-3}" $prec
   done
   if [ -f "$AMUN_DATA_DIR/mnist/mnist_5k.csv.gz" ]; then
     run "$A" train --dataset mnist --epochs 3 --device cuda --out "$OUT/mnist.safetensors"

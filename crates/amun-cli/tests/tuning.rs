@@ -3,7 +3,7 @@
 mod common;
 use common::{
     amun, fails_with, forget_indices, ok, path_in, read_json as read, split_mnist, stdout,
-    train_mnist,
+    train_mnist, unlearn,
 };
 use std::path::Path;
 
@@ -128,41 +128,26 @@ fn calibration_rolls_back_over_unlearning() {
     };
     let (_, test0) = acc(&m);
     let plain = path_in(d.path(), "plain.safetensors");
-    ok(&amun(&[
-        "unlearn",
-        "--checkpoint",
+    ok(&unlearn(
         &m,
-        "--forget",
         &f,
-        "--method",
         "rl",
-        "--no-retain",
-        "--lr",
-        "0.1",
-        "--out",
         &plain,
-    ]));
+        &["--no-retain", "--lr", "0.1"],
+    ));
     let (_, test_plain) = acc(&plain);
     assert!(
         test_plain < test0 - 20.0,
         "RL at lr 0.1 without D_R should collapse: test {test0} → {test_plain}"
     );
     let cal = path_in(d.path(), "cal.safetensors");
-    ok(&amun(&[
-        "unlearn",
-        "--checkpoint",
+    ok(&unlearn(
         &m,
-        "--forget",
         &f,
-        "--method",
         "rl",
-        "--no-retain",
-        "--calibrate",
-        "--holdout-test",
-        "100",
-        "--out",
         &cal,
-    ]));
+        &["--no-retain", "--calibrate", "--holdout-test", "100"],
+    ));
     let (forget_c, test_c) = acc(&cal);
     assert!(
         test_c >= test0 - 5.0,
@@ -192,31 +177,20 @@ fn calibration_refuses_held_out_data_that_is_not_held_out() {
     let f = path_in(d.path(), "f.json");
     split_mnist("300", "30", &f, &[]);
     let out = path_in(d.path(), "u.safetensors");
-    let unlearn = |extra: &[&str]| {
-        let mut a = vec![
-            "unlearn",
-            "--checkpoint",
-            &m,
-            "--forget",
-            &f,
-            "--method",
-            "ft",
-            "--calibrate",
-            "--out",
-            &out,
-        ];
+    let calibrate = |extra: &[&str]| {
+        let mut a = vec!["--calibrate"];
         a.extend_from_slice(extra);
-        amun(&a)
+        unlearn(&m, &f, "ft", &out, &a)
     };
     // The test split has 200 images (train_mnist's --test-limit).
-    let o = unlearn(&["--holdout-test", "200"]);
+    let o = calibrate(&["--holdout-test", "200"]);
     fails_with(&o, &["holdout-test"]);
-    let o = unlearn(&["--holdout-test", "0"]);
+    let o = calibrate(&["--holdout-test", "0"]);
     fails_with(&o, &["holdout-test"]);
-    let o = unlearn(&[]);
+    let o = calibrate(&[]);
     fails_with(&o, &["--holdout"]);
     // The utility guard is a number of points, never negative.
-    let o = unlearn(&["--holdout-test", "100", "--calibrate-max-drop", "-1"]);
+    let o = calibrate(&["--holdout-test", "100", "--calibrate-max-drop", "-1"]);
     fails_with(&o, &["--calibrate-max-drop", "-1"]);
     assert!(!Path::new(&out).exists());
 
@@ -248,7 +222,7 @@ fn calibration_refuses_held_out_data_that_is_not_held_out() {
                 .unwrap();
         }
     }
-    let o = unlearn(&["--holdout", dir.to_str().unwrap()]);
+    let o = calibrate(&["--holdout", dir.to_str().unwrap()]);
     fails_with(&o, &["leak", "training"]);
     assert!(!Path::new(&out).exists());
 }
@@ -271,21 +245,9 @@ fn fine_tuning_uses_the_original_models_augmentation() {
     split_mnist("300", "30", &f, &[]);
     let weights = |name: &str, extra: &[&str]| -> String {
         let out = path_in(d.path(), name);
-        let mut a = vec![
-            "unlearn",
-            "--checkpoint",
-            &m,
-            "--forget",
-            &f,
-            "--method",
-            "ft",
-            "--epochs",
-            "1",
-            "--out",
-            &out,
-        ];
+        let mut a = vec!["--epochs", "1"];
         a.extend_from_slice(extra);
-        ok(&amun(&a));
+        ok(&unlearn(&m, &f, "ft", &out, &a));
         read(&Path::new(&out).with_extension("json"))["weights_sha256"]
             .as_str()
             .unwrap()

@@ -110,6 +110,23 @@ pub fn train_mnist(out: &str, train_limit: &str, epochs: &str, extra: &[&str]) -
 }
 
 /// A JSON file, parsed.
+/// `amun unlearn --checkpoint CK --forget F --method M --out OUT EXTRA…`.
+pub fn unlearn(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) -> Output {
+    let mut a = vec![
+        "unlearn",
+        "--checkpoint",
+        ck,
+        "--forget",
+        forget,
+        "--method",
+        method,
+        "--out",
+        out,
+    ];
+    a.extend_from_slice(extra);
+    amun(&a)
+}
+
 pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
