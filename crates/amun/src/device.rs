@@ -67,7 +67,8 @@ unsafe extern "C" {
     ) -> *mut std::ffi::c_void;
 }
 
-fn shim_error(buf: &[u8]) -> String {
+/// The NUL-terminated message a shim call left in `buf`.
+pub(crate) fn shim_error(buf: &[u8]) -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }

@@ -198,10 +198,9 @@ impl Sgd {
             )
         };
         if rc != 0 {
-            let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
             // A libtorch error inside the step (out of memory, say): the same
             // outcome as a failing tensor op of the per-tensor path.
-            panic!("SGD step: {}", String::from_utf8_lossy(&err[..end]));
+            panic!("SGD step: {}", crate::device::shim_error(&err));
         }
     }
 
