@@ -160,6 +160,31 @@ fn retraining_with_exclude_never_sees_a_forget_sample() {
     assert_eq!(seen, 400, "no sample dropped, none repeated");
 }
 
+/// A remainder under half a batch joins the last full batch (a 4-sample
+/// SGD step destabilised a real retrain); a larger one is its own batch;
+/// every sample still comes exactly once, and the count the schedules use
+/// matches what the epoch yields.
+#[test]
+fn a_small_remainder_joins_the_last_batch() {
+    for (limit, bs, sizes) in [
+        (388usize, 128usize, vec![128usize, 128, 132]),
+        (448, 128, vec![128, 128, 128, 64]),
+        (500, 64, vec![64, 64, 64, 64, 64, 64, 64, 52]),
+        (40, 64, vec![40]),
+    ] {
+        let keep: Vec<i64> = (0..limit as i64).collect();
+        let d = common::load("mnist", Some(limit), Some(10));
+        let set = amun::train::train_set(&d, Subset::All, false);
+        let got: Vec<usize> = set.epoch(bs, 7).map(|b| b.origin.len()).collect();
+        assert_eq!(got, sizes, "{limit} samples at batch {bs}");
+        assert_eq!(set.batches_per_epoch(bs), sizes.len());
+        assert_eq!(set.epoch(bs, 7).len(), sizes.len());
+        let mut seen: Vec<i64> = set.epoch(bs, 7).flat_map(|b| b.origin).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, keep);
+    }
+}
+
 #[test]
 fn bad_recipes_are_refused() {
     assert!(
