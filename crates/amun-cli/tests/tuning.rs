@@ -1,5 +1,5 @@
 //! The tuning stage (the paper's protocol against retrain) and the
-//! retrain-free calibration, on real MNIST-5k slices.
+//! retrain-free calibration, on real MNIST-5k and CIFAR-10 slices.
 mod common;
 use common::{
     amun, fails_with, forget_indices, ok, path_in, read_json as read, split_mnist, stdout,
@@ -164,6 +164,88 @@ fn calibration_rolls_back_over_unlearning() {
         "no calibration record: {text}"
     );
     assert!(text.contains("\"chosen\""), "{text}");
+}
+
+/// The other side: a model that memorised its training data (CIFAR-10
+/// slice, no augmentation: train 100%, test ~50%) keeps its forget set at
+/// 100% under RL's default lr; calibration drives forget accuracy down to
+/// the held-out accuracy (within its noise), keeps utility within the
+/// guard, and stops the ladder early instead of trying every rung.
+#[test]
+fn calibration_stops_an_under_unlearning_run() {
+    common::ensure("cifar10");
+    let d = tempfile::tempdir().unwrap();
+    let m = path_in(d.path(), "m.safetensors");
+    let data = [
+        "--dataset",
+        "cifar10",
+        "--train-limit",
+        "1000",
+        "--test-limit",
+        "1000",
+    ];
+    let mut args = vec!["train"];
+    args.extend_from_slice(&data);
+    args.extend_from_slice(&[
+        "--augment",
+        "off",
+        "--epochs",
+        "20",
+        "--lr",
+        "0.02",
+        "--out",
+        &m,
+        "-q",
+    ]);
+    ok(&amun(&args));
+    let f = path_in(d.path(), "f.json");
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        "cifar10",
+        "--train-limit",
+        "1000",
+        "--forget",
+        "100",
+        "--seed",
+        "3",
+        "--out",
+        &f,
+    ]));
+    let cal = path_in(d.path(), "cal.safetensors");
+    ok(&unlearn(
+        &m,
+        &f,
+        "rl",
+        &cal,
+        &["--calibrate", "--holdout-test", "500"],
+    ));
+    let side = read(&Path::new(&cal).with_extension("json"));
+    let c = &side["origin"]["calibration"];
+    let acc = |v: &serde_json::Value, k: &str| v["probe"][k].as_f64().unwrap();
+    let (orig, chosen) = (&c["table"][0], &c["chosen"]);
+    assert!(
+        acc(orig, "forget_acc") >= 95.0 && acc(orig, "heldout_acc") <= 65.0,
+        "the original should have memorised its data: {orig}"
+    );
+    let (forget, heldout) = (acc(chosen, "forget_acc"), acc(chosen, "heldout_acc"));
+    assert!(
+        forget <= acc(orig, "forget_acc") - 30.0 && (forget - heldout).abs() <= 8.0,
+        "calibration should bring forget accuracy to the held-out one: {chosen}"
+    );
+    assert!(
+        chosen["keeps_utility"].as_bool() == Some(true)
+            && heldout >= acc(orig, "heldout_acc") - 10.0,
+        "calibration lost utility: {chosen}"
+    );
+    let (run, worst) = (
+        c["epochs_run"].as_u64().unwrap(),
+        c["epochs_worst_case"].as_u64().unwrap(),
+    );
+    assert!(
+        run < worst,
+        "the ladder should stop early: {run} of {worst}"
+    );
 }
 
 /// Held-out data for calibration must be unseen: a folder holding training

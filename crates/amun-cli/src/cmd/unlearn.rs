@@ -321,11 +321,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
              (noise ±{:.1}), loss-AUC {:.1}; {} of at most {} epochs; {}",
             c.settings.rule,
             c.heldout_size,
-            if chosen.epoch == 0 {
-                "kept the original model".to_string()
-            } else {
-                format!("lr {:e}, epoch {}", chosen.lr, chosen.epoch)
-            },
+            chosen.label(),
             chosen.probe.forget_acc,
             chosen.probe.heldout_acc,
             c.noise,

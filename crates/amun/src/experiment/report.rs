@@ -379,11 +379,7 @@ impl Report {
                 .to_string(),
                 r.seed.to_string(),
                 format!("{:?}", c.settings.rule),
-                if c.chosen.epoch == 0 {
-                    "original kept".to_string()
-                } else {
-                    format!("lr {}, epoch {}", c.chosen.lr, c.chosen.epoch)
-                },
+                c.chosen.label(),
                 format!("{:.1}", c.chosen.probe.forget_acc),
                 format!("{:.1}", c.chosen.probe.heldout_acc),
                 format!("{:.1}", c.chosen.probe.loss_auc),

@@ -153,6 +153,16 @@ pub struct Candidate {
     pub keeps_utility: bool,
 }
 
+impl Candidate {
+    /// How reports name this state: "original kept" or "lr 0.1, epoch 3".
+    pub fn label(&self) -> String {
+        match self.epoch {
+            0 => "original kept".into(),
+            e => format!("lr {}, epoch {e}", self.lr),
+        }
+    }
+}
+
 /// What a calibration chose, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
