@@ -24,7 +24,9 @@ fn tuning_picks_the_smallest_gap_and_resumes() {
          [forget]\nfractions = [0.1]\nwith_retain = [true]\n\
          [rmia]\nreference_models = 2\n\
          [tune]\nlr = [0.1, 0.001]\nstep = [1, 10]\nseeds = [1]\n\
-         [methods.ft]\nfinetune.epochs = 2\n",
+         [methods.ft]\nfinetune.epochs = 2\n\
+         [methods.amun]\nfinetune.epochs = 2\nattack.steps = 10\n\
+         tune = { lr = [0.01], step = [1] }\n",
     )
     .unwrap();
     let run = d.path().join("run");
@@ -40,8 +42,17 @@ fn tuning_picks_the_smallest_gap_and_resumes() {
     ok(&o);
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let tuning = report["tuning"].as_array().expect("a tuning section");
-    assert_eq!(tuning.len(), 1, "{tuning:?}");
-    let t = &tuning[0];
+    assert_eq!(tuning.len(), 2, "{tuning:?}");
+    let of = |m: &str| {
+        tuning
+            .iter()
+            .find(|t| t["method"] == m)
+            .unwrap_or_else(|| panic!("no tuning of {m}: {tuning:?}"))
+    };
+    // A method with an adversarial set tunes too (its grid points read D_A
+    // where evaluation runs do), on its own one-point grid.
+    assert_eq!(of("amun")["table"].as_array().unwrap().len(), 1);
+    let t = of("ft");
     let table = t["table"].as_array().unwrap();
     assert_eq!(table.len(), 4, "2 lr × 2 steps");
     let best = table
@@ -79,7 +90,7 @@ fn tuning_picks_the_smallest_gap_and_resumes() {
     assert!(run.join("tune-ft-f0.1-R.png").is_file(), "{files:?}");
     // The tuned variant is a row of the report.
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
-    assert!(md.contains("ft (tuned)"), "{md}");
+    assert!(md.contains("ft (tuned)") && md.contains("amun (tuned)"), "{md}");
 
     // Resuming computes nothing: every grid point is a fresh artifact.
     let o = amun(&[

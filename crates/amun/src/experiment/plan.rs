@@ -390,13 +390,11 @@ impl Plan {
                                 .map(|s| adv_of(&mut b, *ts, f, true, &s, &original, tf));
                             for &lr in &lrs {
                                 for &step in &steps {
-                                    let mut deps = vec![
-                                        original.clone(),
-                                        tf.clone(),
-                                        "references".to_string(),
-                                        tra.clone(),
-                                    ];
+                                    // The run reads its adversarial set
+                                    // at deps[2], as evaluation runs do.
+                                    let mut deps = vec![original.clone(), tf.clone()];
                                     deps.extend(adv.clone());
+                                    deps.extend(["references".to_string(), tra.clone()]);
                                     points.push(b.add(
                                         format!(
                                             "tune-{}-{}-t{ts}-f{f}-lr{lr}-st{step}",
