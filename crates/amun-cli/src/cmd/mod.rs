@@ -56,7 +56,8 @@ enum Command {
     /// Run a whole experiment (original, retrain, references, every method,
     /// audit, report) from a TOML file; resumable
     Experiment(experiment::ExperimentArgs),
-    /// The CPU demo: fetch CIFAR-10, run experiments/demo-cpu.toml
+    /// The CPU demo: fetch CIFAR-10, run experiments/demo-cpu.toml (defaults,
+    /// tuned and calibrated rows; --quick: defaults only)
     Demo(experiment::DemoArgs),
     /// Import a PyTorch checkpoint (.pt/.safetensors) as an amun checkpoint
     Import(import::ImportCmdArgs),
