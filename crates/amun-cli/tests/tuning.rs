@@ -90,7 +90,10 @@ fn tuning_picks_the_smallest_gap_and_resumes() {
     assert!(run.join("tune-ft-f0.1-R.png").is_file(), "{files:?}");
     // The tuned variant is a row of the report.
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
-    assert!(md.contains("ft (tuned)") && md.contains("amun (tuned)"), "{md}");
+    assert!(
+        md.contains("ft (tuned)") && md.contains("amun (tuned)"),
+        "{md}"
+    );
 
     // Resuming computes nothing: every grid point is a fresh artifact.
     let o = amun(&[
@@ -177,27 +180,20 @@ fn calibration_rolls_back_over_unlearning() {
     assert!(text.contains("\"chosen\""), "{text}");
 }
 
-/// The other side: a model that memorised its training data (CIFAR-10
-/// slice, no augmentation: train 100%, test ~50%) keeps its forget set at
-/// 100% under RL's default lr; calibration drives forget accuracy down to
-/// the held-out accuracy (within its noise), keeps utility within the
-/// guard, and stops the ladder early instead of trying every rung.
-#[test]
-fn calibration_stops_an_under_unlearning_run() {
+/// A small CNN that memorised `n` CIFAR-10 images (no augmentation, 20
+/// epochs: train 100%, test under 50%) and a forget set of a tenth of them.
+fn memorising_cifar(dir: &Path, n: usize) -> (String, String) {
     common::ensure("cifar10");
-    let d = tempfile::tempdir().unwrap();
-    let m = path_in(d.path(), "m.safetensors");
-    let data = [
+    let (n, k) = (n.to_string(), (n / 10).to_string());
+    let m = path_in(dir, "m.safetensors");
+    ok(&amun(&[
+        "train",
         "--dataset",
         "cifar10",
         "--train-limit",
-        "1000",
+        &n,
         "--test-limit",
         "1000",
-    ];
-    let mut args = vec!["train"];
-    args.extend_from_slice(&data);
-    args.extend_from_slice(&[
         "--augment",
         "off",
         "--epochs",
@@ -207,22 +203,93 @@ fn calibration_stops_an_under_unlearning_run() {
         "--out",
         &m,
         "-q",
-    ]);
-    ok(&amun(&args));
-    let f = path_in(d.path(), "f.json");
+    ]));
+    let f = path_in(dir, "f.json");
     ok(&amun(&[
         "split",
         "--dataset",
         "cifar10",
         "--train-limit",
-        "1000",
+        &n,
         "--forget",
-        "100",
+        &k,
         "--seed",
         "3",
         "--out",
         &f,
     ]));
+    (m, f)
+}
+
+/// AMUN divides its rate by 10 every epoch; when the best state of the
+/// ladder still remembers the forget set, calibration runs the ladder again
+/// at a constant rate (and records it), which here forgets more than the
+/// decayed run. A method whose schedule is already constant is not re-run.
+#[test]
+fn calibration_relaxes_a_decaying_schedule_that_under_unlearns() {
+    let d = tempfile::tempdir().unwrap();
+    let (m, f) = memorising_cifar(d.path(), 500);
+    let run = |extra: &[&str]| {
+        let out = path_in(d.path(), "cal.safetensors");
+        let mut a = vec![
+            "--no-retain",
+            "--calibrate",
+            "--holdout-test",
+            "300",
+            "--calibrate-lrs",
+            "0.03",
+            "--epochs",
+            "3",
+            "--pgd-steps",
+            "10",
+        ];
+        a.extend_from_slice(extra);
+        ok(&unlearn(&m, &f, "amun", &out, &a));
+        read(&Path::new(&out).with_extension("json"))["origin"]["calibration"].clone()
+    };
+    let c = run(&[]);
+    let table = c["table"].as_array().unwrap();
+    let relaxed: Vec<_> = table
+        .iter()
+        .filter(|r| r["schedule"] == "constant")
+        .collect();
+    assert_eq!(c["epochs_worst_case"], 6, "{c}");
+    assert!(!relaxed.is_empty(), "no relaxed pass: {c}");
+    let forget = |r: &serde_json::Value| r["probe"]["forget_acc"].as_f64().unwrap();
+    let decayed_best = table
+        .iter()
+        .filter(|r| r["epoch"].as_u64() > Some(0) && r["schedule"].is_null())
+        .map(forget)
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        relaxed
+            .iter()
+            .map(|r| forget(r))
+            .fold(f64::INFINITY, f64::min)
+            < decayed_best,
+        "the constant rate should forget more than the decayed one: {c}"
+    );
+    let c = run(&["--schedule", "constant"]);
+    assert_eq!(c["epochs_worst_case"], 3, "{c}");
+    assert!(
+        c["table"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["schedule"].is_null()),
+        "{c}"
+    );
+}
+
+/// The other side: a model that memorised its training data (CIFAR-10
+/// slice, no augmentation: train 100%, test ~50%) keeps its forget set at
+/// 100% under RL's default lr; calibration drives forget accuracy down to
+/// the held-out accuracy (within its noise), keeps utility within the
+/// guard, and stops the ladder early instead of trying every rung.
+#[test]
+fn calibration_stops_an_under_unlearning_run() {
+    let d = tempfile::tempdir().unwrap();
+    let (m, f) = memorising_cifar(d.path(), 1000);
     let cal = path_in(d.path(), "cal.safetensors");
     ok(&unlearn(
         &m,

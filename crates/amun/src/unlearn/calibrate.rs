@@ -15,6 +15,7 @@ use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::seed::derive;
+use crate::train::Schedule;
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -146,6 +147,10 @@ pub struct Candidate {
     pub lr: f64,
     /// Epochs of fine-tuning (0: the original model).
     pub epoch: usize,
+    /// The schedule, when calibration replaced the method's own (its
+    /// relaxed pass); absent: the method's schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     pub probe: Probe,
     /// The rule's distance (lower is better).
     pub score: f64,
@@ -154,11 +159,13 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// How reports name this state: "original kept" or "lr 0.1, epoch 3".
+    /// How reports name this state: "original kept", "lr 0.1, epoch 3" or
+    /// "lr 0.1 constant, epoch 3".
     pub fn label(&self) -> String {
-        match self.epoch {
-            0 => "original kept".into(),
-            e => format!("lr {}, epoch {e}", self.lr),
+        match (self.epoch, &self.schedule) {
+            (0, _) => "original kept".into(),
+            (e, None) => format!("lr {}, epoch {e}", self.lr),
+            (e, Some(s)) => format!("lr {} {s}, epoch {e}", self.lr),
         }
     }
 }
@@ -327,52 +334,36 @@ fn better(a: &Candidate, b: &Candidate) -> bool {
     (a.keeps_utility, -a.score) > (b.keeps_utility, -b.score)
 }
 
-/// Runs method `name` (with `settings`, whose `finetune.lr` the ladder
-/// replaces) on `model` for `req`, choosing the learning rate and the
-/// stopping epoch by `cal.rule` against `heldout`, a split the model never
-/// trained on. `model` ends in the best state measured (possibly the
-/// original, if no state improved on it).
-///
-/// Cost: at most `cal.lrs.len()` × the method's epochs; a rung stops after
-/// `cal.patience` epochs of getting worse once it over-unlearns, and the
-/// ladder stops once a rung's best is within the sampling noise of the
-/// target or a rung over-unlearns from its first epoch.
-pub fn calibrate(
-    name: &str,
-    settings: &Value,
-    cal: &CalibrateSettings,
-    model: &mut Classifier,
-    req: &ForgetRequest<'_>,
-    heldout: &Split,
-    ctx: &RunCtx<'_>,
-) -> Result<(UnlearnLog, Calibration)> {
-    cal.check()?;
-    if heldout.is_empty() {
-        return Err(Error::invalid("holdout", "the held-out set is empty"));
-    }
-    let started = Instant::now();
-    let probes = Probes::new(req, heldout, cal.retain_probe, ctx.seed);
-    let original = probes.probe(model);
-    let p = original.heldout_acc / 100.0;
-    let nf = probes.forget.len().max(1) as f64;
-    let nh = heldout.len().max(1) as f64;
-    let noise = 100.0 * (p * (1.0 - p) * (1.0 / nf + 1.0 / nh)).sqrt();
-    let start = Candidate {
-        lr: 0.0,
-        epoch: 0,
-        probe: original,
-        score: score(cal.rule, &original, &original),
-        keeps_utility: true,
-    };
-    let base = model.try_clone()?;
-    let best_state: RefCell<Option<Vec<(String, Tensor)>>> = RefCell::new(None);
-    let best: RefCell<Candidate> = RefCell::new(start.clone());
-    let table: RefCell<Vec<Candidate>> = RefCell::new(vec![start]);
-    let mut logs = UnlearnLog::default();
-    let mut epochs_run = 0usize;
-    let mut method_epochs = 0usize;
-    let mut why = String::new();
-    for &lr in &cal.lrs {
+/// The search's state across rungs: every state measured, the best one and
+/// its weights.
+struct Search<'p, 'a> {
+    name: &'p str,
+    cal: &'p CalibrateSettings,
+    probes: &'p Probes<'a>,
+    original: Probe,
+    noise: f64,
+    best: RefCell<Candidate>,
+    best_state: RefCell<Option<Vec<(String, Tensor)>>>,
+    table: RefCell<Vec<Candidate>>,
+    logs: UnlearnLog,
+    epochs_run: usize,
+}
+
+impl Search<'_, '_> {
+    /// Runs the method from `base` at `lr` (its schedule replaced by
+    /// `schedule` when given), measuring every epoch; stops the rung once it
+    /// is past unseen data (or lost utility) and has got worse for
+    /// `patience` epochs. Returns the rung's best state, if it ran an epoch.
+    fn rung(
+        &mut self,
+        settings: &Value,
+        lr: f64,
+        schedule: Option<&Schedule>,
+        base: &Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<Option<Candidate>> {
+        let name = self.name;
         let mut s = settings.clone();
         let ft = s
             .as_object_mut()
@@ -385,24 +376,34 @@ pub fn calibrate(
                 )
             })?;
         ft.insert("lr".into(), lr.into());
-        method_epochs = ft.get("epochs").and_then(Value::as_u64).unwrap_or(1) as usize;
+        if let Some(sch) = schedule {
+            ft.insert("schedule".into(), sch.to_string().into());
+        }
         let method = build(name, &s)?;
         let mut m = base.try_clone()?;
         let rung_best: RefCell<Option<Candidate>> = RefCell::new(None);
         let worse_for = RefCell::new(0usize);
         let ran = RefCell::new(0usize);
+        let (cal, original, noise) = (self.cal, self.original, self.noise);
+        let (best, best_state, table) = (&self.best, &self.best_state, &self.table);
+        let probes = self.probes;
+        let label = match schedule {
+            Some(sch) => format!("lr {lr:e} ({sch})"),
+            None => format!("lr {lr:e}"),
+        };
         let on_epoch = |epoch: usize, now: &Classifier| -> Result<bool> {
             *ran.borrow_mut() += 1;
             let probe = probes.probe(now);
             let c = Candidate {
                 lr,
                 epoch,
+                schedule: schedule.cloned(),
                 probe,
                 score: score(cal.rule, &probe, &original),
                 keeps_utility: keeps_utility(&probe, &original, cal.max_utility_drop),
             };
             ctx.progress.note(&format!(
-                "calibrate {name}: lr {lr:e} epoch {epoch}: forget {:.1}% held-out {:.1}% \
+                "calibrate {name}: {label} epoch {epoch}: forget {:.1}% held-out {:.1}% \
                  retain {:.1}% loss-AUC {:.1} → score {:.2}{}",
                 probe.forget_acc,
                 probe.heldout_acc,
@@ -445,36 +446,168 @@ pub fn calibrate(
             on_epoch: Some(&on_epoch),
         };
         let log = method.unlearn(&mut m, req, &rctx)?;
-        epochs_run += *ran.borrow();
-        logs.epochs.extend(log.epochs);
+        self.epochs_run += *ran.borrow();
+        self.logs.epochs.extend(log.epochs);
         for (k, v) in log.timing {
-            *logs.timing.entry(k).or_insert(0.0) += v;
+            *self.logs.timing.entry(k).or_insert(0.0) += v;
         }
-        let rb = rung_best.borrow().clone();
-        if let Some(rb) = rb {
-            let satisfied = rb.keeps_utility
-                && (rb.probe.forget_acc - rb.probe.heldout_acc).abs() <= noise
-                && rb.score <= best.borrow().score + 1e-12;
-            let over_at_once = rb.epoch == 1 && rb.probe.forget_acc < rb.probe.heldout_acc - noise;
-            if satisfied {
-                why = format!(
-                    "lr {lr:e} reached the held-out accuracy within its noise ({noise:.1} points); \
-                     larger rates were not tried"
-                );
-                break;
-            }
-            if over_at_once {
-                why = format!(
-                    "lr {lr:e} over-unlearned from its first epoch; larger rates would go further"
-                );
-                break;
-            }
+        Ok(rung_best.into_inner())
+    }
+
+    /// Why the ladder may stop after a rung whose best state is `rb`.
+    fn stop_after(&self, rb: &Candidate) -> Option<String> {
+        let lr = rb.lr;
+        let noise = self.noise;
+        let satisfied = rb.keeps_utility
+            && (rb.probe.forget_acc - rb.probe.heldout_acc).abs() <= noise
+            && rb.score <= self.best.borrow().score + 1e-12;
+        if satisfied {
+            return Some(format!(
+                "lr {lr:e} reached the held-out accuracy within its noise ({noise:.1} points); \
+                 larger rates were not tried"
+            ));
+        }
+        if rb.epoch == 1 && rb.probe.forget_acc < rb.probe.heldout_acc - noise {
+            return Some(format!(
+                "lr {lr:e} over-unlearned from its first epoch; larger rates would go further"
+            ));
+        }
+        None
+    }
+
+    /// Whether the best state so far is a fine-tuned one that still
+    /// remembers the forget set better than unseen data.
+    fn under_unlearned(&self) -> bool {
+        let b = self.best.borrow();
+        b.epoch > 0 && b.keeps_utility && b.probe.forget_acc > b.probe.heldout_acc + self.noise
+    }
+}
+
+/// The method's fine-tuning schedule and epochs in `settings`.
+fn schedule_of(settings: &Value) -> (Option<Schedule>, usize) {
+    let ft = settings.get("finetune");
+    let sch = ft
+        .and_then(|f| f.get("schedule"))
+        .and_then(|v| serde_json::from_value::<Schedule>(v.clone()).ok());
+    let epochs = ft
+        .and_then(|f| f.get("epochs"))
+        .and_then(Value::as_u64)
+        .unwrap_or(1) as usize;
+    (sch, epochs)
+}
+
+/// Runs method `name` (with `settings`, whose `finetune.lr` the ladder
+/// replaces) on `model` for `req`, choosing the learning rate and the
+/// stopping epoch by `cal.rule` against `heldout`, a split the model never
+/// trained on. `model` ends in the best state measured (possibly the
+/// original, if no state improved on it).
+///
+/// When the ladder ends with its best state still remembering the forget
+/// set (forget accuracy above held-out accuracy by more than the noise, with
+/// utility kept) and the method's schedule decays the rate within its run
+/// (AMUN's ×0.1 every epoch leaves one epoch of real work), the ladder runs
+/// again with a constant rate, from the rung below that state's rate
+/// upwards: the paper's own tuning grid lets the decay step reach the whole
+/// run.
+///
+/// Cost: at most `cal.lrs.len()` × the method's epochs, twice that with the
+/// relaxed pass; a rung stops after `cal.patience` epochs of getting worse
+/// once it over-unlearns, and a pass stops once a rung's best is within the
+/// sampling noise of the target or a rung over-unlearns from its first
+/// epoch.
+pub fn calibrate(
+    name: &str,
+    settings: &Value,
+    cal: &CalibrateSettings,
+    model: &mut Classifier,
+    req: &ForgetRequest<'_>,
+    heldout: &Split,
+    ctx: &RunCtx<'_>,
+) -> Result<(UnlearnLog, Calibration)> {
+    cal.check()?;
+    if heldout.is_empty() {
+        return Err(Error::invalid("holdout", "the held-out set is empty"));
+    }
+    let started = Instant::now();
+    let probes = Probes::new(req, heldout, cal.retain_probe, ctx.seed);
+    let original = probes.probe(model);
+    let p = original.heldout_acc / 100.0;
+    let nf = probes.forget.len().max(1) as f64;
+    let nh = heldout.len().max(1) as f64;
+    let noise = 100.0 * (p * (1.0 - p) * (1.0 / nf + 1.0 / nh)).sqrt();
+    let start = Candidate {
+        lr: 0.0,
+        epoch: 0,
+        schedule: None,
+        probe: original,
+        score: score(cal.rule, &original, &original),
+        keeps_utility: true,
+    };
+    let base = model.try_clone()?;
+    let mut search = Search {
+        name,
+        cal,
+        probes: &probes,
+        original,
+        noise,
+        best: RefCell::new(start.clone()),
+        best_state: RefCell::new(None),
+        table: RefCell::new(vec![start]),
+        logs: UnlearnLog::default(),
+        epochs_run: 0,
+    };
+    let (schedule, method_epochs) = schedule_of(settings);
+    let mut why = String::new();
+    for &lr in &cal.lrs {
+        let rung = search.rung(settings, lr, None, &base, req, ctx)?;
+        if let Some(w) = rung.as_ref().and_then(|rb| search.stop_after(rb)) {
+            why = w;
+            break;
         }
     }
-    let chosen = best.into_inner();
     if why.is_empty() {
         why = "every rung of the ladder was tried".into();
     }
+    let decays = schedule.as_ref().is_some_and(|s| {
+        s.lr(1.0, method_epochs.saturating_sub(1), 0, 1, method_epochs) < 1.0 - 1e-12
+    });
+    let mut worst_case = cal.lrs.len() * method_epochs;
+    if decays && search.under_unlearned() {
+        // From the rung below the best one: a constant rate does several
+        // times the work of the same rate decayed, so the best state's own
+        // rate may now overshoot.
+        let at = search.best.borrow().lr;
+        let k = cal.lrs.iter().position(|&l| l >= at).unwrap_or(0);
+        let rungs: Vec<f64> = cal.lrs[k.saturating_sub(1)..].to_vec();
+        let from = rungs[0];
+        let sch = Schedule::Constant;
+        worst_case += rungs.len() * method_epochs;
+        why.push_str(&format!(
+            "; the best state still remembered the forget set, so the ladder ran again from lr \
+             {from:e} with a constant rate (the schedule's decay cut the work short)"
+        ));
+        let mut stopped = false;
+        for lr in rungs {
+            let rung = search.rung(settings, lr, Some(&sch), &base, req, ctx)?;
+            if let Some(w) = rung.as_ref().and_then(|rb| search.stop_after(rb)) {
+                why.push_str(&format!(": {w}"));
+                stopped = true;
+                break;
+            }
+        }
+        if !stopped {
+            why.push_str(": every relaxed rung was tried");
+        }
+    }
+    let Search {
+        best,
+        best_state,
+        table,
+        mut logs,
+        epochs_run,
+        ..
+    } = search;
+    let chosen = best.into_inner();
     match best_state.into_inner() {
         Some(state) if chosen.epoch > 0 => {
             let map = state.into_iter().collect();
@@ -489,7 +622,7 @@ pub fn calibrate(
         chosen,
         table: table.into_inner(),
         epochs_run,
-        epochs_worst_case: cal.lrs.len() * method_epochs,
+        epochs_worst_case: worst_case,
         seconds: started.elapsed().as_secs_f64(),
         noise,
         heldout_size: heldout.len(),
