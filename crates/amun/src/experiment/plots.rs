@@ -284,7 +284,9 @@ fn hist_plot(
 }
 
 fn gap_plot(path: &Path, title: &str, bars: &[(String, Vec<(bool, f64)>)]) -> Res<()> {
-    let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
+    // Room for each method's label ("salun (calibrated)") under its pair.
+    let width = (130 * bars.len() as u32).max(900);
+    let root = BitMapBackend::new(path, (width, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let ymax = bars
         .iter()
