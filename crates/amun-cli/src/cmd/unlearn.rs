@@ -318,13 +318,14 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         let chosen = &c.chosen;
         super::outln!(
             "calibration ({:?}, {} held-out images): {} — forget {:.1}% vs held-out {:.1}% \
-             (noise ±{:.1}), loss-AUC {:.1}; {} of at most {} epochs; {}",
+             (noise ±{:.1}; utility guard {:.1} points), loss-AUC {:.1}; {} of at most {} epochs; {}",
             c.settings.rule,
             c.heldout_size,
             chosen.label(),
             chosen.probe.forget_acc,
             chosen.probe.heldout_acc,
             c.noise,
+            c.allowed_drop,
             chosen.probe.loss_auc,
             c.epochs_run,
             c.epochs_worst_case,
