@@ -161,11 +161,13 @@ impl Iterator for EpochIter<'_> {
         if self.pos >= self.order.len() {
             return None;
         }
+        // The last batch of `batch_count` takes whatever is left.
         let n = self.order.len();
-        let mut end = (self.pos + self.batch_size).min(n);
-        if n - end < self.batch_size.div_ceil(2) {
-            end = n;
-        }
+        let end = if batch_count(n - self.pos, self.batch_size) == 1 {
+            n
+        } else {
+            self.pos + self.batch_size
+        };
         let chunk = &self.order[self.pos..end];
         self.pos = end;
         let mut xs = Vec::new();
