@@ -2,10 +2,31 @@
 # Runs every check CI runs: set-up (with the Python side of the tests, each
 # venv checked against its pinned list), formatting, lints, and the test
 # suite (which fetches MNIST-5k and CIFAR-10 into the data cache on first use).
+#
+#   scripts/test.sh          # everything: the three tiers below
+#   scripts/test.sh --fast   # formatting, the pure tier and the small-data tier
+#
+# The tiers are test targets, never `#[ignore]`:
+#   pure        unit tests beside the code (`cargo test --lib --bins`)
+#   small-data  `--test small` of both crates: each stage on small real data
+#   protocol    `--test protocol` of both crates and `--test fuzz_regressions`:
+#               experiments, tuning, calibration, import, Slurm, fuzz corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fast=0
+for a in "$@"; do
+  case "$a" in
+    --fast) fast=1 ;;
+    *) echo "test.sh: unknown argument '$a' (expected --fast)" >&2; exit 2 ;;
+  esac
+done
 scripts/setup.sh --dev
 source scripts/env.sh
 cargo fmt --all -- --check
+if [ "$fast" = 1 ]; then
+  cargo test --release --workspace --lib --bins
+  cargo test --release --workspace --test small
+  exit 0
+fi
 cargo clippy --release --all-targets --quiet -- -D warnings
 cargo test --release --workspace

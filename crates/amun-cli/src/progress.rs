@@ -110,3 +110,13 @@ impl amun::progress::Progress for Bars {
         }
     }
 }
+
+/// Notes straight to stderr, nothing else: what the CLI says whatever
+/// `--quiet` says (a dataset being fetched).
+pub struct Stderr;
+
+impl amun::progress::Progress for Stderr {
+    fn note(&self, line: &str) {
+        eprintln!("{line}");
+    }
+}

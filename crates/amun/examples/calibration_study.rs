@@ -18,7 +18,7 @@ use amun::data::{DataSpec, ForgetSet, Split};
 use amun::experiment::Config;
 use amun::model::checkpoint;
 use amun::progress::Quiet;
-use amun::unlearn::{CalibrateSettings, ForgetRequest, Probes, Rule, RunCtx, build, score};
+use amun::unlearn::{CalibrateSettings, ForgetRequest, Probes, Rule, RunCtx, score};
 use std::cell::RefCell;
 use std::path::Path;
 
@@ -121,25 +121,19 @@ fn main() -> amun::Result<()> {
     );
     println!("method\tlr\tepoch\tforget\theldout\tretain\tlossAUC\tks\tUA\tRA\tTA\tMIA\tgap");
     for name in &methods {
-        let base = cfg
-            .method_list()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s)
-            .unwrap_or_else(|| serde_json::json!({}));
-        if !with_retain && build(name, &base)?.requires_retain().is_some() {
+        let base = match cfg.methods()?.into_iter().find(|m| m.name() == name) {
+            Some(m) => m,
+            None => amun::unlearn::MethodSpec::new(name, &serde_json::json!({}))?,
+        };
+        if !with_retain && base.method().requires_retain().is_some() {
             continue;
         }
         // (lr, epoch, probe, real gap)
         let rows: RefCell<Vec<(f64, usize, amun::unlearn::Probe, f64)>> =
             RefCell::new(vec![(0.0, 0, p0, avg_gap(&orig_audit.scores, &rt))]);
         for &lr in &lrs {
-            let mut s = base.clone();
-            if s.get("finetune").is_none() {
-                s["finetune"] = serde_json::json!({});
-            }
-            s["finetune"]["lr"] = lr.into();
-            let method = build(name, &s)?;
+            let method = base.adjusted(&amun::train::TrainOverrides::rate(lr, None))?;
+            let method = method.method();
             let mut m = original.try_clone()?;
             let on_epoch = |epoch: usize, now: &amun::model::Classifier| -> amun::Result<bool> {
                 let p = probes.probe(now);
@@ -175,7 +169,7 @@ fn main() -> amun::Result<()> {
             .min_by(|a, b| a.3.total_cmp(&b.3))
             .expect("rows");
         let default_gap = {
-            let method = build(name, &base)?;
+            let method = base.method();
             let mut m = original.try_clone()?;
             let ctx = RunCtx {
                 seed: amun::seed::derive(0, name, u64::from(with_retain)),

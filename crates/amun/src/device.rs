@@ -3,49 +3,117 @@
 use crate::error::{Error, Result};
 use tch::{Device, Tensor};
 
-/// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available).
+/// A device as the user names it: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA
+/// when available). Parsed once, from a flag or a config key; it becomes a
+/// libtorch device with [`DeviceSpec::resolve`], which checks the machine.
+///
+/// ```
+/// use amun::device::DeviceSpec;
+/// let d: DeviceSpec = "cuda:1".parse().unwrap();
+/// assert_eq!(d, DeviceSpec::Cuda(1));
+/// assert_eq!(d.to_string(), "cuda:1");
+/// assert!("gpu".parse::<DeviceSpec>().is_err());
+/// assert_eq!(DeviceSpec::Cpu.resolve().unwrap(), tch::Device::Cpu);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<DeviceSpec> {
+        let bad = || Error::Device {
+            requested: s.to_string(),
+            msg: "expected cpu, cuda, cuda:N or auto".into(),
+        };
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "auto" => Ok(DeviceSpec::Auto),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(bad),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::Auto => write!(f, "auto"),
+        }
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = Error;
+    fn try_from(s: String) -> Result<DeviceSpec> {
+        s.parse()
+    }
+}
+
+impl DeviceSpec {
+    /// Whether it names a GPU.
+    pub fn is_cuda(self) -> bool {
+        matches!(self, DeviceSpec::Cuda(_))
+    }
+
+    /// The libtorch device, checked against this machine and this build.
+    pub fn resolve(self) -> Result<Device> {
+        let err = |msg: String| Error::Device {
+            requested: self.to_string(),
+            msg,
+        };
+        let idx = match self {
+            DeviceSpec::Cpu => return Ok(Device::Cpu),
+            DeviceSpec::Auto => return Ok(Device::cuda_if_available()),
+            DeviceSpec::Cuda(i) => i,
+        };
+        if cfg!(amun_cpu_only_libtorch) {
+            return Err(err(
+                "this amun was built against the CPU-only libtorch set-up; on a machine with an \
+                 NVIDIA GPU run `AMUN_TORCH=cuda scripts/setup.sh`, or use --device cpu"
+                    .into(),
+            ));
+        }
+        if !tch::Cuda::is_available() {
+            return Err(err(
+                "CUDA is not available on this machine (no NVIDIA GPU or driver found); use \
+                 --device cpu"
+                    .into(),
+            ));
+        }
+        let n = tch::Cuda::device_count() as usize;
+        if idx >= n {
+            return Err(err(format!("only {n} CUDA device(s) present")));
+        }
+        Ok(Device::Cuda(idx))
+    }
+}
+
+/// Parses and resolves `cpu`, `cuda`, `cuda:N` or `auto`.
 ///
 /// ```no_run
 /// let dev = amun::device::parse_device("auto").unwrap();
 /// println!("{dev:?}");
 /// ```
 pub fn parse_device(s: &str) -> Result<Device> {
-    let err = |msg: String| Error::Device {
-        requested: s.to_string(),
-        msg,
-    };
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::cuda_if_available()),
-        _ => {
-            let idx = match s.strip_prefix("cuda") {
-                Some("") => 0,
-                Some(rest) => rest
-                    .strip_prefix(':')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| err("expected cpu, cuda, cuda:N or auto".into()))?,
-                None => return Err(err("expected cpu, cuda, cuda:N or auto".into())),
-            };
-            if cfg!(amun_cpu_only_libtorch) {
-                return Err(err(
-                    "this amun was built against the CPU-only libtorch set-up; on a machine with \
-                     an NVIDIA GPU run `AMUN_TORCH=cuda scripts/setup.sh`, or use --device cpu"
-                        .into(),
-                ));
-            }
-            if !tch::Cuda::is_available() {
-                return Err(err(
-                    "CUDA is not available on this machine (no NVIDIA GPU or driver found); use --device cpu"
-                        .into(),
-                ));
-            }
-            let n = tch::Cuda::device_count() as usize;
-            if idx >= n {
-                return Err(err(format!("only {n} CUDA device(s) present")));
-            }
-            Ok(Device::Cuda(idx))
-        }
-    }
+    s.parse::<DeviceSpec>()?.resolve()
 }
 
 /// Short name of a device for reports: `cpu` or `cuda:N`.

@@ -75,6 +75,21 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A TOML parse error of `text` (read from `path`), with the line its
+    /// span starts on.
+    pub(crate) fn toml(text: &str, path: &Path, e: toml::de::Error) -> Self {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let msg = e.message().trim_end().replace('\n', " ");
+        match line {
+            Some(l) => Error::format(path, format!("line {l}: {msg}")),
+            None => Error::format(path, msg),
+        }
+    }
+}
+
 /// Attaches a path to an `io::Error`.
 pub(crate) trait IoContext<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T>;

@@ -1,8 +1,9 @@
 use super::{DataDir, load_data, print_json};
-use amun::experiment::exec::{self, slurm};
+use amun::device::DeviceSpec;
+use amun::experiment::exec::{self, ExecRequest, Executor, slurm};
 use amun::experiment::{
-    Config, Plan, Report, StepCtx, folder_config, open_folder, run as run_experiment, steps,
-    table_markdown,
+    Config, Plan, Report, SlurmSection, StepCtx, folder_config, open_folder, placement,
+    run as run_experiment, steps, table_markdown,
 };
 use amun::report::{Table, hardware_line};
 use anyhow::{Context, Result, bail};
@@ -87,15 +88,21 @@ pub struct DemoArgs {
 }
 
 pub fn run(a: ExperimentArgs) -> Result<()> {
-    let (cfg, config_path, out) = match (&a.folder, &a.config) {
-        (Some(f), _) => (folder_config(f)?, f.join("experiment.json"), f.clone()),
+    // Everything the flags say is checked before the run folder is touched.
+    let (cfg, config_path, out, file_placement) = match (&a.folder, &a.config) {
+        (Some(f), _) => (
+            folder_config(f)?,
+            f.join("experiment.json"),
+            f.clone(),
+            placement::recorded(f)?,
+        ),
         (None, Some(c)) => {
             let cfg = Config::read(c)?;
             let out = a
                 .out
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-            (cfg, c.clone(), out)
+            (cfg, c.clone(), out, placement::read_experiment(c)?)
         }
         (None, None) => bail!("give --config FILE or --folder DIR"),
     };
@@ -112,28 +119,36 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
     if a.status {
         return print_status(&cfg, &out, a.json);
     }
-    if a.slurm {
-        return submit_slurm(&a, &cfg, &out);
-    }
-    if a.jobs.is_some() || !a.devices.is_empty() {
-        return run_workers(&a, &cfg, &out);
-    }
-    let device = a.device.clone().unwrap_or_else(|| cfg.device.clone());
-    let dev = super::device(&device)?;
-    let data = load_data(&cfg.data, &a.dir)
-        .with_context(|| {
-            format!(
-                "{}: [data] dataset '{}'",
-                config_path.display(),
-                cfg.data.dataset
-            )
-        })?
-        .to_device(dev);
+    let device = match &a.device {
+        Some(d) => d.parse::<DeviceSpec>()?,
+        None => cfg.device,
+    };
+    let section = match &a.slurm_config {
+        Some(p) => Some(SlurmSection::read(p)?),
+        None => file_placement.clone(),
+    };
+    let request = ExecRequest {
+        jobs: a.jobs,
+        devices: a
+            .devices
+            .iter()
+            .map(|d| d.parse::<DeviceSpec>())
+            .collect::<Result<_, _>>()?,
+        slurm: a
+            .slurm
+            .then(|| (section.clone().unwrap_or_default(), a.wait)),
+        device,
+        threads,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let executor = request.executor()?;
     if let Some(id) = &a.step {
         // What a worker or a Slurm job runs: one step, in the run folder.
-        open_folder(&cfg, &out)?;
         let plan = Plan::build(&cfg)?;
         let step = plan.get(id)?;
+        let dev = device.resolve()?;
+        let data = data_of(&cfg, &a.dir, &config_path, dev)?;
+        open_folder(&cfg, &out)?;
         let bars = crate::progress::Bars::terse(a.quiet);
         let hw = hardware_line(dev);
         let ctx = StepCtx {
@@ -153,7 +168,50 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         );
         return Ok(());
     }
-    execute(cfg, &out, &data, dev, a.json, a.quiet)
+    let plan = Plan::build(&cfg)?;
+    match executor {
+        Executor::Sequential => {
+            let dev = device.resolve()?;
+            let data = data_of(&cfg, &a.dir, &config_path, dev)?;
+            if let Some(s) = &file_placement {
+                open_folder(&cfg, &out)?;
+                placement::remember(&out, s)?;
+            }
+            execute(cfg, &out, &data, dev, a.json, a.quiet)
+        }
+        Executor::Local(workers) => {
+            open_folder(&cfg, &out)?;
+            if let Some(s) = &file_placement {
+                placement::remember(&out, s)?;
+            }
+            run_workers(&a, &plan, &out, &workers)
+        }
+        Executor::Slurm { section, wait } => {
+            open_folder(&cfg, &out)?;
+            if let Some(s) = &file_placement {
+                placement::remember(&out, s)?;
+            }
+            submit_slurm(&a, &cfg, &plan, &out, &section, device, wait)
+        }
+    }
+}
+
+/// The config's data on `dev` (fetched first when missing).
+fn data_of(
+    cfg: &Config,
+    dir: &DataDir,
+    config_path: &Path,
+    dev: tch::Device,
+) -> Result<amun::data::Dataset> {
+    Ok(load_data(&cfg.data, dir)
+        .with_context(|| {
+            format!(
+                "{}: [data] dataset '{}'",
+                config_path.display(),
+                cfg.data.dataset
+            )
+        })?
+        .to_device(dev))
 }
 
 pub fn demo(a: DemoArgs) -> Result<()> {
@@ -167,7 +225,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    let dev = super::device(&cfg.device)?;
+    let dev = cfg.device.resolve()?;
     let data = load_data(&cfg.data, &a.dir)?.to_device(dev);
     execute(cfg, &out, &data, dev, false, a.quiet)
 }
@@ -235,25 +293,22 @@ fn print_plan(cfg: &Config, out: &Path, json: bool) -> Result<()> {
     }
     let mut tbl = Table::new(["step", "kind", "resource", "reads", "status"]);
     for (s, st) in plan.steps.iter().zip(&status) {
-        let kind = serde_json::to_value(&s.kind)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(String::from))
-            .unwrap_or_default();
-        let reads = match s.deps.len() {
+        let deps: Vec<String> = s.deps().iter().map(|d| d.to_string()).collect();
+        let reads = match deps.len() {
             0 => "-".to_string(),
-            1..=3 => s.deps.join(", "),
-            n => format!("{}, … ({n} steps)", s.deps[..2].join(", ")),
+            1..=3 => deps.join(", "),
+            n => format!("{}, … ({n} steps)", deps[..2].join(", ")),
         };
         tbl.row([
-            s.id.clone(),
-            kind,
-            s.resource.name().to_string(),
+            s.id.to_string(),
+            s.kind.name().to_string(),
+            s.resource().name().to_string(),
             reads,
             st.name().to_string(),
         ]);
     }
     super::emit(&tbl.render())?;
-    let edges: usize = plan.steps.iter().map(|s| s.deps.len()).sum();
+    let edges: usize = plan.steps.iter().map(|s| s.deps().len()).sum();
     let counts = plan.counts();
     let per: Vec<String> = counts
         .iter()
@@ -278,31 +333,36 @@ fn print_plan(cfg: &Config, out: &Path, json: bool) -> Result<()> {
 fn print_status(cfg: &Config, out: &Path, json: bool) -> Result<()> {
     let plan = Plan::build(cfg)?;
     let has_jobs = !slurm::recorded(out)?.is_empty();
-    let st = slurm::status(&plan, out, has_jobs)?;
+    let st = slurm::status(
+        &plan,
+        out,
+        has_jobs.then_some(&slurm::Sbatch as &dyn slurm::Cluster),
+    )?;
     if json {
         return print_json(&st);
     }
     let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
     for s in &st {
-        *counts.entry(s.state.as_str()).or_insert(0) += 1;
+        *counts.entry(s.state.name()).or_insert(0) += 1;
     }
+    let done = |s: &slurm::StepStatus| s.state == slurm::StepState::Done;
     let mut tbl = Table::new(["step", "state", "job", "detail"]);
-    for s in st.iter().filter(|s| s.state != "done") {
+    for s in st.iter().filter(|s| !done(s)) {
         tbl.row([
             s.step.clone(),
-            s.state.clone(),
+            s.state.name().to_string(),
             s.job.clone().unwrap_or_else(|| "-".into()),
             s.detail.clone().unwrap_or_default(),
         ]);
     }
-    if st.iter().any(|s| s.state != "done") {
+    if st.iter().any(|s| !done(s)) {
         super::emit(&tbl.render())?;
     }
     for s in st.iter().filter(|s| s.log_tail.is_some()) {
         super::outln!(
             "\n{} ({}): last lines of {}:\n{}",
             s.step,
-            s.state,
+            s.state.name(),
             plan.get(&s.step)
                 .map(|p| exec::log_path(out, p).display().to_string())
                 .unwrap_or_default(),
@@ -340,29 +400,24 @@ fn step_command(out: &Path, a: &ExperimentArgs) -> Result<(PathBuf, Vec<String>)
     Ok((amun, args))
 }
 
-fn run_workers(a: &ExperimentArgs, cfg: &Config, out: &Path) -> Result<()> {
-    open_folder(cfg, out)?;
-    let plan = Plan::build(cfg)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let device = a.device.clone().unwrap_or_else(|| cfg.device.clone());
-    let mut workers = exec::workers(a.jobs.unwrap_or(1), &a.devices, &device, cores);
-    // A thread count the config pins (bits depend on it) wins over the share.
-    if let Some(t) = a.threads.or(cfg.threads) {
-        for w in &mut workers {
-            w.threads = t;
-        }
-    }
+fn run_workers(
+    a: &ExperimentArgs,
+    plan: &Plan,
+    out: &Path,
+    workers: &[exec::Worker],
+) -> Result<()> {
     let (amun, base) = step_command(out, a)?;
     let bars = crate::progress::Bars::terse(a.quiet || a.json);
     let started = std::time::Instant::now();
     let done = exec::run_local(
-        &plan,
+        plan,
         out,
-        &workers,
+        workers,
         &|step, w| {
             let mut c = std::process::Command::new(&amun);
             c.args(&base)
-                .args(["--step", &step.id, "--device", &w.device])
+                .args(["--step", step.id.as_str()])
+                .args(["--device", &w.device.to_string()])
                 .args(["--threads", &w.threads.to_string()]);
             c
         },
@@ -392,33 +447,28 @@ fn run_workers(a: &ExperimentArgs, cfg: &Config, out: &Path) -> Result<()> {
     print_report(&report, out, a.json, started)
 }
 
-fn submit_slurm(a: &ExperimentArgs, cfg: &Config, out: &Path) -> Result<()> {
-    open_folder(cfg, out)?;
-    let plan = Plan::build(cfg)?;
-    let mut section = match &a.slurm_config {
-        Some(p) => slurm::SlurmSection::read(p)?,
-        None => cfg.slurm.clone().unwrap_or_default(),
-    };
-    // A thread count the config pins (bits depend on it) wins over the CPUs.
-    if let Some(t) = a.threads.or(cfg.threads) {
-        section.threads = Some(t);
-    }
+fn submit_slurm(
+    a: &ExperimentArgs,
+    cfg: &Config,
+    plan: &Plan,
+    out: &Path,
+    section: &SlurmSection,
+    device: DeviceSpec,
+    wait: bool,
+) -> Result<()> {
     let (amun, mut args) = step_command(out, a)?;
     if let Some(d) = &a.device {
         args.extend(["--device".to_string(), d.clone()]);
     }
-    let cuda = a
-        .device
-        .as_deref()
-        .unwrap_or(&cfg.device)
-        .starts_with("cuda");
+    let cluster = slurm::Sbatch;
     let sub = slurm::submit(
-        &plan,
+        plan,
         out,
         &cfg.name,
-        &section,
-        cuda,
+        section,
+        device.is_cuda(),
         &slurm::JobCommand { amun, args },
+        &cluster,
     )?;
     if !a.json {
         for (job, kind, steps) in &sub.arrays {
@@ -440,12 +490,13 @@ fn submit_slurm(a: &ExperimentArgs, cfg: &Config, out: &Path) -> Result<()> {
             sub.arrays.len()
         );
     }
-    if !a.wait {
+    if !wait {
         return Ok(());
     }
     slurm::wait(
-        &plan,
+        plan,
         out,
+        &cluster,
         std::time::Duration::from_secs(2),
         std::time::Duration::from_secs(7 * 24 * 3600),
     )?;

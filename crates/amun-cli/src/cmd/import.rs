@@ -55,7 +55,7 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
     let (model, sc, data) = open_checkpoint(&a.from, &a.import, &a.dir, device("cpu")?)?;
     // A sanity check, not an evaluation: a model at chance on images it was
     // trained on was imported wrongly (normalisation, names, architecture).
-    let check = super::chance_check(&model, &data);
+    let check = amun::model::chance_check(&model, &data);
     if let Some(why) = &check.problem {
         if !a.force {
             bail!("{}: {why}", a.from.display());

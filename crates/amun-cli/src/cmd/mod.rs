@@ -128,18 +128,11 @@ impl DataArgs {
     }
 }
 
-/// A dataset name as recorded in sidecars and forget sets: registry names
-/// as they are, folders as absolute paths (so the record resolves from any
-/// working directory).
+/// A dataset name as recorded in sidecars and forget sets (a missing folder
+/// stays as typed, so the error names what the user wrote).
 pub fn dataset_name(s: &str) -> String {
-    if amun::data::Registry::from_name(s).is_some() {
-        return s.to_string();
-    }
-    let p = std::path::Path::new(s);
-    if p.exists() {
-        std::path::absolute(p)
-            .map(|a| a.display().to_string())
-            .unwrap_or_else(|_| s.to_string())
+    if std::path::Path::new(s).exists() {
+        amun::data::DataSpec::resolve(s, std::path::Path::new("."))
     } else {
         s.to_string()
     }
@@ -147,19 +140,11 @@ pub fn dataset_name(s: &str) -> String {
 
 /// Loads a dataset, fetching a registry dataset first if it is missing.
 pub fn load_data(spec: &amun::data::DataSpec, dir: &DataDir) -> Result<amun::data::Dataset> {
-    let data_dir = dir.path();
-    if let Some(reg) = amun::data::Registry::from_name(&spec.dataset)
-        && reg.verified_dir(&data_dir).is_err()
-    {
-        eprintln!(
-            "fetching {} from {} into {}",
-            reg.name(),
-            reg.package(),
-            data_dir.display()
-        );
-        amun::data::fetch(reg, &data_dir)?;
-    }
-    Ok(spec.load(&data_dir)?)
+    Ok(amun::model::load_data(
+        spec,
+        &dir.path(),
+        &crate::progress::Stderr,
+    )?)
 }
 
 /// How to read a checkpoint that has no amun sidecar (a PyTorch file).
@@ -191,56 +176,25 @@ pub struct ImportArgs {
 }
 
 impl ImportArgs {
-    /// The data spec of `--dataset` with the slice flags, over `base` (the
-    /// sidecar's) when given.
-    fn data_spec(&self, base: Option<&amun::data::DataSpec>) -> Option<amun::data::DataSpec> {
-        let mut spec = match (&self.dataset, base) {
-            (Some(d), _) => amun::data::DataSpec::new(dataset_name(d)),
-            (None, Some(b)) => b.clone(),
-            (None, None) => return None,
-        };
-        if self.train_limit.is_some() {
-            spec.train_limit = self.train_limit;
-        }
-        if self.test_limit.is_some() {
-            spec.test_limit = self.test_limit;
-        }
-        Some(spec)
-    }
-}
-
-impl ImportArgs {
-    fn layout(&self) -> Result<Option<amun::model::Layout>> {
-        Ok(match self.layout.as_str() {
-            "auto" => None,
-            s => Some(s.parse()?),
-        })
-    }
-
-    fn normalize(&self, channels: usize) -> Result<Option<amun::model::Normalize>> {
-        let Some(s) = &self.normalize else {
-            return Ok(None);
-        };
-        let bad = || anyhow::anyhow!("--normalize '{s}': expected MEAN,STD or M1,M2,M3:S1,S2,S3");
-        let nums = |t: &str| {
-            t.split(',')
-                .map(|x| x.trim().parse::<f64>())
-                .collect::<Result<Vec<f64>, _>>()
-        };
-        let (mean, std) = match s.split_once(':') {
-            Some((m, d)) => (nums(m).map_err(|_| bad())?, nums(d).map_err(|_| bad())?),
-            None => match nums(s).map_err(|_| bad())?.as_slice() {
-                [m, d] => (vec![*m; channels], vec![*d; channels]),
-                _ => return Err(bad()),
+    /// The library's value for these flags.
+    pub fn spec(&self) -> Result<amun::model::OpenSpec> {
+        Ok(amun::model::OpenSpec {
+            arch: self.arch.as_deref().map(str::parse).transpose()?,
+            layout: match self.layout.as_str() {
+                "auto" => None,
+                s => Some(s.parse()?),
             },
-        };
-        Ok(Some(amun::model::Normalize { mean, std }))
+            normalize: self.normalize.clone(),
+            dataset: self.dataset.clone(),
+            train_limit: self.train_limit,
+            test_limit: self.test_limit,
+        })
     }
 }
 
 /// Opens a checkpoint: an amun one (weights + sidecar), or a PyTorch file
 /// imported on the fly with `imp`. Returns the model on `dev`, its sidecar
-/// and its data (on the CPU).
+/// and its data (on the CPU); prints what the import noticed.
 pub fn open_checkpoint(
     path: &std::path::Path,
     imp: &ImportArgs,
@@ -251,62 +205,17 @@ pub fn open_checkpoint(
     amun::model::Sidecar,
     amun::data::Dataset,
 )> {
-    use amun::model::checkpoint;
-    if checkpoint::sidecar_path(path).exists()
-        && path.extension().is_some_and(|e| e == "safetensors")
-    {
-        let sc = checkpoint::read_sidecar(path)?;
-        if let Some((done, total)) = sc.incomplete() {
-            eprintln!(
-                "warning: {} is incomplete: {done} of {total} epochs were trained (a killed or \
-                 failed run), so it is not the model its recipe describes",
-                path.display()
-            );
-        }
-        let spec = imp.data_spec(Some(&sc.data)).expect("a base spec");
-        let data = load_data(&spec, dir)?;
-        sc.model
-            .check_data(data.image_shape(), data.num_classes(), path)?;
-        let (model, _) = checkpoint::load(path, dev)?;
-        return Ok((model, sc, data));
-    }
-    if !path.exists() {
-        anyhow::bail!("{}: no such file", path.display());
-    }
-    let (Some(arch), Some(dataset)) = (&imp.arch, &imp.dataset) else {
-        anyhow::bail!(
-            "{}: no amun sidecar beside it; to use a PyTorch checkpoint give --arch and --dataset (or run `amun import`)",
-            path.display()
-        );
-    };
-    let arch: amun::model::Arch = arch.parse()?;
-    let _ = dataset;
-    let data = load_data(&imp.data_spec(None).expect("--dataset given"), dir)?;
-    let norm = imp.normalize(data.image_shape()[0] as usize)?;
-    let (model, sc, info) = amun::model::import(
+    let o = amun::model::open(
         path,
-        arch,
-        imp.layout()?,
-        &data.spec,
-        data.image_shape(),
-        &data.classes,
-        norm,
+        &imp.spec()?,
+        &dir.path(),
         dev,
+        &crate::progress::Stderr,
     )?;
-    eprintln!(
-        "{}: imported as {} ({} layout{})",
-        path.display(),
-        arch,
-        info.layout.name(),
-        if info.detected { ", detected" } else { "" }
-    );
-    for n in &info.notes {
-        eprintln!("  {n}");
+    for n in &o.notes {
+        eprintln!("{n}");
     }
-    if let Some(why) = chance_check(&model, &data).problem {
-        eprintln!("warning: {}: {why}", path.display());
-    }
-    Ok((model, sc, data))
+    Ok((o.model, o.sidecar, o.data))
 }
 
 /// Checks an output file before any work and claims it (a lock beside it)
@@ -316,59 +225,9 @@ pub fn claim_output(path: &std::path::Path, exts: &[&str]) -> Result<amun::fsuti
     Ok(amun::fsutil::OutputLock::acquire(path)?)
 }
 
-/// Accuracy of a freshly imported model on the first (up to) 1,000
-/// training and test images, and what is wrong if it is at chance.
-pub struct ChanceCheck {
-    pub train_n: usize,
-    pub train_acc: f64,
-    pub test_n: usize,
-    pub test_acc: f64,
-    pub problem: Option<String>,
-}
-
-pub fn chance_check(model: &amun::model::Classifier, data: &amun::data::Dataset) -> ChanceCheck {
-    let train = data.train.prefix(1000);
-    let test = data.test.prefix(1000);
-    let train_acc = amun::eval::accuracy(model, &train).percent();
-    let test_acc = amun::eval::accuracy(model, &test).percent();
-    let k = data.num_classes().max(2) as f64;
-    let chance = 100.0 / k;
-    // Within a few points of chance (and far from what any trained model
-    // reaches on its own training images).
-    let problem = (train.len() >= 50 && train_acc < chance + 0.5 * (100.0 - chance) * 0.2).then(|| {
-        let norm = if model.spec().normalize.is_none() {
-            if data.image_shape()[0] == 3 {
-                "the input normalisation it was trained with is missing (--normalize \
-                 M1,M2,M3:S1,S2,S3; for CIFAR-10 usually 0.4914,0.4822,0.4465:0.2470,0.2435,0.2616), "
-                    .to_string()
-            } else {
-                "the input normalisation it was trained with is missing (--normalize MEAN,STD; for \
-                 MNIST usually 0.1307,0.3081), "
-                    .to_string()
-            }
-        } else {
-            "the --normalize given is not the one it was trained with, ".to_string()
-        };
-        format!(
-            "it scores {train_acc:.1}% on its own first {} training images (chance: {chance:.1}%); \
-             it was imported wrongly: {norm}the parameter names were mapped with the wrong layout \
-             (--layout authors|torchvision|salun), the architecture is another (--arch), or the \
-             dataset or slice is not the one it was trained on (--dataset, --train-limit)",
-            train.len()
-        )
-    });
-    ChanceCheck {
-        train_n: train.len(),
-        train_acc,
-        test_n: test.len(),
-        test_acc,
-        problem,
-    }
-}
-
-/// Parses `--device`.
+/// Parses and resolves `--device`.
 pub fn device(s: &str) -> Result<tch::Device> {
-    Ok(amun::device::parse_device(s)?)
+    Ok(s.parse::<amun::device::DeviceSpec>()?.resolve()?)
 }
 
 /// Writes to stdout, returning (rather than panicking on) a closed pipe,

@@ -1,7 +1,7 @@
 use super::{DataArgs, device, load_data, pct, print_json};
 use amun::data::ForgetSet;
 use amun::model::{Arch, ModelSpec, checkpoint};
-use amun::train::{Schedule, Subset, TrainJob, TrainParams, record_final_metrics, train};
+use amun::train::{Subset, TrainJob, TrainOverrides, TrainParams, record_final_metrics, train};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -41,35 +41,32 @@ pub struct RecipeArgs {
 }
 
 impl RecipeArgs {
-    pub fn params(&self, arch: Arch, in_channels: i64) -> Result<TrainParams> {
+    /// The flags as recipe overrides (the type of an experiment's
+    /// `[train]` section), for images of `in_channels` channels.
+    pub fn overrides(&self, in_channels: i64) -> Result<TrainOverrides> {
         let augment = match self.augment.as_str() {
             "on" => true,
             "off" => false,
             "auto" => in_channels != 1,
             other => anyhow::bail!("--augment '{other}': expected auto, on or off"),
         };
-        let mut p = TrainParams::for_arch(arch);
-        if let Some(v) = self.epochs {
-            p = p.epochs(v);
-        }
-        if let Some(v) = self.batch_size {
-            p = p.batch_size(v);
-        }
-        if let Some(v) = self.lr {
-            p = p.lr(v);
-        }
-        if let Some(v) = self.momentum {
-            p = p.momentum(v);
-        }
-        if let Some(v) = self.weight_decay {
-            p = p.weight_decay(v);
-        }
-        if let Some(s) = &self.schedule {
-            p = p.schedule(s.parse::<Schedule>()?);
-        }
-        Ok(p.augment(augment)
-            .bf16(self.bf16)
-            .channels_last(self.channels_last))
+        Ok(TrainOverrides {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule.as_deref().map(str::parse).transpose()?,
+            augment: Some(augment),
+            bf16: Some(self.bf16),
+            channels_last: Some(self.channels_last),
+        })
+    }
+
+    pub fn params(&self, arch: Arch, in_channels: i64) -> Result<TrainParams> {
+        Ok(self
+            .overrides(in_channels)?
+            .apply(TrainParams::for_arch(arch)))
     }
 }
 

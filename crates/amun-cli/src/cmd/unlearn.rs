@@ -1,11 +1,10 @@
 use super::adv::AttackArgs;
 use super::{DataDir, device, pct, print_json};
-use amun::attack::AdvSet;
-use amun::data::ForgetSet;
-use amun::eval::accuracy;
+use amun::data::{ForgetSet, HeldOut};
 use amun::model::checkpoint;
 use amun::report::Table;
-use amun::unlearn::{RequestOptions, RunCtx, build, unlearn_requests, unlearned_sidecar};
+use amun::train::TrainOverrides;
+use amun::unlearn::{CalibrateOverrides, UnlearnJob, build};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Map, Value};
@@ -129,33 +128,25 @@ fn put(obj: &mut Map<String, Value>, dotted: &str, v: Value) -> Result<()> {
 }
 
 impl UnlearnArgs {
-    /// The method settings the flags ask for. The training flags go to the
-    /// method's `finetune` table, or to `recipe` for retrain.
-    fn overrides(&self) -> Result<Value> {
+    /// The training flags, typed: what `Method::adjusted` applies.
+    fn train_overrides(&self) -> Result<TrainOverrides> {
+        Ok(TrainOverrides {
+            epochs: self.epochs,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            schedule: self.schedule.as_deref().map(str::parse).transpose()?,
+            ..Default::default()
+        })
+    }
+
+    /// The method's other settings from the flags and `--set` (the JSON
+    /// boundary, merged into the method's table by the library). A key that
+    /// `--set` and a flag both give is refused rather than one silently
+    /// winning.
+    fn table(&self, train: &TrainOverrides) -> Result<Value> {
         let mut o = Map::new();
-        let defaults = amun::unlearn::METHODS
-            .iter()
-            .find(|e| e.name == self.method)
-            .map(|e| (e.defaults)())
-            .unwrap_or(Value::Null);
-        let table = if defaults.get("recipe").is_some() {
-            "recipe"
-        } else {
-            "finetune"
-        };
-        let ft = [
-            ("epochs", self.epochs.map(Value::from)),
-            ("lr", self.lr.map(Value::from)),
-            ("momentum", self.momentum.map(Value::from)),
-            ("weight_decay", self.weight_decay.map(Value::from)),
-            ("batch_size", self.batch_size.map(Value::from)),
-            ("schedule", self.schedule.clone().map(Value::from)),
-        ];
-        for (k, v) in ft {
-            if let Some(v) = v {
-                put(&mut o, &format!("{table}.{k}"), v)?;
-            }
-        }
         if self.adv_only {
             o.insert("adv_only".into(), true.into());
         }
@@ -164,12 +155,29 @@ impl UnlearnArgs {
         }
         let attack = self.attack.overrides()?;
         if !attack.is_empty() {
-            o.insert("attack".into(), Value::Object(attack));
+            o.insert("attack".into(), Value::Object(attack.clone()));
         }
+        let flagged = train.set_fields();
         for kv in &self.set {
             let Some((k, v)) = kv.split_once('=') else {
                 bail!("--set '{kv}': expected KEY=VALUE");
             };
+            let key = k.trim().replace('-', "_");
+            let mut parts = key.splitn(2, '.');
+            let (top, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let clash = match top {
+                "finetune" | "recipe" => flagged.contains(&rest),
+                "attack" => attack.contains_key(rest),
+                "adv_only" => self.adv_only,
+                "salun_ratio" => self.salun_ratio.is_some(),
+                _ => false,
+            };
+            if clash {
+                bail!(
+                    "--set {k}: the same setting is given by a flag too (--{}); give it once",
+                    rest.replace('_', "-").trim_start_matches('-')
+                );
+            }
             let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
             put(&mut o, k.trim(), v)?;
         }
@@ -178,11 +186,24 @@ impl UnlearnArgs {
 }
 
 pub fn run(a: UnlearnArgs) -> Result<()> {
-    let method = build(&a.method, &a.overrides()?)?;
+    let train = a.train_overrides()?;
+    let method = build(&a.method, &a.table(&train)?)?;
+    let method = if train.is_empty() {
+        method
+    } else {
+        method.adjusted(&train)?
+    };
     let cal = calibration_settings(&a)?;
     if a.adv.is_some() && method.adversarial().is_none() {
         bail!(
             "--adv: {} trains on no adversarial set; --adv is for amun and amun-salun",
+            method.name()
+        );
+    }
+    if a.adaptive && method.adversarial().is_none() {
+        bail!(
+            "--adaptive: {} trains on no adversarial set to recompute; AMUN-A is amun (or \
+             amun-salun) with --adaptive",
             method.name()
         );
     }
@@ -208,104 +229,43 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         requests.push(f);
     }
     let data = data.to_device(dev);
-    let recipe = amun::train::recipe_of(&parent)?;
-    if recipe.as_ref().is_some_and(|r| r.channels_last) {
+    if amun::train::recipe_of(&parent)?.is_some_and(|r| r.channels_last) {
         model.use_channels_last()?;
     }
-    let fingerprint = model.fingerprint();
-    let all: Vec<i64> = {
-        let mut v: Vec<i64> = requests
-            .iter()
-            .flat_map(|r| r.indices.iter().copied())
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
     let adv = match &a.adv {
-        Some(p) => {
-            let (set, meta) = AdvSet::load(p)?;
-            set.check_matches(&meta, &all, &fingerprint, p)?;
-            Some(set)
-        }
+        Some(p) => Some(UnlearnJob::load_adversarial(p, &requests, &model)?),
         None => None,
     };
-    let forget_split = data.train.select(&all);
-    let retain_idx: Vec<i64> = (0..data.train.len() as i64)
-        .filter(|i| all.binary_search(i).is_err())
-        .collect();
-    let retain_split = data.train.select(&retain_idx);
-    let before = [
-        accuracy(&model, &forget_split).percent(),
-        accuracy(&model, &retain_split).percent(),
-        accuracy(&model, &data.test).percent(),
-    ];
+    let heldout = match (&cal, a.holdout_test, &a.holdout) {
+        (None, _, _) => None,
+        (Some(_), Some(n), _) => Some(HeldOut::LastTest(n).split(&data, &a.dir.path())?),
+        (Some(_), None, Some(d)) => Some(HeldOut::Folder(d.clone()).split(&data, &a.dir.path())?),
+        (Some(_), None, None) => unreachable!("calibration_settings checks for held-out data"),
+    };
     let bars = crate::progress::Bars::new(a.quiet || a.json);
-    let ctx = RunCtx {
+    let job = UnlearnJob {
+        method: method.as_ref(),
+        data: &data,
+        requests: &requests,
+        with_retain: !a.no_retain,
+        adaptive: a.adaptive,
+        adversarial: adv.as_ref(),
+        calibrate: cal.as_ref().zip(heldout.as_ref()),
         seed: a.seed,
-        progress: &bars,
-        original_recipe: recipe.as_ref(),
-        observe: None,
-        on_epoch: None,
     };
-    let idx: Vec<Vec<i64>> = requests.iter().map(|r| r.indices.clone()).collect();
-    let heldout = match &cal {
-        Some(_) => Some(heldout_split(&a, &data, dev)?),
-        None => None,
-    };
-    let logs = unlearn_requests(
-        method.as_ref(),
-        &mut model,
-        &data.train,
-        data.num_classes(),
-        &idx,
-        &RequestOptions {
-            with_retain: !a.no_retain,
-            adaptive: a.adaptive,
-            precomputed: adv.as_ref(),
-            calibrate: cal.as_ref().zip(heldout.as_ref()),
-        },
-        &ctx,
-    )?;
-    let after = [
-        accuracy(&model, &forget_split).percent(),
-        accuracy(&model, &retain_split).percent(),
-        accuracy(&model, &data.test).percent(),
-    ];
-    let mut sc = unlearned_sidecar(
-        &parent,
-        &fingerprint,
-        method.as_ref(),
-        &requests,
-        &logs,
-        a.seed,
-    );
-    for (i, k) in ["forget_acc", "retain_acc", "test_acc"].iter().enumerate() {
-        sc.metrics.insert(format!("{k}_before"), before[i]);
-        if after[i].is_finite() {
-            sc.metrics.insert(k.to_string(), after[i]);
-        }
-    }
-    sc.metrics
-        .insert("with_retain".into(), if a.no_retain { 0.0 } else { 1.0 });
-    checkpoint::save(&model, &a.out, &sc)?;
+    let done = job.run(&mut model, &parent, &bars)?;
+    checkpoint::save(&model, &a.out, &done.sidecar)?;
+    let (sc, logs) = (&done.sidecar, &done.logs);
     if a.json {
         return print_json(&serde_json::json!({ "sidecar": sc, "logs": logs }));
     }
     let mut t = Table::new(["split", "samples", "before %", "after %"]);
-    for (i, (name, n)) in [
-        ("forget", all.len()),
-        ("retain", retain_idx.len()),
-        ("test", data.test.len()),
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, name) in ["forget", "retain", "test"].iter().enumerate() {
         t.row([
             name.to_string(),
-            n.to_string(),
-            pct(before[i]),
-            pct(after[i]),
+            done.sizes[i].to_string(),
+            pct(done.before[i]),
+            pct(done.after[i]),
         ]);
     }
     super::emit(&t.render())?;
@@ -314,7 +274,6 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         super::outln!("time: {}", parts.join(", "));
     }
     if let Some(c) = logs.first().and_then(|l| l.calibration.as_ref()) {
-        let c: amun::unlearn::Calibration = serde_json::from_value(c.clone())?;
         let chosen = &c.chosen;
         super::outln!(
             "calibration ({:?}, {} held-out images): {} — forget {:.1}% vs held-out {:.1}% \
@@ -345,7 +304,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         "{}: {} unlearned {} sample(s)",
         a.out.display(),
         a.method,
-        all.len()
+        done.sizes[0]
     );
     Ok(())
 }
@@ -353,12 +312,14 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
 /// The calibration the flags ask for, checked before any work.
 fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::CalibrateSettings>> {
     let has_holdout = a.holdout.is_some() || a.holdout_test.is_some();
+    let o = CalibrateOverrides {
+        lrs: (!a.calibrate_lrs.is_empty()).then(|| a.calibrate_lrs.clone()),
+        rule: a.calibrate_rule.as_deref().map(str::parse).transpose()?,
+        max_utility_drop: a.calibrate_max_drop,
+        ..Default::default()
+    };
     if !a.calibrate {
-        if has_holdout
-            || a.calibrate_rule.is_some()
-            || !a.calibrate_lrs.is_empty()
-            || a.calibrate_max_drop.is_some()
-        {
+        if has_holdout || !o.is_empty() {
             bail!("--holdout, --holdout-test and --calibrate-* only apply with --calibrate");
         }
         return Ok(None);
@@ -372,82 +333,10 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
     if a.requests.len() > 1 {
         bail!("--calibrate takes one deletion request (--forget), not --requests");
     }
-    let mut s = amun::unlearn::CalibrateSettings::default();
-    if let Some(r) = &a.calibrate_rule {
-        s.rule = r.parse()?;
+    if let Some(d) = a.calibrate_max_drop
+        && (d.is_nan() || d < 0.0)
+    {
+        bail!("--calibrate-max-drop must be a number of points ≥ 0, got {d}");
     }
-    if !a.calibrate_lrs.is_empty() {
-        s.lrs = a.calibrate_lrs.clone();
-    }
-    if let Some(d) = a.calibrate_max_drop {
-        if d.is_nan() || d < 0.0 {
-            bail!("--calibrate-max-drop must be a number of points ≥ 0, got {d}");
-        }
-        s.max_utility_drop = d;
-    }
-    s.check()?;
-    Ok(Some(s))
-}
-
-/// The held-out split of `--holdout-test N` or `--holdout DIR`, refused when
-/// empty or when it shares an image with the model's training or test data.
-fn heldout_split(
-    a: &UnlearnArgs,
-    data: &amun::data::Dataset,
-    dev: tch::Device,
-) -> Result<amun::data::Split> {
-    if let Some(n) = a.holdout_test {
-        let t = data.test.len();
-        if n == 0 || n >= t {
-            bail!(
-                "--holdout-test {n}: expected 1..{} (the test split has {t} images)",
-                t.max(1) - 1
-            );
-        }
-        return Ok(amun::data::Split {
-            images: data.test.images.narrow(0, (t - n) as i64, n as i64),
-            labels: data.test.labels.narrow(0, (t - n) as i64, n as i64),
-        });
-    }
-    let dir = a
-        .holdout
-        .as_ref()
-        .expect("checked: one of the two is given");
-    let h = amun::data::DataSpec::new(dir.display().to_string()).load(&a.dir.path())?;
-    if h.image_shape() != data.image_shape() || h.num_classes() != data.num_classes() {
-        bail!(
-            "--holdout {}: {:?} images in {} classes; the model's data has {:?} in {}",
-            dir.display(),
-            h.image_shape(),
-            h.num_classes(),
-            data.image_shape(),
-            data.num_classes()
-        );
-    }
-    let all = amun::data::Split {
-        images: tch::Tensor::cat(&[&h.train.images, &h.test.images], 0),
-        labels: tch::Tensor::cat(&[&h.train.labels, &h.test.labels], 0),
-    };
-    if all.is_empty() {
-        bail!("--holdout {}: no images", dir.display());
-    }
-    for (what, split) in [("training", &data.train), ("test", &data.test)] {
-        let shared = all.shared_images(&split.to_device(tch::Device::Cpu));
-        if let Some(&(i, j)) = shared.first() {
-            bail!(
-                "--holdout {}: {} of its images are also in the model's {what} data {} (e.g. \
-                 held-out image {i} = {what} image {j}); held-out data must be unseen by the \
-                 model{}",
-                dir.display(),
-                shared.len(),
-                data.spec.label(),
-                if what == "test" {
-                    " and by the audit"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
-    Ok(all.to_device(dev))
+    Ok(Some(o.settings()?))
 }

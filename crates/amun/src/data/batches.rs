@@ -19,6 +19,18 @@ pub struct Part {
     pub augment: bool,
     /// Training-set index of each row, or -1 for a synthetic sample.
     pub origin: Vec<i64>,
+    /// Each epoch trains on a fresh sample of some rows instead of all of
+    /// them (a retain budget); `None`: every row, every epoch.
+    pub draw: Option<Draw>,
+}
+
+/// A per-epoch sample: the rows `optional` may be left out, and each epoch
+/// keeps `count` of them, drawn afresh from the epoch's seed; the other rows
+/// of the part are always in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draw {
+    pub optional: Vec<u32>,
+    pub count: usize,
 }
 
 impl Part {
@@ -31,6 +43,7 @@ impl Part {
             labels: s.labels,
             augment,
             origin: indices.to_vec(),
+            draw: None,
         }
     }
 
@@ -42,12 +55,41 @@ impl Part {
             labels: train.labels.shallow_clone(),
             augment,
             origin: (0..train.len() as i64).collect(),
+            draw: None,
         }
+    }
+
+    /// This part with each epoch keeping only `count` of the rows whose
+    /// training index is in `optional` (sorted); `count` at least their
+    /// number keeps them all.
+    pub fn drawing(mut self, optional: &[i64], count: usize) -> Part {
+        let rows: Vec<u32> = self
+            .origin
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| optional.binary_search(o).is_ok())
+            .map(|(r, _)| r as u32)
+            .collect();
+        if count < rows.len() {
+            self.draw = Some(Draw {
+                optional: rows,
+                count,
+            });
+        }
+        self
     }
 
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.origin.len()
+    }
+
+    /// Number of rows an epoch trains on.
+    pub fn epoch_len(&self) -> usize {
+        match &self.draw {
+            Some(d) => self.len() - d.optional.len() + d.count,
+            None => self.len(),
+        }
     }
 
     /// Whether the part is empty.
@@ -89,6 +131,12 @@ impl TrainSet {
         self.parts.iter().map(Part::len).sum()
     }
 
+    /// Number of samples an epoch trains on (less than [`TrainSet::len`]
+    /// when a part draws a sample per epoch).
+    pub fn epoch_len(&self) -> usize {
+        self.parts.iter().map(Part::epoch_len).sum()
+    }
+
     /// Whether there is nothing to train on.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -96,7 +144,7 @@ impl TrainSet {
 
     /// Number of batches per epoch (see [`batch_count`]).
     pub fn batches_per_epoch(&self, batch_size: usize) -> usize {
-        batch_count(self.len(), batch_size)
+        batch_count(self.epoch_len(), batch_size)
     }
 
     /// The device the data lives on.
@@ -113,9 +161,27 @@ impl TrainSet {
     /// under half a batch joins the last full batch (see [`batch_count`]).
     pub fn epoch(&self, batch_size: usize, seed: u64) -> EpochIter<'_> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut order: Vec<(u32, u32)> = Vec::with_capacity(self.len());
+        let mut order: Vec<(u32, u32)> = Vec::with_capacity(self.epoch_len());
         for (p, part) in self.parts.iter().enumerate() {
-            order.extend((0..part.len() as u32).map(|r| (p as u32, r)));
+            match &part.draw {
+                // Without a draw the stream is not touched: the same bits
+                // as before draws existed.
+                None => order.extend((0..part.len() as u32).map(|r| (p as u32, r))),
+                Some(d) => {
+                    let mut out = vec![false; part.len()];
+                    for &r in &d.optional {
+                        out[r as usize] = true;
+                    }
+                    for k in rand::seq::index::sample(&mut rng, d.optional.len(), d.count) {
+                        out[d.optional[k] as usize] = false;
+                    }
+                    order.extend(
+                        (0..part.len() as u32)
+                            .filter(|&r| !out[r as usize])
+                            .map(|r| (p as u32, r)),
+                    );
+                }
+            }
         }
         order.shuffle(&mut rng);
         EpochIter {

@@ -215,6 +215,25 @@ impl DataSpec {
         }
     }
 
+    /// A dataset named as records name it: a registry name as it is, a
+    /// folder as an absolute path (resolved against `base` when relative),
+    /// so the record resolves from any working directory.
+    pub fn resolve(name: &str, base: &Path) -> String {
+        if Registry::from_name(name).is_some() {
+            return name.to_string();
+        }
+        let p = Path::new(name);
+        let joined = if p.is_relative() {
+            base.join(p)
+        } else {
+            p.to_path_buf()
+        };
+        std::path::absolute(&joined)
+            .unwrap_or(joined)
+            .display()
+            .to_string()
+    }
+
     /// Limits the training split to its first `n` images.
     pub fn train_limit(mut self, n: Option<usize>) -> Self {
         self.train_limit = n;
@@ -301,6 +320,94 @@ impl DataSpec {
             train,
             test,
         })
+    }
+}
+
+/// Data a model never trained on, which calibration compares the forget
+/// set with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeldOut {
+    /// The last N test images of the model's dataset (audits then leave
+    /// them out).
+    LastTest(usize),
+    /// A dataset folder of other images (both its splits).
+    Folder(PathBuf),
+}
+
+impl HeldOut {
+    /// The last `n` test images of `data` (no copy).
+    pub fn last_test(data: &Dataset, n: usize) -> Split {
+        let t = data.test.len();
+        let n = n.min(t) as i64;
+        Split {
+            images: data.test.images.narrow(0, t as i64 - n, n),
+            labels: data.test.labels.narrow(0, t as i64 - n, n),
+        }
+    }
+
+    /// The held-out split, on `data`'s device: refused when empty, when it
+    /// leaves no test image to audit, when its images do not fit the
+    /// model's data, or when it shares an image with the model's training
+    /// or test data.
+    pub fn split(&self, data: &Dataset, data_dir: &Path) -> Result<Split> {
+        let dir = match self {
+            HeldOut::LastTest(n) => {
+                let t = data.test.len();
+                if *n == 0 || *n >= t {
+                    return Err(Error::invalid(
+                        "holdout-test",
+                        format!(
+                            "{n}: expected 1..{} (the test split has {t} images)",
+                            t.max(1) - 1
+                        ),
+                    ));
+                }
+                return Ok(Self::last_test(data, *n));
+            }
+            HeldOut::Folder(dir) => dir,
+        };
+        let what = format!("holdout {}", dir.display());
+        let h = DataSpec::new(dir.display().to_string()).load(data_dir)?;
+        if h.image_shape() != data.image_shape() || h.num_classes() != data.num_classes() {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "{:?} images in {} classes; the model's data has {:?} in {}",
+                    h.image_shape(),
+                    h.num_classes(),
+                    data.image_shape(),
+                    data.num_classes()
+                ),
+            ));
+        }
+        let all = Split {
+            images: Tensor::cat(&[&h.train.images, &h.test.images], 0),
+            labels: Tensor::cat(&[&h.train.labels, &h.test.labels], 0),
+        };
+        if all.is_empty() {
+            return Err(Error::invalid(what, "no images"));
+        }
+        for (split_name, split) in [("training", &data.train), ("test", &data.test)] {
+            let shared = all.shared_images(&split.to_device(Device::Cpu));
+            if let Some(&(i, j)) = shared.first() {
+                return Err(Error::invalid(
+                    what,
+                    format!(
+                        "{} of its images are also in the model's {split_name} data {} (e.g. \
+                         held-out image {i} = {split_name} image {j}); held-out data must be unseen \
+                         by the model{}",
+                        shared.len(),
+                        data.spec.label(),
+                        if split_name == "test" {
+                            " and by the audit"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+        Ok(all.to_device(data.train.labels.device()))
     }
 }
 

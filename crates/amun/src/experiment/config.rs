@@ -4,26 +4,11 @@ use crate::audit::RmiaParams;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::model::Arch;
-use crate::train::{Recipe, Schedule, TrainParams};
+use crate::train::{Recipe, TrainOverrides, TrainParams};
+use crate::unlearn::{CalibrateOverrides, CalibrateSettings, MethodSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// The original model's recipe; fields left out take the architecture's
-/// defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainSection {
-    pub epochs: Option<usize>,
-    pub batch_size: Option<usize>,
-    pub lr: Option<f64>,
-    pub momentum: Option<f64>,
-    pub weight_decay: Option<f64>,
-    pub schedule: Option<Schedule>,
-    pub augment: Option<bool>,
-    pub bf16: Option<bool>,
-    pub channels_last: Option<bool>,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,45 +98,51 @@ pub struct TuneSection {
 /// also runs calibrated against the last `holdout` test images, which every
 /// audit of the experiment then leaves out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "CalibrateTable")]
 pub struct CalibrateSection {
     /// Test images (the last N) kept for calibration, never audited.
     pub holdout: usize,
     /// Methods to calibrate [default: every configured method].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lrs: Option<Vec<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<crate::unlearn::Rule>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_utility_drop: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patience: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retain_probe: Option<usize>,
+    /// The calibration's own settings (lrs, rule, max_utility_drop,
+    /// patience, retain_probe), as `--calibrate-*` gives them.
+    #[serde(flatten)]
+    pub overrides: CalibrateOverrides,
+}
+
+/// `[calibrate]` as written: its own keys, the rest the calibration's
+/// settings (checked as [`CalibrateOverrides`], so an unknown key is an
+/// error; serde's `flatten` would let it pass).
+#[derive(Deserialize)]
+struct CalibrateTable {
+    holdout: usize,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(flatten)]
+    rest: toml::Table,
+}
+
+impl TryFrom<CalibrateTable> for CalibrateSection {
+    type Error = String;
+    fn try_from(t: CalibrateTable) -> std::result::Result<Self, String> {
+        let overrides: CalibrateOverrides = t
+            .rest
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("calibrate: {}", e.message().trim_end()))?;
+        Ok(CalibrateSection {
+            holdout: t.holdout,
+            methods: t.methods,
+            overrides,
+        })
+    }
 }
 
 impl CalibrateSection {
-    /// The calibration settings (defaults for what the file leaves out).
-    pub fn settings(&self) -> crate::unlearn::CalibrateSettings {
-        let mut s = crate::unlearn::CalibrateSettings::default();
-        if let Some(v) = &self.lrs {
-            s.lrs = v.clone();
-        }
-        if let Some(v) = self.rule {
-            s.rule = v;
-        }
-        if let Some(v) = self.max_utility_drop {
-            s.max_utility_drop = v;
-        }
-        if let Some(v) = self.patience {
-            s.patience = v;
-        }
-        if let Some(v) = self.retain_probe {
-            s.retain_probe = v;
-        }
-        s
+    /// The calibration settings (defaults for what the file leaves out),
+    /// checked.
+    pub fn settings(&self) -> Result<CalibrateSettings> {
+        self.overrides.settings()
     }
 }
 
@@ -162,13 +153,15 @@ pub struct Config {
     pub name: String,
     pub data: DataSpec,
     pub model: Arch,
+    /// The original model's recipe; fields left out take the
+    /// architecture's defaults.
     #[serde(default)]
-    pub train: TrainSection,
+    pub train: TrainOverrides,
     pub forget: ForgetSection,
     /// One original model, forget set and run of every method per seed.
     pub seeds: Vec<u64>,
-    #[serde(default = "auto")]
-    pub device: String,
+    #[serde(default)]
+    pub device: crate::device::DeviceSpec,
     pub rmia: RmiaSection,
     /// Method name → settings (a table, possibly empty). Methods run in the
     /// registry's order; `retrain` always runs (it is the reference). A
@@ -182,10 +175,27 @@ pub struct Config {
     /// CPU results are bit-identical only for the same thread count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
-    /// Slurm resources per step kind (where steps run, not what they
-    /// compute: not part of the run folder's identity).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm: Option<super::exec::slurm::SlurmSection>,
+    /// The `[slurm]` table: where steps run, not what they compute, so not
+    /// part of the config (read by `placement::read`; accepted here so the
+    /// file parses, never recorded).
+    #[serde(
+        default,
+        rename = "slurm",
+        skip_serializing,
+        deserialize_with = "skip_placement"
+    )]
+    placement: NotRecorded,
+}
+
+/// What `[slurm]` becomes in a config: nothing (see `Config::placement`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct NotRecorded;
+
+/// Reads past the `[slurm]` table.
+fn skip_placement<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<NotRecorded, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| NotRecorded)
 }
 
 /// A method's own tuning grid (`tune = { lr = […], step = […] }` in its table).
@@ -194,10 +204,6 @@ pub struct Config {
 pub struct MethodTune {
     pub lr: Option<Vec<f64>>,
     pub step: Option<Vec<usize>>,
-}
-
-fn auto() -> String {
-    "auto".into()
 }
 
 /// The 1-based line of the first line of `text` that starts with `needle`.
@@ -285,16 +291,8 @@ fn check_grid(lr: Option<&[f64]>, step: Option<&[usize]>) -> std::result::Result
 impl Config {
     /// Parses and validates an experiment file.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let msg = e.message().trim_end().replace('\n', " ");
-            match line {
-                Some(l) => Error::format(path, format!("line {l}: {msg}")),
-                None => Error::format(path, msg),
-            }
-        })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::toml(text, path, e))?;
+        super::placement::from_experiment(text, path)?;
         let at = |needle: &str, msg: String| -> Error {
             match line_of(text, needle) {
                 Some(l) => Error::format(path, format!("line {l}: {msg}")),
@@ -315,19 +313,11 @@ impl Config {
         // A dataset folder given relative to the config file, stored
         // absolute so the run folder's record resolves from anywhere.
         let mut cfg = cfg;
-        if crate::data::Registry::from_name(&cfg.data.dataset).is_none()
-            && Path::new(&cfg.data.dataset).is_relative()
-        {
-            let base = path
-                .parent()
-                .filter(|b| !b.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let joined = base.join(&cfg.data.dataset);
-            cfg.data.dataset = std::path::absolute(&joined)
-                .unwrap_or(joined)
-                .display()
-                .to_string();
-        }
+        let base = path
+            .parent()
+            .filter(|b| !b.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        cfg.data.dataset = DataSpec::resolve(&cfg.data.dataset, base);
         let d = &cfg.data.dataset;
         if crate::data::Registry::from_name(d).is_none() && !Path::new(d).exists() {
             return Err(at(
@@ -372,10 +362,6 @@ impl Config {
                     "forget.fractions: with files, give the one fraction they represent".into(),
                 ));
             }
-            let base = path
-                .parent()
-                .filter(|b| !b.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
             for f in &mut cfg.forget.files {
                 let p = base.join(&*f);
                 if !p.exists() {
@@ -475,46 +461,23 @@ impl Config {
                     ),
                 ));
             }
-            c.settings()
-                .check()
-                .map_err(|e| at("[calibrate]", e.to_string()))?;
+            c.settings().map_err(|e| at("[calibrate]", e.to_string()))?;
             cfg.check_method_names(c.methods.as_deref(), "calibrate.methods")
                 .map_err(|m| at("[calibrate]", m))?;
-            for m in c.methods.clone().unwrap_or_else(|| {
-                cfg.method_list()
-                    .iter()
-                    .map(|(n, _)| n.to_string())
-                    .collect()
-            }) {
-                if m == "retrain" {
-                    continue;
-                }
-                let has_lr = cfg
-                    .method_list()
-                    .iter()
-                    .find(|(n, _)| *n == m)
-                    .and_then(|(n, _)| crate::unlearn::METHODS.iter().find(|e| e.name == *n))
-                    .is_some_and(|e| (e.defaults)().pointer("/finetune/lr").is_some());
-                if !has_lr {
+            for m in cfg.methods()? {
+                if cfg.calibrated(m.name()) && m.method().finetune().is_none() {
                     return Err(at(
                         "[calibrate]",
-                        format!("calibrate.methods: {m} has no finetune.lr to calibrate"),
+                        format!(
+                            "calibrate.methods: {} has no fine-tuning learning rate to calibrate",
+                            m.name()
+                        ),
                     ));
                 }
             }
         }
         if cfg.threads == Some(0) {
             return Err(at("threads", "threads: expected at least 1".into()));
-        }
-        let d = cfg.device.as_str();
-        let cuda_n = d
-            .strip_prefix("cuda:")
-            .is_some_and(|n| n.parse::<usize>().is_ok());
-        if !matches!(d, "cpu" | "cuda" | "auto") && !cuda_n {
-            return Err(at(
-                "device",
-                format!("device '{d}': expected cpu, cuda, cuda:N or auto"),
-            ));
         }
         Ok(cfg)
     }
@@ -589,49 +552,191 @@ impl Config {
     /// channels: augmentation left unset is on for colour images and off
     /// for one-channel ones (flips corrupt digits), as `amun train` does.
     pub fn recipe(&self, in_channels: i64) -> Result<Recipe> {
-        let t = &self.train;
-        let mut p = TrainParams::for_arch(self.model).augment(in_channels != 1);
-        if let Some(v) = t.epochs {
-            p = p.epochs(v);
-        }
-        if let Some(v) = t.batch_size {
-            p = p.batch_size(v);
-        }
-        if let Some(v) = t.lr {
-            p = p.lr(v);
-        }
-        if let Some(v) = t.momentum {
-            p = p.momentum(v);
-        }
-        if let Some(v) = t.weight_decay {
-            p = p.weight_decay(v);
-        }
-        if let Some(v) = &t.schedule {
-            p = p.schedule(v.clone());
-        }
-        if let Some(v) = t.augment {
-            p = p.augment(v);
-        }
-        if let Some(v) = t.bf16 {
-            p = p.bf16(v);
-        }
-        if let Some(v) = t.channels_last {
-            p = p.channels_last(v);
-        }
-        p.check()
+        let base = TrainParams::for_arch(self.model).augment(in_channels != 1);
+        self.train.apply(base).check()
     }
 
-    /// The methods to run, in the registry's order, with their settings
-    /// (the `tune` grid left out).
-    pub fn method_list(&self) -> Vec<(&'static str, serde_json::Value)> {
+    /// The names of the methods to run, in the registry's order
+    /// (`retrain` always runs as the reference, so it is not one of them).
+    pub fn method_names(&self) -> Vec<&'static str> {
         crate::unlearn::METHODS
             .iter()
             .filter(|e| e.name != "retrain" && self.methods.contains_key(e.name))
-            .map(|e| {
-                let mut t = self.methods[e.name].clone();
+            .map(|e| e.name)
+            .collect()
+    }
+
+    /// The methods to run, in the registry's order, each built from its
+    /// table (the `tune` grid left out).
+    pub fn methods(&self) -> Result<Vec<MethodSpec>> {
+        self.method_names()
+            .into_iter()
+            .map(|name| {
+                let mut t = self.methods[name].clone();
                 t.remove("tune");
-                (e.name, serde_json::to_value(&t).unwrap_or_default())
+                let v = serde_json::to_value(&t)
+                    .map_err(|e| Error::invalid(format!("methods.{name}"), e.to_string()))?;
+                MethodSpec::new(name, &v)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+model = "small-cnn"
+seeds = [0]
+[data]
+dataset = "mnist"
+[forget]
+fractions = [0.1]
+[rmia]
+reference_models = 2
+[methods.amun]
+"#;
+
+    fn parse(extra: &str) -> Result<Config> {
+        Config::parse(&format!("{BASE}{extra}"), Path::new("t.toml"))
+    }
+
+    fn err(extra: &str) -> String {
+        parse(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sections_are_typed_and_checked_with_their_line() {
+        let c = parse("[calibrate]\nholdout = 100\nlrs = [0.01, 0.1]\n").unwrap();
+        let s = c.calibrate.as_ref().unwrap().settings().unwrap();
+        assert_eq!(s.lrs, vec![0.01, 0.1]);
+        assert_eq!(
+            s.max_utility_drop,
+            CalibrateSettings::default().max_utility_drop
+        );
+        // An unknown key in a flattened section is still an error.
+        let e = err("[calibrate]\nholdout = 100\nspeed = 3\n");
+        assert!(e.contains("speed"), "{e}");
+        let e = err("[calibrate]\nholdout = 100\nlrs = [0.1, 0.01]\n");
+        assert!(e.contains("increasing"), "{e}");
+        // [train] is the recipe override type of `amun train`'s flags.
+        let c = parse("[train]\nepochs = 3\nlr = 0.2\n").unwrap();
+        let r = c.recipe(1).unwrap();
+        assert_eq!((r.epochs, r.lr, r.augment), (3, 0.2, false));
+        let e = err("[train]\nepochs = 0\n");
+        assert!(e.contains("epochs"), "{e}");
+        // [slurm] is placement, not part of the config, but checked.
+        let c = parse("[slurm]\ntrain = { cpus = 4 }\n").unwrap();
+        assert_eq!(c, parse("").unwrap());
+        let e = err("[slurm]\nunlearn = { mem = \"lots\" }\n");
+        assert!(e.contains("slurm.unlearn.mem") && e.contains("lots"), "{e}");
+        let e = Config::parse(&format!("device = \"gpu\"\n{BASE}"), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gpu") && e.contains("expected cpu, cuda"), "{e}");
+        // Method tables are built once, and name their key.
+        let e = err("[methods.ft]\nfinetune.lr = -1\n");
+        assert!(e.contains("ft.finetune.lr"), "{e}");
+        let methods = parse("[methods.ft]\nfinetune.lr = 0.5\n")
+            .unwrap()
+            .methods()
+            .unwrap();
+        let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+        assert_eq!(names, ["ft", "amun"]);
+        assert_eq!(methods[0].method().finetune().unwrap().lr, 0.5);
+    }
+
+    const TINY: &str = r#"
+name = "tiny"
+model = "small-cnn"
+seeds = [0]
+device = "cpu"
+
+[data]
+dataset = "mnist"
+train_limit = 300
+test_limit = 100
+
+[train]
+epochs = 3
+batch_size = 32
+lr = 0.02
+augment = false
+
+[forget]
+fractions = [0.1]
+with_retain = [true, false]
+
+[rmia]
+reference_models = 2
+
+[methods.ft]
+finetune.epochs = 1
+
+[methods.amun]
+finetune.epochs = 1
+attack.steps = 5
+"#;
+
+    fn parse_tiny(text: &str) -> std::result::Result<Config, String> {
+        Config::parse(text, Path::new("x.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn config_errors_point_at_the_line() {
+        let cfg = parse_tiny(TINY).unwrap();
+        assert_eq!(cfg.method_names(), vec!["ft", "amun"]);
+        let e =
+            parse_tiny(&TINY.replace("seeds = [0]", "seeds = [0]\ncolour = \"red\"")).unwrap_err();
+        assert!(
+            e.contains("line 5") && e.contains("colour") && !e.contains('\n'),
+            "{e}"
+        );
+        let e = parse_tiny(&TINY.replace("[methods.ft]", "[methods.forgetful]")).unwrap_err();
+        assert!(
+            e.contains("line 25") && e.contains("forgetful") && e.contains("amun-salun"),
+            "{e}"
+        );
+        let e = parse_tiny(&TINY.replace(
+            "finetune.epochs = 1\n\n[methods.amun]",
+            "finetune.epoch = 1\n\n[methods.amun]",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("line 26") && e.contains("ft.finetune.epoch"),
+            "{e}"
+        );
+        let e = parse_tiny(&TINY.replace("seeds = [0]", "seeds = [0, 0]")).unwrap_err();
+        assert!(e.contains("line 4") && e.contains("twice"), "{e}");
+        let e = parse_tiny(&TINY.replace("fractions = [0.1]", "fractions = [1.5]")).unwrap_err();
+        assert!(e.contains("line 19") && e.contains("(0,1)"), "{e}");
+        let e =
+            parse_tiny(&TINY.replace("reference_models = 2", "reference_models = 3")).unwrap_err();
+        assert!(e.contains("line 23") && e.contains("even"), "{e}");
+        let e = parse_tiny(&TINY.replace("name = \"tiny\"\n", "")).unwrap_err();
+        assert!(e.contains("name"), "{e}");
+        let e = parse_tiny(&TINY.replace("lr = 0.02", "lr = -1")).unwrap_err();
+        assert!(e.contains("line 12") && e.contains("lr"), "{e}");
+    }
+
+    #[test]
+    fn shipped_configs_parse_tiny() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let cfg = Config::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                assert!(
+                    cfg.method_names().len() >= 8,
+                    "{}: every method of the paper",
+                    p.display()
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 3);
     }
 }

@@ -8,7 +8,9 @@
 //!   steps as arrays, edges as `afterok` dependencies.
 //!
 //! The in-process sequential executor is `experiment::run`.
+use super::placement::SlurmSection;
 use super::plan::{Plan, Status, Step};
+use crate::device::DeviceSpec;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use std::collections::BTreeMap;
@@ -18,11 +20,89 @@ use std::time::{Duration, Instant};
 
 pub mod slurm;
 
+/// Where the steps of a run go: chosen once, from the flags, before any
+/// work.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Executor {
+    /// One step after the other in this process.
+    Sequential,
+    /// Worker processes on this machine, one step each at a time.
+    Local(Vec<Worker>),
+    /// sbatch jobs; with `wait`, until none is queued or running.
+    Slurm {
+        section: Box<SlurmSection>,
+        wait: bool,
+    },
+}
+
+/// What the flags ask of the executor.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// `--jobs N`: N local workers.
+    pub jobs: Option<usize>,
+    /// `--devices`: one worker per device.
+    pub devices: Vec<DeviceSpec>,
+    /// `--slurm`, with the resources to use (`--slurm-config` or the
+    /// file's `[slurm]`) and whether to wait.
+    pub slurm: Option<(SlurmSection, bool)>,
+    /// The device steps run on (workers without `--devices`).
+    pub device: DeviceSpec,
+    /// A pinned thread count (bits depend on it): wins over each
+    /// worker's share of the cores, and over a job's CPUs.
+    pub threads: Option<usize>,
+    /// This machine's cores.
+    pub cores: usize,
+}
+
+impl ExecRequest {
+    /// The executor, or an error naming the flags that do not go together.
+    pub fn executor(&self) -> Result<Executor> {
+        if self.jobs == Some(0) {
+            return Err(Error::invalid("jobs", "expected at least 1 worker"));
+        }
+        if self.threads == Some(0) {
+            return Err(Error::invalid("threads", "expected at least 1"));
+        }
+        if let Some((section, wait)) = &self.slurm {
+            if self.jobs.is_some() || !self.devices.is_empty() {
+                return Err(Error::invalid(
+                    "slurm",
+                    "Slurm decides where each step runs; --jobs and --devices are for running on \
+                     this machine",
+                ));
+            }
+            let mut section = section.clone();
+            if let Some(t) = self.threads {
+                section.threads = Some(t);
+            }
+            section.check()?;
+            return Ok(Executor::Slurm {
+                section: Box::new(section),
+                wait: *wait,
+            });
+        }
+        if self.jobs.is_none() && self.devices.is_empty() {
+            return Ok(Executor::Sequential);
+        }
+        let mut w = workers(
+            self.jobs.unwrap_or(1),
+            &self.devices,
+            self.device,
+            self.cores,
+        );
+        if let Some(t) = self.threads {
+            for w in &mut w {
+                w.threads = t;
+            }
+        }
+        Ok(Executor::Local(w))
+    }
+}
+
 /// Where one worker runs its steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Worker {
-    /// `cpu`, `cuda:0`, …
-    pub device: String,
+    pub device: DeviceSpec,
     /// libtorch threads of each step it runs.
     pub threads: usize,
 }
@@ -93,10 +173,9 @@ pub fn run_local(
         let busy: Vec<usize> = running.iter().map(|r| r.1).collect();
         let mut free: Vec<usize> = (0..workers.len()).filter(|w| !busy.contains(w)).collect();
         let blocked = |i: usize, failed: &[bool]| {
-            plan.steps[i]
-                .deps
+            plan.dep_positions(&plan.steps[i])
                 .iter()
-                .any(|d| plan.position(d).is_some_and(|j| failed[j]))
+                .any(|&j| failed[j])
         };
         let ready: Vec<usize> = plan
             .ready(&done)
@@ -132,10 +211,10 @@ pub fn run_local(
                 Ok(Some(st)) => {
                     let step = &plan.steps[i];
                     finished += 1;
-                    progress.update(finished, &step.id);
+                    progress.update(finished, step.id.as_str());
                     if st.success() {
                         done[i] = true;
-                        out.computed.push(step.id.clone());
+                        out.computed.push(step.id.to_string());
                         progress.note(&format!(
                             "{}: done in {:.1}s",
                             step.id,
@@ -150,7 +229,7 @@ pub fn run_local(
                             log.display()
                         ));
                         out.failed.push(Failure {
-                            step: step.id.clone(),
+                            step: step.id.to_string(),
                             tail: tail(&log, 15),
                             log,
                         });
@@ -170,7 +249,7 @@ pub fn run_local(
     ));
     for (i, s) in plan.steps.iter().enumerate() {
         if !done[i] && !failed[i] {
-            out.blocked.push(s.id.clone());
+            out.blocked.push(s.id.to_string());
         }
     }
     Ok(out)
@@ -178,12 +257,17 @@ pub fn run_local(
 
 /// Workers for `--jobs N` on the CPU (the cores shared between them) or
 /// one per device of `--devices`.
-pub fn workers(jobs: usize, devices: &[String], device: &str, cores: usize) -> Vec<Worker> {
+pub fn workers(
+    jobs: usize,
+    devices: &[DeviceSpec],
+    device: DeviceSpec,
+    cores: usize,
+) -> Vec<Worker> {
     if !devices.is_empty() {
         return devices
             .iter()
-            .map(|d| Worker {
-                device: d.clone(),
+            .map(|&d| Worker {
+                device: d,
                 threads: (cores / devices.len()).max(1),
             })
             .collect();
@@ -191,7 +275,7 @@ pub fn workers(jobs: usize, devices: &[String], device: &str, cores: usize) -> V
     let jobs = jobs.max(1);
     (0..jobs)
         .map(|_| Worker {
-            device: device.to_string(),
+            device,
             threads: (cores / jobs).max(1),
         })
         .collect()

@@ -12,20 +12,23 @@
 
 mod config;
 pub mod exec;
+pub mod placement;
 mod plan;
 mod plots;
 mod report;
 pub mod steps;
 mod store;
+mod tune;
 
 pub use config::{
-    CalibrateSection, Config, ForgetSection, MethodTune, RmiaSection, TrainSection, TuneMetric,
-    TuneSection,
+    CalibrateSection, Config, ForgetSection, MethodTune, RmiaSection, TuneMetric, TuneSection,
 };
-pub use plan::{Plan, Resource, Status, Step, StepKind, Variant, short_hash};
+pub use placement::SlurmSection;
+pub use plan::{Plan, Resource, Status, Step, StepId, StepKind, Variant, short_hash};
 pub use report::{Report, ReportTable, Row, RunResult, Stat, build_report, table_markdown};
-pub use steps::{StepCtx, TuneChoice, TuneRow};
+pub use steps::StepCtx;
 pub use store::{Meta, Stamp};
+pub use tune::{TuneChoice, TunePointResult, TuneRow, choose, grid_rate};
 
 use crate::data::Dataset;
 use crate::error::{Error, IoContext, Result};
@@ -39,16 +42,9 @@ use std::path::Path;
 pub fn open_folder(cfg: &Config, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).at(dir)?;
     let p = dir.join("experiment.json");
-    // Where steps run (Slurm resources) is not what they compute.
-    let same = |a: &Config, b: &Config| {
-        let (mut a, mut b) = (a.clone(), b.clone());
-        a.slurm = None;
-        b.slurm = None;
-        a == b
-    };
     if p.exists() {
         let old: Config = fsutil::read_json(&p)?;
-        if !same(&old, cfg) {
+        if old != *cfg {
             return Err(Error::format(
                 &p,
                 format!(

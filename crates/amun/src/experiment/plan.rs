@@ -1,58 +1,25 @@
 //! The plan of an experiment: every step the protocol needs — reference
 //! models, original models, forget sets, exact retrains, adversarial sets,
 //! tuning points, unlearning runs, audits, the report — with the artifact
-//! each one writes and the steps it reads. It is pure data, computed from
-//! the config alone; executors (local, several workers, Slurm) decide where
-//! and when each step runs, and `steps::run_step` what it does.
+//! each one writes and, named in its kind, the steps it reads. It is pure
+//! data, computed from the config alone; executors (local, several workers,
+//! Slurm) decide where and when each step runs, and `steps::run_step` what
+//! it does.
 use super::config::Config;
+pub use super::placement::Resource;
 use super::store;
 use crate::attack::AdvSettings;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use crate::unlearn::MethodSpec;
+use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// What a step needs to run, for schedulers (Slurm resources per kind).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Resource {
-    /// Training from scratch: references, originals, retrains.
-    Train,
-    /// The adversarial-set search.
-    Search,
-    /// An unlearning run (or a tuning point: a run and its audit).
-    Unlearn,
-    /// Auditing one model.
-    Audit,
-    /// Seconds of bookkeeping: forget sets, the choice of a tuned point,
-    /// the report.
-    Light,
-}
-
-impl Resource {
-    pub const ALL: [Resource; 5] = [
-        Resource::Train,
-        Resource::Search,
-        Resource::Unlearn,
-        Resource::Audit,
-        Resource::Light,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Resource::Train => "train",
-            Resource::Search => "search",
-            Resource::Unlearn => "unlearn",
-            Resource::Audit => "audit",
-            Resource::Light => "light",
-        }
-    }
-}
-
 /// Which settings an unlearning run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Variant {
     /// The config's settings (the methods' published defaults unless set).
@@ -74,104 +41,11 @@ impl Variant {
     }
 }
 
-/// What a step computes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum StepKind {
-    /// RMIA reference model `index` (trained on its half of the pool).
-    Reference { index: usize },
-    /// The reference models checked and indexed.
-    References,
-    /// The original model of an evaluation seed.
-    Original { seed: u64 },
-    /// The evaluation forget set of a seed and fraction: drawn at random,
-    /// or read from `file` (the config's `forget.files`).
-    Forget {
-        seed: u64,
-        fraction: f64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        file: Option<String>,
-    },
-    /// A tuning forget set: its own seed, disjoint from every evaluation
-    /// forget set of the fraction.
-    TuneForget { seed: u64, fraction: f64 },
-    /// The exact retrain without a forget set (evaluation or tuning).
-    Retrain {
-        seed: u64,
-        fraction: f64,
-        tune: bool,
-    },
-    /// The adversarial set of a forget set on the original model.
-    Adversarial {
-        seed: u64,
-        fraction: f64,
-        tune: bool,
-        settings: AdvSettings,
-    },
-    /// One unlearning run on an evaluation forget set.
-    Unlearn {
-        method: String,
-        seed: u64,
-        fraction: f64,
-        with_retain: bool,
-        variant: Variant,
-        /// The config's settings of the method (tuned runs replace lr and
-        /// schedule with the tuning stage's choice).
-        settings: Value,
-    },
-    /// One grid point of the tuning stage: the run on the tuning forget
-    /// set and its audit (the model itself is not kept).
-    TunePoint {
-        method: String,
-        seed: u64,
-        fraction: f64,
-        with_retain: bool,
-        lr: f64,
-        step: usize,
-        settings: Value,
-    },
-    /// The tuning stage's choice for a method and setting.
-    Choose {
-        method: String,
-        fraction: f64,
-        with_retain: bool,
-    },
-    /// The audit of a model (`model` is its step) against a forget set.
-    Audit {
-        model: String,
-        seed: u64,
-        fraction: f64,
-        tune: bool,
-    },
-    /// report.md/json/csv and the plots.
-    Report,
-}
-
-/// One step: what it computes, from which steps, into which file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Step {
-    pub id: String,
-    #[serde(flatten)]
-    pub kind: StepKind,
-    pub deps: Vec<String>,
-    /// The artifact, relative to the run folder.
-    pub artifact: String,
-    pub resource: Resource,
-}
-
-/// Every step of an experiment, in an order where each step comes after
-/// the steps it reads.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub steps: Vec<Step>,
-    index: HashMap<String, usize>,
-}
-
-/// A short stable hash of a value (settings in names and inputs).
-pub fn short_hash(v: &impl Serialize) -> String {
-    let s = serde_json::to_string(v).unwrap_or_default();
-    format!("{:x}", Sha256::digest(s.as_bytes()))[..10].to_string()
-}
+/// A step's id: one constructor per kind, so an id is spelled in one place.
+/// Ids name artifacts and log files, Slurm array tasks and `--step`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct StepId(String);
 
 fn tag(with_retain: bool) -> &'static str {
     if with_retain { "R" } else { "noR" }
@@ -181,31 +55,654 @@ fn safe(method: &str) -> String {
     method.replace('+', "plus")
 }
 
-struct Builder {
-    steps: Vec<Step>,
-    index: HashMap<String, usize>,
+impl StepId {
+    pub fn reference(index: usize) -> StepId {
+        StepId(format!("ref-{index:03}"))
+    }
+    pub fn references() -> StepId {
+        StepId("references".into())
+    }
+    pub fn original(seed: u64) -> StepId {
+        StepId(format!("original-s{seed}"))
+    }
+    pub fn forget(seed: u64, fraction: f64) -> StepId {
+        StepId(format!("forget-s{seed}-f{fraction}"))
+    }
+    pub fn tune_forget(seed: u64, fraction: f64) -> StepId {
+        StepId(format!("tune-forget-t{seed}-f{fraction}"))
+    }
+    pub fn retrain(seed: u64, fraction: f64, tune: bool) -> StepId {
+        StepId(if tune {
+            format!("tune-retrain-t{seed}-f{fraction}")
+        } else {
+            format!("retrain-s{seed}-f{fraction}")
+        })
+    }
+    pub fn adversarial(seed: u64, fraction: f64, tune: bool, s: &AdvSettings) -> StepId {
+        let h = short_hash(s);
+        StepId(if tune {
+            format!("tune-adv-t{seed}-f{fraction}-{h}")
+        } else {
+            format!("adv-s{seed}-f{fraction}-{h}")
+        })
+    }
+    /// An evaluation run; default runs are named by the hash of the
+    /// settings table as the config wrote it.
+    pub fn unlearn(
+        method: &MethodSpec,
+        seed: u64,
+        fraction: f64,
+        with_retain: bool,
+        variant: Variant,
+    ) -> StepId {
+        let suffix = match variant {
+            Variant::Default => short_hash(method.table()),
+            Variant::Tuned => "tuned".into(),
+            Variant::Calibrated => "calibrated".into(),
+        };
+        StepId(format!(
+            "unlearn-{}-s{seed}-f{fraction}-{}-{suffix}",
+            safe(method.name()),
+            tag(with_retain)
+        ))
+    }
+    pub fn tune_point(
+        method: &str,
+        seed: u64,
+        fraction: f64,
+        with_retain: bool,
+        lr: f64,
+        step: usize,
+    ) -> StepId {
+        StepId(format!(
+            "tune-{}-{}-t{seed}-f{fraction}-lr{lr}-st{step}",
+            safe(method),
+            tag(with_retain)
+        ))
+    }
+    pub fn choice(method: &str, fraction: f64, with_retain: bool) -> StepId {
+        StepId(format!(
+            "tuned-{}-{}-f{fraction}",
+            safe(method),
+            tag(with_retain)
+        ))
+    }
+    /// The audit of `model`; an original is audited once per fraction
+    /// (`-f{fraction}` after its id).
+    pub fn audit(model: &StepId, per_fraction: Option<f64>) -> StepId {
+        StepId(match per_fraction {
+            Some(f) => format!("audit-{}-f{f}", model.0),
+            None => format!("audit-{}", model.0),
+        })
+    }
+    pub fn report() -> StepId {
+        StepId("report".into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-impl Builder {
-    fn add(
-        &mut self,
-        id: String,
-        kind: StepKind,
-        deps: Vec<String>,
-        artifact: String,
-        resource: Resource,
-    ) -> String {
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a step computes, and — by name — the steps it reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StepKind {
+    /// RMIA reference model `index` (trained on its half of the pool).
+    Reference { index: usize },
+    /// The reference models checked and indexed.
+    References { models: Vec<StepId> },
+    /// The original model of an evaluation seed.
+    Original { seed: u64 },
+    /// The evaluation forget set of a seed and fraction: drawn at random,
+    /// or read from `file` (the config's `forget.files`).
+    Forget {
+        seed: u64,
+        fraction: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
+    /// A tuning forget set: its own seed, disjoint from every evaluation
+    /// forget set of the fraction (`avoid`).
+    TuneForget {
+        seed: u64,
+        fraction: f64,
+        avoid: Vec<StepId>,
+    },
+    /// The exact retrain without a forget set (evaluation or tuning).
+    Retrain {
+        seed: u64,
+        fraction: f64,
+        tune: bool,
+        forget: StepId,
+    },
+    /// The adversarial set of a forget set on the original model.
+    Adversarial {
+        seed: u64,
+        fraction: f64,
+        tune: bool,
+        settings: AdvSettings,
+        original: StepId,
+        forget: StepId,
+    },
+    /// One unlearning run on an evaluation forget set: `method` as
+    /// configured, or with the tuning stage's rate (`choice`), or
+    /// calibrated.
+    Unlearn {
+        method: MethodSpec,
+        seed: u64,
+        fraction: f64,
+        with_retain: bool,
+        variant: Variant,
+        original: StepId,
+        forget: StepId,
+        adversarial: Option<StepId>,
+        choice: Option<StepId>,
+    },
+    /// One grid point of the tuning stage: the run on the tuning forget
+    /// set and its audit (the model itself is not kept).
+    TunePoint {
+        method: MethodSpec,
+        seed: u64,
+        fraction: f64,
+        with_retain: bool,
+        lr: f64,
+        step: usize,
+        gamma: f64,
+        original: StepId,
+        forget: StepId,
+        adversarial: Option<StepId>,
+        references: StepId,
+    },
+    /// The tuning stage's choice for a method and setting, from its grid
+    /// points and the audits of the tuning retrains.
+    Choose {
+        method: String,
+        fraction: f64,
+        with_retain: bool,
+        points: Vec<StepId>,
+        retrain_audits: Vec<StepId>,
+    },
+    /// The audit of a model against a forget set.
+    Audit {
+        model: StepId,
+        seed: u64,
+        fraction: f64,
+        tune: bool,
+        forget: StepId,
+        references: StepId,
+    },
+    /// report.md/json/csv and the plots.
+    Report {
+        audits: Vec<StepId>,
+        choices: Vec<StepId>,
+    },
+}
+
+impl StepKind {
+    /// The steps this one reads, in a fixed order.
+    pub fn inputs(&self) -> Vec<&StepId> {
+        match self {
+            StepKind::Reference { .. } | StepKind::Original { .. } | StepKind::Forget { .. } => {
+                vec![]
+            }
+            StepKind::References { models } => models.iter().collect(),
+            StepKind::TuneForget { avoid, .. } => avoid.iter().collect(),
+            StepKind::Retrain { forget, .. } => vec![forget],
+            StepKind::Adversarial {
+                original, forget, ..
+            } => vec![original, forget],
+            StepKind::Unlearn {
+                original,
+                forget,
+                adversarial,
+                choice,
+                ..
+            } => [
+                Some(original),
+                Some(forget),
+                adversarial.as_ref(),
+                choice.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            StepKind::TunePoint {
+                original,
+                forget,
+                adversarial,
+                references,
+                ..
+            } => [
+                Some(original),
+                Some(forget),
+                adversarial.as_ref(),
+                Some(references),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            StepKind::Choose {
+                points,
+                retrain_audits,
+                ..
+            } => points.iter().chain(retrain_audits).collect(),
+            StepKind::Audit {
+                model,
+                forget,
+                references,
+                ..
+            } => vec![model, forget, references],
+            StepKind::Report { audits, choices } => audits.iter().chain(choices).collect(),
+        }
+    }
+
+    /// The kind's name (`reference`, `unlearn`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Reference { .. } => "reference",
+            StepKind::References { .. } => "references",
+            StepKind::Original { .. } => "original",
+            StepKind::Forget { .. } => "forget",
+            StepKind::TuneForget { .. } => "tune-forget",
+            StepKind::Retrain { .. } => "retrain",
+            StepKind::Adversarial { .. } => "adversarial",
+            StepKind::Unlearn { .. } => "unlearn",
+            StepKind::TunePoint { .. } => "tune-point",
+            StepKind::Choose { .. } => "choose",
+            StepKind::Audit { .. } => "audit",
+            StepKind::Report { .. } => "report",
+        }
+    }
+
+    /// What it needs to run.
+    pub fn resource(&self) -> Resource {
+        match self {
+            StepKind::Reference { .. } | StepKind::Original { .. } | StepKind::Retrain { .. } => {
+                Resource::Train
+            }
+            StepKind::Adversarial { .. } => Resource::Search,
+            StepKind::Unlearn { .. } | StepKind::TunePoint { .. } => Resource::Unlearn,
+            StepKind::Audit { .. } => Resource::Audit,
+            StepKind::References { .. }
+            | StepKind::Forget { .. }
+            | StepKind::TuneForget { .. }
+            | StepKind::Choose { .. }
+            | StepKind::Report { .. } => Resource::Light,
+        }
+    }
+
+    /// The artifact of step `id` of this kind, relative to the run folder.
+    fn artifact(&self, id: &StepId) -> String {
+        let id = id.as_str();
+        match self {
+            StepKind::Reference { .. } => format!("references/{id}.logits.safetensors"),
+            StepKind::References { .. } => "references/index.json".into(),
+            StepKind::Report { .. } => "report.json".into(),
+            // Grid points go to their own folder, without the prefix.
+            StepKind::TunePoint { .. } => {
+                format!("tune/{}.json", id.strip_prefix("tune-").unwrap_or(id))
+            }
+            StepKind::Original { .. }
+            | StepKind::Retrain { .. }
+            | StepKind::Adversarial { .. }
+            | StepKind::Unlearn { .. } => format!("{id}.safetensors"),
+            StepKind::Forget { .. }
+            | StepKind::TuneForget { .. }
+            | StepKind::Choose { .. }
+            | StepKind::Audit { .. } => format!("{id}.json"),
+        }
+    }
+}
+
+/// One step: what it computes, from which steps, into which file.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: StepId,
+    pub kind: StepKind,
+    /// The artifact, relative to the run folder.
+    pub artifact: String,
+}
+
+impl Step {
+    fn new(id: StepId, kind: StepKind) -> Step {
+        Step {
+            artifact: kind.artifact(&id),
+            id,
+            kind,
+        }
+    }
+
+    /// The steps it reads.
+    pub fn deps(&self) -> Vec<&StepId> {
+        self.kind.inputs()
+    }
+
+    pub fn resource(&self) -> Resource {
+        self.kind.resource()
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            id: &'a StepId,
+            #[serde(flatten)]
+            kind: &'a StepKind,
+            deps: Vec<&'a StepId>,
+            artifact: &'a str,
+            resource: Resource,
+        }
+        View {
+            id: &self.id,
+            kind: &self.kind,
+            deps: self.deps(),
+            artifact: &self.artifact,
+            resource: self.resource(),
+        }
+        .serialize(s)
+    }
+}
+
+/// Every step of an experiment, in an order where each step comes after
+/// the steps it reads.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    index: HashMap<StepId, usize>,
+}
+
+/// A short stable hash of a value (settings in names and inputs).
+pub fn short_hash(v: &impl Serialize) -> String {
+    let s = serde_json::to_string(v).unwrap_or_default();
+    format!("{:x}", Sha256::digest(s.as_bytes()))[..10].to_string()
+}
+
+/// Builds a plan stage by stage; a step added twice is kept once.
+struct Builder<'c> {
+    cfg: &'c Config,
+    methods: Vec<MethodSpec>,
+    steps: Vec<Step>,
+    index: HashMap<StepId, usize>,
+    /// Audits of evaluation models and tuning choices: what the report reads.
+    audits: Vec<StepId>,
+    choices: Vec<StepId>,
+}
+
+impl Builder<'_> {
+    fn add(&mut self, id: StepId, kind: StepKind) -> StepId {
         if !self.index.contains_key(&id) {
             self.index.insert(id.clone(), self.steps.len());
-            self.steps.push(Step {
-                id: id.clone(),
-                kind,
-                deps,
-                artifact,
-                resource,
-            });
+            self.steps.push(Step::new(id.clone(), kind));
         }
         id
+    }
+
+    fn audit(
+        &mut self,
+        model: &StepId,
+        per_fraction: bool,
+        seed: u64,
+        fraction: f64,
+        tune: bool,
+        forget: &StepId,
+    ) -> StepId {
+        let id = StepId::audit(model, per_fraction.then_some(fraction));
+        let a = self.add(
+            id,
+            StepKind::Audit {
+                model: model.clone(),
+                seed,
+                fraction,
+                tune,
+                forget: forget.clone(),
+                references: StepId::references(),
+            },
+        );
+        if !tune {
+            self.audits.push(a.clone());
+        }
+        a
+    }
+
+    fn adversarial(
+        &mut self,
+        seed: u64,
+        fraction: f64,
+        tune: bool,
+        settings: &AdvSettings,
+        original: &StepId,
+        forget: &StepId,
+    ) -> StepId {
+        self.add(
+            StepId::adversarial(seed, fraction, tune, settings),
+            StepKind::Adversarial {
+                seed,
+                fraction,
+                tune,
+                settings: settings.clone(),
+                original: original.clone(),
+                forget: forget.clone(),
+            },
+        )
+    }
+
+    /// The methods of a setting: without D_R, those that can run without.
+    fn methods_for(&self, with_retain: bool) -> Vec<MethodSpec> {
+        self.methods
+            .iter()
+            .filter(|m| with_retain || m.method().requires_retain().is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// The RMIA reference models and their index.
+    fn references(&mut self) {
+        let models: Vec<StepId> = (0..self.cfg.rmia.reference_models)
+            .map(|k| self.add(StepId::reference(k), StepKind::Reference { index: k }))
+            .collect();
+        self.add(StepId::references(), StepKind::References { models });
+    }
+
+    /// Per evaluation seed: its original model and forget sets.
+    fn originals_and_forgets(&mut self) {
+        let cfg = self.cfg;
+        for (si, &seed) in cfg.seeds.iter().enumerate() {
+            self.add(StepId::original(seed), StepKind::Original { seed });
+            for &fraction in &cfg.forget.fractions {
+                self.add(
+                    StepId::forget(seed, fraction),
+                    StepKind::Forget {
+                        seed,
+                        fraction,
+                        file: cfg.forget.files.get(si).cloned(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The tuning stage: per fraction and tuning seed, its forget set (away
+    /// from every evaluation set), retrain (audited), adversarial sets, and
+    /// every grid point of every tuned method; then each method's choice.
+    fn tuning(&mut self) {
+        let cfg = self.cfg;
+        let Some(t) = cfg.tune.as_ref() else {
+            return;
+        };
+        if !self
+            .methods
+            .iter()
+            .any(|m| cfg.tune_grid(m.name()).is_some())
+        {
+            return;
+        }
+        let original = StepId::original(cfg.seeds[0]);
+        for &fraction in &cfg.forget.fractions {
+            let avoid: Vec<StepId> = cfg
+                .seeds
+                .iter()
+                .map(|&s| StepId::forget(s, fraction))
+                .collect();
+            let mut per_seed = Vec::new();
+            for &ts in &t.seeds {
+                let forget = self.add(
+                    StepId::tune_forget(ts, fraction),
+                    StepKind::TuneForget {
+                        seed: ts,
+                        fraction,
+                        avoid: avoid.clone(),
+                    },
+                );
+                let retrain = self.add(
+                    StepId::retrain(ts, fraction, true),
+                    StepKind::Retrain {
+                        seed: ts,
+                        fraction,
+                        tune: true,
+                        forget: forget.clone(),
+                    },
+                );
+                let audit = self.audit(&retrain, false, ts, fraction, true, &forget);
+                per_seed.push((ts, forget, audit));
+            }
+            for &with_retain in &cfg.forget.with_retain {
+                for method in self.methods_for(with_retain) {
+                    let Some((lrs, steps)) = cfg.tune_grid(method.name()) else {
+                        continue;
+                    };
+                    let mut points = Vec::new();
+                    for (ts, forget, _) in &per_seed {
+                        let adversarial = method
+                            .method()
+                            .adversarial()
+                            .map(|s| self.adversarial(*ts, fraction, true, &s, &original, forget));
+                        for &lr in &lrs {
+                            for &step in &steps {
+                                points.push(self.add(
+                                    StepId::tune_point(
+                                        method.name(),
+                                        *ts,
+                                        fraction,
+                                        with_retain,
+                                        lr,
+                                        step,
+                                    ),
+                                    StepKind::TunePoint {
+                                        method: method.clone(),
+                                        seed: *ts,
+                                        fraction,
+                                        with_retain,
+                                        lr,
+                                        step,
+                                        gamma: t.gamma,
+                                        original: original.clone(),
+                                        forget: forget.clone(),
+                                        adversarial: adversarial.clone(),
+                                        references: StepId::references(),
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                    let choice = self.add(
+                        StepId::choice(method.name(), fraction, with_retain),
+                        StepKind::Choose {
+                            method: method.name().to_string(),
+                            fraction,
+                            with_retain,
+                            points,
+                            retrain_audits: per_seed.iter().map(|(_, _, a)| a.clone()).collect(),
+                        },
+                    );
+                    self.choices.push(choice);
+                }
+            }
+        }
+    }
+
+    /// Per seed and fraction: the original and the retrain audited, the
+    /// adversarial sets, then every method in every variant, audited.
+    fn evaluation(&mut self) {
+        let cfg = self.cfg;
+        // Each distinct attack is one adversarial set per forget set.
+        let mut attacks: Vec<AdvSettings> = Vec::new();
+        for m in &self.methods {
+            if let Some(a) = m.method().adversarial()
+                && !attacks.contains(&a)
+            {
+                attacks.push(a);
+            }
+        }
+        for &seed in &cfg.seeds {
+            let original = StepId::original(seed);
+            for &fraction in &cfg.forget.fractions {
+                let forget = StepId::forget(seed, fraction);
+                self.audit(&original, true, seed, fraction, false, &forget);
+                let retrain = self.add(
+                    StepId::retrain(seed, fraction, false),
+                    StepKind::Retrain {
+                        seed,
+                        fraction,
+                        tune: false,
+                        forget: forget.clone(),
+                    },
+                );
+                self.audit(&retrain, false, seed, fraction, false, &forget);
+                for a in &attacks {
+                    self.adversarial(seed, fraction, false, a, &original, &forget);
+                }
+                for &with_retain in &cfg.forget.with_retain {
+                    for method in self.methods_for(with_retain) {
+                        let adversarial = method
+                            .method()
+                            .adversarial()
+                            .map(|s| StepId::adversarial(seed, fraction, false, &s));
+                        let mut variants = vec![Variant::Default];
+                        if cfg.tune.is_some() && cfg.tune_grid(method.name()).is_some() {
+                            variants.push(Variant::Tuned);
+                        }
+                        if cfg.calibrated(method.name()) {
+                            variants.push(Variant::Calibrated);
+                        }
+                        for variant in variants {
+                            let run = self.add(
+                                StepId::unlearn(&method, seed, fraction, with_retain, variant),
+                                StepKind::Unlearn {
+                                    method: method.clone(),
+                                    seed,
+                                    fraction,
+                                    with_retain,
+                                    variant,
+                                    original: original.clone(),
+                                    forget: forget.clone(),
+                                    adversarial: adversarial.clone(),
+                                    choice: (variant == Variant::Tuned).then(|| {
+                                        StepId::choice(method.name(), fraction, with_retain)
+                                    }),
+                                },
+                            );
+                            self.audit(&run, false, seed, fraction, false, &forget);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn report(&mut self) {
+        let kind = StepKind::Report {
+            audits: self.audits.clone(),
+            choices: self.choices.clone(),
+        };
+        self.add(StepId::report(), kind);
     }
 }
 
@@ -213,335 +710,19 @@ impl Plan {
     /// The plan of `cfg`.
     pub fn build(cfg: &Config) -> Result<Plan> {
         let mut b = Builder {
+            cfg,
+            methods: cfg.methods()?,
             steps: Vec::new(),
             index: HashMap::new(),
+            audits: Vec::new(),
+            choices: Vec::new(),
         };
-        let methods = cfg.method_list();
-        let mut refs = Vec::new();
-        for k in 0..cfg.rmia.reference_models {
-            refs.push(b.add(
-                format!("ref-{k:03}"),
-                StepKind::Reference { index: k },
-                vec![],
-                format!("references/ref-{k:03}.logits.safetensors"),
-                Resource::Train,
-            ));
-        }
-        b.add(
-            "references".into(),
-            StepKind::References,
-            refs,
-            "references/index.json".into(),
-            Resource::Light,
-        );
-        let mut audits = Vec::new();
-        let mut chooses = Vec::new();
-        let first_seed = cfg.seeds[0];
-        // Adversarial-set settings in use (each distinct one is one set).
-        let attacks: Vec<AdvSettings> = {
-            let mut v: Vec<AdvSettings> = Vec::new();
-            for (name, s) in &methods {
-                if let Some(a) = crate::unlearn::build(name, s)?.adversarial()
-                    && !v.contains(&a)
-                {
-                    v.push(a);
-                }
-            }
-            v
-        };
-        let adv_of = |b: &mut Builder,
-                      seed: u64,
-                      f: f64,
-                      tune: bool,
-                      s: &AdvSettings,
-                      model: &str,
-                      forget: &str| {
-            let (id, art) = if tune {
-                (
-                    format!("tune-adv-t{seed}-f{f}-{}", short_hash(s)),
-                    format!("tune-adv-t{seed}-f{f}-{}.safetensors", short_hash(s)),
-                )
-            } else {
-                (
-                    format!("adv-s{seed}-f{f}-{}", short_hash(s)),
-                    format!("adv-s{seed}-f{f}-{}.safetensors", short_hash(s)),
-                )
-            };
-            b.add(
-                id,
-                StepKind::Adversarial {
-                    seed,
-                    fraction: f,
-                    tune,
-                    settings: s.clone(),
-                },
-                vec![model.to_string(), forget.to_string()],
-                art,
-                Resource::Search,
-            )
-        };
-        let mut audit = |b: &mut Builder,
-                         model: &str,
-                         seed: u64,
-                         f: f64,
-                         tune: bool,
-                         forget: &str,
-                         suffix: &str| {
-            let id = format!("audit-{model}{suffix}");
-            let art = format!("{id}.json");
-            let a = b.add(
-                id,
-                StepKind::Audit {
-                    model: model.to_string(),
-                    seed,
-                    fraction: f,
-                    tune,
-                },
-                vec![model.to_string(), forget.to_string(), "references".into()],
-                art,
-                Resource::Audit,
-            );
-            if !tune {
-                audits.push(a.clone());
-            }
-            a
-        };
+        b.references();
         // The evaluation forget sets first: tuning sets avoid all of them.
-        let mut forgets: BTreeMap<(u64, String), String> = BTreeMap::new();
-        let mut originals = BTreeMap::new();
-        for (si, &seed) in cfg.seeds.iter().enumerate() {
-            originals.insert(
-                seed,
-                b.add(
-                    format!("original-s{seed}"),
-                    StepKind::Original { seed },
-                    vec![],
-                    format!("original-s{seed}.safetensors"),
-                    Resource::Train,
-                ),
-            );
-            for &f in &cfg.forget.fractions {
-                forgets.insert(
-                    (seed, f.to_string()),
-                    b.add(
-                        format!("forget-s{seed}-f{f}"),
-                        StepKind::Forget {
-                            seed,
-                            fraction: f,
-                            file: cfg.forget.files.get(si).cloned(),
-                        },
-                        vec![],
-                        format!("forget-s{seed}-f{f}.json"),
-                        Resource::Light,
-                    ),
-                );
-            }
-        }
-        // The tuning stage: per fraction and tuning seed, its forget set,
-        // retrain (audited), adversarial sets, and every grid point.
-        let tuned_any = methods.iter().any(|(m, _)| cfg.tune_grid(m).is_some());
-        if let Some(t) = cfg.tune.as_ref().filter(|_| tuned_any) {
-            let original = originals[&first_seed].clone();
-            for &f in &cfg.forget.fractions {
-                let eval_forgets: Vec<String> = cfg
-                    .seeds
-                    .iter()
-                    .map(|s| forgets[&(*s, f.to_string())].clone())
-                    .collect();
-                let mut per_seed = Vec::new();
-                for &ts in &t.seeds {
-                    let tf = b.add(
-                        format!("tune-forget-t{ts}-f{f}"),
-                        StepKind::TuneForget {
-                            seed: ts,
-                            fraction: f,
-                        },
-                        eval_forgets.clone(),
-                        format!("tune-forget-t{ts}-f{f}.json"),
-                        Resource::Light,
-                    );
-                    let tr = b.add(
-                        format!("tune-retrain-t{ts}-f{f}"),
-                        StepKind::Retrain {
-                            seed: ts,
-                            fraction: f,
-                            tune: true,
-                        },
-                        vec![tf.clone()],
-                        format!("tune-retrain-t{ts}-f{f}.safetensors"),
-                        Resource::Train,
-                    );
-                    let tra = audit(&mut b, &tr, ts, f, true, &tf, "");
-                    per_seed.push((ts, tf, tra));
-                }
-                for &with_retain in &cfg.forget.with_retain {
-                    for (name, settings) in &methods {
-                        let Some((lrs, steps)) = cfg.tune_grid(name) else {
-                            continue;
-                        };
-                        let method = crate::unlearn::build(name, settings)?;
-                        if !with_retain && method.requires_retain().is_some() {
-                            continue;
-                        }
-                        let mut points = Vec::new();
-                        for (ts, tf, tra) in &per_seed {
-                            let adv = method
-                                .adversarial()
-                                .map(|s| adv_of(&mut b, *ts, f, true, &s, &original, tf));
-                            for &lr in &lrs {
-                                for &step in &steps {
-                                    // The run reads its adversarial set
-                                    // at deps[2], as evaluation runs do.
-                                    let mut deps = vec![original.clone(), tf.clone()];
-                                    deps.extend(adv.clone());
-                                    deps.extend(["references".to_string(), tra.clone()]);
-                                    points.push(b.add(
-                                        format!(
-                                            "tune-{}-{}-t{ts}-f{f}-lr{lr}-st{step}",
-                                            safe(name),
-                                            tag(with_retain)
-                                        ),
-                                        StepKind::TunePoint {
-                                            method: name.to_string(),
-                                            seed: *ts,
-                                            fraction: f,
-                                            with_retain,
-                                            lr,
-                                            step,
-                                            settings: settings.clone(),
-                                        },
-                                        deps,
-                                        format!(
-                                            "tune/{}-{}-t{ts}-f{f}-lr{lr}-st{step}.json",
-                                            safe(name),
-                                            tag(with_retain)
-                                        ),
-                                        Resource::Unlearn,
-                                    ));
-                                }
-                            }
-                        }
-                        let mut deps = points;
-                        deps.extend(per_seed.iter().map(|(_, _, a)| a.clone()));
-                        chooses.push(b.add(
-                            format!("tuned-{}-{}-f{f}", safe(name), tag(with_retain)),
-                            StepKind::Choose {
-                                method: name.to_string(),
-                                fraction: f,
-                                with_retain,
-                            },
-                            deps,
-                            format!("tuned-{}-{}-f{f}.json", safe(name), tag(with_retain)),
-                            Resource::Light,
-                        ));
-                    }
-                }
-            }
-        }
-        // The evaluation: per seed and fraction, the original and the
-        // retrain audited, then every method in every variant.
-        for &seed in &cfg.seeds {
-            let original = originals[&seed].clone();
-            for &f in &cfg.forget.fractions {
-                let forget = forgets[&(seed, f.to_string())].clone();
-                audit(
-                    &mut b,
-                    &original,
-                    seed,
-                    f,
-                    false,
-                    &forget,
-                    &format!("-f{f}"),
-                );
-                let retrain = b.add(
-                    format!("retrain-s{seed}-f{f}"),
-                    StepKind::Retrain {
-                        seed,
-                        fraction: f,
-                        tune: false,
-                    },
-                    vec![forget.clone()],
-                    format!("retrain-s{seed}-f{f}.safetensors"),
-                    Resource::Train,
-                );
-                audit(&mut b, &retrain, seed, f, false, &forget, "");
-                let advs: Vec<(AdvSettings, String)> = attacks
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.clone(),
-                            adv_of(&mut b, seed, f, false, s, &original, &forget),
-                        )
-                    })
-                    .collect();
-                for &with_retain in &cfg.forget.with_retain {
-                    for (name, settings) in &methods {
-                        let method = crate::unlearn::build(name, settings)?;
-                        if !with_retain && method.requires_retain().is_some() {
-                            continue;
-                        }
-                        let adv = method.adversarial().map(|s| {
-                            advs.iter()
-                                .find(|(a, _)| *a == s)
-                                .map(|(_, id)| id.clone())
-                                .expect("every attack has its set")
-                        });
-                        let mut variants = vec![Variant::Default];
-                        if cfg.tune_grid(name).is_some() && cfg.tune.is_some() {
-                            variants.push(Variant::Tuned);
-                        }
-                        if cfg.calibrated(name) {
-                            variants.push(Variant::Calibrated);
-                        }
-                        for v in variants {
-                            let suffix = match v {
-                                Variant::Default => short_hash(settings),
-                                Variant::Tuned => "tuned".into(),
-                                Variant::Calibrated => "calibrated".into(),
-                            };
-                            let stem = format!(
-                                "unlearn-{}-s{seed}-f{f}-{}-{suffix}",
-                                safe(name),
-                                tag(with_retain)
-                            );
-                            let mut deps = vec![original.clone(), forget.clone()];
-                            deps.extend(adv.clone());
-                            if v == Variant::Tuned {
-                                deps.push(format!(
-                                    "tuned-{}-{}-f{f}",
-                                    safe(name),
-                                    tag(with_retain)
-                                ));
-                            }
-                            let id = b.add(
-                                stem.clone(),
-                                StepKind::Unlearn {
-                                    method: name.to_string(),
-                                    seed,
-                                    fraction: f,
-                                    with_retain,
-                                    variant: v,
-                                    settings: settings.clone(),
-                                },
-                                deps,
-                                format!("{stem}.safetensors"),
-                                Resource::Unlearn,
-                            );
-                            audit(&mut b, &id, seed, f, false, &forget, "");
-                        }
-                    }
-                }
-            }
-        }
-        let mut deps = audits;
-        deps.extend(chooses);
-        b.add(
-            "report".into(),
-            StepKind::Report,
-            deps,
-            "report.json".into(),
-            Resource::Light,
-        );
+        b.originals_and_forgets();
+        b.tuning();
+        b.evaluation();
+        b.report();
         let plan = Plan {
             steps: b.steps,
             index: b.index,
@@ -552,7 +733,7 @@ impl Plan {
 
     fn check_order(&self) -> Result<()> {
         for (i, s) in self.steps.iter().enumerate() {
-            for d in &s.deps {
+            for d in s.deps() {
                 match self.index.get(d) {
                     Some(&j) if j < i => {}
                     _ => {
@@ -569,7 +750,9 @@ impl Plan {
 
     /// The step `id`.
     pub fn step(&self, id: &str) -> Option<&Step> {
-        self.index.get(id).map(|&i| &self.steps[i])
+        self.index
+            .get(&StepId(id.to_string()))
+            .map(|&i| &self.steps[i])
     }
 
     /// The step `id`, or an error listing a few known ids.
@@ -596,7 +779,12 @@ impl Plan {
         })
     }
 
-    /// Where step `id` writes, inside `dir`.
+    /// The step a kind names as its input.
+    pub fn input(&self, id: &StepId) -> Result<&Step> {
+        self.get(id.as_str())
+    }
+
+    /// Where step `step` writes, inside `dir`.
     pub fn artifact(&self, dir: &Path, step: &Step) -> PathBuf {
         dir.join(&step.artifact)
     }
@@ -606,13 +794,13 @@ impl Plan {
     /// `None` while a dependency has no artifact yet.
     pub fn inputs(&self, dir: &Path, step: &Step) -> Option<BTreeMap<String, String>> {
         let mut inputs = BTreeMap::new();
-        for d in &step.deps {
-            let dep = self.step(d)?;
+        for d in step.deps() {
+            let dep = self.step(d.as_str())?;
             let p = self.artifact(dir, dep);
             if !p.exists() {
                 return None;
             }
-            inputs.insert(d.clone(), store::content_sha(&p).ok()?);
+            inputs.insert(d.to_string(), store::content_sha(&p).ok()?);
         }
         inputs.insert("step".into(), short_hash(&step.kind));
         // A forget set read from a file depends on the file's content.
@@ -627,7 +815,7 @@ impl Plan {
     pub fn status(&self, dir: &Path) -> Vec<Status> {
         let mut out: Vec<Status> = Vec::with_capacity(self.steps.len());
         for s in &self.steps {
-            let deps_done = s.deps.iter().all(|d| out[self.index[d]] == Status::Done);
+            let deps_done = s.deps().iter().all(|d| out[self.index[*d]] == Status::Done);
             let art = self.artifact(dir, s);
             let st = if !deps_done {
                 if art.exists() {
@@ -651,19 +839,27 @@ impl Plan {
     /// themselves done.
     pub fn ready<'a>(&'a self, done: &'a [bool]) -> impl Iterator<Item = usize> + 'a {
         (0..self.steps.len())
-            .filter(move |&i| !done[i] && self.steps[i].deps.iter().all(|d| done[self.index[d]]))
+            .filter(move |&i| !done[i] && self.steps[i].deps().iter().all(|d| done[self.index[*d]]))
     }
 
     /// The position of step `id`.
-    pub fn position(&self, id: &str) -> Option<usize> {
+    pub fn position(&self, id: &StepId) -> Option<usize> {
         self.index.get(id).copied()
+    }
+
+    /// The positions of the steps `step` reads.
+    pub fn dep_positions(&self, step: &Step) -> Vec<usize> {
+        step.deps()
+            .iter()
+            .filter_map(|d| self.position(d))
+            .collect()
     }
 
     /// The number of steps per resource class.
     pub fn counts(&self) -> BTreeMap<Resource, usize> {
         let mut m = BTreeMap::new();
         for s in &self.steps {
-            *m.entry(s.resource).or_insert(0) += 1;
+            *m.entry(s.resource()).or_insert(0) += 1;
         }
         m
     }
@@ -692,5 +888,162 @@ impl Status {
             Status::Stale => "stale",
             Status::Waiting => "waiting",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const TUNED: &str = r#"
+name = "t"
+model = "small-cnn"
+seeds = [0, 1]
+[data]
+dataset = "mnist"
+[forget]
+fractions = [0.1]
+[rmia]
+reference_models = 2
+[methods.ft]
+[methods.ga]
+[methods.amun]
+attack.steps = 5
+[tune]
+lr = [0.01, 0.1]
+step = [1]
+methods = ["ft", "amun"]
+[calibrate]
+holdout = 100
+methods = ["amun"]
+"#;
+
+    fn plan(text: &str) -> Plan {
+        Plan::build(&Config::parse(text, Path::new("t.toml")).unwrap()).unwrap()
+    }
+
+    fn kind<'a>(p: &'a Plan, id: &StepId) -> &'a StepKind {
+        &p.input(id).unwrap().kind
+    }
+
+    #[test]
+    fn every_edge_names_a_step_of_the_right_kind() {
+        let p = plan(TUNED);
+        let ids: HashSet<&StepId> = p.steps.iter().map(|s| &s.id).collect();
+        let arts: HashSet<&String> = p.steps.iter().map(|s| &s.artifact).collect();
+        assert_eq!(ids.len(), p.steps.len(), "ids are unique");
+        assert_eq!(arts.len(), p.steps.len(), "artifacts are unique");
+        let mut tune_points = 0;
+        for s in &p.steps {
+            match &s.kind {
+                // The bug fixed in c5a651e: a tuning point of AMUN read the
+                // references where its adversarial set belonged.
+                StepKind::TunePoint {
+                    method,
+                    adversarial,
+                    original,
+                    forget,
+                    references,
+                    ..
+                } => {
+                    tune_points += 1;
+                    assert_eq!(
+                        adversarial.is_some(),
+                        method.method().adversarial().is_some()
+                    );
+                    if let Some(a) = adversarial {
+                        assert!(matches!(
+                            kind(&p, a),
+                            StepKind::Adversarial { tune: true, .. }
+                        ));
+                    }
+                    assert!(matches!(kind(&p, original), StepKind::Original { .. }));
+                    assert!(matches!(kind(&p, forget), StepKind::TuneForget { .. }));
+                    assert!(matches!(kind(&p, references), StepKind::References { .. }));
+                }
+                StepKind::Unlearn {
+                    method,
+                    variant,
+                    choice,
+                    adversarial,
+                    forget,
+                    with_retain,
+                    fraction,
+                    ..
+                } => {
+                    assert!(matches!(kind(&p, forget), StepKind::Forget { .. }));
+                    if let Some(a) = adversarial {
+                        assert!(matches!(
+                            kind(&p, a),
+                            StepKind::Adversarial { tune: false, .. }
+                        ));
+                    }
+                    match (variant, choice) {
+                        (Variant::Tuned, Some(c)) => assert!(matches!(
+                            kind(&p, c),
+                            StepKind::Choose { method: m, with_retain: w, fraction: f, .. }
+                                if m == method.name() && w == with_retain && f == fraction
+                        )),
+                        (Variant::Tuned, None) => {
+                            panic!("{}: a tuned run without its choice", s.id)
+                        }
+                        (_, Some(_)) => panic!("{}: reads a choice it does not use", s.id),
+                        _ => {}
+                    }
+                    // ga is not tuned, only amun is calibrated.
+                    if *variant == Variant::Tuned {
+                        assert_ne!(method.name(), "ga");
+                    }
+                    if *variant == Variant::Calibrated {
+                        assert_eq!(method.name(), "amun");
+                    }
+                }
+                _ => {}
+            }
+        }
+        // 2 methods × 2 settings × 2 lrs × 1 step (ft needs D_R).
+        assert_eq!(tune_points, 2 + 4);
+        // ft cannot run without D_R: no such step.
+        assert!(
+            p.steps
+                .iter()
+                .all(|s| !s.id.as_str().starts_with("unlearn-ft-s0-f0.1-noR"))
+        );
+        let StepKind::Report { audits, choices } = kind(&p, &StepId::report()) else {
+            panic!("no report");
+        };
+        assert_eq!(choices.len(), 3);
+        assert!(
+            audits
+                .iter()
+                .all(|a| matches!(kind(&p, a), StepKind::Audit { tune: false, .. }))
+        );
+    }
+
+    #[test]
+    fn a_steps_identity_follows_its_effective_settings() {
+        let id_of = |text: &str| {
+            let p = plan(text);
+            let s = p
+                .steps
+                .iter()
+                .find(|s| {
+                    matches!(&s.kind, StepKind::Unlearn { method, variant: Variant::Default, .. } if method.name() == "ga")
+                })
+                .unwrap()
+                .clone();
+            (s.id, short_hash(&s.kind))
+        };
+        let (id, hash) = id_of(TUNED);
+        // Naming the default value leaves the name to the table as written
+        // but not the identity of what runs… (same settings: same hash)
+        let (id2, hash2) =
+            id_of(&TUNED.replace("[methods.ga]", "[methods.ga]\nfinetune.lr = 1e-4"));
+        assert_ne!(id, id2);
+        assert_eq!(hash, hash2);
+        // …and any other value changes what the step is.
+        let (_, hash3) = id_of(&TUNED.replace("[methods.ga]", "[methods.ga]\nfinetune.lr = 1e-3"));
+        assert_ne!(hash, hash3);
     }
 }

@@ -113,7 +113,7 @@ pub fn write_plots(report: &Report, dir: &Path) -> Res<Vec<PathBuf>> {
 
 /// The tuning table of one method and setting: the selection metric against
 /// log10(lr), one line per StepLR step, the chosen point circled.
-fn tune_plot(path: &Path, c: &super::steps::TuneChoice, gamma: f64) -> Res<()> {
+fn tune_plot(path: &Path, c: &super::tune::TuneChoice, gamma: f64) -> Res<()> {
     let pts: Vec<(usize, f64, f64)> = c
         .table
         .iter()

@@ -2,9 +2,9 @@
 //! Gap, mean ± std over seeds, plus MIS and time against retraining) as
 //! Markdown, JSON and CSV, and PNG plots.
 use super::config::Config;
-use super::steps::TuneChoice;
+use super::tune::TuneChoice;
 use crate::audit::{ModelAudit, Scores, avg_gap, mean_std};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsutil;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -27,7 +27,7 @@ pub struct RunResult {
     pub checkpoint: String,
     /// What a retrain-free calibration chose (calibrated runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<serde_json::Value>,
+    pub calibration: Option<crate::unlearn::Calibration>,
 }
 
 /// Mean and sample standard deviation over seeds.
@@ -107,7 +107,7 @@ pub fn build_report(
 ) -> Report {
     let mut tables = Vec::new();
     let mut names: Vec<String> = vec!["original".into(), "retrain".into()];
-    for (n, _) in cfg.method_list() {
+    for n in cfg.method_names() {
         for v in [
             super::plan::Variant::Default,
             super::plan::Variant::Tuned,
@@ -337,13 +337,10 @@ impl Report {
 
     /// The calibrated runs: what each chose, at what cost.
     pub fn calibration_markdown(&self) -> String {
-        let runs: Vec<(&RunResult, crate::unlearn::Calibration)> = self
+        let runs: Vec<(&RunResult, &crate::unlearn::Calibration)> = self
             .results
             .iter()
-            .filter_map(|r| {
-                let c = serde_json::from_value(r.calibration.clone()?).ok()?;
-                Some((r, c))
-            })
+            .filter_map(|r| Some((r, r.calibration.as_ref()?)))
             .collect();
         if runs.is_empty() {
             return String::new();
@@ -425,7 +422,7 @@ impl Report {
         s
     }
 
-    /// Writes report.md, report.json, report.csv and the plots into `dir`.
+    /// Writes report.md, report.json and report.csv into `dir`.
     pub fn write(&self, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         let mut written = Vec::new();
         let md = dir.join("report.md");
@@ -437,10 +434,6 @@ impl Report {
         let csv = dir.join("report.csv");
         fsutil::write_atomic(&csv, self.csv().as_bytes())?;
         written.push(csv);
-        written.extend(
-            super::plots::write_plots(self, dir)
-                .map_err(|e| Error::invalid("plots", e.to_string()))?,
-        );
         Ok(written)
     }
 }

@@ -1,15 +1,16 @@
-//! What each step of a plan does: it reads the artifacts of the steps it
-//! depends on from the run folder, computes, and writes its own artifact
+//! What each step of a plan does: it reads the artifacts of the steps its
+//! kind names from the run folder, computes, and writes its own artifact
 //! (atomically, under a lock) with a meta recording its inputs. The same
 //! function runs a step in the local executor, in a worker process or in a
-//! Slurm job, so every executor gives the same bits.
-use super::config::{Config, TuneMetric};
-use super::plan::{Plan, Status, Step, StepKind, Variant};
+//! Slurm job, so every executor gives the same bits. One function per kind.
+use super::config::Config;
+use super::plan::{Plan, Status, Step, StepId, StepKind, Variant};
 use super::report::{RunResult, build_report};
 use super::store::{self, record};
-use crate::attack::AdvSet;
-use crate::audit::{ModelAudit, RefSetup, audit, audit_seed, avg_gap, load_references};
-use crate::data::{Dataset, ForgetSet, ForgetSpec, Split};
+use super::tune::{TuneChoice, TunePointResult, choose, grid_rate};
+use crate::attack::{AdvSet, AdvSettings};
+use crate::audit::{ModelAudit, RefSetup, audit, audit_seed, load_references};
+use crate::data::{Dataset, ForgetSet, ForgetSpec, HeldOut};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::model::checkpoint::{self, ForgetSummary};
@@ -17,9 +18,7 @@ use crate::model::{Classifier, ModelSpec, Origin};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::{Recipe, Subset, TrainJob, train};
-use crate::unlearn::{RequestOptions, RunCtx, build, unlearn_requests, unlearned_sidecar};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use crate::unlearn::{Calibration, MethodSpec, UnlearnJob};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,44 +35,9 @@ pub struct StepCtx<'a> {
     pub hardware: &'a str,
 }
 
-/// A tuning point's artifact: the audit of the run, not the model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TunePointResult {
-    pub lr: f64,
-    pub step: usize,
-    pub audit: ModelAudit,
-    pub seconds: f64,
-}
-
-/// One line of a tuning table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TuneRow {
-    pub lr: f64,
-    pub step: usize,
-    /// The selection metric, mean over tuning seeds.
-    pub value: f64,
-    pub per_seed: Vec<f64>,
-    /// The Avg. Gap (mean over tuning seeds), whatever the metric.
-    pub gap: f64,
-}
-
-/// The tuning stage's choice for one method and setting.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TuneChoice {
-    pub method: String,
-    pub fraction: f64,
-    pub with_retain: bool,
-    pub metric: TuneMetric,
-    pub chosen_lr: f64,
-    pub chosen_step: usize,
-    /// The full settings the evaluation runs use.
-    pub settings: Value,
-    pub table: Vec<TuneRow>,
-}
-
 impl StepCtx<'_> {
-    fn path(&self, id: &str) -> Result<PathBuf> {
-        Ok(self.plan.artifact(self.dir, self.plan.get(id)?))
+    fn path(&self, id: &StepId) -> Result<PathBuf> {
+        Ok(self.plan.artifact(self.dir, self.plan.input(id)?))
     }
 
     fn spec(&self) -> Result<ModelSpec> {
@@ -88,40 +52,26 @@ impl StepCtx<'_> {
         self.cfg.recipe(self.data.image_shape()[0])
     }
 
-    fn device(&self) -> tch::Device {
-        self.data.train.labels.device()
-    }
-
-    fn load_model(&self, id: &str) -> Result<Classifier> {
-        let mut m = checkpoint::load(&self.path(id)?, self.device())?.0;
+    fn load_model(&self, id: &StepId) -> Result<Classifier> {
+        let mut m = checkpoint::load(&self.path(id)?, self.data.train.labels.device())?.0;
         if self.recipe()?.channels_last {
             m.use_channels_last()?;
         }
         Ok(m)
     }
 
-    fn forget(&self, id: &str) -> Result<ForgetSet> {
+    fn forget(&self, id: &StepId) -> Result<ForgetSet> {
         let p = self.path(id)?;
         let f = ForgetSet::read(&p)?;
         f.check_matches(self.data, &p)?;
         Ok(f)
     }
 
-    fn seconds_of(&self, id: &str) -> f64 {
+    fn seconds_of(&self, id: &StepId) -> f64 {
         self.path(id)
             .ok()
             .and_then(|p| fsutil::read_json::<store::Meta>(&store::meta_path(&p)).ok())
             .map_or(0.0, |m| m.seconds)
-    }
-
-    /// The held-out test images of calibration (the last N), if any.
-    fn heldout(&self) -> Option<Split> {
-        let n = self.cfg.heldout();
-        let t = self.data.test.len();
-        (n > 0 && n < t).then(|| Split {
-            images: self.data.test.images.narrow(0, (t - n) as i64, n as i64),
-            labels: self.data.test.labels.narrow(0, (t - n) as i64, n as i64),
-        })
     }
 
     fn audit_model(&self, model: &Classifier, forget: &ForgetSet) -> Result<ModelAudit> {
@@ -148,9 +98,8 @@ pub fn is_fresh(ctx: &StepCtx<'_>, step: &Step) -> bool {
 /// Runs one step unless its artifact is fresh; returns whether it ran.
 /// Every dependency must be done.
 pub fn run_step(ctx: &StepCtx<'_>, step: &Step) -> Result<bool> {
-    for d in &step.deps {
-        let dep = ctx.plan.get(d)?;
-        if !is_fresh(ctx, dep) {
+    for d in step.deps() {
+        if !is_fresh(ctx, ctx.plan.input(d)?) {
             return Err(Error::invalid(
                 "step",
                 format!("{} needs {d}, which is not done", step.id),
@@ -175,10 +124,9 @@ pub fn run_step(ctx: &StepCtx<'_>, step: &Step) -> Result<bool> {
     store::forget(&artifact)?;
     let started = Instant::now();
     let files = compute(ctx, step, &artifact)?;
-    let seconds = match files.seconds {
-        Some(s) => s,
-        None => started.elapsed().as_secs_f64(),
-    };
+    let seconds = files
+        .seconds
+        .unwrap_or_else(|| started.elapsed().as_secs_f64());
     let refs: Vec<&Path> = files.paths.iter().map(PathBuf::as_path).collect();
     record(&artifact, &refs, inputs, seconds)?;
     Ok(true)
@@ -192,174 +140,65 @@ struct Written {
     seconds: Option<f64>,
 }
 
-fn written(paths: Vec<PathBuf>) -> Written {
+fn written(artifact: &Path) -> Written {
     Written {
-        paths,
+        paths: vec![artifact.to_path_buf()],
         seconds: None,
     }
 }
 
 fn compute(ctx: &StepCtx<'_>, step: &Step, artifact: &Path) -> Result<Written> {
-    let cfg = ctx.cfg;
     match &step.kind {
-        StepKind::Reference { index } => {
-            let (spec, recipe) = (ctx.spec()?, ctx.recipe()?);
-            let setup = RefSetup {
-                data: ctx.data,
-                spec: &spec,
-                recipe: &recipe,
-                count: cfg.rmia.reference_models,
-                seed: derive(cfg.seeds[0], "references", 0),
-                dir: &ctx.dir.join("references"),
-            };
-            setup.prepare()?;
-            ctx.progress.note(&format!(
-                "reference model {}/{}",
-                index + 1,
-                cfg.rmia.reference_models
-            ));
-            setup.train_one(*index, ctx.progress)?;
-            Ok(written(vec![artifact.to_path_buf()]))
-        }
-        StepKind::References => {
-            // Loading checks manifest, memberships and every logits file
-            // against this data; the index records what was checked.
-            load_references(&ctx.dir.join("references"), ctx.data)?;
-            let files: Vec<String> = step
-                .deps
-                .iter()
-                .map(|d| ctx.path(d).and_then(|p| store::content_sha(&p)))
-                .collect::<Result<_>>()?;
-            fsutil::write_json(artifact, &serde_json::json!({ "logits_sha256": files }))?;
-            Ok(written(vec![artifact.to_path_buf()]))
-        }
+        StepKind::Reference { index } => reference(ctx, *index, artifact),
+        StepKind::References { models } => references(ctx, models, artifact),
         StepKind::Original { seed } => {
             train_model(ctx, artifact, derive(*seed, "original", 0), Subset::All)
         }
-        StepKind::Retrain { seed, tune, .. } => {
-            let forget = ctx.forget(&step.deps[0])?;
-            let s = if *tune {
-                derive(*seed, "tune-retrain", 0)
-            } else {
-                derive(*seed, "retrain", 0)
-            };
-            train_model(ctx, artifact, s, Subset::Exclude(&forget))
-        }
+        StepKind::Retrain {
+            seed, tune, forget, ..
+        } => retrain(ctx, artifact, *seed, *tune, forget),
         StepKind::Forget {
             seed,
             fraction,
             file,
-        } => {
-            let set = match file {
-                None => ForgetSet::choose(
-                    ctx.data,
-                    &ForgetSpec::Fraction(*fraction),
-                    derive(*seed, "forget", 0),
-                )?,
-                Some(f) => {
-                    let p = Path::new(f);
-                    let mut set =
-                        ForgetSet::from_indices(ctx.data, ForgetSet::read_indices(p)?, p)?;
-                    // The experiment's seed: audits of different seeds draw
-                    // their own retain samples.
-                    set.seed = *seed;
-                    let share = set.size as f64 / set.train_size as f64;
-                    if (share - fraction).abs() > 0.01 {
-                        return Err(Error::format(
-                            p,
-                            format!(
-                                "holds {} of {} training samples ({:.1}%), but forget.fractions \
-                                 says {:.1}%",
-                                set.size,
-                                set.train_size,
-                                100.0 * share,
-                                100.0 * fraction
-                            ),
-                        ));
-                    }
-                    set
-                }
-            };
-            set.write(artifact)?;
-            Ok(written(vec![artifact.to_path_buf()]))
-        }
-        StepKind::TuneForget { seed, fraction } => {
-            let mut taken: Vec<i64> = Vec::new();
-            for d in &step.deps {
-                taken.extend(ctx.forget(d)?.indices);
-            }
-            let set = ForgetSet::choose_outside(
-                ctx.data,
-                *fraction,
-                &taken,
-                derive(*seed, "tune-forget", 0),
-            )?;
-            set.write(artifact)?;
-            Ok(written(vec![artifact.to_path_buf()]))
-        }
-        StepKind::Adversarial { settings, .. } => {
-            let original = ctx.load_model(&step.deps[0])?;
-            let forget = ctx.forget(&step.deps[1])?;
-            ctx.progress.note(&format!("{}: searching", step.id));
-            let part = ctx.data.train.select(&forget.indices);
-            let set = crate::attack::search(
-                &original,
-                &part.images,
-                &part.labels,
-                &forget.indices,
-                settings,
-                ctx.progress,
-            )?;
-            set.save(
-                artifact,
-                &original.fingerprint(),
-                ForgetSummary::of(&forget),
-            )?;
-            Ok(written(vec![
-                artifact.to_path_buf(),
-                AdvSet::meta_path(artifact),
-            ]))
-        }
+        } => forget_set(ctx, artifact, *seed, *fraction, file.as_deref()),
+        StepKind::TuneForget {
+            seed,
+            fraction,
+            avoid,
+        } => tune_forget(ctx, artifact, *seed, *fraction, avoid),
+        StepKind::Adversarial {
+            settings,
+            original,
+            forget,
+            ..
+        } => adversarial(ctx, step, artifact, settings, original, forget),
         StepKind::Unlearn {
             method,
             seed,
             with_retain,
             variant,
-            settings,
+            original,
+            forget,
+            adversarial,
+            choice,
             ..
         } => {
-            let settings = match variant {
-                Variant::Tuned => {
-                    let choice: TuneChoice = fsutil::read_json(
-                        &ctx.path(step.deps.last().expect("a tuned run reads its choice"))?,
-                    )?;
-                    choice.settings
-                }
-                _ => settings.clone(),
+            let inputs = RunInputs {
+                original,
+                forget,
+                adversarial: adversarial.as_ref(),
             };
-            ctx.progress.note(&format!(
-                "{} ({}) s{seed}",
-                variant.label(method),
-                if *with_retain {
-                    "with D_R"
-                } else {
-                    "without D_R"
-                }
-            ));
-            let run = unlearn_run(ctx, step, method, &settings, *seed, *with_retain, *variant)?;
-            let sc = unlearned_sidecar(
-                &checkpoint::read_sidecar(&ctx.path(&step.deps[0])?)?,
-                &store::content_sha(&ctx.path(&step.deps[0])?)?,
-                run.method.as_ref(),
-                std::slice::from_ref(&run.forget),
-                &run.logs,
-                run.seed,
-            );
-            checkpoint::save(&run.model, artifact, &sc)?;
-            Ok(Written {
-                paths: vec![artifact.to_path_buf(), checkpoint::sidecar_path(artifact)],
-                seconds: Some(run.seconds),
-            })
+            unlearn(
+                ctx,
+                artifact,
+                method,
+                *seed,
+                *with_retain,
+                *variant,
+                &inputs,
+                choice.as_ref(),
+            )
         }
         StepKind::TunePoint {
             method,
@@ -367,51 +206,97 @@ fn compute(ctx: &StepCtx<'_>, step: &Step, artifact: &Path) -> Result<Written> {
             with_retain,
             lr,
             step: decay,
-            settings,
+            gamma,
+            original,
+            forget,
+            adversarial,
             ..
         } => {
-            let gamma = cfg.tune.as_ref().map_or(0.1, |t| t.gamma);
-            let settings = with_lr_schedule(settings, *lr, *decay, gamma)?;
-            let run = unlearn_run(
+            let inputs = RunInputs {
+                original,
+                forget,
+                adversarial: adversarial.as_ref(),
+            };
+            let method = method.adjusted(&grid_rate(*lr, *decay, *gamma))?;
+            tune_point(
                 ctx,
-                step,
-                method,
-                &settings,
+                artifact,
+                &method,
                 *seed,
                 *with_retain,
-                Variant::Default,
-            )?;
-            let a = ctx.audit_model(&run.model, &run.forget)?;
-            let r = TunePointResult {
-                lr: *lr,
-                step: *decay,
-                audit: a,
-                seconds: run.seconds,
-            };
-            fsutil::write_json(artifact, &r)?;
-            Ok(written(vec![artifact.to_path_buf()]))
+                (*lr, *decay),
+                &inputs,
+            )
         }
         StepKind::Choose {
             method,
             fraction,
             with_retain,
-        } => {
-            let choice = choose(ctx, step, method, *fraction, *with_retain)?;
-            fsutil::write_json(artifact, &choice)?;
-            Ok(written(vec![artifact.to_path_buf()]))
-        }
-        StepKind::Audit { model, .. } => {
-            let m = ctx.load_model(model)?;
-            let forget = ctx.forget(&step.deps[1])?;
-            let a = ctx.audit_model(&m, &forget)?;
-            fsutil::write_json(artifact, &a)?;
-            Ok(written(vec![artifact.to_path_buf()]))
-        }
-        StepKind::Report => {
-            report(ctx)?.write(ctx.dir)?;
-            Ok(written(vec![artifact.to_path_buf()]))
-        }
+            points,
+            retrain_audits,
+        } => choice(
+            ctx,
+            artifact,
+            method,
+            *fraction,
+            *with_retain,
+            points,
+            retrain_audits,
+        ),
+        StepKind::Audit { model, forget, .. } => audit_step(ctx, artifact, model, forget),
+        StepKind::Report { audits, choices } => report_step(ctx, artifact, audits, choices),
     }
+}
+
+/// RMIA reference model `index`, trained on its half of the pool.
+fn reference(ctx: &StepCtx<'_>, index: usize, artifact: &Path) -> Result<Written> {
+    let cfg = ctx.cfg;
+    let (spec, recipe) = (ctx.spec()?, ctx.recipe()?);
+    let setup = RefSetup {
+        data: ctx.data,
+        spec: &spec,
+        recipe: &recipe,
+        count: cfg.rmia.reference_models,
+        seed: derive(cfg.seeds[0], "references", 0),
+        dir: &ctx.dir.join("references"),
+    };
+    setup.prepare()?;
+    ctx.progress.note(&format!(
+        "reference model {}/{}",
+        index + 1,
+        cfg.rmia.reference_models
+    ));
+    setup.train_one(index, ctx.progress)?;
+    Ok(written(artifact))
+}
+
+/// Loading checks manifest, memberships and every logits file against this
+/// data; the index records what was checked.
+fn references(ctx: &StepCtx<'_>, models: &[StepId], artifact: &Path) -> Result<Written> {
+    load_references(&ctx.dir.join("references"), ctx.data)?;
+    let files: Vec<String> = models
+        .iter()
+        .map(|d| ctx.path(d).and_then(|p| store::content_sha(&p)))
+        .collect::<Result<_>>()?;
+    fsutil::write_json(artifact, &serde_json::json!({ "logits_sha256": files }))?;
+    Ok(written(artifact))
+}
+
+fn retrain(
+    ctx: &StepCtx<'_>,
+    artifact: &Path,
+    seed: u64,
+    tune: bool,
+    forget: &StepId,
+) -> Result<Written> {
+    let forget = ctx.forget(forget)?;
+    let stream = if tune { "tune-retrain" } else { "retrain" };
+    train_model(
+        ctx,
+        artifact,
+        derive(seed, stream, 0),
+        Subset::Exclude(&forget),
+    )
 }
 
 /// Trains a model of the config's recipe into `artifact` (resuming a
@@ -455,219 +340,353 @@ fn train_model(
     })
 }
 
-/// `settings` with `finetune.lr = lr` and a StepLR schedule.
-fn with_lr_schedule(settings: &Value, lr: f64, step: usize, gamma: f64) -> Result<Value> {
-    let mut s = settings.clone();
-    let obj = s
-        .as_object_mut()
-        .ok_or_else(|| Error::invalid("tune", "method settings must be a table"))?;
-    let ft = obj
-        .entry("finetune")
-        .or_insert_with(|| Value::Object(Default::default()))
-        .as_object_mut()
-        .ok_or_else(|| Error::invalid("tune", "finetune must be a table"))?;
-    ft.insert("lr".into(), lr.into());
-    ft.insert("schedule".into(), format!("step:{step}:{gamma}").into());
-    Ok(s)
+/// An evaluation forget set: drawn at random, or read from `file`.
+fn forget_set(
+    ctx: &StepCtx<'_>,
+    artifact: &Path,
+    seed: u64,
+    fraction: f64,
+    file: Option<&str>,
+) -> Result<Written> {
+    let set = match file {
+        None => ForgetSet::choose(
+            ctx.data,
+            &ForgetSpec::Fraction(fraction),
+            derive(seed, "forget", 0),
+        )?,
+        Some(f) => {
+            let p = Path::new(f);
+            let mut set = ForgetSet::from_indices(ctx.data, ForgetSet::read_indices(p)?, p)?;
+            // The experiment's seed: audits of different seeds draw their
+            // own retain samples.
+            set.seed = seed;
+            let share = set.size as f64 / set.train_size as f64;
+            if (share - fraction).abs() > 0.01 {
+                return Err(Error::format(
+                    p,
+                    format!(
+                        "holds {} of {} training samples ({:.1}%), but forget.fractions says \
+                         {:.1}%",
+                        set.size,
+                        set.train_size,
+                        100.0 * share,
+                        100.0 * fraction
+                    ),
+                ));
+            }
+            set
+        }
+    };
+    set.write(artifact)?;
+    Ok(written(artifact))
+}
+
+/// A tuning forget set, disjoint from the evaluation sets `avoid`.
+fn tune_forget(
+    ctx: &StepCtx<'_>,
+    artifact: &Path,
+    seed: u64,
+    fraction: f64,
+    avoid: &[StepId],
+) -> Result<Written> {
+    let mut taken: Vec<i64> = Vec::new();
+    for d in avoid {
+        taken.extend(ctx.forget(d)?.indices);
+    }
+    let set =
+        ForgetSet::choose_outside(ctx.data, fraction, &taken, derive(seed, "tune-forget", 0))?;
+    set.write(artifact)?;
+    Ok(written(artifact))
+}
+
+fn adversarial(
+    ctx: &StepCtx<'_>,
+    step: &Step,
+    artifact: &Path,
+    settings: &AdvSettings,
+    original: &StepId,
+    forget: &StepId,
+) -> Result<Written> {
+    let original = ctx.load_model(original)?;
+    let forget = ctx.forget(forget)?;
+    ctx.progress.note(&format!("{}: searching", step.id));
+    let part = ctx.data.train.select(&forget.indices);
+    let set = crate::attack::search(
+        &original,
+        &part.images,
+        &part.labels,
+        &forget.indices,
+        settings,
+        ctx.progress,
+    )?;
+    set.save(
+        artifact,
+        &original.fingerprint(),
+        ForgetSummary::of(&forget),
+    )?;
+    Ok(Written {
+        paths: vec![artifact.to_path_buf(), AdvSet::meta_path(artifact)],
+        seconds: None,
+    })
+}
+
+/// The steps an unlearning run reads.
+struct RunInputs<'a> {
+    original: &'a StepId,
+    forget: &'a StepId,
+    adversarial: Option<&'a StepId>,
+}
+
+/// An evaluation run: the configured method, at the tuning stage's rate
+/// (`choice`) when tuned, or calibrated.
+#[allow(clippy::too_many_arguments)]
+fn unlearn(
+    ctx: &StepCtx<'_>,
+    artifact: &Path,
+    method: &MethodSpec,
+    seed: u64,
+    with_retain: bool,
+    variant: Variant,
+    inputs: &RunInputs<'_>,
+    choice: Option<&StepId>,
+) -> Result<Written> {
+    let method = match choice {
+        Some(c) => {
+            let choice: TuneChoice = fsutil::read_json(&ctx.path(c)?)?;
+            method.adjusted(&choice.rate())?
+        }
+        None => method.clone(),
+    };
+    ctx.progress.note(&format!(
+        "{} ({}) s{seed}",
+        variant.label(method.name()),
+        if with_retain {
+            "with D_R"
+        } else {
+            "without D_R"
+        }
+    ));
+    let run = unlearn_run(
+        ctx,
+        &method,
+        seed,
+        with_retain,
+        variant == Variant::Calibrated,
+        inputs,
+    )?;
+    checkpoint::save(&run.model, artifact, &run.sidecar)?;
+    Ok(Written {
+        paths: vec![artifact.to_path_buf(), checkpoint::sidecar_path(artifact)],
+        seconds: Some(run.seconds),
+    })
+}
+
+/// One tuning grid point: the run and its audit, not the model.
+fn tune_point(
+    ctx: &StepCtx<'_>,
+    artifact: &Path,
+    method: &MethodSpec,
+    seed: u64,
+    with_retain: bool,
+    (lr, step): (f64, usize),
+    inputs: &RunInputs<'_>,
+) -> Result<Written> {
+    let run = unlearn_run(ctx, method, seed, with_retain, false, inputs)?;
+    let r = TunePointResult {
+        lr,
+        step,
+        audit: ctx.audit_model(&run.model, &run.forget)?,
+        seconds: run.seconds,
+    };
+    fsutil::write_json(artifact, &r)?;
+    Ok(written(artifact))
 }
 
 struct UnlearnRun {
     model: Classifier,
-    method: Box<dyn crate::unlearn::Method>,
+    sidecar: crate::model::Sidecar,
     forget: ForgetSet,
-    logs: Vec<crate::unlearn::UnlearnLog>,
-    seed: u64,
     /// The method's seconds plus those of the adversarial search it read.
     seconds: f64,
 }
 
-/// Runs `method` on a copy of the original model (deps[0]) for the forget
-/// set (deps[1]), with the adversarial set (deps[2]) when it uses one.
-#[allow(clippy::too_many_arguments)]
+/// Runs `method` on a copy of the original model for the forget set, with
+/// the adversarial set when it uses one (the job `amun unlearn` runs).
 fn unlearn_run(
     ctx: &StepCtx<'_>,
-    step: &Step,
-    name: &str,
-    settings: &Value,
+    method: &MethodSpec,
     seed: u64,
     with_retain: bool,
-    variant: Variant,
+    calibrated: bool,
+    inputs: &RunInputs<'_>,
 ) -> Result<UnlearnRun> {
-    let method = build(name, settings)?;
-    let mut model = ctx.load_model(&step.deps[0])?;
-    let forget = ctx.forget(&step.deps[1])?;
-    let (adv, adv_secs) = match method.adversarial() {
-        Some(_) => {
-            let p = ctx.path(&step.deps[2])?;
-            let (set, meta) = AdvSet::load(&p)?;
-            set.check_matches(&meta, &forget.indices, &model.fingerprint(), &p)?;
-            (Some(set), ctx.seconds_of(&step.deps[2]))
+    let mut model = ctx.load_model(inputs.original)?;
+    let parent = checkpoint::read_sidecar(&ctx.path(inputs.original)?)?;
+    let requests = [ctx.forget(inputs.forget)?];
+    let (adv, adv_secs) = match inputs.adversarial {
+        Some(a) if method.method().adversarial().is_some() => (
+            Some(UnlearnJob::load_adversarial(
+                &ctx.path(a)?,
+                &requests,
+                &model,
+            )?),
+            ctx.seconds_of(a),
+        ),
+        _ => (None, 0.0),
+    };
+    let cal = match (calibrated, &ctx.cfg.calibrate) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(Error::invalid(
+                "calibrate",
+                "a calibrated step needs [calibrate]",
+            ));
         }
-        None => (None, 0.0),
-    };
-    let recipe = ctx.recipe()?;
-    let run_seed = derive(seed, name, u64::from(with_retain));
-    let heldout = ctx.heldout();
-    let cal = ctx.cfg.calibrate.as_ref().map(|c| c.settings());
-    let calibrate = match variant {
-        Variant::Calibrated => Some((
-            cal.as_ref().expect("a calibrated step has [calibrate]"),
-            heldout.as_ref().ok_or_else(|| {
-                Error::invalid("calibrate.holdout", "leaves no held-out test image")
-            })?,
+        (true, Some(c)) => Some((
+            c.settings()?,
+            HeldOut::LastTest(c.holdout).split(ctx.data, Path::new("."))?,
         )),
-        _ => None,
     };
-    let rctx = RunCtx {
-        seed: run_seed,
-        progress: ctx.progress,
-        original_recipe: Some(&recipe),
-        observe: None,
-        on_epoch: None,
+    let job = UnlearnJob {
+        method: method.method(),
+        data: ctx.data,
+        requests: &requests,
+        with_retain,
+        adaptive: false,
+        adversarial: adv.as_ref(),
+        calibrate: cal.as_ref().map(|(s, h)| (s, h)),
+        seed: derive(seed, method.name(), u64::from(with_retain)),
     };
-    let t = Instant::now();
-    let logs = unlearn_requests(
-        method.as_ref(),
-        &mut model,
-        &ctx.data.train,
-        ctx.data.num_classes(),
-        std::slice::from_ref(&forget.indices),
-        &RequestOptions {
-            with_retain,
-            adaptive: false,
-            precomputed: adv.as_ref(),
-            calibrate,
-        },
-        &rctx,
-    )?;
+    let out = job.run(&mut model, &parent, ctx.progress)?;
+    let [forget] = requests;
     Ok(UnlearnRun {
         model,
-        method,
+        sidecar: out.sidecar,
         forget,
-        logs,
-        seed: run_seed,
-        seconds: t.elapsed().as_secs_f64() + adv_secs,
+        seconds: out.seconds + adv_secs,
     })
 }
 
-/// The grid point with the smallest mean selection metric over the tuning
-/// seeds (ties: the first in grid order).
-fn choose(
+/// The tuning stage's choice from its grid points and retrain audits.
+fn choice(
     ctx: &StepCtx<'_>,
-    step: &Step,
+    artifact: &Path,
     method: &str,
     fraction: f64,
     with_retain: bool,
-) -> Result<TuneChoice> {
+    points: &[StepId],
+    retrain_audits: &[StepId],
+) -> Result<Written> {
     let t = ctx
         .cfg
         .tune
         .as_ref()
         .ok_or_else(|| Error::invalid("tune", "no [tune] section"))?;
-    let mut retrain: BTreeMap<u64, ModelAudit> = BTreeMap::new();
-    let mut points: Vec<(u64, TunePointResult)> = Vec::new();
-    for d in &step.deps {
-        let s = ctx.plan.get(d)?;
-        match &s.kind {
-            StepKind::Audit { seed, .. } => {
-                retrain.insert(*seed, fsutil::read_json(&ctx.path(d)?)?);
-            }
-            StepKind::TunePoint { seed, .. } => {
-                points.push((*seed, fsutil::read_json(&ctx.path(d)?)?));
-            }
-            _ => {}
+    let seed_of = |id: &StepId| -> Result<u64> {
+        match &ctx.plan.input(id)?.kind {
+            StepKind::TunePoint { seed, .. } | StepKind::Audit { seed, .. } => Ok(*seed),
+            _ => Err(Error::invalid(
+                "plan",
+                format!("{id} is neither a tuning point nor an audit"),
+            )),
         }
+    };
+    let mut retrains: BTreeMap<u64, ModelAudit> = BTreeMap::new();
+    for a in retrain_audits {
+        retrains.insert(seed_of(a)?, fsutil::read_json(&ctx.path(a)?)?);
     }
-    let mut table: Vec<TuneRow> = Vec::new();
-    for (seed, p) in &points {
-        let rt = retrain.get(seed).ok_or_else(|| {
-            Error::invalid("tune", format!("no retrain audit for tuning seed {seed}"))
-        })?;
-        let gap = avg_gap(&p.audit.scores, &rt.scores);
-        let value = match t.metric {
-            TuneMetric::Gap => gap,
-            TuneMetric::MisGap => (p.audit.mis - rt.mis).abs(),
-        };
-        match table.iter_mut().find(|r| r.lr == p.lr && r.step == p.step) {
-            Some(r) => {
-                r.per_seed.push(value);
-                r.gap += gap;
-            }
-            None => table.push(TuneRow {
-                lr: p.lr,
-                step: p.step,
-                value: 0.0,
-                per_seed: vec![value],
-                gap,
-            }),
-        }
+    let mut results: Vec<(u64, TunePointResult)> = Vec::new();
+    for p in points {
+        results.push((seed_of(p)?, fsutil::read_json(&ctx.path(p)?)?));
     }
-    for r in &mut table {
-        let n = r.per_seed.len().max(1) as f64;
-        r.value = r.per_seed.iter().sum::<f64>() / n;
-        r.gap /= n;
-    }
-    let best = table
-        .iter()
-        .fold(None::<&TuneRow>, |b, r| match b {
-            Some(b) if b.value <= r.value => Some(b),
-            _ => Some(r),
-        })
-        .ok_or_else(|| Error::invalid("tune", "an empty grid"))?;
-    let (settings, _) = ctx
+    let (table, best) = choose(t.metric, &results, &retrains)?;
+    let configured = ctx
         .cfg
-        .method_list()
+        .methods()?
         .into_iter()
-        .find(|(n, _)| *n == method)
-        .map(|(_, s)| (s, ()))
+        .find(|m| m.name() == method)
         .ok_or_else(|| Error::invalid("tune", format!("{method} is not configured")))?;
-    Ok(TuneChoice {
+    let settings = configured
+        .adjusted(&grid_rate(best.lr, best.step, t.gamma))?
+        .method()
+        .settings();
+    let c = TuneChoice {
         method: method.to_string(),
         fraction,
         with_retain,
         metric: t.metric,
         chosen_lr: best.lr,
         chosen_step: best.step,
-        settings: with_lr_schedule(&settings, best.lr, best.step, t.gamma)?,
+        gamma: t.gamma,
+        settings,
         table,
-    })
+    };
+    fsutil::write_json(artifact, &c)?;
+    Ok(written(artifact))
+}
+
+fn audit_step(
+    ctx: &StepCtx<'_>,
+    artifact: &Path,
+    model: &StepId,
+    forget: &StepId,
+) -> Result<Written> {
+    let m = ctx.load_model(model)?;
+    let forget = ctx.forget(forget)?;
+    let a = ctx.audit_model(&m, &forget)?;
+    fsutil::write_json(artifact, &a)?;
+    Ok(written(artifact))
+}
+
+/// report.md/json/csv and the plots.
+fn report_step(
+    ctx: &StepCtx<'_>,
+    artifact: &Path,
+    audits: &[StepId],
+    choices: &[StepId],
+) -> Result<Written> {
+    let r = report_of(ctx, audits, choices)?;
+    r.write(ctx.dir)?;
+    super::plots::write_plots(&r, ctx.dir).map_err(|e| Error::invalid("plots", e.to_string()))?;
+    Ok(written(artifact))
 }
 
 /// One result per audited evaluation model, in plan order.
-fn results(ctx: &StepCtx<'_>) -> Result<Vec<RunResult>> {
+fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
     let mut out = Vec::new();
-    for s in &ctx.plan.steps {
+    for id in audits {
+        let s = ctx.plan.input(id)?;
         let StepKind::Audit {
             model,
             seed,
             fraction,
             tune: false,
+            ..
         } = &s.kind
         else {
             continue;
         };
         let audit: ModelAudit = fsutil::read_json(&ctx.plan.artifact(ctx.dir, s))?;
-        let m = ctx.plan.get(model)?;
-        let (method, with_retain) = match &m.kind {
-            StepKind::Original { .. } => ("original".to_string(), None),
-            StepKind::Retrain { .. } => ("retrain".to_string(), None),
+        let m = ctx.plan.input(model)?;
+        let (method, with_retain, calibrated) = match &m.kind {
+            StepKind::Original { .. } => ("original".to_string(), None, false),
+            StepKind::Retrain { .. } => ("retrain".to_string(), None, false),
             StepKind::Unlearn {
                 method,
                 with_retain,
                 variant,
                 ..
-            } => (variant.label(method), Some(*with_retain)),
+            } => (
+                variant.label(method.name()),
+                Some(*with_retain),
+                *variant == Variant::Calibrated,
+            ),
             _ => continue,
         };
-        let calibration = match &m.kind {
-            StepKind::Unlearn {
-                variant: Variant::Calibrated,
-                ..
-            } => match checkpoint::read_sidecar(&ctx.plan.artifact(ctx.dir, m))?.origin {
-                Origin::Unlearn { calibration, .. } => calibration,
-                _ => None,
-            },
-            _ => None,
+        let calibration = if calibrated {
+            calibration_of(&ctx.plan.artifact(ctx.dir, m))?
+        } else {
+            None
         };
         out.push(RunResult {
             seed: *seed,
@@ -683,13 +702,17 @@ fn results(ctx: &StepCtx<'_>) -> Result<Vec<RunResult>> {
     Ok(out)
 }
 
-fn choices(ctx: &StepCtx<'_>) -> Result<Vec<TuneChoice>> {
-    ctx.plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s.kind, StepKind::Choose { .. }))
-        .map(|s| fsutil::read_json(&ctx.plan.artifact(ctx.dir, s)))
-        .collect()
+/// What calibration chose for the checkpoint at `path` (its sidecar).
+fn calibration_of(path: &Path) -> Result<Option<Calibration>> {
+    match checkpoint::read_sidecar(path)?.origin {
+        Origin::Unlearn {
+            calibration: Some(c),
+            ..
+        } => serde_json::from_value(c)
+            .map(Some)
+            .map_err(|e| Error::format(path, format!("unreadable calibration record: {e}"))),
+        _ => Ok(None),
+    }
 }
 
 /// Runs every step of the plan that is not done, one after the other, in
@@ -709,18 +732,33 @@ pub fn run_all(ctx: &StepCtx<'_>) -> Result<Vec<String>> {
     let mut computed = Vec::new();
     for s in &ctx.plan.steps {
         if run_step(ctx, s)? {
-            computed.push(s.id.clone());
+            computed.push(s.id.to_string());
         }
     }
     Ok(computed)
 }
 
-/// The report of the run folder (every audit must be done).
-pub fn report(ctx: &StepCtx<'_>) -> Result<super::report::Report> {
+fn report_of(
+    ctx: &StepCtx<'_>,
+    audits: &[StepId],
+    choices: &[StepId],
+) -> Result<super::report::Report> {
+    let choices: Vec<TuneChoice> = choices
+        .iter()
+        .map(|c| fsutil::read_json(&ctx.path(c)?))
+        .collect::<Result<_>>()?;
     Ok(build_report(
         ctx.cfg,
-        results(ctx)?,
-        choices(ctx)?,
+        results(ctx, audits)?,
+        choices,
         ctx.hardware.to_string(),
     ))
+}
+
+/// The report of the run folder (every audit must be done).
+pub fn report(ctx: &StepCtx<'_>) -> Result<super::report::Report> {
+    match &ctx.plan.input(&StepId::report())?.kind {
+        StepKind::Report { audits, choices } => report_of(ctx, audits, choices),
+        _ => Err(Error::invalid("plan", "the report step is not a report")),
+    }
 }

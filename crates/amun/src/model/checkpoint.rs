@@ -71,6 +71,14 @@ pub enum Origin {
         /// table it chose from), when the run was calibrated.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         calibration: Option<serde_json::Value>,
+        /// Images forwarded and backpropagated (fine-tuning epochs and the
+        /// adversarial search together): the run's cost, comparable across
+        /// devices.
+        #[serde(default)]
+        image_steps: u64,
+        /// Why a fine-tune stopped early, per request.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     /// Imported from another framework's file.
     Import { from: String, layout: String },
@@ -87,6 +95,10 @@ pub struct EpochRecord {
     pub lr: f64,
     pub seconds: f64,
     pub images_per_s: f64,
+    /// Images forwarded and backpropagated in the epoch (every pass of a
+    /// method's epoch together): its cost in image-steps.
+    #[serde(default)]
+    pub images: usize,
 }
 
 /// The JSON beside the weights.

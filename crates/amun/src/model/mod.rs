@@ -5,6 +5,7 @@
 pub mod checkpoint;
 mod layers;
 pub mod layout;
+mod open;
 mod resnet;
 mod small_cnn;
 mod torchfile;
@@ -12,6 +13,7 @@ mod vgg;
 
 pub use checkpoint::{Origin, Sidecar};
 pub use layout::{Layout, export, import};
+pub use open::{ChanceCheck, OpenSpec, Opened, chance_check, load_data, open};
 
 use crate::error::{Error, Result, TorchContext};
 use serde::{Deserialize, Serialize};
@@ -85,6 +87,40 @@ impl std::str::FromStr for Arch {
 pub struct Normalize {
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
+}
+
+impl Normalize {
+    /// Parses `M,S` (the same for every one of `channels`) or
+    /// `M1,M2,M3:S1,S2,S3`.
+    ///
+    /// ```
+    /// use amun::model::Normalize;
+    /// assert_eq!(Normalize::parse("0.5,0.25", 3).unwrap().std, vec![0.25; 3]);
+    /// assert_eq!(Normalize::parse("0.1,0.2:0.3,0.4", 2).unwrap().mean, vec![0.1, 0.2]);
+    /// assert!(Normalize::parse("0.5", 1).is_err());
+    /// ```
+    pub fn parse(s: &str, channels: usize) -> Result<Normalize> {
+        let bad = || {
+            Error::invalid(
+                format!("--normalize '{s}'"),
+                "expected MEAN,STD or M1,M2,M3:S1,S2,S3",
+            )
+        };
+        let nums = |t: &str| {
+            t.split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<std::result::Result<Vec<f64>, _>>()
+                .map_err(|_| bad())
+        };
+        let (mean, std) = match s.split_once(':') {
+            Some((m, d)) => (nums(m)?, nums(d)?),
+            None => match nums(s)?.as_slice() {
+                [m, d] => (vec![*m; channels], vec![*d; channels]),
+                _ => return Err(bad()),
+            },
+        };
+        Ok(Normalize { mean, std })
+    }
 }
 
 /// Everything needed to rebuild a model's graph.

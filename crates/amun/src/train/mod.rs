@@ -6,7 +6,7 @@ mod recipe;
 mod sgd;
 
 pub use fit::{EpochConfig, EpochStats, cross_entropy, sgd_epoch};
-pub use recipe::{Recipe, Schedule, TrainParams};
+pub use recipe::{Recipe, Schedule, TrainOverrides, TrainParams};
 pub use sgd::Sgd;
 
 use crate::data::{Augment, Dataset, ForgetSet, Part, TrainSet};
@@ -359,6 +359,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
             lr: stats.lr,
             seconds: stats.seconds,
             images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
+            images: stats.images,
         });
         if let Some(t) = test_acc {
             progress.note(&format!("epoch {}: test accuracy {t:.2}%", epoch + 1));

@@ -299,3 +299,102 @@ impl TrainParams {
         Ok(r)
     }
 }
+
+/// Training settings to replace; each one left unset keeps what it
+/// replaces. One type for every place that adjusts a recipe or a
+/// fine-tuning: the experiment's `[train]` section and `amun train`'s flags
+/// (over the architecture's recipe), retrain's `recipe` table (over the
+/// original's), `amun unlearn`'s flags, a tuning grid point and a
+/// calibration rung (over a method's fine-tuning, see
+/// `unlearn::Method::adjusted`).
+///
+/// ```
+/// use amun::train::{Schedule, TrainOverrides, TrainParams};
+/// let o = TrainOverrides { lr: Some(0.2), schedule: Some(Schedule::Cosine), ..Default::default() };
+/// let r = o.apply(TrainParams::new()).check().unwrap();
+/// assert_eq!((r.lr, r.epochs), (0.2, 10));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainOverrides {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f64>,
+    pub momentum: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub schedule: Option<Schedule>,
+    pub augment: Option<bool>,
+    pub bf16: Option<bool>,
+    pub channels_last: Option<bool>,
+}
+
+impl TrainOverrides {
+    /// A learning rate, and a schedule when given: what tuning and
+    /// calibration vary.
+    pub fn rate(lr: f64, schedule: Option<Schedule>) -> TrainOverrides {
+        TrainOverrides {
+            lr: Some(lr),
+            schedule,
+            ..Default::default()
+        }
+    }
+
+    /// Whether nothing is replaced.
+    pub fn is_empty(&self) -> bool {
+        *self == TrainOverrides::default()
+    }
+
+    /// `p` with every set field replaced.
+    pub fn apply(&self, mut p: TrainParams) -> TrainParams {
+        let r = &mut p.0;
+        let o = self.clone();
+        r.epochs = o.epochs.unwrap_or(r.epochs);
+        r.batch_size = o.batch_size.unwrap_or(r.batch_size);
+        r.lr = o.lr.unwrap_or(r.lr);
+        r.momentum = o.momentum.unwrap_or(r.momentum);
+        r.weight_decay = o.weight_decay.unwrap_or(r.weight_decay);
+        if let Some(s) = o.schedule {
+            r.schedule = s;
+        }
+        r.augment = o.augment.unwrap_or(r.augment);
+        r.bf16 = o.bf16.unwrap_or(r.bf16);
+        r.channels_last = o.channels_last.unwrap_or(r.channels_last);
+        p
+    }
+
+    /// `self`'s fields over `under`'s (each set field of `self` wins).
+    pub fn over(&self, under: &TrainOverrides) -> TrainOverrides {
+        let o = self.clone();
+        let u = under.clone();
+        TrainOverrides {
+            epochs: o.epochs.or(u.epochs),
+            batch_size: o.batch_size.or(u.batch_size),
+            lr: o.lr.or(u.lr),
+            momentum: o.momentum.or(u.momentum),
+            weight_decay: o.weight_decay.or(u.weight_decay),
+            schedule: o.schedule.or(u.schedule),
+            augment: o.augment.or(u.augment),
+            bf16: o.bf16.or(u.bf16),
+            channels_last: o.channels_last.or(u.channels_last),
+        }
+    }
+
+    /// The names of the fields that are set (for "set twice" errors).
+    pub fn set_fields(&self) -> Vec<&'static str> {
+        let o = self;
+        [
+            ("epochs", o.epochs.is_some()),
+            ("batch_size", o.batch_size.is_some()),
+            ("lr", o.lr.is_some()),
+            ("momentum", o.momentum.is_some()),
+            ("weight_decay", o.weight_decay.is_some()),
+            ("schedule", o.schedule.is_some()),
+            ("augment", o.augment.is_some()),
+            ("bf16", o.bf16.is_some()),
+            ("channels_last", o.channels_last.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, set)| set.then_some(n))
+        .collect()
+    }
+}

@@ -5,8 +5,8 @@
 //! The training data keeps its crop+flip augmentation; D_A does not.
 //! AMUN+SalUn multiplies every gradient by the saliency mask of D_F.
 use super::{
-    Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, saliency_mask,
-    settings_from, union_sorted,
+    FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune, finetune_field,
+    saliency_mask, union_sorted,
 };
 use crate::attack::AdvSettings;
 use crate::data::{Augment, Part, TrainSet};
@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::train::cross_entropy;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tch::Kind;
 
 /// AMUN's settings.
@@ -34,6 +33,14 @@ pub struct AmunSettings {
     pub salun_ratio: Option<f64>,
 }
 
+impl Settings for AmunSettings {
+    finetune_field!();
+    fn check_own(&self, method: &str) -> Result<()> {
+        crate::attack::AdvParams::from_settings(self.attack.clone()).check()?;
+        super::check_ratio(self.salun_ratio, method)
+    }
+}
+
 fn defaults(salun: Option<f64>) -> AmunSettings {
     AmunSettings {
         finetune: FineTune::amun(),
@@ -43,112 +50,128 @@ fn defaults(salun: Option<f64>) -> AmunSettings {
     }
 }
 
-struct Amun {
-    name: &'static str,
-    s: AmunSettings,
-}
+/// AMUN's definition.
+pub struct Amun;
 
-fn build(name: &'static str, salun: Option<f64>, v: &Value) -> Result<Box<dyn Method>> {
-    let s: AmunSettings = settings_from(name, &defaults(salun), v)?;
-    s.finetune.check(name)?;
-    crate::attack::AdvParams::from_settings(s.attack.clone()).check()?;
-    if let Some(r) = s.salun_ratio
-        && !(r > 0.0 && r <= 1.0)
-    {
-        return Err(Error::invalid(
-            format!("{name}.salun_ratio"),
-            format!("must lie in (0,1], got {r}"),
-        ));
-    }
-    Ok(Box::new(Amun { name, s }))
-}
+impl MethodDef for Amun {
+    const NAME: &'static str = "amun";
+    const SUMMARY: &'static str =
+        "fine-tune on D_F and its nearest adversarial examples (plus D_R if available)";
+    type Settings = AmunSettings;
 
-pub const AMUN: Entry = Entry {
-    name: "amun",
-    summary: "fine-tune on D_F and its nearest adversarial examples (plus D_R if available)",
-    defaults: || serde_json::to_value(defaults(None)).expect("serialisable"),
-    build: |v| build("amun", None, v),
-};
-
-pub const AMUN_SALUN: Entry = Entry {
-    name: "amun-salun",
-    summary: "AMUN with SalUn's weight-saliency mask on the gradients (r = 0.5)",
-    defaults: || serde_json::to_value(defaults(Some(0.5))).expect("serialisable"),
-    build: |v| build("amun-salun", Some(0.5), v),
-};
-
-impl Method for Amun {
-    fn name(&self) -> &'static str {
-        self.name
+    fn defaults() -> AmunSettings {
+        defaults(None)
     }
 
-    fn settings(&self) -> Value {
-        serde_json::to_value(&self.s).expect("serialisable")
-    }
-
-    fn adversarial(&self) -> Option<AdvSettings> {
-        Some(self.s.attack.clone())
+    fn adversarial(s: &AmunSettings) -> Option<AdvSettings> {
+        Some(s.attack.clone())
     }
 
     fn unlearn(
-        &self,
+        s: &AmunSettings,
         model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
-        let adv = req.adv.ok_or_else(|| {
-            Error::invalid(self.name, "needs the adversarial set of the forget set")
-        })?;
-        let mut log = UnlearnLog::default();
-        let mask = match self.s.salun_ratio {
-            Some(r) => Some(log.time("saliency_mask", || {
-                saliency_mask(
-                    model,
-                    &req.train.select(req.forget),
-                    r,
-                    self.s.finetune.batch_size,
-                )
-            })?),
-            None => None,
-        };
-        let base: Vec<i64> = match (req.retain, self.s.adv_only) {
-            (Some(r), false) => union_sorted(r, req.forget),
-            (Some(r), true) => r.to_vec(),
-            (None, false) => req.forget.to_vec(),
-            (None, true) => Vec::new(),
-        };
-        let dev = req.train.labels.device();
-        let mut parts = Vec::new();
-        if !base.is_empty() {
-            parts.push(Part::from_indices(
-                "train",
-                req.train,
-                &base,
-                self.s.finetune.augment_on(ctx, req.train),
-            ));
-        }
-        parts.push(Part {
-            name: "adversarial".into(),
-            images: adv.images.to_device(dev).to_kind(Kind::Float),
-            labels: tch::Tensor::from_slice(&adv.adv_labels).to_device(dev),
-            augment: false,
-            origin: vec![-1; adv.len()],
-        });
-        let set = TrainSet {
-            parts,
-            augment: Augment::CROP_FLIP,
-        };
-        log.epochs = log.time("fine_tune", || {
-            finetune(
-                model,
-                &set,
-                &self.s.finetune,
-                mask.as_ref(),
-                &mut |_, _, logits, b| cross_entropy(logits, &b.y),
-                ctx,
-                self.name,
-            )
-        })?;
-        Ok(log)
+        adversarial_finetune(Self::NAME, s, model, req, ctx)
     }
+}
+
+/// AMUN+SalUn's definition: AMUN with the saliency mask.
+pub struct AmunSalun;
+
+impl MethodDef for AmunSalun {
+    const NAME: &'static str = "amun-salun";
+    const SUMMARY: &'static str =
+        "AMUN with SalUn's weight-saliency mask on the gradients (r = 0.5)";
+    type Settings = AmunSettings;
+
+    fn defaults() -> AmunSettings {
+        defaults(Some(0.5))
+    }
+
+    fn adversarial(s: &AmunSettings) -> Option<AdvSettings> {
+        Some(s.attack.clone())
+    }
+
+    fn unlearn(
+        s: &AmunSettings,
+        model: &mut Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<UnlearnLog> {
+        adversarial_finetune(Self::NAME, s, model, req, ctx)
+    }
+}
+
+/// AMUN and AMUN+SalUn: fine-tune on D_F ∪ D_A (and D_R), the gradient
+/// masked when `s.salun_ratio` is set.
+fn adversarial_finetune(
+    name: &str,
+    s: &AmunSettings,
+    model: &mut Classifier,
+    req: &ForgetRequest<'_>,
+    ctx: &RunCtx<'_>,
+) -> Result<UnlearnLog> {
+    let adv = req
+        .adv
+        .ok_or_else(|| Error::invalid(name, "needs the adversarial set of the forget set"))?;
+    let mut log = UnlearnLog::default();
+    let mask = match s.salun_ratio {
+        Some(r) => Some(log.time("saliency_mask", || {
+            saliency_mask(
+                model,
+                &req.train.select(req.forget),
+                r,
+                s.finetune.batch_size,
+            )
+        })?),
+        None => None,
+    };
+    let base: Vec<i64> = match (req.retain, s.adv_only) {
+        (Some(r), false) => union_sorted(r, req.forget),
+        (Some(r), true) => r.to_vec(),
+        (None, false) => req.forget.to_vec(),
+        (None, true) => Vec::new(),
+    };
+    let dev = req.train.labels.device();
+    let mut parts = Vec::new();
+    if !base.is_empty() {
+        let part = Part::from_indices(
+            "train",
+            req.train,
+            &base,
+            s.finetune.augment_on(ctx, req.train),
+        );
+        // The request is D_F and its adversarial examples; only D_R's rows
+        // are drawn, D_F's are always in.
+        parts.push(match req.retain {
+            Some(r) => s.finetune.budgeted(part, r, req.forget.len() + adv.len()),
+            None => part,
+        });
+    }
+    parts.push(Part {
+        name: "adversarial".into(),
+        images: adv.images.to_device(dev).to_kind(Kind::Float),
+        labels: tch::Tensor::from_slice(&adv.adv_labels).to_device(dev),
+        augment: false,
+        origin: vec![-1; adv.len()],
+        draw: None,
+    });
+    let set = TrainSet {
+        parts,
+        augment: Augment::CROP_FLIP,
+    };
+    log.epochs = log.time("fine_tune", || {
+        finetune(
+            model,
+            &set,
+            &s.finetune,
+            mask.as_ref(),
+            &mut |_, _, logits, b| cross_entropy(logits, &b.y),
+            ctx,
+            name,
+        )
+    })?;
+    Ok(log)
 }

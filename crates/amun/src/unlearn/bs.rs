@@ -2,14 +2,15 @@
 //! with the prediction after an FGSM-sign step of size `bound` (0.1) taken on
 //! a frozen copy of the model — its nearest wrong class — then fine-tune on
 //! D_F with those labels. Defaults of the paper's code: lr 1e-5, 10 epochs.
-use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, settings_from};
+use super::{
+    FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune, finetune_field,
+};
 use crate::attack::fgsm_predictions;
 use crate::data::{Augment, Part, TrainSet};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::train::{Schedule, cross_entropy};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,52 +21,46 @@ pub struct BsSettings {
     pub bound: f64,
 }
 
-fn defaults() -> BsSettings {
-    BsSettings {
-        finetune: FineTune {
-            lr: 1e-5,
-            schedule: Schedule::Constant,
-            ..FineTune::amun()
-        },
-        bound: 0.1,
+impl Settings for BsSettings {
+    finetune_field!();
+    fn check_own(&self, method: &str) -> Result<()> {
+        if !(self.bound > 0.0 && self.bound.is_finite()) {
+            return Err(Error::invalid(
+                format!("{method}.bound"),
+                format!("must be positive, got {}", self.bound),
+            ));
+        }
+        Ok(())
     }
 }
 
-struct Bs(BsSettings);
+/// Boundary Shrink's definition.
+pub struct Bs;
 
-pub const BS: Entry = Entry {
-    name: "bs",
-    summary: "boundary shrink: relabel D_F by an FGSM step (bound 0.1) on a frozen copy, fine-tune",
-    defaults: || serde_json::to_value(defaults()).expect("serialisable"),
-    build: |v| {
-        let s: BsSettings = settings_from("bs", &defaults(), v)?;
-        s.finetune.check("bs")?;
-        if !(s.bound > 0.0 && s.bound.is_finite()) {
-            return Err(Error::invalid(
-                "bs.bound",
-                format!("must be positive, got {}", s.bound),
-            ));
+impl MethodDef for Bs {
+    const NAME: &'static str = "bs";
+    const SUMMARY: &'static str =
+        "boundary shrink: relabel D_F by an FGSM step (bound 0.1) on a frozen copy, fine-tune";
+    type Settings = BsSettings;
+
+    fn defaults() -> BsSettings {
+        BsSettings {
+            finetune: FineTune {
+                lr: 1e-5,
+                schedule: Schedule::Constant,
+                ..FineTune::amun()
+            },
+            bound: 0.1,
         }
-        Ok(Box::new(Bs(s)))
-    },
-};
-
-impl Method for Bs {
-    fn name(&self) -> &'static str {
-        "bs"
-    }
-
-    fn settings(&self) -> Value {
-        serde_json::to_value(&self.0).expect("serialisable")
     }
 
     fn unlearn(
-        &self,
+        s: &BsSettings,
         model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
-        let ft = &self.0.finetune;
+        let ft = &s.finetune;
         let mut log = UnlearnLog::default();
         let forget = req.train.select(req.forget);
         let labels = log.time("boundary_labels", || {
@@ -74,7 +69,7 @@ impl Method for Bs {
                 &frozen,
                 &forget.images,
                 &forget.labels,
-                self.0.bound,
+                s.bound,
                 ft.batch_size,
             ))
         })?;
@@ -84,6 +79,7 @@ impl Method for Bs {
             labels: Tensor::from_slice(&labels).to_device(req.train.labels.device()),
             augment: ft.augment_on(ctx, req.train),
             origin: req.forget.to_vec(),
+            draw: None,
         };
         let set = TrainSet::single(part, Augment::CROP_FLIP);
         log.epochs = log.time("fine_tune", || {
@@ -94,7 +90,7 @@ impl Method for Bs {
                 None,
                 &mut |_, _, l, b| cross_entropy(l, &b.y),
                 ctx,
-                "bs",
+                Self::NAME,
             )
         })?;
         Ok(log)

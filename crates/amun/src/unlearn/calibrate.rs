@@ -10,17 +10,16 @@
 //! It is two-sided: a forget set that became *less* familiar than unseen
 //! data (over-unlearning: forget accuracy below held-out accuracy, losses
 //! above unseen data's) scores as badly as one still memorised.
-use super::{ForgetRequest, RunCtx, UnlearnLog, build};
+use super::{ForgetRequest, Method, RunCtx, UnlearnLog};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::seed::derive;
-use crate::train::Schedule;
+use crate::train::{Schedule, TrainOverrides};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::cell::RefCell;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -123,6 +122,46 @@ impl CalibrateSettings {
             ));
         }
         Ok(())
+    }
+}
+
+/// Calibration settings to replace; each one left unset keeps its default.
+/// One type for the experiment's `[calibrate]` keys and `amun unlearn`'s
+/// `--calibrate-*` flags.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrateOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lrs: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_utility_drop: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_probe: Option<usize>,
+}
+
+impl CalibrateOverrides {
+    /// Whether nothing is replaced.
+    pub fn is_empty(&self) -> bool {
+        *self == CalibrateOverrides::default()
+    }
+
+    /// The defaults with every set field replaced, checked.
+    pub fn settings(&self) -> Result<CalibrateSettings> {
+        let d = CalibrateSettings::default();
+        let o = self.clone();
+        let s = CalibrateSettings {
+            lrs: o.lrs.unwrap_or(d.lrs),
+            rule: o.rule.unwrap_or(d.rule),
+            max_utility_drop: o.max_utility_drop.unwrap_or(d.max_utility_drop),
+            patience: o.patience.unwrap_or(d.patience),
+            retain_probe: o.retain_probe.unwrap_or(d.retain_probe),
+        };
+        s.check()?;
+        Ok(s)
     }
 }
 
@@ -355,7 +394,7 @@ fn better(a: &Candidate, b: &Candidate) -> bool {
 /// The search's state across rungs: every state measured, the best one and
 /// its weights.
 struct Search<'p, 'a> {
-    name: &'p str,
+    method: &'p dyn Method,
     cal: &'p CalibrateSettings,
     probes: &'p Probes<'a>,
     original: Probe,
@@ -376,30 +415,16 @@ impl Search<'_, '_> {
     /// `patience` epochs. Returns the rung's best state, if it ran an epoch.
     fn rung(
         &mut self,
-        settings: &Value,
         lr: f64,
         schedule: Option<&Schedule>,
         base: &Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<Option<Candidate>> {
-        let name = self.name;
-        let mut s = settings.clone();
-        let ft = s
-            .as_object_mut()
-            .and_then(|o| o.get_mut("finetune"))
-            .and_then(|f| f.as_object_mut())
-            .ok_or_else(|| {
-                Error::invalid(
-                    name,
-                    "has no finetune settings, so there is no learning rate to calibrate",
-                )
-            })?;
-        ft.insert("lr".into(), lr.into());
-        if let Some(sch) = schedule {
-            ft.insert("schedule".into(), sch.to_string().into());
-        }
-        let method = build(name, &s)?;
+        let name = self.method.name();
+        let method = self
+            .method
+            .adjusted(&TrainOverrides::rate(lr, schedule.cloned()))?;
         let mut m = base.try_clone()?;
         let rung_best: RefCell<Option<Candidate>> = RefCell::new(None);
         let worse_for = RefCell::new(0usize);
@@ -503,21 +528,7 @@ impl Search<'_, '_> {
     }
 }
 
-/// The method's fine-tuning schedule and epochs in `settings`.
-fn schedule_of(settings: &Value) -> (Option<Schedule>, usize) {
-    let ft = settings.get("finetune");
-    let sch = ft
-        .and_then(|f| f.get("schedule"))
-        .and_then(|v| serde_json::from_value::<Schedule>(v.clone()).ok());
-    let epochs = ft
-        .and_then(|f| f.get("epochs"))
-        .and_then(Value::as_u64)
-        .unwrap_or(1) as usize;
-    (sch, epochs)
-}
-
-/// Runs method `name` (with `settings`, whose `finetune.lr` the ladder
-/// replaces) on `model` for `req`, choosing the learning rate and the
+/// Runs `method` (whose learning rate the ladder replaces) on `model` for `req`, choosing the learning rate and the
 /// stopping epoch by `cal.rule` against `heldout`, a split the model never
 /// trained on. `model` ends in the best state measured (possibly the
 /// original, if no state improved on it).
@@ -536,8 +547,7 @@ fn schedule_of(settings: &Value) -> (Option<Schedule>, usize) {
 /// sampling noise of the target or a rung over-unlearns from its first
 /// epoch.
 pub fn calibrate(
-    name: &str,
-    settings: &Value,
+    method: &dyn Method,
     cal: &CalibrateSettings,
     model: &mut Classifier,
     req: &ForgetRequest<'_>,
@@ -545,6 +555,13 @@ pub fn calibrate(
     ctx: &RunCtx<'_>,
 ) -> Result<(UnlearnLog, Calibration)> {
     cal.check()?;
+    let ft = method.finetune().ok_or_else(|| {
+        Error::invalid(
+            method.name(),
+            "has no fine-tuning, so there is no learning rate to calibrate",
+        )
+    })?;
+    let (schedule, method_epochs) = (ft.schedule.clone(), ft.epochs);
     if heldout.is_empty() {
         return Err(Error::invalid("holdout", "the held-out set is empty"));
     }
@@ -565,7 +582,7 @@ pub fn calibrate(
     };
     let base = model.try_clone()?;
     let mut search = Search {
-        name,
+        method,
         cal,
         probes: &probes,
         original,
@@ -577,10 +594,9 @@ pub fn calibrate(
         logs: UnlearnLog::default(),
         epochs_run: 0,
     };
-    let (schedule, method_epochs) = schedule_of(settings);
     let mut why = String::new();
     for &lr in &cal.lrs {
-        let rung = search.rung(settings, lr, None, &base, req, ctx)?;
+        let rung = search.rung(lr, None, &base, req, ctx)?;
         if let Some(w) = rung.as_ref().and_then(|rb| search.stop_after(rb)) {
             why = w;
             break;
@@ -589,9 +605,8 @@ pub fn calibrate(
     if why.is_empty() {
         why = "every rung of the ladder was tried".into();
     }
-    let decays = schedule.as_ref().is_some_and(|s| {
-        s.lr(1.0, method_epochs.saturating_sub(1), 0, 1, method_epochs) < 1.0 - 1e-12
-    });
+    let decays =
+        schedule.lr(1.0, method_epochs.saturating_sub(1), 0, 1, method_epochs) < 1.0 - 1e-12;
     let mut worst_case = cal.lrs.len() * method_epochs;
     if decays && search.under_unlearned() {
         // From the rung below the best one: a constant rate does several
@@ -609,7 +624,7 @@ pub fn calibrate(
         ));
         let mut stopped = false;
         for lr in rungs {
-            let rung = search.rung(settings, lr, Some(&sch), &base, req, ctx)?;
+            let rung = search.rung(lr, Some(&sch), &base, req, ctx)?;
             if let Some(w) = rung.as_ref().and_then(|rb| search.stop_after(rb)) {
                 why.push_str(&format!(": {w}"));
                 stopped = true;

@@ -1,13 +1,75 @@
 //! The fine-tuning settings most methods share, and the loop they run.
 use super::{RunCtx, SaliencyMask};
-use crate::data::{Batch, TrainSet};
+use crate::data::{Batch, Part, TrainSet};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::model::checkpoint::EpochRecord;
 use crate::seed::derive;
-use crate::train::{EpochConfig, Schedule, Sgd, sgd_epoch};
+use crate::train::{EpochConfig, Schedule, Sgd, TrainOverrides, sgd_epoch};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
+
+/// How much of the retain set D_R a fine-tune visits per epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(into = "BudgetRepr", try_from = "BudgetRepr")]
+pub enum RetainBudget {
+    /// All of D_R in every epoch (the paper's): a fine-tune costs the same
+    /// whatever the request's size.
+    Full,
+    /// A fresh sample of D_R in every epoch, this multiple of the request's
+    /// size (|D_F|, plus |D_A| for AMUN), drawn from the run's seed.
+    Multiple(f64),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum BudgetRepr {
+    Num(f64),
+    Str(String),
+}
+
+impl From<RetainBudget> for BudgetRepr {
+    fn from(b: RetainBudget) -> BudgetRepr {
+        match b {
+            RetainBudget::Full => BudgetRepr::Str("full".into()),
+            RetainBudget::Multiple(k) => BudgetRepr::Num(k),
+        }
+    }
+}
+
+impl TryFrom<BudgetRepr> for RetainBudget {
+    type Error = String;
+    fn try_from(r: BudgetRepr) -> std::result::Result<RetainBudget, String> {
+        match r {
+            BudgetRepr::Str(s) if s == "full" => Ok(RetainBudget::Full),
+            BudgetRepr::Num(k) if k > 0.0 && k.is_finite() => Ok(RetainBudget::Multiple(k)),
+            BudgetRepr::Num(k) => Err(format!(
+                "retain_budget: {k}: expected a multiple > 0 or \"full\""
+            )),
+            BudgetRepr::Str(s) => Err(format!(
+                "retain_budget: '{s}': expected a multiple > 0 or \"full\""
+            )),
+        }
+    }
+}
+
+impl RetainBudget {
+    /// The retain samples an epoch visits for a request of `request`
+    /// samples out of a retain set of `retain` (`None`: all of it).
+    pub fn count(self, request: usize, retain: usize) -> Option<usize> {
+        match self {
+            RetainBudget::Full => None,
+            RetainBudget::Multiple(k) => {
+                let n = (k * request as f64).ceil() as usize;
+                (n < retain).then_some(n.max(1))
+            }
+        }
+    }
+}
+
+fn full() -> RetainBudget {
+    RetainBudget::Full
+}
 
 /// SGD fine-tuning settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +89,14 @@ pub struct FineTune {
     /// `finetune.augment` is a known setting to override.
     #[serde(default)]
     pub augment: Option<bool>,
+    /// How much of D_R each epoch visits (methods that use D_R).
+    #[serde(default = "full")]
+    pub retain_budget: RetainBudget,
+    /// The run ends before an epoch whose schedule starts below this
+    /// fraction of `lr`: such epochs change the model by little at full
+    /// price. 0 runs every epoch.
+    #[serde(default)]
+    pub stop_below: f64,
 }
 
 impl FineTune {
@@ -44,6 +114,39 @@ impl FineTune {
                 gamma: 0.1,
             },
             augment: None,
+            retain_budget: RetainBudget::Full,
+            stop_below: 0.0,
+        }
+    }
+
+    /// The epochs the schedule leaves at or above the `stop_below` floor
+    /// (at least one), and why the run ends early when it does.
+    pub fn epochs_to_run(&self) -> (usize, Option<String>) {
+        let floor = self.stop_below * self.lr;
+        let n = (1..self.epochs)
+            .find(|&e| self.schedule.lr(self.lr, e, 0, 1, self.epochs) < floor)
+            .unwrap_or(self.epochs);
+        let why = (n < self.epochs).then(|| {
+            format!(
+                "stopped after {n} of {} epochs: the schedule ({}) starts epoch {} at {:.1e}, \
+                 below the floor {:.1e} ({} × lr)",
+                self.epochs,
+                self.schedule,
+                n + 1,
+                self.schedule.lr(self.lr, n, 0, 1, self.epochs),
+                floor,
+                self.stop_below
+            )
+        });
+        (n, why)
+    }
+
+    /// `part`'s rows from `retain` drawn afresh each epoch under the retain
+    /// budget, for a request of `request` samples.
+    pub fn budgeted(&self, part: Part, retain: &[i64], request: usize) -> Part {
+        match self.retain_budget.count(request, retain.len()) {
+            Some(n) => part.drawing(retain, n),
+            None => part,
         }
     }
 
@@ -54,6 +157,32 @@ impl FineTune {
         self.augment
             .or(ctx.original_recipe.map(|r| r.augment))
             .unwrap_or_else(|| train.images.size().get(1).copied() != Some(1))
+    }
+
+    /// Replaces what `o` sets; refuses what a fine-tuning has no setting
+    /// for (naming `method`).
+    pub fn apply(&mut self, o: &TrainOverrides, method: &str) -> Result<()> {
+        for (name, set) in [("bf16", o.bf16), ("channels_last", o.channels_last)] {
+            if set.is_some() {
+                return Err(Error::invalid(
+                    format!("{method}.finetune.{name}"),
+                    "fine-tuning has no such setting",
+                ));
+            }
+        }
+        let o = o.clone();
+        self.epochs = o.epochs.unwrap_or(self.epochs);
+        self.batch_size = o.batch_size.unwrap_or(self.batch_size);
+        self.lr = o.lr.unwrap_or(self.lr);
+        self.momentum = o.momentum.unwrap_or(self.momentum);
+        self.weight_decay = o.weight_decay.unwrap_or(self.weight_decay);
+        if let Some(s) = o.schedule {
+            self.schedule = s;
+        }
+        if o.augment.is_some() {
+            self.augment = o.augment;
+        }
+        Ok(())
     }
 
     /// Validates the values (names the field at fault).
@@ -79,6 +208,12 @@ impl FineTune {
         }
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.stop_below) {
+            return bad(
+                "stop_below",
+                format!("must lie in [0,1), got {}", self.stop_below),
+            );
         }
         Ok(())
     }
@@ -108,7 +243,7 @@ pub fn finetune(
     }
     let iters = set.batches_per_epoch(ft.batch_size);
     let mut log = Vec::new();
-    for epoch in 0..ft.epochs {
+    for epoch in 0..ft.epochs_to_run().0 {
         let lr = |i: usize| ft.schedule.lr(ft.lr, epoch, i, iters, ft.epochs);
         let cfg = EpochConfig {
             label,
@@ -135,6 +270,7 @@ pub fn finetune(
             lr: s.lr,
             seconds: s.seconds,
             images_per_s: s.images as f64 / s.seconds.max(1e-9),
+            images: s.images,
         });
         if !ctx.epoch_done(epoch + 1, model)? {
             break;

@@ -1,11 +1,12 @@
 //! FT: fine-tune on the retain set only (catastrophic forgetting of D_F).
 //! Defaults as in the l1-sparse and SalUn code: 10 epochs, lr 0.01, constant.
-use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, settings_from};
+use super::{
+    FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune, finetune_field,
+};
 use crate::error::Result;
 use crate::model::Classifier;
 use crate::train::{Schedule, cross_entropy};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,50 +14,46 @@ pub struct FtSettings {
     pub finetune: FineTune,
 }
 
-fn defaults() -> FtSettings {
-    FtSettings {
-        finetune: FineTune {
-            schedule: Schedule::Constant,
-            ..FineTune::amun()
-        },
-    }
+impl Settings for FtSettings {
+    finetune_field!();
 }
 
-struct Ft(FtSettings);
+/// FT's definition.
+pub struct Ft;
 
-pub const FT: Entry = Entry {
-    name: "ft",
-    summary: "fine-tune on D_R only",
-    defaults: || serde_json::to_value(defaults()).expect("serialisable"),
-    build: |v| {
-        let s: FtSettings = settings_from("ft", &defaults(), v)?;
-        s.finetune.check("ft")?;
-        Ok(Box::new(Ft(s)))
-    },
-};
+impl MethodDef for Ft {
+    const NAME: &'static str = "ft";
+    const SUMMARY: &'static str = "fine-tune on D_R only";
+    type Settings = FtSettings;
 
-impl Method for Ft {
-    fn name(&self) -> &'static str {
-        "ft"
+    fn defaults() -> FtSettings {
+        FtSettings {
+            finetune: FineTune {
+                schedule: Schedule::Constant,
+                ..FineTune::amun()
+            },
+        }
     }
 
-    fn settings(&self) -> Value {
-        serde_json::to_value(&self.0).expect("serialisable")
-    }
-
-    fn requires_retain(&self) -> Option<&'static str> {
+    fn requires_retain() -> Option<&'static str> {
         Some("it trains on D_R alone, so without D_R there is nothing to train on")
     }
 
     fn unlearn(
-        &self,
+        s: &FtSettings,
         model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
-        let ft = &self.0.finetune;
-        let retain = super::retain_of(req, "ft")?;
-        let set = super::indices_set(req.train, "retain", retain, ft.augment_on(ctx, req.train));
+        let ft = &s.finetune;
+        let retain = super::retain_of(req, Self::NAME)?;
+        let set = super::retain_set(
+            req.train,
+            retain,
+            ft,
+            req.forget.len(),
+            ft.augment_on(ctx, req.train),
+        );
         let mut log = UnlearnLog::default();
         log.epochs = log.time("fine_tune", || {
             finetune(
@@ -66,7 +63,7 @@ impl Method for Ft {
                 None,
                 &mut |_, _, l, b| cross_entropy(l, &b.y),
                 ctx,
-                "ft",
+                Self::NAME,
             )
         })?;
         Ok(log)

@@ -1,7 +1,7 @@
 //! GA (gradient ascent): maximise the cross-entropy on D_F; with D_R, each
 //! epoch also makes a descent pass over D_R. Defaults as in the l1-sparse
 //! code: 5 epochs, lr 1e-4, constant.
-use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, settings_from};
+use super::{FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune_field};
 use crate::data::TrainSet;
 use crate::error::Result;
 use crate::model::Classifier;
@@ -9,7 +9,6 @@ use crate::model::checkpoint::EpochRecord;
 use crate::seed::derive;
 use crate::train::{EpochConfig, Schedule, Sgd, cross_entropy, sgd_epoch};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::time::Instant;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,59 +17,57 @@ pub struct GaSettings {
     pub finetune: FineTune,
 }
 
-fn defaults() -> GaSettings {
-    GaSettings {
-        finetune: FineTune {
-            epochs: 5,
-            lr: 1e-4,
-            schedule: Schedule::Constant,
-            ..FineTune::amun()
-        },
-    }
+impl Settings for GaSettings {
+    finetune_field!();
 }
 
-struct Ga(GaSettings);
+/// GA's definition.
+pub struct Ga;
 
-pub const GA: Entry = Entry {
-    name: "ga",
-    summary: "gradient ascent on D_F (with D_R: plus a descent pass over D_R each epoch)",
-    defaults: || serde_json::to_value(defaults()).expect("serialisable"),
-    build: |v| {
-        let s: GaSettings = settings_from("ga", &defaults(), v)?;
-        s.finetune.check("ga")?;
-        Ok(Box::new(Ga(s)))
-    },
-};
+impl MethodDef for Ga {
+    const NAME: &'static str = "ga";
+    const SUMMARY: &'static str =
+        "gradient ascent on D_F (with D_R: plus a descent pass over D_R each epoch)";
+    type Settings = GaSettings;
 
-impl Method for Ga {
-    fn name(&self) -> &'static str {
-        "ga"
-    }
-
-    fn settings(&self) -> Value {
-        serde_json::to_value(&self.0).expect("serialisable")
+    fn defaults() -> GaSettings {
+        GaSettings {
+            finetune: FineTune {
+                epochs: 5,
+                lr: 1e-4,
+                schedule: Schedule::Constant,
+                ..FineTune::amun()
+            },
+        }
     }
 
     fn unlearn(
-        &self,
+        s: &GaSettings,
         model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
-        let ft = &self.0.finetune;
+        let ft = &s.finetune;
         let forget = super::indices_set(
             req.train,
             "forget",
             req.forget,
             ft.augment_on(ctx, req.train),
         );
-        let retain = req
-            .retain
-            .map(|r| super::indices_set(req.train, "retain", r, ft.augment_on(ctx, req.train)));
+        let retain = req.retain.map(|r| {
+            super::retain_set(
+                req.train,
+                r,
+                ft,
+                req.forget.len(),
+                ft.augment_on(ctx, req.train),
+            )
+        });
         let mut opt = Sgd::new(model, ft.momentum, ft.weight_decay, false);
         let mut log = UnlearnLog::default();
         let t = Instant::now();
-        for epoch in 0..ft.epochs {
+        for epoch in 0..ft.epochs_to_run().0 {
+            let mut images = 0;
             let passes: [(&str, Option<&TrainSet>, f64); 2] = [
                 ("ga-ascent", Some(&forget), -1.0),
                 ("ga-descent", retain.as_ref(), 1.0),
@@ -96,6 +93,7 @@ impl Method for Ga {
                     &mut |_, l, b| cross_entropy(l, &b.y) * sign,
                     ctx.progress,
                 )?;
+                images += s.images;
                 if sign < 0.0 {
                     log.epochs.push(EpochRecord {
                         epoch: epoch + 1,
@@ -105,8 +103,13 @@ impl Method for Ga {
                         lr: s.lr,
                         seconds: s.seconds,
                         images_per_s: s.images as f64 / s.seconds.max(1e-9),
+                        images: 0,
                     });
                 }
+            }
+            // The record is the epoch: both passes are its cost.
+            if let Some(r) = log.epochs.last_mut() {
+                r.images = images;
             }
             if !ctx.epoch_done(epoch + 1, model)? {
                 break;

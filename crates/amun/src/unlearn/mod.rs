@@ -13,6 +13,7 @@ mod calibrate;
 mod finetune;
 mod ft;
 mod ga;
+mod job;
 mod l1;
 mod mask;
 mod neggrad;
@@ -20,14 +21,25 @@ mod retrain;
 mod rl;
 mod scrub;
 
+pub use amun::{Amun, AmunSalun, AmunSettings};
+pub use bs::{Bs, BsSettings};
 pub use calibrate::{
-    CalibrateSettings, Calibration, Candidate, Probe, Probes, Rule, calibrate, score,
+    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, Probe, Probes, Rule, calibrate,
+    score,
 };
-pub use finetune::{FineTune, LossFn, finetune};
+pub use finetune::{FineTune, LossFn, RetainBudget, finetune};
+pub use ft::{Ft, FtSettings};
+pub use ga::{Ga, GaSettings};
+pub use job::{UnlearnJob, Unlearned};
 pub use l1::l1_norm;
+pub use l1::{L1, L1Settings};
 pub use mask::{SaliencyMask, saliency_mask};
+pub use neggrad::{NegGrad, NegGradSettings};
+pub use retrain::{Retrain, RetrainSettings};
 pub use rl::random_wrong_labels;
+pub use rl::{Rl, RlSettings, Salun};
 pub use scrub::distill_kl;
+pub use scrub::{Scrub, ScrubSettings};
 
 use crate::attack::{AdvSet, AdvSettings, AdvSummary};
 use crate::data::Split;
@@ -35,6 +47,7 @@ use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::model::checkpoint::EpochRecord;
 use crate::progress::Progress;
+use crate::train::TrainOverrides;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -104,10 +117,20 @@ pub struct UnlearnLog {
     pub adv: Option<AdvSummary>,
     /// What a retrain-free calibration chose, when the run was calibrated.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<serde_json::Value>,
+    pub calibration: Option<Calibration>,
+    /// Why the fine-tune ran fewer epochs than its settings say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl UnlearnLog {
+    /// Images forwarded and backpropagated: every epoch's, and the
+    /// adversarial search's passes.
+    pub fn image_steps(&self) -> u64 {
+        self.epochs.iter().map(|e| e.images as u64).sum::<u64>()
+            + self.adv.as_ref().map_or(0, |a| a.total_steps)
+    }
+
     /// Runs `f`, adding its wall time to `timing[stage]`.
     pub fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = std::time::Instant::now();
@@ -131,6 +154,20 @@ pub trait Method {
     fn adversarial(&self) -> Option<AdvSettings> {
         None
     }
+    /// The fine-tuning it runs (`None` for retrain, which trains anew with
+    /// the original's recipe).
+    fn finetune(&self) -> Option<&FineTune> {
+        None
+    }
+    /// The same method with `o` applied to its training (its fine-tuning,
+    /// or retrain's recipe), checked again: the one lever the flags, tuning
+    /// and calibration pull.
+    fn adjusted(&self, _o: &TrainOverrides) -> Result<Box<dyn Method>> {
+        Err(Error::invalid(
+            self.name(),
+            "has no training settings to adjust",
+        ))
+    }
     /// Unlearns `req.forget` from `model`, in place.
     fn unlearn(
         &self,
@@ -140,8 +177,152 @@ pub trait Method {
     ) -> Result<UnlearnLog>;
 }
 
+/// A method's settings type: its checks and its training knobs.
+pub trait Settings:
+    Serialize + DeserializeOwned + Clone + PartialEq + std::fmt::Debug + 'static
+{
+    /// The fine-tuning, when the method has one.
+    fn finetune(&self) -> Option<&FineTune>;
+    fn finetune_mut(&mut self) -> Option<&mut FineTune>;
+    /// Checks beyond the fine-tuning's; errors name `method.field`.
+    fn check_own(&self, _method: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Validates every value; errors name `method.field`.
+    fn check(&self, method: &str) -> Result<()> {
+        if let Some(ft) = self.finetune() {
+            ft.check(method)?;
+        }
+        self.check_own(method)
+    }
+    /// Applies `o` to the training knobs (the fine-tuning's).
+    fn adjust(&mut self, o: &TrainOverrides, method: &str) -> Result<()> {
+        match self.finetune_mut() {
+            Some(ft) => ft.apply(o, method),
+            None => Err(Error::invalid(method, "has no training settings to adjust")),
+        }
+    }
+}
+
+/// [`Settings`]' accessors for a settings struct whose fine-tuning is its
+/// `finetune` field.
+macro_rules! finetune_field {
+    () => {
+        fn finetune(&self) -> Option<&super::FineTune> {
+            Some(&self.finetune)
+        }
+        fn finetune_mut(&mut self) -> Option<&mut super::FineTune> {
+            Some(&mut self.finetune)
+        }
+    };
+}
+use finetune_field;
+
+/// A fraction of weights a saliency mask frees, if set, must lie in (0,1].
+fn check_ratio(r: Option<f64>, method: &str) -> Result<()> {
+    match r {
+        Some(r) if !(r > 0.0 && r <= 1.0) => Err(Error::invalid(
+            format!("{method}.salun_ratio"),
+            format!("must lie in (0,1], got {r}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// One method: its name, its settings type with their defaults, and what it
+/// does. [`entry`] turns a definition into a registry line; [`Configured`]
+/// is the definition with checked settings, a [`Method`].
+pub trait MethodDef: 'static {
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    type Settings: Settings;
+    fn defaults() -> Self::Settings;
+    /// Why it cannot run without the retain set, if it cannot.
+    fn requires_retain() -> Option<&'static str> {
+        None
+    }
+    /// The attack its adversarial set is made with, if it uses one.
+    fn adversarial(_: &Self::Settings) -> Option<AdvSettings> {
+        None
+    }
+    fn unlearn(
+        s: &Self::Settings,
+        model: &mut Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<UnlearnLog>;
+}
+
+/// Method `D` with settings that passed their checks; there is no other way
+/// to make one than [`Configured::new`].
+///
+/// ```
+/// use amun::unlearn::{Configured, Ft, Method, MethodDef};
+/// let mut s = Ft::defaults();
+/// s.finetune.lr = 0.05;
+/// let ft = Configured::<Ft>::new(s).unwrap();
+/// assert_eq!(ft.finetune().unwrap().lr, 0.05);
+/// let mut bad = Ft::defaults();
+/// bad.finetune.epochs = 0;
+/// assert!(Configured::<Ft>::new(bad).is_err());
+/// ```
+pub struct Configured<D: MethodDef> {
+    settings: D::Settings,
+}
+
+impl<D: MethodDef> Configured<D> {
+    /// Checks `settings`.
+    pub fn new(settings: D::Settings) -> Result<Self> {
+        settings.check(D::NAME)?;
+        Ok(Configured { settings })
+    }
+
+    /// The checked settings (read-only).
+    pub fn get(&self) -> &D::Settings {
+        &self.settings
+    }
+}
+
+impl<D: MethodDef> Method for Configured<D> {
+    fn name(&self) -> &'static str {
+        D::NAME
+    }
+
+    fn settings(&self) -> Value {
+        serde_json::to_value(&self.settings).expect("settings serialise")
+    }
+
+    fn requires_retain(&self) -> Option<&'static str> {
+        D::requires_retain()
+    }
+
+    fn adversarial(&self) -> Option<AdvSettings> {
+        D::adversarial(&self.settings)
+    }
+
+    fn finetune(&self) -> Option<&FineTune> {
+        self.settings.finetune()
+    }
+
+    fn adjusted(&self, o: &TrainOverrides) -> Result<Box<dyn Method>> {
+        let mut s = self.settings.clone();
+        s.adjust(o, D::NAME)?;
+        Ok(Box::new(Configured::<D>::new(s)?))
+    }
+
+    fn unlearn(
+        &self,
+        model: &mut Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<UnlearnLog> {
+        D::unlearn(&self.settings, model, req, ctx)
+    }
+}
+
 /// A registered method: its name, one line about it, its default settings,
-/// and how to build it from settings.
+/// and how to build it from settings (JSON: the boundary of TOML tables,
+/// `--set` and sidecars).
 pub struct Entry {
     pub name: &'static str,
     pub summary: &'static str,
@@ -149,19 +330,38 @@ pub struct Entry {
     pub build: fn(&Value) -> Result<Box<dyn Method>>,
 }
 
+/// The registry line of `D`.
+pub const fn entry<D: MethodDef>() -> Entry {
+    Entry {
+        name: D::NAME,
+        summary: D::SUMMARY,
+        defaults: defaults_json::<D>,
+        build: build_json::<D>,
+    }
+}
+
+fn defaults_json<D: MethodDef>() -> Value {
+    serde_json::to_value(D::defaults()).expect("settings serialise")
+}
+
+fn build_json<D: MethodDef>(overrides: &Value) -> Result<Box<dyn Method>> {
+    let s = settings_from(D::NAME, &D::defaults(), overrides)?;
+    Ok(Box::new(Configured::<D>::new(s)?))
+}
+
 /// Every method amun knows.
 pub const METHODS: &[Entry] = &[
-    retrain::RETRAIN,
-    ft::FT,
-    rl::RL,
-    ga::GA,
-    bs::BS,
-    l1::L1,
-    rl::SALUN,
-    amun::AMUN,
-    amun::AMUN_SALUN,
-    scrub::SCRUB,
-    neggrad::NEGGRAD,
+    entry::<Retrain>(),
+    entry::<Ft>(),
+    entry::<Rl>(),
+    entry::<Ga>(),
+    entry::<Bs>(),
+    entry::<L1>(),
+    entry::<Salun>(),
+    entry::<Amun>(),
+    entry::<AmunSalun>(),
+    entry::<Scrub>(),
+    entry::<NegGrad>(),
 ];
 
 /// The registered names, in order.
@@ -180,6 +380,73 @@ pub fn build(name: &str, overrides: &Value) -> Result<Box<dyn Method>> {
         )
     })?;
     (entry.build)(overrides)
+}
+
+/// A configured method as a value that plans and jobs carry: built (and so
+/// checked) once from the settings table a config or the flags gave.
+/// Serialises as its name and full settings, so anything hashed from it
+/// changes when an effective setting does, defaults included.
+#[derive(Clone)]
+pub struct MethodSpec {
+    method: std::rc::Rc<dyn Method>,
+    table: Value,
+}
+
+impl MethodSpec {
+    /// Method `name` with the settings `table` (keys not given keep their
+    /// defaults).
+    pub fn new(name: &str, table: &Value) -> Result<MethodSpec> {
+        Ok(MethodSpec {
+            method: build(name, table)?.into(),
+            table: table.clone(),
+        })
+    }
+
+    /// The method.
+    pub fn method(&self) -> &dyn Method {
+        self.method.as_ref()
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.method.name()
+    }
+
+    /// The settings as they were written (what names its artifacts: a
+    /// run of the published defaults is named by `{}`).
+    pub fn table(&self) -> &Value {
+        &self.table
+    }
+
+    /// This method with `o` applied to its training (see
+    /// [`Method::adjusted`]).
+    pub fn adjusted(&self, o: &TrainOverrides) -> Result<MethodSpec> {
+        Ok(MethodSpec {
+            method: self.method.adjusted(o)?.into(),
+            table: self.table.clone(),
+        })
+    }
+}
+
+impl PartialEq for MethodSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name() && self.method.settings() == other.method.settings()
+    }
+}
+
+impl std::fmt::Debug for MethodSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name(), self.method.settings())
+    }
+}
+
+impl Serialize for MethodSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("name", self.name())?;
+        m.serialize_entry("settings", &self.method.settings())?;
+        m.end()
+    }
 }
 
 /// Merges `overrides` into `defaults` (JSON objects, tables merged key by
@@ -257,6 +524,25 @@ pub(crate) fn indices_set(
 ) -> crate::data::TrainSet {
     crate::data::TrainSet::single(
         crate::data::Part::from_indices(name, train, indices, augment),
+        crate::data::Augment::CROP_FLIP,
+    )
+}
+
+/// The retain rows `retain` as a set, each epoch a fresh sample under
+/// `ft`'s retain budget for a request of `request` samples.
+pub(crate) fn retain_set(
+    train: &Split,
+    retain: &[i64],
+    ft: &FineTune,
+    request: usize,
+    augment: bool,
+) -> crate::data::TrainSet {
+    crate::data::TrainSet::single(
+        ft.budgeted(
+            crate::data::Part::from_indices("retain", train, retain, augment),
+            retain,
+            request,
+        ),
         crate::data::Augment::CROP_FLIP,
     )
 }
@@ -393,21 +679,16 @@ pub fn unlearn_requests(
         let mut log = match opts.calibrate {
             None => method.unlearn(model, &req, ctx)?,
             Some((cal, heldout)) => {
-                let (mut log, record) = calibrate(
-                    method.name(),
-                    &method.settings(),
-                    cal,
-                    model,
-                    &req,
-                    heldout,
-                    ctx,
-                )?;
-                log.calibration = serde_json::to_value(&record).ok();
+                let (mut log, record) = calibrate(method, cal, model, &req, heldout, ctx)?;
+                log.calibration = Some(record);
                 log
             }
         };
         log.timing
             .insert("method_total".into(), t.elapsed().as_secs_f64());
+        if log.stopped.is_none() && opts.calibrate.is_none() {
+            log.stopped = method.finetune().and_then(|f| f.epochs_to_run().1);
+        }
         if attack.is_some() {
             log.timing.insert("adversarial_search".into(), search_time);
             log.adv = adv.as_ref().map(|a| a.summary());
@@ -452,7 +733,12 @@ pub fn unlearned_sidecar(
                 .collect(),
             parent: parent_fingerprint.into(),
             timing,
-            calibration: logs.iter().find_map(|l| l.calibration.clone()),
+            calibration: logs
+                .iter()
+                .find_map(|l| l.calibration.as_ref())
+                .and_then(|c| serde_json::to_value(c).ok()),
+            image_steps: logs.iter().map(UnlearnLog::image_steps).sum(),
+            notes: logs.iter().filter_map(|l| l.stopped.clone()).collect(),
         },
     );
     sc.history = logs.iter().flat_map(|l| l.epochs.clone()).collect();

@@ -1,13 +1,14 @@
 //! NegGrad+ (Kurmanji et al., NeurIPS 2023): each step descends on a D_R
 //! batch and ascends on a D_F batch, weighted: β·CE(D_R) − (1 − β)·CE(D_F).
 //! Defaults: β 0.999, lr 0.01, 5 epochs, constant.
-use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, settings_from};
+use super::{
+    FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune, finetune_field,
+};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::seed::derive;
 use crate::train::{Schedule, cross_entropy};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,59 +18,59 @@ pub struct NegGradSettings {
     pub beta: f64,
 }
 
-fn defaults() -> NegGradSettings {
-    NegGradSettings {
-        finetune: FineTune {
-            epochs: 5,
-            schedule: Schedule::Constant,
-            ..FineTune::amun()
-        },
-        beta: 0.999,
+impl Settings for NegGradSettings {
+    finetune_field!();
+    fn check_own(&self, method: &str) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.beta) {
+            return Err(Error::invalid(
+                format!("{method}.beta"),
+                format!("must lie in [0,1], got {}", self.beta),
+            ));
+        }
+        Ok(())
     }
 }
 
-struct NegGrad(NegGradSettings);
+/// NegGrad+'s definition.
+pub struct NegGrad;
 
-pub const NEGGRAD: Entry = Entry {
-    name: "neggrad+",
-    summary: "descent on D_R and ascent on D_F in every step, weighted β and 1 − β",
-    defaults: || serde_json::to_value(defaults()).expect("serialisable"),
-    build: |v| {
-        let s: NegGradSettings = settings_from("neggrad+", &defaults(), v)?;
-        s.finetune.check("neggrad+")?;
-        if !(0.0..=1.0).contains(&s.beta) {
-            return Err(Error::invalid(
-                "neggrad+.beta",
-                format!("must lie in [0,1], got {}", s.beta),
-            ));
+impl MethodDef for NegGrad {
+    const NAME: &'static str = "neggrad+";
+    const SUMMARY: &'static str =
+        "descent on D_R and ascent on D_F in every step, weighted β and 1 − β";
+    type Settings = NegGradSettings;
+
+    fn defaults() -> NegGradSettings {
+        NegGradSettings {
+            finetune: FineTune {
+                epochs: 5,
+                schedule: Schedule::Constant,
+                ..FineTune::amun()
+            },
+            beta: 0.999,
         }
-        Ok(Box::new(NegGrad(s)))
-    },
-};
-
-impl Method for NegGrad {
-    fn name(&self) -> &'static str {
-        "neggrad+"
     }
 
-    fn settings(&self) -> Value {
-        serde_json::to_value(&self.0).expect("serialisable")
-    }
-
-    fn requires_retain(&self) -> Option<&'static str> {
+    fn requires_retain() -> Option<&'static str> {
         Some("its descent half runs on D_R (without D_R it is plain GA)")
     }
 
     fn unlearn(
-        &self,
+        s: &NegGradSettings,
         model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
-        let ft = &self.0.finetune;
-        let beta = self.0.beta;
-        let retain = super::retain_of(req, "neggrad+")?;
-        let retain = super::indices_set(req.train, "retain", retain, ft.augment_on(ctx, req.train));
+        let ft = &s.finetune;
+        let beta = s.beta;
+        let retain = super::retain_of(req, Self::NAME)?;
+        let retain = super::retain_set(
+            req.train,
+            retain,
+            ft,
+            req.forget.len(),
+            ft.augment_on(ctx, req.train),
+        );
         let forget = super::indices_set(
             req.train,
             "forget",
@@ -80,13 +81,15 @@ impl Method for NegGrad {
         let mut cycle = 0u64;
         let mut it = forget.epoch(ft.batch_size, derive(ctx.seed, "neggrad-forget", cycle));
         let mut log = UnlearnLog::default();
+        // The D_F batches are image-steps too, per epoch.
+        let mut forget_images: Vec<usize> = Vec::new();
         log.epochs = log.time("fine_tune", || {
             finetune(
                 model,
                 &retain,
                 ft,
                 None,
-                &mut |_, m, logits, b| {
+                &mut |epoch, m, logits, b| {
                     let fb = it.next().unwrap_or_else(|| {
                         cycle += 1;
                         it = forget.epoch(ft.batch_size, derive(ctx.seed, "neggrad-forget", cycle));
@@ -95,13 +98,20 @@ impl Method for NegGrad {
                     if let Some(f) = ctx.observe {
                         f(&fb);
                     }
+                    if forget_images.len() <= epoch {
+                        forget_images.resize(epoch + 1, 0);
+                    }
+                    forget_images[epoch] += fb.origin.len();
                     let fl = m.forward_t(&fb.x, true);
                     cross_entropy(logits, &b.y) * beta - cross_entropy(&fl, &fb.y) * (1.0 - beta)
                 },
                 ctx,
-                "neggrad+",
+                Self::NAME,
             )
         })?;
+        for (r, extra) in log.epochs.iter_mut().zip(forget_images) {
+            r.images += extra;
+        }
         Ok(log)
     }
 }

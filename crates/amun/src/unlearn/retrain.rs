@@ -1,47 +1,48 @@
 //! Retrain: a new model trained from scratch on D_R with the original
 //! model's recipe (read from its sidecar; any field can be overridden). The
 //! gold standard every gap is measured to.
-use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, finetune, settings_from};
+use super::{FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::seed::derive;
-use crate::train::{Schedule, cross_entropy};
+use crate::train::{TrainOverrides, cross_entropy};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-/// Fields of the original recipe to replace (`null` keeps the original's).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecipeOverride {
-    pub epochs: Option<usize>,
-    pub lr: Option<f64>,
-    pub momentum: Option<f64>,
-    pub weight_decay: Option<f64>,
-    pub batch_size: Option<usize>,
-    pub schedule: Option<Schedule>,
-    pub augment: Option<bool>,
-}
-
+/// Retrain's settings: fields of the original recipe to replace (unset
+/// keeps the original's).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrainSettings {
-    pub recipe: RecipeOverride,
+    pub recipe: TrainOverrides,
 }
 
-struct Retrain(RetrainSettings);
-
-pub const RETRAIN: Entry = Entry {
-    name: "retrain",
-    summary: "train from scratch on D_R with the original recipe (exact unlearning)",
-    defaults: || serde_json::to_value(RetrainSettings::default()).expect("serialisable"),
-    build: |v| {
-        Ok(Box::new(Retrain(settings_from(
-            "retrain",
-            &RetrainSettings::default(),
-            v,
-        )?)))
-    },
-};
+impl Settings for RetrainSettings {
+    fn finetune(&self) -> Option<&FineTune> {
+        None
+    }
+    fn finetune_mut(&mut self) -> Option<&mut FineTune> {
+        None
+    }
+    fn check_own(&self, method: &str) -> Result<()> {
+        // The loop it runs is the fine-tuning loop, which has neither.
+        for (name, set) in [
+            ("bf16", self.recipe.bf16),
+            ("channels_last", self.recipe.channels_last),
+        ] {
+            if set.is_some() {
+                return Err(Error::invalid(
+                    format!("{method}.recipe.{name}"),
+                    "is not a setting of retrain (it trains in fp32 with the default memory format)",
+                ));
+            }
+        }
+        Ok(())
+    }
+    fn adjust(&mut self, o: &TrainOverrides, _method: &str) -> Result<()> {
+        self.recipe = o.over(&self.recipe);
+        Ok(())
+    }
+}
 
 /// `mine`, else the original recipe's value, else an error naming the field.
 fn field<T>(mine: Option<T>, orig: Option<T>, name: &str) -> Result<T> {
@@ -53,50 +54,54 @@ fn field<T>(mine: Option<T>, orig: Option<T>, name: &str) -> Result<T> {
     })
 }
 
-impl Retrain {
-    /// The original recipe with the overrides applied.
-    fn finetune(&self, ctx: &RunCtx<'_>) -> Result<FineTune> {
-        let o = &self.0.recipe;
-        let r = ctx.original_recipe;
-        let ft = FineTune {
-            epochs: field(o.epochs, r.map(|r| r.epochs), "epochs")?,
-            lr: field(o.lr, r.map(|r| r.lr), "lr")?,
-            momentum: field(o.momentum, r.map(|r| r.momentum), "momentum")?,
-            weight_decay: field(o.weight_decay, r.map(|r| r.weight_decay), "weight_decay")?,
-            batch_size: field(o.batch_size, r.map(|r| r.batch_size), "batch_size")?,
-            schedule: field(
-                o.schedule.clone(),
-                r.map(|r| r.schedule.clone()),
-                "schedule",
-            )?,
-            augment: Some(field(o.augment, r.map(|r| r.augment), "augment")?),
-        };
-        ft.check("retrain")?;
-        Ok(ft)
-    }
+/// The original recipe with the overrides `o` applied.
+fn recipe_finetune(o: &TrainOverrides, ctx: &RunCtx<'_>) -> Result<FineTune> {
+    let r = ctx.original_recipe;
+    let ft = FineTune {
+        epochs: field(o.epochs, r.map(|r| r.epochs), "epochs")?,
+        lr: field(o.lr, r.map(|r| r.lr), "lr")?,
+        momentum: field(o.momentum, r.map(|r| r.momentum), "momentum")?,
+        weight_decay: field(o.weight_decay, r.map(|r| r.weight_decay), "weight_decay")?,
+        batch_size: field(o.batch_size, r.map(|r| r.batch_size), "batch_size")?,
+        schedule: field(
+            o.schedule.clone(),
+            r.map(|r| r.schedule.clone()),
+            "schedule",
+        )?,
+        augment: Some(field(o.augment, r.map(|r| r.augment), "augment")?),
+        // An exact retrain visits all of D_R.
+        retain_budget: super::RetainBudget::Full,
+        stop_below: 0.0,
+    };
+    ft.check(Retrain::NAME)?;
+    Ok(ft)
 }
 
-impl Method for Retrain {
-    fn name(&self) -> &'static str {
-        "retrain"
+/// Retrain's definition.
+pub struct Retrain;
+
+impl MethodDef for Retrain {
+    const NAME: &'static str = "retrain";
+    const SUMMARY: &'static str =
+        "train from scratch on D_R with the original recipe (exact unlearning)";
+    type Settings = RetrainSettings;
+
+    fn defaults() -> RetrainSettings {
+        RetrainSettings::default()
     }
 
-    fn settings(&self) -> Value {
-        serde_json::to_value(&self.0).expect("serialisable")
-    }
-
-    fn requires_retain(&self) -> Option<&'static str> {
+    fn requires_retain() -> Option<&'static str> {
         Some("it trains a new model from scratch on D_R")
     }
 
     fn unlearn(
-        &self,
+        s: &RetrainSettings,
         model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
-        let ft = self.finetune(ctx)?;
-        let retain = super::retain_of(req, "retrain")?;
+        let ft = recipe_finetune(&s.recipe, ctx)?;
+        let retain = super::retain_of(req, Self::NAME)?;
         let fresh = Classifier::new(
             model.spec(),
             model.device(),
@@ -112,7 +117,7 @@ impl Method for Retrain {
                 None,
                 &mut |_, _, l, b| cross_entropy(l, &b.y),
                 ctx,
-                "retrain",
+                Self::NAME,
             )
         })?;
         model.copy_from(&fresh)?;

@@ -3,7 +3,7 @@
 //! to it — and correct — on D_R in min-steps. KL is Hinton's distillation KL
 //! at temperature T (scaled by T²). Defaults of its code: 3 epochs, max-steps
 //! in the first 2, lr 5e-4, T 4, min-step loss γ·CE + α·KL with γ 0.99, α 0.001.
-use super::{Entry, FineTune, ForgetRequest, Method, RunCtx, UnlearnLog, settings_from};
+use super::{FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune_field};
 use crate::data::TrainSet;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
@@ -11,7 +11,6 @@ use crate::model::checkpoint::EpochRecord;
 use crate::seed::derive;
 use crate::train::{EpochConfig, Schedule, Sgd, cross_entropy, sgd_epoch};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::time::Instant;
 use tch::{Kind, Reduction, Tensor};
 
@@ -30,40 +29,18 @@ pub struct ScrubSettings {
     pub gamma: f64,
 }
 
-fn defaults() -> ScrubSettings {
-    ScrubSettings {
-        finetune: FineTune {
-            epochs: 3,
-            lr: 5e-4,
-            schedule: Schedule::Constant,
-            ..FineTune::amun()
-        },
-        max_epochs: 2,
-        forget_batch_size: 32,
-        temperature: 4.0,
-        alpha: 0.001,
-        gamma: 0.99,
-    }
-}
-
-struct Scrub(ScrubSettings);
-
-pub const SCRUB: Entry = Entry {
-    name: "scrub",
-    summary: "teacher-student: max-steps raise KL to the original on D_F, min-steps keep KL + CE low on D_R",
-    defaults: || serde_json::to_value(defaults()).expect("serialisable"),
-    build: |v| {
-        let s: ScrubSettings = settings_from("scrub", &defaults(), v)?;
-        s.finetune.check("scrub")?;
-        if s.temperature.is_nan() || s.temperature <= 0.0 || s.forget_batch_size == 0 {
+impl Settings for ScrubSettings {
+    finetune_field!();
+    fn check_own(&self, method: &str) -> Result<()> {
+        if self.temperature.is_nan() || self.temperature <= 0.0 || self.forget_batch_size == 0 {
             return Err(Error::invalid(
-                "scrub.temperature",
+                format!("{method}.temperature"),
                 "temperature and forget_batch_size must be positive",
             ));
         }
-        Ok(Box::new(Scrub(s)))
-    },
-};
+        Ok(())
+    }
+}
 
 /// Distillation KL(teacher ‖ student) at temperature `t`, × t², batch mean.
 pub fn distill_kl(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
@@ -73,28 +50,42 @@ pub fn distill_kl(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
     log_s.kl_div(&p_t, Reduction::Sum, false) * (t * t / n)
 }
 
-impl Method for Scrub {
-    fn name(&self) -> &'static str {
-        "scrub"
+/// SCRUB's definition.
+pub struct Scrub;
+
+impl MethodDef for Scrub {
+    const NAME: &'static str = "scrub";
+    const SUMMARY: &'static str = "teacher-student: max-steps raise KL to the original on D_F, min-steps keep KL + CE low on D_R";
+    type Settings = ScrubSettings;
+
+    fn defaults() -> ScrubSettings {
+        ScrubSettings {
+            finetune: FineTune {
+                epochs: 3,
+                lr: 5e-4,
+                schedule: Schedule::Constant,
+                ..FineTune::amun()
+            },
+            max_epochs: 2,
+            forget_batch_size: 32,
+            temperature: 4.0,
+            alpha: 0.001,
+            gamma: 0.99,
+        }
     }
 
-    fn settings(&self) -> Value {
-        serde_json::to_value(&self.0).expect("serialisable")
-    }
-
-    fn requires_retain(&self) -> Option<&'static str> {
+    fn requires_retain() -> Option<&'static str> {
         Some("its min-steps keep the model close to the original on D_R")
     }
 
     fn unlearn(
-        &self,
+        s: &ScrubSettings,
         model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<UnlearnLog> {
-        let s = &self.0;
         let ft = &s.finetune;
-        let retain = super::retain_of(req, "scrub")?;
+        let retain = super::retain_of(req, Self::NAME)?;
         let teacher = model.try_clone()?;
         let forget = super::indices_set(
             req.train,
@@ -102,12 +93,18 @@ impl Method for Scrub {
             req.forget,
             ft.augment_on(ctx, req.train),
         );
-        let retain = super::indices_set(req.train, "retain", retain, ft.augment_on(ctx, req.train));
+        let retain = super::retain_set(
+            req.train,
+            retain,
+            ft,
+            req.forget.len(),
+            ft.augment_on(ctx, req.train),
+        );
         let teach = |x: &Tensor| tch::no_grad(|| teacher.forward_t(x, false));
         let mut opt = Sgd::new(model, ft.momentum, ft.weight_decay, false);
         let mut log = UnlearnLog::default();
         let t = Instant::now();
-        for epoch in 0..ft.epochs {
+        for epoch in 0..ft.epochs_to_run().0 {
             let mut passes: Vec<(&str, &TrainSet, usize)> = Vec::new();
             if epoch < s.max_epochs {
                 passes.push(("scrub-max", &forget, s.forget_batch_size));
@@ -149,6 +146,7 @@ impl Method for Scrub {
                     lr: stats.lr,
                     seconds: stats.seconds,
                     images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
+                    images: stats.images,
                 });
             }
             if !ctx.epoch_done(epoch + 1, model)? {

@@ -8,116 +8,21 @@
 //! Submissions are recorded in `DIR/slurm/jobs.json`. Submitting again
 //! skips done steps and steps whose job is still queued or running, cancels
 //! jobs that can never start (a step they wait for failed or was
-//! cancelled), and submits the rest. [`status`] joins the run folder with
-//! `squeue` and `sacct`.
+//! cancelled), and submits the rest.
+//!
+//! The decisions — each step's state, the arrays, their dependencies, the
+//! scripts — are pure functions of the plan, the run folder's status and
+//! what the cluster says; the cluster itself is behind [`Cluster`]
+//! ([`Sbatch`] runs sbatch, scancel, squeue and sacct), so the logic is
+//! tested against an in-memory cluster and, in the slow tier, a real one.
 use crate::error::{Error, IoContext, Result};
+use crate::experiment::placement::SlurmSection;
 use crate::experiment::plan::{Plan, Resource, Status, Step};
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Resources of the jobs of one step kind; unset fields take the kind's
-/// default (see [`SlurmSection::resources`]).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobResources {
-    pub cpus: Option<usize>,
-    pub gpus: Option<usize>,
-    /// e.g. "8G".
-    pub mem: Option<String>,
-    /// e.g. "04:00:00".
-    pub time: Option<String>,
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    /// Extra `#SBATCH` lines (with or without the prefix).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub extra: Vec<String>,
-}
-
-/// The `[slurm]` table of an experiment (or `--slurm-config FILE`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlurmSection {
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub extra: Vec<String>,
-    /// libtorch threads per step [default: the job's CPUs]. CPU results are
-    /// bit-identical to a local run only with the same thread count.
-    pub threads: Option<usize>,
-    pub train: Option<JobResources>,
-    pub search: Option<JobResources>,
-    pub unlearn: Option<JobResources>,
-    pub audit: Option<JobResources>,
-    pub light: Option<JobResources>,
-}
-
-/// Resolved resources of one job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Resolved {
-    pub cpus: usize,
-    pub gpus: usize,
-    pub mem: String,
-    pub time: String,
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub extra: Vec<String>,
-}
-
-impl SlurmSection {
-    /// Reads a TOML file holding the table's keys at its top level.
-    pub fn read(path: &Path) -> Result<SlurmSection> {
-        let text = std::fs::read_to_string(path).at(path)?;
-        toml::from_str(&text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            Error::format(
-                path,
-                match line {
-                    Some(l) => format!("line {l}: {}", e.message().trim_end()),
-                    None => e.message().trim_end().to_string(),
-                },
-            )
-        })
-    }
-
-    /// The resources of `kind`'s jobs: the kind's table, then the section's
-    /// partition/account/extra, then defaults by kind (training gets a GPU
-    /// when the experiment runs on CUDA).
-    pub fn resources(&self, kind: Resource, cuda: bool) -> Resolved {
-        let own = match kind {
-            Resource::Train => &self.train,
-            Resource::Search => &self.search,
-            Resource::Unlearn => &self.unlearn,
-            Resource::Audit => &self.audit,
-            Resource::Light => &self.light,
-        }
-        .clone()
-        .unwrap_or_default();
-        let (cpus, mem, time) = match kind {
-            Resource::Train => (2, "8G", "24:00:00"),
-            Resource::Search => (2, "8G", "04:00:00"),
-            Resource::Unlearn => (2, "8G", "04:00:00"),
-            Resource::Audit => (2, "8G", "01:00:00"),
-            Resource::Light => (1, "2G", "00:30:00"),
-        };
-        let gpu = cuda && kind != Resource::Light;
-        let mut extra = self.extra.clone();
-        extra.extend(own.extra.clone());
-        Resolved {
-            cpus: own.cpus.unwrap_or(cpus),
-            gpus: own.gpus.unwrap_or(usize::from(gpu)),
-            mem: own.mem.unwrap_or_else(|| mem.to_string()),
-            time: own.time.unwrap_or_else(|| time.to_string()),
-            partition: own.partition.or_else(|| self.partition.clone()),
-            account: own.account.or_else(|| self.account.clone()),
-            extra,
-        }
-    }
-}
 
 /// One submitted step: its job (`ARRAY_TASK`) and the array's script.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,14 +45,74 @@ pub fn recorded(dir: &Path) -> Result<BTreeMap<String, JobRef>> {
     fsutil::read_json(&p)
 }
 
+/// A job's state as Slurm names it, in the classes the executor acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlurmState {
+    Pending,
+    /// Running, or on its way in or out (CONFIGURING, COMPLETING,
+    /// REQUEUED, RESIZING, SUSPENDED).
+    Running,
+    Completed,
+    Cancelled,
+    /// Any other end: FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, … (the
+    /// name kept for messages).
+    Ended(String),
+}
+
+impl SlurmState {
+    /// Classifies Slurm's state name (`CANCELLED by 0` is CANCELLED).
+    pub fn parse(s: &str) -> SlurmState {
+        match s.split_whitespace().next().unwrap_or("") {
+            "PENDING" => SlurmState::Pending,
+            "RUNNING" | "CONFIGURING" | "COMPLETING" | "REQUEUED" | "RESIZING" | "SUSPENDED" => {
+                SlurmState::Running
+            }
+            "COMPLETED" => SlurmState::Completed,
+            "CANCELLED" => SlurmState::Cancelled,
+            other => SlurmState::Ended(other.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            SlurmState::Pending => "PENDING",
+            SlurmState::Running => "RUNNING",
+            SlurmState::Completed => "COMPLETED",
+            SlurmState::Cancelled => "CANCELLED",
+            SlurmState::Ended(s) => s,
+        }
+    }
+}
+
 /// What Slurm says about a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobState {
-    /// PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, …
-    pub state: String,
+    pub state: SlurmState,
     /// squeue's reason (pending jobs) or sacct's exit code.
     pub detail: String,
 }
+
+impl JobState {
+    /// A pending job whose dependency can never be met.
+    fn never_starts(&self) -> bool {
+        self.state == SlurmState::Pending && self.detail.contains("DependencyNeverSatisfied")
+    }
+}
+
+/// The cluster: submitting, cancelling and asking about jobs.
+pub trait Cluster {
+    /// Submits the array job `script`, after every job of `dependency`
+    /// (`afterok` targets joined by `:`) succeeded; returns its job id.
+    fn submit(&self, script: &Path, dependency: Option<&str>) -> Result<String>;
+    /// Cancels `job` (an array task `J_T` or a whole array `J`).
+    fn cancel(&self, job: &str) -> Result<()>;
+    /// The states of `jobs` (`ARRAY_TASK` ids) it knows.
+    fn query(&self, jobs: &[String]) -> Result<BTreeMap<String, JobState>>;
+}
+
+/// The real cluster, through Slurm's commands (found on `PATH`, configured
+/// by `SLURM_CONF`).
+pub struct Sbatch;
 
 fn run_cmd(cmd: &mut Command, what: &str) -> Result<String> {
     let o = cmd.output().map_err(|e| {
@@ -169,76 +134,304 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// The states of `jobs` (`ARRAY_TASK` ids): queued/running ones from
-/// squeue, finished ones from sacct.
-pub fn query(jobs: &[String]) -> Result<BTreeMap<String, JobState>> {
-    let mut out = BTreeMap::new();
-    if jobs.is_empty() {
-        return Ok(out);
+impl Cluster for Sbatch {
+    fn submit(&self, script: &Path, dependency: Option<&str>) -> Result<String> {
+        let mut sb = Command::new("sbatch");
+        sb.arg("--parsable");
+        if let Some(d) = dependency {
+            sb.arg(format!("--dependency=afterok:{d}"));
+        }
+        sb.arg(script);
+        let raw = run_cmd(&mut sb, "sbatch")?;
+        let id = raw.trim().split(';').next().unwrap_or("").to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(Error::invalid(
+                "slurm",
+                format!("sbatch answered '{}', not a job id", raw.trim()),
+            ));
+        }
+        Ok(id)
     }
-    let arrays: BTreeSet<&str> = jobs.iter().filter_map(|j| j.split('_').next()).collect();
-    let list = arrays.iter().copied().collect::<Vec<_>>().join(",");
-    // squeue keeps finished jobs for a while (MinJobAge) with their final
-    // state, before sacct may have them; it errors on unknown ids, so ask
-    // for every job and filter.
-    let q = run_cmd(
-        Command::new("squeue").args(["-h", "-r", "-t", "all", "-o", "%i|%T|%r"]),
-        "squeue",
-    )?;
-    for line in q.lines() {
-        let mut f = line.split('|');
-        let (Some(id), Some(state), Some(reason)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        if jobs.iter().any(|j| j == id) {
-            out.insert(
-                id.to_string(),
-                JobState {
-                    state: state.to_string(),
-                    detail: reason.to_string(),
-                },
-            );
+
+    fn cancel(&self, job: &str) -> Result<()> {
+        run_cmd(Command::new("scancel").arg(job), "scancel").map(|_| ())
+    }
+
+    /// Queued and running jobs from squeue, finished ones from sacct.
+    fn query(&self, jobs: &[String]) -> Result<BTreeMap<String, JobState>> {
+        let mut out = BTreeMap::new();
+        if jobs.is_empty() {
+            return Ok(out);
+        }
+        let arrays: BTreeSet<&str> = jobs.iter().filter_map(|j| j.split('_').next()).collect();
+        let list = arrays.iter().copied().collect::<Vec<_>>().join(",");
+        // squeue keeps finished jobs for a while (MinJobAge) with their
+        // final state, before sacct may have them; it errors on unknown
+        // ids, so ask for every job and filter.
+        let q = run_cmd(
+            Command::new("squeue").args(["-h", "-r", "-t", "all", "-o", "%i|%T|%r"]),
+            "squeue",
+        )?;
+        let a = run_cmd(
+            Command::new("sacct").args([
+                "-n",
+                "-P",
+                "-X",
+                "-o",
+                "JobID,State,ExitCode",
+                "-j",
+                &list,
+            ]),
+            "sacct",
+        )?;
+        for (text, first) in [(&q, true), (&a, false)] {
+            for line in text.lines() {
+                let mut f = line.split('|');
+                let (Some(id), Some(state), Some(detail)) = (f.next(), f.next(), f.next()) else {
+                    continue;
+                };
+                if jobs.iter().any(|j| j == id) && (first || !out.contains_key(id)) {
+                    out.insert(
+                        id.to_string(),
+                        JobState {
+                            state: SlurmState::parse(state),
+                            detail: detail.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where a step stands, joining the run folder with the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepState {
+    /// Its artifact is fresh.
+    Done,
+    /// Its job waits in the queue and can start.
+    Queued,
+    Running,
+    /// Its job ended without the artifact.
+    Failed,
+    Cancelled,
+    /// Its job waits for a step that failed or was cancelled: it never
+    /// starts.
+    Blocked,
+    /// Not done and not submitted, its inputs done (or stale).
+    Missing,
+    /// Not submitted and waiting for inputs.
+    Waiting,
+}
+
+impl StepState {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepState::Done => "done",
+            StepState::Queued => "queued",
+            StepState::Running => "running",
+            StepState::Failed => "failed",
+            StepState::Cancelled => "cancelled",
+            StepState::Blocked => "blocked",
+            StepState::Missing => "missing",
+            StepState::Waiting => "waiting",
         }
     }
-    let a = run_cmd(
-        Command::new("sacct").args(["-n", "-P", "-X", "-o", "JobID,State,ExitCode", "-j", &list]),
-        "sacct",
-    )?;
-    for line in a.lines() {
-        let mut f = line.split('|');
-        let (Some(id), Some(state), Some(code)) = (f.next(), f.next(), f.next()) else {
-            continue;
+
+    /// Whether its job may still produce the artifact.
+    pub fn in_flight(self) -> bool {
+        matches!(self, StepState::Queued | StepState::Running)
+    }
+}
+
+/// Where each step stands: done in the run folder, or its job's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStatus {
+    pub step: String,
+    pub state: StepState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The end of the log of a failed step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+}
+
+/// Each step's state from the run folder's `status`, the recorded `jobs`
+/// and the cluster's `states` of them (pure).
+pub fn classify(
+    plan: &Plan,
+    status: &[Status],
+    jobs: &BTreeMap<String, JobRef>,
+    states: &BTreeMap<String, JobState>,
+) -> Vec<StepStatus> {
+    let mut out: Vec<StepStatus> = Vec::with_capacity(plan.steps.len());
+    for (i, s) in plan.steps.iter().enumerate() {
+        let job = jobs.get(s.id.as_str()).map(|j| j.job.clone());
+        let js = job.as_ref().and_then(|j| states.get(j));
+        // A queued job whose input can no longer come (failed, cancelled,
+        // blocked itself, or not submitted) never starts.
+        let stuck_dep = plan.dep_positions(s).iter().any(|&j| {
+            matches!(
+                out[j].state,
+                StepState::Failed
+                    | StepState::Cancelled
+                    | StepState::Blocked
+                    | StepState::Missing
+                    | StepState::Waiting
+            )
+        });
+        let (state, detail) = if status[i] == Status::Done {
+            (StepState::Done, None)
+        } else {
+            match js {
+                Some(j) if j.never_starts() || (j.state == SlurmState::Pending && stuck_dep) => (
+                    StepState::Blocked,
+                    Some("waits for a step that failed or was cancelled".into()),
+                ),
+                Some(j) if j.state == SlurmState::Pending => {
+                    (StepState::Queued, Some(j.detail.clone()))
+                }
+                Some(j) if j.state == SlurmState::Running => (StepState::Running, None),
+                Some(j) if j.state == SlurmState::Cancelled => {
+                    (StepState::Cancelled, Some(j.detail.clone()))
+                }
+                Some(j) if j.state != SlurmState::Completed => (
+                    StepState::Failed,
+                    Some(format!("{} {}", j.state.name(), j.detail)),
+                ),
+                _ => (
+                    match status[i] {
+                        Status::Ready | Status::Stale => StepState::Missing,
+                        _ => StepState::Waiting,
+                    },
+                    None,
+                ),
+            }
         };
-        if jobs.iter().any(|j| j == id) && !out.contains_key(id) {
-            // "CANCELLED by 0" → CANCELLED.
-            let state = state.split_whitespace().next().unwrap_or("").to_string();
-            out.insert(
-                id.to_string(),
-                JobState {
-                    state,
-                    detail: code.to_string(),
-                },
-            );
+        out.push(StepStatus {
+            step: s.id.to_string(),
+            state,
+            job,
+            detail,
+            log_tail: None,
+        });
+    }
+    out
+}
+
+/// The status of every step of `plan` in `dir`, with the cluster's view
+/// of the submitted ones (when `cluster` is given) and the end of failed
+/// steps' logs.
+pub fn status(plan: &Plan, dir: &Path, cluster: Option<&dyn Cluster>) -> Result<Vec<StepStatus>> {
+    let st = plan.status(dir);
+    let jobs = recorded(dir)?;
+    let states = match cluster {
+        Some(c) if !jobs.is_empty() => {
+            c.query(&jobs.values().map(|j| j.job.clone()).collect::<Vec<_>>())?
+        }
+        _ => BTreeMap::new(),
+    };
+    let mut out = classify(plan, &st, &jobs, &states);
+    for (s, step) in out.iter_mut().zip(&plan.steps) {
+        if matches!(s.state, StepState::Failed | StepState::Cancelled) {
+            let t = super::tail(&super::log_path(dir, step), 10);
+            s.log_tail = (!t.is_empty()).then_some(t);
         }
     }
     Ok(out)
 }
 
-fn in_flight(s: &JobState) -> bool {
-    matches!(
-        s.state.as_str(),
-        "PENDING"
-            | "RUNNING"
-            | "CONFIGURING"
-            | "COMPLETING"
-            | "REQUEUED"
-            | "RESIZING"
-            | "SUSPENDED"
-    ) && !never_starts(s)
+/// One sbatch array: steps of one kind and resource class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub kind: &'static str,
+    pub resource: Resource,
+    /// Plan positions of its steps, its tasks in order.
+    pub members: Vec<usize>,
 }
 
-fn never_starts(s: &JobState) -> bool {
-    s.state == "PENDING" && s.detail.contains("DependencyNeverSatisfied")
+/// The arrays for the steps at `missing` (plan order): a step joins the
+/// latest array of its kind that every one of its dependencies was
+/// submitted before (pure).
+pub fn group(plan: &Plan, missing: &[usize]) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut group_of: BTreeMap<usize, usize> = BTreeMap::new();
+    for &i in missing {
+        let s = &plan.steps[i];
+        let after = plan
+            .dep_positions(s)
+            .iter()
+            .filter_map(|j| group_of.get(j))
+            .max()
+            .copied();
+        let (kind, resource) = (s.kind.name(), s.resource());
+        let found = groups
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(gi, g)| {
+                g.kind == kind && g.resource == resource && after.is_none_or(|a| *gi > a)
+            })
+            .map(|(gi, _)| gi);
+        let g = found.unwrap_or_else(|| {
+            groups.push(Group {
+                kind,
+                resource,
+                members: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[g].members.push(i);
+        group_of.insert(i, g);
+    }
+    groups
+}
+
+/// `afterok` targets of `group`: the jobs its steps' inputs wait in —
+/// a queued or running step's job (`in_flight`), or a task of an array
+/// submitted earlier in this round (`task_job`) — as whole arrays where
+/// every task of one is needed (pure).
+pub fn dependency(
+    plan: &Plan,
+    group: &Group,
+    in_flight: &BTreeMap<String, String>,
+    task_job: &BTreeMap<usize, String>,
+    earlier: &[(String, &Group)],
+) -> Option<String> {
+    let mut deps: BTreeSet<String> = BTreeSet::new();
+    for &i in &group.members {
+        for d in plan.steps[i].deps() {
+            if let Some(j) = in_flight.get(d.as_str()) {
+                deps.insert(j.clone());
+            } else if let Some(p) = plan.position(d)
+                && let Some(j) = task_job.get(&p)
+            {
+                deps.insert(j.clone());
+            }
+        }
+    }
+    if deps.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut covered: BTreeSet<&String> = BTreeSet::new();
+    for (array, g) in earlier {
+        let tasks: Vec<&String> = g.members.iter().filter_map(|i| task_job.get(i)).collect();
+        if !tasks.is_empty() && tasks.iter().all(|t| deps.contains(*t)) {
+            parts.push(array.clone());
+            covered.extend(tasks);
+        }
+    }
+    for d in &deps {
+        if !covered.contains(d) {
+            parts.push(d.clone());
+        }
+    }
+    Some(parts.join(":"))
 }
 
 /// How to run one step in a job: the command line after `#SBATCH` lines
@@ -249,6 +442,78 @@ pub struct JobCommand {
     /// Arguments before `--step ID` (e.g. `experiment --folder DIR
     /// --data-dir D`); `--threads N` is appended per kind.
     pub args: Vec<String>,
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The sbatch script of one array (pure).
+pub fn render_script(
+    plan: &Plan,
+    dir: &Path,
+    name: &str,
+    group: &Group,
+    section: &SlurmSection,
+    cuda: bool,
+    cmd: &JobCommand,
+) -> String {
+    let kind = group.kind;
+    let r = section.resources(group.resource, cuda);
+    let threads = section.threads.unwrap_or(r.cpus).max(1);
+    let sdir = dir.join("slurm");
+    let mut text = String::from("#!/bin/bash\n");
+    let mut sbatch = |line: String| {
+        text.push_str("#SBATCH ");
+        text.push_str(&line);
+        text.push('\n');
+    };
+    sbatch(format!("--job-name=amun-{name}-{kind}"));
+    sbatch(format!("--array=0-{}", group.members.len() - 1));
+    sbatch(format!("--output={}/logs/%x-%A_%a.out", sdir.display()));
+    sbatch(format!("--cpus-per-task={}", r.cpus));
+    sbatch(format!("--mem={}", r.mem));
+    sbatch(format!("--time={}", r.time));
+    if r.gpus > 0 {
+        sbatch(format!("--gres=gpu:{}", r.gpus));
+    }
+    if let Some(p) = &r.partition {
+        sbatch(format!("--partition={p}"));
+    }
+    if let Some(a) = &r.account {
+        sbatch(format!("--account={a}"));
+    }
+    for e in &r.extra {
+        let e = e.trim();
+        sbatch(e.strip_prefix("#SBATCH").unwrap_or(e).trim().to_string());
+    }
+    text.push_str("set -uo pipefail\n");
+    let list = |f: &dyn Fn(&Step) -> String| {
+        group
+            .members
+            .iter()
+            .map(|&i| format!(" {}", sh_quote(&f(&plan.steps[i]))))
+            .collect::<String>()
+    };
+    text.push_str(&format!("steps=({} )\n", list(&|s| s.id.to_string())));
+    text.push_str(&format!(
+        "logs=({} )\n",
+        list(&|s| super::log_path(dir, s).display().to_string())
+    ));
+    text.push_str("step=${steps[$SLURM_ARRAY_TASK_ID]}\nlog=${logs[$SLURM_ARRAY_TASK_ID]}\n");
+    text.push_str("mkdir -p \"$(dirname \"$log\")\"\nexec >\"$log\" 2>&1\n");
+    text.push_str(
+        "echo \"amun step $step: job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), $(date -u +%FT%TZ)\"\n",
+    );
+    let mut line = sh_quote(&cmd.amun.display().to_string());
+    for a in &cmd.args {
+        line.push(' ');
+        line.push_str(&sh_quote(a));
+    }
+    text.push_str(&format!(
+        "exec {line} --threads {threads} --step \"$step\"\n"
+    ));
+    text
 }
 
 /// What a submission did.
@@ -263,18 +528,10 @@ pub struct Submitted {
     pub done: usize,
 }
 
-fn kind_name(s: &Step) -> String {
-    serde_json::to_value(&s.kind)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(String::from))
-        .unwrap_or_else(|| "step".into())
-}
-
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// Submits every step of `plan` that is not done and not in flight.
+/// Submits every step of `plan` that is not done and not in flight to
+/// `cluster`, recording each array in `DIR/slurm/jobs.json` as soon as it
+/// is submitted.
+#[allow(clippy::too_many_arguments)]
 pub fn submit(
     plan: &Plan,
     dir: &Path,
@@ -282,278 +539,62 @@ pub fn submit(
     section: &SlurmSection,
     cuda: bool,
     cmd: &JobCommand,
+    cluster: &dyn Cluster,
 ) -> Result<Submitted> {
+    section.check()?;
     let mut jobs = recorded(dir)?;
-    let st = status(plan, dir, !jobs.is_empty())?;
+    let st = status(plan, dir, (!jobs.is_empty()).then_some(cluster))?;
     let mut out = Submitted::default();
     // step → the job a new job must wait for (queued/running steps).
-    let mut waiting_on: BTreeMap<String, String> = BTreeMap::new();
+    let mut in_flight: BTreeMap<String, String> = BTreeMap::new();
     let mut missing: Vec<usize> = Vec::new();
     for (i, s) in st.iter().enumerate() {
-        match s.state.as_str() {
-            "done" => out.done += 1,
-            "queued" | "running" => {
-                waiting_on.insert(s.step.clone(), jobs[&s.step].job.clone());
+        match s.state {
+            StepState::Done => out.done += 1,
+            StepState::Queued | StepState::Running => {
+                in_flight.insert(s.step.clone(), jobs[&s.step].job.clone());
                 out.in_flight.push(s.step.clone());
             }
-            "blocked" => {
+            StepState::Blocked => {
                 // It waits for a step that failed or was cancelled: it can
                 // never start. Cancelled here, submitted again below.
                 let job = jobs[&s.step].job.clone();
-                let _ = run_cmd(Command::new("scancel").arg(&job), "scancel");
+                // Already gone from the queue is as good as cancelled.
+                let _ = cluster.cancel(&job);
                 out.cancelled.push(job);
                 missing.push(i);
             }
             _ => missing.push(i),
         }
     }
-    // Arrays: a step joins the latest array of its kind that every one of
-    // its dependencies was submitted before.
-    let mut groups: Vec<(String, Resource, Vec<usize>)> = Vec::new();
-    let mut group_of: BTreeMap<usize, usize> = BTreeMap::new();
-    for &i in &missing {
-        let s = &plan.steps[i];
-        let after = s
-            .deps
-            .iter()
-            .filter_map(|d| plan.position(d).and_then(|j| group_of.get(&j)))
-            .max()
-            .copied();
-        let kind = kind_name(s);
-        let g = groups
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(gi, (k, r, _))| *k == kind && *r == s.resource && after.is_none_or(|a| *gi > a))
-            .map(|(gi, _)| gi);
-        let g = match g {
-            Some(g) => g,
-            None => {
-                groups.push((kind, s.resource, Vec::new()));
-                groups.len() - 1
-            }
-        };
-        groups[g].2.push(i);
-        group_of.insert(i, g);
-    }
+    let groups = group(plan, &missing);
     let sdir = dir.join("slurm");
     std::fs::create_dir_all(sdir.join("logs")).at(&sdir)?;
     let mut task_job: BTreeMap<usize, String> = BTreeMap::new();
-    let mut array_ids: Vec<String> = Vec::new();
-    for (g, (kind, res, members)) in groups.iter().enumerate() {
-        let r = section.resources(*res, cuda);
-        let threads = section.threads.unwrap_or(r.cpus).max(1);
-        // Dependencies: whole arrays when every task of one is needed.
-        let mut deps: BTreeSet<String> = BTreeSet::new();
-        for &i in members {
-            for d in &plan.steps[i].deps {
-                if let Some(j) = waiting_on.get(d) {
-                    deps.insert(j.clone());
-                } else if let Some(&p) = plan.position(d).as_ref()
-                    && let Some(j) = task_job.get(&p)
-                {
-                    deps.insert(j.clone());
-                }
-            }
-        }
-        let dep_arg = compress(&deps, &groups, &group_of, &task_job, &array_ids);
-        let script = sdir.join(format!("{g:03}-{kind}.sh"));
-        let mut text = String::from("#!/bin/bash\n");
-        text.push_str(&format!("#SBATCH --job-name=amun-{name}-{kind}\n"));
-        text.push_str(&format!("#SBATCH --array=0-{}\n", members.len() - 1));
-        text.push_str(&format!(
-            "#SBATCH --output={}/logs/%x-%A_%a.out\n",
-            sdir.display()
-        ));
-        text.push_str(&format!("#SBATCH --cpus-per-task={}\n", r.cpus));
-        text.push_str(&format!("#SBATCH --mem={}\n", r.mem));
-        text.push_str(&format!("#SBATCH --time={}\n", r.time));
-        if r.gpus > 0 {
-            text.push_str(&format!("#SBATCH --gres=gpu:{}\n", r.gpus));
-        }
-        if let Some(p) = &r.partition {
-            text.push_str(&format!("#SBATCH --partition={p}\n"));
-        }
-        if let Some(a) = &r.account {
-            text.push_str(&format!("#SBATCH --account={a}\n"));
-        }
-        for e in &r.extra {
-            let e = e.trim();
-            if e.starts_with("#SBATCH") {
-                text.push_str(&format!("{e}\n"));
-            } else {
-                text.push_str(&format!("#SBATCH {e}\n"));
-            }
-        }
-        text.push_str("set -uo pipefail\n");
-        text.push_str("steps=(");
-        for &i in members {
-            text.push_str(&format!(" {}", sh_quote(&plan.steps[i].id)));
-        }
-        text.push_str(" )\nlogs=(");
-        for &i in members {
-            text.push_str(&format!(
-                " {}",
-                sh_quote(&super::log_path(dir, &plan.steps[i]).display().to_string())
-            ));
-        }
-        text.push_str(" )\n");
-        text.push_str("step=${steps[$SLURM_ARRAY_TASK_ID]}\nlog=${logs[$SLURM_ARRAY_TASK_ID]}\n");
-        text.push_str("mkdir -p \"$(dirname \"$log\")\"\nexec >\"$log\" 2>&1\n");
-        text.push_str(
-            "echo \"amun step $step: job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), $(date -u +%FT%TZ)\"\n",
-        );
-        let mut line = sh_quote(&cmd.amun.display().to_string());
-        for a in &cmd.args {
-            line.push(' ');
-            line.push_str(&sh_quote(a));
-        }
-        text.push_str(&format!(
-            "exec {line} --threads {threads} --step \"$step\"\n"
-        ));
+    let mut earlier: Vec<(String, &Group)> = Vec::new();
+    for (g, grp) in groups.iter().enumerate() {
+        let dep = dependency(plan, grp, &in_flight, &task_job, &earlier);
+        let script = sdir.join(format!("{g:03}-{}.sh", grp.kind));
+        let text = render_script(plan, dir, name, grp, section, cuda, cmd);
         fsutil::write_atomic(&script, text.as_bytes())?;
-        let mut sb = Command::new("sbatch");
-        sb.arg("--parsable");
-        if let Some(d) = &dep_arg {
-            sb.arg(format!("--dependency=afterok:{d}"));
-        }
-        sb.arg(&script);
-        let raw = run_cmd(&mut sb, "sbatch")?;
-        let array = raw.trim().split(';').next().unwrap_or("").to_string();
-        if array.is_empty() || !array.chars().all(|c| c.is_ascii_digit()) {
-            return Err(Error::invalid(
-                "slurm",
-                format!("sbatch answered '{}', not a job id", raw.trim()),
-            ));
-        }
+        let array = cluster.submit(&script, dep.as_deref())?;
         let mut steps = Vec::new();
-        for (t, &i) in members.iter().enumerate() {
+        for (t, &i) in grp.members.iter().enumerate() {
             let job = format!("{array}_{t}");
             task_job.insert(i, job.clone());
             jobs.insert(
-                plan.steps[i].id.clone(),
+                plan.steps[i].id.to_string(),
                 JobRef {
                     job,
                     script: script.display().to_string(),
                 },
             );
-            steps.push(plan.steps[i].id.clone());
+            steps.push(plan.steps[i].id.to_string());
         }
         // Recorded after every sbatch: a crash here never loses a job.
         fsutil::write_json(&jobs_path(dir), &jobs)?;
-        array_ids.push(array.clone());
-        out.arrays.push((array, kind.clone(), steps));
-    }
-    Ok(out)
-}
-
-/// `afterok` targets: a whole array (`J`) when every task of it is needed,
-/// else its tasks (`J_t`).
-fn compress(
-    deps: &BTreeSet<String>,
-    groups: &[(String, Resource, Vec<usize>)],
-    group_of: &BTreeMap<usize, usize>,
-    task_job: &BTreeMap<usize, String>,
-    array_ids: &[String],
-) -> Option<String> {
-    if deps.is_empty() {
-        return None;
-    }
-    let mut parts: Vec<String> = Vec::new();
-    let mut covered: BTreeSet<&String> = BTreeSet::new();
-    for (g, array) in array_ids.iter().enumerate() {
-        let tasks: Vec<&String> = groups[g].2.iter().filter_map(|i| task_job.get(i)).collect();
-        if !tasks.is_empty() && tasks.iter().all(|t| deps.contains(*t)) {
-            parts.push(array.clone());
-            covered.extend(tasks);
-        }
-    }
-    let _ = group_of;
-    for d in deps {
-        if !covered.contains(d) {
-            parts.push(d.clone());
-        }
-    }
-    Some(parts.join(":"))
-}
-
-/// Where each step stands: done in the run folder, or its job's state.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepStatus {
-    pub step: String,
-    /// done, queued, running, failed, cancelled, blocked, missing.
-    pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// The end of the log of a failed step.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_tail: Option<String>,
-}
-
-/// The status of every step of `plan` in `dir`, with Slurm's view of the
-/// submitted ones (when `slurm_query` is set).
-pub fn status(plan: &Plan, dir: &Path, slurm_query: bool) -> Result<Vec<StepStatus>> {
-    let st = plan.status(dir);
-    let jobs = recorded(dir)?;
-    let states = if slurm_query && !jobs.is_empty() {
-        query(&jobs.values().map(|j| j.job.clone()).collect::<Vec<_>>())?
-    } else {
-        BTreeMap::new()
-    };
-    let mut out: Vec<StepStatus> = Vec::new();
-    for (i, s) in plan.steps.iter().enumerate() {
-        let job = jobs.get(&s.id).map(|j| j.job.clone());
-        let js = job.as_ref().and_then(|j| states.get(j));
-        // A queued job whose input can no longer come (failed, cancelled,
-        // blocked itself, or not submitted) never starts.
-        let stuck_dep = s.deps.iter().any(|d| {
-            plan.position(d).is_some_and(|j| {
-                matches!(
-                    out[j].state.as_str(),
-                    "failed" | "cancelled" | "blocked" | "missing" | "waiting"
-                )
-            })
-        });
-        let log_tail = || Some(super::tail(&super::log_path(dir, s), 10));
-        let (state, detail, tail) = if st[i] == Status::Done {
-            ("done".to_string(), None, None)
-        } else {
-            match js {
-                Some(j) if never_starts(j) || (j.state == "PENDING" && stuck_dep) => (
-                    "blocked".into(),
-                    Some("waits for a step that failed or was cancelled".into()),
-                    None,
-                ),
-                Some(j) if j.state == "PENDING" => ("queued".into(), Some(j.detail.clone()), None),
-                Some(j) if in_flight(j) => ("running".into(), None, None),
-                Some(j) if j.state == "CANCELLED" => {
-                    ("cancelled".into(), Some(j.detail.clone()), log_tail())
-                }
-                Some(j) if j.state != "COMPLETED" => (
-                    "failed".into(),
-                    Some(format!("{} {}", j.state, j.detail)),
-                    log_tail(),
-                ),
-                _ => (
-                    match st[i] {
-                        Status::Ready | Status::Stale => "missing",
-                        _ => "waiting",
-                    }
-                    .to_string(),
-                    None,
-                    None,
-                ),
-            }
-        };
-        out.push(StepStatus {
-            step: s.id.clone(),
-            state,
-            job,
-            detail,
-            log_tail: tail.filter(|t| !t.is_empty()),
-        });
+        earlier.push((array.clone(), grp));
+        out.arrays.push((array, grp.kind.to_string(), steps));
     }
     Ok(out)
 }
@@ -563,16 +604,14 @@ pub fn status(plan: &Plan, dir: &Path, slurm_query: bool) -> Result<Vec<StepStat
 pub fn wait(
     plan: &Plan,
     dir: &Path,
+    cluster: &dyn Cluster,
     every: std::time::Duration,
     timeout: std::time::Duration,
 ) -> Result<()> {
     let t = std::time::Instant::now();
     loop {
-        let st = status(plan, dir, true)?;
-        if !st
-            .iter()
-            .any(|s| s.state == "queued" || s.state == "running")
-        {
+        let st = status(plan, dir, Some(cluster))?;
+        if !st.iter().any(|s| s.state.in_flight()) {
             return Ok(());
         }
         if t.elapsed() > timeout {
@@ -582,5 +621,209 @@ pub fn wait(
             ));
         }
         std::thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::Config;
+    use std::cell::RefCell;
+
+    /// A cluster in memory: numbered arrays, the states a test sets.
+    #[derive(Default)]
+    struct Fake {
+        next: RefCell<u64>,
+        submitted: RefCell<Vec<(String, Option<String>, String)>>,
+        states: RefCell<BTreeMap<String, JobState>>,
+        cancelled: RefCell<Vec<String>>,
+    }
+
+    impl Fake {
+        fn set(&self, job: &str, state: SlurmState) {
+            self.states.borrow_mut().insert(
+                job.to_string(),
+                JobState {
+                    state,
+                    detail: String::new(),
+                },
+            );
+        }
+    }
+
+    impl Cluster for Fake {
+        fn submit(&self, script: &Path, dependency: Option<&str>) -> Result<String> {
+            *self.next.borrow_mut() += 1;
+            let id = (100 + *self.next.borrow()).to_string();
+            let text = std::fs::read_to_string(script).unwrap();
+            let n = text
+                .lines()
+                .find_map(|l| l.strip_prefix("#SBATCH --array=0-"))
+                .unwrap()
+                .parse::<usize>()
+                .unwrap();
+            for t in 0..=n {
+                self.set(&format!("{id}_{t}"), SlurmState::Pending);
+            }
+            self.submitted
+                .borrow_mut()
+                .push((id.clone(), dependency.map(String::from), text));
+            Ok(id)
+        }
+        fn cancel(&self, job: &str) -> Result<()> {
+            self.cancelled.borrow_mut().push(job.to_string());
+            self.set(job, SlurmState::Cancelled);
+            Ok(())
+        }
+        fn query(&self, jobs: &[String]) -> Result<BTreeMap<String, JobState>> {
+            let s = self.states.borrow();
+            Ok(jobs
+                .iter()
+                .filter_map(|j| s.get(j).map(|st| (j.clone(), st.clone())))
+                .collect())
+        }
+    }
+
+    const CONFIG: &str = r#"
+name = "t"
+model = "small-cnn"
+seeds = [0]
+[data]
+dataset = "mnist"
+[forget]
+fractions = [0.1]
+with_retain = [true]
+[rmia]
+reference_models = 2
+[methods.ft]
+[methods.amun]
+"#;
+
+    fn cmd() -> JobCommand {
+        JobCommand {
+            amun: "/bin/amun".into(),
+            args: vec!["experiment".into()],
+        }
+    }
+
+    #[test]
+    fn submission_groups_steps_and_resubmits_only_what_cannot_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
+        let plan = Plan::build(&cfg).unwrap();
+        let section = SlurmSection::default();
+        let fake = Fake::default();
+        let sub = submit(&plan, dir.path(), "t", &section, false, &cmd(), &fake).unwrap();
+        // Every step submitted once, in arrays of one kind each.
+        let n: usize = sub.arrays.iter().map(|a| a.2.len()).sum();
+        assert_eq!(n, plan.steps.len());
+        assert_eq!(sub.arrays[0].1, "reference");
+        assert_eq!(sub.arrays[0].2, vec!["ref-000", "ref-001"]);
+        let jobs = recorded(dir.path()).unwrap();
+        assert_eq!(jobs.len(), plan.steps.len());
+        // The index waits for the whole reference array, not task by task.
+        let subs = fake.submitted.borrow().clone();
+        let (refs_array, _, _) = &subs[0];
+        let index = subs
+            .iter()
+            .find(|(_, _, t)| t.contains("'references'"))
+            .unwrap();
+        assert_eq!(index.1.as_deref(), Some(refs_array.as_str()));
+        // Scripts name the steps and their logs, with the job's resources.
+        let script = &subs[0].2;
+        assert!(script.contains("--cpus-per-task=2") && script.contains("--mem=8G"));
+        assert!(script.contains("'ref-000' 'ref-001'"), "{script}");
+
+        // Everything queued: a second submission leaves it alone.
+        let again = submit(&plan, dir.path(), "t", &section, false, &cmd(), &fake).unwrap();
+        assert!(again.arrays.is_empty());
+        assert_eq!(again.in_flight.len(), plan.steps.len());
+
+        // The original's job is cancelled: it and every step waiting on it
+        // are resubmitted (the waiting ones cancelled first); the reference
+        // models, still queued, are not.
+        let original = &jobs["original-s0"].job;
+        fake.set(original, SlurmState::Cancelled);
+        let st = status(&plan, dir.path(), Some(&fake)).unwrap();
+        let of = |id: &str| st.iter().find(|s| s.step == id).unwrap().state;
+        assert_eq!(of("original-s0"), StepState::Cancelled);
+        assert_eq!(of("audit-original-s0-f0.1"), StepState::Blocked);
+        assert_eq!(of("ref-000"), StepState::Queued);
+        let third = submit(&plan, dir.path(), "t", &section, false, &cmd(), &fake).unwrap();
+        let resubmitted: Vec<&String> = third.arrays.iter().flat_map(|a| &a.2).collect();
+        assert!(resubmitted.iter().any(|s| *s == "original-s0"));
+        assert!(resubmitted.iter().all(|s| !s.starts_with("ref-")));
+        assert!(
+            third
+                .cancelled
+                .contains(&jobs["audit-original-s0-f0.1"].job)
+        );
+        // A resubmitted audit waits on the new original and on the queued
+        // references index.
+        let refs_job = &jobs["references"].job;
+        let last = fake.submitted.borrow().clone();
+        let audit_sub = last
+            .iter()
+            .rev()
+            .find(|(_, _, t)| t.contains("'audit-original-s0-f0.1'"))
+            .unwrap();
+        let dep = audit_sub.1.clone().unwrap();
+        assert!(dep.split(':').any(|d| d == refs_job), "{dep}");
+
+        // A failed job is resubmitted too.
+        let jobs = recorded(dir.path()).unwrap();
+        fake.set(
+            &jobs["forget-s0-f0.1"].job,
+            SlurmState::Ended("FAILED".into()),
+        );
+        let st = status(&plan, dir.path(), Some(&fake)).unwrap();
+        assert_eq!(
+            st.iter()
+                .find(|s| s.step == "forget-s0-f0.1")
+                .unwrap()
+                .state,
+            StepState::Failed
+        );
+        let fourth = submit(&plan, dir.path(), "t", &section, false, &cmd(), &fake).unwrap();
+        assert!(
+            fourth
+                .arrays
+                .iter()
+                .any(|a| a.2.contains(&"forget-s0-f0.1".to_string()))
+        );
+    }
+
+    #[test]
+    fn states_are_classified_as_slurm_names_them() {
+        assert_eq!(SlurmState::parse("CANCELLED by 0"), SlurmState::Cancelled);
+        assert_eq!(SlurmState::parse("COMPLETING"), SlurmState::Running);
+        assert_eq!(
+            SlurmState::parse("OUT_OF_MEMORY"),
+            SlurmState::Ended("OUT_OF_MEMORY".into())
+        );
+        let pending = JobState {
+            state: SlurmState::Pending,
+            detail: "DependencyNeverSatisfied".into(),
+        };
+        assert!(pending.never_starts());
+    }
+
+    #[test]
+    fn a_bad_resource_is_refused_before_any_submission() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
+        let plan = Plan::build(&cfg).unwrap();
+        let section = SlurmSection {
+            audit: Some(crate::experiment::placement::JobResources {
+                mem: Some("lots".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let fake = Fake::default();
+        let e = submit(&plan, dir.path(), "t", &section, false, &cmd(), &fake).unwrap_err();
+        assert!(e.to_string().contains("slurm.audit.mem"), "{e}");
+        assert!(fake.submitted.borrow().is_empty());
+        assert!(!dir.path().join("slurm").exists());
     }
 }

@@ -2,10 +2,10 @@
 //! project's virtual environment) in every supported layout are imported
 //! with identical logits, exported back and loaded by PyTorch with
 //! strict=True; hostile and broken files are refused.
+use crate::common;
 use amun::model::{Arch, import};
-use std::path::{Path, PathBuf};
-mod common;
 use common::amun;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn python() -> PathBuf {

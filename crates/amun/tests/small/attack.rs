@@ -1,6 +1,6 @@
 //! Adversarial-set search: the step by hand, early exit, ε doubling,
 //! refill ≡ naive, and real numbers on a trained CNN.
-mod common;
+use crate::common;
 
 use amun::attack::{
     AdvParams, AdvSet, AttackKind, Eps0, SearchKind, Target, l2_step, linf_step, search,

@@ -1,6 +1,6 @@
 //! Training: learns for real, checkpoints round-trip exactly, a resumed run
 //! ends with the same weights as an uninterrupted one, the seed fixes all.
-mod common;
+use crate::common;
 
 use amun::data::{Dataset, ForgetSet, ForgetSpec};
 use amun::eval::{accuracy, logits};

@@ -1,6 +1,6 @@
 //! The audit's arithmetic by hand, RMIA counting against brute force, and
 //! both attacks on real models.
-mod common;
+use crate::common;
 
 use amun::audit::{
     RmiaParams, Scores, Signal, auc, audit, avg_gap, mean_std, mis, roc_curve, scores,

@@ -1,7 +1,7 @@
 //! Regression tests of the hostile-user audit (issue 13): each case gave a
 //! wrong result with exit code 0, or a panic, before it was fixed. Run with
 //! `AMUN_TEST_BIN=<older amun>` to see them fail on an older build.
-mod common;
+use crate::common;
 use common::{amun, ensure, fails_with, ok, path_in, stderr, stdout, train_mnist};
 
 /// 1. `--resume` on a finished checkpoint returned the old model whatever

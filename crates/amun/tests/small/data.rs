@@ -1,6 +1,6 @@
 //! Data: every loader against real files, integrity checks, forget sets,
 //! augmentation.
-mod common;
+use crate::common;
 
 use amun::Error;
 use amun::data::{

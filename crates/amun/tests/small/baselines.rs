@@ -1,5 +1,5 @@
 //! Each baseline's defining behaviour, on a small CNN and MNIST.
-mod common;
+use crate::common;
 
 use amun::attack::fgsm_predictions;
 use amun::data::{Batch, Dataset, ForgetSet, ForgetSpec};

@@ -1,7 +1,7 @@
 //! The `amun` binary end to end: real runs in temporary folders, and every
 //! kind of bad input giving one clear error line, a non-zero exit and no
 //! partial file.
-mod common;
+use crate::common;
 use common::{amun, ensure, fails_with, files_in, stderr};
 use std::path::Path;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! sequential run; a cancelled job is resubmitted by the next run; a failed
 //! one is reported with its log's last lines. These tests never skip: if
 //! Slurm cannot start, they fail with the script's output.
-mod common;
+use crate::common;
 use common::{amun, ensure, ok, stderr, stdout};
 use std::path::{Path, PathBuf};
 use std::process::Command;

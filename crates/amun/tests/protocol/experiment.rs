@@ -1,6 +1,7 @@
-//! Experiments: config errors point at the line, a run folder belongs to
-//! one config, and a rerun recomputes exactly what is missing or stale.
-mod common;
+//! Experiments: a run folder belongs to one config, and a rerun recomputes
+//! exactly what is missing or stale. (Config errors are unit tests of
+//! `experiment::config`.)
+use crate::common;
 
 use amun::experiment::{Config, open_folder, run as run_experiment};
 use amun::progress::Quiet;
@@ -40,63 +41,6 @@ attack.steps = 5
 
 fn parse(text: &str) -> Result<Config, String> {
     Config::parse(text, Path::new("x.toml")).map_err(|e| e.to_string())
-}
-
-#[test]
-fn config_errors_point_at_the_line() {
-    let cfg = parse(TINY).unwrap();
-    assert_eq!(
-        cfg.method_list().iter().map(|m| m.0).collect::<Vec<_>>(),
-        vec!["ft", "amun"]
-    );
-    let e = parse(&TINY.replace("seeds = [0]", "seeds = [0]\ncolour = \"red\"")).unwrap_err();
-    assert!(
-        e.contains("line 5") && e.contains("colour") && !e.contains('\n'),
-        "{e}"
-    );
-    let e = parse(&TINY.replace("[methods.ft]", "[methods.forgetful]")).unwrap_err();
-    assert!(
-        e.contains("line 25") && e.contains("forgetful") && e.contains("amun-salun"),
-        "{e}"
-    );
-    let e = parse(&TINY.replace(
-        "finetune.epochs = 1\n\n[methods.amun]",
-        "finetune.epoch = 1\n\n[methods.amun]",
-    ))
-    .unwrap_err();
-    assert!(
-        e.contains("line 26") && e.contains("ft.finetune.epoch"),
-        "{e}"
-    );
-    let e = parse(&TINY.replace("seeds = [0]", "seeds = [0, 0]")).unwrap_err();
-    assert!(e.contains("line 4") && e.contains("twice"), "{e}");
-    let e = parse(&TINY.replace("fractions = [0.1]", "fractions = [1.5]")).unwrap_err();
-    assert!(e.contains("line 19") && e.contains("(0,1)"), "{e}");
-    let e = parse(&TINY.replace("reference_models = 2", "reference_models = 3")).unwrap_err();
-    assert!(e.contains("line 23") && e.contains("even"), "{e}");
-    let e = parse(&TINY.replace("name = \"tiny\"\n", "")).unwrap_err();
-    assert!(e.contains("name"), "{e}");
-    let e = parse(&TINY.replace("lr = 0.02", "lr = -1")).unwrap_err();
-    assert!(e.contains("line 12") && e.contains("lr"), "{e}");
-}
-
-#[test]
-fn shipped_configs_parse() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            let cfg = Config::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            assert!(
-                cfg.method_list().len() >= 8,
-                "{}: every method of the paper",
-                p.display()
-            );
-            n += 1;
-        }
-    }
-    assert!(n >= 3);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! A user's own data: forget sets from their files, a dataset folder given
 //! by a relative path, class names for IDX files, slices and per-sample
 //! output (issue 14's points, one test each, on real MNIST-5k images).
-mod common;
+use crate::common;
 use common::{amun, bin, fails_with, forget_indices, ok, path_in, stdout};
 use std::path::Path;
 use std::process::{Command, Output};

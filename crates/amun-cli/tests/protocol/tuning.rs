@@ -1,6 +1,6 @@
 //! The tuning stage (the paper's protocol against retrain) and the
 //! retrain-free calibration, on real MNIST-5k and CIFAR-10 slices.
-mod common;
+use crate::common;
 use common::{
     amun, fails_with, forget_indices, ok, path_in, read_json as read, split_mnist, stdout,
     train_mnist, unlearn,

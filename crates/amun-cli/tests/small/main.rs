@@ -1,0 +1,8 @@
+//! The small-data tier of the binary's tests: every command on small real
+//! data in temporary folders, bad input included. `cargo test -p amun-cli
+//! --test small`.
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod own_data;

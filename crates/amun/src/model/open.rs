@@ -1,0 +1,205 @@
+//! Opening the model a command works on: an amun checkpoint (weights and
+//! sidecar) or a PyTorch file imported on the fly, with the data it was
+//! trained on (fetched when a registry dataset is missing), and the checks
+//! that catch a wrongly imported model before any long work.
+use super::{Arch, Classifier, Layout, Normalize, Sidecar, checkpoint, import};
+use crate::data::{DataSpec, Dataset, Registry};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use std::path::Path;
+use tch::Device;
+
+/// How to open a checkpoint: for a PyTorch file (no amun sidecar) its
+/// architecture, parameter names and normalisation; for any checkpoint the
+/// data it is used with (unset: an amun checkpoint's own).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenSpec {
+    pub arch: Option<Arch>,
+    /// `None`: detected from the parameter names.
+    pub layout: Option<Layout>,
+    /// `M,S` (every channel) or `M1,M2,M3:S1,S2,S3`, applied inside the model.
+    pub normalize: Option<String>,
+    /// The dataset (a registry name or a folder); replaces the sidecar's.
+    pub dataset: Option<String>,
+    /// The first N training images; replaces the sidecar's slice.
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+}
+
+impl OpenSpec {
+    /// The data spec: `--dataset` with the slice options, over `base` (an
+    /// amun sidecar's) when given.
+    pub fn data_spec(&self, base: Option<&DataSpec>) -> Option<DataSpec> {
+        let mut spec = match (&self.dataset, base) {
+            // A missing folder stays as given, so its error names it so.
+            (Some(d), _) if Path::new(d).exists() => {
+                DataSpec::new(DataSpec::resolve(d, Path::new(".")))
+            }
+            (Some(d), _) => DataSpec::new(d.clone()),
+            (None, Some(b)) => b.clone(),
+            (None, None) => return None,
+        };
+        if self.train_limit.is_some() {
+            spec.train_limit = self.train_limit;
+        }
+        if self.test_limit.is_some() {
+            spec.test_limit = self.test_limit;
+        }
+        Some(spec)
+    }
+}
+
+/// An opened checkpoint.
+pub struct Opened {
+    pub model: Classifier,
+    pub sidecar: Sidecar,
+    /// Its data, on the CPU.
+    pub data: Dataset,
+    /// Lines worth telling the user (what an import did, warnings).
+    pub notes: Vec<String>,
+}
+
+/// Loads `spec`'s dataset from `data_dir`, fetching a registry dataset
+/// first when it is missing or damaged.
+pub fn load_data(spec: &DataSpec, data_dir: &Path, progress: &dyn Progress) -> Result<Dataset> {
+    if let Some(reg) = Registry::from_name(&spec.dataset)
+        && reg.verified_dir(data_dir).is_err()
+    {
+        progress.note(&format!(
+            "fetching {} from {} into {}",
+            reg.name(),
+            reg.package(),
+            data_dir.display()
+        ));
+        crate::data::fetch(reg, data_dir)?;
+    }
+    spec.load(data_dir)
+}
+
+/// Opens the checkpoint at `path` on `device`.
+pub fn open(
+    path: &Path,
+    spec: &OpenSpec,
+    data_dir: &Path,
+    device: Device,
+    progress: &dyn Progress,
+) -> Result<Opened> {
+    let mut notes = Vec::new();
+    if checkpoint::sidecar_path(path).exists()
+        && path.extension().is_some_and(|e| e == "safetensors")
+    {
+        let sc = checkpoint::read_sidecar(path)?;
+        if let Some((done, total)) = sc.incomplete() {
+            notes.push(format!(
+                "warning: {} is incomplete: {done} of {total} epochs were trained (a killed or \
+                 failed run), so it is not the model its recipe describes",
+                path.display()
+            ));
+        }
+        let data_spec = spec.data_spec(Some(&sc.data)).expect("a base spec");
+        let data = load_data(&data_spec, data_dir, progress)?;
+        sc.model
+            .check_data(data.image_shape(), data.num_classes(), path)?;
+        let (model, _) = checkpoint::load(path, device)?;
+        return Ok(Opened {
+            model,
+            sidecar: sc,
+            data,
+            notes,
+        });
+    }
+    if !path.exists() {
+        return Err(Error::format(path, "no such file"));
+    }
+    let (Some(arch), Some(data_spec)) = (spec.arch, spec.data_spec(None)) else {
+        return Err(Error::format(
+            path,
+            "no amun sidecar beside it; to use a PyTorch checkpoint give --arch and --dataset \
+             (or run `amun import`)",
+        ));
+    };
+    let data = load_data(&data_spec, data_dir, progress)?;
+    let norm = match &spec.normalize {
+        Some(s) => Some(Normalize::parse(s, data.image_shape()[0] as usize)?),
+        None => None,
+    };
+    let (model, sc, info) = import(
+        path,
+        arch,
+        spec.layout,
+        &data.spec,
+        data.image_shape(),
+        &data.classes,
+        norm,
+        device,
+    )?;
+    notes.push(format!(
+        "{}: imported as {} ({} layout{})",
+        path.display(),
+        arch,
+        info.layout.name(),
+        if info.detected { ", detected" } else { "" }
+    ));
+    notes.extend(info.notes.iter().map(|n| format!("  {n}")));
+    if let Some(why) = chance_check(&model, &data).problem {
+        notes.push(format!("warning: {}: {why}", path.display()));
+    }
+    Ok(Opened {
+        model,
+        sidecar: sc,
+        data,
+        notes,
+    })
+}
+
+/// Accuracy of a freshly imported model on the first (up to) 1,000
+/// training and test images, and what is wrong if it is at chance.
+pub struct ChanceCheck {
+    pub train_n: usize,
+    pub train_acc: f64,
+    pub test_n: usize,
+    pub test_acc: f64,
+    pub problem: Option<String>,
+}
+
+/// A sanity check, not an evaluation: a model at chance on images it was
+/// trained on was imported wrongly (normalisation, names, architecture).
+pub fn chance_check(model: &Classifier, data: &Dataset) -> ChanceCheck {
+    let train = data.train.prefix(1000);
+    let test = data.test.prefix(1000);
+    let train_acc = crate::eval::accuracy(model, &train).percent();
+    let test_acc = crate::eval::accuracy(model, &test).percent();
+    let k = data.num_classes().max(2) as f64;
+    let chance = 100.0 / k;
+    // Within a few points of chance (and far from what any trained model
+    // reaches on its own training images).
+    let problem = (train.len() >= 50 && train_acc < chance + 0.5 * (100.0 - chance) * 0.2).then(|| {
+        let norm = if model.spec().normalize.is_none() {
+            if data.image_shape()[0] == 3 {
+                "the input normalisation it was trained with is missing (--normalize \
+                 M1,M2,M3:S1,S2,S3; for CIFAR-10 usually 0.4914,0.4822,0.4465:0.2470,0.2435,0.2616), "
+                    .to_string()
+            } else {
+                "the input normalisation it was trained with is missing (--normalize MEAN,STD; for \
+                 MNIST usually 0.1307,0.3081), "
+                    .to_string()
+            }
+        } else {
+            "the --normalize given is not the one it was trained with, ".to_string()
+        };
+        format!(
+            "it scores {train_acc:.1}% on its own first {} training images (chance: {chance:.1}%); \
+             it was imported wrongly: {norm}the parameter names were mapped with the wrong layout \
+             (--layout authors|torchvision|salun), the architecture is another (--arch), or the \
+             dataset or slice is not the one it was trained on (--dataset, --train-limit)",
+            train.len()
+        )
+    });
+    ChanceCheck {
+        train_n: train.len(),
+        train_acc,
+        test_n: test.len(),
+        test_acc,
+        problem,
+    }
+}

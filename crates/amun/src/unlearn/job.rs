@@ -1,0 +1,164 @@
+//! One unlearning job, as `amun unlearn` and an experiment's unlearning
+//! steps both run it: a trained model and its sidecar, the data, the
+//! deletion requests, the method and how to run it; out come the unlearned
+//! model (in place), its sidecar and the logs.
+use super::{CalibrateSettings, Method, RequestOptions, RunCtx, UnlearnLog};
+use super::{unlearn_requests, unlearned_sidecar};
+use crate::attack::AdvSet;
+use crate::data::{Dataset, ForgetSet, Split};
+use crate::error::{Error, Result};
+use crate::eval::accuracy;
+use crate::model::{Classifier, Sidecar};
+use crate::progress::Progress;
+use std::path::Path;
+use std::time::Instant;
+
+/// What to unlearn and how.
+pub struct UnlearnJob<'a> {
+    pub method: &'a dyn Method,
+    /// The model's data (on the model's device).
+    pub data: &'a Dataset,
+    /// The deletion requests, applied in order (one is the common case).
+    pub requests: &'a [ForgetSet],
+    /// Whether the method may use the retain set.
+    pub with_retain: bool,
+    /// AMUN-A: a fresh adversarial set per request.
+    pub adaptive: bool,
+    /// An adversarial set computed earlier (checked with
+    /// [`UnlearnJob::load_adversarial`]).
+    pub adversarial: Option<&'a AdvSet>,
+    /// Retrain-free calibration against a held-out split.
+    pub calibrate: Option<(&'a CalibrateSettings, &'a Split)>,
+    /// Seed of every random choice the method makes.
+    pub seed: u64,
+}
+
+/// What a job did.
+pub struct Unlearned {
+    pub sidecar: Sidecar,
+    pub logs: Vec<UnlearnLog>,
+    /// Accuracy (%) on the forget, retain and test splits before and after.
+    pub before: [f64; 3],
+    pub after: [f64; 3],
+    /// Sizes of those splits.
+    pub sizes: [usize; 3],
+    /// Wall time of the method (with the adversarial search it ran).
+    pub seconds: f64,
+}
+
+impl UnlearnJob<'_> {
+    /// Every sample any request names, sorted, once.
+    pub fn forgotten(requests: &[ForgetSet]) -> Vec<i64> {
+        let mut v: Vec<i64> = requests
+            .iter()
+            .flat_map(|r| r.indices.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Reads the adversarial set at `path` and checks that it was made on
+    /// `model` for exactly the samples of `requests`.
+    pub fn load_adversarial(
+        path: &Path,
+        requests: &[ForgetSet],
+        model: &Classifier,
+    ) -> Result<AdvSet> {
+        let (set, meta) = AdvSet::load(path)?;
+        set.check_matches(
+            &meta,
+            &Self::forgotten(requests),
+            &model.fingerprint(),
+            path,
+        )?;
+        Ok(set)
+    }
+
+    /// Unlearns the requests from `model` (made by `parent`, whose recipe
+    /// the method's fine-tuning follows), in place.
+    pub fn run(
+        &self,
+        model: &mut Classifier,
+        parent: &Sidecar,
+        progress: &dyn Progress,
+    ) -> Result<Unlearned> {
+        if self.adversarial.is_some() && self.method.adversarial().is_none() {
+            return Err(Error::invalid(
+                "adv",
+                format!(
+                    "{} trains on no adversarial set; an adversarial set is for amun and \
+                     amun-salun",
+                    self.method.name()
+                ),
+            ));
+        }
+        let recipe = crate::train::recipe_of(parent)?;
+        let fingerprint = model.fingerprint();
+        let all = Self::forgotten(self.requests);
+        let train = &self.data.train;
+        let forget = train.select(&all);
+        let retain_idx: Vec<i64> = (0..train.len() as i64)
+            .filter(|i| all.binary_search(i).is_err())
+            .collect();
+        let retain = train.select(&retain_idx);
+        let measure = |m: &Classifier| {
+            [
+                accuracy(m, &forget).percent(),
+                accuracy(m, &retain).percent(),
+                accuracy(m, &self.data.test).percent(),
+            ]
+        };
+        let before = measure(model);
+        let ctx = RunCtx {
+            seed: self.seed,
+            progress,
+            original_recipe: recipe.as_ref(),
+            observe: None,
+            on_epoch: None,
+        };
+        let idx: Vec<Vec<i64>> = self.requests.iter().map(|r| r.indices.clone()).collect();
+        let t = Instant::now();
+        let logs = unlearn_requests(
+            self.method,
+            model,
+            train,
+            self.data.num_classes(),
+            &idx,
+            &RequestOptions {
+                with_retain: self.with_retain,
+                adaptive: self.adaptive,
+                precomputed: self.adversarial,
+                calibrate: self.calibrate,
+            },
+            &ctx,
+        )?;
+        let seconds = t.elapsed().as_secs_f64();
+        let after = measure(model);
+        let mut sidecar = unlearned_sidecar(
+            parent,
+            &fingerprint,
+            self.method,
+            self.requests,
+            &logs,
+            self.seed,
+        );
+        for (i, k) in ["forget_acc", "retain_acc", "test_acc"].iter().enumerate() {
+            sidecar.metrics.insert(format!("{k}_before"), before[i]);
+            if after[i].is_finite() {
+                sidecar.metrics.insert(k.to_string(), after[i]);
+            }
+        }
+        sidecar
+            .metrics
+            .insert("with_retain".into(), f64::from(u8::from(self.with_retain)));
+        Ok(Unlearned {
+            sidecar,
+            logs,
+            before,
+            after,
+            sizes: [all.len(), retain_idx.len(), self.data.test.len()],
+            seconds,
+        })
+    }
+}
