@@ -236,3 +236,86 @@ pub fn search_exact_vs_fast(
     }
     Ok(out)
 }
+
+/// What unlearning one request of a given size cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostRow {
+    /// The request: this share of the training set.
+    pub fraction: f64,
+    pub forget: usize,
+    pub search_s: f64,
+    pub method_s: f64,
+    pub total_s: f64,
+    /// Images forwarded and backpropagated (fine-tune and search).
+    pub image_steps: u64,
+    /// An exact retrain's: the original recipe's epochs × |D_R|.
+    pub retrain_image_steps: u64,
+    pub steps_vs_retrain: f64,
+    /// The original's training seconds scaled to |D_R| (NaN when the
+    /// checkpoint records no training run).
+    pub retrain_s_estimate: f64,
+    pub time_vs_retrain: f64,
+}
+
+/// Runs `method` with the retain set on requests of each of `fractions`
+/// of the training set (random forget sets from `seed`), each on a fresh
+/// copy of `model` (made by `parent`), and measures what each cost against
+/// an exact retrain with the original's recipe.
+pub fn unlearning_cost(
+    model: &Classifier,
+    parent: &crate::model::Sidecar,
+    data: &crate::data::Dataset,
+    method: &dyn crate::unlearn::Method,
+    fractions: &[f64],
+    seed: u64,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Vec<CostRow>> {
+    use crate::data::{ForgetSet, ForgetSpec};
+    let recipe = crate::train::recipe_of(parent)?;
+    let n = data.train.len();
+    let trained_s = match &parent.origin {
+        crate::model::Origin::Train { wall_s, .. } => Some(*wall_s),
+        _ => None,
+    };
+    let mut rows = Vec::new();
+    for &f in fractions {
+        let forget = ForgetSet::choose(data, &ForgetSpec::Fraction(f), seed)?;
+        let mut m = model.try_clone()?;
+        let requests = [forget];
+        let job = crate::unlearn::UnlearnJob {
+            method,
+            data,
+            requests: &requests,
+            with_retain: true,
+            adaptive: false,
+            adversarial: None,
+            calibrate: None,
+            seed,
+        };
+        let out = job.run(&mut m, parent, progress)?;
+        let timing = |k: &str| {
+            out.logs
+                .iter()
+                .map(|l| l.timing.get(k).copied().unwrap_or(0.0))
+                .sum::<f64>()
+        };
+        let d_r = n - requests[0].size;
+        let retrain_steps = recipe.as_ref().map_or(0, |r| (r.epochs * d_r) as u64);
+        let steps: u64 = out.logs.iter().map(|l| l.image_steps()).sum();
+        let retrain_s = trained_s.map_or(f64::NAN, |s| s * d_r as f64 / n as f64);
+        let total = timing("total");
+        rows.push(CostRow {
+            fraction: f,
+            forget: requests[0].size,
+            search_s: timing("adversarial_search"),
+            method_s: timing("method_total"),
+            total_s: total,
+            image_steps: steps,
+            retrain_image_steps: retrain_steps,
+            steps_vs_retrain: steps as f64 / retrain_steps.max(1) as f64,
+            retrain_s_estimate: retrain_s,
+            time_vs_retrain: total / retrain_s,
+        });
+    }
+    Ok(rows)
+}

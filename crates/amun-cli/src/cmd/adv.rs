@@ -34,6 +34,10 @@ pub struct AttackArgs {
     /// Fast search: adaptive-radius steps [default: 20]
     #[arg(long)]
     pub fast_steps: Option<usize>,
+    /// Fast search: end this fraction of the distance past the boundary
+    /// [default: 0]
+    #[arg(long)]
+    pub overshoot: Option<f64>,
 }
 
 fn search_kind(s: &str) -> Result<amun::attack::SearchKind> {
@@ -65,6 +69,9 @@ impl AttackArgs {
         if let Some(n) = self.fast_steps {
             p = p.fast_steps(n);
         }
+        if let Some(o) = self.overshoot {
+            p = p.overshoot(o);
+        }
         Ok(p)
     }
 
@@ -94,6 +101,9 @@ impl AttackArgs {
         }
         if let Some(n) = self.fast_steps {
             m.insert("fast_steps".into(), n.into());
+        }
+        if let Some(o) = self.overshoot {
+            m.insert("overshoot".into(), o.into());
         }
         Ok(m)
     }

@@ -15,6 +15,10 @@ pub enum What {
     /// against the fast search (passes, distances, time), first --search N
     /// samples
     Search,
+    /// What unlearning costs across request sizes: --method (AMUN by
+    /// default, with --set) on --checkpoint for random forget sets of each
+    /// of --fractions, against an exact retrain with the original's recipe
+    Unlearn,
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +70,18 @@ pub struct BenchArgs {
     pub forget: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub attack: super::adv::AttackArgs,
+    /// unlearn: the method (see `amun methods`)
+    #[arg(long, default_value = "amun")]
+    pub method: String,
+    /// unlearn: method settings as KEY=VALUE (dotted keys: finetune.lr=0.05)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// unlearn: request sizes, as shares of the training set
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.01,0.001")]
+    pub fractions: Vec<f64>,
+    /// unlearn: seed of the forget sets and the method
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     #[command(flatten)]
     pub import: super::ImportArgs,
     #[command(flatten)]
@@ -80,6 +96,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     amun::device::set_tf32(a.tf32);
     if matches!(a.what, What::Search) {
         return compare_searches(&a, dev);
+    }
+    if matches!(a.what, What::Unlearn) {
+        return unlearning_cost(&a, dev);
     }
     let arch: Arch = a.model.parse()?;
     let dims: Vec<i64> = a
@@ -100,7 +119,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let cfg = BenchConfig {
             kind: match a.what {
                 What::Train => BenchKind::Train,
-                What::Pgd | What::Search => BenchKind::Pgd,
+                What::Pgd | What::Search | What::Unlearn => BenchKind::Pgd,
             },
             model: spec.clone(),
             batch,
@@ -284,5 +303,81 @@ fn compare_searches(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     }
     super::emit("\n")?;
     super::emit(&h.render())?;
+    Ok(())
+}
+
+/// `amun bench unlearn`: one row per request size.
+fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
+    let Some(ck) = &a.checkpoint else {
+        bail!("bench unlearn needs --checkpoint (the trained model)");
+    };
+    if a.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
+        bail!("--fractions: each must lie in (0,1)");
+    }
+    let mut table = serde_json::Map::new();
+    let attack = a.attack.overrides()?;
+    if !attack.is_empty() {
+        table.insert("attack".into(), serde_json::Value::Object(attack));
+    }
+    for kv in &a.set {
+        let (k, v) = super::set_value(kv)?;
+        super::put(&mut table, k, v)?;
+    }
+    let method = amun::unlearn::build(&a.method, &serde_json::Value::Object(table))?;
+    let (mut model, parent, data) = super::open_checkpoint(ck, &a.import, &a.dir, dev)?;
+    if amun::train::recipe_of(&parent)?.is_some_and(|r| r.channels_last) {
+        model.use_channels_last()?;
+    }
+    let data = data.to_device(dev);
+    let bars = crate::progress::Bars::new(a.json);
+    let rows = amun::bench::unlearning_cost(
+        &model,
+        &parent,
+        &data,
+        method.as_ref(),
+        &a.fractions,
+        a.seed,
+        &bars,
+    )?;
+    let hw = hardware_line(dev);
+    if a.json {
+        return print_json(&serde_json::json!({
+            "hardware": hw, "method": method.name(), "settings": method.settings(), "rows": rows,
+        }));
+    }
+    super::outln!(
+        "{hw}; {} with D_R, {} training images",
+        method.name(),
+        data.train.len()
+    );
+    let mut t = Table::new([
+        "request",
+        "|D_F|",
+        "search s",
+        "method s",
+        "total s",
+        "image-steps",
+        "retrain image-steps",
+        "steps × retrain",
+        "× retrain (s, est.)",
+    ]);
+    for r in &rows {
+        t.row([
+            format!("{}%", r.fraction * 100.0),
+            r.forget.to_string(),
+            format!("{:.1}", r.search_s),
+            format!("{:.1}", r.method_s),
+            format!("{:.1}", r.total_s),
+            r.image_steps.to_string(),
+            r.retrain_image_steps.to_string(),
+            format!("{:.3}", r.steps_vs_retrain),
+            if r.time_vs_retrain.is_finite() {
+                format!("{:.3}", r.time_vs_retrain)
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    super::emit(&t.render())?;
     Ok(())
 }

@@ -225,6 +225,36 @@ pub fn claim_output(path: &std::path::Path, exts: &[&str]) -> Result<amun::fsuti
     Ok(amun::fsutil::OutputLock::acquire(path)?)
 }
 
+/// Sets `dotted` (`finetune.lr`) in a settings table, making the tables on
+/// the way (`--set KEY=VALUE`).
+pub fn put(
+    obj: &mut serde_json::Map<String, serde_json::Value>,
+    dotted: &str,
+    v: serde_json::Value,
+) -> Result<()> {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().unwrap_or("");
+    let mut cur = obj;
+    for p in parts {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+            .as_object_mut()
+            .with_context(|| format!("--set {dotted}: '{p}' is a value, not a table"))?;
+    }
+    cur.insert(last.to_string(), v);
+    Ok(())
+}
+
+/// `--set KEY=VALUE`: the value as JSON if it parses, else as a string.
+pub fn set_value(kv: &str) -> Result<(&str, serde_json::Value)> {
+    let Some((k, v)) = kv.split_once('=') else {
+        anyhow::bail!("--set '{kv}': expected KEY=VALUE");
+    };
+    let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+    Ok((k.trim(), v))
+}
+
 /// Parses and resolves `--device`.
 pub fn device(s: &str) -> Result<tch::Device> {
     Ok(s.parse::<amun::device::DeviceSpec>()?.resolve()?)

@@ -5,7 +5,7 @@ use amun::model::checkpoint;
 use amun::report::Table;
 use amun::train::TrainOverrides;
 use amun::unlearn::{CalibrateOverrides, UnlearnJob, build};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -91,6 +91,10 @@ pub struct UnlearnArgs {
     /// Calibration's learning-rate ladder, increasing [default: 0.001,0.003,0.01,0.03,0.1]
     #[arg(long, value_delimiter = ',', value_name = "LR,LR,..")]
     pub calibrate_lrs: Vec<f64>,
+    /// Where the ladder's walk starts: own (the rung nearest the method's
+    /// rate, then up or down) or lowest (then up) [default: own]
+    #[arg(long, value_name = "own|lowest")]
+    pub calibrate_start: Option<String>,
     /// Points of held-out and retain accuracy a calibrated result may lose
     /// against the original model before it counts as a utility loss
     /// [default: 10]
@@ -110,21 +114,6 @@ pub struct UnlearnArgs {
     /// No progress output
     #[arg(long, short)]
     pub quiet: bool,
-}
-
-fn put(obj: &mut Map<String, Value>, dotted: &str, v: Value) -> Result<()> {
-    let mut parts: Vec<&str> = dotted.split('.').collect();
-    let last = parts.pop().unwrap_or("");
-    let mut cur = obj;
-    for p in parts {
-        cur = cur
-            .entry(p.to_string())
-            .or_insert_with(|| Value::Object(Map::new()))
-            .as_object_mut()
-            .with_context(|| format!("--set {dotted}: '{p}' is a value, not a table"))?;
-    }
-    cur.insert(last.to_string(), v);
-    Ok(())
 }
 
 impl UnlearnArgs {
@@ -159,10 +148,8 @@ impl UnlearnArgs {
         }
         let flagged = train.set_fields();
         for kv in &self.set {
-            let Some((k, v)) = kv.split_once('=') else {
-                bail!("--set '{kv}': expected KEY=VALUE");
-            };
-            let key = k.trim().replace('-', "_");
+            let (k, v) = super::set_value(kv)?;
+            let key = k.replace('-', "_");
             let mut parts = key.splitn(2, '.');
             let (top, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let clash = match top {
@@ -174,12 +161,11 @@ impl UnlearnArgs {
             };
             if clash {
                 bail!(
-                    "--set {k}: the same setting is given by a flag too (--{}); give it once",
-                    rest.replace('_', "-").trim_start_matches('-')
+                    "--set {k}: a flag sets {key} too, and one of them would silently win; give \
+                     it once"
                 );
             }
-            let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
-            put(&mut o, k.trim(), v)?;
+            super::put(&mut o, k, v)?;
         }
         Ok(Value::Object(o))
     }
@@ -315,6 +301,7 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
     let o = CalibrateOverrides {
         lrs: (!a.calibrate_lrs.is_empty()).then(|| a.calibrate_lrs.clone()),
         rule: a.calibrate_rule.as_deref().map(str::parse).transpose()?,
+        start: a.calibrate_start.as_deref().map(str::parse).transpose()?,
         max_utility_drop: a.calibrate_max_drop,
         ..Default::default()
     };

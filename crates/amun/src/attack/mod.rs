@@ -139,6 +139,12 @@ pub struct AdvSettings {
     pub fast_steps: usize,
     /// Fast search: bisection steps (forward passes only) towards x.
     pub bisect: usize,
+    /// Fast search: how far past the boundary the example ends, as a
+    /// fraction of its distance (δ ← (1 + overshoot)·δ, kept only where it
+    /// is still adversarial). The closest point barely prefers the
+    /// adversarial label; Alg. 1's examples end deeper inside the
+    /// adversarial class.
+    pub overshoot: f64,
 }
 
 impl Default for AdvSettings {
@@ -154,6 +160,7 @@ impl Default for AdvSettings {
             search: SearchKind::Exact,
             fast_steps: 20,
             bisect: 6,
+            overshoot: 0.0,
         }
     }
 }
@@ -220,6 +227,10 @@ impl AdvParams {
         self.0.bisect = v;
         self
     }
+    pub fn overshoot(mut self, v: f64) -> Self {
+        self.0.overshoot = v;
+        self
+    }
     pub fn check(self) -> Result<AdvSettings> {
         let s = self.0;
         if s.steps == 0 {
@@ -238,6 +249,12 @@ impl AdvParams {
         }
         if s.max_doublings > 40 {
             return Err(Error::invalid("max-doublings", "must be at most 40"));
+        }
+        if !(0.0..=4.0).contains(&s.overshoot) {
+            return Err(Error::invalid(
+                "overshoot",
+                format!("must lie in [0,4], got {}", s.overshoot),
+            ));
         }
         Ok(s)
     }

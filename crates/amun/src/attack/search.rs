@@ -580,10 +580,25 @@ fn fast_search(
             best_label = pred.where_self(&adv, &best_label);
             lo = lo.where_self(&adv, &mid);
         }
-        let final_x = x0.where_self(
-            &wrong.view(shape.as_slice()),
-            &(&x0 + &dir * hi.view(shape.as_slice())),
-        );
+        let mut reach = hi;
+        if s.overshoot > 0.0 {
+            // Past the boundary by a fraction of the distance, where that
+            // point is still adversarial (clamped to the image box).
+            let far = &reach * (1.0 + s.overshoot);
+            let x = (&x0 + &dir * far.view(shape.as_slice())).clamp(0.0, 1.0);
+            let pred = tch::no_grad(|| logits_of(model, &x, s.bf16).argmax(1, false));
+            forward_only += len as u64;
+            let adv = pred.ne_tensor(&y).logical_and(&found);
+            best_label = pred.where_self(&adv, &best_label);
+            reach = far.where_self(&adv, &reach);
+        }
+        let reached = &x0 + &dir * reach.view(shape.as_slice());
+        let reached = if s.overshoot > 0.0 {
+            reached.clamp(0.0, 1.0)
+        } else {
+            reached
+        };
+        let final_x = x0.where_self(&wrong.view(shape.as_slice()), &reached);
         let pred0 = logits.argmax(1, false);
         let labels_out = pred0.where_self(&wrong, &best_label);
         let dist = Vec::<f64>::try_from(

@@ -24,6 +24,10 @@ pub struct RunResult {
     /// adversarial search and calibration included for the methods that
     /// use them).
     pub seconds: f64,
+    /// Images forwarded and backpropagated (training, or fine-tuning with
+    /// the adversarial search): the cost, comparable across devices.
+    #[serde(default)]
+    pub image_steps: u64,
     pub checkpoint: String,
     /// What a retrain-free calibration chose (calibrated runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +42,13 @@ pub struct Stat {
 }
 
 impl Stat {
+    fn missing() -> Stat {
+        Stat {
+            mean: f64::NAN,
+            std: f64::NAN,
+        }
+    }
+
     fn of(xs: &[f64]) -> Stat {
         let (mean, std) = mean_std(xs);
         Stat { mean, std }
@@ -69,6 +80,11 @@ pub struct Row {
     pub seconds: Stat,
     /// Seconds over the same seed's retraining seconds.
     pub time_vs_retrain: Stat,
+    #[serde(default = "Stat::missing")]
+    pub image_steps: Stat,
+    /// Image-steps over the same seed's retraining image-steps.
+    #[serde(default = "Stat::missing")]
+    pub steps_vs_retrain: Stat,
 }
 
 /// One table: a forget fraction, with or without D_R.
@@ -142,6 +158,11 @@ pub fn build_report(
                     retrain_of(&results, r.seed, r.fraction)
                         .map_or(f64::NAN, |rt| r.seconds / rt.seconds.max(1e-9))
                 };
+                let steps_ratio = |r: &RunResult| {
+                    retrain_of(&results, r.seed, r.fraction)
+                        .filter(|rt| rt.image_steps > 0)
+                        .map_or(f64::NAN, |rt| r.image_steps as f64 / rt.image_steps as f64)
+                };
                 rows.push(Row {
                     method: name.clone(),
                     runs: runs.len(),
@@ -155,6 +176,8 @@ pub fn build_report(
                     tpr_at_1pct_fpr: col(&|r| r.audit.tpr_at_1pct_fpr),
                     seconds: col(&|r| r.seconds),
                     time_vs_retrain: col(&ratio),
+                    image_steps: col(&|r| r.image_steps as f64),
+                    steps_vs_retrain: col(&steps_ratio),
                 });
             }
             tables.push(ReportTable {
@@ -187,6 +210,7 @@ pub fn table_markdown(t: &ReportTable) -> String {
         "AUC D_R/D_T",
         "time s",
         "× retrain",
+        "steps × retrain",
     ]);
     for r in &t.rows {
         md.row([
@@ -201,6 +225,11 @@ pub fn table_markdown(t: &ReportTable) -> String {
             format!("{:.1}", r.seconds.mean),
             if r.time_vs_retrain.mean.is_finite() {
                 format!("{:.3}", r.time_vs_retrain.mean)
+            } else {
+                "-".into()
+            },
+            if r.steps_vs_retrain.mean.is_finite() {
+                format!("{:.3}", r.steps_vs_retrain.mean)
             } else {
                 "-".into()
             },
@@ -392,7 +421,7 @@ impl Report {
     /// report.csv: one line per model and seed.
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "fraction,with_retain,method,seed,unlearn_acc,retain_acc,test_acc,rmia_auc_forget_test,avg_gap,mis,rmia_auc_retain_test,tpr_at_1pct_fpr,tpr_at_01pct_fpr,seconds,checkpoint\n",
+            "fraction,with_retain,method,seed,unlearn_acc,retain_acc,test_acc,rmia_auc_forget_test,avg_gap,mis,rmia_auc_retain_test,tpr_at_1pct_fpr,tpr_at_01pct_fpr,seconds,image_steps,checkpoint\n",
         );
         for r in &self.results {
             let gap = retrain_of(&self.results, r.seed, r.fraction)
@@ -406,7 +435,7 @@ impl Report {
             } = a.scores;
             let _ = writeln!(
                 s,
-                "{},{},{},{},{unlearn:.4},{retain:.4},{test:.4},{mia:.4},{gap:.4},{:.4},{:.4},{:.4},{:.4},{:.3},{}",
+                "{},{},{},{},{unlearn:.4},{retain:.4},{test:.4},{mia:.4},{gap:.4},{:.4},{:.4},{:.4},{:.4},{:.3},{},{}",
                 r.fraction,
                 r.with_retain.map_or("".into(), |w| w.to_string()),
                 r.method,
@@ -416,6 +445,7 @@ impl Report {
                 a.tpr_at_1pct_fpr,
                 a.tpr_at_01pct_fpr,
                 r.seconds,
+                r.image_steps,
                 r.checkpoint
             );
         }

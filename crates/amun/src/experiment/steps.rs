@@ -683,8 +683,9 @@ fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
             ),
             _ => continue,
         };
+        let sidecar = checkpoint::read_sidecar(&ctx.plan.artifact(ctx.dir, m))?;
         let calibration = if calibrated {
-            calibration_of(&ctx.plan.artifact(ctx.dir, m))?
+            calibration_of(&sidecar, &ctx.plan.artifact(ctx.dir, m))?
         } else {
             None
         };
@@ -695,6 +696,7 @@ fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
             method,
             audit,
             seconds: ctx.seconds_of(model),
+            image_steps: sidecar.image_steps(),
             checkpoint: m.artifact.clone(),
             calibration,
         });
@@ -703,12 +705,12 @@ fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
 }
 
 /// What calibration chose for the checkpoint at `path` (its sidecar).
-fn calibration_of(path: &Path) -> Result<Option<Calibration>> {
-    match checkpoint::read_sidecar(path)?.origin {
+fn calibration_of(sidecar: &crate::model::Sidecar, path: &Path) -> Result<Option<Calibration>> {
+    match &sidecar.origin {
         Origin::Unlearn {
             calibration: Some(c),
             ..
-        } => serde_json::from_value(c)
+        } => serde_json::from_value(c.clone())
             .map(Some)
             .map_err(|e| Error::format(path, format!("unreadable calibration record: {e}"))),
         _ => Ok(None),

@@ -166,6 +166,23 @@ impl Sidecar {
             _ => None,
         }
     }
+
+    /// Images forwarded and backpropagated to make this model: a training
+    /// run's epochs, or an unlearning run's fine-tuning and search.
+    pub fn image_steps(&self) -> u64 {
+        match &self.origin {
+            Origin::Unlearn { image_steps, .. } => *image_steps,
+            _ => self
+                .history
+                .iter()
+                .map(|e| match e.images {
+                    // Logs from before the count was kept.
+                    0 => (e.images_per_s * e.seconds).round() as u64,
+                    n => n as u64,
+                })
+                .sum(),
+        }
+    }
 }
 
 /// `model.safetensors` → `model.json`.

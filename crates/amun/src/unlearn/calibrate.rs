@@ -58,6 +58,32 @@ impl std::str::FromStr for Rule {
     }
 }
 
+/// Where the ladder's walk begins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LadderStart {
+    /// The rung nearest the method's own learning rate, walking up or down
+    /// from there.
+    #[default]
+    Own,
+    /// The smallest rung, walking up (the ladder before the walk existed).
+    Lowest,
+}
+
+impl std::str::FromStr for LadderStart {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<LadderStart> {
+        match s {
+            "own" => Ok(LadderStart::Own),
+            "lowest" => Ok(LadderStart::Lowest),
+            _ => Err(Error::invalid(
+                "calibrate.start",
+                format!("unknown start '{s}'; expected own or lowest"),
+            )),
+        }
+    }
+}
+
 /// Calibration settings, every default here. The rule and the guard were
 /// chosen by measurement (docs/CALIBRATION.md: 8 method × data × D_R cases
 /// on a CIFAR-10 slice and MNIST): the accuracy rule under a 10-point guard
@@ -67,7 +93,8 @@ impl std::str::FromStr for Rule {
 ///
 /// | field | default | meaning |
 /// |---|---|---|
-/// | lrs | 0.001, 0.003, 0.01, 0.03, 0.1 | the learning-rate ladder, tried from the smallest up |
+/// | lrs | 0.001, 0.003, 0.01, 0.03, 0.1 | the learning-rate ladder |
+/// | start | own | walk from the rung nearest the method's own rate (up while it under-unlearns, down while it over-unlearns), or from the lowest |
 /// | rule | accuracy | what is minimised (see [`Rule`]) |
 /// | max_utility_drop | 10.0 | points of held-out (and retain) accuracy the result may lose against the original; never more than the original's held-out error (see [`allowed_drop`]) |
 /// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns |
@@ -76,6 +103,7 @@ impl std::str::FromStr for Rule {
 #[serde(deny_unknown_fields, default)]
 pub struct CalibrateSettings {
     pub lrs: Vec<f64>,
+    pub start: LadderStart,
     pub rule: Rule,
     pub max_utility_drop: f64,
     pub patience: usize,
@@ -86,6 +114,7 @@ impl Default for CalibrateSettings {
     fn default() -> Self {
         CalibrateSettings {
             lrs: vec![0.001, 0.003, 0.01, 0.03, 0.1],
+            start: LadderStart::Own,
             rule: Rule::Accuracy,
             max_utility_drop: 10.0,
             patience: 2,
@@ -134,6 +163,8 @@ pub struct CalibrateOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lrs: Option<Vec<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<LadderStart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Rule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_utility_drop: Option<f64>,
@@ -155,6 +186,7 @@ impl CalibrateOverrides {
         let o = self.clone();
         let s = CalibrateSettings {
             lrs: o.lrs.unwrap_or(d.lrs),
+            start: o.start.unwrap_or(d.start),
             rule: o.rule.unwrap_or(d.rule),
             max_utility_drop: o.max_utility_drop.unwrap_or(d.max_utility_drop),
             patience: o.patience.unwrap_or(d.patience),
@@ -228,6 +260,28 @@ pub struct Calibration {
     pub allowed_drop: f64,
     pub heldout_size: usize,
     pub why: String,
+}
+
+/// Where a state stands against "looks like unseen data".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Forget accuracy within the noise of held-out accuracy, utility kept.
+    Reached,
+    /// Still remembers the forget set, utility kept.
+    Under,
+    /// Past unseen data, or utility lost.
+    Over,
+}
+
+/// The rung of `ladder` nearest `lr` (in log scale): where a walk starts.
+fn nearest(ladder: &[f64], lr: f64) -> usize {
+    (0..ladder.len())
+        .min_by(|&a, &b| {
+            (ladder[a].ln() - lr.ln())
+                .abs()
+                .total_cmp(&(ladder[b].ln() - lr.ln()).abs())
+        })
+        .unwrap_or(0)
 }
 
 /// Per-sample loss and true-class confidence, plus predictions, of `split`.
@@ -478,6 +532,10 @@ impl Search<'_, '_> {
             } else {
                 *worse_for.borrow_mut() += 1;
             }
+            // Reached the target: no later epoch is evidence of better.
+            if c.keeps_utility && (probe.forget_acc - probe.heldout_acc).abs() <= noise {
+                return Ok(false);
+            }
             // Past unseen data (or utility gone) and no longer improving:
             // further epochs at this rate only go further.
             let over = probe.forget_acc < probe.heldout_acc - noise || !c.keeps_utility;
@@ -499,25 +557,82 @@ impl Search<'_, '_> {
         Ok(rung_best.into_inner())
     }
 
-    /// Why the ladder may stop after a rung whose best state is `rb`.
-    fn stop_after(&self, rb: &Candidate) -> Option<String> {
-        let lr = rb.lr;
-        let noise = self.noise;
-        let satisfied = rb.keeps_utility
-            && (rb.probe.forget_acc - rb.probe.heldout_acc).abs() <= noise
-            && rb.score <= self.best.borrow().score + 1e-12;
-        if satisfied {
-            return Some(format!(
-                "lr {lr:e} reached the held-out accuracy within its noise ({noise:.1} points); \
-                 larger rates were not tried"
-            ));
+    /// Where a rung's best state `rb` stands against the target.
+    fn verdict(&self, rb: &Candidate) -> Verdict {
+        let diff = rb.probe.forget_acc - rb.probe.heldout_acc;
+        if rb.keeps_utility && diff.abs() <= self.noise {
+            Verdict::Reached
+        } else if rb.keeps_utility && diff > self.noise {
+            Verdict::Under
+        } else {
+            Verdict::Over
         }
-        if rb.epoch == 1 && rb.probe.forget_acc < rb.probe.heldout_acc - noise {
-            return Some(format!(
-                "lr {lr:e} over-unlearned from its first epoch; larger rates would go further"
-            ));
+    }
+
+    /// Walks `ladder` from rung `start`: up while the rungs under-unlearn,
+    /// down while they over-unlearn (or lose utility); stops at a rung that
+    /// reaches the target, where the direction turns (the target lies
+    /// between two rungs), or at the ladder's end. Returns why it stopped.
+    fn walk(
+        &mut self,
+        ladder: &[f64],
+        start: usize,
+        schedule: Option<&Schedule>,
+        base: &Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<String> {
+        let mut i = start;
+        let mut dir = 0i32;
+        loop {
+            let lr = ladder[i];
+            let v = match self.rung(lr, schedule, base, req, ctx)? {
+                Some(rb) => self.verdict(&rb),
+                None => Verdict::Over,
+            };
+            let (next, why) = match v {
+                Verdict::Reached => {
+                    return Ok(format!(
+                        "lr {lr:e} reached the held-out accuracy within its noise ({:.1} \
+                         points)",
+                        self.noise
+                    ));
+                }
+                Verdict::Under if dir < 0 => (
+                    None,
+                    format!(
+                        "lr {lr:e} under-unlearns and lr {:e} over-unlearned: the target lies between them",
+                        ladder[i + 1]
+                    ),
+                ),
+                Verdict::Over if dir > 0 => (
+                    None,
+                    format!(
+                        "lr {lr:e} over-unlearns and lr {:e} under-unlearned: the target lies between them",
+                        ladder[i - 1]
+                    ),
+                ),
+                Verdict::Under if i + 1 == ladder.len() => (
+                    None,
+                    format!("the largest rate, lr {lr:e}, still under-unlearns"),
+                ),
+                Verdict::Over if i == 0 => {
+                    (None, format!("the smallest rate, lr {lr:e}, over-unlearns"))
+                }
+                Verdict::Under => {
+                    dir = 1;
+                    (Some(i + 1), String::new())
+                }
+                Verdict::Over => {
+                    dir = -1;
+                    (Some(i - 1), String::new())
+                }
+            };
+            match next {
+                Some(n) => i = n,
+                None => return Ok(why),
+            }
         }
-        None
     }
 
     /// Whether the best state so far is a fine-tuned one that still
@@ -561,7 +676,7 @@ pub fn calibrate(
             "has no fine-tuning, so there is no learning rate to calibrate",
         )
     })?;
-    let (schedule, method_epochs) = (ft.schedule.clone(), ft.epochs);
+    let (schedule, method_epochs, ft_lr) = (ft.schedule.clone(), ft.epochs, ft.lr);
     if heldout.is_empty() {
         return Err(Error::invalid("holdout", "the held-out set is empty"));
     }
@@ -594,17 +709,19 @@ pub fn calibrate(
         logs: UnlearnLog::default(),
         epochs_run: 0,
     };
-    let mut why = String::new();
-    for &lr in &cal.lrs {
-        let rung = search.rung(lr, None, &base, req, ctx)?;
-        if let Some(w) = rung.as_ref().and_then(|rb| search.stop_after(rb)) {
-            why = w;
-            break;
-        }
-    }
-    if why.is_empty() {
-        why = "every rung of the ladder was tried".into();
-    }
+    // From the method's own rate, both ways (or from the lowest, up).
+    let start_rung = match cal.start {
+        LadderStart::Own => nearest(&cal.lrs, ft_lr),
+        LadderStart::Lowest => 0,
+    };
+    let why = search.walk(&cal.lrs, start_rung, None, &base, req, ctx)?;
+    let mut why = match cal.start {
+        LadderStart::Own => format!(
+            "from lr {:e} (nearest the method's own): {why}",
+            cal.lrs[start_rung]
+        ),
+        LadderStart::Lowest => format!("from the lowest rung: {why}"),
+    };
     let decays =
         schedule.lr(1.0, method_epochs.saturating_sub(1), 0, 1, method_epochs) < 1.0 - 1e-12;
     let mut worst_case = cal.lrs.len() * method_epochs;
@@ -622,18 +739,8 @@ pub fn calibrate(
             "; the best state still remembered the forget set, so the ladder ran again from lr \
              {from:e} with a constant rate (the schedule's decay cut the work short)"
         ));
-        let mut stopped = false;
-        for lr in rungs {
-            let rung = search.rung(lr, Some(&sch), &base, req, ctx)?;
-            if let Some(w) = rung.as_ref().and_then(|rb| search.stop_after(rb)) {
-                why.push_str(&format!(": {w}"));
-                stopped = true;
-                break;
-            }
-        }
-        if !stopped {
-            why.push_str(": every relaxed rung was tried");
-        }
+        let w = search.walk(&rungs, 0, Some(&sch), &base, req, ctx)?;
+        why.push_str(&format!(": {w}"));
     }
     let allowed = search.max_drop;
     let Search {

@@ -71,6 +71,31 @@ fn full() -> RetainBudget {
     RetainBudget::Full
 }
 
+/// The arithmetic of a fine-tune's forward passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// bf16 autocast on CUDA, fp32 on the CPU (where it measured no gain
+    /// for fine-tuning; docs/PERFORMANCE.md).
+    #[default]
+    Auto,
+    Fp32,
+    /// bf16 autocast for the forward pass (matmuls and convolutions in
+    /// bf16, losses and reductions in fp32).
+    Bf16,
+}
+
+impl Precision {
+    /// Whether a fine-tune on `device` runs under bf16 autocast.
+    pub fn bf16_on(self, device: tch::Device) -> bool {
+        match self {
+            Precision::Auto => device.is_cuda(),
+            Precision::Fp32 => false,
+            Precision::Bf16 => true,
+        }
+    }
+}
+
 /// SGD fine-tuning settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +122,9 @@ pub struct FineTune {
     /// price. 0 runs every epoch.
     #[serde(default)]
     pub stop_below: f64,
+    /// fp32, bf16 autocast, or auto (bf16 on CUDA).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl FineTune {
@@ -116,6 +144,7 @@ impl FineTune {
             augment: None,
             retain_budget: RetainBudget::Full,
             stop_below: 0.0,
+            precision: Precision::Auto,
         }
     }
 
@@ -250,7 +279,7 @@ pub fn finetune(
             epoch,
             batch_size: ft.batch_size,
             seed: derive(ctx.seed, label, epoch as u64),
-            bf16: false,
+            bf16: ft.precision.bf16_on(model.device()),
             lr: &lr,
             observe: ctx.observe,
         };

@@ -81,7 +81,7 @@ impl MethodDef for Ga {
                     epoch,
                     batch_size: ft.batch_size,
                     seed: derive(ctx.seed, label, epoch as u64),
-                    bf16: false,
+                    bf16: ft.precision.bf16_on(model.device()),
                     lr: &lr,
                     observe: ctx.observe,
                 };

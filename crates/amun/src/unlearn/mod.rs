@@ -24,10 +24,10 @@ mod scrub;
 pub use amun::{Amun, AmunSalun, AmunSettings};
 pub use bs::{Bs, BsSettings};
 pub use calibrate::{
-    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, Probe, Probes, Rule, calibrate,
-    score,
+    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, LadderStart, Probe, Probes,
+    Rule, calibrate, score,
 };
-pub use finetune::{FineTune, LossFn, RetainBudget, finetune};
+pub use finetune::{FineTune, LossFn, Precision, RetainBudget, finetune};
 pub use ft::{Ft, FtSettings};
 pub use ga::{Ga, GaSettings};
 pub use job::{UnlearnJob, Unlearned};

@@ -24,17 +24,13 @@ impl Settings for RetrainSettings {
         None
     }
     fn check_own(&self, method: &str) -> Result<()> {
-        // The loop it runs is the fine-tuning loop, which has neither.
-        for (name, set) in [
-            ("bf16", self.recipe.bf16),
-            ("channels_last", self.recipe.channels_last),
-        ] {
-            if set.is_some() {
-                return Err(Error::invalid(
-                    format!("{method}.recipe.{name}"),
-                    "is not a setting of retrain (it trains in fp32 with the default memory format)",
-                ));
-            }
+        // The model's memory format is the original's, set where it is
+        // loaded; a retrain has nothing to apply it to.
+        if self.recipe.channels_last.is_some() {
+            return Err(Error::invalid(
+                format!("{method}.recipe.channels_last"),
+                "is not a setting of retrain (the model keeps the original's memory format)",
+            ));
         }
         Ok(())
     }
@@ -72,6 +68,11 @@ fn recipe_finetune(o: &TrainOverrides, ctx: &RunCtx<'_>) -> Result<FineTune> {
         // An exact retrain visits all of D_R.
         retain_budget: super::RetainBudget::Full,
         stop_below: 0.0,
+        precision: if o.bf16.or(r.map(|r| r.bf16)).unwrap_or(false) {
+            super::Precision::Bf16
+        } else {
+            super::Precision::Fp32
+        },
     };
     ft.check(Retrain::NAME)?;
     Ok(ft)

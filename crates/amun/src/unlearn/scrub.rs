@@ -118,7 +118,7 @@ impl MethodDef for Scrub {
                     epoch,
                     batch_size: bs,
                     seed: derive(ctx.seed, label, epoch as u64),
-                    bf16: false,
+                    bf16: ft.precision.bf16_on(model.device()),
                     lr: &lr,
                     observe: ctx.observe,
                 };

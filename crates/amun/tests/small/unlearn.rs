@@ -238,3 +238,141 @@ fn diverging_fine_tuning_stops_with_the_step() {
     assert!(matches!(e, amun::Error::Diverged { .. }), "{e}");
     assert!(e.to_string().contains("step"), "{e}");
 }
+
+/// Runs `name` with `settings` on a copy of `model` for `forget` (with
+/// D_R), recording the training-set rows of every batch per epoch; returns
+/// the rows per epoch, the log and the weights' fingerprint.
+fn observed_run(
+    data: &amun::data::Dataset,
+    model: &Classifier,
+    forget: &[i64],
+    name: &str,
+    settings: serde_json::Value,
+    seed: u64,
+) -> (Vec<Vec<i64>>, UnlearnLog, String) {
+    let method = build(name, &settings).unwrap();
+    let mut m = model.try_clone().unwrap();
+    let rows: RefCell<Vec<Vec<i64>>> = RefCell::new(vec![Vec::new()]);
+    let observe = |b: &amun::data::Batch| {
+        rows.borrow_mut().last_mut().unwrap().extend(&b.origin);
+    };
+    let on_epoch = |_: usize, _: &Classifier| -> amun::Result<bool> {
+        rows.borrow_mut().push(Vec::new());
+        Ok(true)
+    };
+    let ctx = RunCtx {
+        seed,
+        progress: &Quiet,
+        original_recipe: None,
+        observe: Some(&observe),
+        on_epoch: Some(&on_epoch),
+    };
+    let logs = unlearn_requests(
+        method.as_ref(),
+        &mut m,
+        &data.train,
+        10,
+        &[forget.to_vec()],
+        &RequestOptions {
+            with_retain: true,
+            adaptive: false,
+            precomputed: None,
+            calibrate: None,
+        },
+        &ctx,
+    )
+    .unwrap();
+    let mut rows = rows.into_inner();
+    rows.pop();
+    (rows, logs.into_iter().next().unwrap(), m.fingerprint())
+}
+
+/// With a retain budget each epoch visits a fresh sample of D_R of the
+/// budget's size — never a forget sample, another one each epoch, the same
+/// for the same seed — while D_F (and D_A for AMUN) is visited whole.
+#[test]
+fn a_retain_budget_draws_a_fresh_sample_of_d_r_each_epoch() {
+    let data = common::load("mnist", Some(600), Some(100));
+    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
+    let model = Classifier::new(&spec, tch::Device::Cpu, 0).unwrap();
+    let forget = ForgetSet::choose(&data, &ForgetSpec::Count(30), 1)
+        .unwrap()
+        .indices;
+    let is_forget = |i: &i64| forget.binary_search(i).is_ok();
+    let settings = json!({"finetune": {"epochs": 3, "retain_budget": 2}});
+    let (rows, log, w1) = observed_run(&data, &model, &forget, "ft", settings.clone(), 5);
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(r.len(), 60, "2 × |D_F| retain samples per epoch");
+        assert!(
+            r.iter().all(|i| !is_forget(i)),
+            "a forget sample in D_R's draw"
+        );
+        let mut u = r.clone();
+        u.sort_unstable();
+        u.dedup();
+        assert_eq!(u.len(), 60, "a sample drawn twice in one epoch");
+    }
+    assert_ne!(rows[0], rows[1]);
+    assert_eq!(log.epochs.iter().map(|e| e.images).sum::<usize>(), 180);
+    assert_eq!(log.image_steps(), 180);
+    // Same seed, same draws and bits; another seed, other draws.
+    let (again, _, w2) = observed_run(&data, &model, &forget, "ft", settings.clone(), 5);
+    assert_eq!((&rows, &w1), (&again, &w2));
+    let (other, _, _) = observed_run(&data, &model, &forget, "ft", settings, 6);
+    assert_ne!(rows, other);
+
+    // AMUN: D_F and D_A whole, D_R drawn at 2 × (|D_F| + |D_A|).
+    let settings = json!({"finetune": {"epochs": 2, "retain_budget": 2}, "attack": {"steps": 5}});
+    let (rows, log, _) = observed_run(&data, &model, &forget, "amun", settings, 5);
+    for r in &rows {
+        let f: Vec<i64> = r.iter().copied().filter(is_forget).collect();
+        let adv = r.iter().filter(|&&i| i < 0).count();
+        let retain = r.len() - f.len() - adv;
+        assert_eq!((f.len(), adv, retain), (30, 30, 120), "{r:?}");
+    }
+    let search = log.adv.as_ref().unwrap().total_steps;
+    assert_eq!(log.image_steps(), 2 * 180 + search);
+}
+
+/// A fine-tune whose schedule falls below its floor stops there and says
+/// so; the full retain set (the paper's) and a budget that covers all of
+/// D_R give the same bits, a smaller budget other bits.
+#[test]
+fn a_fine_tune_stops_below_its_floor_and_full_mode_keeps_its_bits() {
+    let data = common::load("mnist", Some(300), Some(100));
+    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
+    let model = Classifier::new(&spec, tch::Device::Cpu, 0).unwrap();
+    let forget = ForgetSet::choose(&data, &ForgetSpec::Count(30), 1)
+        .unwrap()
+        .indices;
+    let amun = json!({"finetune": {"epochs": 10, "stop_below": 0.01}, "attack": {"steps": 5}});
+    let (rows, log, _) = observed_run(&data, &model, &forget, "amun", amun, 5);
+    // lr 0.01, ×0.1 per epoch: epochs at 1e-2, 1e-3, 1e-4 are at or above
+    // the floor 1e-4; the fourth (1e-5) is not run.
+    assert_eq!((rows.len(), log.epochs.len()), (3, 3));
+    let why = log.stopped.as_deref().unwrap();
+    assert!(why.contains("stopped after 3 of 10 epochs"), "{why}");
+    let full = json!({"finetune": {"epochs": 2, "retain_budget": "full"}});
+    let (_, log, w_full) = observed_run(&data, &model, &forget, "rl", full, 5);
+    assert!(log.stopped.is_none());
+    let (_, _, w_default) = observed_run(
+        &data,
+        &model,
+        &forget,
+        "rl",
+        json!({"finetune": {"epochs": 2}}),
+        5,
+    );
+    let covers = json!({"finetune": {"epochs": 2, "retain_budget": 100}});
+    let (_, _, w_covers) = observed_run(&data, &model, &forget, "rl", covers, 5);
+    let small = json!({"finetune": {"epochs": 2, "retain_budget": 1}});
+    let (_, _, w_small) = observed_run(&data, &model, &forget, "rl", small, 5);
+    assert_eq!(w_full, w_covers);
+    assert_ne!(w_full, w_small);
+    // Whatever the default budget, naming "full" is the paper's mode.
+    let _ = w_default;
+    assert!(build("ft", &json!({"finetune": {"retain_budget": 0}})).is_err());
+    assert!(build("ft", &json!({"finetune": {"retain_budget": "half"}})).is_err());
+    assert!(build("amun", &json!({"finetune": {"stop_below": 1.5}})).is_err());
+}
