@@ -263,7 +263,8 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         let chosen = &c.chosen;
         super::outln!(
             "calibration ({:?}, {} held-out images): {} — forget {:.1}% vs held-out {:.1}% \
-             (noise ±{:.1}; utility guard {:.1} points), loss-AUC {:.1}; {} of at most {} epochs; {}",
+             (noise ±{:.1}; utility guard {:.1} points), loss-AUC {:.1} (at least {:.1}); {} of \
+             at most {} epochs; {}",
             c.settings.rule,
             c.heldout_size,
             chosen.label(),
@@ -272,6 +273,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
             c.noise,
             c.allowed_drop,
             chosen.probe.loss_auc,
+            50.0 - c.auc_band,
             c.epochs_run,
             c.epochs_worst_case,
             c.why

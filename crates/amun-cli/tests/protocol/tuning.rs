@@ -419,3 +419,91 @@ fn fine_tuning_uses_the_original_models_augmentation() {
     assert_eq!(default, off, "the default fine-tune augmented");
     assert_ne!(default, on, "augment=true changed nothing");
 }
+
+/// The membership side of calibration (issue 27's case, smaller): RL with
+/// D_R on MNIST soon brings the forget accuracy within noise of held-out
+/// while the forget set's loss-AUC sinks far below 50 (it then looks *less*
+/// like members than unseen data: as telling as a memorised one).
+/// Calibration records the band, refuses those states whatever their
+/// accuracy says, says so, and keeps a state inside the band.
+#[test]
+fn calibration_refuses_states_the_membership_signal_calls_over_unlearned() {
+    common::ensure("mnist");
+    let d = tempfile::tempdir().unwrap();
+    let m = path_in(d.path(), "m.safetensors");
+    ok(&amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "2000",
+        "--test-limit",
+        "1000",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.02",
+        "--device",
+        "cpu",
+        "--out",
+        &m,
+        "-q",
+    ]));
+    let f = path_in(d.path(), "f.json");
+    split_mnist("2000", "200", &f, &["--seed", "3"]);
+    let cal = path_in(d.path(), "cal.safetensors");
+    let out = unlearn(
+        &m,
+        &f,
+        "rl",
+        &cal,
+        &["--calibrate", "--holdout-test", "500"],
+    );
+    ok(&out);
+    let side = read(&Path::new(&cal).with_extension("json"));
+    let c = &side["origin"]["calibration"];
+    let band = c["auc_band"].as_f64().unwrap();
+    // Two standard errors of an AUC of 200 against 500 samples.
+    assert!((band - 4.83).abs() < 0.05, "{band}");
+    let auc = |v: &serde_json::Value| v["probe"]["loss_auc"].as_f64().unwrap();
+    let acc = |v: &serde_json::Value, k: &str| v["probe"][k].as_f64().unwrap();
+    let noise = c["noise"].as_f64().unwrap();
+    let table = c["table"].as_array().unwrap();
+    // States the accuracy rule alone would call calibrated, refused by
+    // the membership signal.
+    let fooling: Vec<&serde_json::Value> = table
+        .iter()
+        .filter(|s| {
+            auc(s) < 50.0 - band
+                && s["keeps_utility"] == true
+                && (acc(s, "forget_acc") - acc(s, "heldout_acc")).abs() <= noise
+        })
+        .collect();
+    assert!(
+        !fooling.is_empty(),
+        "no state within the accuracy noise had a loss-AUC below {:.1}: {c}",
+        50.0 - band
+    );
+    for s in table {
+        assert_eq!(s["membership_ok"] == true, auc(s) >= 50.0 - band, "{s}");
+    }
+    let chosen = &c["chosen"];
+    assert!(
+        auc(chosen) >= 50.0 - band && chosen["membership_ok"] == true,
+        "calibration chose an over-unlearned state: {chosen}"
+    );
+    assert!(
+        c["why"]
+            .as_str()
+            .unwrap()
+            .contains("over-unlearned by membership"),
+        "{c}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("(at least {:.1})", 50.0 - band)),
+        "{printed}"
+    );
+}

@@ -227,6 +227,15 @@ pub struct Candidate {
     pub score: f64,
     /// Whether held-out and retain accuracy stayed within the allowed drop.
     pub keeps_utility: bool,
+    /// Whether the loss-based membership AUC stayed above 50 − the band: a
+    /// forget set *less* member-like than unseen data is as telling as one
+    /// still memorised, and no retrained model shows it.
+    #[serde(default = "passes")]
+    pub membership_ok: bool,
+}
+
+fn passes() -> bool {
+    true
 }
 
 impl Candidate {
@@ -258,6 +267,10 @@ pub struct Calibration {
     /// The utility guard applied (points; [`allowed_drop`]).
     #[serde(default)]
     pub allowed_drop: f64,
+    /// How far below 50 a state's loss-AUC could be before it counted as
+    /// over-unlearned (points; [`auc_band`]).
+    #[serde(default)]
+    pub auc_band: f64,
     pub heldout_size: usize,
     pub why: String,
 }
@@ -439,10 +452,26 @@ fn keeps_utility(p: &Probe, original: &Probe, max_drop: f64) -> bool {
     ok(p.heldout_acc, original.heldout_acc) && ok(p.retain_acc, original.retain_acc)
 }
 
-/// Better: keeps utility first, then a lower score, then (ties) the
-/// gentler state (earlier in the table).
+impl Candidate {
+    /// Whether it may be chosen: utility kept and not over-unlearned by the
+    /// membership signal.
+    fn admissible(&self) -> bool {
+        self.keeps_utility && self.membership_ok
+    }
+}
+
+/// Better: admissible first, then a lower score, then (ties) the gentler
+/// state (earlier in the table).
 fn better(a: &Candidate, b: &Candidate) -> bool {
-    (a.keeps_utility, -a.score) > (b.keeps_utility, -b.score)
+    (a.admissible(), -a.score) > (b.admissible(), -b.score)
+}
+
+/// Two standard errors (in points) of the AUC of `nf` against `nh`
+/// samples from one distribution (Mann–Whitney's variance under the null):
+/// a loss-AUC below 50 by more than this is over-unlearning, not noise.
+pub fn auc_band(nf: usize, nh: usize) -> f64 {
+    let (nf, nh) = (nf.max(1) as f64, nh.max(1) as f64);
+    200.0 * ((nf + nh + 1.0) / (12.0 * nf * nh)).sqrt()
 }
 
 /// The search's state across rungs: every state measured, the best one and
@@ -455,6 +484,8 @@ struct Search<'p, 'a> {
     noise: f64,
     /// The utility guard in points ([`allowed_drop`]).
     max_drop: f64,
+    /// How far below 50 the loss-AUC may be ([`auc_band`]).
+    band: f64,
     best: RefCell<Candidate>,
     best_state: RefCell<Option<Vec<(String, Tensor)>>>,
     table: RefCell<Vec<Candidate>>,
@@ -483,7 +514,13 @@ impl Search<'_, '_> {
         let rung_best: RefCell<Option<Candidate>> = RefCell::new(None);
         let worse_for = RefCell::new(0usize);
         let ran = RefCell::new(0usize);
-        let (cal, original, noise, max_drop) = (self.cal, self.original, self.noise, self.max_drop);
+        let (cal, original, noise, max_drop, band) = (
+            self.cal,
+            self.original,
+            self.noise,
+            self.max_drop,
+            self.band,
+        );
         let (best, best_state, table) = (&self.best, &self.best_state, &self.table);
         let probes = self.probes;
         let label = match schedule {
@@ -500,6 +537,7 @@ impl Search<'_, '_> {
                 probe,
                 score: score(cal.rule, &probe, &original),
                 keeps_utility: keeps_utility(&probe, &original, max_drop),
+                membership_ok: probe.loss_auc >= 50.0 - band,
             };
             ctx.progress.note(&format!(
                 "calibrate {name}: {label} epoch {epoch}: forget {:.1}% held-out {:.1}% \
@@ -509,10 +547,10 @@ impl Search<'_, '_> {
                 probe.retain_acc,
                 probe.loss_auc,
                 c.score,
-                if c.keeps_utility {
-                    ""
-                } else {
-                    " (utility lost)"
+                match (c.keeps_utility, c.membership_ok) {
+                    (true, true) => "",
+                    (false, _) => " (utility lost)",
+                    (true, false) => " (over-unlearned: loss-AUC below 50 − band)",
                 }
             ));
             table.borrow_mut().push(c.clone());
@@ -533,12 +571,12 @@ impl Search<'_, '_> {
                 *worse_for.borrow_mut() += 1;
             }
             // Reached the target: no later epoch is evidence of better.
-            if c.keeps_utility && (probe.forget_acc - probe.heldout_acc).abs() <= noise {
+            if c.admissible() && (probe.forget_acc - probe.heldout_acc).abs() <= noise {
                 return Ok(false);
             }
             // Past unseen data (or utility gone) and no longer improving:
             // further epochs at this rate only go further.
-            let over = probe.forget_acc < probe.heldout_acc - noise || !c.keeps_utility;
+            let over = probe.forget_acc < probe.heldout_acc - noise || !c.admissible();
             Ok(!(over && *worse_for.borrow() >= cal.patience))
         };
         let rctx = RunCtx {
@@ -560,9 +598,9 @@ impl Search<'_, '_> {
     /// Where a rung's best state `rb` stands against the target.
     fn verdict(&self, rb: &Candidate) -> Verdict {
         let diff = rb.probe.forget_acc - rb.probe.heldout_acc;
-        if rb.keeps_utility && diff.abs() <= self.noise {
+        if rb.admissible() && diff.abs() <= self.noise {
             Verdict::Reached
-        } else if rb.keeps_utility && diff > self.noise {
+        } else if rb.admissible() && diff > self.noise {
             Verdict::Under
         } else {
             Verdict::Over
@@ -639,7 +677,7 @@ impl Search<'_, '_> {
     /// remembers the forget set better than unseen data.
     fn under_unlearned(&self) -> bool {
         let b = self.best.borrow();
-        b.epoch > 0 && b.keeps_utility && b.probe.forget_acc > b.probe.heldout_acc + self.noise
+        b.epoch > 0 && b.admissible() && b.probe.forget_acc > b.probe.heldout_acc + self.noise
     }
 }
 
@@ -687,6 +725,7 @@ pub fn calibrate(
     let nf = probes.forget.len().max(1) as f64;
     let nh = heldout.len().max(1) as f64;
     let noise = 100.0 * (p * (1.0 - p) * (1.0 / nf + 1.0 / nh)).sqrt();
+    let band = auc_band(probes.forget.len(), heldout.len());
     let start = Candidate {
         lr: 0.0,
         epoch: 0,
@@ -694,6 +733,7 @@ pub fn calibrate(
         probe: original,
         score: score(cal.rule, &original, &original),
         keeps_utility: true,
+        membership_ok: original.loss_auc >= 50.0 - band,
     };
     let base = model.try_clone()?;
     let mut search = Search {
@@ -703,6 +743,7 @@ pub fn calibrate(
         original,
         noise,
         max_drop: allowed_drop(cal.max_utility_drop, &original, noise),
+        band,
         best: RefCell::new(start.clone()),
         best_state: RefCell::new(None),
         table: RefCell::new(vec![start]),
@@ -752,6 +793,20 @@ pub fn calibrate(
         ..
     } = search;
     let chosen = best.into_inner();
+    let table = table.into_inner();
+    let refused = table.iter().filter(|c| !c.membership_ok).count();
+    if refused > 0 {
+        why.push_str(&format!(
+            "; {refused} state(s) over-unlearned by membership (loss-AUC below 50 − {band:.1}) \
+             were not chosen"
+        ));
+    }
+    if !chosen.admissible() {
+        why.push_str(
+            "; no state kept both utility and membership within their bands: the closest is \
+             kept, and is not calibrated",
+        );
+    }
     match best_state.into_inner() {
         Some(state) if chosen.epoch > 0 => {
             let map = state.into_iter().collect();
@@ -764,12 +819,13 @@ pub fn calibrate(
     let cal_out = Calibration {
         settings: cal.clone(),
         chosen,
-        table: table.into_inner(),
+        table,
         epochs_run,
         epochs_worst_case: worst_case,
         seconds: started.elapsed().as_secs_f64(),
         noise,
         allowed_drop: allowed,
+        auc_band: band,
         heldout_size: heldout.len(),
         why,
     };
@@ -816,6 +872,37 @@ mod tests {
             allowed_drop(10.0, &probe(100.0, 99.8, 100.0, 50.0), 1.5),
             1.5
         );
+    }
+
+    #[test]
+    fn the_membership_band_follows_the_sample_sizes() {
+        // 600 forget vs 1000 held-out: 2 SE ≈ 3 points; 200 vs 500 ≈ 4.8.
+        assert!(
+            (auc_band(600, 1000) - 2.98).abs() < 0.05,
+            "{}",
+            auc_band(600, 1000)
+        );
+        assert!(
+            (auc_band(200, 500) - 4.83).abs() < 0.05,
+            "{}",
+            auc_band(200, 500)
+        );
+        assert!(auc_band(10_000, 10_000) < 1.0);
+        let c = |keeps, ok| Candidate {
+            lr: 0.1,
+            epoch: 1,
+            schedule: None,
+            probe: probe(50.0, 50.0, 90.0, 50.0),
+            score: 0.0,
+            keeps_utility: keeps,
+            membership_ok: ok,
+        };
+        // An over-unlearned state never beats an admissible one, whatever
+        // its score.
+        let mut worse = c(true, true);
+        worse.score = 9.0;
+        assert!(better(&worse, &c(true, false)));
+        assert!(!better(&c(true, false), &worse));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use amun::{Amun, AmunSalun, AmunSettings};
 pub use bs::{Bs, BsSettings};
 pub use calibrate::{
     CalibrateOverrides, CalibrateSettings, Calibration, Candidate, LadderStart, Probe, Probes,
-    Rule, calibrate, score,
+    Rule, auc_band, calibrate, score,
 };
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, finetune};
 pub use ft::{Ft, FtSettings};
