@@ -4,7 +4,7 @@
 //! written atomically; the sidecar last, so a sidecar always describes a
 //! complete weights file.
 use super::{Classifier, ModelSpec};
-use crate::data::{DataSpec, ForgetSet};
+use crate::data::{DataSpec, ForgetSet, HeldOutRecord};
 use crate::error::{Error, Result, TorchContext};
 use crate::fsutil::{self, TempPath};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,10 @@ use tch::{Device, Tensor};
 
 /// Sidecar format tag.
 pub const FORMAT: &str = "amun-checkpoint/1";
+
+/// The `kind` of the subset a reference model trained on (rows of the
+/// pool, not an exclusion).
+pub const POOL_MEMBERS: &str = "pool-members";
 
 /// A short record of a forget set inside a sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +83,10 @@ pub enum Origin {
         /// Why a fine-tune stopped early, per request.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
+        /// The held-out data a calibration looked at: an audit leaves it
+        /// out of D_T.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heldout: Option<HeldOutRecord>,
     },
     /// Imported from another framework's file.
     Import { from: String, layout: String },
@@ -163,6 +171,38 @@ impl Sidecar {
                 let total = recipe.get("epochs")?.as_u64()? as usize;
                 (*epochs_done < total).then_some((*epochs_done, total))
             }
+            _ => None,
+        }
+    }
+
+    /// The held-out data a retrain-free calibration of this model looked
+    /// at. Sidecars from before the record was kept name only its size:
+    /// then it is taken as the last test images of a split as large as
+    /// `test_len` (the safe reading: no image it may have seen is audited).
+    pub fn calibration_heldout(&self, test_len: usize) -> Option<HeldOutRecord> {
+        match &self.origin {
+            Origin::Unlearn {
+                heldout: Some(r), ..
+            } => Some(r.clone()),
+            Origin::Unlearn {
+                calibration: Some(c),
+                ..
+            } => Some(HeldOutRecord::LastTest {
+                size: c.get("heldout_size")?.as_u64()? as usize,
+                test_size: test_len,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The forget set a retrain excluded: `None` for a model trained on
+    /// the whole training split, one trained on pool rows (a reference
+    /// model), or one not trained by amun.
+    pub fn excluded(&self) -> Option<&ForgetSummary> {
+        match &self.origin {
+            Origin::Train {
+                subset: Some(s), ..
+            } if s.kind != POOL_MEMBERS => Some(s),
             _ => None,
         }
     }

@@ -66,7 +66,7 @@ impl Subset<'_> {
             Subset::Pool(idx) => Some(ForgetSummary::of(&ForgetSet {
                 dataset: format!("{}+test", data.spec.label()),
                 train_size: data.train.len() + data.test.len(),
-                kind: "pool-members".into(),
+                kind: checkpoint::POOL_MEMBERS.into(),
                 class: None,
                 seed: 0,
                 size: idx.len(),

@@ -1,0 +1,425 @@
+//! What a careless or hostile user tries (issue 26): inputs that used to give
+//! an exit code 0 and a wrong or stale result, settings dropped without a
+//! word, errors found only after minutes of work. Each test is a few CLI
+//! calls on a tiny MNIST slice; most need no training at all.
+use crate::common::{amun, ensure, fails_with, files_in, ok, read_json, stderr};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Tiny models on MNIST[train:300][test:100], made once per test process
+/// and only read by the tests: two forget sets of 30 (`f.json`,
+/// `f2.json`), the original, the retrains without each, and two reference
+/// models. (In the target's folder for integration tests, so the 2-core
+/// machine trains them once rather than once per test.)
+fn models() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-models");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        make_models(&dir);
+        dir
+    })
+}
+
+/// A file of [`models`].
+fn m(name: &str) -> String {
+    if Path::new(name).is_absolute() {
+        return name.to_string();
+    }
+    models().join(name).to_string_lossy().into_owned()
+}
+
+fn make_models(dir: &Path) {
+    ensure("mnist");
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    for (f, seed) in [("f.json", "2"), ("f2.json", "5")] {
+        ok(&amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "30",
+            "--seed",
+            seed,
+            "--out",
+            &p(f),
+        ]));
+    }
+    let train = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--test-limit",
+            "100",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.02",
+            "--device",
+            "cpu",
+            "-q",
+        ];
+        let out = p(out);
+        a.extend(["--out", out.as_str()]);
+        a.extend_from_slice(extra);
+        ok(&amun(&a));
+    };
+    train("orig.safetensors", &[]);
+    train("rt.safetensors", &["--exclude", &p("f.json")]);
+    train("rt2.safetensors", &["--exclude", &p("f2.json")]);
+    ok(&amun(&[
+        "rmia",
+        "train-refs",
+        "--like",
+        &p("orig.safetensors"),
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--count",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        &p("refs"),
+        "-q",
+    ]));
+}
+
+/// `amun audit --json` of `checkpoint` (with `retrain` unless empty) for
+/// `forget`, each a path or a name in [`models`].
+fn audit(checkpoint: &str, retrain: &str, forget: &str, extra: &[&str]) -> std::process::Output {
+    let p = |n: &str| m(n);
+    let mut a = vec![
+        "audit".to_string(),
+        "--checkpoint".into(),
+        p(checkpoint),
+        "--forget".into(),
+        p(forget),
+        "--refs".into(),
+        p("refs"),
+        "--device".into(),
+        "cpu".into(),
+        "--json".into(),
+    ];
+    if !retrain.is_empty() {
+        a.extend(["--retrain".into(), p(retrain)]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    amun(&a)
+}
+
+#[test]
+fn the_avg_gap_is_only_computed_against_a_retrain_of_the_forget_set() {
+    let dir = tempfile::tempdir().unwrap();
+    // The original model passed as the retrain: "as good as retrain".
+    let o = audit("orig.safetensors", "orig.safetensors", "f.json", &[]);
+    fails_with(
+        &o,
+        &["orig.safetensors", "--retrain", "whole training split"],
+    );
+    // A retrain of another forget set.
+    let o = audit("orig.safetensors", "rt2.safetensors", "f.json", &[]);
+    fails_with(&o, &["rt2.safetensors", "another forget set"]);
+    // The retrain of this forget set, also when the set is given as the
+    // authors' CSV of the same indices.
+    ok(&audit("orig.safetensors", "rt.safetensors", "f.json", &[]));
+    let csv = dir.path().join("f.csv");
+    std::fs::write(&csv, authors_csv(false)).unwrap();
+    let o = audit(
+        "orig.safetensors",
+        "rt.safetensors",
+        csv.to_str().unwrap(),
+        &[],
+    );
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["models"][1]["avg_gap"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+/// The indices of `f.json` as the AMUN authors' CSV (with pandas' unnamed
+/// index column first when `pandas`).
+fn authors_csv(pandas: bool) -> String {
+    let idx = crate::common::forget_indices(Path::new(&m("f.json")));
+    let head = if pandas {
+        ",unlearn_idx"
+    } else {
+        "unlearn_idx"
+    };
+    std::iter::once(head.to_string())
+        .chain(idx.iter().enumerate().map(|(k, i)| {
+            if pandas {
+                format!("{k},{i}")
+            } else {
+                i.to_string()
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_forget_option_reads_the_files_split_from_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(p("f.csv"), authors_csv(true)).unwrap();
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        &p("f.csv"),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["forget"]["total"], 30, "{v}");
+    ok(&amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--exclude",
+        &p("f.csv"),
+        "--out",
+        &p("rt-csv.safetensors"),
+        "-q",
+    ]));
+    // It excluded the samples of f.json: a retrain of that forget set.
+    let sc = read_json(&dir.path().join("rt-csv.json"));
+    let rt = read_json(&models().join("rt.json"));
+    assert_eq!(
+        sc["origin"]["subset"]["indices_sha256"],
+        rt["origin"]["subset"]["indices_sha256"]
+    );
+    ok(&amun(&[
+        "unlearn",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        &p("f.csv"),
+        "--method",
+        "ft",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        &p("u.safetensors"),
+        "-q",
+    ]));
+}
+
+#[test]
+fn a_calibrated_model_is_audited_without_the_images_it_was_calibrated_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = dir.path().join("cal.safetensors");
+    let cal = cal.to_str().unwrap();
+    ok(&amun(&[
+        "unlearn",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        &m("f.json"),
+        "--method",
+        "ft",
+        "--epochs",
+        "1",
+        "--calibrate",
+        "--holdout-test",
+        "40",
+        "--calibrate-lrs",
+        "0.01",
+        "--device",
+        "cpu",
+        "--out",
+        cal,
+        "-q",
+    ]));
+    let sc = read_json(&dir.path().join("cal.json"));
+    assert_eq!(
+        sc["origin"]["heldout"],
+        serde_json::json!({"kind": "last-test", "size": 40, "test_size": 100})
+    );
+    // By default the recorded held-out images are left out, and it says so.
+    let o = audit(cal, "rt.safetensors", "f.json", &[]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["holdout_test"], 40, "{v}");
+    assert!(
+        stderr(&o).contains("calibrated on the last 40"),
+        "{}",
+        stderr(&o)
+    );
+    // Fewer would score images calibration chose by; more is fine.
+    let o = audit(cal, "rt.safetensors", "f.json", &["--holdout-test", "10"]);
+    fails_with(&o, &["holdout-test", "cal.safetensors", "last 40"]);
+    let o = audit(cal, "", "f.json", &["--holdout-test", "50"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["holdout_test"], 50, "{v}");
+}
+
+#[test]
+fn forget_files_of_other_data_or_ambiguous_lists_are_refused() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let split_from = |from: &str, limit: &str| {
+        amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            limit,
+            "--from",
+            &p(from),
+            "--out",
+            &p("out.json"),
+        ])
+    };
+    // amun's JSON names its own dataset and slice: a CIFAR-10 set, or one
+    // of a 500-image slice, is not an MNIST 1,000-image forget set.
+    let set = |dataset: &str, n: usize| {
+        serde_json::json!({
+            "dataset": dataset, "train_size": n, "kind": "random", "seed": 1,
+            "size": 3, "indices": [1, 4, 9]
+        })
+        .to_string()
+    };
+    std::fs::write(p("cifar.json"), set("cifar10[train:500]", 500)).unwrap();
+    std::fs::write(p("m500.json"), set("mnist[train:500]", 500)).unwrap();
+    fails_with(
+        &split_from("cifar.json", "1000"),
+        &["cifar.json", "cifar10[train:500]"],
+    );
+    fails_with(
+        &split_from("m500.json", "1000"),
+        &["m500.json", "mnist[train:500]"],
+    );
+    ok(&split_from("m500.json", "500"));
+    // Lists that could be read two ways.
+    for (text, needle) in [
+        ("\"a,7,b\",3\n", "line 1"),
+        ("4,5,6\n", "3 values"),
+        ("4;5;6\n", "commas or tabs"),
+        ("first\n4\n5\n", "'first'"),
+    ] {
+        std::fs::write(p("list.txt"), text).unwrap();
+        fails_with(&split_from("list.txt", "300"), &["list.txt", needle]);
+    }
+    // The refused ones left the file of the accepted one as it was.
+    assert_eq!(
+        read_json(&dir.path().join("out.json"))["dataset"],
+        "mnist[train:500]"
+    );
+}
+
+#[test]
+fn flags_that_would_be_dropped_or_found_late_are_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let unlearn = |extra: &[&str]| {
+        let out = p("u.safetensors");
+        let ck = m("orig.safetensors");
+        let mut a = vec![
+            "unlearn",
+            "--checkpoint",
+            &ck,
+            "--out",
+            &out,
+            "--device",
+            "cpu",
+        ];
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    let f = m("f.json");
+    fails_with(
+        &unlearn(&["--forget", &f, "--method", "ft", "--adaptive"]),
+        &["--adaptive", "ft"],
+    );
+    fails_with(
+        &unlearn(&[
+            "--forget",
+            &f,
+            "--method",
+            "ft",
+            "--lr",
+            "0.1",
+            "--set",
+            "finetune.lr=0.2",
+        ]),
+        &["--set finetune.lr", "silently win"],
+    );
+    // The same request twice: refused before the first one runs.
+    let o = unlearn(&["--requests", &f, &f, "--method", "ft", "--epochs", "1"]);
+    fails_with(&o, &["f.json", "same 30 samples"]);
+    assert!(!stderr(&o).contains("epoch 1"), "{}", stderr(&o));
+    // Reference models: an even count of at least 2, or nothing is made.
+    for count in ["0", "1", "3"] {
+        let out = p(&format!("refs{count}"));
+        let o = amun(&[
+            "rmia",
+            "train-refs",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--count",
+            count,
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+            "-q",
+        ]);
+        fails_with(&o, &["--count", count, "even"]);
+        assert!(!Path::new(&out).exists(), "{out} was created");
+    }
+    // An export onto an amun checkpoint would leave its sidecar describing
+    // other weights.
+    std::fs::copy(m("orig.safetensors"), p("o2.safetensors")).unwrap();
+    std::fs::copy(m("orig.json"), p("o2.json")).unwrap();
+    let before = amun::data::sha256_file(&dir.path().join("o2.safetensors")).unwrap();
+    let o = amun(&[
+        "export",
+        "--checkpoint",
+        &m("rt.safetensors"),
+        "--out",
+        &p("o2.safetensors"),
+    ]);
+    fails_with(&o, &["o2.safetensors", "amun checkpoint"]);
+    assert_eq!(
+        amun::data::sha256_file(&dir.path().join("o2.safetensors")).unwrap(),
+        before
+    );
+    // A held-out folder that is not there is named as such.
+    let o = unlearn(&["--forget", &f, "--calibrate", "--holdout", &p("nowhere")]);
+    fails_with(&o, &["nowhere", "no such folder"]);
+    assert!(
+        files_in(dir.path()).iter().all(|n| !n.starts_with("u.")),
+        "{:?}",
+        files_in(dir.path())
+    );
+}
