@@ -780,6 +780,45 @@ finetune.epochs = 1
         "{}",
         stderr(&o)
     );
+    // An audit edited with its size and mtime kept (`touch -r`, `cp -p`,
+    // bit rot) is recomputed, never reported.
+    let report = std::fs::read(out.join("report.json")).unwrap();
+    let audit = out.join("audit-retrain-s0-f0.1.json");
+    let good = std::fs::read_to_string(&audit).unwrap();
+    let at = good.find("\"unlearn\": ").unwrap() + 11;
+    let digit = good.as_bytes()[at];
+    let bad = format!(
+        "{}{}{}",
+        &good[..at],
+        if digit == b'7' { '8' } else { '7' },
+        &good[at + 1..]
+    );
+    let mtime = std::fs::metadata(&audit).unwrap().modified().unwrap();
+    std::fs::write(&audit, &bad).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&audit)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::remove_file(out.join("report.json")).unwrap();
+    let o = amun(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read_to_string(&audit).unwrap() == good,
+        "the edited audit was kept"
+    );
+    assert!(
+        std::fs::read(out.join("report.json")).unwrap() == report,
+        "the report was built from the edited audit"
+    );
     // Bad lines are named; another config is refused.
     std::fs::write(
         &cfg,

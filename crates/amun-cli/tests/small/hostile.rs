@@ -423,3 +423,178 @@ fn flags_that_would_be_dropped_or_found_late_are_refused_first() {
         files_in(dir.path())
     );
 }
+
+const EXPERIMENT: &str = r#"name = "hostile"
+model = "small-cnn"
+seeds = [0]
+device = "cpu"
+
+[data]
+dataset = "mnist"
+train_limit = 200
+test_limit = 100
+
+[train]
+epochs = 2
+batch_size = 32
+lr = 0.02
+augment = false
+
+[forget]
+fractions = [0.1]
+with_retain = [true]
+
+[rmia]
+reference_models = 2
+
+[methods.rl]
+finetune.epochs = 1
+"#;
+
+fn experiment(args: &[&str]) -> std::process::Output {
+    let mut a = vec!["experiment"];
+    a.extend_from_slice(args);
+    amun(&a)
+}
+
+#[test]
+fn experiment_errors_come_before_any_work_or_folder() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let out = p("run");
+    let run = |text: &str, extra: &[&str]| {
+        std::fs::write(p("exp.toml"), text).unwrap();
+        let cfg = p("exp.toml");
+        let mut a = vec!["--config", cfg.as_str(), "--out", out.as_str(), "-q"];
+        a.extend_from_slice(extra);
+        let o = experiment(&a);
+        assert!(!Path::new(&out).exists(), "a failed check made {out}");
+        o
+    };
+    let files = |f: &str| {
+        EXPERIMENT.replace(
+            "with_retain = [true]",
+            &format!("with_retain = [true]\nfiles = [\"{f}\"]"),
+        )
+    };
+    // A forget file's index out of range: found before 40 s of training.
+    let idx: Vec<String> = (180..199).chain([5000]).map(|i| i.to_string()).collect();
+    std::fs::write(p("bad.csv"), format!("idx\n{}\n", idx.join("\n"))).unwrap();
+    fails_with(
+        &run(&files("bad.csv"), &[]),
+        &["bad.csv", "5000", "out of range"],
+    );
+    // amun's JSON of another slice.
+    let other = serde_json::json!({
+        "dataset": "mnist[train:300]", "train_size": 300, "kind": "random", "seed": 1,
+        "size": 20, "indices": (0..20).collect::<Vec<i64>>()
+    });
+    std::fs::write(p("other.json"), other.to_string()).unwrap();
+    fails_with(
+        &run(&files("other.json"), &[]),
+        &["other.json", "mnist[train:300]"],
+    );
+    // More held-out images than the test split has (no test_limit to
+    // check it against in the file).
+    let holdout = EXPERIMENT.replace("test_limit = 100\n", "")
+        + "\n[calibrate]\nholdout = 1500\nmethods = [\"rl\"]\n";
+    fails_with(
+        &run(&holdout, &[]),
+        &["calibrate.holdout", "1500", "1000 test images"],
+    );
+    // Executor flags that would do nothing, or nothing sensible.
+    fails_with(&run(EXPERIMENT, &["--jobs", "0"]), &["jobs", "at least 1"]);
+    fails_with(&run(EXPERIMENT, &["--jobs", "2", "--slurm"]), &["--jobs"]);
+    fails_with(
+        &run(EXPERIMENT, &["--plan", "--jobs", "2"]),
+        &["--plan", "--jobs"],
+    );
+    fails_with(&run(EXPERIMENT, &["--status", "--jobs", "0"]), &["jobs"]);
+    fails_with(&run(EXPERIMENT, &["--step", "nope"]), &["no step 'nope'"]);
+    let o = run(
+        EXPERIMENT,
+        &["--slurm", "--slurm-config", &p("missing.toml")],
+    );
+    fails_with(&o, &["missing.toml"]);
+    let o = run(EXPERIMENT, &["--slurm-config", &p("missing.toml")]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--slurm"),
+        "{}",
+        stderr(&o)
+    );
+    // A method's own grid without [tune], a method that runs nowhere.
+    let grid = EXPERIMENT.replace(
+        "finetune.epochs = 1",
+        "finetune.epochs = 1\ntune = { lr = [0.1] }",
+    );
+    fails_with(
+        &run(&grid, &["--plan"]),
+        &["exp.toml", "line 26", "rl.tune", "[tune]"],
+    );
+    let nowhere = EXPERIMENT
+        .replace("with_retain = [true]", "with_retain = [false]")
+        .replace("[methods.rl]", "[methods.ft]");
+    fails_with(
+        &run(&nowhere, &["--plan"]),
+        &["exp.toml", "line 24", "methods.ft", "no setting"],
+    );
+}
+
+/// The status of each step in `amun experiment … --plan --json`.
+fn plan_status(args: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let mut a = args.to_vec();
+    a.extend(["--plan", "--json"]);
+    let o = experiment(&a);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_edited_run_folder_recomputes_what_its_settings_changed() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(p("exp.toml"), EXPERIMENT).unwrap();
+    let (cfg, out) = (p("exp.toml"), p("run"));
+    for step in ["forget-s0-f0.1", "original-s0"] {
+        ok(&experiment(&[
+            "--config", &cfg, "--out", &out, "--step", step, "-q",
+        ]));
+    }
+    let st = plan_status(&["--folder", &out]);
+    assert_eq!(
+        (st["original-s0"].as_str(), st["forget-s0-f0.1"].as_str()),
+        ("done", "done")
+    );
+    // Another config's --plan and --status refuse the folder, as its run
+    // does, rather than counting its steps as done.
+    let three = EXPERIMENT.replace("epochs = 2", "epochs = 3");
+    std::fs::write(p("three.toml"), &three).unwrap();
+    for flag in ["--plan", "--status"] {
+        let o = experiment(&["--config", &p("three.toml"), "--out", &out, flag]);
+        fails_with(&o, &["experiment.json", "another config"]);
+    }
+    // The folder's own record edited to 3 epochs: the 2-epoch original is
+    // no longer its step's result; the forget set still is.
+    let rec = dir.path().join("run/experiment.json");
+    let mut v = read_json(&rec);
+    v["train"]["epochs"] = 3.into();
+    std::fs::write(&rec, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let st = plan_status(&["--folder", &out]);
+    assert_eq!(st["original-s0"], "stale");
+    assert_eq!(st["forget-s0-f0.1"], "done");
+    let st = plan_status(&["--config", &p("three.toml"), "--out", &out]);
+    assert_eq!(st["original-s0"], "stale");
+}
