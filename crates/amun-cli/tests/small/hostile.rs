@@ -598,3 +598,121 @@ fn an_edited_run_folder_recomputes_what_its_settings_changed() {
     let st = plan_status(&["--config", &p("three.toml"), "--out", &out]);
     assert_eq!(st["original-s0"], "stale");
 }
+
+/// Sends `signal` (`INT`, `KILL`, …) to `pid` with kill(1).
+fn signal(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds (a wait for what a
+/// process will do, not a timing assertion).
+fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn an_interrupted_command_removes_its_lock_and_says_so() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("long.safetensors");
+    let lock = dir.path().join("long.safetensors.lock");
+    let child = std::process::Command::new(crate::common::bin())
+        .args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "200",
+            "--device",
+            "cpu",
+            "-q",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(120, || lock.exists()), "the lock never appeared");
+    assert!(signal(child.id(), "INT"));
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: removed") && err.contains("long.safetensors.lock"),
+        "{err}"
+    );
+    assert!(!lock.exists());
+    assert!(
+        files_in(dir.path()).iter().all(|n| !n.contains(".tmp-")),
+        "{:?}",
+        files_in(dir.path())
+    );
+}
+
+#[test]
+fn workers_die_with_their_parent() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exp.toml");
+    // Long enough reference models that the workers are still training
+    // when their parent is killed.
+    std::fs::write(
+        &cfg,
+        EXPERIMENT
+            .replace("train_limit = 200", "train_limit = 4000")
+            .replace("epochs = 2", "epochs = 200"),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    for how in ["KILL", "TERM"] {
+        let parent = std::process::Command::new(crate::common::bin())
+            .args(["experiment", "--jobs", "2", "-q", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A worker's lock holds its pid.
+        let lock = out.join("references/ref-000.logits.safetensors.lock");
+        let mut pid = None;
+        assert!(
+            wait_for(120, || {
+                pid = std::fs::read_to_string(&lock)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
+                pid.is_some()
+            }),
+            "no worker started"
+        );
+        let worker = pid.unwrap();
+        assert_ne!(worker, parent.id());
+        assert!(signal(parent.id(), how));
+        let mut parent = parent;
+        parent.wait().unwrap();
+        let died = wait_for(60, || !signal(worker, "0"));
+        // Whatever the outcome, no worker of this test outlives it.
+        for k in 0..2 {
+            let l = out.join(format!("references/ref-{k:03}.logits.safetensors.lock"));
+            if let Some(p) = std::fs::read_to_string(&l)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                signal(p, "KILL");
+            }
+        }
+        signal(worker, "KILL");
+        assert!(died, "worker {worker} outlived its parent (kill -{how})");
+    }
+}
