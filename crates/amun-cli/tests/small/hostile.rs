@@ -716,3 +716,71 @@ fn workers_die_with_their_parent() {
         assert!(died, "worker {worker} outlived its parent (kill -{how})");
     }
 }
+
+#[test]
+fn a_resume_with_another_thread_count_is_recorded() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.safetensors");
+    let resume = dir.path().join("r.resume.safetensors");
+    let train = |threads: &str| {
+        let mut c = std::process::Command::new(crate::common::bin());
+        c.args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "2000",
+            "--test-limit",
+            "100",
+        ])
+        .args(["--epochs", "8", "--device", "cpu", "--resume", "--out"])
+        .arg(&out)
+        .env("OMP_NUM_THREADS", threads);
+        c
+    };
+    // Killed after its first epoch, on one thread…
+    let child = train("1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(120, || resume.exists()), "no resume state");
+    signal(child.id(), "KILL");
+    let mut child = child;
+    child.wait().unwrap();
+    let done = read_json(&dir.path().join("r.json"))["origin"]["epochs_done"]
+        .as_u64()
+        .unwrap();
+    // …and resumed on two.
+    let o = train("2").output().unwrap();
+    ok(&o);
+    assert!(stderr(&o).contains("ran with 1"), "{}", stderr(&o));
+    let sc = read_json(&dir.path().join("r.json"));
+    assert_eq!(
+        sc["origin"]["resumes"],
+        serde_json::json!([{"epoch": done + 1, "threads": 2, "threads_before": 1}]),
+        "{sc}"
+    );
+}
+
+#[test]
+fn a_flag_that_contradicts_the_recorded_slice_is_warned_about() {
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--train-limit",
+        "250",
+        "--device",
+        "cpu",
+    ]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning")
+            && err.contains("mnist[train:300]")
+            && err.contains("mnist[train:250]"),
+        "{err}"
+    );
+}

@@ -702,9 +702,11 @@ fn report_step(
     })
 }
 
-/// One result per audited evaluation model, in plan order.
-fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
+/// One result per audited evaluation model, in plan order, and the
+/// libtorch thread counts their sidecars record.
+fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<(Vec<RunResult>, Vec<usize>)> {
     let mut out = Vec::new();
+    let mut threads = Vec::new();
     for id in audits {
         let s = ctx.plan.input(id)?;
         let StepKind::Audit {
@@ -735,6 +737,7 @@ fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
             _ => continue,
         };
         let sidecar = checkpoint::read_sidecar(&ctx.plan.artifact(ctx.dir, m))?;
+        threads.extend(sidecar.threads);
         let calibration = if calibrated {
             calibration_of(&sidecar, &ctx.plan.artifact(ctx.dir, m))?
         } else {
@@ -752,7 +755,7 @@ fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
             calibration,
         });
     }
-    Ok(out)
+    Ok((out, threads))
 }
 
 /// What calibration chose for the checkpoint at `path` (its sidecar).
@@ -800,12 +803,15 @@ fn report_of(
         .iter()
         .map(|c| fsutil::read_json(&ctx.path(c)?))
         .collect::<Result<_>>()?;
-    Ok(build_report(
-        ctx.cfg,
-        results(ctx, audits)?,
-        choices,
-        ctx.hardware.to_string(),
-    ))
+    let (results, threads) = results(ctx, audits)?;
+    // The models' thread counts, not the report step's own (one CPU in a
+    // Slurm job of light steps).
+    let hardware = if threads.is_empty() {
+        ctx.hardware.to_string()
+    } else {
+        crate::report::hardware_line_threads(ctx.data.train.labels.device(), &threads)
+    };
+    Ok(build_report(ctx.cfg, results, choices, hardware))
 }
 
 /// The report of the run folder (every audit must be done).

@@ -5,7 +5,7 @@
 //! complete weights file.
 use super::{Classifier, ModelSpec};
 use crate::data::{DataSpec, ForgetSet, HeldOutRecord};
-use crate::error::{Error, Result, TorchContext};
+use crate::error::{Error, Result};
 use crate::fsutil::{self, TempPath};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +62,10 @@ pub enum Origin {
         subset: Option<ForgetSummary>,
         epochs_done: usize,
         wall_s: f64,
+        /// Each time the run was continued from its resume state, with the
+        /// libtorch thread counts before and after (CPU bits depend on it).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resumes: Vec<Resume>,
     },
     /// Produced by an unlearning method from a parent checkpoint.
     Unlearn {
@@ -90,6 +94,19 @@ pub enum Origin {
     },
     /// Imported from another framework's file.
     Import { from: String, layout: String },
+}
+
+/// A training run continued from its resume state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The first epoch (1-based) the continuation trained.
+    pub epoch: usize,
+    /// libtorch's intra-op threads of the continuation.
+    pub threads: usize,
+    /// Those of the epochs before (absent in resume states older than
+    /// this record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads_before: Option<usize>,
 }
 
 /// One epoch of a training log.
@@ -252,7 +269,8 @@ pub fn write_tensors_hashed(path: &Path, tensors: &[(String, Tensor)]) -> Result
         .iter()
         .map(|(k, t)| (k.clone(), t.to_device(Device::Cpu).contiguous()))
         .collect();
-    Tensor::write_safetensors(&cpu, tmp.path()).ctx(format!("writing {}", path.display()))?;
+    Tensor::write_safetensors(&cpu, tmp.path())
+        .map_err(|e| crate::error::safetensors_error(e, path, "writing"))?;
     let sha = crate::data::sha256_file(tmp.path())?;
     tmp.commit()?;
     Ok(sha)
@@ -267,7 +285,7 @@ pub fn read_tensors(path: &Path, device: Device) -> Result<HashMap<String, Tenso
         });
     }
     let v = Tensor::read_safetensors(path)
-        .map_err(|e| Error::checkpoint(path, format!("not a readable safetensors file: {e}")))?;
+        .map_err(|e| crate::error::safetensors_error(e, path, "reading"))?;
     Ok(v.into_iter()
         .map(|(k, t)| (k, t.to_device(device)))
         .collect())

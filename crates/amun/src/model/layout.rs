@@ -99,12 +99,8 @@ pub fn detect_layout(names: &[&str]) -> Layout {
 pub fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("pt" | "pth" | "bin") => read_pt(path),
-        Some("safetensors") => Tensor::read_safetensors(path).map_err(|e| {
-            Error::format(
-                path,
-                format!("not a readable safetensors file (truncated?): {e}"),
-            )
-        }),
+        Some("safetensors") => Tensor::read_safetensors(path)
+            .map_err(|e| crate::error::safetensors_error(e, path, "reading")),
         _ => Err(Error::invalid(
             path.display().to_string(),
             "expected a .pt/.pth (torch.save) or .safetensors file",
