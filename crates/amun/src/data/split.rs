@@ -351,7 +351,7 @@ impl ForgetFile {
         let t = text.trim_start();
         if t.starts_with('{') {
             let set: ForgetSet = serde_json::from_str(text)
-                .map_err(|e| Error::format(path, format!("invalid forget-set JSON: {e}")))?;
+                .map_err(|e| Error::format(path, format!("invalid JSON for a forget set: {e}")))?;
             set.validate(path)?;
             return Ok(ForgetFile::Set(set));
         }
@@ -384,7 +384,11 @@ impl ForgetFile {
 
 /// The indices of a CSV or plain list (see [`ForgetFile::read`]).
 fn read_list(text: &str, path: &Path) -> Result<Vec<i64>> {
-    let known = INDEX_HEADERS.join(", ");
+    let known = format!(
+        "{} or {}",
+        INDEX_HEADERS[..INDEX_HEADERS.len() - 1].join(", "),
+        INDEX_HEADERS[INDEX_HEADERS.len() - 1]
+    );
     let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     // A tab-separated file has tabs and no commas on its first line.
     let delimiter = if first_line.contains('\t') && !first_line.contains(',') {
@@ -470,12 +474,10 @@ fn read_list(text: &str, path: &Path) -> Result<Vec<i64>> {
                     ),
                 ));
             }
-            None => {}
-            Some(n) => {
-                if cells.get(col).is_none_or(|c| c.is_empty()) {
-                    return Err(at(line, format!("no value in column '{n}'")));
-                }
+            Some(n) if cells.get(col).is_none_or(|c| c.is_empty()) => {
+                return Err(at(line, format!("no value in column '{n}'")));
             }
+            _ => {}
         }
         let cell = cells[col];
         let v = cell.parse::<i64>().map_err(|_| {
