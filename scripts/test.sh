@@ -29,4 +29,16 @@ if [ "$fast" = 1 ]; then
   exit 0
 fi
 cargo clippy --release --all-targets --quiet -- -D warnings
+# The protocol tier brings up the one-node Slurm cluster (scripts/slurm-local.sh)
+# when it is not running: stop it again afterwards, but only what these tests
+# started (a cluster that ran before them is left running).
+slurm_daemons() { scripts/slurm-local.sh status 2>/dev/null | grep -c 'running (pid' || true; }
+slurm_before=$(slurm_daemons)
+stop_started_slurm() {
+  if [ "$slurm_before" = 0 ] && [ "$(slurm_daemons)" != 0 ]; then
+    echo "test.sh: stopping the Slurm cluster the tests started" >&2
+    scripts/slurm-local.sh stop >&2 || true
+  fi
+}
+trap stop_started_slurm EXIT
 cargo test --release --workspace

@@ -20,6 +20,21 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Ctrl-C, SIGTERM or SIGHUP end the process without destructors: the
+    // locks and temporary files it holds go first, and it says which.
+    let _ = ctrlc::set_handler(|| {
+        let locks = amun::fsutil::release_all();
+        if locks.is_empty() {
+            eprintln!("interrupted");
+        } else {
+            let names: Vec<String> = locks.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("interrupted: removed {}", names.join(", "));
+        }
+        // Not `exit`: libtorch's static destructors would run while its
+        // threads still compute (a segfault instead of an exit code).
+        // SAFETY: _exit ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(130) }
+    });
     // tch reports many libtorch errors by panicking. None may reach a user
     // as a panic with a C++ backtrace: the hook keeps the message, and it is
     // printed as one error line (AMUN_BACKTRACE=1 keeps the default report).

@@ -90,6 +90,49 @@ impl Error {
     }
 }
 
+/// A libtorch error on the safetensors file `path` in words: the OS error
+/// of a failed write or read as an [`Error::Io`] (safetensors 0.3 would show
+/// its Debug form, `IoError(Os { code: 28, … })`), a malformed file as what
+/// is wrong with it.
+pub(crate) fn safetensors_error(e: tch::TchError, path: &Path, doing: &str) -> Error {
+    use safetensors::SafeTensorError as S;
+    let tch::TchError::SafeTensorError { err, .. } = e else {
+        return Error::Torch {
+            context: format!("{doing} {}", path.display()),
+            err: e,
+        };
+    };
+    let msg = match err {
+        S::IoError(err) => {
+            return Error::Io {
+                path: path.to_path_buf(),
+                err,
+            };
+        }
+        S::InvalidHeader => "its header is not UTF-8 text".to_string(),
+        S::InvalidHeaderStart => "its header does not start with '{'".to_string(),
+        S::InvalidHeaderDeserialization | S::JsonError(_) => {
+            "its header is not valid JSON".to_string()
+        }
+        S::HeaderTooLarge => "its header is larger than 100 MB".to_string(),
+        S::HeaderTooSmall | S::InvalidHeaderLength => {
+            "its header length is invalid (truncated?)".to_string()
+        }
+        S::TensorNotFound(n) => format!("no tensor named '{n}'"),
+        S::InvalidOffset(n) => format!("tensor '{n}' has offsets outside the file (truncated?)"),
+        S::TensorInvalidInfo | S::InvalidTensorView(..) | S::ValidationOverflow => {
+            "a tensor's shape and type do not fit its bytes".to_string()
+        }
+        S::MetadataIncompleteBuffer => {
+            "its tensors do not cover the file's data (truncated or padded)".to_string()
+        }
+    };
+    Error::format(
+        path,
+        format!("{doing}: not a valid safetensors file: {msg}"),
+    )
+}
+
 /// Attaches a path to an `io::Error`.
 pub(crate) trait IoContext<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T>;

@@ -4,6 +4,55 @@
 use crate::error::{Error, IoContext, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The locks, temporary files and folders made for locks that this
+/// process holds right now: what [`release_all`] removes when it is
+/// interrupted (a signal ends it without running destructors).
+static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+#[derive(Debug, Clone, PartialEq)]
+enum Held {
+    Lock(PathBuf),
+    Temp(PathBuf),
+    Folder(PathBuf),
+}
+
+fn hold(h: Held) {
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).push(h);
+}
+
+fn release(h: &Held) {
+    let mut v = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = v.iter().rposition(|x| x == h) {
+        v.remove(i);
+    }
+}
+
+/// Removes every lock and temporary file this process holds, and the
+/// folders made for them that are still empty, for a process about to end
+/// on a signal; returns the locks removed (to say so).
+pub fn release_all() -> Vec<PathBuf> {
+    let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut locks = Vec::new();
+    for h in held.iter().rev() {
+        match h {
+            Held::Lock(p) => {
+                if std::fs::remove_file(p).is_ok() {
+                    locks.push(p.clone());
+                }
+            }
+            Held::Temp(p) => {
+                let _ = std::fs::remove_file(p);
+            }
+            Held::Folder(p) => {
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+    }
+    locks.reverse();
+    locks
+}
 
 /// A temporary path beside `dest` that keeps `dest`'s extension (libtorch
 /// picks the format from it) and is removed on drop unless committed.
@@ -24,6 +73,7 @@ impl TempPath {
             .to_string_lossy()
             .into_owned();
         let tmp = parent.join(format!(".{name}.{}.tmp-{name}", std::process::id()));
+        hold(Held::Temp(tmp.clone()));
         Ok(TempPath {
             tmp,
             dest: dest.to_path_buf(),
@@ -49,6 +99,7 @@ impl Drop for TempPath {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
         }
+        release(&Held::Temp(self.tmp.clone()));
     }
 }
 
@@ -163,11 +214,11 @@ impl OutputLock {
             };
         }
         std::fs::create_dir_all(&parent).at(&parent)?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        let lock = parent.join(format!("{name}.lock"));
+        // Named as the output was given (`out.safetensors.lock`), so
+        // messages show the path the user typed.
+        let mut lock = dest.as_os_str().to_owned();
+        lock.push(".lock");
+        let lock = PathBuf::from(lock);
         let cleanup = |created: &[PathBuf]| {
             for d in created {
                 let _ = std::fs::remove_dir(d);
@@ -204,6 +255,10 @@ impl OutputLock {
         }
         let _ = file.set_len(0);
         let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+        for d in created.iter().rev() {
+            hold(Held::Folder(d.clone()));
+        }
+        hold(Held::Lock(lock.clone()));
         Ok(OutputLock {
             lock,
             created,
@@ -216,9 +271,11 @@ impl Drop for OutputLock {
     fn drop(&mut self) {
         // Removed while still locked, so no other process holds this file.
         let _ = std::fs::remove_file(&self.lock);
+        release(&Held::Lock(self.lock.clone()));
         for d in &self.created {
             // Only empty folders go: those of a command that wrote nothing.
             let _ = std::fs::remove_dir(d);
+            release(&Held::Folder(d.clone()));
         }
     }
 }

@@ -1,6 +1,6 @@
 use super::{DataDir, device, print_json};
 use amun::attack::{AdvParams, AttackKind, Eps0, search};
-use amun::data::ForgetSet;
+use amun::data::ForgetFile;
 use amun::model::checkpoint::ForgetSummary;
 use amun::report::Table;
 use anyhow::Result;
@@ -115,7 +115,7 @@ pub struct AdvArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
     /// The forget set whose adversarial set to compute
-    #[arg(long, value_name = "FORGET.json")]
+    #[arg(long, value_name = "FORGET")]
     pub forget: PathBuf,
     /// Where to write the adversarial set (.safetensors; summary .json beside it)
     #[arg(long, value_name = "FILE")]
@@ -144,9 +144,9 @@ pub fn run(a: AdvArgs) -> Result<()> {
     let settings = a.attack.params()?.refill(!a.no_refill).check()?;
     let dev = device(&a.device)?;
     let _lock = super::claim_output(&a.out, &["safetensors"])?;
-    let forget = ForgetSet::read(&a.forget)?;
+    let forget = ForgetFile::read(&a.forget)?;
     let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
-    forget.check_matches(&data, &a.forget)?;
+    let forget = forget.resolve(&data, &a.forget)?;
     let part = data.train.select(&forget.indices);
     let bars = crate::progress::Bars::new(a.quiet || a.json);
     let set = search(

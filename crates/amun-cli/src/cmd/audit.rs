@@ -1,6 +1,9 @@
 use super::{DataDir, device, pct, print_json};
-use amun::audit::{ModelAudit, RmiaParams, Signal, audit, avg_gap, load_references};
-use amun::data::ForgetSet;
+use amun::audit::{
+    ModelAudit, RmiaParams, Signal, audit, audit_holdout, avg_gap, check_retrain, load_references,
+};
+use amun::data::ForgetFile;
+use amun::model::checkpoint;
 use amun::report::Table;
 use anyhow::{Result, bail};
 use clap::Args;
@@ -11,13 +14,15 @@ pub struct AuditArgs {
     /// Models to audit (each .safetensors with its sidecar)
     #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
     pub checkpoint: Vec<PathBuf>,
-    /// The forget set
-    #[arg(long, value_name = "FORGET.json")]
+    /// The forget set (amun's JSON or any list `amun split --from` reads)
+    #[arg(long, value_name = "FORGET")]
     pub forget: PathBuf,
     /// Reference models from `amun rmia train-refs`
     #[arg(long, value_name = "DIR")]
     pub refs: PathBuf,
-    /// A model retrained without the forget set: adds the Avg. Gap column
+    /// A model retrained without exactly the forget set (`amun train
+    /// --exclude FORGET`; its sidecar records what it excluded, and any
+    /// other model is refused): adds the Avg. Gap column
     #[arg(long, value_name = "FILE")]
     pub retrain: Option<PathBuf>,
     /// taylor-soft-margin (T 2, margin 0.6, order 4) | softmax (T 1)
@@ -37,10 +42,12 @@ pub struct AuditArgs {
     /// can be reproduced here]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Leave the last N test images out of D_T: those a retrain-free
-    /// calibration (`amun unlearn --calibrate --holdout-test N`) looked at
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub holdout_test: usize,
+    /// Leave the last N test images out of D_T [default: what a calibrated
+    /// checkpoint's sidecar records its calibration looked at (`amun
+    /// unlearn --calibrate --holdout-test N`), else 0]; fewer than that is
+    /// refused
+    #[arg(long, value_name = "N")]
+    pub holdout_test: Option<usize>,
     #[command(flatten)]
     pub import: super::ImportArgs,
     #[command(flatten)]
@@ -66,20 +73,51 @@ pub fn run(a: AuditArgs) -> Result<()> {
         a: a.a,
         gamma: a.gamma,
     };
-    let forget = ForgetSet::read(&a.forget)?;
+    let forget = ForgetFile::read(&a.forget)?;
     let (_, first, data) =
         super::open_checkpoint(&a.checkpoint[0], &a.import, &a.dir, tch::Device::Cpu)?;
-    forget.check_matches(&data, &a.forget)?;
+    let forget = forget.resolve(&data, &a.forget)?;
+    let mut paths = a.checkpoint.clone();
+    if let Some(r) = &a.retrain {
+        paths.insert(0, r.clone());
+    }
+    // Every check that needs only sidecars, before any model is audited.
+    let mut sidecars = Vec::new();
+    for p in &paths {
+        let sc = checkpoint::sidecar_path(p)
+            .exists()
+            .then(|| checkpoint::read_sidecar(p))
+            .transpose()?;
+        sidecars.push(sc);
+    }
+    if let Some(r) = &a.retrain {
+        match &sidecars[0] {
+            Some(sc) => check_retrain(sc, &forget, r)?,
+            None => bail!(
+                "--retrain {}: a PyTorch file without an amun sidecar records no forget set it \
+                 was trained without; the Avg. Gap needs a model retrained without exactly {}: \
+                 train one with `amun train --exclude {}`",
+                r.display(),
+                a.forget.display(),
+                a.forget.display()
+            ),
+        }
+    }
+    let recorded: Vec<(&std::path::Path, &amun::model::Sidecar)> = paths
+        .iter()
+        .zip(&sidecars)
+        .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
+        .collect();
+    let (holdout, note) = audit_holdout(&recorded, data.test.len(), a.holdout_test)?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
     let refs = load_references(&a.refs, &data)?;
     let seed = a
         .seed
         .unwrap_or_else(|| amun::audit::audit_seed(forget.seed));
     let data = data.to_device(dev);
     let mut rows: Vec<(String, ModelAudit)> = Vec::new();
-    let mut paths = a.checkpoint.clone();
-    if let Some(r) = &a.retrain {
-        paths.insert(0, r.clone());
-    }
     for p in &paths {
         let (model, sc, _) = super::open_checkpoint(p, &a.import, &a.dir, dev)?;
         if sc.data.train_label() != first.data.train_label() {
@@ -99,7 +137,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
                 &refs,
                 &params,
                 seed,
-                a.holdout_test,
+                holdout,
             )?,
         ));
     }
@@ -115,7 +153,12 @@ pub fn run(a: AuditArgs) -> Result<()> {
                 })
             })
             .collect();
-        return print_json(&serde_json::json!({ "rmia": params, "forget": a.forget, "models": v }));
+        return print_json(&serde_json::json!({
+            "rmia": params,
+            "forget": a.forget,
+            "holdout_test": holdout,
+            "models": v
+        }));
     }
     let mut t = Table::new([
         "model",

@@ -66,7 +66,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<std::path::PathBuf>,
     /// The forget set for --search
-    #[arg(long, value_name = "FORGET.json")]
+    #[arg(long, value_name = "FORGET")]
     pub forget: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub attack: super::adv::AttackArgs,
@@ -205,9 +205,9 @@ fn search_bench(
     a: &BenchArgs,
     dev: tch::Device,
 ) -> Result<(Vec<amun::bench::SearchBench>, bool)> {
-    let forget = amun::data::ForgetSet::read(f)?;
+    let forget = amun::data::ForgetFile::read(f)?;
     let (model, _, data) = super::open_checkpoint(ck, &a.import, &a.dir, dev)?;
-    forget.check_matches(&data, f)?;
+    let forget = forget.resolve(&data, f)?;
     let idx: Vec<i64> = forget.indices.iter().take(n).copied().collect();
     let part = data.train.select(&idx).to_device(dev);
     let settings = a
@@ -230,9 +230,9 @@ fn compare_searches(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     let (Some(ck), Some(f)) = (&a.checkpoint, &a.forget) else {
         bail!("bench search needs --checkpoint and --forget");
     };
-    let forget = amun::data::ForgetSet::read(f)?;
+    let forget = amun::data::ForgetFile::read(f)?;
     let (model, _, data) = super::open_checkpoint(ck, &a.import, &a.dir, dev)?;
-    forget.check_matches(&data, f)?;
+    let forget = forget.resolve(&data, f)?;
     let n = a.search.unwrap_or(forget.indices.len());
     let idx: Vec<i64> = forget.indices.iter().take(n).copied().collect();
     let part = data.train.select(&idx).to_device(dev);

@@ -1,5 +1,5 @@
 use super::{DataDir, ImportArgs, device, open_checkpoint, pct, print_json};
-use amun::data::ForgetSet;
+use amun::data::ForgetFile;
 use amun::eval::{Accuracy, accuracy};
 use amun::report::Table;
 use anyhow::Result;
@@ -11,8 +11,9 @@ pub struct EvalArgs {
     /// The checkpoint (.safetensors with its .json sidecar)
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
-    /// Also report the forget and retain sets of this forget file
-    #[arg(long, value_name = "FORGET.json")]
+    /// Also report the forget and retain sets of this forget file (amun's
+    /// JSON or any list `amun split --from` reads)
+    #[arg(long, value_name = "FORGET")]
     pub forget: Option<PathBuf>,
     #[command(flatten)]
     pub import: ImportArgs,
@@ -37,11 +38,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         Some(p) => Some(super::claim_output(p, &["csv", "npy", "safetensors"])?),
         None => None,
     };
-    let forget = a.forget.as_deref().map(ForgetSet::read).transpose()?;
+    let forget = a.forget.as_deref().map(ForgetFile::read).transpose()?;
     let (model, sidecar, data) = open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
-    if let (Some(f), Some(p)) = (&forget, &a.forget) {
-        f.check_matches(&data, p)?;
-    }
+    let forget = match (forget, &a.forget) {
+        (Some(f), Some(p)) => Some(f.resolve(&data, p)?),
+        _ => None,
+    };
     let mut rows: Vec<(&str, Accuracy)> = vec![
         ("train", accuracy(&model, &data.train)),
         ("test", accuracy(&model, &data.test)),

@@ -2,8 +2,8 @@ use super::{DataDir, load_data, print_json};
 use amun::device::DeviceSpec;
 use amun::experiment::exec::{self, ExecRequest, Executor, slurm};
 use amun::experiment::{
-    Config, Plan, Report, SlurmSection, StepCtx, folder_config, open_folder, placement,
-    run as run_experiment, steps, table_markdown,
+    Config, Plan, Report, SlurmSection, StepCtx, check_folder, folder_config, open_folder,
+    placement, run as run_experiment, steps, table_markdown,
 };
 use amun::report::{Table, hardware_line};
 use anyhow::{Context, Result, bail};
@@ -53,7 +53,7 @@ pub struct ExperimentArgs {
     /// Slurm resources per step kind: a TOML file with the keys of the
     /// config's [slurm] table (partition, account, extra, threads, and
     /// tables train/search/unlearn/audit/light of cpus, gpus, mem, time)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "slurm")]
     pub slurm_config: Option<PathBuf>,
     /// libtorch threads (default: the config's, else the machine's cores)
     #[arg(long, value_name = "N")]
@@ -113,12 +113,6 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
     if let Some(t) = threads {
         tch::set_num_threads(t as i32);
     }
-    if a.plan {
-        return print_plan(&cfg, &out, a.json);
-    }
-    if a.status {
-        return print_status(&cfg, &out, a.json);
-    }
     let device = match &a.device {
         Some(d) => d.parse::<DeviceSpec>()?,
         None => cfg.device,
@@ -142,6 +136,29 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let executor = request.executor()?;
+    // These only print or run one step here: an executor flag would be
+    // dropped without a word.
+    let only = [
+        ("--plan", a.plan),
+        ("--status", a.status),
+        ("--step", a.step.is_some()),
+    ];
+    if let Some((flag, _)) = only.iter().find(|(_, on)| *on)
+        && executor != Executor::Sequential
+    {
+        bail!(
+            "{flag} runs no steps on workers or Slurm: --jobs, --devices and --slurm do not apply \
+             to it"
+        );
+    }
+    if a.plan {
+        check_folder(&cfg, &out)?;
+        return print_plan(&cfg, &out, a.json);
+    }
+    if a.status {
+        check_folder(&cfg, &out)?;
+        return print_status(&cfg, &out, a.json);
+    }
     if let Some(id) = &a.step {
         // What a worker or a Slurm job runs: one step, in the run folder.
         let plan = Plan::build(&cfg)?;
@@ -169,10 +186,12 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         return Ok(());
     }
     let plan = Plan::build(&cfg)?;
+    check_folder(&cfg, &out)?;
     match executor {
         Executor::Sequential => {
             let dev = device.resolve()?;
             let data = data_of(&cfg, &a.dir, &config_path, dev)?;
+            preflight(&cfg, &data, &config_path)?;
             if let Some(s) = &file_placement {
                 open_folder(&cfg, &out)?;
                 placement::remember(&out, s)?;
@@ -180,6 +199,9 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             execute(cfg, &out, &data, dev, a.json, a.quiet)
         }
         Executor::Local(workers) => {
+            let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
+            preflight(&cfg, &data, &config_path)?;
+            drop(data);
             open_folder(&cfg, &out)?;
             if let Some(s) = &file_placement {
                 placement::remember(&out, s)?;
@@ -187,6 +209,9 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             run_workers(&a, &plan, &out, &workers)
         }
         Executor::Slurm { section, wait } => {
+            let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
+            preflight(&cfg, &data, &config_path)?;
+            drop(data);
             open_folder(&cfg, &out)?;
             if let Some(s) = &file_placement {
                 placement::remember(&out, s)?;
@@ -194,6 +219,13 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             submit_slurm(&a, &cfg, &plan, &out, &section, device, wait)
         }
     }
+}
+
+/// What the config says about its data, checked before any step runs or
+/// any folder is made (the steps that read them would fail only after
+/// others trained for minutes).
+fn preflight(cfg: &Config, data: &amun::data::Dataset, config_path: &Path) -> Result<()> {
+    amun::experiment::check_data(cfg, data).with_context(|| format!("{}", config_path.display()))
 }
 
 /// The config's data on `dev` (fetched first when missing).

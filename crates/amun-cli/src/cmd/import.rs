@@ -1,5 +1,5 @@
 use super::{DataDir, ImportArgs, device, open_checkpoint};
-use amun::model::{Layout, checkpoint, export};
+use amun::model::{Layout, check_export_out, checkpoint, export};
 use anyhow::{Result, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -79,6 +79,7 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
 
 pub fn run_export(a: ExportArgs) -> Result<()> {
     let layout: Layout = a.layout.parse()?;
+    check_export_out(&a.out)?;
     let _lock = super::claim_output(&a.out, &["pt", "pth", "safetensors"])?;
     let sc = checkpoint::read_sidecar(&a.checkpoint)?;
     let (model, _) = checkpoint::load(&a.checkpoint, device("cpu")?)?;

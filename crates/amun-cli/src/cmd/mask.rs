@@ -1,5 +1,5 @@
 use super::{DataDir, device};
-use amun::data::ForgetSet;
+use amun::data::ForgetFile;
 use amun::unlearn::saliency_mask;
 use anyhow::Result;
 use clap::Args;
@@ -11,7 +11,7 @@ pub struct MaskArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
     /// The forget set the saliency is measured on
-    #[arg(long, value_name = "FORGET.json")]
+    #[arg(long, value_name = "FORGET")]
     pub forget: PathBuf,
     /// Fraction of weights to keep trainable (the most salient)
     #[arg(long, default_value_t = 0.5)]
@@ -31,9 +31,9 @@ pub struct MaskArgs {
 pub fn run(a: MaskArgs) -> Result<()> {
     let dev = device(&a.device)?;
     let _lock = super::claim_output(&a.out, &["safetensors"])?;
-    let forget = ForgetSet::read(&a.forget)?;
+    let forget = ForgetFile::read(&a.forget)?;
     let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
-    forget.check_matches(&data, &a.forget)?;
+    let forget = forget.resolve(&data, &a.forget)?;
     let mask = saliency_mask(
         &model,
         &data.train.select(&forget.indices).to_device(dev),

@@ -2,7 +2,7 @@ use super::train::RecipeArgs;
 use super::{DataArgs, device, load_data};
 use amun::audit::train_references;
 use amun::model::{Arch, ModelSpec, checkpoint};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -44,6 +44,8 @@ pub struct TrainRefsArgs {
 
 pub fn run(cmd: RmiaCmd) -> Result<()> {
     let RmiaCmd::TrainRefs(a) = cmd;
+    // The library names the field; the user typed the flag.
+    amun::audit::check_ref_count(a.count).map_err(|e| anyhow::anyhow!("--{e}"))?;
     let dev = device(&a.device)?;
     let data = load_data(&a.data.spec(), &a.data.dir)?.to_device(dev);
     let (spec, recipe) = match &a.like {
@@ -65,7 +67,8 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
             (spec, a.recipe.params(arch, data.image_shape()[0])?.check()?)
         }
     };
-    std::fs::create_dir_all(&a.out)?;
+    amun::fsutil::check_output(&a.out.join("manifest.json"), &[]).context("--out")?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let bars = crate::progress::Bars::new(a.quiet);
     let refs = train_references(&data, &spec, &recipe, a.count, a.seed, &a.out, &bars)?;
     super::outln!(

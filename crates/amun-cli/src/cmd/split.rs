@@ -1,5 +1,5 @@
 use super::{DataArgs, load_data};
-use amun::data::{ForgetSet, ForgetSpec};
+use amun::data::{ForgetFile, ForgetSet, ForgetSpec};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -32,8 +32,9 @@ pub struct SplitArgs {
     #[arg(long, value_name = "C", conflicts_with = "from")]
     pub class: Option<i64>,
     /// Take the indices from a file: the AMUN authors' CSV (header
-    /// unlearn_idx), any CSV with an index/idx column, one index per line,
-    /// a JSON array, or amun's JSON; validated against --dataset, sorted
+    /// unlearn_idx), any CSV whose header names an index/idx column, one
+    /// index per line, a JSON array, or amun's JSON (which must be for
+    /// --dataset and its slice); validated against --dataset, sorted
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Seed of the random choice (recorded in the file)
@@ -47,9 +48,10 @@ pub struct SplitArgs {
 pub fn run(a: SplitArgs) -> Result<()> {
     let _lock = super::claim_output(&a.out, &["json"])?;
     if let Some(f) = &a.from {
-        let indices = ForgetSet::read_indices(f)?;
+        // The file's syntax is checked before the data is loaded.
+        let file = ForgetFile::read(f)?;
         let data = load_data(&a.data.spec(), &a.data.dir)?;
-        let set = ForgetSet::from_indices(&data, indices, f)?;
+        let set = file.resolve(&data, f)?;
         set.write(&a.out)?;
         super::outln!(
             "{}: {} of {} training samples of {} (from {})",

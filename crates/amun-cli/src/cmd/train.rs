@@ -1,5 +1,5 @@
 use super::{DataArgs, device, load_data, pct, print_json};
-use amun::data::ForgetSet;
+use amun::data::ForgetFile;
 use amun::model::{Arch, ModelSpec, checkpoint};
 use amun::train::{Subset, TrainJob, TrainOverrides, TrainParams, record_final_metrics, train};
 use anyhow::Result;
@@ -79,8 +79,9 @@ pub struct TrainArgs {
     pub model: String,
     #[command(flatten)]
     pub recipe: RecipeArgs,
-    /// Train without these samples (a forget set): exact unlearning
-    #[arg(long, value_name = "FORGET.json")]
+    /// Train without these samples (a forget set: amun's JSON or any list
+    /// `amun split --from` reads): exact unlearning
+    #[arg(long, value_name = "FORGET")]
     pub exclude: Option<PathBuf>,
     /// Seed of init, shuffling and augmentation (recorded in the sidecar)
     #[arg(long, default_value_t = 0)]
@@ -106,12 +107,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let arch: Arch = a.model.parse()?;
     let dev = device(&a.device)?;
     let _lock = super::claim_output(&a.out, &["safetensors"])?;
-    let exclude = a.exclude.as_deref().map(ForgetSet::read).transpose()?;
+    let exclude = a.exclude.as_deref().map(ForgetFile::read).transpose()?;
     let data = load_data(&a.data.spec(), &a.data.dir)?;
     let recipe = a.recipe.params(arch, data.image_shape()[0])?.check()?;
-    if let (Some(f), Some(p)) = (&exclude, &a.exclude) {
-        f.check_matches(&data, p)?;
-    }
+    let exclude = match (exclude, &a.exclude) {
+        (Some(f), Some(p)) => Some(f.resolve(&data, p)?),
+        _ => None,
+    };
     let data = data.to_device(dev);
     let spec = ModelSpec::for_data(arch, data.image_shape(), data.num_classes())?;
     let bars = crate::progress::Bars::new(a.quiet || a.json);

@@ -1,6 +1,6 @@
 use super::adv::AttackArgs;
 use super::{DataDir, device, pct, print_json};
-use amun::data::{ForgetSet, HeldOut};
+use amun::data::{ForgetFile, HeldOut};
 use amun::model::checkpoint;
 use amun::report::Table;
 use amun::train::TrainOverrides;
@@ -18,16 +18,17 @@ pub struct UnlearnArgs {
     /// The method (see `amun methods`)
     #[arg(long, default_value = "amun")]
     pub method: String,
-    /// The deletion request (a forget set from `amun split`)
+    /// The deletion request (a forget set from `amun split`, or any list
+    /// `amun split --from` reads)
     #[arg(
         long,
-        value_name = "FORGET.json",
+        value_name = "FORGET",
         conflicts_with = "requests",
         required_unless_present = "requests"
     )]
     pub forget: Option<PathBuf>,
     /// Several requests, applied in order (continual unlearning)
-    #[arg(long, value_name = "FORGET.json", num_args = 1..)]
+    #[arg(long, value_name = "FORGET", num_args = 1..)]
     pub requests: Vec<PathBuf>,
     /// Recompute the adversarial set on the current model for each request (AMUN-A)
     #[arg(long)]
@@ -203,17 +204,21 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         );
     }
     let _lock = super::claim_output(&a.out, &["safetensors"])?;
-    let (mut model, parent, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     let paths: Vec<PathBuf> = match &a.forget {
         Some(f) => vec![f.clone()],
         None => a.requests.clone(),
     };
+    let files = paths
+        .iter()
+        .map(|p| ForgetFile::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut model, parent, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     let mut requests = Vec::new();
-    for p in &paths {
-        let f = ForgetSet::read(p)?;
-        f.check_matches(&data, p)?;
-        requests.push(f);
+    for (f, p) in files.into_iter().zip(&paths) {
+        requests.push(f.resolve(&data, p)?);
     }
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    UnlearnJob::check_distinct(&requests, &names)?;
     let data = data.to_device(dev);
     if amun::train::recipe_of(&parent)?.is_some_and(|r| r.channels_last) {
         model.use_channels_last()?;
@@ -224,9 +229,17 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
     };
     let heldout = match (&cal, a.holdout_test, &a.holdout) {
         (None, _, _) => None,
-        (Some(_), Some(n), _) => Some(HeldOut::LastTest(n).split(&data, &a.dir.path())?),
-        (Some(_), None, Some(d)) => Some(HeldOut::Folder(d.clone()).split(&data, &a.dir.path())?),
+        (Some(_), Some(n), _) => Some(HeldOut::LastTest(n)),
+        (Some(_), None, Some(d)) => Some(HeldOut::Folder(d.clone())),
         (Some(_), None, None) => unreachable!("calibration_settings checks for held-out data"),
+    };
+    let heldout = match heldout {
+        Some(h) => {
+            let split = h.split(&data, &a.dir.path())?;
+            let record = h.record(&data, &split);
+            Some((split, record))
+        }
+        None => None,
     };
     let bars = crate::progress::Bars::new(a.quiet || a.json);
     let job = UnlearnJob {
@@ -236,7 +249,10 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         with_retain: !a.no_retain,
         adaptive: a.adaptive,
         adversarial: adv.as_ref(),
-        calibrate: cal.as_ref().zip(heldout.as_ref()),
+        calibrate: cal
+            .as_ref()
+            .zip(heldout.as_ref())
+            .map(|(c, (split, record))| (c, split, record)),
         seed: a.seed,
     };
     let done = job.run(&mut model, &parent, &bars)?;

@@ -360,11 +360,14 @@ fn full_disk_leaves_no_partial_checkpoint() {
     // as on a full disk): the 400 KiB weights file cannot be written.
     let script = format!(
         "trap '' XFSZ; ulimit -f 100; exec '{}' train --dataset mnist --train-limit 200 --test-limit 50 --epochs 1 --device cpu -q --out '{}'",
-        env!("CARGO_BIN_EXE_amun"),
+        common::bin().display(),
         out.display()
     );
     let o = Command::new("bash").args(["-c", &script]).output().unwrap();
-    fails_with(&o, &["m.safetensors"]);
+    fails_with(&o, &["m.safetensors", "File too large"]);
+    // The OS error in words, not safetensors' Debug text.
+    let err = stderr(&o);
+    assert!(!err.contains("IoError") && !err.contains("Os {"), "{err}");
     assert!(
         files_in(dir.path()).is_empty(),
         "left behind: {:?}",
@@ -779,6 +782,69 @@ finetune.epochs = 1
         stderr(&o).contains("up to date") && !stderr(&o).contains("training"),
         "{}",
         stderr(&o)
+    );
+    // An audit edited with its size and mtime kept (`touch -r`, `cp -p`,
+    // bit rot) is recomputed, never reported.
+    let report = std::fs::read(out.join("report.json")).unwrap();
+    let audit = out.join("audit-retrain-s0-f0.1.json");
+    let good = std::fs::read_to_string(&audit).unwrap();
+    let at = good.find("\"unlearn\": ").unwrap() + 11;
+    let digit = good.as_bytes()[at];
+    let bad = format!(
+        "{}{}{}",
+        &good[..at],
+        if digit == b'7' { '8' } else { '7' },
+        &good[at + 1..]
+    );
+    let mtime = std::fs::metadata(&audit).unwrap().modified().unwrap();
+    std::fs::write(&audit, &bad).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&audit)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::remove_file(out.join("report.json")).unwrap();
+    let o = amun(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read_to_string(&audit).unwrap() == good,
+        "the edited audit was kept"
+    );
+    assert!(
+        std::fs::read(out.join("report.json")).unwrap() == report,
+        "the report was built from the edited audit"
+    );
+    // A report written by a process of another thread count (a one-CPU
+    // Slurm job) names the threads the models were made with.
+    let made: u64 = common::read_json(&out.join("original-s0.json"))["threads"]
+        .as_u64()
+        .unwrap();
+    std::fs::remove_file(out.join("report.json")).unwrap();
+    let o = amun(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        &(made + 1).to_string(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hw = common::read_json(&out.join("report.json"))["hardware"].clone();
+    assert!(
+        hw.as_str()
+            .unwrap()
+            .contains(&format!(", {made} torch thread(s)")),
+        "{hw}"
     );
     // Bad lines are named; another config is refused.
     std::fs::write(

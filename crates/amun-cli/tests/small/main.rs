@@ -5,4 +5,5 @@
 mod common;
 
 mod cli;
+mod hostile;
 mod own_data;

@@ -78,7 +78,7 @@ fn split_from_reads_users_lists_and_refuses_bad_ones() {
         (
             "header.csv",
             "a,b\n1,2\n",
-            "without unlearn_idx, index or idx",
+            "without unlearn_idx, index, idx or indices",
         ),
     ];
     for (name, text, why) in bad {

@@ -11,19 +11,21 @@ mod roc;
 pub use gap::{Scores, avg_gap, mean_std};
 pub use mis::mis;
 pub use rmia::{
-    RefManifest, RefSetup, References, RmiaParams, Signal, load_references, memberships,
-    rmia_scores, scores, scores_brute, signal, train_references,
+    RefManifest, RefSetup, References, RmiaParams, Signal, check_ref_count, load_references,
+    memberships, rmia_scores, scores, scores_brute, signal, train_references,
 };
 pub use roc::{auc, roc_curve, tpr_at_fpr};
 
-use crate::data::Dataset;
-use crate::error::Result;
-use crate::model::Classifier;
+use crate::data::{Dataset, ForgetSet};
+use crate::error::{Error, Result};
+use crate::model::checkpoint::ForgetSummary;
+use crate::model::{Classifier, Origin, Sidecar};
 use crate::seed::derive;
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use tch::{Device, Kind};
 
 /// Everything the audit measures on one model.
@@ -74,6 +76,97 @@ fn thin(roc: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
 /// sample, the SVC subsample): one rule for `amun audit` and experiments.
 pub fn audit_seed(forget_seed: u64) -> u64 {
     derive(forget_seed, "audit", 0)
+}
+
+/// Checks that the model at `path` (its sidecar `sc`) is a retrain without
+/// exactly `forget`: the Avg. Gap is a distance to such a model, and any
+/// other one (the original, a retrain of another forget set) gives a
+/// number that only looks like one.
+pub fn check_retrain(sc: &Sidecar, forget: &ForgetSet, path: &Path) -> Result<()> {
+    let want = ForgetSummary::of(forget);
+    let what = match (sc.excluded(), &sc.origin) {
+        (Some(s), _) if s.indices_sha256 == want.indices_sha256 && s.dataset == want.dataset => {
+            return Ok(());
+        }
+        (Some(s), _) => format!(
+            "it was retrained without another forget set ({} samples of {}, {} seed {}, indices \
+             sha256 {}), not without the {} samples of this one (sha256 {})",
+            s.size,
+            s.dataset,
+            s.kind,
+            s.seed,
+            short(&s.indices_sha256),
+            want.size,
+            short(&want.indices_sha256)
+        ),
+        (None, Origin::Train { subset: None, .. }) => {
+            "it was trained on the whole training split: it excludes no sample, so it is an \
+             original model, not a retrain"
+                .to_string()
+        }
+        (None, Origin::Train { .. }) => {
+            "it was trained on pool rows (a reference model), not without a forget set".to_string()
+        }
+        (None, Origin::Unlearn { method, .. }) => {
+            format!("it is a model unlearned by {method}, not a retrain")
+        }
+        (None, Origin::Import { from, .. }) => format!(
+            "it was imported from {from}, and its sidecar records no forget set it was trained \
+             without"
+        ),
+    };
+    Err(Error::checkpoint(
+        path,
+        format!(
+            "--retrain: {what}. The Avg. Gap compares with a model retrained without exactly \
+             the forget set: train one with `amun train --exclude FORGET`"
+        ),
+    ))
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// The number of last test images an audit of `models` (path, sidecar)
+/// leaves out: each calibrated model's recorded held-out test images,
+/// so no audit scores the images a calibration chose by. `requested`
+/// (`--holdout-test`) may leave out more, never fewer. Returns the count
+/// and, when it comes from a record, a line saying so.
+pub fn audit_holdout(
+    models: &[(&Path, &Sidecar)],
+    test_len: usize,
+    requested: Option<usize>,
+) -> Result<(usize, Option<String>)> {
+    let need = models
+        .iter()
+        .filter_map(|(p, sc)| {
+            let r = sc.calibration_heldout(test_len)?;
+            Some((r.audit_holdout(test_len), *p, r))
+        })
+        .max_by_key(|(n, _, _)| *n);
+    match (need, requested) {
+        (Some((n, p, r)), Some(h)) if h < n => Err(Error::invalid(
+            "holdout-test",
+            format!(
+                "{h}: {} was calibrated on {}; an audit leaving out only {h} test images would \
+                 score images its calibration chose by: give --holdout-test {n} or more (or \
+                 leave it out: the recorded held-out set is then left out)",
+                p.display(),
+                r.describe()
+            ),
+        )),
+        (_, Some(h)) => Ok((h, None)),
+        (Some((n, p, r)), None) if n > 0 => Ok((
+            n,
+            Some(format!(
+                "leaving the last {n} test images out of D_T: {} was calibrated on {}",
+                p.display(),
+                r.describe()
+            )),
+        )),
+        _ => Ok((0, None)),
+    }
 }
 
 /// Audits `model` for the forget set `forget` (training indices) of `data`.

@@ -322,9 +322,17 @@ impl RefSetup<'_> {
         }
         let n = data.train.len() + data.test.len();
         let mfile = dir.join("members.safetensors");
-        if !mfile.exists() {
-            let members = memberships(n, count, self.seed);
-            let flat: Vec<u8> = members.iter().flatten().map(|&b| u8::from(b)).collect();
+        let members = memberships(n, count, self.seed);
+        let flat: Vec<u8> = members.iter().flatten().map(|&b| u8::from(b)).collect();
+        // The table follows from the seed: one that says otherwise (damaged,
+        // edited) is written again rather than read by an audit.
+        let kept = mfile.exists()
+            && read_tensors(&mfile, Device::Cpu)
+                .ok()
+                .and_then(|mut t| t.remove("members"))
+                .and_then(|t| Vec::<u8>::try_from(t.to_kind(Kind::Uint8).flatten(0, -1)).ok())
+                .is_some_and(|v| v == flat);
+        if !kept {
             let t = Tensor::from_slice(&flat).view([count as i64, n as i64]);
             write_tensors(&mfile, &[("members".to_string(), t)])?;
         }
@@ -374,6 +382,22 @@ impl RefSetup<'_> {
 /// pool. Resumable: finished models are skipped, an interrupted one resumes
 /// from its last epoch. A folder made with other settings is refused.
 #[allow(clippy::too_many_arguments)]
+/// A count of reference models RMIA can use: in complementary pairs, so
+/// that each sample is OUT for half of them (checked before any work).
+pub fn check_ref_count(count: usize) -> Result<()> {
+    if count < 2 || count % 2 == 1 {
+        return Err(Error::invalid(
+            "count",
+            format!(
+                "{count}: expected an even number of at least 2 reference models (they train in \
+                 complementary pairs, each sample OUT for half of them)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Trains (or resumes) `count` reference models in `dir`; see [`RefSetup`].
 pub fn train_references(
     data: &Dataset,
     spec: &ModelSpec,

@@ -17,7 +17,7 @@ mod split;
 pub use augment::{Augment, augment_batch};
 pub use batches::{Batch, EpochIter, Part, TrainSet, eval_batches};
 pub use fetch::{FetchOutcome, Registry, default_data_dir, fetch, sha256_file};
-pub use split::{ForgetSet, ForgetSpec};
+pub use split::{ForgetFile, ForgetSet, ForgetSpec};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -323,6 +323,42 @@ impl DataSpec {
     }
 }
 
+/// Where the held-out images of a calibration came from, as the unlearned
+/// model's sidecar records it: what an audit must then leave out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum HeldOutRecord {
+    /// The last `size` of the `test_size` test images of the model's data.
+    LastTest { size: usize, test_size: usize },
+    /// Both splits of a dataset folder (`size` images), none of them in
+    /// the model's data.
+    Folder { path: String, size: usize },
+}
+
+impl HeldOutRecord {
+    /// How many of the last test images of a test split of `test_len`
+    /// images an audit must leave out so that its D_T holds none of these
+    /// held-out images (D_T is the test split before the left-out ones).
+    pub fn audit_holdout(&self, test_len: usize) -> usize {
+        match *self {
+            HeldOutRecord::LastTest { size, test_size } => {
+                test_len.saturating_sub(test_size.saturating_sub(size))
+            }
+            HeldOutRecord::Folder { .. } => 0,
+        }
+    }
+
+    /// Says what was held out, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            HeldOutRecord::LastTest { size, test_size } => {
+                format!("the last {size} of its {test_size} test images")
+            }
+            HeldOutRecord::Folder { path, size } => format!("{size} images of {path}"),
+        }
+    }
+}
+
 /// Data a model never trained on, which calibration compares the forget
 /// set with.
 #[derive(Debug, Clone, PartialEq)]
@@ -342,6 +378,24 @@ impl HeldOut {
         Split {
             images: data.test.images.narrow(0, t as i64 - n, n),
             labels: data.test.labels.narrow(0, t as i64 - n, n),
+        }
+    }
+
+    /// What a sidecar records of this held-out data (`split` is what
+    /// [`HeldOut::split`] gave for `data`).
+    pub fn record(&self, data: &Dataset, split: &Split) -> HeldOutRecord {
+        match self {
+            HeldOut::LastTest(n) => HeldOutRecord::LastTest {
+                size: *n,
+                test_size: data.test.len(),
+            },
+            HeldOut::Folder(dir) => HeldOutRecord::Folder {
+                path: std::path::absolute(dir)
+                    .unwrap_or_else(|_| dir.clone())
+                    .display()
+                    .to_string(),
+                size: split.len(),
+            },
         }
     }
 
@@ -367,6 +421,17 @@ impl HeldOut {
             HeldOut::Folder(dir) => dir,
         };
         let what = format!("holdout {}", dir.display());
+        // Else the dataset loader would call it an unknown dataset name.
+        if !dir.is_dir() {
+            return Err(Error::invalid(
+                what,
+                if dir.exists() {
+                    "not a folder; expected a dataset folder of images the model never trained on"
+                } else {
+                    "no such folder; expected a dataset folder of images the model never trained on"
+                },
+            ));
+        }
         let h = DataSpec::new(dir.display().to_string()).load(data_dir)?;
         if h.image_shape() != data.image_shape() || h.num_classes() != data.num_classes() {
             return Err(Error::invalid(

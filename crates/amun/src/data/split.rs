@@ -221,88 +221,12 @@ impl ForgetSet {
         })
     }
 
-    /// Reads training indices from a file in any of the formats users have:
-    /// amun's JSON (a `ForgetSet`), a JSON array, or text with one index per
-    /// line — optionally CSV with a header, where the column `unlearn_idx`
-    /// (the AMUN authors' files), `index` or `idx` is used, or the only one.
-    pub fn read_indices(path: &Path) -> Result<Vec<i64>> {
-        let text = std::fs::read_to_string(path).map_err(|err| Error::Io {
-            path: path.to_path_buf(),
-            err,
-        })?;
-        let t = text.trim_start();
-        if t.starts_with('{') {
-            let set: ForgetSet = serde_json::from_str(&text)
-                .map_err(|e| Error::format(path, format!("invalid forget-set JSON: {e}")))?;
-            set.validate(path)?;
-            return Ok(set.indices);
-        }
-        if t.starts_with('[') {
-            return serde_json::from_str::<Vec<i64>>(&text).map_err(|e| {
-                Error::format(
-                    path,
-                    format!("expected a JSON array of integer indices: {e}"),
-                )
-            });
-        }
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim()))
-            .filter(|(_, l)| !l.is_empty());
-        let Some((first_no, first)) = lines.next() else {
-            return Err(Error::format(
-                path,
-                "the forget set is empty: no index in the file",
-            ));
-        };
-        let split = |l: &str| -> Vec<String> {
-            l.split([',', '\t', ';'])
-                .map(|c| c.trim().trim_matches('"').to_string())
-                .collect()
-        };
-        let head = split(first);
-        let header = head.iter().any(|c| c.parse::<i64>().is_err());
-        let column = if header {
-            match head
-                .iter()
-                .position(|c| matches!(c.as_str(), "unlearn_idx" | "index" | "idx" | "indices"))
-            {
-                Some(c) => c,
-                None if head.len() == 1 => 0,
-                None => {
-                    return Err(Error::format(
-                        path,
-                        format!(
-                            "line {first_no}: a header of {} columns ({}) without unlearn_idx, index or idx",
-                            head.len(),
-                            head.join(", ")
-                        ),
-                    ));
-                }
-            }
-        } else {
-            0
-        };
-        let mut out = Vec::new();
-        let mut parse = |no: usize, l: &str| -> Result<()> {
-            let cells = split(l);
-            let cell = cells.get(column).ok_or_else(|| {
-                Error::format(path, format!("line {no}: no column {}", column + 1))
-            })?;
-            let v = cell.parse::<i64>().map_err(|_| {
-                Error::format(path, format!("line {no}: '{cell}' is not an integer index"))
-            })?;
-            out.push(v);
-            Ok(())
-        };
-        if !header {
-            parse(first_no, first)?;
-        }
-        for (no, l) in lines {
-            parse(no, l)?;
-        }
-        Ok(out)
+    /// Reads the forget set at `path` for `data`, in any format
+    /// [`ForgetFile::read`] takes: amun's JSON must have been made for this
+    /// dataset and slice; a bare list of indices becomes a set of kind
+    /// `file`.
+    pub fn load(path: &Path, data: &Dataset) -> Result<ForgetSet> {
+        ForgetFile::read(path)?.resolve(data, path)
     }
 
     /// Reads and validates a forget file.
@@ -396,6 +320,183 @@ impl ForgetSet {
     }
 }
 
+/// A forget-set file as read, before it is matched to the data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForgetFile {
+    /// amun's JSON: a set that names its own dataset and slice.
+    Set(ForgetSet),
+    /// A bare list of training indices (the AMUN authors' CSV, a CSV with
+    /// an index column, one index per line, a JSON array), in file order.
+    Indices(Vec<i64>),
+}
+
+/// Header names of the index column, in the order one is preferred when a
+/// header has several.
+const INDEX_HEADERS: [&str; 4] = ["unlearn_idx", "index", "idx", "indices"];
+
+impl ForgetFile {
+    /// Reads a forget-set file in any of the formats users have: amun's
+    /// JSON (a `ForgetSet`), a JSON array, or CSV/text read by the `csv`
+    /// crate (quotes, commas or tabs) — one index per line, or a table
+    /// whose header names the index column (`unlearn_idx`, the AMUN
+    /// authors' files; `index`, `idx`, `indices`). What could be read two
+    /// ways (`4,5,6` on a line of a headerless list, a first line that is
+    /// neither an index nor a known header) is refused, naming the line.
+    pub fn read(path: &Path) -> Result<ForgetFile> {
+        let text = std::fs::read_to_string(path).map_err(|err| Error::Io {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let t = text.trim_start();
+        if t.starts_with('{') {
+            let set: ForgetSet = serde_json::from_str(text)
+                .map_err(|e| Error::format(path, format!("invalid JSON for a forget set: {e}")))?;
+            set.validate(path)?;
+            return Ok(ForgetFile::Set(set));
+        }
+        if t.starts_with('[') {
+            return serde_json::from_str::<Vec<i64>>(text)
+                .map(ForgetFile::Indices)
+                .map_err(|e| {
+                    Error::format(
+                        path,
+                        format!("expected a JSON array of integer indices: {e}"),
+                    )
+                });
+        }
+        read_list(text, path).map(ForgetFile::Indices)
+    }
+
+    /// The forget set this file gives for `data`: amun's JSON only when it
+    /// was made for this dataset and slice (as every `--forget` requires);
+    /// a list checked against the training split.
+    pub fn resolve(self, data: &Dataset, path: &Path) -> Result<ForgetSet> {
+        match self {
+            ForgetFile::Set(set) => {
+                set.check_matches(data, path)?;
+                Ok(set)
+            }
+            ForgetFile::Indices(indices) => ForgetSet::from_indices(data, indices, path),
+        }
+    }
+}
+
+/// The indices of a CSV or plain list (see [`ForgetFile::read`]).
+fn read_list(text: &str, path: &Path) -> Result<Vec<i64>> {
+    let known = format!(
+        "{} or {}",
+        INDEX_HEADERS[..INDEX_HEADERS.len() - 1].join(", "),
+        INDEX_HEADERS[INDEX_HEADERS.len() - 1]
+    );
+    let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    // A tab-separated file has tabs and no commas on its first line.
+    let delimiter = if first_line.contains('\t') && !first_line.contains(',') {
+        b'\t'
+    } else {
+        b','
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
+    let at = |line: u64, msg: String| Error::format(path, format!("line {line}: {msg}"));
+    let is_index = |s: &str| s.parse::<i64>().is_ok();
+    let hint = |s: &str| {
+        if s.contains([';', ' ']) {
+            " (columns are separated by commas or tabs; for a list, give one index per line)"
+        } else {
+            ""
+        }
+    };
+    // (index column, its header name) once the first line is read.
+    let mut column: Option<(usize, Option<String>)> = None;
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            at(line, format!("not readable as CSV: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let cells: Vec<&str> = record.iter().collect();
+        if cells.iter().all(|c| c.is_empty()) {
+            continue;
+        }
+        let (col, name) = match &column {
+            Some(c) => c.clone(),
+            None => {
+                let c = if cells.iter().all(|c| is_index(c)) {
+                    (0, None)
+                } else if let Some(i) = INDEX_HEADERS
+                    .iter()
+                    .find_map(|h| cells.iter().position(|c| c == h))
+                {
+                    (i, Some(cells[i].to_string()))
+                } else if cells.len() == 1 {
+                    return Err(at(
+                        line,
+                        format!(
+                            "'{}' is neither an integer index nor a known header ({known}){}",
+                            cells[0],
+                            hint(cells[0])
+                        ),
+                    ));
+                } else {
+                    return Err(at(
+                        line,
+                        format!(
+                            "a header of {} columns ({}) without {known}",
+                            cells.len(),
+                            cells.join(", ")
+                        ),
+                    ));
+                };
+                column = Some(c.clone());
+                if c.1.is_some() {
+                    continue;
+                }
+                c
+            }
+        };
+        match &name {
+            // A list without a header: one index per line, or it is
+            // unclear whether `4,5,6` means three indices or one row.
+            None if cells.len() > 1 => {
+                return Err(at(
+                    line,
+                    format!(
+                        "{} values on one line ({}): give one index per line, or a header \
+                         naming the index column ({known})",
+                        cells.len(),
+                        cells.join(", ")
+                    ),
+                ));
+            }
+            Some(n) if cells.get(col).is_none_or(|c| c.is_empty()) => {
+                return Err(at(line, format!("no value in column '{n}'")));
+            }
+            _ => {}
+        }
+        let cell = cells[col];
+        let v = cell.parse::<i64>().map_err(|_| {
+            at(
+                line,
+                format!("'{cell}' is not an integer index{}", hint(cell)),
+            )
+        })?;
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err(Error::format(
+            path,
+            "the forget set is empty: no index in the file",
+        ));
+    }
+    Ok(out)
+}
+
 fn draw(n: usize, k: usize, seed: u64) -> Result<Vec<i64>> {
     if n < 2 {
         return Err(Error::invalid(
@@ -408,4 +509,51 @@ fn draw(n: usize, k: usize, seed: u64) -> Result<Vec<i64>> {
         .into_iter()
         .map(|i| i as i64)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> std::result::Result<Vec<i64>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list.csv");
+        std::fs::write(&p, text).unwrap();
+        match ForgetFile::read(&p).map_err(|e| e.to_string())? {
+            ForgetFile::Indices(v) => Ok(v),
+            ForgetFile::Set(s) => Ok(s.indices),
+        }
+    }
+
+    #[test]
+    fn lists_are_read_as_csv_and_ambiguity_is_refused_by_line() {
+        assert_eq!(read("unlearn_idx\n3\n4\n"), Ok(vec![3, 4]));
+        // pandas' to_csv: an unnamed index column before the authors' one.
+        assert_eq!(read(",unlearn_idx\n0,12\n1,7\n"), Ok(vec![12, 7]));
+        assert_eq!(read("\u{feff}idx\tlabel\n3\t1\n"), Ok(vec![3]));
+        assert_eq!(read("3\n\n 4 \n"), Ok(vec![3, 4]));
+        assert_eq!(read("[5, 2]"), Ok(vec![5, 2]));
+        // A quoted field is one field: its commas shift nothing.
+        assert_eq!(read("name,idx\n\"a,7,b\",3\n"), Ok(vec![3]));
+        let e = read("\"a,7,b\",3\n").unwrap_err();
+        assert!(
+            e.contains("line 1") && e.contains("without unlearn_idx"),
+            "{e}"
+        );
+        // A first line that is neither an index nor a known header is not
+        // dropped as a "header".
+        let e = read("foo\n4\n5\n").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("'foo'"), "{e}");
+        // Three indices or one row of three columns: refused.
+        let e = read("4,5,6\n").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("3 values"), "{e}");
+        let e = read("1\n2,3\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("2 values"), "{e}");
+        let e = read("4;5;6\n").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("commas or tabs"), "{e}");
+        let e = read("idx\n3\nx\n").unwrap_err();
+        assert!(e.contains("line 3") && e.contains("'x'"), "{e}");
+        let e = read("idx\n").unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+    }
 }

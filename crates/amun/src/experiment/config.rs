@@ -206,59 +206,46 @@ pub struct MethodTune {
     pub step: Option<Vec<usize>>,
 }
 
-/// The 1-based line of the first line of `text` that starts with `needle`.
-fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| l.trim_start().starts_with(needle))
-        .map(|i| i + 1)
+/// Where each key of an experiment file is, from the TOML parser's spans:
+/// errors found after parsing name the line of the key they are about.
+struct Lines<'a> {
+    text: &'a str,
+    doc: Option<toml::de::DeTable<'a>>,
 }
 
-/// The line of the header `[section]` (quoted or not).
-fn section_line(text: &str, section: &str) -> Option<usize> {
-    let quoted = section
-        .split('.')
-        .enumerate()
-        .map(|(i, p)| {
-            if i == 0 {
-                p.to_string()
-            } else {
-                format!("\"{p}\"")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".");
-    line_of(text, &format!("[{section}]")).or_else(|| line_of(text, &format!("[{quoted}]")))
-}
-
-/// The line that sets `key` (a dotted path such as `finetune.lr`) of method
-/// `name`: `finetune.lr = …` under `[methods.name]`, or `lr = …` under
-/// `[methods.name.finetune]`.
-fn setting_line(text: &str, name: &str, key: &str) -> Option<usize> {
-    let parts: Vec<&str> = key.split('.').collect();
-    for split in 0..parts.len() {
-        let table = std::iter::once(format!("methods.{name}"))
-            .chain(parts[..split].iter().map(|p| p.to_string()))
-            .collect::<Vec<_>>()
-            .join(".");
-        let rest = parts[split..].join(".");
-        let Some(h) = section_line(text, &table) else {
-            continue;
-        };
-        let found = text
-            .lines()
-            .enumerate()
-            .skip(h)
-            .take_while(|(_, l)| !l.trim_start().starts_with('['))
-            .find(|(_, l)| {
-                l.trim_start()
-                    .strip_prefix(rest.as_str())
-                    .is_some_and(|r| r.trim_start().starts_with('='))
-            });
-        if let Some((i, _)) = found {
-            return Some(i + 1);
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        Lines {
+            text,
+            doc: toml::de::DeTable::parse(text).ok().map(|d| d.into_inner()),
         }
     }
-    None
+
+    /// The 1-based line of the key at `path` (`["tune", "gamma"]`), or of
+    /// the deepest table on the way that the file has.
+    fn of(&self, path: &[&str]) -> Option<usize> {
+        let mut table = self.doc.as_ref()?;
+        let mut found = None;
+        for key in path {
+            let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == key) else {
+                break;
+            };
+            found = Some(k.span().start);
+            match v.get_ref().as_table() {
+                Some(t) => table = t,
+                None => break,
+            }
+        }
+        found.map(|at| self.text[..at.min(self.text.len())].matches('\n').count() + 1)
+    }
+
+    /// `msg` about the key at `path` of the file at `file`, with its line.
+    fn error(&self, file: &Path, path: &[&str], msg: impl std::fmt::Display) -> Error {
+        match self.of(path) {
+            Some(l) => Error::format(file, format!("line {l}: {msg}")),
+            None => Error::format(file, msg.to_string()),
+        }
+    }
 }
 
 /// A grid's lists must be non-empty, positive and without repeats.
@@ -293,19 +280,15 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let cfg: Config = toml::from_str(text).map_err(|e| Error::toml(text, path, e))?;
         super::placement::from_experiment(text, path)?;
-        let at = |needle: &str, msg: String| -> Error {
-            match line_of(text, needle) {
-                Some(l) => Error::format(path, format!("line {l}: {msg}")),
-                None => Error::format(path, msg),
-            }
-        };
+        let lines = Lines::new(text);
+        let at = |key: &[&str], msg: String| -> Error { lines.error(path, key, msg) };
         for (key, v) in [
             ("train_limit", cfg.data.train_limit),
             ("test_limit", cfg.data.test_limit),
         ] {
             if v == Some(0) {
                 return Err(at(
-                    key,
+                    &["data", key],
                     format!("data.{key}: expected at least 1 image, got 0"),
                 ));
             }
@@ -321,7 +304,7 @@ impl Config {
         let d = &cfg.data.dataset;
         if crate::data::Registry::from_name(d).is_none() && !Path::new(d).exists() {
             return Err(at(
-                "dataset",
+                &["data", "dataset"],
                 format!(
                     "data.dataset '{d}': neither a registry dataset (cifar10, mnist) nor an \
                      existing folder"
@@ -329,26 +312,26 @@ impl Config {
             ));
         }
         if cfg.seeds.is_empty() {
-            return Err(at("seeds", "seeds: give at least one seed".into()));
+            return Err(at(&["seeds"], "seeds: give at least one seed".into()));
         }
         let mut s = cfg.seeds.clone();
         s.sort_unstable();
         s.dedup();
         if s.len() != cfg.seeds.len() {
-            return Err(at("seeds", "seeds: a seed is listed twice".into()));
+            return Err(at(&["seeds"], "seeds: a seed is listed twice".into()));
         }
         if cfg.forget.fractions.is_empty()
             || cfg.forget.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0))
         {
             return Err(at(
-                "fractions",
+                &["forget", "fractions"],
                 "forget.fractions: each must lie in (0,1)".into(),
             ));
         }
         if !cfg.forget.files.is_empty() {
             if cfg.forget.files.len() != cfg.seeds.len() {
                 return Err(at(
-                    "files",
+                    &["forget", "files"],
                     format!(
                         "forget.files: {} file(s) for {} seed(s); give one per seed, in the order of seeds",
                         cfg.forget.files.len(),
@@ -358,7 +341,7 @@ impl Config {
             }
             if cfg.forget.fractions.len() != 1 {
                 return Err(at(
-                    "fractions",
+                    &["forget", "fractions"],
                     "forget.fractions: with files, give the one fraction they represent".into(),
                 ));
             }
@@ -366,7 +349,7 @@ impl Config {
                 let p = base.join(&*f);
                 if !p.exists() {
                     return Err(at(
-                        "files",
+                        &["forget", "files"],
                         format!("forget.files: {} does not exist", p.display()),
                     ));
                 }
@@ -378,75 +361,107 @@ impl Config {
         f.dedup();
         if f.len() != cfg.forget.fractions.len() {
             return Err(at(
-                "fractions",
+                &["forget", "fractions"],
                 "forget.fractions: a fraction is listed twice".into(),
             ));
         }
         if cfg.forget.with_retain.is_empty() {
             return Err(at(
-                "with_retain",
+                &["forget", "with_retain"],
                 "forget.with_retain: give true, false or both".into(),
             ));
         }
         if cfg.rmia.reference_models < 2 || cfg.rmia.reference_models % 2 == 1 {
             return Err(at(
-                "reference_models",
+                &["rmia", "reference_models"],
                 "rmia.reference_models: must be even and at least 2 (each sample OUT for half of them)".into(),
             ));
         }
         for (name, table) in &cfg.methods {
             let mut table = table.clone();
             if let Some(t) = table.remove("tune") {
-                let line = setting_line(text, name, "tune")
-                    .or_else(|| section_line(text, &format!("methods.{name}.tune")));
-                let here = |msg: String| match line {
-                    Some(l) => Error::format(path, format!("line {l}: {name}.tune: {msg}")),
-                    None => Error::format(path, format!("{name}.tune: {msg}")),
-                };
+                let key = ["methods", name.as_str(), "tune"];
+                let here = |msg: String| lines.error(path, &key, format!("{name}.tune: {msg}"));
                 let mt: MethodTune = t
                     .try_into()
                     .map_err(|e: toml::de::Error| here(e.message().to_string()))?;
                 check_grid(mt.lr.as_deref(), mt.step.as_deref()).map_err(here)?;
+                // Without [tune] nothing is tuned: the grid would be dropped.
+                if cfg.tune.is_none() {
+                    return Err(here(
+                        "a method's own grid needs a [tune] section (nothing is tuned without \
+                         one); add [tune] or remove this key"
+                            .into(),
+                    ));
+                }
+                if let Some(list) = cfg.tune.as_ref().and_then(|t| t.methods.as_ref())
+                    && !list.contains(name)
+                {
+                    return Err(here(format!(
+                        "{name} is not in tune.methods ({}), so this grid would never run; add \
+                         it there or remove this key",
+                        list.join(", ")
+                    )));
+                }
             }
             let v = serde_json::to_value(&table).map_err(|e| Error::format(path, e.to_string()))?;
             if let Err(e) = crate::unlearn::build(name, &v) {
                 // Point at the offending key inside the method's table when
-                // the error names one (`rl.speed`, `amun.finetune.lr`).
-                let key_line = match &e {
-                    Error::Invalid { what, .. } => what
-                        .strip_prefix(&format!("{name}."))
-                        .and_then(|key| setting_line(text, name, key)),
-                    _ => None,
-                };
-                let header = section_line(text, &format!("methods.{name}"));
-                return Err(match key_line.or(header) {
-                    Some(l) => Error::format(path, format!("line {l}: {e}")),
-                    None => Error::format(path, e.to_string()),
-                });
+                // the error names one (`rl.speed`, `amun.finetune.lr`), else
+                // at the table.
+                let mut key = vec!["methods", name.as_str()];
+                if let Error::Invalid { what, .. } = &e
+                    && let Some(k) = what.strip_prefix(&format!("{name}."))
+                {
+                    key.extend(k.split('.'));
+                }
+                return Err(lines.error(path, &key, &e));
+            }
+        }
+        // A method that runs in no setting would vanish from the plan.
+        if !cfg.forget.with_retain.contains(&true) {
+            for m in cfg.methods()? {
+                if let Some(why) = m.method().requires_retain() {
+                    return Err(at(
+                        &["methods", m.name()],
+                        format!(
+                            "methods.{}: it needs the retain set ({why}), but forget.with_retain \
+                             is [false]: it would run in no setting; add true to with_retain or \
+                             remove the method",
+                            m.name()
+                        ),
+                    ));
+                }
             }
         }
         let channels = if cfg.data.dataset == "mnist" { 1 } else { 3 };
-        cfg.recipe(channels)
-            .map_err(|e| at("[train]", e.to_string()))?;
+        cfg.recipe(channels).map_err(|e| {
+            // The recipe names its field as its flag (`batch-size`).
+            let field = match &e {
+                Error::Invalid { what, .. } => what.replace('-', "_"),
+                _ => String::new(),
+            };
+            at(&["train", &field], e.to_string())
+        })?;
         if let Some(t) = &cfg.tune {
             check_grid(Some(&t.lr), Some(&t.step))
-                .map_err(|m| at("[tune]", format!("tune: {m}")))?;
+                .map_err(|m| at(&["tune"], format!("tune: {m}")))?;
             if !(t.gamma > 0.0 && t.gamma.is_finite()) {
                 return Err(at(
-                    "gamma",
+                    &["tune", "gamma"],
                     format!("tune.gamma: must be positive, got {}", t.gamma),
                 ));
             }
             if t.seeds.is_empty() {
-                return Err(at("[tune]", "tune.seeds: give at least one seed".into()));
+                return Err(at(&["tune"], "tune.seeds: give at least one seed".into()));
             }
             cfg.check_method_names(t.methods.as_deref(), "tune.methods")
-                .map_err(|m| at("[tune]", m))?;
+                .map_err(|m| at(&["tune"], m))?;
         }
         if let Some(c) = &cfg.calibrate {
             if c.holdout == 0 {
                 return Err(at(
-                    "holdout",
+                    &["calibrate", "holdout"],
                     "calibrate.holdout: expected at least 1 test image".into(),
                 ));
             }
@@ -454,20 +469,21 @@ impl Config {
                 && c.holdout >= n
             {
                 return Err(at(
-                    "holdout",
+                    &["calibrate", "holdout"],
                     format!(
                         "calibrate.holdout: {} leaves none of the {n} test images to audit",
                         c.holdout
                     ),
                 ));
             }
-            c.settings().map_err(|e| at("[calibrate]", e.to_string()))?;
+            c.settings()
+                .map_err(|e| at(&["calibrate"], e.to_string()))?;
             cfg.check_method_names(c.methods.as_deref(), "calibrate.methods")
-                .map_err(|m| at("[calibrate]", m))?;
+                .map_err(|m| at(&["calibrate"], m))?;
             for m in cfg.methods()? {
                 if cfg.calibrated(m.name()) && m.method().finetune().is_none() {
                     return Err(at(
-                        "[calibrate]",
+                        &["calibrate"],
                         format!(
                             "calibrate.methods: {} has no fine-tuning learning rate to calibrate",
                             m.name()
@@ -477,7 +493,7 @@ impl Config {
             }
         }
         if cfg.threads == Some(0) {
-            return Err(at("threads", "threads: expected at least 1".into()));
+            return Err(at(&["threads"], "threads: expected at least 1".into()));
         }
         Ok(cfg)
     }
@@ -717,8 +733,58 @@ attack.steps = 5
         assert!(e.contains("line 23") && e.contains("even"), "{e}");
         let e = parse_tiny(&TINY.replace("name = \"tiny\"\n", "")).unwrap_err();
         assert!(e.contains("name"), "{e}");
+        // The recipe's own key, not the [train] header above it.
         let e = parse_tiny(&TINY.replace("lr = 0.02", "lr = -1")).unwrap_err();
-        assert!(e.contains("line 12") && e.contains("lr"), "{e}");
+        assert!(e.contains("line 15") && e.contains("lr"), "{e}");
+    }
+
+    #[test]
+    fn settings_that_would_be_dropped_are_refused() {
+        // A method's own grid without [tune]: nothing would be tuned.
+        let e = err("tune = { lr = [0.1] }\n");
+        assert!(
+            e.contains("line 12") && e.contains("amun.tune") && e.contains("[tune]"),
+            "{e}"
+        );
+        assert!(parse("tune = { lr = [0.1] }\n[tune]\n").is_ok());
+        // …or a grid for a method tune.methods leaves out.
+        let e = err("tune = { lr = [0.1] }\n[methods.ft]\n[tune]\nmethods = [\"ft\"]\n");
+        assert!(e.contains("amun.tune") && e.contains("tune.methods"), "{e}");
+        // A method that needs D_R where every setting runs without it.
+        let only_ft = BASE
+            .replace(
+                "fractions = [0.1]",
+                "fractions = [0.1]\nwith_retain = [false]",
+            )
+            .replace("[methods.amun]", "[methods.ft]");
+        let e = Config::parse(&only_ft, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 12") && e.contains("methods.ft") && e.contains("no setting"),
+            "{e}"
+        );
+        assert!(
+            Config::parse(
+                &only_ft.replace("[false]", "[true, false]"),
+                Path::new("t.toml")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_of_their_own_key() {
+        // `gamma` of [rmia.attack] comes first in the file; the error is
+        // about [tune]'s.
+        let e = err("[rmia.attack]\ngamma = 2.0\n[tune]\ngamma = -1.0\n");
+        assert!(e.contains("line 15") && e.contains("tune.gamma"), "{e}");
+        // The recipe's field, not the [train] header.
+        let e = err("[train]\nepochs = 2\nbatch_size = 0\n");
+        assert!(e.contains("line 14") && e.contains("batch"), "{e}");
+        // A dotted method key, written as a table.
+        let e = err("[methods.ft.finetune]\nlr = -1\n");
+        assert!(e.contains("line 13") && e.contains("ft.finetune.lr"), "{e}");
     }
 
     #[test]

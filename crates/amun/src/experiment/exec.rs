@@ -190,7 +190,9 @@ pub fn run_local(
             }
             let file = std::fs::File::create(&log).at(&log)?;
             let err = file.try_clone().at(&log)?;
-            let child = command(step, &workers[w])
+            let mut cmd = command(step, &workers[w]);
+            die_with_parent(&mut cmd);
+            let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(file))
                 .stderr(Stdio::from(err))
@@ -253,6 +255,33 @@ pub fn run_local(
         }
     }
     Ok(out)
+}
+
+/// Makes the child get SIGTERM when this process dies, however it dies
+/// (kill -9 included): an orphaned worker would hold its step's lock and
+/// write into the log of the step a rerun gives to a new worker.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: runs in the forked child before exec and calls only
+        // prctl and getppid, which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before the request took effect.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the experiment process ended"));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// Workers for `--jobs N` on the CPU (the cores shared between them) or

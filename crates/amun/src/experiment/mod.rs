@@ -40,7 +40,19 @@ use std::path::Path;
 /// config, or checks that the config it records is this one (a folder made
 /// by another config is refused rather than mixed).
 pub fn open_folder(cfg: &Config, dir: &Path) -> Result<()> {
+    check_folder(cfg, dir)?;
     std::fs::create_dir_all(dir).at(dir)?;
+    let p = dir.join("experiment.json");
+    if !p.exists() {
+        fsutil::write_json(&p, cfg)?;
+    }
+    Ok(())
+}
+
+/// Checks, without creating anything, that the run folder `dir` (if it
+/// exists) was made by `cfg`: what `open_folder` refuses, `--plan` and
+/// `--status` refuse too.
+pub fn check_folder(cfg: &Config, dir: &Path) -> Result<()> {
     let p = dir.join("experiment.json");
     if p.exists() {
         let old: Config = fsutil::read_json(&p)?;
@@ -53,8 +65,27 @@ pub fn open_folder(cfg: &Config, dir: &Path) -> Result<()> {
                 ),
             ));
         }
-    } else {
-        fsutil::write_json(&p, cfg)?;
+    }
+    Ok(())
+}
+
+/// Checks the config against its data before any step runs or any folder
+/// is made: every `forget.files` entry (format, dataset and slice, indices
+/// in range, its share of the training set) and the test images
+/// `[calibrate] holdout` keeps back.
+pub fn check_data(cfg: &Config, data: &Dataset) -> Result<()> {
+    for (&seed, f) in cfg.seeds.iter().zip(&cfg.forget.files) {
+        steps::file_forget_set(data, Path::new(f), seed, cfg.forget.fractions[0])?;
+    }
+    let (holdout, n) = (cfg.heldout(), data.test.len());
+    if holdout >= n && cfg.calibrate.is_some() {
+        return Err(Error::invalid(
+            "calibrate.holdout",
+            format!(
+                "{holdout} held-out test images leave none of the {n} test images of {} to audit",
+                data.spec.label()
+            ),
+        ));
     }
     Ok(())
 }
@@ -88,6 +119,7 @@ pub fn run(
     hardware: String,
     progress: &dyn Progress,
 ) -> Result<RunOutcome> {
+    check_data(cfg, data)?;
     open_folder(cfg, dir)?;
     let plan = Plan::build(cfg)?;
     let ctx = StepCtx {

@@ -163,6 +163,27 @@ fn valid_time(t: &str) -> bool {
     }
 }
 
+/// Extra `#SBATCH` lines: each one option on one line (a newline would
+/// put shell commands into the job script; sbatch would refuse anything
+/// else only after earlier arrays were queued).
+fn check_extra(extra: &[String], at: &str) -> Result<()> {
+    for e in extra {
+        let opt = e.trim();
+        let opt = opt.strip_prefix("#SBATCH").unwrap_or(opt).trim();
+        if e.contains(['\n', '\r']) || !opt.starts_with('-') || opt.len() < 2 {
+            return Err(Error::invalid(
+                format!("{at}.extra"),
+                format!(
+                    "'{}': expected one sbatch option per entry, such as \"--qos=long\" or \
+                     \"#SBATCH --constraint=a100\"",
+                    e.escape_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl JobResources {
     /// Checks the values as sbatch would, naming `slurm.<kind>.<field>`.
     fn check(&self, at: &str) -> Result<()> {
@@ -185,6 +206,7 @@ impl JobResources {
                 format!("'{t}': expected MINUTES, HH:MM:SS or D-HH:MM:SS"),
             ));
         }
+        check_extra(&self.extra, at)?;
         for (what, v) in [("partition", &self.partition), ("account", &self.account)] {
             if let Some(v) = v
                 && (v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '\''))
@@ -206,6 +228,7 @@ impl SlurmSection {
         let top = JobResources {
             partition: self.partition.clone(),
             account: self.account.clone(),
+            extra: self.extra.clone(),
             ..Default::default()
         };
         top.check("slurm")?;
@@ -301,5 +324,20 @@ mod tests {
         s.partition = None;
         s.threads = Some(0);
         assert!(s.check().is_err());
+        s.threads = None;
+        // An extra line that is not one option, or smuggles a command in.
+        for bad in ["x", "--qos=long\nrm -rf /", "#SBATCH", ""] {
+            s.train = Some(JobResources {
+                extra: vec![bad.into()],
+                ..Default::default()
+            });
+            let e = s.check().unwrap_err().to_string();
+            assert!(e.contains("slurm.train.extra"), "{bad:?}: {e}");
+        }
+        s.train = None;
+        s.extra = vec!["#SBATCH --qos=long".into(), "--constraint=a100".into()];
+        assert!(s.check().is_ok());
+        s.extra = vec!["bogus".into()];
+        assert!(s.check().unwrap_err().to_string().contains("slurm.extra"));
     }
 }

@@ -368,12 +368,17 @@ pub struct Step {
     pub kind: StepKind,
     /// The artifact, relative to the run folder.
     pub artifact: String,
+    /// A hash of the config's settings the step computes with beyond its
+    /// kind (data, model, recipe, audit, …): part of its inputs, so a run
+    /// folder whose experiment.json was edited recomputes what changed.
+    pub settings: String,
 }
 
 impl Step {
-    fn new(id: StepId, kind: StepKind) -> Step {
+    fn new(id: StepId, kind: StepKind, cfg: &Config) -> Step {
         Step {
             artifact: kind.artifact(&id),
+            settings: short_hash(&settings_of(cfg, &kind)),
             id,
             kind,
         }
@@ -411,6 +416,46 @@ impl Serialize for Step {
     }
 }
 
+/// The settings of `cfg` that a step of `kind` reads besides its kind's
+/// fields (see `steps`): what every model it trains or loads is made of,
+/// and what an audit measures with.
+fn settings_of(cfg: &Config, kind: &StepKind) -> serde_json::Value {
+    use serde_json::json;
+    let models = json!({ "data": cfg.data, "model": cfg.model, "train": cfg.train });
+    let audit = json!({
+        "models": models,
+        "attack": cfg.rmia.attack,
+        "heldout": cfg.heldout(),
+    });
+    match kind {
+        StepKind::Reference { .. } => json!({
+            "models": models,
+            "count": cfg.rmia.reference_models,
+            "seed": cfg.seeds[0],
+        }),
+        StepKind::References { .. } => json!({
+            "models": models,
+            "count": cfg.rmia.reference_models,
+            "seed": cfg.seeds[0],
+        }),
+        StepKind::Forget { .. } | StepKind::TuneForget { .. } => json!({ "data": cfg.data }),
+        StepKind::Original { .. } | StepKind::Retrain { .. } | StepKind::Adversarial { .. } => {
+            models
+        }
+        StepKind::Unlearn { variant, .. } => json!({
+            "models": models,
+            "calibrate": (*variant == Variant::Calibrated).then_some(&cfg.calibrate),
+        }),
+        StepKind::TunePoint { .. } | StepKind::Audit { .. } => audit,
+        StepKind::Choose { method, .. } => json!({
+            "tune": cfg.tune,
+            "method": cfg.methods.get(method),
+        }),
+        // The report shows the whole config.
+        StepKind::Report { .. } => json!(cfg),
+    }
+}
+
 /// Every step of an experiment, in an order where each step comes after
 /// the steps it reads.
 #[derive(Debug, Clone)]
@@ -440,7 +485,7 @@ impl Builder<'_> {
     fn add(&mut self, id: StepId, kind: StepKind) -> StepId {
         if !self.index.contains_key(&id) {
             self.index.insert(id.clone(), self.steps.len());
-            self.steps.push(Step::new(id.clone(), kind));
+            self.steps.push(Step::new(id.clone(), kind, self.cfg));
         }
         id
     }
@@ -803,6 +848,7 @@ impl Plan {
             inputs.insert(d.to_string(), store::content_sha(&p).ok()?);
         }
         inputs.insert("step".into(), short_hash(&step.kind));
+        inputs.insert("settings".into(), step.settings.clone());
         // A forget set read from a file depends on the file's content.
         if let StepKind::Forget { file: Some(f), .. } = &step.kind {
             inputs.insert("file".into(), crate::data::sha256_file(Path::new(f)).ok()?);
@@ -1019,6 +1065,45 @@ methods = ["amun"]
                 .iter()
                 .all(|a| matches!(kind(&p, a), StepKind::Audit { tune: false, .. }))
         );
+    }
+
+    #[test]
+    fn a_steps_freshness_covers_the_config_it_was_made_with() {
+        let settings = |text: &str| -> BTreeMap<String, String> {
+            plan(text)
+                .steps
+                .iter()
+                .map(|s| (s.id.to_string(), s.settings.clone()))
+                .collect()
+        };
+        let base = settings(TUNED);
+        // A longer recipe: every model (and what reads one) changes, the
+        // forget sets do not.
+        let more = settings(&TUNED.replace("[rmia]", "[train]\nepochs = 3\n[rmia]"));
+        for id in [
+            "original-s0",
+            "retrain-s0-f0.1",
+            "ref-000",
+            "audit-original-s0-f0.1",
+        ] {
+            assert_ne!(base[id], more[id], "{id}");
+        }
+        assert_eq!(base["forget-s0-f0.1"], more["forget-s0-f0.1"]);
+        // Another audit attack: the audits change, the models do not.
+        let gamma = settings(&TUNED.replace(
+            "reference_models = 2",
+            "reference_models = 2\nattack = { gamma = 3.0 }",
+        ));
+        assert_ne!(
+            base["audit-original-s0-f0.1"],
+            gamma["audit-original-s0-f0.1"]
+        );
+        assert_eq!(base["original-s0"], gamma["original-s0"]);
+        // The settings are part of each step's inputs.
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(TUNED);
+        let i = p.inputs(dir.path(), p.get("original-s0").unwrap()).unwrap();
+        assert_eq!(i["settings"], base["original-s0"]);
     }
 
     #[test]

@@ -52,8 +52,16 @@ impl StepCtx<'_> {
         self.cfg.recipe(self.data.image_shape()[0])
     }
 
+    /// The artifact of step `id`, its large files hashed against its
+    /// record first (see [`store::verify`]).
+    fn verified(&self, id: &StepId) -> Result<PathBuf> {
+        let p = self.path(id)?;
+        store::verify(&p)?;
+        Ok(p)
+    }
+
     fn load_model(&self, id: &StepId) -> Result<Classifier> {
-        let mut m = checkpoint::load(&self.path(id)?, self.data.train.labels.device())?.0;
+        let mut m = checkpoint::load(&self.verified(id)?, self.data.train.labels.device())?.0;
         if self.recipe()?.channels_last {
             m.use_channels_last()?;
         }
@@ -75,6 +83,13 @@ impl StepCtx<'_> {
     }
 
     fn audit_model(&self, model: &Classifier, forget: &ForgetSet) -> Result<ModelAudit> {
+        // The index, then each reference model's logits: what RMIA reads.
+        if let StepKind::References { models } = &self.plan.input(&StepId::references())?.kind {
+            self.verified(&StepId::references())?;
+            for m in models {
+                self.verified(m)?;
+            }
+        }
         let refs = load_references(&self.dir.join("references"), self.data)?;
         audit(
             model,
@@ -250,36 +265,52 @@ fn compute(ctx: &StepCtx<'_>, step: &Step, artifact: &Path) -> Result<Written> {
 
 /// RMIA reference model `index`, trained on its half of the pool.
 fn reference(ctx: &StepCtx<'_>, index: usize, artifact: &Path) -> Result<Written> {
-    let cfg = ctx.cfg;
+    with_ref_setup(ctx, |setup| {
+        setup.prepare()?;
+        ctx.progress
+            .note(&format!("reference model {}/{}", index + 1, setup.count));
+        setup.train_one(index, ctx.progress)
+    })?;
+    Ok(written(artifact))
+}
+
+/// The experiment's reference models: the config's recipe and count, their
+/// seed from the first evaluation seed, in `references/`.
+fn with_ref_setup<T>(ctx: &StepCtx<'_>, f: impl FnOnce(&RefSetup<'_>) -> Result<T>) -> Result<T> {
     let (spec, recipe) = (ctx.spec()?, ctx.recipe()?);
-    let setup = RefSetup {
+    f(&RefSetup {
         data: ctx.data,
         spec: &spec,
         recipe: &recipe,
-        count: cfg.rmia.reference_models,
-        seed: derive(cfg.seeds[0], "references", 0),
+        count: ctx.cfg.rmia.reference_models,
+        seed: derive(ctx.cfg.seeds[0], "references", 0),
         dir: &ctx.dir.join("references"),
-    };
-    setup.prepare()?;
-    ctx.progress.note(&format!(
-        "reference model {}/{}",
-        index + 1,
-        cfg.rmia.reference_models
-    ));
-    setup.train_one(index, ctx.progress)?;
-    Ok(written(artifact))
+    })
 }
 
 /// Loading checks manifest, memberships and every logits file against this
 /// data; the index records what was checked.
 fn references(ctx: &StepCtx<'_>, models: &[StepId], artifact: &Path) -> Result<Written> {
+    // Checks the manifest and rewrites a membership table that is not the
+    // seed's, before the index records them.
+    with_ref_setup(ctx, |s| s.prepare())?;
     load_references(&ctx.dir.join("references"), ctx.data)?;
     let files: Vec<String> = models
         .iter()
         .map(|d| ctx.path(d).and_then(|p| store::content_sha(&p)))
         .collect::<Result<_>>()?;
     fsutil::write_json(artifact, &serde_json::json!({ "logits_sha256": files }))?;
-    Ok(written(artifact))
+    // What every reference step shares is part of the index's record, so a
+    // changed membership table is never read as the one the models had.
+    let refs = ctx.dir.join("references");
+    Ok(Written {
+        paths: vec![
+            artifact.to_path_buf(),
+            refs.join("manifest.json"),
+            refs.join("members.safetensors"),
+        ],
+        seconds: None,
+    })
 }
 
 fn retrain(
@@ -354,31 +385,42 @@ fn forget_set(
             &ForgetSpec::Fraction(fraction),
             derive(seed, "forget", 0),
         )?,
-        Some(f) => {
-            let p = Path::new(f);
-            let mut set = ForgetSet::from_indices(ctx.data, ForgetSet::read_indices(p)?, p)?;
-            // The experiment's seed: audits of different seeds draw their
-            // own retain samples.
-            set.seed = seed;
-            let share = set.size as f64 / set.train_size as f64;
-            if (share - fraction).abs() > 0.01 {
-                return Err(Error::format(
-                    p,
-                    format!(
-                        "holds {} of {} training samples ({:.1}%), but forget.fractions says \
-                         {:.1}%",
-                        set.size,
-                        set.train_size,
-                        100.0 * share,
-                        100.0 * fraction
-                    ),
-                ));
-            }
-            set
-        }
+        Some(f) => file_forget_set(ctx.data, Path::new(f), seed, fraction)?,
     };
     set.write(artifact)?;
     Ok(written(artifact))
+}
+
+/// The evaluation forget set of seed `seed` read from a `forget.files`
+/// entry: any format `amun split --from` reads (amun's JSON only for this
+/// dataset and slice), holding the share of the training set that
+/// `fraction` says (within one point).
+pub(crate) fn file_forget_set(
+    data: &Dataset,
+    p: &Path,
+    seed: u64,
+    fraction: f64,
+) -> Result<ForgetSet> {
+    let mut set = ForgetSet::load(p, data)?;
+    // A set of the experiment, whatever the file recorded: audits of
+    // different seeds draw their own retain samples.
+    set.kind = "file".into();
+    set.class = None;
+    set.seed = seed;
+    let share = set.size as f64 / set.train_size as f64;
+    if (share - fraction).abs() > 0.01 {
+        return Err(Error::format(
+            p,
+            format!(
+                "holds {} of {} training samples ({:.1}%), but forget.fractions says {:.1}%",
+                set.size,
+                set.train_size,
+                100.0 * share,
+                100.0 * fraction
+            ),
+        ));
+    }
+    Ok(set)
 }
 
 /// A tuning forget set, disjoint from the evaluation sets `avoid`.
@@ -526,7 +568,7 @@ fn unlearn_run(
     let (adv, adv_secs) = match inputs.adversarial {
         Some(a) if method.method().adversarial().is_some() => (
             Some(UnlearnJob::load_adversarial(
-                &ctx.path(a)?,
+                &ctx.verified(a)?,
                 &requests,
                 &model,
             )?),
@@ -542,10 +584,12 @@ fn unlearn_run(
                 "a calibrated step needs [calibrate]",
             ));
         }
-        (true, Some(c)) => Some((
-            c.settings()?,
-            HeldOut::LastTest(c.holdout).split(ctx.data, Path::new("."))?,
-        )),
+        (true, Some(c)) => {
+            let h = HeldOut::LastTest(c.holdout);
+            let split = h.split(ctx.data, Path::new("."))?;
+            let record = h.record(ctx.data, &split);
+            Some((c.settings()?, split, record))
+        }
     };
     let job = UnlearnJob {
         method: method.method(),
@@ -554,7 +598,7 @@ fn unlearn_run(
         with_retain,
         adaptive: false,
         adversarial: adv.as_ref(),
-        calibrate: cal.as_ref().map(|(s, h)| (s, h)),
+        calibrate: cal.as_ref().map(|(s, h, r)| (s, h, r)),
         seed: derive(seed, method.name(), u64::from(with_retain)),
     };
     let out = job.run(&mut model, &parent, ctx.progress)?;
@@ -646,14 +690,23 @@ fn report_step(
     choices: &[StepId],
 ) -> Result<Written> {
     let r = report_of(ctx, audits, choices)?;
-    r.write(ctx.dir)?;
-    super::plots::write_plots(&r, ctx.dir).map_err(|e| Error::invalid("plots", e.to_string()))?;
-    Ok(written(artifact))
+    let mut paths = vec![artifact.to_path_buf()];
+    paths.extend(r.write(ctx.dir)?.into_iter().filter(|p| p != artifact));
+    paths.extend(
+        super::plots::write_plots(&r, ctx.dir)
+            .map_err(|e| Error::invalid("plots", e.to_string()))?,
+    );
+    Ok(Written {
+        paths,
+        seconds: None,
+    })
 }
 
-/// One result per audited evaluation model, in plan order.
-fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
+/// One result per audited evaluation model, in plan order, and the
+/// libtorch thread counts their sidecars record.
+fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<(Vec<RunResult>, Vec<usize>)> {
     let mut out = Vec::new();
+    let mut threads = Vec::new();
     for id in audits {
         let s = ctx.plan.input(id)?;
         let StepKind::Audit {
@@ -684,6 +737,7 @@ fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
             _ => continue,
         };
         let sidecar = checkpoint::read_sidecar(&ctx.plan.artifact(ctx.dir, m))?;
+        threads.extend(sidecar.threads);
         let calibration = if calibrated {
             calibration_of(&sidecar, &ctx.plan.artifact(ctx.dir, m))?
         } else {
@@ -701,7 +755,7 @@ fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<Vec<RunResult>> {
             calibration,
         });
     }
-    Ok(out)
+    Ok((out, threads))
 }
 
 /// What calibration chose for the checkpoint at `path` (its sidecar).
@@ -749,12 +803,15 @@ fn report_of(
         .iter()
         .map(|c| fsutil::read_json(&ctx.path(c)?))
         .collect::<Result<_>>()?;
-    Ok(build_report(
-        ctx.cfg,
-        results(ctx, audits)?,
-        choices,
-        ctx.hardware.to_string(),
-    ))
+    let (results, threads) = results(ctx, audits)?;
+    // The models' thread counts, not the report step's own (one CPU in a
+    // Slurm job of light steps).
+    let hardware = if threads.is_empty() {
+        ctx.hardware.to_string()
+    } else {
+        crate::report::hardware_line_threads(ctx.data.train.labels.device(), &threads)
+    };
+    Ok(build_report(ctx.cfg, results, choices, hardware))
 }
 
 /// The report of the run folder (every audit must be done).

@@ -3,7 +3,12 @@
 //! from, the seconds it took, and a stamp (sha256, size, mtime) of each file
 //! it consists of. An artifact is trusted ("fresh") only when its inputs are
 //! unchanged *and* its own files still hash to what was recorded: a
-//! bit-flipped or swapped file is recomputed, never reported.
+//! bit-flipped or swapped file is recomputed, never reported. Small files
+//! (what reports are built from: audits, sidecars, forget sets, choices) are
+//! hashed every time, since size and mtime survive `touch -r`, `cp -p`,
+//! `rsync -t` and bit rot; large ones (weights, adversarial sets, logits)
+//! are taken on size and mtime for the status, and hashed by [`verify`]
+//! where a step loads them.
 use crate::data::sha256_file;
 use crate::error::{IoContext, Result};
 use crate::fsutil;
@@ -57,16 +62,50 @@ impl Stamp {
         })
     }
 
-    /// Whether `path` still holds the stamped content: same size and mtime
-    /// (no read), or else the same sha256 (a touched but unchanged file).
+    /// Whether `path` still holds the stamped content: the same sha256,
+    /// read every time for a small file; for a large one, the same size and
+    /// mtime stand in for it (a load checks it with [`verify`]).
     pub fn holds(&self, path: &Path) -> bool {
         match size_mtime(path) {
             None => false,
             Some((size, _)) if size != self.size => false,
-            Some((_, mtime)) if mtime == self.mtime_ns => true,
+            Some((size, mtime)) if size > SMALL && mtime == self.mtime_ns => true,
             Some(_) => sha256_file(path).is_ok_and(|s| s == self.sha256),
         }
     }
+}
+
+/// Files up to this size are hashed whenever their freshness is asked.
+pub const SMALL: u64 = 1 << 20;
+
+/// Hashes the large files of `artifact`'s record, which the status took on
+/// size and mtime, before a step reads them. A file that no longer holds
+/// what was recorded loses the record (so the next run recomputes it) and
+/// is refused here, never read.
+pub fn verify(artifact: &Path) -> Result<()> {
+    let meta = meta_path(artifact);
+    let m: Meta = fsutil::read_json(&meta)?;
+    let dir = folder(artifact);
+    for (name, st) in &m.outputs {
+        let p = dir.join(name);
+        if st.size <= SMALL {
+            continue;
+        }
+        let got = sha256_file(&p)?;
+        if got != st.sha256 {
+            forget(artifact)?;
+            return Err(crate::error::Error::format(
+                &p,
+                format!(
+                    "changed since it was made: its sha256 is {got}, {} recorded {}; that record \
+                     is removed, so the next run recomputes it",
+                    meta.display(),
+                    st.sha256
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `<artifact>.meta.json`.
@@ -170,8 +209,48 @@ mod tests {
         // Same content written again (new mtime): still fresh, by hash.
         std::fs::write(&a, b"hello").unwrap();
         assert!(fresh(&a, &inputs).is_some());
+        // A small file edited with its size and mtime kept (`touch -r`,
+        // `cp -p`): stale, by hash.
+        let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+        std::fs::write(&a, b"jello").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(fresh(&a, &inputs).is_none());
+        assert_eq!(content_sha(&a).unwrap(), sha256_file(&a).unwrap());
+        std::fs::write(&a, b"hello").unwrap();
         // Missing file: stale.
         std::fs::remove_file(&a).unwrap();
+        assert!(fresh(&a, &inputs).is_none());
+    }
+
+    #[test]
+    fn a_large_file_changed_in_place_is_refused_where_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("w.safetensors");
+        let mut bytes = vec![7u8; SMALL as usize + 10];
+        std::fs::write(&a, &bytes).unwrap();
+        let inputs: BTreeMap<String, String> = [("x".to_string(), "1".to_string())].into();
+        record(&a, &[&a], inputs.clone(), 1.0).unwrap();
+        verify(&a).unwrap();
+        // One bit flipped, size and mtime kept: the status trusts it…
+        let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+        bytes[5] ^= 1;
+        std::fs::write(&a, &bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(fresh(&a, &inputs).is_some());
+        // …a step reading it does not, and the record goes with it.
+        let e = verify(&a).unwrap_err().to_string();
+        assert!(e.contains("changed since it was made"), "{e}");
+        assert!(!meta_path(&a).exists());
         assert!(fresh(&a, &inputs).is_none());
     }
 }

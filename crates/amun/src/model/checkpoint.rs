@@ -4,8 +4,8 @@
 //! written atomically; the sidecar last, so a sidecar always describes a
 //! complete weights file.
 use super::{Classifier, ModelSpec};
-use crate::data::{DataSpec, ForgetSet};
-use crate::error::{Error, Result, TorchContext};
+use crate::data::{DataSpec, ForgetSet, HeldOutRecord};
+use crate::error::{Error, Result};
 use crate::fsutil::{self, TempPath};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +14,10 @@ use tch::{Device, Tensor};
 
 /// Sidecar format tag.
 pub const FORMAT: &str = "amun-checkpoint/1";
+
+/// The `kind` of the subset a reference model trained on (rows of the
+/// pool, not an exclusion).
+pub const POOL_MEMBERS: &str = "pool-members";
 
 /// A short record of a forget set inside a sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +62,10 @@ pub enum Origin {
         subset: Option<ForgetSummary>,
         epochs_done: usize,
         wall_s: f64,
+        /// Each time the run was continued from its resume state, with the
+        /// libtorch thread counts before and after (CPU bits depend on it).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resumes: Vec<Resume>,
     },
     /// Produced by an unlearning method from a parent checkpoint.
     Unlearn {
@@ -79,9 +87,26 @@ pub enum Origin {
         /// Why a fine-tune stopped early, per request.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
+        /// The held-out data a calibration looked at: an audit leaves it
+        /// out of D_T.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heldout: Option<HeldOutRecord>,
     },
     /// Imported from another framework's file.
     Import { from: String, layout: String },
+}
+
+/// A training run continued from its resume state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The first epoch (1-based) the continuation trained.
+    pub epoch: usize,
+    /// libtorch's intra-op threads of the continuation.
+    pub threads: usize,
+    /// Those of the epochs before (absent in resume states older than
+    /// this record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads_before: Option<usize>,
 }
 
 /// One epoch of a training log.
@@ -167,6 +192,38 @@ impl Sidecar {
         }
     }
 
+    /// The held-out data a retrain-free calibration of this model looked
+    /// at. Sidecars from before the record was kept name only its size:
+    /// then it is taken as the last test images of a split as large as
+    /// `test_len` (the safe reading: no image it may have seen is audited).
+    pub fn calibration_heldout(&self, test_len: usize) -> Option<HeldOutRecord> {
+        match &self.origin {
+            Origin::Unlearn {
+                heldout: Some(r), ..
+            } => Some(r.clone()),
+            Origin::Unlearn {
+                calibration: Some(c),
+                ..
+            } => Some(HeldOutRecord::LastTest {
+                size: c.get("heldout_size")?.as_u64()? as usize,
+                test_size: test_len,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The forget set a retrain excluded: `None` for a model trained on
+    /// the whole training split, one trained on pool rows (a reference
+    /// model), or one not trained by amun.
+    pub fn excluded(&self) -> Option<&ForgetSummary> {
+        match &self.origin {
+            Origin::Train {
+                subset: Some(s), ..
+            } if s.kind != POOL_MEMBERS => Some(s),
+            _ => None,
+        }
+    }
+
     /// Images forwarded and backpropagated to make this model: a training
     /// run's epochs, or an unlearning run's fine-tuning and search.
     pub fn image_steps(&self) -> u64 {
@@ -212,7 +269,8 @@ pub fn write_tensors_hashed(path: &Path, tensors: &[(String, Tensor)]) -> Result
         .iter()
         .map(|(k, t)| (k.clone(), t.to_device(Device::Cpu).contiguous()))
         .collect();
-    Tensor::write_safetensors(&cpu, tmp.path()).ctx(format!("writing {}", path.display()))?;
+    Tensor::write_safetensors(&cpu, tmp.path())
+        .map_err(|e| crate::error::safetensors_error(e, path, "writing"))?;
     let sha = crate::data::sha256_file(tmp.path())?;
     tmp.commit()?;
     Ok(sha)
@@ -227,7 +285,7 @@ pub fn read_tensors(path: &Path, device: Device) -> Result<HashMap<String, Tenso
         });
     }
     let v = Tensor::read_safetensors(path)
-        .map_err(|e| Error::checkpoint(path, format!("not a readable safetensors file: {e}")))?;
+        .map_err(|e| crate::error::safetensors_error(e, path, "reading"))?;
     Ok(v.into_iter()
         .map(|(k, t)| (k, t.to_device(device)))
         .collect())

@@ -99,12 +99,8 @@ pub fn detect_layout(names: &[&str]) -> Layout {
 pub fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("pt" | "pth" | "bin") => read_pt(path),
-        Some("safetensors") => Tensor::read_safetensors(path).map_err(|e| {
-            Error::format(
-                path,
-                format!("not a readable safetensors file (truncated?): {e}"),
-            )
-        }),
+        Some("safetensors") => Tensor::read_safetensors(path)
+            .map_err(|e| crate::error::safetensors_error(e, path, "reading")),
         _ => Err(Error::invalid(
             path.display().to_string(),
             "expected a .pt/.pth (torch.save) or .safetensors file",
@@ -250,10 +246,29 @@ pub fn import(
     ))
 }
 
+/// Refuses an export onto an amun checkpoint (weights with a sidecar
+/// beside them): the weights would change under a sidecar that describes
+/// the old ones, and the checkpoint would no longer load.
+pub fn check_export_out(path: &Path) -> Result<()> {
+    let sidecar = super::checkpoint::sidecar_path(path);
+    if path.extension().is_some_and(|e| e == "safetensors") && sidecar.exists() {
+        return Err(Error::invalid(
+            format!("--out {}", path.display()),
+            format!(
+                "is an amun checkpoint (its sidecar {} is beside it); an export there would \
+                 replace its weights under a sidecar that describes others: choose another file",
+                sidecar.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `model` in `layout` as `.pt` (torch.save format) or `.safetensors`
 /// (by the extension), loadable with `load_state_dict(strict=True)` into the
 /// matching PyTorch module.
 pub fn export(model: &Classifier, layout: Layout, path: &Path) -> Result<()> {
+    check_export_out(path)?;
     let arch = model.spec().arch;
     let mut tensors: Vec<(String, Tensor)> = model
         .named_tensors()

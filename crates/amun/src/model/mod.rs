@@ -12,7 +12,7 @@ mod torchfile;
 mod vgg;
 
 pub use checkpoint::{Origin, Sidecar};
-pub use layout::{Layout, export, import};
+pub use layout::{Layout, check_export_out, export, import};
 pub use open::{ChanceCheck, OpenSpec, Opened, chance_check, load_data, open};
 
 use crate::error::{Error, Result, TorchContext};

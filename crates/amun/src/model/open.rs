@@ -97,6 +97,18 @@ pub fn open(
             ));
         }
         let data_spec = spec.data_spec(Some(&sc.data)).expect("a base spec");
+        // The flags replace the recorded training data; say so when they
+        // name other data than the model was trained on.
+        if data_spec.train_label() != sc.data.train_label() {
+            notes.push(format!(
+                "warning: {} was trained on {}, but the flags (--dataset, --train-limit) make \
+                 it {}: accuracies, forget-set indices and audits then refer to other data \
+                 than the model's",
+                path.display(),
+                sc.data.train_label(),
+                data_spec.train_label()
+            ));
+        }
         let data = load_data(&data_spec, data_dir, progress)?;
         sc.model
             .check_data(data.image_shape(), data.num_classes(), path)?;

@@ -12,7 +12,7 @@ pub use sgd::Sgd;
 use crate::data::{Augment, Dataset, ForgetSet, Part, TrainSet};
 use crate::error::{Error, Result};
 use crate::eval;
-use crate::model::checkpoint::{self, EpochRecord, ForgetSummary, Origin, Sidecar};
+use crate::model::checkpoint::{self, EpochRecord, ForgetSummary, Origin, Resume, Sidecar};
 use crate::model::{Classifier, ModelSpec};
 use crate::progress::Progress;
 use crate::seed::derive;
@@ -66,7 +66,7 @@ impl Subset<'_> {
             Subset::Pool(idx) => Some(ForgetSummary::of(&ForgetSet {
                 dataset: format!("{}+test", data.spec.label()),
                 train_size: data.train.len() + data.test.len(),
-                kind: "pool-members".into(),
+                kind: checkpoint::POOL_MEMBERS.into(),
                 class: None,
                 seed: 0,
                 size: idx.len(),
@@ -185,6 +185,8 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
     let mut history: Vec<EpochRecord> = Vec::new();
     let mut start_epoch = 0;
     let mut wall_before = 0.0;
+    let mut resumes: Vec<Resume> = Vec::new();
+    let threads = tch::get_num_threads().max(1) as usize;
 
     if job.resume {
         let out = job
@@ -216,6 +218,27 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
                 .remove("meta.history")
                 .map(|x| serde_json::from_str(&tensor_string(&x)).unwrap_or_default())
                 .unwrap_or_default();
+            resumes = t
+                .remove("meta.resumes")
+                .map(|x| serde_json::from_str(&tensor_string(&x)).unwrap_or_default())
+                .unwrap_or_default();
+            let before = t
+                .remove("meta.threads")
+                .map(|x| x.int64_value(&[]) as usize);
+            if let Some(b) = before
+                && b != threads
+            {
+                progress.note(&format!(
+                    "warning: resuming with {threads} libtorch thread(s) a run whose first \
+                     {start_epoch} epoch(s) ran with {b}: CPU results are bit-identical only for \
+                     one thread count (recorded in the sidecar's origin.resumes)"
+                ));
+            }
+            resumes.push(Resume {
+                epoch: start_epoch + 1,
+                threads,
+                threads_before: before,
+            });
             let mut weights = HashMap::new();
             let mut momentum = HashMap::new();
             for (k, v) in t {
@@ -289,6 +312,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
             subset: job.subset.summary(job.data),
             epochs_done: start_epoch,
             wall_s: wall_before,
+            resumes: resumes.clone(),
         },
     );
     let started = Instant::now();
@@ -386,7 +410,15 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
             if last {
                 let _ = std::fs::remove_file(resume_path(out));
             } else {
-                write_resume(out, &model, &opt, epoch + 1, wall, &history, &fp)?;
+                let state = ResumeMeta {
+                    epoch: epoch + 1,
+                    wall,
+                    history: &history,
+                    fingerprint: &fp,
+                    threads,
+                    resumes: &resumes,
+                };
+                write_resume(out, &model, &opt, &state)?;
             }
         }
     }
@@ -400,15 +432,25 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
     })
 }
 
-fn write_resume(
-    out: &Path,
-    model: &Classifier,
-    opt: &Sgd,
+/// What a resume state records besides weights and momentum.
+struct ResumeMeta<'a> {
     epoch: usize,
     wall: f64,
-    history: &[EpochRecord],
-    fp: &str,
-) -> Result<()> {
+    history: &'a [EpochRecord],
+    fingerprint: &'a str,
+    threads: usize,
+    resumes: &'a [Resume],
+}
+
+fn write_resume(out: &Path, model: &Classifier, opt: &Sgd, m: &ResumeMeta<'_>) -> Result<()> {
+    let ResumeMeta {
+        epoch,
+        wall,
+        history,
+        fingerprint: fp,
+        threads,
+        resumes,
+    } = *m;
     let mut t: Vec<(String, Tensor)> = model
         .named_tensors()
         .into_iter()
@@ -426,6 +468,11 @@ fn write_resume(
         bytes_tensor(&serde_json::to_string(history).unwrap_or_default()),
     ));
     t.push(("meta.fingerprint".into(), bytes_tensor(fp)));
+    t.push(("meta.threads".into(), Tensor::from(threads as i64)));
+    t.push((
+        "meta.resumes".into(),
+        bytes_tensor(&serde_json::to_string(resumes).unwrap_or_default()),
+    ));
     checkpoint::write_tensors(&resume_path(out), &t)
 }
 

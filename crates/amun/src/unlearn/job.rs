@@ -5,7 +5,7 @@
 use super::{CalibrateSettings, Method, RequestOptions, RunCtx, UnlearnLog};
 use super::{unlearn_requests, unlearned_sidecar};
 use crate::attack::AdvSet;
-use crate::data::{Dataset, ForgetSet, Split};
+use crate::data::{Dataset, ForgetSet, HeldOutRecord, Split};
 use crate::error::{Error, Result};
 use crate::eval::accuracy;
 use crate::model::{Classifier, Sidecar};
@@ -27,8 +27,9 @@ pub struct UnlearnJob<'a> {
     /// An adversarial set computed earlier (checked with
     /// [`UnlearnJob::load_adversarial`]).
     pub adversarial: Option<&'a AdvSet>,
-    /// Retrain-free calibration against a held-out split.
-    pub calibrate: Option<(&'a CalibrateSettings, &'a Split)>,
+    /// Retrain-free calibration against a held-out split, with what the
+    /// sidecar records of where it came from (so an audit can leave it out).
+    pub calibrate: Option<(&'a CalibrateSettings, &'a Split, &'a HeldOutRecord)>,
     /// Seed of every random choice the method makes.
     pub seed: u64,
 }
@@ -56,6 +57,34 @@ impl UnlearnJob<'_> {
         v.sort_unstable();
         v.dedup();
         v
+    }
+
+    /// Refuses requests that repeat one another (the same file twice, or two
+    /// files of the same samples): a repeated request forgets nothing and
+    /// would only fail after the requests before it ran. `names` names the
+    /// requests in errors, in order.
+    pub fn check_distinct(requests: &[ForgetSet], names: &[String]) -> Result<()> {
+        let name = |i: usize| {
+            names
+                .get(i)
+                .cloned()
+                .unwrap_or(format!("request {}", i + 1))
+        };
+        for (j, b) in requests.iter().enumerate() {
+            if let Some(i) = requests[..j].iter().position(|a| a.indices == b.indices) {
+                return Err(Error::invalid(
+                    "requests",
+                    format!(
+                        "{} lists the same {} samples as {}: a request given twice forgets \
+                         nothing the second time; give each deletion request once",
+                        name(j),
+                        b.indices.len(),
+                        name(i)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Reads the adversarial set at `path` and checks that it was made on
@@ -93,6 +122,7 @@ impl UnlearnJob<'_> {
                 ),
             ));
         }
+        Self::check_distinct(self.requests, &[])?;
         let recipe = crate::train::recipe_of(parent)?;
         let fingerprint = model.fingerprint();
         let all = Self::forgotten(self.requests);
@@ -129,7 +159,7 @@ impl UnlearnJob<'_> {
                 with_retain: self.with_retain,
                 adaptive: self.adaptive,
                 precomputed: self.adversarial,
-                calibrate: self.calibrate,
+                calibrate: self.calibrate.map(|(s, h, _)| (s, h)),
             },
             &ctx,
         )?;
@@ -143,6 +173,11 @@ impl UnlearnJob<'_> {
             &logs,
             self.seed,
         );
+        if let (Some((_, _, rec)), crate::model::Origin::Unlearn { heldout, .. }) =
+            (self.calibrate, &mut sidecar.origin)
+        {
+            *heldout = Some(rec.clone());
+        }
         for (i, k) in ["forget_acc", "retain_acc", "test_acc"].iter().enumerate() {
             sidecar.metrics.insert(format!("{k}_before"), before[i]);
             if after[i].is_finite() {

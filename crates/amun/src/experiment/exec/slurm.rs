@@ -190,7 +190,15 @@ impl Cluster for Sbatch {
                 let (Some(id), Some(state), Some(detail)) = (f.next(), f.next(), f.next()) else {
                     continue;
                 };
-                if jobs.iter().any(|j| j == id) && (first || !out.contains_key(id)) {
+                // squeue knows why a job waits; for a job that ended,
+                // sacct's exit code says more than squeue's last reason
+                // (which can be JobLaunchFailure for a task killed after it
+                // launched).
+                let ended = !matches!(
+                    SlurmState::parse(state),
+                    SlurmState::Pending | SlurmState::Running
+                );
+                if jobs.iter().any(|j| j == id) && (first || ended || !out.contains_key(id)) {
                     out.insert(
                         id.to_string(),
                         JobState {
@@ -246,6 +254,27 @@ impl StepState {
     }
 }
 
+/// squeue's reason for a waiting job, without the placeholders Slurm
+/// prints when there is none (`None`, `(null)`).
+fn reason(detail: &str) -> Option<String> {
+    let d = detail.trim();
+    (!d.is_empty() && d != "None" && d != "(null)").then(|| d.to_string())
+}
+
+/// How a job ended, from sacct's `EXIT:SIGNAL` exit code (or a reason).
+fn ending(detail: &str) -> Option<String> {
+    let d = reason(detail)?;
+    let Some((code, sig)) = d.split_once(':') else {
+        return Some(d);
+    };
+    match (code.parse::<i32>(), sig.parse::<i32>()) {
+        (Ok(_), Ok(s)) if s != 0 => Some(format!("killed by signal {s}")),
+        (Ok(0), Ok(0)) => None,
+        (Ok(c), Ok(0)) => Some(format!("exit code {c}")),
+        _ => Some(d),
+    }
+}
+
 /// Where each step stands: done in the run folder, or its job's state.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepStatus {
@@ -292,16 +321,17 @@ pub fn classify(
                     StepState::Blocked,
                     Some("waits for a step that failed or was cancelled".into()),
                 ),
-                Some(j) if j.state == SlurmState::Pending => {
-                    (StepState::Queued, Some(j.detail.clone()))
-                }
+                Some(j) if j.state == SlurmState::Pending => (StepState::Queued, reason(&j.detail)),
                 Some(j) if j.state == SlurmState::Running => (StepState::Running, None),
                 Some(j) if j.state == SlurmState::Cancelled => {
-                    (StepState::Cancelled, Some(j.detail.clone()))
+                    (StepState::Cancelled, ending(&j.detail))
                 }
                 Some(j) if j.state != SlurmState::Completed => (
                     StepState::Failed,
-                    Some(format!("{} {}", j.state.name(), j.detail)),
+                    Some(match ending(&j.detail) {
+                        Some(e) => format!("{}, {e}", j.state.name()),
+                        None => j.state.name().to_string(),
+                    }),
                 ),
                 _ => (
                     match status[i] {
@@ -806,6 +836,41 @@ reference_models = 2
             detail: "DependencyNeverSatisfied".into(),
         };
         assert!(pending.never_starts());
+        // What Slurm prints is turned into words, never shown as
+        // placeholders or codes.
+        assert_eq!(reason("None"), None);
+        assert_eq!(reason("(null)"), None);
+        assert_eq!(reason("Dependency").as_deref(), Some("Dependency"));
+        assert_eq!(ending("0:9").as_deref(), Some("killed by signal 9"));
+        assert_eq!(ending("1:0").as_deref(), Some("exit code 1"));
+        assert_eq!(ending("0:0"), None);
+        let cfg = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
+        let plan = Plan::build(&cfg).unwrap();
+        let status = vec![Status::Ready; plan.steps.len()];
+        let id = plan.steps[0].id.to_string();
+        let jobs: BTreeMap<String, JobRef> = [(
+            id.clone(),
+            JobRef {
+                job: "7_0".into(),
+                script: "s.sh".into(),
+            },
+        )]
+        .into();
+        let st = |state: SlurmState, detail: &str| {
+            let states = [(
+                "7_0".to_string(),
+                JobState {
+                    state,
+                    detail: detail.into(),
+                },
+            )]
+            .into();
+            classify(&plan, &status, &jobs, &states)[0].clone()
+        };
+        assert_eq!(st(SlurmState::Pending, "None").detail, None);
+        let failed = st(SlurmState::Ended("FAILED".into()), "0:9");
+        assert_eq!(failed.state, StepState::Failed);
+        assert_eq!(failed.detail.as_deref(), Some("FAILED, killed by signal 9"));
     }
 
     #[test]

@@ -1,0 +1,786 @@
+//! What a careless or hostile user tries (issue 26): inputs that used to give
+//! an exit code 0 and a wrong or stale result, settings dropped without a
+//! word, errors found only after minutes of work. Each test is a few CLI
+//! calls on a tiny MNIST slice; most need no training at all.
+use crate::common::{amun, ensure, fails_with, files_in, ok, read_json, stderr};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Tiny models on MNIST[train:300][test:100], made once per test process
+/// and only read by the tests: two forget sets of 30 (`f.json`,
+/// `f2.json`), the original, the retrains without each, and two reference
+/// models. (In the target's folder for integration tests, so the 2-core
+/// machine trains them once rather than once per test.)
+fn models() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-models");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        make_models(&dir);
+        dir
+    })
+}
+
+/// A file of [`models`].
+fn m(name: &str) -> String {
+    if Path::new(name).is_absolute() {
+        return name.to_string();
+    }
+    models().join(name).to_string_lossy().into_owned()
+}
+
+fn make_models(dir: &Path) {
+    ensure("mnist");
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    for (f, seed) in [("f.json", "2"), ("f2.json", "5")] {
+        ok(&amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "30",
+            "--seed",
+            seed,
+            "--out",
+            &p(f),
+        ]));
+    }
+    let train = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--test-limit",
+            "100",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.02",
+            "--device",
+            "cpu",
+            "-q",
+        ];
+        let out = p(out);
+        a.extend(["--out", out.as_str()]);
+        a.extend_from_slice(extra);
+        ok(&amun(&a));
+    };
+    train("orig.safetensors", &[]);
+    train("rt.safetensors", &["--exclude", &p("f.json")]);
+    train("rt2.safetensors", &["--exclude", &p("f2.json")]);
+    ok(&amun(&[
+        "rmia",
+        "train-refs",
+        "--like",
+        &p("orig.safetensors"),
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--count",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        &p("refs"),
+        "-q",
+    ]));
+}
+
+/// `amun audit --json` of `checkpoint` (with `retrain` unless empty) for
+/// `forget`, each a path or a name in [`models`].
+fn audit(checkpoint: &str, retrain: &str, forget: &str, extra: &[&str]) -> std::process::Output {
+    let p = |n: &str| m(n);
+    let mut a = vec![
+        "audit".to_string(),
+        "--checkpoint".into(),
+        p(checkpoint),
+        "--forget".into(),
+        p(forget),
+        "--refs".into(),
+        p("refs"),
+        "--device".into(),
+        "cpu".into(),
+        "--json".into(),
+    ];
+    if !retrain.is_empty() {
+        a.extend(["--retrain".into(), p(retrain)]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    amun(&a)
+}
+
+#[test]
+fn the_avg_gap_is_only_computed_against_a_retrain_of_the_forget_set() {
+    let dir = tempfile::tempdir().unwrap();
+    // The original model passed as the retrain: "as good as retrain".
+    let o = audit("orig.safetensors", "orig.safetensors", "f.json", &[]);
+    fails_with(
+        &o,
+        &["orig.safetensors", "--retrain", "whole training split"],
+    );
+    // A retrain of another forget set.
+    let o = audit("orig.safetensors", "rt2.safetensors", "f.json", &[]);
+    fails_with(&o, &["rt2.safetensors", "another forget set"]);
+    // The retrain of this forget set, also when the set is given as the
+    // authors' CSV of the same indices.
+    ok(&audit("orig.safetensors", "rt.safetensors", "f.json", &[]));
+    let csv = dir.path().join("f.csv");
+    std::fs::write(&csv, authors_csv(false)).unwrap();
+    let o = audit(
+        "orig.safetensors",
+        "rt.safetensors",
+        csv.to_str().unwrap(),
+        &[],
+    );
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["models"][1]["avg_gap"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+/// The indices of `f.json` as the AMUN authors' CSV (with pandas' unnamed
+/// index column first when `pandas`).
+fn authors_csv(pandas: bool) -> String {
+    let idx = crate::common::forget_indices(Path::new(&m("f.json")));
+    let head = if pandas {
+        ",unlearn_idx"
+    } else {
+        "unlearn_idx"
+    };
+    std::iter::once(head.to_string())
+        .chain(idx.iter().enumerate().map(|(k, i)| {
+            if pandas {
+                format!("{k},{i}")
+            } else {
+                i.to_string()
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_forget_option_reads_the_files_split_from_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(p("f.csv"), authors_csv(true)).unwrap();
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        &p("f.csv"),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["forget"]["total"], 30, "{v}");
+    ok(&amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--exclude",
+        &p("f.csv"),
+        "--out",
+        &p("rt-csv.safetensors"),
+        "-q",
+    ]));
+    // It excluded the samples of f.json: a retrain of that forget set.
+    let sc = read_json(&dir.path().join("rt-csv.json"));
+    let rt = read_json(&models().join("rt.json"));
+    assert_eq!(
+        sc["origin"]["subset"]["indices_sha256"],
+        rt["origin"]["subset"]["indices_sha256"]
+    );
+    ok(&amun(&[
+        "unlearn",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        &p("f.csv"),
+        "--method",
+        "ft",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        &p("u.safetensors"),
+        "-q",
+    ]));
+}
+
+#[test]
+fn a_calibrated_model_is_audited_without_the_images_it_was_calibrated_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = dir.path().join("cal.safetensors");
+    let cal = cal.to_str().unwrap();
+    ok(&amun(&[
+        "unlearn",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        &m("f.json"),
+        "--method",
+        "ft",
+        "--epochs",
+        "1",
+        "--calibrate",
+        "--holdout-test",
+        "40",
+        "--calibrate-lrs",
+        "0.01",
+        "--device",
+        "cpu",
+        "--out",
+        cal,
+        "-q",
+    ]));
+    let sc = read_json(&dir.path().join("cal.json"));
+    assert_eq!(
+        sc["origin"]["heldout"],
+        serde_json::json!({"kind": "last-test", "size": 40, "test_size": 100})
+    );
+    // By default the recorded held-out images are left out, and it says so.
+    let o = audit(cal, "rt.safetensors", "f.json", &[]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["holdout_test"], 40, "{v}");
+    assert!(
+        stderr(&o).contains("calibrated on the last 40"),
+        "{}",
+        stderr(&o)
+    );
+    // Fewer would score images calibration chose by; more is fine.
+    let o = audit(cal, "rt.safetensors", "f.json", &["--holdout-test", "10"]);
+    fails_with(&o, &["holdout-test", "cal.safetensors", "last 40"]);
+    let o = audit(cal, "", "f.json", &["--holdout-test", "50"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["holdout_test"], 50, "{v}");
+}
+
+#[test]
+fn forget_files_of_other_data_or_ambiguous_lists_are_refused() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let split_from = |from: &str, limit: &str| {
+        amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            limit,
+            "--from",
+            &p(from),
+            "--out",
+            &p("out.json"),
+        ])
+    };
+    // amun's JSON names its own dataset and slice: a CIFAR-10 set, or one
+    // of a 500-image slice, is not an MNIST 1,000-image forget set.
+    let set = |dataset: &str, n: usize| {
+        serde_json::json!({
+            "dataset": dataset, "train_size": n, "kind": "random", "seed": 1,
+            "size": 3, "indices": [1, 4, 9]
+        })
+        .to_string()
+    };
+    std::fs::write(p("cifar.json"), set("cifar10[train:500]", 500)).unwrap();
+    std::fs::write(p("m500.json"), set("mnist[train:500]", 500)).unwrap();
+    fails_with(
+        &split_from("cifar.json", "1000"),
+        &["cifar.json", "cifar10[train:500]"],
+    );
+    fails_with(
+        &split_from("m500.json", "1000"),
+        &["m500.json", "mnist[train:500]"],
+    );
+    ok(&split_from("m500.json", "500"));
+    // Lists that could be read two ways.
+    for (text, needle) in [
+        ("\"a,7,b\",3\n", "line 1"),
+        ("4,5,6\n", "3 values"),
+        ("4;5;6\n", "commas or tabs"),
+        ("first\n4\n5\n", "'first'"),
+    ] {
+        std::fs::write(p("list.txt"), text).unwrap();
+        fails_with(&split_from("list.txt", "300"), &["list.txt", needle]);
+    }
+    // The refused ones left the file of the accepted one as it was.
+    assert_eq!(
+        read_json(&dir.path().join("out.json"))["dataset"],
+        "mnist[train:500]"
+    );
+}
+
+#[test]
+fn flags_that_would_be_dropped_or_found_late_are_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let unlearn = |extra: &[&str]| {
+        let out = p("u.safetensors");
+        let ck = m("orig.safetensors");
+        let mut a = vec![
+            "unlearn",
+            "--checkpoint",
+            &ck,
+            "--out",
+            &out,
+            "--device",
+            "cpu",
+        ];
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    let f = m("f.json");
+    fails_with(
+        &unlearn(&["--forget", &f, "--method", "ft", "--adaptive"]),
+        &["--adaptive", "ft"],
+    );
+    fails_with(
+        &unlearn(&[
+            "--forget",
+            &f,
+            "--method",
+            "ft",
+            "--lr",
+            "0.1",
+            "--set",
+            "finetune.lr=0.2",
+        ]),
+        &["--set finetune.lr", "silently win"],
+    );
+    // The same request twice: refused before the first one runs.
+    let o = unlearn(&["--requests", &f, &f, "--method", "ft", "--epochs", "1"]);
+    fails_with(&o, &["f.json", "same 30 samples"]);
+    assert!(!stderr(&o).contains("epoch 1"), "{}", stderr(&o));
+    // Reference models: an even count of at least 2, or nothing is made.
+    for count in ["0", "1", "3"] {
+        let out = p(&format!("refs{count}"));
+        let o = amun(&[
+            "rmia",
+            "train-refs",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--count",
+            count,
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+            "-q",
+        ]);
+        fails_with(&o, &["--count", count, "even"]);
+        assert!(!Path::new(&out).exists(), "{out} was created");
+    }
+    // An export onto an amun checkpoint would leave its sidecar describing
+    // other weights.
+    std::fs::copy(m("orig.safetensors"), p("o2.safetensors")).unwrap();
+    std::fs::copy(m("orig.json"), p("o2.json")).unwrap();
+    let before = amun::data::sha256_file(&dir.path().join("o2.safetensors")).unwrap();
+    let o = amun(&[
+        "export",
+        "--checkpoint",
+        &m("rt.safetensors"),
+        "--out",
+        &p("o2.safetensors"),
+    ]);
+    fails_with(&o, &["o2.safetensors", "amun checkpoint"]);
+    assert_eq!(
+        amun::data::sha256_file(&dir.path().join("o2.safetensors")).unwrap(),
+        before
+    );
+    // A held-out folder that is not there is named as such.
+    let o = unlearn(&["--forget", &f, "--calibrate", "--holdout", &p("nowhere")]);
+    fails_with(&o, &["nowhere", "no such folder"]);
+    assert!(
+        files_in(dir.path()).iter().all(|n| !n.starts_with("u.")),
+        "{:?}",
+        files_in(dir.path())
+    );
+}
+
+const EXPERIMENT: &str = r#"name = "hostile"
+model = "small-cnn"
+seeds = [0]
+device = "cpu"
+
+[data]
+dataset = "mnist"
+train_limit = 200
+test_limit = 100
+
+[train]
+epochs = 2
+batch_size = 32
+lr = 0.02
+augment = false
+
+[forget]
+fractions = [0.1]
+with_retain = [true]
+
+[rmia]
+reference_models = 2
+
+[methods.rl]
+finetune.epochs = 1
+"#;
+
+fn experiment(args: &[&str]) -> std::process::Output {
+    let mut a = vec!["experiment"];
+    a.extend_from_slice(args);
+    amun(&a)
+}
+
+#[test]
+fn experiment_errors_come_before_any_work_or_folder() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let out = p("run");
+    let run = |text: &str, extra: &[&str]| {
+        std::fs::write(p("exp.toml"), text).unwrap();
+        let cfg = p("exp.toml");
+        let mut a = vec!["--config", cfg.as_str(), "--out", out.as_str(), "-q"];
+        a.extend_from_slice(extra);
+        let o = experiment(&a);
+        assert!(!Path::new(&out).exists(), "a failed check made {out}");
+        o
+    };
+    let files = |f: &str| {
+        EXPERIMENT.replace(
+            "with_retain = [true]",
+            &format!("with_retain = [true]\nfiles = [\"{f}\"]"),
+        )
+    };
+    // A forget file's index out of range: found before 40 s of training.
+    let idx: Vec<String> = (180..199).chain([5000]).map(|i| i.to_string()).collect();
+    std::fs::write(p("bad.csv"), format!("idx\n{}\n", idx.join("\n"))).unwrap();
+    fails_with(
+        &run(&files("bad.csv"), &[]),
+        &["bad.csv", "5000", "out of range"],
+    );
+    // amun's JSON of another slice.
+    let other = serde_json::json!({
+        "dataset": "mnist[train:300]", "train_size": 300, "kind": "random", "seed": 1,
+        "size": 20, "indices": (0..20).collect::<Vec<i64>>()
+    });
+    std::fs::write(p("other.json"), other.to_string()).unwrap();
+    fails_with(
+        &run(&files("other.json"), &[]),
+        &["other.json", "mnist[train:300]"],
+    );
+    // More held-out images than the test split has (no test_limit to
+    // check it against in the file).
+    let holdout = EXPERIMENT.replace("test_limit = 100\n", "")
+        + "\n[calibrate]\nholdout = 1500\nmethods = [\"rl\"]\n";
+    fails_with(
+        &run(&holdout, &[]),
+        &["calibrate.holdout", "1500", "1000 test images"],
+    );
+    // Executor flags that would do nothing, or nothing sensible.
+    fails_with(&run(EXPERIMENT, &["--jobs", "0"]), &["jobs", "at least 1"]);
+    fails_with(&run(EXPERIMENT, &["--jobs", "2", "--slurm"]), &["--jobs"]);
+    fails_with(
+        &run(EXPERIMENT, &["--plan", "--jobs", "2"]),
+        &["--plan", "--jobs"],
+    );
+    fails_with(&run(EXPERIMENT, &["--status", "--jobs", "0"]), &["jobs"]);
+    fails_with(&run(EXPERIMENT, &["--step", "nope"]), &["no step 'nope'"]);
+    let o = run(
+        EXPERIMENT,
+        &["--slurm", "--slurm-config", &p("missing.toml")],
+    );
+    fails_with(&o, &["missing.toml"]);
+    let o = run(EXPERIMENT, &["--slurm-config", &p("missing.toml")]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--slurm"),
+        "{}",
+        stderr(&o)
+    );
+    // A method's own grid without [tune], a method that runs nowhere.
+    let grid = EXPERIMENT.replace(
+        "finetune.epochs = 1",
+        "finetune.epochs = 1\ntune = { lr = [0.1] }",
+    );
+    fails_with(
+        &run(&grid, &["--plan"]),
+        &["exp.toml", "line 26", "rl.tune", "[tune]"],
+    );
+    let nowhere = EXPERIMENT
+        .replace("with_retain = [true]", "with_retain = [false]")
+        .replace("[methods.rl]", "[methods.ft]");
+    fails_with(
+        &run(&nowhere, &["--plan"]),
+        &["exp.toml", "line 24", "methods.ft", "no setting"],
+    );
+}
+
+/// The status of each step in `amun experiment … --plan --json`.
+fn plan_status(args: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let mut a = args.to_vec();
+    a.extend(["--plan", "--json"]);
+    let o = experiment(&a);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_edited_run_folder_recomputes_what_its_settings_changed() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(p("exp.toml"), EXPERIMENT).unwrap();
+    let (cfg, out) = (p("exp.toml"), p("run"));
+    for step in ["forget-s0-f0.1", "original-s0"] {
+        ok(&experiment(&[
+            "--config", &cfg, "--out", &out, "--step", step, "-q",
+        ]));
+    }
+    let st = plan_status(&["--folder", &out]);
+    assert_eq!(
+        (st["original-s0"].as_str(), st["forget-s0-f0.1"].as_str()),
+        ("done", "done")
+    );
+    // Another config's --plan and --status refuse the folder, as its run
+    // does, rather than counting its steps as done.
+    let three = EXPERIMENT.replace("epochs = 2", "epochs = 3");
+    std::fs::write(p("three.toml"), &three).unwrap();
+    for flag in ["--plan", "--status"] {
+        let o = experiment(&["--config", &p("three.toml"), "--out", &out, flag]);
+        fails_with(&o, &["experiment.json", "another config"]);
+    }
+    // The folder's own record edited to 3 epochs: the 2-epoch original is
+    // no longer its step's result; the forget set still is.
+    let rec = dir.path().join("run/experiment.json");
+    let mut v = read_json(&rec);
+    v["train"]["epochs"] = 3.into();
+    std::fs::write(&rec, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let st = plan_status(&["--folder", &out]);
+    assert_eq!(st["original-s0"], "stale");
+    assert_eq!(st["forget-s0-f0.1"], "done");
+    let st = plan_status(&["--config", &p("three.toml"), "--out", &out]);
+    assert_eq!(st["original-s0"], "stale");
+}
+
+/// Sends `signal` (`INT`, `KILL`, …) to `pid` with kill(1).
+fn signal(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds (a wait for what a
+/// process will do, not a timing assertion).
+fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn an_interrupted_command_removes_its_lock_and_says_so() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("long.safetensors");
+    let lock = dir.path().join("long.safetensors.lock");
+    let child = std::process::Command::new(crate::common::bin())
+        .args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "200",
+            "--device",
+            "cpu",
+            "-q",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(120, || lock.exists()), "the lock never appeared");
+    assert!(signal(child.id(), "INT"));
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: removed") && err.contains("long.safetensors.lock"),
+        "{err}"
+    );
+    assert!(!lock.exists());
+    assert!(
+        files_in(dir.path()).iter().all(|n| !n.contains(".tmp-")),
+        "{:?}",
+        files_in(dir.path())
+    );
+}
+
+#[test]
+fn workers_die_with_their_parent() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exp.toml");
+    // Long enough reference models that the workers are still training
+    // when their parent is killed.
+    std::fs::write(
+        &cfg,
+        EXPERIMENT
+            .replace("train_limit = 200", "train_limit = 4000")
+            .replace("epochs = 2", "epochs = 200"),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    for how in ["KILL", "TERM"] {
+        let parent = std::process::Command::new(crate::common::bin())
+            .args(["experiment", "--jobs", "2", "-q", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A worker's lock holds its pid.
+        let lock = out.join("references/ref-000.logits.safetensors.lock");
+        let mut pid = None;
+        assert!(
+            wait_for(120, || {
+                pid = std::fs::read_to_string(&lock)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
+                pid.is_some()
+            }),
+            "no worker started"
+        );
+        let worker = pid.unwrap();
+        assert_ne!(worker, parent.id());
+        assert!(signal(parent.id(), how));
+        let mut parent = parent;
+        parent.wait().unwrap();
+        let died = wait_for(60, || !signal(worker, "0"));
+        // Whatever the outcome, no worker of this test outlives it.
+        for k in 0..2 {
+            let l = out.join(format!("references/ref-{k:03}.logits.safetensors.lock"));
+            if let Some(p) = std::fs::read_to_string(&l)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                signal(p, "KILL");
+            }
+        }
+        signal(worker, "KILL");
+        assert!(died, "worker {worker} outlived its parent (kill -{how})");
+    }
+}
+
+#[test]
+fn a_resume_with_another_thread_count_is_recorded() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.safetensors");
+    let resume = dir.path().join("r.resume.safetensors");
+    let train = |threads: &str| {
+        let mut c = std::process::Command::new(crate::common::bin());
+        c.args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "2000",
+            "--test-limit",
+            "100",
+        ])
+        .args(["--epochs", "8", "--device", "cpu", "--resume", "--out"])
+        .arg(&out)
+        .env("OMP_NUM_THREADS", threads);
+        c
+    };
+    // Killed after its first epoch, on one thread…
+    let child = train("1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(120, || resume.exists()), "no resume state");
+    signal(child.id(), "KILL");
+    let mut child = child;
+    child.wait().unwrap();
+    let done = read_json(&dir.path().join("r.json"))["origin"]["epochs_done"]
+        .as_u64()
+        .unwrap();
+    // …and resumed on two.
+    let o = train("2").output().unwrap();
+    ok(&o);
+    assert!(stderr(&o).contains("ran with 1"), "{}", stderr(&o));
+    let sc = read_json(&dir.path().join("r.json"));
+    assert_eq!(
+        sc["origin"]["resumes"],
+        serde_json::json!([{"epoch": done + 1, "threads": 2, "threads_before": 1}]),
+        "{sc}"
+    );
+}
+
+#[test]
+fn a_flag_that_contradicts_the_recorded_slice_is_warned_about() {
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--train-limit",
+        "250",
+        "--device",
+        "cpu",
+    ]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning")
+            && err.contains("mnist[train:300]")
+            && err.contains("mnist[train:250]"),
+        "{err}"
+    );
+}
