@@ -1,4 +1,5 @@
-//! Compiles the small C++ shim (bf16 autocast, TF32, channels-last) against
+//! Compiles the small C++ shim (bf16 autocast, TF32, channels-last; ATen
+//! operators called by name for exported programs) against
 //! the libtorch torch-sys found, and links this crate's tests to libtorch.
 include!("../torch_link.rs");
 
@@ -10,10 +11,12 @@ fn main() {
         .expect("libtorch lib folder has a parent")
         .join("include");
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/ops.cpp");
     println!("cargo:rerun-if-changed=../torch_link.rs");
     cc::Build::new()
         .cpp(true)
         .file("csrc/shim.cpp")
+        .file("csrc/ops.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -266,7 +266,8 @@ pub fn check_export_out(path: &Path) -> Result<()> {
 
 /// Writes `model` in `layout` as `.pt` (torch.save format) or `.safetensors`
 /// (by the extension), loadable with `load_state_dict(strict=True)` into the
-/// matching PyTorch module.
+/// matching PyTorch module; an exported model also as `.pt2`, its graph
+/// with the new weights, which `torch.export.load` runs.
 pub fn export(model: &Classifier, layout: Layout, path: &Path) -> Result<()> {
     check_export_out(path)?;
     let arch = model.spec().arch;
@@ -288,9 +289,23 @@ pub fn export(model: &Classifier, layout: Layout, path: &Path) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("pt" | "pth") => write_pt(path, &tensors),
         Some("safetensors") => super::checkpoint::write_tensors(path, &tensors),
+        Some("pt2") => match model.program() {
+            // The model's own graph with its new weights.
+            Some(p) => {
+                super::program::write_with_weights(&p.file, path, &tensors.into_iter().collect())
+            }
+            None => Err(Error::invalid(
+                path.display().to_string(),
+                format!(
+                    "a .pt2 holds an exported program; {} is one of amun's own architectures: \
+                     export it as .pt or .safetensors",
+                    model.spec().arch
+                ),
+            )),
+        },
         _ => Err(Error::invalid(
             path.display().to_string(),
-            "expected a path ending in .pt, .pth or .safetensors",
+            "expected a path ending in .pt, .pth, .safetensors or (an exported model) .pt2",
         )),
     }
 }

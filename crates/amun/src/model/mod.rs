@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod layers;
 pub mod layout;
 mod open;
+pub mod program;
 mod resnet;
 mod small_cnn;
 mod torchfile;
@@ -13,7 +14,9 @@ mod vgg;
 
 pub use checkpoint::{Origin, Sidecar};
 pub use layout::{Layout, check_export_out, export, import};
-pub use open::{ChanceCheck, OpenSpec, Opened, chance_check, load_data, open};
+pub use open::{
+    ChanceCheck, OpenSpec, Opened, chance_check, check_program, import_program, load_data, open,
+};
 
 use crate::error::{Error, Result, TorchContext};
 use serde::{Deserialize, Serialize};
@@ -35,10 +38,13 @@ pub enum Arch {
     Resnet18Div2,
     /// VGG-19 with BatchNorm.
     Vgg19,
+    /// A user's own classifier exported with `torch.export` (the graph is
+    /// `ModelSpec::program`).
+    Exported,
 }
 
 impl Arch {
-    /// Every architecture, for help texts and errors.
+    /// Every built-in architecture, for help texts and errors.
     pub const ALL: [Arch; 4] = [
         Arch::SmallCnn,
         Arch::Resnet18,
@@ -53,6 +59,7 @@ impl Arch {
             Arch::Resnet18 => "resnet18",
             Arch::Resnet18Div2 => "resnet18-div2",
             Arch::Vgg19 => "vgg19",
+            Arch::Exported => "exported",
         }
     }
 }
@@ -135,6 +142,9 @@ pub struct ModelSpec {
     pub num_classes: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normalize: Option<Normalize>,
+    /// The exported program of an `exported` model (none otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<program::ProgramRef>,
 }
 
 impl ModelSpec {
@@ -153,6 +163,33 @@ impl ModelSpec {
             image_size: h,
             num_classes: num_classes as i64,
             normalize: None,
+            program: None,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The spec of the exported program `program` on images of shape
+    /// `[C,H,W]` with `num_classes`.
+    pub fn exported(
+        program: program::ProgramRef,
+        image_shape: [i64; 3],
+        num_classes: usize,
+    ) -> Result<ModelSpec> {
+        let [c, h, w] = image_shape;
+        if h != w {
+            return Err(Error::invalid(
+                "model",
+                format!("amun runs square images, the data has {h}x{w}"),
+            ));
+        }
+        let spec = ModelSpec {
+            arch: Arch::Exported,
+            in_channels: c,
+            image_size: h,
+            num_classes: num_classes as i64,
+            normalize: None,
+            program: Some(program),
         };
         spec.validate()?;
         Ok(spec)
@@ -163,7 +200,15 @@ impl ModelSpec {
             Arch::SmallCnn => 8,
             Arch::Vgg19 => 32,
             Arch::Resnet18 | Arch::Resnet18Div2 => 8,
+            // The graph says what it takes: checked when it is opened.
+            Arch::Exported => 1,
         };
+        if (self.arch == Arch::Exported) != self.program.is_some() {
+            return Err(Error::invalid(
+                "model",
+                "an exported model needs its program, and only an exported model has one",
+            ));
+        }
         if self.image_size < min {
             return Err(Error::invalid(
                 "model",
@@ -223,16 +268,59 @@ impl ModelSpec {
 #[derive(Debug)]
 pub struct Classifier {
     vs: nn::VarStore,
-    net: Box<dyn ModuleT>,
+    net: Net,
     spec: ModelSpec,
     norm: Option<(Tensor, Tensor)>,
     channels_last: bool,
 }
 
+/// The graph over a classifier's variables.
+#[derive(Debug)]
+enum Net {
+    Builtin(Box<dyn ModuleT>),
+    Exported(program::ExportedNet),
+}
+
 impl Classifier {
     /// A freshly initialised model; the init draws from libtorch's generator
-    /// seeded with `seed`, so the same seed gives the same weights.
+    /// seeded with `seed`, so the same seed gives the same weights. An
+    /// exported model starts as its `ProgramRef::init` says.
     pub fn new(spec: &ModelSpec, device: Device, seed: u64) -> Result<Classifier> {
+        let c = Classifier::build(spec, device, seed)?;
+        if let (Net::Exported(net), Some(p)) = (&c.net, &spec.program) {
+            match &p.init {
+                program::ProgramInit::Pytorch => net.init_pytorch()?,
+                program::ProgramInit::Weights { file, sha256 } => {
+                    let got = crate::data::sha256_file(file)?;
+                    if &got != sha256 {
+                        return Err(Error::Checksum {
+                            path: file.clone(),
+                            expected: sha256.clone(),
+                            actual: got,
+                        });
+                    }
+                    let mut c = c;
+                    let w = read_init_weights(file)?
+                        .into_iter()
+                        .map(|(k, v)| (k, v.to_device(device)))
+                        .collect();
+                    c.load_named(w, file)?;
+                    return Ok(c);
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// A model whose variables are about to be overwritten (a clone, a
+    /// checkpoint being loaded): built-in models are initialised as by
+    /// `new(spec, device, 0)`; an exported one is left at zeros (its init
+    /// may need files a loaded model does not).
+    pub fn blank(spec: &ModelSpec, device: Device) -> Result<Classifier> {
+        Classifier::build(spec, device, 0)
+    }
+
+    fn build(spec: &ModelSpec, device: Device, seed: u64) -> Result<Classifier> {
         spec.validate()?;
         tch::manual_seed(seed as i64);
         let vs = nn::VarStore::new(device);
@@ -251,7 +339,17 @@ impl Classifier {
                 spec.arch == Arch::Resnet18Div2,
             )),
             Arch::Vgg19 => Box::new(vgg::Vgg19::new(&root, spec.in_channels, spec.num_classes)),
+            Arch::Exported => {
+                let p = spec.program.as_ref().expect("validated");
+                let prog = program::load(&p.file, Some(&p.sha256))?;
+                let net = program::ExportedNet::new(&root, prog)?;
+                return Ok(Classifier::assemble(vs, Net::Exported(net), spec, device));
+            }
         };
+        Ok(Classifier::assemble(vs, Net::Builtin(net), spec, device))
+    }
+
+    fn assemble(vs: nn::VarStore, net: Net, spec: &ModelSpec, device: Device) -> Classifier {
         let norm = spec.normalize.as_ref().map(|n| {
             let c = spec.in_channels;
             let f = |v: &[f64]| {
@@ -261,13 +359,13 @@ impl Classifier {
             };
             (f(&n.mean), f(&n.std))
         });
-        Ok(Classifier {
+        Classifier {
             vs,
             net,
             spec: spec.clone(),
             norm,
             channels_last: false,
-        })
+        }
     }
 
     /// The model's spec.
@@ -288,21 +386,47 @@ impl Classifier {
     /// Logits for `x` (`[B,C,H,W]` f32 in `[0,1]`). `train` switches
     /// BatchNorm to batch statistics and updates its running statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = self.prepare(x);
+        match &self.net {
+            Net::Builtin(net) => net.forward_t(&x, train),
+            Net::Exported(net) => net.forward_t(&x, train),
+        }
+    }
+
+    /// [`Classifier::forward_t`] that returns what failed instead of
+    /// panicking: an exported program's node, a shape libtorch refused.
+    /// Used to check a model on the data's shapes before any work.
+    pub fn try_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.prepare(x);
+        match &self.net {
+            Net::Builtin(net) => Ok(net.forward_t(&x, train)),
+            Net::Exported(net) => net.try_forward(&x, train),
+        }
+    }
+
+    /// The exported program this model runs, if it is one.
+    pub fn program(&self) -> Option<&std::sync::Arc<program::Program>> {
+        match &self.net {
+            Net::Exported(net) => Some(net.program()),
+            Net::Builtin(_) => None,
+        }
+    }
+
+    fn prepare(&self, x: &Tensor) -> Tensor {
         let x = match &self.norm {
             Some((m, s)) => (x - m) / s,
             None => x.shallow_clone(),
         };
-        let x = if self.channels_last {
+        if self.channels_last {
             crate::device::channels_last(&x).expect("4-D input")
         } else {
             x
-        };
-        self.net.forward_t(&x, train)
+        }
     }
 
     /// An independent copy (same spec, device and values).
     pub fn try_clone(&self) -> Result<Classifier> {
-        let mut c = Classifier::new(&self.spec, self.device(), 0)?;
+        let mut c = Classifier::blank(&self.spec, self.device())?;
         c.vs.copy(&self.vs).ctx("copying model variables")?;
         if self.channels_last {
             c.use_channels_last()?;
@@ -452,6 +576,16 @@ impl Classifier {
             }
             Ok(())
         })
+    }
+}
+
+/// The initial weights of an exported model: a `.pt2`'s own weights or a
+/// state dict (`.pt`/`.safetensors`), by name.
+fn read_init_weights(file: &Path) -> Result<HashMap<String, Tensor>> {
+    if file.extension().is_some_and(|e| e == "pt2") {
+        program::read_state_dict(file)
+    } else {
+        Ok(layout::read_weights(file)?.into_iter().collect())
     }
 }
 

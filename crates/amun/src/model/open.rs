@@ -2,7 +2,7 @@
 //! sidecar) or a PyTorch file imported on the fly, with the data it was
 //! trained on (fetched when a registry dataset is missing), and the checks
 //! that catch a wrongly imported model before any long work.
-use super::{Arch, Classifier, Layout, Normalize, Sidecar, checkpoint, import};
+use super::{Arch, Classifier, Layout, Normalize, Sidecar, checkpoint, import, program};
 use crate::data::{DataSpec, Dataset, Registry};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -214,4 +214,178 @@ pub fn chance_check(model: &Classifier, data: &Dataset) -> ChanceCheck {
         test_acc,
         problem,
     }
+}
+
+/// Opens the exported program (`.pt2`) at `path` with its own weights as a
+/// classifier of `num_classes` classes for images of `image_shape`, on
+/// `device`; `init` (an untrained copy's weights) is how a retrain or a
+/// reference model of this architecture starts (PyTorch's per-layer
+/// defaults when `None`). The graph is checked and run once on the data's
+/// shape, in both modes, for two batch sizes, before anything else uses it.
+/// Returns notes worth telling the user.
+pub fn import_program(
+    path: &Path,
+    image_shape: [i64; 3],
+    num_classes: usize,
+    normalize: Option<Normalize>,
+    init: Option<&Path>,
+    device: Device,
+) -> Result<(Classifier, Vec<String>)> {
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let prog = program::load(&file, None)?;
+    let [c, h, w] = image_shape;
+    let want = [None, Some(c), Some(h), Some(w)];
+    for (i, (got, want)) in prog.input_sizes.iter().zip(want).enumerate().skip(1) {
+        if let (Some(g), Some(x)) = (got, want)
+            && *g != x
+        {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "the graph takes {}×{}×{} images (exported with that input shape), the data \
+                     has {c}×{h}×{w}{}",
+                    show(prog.input_sizes[1]),
+                    show(prog.input_sizes[2]),
+                    show(prog.input_sizes[3]),
+                    if i == 1 {
+                        " (another number of channels)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+    }
+    let init = match init {
+        None => program::ProgramInit::Pytorch,
+        Some(f) => {
+            if !f.exists() {
+                return Err(Error::format(
+                    f,
+                    "no such file (--init: the untrained model's weights)",
+                ));
+            }
+            program::ProgramInit::Weights {
+                file: std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf()),
+                sha256: crate::data::sha256_file(f)?,
+            }
+        }
+    };
+    let mut spec = super::ModelSpec::exported(
+        program::ProgramRef {
+            file,
+            sha256: prog.sha256.clone(),
+            init,
+        },
+        image_shape,
+        num_classes,
+    )?;
+    spec.normalize = normalize;
+    let mut model = Classifier::blank(&spec, device)?;
+    let weights = prog
+        .read_weights()?
+        .into_iter()
+        .map(|(k, v)| (k, v.to_device(device)))
+        .collect();
+    model.load_named(weights, path)?;
+    check_program(&model, path, num_classes)?;
+    let mut notes = Vec::new();
+    if let Some(super::program::ProgramInit::Weights { file, .. }) =
+        spec.program.as_ref().map(|p| &p.init)
+    {
+        // The init must fit the graph now, not when a retrain starts.
+        let fresh = Classifier::new(&spec, device, 0)
+            .map_err(|e| Error::invalid("--init", e.to_string()))?;
+        drop(fresh);
+        notes.push(format!(
+            "retrains and reference models start from {}",
+            file.display()
+        ));
+    } else {
+        let missing = prog.without_default_init();
+        if !missing.is_empty() {
+            notes.push(format!(
+                "note: {} parameter(s) of {} have no PyTorch default initialisation ({}{}): a \
+                 retrain or reference model of it needs --init (the untrained model's weights)",
+                missing.len(),
+                path.display(),
+                missing
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if missing.len() > 3 { ", …" } else { "" }
+            ));
+        }
+    }
+    Ok((model, notes))
+}
+
+fn show(v: Option<i64>) -> String {
+    v.map_or("N".into(), |v| v.to_string())
+}
+
+/// Runs an exported model once per mode on zeros of two batch sizes (a
+/// graph exported with a fixed batch fails here, not hours later) and
+/// checks it returns `[B, num_classes]` logits. BatchNorm statistics are
+/// put back after the train-mode pass.
+pub fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Result<()> {
+    let spec = model.spec();
+    let saved: Vec<(String, tch::Tensor)> = model
+        .named_tensors()
+        .into_iter()
+        .filter(|(_, t)| !t.requires_grad())
+        .map(|(k, t)| (k, t.copy()))
+        .collect();
+    let result = tch::no_grad(|| -> Result<()> {
+        for (train, b) in [(false, 2), (false, 3), (true, 2), (true, 3)] {
+            let x = tch::Tensor::zeros(
+                [b, spec.in_channels, spec.image_size, spec.image_size],
+                (tch::Kind::Float, model.device()),
+            );
+            let y = model.try_forward_t(&x, train).map_err(|e| {
+                let hint = if b == 3 {
+                    " (it ran for a batch of 2 but not 3: export with a dynamic batch, \
+                     dynamic_shapes=({0: torch.export.Dim(\"batch\")},))"
+                } else {
+                    ""
+                };
+                Error::checkpoint(
+                    path,
+                    format!(
+                        "running it in {} mode on a batch of {b}: {e}{hint}",
+                        if train { "train" } else { "eval" }
+                    ),
+                )
+            })?;
+            if y.size() != [b, num_classes as i64] || y.kind() != tch::Kind::Float {
+                return Err(Error::checkpoint(
+                    path,
+                    format!(
+                        "not a classifier of these {num_classes} classes: a batch of {b} images \
+                         gives {:?} {:?} outputs, expected [{b}, {num_classes}] float logits{}",
+                        y.size(),
+                        y.kind(),
+                        if y.size().first() == Some(&2) && b == 3 {
+                            "; its batch size is fixed: export with \
+                             dynamic_shapes=({0: torch.export.Dim(\"batch\")},)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    });
+    tch::no_grad(|| {
+        let now = model.var_store().variables();
+        for (k, t) in &saved {
+            if let Some(v) = now.get(k) {
+                v.shallow_clone().copy_(t);
+            }
+        }
+    });
+    result
 }

@@ -528,8 +528,35 @@ pub fn read_pt(path: &Path) -> Result<Vec<(String, Tensor)>> {
         ));
     }
     let file = std::fs::File::open(path).at(path)?;
-    let mut zip = zip::ZipArchive::new(file)
+    let zip = zip::ZipArchive::new(file)
         .map_err(|e| Error::format(path, format!("not a readable zip (truncated?): {e}")))?;
+    read_pt_zip(zip, path, false)
+}
+
+/// Reads a tensor pickled with `torch.save(tensor)` inside another file (a
+/// `.pt2` payload), through the same restricted unpickler; `what` names it
+/// in errors.
+pub(crate) fn read_pt_tensor(bytes: &[u8], what: &Path) -> Result<Tensor> {
+    if !bytes.starts_with(b"PK\x03\x04") {
+        return Err(Error::format(
+            what,
+            "a pickled payload that is not in torch.save's zip format",
+        ));
+    }
+    let zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| Error::format(what, format!("not a readable zip (truncated?): {e}")))?;
+    let mut v = read_pt_zip(zip, what, true)?;
+    match v.pop() {
+        Some((_, t)) if v.is_empty() => Ok(t),
+        _ => Err(Error::format(what, "the pickle holds no single tensor")),
+    }
+}
+
+fn read_pt_zip<R: Read + std::io::Seek>(
+    mut zip: zip::ZipArchive<R>,
+    path: &Path,
+    bare_tensor: bool,
+) -> Result<Vec<(String, Tensor)>> {
     let pkl_name = (0..zip.len())
         .filter_map(|i| zip.name_for_index(i).map(str::to_string))
         .find(|n| n.ends_with("/data.pkl") || n == "data.pkl")
@@ -552,7 +579,10 @@ pub fn read_pt(path: &Path) -> Result<Vec<(String, Tensor)>> {
             .saturating_add(4096),
     }
     .run()?;
-    let entries = tensor_dict(root, path)?;
+    let entries = match root {
+        V::Tensor(t) if bare_tensor => vec![(String::new(), t)],
+        root => tensor_dict(root, path)?,
+    };
     // Each storage is read once and shared by the tensors that view it, as
     // torch.load does: many tensors over one storage cost one copy of it.
     let mut storages: HashMap<String, (Kind, usize, Tensor)> = HashMap::new();
@@ -614,6 +644,25 @@ pub fn read_pt(path: &Path) -> Result<Vec<(String, Tensor)>> {
 /// would multiply the storage when copied: refused). Sizes, strides and
 /// the offset come from the file, so the arithmetic is checked.
 fn check_view(r: &TensorRef) -> std::result::Result<(), String> {
+    view_fits(&r.size, &r.stride, r.offset, r.numel)
+}
+
+/// Whether a view of `size`/`stride` at `offset` lies inside a storage of
+/// `numel` elements and holds no more elements than it.
+pub(crate) fn view_fits(
+    size: &[i64],
+    stride: &[i64],
+    offset: i64,
+    numel: usize,
+) -> std::result::Result<(), String> {
+    let r = TensorRef {
+        kind: Kind::Uint8,
+        key: String::new(),
+        numel,
+        offset,
+        size: size.to_vec(),
+        stride: stride.to_vec(),
+    };
     if r.size.len() != r.stride.len() {
         return Err(format!(
             "{} sizes but {} strides",

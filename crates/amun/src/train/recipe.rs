@@ -209,6 +209,9 @@ impl TrainParams {
     pub fn for_arch(arch: Arch) -> TrainParams {
         match arch {
             Arch::SmallCnn => TrainParams::new().channels_last(true),
+            // A user's own model: amun knows no recipe for it; the plain
+            // defaults stand until the user's flags or `[train]` replace them.
+            Arch::Exported => TrainParams::new(),
             Arch::Resnet18 | Arch::Resnet18Div2 | Arch::Vgg19 => TrainParams::new()
                 .epochs(201)
                 .lr(0.1)

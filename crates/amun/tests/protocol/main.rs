@@ -5,3 +5,4 @@ mod common;
 
 mod amun_run;
 mod experiment;
+mod exported;

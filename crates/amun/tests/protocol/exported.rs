@@ -1,0 +1,331 @@
+//! A user's own classifier exported with `torch.export`: small models built
+//! at test time by the tests' PyTorch (tests/fixtures/exported.py) run in
+//! amun with PyTorch's logits, parameter and input gradients and BatchNorm
+//! statistics, in both modes whatever mode they were exported in; amun's
+//! weights go back into a `.pt2` that `torch.export.load` runs and a `.pt`
+//! the model class loads with strict=True; broken and hostile archives are
+//! refused with their file named.
+use amun::model::{Classifier, import_program};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use tch::{Device, Kind, Tensor};
+
+fn python() -> PathBuf {
+    let venv = std::env::var("AMUN_PYENV").expect(
+        "AMUN_PYENV must name the PyTorch environment of requirements/python-dev.txt: run the \
+         tests through scripts/test.sh (or `scripts/setup.sh --dev && source scripts/env.sh`)",
+    );
+    PathBuf::from(venv).join("bin/python")
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exported.py")
+}
+
+/// The fixtures, made once per test binary.
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new(python())
+            .arg(script())
+            .arg("make")
+            .arg(dir.path())
+            .output()
+            .expect("running python");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        dir
+    })
+    .path()
+}
+
+fn reference(name: &str) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(fixtures().join(format!("{name}.ref.safetensors")))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn open(name: &str) -> Classifier {
+    let (m, _) = import_program(
+        &fixtures().join(format!("{name}.pt2")),
+        [3, 16, 16],
+        10,
+        None,
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
+    m
+}
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+/// max |a − b| / max(max |b|, 1e-6): the relative error of a gradient.
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    let scale = b.abs().max().double_value(&[]).max(1e-6);
+    max_abs(a, b) / scale
+}
+
+/// One pass as the fixture ran it: logits, and after L = Σ logits·r, the
+/// gradients of every parameter and of the input.
+fn pass(m: &Classifier, r: &HashMap<String, Tensor>, train: bool) -> (Tensor, Tensor) {
+    for (_, p) in m.named_parameters() {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+    let x = r["x"].copy().set_requires_grad(true);
+    tch::manual_seed(123);
+    let logits = m.forward_t(&x, train);
+    (&logits * &r["r"]).sum(Kind::Float).backward();
+    (logits.detach(), x.grad())
+}
+
+fn check_model(name: &str) {
+    let r = reference(name);
+    let m = open(name);
+    for (k, v) in m.named_tensors() {
+        assert!(
+            max_abs(&v, &r[&format!("before.{k}")]) == 0.0,
+            "{name}: {k} read with other values"
+        );
+    }
+    for (mode, train) in [("eval", false), ("train", true)] {
+        let before = m.named_tensors();
+        let (logits, gx) = pass(&m, &r, train);
+        let d = max_abs(&logits, &r[&format!("{mode}.logits")]);
+        assert!(d <= 1e-5, "{name} {mode}: max |Δlogit| {d:.2e}");
+        let d = rel(&gx, &r[&format!("{mode}.grad_input")]);
+        assert!(d <= 1e-4, "{name} {mode}: input gradient off by {d:.2e}");
+        for (k, p) in m.named_parameters() {
+            let d = rel(&p.grad(), &r[&format!("{mode}.grad.{k}")]);
+            assert!(d <= 1e-4, "{name} {mode}: gradient of {k} off by {d:.2e}");
+        }
+        // Buffers move in train mode only, exactly as PyTorch moves them.
+        for (k, v) in m.named_tensors() {
+            if v.requires_grad() {
+                continue;
+            }
+            let old = &before.iter().find(|(n, _)| *n == k).unwrap().1;
+            if train {
+                let d = max_abs(&v, &r[&format!("after.{k}")]);
+                assert!(d <= 1e-6, "{name}: {k} after a train pass off by {d:.2e}");
+            } else {
+                assert_eq!(max_abs(&v, old), 0.0, "{name}: eval mode changed {k}");
+            }
+        }
+        // Put the statistics back for the next mode.
+        tch::no_grad(|| {
+            let vars = m.var_store().variables();
+            for (k, t) in &before {
+                vars[k].shallow_clone().copy_(t);
+            }
+        });
+    }
+}
+
+#[test]
+fn exported_models_match_pytorch_in_both_modes() {
+    for name in ["cnn", "cnn-train-export", "vit", "stochdepth-train-export"] {
+        check_model(name);
+    }
+}
+
+#[test]
+fn num_batches_tracked_counts_train_passes_only() {
+    let m = open("cnn");
+    let x = reference("cnn")["x"].shallow_clone();
+    let count = || m.var_store().variables()["bn1.num_batches_tracked"].int64_value(&[]);
+    let start = count();
+    let _ = tch::no_grad(|| m.forward_t(&x, false));
+    assert_eq!(count(), start);
+    let _ = tch::no_grad(|| m.forward_t(&x, true));
+    let _ = tch::no_grad(|| m.forward_t(&x, true));
+    assert_eq!(count(), start + 2);
+}
+
+#[test]
+fn weights_go_back_to_pytorch_as_pt2_and_strict_pt() {
+    let d = fixtures();
+    let out = tempfile::tempdir().unwrap();
+    for name in ["cnn", "vit"] {
+        let mut m = open(name);
+        // New weights: every parameter moved, as an unlearning run would.
+        tch::no_grad(|| {
+            for (_, p) in m.named_parameters() {
+                let _ = p.shallow_clone().g_mul_scalar_(0.9).g_add_scalar_(0.01);
+            }
+        });
+        let x = reference(name)["x"].shallow_clone();
+        let logits = tch::no_grad(|| m.forward_t(&x, false));
+        let lf = out.path().join(format!("{name}.logits.safetensors"));
+        Tensor::write_safetensors(&[("logits", &logits)], &lf).unwrap();
+        let pt2 = out.path().join(format!("{name}.pt2"));
+        amun::model::export(&m, amun::model::Layout::Authors, &pt2).unwrap();
+        let pt = out.path().join(format!("{name}.pt"));
+        amun::model::export(&m, amun::model::Layout::Authors, &pt).unwrap();
+        for (cmd, file) in [("check", &pt2), ("check-pt", &pt)] {
+            let o = Command::new(python())
+                .arg(script())
+                .args([cmd, d.to_str().unwrap(), name])
+                .arg(file)
+                .arg(&lf)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{name} {cmd}: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        // amun reads its own .pt2 back to the same weights.
+        let again = import_program(&pt2, [3, 16, 16], 10, None, None, Device::Cpu)
+            .unwrap()
+            .0;
+        assert_eq!(again.fingerprint(), { m.fingerprint() });
+        m.copy_from(&again).unwrap();
+    }
+}
+
+#[test]
+fn a_fresh_model_starts_from_pytorch_defaults_or_the_untrained_weights() {
+    use amun::model::program::ProgramInit;
+    let d = fixtures();
+    let m = open("cnn");
+    let fresh = Classifier::new(m.spec(), Device::Cpu, 7).unwrap();
+    let t = fresh.named_tensors();
+    let get = |k: &str| t.iter().find(|(n, _)| n == k).unwrap().1.shallow_clone();
+    assert_eq!(get("bn1.weight").min().double_value(&[]), 1.0);
+    assert_eq!(get("bn1.running_var").min().double_value(&[]), 1.0);
+    assert_eq!(get("bn1.num_batches_tracked").int64_value(&[]), 0);
+    // conv2: 8/2 input channels per group, 3×3 kernels: U(±1/√36).
+    let w = get("conv2.weight");
+    let b = 1.0 / 36f64.sqrt();
+    assert!(w.abs().max().double_value(&[]) <= b);
+    assert!(w.abs().max().double_value(&[]) > 0.8 * b);
+    // Seeded: the same seed, the same weights; another, others.
+    assert_eq!(
+        Classifier::new(m.spec(), Device::Cpu, 7)
+            .unwrap()
+            .fingerprint(),
+        fresh.fingerprint()
+    );
+    assert_ne!(
+        Classifier::new(m.spec(), Device::Cpu, 8)
+            .unwrap()
+            .fingerprint(),
+        fresh.fingerprint()
+    );
+    // The ViT's class token and position embedding have no default.
+    let (vit, notes) =
+        import_program(&d.join("vit.pt2"), [3, 16, 16], 10, None, None, Device::Cpu).unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("cls") && n.contains("--init")),
+        "{notes:?}"
+    );
+    let e = Classifier::new(vit.spec(), Device::Cpu, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cls") && e.contains("pos") && e.contains("--init"),
+        "{e}"
+    );
+    // With the untrained copy's weights, every seed starts there.
+    let init = d.join("vit-init.pt2");
+    let (vit, _) = import_program(
+        &d.join("vit.pt2"),
+        [3, 16, 16],
+        10,
+        None,
+        Some(&init),
+        Device::Cpu,
+    )
+    .unwrap();
+    assert!(matches!(
+        vit.spec().program.as_ref().unwrap().init,
+        ProgramInit::Weights { .. }
+    ));
+    let a = Classifier::new(vit.spec(), Device::Cpu, 0).unwrap();
+    let want = amun::model::program::read_state_dict(&init).unwrap();
+    for (k, v) in a.named_tensors() {
+        assert_eq!(max_abs(&v, &want[&k]), 0.0, "{k}");
+    }
+}
+
+fn refused(file: &str, shape: [i64; 3], classes: usize, needles: &[&str]) {
+    let path = fixtures().join(file);
+    let e = match import_program(&path, shape, classes, None, None, Device::Cpu) {
+        Ok(_) => panic!("{file} was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(path.to_str().unwrap()),
+        "{file}: the error names no file: {e}"
+    );
+    for n in needles {
+        assert!(e.contains(n), "{file}: expected '{n}' in: {e}");
+    }
+}
+
+#[test]
+fn broken_and_hostile_archives_are_refused_by_name() {
+    refused("truncated.pt2", [3, 16, 16], 10, &["truncated"]);
+    refused(
+        "sorting.pt2",
+        [3, 16, 16],
+        10,
+        &["aten.sort.default", "Supported", "conv2d.default"],
+    );
+    refused(
+        "two-heads.pt2",
+        [3, 16, 16],
+        10,
+        &["not a classifier", "2 outputs"],
+    );
+    let pwned = fixtures().join("pwned");
+    refused(
+        "pickled-weight.pt2",
+        [3, 16, 16],
+        10,
+        &["refusing to load", "system"],
+    );
+    assert!(!pwned.exists() && !Path::new("/tmp/amun-pwned").exists());
+    // The data must fit the graph.
+    refused("cnn.pt2", [1, 16, 16], 10, &["another number of channels"]);
+    refused(
+        "cnn.pt2",
+        [3, 16, 16],
+        7,
+        &["not a classifier of these 7 classes"],
+    );
+    // No partial output: a failed export leaves nothing behind.
+    let m = open("cnn");
+    let out = tempfile::tempdir().unwrap();
+    let dst = out.path().join("x.pt2");
+    std::fs::write(out.path().join("src.pt2"), b"not a zip").unwrap();
+    let mut w: HashMap<String, Tensor> = m.named_tensors().into_iter().collect();
+    let e = amun::model::program::write_with_weights(&out.path().join("src.pt2"), &dst, &w)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("src.pt2"), "{e}");
+    w.remove("fc.bias");
+    let e = amun::model::program::write_with_weights(&fixtures().join("cnn.pt2"), &dst, &w)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fc.bias"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
