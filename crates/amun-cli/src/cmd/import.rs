@@ -30,7 +30,8 @@ pub struct ExportArgs {
     /// Parameter names to write: authors (amun's) | torchvision | salun
     #[arg(long, default_value = "authors")]
     pub layout: String,
-    /// model.pt (torch.save format) or model.safetensors
+    /// model.pt (torch.save format) or model.safetensors; for a user's own
+    /// (exported) model also model.pt2, its graph with these weights
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     #[command(flatten)]
@@ -80,7 +81,7 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
 pub fn run_export(a: ExportArgs) -> Result<()> {
     let layout: Layout = a.layout.parse()?;
     check_export_out(&a.out)?;
-    let _lock = super::claim_output(&a.out, &["pt", "pth", "safetensors"])?;
+    let _lock = super::claim_output(&a.out, &["pt", "pth", "safetensors", "pt2"])?;
     let sc = checkpoint::read_sidecar(&a.checkpoint)?;
     let (model, _) = checkpoint::load(&a.checkpoint, device("cpu")?)?;
     if layout != Layout::Authors

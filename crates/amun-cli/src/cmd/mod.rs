@@ -152,6 +152,7 @@ pub fn load_data(spec: &amun::data::DataSpec, dir: &DataDir) -> Result<amun::dat
 pub struct ImportArgs {
     /// For a PyTorch checkpoint (.pt/.pth/.safetensors without an amun
     /// sidecar): its architecture, small-cnn | resnet18 | resnet18-div2 | vgg19
+    /// (an exported program, .pt2, brings its own)
     #[arg(long)]
     pub arch: Option<String>,
     /// Its parameter names: auto | authors | torchvision | salun
@@ -173,6 +174,12 @@ pub struct ImportArgs {
     /// Use only the first N test images
     #[arg(long, value_name = "N")]
     pub test_limit: Option<usize>,
+    /// For an exported program (.pt2): the weights of the untrained model
+    /// (a .pt2 exported before training, or its state_dict as
+    /// .pt/.safetensors) that retrains and reference models start from
+    /// [default: PyTorch's default init of each layer]
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
 }
 
 impl ImportArgs {
@@ -188,6 +195,7 @@ impl ImportArgs {
             dataset: self.dataset.clone(),
             train_limit: self.train_limit,
             test_limit: self.test_limit,
+            init: self.init.clone(),
         })
     }
 }

@@ -1,7 +1,7 @@
 use super::train::RecipeArgs;
 use super::{DataArgs, device, load_data};
 use amun::audit::train_references;
-use amun::model::{Arch, ModelSpec, checkpoint};
+use amun::model::checkpoint;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -23,9 +23,11 @@ pub struct TrainRefsArgs {
     /// Take the model and its training recipe from this checkpoint's sidecar
     #[arg(long, value_name = "FILE")]
     pub like: Option<PathBuf>,
-    /// small-cnn | resnet18 | resnet18-div2 | vgg19 (without --like)
+    /// small-cnn | resnet18 | resnet18-div2 | vgg19 | FILE.pt2 (without --like)
     #[arg(long, default_value = "small-cnn")]
     pub model: String,
+    #[command(flatten)]
+    pub program: super::train::ProgramArgs,
     #[command(flatten)]
     pub recipe: RecipeArgs,
     /// Seed of the pool halves and of each model's training
@@ -62,8 +64,7 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
             (sc.model, recipe)
         }
         None => {
-            let arch: Arch = a.model.parse()?;
-            let spec = ModelSpec::for_data(arch, data.image_shape(), data.num_classes())?;
+            let (spec, arch) = super::train::model_spec(&a.model, &a.program, &data)?;
             (spec, a.recipe.params(arch, data.image_shape()[0])?.check()?)
         }
     };

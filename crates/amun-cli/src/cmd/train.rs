@@ -74,9 +74,13 @@ impl RecipeArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// small-cnn | resnet18 | resnet18-div2 (the AMUN authors' variant) | vgg19
+    /// small-cnn | resnet18 | resnet18-div2 (the AMUN authors' variant) |
+    /// vgg19 | FILE.pt2 (a user's own architecture, exported with
+    /// torch.export; its weights are not used, see --init)
     #[arg(long, default_value = "small-cnn")]
     pub model: String,
+    #[command(flatten)]
+    pub program: ProgramArgs,
     #[command(flatten)]
     pub recipe: RecipeArgs,
     /// Train without these samples (a forget set: amun's JSON or any list
@@ -103,19 +107,72 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// How a user's own architecture (`--model FILE.pt2`) is set up.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProgramArgs {
+    /// With --model FILE.pt2: the weights every new model starts from (an
+    /// untrained copy: a .pt2 exported before training, or its state_dict
+    /// as .pt/.safetensors) [default: PyTorch's default init of each layer,
+    /// drawn from --seed]
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+    /// With --model FILE.pt2: the input normalisation the model expects,
+    /// applied inside it: M,S (every channel) or M1,M2,M3:S1,S2,S3
+    #[arg(long, value_name = "MEAN:STD")]
+    pub normalize: Option<String>,
+}
+
+/// The spec of `--model` for `data`: a built-in architecture, or an
+/// exported program (checked on the data's shape before any training).
+pub fn model_spec(
+    model: &str,
+    p: &ProgramArgs,
+    data: &amun::data::Dataset,
+) -> Result<(ModelSpec, Arch)> {
+    if model.ends_with(".pt2") {
+        let norm = p
+            .normalize
+            .as_deref()
+            .map(|s| amun::model::Normalize::parse(s, data.image_shape()[0] as usize))
+            .transpose()?;
+        let (m, notes) = amun::model::import_program(
+            std::path::Path::new(model),
+            data.image_shape(),
+            data.num_classes(),
+            norm,
+            p.init.as_deref(),
+            tch::Device::Cpu,
+        )?;
+        for n in notes.iter().filter(|n| n.starts_with("note")) {
+            eprintln!("{n}");
+        }
+        return Ok((m.spec().clone(), Arch::Exported));
+    }
+    if p.init.is_some() || p.normalize.is_some() {
+        anyhow::bail!(
+            "--init and --normalize go with --model FILE.pt2 (a user's own architecture); \
+             {model} is one of amun's"
+        );
+    }
+    let arch: Arch = model.parse()?;
+    Ok((
+        ModelSpec::for_data(arch, data.image_shape(), data.num_classes())?,
+        arch,
+    ))
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
-    let arch: Arch = a.model.parse()?;
     let dev = device(&a.device)?;
     let _lock = super::claim_output(&a.out, &["safetensors"])?;
     let exclude = a.exclude.as_deref().map(ForgetFile::read).transpose()?;
     let data = load_data(&a.data.spec(), &a.data.dir)?;
+    let (spec, arch) = model_spec(&a.model, &a.program, &data)?;
     let recipe = a.recipe.params(arch, data.image_shape()[0])?.check()?;
     let exclude = match (exclude, &a.exclude) {
         (Some(f), Some(p)) => Some(f.resolve(&data, p)?),
         _ => None,
     };
     let data = data.to_device(dev);
-    let spec = ModelSpec::for_data(arch, data.image_shape(), data.num_classes())?;
     let bars = crate::progress::Bars::new(a.quiet || a.json);
     let job = TrainJob {
         spec,
@@ -138,7 +195,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     super::outln!(
         "{}: {} on {}: train {}%, test {}% ({})",
         a.out.display(),
-        arch,
+        if arch == Arch::Exported {
+            a.model.as_str()
+        } else {
+            arch.name()
+        },
         data.spec.label(),
         pct(get("train_acc")),
         pct(get("test_acc")),

@@ -24,6 +24,10 @@ pub struct OpenSpec {
     /// The first N training images; replaces the sidecar's slice.
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
+    /// For an exported program (`.pt2`): the weights of an untrained copy
+    /// that retrains and reference models start from (PyTorch's per-layer
+    /// defaults when unset).
+    pub init: Option<std::path::PathBuf>,
 }
 
 impl OpenSpec {
@@ -123,6 +127,16 @@ pub fn open(
     if !path.exists() {
         return Err(Error::format(path, "no such file"));
     }
+    if path.extension().is_some_and(|e| e == "pt2") {
+        return open_pt2(path, spec, data_dir, device, progress);
+    }
+    if spec.init.is_some() {
+        return Err(Error::invalid(
+            "--init",
+            "names the untrained weights of an exported program (a .pt2 --checkpoint); this \
+             checkpoint is not one",
+        ));
+    }
     let (Some(arch), Some(data_spec)) = (spec.arch, spec.data_spec(None)) else {
         return Err(Error::format(
             path,
@@ -159,6 +173,72 @@ pub fn open(
     Ok(Opened {
         model,
         sidecar: sc,
+        data,
+        notes,
+    })
+}
+
+/// Opens an exported program with the data `spec` names.
+fn open_pt2(
+    path: &Path,
+    spec: &OpenSpec,
+    data_dir: &Path,
+    device: Device,
+    progress: &dyn Progress,
+) -> Result<Opened> {
+    let Some(data_spec) = spec.data_spec(None) else {
+        return Err(Error::format(
+            path,
+            "an exported program carries no record of its data: give --dataset (and \
+             --normalize if the model expects normalised inputs)",
+        ));
+    };
+    if let Some(a) = spec.arch {
+        return Err(Error::invalid(
+            format!("--arch {a}"),
+            "an exported program brings its own architecture; leave --arch out",
+        ));
+    }
+    let data = load_data(&data_spec, data_dir, progress)?;
+    let norm = match &spec.normalize {
+        Some(s) => Some(Normalize::parse(s, data.image_shape()[0] as usize)?),
+        None => None,
+    };
+    let (model, mut notes) = import_program(
+        path,
+        data.image_shape(),
+        data.num_classes(),
+        norm,
+        spec.init.as_deref(),
+        device,
+    )?;
+    let prog = model.program().expect("an exported model");
+    let sidecar = Sidecar::new(
+        model.spec(),
+        &data.spec,
+        &data.classes,
+        0,
+        super::Origin::Import {
+            from: path.display().to_string(),
+            layout: "exported".into(),
+        },
+    );
+    notes.insert(
+        0,
+        format!(
+            "{}: exported program, {} parameters and buffers, {} operators ({})",
+            path.display(),
+            prog.weights.len(),
+            prog.ops.len(),
+            prog.sha256.get(..12).unwrap_or_default()
+        ),
+    );
+    if let Some(why) = chance_check(&model, &data).problem {
+        notes.push(format!("warning: {}: {why}", path.display()));
+    }
+    Ok(Opened {
+        model,
+        sidecar,
         data,
         notes,
     })
