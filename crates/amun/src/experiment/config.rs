@@ -3,7 +3,7 @@
 use crate::audit::RmiaParams;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
-use crate::model::Arch;
+use crate::model::{Arch, Normalize};
 use crate::train::{Recipe, TrainOverrides, TrainParams};
 use crate::unlearn::{CalibrateOverrides, CalibrateSettings, MethodSpec};
 use serde::{Deserialize, Serialize};
@@ -146,13 +146,83 @@ impl CalibrateSection {
     }
 }
 
+/// The model an experiment trains: one of amun's architectures by name, or
+/// a user's own exported with `torch.export` (a `.pt2` path, relative to the
+/// config file, stored absolute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ModelName {
+    Builtin(Arch),
+    Exported(String),
+}
+
+impl ModelName {
+    /// The architecture (`Arch::Exported` for a `.pt2`).
+    pub fn arch(&self) -> Arch {
+        match self {
+            ModelName::Builtin(a) => *a,
+            ModelName::Exported(_) => Arch::Exported,
+        }
+    }
+}
+
+impl TryFrom<String> for ModelName {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        if s.ends_with(".pt2") {
+            return Ok(ModelName::Exported(s));
+        }
+        s.parse::<Arch>()
+            .map(ModelName::Builtin)
+            .map_err(|e| format!("{e}, or a .pt2 file (a model exported with torch.export)"))
+    }
+}
+
+impl From<ModelName> for String {
+    fn from(m: ModelName) -> String {
+        m.to_string()
+    }
+}
+
+impl std::fmt::Display for ModelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelName::Builtin(a) => write!(f, "{a}"),
+            ModelName::Exported(p) => f.write_str(p),
+        }
+    }
+}
+
+/// `[program]`: how a `.pt2` model is set up. Its graph and init file are
+/// pinned by sha256 when the config is read, so a run folder never mixes
+/// two versions of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSection {
+    /// The weights every model starts from: an untrained copy (a `.pt2`
+    /// exported before training, or its state dict as `.pt`/`.safetensors`)
+    /// [default: PyTorch's default init of each layer, drawn from the seed].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    /// The input normalisation the model expects, applied inside it:
+    /// `M,S` or `M1,M2,M3:S1,S2,S3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<String>,
+    /// The graph and init as read (set when the config is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<crate::model::program::ProgramRef>,
+}
+
 /// A whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub name: String,
     pub data: DataSpec,
-    pub model: Arch,
+    pub model: ModelName,
+    /// With a `.pt2` model: its init and normalisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramSection>,
     /// The original model's recipe; fields left out take the
     /// architecture's defaults.
     #[serde(default)]
@@ -310,6 +380,53 @@ impl Config {
                      existing folder"
                 ),
             ));
+        }
+        match (&mut cfg.model, &mut cfg.program) {
+            (ModelName::Exported(m), program) => {
+                let resolve = |f: &str, key: &[&str]| -> Result<std::path::PathBuf> {
+                    let p = base.join(f);
+                    if !p.exists() {
+                        return Err(at(
+                            key,
+                            format!("{}: {} does not exist", key.join("."), p.display()),
+                        ));
+                    }
+                    Ok(std::path::absolute(&p).unwrap_or(p))
+                };
+                let file = resolve(m, &["model"])?;
+                *m = file.display().to_string();
+                let sec = program.get_or_insert_with(ProgramSection::default);
+                let init = match &sec.init {
+                    Some(i) => {
+                        let f = resolve(i, &["program", "init"])?;
+                        sec.init = Some(f.display().to_string());
+                        crate::model::program::ProgramInit::Weights {
+                            sha256: crate::data::sha256_file(&f)?,
+                            file: f,
+                        }
+                    }
+                    None => crate::model::program::ProgramInit::Pytorch,
+                };
+                if let Some(n) = &sec.normalize {
+                    Normalize::parse(n, 3)
+                        .or_else(|_| Normalize::parse(n, 1))
+                        .map_err(|e| {
+                            at(&["program", "normalize"], format!("program.normalize: {e}"))
+                        })?;
+                }
+                sec.pinned = Some(crate::model::program::ProgramRef {
+                    sha256: crate::data::sha256_file(&file)?,
+                    file,
+                    init,
+                });
+            }
+            (ModelName::Builtin(a), Some(_)) => {
+                return Err(at(
+                    &["program"],
+                    format!("[program] goes with a .pt2 model; {a} is one of amun's architectures"),
+                ));
+            }
+            (ModelName::Builtin(_), None) => {}
         }
         if cfg.seeds.is_empty() {
             return Err(at(&["seeds"], "seeds: give at least one seed".into()));
@@ -564,11 +681,40 @@ impl Config {
         self.calibrate.as_ref().map_or(0, |c| c.holdout)
     }
 
+    /// The spec of the models the experiment trains, for `data`'s images and
+    /// classes.
+    pub fn model_spec(
+        &self,
+        image_shape: [i64; 3],
+        num_classes: usize,
+    ) -> Result<crate::model::ModelSpec> {
+        match (
+            &self.model,
+            self.program.as_ref().and_then(|p| p.pinned.clone()),
+        ) {
+            (ModelName::Exported(m), Some(pinned)) => {
+                let mut spec = crate::model::ModelSpec::exported(pinned, image_shape, num_classes)?;
+                if let Some(n) = self.program.as_ref().and_then(|p| p.normalize.as_ref()) {
+                    spec.normalize = Some(Normalize::parse(n, image_shape[0] as usize)?);
+                }
+                let _ = m;
+                Ok(spec)
+            }
+            (ModelName::Exported(m), None) => Err(Error::invalid(
+                "model",
+                format!("{m}: the config was not read through Config::parse (no pinned graph)"),
+            )),
+            (ModelName::Builtin(a), _) => {
+                crate::model::ModelSpec::for_data(*a, image_shape, num_classes)
+            }
+        }
+    }
+
     /// The original model's checked recipe, for images of `in_channels`
     /// channels: augmentation left unset is on for colour images and off
     /// for one-channel ones (flips corrupt digits), as `amun train` does.
     pub fn recipe(&self, in_channels: i64) -> Result<Recipe> {
-        let base = TrainParams::for_arch(self.model).augment(in_channels != 1);
+        let base = TrainParams::for_arch(self.model.arch()).augment(in_channels != 1);
         self.train.apply(base).check()
     }
 

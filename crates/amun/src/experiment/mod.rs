@@ -21,7 +21,8 @@ mod store;
 mod tune;
 
 pub use config::{
-    CalibrateSection, Config, ForgetSection, MethodTune, RmiaSection, TuneMetric, TuneSection,
+    CalibrateSection, Config, ForgetSection, MethodTune, ModelName, ProgramSection, RmiaSection,
+    TuneMetric, TuneSection,
 };
 pub use placement::SlurmSection;
 pub use plan::{Plan, Resource, Status, Step, StepId, StepKind, Variant, short_hash};
@@ -74,6 +75,24 @@ pub fn check_folder(cfg: &Config, dir: &Path) -> Result<()> {
 /// in range, its share of the training set) and the test images
 /// `[calibrate] holdout` keeps back.
 pub fn check_data(cfg: &Config, data: &Dataset) -> Result<()> {
+    // A .pt2 model is checked on the data's shape (and its init, if any,
+    // against its graph) before anything trains.
+    let spec = cfg.model_spec(data.image_shape(), data.num_classes())?;
+    if let Some(p) = &spec.program {
+        let init = match &p.init {
+            crate::model::program::ProgramInit::Weights { file, .. } => Some(file.as_path()),
+            crate::model::program::ProgramInit::Pytorch => None,
+        };
+        crate::model::import_program(
+            &p.file,
+            data.image_shape(),
+            data.num_classes(),
+            spec.normalize.clone(),
+            init,
+            tch::Device::Cpu,
+        )?;
+        crate::model::Classifier::new(&spec, tch::Device::Cpu, 0)?;
+    }
     for (&seed, f) in cfg.seeds.iter().zip(&cfg.forget.files) {
         steps::file_forget_set(data, Path::new(f), seed, cfg.forget.fractions[0])?;
     }

@@ -41,11 +41,8 @@ impl StepCtx<'_> {
     }
 
     fn spec(&self) -> Result<ModelSpec> {
-        ModelSpec::for_data(
-            self.cfg.model,
-            self.data.image_shape(),
-            self.data.num_classes(),
-        )
+        self.cfg
+            .model_spec(self.data.image_shape(), self.data.num_classes())
     }
 
     fn recipe(&self) -> Result<Recipe> {

@@ -329,3 +329,59 @@ fn broken_and_hostile_archives_are_refused_by_name() {
     let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+/// A few of docs/EXPORTED.md's architectures (the whole table is
+/// `bench/exported_conformance.py` + `--example exported_conformance`):
+/// torchvision's ResNet-18, MobileNetV3 and ViT and timm's ViT, exported in
+/// train mode, match PyTorch's logits and gradients in both modes.
+#[test]
+fn torchvision_and_timm_architectures_match_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "torchvision-resnet18",
+        "torchvision-mobilenet_v3_small",
+        "torchvision-vit",
+        "timm-vit_tiny_patch16",
+    ];
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/exported_conformance.py");
+    let o = Command::new(python())
+        .arg(bench)
+        .arg(dir.path())
+        .args(names)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for key in names {
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("{key}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(meta["ok"], true, "{key}: {meta}");
+        let size = meta["size"].as_i64().unwrap();
+        let r: HashMap<String, Tensor> =
+            Tensor::read_safetensors(dir.path().join(format!("{key}.ref.safetensors")))
+                .unwrap()
+                .into_iter()
+                .collect();
+        let (m, _) = import_program(
+            &dir.path().join(format!("{key}.pt2")),
+            [3, size, size],
+            10,
+            None,
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
+        for (mode, train) in [("eval", false), ("train", true)] {
+            let (logits, gx) = pass(&m, &r, train);
+            let d = max_abs(&logits, &r[&format!("{mode}.logits")]);
+            assert!(d <= 1e-4, "{key} {mode}: max |Δlogit| {d:.2e}");
+            let d = rel(&gx, &r[&format!("{mode}.grad_input")]);
+            assert!(d <= 1e-4, "{key} {mode}: input gradient off by {d:.2e}");
+            for (k, p) in m.named_parameters() {
+                let d = rel(&p.grad(), &r[&format!("{mode}.grad.{k}")]);
+                assert!(d <= 1e-4, "{key} {mode}: gradient of {k} off by {d:.2e}");
+            }
+        }
+    }
+}
