@@ -4,22 +4,22 @@
 # with torch.export, is unlearned by amun with calibrated AMUN, audited
 # against its exact retrain (the same recipe, from the same init, in amun),
 # and the unlearned weights are loaded back strictly in PyTorch with amun's
-# logits. Prints every step's output; ~10 min on 2 CPU cores.
+# logits. Prints every step's output; ~10 min on 2 quiet CPU cores.
 #
-#   bench/exported_e2e.sh [OUTDIR]     # N=2000 images, 15 epochs (N, EPOCHS in the environment)
+#   bench/exported_e2e.sh [OUTDIR]     # N=2000 images, 30 epochs (N, EPOCHS in the environment)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 out=${1:-$(mktemp -d)}
 N=${N:-2000}
-EPOCHS=${EPOCHS:-15}
+EPOCHS=${EPOCHS:-30}
 mkdir -p "$out"
 data_dir=${AMUN_DATA_DIR:-$AMUN_CACHE/data}
 py="$AMUN_PYENV/bin/python"
 amun=./amun
 norm=0.4914,0.4822,0.4465:0.2470,0.2435,0.2616
 data=(--dataset cifar10 --train-limit "$N" --test-limit 1000)
-recipe=(--epochs "$EPOCHS" --lr 0.05 --schedule constant --batch-size 128 --momentum 0.9 --weight-decay 5e-4 --augment on)
+recipe=(--epochs "$EPOCHS" --lr 0.05 --schedule cosine --batch-size 128 --momentum 0.9 --weight-decay 5e-4 --augment on)
 prog=(--normalize "$norm" --init "$out/custom-init.pt2")
 set -x
 $amun data fetch cifar10 >/dev/null

@@ -53,7 +53,20 @@ fn sync(device: Device) {
 
 /// Runs one benchmark on `device`.
 pub fn run(cfg: &BenchConfig, device: Device) -> Result<BenchResult> {
-    let mut model = Classifier::new(&cfg.model, device, 0)?;
+    let mut model = match &cfg.model.program {
+        // The program's own weights: a graph may have parameters without a
+        // default initialisation.
+        Some(p) => {
+            let mut m = Classifier::blank(&cfg.model, device)?;
+            let w = crate::model::program::read_state_dict(&p.file)?
+                .into_iter()
+                .map(|(k, v)| (k, v.to_device(device)))
+                .collect();
+            m.load_named(w, &p.file)?;
+            m
+        }
+        None => Classifier::new(&cfg.model, device, 0)?,
+    };
     if cfg.channels_last {
         model.use_channels_last()?;
     }
@@ -102,7 +115,10 @@ pub fn run(cfg: &BenchConfig, device: Device) -> Result<BenchResult> {
     }
     Ok(BenchResult {
         kind: cfg.kind,
-        model: s.arch.name().into(),
+        model: match &s.program {
+            Some(p) => p.file.display().to_string(),
+            None => s.arch.name().into(),
+        },
         batch: cfg.batch,
         device: device_name(device),
         precision,

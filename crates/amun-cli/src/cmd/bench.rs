@@ -1,6 +1,5 @@
 use super::{device, print_json};
 use amun::bench::{BenchConfig, BenchKind, run as run_bench};
-use amun::model::{Arch, ModelSpec};
 use amun::report::{Table, hardware_line};
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
@@ -25,7 +24,8 @@ pub enum What {
 pub struct BenchArgs {
     /// What to time
     pub what: What,
-    /// small-cnn | resnet18 | resnet18-div2 | vgg19
+    /// small-cnn | resnet18 | resnet18-div2 | vgg19 | FILE.pt2 (a model
+    /// exported with torch.export, run by amun's interpreter)
     #[arg(long, default_value = "resnet18")]
     pub model: String,
     /// Batch sizes, comma-separated; one row each
@@ -100,7 +100,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if matches!(a.what, What::Unlearn) {
         return unlearning_cost(&a, dev);
     }
-    let arch: Arch = a.model.parse()?;
     let dims: Vec<i64> = a
         .input
         .split('x')
@@ -110,7 +109,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let [c, h, w] = dims[..] else {
         bail!("--input '{}': expected CxHxW such as 3x32x32", a.input);
     };
-    let spec = ModelSpec::for_data(arch, [c, h, w], a.classes)?;
+    let (spec, _) = super::train::model_spec_for(
+        &a.model,
+        &super::train::ProgramArgs::default(),
+        [c, h, w],
+        a.classes,
+    )?;
     let mut results = Vec::new();
     for &batch in &a.batch {
         if batch == 0 {

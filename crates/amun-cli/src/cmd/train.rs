@@ -129,16 +129,26 @@ pub fn model_spec(
     p: &ProgramArgs,
     data: &amun::data::Dataset,
 ) -> Result<(ModelSpec, Arch)> {
+    model_spec_for(model, p, data.image_shape(), data.num_classes())
+}
+
+/// [`model_spec`] for images of `image_shape` and `num_classes` classes.
+pub fn model_spec_for(
+    model: &str,
+    p: &ProgramArgs,
+    image_shape: [i64; 3],
+    num_classes: usize,
+) -> Result<(ModelSpec, Arch)> {
     if model.ends_with(".pt2") {
         let norm = p
             .normalize
             .as_deref()
-            .map(|s| amun::model::Normalize::parse(s, data.image_shape()[0] as usize))
+            .map(|s| amun::model::Normalize::parse(s, image_shape[0] as usize))
             .transpose()?;
         let (m, notes) = amun::model::import_program(
             std::path::Path::new(model),
-            data.image_shape(),
-            data.num_classes(),
+            image_shape,
+            num_classes,
             norm,
             p.init.as_deref(),
             tch::Device::Cpu,
@@ -155,10 +165,7 @@ pub fn model_spec(
         );
     }
     let arch: Arch = model.parse()?;
-    Ok((
-        ModelSpec::for_data(arch, data.image_shape(), data.num_classes())?,
-        arch,
-    ))
+    Ok((ModelSpec::for_data(arch, image_shape, num_classes)?, arch))
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
