@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod exported;
 mod import;
 mod reliability;
 mod scale_out;

@@ -810,6 +810,47 @@ reference_models = 2
         assert_eq!(methods[0].method().finetune().unwrap().lr, 0.5);
     }
 
+    #[test]
+    fn an_exported_model_is_pinned_by_sha256_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("net.pt2"), b"graph").unwrap();
+        std::fs::write(dir.path().join("init.pt2"), b"init").unwrap();
+        let cfg_path = dir.path().join("x.toml");
+        let text = BASE.replace("model = \"small-cnn\"", "model = \"net.pt2\"");
+        let c = Config::parse(
+            &format!("{text}[program]\ninit = \"init.pt2\"\nnormalize = \"0.5,0.25\"\n"),
+            &cfg_path,
+        )
+        .unwrap();
+        assert_eq!(c.model.arch(), Arch::Exported);
+        let pinned = c.program.as_ref().unwrap().pinned.clone().unwrap();
+        assert!(pinned.file.is_absolute() && pinned.file.ends_with("net.pt2"));
+        assert_eq!(
+            pinned.sha256,
+            crate::data::sha256_file(&pinned.file).unwrap()
+        );
+        assert!(matches!(
+            pinned.init,
+            crate::model::program::ProgramInit::Weights { .. }
+        ));
+        // The record reads back as the same config.
+        let back: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let e = Config::parse(&text.replace("net.pt2", "gone.pt2"), &cfg_path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gone.pt2") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = err("[program]\nnormalize = \"0.5,0.25\"\n");
+        assert!(e.contains("[program]") && e.contains("small-cnn"), "{e}");
+        let e = Config::parse(&BASE.replace("small-cnn", "resnet99"), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(".pt2"), "{e}");
+    }
+
     const TINY: &str = r#"
 name = "tiny"
 model = "small-cnn"

@@ -1,0 +1,134 @@
+//! A user's own model exported with `torch.export` through the binary: a
+//! `.pt2` is evaluated, unlearned (its checkpoint then loads by itself),
+//! exported back and trained from scratch; a graph with an unknown operator
+//! and a truncated archive are refused with one error line naming the file
+//! and leave no output behind.
+use crate::common::{self, amun, fails_with, ok, stdout};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures(dir: &Path) {
+    let venv = std::env::var("AMUN_PYENV").expect(
+        "AMUN_PYENV must name the PyTorch environment of requirements/python-dev.txt: run the \
+         tests through scripts/test.sh",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../amun/tests/fixtures/exported.py");
+    let o = Command::new(PathBuf::from(venv).join("bin/python"))
+        .arg(script)
+        .arg("cli")
+        .arg(dir)
+        .output()
+        .expect("running python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_pt2_model_goes_through_every_command() {
+    common::ensure("cifar10");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixtures(d);
+    let p = |n: &str| d.join(n).display().to_string();
+    let data = [
+        "--dataset",
+        "cifar10",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "200",
+        "--device",
+        "cpu",
+    ];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|s| s.to_string())
+            .chain(data.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |args: Vec<String>| amun(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(with(&["eval", "--checkpoint", &p("cnn32.pt2")]));
+    ok(&o);
+    assert!(stdout(&o).contains("| test  | 200"), "{}", stdout(&o));
+    assert!(common::stderr(&o).contains("exported program"));
+    let mut split = with(&[
+        "split",
+        "--forget",
+        "30",
+        "--seed",
+        "1",
+        "--out",
+        &p("f.json"),
+    ]);
+    split.truncate(split.len() - 2); // split has no --device
+    ok(&run(split));
+    let o = run(with(&[
+        "unlearn",
+        "--checkpoint",
+        &p("cnn32.pt2"),
+        "--method",
+        "ft",
+        "--forget",
+        &p("f.json"),
+        "--epochs",
+        "1",
+        "--out",
+        &p("u.safetensors"),
+    ]));
+    ok(&o);
+    // The unlearned checkpoint names its graph: it loads without flags.
+    ok(&amun(&[
+        "eval",
+        "--checkpoint",
+        &p("u.safetensors"),
+        "--device",
+        "cpu",
+    ]));
+    ok(&amun(&[
+        "export",
+        "--checkpoint",
+        &p("u.safetensors"),
+        "--out",
+        &p("u.pt2"),
+    ]));
+    ok(&amun(&[
+        "export",
+        "--checkpoint",
+        &p("u.safetensors"),
+        "--out",
+        &p("u.pt"),
+    ]));
+    ok(&run(with(&["eval", "--checkpoint", &p("u.pt2")])));
+    // The architecture trains from scratch (PyTorch's default init).
+    let o = run(with(&[
+        "train",
+        "--model",
+        &p("cnn32.pt2"),
+        "--epochs",
+        "1",
+        "--out",
+        &p("t.safetensors"),
+    ]));
+    ok(&o);
+    // Refusals: one error line naming the file, no output.
+    let o = run(with(&[
+        "unlearn",
+        "--checkpoint",
+        &p("sorting32.pt2"),
+        "--forget",
+        &p("f.json"),
+        "--out",
+        &p("x.safetensors"),
+    ]));
+    fails_with(&o, &["sorting32.pt2", "aten.sort.default", "Supported"]);
+    assert!(!d.join("x.safetensors").exists());
+    let o = run(with(&["eval", "--checkpoint", &p("truncated32.pt2")]));
+    fails_with(&o, &["truncated32.pt2", "truncated"]);
+    let o = run(with(&[
+        "eval",
+        "--checkpoint",
+        &p("cnn32.pt2"),
+        "--arch",
+        "resnet18",
+    ]));
+    fails_with(&o, &["--arch", "its own architecture"]);
+}
