@@ -92,8 +92,8 @@ def archs():
         "beit_base_patch16_224", img_size=32, patch_size=4, depth=2, embed_dim=64, num_heads=2, num_classes=10
     ), 32, "relative position bias"
     yield "coatnet_nano_rw", "timm", lambda: timm.create_model("coatnet_nano_rw_224", img_size=(64, 64), num_classes=10), 64, ""
-    yield "mixer (2 blocks, patch 4)", "timm", lambda: timm.create_model(
-        "mixer_s16_224", img_size=32, patch_size=4, num_blocks=2, num_classes=10
+    yield "mlp-mixer (2 blocks, dim 64, patch 4)", "timm", lambda: timm.models.mlp_mixer.MlpMixer(
+        img_size=32, patch_size=4, num_blocks=2, embed_dim=64, num_classes=10
     ), 32, ""
 
 

@@ -96,12 +96,23 @@ pub fn run_export(a: ExportArgs) -> Result<()> {
         );
     }
     export(&model, layout, &a.out)?;
-    super::outln!(
-        "{}: {} in the {} layout",
-        a.out.display(),
-        sc.model.arch,
-        layout.name()
-    );
+    match &sc.model.program {
+        Some(p) if a.out.extension().is_some_and(|e| e == "pt2") => super::outln!(
+            "{}: the graph of {} with these weights (torch.export.load runs it)",
+            a.out.display(),
+            p.file.display()
+        ),
+        Some(_) => super::outln!(
+            "{}: the weights under the model's own state_dict() names",
+            a.out.display()
+        ),
+        None => super::outln!(
+            "{}: {} in the {} layout",
+            a.out.display(),
+            sc.model.arch,
+            layout.name()
+        ),
+    }
     if sc.model.normalize.is_some() && layout != Layout::Salun {
         super::outln!(
             "note: the model normalises its inputs inside amun; apply the same mean/std before it in PyTorch"
