@@ -170,7 +170,7 @@ impl<'p> Archive<'p> {
             storages.insert(record.clone(), bytes);
         }
         let bytes = &storages[&record];
-        if bytes.len() % elem != 0 {
+        if !bytes.len().is_multiple_of(elem) {
             return Err(bad(format!(
                 "payload {record} has {} bytes, not a whole number of {kind:?} elements",
                 bytes.len()

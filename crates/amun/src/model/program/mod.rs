@@ -245,7 +245,8 @@ unsafe impl Sync for Program {}
 /// content: later calls with the same file and sha256 share it. With
 /// `expect`, the file's sha256 must be that one.
 pub fn load(path: &Path, expect: Option<&str>) -> Result<Arc<Program>> {
-    static CACHE: OnceLock<Mutex<HashMap<(PathBuf, String), Arc<Program>>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(PathBuf, String), Arc<Program>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(want) = expect
         && let Some(p) = cache
@@ -752,10 +753,7 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             && let Some(&w) = weight_of.get(&x)
             && weight_specs[w].name.ends_with("num_batches_tracked")
         {
-            let alias = match out_name(0) {
-                Some(o) => Some((x, c.def(o))),
-                None => None,
-            };
+            let alias = out_name(0).map(|o| (x, c.def(o)));
             steps.push(Step::Skip { alias });
             continue;
         }

@@ -87,7 +87,9 @@ pub enum OptionalTensorArgument {
     AsNone(IgnoredAny),
 }
 
-/// An argument or an output: the schema's `Argument` union.
+/// An argument or an output: the schema's `Argument` union (its variants
+/// are named as the file spells them).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Argument {
