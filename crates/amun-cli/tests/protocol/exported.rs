@@ -132,3 +132,73 @@ fn a_pt2_model_goes_through_every_command() {
     ]));
     fails_with(&o, &["--arch", "its own architecture"]);
 }
+
+/// An experiment config names a `.pt2`: amun trains the original, the
+/// exact retrain and the reference models of that architecture itself
+/// (PyTorch's default init from each seed), unlearns and reports.
+#[test]
+fn an_experiment_runs_on_a_pt2_architecture() {
+    common::ensure("cifar10");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixtures(d);
+    let cfg = d.join("x.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+name = "exported"
+model = "cnn32.pt2"
+seeds = [0]
+device = "cpu"
+
+[program]
+normalize = "0.5,0.25"
+
+[data]
+dataset = "cifar10"
+train_limit = 300
+test_limit = 100
+
+[train]
+epochs = 2
+batch_size = 50
+lr = 0.05
+
+[forget]
+fractions = [0.1]
+with_retain = [true]
+
+[rmia]
+reference_models = 2
+
+[methods.ft]
+finetune.epochs = 1
+
+[methods.amun]
+finetune.epochs = 1
+attack.steps = 5
+"#,
+    )
+    .unwrap();
+    let out = d.join("run");
+    let o = amun(&[
+        "experiment",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    ok(&o);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("cnn32.pt2"), "{report}");
+    assert!(
+        report.contains("AMUN") || report.contains("amun"),
+        "{report}"
+    );
+    // The models record the graph they were made from, by sha256.
+    let sidecar = std::fs::read_to_string(out.join("original-s0.json")).unwrap();
+    assert!(
+        sidecar.contains("\"exported\"") && sidecar.contains("sha256"),
+        "{sidecar}"
+    );
+}
