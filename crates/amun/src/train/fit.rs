@@ -61,6 +61,11 @@ pub fn sgd_epoch(
     progress: &dyn Progress,
 ) -> Result<EpochStats> {
     let started = Instant::now();
+    // Dropout and stochastic depth (in an exported model) draw from
+    // libtorch's generator: seeded from the epoch's own seed, their masks
+    // follow the recorded seed, not what ran before in the process, so a
+    // resumed run draws what an uninterrupted one does.
+    tch::manual_seed(crate::seed::derive(cfg.seed, "torch", 0) as i64);
     let steps = set.batches_per_epoch(cfg.batch_size);
     progress.start(
         &format!("{} epoch {}", cfg.label, cfg.epoch + 1),

@@ -7,6 +7,15 @@ use std::sync::Mutex;
 
 static FETCH: Mutex<()> = Mutex::new(());
 
+/// libtorch has one default generator per process: a test that seeds it and
+/// depends on what it draws (dropout masks, initial weights), or that draws
+/// from or reseeds it, holds this, so no other test of the binary touches
+/// it meanwhile (tests run in parallel threads).
+pub fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: Mutex<()> = Mutex::new(());
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The registry dataset, fetched once per test binary if missing.
 pub fn load(name: &str, train_limit: Option<usize>, test_limit: Option<usize>) -> Dataset {
     let reg = Registry::from_name(name).expect("registry dataset");

@@ -39,6 +39,7 @@ fn memorising_cnn(train_limit: usize) -> (Dataset, Classifier) {
 
 #[test]
 fn amun_brings_forget_accuracy_to_test_accuracy_and_keeps_test_accuracy() {
+    let _rng = common::torch_rng();
     let (data, mut model) = memorising_cnn(2000);
     let forget = ForgetSet::choose(&data, &ForgetSpec::Fraction(0.1), 1).unwrap();
     let forget_split = data.train.select(&forget.indices);

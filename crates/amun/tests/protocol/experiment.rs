@@ -45,6 +45,7 @@ fn parse(text: &str) -> Result<Config, String> {
 
 #[test]
 fn resume_recomputes_only_what_is_missing_or_stale() {
+    let _rng = common::torch_rng();
     let data = common::load("mnist", Some(300), Some(100));
     let cfg = parse(TINY).unwrap();
     let dir = tempfile::tempdir().unwrap();
