@@ -91,26 +91,36 @@ size_t amun_op_num_args(void *op) { return schema_of(op).arguments().size(); }
 
 size_t amun_op_num_returns(void *op) { return schema_of(op).returns().size(); }
 
-// The i-th argument's name and type (`Tensor?`, `SymInt[]`, `Scalar`), and
-// whether it has a default and whether the operator writes to it.
+// How an argument or a return aliases: 0 not at all, 1 it may share
+// storage with another (`Tensor(a)`: a view), 2 the operator writes into it
+// (`Tensor(a!)`).
+static int alias_of(const c10::Argument &a) {
+  if (!a.alias_info()) return 0;
+  return a.alias_info()->isWrite() ? 2 : 1;
+}
+
+// The i-th argument's name and type (`Tensor?`, `SymInt[]`, `Scalar`),
+// whether it has a default, and how it aliases (see alias_of).
 int amun_op_arg(void *op, size_t i, char *name, size_t nlen, char *type,
-                size_t tlen, int *has_default, int *is_write) {
+                size_t tlen, int *has_default, int *alias) {
   try {
     const auto &a = schema_of(op).arguments().at(i);
     set_error(name, nlen, a.name().c_str());
     set_error(type, tlen, a.type()->str().c_str());
     *has_default = a.default_value().has_value() ? 1 : 0;
-    *is_write = (a.alias_info() && a.alias_info()->isWrite()) ? 1 : 0;
+    *alias = alias_of(a);
     return 0;
   } catch (...) {
     return 1;
   }
 }
 
-// The i-th return's type.
-int amun_op_return(void *op, size_t i, char *type, size_t tlen) {
+// The i-th return's type and how it aliases an argument (see alias_of).
+int amun_op_return(void *op, size_t i, char *type, size_t tlen, int *alias) {
   try {
-    set_error(type, tlen, schema_of(op).returns().at(i).type()->str().c_str());
+    const auto &r = schema_of(op).returns().at(i);
+    set_error(type, tlen, r.type()->str().c_str());
+    *alias = alias_of(r);
     return 0;
   } catch (...) {
     return 1;

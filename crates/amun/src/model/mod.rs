@@ -14,9 +14,7 @@ mod vgg;
 
 pub use checkpoint::{Origin, Sidecar};
 pub use layout::{Layout, check_export_out, export, import};
-pub use open::{
-    ChanceCheck, OpenSpec, Opened, chance_check, check_program, import_program, load_data, open,
-};
+pub use open::{ChanceCheck, OpenSpec, Opened, chance_check, import_program, load_data, open};
 
 use crate::error::{Error, Result, TorchContext};
 use serde::{Deserialize, Serialize};

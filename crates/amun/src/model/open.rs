@@ -406,11 +406,12 @@ fn show(v: Option<i64>) -> String {
     v.map_or("N".into(), |v| v.to_string())
 }
 
-/// Runs an exported model once per mode on zeros of two batch sizes (a
-/// graph exported with a fixed batch fails here, not hours later) and
-/// checks it returns `[B, num_classes]` logits. BatchNorm statistics are
-/// put back after the train-mode pass.
-pub fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Result<()> {
+/// Runs an exported model on zeros in eval mode for batches of 1, 2 and 3
+/// images and in train mode for 2 and 3 (a graph exported with a fixed
+/// batch, or one that drops the batch dimension of a single image, fails
+/// here, not hours later) and checks it returns `[B, num_classes]` logits.
+/// BatchNorm statistics are put back afterwards.
+fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Result<()> {
     let spec = model.spec();
     let saved: Vec<(String, tch::Tensor)> = model
         .named_tensors()
@@ -418,24 +419,29 @@ pub fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Res
         .filter(|(_, t)| !t.requires_grad())
         .map(|(k, t)| (k, t.copy()))
         .collect();
+    let mode = |train: bool| if train { "train" } else { "eval" };
+    let run = |train: bool, b: i64| -> Result<tch::Tensor> {
+        let x = tch::Tensor::zeros(
+            [b, spec.in_channels, spec.image_size, spec.image_size],
+            (tch::Kind::Float, model.device()),
+        );
+        model.try_forward_t(&x, train)
+    };
     let result = tch::no_grad(|| -> Result<()> {
-        for (train, b) in [(false, 2), (false, 3), (true, 2), (true, 3)] {
-            let x = tch::Tensor::zeros(
-                [b, spec.in_channels, spec.image_size, spec.image_size],
-                (tch::Kind::Float, model.device()),
-            );
-            let y = model.try_forward_t(&x, train).map_err(|e| {
-                let hint = if b == 3 {
-                    " (it ran for a batch of 2 but not 3: export with a dynamic batch, \
-                     dynamic_shapes=({0: torch.export.Dim(\"batch\")},))"
-                } else {
-                    ""
+        for (train, b) in [(false, 1), (false, 2), (false, 3), (true, 2), (true, 3)] {
+            let y = run(train, b).map_err(|e| {
+                let hint = match b {
+                    3 => {
+                        " (it ran for a batch of 2 but not 3: export with a dynamic batch, \
+                         dynamic_shapes=({0: torch.export.Dim(\"batch\")},))"
+                    }
+                    _ => "",
                 };
                 Error::checkpoint(
                     path,
                     format!(
                         "running it in {} mode on a batch of {b}: {e}{hint}",
-                        if train { "train" } else { "eval" }
+                        mode(train)
                     ),
                 )
             })?;
@@ -443,13 +449,17 @@ pub fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Res
                 return Err(Error::checkpoint(
                     path,
                     format!(
-                        "not a classifier of these {num_classes} classes: a batch of {b} images \
-                         gives {:?} {:?} outputs, expected [{b}, {num_classes}] float logits{}",
+                        "not a classifier of these {num_classes} classes: a batch of {b} \
+                         image(s) gives {:?} {:?} outputs in {} mode, expected [{b}, \
+                         {num_classes}] float logits{}",
                         y.size(),
                         y.kind(),
-                        if y.size().first() == Some(&2) && b == 3 {
+                        mode(train),
+                        if b == 3 && y.size().first() == Some(&2) {
                             "; its batch size is fixed: export with \
                              dynamic_shapes=({0: torch.export.Dim(\"batch\")},)"
+                        } else if b == 1 && y.size().len() < 2 {
+                            " (does its forward squeeze the batch dimension away?)"
                         } else {
                             ""
                         }

@@ -1,10 +1,11 @@
 //! A user's own classifier exported with `torch.export`: small models built
 //! at test time by the tests' PyTorch (tests/fixtures/exported.py) run in
 //! amun with PyTorch's logits, parameter and input gradients and BatchNorm
-//! statistics, in both modes whatever mode they were exported in; amun's
-//! weights go back into a `.pt2` that `torch.export.load` runs and a `.pt`
-//! the model class loads with strict=True; broken and hostile archives are
-//! refused with their file named.
+//! statistics, in both modes whatever mode they were exported in (attention
+//! dropout included); amun's weights go back into a `.pt2` that
+//! `torch.export.load` runs and a `.pt` the model class loads with
+//! strict=True; dropout masks follow the epoch's seed, so a resumed training
+//! is exact; broken and hostile archives are refused with their file named.
 use amun::model::{Classifier, import_program};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,14 @@ fn fixtures() -> &'static Path {
         dir
     })
     .path()
+}
+
+/// The fixtures, then libtorch's generator for this test alone: every test
+/// here draws from it (a train-mode pass, an initialisation), and most
+/// compare what it draws with PyTorch's.
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    fixtures();
+    crate::common::torch_rng()
 }
 
 fn reference(name: &str) -> HashMap<String, Tensor> {
@@ -136,13 +145,105 @@ fn check_model(name: &str) {
 
 #[test]
 fn exported_models_match_pytorch_in_both_modes() {
-    for name in ["cnn", "cnn-train-export", "vit", "stochdepth-train-export"] {
+    let _rng = exclusive();
+    for name in [
+        "cnn",
+        "cnn-train-export",
+        "vit",
+        "stochdepth-train-export",
+        // Exported in train mode, its attention dropout is a constant p of
+        // scaled_dot_product_attention: 0 in eval mode, as in PyTorch.
+        "vit-attn-drop-train-export",
+    ] {
         check_model(name);
     }
 }
 
 #[test]
+fn a_graph_writing_into_a_view_of_its_input_leaves_the_batch_intact() {
+    let _rng = exclusive();
+    let r = reference("input-view-write");
+    let m = open("input-view-write");
+    let x = r["x"].copy();
+    for _ in 0..2 {
+        let logits = tch::no_grad(|| m.forward_t(&x, false));
+        let d = max_abs(&logits, &r["eval.logits"]);
+        assert!(d <= 1e-5, "max |Δlogit| {d:.2e}");
+        assert_eq!(max_abs(&x, &r["x"]), 0.0, "the caller's batch was changed");
+    }
+}
+
+/// A progress sink that aborts a training run (by panicking) when its
+/// epoch `at` (0-based) starts, after the earlier ones were checkpointed.
+struct StopAt(usize, std::sync::atomic::AtomicUsize);
+
+impl amun::progress::Progress for StopAt {
+    fn start(&self, label: &str, _total: u64) {
+        if label.starts_with("train epoch")
+            && self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == self.0
+        {
+            panic!("simulated kill");
+        }
+    }
+}
+
+/// Dropout draws its masks from libtorch's generator, seeded from each
+/// epoch's own seed: a run killed after its first epoch and resumed ends
+/// with the weights of an uninterrupted one.
+#[test]
+fn dropout_follows_the_epoch_seed_so_a_resumed_training_is_exact() {
+    use amun::train::{Subset, TrainJob, TrainParams, train};
+    let data = crate::common::load("cifar10", Some(300), Some(100));
+    let _rng = exclusive();
+    let (m, _) = import_program(
+        &fixtures().join("cnn32.pt2"),
+        data.image_shape(),
+        10,
+        None,
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fn job<'a>(
+        spec: &amun::model::ModelSpec,
+        data: &'a amun::data::Dataset,
+        out: &'a Path,
+        resume: bool,
+        seed: u64,
+    ) -> TrainJob<'a> {
+        TrainJob {
+            spec: spec.clone(),
+            data,
+            recipe: TrainParams::new().epochs(2).batch_size(50).check().unwrap(),
+            seed,
+            subset: Subset::All,
+            out: Some(out),
+            resume,
+            eval_each_epoch: false,
+        }
+    }
+    let spec = m.spec();
+    let full_out = dir.path().join("full.safetensors");
+    let full = train(
+        &job(spec, &data, &full_out, false, 3),
+        &amun::progress::Quiet,
+    )
+    .unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    let stop = StopAt(1, Default::default());
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train(&job(spec, &data, &cut, false, 3), &stop)
+    }));
+    assert!(killed.is_err(), "the stop hook interrupts the run");
+    let resumed = train(&job(spec, &data, &cut, true, 3), &amun::progress::Quiet).unwrap();
+    assert_eq!(resumed.epochs_run, 1);
+    assert_eq!(resumed.model.fingerprint(), full.model.fingerprint());
+}
+
+#[test]
 fn num_batches_tracked_counts_train_passes_only() {
+    let _rng = exclusive();
     let m = open("cnn");
     let x = reference("cnn")["x"].shallow_clone();
     let count = || m.var_store().variables()["bn1.num_batches_tracked"].int64_value(&[]);
@@ -158,6 +259,8 @@ fn num_batches_tracked_counts_train_passes_only() {
 fn weights_go_back_to_pytorch_as_pt2_and_strict_pt() {
     let d = fixtures();
     let out = tempfile::tempdir().unwrap();
+    let mut checks = Vec::new();
+    let rng = exclusive();
     for name in ["cnn", "vit"] {
         let mut m = open(name);
         // New weights: every parameter moved, as an unlearning run would.
@@ -174,20 +277,10 @@ fn weights_go_back_to_pytorch_as_pt2_and_strict_pt() {
         amun::model::export(&m, amun::model::Layout::Authors, &pt2).unwrap();
         let pt = out.path().join(format!("{name}.pt"));
         amun::model::export(&m, amun::model::Layout::Authors, &pt).unwrap();
-        for (cmd, file) in [("check", &pt2), ("check-pt", &pt)] {
-            let o = Command::new(python())
-                .arg(script())
-                .args([cmd, d.to_str().unwrap(), name])
-                .arg(file)
-                .arg(&lf)
-                .output()
-                .unwrap();
-            assert!(
-                o.status.success(),
-                "{name} {cmd}: {}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
+        for file in [&pt2, &pt] {
+            checks.push(name.to_string());
+            checks.push(file.display().to_string());
+            checks.push(lf.display().to_string());
         }
         // amun reads its own .pt2 back to the same weights.
         let again = import_program(&pt2, [3, 16, 16], 10, None, None, Device::Cpu)
@@ -196,10 +289,27 @@ fn weights_go_back_to_pytorch_as_pt2_and_strict_pt() {
         assert_eq!(again.fingerprint(), { m.fingerprint() });
         m.copy_from(&again).unwrap();
     }
+    drop(rng);
+    // PyTorch runs the .pt2 and loads the .pt strictly into the model class,
+    // with amun's logits (one process for every check).
+    let o = Command::new(python())
+        .arg(script())
+        .arg("check")
+        .arg(d)
+        .args(&checks)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
 fn a_fresh_model_starts_from_pytorch_defaults_or_the_untrained_weights() {
+    let _rng = exclusive();
     use amun::model::program::ProgramInit;
     let d = fixtures();
     let m = open("cnn");
@@ -282,7 +392,19 @@ fn refused(file: &str, shape: [i64; 3], classes: usize, needles: &[&str]) {
 
 #[test]
 fn broken_and_hostile_archives_are_refused_by_name() {
+    let _rng = exclusive();
     refused("truncated.pt2", [3, 16, 16], 10, &["truncated"]);
+    refused("truncated-end.pt2", [3, 16, 16], 10, &["truncated"]);
+    // A payload that inflates to 64 MiB is refused before it is inflated.
+    refused("bomb.pt2", [3, 16, 16], 10, &["weight_0", "zip bomb"]);
+    refused(
+        "decomposed.pt2",
+        [3, 16, 16],
+        10,
+        &["decomposed graph", "run_decompositions"],
+    );
+    // Logits for a single image must still be a [1, K] batch.
+    refused("squeeze.pt2", [3, 16, 16], 10, &["a batch of 1", "[10]"]);
     refused(
         "sorting.pt2",
         [3, 16, 16],
@@ -351,6 +473,7 @@ fn torchvision_and_timm_architectures_match_pytorch() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _rng = exclusive();
     for key in names {
         let meta: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join(format!("{key}.json"))).unwrap(),

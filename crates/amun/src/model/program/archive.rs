@@ -25,6 +25,10 @@ pub const CONSTANTS_CONFIG: &str = "data/constants/model_constants_config.json";
 /// stack traces is a few MB).
 const MAX_JSON: u64 = 512 << 20;
 
+/// How many times its size in the file a compressed record may inflate to
+/// (weights and JSON compress a few times at most; a zip bomb, ~1000×).
+const MAX_RATIO: u64 = 64;
+
 /// An opened archive: its zip and the folder every record sits in.
 pub struct Archive<'p> {
     zip: zip::ZipArchive<std::fs::File>,
@@ -53,12 +57,19 @@ impl<'p> Archive<'p> {
             None => String::new(),
         };
         let mut a = Archive { zip, root, path };
-        let format = a.read("archive_format", 64).map_err(|_| {
-            Error::format(
+        if a.zip
+            .index_for_name(&format!("{}archive_format", a.root))
+            .is_none()
+        {
+            // (A .pt2 cut short can also end here: the zip reader then finds
+            // the sample inputs' own zip, nested inside, instead.)
+            return Err(Error::format(
                 path,
-                "no archive_format record: not a .pt2 archive written by torch.export.save",
-            )
-        })?;
+                "no archive_format record: not a .pt2 archive written by torch.export.save \
+                 (a TorchScript or torch.save file, or a truncated .pt2?)",
+            ));
+        }
+        let format = a.read("archive_format", 64)?;
         if format.trim_ascii() != b"pt2" {
             return Err(Error::format(
                 path,
@@ -72,6 +83,9 @@ impl<'p> Archive<'p> {
     }
 
     /// The record `name` (relative to the root), at most `max` bytes.
+    /// Never holds more than the entry declares, and refuses a compressed
+    /// entry that would inflate far beyond its size in the file (a zip
+    /// bomb: torch.export.save stores every record uncompressed).
     pub fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>> {
         let full = format!("{}{name}", self.root);
         let path = self.path;
@@ -81,17 +95,36 @@ impl<'p> Archive<'p> {
             }
             e => zip_err(path, format!("{name}: {e}")),
         })?;
-        if entry.size() > max {
+        let size = entry.size();
+        if size > max {
             return Err(Error::format(
                 path,
-                format!("{name} has {} bytes, more than {max}", entry.size()),
+                format!("{name} has {size} bytes, more than {max}"),
+            ));
+        }
+        if entry.compression() != zip::CompressionMethod::Stored
+            && size > MAX_RATIO.saturating_mul(entry.compressed_size()) + (1 << 20)
+        {
+            return Err(Error::format(
+                path,
+                format!(
+                    "{name}: a compressed record of {} bytes that inflates to {size} (a zip \
+                     bomb?); torch.export.save stores records uncompressed",
+                    entry.compressed_size()
+                ),
             ));
         }
         let mut bytes = Vec::new();
         entry
-            .take(max + 1)
+            .take(size + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| zip_err(path, format!("{name}: {e}")))?;
+        if bytes.len() as u64 != size {
+            return Err(zip_err(
+                path,
+                format!("{name}: {} bytes where it declares {size}", bytes.len()),
+            ));
+        }
         Ok(bytes)
     }
 

@@ -140,6 +140,17 @@ enum Special {
     Bernoulli {
         p: usize,
     },
+    /// `scaled_dot_product_attention`: its `dropout_p` is the graph's in
+    /// train mode and 0 in eval (a train-mode export records the module's
+    /// attention dropout as a constant).
+    AttentionDropout {
+        p: usize,
+    },
+    /// `instance_norm`: `use_input_stats` as `training` of batch_norm.
+    InstanceNorm {
+        use_input_stats: usize,
+        running_mean: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -469,7 +480,20 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
         slots: HashMap::new(),
     };
 
-    // Every operator first: an unknown one is refused before anything else.
+    // A decomposed graph first: its operators are not the ones amun runs.
+    if !ep.verifiers.is_empty() && !ep.verifiers.iter().any(|v| v == "TRAINING") {
+        return Err(Error::format(
+            path,
+            format!(
+                "a decomposed graph (verifier {}): amun runs the graph torch.export.export \
+                 returns, before run_decompositions (its BatchNorm and dropout follow amun's \
+                 train/eval mode; decomposed ones are fixed to the mode of export)",
+                ep.verifiers.join(", ")
+            ),
+        ));
+    }
+
+    // Every operator next: an unknown one is refused before anything else.
     let mut unknown: BTreeSet<String> = BTreeSet::new();
     let mut used: BTreeSet<String> = BTreeSet::new();
     for n in &g.nodes {
@@ -494,17 +518,6 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
                 unknown.len(),
                 unknown.into_iter().collect::<Vec<_>>().join(", "),
                 supported_list()
-            ),
-        ));
-    }
-    if !ep.verifiers.is_empty() && !ep.verifiers.iter().any(|v| v == "TRAINING") {
-        return Err(Error::format(
-            path,
-            format!(
-                "a decomposed graph (verifier {}): amun runs the graph torch.export.export \
-                 returns, before run_decompositions (its BatchNorm and dropout follow amun's \
-                 train/eval mode; decomposed ones are fixed to the mode of export)",
-                ep.verifiers.join(", ")
             ),
         ));
     }
@@ -682,6 +695,10 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
     let mut steps = Vec::new();
     let mut counters = Vec::new();
     let mut input_written = false;
+    // Which input, weight or constant each view shares its storage with: a
+    // write into a view of the input is a write into the input.
+    let mut root_of: HashMap<usize, usize> = HashMap::new();
+    let root = |root_of: &HashMap<usize, usize>, s: usize| *root_of.get(&s).unwrap_or(&s);
     for (k, n) in g.nodes.iter().enumerate() {
         let node = n.name.clone().unwrap_or_else(|| format!("node {k}"));
         let named = |want: &str| n.inputs.iter().find(|a| a.name == want).map(|a| &a.arg);
@@ -754,6 +771,9 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             && weight_specs[w].name.ends_with("num_batches_tracked")
         {
             let alias = out_name(0).map(|o| (x, c.def(o)));
+            if let Some((_, o)) = alias {
+                root_of.insert(o, root(&root_of, x));
+            }
             steps.push(Step::Skip { alias });
             continue;
         }
@@ -764,7 +784,7 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             ))
         })?;
         let mut args = Vec::with_capacity(op.args.len());
-        for (i, a) in op.args.iter().enumerate() {
+        for a in &op.args {
             let given = n.inputs.iter().find(|x| x.name == a.name);
             let src = match given {
                 Some(g) => c.src(&g.arg, &a.ty, &node, &a.name)?,
@@ -780,13 +800,14 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             if a.is_write
                 && let Src::Tensor(s) = &src
             {
+                let s = &root(&root_of, *s);
                 if *s == input {
                     input_written = true;
                 } else if let Some(&w) = weight_of.get(s) {
                     return Err(c.err(format!(
-                        "node '{node}' ({op_name}) writes into {} {} in place; amun runs models \
-                         whose forward changes no parameter or buffer other than BatchNorm's \
-                         statistics",
+                        "node '{node}' ({op_name}) writes into {} {} (or a view of it) in place; \
+                         amun runs models whose forward changes no parameter or buffer other \
+                         than BatchNorm's statistics",
                         if weight_specs[w].trainable {
                             "parameter"
                         } else {
@@ -800,9 +821,13 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
                     )));
                 }
             }
-            let _ = i;
             args.push(src);
         }
+        // A returned view shares the storage of the argument it views.
+        let viewed = op.args.iter().zip(&args).find_map(|(a, s)| match s {
+            Src::Tensor(s) if a.is_alias => Some(root(&root_of, *s)),
+            _ => None,
+        });
         for g in &n.inputs {
             if !op.args.iter().any(|a| a.name == g.name) {
                 return Err(c.err(format!(
@@ -825,6 +850,16 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             pos("train").map_or(Special::None, |train| Special::Dropout { train })
         } else if op_name == "bernoulli_.float" {
             pos("p").map_or(Special::None, |p| Special::Bernoulli { p })
+        } else if op_name == "scaled_dot_product_attention.default" {
+            pos("dropout_p").map_or(Special::None, |p| Special::AttentionDropout { p })
+        } else if op_name == "instance_norm.default" {
+            match (pos("use_input_stats"), pos("running_mean")) {
+                (Some(use_input_stats), Some(running_mean)) => Special::InstanceNorm {
+                    use_input_stats,
+                    running_mean,
+                },
+                _ => Special::None,
+            }
         } else {
             Special::None
         };
@@ -905,6 +940,15 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
                     outputs.len(),
                     op.returns.len()
                 )));
+            }
+        }
+        if let Some(v) = viewed {
+            for (r, slots) in outs.iter().enumerate() {
+                if op.returns_alias.get(r).copied().unwrap_or(false) {
+                    for s in slots.iter().flatten() {
+                        root_of.insert(*s, v);
+                    }
+                }
             }
         }
         steps.push(Step::Call {
@@ -1184,6 +1228,14 @@ impl Program {
                         vals[training] = Value::Bool(train || no_stats);
                     }
                     Special::Dropout { train: at } => vals[at] = Value::Bool(train),
+                    Special::AttentionDropout { p } if !train => vals[p] = Value::Float(0.0),
+                    Special::InstanceNorm {
+                        use_input_stats,
+                        running_mean,
+                    } => {
+                        let no_stats = matches!(vals[running_mean], Value::None);
+                        vals[use_input_stats] = Value::Bool(train || no_stats);
+                    }
                     Special::Bernoulli { p } if !train => {
                         // Stochastic depth in eval mode: the expectation
                         // (`x * p / p`: the identity PyTorch's eval gives).
@@ -1422,11 +1474,25 @@ impl ExportedNet {
         })
     }
 
-    /// Logits, or the node that failed and why.
+    /// Logits, or the node that failed and why (and a graph whose output
+    /// is not one row per image: never logits taken for a batch's).
     pub fn try_forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.program
+        let y = self
+            .program
             .run(xs, train, &self.weights, &self.constants)
-            .map_err(|e| Error::format(&self.program.file, e))
+            .map_err(|e| Error::format(&self.program.file, e))?;
+        let b = xs.size().first().copied();
+        if y.dim() != 2 || y.size().first().copied() != b {
+            return Err(Error::format(
+                &self.program.file,
+                format!(
+                    "a batch of {} image(s) gave {:?} outputs, not one row of logits per image",
+                    b.unwrap_or(0),
+                    y.size()
+                ),
+            ));
+        }
+        Ok(y)
     }
 }
 

@@ -266,6 +266,9 @@ pub struct ArgInfo {
     pub has_default: bool,
     /// The operator writes into it (`Tensor(a!)`).
     pub is_write: bool,
+    /// A return may share its storage (`Tensor(a)`: a view's source;
+    /// `Tensor(a!)`).
+    pub is_alias: bool,
 }
 
 /// An operator found in libtorch, with its schema.
@@ -276,6 +279,9 @@ pub struct OpInfo {
     handle: *mut c_void,
     pub args: Vec<ArgInfo>,
     pub returns: Vec<String>,
+    /// Per return: it is a view of (or the written) argument marked
+    /// `is_alias` (`-> Tensor(a)`), not a new tensor.
+    pub returns_alias: Vec<bool>,
 }
 
 // SAFETY: the handle is a heap copy of a c10::OperatorHandle, which refers
@@ -295,9 +301,9 @@ unsafe extern "C" {
         ty: *mut u8,
         tlen: usize,
         has_default: *mut i32,
-        is_write: *mut i32,
+        alias: *mut i32,
     ) -> i32;
-    fn amun_op_return(op: *mut c_void, i: usize, ty: *mut u8, tlen: usize) -> i32;
+    fn amun_op_return(op: *mut c_void, i: usize, ty: *mut u8, tlen: usize, alias: *mut i32) -> i32;
     fn amun_op_call(
         op: *mut c_void,
         args: *const RawArg,
@@ -403,22 +409,27 @@ fn lookup(qualified: &str) -> Option<Arc<OpInfo>> {
                 name: text(&n),
                 ty: text(&t),
                 has_default: d != 0,
-                is_write: w != 0,
+                is_write: w == 2,
+                is_alias: w != 0,
             });
         }
         let mut returns = Vec::new();
+        let mut returns_alias = Vec::new();
         for i in 0..amun_op_num_returns(handle) {
             let mut t = [0u8; 256];
-            if amun_op_return(handle, i, t.as_mut_ptr(), t.len()) != 0 {
+            let mut a = 0i32;
+            if amun_op_return(handle, i, t.as_mut_ptr(), t.len(), &mut a) != 0 {
                 return None;
             }
             returns.push(text(&t));
+            returns_alias.push(a != 0);
         }
         Some(Arc::new(OpInfo {
             name: qualified.to_string(),
             handle,
             args,
             returns,
+            returns_alias,
         }))
     }
 }
