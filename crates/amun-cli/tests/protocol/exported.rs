@@ -6,20 +6,29 @@
 use crate::common::{self, amun, fails_with, ok, stdout};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-fn fixtures(dir: &Path) {
-    let venv = std::env::var("AMUN_PYENV").expect(
-        "AMUN_PYENV must name the PyTorch environment of requirements/python-dev.txt: run the \
-         tests through scripts/test.sh",
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../amun/tests/fixtures/exported.py");
-    let o = Command::new(PathBuf::from(venv).join("bin/python"))
-        .arg(script)
-        .arg("cli")
-        .arg(dir)
-        .output()
-        .expect("running python");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+/// The archives at CIFAR-10's shape, built once per test binary.
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let venv = std::env::var("AMUN_PYENV").expect(
+            "AMUN_PYENV must name the PyTorch environment of requirements/python-dev.txt: run \
+             the tests through scripts/test.sh",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../amun/tests/fixtures/exported.py");
+        let o = Command::new(PathBuf::from(venv).join("bin/python"))
+            .arg(script)
+            .arg("cli")
+            .arg(dir.path())
+            .output()
+            .expect("running python");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        dir
+    })
+    .path()
 }
 
 #[test]
@@ -27,8 +36,14 @@ fn a_pt2_model_goes_through_every_command() {
     common::ensure("cifar10");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    fixtures(d);
-    let p = |n: &str| d.join(n).display().to_string();
+    let p = |n: &str| {
+        match n {
+            "cnn32.pt2" | "sorting32.pt2" | "truncated32.pt2" => fixtures().join(n),
+            _ => d.join(n),
+        }
+        .display()
+        .to_string()
+    };
     let data = [
         "--dataset",
         "cifar10",
@@ -141,13 +156,13 @@ fn an_experiment_runs_on_a_pt2_architecture() {
     common::ensure("cifar10");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    fixtures(d);
     let cfg = d.join("x.toml");
     std::fs::write(
         &cfg,
-        r#"
+        format!(
+            r#"
 name = "exported"
-model = "cnn32.pt2"
+model = "{}"
 seeds = [0]
 device = "cpu"
 
@@ -178,6 +193,8 @@ finetune.epochs = 1
 finetune.epochs = 1
 attack.steps = 5
 "#,
+            fixtures().join("cnn32.pt2").display()
+        ),
     )
     .unwrap();
     let out = d.join("run");
