@@ -1,6 +1,7 @@
 //! A user's own model exported with `torch.export` through the binary: a
-//! `.pt2` is evaluated, unlearned (its checkpoint then loads by itself),
-//! exported back and trained from scratch; a graph with an unknown operator
+//! `.pt2` is evaluated, unlearned (its checkpoint then loads by itself, and
+//! after a move with its graph; never with another graph), exported back
+//! and trained from scratch; a graph with an unknown operator
 //! and a truncated archive are refused with one error line naming the file
 //! and leave no output behind.
 use crate::common::{self, amun, fails_with, ok, stdout};
@@ -76,10 +77,12 @@ fn a_pt2_model_goes_through_every_command() {
     ]);
     split.truncate(split.len() - 2); // split has no --device
     ok(&run(split));
+    // The user's own copy of the graph (the checkpoint records its path).
+    std::fs::copy(fixtures().join("cnn32.pt2"), d.join("net.pt2")).unwrap();
     let o = run(with(&[
         "unlearn",
         "--checkpoint",
-        &p("cnn32.pt2"),
+        &p("net.pt2"),
         "--method",
         "ft",
         "--forget",
@@ -113,6 +116,21 @@ fn a_pt2_model_goes_through_every_command() {
         &p("u.pt"),
     ]));
     ok(&run(with(&["eval", "--checkpoint", &p("u.pt2")])));
+    // Moved with its graph, the checkpoint finds it beside itself (by name,
+    // then sha256); another file of that name is refused, and so is none.
+    let moved = d.join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    for f in ["u.safetensors", "u.json", "net.pt2"] {
+        std::fs::rename(d.join(f), moved.join(f)).unwrap();
+    }
+    let u = moved.join("u.safetensors").display().to_string();
+    ok(&amun(&["eval", "--checkpoint", &u, "--device", "cpu"]));
+    std::fs::copy(fixtures().join("sorting32.pt2"), moved.join("net.pt2")).unwrap();
+    let o = amun(&["eval", "--checkpoint", &u, "--device", "cpu"]);
+    fails_with(&o, &["net.pt2", "changed or replaced"]);
+    std::fs::remove_file(moved.join("net.pt2")).unwrap();
+    let o = amun(&["eval", "--checkpoint", &u, "--device", "cpu"]);
+    fails_with(&o, &["net.pt2", "put it back"]);
     // The architecture trains from scratch (PyTorch's default init).
     let o = run(with(&[
         "train",

@@ -843,6 +843,26 @@ reference_models = 2
             e.contains("gone.pt2") && e.contains("does not exist"),
             "{e}"
         );
+        // A run folder made with this graph refuses it once the file changed.
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        crate::fsutil::write_json(&run.join("experiment.json"), &c).unwrap();
+        crate::experiment::check_folder(&c, &run).unwrap();
+        std::fs::write(dir.path().join("net.pt2"), b"another graph").unwrap();
+        let again = Config::parse(
+            &format!("{text}[program]\ninit = \"init.pt2\"\nnormalize = \"0.5,0.25\"\n"),
+            &cfg_path,
+        )
+        .unwrap();
+        let e = crate::experiment::check_folder(&again, &run)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("net.pt2")
+                && e.contains(&pinned.sha256)
+                && e.contains("put the original back"),
+            "{e}"
+        );
         let e = err("[program]\nnormalize = \"0.5,0.25\"\n");
         assert!(e.contains("[program]") && e.contains("small-cnn"), "{e}");
         let e = Config::parse(&BASE.replace("small-cnn", "resnet99"), Path::new("t.toml"))

@@ -57,6 +57,28 @@ pub fn check_folder(cfg: &Config, dir: &Path) -> Result<()> {
     let p = dir.join("experiment.json");
     if p.exists() {
         let old: Config = fsutil::read_json(&p)?;
+        let pinned = |c: &Config| c.program.as_ref().and_then(|p| p.pinned.clone());
+        if let (Some(was), Some(now)) = (pinned(&old), pinned(cfg))
+            && was != now
+        {
+            // The same config over another graph or init: say which.
+            let (what, a, b) = match (&was.init, &now.init) {
+                (
+                    crate::model::program::ProgramInit::Weights { file, sha256: a },
+                    crate::model::program::ProgramInit::Weights { sha256: b, .. },
+                ) if was.sha256 == now.sha256 && a != b => (file.clone(), a.clone(), b.clone()),
+                _ => (now.file.clone(), was.sha256.clone(), now.sha256.clone()),
+            };
+            return Err(Error::format(
+                &p,
+                format!(
+                    "this run folder's models were made from {} with sha256 {a}; that file now \
+                     has sha256 {b} (changed or replaced): put the original back, or use another \
+                     --out",
+                    what.display()
+                ),
+            ));
+        }
         if old != *cfg {
             return Err(Error::format(
                 &p,

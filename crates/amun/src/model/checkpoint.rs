@@ -349,14 +349,38 @@ pub fn read_sidecar(path: &Path) -> Result<Sidecar> {
             ),
         ));
     }
-    let sc: Sidecar = fsutil::read_json(&sc_path)?;
+    let mut sc: Sidecar = fsutil::read_json(&sc_path)?;
     if sc.format != FORMAT {
         return Err(Error::format(
             &sc_path,
             format!("format '{}'; expected '{FORMAT}'", sc.format),
         ));
     }
+    if let Some(p) = &mut sc.model.program {
+        find_moved(&mut p.file, path);
+        if let super::program::ProgramInit::Weights { file, .. } = &mut p.init {
+            find_moved(file, path);
+        }
+    }
     Ok(sc)
+}
+
+/// An exported model's `file` as its sidecar records it (absolute), or,
+/// when it is gone from there, the file of that name beside the checkpoint
+/// (a run folder moved with its graph). Its sha256 is checked where it is
+/// read, so only the very same file is ever taken.
+fn find_moved(file: &mut PathBuf, checkpoint: &Path) {
+    if file.exists() {
+        return;
+    }
+    if let Some(b) = checkpoint
+        .parent()
+        .zip(file.file_name())
+        .map(|(d, n)| d.join(n))
+        .filter(|b| b.exists())
+    {
+        *file = std::path::absolute(&b).unwrap_or(b);
+    }
 }
 
 /// Refuses a sidecar whose model could not fit in its weights file, before

@@ -340,6 +340,30 @@ impl Classifier {
             Arch::Exported => {
                 let p = spec.program.as_ref().expect("validated");
                 let prog = program::load(&p.file, Some(&p.sha256))?;
+                // A spec (a sidecar, a config) states the graph's shapes;
+                // the graph has the last word.
+                let stated = [spec.in_channels, spec.image_size, spec.image_size];
+                let fixed = prog.input_sizes.iter().skip(1).zip(stated);
+                if fixed.clone().any(|(g, s)| g.is_some_and(|g| g != s))
+                    || prog.classes.is_some_and(|k| k != spec.num_classes)
+                {
+                    let show = |v: Option<i64>| v.map_or("any".to_string(), |v| v.to_string());
+                    let dims: Vec<String> =
+                        prog.input_sizes.iter().skip(1).map(|v| show(*v)).collect();
+                    return Err(Error::format(
+                        &p.file,
+                        format!(
+                            "the graph takes {} images and returns {} classes; the model's \
+                             record (a sidecar, a config) says {}x{}x{} and {}",
+                            dims.join("x"),
+                            show(prog.classes),
+                            spec.in_channels,
+                            spec.image_size,
+                            spec.image_size,
+                            spec.num_classes
+                        ),
+                    ));
+                }
                 let net = program::ExportedNet::new(&root, prog)?;
                 return Ok(Classifier::assemble(vs, Net::Exported(net), spec, device));
             }

@@ -336,6 +336,17 @@ pub fn import_program(
             ));
         }
     }
+    if let Some(k) = prog.classes
+        && k != num_classes as i64
+    {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "not a classifier of these {num_classes} classes: the graph returns {k} logits \
+                 per image (exported with that output size)"
+            ),
+        ));
+    }
     let init = match init {
         None => program::ProgramInit::Pytorch,
         Some(f) => {
@@ -430,6 +441,11 @@ fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Result<
     let result = tch::no_grad(|| -> Result<()> {
         for (train, b) in [(false, 1), (false, 2), (false, 3), (true, 2), (true, 3)] {
             let y = run(train, b).map_err(|e| {
+                // (The path is this error's own: said once.)
+                let e = match e {
+                    Error::Format { msg, .. } => msg,
+                    e => e.to_string(),
+                };
                 let hint = match b {
                     3 => {
                         " (it ran for a batch of 2 but not 3: export with a dynamic batch, \

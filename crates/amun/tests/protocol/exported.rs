@@ -433,8 +433,18 @@ fn broken_and_hostile_archives_are_refused_by_name() {
         7,
         &["not a classifier of these 7 classes"],
     );
-    // No partial output: a failed export leaves nothing behind.
+    // A record (sidecar, config) whose shapes are not the graph's.
     let m = open("cnn");
+    let mut spec = m.spec().clone();
+    spec.num_classes = 7;
+    let e = Classifier::blank(&spec, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("returns 10 classes") && e.contains("says"),
+        "{e}"
+    );
+    // No partial output: a failed export leaves nothing behind.
     let out = tempfile::tempdir().unwrap();
     let dst = out.path().join("x.pt2");
     std::fs::write(out.path().join("src.pt2"), b"not a zip").unwrap();

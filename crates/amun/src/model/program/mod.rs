@@ -244,6 +244,8 @@ pub struct Program {
     counters: Vec<usize>,
     /// The input's sizes as exported: `None` where symbolic (the batch).
     pub input_sizes: Vec<Option<i64>>,
+    /// The number of classes its output has as exported, if stated.
+    pub classes: Option<i64>,
     /// The ATen operators the graph uses.
     pub ops: BTreeSet<String>,
 }
@@ -271,9 +273,11 @@ pub fn load(path: &Path, expect: Option<&str>) -> Result<Arc<Program>> {
         return Err(Error::format(
             path,
             match expect {
-                Some(_) => "no such file: the model's graph (an exported program) is missing; \
-                            the checkpoint's sidecar names it and needs it beside the weights"
-                    .to_string(),
+                Some(sha) => format!(
+                    "no such file: the graph (an exported program, sha256 {}) the model was \
+                     made from; put it back there, or beside the checkpoint",
+                    sha.get(..12).unwrap_or(sha)
+                ),
                 None => "no such file".to_string(),
             },
         ));
@@ -282,11 +286,13 @@ pub fn load(path: &Path, expect: Option<&str>) -> Result<Arc<Program>> {
     if let Some(want) = expect
         && want != sha
     {
-        return Err(Error::Checksum {
-            path: path.to_path_buf(),
-            expected: want.to_string(),
-            actual: sha,
-        });
+        return Err(Error::format(
+            path,
+            format!(
+                "sha256 {sha}, but the model was made from the graph with sha256 {want}: this \
+                 file was changed or replaced since; put the original back"
+            ),
+        ));
     }
     let p = Arc::new(compile(path, sha.clone())?);
     cache
@@ -626,6 +632,11 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             )));
         }
     };
+    let classes = g
+        .tensor_values
+        .get(&out_name)
+        .and_then(|m| m.sizes.get(1))
+        .and_then(|s| s.as_int());
     if let Some(m) = g.tensor_values.get(&out_name)
         && (m.sizes.len() != 2 || m.dtype != 7)
     {
@@ -998,6 +1009,7 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
         frees,
         counters,
         input_sizes,
+        classes,
         ops: used,
     })
 }
