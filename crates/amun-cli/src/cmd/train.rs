@@ -60,6 +60,7 @@ impl RecipeArgs {
             augment: Some(augment),
             bf16: Some(self.bf16),
             channels_last: Some(self.channels_last),
+            retain_budget: None,
         })
     }
 

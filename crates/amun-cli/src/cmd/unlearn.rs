@@ -96,6 +96,19 @@ pub struct UnlearnArgs {
     /// rate, then up or down) or lowest (then up) [default: own]
     #[arg(long, value_name = "own|lowest")]
     pub calibrate_start: Option<String>,
+    /// How the ladder is walked: continue (one trajectory that climbs or
+    /// descends from the state it has, at most --calibrate-max-epochs
+    /// epochs) or restart (every rung from the original model) [default: continue]
+    #[arg(long, value_name = "continue|restart")]
+    pub calibrate_walk: Option<String>,
+    /// Epochs the continuing walk may run in all [default: twice the method's epochs]
+    #[arg(long, value_name = "N")]
+    pub calibrate_max_epochs: Option<usize>,
+    /// How much of D_R each of calibration's epochs visits: full, a multiple
+    /// of the request (e.g. 4), or method (the method's own
+    /// finetune.retain_budget) [default: full]
+    #[arg(long, value_name = "full|K|method")]
+    pub calibrate_retain_budget: Option<String>,
     /// Points of held-out and retain accuracy a calibrated result may lose
     /// against the original model before it counts as a utility loss
     /// [default: 10]
@@ -320,6 +333,13 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
         lrs: (!a.calibrate_lrs.is_empty()).then(|| a.calibrate_lrs.clone()),
         rule: a.calibrate_rule.as_deref().map(str::parse).transpose()?,
         start: a.calibrate_start.as_deref().map(str::parse).transpose()?,
+        walk: a.calibrate_walk.as_deref().map(str::parse).transpose()?,
+        max_epochs: a.calibrate_max_epochs,
+        retain_budget: a
+            .calibrate_retain_budget
+            .as_deref()
+            .map(amun::unlearn::parse_calibration_budget)
+            .transpose()?,
         max_utility_drop: a.calibrate_max_drop,
         ..Default::default()
     };

@@ -714,6 +714,13 @@ impl Config {
     /// channels: augmentation left unset is on for colour images and off
     /// for one-channel ones (flips corrupt digits), as `amun train` does.
     pub fn recipe(&self, in_channels: i64) -> Result<Recipe> {
+        if self.train.retain_budget.is_some() {
+            return Err(Error::invalid(
+                "retain-budget",
+                "a training recipe visits all of its data; the retain budget is a fine-tune's \
+                 setting ([methods.NAME] finetune.retain_budget)",
+            ));
+        }
         let base = TrainParams::for_arch(self.model.arch()).augment(in_channels != 1);
         self.train.apply(base).check()
     }

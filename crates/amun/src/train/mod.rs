@@ -6,7 +6,7 @@ mod recipe;
 mod sgd;
 
 pub use fit::{EpochConfig, EpochStats, cross_entropy, sgd_epoch};
-pub use recipe::{Recipe, Schedule, TrainOverrides, TrainParams};
+pub use recipe::{Recipe, RetainBudget, Schedule, TrainOverrides, TrainParams};
 pub use sgd::Sgd;
 
 use crate::data::{Augment, Dataset, ForgetSet, Part, TrainSet};

@@ -303,6 +303,65 @@ impl TrainParams {
     }
 }
 
+/// How much of the retain set D_R a fine-tune visits per epoch (a
+/// training recipe always visits all of its data).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(into = "BudgetRepr", try_from = "BudgetRepr")]
+pub enum RetainBudget {
+    /// All of D_R in every epoch (the paper's): a fine-tune costs the same
+    /// whatever the request's size.
+    Full,
+    /// A fresh sample of D_R in every epoch, this multiple of the request's
+    /// size (|D_F|, plus |D_A| for AMUN), drawn from the run's seed.
+    Multiple(f64),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum BudgetRepr {
+    Num(f64),
+    Str(String),
+}
+
+impl From<RetainBudget> for BudgetRepr {
+    fn from(b: RetainBudget) -> BudgetRepr {
+        match b {
+            RetainBudget::Full => BudgetRepr::Str("full".into()),
+            RetainBudget::Multiple(k) => BudgetRepr::Num(k),
+        }
+    }
+}
+
+impl TryFrom<BudgetRepr> for RetainBudget {
+    type Error = String;
+    fn try_from(r: BudgetRepr) -> std::result::Result<RetainBudget, String> {
+        match r {
+            BudgetRepr::Str(s) if s == "full" => Ok(RetainBudget::Full),
+            BudgetRepr::Num(k) if k > 0.0 && k.is_finite() => Ok(RetainBudget::Multiple(k)),
+            BudgetRepr::Num(k) => Err(format!(
+                "retain_budget: {k}: expected a multiple > 0 or \"full\""
+            )),
+            BudgetRepr::Str(s) => Err(format!(
+                "retain_budget: '{s}': expected a multiple > 0 or \"full\""
+            )),
+        }
+    }
+}
+
+impl RetainBudget {
+    /// The retain samples an epoch visits for a request of `request`
+    /// samples out of a retain set of `retain` (`None`: all of it).
+    pub fn count(self, request: usize, retain: usize) -> Option<usize> {
+        match self {
+            RetainBudget::Full => None,
+            RetainBudget::Multiple(k) => {
+                let n = (k * request as f64).ceil() as usize;
+                (n < retain).then_some(n.max(1))
+            }
+        }
+    }
+}
+
 /// Training settings to replace; each one left unset keeps what it
 /// replaces. One type for every place that adjusts a recipe or a
 /// fine-tuning: the experiment's `[train]` section and `amun train`'s flags
@@ -329,6 +388,10 @@ pub struct TrainOverrides {
     pub augment: Option<bool>,
     pub bf16: Option<bool>,
     pub channels_last: Option<bool>,
+    /// Fine-tunes only (a recipe refuses it): how much of D_R an epoch
+    /// visits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_budget: Option<RetainBudget>,
 }
 
 impl TrainOverrides {
@@ -379,6 +442,7 @@ impl TrainOverrides {
             augment: o.augment.or(u.augment),
             bf16: o.bf16.or(u.bf16),
             channels_last: o.channels_last.or(u.channels_last),
+            retain_budget: o.retain_budget.or(u.retain_budget),
         }
     }
 
@@ -395,6 +459,7 @@ impl TrainOverrides {
             ("augment", o.augment.is_some()),
             ("bf16", o.bf16.is_some()),
             ("channels_last", o.channels_last.is_some()),
+            ("retain_budget", o.retain_budget.is_some()),
         ]
         .into_iter()
         .filter_map(|(n, set)| set.then_some(n))

@@ -20,9 +20,9 @@ use tch::Kind;
 ///
 /// | field | default | meaning |
 /// |---|---|---|
-/// | finetune | SGD 0.9, wd 5e-4, batch 128, 10 epochs, lr 0.01, `step:1:0.1` | the fine-tuning |
+/// | finetune | SGD 0.9, wd 5e-4, batch 128, 10 epochs, lr 0.01, `step:1:0.1`, retain budget 4, stop below 0.01 | the fine-tuning |
 /// | adv_only | false | drop D_F from the mix (helps for very large D_F) |
-/// | attack | L2 PGD, ε0 0.04, 50 steps/round | how D_A is found |
+/// | attack | L2 PGD, ε0 0.04, 50 steps/round, fast search | how D_A is found |
 /// | salun_ratio | none (AMUN), 0.5 (AMUN+SalUn) | fraction of weights the mask frees |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

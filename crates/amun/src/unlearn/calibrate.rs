@@ -15,7 +15,7 @@ use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::seed::derive;
-use crate::train::{Schedule, TrainOverrides};
+use crate::train::{RetainBudget, Schedule, TrainOverrides};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -84,6 +84,47 @@ impl std::str::FromStr for LadderStart {
     }
 }
 
+/// How the ladder is walked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Walk {
+    /// One trajectory at a constant rate: it starts at the start rung and,
+    /// after every epoch, climbs a rung (going on from the state it has)
+    /// when the forget set's approach to the held-out accuracy would take
+    /// more than `climb_after` more epochs at this rate; when a state
+    /// over-unlearns (by accuracy or membership) it goes back to the best
+    /// state so far and on from there one rung lower, never again above
+    /// the rung that overshot. An epoch that costs utility is ridden out
+    /// for `patience` epochs (the next ones usually win it back); a rate
+    /// that still costs it then is left for the rung below, going on from
+    /// the state it reached (its forgetting is kept, as a decaying
+    /// schedule keeps it; the best admissible state stays recorded) and
+    /// never climbed to again. It ends at the first state within
+    /// the noise of the target, or after `max_epochs` epochs in all (twice
+    /// the method's own by default), a probe after each.
+    #[default]
+    Continue,
+    /// Every rung a fresh run of the method from the original model with
+    /// its own schedule, walking up or down the ladder, then (for a
+    /// decaying schedule that under-unlearned) a second ladder at a
+    /// constant rate: up to rungs × 2 × the method's epochs.
+    Restart,
+}
+
+impl std::str::FromStr for Walk {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Walk> {
+        match s {
+            "continue" => Ok(Walk::Continue),
+            "restart" => Ok(Walk::Restart),
+            _ => Err(Error::invalid(
+                "calibrate.walk",
+                format!("unknown walk '{s}'; expected continue or restart"),
+            )),
+        }
+    }
+}
+
 /// Calibration settings, every default here. The rule and the guard were
 /// chosen by measurement (docs/CALIBRATION.md: 8 method × data × D_R cases
 /// on a CIFAR-10 slice and MNIST): the accuracy rule under a 10-point guard
@@ -95,15 +136,26 @@ impl std::str::FromStr for LadderStart {
 /// |---|---|---|
 /// | lrs | 0.001, 0.003, 0.01, 0.03, 0.1 | the learning-rate ladder |
 /// | start | own | walk from the rung nearest the method's own rate (up while it under-unlearns, down while it over-unlearns), or from the lowest |
+/// | walk | continue | one trajectory that climbs and descends the ladder from the state it has (see [`Walk`]), or `restart` every rung from the original |
+/// | max_epochs | twice the method's | `continue`: epochs in all |
+/// | retain_budget | full | how much of D_R each of calibration's epochs visits: `full`, a multiple of the request, or `method` (the method's own); calibration's high rates need D_R's anchor (docs/CALIBRATION.md) |
+/// | climb_after | 3 | `continue`: climb a rung when reaching the target at this rate would take more epochs than this |
 /// | rule | accuracy | what is minimised (see [`Rule`]) |
 /// | max_utility_drop | 10.0 | points of held-out (and retain) accuracy the result may lose against the original; never more than the original's held-out error (see [`allowed_drop`]) |
-/// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns |
+/// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns (`continue`: epochs of lost utility ridden out) |
 /// | retain_probe | 1000 | retain samples measured after each epoch |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalibrateSettings {
     pub lrs: Vec<f64>,
     pub start: LadderStart,
+    pub walk: Walk,
+    /// `None`: twice the method's own epochs.
+    pub max_epochs: Option<usize>,
+    pub climb_after: f64,
+    /// `None`: the method's own.
+    #[serde(with = "budget_or_method")]
+    pub retain_budget: Option<RetainBudget>,
     pub rule: Rule,
     pub max_utility_drop: f64,
     pub patience: usize,
@@ -115,6 +167,10 @@ impl Default for CalibrateSettings {
         CalibrateSettings {
             lrs: vec![0.001, 0.003, 0.01, 0.03, 0.1],
             start: LadderStart::Own,
+            walk: Walk::Continue,
+            max_epochs: None,
+            climb_after: 3.0,
+            retain_budget: Some(RetainBudget::Full),
             rule: Rule::Accuracy,
             max_utility_drop: 10.0,
             patience: 2,
@@ -150,6 +206,18 @@ impl CalibrateSettings {
                 "must be at least 1",
             ));
         }
+        if self.max_epochs == Some(0) {
+            return Err(Error::invalid("calibrate.max_epochs", "must be at least 1"));
+        }
+        if !(self.climb_after > 0.0 && self.climb_after.is_finite()) {
+            return Err(Error::invalid(
+                "calibrate.climb_after",
+                format!(
+                    "must be a positive number of epochs, got {}",
+                    self.climb_after
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -164,6 +232,19 @@ pub struct CalibrateOverrides {
     pub lrs: Option<Vec<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<LadderStart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk: Option<Walk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_epochs: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub climb_after: Option<f64>,
+    /// `Some(None)`: the method's own.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_budget_or_method"
+    )]
+    pub retain_budget: Option<Option<RetainBudget>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Rule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +268,10 @@ impl CalibrateOverrides {
         let s = CalibrateSettings {
             lrs: o.lrs.unwrap_or(d.lrs),
             start: o.start.unwrap_or(d.start),
+            walk: o.walk.unwrap_or(d.walk),
+            max_epochs: o.max_epochs.or(d.max_epochs),
+            climb_after: o.climb_after.unwrap_or(d.climb_after),
+            retain_budget: o.retain_budget.unwrap_or(d.retain_budget),
             rule: o.rule.unwrap_or(d.rule),
             max_utility_drop: o.max_utility_drop.unwrap_or(d.max_utility_drop),
             patience: o.patience.unwrap_or(d.patience),
@@ -194,6 +279,91 @@ impl CalibrateOverrides {
         };
         s.check()?;
         Ok(s)
+    }
+}
+
+/// `retain_budget` as written: "method" (the method's own), "full" or a
+/// multiple of the request.
+mod budget_or_method {
+    use super::RetainBudget;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Method(MethodWord),
+        Budget(RetainBudget),
+    }
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum MethodWord {
+        Method,
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<RetainBudget>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => Repr::Budget(*b),
+            None => Repr::Method(MethodWord::Method),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RetainBudget>, D::Error> {
+        match Repr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "retain_budget: expected \"method\", \"full\" or a multiple > 0 of the request",
+            )
+        })? {
+            Repr::Method(_) => Ok(None),
+            Repr::Budget(b) => Ok(Some(b)),
+        }
+    }
+}
+
+mod opt_budget_or_method {
+    use super::RetainBudget;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<Option<RetainBudget>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => super::budget_or_method::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<RetainBudget>>, D::Error> {
+        super::budget_or_method::deserialize(d).map(Some)
+    }
+}
+
+/// `--calibrate-retain-budget`'s value: `method` (the method's own),
+/// `full`, or a multiple of the request.
+///
+/// ```
+/// use amun::unlearn::{RetainBudget, parse_calibration_budget};
+/// assert_eq!(parse_calibration_budget("method").unwrap(), None);
+/// assert_eq!(parse_calibration_budget("4").unwrap(), Some(RetainBudget::Multiple(4.0)));
+/// assert!(parse_calibration_budget("0").is_err());
+/// ```
+pub fn parse_calibration_budget(s: &str) -> Result<Option<RetainBudget>> {
+    let bad = || {
+        Error::invalid(
+            format!("calibrate retain budget '{s}'"),
+            "expected full, method or a multiple > 0 of the request",
+        )
+    };
+    match s {
+        "method" => Ok(None),
+        "full" => Ok(Some(RetainBudget::Full)),
+        k => match k.parse::<f64>() {
+            Ok(k) if k > 0.0 && k.is_finite() => Ok(Some(RetainBudget::Multiple(k))),
+            _ => Err(bad()),
+        },
     }
 }
 
@@ -222,6 +392,10 @@ pub struct Candidate {
     /// relaxed pass); absent: the method's schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// The continuing walk's way here: each leg's constant rate and
+    /// epochs, in order (empty for a state of one run from the original).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<Leg>,
     pub probe: Probe,
     /// The rule's distance (lower is better).
     pub score: f64,
@@ -238,10 +412,25 @@ fn passes() -> bool {
     true
 }
 
+/// A stretch of the continuing walk at one constant rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Leg {
+    pub lr: f64,
+    pub epochs: usize,
+}
+
 impl Candidate {
-    /// How reports name this state: "original kept", "lr 0.1, epoch 3" or
-    /// "lr 0.1 constant, epoch 3".
+    /// How reports name this state: "original kept", "lr 0.1, epoch 3",
+    /// "lr 0.1 constant, epoch 3" or "lr 0.01 ×1 → lr 0.03 ×2 epochs".
     pub fn label(&self) -> String {
+        if self.epoch > 0 && !self.path.is_empty() {
+            let legs: Vec<String> = self
+                .path
+                .iter()
+                .map(|l| format!("lr {} ×{}", l.lr, l.epochs))
+                .collect();
+            return format!("{} epochs", legs.join(" → "));
+        }
         match (self.epoch, &self.schedule) {
             (0, _) => "original kept".into(),
             (e, None) => format!("lr {}, epoch {e}", self.lr),
@@ -493,6 +682,39 @@ struct Search<'p, 'a> {
     epochs_run: usize,
 }
 
+/// `path` followed by `epochs` more at `lr`: one leg where the state it
+/// went on from was already at that rate (back to the best state, then on
+/// at the rung it had reached), so a path reads as the rates it lived.
+fn extended(path: &[Leg], lr: f64, epochs: usize) -> Vec<Leg> {
+    let mut legs = path.to_vec();
+    match legs.last_mut() {
+        Some(last) if last.lr == lr => last.epochs += epochs,
+        _ => legs.push(Leg { lr, epochs }),
+    }
+    legs
+}
+
+/// Adds `c` (the state of `now`) to the table, and keeps it with its
+/// weights when it is the best so far.
+fn record(
+    table: &RefCell<Vec<Candidate>>,
+    best: &RefCell<Candidate>,
+    best_state: &RefCell<Option<Vec<(String, Tensor)>>>,
+    c: &Candidate,
+    now: &Classifier,
+) {
+    table.borrow_mut().push(c.clone());
+    if better(c, &best.borrow()) {
+        *best.borrow_mut() = c.clone();
+        *best_state.borrow_mut() = Some(
+            now.named_tensors()
+                .into_iter()
+                .map(|(k, t)| (k, t.detach().copy()))
+                .collect(),
+        );
+    }
+}
+
 impl Search<'_, '_> {
     /// Runs the method from `base` at `lr` (its schedule replaced by
     /// `schedule` when given), measuring every epoch; stops the rung once it
@@ -507,9 +729,10 @@ impl Search<'_, '_> {
         ctx: &RunCtx<'_>,
     ) -> Result<Option<Candidate>> {
         let name = self.method.name();
-        let method = self
-            .method
-            .adjusted(&TrainOverrides::rate(lr, schedule.cloned()))?;
+        let method = self.method.adjusted(&TrainOverrides {
+            retain_budget: self.cal.retain_budget,
+            ..TrainOverrides::rate(lr, schedule.cloned())
+        })?;
         let mut m = base.try_clone()?;
         let rung_best: RefCell<Option<Candidate>> = RefCell::new(None);
         let worse_for = RefCell::new(0usize);
@@ -534,6 +757,7 @@ impl Search<'_, '_> {
                 lr,
                 epoch,
                 schedule: schedule.cloned(),
+                path: Vec::new(),
                 probe,
                 score: score(cal.rule, &probe, &original),
                 keeps_utility: keeps_utility(&probe, &original, max_drop),
@@ -553,16 +777,7 @@ impl Search<'_, '_> {
                     (true, false) => " (over-unlearned: loss-AUC below 50 − band)",
                 }
             ));
-            table.borrow_mut().push(c.clone());
-            if better(&c, &best.borrow()) {
-                *best.borrow_mut() = c.clone();
-                *best_state.borrow_mut() = Some(
-                    now.named_tensors()
-                        .into_iter()
-                        .map(|(k, t)| (k, t.detach().copy()))
-                        .collect(),
-                );
-            }
+            record(table, best, best_state, &c, now);
             let improved = rung_best.borrow().as_ref().is_none_or(|b| better(&c, b));
             if improved {
                 *rung_best.borrow_mut() = Some(c.clone());
@@ -679,6 +894,239 @@ impl Search<'_, '_> {
         let b = self.best.borrow();
         b.epoch > 0 && b.admissible() && b.probe.forget_acc > b.probe.heldout_acc + self.noise
     }
+
+    /// One leg of the continuing walk: the method at the constant rate
+    /// `lr` on `model` (in place, from whatever state it holds), measuring
+    /// every epoch, for at most `epochs`. `path` leads to the state it
+    /// starts from, `done` epochs in; `from_diff` is that state's forget
+    /// minus held-out accuracy. Returns how the leg ended and its epochs.
+    #[allow(clippy::too_many_arguments)]
+    fn leg(
+        &mut self,
+        lr: f64,
+        model: &mut Classifier,
+        path: &[Leg],
+        done: usize,
+        epochs: usize,
+        from_diff: f64,
+        can_climb: bool,
+        seed: u64,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<(LegEnd, usize)> {
+        let name = self.method.name();
+        let method = self.method.adjusted(&TrainOverrides {
+            epochs: Some(epochs),
+            retain_budget: self.cal.retain_budget,
+            ..TrainOverrides::rate(lr, Some(Schedule::Constant))
+        })?;
+        let end = RefCell::new(LegEnd::Budget);
+        let ran = RefCell::new(0usize);
+        let shock = RefCell::new(0usize);
+        let (cal, original, noise, max_drop, band) = (
+            self.cal,
+            self.original,
+            self.noise,
+            self.max_drop,
+            self.band,
+        );
+        let (best, best_state, table) = (&self.best, &self.best_state, &self.table);
+        let probes = self.probes;
+        let on_epoch = |epoch: usize, now: &Classifier| -> Result<bool> {
+            *ran.borrow_mut() += 1;
+            let probe = probes.probe(now);
+            let legs = extended(path, lr, epoch);
+            let c = Candidate {
+                lr,
+                epoch: done + epoch,
+                schedule: Some(Schedule::Constant),
+                path: legs,
+                probe,
+                score: score(cal.rule, &probe, &original),
+                keeps_utility: keeps_utility(&probe, &original, max_drop),
+                membership_ok: probe.loss_auc >= 50.0 - band,
+            };
+            ctx.progress.note(&format!(
+                "calibrate {name}: lr {lr:e}, epoch {} ({}): forget {:.1}% held-out {:.1}% \
+                 retain {:.1}% loss-AUC {:.1} → score {:.2}{}",
+                c.epoch,
+                c.label(),
+                probe.forget_acc,
+                probe.heldout_acc,
+                probe.retain_acc,
+                probe.loss_auc,
+                c.score,
+                match (c.keeps_utility, c.membership_ok) {
+                    (true, true) => "",
+                    (false, _) => " (utility lost)",
+                    (true, false) => " (over-unlearned: loss-AUC below 50 − band)",
+                }
+            ));
+            record(table, best, best_state, &c, now);
+            let diff = probe.forget_acc - probe.heldout_acc;
+            if c.admissible() && diff.abs() <= noise {
+                *end.borrow_mut() = LegEnd::Reached;
+                return Ok(false);
+            }
+            if c.admissible() && diff < -noise {
+                *end.borrow_mut() = LegEnd::Over;
+                return Ok(false);
+            }
+            if !c.admissible() {
+                // The first epochs at a higher rate often cost utility that
+                // the next ones win back: ride it out for `patience` epochs.
+                *shock.borrow_mut() += 1;
+                if *shock.borrow() > cal.patience {
+                    *end.borrow_mut() = if c.membership_ok && diff >= -noise {
+                        LegEnd::Lost
+                    } else {
+                        LegEnd::Over
+                    };
+                    return Ok(false);
+                }
+                return Ok(true);
+            }
+            *shock.borrow_mut() = 0;
+            // Still under: how many more epochs would this rate need, at
+            // the leg's pace so far?
+            let progress = (from_diff - diff) / epoch as f64;
+            if can_climb && (progress <= 0.0 || diff / progress > cal.climb_after) {
+                *end.borrow_mut() = LegEnd::Climb;
+                return Ok(false);
+            }
+            // Where it cannot climb, a slow leg runs on: one epoch's
+            // change is within the probes' noise, so no stall is called.
+            Ok(true)
+        };
+        let rctx = RunCtx {
+            seed,
+            progress: ctx.progress,
+            original_recipe: ctx.original_recipe,
+            observe: ctx.observe,
+            on_epoch: Some(&on_epoch),
+        };
+        let log = method.unlearn(model, req, &rctx)?;
+        let ran = ran.into_inner();
+        self.epochs_run += ran;
+        self.logs.epochs.extend(log.epochs);
+        for (k, v) in log.timing {
+            *self.logs.timing.entry(k).or_insert(0.0) += v;
+        }
+        Ok((end.into_inner(), ran))
+    }
+
+    /// The continuing walk ([`Walk::Continue`]) from rung `start` over at
+    /// most `budget` epochs; `model` holds the original and ends in the
+    /// walk's last state. Returns why it stopped.
+    fn climb(
+        &mut self,
+        ladder: &[f64],
+        start: usize,
+        budget: usize,
+        model: &mut Classifier,
+        base: &Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<String> {
+        let mut i = start;
+        // Rungs from here up overshot once: never again.
+        let mut ceiling = ladder.len();
+        let mut path: Vec<Leg> = Vec::new();
+        let mut done = 0usize;
+        let mut diff = self.original.forget_acc - self.original.heldout_acc;
+        for k in 0.. {
+            if self.epochs_run >= budget {
+                return Ok(format!("the {budget} epochs of the budget ran out"));
+            }
+            let lr = ladder[i];
+            let can_climb = i + 1 < ceiling;
+            let (end, ran) = self.leg(
+                lr,
+                model,
+                &path,
+                done,
+                budget - self.epochs_run,
+                diff,
+                can_climb,
+                derive(ctx.seed, "calibrate-leg", k),
+                req,
+                ctx,
+            )?;
+            if ran > 0 {
+                path = extended(&path, lr, ran);
+                done += ran;
+                let last = self.table.borrow().last().map(|c| c.probe);
+                if let Some(p) = last {
+                    diff = p.forget_acc - p.heldout_acc;
+                }
+            }
+            match end {
+                LegEnd::Reached => {
+                    return Ok(format!(
+                        "lr {lr:e} reached the held-out accuracy within its noise ({:.1} points) \
+                         after {done} epochs",
+                        self.noise
+                    ));
+                }
+                LegEnd::Budget => {
+                    return Ok(format!(
+                        "the {budget} epochs of the budget ran out at lr {lr:e}"
+                    ));
+                }
+                LegEnd::Climb => i += 1,
+                LegEnd::Lost => {
+                    if i == 0 {
+                        return Ok(format!(
+                            "the smallest rate, lr {lr:e}, costs utility beyond the guard"
+                        ));
+                    }
+                    // Too high a rate, but the forgetting it did is not
+                    // past unseen data: go on from this state more gently
+                    // (as a decaying schedule would), which wins the
+                    // utility back; the best admissible state stays kept.
+                    ceiling = i;
+                    i -= 1;
+                }
+                LegEnd::Over => {
+                    if i == 0 {
+                        return Ok(format!("the smallest rate, lr {lr:e}, over-unlearns"));
+                    }
+                    // Back to the best state so far, and on from there
+                    // more gently.
+                    let b = self.best.borrow().clone();
+                    match self.best_state.borrow().as_ref() {
+                        Some(state) if b.epoch > 0 => {
+                            let map = state.iter().map(|(k, t)| (k.clone(), t.copy())).collect();
+                            model.load_named(map, std::path::Path::new("calibration"))?;
+                        }
+                        _ => model.copy_from(base)?,
+                    }
+                    path = b.path.clone();
+                    done = b.epoch;
+                    diff = b.probe.forget_acc - b.probe.heldout_acc;
+                    ceiling = i;
+                    i -= 1;
+                }
+            }
+        }
+        unreachable!("the walk returns from its loop")
+    }
+}
+
+/// How a leg of the continuing walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegEnd {
+    /// Forget accuracy within the noise of held-out accuracy, admissible.
+    Reached,
+    /// Past unseen data (by accuracy or by membership).
+    Over,
+    /// Utility lost for longer than `patience` epochs, not past unseen
+    /// data.
+    Lost,
+    /// Under, and too slowly at this rate.
+    Climb,
+    /// The epochs it was given ran out.
+    Budget,
 }
 
 /// Runs `method` (whose learning rate the ladder replaces) on `model` for `req`, choosing the learning rate and the
@@ -686,19 +1134,19 @@ impl Search<'_, '_> {
 /// trained on. `model` ends in the best state measured (possibly the
 /// original, if no state improved on it).
 ///
-/// When the ladder ends with its best state still remembering the forget
-/// set (forget accuracy above held-out accuracy by more than the noise, with
-/// utility kept) and the method's schedule decays the rate within its run
-/// (AMUN's ×0.1 every epoch leaves one epoch of real work), the ladder runs
-/// again with a constant rate, from the rung below that state's rate
-/// upwards: the paper's own tuning grid lets the decay step reach the whole
-/// run.
-///
-/// Cost: at most `cal.lrs.len()` × the method's epochs, twice that with the
-/// relaxed pass; a rung stops after `cal.patience` epochs of getting worse
-/// once it over-unlearns, and a pass stops once a rung's best is within the
-/// sampling noise of the target or a rung over-unlearns from its first
-/// epoch.
+/// How the ladder is walked is `cal.walk` ([`Walk`]). The continuing walk
+/// (the default) is one trajectory at constant rates, at most
+/// `cal.max_epochs` epochs in all. The restarting ladder runs the method
+/// from the original once per rung; when it ends with its best state still
+/// remembering the forget set (forget accuracy above held-out accuracy by
+/// more than the noise, utility kept) and the method's schedule decays the
+/// rate within its run (AMUN's ×0.1 every epoch leaves one epoch of real
+/// work), it runs again at a constant rate from the rung below that state's
+/// rate upwards. Its cost: at most `cal.lrs.len()` × the method's epochs,
+/// twice that with the constant-rate pass; a rung stops after
+/// `cal.patience` epochs of getting worse once it over-unlearns, and a pass
+/// stops once a rung's best is within the sampling noise of the target or a
+/// rung over-unlearns from its first epoch.
 pub fn calibrate(
     method: &dyn Method,
     cal: &CalibrateSettings,
@@ -730,6 +1178,7 @@ pub fn calibrate(
         lr: 0.0,
         epoch: 0,
         schedule: None,
+        path: Vec::new(),
         probe: original,
         score: score(cal.rule, &original, &original),
         keeps_utility: true,
@@ -755,34 +1204,45 @@ pub fn calibrate(
         LadderStart::Own => nearest(&cal.lrs, ft_lr),
         LadderStart::Lowest => 0,
     };
-    let why = search.walk(&cal.lrs, start_rung, None, &base, req, ctx)?;
-    let mut why = match cal.start {
+    let from = match cal.start {
         LadderStart::Own => format!(
-            "from lr {:e} (nearest the method's own): {why}",
+            "from lr {:e} (nearest the method's own)",
             cal.lrs[start_rung]
         ),
-        LadderStart::Lowest => format!("from the lowest rung: {why}"),
+        LadderStart::Lowest => "from the lowest rung".to_string(),
     };
-    let decays =
-        schedule.lr(1.0, method_epochs.saturating_sub(1), 0, 1, method_epochs) < 1.0 - 1e-12;
-    let mut worst_case = cal.lrs.len() * method_epochs;
-    if decays && search.under_unlearned() {
-        // From the rung below the best one: a constant rate does several
-        // times the work of the same rate decayed, so the best state's own
-        // rate may now overshoot.
-        let at = search.best.borrow().lr;
-        let k = cal.lrs.iter().position(|&l| l >= at).unwrap_or(0);
-        let rungs: Vec<f64> = cal.lrs[k.saturating_sub(1)..].to_vec();
-        let from = rungs[0];
-        let sch = Schedule::Constant;
-        worst_case += rungs.len() * method_epochs;
-        why.push_str(&format!(
-            "; the best state still remembered the forget set, so the ladder ran again from lr \
-             {from:e} with a constant rate (the schedule's decay cut the work short)"
-        ));
-        let w = search.walk(&rungs, 0, Some(&sch), &base, req, ctx)?;
-        why.push_str(&format!(": {w}"));
-    }
+    let (mut why, worst_case) = match cal.walk {
+        Walk::Continue => {
+            let budget = cal.max_epochs.unwrap_or(2 * method_epochs);
+            let w = search.climb(&cal.lrs, start_rung, budget, model, &base, req, ctx)?;
+            (format!("{from}, one continuing walk: {w}"), budget)
+        }
+        Walk::Restart => {
+            let why = search.walk(&cal.lrs, start_rung, None, &base, req, ctx)?;
+            let mut why = format!("{from}: {why}");
+            let decays = schedule.lr(1.0, method_epochs.saturating_sub(1), 0, 1, method_epochs)
+                < 1.0 - 1e-12;
+            let mut worst_case = cal.lrs.len() * method_epochs;
+            if decays && search.under_unlearned() {
+                // From the rung below the best one: a constant rate does several
+                // times the work of the same rate decayed, so the best state's own
+                // rate may now overshoot.
+                let at = search.best.borrow().lr;
+                let k = cal.lrs.iter().position(|&l| l >= at).unwrap_or(0);
+                let rungs: Vec<f64> = cal.lrs[k.saturating_sub(1)..].to_vec();
+                let from = rungs[0];
+                let sch = Schedule::Constant;
+                worst_case += rungs.len() * method_epochs;
+                why.push_str(&format!(
+                    "; the best state still remembered the forget set, so the ladder ran again from lr \
+                     {from:e} with a constant rate (the schedule's decay cut the work short)"
+                ));
+                let w = search.walk(&rungs, 0, Some(&sch), &base, req, ctx)?;
+                why.push_str(&format!(": {w}"));
+            }
+            (why, worst_case)
+        }
+    };
     let allowed = search.max_drop;
     let Search {
         best,
@@ -813,6 +1273,8 @@ pub fn calibrate(
             model.load_named(map, std::path::Path::new("calibration"))?;
         }
         _ => {
+            // The continuing walk ran on `model` itself.
+            model.copy_from(&base)?;
             why.push_str("; no fine-tuned state beat the original model, which is kept");
         }
     }
@@ -892,6 +1354,7 @@ mod tests {
             lr: 0.1,
             epoch: 1,
             schedule: None,
+            path: Vec::new(),
             probe: probe(50.0, 50.0, 90.0, 50.0),
             score: 0.0,
             keeps_utility: keeps,

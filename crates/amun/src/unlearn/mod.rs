@@ -24,8 +24,8 @@ mod scrub;
 pub use amun::{Amun, AmunSalun, AmunSettings};
 pub use bs::{Bs, BsSettings};
 pub use calibrate::{
-    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, LadderStart, Probe, Probes,
-    Rule, auc_band, calibrate, score,
+    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, LadderStart, Leg, Probe, Probes,
+    Rule, Walk, auc_band, calibrate, parse_calibration_budget, score,
 };
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, finetune};
 pub use ft::{Ft, FtSettings};

@@ -24,6 +24,12 @@ impl Settings for RetrainSettings {
         None
     }
     fn check_own(&self, method: &str) -> Result<()> {
+        if self.recipe.retain_budget.is_some() {
+            return Err(Error::invalid(
+                format!("{method}.recipe.retain_budget"),
+                "is not a setting of retrain (an exact retrain visits all of D_R)",
+            ));
+        }
         // The model's memory format is the original's, set where it is
         // loaded; a retrain has nothing to apply it to.
         if self.recipe.channels_last.is_some() {

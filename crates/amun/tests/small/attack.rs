@@ -76,7 +76,11 @@ fn early_exit_and_eps_doubling_on_a_linear_model() {
     // gap 0.03 → 0.021: flips in the first round. Sample 3 is already wrong.
     let x = Tensor::from_slice(&[0.5f32, 0.35, 0.5, 0.47, 0.2, 0.6]).view([3, 1, 1, 2]);
     let y = Tensor::from_slice(&[0i64, 0, 0]);
-    let s = AdvParams::new().batch_size(2).check().unwrap();
+    let s = AdvParams::new()
+        .search(SearchKind::Exact)
+        .batch_size(2)
+        .check()
+        .unwrap();
     let set = search(&identity_model(), &x, &y, &[10, 11, 12], &s, &Quiet).unwrap();
     assert_eq!(set.indices, vec![10, 11, 12]);
     assert_eq!(set.adv_labels, vec![1, 1, 1]);
@@ -113,7 +117,11 @@ fn fgsm_and_linf_variants_flip_every_sample() {
     let x = Tensor::from_slice(&[0.5f32, 0.35, 0.5, 0.47]).view([2, 1, 1, 2]);
     let y = Tensor::from_slice(&[0i64, 0]);
     for kind in [AttackKind::Fgsm, AttackKind::PgdLinf] {
-        let s = AdvParams::new().attack(kind).check().unwrap();
+        let s = AdvParams::new()
+            .search(SearchKind::Exact)
+            .attack(kind)
+            .check()
+            .unwrap();
         let set = search(&identity_model(), &x, &y, &[0, 1], &s, &Quiet).unwrap();
         assert_eq!(set.adv_labels, vec![1, 1], "{kind:?}");
         assert!(
@@ -147,6 +155,7 @@ fn refill_gives_bit_identical_results_to_the_naive_loop() {
     let part = data.train.select(&forget.indices);
     let run = |refill: bool| -> AdvSet {
         let s = AdvParams::new()
+            .search(SearchKind::Exact)
             .batch_size(16)
             .steps(10)
             .refill(refill)
@@ -196,7 +205,12 @@ fn auto_eps0_picks_a_power_of_two_multiple() {
     let (data, model) = trained_cnn();
     let forget = ForgetSet::choose(&data, &ForgetSpec::Count(30), 3).unwrap();
     let part = data.train.select(&forget.indices);
-    let s = AdvParams::new().eps0(Eps0::Auto).steps(10).check().unwrap();
+    let s = AdvParams::new()
+        .search(SearchKind::Exact)
+        .eps0(Eps0::Auto)
+        .steps(10)
+        .check()
+        .unwrap();
     let set = search(
         &model,
         &part.images,
@@ -248,7 +262,7 @@ fn fast_search_lands_just_past_the_boundary_of_a_linear_model() {
         &x,
         &y,
         &[10, 11, 12],
-        &AdvParams::new().check().unwrap(),
+        &AdvParams::new().search(SearchKind::Exact).check().unwrap(),
         &Quiet,
     )
     .unwrap();

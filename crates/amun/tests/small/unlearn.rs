@@ -370,8 +370,12 @@ fn a_fine_tune_stops_below_its_floor_and_full_mode_keeps_its_bits() {
     let (_, _, w_small) = observed_run(&data, &model, &forget, "rl", small, 5);
     assert_eq!(w_full, w_covers);
     assert_ne!(w_full, w_small);
-    // Whatever the default budget, naming "full" is the paper's mode.
-    let _ = w_default;
+    // The default budget is 4 × the request (120 of D_R's 270 here); the
+    // paper's mode is there by name.
+    let four = json!({"finetune": {"epochs": 2, "retain_budget": 4}});
+    let (_, _, w_four) = observed_run(&data, &model, &forget, "rl", four, 5);
+    assert_eq!(w_default, w_four);
+    assert_ne!(w_default, w_full);
     assert!(build("ft", &json!({"finetune": {"retain_budget": 0}})).is_err());
     assert!(build("ft", &json!({"finetune": {"retain_budget": "half"}})).is_err());
     assert!(build("amun", &json!({"finetune": {"stop_below": 1.5}})).is_err());
