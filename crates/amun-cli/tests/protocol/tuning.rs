@@ -330,10 +330,11 @@ fn calibration_stops_an_under_unlearning_run() {
 }
 
 /// The continuing walk (the default) chooses a state that passes the same
-/// rule and guard as the restarting ladder — forget accuracy within the
-/// noise of the held-out accuracy, utility and membership kept — on a model
-/// that remembers its forget set (the demo's: a small CNN on 2,000 CIFAR-10
-/// images, forget ~88% against held-out ~60%), in fewer epochs.
+/// rule and guard as the restarting ladder — utility and membership kept,
+/// and forget accuracy within the noise of the held-out accuracy (which
+/// the ladder does not reach here) — on a model that remembers its forget
+/// set (the demo's: a small CNN on 2,000 CIFAR-10 images, forget ~88%
+/// against held-out ~60%), in fewer epochs.
 #[test]
 fn the_continuing_walk_calibrates_in_fewer_epochs_than_the_restarting_ladder() {
     common::ensure("cifar10");
@@ -401,16 +402,26 @@ fn the_continuing_walk_calibrates_in_fewer_epochs_than_the_restarting_ladder() {
     );
     for (walk, c) in [("continue", &cont), ("restart", &restart)] {
         let chosen = &c["chosen"];
-        let noise = c["noise"].as_f64().unwrap();
         assert!(
             chosen["keeps_utility"] == true && chosen["membership_ok"] == true,
             "{walk}: an inadmissible state: {chosen}"
         );
-        assert!(
-            (acc(chosen, "forget_acc") - acc(chosen, "heldout_acc")).abs() <= noise,
-            "{walk}: forget accuracy not within the noise ({noise:.1}) of held-out: {chosen}"
-        );
     }
+    // The walk reaches the target (the restarting ladder, here, ends 6
+    // points short of it), and no further from it than the ladder.
+    let chosen = &cont["chosen"];
+    let noise = cont["noise"].as_f64().unwrap();
+    assert!(
+        (acc(chosen, "forget_acc") - acc(chosen, "heldout_acc")).abs() <= noise,
+        "continue: forget accuracy not within the noise ({noise:.1}) of held-out: {chosen}"
+    );
+    let score = |c: &serde_json::Value| c["chosen"]["score"].as_f64().unwrap();
+    assert!(
+        score(&cont) <= score(&restart),
+        "the continuing walk chose a worse state ({}) than the ladder ({})",
+        score(&cont),
+        score(&restart)
+    );
     let epochs = |c: &serde_json::Value| c["epochs_run"].as_u64().unwrap();
     assert!(
         epochs(&cont) < epochs(&restart),
