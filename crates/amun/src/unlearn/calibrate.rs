@@ -1018,6 +1018,7 @@ impl Search<'_, '_> {
     /// The continuing walk ([`Walk::Continue`]) from rung `start` over at
     /// most `budget` epochs; `model` holds the original and ends in the
     /// walk's last state. Returns why it stopped.
+    #[allow(clippy::too_many_arguments)]
     fn climb(
         &mut self,
         ladder: &[f64],
