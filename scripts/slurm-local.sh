@@ -522,6 +522,15 @@ health_check() {
 
 cmd_start() {
   [ "$(id -u)" = 0 ] || die "must run as root (apt-get, SlurmdUser=root)"
+  # The daemons outlive this script: they must not inherit the caller's
+  # open files beyond stdio (a `flock LOCK cargo test` that starts the
+  # cluster would otherwise hold LOCK for as long as the cluster runs).
+  local fd
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    # (255: the script bash is reading)
+    [ "$fd" -gt 2 ] 2>/dev/null && [ "$fd" != 255 ] && eval "exec $fd>&-"
+  done
   local t0=$SECONDS any=0 d
   install_packages
   make_dirs

@@ -6,6 +6,7 @@
 mod common;
 
 mod import;
+mod registry;
 mod reliability;
 mod scale_out;
 mod tuning;

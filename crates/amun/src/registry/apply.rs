@@ -102,6 +102,14 @@ pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
             }
         }
     }
+    // A version committed just before its process died has no
+    // certificate yet: write it now.
+    for v in reg.versions()? {
+        let (_, json) = super::certificate::certificate_paths(reg, v.id);
+        if !json.exists() {
+            write_certificate(reg, v.id)?;
+        }
+    }
     Ok(removed)
 }
 

@@ -274,7 +274,19 @@ pub fn run_retrain(
     progress: &dyn Progress,
 ) -> Result<VersionRow> {
     let mut reg = Registry::open(dir)?;
-    let _lock = lock_writer(dir, "run the retrain")?;
+    // The process that submitted this job may still hold the lock for a
+    // moment (it records the job id after sbatch answers): wait for it.
+    let mut tries = 0;
+    let _lock = loop {
+        match lock_writer(dir, "run the retrain") {
+            Ok(l) => break l,
+            Err(Error::Invalid { .. }) if tries < 120 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     clean_leftovers(&reg)?;
     check_intact(&reg, "retrained")?;
     let row = reg
