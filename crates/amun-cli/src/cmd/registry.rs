@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub enum RegistryCmd {
     /// Make a registry from a trained checkpoint (its first version)
     Create(CreateArgs),
-    /// Add deletion requests (one per file), each in its own transaction
+    /// Add deletion requests (one per file): all files checked, then added together
     Add(AddArgs),
     /// List requests (with their status) and versions
     List(ListArgs),
@@ -159,25 +159,21 @@ pub struct AddArgs {
 
 fn add(a: AddArgs) -> Result<()> {
     let mut reg = Registry::open(&a.dir.registry)?;
-    let mut added = Vec::new();
-    for f in &a.files {
-        let s = reg.add_request(f, &a.reference, a.received.as_deref())?;
-        if !a.json {
-            super::outln!(
-                "request {}: {} sample(s) from {}, {}",
-                s.request.id,
-                s.request.size,
-                f.display(),
-                match s.absorbed_by {
-                    Some(v) => format!("already forgotten by version {v} (absorbed)"),
-                    None => "pending".into(),
-                }
-            );
-        }
-        added.push(s);
-    }
+    let added = reg.add_requests(&a.files, &a.reference, a.received.as_deref())?;
     if a.json {
         return print_json(&added);
+    }
+    for s in &added {
+        super::outln!(
+            "request {}: {} sample(s) from {}, {}",
+            s.request.id,
+            s.request.size,
+            s.request.source,
+            match s.absorbed_by {
+                Some(v) => format!("already forgotten by version {v} (absorbed)"),
+                None => "pending".into(),
+            }
+        );
     }
     Ok(())
 }

@@ -113,3 +113,17 @@ pub const AMUN_CHEAP: &[&str] = &[
     "--epochs",
     "3",
 ];
+
+/// An apply that is quick but does the whole flow (load and check the
+/// data, fine-tune, audit, stage, place, commit, certificate): FT,
+/// uncalibrated, one epoch.
+pub const APPLY_FAST: &[&str] = &[
+    "--device",
+    "cpu",
+    "-q",
+    "--method",
+    "ft",
+    "--no-calibrate",
+    "--epochs",
+    "1",
+];

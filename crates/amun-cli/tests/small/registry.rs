@@ -3,8 +3,8 @@
 //! by verify, and bad input refused with nothing changed.
 use crate::common;
 use common::registry::{
-    AMUN_CHEAP, absorbed_by, copy_dir, count, db, indices_sha256, mnist_model, pending, reg,
-    request,
+    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, count, db, indices_sha256, mnist_model, pending,
+    reg, request,
 };
 use common::{fails_with, ok, read_json, stdout};
 use std::path::Path;
@@ -233,6 +233,72 @@ fn tampering_is_named_by_verify_and_an_edited_registry_is_not_applied() {
 }
 
 #[test]
+fn edited_certificates_and_a_rolled_back_database_are_named_and_nothing_is_removed() {
+    let d = tempfile::tempdir().unwrap();
+    let base = small_registry(d.path());
+    let old_db = d.path().join("before-apply.db");
+    std::fs::copy(base.join("registry.db"), &old_db).unwrap();
+    ok(&reg("apply", &base, APPLY_FAST));
+    ok(&reg("verify", &base, &[]));
+    // A certificate's numbers, its list of deleted requests, its Markdown.
+    let a = d.path().join("a");
+    copy_dir(&base, &a);
+    let cj = a.join("certificates/v0002.json");
+    let mut c = common::read_json(&cj);
+    c["audit"]["heldout"]["test_acc"] = serde_json::json!(99.0);
+    std::fs::write(&cj, serde_json::to_string_pretty(&c).unwrap() + "\n").unwrap();
+    let o = reg("verify", &a, &[]);
+    fails_with(&o, &["v0002.json", "was edited: its `audit` differs"]);
+    let b = d.path().join("b");
+    copy_dir(&base, &b);
+    let cj = b.join("certificates/v0002.json");
+    let mut c = common::read_json(&cj);
+    c["deleted"].as_array_mut().unwrap().pop();
+    std::fs::write(&cj, serde_json::to_string_pretty(&c).unwrap() + "\n").unwrap();
+    let md = b.join("certificates/v0001.md");
+    let text = std::fs::read_to_string(&md).unwrap();
+    std::fs::write(&md, text.replacen("| ", "| 9", 1)).unwrap();
+    // The error line names the first problem; stdout lists each.
+    let o = reg("verify", &b, &[]);
+    fails_with(&o, &["2 problem(s)", "v0001.md: was edited: line"]);
+    assert!(
+        stdout(&o).contains("v0002.json: was edited: its `deleted` differs"),
+        "{}",
+        stdout(&o)
+    );
+    // The database put back as it was before the apply: version 2's files
+    // and certificate are the evidence; apply refuses and keeps them.
+    let e = d.path().join("e");
+    copy_dir(&base, &e);
+    std::fs::copy(&old_db, e.join("registry.db")).unwrap();
+    for x in ["registry.db-wal", "registry.db-shm"] {
+        let _ = std::fs::remove_file(e.join(x));
+    }
+    let o = reg("verify", &e, &[]);
+    fails_with(
+        &o,
+        &[
+            "certificates/v0002.json",
+            "belongs to version 2, which the registry does not hold",
+            "rolled back",
+        ],
+    );
+    fails_with(
+        &reg("apply", &e, APPLY_FAST),
+        &["fails verification", "nothing was applied", "rolled back"],
+    );
+    for f in [
+        "certificates/v0002.json",
+        "certificates/v0002.md",
+        "versions/v0002.safetensors",
+        "versions/v0002.json",
+    ] {
+        assert!(e.join(f).exists(), "{f} was removed");
+    }
+    assert_eq!(count(&e, "versions"), 1);
+}
+
+#[test]
 fn bad_requests_are_refused_and_change_nothing() {
     let d = tempfile::tempdir().unwrap();
     let r = small_registry(d.path());
@@ -265,6 +331,36 @@ fn bad_requests_are_refused_and_change_nothing() {
         ),
         &["received", "'yesterday'"],
     );
+    // A forget set made for another slice, its indices in range.
+    let other = d.path().join("other-slice.json");
+    std::fs::write(
+        &other,
+        r#"{"dataset": "mnist[train:600]", "train_size": 600, "kind": "random", "seed": 1,
+            "size": 2, "indices": [5, 6]}"#,
+    )
+    .unwrap();
+    fails_with(
+        &reg("add", &r, &[other.to_str().unwrap()]),
+        &[
+            "other-slice.json",
+            "forget set is for mnist[train:600] (600 training samples)",
+            "mnist[train:400] (400)",
+        ],
+    );
+    // Several files: one bad file adds none of them.
+    let good = request(d.path(), "good.csv", &[30, 31]);
+    fails_with(
+        &reg("add", &r, &[good.to_str().unwrap(), bad.to_str().unwrap()]),
+        &["out.csv", "index 400 is outside"],
+    );
+    fails_with(
+        &reg(
+            "add",
+            &r,
+            &[good.to_str().unwrap(), "--received", "2026-02-30"],
+        ),
+        &["received", "'2026-02-30'"],
+    );
     assert_eq!(count(&r, "chain"), before);
     assert_eq!(count(&r, "requests"), 2);
     fails_with(&reg("add", &r, &["missing.csv"]), &["missing.csv"]);
@@ -274,6 +370,17 @@ fn bad_requests_are_refused_and_change_nothing() {
     );
     let nowhere = d.path().join("none");
     fails_with(&reg("list", &nowhere, &[]), &["not a registry"]);
+    // A folder whose registry.db is empty is no registry, and stays empty.
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("registry.db"), b"").unwrap();
+    for sub in ["list", "verify"] {
+        fails_with(&reg(sub, &empty, &[]), &["not a registry"]);
+    }
+    assert_eq!(
+        std::fs::metadata(empty.join("registry.db")).unwrap().len(),
+        0
+    );
     // create refuses a used folder and a model that is not a trained root.
     let model = d.path().join("orig.safetensors");
     fails_with(
@@ -357,6 +464,25 @@ fn image_folders_are_named_by_path_and_changed_bytes_are_refused() {
         &reg("add", &r, &[unknown.to_str().unwrap()]),
         &["train/0/99999.png is not a training image"],
     );
+    // A test image changes: calibration and audits would measure on other
+    // held-out images than the versions before.
+    let test_img = std::fs::read_dir(data.join("test/1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let kept = std::fs::read(&test_img).unwrap();
+    let mut img = image::open(&test_img).unwrap().to_luma8();
+    img.pixels_mut().for_each(|p| p.0[0] = 255 - p.0[0]);
+    img.save(&test_img).unwrap();
+    fails_with(
+        &reg("apply", &r, APPLY_FAST),
+        &[
+            "the test split of",
+            "differs from the one the registry recorded",
+        ],
+    );
+    std::fs::write(&test_img, kept).unwrap();
     // One image's bytes change after the registry was made.
     let changed = data.join(&files[2]);
     let mut img = image::open(&changed).unwrap().to_luma8();
@@ -413,5 +539,78 @@ fn two_applies_at_once_the_second_is_refused() {
     assert_eq!(count(&r, "versions"), 2);
     assert_eq!(absorbed_by(&r, 2), vec![1, 2]);
     assert_eq!(count(&r, "absorptions"), 2);
+    ok(&reg("verify", &r, &[]));
+}
+
+/// A Slurm of shell scripts on `PATH`: `sbatch` answers job 4242, `squeue`
+/// prints the file `state` beside it (nothing when absent: a job Slurm
+/// forgot), `sacct` knows nothing.
+fn fake_slurm(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("fake-slurm");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, body) in [
+        ("sbatch", "echo 4242"),
+        (
+            "squeue",
+            "cat \"$(dirname \"$0\")/state\" 2>/dev/null; true",
+        ),
+        ("sacct", "true"),
+    ] {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn a_slurm_retrain_blocks_writers_only_while_slurm_says_it_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    ok(&reg("apply", &r, APPLY_FAST));
+    let path = fake_slurm(d.path());
+    let state = d.path().join("fake-slurm/state");
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .args(["registry", args[0], "--registry", r.to_str().unwrap()])
+            .args(&args[1..])
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["retrain", "--slurm", "--force", "--device", "cpu"]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains("retrain 1: Slurm job 4242"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::write(&state, "4242|RUNNING|None\n").unwrap();
+    fails_with(
+        &run(&["retrain"]),
+        &["cannot retrain", "Slurm job 4242", "queued or running"],
+    );
+    // Slurm no longer knows the job, or cannot be asked: no wedge.
+    std::fs::remove_file(&state).unwrap();
+    let o = run(&["retrain"]);
+    ok(&o);
+    assert!(stdout(&o).starts_with("no retrain:"), "{}", stdout(&o));
+    std::fs::write(d.path().join("fake-slurm/squeue"), "#!/bin/sh\nexit 1\n").unwrap();
+    let more = request(d.path(), "r3.csv", &[20, 21]);
+    ok(&reg("add", &r, &[more.to_str().unwrap()]));
+    let mut args = vec!["apply"];
+    args.extend_from_slice(APPLY_FAST);
+    ok(&run(&args));
+    assert_eq!(count(&r, "versions"), 3);
+    // Were the job to run now, it would find the head moved: nothing recorded.
+    fails_with(
+        &run(&["retrain", "--run", "1", "--device", "cpu"]),
+        &[
+            "retrain 1",
+            "was started for version 2, but the head is now version 3",
+        ],
+    );
+    assert_eq!(count(&r, "versions"), 3);
     ok(&reg("verify", &r, &[]));
 }

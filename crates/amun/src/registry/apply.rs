@@ -54,10 +54,19 @@ pub struct Applied {
 }
 
 /// Stops the process at a named point of a commit when
-/// `AMUN_REGISTRY_STOP_AT` names it: the crash tests' way to kill an apply
-/// exactly between its steps (the same signal as `kill -9`).
-pub(crate) fn stop_at(point: &str) {
-    if std::env::var("AMUN_REGISTRY_STOP_AT").is_ok_and(|p| p == point) {
+/// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
+/// absolute path: the crash tests' way to kill an apply or retrain exactly
+/// between its steps (the same signal as `kill -9`, so it leaves nothing a
+/// real crash could not). Bound to one folder, a variable left set in a
+/// shell cannot stop the work on any other registry.
+pub(crate) fn stop_at(reg: &Registry, point: &str) {
+    let Ok(v) = std::env::var("AMUN_REGISTRY_STOP_AT") else {
+        return;
+    };
+    let Some((p, dir)) = v.split_once('@') else {
+        return;
+    };
+    if p == point && std::path::absolute(&reg.dir).is_ok_and(|d| d == Path::new(dir)) {
         // SAFETY: raise only sends this process a signal.
         unsafe {
             libc::raise(libc::SIGKILL);
@@ -66,8 +75,12 @@ pub(crate) fn stop_at(point: &str) {
 }
 
 /// Removes what an interrupted apply or retrain left (under the writer
-/// lock, so none is running): staged files, and version files and
-/// certificates of versions never committed.
+/// lock, so none is running, and after [`check_intact`], so nothing here
+/// is evidence of lost history): staged files, temporary files, and the
+/// files of the one version a writer places before its commit (the head's
+/// successor). A certificate or other version files of a version the
+/// database does not hold are never a crash's leftovers (certificates are
+/// written after the commit): verify names them and they stay.
 pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let staging = reg.dir.join("staging");
@@ -79,25 +92,22 @@ pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
             }
         }
     }
-    let max = reg.head()?.id;
+    let next = weights_name(reg.head()?.id + 1);
+    let next_side = next.replace(".safetensors", ".json");
+    for f in [&next, &next_side] {
+        let p = reg.dir.join(f);
+        if std::fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    }
     for sub in ["versions", "certificates"] {
-        let d = reg.dir.join(sub);
-        let Ok(rd) = std::fs::read_dir(&d) else {
+        let Ok(rd) = std::fs::read_dir(reg.dir.join(sub)) else {
             continue;
         };
         for e in rd.flatten() {
             let p = e.path();
-            let name = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let id = name
-                .strip_prefix('v')
-                .and_then(|r| r.split('.').next())
-                .and_then(|n| n.parse::<i64>().ok());
-            let temp = name.starts_with('.') && name.contains(".tmp-");
-            if (id.is_some_and(|i| i > max) || temp) && std::fs::remove_file(&p).is_ok() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") && std::fs::remove_file(&p).is_ok() {
                 removed.push(p);
             }
         }
@@ -115,7 +125,7 @@ pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
 
 /// Refuses to write a registry that fails verification, naming what changed.
 pub(crate) fn check_intact(reg: &Registry, doing: &str) -> Result<()> {
-    let v = verify::check(reg, true)?;
+    let v = verify::check(reg)?;
     if let Some(first) = v.findings.first() {
         return Err(Error::invalid(
             format!("registry {}", reg.dir.display()),
@@ -144,6 +154,24 @@ pub(crate) fn load_checked_data(
     let files = crate::data::sample_files(&spec)?;
     let now = samples::hash_all(&data, files.as_deref())?;
     samples::check_same(&reg.samples()?, &now, &spec.train_label())?;
+    // The training samples are the recorded ones, so a different content
+    // hash means other test images: calibration's hold-out and every
+    // audit would measure on data the registry's versions were not.
+    let info = reg.info()?;
+    let got = data.content_sha256();
+    if got != info.data_sha256 {
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "the test split of {} differs from the one the registry recorded (content \
+                 sha256 {}, recorded {}): calibration and audits must use the same held-out \
+                 images as the registry's versions",
+                spec.label(),
+                samples::short(&got),
+                samples::short(&info.data_sha256)
+            ),
+        ));
+    }
     Ok(data)
 }
 
@@ -156,9 +184,24 @@ pub(crate) fn place(reg: &Registry, staged: &Path, id: i64) -> Result<(String, S
     let sidecar_sha = crate::data::sha256_file(&staged_side)?;
     let vdir = reg.dir.join("versions");
     std::fs::create_dir_all(&vdir).at(&vdir)?;
-    std::fs::rename(staged, reg.dir.join(&w)).at(reg.dir.join(&w))?;
-    std::fs::rename(&staged_side, reg.dir.join(&sw)).at(reg.dir.join(&sw))?;
+    move_new(staged, &reg.dir.join(&w))?;
+    move_new(&staged_side, &reg.dir.join(&sw))?;
     Ok((w, weights_sha, sidecar_sha))
+}
+
+/// Renames `from` to `to` unless `to` exists (a hard link fails on a taken
+/// name, then the old name goes): a writer never replaces the files of a
+/// version another one committed.
+fn move_new(from: &Path, to: &Path) -> Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => std::fs::remove_file(from).at(from),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(
+            to.display().to_string(),
+            "exists already: another apply or retrain placed this version; nothing was \
+             recorded, run the command again",
+        )),
+        Err(e) => Err(e).at(to),
+    }
 }
 
 /// Applies the pending requests of the registry in `dir` as one batch.
@@ -166,14 +209,16 @@ pub(crate) fn place(reg: &Registry, staged: &Path, id: i64) -> Result<(String, S
 pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Option<Applied>> {
     let mut reg = Registry::open(dir)?;
     let _lock = lock_writer(dir, "apply")?;
+    // Verified before anything is removed: files of versions the database
+    // does not hold are the evidence of a rolled-back database.
+    check_intact(&reg, "applied")?;
     for p in clean_leftovers(&reg)? {
         progress.note(&format!(
             "removed {} (left by an interrupted apply or retrain)",
             p.display()
         ));
     }
-    check_intact(&reg, "applied")?;
-    super::retrain::refuse_in_flight(&reg, "apply")?;
+    super::retrain::refuse_in_flight(&reg, "apply", progress)?;
     let head = reg.head()?;
     let pending = reg.pending()?;
     if pending.is_empty() {
@@ -301,9 +346,9 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     std::fs::create_dir_all(&staging).at(&staging)?;
     let staged = staging.join(format!("v{new_id:04}.safetensors"));
     checkpoint::save(&model, &staged, &done.sidecar)?;
-    stop_at("staged");
+    stop_at(&reg, "staged");
     let (w, weights_sha256, sidecar_sha256) = place(&reg, &staged, new_id)?;
-    stop_at("renamed");
+    stop_at(&reg, "renamed");
     let calibration: Vec<serde_json::Value> = sets
         .iter()
         .zip(&done.logs)
@@ -367,7 +412,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         }
         tx.commit().map_err(&err)?;
     }
-    stop_at("committed");
+    stop_at(&reg, "committed");
     let cert = write_certificate(&reg, new_id)?;
     Ok(Some(Applied {
         version: row,
@@ -380,4 +425,23 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         certificate: Some(cert),
         retrain_due: reg.retrain_due()?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_placed_file_never_replaces_one_that_exists() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+        std::fs::write(&a, b"staged").unwrap();
+        std::fs::write(&b, b"committed").unwrap();
+        let e = move_new(&a, &b).unwrap_err().to_string();
+        assert!(e.contains("exists already"), "{e}");
+        assert_eq!(std::fs::read(&b).unwrap(), b"committed");
+        move_new(&a, &c).unwrap();
+        assert!(!a.exists());
+        assert_eq!(std::fs::read(&c).unwrap(), b"staged");
+    }
 }

@@ -83,10 +83,36 @@ pub struct Certificate {
 
 /// The certificate of version `id`, from the registry as it is now.
 pub fn certificate(reg: &Registry, id: i64) -> Result<Certificate> {
+    let chain = db::chain(&reg.conn, &reg.db)?;
+    let head = chain
+        .last()
+        .ok_or_else(|| Error::invalid("certificate", "the registry's chain is empty"))?;
+    build(reg, id, &chain, head)
+}
+
+/// Version `id`'s certificate as it was made when the chain ended at
+/// `head`: only what the chain held then (absorptions and retrains
+/// recorded later are left out), so [`super::verify`] can re-derive a
+/// certificate file from the records and name an edited one.
+pub(crate) fn build(
+    reg: &Registry,
+    id: i64,
+    chain: &[ChainEntry],
+    head: &ChainEntry,
+) -> Result<Certificate> {
     let v = reg.version(id)?;
     let info = reg.info()?;
     let spec = reg.data_spec()?;
-    let versions = reg.versions()?;
+    let recorded = |kind: &str, item: i64| {
+        chain
+            .iter()
+            .any(|e| e.kind == kind && e.item == item && e.seq <= head.seq)
+    };
+    let versions: Vec<VersionRow> = reg
+        .versions()?
+        .into_iter()
+        .filter(|x| recorded("version", x.id))
+        .collect();
     let mut lineage = vec![v.id];
     let mut cur = v.parent;
     while let Some(p) = cur {
@@ -94,13 +120,20 @@ pub fn certificate(reg: &Registry, id: i64) -> Result<Certificate> {
         cur = versions.iter().find(|x| x.id == p).and_then(|x| x.parent);
     }
     lineage.reverse();
-    let abs = reg.absorptions()?;
+    let abs: Vec<_> = reg
+        .absorptions()?
+        .into_iter()
+        .filter(|a| recorded("absorption", a.id) && lineage.contains(&a.version))
+        .collect();
+    let mut absorbed: Vec<i64> = abs.iter().map(|a| a.request).collect();
+    absorbed.sort_unstable();
+    absorbed.dedup();
     let mut deleted = Vec::new();
-    for r in reg.absorbed(id)? {
+    for r in absorbed {
         let row = reg.request(r)?;
         let first = abs
             .iter()
-            .filter(|a| a.request == r && lineage.contains(&a.version))
+            .filter(|a| a.request == r)
             .min_by_key(|a| a.version)
             .ok_or_else(|| Error::invalid("certificate", format!("request {r}: no absorption")))?;
         let samples: Vec<Sample> = reg.request_samples(r)?;
@@ -137,14 +170,12 @@ pub fn certificate(reg: &Registry, id: i64) -> Result<Certificate> {
             against.push(c);
         }
     }
-    let chain: Vec<ChainEntry> = db::chain(&reg.conn, &reg.db)?;
     let rec = chain
         .iter()
         .find(|e| e.kind == "version" && e.item == id)
         .ok_or_else(|| {
             Error::invalid("certificate", format!("version {id} is not in the chain"))
         })?;
-    let head = chain.last().expect("a chain with this record");
     Ok(Certificate {
         format: FORMAT.into(),
         generated: db::now_utc(),
@@ -172,6 +203,19 @@ pub fn certificate(reg: &Registry, id: i64) -> Result<Certificate> {
             head_hash: head.hash.clone(),
         },
     })
+}
+
+/// The JSON text a certificate file holds.
+pub(crate) fn json_text(c: &Certificate) -> String {
+    let mut s = serde_json::to_string_pretty(c).expect("certificates serialise");
+    s.push('\n');
+    s
+}
+
+/// Free text as one Markdown table cell: a `|` or a line break in a
+/// request's reference would otherwise split the table.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -221,7 +265,7 @@ pub fn render_markdown(c: &Certificate) -> String {
                 d.request,
                 d.received,
                 d.added,
-                d.reference.replace('|', "\\|"),
+                cell(&d.reference),
                 d.size,
                 d.absorbed_by,
                 d.how,
@@ -411,7 +455,7 @@ pub fn certificate_paths(reg: &Registry, id: i64) -> (PathBuf, PathBuf) {
 pub fn write_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
     let c = certificate(reg, id)?;
     let (md, json) = certificate_paths(reg, id);
-    fsutil::write_json(&json, &c)?;
+    fsutil::write_atomic(&json, json_text(&c).as_bytes())?;
     fsutil::write_atomic(&md, render_markdown(&c).as_bytes())?;
     Ok((md, json))
 }

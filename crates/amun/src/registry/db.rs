@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 /// The database file in a registry folder.
 pub const DB_FILE: &str = "registry.db";
@@ -155,6 +157,30 @@ pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {
     let conn = Connection::open_with_flags(&path, flags).map_err(sql(&path))?;
     conn.busy_timeout(Duration::from_secs(30))
         .map_err(sql(&path))?;
+    if !create {
+        // Checked before anything writes: an empty file or another
+        // program's database would otherwise be given the registry's
+        // tables and then pass for an empty, intact registry.
+        let known: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+                 ('schema_version', 'registry', 'chain')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sql(&path))?
+            == 3;
+        if !known {
+            return Err(Error::invalid(
+                dir.display().to_string(),
+                format!(
+                    "not a registry: {} holds no amun registry (no schema_version, registry \
+                     and chain tables); registries are made by `amun registry create`",
+                    path.display()
+                ),
+            ));
+        }
+    }
     // WAL: readers see the last commit while a writer works; FULL: a
     // commit survives a power cut, not only a killed process.
     let mode: String = conn
@@ -313,35 +339,22 @@ pub fn chain(conn: &Connection, path: &Path) -> Result<Vec<ChainEntry>> {
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    format_utc(secs)
+    utc(OffsetDateTime::now_utc()).expect("this year has four digits")
 }
 
-/// `secs` since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic
-/// Gregorian calendar, days from the epoch turned into a civil date).
-pub fn format_utc(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// `t` in UTC, to the second, as RFC 3339 (`2026-03-01T12:00:00Z`); `None`
+/// for a year RFC 3339 cannot write.
+fn utc(t: OffsetDateTime) -> Option<String> {
+    t.to_offset(UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
 }
 
-/// Checks a user-given time in the form [`now_utc`] writes (or a date
-/// alone, taken as its midnight UTC).
+/// A user-given time as [`now_utc`] writes it: RFC 3339 (any offset,
+/// turned into UTC; fractions of a second dropped) or a date alone, taken
+/// as its midnight UTC.
 pub fn parse_utc(s: &str) -> Result<String> {
     let bad = || {
         Error::invalid(
@@ -351,31 +364,15 @@ pub fn parse_utc(s: &str) -> Result<String> {
             ),
         )
     };
+    // A date alone (`YYYY-MM-DD`) is its midnight UTC.
     let full = if s.len() == 10 {
         format!("{s}T00:00:00Z")
     } else {
         s.to_string()
     };
-    let b = full.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
-        return Err(bad());
-    }
-    if b[16] != b':' || b[19] != b'Z' {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| full[r].parse::<u32>().map_err(|_| bad());
-    let (mo, d, h, mi, se) = (
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    num(0..4)?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 59 {
-        return Err(bad());
-    }
-    Ok(full)
+    let t = OffsetDateTime::parse(&full, &Rfc3339).map_err(|_| bad())?;
+    // Four-digit years only: the records sort and compare as text.
+    utc(t).filter(|x| x.len() == 20).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -384,12 +381,25 @@ mod tests {
 
     #[test]
     fn times_are_utc_calendar_dates() {
-        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_utc(1_709_294_400 + 3661), "2024-03-01T13:01:01Z");
+        let at = |secs| utc(OffsetDateTime::from_unix_timestamp(secs).unwrap()).unwrap();
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_294_400 + 3661), "2024-03-01T13:01:01Z");
+        assert_eq!(now_utc().len(), 20);
         assert_eq!(parse_utc("2026-03-01").unwrap(), "2026-03-01T00:00:00Z");
-        assert!(parse_utc("2026-13-01").is_err());
-        assert!(parse_utc("yesterday").is_err());
+        assert_eq!(
+            parse_utc("2026-03-01T12:00:00.5+02:00").unwrap(),
+            "2026-03-01T10:00:00Z"
+        );
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "2026-02-29T00:00:00Z",
+            "yesterday",
+            "",
+        ] {
+            assert!(parse_utc(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -409,6 +419,31 @@ mod tests {
         let e = open(dir.path(), false).err().unwrap().to_string();
         assert!(e.contains("newer amun") && e.contains("99"), "{e}");
         assert!(path.ends_with(DB_FILE));
+    }
+
+    #[test]
+    fn an_empty_file_or_another_database_is_not_a_registry_and_stays_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        std::fs::write(&path, b"").unwrap();
+        let e = open(dir.path(), false).err().unwrap().to_string();
+        assert!(e.contains("not a registry"), "{e}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        std::fs::remove_file(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE notes (t TEXT)").unwrap();
+        drop(other);
+        let e = open(dir.path(), false).err().unwrap().to_string();
+        assert!(e.contains("not a registry"), "{e}");
+        let names: Vec<String> = Connection::open(&path)
+            .unwrap()
+            .prepare("SELECT name FROM sqlite_master")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(names, vec!["notes".to_string()]);
     }
 
     #[test]

@@ -322,9 +322,7 @@ impl Registry {
         let data = crate::model::load_data(&sc.data, &spec.data_dir, progress)?;
         let (model, _) = checkpoint::load(&spec.checkpoint, tch::Device::Cpu)?;
         let holdout = spec.holdout_test.unwrap_or((data.test.len() / 10).max(1));
-        crate::data::HeldOut::LastTest(holdout)
-            .split(&data, &spec.data_dir)
-            .map_err(|e| Error::invalid("holdout-test", e.to_string()))?;
+        crate::data::HeldOut::LastTest(holdout).split(&data, &spec.data_dir)?;
         let files = crate::data::sample_files(&sc.data)?;
         progress.note(&format!(
             "hashing the {} training samples of {}",
@@ -687,124 +685,133 @@ impl Registry {
         Ok((!why.is_empty()).then(|| why.join("; ")))
     }
 
-    /// Adds the request in `file` (indices, or image paths for an image
+    /// Adds one request per file (indices, or image paths for an image
     /// folder), received at `received` (UTC; default now), with a free-text
-    /// `reference`. One transaction: concurrent adds never lose or repeat a
-    /// request. A request whose every sample the head already forgot is
-    /// absorbed by the head at once.
-    pub fn add_request(
+    /// `reference`. Every file is read and checked first, then all are
+    /// added in one transaction: a bad file adds none, and concurrent adds
+    /// never lose or repeat a request. A request whose every sample the
+    /// head already forgot is absorbed by the head at once.
+    pub fn add_requests(
         &mut self,
-        file: &Path,
+        files: &[PathBuf],
         reference: &str,
         received: Option<&str>,
-    ) -> Result<RequestStatus> {
-        let info = self.info()?;
-        let spec = self.data_spec()?;
-        let root = (info.sample_names == "path").then(|| PathBuf::from(&spec.dataset));
-        let named = samples::read_request(file, root.as_deref())?;
-        let recorded = self.samples()?;
-        let picked =
-            samples::resolve(named, &recorded, file, &spec.train_label(), root.as_deref())?;
+    ) -> Result<Vec<RequestStatus>> {
         let received = match received {
             Some(r) => db::parse_utc(r)?,
             None => db::now_utc(),
         };
+        let info = self.info()?;
+        let spec = self.data_spec()?;
+        let root = (info.sample_names == "path").then(|| PathBuf::from(&spec.dataset));
+        let recorded = self.samples()?;
+        let mut resolved = Vec::new();
+        for file in files {
+            let named = samples::read_request(file, root.as_deref())?;
+            let picked =
+                samples::resolve(named, &recorded, file, &spec.train_label(), root.as_deref())?;
+            resolved.push((file, picked));
+        }
         let added = db::now_utc();
         let db = self.db.clone();
         let err = sql(&db);
         let tx = immediate(&mut self.conn, &db)?;
-        // Samples no request named before: a request of none of them
-        // forgets nothing new.
-        let covered_by_any = {
-            let mut st = tx
-                .prepare("SELECT 1 FROM request_samples WHERE idx = ?1 LIMIT 1")
+        let mut out = Vec::new();
+        for (file, picked) in resolved {
+            // Samples no request named before: a request of none of them
+            // forgets nothing new.
+            let covered_by_any = {
+                let mut st = tx
+                    .prepare_cached("SELECT 1 FROM request_samples WHERE idx = ?1 LIMIT 1")
+                    .map_err(&err)?;
+                let mut n = 0usize;
+                for s in &picked {
+                    if st.exists([s.idx]).map_err(&err)? {
+                        n += 1;
+                    }
+                }
+                n
+            };
+            let named_before: i64 = tx
+                .query_row("SELECT COUNT(DISTINCT idx) FROM request_samples", [], |r| {
+                    r.get(0)
+                })
                 .map_err(&err)?;
-            let mut n = 0usize;
-            for s in &picked {
-                if st.exists([s.idx]).map_err(&err)? {
-                    n += 1;
+            let total = named_before as usize + picked.len() - covered_by_any;
+            if total >= info.train_size as usize {
+                return Err(Error::format(
+                    file,
+                    format!(
+                        "with this request every one of the {} training samples would be \
+                         forgotten; keep at least one (nothing was added)",
+                        info.train_size
+                    ),
+                ));
+            }
+            let id: i64 = tx
+                .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM requests", [], |r| {
+                    r.get(0)
+                })
+                .map_err(&err)?;
+            let row = RequestRow {
+                id,
+                received: received.clone(),
+                added: added.clone(),
+                reference: reference.to_string(),
+                source: file.display().to_string(),
+                size: picked.len() as i64,
+                samples_sha256: samples::digest(&picked),
+            };
+            tx.execute(
+                "INSERT INTO requests (id, received, added, reference, source, size, \
+                 samples_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    row.id,
+                    row.received,
+                    row.added,
+                    row.reference,
+                    row.source,
+                    row.size,
+                    row.samples_sha256
+                ],
+            )
+            .map_err(&err)?;
+            {
+                let mut st = tx
+                    .prepare_cached("INSERT INTO request_samples (request, idx) VALUES (?1, ?2)")
+                    .map_err(&err)?;
+                for s in &picked {
+                    st.execute(params![id, s.idx]).map_err(&err)?;
                 }
             }
-            n
-        };
-        let named_before: i64 = tx
-            .query_row("SELECT COUNT(DISTINCT idx) FROM request_samples", [], |r| {
-                r.get(0)
-            })
-            .map_err(&err)?;
-        let total = named_before as usize + picked.len() - covered_by_any;
-        if total >= info.train_size as usize {
-            return Err(Error::format(
-                file,
-                format!(
-                    "with this request every one of the {} training samples would be \
-                     forgotten; keep at least one",
-                    info.train_size
-                ),
-            ));
-        }
-        let id: i64 = tx
-            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM requests", [], |r| {
-                r.get(0)
-            })
-            .map_err(&err)?;
-        let row = RequestRow {
-            id,
-            received,
-            added,
-            reference: reference.to_string(),
-            source: file.display().to_string(),
-            size: picked.len() as i64,
-            samples_sha256: samples::digest(&picked),
-        };
-        tx.execute(
-            "INSERT INTO requests (id, received, added, reference, source, size, samples_sha256) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                row.id,
-                row.received,
-                row.added,
-                row.reference,
-                row.source,
-                row.size,
-                row.samples_sha256
-            ],
-        )
-        .map_err(&err)?;
-        {
-            let mut st = tx
-                .prepare("INSERT INTO request_samples (request, idx) VALUES (?1, ?2)")
-                .map_err(&err)?;
-            for s in &picked {
-                st.execute(params![id, s.idx]).map_err(&err)?;
+            append(&tx, &db, "request", id, &row)?;
+            let mut status = RequestStatus {
+                request: row,
+                status: "pending".into(),
+                absorbed_by: None,
+                how: None,
+            };
+            if covered_by_any == picked.len() {
+                // Every sample was named before; if the head forgot them
+                // all, the head absorbs this request now.
+                let head: i64 = tx
+                    .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
+                    .map_err(&err)?;
+                let forgotten = forgotten_in(&tx, &db, head)?;
+                if picked
+                    .iter()
+                    .all(|s| forgotten.binary_search(&s.idx).is_ok())
+                {
+                    insert_absorption(&tx, &db, head, id, "covered")?;
+                    status.status = "absorbed".into();
+                    status.absorbed_by = Some(head);
+                    status.how = Some("covered".into());
+                }
             }
-        }
-        append(&tx, &db, "request", id, &row)?;
-        let mut status = RequestStatus {
-            request: row,
-            status: "pending".into(),
-            absorbed_by: None,
-            how: None,
-        };
-        if covered_by_any == picked.len() {
-            // Every sample was named before; if the head forgot them all,
-            // the head absorbs this request now.
-            let head: i64 = tx
-                .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
-                .map_err(&err)?;
-            let forgotten = forgotten_in(&tx, &db, head)?;
-            if picked
-                .iter()
-                .all(|s| forgotten.binary_search(&s.idx).is_ok())
-            {
-                insert_absorption(&tx, &db, head, id, "covered")?;
-                status.status = "absorbed".into();
-                status.absorbed_by = Some(head);
-                status.how = Some("covered".into());
-            }
+            out.push(status);
         }
         tx.commit().map_err(&err)?;
-        Ok(status)
+        Ok(out)
     }
 }
 

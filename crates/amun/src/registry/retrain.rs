@@ -70,8 +70,11 @@ pub enum RetrainOutcome {
 }
 
 /// Refuses to `doing` while a Slurm retrain that may still record a
-/// version is queued or running.
-pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str) -> Result<()> {
+/// version is queued or running, as Slurm says. A job Slurm does not know
+/// (any more), or a Slurm that cannot be asked, does not block: the
+/// refusal only spares a retrain's work, and such a job, if it ever runs,
+/// finds the head moved and records nothing (`run_locked`).
+pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str, progress: &dyn Progress) -> Result<()> {
     let done: Vec<i64> = reg.versions()?.iter().filter_map(|v| v.retrain).collect();
     for r in reg.retrains()? {
         if done.contains(&r.id) || r.executor != "slurm" {
@@ -80,10 +83,20 @@ pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str) -> Result<()> {
         let Some(job) = reg.retrain_job(r.id)? else {
             continue;
         };
-        let states = Sbatch.query(std::slice::from_ref(&job))?;
+        let states = match Sbatch.query(std::slice::from_ref(&job)) {
+            Ok(s) => s,
+            Err(e) => {
+                progress.note(&format!(
+                    "cannot ask Slurm about retrain {} (job {job}): {e}; going on (if that job \
+                     still runs, it will find the head moved and record nothing)",
+                    r.id
+                ));
+                continue;
+            }
+        };
         let live = states
             .get(&job)
-            .is_none_or(|s| matches!(s.state, SlurmState::Pending | SlurmState::Running));
+            .is_some_and(|s| matches!(s.state, SlurmState::Pending | SlurmState::Running));
         if live {
             return Err(Error::invalid(
                 format!("registry {}", reg.dir.display()),
@@ -103,14 +116,14 @@ pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str) -> Result<()> {
 pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Result<RetrainOutcome> {
     let mut reg = Registry::open(dir)?;
     let lock = lock_writer(dir, "retrain")?;
+    check_intact(&reg, "retrained")?;
     for p in clean_leftovers(&reg)? {
         progress.note(&format!(
             "removed {} (left by an interrupted apply or retrain)",
             p.display()
         ));
     }
-    check_intact(&reg, "retrained")?;
-    refuse_in_flight(&reg, "retrain")?;
+    refuse_in_flight(&reg, "retrain", progress)?;
     let head = reg.head()?;
     if head.forgotten == 0 {
         return Ok(RetrainOutcome::NotDue {
@@ -287,8 +300,8 @@ pub fn run_retrain(
             Err(e) => return Err(e),
         }
     };
-    clean_leftovers(&reg)?;
     check_intact(&reg, "retrained")?;
+    clean_leftovers(&reg)?;
     let row = reg
         .retrains()?
         .into_iter()
@@ -374,9 +387,9 @@ fn run_locked(
         derive(info.seed as u64, "registry-audit", 0),
     )?;
     audit.retrain = Some(compare(&head.audit()?, &audit, head.id, new_id));
-    stop_at("staged");
+    stop_at(reg, "staged");
     let (w, weights_sha256, sidecar_sha256) = place(reg, &staged, new_id)?;
-    stop_at("renamed");
+    stop_at(reg, "renamed");
     let version = VersionRow {
         id: new_id,
         parent: None,
@@ -417,7 +430,7 @@ fn run_locked(
         }
         tx.commit().map_err(sql(&db))?;
     }
-    stop_at("committed");
+    stop_at(reg, "committed");
     let (md, _) = write_certificate(reg, new_id)?;
     // The unlearned version's certificate now has a retrain to compare with.
     write_certificate(reg, row.based_on)?;

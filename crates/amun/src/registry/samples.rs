@@ -157,6 +157,8 @@ pub fn short(sha: &str) -> &str {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Named {
     Indices(Vec<i64>),
+    /// amun's JSON: indices of the dataset and slice it names.
+    Set(crate::data::ForgetSet),
     /// Image files, relative to the dataset folder.
     Paths(Vec<String>),
 }
@@ -203,7 +205,7 @@ pub fn read_request(path: &Path, dataset_root: Option<&Path>) -> Result<Named> {
     }
     match ForgetFile::read(path)? {
         ForgetFile::Indices(v) => Ok(Named::Indices(v)),
-        ForgetFile::Set(s) => Ok(Named::Indices(s.indices)),
+        ForgetFile::Set(s) => Ok(Named::Set(s)),
     }
 }
 
@@ -219,23 +221,36 @@ pub fn resolve(
     dataset_root: Option<&Path>,
 ) -> Result<Vec<Sample>> {
     let n = recorded.len();
-    let mut out: Vec<Sample> = match named {
-        Named::Indices(v) => {
-            if v.is_empty() {
-                return Err(Error::format(source, "the request names no sample"));
-            }
-            if let Some(bad) = v.iter().find(|&&i| i < 0 || i as usize >= n) {
-                return Err(Error::format(
-                    source,
-                    format!(
-                        "index {bad} is outside the registry's dataset {data} (training \
-                         samples 0..{})",
-                        n.saturating_sub(1)
-                    ),
-                ));
-            }
-            v.iter().map(|&i| recorded[i as usize].clone()).collect()
+    let by_index = |v: Vec<i64>| -> Result<Vec<Sample>> {
+        if v.is_empty() {
+            return Err(Error::format(source, "the request names no sample"));
         }
+        if let Some(bad) = v.iter().find(|&&i| i < 0 || i as usize >= n) {
+            return Err(Error::format(
+                source,
+                format!(
+                    "index {bad} is outside the registry's dataset {data} (training \
+                     samples 0..{})",
+                    n.saturating_sub(1)
+                ),
+            ));
+        }
+        Ok(v.iter().map(|&i| recorded[i as usize].clone()).collect())
+    };
+    let mut out: Vec<Sample> = match named {
+        Named::Indices(v) => by_index(v)?,
+        // Indices mean nothing in another dataset or slice, even in range.
+        Named::Set(s) if s.dataset != data || s.train_size != n => {
+            return Err(Error::format(
+                source,
+                format!(
+                    "forget set is for {} ({} training samples), but the registry's data is \
+                     {data} ({n}): its indices name other samples",
+                    s.dataset, s.train_size
+                ),
+            ));
+        }
+        Named::Set(s) => by_index(s.indices)?,
         Named::Paths(paths) => {
             let by_path: std::collections::HashMap<&str, &Sample> = recorded
                 .iter()
@@ -356,5 +371,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.iter().map(|s| s.idx).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_forget_set_of_another_dataset_or_slice_is_refused_even_in_range() {
+        let a = recorded();
+        let src = Path::new("fs.json");
+        let set = |dataset: &str, train_size: usize| {
+            Named::Set(crate::data::ForgetSet {
+                dataset: dataset.into(),
+                train_size,
+                kind: "random".into(),
+                class: None,
+                seed: 0,
+                size: 2,
+                indices: vec![1, 2],
+            })
+        };
+        for (d, n) in [("cifar10[train:5]", 5), ("d", 4000)] {
+            let e = resolve(set(d, n), &a, src, "d", None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("forget set is for {d} ({n} training samples)"))
+                    && e.contains("registry's data is d (5)"),
+                "{e}"
+            );
+        }
+        let ok = resolve(set("d", 5), &a, src, "d", None).unwrap();
+        assert_eq!(ok.iter().map(|s| s.idx).collect::<Vec<_>>(), vec![1, 2]);
     }
 }

@@ -8,7 +8,7 @@ use super::{Registry, read_absorptions, read_policies, read_retrains};
 use crate::error::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One thing that is not as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,14 +45,13 @@ impl Verified {
     }
 }
 
-/// Verifies the registry in `dir`; `files`: also re-hash every artifact
-/// (not only the records).
+/// Verifies the registry in `dir`: its records and every file.
 pub fn verify(dir: &Path) -> Result<Verified> {
     let reg = Registry::open(dir)?;
-    check(&reg, true)
+    check(&reg)
 }
 
-pub(crate) fn check(reg: &Registry, files: bool) -> Result<Verified> {
+pub(crate) fn check(reg: &Registry) -> Result<Verified> {
     let mut f: Vec<Finding> = Vec::new();
     let mut find = |what: String, problem: String| f.push(Finding { what, problem });
     let chain = db::chain(&reg.conn, &reg.db)?;
@@ -163,94 +162,51 @@ pub(crate) fn check(reg: &Registry, files: bool) -> Result<Verified> {
         }
     }
     let mut nfiles = 0;
-    if files {
-        for v in &versions {
-            for (file, want) in [
-                (v.weights.clone(), &v.weights_sha256),
-                (v.sidecar_file(), &v.sidecar_sha256),
-            ] {
-                let p = reg.dir.join(&file);
-                nfiles += 1;
-                match crate::data::sha256_file(&p) {
-                    Err(_) if !p.exists() => find(
-                        format!("version {}", v.id),
-                        format!("its file {file} is missing"),
-                    ),
-                    Err(e) => find(format!("version {}", v.id), e.to_string()),
-                    Ok(got) if got != *want => find(
-                        format!("version {}", v.id),
-                        format!(
-                            "its file {file} was replaced or changed: sha256 {}, the version \
-                             recorded {}",
-                            short(&got),
-                            short(want)
-                        ),
-                    ),
-                    Ok(_) => {}
-                }
-            }
-        }
-        if let Some(i) = &info
-            && let (Some(r), Some(want)) = (&i.refs, &i.refs_sha256)
-        {
+    let mut notes = Vec::new();
+    for v in &versions {
+        for (file, want) in [
+            (v.weights.clone(), &v.weights_sha256),
+            (v.sidecar_file(), &v.sidecar_sha256),
+        ] {
+            let p = reg.dir.join(&file);
             nfiles += 1;
-            match super::refs_digest(Path::new(r)) {
-                Ok(got) if got == *want => {}
-                Ok(got) => find(
-                    format!("reference models {r}"),
+            match crate::data::sha256_file(&p) {
+                Err(_) if !p.exists() => find(
+                    format!("version {}", v.id),
+                    format!("its file {file} is missing"),
+                ),
+                Err(e) => find(format!("version {}", v.id), e.to_string()),
+                Ok(got) if got != *want => find(
+                    format!("version {}", v.id),
                     format!(
-                        "changed since the registry was made (digest {}, recorded {})",
+                        "its file {file} was replaced or changed: sha256 {}, the version \
+                         recorded {}",
                         short(&got),
                         short(want)
                     ),
                 ),
-                Err(e) => find(format!("reference models {r}"), e.to_string()),
-            }
-        }
-        // Certificates pin the chain as it was when they were made.
-        let cdir = reg.dir.join("certificates");
-        let mut certs: Vec<PathBuf> = std::fs::read_dir(&cdir)
-            .map(|r| {
-                r.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        certs.sort();
-        for p in certs {
-            nfiles += 1;
-            let name = format!("certificate {}", p.display());
-            let c: super::Certificate = match crate::fsutil::read_json(&p) {
-                Ok(c) => c,
-                Err(e) => {
-                    find(name, format!("unreadable: {e}"));
-                    continue;
-                }
-            };
-            for (seq, hash) in [
-                (c.chain.record_seq, &c.chain.record_hash),
-                (c.chain.head_seq, &c.chain.head_hash),
-            ] {
-                match chain.iter().find(|e| e.seq == seq) {
-                    Some(e) if e.hash == *hash => {}
-                    Some(e) => find(
-                        name.clone(),
-                        format!(
-                            "names chain record {seq} with hash {}, the chain now holds {}: \
-                             the history it certified was rewritten",
-                            short(hash),
-                            short(&e.hash)
-                        ),
-                    ),
-                    None => find(
-                        name.clone(),
-                        format!("names chain record {seq}, which the chain no longer holds"),
-                    ),
-                }
+                Ok(_) => {}
             }
         }
     }
-    let mut notes = Vec::new();
+    if let Some(i) = &info
+        && let (Some(r), Some(want)) = (&i.refs, &i.refs_sha256)
+    {
+        nfiles += 1;
+        match super::refs_digest(Path::new(r)) {
+            Ok(got) if got == *want => {}
+            Ok(got) => find(
+                format!("reference models {r}"),
+                format!(
+                    "changed since the registry was made (digest {}, recorded {})",
+                    short(&got),
+                    short(want)
+                ),
+            ),
+            Err(e) => find(format!("reference models {r}"), e.to_string()),
+        }
+    }
+    certificates(reg, &chain, &versions, &mut find, &mut notes, &mut nfiles);
     let staging = reg.dir.join("staging");
     if std::fs::read_dir(&staging).is_ok_and(|mut r| r.next().is_some()) {
         notes.push(format!(
@@ -272,4 +228,220 @@ pub(crate) fn check(reg: &Registry, files: bool) -> Result<Verified> {
         findings: f,
         notes,
     })
+}
+
+/// The number in a version's file name (`v0003.safetensors` → 3).
+fn version_of(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix('v')?;
+    let (num, ext) = rest.split_once('.')?;
+    (num.len() >= 4 && !ext.is_empty() && num.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| num.parse().ok())
+        .flatten()
+}
+
+/// Files under `versions/` and `certificates/` of versions the registry
+/// does not hold, and every certificate against the records it certifies.
+fn certificates(
+    reg: &Registry,
+    chain: &[db::ChainEntry],
+    versions: &[super::VersionRow],
+    find: &mut impl FnMut(String, String),
+    notes: &mut Vec<String>,
+    nfiles: &mut usize,
+) {
+    let head = versions.iter().map(|v| v.id).max().unwrap_or(0);
+    for sub in ["versions", "certificates"] {
+        let mut names: Vec<String> = std::fs::read_dir(reg.dir.join(sub))
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        for name in names {
+            let Some(id) = version_of(&name) else {
+                continue;
+            };
+            if versions.iter().any(|v| v.id == id) {
+                continue;
+            }
+            if sub == "versions" && id == head + 1 {
+                // Placed by an apply or retrain that stopped before its
+                // commit: no version, removed by the next one.
+                notes.push(format!(
+                    "{sub}/{name} belongs to no version (an apply or retrain stopped before \
+                     its commit); the next apply or retrain removes it"
+                ));
+            } else {
+                find(
+                    format!("{sub}/{name}"),
+                    format!(
+                        "belongs to version {id}, which the registry does not hold (its newest \
+                         is version {head}): the database was rolled back or replaced by an \
+                         older copy, or the version's records were deleted"
+                    ),
+                );
+            }
+        }
+    }
+    for v in versions {
+        let (md, json) = super::certificate::certificate_paths(reg, v.id);
+        let Ok(text) = std::fs::read_to_string(&json) else {
+            notes.push(format!(
+                "version {} has no certificate (its process stopped after the commit); the next \
+                 apply or retrain, or `amun registry certificate --version {}`, writes it",
+                v.id, v.id
+            ));
+            continue;
+        };
+        *nfiles += 1;
+        let markdown = std::fs::read_to_string(&md).ok();
+        if markdown.is_some() {
+            *nfiles += 1;
+        } else {
+            notes.push(format!(
+                "version {}'s Markdown certificate {} is missing; `amun registry certificate \
+                 --version {}` writes it",
+                v.id,
+                md.display(),
+                v.id
+            ));
+        }
+        check_certificate(
+            reg,
+            chain,
+            Some(v.id),
+            (&json, &text),
+            markdown.as_deref().map(|m| (md.as_path(), m)),
+            find,
+        );
+    }
+}
+
+/// Checks one certificate (`json`: its path and text; `md`: its Markdown,
+/// when there is one) against the registry: the chain records it pins must
+/// be there with the hashes it names, and its content must be what the
+/// records give for its version as of the chain head it names (with the
+/// file's own time and folder: a moved registry is no change). `id`: the
+/// version its file name says, if any.
+fn check_certificate(
+    reg: &Registry,
+    chain: &[db::ChainEntry],
+    id: Option<i64>,
+    json: (&Path, &str),
+    md: Option<(&Path, &str)>,
+    find: &mut impl FnMut(String, String),
+) {
+    let name = format!("certificate {}", json.0.display());
+    let c: super::Certificate = match serde_json::from_str(json.1) {
+        Ok(c) => c,
+        Err(e) => return find(name, format!("unreadable: {e}")),
+    };
+    if id.is_some_and(|i| i != c.version.id) {
+        return find(
+            name,
+            format!(
+                "certifies version {}, not the one its name says",
+                c.version.id
+            ),
+        );
+    }
+    if reg.version(c.version.id).is_err() {
+        return find(
+            name,
+            format!(
+                "certifies version {}, which the registry does not hold: the database was \
+                 rolled back or replaced by an older copy, or the version's records were deleted",
+                c.version.id
+            ),
+        );
+    }
+    let mut pinned = true;
+    for (seq, hash) in [
+        (c.chain.record_seq, &c.chain.record_hash),
+        (c.chain.head_seq, &c.chain.head_hash),
+    ] {
+        match chain.iter().find(|e| e.seq == seq) {
+            Some(e) if e.hash == *hash => {}
+            Some(e) => {
+                pinned = false;
+                find(
+                    name.clone(),
+                    format!(
+                        "names chain record {seq} with hash {}, the chain now holds {}: the \
+                         history it certified was rewritten",
+                        short(hash),
+                        short(&e.hash)
+                    ),
+                )
+            }
+            None => {
+                pinned = false;
+                find(
+                    name.clone(),
+                    format!(
+                        "names chain record {seq}, which the chain no longer holds: the \
+                         database was rolled back or its history removed"
+                    ),
+                )
+            }
+        }
+    }
+    if !pinned {
+        return;
+    }
+    let head = chain
+        .iter()
+        .find(|e| e.seq == c.chain.head_seq)
+        .expect("checked above");
+    let want = match super::certificate::build(reg, c.version.id, chain, head) {
+        Ok(mut w) => {
+            w.generated = c.generated.clone();
+            w.registry = c.registry.clone();
+            w
+        }
+        Err(e) => return find(name, format!("cannot be derived from the records: {e}")),
+    };
+    if super::certificate::json_text(&want) != json.1 {
+        return find(
+            name,
+            format!(
+                "was edited: its {} differs from what the registry's records give",
+                first_difference(&want, json.1)
+            ),
+        );
+    }
+    if let Some((path, m)) = md {
+        let r = super::certificate::render_markdown(&want);
+        if m != r {
+            let line = m
+                .lines()
+                .zip(r.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| m.lines().count().min(r.lines().count()))
+                + 1;
+            find(
+                format!("certificate {}", path.display()),
+                format!("was edited: line {line} differs from the certificate the records give"),
+            );
+        }
+    }
+}
+
+/// The first top-level field of a certificate file that differs from `want`.
+fn first_difference(want: &super::Certificate, text: &str) -> String {
+    let w = serde_json::to_value(want).unwrap_or_default();
+    let got: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    if let (Some(w), Some(g)) = (w.as_object(), got.as_object()) {
+        for (k, v) in w {
+            if g.get(k) != Some(v) {
+                return format!("`{k}`");
+            }
+        }
+        if let Some(k) = g.keys().find(|k| !w.contains_key(*k)) {
+            return format!("`{k}` (not a certificate field)");
+        }
+    }
+    "text".into()
 }
