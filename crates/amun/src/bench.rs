@@ -307,6 +307,8 @@ pub fn unlearning_cost(
             adversarial: None,
             calibrate: None,
             seed,
+            forgotten_before: &[],
+            recipe: None,
         };
         let out = job.run(&mut m, parent, progress)?;
         let timing = |k: &str| {

@@ -224,35 +224,53 @@ impl OutputLock {
                 let _ = std::fs::remove_dir(d);
             }
         };
-        let file = match std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                cleanup(&created);
-                return Err(e).at(&lock);
+        // A holder removes the file while it still holds it (drop,
+        // `release_all`), so a handle opened just before that removal can
+        // lock a file no longer under the name while a third process locks
+        // the new one: only a lock on the file still named `lock` counts.
+        let mut tries = 0;
+        let file = loop {
+            let file = match std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    cleanup(&created);
+                    return Err(e).at(&lock);
+                }
+            };
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::invalid(
+                        dest.display().to_string(),
+                        format!(
+                            "another amun process is writing it (it holds {}); wait for it to \
+                             finish or choose another output",
+                            lock.display()
+                        ),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    cleanup(&created);
+                    return Err(e).at(&lock);
+                }
             }
-        };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
+            if still_named(&file, &lock) {
+                break file;
+            }
+            tries += 1;
+            if tries == 100 {
+                cleanup(&created);
                 return Err(Error::invalid(
                     dest.display().to_string(),
-                    format!(
-                        "another amun process is writing it (it holds {}); wait for it to \
-                         finish or choose another output",
-                        lock.display()
-                    ),
+                    format!("its lock {} keeps being replaced", lock.display()),
                 ));
             }
-            Err(std::fs::TryLockError::Error(e)) => {
-                cleanup(&created);
-                return Err(e).at(&lock);
-            }
-        }
+        };
         let _ = file.set_len(0);
         let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
         for d in created.iter().rev() {
@@ -267,6 +285,15 @@ impl OutputLock {
     }
 }
 
+/// Whether `file` is still the file at `path` (not removed or replaced).
+fn still_named(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 impl Drop for OutputLock {
     fn drop(&mut self) {
         // Removed while still locked, so no other process holds this file.
@@ -277,5 +304,35 @@ impl Drop for OutputLock {
             let _ = std::fs::remove_dir(d);
             release(&Held::Folder(d.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_counts_only_while_its_file_is_still_under_the_name() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.lock");
+        std::fs::write(&p, b"").unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        assert!(still_named(&f, &p));
+        std::fs::remove_file(&p).unwrap();
+        assert!(!still_named(&f, &p));
+        std::fs::write(&p, b"").unwrap();
+        assert!(!still_named(&f, &p));
+    }
+
+    #[test]
+    fn one_holder_at_a_time_and_a_dropped_lock_is_free_again() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out.safetensors");
+        let a = OutputLock::acquire(&dest).unwrap();
+        let e = OutputLock::acquire(&dest).err().unwrap().to_string();
+        assert!(e.contains("another amun process"), "{e}");
+        drop(a);
+        assert!(!d.path().join("out.safetensors.lock").exists());
+        let _b = OutputLock::acquire(&dest).unwrap();
     }
 }

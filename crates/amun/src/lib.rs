@@ -41,6 +41,7 @@ pub mod experiment;
 pub mod fsutil;
 pub mod model;
 pub mod progress;
+pub mod registry;
 pub mod seed;
 pub mod train;
 pub mod unlearn;

@@ -11,6 +11,7 @@ mod experiment;
 mod import;
 mod mask;
 mod methods;
+mod registry;
 mod rmia;
 mod split;
 mod train;
@@ -65,6 +66,10 @@ enum Command {
     Export(import::ExportArgs),
     /// Images/s of a training step or a PGD step, as a table with the hardware
     Bench(bench::BenchArgs),
+    /// Deletion requests as a workflow: a registry of requests and model
+    /// versions, with certificates, verification and the exact retrain
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -84,6 +89,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => import::run_import(a),
         Command::Export(a) => import::run_export(a),
         Command::Bench(a) => bench::run(a),
+        Command::Registry(c) => registry::run(c),
     }
 }
 

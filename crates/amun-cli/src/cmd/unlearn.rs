@@ -267,6 +267,8 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
             .zip(heldout.as_ref())
             .map(|(c, (split, record))| (c, split, record)),
         seed: a.seed,
+        forgotten_before: &[],
+        recipe: None,
     };
     let done = job.run(&mut model, &parent, &bars)?;
     checkpoint::save(&model, &a.out, &done.sidecar)?;

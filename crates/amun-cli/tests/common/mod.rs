@@ -160,3 +160,5 @@ pub fn split_mnist(train_limit: &str, count: &str, out: &str, extra: &[&str]) {
     args.extend_from_slice(extra);
     ok(&amun(&args));
 }
+
+pub mod registry;

@@ -7,6 +7,7 @@ mod common;
 
 mod exported;
 mod import;
+mod registry;
 mod reliability;
 mod scale_out;
 mod tuning;

@@ -60,7 +60,7 @@ fn repo() -> PathBuf {
 }
 
 /// Starts the local cluster (idempotent) and returns its SLURM_CONF.
-fn slurm() -> String {
+pub(crate) fn slurm() -> String {
     let o = Command::new(repo().join("scripts/slurm-local.sh"))
         .arg("start")
         .output()

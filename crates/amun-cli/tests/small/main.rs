@@ -7,3 +7,4 @@ mod common;
 mod cli;
 mod hostile;
 mod own_data;
+mod registry;

@@ -27,19 +27,37 @@ fn is_image(p: &Path) -> bool {
     )
 }
 
-/// Reads an image folder; without train/test subfolders the whole folder is
-/// the training split and the test split is empty.
-pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
+/// The training images of an image folder, in the order of the training
+/// split (sample i is file i).
+pub fn train_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let (train_root, _) = split_roots(root);
+    let classes: Vec<String> = subdirs(&train_root)?
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut files = collect(&train_root, &classes)?;
+    files.sort();
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The folders of the training and test split.
+fn split_roots(root: &Path) -> (PathBuf, Option<PathBuf>) {
     let train_dir = root.join("train");
     let test_dir = ["test", "val"]
         .iter()
         .map(|d| root.join(d))
         .find(|p| p.is_dir());
-    let (train_root, test_root) = if train_dir.is_dir() {
+    if train_dir.is_dir() {
         (train_dir, test_dir)
     } else {
         (root.to_path_buf(), None)
-    };
+    }
+}
+
+/// Reads an image folder; without train/test subfolders the whole folder is
+/// the training split and the test split is empty.
+pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
+    let (train_root, test_root) = split_roots(root);
     let classes: Vec<String> = subdirs(&train_root)?
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())

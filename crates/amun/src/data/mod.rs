@@ -515,6 +515,27 @@ fn read_path(path: &Path) -> Result<(Vec<String>, Split, Split)> {
     folder::read_image_folder(path)
 }
 
+/// The files of the training samples when `spec` names an image folder
+/// (`<class>/<image>` files, sample i is file i, the slice applied): how
+/// a registry names its samples. `None` for registry datasets and folders
+/// of CIFAR-10 batches or IDX files, whose samples have no files.
+pub fn sample_files(spec: &DataSpec) -> Result<Option<Vec<PathBuf>>> {
+    let path = Path::new(&spec.dataset);
+    if Registry::from_name(&spec.dataset).is_some()
+        || !path.is_dir()
+        || path.join("data_batch_1.bin").exists()
+        || path.join("test_batch.bin").exists()
+        || idx::find_idx_files(path)?.is_some()
+    {
+        return Ok(None);
+    }
+    let mut files = folder::train_files(path)?;
+    if let Some(n) = spec.train_limit {
+        files.truncate(n);
+    }
+    Ok(Some(files))
+}
+
 /// Builds a `Split` from raw bytes, checking the sizes agree.
 pub(crate) fn split_from_bytes(
     path: &Path,

@@ -597,6 +597,8 @@ fn unlearn_run(
         adversarial: adv.as_ref(),
         calibrate: cal.as_ref().map(|(s, h, r)| (s, h, r)),
         seed: derive(seed, method.name(), u64::from(with_retain)),
+        forgotten_before: &[],
+        recipe: None,
     };
     let out = job.run(&mut model, &parent, ctx.progress)?;
     let [forget] = requests;

@@ -32,6 +32,13 @@ pub struct UnlearnJob<'a> {
     pub calibrate: Option<(&'a CalibrateSettings, &'a Split, &'a HeldOutRecord)>,
     /// Seed of every random choice the method makes.
     pub seed: u64,
+    /// Samples the model forgot before (sorted): earlier unlearning runs
+    /// of its lineage (a registry's versions). Empty for a trained model.
+    pub forgotten_before: &'a [i64],
+    /// The recipe the lineage's original was trained with, when `parent`
+    /// is not that model itself (an unlearned version): what fine-tuning
+    /// follows (augmentation) instead of the parent's.
+    pub recipe: Option<&'a crate::train::Recipe>,
 }
 
 /// What a job did.
@@ -123,13 +130,17 @@ impl UnlearnJob<'_> {
             ));
         }
         Self::check_distinct(self.requests, &[])?;
-        let recipe = crate::train::recipe_of(parent)?;
+        let recipe = match self.recipe {
+            Some(r) => Some(r.clone()),
+            None => crate::train::recipe_of(parent)?,
+        };
         let fingerprint = model.fingerprint();
         let all = Self::forgotten(self.requests);
         let train = &self.data.train;
         let forget = train.select(&all);
+        let gone = super::union_sorted(&all, self.forgotten_before);
         let retain_idx: Vec<i64> = (0..train.len() as i64)
-            .filter(|i| all.binary_search(i).is_err())
+            .filter(|i| gone.binary_search(i).is_err())
             .collect();
         let retain = train.select(&retain_idx);
         let measure = |m: &Classifier| {
@@ -160,6 +171,7 @@ impl UnlearnJob<'_> {
                 adaptive: self.adaptive,
                 precomputed: self.adversarial,
                 calibrate: self.calibrate.map(|(s, h, _)| (s, h)),
+                forgotten: self.forgotten_before,
             },
             &ctx,
         )?;

@@ -566,8 +566,11 @@ pub struct RequestOptions<'a> {
     /// An adversarial set computed earlier (rows for every request).
     pub precomputed: Option<&'a AdvSet>,
     /// Retrain-free calibration against a held-out split the model never
-    /// trained on (one request only).
+    /// trained on (each request calibrated in turn).
     pub calibrate: Option<(&'a CalibrateSettings, &'a Split)>,
+    /// Training samples the model already forgot before these requests
+    /// (sorted; earlier versions of a registry): never in a retain set.
+    pub forgotten: &'a [i64],
 }
 
 /// Runs `method` on a sequence of deletion requests (one request is the
@@ -581,7 +584,9 @@ pub struct RequestOptions<'a> {
 ///   computed once on the original model for all requests (or `precomputed`
 ///   is used) and each request takes its rows.
 /// - With `calibrate`, the method's learning rate and stopping epoch are
-///   chosen by [`calibrate`].
+///   chosen by [`calibrate`], for each request in turn.
+/// - Samples in `opts.forgotten` (forgotten by earlier runs) are in no
+///   retain set, and requests are unlearned without them.
 pub fn unlearn_requests(
     method: &dyn Method,
     model: &mut Classifier,
@@ -596,12 +601,6 @@ pub fn unlearn_requests(
         return Err(Error::invalid(
             "no-retain",
             format!("{} cannot run without the retain set: {why}", method.name()),
-        ));
-    }
-    if opts.calibrate.is_some() && requests.len() != 1 {
-        return Err(Error::invalid(
-            "calibrate",
-            "calibration takes one deletion request at a time",
         ));
     }
     let n = train.len() as i64;
@@ -633,7 +632,7 @@ pub fn unlearn_requests(
             }
         }
     }
-    let mut forgotten: Vec<i64> = Vec::new();
+    let mut forgotten: Vec<i64> = union_sorted(opts.forgotten, &[]);
     let mut logs = Vec::new();
     for (k, request) in requests.iter().enumerate() {
         let forget: Vec<i64> = request

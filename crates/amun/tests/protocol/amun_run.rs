@@ -70,6 +70,7 @@ fn amun_brings_forget_accuracy_to_test_accuracy_and_keeps_test_accuracy() {
             adaptive: false,
             precomputed: None,
             calibrate: None,
+            ..Default::default()
         },
         &ctx(),
     )

@@ -63,6 +63,7 @@ fn run(
             adaptive: false,
             precomputed: None,
             calibrate: None,
+            ..Default::default()
         },
         &ctx,
     )?;

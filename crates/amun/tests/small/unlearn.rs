@@ -126,6 +126,7 @@ fn continual_requests_never_train_on_an_already_forgotten_sample() {
             adaptive: false,
             precomputed: None,
             calibrate: None,
+            ..Default::default()
         },
         &ctx(),
     )
@@ -165,6 +166,7 @@ fn continual_requests_never_train_on_an_already_forgotten_sample() {
             adaptive: true,
             precomputed: None,
             calibrate: None,
+            ..Default::default()
         },
         &ctx(),
     )
@@ -230,6 +232,7 @@ fn diverging_fine_tuning_stops_with_the_step() {
             adaptive: false,
             precomputed: None,
             calibrate: None,
+            ..Default::default()
         },
         &ctx(),
     )
@@ -278,6 +281,7 @@ fn observed_run(
             adaptive: false,
             precomputed: None,
             calibrate: None,
+            ..Default::default()
         },
         &ctx,
     )

@@ -501,21 +501,8 @@ pub fn render_script(
     sbatch(format!("--job-name=amun-{name}-{kind}"));
     sbatch(format!("--array=0-{}", group.members.len() - 1));
     sbatch(format!("--output={}/logs/%x-%A_%a.out", sdir.display()));
-    sbatch(format!("--cpus-per-task={}", r.cpus));
-    sbatch(format!("--mem={}", r.mem));
-    sbatch(format!("--time={}", r.time));
-    if r.gpus > 0 {
-        sbatch(format!("--gres=gpu:{}", r.gpus));
-    }
-    if let Some(p) = &r.partition {
-        sbatch(format!("--partition={p}"));
-    }
-    if let Some(a) = &r.account {
-        sbatch(format!("--account={a}"));
-    }
-    for e in &r.extra {
-        let e = e.trim();
-        sbatch(e.strip_prefix("#SBATCH").unwrap_or(e).trim().to_string());
+    for line in resource_lines(&r) {
+        sbatch(line);
     }
     text.push_str("set -uo pipefail\n");
     let list = |f: &dyn Fn(&Step) -> String| {
@@ -543,6 +530,59 @@ pub fn render_script(
     text.push_str(&format!(
         "exec {line} --threads {threads} --step \"$step\"\n"
     ));
+    text
+}
+
+/// The `#SBATCH` options (without the prefix) of a job with resources `r`.
+fn resource_lines(r: &crate::experiment::placement::Resolved) -> Vec<String> {
+    let mut v = vec![
+        format!("--cpus-per-task={}", r.cpus),
+        format!("--mem={}", r.mem),
+        format!("--time={}", r.time),
+    ];
+    if r.gpus > 0 {
+        v.push(format!("--gres=gpu:{}", r.gpus));
+    }
+    if let Some(p) = &r.partition {
+        v.push(format!("--partition={p}"));
+    }
+    if let Some(a) = &r.account {
+        v.push(format!("--account={a}"));
+    }
+    for e in &r.extra {
+        let e = e.trim();
+        v.push(e.strip_prefix("#SBATCH").unwrap_or(e).trim().to_string());
+    }
+    v
+}
+
+/// The sbatch script of a single job (pure): `command` (program and
+/// arguments) with the resources of `resource` from `section`, its output
+/// in `log`. What runs outside an experiment's plan (a registry's retrain)
+/// is placed by the same `[slurm]` tables as its steps.
+pub fn render_job(
+    job_name: &str,
+    log: &Path,
+    section: &SlurmSection,
+    resource: Resource,
+    cuda: bool,
+    command: &[String],
+) -> String {
+    let r = section.resources(resource, cuda);
+    let threads = section.threads.unwrap_or(r.cpus).max(1);
+    let mut text = String::from("#!/bin/bash\n");
+    let mut lines = vec![
+        format!("--job-name={job_name}"),
+        format!("--output={}", log.display()),
+    ];
+    lines.extend(resource_lines(&r));
+    for l in lines {
+        text.push_str(&format!("#SBATCH {l}\n"));
+    }
+    text.push_str("set -uo pipefail\n");
+    text.push_str("echo \"amun job ${SLURM_JOB_ID} on $(hostname), $(date -u +%FT%TZ)\"\n");
+    let line: Vec<String> = command.iter().map(|a| sh_quote(a)).collect();
+    text.push_str(&format!("exec {} --threads {threads}\n", line.join(" ")));
     text
 }
 

@@ -1,0 +1,129 @@
+//! Helpers of the registry tests: a model to start from, `amun registry`,
+//! the registry's database and files.
+use super::{amun, ok};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// `amun registry SUB --registry REG ARGS…`.
+pub fn reg(sub: &str, registry: &Path, args: &[&str]) -> Output {
+    let mut a = vec!["registry", sub, "--registry", registry.to_str().unwrap()];
+    a.extend_from_slice(args);
+    amun(&a)
+}
+
+/// A small CNN trained on the first `train` MNIST-5k images (test 200).
+pub fn mnist_model(dir: &Path, train: &str, epochs: &str) -> PathBuf {
+    let out = dir.join("orig.safetensors");
+    ok(&super::train_mnist(
+        out.to_str().unwrap(),
+        train,
+        epochs,
+        &[],
+    ));
+    out
+}
+
+/// Writes a request file of `indices` (one a line) and returns its path.
+pub fn request(dir: &Path, name: &str, indices: &[i64]) -> PathBuf {
+    let p = dir.join(name);
+    let text: String = indices.iter().map(|i| format!("{i}\n")).collect();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The registry's database.
+pub fn db(registry: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(registry.join("registry.db")).unwrap()
+}
+
+/// `SELECT COUNT(*) FROM table`.
+pub fn count(registry: &Path, table: &str) -> i64 {
+    db(registry)
+        .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Requests no version absorbed.
+pub fn pending(registry: &Path) -> Vec<i64> {
+    let c = db(registry);
+    let mut st = c
+        .prepare(
+            "SELECT id FROM requests WHERE id NOT IN (SELECT request FROM absorptions) ORDER BY id",
+        )
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+/// The requests version `v` absorbed itself, in order.
+pub fn absorbed_by(registry: &Path, v: i64) -> Vec<i64> {
+    let c = db(registry);
+    let mut st = c
+        .prepare("SELECT request FROM absorptions WHERE version = ?1 ORDER BY request")
+        .unwrap();
+    st.query_map([v], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+/// A copy of folder `from` at `to` (files and subfolders).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}
+
+/// The sidecar-style sha256 of sorted training indices.
+pub fn indices_sha256(dataset: &str, train_size: usize, indices: &[i64]) -> String {
+    let mut v = indices.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    amun::model::checkpoint::ForgetSummary::of(&amun::data::ForgetSet {
+        dataset: dataset.into(),
+        train_size,
+        kind: "registry".into(),
+        class: None,
+        seed: 0,
+        size: v.len(),
+        indices: v,
+    })
+    .indices_sha256
+}
+
+/// The apply flags the tests use: calibrated AMUN with a short search, a
+/// two-rung ladder and at most 3 epochs a rung.
+pub const AMUN_CHEAP: &[&str] = &[
+    "--device",
+    "cpu",
+    "-q",
+    "--set",
+    "attack.steps=10",
+    "--calibrate-lrs",
+    "0.01,0.1",
+    "--epochs",
+    "3",
+];
+
+/// An apply that is quick but does the whole flow (load and check the
+/// data, fine-tune, audit, stage, place, commit, certificate): FT,
+/// uncalibrated, one epoch.
+pub const APPLY_FAST: &[&str] = &[
+    "--device",
+    "cpu",
+    "-q",
+    "--method",
+    "ft",
+    "--no-calibrate",
+    "--epochs",
+    "1",
+];

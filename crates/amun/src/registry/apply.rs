@@ -1,0 +1,447 @@
+//! Applying the pending requests as one batch: the head version, the
+//! requests pending when the apply starts (a snapshot: what is added
+//! meanwhile waits for the next apply), one [`UnlearnJob`] (calibrated by
+//! default, each request in turn when several are pending), the audit,
+//! and one transaction that makes the result a version.
+use super::audit::{VersionAudit, audit_version};
+use super::db::{self, immediate, sql};
+use super::{
+    Registry, VersionRow, insert_absorption, insert_version, lock_writer, samples, verify,
+    weights_name, write_certificate,
+};
+use crate::data::{ForgetSet, HeldOut};
+use crate::error::{Error, IoContext, Result};
+use crate::model::checkpoint;
+use crate::progress::Progress;
+use crate::seed::derive;
+use crate::train::TrainOverrides;
+use crate::unlearn::{CalibrateSettings, MethodSpec, UnlearnJob};
+use std::path::{Path, PathBuf};
+
+/// How to apply.
+pub struct ApplySpec {
+    pub method: MethodSpec,
+    /// Replaces the method's training settings (rate, epochs, schedule).
+    pub overrides: TrainOverrides,
+    /// Retrain-free calibration (the registry's held-out test images);
+    /// `None` runs the method at its settings.
+    pub calibrate: Option<CalibrateSettings>,
+    pub with_retain: bool,
+    /// AMUN-A: a fresh adversarial set per request.
+    pub adaptive: bool,
+    pub device: tch::Device,
+    pub data_dir: PathBuf,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Applied {
+    /// The new version (or the head, when every request was covered).
+    pub version: VersionRow,
+    pub new_version: bool,
+    /// Requests unlearned by the run, in order.
+    pub unlearned: Vec<i64>,
+    /// Requests whose every sample was already forgotten.
+    pub covered: Vec<i64>,
+    /// Accuracy (%) on the batch's forget set, the retain set and the test
+    /// split, before and after.
+    pub before: [f64; 3],
+    pub after: [f64; 3],
+    pub audit: Option<VersionAudit>,
+    pub certificate: Option<(PathBuf, PathBuf)>,
+    /// Why the exact retrain is now due, if it is.
+    pub retrain_due: Option<String>,
+}
+
+/// Stops the process at a named point of a commit when
+/// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
+/// absolute path: the crash tests' way to kill an apply or retrain exactly
+/// between its steps (the same signal as `kill -9`, so it leaves nothing a
+/// real crash could not). Bound to one folder, a variable left set in a
+/// shell cannot stop the work on any other registry.
+pub(crate) fn stop_at(reg: &Registry, point: &str) {
+    let Ok(v) = std::env::var("AMUN_REGISTRY_STOP_AT") else {
+        return;
+    };
+    let Some((p, dir)) = v.split_once('@') else {
+        return;
+    };
+    if p == point && std::path::absolute(&reg.dir).is_ok_and(|d| d == Path::new(dir)) {
+        // SAFETY: raise only sends this process a signal.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}
+
+/// Removes what an interrupted apply or retrain left (under the writer
+/// lock, so none is running, and after [`check_intact`], so nothing here
+/// is evidence of lost history): staged files, temporary files, and the
+/// files of the one version a writer places before its commit (the head's
+/// successor). A certificate or other version files of a version the
+/// database does not hold are never a crash's leftovers (certificates are
+/// written after the commit): verify names them and they stay.
+pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let staging = reg.dir.join("staging");
+    if let Ok(rd) = std::fs::read_dir(&staging) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if std::fs::remove_file(&p).is_ok() {
+                removed.push(p);
+            }
+        }
+    }
+    let next = weights_name(reg.head()?.id + 1);
+    let next_side = next.replace(".safetensors", ".json");
+    for f in [&next, &next_side] {
+        let p = reg.dir.join(f);
+        if std::fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    }
+    for sub in ["versions", "certificates"] {
+        let Ok(rd) = std::fs::read_dir(reg.dir.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") && std::fs::remove_file(&p).is_ok() {
+                removed.push(p);
+            }
+        }
+    }
+    // A version committed just before its process died has no
+    // certificate yet: write it now.
+    for v in reg.versions()? {
+        let (_, json) = super::certificate::certificate_paths(reg, v.id);
+        if !json.exists() {
+            write_certificate(reg, v.id)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Refuses to write a registry that fails verification, naming what changed.
+pub(crate) fn check_intact(reg: &Registry, doing: &str) -> Result<()> {
+    let v = verify::check(reg)?;
+    if let Some(first) = v.findings.first() {
+        return Err(Error::invalid(
+            format!("registry {}", reg.dir.display()),
+            format!(
+                "fails verification, so nothing was {doing}: {first}{} (`amun registry verify` \
+                 lists everything)",
+                if v.findings.len() > 1 {
+                    format!(" and {} more problem(s)", v.findings.len() - 1)
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Loads the registry's data and checks it holds the recorded samples.
+pub(crate) fn load_checked_data(
+    reg: &Registry,
+    data_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<crate::data::Dataset> {
+    let spec = reg.data_spec()?;
+    let data = crate::model::load_data(&spec, data_dir, progress)?;
+    let files = crate::data::sample_files(&spec)?;
+    let now = samples::hash_all(&data, files.as_deref())?;
+    samples::check_same(&reg.samples()?, &now, &spec.train_label())?;
+    // The training samples are the recorded ones, so a different content
+    // hash means other test images: calibration's hold-out and every
+    // audit would measure on data the registry's versions were not.
+    let info = reg.info()?;
+    let got = data.content_sha256();
+    if got != info.data_sha256 {
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "the test split of {} differs from the one the registry recorded (content \
+                 sha256 {}, recorded {}): calibration and audits must use the same held-out \
+                 images as the registry's versions",
+                spec.label(),
+                samples::short(&got),
+                samples::short(&info.data_sha256)
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// Moves a staged version's weights and sidecar to their final names.
+pub(crate) fn place(reg: &Registry, staged: &Path, id: i64) -> Result<(String, String, String)> {
+    let w = weights_name(id);
+    let sw = w.replace(".safetensors", ".json");
+    let staged_side = checkpoint::sidecar_path(staged);
+    let weights_sha = crate::data::sha256_file(staged)?;
+    let sidecar_sha = crate::data::sha256_file(&staged_side)?;
+    let vdir = reg.dir.join("versions");
+    std::fs::create_dir_all(&vdir).at(&vdir)?;
+    move_new(staged, &reg.dir.join(&w))?;
+    move_new(&staged_side, &reg.dir.join(&sw))?;
+    Ok((w, weights_sha, sidecar_sha))
+}
+
+/// Renames `from` to `to` unless `to` exists (a hard link fails on a taken
+/// name, then the old name goes): a writer never replaces the files of a
+/// version another one committed.
+fn move_new(from: &Path, to: &Path) -> Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => std::fs::remove_file(from).at(from),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(
+            to.display().to_string(),
+            "exists already: another apply or retrain placed this version; nothing was \
+             recorded, run the command again",
+        )),
+        Err(e) => Err(e).at(to),
+    }
+}
+
+/// Applies the pending requests of the registry in `dir` as one batch.
+/// `Ok(None)`: nothing was pending.
+pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Option<Applied>> {
+    let mut reg = Registry::open(dir)?;
+    let _lock = lock_writer(dir, "apply")?;
+    // Verified before anything is removed: files of versions the database
+    // does not hold are the evidence of a rolled-back database.
+    check_intact(&reg, "applied")?;
+    for p in clean_leftovers(&reg)? {
+        progress.note(&format!(
+            "removed {} (left by an interrupted apply or retrain)",
+            p.display()
+        ));
+    }
+    super::retrain::refuse_in_flight(&reg, "apply", progress)?;
+    let head = reg.head()?;
+    let pending = reg.pending()?;
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let info = reg.info()?;
+    let forgotten_before = reg.forgotten(head.id)?;
+    // Each request's samples not forgotten before it: the head's and the
+    // earlier requests' of this batch are already gone.
+    let mut gone = forgotten_before.clone();
+    let mut sets: Vec<(i64, Vec<i64>)> = Vec::new();
+    let mut covered = Vec::new();
+    for r in &pending {
+        let new: Vec<i64> = reg
+            .request_samples(r.id)?
+            .iter()
+            .map(|s| s.idx)
+            .filter(|i| gone.binary_search(i).is_err())
+            .collect();
+        if new.is_empty() {
+            covered.push(r.id);
+        } else {
+            gone = crate::unlearn::union_sorted(&gone, &new);
+            sets.push((r.id, new));
+        }
+    }
+    let db = reg.db.clone();
+    let err = sql(&db);
+    if sets.is_empty() {
+        let tx = immediate(&mut reg.conn, &db)?;
+        for &r in &covered {
+            insert_absorption(&tx, &db, head.id, r, "covered")?;
+        }
+        tx.commit().map_err(&err)?;
+        return Ok(Some(Applied {
+            version: head,
+            new_version: false,
+            unlearned: Vec::new(),
+            covered,
+            before: [f64::NAN; 3],
+            after: [f64::NAN; 3],
+            audit: None,
+            certificate: None,
+            retrain_due: reg.retrain_due()?,
+        }));
+    }
+    let data = load_checked_data(&reg, &spec.data_dir, progress)?;
+    let head_path = reg.dir.join(&head.weights);
+    let (mut model, parent_sc) = checkpoint::load(&head_path, spec.device)?;
+    let root_sc = checkpoint::read_sidecar(&reg.dir.join(weights_name(1)))?;
+    let recipe = crate::train::recipe_of(&root_sc)?;
+    if recipe.as_ref().is_some_and(|r| r.channels_last) {
+        model.use_channels_last()?;
+    }
+    let data = data.to_device(spec.device);
+    let holdout = info.holdout_test as usize;
+    let heldout = match &spec.calibrate {
+        Some(_) => {
+            let h = HeldOut::LastTest(holdout);
+            let split = h.split(&data, &spec.data_dir)?;
+            let record = h.record(&data, &split);
+            Some((split, record))
+        }
+        None => None,
+    };
+    let method = if spec.overrides.is_empty() {
+        spec.method.clone()
+    } else {
+        spec.method.adjusted(&spec.overrides)?
+    };
+    let requests: Vec<ForgetSet> = sets
+        .iter()
+        .map(|(id, idx)| {
+            let mut s = reg.forget_set(idx.clone(), "registry-request")?;
+            s.seed = *id as u64;
+            Ok(s)
+        })
+        .collect::<Result<_>>()?;
+    let new_id = head.id + 1;
+    let seed = derive(info.seed as u64, "apply", new_id as u64);
+    progress.note(&format!(
+        "applying request(s) {} to version {} with {}{}",
+        sets.iter()
+            .map(|(i, _)| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        head.id,
+        method.name(),
+        if spec.calibrate.is_some() {
+            " (calibrated)"
+        } else {
+            ""
+        }
+    ));
+    let job = UnlearnJob {
+        method: method.method(),
+        data: &data,
+        requests: &requests,
+        with_retain: spec.with_retain,
+        adaptive: spec.adaptive,
+        adversarial: None,
+        calibrate: spec
+            .calibrate
+            .as_ref()
+            .zip(heldout.as_ref())
+            .map(|(c, (s, r))| (c, s, r)),
+        seed,
+        forgotten_before: &forgotten_before,
+        recipe: recipe.as_ref(),
+    };
+    let done = job.run(&mut model, &parent_sc, progress)?;
+    let refs = match &info.refs {
+        Some(r) => Some(crate::audit::load_references(Path::new(r), &data)?),
+        None => None,
+    };
+    let audit = audit_version(
+        &model,
+        &data,
+        &gone,
+        holdout,
+        refs.as_ref(),
+        derive(info.seed as u64, "registry-audit", 0),
+    )?;
+    let staging = reg.dir.join("staging");
+    std::fs::create_dir_all(&staging).at(&staging)?;
+    let staged = staging.join(format!("v{new_id:04}.safetensors"));
+    checkpoint::save(&model, &staged, &done.sidecar)?;
+    stop_at(&reg, "staged");
+    let (w, weights_sha256, sidecar_sha256) = place(&reg, &staged, new_id)?;
+    stop_at(&reg, "renamed");
+    let calibration: Vec<serde_json::Value> = sets
+        .iter()
+        .zip(&done.logs)
+        .filter_map(|((id, _), l)| {
+            l.calibration
+                .as_ref()
+                .map(|c| serde_json::json!({ "request": id, "calibration": c }))
+        })
+        .collect();
+    let row = VersionRow {
+        id: new_id,
+        parent: Some(head.id),
+        kind: "unlearned".into(),
+        created: db::now_utc(),
+        weights: w,
+        weights_sha256,
+        sidecar_sha256,
+        method: Some(method.name().into()),
+        settings: Some(method.method().settings().to_string()),
+        calibration: (!calibration.is_empty())
+            .then(|| serde_json::Value::Array(calibration).to_string()),
+        audit: serde_json::to_string(&audit).expect("audit serialises"),
+        forgotten: gone.len() as i64,
+        forgotten_sha256: super::indices_sha256(&info, &gone),
+        retrain: None,
+        seed: seed as i64,
+        seconds: done.seconds,
+    };
+    {
+        let tx = immediate(&mut reg.conn, &db)?;
+        let max: i64 = tx
+            .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
+            .map_err(&err)?;
+        let taken: i64 = tx
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM absorptions WHERE request IN ({})",
+                    pending
+                        .iter()
+                        .map(|r| r.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        if max != head.id || taken != 0 {
+            return Err(Error::invalid(
+                format!("registry {}", reg.dir.display()),
+                "its head or pending requests changed during the apply (another writer \
+                 bypassed the lock); nothing was recorded: run apply again",
+            ));
+        }
+        insert_version(&tx, &db, &row)?;
+        for (r, _) in &sets {
+            insert_absorption(&tx, &db, new_id, *r, "unlearned")?;
+        }
+        for &r in &covered {
+            insert_absorption(&tx, &db, new_id, r, "covered")?;
+        }
+        tx.commit().map_err(&err)?;
+    }
+    stop_at(&reg, "committed");
+    let cert = write_certificate(&reg, new_id)?;
+    Ok(Some(Applied {
+        version: row,
+        new_version: true,
+        unlearned: sets.iter().map(|(i, _)| *i).collect(),
+        covered,
+        before: done.before,
+        after: done.after,
+        audit: Some(audit),
+        certificate: Some(cert),
+        retrain_due: reg.retrain_due()?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_placed_file_never_replaces_one_that_exists() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+        std::fs::write(&a, b"staged").unwrap();
+        std::fs::write(&b, b"committed").unwrap();
+        let e = move_new(&a, &b).unwrap_err().to_string();
+        assert!(e.contains("exists already"), "{e}");
+        assert_eq!(std::fs::read(&b).unwrap(), b"committed");
+        move_new(&a, &c).unwrap();
+        assert!(!a.exists());
+        assert_eq!(std::fs::read(&c).unwrap(), b"staged");
+    }
+}

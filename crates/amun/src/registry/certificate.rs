@@ -1,0 +1,461 @@
+//! A version's certificate: what was deleted and when, how, the evidence,
+//! and every hash a reader needs to check it against the registry and the
+//! files — as JSON (for machines) and Markdown (for people).
+use super::audit::{RetrainComparison, VersionAudit};
+use super::db::{self, ChainEntry};
+use super::{Registry, RetrainRow, Sample, VersionRow};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Certificate format tag.
+pub const FORMAT: &str = "amun-certificate/1";
+
+/// The data the registry's model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertData {
+    pub dataset: String,
+    pub train_size: i64,
+    pub data_sha256: String,
+    pub samples_sha256: String,
+    /// `index` or `path`.
+    pub sample_names: String,
+}
+
+/// A request a version forgot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub request: i64,
+    pub received: String,
+    pub added: String,
+    pub reference: String,
+    pub source: String,
+    /// The version that absorbed it first, and how.
+    pub absorbed_by: i64,
+    pub how: String,
+    pub size: i64,
+    pub samples_sha256: String,
+    /// Every sample: index, file (image folders) and sha256.
+    pub samples: Vec<CertSample>,
+}
+
+/// One deleted sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertSample {
+    pub index: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub sha256: String,
+}
+
+/// Where a version's record stands in the chain, and the chain's end when
+/// the certificate was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertChain {
+    pub record_seq: i64,
+    pub record_hash: String,
+    pub head_seq: i64,
+    pub head_hash: String,
+}
+
+/// The certificate of one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub format: String,
+    pub generated: String,
+    pub registry: String,
+    pub data: CertData,
+    pub version: VersionRow,
+    /// Version ids from its root to it.
+    pub lineage: Vec<i64>,
+    /// Every request it has forgotten (its own and its ancestors').
+    pub deleted: Vec<Deleted>,
+    pub audit: VersionAudit,
+    /// The retrain that made it (retrained versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain: Option<RetrainRow>,
+    /// Exact retrains of its forgotten set, compared with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub against_retrain: Vec<RetrainComparison>,
+    pub chain: CertChain,
+}
+
+/// The certificate of version `id`, from the registry as it is now.
+pub fn certificate(reg: &Registry, id: i64) -> Result<Certificate> {
+    let chain = db::chain(&reg.conn, &reg.db)?;
+    let head = chain
+        .last()
+        .ok_or_else(|| Error::invalid("certificate", "the registry's chain is empty"))?;
+    build(reg, id, &chain, head)
+}
+
+/// Version `id`'s certificate as it was made when the chain ended at
+/// `head`: only what the chain held then (absorptions and retrains
+/// recorded later are left out), so [`super::verify`] can re-derive a
+/// certificate file from the records and name an edited one.
+pub(crate) fn build(
+    reg: &Registry,
+    id: i64,
+    chain: &[ChainEntry],
+    head: &ChainEntry,
+) -> Result<Certificate> {
+    let v = reg.version(id)?;
+    let info = reg.info()?;
+    let spec = reg.data_spec()?;
+    let recorded = |kind: &str, item: i64| {
+        chain
+            .iter()
+            .any(|e| e.kind == kind && e.item == item && e.seq <= head.seq)
+    };
+    let versions: Vec<VersionRow> = reg
+        .versions()?
+        .into_iter()
+        .filter(|x| recorded("version", x.id))
+        .collect();
+    let mut lineage = vec![v.id];
+    let mut cur = v.parent;
+    while let Some(p) = cur {
+        lineage.push(p);
+        cur = versions.iter().find(|x| x.id == p).and_then(|x| x.parent);
+    }
+    lineage.reverse();
+    let abs: Vec<_> = reg
+        .absorptions()?
+        .into_iter()
+        .filter(|a| recorded("absorption", a.id) && lineage.contains(&a.version))
+        .collect();
+    let mut absorbed: Vec<i64> = abs.iter().map(|a| a.request).collect();
+    absorbed.sort_unstable();
+    absorbed.dedup();
+    let mut deleted = Vec::new();
+    for r in absorbed {
+        let row = reg.request(r)?;
+        let first = abs
+            .iter()
+            .filter(|a| a.request == r)
+            .min_by_key(|a| a.version)
+            .ok_or_else(|| Error::invalid("certificate", format!("request {r}: no absorption")))?;
+        let samples: Vec<Sample> = reg.request_samples(r)?;
+        deleted.push(Deleted {
+            request: r,
+            received: row.received,
+            added: row.added,
+            reference: row.reference,
+            source: row.source,
+            absorbed_by: first.version,
+            how: first.how.clone(),
+            size: row.size,
+            samples_sha256: row.samples_sha256,
+            samples: samples
+                .into_iter()
+                .map(|s| CertSample {
+                    index: s.idx,
+                    path: s.path,
+                    sha256: s.sha256,
+                })
+                .collect(),
+        });
+    }
+    let audit = v.audit()?;
+    let retrain = match v.retrain {
+        Some(r) => reg.retrains()?.into_iter().find(|x| x.id == r),
+        None => None,
+    };
+    let mut against = Vec::new();
+    for x in versions.iter().filter(|x| x.kind == "retrained") {
+        if let Some(c) = x.audit()?.retrain
+            && c.version == id
+        {
+            against.push(c);
+        }
+    }
+    let rec = chain
+        .iter()
+        .find(|e| e.kind == "version" && e.item == id)
+        .ok_or_else(|| {
+            Error::invalid("certificate", format!("version {id} is not in the chain"))
+        })?;
+    Ok(Certificate {
+        format: FORMAT.into(),
+        generated: db::now_utc(),
+        registry: std::path::absolute(reg.dir())
+            .unwrap_or_else(|_| reg.dir().to_path_buf())
+            .display()
+            .to_string(),
+        data: CertData {
+            dataset: spec.train_label(),
+            train_size: info.train_size,
+            data_sha256: info.data_sha256,
+            samples_sha256: info.samples_sha256,
+            sample_names: info.sample_names,
+        },
+        version: v,
+        lineage,
+        deleted,
+        audit,
+        retrain,
+        against_retrain: against,
+        chain: CertChain {
+            record_seq: rec.seq,
+            record_hash: rec.hash.clone(),
+            head_seq: head.seq,
+            head_hash: head.hash.clone(),
+        },
+    })
+}
+
+/// The JSON text a certificate file holds.
+pub(crate) fn json_text(c: &Certificate) -> String {
+    let mut s = serde_json::to_string_pretty(c).expect("certificates serialise");
+    s.push('\n');
+    s
+}
+
+/// Free text as one Markdown table cell: a `|` or a line break in a
+/// request's reference would otherwise split the table.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.2}"))
+}
+
+/// The certificate as Markdown.
+pub fn render_markdown(c: &Certificate) -> String {
+    let v = &c.version;
+    let mut s = String::new();
+    let mut line = |l: String| {
+        s.push_str(&l);
+        s.push('\n');
+    };
+    line(format!("# Deletion certificate: version {}", v.id));
+    line(String::new());
+    line(format!(
+        "Registry `{}`, generated {}. Model version {} ({}) of {} ({} training samples), made {}.",
+        c.registry, c.generated, v.id, v.kind, c.data.dataset, c.data.train_size, v.created
+    ));
+    line(format!(
+        "Lineage: {}.",
+        c.lineage
+            .iter()
+            .map(|x| format!("v{x}"))
+            .collect::<Vec<_>>()
+            .join(" → ")
+    ));
+    line(String::new());
+    line("## What was deleted".into());
+    line(String::new());
+    if c.deleted.is_empty() {
+        line("Nothing: this version forgot no sample.".into());
+    } else {
+        line(format!(
+            "{} request(s), {} training sample(s) in all (indices sha256 `{}`).",
+            c.deleted.len(),
+            v.forgotten,
+            v.forgotten_sha256
+        ));
+        line(String::new());
+        line("| request | received | added | reference | samples | absorbed by | how | samples sha256 |".into());
+        line("|---|---|---|---|---|---|---|---|".into());
+        for d in &c.deleted {
+            line(format!(
+                "| {} | {} | {} | {} | {} | v{} | {} | `{}` |",
+                d.request,
+                d.received,
+                d.added,
+                cell(&d.reference),
+                d.size,
+                d.absorbed_by,
+                d.how,
+                d.samples_sha256
+            ));
+        }
+        line(String::new());
+        line("| request | sample | file | sha256 |".into());
+        line("|---|---|---|---|".into());
+        let mut shown = 0;
+        let total: usize = c.deleted.iter().map(|d| d.samples.len()).sum();
+        'outer: for d in &c.deleted {
+            for smp in &d.samples {
+                if shown == 50 {
+                    break 'outer;
+                }
+                line(format!(
+                    "| {} | {} | {} | `{}` |",
+                    d.request,
+                    smp.index,
+                    smp.path.as_deref().unwrap_or("-"),
+                    smp.sha256
+                ));
+                shown += 1;
+            }
+        }
+        if total > shown {
+            line(format!(
+                "| … | {} more (all in the JSON) | | |",
+                total - shown
+            ));
+        }
+    }
+    line(String::new());
+    line("## How".into());
+    line(String::new());
+    match (v.kind.as_str(), &c.retrain) {
+        ("trained", _) => line("The registry's root: the model as trained.".into()),
+        ("retrained", Some(r)) => line(format!(
+            "Exact retrain {} ({}), started {}: trained from scratch with the root's recipe and \
+             seed on the training set without the {} sample(s) version {} had forgotten; its \
+             sidecar's exclusion (indices sha256 `{}`) was checked against the registry.",
+            r.id, r.executor, r.created, r.excluded, r.based_on, r.excluded_sha256
+        )),
+        _ => {
+            line(format!(
+                "Unlearned from version {} by `{}` (seed {}, {:.1} s).",
+                v.parent.unwrap_or(0),
+                v.method.as_deref().unwrap_or("?"),
+                v.seed as u64,
+                v.seconds
+            ));
+            if let Some(st) = &v.settings {
+                line(String::new());
+                line(format!("Settings: `{st}`"));
+            }
+            if let Some(cal) = &v.calibration {
+                line(String::new());
+                line(
+                    "Calibrated without a retrain, each request in turn (full records in the \
+                     JSON):"
+                        .into(),
+                );
+                line(String::new());
+                let recs: Vec<serde_json::Value> = serde_json::from_str(cal).unwrap_or_default();
+                for r in recs {
+                    let c = &r["calibration"];
+                    line(format!(
+                        "- request {}: chose lr {} epoch {} (forget {:.1}% vs held-out {:.1}% \
+                         on {} images); {}",
+                        r["request"],
+                        c["chosen"]["lr"],
+                        c["chosen"]["epoch"],
+                        c["chosen"]["probe"]["forget_acc"]
+                            .as_f64()
+                            .unwrap_or(f64::NAN),
+                        c["chosen"]["probe"]["heldout_acc"]
+                            .as_f64()
+                            .unwrap_or(f64::NAN),
+                        c["heldout_size"],
+                        c["why"].as_str().unwrap_or("")
+                    ));
+                }
+            } else {
+                line(String::new());
+                line("Not calibrated: the method ran at its settings.".into());
+            }
+        }
+    }
+    line(String::new());
+    line("## Evidence".into());
+    line(String::new());
+    let h = &c.audit.heldout;
+    line(format!(
+        "Against held-out data ({} test images no calibration looked at):",
+        h.test_images
+    ));
+    line(String::new());
+    line("| forgotten acc % | retain acc % | test acc % | loss AUC forgotten vs test % (ideal 50) | confidence KS |".into());
+    line("|---|---|---|---|---|".into());
+    line(format!(
+        "| {} | {:.2} | {:.2} | {} | {} |",
+        opt(h.forget_acc),
+        h.retain_acc,
+        h.test_acc,
+        opt(h.loss_auc),
+        opt(h.confidence_ks)
+    ));
+    line(String::new());
+    match &c.audit.rmia {
+        Some(r) => {
+            line("Against the registry's RMIA reference models:".into());
+            line(String::new());
+            line("| UA % | RA % | TA % | RMIA AUC forgotten/test % (ideal 50) | RMIA AUC retain/test % | TPR@1% FPR | MIS % |".into());
+            line("|---|---|---|---|---|---|---|".into());
+            line(format!(
+                "| {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                r.scores.unlearn,
+                r.scores.retain,
+                r.scores.test,
+                r.scores.mia,
+                r.rmia_auc_retain_test,
+                r.tpr_at_1pct_fpr,
+                r.mis
+            ));
+        }
+        None => line("No RMIA reference models in this registry.".into()),
+    }
+    line(String::new());
+    let mut comps: Vec<&RetrainComparison> = c.against_retrain.iter().collect();
+    if let Some(x) = &c.audit.retrain {
+        comps.push(x);
+    }
+    if comps.is_empty() {
+        line("No exact retrain of this forgotten set yet.".into());
+    } else {
+        line("Against the exact retrain:".into());
+        line(String::new());
+        line("| unlearned version | retrained version | accuracy gap (points) | Avg. Gap |".into());
+        line("|---|---|---|---|".into());
+        for x in comps {
+            line(format!(
+                "| v{} | v{} | {:.2} | {} |",
+                x.version,
+                x.retrain_version,
+                x.accuracy_gap,
+                opt(x.avg_gap)
+            ));
+        }
+    }
+    line(String::new());
+    line("## Hashes".into());
+    line(String::new());
+    line(format!(
+        "- weights `{}`: sha256 `{}`",
+        v.weights, v.weights_sha256
+    ));
+    line(format!(
+        "- sidecar `{}`: sha256 `{}`",
+        v.sidecar_file(),
+        v.sidecar_sha256
+    ));
+    line(format!(
+        "- data {}: content sha256 `{}`, samples sha256 `{}`",
+        c.data.dataset, c.data.data_sha256, c.data.samples_sha256
+    ));
+    line(format!(
+        "- chain: this version is record {} (hash `{}`); the chain ended at record {} (hash `{}`) \
+         when this certificate was made",
+        c.chain.record_seq, c.chain.record_hash, c.chain.head_seq, c.chain.head_hash
+    ));
+    line(String::new());
+    line("`amun registry verify` re-hashes every file and record and checks this certificate's chain hashes.".into());
+    s
+}
+
+/// The certificate files of version `id`.
+pub fn certificate_paths(reg: &Registry, id: i64) -> (PathBuf, PathBuf) {
+    let d = reg.dir().join("certificates");
+    (
+        d.join(format!("v{id:04}.md")),
+        d.join(format!("v{id:04}.json")),
+    )
+}
+
+/// Writes version `id`'s certificate (Markdown and JSON, atomically).
+pub fn write_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
+    let c = certificate(reg, id)?;
+    let (md, json) = certificate_paths(reg, id);
+    fsutil::write_atomic(&json, json_text(&c).as_bytes())?;
+    fsutil::write_atomic(&md, render_markdown(&c).as_bytes())?;
+    Ok((md, json))
+}

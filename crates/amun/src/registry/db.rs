@@ -1,0 +1,465 @@
+//! The registry's database: SQLite through `rusqlite` (compiled in, so no
+//! system library is needed), in WAL mode so readers never wait for the
+//! writer, with a busy timeout so concurrent writers queue instead of
+//! failing, and a schema version with forward migrations.
+//!
+//! Every row that says what happened (the registry itself, a policy, a
+//! request, a version, an absorption, a retrain) is also a record of the
+//! chain: its canonical content (the row as JSON, fields in a fixed order)
+//! is hashed, and the chain entry's hash covers that hash and the previous
+//! entry's. Rows are never updated; a request's status is derived from the
+//! absorptions that name it.
+use crate::error::{Error, Result};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// The database file in a registry folder.
+pub const DB_FILE: &str = "registry.db";
+
+/// The schema this amun reads and writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Forward migrations: entry k takes a database from version k to k + 1.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE registry (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    created TEXT NOT NULL,
+    data TEXT NOT NULL,
+    data_sha256 TEXT NOT NULL,
+    train_size INTEGER NOT NULL,
+    sample_names TEXT NOT NULL,
+    samples_sha256 TEXT NOT NULL,
+    holdout_test INTEGER NOT NULL,
+    refs TEXT,
+    refs_sha256 TEXT,
+    seed INTEGER NOT NULL
+);
+CREATE TABLE samples (
+    idx INTEGER PRIMARY KEY,
+    path TEXT UNIQUE,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE policies (
+    id INTEGER PRIMARY KEY,
+    set_at TEXT NOT NULL,
+    after_requests INTEGER,
+    after_fraction REAL
+);
+CREATE TABLE requests (
+    id INTEGER PRIMARY KEY,
+    received TEXT NOT NULL,
+    added TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    source TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    samples_sha256 TEXT NOT NULL
+);
+CREATE TABLE request_samples (
+    request INTEGER NOT NULL REFERENCES requests(id),
+    idx INTEGER NOT NULL REFERENCES samples(idx),
+    PRIMARY KEY (request, idx)
+) WITHOUT ROWID;
+CREATE INDEX request_samples_idx ON request_samples(idx);
+CREATE TABLE retrains (
+    id INTEGER PRIMARY KEY,
+    created TEXT NOT NULL,
+    based_on INTEGER NOT NULL,
+    excluded INTEGER NOT NULL,
+    excluded_sha256 TEXT NOT NULL,
+    executor TEXT NOT NULL
+);
+CREATE TABLE retrain_jobs (
+    retrain INTEGER PRIMARY KEY,
+    job TEXT NOT NULL,
+    script TEXT NOT NULL
+);
+CREATE TABLE versions (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER,
+    kind TEXT NOT NULL,
+    created TEXT NOT NULL,
+    weights TEXT NOT NULL,
+    weights_sha256 TEXT NOT NULL,
+    sidecar_sha256 TEXT NOT NULL,
+    method TEXT,
+    settings TEXT,
+    calibration TEXT,
+    audit TEXT NOT NULL,
+    forgotten INTEGER NOT NULL,
+    forgotten_sha256 TEXT NOT NULL,
+    retrain INTEGER,
+    seed INTEGER NOT NULL,
+    seconds REAL NOT NULL
+);
+CREATE TABLE absorptions (
+    id INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL,
+    request INTEGER NOT NULL,
+    how TEXT NOT NULL,
+    UNIQUE (version, request)
+);
+CREATE INDEX absorptions_request ON absorptions(request);
+CREATE TABLE chain (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    item INTEGER NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (kind, item)
+);
+"#];
+
+/// The `prev` of the first chain entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An SQLite error on the registry database at `path`, in words.
+pub fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| {
+        let busy = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        if busy {
+            Error::format(
+                path,
+                "the registry database stayed locked by another process for 30 s; try again",
+            )
+        } else {
+            Error::format(path, format!("registry database: {e}"))
+        }
+    }
+}
+
+/// The database of the registry in `dir`: opened (made when `create`),
+/// configured and migrated to [`SCHEMA_VERSION`].
+pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {
+    let path = dir.join(DB_FILE);
+    if !create && !path.is_file() {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            format!(
+                "not a registry: no {DB_FILE} in it (make one with `amun registry create \
+                 --registry DIR --checkpoint MODEL`)"
+            ),
+        ));
+    }
+    let flags = if create {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let conn = Connection::open_with_flags(&path, flags).map_err(sql(&path))?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(sql(&path))?;
+    if !create {
+        // Checked before anything writes: an empty file or another
+        // program's database would otherwise be given the registry's
+        // tables and then pass for an empty, intact registry.
+        let known: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+                 ('schema_version', 'registry', 'chain')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sql(&path))?
+            == 3;
+        if !known {
+            return Err(Error::invalid(
+                dir.display().to_string(),
+                format!(
+                    "not a registry: {} holds no amun registry (no schema_version, registry \
+                     and chain tables); registries are made by `amun registry create`",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    // WAL: readers see the last commit while a writer works; FULL: a
+    // commit survives a power cut, not only a killed process.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sql(&path))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::format(
+            &path,
+            format!("the file system refused SQLite's WAL mode (journal mode {mode})"),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql(&path))?;
+    migrate(&conn, &path)?;
+    Ok((conn, path))
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let err = sql(path);
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
+    let run = || -> Result<()> {
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .map_err(&err)?;
+        let have: Option<i64> = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()
+            .map_err(&err)?;
+        let have = have.unwrap_or(0);
+        if have > SCHEMA_VERSION {
+            return Err(Error::format(
+                path,
+                format!(
+                    "schema version {have}: made by a newer amun (this one knows up to \
+                     {SCHEMA_VERSION}); use that amun"
+                ),
+            ));
+        }
+        for m in &MIGRATIONS[have as usize..] {
+            conn.execute_batch(m).map_err(&err)?;
+        }
+        if have == 0 {
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [SCHEMA_VERSION],
+            )
+            .map_err(&err)?;
+        } else if have < SCHEMA_VERSION {
+            conn.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
+                .map_err(&err)?;
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(&err),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// A write transaction that takes the write lock at its start (`BEGIN
+/// IMMEDIATE`): what it read cannot change before it commits.
+pub fn immediate<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<'c>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql(path))
+}
+
+/// sha256 of `bytes`, in hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The canonical content of a record: its JSON (fields in declaration
+/// order, maps sorted), and that text's sha256.
+pub fn content_sha256<T: Serialize>(row: &T) -> String {
+    sha256(
+        serde_json::to_string(row)
+            .expect("records serialise")
+            .as_bytes(),
+    )
+}
+
+/// A chain entry's hash: over the previous hash, what it records and the
+/// record's content hash.
+pub fn link_hash(prev: &str, kind: &str, item: i64, content: &str) -> String {
+    sha256(format!("{prev}\n{kind}\n{item}\n{content}").as_bytes())
+}
+
+/// One entry of the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainEntry {
+    pub seq: i64,
+    pub kind: String,
+    pub item: i64,
+    pub content_sha256: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// Appends the record `kind` `item` with content `row` to the chain.
+pub fn append<T: Serialize>(
+    tx: &Transaction<'_>,
+    path: &Path,
+    kind: &str,
+    item: i64,
+    row: &T,
+) -> Result<ChainEntry> {
+    let err = sql(path);
+    let prev: String = tx
+        .query_row(
+            "SELECT hash FROM chain ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(&err)?
+        .unwrap_or_else(|| GENESIS.to_string());
+    let content = content_sha256(row);
+    let hash = link_hash(&prev, kind, item, &content);
+    tx.execute(
+        "INSERT INTO chain (kind, item, content_sha256, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![kind, item, content, prev, hash],
+    )
+    .map_err(&err)?;
+    Ok(ChainEntry {
+        seq: tx.last_insert_rowid(),
+        kind: kind.into(),
+        item,
+        content_sha256: content,
+        prev,
+        hash,
+    })
+}
+
+/// Every chain entry, in order.
+pub fn chain(conn: &Connection, path: &Path) -> Result<Vec<ChainEntry>> {
+    let err = sql(path);
+    let mut st = conn
+        .prepare("SELECT seq, kind, item, content_sha256, prev, hash FROM chain ORDER BY seq")
+        .map_err(&err)?;
+    st.query_map([], |r| {
+        Ok(ChainEntry {
+            seq: r.get(0)?,
+            kind: r.get(1)?,
+            item: r.get(2)?,
+            content_sha256: r.get(3)?,
+            prev: r.get(4)?,
+            hash: r.get(5)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_utc() -> String {
+    utc(OffsetDateTime::now_utc()).expect("this year has four digits")
+}
+
+/// `t` in UTC, to the second, as RFC 3339 (`2026-03-01T12:00:00Z`); `None`
+/// for a year RFC 3339 cannot write.
+fn utc(t: OffsetDateTime) -> Option<String> {
+    t.to_offset(UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
+}
+
+/// A user-given time as [`now_utc`] writes it: RFC 3339 (any offset,
+/// turned into UTC; fractions of a second dropped) or a date alone, taken
+/// as its midnight UTC.
+pub fn parse_utc(s: &str) -> Result<String> {
+    let bad = || {
+        Error::invalid(
+            "received",
+            format!(
+                "'{s}': expected a UTC time such as 2026-03-01T12:00:00Z, or a date 2026-03-01"
+            ),
+        )
+    };
+    // A date alone (`YYYY-MM-DD`) is its midnight UTC.
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    let t = OffsetDateTime::parse(&full, &Rfc3339).map_err(|_| bad())?;
+    // Four-digit years only: the records sort and compare as text.
+    utc(t).filter(|x| x.len() == 20).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_calendar_dates() {
+        let at = |secs| utc(OffsetDateTime::from_unix_timestamp(secs).unwrap()).unwrap();
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_294_400 + 3661), "2024-03-01T13:01:01Z");
+        assert_eq!(now_utc().len(), 20);
+        assert_eq!(parse_utc("2026-03-01").unwrap(), "2026-03-01T00:00:00Z");
+        assert_eq!(
+            parse_utc("2026-03-01T12:00:00.5+02:00").unwrap(),
+            "2026-03-01T10:00:00Z"
+        );
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "2026-02-29T00:00:00Z",
+            "yesterday",
+            "",
+        ] {
+            assert!(parse_utc(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn migrations_run_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, path) = open(dir.path(), true).unwrap();
+        let v: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        drop(conn);
+        // Opening again migrates nothing (the tables exist already).
+        let (conn, _) = open(dir.path(), false).unwrap();
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        drop(conn);
+        let e = open(dir.path(), false).err().unwrap().to_string();
+        assert!(e.contains("newer amun") && e.contains("99"), "{e}");
+        assert!(path.ends_with(DB_FILE));
+    }
+
+    #[test]
+    fn an_empty_file_or_another_database_is_not_a_registry_and_stays_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        std::fs::write(&path, b"").unwrap();
+        let e = open(dir.path(), false).err().unwrap().to_string();
+        assert!(e.contains("not a registry"), "{e}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        std::fs::remove_file(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE notes (t TEXT)").unwrap();
+        drop(other);
+        let e = open(dir.path(), false).err().unwrap().to_string();
+        assert!(e.contains("not a registry"), "{e}");
+        let names: Vec<String> = Connection::open(&path)
+            .unwrap()
+            .prepare("SELECT name FROM sqlite_master")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(names, vec!["notes".to_string()]);
+    }
+
+    #[test]
+    fn the_chain_links_every_record_to_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut conn, path) = open(dir.path(), true).unwrap();
+        let tx = immediate(&mut conn, &path).unwrap();
+        let a = append(&tx, &path, "request", 1, &("a", 1)).unwrap();
+        let b = append(&tx, &path, "request", 2, &("b", 2)).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(a.prev, GENESIS);
+        assert_eq!(b.prev, a.hash);
+        assert_eq!(
+            b.hash,
+            link_hash(&a.hash, "request", 2, &content_sha256(&("b", 2)))
+        );
+        assert_eq!(chain(&conn, &path).unwrap(), vec![a, b]);
+    }
+}

@@ -1,0 +1,1122 @@
+//! Deletion requests as a workflow: a registry in a folder that remembers
+//! the requests a team received, the model versions it made from them, which
+//! version absorbed which request, how, and with what evidence.
+//!
+//! ```text
+//! REG/registry.db            SQLite (WAL): registry, samples, policies, requests,
+//!                            request_samples, versions, absorptions, retrains, chain
+//! REG/versions/vNNNN.*       each version's weights and sidecar
+//! REG/certificates/vNNNN.*   each version's certificate (Markdown and JSON)
+//! REG/staging/               what an apply or retrain writes before it commits
+//! REG/writer.lock            held by the one apply or retrain running
+//! ```
+//!
+//! A version is made by [`apply`] (the pending requests, unlearned as one
+//! batch by an [`crate::unlearn::UnlearnJob`]) or by [`retrain`] (the exact
+//! retrain without every forgotten sample, a new root). Its files are
+//! written under their final names first and the database commit is what
+//! makes them a version, so a crash anywhere leaves the complete version or
+//! none of it. Every record is chained by hashes; [`verify`] names what
+//! changed.
+
+mod apply;
+mod audit;
+mod certificate;
+pub mod db;
+mod retrain;
+mod samples;
+mod verify;
+
+pub use apply::{Applied, ApplySpec, apply};
+pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
+pub use certificate::{Certificate, certificate, render_markdown, write_certificate};
+pub use retrain::{
+    RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
+};
+pub use samples::{Named, Sample};
+pub use verify::{Finding, Verified, verify};
+
+use crate::data::{DataSpec, ForgetSet};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::OutputLock;
+use crate::model::checkpoint::{self, ForgetSummary};
+use crate::progress::Progress;
+use db::{append, immediate, sql};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The registry record: what data and model the registry is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryRow {
+    pub created: String,
+    /// The data (`DataSpec` as JSON).
+    pub data: String,
+    /// sha256 of the whole dataset's content (both splits).
+    pub data_sha256: String,
+    pub train_size: i64,
+    /// `index` (registry datasets, CIFAR-10/IDX folders) or `path` (image
+    /// folders): how requests name samples.
+    pub sample_names: String,
+    /// Digest of every training sample's index, path and sha256.
+    pub samples_sha256: String,
+    /// The last N test images calibrations look at (audits leave them out).
+    pub holdout_test: i64,
+    /// RMIA reference models (`amun rmia train-refs`), absolute path.
+    pub refs: Option<String>,
+    pub refs_sha256: Option<String>,
+    /// The seed (a u64, stored as SQLite's i64 bit for bit).
+    pub seed: i64,
+}
+
+/// When the exact retrain is due.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// After this many requests absorbed since the last root.
+    pub after_requests: Option<usize>,
+    /// After this fraction of the training set forgotten since the last root.
+    pub after_fraction: Option<f64>,
+}
+
+impl Policy {
+    /// Checks the values.
+    pub fn check(&self) -> Result<()> {
+        if self.after_requests == Some(0) {
+            return Err(Error::invalid(
+                "retrain-after-requests",
+                "expected at least 1 request",
+            ));
+        }
+        if let Some(f) = self.after_fraction
+            && !(f > 0.0 && f < 1.0)
+        {
+            return Err(Error::invalid(
+                "retrain-after-fraction",
+                format!("{f}: expected a fraction in (0,1), such as 0.05"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// In words.
+    pub fn describe(&self) -> String {
+        match (self.after_requests, self.after_fraction) {
+            (None, None) => "never (retrain only with --force)".into(),
+            (Some(n), None) => format!("after {n} request(s)"),
+            (None, Some(f)) => format!("after {:.2}% of the training set", 100.0 * f),
+            (Some(n), Some(f)) => format!(
+                "after {n} request(s) or {:.2}% of the training set, whichever comes first",
+                100.0 * f
+            ),
+        }
+    }
+}
+
+/// A policy record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRow {
+    pub id: i64,
+    pub set_at: String,
+    pub after_requests: Option<i64>,
+    pub after_fraction: Option<f64>,
+}
+
+/// A deletion request as recorded (never changed afterwards).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRow {
+    pub id: i64,
+    /// When the request was received (as the user says, UTC).
+    pub received: String,
+    /// When it was added to the registry (UTC).
+    pub added: String,
+    /// Free text: a ticket, an e-mail, a name.
+    pub reference: String,
+    /// The file it was read from.
+    pub source: String,
+    pub size: i64,
+    /// Digest of its samples (index, path, sha256 each).
+    pub samples_sha256: String,
+}
+
+/// A model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRow {
+    pub id: i64,
+    /// The version it was unlearned from (`None` for a root: the trained
+    /// model or an exact retrain).
+    pub parent: Option<i64>,
+    /// `trained`, `unlearned` or `retrained`.
+    pub kind: String,
+    pub created: String,
+    /// Relative to the registry folder.
+    pub weights: String,
+    pub weights_sha256: String,
+    pub sidecar_sha256: String,
+    pub method: Option<String>,
+    /// The method's full settings (JSON).
+    pub settings: Option<String>,
+    /// Each request's calibration record (JSON array), when calibrated.
+    pub calibration: Option<String>,
+    /// [`VersionAudit`] as JSON.
+    pub audit: String,
+    /// Training samples this version has forgotten, cumulatively.
+    pub forgotten: i64,
+    /// sha256 of their sorted indices (as a sidecar's `indices_sha256`).
+    pub forgotten_sha256: String,
+    pub retrain: Option<i64>,
+    pub seed: i64,
+    pub seconds: f64,
+}
+
+impl VersionRow {
+    /// Its audit, parsed.
+    pub fn audit(&self) -> Result<VersionAudit> {
+        serde_json::from_str(&self.audit)
+            .map_err(|e| Error::invalid(format!("version {}", self.id), format!("audit: {e}")))
+    }
+
+    /// The sidecar beside its weights.
+    pub fn sidecar_file(&self) -> String {
+        self.weights.replace(".safetensors", ".json")
+    }
+}
+
+/// Which requests a version absorbed, and how: `unlearned` (its run),
+/// `covered` (every sample was already forgotten), `retrained` (excluded by
+/// an exact retrain).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbsorptionRow {
+    pub id: i64,
+    pub version: i64,
+    pub request: i64,
+    pub how: String,
+}
+
+/// An exact retrain as started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainRow {
+    pub id: i64,
+    pub created: String,
+    /// The version whose forgotten samples it excludes.
+    pub based_on: i64,
+    pub excluded: i64,
+    pub excluded_sha256: String,
+    /// `local` or `slurm`.
+    pub executor: String,
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestStatus {
+    #[serde(flatten)]
+    pub request: RequestRow,
+    /// `pending` or `absorbed`.
+    pub status: String,
+    /// The first version that absorbed it, and how.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub absorbed_by: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
+}
+
+/// How a registry is made.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    /// A model trained by amun on the whole training split (its sidecar
+    /// records the recipe an exact retrain repeats).
+    pub checkpoint: PathBuf,
+    /// The last N test images calibration looks at [default: a tenth of
+    /// the test split].
+    pub holdout_test: Option<usize>,
+    /// RMIA reference models for the model's data.
+    pub refs: Option<PathBuf>,
+    pub policy: Policy,
+    pub seed: u64,
+    pub data_dir: PathBuf,
+}
+
+/// An open registry.
+pub struct Registry {
+    dir: PathBuf,
+    db: PathBuf,
+    conn: Connection,
+}
+
+/// The weights file of version `id`, relative to the registry folder.
+fn weights_name(id: i64) -> String {
+    format!("versions/v{id:04}.safetensors")
+}
+
+/// The one apply or retrain that may write a registry.
+pub(crate) struct WriterLock {
+    _lock: OutputLock,
+}
+
+/// Takes the registry's writer lock, or says who holds it.
+pub(crate) fn lock_writer(dir: &Path, doing: &str) -> Result<WriterLock> {
+    let base = dir.join("writer");
+    match OutputLock::acquire(&base) {
+        Ok(l) => Ok(WriterLock { _lock: l }),
+        Err(Error::Invalid { .. }) => {
+            let lock = dir.join("writer.lock");
+            let pid = std::fs::read_to_string(&lock).unwrap_or_default();
+            Err(Error::invalid(
+                format!("registry {}", dir.display()),
+                format!(
+                    "cannot {doing}: another apply or retrain is running (process {} holds {}); \
+                     two at once could apply the same requests twice — wait for it to finish",
+                    pid.trim(),
+                    lock.display()
+                ),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Registry {
+    /// Opens the registry in `dir`.
+    pub fn open(dir: &Path) -> Result<Registry> {
+        let (conn, db) = db::open(dir, false)?;
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+            db,
+            conn,
+        })
+    }
+
+    /// The registry folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        sql(&self.db)
+    }
+
+    /// Makes a registry in `dir` (absent or empty) whose first version is
+    /// the checkpoint of `spec`. Built in a temporary folder beside `dir`
+    /// and renamed: a failed create leaves nothing.
+    pub fn create(dir: &Path, spec: &CreateSpec, progress: &dyn Progress) -> Result<Registry> {
+        spec.policy.check()?;
+        let shown = dir.display().to_string();
+        if dir.exists() && (!dir.is_dir() || std::fs::read_dir(dir).at(dir)?.next().is_some()) {
+            return Err(Error::invalid(
+                shown,
+                "exists and is not an empty folder; a registry is made in a new folder",
+            ));
+        }
+        let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
+        match &sc.origin {
+            crate::model::Origin::Train { subset: None, .. } if sc.incomplete().is_none() => {}
+            _ => {
+                return Err(Error::checkpoint(
+                    &spec.checkpoint,
+                    "a registry starts from a model amun trained to its last epoch on the whole \
+                     training split: its sidecar's recipe is what the exact retrain repeats \
+                     (this one is unlearned, imported, a retrain, a reference model or \
+                     incomplete)",
+                ));
+            }
+        }
+        let data = crate::model::load_data(&sc.data, &spec.data_dir, progress)?;
+        let (model, _) = checkpoint::load(&spec.checkpoint, tch::Device::Cpu)?;
+        let holdout = spec.holdout_test.unwrap_or((data.test.len() / 10).max(1));
+        crate::data::HeldOut::LastTest(holdout).split(&data, &spec.data_dir)?;
+        let files = crate::data::sample_files(&sc.data)?;
+        progress.note(&format!(
+            "hashing the {} training samples of {}",
+            data.train.len(),
+            data.spec.train_label()
+        ));
+        let all = samples::hash_all(&data, files.as_deref())?;
+        let refs = match &spec.refs {
+            Some(r) => {
+                let loaded = crate::audit::load_references(r, &data)?;
+                Some((std::path::absolute(r).at(r)?, refs_digest(r)?, loaded))
+            }
+            None => None,
+        };
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).at(&parent)?;
+        let name = dir
+            .file_name()
+            .ok_or_else(|| Error::invalid(shown.clone(), "expected a folder path"))?
+            .to_string_lossy()
+            .into_owned();
+        let tmp = TempDir(parent.join(format!(".{name}.tmp-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&tmp.0);
+        std::fs::create_dir_all(tmp.0.join("versions")).at(&tmp.0)?;
+        let w = weights_name(1);
+        std::fs::copy(&spec.checkpoint, tmp.0.join(&w)).at(&spec.checkpoint)?;
+        let side = checkpoint::sidecar_path(&spec.checkpoint);
+        let sw = w.replace(".safetensors", ".json");
+        std::fs::copy(&side, tmp.0.join(&sw)).at(&side)?;
+        let weights_sha256 = crate::data::sha256_file(&tmp.0.join(&w))?;
+        let sidecar_sha256 = crate::data::sha256_file(&tmp.0.join(&sw))?;
+        let audit = audit::audit_version(
+            &model,
+            &data,
+            &[],
+            holdout,
+            refs.as_ref().map(|r| &r.2),
+            crate::seed::derive(spec.seed, "registry-audit", 0),
+        )?;
+        let created = db::now_utc();
+        let row = RegistryRow {
+            created: created.clone(),
+            data: serde_json::to_string(&sc.data).expect("data spec serialises"),
+            data_sha256: data.content_sha256(),
+            train_size: data.train.len() as i64,
+            sample_names: if files.is_some() { "path" } else { "index" }.into(),
+            samples_sha256: samples::digest(&all),
+            holdout_test: holdout as i64,
+            refs: refs.as_ref().map(|r| r.0.display().to_string()),
+            refs_sha256: refs.as_ref().map(|r| r.1.clone()),
+            seed: spec.seed as i64,
+        };
+        {
+            let (mut conn, db) = db::open(&tmp.0, true)?;
+            let err = sql(&db);
+            let tx = immediate(&mut conn, &db)?;
+            tx.execute(
+                "INSERT INTO registry (id, created, data, data_sha256, train_size, sample_names, \
+                 samples_sha256, holdout_test, refs, refs_sha256, seed) VALUES (1, ?1, ?2, ?3, \
+                 ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    row.created,
+                    row.data,
+                    row.data_sha256,
+                    row.train_size,
+                    row.sample_names,
+                    row.samples_sha256,
+                    row.holdout_test,
+                    row.refs,
+                    row.refs_sha256,
+                    row.seed
+                ],
+            )
+            .map_err(&err)?;
+            {
+                let mut st = tx
+                    .prepare("INSERT INTO samples (idx, path, sha256) VALUES (?1, ?2, ?3)")
+                    .map_err(&err)?;
+                for s in &all {
+                    st.execute(params![s.idx, s.path, s.sha256]).map_err(&err)?;
+                }
+            }
+            append(&tx, &db, "registry", 1, &row)?;
+            insert_policy(&tx, &db, &spec.policy, &created)?;
+            let v = VersionRow {
+                id: 1,
+                parent: None,
+                kind: "trained".into(),
+                created,
+                weights: w,
+                weights_sha256,
+                sidecar_sha256,
+                method: None,
+                settings: None,
+                calibration: None,
+                audit: serde_json::to_string(&audit).expect("audit serialises"),
+                forgotten: 0,
+                forgotten_sha256: indices_sha256(&row, &[]),
+                retrain: None,
+                seed: sc.seed as i64,
+                seconds: 0.0,
+            };
+            insert_version(&tx, &db, &v)?;
+            tx.commit().map_err(&err)?;
+        }
+        if dir.exists() {
+            std::fs::remove_dir(dir).at(dir)?;
+        }
+        std::fs::rename(&tmp.0, dir).at(dir)?;
+        let reg = Registry::open(dir)?;
+        write_certificate(&reg, 1)?;
+        Ok(reg)
+    }
+
+    /// The registry record.
+    pub fn info(&self) -> Result<RegistryRow> {
+        self.conn
+            .query_row(
+                "SELECT created, data, data_sha256, train_size, sample_names, samples_sha256, \
+                 holdout_test, refs, refs_sha256, seed FROM registry WHERE id = 1",
+                [],
+                |r| {
+                    Ok(RegistryRow {
+                        created: r.get(0)?,
+                        data: r.get(1)?,
+                        data_sha256: r.get(2)?,
+                        train_size: r.get(3)?,
+                        sample_names: r.get(4)?,
+                        samples_sha256: r.get(5)?,
+                        holdout_test: r.get(6)?,
+                        refs: r.get(7)?,
+                        refs_sha256: r.get(8)?,
+                        seed: r.get(9)?,
+                    })
+                },
+            )
+            .map_err(self.err())
+    }
+
+    /// The data spec the registry's model was trained on.
+    pub fn data_spec(&self) -> Result<DataSpec> {
+        let info = self.info()?;
+        serde_json::from_str(&info.data)
+            .map_err(|e| Error::format(&self.db, format!("the registry's data spec: {e}")))
+    }
+
+    /// Every training sample as recorded, in index order.
+    pub fn samples(&self) -> Result<Vec<Sample>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT idx, path, sha256 FROM samples ORDER BY idx")
+            .map_err(self.err())?;
+        st.query_map([], |r| {
+            Ok(Sample {
+                idx: r.get(0)?,
+                path: r.get(1)?,
+                sha256: r.get(2)?,
+            })
+        })
+        .map_err(self.err())?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(self.err())
+    }
+
+    /// The samples request `id` names, by index.
+    pub fn request_samples(&self, id: i64) -> Result<Vec<Sample>> {
+        request_samples_in(&self.conn, &self.db, id)
+    }
+
+    /// Every request, in order.
+    pub fn requests(&self) -> Result<Vec<RequestRow>> {
+        read_requests(&self.conn, &self.db, "")
+    }
+
+    /// Request `id`.
+    pub fn request(&self, id: i64) -> Result<RequestRow> {
+        read_requests(&self.conn, &self.db, &format!("WHERE id = {id}"))?
+            .pop()
+            .ok_or_else(|| Error::invalid("request", format!("{id}: no such request")))
+    }
+
+    /// Every request with its status.
+    pub fn request_status(&self) -> Result<Vec<RequestStatus>> {
+        let abs = self.absorptions()?;
+        Ok(self
+            .requests()?
+            .into_iter()
+            .map(|r| {
+                let first = abs
+                    .iter()
+                    .filter(|a| a.request == r.id)
+                    .min_by_key(|a| a.version);
+                RequestStatus {
+                    status: if first.is_some() {
+                        "absorbed"
+                    } else {
+                        "pending"
+                    }
+                    .into(),
+                    absorbed_by: first.map(|a| a.version),
+                    how: first.map(|a| a.how.clone()),
+                    request: r,
+                }
+            })
+            .collect())
+    }
+
+    /// Requests no version absorbed yet, in order.
+    pub fn pending(&self) -> Result<Vec<RequestRow>> {
+        read_requests(
+            &self.conn,
+            &self.db,
+            "WHERE id NOT IN (SELECT request FROM absorptions)",
+        )
+    }
+
+    /// Every version, in order.
+    pub fn versions(&self) -> Result<Vec<VersionRow>> {
+        read_versions(&self.conn, &self.db, "")
+    }
+
+    /// Version `id`.
+    pub fn version(&self, id: i64) -> Result<VersionRow> {
+        read_versions(&self.conn, &self.db, &format!("WHERE id = {id}"))?
+            .pop()
+            .ok_or_else(|| Error::invalid("version", format!("{id}: no such version")))
+    }
+
+    /// The newest version: what the next apply unlearns from.
+    pub fn head(&self) -> Result<VersionRow> {
+        read_versions(&self.conn, &self.db, "ORDER BY id DESC LIMIT 1")?
+            .pop()
+            .ok_or_else(|| Error::format(&self.db, "the registry holds no version"))
+    }
+
+    /// Every absorption, in order.
+    pub fn absorptions(&self) -> Result<Vec<AbsorptionRow>> {
+        read_absorptions(&self.conn, &self.db)
+    }
+
+    /// Every retrain started, in order.
+    pub fn retrains(&self) -> Result<Vec<RetrainRow>> {
+        read_retrains(&self.conn, &self.db)
+    }
+
+    /// The Slurm job of retrain `id`, if it was submitted.
+    pub fn retrain_job(&self, id: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT job FROM retrain_jobs WHERE retrain = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// The requests version `id` has forgotten (its own absorptions and
+    /// those of its parents up to its root), in order.
+    pub fn absorbed(&self, id: i64) -> Result<Vec<i64>> {
+        absorbed_in(&self.conn, &self.db, id)
+    }
+
+    /// The training samples version `id` has forgotten, sorted.
+    pub fn forgotten(&self, id: i64) -> Result<Vec<i64>> {
+        forgotten_in(&self.conn, &self.db, id)
+    }
+
+    /// A forget set of training indices of this registry's data.
+    pub fn forget_set(&self, indices: Vec<i64>, kind: &str) -> Result<ForgetSet> {
+        let info = self.info()?;
+        let spec = self.data_spec()?;
+        Ok(ForgetSet {
+            dataset: spec.train_label(),
+            train_size: info.train_size as usize,
+            kind: kind.into(),
+            class: None,
+            seed: 0,
+            size: indices.len(),
+            indices,
+        })
+    }
+
+    /// The policy in force (the last one set).
+    pub fn policy(&self) -> Result<Policy> {
+        let row = read_policies(&self.conn, &self.db)?
+            .pop()
+            .ok_or_else(|| Error::format(&self.db, "the registry holds no retrain policy"))?;
+        Ok(Policy {
+            after_requests: row.after_requests.map(|n| n as usize),
+            after_fraction: row.after_fraction,
+        })
+    }
+
+    /// Every policy set, in order.
+    pub fn policies(&self) -> Result<Vec<PolicyRow>> {
+        read_policies(&self.conn, &self.db)
+    }
+
+    /// Sets the retrain policy (a new record).
+    pub fn set_policy(&mut self, p: &Policy) -> Result<()> {
+        p.check()?;
+        let tx = immediate(&mut self.conn, &self.db)?;
+        insert_policy(&tx, &self.db, p, &db::now_utc())?;
+        tx.commit().map_err(sql(&self.db))
+    }
+
+    /// Why the exact retrain is due now, if it is: requests absorbed and
+    /// the share of the training set forgotten since the last root.
+    pub fn retrain_due(&self) -> Result<Option<String>> {
+        let p = self.policy()?;
+        let head = self.head()?;
+        let versions = self.versions()?;
+        let abs = self.absorptions()?;
+        // Walk from the head to its root, counting what the unlearned
+        // versions absorbed on the way.
+        let mut since: Vec<i64> = Vec::new();
+        let mut cur = Some(head.id);
+        let mut root = head.clone();
+        while let Some(v) = cur {
+            let row = versions.iter().find(|x| x.id == v);
+            if let Some(r) = row {
+                root = r.clone();
+                if r.parent.is_some() {
+                    since.extend(abs.iter().filter(|a| a.version == v).map(|a| a.request));
+                }
+            }
+            cur = row.and_then(|x| x.parent);
+        }
+        since.sort_unstable();
+        since.dedup();
+        let train = self.info()?.train_size.max(1) as f64;
+        let frac = (head.forgotten - root.forgotten).max(0) as f64 / train;
+        let n = since.len();
+        let mut why = Vec::new();
+        if let Some(k) = p.after_requests
+            && n >= k
+            && n > 0
+        {
+            why.push(format!(
+                "{n} request(s) absorbed since root version {} (policy: after {k})",
+                root.id
+            ));
+        }
+        if let Some(f) = p.after_fraction
+            && frac >= f
+            && frac > 0.0
+        {
+            why.push(format!(
+                "{:.2}% of the training set forgotten since root version {} (policy: after \
+                 {:.2}%)",
+                100.0 * frac,
+                root.id,
+                100.0 * f
+            ));
+        }
+        Ok((!why.is_empty()).then(|| why.join("; ")))
+    }
+
+    /// Adds one request per file (indices, or image paths for an image
+    /// folder), received at `received` (UTC; default now), with a free-text
+    /// `reference`. Every file is read and checked first, then all are
+    /// added in one transaction: a bad file adds none, and concurrent adds
+    /// never lose or repeat a request. A request whose every sample the
+    /// head already forgot is absorbed by the head at once.
+    pub fn add_requests(
+        &mut self,
+        files: &[PathBuf],
+        reference: &str,
+        received: Option<&str>,
+    ) -> Result<Vec<RequestStatus>> {
+        let received = match received {
+            Some(r) => db::parse_utc(r)?,
+            None => db::now_utc(),
+        };
+        let info = self.info()?;
+        let spec = self.data_spec()?;
+        let root = (info.sample_names == "path").then(|| PathBuf::from(&spec.dataset));
+        let recorded = self.samples()?;
+        let mut resolved = Vec::new();
+        for file in files {
+            let named = samples::read_request(file, root.as_deref())?;
+            let picked =
+                samples::resolve(named, &recorded, file, &spec.train_label(), root.as_deref())?;
+            resolved.push((file, picked));
+        }
+        let added = db::now_utc();
+        let db = self.db.clone();
+        let err = sql(&db);
+        let tx = immediate(&mut self.conn, &db)?;
+        let mut out = Vec::new();
+        for (file, picked) in resolved {
+            // Samples no request named before: a request of none of them
+            // forgets nothing new.
+            let covered_by_any = {
+                let mut st = tx
+                    .prepare_cached("SELECT 1 FROM request_samples WHERE idx = ?1 LIMIT 1")
+                    .map_err(&err)?;
+                let mut n = 0usize;
+                for s in &picked {
+                    if st.exists([s.idx]).map_err(&err)? {
+                        n += 1;
+                    }
+                }
+                n
+            };
+            let named_before: i64 = tx
+                .query_row("SELECT COUNT(DISTINCT idx) FROM request_samples", [], |r| {
+                    r.get(0)
+                })
+                .map_err(&err)?;
+            let total = named_before as usize + picked.len() - covered_by_any;
+            if total >= info.train_size as usize {
+                return Err(Error::format(
+                    file,
+                    format!(
+                        "with this request every one of the {} training samples would be \
+                         forgotten; keep at least one (nothing was added)",
+                        info.train_size
+                    ),
+                ));
+            }
+            let id: i64 = tx
+                .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM requests", [], |r| {
+                    r.get(0)
+                })
+                .map_err(&err)?;
+            let row = RequestRow {
+                id,
+                received: received.clone(),
+                added: added.clone(),
+                reference: reference.to_string(),
+                source: file.display().to_string(),
+                size: picked.len() as i64,
+                samples_sha256: samples::digest(&picked),
+            };
+            tx.execute(
+                "INSERT INTO requests (id, received, added, reference, source, size, \
+                 samples_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    row.id,
+                    row.received,
+                    row.added,
+                    row.reference,
+                    row.source,
+                    row.size,
+                    row.samples_sha256
+                ],
+            )
+            .map_err(&err)?;
+            {
+                let mut st = tx
+                    .prepare_cached("INSERT INTO request_samples (request, idx) VALUES (?1, ?2)")
+                    .map_err(&err)?;
+                for s in &picked {
+                    st.execute(params![id, s.idx]).map_err(&err)?;
+                }
+            }
+            append(&tx, &db, "request", id, &row)?;
+            let mut status = RequestStatus {
+                request: row,
+                status: "pending".into(),
+                absorbed_by: None,
+                how: None,
+            };
+            if covered_by_any == picked.len() {
+                // Every sample was named before; if the head forgot them
+                // all, the head absorbs this request now.
+                let head: i64 = tx
+                    .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
+                    .map_err(&err)?;
+                let forgotten = forgotten_in(&tx, &db, head)?;
+                if picked
+                    .iter()
+                    .all(|s| forgotten.binary_search(&s.idx).is_ok())
+                {
+                    insert_absorption(&tx, &db, head, id, "covered")?;
+                    status.status = "absorbed".into();
+                    status.absorbed_by = Some(head);
+                    status.how = Some("covered".into());
+                }
+            }
+            out.push(status);
+        }
+        tx.commit().map_err(&err)?;
+        Ok(out)
+    }
+}
+
+/// The samples request `id` names, by index.
+fn request_samples_in(conn: &Connection, db: &Path, id: i64) -> Result<Vec<Sample>> {
+    let err = sql(db);
+    let mut st = conn
+        .prepare_cached(
+            "SELECT s.idx, s.path, s.sha256 FROM request_samples r JOIN samples s ON s.idx = \
+             r.idx WHERE r.request = ?1 ORDER BY s.idx",
+        )
+        .map_err(&err)?;
+    st.query_map([id], |r| {
+        Ok(Sample {
+            idx: r.get(0)?,
+            path: r.get(1)?,
+            sha256: r.get(2)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}
+
+/// The requests version `id` has forgotten: its absorptions and its
+/// parents' up to its root.
+fn absorbed_in(conn: &Connection, db: &Path, id: i64) -> Result<Vec<i64>> {
+    let err = sql(db);
+    let mut out = Vec::new();
+    let mut cur = Some(id);
+    while let Some(v) = cur {
+        let mut st = conn
+            .prepare_cached("SELECT request FROM absorptions WHERE version = ?1")
+            .map_err(&err)?;
+        let rows = st
+            .query_map([v], |r| r.get::<_, i64>(0))
+            .map_err(&err)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        out.extend(rows);
+        cur = conn
+            .query_row("SELECT parent FROM versions WHERE id = ?1", [v], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .optional()
+            .map_err(&err)?
+            .flatten();
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The training samples version `id` has forgotten, sorted.
+fn forgotten_in(conn: &Connection, db: &Path, id: i64) -> Result<Vec<i64>> {
+    let mut v = Vec::new();
+    for r in absorbed_in(conn, db, id)? {
+        v.extend(request_samples_in(conn, db, r)?.into_iter().map(|s| s.idx));
+    }
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+/// Removes a folder on drop unless it was renamed away.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// sha256 over the reference models' files (names and contents).
+fn refs_digest(dir: &Path) -> Result<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .at(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && !p.to_string_lossy().ends_with(".lock"))
+        .collect();
+    names.sort();
+    let mut text = String::new();
+    for p in names {
+        text.push_str(&format!(
+            "{}\t{}\n",
+            p.file_name().unwrap_or_default().to_string_lossy(),
+            crate::data::sha256_file(&p)?
+        ));
+    }
+    Ok(db::sha256(text.as_bytes()))
+}
+
+/// The sidecar-style sha256 of sorted training indices of this registry.
+fn indices_sha256(info: &RegistryRow, indices: &[i64]) -> String {
+    let spec: DataSpec = serde_json::from_str(&info.data).unwrap_or_else(|_| DataSpec::new(""));
+    ForgetSummary::of(&ForgetSet {
+        dataset: spec.train_label(),
+        train_size: info.train_size as usize,
+        kind: "registry".into(),
+        class: None,
+        seed: 0,
+        size: indices.len(),
+        indices: indices.to_vec(),
+    })
+    .indices_sha256
+}
+
+fn insert_policy(tx: &rusqlite::Transaction<'_>, db: &Path, p: &Policy, at: &str) -> Result<()> {
+    let err = sql(db);
+    let id: i64 = tx
+        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM policies", [], |r| {
+            r.get(0)
+        })
+        .map_err(&err)?;
+    let row = PolicyRow {
+        id,
+        set_at: at.to_string(),
+        after_requests: p.after_requests.map(|n| n as i64),
+        after_fraction: p.after_fraction,
+    };
+    tx.execute(
+        "INSERT INTO policies (id, set_at, after_requests, after_fraction) VALUES (?1, ?2, ?3, ?4)",
+        params![row.id, row.set_at, row.after_requests, row.after_fraction],
+    )
+    .map_err(&err)?;
+    append(tx, db, "policy", id, &row)?;
+    Ok(())
+}
+
+fn insert_version(tx: &rusqlite::Transaction<'_>, db: &Path, v: &VersionRow) -> Result<()> {
+    tx.execute(
+        "INSERT INTO versions (id, parent, kind, created, weights, weights_sha256, \
+         sidecar_sha256, method, settings, calibration, audit, forgotten, forgotten_sha256, \
+         retrain, seed, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+         ?14, ?15, ?16)",
+        params![
+            v.id,
+            v.parent,
+            v.kind,
+            v.created,
+            v.weights,
+            v.weights_sha256,
+            v.sidecar_sha256,
+            v.method,
+            v.settings,
+            v.calibration,
+            v.audit,
+            v.forgotten,
+            v.forgotten_sha256,
+            v.retrain,
+            v.seed,
+            v.seconds
+        ],
+    )
+    .map_err(sql(db))?;
+    append(tx, db, "version", v.id, v)?;
+    Ok(())
+}
+
+fn insert_absorption(
+    tx: &rusqlite::Transaction<'_>,
+    db: &Path,
+    version: i64,
+    request: i64,
+    how: &str,
+) -> Result<()> {
+    let err = sql(db);
+    tx.execute(
+        "INSERT INTO absorptions (version, request, how) VALUES (?1, ?2, ?3)",
+        params![version, request, how],
+    )
+    .map_err(&err)?;
+    let row = AbsorptionRow {
+        id: tx.last_insert_rowid(),
+        version,
+        request,
+        how: how.into(),
+    };
+    append(tx, db, "absorption", row.id, &row)?;
+    Ok(())
+}
+
+fn read_requests(conn: &Connection, db: &Path, filter: &str) -> Result<Vec<RequestRow>> {
+    let err = sql(db);
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT id, received, added, reference, source, size, samples_sha256 FROM requests \
+             {filter}{}",
+            if filter.contains("ORDER") {
+                ""
+            } else {
+                " ORDER BY id"
+            }
+        ))
+        .map_err(&err)?;
+    st.query_map([], |r| {
+        Ok(RequestRow {
+            id: r.get(0)?,
+            received: r.get(1)?,
+            added: r.get(2)?,
+            reference: r.get(3)?,
+            source: r.get(4)?,
+            size: r.get(5)?,
+            samples_sha256: r.get(6)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}
+
+fn read_versions(conn: &Connection, db: &Path, filter: &str) -> Result<Vec<VersionRow>> {
+    let err = sql(db);
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT id, parent, kind, created, weights, weights_sha256, sidecar_sha256, method, \
+             settings, calibration, audit, forgotten, forgotten_sha256, retrain, seed, seconds \
+             FROM versions {filter}{}",
+            if filter.contains("ORDER") {
+                ""
+            } else {
+                " ORDER BY id"
+            }
+        ))
+        .map_err(&err)?;
+    st.query_map([], |r| {
+        Ok(VersionRow {
+            id: r.get(0)?,
+            parent: r.get(1)?,
+            kind: r.get(2)?,
+            created: r.get(3)?,
+            weights: r.get(4)?,
+            weights_sha256: r.get(5)?,
+            sidecar_sha256: r.get(6)?,
+            method: r.get(7)?,
+            settings: r.get(8)?,
+            calibration: r.get(9)?,
+            audit: r.get(10)?,
+            forgotten: r.get(11)?,
+            forgotten_sha256: r.get(12)?,
+            retrain: r.get(13)?,
+            seed: r.get(14)?,
+            seconds: r.get(15)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}
+
+fn read_absorptions(conn: &Connection, db: &Path) -> Result<Vec<AbsorptionRow>> {
+    let err = sql(db);
+    let mut st = conn
+        .prepare("SELECT id, version, request, how FROM absorptions ORDER BY id")
+        .map_err(&err)?;
+    st.query_map([], |r| {
+        Ok(AbsorptionRow {
+            id: r.get(0)?,
+            version: r.get(1)?,
+            request: r.get(2)?,
+            how: r.get(3)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}
+
+fn read_retrains(conn: &Connection, db: &Path) -> Result<Vec<RetrainRow>> {
+    let err = sql(db);
+    let mut st = conn
+        .prepare(
+            "SELECT id, created, based_on, excluded, excluded_sha256, executor FROM retrains \
+             ORDER BY id",
+        )
+        .map_err(&err)?;
+    st.query_map([], |r| {
+        Ok(RetrainRow {
+            id: r.get(0)?,
+            created: r.get(1)?,
+            based_on: r.get(2)?,
+            excluded: r.get(3)?,
+            excluded_sha256: r.get(4)?,
+            executor: r.get(5)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}
+
+fn read_policies(conn: &Connection, db: &Path) -> Result<Vec<PolicyRow>> {
+    let err = sql(db);
+    let mut st = conn
+        .prepare("SELECT id, set_at, after_requests, after_fraction FROM policies ORDER BY id")
+        .map_err(&err)?;
+    st.query_map([], |r| {
+        Ok(PolicyRow {
+            id: r.get(0)?,
+            set_at: r.get(1)?,
+            after_requests: r.get(2)?,
+            after_fraction: r.get(3)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}

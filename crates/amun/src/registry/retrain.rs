@@ -1,0 +1,493 @@
+//! The exact retrain: when the policy says so (or asked to), the root's
+//! recipe and seed trained from scratch without every sample the head
+//! forgot, in this process or as a Slurm job placed by the experiment's
+//! `[slurm]` tables; recorded as a new root once its sidecar's exclusion
+//! matches the registry's forgotten set.
+use super::apply::{check_intact, clean_leftovers, load_checked_data, place, stop_at};
+use super::audit::{audit_version, compare};
+use super::db::{self, append, immediate, sql};
+use super::{
+    Registry, RetrainRow, VersionRow, insert_absorption, insert_version, lock_writer, weights_name,
+    write_certificate,
+};
+use crate::error::{Error, IoContext, Result};
+use crate::experiment::exec::slurm::{Cluster, Sbatch, SlurmState, render_job};
+use crate::experiment::{Resource, SlurmSection};
+use crate::model::checkpoint;
+use crate::progress::Progress;
+use crate::seed::derive;
+use crate::train::{Subset, TrainJob, record_final_metrics, train};
+use rusqlite::params;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the retrain runs.
+#[derive(Debug, Clone)]
+pub enum RetrainExecutor {
+    /// In this process.
+    Local,
+    /// As one sbatch job running `amun registry retrain --run ID`.
+    Slurm {
+        section: Box<SlurmSection>,
+        /// The amun binary the job runs.
+        amun: PathBuf,
+        /// `--device` of the job.
+        device: String,
+        /// Wait for the job and report its version.
+        wait: bool,
+    },
+}
+
+/// How to retrain.
+#[derive(Debug, Clone)]
+pub struct RetrainSpec {
+    /// Retrain even when the policy does not say so.
+    pub force: bool,
+    pub executor: RetrainExecutor,
+    /// The device of a local retrain.
+    pub device: tch::Device,
+    pub data_dir: PathBuf,
+}
+
+/// What a retrain did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum RetrainOutcome {
+    /// Not due (why), nothing done.
+    NotDue { why: String },
+    /// A new root version.
+    Retrained {
+        retrain: i64,
+        version: Box<VersionRow>,
+        certificate: PathBuf,
+    },
+    /// Submitted to Slurm, not waited for.
+    Submitted {
+        retrain: i64,
+        job: String,
+        log: PathBuf,
+    },
+}
+
+/// Refuses to `doing` while a Slurm retrain that may still record a
+/// version is queued or running, as Slurm says. A job Slurm does not know
+/// (any more), or a Slurm that cannot be asked, does not block: the
+/// refusal only spares a retrain's work, and such a job, if it ever runs,
+/// finds the head moved and records nothing (`run_locked`).
+pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str, progress: &dyn Progress) -> Result<()> {
+    let done: Vec<i64> = reg.versions()?.iter().filter_map(|v| v.retrain).collect();
+    for r in reg.retrains()? {
+        if done.contains(&r.id) || r.executor != "slurm" {
+            continue;
+        }
+        let Some(job) = reg.retrain_job(r.id)? else {
+            continue;
+        };
+        let states = match Sbatch.query(std::slice::from_ref(&job)) {
+            Ok(s) => s,
+            Err(e) => {
+                progress.note(&format!(
+                    "cannot ask Slurm about retrain {} (job {job}): {e}; going on (if that job \
+                     still runs, it will find the head moved and record nothing)",
+                    r.id
+                ));
+                continue;
+            }
+        };
+        let live = states
+            .get(&job)
+            .is_some_and(|s| matches!(s.state, SlurmState::Pending | SlurmState::Running));
+        if live {
+            return Err(Error::invalid(
+                format!("registry {}", reg.dir.display()),
+                format!(
+                    "cannot {doing}: retrain {} (Slurm job {job}) is queued or running and will \
+                     record a new root; wait for it (`amun registry retrain --wait-for {}`) or \
+                     cancel it (scancel {job})",
+                    r.id, r.id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Retrains the registry in `dir` when its policy says so (or `force`).
+pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Result<RetrainOutcome> {
+    let mut reg = Registry::open(dir)?;
+    let lock = lock_writer(dir, "retrain")?;
+    check_intact(&reg, "retrained")?;
+    for p in clean_leftovers(&reg)? {
+        progress.note(&format!(
+            "removed {} (left by an interrupted apply or retrain)",
+            p.display()
+        ));
+    }
+    refuse_in_flight(&reg, "retrain", progress)?;
+    let head = reg.head()?;
+    if head.forgotten == 0 {
+        return Ok(RetrainOutcome::NotDue {
+            why: format!(
+                "version {} has forgotten nothing: nothing to retrain without",
+                head.id
+            ),
+        });
+    }
+    if head.kind == "retrained" {
+        return Ok(RetrainOutcome::NotDue {
+            why: format!(
+                "version {} is already the exact retrain of everything forgotten",
+                head.id
+            ),
+        });
+    }
+    let due = reg.retrain_due()?;
+    if due.is_none() && !spec.force {
+        return Ok(RetrainOutcome::NotDue {
+            why: format!(
+                "the policy ({}) is not met yet; --force retrains anyway",
+                reg.policy()?.describe()
+            ),
+        });
+    }
+    let excluded = reg.forgotten(head.id)?;
+    let info = reg.info()?;
+    let executor = match spec.executor {
+        RetrainExecutor::Local => "local",
+        RetrainExecutor::Slurm { .. } => "slurm",
+    };
+    if let RetrainExecutor::Slurm { section, .. } = &spec.executor {
+        section.check()?;
+    }
+    let db = reg.db.clone();
+    let row = {
+        let tx = immediate(&mut reg.conn, &db)?;
+        let id: i64 = tx
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM retrains", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql(&db))?;
+        let row = RetrainRow {
+            id,
+            created: db::now_utc(),
+            based_on: head.id,
+            excluded: excluded.len() as i64,
+            excluded_sha256: super::indices_sha256(&info, &excluded),
+            executor: executor.into(),
+        };
+        tx.execute(
+            "INSERT INTO retrains (id, created, based_on, excluded, excluded_sha256, executor) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                row.id,
+                row.created,
+                row.based_on,
+                row.excluded,
+                row.excluded_sha256,
+                row.executor
+            ],
+        )
+        .map_err(sql(&db))?;
+        append(&tx, &db, "retrain", id, &row)?;
+        tx.commit().map_err(sql(&db))?;
+        row
+    };
+    progress.note(&format!(
+        "retrain {}: the root's recipe without the {} sample(s) version {} forgot ({})",
+        row.id,
+        row.excluded,
+        head.id,
+        due.unwrap_or_else(|| "forced".into())
+    ));
+    match &spec.executor {
+        RetrainExecutor::Local => {
+            let (version, cert) =
+                run_locked(&mut reg, &row, spec.device, &spec.data_dir, progress)?;
+            Ok(RetrainOutcome::Retrained {
+                retrain: row.id,
+                version: Box::new(version),
+                certificate: cert,
+            })
+        }
+        RetrainExecutor::Slurm {
+            section,
+            amun,
+            device,
+            wait,
+        } => {
+            let abs = std::path::absolute(dir).at(dir)?;
+            let sdir = abs.join("slurm");
+            std::fs::create_dir_all(&sdir).at(&sdir)?;
+            let log = sdir.join(format!("retrain-{:04}.log", row.id));
+            let script = sdir.join(format!("retrain-{:04}.sh", row.id));
+            let cmd: Vec<String> = vec![
+                amun.display().to_string(),
+                "registry".into(),
+                "retrain".into(),
+                "--registry".into(),
+                abs.display().to_string(),
+                "--run".into(),
+                row.id.to_string(),
+                "--data-dir".into(),
+                std::path::absolute(&spec.data_dir)
+                    .unwrap_or_else(|_| spec.data_dir.clone())
+                    .display()
+                    .to_string(),
+                "--device".into(),
+                device.clone(),
+            ];
+            let name = format!("amun-registry-retrain-{}", row.id);
+            let text = render_job(
+                &name,
+                &log,
+                section,
+                Resource::Train,
+                device.starts_with("cuda"),
+                &cmd,
+            );
+            crate::fsutil::write_atomic(&script, text.as_bytes())?;
+            let job = Sbatch.submit(&script, None)?;
+            reg.conn
+                .execute(
+                    "INSERT INTO retrain_jobs (retrain, job, script) VALUES (?1, ?2, ?3)",
+                    params![row.id, job, script.display().to_string()],
+                )
+                .map_err(sql(&db))?;
+            progress.note(&format!("retrain {}: submitted as Slurm job {job}", row.id));
+            drop(lock);
+            if !wait {
+                return Ok(RetrainOutcome::Submitted {
+                    retrain: row.id,
+                    job,
+                    log,
+                });
+            }
+            let v = wait_retrain(
+                dir,
+                row.id,
+                Duration::from_secs(2),
+                Duration::from_secs(86_400),
+            )?;
+            let cert = super::certificate::certificate_paths(&Registry::open(dir)?, v.id).0;
+            Ok(RetrainOutcome::Retrained {
+                retrain: row.id,
+                version: Box::new(v),
+                certificate: cert,
+            })
+        }
+    }
+}
+
+/// Runs retrain `id` of the registry in `dir` (what its Slurm job does).
+pub fn run_retrain(
+    dir: &Path,
+    id: i64,
+    device: tch::Device,
+    data_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<VersionRow> {
+    let mut reg = Registry::open(dir)?;
+    // The process that submitted this job may still hold the lock for a
+    // moment (it records the job id after sbatch answers): wait for it.
+    let mut tries = 0;
+    let _lock = loop {
+        match lock_writer(dir, "run the retrain") {
+            Ok(l) => break l,
+            Err(Error::Invalid { .. }) if tries < 120 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    check_intact(&reg, "retrained")?;
+    clean_leftovers(&reg)?;
+    let row = reg
+        .retrains()?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| Error::invalid("run", format!("{id}: no such retrain")))?;
+    if let Some(v) = reg.versions()?.into_iter().find(|v| v.retrain == Some(id)) {
+        return Ok(v);
+    }
+    Ok(run_locked(&mut reg, &row, device, data_dir, progress)?.0)
+}
+
+/// The retrain itself, under the writer lock.
+fn run_locked(
+    reg: &mut Registry,
+    row: &RetrainRow,
+    device: tch::Device,
+    data_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(VersionRow, PathBuf)> {
+    let info = reg.info()?;
+    let head = reg.head()?;
+    if head.id != row.based_on {
+        return Err(Error::invalid(
+            format!("retrain {}", row.id),
+            format!(
+                "was started for version {}, but the head is now version {}: start a new \
+                 retrain",
+                row.based_on, head.id
+            ),
+        ));
+    }
+    let excluded = reg.forgotten(row.based_on)?;
+    if super::indices_sha256(&info, &excluded) != row.excluded_sha256 {
+        return Err(Error::invalid(
+            format!("retrain {}", row.id),
+            "the forgotten set of its version differs from the one it recorded",
+        ));
+    }
+    let forget = reg.forget_set(excluded.clone(), "registry")?;
+    let data = load_checked_data(reg, data_dir, progress)?;
+    let root = reg.dir.join(weights_name(1));
+    let root_sc = checkpoint::read_sidecar(&root)?;
+    let recipe = crate::train::recipe_of(&root_sc)?.ok_or_else(|| {
+        Error::checkpoint(
+            &root,
+            "records no recipe, so no exact retrain can repeat it",
+        )
+    })?;
+    let data = data.to_device(device);
+    let t = Instant::now();
+    let job = TrainJob {
+        spec: root_sc.model.clone(),
+        data: &data,
+        recipe,
+        seed: root_sc.seed,
+        subset: Subset::Exclude(&forget),
+        out: None,
+        resume: false,
+        eval_each_epoch: false,
+    };
+    let mut trained = train(&job, progress)?;
+    record_final_metrics(&trained.model, &data, &mut trained.sidecar);
+    let seconds = t.elapsed().as_secs_f64();
+    let new_id = head.id + 1;
+    let staging = reg.dir.join("staging");
+    std::fs::create_dir_all(&staging).at(&staging)?;
+    let staged = staging.join(format!("v{new_id:04}.safetensors"));
+    checkpoint::save(&trained.model, &staged, &trained.sidecar)?;
+    // The retrain's own record of what it excluded, read back from the
+    // file the version will be, must be the registry's forgotten set.
+    let written = checkpoint::read_sidecar(&staged)?;
+    crate::audit::check_retrain(&written, &forget, &staged)?;
+    let refs = match &info.refs {
+        Some(r) => Some(crate::audit::load_references(Path::new(r), &data)?),
+        None => None,
+    };
+    let mut audit = audit_version(
+        &trained.model,
+        &data,
+        &excluded,
+        info.holdout_test as usize,
+        refs.as_ref(),
+        derive(info.seed as u64, "registry-audit", 0),
+    )?;
+    audit.retrain = Some(compare(&head.audit()?, &audit, head.id, new_id));
+    stop_at(reg, "staged");
+    let (w, weights_sha256, sidecar_sha256) = place(reg, &staged, new_id)?;
+    stop_at(reg, "renamed");
+    let version = VersionRow {
+        id: new_id,
+        parent: None,
+        kind: "retrained".into(),
+        created: db::now_utc(),
+        weights: w,
+        weights_sha256,
+        sidecar_sha256,
+        method: Some("retrain".into()),
+        settings: Some(
+            serde_json::json!({ "recipe": crate::train::recipe_of(&root_sc)?, "seed": root_sc.seed })
+                .to_string(),
+        ),
+        calibration: None,
+        audit: serde_json::to_string(&audit).expect("audit serialises"),
+        forgotten: excluded.len() as i64,
+        forgotten_sha256: row.excluded_sha256.clone(),
+        retrain: Some(row.id),
+        seed: root_sc.seed as i64,
+        seconds,
+    };
+    let absorbed = reg.absorbed(row.based_on)?;
+    let db = reg.db.clone();
+    {
+        let tx = immediate(&mut reg.conn, &db)?;
+        let max: i64 = tx
+            .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
+            .map_err(sql(&db))?;
+        if max != head.id {
+            return Err(Error::invalid(
+                format!("retrain {}", row.id),
+                "the head changed while it ran; nothing was recorded",
+            ));
+        }
+        insert_version(&tx, &db, &version)?;
+        for r in absorbed {
+            insert_absorption(&tx, &db, new_id, r, "retrained")?;
+        }
+        tx.commit().map_err(sql(&db))?;
+    }
+    stop_at(reg, "committed");
+    let (md, _) = write_certificate(reg, new_id)?;
+    // The unlearned version's certificate now has a retrain to compare with.
+    write_certificate(reg, row.based_on)?;
+    Ok((version, md))
+}
+
+/// Waits until retrain `id` recorded its version, or its Slurm job ended
+/// without one (an error with the end of its log).
+pub fn wait_retrain(dir: &Path, id: i64, every: Duration, timeout: Duration) -> Result<VersionRow> {
+    let t = Instant::now();
+    loop {
+        let reg = Registry::open(dir)?;
+        if let Some(v) = reg.versions()?.into_iter().find(|v| v.retrain == Some(id)) {
+            return Ok(v);
+        }
+        let job = reg.retrain_job(id)?.ok_or_else(|| {
+            Error::invalid(
+                "wait-for",
+                format!("retrain {id} was not submitted to Slurm, so there is nothing to wait for"),
+            )
+        })?;
+        let states = Sbatch.query(std::slice::from_ref(&job))?;
+        if let Some(s) = states.get(&job)
+            && !matches!(s.state, SlurmState::Pending | SlurmState::Running)
+        {
+            // The job may have committed just before it ended.
+            if let Some(v) = Registry::open(dir)?
+                .versions()?
+                .into_iter()
+                .find(|v| v.retrain == Some(id))
+            {
+                return Ok(v);
+            }
+            let log = std::path::absolute(dir)
+                .at(dir)?
+                .join("slurm")
+                .join(format!("retrain-{id:04}.log"));
+            return Err(Error::invalid(
+                format!("retrain {id}"),
+                format!(
+                    "Slurm job {job} ended ({}) without recording a version; the end of its \
+                     log {}:\n{}",
+                    s.state.name(),
+                    log.display(),
+                    crate::experiment::exec::tail(&log, 15)
+                ),
+            ));
+        }
+        if t.elapsed() > timeout {
+            return Err(Error::invalid(
+                format!("retrain {id}"),
+                format!(
+                    "Slurm job {job} still queued or running after {}s",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(every);
+    }
+}

@@ -1,0 +1,404 @@
+//! Samples as a registry knows them: by training index for registry
+//! datasets and folders of CIFAR-10 batches or IDX files, by file path for
+//! image folders, and always by the sha256 of their bytes (an image file's
+//! bytes; for a sample without a file, its uint8 pixels in CHW order
+//! followed by its label as a little-endian i64). The hashes are taken when
+//! the registry is made; a dataset whose samples later differ (edited,
+//! reordered, replaced) is refused by name. No image is ever stored.
+use super::db::sha256;
+use crate::data::{Dataset, ForgetFile};
+use crate::error::{Error, IoContext, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind};
+
+/// One training sample: its index, its file (image folders) and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub idx: i64,
+    /// Relative to the dataset folder, with `/` separators.
+    pub path: Option<String>,
+    pub sha256: String,
+}
+
+impl Sample {
+    /// How messages name it: `sample 17` or `sample 17 (cat/003.png)`.
+    pub fn name(&self) -> String {
+        match &self.path {
+            Some(p) => format!("sample {} ({p})", self.idx),
+            None => format!("sample {}", self.idx),
+        }
+    }
+}
+
+/// The digest of a list of samples (what a record stores of them).
+pub fn digest<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> String {
+    let mut text = String::new();
+    for s in samples {
+        text.push_str(&format!(
+            "{}\t{}\t{}\n",
+            s.idx,
+            s.path.as_deref().unwrap_or(""),
+            s.sha256
+        ));
+    }
+    sha256(text.as_bytes())
+}
+
+/// A path as a registry records it: relative to `root`, `/`-separated.
+fn relative(root: &Path, p: &Path) -> String {
+    let r = p.strip_prefix(root).unwrap_or(p);
+    r.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every training sample of `data` with its hash (`files`: an image
+/// folder's training files in index order, see
+/// [`crate::data::sample_files`]).
+pub fn hash_all(data: &Dataset, files: Option<&[PathBuf]>) -> Result<Vec<Sample>> {
+    if let Some(files) = files {
+        let root = Path::new(&data.spec.dataset);
+        return files
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Ok(Sample {
+                    idx: i as i64,
+                    path: Some(relative(root, p)),
+                    sha256: crate::data::sha256_file(p)?,
+                })
+            })
+            .collect();
+    }
+    let images = data
+        .train
+        .images
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Uint8)
+        .contiguous();
+    let n = data.train.len();
+    let bytes = Vec::<u8>::try_from(images.flatten(0, -1))
+        .map_err(|e| Error::invalid("dataset", format!("reading its images: {e}")))?;
+    let labels = data.train.label_vec();
+    let per = bytes.len() / n.max(1);
+    Ok((0..n)
+        .map(|i| {
+            let mut b = bytes[i * per..(i + 1) * per].to_vec();
+            b.extend_from_slice(&labels[i].to_le_bytes());
+            Sample {
+                idx: i as i64,
+                path: None,
+                sha256: sha256(&b),
+            }
+        })
+        .collect())
+}
+
+/// Checks that `now` (the data as loaded) holds the samples `recorded`
+/// when the registry was made, naming the first differences.
+pub fn check_same(recorded: &[Sample], now: &[Sample], data: &str) -> Result<()> {
+    if recorded.len() != now.len() {
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "{data} now has {} training samples; the registry recorded {}: the data changed \
+                 since the registry was made, so its indices no longer name the same samples",
+                now.len(),
+                recorded.len()
+            ),
+        ));
+    }
+    let by_hash: std::collections::HashMap<&str, &Sample> =
+        recorded.iter().map(|s| (s.sha256.as_str(), s)).collect();
+    let differ: Vec<String> = recorded
+        .iter()
+        .zip(now)
+        .filter(|(a, b)| a.sha256 != b.sha256 || a.path != b.path)
+        .map(|(a, b)| match by_hash.get(b.sha256.as_str()) {
+            Some(other) if other.idx != a.idx => format!(
+                "{} now holds the bytes recorded for {} (reordered)",
+                b.name(),
+                other.name()
+            ),
+            _ => format!(
+                "{}: its bytes changed (sha256 recorded {}, now {})",
+                a.name(),
+                short(&a.sha256),
+                short(&b.sha256)
+            ),
+        })
+        .collect();
+    if let Some(first) = differ.first() {
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "{data} differs from what the registry recorded in {} training sample(s): \
+                 {first}{}; a registry applies requests only to the data its model was \
+                 trained on",
+                differ.len(),
+                differ
+                    .get(1..3.min(differ.len()))
+                    .map(|r| r.iter().map(|d| format!("; {d}")).collect::<String>())
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// sha256's first 12 hex digits, for messages.
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// The samples a request file names, before they are matched to the
+/// registry's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Named {
+    Indices(Vec<i64>),
+    /// amun's JSON: indices of the dataset and slice it names.
+    Set(crate::data::ForgetSet),
+    /// Image files, relative to the dataset folder.
+    Paths(Vec<String>),
+}
+
+fn is_image(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    [".png", ".jpg", ".jpeg"].iter().any(|e| l.ends_with(e))
+}
+
+/// Reads a request file: a list of image paths (one a line, optionally
+/// under a `path` or `file` header; image folders only) or anything
+/// `amun split --from` reads (indices).
+pub fn read_request(path: &Path, dataset_root: Option<&Path>) -> Result<Named> {
+    if let Some(root) = dataset_root {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines
+            .first()
+            .is_some_and(|l| l.eq_ignore_ascii_case("path") || l.eq_ignore_ascii_case("file"))
+        {
+            lines.remove(0);
+        }
+        if !lines.is_empty() && lines.iter().all(|l| is_image(l)) {
+            let paths = lines
+                .iter()
+                .map(|l| {
+                    let l = l.trim_matches('"');
+                    let p = Path::new(l);
+                    let rel = if p.is_absolute() {
+                        relative(root, p)
+                    } else {
+                        relative(Path::new(""), p)
+                    };
+                    rel.trim_start_matches("./").to_string()
+                })
+                .collect();
+            return Ok(Named::Paths(paths));
+        }
+    }
+    match ForgetFile::read(path)? {
+        ForgetFile::Indices(v) => Ok(Named::Indices(v)),
+        ForgetFile::Set(s) => Ok(Named::Set(s)),
+    }
+}
+
+/// What a request's samples are: those of `recorded` (the registry's, in
+/// index order) that `named` names, sorted by index; checked for range,
+/// repeats and, for image files, that their bytes are still the recorded
+/// ones. `dataset_root` is the image folder (files are hashed again).
+pub fn resolve(
+    named: Named,
+    recorded: &[Sample],
+    source: &Path,
+    data: &str,
+    dataset_root: Option<&Path>,
+) -> Result<Vec<Sample>> {
+    let n = recorded.len();
+    let by_index = |v: Vec<i64>| -> Result<Vec<Sample>> {
+        if v.is_empty() {
+            return Err(Error::format(source, "the request names no sample"));
+        }
+        if let Some(bad) = v.iter().find(|&&i| i < 0 || i as usize >= n) {
+            return Err(Error::format(
+                source,
+                format!(
+                    "index {bad} is outside the registry's dataset {data} (training \
+                     samples 0..{})",
+                    n.saturating_sub(1)
+                ),
+            ));
+        }
+        Ok(v.iter().map(|&i| recorded[i as usize].clone()).collect())
+    };
+    let mut out: Vec<Sample> = match named {
+        Named::Indices(v) => by_index(v)?,
+        // Indices mean nothing in another dataset or slice, even in range.
+        Named::Set(s) if s.dataset != data || s.train_size != n => {
+            return Err(Error::format(
+                source,
+                format!(
+                    "forget set is for {} ({} training samples), but the registry's data is \
+                     {data} ({n}): its indices name other samples",
+                    s.dataset, s.train_size
+                ),
+            ));
+        }
+        Named::Set(s) => by_index(s.indices)?,
+        Named::Paths(paths) => {
+            let by_path: std::collections::HashMap<&str, &Sample> = recorded
+                .iter()
+                .filter_map(|s| s.path.as_deref().map(|p| (p, s)))
+                .collect();
+            let mut v = Vec::new();
+            for p in &paths {
+                let s = by_path.get(p.as_str()).ok_or_else(|| {
+                    Error::format(
+                        source,
+                        format!(
+                            "{p} is not a training image of the registry's dataset {data} \
+                             (paths are relative to the dataset folder, e.g. {})",
+                            recorded
+                                .first()
+                                .and_then(|s| s.path.clone())
+                                .unwrap_or_default()
+                        ),
+                    )
+                })?;
+                if let Some(root) = dataset_root {
+                    let now = crate::data::sha256_file(&root.join(p))?;
+                    if now != s.sha256 {
+                        return Err(Error::format(
+                            source,
+                            format!(
+                                "{}: its bytes changed since the registry was made (sha256 \
+                                 recorded {}, now {}): the model was trained on the recorded \
+                                 image, which a request must name",
+                                s.name(),
+                                short(&s.sha256),
+                                short(&now)
+                            ),
+                        ));
+                    }
+                }
+                v.push((*s).clone());
+            }
+            v
+        }
+    };
+    out.sort_by_key(|s| s.idx);
+    if let Some(w) = out.windows(2).find(|w| w[0].idx == w[1].idx) {
+        return Err(Error::format(
+            source,
+            format!("{} is named twice", w[0].name()),
+        ));
+    }
+    if out.len() >= n {
+        return Err(Error::format(
+            source,
+            format!("names all {n} training samples; keep at least one"),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded() -> Vec<Sample> {
+        (0..5)
+            .map(|i| Sample {
+                idx: i,
+                path: Some(format!("c/{i}.png")),
+                sha256: format!("{i:064}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_are_named_and_a_reordering_is_told_apart() {
+        let a = recorded();
+        assert!(check_same(&a, &a, "d").is_ok());
+        let mut b = a.clone();
+        b.swap(1, 2);
+        b[1].idx = 1;
+        b[2].idx = 2;
+        b[1].path = a[1].path.clone();
+        b[2].path = a[2].path.clone();
+        let e = check_same(&a, &b, "d").unwrap_err().to_string();
+        assert!(
+            e.contains("2 training sample(s)") && e.contains("reordered"),
+            "{e}"
+        );
+        let mut c = a.clone();
+        c[3].sha256 = "f".repeat(64);
+        let e = check_same(&a, &c, "d").unwrap_err().to_string();
+        assert!(e.contains("sample 3 (c/3.png): its bytes changed"), "{e}");
+    }
+
+    #[test]
+    fn requests_are_checked_against_the_recorded_samples() {
+        let a = recorded();
+        let src = Path::new("r.csv");
+        let e = resolve(Named::Indices(vec![7]), &a, src, "d", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("index 7 is outside") && e.contains("0..4"),
+            "{e}"
+        );
+        let e = resolve(Named::Indices(vec![1, 1]), &a, src, "d", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("named twice"), "{e}");
+        let e = resolve(Named::Paths(vec!["c/9.png".into()]), &a, src, "d", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c/9.png is not a training image"), "{e}");
+        let ok = resolve(
+            Named::Paths(vec!["c/3.png".into(), "c/1.png".into()]),
+            &a,
+            src,
+            "d",
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.iter().map(|s| s.idx).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_forget_set_of_another_dataset_or_slice_is_refused_even_in_range() {
+        let a = recorded();
+        let src = Path::new("fs.json");
+        let set = |dataset: &str, train_size: usize| {
+            Named::Set(crate::data::ForgetSet {
+                dataset: dataset.into(),
+                train_size,
+                kind: "random".into(),
+                class: None,
+                seed: 0,
+                size: 2,
+                indices: vec![1, 2],
+            })
+        };
+        for (d, n) in [("cifar10[train:5]", 5), ("d", 4000)] {
+            let e = resolve(set(d, n), &a, src, "d", None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("forget set is for {d} ({n} training samples)"))
+                    && e.contains("registry's data is d (5)"),
+                "{e}"
+            );
+        }
+        let ok = resolve(set("d", 5), &a, src, "d", None).unwrap();
+        assert_eq!(ok.iter().map(|s| s.idx).collect::<Vec<_>>(), vec![1, 2]);
+    }
+}

@@ -1,0 +1,447 @@
+//! Verification: the chain's links, every record's content against the
+//! hash the chain holds for it, every record against the chain (none added
+//! or removed outside amun), every file against the sha256 its version
+//! recorded, and every certificate's chain hashes. Each problem is named.
+use super::db::{self, GENESIS, content_sha256, link_hash};
+use super::samples::{digest, short};
+use super::{Registry, read_absorptions, read_policies, read_retrains};
+use crate::error::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One thing that is not as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// What: `request 3`, `version 2`, `chain record 7`, a file.
+    pub what: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.problem)
+    }
+}
+
+/// What [`verify`] checked and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    pub records: usize,
+    pub files: usize,
+    pub versions: usize,
+    pub requests: usize,
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub findings: Vec<Finding>,
+    /// What is not a problem but worth saying (an interrupted apply's
+    /// leftovers, removed by the next one).
+    pub notes: Vec<String>,
+}
+
+impl Verified {
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Verifies the registry in `dir`: its records and every file.
+pub fn verify(dir: &Path) -> Result<Verified> {
+    let reg = Registry::open(dir)?;
+    check(&reg)
+}
+
+pub(crate) fn check(reg: &Registry) -> Result<Verified> {
+    let mut f: Vec<Finding> = Vec::new();
+    let mut find = |what: String, problem: String| f.push(Finding { what, problem });
+    let chain = db::chain(&reg.conn, &reg.db)?;
+    // The links.
+    let mut prev = GENESIS.to_string();
+    for e in &chain {
+        if e.prev != prev {
+            find(
+                format!("chain record {}", e.seq),
+                "its link to the record before it does not match: a chain record before it \
+                 was removed, inserted or edited"
+                    .into(),
+            );
+        }
+        if link_hash(&e.prev, &e.kind, e.item, &e.content_sha256) != e.hash {
+            find(
+                format!("chain record {}", e.seq),
+                format!("was edited ({} {})", e.kind, e.item),
+            );
+        }
+        prev = e.hash.clone();
+    }
+    // Every record's content, by (kind, item).
+    let mut rows: BTreeMap<(String, i64), String> = BTreeMap::new();
+    let info = reg.info().ok();
+    if let Some(i) = &info {
+        rows.insert(("registry".into(), 1), content_sha256(i));
+    }
+    for p in read_policies(&reg.conn, &reg.db)? {
+        rows.insert(("policy".into(), p.id), content_sha256(&p));
+    }
+    let requests = reg.requests()?;
+    for r in &requests {
+        let samples = reg.request_samples(r.id)?;
+        if digest(&samples) != r.samples_sha256 || samples.len() as i64 != r.size {
+            find(
+                format!("request {}", r.id),
+                format!(
+                    "its samples were edited: {} sample row(s) now, digest {}; the request \
+                     recorded {} with digest {}",
+                    samples.len(),
+                    short(&digest(&samples)),
+                    r.size,
+                    short(&r.samples_sha256)
+                ),
+            );
+        }
+        rows.insert(("request".into(), r.id), content_sha256(r));
+    }
+    let versions = reg.versions()?;
+    for v in &versions {
+        rows.insert(("version".into(), v.id), content_sha256(v));
+    }
+    for a in read_absorptions(&reg.conn, &reg.db)? {
+        rows.insert(("absorption".into(), a.id), content_sha256(&a));
+    }
+    for r in read_retrains(&reg.conn, &reg.db)? {
+        rows.insert(("retrain".into(), r.id), content_sha256(&r));
+    }
+    let mut chained: BTreeMap<(String, i64), &db::ChainEntry> = BTreeMap::new();
+    for e in &chain {
+        chained.insert((e.kind.clone(), e.item), e);
+    }
+    for ((kind, item), e) in &chained {
+        match rows.get(&(kind.clone(), *item)) {
+            None => find(
+                format!("{kind} {item}"),
+                format!(
+                    "was deleted: chain record {} recorded it, the database no longer holds it",
+                    e.seq
+                ),
+            ),
+            Some(h) if *h != e.content_sha256 => find(
+                format!("{kind} {item}"),
+                format!(
+                    "was edited: its row's content sha256 is {}, chain record {} recorded {}",
+                    short(h),
+                    e.seq,
+                    short(&e.content_sha256)
+                ),
+            ),
+            _ => {}
+        }
+    }
+    for (kind, item) in rows.keys() {
+        if !chained.contains_key(&(kind.clone(), *item)) {
+            find(
+                format!("{kind} {item}"),
+                "is not in the chain: it was added outside amun".into(),
+            );
+        }
+    }
+    // The samples recorded when the registry was made.
+    if let Some(i) = &info {
+        let all = reg.samples()?;
+        if digest(&all) != i.samples_sha256 || all.len() as i64 != i.train_size {
+            find(
+                "samples table".into(),
+                format!(
+                    "was edited: {} row(s) with digest {}; the registry recorded {} with \
+                     digest {}",
+                    all.len(),
+                    short(&digest(&all)),
+                    i.train_size,
+                    short(&i.samples_sha256)
+                ),
+            );
+        }
+    }
+    let mut nfiles = 0;
+    let mut notes = Vec::new();
+    for v in &versions {
+        for (file, want) in [
+            (v.weights.clone(), &v.weights_sha256),
+            (v.sidecar_file(), &v.sidecar_sha256),
+        ] {
+            let p = reg.dir.join(&file);
+            nfiles += 1;
+            match crate::data::sha256_file(&p) {
+                Err(_) if !p.exists() => find(
+                    format!("version {}", v.id),
+                    format!("its file {file} is missing"),
+                ),
+                Err(e) => find(format!("version {}", v.id), e.to_string()),
+                Ok(got) if got != *want => find(
+                    format!("version {}", v.id),
+                    format!(
+                        "its file {file} was replaced or changed: sha256 {}, the version \
+                         recorded {}",
+                        short(&got),
+                        short(want)
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
+    }
+    if let Some(i) = &info
+        && let (Some(r), Some(want)) = (&i.refs, &i.refs_sha256)
+    {
+        nfiles += 1;
+        match super::refs_digest(Path::new(r)) {
+            Ok(got) if got == *want => {}
+            Ok(got) => find(
+                format!("reference models {r}"),
+                format!(
+                    "changed since the registry was made (digest {}, recorded {})",
+                    short(&got),
+                    short(want)
+                ),
+            ),
+            Err(e) => find(format!("reference models {r}"), e.to_string()),
+        }
+    }
+    certificates(reg, &chain, &versions, &mut find, &mut notes, &mut nfiles);
+    let staging = reg.dir.join("staging");
+    if std::fs::read_dir(&staging).is_ok_and(|mut r| r.next().is_some()) {
+        notes.push(format!(
+            "{} holds files of an interrupted apply or retrain; they are no version and the \
+             next apply or retrain removes them",
+            staging.display()
+        ));
+    }
+    let (head_seq, head_hash) = chain
+        .last()
+        .map_or((0, GENESIS.to_string()), |e| (e.seq, e.hash.clone()));
+    Ok(Verified {
+        records: chain.len(),
+        files: nfiles,
+        versions: versions.len(),
+        requests: requests.len(),
+        head_seq,
+        head_hash,
+        findings: f,
+        notes,
+    })
+}
+
+/// The number in a version's file name (`v0003.safetensors` → 3).
+fn version_of(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix('v')?;
+    let (num, ext) = rest.split_once('.')?;
+    (num.len() >= 4 && !ext.is_empty() && num.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| num.parse().ok())
+        .flatten()
+}
+
+/// Files under `versions/` and `certificates/` of versions the registry
+/// does not hold, and every certificate against the records it certifies.
+fn certificates(
+    reg: &Registry,
+    chain: &[db::ChainEntry],
+    versions: &[super::VersionRow],
+    find: &mut impl FnMut(String, String),
+    notes: &mut Vec<String>,
+    nfiles: &mut usize,
+) {
+    let head = versions.iter().map(|v| v.id).max().unwrap_or(0);
+    for sub in ["versions", "certificates"] {
+        let mut names: Vec<String> = std::fs::read_dir(reg.dir.join(sub))
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        for name in names {
+            let Some(id) = version_of(&name) else {
+                continue;
+            };
+            if versions.iter().any(|v| v.id == id) {
+                continue;
+            }
+            if sub == "versions" && id == head + 1 {
+                // Placed by an apply or retrain that stopped before its
+                // commit: no version, removed by the next one.
+                notes.push(format!(
+                    "{sub}/{name} belongs to no version (an apply or retrain stopped before \
+                     its commit); the next apply or retrain removes it"
+                ));
+            } else {
+                find(
+                    format!("{sub}/{name}"),
+                    format!(
+                        "belongs to version {id}, which the registry does not hold (its newest \
+                         is version {head}): the database was rolled back or replaced by an \
+                         older copy, or the version's records were deleted"
+                    ),
+                );
+            }
+        }
+    }
+    for v in versions {
+        let (md, json) = super::certificate::certificate_paths(reg, v.id);
+        let Ok(text) = std::fs::read_to_string(&json) else {
+            notes.push(format!(
+                "version {} has no certificate (its process stopped after the commit); the next \
+                 apply or retrain, or `amun registry certificate --version {}`, writes it",
+                v.id, v.id
+            ));
+            continue;
+        };
+        *nfiles += 1;
+        let markdown = std::fs::read_to_string(&md).ok();
+        if markdown.is_some() {
+            *nfiles += 1;
+        } else {
+            notes.push(format!(
+                "version {}'s Markdown certificate {} is missing; `amun registry certificate \
+                 --version {}` writes it",
+                v.id,
+                md.display(),
+                v.id
+            ));
+        }
+        check_certificate(
+            reg,
+            chain,
+            Some(v.id),
+            (&json, &text),
+            markdown.as_deref().map(|m| (md.as_path(), m)),
+            find,
+        );
+    }
+}
+
+/// Checks one certificate (`json`: its path and text; `md`: its Markdown,
+/// when there is one) against the registry: the chain records it pins must
+/// be there with the hashes it names, and its content must be what the
+/// records give for its version as of the chain head it names (with the
+/// file's own time and folder: a moved registry is no change). `id`: the
+/// version its file name says, if any.
+fn check_certificate(
+    reg: &Registry,
+    chain: &[db::ChainEntry],
+    id: Option<i64>,
+    json: (&Path, &str),
+    md: Option<(&Path, &str)>,
+    find: &mut impl FnMut(String, String),
+) {
+    let name = format!("certificate {}", json.0.display());
+    let c: super::Certificate = match serde_json::from_str(json.1) {
+        Ok(c) => c,
+        Err(e) => return find(name, format!("unreadable: {e}")),
+    };
+    if id.is_some_and(|i| i != c.version.id) {
+        return find(
+            name,
+            format!(
+                "certifies version {}, not the one its name says",
+                c.version.id
+            ),
+        );
+    }
+    if reg.version(c.version.id).is_err() {
+        return find(
+            name,
+            format!(
+                "certifies version {}, which the registry does not hold: the database was \
+                 rolled back or replaced by an older copy, or the version's records were deleted",
+                c.version.id
+            ),
+        );
+    }
+    let mut pinned = true;
+    for (seq, hash) in [
+        (c.chain.record_seq, &c.chain.record_hash),
+        (c.chain.head_seq, &c.chain.head_hash),
+    ] {
+        match chain.iter().find(|e| e.seq == seq) {
+            Some(e) if e.hash == *hash => {}
+            Some(e) => {
+                pinned = false;
+                find(
+                    name.clone(),
+                    format!(
+                        "names chain record {seq} with hash {}, the chain now holds {}: the \
+                         history it certified was rewritten",
+                        short(hash),
+                        short(&e.hash)
+                    ),
+                )
+            }
+            None => {
+                pinned = false;
+                find(
+                    name.clone(),
+                    format!(
+                        "names chain record {seq}, which the chain no longer holds: the \
+                         database was rolled back or its history removed"
+                    ),
+                )
+            }
+        }
+    }
+    if !pinned {
+        return;
+    }
+    let head = chain
+        .iter()
+        .find(|e| e.seq == c.chain.head_seq)
+        .expect("checked above");
+    let want = match super::certificate::build(reg, c.version.id, chain, head) {
+        Ok(mut w) => {
+            w.generated = c.generated.clone();
+            w.registry = c.registry.clone();
+            w
+        }
+        Err(e) => return find(name, format!("cannot be derived from the records: {e}")),
+    };
+    if super::certificate::json_text(&want) != json.1 {
+        return find(
+            name,
+            format!(
+                "was edited: its {} differs from what the registry's records give",
+                first_difference(&want, json.1)
+            ),
+        );
+    }
+    if let Some((path, m)) = md {
+        let r = super::certificate::render_markdown(&want);
+        if m != r {
+            let line = m
+                .lines()
+                .zip(r.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| m.lines().count().min(r.lines().count()))
+                + 1;
+            find(
+                format!("certificate {}", path.display()),
+                format!("was edited: line {line} differs from the certificate the records give"),
+            );
+        }
+    }
+}
+
+/// The first top-level field of a certificate file that differs from `want`.
+fn first_difference(want: &super::Certificate, text: &str) -> String {
+    let w = serde_json::to_value(want).unwrap_or_default();
+    let got: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    if let (Some(w), Some(g)) = (w.as_object(), got.as_object()) {
+        for (k, v) in w {
+            if g.get(k) != Some(v) {
+                return format!("`{k}`");
+            }
+        }
+        if let Some(k) = g.keys().find(|k| !w.contains_key(*k)) {
+            return format!("`{k}` (not a certificate field)");
+        }
+    }
+    "text".into()
+}
