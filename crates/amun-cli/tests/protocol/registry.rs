@@ -385,6 +385,9 @@ fn end_to_end_on_a_cifar10_slice_with_rmia_references() {
 
 #[test]
 fn the_exact_retrain_runs_as_a_slurm_job() {
+    let _g = crate::scale_out::ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let conf = crate::scale_out::slurm();
     let d = tempfile::tempdir().unwrap();
     let model = mnist_model(d.path(), "400", "2");

@@ -11,8 +11,10 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-// The tests share the 2-core machine and the one-node cluster.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+// The tests share the 2-core machine and the one-node cluster: every test
+// that submits to Slurm (the registry's retrain too) holds this, since
+// these tests read the cluster's whole queue and accounting.
+pub(crate) static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const CONFIG: &str = r#"name = "scale"
 model = "small-cnn"
