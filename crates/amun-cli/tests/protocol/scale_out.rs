@@ -259,7 +259,10 @@ fn slurm_runs_the_plan_resubmits_cancelled_jobs_and_reports_failures() {
             .replace("name = \"scale\"", "name = \"bad\"")
             .replace(
                 "[methods.ft]\nfinetune.epochs = 1",
-                "[methods.ft]\nfinetune.epochs = 1\nfinetune.lr = 1e12\nfinetune.momentum = 0.0",
+                // All of D_R: three steps, so the rate's blow-up reaches
+                // a non-finite loss within the one epoch.
+                "[methods.ft]\nfinetune.epochs = 1\nfinetune.lr = 1e12\nfinetune.momentum = 0.0\n\
+                 finetune.retain_budget = \"full\"",
             ),
     )
     .unwrap();
