@@ -18,8 +18,10 @@ fn full() -> RetainBudget {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
-    /// bf16 autocast on CUDA, fp32 on the CPU (where it measured no gain
-    /// for fine-tuning; docs/PERFORMANCE.md).
+    /// bf16 autocast on CUDA, fp32 on the CPU: there bf16 fine-tunes ran
+    /// 1.46× faster but unlearned worse on both seeds of the demo's slice
+    /// (Avg. Gap +0.28 and +0.17; docs/PERFORMANCE.md), and quality comes
+    /// first.
     #[default]
     Auto,
     Fp32,
