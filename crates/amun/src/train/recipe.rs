@@ -348,6 +348,19 @@ impl TryFrom<BudgetRepr> for RetainBudget {
     }
 }
 
+impl std::str::FromStr for RetainBudget {
+    type Err = String;
+    /// `full`, or a multiple > 0 of the request (as on a command line; the
+    /// config's number goes through the same check).
+    fn from_str(s: &str) -> std::result::Result<RetainBudget, String> {
+        match s.parse::<f64>() {
+            Ok(k) => BudgetRepr::Num(k),
+            Err(_) => BudgetRepr::Str(s.to_string()),
+        }
+        .try_into()
+    }
+}
+
 impl RetainBudget {
     /// The retain samples an epoch visits for a request of `request`
     /// samples out of a retain set of `retain` (`None`: all of it).

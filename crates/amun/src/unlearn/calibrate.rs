@@ -206,6 +206,15 @@ impl CalibrateSettings {
                 "must be at least 1",
             ));
         }
+        if self.walk == Walk::Restart && self.max_epochs.is_some() {
+            // It would be ignored: the restarting ladder's length is rungs
+            // × the method's epochs.
+            return Err(Error::invalid(
+                "calibrate.max_epochs",
+                "only the continuing walk (walk = continue) has an epoch budget; the restarting \
+                 ladder runs each rung for the method's epochs",
+            ));
+        }
         if self.max_epochs == Some(0) {
             return Err(Error::invalid("calibrate.max_epochs", "must be at least 1"));
         }
@@ -351,20 +360,15 @@ mod opt_budget_or_method {
 /// assert!(parse_calibration_budget("0").is_err());
 /// ```
 pub fn parse_calibration_budget(s: &str) -> Result<Option<RetainBudget>> {
-    let bad = || {
+    if s == "method" {
+        return Ok(None);
+    }
+    s.parse::<RetainBudget>().map(Some).map_err(|_| {
         Error::invalid(
             format!("calibrate retain budget '{s}'"),
             "expected full, method or a multiple > 0 of the request",
         )
-    };
-    match s {
-        "method" => Ok(None),
-        "full" => Ok(Some(RetainBudget::Full)),
-        k => match k.parse::<f64>() {
-            Ok(k) if k > 0.0 && k.is_finite() => Ok(Some(RetainBudget::Multiple(k))),
-            _ => Err(bad()),
-        },
-    }
+    })
 }
 
 /// What one model state looks like from the outside (percent).
@@ -1373,5 +1377,46 @@ mod tests {
     fn ks_distance() {
         assert_eq!(ks(&[0.1, 0.2, 0.3], &[0.1, 0.2, 0.3]), 0.0);
         assert_eq!(ks(&[0.1, 0.2], &[0.8, 0.9]), 100.0);
+    }
+
+    /// Settings that would do nothing, or nothing sensible, are named.
+    #[test]
+    fn walk_settings_that_do_nothing_are_refused() {
+        let err = |c: CalibrateSettings| c.check().unwrap_err().to_string();
+        let base = CalibrateSettings::default();
+        assert!(base.check().is_ok());
+        let e = err(CalibrateSettings {
+            max_epochs: Some(0),
+            ..base.clone()
+        });
+        assert!(e.contains("max_epochs"), "{e}");
+        let e = err(CalibrateSettings {
+            walk: Walk::Restart,
+            max_epochs: Some(10),
+            ..base.clone()
+        });
+        assert!(
+            e.contains("max_epochs") && e.contains("continuing walk"),
+            "{e}"
+        );
+        for bad in [0.0, -1.0, f64::INFINITY, f64::NAN] {
+            let e = err(CalibrateSettings {
+                climb_after: bad,
+                ..base.clone()
+            });
+            assert!(e.contains("climb_after"), "{e}");
+        }
+        for bad in ["0", "-2", "inf", "NaN", "all", ""] {
+            let e = parse_calibration_budget(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("'{bad}'")) && e.contains("method"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            parse_calibration_budget("full").unwrap(),
+            Some(RetainBudget::Full)
+        );
+        assert!("walk".parse::<Walk>().is_err());
     }
 }
