@@ -20,10 +20,10 @@ runs each in amun and prints the table (docs/EXPORTED.md).
 import copy
 import json
 import os
-import struct
 import sys
 import time
 
+from safetensors.torch import save_file
 import torch
 import torchvision
 import timm
@@ -97,21 +97,8 @@ def archs():
     ), 32, ""
 
 
-DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.float64: "F64"}
-
-
 def save_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for k, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        b = t.numpy().tobytes()
-        header[k] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    save_file({k: t.detach().contiguous().cpu() for k, t in tensors.items()}, path)
 
 
 def pass_of(m, x, r, mode):
