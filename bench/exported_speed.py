@@ -10,9 +10,7 @@ both).
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crates/amun-cli/tests/fixtures"))
 from pytorch_models import ResNet18  # noqa: E402
+from step_timing import median_step_seconds  # noqa: E402
 
 
 def models():
@@ -65,21 +64,8 @@ def main():
             loss.backward()
             opt.step()
 
-        def sync():
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-
-        for _ in range(a.warmup):
-            step()
-        sync()
-        rates = []
-        for _ in range(a.windows):
-            t = time.perf_counter()
-            for _ in range(a.steps):
-                step()
-            sync()
-            rates.append((time.perf_counter() - t) / a.steps)
-        print(f"| {name} | {a.batch} | {a.batch / statistics.median(rates):.0f} |", flush=True)
+        sec = median_step_seconds(step, dev, a.warmup, a.windows, a.steps)
+        print(f"| {name} | {a.batch} | {a.batch / sec:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

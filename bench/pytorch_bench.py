@@ -6,9 +6,7 @@ synchronised), so that amun's images/s can be given as a same-run ratio.
     python bench/pytorch_bench.py train --model resnet18 --batch 128,512 --device cuda [--bf16 --channels-last] [--tf32]
 """
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 # The same modules as the import/export tests (amun's names and layers).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crates/amun-cli/tests/fixtures"))
 from pytorch_models import ResNet18, SmallCnn  # noqa: E402
+from step_timing import median_step_seconds  # noqa: E402
 
 
 def main():
@@ -66,21 +65,7 @@ def main():
                 with torch.no_grad():
                     _ = x + g * 0.0
 
-        def sync():
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-
-        for _ in range(a.warmup):
-            step()
-        sync()
-        rates = []
-        for _ in range(a.windows):
-            t = time.perf_counter()
-            for _ in range(a.steps):
-                step()
-            sync()
-            rates.append((time.perf_counter() - t) / a.steps)
-        sec = statistics.median(rates)
+        sec = median_step_seconds(step, dev, a.warmup, a.windows, a.steps)
         prec = ("bf16 autocast" if a.bf16 else "fp32") + (", channels-last" if mf == torch.channels_last else "")
         print(f"| {a.what} | {a.model} | {b} | {a.device} | {prec} | {b / sec:.0f} | {sec * 1e3:.2f} |")
 
