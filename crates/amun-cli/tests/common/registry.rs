@@ -11,6 +11,14 @@ pub fn reg(sub: &str, registry: &Path, args: &[&str]) -> Output {
     amun(&a)
 }
 
+/// `amun registry create` of `model` at `registry` with `args`, which must
+/// succeed.
+pub fn create(registry: &Path, model: &Path, args: &[&str]) {
+    let mut a = vec!["--checkpoint", model.to_str().unwrap()];
+    a.extend_from_slice(args);
+    ok(&reg("create", registry, &a));
+}
+
 /// A small CNN trained on the first `train` MNIST-5k images (test 200).
 pub fn mnist_model(dir: &Path, train: &str, epochs: &str) -> PathBuf {
     let out = dir.join("orig.safetensors");

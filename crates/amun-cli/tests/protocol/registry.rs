@@ -4,8 +4,8 @@
 //! the exact retrain as a job of a real one-node Slurm cluster.
 use crate::common;
 use common::registry::{
-    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, count, db, indices_sha256, mnist_model, pending,
-    reg, request,
+    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, count, create, db, indices_sha256, mnist_model,
+    pending, reg, request,
 };
 use common::{amun, ok, read_json, stdout};
 use std::io::BufRead;
@@ -25,11 +25,7 @@ fn a_thousand_requests_from_four_processes_while_an_apply_runs() {
     let d = tempfile::tempdir().unwrap();
     let model = mnist_model(d.path(), "2000", "1");
     let r = d.path().join("reg");
-    ok(&reg(
-        "create",
-        &r,
-        &["--checkpoint", model.to_str().unwrap()],
-    ));
+    create(&r, &model, &[]);
     let a = request(d.path(), "a.csv", &[0, 1]);
     let b = request(d.path(), "b.csv", &[2]);
     ok(&reg("add", &r, &[a.to_str().unwrap(), b.to_str().unwrap()]));
@@ -205,11 +201,7 @@ fn kill_9_anywhere_in_an_apply_leaves_the_whole_version_or_none() {
     let d = tempfile::tempdir().unwrap();
     let model = mnist_model(d.path(), "400", "1");
     let base = d.path().join("base");
-    ok(&reg(
-        "create",
-        &base,
-        &["--checkpoint", model.to_str().unwrap()],
-    ));
+    create(&base, &model, &[]);
     let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
     let r2 = request(d.path(), "r2.csv", &[10, 11]);
     ok(&reg(
@@ -315,12 +307,10 @@ fn end_to_end_on_a_cifar10_slice_with_rmia_references() {
     ]);
     ok(&amun(&args));
     let r = d.path().join("reg");
-    ok(&reg(
-        "create",
+    create(
         &r,
+        Path::new(&model),
         &[
-            "--checkpoint",
-            &model,
             "--refs",
             &refs,
             "--holdout-test",
@@ -328,7 +318,7 @@ fn end_to_end_on_a_cifar10_slice_with_rmia_references() {
             "--retrain-after-fraction",
             "0.01",
         ],
-    ));
+    );
     let r1 = request(d.path(), "r1.csv", &[5, 50, 500, 900]);
     ok(&reg(
         "add",
@@ -392,33 +382,10 @@ fn the_exact_retrain_runs_as_a_slurm_job() {
     let d = tempfile::tempdir().unwrap();
     let model = mnist_model(d.path(), "400", "2");
     let r = d.path().join("reg");
-    ok(&reg(
-        "create",
-        &r,
-        &[
-            "--checkpoint",
-            model.to_str().unwrap(),
-            "--retrain-after-requests",
-            "1",
-        ],
-    ));
+    create(&r, &model, &["--retrain-after-requests", "1"]);
     let r1 = request(d.path(), "r1.csv", &[4, 5, 6]);
     ok(&reg("add", &r, &[r1.to_str().unwrap()]));
-    ok(&apply_cmd(
-        &r,
-        &[
-            "--device",
-            "cpu",
-            "-q",
-            "--method",
-            "ft",
-            "--no-calibrate",
-            "--epochs",
-            "1",
-        ],
-    )
-    .output()
-    .unwrap());
+    ok(&apply_cmd(&r, APPLY_FAST).output().unwrap());
     let cfg = d.path().join("slurm.toml");
     std::fs::write(&cfg, "threads = 1\ntrain = { cpus = 1, mem = \"2G\" }\n").unwrap();
     let run = |extra: &[&str]| {

@@ -3,8 +3,8 @@
 //! by verify, and bad input refused with nothing changed.
 use crate::common;
 use common::registry::{
-    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, count, db, indices_sha256, mnist_model, pending,
-    reg, request,
+    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, count, create, db, indices_sha256, mnist_model,
+    pending, reg, request,
 };
 use common::{fails_with, ok, read_json, stdout};
 use std::path::Path;
@@ -14,18 +14,11 @@ fn three_requests_two_batches_certificates_and_the_retrain_policy_on_mnist() {
     let d = tempfile::tempdir().unwrap();
     let model = mnist_model(d.path(), "600", "2");
     let r = d.path().join("reg");
-    ok(&reg(
-        "create",
+    create(
         &r,
-        &[
-            "--checkpoint",
-            model.to_str().unwrap(),
-            "--holdout-test",
-            "100",
-            "--retrain-after-requests",
-            "3",
-        ],
-    ));
+        &model,
+        &["--holdout-test", "100", "--retrain-after-requests", "3"],
+    );
     let r1 = request(d.path(), "r1.csv", &[3, 17, 42]);
     ok(&reg(
         "add",
@@ -134,11 +127,7 @@ fn three_requests_two_batches_certificates_and_the_retrain_policy_on_mnist() {
 fn small_registry(dir: &Path) -> std::path::PathBuf {
     let model = mnist_model(dir, "400", "1");
     let r = dir.join("reg");
-    ok(&reg(
-        "create",
-        &r,
-        &["--checkpoint", model.to_str().unwrap()],
-    ));
+    create(&r, &model, &[]);
     let r1 = request(dir, "r1.csv", &[1, 2, 3]);
     let r2 = request(dir, "r2.csv", &[10, 11]);
     ok(&reg(
@@ -147,6 +136,12 @@ fn small_registry(dir: &Path) -> std::path::PathBuf {
         &[r1.to_str().unwrap(), r2.to_str().unwrap()],
     ));
     r
+}
+
+/// A copy of the registry `base` at `to`, with `sql` run on its database.
+fn copy_with_sql(base: &Path, to: &Path, sql: &str) {
+    copy_dir(base, to);
+    db(to).execute_batch(sql).unwrap();
 }
 
 #[test]
@@ -182,10 +177,11 @@ fn tampering_is_named_by_verify_and_an_edited_registry_is_not_applied() {
     assert!(!a.join("versions/v0002.safetensors").exists());
     // One edited row.
     let b = d.path().join("b");
-    copy_dir(&base, &b);
-    db(&b)
-        .execute("UPDATE requests SET reference = 'forged' WHERE id = 1", [])
-        .unwrap();
+    copy_with_sql(
+        &base,
+        &b,
+        "UPDATE requests SET reference = 'forged' WHERE id = 1",
+    );
     let o = reg("verify", &b, &[]);
     fails_with(&o, &["request 1: was edited"]);
     // One sample of a request edited.
@@ -204,23 +200,22 @@ fn tampering_is_named_by_verify_and_an_edited_registry_is_not_applied() {
     );
     // One deleted request.
     let c = d.path().join("c");
-    copy_dir(&base, &c);
     // (With SQLite's foreign-key check off, as a tamperer would turn it.)
-    db(&c)
-        .execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM requests WHERE id = 2")
-        .unwrap();
+    copy_with_sql(
+        &base,
+        &c,
+        "PRAGMA foreign_keys = OFF; DELETE FROM requests WHERE id = 2",
+    );
     let o = reg("verify", &c, &[]);
     fails_with(&o, &["request 2: was deleted"]);
     // A forged chain (a record rewritten with a fresh hash) breaks the link
     // after it and the certificate made before it.
     let e = d.path().join("e");
-    copy_dir(&base, &e);
-    db(&e)
-        .execute(
-            "UPDATE chain SET hash = 'f' || substr(hash, 2) WHERE seq = 1",
-            [],
-        )
-        .unwrap();
+    copy_with_sql(
+        &base,
+        &e,
+        "UPDATE chain SET hash = 'f' || substr(hash, 2) WHERE seq = 1",
+    );
     let o = reg("verify", &e, &[]);
     fails_with(&o, &["chain record 1: was edited"]);
     assert!(
@@ -431,16 +426,7 @@ fn image_folders_are_named_by_path_and_changed_bytes_are_refused() {
         "-q",
     ]));
     let r = d.path().join("reg");
-    ok(&reg(
-        "create",
-        &r,
-        &[
-            "--checkpoint",
-            model.to_str().unwrap(),
-            "--holdout-test",
-            "10",
-        ],
-    ));
+    create(&r, &model, &["--holdout-test", "10"]);
     let files: Vec<String> = {
         let c = db(&r);
         let mut st = c
