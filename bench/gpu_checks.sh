@@ -215,6 +215,8 @@ cost)
   run "${x[@]}" --step references || exit 1
   # …then, one at a time, what is compared.
   run "${x[@]}" --step "retrain-s$seed-f0.1" || exit 1
+  # A run that fails must leave no row: nothing from an earlier `cost` stays.
+  rm -rf "$run_dir/cost" "$OUT/cost-s$seed"
   mkdir -p "$run_dir/cost"
   u=("$A" unlearn --checkpoint "$orig" --forget "$forget" --device "$DEV" --json -q)
   left() { echo $((deadline - SECONDS)); }
