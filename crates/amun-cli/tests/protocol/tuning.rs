@@ -10,7 +10,8 @@ use std::path::Path;
 /// `[tune]` with a 2 × 2 grid for FT: every grid point is an artifact, the
 /// choice is the point with the smallest gap of the tuning table, the tuned
 /// settings run on the evaluation seed, the tuning forget set avoids the
-/// evaluation one, and a second run (as after a kill) recomputes nothing.
+/// evaluation one, the noise floor's second retrain is a row of its own,
+/// and a second run (as after a kill) recomputes nothing.
 #[test]
 fn tuning_picks_the_smallest_gap_and_resumes() {
     common::ensure("mnist");
@@ -21,7 +22,7 @@ fn tuning_picks_the_smallest_gap_and_resumes() {
         "name = \"tune\"\nmodel = \"small-cnn\"\nseeds = [0]\ndevice = \"cpu\"\n\
          [data]\ndataset = \"mnist\"\ntrain_limit = 400\ntest_limit = 100\n\
          [train]\nepochs = 2\n\
-         [forget]\nfractions = [0.1]\nwith_retain = [true]\n\
+         [forget]\nfractions = [0.1]\nwith_retain = [true]\nnoise_floor = true\n\
          [rmia]\nreference_models = 2\n\
          [tune]\nlr = [0.1, 0.001]\nstep = [1, 10]\nseeds = [1]\n\
          [methods.ft]\nfinetune.epochs = 2\n\
@@ -88,6 +89,26 @@ fn tuning_picks_the_smallest_gap_and_resumes() {
 
     // The tuning plot is written.
     assert!(run.join("tune-ft-f0.1-R.png").is_file(), "{files:?}");
+    // The noise floor: a second exact retrain of the same forget set from
+    // another initialisation, scored against the first like any method.
+    let rows = report["tables"][0]["rows"].as_array().unwrap();
+    let floor = rows
+        .iter()
+        .find(|r| r["method"] == "retrain (another seed)")
+        .unwrap_or_else(|| panic!("no noise-floor row: {rows:?}"));
+    let gap = floor["avg_gap"]["mean"].as_f64().unwrap();
+    assert!(gap > 0.0 && gap < 50.0, "noise floor {gap}");
+    let again = read(&run.join("retrain2-s0-f0.1.json"));
+    assert_eq!(
+        again["origin"]["subset"],
+        read(&run.join("retrain-s0-f0.1.json"))["origin"]["subset"],
+        "both retrains leave out the same forget set"
+    );
+    assert!(again["origin"]["subset"].is_object());
+    assert_ne!(
+        std::fs::read(run.join("retrain2-s0-f0.1.safetensors")).unwrap(),
+        std::fs::read(run.join("retrain-s0-f0.1.safetensors")).unwrap()
+    );
     // The tuned variant is a row of the report.
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(

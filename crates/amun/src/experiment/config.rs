@@ -24,6 +24,11 @@ pub struct ForgetSection {
     /// Run every method with the retain set (true), without it (false), or both.
     #[serde(default = "both")]
     pub with_retain: Vec<bool>,
+    /// One more exact retrain per seed and fraction, from another
+    /// initialisation (`retrain (another seed)` in the report): the Avg. Gap
+    /// between two retrains is the floor every method's gap is read against.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noise_floor: bool,
 }
 
 fn both() -> Vec<bool> {

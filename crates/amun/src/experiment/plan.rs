@@ -78,6 +78,10 @@ impl StepId {
             format!("retrain-s{seed}-f{fraction}")
         })
     }
+    /// The noise floor's second exact retrain of an evaluation forget set.
+    pub fn retrain_again(seed: u64, fraction: f64) -> StepId {
+        StepId(format!("retrain2-s{seed}-f{fraction}"))
+    }
     pub fn adversarial(seed: u64, fraction: f64, tune: bool, s: &AdvSettings) -> StepId {
         let h = short_hash(s);
         StepId(if tune {
@@ -150,6 +154,10 @@ impl std::fmt::Display for StepId {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// What a step computes, and — by name — the steps it reads.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -175,12 +183,17 @@ pub enum StepKind {
         fraction: f64,
         avoid: Vec<StepId>,
     },
-    /// The exact retrain without a forget set (evaluation or tuning).
+    /// The exact retrain without a forget set (evaluation or tuning);
+    /// `replica` 1 is the noise floor's second retrain, from another
+    /// initialisation (absent from the step's identity when 0, so run
+    /// folders made before it stay fresh).
     Retrain {
         seed: u64,
         fraction: f64,
         tune: bool,
         forget: StepId,
+        #[serde(skip_serializing_if = "is_zero")]
+        replica: u32,
     },
     /// The adversarial set of a forget set on the original model.
     Adversarial {
@@ -613,6 +626,7 @@ impl Builder<'_> {
                         fraction,
                         tune: true,
                         forget: forget.clone(),
+                        replica: 0,
                     },
                 );
                 let audit = self.audit(&retrain, false, ts, fraction, true, &forget);
@@ -698,9 +712,23 @@ impl Builder<'_> {
                         fraction,
                         tune: false,
                         forget: forget.clone(),
+                        replica: 0,
                     },
                 );
                 self.audit(&retrain, false, seed, fraction, false, &forget);
+                if cfg.forget.noise_floor {
+                    let again = self.add(
+                        StepId::retrain_again(seed, fraction),
+                        StepKind::Retrain {
+                            seed,
+                            fraction,
+                            tune: false,
+                            forget: forget.clone(),
+                            replica: 1,
+                        },
+                    );
+                    self.audit(&again, false, seed, fraction, false, &forget);
+                }
                 for a in &attacks {
                     self.adversarial(seed, fraction, false, a, &original, &forget);
                 }
@@ -1130,5 +1158,44 @@ methods = ["amun"]
         // …and any other value changes what the step is.
         let (_, hash3) = id_of(&TUNED.replace("[methods.ga]", "[methods.ga]\nfinetune.lr = 1e-3"));
         assert_ne!(hash, hash3);
+    }
+
+    #[test]
+    fn the_noise_floor_adds_a_second_retrain_per_forget_set_and_leaves_the_rest() {
+        let off = plan(TUNED);
+        let on = plan(&TUNED.replace("fractions = [0.1]", "fractions = [0.1]\nnoise_floor = true"));
+        for seed in [0, 1] {
+            let again = StepId::retrain_again(seed, 0.1);
+            assert!(off.get(again.as_str()).is_err());
+            let StepKind::Retrain {
+                seed: s,
+                tune: false,
+                forget,
+                replica: 1,
+                ..
+            } = kind(&on, &again)
+            else {
+                panic!("{again} is not the second retrain");
+            };
+            assert_eq!(*s, seed);
+            assert_eq!(*forget, StepId::forget(seed, 0.1));
+            // It is audited, and the report reads that audit.
+            let audited = on.steps.iter().any(|st| {
+                matches!(&st.kind, StepKind::Audit { model, tune: false, .. } if *model == again)
+            });
+            assert!(audited, "{again} has no audit");
+        }
+        assert_eq!(on.steps.len(), off.steps.len() + 4);
+        // Every other step is the same step (same identity), so turning the
+        // floor on recomputes nothing else; the first retrain's kind
+        // serialises as before (no `replica`), keeping run folders fresh.
+        for s in &off.steps {
+            let t = on.get(s.id.as_str()).unwrap();
+            if !matches!(s.kind, StepKind::Report { .. }) {
+                assert_eq!(short_hash(&s.kind), short_hash(&t.kind), "{}", s.id);
+            }
+        }
+        let first = serde_json::to_value(kind(&off, &StepId::retrain(0, 0.1, false))).unwrap();
+        assert!(first.get("replica").is_none());
     }
 }

@@ -5,7 +5,7 @@
 //! Slurm job, so every executor gives the same bits. One function per kind.
 use super::config::Config;
 use super::plan::{Plan, Status, Step, StepId, StepKind, Variant};
-use super::report::{RunResult, build_report};
+use super::report::{RETRAIN_AGAIN, RunResult, build_report};
 use super::store::{self, record};
 use super::tune::{TuneChoice, TunePointResult, choose, grid_rate};
 use crate::attack::{AdvSet, AdvSettings};
@@ -167,8 +167,12 @@ fn compute(ctx: &StepCtx<'_>, step: &Step, artifact: &Path) -> Result<Written> {
             train_model(ctx, artifact, derive(*seed, "original", 0), Subset::All)
         }
         StepKind::Retrain {
-            seed, tune, forget, ..
-        } => retrain(ctx, artifact, *seed, *tune, forget),
+            seed,
+            tune,
+            forget,
+            replica,
+            ..
+        } => retrain(ctx, artifact, *seed, *tune, *replica, forget),
         StepKind::Forget {
             seed,
             fraction,
@@ -315,6 +319,7 @@ fn retrain(
     artifact: &Path,
     seed: u64,
     tune: bool,
+    replica: u32,
     forget: &StepId,
 ) -> Result<Written> {
     let forget = ctx.forget(forget)?;
@@ -322,7 +327,7 @@ fn retrain(
     train_model(
         ctx,
         artifact,
-        derive(seed, stream, 0),
+        derive(seed, stream, u64::from(replica)),
         Subset::Exclude(&forget),
     )
 }
@@ -722,7 +727,8 @@ fn results(ctx: &StepCtx<'_>, audits: &[StepId]) -> Result<(Vec<RunResult>, Vec<
         let m = ctx.plan.input(model)?;
         let (method, with_retain, calibrated) = match &m.kind {
             StepKind::Original { .. } => ("original".to_string(), None, false),
-            StepKind::Retrain { .. } => ("retrain".to_string(), None, false),
+            StepKind::Retrain { replica: 0, .. } => ("retrain".to_string(), None, false),
+            StepKind::Retrain { .. } => (RETRAIN_AGAIN.to_string(), None, false),
             StepKind::Unlearn {
                 method,
                 with_retain,
