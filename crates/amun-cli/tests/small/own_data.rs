@@ -432,23 +432,57 @@ fn a_folder_models_classes_and_content_are_checked() {
     let ds = data.to_str().unwrap();
     let train = |extra: &[&str]| {
         let mut a = vec![
-            "train", "--dataset", ds, "--epochs", "1", "--batch-size", "32", "--device", "cpu",
-            "--out", &m, "-q",
+            "train",
+            "--dataset",
+            ds,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--out",
+            &m,
+            "-q",
         ];
         a.extend_from_slice(extra);
         amun(&a)
     };
     ok(&train(&[]));
-    ok(&amun(&["split", "--dataset", ds, "--forget", "12", "--out", &f]));
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        ds,
+        "--forget",
+        "12",
+        "--out",
+        &f,
+    ]));
     let eval = || amun(&["eval", "--checkpoint", &m, "--device", "cpu"]);
     let o = eval();
     ok(&o);
-    assert!(!common::stderr(&o).contains("warning"), "{}", common::stderr(&o));
+    assert!(
+        !common::stderr(&o).contains("warning"),
+        "{}",
+        common::stderr(&o)
+    );
     let unlearn = || {
         let out = path_in(d.path(), "u.safetensors");
         amun(&[
-            "unlearn", "--checkpoint", &m, "--forget", &f, "--method", "ft", "--epochs", "1",
-            "--device", "cpu", "--out", &out, "-q",
+            "unlearn",
+            "--checkpoint",
+            &m,
+            "--forget",
+            &f,
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+            "-q",
         ])
     };
 
@@ -477,7 +511,10 @@ fn a_folder_models_classes_and_content_are_checked() {
         .max()
         .unwrap();
     let kept = replace_with(&img, &other);
-    fails_with(&eval(), &["m.safetensors", "other training data", "forget-set indices"]);
+    fails_with(
+        &eval(),
+        &["m.safetensors", "other training data", "forget-set indices"],
+    );
     fails_with(&unlearn(), &["other training data"]);
     fails_with(&train(&["--resume"]), &["m.safetensors", "data content"]);
     std::fs::write(&img, kept).unwrap();
@@ -503,7 +540,12 @@ fn plan_status(run: &str) -> std::collections::BTreeMap<String, String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["id"].as_str().unwrap().into(), s["status"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+            )
+        })
         .collect()
 }
 
@@ -532,7 +574,14 @@ fn a_run_folders_steps_follow_their_dataset_folders_content() {
     let run = path_in(d.path(), "run");
     let step = |id: &str| {
         ok(&amun(&[
-            "experiment", "--config", &cfg, "--out", &run, "--step", id, "-q",
+            "experiment",
+            "--config",
+            &cfg,
+            "--out",
+            &run,
+            "--step",
+            id,
+            "-q",
         ]))
     };
     step("forget-s0-f0.1");

@@ -554,8 +554,8 @@ impl AdvSet {
                 ));
             }
         }
-        let bad = (0..self.len())
-            .find(|&i| self.success[i] && self.adv_labels[i] == self.true_labels[i]);
+        let bad =
+            (0..self.len()).find(|&i| self.success[i] && self.adv_labels[i] == self.true_labels[i]);
         if let Some(i) = bad {
             return Err(format!(
                 "sample {i} (training index {}) is marked as flipped but its adversarial label \

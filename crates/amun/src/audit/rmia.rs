@@ -272,7 +272,9 @@ fn check_ref_file(
     let Some(want) = files.get(name) else {
         return Err(Error::format(
             &dir.join("manifest.json"),
-            format!("records no sha256 of {name}; run `amun rmia train-refs` again to finish the folder"),
+            format!(
+                "records no sha256 of {name}; run `amun rmia train-refs` again to finish the folder"
+            ),
         ));
     };
     let got = crate::data::sha256_file(&p)?;
@@ -442,7 +444,10 @@ impl RefSetup<'_> {
             // A trained model is reused only as the folder recorded it.
             let m: RefManifest = fsutil::read_json(&dir.join("manifest.json"))?;
             if let Some(files) = &m.files {
-                for name in [format!("ref-{k:03}.safetensors"), format!("ref-{k:03}.json")] {
+                for name in [
+                    format!("ref-{k:03}.safetensors"),
+                    format!("ref-{k:03}.json"),
+                ] {
                     check_ref_file(dir, files, &name)?;
                 }
             }

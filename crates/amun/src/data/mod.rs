@@ -680,3 +680,48 @@ pub(crate) fn split_from_bytes(
 pub(crate) fn cache_subdir(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folders_files_hash_follows_names_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("d");
+        for (class, file, bytes) in [("a", "1.png", b"x"), ("b", "2.png", b"y")] {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            std::fs::write(root.join(class).join(file), bytes).unwrap();
+        }
+        let spec = DataSpec::new(root.display().to_string());
+        let hash = || files_sha256(&spec).unwrap().unwrap();
+        let base = hash();
+        assert_eq!(hash(), base);
+        // A renamed class folder, then put back.
+        std::fs::rename(root.join("b"), root.join("c")).unwrap();
+        assert_ne!(hash(), base);
+        std::fs::rename(root.join("c"), root.join("b")).unwrap();
+        assert_eq!(hash(), base);
+        // Other bytes under the same name and size (a later mtime: within
+        // one process a file is read again when its size or mtime changed).
+        let f = root.join("a/1.png");
+        let later =
+            std::fs::metadata(&f).unwrap().modified().unwrap() + std::time::Duration::from_secs(1);
+        std::fs::write(&f, b"z").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_ne!(hash(), base);
+        // Registry datasets are pinned by their own sha256.
+        assert_eq!(files_sha256(&DataSpec::new("mnist")).unwrap(), None);
+        assert!(
+            files_sha256(&DataSpec::new(
+                dir.path().join("none").display().to_string()
+            ))
+            .is_err()
+        );
+    }
+}

@@ -218,9 +218,8 @@ impl Sidecar {
             ));
             return Ok(notes);
         };
-        let same = |a: Option<usize>, b: Option<usize>| {
-            self.data.dataset == data.spec.dataset && a == b
-        };
+        let same =
+            |a: Option<usize>, b: Option<usize>| self.data.dataset == data.spec.dataset && a == b;
         let short = |s: &str| s.get(..12).unwrap_or(s).to_string();
         if same(self.data.train_limit, data.spec.train_limit) && rec.train != now.train {
             return Err(Error::checkpoint(
@@ -322,7 +321,13 @@ fn class_diff(model: &[String], data: &[String]) -> String {
     let show = |v: &[String], i: usize| v.get(i).map_or("none".to_string(), |c| format!("'{c}'"));
     let diffs: Vec<String> = (0..n)
         .filter(|&i| model.get(i) != data.get(i))
-        .map(|i| format!("class {i} is {} in the model, {} in the data", show(model, i), show(data, i)))
+        .map(|i| {
+            format!(
+                "class {i} is {} in the model, {} in the data",
+                show(model, i),
+                show(data, i)
+            )
+        })
         .collect();
     let more = diffs.len().saturating_sub(3);
     let mut s = diffs.into_iter().take(3).collect::<Vec<_>>().join("; ");

@@ -238,7 +238,10 @@ fn tampered_reference_files_are_refused_naming_the_file() {
     assert_eq!(manifest["files"].as_object().unwrap().len(), 1 + 2 * 3);
     assert!(load_references(d, &data).unwrap().notes.is_empty());
     let refused = |needle: &str| {
-        let e = load_references(d, &data).err().expect("refused").to_string();
+        let e = load_references(d, &data)
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(e.contains(needle) && e.contains("sha256"), "{e}");
     };
     let swap = |a: &str, b: &str| {
