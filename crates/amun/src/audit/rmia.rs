@@ -271,7 +271,7 @@ fn check_ref_file(
     let p = dir.join(name);
     let Some(want) = files.get(name) else {
         return Err(Error::format(
-            &dir.join("manifest.json"),
+            dir.join("manifest.json"),
             format!(
                 "records no sha256 of {name}; run `amun rmia train-refs` again to finish the folder"
             ),
