@@ -551,7 +551,8 @@ fn plan_status(run: &str) -> std::collections::BTreeMap<String, String> {
 
 /// A run folder's steps are tied to the content of their dataset folder:
 /// renamed class folders make them stale, and a model recomputed on the
-/// renamed folder is stale again once the data is put back.
+/// renamed folder is stale again once the data is put back (changed bytes
+/// under the same names: `data::tests`).
 #[test]
 fn a_run_folders_steps_follow_their_dataset_folders_content() {
     let d = tempfile::tempdir().unwrap();
@@ -601,12 +602,5 @@ fn a_run_folders_steps_follow_their_dataset_folders_content() {
     step("original-s0");
     assert_eq!(plan_status(&run)["original-s0"], "done");
     std::fs::rename(&x3, &three).unwrap();
-    assert_eq!(plan_status(&run)["original-s0"], "stale");
-    // One image's bytes changed, its name kept.
-    step("forget-s0-f0.1");
-    step("original-s0");
-    assert_eq!(plan_status(&run)["original-s0"], "done");
-    let img = first_file(&data.join("test/5"));
-    replace_with(&img, &first_file(&data.join("test/6")));
     assert_eq!(plan_status(&run)["original-s0"], "stale");
 }
