@@ -113,6 +113,9 @@ pub fn run(a: AuditArgs) -> Result<()> {
         eprintln!("note: {n}");
     }
     let refs = load_references(&a.refs, &data)?;
+    for n in &refs.notes {
+        eprintln!("{n}");
+    }
     let seed = a
         .seed
         .unwrap_or_else(|| amun::audit::audit_seed(forget.seed));

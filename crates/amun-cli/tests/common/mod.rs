@@ -162,3 +162,23 @@ pub fn split_mnist(train_limit: &str, count: &str, out: &str, extra: &[&str]) {
 }
 
 pub mod registry;
+
+/// An image folder (`train/<class>/*.png`, `test/<class>/*.png`) of the
+/// first MNIST-5k images.
+pub fn png_folder(dir: &Path, train: usize, test: usize) {
+    ensure("mnist");
+    let data = amun::data::DataSpec::new("mnist")
+        .load(&amun::data::default_data_dir())
+        .unwrap();
+    for (split, n, name) in [(&data.train, train, "train"), (&data.test, test, "test")] {
+        let s = split.prefix(n);
+        let px: Vec<u8> = Vec::<u8>::try_from(s.images.flatten(0, -1)).unwrap();
+        for (i, l) in s.label_vec().iter().enumerate() {
+            let cdir = dir.join(name).join(l.to_string());
+            std::fs::create_dir_all(&cdir).unwrap();
+            let img =
+                image::GrayImage::from_raw(28, 28, px[i * 784..(i + 1) * 784].to_vec()).unwrap();
+            img.save(cdir.join(format!("{i:05}.png"))).unwrap();
+        }
+    }
+}

@@ -399,3 +399,208 @@ fn standalone_audit_reproduces_the_experiments_audit() {
         }
     }
 }
+
+/// The first file of `dir`, by name.
+fn first_file(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap()
+}
+
+/// Replaces `dst` with the bytes of `src`; returns what `dst` held.
+fn replace_with(dst: &Path, src: &Path) -> Vec<u8> {
+    let kept = std::fs::read(dst).unwrap();
+    std::fs::copy(src, dst).unwrap();
+    kept
+}
+
+/// A model made on an image folder is used only with that folder's
+/// content: a renamed class folder (every label permuted) is refused
+/// naming both class lists; a replaced training image (forget indices
+/// would name other samples) is refused, also for `train --resume`; a
+/// replaced test image is a warning, since evaluating on an updated test
+/// set is legitimate.
+#[test]
+fn a_folder_models_classes_and_content_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 120, 60);
+    let m = path_in(d.path(), "m.safetensors");
+    let f = path_in(d.path(), "f.json");
+    let ds = data.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--dataset",
+            ds,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--out",
+            &m,
+            "-q",
+        ];
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    ok(&train(&[]));
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        ds,
+        "--forget",
+        "12",
+        "--out",
+        &f,
+    ]));
+    let eval = || amun(&["eval", "--checkpoint", &m, "--device", "cpu"]);
+    let o = eval();
+    ok(&o);
+    assert!(
+        !common::stderr(&o).contains("warning"),
+        "{}",
+        common::stderr(&o)
+    );
+    let unlearn = || {
+        let out = path_in(d.path(), "u.safetensors");
+        amun(&[
+            "unlearn",
+            "--checkpoint",
+            &m,
+            "--forget",
+            &f,
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+            "-q",
+        ])
+    };
+
+    // Class folder 3 renamed x3: it sorts last, every label from 3 on moves.
+    let (three, x3) = (data.join("train/3"), data.join("train/x3"));
+    std::fs::rename(&three, &x3).unwrap();
+    for o in [eval(), unlearn()] {
+        fails_with(
+            &o,
+            &[
+                "m.safetensors",
+                "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]",
+                "[0, 1, 2, 4, 5, 6, 7, 8, 9, x3]",
+                "class 3 is '3' in the model, '4' in the data",
+            ],
+        );
+    }
+    std::fs::rename(&x3, &three).unwrap();
+    ok(&eval());
+
+    // One training image replaced by another of its class (same count).
+    let img = first_file(&data.join("train/1"));
+    let other = std::fs::read_dir(data.join("train/1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let kept = replace_with(&img, &other);
+    fails_with(
+        &eval(),
+        &["m.safetensors", "other training data", "forget-set indices"],
+    );
+    fails_with(&unlearn(), &["other training data"]);
+    fails_with(&train(&["--resume"]), &["m.safetensors", "data content"]);
+    std::fs::write(&img, kept).unwrap();
+
+    // A test image replaced: evaluated, with a warning.
+    let img = first_file(&data.join("test/2"));
+    replace_with(&img, &first_file(&data.join("test/7")));
+    let o = eval();
+    ok(&o);
+    assert!(
+        common::stderr(&o).contains("warning: the test split"),
+        "{}",
+        common::stderr(&o)
+    );
+}
+
+/// The status of each step of a run folder (`--plan --json`).
+fn plan_status(run: &str) -> std::collections::BTreeMap<String, String> {
+    let o = amun(&["experiment", "--folder", run, "--plan", "--json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+/// A run folder's steps are tied to the content of their dataset folder:
+/// renamed class folders make them stale, and a model recomputed on the
+/// renamed folder is stale again once the data is put back (changed bytes
+/// under the same names: `data::tests`).
+#[test]
+fn a_run_folders_steps_follow_their_dataset_folders_content() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 120, 60);
+    let cfg = path_in(d.path(), "exp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"folder\"\nmodel = \"small-cnn\"\nseeds = [0]\ndevice = \"cpu\"\n\
+             [data]\ndataset = \"{}\"\n\
+             [train]\nepochs = 1\nbatch_size = 32\naugment = false\n\
+             [forget]\nfractions = [0.1]\nwith_retain = [true]\n\
+             [rmia]\nreference_models = 2\n\
+             [methods.ft]\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let run = path_in(d.path(), "run");
+    let step = |id: &str| {
+        ok(&amun(&[
+            "experiment",
+            "--config",
+            &cfg,
+            "--out",
+            &run,
+            "--step",
+            id,
+            "-q",
+        ]))
+    };
+    step("forget-s0-f0.1");
+    step("original-s0");
+    let st = plan_status(&run);
+    assert_eq!(
+        (st["original-s0"].as_str(), st["forget-s0-f0.1"].as_str()),
+        ("done", "done")
+    );
+    let (three, x3) = (data.join("train/3"), data.join("train/x3"));
+    std::fs::rename(&three, &x3).unwrap();
+    let st = plan_status(&run);
+    assert_eq!(st["original-s0"], "stale");
+    assert_eq!(st["forget-s0-f0.1"], "stale");
+    // Recomputed on the renamed folder, then the folder is put back.
+    step("forget-s0-f0.1");
+    step("original-s0");
+    assert_eq!(plan_status(&run)["original-s0"], "done");
+    std::fs::rename(&x3, &three).unwrap();
+    assert_eq!(plan_status(&run)["original-s0"], "stale");
+}

@@ -385,31 +385,11 @@ fn bad_requests_are_refused_and_change_nothing() {
     ok(&reg("verify", &r, &[]));
 }
 
-/// An image folder (`train/<class>/*.png`, `test/<class>/*.png`) of the
-/// first MNIST-5k images.
-fn png_folder(dir: &Path, train: usize, test: usize) {
-    common::ensure("mnist");
-    let data = amun::data::DataSpec::new("mnist")
-        .load(&amun::data::default_data_dir())
-        .unwrap();
-    for (split, n, name) in [(&data.train, train, "train"), (&data.test, test, "test")] {
-        let s = split.prefix(n);
-        let px: Vec<u8> = Vec::<u8>::try_from(s.images.flatten(0, -1)).unwrap();
-        for (i, l) in s.label_vec().iter().enumerate() {
-            let cdir = dir.join(name).join(l.to_string());
-            std::fs::create_dir_all(&cdir).unwrap();
-            let img =
-                image::GrayImage::from_raw(28, 28, px[i * 784..(i + 1) * 784].to_vec()).unwrap();
-            img.save(cdir.join(format!("{i:05}.png"))).unwrap();
-        }
-    }
-}
-
 #[test]
 fn image_folders_are_named_by_path_and_changed_bytes_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("digits");
-    png_folder(&data, 120, 60);
+    common::png_folder(&data, 120, 60);
     let model = d.path().join("m.safetensors");
     ok(&common::amun(&[
         "train",

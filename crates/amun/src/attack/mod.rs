@@ -322,6 +322,10 @@ pub struct AdvMeta {
     pub forget: ForgetSummary,
     pub settings: AdvSettings,
     pub summary: AdvSummary,
+    /// sha256 of the set's safetensors file, checked on every load (absent
+    /// in sets written by older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 const ADV_FORMAT: &str = "amun-adv/1";
@@ -428,13 +432,17 @@ impl AdvSet {
             forget,
             settings: self.settings.clone(),
             summary: self.summary(),
+            sha256: Some(crate::data::sha256_file(path)?),
         };
         fsutil::write_json(&Self::meta_path(path), &meta)
     }
 
-    /// Reads a set written by [`AdvSet::save`]. Shapes and dtypes come from
-    /// the file: `images` must be `[N, C, H, W]` and every per-sample tensor
-    /// `[N]`, or the file is refused as damaged.
+    /// Reads a set written by [`AdvSet::save`]. The file must hold the
+    /// sha256 its JSON records (when it records one), and its content must
+    /// be an adversarial set: shapes and dtypes from the file (`images`
+    /// `[N, C, H, W]`, every per-sample tensor `[N]`), images in `[0,1]`,
+    /// and every sample marked flipped with an adversarial label other
+    /// than its true label; anything else is refused as damaged.
     pub fn load(path: &Path) -> Result<(AdvSet, AdvMeta)> {
         let meta: AdvMeta = fsutil::read_json(&Self::meta_path(path))?;
         if meta.format != ADV_FORMAT {
@@ -443,6 +451,24 @@ impl AdvSet {
                 format!("format '{}'; expected '{ADV_FORMAT}'", meta.format),
             ));
         }
+        if let Some(want) = &meta.sha256 {
+            let got = crate::data::sha256_file(path)?;
+            if &got != want {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "changed since `amun adv` wrote it: its sha256 is {got}, {} records \
+                         {want}; recompute the set with `amun adv`",
+                        Self::meta_path(path).display()
+                    ),
+                ));
+            }
+        }
+        let set = Self::read_checked(path, &meta)?;
+        Ok((set, meta))
+    }
+
+    fn read_checked(path: &Path, meta: &AdvMeta) -> Result<AdvSet> {
         let mut t = read_tensors(path, Device::Cpu)?;
         let mut take = |k: &str| {
             t.remove(k).ok_or_else(|| {
@@ -511,7 +537,58 @@ impl AdvSet {
             wall_s: meta.summary.wall_s,
             forward_only: meta.summary.forward_only,
         };
-        Ok((set, meta))
+        set.check_content().map_err(|why| damaged_set(path, why))?;
+        Ok(set)
+    }
+
+    /// What every adversarial set holds: images in `[0,1]` (the attack
+    /// clamps to it) and, for each sample whose prediction changed, an
+    /// adversarial label other than its true label.
+    fn check_content(&self) -> std::result::Result<(), String> {
+        if !self.is_empty() {
+            let (lo, hi) = (self.images.min(), self.images.max());
+            let (lo, hi) = (lo.double_value(&[]), hi.double_value(&[]));
+            if !(lo >= 0.0 && hi <= 1.0) {
+                return Err(format!(
+                    "'images' range over [{lo}, {hi}]; adversarial images lie in [0, 1]"
+                ));
+            }
+        }
+        let bad =
+            (0..self.len()).find(|&i| self.success[i] && self.adv_labels[i] == self.true_labels[i]);
+        if let Some(i) = bad {
+            return Err(format!(
+                "sample {i} (training index {}) is marked as flipped but its adversarial label \
+                 {} is its true label",
+                self.indices[i], self.adv_labels[i]
+            ));
+        }
+        if let Some(l) = self
+            .adv_labels
+            .iter()
+            .chain(&self.true_labels)
+            .find(|&&l| l < 0)
+        {
+            return Err(format!("holds the label {l}; labels are class indices"));
+        }
+        Ok(())
+    }
+
+    /// Refuses labels outside the `num_classes` classes of the model it is
+    /// used with.
+    pub fn check_classes(&self, num_classes: usize, path: &Path) -> Result<()> {
+        match self
+            .adv_labels
+            .iter()
+            .chain(&self.true_labels)
+            .find(|&&l| l >= num_classes as i64)
+        {
+            Some(l) => Err(damaged_set(
+                path,
+                format!("holds the label {l}; the model has {num_classes} classes"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The rows whose training index is in `keep` (sorted), in set order.
@@ -572,6 +649,13 @@ impl AdvSet {
         }
         Ok(())
     }
+}
+
+fn damaged_set(path: &Path, why: String) -> Error {
+    Error::format(
+        path,
+        format!("{why}: not an adversarial set `amun adv` wrote; recompute it with `amun adv`"),
+    )
 }
 
 fn median(sorted: &[f64]) -> f64 {

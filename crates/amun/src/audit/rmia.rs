@@ -164,6 +164,8 @@ pub struct References {
     /// Labels of the pool rows.
     pub labels: Tensor,
     pub n_train: usize,
+    /// Warnings for the user (a folder whose manifest records no hashes).
+    pub notes: Vec<String>,
 }
 
 impl References {
@@ -236,6 +238,58 @@ pub struct RefManifest {
     /// trained on (absent in folders of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_sha256: Option<String>,
+    /// sha256 of every file of the folder (memberships, and each reference
+    /// model's weights, sidecar and logits), recorded once all models are
+    /// trained and checked where they are read (absent in folders of older
+    /// versions and while models are still being trained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<std::collections::BTreeMap<String, String>>,
+}
+
+const MEMBERS_FILE: &str = "members.safetensors";
+
+/// The names of a folder's files for `count` models: memberships, then
+/// each model's weights, sidecar and logits.
+fn ref_files(count: usize) -> Vec<String> {
+    let mut v = vec![MEMBERS_FILE.to_string()];
+    for k in 0..count {
+        v.extend([
+            format!("ref-{k:03}.safetensors"),
+            format!("ref-{k:03}.json"),
+            format!("ref-{k:03}.logits.safetensors"),
+        ]);
+    }
+    v
+}
+
+/// Checks `name` in `dir` against the sha256 `files` records for it.
+fn check_ref_file(
+    dir: &Path,
+    files: &std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> Result<()> {
+    let p = dir.join(name);
+    let Some(want) = files.get(name) else {
+        return Err(Error::format(
+            dir.join("manifest.json"),
+            format!(
+                "records no sha256 of {name}; run `amun rmia train-refs` again to finish the folder"
+            ),
+        ));
+    };
+    let got = crate::data::sha256_file(&p)?;
+    if &got != want {
+        return Err(Error::format(
+            &p,
+            format!(
+                "changed since the reference models were made: its sha256 is {got}, {} \
+                 records {want} (a swapped, edited or damaged file); RMIA would score against \
+                 other reference models — train the references again with `amun rmia train-refs`",
+                dir.join("manifest.json").display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 const REF_FORMAT: &str = "amun-rmia-refs/1";
@@ -300,10 +354,13 @@ impl RefSetup<'_> {
             n_train: data.train.len(),
             n_test: data.test.len(),
             pool_sha256: Some(data.content_sha256()),
+            files: None,
         };
         let mpath = dir.join("manifest.json");
         if mpath.exists() {
             let mut old: RefManifest = fsutil::read_json(&mpath)?;
+            // The files' hashes are the folder's state, not its settings.
+            old.files = None;
             let upgrade = old.pool_sha256.is_none();
             if upgrade {
                 old.pool_sha256 = manifest.pool_sha256.clone();
@@ -344,6 +401,22 @@ impl RefSetup<'_> {
         logits_path(self.dir, k)
     }
 
+    /// Records the sha256 of every file of the folder in its manifest,
+    /// once every model is trained: what [`load_references`] checks.
+    pub fn seal(&self) -> Result<()> {
+        let mpath = self.dir.join("manifest.json");
+        let mut m: RefManifest = fsutil::read_json(&mpath)?;
+        let files = ref_files(m.count)
+            .into_iter()
+            .map(|name| {
+                let sha = crate::data::sha256_file(&self.dir.join(&name))?;
+                Ok((name, sha))
+            })
+            .collect::<Result<_>>()?;
+        m.files = Some(files);
+        fsutil::write_json(&mpath, &m)
+    }
+
     /// Trains (or resumes, or reuses) reference model `k` and stores its
     /// logits over the pool. Call [`RefSetup::prepare`] first.
     pub fn train_one(&self, k: usize, progress: &dyn Progress) -> Result<()> {
@@ -368,6 +441,16 @@ impl RefSetup<'_> {
         let model = if model_path(dir, k).exists()
             && !crate::train::resume_path(&model_path(dir, k)).exists()
         {
+            // A trained model is reused only as the folder recorded it.
+            let m: RefManifest = fsutil::read_json(&dir.join("manifest.json"))?;
+            if let Some(files) = &m.files {
+                for name in [
+                    format!("ref-{k:03}.safetensors"),
+                    format!("ref-{k:03}.json"),
+                ] {
+                    check_ref_file(dir, files, &name)?;
+                }
+            }
             checkpoint::load(&model_path(dir, k), pool.labels.device())?.0
         } else {
             train(&job, progress)?.model
@@ -423,6 +506,7 @@ pub fn train_references(
         progress.note(&format!("reference model {}/{count}", k + 1));
         setup.train_one(k, progress)?;
     }
+    setup.seal()?;
     load_references(dir, data)
 }
 
@@ -489,6 +573,25 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
             ),
         ));
     }
+    let mut notes = Vec::new();
+    match &m.files {
+        // What an audit reads: memberships and logits (a model's weights
+        // are checked where they are read, by `train_one`).
+        Some(files) => {
+            check_ref_file(dir, files, MEMBERS_FILE)?;
+            for k in 0..m.count {
+                if logits_path(dir, k).exists() {
+                    check_ref_file(dir, files, &format!("ref-{k:03}.logits.safetensors"))?;
+                }
+            }
+        }
+        None => notes.push(format!(
+            "warning: {} records no sha256 of the reference files (an older amun wrote it): a \
+             swapped or edited file cannot be detected; run `amun rmia train-refs` on this \
+             folder with the flags that made it to record them (it reuses the trained models)",
+            mpath.display()
+        )),
+    }
     let mut logits = Vec::new();
     for k in 0..m.count {
         let p = logits_path(dir, k);
@@ -510,7 +613,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         }
         logits.push(l);
     }
-    let mfile = dir.join("members.safetensors");
+    let mfile = dir.join(MEMBERS_FILE);
     let mt = read_tensors(&mfile, Device::Cpu)?
         .remove("members")
         .ok_or_else(|| Error::format(&mfile, "no 'members' tensor"))?;
@@ -534,5 +637,6 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         logits,
         labels: data.pool_labels().to_device(Device::Cpu),
         n_train: m.n_train,
+        notes,
     })
 }

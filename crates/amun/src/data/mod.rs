@@ -100,6 +100,11 @@ impl Split {
             .collect()
     }
 
+    /// sha256 of its images and labels (kinds, shapes and bytes).
+    pub fn content_sha256(&self) -> String {
+        tensors_sha256(&[&self.images, &self.labels])
+    }
+
     /// Number of samples per class (`num_classes` entries).
     pub fn class_counts(&self, num_classes: usize) -> Vec<usize> {
         let mut counts = vec![0; num_classes];
@@ -130,6 +135,30 @@ pub struct Dataset {
     pub classes: Vec<String>,
     pub train: Split,
     pub test: Split,
+    /// [`Dataset::content`], once computed.
+    content: std::sync::OnceLock<Option<DataContent>>,
+}
+
+/// sha256 of a dataset's content as loaded (images and labels, the slice
+/// applied), split by split: a changed training split re-points forget-set
+/// indices, a changed test split changes what evaluations measure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataContent {
+    pub train: String,
+    pub test: String,
+}
+
+/// sha256 over tensors' kinds, shapes and bytes, in order.
+fn tensors_sha256(tensors: &[&Tensor]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for t in tensors {
+        let t = t.to_device(Device::Cpu).contiguous();
+        h.update(format!("{:?}{:?}", t.kind(), t.size()).as_bytes());
+        let bytes = t.flatten(0, -1).view_dtype(Kind::Uint8);
+        h.update(Vec::<u8>::try_from(bytes).unwrap_or_default());
+    }
+    format!("{:x}", h.finalize())
 }
 
 impl Dataset {
@@ -161,20 +190,29 @@ impl Dataset {
     /// sha256 of the content of both splits (images and labels, in order):
     /// what tells two datasets apart whatever their names or paths.
     pub fn content_sha256(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for t in [
+        tensors_sha256(&[
             &self.train.images,
             &self.train.labels,
             &self.test.images,
             &self.test.labels,
-        ] {
-            let t = t.to_device(Device::Cpu).contiguous();
-            h.update(format!("{:?}{:?}", t.kind(), t.size()).as_bytes());
-            let bytes = t.flatten(0, -1).view_dtype(Kind::Uint8);
-            h.update(Vec::<u8>::try_from(bytes).unwrap_or_default());
-        }
-        format!("{:x}", h.finalize())
+        ])
+    }
+
+    /// The content hash of each split of data outside amun's registry (a
+    /// user's folder or files, which nothing else pins), computed once;
+    /// `None` for registry datasets, whose files are sha256-checked on
+    /// every load. What a sidecar records of its data.
+    pub fn content(&self) -> Option<&DataContent> {
+        self.content
+            .get_or_init(|| {
+                Registry::from_name(&self.spec.dataset)
+                    .is_none()
+                    .then(|| DataContent {
+                        train: self.train.content_sha256(),
+                        test: self.test.content_sha256(),
+                    })
+            })
+            .as_ref()
     }
 
     /// Moves both splits to `device` (kept there for the whole run).
@@ -184,6 +222,7 @@ impl Dataset {
             classes: self.classes.clone(),
             train: self.train.to_device(device),
             test: self.test.to_device(device),
+            content: self.content.clone(),
         }
     }
 }
@@ -319,6 +358,7 @@ impl DataSpec {
             classes,
             train,
             test,
+            content: std::sync::OnceLock::new(),
         })
     }
 }
@@ -536,6 +576,89 @@ pub fn sample_files(spec: &DataSpec) -> Result<Option<Vec<PathBuf>>> {
     Ok(Some(files))
 }
 
+/// sha256 over the files of a dataset folder — each file's path inside the
+/// folder and its content, in sorted order — without decoding them: what a
+/// run folder's steps record of the data they read, so that a renamed class
+/// folder or a replaced image makes them stale. `None` for registry
+/// datasets, pinned by their files' sha256. Within one process a file is
+/// hashed again only when its size or modification time changed.
+pub fn files_sha256(spec: &DataSpec) -> Result<Option<String>> {
+    use sha2::{Digest, Sha256};
+    if Registry::from_name(&spec.dataset).is_some() {
+        return Ok(None);
+    }
+    let root = Path::new(&spec.dataset);
+    if !root.is_dir() {
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "{}: no such folder; expected a dataset folder or cifar10, mnist",
+                root.display()
+            ),
+        ));
+    }
+    let mut files = Vec::new();
+    list_files(root, &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap_or(f);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(cached_sha256(f)?.as_bytes());
+        h.update([b'\n']);
+    }
+    Ok(Some(format!("{:x}", h.finalize())))
+}
+
+/// Every file under `dir`, through symbolic links.
+fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    use crate::error::IoContext;
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let p = e.at(dir)?.path();
+        if p.is_dir() {
+            list_files(&p, out)?;
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// A file's sha256, kept for this process on its size and modification
+/// time (each process hashes every file once).
+fn cached_sha256(path: &Path) -> Result<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Seen = HashMap<PathBuf, (u64, std::time::SystemTime, String)>;
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    let md = std::fs::metadata(path).map_err(|err| Error::Io {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let stamp = (md.len(), md.modified().unwrap_or(std::time::UNIX_EPOCH));
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some((len, t, sha)) = seen.lock().ok().and_then(|m| m.get(path).cloned())
+        && (len, t) == stamp
+    {
+        return Ok(sha);
+    }
+    // Dataset files are mostly small images: a copy through the hasher's
+    // own buffer rather than `sha256_file`'s 1 MiB one per file.
+    let mut h = <sha2::Sha256 as sha2::Digest>::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::copy(&mut f, &mut h))
+        .map_err(|err| Error::Io {
+            path: path.to_path_buf(),
+            err,
+        })?;
+    let sha = format!("{:x}", sha2::Digest::finalize(h));
+    if let Ok(mut m) = seen.lock() {
+        m.insert(path.to_path_buf(), (stamp.0, stamp.1, sha.clone()));
+    }
+    Ok(sha)
+}
+
 /// Builds a `Split` from raw bytes, checking the sizes agree.
 pub(crate) fn split_from_bytes(
     path: &Path,
@@ -565,4 +688,49 @@ pub(crate) fn split_from_bytes(
 /// Paths for the folder holding a dataset's files in the cache.
 pub(crate) fn cache_subdir(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folders_files_hash_follows_names_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("d");
+        for (class, file, bytes) in [("a", "1.png", b"x"), ("b", "2.png", b"y")] {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            std::fs::write(root.join(class).join(file), bytes).unwrap();
+        }
+        let spec = DataSpec::new(root.display().to_string());
+        let hash = || files_sha256(&spec).unwrap().unwrap();
+        let base = hash();
+        assert_eq!(hash(), base);
+        // A renamed class folder, then put back.
+        std::fs::rename(root.join("b"), root.join("c")).unwrap();
+        assert_ne!(hash(), base);
+        std::fs::rename(root.join("c"), root.join("b")).unwrap();
+        assert_eq!(hash(), base);
+        // Other bytes under the same name and size (a later mtime: within
+        // one process a file is read again when its size or mtime changed).
+        let f = root.join("a/1.png");
+        let later =
+            std::fs::metadata(&f).unwrap().modified().unwrap() + std::time::Duration::from_secs(1);
+        std::fs::write(&f, b"z").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_ne!(hash(), base);
+        // Registry datasets are pinned by their own sha256.
+        assert_eq!(files_sha256(&DataSpec::new("mnist")).unwrap(), None);
+        assert!(
+            files_sha256(&DataSpec::new(
+                dir.path().join("none").display().to_string()
+            ))
+            .is_err()
+        );
+    }
 }

@@ -475,6 +475,9 @@ fn settings_of(cfg: &Config, kind: &StepKind) -> serde_json::Value {
 pub struct Plan {
     pub steps: Vec<Step>,
     index: HashMap<StepId, usize>,
+    /// [`crate::data::files_sha256`] of the config's dataset: part of every
+    /// step's inputs, so changed data makes the run's steps stale.
+    data_sha256: Option<String>,
 }
 
 /// A short stable hash of a value (settings in names and inputs).
@@ -799,6 +802,7 @@ impl Plan {
         let plan = Plan {
             steps: b.steps,
             index: b.index,
+            data_sha256: crate::data::files_sha256(&cfg.data)?,
         };
         plan.check_order()?;
         Ok(plan)
@@ -863,7 +867,8 @@ impl Plan {
     }
 
     /// What a step's artifact must have been made from: the content hash
-    /// of each step it reads, and a hash of the step itself (its settings).
+    /// of each step it reads, a hash of the step itself (its settings) and
+    /// of the dataset folder's files.
     /// `None` while a dependency has no artifact yet.
     pub fn inputs(&self, dir: &Path, step: &Step) -> Option<BTreeMap<String, String>> {
         let mut inputs = BTreeMap::new();
@@ -877,6 +882,11 @@ impl Plan {
         }
         inputs.insert("step".into(), short_hash(&step.kind));
         inputs.insert("settings".into(), step.settings.clone());
+        // A dataset folder's files, for every step: each reads the data or
+        // what was made from it.
+        if let Some(d) = &self.data_sha256 {
+            inputs.insert("data".into(), d.clone());
+        }
         // A forget set read from a file depends on the file's content.
         if let StepKind::Forget { file: Some(f), .. } = &step.kind {
             inputs.insert("file".into(), crate::data::sha256_file(Path::new(f)).ok()?);

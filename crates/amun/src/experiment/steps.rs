@@ -294,7 +294,10 @@ fn with_ref_setup<T>(ctx: &StepCtx<'_>, f: impl FnOnce(&RefSetup<'_>) -> Result<
 fn references(ctx: &StepCtx<'_>, models: &[StepId], artifact: &Path) -> Result<Written> {
     // Checks the manifest and rewrites a membership table that is not the
     // seed's, before the index records them.
-    with_ref_setup(ctx, |s| s.prepare())?;
+    with_ref_setup(ctx, |s| {
+        s.prepare()?;
+        s.seal()
+    })?;
     load_references(&ctx.dir.join("references"), ctx.data)?;
     let files: Vec<String> = models
         .iter()
@@ -569,7 +572,7 @@ fn unlearn_run(
     let requests = [ctx.forget(inputs.forget)?];
     let (adv, adv_secs) = match inputs.adversarial {
         Some(a) if method.method().adversarial().is_some() => (
-            Some(UnlearnJob::load_adversarial(
+            Some(UnlearnJob::load_recorded_adversarial(
                 &ctx.verified(a)?,
                 &requests,
                 &model,

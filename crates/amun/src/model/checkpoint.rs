@@ -4,7 +4,7 @@
 //! written atomically; the sidecar last, so a sidecar always describes a
 //! complete weights file.
 use super::{Classifier, ModelSpec};
-use crate::data::{DataSpec, ForgetSet, HeldOutRecord};
+use crate::data::{DataContent, DataSpec, Dataset, ForgetSet, HeldOutRecord};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, TempPath};
 use serde::{Deserialize, Serialize};
@@ -150,6 +150,11 @@ pub struct Sidecar {
     /// results are bit-reproducible for the same seed, thread count and CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// The content of the data the model was made with, for data outside
+    /// amun's registry (a folder of the user's can change under the same
+    /// name); absent for registry datasets and in older sidecars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<DataContent>,
 }
 
 impl Sidecar {
@@ -173,7 +178,74 @@ impl Sidecar {
             metrics: BTreeMap::new(),
             weights_sha256: None,
             threads: Some(tch::get_num_threads().max(1) as usize),
+            data_sha256: None,
         }
+    }
+
+    /// Checks that `data` is the data this model (at `path`) was made
+    /// with, as far as its sidecar records it. Other classes, or the same
+    /// ones in another order, are refused: every label would name another
+    /// class. For the dataset and slice the sidecar names, a changed
+    /// training split is refused (forget-set indices, retain sets and
+    /// memberships name its rows); a changed test split is only warned
+    /// about, since evaluating a model on an updated test set is a
+    /// legitimate use. Returns the warnings.
+    pub fn check_data(&self, data: &Dataset, path: &Path) -> Result<Vec<String>> {
+        if self.classes != data.classes {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "was made with the classes [{}], but the data {} has [{}] ({}): every label \
+                     would name another class (a class folder renamed, added or removed?); use \
+                     the data the model was made with",
+                    self.classes.join(", "),
+                    data.spec.label(),
+                    data.classes.join(", "),
+                    class_diff(&self.classes, &data.classes)
+                ),
+            ));
+        }
+        let mut notes = Vec::new();
+        let Some(now) = data.content() else {
+            return Ok(notes);
+        };
+        let Some(rec) = &self.data_sha256 else {
+            notes.push(format!(
+                "note: {} records no content hash of its data (an older amun wrote it), so \
+                 changed images in {} cannot be told from the ones it was made with",
+                sidecar_path(path).display(),
+                data.spec.dataset
+            ));
+            return Ok(notes);
+        };
+        let same =
+            |a: Option<usize>, b: Option<usize>| self.data.dataset == data.spec.dataset && a == b;
+        let short = |s: &str| s.get(..12).unwrap_or(s).to_string();
+        if same(self.data.train_limit, data.spec.train_limit) && rec.train != now.train {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "was made with other training data than {} holds now (content sha256 {}…, \
+                     recorded {}…): an image or label was replaced, added or removed, so \
+                     forget-set indices would name other samples; restore the data, or train \
+                     or import the model again on it",
+                    data.spec.train_label(),
+                    short(&now.train),
+                    short(&rec.train)
+                ),
+            ));
+        }
+        if same(self.data.test_limit, data.spec.test_limit) && rec.test != now.test {
+            notes.push(format!(
+                "warning: the test split of {} differs from the one {} was made with (content \
+                 sha256 {}…, recorded {}…): test accuracies and audits measure other images",
+                data.spec.label(),
+                path.display(),
+                short(&now.test),
+                short(&rec.test)
+            ));
+        }
+        Ok(notes)
     }
 
     /// For a trained model, `(epochs done, epochs of the recipe)` when the
@@ -240,6 +312,29 @@ impl Sidecar {
                 .sum(),
         }
     }
+}
+
+/// Where two class lists differ, for messages: the first few positions
+/// with another name, or the names only one of them has.
+fn class_diff(model: &[String], data: &[String]) -> String {
+    let n = model.len().max(data.len());
+    let show = |v: &[String], i: usize| v.get(i).map_or("none".to_string(), |c| format!("'{c}'"));
+    let diffs: Vec<String> = (0..n)
+        .filter(|&i| model.get(i) != data.get(i))
+        .map(|i| {
+            format!(
+                "class {i} is {} in the model, {} in the data",
+                show(model, i),
+                show(data, i)
+            )
+        })
+        .collect();
+    let more = diffs.len().saturating_sub(3);
+    let mut s = diffs.into_iter().take(3).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        s.push_str(&format!("; {more} more"));
+    }
+    s
 }
 
 /// `model.safetensors` → `model.json`.

@@ -116,6 +116,7 @@ pub fn open(
         let data = load_data(&data_spec, data_dir, progress)?;
         sc.model
             .check_data(data.image_shape(), data.num_classes(), path)?;
+        notes.extend(sc.check_data(&data, path)?);
         let (model, _) = checkpoint::load(path, device)?;
         return Ok(Opened {
             model,
@@ -149,7 +150,7 @@ pub fn open(
         Some(s) => Some(Normalize::parse(s, data.image_shape()[0] as usize)?),
         None => None,
     };
-    let (model, sc, info) = import(
+    let (model, mut sc, info) = import(
         path,
         arch,
         spec.layout,
@@ -159,6 +160,7 @@ pub fn open(
         norm,
         device,
     )?;
+    sc.data_sha256 = data.content().cloned();
     notes.push(format!(
         "{}: imported as {} ({} layout{})",
         path.display(),
@@ -213,7 +215,7 @@ fn open_pt2(
         device,
     )?;
     let prog = model.program().expect("an exported model");
-    let sidecar = Sidecar::new(
+    let mut sidecar = Sidecar::new(
         model.spec(),
         &data.spec,
         &data.classes,
@@ -223,6 +225,7 @@ fn open_pt2(
             layout: "exported".into(),
         },
     );
+    sidecar.data_sha256 = data.content().cloned();
     notes.insert(
         0,
         format!(

@@ -98,7 +98,7 @@ pub fn train_set(data: &Dataset, subset: Subset<'_>, augment: bool) -> TrainSet 
 /// data, exclusions.
 fn fingerprint_parts(job: &TrainJob<'_>) -> Vec<(&'static str, serde_json::Value)> {
     use serde_json::to_value;
-    vec![
+    let mut parts = vec![
         ("model", to_value(&job.spec).unwrap_or_default()),
         ("recipe", to_value(&job.recipe).unwrap_or_default()),
         ("seed", to_value(job.seed).unwrap_or_default()),
@@ -107,7 +107,16 @@ fn fingerprint_parts(job: &TrainJob<'_>) -> Vec<(&'static str, serde_json::Value
             "subset",
             to_value(job.subset.summary(job.data)).unwrap_or_default(),
         ),
-    ]
+    ];
+    // A user's folder can change under its name: its content and classes
+    // are part of the run (registry datasets are pinned by their sha256).
+    if let Some(c) = job.data.content() {
+        parts.push((
+            "data content",
+            serde_json::json!({ "classes": job.data.classes, "sha256": c }),
+        ));
+    }
+    parts
 }
 
 /// The same parts, as a finished run's sidecar records them.
@@ -119,13 +128,21 @@ fn sidecar_parts(sc: &Sidecar) -> Vec<(&'static str, serde_json::Value)> {
         }
         _ => (Value::Null, Value::Null),
     };
-    vec![
+    let mut parts = vec![
         ("model", to_value(&sc.model).unwrap_or_default()),
         ("recipe", recipe),
         ("seed", to_value(sc.seed).unwrap_or_default()),
         ("data", to_value(&sc.data).unwrap_or_default()),
         ("subset", subset),
-    ]
+    ];
+    // Compared only where both record it (older sidecars do not).
+    if let Some(c) = &sc.data_sha256 {
+        parts.push((
+            "data content",
+            serde_json::json!({ "classes": sc.classes, "sha256": c }),
+        ));
+    }
+    parts
 }
 
 fn fingerprint(job: &TrainJob<'_>) -> String {
@@ -315,6 +332,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
             resumes: resumes.clone(),
         },
     );
+    sidecar.data_sha256 = job.data.content().cloned();
     let started = Instant::now();
     for epoch in start_epoch..recipe.epochs {
         let lr = |i: usize| {

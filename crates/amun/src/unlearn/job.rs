@@ -96,11 +96,44 @@ impl UnlearnJob<'_> {
 
     /// Reads the adversarial set at `path` and checks that it was made on
     /// `model` for exactly the samples of `requests`.
+    /// `amun adv` records the file's sha256 beside it; a set without that
+    /// record (an older version's) is refused, since nothing then tells an
+    /// edited file from the one computed.
     pub fn load_adversarial(
         path: &Path,
         requests: &[ForgetSet],
         model: &Classifier,
     ) -> Result<AdvSet> {
+        let (set, meta) = Self::read_adversarial(path, requests, model)?;
+        if meta.sha256.is_none() {
+            return Err(Error::format(
+                path,
+                format!(
+                    "{} records no sha256 of the set (an older amun wrote it), so an edited file \
+                     cannot be told from the computed one; recompute it with `amun adv`",
+                    AdvSet::meta_path(path).display()
+                ),
+            ));
+        }
+        Ok(set)
+    }
+
+    /// [`UnlearnJob::load_adversarial`] for a run folder's set, whose file
+    /// the run's own record hashed where it was read (`store::verify`): a
+    /// set written before sets recorded their sha256 is taken.
+    pub fn load_recorded_adversarial(
+        path: &Path,
+        requests: &[ForgetSet],
+        model: &Classifier,
+    ) -> Result<AdvSet> {
+        Ok(Self::read_adversarial(path, requests, model)?.0)
+    }
+
+    fn read_adversarial(
+        path: &Path,
+        requests: &[ForgetSet],
+        model: &Classifier,
+    ) -> Result<(AdvSet, crate::attack::AdvMeta)> {
         let (set, meta) = AdvSet::load(path)?;
         set.check_matches(
             &meta,
@@ -108,7 +141,8 @@ impl UnlearnJob<'_> {
             &model.fingerprint(),
             path,
         )?;
-        Ok(set)
+        set.check_classes(model.spec().num_classes as usize, path)?;
+        Ok((set, meta))
     }
 
     /// Unlearns the requests from `model` (made by `parent`, whose recipe
@@ -185,6 +219,11 @@ impl UnlearnJob<'_> {
             &logs,
             self.seed,
         );
+        // A parent from before the record was kept: its data is this data
+        // (checked when it was opened with it).
+        if sidecar.data_sha256.is_none() && self.data.spec == parent.data {
+            sidecar.data_sha256 = self.data.content().cloned();
+        }
         if let (Some((_, _, rec)), crate::model::Origin::Unlearn { heldout, .. }) =
             (self.calibrate, &mut sidecar.origin)
         {

@@ -742,5 +742,6 @@ pub fn unlearned_sidecar(
         },
     );
     sc.history = logs.iter().flat_map(|l| l.epochs.clone()).collect();
+    sc.data_sha256 = parent.data_sha256.clone();
     sc
 }

@@ -347,3 +347,101 @@ fn fast_search_on_a_trained_cnn_is_closer_cheaper_and_batch_invariant() {
     assert_eq!(other.adv_labels, fast.adv_labels);
     assert_eq!(other.dist, fast.dist);
 }
+
+/// A precomputed adversarial set is what `amun adv` wrote: one flipped
+/// byte is refused by its recorded sha256; a set rewritten (noise images,
+/// every label 3) with a matching sha256 is refused by its content; a set
+/// whose JSON records no sha256 is refused where a user hands it in.
+#[test]
+fn a_tampered_adversarial_set_is_refused() {
+    let data = common::load("mnist", Some(300), Some(100));
+    let recipe = TrainParams::new()
+        .epochs(2)
+        .batch_size(32)
+        .lr(0.02)
+        .augment(false)
+        .check()
+        .unwrap();
+    let model = common::trained(&data, recipe, 1, Subset::All);
+    // Class 3: every adversarial label set to 3 is then the true label.
+    let forget = ForgetSet::choose(&data, &ForgetSpec::Class(3), 2).unwrap();
+    let part = data.train.select(&forget.indices);
+    let s = AdvParams::new()
+        .search(SearchKind::Exact)
+        .steps(10)
+        .check()
+        .unwrap();
+    let set = search(
+        &model,
+        &part.images,
+        &part.labels,
+        &forget.indices,
+        &s,
+        &Quiet,
+    )
+    .unwrap();
+    assert!(set.success.iter().any(|&s| s));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("adv.safetensors");
+    set.save(
+        &p,
+        &model.fingerprint(),
+        amun::model::checkpoint::ForgetSummary::of(&forget),
+    )
+    .unwrap();
+    let requests = [forget.clone()];
+    let load = || amun::unlearn::UnlearnJob::load_adversarial(&p, &requests, &model);
+    load().unwrap();
+    let good = std::fs::read(&p).unwrap();
+
+    // One flipped byte (of an image).
+    let mut bytes = good.clone();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 1;
+    std::fs::write(&p, &bytes).unwrap();
+    let e = load().err().unwrap().to_string();
+    assert!(e.contains("adv.safetensors") && e.contains("sha256"), "{e}");
+
+    // Noise for images, 3 for every adversarial label, the JSON's sha256
+    // made to match.
+    let noise = Tensor::rand_like(&set.images);
+    let threes = Tensor::full([set.len() as i64], 3, (Kind::Int64, Device::Cpu));
+    std::fs::write(&p, &good).unwrap();
+    let mut t = amun::model::checkpoint::read_tensors(&p, Device::Cpu).unwrap();
+    t.insert("images".into(), noise);
+    t.insert("adv_labels".into(), threes);
+    let mut named: Vec<(String, Tensor)> = t.into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    amun::model::checkpoint::write_tensors(&p, &named).unwrap();
+    let meta_path = AdvSet::meta_path(&p);
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["sha256"] = amun::data::sha256_file(&p).unwrap().into();
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let e = load().err().unwrap().to_string();
+    assert!(
+        e.contains("adv.safetensors") && e.contains("its true label"),
+        "{e}"
+    );
+    // Images outside [0, 1].
+    let mut t = amun::model::checkpoint::read_tensors(&p, Device::Cpu).unwrap();
+    t.insert("images".into(), Tensor::full_like(&set.images, 2.0));
+    t.insert("adv_labels".into(), Tensor::from_slice(&set.adv_labels));
+    let mut named: Vec<(String, Tensor)> = t.into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    amun::model::checkpoint::write_tensors(&p, &named).unwrap();
+    meta["sha256"] = amun::data::sha256_file(&p).unwrap().into();
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let e = load().err().unwrap().to_string();
+    assert!(e.contains("[0, 1]"), "{e}");
+
+    // The original file, its JSON without a sha256 (an older version's,
+    // or one stripped of it).
+    std::fs::write(&p, &good).unwrap();
+    meta.as_object_mut().unwrap().remove("sha256");
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let e = load().err().unwrap().to_string();
+    assert!(e.contains("records no sha256"), "{e}");
+    // A run folder's set (hashed by the run's record) is still read.
+    amun::unlearn::UnlearnJob::load_recorded_adversarial(&p, &requests, &model).unwrap();
+}

@@ -213,3 +213,77 @@ fn svc_mia_separates_members_from_non_members() {
         "non-members called non-member: {on_nonmembers}%"
     );
 }
+
+/// The references' manifest records every file's sha256, and loading them
+/// checks what an audit reads: swapped logits files, an edited membership
+/// table or one flipped byte are refused naming the file; a manifest of an
+/// older version (no hashes) is read with a warning until `train-refs`
+/// records them.
+#[test]
+fn tampered_reference_files_are_refused_naming_the_file() {
+    use amun::audit::load_references;
+    let data = common::load("mnist", Some(200), Some(100));
+    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
+    let recipe = TrainParams::new()
+        .epochs(1)
+        .batch_size(32)
+        .augment(false)
+        .check()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    train_references(&data, &spec, &recipe, 2, 5, d, &Quiet).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["files"].as_object().unwrap().len(), 1 + 2 * 3);
+    assert!(load_references(d, &data).unwrap().notes.is_empty());
+    let refused = |needle: &str| {
+        let e = load_references(d, &data)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains(needle) && e.contains("sha256"), "{e}");
+    };
+    let swap = |a: &str, b: &str| {
+        let t = d.join("swap.tmp");
+        std::fs::rename(d.join(a), &t).unwrap();
+        std::fs::rename(d.join(b), d.join(a)).unwrap();
+        std::fs::rename(&t, d.join(b)).unwrap();
+    };
+    let (l0, l1) = ("ref-000.logits.safetensors", "ref-001.logits.safetensors");
+    swap(l0, l1);
+    refused(l0);
+    swap(l0, l1);
+    for name in ["members.safetensors", l1] {
+        let p = d.join(name);
+        let good = std::fs::read(&p).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - 1;
+        bad[at] ^= 1;
+        std::fs::write(&p, &bad).unwrap();
+        refused(name);
+        std::fs::write(&p, &good).unwrap();
+    }
+    load_references(d, &data).unwrap();
+    // A manifest without hashes: read, with a warning saying how to record them.
+    let mut old = manifest.clone();
+    old.as_object_mut().unwrap().remove("files");
+    std::fs::write(d.join("manifest.json"), old.to_string()).unwrap();
+    let notes = load_references(d, &data).unwrap().notes;
+    assert!(
+        notes.len() == 1 && notes[0].contains("amun rmia train-refs"),
+        "{notes:?}"
+    );
+    // Finishing the folder again trains nothing and records them.
+    train_references(&data, &spec, &recipe, 2, 5, d, &Quiet).unwrap();
+    assert!(load_references(d, &data).unwrap().notes.is_empty());
+    // A swapped model is not reused to recompute its logits.
+    swap("ref-000.safetensors", "ref-001.safetensors");
+    swap("ref-000.json", "ref-001.json");
+    std::fs::remove_file(d.join(l0)).unwrap();
+    let e = train_references(&data, &spec, &recipe, 2, 5, d, &Quiet)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("ref-000.safetensors"), "{e}");
+}
