@@ -1667,9 +1667,13 @@ pub fn calibrate(
     let budget = cal.max_epochs.unwrap_or(2 * method_epochs);
     let (mut why, worst_case) = if targets.verdict(&original) == Verdict::Reached {
         // Decided before any epoch: keeping the original costs nothing.
+        let walk_worst = match cal.walk {
+            Walk::Continue => budget,
+            Walk::Restart => cal.lrs.len() * method_epochs,
+        };
         (
             "the original passed every test before the first epoch and is kept".to_string(),
-            0,
+            walk_worst,
         )
     } else {
         match cal.walk {
@@ -2042,7 +2046,7 @@ mod tests {
         let lines: Vec<String> = ch.iter().map(Change::line).collect();
         assert_eq!(lines.len(), 4, "{lines:?}");
         assert!(
-            lines[0].starts_with("forget accuracy %: 100.0 → 62.0 (target 60.0 ±"),
+            lines[0].starts_with("forget accuracy %: 100.0 → 62.0 (target 60.0, ±4.6"),
             "{lines:?}"
         );
         assert!(lines[1].contains("may lose"), "{lines:?}");
