@@ -135,7 +135,9 @@ fn main() -> amun::Result<()> {
             let method = base.adjusted(&amun::train::TrainOverrides::rate(lr, None))?;
             let method = method.method();
             let mut m = original.try_clone()?;
-            let on_epoch = |epoch: usize, now: &amun::model::Classifier| -> amun::Result<bool> {
+            let mut on_epoch = |epoch: usize,
+                                now: &amun::model::Classifier|
+             -> amun::Result<bool> {
                 let p = probes.probe(now);
                 let a = aud(now)?;
                 let g = avg_gap(&a.scores, &rt);
@@ -159,7 +161,7 @@ fn main() -> amun::Result<()> {
                 progress: &Quiet,
                 original_recipe: Some(&recipe),
                 observe: None,
-                on_epoch: Some(&on_epoch),
+                on_epoch: Some(std::cell::RefCell::new(&mut on_epoch)),
             };
             method.unlearn(&mut m, &req, &ctx)?;
         }

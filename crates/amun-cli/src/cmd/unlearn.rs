@@ -111,9 +111,14 @@ pub struct UnlearnArgs {
     pub calibrate_retain_budget: Option<String>,
     /// Points of held-out and retain accuracy a calibrated result may lose
     /// against the original model before it counts as a utility loss
-    /// [default: 10]
+    /// [default: from the data: the noise at --calibrate-level plus what
+    /// forgetting this many samples costs]
     #[arg(long, value_name = "POINTS", allow_negative_numbers = true)]
     pub calibrate_max_drop: Option<f64>,
+    /// The two-sided level of calibration's tests (forget vs held-out
+    /// accuracy, loss-AUC vs 50, utility) [default: 0.05]
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    pub calibrate_level: Option<f64>,
     /// Seed of every random choice (recorded in the sidecar)
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -291,24 +296,22 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         super::outln!("time: {}", parts.join(", "));
     }
     if let Some(c) = logs.first().and_then(|l| l.calibration.as_ref()) {
-        let chosen = &c.chosen;
         super::outln!(
-            "calibration ({:?}, {} held-out images): {} — forget {:.1}% vs held-out {:.1}% \
-             (noise ±{:.1}; utility guard {:.1} points), loss-AUC {:.1} (at least {:.1}); {} of \
-             at most {} epochs; {}",
+            "calibration ({:?}, {} forgotten vs {} held-out images, level {}): {}, {} of at most \
+             {} epochs; {}",
             c.settings.rule,
+            c.forget_size,
             c.heldout_size,
-            chosen.label(),
-            chosen.probe.forget_acc,
-            chosen.probe.heldout_acc,
-            c.noise,
-            c.allowed_drop,
-            chosen.probe.loss_auc,
-            50.0 - c.auc_band,
+            c.settings.level,
+            c.chosen.label(),
             c.epochs_run,
             c.epochs_worst_case,
-            c.why
+            c.verdict
         );
+        for ch in &c.changes {
+            super::outln!("  {}", ch.line());
+        }
+        super::outln!("  why: {}", c.why);
     }
     if let Some(s) = logs.first().and_then(|l| l.adv.as_ref()) {
         super::outln!(
@@ -343,6 +346,7 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
             .map(amun::unlearn::parse_calibration_budget)
             .transpose()?,
         max_utility_drop: a.calibrate_max_drop,
+        level: a.calibrate_level,
         ..Default::default()
     };
     if !a.calibrate {
@@ -364,6 +368,11 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
         && (d.is_nan() || d < 0.0)
     {
         bail!("--calibrate-max-drop must be a number of points ≥ 0, got {d}");
+    }
+    if let Some(l) = a.calibrate_level
+        && !(l > 0.0 && l < 1.0)
+    {
+        bail!("--calibrate-level must be a test level between 0 and 1 (e.g. 0.05), got {l}");
     }
     Ok(Some(o.settings()?))
 }

@@ -280,6 +280,76 @@ fn a_calibrated_model_is_audited_without_the_images_it_was_calibrated_on() {
     assert_eq!(v["holdout_test"], 50, "{v}");
 }
 
+/// Issue 35: a calibration shows what it cost, before → after, each number
+/// with its band at the sample sizes; the level is a setting, checked.
+#[test]
+fn calibration_shows_before_and_after_with_their_bands() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "unlearn",
+            "--checkpoint",
+            &m("orig.safetensors"),
+            "--forget",
+            &m("f.json"),
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--calibrate",
+            "--holdout-test",
+            "40",
+            "--calibrate-lrs",
+            "0.01",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "-q",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<String>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        amun(&args.iter().map(String::as_str).collect::<Vec<&str>>())
+    };
+    let o = run(&p("a.safetensors"), &[]);
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "30 forgotten vs 40 held-out images, level 0.05",
+        "forget accuracy %: ",
+        "held-out accuracy %: ",
+        "loss AUC forget vs held-out %: ",
+        "null band at these sample sizes",
+        " → ",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let o = run(
+        &p("b.safetensors"),
+        &["--json", "--calibrate-level", "0.01"],
+    );
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = &v["logs"][0]["calibration"];
+    assert_eq!(c["settings"]["level"], 0.01, "{c}");
+    assert!(c["before"]["forget_acc"].as_f64().is_some(), "{c}");
+    let ch = c["changes"].as_array().unwrap();
+    assert_eq!(ch[0]["measure"], "forget accuracy %");
+    assert_eq!(ch[0]["before"], c["before"]["forget_acc"]);
+    assert_eq!(ch[0]["after"], c["chosen"]["probe"]["forget_acc"]);
+    // The target is the original's held-out accuracy, fixed.
+    assert_eq!(ch[0]["target"], c["before"]["heldout_acc"]);
+    assert!(c["verdict"].as_str().unwrap().contains("level 0.01"), "{c}");
+    for bad in ["0", "1", "-0.1", "nan"] {
+        let o = run(&p("c.safetensors"), &["--calibrate-level", bad]);
+        fails_with(&o, &["--calibrate-level", "between 0 and 1"]);
+        assert!(!dir.path().join("c.safetensors").exists());
+    }
+}
+
 #[test]
 fn forget_files_of_other_data_or_ambiguous_lists_are_refused() {
     ensure("mnist");

@@ -76,7 +76,10 @@ fn three_requests_two_batches_certificates_and_the_retrain_policy_on_mnist() {
         assert_eq!(c["audit"]["heldout"]["test_images"], 100);
         let md = std::fs::read_to_string(r.join(format!("certificates/v{v:04}.md"))).unwrap();
         assert!(
-            md.contains("## What was deleted") && md.contains("ticket 1"),
+            md.contains("## What was deleted")
+                && md.contains("ticket 1")
+                && md.contains("null band at these sample sizes")
+                && md.contains(" → "),
             "{md}"
         );
     }

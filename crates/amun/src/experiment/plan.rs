@@ -455,10 +455,20 @@ fn settings_of(cfg: &Config, kind: &StepKind) -> serde_json::Value {
         StepKind::Original { .. } | StepKind::Retrain { .. } | StepKind::Adversarial { .. } => {
             models
         }
-        StepKind::Unlearn { variant, .. } => json!({
-            "models": models,
-            "calibrate": (*variant == Variant::Calibrated).then_some(&cfg.calibrate),
-        }),
+        StepKind::Unlearn { variant, .. } => {
+            let mut v = json!({
+                "models": models,
+                "calibrate": (*variant == Variant::Calibrated).then_some(&cfg.calibrate),
+            });
+            // The settings calibration runs with, defaults included, so that
+            // a new default (issue 35's level and guard) makes calibrated
+            // artifacts of earlier rules stale; absent for other variants,
+            // whose hashes stay as they were.
+            if *variant == Variant::Calibrated {
+                v["calibration"] = json!(cfg.calibrate.as_ref().and_then(|c| c.settings().ok()));
+            }
+            v
+        }
         StepKind::TunePoint { .. } | StepKind::Audit { .. } => audit,
         StepKind::Choose { method, .. } => json!({
             "tune": cfg.tune,
@@ -1105,6 +1115,15 @@ methods = ["amun"]
         );
     }
 
+    /// The settings of the first calibrated unlearn step.
+    fn p_settings_of_calibrated(settings: &BTreeMap<String, String>) -> String {
+        settings
+            .iter()
+            .find(|(id, _)| id.starts_with("unlearn-") && id.ends_with("-calibrated"))
+            .map(|(_, s)| s.clone())
+            .expect("a calibrated step")
+    }
+
     #[test]
     fn a_steps_freshness_covers_the_config_it_was_made_with() {
         let settings = |text: &str| -> BTreeMap<String, String> {
@@ -1137,6 +1156,21 @@ methods = ["amun"]
             gamma["audit-original-s0-f0.1"]
         );
         assert_eq!(base["original-s0"], gamma["original-s0"]);
+        // A calibrated step covers the calibration it runs with (defaults
+        // included: issue 35 added `level` and a guard from the data, so
+        // runs calibrated by an earlier rule are not fresh); others do not.
+        let tighter = settings(&TUNED.replace("holdout = 100", "holdout = 100\nlevel = 0.01"));
+        assert_ne!(
+            p_settings_of_calibrated(&tighter),
+            p_settings_of_calibrated(&base)
+        );
+        let ft = |s: &BTreeMap<String, String>| {
+            s.iter()
+                .find(|(id, _)| id.starts_with("unlearn-ft-s0"))
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(ft(&tighter), ft(&base));
         // The settings are part of each step's inputs.
         let dir = tempfile::tempdir().unwrap();
         let p = plan(TUNED);

@@ -333,6 +333,25 @@ pub fn render_markdown(c: &Certificate) -> String {
                 let recs: Vec<serde_json::Value> = serde_json::from_str(cal).unwrap_or_default();
                 for r in recs {
                     let c = &r["calibration"];
+                    if let Some(lines) = calibration_changes(c) {
+                        line(format!(
+                            "- request {}: {}, {} epoch(s) run ({} forgotten vs {} held-out \
+                             images); {}",
+                            r["request"],
+                            serde_json::from_value::<crate::unlearn::Candidate>(
+                                c["chosen"].clone()
+                            )
+                            .map_or_else(|_| "?".into(), |ch| ch.label()),
+                            c["epochs_run"],
+                            c["forget_size"],
+                            c["heldout_size"],
+                            c["verdict"].as_str().unwrap_or("")
+                        ));
+                        for l in lines {
+                            line(format!("  - {l}"));
+                        }
+                        continue;
+                    }
                     line(format!(
                         "- request {}: chose lr {} epoch {} (forget {:.1}% vs held-out {:.1}% \
                          on {} images); {}",
@@ -458,4 +477,13 @@ pub fn write_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> 
     fsutil::write_atomic(&json, json_text(&c).as_bytes())?;
     fsutil::write_atomic(&md, render_markdown(&c).as_bytes())?;
     Ok((md, json))
+}
+
+/// A calibration record's before → after lines with their bands
+/// (`Change::line`); `None` for a record made before they were kept,
+/// which renders as it always did.
+fn calibration_changes(c: &serde_json::Value) -> Option<Vec<String>> {
+    let changes: Vec<crate::unlearn::Change> =
+        serde_json::from_value(c.get("changes")?.clone()).ok()?;
+    (!changes.is_empty()).then(|| changes.iter().map(|ch| ch.line()).collect())
 }

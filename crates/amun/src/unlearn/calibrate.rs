@@ -10,10 +10,11 @@
 //! It is two-sided: a forget set that became *less* familiar than unseen
 //! data (over-unlearning: forget accuracy below held-out accuracy, losses
 //! above unseen data's) scores as badly as one still memorised.
-use super::{ForgetRequest, Method, RunCtx, UnlearnLog};
+use super::{Control, EpochObserver, ForgetRequest, Method, RunCtx, UnlearnLog};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
+use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::{RetainBudget, Schedule, TrainOverrides};
 use rand::SeedableRng;
@@ -125,12 +126,12 @@ impl std::str::FromStr for Walk {
     }
 }
 
-/// Calibration settings, every default here. The rule and the guard were
-/// chosen by measurement (docs/CALIBRATION.md: 8 method × data × D_R cases
-/// on a CIFAR-10 slice and MNIST): the accuracy rule under a 10-point guard
-/// picked states 0.33 Avg. Gap above the best of the grid on average, the
-/// proxy-gap rule 1.45, and a 3-point guard cost every rule ~3 points
-/// (unlearning as much as a retrain costs a small model real accuracy).
+/// Calibration settings, every default here. The rule was chosen by
+/// measurement (docs/CALIBRATION.md: 8 method × data × D_R cases on a
+/// CIFAR-10 slice and MNIST): the accuracy rule picked states 0.33 Avg. Gap
+/// above the best of the grid on average, the proxy-gap rule 1.45. Every
+/// decision is a test at `level` against targets fixed from the original
+/// model before the first epoch ([`Targets`]).
 ///
 /// | field | default | meaning |
 /// |---|---|---|
@@ -141,7 +142,8 @@ impl std::str::FromStr for Walk {
 /// | retain_budget | full | how much of D_R each of calibration's epochs visits: `full`, a multiple of the request, or `method` (the method's own); calibration's high rates need D_R's anchor (docs/CALIBRATION.md) |
 /// | climb_after | 3 | `continue`: climb a rung when reaching the target at this rate would take more epochs than this |
 /// | rule | accuracy | what is minimised (see [`Rule`]) |
-/// | max_utility_drop | 10.0 | points of held-out (and retain) accuracy the result may lose against the original; never more than the original's held-out error (see [`allowed_drop`]) |
+/// | level | 0.05 | the two-sided level of every test: forget vs held-out accuracy, loss-AUC vs 50, utility |
+/// | max_utility_drop | from the data | points of held-out (and retain) accuracy the result may lose against the original; unset: the sampling noise at `level` plus what removing the forget set costs ([`utility_drop`]) |
 /// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns (`continue`: epochs of lost utility ridden out) |
 /// | retain_probe | 1000 | retain samples measured after each epoch |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,7 +159,9 @@ pub struct CalibrateSettings {
     #[serde(with = "budget_or_method")]
     pub retain_budget: Option<RetainBudget>,
     pub rule: Rule,
-    pub max_utility_drop: f64,
+    pub level: f64,
+    /// `None`: from the data ([`utility_drop`]).
+    pub max_utility_drop: Option<f64>,
     pub patience: usize,
     pub retain_probe: usize,
 }
@@ -172,7 +176,8 @@ impl Default for CalibrateSettings {
             climb_after: 3.0,
             retain_budget: Some(RetainBudget::Full),
             rule: Rule::Accuracy,
-            max_utility_drop: 10.0,
+            level: 0.05,
+            max_utility_drop: None,
             patience: 2,
             retain_probe: 1000,
         }
@@ -194,10 +199,21 @@ impl CalibrateSettings {
                 "list the ladder in increasing order",
             ));
         }
-        if self.max_utility_drop.is_nan() || self.max_utility_drop < 0.0 {
+        if let Some(d) = self.max_utility_drop
+            && !(d >= 0.0 && d.is_finite())
+        {
             return Err(Error::invalid(
                 "calibrate.max_utility_drop",
-                format!("must be ≥ 0, got {}", self.max_utility_drop),
+                format!("must be a number of points ≥ 0, got {d}"),
+            ));
+        }
+        if !(self.level > 0.0 && self.level < 1.0) {
+            return Err(Error::invalid(
+                "calibrate.level",
+                format!(
+                    "must be a test level between 0 and 1 (e.g. 0.05), got {}",
+                    self.level
+                ),
             ));
         }
         if self.retain_probe == 0 {
@@ -257,6 +273,8 @@ pub struct CalibrateOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Rule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_utility_drop: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
@@ -282,7 +300,8 @@ impl CalibrateOverrides {
             climb_after: o.climb_after.unwrap_or(d.climb_after),
             retain_budget: o.retain_budget.unwrap_or(d.retain_budget),
             rule: o.rule.unwrap_or(d.rule),
-            max_utility_drop: o.max_utility_drop.unwrap_or(d.max_utility_drop),
+            level: o.level.unwrap_or(d.level),
+            max_utility_drop: o.max_utility_drop.or(d.max_utility_drop),
             patience: o.patience.unwrap_or(d.patience),
             retain_probe: o.retain_probe.unwrap_or(d.retain_probe),
         };
@@ -377,9 +396,13 @@ pub struct Probe {
     pub forget_acc: f64,
     pub heldout_acc: f64,
     pub retain_acc: f64,
-    /// AUC (%) of "forget losses are lower than held-out losses": 50 when
-    /// they look alike, above when still member-like, below when unlearned
-    /// past unseen data.
+    /// AUC (%) of "forget losses are lower than held-out losses", both of
+    /// the state measured (as an attacker sees the model): 50 when they
+    /// look alike, above when still member-like, below when unlearned past
+    /// unseen data. Its target, 50, is fixed; its reference is not the
+    /// original's held-out losses, because fine-tuning rescales every loss
+    /// (FT on MNIST at lr 0.1 took it from 50.0 to 45.1 against the
+    /// original's with forget accuracy still 100%: docs/CALIBRATION.md).
     pub loss_auc: f64,
     /// Kolmogorov–Smirnov distance (points) of true-class confidences.
     pub confidence_ks: f64,
@@ -410,6 +433,10 @@ pub struct Candidate {
     /// still memorised, and no retrained model shows it.
     #[serde(default = "passes")]
     pub membership_ok: bool,
+    /// Whether every test passed: forget accuracy and loss-AUC within
+    /// their bands of the fixed targets, utility kept.
+    #[serde(default)]
+    pub reached: bool,
 }
 
 fn passes() -> bool {
@@ -441,6 +468,51 @@ impl Candidate {
             (e, Some(s)) => format!("lr {} {s}, epoch {e}", self.lr),
         }
     }
+
+    /// Whether it may be chosen: utility kept and not over-unlearned by the
+    /// membership signal.
+    fn admissible(&self) -> bool {
+        self.keeps_utility && self.membership_ok
+    }
+}
+
+/// One measured number before (the original) and after (the chosen state)
+/// calibration, with its noise band at the sample sizes and the level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub measure: String,
+    pub before: f64,
+    pub after: f64,
+    /// What calibration aims at: the original's held-out accuracy for the
+    /// forget set, the original's own value for held-out and retain
+    /// accuracy, 50 for the loss-AUC.
+    pub target: f64,
+    /// ± this much around the target is sampling noise at the level.
+    pub band: f64,
+    /// For held-out and retain accuracy: the utility guard, how far below
+    /// the target a kept state may be (noise + the cost of forgetting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<f64>,
+}
+
+impl Change {
+    /// "forget accuracy %: 90.8 → 86.0 (target 88.8 ± 3.6)".
+    pub fn line(&self) -> String {
+        let tail = match self.guard {
+            Some(g) => format!(
+                "noise ±{:.1}, may lose {g:.1} against {:.1}",
+                self.band, self.target
+            ),
+            None => format!(
+                "target {:.1}, ±{:.1} is the null band at these sample sizes",
+                self.target, self.band
+            ),
+        };
+        format!(
+            "{}: {:.1} → {:.1} ({tail})",
+            self.measure, self.before, self.after
+        )
+    }
 }
 
 /// What a calibration chose, and why.
@@ -451,32 +523,354 @@ pub struct Calibration {
     /// Every state measured, in order.
     pub table: Vec<Candidate>,
     pub epochs_run: usize,
-    /// The worst case of this ladder, in epochs: rungs × the method's epochs.
+    /// The worst case of this walk, in epochs.
     pub epochs_worst_case: usize,
     pub seconds: f64,
-    /// Sampling noise of the forget-vs-held-out accuracy difference (points,
-    /// one standard deviation): differences below it are not evidence.
+    /// Standard error (points) of forget accuracy minus the original's
+    /// held-out accuracy ([`accuracy_noise`]).
     pub noise: f64,
-    /// The utility guard applied (points; [`allowed_drop`]).
+    /// How far forget accuracy may be from its target (z × `noise`).
+    #[serde(default)]
+    pub accuracy_band: f64,
+    /// The held-out utility guard applied (points; [`utility_drop`]).
     #[serde(default)]
     pub allowed_drop: f64,
-    /// How far below 50 a state's loss-AUC could be before it counted as
-    /// over-unlearned (points; [`auc_band`]).
+    /// The retain utility guard applied (points; [`utility_drop`]).
+    #[serde(default)]
+    pub retain_drop: f64,
+    /// How far from 50 a state's loss-AUC may be (points; z × [`auc_se`]).
     #[serde(default)]
     pub auc_band: f64,
     pub heldout_size: usize,
+    #[serde(default)]
+    pub forget_size: usize,
+    /// The original model's probe, measured once before the first epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Probe>,
+    /// Before → after of every measured number, with its band.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// Where the chosen state stands, in words and numbers.
+    #[serde(default)]
+    pub verdict: String,
     pub why: String,
 }
 
-/// Where a state stands against "looks like unseen data".
+/// Where a state stands against the fixed targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    /// Forget accuracy within the noise of held-out accuracy, utility kept.
+pub enum Verdict {
+    /// Forget accuracy and loss-AUC within their bands, utility kept.
     Reached,
-    /// Still remembers the forget set, utility kept.
+    /// Still remembers the forget set (by accuracy or membership), utility
+    /// kept.
     Under,
-    /// Past unseen data, or utility lost.
+    /// Past unseen data, by accuracy or by membership.
     Over,
+    /// Utility lost beyond the guard, not past unseen data.
+    Lost,
+}
+
+/// The sizes the tests' bands follow from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub forget: usize,
+    pub heldout: usize,
+    /// The retain probe's samples.
+    pub retain: usize,
+    /// Training samples of the original model.
+    pub train: usize,
+}
+
+/// The two-sided standard normal quantile: |Z| exceeds it with
+/// probability `level` (1.96 at 0.05).
+pub fn z_two_sided(level: f64) -> f64 {
+    // P(|Z| > z) = erfc(z/√2), decreasing in z: bisect to f64 precision.
+    let (mut lo, mut hi) = (0.0f64, 40.0f64);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if libm::erfc(mid / std::f64::consts::SQRT_2) > level {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Standard error (points) of forget accuracy minus held-out accuracy on
+/// `nf` and `nh` samples: the two-proportion z-test's, with the pooled
+/// accuracy of the original (`forget`, `heldout` in percent), fixed once.
+pub fn accuracy_noise(forget: f64, heldout: f64, nf: usize, nh: usize) -> f64 {
+    let (nf, nh) = (nf.max(1) as f64, nh.max(1) as f64);
+    let p = (forget * nf + heldout * nh) / (nf + nh) / 100.0;
+    100.0 * (p * (1.0 - p) * (1.0 / nf + 1.0 / nh)).max(0.0).sqrt()
+}
+
+/// Standard error (points) of an accuracy of `acc`% on `n` samples, with
+/// Agresti–Coull's z²/2 successes and failures added, so that a perfect
+/// score on a probe set still has the noise of its size (a model at 100%
+/// on 1000 samples may be at 99.7%).
+pub fn accuracy_se(acc: f64, n: usize, z: f64) -> f64 {
+    let n = n as f64 + z * z;
+    let p = ((acc / 100.0).clamp(0.0, 1.0) * (n - z * z) + z * z / 2.0) / n;
+    100.0 * (p * (1.0 - p) / n).sqrt()
+}
+
+/// Standard error (points) of the AUC of `nf` against `nh` samples from
+/// one distribution (Mann–Whitney's variance under the null).
+pub fn auc_se(nf: usize, nh: usize) -> f64 {
+    let (nf, nh) = (nf.max(1) as f64, nh.max(1) as f64);
+    100.0 * ((nf + nh + 1.0) / (12.0 * nf * nh)).sqrt()
+}
+
+/// The null band of a loss-AUC at the 0.05 level (≈ 2 standard errors):
+/// an AUC this far from 50 is evidence, not noise.
+pub fn auc_band(nf: usize, nh: usize) -> f64 {
+    z_two_sided(0.05) * auc_se(nf, nh)
+}
+
+/// The utility guard (points) on a probe set of `n` samples on which the
+/// original scored `acc`%: the sampling noise of the comparison at the
+/// level (`z` standard errors of that accuracy) plus what forgetting
+/// `forgotten` of `train` training samples may cost a retrain.
+///
+/// Noise: a calibrated state and the original are scored on the same
+/// images and the state descends from the original, so their correctness
+/// is strongly correlated: the difference's standard error lies below the
+/// unpaired √2·SE, and for closely related states near McNemar's
+/// √(discordant)/n. One SE of the accuracy ([`accuracy_se`]) lies between
+/// the two and needs nothing but the original's numbers.
+///
+/// Cost: on a learning curve err(N) ∝ N^(−β) with β ≤ 1 (image classifiers
+/// measure β ≈ 0.3–0.7), err(N − n_f) ≤ err(N) · N/(N − n_f): a retrain
+/// loses at most err × n_f/(N − n_f) points (1.2 for 10% forgotten of a
+/// model at 89%, 4.4 at 60%). docs/CALIBRATION.md compares the guard with
+/// the drops retrains really show.
+pub fn utility_drop(acc: f64, n: usize, z: f64, forgotten: usize, train: usize) -> f64 {
+    if !acc.is_finite() || n == 0 {
+        return f64::INFINITY;
+    }
+    let noise = z * accuracy_se(acc, n, z);
+    let kept = train.saturating_sub(forgotten).max(1) as f64;
+    noise + (100.0 - acc) * forgotten as f64 / kept
+}
+
+/// What every state is judged against, fixed from the original model
+/// measured once before the first epoch, with the tests' bands at the
+/// level. Nothing here moves with the state being judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Targets {
+    pub original: Probe,
+    pub sizes: Sizes,
+    pub level: f64,
+    /// The two-sided normal quantile of `level`.
+    pub z: f64,
+    /// [`accuracy_noise`] of the original.
+    pub noise: f64,
+    /// [`auc_se`] at the sizes.
+    pub auc_se: f64,
+    /// Points of held-out accuracy a kept state may lose.
+    pub heldout_drop: f64,
+    /// Points of retain accuracy a kept state may lose.
+    pub retain_drop: f64,
+}
+
+impl Targets {
+    /// The targets of `original` at `level`; `max_drop` replaces both
+    /// utility guards when given.
+    pub fn new(original: Probe, sizes: Sizes, level: f64, max_drop: Option<f64>) -> Targets {
+        let z = z_two_sided(level);
+        let drop = |acc: f64, n: usize| {
+            max_drop.unwrap_or_else(|| utility_drop(acc, n, z, sizes.forget, sizes.train))
+        };
+        Targets {
+            original,
+            sizes,
+            level,
+            z,
+            noise: accuracy_noise(
+                original.forget_acc,
+                original.heldout_acc,
+                sizes.forget,
+                sizes.heldout,
+            ),
+            auc_se: auc_se(sizes.forget, sizes.heldout),
+            heldout_drop: drop(original.heldout_acc, sizes.heldout),
+            retain_drop: drop(original.retain_acc, sizes.retain),
+        }
+    }
+
+    /// What forget accuracy aims at: the original's held-out accuracy, the
+    /// best retrain-free estimate of a retrain's accuracy on the forget set.
+    pub fn forget_target(&self) -> f64 {
+        self.original.heldout_acc
+    }
+
+    /// How far forget accuracy may be from its target.
+    pub fn accuracy_band(&self) -> f64 {
+        self.z * self.noise
+    }
+
+    /// How far the loss-AUC may be from 50.
+    pub fn auc_band(&self) -> f64 {
+        self.z * self.auc_se
+    }
+
+    /// Forget accuracy minus its target.
+    pub fn diff(&self, p: &Probe) -> f64 {
+        p.forget_acc - self.forget_target()
+    }
+
+    /// Whether held-out and retain accuracy are no lower than the
+    /// original's by more than the guards.
+    pub fn keeps_utility(&self, p: &Probe) -> bool {
+        let ok = |now: f64, then: f64, drop: f64| {
+            !now.is_finite() || !then.is_finite() || now >= then - drop
+        };
+        ok(p.heldout_acc, self.original.heldout_acc, self.heldout_drop)
+            && ok(p.retain_acc, self.original.retain_acc, self.retain_drop)
+    }
+
+    /// Whether the loss-AUC is not below 50 by more than its band.
+    pub fn membership_ok(&self, p: &Probe) -> bool {
+        p.loss_auc >= 50.0 - self.auc_band()
+    }
+
+    /// Where `p` stands: the tests at the level against the fixed targets.
+    pub fn verdict(&self, p: &Probe) -> Verdict {
+        let (diff, auc) = (self.diff(p), p.loss_auc - 50.0);
+        let (ab, mb) = (self.accuracy_band(), self.auc_band());
+        if diff < -ab || auc < -mb {
+            Verdict::Over
+        } else if !self.keeps_utility(p) {
+            Verdict::Lost
+        } else if diff > ab || auc > mb {
+            Verdict::Under
+        } else {
+            Verdict::Reached
+        }
+    }
+
+    /// `p` judged as the original (lr 0, epoch 0); a walk's states replace
+    /// where it was.
+    pub fn judge(&self, rule: Rule, p: Probe) -> Candidate {
+        Candidate {
+            lr: 0.0,
+            epoch: 0,
+            schedule: None,
+            path: Vec::new(),
+            probe: p,
+            score: score(rule, &p, &self.original),
+            keeps_utility: self.keeps_utility(&p),
+            membership_ok: self.membership_ok(&p),
+            reached: self.verdict(&p) == Verdict::Reached,
+        }
+    }
+
+    /// The tests' numbers for `p`: "forget 90.8% vs target 88.8% (+2.0 ±
+    /// 3.6), loss-AUC 52.0 (50 ± 3.4), at level 0.05".
+    pub fn describe(&self, p: &Probe) -> String {
+        format!(
+            "forget {:.1}% vs target {:.1}% ({:+.1} ± {:.1}), loss-AUC {:.1} (50 ± {:.1}), at \
+             level {}",
+            p.forget_acc,
+            self.forget_target(),
+            self.diff(p),
+            self.accuracy_band(),
+            p.loss_auc,
+            self.auc_band(),
+            self.level
+        )
+    }
+
+    /// The verdict on `chosen`, in words with its numbers.
+    pub fn verdict_text(&self, chosen: &Candidate) -> String {
+        let d = self.describe(&chosen.probe);
+        match self.verdict(&chosen.probe) {
+            Verdict::Reached if chosen.epoch == 0 => {
+                format!("not detectably memorised at this sample size: {d}")
+            }
+            Verdict::Reached => format!("looks like unseen data at this sample size: {d}"),
+            Verdict::Under => format!("still detectably memorised: {d}"),
+            Verdict::Over => format!("past unseen data (over-unlearned): {d}"),
+            Verdict::Lost => format!(
+                "utility lost beyond the guard (held-out may lose {:.1}, retain {:.1}): {d}",
+                self.heldout_drop, self.retain_drop
+            ),
+        }
+    }
+
+    /// Before (the original) → after (`after`) of every measured number.
+    pub fn changes(&self, after: &Probe) -> Vec<Change> {
+        let o = &self.original;
+        let noise = |acc: f64, n: usize| self.z * accuracy_se(acc, n, self.z);
+        let mut v = vec![
+            Change {
+                measure: "forget accuracy %".into(),
+                before: o.forget_acc,
+                after: after.forget_acc,
+                target: self.forget_target(),
+                band: self.accuracy_band(),
+                guard: None,
+            },
+            Change {
+                measure: "held-out accuracy %".into(),
+                before: o.heldout_acc,
+                after: after.heldout_acc,
+                target: o.heldout_acc,
+                band: noise(o.heldout_acc, self.sizes.heldout),
+                guard: Some(self.heldout_drop),
+            },
+        ];
+        if o.retain_acc.is_finite() {
+            v.push(Change {
+                measure: "retain accuracy %".into(),
+                before: o.retain_acc,
+                after: after.retain_acc,
+                target: o.retain_acc,
+                band: noise(o.retain_acc, self.sizes.retain),
+                guard: Some(self.retain_drop),
+            });
+        }
+        v.push(Change {
+            measure: "loss AUC forget vs held-out %".into(),
+            before: o.loss_auc,
+            after: after.loss_auc,
+            target: 50.0,
+            band: self.auc_band(),
+            guard: None,
+        });
+        v
+    }
+}
+
+/// The rule's distance of `p` from "looks like unseen data", against the
+/// targets of the original model's probe (never `p`'s own held-out
+/// accuracy: a state that loses accuracy on unseen data must not look
+/// closer for it).
+pub fn score(rule: Rule, p: &Probe, original: &Probe) -> f64 {
+    let acc = (p.forget_acc - original.heldout_acc).abs();
+    let mia = (p.loss_auc - 50.0).abs();
+    match rule {
+        Rule::Accuracy => acc,
+        Rule::Mia => mia,
+        Rule::Confidence => p.confidence_ks,
+        Rule::ProxyGap => {
+            let test = (p.heldout_acc - original.heldout_acc).abs();
+            let retain = if p.retain_acc.is_finite() && original.retain_acc.is_finite() {
+                (p.retain_acc - original.retain_acc).abs()
+            } else {
+                0.0
+            };
+            (acc + test + retain + mia) / 4.0
+        }
+    }
+}
+
+/// Better: admissible first, then every test passed, then a lower score,
+/// then (ties) the gentler state (earlier in the table).
+fn better(a: &Candidate, b: &Candidate) -> bool {
+    (a.admissible(), a.reached, -a.score) > (b.admissible(), b.reached, -b.score)
 }
 
 /// The rung of `ladder` nearest `lr` (in log scale): where a walk starts.
@@ -582,6 +976,11 @@ impl<'a> Probes<'a> {
         }
     }
 
+    /// The retain probe's samples.
+    pub fn retain_len(&self) -> usize {
+        self.retain.as_ref().map_or(0, Split::len)
+    }
+
     /// Measures `model`.
     pub fn probe(&self, model: &Classifier) -> Probe {
         let (lf, cf, okf) = measure(model, &self.forget);
@@ -604,88 +1003,6 @@ impl<'a> Probes<'a> {
     }
 }
 
-/// The rule's distance of `p` from "looks like unseen data", given the
-/// original model's probe.
-pub fn score(rule: Rule, p: &Probe, original: &Probe) -> f64 {
-    let acc = (p.forget_acc - p.heldout_acc).abs();
-    let mia = (p.loss_auc - 50.0).abs();
-    match rule {
-        Rule::Accuracy => acc,
-        Rule::Mia => mia,
-        Rule::Confidence => p.confidence_ks,
-        Rule::ProxyGap => {
-            let test = (p.heldout_acc - original.heldout_acc).abs();
-            let retain = if p.retain_acc.is_finite() && original.retain_acc.is_finite() {
-                (p.retain_acc - original.retain_acc).abs()
-            } else {
-                0.0
-            };
-            (acc + test + retain + mia) / 4.0
-        }
-    }
-}
-
-/// The utility guard in points: `max_drop`, but never more than the
-/// original's held-out error (an unlearned model may at most double its
-/// error on unseen data) nor less than the measurement's `noise`. Ten points
-/// suit a CIFAR model at 60% test accuracy; on MNIST (97%) they let
-/// calibrated RL fall to 86% test accuracy (Avg. Gap 7.87 against the
-/// original's 2.26).
-pub fn allowed_drop(max_drop: f64, original: &Probe, noise: f64) -> f64 {
-    let error = 100.0 - original.heldout_acc;
-    if error.is_finite() {
-        max_drop.min(error.max(noise))
-    } else {
-        max_drop
-    }
-}
-
-fn keeps_utility(p: &Probe, original: &Probe, max_drop: f64) -> bool {
-    let ok = |now: f64, then: f64| !now.is_finite() || !then.is_finite() || now >= then - max_drop;
-    ok(p.heldout_acc, original.heldout_acc) && ok(p.retain_acc, original.retain_acc)
-}
-
-impl Candidate {
-    /// Whether it may be chosen: utility kept and not over-unlearned by the
-    /// membership signal.
-    fn admissible(&self) -> bool {
-        self.keeps_utility && self.membership_ok
-    }
-}
-
-/// Better: admissible first, then a lower score, then (ties) the gentler
-/// state (earlier in the table).
-fn better(a: &Candidate, b: &Candidate) -> bool {
-    (a.admissible(), -a.score) > (b.admissible(), -b.score)
-}
-
-/// Two standard errors (in points) of the AUC of `nf` against `nh`
-/// samples from one distribution (Mann–Whitney's variance under the null):
-/// a loss-AUC below 50 by more than this is over-unlearning, not noise.
-pub fn auc_band(nf: usize, nh: usize) -> f64 {
-    let (nf, nh) = (nf.max(1) as f64, nh.max(1) as f64);
-    200.0 * ((nf + nh + 1.0) / (12.0 * nf * nh)).sqrt()
-}
-
-/// The search's state across rungs: every state measured, the best one and
-/// its weights.
-struct Search<'p, 'a> {
-    method: &'p dyn Method,
-    cal: &'p CalibrateSettings,
-    probes: &'p Probes<'a>,
-    original: Probe,
-    noise: f64,
-    /// The utility guard in points ([`allowed_drop`]).
-    max_drop: f64,
-    /// How far below 50 the loss-AUC may be ([`auc_band`]).
-    band: f64,
-    best: RefCell<Candidate>,
-    best_state: RefCell<Option<Vec<(String, Tensor)>>>,
-    table: RefCell<Vec<Candidate>>,
-    logs: UnlearnLog,
-    epochs_run: usize,
-}
-
 /// `path` followed by `epochs` more at `lr`: one leg where the state it
 /// went on from was already at that rate (back to the best state, then on
 /// at the rung it had reached), so a path reads as the rates it lived.
@@ -698,32 +1015,425 @@ fn extended(path: &[Leg], lr: f64, epochs: usize) -> Vec<Leg> {
     legs
 }
 
-/// Adds `c` (the state of `now`) to the table, and keeps it with its
-/// weights when it is the best so far.
-fn record(
-    table: &RefCell<Vec<Candidate>>,
-    best: &RefCell<Candidate>,
-    best_state: &RefCell<Option<Vec<(String, Tensor)>>>,
-    c: &Candidate,
-    now: &Classifier,
-) {
-    table.borrow_mut().push(c.clone());
-    if better(c, &best.borrow()) {
-        *best.borrow_mut() = c.clone();
-        *best_state.borrow_mut() = Some(
-            now.named_tensors()
-                .into_iter()
-                .map(|(k, t)| (k, t.detach().copy()))
-                .collect(),
-        );
+/// Every state measured, the best one and its weights.
+struct Book {
+    table: Vec<Candidate>,
+    best: Candidate,
+    best_state: Option<Vec<(String, Tensor)>>,
+}
+
+impl Book {
+    fn new(original: Candidate) -> Book {
+        Book {
+            table: vec![original.clone()],
+            best: original,
+            best_state: None,
+        }
+    }
+
+    /// Adds `c` (the state of `now`), keeping it with its weights when it
+    /// is the best so far.
+    fn record(&mut self, c: &Candidate, now: &Classifier) {
+        self.table.push(c.clone());
+        if better(c, &self.best) {
+            self.best = c.clone();
+            self.best_state = Some(
+                now.named_tensors()
+                    .into_iter()
+                    .map(|(k, t)| (k, t.detach().copy()))
+                    .collect(),
+            );
+        }
     }
 }
 
-impl Search<'_, '_> {
-    /// Runs the method from `base` at `lr` (its schedule replaced by
-    /// `schedule` when given), measuring every epoch; stops the rung once it
+/// How a leg of the continuing walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegEnd {
+    /// Every test passed.
+    Reached,
+    /// Past unseen data (by accuracy or by membership).
+    Over,
+    /// Utility lost for longer than `patience` epochs, not past unseen
+    /// data.
+    Lost,
+    /// Under, and too slowly at this rate.
+    Climb,
+    /// The epochs it was given ran out.
+    Budget,
+}
+
+/// One leg of the continuing walk as a state machine: fed each epoch's
+/// judged state, it says whether the leg ends and how.
+#[derive(Debug, Clone)]
+pub struct LegRun {
+    /// The starting state's forget accuracy minus its target.
+    pub from_diff: f64,
+    pub can_climb: bool,
+    pub patience: usize,
+    pub climb_after: f64,
+    /// Epochs in a row that lost utility or went past unseen data.
+    shock: usize,
+}
+
+impl LegRun {
+    pub fn new(from_diff: f64, can_climb: bool, cal: &CalibrateSettings) -> LegRun {
+        LegRun {
+            from_diff,
+            can_climb,
+            patience: cal.patience,
+            climb_after: cal.climb_after,
+            shock: 0,
+        }
+    }
+
+    /// After the leg's `epoch` (1-based) reached `c`: `Some` ends the leg.
+    pub fn after(&mut self, epoch: usize, c: &Candidate, t: &Targets) -> Option<LegEnd> {
+        let v = t.verdict(&c.probe);
+        match v {
+            Verdict::Reached => return Some(LegEnd::Reached),
+            Verdict::Over if c.admissible() => return Some(LegEnd::Over),
+            Verdict::Over | Verdict::Lost => {
+                // The first epochs at a higher rate often cost utility that
+                // the next ones win back: ride it out for `patience` epochs.
+                self.shock += 1;
+                return (self.shock > self.patience).then_some(if v == Verdict::Lost {
+                    LegEnd::Lost
+                } else {
+                    LegEnd::Over
+                });
+            }
+            Verdict::Under => {}
+        }
+        self.shock = 0;
+        // Still under: how many more epochs would this rate need, at the
+        // leg's pace so far? Where it cannot climb, a slow leg runs on: one
+        // epoch's change is within the probes' noise, so no stall is called.
+        let diff = t.diff(&c.probe);
+        let progress = (self.from_diff - diff) / epoch as f64;
+        (self.can_climb && (progress <= 0.0 || diff / progress > self.climb_after))
+            .then_some(LegEnd::Climb)
+    }
+}
+
+/// What the continuing walk does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A leg at rung `Walker::rung` from the state the model holds.
+    Go,
+    /// A leg at rung `Walker::rung` from the best state so far.
+    BackToBest,
+    /// The walk ends, for this reason.
+    Stop(String),
+}
+
+/// The continuing walk over the ladder as a state machine: where it is,
+/// how it got there, and the next step after each leg.
+#[derive(Debug, Clone)]
+pub struct Walker {
+    pub ladder: Vec<f64>,
+    pub rung: usize,
+    /// Rungs from here up overshot once: never again.
+    pub ceiling: usize,
+    pub path: Vec<Leg>,
+    pub done: usize,
+    /// The current state's forget accuracy minus its target.
+    pub diff: f64,
+}
+
+impl Walker {
+    pub fn new(ladder: &[f64], start: usize, original_diff: f64) -> Walker {
+        Walker {
+            ladder: ladder.to_vec(),
+            rung: start,
+            ceiling: ladder.len(),
+            path: Vec::new(),
+            done: 0,
+            diff: original_diff,
+        }
+    }
+
+    /// Whether a leg at the current rung may climb.
+    pub fn can_climb(&self) -> bool {
+        self.rung + 1 < self.ceiling
+    }
+
+    /// After a leg at the current rung ran `ran` epochs ending with `end`
+    /// (`last` its last state, `best` the best state so far).
+    pub fn after_leg(
+        &mut self,
+        end: LegEnd,
+        ran: usize,
+        last: Option<&Candidate>,
+        best: &Candidate,
+        t: &Targets,
+    ) -> Step {
+        let lr = self.ladder[self.rung];
+        if ran > 0 {
+            self.path = extended(&self.path, lr, ran);
+            self.done += ran;
+            if let Some(c) = last {
+                self.diff = t.diff(&c.probe);
+            }
+        }
+        match end {
+            LegEnd::Reached => Step::Stop(format!(
+                "lr {lr:e} passed every test at level {} after {} epochs",
+                t.level, self.done
+            )),
+            LegEnd::Budget => Step::Stop(format!("the epochs of the budget ran out at lr {lr:e}")),
+            LegEnd::Climb => {
+                self.rung += 1;
+                Step::Go
+            }
+            LegEnd::Lost if self.rung == 0 => Step::Stop(format!(
+                "the smallest rate, lr {lr:e}, costs utility beyond the guard"
+            )),
+            LegEnd::Lost => {
+                // Too high a rate, but the forgetting it did is not past
+                // unseen data: go on from this state more gently (as a
+                // decaying schedule would), which wins the utility back.
+                self.ceiling = self.rung;
+                self.rung -= 1;
+                Step::Go
+            }
+            LegEnd::Over if self.rung == 0 => {
+                Step::Stop(format!("the smallest rate, lr {lr:e}, over-unlearns"))
+            }
+            LegEnd::Over => {
+                // Back to the best state so far, on from there more gently.
+                self.path = best.path.clone();
+                self.done = best.epoch;
+                self.diff = t.diff(&best.probe);
+                self.ceiling = self.rung;
+                self.rung -= 1;
+                Step::BackToBest
+            }
+        }
+    }
+}
+
+/// One rung of the restarting ladder as a state machine: its best state
+/// and whether it goes on.
+#[derive(Debug, Clone, Default)]
+pub struct RungRun {
+    pub patience: usize,
+    pub best: Option<Candidate>,
+    worse_for: usize,
+}
+
+impl RungRun {
+    /// After an epoch reached `c`: whether the rung goes on. It stops once
+    /// every test passed (no later epoch is evidence of better), or once it
     /// is past unseen data (or lost utility) and has got worse for
-    /// `patience` epochs. Returns the rung's best state, if it ran an epoch.
+    /// `patience` epochs: further epochs at this rate only go further.
+    pub fn after(&mut self, c: &Candidate, t: &Targets) -> Control {
+        if self.best.as_ref().is_none_or(|b| better(c, b)) {
+            self.best = Some(c.clone());
+            self.worse_for = 0;
+        } else {
+            self.worse_for += 1;
+        }
+        match t.verdict(&c.probe) {
+            Verdict::Reached => Control::Stop,
+            Verdict::Over | Verdict::Lost if self.worse_for >= self.patience => Control::Stop,
+            _ => Control::Continue,
+        }
+    }
+}
+
+/// The restarting ladder's next rung after rung `i` (walking in `dir`: 0
+/// not yet, 1 up, −1 down) whose best state stands at `v`: `Ok((rung,
+/// dir))`, or `Err(why it stops)`.
+pub fn next_rung(
+    ladder: &[f64],
+    i: usize,
+    dir: i32,
+    v: Verdict,
+) -> std::result::Result<(usize, i32), String> {
+    let lr = ladder[i];
+    match v {
+        Verdict::Reached => Err(format!("lr {lr:e} passed every test")),
+        Verdict::Under if dir < 0 => Err(format!(
+            "lr {lr:e} under-unlearns and lr {:e} over-unlearned: the target lies between them",
+            ladder[i + 1]
+        )),
+        Verdict::Over | Verdict::Lost if dir > 0 => Err(format!(
+            "lr {lr:e} over-unlearns and lr {:e} under-unlearned: the target lies between them",
+            ladder[i - 1]
+        )),
+        Verdict::Under if i + 1 == ladder.len() => {
+            Err(format!("the largest rate, lr {lr:e}, still under-unlearns"))
+        }
+        Verdict::Over | Verdict::Lost if i == 0 => {
+            Err(format!("the smallest rate, lr {lr:e}, over-unlearns"))
+        }
+        Verdict::Under => Ok((i + 1, 1)),
+        Verdict::Over | Verdict::Lost => Ok((i - 1, -1)),
+    }
+}
+
+/// What an observer of calibration's epochs shares: the probes, the fixed
+/// targets, the book of states.
+struct Watch<'w, 'a> {
+    probes: &'w Probes<'a>,
+    targets: &'w Targets,
+    rule: Rule,
+    book: &'w mut Book,
+    progress: &'w dyn Progress,
+    name: &'w str,
+}
+
+impl Watch<'_, '_> {
+    /// Measures `now`, judges it as `at` says (lr, epoch, schedule, path),
+    /// notes and records it.
+    fn see(&mut self, at: Candidate, now: &Classifier) -> Candidate {
+        let probe = self.probes.probe(now);
+        let c = Candidate {
+            lr: at.lr,
+            epoch: at.epoch,
+            schedule: at.schedule,
+            path: at.path,
+            ..self.targets.judge(self.rule, probe)
+        };
+        self.progress.note(&format!(
+            "calibrate {}: {}: forget {:.1}% (target {:.1}) held-out {:.1}% retain {:.1}% \
+             loss-AUC {:.1} → score {:.2}{}",
+            self.name,
+            c.label(),
+            probe.forget_acc,
+            self.targets.forget_target(),
+            probe.heldout_acc,
+            probe.retain_acc,
+            probe.loss_auc,
+            c.score,
+            match (c.keeps_utility, c.membership_ok) {
+                (true, true) => "",
+                (false, _) => " (utility lost)",
+                (true, false) => " (over-unlearned: loss-AUC below 50 − band)",
+            }
+        ));
+        self.book.record(&c, now);
+        c
+    }
+}
+
+/// Observes one leg of the continuing walk.
+struct LegObserver<'w, 'a> {
+    watch: Watch<'w, 'a>,
+    run: LegRun,
+    lr: f64,
+    path: Vec<Leg>,
+    done: usize,
+    ran: usize,
+    last: Option<Candidate>,
+    end: LegEnd,
+}
+
+impl EpochObserver for LegObserver<'_, '_> {
+    fn after_epoch(&mut self, epoch: usize, now: &Classifier) -> Result<Control> {
+        self.ran += 1;
+        let at = Candidate {
+            lr: self.lr,
+            epoch: self.done + epoch,
+            schedule: Some(Schedule::Constant),
+            path: extended(&self.path, self.lr, epoch),
+            ..self
+                .watch
+                .targets
+                .judge(self.watch.rule, self.watch.targets.original)
+        };
+        let c = self.watch.see(at, now);
+        let end = self.run.after(epoch, &c, self.watch.targets);
+        self.last = Some(c);
+        Ok(match end {
+            Some(e) => {
+                self.end = e;
+                Control::Stop
+            }
+            None => Control::Continue,
+        })
+    }
+}
+
+/// Observes one rung of the restarting ladder.
+struct RungObserver<'w, 'a> {
+    watch: Watch<'w, 'a>,
+    run: RungRun,
+    lr: f64,
+    schedule: Option<Schedule>,
+    ran: usize,
+}
+
+impl EpochObserver for RungObserver<'_, '_> {
+    fn after_epoch(&mut self, epoch: usize, now: &Classifier) -> Result<Control> {
+        self.ran += 1;
+        let at = Candidate {
+            lr: self.lr,
+            epoch,
+            schedule: self.schedule.clone(),
+            ..self
+                .watch
+                .targets
+                .judge(self.watch.rule, self.watch.targets.original)
+        };
+        let c = self.watch.see(at, now);
+        Ok(self.run.after(&c, self.watch.targets))
+    }
+}
+
+/// The search's state across legs or rungs.
+struct Search<'p, 'a> {
+    method: &'p dyn Method,
+    cal: &'p CalibrateSettings,
+    probes: &'p Probes<'a>,
+    targets: Targets,
+    book: Book,
+    logs: UnlearnLog,
+    epochs_run: usize,
+}
+
+impl<'a> Search<'_, 'a> {
+    fn watch<'w>(&'w mut self, progress: &'w dyn Progress) -> Watch<'w, 'a> {
+        Watch {
+            probes: self.probes,
+            targets: &self.targets,
+            rule: self.cal.rule,
+            book: &mut self.book,
+            progress,
+            name: self.method.name(),
+        }
+    }
+
+    /// Runs `method` on `model` with `observer` watching its epochs, and
+    /// adds its log.
+    fn run(
+        logs: &mut UnlearnLog,
+        method: &dyn Method,
+        model: &mut Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+        seed: u64,
+        observer: &mut dyn EpochObserver,
+    ) -> Result<()> {
+        let rctx = RunCtx {
+            seed,
+            progress: ctx.progress,
+            original_recipe: ctx.original_recipe,
+            observe: ctx.observe,
+            on_epoch: Some(RefCell::new(observer)),
+        };
+        let log = method.unlearn(model, req, &rctx)?;
+        logs.epochs.extend(log.epochs);
+        for (k, v) in log.timing {
+            *logs.timing.entry(k).or_insert(0.0) += v;
+        }
+        Ok(())
+    }
+
+    /// One rung of the restarting ladder: the method from `base` at `lr`
+    /// (its schedule replaced by `schedule` when given), measuring every
+    /// epoch. Returns the rung's best state, if it ran an epoch.
     fn rung(
         &mut self,
         lr: f64,
@@ -732,104 +1442,40 @@ impl Search<'_, '_> {
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<Option<Candidate>> {
-        let name = self.method.name();
         let method = self.method.adjusted(&TrainOverrides {
             retain_budget: self.cal.retain_budget,
             ..TrainOverrides::rate(lr, schedule.cloned())
         })?;
         let mut m = base.try_clone()?;
-        let rung_best: RefCell<Option<Candidate>> = RefCell::new(None);
-        let worse_for = RefCell::new(0usize);
-        let ran = RefCell::new(0usize);
-        let (cal, original, noise, max_drop, band) = (
-            self.cal,
-            self.original,
-            self.noise,
-            self.max_drop,
-            self.band,
-        );
-        let (best, best_state, table) = (&self.best, &self.best_state, &self.table);
-        let probes = self.probes;
-        let label = match schedule {
-            Some(sch) => format!("lr {lr:e} ({sch})"),
-            None => format!("lr {lr:e}"),
+        let patience = self.cal.patience;
+        let mut logs = std::mem::take(&mut self.logs);
+        let mut obs = RungObserver {
+            watch: self.watch(ctx.progress),
+            run: RungRun {
+                patience,
+                ..RungRun::default()
+            },
+            lr,
+            schedule: schedule.cloned(),
+            ran: 0,
         };
-        let on_epoch = |epoch: usize, now: &Classifier| -> Result<bool> {
-            *ran.borrow_mut() += 1;
-            let probe = probes.probe(now);
-            let c = Candidate {
-                lr,
-                epoch,
-                schedule: schedule.cloned(),
-                path: Vec::new(),
-                probe,
-                score: score(cal.rule, &probe, &original),
-                keeps_utility: keeps_utility(&probe, &original, max_drop),
-                membership_ok: probe.loss_auc >= 50.0 - band,
-            };
-            ctx.progress.note(&format!(
-                "calibrate {name}: {label} epoch {epoch}: forget {:.1}% held-out {:.1}% \
-                 retain {:.1}% loss-AUC {:.1} → score {:.2}{}",
-                probe.forget_acc,
-                probe.heldout_acc,
-                probe.retain_acc,
-                probe.loss_auc,
-                c.score,
-                match (c.keeps_utility, c.membership_ok) {
-                    (true, true) => "",
-                    (false, _) => " (utility lost)",
-                    (true, false) => " (over-unlearned: loss-AUC below 50 − band)",
-                }
-            ));
-            record(table, best, best_state, &c, now);
-            let improved = rung_best.borrow().as_ref().is_none_or(|b| better(&c, b));
-            if improved {
-                *rung_best.borrow_mut() = Some(c.clone());
-                *worse_for.borrow_mut() = 0;
-            } else {
-                *worse_for.borrow_mut() += 1;
-            }
-            // Reached the target: no later epoch is evidence of better.
-            if c.admissible() && (probe.forget_acc - probe.heldout_acc).abs() <= noise {
-                return Ok(false);
-            }
-            // Past unseen data (or utility gone) and no longer improving:
-            // further epochs at this rate only go further.
-            let over = probe.forget_acc < probe.heldout_acc - noise || !c.admissible();
-            Ok(!(over && *worse_for.borrow() >= cal.patience))
-        };
-        let rctx = RunCtx {
-            seed: ctx.seed,
-            progress: ctx.progress,
-            original_recipe: ctx.original_recipe,
-            observe: ctx.observe,
-            on_epoch: Some(&on_epoch),
-        };
-        let log = method.unlearn(&mut m, req, &rctx)?;
-        self.epochs_run += *ran.borrow();
-        self.logs.epochs.extend(log.epochs);
-        for (k, v) in log.timing {
-            *self.logs.timing.entry(k).or_insert(0.0) += v;
-        }
-        Ok(rung_best.into_inner())
+        Self::run(
+            &mut logs,
+            method.as_ref(),
+            &mut m,
+            req,
+            ctx,
+            ctx.seed,
+            &mut obs,
+        )?;
+        let (ran, best) = (obs.ran, obs.run.best);
+        self.logs = logs;
+        self.epochs_run += ran;
+        Ok(best)
     }
 
-    /// Where a rung's best state `rb` stands against the target.
-    fn verdict(&self, rb: &Candidate) -> Verdict {
-        let diff = rb.probe.forget_acc - rb.probe.heldout_acc;
-        if rb.admissible() && diff.abs() <= self.noise {
-            Verdict::Reached
-        } else if rb.admissible() && diff > self.noise {
-            Verdict::Under
-        } else {
-            Verdict::Over
-        }
-    }
-
-    /// Walks `ladder` from rung `start`: up while the rungs under-unlearn,
-    /// down while they over-unlearn (or lose utility); stops at a rung that
-    /// reaches the target, where the direction turns (the target lies
-    /// between two rungs), or at the ladder's end. Returns why it stopped.
+    /// Walks `ladder` from rung `start` ([`next_rung`]). Returns why it
+    /// stopped.
     fn walk(
         &mut self,
         ladder: &[f64],
@@ -839,55 +1485,15 @@ impl Search<'_, '_> {
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<String> {
-        let mut i = start;
-        let mut dir = 0i32;
+        let (mut i, mut dir) = (start, 0i32);
         loop {
-            let lr = ladder[i];
-            let v = match self.rung(lr, schedule, base, req, ctx)? {
-                Some(rb) => self.verdict(&rb),
+            let v = match self.rung(ladder[i], schedule, base, req, ctx)? {
+                Some(rb) => self.targets.verdict(&rb.probe),
                 None => Verdict::Over,
             };
-            let (next, why) = match v {
-                Verdict::Reached => {
-                    return Ok(format!(
-                        "lr {lr:e} reached the held-out accuracy within its noise ({:.1} \
-                         points)",
-                        self.noise
-                    ));
-                }
-                Verdict::Under if dir < 0 => (
-                    None,
-                    format!(
-                        "lr {lr:e} under-unlearns and lr {:e} over-unlearned: the target lies between them",
-                        ladder[i + 1]
-                    ),
-                ),
-                Verdict::Over if dir > 0 => (
-                    None,
-                    format!(
-                        "lr {lr:e} over-unlearns and lr {:e} under-unlearned: the target lies between them",
-                        ladder[i - 1]
-                    ),
-                ),
-                Verdict::Under if i + 1 == ladder.len() => (
-                    None,
-                    format!("the largest rate, lr {lr:e}, still under-unlearns"),
-                ),
-                Verdict::Over if i == 0 => {
-                    (None, format!("the smallest rate, lr {lr:e}, over-unlearns"))
-                }
-                Verdict::Under => {
-                    dir = 1;
-                    (Some(i + 1), String::new())
-                }
-                Verdict::Over => {
-                    dir = -1;
-                    (Some(i - 1), String::new())
-                }
-            };
-            match next {
-                Some(n) => i = n,
-                None => return Ok(why),
+            match next_rung(ladder, i, dir, v) {
+                Ok((n, d)) => (i, dir) = (n, d),
+                Err(why) => return Ok(why),
             }
         }
     }
@@ -895,128 +1501,45 @@ impl Search<'_, '_> {
     /// Whether the best state so far is a fine-tuned one that still
     /// remembers the forget set better than unseen data.
     fn under_unlearned(&self) -> bool {
-        let b = self.best.borrow();
-        b.epoch > 0 && b.admissible() && b.probe.forget_acc > b.probe.heldout_acc + self.noise
+        let b = &self.book.best;
+        b.epoch > 0 && self.targets.verdict(&b.probe) == Verdict::Under
     }
 
-    /// One leg of the continuing walk: the method at the constant rate
-    /// `lr` on `model` (in place, from whatever state it holds), measuring
-    /// every epoch, for at most `epochs`. `path` leads to the state it
-    /// starts from, `done` epochs in; `from_diff` is that state's forget
-    /// minus held-out accuracy. Returns how the leg ended and its epochs.
-    #[allow(clippy::too_many_arguments)]
+    /// One leg of the continuing walk at the walker's rung, on `model` in
+    /// place, for at most `epochs`. Returns how it ended, its epochs and
+    /// its last state.
     fn leg(
         &mut self,
-        lr: f64,
-        model: &mut Classifier,
-        path: &[Leg],
-        done: usize,
+        w: &Walker,
         epochs: usize,
-        from_diff: f64,
-        can_climb: bool,
         seed: u64,
+        model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
-    ) -> Result<(LegEnd, usize)> {
-        let name = self.method.name();
+    ) -> Result<(LegEnd, usize, Option<Candidate>)> {
+        let lr = w.ladder[w.rung];
         let method = self.method.adjusted(&TrainOverrides {
             epochs: Some(epochs),
             retain_budget: self.cal.retain_budget,
             ..TrainOverrides::rate(lr, Some(Schedule::Constant))
         })?;
-        let end = RefCell::new(LegEnd::Budget);
-        let ran = RefCell::new(0usize);
-        let shock = RefCell::new(0usize);
-        let (cal, original, noise, max_drop, band) = (
-            self.cal,
-            self.original,
-            self.noise,
-            self.max_drop,
-            self.band,
-        );
-        let (best, best_state, table) = (&self.best, &self.best_state, &self.table);
-        let probes = self.probes;
-        let on_epoch = |epoch: usize, now: &Classifier| -> Result<bool> {
-            *ran.borrow_mut() += 1;
-            let probe = probes.probe(now);
-            let legs = extended(path, lr, epoch);
-            let c = Candidate {
-                lr,
-                epoch: done + epoch,
-                schedule: Some(Schedule::Constant),
-                path: legs,
-                probe,
-                score: score(cal.rule, &probe, &original),
-                keeps_utility: keeps_utility(&probe, &original, max_drop),
-                membership_ok: probe.loss_auc >= 50.0 - band,
-            };
-            ctx.progress.note(&format!(
-                "calibrate {name}: lr {lr:e}, epoch {} ({}): forget {:.1}% held-out {:.1}% \
-                 retain {:.1}% loss-AUC {:.1} → score {:.2}{}",
-                c.epoch,
-                c.label(),
-                probe.forget_acc,
-                probe.heldout_acc,
-                probe.retain_acc,
-                probe.loss_auc,
-                c.score,
-                match (c.keeps_utility, c.membership_ok) {
-                    (true, true) => "",
-                    (false, _) => " (utility lost)",
-                    (true, false) => " (over-unlearned: loss-AUC below 50 − band)",
-                }
-            ));
-            record(table, best, best_state, &c, now);
-            let diff = probe.forget_acc - probe.heldout_acc;
-            if c.admissible() && diff.abs() <= noise {
-                *end.borrow_mut() = LegEnd::Reached;
-                return Ok(false);
-            }
-            if c.admissible() && diff < -noise {
-                *end.borrow_mut() = LegEnd::Over;
-                return Ok(false);
-            }
-            if !c.admissible() {
-                // The first epochs at a higher rate often cost utility that
-                // the next ones win back: ride it out for `patience` epochs.
-                *shock.borrow_mut() += 1;
-                if *shock.borrow() > cal.patience {
-                    *end.borrow_mut() = if c.membership_ok && diff >= -noise {
-                        LegEnd::Lost
-                    } else {
-                        LegEnd::Over
-                    };
-                    return Ok(false);
-                }
-                return Ok(true);
-            }
-            *shock.borrow_mut() = 0;
-            // Still under: how many more epochs would this rate need, at
-            // the leg's pace so far?
-            let progress = (from_diff - diff) / epoch as f64;
-            if can_climb && (progress <= 0.0 || diff / progress > cal.climb_after) {
-                *end.borrow_mut() = LegEnd::Climb;
-                return Ok(false);
-            }
-            // Where it cannot climb, a slow leg runs on: one epoch's
-            // change is within the probes' noise, so no stall is called.
-            Ok(true)
+        let run = LegRun::new(w.diff, w.can_climb(), self.cal);
+        let mut logs = std::mem::take(&mut self.logs);
+        let mut obs = LegObserver {
+            watch: self.watch(ctx.progress),
+            run,
+            lr,
+            path: w.path.clone(),
+            done: w.done,
+            ran: 0,
+            last: None,
+            end: LegEnd::Budget,
         };
-        let rctx = RunCtx {
-            seed,
-            progress: ctx.progress,
-            original_recipe: ctx.original_recipe,
-            observe: ctx.observe,
-            on_epoch: Some(&on_epoch),
-        };
-        let log = method.unlearn(model, req, &rctx)?;
-        let ran = ran.into_inner();
+        Self::run(&mut logs, method.as_ref(), model, req, ctx, seed, &mut obs)?;
+        let (end, ran, last) = (obs.end, obs.ran, obs.last);
+        self.logs = logs;
         self.epochs_run += ran;
-        self.logs.epochs.extend(log.epochs);
-        for (k, v) in log.timing {
-            *self.logs.timing.entry(k).or_insert(0.0) += v;
-        }
-        Ok((end.into_inner(), ran))
+        Ok((end, ran, last))
     }
 
     /// The continuing walk ([`Walk::Continue`]) from rung `start` over at
@@ -1033,125 +1556,49 @@ impl Search<'_, '_> {
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<String> {
-        let mut i = start;
-        // Rungs from here up overshot once: never again.
-        let mut ceiling = ladder.len();
-        let mut path: Vec<Leg> = Vec::new();
-        let mut done = 0usize;
-        let mut diff = self.original.forget_acc - self.original.heldout_acc;
+        let mut w = Walker::new(ladder, start, self.targets.diff(&self.targets.original));
         for k in 0.. {
             if self.epochs_run >= budget {
                 return Ok(format!("the {budget} epochs of the budget ran out"));
             }
-            let lr = ladder[i];
-            let can_climb = i + 1 < ceiling;
-            let (end, ran) = self.leg(
-                lr,
-                model,
-                &path,
-                done,
-                budget - self.epochs_run,
-                diff,
-                can_climb,
-                derive(ctx.seed, "calibrate-leg", k),
-                req,
-                ctx,
-            )?;
-            if ran > 0 {
-                path = extended(&path, lr, ran);
-                done += ran;
-                let last = self.table.borrow().last().map(|c| c.probe);
-                if let Some(p) = last {
-                    diff = p.forget_acc - p.heldout_acc;
-                }
-            }
-            match end {
-                LegEnd::Reached => {
-                    return Ok(format!(
-                        "lr {lr:e} reached the held-out accuracy within its noise ({:.1} points) \
-                         after {done} epochs",
-                        self.noise
-                    ));
-                }
-                LegEnd::Budget => {
-                    return Ok(format!(
-                        "the {budget} epochs of the budget ran out at lr {lr:e}"
-                    ));
-                }
-                LegEnd::Climb => i += 1,
-                LegEnd::Lost => {
-                    if i == 0 {
-                        return Ok(format!(
-                            "the smallest rate, lr {lr:e}, costs utility beyond the guard"
-                        ));
+            let seed = derive(ctx.seed, "calibrate-leg", k);
+            let (end, ran, last) = self.leg(&w, budget - self.epochs_run, seed, model, req, ctx)?;
+            match w.after_leg(end, ran, last.as_ref(), &self.book.best, &self.targets) {
+                Step::Go => {}
+                Step::BackToBest => match &self.book.best_state {
+                    Some(state) if self.book.best.epoch > 0 => {
+                        let map = state.iter().map(|(k, t)| (k.clone(), t.copy())).collect();
+                        model.load_named(map, std::path::Path::new("calibration"))?;
                     }
-                    // Too high a rate, but the forgetting it did is not
-                    // past unseen data: go on from this state more gently
-                    // (as a decaying schedule would), which wins the
-                    // utility back; the best admissible state stays kept.
-                    ceiling = i;
-                    i -= 1;
-                }
-                LegEnd::Over => {
-                    if i == 0 {
-                        return Ok(format!("the smallest rate, lr {lr:e}, over-unlearns"));
-                    }
-                    // Back to the best state so far, and on from there
-                    // more gently.
-                    let b = self.best.borrow().clone();
-                    match self.best_state.borrow().as_ref() {
-                        Some(state) if b.epoch > 0 => {
-                            let map = state.iter().map(|(k, t)| (k.clone(), t.copy())).collect();
-                            model.load_named(map, std::path::Path::new("calibration"))?;
-                        }
-                        _ => model.copy_from(base)?,
-                    }
-                    path = b.path.clone();
-                    done = b.epoch;
-                    diff = b.probe.forget_acc - b.probe.heldout_acc;
-                    ceiling = i;
-                    i -= 1;
-                }
+                    _ => model.copy_from(base)?,
+                },
+                Step::Stop(why) => return Ok(why),
             }
         }
         unreachable!("the walk returns from its loop")
     }
 }
 
-/// How a leg of the continuing walk ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LegEnd {
-    /// Forget accuracy within the noise of held-out accuracy, admissible.
-    Reached,
-    /// Past unseen data (by accuracy or by membership).
-    Over,
-    /// Utility lost for longer than `patience` epochs, not past unseen
-    /// data.
-    Lost,
-    /// Under, and too slowly at this rate.
-    Climb,
-    /// The epochs it was given ran out.
-    Budget,
-}
-
-/// Runs `method` (whose learning rate the ladder replaces) on `model` for `req`, choosing the learning rate and the
-/// stopping epoch by `cal.rule` against `heldout`, a split the model never
-/// trained on. `model` ends in the best state measured (possibly the
-/// original, if no state improved on it).
+/// Runs `method` (whose learning rate the ladder replaces) on `model` for
+/// `req`, choosing the learning rate and the stopping epoch by `cal.rule`
+/// against `heldout`, a split the model never trained on. `model` ends in
+/// the best state measured (possibly the original, if no state improved on
+/// it).
 ///
-/// How the ladder is walked is `cal.walk` ([`Walk`]). The continuing walk
+/// The targets are fixed before the first epoch from the original model
+/// measured once ([`Targets`]). When the original already passes the tests
+/// (forget accuracy within the noise of its held-out accuracy, loss-AUC
+/// within the null band of 50, at `cal.level`), it is kept and no epoch
+/// runs: not detectably memorised at this sample size.
+///
+/// Otherwise `cal.walk` ([`Walk`]) walks the ladder. The continuing walk
 /// (the default) is one trajectory at constant rates, at most
-/// `cal.max_epochs` epochs in all. The restarting ladder runs the method
-/// from the original once per rung; when it ends with its best state still
-/// remembering the forget set (forget accuracy above held-out accuracy by
-/// more than the noise, utility kept) and the method's schedule decays the
-/// rate within its run (AMUN's ×0.1 every epoch leaves one epoch of real
-/// work), it runs again at a constant rate from the rung below that state's
-/// rate upwards. Its cost: at most `cal.lrs.len()` × the method's epochs,
-/// twice that with the constant-rate pass; a rung stops after
-/// `cal.patience` epochs of getting worse once it over-unlearns, and a pass
-/// stops once a rung's best is within the sampling noise of the target or a
-/// rung over-unlearns from its first epoch.
+/// `cal.max_epochs` epochs in all ([`Walker`], [`LegRun`]). The restarting
+/// ladder runs the method from the original once per rung ([`RungRun`],
+/// [`next_rung`]); when it ends with its best state still remembering the
+/// forget set and the method's schedule decays the rate within its run, it
+/// runs again at a constant rate from the rung below that state's rate
+/// upwards. The original stays a candidate, chosen when no state beats it.
 pub fn calibrate(
     method: &dyn Method,
     cal: &CalibrateSettings,
@@ -1174,37 +1621,23 @@ pub fn calibrate(
     let started = Instant::now();
     let probes = Probes::new(req, heldout, cal.retain_probe, ctx.seed);
     let original = probes.probe(model);
-    let p = original.heldout_acc / 100.0;
-    let nf = probes.forget.len().max(1) as f64;
-    let nh = heldout.len().max(1) as f64;
-    let noise = 100.0 * (p * (1.0 - p) * (1.0 / nf + 1.0 / nh)).sqrt();
-    let band = auc_band(probes.forget.len(), heldout.len());
-    let start = Candidate {
-        lr: 0.0,
-        epoch: 0,
-        schedule: None,
-        path: Vec::new(),
-        probe: original,
-        score: score(cal.rule, &original, &original),
-        keeps_utility: true,
-        membership_ok: original.loss_auc >= 50.0 - band,
+    let sizes = Sizes {
+        forget: probes.forget.len(),
+        heldout: heldout.len(),
+        retain: probes.retain_len(),
+        train: req.train.len(),
     };
+    let targets = Targets::new(original, sizes, cal.level, cal.max_utility_drop);
     let base = model.try_clone()?;
     let mut search = Search {
         method,
         cal,
         probes: &probes,
-        original,
-        noise,
-        max_drop: allowed_drop(cal.max_utility_drop, &original, noise),
-        band,
-        best: RefCell::new(start.clone()),
-        best_state: RefCell::new(None),
-        table: RefCell::new(vec![start]),
+        targets,
+        book: Book::new(targets.judge(cal.rule, original)),
         logs: UnlearnLog::default(),
         epochs_run: 0,
     };
-    // From the method's own rate, both ways (or from the lowest, up).
     let start_rung = match cal.start {
         LadderStart::Own => nearest(&cal.lrs, ft_lr),
         LadderStart::Lowest => 0,
@@ -1216,54 +1649,52 @@ pub fn calibrate(
         ),
         LadderStart::Lowest => "from the lowest rung".to_string(),
     };
-    let (mut why, worst_case) = match cal.walk {
-        Walk::Continue => {
-            let budget = cal.max_epochs.unwrap_or(2 * method_epochs);
-            let w = search.climb(&cal.lrs, start_rung, budget, model, &base, req, ctx)?;
-            (format!("{from}, one continuing walk: {w}"), budget)
-        }
-        Walk::Restart => {
-            let why = search.walk(&cal.lrs, start_rung, None, &base, req, ctx)?;
-            let mut why = format!("{from}: {why}");
-            let decays = schedule.lr(1.0, method_epochs.saturating_sub(1), 0, 1, method_epochs)
-                < 1.0 - 1e-12;
-            let mut worst_case = cal.lrs.len() * method_epochs;
-            if decays && search.under_unlearned() {
-                // From the rung below the best one: a constant rate does several
-                // times the work of the same rate decayed, so the best state's own
-                // rate may now overshoot.
-                let at = search.best.borrow().lr;
-                let k = cal.lrs.iter().position(|&l| l >= at).unwrap_or(0);
-                let rungs: Vec<f64> = cal.lrs[k.saturating_sub(1)..].to_vec();
-                let from = rungs[0];
-                let sch = Schedule::Constant;
-                worst_case += rungs.len() * method_epochs;
-                why.push_str(&format!(
-                    "; the best state still remembered the forget set, so the ladder ran again from lr \
-                     {from:e} with a constant rate (the schedule's decay cut the work short)"
-                ));
-                let w = search.walk(&rungs, 0, Some(&sch), &base, req, ctx)?;
-                why.push_str(&format!(": {w}"));
+    let budget = cal.max_epochs.unwrap_or(2 * method_epochs);
+    let (mut why, worst_case) = if targets.verdict(&original) == Verdict::Reached {
+        // Decided before any epoch: keeping the original costs nothing.
+        let walk_worst = match cal.walk {
+            Walk::Continue => budget,
+            Walk::Restart => cal.lrs.len() * method_epochs,
+        };
+        (
+            "the original passed every test before the first epoch and is kept".to_string(),
+            walk_worst,
+        )
+    } else {
+        match cal.walk {
+            Walk::Continue => {
+                let w = search.climb(&cal.lrs, start_rung, budget, model, &base, req, ctx)?;
+                (format!("{from}, one continuing walk: {w}"), budget)
             }
-            (why, worst_case)
+            Walk::Restart => search.restart(
+                &cal.lrs,
+                start_rung,
+                &schedule,
+                method_epochs,
+                &base,
+                req,
+                ctx,
+                from,
+            )?,
         }
     };
-    let allowed = search.max_drop;
     let Search {
-        best,
-        best_state,
-        table,
+        book,
         mut logs,
         epochs_run,
         ..
     } = search;
-    let chosen = best.into_inner();
-    let table = table.into_inner();
+    let Book {
+        best: chosen,
+        best_state,
+        table,
+    } = book;
     let refused = table.iter().filter(|c| !c.membership_ok).count();
     if refused > 0 {
         why.push_str(&format!(
-            "; {refused} state(s) over-unlearned by membership (loss-AUC below 50 − {band:.1}) \
-             were not chosen"
+            "; {refused} state(s) over-unlearned by membership (loss-AUC below 50 − {:.1}) \
+             were not chosen",
+            targets.auc_band()
         ));
     }
     if !chosen.admissible() {
@@ -1272,7 +1703,7 @@ pub fn calibrate(
              kept, and is not calibrated",
         );
     }
-    match best_state.into_inner() {
+    match best_state {
         Some(state) if chosen.epoch > 0 => {
             let map = state.into_iter().collect();
             model.load_named(map, std::path::Path::new("calibration"))?;
@@ -1280,24 +1711,73 @@ pub fn calibrate(
         _ => {
             // The continuing walk ran on `model` itself.
             model.copy_from(&base)?;
-            why.push_str("; no fine-tuned state beat the original model, which is kept");
+            if epochs_run > 0 {
+                why.push_str("; no fine-tuned state beat the original model, which is kept");
+            }
         }
     }
     let cal_out = Calibration {
         settings: cal.clone(),
+        verdict: targets.verdict_text(&chosen),
+        changes: targets.changes(&chosen.probe),
         chosen,
         table,
         epochs_run,
         epochs_worst_case: worst_case,
         seconds: started.elapsed().as_secs_f64(),
-        noise,
-        allowed_drop: allowed,
-        auc_band: band,
+        noise: targets.noise,
+        accuracy_band: targets.accuracy_band(),
+        allowed_drop: targets.heldout_drop,
+        retain_drop: targets.retain_drop,
+        auc_band: targets.auc_band(),
         heldout_size: heldout.len(),
+        forget_size: sizes.forget,
+        before: Some(original),
         why,
     };
     logs.timing.insert("calibration".into(), cal_out.seconds);
     Ok((logs, cal_out))
+}
+
+impl Search<'_, '_> {
+    /// The restarting ladder ([`Walk::Restart`]), with its constant-rate
+    /// pass when a decaying schedule under-unlearned. Returns why it
+    /// stopped and its worst case in epochs.
+    #[allow(clippy::too_many_arguments)]
+    fn restart(
+        &mut self,
+        ladder: &[f64],
+        start: usize,
+        schedule: &Schedule,
+        method_epochs: usize,
+        base: &Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+        from: String,
+    ) -> Result<(String, usize)> {
+        let why = self.walk(ladder, start, None, base, req, ctx)?;
+        let mut why = format!("{from}: {why}");
+        let decays =
+            schedule.lr(1.0, method_epochs.saturating_sub(1), 0, 1, method_epochs) < 1.0 - 1e-12;
+        let mut worst_case = ladder.len() * method_epochs;
+        if decays && self.under_unlearned() {
+            // From the rung below the best one: a constant rate does several
+            // times the work of the same rate decayed, so the best state's
+            // own rate may now overshoot.
+            let at = self.book.best.lr;
+            let k = ladder.iter().position(|&l| l >= at).unwrap_or(0);
+            let rungs: Vec<f64> = ladder[k.saturating_sub(1)..].to_vec();
+            worst_case += rungs.len() * method_epochs;
+            why.push_str(&format!(
+                "; the best state still remembered the forget set, so the ladder ran again from \
+                 lr {:e} with a constant rate (the schedule's decay cut the work short)",
+                rungs[0]
+            ));
+            let w = self.walk(&rungs, 0, Some(&Schedule::Constant), base, req, ctx)?;
+            why.push_str(&format!(": {w}"));
+        }
+        Ok((why, worst_case))
+    }
 }
 
 #[cfg(test)]
@@ -1314,8 +1794,19 @@ mod tests {
         }
     }
 
+    const SIZES: Sizes = Sizes {
+        forget: 600,
+        heldout: 500,
+        retain: 1000,
+        train: 6000,
+    };
+
+    fn targets(original: Probe) -> Targets {
+        Targets::new(original, SIZES, 0.05, None)
+    }
+
     #[test]
-    fn scores_are_two_sided() {
+    fn scores_are_two_sided_against_fixed_targets() {
         let orig = probe(99.0, 70.0, 99.0, 80.0);
         let under = probe(95.0, 70.0, 99.0, 75.0);
         let over = probe(45.0, 70.0, 99.0, 25.0);
@@ -1325,52 +1816,249 @@ mod tests {
             assert!(s(&right) < s(&under), "{rule:?}");
             assert!(s(&right) < s(&over), "{rule:?}");
         }
-        assert!(!keeps_utility(&probe(70.0, 60.0, 99.0, 50.0), &orig, 3.0));
-        assert!(keeps_utility(&probe(70.0, 68.0, 97.0, 50.0), &orig, 3.0));
-        // A 97%-accurate model may lose at most its 3 points of error, a
-        // 60% one the full 10; never less than the noise.
-        let good = probe(100.0, 97.0, 100.0, 60.0);
-        assert_eq!(allowed_drop(10.0, &good, 1.5), 3.0);
-        assert_eq!(
-            allowed_drop(10.0, &probe(90.0, 60.0, 90.0, 70.0), 4.0),
-            10.0
-        );
-        assert_eq!(
-            allowed_drop(10.0, &probe(100.0, 99.8, 100.0, 50.0), 1.5),
-            1.5
-        );
+        // A state that lost held-out accuracy is scored against the
+        // original's 70, not its own 60.
+        let damaged = probe(60.0, 60.0, 99.0, 50.0);
+        assert_eq!(score(Rule::Accuracy, &damaged, &orig), 10.0);
     }
 
     #[test]
-    fn the_membership_band_follows_the_sample_sizes() {
+    fn the_level_sets_the_bands() {
+        assert!((z_two_sided(0.05) - 1.959964).abs() < 1e-5);
+        assert!((z_two_sided(0.01) - 2.575829).abs() < 1e-5);
         // 600 forget vs 1000 held-out: 2 SE ≈ 3 points; 200 vs 500 ≈ 4.8.
         assert!(
-            (auc_band(600, 1000) - 2.98).abs() < 0.05,
+            (auc_band(600, 1000) - 2.92).abs() < 0.05,
             "{}",
             auc_band(600, 1000)
         );
         assert!(
-            (auc_band(200, 500) - 4.83).abs() < 0.05,
+            (auc_band(200, 500) - 4.73).abs() < 0.05,
             "{}",
             auc_band(200, 500)
         );
-        assert!(auc_band(10_000, 10_000) < 1.0);
-        let c = |keeps, ok| Candidate {
+        // The registry's case: 60 forgotten against 1000 test images.
+        assert!(
+            (auc_band(60, 1000) - 7.6).abs() < 0.1,
+            "{}",
+            auc_band(60, 1000)
+        );
+        let o = probe(90.8, 88.8, 100.0, 52.0);
+        let t = Targets::new(o, SIZES, 0.01, None);
+        assert!(t.accuracy_band() > targets(o).accuracy_band());
+        // A set guard replaces the data's.
+        let t = Targets::new(o, SIZES, 0.05, Some(10.0));
+        assert_eq!((t.heldout_drop, t.retain_drop), (10.0, 10.0));
+        // Removing more costs more; a larger probe set has less noise.
+        assert!(utility_drop(60.0, 500, 1.96, 600, 6000) > utility_drop(60.0, 500, 1.96, 60, 6000));
+        assert!(utility_drop(90.0, 5000, 1.96, 60, 6000) < utility_drop(90.0, 500, 1.96, 60, 6000));
+    }
+
+    /// The issue's well-generalising model: forget 90.8 vs held-out 88.8
+    /// on 600 and 500 samples is within the noise; kept before any epoch.
+    #[test]
+    fn an_original_within_the_noise_is_kept_before_any_epoch() {
+        let o = probe(90.8, 88.8, 99.0, 52.0);
+        let t = targets(o);
+        assert!((t.noise - 1.82).abs() < 0.02, "{}", t.noise);
+        assert_eq!(t.verdict(&o), Verdict::Reached);
+        let c = Candidate {
+            reached: true,
+            ..t.judge(Rule::Accuracy, o)
+        };
+        let text = t.verdict_text(&c);
+        assert!(
+            text.starts_with("not detectably memorised at this sample size"),
+            "{text}"
+        );
+        assert!(
+            text.contains("+2.0 ± 3.6") && text.contains("52.0 (50 ± 3.4)"),
+            "{text}"
+        );
+        // Its membership signal alone can refuse it: the test is two-sided.
+        assert_eq!(t.verdict(&probe(90.8, 88.8, 99.0, 56.0)), Verdict::Under);
+    }
+
+    /// The issue's walk: after two epochs held-out accuracy fell to 84.2
+    /// and forget accuracy to 86.0. Against its own held-out accuracy it
+    /// "matched"; against the fixed 88.8 and the data's guard it is a loss
+    /// of utility, never reached, and the original beats it.
+    #[test]
+    fn a_state_that_damages_the_model_does_not_look_calibrated() {
+        let o = probe(90.8, 88.8, 99.0, 58.0);
+        let t = targets(o);
+        assert_eq!(t.verdict(&o), Verdict::Under);
+        let damaged = probe(86.0, 84.2, 97.0, 51.0);
+        assert!((t.heldout_drop - 4.0).abs() < 0.1, "{}", t.heldout_drop);
+        assert!(!t.keeps_utility(&damaged));
+        assert_eq!(t.verdict(&damaged), Verdict::Lost);
+        let a = t.judge(Rule::Accuracy, o);
+        let b = Candidate {
+            epoch: 2,
+            ..t.judge(Rule::Accuracy, damaged)
+        };
+        assert!(!b.reached && !b.keeps_utility);
+        assert!(better(&a, &b));
+        // A leg does not end "reached" on it; it rides out `patience`
+        // epochs of lost utility, then leaves the rate.
+        let cal = CalibrateSettings::default();
+        let mut leg = LegRun::new(t.diff(&o), true, &cal);
+        assert_eq!(leg.after(1, &b, &t), None);
+        assert_eq!(leg.after(2, &b, &t), None);
+        assert_eq!(leg.after(3, &b, &t), Some(LegEnd::Lost));
+    }
+
+    /// Replays a recorded table through a leg: the epochs after which it
+    /// ends and how.
+    fn replay(
+        t: &Targets,
+        from_diff: f64,
+        can_climb: bool,
+        probes: &[Probe],
+    ) -> (usize, Option<LegEnd>) {
+        let mut leg = LegRun::new(from_diff, can_climb, &CalibrateSettings::default());
+        for (k, p) in probes.iter().enumerate() {
+            let c = t.judge(Rule::Accuracy, *p);
+            if let Some(e) = leg.after(k + 1, &c, t) {
+                return (k + 1, Some(e));
+            }
+        }
+        (probes.len(), None)
+    }
+
+    /// A memorising model (forget 100, held-out 60) must walk; the walk
+    /// climbs while slow, is reached within the band, and goes back to the
+    /// best state when over.
+    #[test]
+    fn a_memorising_model_walks_until_every_test_passes() {
+        let o = probe(100.0, 60.0, 99.0, 85.0);
+        let t = targets(o);
+        assert_eq!(t.verdict(&o), Verdict::Under);
+        let d0 = t.diff(&o);
+        // Slow: 40 → 38 in an epoch needs 19 more: climb.
+        let slow = [probe(98.0, 60.0, 99.9, 84.0)];
+        assert_eq!(replay(&t, d0, true, &slow), (1, Some(LegEnd::Climb)));
+        // The same pace where it cannot climb runs on.
+        assert_eq!(replay(&t, d0, false, &slow), (1, None));
+        // Fast, then within the band on both tests: reached.
+        let fast = [
+            probe(85.0, 60.0, 99.5, 70.0),
+            probe(70.0, 59.0, 99.0, 58.0),
+            probe(62.0, 59.0, 98.8, 51.0),
+        ];
+        assert_eq!(replay(&t, d0, true, &fast), (3, Some(LegEnd::Reached)));
+        // Accuracy within the band but the loss-AUC still high: under.
+        assert_eq!(t.verdict(&probe(62.0, 60.0, 99.0, 60.0)), Verdict::Under);
+        // Past unseen data: over at once.
+        let past = [probe(50.0, 59.0, 99.0, 48.0)];
+        assert_eq!(replay(&t, d0, true, &past), (1, Some(LegEnd::Over)));
+
+        // The walker: climb, then over → back to the best state one rung
+        // lower, never again above; then reached.
+        let mut w = Walker::new(&[0.01, 0.03, 0.1], 0, d0);
+        let best = Candidate {
+            epoch: 1,
+            lr: 0.03,
+            path: vec![Leg {
+                lr: 0.01,
+                epochs: 1,
+            }],
+            ..t.judge(Rule::Accuracy, slow[0])
+        };
+        assert_eq!(
+            w.after_leg(LegEnd::Climb, 1, Some(&best), &best, &t),
+            Step::Go
+        );
+        assert_eq!((w.rung, w.can_climb()), (1, true));
+        let over = t.judge(Rule::Accuracy, past[0]);
+        assert_eq!(
+            w.after_leg(LegEnd::Over, 1, Some(&over), &best, &t),
+            Step::BackToBest
+        );
+        assert_eq!((w.rung, w.ceiling, w.done), (0, 1, 1));
+        assert_eq!(w.path, best.path);
+        assert!(!w.can_climb());
+        let reached = t.judge(Rule::Accuracy, fast[2]);
+        assert!(matches!(
+            w.after_leg(LegEnd::Reached, 2, Some(&reached), &best, &t),
+            Step::Stop(why) if why.contains("after 3 epochs")
+        ));
+    }
+
+    /// The restarting ladder's rung and its next rung, on recorded states.
+    #[test]
+    fn the_restarting_ladder_walks_on_verdicts() {
+        let t = targets(probe(100.0, 60.0, 99.0, 85.0));
+        let mut r = RungRun {
+            patience: 1,
+            ..RungRun::default()
+        };
+        let judge = |p| t.judge(Rule::Accuracy, p);
+        assert_eq!(
+            r.after(&judge(probe(80.0, 60.0, 99.0, 70.0)), &t),
+            Control::Continue
+        );
+        assert_eq!(
+            r.after(&judge(probe(40.0, 60.0, 99.0, 40.0)), &t),
+            Control::Stop
+        );
+        assert_eq!(r.best.as_ref().unwrap().probe.forget_acc, 80.0);
+        let l = [0.001, 0.01, 0.1];
+        assert_eq!(next_rung(&l, 1, 0, Verdict::Under), Ok((2, 1)));
+        assert_eq!(next_rung(&l, 1, 0, Verdict::Lost), Ok((0, -1)));
+        assert!(
+            next_rung(&l, 2, 1, Verdict::Under)
+                .unwrap_err()
+                .contains("largest")
+        );
+        assert!(
+            next_rung(&l, 1, 1, Verdict::Over)
+                .unwrap_err()
+                .contains("between")
+        );
+        assert!(
+            next_rung(&l, 0, -1, Verdict::Reached)
+                .unwrap_err()
+                .contains("every test")
+        );
+    }
+
+    #[test]
+    fn before_and_after_carry_their_bands() {
+        let o = probe(100.0, 60.0, 99.0, 85.0);
+        let t = targets(o);
+        let ch = t.changes(&probe(62.0, 59.0, 98.8, 51.0));
+        let lines: Vec<String> = ch.iter().map(Change::line).collect();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(
+            lines[0].starts_with("forget accuracy %: 100.0 → 62.0 (target 60.0, ±4.6"),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains("may lose"), "{lines:?}");
+        assert!(
+            lines[3].contains("85.0 → 51.0") && lines[3].contains("null band"),
+            "{lines:?}"
+        );
+        let c = Candidate {
             lr: 0.1,
             epoch: 1,
-            schedule: None,
-            path: Vec::new(),
-            probe: probe(50.0, 50.0, 90.0, 50.0),
-            score: 0.0,
-            keeps_utility: keeps,
-            membership_ok: ok,
+            score: 9.0,
+            ..t.judge(Rule::Accuracy, probe(50.0, 50.0, 90.0, 40.0))
         };
         // An over-unlearned state never beats an admissible one, whatever
         // its score.
-        let mut worse = c(true, true);
-        worse.score = 9.0;
-        assert!(better(&worse, &c(true, false)));
-        assert!(!better(&c(true, false), &worse));
+        let ok = Candidate {
+            membership_ok: true,
+            keeps_utility: true,
+            ..c.clone()
+        };
+        let bad = Candidate {
+            membership_ok: false,
+            keeps_utility: true,
+            score: 0.0,
+            ..c
+        };
+        assert!(better(&ok, &bad) && !better(&bad, &ok));
     }
 
     #[test]

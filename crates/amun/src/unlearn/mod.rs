@@ -24,8 +24,9 @@ mod scrub;
 pub use amun::{Amun, AmunSalun, AmunSettings};
 pub use bs::{Bs, BsSettings};
 pub use calibrate::{
-    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, LadderStart, Leg, Probe, Probes,
-    Rule, Walk, auc_band, calibrate, parse_calibration_budget, score,
+    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, Change, LadderStart, Leg, Probe,
+    Probes, Rule, Sizes, Targets, Verdict, Walk, accuracy_noise, auc_band, calibrate,
+    parse_calibration_budget, score, utility_drop, z_two_sided,
 };
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, finetune};
 pub use ft::{Ft, FtSettings};
@@ -51,6 +52,7 @@ use crate::train::TrainOverrides;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// A deletion request as a method sees it.
@@ -76,19 +78,43 @@ pub struct RunCtx<'a> {
     pub original_recipe: Option<&'a crate::train::Recipe>,
     /// Sees every training batch of every method (audits, tests).
     pub observe: Option<&'a dyn Fn(&crate::data::Batch)>,
-    /// Called after each epoch with its 1-based number and the model;
-    /// returning `false` ends the method there (calibration's stopping
-    /// point).
-    pub on_epoch: Option<&'a EpochHook<'a>>,
+    /// Called after each epoch with its 1-based number and the model
+    /// ([`EpochObserver`]); [`Control::Stop`] ends the method there
+    /// (calibration's stopping point). In a `RefCell` because methods see
+    /// the context by shared reference; only [`RunCtx::epoch_done`]
+    /// borrows it, once per epoch.
+    pub on_epoch: Option<RefCell<&'a mut dyn EpochObserver>>,
 }
 
-/// Called after each epoch with its 1-based number and the model; returns
-/// whether to go on.
-pub type EpochHook<'a> = dyn Fn(usize, &Classifier) -> Result<bool> + 'a;
+/// Whether a method goes on after an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
 
-impl RunCtx<'_> {
+/// Sees the model after every epoch of a method and decides whether it
+/// goes on; stateful (`&mut self`) like burn's `should_stop`, so a
+/// calibration's walk is a value, not closures over shared cells.
+pub trait EpochObserver {
+    /// `epoch` is 1-based.
+    fn after_epoch(&mut self, epoch: usize, model: &Classifier) -> Result<Control>;
+}
+
+/// A closure is an observer (tests, studies): `true` goes on.
+impl<F: FnMut(usize, &Classifier) -> Result<bool>> EpochObserver for F {
+    fn after_epoch(&mut self, epoch: usize, model: &Classifier) -> Result<Control> {
+        Ok(if self(epoch, model)? {
+            Control::Continue
+        } else {
+            Control::Stop
+        })
+    }
+}
+
+impl<'a> RunCtx<'a> {
     /// A context with no observers.
-    pub fn new<'a>(seed: u64, progress: &'a dyn Progress) -> RunCtx<'a> {
+    pub fn new(seed: u64, progress: &'a dyn Progress) -> RunCtx<'a> {
         RunCtx {
             seed,
             progress,
@@ -100,8 +126,8 @@ impl RunCtx<'_> {
 
     /// Reports the end of `epoch` (1-based); whether to go on.
     pub fn epoch_done(&self, epoch: usize, model: &Classifier) -> Result<bool> {
-        match self.on_epoch {
-            Some(f) => f(epoch, model),
+        match &self.on_epoch {
+            Some(o) => Ok(o.borrow_mut().after_epoch(epoch, model)? == Control::Continue),
             None => Ok(true),
         }
     }

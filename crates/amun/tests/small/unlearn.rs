@@ -259,7 +259,7 @@ fn observed_run(
     let observe = |b: &amun::data::Batch| {
         rows.borrow_mut().last_mut().unwrap().extend(&b.origin);
     };
-    let on_epoch = |_: usize, _: &Classifier| -> amun::Result<bool> {
+    let mut on_epoch = |_: usize, _: &Classifier| -> amun::Result<bool> {
         rows.borrow_mut().push(Vec::new());
         Ok(true)
     };
@@ -268,7 +268,7 @@ fn observed_run(
         progress: &Quiet,
         original_recipe: None,
         observe: Some(&observe),
-        on_epoch: Some(&on_epoch),
+        on_epoch: Some(std::cell::RefCell::new(&mut on_epoch)),
     };
     let logs = unlearn_requests(
         method.as_ref(),
