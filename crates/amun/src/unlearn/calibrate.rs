@@ -631,7 +631,8 @@ pub fn auc_band(nf: usize, nh: usize) -> f64 {
 
 /// The utility guard (points) on a probe set of `n` samples on which the
 /// original scored `acc`%: the sampling noise of the comparison at the
-/// level (`z` standard errors of that accuracy) plus what forgetting
+/// level (`z` standard errors of that accuracy, `z` one-sided: only a loss
+/// is tested) plus what forgetting
 /// `forgotten` of `train` training samples may cost a retrain.
 ///
 /// Noise: a calibrated state and the original are scored on the same
@@ -641,19 +642,26 @@ pub fn auc_band(nf: usize, nh: usize) -> f64 {
 /// √(discordant)/n. One SE of the accuracy ([`accuracy_se`]) lies between
 /// the two and needs nothing but the original's numbers.
 ///
-/// Cost: on a learning curve err(N) ∝ N^(−β) with β ≤ 1 (image classifiers
-/// measure β ≈ 0.3–0.7), err(N − n_f) ≤ err(N) · N/(N − n_f): a retrain
-/// loses at most err × n_f/(N − n_f) points (1.2 for 10% forgotten of a
-/// model at 89%, 4.4 at 60%). docs/CALIBRATION.md compares the guard with
-/// the drops retrains really show.
+/// Cost: on a learning curve err(N) ∝ N^(−β) (image classifiers measure
+/// β ≈ 0.3–0.7), a retrain on N − n_f samples loses
+/// err × ((N/(N − n_f))^β − 1) points; β = [`LEARNING_CURVE_EXPONENT`]
+/// (0.6 points for 10% forgotten of a model at 89%, 2.2 at 60%). The
+/// bound β = 1 (4.4 points at 60%) was measured too loose: on the CIFAR-10
+/// slice the retrain lost 0.4 points at 10% and the bound let a calibrated
+/// state that lost 6.8 through (docs/CALIBRATION.md).
 pub fn utility_drop(acc: f64, n: usize, z: f64, forgotten: usize, train: usize) -> f64 {
     if !acc.is_finite() || n == 0 {
         return f64::INFINITY;
     }
     let noise = z * accuracy_se(acc, n, z);
     let kept = train.saturating_sub(forgotten).max(1) as f64;
-    noise + (100.0 - acc) * forgotten as f64 / kept
+    let shrink = (train.max(1) as f64 / kept).powf(LEARNING_CURVE_EXPONENT) - 1.0;
+    noise + (100.0 - acc) * shrink
 }
+
+/// β of the learning curve err(N) ∝ N^(−β) that [`utility_drop`] assumes:
+/// the middle of what image classifiers measure (0.3–0.7).
+pub const LEARNING_CURVE_EXPONENT: f64 = 0.5;
 
 /// What every state is judged against, fixed from the original model
 /// measured once before the first epoch, with the tests' bands at the
@@ -680,8 +688,11 @@ impl Targets {
     /// utility guards when given.
     pub fn new(original: Probe, sizes: Sizes, level: f64, max_drop: Option<f64>) -> Targets {
         let z = z_two_sided(level);
+        // A loss of utility is one-sided (a state that gains accuracy is
+        // never refused for it): its test is one-sided at the level.
+        let z_loss = z_two_sided((2.0 * level).min(1.0));
         let drop = |acc: f64, n: usize| {
-            max_drop.unwrap_or_else(|| utility_drop(acc, n, z, sizes.forget, sizes.train))
+            max_drop.unwrap_or_else(|| utility_drop(acc, n, z_loss, sizes.forget, sizes.train))
         };
         Targets {
             original,
@@ -1889,7 +1900,7 @@ mod tests {
         let t = targets(o);
         assert_eq!(t.verdict(&o), Verdict::Under);
         let damaged = probe(86.0, 84.2, 97.0, 51.0);
-        assert!((t.heldout_drop - 4.0).abs() < 0.1, "{}", t.heldout_drop);
+        assert!((t.heldout_drop - 2.9).abs() < 0.1, "{}", t.heldout_drop);
         assert!(!t.keeps_utility(&damaged));
         assert_eq!(t.verdict(&damaged), Verdict::Lost);
         let a = t.judge(Rule::Accuracy, o);
