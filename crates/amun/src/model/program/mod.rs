@@ -10,9 +10,11 @@
 //!
 //! The graph's mode is not the model's: BatchNorm and dropout follow the
 //! `train` flag of each forward pass (running statistics and
-//! `num_batches_tracked` are updated in train mode only, as in PyTorch), and
-//! stochastic depth exported in train mode (`bernoulli_`) is replaced by its
-//! expectation in eval mode.
+//! `num_batches_tracked` are updated in train mode only, as in PyTorch;
+//! `momentum=None` keeps a cumulative average), and stochastic depth
+//! exported in train mode (`bernoulli_`) is the identity in eval mode, as in
+//! PyTorch. A tensor the state dict holds under two names (a module
+//! registered twice) is one variable.
 mod archive;
 mod ops;
 mod schema;
