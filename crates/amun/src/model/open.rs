@@ -316,6 +316,16 @@ pub fn import_program(
 ) -> Result<(Classifier, Vec<String>)> {
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let prog = program::load(&file, None)?;
+    if let Some(Some(n)) = prog.input_sizes.first() {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "the batch size was fixed at export ({n}); amun runs batches of every size: \
+                 export with dynamic_shapes={{\"{}\": {{0: torch.export.Dim(\"batch\")}}}}",
+                prog.input_name
+            ),
+        ));
+    }
     let [c, h, w] = image_shape;
     let want = [None, Some(c), Some(h), Some(w)];
     for (i, (got, want)) in prog.input_sizes.iter().zip(want).enumerate().skip(1) {

@@ -518,3 +518,103 @@ fn torchvision_and_timm_architectures_match_pytorch() {
         }
     }
 }
+
+// Issue 37 item 8: models outside the conformance table.
+
+/// `torch.tensor(...)` in a forward (lift_fresh_copy + detach_) and
+/// `torch.square`, in the training path: PyTorch's logits and gradients.
+#[test]
+fn detach_and_square_match_pytorch() {
+    let _rng = exclusive();
+    check_model("constant-square");
+}
+
+/// `BatchNorm2d(momentum=None)` exported in eval mode: amun's train mode
+/// keeps PyTorch's cumulative average (momentum 1/num_batches_tracked).
+#[test]
+fn batchnorm_without_momentum_keeps_a_cumulative_average() {
+    let _rng = exclusive();
+    check_model("bn-cumulative");
+}
+
+/// timm's `DropPath(scale_by_keep=False)` exported in train mode: the
+/// identity in eval mode (not its expectation), PyTorch's draws in train.
+#[test]
+fn unscaled_drop_path_is_the_identity_in_eval_mode() {
+    let _rng = exclusive();
+    check_model("droppath-unscaled-train-export");
+}
+
+#[test]
+fn a_static_batch_export_is_refused_up_front() {
+    let _rng = exclusive();
+    refused(
+        "static-batch.pt2",
+        [3, 16, 16],
+        10,
+        &[
+            "the batch size was fixed at export (4)",
+            "dynamic_shapes={\"x\": {0: torch.export.Dim(\"batch\")}}",
+        ],
+    );
+}
+
+/// One convolution registered as `conv` and `alias`: one variable under
+/// both names, trained once, initialised once, written back identically.
+#[test]
+fn a_module_registered_under_two_names_is_one_variable() {
+    let rng = exclusive();
+    let r = reference("shared-module");
+    let m = open("shared-module");
+    let names: Vec<String> = m.named_parameters().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["conv.bias", "conv.weight", "fc.bias", "fc.weight"]);
+    let before: HashMap<String, Tensor> = m
+        .named_tensors()
+        .into_iter()
+        .map(|(k, t)| (k, t.copy()))
+        .collect();
+    let (logits, _) = pass(&m, &r, false);
+    let d = max_abs(&logits, &r["eval.logits"]);
+    assert!(d <= 1e-5, "max |Δlogit| {d:.2e}");
+    // One SGD step: the graph reads alias.*, the gradient reaches conv.*.
+    tch::no_grad(|| {
+        for (_, p) in m.named_parameters() {
+            let _ = p.shallow_clone().g_sub_(&(p.grad() * 0.1));
+        }
+    });
+    let same = |m: &HashMap<String, Tensor>| {
+        for part in ["weight", "bias"] {
+            let (a, b) = (&m[&format!("conv.{part}")], &m[&format!("alias.{part}")]);
+            assert_eq!(max_abs(a, b), 0.0, "conv.{part} and alias.{part} differ");
+        }
+    };
+    let now: HashMap<String, Tensor> = m.named_tensors().into_iter().collect();
+    same(&now);
+    assert!(max_abs(&now["alias.weight"], &before["alias.weight"]) > 0.0);
+    // Written back: the same tensor under both names, which PyTorch runs.
+    let out = tempfile::tempdir().unwrap();
+    let pt2 = out.path().join("shared.pt2");
+    amun::model::export(&m, amun::model::Layout::Authors, &pt2).unwrap();
+    same(&amun::model::program::read_state_dict(&pt2).unwrap());
+    let x = r["x"].shallow_clone();
+    let logits = tch::no_grad(|| m.forward_t(&x, false));
+    let lf = out.path().join("logits.safetensors");
+    Tensor::write_safetensors(&[("logits", &logits)], &lf).unwrap();
+    // A fresh model (PyTorch's defaults) draws the shared tensors once.
+    let fresh = Classifier::new(m.spec(), Device::Cpu, 3).unwrap();
+    same(&fresh.named_tensors().into_iter().collect());
+    drop(rng);
+    let o = Command::new(python())
+        .arg(script())
+        .arg("check")
+        .arg(fixtures())
+        .args(["shared-module", pt2.to_str().unwrap(), lf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -10,9 +10,11 @@
 //!
 //! The graph's mode is not the model's: BatchNorm and dropout follow the
 //! `train` flag of each forward pass (running statistics and
-//! `num_batches_tracked` are updated in train mode only, as in PyTorch), and
-//! stochastic depth exported in train mode (`bernoulli_`) is replaced by its
-//! expectation in eval mode.
+//! `num_batches_tracked` are updated in train mode only, as in PyTorch;
+//! `momentum=None` keeps a cumulative average), and stochastic depth
+//! exported in train mode (`bernoulli_`) is the identity in eval mode, as in
+//! PyTorch. A tensor the state dict holds under two names (a module
+//! registered twice) is one variable.
 mod archive;
 mod ops;
 mod schema;
@@ -78,6 +80,9 @@ pub struct Weight {
     pub size: Vec<i64>,
     /// A parameter that requires grad (buffers and frozen parameters don't).
     pub trainable: bool,
+    /// Another name of the same tensor (a module registered twice): the
+    /// index of the entry holding it. The two names are one variable.
+    pub alias_of: Option<usize>,
     slot: usize,
     role: Role,
 }
@@ -131,14 +136,23 @@ enum Special {
     BatchNorm {
         training: usize,
         running_mean: usize,
+        /// `momentum=None` (a cumulative moving average): the position of
+        /// the `momentum` argument and the slot of the module's
+        /// `num_batches_tracked`; in train mode momentum is
+        /// 1/num_batches_tracked after its increment, as in PyTorch.
+        cumulative: Option<(usize, usize)>,
     },
     /// `dropout` and kin: `train` is the forward's flag.
     Dropout {
         train: usize,
     },
-    /// `bernoulli_(p)`: sampled in train mode, its expectation `p` in eval.
+    /// `bernoulli_(p)`: sampled in train mode; in eval mode the mask that
+    /// makes the block the identity, as PyTorch's eval does: `p` when the
+    /// graph divides by `p` (the expectation of a scaled mask), 1 when it
+    /// does not (timm's `DropPath(scale_by_keep=False)`).
     Bernoulli {
         p: usize,
+        scaled: bool,
     },
     /// `scaled_dot_product_attention`: its `dropout_p` is the graph's in
     /// train mode and 0 in eval (a train-mode export records the module's
@@ -244,6 +258,8 @@ pub struct Program {
     counters: Vec<usize>,
     /// The input's sizes as exported: `None` where symbolic (the batch).
     pub input_sizes: Vec<Option<i64>>,
+    /// The input's name (the forward's argument), for messages.
+    pub input_name: String,
     /// The number of classes its output has as exported, if stated.
     pub classes: Option<i64>,
     /// The ATen operators the graph uses.
@@ -651,6 +667,8 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
     // The weights' shapes and kinds from their configs (the bytes are read
     // when a model is made); constants are read now.
     let mut weight_specs = Vec::new();
+    // Where each weight's bytes are: the same place, the same tensor.
+    let mut places = Vec::new();
     for (name, slot, is_param) in weights {
         let meta = wcfg.config.get(&name).ok_or_else(|| {
             c.err(format!(
@@ -662,8 +680,11 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             .tensor_meta
             .as_ref()
             .ok_or_else(|| c.err(format!("{name}: no tensor_meta")))?;
-        let (kind, size, _, _) = archive::layout(tm).map_err(|m| c.err(format!("{name}: {m}")))?;
+        let (kind, size, stride, offset) =
+            archive::layout(tm).map_err(|m| c.err(format!("{name}: {m}")))?;
+        places.push((meta.path_name.clone(), kind, size.clone(), stride, offset));
         weight_specs.push(Weight {
+            alias_of: None,
             trainable: is_param && tm.requires_grad,
             name,
             kind,
@@ -854,13 +875,14 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
                 (Some(training), Some(running_mean)) => Special::BatchNorm {
                     training,
                     running_mean,
+                    cumulative: None,
                 },
                 _ => Special::None,
             }
         } else if op_name.contains("dropout") {
             pos("train").map_or(Special::None, |train| Special::Dropout { train })
         } else if op_name == "bernoulli_.float" {
-            pos("p").map_or(Special::None, |p| Special::Bernoulli { p })
+            pos("p").map_or(Special::None, |p| Special::Bernoulli { p, scaled: true })
         } else if op_name == "scaled_dot_product_attention.default" {
             pos("dropout_p").map_or(Special::None, |p| Special::AttentionDropout { p })
         } else if op_name == "instance_norm.default" {
@@ -904,7 +926,12 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             }
             _ => {}
         }
-        if let Special::BatchNorm { running_mean, .. } = special
+        let mut special = special;
+        if let Special::BatchNorm {
+            running_mean,
+            ref mut cumulative,
+            ..
+        } = special
             && let Src::Tensor(s) = &args[running_mean]
             && let Some(&w) = weight_of.get(s)
             && let Some(prefix) = weight_specs[w].name.strip_suffix("running_mean")
@@ -912,6 +939,15 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             let counter = format!("{prefix}num_batches_tracked");
             if let Some(i) = weight_specs.iter().position(|w| w.name == counter) {
                 counters.push(i);
+                // An eval-mode export records `momentum=None` as 0 (a
+                // train-mode export of it fails in PyTorch); a literal
+                // momentum of 0 would freeze the statistics, which eval
+                // mode does anyway.
+                if let Some(m) = pos("momentum")
+                    && matches!(args[m], Src::Float(v) if v == 0.0)
+                {
+                    *cumulative = Some((m, weight_specs[i].slot));
+                }
             }
         }
         // Outputs, per schema return.
@@ -970,6 +1006,8 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
             special,
         });
     }
+    mark_unscaled_masks(&mut steps);
+    mark_aliases(&mut weight_specs, &places);
     for w in weight_specs.iter_mut() {
         if w.role == Role::Unknown && w.name.ends_with("num_batches_tracked") {
             w.role = Role::Zero;
@@ -1009,9 +1047,105 @@ fn compile(path: &Path, sha256: String) -> Result<Program> {
         frees,
         counters,
         input_sizes,
+        input_name,
         classes,
         ops: used,
     })
+}
+
+/// Entries of the state dict that are one tensor under two names (their
+/// bytes at the same place of the same payload) become aliases of the
+/// first (the name PyTorch's `named_parameters()` keeps); the graph reads
+/// that one under either name.
+fn mark_aliases(weights: &mut [Weight], places: &[impl PartialEq]) {
+    for j in 0..weights.len() {
+        if let Some(i) = (0..j).find(|&i| places[i] == places[j]) {
+            weights[j].alias_of = Some(i);
+            // The graph may read either name: one role for both.
+            if weights[i].role == Role::Unknown {
+                weights[i].role = weights[j].role;
+            }
+            weights[j].role = weights[i].role;
+        }
+    }
+}
+
+/// Decides, for each stochastic-depth mask (`bernoulli_(p)`), whether the
+/// graph scales it by 1/p: the mask divided by `p` (torchvision, timm), or
+/// multiplied with a tensor divided by `p` (older timm). An unscaled mask
+/// (timm's `scale_by_keep=False`) is 1 in eval mode, not its expectation.
+fn mark_unscaled_masks(steps: &mut [Step]) {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    let scalar = |s: &Src| match s {
+        Src::Float(v) => Some(*v),
+        Src::Int(v) => Some(*v as f64),
+        _ => None,
+    };
+    // Each call's name, arguments and first output slot.
+    fn call(st: &Step) -> Option<(&str, &[Src], Option<usize>)> {
+        match st {
+            Step::Call { op, args, outs, .. } => {
+                let out = outs.first().and_then(|o| o.first()).copied().flatten();
+                Some((op.name.split('.').next().unwrap_or(""), args, out))
+            }
+            _ => None,
+        }
+    }
+    // Whether the call divides its first tensor by p (or multiplies it by 1/p).
+    let divides_by = |name: &str, args: &[Src], p: f64| {
+        let by = args.get(1).and_then(scalar);
+        match name {
+            "div" | "div_" => by.is_some_and(|d| close(d, p)),
+            "mul" | "mul_" => by.is_some_and(|m| p != 0.0 && close(m, 1.0 / p)),
+            _ => false,
+        }
+    };
+    let mut found = Vec::new();
+    for (i, st) in steps.iter().enumerate() {
+        let Step::Call {
+            args,
+            outs,
+            special: Special::Bernoulli { p, .. },
+            ..
+        } = st
+        else {
+            continue;
+        };
+        let (Some(p), Some(Some(mask))) = (scalar(&args[*p]), outs.first().and_then(|o| o.first()))
+        else {
+            continue;
+        };
+        let divided = |slot: usize| {
+            steps
+                .iter()
+                .filter_map(call)
+                .any(|(name, args, out)| out == Some(slot) && divides_by(name, args, p))
+        };
+        let scaled = steps[i + 1..]
+            .iter()
+            .filter_map(call)
+            .any(|(name, args, _)| {
+                let reads_mask = matches!(args.first(), Some(Src::Tensor(s)) if s == mask)
+                    || matches!(args.get(1), Some(Src::Tensor(s)) if s == mask);
+                reads_mask
+                    && (divides_by(name, args, p)
+                        || (name.starts_with("mul")
+                            && args
+                                .iter()
+                                .take(2)
+                                .any(|a| matches!(a, Src::Tensor(s) if s != mask && divided(*s)))))
+            });
+        found.push((i, scaled));
+    }
+    for (i, now) in found {
+        if let Step::Call {
+            special: Special::Bernoulli { scaled, .. },
+            ..
+        } = &mut steps[i]
+        {
+            *scaled = now;
+        }
+    }
 }
 
 /// The slots a step reads.
@@ -1235,9 +1369,17 @@ impl Program {
                     Special::BatchNorm {
                         training,
                         running_mean,
+                        cumulative,
                     } => {
                         let no_stats = matches!(vals[running_mean], Value::None);
                         vals[training] = Value::Bool(train || no_stats);
+                        if let (true, Some((m, counter))) = (train, cumulative) {
+                            // The counter was incremented before the pass.
+                            let n = tensor(env, counter)?
+                                .f_double_value(&[])
+                                .map_err(|e| fail(torch_msg(&e)))?;
+                            vals[m] = Value::Float(1.0 / n.max(1.0));
+                        }
                     }
                     Special::Dropout { train: at } => vals[at] = Value::Bool(train),
                     Special::AttentionDropout { p } if !train => vals[p] = Value::Float(0.0),
@@ -1248,10 +1390,11 @@ impl Program {
                         let no_stats = matches!(vals[running_mean], Value::None);
                         vals[use_input_stats] = Value::Bool(train || no_stats);
                     }
-                    Special::Bernoulli { p } if !train => {
-                        // Stochastic depth in eval mode: the expectation
-                        // (`x * p / p`: the identity PyTorch's eval gives).
+                    Special::Bernoulli { p, scaled } if !train => {
+                        // Stochastic depth in eval mode: the identity
+                        // PyTorch's eval gives (`x * p / p` when scaled).
                         let p = match vals[p] {
+                            _ if !scaled => 1.0,
                             Value::Float(v) => v,
                             Value::Int(v) => v as f64,
                             _ => 0.5,
@@ -1299,7 +1442,7 @@ impl Program {
     pub fn without_default_init(&self) -> Vec<String> {
         self.weights
             .iter()
-            .filter(|w| w.role == Role::Unknown)
+            .filter(|w| w.role == Role::Unknown && w.alias_of.is_none())
             .map(|w| w.name.clone())
             .collect()
     }
@@ -1402,13 +1545,23 @@ impl std::fmt::Debug for ExportedNet {
 
 impl ExportedNet {
     /// Makes the program's parameters and buffers variables of `root`
-    /// (under their state-dict names), zero-filled, and its constants.
+    /// (under their state-dict names), zero-filled, and its constants. A
+    /// second name of one tensor is a variable sharing its storage (not
+    /// trained itself: it sees every update of the one the graph reads).
     pub fn new(root: &nn::Path, program: Arc<Program>) -> Result<ExportedNet> {
         let device = root.device();
-        let mut weights = Vec::with_capacity(program.weights.len());
-        for w in &program.weights {
-            let t = Tensor::f_zeros(&w.size, (w.kind, device))
-                .map_err(|e| Error::format(&program.file, format!("{}: {e}", w.name)))?;
+        let mut weights: Vec<Option<Tensor>> = program.weights.iter().map(|_| None).collect();
+        let order = program.weights.iter().enumerate();
+        let (aliases, primaries): (Vec<_>, Vec<_>) = order.partition(|(_, w)| w.alias_of.is_some());
+        for (i, w) in primaries.into_iter().chain(aliases) {
+            let (t, trainable) = match w.alias_of.and_then(|a| weights[a].as_ref()) {
+                Some(primary) => (primary.detach(), false),
+                None => (
+                    Tensor::f_zeros(&w.size, (w.kind, device))
+                        .map_err(|e| Error::format(&program.file, format!("{}: {e}", w.name)))?,
+                    w.trainable,
+                ),
+            };
             let parts: Vec<&str> = w.name.split('.').collect();
             if parts.iter().any(|p| p.is_empty()) {
                 return Err(Error::format(
@@ -1421,8 +1574,14 @@ impl ExportedNet {
             for part in path {
                 p = &p / *part;
             }
-            weights.push(p.add(last, t, w.trainable));
+            let var = p.add(last, t, trainable);
+            // The graph reads the primary (where gradients go) under both names.
+            weights[i] = Some(match w.alias_of.and_then(|a| weights[a].as_ref()) {
+                Some(primary) => primary.shallow_clone(),
+                None => var,
+            });
         }
+        let weights: Vec<Tensor> = weights.into_iter().flatten().collect();
         let mut constants = Vec::with_capacity(program.constants.len());
         for k in &program.constants {
             let t = if k.bytes.is_empty() {
@@ -1470,6 +1629,9 @@ impl ExportedNet {
         }
         tch::no_grad(|| -> Result<()> {
             for (w, t) in self.program.weights.iter().zip(&self.weights) {
+                if w.alias_of.is_some() {
+                    continue;
+                }
                 let mut t = t.shallow_clone();
                 let r = match w.role {
                     Role::FanIn(n) => {

@@ -118,6 +118,7 @@ pub const SUPPORTED: &[&str] = &[
     "log1p.default",
     "sqrt.default",
     "rsqrt.default",
+    "square.default",
     "reciprocal.default",
     "sin.default",
     "cos.default",
@@ -188,6 +189,8 @@ pub const SUPPORTED: &[&str] = &[
     "clone.default",
     "alias.default",
     "detach.default",
+    // `torch.tensor(...)` in a forward: lift_fresh_copy, then detach_ of the copy
+    "detach_.default",
     "expand.default",
     "expand_as.default",
     "repeat.default",
