@@ -238,7 +238,7 @@ pub struct RefManifest {
     pub pool_sha256: Option<String>,
 }
 
-const REF_FORMAT: &str = "amun-rmia-refs/1";
+pub(crate) const REF_FORMAT: &str = "amun-rmia-refs/1";
 
 /// Membership of `count` reference models over a pool of `n`: model 2p
 /// trains on a random half, model 2p+1 on the other half, so with an even
