@@ -440,23 +440,27 @@ fn identities(p: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// `p` canonicalised as far as it exists, the rest appended as written.
+/// `p` canonicalised as far as it exists, the rest appended as the OS
+/// would resolve it (`..` after a folder that does not exist yet too: the
+/// write makes that folder first).
 fn canonical_lenient(p: &Path) -> PathBuf {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut rest = Vec::new();
-    let mut cur = abs.as_path();
-    loop {
-        if let Ok(c) = cur.canonicalize() {
-            return rest.iter().rev().fold(c, |acc, n| acc.join(n));
-        }
-        match (cur.file_name(), cur.parent()) {
-            (Some(n), Some(parent)) => {
-                rest.push(n.to_owned());
-                cur = parent;
+    let mut acc = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                acc.pop();
             }
-            _ => return abs,
+            std::path::Component::CurDir => {}
+            other => {
+                acc.push(other);
+                if let Ok(real) = acc.canonicalize() {
+                    acc = real;
+                }
+            }
         }
     }
+    acc
 }
 
 #[cfg(test)]
