@@ -33,8 +33,9 @@ fn main() -> ExitCode {
         // Not `exit`: libtorch's static destructors would run while its
         // threads still compute (a segfault instead of an exit code).
         // SAFETY: _exit ends the process at once; nothing runs after it.
-        unsafe { libc::_exit(130) }
+        unsafe { libc::_exit(128 + signal::last()) }
     });
+    signal::remember_which();
     // tch reports many libtorch errors by panicking. None may reach a user
     // as a panic with a C++ backtrace: the hook keeps the message, and it is
     // printed as one error line (AMUN_BACKTRACE=1 keeps the default report).
@@ -73,6 +74,58 @@ fn main() -> ExitCode {
                 .unwrap_or_default();
             eprintln!("error: {}", describe_panic(&msg));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Which signal ended the process, for the shell's exit code 128 + N (130
+/// for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP): ctrlc runs one handler for
+/// all three without saying which, so each signal's OS handler is wrapped
+/// to note its number before ctrlc's runs.
+mod signal {
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+    static LAST: AtomicI32 = AtomicI32::new(libc::SIGINT);
+    /// ctrlc's OS handler (the same function for every signal).
+    static CTRLC: AtomicUsize = AtomicUsize::new(0);
+
+    /// The signal that arrived last (SIGINT until one did).
+    pub fn last() -> i32 {
+        LAST.load(Ordering::SeqCst)
+    }
+
+    /// Async-signal-safe: an atomic store, then ctrlc's handler (a
+    /// semaphore post).
+    extern "C" fn note(sig: libc::c_int) {
+        LAST.store(sig, Ordering::SeqCst);
+        let h = CTRLC.load(Ordering::SeqCst);
+        if h != 0 {
+            // SAFETY: `h` is the handler sigaction returned for this signal.
+            let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
+            f(sig);
+        }
+    }
+
+    /// Wraps ctrlc's handlers (call after `ctrlc::set_handler`); a signal
+    /// whose handler is not a function is left as it is.
+    pub fn remember_which() {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: plain sigaction calls on zeroed structs; the new
+            // handler only stores an atomic and calls the old one.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                    || old.sa_sigaction == libc::SIG_DFL
+                    || old.sa_sigaction == libc::SIG_IGN
+                    || old.sa_flags & libc::SA_SIGINFO != 0
+                {
+                    continue;
+                }
+                CTRLC.store(old.sa_sigaction, Ordering::SeqCst);
+                let mut new = old;
+                new.sa_sigaction = note as extern "C" fn(libc::c_int) as usize;
+                libc::sigaction(sig, &new, std::ptr::null_mut());
+            }
         }
     }
 }

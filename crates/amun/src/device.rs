@@ -112,6 +112,23 @@ impl DeviceSpec {
 /// let dev = amun::device::parse_device("auto").unwrap();
 /// println!("{dev:?}");
 /// ```
+/// The most libtorch threads a run may ask for. A fixed bound, not one
+/// from this machine's cores: an experiment's `threads` is also what its
+/// Slurm jobs use on nodes larger than the machine that submits them; the
+/// largest CPU nodes have a few hundred hardware threads, and libtorch
+/// spends minutes starting thousands.
+pub const MAX_THREADS: usize = 1024;
+
+/// Checks a thread count: 1 to [`MAX_THREADS`]; the message names neither
+/// flag nor key (the caller does).
+pub fn check_threads(n: usize) -> std::result::Result<(), String> {
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("expected 1 to {MAX_THREADS} threads, got {n}"))
+    }
+}
+
 pub fn parse_device(s: &str) -> Result<Device> {
     s.parse::<DeviceSpec>()?.resolve()
 }

@@ -40,6 +40,7 @@ pub mod eval;
 pub mod experiment;
 pub mod fsutil;
 pub mod model;
+pub mod outputs;
 pub mod progress;
 pub mod registry;
 pub mod seed;

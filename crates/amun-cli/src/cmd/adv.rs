@@ -2,6 +2,7 @@ use super::{DataDir, device, print_json};
 use amun::attack::{AdvParams, AttackKind, Eps0, search};
 use amun::data::ForgetFile;
 use amun::model::checkpoint::ForgetSummary;
+use amun::outputs::{Artifact, Outputs};
 use amun::report::Table;
 use anyhow::Result;
 use clap::Args;
@@ -19,10 +20,10 @@ pub struct AttackArgs {
     #[arg(long)]
     pub eps0: Option<String>,
     /// PGD steps per round, α = ε/10 [default: 50]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub pgd_steps: Option<usize>,
     /// Samples attacked at once [default: 128]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub attack_batch: Option<usize>,
     /// bf16 autocast for the attack
     #[arg(long)]
@@ -32,11 +33,11 @@ pub struct AttackArgs {
     #[arg(long, value_name = "exact|fast")]
     pub adv_search: Option<String>,
     /// Fast search: adaptive-radius steps [default: 20]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub fast_steps: Option<usize>,
     /// Fast search: end this fraction of the distance past the boundary
     /// [default: 0]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub overshoot: Option<f64>,
 }
 
@@ -49,6 +50,23 @@ fn search_kind(s: &str) -> Result<amun::attack::SearchKind> {
 }
 
 impl AttackArgs {
+    /// The flags given, by name (`--eps0`).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--attack", self.attack.is_some()),
+            ("--eps0", self.eps0.is_some()),
+            ("--pgd-steps", self.pgd_steps.is_some()),
+            ("--attack-batch", self.attack_batch.is_some()),
+            ("--attack-bf16", self.attack_bf16),
+            ("--adv-search", self.adv_search.is_some()),
+            ("--fast-steps", self.fast_steps.is_some()),
+            ("--overshoot", self.overshoot.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, given)| given.then_some(f))
+        .collect()
+    }
+
     pub fn params(&self) -> Result<AdvParams> {
         let mut p = AdvParams::new().bf16(self.attack_bf16);
         if let Some(a) = &self.attack {
@@ -143,7 +161,15 @@ pub struct AdvArgs {
 pub fn run(a: AdvArgs) -> Result<()> {
     let settings = a.attack.params()?.refill(!a.no_refill).check()?;
     let dev = device(&a.device)?;
-    let _lock = super::claim_output(&a.out, &["safetensors"])?;
+    let mut io = Outputs::new();
+    io.reads_checkpoint("--checkpoint", &a.checkpoint).reads(
+        "--forget",
+        "the forget set",
+        &a.forget,
+    );
+    a.import.reads(&mut io);
+    io.writes("--out", &a.out, Artifact::AdvSet);
+    let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
     let forget = ForgetFile::read(&a.forget)?;
     let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     let forget = forget.resolve(&data, &a.forget)?;

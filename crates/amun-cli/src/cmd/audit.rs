@@ -32,21 +32,21 @@ pub struct AuditArgs {
     #[arg(long)]
     pub online: bool,
     /// Offline correction a
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, allow_negative_numbers = true)]
     pub a: f64,
     /// Likelihood-ratio threshold γ
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
     pub gamma: f64,
     /// Seed of the D_R sample and the SVC subsample [default: derived from
     /// the forget set's seed, as `amun experiment` does, so a report line
     /// can be reproduced here]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Leave the last N test images out of D_T [default: what a calibrated
     /// checkpoint's sidecar records its calibration looked at (`amun
     /// unlearn --calibrate --holdout-test N`), else 0]; fewer than that is
     /// refused
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub holdout_test: Option<usize>,
     #[command(flatten)]
     pub import: super::ImportArgs,

@@ -47,20 +47,20 @@ pub struct BenchArgs {
     #[arg(long, default_value = "3x32x32")]
     pub input: String,
     /// Number of classes
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     pub classes: usize,
     /// Untimed steps first
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     pub warmup: usize,
     /// Timed steps per window
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     pub steps: usize,
     /// Windows; the median is reported
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     pub windows: usize,
     /// pgd: also time the full adversarial-set search of the first N samples
     /// of --forget on --checkpoint, with batch refilling and without
-    #[arg(long, value_name = "N", requires_all = ["checkpoint", "forget"])]
+    #[arg(long, value_name = "N", requires_all = ["checkpoint", "forget"], allow_negative_numbers = true)]
     pub search: Option<usize>,
     /// The trained model for --search
     #[arg(long, value_name = "FILE")]
@@ -77,10 +77,15 @@ pub struct BenchArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// unlearn: request sizes, as shares of the training set
-    #[arg(long, value_delimiter = ',', default_value = "0.1,0.01,0.001")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.1,0.01,0.001",
+        allow_negative_numbers = true
+    )]
     pub fractions: Vec<f64>,
     /// unlearn: seed of the forget sets and the method
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
     #[command(flatten)]
     pub import: super::ImportArgs,
@@ -323,8 +328,7 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     if !attack.is_empty() {
         table.insert("attack".into(), serde_json::Value::Object(attack));
     }
-    for kv in &a.set {
-        let (k, v) = super::set_value(kv)?;
+    for (k, v) in super::set_values(&a.set)? {
         super::put(&mut table, k, v)?;
     }
     let method = amun::unlearn::build(&a.method, &serde_json::Value::Object(table))?;

@@ -1,6 +1,7 @@
 use super::{DataDir, ImportArgs, device, open_checkpoint, pct, print_json};
 use amun::data::ForgetFile;
 use amun::eval::{Accuracy, accuracy};
+use amun::outputs::{Artifact, Outputs};
 use amun::report::Table;
 use anyhow::Result;
 use clap::Args;
@@ -34,10 +35,16 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> Result<()> {
     let dev = device(&a.device)?;
-    let _lock = match &a.per_sample {
-        Some(p) => Some(super::claim_output(p, &["csv", "npy", "safetensors"])?),
-        None => None,
-    };
+    let mut io = Outputs::new();
+    io.reads_checkpoint("--checkpoint", &a.checkpoint);
+    if let Some(f) = &a.forget {
+        io.reads("--forget", "the forget set", f);
+    }
+    a.import.reads(&mut io);
+    if let Some(p) = &a.per_sample {
+        io.writes("--per-sample", p, Artifact::PerSample);
+    }
+    let _locks = super::claim(&io, &[("--per-sample", &["csv", "npy", "safetensors"])])?;
     let forget = a.forget.as_deref().map(ForgetFile::read).transpose()?;
     let (model, sidecar, data) = open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     let forget = match (forget, &a.forget) {

@@ -38,7 +38,7 @@ pub struct ExperimentArgs {
     pub step: Option<String>,
     /// Run up to N steps at once, each in its own process (on the CPU the
     /// cores are shared: N workers of cores/N threads)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub jobs: Option<usize>,
     /// One worker per device, e.g. cuda:0,cuda:1
     #[arg(long, value_delimiter = ',', value_name = "DEV,DEV,..")]
@@ -56,7 +56,7 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "FILE", requires = "slurm")]
     pub slurm_config: Option<PathBuf>,
     /// libtorch threads (default: the config's, else the machine's cores)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Run on this device instead of the config's (workers of --devices)
     #[arg(long, value_name = "DEV")]
@@ -106,9 +106,13 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         }
         (None, None) => bail!("give --config FILE or --folder DIR"),
     };
+    let mut io = amun::outputs::Outputs::new();
+    io.reads_dataset("[data] dataset", &cfg.data.dataset)
+        .writes("--out", &out, amun::outputs::Artifact::RunFolder)
+        .check()?;
     let threads = a.threads.or(cfg.threads);
-    if threads == Some(0) {
-        bail!("--threads: expected at least 1");
+    if let Some(t) = threads {
+        amun::device::check_threads(t).map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
     }
     if let Some(t) = threads {
         tch::set_num_threads(t as i32);

@@ -1,5 +1,6 @@
 use super::{DataDir, ImportArgs, device, open_checkpoint};
 use amun::model::{Layout, check_export_out, checkpoint, export};
+use amun::outputs::{Artifact, Outputs};
 use anyhow::{Result, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -52,7 +53,11 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
             a.from.display()
         );
     }
-    let _lock = super::claim_output(&a.out, &["safetensors"])?;
+    let mut io = Outputs::new();
+    io.reads("--from", "the PyTorch checkpoint", &a.from);
+    a.import.reads(&mut io);
+    io.writes("--out", &a.out, Artifact::Checkpoint);
+    let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
     let (model, sc, data) = open_checkpoint(&a.from, &a.import, &a.dir, device("cpu")?)?;
     // A sanity check, not an evaluation: a model at chance on images it was
     // trained on was imported wrongly (normalisation, names, architecture).
@@ -81,7 +86,10 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
 pub fn run_export(a: ExportArgs) -> Result<()> {
     let layout: Layout = a.layout.parse()?;
     check_export_out(&a.out)?;
-    let _lock = super::claim_output(&a.out, &["pt", "pth", "safetensors", "pt2"])?;
+    let mut io = Outputs::new();
+    io.reads_checkpoint("--checkpoint", &a.checkpoint)
+        .writes("--out", &a.out, Artifact::Export);
+    let _locks = super::claim(&io, &[("--out", &["pt", "pth", "safetensors", "pt2"])])?;
     let sc = checkpoint::read_sidecar(&a.checkpoint)?;
     let (model, _) = checkpoint::load(&a.checkpoint, device("cpu")?)?;
     if layout != Layout::Authors

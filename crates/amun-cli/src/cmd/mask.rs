@@ -1,5 +1,6 @@
 use super::{DataDir, device};
 use amun::data::ForgetFile;
+use amun::outputs::{Artifact, Outputs};
 use amun::unlearn::saliency_mask;
 use anyhow::Result;
 use clap::Args;
@@ -14,7 +15,7 @@ pub struct MaskArgs {
     #[arg(long, value_name = "FORGET")]
     pub forget: PathBuf,
     /// Fraction of weights to keep trainable (the most salient)
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     pub ratio: f64,
     /// Where to write the mask (.safetensors, one 0/1 tensor per parameter)
     #[arg(long, value_name = "FILE")]
@@ -30,7 +31,15 @@ pub struct MaskArgs {
 
 pub fn run(a: MaskArgs) -> Result<()> {
     let dev = device(&a.device)?;
-    let _lock = super::claim_output(&a.out, &["safetensors"])?;
+    let mut io = Outputs::new();
+    io.reads_checkpoint("--checkpoint", &a.checkpoint).reads(
+        "--forget",
+        "the forget set",
+        &a.forget,
+    );
+    a.import.reads(&mut io);
+    io.writes("--out", &a.out, Artifact::Mask);
+    let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
     let forget = ForgetFile::read(&a.forget)?;
     let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     let forget = forget.resolve(&data, &a.forget)?;

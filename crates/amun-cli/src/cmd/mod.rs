@@ -117,10 +117,10 @@ pub struct DataArgs {
     #[arg(long, value_name = "NAME|DIR")]
     pub dataset: String,
     /// Use only the first N training images
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub train_limit: Option<usize>,
     /// Use only the first N test images
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub test_limit: Option<usize>,
     #[command(flatten)]
     pub dir: DataDir,
@@ -175,10 +175,10 @@ pub struct ImportArgs {
     pub dataset: Option<String>,
     /// The model was trained on the first N training images only (replaces
     /// the sidecar's slice for an amun checkpoint)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub train_limit: Option<usize>,
     /// Use only the first N test images
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub test_limit: Option<usize>,
     /// For an exported program (.pt2): the weights of the untrained model
     /// (a .pt2 exported before training, or its state_dict as
@@ -189,6 +189,16 @@ pub struct ImportArgs {
 }
 
 impl ImportArgs {
+    /// The files these flags read: `--init`, a `--dataset` folder.
+    pub fn reads(&self, io: &mut amun::outputs::Outputs) {
+        if let Some(i) = &self.init {
+            io.reads("--init", "the initial weights", i);
+        }
+        if let Some(d) = &self.dataset {
+            io.reads_dataset("--dataset", d);
+        }
+    }
+
     /// The library's value for these flags.
     pub fn spec(&self) -> Result<amun::model::OpenSpec> {
         Ok(amun::model::OpenSpec {
@@ -232,11 +242,15 @@ pub fn open_checkpoint(
     Ok((o.model, o.sidecar, o.data))
 }
 
-/// Checks an output file before any work and claims it (a lock beside it)
-/// until the command ends, so a second process cannot write it at once.
-pub fn claim_output(path: &std::path::Path, exts: &[&str]) -> Result<amun::fsutil::OutputLock> {
-    amun::fsutil::check_output(path, exts).with_context(|| "--out".to_string())?;
-    Ok(amun::fsutil::OutputLock::acquire(path)?)
+/// Checks every file a command writes against every file it reads and
+/// what is on disk, before any work, and claims the outputs (a lock beside
+/// each) until the command ends, so a second process cannot write them at
+/// once. `exts`: the file endings each output flag takes.
+pub fn claim(
+    io: &amun::outputs::Outputs,
+    exts: &[(&str, &[&str])],
+) -> Result<Vec<amun::fsutil::OutputLock>> {
+    Ok(io.claim(exts)?)
 }
 
 /// Sets `dotted` (`finetune.lr`) in a settings table, making the tables on
@@ -258,6 +272,24 @@ pub fn put(
     }
     cur.insert(last.to_string(), v);
     Ok(())
+}
+
+/// Every `--set KEY=VALUE`, parsed; a key given twice is refused (one of
+/// the values would silently win).
+pub fn set_values(sets: &[String]) -> Result<Vec<(&str, serde_json::Value)>> {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
+    for kv in sets {
+        let (k, v) = set_value(kv)?;
+        if let Some(first) = seen.insert(k.replace('-', "_"), kv) {
+            anyhow::bail!(
+                "--set {k} is given twice ('{first}' and '{kv}'), and only one would count; give \
+                 it once"
+            );
+        }
+        out.push((k, v));
+    }
+    Ok(out)
 }
 
 /// `--set KEY=VALUE`: the value as JSON if it parses, else as a string.

@@ -63,11 +63,11 @@ pub struct RegistryDir {
 #[derive(Args, Debug, Clone)]
 pub struct PolicyFlags {
     /// Retrain exactly once this many requests were absorbed since the last root
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub retrain_after_requests: Option<usize>,
     /// Retrain exactly once this fraction of the training set was forgotten
     /// since the last root (e.g. 0.05)
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub retrain_after_fraction: Option<f64>,
 }
 
@@ -89,7 +89,7 @@ pub struct CreateArgs {
     pub checkpoint: PathBuf,
     /// The last N test images calibration looks at (audits leave them out)
     /// [default: a tenth of the test split]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub holdout_test: Option<usize>,
     /// RMIA reference models of the model's data (`amun rmia train-refs`):
     /// every audit then adds RMIA and MIS
@@ -98,7 +98,7 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub policy: PolicyFlags,
     /// Seed of every random choice of the registry's applies and audits
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     #[command(flatten)]
     pub data: DataDir,
@@ -344,7 +344,12 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "RULE")]
     pub calibrate_rule: Option<String>,
     /// Calibration's learning-rate ladder [default: 0.001,0.003,0.01,0.03,0.1]
-    #[arg(long, value_delimiter = ',', value_name = "LR,LR,..")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LR,LR,..",
+        allow_negative_numbers = true
+    )]
     pub calibrate_lrs: Vec<f64>,
     /// Recompute the adversarial set for each pending request (AMUN-A)
     #[arg(long)]
@@ -353,15 +358,15 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub no_retain: bool,
     /// Fine-tuning epochs
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Fine-tuning learning rate
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// e.g. step:1:0.1
     #[arg(long)]
     pub schedule: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Any other setting, as KEY=VALUE (finetune.lr=0.01, attack.steps=20)
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -380,8 +385,7 @@ pub struct ApplyArgs {
 
 fn apply(a: ApplyArgs) -> Result<()> {
     let mut table = Map::new();
-    for kv in &a.set {
-        let (k, v) = super::set_value(kv)?;
+    for (k, v) in super::set_values(&a.set)? {
         super::put(&mut table, k, v)?;
     }
     let method = MethodSpec::new(&a.method, &Value::Object(table))?;
@@ -493,7 +497,7 @@ pub struct CertificateArgs {
     #[command(flatten)]
     pub dir: RegistryDir,
     /// The version [default: the head]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub version: Option<i64>,
     /// Print the JSON instead of the Markdown
     #[arg(long)]
@@ -577,13 +581,13 @@ pub struct RetrainArgs {
     #[arg(long, requires = "slurm")]
     pub wait: bool,
     /// Wait for the Slurm job of an earlier retrain
-    #[arg(long, value_name = "ID", conflicts_with_all = ["slurm", "force", "run"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["slurm", "force", "run"], allow_negative_numbers = true)]
     pub wait_for: Option<i64>,
     /// Run retrain ID (what its Slurm job does)
-    #[arg(long, value_name = "ID", hide = true, conflicts_with_all = ["slurm", "force"])]
+    #[arg(long, value_name = "ID", hide = true, conflicts_with_all = ["slurm", "force"], allow_negative_numbers = true)]
     pub run: Option<i64>,
     /// libtorch threads (bits depend on it)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     #[command(flatten)]
     pub data: DataDir,
@@ -599,9 +603,7 @@ pub struct RetrainArgs {
 
 fn retrain(a: RetrainArgs) -> Result<()> {
     if let Some(t) = a.threads {
-        if t == 0 {
-            bail!("--threads: expected at least 1");
-        }
+        amun::device::check_threads(t).map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
         tch::set_num_threads(t as i32);
     }
     let bars = crate::progress::Bars::terse(a.quiet || a.json);
@@ -716,8 +718,10 @@ pub struct PolicyArgs {
 }
 
 fn policy(a: PolicyArgs) -> Result<()> {
-    let mut reg = Registry::open(&a.dir.registry)?;
     let p = a.policy.policy();
+    // The values first: they are what the user typed last.
+    p.check()?;
+    let mut reg = Registry::open(&a.dir.registry)?;
     if p == Policy::default() && !a.never {
         super::outln!("retrain policy: {}", reg.policy()?.describe());
         return Ok(());

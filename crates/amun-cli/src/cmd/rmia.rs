@@ -18,7 +18,7 @@ pub struct TrainRefsArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Number of reference models (even: each sample is OUT for half of them)
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
     pub count: usize,
     /// Take the model and its training recipe from this checkpoint's sidecar
     #[arg(long, value_name = "FILE")]
@@ -31,7 +31,7 @@ pub struct TrainRefsArgs {
     #[command(flatten)]
     pub recipe: RecipeArgs,
     /// Seed of the pool halves and of each model's training
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// cpu | cuda | cuda:N | auto
     #[arg(long, default_value = "auto")]
@@ -48,6 +48,13 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
     let RmiaCmd::TrainRefs(a) = cmd;
     // The library names the field; the user typed the flag.
     amun::audit::check_ref_count(a.count).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let mut io = amun::outputs::Outputs::new();
+    io.reads_dataset("--dataset", &a.data.dataset);
+    if let Some(p) = &a.like {
+        io.reads_checkpoint("--like", p);
+    }
+    io.writes("--out", &a.out, amun::outputs::Artifact::References)
+        .check()?;
     let dev = device(&a.device)?;
     let data = load_data(&a.data.spec(), &a.data.dir)?.to_device(dev);
     let (spec, recipe) = match &a.like {

@@ -1,5 +1,6 @@
 use super::{DataArgs, load_data};
 use amun::data::{ForgetFile, ForgetSet, ForgetSpec};
+use amun::outputs::{Artifact, Outputs};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -29,7 +30,12 @@ pub struct SplitArgs {
     )]
     pub forget: Option<String>,
     /// Forget every training sample of this class instead
-    #[arg(long, value_name = "C", conflicts_with = "from")]
+    #[arg(
+        long,
+        value_name = "C",
+        conflicts_with = "from",
+        allow_negative_numbers = true
+    )]
     pub class: Option<i64>,
     /// Take the indices from a file: the AMUN authors' CSV (header
     /// unlearn_idx), any CSV whose header names an index/idx column, one
@@ -38,7 +44,7 @@ pub struct SplitArgs {
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Seed of the random choice (recorded in the file)
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
     /// Where to write the forget set (JSON)
     #[arg(long, value_name = "FILE")]
@@ -46,7 +52,13 @@ pub struct SplitArgs {
 }
 
 pub fn run(a: SplitArgs) -> Result<()> {
-    let _lock = super::claim_output(&a.out, &["json"])?;
+    let mut io = Outputs::new();
+    io.reads_dataset("--dataset", &a.data.dataset);
+    if let Some(f) = &a.from {
+        io.reads("--from", "the list of indices", f);
+    }
+    io.writes("--out", &a.out, Artifact::ForgetSet);
+    let _locks = super::claim(&io, &[("--out", &["json"])])?;
     if let Some(f) = &a.from {
         // The file's syntax is checked before the data is loaded.
         let file = ForgetFile::read(f)?;

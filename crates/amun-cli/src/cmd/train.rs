@@ -1,6 +1,7 @@
 use super::{DataArgs, device, load_data, pct, print_json};
 use amun::data::ForgetFile;
 use amun::model::{Arch, ModelSpec, checkpoint};
+use amun::outputs::{Artifact, Outputs};
 use amun::train::{Subset, TrainJob, TrainOverrides, TrainParams, record_final_metrics, train};
 use anyhow::Result;
 use clap::Args;
@@ -10,19 +11,19 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone)]
 pub struct RecipeArgs {
     /// Passes over the training set [default: 10 for small-cnn, 201 otherwise]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Samples per SGD step [default: 128]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Base learning rate [default: 0.05 for small-cnn, 0.1 otherwise]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// SGD momentum [default: 0.9]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// Weight decay [default: 5e-4]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// constant | step:STEP[:GAMMA] | multistep:M1,M2[:GAMMA] | cosine | onecycle[:PCT]
     /// [default: onecycle:0.25 for small-cnn, step:40:0.1 otherwise]
@@ -89,7 +90,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FORGET")]
     pub exclude: Option<PathBuf>,
     /// Seed of init, shuffling and augmentation (recorded in the sidecar)
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// cpu | cuda | cuda:N | auto
     #[arg(long, default_value = "auto")]
@@ -169,9 +170,30 @@ pub fn model_spec_for(
     Ok((ModelSpec::for_data(arch, image_shape, num_classes)?, arch))
 }
 
+/// Every file `amun train` reads and writes.
+fn files_of(a: &TrainArgs) -> Outputs {
+    let mut io = Outputs::new();
+    io.reads_dataset("--dataset", &a.data.dataset);
+    if let Some(p) = &a.exclude {
+        io.reads("--exclude", "the forget set", p);
+    }
+    if a.model.ends_with(".pt2") {
+        io.reads(
+            "--model",
+            "the exported graph",
+            std::path::Path::new(&a.model),
+        );
+    }
+    if let Some(p) = &a.program.init {
+        io.reads("--init", "the initial weights", p);
+    }
+    io.writes("--out", &a.out, Artifact::Trained);
+    io
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
     let dev = device(&a.device)?;
-    let _lock = super::claim_output(&a.out, &["safetensors"])?;
+    let _locks = super::claim(&files_of(&a), &[("--out", &["safetensors"])])?;
     let exclude = a.exclude.as_deref().map(ForgetFile::read).transpose()?;
     let data = load_data(&a.data.spec(), &a.data.dir)?;
     let (spec, arch) = model_spec(&a.model, &a.program, &data)?;

@@ -2,6 +2,7 @@ use super::adv::AttackArgs;
 use super::{DataDir, device, pct, print_json};
 use amun::data::{ForgetFile, HeldOut};
 use amun::model::checkpoint;
+use amun::outputs::{Artifact, Outputs};
 use amun::report::Table;
 use amun::train::TrainOverrides;
 use amun::unlearn::{CalibrateOverrides, UnlearnJob, build};
@@ -43,16 +44,16 @@ pub struct UnlearnArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Fine-tuning epochs
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Fine-tuning learning rate
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// e.g. step:1:0.1 (lr ×0.1 every epoch)
     #[arg(long)]
@@ -61,7 +62,7 @@ pub struct UnlearnArgs {
     #[arg(long)]
     pub adv_only: bool,
     /// Fraction of weights the saliency mask frees (amun-salun, salun)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub salun_ratio: Option<f64>,
     #[command(flatten)]
     pub attack: AttackArgs,
@@ -80,7 +81,12 @@ pub struct UnlearnArgs {
     /// Held-out data for --calibrate: the last N test images of the model's
     /// dataset (then audit with `amun audit --holdout-test N`, so the audit
     /// never scores the images calibration looked at)
-    #[arg(long, value_name = "N", conflicts_with = "holdout")]
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "holdout",
+        allow_negative_numbers = true
+    )]
     pub holdout_test: Option<usize>,
     /// Held-out data for --calibrate: a dataset folder of images the model
     /// never trained on (both its splits are used)
@@ -90,7 +96,12 @@ pub struct UnlearnArgs {
     #[arg(long, value_name = "RULE")]
     pub calibrate_rule: Option<String>,
     /// Calibration's learning-rate ladder, increasing [default: 0.001,0.003,0.01,0.03,0.1]
-    #[arg(long, value_delimiter = ',', value_name = "LR,LR,..")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LR,LR,..",
+        allow_negative_numbers = true
+    )]
     pub calibrate_lrs: Vec<f64>,
     /// Where the ladder's walk starts: own (the rung nearest the method's
     /// rate, then up or down) or lowest (then up) [default: own]
@@ -102,7 +113,7 @@ pub struct UnlearnArgs {
     #[arg(long, value_name = "continue|restart")]
     pub calibrate_walk: Option<String>,
     /// Epochs the continuing walk may run in all [default: twice the method's epochs]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub calibrate_max_epochs: Option<usize>,
     /// How much of D_R each of calibration's epochs visits: full, a multiple
     /// of the request (e.g. 4), or method (the method's own
@@ -120,7 +131,7 @@ pub struct UnlearnArgs {
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     pub calibrate_level: Option<f64>,
     /// Seed of every random choice (recorded in the sidecar)
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     #[command(flatten)]
     pub dir: DataDir,
@@ -166,8 +177,7 @@ impl UnlearnArgs {
             o.insert("attack".into(), Value::Object(attack.clone()));
         }
         let flagged = train.set_fields();
-        for kv in &self.set {
-            let (k, v) = super::set_value(kv)?;
+        for (k, v) in super::set_values(&self.set)? {
             let key = k.replace('-', "_");
             let mut parts = key.splitn(2, '.');
             let (top, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -212,20 +222,15 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
             method.name()
         );
     }
-    let dev = device(&a.device)?;
-    if a.out.canonicalize().ok().is_some()
-        && a.out.canonicalize().ok() == a.checkpoint.canonicalize().ok()
-    {
-        bail!(
-            "--out {}: would overwrite the input checkpoint; choose another file",
-            a.out.display()
-        );
+    if let Some(p) = &a.adv {
+        check_precomputed(&a, p)?;
     }
-    let _lock = super::claim_output(&a.out, &["safetensors"])?;
+    let dev = device(&a.device)?;
     let paths: Vec<PathBuf> = match &a.forget {
         Some(f) => vec![f.clone()],
         None => a.requests.clone(),
     };
+    let _locks = super::claim(&files_of(&a, &paths), &[("--out", &["safetensors"])])?;
     let files = paths
         .iter()
         .map(|p| ForgetFile::read(p))
@@ -329,6 +334,59 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         done.sizes[0]
     );
     Ok(())
+}
+
+/// With a precomputed adversarial set (`--adv`) no attack runs: a flag or
+/// `--set attack.*` that would set one, or `--adaptive` (which computes its
+/// own sets), would go unused while the sidecar looked as if it had not.
+fn check_precomputed(a: &UnlearnArgs, adv: &std::path::Path) -> Result<()> {
+    let why = format!(
+        "--adv {} is an adversarial set computed already (its settings are in {}); attack \
+         settings apply only when amun computes the set",
+        adv.display(),
+        amun::attack::AdvSet::meta_path(adv).display()
+    );
+    if let Some(flag) = a.attack.given().first() {
+        bail!("{flag}: {why}; drop {flag} or --adv");
+    }
+    let set_attack = a.set.iter().find(|kv| {
+        let key = kv.split('=').next().unwrap_or("").trim().replace('-', "_");
+        key == "attack" || key.starts_with("attack.")
+    });
+    if let Some(kv) = set_attack {
+        bail!("--set {kv}: {why}; drop it or --adv");
+    }
+    if a.adaptive {
+        bail!(
+            "--adaptive computes a new adversarial set for each request on the current model, \
+             so --adv {} would go unused; give one or the other",
+            adv.display()
+        );
+    }
+    Ok(())
+}
+
+/// Every file `amun unlearn` reads and writes.
+fn files_of(a: &UnlearnArgs, requests: &[PathBuf]) -> Outputs {
+    let mut io = Outputs::new();
+    io.reads_checkpoint("--checkpoint", &a.checkpoint);
+    let flag = if a.forget.is_some() {
+        "--forget"
+    } else {
+        "--requests"
+    };
+    for p in requests {
+        io.reads(flag, "the deletion request", p);
+    }
+    if let Some(p) = &a.adv {
+        io.reads_adv_set("--adv", p);
+    }
+    if let Some(d) = &a.holdout {
+        io.reads("--holdout", "the held-out data", d);
+    }
+    a.import.reads(&mut io);
+    io.writes("--out", &a.out, Artifact::Checkpoint);
+    io
 }
 
 /// The calibration the flags ask for, checked before any work.

@@ -255,31 +255,29 @@ fn bad_forget_files_are_refused_before_any_work() {
 
 #[test]
 fn corrupt_dataset_files_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("m.safetensors");
-    std::fs::write(
-        dir.path().join("data_batch_1.bin"),
-        vec![0u8; 3073 * 2 + 17],
-    )
-    .unwrap();
-    let o = amun(&[
-        "train",
-        "--dataset",
-        dir.path().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    fails_with(&o, &["data_batch_1.bin", "3073-byte"]);
-    std::fs::write(dir.path().join("data_batch_1.bin"), vec![0u8; 3073 * 2]).unwrap();
-    let o = amun(&[
-        "train",
-        "--dataset",
-        dir.path().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    fails_with(&o, &["data_batch_2.bin"]);
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let out = top.path().join("m.safetensors");
+    std::fs::write(dir.join("data_batch_1.bin"), vec![0u8; 3073 * 2 + 17]).unwrap();
+    let train = |out: &Path| {
+        amun(&[
+            "train",
+            "--dataset",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    fails_with(&train(&out), &["data_batch_1.bin", "3073-byte"]);
+    std::fs::write(dir.join("data_batch_1.bin"), vec![0u8; 3073 * 2]).unwrap();
+    fails_with(&train(&out), &["data_batch_2.bin"]);
     assert!(!out.exists());
+    // Nothing is written into a dataset folder (it would change the data).
+    fails_with(
+        &train(&dir.join("m.safetensors")),
+        &["inside --dataset", "dataset folder"],
+    );
 }
 
 #[test]

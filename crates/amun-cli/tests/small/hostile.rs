@@ -23,7 +23,7 @@ fn models() -> &'static Path {
 }
 
 /// A file of [`models`].
-fn m(name: &str) -> String {
+pub(crate) fn m(name: &str) -> String {
     if Path::new(name).is_absolute() {
         return name.to_string();
     }
@@ -494,7 +494,7 @@ fn flags_that_would_be_dropped_or_found_late_are_refused_first() {
     );
 }
 
-const EXPERIMENT: &str = r#"name = "hostile"
+pub(crate) const EXPERIMENT: &str = r#"name = "hostile"
 model = "small-cnn"
 seeds = [0]
 device = "cpu"

@@ -6,5 +6,6 @@ mod common;
 
 mod cli;
 mod hostile;
+mod outputs;
 mod own_data;
 mod registry;

@@ -311,6 +311,23 @@ pub struct AdvSet {
     pub wall_s: f64,
     /// Forward-only passes (the fast search's bisection), over all samples.
     pub forward_only: u64,
+    /// The files it was read from (`None` for a set computed in this run).
+    pub source: Option<AdvSource>,
+}
+
+/// The files a precomputed adversarial set was read from, as an unlearned
+/// model's sidecar records them: the set, not any attack settings of the
+/// run, made its adversarial examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdvSource {
+    /// The `.safetensors` file, as given.
+    pub file: String,
+    /// Its sha256.
+    pub sha256: String,
+    /// sha256 of its `.json` metadata.
+    pub meta_sha256: String,
+    /// The settings its metadata says it was computed with.
+    pub settings: AdvSettings,
 }
 
 /// The JSON beside an adversarial set.
@@ -328,7 +345,7 @@ pub struct AdvMeta {
     pub sha256: Option<String>,
 }
 
-const ADV_FORMAT: &str = "amun-adv/1";
+pub(crate) const ADV_FORMAT: &str = "amun-adv/1";
 
 impl AdvSet {
     /// Number of samples.
@@ -536,6 +553,12 @@ impl AdvSet {
             eps0: meta.summary.eps0,
             wall_s: meta.summary.wall_s,
             forward_only: meta.summary.forward_only,
+            source: Some(AdvSource {
+                file: path.display().to_string(),
+                sha256: crate::data::sha256_file(path)?,
+                meta_sha256: crate::data::sha256_file(&Self::meta_path(path))?,
+                settings: meta.settings.clone(),
+            }),
         };
         set.check_content().map_err(|why| damaged_set(path, why))?;
         Ok(set)
@@ -613,6 +636,7 @@ impl AdvSet {
             wall_s: self.wall_s,
             // A share of the set's forward passes, by its share of samples.
             forward_only: self.forward_only * rows.len() as u64 / self.len().max(1) as u64,
+            source: self.source.clone(),
         }
     }
 

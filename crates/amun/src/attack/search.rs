@@ -334,6 +334,7 @@ fn assemble(out: Out, labels: &Tensor, indices: &[i64], s: &AdvSettings, eps0: f
         eps0,
         wall_s: 0.0,
         forward_only: 0,
+        source: None,
     }
 }
 

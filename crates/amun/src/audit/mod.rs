@@ -6,6 +6,7 @@
 mod gap;
 mod mis;
 mod rmia;
+pub(crate) use rmia::REF_FORMAT;
 mod roc;
 
 pub use gap::{Scores, avg_gap, mean_std};

@@ -292,7 +292,7 @@ fn check_ref_file(
     Ok(())
 }
 
-const REF_FORMAT: &str = "amun-rmia-refs/1";
+pub(crate) const REF_FORMAT: &str = "amun-rmia-refs/1";
 
 /// Membership of `count` reference models over a pool of `n`: model 2p
 /// trains on a random half, model 2p+1 on the other half, so with an even

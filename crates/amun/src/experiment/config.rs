@@ -614,8 +614,10 @@ impl Config {
                 }
             }
         }
-        if cfg.threads == Some(0) {
-            return Err(at(&["threads"], "threads: expected at least 1".into()));
+        if let Some(t) = cfg.threads
+            && let Err(e) = crate::device::check_threads(t)
+        {
+            return Err(at(&["threads"], format!("threads: {e}")));
         }
         Ok(cfg)
     }

@@ -17,7 +17,7 @@ mod plan;
 mod plots;
 mod report;
 pub mod steps;
-mod store;
+pub(crate) mod store;
 mod tune;
 
 pub use config::{

@@ -91,6 +91,11 @@ pub enum Origin {
         /// out of D_T.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         heldout: Option<HeldOutRecord>,
+        /// The precomputed adversarial set the method trained on (`--adv`):
+        /// its files' hashes and the settings it was made with; `settings`
+        /// then holds no attack settings, since none were used.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adversarial: Option<crate::attack::AdvSource>,
     },
     /// Imported from another framework's file.
     Import { from: String, layout: String },

@@ -21,7 +21,7 @@
 
 mod apply;
 mod audit;
-mod certificate;
+pub(crate) mod certificate;
 pub mod db;
 mod retrain;
 mod samples;

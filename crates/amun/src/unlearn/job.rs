@@ -163,6 +163,14 @@ impl UnlearnJob<'_> {
                 ),
             ));
         }
+        if self.adversarial.is_some() && self.adaptive {
+            return Err(Error::invalid(
+                "adv",
+                "adaptive unlearning (AMUN-A) computes a new adversarial set for each request \
+                 on the current model, so a precomputed set would go unused; give one or the \
+                 other",
+            ));
+        }
         Self::check_distinct(self.requests, &[])?;
         let recipe = match self.recipe {
             Some(r) => Some(r.clone()),
@@ -229,6 +237,9 @@ impl UnlearnJob<'_> {
         {
             *heldout = Some(rec.clone());
         }
+        if let Some(source) = self.adversarial.and_then(|a| a.source.clone()) {
+            record_precomputed(&mut sidecar, source);
+        }
         for (i, k) in ["forget_acc", "retain_acc", "test_acc"].iter().enumerate() {
             sidecar.metrics.insert(format!("{k}_before"), before[i]);
             if after[i].is_finite() {
@@ -246,5 +257,21 @@ impl UnlearnJob<'_> {
             sizes: [all.len(), retain_idx.len(), self.data.test.len()],
             seconds,
         })
+    }
+}
+
+/// Records the precomputed adversarial set an unlearned model trained on,
+/// in place of the method's attack settings, which made none of it.
+fn record_precomputed(sidecar: &mut Sidecar, source: crate::attack::AdvSource) {
+    if let crate::model::Origin::Unlearn {
+        settings,
+        adversarial,
+        ..
+    } = &mut sidecar.origin
+    {
+        if let Some(o) = settings.as_object_mut() {
+            o.remove("attack");
+        }
+        *adversarial = Some(source);
     }
 }

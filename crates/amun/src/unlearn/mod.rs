@@ -765,6 +765,7 @@ pub fn unlearned_sidecar(
             image_steps: logs.iter().map(UnlearnLog::image_steps).sum(),
             notes: logs.iter().filter_map(|l| l.stopped.clone()).collect(),
             heldout: None,
+            adversarial: None,
         },
     );
     sc.history = logs.iter().flat_map(|l| l.epochs.clone()).collect();

@@ -1,0 +1,532 @@
+//! No command's output replaces one of its inputs or another amun artifact
+//! (issue 37, item 1), and a precomputed adversarial set is recorded as
+//! what it is, never with attack flags it was not made with (item 6). Every
+//! refusal comes before any work, exits 1, and leaves the input's bytes as
+//! they were. The models are [`crate::hostile`]'s tiny MNIST ones, copied.
+use crate::common::{amun, fails_with, ok, read_json};
+use crate::hostile::m;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// A fresh folder with copies of the original model (`orig.safetensors` +
+/// `orig.json`) and its forget set (`f.json`).
+fn folder() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for f in ["orig.safetensors", "orig.json", "f.json"] {
+        std::fs::copy(m(f), d.path().join(f)).unwrap();
+    }
+    d
+}
+
+/// An adversarial set of `f.json` on the original (5 PGD steps), made once.
+fn adv_set() -> &'static Path {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("outputs-adv");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("adv.safetensors").to_string_lossy().into_owned();
+        ok(&amun(&[
+            "adv",
+            "--checkpoint",
+            &m("orig.safetensors"),
+            "--forget",
+            &m("f.json"),
+            "--pgd-steps",
+            "5",
+            "--device",
+            "cpu",
+            "-q",
+            "--out",
+            &out,
+        ]));
+        dir
+    })
+}
+
+/// Copies the adversarial set into `d` as `name.safetensors` + `name.json`.
+fn copy_adv(d: &Path, name: &str) -> String {
+    for ext in ["safetensors", "json"] {
+        std::fs::copy(
+            adv_set().join(format!("adv.{ext}")),
+            d.join(format!("{name}.{ext}")),
+        )
+        .unwrap();
+    }
+    p(d, &format!("{name}.safetensors"))
+}
+
+fn p(d: &Path, name: &str) -> String {
+    d.join(name).to_string_lossy().into_owned()
+}
+
+/// Runs `args`, which must be refused with an error line holding every
+/// needle, with each of `kept` byte-identical afterwards.
+fn refused_and_intact(args: &[&str], kept: &[&str], needles: &[&str]) {
+    let before: Vec<Vec<u8>> = kept.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    fails_with(&amun(args), needles);
+    for (f, b) in kept.iter().zip(before) {
+        assert!(std::fs::read(f).unwrap() == b, "{f} was changed");
+    }
+}
+
+#[test]
+fn unlearn_out_whose_sidecar_is_the_forget_file_is_refused() {
+    let d = folder();
+    let clash = p(d.path(), "clash.json");
+    std::fs::copy(m("f.json"), &clash).unwrap();
+    let (ck, out) = (
+        p(d.path(), "orig.safetensors"),
+        p(d.path(), "clash.safetensors"),
+    );
+    refused_and_intact(
+        &[
+            "unlearn",
+            "--checkpoint",
+            &ck,
+            "--forget",
+            &clash,
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+        ],
+        &[&clash],
+        &["clash.json (its sidecar)", "--forget", "deletion request"],
+    );
+    assert!(!Path::new(&out).exists());
+}
+
+#[test]
+fn train_out_whose_sidecar_is_the_exclude_file_is_refused() {
+    let d = folder();
+    let ex = p(d.path(), "ex.json");
+    std::fs::copy(m("f.json"), &ex).unwrap();
+    refused_and_intact(
+        &[
+            "train",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "-q",
+            "--exclude",
+            &ex,
+            "--out",
+            &p(d.path(), "ex.safetensors"),
+        ],
+        &[&ex],
+        &["ex.json (its sidecar)", "--exclude"],
+    );
+}
+
+#[test]
+fn adv_out_whose_metadata_is_the_forget_file_is_refused() {
+    let d = folder();
+    let f = p(d.path(), "adv.json");
+    std::fs::copy(m("f.json"), &f).unwrap();
+    refused_and_intact(
+        &[
+            "adv",
+            "--checkpoint",
+            &p(d.path(), "orig.safetensors"),
+            "--forget",
+            &f,
+            "--pgd-steps",
+            "2",
+            "--device",
+            "cpu",
+            "-q",
+            "--out",
+            &p(d.path(), "adv.safetensors"),
+        ],
+        &[&f],
+        &["adv.json (its metadata)", "--forget"],
+    );
+}
+
+#[test]
+fn unlearn_out_onto_its_adversarial_set_is_refused() {
+    let d = folder();
+    let a = copy_adv(d.path(), "a");
+    let meta = p(d.path(), "a.json");
+    refused_and_intact(
+        &[
+            "unlearn",
+            "--checkpoint",
+            &p(d.path(), "orig.safetensors"),
+            "--forget",
+            &p(d.path(), "f.json"),
+            "--adv",
+            &a,
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            &a,
+        ],
+        &[&a, &meta],
+        &["--adv", "the adversarial set"],
+    );
+}
+
+#[test]
+fn eval_per_sample_onto_the_checkpoint_is_refused() {
+    let d = folder();
+    let ck = p(d.path(), "orig.safetensors");
+    refused_and_intact(
+        &[
+            "eval",
+            "--checkpoint",
+            &ck,
+            "--device",
+            "cpu",
+            "--per-sample",
+            &ck,
+        ],
+        &[&ck, &p(d.path(), "orig.json")],
+        &["--per-sample", "which is --checkpoint"],
+    );
+}
+
+#[test]
+fn split_out_onto_a_checkpoints_sidecar_is_refused() {
+    // The checkpoint is no input of `split`: its sidecar is another
+    // artifact, found by its content, through a symlinked folder.
+    let d = folder();
+    std::os::unix::fs::symlink(d.path(), d.path().join("o2")).unwrap();
+    let side = p(d.path(), "o2/orig.json");
+    refused_and_intact(
+        &[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "10",
+            "--out",
+            &side,
+        ],
+        &[&side],
+        &["a checkpoint's sidecar"],
+    );
+}
+
+#[test]
+fn mask_out_onto_an_existing_checkpoint_is_refused() {
+    let d = folder();
+    let other = p(d.path(), "other.safetensors");
+    std::fs::copy(m("rt.safetensors"), &other).unwrap();
+    std::fs::copy(m("rt.json"), p(d.path(), "other.json")).unwrap();
+    refused_and_intact(
+        &[
+            "mask",
+            "--checkpoint",
+            &p(d.path(), "orig.safetensors"),
+            "--forget",
+            &p(d.path(), "f.json"),
+            "--device",
+            "cpu",
+            "--out",
+            &other,
+        ],
+        &[&other],
+        &["an amun checkpoint this command does not write"],
+    );
+}
+
+#[test]
+fn import_out_onto_its_from_file_is_refused() {
+    let d = folder();
+    let w = p(d.path(), "w.safetensors");
+    ok(&amun(&[
+        "export",
+        "--checkpoint",
+        &p(d.path(), "orig.safetensors"),
+        "--out",
+        &w,
+    ]));
+    refused_and_intact(
+        &[
+            "import",
+            "--from",
+            &w,
+            "--arch",
+            "small-cnn",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--out",
+            &w,
+        ],
+        &[&w],
+        &["which is --from"],
+    );
+    assert!(!Path::new(&p(d.path(), "w.json")).exists());
+}
+
+#[test]
+fn split_out_onto_its_from_file_is_refused() {
+    let d = folder();
+    let list = p(d.path(), "list.json");
+    std::fs::write(&list, "[3, 1, 2]\n").unwrap();
+    refused_and_intact(
+        &[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--from",
+            &list,
+            "--out",
+            &list,
+        ],
+        &[&list],
+        &["which is --from"],
+    );
+}
+
+#[test]
+fn a_command_still_replaces_its_own_earlier_output() {
+    let d = folder();
+    let out = p(d.path(), "s.json");
+    for seed in ["1", "2"] {
+        ok(&amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "10",
+            "--seed",
+            seed,
+            "--out",
+            &out,
+        ]));
+    }
+    assert_eq!(read_json(Path::new(&out))["seed"], 2);
+}
+
+/// `amun unlearn` of `f.json` from the copied original with `--adv ADV`
+/// and `extra`, into `out.safetensors`.
+fn unlearn_with_adv(d: &Path, adv: &str, extra: &[&str]) -> std::process::Output {
+    let (ck, f, out) = (
+        p(d, "orig.safetensors"),
+        p(d, "f.json"),
+        p(d, "out.safetensors"),
+    );
+    let mut a = vec![
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--adv",
+        adv,
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "-q",
+        "--out",
+        &out,
+    ];
+    a.extend_from_slice(extra);
+    amun(&a)
+}
+
+#[test]
+fn attack_flags_with_a_precomputed_adversarial_set_are_refused() {
+    let d = folder();
+    let a = copy_adv(d.path(), "adv");
+    for (extra, flag) in [
+        (&["--eps0", "0.5"][..], "--eps0"),
+        (&["--adv-search", "fast"][..], "--adv-search"),
+        (&["--attack", "fgsm", "--pgd-steps", "3"][..], "--attack"),
+        (&["--set", "attack.eps0=0.5"][..], "--set attack.eps0"),
+        (&["--adaptive"][..], "--adaptive"),
+    ] {
+        fails_with(&unlearn_with_adv(d.path(), &a, extra), &[flag, "--adv"]);
+    }
+    assert!(!d.path().join("out.safetensors").exists());
+}
+
+#[test]
+fn a_precomputed_adversarial_set_is_recorded_with_its_hash() {
+    let d = folder();
+    let a = copy_adv(d.path(), "adv");
+    ok(&unlearn_with_adv(d.path(), &a, &[]));
+    let origin = &read_json(&d.path().join("out.json"))["origin"];
+    let rec = &origin["adversarial"];
+    assert_eq!(rec["file"], a.as_str());
+    let sha = amun::data::sha256_file(Path::new(&a)).unwrap();
+    assert_eq!(rec["sha256"], sha.as_str());
+    assert_eq!(
+        rec["settings"]["steps"], 5,
+        "the settings the set was made with"
+    );
+    assert!(
+        origin["settings"].get("attack").is_none(),
+        "no attack settings that made nothing: {}",
+        origin["settings"]
+    );
+}
+
+#[test]
+fn negative_numbers_reach_the_value_checks() {
+    let d = folder();
+    let out = p(d.path(), "x.safetensors");
+    let o = amun(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--weight-decay",
+        "-1",
+        "--device",
+        "cpu",
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, &["weight-decay", "≥ 0", "-1"]);
+    let o = amun(&[
+        "bench",
+        "unlearn",
+        "--checkpoint",
+        &p(d.path(), "orig.safetensors"),
+        "--fractions",
+        "-0.1",
+        "--device",
+        "cpu",
+    ]);
+    fails_with(&o, &["--fractions", "(0,1)"]);
+    let o = amun(&[
+        "registry",
+        "policy",
+        "--registry",
+        &p(d.path(), "no-registry"),
+        "--retrain-after-fraction",
+        "-0.1",
+    ]);
+    fails_with(&o, &["retrain-after-fraction", "-0.1", "(0,1)"]);
+    // An unsigned flag: the parser's own value check, naming the flag.
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &p(d.path(), "orig.safetensors"),
+        "--forget",
+        &p(d.path(), "f.json"),
+        "--calibrate",
+        "--holdout-test",
+        "50",
+        "--calibrate-max-epochs",
+        "-3",
+        "--out",
+        &out,
+    ]);
+    let err = crate::common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid value '-3' for '--calibrate-max-epochs"),
+        "{err}"
+    );
+    assert!(!Path::new(&out).exists());
+}
+
+#[test]
+fn a_thread_count_beyond_the_bound_is_refused_at_once() {
+    let d = folder();
+    let cfg = p(d.path(), "e.toml");
+    std::fs::write(&cfg, crate::hostile::EXPERIMENT).unwrap();
+    let t = std::time::Instant::now();
+    let o = amun(&[
+        "experiment",
+        "--config",
+        &cfg,
+        "--threads",
+        "5000",
+        "--plan",
+        "--out",
+        &p(d.path(), "run"),
+    ]);
+    fails_with(&o, &["--threads", "1 to 1024", "5000"]);
+    assert!(t.elapsed().as_secs() < 30, "took {:?}", t.elapsed());
+}
+
+#[test]
+fn sigterm_ends_a_command_with_143() {
+    let d = folder();
+    let out = d.path().join("long.safetensors");
+    let lock = d.path().join("long.safetensors.lock");
+    let child = std::process::Command::new(crate::common::bin())
+        .args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "200",
+            "--device",
+            "cpu",
+            "-q",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..2400 {
+        if lock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(lock.exists(), "the lock never appeared");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    let err = crate::common::stderr(&o);
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(err.contains("interrupted: removed"), "{err}");
+    assert!(!lock.exists());
+}
+
+#[test]
+fn one_set_key_given_twice_is_refused() {
+    let d = folder();
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &p(d.path(), "orig.safetensors"),
+        "--forget",
+        &p(d.path(), "f.json"),
+        "--method",
+        "ft",
+        "--set",
+        "finetune.lr=0.1",
+        "--set",
+        "finetune.lr=0.01",
+        "--device",
+        "cpu",
+        "--out",
+        &p(d.path(), "u.safetensors"),
+    ]);
+    fails_with(&o, &["--set finetune.lr", "twice"]);
+    assert!(!d.path().join("u.safetensors").exists());
+}

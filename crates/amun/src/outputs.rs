@@ -1,0 +1,548 @@
+//! Every file a command writes, checked against every file it reads before
+//! any work: an output (or a file written beside it: a sidecar, an
+//! adversarial set's metadata, a resume state, a lock) never replaces an
+//! input, never lands inside an input folder (a dataset), and never
+//! replaces an amun artifact of another kind (a checkpoint, a forget set,
+//! an adversarial set, …). A command's own earlier output of the same kind
+//! may be replaced: re-running a command is how results are refreshed.
+//!
+//! Paths are compared as the files they are: through symlinks, and for a
+//! file that does not exist yet by its canonical folder and name.
+use crate::error::{Error, Result};
+use crate::fsutil::{OutputLock, check_output};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What a file is, as far as amun can tell from its name and content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Weights with an amun sidecar beside them.
+    Checkpoint,
+    /// A checkpoint's `.json` sidecar.
+    Sidecar,
+    /// An adversarial set's tensors (`amun adv`).
+    AdvSet,
+    /// An adversarial set's `.json` metadata.
+    AdvMeta,
+    /// A forget set (`amun split`).
+    ForgetSet,
+    /// A saliency mask (`amun mask`).
+    Mask,
+    /// Per-sample evaluation (`amun eval --per-sample`).
+    PerSample,
+    /// A training run's resume state.
+    Resume,
+    /// Reference models' manifest (`amun rmia train-refs`).
+    References,
+    /// A registry certificate.
+    Certificate,
+    /// A run folder's step record (`<artifact>.meta.json`).
+    StepMeta,
+    /// Weights for PyTorch (`amun export`).
+    Export,
+    /// An output's lock.
+    Lock,
+    /// A file amun did not write (or cannot tell).
+    Foreign,
+}
+
+impl Kind {
+    /// The kind, as a phrase for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Checkpoint => "an amun checkpoint",
+            Kind::Sidecar => "a checkpoint's sidecar",
+            Kind::AdvSet => "an adversarial set",
+            Kind::AdvMeta => "an adversarial set's metadata",
+            Kind::ForgetSet => "a forget set (a deletion request)",
+            Kind::Mask => "a saliency mask",
+            Kind::PerSample => "a per-sample evaluation",
+            Kind::Resume => "a training run's resume state",
+            Kind::References => "the manifest of reference models",
+            Kind::Certificate => "a registry certificate",
+            Kind::StepMeta => "a run folder's step record",
+            Kind::Export => "an exported model",
+            Kind::Lock => "a lock",
+            Kind::Foreign => "a file amun did not write",
+        }
+    }
+
+    /// What the file at `path` is (`Foreign` when it cannot be read).
+    pub fn of(path: &Path) -> Kind {
+        if path.is_dir() {
+            return Kind::Foreign;
+        }
+        match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+            "json" => json_kind(path),
+            "safetensors" => safetensors_kind(path),
+            "csv" => csv_kind(path),
+            "lock" => Kind::Lock,
+            _ => Kind::Foreign,
+        }
+    }
+}
+
+fn json_kind(path: &Path) -> Kind {
+    let Ok(v) = crate::fsutil::read_json::<serde_json::Value>(path) else {
+        return Kind::Foreign;
+    };
+    match v.get("format").and_then(|f| f.as_str()) {
+        Some(crate::model::checkpoint::FORMAT) => return Kind::Sidecar,
+        Some(crate::attack::ADV_FORMAT) => return Kind::AdvMeta,
+        Some(crate::audit::REF_FORMAT) => return Kind::References,
+        Some(crate::registry::certificate::FORMAT) => return Kind::Certificate,
+        _ => {}
+    }
+    if serde_json::from_value::<crate::data::ForgetSet>(v.clone()).is_ok() {
+        Kind::ForgetSet
+    } else if serde_json::from_value::<crate::experiment::store::Meta>(v).is_ok() {
+        Kind::StepMeta
+    } else {
+        Kind::Foreign
+    }
+}
+
+fn safetensors_kind(path: &Path) -> Kind {
+    match json_kind(&path.with_extension("json")) {
+        Kind::Sidecar => return Kind::Checkpoint,
+        Kind::AdvMeta => return Kind::AdvSet,
+        _ => {}
+    }
+    let names = tensor_names(path).unwrap_or_default();
+    let has = |n: &str| names.iter().any(|x| x == n);
+    if has("__ratio") {
+        Kind::Mask
+    } else if has("meta.fingerprint") {
+        Kind::Resume
+    } else if has("confidence") && has("pred") && has("split") {
+        Kind::PerSample
+    } else {
+        Kind::Foreign
+    }
+}
+
+/// The tensor names of a safetensors file, from its header alone (an
+/// 8-byte little-endian length, then that many bytes of JSON).
+fn tensor_names(path: &Path) -> Option<Vec<String>> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let n = u64::from_le_bytes(len);
+    // safetensors' own limit on a header.
+    if n > 100_000_000 {
+        return None;
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).ok()?;
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).ok()?;
+    Some(map.into_iter().map(|(k, _)| k).collect())
+}
+
+fn csv_kind(path: &Path) -> Kind {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Kind::Foreign;
+    };
+    let mut first = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(f), &mut first);
+    if first.starts_with("split,index,label,pred,") {
+        Kind::PerSample
+    } else {
+        Kind::Foreign
+    }
+}
+
+/// What a command writes under one flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifact {
+    /// A checkpoint: weights and their `.json` sidecar.
+    Checkpoint,
+    /// A checkpoint written by training: also its `.resume.safetensors`.
+    Trained,
+    /// An adversarial set and its `.json` metadata.
+    AdvSet,
+    Mask,
+    ForgetSet,
+    PerSample,
+    Export,
+    /// A folder of reference models (`manifest.json` and the models).
+    References,
+    /// An experiment's run folder.
+    RunFolder,
+}
+
+impl Artifact {
+    /// Whether the output is a folder the command writes files into.
+    fn is_folder(self) -> bool {
+        matches!(self, Artifact::References | Artifact::RunFolder)
+    }
+}
+
+/// One file a command writes.
+#[derive(Debug, Clone)]
+struct Target {
+    flag: String,
+    /// The path the flag was given.
+    named: PathBuf,
+    path: PathBuf,
+    /// What the file is to the named output (`its sidecar`), if it is not
+    /// the named file itself.
+    role: Option<&'static str>,
+    kind: Kind,
+    /// A folder written into (checked against input folders only).
+    folder: bool,
+}
+
+/// One file or folder a command reads.
+#[derive(Debug, Clone)]
+struct Input {
+    flag: String,
+    what: String,
+    path: PathBuf,
+    folder: bool,
+}
+
+/// The files a command reads and writes, checked against each other
+/// before any work ([`Outputs::claim`]).
+#[derive(Debug, Default)]
+pub struct Outputs {
+    reads: Vec<Input>,
+    writes: Vec<Target>,
+}
+
+impl Outputs {
+    pub fn new() -> Outputs {
+        Outputs::default()
+    }
+
+    /// A file the command reads, under `flag` (`--forget`), described as
+    /// `what` (`the deletion request`).
+    pub fn reads(&mut self, flag: &str, what: &str, path: &Path) -> &mut Self {
+        self.reads.push(Input {
+            flag: flag.into(),
+            what: what.into(),
+            path: path.to_path_buf(),
+            folder: path.is_dir(),
+        });
+        self
+    }
+
+    /// A checkpoint the command reads: its weights, its sidecar, and what
+    /// the sidecar names (a dataset folder, an exported model's graph and
+    /// init weights). A missing or unreadable sidecar adds only the weights
+    /// (the command's own loader says what is wrong).
+    pub fn reads_checkpoint(&mut self, flag: &str, path: &Path) -> &mut Self {
+        self.reads(flag, "the checkpoint", path);
+        let side = crate::model::checkpoint::sidecar_path(path);
+        if !side.exists() || side == path {
+            return self;
+        }
+        self.reads(flag, "the checkpoint's sidecar", &side);
+        let Ok(sc) = crate::fsutil::read_json::<crate::model::Sidecar>(&side) else {
+            return self;
+        };
+        self.reads_dataset(flag, &sc.data.dataset);
+        if let Some(p) = &sc.model.program {
+            self.reads(flag, "the model's exported graph", &p.file);
+            if let crate::model::program::ProgramInit::Weights { file, .. } = &p.init {
+                self.reads(flag, "the model's initial weights", file);
+            }
+        }
+        self
+    }
+
+    /// An adversarial set the command reads: its tensors and metadata.
+    pub fn reads_adv_set(&mut self, flag: &str, path: &Path) -> &mut Self {
+        self.reads(flag, "the adversarial set", path);
+        let meta = crate::attack::AdvSet::meta_path(path);
+        if meta != path {
+            self.reads(flag, "the adversarial set's metadata", &meta);
+        }
+        self
+    }
+
+    /// A dataset the command reads: a folder is an input nothing may be
+    /// written into; a registry name reads nothing the user owns.
+    pub fn reads_dataset(&mut self, flag: &str, dataset: &str) -> &mut Self {
+        if crate::data::Registry::from_name(dataset).is_none() && Path::new(dataset).is_dir() {
+            self.reads(flag, "the dataset folder", Path::new(dataset));
+        }
+        self
+    }
+
+    /// An output under `flag` at `path`, with the files written beside it.
+    pub fn writes(&mut self, flag: &str, path: &Path, artifact: Artifact) -> &mut Self {
+        let (kind, beside): (Kind, Vec<(PathBuf, &'static str, Kind)>) = match artifact {
+            Artifact::Checkpoint | Artifact::Trained => {
+                let mut b = vec![(
+                    crate::model::checkpoint::sidecar_path(path),
+                    "its sidecar",
+                    Kind::Sidecar,
+                )];
+                if artifact == Artifact::Trained {
+                    b.push((
+                        crate::train::resume_path(path),
+                        "its resume state",
+                        Kind::Resume,
+                    ));
+                }
+                (Kind::Checkpoint, b)
+            }
+            Artifact::AdvSet => (
+                Kind::AdvSet,
+                vec![(
+                    crate::attack::AdvSet::meta_path(path),
+                    "its metadata",
+                    Kind::AdvMeta,
+                )],
+            ),
+            Artifact::Mask => (Kind::Mask, vec![]),
+            Artifact::ForgetSet => (Kind::ForgetSet, vec![]),
+            Artifact::PerSample => (Kind::PerSample, vec![]),
+            Artifact::Export => (Kind::Export, vec![]),
+            Artifact::References => (
+                Kind::Foreign,
+                vec![(path.join("manifest.json"), "its manifest", Kind::References)],
+            ),
+            Artifact::RunFolder => (Kind::Foreign, vec![]),
+        };
+        let mut lock = path.as_os_str().to_owned();
+        lock.push(".lock");
+        let mut all = vec![(path.to_path_buf(), None, kind)];
+        all.extend(beside.into_iter().map(|(p, r, k)| (p, Some(r), k)));
+        if !artifact.is_folder() {
+            all.push((PathBuf::from(lock), Some("its lock"), Kind::Lock));
+        }
+        for (p, role, kind) in all {
+            self.writes.push(Target {
+                flag: flag.into(),
+                named: path.to_path_buf(),
+                folder: artifact.is_folder() && role.is_none(),
+                path: p,
+                role,
+                kind,
+            });
+        }
+        self
+    }
+
+    /// Checks every write against every read and against what is on disk,
+    /// before any work; names both flags and files.
+    pub fn check(&self) -> Result<()> {
+        for w in &self.writes {
+            let target = identities(&w.path);
+            for r in &self.reads {
+                let clash = if r.folder {
+                    let dir = canonical_lenient(&r.path);
+                    target.iter().any(|t| t.starts_with(&dir))
+                } else if w.folder {
+                    false
+                } else {
+                    identities(&r.path).iter().any(|i| target.contains(i))
+                };
+                if clash {
+                    let (verb, rel) = if r.folder {
+                        ("write", "inside")
+                    } else {
+                        ("overwrite", "which is")
+                    };
+                    return Err(w.refuse(
+                        verb,
+                        &format!("{rel} {} {} ({})", r.flag, r.path.display(), r.what),
+                    ));
+                }
+            }
+            w.check_existing()?;
+        }
+        Ok(())
+    }
+
+    /// Each named output checked as a path ([`check_output`], one of
+    /// `extensions` per flag), then [`Outputs::check`], then the outputs
+    /// claimed ([`OutputLock`]) until the returned value is dropped.
+    pub fn claim(&self, extensions: &[(&str, &[&str])]) -> Result<Vec<OutputLock>> {
+        // A folder's files are claimed by the library as it writes them.
+        let named = || self.writes.iter().filter(|w| w.role.is_none() && !w.folder);
+        for w in named() {
+            let ext = extensions
+                .iter()
+                .find(|(f, _)| *f == w.flag)
+                .map_or(&[][..], |(_, e)| e);
+            check_output(&w.path, ext).map_err(|e| prefix(&w.flag, e))?;
+        }
+        self.check()?;
+        named().map(|w| OutputLock::acquire(&w.path)).collect()
+    }
+}
+
+impl Target {
+    fn refuse(&self, verb: &str, why: &str) -> Error {
+        let file = match self.role {
+            Some(role) => format!("{} ({role})", self.path.display()),
+            None => self.path.display().to_string(),
+        };
+        Error::invalid(
+            format!("{} {}", self.flag, self.named.display()),
+            format!("would {verb} {file}, {why}; choose another {}", self.flag),
+        )
+    }
+
+    /// An existing file may be replaced by a file of its own kind (a
+    /// command run again); the named output also when amun did not write
+    /// it (the user chose that path). Anything else is another artifact.
+    fn check_existing(&self) -> Result<()> {
+        if !self.path.exists() || self.kind == Kind::Lock || self.folder {
+            return Ok(());
+        }
+        let found = Kind::of(&self.path);
+        let own_kind = found == self.kind
+            // An export is a PyTorch file: amun cannot tell it from others.
+            || (self.kind == Kind::Export && found == Kind::Foreign);
+        if own_kind || (self.role.is_none() && found == Kind::Foreign) {
+            return Ok(());
+        }
+        Err(self.refuse(
+            "overwrite",
+            &format!(
+                "{}{}",
+                found.describe(),
+                if found == Kind::Foreign {
+                    ""
+                } else {
+                    " this command does not write"
+                }
+            ),
+        ))
+    }
+}
+
+fn prefix(flag: &str, e: Error) -> Error {
+    match e {
+        Error::Invalid { what, msg } => Error::invalid(format!("{flag} {what}"), msg),
+        e => e,
+    }
+}
+
+/// The names a path goes by: the file it resolves to (through symlinks),
+/// and its entry (canonical folder + name: what a rename onto it replaces,
+/// and the only name of a file that does not exist yet).
+fn identities(p: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(c) = p.canonicalize() {
+        v.push(c);
+    }
+    if let Some(name) = p.file_name() {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        v.push(canonical_lenient(parent).join(name));
+    }
+    v
+}
+
+/// `p` canonicalised as far as it exists, the rest appended as the OS
+/// would resolve it (`..` after a folder that does not exist yet too: the
+/// write makes that folder first).
+fn canonical_lenient(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut acc = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                acc.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => {
+                acc.push(other);
+                if let Ok(real) = acc.canonicalize() {
+                    acc = real;
+                }
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlinked_input_is_the_file_it_points_to() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("forget.json");
+        std::fs::write(&real, b"[1, 2]").unwrap();
+        let link = d.path().join("link.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let mut o = Outputs::new();
+        o.reads("--forget", "the deletion request", &link).writes(
+            "--out",
+            &d.path().join("sub/../forget.safetensors"),
+            Artifact::Checkpoint,
+        );
+        let e = o.check().unwrap_err().to_string();
+        assert!(e.contains("its sidecar") && e.contains("--forget"), "{e}");
+    }
+
+    #[test]
+    fn writing_into_a_dataset_folder_is_refused_and_elsewhere_allowed() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        std::fs::create_dir_all(data.join("cat")).unwrap();
+        let mut o = Outputs::new();
+        o.reads_dataset("--dataset", data.to_str().unwrap()).writes(
+            "--out",
+            &data.join("cat/m.safetensors"),
+            Artifact::Mask,
+        );
+        assert!(o.check().unwrap_err().to_string().contains("inside"));
+        let mut o = Outputs::new();
+        o.reads_dataset("--dataset", data.to_str().unwrap()).writes(
+            "--out",
+            &d.path().join("m.safetensors"),
+            Artifact::Mask,
+        );
+        o.check().unwrap();
+    }
+
+    #[test]
+    fn an_existing_file_of_another_kind_is_refused_its_own_kind_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let set = crate::data::ForgetSet {
+            dataset: "mnist".into(),
+            train_size: 10,
+            kind: "random".into(),
+            class: None,
+            seed: 1,
+            size: 1,
+            indices: vec![3],
+        };
+        let f = d.path().join("f.json");
+        set.write(&f).unwrap();
+        assert_eq!(Kind::of(&f), Kind::ForgetSet);
+        let mut o = Outputs::new();
+        o.writes("--out", &f, Artifact::ForgetSet);
+        o.check().unwrap();
+        let mut o = Outputs::new();
+        o.writes(
+            "--out",
+            &d.path().join("f.safetensors"),
+            Artifact::Checkpoint,
+        );
+        let e = o.check().unwrap_err().to_string();
+        assert!(e.contains("a forget set"), "{e}");
+        // A file amun did not write: replaced only where the user named it.
+        let mine = d.path().join("notes.json");
+        std::fs::write(&mine, b"{\"a\": 1}").unwrap();
+        let mut o = Outputs::new();
+        o.writes("--out", &mine, Artifact::ForgetSet);
+        o.check().unwrap();
+        let mut o = Outputs::new();
+        o.writes(
+            "--out",
+            &d.path().join("notes.safetensors"),
+            Artifact::AdvSet,
+        );
+        assert!(o.check().is_err());
+    }
+}
