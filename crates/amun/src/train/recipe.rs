@@ -363,13 +363,14 @@ impl std::str::FromStr for RetainBudget {
 
 impl RetainBudget {
     /// The retain samples an epoch visits for a request of `request`
-    /// samples out of a retain set of `retain` (`None`: all of it).
-    pub fn count(self, request: usize, retain: usize) -> Option<usize> {
+    /// samples out of a retain set of `retain`, never fewer than `floor`
+    /// (`None`: all of it).
+    pub fn count(self, request: usize, retain: usize, floor: usize) -> Option<usize> {
         match self {
             RetainBudget::Full => None,
             RetainBudget::Multiple(k) => {
-                let n = (k * request as f64).ceil() as usize;
-                (n < retain).then_some(n.max(1))
+                let n = ((k * request as f64).ceil() as usize).max(floor).max(1);
+                (n < retain).then_some(n)
             }
         }
     }

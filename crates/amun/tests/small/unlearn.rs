@@ -303,7 +303,8 @@ fn a_retain_budget_draws_a_fresh_sample_of_d_r_each_epoch() {
         .unwrap()
         .indices;
     let is_forget = |i: &i64| forget.binary_search(i).is_ok();
-    let settings = json!({"finetune": {"epochs": 3, "retain_budget": 2}});
+    // No floor: this D_R (570) is smaller than the default one (1,024).
+    let settings = json!({"finetune": {"epochs": 3, "retain_budget": 2, "retain_floor": 0}});
     let (rows, log, w1) = observed_run(&data, &model, &forget, "ft", settings.clone(), 5);
     assert_eq!(rows.len(), 3);
     for r in &rows {
@@ -327,7 +328,7 @@ fn a_retain_budget_draws_a_fresh_sample_of_d_r_each_epoch() {
     assert_ne!(rows, other);
 
     // AMUN: D_F and D_A whole, D_R drawn at 2 × (|D_F| + |D_A|).
-    let settings = json!({"finetune": {"epochs": 2, "retain_budget": 2}, "attack": {"steps": 5}});
+    let settings = json!({"finetune": {"epochs": 2, "retain_budget": 2, "retain_floor": 0}, "attack": {"steps": 5}});
     let (rows, log, _) = observed_run(&data, &model, &forget, "amun", settings, 5);
     for r in &rows {
         let f: Vec<i64> = r.iter().copied().filter(is_forget).collect();
@@ -370,16 +371,24 @@ fn a_fine_tune_stops_below_its_floor_and_full_mode_keeps_its_bits() {
     );
     let covers = json!({"finetune": {"epochs": 2, "retain_budget": 100}});
     let (_, _, w_covers) = observed_run(&data, &model, &forget, "rl", covers, 5);
-    let small = json!({"finetune": {"epochs": 2, "retain_budget": 1}});
+    let small = json!({"finetune": {"epochs": 2, "retain_budget": 1, "retain_floor": 0}});
     let (_, _, w_small) = observed_run(&data, &model, &forget, "rl", small, 5);
     assert_eq!(w_full, w_covers);
     assert_ne!(w_full, w_small);
-    // The default budget is 4 × the request (120 of D_R's 270 here); the
-    // paper's mode is there by name.
-    let four = json!({"finetune": {"epochs": 2, "retain_budget": 4}});
+    // The default budget is 4 × the request but never below the floor of
+    // 1,024 images: this D_R (270) is all visited, as in the paper's mode;
+    // without the floor 4 × the request is 120 of them.
+    assert_eq!(w_default, w_full);
+    let four = json!({"finetune": {"epochs": 2, "retain_budget": 4, "retain_floor": 0}});
     let (_, _, w_four) = observed_run(&data, &model, &forget, "rl", four, 5);
-    assert_eq!(w_default, w_four);
-    assert_ne!(w_default, w_full);
+    assert_ne!(w_four, w_full);
+    let floored = json!({"finetune": {"epochs": 2, "retain_budget": 4, "retain_floor": 200}});
+    let (rows, _, w_floored) = observed_run(&data, &model, &forget, "rl", floored, 5);
+    assert!(
+        rows.iter().all(|r| r.len() == 30 + 200),
+        "D_F whole, 200 of D_R"
+    );
+    assert_ne!(w_floored, w_four);
     assert!(build("ft", &json!({"finetune": {"retain_budget": 0}})).is_err());
     assert!(build("ft", &json!({"finetune": {"retain_budget": "half"}})).is_err());
     assert!(build("amun", &json!({"finetune": {"stop_below": 1.5}})).is_err());
