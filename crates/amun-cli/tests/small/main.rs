@@ -8,3 +8,4 @@ mod cli;
 mod hostile;
 mod own_data;
 mod registry;
+mod registry_anchor;

@@ -3,8 +3,8 @@
 //! by verify, and bad input refused with nothing changed.
 use crate::common;
 use common::registry::{
-    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, count, create, db, indices_sha256, mnist_model,
-    pending, reg, request,
+    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, copy_with_sql, count, create, db,
+    indices_sha256, mnist_model, pending, reg, request, small_registry,
 };
 use common::{fails_with, ok, read_json, stdout};
 use std::path::Path;
@@ -121,27 +121,6 @@ fn three_requests_two_batches_certificates_and_the_retrain_policy_on_mnist() {
             .iter()
             .all(|x| x["status"] == "absorbed")
     );
-}
-
-/// A registry of a 400-image MNIST model with two pending requests.
-fn small_registry(dir: &Path) -> std::path::PathBuf {
-    let model = mnist_model(dir, "400", "1");
-    let r = dir.join("reg");
-    create(&r, &model, &[]);
-    let r1 = request(dir, "r1.csv", &[1, 2, 3]);
-    let r2 = request(dir, "r2.csv", &[10, 11]);
-    ok(&reg(
-        "add",
-        &r,
-        &[r1.to_str().unwrap(), r2.to_str().unwrap()],
-    ));
-    r
-}
-
-/// A copy of the registry `base` at `to`, with `sql` run on its database.
-fn copy_with_sql(base: &Path, to: &Path, sql: &str) {
-    copy_dir(base, to);
-    db(to).execute_batch(sql).unwrap();
 }
 
 #[test]

@@ -22,7 +22,7 @@ use time::{OffsetDateTime, UtcOffset};
 pub const DB_FILE: &str = "registry.db";
 
 /// The schema this amun reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Forward migrations: entry k takes a database from version k to k + 1.
 const MIGRATIONS: &[&str] = &[r#"
@@ -113,7 +113,17 @@ CREATE TABLE chain (
     hash TEXT NOT NULL,
     UNIQUE (kind, item)
 );
-"#];
+"#,
+    // 2: the anchor (`anchor.log` beside the database, and a copy the
+    // user names): when this registry started it, and where its copy is.
+    r#"
+CREATE TABLE anchors (
+    id INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    copy TEXT
+);
+"#,
+];
 
 /// The `prev` of the first chain entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -314,6 +324,25 @@ pub fn append<T: Serialize>(
         prev,
         hash,
     })
+}
+
+/// The chain's last entry.
+pub fn chain_head(conn: &Connection, path: &Path) -> Result<ChainEntry> {
+    conn.query_row(
+        "SELECT seq, kind, item, content_sha256, prev, hash FROM chain ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(ChainEntry {
+                seq: r.get(0)?,
+                kind: r.get(1)?,
+                item: r.get(2)?,
+                content_sha256: r.get(3)?,
+                prev: r.get(4)?,
+                hash: r.get(5)?,
+            })
+        },
+    )
+    .map_err(sql(path))
 }
 
 /// Every chain entry, in order.
