@@ -249,17 +249,18 @@ fn edited_certificates_and_a_rolled_back_database_are_named_and_nothing_is_remov
         let _ = std::fs::remove_file(e.join(x));
     }
     let o = reg("verify", &e, &[]);
-    fails_with(
-        &o,
-        &[
-            "certificates/v0002.json",
-            "belongs to version 2, which the registry does not hold",
-            "rolled back",
-        ],
+    fails_with(&o, &["registry.db", "behind its anchor", "older copy"]);
+    assert!(
+        stdout(&o).contains(
+            "CHANGED certificates/v0002.json: belongs to version 2, which the registry does not \
+             hold (its newest is version 1): the database was rolled back"
+        ),
+        "{}",
+        stdout(&o)
     );
     fails_with(
         &reg("apply", &e, APPLY_FAST),
-        &["fails verification", "nothing was applied", "rolled back"],
+        &["fails verification", "nothing was applied", "older copy"],
     );
     for f in [
         "certificates/v0002.json",
@@ -297,6 +298,15 @@ fn bad_requests_are_refused_and_change_nothing() {
         &["sample 8 is named twice"],
     );
     let ok1 = request(d.path(), "ok.csv", &[20]);
+    fails_with(
+        &reg("add", &r, &[ok1.to_str().unwrap(), "--received", "2999-01-01"]),
+        &["received", "2999-01-01T00:00:00Z is in the future"],
+    );
+    let same = d.path().join(".").join("ok.csv");
+    fails_with(
+        &reg("add", &r, &[ok1.to_str().unwrap(), same.to_str().unwrap()]),
+        &["ok.csv", "is named twice", "nothing was added"],
+    );
     fails_with(
         &reg(
             "add",
