@@ -26,7 +26,8 @@ pub enum RegistryCmd {
     Show(ShowArgs),
     /// Apply the pending requests as one batch: a new version with its audit
     Apply(Box<ApplyArgs>),
-    /// Write or print a version's certificate (Markdown and JSON)
+    /// Print a version's certificate (Markdown or JSON), writing it first
+    /// if it was never written (an issued certificate is never rewritten)
     Certificate(CertificateArgs),
     /// Re-hash every file and record of the registry and name what changed;
     /// with its anchor (anchor.log, made by every commit) and the receipts
@@ -558,12 +559,12 @@ fn certificate(a: CertificateArgs) -> Result<()> {
         Some(v) => v,
         None => reg.head()?.id,
     };
-    let (md, json) = registry::write_certificate(&reg, id)?;
+    let (md, json) = registry::ensure_certificate(&reg, id)?;
     if a.json {
         return super::emit(&std::fs::read_to_string(&json)?);
     }
     super::emit(&std::fs::read_to_string(&md)?)?;
-    eprintln!("written: {} and {}", md.display(), json.display());
+    eprintln!("certificate: {} and {}", md.display(), json.display());
     Ok(())
 }
 

@@ -372,6 +372,32 @@ fn bad_requests_are_refused_and_change_nothing() {
         &["not an empty folder"],
     );
     ok(&reg("verify", &r, &[]));
+    // An issued certificate is printed, never rewritten (here through a
+    // symlink to the registry, whose path differs).
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&r, &link).unwrap();
+    let issued: Vec<Vec<u8>> = ["json", "md"]
+        .iter()
+        .map(|x| std::fs::read(r.join(format!("certificates/v0001.{x}"))).unwrap())
+        .collect();
+    let o = reg("certificate", &link, &[]);
+    ok(&o);
+    assert_eq!(stdout(&o).as_bytes(), &issued[1][..]);
+    ok(&reg("certificate", &link, &["--version", "1", "--json"]));
+    for (x, bytes) in ["json", "md"].iter().zip(&issued) {
+        let now = std::fs::read(r.join(format!("certificates/v0001.{x}"))).unwrap();
+        assert!(now == *bytes, "certificates/v0001.{x} was rewritten");
+    }
+    // The database deleted, the versions kept: named, not "not a registry".
+    let nodb = d.path().join("nodb");
+    copy_dir(&r, &nodb);
+    std::fs::remove_file(nodb.join("registry.db")).unwrap();
+    for sub in ["list", "verify"] {
+        fails_with(
+            &reg(sub, &nodb, &[]),
+            &["registry.db is missing", "versions, certificates"],
+        );
+    }
 }
 
 /// An image folder (`train/<class>/*.png`, `test/<class>/*.png`) of the

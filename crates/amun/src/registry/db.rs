@@ -151,6 +151,22 @@ pub fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
 pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {
     let path = dir.join(DB_FILE);
     if !create && !path.is_file() {
+        let kept: Vec<&str> = ["versions", "certificates", "anchor.log", "receipts"]
+            .into_iter()
+            .filter(|f| dir.join(f).exists())
+            .collect();
+        if !kept.is_empty() {
+            return Err(Error::invalid(
+                dir.display().to_string(),
+                format!(
+                    "its database {} is missing, but the folder holds a registry's {}: put \
+                     registry.db back from a backup (verify then checks it against the anchor \
+                     and receipts); nothing was changed",
+                    path.display(),
+                    kept.join(", ")
+                ),
+            ));
+        }
         return Err(Error::invalid(
             dir.display().to_string(),
             format!(

@@ -34,7 +34,9 @@ mod verify;
 pub use anchor::Receipt;
 pub use apply::{Applied, ApplySpec, apply};
 pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
-pub use certificate::{Certificate, certificate, render_markdown, write_certificate};
+pub use certificate::{
+    Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
+};
 pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
 };
