@@ -200,7 +200,9 @@ fn add(a: AddArgs) -> Result<()> {
             .create_new(true)
             .open(r)
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-            .map_err(|e| anyhow::anyhow!("--receipt {}: {e} (the request was added)", r.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!("--receipt {}: {e} (the request was added)", r.display())
+            })?;
     }
     if a.json {
         return print_json(&added);

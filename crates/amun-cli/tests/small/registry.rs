@@ -299,7 +299,11 @@ fn bad_requests_are_refused_and_change_nothing() {
     );
     let ok1 = request(d.path(), "ok.csv", &[20]);
     fails_with(
-        &reg("add", &r, &[ok1.to_str().unwrap(), "--received", "2999-01-01"]),
+        &reg(
+            "add",
+            &r,
+            &[ok1.to_str().unwrap(), "--received", "2999-01-01"],
+        ),
         &["received", "2999-01-01T00:00:00Z is in the future"],
     );
     let same = d.path().join(".").join("ok.csv");

@@ -5,8 +5,8 @@
 //! line, and registries made before anchors.
 use crate::common;
 use common::registry::{
-    APPLY_FAST, copy_dir, copy_with_sql, count, create, db, mnist_model, pending, put_back_db,
-    reg, request, small_registry,
+    APPLY_FAST, copy_dir, copy_with_sql, count, create, db, mnist_model, pending, put_back_db, reg,
+    request, small_registry,
 };
 use common::{fails_with, ok, read_json, stderr, stdout};
 use std::path::Path;
@@ -25,7 +25,9 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     let d = tempfile::tempdir().unwrap();
     let model = mnist_model(d.path(), "400", "1");
     let base = d.path().join("reg");
-    create(&base, &model, &[]);
+    // The anchor's copy on "another disk".
+    let copy = d.path().join("elsewhere/reg-anchor.log");
+    create(&base, &model, &["--anchor-copy", copy.to_str().unwrap()]);
     let backup = d.path().join("backup.db");
     std::fs::copy(base.join("registry.db"), &backup).unwrap();
     let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
@@ -49,9 +51,11 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     assert_eq!(rc["request"]["size"], 2);
     assert_eq!(rc["record"]["kind"], "request");
     let head: (i64, String) = db(&base)
-        .query_row("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!(rc["head_seq"], head.0);
     assert_eq!(rc["head_hash"], head.1.as_str());
@@ -63,6 +67,10 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     assert_eq!(read_json(&kept)["request"]["id"], 1);
     let lines = anchor_lines(&base);
     assert_eq!(lines.last().unwrap()["seq"], head.0);
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap(),
+        std::fs::read_to_string(base.join("anchor.log")).unwrap()
+    );
     assert_eq!(lines.last().unwrap()["records"][0]["kind"], "request");
     let o = reg("verify", &base, &[]);
     ok(&o);
@@ -87,20 +95,37 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     // Nothing is written on top of the evidence.
     fails_with(
         &reg("add", &a, &[r1.to_str().unwrap()]),
-        &["cannot add requests", "behind its anchor", "nothing was changed"],
+        &[
+            "cannot add requests",
+            "behind its anchor",
+            "nothing was changed",
+        ],
     );
     assert_eq!(count(&a, "requests"), 0);
-    // The whole folder put back (anchor and receipts too): the receipt the
-    // requester kept still names the request.
+    // The whole folder put back (anchor and receipts too): the anchor's
+    // copy names it, and without the copy the receipt the requester kept.
     let b = d.path().join("b");
     copy_dir(&base, &b);
     put_back_db(&b, &backup);
     std::fs::remove_dir_all(b.join("receipts")).unwrap();
     let first_line = anchor_lines(&b)[0].to_string() + "\n";
     std::fs::write(b.join("anchor.log"), first_line).unwrap();
-    ok(&reg("verify", &b, &[]));
+    fails_with(
+        &reg("verify", &b, &[]),
+        &["registry.db", "behind its anchor", "reg-anchor.log"],
+    );
+    let away = d.path().join("away.log");
+    std::fs::rename(&copy, &away).unwrap();
+    let o = reg("verify", &b, &[]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("reg-anchor.log cannot be read"),
+        "{}",
+        stderr(&o)
+    );
     let o = reg("verify", &b, &["--receipt", kept.to_str().unwrap()]);
     fails_with(&o, &["request 1", "was acknowledged", "my-receipt.json"]);
+    std::fs::rename(&away, &copy).unwrap();
     // An edited receipt is named as such.
     let forged = d.path().join("forged.json");
     let mut f = read_json(&kept);
@@ -156,7 +181,11 @@ fn apply_after_a_rollback_keeps_the_released_versions_files() {
     );
     fails_with(
         &reg("apply", &r, APPLY_FAST),
-        &["fails verification", "nothing was applied", "behind its anchor"],
+        &[
+            "fails verification",
+            "nothing was applied",
+            "behind its anchor",
+        ],
     );
     for f in ["versions/v0002.safetensors", "versions/v0002.json"] {
         assert!(r.join(f).exists(), "{f} was removed");
@@ -197,7 +226,10 @@ fn a_stop_between_a_commit_and_its_anchor_line_is_appended_not_cried_wolf() {
     let o = std::process::Command::new(common::bin())
         .args(["registry", "apply", "--registry", r.to_str().unwrap()])
         .args(APPLY_FAST)
-        .env("AMUN_REGISTRY_STOP_AT", format!("renamed@{}", abs.display()))
+        .env(
+            "AMUN_REGISTRY_STOP_AT",
+            format!("renamed@{}", abs.display()),
+        )
         .output()
         .unwrap();
     assert_eq!(o.status.signal(), Some(9));
@@ -244,7 +276,11 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
     std::fs::write(&v2, b"weights of a released version").unwrap();
     fails_with(
         &reg("apply", &r, APPLY_FAST),
-        &["v0002.safetensors", "no anchor that proves", "move its files away"],
+        &[
+            "v0002.safetensors",
+            "no anchor that proves",
+            "move its files away",
+        ],
     );
     assert!(v2.exists());
     std::fs::remove_file(&v2).unwrap();

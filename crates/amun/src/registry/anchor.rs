@@ -358,9 +358,11 @@ pub(crate) fn committed(reg: &Registry, id: i64) -> Result<Option<bool>> {
         all.push(c);
     }
     Ok(Some(all.iter().any(|p| {
-        p.heads
-            .iter()
-            .any(|(_, h)| h.records.iter().any(|r| r.kind == "version" && r.item == id))
+        p.heads.iter().any(|(_, h)| {
+            h.records
+                .iter()
+                .any(|r| r.kind == "version" && r.item == id)
+        })
     })))
 }
 

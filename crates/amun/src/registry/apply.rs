@@ -239,7 +239,10 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         ));
     }
     for p in super::graphs::copy_missing(&reg)? {
-        progress.note(&format!("copied the graph the versions need to {}", p.display()));
+        progress.note(&format!(
+            "copied the graph the versions need to {}",
+            p.display()
+        ));
     }
     super::retrain::refuse_in_flight(&reg, "apply", progress)?;
     let head = reg.head()?;

@@ -25,7 +25,8 @@ pub const DB_FILE: &str = "registry.db";
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// Forward migrations: entry k takes a database from version k to k + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE registry (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     created TEXT NOT NULL,

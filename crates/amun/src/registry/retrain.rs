@@ -124,7 +124,10 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
         ));
     }
     for p in super::graphs::copy_missing(&reg)? {
-        progress.note(&format!("copied the graph the versions need to {}", p.display()));
+        progress.note(&format!(
+            "copied the graph the versions need to {}",
+            p.display()
+        ));
     }
     refuse_in_flight(&reg, "retrain", progress)?;
     let head = reg.head()?;

@@ -73,7 +73,9 @@ pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
                     file.display()
                 )),
                 Ok(_) => {}
-                Err(e) => v.notes.push(format!("{} not brought up to date: {e}", file.display())),
+                Err(e) => v
+                    .notes
+                    .push(format!("{} not brought up to date: {e}", file.display())),
             }
         }
     }
