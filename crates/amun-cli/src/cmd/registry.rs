@@ -40,6 +40,9 @@ pub enum RegistryCmd {
     Retrain(RetrainArgs),
     /// Set when the exact retrain is due
     Policy(PolicyArgs),
+    /// Keep a copy of the anchor (every commit's chain head) in another
+    /// file from now on, e.g. on another disk
+    Anchor(AnchorArgs),
 }
 
 pub fn run(c: RegistryCmd) -> Result<()> {
@@ -53,6 +56,7 @@ pub fn run(c: RegistryCmd) -> Result<()> {
         RegistryCmd::Verify(a) => verify(a),
         RegistryCmd::Retrain(a) => retrain(a),
         RegistryCmd::Policy(a) => policy(a),
+        RegistryCmd::Anchor(a) => anchor(a),
     }
 }
 
@@ -772,6 +776,29 @@ fn retrain(a: RetrainArgs) -> Result<()> {
             )
         }
     }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct AnchorArgs {
+    #[command(flatten)]
+    pub dir: RegistryDir,
+    /// The copy: a new (or empty) file outside the registry folder
+    #[arg(long, value_name = "FILE")]
+    pub copy: PathBuf,
+}
+
+fn anchor(a: AnchorArgs) -> Result<()> {
+    let mut reg = Registry::open(&a.dir.registry)?;
+    let copy = reg.set_anchor_copy(&a.copy)?;
+    for w in reg.take_warnings() {
+        eprintln!("warning: {w}");
+    }
+    super::outln!(
+        "{}: the anchor is also kept in {} from now on",
+        a.dir.registry.display(),
+        copy.display()
+    );
     Ok(())
 }
 

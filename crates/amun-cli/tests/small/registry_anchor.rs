@@ -221,6 +221,18 @@ fn a_stop_between_a_commit_and_its_anchor_line_is_appended_not_cried_wolf() {
     let o = reg("verify", &r, &[]);
     ok(&o);
     assert!(!stderr(&o).contains("appended"), "{}", stderr(&o));
+    // A line cut short by a stop while it was written: the next line goes
+    // after it, and verify tells it from an edited line.
+    let log = r.join("anchor.log");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap().to_string();
+    text.push_str(&last[..last.len() / 2]);
+    std::fs::write(&log, text).unwrap();
+    let r4 = request(d.path(), "r4.csv", &[30]);
+    ok(&reg("add", &r, &[r4.to_str().unwrap()]));
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
     // An apply stopped after placing its files, before its commit: the
     // anchor never saw version 2, so the next apply removes them.
     let o = std::process::Command::new(common::bin())
@@ -261,6 +273,9 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
         .unwrap();
     std::fs::remove_file(r.join("anchor.log")).unwrap();
     // (Its certificate then named the chain's head without the anchor.)
+    for x in ["json", "md"] {
+        std::fs::remove_file(r.join(format!("certificates/v0001.{x}"))).unwrap();
+    }
     ok(&reg("certificate", &r, &[]));
     let o = reg("verify", &r, &[]);
     ok(&o);
@@ -295,6 +310,22 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
     ok(&o);
     assert!(stdout(&o).contains("anchored up to"), "{}", stdout(&o));
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    // A copy named later holds the whole anchor at once.
+    let copy = d.path().join("copy.log");
+    ok(&reg("anchor", &r, &["--copy", copy.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap().lines().count(),
+        1,
+        "one line with every record"
+    );
+    let head: i64 = db(&r)
+        .query_row("SELECT MAX(seq) FROM chain", [], |x| x.get(0))
+        .unwrap();
+    assert_eq!(anchor_lines(&r).last().unwrap()["seq"], head);
+    fails_with(
+        &reg("anchor", &r, &["--copy", copy.to_str().unwrap()]),
+        &["anchor-copy", "copy.log", "exists"],
+    );
     // From now on the anchor is part of the registry: removing it is named.
     std::fs::remove_file(r.join("anchor.log")).unwrap();
     fails_with(&reg("verify", &r, &[]), &["anchor.log", "is missing"]);

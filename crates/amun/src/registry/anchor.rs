@@ -61,7 +61,7 @@ pub struct Parsed {
     pub heads: Vec<(usize, Head)>,
     /// Lines that are no head (line number, why).
     pub bad: Vec<(usize, String)>,
-    /// The last line was cut short (a process stopped while writing it).
+    /// A line was cut short (a process stopped while writing it).
     pub torn: bool,
 }
 
@@ -84,15 +84,15 @@ pub fn read(path: &Path) -> Result<Option<Parsed>> {
 
 fn parse(text: &str) -> Parsed {
     let mut p = Parsed::default();
-    let lines: Vec<&str> = text.split('\n').collect();
-    for (i, line) in lines.iter().enumerate() {
+    for (i, line) in text.split('\n').enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<Head>(line) {
             Ok(h) => p.heads.push((i + 1, h)),
-            // The last line without its newline: its write was cut short.
-            Err(_) if i + 1 == lines.len() => p.torn = true,
+            // A line that ends before its JSON does: a write cut short
+            // (the next line is written after it).
+            Err(e) if e.is_eof() => p.torn = true,
             Err(e) => p.bad.push((i + 1, e.to_string())),
         }
     }
@@ -477,8 +477,8 @@ fn check_file(
     }
     if p.torn {
         notes.push(format!(
-            "{name}: its last line was cut short (a process stopped while writing it); the \
-             next line is written after it"
+            "{name}: a line was cut short (a process stopped while writing it); the next \
+             line is written after it"
         ));
     }
     let db_head = chain.last().map_or(0, |e| e.seq);
@@ -647,9 +647,13 @@ mod tests {
         let p = parse(&format!("{line}\n{}", &line[..10]));
         assert_eq!(p.heads.len(), 1);
         assert!(p.torn && p.bad.is_empty());
+        // Cut short, then the next line written after it.
         let p = parse(&format!("{}\n{line}\n", &line[..10]));
+        assert!(p.torn && p.bad.is_empty());
+        assert_eq!(p.last(), Some(&h));
+        let edited = line.replace("\"seq\":3", "\"seq\":\"x\"");
+        let p = parse(&format!("{edited}\n{line}\n"));
         assert_eq!(p.bad.len(), 1);
         assert!(!p.torn);
-        assert_eq!(p.last(), Some(&h));
     }
 }

@@ -10,6 +10,7 @@
 //! REG/staging/               what an apply or retrain writes before it commits
 //! REG/anchor.log             the chain's head after every commit (outside the database)
 //! REG/receipts/rNNNN.json    each request's receipt, as `add` handed it out
+//! REG/graphs/<sha256>.pt2    an exported model's graph, which versions open from
 //! REG/writer.lock            held by the one apply or retrain running
 //! ```
 //!
@@ -712,6 +713,21 @@ impl Registry {
         let w = anchor::after_commit(self, "policy");
         self.warnings.extend(w);
         Ok(())
+    }
+
+    /// Keeps a copy of the anchor at `copy` from now on (a new anchor
+    /// record): the whole anchor is written there at once, and every
+    /// commit's head after it. `copy` must be a new or empty file.
+    pub fn set_anchor_copy(&mut self, copy: &Path) -> Result<PathBuf> {
+        let copy = anchor_copy_checked(Some(copy))?.expect("a path was given");
+        anchor::refuse_behind(self, "set the anchor's copy")?;
+        let tx = immediate(&mut self.conn, &self.db)?;
+        anchor::ensure_started(&tx, &self.db)?;
+        anchor::insert(&tx, &self.db, Some(&copy.display().to_string()))?;
+        tx.commit().map_err(sql(&self.db))?;
+        let w = anchor::after_commit(self, "anchor");
+        self.warnings.extend(w);
+        Ok(copy)
     }
 
     /// Why the exact retrain is due now, if it is: requests absorbed and
