@@ -26,15 +26,23 @@ pub enum RegistryCmd {
     Show(ShowArgs),
     /// Apply the pending requests as one batch: a new version with its audit
     Apply(Box<ApplyArgs>),
-    /// Write or print a version's certificate (Markdown and JSON)
+    /// Print a version's certificate (Markdown or JSON), writing it first
+    /// if it was never written (an issued certificate is never rewritten)
     Certificate(CertificateArgs),
-    /// Re-hash every file and record of the registry and name what changed
+    /// Re-hash every file and record of the registry and name what changed;
+    /// with its anchor (anchor.log, made by every commit) and the receipts
+    /// `add` handed out, also a registry.db put back to an older copy or
+    /// whose newest records were deleted (without them, only what the
+    /// chain itself shows: an older database is an intact shorter chain)
     Verify(VerifyArgs),
     /// The exact retrain without every forgotten sample, when the policy
     /// says so (or --force): locally or as a Slurm job; a new root
     Retrain(RetrainArgs),
     /// Set when the exact retrain is due
     Policy(PolicyArgs),
+    /// Keep a copy of the anchor (every commit's chain head) in another
+    /// file from now on, e.g. on another disk
+    Anchor(AnchorArgs),
 }
 
 pub fn run(c: RegistryCmd) -> Result<()> {
@@ -48,6 +56,7 @@ pub fn run(c: RegistryCmd) -> Result<()> {
         RegistryCmd::Verify(a) => verify(a),
         RegistryCmd::Retrain(a) => retrain(a),
         RegistryCmd::Policy(a) => policy(a),
+        RegistryCmd::Anchor(a) => anchor(a),
     }
 }
 
@@ -100,6 +109,11 @@ pub struct CreateArgs {
     /// Seed of every random choice of the registry's applies and audits
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
+    /// A copy of the anchor (every commit's chain head) kept outside the
+    /// registry folder, e.g. on another disk: verify then also names a
+    /// registry folder put back whole to an older copy
+    #[arg(long, value_name = "FILE")]
+    pub anchor_copy: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataDir,
     #[arg(long)]
@@ -114,6 +128,7 @@ fn create(a: CreateArgs) -> Result<()> {
         policy: a.policy.policy(),
         seed: a.seed,
         data_dir: a.data.path(),
+        anchor_copy: a.anchor_copy.clone(),
     };
     let reg = Registry::create(&a.dir.registry, &spec, &crate::progress::Stderr)?;
     let info = reg.info()?;
@@ -153,29 +168,73 @@ pub struct AddArgs {
     /// 2026-03-01T12:00:00Z) [default: now]
     #[arg(long, value_name = "TIME")]
     pub received: Option<String>,
+    /// Also write the request's receipt to this new file (one request file
+    /// only); the registry keeps its own in receipts/rNNNN.json
+    #[arg(long, value_name = "FILE")]
+    pub receipt: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
 
 fn add(a: AddArgs) -> Result<()> {
+    if let Some(r) = &a.receipt {
+        if a.files.len() != 1 {
+            bail!(
+                "--receipt names one file, for one request file; {} were given (each \
+                 request's receipt is also in the registry's receipts/ folder)",
+                a.files.len()
+            );
+        }
+        if r.exists() {
+            bail!(
+                "--receipt {}: exists already; a receipt never replaces a file",
+                r.display()
+            );
+        }
+    }
     let mut reg = Registry::open(&a.dir.registry)?;
     let added = reg.add_requests(&a.files, &a.reference, a.received.as_deref())?;
+    for w in reg.take_warnings() {
+        eprintln!("warning: {w}");
+    }
+    if let (Some(r), Some(first)) = (&a.receipt, added.first()) {
+        let text = serde_json::to_string_pretty(&first.receipt)? + "\n";
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(r)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .map_err(|e| {
+                anyhow::anyhow!("--receipt {}: {e} (the request was added)", r.display())
+            })?;
+    }
     if a.json {
         return print_json(&added);
     }
     for s in &added {
+        let r = &s.status;
         super::outln!(
-            "request {}: {} sample(s) from {}, {}",
-            s.request.id,
-            s.request.size,
-            s.request.source,
-            match s.absorbed_by {
+            "request {}: {} sample(s) from {}, {}; receipt {} (samples sha256 {}, chain head {} \
+             {})",
+            r.request.id,
+            r.request.size,
+            r.request.source,
+            match r.absorbed_by {
                 Some(v) => format!("already forgotten by version {v} (absorbed)"),
                 None => "pending".into(),
-            }
+            },
+            s.receipt_file.display(),
+            short(&r.request.samples_sha256),
+            s.receipt.head_seq,
+            short(&s.receipt.head_hash)
         );
     }
     Ok(())
+}
+
+/// The first 12 hex digits of a hash, as messages show them.
+fn short(h: &str) -> &str {
+    h.get(..12).unwrap_or(h)
 }
 
 #[derive(Args, Debug)]
@@ -510,12 +569,12 @@ fn certificate(a: CertificateArgs) -> Result<()> {
         Some(v) => v,
         None => reg.head()?.id,
     };
-    let (md, json) = registry::write_certificate(&reg, id)?;
+    let (md, json) = registry::ensure_certificate(&reg, id)?;
     if a.json {
         return super::emit(&std::fs::read_to_string(&json)?);
     }
     super::emit(&std::fs::read_to_string(&md)?)?;
-    eprintln!("written: {} and {}", md.display(), json.display());
+    eprintln!("certificate: {} and {}", md.display(), json.display());
     Ok(())
 }
 
@@ -523,12 +582,17 @@ fn certificate(a: CertificateArgs) -> Result<()> {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub dir: RegistryDir,
+    /// Receipts `add` handed out (besides those in the registry's
+    /// receipts/ folder): each request they acknowledge must be in the
+    /// database as recorded
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub receipt: Vec<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
 
 fn verify(a: VerifyArgs) -> Result<()> {
-    let v = registry::verify(&a.dir.registry)?;
+    let v = registry::verify(&a.dir.registry, &a.receipt)?;
     if a.json {
         print_json(&v)?;
     } else {
@@ -536,7 +600,11 @@ fn verify(a: VerifyArgs) -> Result<()> {
             super::outln!("CHANGED {f}");
         }
         for n in &v.notes {
-            eprintln!("note: {n}");
+            if n.starts_with("warning:") {
+                eprintln!("{n}");
+            } else {
+                eprintln!("note: {n}");
+            }
         }
     }
     if !v.ok() {
@@ -549,15 +617,22 @@ fn verify(a: VerifyArgs) -> Result<()> {
     }
     if !a.json {
         super::outln!(
-            "{}: intact — {} chained records, {} versions, {} requests, {} files re-hashed; \
-             chain head {} ({})",
+            "{}: intact — {} chained records, {} versions, {} requests, {} files re-hashed, \
+             {} receipt(s) checked; chain head {} ({}); {}",
             a.dir.registry.display(),
             v.records,
             v.versions,
             v.requests,
             v.files,
+            v.receipts,
             v.head_seq,
-            v.head_hash
+            short(&v.head_hash),
+            match v.anchored_seq {
+                Some(s) => format!("anchored up to record {s}"),
+                None => "NOT anchored: a registry.db put back to an older copy could not be \
+                         told"
+                    .into(),
+            }
         );
     }
     Ok(())
@@ -707,6 +782,29 @@ fn retrain(a: RetrainArgs) -> Result<()> {
 }
 
 #[derive(Args, Debug)]
+pub struct AnchorArgs {
+    #[command(flatten)]
+    pub dir: RegistryDir,
+    /// The copy: a new (or empty) file outside the registry folder
+    #[arg(long, value_name = "FILE")]
+    pub copy: PathBuf,
+}
+
+fn anchor(a: AnchorArgs) -> Result<()> {
+    let mut reg = Registry::open(&a.dir.registry)?;
+    let copy = reg.set_anchor_copy(&a.copy)?;
+    for w in reg.take_warnings() {
+        eprintln!("warning: {w}");
+    }
+    super::outln!(
+        "{}: the anchor is also kept in {} from now on",
+        a.dir.registry.display(),
+        copy.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
 pub struct PolicyArgs {
     #[command(flatten)]
     pub dir: RegistryDir,
@@ -727,6 +825,9 @@ fn policy(a: PolicyArgs) -> Result<()> {
         return Ok(());
     }
     reg.set_policy(&p)?;
+    for w in reg.take_warnings() {
+        eprintln!("warning: {w}");
+    }
     super::outln!("retrain policy set: {}", p.describe());
     if let Some(why) = reg.retrain_due()? {
         super::outln!("the retrain is due now ({why}); run `amun registry retrain`");

@@ -91,6 +91,36 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A registry of a 400-image MNIST model with two pending requests.
+pub fn small_registry(dir: &Path) -> PathBuf {
+    let model = mnist_model(dir, "400", "1");
+    let r = dir.join("reg");
+    create(&r, &model, &[]);
+    let r1 = request(dir, "r1.csv", &[1, 2, 3]);
+    let r2 = request(dir, "r2.csv", &[10, 11]);
+    ok(&reg(
+        "add",
+        &r,
+        &[r1.to_str().unwrap(), r2.to_str().unwrap()],
+    ));
+    r
+}
+
+/// A copy of the registry `base` at `to`, with `sql` run on its database.
+pub fn copy_with_sql(base: &Path, to: &Path, sql: &str) {
+    copy_dir(base, to);
+    db(to).execute_batch(sql).unwrap();
+}
+
+/// `registry.db` of `registry` replaced by the file `old` (its WAL gone),
+/// as `cp backup.db registry.db` does.
+pub fn put_back_db(registry: &Path, old: &Path) {
+    std::fs::copy(old, registry.join("registry.db")).unwrap();
+    for x in ["registry.db-wal", "registry.db-shm"] {
+        let _ = std::fs::remove_file(registry.join(x));
+    }
+}
+
 /// The sidecar-style sha256 of sorted training indices.
 pub fn indices_sha256(dataset: &str, train_size: usize, indices: &[i64]) -> String {
     let mut v = indices.to_vec();

@@ -237,3 +237,62 @@ attack.steps = 5
         "{sidecar}"
     );
 }
+
+/// A registry of an exported model keeps its own copy of the graph: the
+/// user's `.pt2` replaced or gone changes nothing, the folder moves, and
+/// verify names a copy that was replaced or removed.
+#[test]
+fn a_registry_holds_the_graph_of_its_exported_model() {
+    use crate::common::registry::{APPLY_FAST, reg, request};
+    common::ensure("cifar10");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let net = d.join("net.pt2");
+    std::fs::copy(fixtures().join("cnn32.pt2"), &net).unwrap();
+    let model = d.join("t.safetensors");
+    ok(&amun(&[
+        "train",
+        "--model",
+        net.to_str().unwrap(),
+        "--dataset",
+        "cifar10",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "200",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        model.to_str().unwrap(),
+        "-q",
+    ]));
+    let r = d.join("reg");
+    crate::common::registry::create(&r, &model, &["--holdout-test", "20"]);
+    let sha = amun::data::sha256_file(&net).unwrap();
+    let copy = format!("graphs/{sha}.pt2");
+    assert!(r.join(&copy).is_file(), "no {copy}");
+    // The user's graph replaced, then gone, the registry moved elsewhere:
+    // it verifies and applies from its own copy.
+    std::fs::copy(fixtures().join("sorting32.pt2"), &net).unwrap();
+    ok(&reg("verify", &r, &[]));
+    std::fs::remove_file(&net).unwrap();
+    let moved = d.join("elsewhere");
+    std::fs::rename(&r, &moved).unwrap();
+    let req = request(d, "r1.csv", &[1, 2, 3]);
+    ok(&reg("add", &moved, &[req.to_str().unwrap()]));
+    ok(&reg("apply", &moved, APPLY_FAST));
+    ok(&reg("verify", &moved, &[]));
+    // The registry's copy replaced, then removed: named.
+    std::fs::copy(fixtures().join("sorting32.pt2"), moved.join(&copy)).unwrap();
+    fails_with(
+        &reg("verify", &moved, &[]),
+        &[&copy, "was replaced or changed", "version(s) 1, 2 need"],
+    );
+    std::fs::remove_file(moved.join(&copy)).unwrap();
+    fails_with(
+        &reg("verify", &moved, &[]),
+        &[&copy, "is missing", "net.pt2", "gone"],
+    );
+}

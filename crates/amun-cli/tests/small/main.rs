@@ -9,3 +9,4 @@ mod hostile;
 mod outputs;
 mod own_data;
 mod registry;
+mod registry_anchor;

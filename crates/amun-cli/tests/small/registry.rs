@@ -3,8 +3,8 @@
 //! by verify, and bad input refused with nothing changed.
 use crate::common;
 use common::registry::{
-    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, count, create, db, indices_sha256, mnist_model,
-    pending, reg, request,
+    AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, copy_with_sql, count, create, db,
+    indices_sha256, mnist_model, pending, reg, request, small_registry,
 };
 use common::{fails_with, ok, read_json, stdout};
 use std::path::Path;
@@ -124,27 +124,6 @@ fn three_requests_two_batches_certificates_and_the_retrain_policy_on_mnist() {
             .iter()
             .all(|x| x["status"] == "absorbed")
     );
-}
-
-/// A registry of a 400-image MNIST model with two pending requests.
-fn small_registry(dir: &Path) -> std::path::PathBuf {
-    let model = mnist_model(dir, "400", "1");
-    let r = dir.join("reg");
-    create(&r, &model, &[]);
-    let r1 = request(dir, "r1.csv", &[1, 2, 3]);
-    let r2 = request(dir, "r2.csv", &[10, 11]);
-    ok(&reg(
-        "add",
-        &r,
-        &[r1.to_str().unwrap(), r2.to_str().unwrap()],
-    ));
-    r
-}
-
-/// A copy of the registry `base` at `to`, with `sql` run on its database.
-fn copy_with_sql(base: &Path, to: &Path, sql: &str) {
-    copy_dir(base, to);
-    db(to).execute_batch(sql).unwrap();
 }
 
 #[test]
@@ -273,17 +252,18 @@ fn edited_certificates_and_a_rolled_back_database_are_named_and_nothing_is_remov
         let _ = std::fs::remove_file(e.join(x));
     }
     let o = reg("verify", &e, &[]);
-    fails_with(
-        &o,
-        &[
-            "certificates/v0002.json",
-            "belongs to version 2, which the registry does not hold",
-            "rolled back",
-        ],
+    fails_with(&o, &["registry.db", "behind its anchor", "older copy"]);
+    assert!(
+        stdout(&o).contains(
+            "CHANGED certificates/v0002.json: belongs to version 2, which the registry does not \
+             hold (its newest is version 1): the database was rolled back"
+        ),
+        "{}",
+        stdout(&o)
     );
     fails_with(
         &reg("apply", &e, APPLY_FAST),
-        &["fails verification", "nothing was applied", "rolled back"],
+        &["fails verification", "nothing was applied", "older copy"],
     );
     for f in [
         "certificates/v0002.json",
@@ -321,6 +301,19 @@ fn bad_requests_are_refused_and_change_nothing() {
         &["sample 8 is named twice"],
     );
     let ok1 = request(d.path(), "ok.csv", &[20]);
+    fails_with(
+        &reg(
+            "add",
+            &r,
+            &[ok1.to_str().unwrap(), "--received", "2999-01-01"],
+        ),
+        &["received", "2999-01-01T00:00:00Z is in the future"],
+    );
+    let same = d.path().join(".").join("ok.csv");
+    fails_with(
+        &reg("add", &r, &[ok1.to_str().unwrap(), same.to_str().unwrap()]),
+        &["ok.csv", "is named twice", "nothing was added"],
+    );
     fails_with(
         &reg(
             "add",
@@ -386,6 +379,32 @@ fn bad_requests_are_refused_and_change_nothing() {
         &["not an empty folder"],
     );
     ok(&reg("verify", &r, &[]));
+    // An issued certificate is printed, never rewritten (here through a
+    // symlink to the registry, whose path differs).
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&r, &link).unwrap();
+    let issued: Vec<Vec<u8>> = ["json", "md"]
+        .iter()
+        .map(|x| std::fs::read(r.join(format!("certificates/v0001.{x}"))).unwrap())
+        .collect();
+    let o = reg("certificate", &link, &[]);
+    ok(&o);
+    assert_eq!(stdout(&o).as_bytes(), &issued[1][..]);
+    ok(&reg("certificate", &link, &["--version", "1", "--json"]));
+    for (x, bytes) in ["json", "md"].iter().zip(&issued) {
+        let now = std::fs::read(r.join(format!("certificates/v0001.{x}"))).unwrap();
+        assert!(now == *bytes, "certificates/v0001.{x} was rewritten");
+    }
+    // The database deleted, the versions kept: named, not "not a registry".
+    let nodb = d.path().join("nodb");
+    copy_dir(&r, &nodb);
+    std::fs::remove_file(nodb.join("registry.db")).unwrap();
+    for sub in ["list", "verify"] {
+        fails_with(
+            &reg(sub, &nodb, &[]),
+            &["registry.db is missing", "versions, certificates"],
+        );
+    }
 }
 
 #[test]

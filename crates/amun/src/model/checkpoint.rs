@@ -527,6 +527,14 @@ fn check_spec_fits(spec: &ModelSpec, path: &Path) -> Result<()> {
 pub fn load(path: &Path, device: Device) -> Result<(Classifier, Sidecar)> {
     check_extension(path)?;
     let sc = read_sidecar(path)?;
+    load_as(path, sc, device)
+}
+
+/// Loads the weights at `path` as described by `sc` (its sidecar, read by
+/// [`read_sidecar`], with its graph's path pointed elsewhere, e.g. at a
+/// registry's copy).
+pub fn load_as(path: &Path, sc: Sidecar, device: Device) -> Result<(Classifier, Sidecar)> {
+    check_extension(path)?;
     verify_weights(path, &sc)?;
     check_spec_fits(&sc.model, path)?;
     let mut model = Classifier::blank(&sc.model, device)?;

@@ -78,9 +78,12 @@ pub(crate) fn stop_at(reg: &Registry, point: &str) {
 /// lock, so none is running, and after [`check_intact`], so nothing here
 /// is evidence of lost history): staged files, temporary files, and the
 /// files of the one version a writer places before its commit (the head's
-/// successor). A certificate or other version files of a version the
-/// database does not hold are never a crash's leftovers (certificates are
-/// written after the commit): verify names them and they stay.
+/// successor) when the anchor proves that version never committed. A
+/// certificate or other version files of a version the database does not
+/// hold are never a crash's leftovers (certificates are written after the
+/// commit): verify names them and they stay. Without an anchor (a registry
+/// made before anchors) the successor's files are kept and the writer
+/// refused: they may be the released version of a rolled-back database.
 pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let staging = reg.dir.join("staging");
@@ -92,10 +95,27 @@ pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
             }
         }
     }
-    let next = weights_name(reg.head()?.id + 1);
+    let next_id = reg.head()?.id + 1;
+    let next = weights_name(next_id);
     let next_side = next.replace(".safetensors", ".json");
-    for f in [&next, &next_side] {
-        let p = reg.dir.join(f);
+    let present: Vec<PathBuf> = [&next, &next_side]
+        .iter()
+        .map(|f| reg.dir.join(f))
+        .filter(|p| p.exists())
+        .collect();
+    if !present.is_empty() && super::anchor::committed(reg, next_id)? != Some(false) {
+        return Err(Error::invalid(
+            present[0].display().to_string(),
+            format!(
+                "belongs to version {next_id}, which the database does not hold, and the \
+                 registry has no anchor that proves the version never committed: it may be \
+                 the released version of a database put back to an older copy, or what an \
+                 apply that stopped before its commit left. Nothing was removed; if no \
+                 version {next_id} was ever released, move its files away and run again"
+            ),
+        ));
+    }
+    for p in present {
         if std::fs::remove_file(&p).is_ok() {
             removed.push(p);
         }
@@ -218,6 +238,12 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             p.display()
         ));
     }
+    for p in super::graphs::copy_missing(&reg)? {
+        progress.note(&format!(
+            "copied the graph the versions need to {}",
+            p.display()
+        ));
+    }
     super::retrain::refuse_in_flight(&reg, "apply", progress)?;
     let head = reg.head()?;
     let pending = reg.pending()?;
@@ -249,10 +275,14 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     let err = sql(&db);
     if sets.is_empty() {
         let tx = immediate(&mut reg.conn, &db)?;
+        super::anchor::ensure_started(&tx, &db)?;
         for &r in &covered {
             insert_absorption(&tx, &db, head.id, r, "covered")?;
         }
         tx.commit().map_err(&err)?;
+        for w in super::anchor::after_commit(&reg, "apply") {
+            progress.note(&w);
+        }
         return Ok(Some(Applied {
             version: head,
             new_version: false,
@@ -266,9 +296,8 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         }));
     }
     let data = load_checked_data(&reg, &spec.data_dir, progress)?;
-    let head_path = reg.dir.join(&head.weights);
-    let (mut model, parent_sc) = checkpoint::load(&head_path, spec.device)?;
-    let root_sc = checkpoint::read_sidecar(&reg.dir.join(weights_name(1)))?;
+    let (mut model, parent_sc) = reg.load_version(&head, spec.device)?;
+    let root_sc = reg.root_sidecar()?;
     let recipe = crate::train::recipe_of(&root_sc)?;
     if recipe.as_ref().is_some_and(|r| r.channels_last) {
         model.use_channels_last()?;
@@ -403,6 +432,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
                  bypassed the lock); nothing was recorded: run apply again",
             ));
         }
+        super::anchor::ensure_started(&tx, &db)?;
         insert_version(&tx, &db, &row)?;
         for (r, _) in &sets {
             insert_absorption(&tx, &db, new_id, *r, "unlearned")?;
@@ -413,6 +443,9 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         tx.commit().map_err(&err)?;
     }
     stop_at(&reg, "committed");
+    for w in super::anchor::after_commit(&reg, "apply") {
+        progress.note(&w);
+    }
     let cert = write_certificate(&reg, new_id)?;
     Ok(Some(Applied {
         version: row,

@@ -470,6 +470,23 @@ pub fn certificate_paths(reg: &Registry, id: i64) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Writes version `id`'s certificate unless it was issued already (both
+/// files there): an issued certificate is never rewritten, it is what
+/// verify checks against the records.
+pub fn ensure_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
+    reg.version(id)?;
+    let (md, json) = certificate_paths(reg, id);
+    if !json.is_file() {
+        return write_certificate(reg, id);
+    }
+    if !md.is_file() {
+        // The Markdown of the issued JSON, not of a new certificate.
+        let c: Certificate = fsutil::read_json(&json)?;
+        fsutil::write_atomic(&md, render_markdown(&c).as_bytes())?;
+    }
+    Ok((md, json))
+}
+
 /// Writes version `id`'s certificate (Markdown and JSON, atomically).
 pub fn write_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
     let c = certificate(reg, id)?;

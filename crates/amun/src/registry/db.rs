@@ -22,10 +22,11 @@ use time::{OffsetDateTime, UtcOffset};
 pub const DB_FILE: &str = "registry.db";
 
 /// The schema this amun reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Forward migrations: entry k takes a database from version k to k + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE registry (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     created TEXT NOT NULL,
@@ -113,7 +114,17 @@ CREATE TABLE chain (
     hash TEXT NOT NULL,
     UNIQUE (kind, item)
 );
-"#];
+"#,
+    // 2: the anchor (`anchor.log` beside the database, and a copy the
+    // user names): when this registry started it, and where its copy is.
+    r#"
+CREATE TABLE anchors (
+    id INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    copy TEXT
+);
+"#,
+];
 
 /// The `prev` of the first chain entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -141,6 +152,22 @@ pub fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
 pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {
     let path = dir.join(DB_FILE);
     if !create && !path.is_file() {
+        let kept: Vec<&str> = ["versions", "certificates", "anchor.log", "receipts"]
+            .into_iter()
+            .filter(|f| dir.join(f).exists())
+            .collect();
+        if !kept.is_empty() {
+            return Err(Error::invalid(
+                dir.display().to_string(),
+                format!(
+                    "its database {} is missing, but the folder holds a registry's {}: put \
+                     registry.db back from a backup (verify then checks it against the anchor \
+                     and receipts); nothing was changed",
+                    path.display(),
+                    kept.join(", ")
+                ),
+            ));
+        }
         return Err(Error::invalid(
             dir.display().to_string(),
             format!(
@@ -314,6 +341,25 @@ pub fn append<T: Serialize>(
         prev,
         hash,
     })
+}
+
+/// The chain's last entry.
+pub fn chain_head(conn: &Connection, path: &Path) -> Result<ChainEntry> {
+    conn.query_row(
+        "SELECT seq, kind, item, content_sha256, prev, hash FROM chain ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(ChainEntry {
+                seq: r.get(0)?,
+                kind: r.get(1)?,
+                item: r.get(2)?,
+                content_sha256: r.get(3)?,
+                prev: r.get(4)?,
+                hash: r.get(5)?,
+            })
+        },
+    )
+    .map_err(sql(path))
 }
 
 /// Every chain entry, in order.

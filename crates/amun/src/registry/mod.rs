@@ -8,6 +8,9 @@
 //! REG/versions/vNNNN.*       each version's weights and sidecar
 //! REG/certificates/vNNNN.*   each version's certificate (Markdown and JSON)
 //! REG/staging/               what an apply or retrain writes before it commits
+//! REG/anchor.log             the chain's head after every commit (outside the database)
+//! REG/receipts/rNNNN.json    each request's receipt, as `add` handed it out
+//! REG/graphs/<sha256>.pt2    an exported model's graph, which versions open from
 //! REG/writer.lock            held by the one apply or retrain running
 //! ```
 //!
@@ -19,17 +22,22 @@
 //! none of it. Every record is chained by hashes; [`verify`] names what
 //! changed.
 
+pub mod anchor;
 mod apply;
 mod audit;
 pub(crate) mod certificate;
 pub mod db;
+mod graphs;
 mod retrain;
 mod samples;
 mod verify;
 
+pub use anchor::Receipt;
 pub use apply::{Applied, ApplySpec, apply};
 pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
-pub use certificate::{Certificate, certificate, render_markdown, write_certificate};
+pub use certificate::{
+    Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
+};
 pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
 };
@@ -233,6 +241,19 @@ pub struct CreateSpec {
     pub policy: Policy,
     pub seed: u64,
     pub data_dir: PathBuf,
+    /// A copy of the anchor kept elsewhere (another disk, a mounted
+    /// share): every commit's head is appended there too.
+    pub anchor_copy: Option<PathBuf>,
+}
+
+/// A request as `add` recorded it, with the receipt handed out for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddedRequest {
+    #[serde(flatten)]
+    pub status: RequestStatus,
+    pub receipt: Receipt,
+    /// The receipt's file in the registry (`receipts/rNNNN.json`).
+    pub receipt_file: PathBuf,
 }
 
 /// An open registry.
@@ -240,6 +261,9 @@ pub struct Registry {
     dir: PathBuf,
     db: PathBuf,
     conn: Connection,
+    /// What went wrong after a commit (the anchor not written): the
+    /// commit stands, the caller says so.
+    warnings: Vec<String>,
 }
 
 /// The weights file of version `id`, relative to the registry folder.
@@ -282,12 +306,49 @@ impl Registry {
             dir: dir.to_path_buf(),
             db,
             conn,
+            warnings: Vec::new(),
         })
+    }
+
+    /// The warnings of the commits so far (each once).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The registry's identity: the hash of its first chain record (the
+    /// registry record: data, samples, seed, time of creation).
+    pub fn id(&self) -> Result<String> {
+        self.conn
+            .query_row("SELECT hash FROM chain ORDER BY seq LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.err())
     }
 
     /// The registry folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Loads the checkpoint of version `v` (an exported model from the
+    /// registry's copy of its graph).
+    pub fn load_version(
+        &self,
+        v: &VersionRow,
+        device: tch::Device,
+    ) -> Result<(crate::model::Classifier, checkpoint::Sidecar)> {
+        let path = self.dir.join(&v.weights);
+        let mut sc = checkpoint::read_sidecar(&path)?;
+        graphs::relocate(&self.dir, &mut sc.model);
+        checkpoint::load_as(&path, sc, device)
+    }
+
+    /// The sidecar of version 1 (the root whose recipe every retrain
+    /// repeats), pointed at the registry's copies of its graph.
+    pub(crate) fn root_sidecar(&self) -> Result<checkpoint::Sidecar> {
+        let mut sc = checkpoint::read_sidecar(&self.dir.join(weights_name(1)))?;
+        graphs::relocate(&self.dir, &mut sc.model);
+        Ok(sc)
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -306,6 +367,7 @@ impl Registry {
                 "exists and is not an empty folder; a registry is made in a new folder",
             ));
         }
+        let copy = anchor_copy_checked(spec.anchor_copy.as_deref())?;
         let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
         match &sc.origin {
             crate::model::Origin::Train { subset: None, .. } if sc.incomplete().is_none() => {}
@@ -352,6 +414,9 @@ impl Registry {
         std::fs::create_dir_all(tmp.0.join("versions")).at(&tmp.0)?;
         let w = weights_name(1);
         std::fs::copy(&spec.checkpoint, tmp.0.join(&w)).at(&spec.checkpoint)?;
+        // The graph of an exported model (hash-checked when it was loaded
+        // above): versions open from the registry's own copy.
+        graphs::copy_in(&tmp.0, &sc.model)?;
         let side = checkpoint::sidecar_path(&spec.checkpoint);
         let sw = w.replace(".safetensors", ".json");
         std::fs::copy(&side, tmp.0.join(&sw)).at(&side)?;
@@ -429,7 +494,19 @@ impl Registry {
                 seconds: 0.0,
             };
             insert_version(&tx, &db, &v)?;
+            anchor::insert(
+                &tx,
+                &db,
+                copy.as_ref().map(|c| c.display().to_string()).as_deref(),
+            )?;
             tx.commit().map_err(&err)?;
+            anchor::catch_up(&conn, &db, &tmp.0.join(anchor::FILE), "create", true)?;
+            if let Some(c) = &copy
+                && let Err(e) = anchor::catch_up(&conn, &db, c, "create", true)
+            {
+                let _ = std::fs::remove_file(c);
+                return Err(e);
+            }
         }
         if dir.exists() {
             std::fs::remove_dir(dir).at(dir)?;
@@ -628,9 +705,29 @@ impl Registry {
     /// Sets the retrain policy (a new record).
     pub fn set_policy(&mut self, p: &Policy) -> Result<()> {
         p.check()?;
+        anchor::refuse_behind(self, "set the policy")?;
         let tx = immediate(&mut self.conn, &self.db)?;
+        anchor::ensure_started(&tx, &self.db)?;
         insert_policy(&tx, &self.db, p, &db::now_utc())?;
-        tx.commit().map_err(sql(&self.db))
+        tx.commit().map_err(sql(&self.db))?;
+        let w = anchor::after_commit(self, "policy");
+        self.warnings.extend(w);
+        Ok(())
+    }
+
+    /// Keeps a copy of the anchor at `copy` from now on (a new anchor
+    /// record): the whole anchor is written there at once, and every
+    /// commit's head after it. `copy` must be a new or empty file.
+    pub fn set_anchor_copy(&mut self, copy: &Path) -> Result<PathBuf> {
+        let copy = anchor_copy_checked(Some(copy))?.expect("a path was given");
+        anchor::refuse_behind(self, "set the anchor's copy")?;
+        let tx = immediate(&mut self.conn, &self.db)?;
+        anchor::ensure_started(&tx, &self.db)?;
+        anchor::insert(&tx, &self.db, Some(&copy.display().to_string()))?;
+        tx.commit().map_err(sql(&self.db))?;
+        let w = anchor::after_commit(self, "anchor");
+        self.warnings.extend(w);
+        Ok(copy)
     }
 
     /// Why the exact retrain is due now, if it is: requests absorbed and
@@ -690,17 +787,40 @@ impl Registry {
     /// `reference`. Every file is read and checked first, then all are
     /// added in one transaction: a bad file adds none, and concurrent adds
     /// never lose or repeat a request. A request whose every sample the
-    /// head already forgot is absorbed by the head at once.
+    /// head already forgot is absorbed by the head at once. Each request's
+    /// receipt is written to `receipts/rNNNN.json` after the commit and
+    /// its anchor line.
     pub fn add_requests(
         &mut self,
         files: &[PathBuf],
         reference: &str,
         received: Option<&str>,
-    ) -> Result<Vec<RequestStatus>> {
+    ) -> Result<Vec<AddedRequest>> {
+        let now = db::now_utc();
         let received = match received {
             Some(r) => db::parse_utc(r)?,
-            None => db::now_utc(),
+            None => now.clone(),
         };
+        // Both in UTC as `YYYY-MM-DDTHH:MM:SSZ`: they compare as text.
+        if received > now {
+            return Err(Error::invalid(
+                "received",
+                format!("{received} is in the future (now {now}); nothing was added"),
+            ));
+        }
+        let mut seen: Vec<PathBuf> = Vec::new();
+        for f in files {
+            let canon = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+            if seen.contains(&canon) {
+                return Err(Error::invalid(
+                    f.display().to_string(),
+                    "is named twice: one file is one request (nothing was added)",
+                ));
+            }
+            seen.push(canon);
+        }
+        anchor::refuse_behind(self, "add requests")?;
+        let registry_id = self.id()?;
         let info = self.info()?;
         let spec = self.data_spec()?;
         let root = (info.sample_names == "path").then(|| PathBuf::from(&spec.dataset));
@@ -716,6 +836,7 @@ impl Registry {
         let db = self.db.clone();
         let err = sql(&db);
         let tx = immediate(&mut self.conn, &db)?;
+        anchor::ensure_started(&tx, &db)?;
         let mut out = Vec::new();
         for (file, picked) in resolved {
             // Samples no request named before: a request of none of them
@@ -753,6 +874,18 @@ impl Registry {
                     r.get(0)
                 })
                 .map_err(&err)?;
+            let receipt_file = anchor::receipt_path(&self.dir, id);
+            if receipt_file.exists() {
+                return Err(Error::invalid(
+                    format!("registry {}", self.dir.display()),
+                    format!(
+                        "{} exists already: a request {id} was acknowledged before, but the \
+                         database no longer holds it (put back to an older copy?); nothing \
+                         was added — `amun registry verify` names what is missing",
+                        receipt_file.display()
+                    ),
+                ));
+            }
             let row = RequestRow {
                 id,
                 received: received.clone(),
@@ -784,7 +917,7 @@ impl Registry {
                     st.execute(params![id, s.idx]).map_err(&err)?;
                 }
             }
-            append(&tx, &db, "request", id, &row)?;
+            let record = append(&tx, &db, "request", id, &row)?;
             let mut status = RequestStatus {
                 request: row,
                 status: "pending".into(),
@@ -808,10 +941,36 @@ impl Registry {
                     status.how = Some("covered".into());
                 }
             }
-            out.push(status);
+            out.push((status, record, receipt_file));
         }
+        let head = db::chain_head(&tx, &db)?;
         tx.commit().map_err(&err)?;
-        Ok(out)
+        let w = anchor::after_commit(self, "add");
+        self.warnings.extend(w);
+        let mut added = Vec::new();
+        for (status, record, receipt_file) in out {
+            let receipt = Receipt {
+                format: anchor::RECEIPT_FORMAT.into(),
+                registry: registry_id.clone(),
+                request: status.request.clone(),
+                record,
+                head_seq: head.seq,
+                head_hash: head.hash.clone(),
+            };
+            if let Err(e) = crate::fsutil::write_json(&receipt_file, &receipt) {
+                self.warnings.push(format!(
+                    "request {} was added, but its receipt {} was not written: {e}",
+                    status.request.id,
+                    receipt_file.display()
+                ));
+            }
+            added.push(AddedRequest {
+                status,
+                receipt,
+                receipt_file,
+            });
+        }
+        Ok(added)
     }
 }
 
@@ -874,6 +1033,23 @@ fn forgotten_in(conn: &Connection, db: &Path, id: i64) -> Result<Vec<i64>> {
     v.sort_unstable();
     v.dedup();
     Ok(v)
+}
+
+/// The anchor's copy of a new registry, absolute, checked before any work:
+/// a file that exists and is not empty is another registry's anchor.
+fn anchor_copy_checked(copy: Option<&Path>) -> Result<Option<PathBuf>> {
+    let Some(c) = copy else { return Ok(None) };
+    let abs = std::path::absolute(c).at(c)?;
+    if abs.is_dir() || std::fs::metadata(&abs).is_ok_and(|m| m.len() > 0) {
+        return Err(Error::invalid(
+            "anchor-copy",
+            format!(
+                "{}: exists (a folder, or another registry's anchor); name a new file",
+                c.display()
+            ),
+        ));
+    }
+    Ok(Some(abs))
 }
 
 /// Removes a folder on drop unless it was renamed away.

@@ -123,6 +123,12 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
             p.display()
         ));
     }
+    for p in super::graphs::copy_missing(&reg)? {
+        progress.note(&format!(
+            "copied the graph the versions need to {}",
+            p.display()
+        ));
+    }
     refuse_in_flight(&reg, "retrain", progress)?;
     let head = reg.head()?;
     if head.forgotten == 0 {
@@ -188,10 +194,14 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
             ],
         )
         .map_err(sql(&db))?;
+        super::anchor::ensure_started(&tx, &db)?;
         append(&tx, &db, "retrain", id, &row)?;
         tx.commit().map_err(sql(&db))?;
         row
     };
+    for w in super::anchor::after_commit(&reg, "retrain") {
+        progress.note(&w);
+    }
     progress.note(&format!(
         "retrain {}: the root's recipe without the {} sample(s) version {} forgot ({})",
         row.id,
@@ -343,7 +353,7 @@ fn run_locked(
     let forget = reg.forget_set(excluded.clone(), "registry")?;
     let data = load_checked_data(reg, data_dir, progress)?;
     let root = reg.dir.join(weights_name(1));
-    let root_sc = checkpoint::read_sidecar(&root)?;
+    let root_sc = reg.root_sidecar()?;
     let recipe = crate::train::recipe_of(&root_sc)?.ok_or_else(|| {
         Error::checkpoint(
             &root,
@@ -424,6 +434,7 @@ fn run_locked(
                 "the head changed while it ran; nothing was recorded",
             ));
         }
+        super::anchor::ensure_started(&tx, &db)?;
         insert_version(&tx, &db, &version)?;
         for r in absorbed {
             insert_absorption(&tx, &db, new_id, r, "retrained")?;
@@ -431,6 +442,9 @@ fn run_locked(
         tx.commit().map_err(sql(&db))?;
     }
     stop_at(reg, "committed");
+    for w in super::anchor::after_commit(reg, "retrain") {
+        progress.note(&w);
+    }
     let (md, _) = write_certificate(reg, new_id)?;
     // The unlearned version's certificate now has a retrain to compare with.
     write_certificate(reg, row.based_on)?;

@@ -1,14 +1,18 @@
 //! Verification: the chain's links, every record's content against the
 //! hash the chain holds for it, every record against the chain (none added
 //! or removed outside amun), every file against the sha256 its version
-//! recorded, and every certificate's chain hashes. Each problem is named.
+//! recorded, and every certificate's chain hashes; the chain against its
+//! anchor (`anchor.log` and its copy) and the receipts `add` handed out,
+//! so a database put back to an older copy or cut at its end is named.
+//! Each problem is named.
+use super::anchor;
 use super::db::{self, GENESIS, content_sha256, link_hash};
 use super::samples::{digest, short};
 use super::{Registry, read_absorptions, read_policies, read_retrains};
 use crate::error::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One thing that is not as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,6 +37,11 @@ pub struct Verified {
     pub requests: usize,
     pub head_seq: i64,
     pub head_hash: String,
+    /// The newest chain record the anchor (or its copy) recorded; `None`
+    /// without an anchor, when a rolled-back database cannot be told.
+    pub anchored_seq: Option<i64>,
+    /// Receipts checked (the registry's own and those given).
+    pub receipts: usize,
     pub findings: Vec<Finding>,
     /// What is not a problem but worth saying (an interrupted apply's
     /// leftovers, removed by the next one).
@@ -45,13 +54,40 @@ impl Verified {
     }
 }
 
-/// Verifies the registry in `dir`: its records and every file.
-pub fn verify(dir: &Path) -> Result<Verified> {
+/// Verifies the registry in `dir`: its records and every file, against its
+/// anchor and the receipts in `receipts/` and `receipts`. When nothing is
+/// wrong and the anchor lacks the newest commits (a command stopped
+/// between its commit and its anchor line), they are appended.
+pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
     let reg = Registry::open(dir)?;
-    check(&reg)
+    let mut v = check_with(&reg, receipts)?;
+    if v.ok() && std::fs::metadata(dir.join(anchor::FILE)).is_ok_and(|m| m.len() > 0) {
+        let mut files = vec![dir.join(anchor::FILE)];
+        files.extend(anchor::copy_path(&reg.conn, &reg.db)?);
+        for file in files {
+            match anchor::catch_up(&reg.conn, &reg.db, &file, "verify", false) {
+                Ok(added) if !added.is_empty() => v.notes.push(format!(
+                    "appended chain records {}..{} to {}",
+                    added[0].seq,
+                    added[added.len() - 1].seq,
+                    file.display()
+                )),
+                Ok(_) => {}
+                Err(e) => v
+                    .notes
+                    .push(format!("{} not brought up to date: {e}", file.display())),
+            }
+        }
+    }
+    Ok(v)
 }
 
+/// [`verify`] of an open registry without the receipts given by hand.
 pub(crate) fn check(reg: &Registry) -> Result<Verified> {
+    check_with(reg, &[])
+}
+
+fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
     let mut f: Vec<Finding> = Vec::new();
     let mut find = |what: String, problem: String| f.push(Finding { what, problem });
     let chain = db::chain(&reg.conn, &reg.db)?;
@@ -110,6 +146,9 @@ pub(crate) fn check(reg: &Registry) -> Result<Verified> {
     }
     for r in read_retrains(&reg.conn, &reg.db)? {
         rows.insert(("retrain".into(), r.id), content_sha256(&r));
+    }
+    for r in anchor::rows(&reg.conn, &reg.db)? {
+        rows.insert(("anchor".into(), r.id), content_sha256(&r));
     }
     let mut chained: BTreeMap<(String, i64), &db::ChainEntry> = BTreeMap::new();
     for e in &chain {
@@ -206,7 +245,11 @@ pub(crate) fn check(reg: &Registry) -> Result<Verified> {
             Err(e) => find(format!("reference models {r}"), e.to_string()),
         }
     }
-    certificates(reg, &chain, &versions, &mut find, &mut notes, &mut nfiles);
+    super::graphs::check(reg, &versions, &mut find, &mut notes, &mut nfiles)?;
+    let mut receipts = anchor::receipt_files(&reg.dir);
+    receipts.extend(given.iter().cloned());
+    let anchored_seq = anchor::check(reg, &chain, &receipts, &mut find, &mut notes)?;
+    certificates(reg, &chain, &versions, &mut find, &mut notes, &mut nfiles)?;
     let staging = reg.dir.join("staging");
     if std::fs::read_dir(&staging).is_ok_and(|mut r| r.next().is_some()) {
         notes.push(format!(
@@ -225,6 +268,8 @@ pub(crate) fn check(reg: &Registry) -> Result<Verified> {
         requests: requests.len(),
         head_seq,
         head_hash,
+        anchored_seq,
+        receipts: receipts.len(),
         findings: f,
         notes,
     })
@@ -248,8 +293,10 @@ fn certificates(
     find: &mut impl FnMut(String, String),
     notes: &mut Vec<String>,
     nfiles: &mut usize,
-) {
+) -> Result<()> {
     let head = versions.iter().map(|v| v.id).max().unwrap_or(0);
+    // Whether the anchor saw the head's successor commit (`None`: no anchor).
+    let next_committed = anchor::committed(reg, head + 1)?;
     for sub in ["versions", "certificates"] {
         let mut names: Vec<String> = std::fs::read_dir(reg.dir.join(sub))
             .map(|r| {
@@ -266,9 +313,19 @@ fn certificates(
             if versions.iter().any(|v| v.id == id) {
                 continue;
             }
-            if sub == "versions" && id == head + 1 {
+            if sub == "versions" && id == head + 1 && next_committed.is_none() {
+                // Without an anchor, a leftover of a stopped apply and the
+                // released version of a rolled-back database look alike.
+                notes.push(format!(
+                    "{sub}/{name} belongs to no version: an apply or retrain stopped before \
+                     its commit, or the released version of a database put back to an older \
+                     copy — without an anchor that cannot be told, so it is kept (apply \
+                     refuses until it is moved away)"
+                ));
+            } else if sub == "versions" && id == head + 1 && next_committed == Some(false) {
                 // Placed by an apply or retrain that stopped before its
-                // commit: no version, removed by the next one.
+                // commit (the anchor never saw the version): no version,
+                // removed by the next one.
                 notes.push(format!(
                     "{sub}/{name} belongs to no version (an apply or retrain stopped before \
                      its commit); the next apply or retrain removes it"
@@ -317,6 +374,7 @@ fn certificates(
             find,
         );
     }
+    Ok(())
 }
 
 /// Checks one certificate (`json`: its path and text; `md`: its Markdown,

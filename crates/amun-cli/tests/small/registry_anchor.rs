@@ -1,0 +1,332 @@
+//! `amun registry`: an acknowledged deletion request never vanishes
+//! unnoticed. Receipts, the anchor outside registry.db, a database put
+//! back to an older copy or cut at its end, the files of a version a
+//! rolled-back database lacks, a stop between a commit and its anchor
+//! line, and registries made before anchors.
+use crate::common;
+use common::registry::{
+    APPLY_FAST, copy_dir, copy_with_sql, count, create, db, mnist_model, pending, put_back_db, reg,
+    request, small_registry,
+};
+use common::{fails_with, ok, read_json, stderr, stdout};
+use std::path::Path;
+
+/// The anchor's lines.
+fn anchor_lines(r: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(r.join("anchor.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
+    let d = tempfile::tempdir().unwrap();
+    let model = mnist_model(d.path(), "400", "1");
+    let base = d.path().join("reg");
+    // The anchor's copy on "another disk".
+    let copy = d.path().join("elsewhere/reg-anchor.log");
+    create(&base, &model, &["--anchor-copy", copy.to_str().unwrap()]);
+    let backup = d.path().join("backup.db");
+    std::fs::copy(base.join("registry.db"), &backup).unwrap();
+    let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
+    let r2 = request(d.path(), "r2.csv", &[10, 11]);
+    let kept = d.path().join("my-receipt.json");
+    let o = reg(
+        "add",
+        &base,
+        &[r1.to_str().unwrap(), "--receipt", kept.to_str().unwrap()],
+    );
+    ok(&o);
+    assert!(stdout(&o).contains("receipt "), "{}", stdout(&o));
+    let o = reg("add", &base, &[r2.to_str().unwrap(), "--json"]);
+    ok(&o);
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // The receipt: the request, its samples' digest, the chain head after
+    // the add and the registry's identity; kept by the registry too.
+    let rc = &out[0]["receipt"];
+    assert_eq!(rc["format"], "amun-receipt/1");
+    assert_eq!(rc["request"]["id"], 2);
+    assert_eq!(rc["request"]["size"], 2);
+    assert_eq!(rc["record"]["kind"], "request");
+    let head: (i64, String) = db(&base)
+        .query_row(
+            "SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rc["head_seq"], head.0);
+    assert_eq!(rc["head_hash"], head.1.as_str());
+    let first: String = db(&base)
+        .query_row("SELECT hash FROM chain WHERE seq = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rc["registry"], first.as_str());
+    assert_eq!(read_json(&base.join("receipts/r0002.json")), *rc);
+    assert_eq!(read_json(&kept)["request"]["id"], 1);
+    let lines = anchor_lines(&base);
+    assert_eq!(lines.last().unwrap()["seq"], head.0);
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap(),
+        std::fs::read_to_string(base.join("anchor.log")).unwrap()
+    );
+    assert_eq!(lines.last().unwrap()["records"][0]["kind"], "request");
+    let o = reg("verify", &base, &[]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains("2 receipt(s) checked") && stdout(&o).contains("anchored up to"),
+        "{}",
+        stdout(&o)
+    );
+    // `cp backup.db registry.db`: both requests are gone from the database.
+    let a = d.path().join("a");
+    copy_dir(&base, &a);
+    put_back_db(&a, &backup);
+    let o = reg("verify", &a, &[]);
+    fails_with(&o, &["registry.db", "behind its anchor", "older copy"]);
+    for n in [
+        "CHANGED request 1: was acknowledged",
+        "CHANGED request 2: was acknowledged",
+        "no longer holds it",
+    ] {
+        assert!(stdout(&o).contains(n), "{n}: {}", stdout(&o));
+    }
+    // Nothing is written on top of the evidence.
+    fails_with(
+        &reg("add", &a, &[r1.to_str().unwrap()]),
+        &[
+            "cannot add requests",
+            "behind its anchor",
+            "nothing was changed",
+        ],
+    );
+    assert_eq!(count(&a, "requests"), 0);
+    // The whole folder put back (anchor and receipts too): the anchor's
+    // copy names it, and without the copy the receipt the requester kept.
+    let b = d.path().join("b");
+    copy_dir(&base, &b);
+    put_back_db(&b, &backup);
+    std::fs::remove_dir_all(b.join("receipts")).unwrap();
+    let first_line = anchor_lines(&b)[0].to_string() + "\n";
+    std::fs::write(b.join("anchor.log"), first_line).unwrap();
+    fails_with(
+        &reg("verify", &b, &[]),
+        &["registry.db", "behind its anchor", "reg-anchor.log"],
+    );
+    let away = d.path().join("away.log");
+    std::fs::rename(&copy, &away).unwrap();
+    let o = reg("verify", &b, &[]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("reg-anchor.log cannot be read"),
+        "{}",
+        stderr(&o)
+    );
+    let o = reg("verify", &b, &["--receipt", kept.to_str().unwrap()]);
+    fails_with(&o, &["request 1", "was acknowledged", "my-receipt.json"]);
+    std::fs::rename(&away, &copy).unwrap();
+    // An edited receipt is named as such.
+    let forged = d.path().join("forged.json");
+    let mut f = read_json(&kept);
+    f["request"]["size"] = serde_json::json!(1);
+    std::fs::write(&forged, f.to_string()).unwrap();
+    fails_with(
+        &reg("verify", &base, &["--receipt", forged.to_str().unwrap()]),
+        &["forged.json", "was edited"],
+    );
+    // The newest request deleted with its chain record.
+    let c = d.path().join("c");
+    copy_with_sql(
+        &base,
+        &c,
+        "DELETE FROM request_samples WHERE request = 2; DELETE FROM requests WHERE id = 2; \
+         DELETE FROM chain WHERE seq = (SELECT MAX(seq) FROM chain)",
+    );
+    std::fs::remove_dir_all(c.join("receipts")).unwrap();
+    let o = reg("verify", &c, &[]);
+    fails_with(&o, &["registry.db", "behind its anchor"]);
+    assert!(
+        stdout(&o).contains("CHANGED request 2: was acknowledged as chain record"),
+        "{}",
+        stdout(&o)
+    );
+    ok(&reg("verify", &base, &[]));
+}
+
+#[test]
+fn apply_after_a_rollback_keeps_the_released_versions_files() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let backup = d.path().join("before-apply.db");
+    std::fs::copy(r.join("registry.db"), &backup).unwrap();
+    ok(&reg("apply", &r, APPLY_FAST));
+    // The database put back, and the newer version's certificates deleted:
+    // only its weights and sidecar are left, as an interrupted apply's.
+    put_back_db(&r, &backup);
+    for f in ["certificates/v0002.json", "certificates/v0002.md"] {
+        std::fs::remove_file(r.join(f)).unwrap();
+    }
+    let o = reg("verify", &r, &[]);
+    fails_with(&o, &["registry.db", "behind its anchor"]);
+    assert!(
+        stdout(&o).contains("CHANGED version 2: was committed as chain record"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("versions/v0002.safetensors: belongs to version 2"),
+        "{}",
+        stdout(&o)
+    );
+    fails_with(
+        &reg("apply", &r, APPLY_FAST),
+        &[
+            "fails verification",
+            "nothing was applied",
+            "behind its anchor",
+        ],
+    );
+    for f in ["versions/v0002.safetensors", "versions/v0002.json"] {
+        assert!(r.join(f).exists(), "{f} was removed");
+    }
+    assert_eq!(count(&r, "versions"), 1);
+    assert_eq!(pending(&r), vec![1, 2]);
+}
+
+#[test]
+fn a_stop_between_a_commit_and_its_anchor_line_is_appended_not_cried_wolf() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let abs = std::path::absolute(&r).unwrap();
+    let r3 = request(d.path(), "r3.csv", &[20, 21]);
+    let o = std::process::Command::new(common::bin())
+        .args(["registry", "add", "--registry", r.to_str().unwrap()])
+        .arg(&r3)
+        .env("AMUN_REGISTRY_STOP_AT", format!("anchor@{}", abs.display()))
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9));
+    assert_eq!(count(&r, "requests"), 3);
+    let before = anchor_lines(&r).len();
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("appended chain records"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(anchor_lines(&r).len(), before + 1);
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(!stderr(&o).contains("appended"), "{}", stderr(&o));
+    // A line cut short by a stop while it was written: the next line goes
+    // after it, and verify tells it from an edited line.
+    let log = r.join("anchor.log");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap().to_string();
+    text.push_str(&last[..last.len() / 2]);
+    std::fs::write(&log, text).unwrap();
+    let r4 = request(d.path(), "r4.csv", &[30]);
+    ok(&reg("add", &r, &[r4.to_str().unwrap()]));
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
+    // An apply stopped after placing its files, before its commit: the
+    // anchor never saw version 2, so the next apply removes them.
+    let o = std::process::Command::new(common::bin())
+        .args(["registry", "apply", "--registry", r.to_str().unwrap()])
+        .args(APPLY_FAST)
+        .env(
+            "AMUN_REGISTRY_STOP_AT",
+            format!("renamed@{}", abs.display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(o.status.signal(), Some(9));
+    assert!(r.join("versions/v0002.safetensors").exists());
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("the next apply or retrain removes it"),
+        "{}",
+        stderr(&o)
+    );
+    ok(&reg("apply", &r, APPLY_FAST));
+    assert_eq!(count(&r, "versions"), 2);
+    ok(&reg("verify", &r, &[]));
+}
+
+#[test]
+fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_starts_one() {
+    let d = tempfile::tempdir().unwrap();
+    let model = mnist_model(d.path(), "400", "1");
+    let r = d.path().join("reg");
+    create(&r, &model, &[]);
+    // As amun made it before anchors: schema 1, no anchor record or file.
+    db(&r)
+        .execute_batch(
+            "DELETE FROM chain WHERE kind = 'anchor'; DROP TABLE anchors; \
+             UPDATE schema_version SET version = 1",
+        )
+        .unwrap();
+    std::fs::remove_file(r.join("anchor.log")).unwrap();
+    // (Its certificate then named the chain's head without the anchor.)
+    for x in ["json", "md"] {
+        std::fs::remove_file(r.join(format!("certificates/v0001.{x}"))).unwrap();
+    }
+    ok(&reg("certificate", &r, &[]));
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("warning:") && stderr(&o).contains("cannot be detected"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("NOT anchored"), "{}", stdout(&o));
+    // Without an anchor, a version's files the database lacks may be a
+    // released version: apply keeps them and says why.
+    let v2 = r.join("versions/v0002.safetensors");
+    std::fs::write(&v2, b"weights of a released version").unwrap();
+    fails_with(
+        &reg("apply", &r, APPLY_FAST),
+        &[
+            "v0002.safetensors",
+            "no anchor that proves",
+            "move its files away",
+        ],
+    );
+    assert!(v2.exists());
+    std::fs::remove_file(&v2).unwrap();
+    let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
+    ok(&reg("add", &r, &[r1.to_str().unwrap()]));
+    let v: i64 = db(&r)
+        .query_row("SELECT version FROM schema_version", [], |x| x.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+    assert_eq!(count(&r, "anchors"), 1);
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(stdout(&o).contains("anchored up to"), "{}", stdout(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    // A copy named later holds the whole anchor at once.
+    let copy = d.path().join("copy.log");
+    ok(&reg("anchor", &r, &["--copy", copy.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap().lines().count(),
+        1,
+        "one line with every record"
+    );
+    let head: i64 = db(&r)
+        .query_row("SELECT MAX(seq) FROM chain", [], |x| x.get(0))
+        .unwrap();
+    assert_eq!(anchor_lines(&r).last().unwrap()["seq"], head);
+    fails_with(
+        &reg("anchor", &r, &["--copy", copy.to_str().unwrap()]),
+        &["anchor-copy", "copy.log", "exists"],
+    );
+    // From now on the anchor is part of the registry: removing it is named.
+    std::fs::remove_file(r.join("anchor.log")).unwrap();
+    fails_with(&reg("verify", &r, &[]), &["anchor.log", "is missing"]);
+}

@@ -1,0 +1,659 @@
+//! The anchor: the chain's head after every commit, appended to
+//! `anchor.log` beside the database (and to a copy the user names), so a
+//! database put back to an older copy, or whose newest records were
+//! deleted, no longer verifies. The hash chain alone cannot show that: an
+//! older database is a shorter chain that is intact in itself.
+//!
+//! Each line is one JSON [`Head`]: the chain's last record (sequence and
+//! hash) and the records added since the line before it. A line is written
+//! after the SQLite commit, under an exclusive `flock`, with everything the
+//! chain holds beyond the file's last line: a process that stopped between
+//! its commit and its line leaves a database one commit ahead of its
+//! anchor, which the next commit (or verify) appends. A database ahead of
+//! its anchor is therefore normal; one behind it, or whose record at an
+//! anchored sequence has another hash, is not.
+use super::db::{self, ChainEntry, sql};
+use super::{Registry, RequestRow};
+use crate::error::{Error, IoContext, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The anchor file in a registry folder.
+pub const FILE: &str = "anchor.log";
+
+/// A chain record an anchor line names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rec {
+    pub seq: i64,
+    pub kind: String,
+    pub item: i64,
+}
+
+/// One line of the anchor: the chain's head and the records since the
+/// line before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+    /// When the line was written (UTC).
+    pub time: String,
+    /// The command that wrote it (`create`, `add`, `apply`, …).
+    pub kind: String,
+    pub records: Vec<Rec>,
+}
+
+/// The anchor record: when this registry started its anchor, and the copy
+/// every line also goes to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnchorRow {
+    pub id: i64,
+    pub started: String,
+    pub copy: Option<String>,
+}
+
+/// An anchor file as read.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Its heads with their line numbers.
+    pub heads: Vec<(usize, Head)>,
+    /// Lines that are no head (line number, why).
+    pub bad: Vec<(usize, String)>,
+    /// A line was cut short (a process stopped while writing it).
+    pub torn: bool,
+}
+
+impl Parsed {
+    /// The newest head (the largest sequence).
+    pub fn last(&self) -> Option<&Head> {
+        self.heads.iter().map(|(_, h)| h).max_by_key(|h| h.seq)
+    }
+}
+
+/// Reads the anchor file at `path`; `None` when there is none.
+pub fn read(path: &Path) -> Result<Option<Parsed>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(path),
+    };
+    Ok(Some(parse(&text)))
+}
+
+fn parse(text: &str) -> Parsed {
+    let mut p = Parsed::default();
+    for (i, line) in text.split('\n').enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Head>(line) {
+            Ok(h) => p.heads.push((i + 1, h)),
+            // A line that ends before its JSON does: a write cut short
+            // (the next line is written after it).
+            Err(e) if e.is_eof() => p.torn = true,
+            Err(e) => p.bad.push((i + 1, e.to_string())),
+        }
+    }
+    p
+}
+
+/// The anchor records of the database, in order.
+pub fn rows(conn: &Connection, path: &Path) -> Result<Vec<AnchorRow>> {
+    let err = sql(path);
+    let mut st = conn
+        .prepare("SELECT id, started, copy FROM anchors ORDER BY id")
+        .map_err(&err)?;
+    st.query_map([], |r| {
+        Ok(AnchorRow {
+            id: r.get(0)?,
+            started: r.get(1)?,
+            copy: r.get(2)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}
+
+/// Records an anchor (its start, or a new copy) in the transaction.
+pub fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    copy: Option<&str>,
+) -> Result<AnchorRow> {
+    let err = sql(path);
+    let id: i64 = tx
+        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM anchors", [], |r| {
+            r.get(0)
+        })
+        .map_err(&err)?;
+    let row = AnchorRow {
+        id,
+        started: db::now_utc(),
+        copy: copy.map(str::to_string),
+    };
+    tx.execute(
+        "INSERT INTO anchors (id, started, copy) VALUES (?1, ?2, ?3)",
+        params![row.id, row.started, row.copy],
+    )
+    .map_err(&err)?;
+    db::append(tx, path, "anchor", id, &row)?;
+    Ok(row)
+}
+
+/// Starts the anchor in the transaction of a registry that has none yet
+/// (made before anchors): its first line follows this commit.
+pub fn ensure_started(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<()> {
+    let any: Option<i64> = tx
+        .query_row("SELECT id FROM anchors LIMIT 1", [], |r| r.get(0))
+        .optional()
+        .map_err(sql(path))?;
+    if any.is_none() {
+        insert(tx, path, None)?;
+    }
+    Ok(())
+}
+
+/// The copy of the anchor the registry names, if any.
+pub fn copy_path(conn: &Connection, path: &Path) -> Result<Option<PathBuf>> {
+    Ok(rows(conn, path)?
+        .pop()
+        .and_then(|r| r.copy)
+        .map(PathBuf::from))
+}
+
+/// Chain records after `seq`, in order.
+fn chain_after(conn: &Connection, path: &Path, seq: i64) -> Result<Vec<ChainEntry>> {
+    Ok(db::chain(conn, path)?
+        .into_iter()
+        .filter(|e| e.seq > seq)
+        .collect())
+}
+
+/// Brings the anchor file `file` up to the database's chain: one line with
+/// the head and every record after the file's last line. Nothing is
+/// written when the file's last line is not in the chain as it recorded it
+/// (the database is behind its anchor or was rewritten: verify names it,
+/// and the evidence stays as it is). `start`: make the file if absent.
+/// Returns the records appended.
+pub fn catch_up(
+    conn: &Connection,
+    db_path: &Path,
+    file: &Path,
+    kind: &str,
+    start: bool,
+) -> Result<Vec<Rec>> {
+    if !start && !file.exists() {
+        return Ok(Vec::new());
+    }
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).at(parent)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(file)
+        .at(file)?;
+    let _lock = Flock::exclusive(&f, file)?;
+    let text = std::fs::read_to_string(file).at(file)?;
+    let parsed = parse(&text);
+    let from = match parsed.last() {
+        None => 0,
+        Some(h) => {
+            let chain = db::chain(conn, db_path)?;
+            match chain.iter().find(|e| e.seq == h.seq) {
+                Some(e) if e.hash == h.hash => h.seq,
+                _ => return Ok(Vec::new()),
+            }
+        }
+    };
+    let new = chain_after(conn, db_path, from)?;
+    let Some(last) = new.last() else {
+        return Ok(Vec::new());
+    };
+    let head = Head {
+        seq: last.seq,
+        hash: last.hash.clone(),
+        time: db::now_utc(),
+        kind: kind.into(),
+        records: new
+            .iter()
+            .map(|e| Rec {
+                seq: e.seq,
+                kind: e.kind.clone(),
+                item: e.item,
+            })
+            .collect(),
+    };
+    let mut line = serde_json::to_string(&head).expect("heads serialise");
+    line.push('\n');
+    if !text.is_empty() && !text.ends_with('\n') {
+        // A torn line from a stopped writer stays as it is, alone.
+        line.insert(0, '\n');
+    }
+    (&f).write_all(line.as_bytes()).at(file)?;
+    f.sync_all().at(file)?;
+    if text.is_empty()
+        && let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(d) = std::fs::File::open(parent)
+    {
+        // The new file's name survives a power cut too.
+        let _ = d.sync_all();
+    }
+    Ok(head.records)
+}
+
+/// An exclusive `flock` on an open file, released on drop.
+struct Flock<'f>(&'f std::fs::File);
+
+impl<'f> Flock<'f> {
+    fn exclusive(f: &'f std::fs::File, path: &Path) -> Result<Flock<'f>> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this process holds open.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).at(path);
+        }
+        Ok(Flock(f))
+    }
+}
+
+impl Drop for Flock<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: as above.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+/// After a commit: the anchor and its copy brought up to the chain. What
+/// fails is returned as warnings (the commit stands; the next commit or
+/// verify appends what is missing).
+pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
+    super::apply::stop_at(reg, "anchor");
+    let mut warnings = Vec::new();
+    let local = reg.dir.join(FILE);
+    if let Err(e) = catch_up(&reg.conn, &reg.db, &local, kind, true) {
+        warnings.push(format!(
+            "committed, but the anchor {} was not written ({e}); the next command or `amun \
+             registry verify` appends it",
+            local.display()
+        ));
+    }
+    match copy_path(&reg.conn, &reg.db) {
+        Ok(Some(copy)) => {
+            if let Err(e) = catch_up(&reg.conn, &reg.db, &copy, kind, true) {
+                warnings.push(format!(
+                    "committed, but the anchor's copy {} was not written ({e}); the next \
+                     command appends it",
+                    copy.display()
+                ));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => warnings.push(e.to_string()),
+    }
+    warnings
+}
+
+/// Refuses to `doing` when the database is behind its anchor or its
+/// history differs from the anchored one: a write would bury the evidence.
+pub(crate) fn refuse_behind(reg: &Registry, doing: &str) -> Result<()> {
+    let chain = db::chain(&reg.conn, &reg.db)?;
+    let local = reg.dir.join(FILE);
+    if !local.exists() && !rows(&reg.conn, &reg.db)?.is_empty() {
+        return Err(Error::invalid(
+            format!("registry {}", reg.dir.display()),
+            format!(
+                "cannot {doing}: its anchor {} is missing (the registry started one); put it \
+                 back from a backup or the anchor's copy — a new one would hide a database put \
+                 back to an older copy; nothing was changed",
+                local.display()
+            ),
+        ));
+    }
+    let mut files = vec![local];
+    files.extend(copy_path(&reg.conn, &reg.db)?);
+    for file in files {
+        let Ok(Some(p)) = read(&file) else { continue };
+        let Some(h) = p.last() else { continue };
+        let problem = match chain.iter().find(|e| e.seq == h.seq) {
+            Some(e) if e.hash == h.hash => continue,
+            Some(_) => "holds another history than the one anchored",
+            None => "is behind its anchor (rolled back, or its newest records deleted)",
+        };
+        return Err(Error::invalid(
+            format!("registry {}", reg.dir.display()),
+            format!(
+                "cannot {doing}: its database {problem}: {} recorded chain record {} at {}; \
+                 nothing was changed (`amun registry verify` names what is missing)",
+                file.display(),
+                h.seq,
+                h.time
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether version `id` ever committed, as the anchor (or its copy) says:
+/// `None` when there is no anchor, which proves nothing — the files of a
+/// version the database lacks may then be the released version of a
+/// database put back to an older copy.
+pub(crate) fn committed(reg: &Registry, id: i64) -> Result<Option<bool>> {
+    let Some(p) = read(&reg.dir.join(FILE))? else {
+        return Ok(None);
+    };
+    if p.heads.is_empty() {
+        return Ok(None);
+    }
+    let mut all = vec![p];
+    if let Some(copy) = copy_path(&reg.conn, &reg.db)?
+        && let Ok(Some(c)) = read(&copy)
+    {
+        all.push(c);
+    }
+    Ok(Some(all.iter().any(|p| {
+        p.heads.iter().any(|(_, h)| {
+            h.records
+                .iter()
+                .any(|r| r.kind == "version" && r.item == id)
+        })
+    })))
+}
+
+/// A receipt: what `add` hands the requester, checkable against the
+/// registry by anyone who keeps it (`amun registry verify --receipt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// [`RECEIPT_FORMAT`].
+    pub format: String,
+    /// The registry's identity: the hash of its first chain record.
+    pub registry: String,
+    /// The request as recorded (its samples' digest included).
+    pub request: RequestRow,
+    /// The request's chain record.
+    pub record: ChainEntry,
+    /// The chain's head after the add.
+    pub head_seq: i64,
+    pub head_hash: String,
+}
+
+/// Receipt format tag.
+pub const RECEIPT_FORMAT: &str = "amun-receipt/1";
+
+/// The folder of receipts in a registry.
+pub const RECEIPTS: &str = "receipts";
+
+/// The receipt file of request `id` in the registry folder.
+pub fn receipt_path(dir: &Path, id: i64) -> PathBuf {
+    dir.join(RECEIPTS).join(format!("r{id:04}.json"))
+}
+
+/// The receipts in the registry's `receipts/` folder, in order.
+pub fn receipt_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(RECEIPTS))
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Each problem the anchor, its copy and the receipts show about the
+/// database whose chain is `chain` (`what`, `problem`), and notes. Returns
+/// the newest chain record the anchor files recorded.
+pub(crate) fn check(
+    reg: &Registry,
+    chain: &[ChainEntry],
+    receipts: &[PathBuf],
+    find: &mut impl FnMut(String, String),
+    notes: &mut Vec<String>,
+) -> Result<Option<i64>> {
+    let started = rows(&reg.conn, &reg.db)?;
+    let local = reg.dir.join(FILE);
+    let mut files: Vec<(PathBuf, Parsed)> = Vec::new();
+    match read(&local)? {
+        Some(p) => files.push((local.clone(), p)),
+        None if !started.is_empty() => find(
+            FILE.into(),
+            format!(
+                "is missing, but the registry started its anchor at {}: without it a database \
+                 put back to an older copy cannot be told from the real one",
+                started[0].started
+            ),
+        ),
+        None => notes.push(format!(
+            "warning: {} has no {FILE} (made before anchors): a registry.db put back to an \
+             older copy, or with its newest records deleted, cannot be detected until one is \
+             started; the next add, apply, retrain or policy starts it",
+            reg.dir.display()
+        )),
+    }
+    if let Some(copy) = started.last().and_then(|r| r.copy.clone()) {
+        let copy = PathBuf::from(copy);
+        match read(&copy) {
+            Ok(Some(p)) => files.push((copy, p)),
+            Ok(None) | Err(_) => notes.push(format!(
+                "the anchor's copy {} cannot be read: not checked",
+                copy.display()
+            )),
+        }
+    }
+    for (file, p) in &files {
+        check_file(file, p, chain, find, notes);
+    }
+    let id = chain.first().map(|e| e.hash.clone()).unwrap_or_default();
+    for r in receipts {
+        check_receipt(r, &id, chain, find);
+    }
+    Ok(files
+        .iter()
+        .filter_map(|(_, p)| p.last().map(|h| h.seq))
+        .max())
+}
+
+/// One anchor file against the chain.
+fn check_file(
+    file: &Path,
+    p: &Parsed,
+    chain: &[ChainEntry],
+    find: &mut impl FnMut(String, String),
+    notes: &mut Vec<String>,
+) {
+    let name = file.display().to_string();
+    for (line, why) in &p.bad {
+        find(
+            format!("{name} line {line}"),
+            format!("is no anchor line (edited?): {why}"),
+        );
+    }
+    if p.torn {
+        notes.push(format!(
+            "{name}: a line was cut short (a process stopped while writing it); the next \
+             line is written after it"
+        ));
+    }
+    let db_head = chain.last().map_or(0, |e| e.seq);
+    let at = |seq: i64| chain.iter().find(|e| e.seq == seq);
+    if let Some(h) = p.last()
+        && h.seq > db_head
+    {
+        find(
+            "registry.db".into(),
+            format!(
+                "is behind its anchor: its chain ends at record {db_head}, but {name} recorded \
+                 record {} (hash {}) at {}: the database was put back to an older copy, or its \
+                 newest records were deleted",
+                h.seq,
+                super::samples::short(&h.hash),
+                h.time
+            ),
+        );
+    }
+    let mut rewritten = false;
+    for (line, h) in &p.heads {
+        if let Some(e) = at(h.seq)
+            && e.hash != h.hash
+            && !rewritten
+        {
+            rewritten = true;
+            find(
+                format!("chain record {}", h.seq),
+                format!(
+                    "has hash {}, but {name} line {line} recorded {} at {}: the history since \
+                     was replaced",
+                    super::samples::short(&e.hash),
+                    super::samples::short(&h.hash),
+                    h.time
+                ),
+            );
+        }
+        for r in &h.records {
+            let held = at(r.seq).is_some_and(|e| e.kind == r.kind && e.item == r.item);
+            if !held {
+                let what = if r.kind == "request" {
+                    "was acknowledged"
+                } else {
+                    "was committed"
+                };
+                find(
+                    format!("{} {}", r.kind, r.item),
+                    format!(
+                        "{what} as chain record {} ({name} line {line}, {}), but the \
+                         database no longer holds it",
+                        r.seq, h.time
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(h) = p.last()
+        && h.seq < db_head
+        && at(h.seq).is_some_and(|e| e.hash == h.hash)
+    {
+        notes.push(format!(
+            "{name} ends at chain record {}, the database at {db_head} (a command stopped \
+             between its commit and its anchor line); verify appends the rest when it finds \
+             nothing wrong",
+            h.seq
+        ));
+    }
+}
+
+/// One receipt against the chain of the registry `id`.
+fn check_receipt(
+    file: &Path,
+    id: &str,
+    chain: &[ChainEntry],
+    find: &mut impl FnMut(String, String),
+) {
+    let name = format!("receipt {}", file.display());
+    let r: Receipt = match std::fs::read_to_string(file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => return find(name, format!("unreadable: {e}")),
+    };
+    if r.format != RECEIPT_FORMAT {
+        return find(
+            name,
+            format!("format '{}', expected '{RECEIPT_FORMAT}'", r.format),
+        );
+    }
+    if r.registry != id {
+        return find(
+            name,
+            format!(
+                "was issued by another registry (identity {}, this one is {})",
+                super::samples::short(&r.registry),
+                super::samples::short(id)
+            ),
+        );
+    }
+    let e = &r.record;
+    let content = db::content_sha256(&r.request);
+    if e.kind != "request"
+        || e.item != r.request.id
+        || e.content_sha256 != content
+        || db::link_hash(&e.prev, &e.kind, e.item, &content) != e.hash
+    {
+        return find(
+            name,
+            "was edited: its request does not hash to the chain record it names".into(),
+        );
+    }
+    let what = format!("request {}", r.request.id);
+    match chain.iter().find(|c| c.seq == e.seq) {
+        Some(c) if c.hash == e.hash => {}
+        Some(_) => find(
+            what,
+            format!(
+                "was acknowledged (added {}, {name}) as chain record {}, which the database \
+                 now holds with another hash: the history since was replaced",
+                r.request.added, e.seq
+            ),
+        ),
+        None => find(
+            what,
+            format!(
+                "was acknowledged (added {}, {name}) as chain record {}, but the database no \
+                 longer holds it: put back to an older copy, or its records deleted",
+                r.request.added, e.seq
+            ),
+        ),
+    }
+    if let Some(c) = chain.iter().find(|c| c.seq == r.head_seq)
+        && c.hash != r.head_hash
+    {
+        find(
+            name,
+            format!(
+                "names chain head {} with hash {}, the database holds {}",
+                r.head_seq,
+                super::samples::short(&r.head_hash),
+                super::samples::short(&c.hash)
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_told_from_an_edited_one() {
+        let h = Head {
+            seq: 3,
+            hash: "ab".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            kind: "add".into(),
+            records: vec![Rec {
+                seq: 3,
+                kind: "request".into(),
+                item: 1,
+            }],
+        };
+        let line = serde_json::to_string(&h).unwrap();
+        let p = parse(&format!("{line}\n{}", &line[..10]));
+        assert_eq!(p.heads.len(), 1);
+        assert!(p.torn && p.bad.is_empty());
+        // Cut short, then the next line written after it.
+        let p = parse(&format!("{}\n{line}\n", &line[..10]));
+        assert!(p.torn && p.bad.is_empty());
+        assert_eq!(p.last(), Some(&h));
+        let edited = line.replace("\"seq\":3", "\"seq\":\"x\"");
+        let p = parse(&format!("{edited}\n{line}\n"));
+        assert_eq!(p.bad.len(), 1);
+        assert!(!p.torn);
+    }
+}
