@@ -65,7 +65,7 @@ pub struct FineTune {
     /// The fewest D_R images a budgeted epoch visits, whatever the
     /// request's size ([`RETAIN_FLOOR`] by default; absent in records made
     /// before it: 0, as they ran).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default)]
     pub retain_floor: usize,
     /// The run ends before an epoch whose schedule starts below this
     /// fraction of `lr`: such epochs change the model by little at full
@@ -75,10 +75,6 @@ pub struct FineTune {
     /// fp32, bf16 autocast, or auto (bf16 on CUDA).
     #[serde(default)]
     pub precision: Precision,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// The default [`FineTune::retain_floor`]: 1,024 images of D_R per epoch.
