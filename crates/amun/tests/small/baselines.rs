@@ -108,8 +108,9 @@ fn rl_relabels_every_forget_sample_with_a_wrong_label() {
     }
     assert_eq!(relabelled.len(), 50);
     assert_eq!(
-        retain_rows, 200,
-        "with D_R, an epoch visits 4 × |D_F| of the 450 retain samples (the default budget)"
+        retain_rows, 450,
+        "with D_R, an epoch visits max(4 × |D_F|, the 1,024 floor) of the retain samples: \
+         all 450 here"
     );
 }
 
