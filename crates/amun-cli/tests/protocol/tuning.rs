@@ -320,7 +320,17 @@ fn calibration_stops_an_under_unlearning_run() {
         &f,
         "rl",
         &cal,
-        &["--calibrate", "--holdout-test", "500"],
+        // The walk's stopping is tested here, under the fixed 10-point
+        // guard it was written for: the data's guard (6.4 points on this
+        // 47%-accurate model) holds RL to an earlier state (issue 35's
+        // measurement of that choice is open).
+        &[
+            "--calibrate",
+            "--holdout-test",
+            "500",
+            "--calibrate-max-drop",
+            "10",
+        ],
     ));
     let side = read(&Path::new(&cal).with_extension("json"));
     let c = &side["origin"]["calibration"];
