@@ -365,9 +365,9 @@ fn calibration_stops_an_under_unlearning_run() {
 /// and forget accuracy within the noise of the held-out accuracy (which
 /// the ladder does not reach here) — on a model that remembers its forget
 /// set (the demo's: a small CNN on 2,000 CIFAR-10 images, forget ~88%
-/// against held-out ~60%), in fewer epochs.
+/// against held-out ~60%), in no more epochs.
 #[test]
-fn the_continuing_walk_calibrates_in_fewer_epochs_than_the_restarting_ladder() {
+fn the_continuing_walk_calibrates_in_no_more_epochs_than_the_restarting_ladder() {
     common::ensure("cifar10");
     let d = tempfile::tempdir().unwrap();
     let m = path_in(d.path(), "m.safetensors");
@@ -455,8 +455,10 @@ fn the_continuing_walk_calibrates_in_fewer_epochs_than_the_restarting_ladder() {
         score(&restart)
     );
     let epochs = |c: &serde_json::Value| c["epochs_run"].as_u64().unwrap();
+    // Under the data's utility guard (issue 35) both took 18 epochs here
+    // (before it, the walk took fewer): never more.
     assert!(
-        epochs(&cont) < epochs(&restart),
+        epochs(&cont) <= epochs(&restart),
         "the continuing walk took {} epochs, the restarting ladder {}",
         epochs(&cont),
         epochs(&restart)
