@@ -274,6 +274,36 @@ pub fn put(
     Ok(())
 }
 
+/// A method's settings table: `table` (what the other flags gave) with
+/// every `--set KEY=VALUE` merged in. A key that a flag gives too is
+/// refused rather than one silently winning: `finetune.*`/`recipe.*` keys
+/// of the training flags set in `train`, and those `flagged(top, rest)`
+/// names (`attack`, `steps` for `attack.steps`).
+pub fn settings_table(
+    mut table: serde_json::Map<String, serde_json::Value>,
+    sets: &[String],
+    train: &amun::train::TrainOverrides,
+    flagged: impl Fn(&str, &str) -> bool,
+) -> Result<serde_json::Value> {
+    let by_flag = train.set_fields();
+    for (k, v) in set_values(sets)? {
+        let key = k.replace('-', "_");
+        let (top, rest) = key.split_once('.').unwrap_or((&key, ""));
+        let clash = match top {
+            "finetune" | "recipe" => by_flag.contains(&rest),
+            _ => flagged(top, rest),
+        };
+        if clash {
+            anyhow::bail!(
+                "--set {k}: a flag sets {key} too, and one of them would silently win; give it \
+                 once"
+            );
+        }
+        put(&mut table, k, v)?;
+    }
+    Ok(serde_json::Value::Object(table))
+}
+
 /// Every `--set KEY=VALUE`, parsed; a key given twice is refused (one of
 /// the values would silently win).
 pub fn set_values(sets: &[String]) -> Result<Vec<(&str, serde_json::Value)>> {

@@ -249,7 +249,7 @@ pub struct ListArgs {
 }
 
 fn list(a: ListArgs) -> Result<()> {
-    let reg = Registry::open(&a.dir.registry)?;
+    let reg = Registry::open_read(&a.dir.registry)?;
     let (req, ver) = match a.what.as_str() {
         "all" => (true, true),
         "requests" => (true, false),
@@ -327,7 +327,7 @@ pub struct ShowArgs {
 }
 
 fn show(a: ShowArgs) -> Result<()> {
-    let reg = Registry::open(&a.dir.registry)?;
+    let reg = Registry::open_read(&a.dir.registry)?;
     match a.what.as_str() {
         "request" => {
             let st = reg
@@ -443,11 +443,6 @@ pub struct ApplyArgs {
 }
 
 fn apply(a: ApplyArgs) -> Result<()> {
-    let mut table = Map::new();
-    for (k, v) in super::set_values(&a.set)? {
-        super::put(&mut table, k, v)?;
-    }
-    let method = MethodSpec::new(&a.method, &Value::Object(table))?;
     let overrides = TrainOverrides {
         epochs: a.epochs,
         lr: a.lr,
@@ -455,6 +450,10 @@ fn apply(a: ApplyArgs) -> Result<()> {
         schedule: a.schedule.as_deref().map(str::parse).transpose()?,
         ..Default::default()
     };
+    // The same check as `amun unlearn`: a key both `--set` and a flag give
+    // is refused, not dropped.
+    let table = super::settings_table(Map::new(), &a.set, &overrides, |_, _| false)?;
+    let method = MethodSpec::new(&a.method, &table)?;
     let cal = CalibrateOverrides {
         lrs: (!a.calibrate_lrs.is_empty()).then(|| a.calibrate_lrs.clone()),
         rule: a.calibrate_rule.as_deref().map(str::parse).transpose()?,
@@ -462,13 +461,6 @@ fn apply(a: ApplyArgs) -> Result<()> {
     };
     if a.no_calibrate && !cal.is_empty() {
         bail!("--calibrate-rule and --calibrate-lrs do not go with --no-calibrate");
-    }
-    if a.adaptive && method.method().adversarial().is_none() {
-        bail!(
-            "--adaptive: {} trains on no adversarial set; AMUN-A is amun (or amun-salun) with \
-             --adaptive",
-            method.name()
-        );
     }
     let spec = ApplySpec {
         method,
@@ -564,7 +556,7 @@ pub struct CertificateArgs {
 }
 
 fn certificate(a: CertificateArgs) -> Result<()> {
-    let reg = Registry::open(&a.dir.registry)?;
+    let reg = Registry::open_read(&a.dir.registry)?;
     let id = match a.version {
         Some(v) => v,
         None => reg.head()?.id,

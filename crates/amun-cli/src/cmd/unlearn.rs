@@ -176,27 +176,12 @@ impl UnlearnArgs {
         if !attack.is_empty() {
             o.insert("attack".into(), Value::Object(attack.clone()));
         }
-        let flagged = train.set_fields();
-        for (k, v) in super::set_values(&self.set)? {
-            let key = k.replace('-', "_");
-            let mut parts = key.splitn(2, '.');
-            let (top, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let clash = match top {
-                "finetune" | "recipe" => flagged.contains(&rest),
-                "attack" => attack.contains_key(rest),
-                "adv_only" => self.adv_only,
-                "salun_ratio" => self.salun_ratio.is_some(),
-                _ => false,
-            };
-            if clash {
-                bail!(
-                    "--set {k}: a flag sets {key} too, and one of them would silently win; give \
-                     it once"
-                );
-            }
-            super::put(&mut o, k, v)?;
-        }
-        Ok(Value::Object(o))
+        super::settings_table(o, &self.set, train, |top, rest| match top {
+            "attack" => attack.contains_key(rest),
+            "adv_only" => self.adv_only,
+            "salun_ratio" => self.salun_ratio.is_some(),
+            _ => false,
+        })
     }
 }
 

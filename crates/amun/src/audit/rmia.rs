@@ -438,9 +438,7 @@ impl RefSetup<'_> {
             resume: true,
             eval_each_epoch: false,
         };
-        let model = if model_path(dir, k).exists()
-            && !crate::train::resume_path(&model_path(dir, k)).exists()
-        {
+        if model_path(dir, k).exists() && !crate::train::resume_path(&model_path(dir, k)).exists() {
             // A trained model is reused only as the folder recorded it.
             let m: RefManifest = fsutil::read_json(&dir.join("manifest.json"))?;
             if let Some(files) = &m.files {
@@ -451,10 +449,18 @@ impl RefSetup<'_> {
                     check_ref_file(dir, files, &name)?;
                 }
             }
-            checkpoint::load(&model_path(dir, k), pool.labels.device())?.0
         } else {
-            train(&job, progress)?.model
-        };
+            train(&job, progress)?;
+        }
+        // The logits always come from the saved model, laid out as the
+        // recipe trains it: a file deleted and computed again from the
+        // reused model then has the same bits as the first one (the model
+        // in memory after training is channels-last, a loaded one is not,
+        // and the two run different convolution kernels).
+        let mut model = checkpoint::load(&model_path(dir, k), pool.labels.device())?.0;
+        if self.recipe.channels_last {
+            model.use_channels_last()?;
+        }
         let logits = crate::eval::logits(&model, &pool.images);
         write_tensors(&logits_path(dir, k), &[("logits".to_string(), logits)])
     }

@@ -33,6 +33,46 @@ pub struct ApplySpec {
     pub data_dir: PathBuf,
 }
 
+impl ApplySpec {
+    /// The method with its overrides, checked: what an apply refuses is
+    /// refused before anything is opened or loaded, pending requests or
+    /// not.
+    pub fn checked_method(&self) -> Result<MethodSpec> {
+        let m = self.method.method();
+        if m.name() == "retrain" {
+            return Err(Error::invalid(
+                "method",
+                "retrain: apply unlearns the pending requests from the head version; the exact \
+                 retrain without every forgotten sample is `amun registry retrain` (a new root, \
+                 `--force` when the policy is not met)",
+            ));
+        }
+        if !self.with_retain
+            && let Some(why) = m.requires_retain()
+        {
+            return Err(Error::invalid(
+                "no-retain",
+                format!("{} cannot run without the retain set: {why}", m.name()),
+            ));
+        }
+        if self.adaptive && m.adversarial().is_none() {
+            return Err(Error::invalid(
+                "adaptive",
+                format!(
+                    "{} trains on no adversarial set; AMUN-A is amun (or amun-salun) with \
+                     --adaptive",
+                    m.name()
+                ),
+            ));
+        }
+        if self.overrides.is_empty() {
+            Ok(self.method.clone())
+        } else {
+            self.method.adjusted(&self.overrides)
+        }
+    }
+}
+
 /// What an apply did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Applied {
@@ -227,6 +267,7 @@ fn move_new(from: &Path, to: &Path) -> Result<()> {
 /// Applies the pending requests of the registry in `dir` as one batch.
 /// `Ok(None)`: nothing was pending.
 pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Option<Applied>> {
+    let method = spec.checked_method()?;
     let mut reg = Registry::open(dir)?;
     let _lock = lock_writer(dir, "apply")?;
     // Verified before anything is removed: files of versions the database
@@ -312,11 +353,6 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             Some((split, record))
         }
         None => None,
-    };
-    let method = if spec.overrides.is_empty() {
-        spec.method.clone()
-    } else {
-        spec.method.adjusted(&spec.overrides)?
     };
     let requests: Vec<ForgetSet> = sets
         .iter()

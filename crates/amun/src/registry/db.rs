@@ -147,34 +147,179 @@ pub fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     }
 }
 
+/// Why the folder `dir` has no registry database, if it has none.
+fn missing(dir: &Path, path: &Path) -> Option<Error> {
+    if path.is_file() {
+        return None;
+    }
+    let kept: Vec<&str> = ["versions", "certificates", "anchor.log", "receipts"]
+        .into_iter()
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    if !kept.is_empty() {
+        return Some(Error::invalid(
+            dir.display().to_string(),
+            format!(
+                "its database {} is missing, but the folder holds a registry's {}: put \
+                 registry.db back from a backup (verify then checks it against the anchor \
+                 and receipts); nothing was changed",
+                path.display(),
+                kept.join(", ")
+            ),
+        ));
+    }
+    Some(Error::invalid(
+        dir.display().to_string(),
+        format!(
+            "not a registry: no {DB_FILE} in it (make one with `amun registry create \
+             --registry DIR --checkpoint MODEL`)"
+        ),
+    ))
+}
+
+/// Refuses a database without the registry's tables. Checked before
+/// anything writes: an empty file or another program's database would
+/// otherwise be given the registry's tables and then pass for an empty,
+/// intact registry.
+fn check_known(conn: &Connection, dir: &Path, path: &Path) -> Result<()> {
+    let known: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+             ('schema_version', 'registry', 'chain')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql(path))?
+        == 3;
+    if !known {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            format!(
+                "not a registry: {} holds no amun registry (no schema_version, registry and \
+                 chain tables); registries are made by `amun registry create`",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `path` as an SQLite URI (`file:` and the path, percent-encoded) with
+/// the query `query`.
+fn uri(path: &Path, query: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut u = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            u.push(b as char);
+        } else {
+            u.push_str(&format!("%{b:02X}"));
+        }
+    }
+    u.push('?');
+    u.push_str(query);
+    u
+}
+
+/// Reads through SQLite's locks and the WAL: needs `-wal` and `-shm`.
+const LOCKED: &str = "mode=ro";
+/// Reads the database file alone, without locks: creates no file.
+const IMMUTABLE: &str = "mode=ro&immutable=1";
+
+/// How a read-only open reads the database at `path`, and whether its WAL
+/// holds commits. [`LOCKED`] while a writer may be at work (`-wal` and
+/// `-shm` beside it) or left commits in the WAL; [`IMMUTABLE`]
+/// otherwise, which creates no file and takes no lock, so it reads a
+/// registry on read-only media (a read-only mount, an auditor's copy) and
+/// leaves the folder as it was. (A writer that starts meanwhile does not
+/// touch the database file before its first checkpoint, at its end.)
+fn read_mode(path: &Path) -> (&'static str, bool) {
+    let side = |ext: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        std::fs::metadata(PathBuf::from(p)).ok()
+    };
+    let (wal, shm) = (side("-wal"), side("-shm"));
+    let commits = wal.as_ref().is_some_and(|m| m.len() > 0);
+    if commits || (wal.is_some() && shm.is_some()) {
+        (LOCKED, commits)
+    } else {
+        (IMMUTABLE, false)
+    }
+}
+
+/// Opens `abs` read-only with the URI query `query` and reads from it
+/// (SQLite opens lazily: a file it cannot use fails at the first read).
+fn open_ro(abs: &Path, query: &str) -> rusqlite::Result<Connection> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let c = Connection::open_with_flags(uri(abs, query), flags)?;
+    c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    Ok(c)
+}
+
+/// The database of the registry in `dir`, opened read-only for the
+/// commands that only read (verify, list, show, certificate): nothing is
+/// written, so a read-only copy opens. A database of an older schema is
+/// opened for writing, once, to migrate it.
+pub fn open_read(dir: &Path) -> Result<(Connection, PathBuf)> {
+    let path = dir.join(DB_FILE);
+    if let Some(e) = missing(dir, &path) {
+        return Err(e);
+    }
+    let abs = std::path::absolute(&path).map_err(|e| Error::format(&path, e.to_string()))?;
+    let (mode, commits) = read_mode(&abs);
+    let conn = match open_ro(&abs, mode) {
+        Ok(c) => c,
+        // Left-over -wal/-shm on read-only media, the WAL empty: the
+        // database file holds everything.
+        Err(_) if mode == LOCKED && !commits => open_ro(&abs, IMMUTABLE).map_err(sql(&path))?,
+        Err(e) if commits => {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "registry database: {e}: its write-ahead log {DB_FILE}-wal holds commits, \
+                     and reading them needs {DB_FILE}-shm beside it; copy the folder to \
+                     writable media, or open it there once with a writing command"
+                ),
+            ));
+        }
+        Err(e) => return Err(sql(&path)(e)),
+    };
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(sql(&path))?;
+    check_known(&conn, dir, &path)?;
+    let have: i64 = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .map_err(sql(&path))?
+        .unwrap_or(0);
+    if have < SCHEMA_VERSION {
+        drop(conn);
+        return open(dir, false);
+    }
+    if have > SCHEMA_VERSION {
+        return Err(Error::format(
+            &path,
+            format!(
+                "schema version {have}: made by a newer amun (this one knows up to \
+                 {SCHEMA_VERSION}); use that amun"
+            ),
+        ));
+    }
+    Ok((conn, path))
+}
+
 /// The database of the registry in `dir`: opened (made when `create`),
 /// configured and migrated to [`SCHEMA_VERSION`].
 pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {
     let path = dir.join(DB_FILE);
-    if !create && !path.is_file() {
-        let kept: Vec<&str> = ["versions", "certificates", "anchor.log", "receipts"]
-            .into_iter()
-            .filter(|f| dir.join(f).exists())
-            .collect();
-        if !kept.is_empty() {
-            return Err(Error::invalid(
-                dir.display().to_string(),
-                format!(
-                    "its database {} is missing, but the folder holds a registry's {}: put \
-                     registry.db back from a backup (verify then checks it against the anchor \
-                     and receipts); nothing was changed",
-                    path.display(),
-                    kept.join(", ")
-                ),
-            ));
-        }
-        return Err(Error::invalid(
-            dir.display().to_string(),
-            format!(
-                "not a registry: no {DB_FILE} in it (make one with `amun registry create \
-                 --registry DIR --checkpoint MODEL`)"
-            ),
-        ));
+    if !create && let Some(e) = missing(dir, &path) {
+        return Err(e);
     }
     let flags = if create {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
@@ -185,28 +330,7 @@ pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {
     conn.busy_timeout(Duration::from_secs(30))
         .map_err(sql(&path))?;
     if !create {
-        // Checked before anything writes: an empty file or another
-        // program's database would otherwise be given the registry's
-        // tables and then pass for an empty, intact registry.
-        let known: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
-                 ('schema_version', 'registry', 'chain')",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(sql(&path))?
-            == 3;
-        if !known {
-            return Err(Error::invalid(
-                dir.display().to_string(),
-                format!(
-                    "not a registry: {} holds no amun registry (no schema_version, registry \
-                     and chain tables); registries are made by `amun registry create`",
-                    path.display()
-                ),
-            ));
-        }
+        check_known(&conn, dir, &path)?;
     }
     // WAL: readers see the last commit while a writer works; FULL: a
     // commit survives a power cut, not only a killed process.
@@ -424,6 +548,59 @@ pub fn parse_utc(s: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry-shaped WAL database in a new folder, closed.
+    fn wal_db() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let (conn, path) = open(d.path(), true).unwrap();
+        conn.execute_batch("INSERT INTO chain VALUES (1, 'k', 1, 'c', 'p', 'h')")
+            .unwrap();
+        drop(conn);
+        (d, path)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn read_only_open_uses_read_only_uri_flags_and_creates_no_file() {
+        assert_eq!(
+            uri(Path::new("/a b/r?x#%.db"), IMMUTABLE),
+            "file:/a%20b/r%3Fx%23%25.db?mode=ro&immutable=1"
+        );
+        let (d, path) = wal_db();
+        assert_eq!(names(d.path()), ["registry.db"]);
+        let before = std::fs::read(&path).unwrap();
+        assert_eq!(read_mode(&path), (IMMUTABLE, false));
+        let (conn, _) = open_read(d.path()).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM chain", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        let e = conn
+            .execute("INSERT INTO chain VALUES (2, 'k', 2, 'c', 'p', 'h')", [])
+            .unwrap_err();
+        assert!(e.to_string().contains("readonly"), "{e}");
+        drop(conn);
+        assert_eq!(names(d.path()), ["registry.db"]);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        // A writer at work: read through its WAL, with SQLite's locks.
+        let (w, _) = open(d.path(), false).unwrap();
+        w.execute("INSERT INTO chain VALUES (2, 'k', 2, 'c', 'p', 'h')", [])
+            .unwrap();
+        assert_eq!(read_mode(&path), (LOCKED, true));
+        let (conn, _) = open_read(d.path()).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM chain", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 
     #[test]
     fn times_are_utc_calendar_dates() {

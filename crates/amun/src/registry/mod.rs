@@ -310,6 +310,19 @@ impl Registry {
         })
     }
 
+    /// Opens the registry in `dir` for reading only (see
+    /// [`db::open_read`]): what verify, list, show and certificate use, so
+    /// a read-only copy opens and nothing is written.
+    pub fn open_read(dir: &Path) -> Result<Registry> {
+        let (conn, db) = db::open_read(dir)?;
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+            db,
+            conn,
+            warnings: Vec::new(),
+        })
+    }
+
     /// The warnings of the commits so far (each once).
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)

@@ -165,43 +165,23 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     if let RetrainExecutor::Slurm { section, .. } = &spec.executor {
         section.check()?;
     }
-    let db = reg.db.clone();
-    let row = {
-        let tx = immediate(&mut reg.conn, &db)?;
-        let id: i64 = tx
-            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM retrains", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql(&db))?;
-        let row = RetrainRow {
-            id,
-            created: db::now_utc(),
-            based_on: head.id,
-            excluded: excluded.len() as i64,
-            excluded_sha256: super::indices_sha256(&info, &excluded),
-            executor: executor.into(),
-        };
-        tx.execute(
-            "INSERT INTO retrains (id, created, based_on, excluded, excluded_sha256, executor) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                row.id,
-                row.created,
-                row.based_on,
-                row.excluded,
-                row.excluded_sha256,
-                row.executor
-            ],
-        )
-        .map_err(sql(&db))?;
-        super::anchor::ensure_started(&tx, &db)?;
-        append(&tx, &db, "retrain", id, &row)?;
-        tx.commit().map_err(sql(&db))?;
-        row
+    // Recorded only with what it made: the version (local) or the job
+    // Slurm accepted. A retrain that fails, or is killed, before leaves no
+    // record (the writer lock keeps the id free until then).
+    let id: i64 = reg
+        .conn
+        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM retrains", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql(&reg.db))?;
+    let row = RetrainRow {
+        id,
+        created: db::now_utc(),
+        based_on: head.id,
+        excluded: excluded.len() as i64,
+        excluded_sha256: super::indices_sha256(&info, &excluded),
+        executor: executor.into(),
     };
-    for w in super::anchor::after_commit(&reg, "retrain") {
-        progress.note(&w);
-    }
     progress.note(&format!(
         "retrain {}: the root's recipe without the {} sample(s) version {} forgot ({})",
         row.id,
@@ -212,7 +192,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     match &spec.executor {
         RetrainExecutor::Local => {
             let (version, cert) =
-                run_locked(&mut reg, &row, spec.device, &spec.data_dir, progress)?;
+                run_locked(&mut reg, &row, true, spec.device, &spec.data_dir, progress)?;
             Ok(RetrainOutcome::Retrained {
                 retrain: row.id,
                 version: Box::new(version),
@@ -256,13 +236,30 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
                 &cmd,
             );
             crate::fsutil::write_atomic(&script, text.as_bytes())?;
-            let job = Sbatch.submit(&script, None)?;
-            reg.conn
-                .execute(
+            let job = match Sbatch.submit(&script, None) {
+                Ok(job) => job,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&script);
+                    return Err(e);
+                }
+            };
+            // The job waits for the writer lock, which this process holds
+            // until the retrain and its job are recorded.
+            let db = reg.db.clone();
+            {
+                let tx = immediate(&mut reg.conn, &db)?;
+                super::anchor::ensure_started(&tx, &db)?;
+                insert_retrain(&tx, &db, &row)?;
+                tx.execute(
                     "INSERT INTO retrain_jobs (retrain, job, script) VALUES (?1, ?2, ?3)",
                     params![row.id, job, script.display().to_string()],
                 )
                 .map_err(sql(&db))?;
+                tx.commit().map_err(sql(&db))?;
+            }
+            for w in super::anchor::after_commit(&reg, "retrain") {
+                progress.note(&w);
+            }
             progress.note(&format!("retrain {}: submitted as Slurm job {job}", row.id));
             drop(lock);
             if !wait {
@@ -278,7 +275,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
                 Duration::from_secs(2),
                 Duration::from_secs(86_400),
             )?;
-            let cert = super::certificate::certificate_paths(&Registry::open(dir)?, v.id).0;
+            let cert = super::certificate::certificate_paths(&Registry::open_read(dir)?, v.id).0;
             Ok(RetrainOutcome::Retrained {
                 retrain: row.id,
                 version: Box::new(v),
@@ -320,13 +317,34 @@ pub fn run_retrain(
     if let Some(v) = reg.versions()?.into_iter().find(|v| v.retrain == Some(id)) {
         return Ok(v);
     }
-    Ok(run_locked(&mut reg, &row, device, data_dir, progress)?.0)
+    Ok(run_locked(&mut reg, &row, false, device, data_dir, progress)?.0)
 }
 
-/// The retrain itself, under the writer lock.
+/// Inserts the retrain record `row` and chains it.
+fn insert_retrain(tx: &rusqlite::Transaction<'_>, db: &Path, row: &RetrainRow) -> Result<()> {
+    tx.execute(
+        "INSERT INTO retrains (id, created, based_on, excluded, excluded_sha256, executor) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            row.id,
+            row.created,
+            row.based_on,
+            row.excluded,
+            row.excluded_sha256,
+            row.executor
+        ],
+    )
+    .map_err(sql(db))?;
+    append(tx, db, "retrain", row.id, row)?;
+    Ok(())
+}
+
+/// The retrain itself, under the writer lock; `record`: its record is not
+/// in the database yet (a local retrain), and goes in with its version.
 fn run_locked(
     reg: &mut Registry,
     row: &RetrainRow,
+    record: bool,
     device: tch::Device,
     data_dir: &Path,
     progress: &dyn Progress,
@@ -435,6 +453,9 @@ fn run_locked(
             ));
         }
         super::anchor::ensure_started(&tx, &db)?;
+        if record {
+            insert_retrain(&tx, &db, row)?;
+        }
         insert_version(&tx, &db, &version)?;
         for r in absorbed {
             insert_absorption(&tx, &db, new_id, r, "retrained")?;
@@ -456,7 +477,7 @@ fn run_locked(
 pub fn wait_retrain(dir: &Path, id: i64, every: Duration, timeout: Duration) -> Result<VersionRow> {
     let t = Instant::now();
     loop {
-        let reg = Registry::open(dir)?;
+        let reg = Registry::open_read(dir)?;
         if let Some(v) = reg.versions()?.into_iter().find(|v| v.retrain == Some(id)) {
             return Ok(v);
         }
@@ -471,7 +492,7 @@ pub fn wait_retrain(dir: &Path, id: i64, every: Duration, timeout: Duration) -> 
             && !matches!(s.state, SlurmState::Pending | SlurmState::Running)
         {
             // The job may have committed just before it ended.
-            if let Some(v) = Registry::open(dir)?
+            if let Some(v) = Registry::open_read(dir)?
                 .versions()?
                 .into_iter()
                 .find(|v| v.retrain == Some(id))

@@ -59,9 +59,14 @@ impl Verified {
 /// wrong and the anchor lacks the newest commits (a command stopped
 /// between its commit and its anchor line), they are appended.
 pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
-    let reg = Registry::open(dir)?;
+    let reg = Registry::open_read(dir)?;
     let mut v = check_with(&reg, receipts)?;
-    if v.ok() && std::fs::metadata(dir.join(anchor::FILE)).is_ok_and(|m| m.len() > 0) {
+    // Written only when the anchor lacks commits: a verify of an anchored
+    // registry (an auditor's read-only copy) writes nothing.
+    if v.ok()
+        && v.anchored_seq.is_some_and(|s| s < v.head_seq)
+        && std::fs::metadata(dir.join(anchor::FILE)).is_ok_and(|m| m.len() > 0)
+    {
         let mut files = vec![dir.join(anchor::FILE)];
         files.extend(anchor::copy_path(&reg.conn, &reg.db)?);
         for file in files {
