@@ -10,3 +10,4 @@ mod outputs;
 mod own_data;
 mod registry;
 mod registry_anchor;
+mod registry_errors;

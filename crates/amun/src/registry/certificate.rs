@@ -64,6 +64,9 @@ pub struct CertChain {
 pub struct Certificate {
     pub format: String,
     pub generated: String,
+    /// The registry's identity: the hash of its first chain record (as
+    /// receipts name it). Certificates written by an amun before this one
+    /// hold the registry folder's absolute path here instead.
     pub registry: String,
     pub data: CertData,
     pub version: VersionRow,
@@ -79,6 +82,19 @@ pub struct Certificate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub against_retrain: Vec<RetrainComparison>,
     pub chain: CertChain,
+}
+
+/// How a certificate names the data: a dataset folder by its name, not
+/// its path on the machine that made the registry (its content is named by
+/// `data_sha256`).
+pub(crate) fn dataset_name(spec: &crate::data::DataSpec) -> String {
+    let mut s = spec.clone();
+    if s.dataset.contains('/')
+        && let Some(n) = std::path::Path::new(&spec.dataset).file_name()
+    {
+        s.dataset = n.to_string_lossy().into_owned();
+    }
+    s.train_label()
 }
 
 /// The certificate of version `id`, from the registry as it is now.
@@ -179,12 +195,11 @@ pub(crate) fn build(
     Ok(Certificate {
         format: FORMAT.into(),
         generated: db::now_utc(),
-        registry: std::path::absolute(reg.dir())
-            .unwrap_or_else(|_| reg.dir().to_path_buf())
-            .display()
-            .to_string(),
+        // The registry's identity, not where it lies: a certificate names
+        // no machine's path, and the folder can move.
+        registry: reg.id()?,
         data: CertData {
-            dataset: spec.train_label(),
+            dataset: dataset_name(&spec),
             train_size: info.train_size,
             data_sha256: info.data_sha256,
             samples_sha256: info.samples_sha256,

@@ -139,7 +139,7 @@ pub struct RequestRow {
     pub added: String,
     /// Free text: a ticket, an e-mail, a name.
     pub reference: String,
-    /// The file it was read from.
+    /// The name of the file it was read from (without its folder).
     pub source: String,
     pub size: i64,
     /// Digest of its samples (index, path, sha256 each).
@@ -904,7 +904,12 @@ impl Registry {
                 received: received.clone(),
                 added: added.clone(),
                 reference: reference.to_string(),
-                source: file.display().to_string(),
+                // The file's name, not its path: records, receipts and
+                // certificates name no machine's folders.
+                source: file.file_name().map_or_else(
+                    || file.display().to_string(),
+                    |n| n.to_string_lossy().into(),
+                ),
                 size: picked.len() as i64,
                 samples_sha256: samples::digest(&picked),
             };

@@ -111,6 +111,19 @@ pub fn check_same(recorded: &[Sample], now: &[Sample], data: &str) -> Result<()>
     }
     let by_hash: std::collections::HashMap<&str, &Sample> =
         recorded.iter().map(|s| (s.sha256.as_str(), s)).collect();
+    let renamed = renamed_folders(recorded, now, &by_hash);
+    if !renamed.is_empty() {
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "{data} differs from what the registry recorded: class folder(s) renamed \
+                 ({}); the folder names are the classes, so every index and label after \
+                 them would name other samples; a registry applies requests only to the \
+                 data its model was trained on — put the names back",
+                renamed.join("; ")
+            ),
+        ));
+    }
     let differ: Vec<String> = recorded
         .iter()
         .zip(now)
@@ -120,6 +133,11 @@ pub fn check_same(recorded: &[Sample], now: &[Sample], data: &str) -> Result<()>
                 "{} now holds the bytes recorded for {} (reordered)",
                 b.name(),
                 other.name()
+            ),
+            _ if a.sha256 == b.sha256 => format!(
+                "{} is now {} (the same bytes, under another name)",
+                a.name(),
+                b.path.as_deref().unwrap_or("a sample without a file")
             ),
             _ => format!(
                 "{}: its bytes changed (sha256 recorded {}, now {})",
@@ -145,6 +163,53 @@ pub fn check_same(recorded: &[Sample], now: &[Sample], data: &str) -> Result<()>
         ));
     }
     Ok(())
+}
+
+/// The folder of a sample's path (`train/cat` of `train/cat/003.png`).
+fn folder(p: &str) -> &str {
+    p.rsplit_once('/').map_or("", |(f, _)| f)
+}
+
+/// Folders of the recorded paths that are gone, each with the new folder
+/// whose images carry their bytes: `'train/3' is now 'train/three' (60 of
+/// its 60 images)`. Empty when no folder was renamed.
+fn renamed_folders(
+    recorded: &[Sample],
+    now: &[Sample],
+    by_hash: &std::collections::HashMap<&str, &Sample>,
+) -> Vec<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let folders = |v: &[Sample]| -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for p in v.iter().filter_map(|s| s.path.as_deref()) {
+            *m.entry(folder(p).to_string()).or_insert(0) += 1;
+        }
+        m
+    };
+    let (old, new) = (folders(recorded), folders(now));
+    let gone: BTreeSet<&String> = old.keys().filter(|f| !new.contains_key(*f)).collect();
+    let mut pairs: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for b in now {
+        let Some(p) = b.path.as_deref() else { continue };
+        if old.contains_key(folder(p)) {
+            continue;
+        }
+        if let Some(a) = by_hash.get(b.sha256.as_str())
+            && let Some(ap) = a.path.as_deref()
+            && gone.contains(&folder(ap).to_string())
+        {
+            *pairs.entry((folder(ap), folder(p))).or_insert(0) += 1;
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|((from, to), n)| {
+            format!(
+                "'{from}' is now '{to}' ({n} of its {} images, the same bytes)",
+                old[from]
+            )
+        })
+        .collect()
 }
 
 /// sha256's first 12 hex digits, for messages.
@@ -320,6 +385,30 @@ mod tests {
                 sha256: format!("{i:064}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_renamed_class_folder_is_named_not_called_changed_bytes() {
+        let a = recorded();
+        // Renamed in place (the order kept): the folders are named.
+        let mut b = a.clone();
+        for s in &mut b {
+            s.path = s.path.as_ref().map(|p| p.replace("c/", "kitty/"));
+        }
+        let e = check_same(&a, &b, "d").unwrap_err().to_string();
+        assert!(
+            e.contains("class folder(s) renamed") && e.contains("'c' is now 'kitty' (5 of its 5"),
+            "{e}"
+        );
+        assert!(!e.contains("bytes changed"), "{e}");
+        // One file renamed within its folder: the names, not "bytes changed".
+        let mut c = a.clone();
+        c[2].path = Some("c/two.png".into());
+        let e = check_same(&a, &c, "d").unwrap_err().to_string();
+        assert!(
+            e.contains("sample 2 (c/2.png) is now c/two.png (the same bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -462,6 +462,14 @@ fn check_certificate(
         Ok(mut w) => {
             w.generated = c.generated.clone();
             w.registry = c.registry.clone();
+            // Certificates of an amun before this one named a dataset
+            // folder by its full path: the same data.
+            if reg
+                .data_spec()
+                .is_ok_and(|s| s.train_label() == c.data.dataset)
+            {
+                w.data.dataset = c.data.dataset.clone();
+            }
             w
         }
         Err(e) => return find(name, format!("cannot be derived from the records: {e}")),

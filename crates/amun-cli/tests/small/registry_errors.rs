@@ -1,0 +1,338 @@
+//! `amun registry`: wrong or late errors (issue 37) — flags checked before
+//! any work, nothing recorded by a retrain that did not happen, what
+//! changed in the data named, read-only copies that verify, certificates
+//! without the machine's paths; and reference logits computed again with
+//! the same bits.
+use crate::common;
+use common::registry::{
+    APPLY_FAST, copy_dir, count, create, mnist_model, pending, reg, request, small_registry,
+};
+use common::{fails_with, ok, read_json, stderr, stdout};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[test]
+fn registry_apply_set_and_flag_clash_is_refused_as_in_unlearn() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let o = reg(
+        "apply",
+        &r,
+        &[
+            "--device",
+            "cpu",
+            "--method",
+            "ft",
+            "--no-calibrate",
+            "--set",
+            "finetune.lr=0.1",
+            "--lr",
+            "0.01",
+        ],
+    );
+    fails_with(&o, &["--set finetune.lr", "silently win"]);
+    assert_eq!(pending(&r), vec![1, 2]);
+    assert_eq!(count(&r, "versions"), 1);
+}
+
+#[test]
+fn registry_apply_checks_its_flags_first_and_refuses_retrain_up_front() {
+    let d = tempfile::tempdir().unwrap();
+    let model = mnist_model(d.path(), "400", "1");
+    let empty = d.path().join("empty");
+    create(&empty, &model, &[]);
+    // Nothing pending, and still a bad flag is named.
+    let o = reg(
+        "apply",
+        &empty,
+        &[
+            "--device",
+            "cpu",
+            "--method",
+            "ft",
+            "--no-calibrate",
+            "--lr",
+            "-1",
+        ],
+    );
+    fails_with(&o, &["lr"]);
+    assert!(!stdout(&o).contains("nothing to apply"), "{}", stdout(&o));
+    fails_with(
+        &reg("apply", &empty, &["--device", "cpu", "--method", "retrain"]),
+        &["amun registry retrain"],
+    );
+    // With requests pending: refused before the data is loaded.
+    let r = d.path().join("reg");
+    create(&r, &model, &[]);
+    let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
+    ok(&reg("add", &r, &[r1.to_str().unwrap()]));
+    for args in [
+        &["--device", "cpu", "--method", "retrain", "--no-calibrate"][..],
+        &[
+            "--device",
+            "cpu",
+            "--method",
+            "ft",
+            "--no-retain",
+            "--no-calibrate",
+        ][..],
+    ] {
+        let o = reg("apply", &r, args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        let e = stderr(&o);
+        assert!(!e.contains("applying request"), "{args:?}: {e}");
+        assert!(
+            e.contains("amun registry retrain") || e.contains("without the retain set"),
+            "{args:?}: {e}"
+        );
+    }
+    assert_eq!(pending(&r), vec![1]);
+    assert_eq!(count(&r, "versions"), 1);
+}
+
+/// A `PATH` of one folder (no real Slurm on it, whatever the machine has):
+/// with an `sbatch` script of `body` when given.
+fn path_with(dir: &Path, sbatch: Option<&str>) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    if let Some(body) = sbatch {
+        let p = bin.join("sbatch");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin.display().to_string()
+}
+
+#[test]
+fn registry_retrain_that_fails_or_is_killed_records_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    ok(&reg("apply", &r, APPLY_FAST));
+    let chain = count(&r, "chain");
+    let retrain = |path: &str, extra: &[&str], stop: Option<String>| {
+        let mut c = std::process::Command::new(common::bin());
+        c.args(["registry", "retrain", "--registry", r.to_str().unwrap()])
+            .args(["--force", "--device", "cpu", "-q"])
+            .args(extra)
+            .env("PATH", path);
+        if let Some(s) = stop {
+            c.env("AMUN_REGISTRY_STOP_AT", s);
+        }
+        c.output().unwrap()
+    };
+    let no_slurm = path_with(&d.path().join("none"), None);
+    let o = retrain(&no_slurm, &["--slurm"], None);
+    fails_with(&o, &["sbatch"]);
+    let refused = path_with(
+        &d.path().join("refuses"),
+        Some("echo 'sbatch: error: invalid partition specified: nope' >&2; exit 1"),
+    );
+    let o = retrain(&refused, &["--slurm"], None);
+    fails_with(&o, &["invalid partition"]);
+    // Killed after its model was staged: as if never started.
+    let abs = std::path::absolute(&r).unwrap();
+    let o = retrain(&no_slurm, &[], Some(format!("staged@{}", abs.display())));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "{}", stderr(&o));
+    assert_eq!(count(&r, "retrains"), 0);
+    assert_eq!(count(&r, "retrain_jobs"), 0);
+    assert_eq!(count(&r, "chain"), chain);
+    let scripts: Vec<_> = std::fs::read_dir(r.join("slurm"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(scripts.is_empty(), "{scripts:?}");
+    ok(&reg("verify", &r, &[]));
+    // The retrain that succeeds is retrain 1, recorded with its version.
+    let o = retrain(&no_slurm, &[], None);
+    ok(&o);
+    assert!(
+        stdout(&o).starts_with("retrain 1: version 3"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(count(&r, "retrains"), 1);
+    ok(&reg("verify", &r, &[]));
+}
+
+#[test]
+fn registry_renamed_class_folder_is_named_not_reported_as_changed_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 120, 60);
+    let model = d.path().join("m.safetensors");
+    ok(&common::amun(&[
+        "train",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--out",
+        model.to_str().unwrap(),
+        "-q",
+    ]));
+    let r = d.path().join("reg");
+    create(&r, &model, &["--holdout-test", "10"]);
+    let req = d.path().join("paths.txt");
+    let first = std::fs::read_dir(data.join("train/1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .min()
+        .unwrap();
+    std::fs::write(&req, format!("train/1/{first}\n")).unwrap();
+    ok(&reg("add", &r, &[req.to_str().unwrap()]));
+    // Renamed so that the order of the classes stays: every image keeps
+    // its index and bytes, only the class names differ.
+    std::fs::rename(data.join("train/1"), data.join("train/1b")).unwrap();
+    let o = reg("apply", &r, APPLY_FAST);
+    fails_with(
+        &o,
+        &["class folder(s) renamed", "'train/1' is now 'train/1b'"],
+    );
+    assert!(!stderr(&o).contains("bytes changed"), "{}", stderr(&o));
+    assert_eq!(count(&r, "versions"), 1);
+}
+
+/// Every file under `dir` (relative name → bytes).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// `chattr -R +i` on a folder while it lives (tests run as root, whom
+/// file modes do not stop; an immutable folder stops root too, as
+/// read-only media do); nothing where the file system has no such flag.
+struct Immutable(Option<PathBuf>);
+
+impl Immutable {
+    fn set(dir: &Path) -> Immutable {
+        let done = std::process::Command::new("chattr")
+            .args(["-R", "+i"])
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        Immutable(done.then(|| dir.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .args(["-R", "-i"])
+                .arg(d)
+                .output();
+        }
+    }
+}
+
+#[test]
+fn registry_read_commands_work_on_a_read_only_copy_and_write_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    ok(&reg("apply", &r, APPLY_FAST));
+    let copy = d.path().join("audit-copy");
+    copy_dir(&r, &copy);
+    let before = snapshot(&copy);
+    {
+        let guard = Immutable::set(&copy);
+        if guard.0.is_some() {
+            // Immutable for real: not even root may create a file in it.
+            assert!(std::fs::write(copy.join("probe"), b"x").is_err());
+        }
+        for (sub, args) in [
+            ("verify", &[][..]),
+            ("list", &[][..]),
+            ("show", &["version", "2"][..]),
+            ("show", &["request", "1"][..]),
+            ("certificate", &["--version", "2"][..]),
+        ] {
+            let o = reg(sub, &copy, args);
+            assert!(
+                o.status.success(),
+                "{sub} {args:?} on a read-only copy: {}",
+                stderr(&o)
+            );
+        }
+        let o = reg("verify", &copy, &[]);
+        assert!(stdout(&o).contains("intact"), "{}", stdout(&o));
+    }
+    assert_eq!(
+        snapshot(&copy).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "a read command created or removed files"
+    );
+    assert!(snapshot(&copy) == before, "a read command changed a file");
+}
+
+#[test]
+fn registry_certificates_name_no_machine_paths_and_the_folder_moves() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    ok(&reg("apply", &r, APPLY_FAST));
+    let machine = d.path().to_str().unwrap().to_string();
+    for f in ["certificates/v0002.json", "certificates/v0002.md"] {
+        let text = std::fs::read_to_string(r.join(f)).unwrap();
+        assert!(!text.contains(&machine), "{f} names {machine}:\n{text}");
+    }
+    let cert = read_json(&r.join("certificates/v0002.json"));
+    let receipt = read_json(&r.join("receipts/r0001.json"));
+    assert_eq!(cert["registry"], receipt["registry"]);
+    assert_eq!(cert["deleted"][0]["source"], "r1.csv");
+    let moved = d.path().join("elsewhere/reg");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&r, &moved).unwrap();
+    ok(&reg("verify", &moved, &[]));
+}
+
+#[test]
+fn rmia_reference_logits_deleted_and_computed_again_have_the_same_bits() {
+    let d = tempfile::tempdir().unwrap();
+    let refs = d.path().join("refs");
+    let train_refs = || {
+        ok(&common::amun(&[
+            "rmia",
+            "train-refs",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--test-limit",
+            "100",
+            "--count",
+            "2",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            refs.to_str().unwrap(),
+            "-q",
+        ]))
+    };
+    train_refs();
+    let logits = refs.join("ref-000.logits.safetensors");
+    let first = std::fs::read(&logits).unwrap();
+    std::fs::remove_file(&logits).unwrap();
+    train_refs();
+    assert!(
+        std::fs::read(&logits).unwrap() == first,
+        "the logits computed again from the kept model differ from the first ones"
+    );
+}
