@@ -371,29 +371,9 @@ impl Program {
         train: bool,
         device: (i64, i64),
     ) -> std::result::Result<(), String> {
-        let tensor = |env: &[Val], s: usize| -> std::result::Result<Tensor, String> {
-            match &env[s] {
-                Val::T(t) => Ok(t.shallow_clone()),
-                _ => Err("a tensor operand is not a tensor".into()),
-            }
-        };
-        let num = |env: &[Val], src: &Src| -> std::result::Result<Val, String> {
-            Ok(match src {
-                Src::Int(v) => Val::I(*v),
-                Src::Float(v) => Val::F(*v),
-                Src::Bool(v) => Val::B(*v),
-                Src::Sym(s) => match &env[*s] {
-                    Val::I(v) => Val::I(*v),
-                    Val::F(v) => Val::F(*v),
-                    Val::B(v) => Val::B(*v),
-                    _ => return Err("a symbolic operand is not a number".into()),
-                },
-                _ => return Err("an operand is not a number".into()),
-            })
-        };
         match step {
             Step::Size { x, dim, out } => {
-                let t = tensor(env, *x)?;
+                let t = tensor_at(env, *x)?;
                 env[*out] = Val::I(match dim {
                     None => t.numel() as i64,
                     Some(d) => {
@@ -405,7 +385,7 @@ impl Program {
                 });
             }
             Step::Stride { x, dim, out } => {
-                let t = tensor(env, *x)?;
+                let t = tensor_at(env, *x)?;
                 let st = t.stride();
                 let d = if *dim < 0 {
                     *dim + st.len() as i64
@@ -418,16 +398,16 @@ impl Program {
                 );
             }
             Step::Arith { f, a, b, out } => {
-                let a = num(env, a)?;
+                let a = number(env, a)?;
                 let b = match b {
-                    Some(b) => Some(num(env, b)?),
+                    Some(b) => Some(number(env, b)?),
                     None => None,
                 };
                 env[*out] = arith(*f, a, b)?;
             }
             Step::Skip { alias } => {
                 if let Some((from, to)) = alias {
-                    env[*to] = Val::T(tensor(env, *from)?);
+                    env[*to] = Val::T(tensor_at(env, *from)?);
                 }
             }
             Step::Call {
@@ -436,140 +416,7 @@ impl Program {
                 args,
                 outs,
                 special,
-            } => {
-                let fail = |e: String| format!("node '{node}' (aten.{}): {e}", op.name);
-                // Owned temporaries the argument list borrows.
-                let held: Vec<Option<Tensor>> = args
-                    .iter()
-                    .map(|a| match a {
-                        Src::Tensor(s) => tensor(env, *s).ok(),
-                        _ => None,
-                    })
-                    .collect();
-                let lists: Vec<Vec<Tensor>> = args
-                    .iter()
-                    .map(|a| match a {
-                        Src::Tensors(l) => l.iter().filter_map(|s| tensor(env, *s).ok()).collect(),
-                        Src::OptTensors(l) => l
-                            .iter()
-                            .flatten()
-                            .filter_map(|s| tensor(env, *s).ok())
-                            .collect(),
-                        _ => Vec::new(),
-                    })
-                    .collect();
-                let mut vals: Vec<Value> = Vec::with_capacity(args.len());
-                for (k, a) in args.iter().enumerate() {
-                    vals.push(match a {
-                        Src::Default => Value::Default,
-                        Src::None => Value::None,
-                        Src::Tensor(_) => Value::Tensor(
-                            held[k]
-                                .as_ref()
-                                .ok_or_else(|| fail("a tensor operand is not a tensor".into()))?,
-                        ),
-                        Src::Tensors(l) => {
-                            if lists[k].len() != l.len() {
-                                return Err(fail("a list operand holds a non-tensor".into()));
-                            }
-                            Value::Tensors(lists[k].iter().collect())
-                        }
-                        Src::OptTensors(l) => {
-                            let mut it = lists[k].iter();
-                            Value::OptTensors(l.iter().map(|s| s.and_then(|_| it.next())).collect())
-                        }
-                        Src::Int(v) => Value::Int(*v),
-                        Src::Float(v) => Value::Float(*v),
-                        Src::Bool(v) => Value::Bool(*v),
-                        Src::Sym(s) => match &env[*s] {
-                            Val::I(v) => Value::Int(*v),
-                            Val::F(v) => Value::Float(*v),
-                            Val::B(v) => Value::Bool(*v),
-                            _ => return Err(fail("a symbolic operand is not a number".into())),
-                        },
-                        Src::Ints(l) => Value::Ints(
-                            l.iter()
-                                .map(|i| match i {
-                                    IntSrc::Const(v) => Ok(*v),
-                                    IntSrc::Sym(s) => match &env[*s] {
-                                        Val::I(v) => Ok(*v),
-                                        _ => Err(fail("a size is not an integer".into())),
-                                    },
-                                })
-                                .collect::<std::result::Result<Vec<_>, _>>()?,
-                        ),
-                        Src::Floats(v) => Value::Floats(v.clone()),
-                        Src::Bools(v) => Value::Bools(v.clone()),
-                        Src::Str(s) => Value::Str(s),
-                        Src::ScalarType(v) => Value::ScalarType(*v),
-                        Src::Layout(v) => Value::Layout(*v),
-                        Src::MemoryFormat(v) => Value::MemoryFormat(*v),
-                        Src::Device => Value::Device(device.0, device.1),
-                    });
-                }
-                match *special {
-                    Special::BatchNorm {
-                        training,
-                        running_mean,
-                        cumulative,
-                    } => {
-                        let no_stats = matches!(vals[running_mean], Value::None);
-                        vals[training] = Value::Bool(train || no_stats);
-                        if let (true, Some((m, counter))) = (train, cumulative) {
-                            // The counter was incremented before the pass.
-                            let n = tensor(env, counter)?
-                                .f_double_value(&[])
-                                .map_err(|e| fail(torch_msg(&e)))?;
-                            vals[m] = Value::Float(1.0 / n.max(1.0));
-                        }
-                    }
-                    Special::Dropout { train: at } => vals[at] = Value::Bool(train),
-                    Special::AttentionDropout { p } if !train => vals[p] = Value::Float(0.0),
-                    Special::InstanceNorm {
-                        use_input_stats,
-                        running_mean,
-                    } => {
-                        let no_stats = matches!(vals[running_mean], Value::None);
-                        vals[use_input_stats] = Value::Bool(train || no_stats);
-                    }
-                    Special::Bernoulli { p, scaled } if !train => {
-                        // Stochastic depth in eval mode: the identity
-                        // PyTorch's eval gives (`x * p / p` when scaled).
-                        let p = match vals[p] {
-                            _ if !scaled => 1.0,
-                            Value::Float(v) => v,
-                            Value::Int(v) => v as f64,
-                            _ => 0.5,
-                        };
-                        let Value::Tensor(t) = vals[0] else {
-                            return Err(fail("bernoulli_ of a non-tensor".into()));
-                        };
-                        let r = tch::no_grad(|| t.shallow_clone().f_fill_(p))
-                            .map_err(|e| fail(torch_msg(&e)))?;
-                        if let Some(Some(s)) = outs.first().and_then(|o| o.first()) {
-                            env[*s] = Val::T(r);
-                        }
-                        return Ok(());
-                    }
-                    _ => {}
-                }
-                let returned = ops::call(op, &vals).map_err(fail)?;
-                drop(vals);
-                for (slots, tensors) in outs.iter().zip(returned) {
-                    if slots.len() != tensors.len() && !slots.is_empty() {
-                        return Err(fail(format!(
-                            "returned {} tensors where the graph expects {}",
-                            tensors.len(),
-                            slots.len()
-                        )));
-                    }
-                    for (s, t) in slots.iter().zip(tensors) {
-                        if let (Some(s), Some(t)) = (s, t) {
-                            env[*s] = Val::T(t);
-                        }
-                    }
-                }
-            }
+            } => exec_call(node, op, args, outs, *special, env, train, device)?,
         }
         Ok(())
     }
@@ -588,6 +435,208 @@ impl Program {
             .map(|w| w.name.clone())
             .collect()
     }
+}
+
+/// The tensor in slot `s` (a shallow clone).
+fn tensor_at(env: &[Val], s: usize) -> std::result::Result<Tensor, String> {
+    match &env[s] {
+        Val::T(t) => Ok(t.shallow_clone()),
+        _ => Err("a tensor operand is not a tensor".into()),
+    }
+}
+
+/// An operand of symbolic arithmetic: a constant or a computed number.
+fn number(env: &[Val], src: &Src) -> std::result::Result<Val, String> {
+    Ok(match src {
+        Src::Int(v) => Val::I(*v),
+        Src::Float(v) => Val::F(*v),
+        Src::Bool(v) => Val::B(*v),
+        Src::Sym(s) => match &env[*s] {
+            Val::I(v) => Val::I(*v),
+            Val::F(v) => Val::F(*v),
+            Val::B(v) => Val::B(*v),
+            _ => return Err("a symbolic operand is not a number".into()),
+        },
+        _ => return Err("an operand is not a number".into()),
+    })
+}
+
+/// Runs one call: its arguments from `env`, those that follow amun's mode
+/// set, the operator through libtorch's dispatcher, its outputs into `env`.
+#[allow(clippy::too_many_arguments)]
+fn exec_call(
+    node: &str,
+    op: &OpInfo,
+    args: &[Src],
+    outs: &[Vec<Option<usize>>],
+    special: Special,
+    env: &mut [Val],
+    train: bool,
+    device: (i64, i64),
+) -> std::result::Result<(), String> {
+    let fail = |e: String| format!("node '{node}' (aten.{}): {e}", op.name);
+    // Owned temporaries the argument list borrows.
+    let held: Vec<Option<Tensor>> = args
+        .iter()
+        .map(|a| match a {
+            Src::Tensor(s) => tensor_at(env, *s).ok(),
+            _ => None,
+        })
+        .collect();
+    let lists: Vec<Vec<Tensor>> = args
+        .iter()
+        .map(|a| match a {
+            Src::Tensors(l) => l.iter().filter_map(|s| tensor_at(env, *s).ok()).collect(),
+            Src::OptTensors(l) => l
+                .iter()
+                .flatten()
+                .filter_map(|s| tensor_at(env, *s).ok())
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut vals = call_values(args, &held, &lists, env, device, &fail)?;
+    if let Some(mask) = follow_mode(special, &mut vals, env, train, &fail)? {
+        if let Some(Some(s)) = outs.first().and_then(|o| o.first()) {
+            env[*s] = Val::T(mask);
+        }
+        return Ok(());
+    }
+    let returned = ops::call(op, &vals).map_err(fail)?;
+    drop(vals);
+    for (slots, tensors) in outs.iter().zip(returned) {
+        if slots.len() != tensors.len() && !slots.is_empty() {
+            return Err(fail(format!(
+                "returned {} tensors where the graph expects {}",
+                tensors.len(),
+                slots.len()
+            )));
+        }
+        for (s, t) in slots.iter().zip(tensors) {
+            if let (Some(s), Some(t)) = (s, t) {
+                env[*s] = Val::T(t);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A call's arguments as the dispatcher takes them; tensors borrowed from
+/// `held` (one per argument) and `lists` (one list per argument).
+fn call_values<'a>(
+    args: &'a [Src],
+    held: &'a [Option<Tensor>],
+    lists: &'a [Vec<Tensor>],
+    env: &[Val],
+    device: (i64, i64),
+    fail: &dyn Fn(String) -> String,
+) -> std::result::Result<Vec<Value<'a>>, String> {
+    let mut vals: Vec<Value> = Vec::with_capacity(args.len());
+    for (k, a) in args.iter().enumerate() {
+        vals.push(match a {
+            Src::Default => Value::Default,
+            Src::None => Value::None,
+            Src::Tensor(_) => Value::Tensor(
+                held[k]
+                    .as_ref()
+                    .ok_or_else(|| fail("a tensor operand is not a tensor".into()))?,
+            ),
+            Src::Tensors(l) => {
+                if lists[k].len() != l.len() {
+                    return Err(fail("a list operand holds a non-tensor".into()));
+                }
+                Value::Tensors(lists[k].iter().collect())
+            }
+            Src::OptTensors(l) => {
+                let mut it = lists[k].iter();
+                Value::OptTensors(l.iter().map(|s| s.and_then(|_| it.next())).collect())
+            }
+            Src::Int(v) => Value::Int(*v),
+            Src::Float(v) => Value::Float(*v),
+            Src::Bool(v) => Value::Bool(*v),
+            Src::Sym(s) => match &env[*s] {
+                Val::I(v) => Value::Int(*v),
+                Val::F(v) => Value::Float(*v),
+                Val::B(v) => Value::Bool(*v),
+                _ => return Err(fail("a symbolic operand is not a number".into())),
+            },
+            Src::Ints(l) => Value::Ints(
+                l.iter()
+                    .map(|i| match i {
+                        IntSrc::Const(v) => Ok(*v),
+                        IntSrc::Sym(s) => match &env[*s] {
+                            Val::I(v) => Ok(*v),
+                            _ => Err(fail("a size is not an integer".into())),
+                        },
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?,
+            ),
+            Src::Floats(v) => Value::Floats(v.clone()),
+            Src::Bools(v) => Value::Bools(v.clone()),
+            Src::Str(s) => Value::Str(s),
+            Src::ScalarType(v) => Value::ScalarType(*v),
+            Src::Layout(v) => Value::Layout(*v),
+            Src::MemoryFormat(v) => Value::MemoryFormat(*v),
+            Src::Device => Value::Device(device.0, device.1),
+        });
+    }
+    Ok(vals)
+}
+
+/// Sets the arguments of a call that follow amun's mode (BatchNorm's
+/// `training`, dropout's `train`, …). Stochastic depth in eval mode is not
+/// called: the mask it returns instead is the result.
+fn follow_mode(
+    special: Special,
+    vals: &mut [Value],
+    env: &[Val],
+    train: bool,
+    fail: &dyn Fn(String) -> String,
+) -> std::result::Result<Option<Tensor>, String> {
+    match special {
+        Special::BatchNorm {
+            training,
+            running_mean,
+            cumulative,
+        } => {
+            let no_stats = matches!(vals[running_mean], Value::None);
+            vals[training] = Value::Bool(train || no_stats);
+            if let (true, Some((m, counter))) = (train, cumulative) {
+                // The counter was incremented before the pass.
+                let n = tensor_at(env, counter)?
+                    .f_double_value(&[])
+                    .map_err(|e| fail(torch_msg(&e)))?;
+                vals[m] = Value::Float(1.0 / n.max(1.0));
+            }
+        }
+        Special::Dropout { train: at } => vals[at] = Value::Bool(train),
+        Special::AttentionDropout { p } if !train => vals[p] = Value::Float(0.0),
+        Special::InstanceNorm {
+            use_input_stats,
+            running_mean,
+        } => {
+            let no_stats = matches!(vals[running_mean], Value::None);
+            vals[use_input_stats] = Value::Bool(train || no_stats);
+        }
+        Special::Bernoulli { p, scaled } if !train => {
+            // Stochastic depth in eval mode: the identity PyTorch's eval
+            // gives (`x * p / p` when scaled).
+            let p = match vals[p] {
+                _ if !scaled => 1.0,
+                Value::Float(v) => v,
+                Value::Int(v) => v as f64,
+                _ => 0.5,
+            };
+            let Value::Tensor(t) = vals[0] else {
+                return Err(fail("bernoulli_ of a non-tensor".into()));
+            };
+            let r =
+                tch::no_grad(|| t.shallow_clone().f_fill_(p)).map_err(|e| fail(torch_msg(&e)))?;
+            return Ok(Some(r));
+        }
+        _ => {}
+    }
+    Ok(None)
 }
 
 fn arith(f: Arith, a: Val, b: Option<Val>) -> std::result::Result<Val, String> {
