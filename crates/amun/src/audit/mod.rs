@@ -17,7 +17,7 @@ pub use rmia::{
 };
 pub use roc::{auc, roc_curve, tpr_at_fpr};
 
-use crate::data::{Dataset, ForgetSet};
+use crate::data::{Dataset, ForgetSet, IndexSet};
 use crate::error::{Error, Result};
 use crate::model::checkpoint::ForgetSummary;
 use crate::model::{Classifier, Origin, Sidecar};
@@ -193,13 +193,9 @@ pub fn audit(
         ));
     }
     let n_test = data.test.len() - heldout;
-    let retain: Vec<i64> = {
-        let mut f = forget.to_vec();
-        f.sort_unstable();
-        (0..n_train as i64)
-            .filter(|i| f.binary_search(i).is_err())
-            .collect()
-    };
+    let retain: Vec<i64> = IndexSet::new(forget.iter().copied())
+        .complement(n_train)
+        .into_vec();
     let pool = data.pool();
     let logits = crate::eval::logits(model, &pool.images);
     let labels = pool.labels.to_device(Device::Cpu);

@@ -11,12 +11,14 @@ mod cifar;
 mod fetch;
 mod folder;
 mod idx;
+mod index_set;
 mod mnist;
 mod split;
 
 pub use augment::{Augment, augment_batch};
 pub use batches::{Batch, EpochIter, Part, TrainSet, eval_batches};
 pub use fetch::{FetchOutcome, Registry, default_data_dir, fetch, sha256_file};
+pub use index_set::IndexSet;
 pub use split::{ForgetFile, ForgetSet, ForgetSpec};
 
 use crate::error::{Error, Result};

@@ -1,5 +1,5 @@
 //! Forget sets: which training samples a deletion request removes.
-use super::Dataset;
+use super::{Dataset, IndexSet};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use rand::SeedableRng;
@@ -142,12 +142,7 @@ impl ForgetSet {
     ) -> Result<ForgetSet> {
         let n = data.train.len();
         let k = ((n as f64) * fraction).round().max(1.0) as usize;
-        let mut t = taken.to_vec();
-        t.sort_unstable();
-        t.dedup();
-        let free: Vec<i64> = (0..n as i64)
-            .filter(|i| t.binary_search(i).is_err())
-            .collect();
+        let free = IndexSet::new(taken.iter().copied()).complement(n);
         if free.len() < k + 1 {
             return Err(Error::invalid(
                 "tune",
@@ -180,7 +175,7 @@ impl ForgetSet {
     /// A forget set of the given training indices (in any order; the file
     /// they came from is named in errors): every index in range, none
     /// twice, at least one, and at least one sample left.
-    pub fn from_indices(data: &Dataset, mut indices: Vec<i64>, source: &Path) -> Result<ForgetSet> {
+    pub fn from_indices(data: &Dataset, indices: Vec<i64>, source: &Path) -> Result<ForgetSet> {
         let n = data.train.len();
         if indices.is_empty() {
             return Err(Error::format(
@@ -197,13 +192,9 @@ impl ForgetSet {
                 ),
             ));
         }
-        indices.sort_unstable();
-        if let Some(w) = indices.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Error::format(
-                source,
-                format!("index {} is listed twice", w[0]),
-            ));
-        }
+        let indices = IndexSet::unique(indices)
+            .map_err(|i| Error::format(source, format!("index {i} is listed twice")))?
+            .into_vec();
         if indices.len() >= n {
             return Err(Error::format(
                 source,
@@ -308,15 +299,9 @@ impl ForgetSet {
 
     /// The training indices not in the forget set, sorted.
     pub fn retain_indices(&self) -> Vec<i64> {
-        let mut forget = self.indices.iter().peekable();
-        (0..self.train_size as i64)
-            .filter(|i| {
-                while forget.peek().is_some_and(|&&f| f < *i) {
-                    forget.next();
-                }
-                forget.peek() != Some(&i)
-            })
-            .collect()
+        IndexSet::new(self.indices.iter().copied())
+            .complement(self.train_size)
+            .into_vec()
     }
 }
 

@@ -11,7 +11,7 @@
 //! data (over-unlearning: forget accuracy below held-out accuracy, losses
 //! above unseen data's) scores as badly as one still memorised.
 use super::{Control, EpochObserver, ForgetRequest, Method, RunCtx, UnlearnLog};
-use crate::data::Split;
+use crate::data::{IndexSet, Split};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::progress::Progress;
@@ -969,11 +969,9 @@ impl<'a> Probes<'a> {
             None => {
                 // Without D_R the method never sees it, but its accuracy is
                 // still what the user keeps: measure it on the training rows.
-                let mut f = req.forget.to_vec();
-                f.sort_unstable();
-                (0..n as i64)
-                    .filter(|i| f.binary_search(i).is_err())
-                    .collect()
+                IndexSet::new(req.forget.iter().copied())
+                    .complement(n)
+                    .into_vec()
             }
         };
         let retain = (!retain.is_empty()).then(|| {

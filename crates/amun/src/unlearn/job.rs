@@ -5,7 +5,7 @@
 use super::{CalibrateSettings, Method, RequestOptions, RunCtx, UnlearnLog};
 use super::{unlearn_requests, unlearned_sidecar};
 use crate::attack::AdvSet;
-use crate::data::{Dataset, ForgetSet, HeldOutRecord, Split};
+use crate::data::{Dataset, ForgetSet, HeldOutRecord, IndexSet, Split};
 use crate::error::{Error, Result};
 use crate::eval::accuracy;
 use crate::model::{Classifier, Sidecar};
@@ -57,13 +57,7 @@ pub struct Unlearned {
 impl UnlearnJob<'_> {
     /// Every sample any request names, sorted, once.
     pub fn forgotten(requests: &[ForgetSet]) -> Vec<i64> {
-        let mut v: Vec<i64> = requests
-            .iter()
-            .flat_map(|r| r.indices.iter().copied())
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        IndexSet::new(requests.iter().flat_map(|r| r.indices.iter().copied())).into_vec()
     }
 
     /// Refuses requests that repeat one another (the same file twice, or two
@@ -180,10 +174,8 @@ impl UnlearnJob<'_> {
         let all = Self::forgotten(self.requests);
         let train = &self.data.train;
         let forget = train.select(&all);
-        let gone = super::union_sorted(&all, self.forgotten_before);
-        let retain_idx: Vec<i64> = (0..train.len() as i64)
-            .filter(|i| gone.binary_search(i).is_err())
-            .collect();
+        let gone = IndexSet::new(all.iter().chain(self.forgotten_before).copied());
+        let retain_idx = gone.complement(train.len());
         let retain = train.select(&retain_idx);
         let measure = |m: &Classifier| {
             [

@@ -43,7 +43,7 @@ pub use scrub::distill_kl;
 pub use scrub::{Scrub, ScrubSettings};
 
 use crate::attack::{AdvSet, AdvSettings, AdvSummary};
-use crate::data::Split;
+use crate::data::{IndexSet, Split};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::model::checkpoint::EpochRecord;
@@ -575,10 +575,7 @@ pub(crate) fn retain_set(
 
 /// Merges two sorted index lists.
 pub(crate) fn union_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
-    let mut v: Vec<i64> = a.iter().chain(b).copied().collect();
-    v.sort_unstable();
-    v.dedup();
-    v
+    IndexSet::new(a.iter().chain(b).copied()).into_vec()
 }
 
 /// How [`unlearn_requests`] runs a method.
@@ -658,13 +655,14 @@ pub fn unlearn_requests(
             }
         }
     }
-    let mut forgotten: Vec<i64> = union_sorted(opts.forgotten, &[]);
+    let mut forgotten = IndexSet::new(opts.forgotten.iter().copied());
     let mut logs = Vec::new();
     for (k, request) in requests.iter().enumerate() {
+        // In the request's order.
         let forget: Vec<i64> = request
             .iter()
             .copied()
-            .filter(|i| forgotten.binary_search(i).is_err())
+            .filter(|&i| !forgotten.contains(i))
             .collect();
         if request.is_empty() {
             return Err(Error::invalid(
@@ -679,8 +677,8 @@ pub fn unlearn_requests(
             ));
         }
         let retain: Option<Vec<i64>> = with_retain.then(|| {
-            let gone = union_sorted(&forgotten, &forget);
-            (0..n).filter(|i| gone.binary_search(i).is_err()).collect()
+            let gone = forgotten.union(&IndexSet::new(forget.iter().copied()));
+            gone.complement(n as usize).into_vec()
         });
         let mut search_time = if k == 0 { shared_time } else { 0.0 };
         let adv: Option<AdvSet> = match (&attack, &shared) {
@@ -723,7 +721,7 @@ pub fn unlearn_requests(
             + log.timing.get("adversarial_search").copied().unwrap_or(0.0);
         log.timing.insert("total".into(), total);
         logs.push(log);
-        forgotten = union_sorted(&forgotten, &forget);
+        forgotten = forgotten.union(&IndexSet::new(forget.iter().copied()));
     }
     Ok(logs)
 }
