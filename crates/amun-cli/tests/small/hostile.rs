@@ -350,6 +350,60 @@ fn calibration_shows_before_and_after_with_their_bands() {
     }
 }
 
+/// Issue 35: an original kept by calibration's pre-check costs nothing —
+/// AMUN searches no adversarial set and AMUN+SalUn computes no saliency
+/// mask (on main both ran before calibration decided) — and the weights
+/// come back as they were.
+#[test]
+fn a_kept_original_costs_no_attack_and_keeps_its_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = |p: &str| {
+        let mut t = tch::Tensor::read_safetensors(p).unwrap();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    for method in ["amun", "amun-salun"] {
+        let out = dir.path().join(format!("{method}.safetensors"));
+        let out = out.to_str().unwrap();
+        let o = amun(&[
+            "unlearn",
+            "--checkpoint",
+            &m("orig.safetensors"),
+            "--forget",
+            &m("f.json"),
+            "--method",
+            method,
+            "--calibrate",
+            "--holdout-test",
+            "40",
+            "--device",
+            "cpu",
+            "--json",
+            "--out",
+            out,
+        ]);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let log = &v["logs"][0];
+        let c = &log["calibration"];
+        assert_eq!(c["epochs_run"], 0, "{method}: {c}");
+        assert_eq!(c["chosen"]["epoch"], 0, "{method}: {c}");
+        assert!(log["adv"].is_null(), "{method}: an adversarial set: {log}");
+        assert_eq!(log["timing"]["adversarial_search"], 0.0, "{method}: {log}");
+        assert!(
+            log["timing"].get("saliency_mask").is_none(),
+            "{method}: {log}"
+        );
+        assert_eq!(v["sidecar"]["origin"]["image_steps"], 0, "{method}: {v}");
+        let (a, b) = (weights(&m("orig.safetensors")), weights(out));
+        assert_eq!(a.len(), b.len());
+        for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            assert!(ta.equal(tb), "{method}: {na} changed");
+        }
+    }
+}
+
 #[test]
 fn forget_files_of_other_data_or_ambiguous_lists_are_refused() {
     ensure("mnist");

@@ -606,6 +606,7 @@ fn unlearn_run(
         calibrate: cal.as_ref().map(|(s, h, r)| (s, h, r)),
         seed: derive(seed, method.name(), u64::from(with_retain)),
         forgotten_before: &[],
+        rmia: None,
         recipe: None,
     };
     let out = job.run(&mut model, &parent, ctx.progress)?;
