@@ -404,6 +404,106 @@ fn a_kept_original_costs_no_attack_and_keeps_its_weights() {
     }
 }
 
+/// Issue 35, item 3: with reference models (`unlearn --refs`, a registry
+/// created with `--refs`) calibration tests membership with the audit's
+/// RMIA, and the record, the output and the certificate say so; without,
+/// the loss-based test. RMIA needs the held-out images in the references'
+/// pool: `--holdout` (a folder) is refused before any work.
+#[test]
+fn calibration_tests_membership_with_rmia_where_references_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let (refs, orig, forget) = (m("refs"), m("orig.safetensors"), m("f.json"));
+    let run = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "unlearn",
+            "--checkpoint",
+            &orig,
+            "--forget",
+            &forget,
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--calibrate",
+            "--calibrate-lrs",
+            "0.01",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "-q",
+        ];
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    let o = run(
+        &p("a.safetensors"),
+        &["--holdout-test", "40", "--refs", &refs],
+    );
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in ["membership by RMIA AUC", "RMIA AUC forget vs held-out %: "] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let json = |o: &std::process::Output| -> serde_json::Value {
+        ok(o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["logs"][0]["calibration"].clone()
+    };
+    let c = json(&run(
+        &p("b.safetensors"),
+        &["--holdout-test", "40", "--refs", &refs, "--json"],
+    ));
+    assert_eq!(c["signal"], "rmia", "{c}");
+    assert!(c["before"]["rmia_auc"].as_f64().is_some(), "{c}");
+    assert!(c["chosen"]["probe"]["rmia_auc"].as_f64().is_some(), "{c}");
+    let c = json(&run(
+        &p("c.safetensors"),
+        &["--holdout-test", "40", "--json"],
+    ));
+    assert_eq!(c["signal"], "loss", "{c}");
+    assert!(c["before"].get("rmia_auc").is_none(), "{c}");
+    let o = run(
+        &p("d.safetensors"),
+        &["--holdout", &p("val"), "--refs", &refs],
+    );
+    fails_with(&o, &["--refs", "--holdout-test"]);
+    assert!(!dir.path().join("d.safetensors").exists());
+    // A registry created with references calibrates on RMIA; its
+    // certificate names the signal.
+    let r = dir.path().join("reg");
+    crate::common::registry::create(
+        &r,
+        Path::new(&orig),
+        &["--holdout-test", "40", "--refs", &refs],
+    );
+    let req = crate::common::registry::request(dir.path(), "r.csv", &[3, 17, 42, 99]);
+    ok(&crate::common::registry::reg(
+        "add",
+        &r,
+        &[req.to_str().unwrap()],
+    ));
+    ok(&crate::common::registry::reg(
+        "apply",
+        &r,
+        &[
+            "--device",
+            "cpu",
+            "-q",
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--calibrate-lrs",
+            "0.01",
+        ],
+    ));
+    let md = std::fs::read_to_string(r.join("certificates/v0002.md")).unwrap();
+    assert!(md.contains("membership by RMIA AUC"), "{md}");
+    assert!(md.contains("RMIA AUC forget vs held-out %: "), "{md}");
+}
+
 #[test]
 fn forget_files_of_other_data_or_ambiguous_lists_are_refused() {
     ensure("mnist");
