@@ -308,6 +308,7 @@ pub fn unlearning_cost(
             calibrate: None,
             seed,
             forgotten_before: &[],
+            rmia: None,
             recipe: None,
         };
         let out = job.run(&mut m, parent, progress)?;

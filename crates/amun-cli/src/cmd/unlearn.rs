@@ -92,6 +92,11 @@ pub struct UnlearnArgs {
     /// never trained on (both its splits are used)
     #[arg(long, value_name = "DIR")]
     pub holdout: Option<PathBuf>,
+    /// Reference models of the model's data (`amun rmia train-refs`): with
+    /// --calibrate, its membership test is the audit's RMIA (forget vs
+    /// held-out) instead of the loss-based one. Needs --holdout-test
+    #[arg(long, value_name = "DIR")]
+    pub refs: Option<PathBuf>,
     /// Calibration rule: accuracy (default), proxy-gap, mia or confidence
     #[arg(long, value_name = "RULE")]
     pub calibrate_rule: Option<String>,
@@ -249,6 +254,19 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         }
         None => None,
     };
+    let refs = match &a.refs {
+        Some(d) => Some(amun::audit::load_references(d, &data)?),
+        None => None,
+    };
+    let rmia_params = amun::audit::RmiaParams::default();
+    let rmia =
+        refs.as_ref()
+            .zip(heldout.as_ref())
+            .map(|(r, (split, _))| amun::unlearn::RmiaSignal {
+                refs: r,
+                params: &rmia_params,
+                heldout_start: data.train.len() + data.test.len() - split.len(),
+            });
     let bars = crate::progress::Bars::new(a.quiet || a.json);
     let job = UnlearnJob {
         method: method.as_ref(),
@@ -261,6 +279,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
             .as_ref()
             .zip(heldout.as_ref())
             .map(|(c, (split, record))| (c, split, record)),
+        rmia,
         seed: a.seed,
         forgotten_before: &[],
         recipe: None,
@@ -287,9 +306,10 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
     }
     if let Some(c) = logs.first().and_then(|l| l.calibration.as_ref()) {
         super::outln!(
-            "calibration ({:?}, {} forgotten vs {} held-out images, level {}): {}, {} of at most \
-             {} epochs; {}",
+            "calibration ({:?}, membership by {}, {} forgotten vs {} held-out images, level {}): \
+             {}, {} of at most {} epochs; {}",
             c.settings.rule,
+            c.signal.name(),
             c.forget_size,
             c.heldout_size,
             c.settings.level,
@@ -369,6 +389,9 @@ fn files_of(a: &UnlearnArgs, requests: &[PathBuf]) -> Outputs {
     if let Some(d) = &a.holdout {
         io.reads("--holdout", "the held-out data", d);
     }
+    if let Some(d) = &a.refs {
+        io.reads("--refs", "the reference models", d);
+    }
     a.import.reads(&mut io);
     io.writes("--out", &a.out, Artifact::Checkpoint);
     io
@@ -392,6 +415,13 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
         level: a.calibrate_level,
         ..Default::default()
     };
+    if a.refs.is_some() && a.holdout_test.is_none() {
+        bail!(
+            "--refs: calibration's RMIA test scores the held-out images against the reference \
+             models, which only saw the model's own data: it needs --calibrate with \
+             --holdout-test N, not --holdout"
+        );
+    }
     if !a.calibrate {
         if has_holdout || !o.is_empty() {
             bail!("--holdout, --holdout-test and --calibrate-* only apply with --calibrate");

@@ -350,6 +350,160 @@ fn calibration_shows_before_and_after_with_their_bands() {
     }
 }
 
+/// Issue 35: an original kept by calibration's pre-check costs nothing —
+/// AMUN searches no adversarial set and AMUN+SalUn computes no saliency
+/// mask (on main both ran before calibration decided) — and the weights
+/// come back as they were.
+#[test]
+fn a_kept_original_costs_no_attack_and_keeps_its_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = |p: &str| {
+        let mut t = tch::Tensor::read_safetensors(p).unwrap();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    for method in ["amun", "amun-salun"] {
+        let out = dir.path().join(format!("{method}.safetensors"));
+        let out = out.to_str().unwrap();
+        let o = amun(&[
+            "unlearn",
+            "--checkpoint",
+            &m("orig.safetensors"),
+            "--forget",
+            &m("f.json"),
+            "--method",
+            method,
+            "--calibrate",
+            "--holdout-test",
+            "40",
+            "--device",
+            "cpu",
+            "--json",
+            "--out",
+            out,
+        ]);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let log = &v["logs"][0];
+        let c = &log["calibration"];
+        assert_eq!(c["epochs_run"], 0, "{method}: {c}");
+        assert_eq!(c["chosen"]["epoch"], 0, "{method}: {c}");
+        assert!(log["adv"].is_null(), "{method}: an adversarial set: {log}");
+        assert_eq!(log["timing"]["adversarial_search"], 0.0, "{method}: {log}");
+        assert!(
+            log["timing"].get("saliency_mask").is_none(),
+            "{method}: {log}"
+        );
+        assert_eq!(v["sidecar"]["origin"]["image_steps"], 0, "{method}: {v}");
+        let (a, b) = (weights(&m("orig.safetensors")), weights(out));
+        assert_eq!(a.len(), b.len());
+        for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            assert!(ta.equal(tb), "{method}: {na} changed");
+        }
+    }
+}
+
+/// Issue 35, item 3: with reference models (`unlearn --refs`, a registry
+/// created with `--refs`) calibration tests membership with the audit's
+/// RMIA, and the record, the output and the certificate say so; without,
+/// the loss-based test. RMIA needs the held-out images in the references'
+/// pool: `--holdout` (a folder) is refused before any work.
+#[test]
+fn calibration_tests_membership_with_rmia_where_references_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let (refs, orig, forget) = (m("refs"), m("orig.safetensors"), m("f.json"));
+    let run = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "unlearn",
+            "--checkpoint",
+            &orig,
+            "--forget",
+            &forget,
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--calibrate",
+            "--calibrate-lrs",
+            "0.01",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "-q",
+        ];
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    let o = run(
+        &p("a.safetensors"),
+        &["--holdout-test", "40", "--refs", &refs],
+    );
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in ["membership by RMIA AUC", "RMIA AUC forget vs held-out %: "] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let json = |o: &std::process::Output| -> serde_json::Value {
+        ok(o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["logs"][0]["calibration"].clone()
+    };
+    let c = json(&run(
+        &p("b.safetensors"),
+        &["--holdout-test", "40", "--refs", &refs, "--json"],
+    ));
+    assert_eq!(c["signal"], "rmia", "{c}");
+    assert!(c["before"]["rmia_auc"].as_f64().is_some(), "{c}");
+    assert!(c["chosen"]["probe"]["rmia_auc"].as_f64().is_some(), "{c}");
+    let c = json(&run(
+        &p("c.safetensors"),
+        &["--holdout-test", "40", "--json"],
+    ));
+    assert_eq!(c["signal"], "loss", "{c}");
+    assert!(c["before"].get("rmia_auc").is_none(), "{c}");
+    let o = run(
+        &p("d.safetensors"),
+        &["--holdout", &p("val"), "--refs", &refs],
+    );
+    fails_with(&o, &["--refs", "--holdout-test"]);
+    assert!(!dir.path().join("d.safetensors").exists());
+    // A registry created with references calibrates on RMIA; its
+    // certificate names the signal.
+    let r = dir.path().join("reg");
+    crate::common::registry::create(
+        &r,
+        Path::new(&orig),
+        &["--holdout-test", "40", "--refs", &refs],
+    );
+    let req = crate::common::registry::request(dir.path(), "r.csv", &[3, 17, 42, 99]);
+    ok(&crate::common::registry::reg(
+        "add",
+        &r,
+        &[req.to_str().unwrap()],
+    ));
+    ok(&crate::common::registry::reg(
+        "apply",
+        &r,
+        &[
+            "--device",
+            "cpu",
+            "-q",
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--calibrate-lrs",
+            "0.01",
+        ],
+    ));
+    let md = std::fs::read_to_string(r.join("certificates/v0002.md")).unwrap();
+    assert!(md.contains("membership by RMIA AUC"), "{md}");
+    assert!(md.contains("RMIA AUC forget vs held-out %: "), "{md}");
+}
+
 #[test]
 fn forget_files_of_other_data_or_ambiguous_lists_are_refused() {
     ensure("mnist");

@@ -217,6 +217,9 @@ pub enum StepKind {
         forget: StepId,
         adversarial: Option<StepId>,
         choice: Option<StepId>,
+        /// A calibrated run's membership test is RMIA's (issue 35).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        references: Option<StepId>,
     },
     /// One grid point of the tuning stage: the run on the tuning forget
     /// set and its audit (the model itself is not kept).
@@ -276,12 +279,14 @@ impl StepKind {
                 forget,
                 adversarial,
                 choice,
+                references,
                 ..
             } => [
                 Some(original),
                 Some(forget),
                 adversarial.as_ref(),
                 choice.as_ref(),
+                references.as_ref(),
             ]
             .into_iter()
             .flatten()
@@ -773,6 +778,8 @@ impl Builder<'_> {
                                     choice: (variant == Variant::Tuned).then(|| {
                                         StepId::choice(method.name(), fraction, with_retain)
                                     }),
+                                    references: (variant == Variant::Calibrated)
+                                        .then(StepId::references),
                                 },
                             );
                             self.audit(&run, false, seed, fraction, false, &forget);
@@ -1064,6 +1071,7 @@ methods = ["amun"]
                     forget,
                     with_retain,
                     fraction,
+                    references,
                     ..
                 } => {
                     assert!(matches!(kind(&p, forget), StepKind::Forget { .. }));
@@ -1092,6 +1100,17 @@ methods = ["amun"]
                     if *variant == Variant::Calibrated {
                         assert_eq!(method.name(), "amun");
                     }
+                    // A calibrated run tests membership with RMIA: it reads
+                    // the references; no other run does.
+                    if let Some(r) = references {
+                        assert!(matches!(kind(&p, r), StepKind::References { .. }));
+                    }
+                    assert_eq!(
+                        references.is_some(),
+                        *variant == Variant::Calibrated,
+                        "{}",
+                        s.id
+                    );
                 }
                 _ => {}
             }

@@ -18,7 +18,7 @@ use crate::model::{Classifier, ModelSpec, Origin};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::{Recipe, Subset, TrainJob, train};
-use crate::unlearn::{Calibration, MethodSpec, UnlearnJob};
+use crate::unlearn::{Calibration, MethodSpec, RmiaSignal, UnlearnJob};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -79,15 +79,20 @@ impl StepCtx<'_> {
             .map_or(0.0, |m| m.seconds)
     }
 
-    fn audit_model(&self, model: &Classifier, forget: &ForgetSet) -> Result<ModelAudit> {
-        // The index, then each reference model's logits: what RMIA reads.
+    /// The reference models, verified: the index, then each reference
+    /// model's logits (what RMIA reads).
+    fn references(&self) -> Result<crate::audit::References> {
         if let StepKind::References { models } = &self.plan.input(&StepId::references())?.kind {
             self.verified(&StepId::references())?;
             for m in models {
                 self.verified(m)?;
             }
         }
-        let refs = load_references(&self.dir.join("references"), self.data)?;
+        load_references(&self.dir.join("references"), self.data)
+    }
+
+    fn audit_model(&self, model: &Classifier, forget: &ForgetSet) -> Result<ModelAudit> {
+        let refs = self.references()?;
         audit(
             model,
             self.data,
@@ -596,6 +601,20 @@ fn unlearn_run(
             Some((c.settings()?, split, record))
         }
     };
+    // Calibration's membership test: the audit's RMIA with the
+    // experiment's references (read as the audit reads them).
+    let refs = match &cal {
+        Some(_) => Some(ctx.references()?),
+        None => None,
+    };
+    let rmia = refs
+        .as_ref()
+        .zip(cal.as_ref())
+        .map(|(r, (_, split, _))| RmiaSignal {
+            refs: r,
+            params: &ctx.cfg.rmia.attack,
+            heldout_start: ctx.data.train.len() + ctx.data.test.len() - split.len(),
+        });
     let job = UnlearnJob {
         method: method.method(),
         data: ctx.data,
@@ -606,6 +625,7 @@ fn unlearn_run(
         calibrate: cal.as_ref().map(|(s, h, r)| (s, h, r)),
         seed: derive(seed, method.name(), u64::from(with_retain)),
         forgotten_before: &[],
+        rmia,
         recipe: None,
     };
     let out = job.run(&mut model, &parent, ctx.progress)?;

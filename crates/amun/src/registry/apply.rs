@@ -15,7 +15,7 @@ use crate::model::checkpoint;
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::TrainOverrides;
-use crate::unlearn::{CalibrateSettings, MethodSpec, UnlearnJob};
+use crate::unlearn::{CalibrateSettings, MethodSpec, RmiaSignal, UnlearnJob};
 use std::path::{Path, PathBuf};
 
 /// How to apply.
@@ -378,6 +378,20 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             ""
         }
     ));
+    let refs = match &info.refs {
+        Some(r) => Some(crate::audit::load_references(Path::new(r), &data)?),
+        None => None,
+    };
+    // A registry with references calibrates on the audit's RMIA.
+    let rmia_params = crate::audit::RmiaParams::default();
+    let rmia = refs
+        .as_ref()
+        .zip(heldout.as_ref())
+        .map(|(r, (split, _))| RmiaSignal {
+            refs: r,
+            params: &rmia_params,
+            heldout_start: data.train.len() + data.test.len() - split.len(),
+        });
     let job = UnlearnJob {
         method: method.method(),
         data: &data,
@@ -392,13 +406,10 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             .map(|(c, (s, r))| (c, s, r)),
         seed,
         forgotten_before: &forgotten_before,
+        rmia,
         recipe: recipe.as_ref(),
     };
     let done = job.run(&mut model, &parent_sc, progress)?;
-    let refs = match &info.refs {
-        Some(r) => Some(crate::audit::load_references(Path::new(r), &data)?),
-        None => None,
-    };
     let audit = audit_version(
         &model,
         &data,

@@ -351,7 +351,7 @@ pub fn render_markdown(c: &Certificate) -> String {
                     if let Some(lines) = calibration_changes(c) {
                         line(format!(
                             "- request {}: {}, {} epoch(s) run ({} forgotten vs {} held-out \
-                             images); {}",
+                             images, membership by {}); {}",
                             r["request"],
                             serde_json::from_value::<crate::unlearn::Candidate>(
                                 c["chosen"].clone()
@@ -360,6 +360,11 @@ pub fn render_markdown(c: &Certificate) -> String {
                             c["epochs_run"],
                             c["forget_size"],
                             c["heldout_size"],
+                            serde_json::from_value::<crate::unlearn::Membership>(
+                                c["signal"].clone()
+                            )
+                            .unwrap_or_default()
+                            .name(),
                             c["verdict"].as_str().unwrap_or("")
                         ));
                         for l in lines {

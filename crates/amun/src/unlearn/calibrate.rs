@@ -11,6 +11,7 @@
 //! data (over-unlearning: forget accuracy below held-out accuracy, losses
 //! above unseen data's) scores as badly as one still memorised.
 use super::{Control, EpochObserver, ForgetRequest, Method, RunCtx, UnlearnLog};
+use crate::audit::{References, RmiaParams};
 use crate::data::{IndexSet, Split};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
@@ -390,6 +391,30 @@ pub fn parse_calibration_budget(s: &str) -> Result<Option<RetainBudget>> {
     })
 }
 
+/// Which membership score calibration tests against 50 (issue 35).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Membership {
+    /// AUC of the state's forget losses against its held-out losses: needs
+    /// no reference model.
+    #[default]
+    Loss,
+    /// AUC of the audit's RMIA scores, forget against held-out, with the
+    /// reference models of the model's data: the strongest retrain-free
+    /// signal, used wherever references exist.
+    Rmia,
+}
+
+impl Membership {
+    /// How reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Membership::Loss => "loss-AUC",
+            Membership::Rmia => "RMIA AUC",
+        }
+    }
+}
+
 /// What one model state looks like from the outside (percent).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
@@ -406,6 +431,26 @@ pub struct Probe {
     pub loss_auc: f64,
     /// Kolmogorov–Smirnov distance (points) of true-class confidences.
     pub confidence_ks: f64,
+    /// AUC (%) of the audit's RMIA scores, forget against held-out (the
+    /// held-out set as RMIA's population), when reference models exist:
+    /// then it, not `loss_auc`, is the membership signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rmia_auc: Option<f64>,
+}
+
+impl Probe {
+    /// The membership signal this probe carries: RMIA where measured.
+    pub fn signal(&self) -> Membership {
+        match self.rmia_auc {
+            Some(_) => Membership::Rmia,
+            None => Membership::Loss,
+        }
+    }
+
+    /// The membership AUC (%) every test and rule uses: [`Probe::signal`]'s.
+    pub fn membership_auc(&self) -> f64 {
+        self.rmia_auc.unwrap_or(self.loss_auc)
+    }
 }
 
 /// One measured state of a calibration.
@@ -538,9 +583,14 @@ pub struct Calibration {
     /// The retain utility guard applied (points; [`utility_drop`]).
     #[serde(default)]
     pub retain_drop: f64,
-    /// How far from 50 a state's loss-AUC may be (points; z × [`auc_se`]).
+    /// How far from 50 a state's membership AUC may be (points; z ×
+    /// [`auc_se`]).
     #[serde(default)]
     pub auc_band: f64,
+    /// The membership signal tested: RMIA where reference models exist,
+    /// else the loss-based one.
+    #[serde(default)]
+    pub signal: Membership,
     pub heldout_size: usize,
     #[serde(default)]
     pub forget_size: usize,
@@ -748,14 +798,14 @@ impl Targets {
             && ok(p.retain_acc, self.original.retain_acc, self.retain_drop)
     }
 
-    /// Whether the loss-AUC is not below 50 by more than its band.
+    /// Whether the membership AUC is not below 50 by more than its band.
     pub fn membership_ok(&self, p: &Probe) -> bool {
-        p.loss_auc >= 50.0 - self.auc_band()
+        p.membership_auc() >= 50.0 - self.auc_band()
     }
 
     /// Where `p` stands: the tests at the level against the fixed targets.
     pub fn verdict(&self, p: &Probe) -> Verdict {
-        let (diff, auc) = (self.diff(p), p.loss_auc - 50.0);
+        let (diff, auc) = (self.diff(p), p.membership_auc() - 50.0);
         let (ab, mb) = (self.accuracy_band(), self.auc_band());
         if diff < -ab || auc < -mb {
             Verdict::Over
@@ -788,13 +838,13 @@ impl Targets {
     /// 3.6), loss-AUC 52.0 (50 ± 3.4), at level 0.05".
     pub fn describe(&self, p: &Probe) -> String {
         format!(
-            "forget {:.1}% vs target {:.1}% ({:+.1} ± {:.1}), loss-AUC {:.1} (50 ± {:.1}), at \
-             level {}",
+            "forget {:.1}% vs target {:.1}% ({:+.1} ± {:.1}), {} {:.1} (50 ± {:.1}), at level {}",
             p.forget_acc,
             self.forget_target(),
             self.diff(p),
             self.accuracy_band(),
-            p.loss_auc,
+            p.signal().name(),
+            p.membership_auc(),
             self.auc_band(),
             self.level
         )
@@ -849,6 +899,16 @@ impl Targets {
                 guard: Some(self.retain_drop),
             });
         }
+        if let (Some(before), Some(now)) = (o.rmia_auc, after.rmia_auc) {
+            v.push(Change {
+                measure: "RMIA AUC forget vs held-out %".into(),
+                before,
+                after: now,
+                target: 50.0,
+                band: self.auc_band(),
+                guard: None,
+            });
+        }
         v.push(Change {
             measure: "loss AUC forget vs held-out %".into(),
             before: o.loss_auc,
@@ -867,7 +927,7 @@ impl Targets {
 /// closer for it).
 pub fn score(rule: Rule, p: &Probe, original: &Probe) -> f64 {
     let acc = (p.forget_acc - original.heldout_acc).abs();
-    let mia = (p.loss_auc - 50.0).abs();
+    let mia = (p.membership_auc() - 50.0).abs();
     match rule {
         Rule::Accuracy => acc,
         Rule::Mia => mia,
@@ -901,9 +961,19 @@ fn nearest(ladder: &[f64], lr: f64) -> usize {
         .unwrap_or(0)
 }
 
-/// Per-sample loss and true-class confidence, plus predictions, of `split`.
-fn measure(model: &Classifier, split: &Split) -> (Vec<f64>, Vec<f64>, usize) {
-    let logits = crate::eval::logits(model, &split.images);
+/// What [`measure`] sees of a split.
+struct Seen {
+    loss: Vec<f64>,
+    confidence: Vec<f64>,
+    correct: usize,
+    logits: Tensor,
+    labels: Tensor,
+}
+
+/// Per-sample loss and true-class confidence, predictions and logits of
+/// `split`.
+fn measure(model: &Classifier, split: &Split) -> Seen {
+    let logits = crate::eval::logits(model, &split.images).to_device(Device::Cpu);
     let labels = split.labels.to_device(Device::Cpu);
     let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
         &labels,
@@ -921,11 +991,54 @@ fn measure(model: &Classifier, split: &Split) -> (Vec<f64>, Vec<f64>, usize) {
         .eq_tensor(&labels)
         .sum(Kind::Int64)
         .int64_value(&[]) as usize;
-    (
-        Vec::<f64>::try_from(loss.to_kind(Kind::Double)).unwrap_or_default(),
-        Vec::<f64>::try_from(conf).unwrap_or_default(),
+    Seen {
+        loss: Vec::<f64>::try_from(loss.to_kind(Kind::Double)).unwrap_or_default(),
+        confidence: Vec::<f64>::try_from(conf).unwrap_or_default(),
         correct,
-    )
+        logits,
+        labels,
+    }
+}
+
+/// The audit's RMIA on calibration's sets: the reference models of the
+/// model's data and where the held-out images are in their pool.
+#[derive(Clone, Copy)]
+pub struct RmiaSignal<'a> {
+    pub refs: &'a References,
+    pub params: &'a RmiaParams,
+    /// Pool row (the training rows first, then the test rows) of the first
+    /// held-out image: the held-out set is the last test images.
+    pub heldout_start: usize,
+}
+
+/// RMIA's priors p(x) (the reference models' signals, fixed) of the forget
+/// and held-out samples.
+struct RmiaPrior {
+    params: RmiaParams,
+    forget: Vec<f64>,
+    heldout: Vec<f64>,
+}
+
+impl RmiaPrior {
+    /// The AUC (%) of the forget set's RMIA scores against the held-out
+    /// set's, the held-out set being RMIA's population (each held-out
+    /// sample left out of its own count), as the audit scores D_F against
+    /// D_T.
+    fn auc(&self, forget: &Seen, heldout: &Seen) -> f64 {
+        let ratio = |seen: &Seen, prior: &[f64]| -> Vec<f64> {
+            crate::audit::signal(&seen.logits, &seen.labels, self.params.signal)
+                .iter()
+                .zip(prior)
+                .map(|(s, q)| s / q.max(1e-300))
+                .collect()
+        };
+        let (lf, lh) = (ratio(forget, &self.forget), ratio(heldout, &self.heldout));
+        let x: Vec<f64> = lf.iter().chain(&lh).copied().collect();
+        let inside: Vec<bool> = (0..x.len()).map(|i| i >= lf.len()).collect();
+        let s = crate::audit::scores(&x, &lh, &inside, self.params.gamma);
+        let (sf, sh) = s.split_at(lf.len());
+        100.0 * crate::audit::auc(sf, sh)
+    }
 }
 
 fn ks(a: &[f64], b: &[f64]) -> f64 {
@@ -952,6 +1065,7 @@ pub struct Probes<'a> {
     pub forget: Split,
     pub heldout: &'a Split,
     pub retain: Option<Split>,
+    rmia: Option<RmiaPrior>,
 }
 
 impl<'a> Probes<'a> {
@@ -988,6 +1102,49 @@ impl<'a> Probes<'a> {
             forget: req.train.select(req.forget),
             heldout,
             retain,
+            rmia: None,
+        }
+    }
+
+    /// These probes with RMIA as the membership signal, for the forget set
+    /// of `req`. Refused when the references' pool does not hold the
+    /// training split and the held-out images where `rmia` says.
+    pub fn with_rmia(mut self, req: &ForgetRequest<'_>, rmia: RmiaSignal<'_>) -> Result<Self> {
+        let pool = rmia.refs.members.first().map_or(0, Vec::len);
+        let end = rmia.heldout_start + self.heldout.len();
+        if rmia.refs.n_train != req.train.len()
+            || end > pool
+            || rmia.heldout_start < req.train.len()
+        {
+            return Err(Error::invalid(
+                "refs",
+                format!(
+                    "the reference models' pool ({} training rows, {pool} in all) does not hold \
+                     this model's {} training samples and its {} held-out test images at row {}: \
+                     RMIA calibration needs references of the model's own data and held-out \
+                     images from its test split",
+                    rmia.refs.n_train,
+                    req.train.len(),
+                    self.heldout.len(),
+                    rmia.heldout_start
+                ),
+            ));
+        }
+        let forget: Vec<usize> = req.forget.iter().map(|&i| i as usize).collect();
+        let heldout: Vec<usize> = (rmia.heldout_start..end).collect();
+        self.rmia = Some(RmiaPrior {
+            params: rmia.params.clone(),
+            forget: rmia.refs.prior(&forget, rmia.params)?,
+            heldout: rmia.refs.prior(&heldout, rmia.params)?,
+        });
+        Ok(self)
+    }
+
+    /// The membership signal these probes measure.
+    pub fn signal(&self) -> Membership {
+        match self.rmia {
+            Some(_) => Membership::Rmia,
+            None => Membership::Loss,
         }
     }
 
@@ -998,22 +1155,19 @@ impl<'a> Probes<'a> {
 
     /// Measures `model`.
     pub fn probe(&self, model: &Classifier) -> Probe {
-        let (lf, cf, okf) = measure(model, &self.forget);
-        let (lh, ch, okh) = measure(model, self.heldout);
+        let (f, h) = (measure(model, &self.forget), measure(model, self.heldout));
         let retain_acc = match &self.retain {
-            Some(r) => {
-                let (_, _, ok) = measure(model, r);
-                100.0 * ok as f64 / r.len().max(1) as f64
-            }
+            Some(r) => 100.0 * measure(model, r).correct as f64 / r.len().max(1) as f64,
             None => f64::NAN,
         };
         let neg = |v: &[f64]| v.iter().map(|x| -x).collect::<Vec<f64>>();
         Probe {
-            forget_acc: 100.0 * okf as f64 / lf.len().max(1) as f64,
-            heldout_acc: 100.0 * okh as f64 / lh.len().max(1) as f64,
+            forget_acc: 100.0 * f.correct as f64 / f.loss.len().max(1) as f64,
+            heldout_acc: 100.0 * h.correct as f64 / h.loss.len().max(1) as f64,
             retain_acc,
-            loss_auc: 100.0 * crate::audit::auc(&neg(&lf), &neg(&lh)),
-            confidence_ks: ks(&cf, &ch),
+            loss_auc: 100.0 * crate::audit::auc(&neg(&f.loss), &neg(&h.loss)),
+            confidence_ks: ks(&f.confidence, &h.confidence),
+            rmia_auc: self.rmia.as_ref().map(|r| r.auc(&f, &h)),
         }
     }
 }
@@ -1313,19 +1467,20 @@ impl Watch<'_, '_> {
         };
         self.progress.note(&format!(
             "calibrate {}: {}: forget {:.1}% (target {:.1}) held-out {:.1}% retain {:.1}% \
-             loss-AUC {:.1} → score {:.2}{}",
+             {} {:.1} → score {:.2}{}",
             self.name,
             c.label(),
             probe.forget_acc,
             self.targets.forget_target(),
             probe.heldout_acc,
             probe.retain_acc,
-            probe.loss_auc,
+            probe.signal().name(),
+            probe.membership_auc(),
             c.score,
             match (c.keeps_utility, c.membership_ok) {
                 (true, true) => "",
                 (false, _) => " (utility lost)",
-                (true, false) => " (over-unlearned: loss-AUC below 50 − band)",
+                (true, false) => " (over-unlearned: membership AUC below 50 − band)",
             }
         ));
         self.book.record(&c, now);
@@ -1594,9 +1749,90 @@ impl<'a> Search<'_, 'a> {
     }
 }
 
+/// The original model measured once, before any epoch: the targets every
+/// state is judged against, and whether the original is kept.
+pub struct Opening<'a> {
+    probes: Probes<'a>,
+    pub original: Probe,
+    pub sizes: Sizes,
+    pub targets: Targets,
+    started: Instant,
+}
+
+impl Opening<'_> {
+    /// Whether the original already passes every test at the level: it is
+    /// kept with no epoch run, so the method needs none of its preparation
+    /// either (AMUN's adversarial search, SalUn's saliency mask).
+    pub fn keeps_original(&self) -> bool {
+        self.targets.verdict(&self.original) == Verdict::Reached
+    }
+}
+
+/// Checks `cal` against `method` and `heldout`, and measures the original
+/// (`model`) for `req` once: the first half of [`calibrate`], which needs
+/// nothing of `req` but its forget and retain indices (not its adversarial
+/// set), so that a caller can skip the method's preparation when
+/// [`Opening::keeps_original`]. With `rmia` (reference models of the
+/// model's data) the membership signal is RMIA's, else the loss-based one.
+pub fn open<'a>(
+    method: &dyn Method,
+    cal: &CalibrateSettings,
+    model: &Classifier,
+    req: &ForgetRequest<'_>,
+    heldout: &'a Split,
+    rmia: Option<RmiaSignal<'_>>,
+    ctx: &RunCtx<'_>,
+) -> Result<Opening<'a>> {
+    cal.check()?;
+    if method.finetune().is_none() {
+        return Err(Error::invalid(
+            method.name(),
+            "has no fine-tuning, so there is no learning rate to calibrate",
+        ));
+    }
+    if heldout.is_empty() {
+        return Err(Error::invalid("holdout", "the held-out set is empty"));
+    }
+    let started = Instant::now();
+    let probes = Probes::new(req, heldout, cal.retain_probe, ctx.seed);
+    let probes = match rmia {
+        Some(r) => probes.with_rmia(req, r)?,
+        None => probes,
+    };
+    let original = probes.probe(model);
+    let sizes = Sizes {
+        forget: probes.forget.len(),
+        heldout: heldout.len(),
+        retain: probes.retain_len(),
+        train: req.train.len(),
+    };
+    Ok(Opening {
+        probes,
+        original,
+        sizes,
+        targets: Targets::new(original, sizes, cal.level, cal.max_utility_drop),
+        started,
+    })
+}
+
 /// Runs `method` (whose learning rate the ladder replaces) on `model` for
 /// `req`, choosing the learning rate and the stopping epoch by `cal.rule`
-/// against `heldout`, a split the model never trained on. `model` ends in
+/// against `heldout`, a split the model never trained on, with the
+/// loss-based membership signal: [`open`], then [`calibrate_from`].
+pub fn calibrate(
+    method: &dyn Method,
+    cal: &CalibrateSettings,
+    model: &mut Classifier,
+    req: &ForgetRequest<'_>,
+    heldout: &Split,
+    ctx: &RunCtx<'_>,
+) -> Result<(UnlearnLog, Calibration)> {
+    let opening = open(method, cal, model, req, heldout, None, ctx)?;
+    calibrate_from(opening, method, cal, model, req, ctx)
+}
+
+/// Calibration from the original measured by [`open`] (of the same
+/// `method`, `cal`, `model` and `req`'s indices). `model` ends in
 /// the best state measured (possibly the original, if no state improved on
 /// it).
 ///
@@ -1614,15 +1850,14 @@ impl<'a> Search<'_, 'a> {
 /// forget set and the method's schedule decays the rate within its run, it
 /// runs again at a constant rate from the rung below that state's rate
 /// upwards. The original stays a candidate, chosen when no state beats it.
-pub fn calibrate(
+pub fn calibrate_from(
+    opening: Opening<'_>,
     method: &dyn Method,
     cal: &CalibrateSettings,
     model: &mut Classifier,
     req: &ForgetRequest<'_>,
-    heldout: &Split,
     ctx: &RunCtx<'_>,
 ) -> Result<(UnlearnLog, Calibration)> {
-    cal.check()?;
     let ft = method.finetune().ok_or_else(|| {
         Error::invalid(
             method.name(),
@@ -1630,19 +1865,14 @@ pub fn calibrate(
         )
     })?;
     let (schedule, method_epochs, ft_lr) = (ft.schedule.clone(), ft.epochs, ft.lr);
-    if heldout.is_empty() {
-        return Err(Error::invalid("holdout", "the held-out set is empty"));
-    }
-    let started = Instant::now();
-    let probes = Probes::new(req, heldout, cal.retain_probe, ctx.seed);
-    let original = probes.probe(model);
-    let sizes = Sizes {
-        forget: probes.forget.len(),
-        heldout: heldout.len(),
-        retain: probes.retain_len(),
-        train: req.train.len(),
-    };
-    let targets = Targets::new(original, sizes, cal.level, cal.max_utility_drop);
+    let kept = opening.keeps_original();
+    let Opening {
+        probes,
+        original,
+        sizes,
+        targets,
+        started,
+    } = opening;
     let base = model.try_clone()?;
     let mut search = Search {
         method,
@@ -1665,14 +1895,16 @@ pub fn calibrate(
         LadderStart::Lowest => "from the lowest rung".to_string(),
     };
     let budget = cal.max_epochs.unwrap_or(2 * method_epochs);
-    let (mut why, worst_case) = if targets.verdict(&original) == Verdict::Reached {
+    let (mut why, worst_case) = if kept {
         // Decided before any epoch: keeping the original costs nothing.
         let walk_worst = match cal.walk {
             Walk::Continue => budget,
             Walk::Restart => cal.lrs.len() * method_epochs,
         };
         (
-            "the original passed every test before the first epoch and is kept".to_string(),
+            "the original passed every test before the first epoch and is kept: no epoch ran, \
+             nor the method's preparation (adversarial search, saliency mask)"
+                .to_string(),
             walk_worst,
         )
     } else {
@@ -1707,8 +1939,9 @@ pub fn calibrate(
     let refused = table.iter().filter(|c| !c.membership_ok).count();
     if refused > 0 {
         why.push_str(&format!(
-            "; {refused} state(s) over-unlearned by membership (loss-AUC below 50 − {:.1}) \
-             were not chosen",
+            "; {refused} state(s) over-unlearned by membership ({} below 50 − {:.1}) were not \
+             chosen",
+            original.signal().name(),
             targets.auc_band()
         ));
     }
@@ -1745,7 +1978,8 @@ pub fn calibrate(
         allowed_drop: targets.heldout_drop,
         retain_drop: targets.retain_drop,
         auc_band: targets.auc_band(),
-        heldout_size: heldout.len(),
+        signal: original.signal(),
+        heldout_size: sizes.heldout,
         forget_size: sizes.forget,
         before: Some(original),
         why,
@@ -1806,6 +2040,15 @@ mod tests {
             retain_acc: r,
             loss_auc: auc,
             confidence_ks: 0.0,
+            rmia_auc: None,
+        }
+    }
+
+    /// [`probe`] measured with reference models: RMIA AUC `rmia`.
+    fn with_rmia(p: Probe, rmia: f64) -> Probe {
+        Probe {
+            rmia_auc: Some(rmia),
+            ..p
         }
     }
 
@@ -1892,6 +2135,91 @@ mod tests {
         );
         // Its membership signal alone can refuse it: the test is two-sided.
         assert_eq!(t.verdict(&probe(90.8, 88.8, 99.0, 56.0)), Verdict::Under);
+    }
+
+    /// Issue 35, item 3: where reference models exist, RMIA's AUC is the
+    /// membership test (with the same null band at the sizes), and the
+    /// loss-based AUC only reported: a model whose losses look unseen but
+    /// whose RMIA still finds the forget set is not kept, and one whose
+    /// loss-AUC is noisy but whose RMIA is at 50 is.
+    #[test]
+    fn rmia_where_measured_is_the_membership_test() {
+        let loss_quiet = with_rmia(probe(90.8, 88.8, 99.0, 51.0), 58.0);
+        let t = targets(loss_quiet);
+        assert_eq!(loss_quiet.signal(), Membership::Rmia);
+        assert_eq!(t.verdict(&probe(90.8, 88.8, 99.0, 51.0)), Verdict::Reached);
+        assert_eq!(t.verdict(&loss_quiet), Verdict::Under);
+        let c = t.judge(Rule::Accuracy, loss_quiet);
+        assert!(!c.reached);
+        assert!(t.describe(&loss_quiet).contains("RMIA AUC 58.0 (50 ± 3.4)"));
+        // Below 50 by more than the band: over-unlearned by RMIA, whatever
+        // the loss-AUC says.
+        let past = with_rmia(probe(88.0, 88.8, 99.0, 50.0), 45.0);
+        assert!(!t.membership_ok(&past));
+        assert_eq!(t.verdict(&past), Verdict::Over);
+        let rmia_quiet = with_rmia(probe(90.8, 88.8, 99.0, 58.0), 51.0);
+        let t = targets(rmia_quiet);
+        assert_eq!(t.verdict(&rmia_quiet), Verdict::Reached);
+        assert!(
+            t.verdict_text(&t.judge(Rule::Accuracy, rmia_quiet))
+                .starts_with("not detectably memorised")
+        );
+        // The mia rule scores the signal in use.
+        assert_eq!(score(Rule::Mia, &rmia_quiet, &rmia_quiet), 1.0);
+        // Before → after shows both, RMIA first, each with its band.
+        let ch = t.changes(&with_rmia(probe(88.0, 88.6, 99.0, 55.0), 50.5));
+        let names: Vec<&str> = ch.iter().map(|c| c.measure.as_str()).collect();
+        assert_eq!(
+            &names[names.len() - 2..],
+            &[
+                "RMIA AUC forget vs held-out %",
+                "loss AUC forget vs held-out %"
+            ]
+        );
+        assert_eq!(
+            (ch[ch.len() - 2].before, ch[ch.len() - 2].after),
+            (51.0, 50.5)
+        );
+        // Without references: the loss-based signal, and no RMIA line.
+        let o = probe(90.8, 88.8, 99.0, 51.0);
+        assert_eq!(o.signal(), Membership::Loss);
+        assert!(
+            targets(o)
+                .changes(&o)
+                .iter()
+                .all(|c| !c.measure.starts_with("RMIA"))
+        );
+    }
+
+    /// RMIA's AUC on calibration's sets, from logits and fixed priors: a
+    /// forget set the model is more confident on than the held-out set
+    /// scores above 50, the held-out set against itself at 50.
+    #[test]
+    fn rmia_auc_of_forget_against_heldout() {
+        let seen = |margins: &[f64]| {
+            let n = margins.len() as i64;
+            let logits: Vec<f64> = margins.iter().flat_map(|&m| [m, 0.0]).collect();
+            Seen {
+                loss: vec![0.0; margins.len()],
+                confidence: vec![0.0; margins.len()],
+                correct: 0,
+                logits: Tensor::from_slice(&logits).view([n, 2]),
+                labels: Tensor::from_slice(&vec![0i64; margins.len()]),
+            }
+        };
+        let heldout: Vec<f64> = (0..40).map(|i| -2.0 + 0.1 * f64::from(i)).collect();
+        let prior = |n: usize| vec![0.5; n];
+        let r = RmiaPrior {
+            params: RmiaParams::default(),
+            forget: prior(40),
+            heldout: prior(40),
+        };
+        let h = seen(&heldout);
+        let member: Vec<f64> = heldout.iter().map(|m| m + 3.0).collect();
+        let auc = r.auc(&seen(&member), &h);
+        assert!(auc > 80.0, "{auc}");
+        let auc = r.auc(&seen(&heldout), &h);
+        assert!((auc - 50.0).abs() < 5.0, "{auc}");
     }
 
     /// The issue's walk: after two epochs held-out accuracy fell to 84.2

@@ -30,6 +30,9 @@ pub struct UnlearnJob<'a> {
     /// Retrain-free calibration against a held-out split, with what the
     /// sidecar records of where it came from (so an audit can leave it out).
     pub calibrate: Option<(&'a CalibrateSettings, &'a Split, &'a HeldOutRecord)>,
+    /// Reference models for calibration's membership test: RMIA where
+    /// given, else the loss-based one.
+    pub rmia: Option<super::RmiaSignal<'a>>,
     /// Seed of every random choice the method makes.
     pub seed: u64,
     /// Samples the model forgot before (sorted): earlier unlearning runs
@@ -205,6 +208,7 @@ impl UnlearnJob<'_> {
                 adaptive: self.adaptive,
                 precomputed: self.adversarial,
                 calibrate: self.calibrate.map(|(s, h, _)| (s, h)),
+                rmia: self.rmia,
                 forgotten: self.forgotten_before,
             },
             &ctx,

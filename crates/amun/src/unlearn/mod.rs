@@ -24,9 +24,10 @@ mod scrub;
 pub use amun::{Amun, AmunSalun, AmunSettings};
 pub use bs::{Bs, BsSettings};
 pub use calibrate::{
-    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, Change, LadderStart, Leg, Probe,
-    Probes, Rule, Sizes, Targets, Verdict, Walk, accuracy_noise, auc_band, calibrate,
-    parse_calibration_budget, score, utility_drop, z_two_sided,
+    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, Change, LadderStart, Leg,
+    Membership, Opening, Probe, Probes, RmiaSignal, Rule, Sizes, Targets, Verdict, Walk,
+    accuracy_noise, auc_band, calibrate, calibrate_from, parse_calibration_budget, score,
+    utility_drop, z_two_sided,
 };
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, finetune};
 pub use ft::{Ft, FtSettings};
@@ -591,6 +592,9 @@ pub struct RequestOptions<'a> {
     /// Retrain-free calibration against a held-out split the model never
     /// trained on (each request calibrated in turn).
     pub calibrate: Option<(&'a CalibrateSettings, &'a Split)>,
+    /// Reference models for calibration's membership test (RMIA, as the
+    /// audit's); without, the loss-based one.
+    pub rmia: Option<RmiaSignal<'a>>,
     /// Training samples the model already forgot before these requests
     /// (sorted; earlier versions of a registry): never in a retain set.
     pub forgotten: &'a [i64],
@@ -641,20 +645,12 @@ pub fn unlearn_requests(
         let part = train.select(idx);
         crate::attack::search(model, &part.images, &part.labels, idx, s, ctx.progress)
     };
-    let mut shared: Option<AdvSet> = None;
-    let mut shared_time = 0.0;
-    if let Some(s) = &attack
-        && !adaptive
-    {
-        match precomputed {
-            Some(p) => shared = Some(p.subset(&all_requested)),
-            None => {
-                let t = std::time::Instant::now();
-                shared = Some(search(model, &all_requested, s)?);
-                shared_time = t.elapsed().as_secs_f64();
-            }
-        }
-    }
+    // Computed at the first request that trains on it: on the original
+    // model still, since every request before it kept the model as it was.
+    let mut shared: Option<AdvSet> = match (precomputed, adaptive) {
+        (Some(p), false) if attack.is_some() => Some(p.subset(&all_requested)),
+        _ => None,
+    };
     let mut forgotten = IndexSet::new(opts.forgotten.iter().copied());
     let mut logs = Vec::new();
     for (k, request) in requests.iter().enumerate() {
@@ -680,35 +676,58 @@ pub fn unlearn_requests(
             let gone = forgotten.union(&IndexSet::new(forget.iter().copied()));
             gone.complement(n as usize).into_vec()
         });
-        let mut search_time = if k == 0 { shared_time } else { 0.0 };
-        let adv: Option<AdvSet> = match (&attack, &shared) {
-            (None, _) => None,
-            (Some(_), Some(sh)) => Some(sh.subset(&forget)),
-            (Some(s), None) => {
-                let t = std::time::Instant::now();
-                let a = search(model, &forget, s)?;
-                search_time += t.elapsed().as_secs_f64();
-                Some(a)
-            }
-        };
-        let req = ForgetRequest {
+        let plain = ForgetRequest {
             train,
             forget: &forget,
             retain: retain.as_deref(),
-            adv: adv.as_ref(),
+            adv: None,
             num_classes,
         };
         let t = std::time::Instant::now();
-        let mut log = match opts.calibrate {
-            None => method.unlearn(model, &req, ctx)?,
-            Some((cal, heldout)) => {
-                let (mut log, record) = calibrate(method, cal, model, &req, heldout, ctx)?;
+        // Calibration decides first whether the original is kept: then the
+        // method prepares nothing (no adversarial search).
+        let opening = match opts.calibrate {
+            Some((cal, heldout)) => Some(calibrate::open(
+                method, cal, model, &plain, heldout, opts.rmia, ctx,
+            )?),
+            None => None,
+        };
+        let kept = opening.as_ref().is_some_and(Opening::keeps_original);
+        let mut search_time = 0.0;
+        let adv: Option<AdvSet> = match &attack {
+            Some(s) if !kept => {
+                let at = std::time::Instant::now();
+                let a = if adaptive {
+                    search(model, &forget, s)?
+                } else {
+                    let sh = match shared.take() {
+                        Some(sh) => sh,
+                        None => search(model, &all_requested, s)?,
+                    };
+                    let a = sh.subset(&forget);
+                    shared = Some(sh);
+                    a
+                };
+                search_time = at.elapsed().as_secs_f64();
+                Some(a)
+            }
+            _ => None,
+        };
+        let req = ForgetRequest {
+            adv: adv.as_ref(),
+            ..plain
+        };
+        let mut log = match (opts.calibrate, opening) {
+            (Some((cal, _)), Some(o)) => {
+                let (mut log, record) = calibrate_from(o, method, cal, model, &req, ctx)?;
                 log.calibration = Some(record);
                 log
             }
+            _ => method.unlearn(model, &req, ctx)?,
         };
-        log.timing
-            .insert("method_total".into(), t.elapsed().as_secs_f64());
+        // The method alone: the search is timed on its own.
+        let method_total = t.elapsed().as_secs_f64() - search_time;
+        log.timing.insert("method_total".into(), method_total);
         if log.stopped.is_none() && opts.calibrate.is_none() {
             log.stopped = method.finetune().and_then(|f| f.epochs_to_run().1);
         }
