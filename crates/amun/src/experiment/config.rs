@@ -571,7 +571,10 @@ impl Config {
                 }
             }
             let v = serde_json::to_value(&table).map_err(|e| Error::format(path, e.to_string()))?;
-            if let Err(e) = crate::unlearn::build(name, &v) {
+            let with_retain = cfg.forget.with_retain.contains(&true);
+            if let Err(e) = crate::unlearn::build(name, &v)
+                .and_then(|m| crate::unlearn::check_given(m.as_ref(), &v, with_retain))
+            {
                 // Point at the offending key inside the method's table when
                 // the error names one (`rl.speed`, `amun.finetune.lr`), else
                 // at the table.
@@ -703,6 +706,15 @@ impl Config {
                 _ => "",
             };
             return Err((key, e.to_string()));
+        }
+        if c.overrides.retain_budget.is_some() && !self.forget.with_retain.contains(&true) {
+            return Err((
+                "retain_budget",
+                "calibrate.retain_budget: every run is without the retain set (forget.with_retain \
+                 = [false]), so calibration visits no retain images and it would have no effect; \
+                 drop it"
+                    .into(),
+            ));
         }
         self.check_method_list(c.methods.as_deref(), "calibrate.methods", "calibrated")
             .map_err(|m| ("methods", m))?;
@@ -1217,6 +1229,75 @@ attack.steps = 5
             let e = err(extra);
             assert!(e.contains(line) && e.contains(key), "{extra}: {e}");
         }
+    }
+
+    #[test]
+    fn a_retain_budget_without_the_retain_set_is_refused() {
+        let no_retain = |extra: &str| {
+            Config::parse(
+                &(BASE.replace(
+                    "fractions = [0.1]",
+                    "fractions = [0.1]\nwith_retain = [false]",
+                ) + extra),
+                Path::new("t.toml"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let e = no_retain("finetune.retain_budget = 2\n").unwrap_err();
+        assert!(
+            e.contains("line 13")
+                && e.contains("amun.finetune.retain_budget")
+                && e.contains("--no-retain"),
+            "{e}"
+        );
+        let e = no_retain("[calibrate]\nholdout = 10\nretain_budget = \"full\"\n").unwrap_err();
+        assert!(
+            e.contains("line 15") && e.contains("calibrate.retain_budget"),
+            "{e}"
+        );
+        assert!(no_retain("finetune.lr = 0.02\n").is_ok());
+        // With the retain set in some run, the budget applies there.
+        assert!(parse("finetune.retain_budget = 2\n").is_ok());
+    }
+
+    #[test]
+    fn a_retain_floor_with_a_full_budget_is_refused() {
+        let e = err("finetune.retain_budget = \"full\"\nfinetune.retain_floor = 512\n");
+        assert!(
+            e.contains("line 13") && e.contains("amun.finetune.retain_floor") && e.contains("full"),
+            "{e}"
+        );
+        assert!(parse("finetune.retain_budget = 2\nfinetune.retain_floor = 512\n").is_ok());
+        // The default floor under a full budget is not the user's doing.
+        assert!(parse("[methods.ft]\nfinetune.retain_budget = \"full\"\n").is_ok());
+    }
+
+    #[test]
+    fn stop_below_with_a_constant_schedule_is_refused() {
+        let e = err("finetune.schedule = \"constant\"\nfinetune.stop_below = 0.1\n");
+        assert!(
+            e.contains("line 13")
+                && e.contains("amun.finetune.stop_below")
+                && e.contains("constant"),
+            "{e}"
+        );
+        // AMUN's default floor under a constant schedule the user chose.
+        assert!(parse("finetune.schedule = \"constant\"\n").is_ok());
+        assert!(parse("finetune.schedule = \"constant\"\nfinetune.stop_below = 0.0\n").is_ok());
+    }
+
+    #[test]
+    fn fast_search_settings_with_the_exact_search_are_refused() {
+        for key in ["overshoot = 0.5", "fast_steps = 5", "bisect = 3"] {
+            let e = err(&format!("attack.search = \"exact\"\nattack.{key}\n"));
+            let k = key.split(' ').next().unwrap();
+            assert!(
+                e.contains(&k.replace('_', "-")) && e.contains("exact search"),
+                "{key}: {e}"
+            );
+        }
+        assert!(parse("attack.search = \"exact\"\n").is_ok());
+        assert!(parse("attack.overshoot = 0.5\n").is_ok());
     }
 
     #[test]
