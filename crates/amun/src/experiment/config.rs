@@ -571,9 +571,8 @@ impl Config {
                 }
             }
             let v = serde_json::to_value(&table).map_err(|e| Error::format(path, e.to_string()))?;
-            let with_retain = cfg.forget.with_retain.contains(&true);
-            if let Err(e) = crate::unlearn::build(name, &v)
-                .and_then(|m| crate::unlearn::check_given(m.as_ref(), &v, with_retain))
+            if let Err(e) =
+                crate::unlearn::build(name, &v).and_then(|m| cfg.check_given(name, m, &v))
             {
                 // Point at the offending key inside the method's table when
                 // the error names one (`rl.speed`, `amun.finetune.lr`), else
@@ -648,6 +647,28 @@ impl Config {
             err: source,
         })?;
         Config::parse(&text, path)
+    }
+
+    /// [`crate::unlearn::check_given`] for the runs `name` takes part in:
+    /// with the retain set if any setting has it, and, when it is tuned,
+    /// under the grid's decaying schedule too.
+    fn check_given(
+        &self,
+        name: &str,
+        method: Box<dyn crate::unlearn::Method>,
+        table: &serde_json::Value,
+    ) -> Result<()> {
+        let with_retain = self.forget.with_retain.contains(&true);
+        crate::unlearn::check_given(method.as_ref(), table, with_retain).or_else(|e| {
+            match (self.tune_grid(name), method.finetune()) {
+                (Some((lr, step)), Some(_)) if !lr.is_empty() && !step.is_empty() => {
+                    let gamma = self.tune.as_ref().map_or(0.1, |t| t.gamma);
+                    let tuned = method.adjusted(&super::tune::grid_rate(lr[0], step[0], gamma))?;
+                    crate::unlearn::check_given(tuned.as_ref(), table, with_retain)
+                }
+                _ => Err(e),
+            }
+        })
     }
 
     /// `[tune]`'s values; an error names its key.
@@ -1281,6 +1302,11 @@ attack.steps = 5
                 && e.contains("constant"),
             "{e}"
         );
+        // ft's schedule is constant, but its tuned runs decay.
+        let ft = "[methods.ft]\nfinetune.stop_below = 0.05\n";
+        let e = err(ft);
+        assert!(e.contains("ft.finetune.stop_below"), "{e}");
+        assert!(parse(&format!("{ft}[tune]\n")).is_ok());
         // AMUN's default floor under a constant schedule the user chose.
         assert!(parse("finetune.schedule = \"constant\"\n").is_ok());
         assert!(parse("finetune.schedule = \"constant\"\nfinetune.stop_below = 0.0\n").is_ok());

@@ -422,10 +422,8 @@ impl MethodSpec {
     /// Method `name` with the settings `table` (keys not given keep their
     /// defaults).
     pub fn new(name: &str, table: &Value) -> Result<MethodSpec> {
-        let method = build(name, table)?;
-        check_given(method.as_ref(), table, true)?;
         Ok(MethodSpec {
-            method: method.into(),
+            method: build(name, table)?.into(),
             table: table.clone(),
         })
     }
