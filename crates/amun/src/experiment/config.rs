@@ -537,6 +537,13 @@ impl Config {
                 "rmia.reference_models: must be even and at least 2 (each sample OUT for half of them)".into(),
             ));
         }
+        if let Err(e) = cfg.rmia.attack.check() {
+            let key = match &e {
+                Error::Invalid { what, .. } => what.clone(),
+                _ => String::new(),
+            };
+            return Err(at(&["rmia", "attack", &key], format!("rmia.attack.{e}")));
+        }
         for (name, table) in &cfg.methods {
             let mut table = table.clone();
             if let Some(t) = table.remove("tune") {
@@ -1324,6 +1331,18 @@ attack.steps = 5
         }
         assert!(parse("attack.search = \"exact\"\n").is_ok());
         assert!(parse("attack.overshoot = 0.5\n").is_ok());
+    }
+
+    #[test]
+    fn nan_or_out_of_range_rmia_settings_are_refused() {
+        let e = err("[rmia.attack]\ngamma = nan\n");
+        assert!(
+            e.contains("line 13") && e.contains("rmia.attack.gamma") && e.contains("NaN"),
+            "{e}"
+        );
+        let e = err("[rmia.attack]\na = 1.5\n");
+        assert!(e.contains("line 13") && e.contains("rmia.attack.a"), "{e}");
+        assert!(parse("[rmia.attack]\na = 0.5\ngamma = 1.0\n").is_ok());
     }
 
     #[test]
