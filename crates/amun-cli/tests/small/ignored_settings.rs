@@ -159,6 +159,8 @@ fn audit_refuses_a_nan_gamma_before_reading_anything() {
             &p("none.safetensors"),
             "--forget",
             &p("f.json"),
+            "--refs",
+            &p("refs"),
             flag,
             v,
         ])
