@@ -73,6 +73,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
         a: a.a,
         gamma: a.gamma,
     };
+    params.check()?;
     let forget = ForgetFile::read(&a.forget)?;
     let (_, first, data) =
         super::open_checkpoint(&a.checkpoint[0], &a.import, &a.dir, tch::Device::Cpu)?;

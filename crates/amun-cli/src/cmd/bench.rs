@@ -323,6 +323,14 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     if a.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
         bail!("--fractions: each must lie in (0,1)");
     }
+    if let Some(f) = a
+        .fractions
+        .iter()
+        .enumerate()
+        .find_map(|(i, f)| a.fractions[..i].contains(f).then_some(f))
+    {
+        bail!("--fractions: {f} is listed twice (its row would be measured twice); give each once");
+    }
     let mut table = serde_json::Map::new();
     let attack = a.attack.overrides()?;
     if !attack.is_empty() {

@@ -157,6 +157,11 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
     }
     if a.plan {
         check_folder(&cfg, &out)?;
+        // The checks a run makes of the config against its data before any
+        // step, so that a plan never lists as ready what a run refuses.
+        let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
+        preflight(&cfg, &data, &config_path)?;
+        drop(data);
         return print_plan(&cfg, &out, a.json);
     }
     if a.status {

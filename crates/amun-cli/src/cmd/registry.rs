@@ -459,6 +459,12 @@ fn apply(a: ApplyArgs) -> Result<()> {
         rule: a.calibrate_rule.as_deref().map(str::parse).transpose()?,
         ..Default::default()
     };
+    let effective = if overrides.is_empty() {
+        method.clone()
+    } else {
+        method.adjusted(&overrides)?
+    };
+    amun::unlearn::check_given(effective.method(), method.table(), !a.no_retain)?;
     if a.no_calibrate && !cal.is_empty() {
         bail!("--calibrate-rule and --calibrate-lrs do not go with --no-calibrate");
     }

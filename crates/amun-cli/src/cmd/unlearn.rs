@@ -192,12 +192,14 @@ impl UnlearnArgs {
 
 pub fn run(a: UnlearnArgs) -> Result<()> {
     let train = a.train_overrides()?;
-    let method = build(&a.method, &a.table(&train)?)?;
+    let table = a.table(&train)?;
+    let method = build(&a.method, &table)?;
     let method = if train.is_empty() {
         method
     } else {
         method.adjusted(&train)?
     };
+    amun::unlearn::check_given(method.as_ref(), &table, !a.no_retain)?;
     let cal = calibration_settings(&a)?;
     if a.adv.is_some() && method.adversarial().is_none() {
         bail!(
@@ -436,6 +438,12 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
     }
     if a.requests.len() > 1 {
         bail!("--calibrate takes one deletion request (--forget), not --requests");
+    }
+    if a.no_retain && a.calibrate_retain_budget.is_some() {
+        bail!(
+            "--calibrate-retain-budget: with --no-retain calibration visits no retain images, so \
+             it would have no effect; drop one of them"
+        );
     }
     if let Some(d) = a.calibrate_max_drop
         && (d.is_nan() || d < 0.0)

@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod hostile;
+mod ignored_settings;
 mod outputs;
 mod own_data;
 mod registry;

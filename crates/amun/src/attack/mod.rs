@@ -250,6 +250,28 @@ impl AdvParams {
         if s.search == SearchKind::Fast && s.fast_steps == 0 {
             return Err(Error::invalid("fast-steps", "must be at least 1"));
         }
+        if s.search == SearchKind::Exact {
+            // Alg. 1 has no adaptive-radius phase, bisection or overshoot:
+            // a value set for them would be recorded but never used.
+            let d = AdvSettings::default();
+            for (key, set) in [
+                ("fast-steps", s.fast_steps != d.fast_steps),
+                ("bisect", s.bisect != d.bisect),
+                ("overshoot", s.overshoot != d.overshoot),
+            ] {
+                if set {
+                    return Err(Error::invalid(
+                        key,
+                        format!(
+                            "applies to the fast search only (attack.{}); the exact search \
+                             (--adv-search exact, attack.search = \"exact\") would ignore it: drop \
+                             it or use the fast search",
+                            key.replace('-', "_")
+                        ),
+                    ));
+                }
+            }
+        }
         if s.max_doublings > 40 {
             return Err(Error::invalid("max-doublings", "must be at most 40"));
         }

@@ -182,6 +182,7 @@ pub fn audit(
     seed: u64,
     heldout: usize,
 ) -> Result<ModelAudit> {
+    p.check()?;
     let n_train = data.train.len();
     if heldout >= data.test.len() {
         return Err(crate::error::Error::invalid(

@@ -107,6 +107,34 @@ impl Default for RmiaParams {
     }
 }
 
+impl RmiaParams {
+    /// Validates the numbers: a NaN or an out-of-range `a` or `gamma` would
+    /// give every comparison of the scores the same answer, and an AUC
+    /// (or NaN, written as JSON's `null`) that means nothing.
+    pub fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.a) {
+            return Err(Error::invalid(
+                "a",
+                format!(
+                    "the offline correction (--a, rmia.attack.a) must lie in [0,1], got {}",
+                    self.a
+                ),
+            ));
+        }
+        if !(self.gamma > 0.0 && self.gamma.is_finite()) {
+            return Err(Error::invalid(
+                "gamma",
+                format!(
+                    "the likelihood-ratio threshold (--gamma, rmia.attack.gamma) must be a \
+                     positive number, got {}",
+                    self.gamma
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// RMIA scores of the samples with likelihood ratios `lr_x` against the
 /// population with ratios `lr_z`. `self_in_z[i]` says that sample i is also
 /// in the population; it is then left out of its own count, but every score

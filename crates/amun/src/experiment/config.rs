@@ -116,6 +116,22 @@ pub struct CalibrateSection {
     pub overrides: CalibrateOverrides,
 }
 
+/// The calibration settings `[calibrate]` takes besides its own keys (the
+/// fields of [`CalibrateOverrides`]): what an error about one names.
+const CALIBRATE_KEYS: &[&str] = &[
+    "lrs",
+    "start",
+    "walk",
+    "max_epochs",
+    "climb_after",
+    "retain_budget",
+    "rule",
+    "level",
+    "max_utility_drop",
+    "patience",
+    "retain_probe",
+];
+
 /// `[calibrate]` as written: its own keys, the rest the calibration's
 /// settings (checked as [`CalibrateOverrides`], so an unknown key is an
 /// error; serde's `flatten` would let it pass).
@@ -131,10 +147,17 @@ struct CalibrateTable {
 impl TryFrom<CalibrateTable> for CalibrateSection {
     type Error = String;
     fn try_from(t: CalibrateTable) -> std::result::Result<Self, String> {
-        let overrides: CalibrateOverrides = t
-            .rest
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("calibrate: {}", e.message().trim_end()))?;
+        // The path to the key at fault, so that the error can name its line
+        // (`Config::parse` finds it) rather than the section's header.
+        let overrides: CalibrateOverrides =
+            serde_path_to_error::deserialize(toml::Value::Table(t.rest)).map_err(|e| {
+                let key = e.path().to_string();
+                let msg = e.into_inner().message().trim_end().to_string();
+                match key.as_str() {
+                    "" | "." => format!("calibrate: {msg}"),
+                    k => format!("calibrate.{k}: {msg}"),
+                }
+            })?;
         Ok(CalibrateSection {
             holdout: t.holdout,
             methods: t.methods,
@@ -323,28 +346,35 @@ impl<'a> Lines<'a> {
     }
 }
 
-/// A grid's lists must be non-empty, positive and without repeats.
-fn check_grid(lr: Option<&[f64]>, step: Option<&[usize]>) -> std::result::Result<(), String> {
+/// Whether a list holds one value twice (a list setting that would run the
+/// same cell twice).
+fn has_repeats<T: PartialEq>(v: &[T]) -> bool {
+    v.iter().enumerate().any(|(i, x)| v[..i].contains(x))
+}
+
+/// A grid's lists must be non-empty, positive and without repeats; an error
+/// names the key at fault (`lr` or `step`).
+fn check_grid(
+    lr: Option<&[f64]>,
+    step: Option<&[usize]>,
+) -> std::result::Result<(), (&'static str, String)> {
     if let Some(lr) = lr {
         if lr.is_empty() || lr.iter().any(|x| !(*x > 0.0 && x.is_finite())) {
-            return Err("lr: give at least one positive learning rate".into());
+            return Err(("lr", "lr: give at least one positive learning rate".into()));
         }
-        let mut v = lr.to_vec();
-        v.sort_by(f64::total_cmp);
-        v.dedup();
-        if v.len() != lr.len() {
-            return Err("lr: a learning rate is listed twice".into());
+        if has_repeats(lr) {
+            return Err(("lr", "lr: a learning rate is listed twice".into()));
         }
     }
     if let Some(step) = step {
         if step.is_empty() || step.contains(&0) {
-            return Err("step: give at least one step of 1 or more epochs".into());
+            return Err((
+                "step",
+                "step: give at least one step of 1 or more epochs".into(),
+            ));
         }
-        let mut v = step.to_vec();
-        v.sort_unstable();
-        v.dedup();
-        if v.len() != step.len() {
-            return Err("step: a step is listed twice".into());
+        if has_repeats(step) {
+            return Err(("step", "step: a step is listed twice".into()));
         }
     }
     Ok(())
@@ -353,7 +383,7 @@ fn check_grid(lr: Option<&[f64]>, step: Option<&[usize]>) -> std::result::Result
 impl Config {
     /// Parses and validates an experiment file.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| Error::toml(text, path, e))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| Self::toml_error(text, path, e))?;
         super::placement::from_experiment(text, path)?;
         let lines = Lines::new(text);
         let at = |key: &[&str], msg: String| -> Error { lines.error(path, key, msg) };
@@ -493,11 +523,26 @@ impl Config {
                 "forget.with_retain: give true, false or both".into(),
             ));
         }
+        if has_repeats(&cfg.forget.with_retain) {
+            return Err(at(
+                &["forget", "with_retain"],
+                "forget.with_retain: a setting is listed twice (every method would run it \
+                 twice); give true, false or both, each once"
+                    .into(),
+            ));
+        }
         if cfg.rmia.reference_models < 2 || cfg.rmia.reference_models % 2 == 1 {
             return Err(at(
                 &["rmia", "reference_models"],
                 "rmia.reference_models: must be even and at least 2 (each sample OUT for half of them)".into(),
             ));
+        }
+        if let Err(e) = cfg.rmia.attack.check() {
+            let key = match &e {
+                Error::Invalid { what, .. } => what.clone(),
+                _ => String::new(),
+            };
+            return Err(at(&["rmia", "attack", &key], format!("rmia.attack.{e}")));
         }
         for (name, table) in &cfg.methods {
             let mut table = table.clone();
@@ -507,7 +552,13 @@ impl Config {
                 let mt: MethodTune = t
                     .try_into()
                     .map_err(|e: toml::de::Error| here(e.message().to_string()))?;
-                check_grid(mt.lr.as_deref(), mt.step.as_deref()).map_err(here)?;
+                check_grid(mt.lr.as_deref(), mt.step.as_deref()).map_err(|(k, m)| {
+                    lines.error(
+                        path,
+                        &["methods", name.as_str(), "tune", k],
+                        format!("{name}.tune.{m}"),
+                    )
+                })?;
                 // Without [tune] nothing is tuned: the grid would be dropped.
                 if cfg.tune.is_none() {
                     return Err(here(
@@ -527,7 +578,9 @@ impl Config {
                 }
             }
             let v = serde_json::to_value(&table).map_err(|e| Error::format(path, e.to_string()))?;
-            if let Err(e) = crate::unlearn::build(name, &v) {
+            if let Err(e) =
+                crate::unlearn::build(name, &v).and_then(|m| cfg.check_given(name, m, &v))
+            {
                 // Point at the offending key inside the method's table when
                 // the error names one (`rl.speed`, `amun.finetune.lr`), else
                 // at the table.
@@ -566,53 +619,11 @@ impl Config {
             at(&["train", &field], e.to_string())
         })?;
         if let Some(t) = &cfg.tune {
-            check_grid(Some(&t.lr), Some(&t.step))
-                .map_err(|m| at(&["tune"], format!("tune: {m}")))?;
-            if !(t.gamma > 0.0 && t.gamma.is_finite()) {
-                return Err(at(
-                    &["tune", "gamma"],
-                    format!("tune.gamma: must be positive, got {}", t.gamma),
-                ));
-            }
-            if t.seeds.is_empty() {
-                return Err(at(&["tune"], "tune.seeds: give at least one seed".into()));
-            }
-            cfg.check_method_names(t.methods.as_deref(), "tune.methods")
-                .map_err(|m| at(&["tune"], m))?;
+            cfg.check_tune(t).map_err(|(k, m)| at(&["tune", k], m))?;
         }
         if let Some(c) = &cfg.calibrate {
-            if c.holdout == 0 {
-                return Err(at(
-                    &["calibrate", "holdout"],
-                    "calibrate.holdout: expected at least 1 test image".into(),
-                ));
-            }
-            if let Some(n) = cfg.data.test_limit
-                && c.holdout >= n
-            {
-                return Err(at(
-                    &["calibrate", "holdout"],
-                    format!(
-                        "calibrate.holdout: {} leaves none of the {n} test images to audit",
-                        c.holdout
-                    ),
-                ));
-            }
-            c.settings()
-                .map_err(|e| at(&["calibrate"], e.to_string()))?;
-            cfg.check_method_names(c.methods.as_deref(), "calibrate.methods")
-                .map_err(|m| at(&["calibrate"], m))?;
-            for m in cfg.methods()? {
-                if cfg.calibrated(m.name()) && m.method().finetune().is_none() {
-                    return Err(at(
-                        &["calibrate"],
-                        format!(
-                            "calibrate.methods: {} has no fine-tuning learning rate to calibrate",
-                            m.name()
-                        ),
-                    ));
-                }
-            }
+            cfg.check_calibrate(c)
+                .map_err(|(k, m)| at(&["calibrate", k], m))?;
         }
         if let Some(t) = cfg.threads
             && let Err(e) = crate::device::check_threads(t)
@@ -622,6 +633,20 @@ impl Config {
         Ok(cfg)
     }
 
+    /// A parse error, at the line of the `[calibrate]` key it names when it
+    /// names one (serde reports a flattened section's errors at its header).
+    fn toml_error(text: &str, path: &Path, e: toml::de::Error) -> Error {
+        let key = e
+            .message()
+            .strip_prefix("calibrate.")
+            .and_then(|m| m.split(':').next())
+            .filter(|k| CALIBRATE_KEYS.contains(k));
+        match key {
+            Some(k) => Lines::new(text).error(path, &["calibrate", k], e.message().trim_end()),
+            None => Error::toml(text, path, e),
+        }
+    }
+
     /// Reads and validates an experiment file.
     pub fn read(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
@@ -629,6 +654,134 @@ impl Config {
             err: source,
         })?;
         Config::parse(&text, path)
+    }
+
+    /// [`crate::unlearn::check_given`] for the runs `name` takes part in:
+    /// with the retain set if any setting has it, and, when it is tuned,
+    /// under the grid's decaying schedule too.
+    fn check_given(
+        &self,
+        name: &str,
+        method: Box<dyn crate::unlearn::Method>,
+        table: &serde_json::Value,
+    ) -> Result<()> {
+        let with_retain = self.forget.with_retain.contains(&true);
+        crate::unlearn::check_given(method.as_ref(), table, with_retain).or_else(|e| {
+            match (self.tune_grid(name), method.finetune()) {
+                (Some((lr, step)), Some(_)) if !lr.is_empty() && !step.is_empty() => {
+                    let gamma = self.tune.as_ref().map_or(0.1, |t| t.gamma);
+                    let tuned = method.adjusted(&super::tune::grid_rate(lr[0], step[0], gamma))?;
+                    crate::unlearn::check_given(tuned.as_ref(), table, with_retain)
+                }
+                _ => Err(e),
+            }
+        })
+    }
+
+    /// `[tune]`'s values; an error names its key.
+    fn check_tune(&self, t: &TuneSection) -> std::result::Result<(), (&'static str, String)> {
+        check_grid(Some(&t.lr), Some(&t.step)).map_err(|(k, m)| (k, format!("tune.{m}")))?;
+        if !(t.gamma > 0.0 && t.gamma.is_finite()) {
+            return Err((
+                "gamma",
+                format!("tune.gamma: must be positive, got {}", t.gamma),
+            ));
+        }
+        if t.seeds.is_empty() {
+            return Err(("seeds", "tune.seeds: give at least one seed".into()));
+        }
+        if has_repeats(&t.seeds) {
+            return Err((
+                "seeds",
+                "tune.seeds: a seed is listed twice (its grid would run twice on the same \
+                 forget set)"
+                    .into(),
+            ));
+        }
+        self.check_method_list(t.methods.as_deref(), "tune.methods", "tuned")
+            .map_err(|m| ("methods", m))
+    }
+
+    /// `[calibrate]`'s values; an error names its key.
+    fn check_calibrate(
+        &self,
+        c: &CalibrateSection,
+    ) -> std::result::Result<(), (&'static str, String)> {
+        if c.holdout == 0 {
+            return Err((
+                "holdout",
+                "calibrate.holdout: expected at least 1 test image".into(),
+            ));
+        }
+        if let Some(n) = self.data.test_limit
+            && c.holdout >= n
+        {
+            return Err((
+                "holdout",
+                format!(
+                    "calibrate.holdout: {} leaves none of the {n} test images to audit",
+                    c.holdout
+                ),
+            ));
+        }
+        if let Err(e) = c.settings() {
+            let key = match &e {
+                Error::Invalid { what, .. } => CALIBRATE_KEYS
+                    .iter()
+                    .copied()
+                    .find(|k| what.strip_prefix("calibrate.") == Some(*k))
+                    .unwrap_or(""),
+                _ => "",
+            };
+            return Err((key, e.to_string()));
+        }
+        if c.overrides.retain_budget.is_some() && !self.forget.with_retain.contains(&true) {
+            return Err((
+                "retain_budget",
+                "calibrate.retain_budget: every run is without the retain set (forget.with_retain \
+                 = [false]), so calibration visits no retain images and it would have no effect; \
+                 drop it"
+                    .into(),
+            ));
+        }
+        self.check_method_list(c.methods.as_deref(), "calibrate.methods", "calibrated")
+            .map_err(|m| ("methods", m))?;
+        let methods = self.methods().map_err(|e| ("methods", e.to_string()))?;
+        for m in methods {
+            if self.calibrated(m.name()) && m.method().finetune().is_none() {
+                return Err((
+                    "methods",
+                    format!(
+                        "calibrate.methods: {} has no fine-tuning learning rate to calibrate",
+                        m.name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A `methods` list of `[tune]` or `[calibrate]`: configured methods,
+    /// each once, at least one (an empty list would leave the section
+    /// without effect).
+    fn check_method_list(
+        &self,
+        list: Option<&[String]>,
+        what: &str,
+        done: &str,
+    ) -> std::result::Result<(), String> {
+        if let Some(l) = list {
+            if l.is_empty() {
+                return Err(format!(
+                    "{what}: the list is empty, so nothing would be {done}; name at least one \
+                     method, or leave the key out for every configured method"
+                ));
+            }
+            if has_repeats(l) {
+                return Err(format!("{what}: a method is listed twice"));
+            }
+        }
+        self.check_method_names(list, what)
     }
 
     /// Names in `list` must be configured methods.
@@ -1006,6 +1159,190 @@ attack.steps = 5
         // A dotted method key, written as a table.
         let e = err("[methods.ft.finetune]\nlr = -1\n");
         assert!(e.contains("line 13") && e.contains("ft.finetune.lr"), "{e}");
+    }
+
+    #[test]
+    fn list_settings_that_would_run_a_cell_twice_are_refused() {
+        let e = err("[tune]\nseeds = [1, 1]\n");
+        assert!(
+            e.contains("line 13") && e.contains("tune.seeds") && e.contains("twice"),
+            "{e}"
+        );
+        let e = err("[tune]\nmethods = [\"amun\", \"amun\"]\n");
+        assert!(
+            e.contains("line 13") && e.contains("tune.methods") && e.contains("twice"),
+            "{e}"
+        );
+        let e = err("[calibrate]\nholdout = 10\nmethods = [\"amun\", \"amun\"]\n");
+        assert!(
+            e.contains("line 14") && e.contains("calibrate.methods"),
+            "{e}"
+        );
+        let e = Config::parse(
+            &BASE.replace(
+                "fractions = [0.1]",
+                "fractions = [0.1]\nwith_retain = [true, true]",
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("line 9") && e.contains("forget.with_retain") && e.contains("twice"),
+            "{e}"
+        );
+        assert!(parse("[tune]\nseeds = [1, 2]\n").is_ok());
+    }
+
+    #[test]
+    fn empty_method_lists_of_tune_and_calibrate_are_refused() {
+        let e = err("[tune]\nmethods = []\n");
+        assert!(
+            e.contains("line 13") && e.contains("tune.methods") && e.contains("empty"),
+            "{e}"
+        );
+        let e = err("[calibrate]\nholdout = 10\nmethods = []\n");
+        assert!(
+            e.contains("line 14") && e.contains("calibrate.methods") && e.contains("empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tune_and_calibrate_errors_name_the_line_of_their_key() {
+        // Each key's own line (13 or 14), never the header's (12).
+        for (extra, key) in [
+            ("[tune]\nlr = [0.1, 0.1]\n", "tune.lr"),
+            ("[tune]\nstep = [0]\n", "tune.step"),
+            ("[tune]\nseeds = []\n", "tune.seeds"),
+            ("[tune]\nmethods = [\"ft\"]\n", "tune.methods"),
+            (
+                "[calibrate]\nholdout = 10\nlrs = [0.1, 0.01]\n",
+                "calibrate.lrs",
+            ),
+            (
+                "[calibrate]\nholdout = 10\nlrs = \"fast\"\n",
+                "calibrate.lrs",
+            ),
+            (
+                "[calibrate]\nholdout = 10\nlevel = 2.0\n",
+                "calibrate.level",
+            ),
+            (
+                "[calibrate]\nholdout = 10\nretain_probe = 0\n",
+                "calibrate.retain_probe",
+            ),
+            (
+                "[calibrate]\nholdout = 10\nmax_epochs = 0\n",
+                "calibrate.max_epochs",
+            ),
+            (
+                "[calibrate]\nholdout = 10\nrule = \"best\"\n",
+                "calibrate.rule",
+            ),
+            (
+                "[calibrate]\nholdout = 10\nmax_utility_drop = -1.0\n",
+                "calibrate.max_utility_drop",
+            ),
+            (
+                "[calibrate]\nholdout = 10\nmethods = [\"ft\"]\n",
+                "calibrate.methods",
+            ),
+        ] {
+            let line = if extra.starts_with("[tune]") {
+                "line 13"
+            } else {
+                "line 14"
+            };
+            let e = err(extra);
+            assert!(e.contains(line) && e.contains(key), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_retain_budget_without_the_retain_set_is_refused() {
+        let no_retain = |extra: &str| {
+            Config::parse(
+                &(BASE.replace(
+                    "fractions = [0.1]",
+                    "fractions = [0.1]\nwith_retain = [false]",
+                ) + extra),
+                Path::new("t.toml"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let e = no_retain("finetune.retain_budget = 2\n").unwrap_err();
+        assert!(
+            e.contains("line 13")
+                && e.contains("amun.finetune.retain_budget")
+                && e.contains("--no-retain"),
+            "{e}"
+        );
+        let e = no_retain("[calibrate]\nholdout = 10\nretain_budget = \"full\"\n").unwrap_err();
+        assert!(
+            e.contains("line 15") && e.contains("calibrate.retain_budget"),
+            "{e}"
+        );
+        assert!(no_retain("finetune.lr = 0.02\n").is_ok());
+        // With the retain set in some run, the budget applies there.
+        assert!(parse("finetune.retain_budget = 2\n").is_ok());
+    }
+
+    #[test]
+    fn a_retain_floor_with_a_full_budget_is_refused() {
+        let e = err("finetune.retain_budget = \"full\"\nfinetune.retain_floor = 512\n");
+        assert!(
+            e.contains("line 13") && e.contains("amun.finetune.retain_floor") && e.contains("full"),
+            "{e}"
+        );
+        assert!(parse("finetune.retain_budget = 2\nfinetune.retain_floor = 512\n").is_ok());
+        // The default floor under a full budget is not the user's doing.
+        assert!(parse("[methods.ft]\nfinetune.retain_budget = \"full\"\n").is_ok());
+    }
+
+    #[test]
+    fn stop_below_with_a_constant_schedule_is_refused() {
+        let e = err("finetune.schedule = \"constant\"\nfinetune.stop_below = 0.1\n");
+        assert!(
+            e.contains("line 13")
+                && e.contains("amun.finetune.stop_below")
+                && e.contains("constant"),
+            "{e}"
+        );
+        // ft's schedule is constant, but its tuned runs decay.
+        let ft = "[methods.ft]\nfinetune.stop_below = 0.05\n";
+        let e = err(ft);
+        assert!(e.contains("ft.finetune.stop_below"), "{e}");
+        assert!(parse(&format!("{ft}[tune]\n")).is_ok());
+        // AMUN's default floor under a constant schedule the user chose.
+        assert!(parse("finetune.schedule = \"constant\"\n").is_ok());
+        assert!(parse("finetune.schedule = \"constant\"\nfinetune.stop_below = 0.0\n").is_ok());
+    }
+
+    #[test]
+    fn fast_search_settings_with_the_exact_search_are_refused() {
+        for key in ["overshoot = 0.5", "fast_steps = 5", "bisect = 3"] {
+            let e = err(&format!("attack.search = \"exact\"\nattack.{key}\n"));
+            let k = key.split(' ').next().unwrap();
+            assert!(
+                e.contains(&k.replace('_', "-")) && e.contains("exact search"),
+                "{key}: {e}"
+            );
+        }
+        assert!(parse("attack.search = \"exact\"\n").is_ok());
+        assert!(parse("attack.overshoot = 0.5\n").is_ok());
+    }
+
+    #[test]
+    fn nan_or_out_of_range_rmia_settings_are_refused() {
+        let e = err("[rmia.attack]\ngamma = nan\n");
+        assert!(
+            e.contains("line 13") && e.contains("rmia.attack.gamma") && e.contains("NaN"),
+            "{e}"
+        );
+        let e = err("[rmia.attack]\na = 1.5\n");
+        assert!(e.contains("line 13") && e.contains("rmia.attack.a"), "{e}");
+        assert!(parse("[rmia.attack]\na = 0.5\ngamma = 1.0\n").is_ok());
     }
 
     #[test]

@@ -476,6 +476,57 @@ impl Serialize for MethodSpec {
     }
 }
 
+/// Refuses fine-tuning settings that `given` (the table a user wrote:
+/// a config's method table, `--set`) sets but that `method`'s effective
+/// settings would make meaningless, naming the key: they would be recorded
+/// as used while changing nothing. `with_retain`: whether any run of it may
+/// use the retain set. Only what the user wrote is checked: the defaults
+/// (a stop floor, a retain floor) are meant to sit unused where they do not
+/// apply.
+pub fn check_given(method: &dyn Method, given: &Value, with_retain: bool) -> Result<()> {
+    let Some(ft) = method.finetune() else {
+        return Ok(());
+    };
+    let name = method.name();
+    let wrote = |key: &str| {
+        given.get("finetune").is_some_and(|f| {
+            f.get(key).is_some() || f.get(key.replace('_', "-").as_str()).is_some()
+        })
+    };
+    let refuse = |key: &str, why: &str| Err(Error::invalid(format!("{name}.finetune.{key}"), why));
+    if !with_retain {
+        for key in ["retain_budget", "retain_floor"] {
+            if wrote(key) {
+                return refuse(
+                    key,
+                    "a run without the retain set (--no-retain, with_retain = [false]) visits no \
+                     retain images, so it would have no effect; drop it or run with the retain set",
+                );
+            }
+        }
+    }
+    if wrote("retain_floor") && ft.retain_budget == RetainBudget::Full {
+        return refuse(
+            "retain_floor",
+            "the retain budget is full (all of D_R every epoch), so a floor on the retain images \
+             an epoch visits would have no effect; set finetune.retain_budget to a multiple of the \
+             request or drop retain_floor",
+        );
+    }
+    if wrote("stop_below")
+        && ft.stop_below > 0.0
+        && matches!(ft.schedule, crate::train::Schedule::Constant)
+    {
+        return refuse(
+            "stop_below",
+            "the schedule is constant, so the rate never falls below stop_below × lr and the \
+             floor would stop nothing; choose a decaying finetune.schedule (e.g. step:1:0.1) or \
+             drop stop_below",
+        );
+    }
+    Ok(())
+}
+
 /// Merges `overrides` into `defaults` (JSON objects, tables merged key by
 /// key), refusing keys the defaults do not have, then deserialises.
 pub fn settings_from<T: Serialize + DeserializeOwned>(

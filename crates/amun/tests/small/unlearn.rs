@@ -304,7 +304,8 @@ fn a_retain_budget_draws_a_fresh_sample_of_d_r_each_epoch() {
         .indices;
     let is_forget = |i: &i64| forget.binary_search(i).is_ok();
     // No floor: this D_R (570) is smaller than the default one (1,024).
-    let settings = json!({"finetune": {"epochs": 3, "retain_budget": 2, "retain_floor": 0}});
+    let settings =
+        json!({"finetune": {"epochs": 3, "retain_budget": 2, "retain_floor": 0, "batch_size": 32}});
     let (rows, log, w1) = observed_run(&data, &model, &forget, "ft", settings.clone(), 5);
     assert_eq!(rows.len(), 3);
     for r in &rows {
@@ -328,7 +329,7 @@ fn a_retain_budget_draws_a_fresh_sample_of_d_r_each_epoch() {
     assert_ne!(rows, other);
 
     // AMUN: D_F and D_A whole, D_R drawn at 2 × (|D_F| + |D_A|).
-    let settings = json!({"finetune": {"epochs": 2, "retain_budget": 2, "retain_floor": 0}, "attack": {"steps": 5}});
+    let settings = json!({"finetune": {"epochs": 2, "retain_budget": 2, "retain_floor": 0, "batch_size": 32}, "attack": {"steps": 5}});
     let (rows, log, _) = observed_run(&data, &model, &forget, "amun", settings, 5);
     for r in &rows {
         let f: Vec<i64> = r.iter().copied().filter(is_forget).collect();
@@ -338,6 +339,26 @@ fn a_retain_budget_draws_a_fresh_sample_of_d_r_each_epoch() {
     }
     let search = log.adv.as_ref().unwrap().total_steps;
     assert_eq!(log.image_steps(), 2 * 180 + search);
+}
+
+/// A retain budget that rounds below one batch (here 1 × a request of 30
+/// against batches of 128) is raised to a batch: a few D_R images an epoch
+/// leave the fine-tune without the retain set's anchor.
+#[test]
+fn a_retain_budget_below_one_batch_is_raised_to_a_batch() {
+    let data = common::load("mnist", Some(600), Some(100));
+    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
+    let model = Classifier::new(&spec, tch::Device::Cpu, 0).unwrap();
+    let forget = ForgetSet::choose(&data, &ForgetSpec::Count(30), 1)
+        .unwrap()
+        .indices;
+    let settings = json!({"finetune": {"epochs": 2, "retain_budget": 1, "retain_floor": 0}});
+    let (rows, _, _) = observed_run(&data, &model, &forget, "ft", settings, 5);
+    assert!(
+        rows.iter().all(|r| r.len() == 128),
+        "{:?}",
+        rows.iter().map(Vec::len).collect::<Vec<_>>()
+    );
 }
 
 /// A fine-tune whose schedule falls below its floor stops there and says
