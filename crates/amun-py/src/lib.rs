@@ -122,7 +122,23 @@ fn unlearn(
             labels: train.labels.narrow(0, 0, 0),
         },
     };
-    py.allow_threads(|| run(req, train, test, &targets))
+    py.allow_threads(|| guard(|| run(req, train, test, &targets)))
+}
+
+/// Runs `f`, turning a panic (a bug in amun or a libtorch error it did not
+/// expect) into an `amun.AmunError` rather than unwinding into Python.
+fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(Error::new_err((
+            "amun",
+            format!("amun stopped on an internal error (please report it): {msg}"),
+        )))
+    })
 }
 
 fn run(
@@ -229,11 +245,79 @@ fn write_back(model: &Classifier, targets: &HashMap<String, TensorRef>) -> PyRes
         views.push(v);
     }
     tch::no_grad(|| {
-        for (mut v, (_, t)) in views.into_iter().zip(&named) {
-            v.copy_(t);
+        for (mut v, (name, t)) in views.into_iter().zip(&named) {
+            v.f_copy_(t).map_err(|e| invalid(name, e.to_string()))?;
         }
-    });
-    Ok(())
+        Ok(())
+    })
+}
+
+/// What `amun.audit` asks for, besides the tensors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditRequest {
+    program: PathBuf,
+    normalize: Option<String>,
+    dataset: String,
+    classes: Vec<String>,
+    forget: Vec<i64>,
+    device: String,
+}
+
+/// Accuracies of the model in `request` on the forget set, the retain set
+/// and the test split, overall and per class (amun's evaluation: eval mode,
+/// every sample once); returns them as JSON.
+#[pyfunction]
+fn audit(
+    py: Python<'_>,
+    request: &str,
+    train: (TensorRef, TensorRef),
+    test: (TensorRef, TensorRef),
+) -> PyResult<String> {
+    let req: AuditRequest = serde_json::from_str(request)
+        .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
+    let train = split("data", &train.0, &train.1)?;
+    let test = split("test", &test.0, &test.1)?;
+    py.allow_threads(|| guard(|| run_audit(req, train, test)))
+}
+
+fn run_audit(req: AuditRequest, train: Split, test: Split) -> PyResult<String> {
+    let dev = amun::device::parse_device(&req.device).map_err(py_err)?;
+    let data = Dataset::from_splits(DataSpec::new(req.dataset.clone()), req.classes, train, test)
+        .map_err(py_err)?;
+    let spec = OpenSpec {
+        normalize: req.normalize.clone(),
+        ..Default::default()
+    };
+    let opened = open_program(&req.program, &spec, data, dev).map_err(py_err)?;
+    let forget = amun::data::ForgetSet::from_indices(
+        &opened.data,
+        req.forget,
+        std::path::Path::new("forget"),
+    )
+    .map_err(py_err)?;
+    let data = opened.data.to_device(dev);
+    let forget_split = data.train.select(&forget.indices);
+    let retain_split = data.train.select(&forget.retain_indices());
+    let parts = [
+        ("forget", &forget_split),
+        ("retain", &retain_split),
+        ("test", &data.test),
+    ];
+    let mut out = serde_json::Map::new();
+    for (name, s) in parts {
+        let a = amun::eval::accuracy(&opened.model, s);
+        let per_class: Vec<f64> = a
+            .per_class
+            .iter()
+            .map(|&(c, t)| 100.0 * c as f64 / t.max(1) as f64)
+            .collect();
+        out.insert(
+            name.to_string(),
+            serde_json::json!({"accuracy": a.percent(), "samples": a.total, "per_class": per_class}),
+        );
+    }
+    Ok(serde_json::Value::Object(out).to_string())
 }
 
 /// Fetches a registry dataset (`mnist`, `cifar10`) into amun's data cache
@@ -263,7 +347,11 @@ fn torch_version() -> &'static str {
 fn _double_into(x: TensorRef, out: TensorRef) -> PyResult<()> {
     // SAFETY: the test passes live tensors it holds.
     let (x, mut out) = unsafe { (view("x", &x)?, view("out", &out)?) };
-    out.copy_(&(x * 2.0));
+    let twice = x
+        .f_mul_scalar(2.0)
+        .map_err(|e| invalid("x", e.to_string()))?;
+    out.f_copy_(&twice)
+        .map_err(|e| invalid("out", e.to_string()))?;
     Ok(())
 }
 
@@ -273,6 +361,7 @@ fn _amun(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unlearn, m)?)?;
     m.add_function(wrap_pyfunction!(torch_version, m)?)?;
     m.add_function(wrap_pyfunction!(fetch, m)?)?;
+    m.add_function(wrap_pyfunction!(audit, m)?)?;
     m.add_function(wrap_pyfunction!(_double_into, m)?)?;
     Ok(())
 }

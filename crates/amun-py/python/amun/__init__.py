@@ -14,6 +14,7 @@ so the same request gives the CLI's weights bit for bit.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 import time
@@ -28,7 +29,9 @@ __all__ = [
     "AmunTypeError",
     "AmunFileNotFoundError",
     "UnlearnRecord",
+    "AuditRecord",
     "unlearn",
+    "audit",
     "TORCH_VERSION",
 ]
 
@@ -260,6 +263,52 @@ def _export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
         module.train(training)
 
 
+def _program(model, data, images, labels, held, tmp: Path, writable: bool):
+    """The ``.pt2`` amun runs (the module exported into ``tmp``, or the path
+    given), the tensors the weights are written to, the model's device and
+    the class names; labels checked against the model's outputs."""
+    if isinstance(model, torch.nn.Module):
+        first = next(iter(model.parameters()), None)
+        dev = first.device if first is not None else torch.device("cpu")
+        example = images[:2].to(dev, torch.float32) / 255
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                k = model(example).shape[-1]
+        except Exception as e:
+            raise AmunValueError(
+                f"model: it fails on two of the data's images as float32 in [0,1] "
+                f"{list(example.shape)} ({type(e).__name__}: {e})"
+            ) from e
+        finally:
+            model.train(was)
+        program = tmp / "model.pt2"
+        _export(model, example, program)
+        targets = model.state_dict() if writable else {}
+    elif isinstance(model, (str, os.PathLike)):
+        program = Path(model)
+        if not program.is_file():
+            raise AmunFileNotFoundError(f"model: {program}: no such file")
+        ep = torch.export.load(str(program))
+        targets = {n: t.detach() for n, t in ep.state_dict.items()} if writable else {}
+        dev = next(iter(ep.state_dict.values())).device if ep.state_dict else torch.device("cpu")
+        k = None
+    else:
+        raise AmunTypeError(
+            f"model: expected an nn.Module or the path of a .pt2, got {type(model).__name__}"
+        )
+    if k is not None:
+        _check_labels("data", labels, k)
+        if held is not None:
+            _check_labels("heldout", held[1], k)
+    n_classes = k or int(max(labels.max(), held[1].max() if held else 0)) + 1
+    classes = getattr(data, "classes", None)
+    if not (isinstance(classes, (list, tuple)) and len(classes) == n_classes):
+        classes = [str(i) for i in range(n_classes)]
+    return program, targets, dev, [str(c) for c in classes]
+
+
 def _normalize(normalize: Any) -> str | None:
     if normalize is None or isinstance(normalize, str):
         return normalize
@@ -335,46 +384,14 @@ def unlearn(
         raise AmunValueError(f"seed: expected an integer ≥ 0, got {seed!r}")
     train = {k: settings.pop(k) for k in list(settings) if k in _TRAIN_KEYS}
     with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
-        if isinstance(model, torch.nn.Module):
-            module = model
-            first = next(iter(module.parameters()), None)
-            dev = first.device if first is not None else torch.device("cpu")
-            example = images[:2].to(dev, torch.float32) / 255
-            with torch.no_grad():
-                was = module.training
-                module.eval()
-                try:
-                    k = module(example).shape[-1]
-                finally:
-                    module.train(was)
-            program = Path(tmp) / "model.pt2"
-            _export(module, example, program)
-            targets = module.state_dict()
-        elif isinstance(model, (str, os.PathLike)):
-            program = Path(model)
-            if not program.is_file():
-                raise AmunFileNotFoundError(f"model: {program}: no such file")
-            ep = torch.export.load(str(program))
-            targets = {n: t.detach() for n, t in ep.state_dict.items()}
-            dev = next(iter(targets.values())).device if targets else torch.device("cpu")
-            k = None
-        else:
-            raise AmunTypeError(
-                f"model: expected an nn.Module or the path of a .pt2, got {type(model).__name__}"
-            )
-        if k is not None:
-            _check_labels("data", labels, k)
-            if held is not None:
-                _check_labels("heldout", held[1], k)
-        n_classes = k or int(max(labels.max(), held[1].max() if held else 0)) + 1
-        classes = getattr(data, "classes", None)
-        if not (isinstance(classes, (list, tuple)) and len(classes) == n_classes):
-            classes = [str(i) for i in range(n_classes)]
+        program, targets, dev, classes = _program(
+            model, data, images, labels, held, Path(tmp), writable=True
+        )
         request = {
             "program": str(program),
             "normalize": _normalize(normalize),
             "dataset": "python",
-            "classes": [str(c) for c in classes],
+            "classes": classes,
             "forget": idx,
             "method": method,
             "settings": settings,
@@ -383,8 +400,6 @@ def unlearn(
             "seed": seed,
             "device": str(device if device is not None else dev),
         }
-        import json
-
         out = _call(
             _amun.unlearn,
             json.dumps(request),
@@ -408,4 +423,68 @@ def unlearn(
         accuracy_after=dict(zip(splits, r["after"])),
         sizes=dict(zip(splits, r["sizes"])),
         state_dict=dict(targets),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditRecord:
+    """What :func:`audit` measured: accuracy (%) and sample counts on the
+    forget set, the retain set and the test data, and per class."""
+
+    accuracy: dict
+    samples: dict
+    per_class: dict
+
+    def to_dict(self) -> dict:
+        """The numbers as plain Python values (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    def to_pandas(self):
+        """One row per split (forget, retain, test); needs pandas."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {"accuracy": self.accuracy, "samples": self.samples, "per_class": self.per_class}
+        )
+
+
+def audit(
+    model: Model,
+    data: Pair,
+    forget: Any,
+    *,
+    test: Pair,
+    device: str | torch.device | None = None,
+    normalize: Any = None,
+) -> AuditRecord:
+    """Measures ``model`` as amun's audit does: accuracy on the forget set,
+    the retain set (the rest of ``data``) and ``test``, in eval mode.
+
+    Args:
+        model, data, forget, device, normalize: as for :func:`unlearn`.
+        test: images the model never trained on, same forms as ``data``.
+
+    Returns:
+        an :class:`AuditRecord`.
+    """
+    images, labels = _split("data", data)
+    t = _split("test", test)
+    idx = _forget(forget, images.shape[0])
+    with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
+        program, _, dev, classes = _program(model, data, images, labels, t, Path(tmp), False)
+        request = {
+            "program": str(program),
+            "normalize": _normalize(normalize),
+            "dataset": "python",
+            "classes": classes,
+            "forget": idx,
+            "device": str(device if device is not None else dev),
+        }
+        out = json.loads(
+            _call(_amun.audit, json.dumps(request), (_ref(images), _ref(labels)), (_ref(t[0]), _ref(t[1])))
+        )
+    return AuditRecord(
+        accuracy={k: v["accuracy"] for k, v in out.items()},
+        samples={k: v["samples"] for k, v in out.items()},
+        per_class={k: v["per_class"] for k, v in out.items()},
     )

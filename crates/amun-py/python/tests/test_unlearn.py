@@ -159,3 +159,17 @@ def test_python_and_cli_give_bit_identical_weights(model, mnist, amun_bin, tmp_p
     assert sorted(cli) == sorted(mine)
     differ = [k for k in cli if not torch.equal(cli[k], mine[k])]
     assert not differ, {k: (cli[k] - mine[k]).abs().max().item() for k in differ}
+
+
+def test_audit_gives_the_accuracies_pytorch_measures(model, mnist):
+    x, y, hx, hy = mnist
+    forget = list(range(0, 100))
+    a = amun.audit(model, (x, y), forget, test=(hx, hy))
+    with torch.no_grad():
+        right = lambda xs, ys: 100.0 * (model(xs.float() / 255).argmax(1) == ys).sum().item() / len(ys)
+        keep = torch.ones(len(y), dtype=torch.bool)
+        keep[forget] = False
+        want = {"forget": right(x[:100], y[:100]), "retain": right(x[keep], y[keep]), "test": right(hx, hy)}
+    assert a.samples == {"forget": 100, "retain": 900, "test": 200}
+    assert a.accuracy == pytest.approx(want, abs=1e-9)
+    assert len(a.per_class["test"]) == 10 and json.dumps(a.to_dict())
