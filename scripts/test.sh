@@ -43,7 +43,7 @@ if [ "$fast" = 1 ]; then
   python_tests
   exit 0
 fi
-cargo clippy --release --all-targets --quiet -- -D warnings
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 # The protocol tier brings up the one-node Slurm cluster (scripts/slurm-local.sh)
 # when it is not running: stop it again afterwards, but only what these tests
 # started (a cluster that ran before them is left running).
