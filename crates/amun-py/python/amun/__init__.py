@@ -291,7 +291,8 @@ def _program(model, data, images, labels, held, tmp: Path, writable: bool):
         if not program.is_file():
             raise AmunFileNotFoundError(f"model: {program}: no such file")
         ep = torch.export.load(str(program))
-        targets = {n: t.detach() for n, t in ep.state_dict.items()} if writable else {}
+        # Copies: torch.export.load's tensors may sit on read-only buffers.
+        targets = {n: t.detach().clone() for n, t in ep.state_dict.items()} if writable else {}
         dev = next(iter(ep.state_dict.values())).device if ep.state_dict else torch.device("cpu")
         k = None
     else:

@@ -218,3 +218,22 @@ def test_a_torchvision_resnet18_matches_the_cli(cifar_dir, amun_bin, tmp_path):
     cli, mine = load_file(str(out)), model.state_dict()
     assert sorted(cli) == sorted(mine) and len(cli) == 122
     assert all(torch.equal(cli[k], mine[k]) for k in cli)
+
+
+def test_a_pt2_path_gives_the_modules_weights_in_the_record(model, mnist, tmp_path):
+    """A .pt2 path is not modified; its new weights come back in the record,
+    the same as unlearning the module it was exported from."""
+    x, y, _, _ = mnist
+    program = tmp_path / "model.pt2"
+    ep = torch.export.export(
+        model, (x[:2].float() / 255,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(ep, str(program))
+    size, original = program.stat().st_size, model.fc.weight.detach().clone()
+    r = amun.unlearn(program, (x, y), [5, 6, 7], calibrate=False, epochs=1, seed=3)
+    amun.unlearn(model, (x, y), [5, 6, 7], calibrate=False, epochs=1, seed=3)
+    assert program.stat().st_size == size
+    mine = model.state_dict()
+    assert sorted(r.state_dict) == sorted(mine)
+    assert all(torch.equal(r.state_dict[k], mine[k]) for k in mine)
+    assert not torch.equal(r.state_dict["fc.weight"], original)
