@@ -41,9 +41,11 @@ case "$flavor" in
 esac
 
 # The venv's packages as sorted `name==version` lines, names normalised as pip
-# does (lowercase, runs of -_. as -); pip itself is the venv's tool, not a pin.
+# does (lowercase, runs of -_. as -); pip itself is the venv's tool, not a pin,
+# and amun's own wheel (scripts/test.sh installs it into $AMUN_PYENV) is the
+# project under test.
 frozen() {
-  "$1/bin/python" -m pip freeze --all 2>/dev/null | norm | grep -v '^pip==' || true
+  "$1/bin/python" -m pip freeze --all 2>/dev/null | norm | grep -v -e '^pip==' -e '^amun[=@]' || true
 }
 norm() {
   sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' |

@@ -11,6 +11,8 @@
 #   small-data  `--test small` of both crates: each stage on small real data
 #   protocol    `--test protocol` of both crates and `--test fuzz_regressions`:
 #               experiments, tuning, calibration, import, Slurm, fuzz corpus
+# and, in both modes, the Python package's pytest tests (crates/amun-py),
+# against its wheel installed into $AMUN_PYENV.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fast=0
@@ -23,12 +25,25 @@ done
 scripts/setup.sh --dev
 source scripts/env.sh
 cargo fmt --all -- --check
+# The Python package: its wheel (over the libtorch of $AMUN_PYENV's torch at
+# run time) installed into $AMUN_PYENV, then its tests, which compare it with
+# the CLI binary.
+python_tests() {
+  rm -rf target/wheels
+  "$AMUN_PYENV/bin/maturin" build --release --quiet -m crates/amun-py/Cargo.toml \
+    -i "$AMUN_PYENV/bin/python" --out target/wheels
+  "$AMUN_PYENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --force-reinstall target/wheels/amun-*.whl
+  cargo build --release -p amun-cli
+  "$AMUN_PYENV/bin/python" -m pytest -q -p no:cacheprovider crates/amun-py/python/tests
+}
 if [ "$fast" = 1 ]; then
   cargo test --release --workspace --lib --bins
   cargo test --release --workspace --test small
+  python_tests
   exit 0
 fi
-cargo clippy --release --all-targets --quiet -- -D warnings
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 # The protocol tier brings up the one-node Slurm cluster (scripts/slurm-local.sh)
 # when it is not running: stop it again afterwards, but only what these tests
 # started (a cluster that ran before them is left running).
@@ -42,3 +57,4 @@ stop_started_slurm() {
 }
 trap stop_started_slurm EXIT
 cargo test --release --workspace
+python_tests

@@ -365,6 +365,59 @@ impl DataSpec {
     }
 }
 
+impl Dataset {
+    /// A dataset a caller holds in memory (the Python binding's tensors):
+    /// `[N,C,H,W]` uint8 images and int64 labels in `0..classes.len()`,
+    /// checked as a dataset read from disk is. `spec` names it in records.
+    pub fn from_splits(
+        spec: DataSpec,
+        classes: Vec<String>,
+        train: Split,
+        test: Split,
+    ) -> Result<Dataset> {
+        for (what, s) in [("training split", &train), ("test split", &test)] {
+            let (i, l) = (s.images.size(), s.labels.size());
+            let ok = s.images.kind() == tch::Kind::Uint8
+                && s.labels.kind() == tch::Kind::Int64
+                && i.len() == 4
+                && l.len() == 1
+                && i[0] == l[0];
+            if !ok {
+                return Err(Error::invalid(
+                    format!("{} {what}", spec.dataset),
+                    format!(
+                        "expected [N,C,H,W] uint8 images and [N] int64 labels, got {:?} {:?} \
+                         and {:?} {:?}",
+                        s.images.kind(),
+                        i,
+                        s.labels.kind(),
+                        l
+                    ),
+                ));
+            }
+        }
+        if !test.is_empty() && train.images.size()[1..] != test.images.size()[1..] {
+            return Err(Error::invalid(
+                format!("{} test split", spec.dataset),
+                format!(
+                    "images of shape {:?}; the training split's are {:?}",
+                    &test.images.size()[1..],
+                    &train.images.size()[1..]
+                ),
+            ));
+        }
+        check_labels(&spec.dataset, &train, classes.len())?;
+        check_labels(&spec.dataset, &test, classes.len())?;
+        Ok(Dataset {
+            spec,
+            classes,
+            train,
+            test,
+            content: std::sync::OnceLock::new(),
+        })
+    }
+}
+
 /// Where the held-out images of a calibration came from, as the unlearned
 /// model's sidecar records it: what an audit must then leave out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -202,6 +202,16 @@ fn open_pt2(
         ));
     }
     let data = load_data(&data_spec, data_dir, progress)?;
+    open_program(path, spec, data, device)
+}
+
+/// Opens an exported program over data the caller holds (the Python
+/// binding's tensors): what [`open`] does for a `.pt2` once its data is
+/// loaded. `spec`'s data fields are not read.
+pub fn open_program(path: &Path, spec: &OpenSpec, data: Dataset, device: Device) -> Result<Opened> {
+    if !path.exists() {
+        return Err(Error::format(path, "no such file"));
+    }
     let norm = match &spec.normalize {
         Some(s) => Some(Normalize::parse(s, data.image_shape()[0] as usize)?),
         None => None,

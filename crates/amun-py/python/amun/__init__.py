@@ -1,0 +1,491 @@
+"""amun from Python: machine unlearning of a PyTorch ``nn.Module``, in place.
+
+>>> import torch, amun
+>>> record = amun.unlearn(model, (images, labels), forget=[3, 17, 42],
+...                      heldout=(test_images, test_labels))
+
+The work runs in amun's Rust library over the libtorch of this process's
+``torch`` (one libtorch: ``import torch`` comes first, and the native module
+binds to it); the model is exported with ``torch.export`` and run by amun's
+``.pt2`` interpreter, the same path as ``amun unlearn --checkpoint model.pt2``,
+so the same request gives the CLI's weights bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+import torch
+
+__all__ = [
+    "AmunError",
+    "AmunValueError",
+    "AmunTypeError",
+    "AmunFileNotFoundError",
+    "UnlearnRecord",
+    "AuditRecord",
+    "unlearn",
+    "audit",
+    "TORCH_VERSION",
+]
+
+#: The PyTorch release whose libtorch the native module was built against.
+TORCH_VERSION = "2.11"
+
+
+class AmunError(Exception):
+    """Base of every error amun raises; its message is amun's (the CLI's)."""
+
+
+class AmunValueError(AmunError, ValueError):
+    """An argument or setting with a wrong value; the message names it."""
+
+
+class AmunTypeError(AmunError, TypeError):
+    """An argument of a type amun does not take; the message names it."""
+
+
+class AmunFileNotFoundError(AmunError, FileNotFoundError):
+    """A file amun was asked to read does not exist."""
+
+
+def _check_torch() -> None:
+    have = torch.__version__.split("+")[0]
+    if have.rsplit(".", 1)[0] != TORCH_VERSION:
+        raise ImportError(
+            f"amun was built for torch=={TORCH_VERSION}.* (libtorch {TORCH_VERSION}.0), and this "
+            f"process has torch {torch.__version__}: pip install torch=={TORCH_VERSION}.0"
+        )
+
+
+_check_torch()
+
+from amun import _amun  # noqa: E402  (after torch: it binds to torch's libtorch)
+
+_ERRORS = {
+    "invalid": AmunValueError,
+    "not-found": AmunFileNotFoundError,
+}
+
+# Fine-tuning fields (amun's TrainOverrides): the CLI's --epochs, --lr, ...
+_TRAIN_KEYS = {
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "augment",
+    "bf16",
+    "channels_last",
+    "retain_budget",
+}
+
+Pair = Union[tuple, Sequence[Any]]
+Model = Union[torch.nn.Module, str, "os.PathLike[str]"]
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlearnRecord:
+    """What :func:`unlearn` did.
+
+    ``calibration`` is amun's full calibration record (the ladder walked,
+    every state measured) when the run was calibrated; ``chosen`` and
+    ``why`` are its choice and reason in one line each.
+    """
+
+    method: str
+    settings: dict
+    chosen: str | None
+    why: str | None
+    calibration: dict | None
+    #: Wall time of the method in amun (seconds), and of the whole call.
+    seconds: float
+    wall_seconds: float
+    #: Images forwarded and backpropagated (epochs and adversarial search).
+    image_steps: int
+    #: Accuracy (%) on the forget, retain and held-out splits.
+    accuracy_before: dict
+    accuracy_after: dict
+    sizes: dict
+    #: The tensors written: the module's ``state_dict()`` (sharing its storage).
+    state_dict: dict = dataclasses.field(repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        """Everything but the weights, as plain Python values (JSON-ready)."""
+        d = dataclasses.asdict(dataclasses.replace(self, state_dict={}))
+        d.pop("state_dict")
+        return d
+
+
+def _call(f, *args):
+    try:
+        return f(*args)
+    except _amun.Error as e:
+        kind, msg = e.args
+        raise _ERRORS.get(kind, AmunError)(msg) from None
+
+
+def _as_tensor(what: str, x: Any) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    try:
+        import numpy as np
+
+        if isinstance(x, np.ndarray):
+            return torch.from_numpy(x)
+    except ImportError:
+        pass
+    if isinstance(x, (list, tuple, range)):
+        try:
+            return torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise AmunTypeError(f"{what}: expected numbers, got {e}") from None
+    raise AmunTypeError(
+        f"{what}: expected a torch.Tensor, a numpy array or a list, got {type(x).__name__}"
+    )
+
+
+def _images(what: str, x: Any) -> torch.Tensor:
+    """[N,C,H,W] uint8 on the CPU, from uint8 images or floats in [0,1]."""
+    t = _as_tensor(what, x).cpu()
+    if t.dtype != torch.uint8:
+        if not t.is_floating_point():
+            raise AmunTypeError(
+                f"{what}: images must be uint8 (0..255) or float in [0,1], got {t.dtype}"
+            )
+        if t.numel() and (t.min() < 0 or t.max() > 1):
+            raise AmunValueError(
+                f"{what}: float images must lie in [0,1] (unnormalised; give normalize= for the "
+                f"model's normalisation), found {t.min().item():.4g}..{t.max().item():.4g}"
+            )
+        scaled = t.double() * 255
+        if not torch.equal(scaled.round(), scaled.round().clamp(0, 255)) or (
+            (scaled - scaled.round()).abs().max() > 1e-3
+        ):
+            raise AmunValueError(
+                f"{what}: float images must be 8-bit images divided by 255 (amun keeps images "
+                "as uint8); give the uint8 images"
+            )
+        t = scaled.round().to(torch.uint8)
+    if t.dim() == 3:
+        t = t.unsqueeze(1)
+    elif t.dim() == 4 and t.shape[1] not in (1, 3) and t.shape[3] in (1, 3):
+        t = t.permute(0, 3, 1, 2)  # torchvision's CIFAR keeps [N,H,W,C]
+    if t.dim() != 4 or 0 in t.shape:
+        raise AmunValueError(
+            f"{what}: images must be [N,C,H,W] (or [N,H,W], [N,H,W,C]), got {list(t.shape)}"
+        )
+    return t.contiguous()
+
+
+def _labels(what: str, y: Any, n: int) -> torch.Tensor:
+    t = _as_tensor(what, y).cpu()
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise AmunTypeError(f"{what}: labels must be integers, got {t.dtype}")
+    if t.dim() != 1 or t.shape[0] != n:
+        raise AmunValueError(f"{what}: expected {n} labels (one per image), got {list(t.shape)}")
+    return t.to(torch.int64).contiguous()
+
+
+def _split(what: str, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if hasattr(data, "data") and hasattr(data, "targets"):
+        x, y = data.data, data.targets
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    else:
+        raise AmunTypeError(
+            f"{what}: expected (images, labels) or a torchvision-style dataset with "
+            f".data and .targets, got {type(data).__name__}"
+        )
+    images = _images(f"{what} images", x)
+    return images, _labels(f"{what} labels", y, images.shape[0])
+
+
+def _check_labels(what: str, labels: torch.Tensor, k: int) -> None:
+    lo, hi = labels.min().item(), labels.max().item()
+    if lo < 0 or hi >= k:
+        raise AmunValueError(
+            f"{what} labels: the model has {k} outputs, so labels must lie in 0..{k - 1}; "
+            f"found {lo}..{hi}"
+        )
+
+
+def _forget(forget: Any, n: int) -> list[int]:
+    t = _as_tensor("forget", forget).cpu()
+    if t.numel() == 0:
+        raise AmunValueError("forget: the forget set is empty; give at least one index")
+    if t.is_floating_point() or t.dtype == torch.bool or t.dim() != 1:
+        raise AmunTypeError(
+            f"forget: expected a 1-D list of integer training indices, got {t.dtype} "
+            f"{list(t.shape)}"
+        )
+    idx = t.tolist()
+    bad = [i for i in idx if i < 0 or i >= n]
+    if bad:
+        raise AmunValueError(
+            f"forget: index {bad[0]} is out of range for the {n} training samples (0..{n - 1})"
+        )
+    seen: set[int] = set()
+    for i in idx:
+        if i in seen:
+            raise AmunValueError(f"forget: index {i} is listed twice")
+        seen.add(i)
+    return idx
+
+
+def _ref(t: torch.Tensor) -> tuple:
+    """A tensor as the native module takes it (it stays alive in the caller)."""
+    return (t.data_ptr(), list(t.shape), list(t.stride()), str(t.dtype), str(t.device))
+
+
+def _export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    training = module.training
+    module.eval()
+    try:
+        ep = torch.export.export(
+            module, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+        )
+        torch.export.save(ep, str(path))
+    except Exception as e:
+        raise AmunValueError(
+            f"model: torch.export could not export it ({type(e).__name__}: {e}); amun needs a "
+            "module that torch.export exports with a dynamic batch, one N×C×H×W float32 "
+            "image input and one N×K logits output (README, 'Any architecture')"
+        ) from e
+    finally:
+        module.train(training)
+
+
+def _program(model, data, images, labels, held, tmp: Path, writable: bool):
+    """The ``.pt2`` amun runs (the module exported into ``tmp``, or the path
+    given), the tensors the weights are written to, the model's device and
+    the class names; labels checked against the model's outputs."""
+    if isinstance(model, torch.nn.Module):
+        first = next(iter(model.parameters()), None)
+        dev = first.device if first is not None else torch.device("cpu")
+        example = images[:2].to(dev, torch.float32) / 255
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                k = model(example).shape[-1]
+        except Exception as e:
+            raise AmunValueError(
+                f"model: it fails on two of the data's images as float32 in [0,1] "
+                f"{list(example.shape)} ({type(e).__name__}: {e})"
+            ) from e
+        finally:
+            model.train(was)
+        program = tmp / "model.pt2"
+        _export(model, example, program)
+        targets = model.state_dict() if writable else {}
+    elif isinstance(model, (str, os.PathLike)):
+        program = Path(model)
+        if not program.is_file():
+            raise AmunFileNotFoundError(f"model: {program}: no such file")
+        ep = torch.export.load(str(program))
+        # Copies: torch.export.load's tensors may sit on read-only buffers.
+        targets = {n: t.detach().clone() for n, t in ep.state_dict.items()} if writable else {}
+        dev = next(iter(ep.state_dict.values())).device if ep.state_dict else torch.device("cpu")
+        k = None
+    else:
+        raise AmunTypeError(
+            f"model: expected an nn.Module or the path of a .pt2, got {type(model).__name__}"
+        )
+    if k is not None:
+        _check_labels("data", labels, k)
+        if held is not None:
+            _check_labels("heldout", held[1], k)
+    n_classes = k or int(max(labels.max(), held[1].max() if held else 0)) + 1
+    classes = getattr(data, "classes", None)
+    if not (isinstance(classes, (list, tuple)) and len(classes) == n_classes):
+        classes = [str(i) for i in range(n_classes)]
+    return program, targets, dev, [str(c) for c in classes]
+
+
+def _normalize(normalize: Any) -> str | None:
+    if normalize is None or isinstance(normalize, str):
+        return normalize
+    mean, std = normalize
+    mean = [mean] if isinstance(mean, (int, float)) else list(mean)
+    std = [std] if isinstance(std, (int, float)) else list(std)
+    return ",".join(map(repr, map(float, mean))) + ":" + ",".join(map(repr, map(float, std)))
+
+
+def unlearn(
+    model: Model,
+    data: Pair,
+    forget: Any,
+    *,
+    method: str = "amun",
+    calibrate: bool | Mapping[str, Any] = True,
+    heldout: Pair | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    normalize: Any = None,
+    **settings: Any,
+) -> UnlearnRecord:
+    """Unlearns the samples ``forget`` of ``data`` from ``model``, in place.
+
+    Args:
+        model: an ``nn.Module`` classifier (exported internally with
+            ``torch.export`` and a dynamic batch; its parameters and buffers
+            are overwritten with the unlearned weights), or the path of a
+            ``.pt2`` (then nothing is overwritten: the record's
+            ``state_dict`` holds the new weights).
+        data: the model's training data: ``(images, labels)`` (uint8
+            ``[N,C,H,W]``/``[N,H,W]``/``[N,H,W,C]``, or floats in [0,1] that
+            are 8-bit images / 255; integer labels) or a torchvision-style
+            dataset with ``.data`` and ``.targets``.
+        forget: indices into ``data`` (list, tensor or ndarray), no repeats.
+        method: an amun method (``amun``, ``amun-salun``, ``salun``, ``rl``,
+            ``ft``, ``ga``, ``l1``, ...; ``amun methods`` lists them).
+        calibrate: choose the learning rate and stopping epoch without a
+            retrained model (needs ``heldout``); a dict sets calibration's
+            fields (``lrs``, ``rule``, ``walk``, ``max_epochs``, ``level``, ...).
+        heldout: images the model never trained on, same forms as ``data``:
+            calibration's held-out data and the split the record's
+            ``held-out`` accuracies are measured on.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default the model's.
+        seed: seed of every random choice (as ``amun unlearn --seed``).
+        normalize: the model's input normalisation, ``(mean, std)`` or amun's
+            ``"M1,M2,M3:S1,S2,S3"``, when the model expects normalised inputs;
+            amun feeds it images in [0,1].
+        **settings: fine-tuning fields (``epochs``, ``lr``, ``momentum``,
+            ``weight_decay``, ``batch_size``, ``schedule``, ...) as the CLI's
+            flags, and any method setting as ``--set`` takes it (tables as
+            dicts: ``attack={"eps": 0.5}``).
+
+    Returns:
+        an :class:`UnlearnRecord`.
+
+    Raises:
+        AmunTypeError, AmunValueError: bad arguments, before any long work.
+        AmunError: amun refused the request (its message says why).
+    """
+    start = time.perf_counter()
+    images, labels = _split("data", data)
+    held = None if heldout is None else _split("heldout", heldout)
+    idx = _forget(forget, images.shape[0])
+    if calibrate is not False and held is None:
+        raise AmunValueError(
+            "heldout: calibrate needs held-out data the model never trained on; give "
+            "heldout=(images, labels) or calibrate=False"
+        )
+    if not isinstance(calibrate, (bool, Mapping)):
+        raise AmunTypeError(f"calibrate: expected True, False or a dict, got {calibrate!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise AmunValueError(f"seed: expected an integer ≥ 0, got {seed!r}")
+    train = {k: settings.pop(k) for k in list(settings) if k in _TRAIN_KEYS}
+    with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
+        program, targets, dev, classes = _program(
+            model, data, images, labels, held, Path(tmp), writable=True
+        )
+        request = {
+            "program": str(program),
+            "normalize": _normalize(normalize),
+            "dataset": "python",
+            "classes": classes,
+            "forget": idx,
+            "method": method,
+            "settings": settings,
+            "train": train,
+            "calibrate": None if calibrate is False else ({} if calibrate is True else dict(calibrate)),
+            "seed": seed,
+            "device": str(device if device is not None else dev),
+        }
+        out = _call(
+            _amun.unlearn,
+            json.dumps(request),
+            (_ref(images), _ref(labels)),
+            None if held is None else (_ref(held[0]), _ref(held[1])),
+            {n: _ref(t) for n, t in targets.items()},
+        )
+    r = json.loads(out)
+    cal = r.get("calibration")
+    splits = ["forget", "retain", "held-out"]
+    return UnlearnRecord(
+        method=r["method"],
+        settings=r["settings"],
+        chosen=r.get("chosen"),
+        why=cal.get("why") if cal else None,
+        calibration=cal,
+        seconds=r["seconds"],
+        wall_seconds=time.perf_counter() - start,
+        image_steps=r["image_steps"],
+        accuracy_before=dict(zip(splits, r["before"])),
+        accuracy_after=dict(zip(splits, r["after"])),
+        sizes=dict(zip(splits, r["sizes"])),
+        state_dict=dict(targets),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditRecord:
+    """What :func:`audit` measured: accuracy (%) and sample counts on the
+    forget set, the retain set and the test data, and per class."""
+
+    accuracy: dict
+    samples: dict
+    per_class: dict
+
+    def to_dict(self) -> dict:
+        """The numbers as plain Python values (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    def to_pandas(self):
+        """One row per split (forget, retain, test); needs pandas."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {"accuracy": self.accuracy, "samples": self.samples, "per_class": self.per_class}
+        )
+
+
+def audit(
+    model: Model,
+    data: Pair,
+    forget: Any,
+    *,
+    test: Pair,
+    device: str | torch.device | None = None,
+    normalize: Any = None,
+) -> AuditRecord:
+    """Measures ``model`` as amun's audit does: accuracy on the forget set,
+    the retain set (the rest of ``data``) and ``test``, in eval mode.
+
+    Args:
+        model, data, forget, device, normalize: as for :func:`unlearn`.
+        test: images the model never trained on, same forms as ``data``.
+
+    Returns:
+        an :class:`AuditRecord`.
+    """
+    images, labels = _split("data", data)
+    t = _split("test", test)
+    idx = _forget(forget, images.shape[0])
+    with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
+        program, _, dev, classes = _program(model, data, images, labels, t, Path(tmp), False)
+        request = {
+            "program": str(program),
+            "normalize": _normalize(normalize),
+            "dataset": "python",
+            "classes": classes,
+            "forget": idx,
+            "device": str(device if device is not None else dev),
+        }
+        out = json.loads(
+            _call(_amun.audit, json.dumps(request), (_ref(images), _ref(labels)), (_ref(t[0]), _ref(t[1])))
+        )
+    return AuditRecord(
+        accuracy={k: v["accuracy"] for k, v in out.items()},
+        samples={k: v["samples"] for k, v in out.items()},
+        per_class={k: v["per_class"] for k, v in out.items()},
+    )

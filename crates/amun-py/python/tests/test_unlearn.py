@@ -1,0 +1,239 @@
+"""amun.unlearn on MNIST and a small CNN: in place, its record, its errors,
+and the same weights as `amun unlearn` on the exported program."""
+
+import copy
+import json
+import subprocess
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import amun
+from amun import _amun
+
+
+def _ref(t):
+    return (t.data_ptr(), list(t.shape), list(t.stride()), str(t.dtype), str(t.device))
+
+
+def test_tensors_round_trip_through_the_process_libtorch():
+    x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    out = torch.zeros(3, 2).t()  # a strided view: written through its strides
+    _amun._double_into(_ref(x), _ref(out))
+    assert torch.equal(out, 2 * x)
+    maps = open("/proc/self/maps").read().split("\n")
+    libs = {line.split()[-1] for line in maps if line.endswith("/libtorch_cpu.so")}
+    assert len(libs) == 1, f"more than one libtorch in the process: {libs}"
+    assert libs == {str(next(iter(libs)))} and torch.__file__.rsplit("/", 1)[0] in next(iter(libs))
+
+
+def test_unlearn_updates_the_module_in_place(model, mnist):
+    x, y, _, _ = mnist
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    params = [p for p in model.parameters()]
+    r = amun.unlearn(model, (x, y), list(range(0, 50)), calibrate=False, epochs=1, seed=0)
+    assert [p for p in model.parameters()] == params  # the same Parameter objects
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert "fc.weight" in changed and "bn.running_mean" in changed
+    assert r.method == "amun" and r.image_steps > 0 and r.seconds > 0
+    assert r.sizes["forget"] == 50 and r.sizes["retain"] == 950
+    assert r.chosen is None and r.calibration is None
+    assert json.dumps(r.to_dict())  # plain values
+
+
+def test_calibrated_unlearning_records_its_choice(model, mnist):
+    x, y, hx, hy = mnist
+    r = amun.unlearn(
+        model, (x, y), torch.arange(100, 130), heldout=(hx, hy), epochs=2, method="ft",
+        calibrate={"max_epochs": 3},
+    )
+    assert r.chosen and r.why and r.calibration["epochs_run"] <= 3
+    assert r.sizes["held-out"] == 200
+
+
+def _bad_cases(x, y, hx, hy):
+    f = x.float() / 255
+    return [
+        ("data images", TypeError, dict(data=(x.int(), y))),
+        ("data images", ValueError, dict(data=(f * 2, y))),
+        ("data images", ValueError, dict(data=(f + 0.001, y))),
+        ("data images", ValueError, dict(data=(x.reshape(-1), y))),
+        ("data labels", ValueError, dict(data=(x, y[:-1]))),
+        ("data labels", ValueError, dict(data=(x, y + 1))),
+        ("data labels", TypeError, dict(data=(x, y.float()))),
+        ("heldout labels", ValueError, dict(heldout=(hx, hy - 1))),
+        ("forget", ValueError, dict(forget=[1, 2, len(y)])),
+        ("forget", ValueError, dict(forget=[1, 2, 1])),
+        ("forget", ValueError, dict(forget=[])),
+        ("forget", TypeError, dict(forget=[0.5])),
+        ("heldout", ValueError, dict(heldout=None)),
+        ("method", ValueError, dict(method="nope")),
+        ("model", TypeError, dict(model=3)),
+        ("model", FileNotFoundError, dict(model="/nonexistent/m.pt2")),
+    ]
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_bad_input_is_a_python_exception_naming_the_argument(model, mnist, case):
+    x, y, hx, hy = mnist
+    what, kind, kw = _bad_cases(x, y, hx, hy)[case]
+    args = dict(model=model, data=(x, y), forget=[1, 2], heldout=(hx, hy))
+    args.update(kw)
+    weights = copy.deepcopy(model.state_dict())
+    start = time.perf_counter()
+    with pytest.raises(amun.AmunError) as e:
+        amun.unlearn(args.pop("model"), args.pop("data"), args.pop("forget"), **args)
+    assert isinstance(e.value, kind) and str(e.value).startswith(what), str(e.value)
+    assert time.perf_counter() - start < 10
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_a_library_refusal_keeps_amuns_message(model, mnist):
+    x, y, _, _ = mnist
+    with pytest.raises(amun.AmunError, match="unknown"):
+        amun.unlearn(model, (x, y), [1], calibrate=False, no_such_setting=1)
+
+
+def test_another_torch_is_refused_naming_the_one_needed(monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.10.0+cpu")
+    with pytest.raises(ImportError, match=r"torch==2\.11"):
+        amun._check_torch()
+
+
+def _write_idx(folder, prefix, images, labels):
+    n, _, h, w = images.shape
+    head = lambda magic, dims: bytes([0, 0, 8, magic]) + b"".join(
+        d.to_bytes(4, "big") for d in dims
+    )
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
+        head(3, [n, h, w]) + images.numpy().tobytes()
+    )
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
+        head(1, [n]) + labels.to(torch.uint8).numpy().tobytes()
+    )
+
+
+def _cli(amun_bin, *args):
+    start = time.perf_counter()
+    p = subprocess.run([str(amun_bin), *map(str, args)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_python_and_cli_give_bit_identical_weights(model, mnist, amun_bin, tmp_path, calibrated):
+    """The same request (seed, data, threads) as `amun unlearn` on the
+    exported .pt2 and the data as an IDX folder: the same weights, bit for
+    bit. The CLI's test split is 100 other images + the held-out ones, which
+    `--holdout-test` takes as held-out, as `heldout=` gives them here."""
+    x, y, hx, hy = mnist
+    # 300 samples: enough that calibration walks its ladder (a few it keeps
+    # the original for, which would make the comparison empty)
+    forget = list(range(0, 300)) if calibrated else list(range(3, 60, 3))
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_idx(data, "train", x, y)
+    extra = x[-100:]
+    _write_idx(data, "t10k", torch.cat([extra, hx]), torch.cat([y[-100:], hy]))
+    (tmp_path / "forget.txt").write_text("\n".join(map(str, forget)) + "\n")
+    program = tmp_path / "model.pt2"
+    ep = torch.export.export(
+        model, (x[:2].float() / 255,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(ep, str(program))
+    out = tmp_path / "cli.safetensors"
+    original = copy.deepcopy(model.state_dict())
+    flags = ["--epochs", 2, "--seed", 7, "--device", "cpu", "--quiet"]
+    if calibrated:
+        flags += ["--calibrate", "--holdout-test", len(hy), "--calibrate-max-epochs", 3]
+    cli_s = _cli(amun_bin, "unlearn", "--checkpoint", program, "--dataset", data,
+                 "--forget", tmp_path / "forget.txt", "--out", out, *flags)
+    start = time.perf_counter()
+    amun.unlearn(
+        model, (x, y), forget, heldout=(hx, hy) if calibrated else None, epochs=2, seed=7,
+        device="cpu", calibrate={"max_epochs": 3} if calibrated else False,
+    )
+    py_s = time.perf_counter() - start
+    print(f"calibrated={calibrated}: python {py_s:.2f}s, cli {cli_s:.2f}s")
+    cli = load_file(str(out))
+    mine = model.state_dict()
+    assert sorted(cli) == sorted(mine)
+    assert not torch.equal(cli["fc.weight"], original["fc.weight"])
+    differ = [k for k in cli if not torch.equal(cli[k], mine[k])]
+    assert not differ, {k: (cli[k] - mine[k]).abs().max().item() for k in differ}
+
+
+def test_audit_gives_the_accuracies_pytorch_measures(model, mnist):
+    x, y, hx, hy = mnist
+    forget = list(range(0, 100))
+    a = amun.audit(model, (x, y), forget, test=(hx, hy))
+    with torch.no_grad():
+        right = lambda xs, ys: 100.0 * (model(xs.float() / 255).argmax(1) == ys).sum().item() / len(ys)
+        keep = torch.ones(len(y), dtype=torch.bool)
+        keep[forget] = False
+        want = {"forget": right(x[:100], y[:100]), "retain": right(x[keep], y[keep]), "test": right(hx, hy)}
+    assert a.samples == {"forget": 100, "retain": 900, "test": 200}
+    assert a.accuracy == pytest.approx(want, abs=1e-9)
+    assert len(a.per_class["test"]) == 10 and json.dumps(a.to_dict())
+
+
+def _write_cifar(folder, meta, images, labels, test_images, test_labels):
+    """The CIFAR-10 binary format amun reads: five training batches, a test batch."""
+    rows = lambda x, y: torch.cat([y.to(torch.uint8)[:, None], x.reshape(len(y), -1)], 1)
+    for i, part in enumerate(rows(images, labels).chunk(5)):
+        (folder / f"data_batch_{i + 1}.bin").write_bytes(part.numpy().tobytes())
+    (folder / "test_batch.bin").write_bytes(rows(test_images, test_labels).numpy().tobytes())
+    (folder / "batches.meta.txt").write_text(meta.read_text())
+
+
+def test_a_torchvision_resnet18_matches_the_cli(cifar_dir, amun_bin, tmp_path):
+    """torchvision's ResNet-18 (BatchNorm, residuals, adaptive pooling) on
+    300 CIFAR-10 images: Python and the CLI give the same weights."""
+    torchvision = pytest.importorskip("torchvision")
+    raw = torch.frombuffer(bytearray((cifar_dir / "data_batch_1.bin").read_bytes()), dtype=torch.uint8)
+    raw = raw.reshape(-1, 3073)[:400]
+    x, y = raw[:, 1:].reshape(-1, 3, 32, 32).contiguous(), raw[:, 0].long()
+    (x, y), (tx, ty) = (x[:300], y[:300]), (x[300:], y[300:])
+    forget = list(range(0, 300, 30))
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    program = tmp_path / "model.pt2"
+    ep = torch.export.export(
+        model, (x[:2].float() / 255,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(ep, str(program))
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_cifar(data, cifar_dir / "batches.meta.txt", x, y, tx, ty)
+    (tmp_path / "forget.txt").write_text("\n".join(map(str, forget)) + "\n")
+    out = tmp_path / "cli.safetensors"
+    _cli(amun_bin, "unlearn", "--checkpoint", program, "--dataset", data, "--forget",
+         tmp_path / "forget.txt", "--epochs", 1, "--seed", 0, "--device", "cpu", "--out", out,
+         "--quiet")
+    before = model.fc.weight.clone()
+    amun.unlearn(model, (x, y), forget, calibrate=False, epochs=1, seed=0, device="cpu")
+    assert not torch.equal(before, model.fc.weight)
+    cli, mine = load_file(str(out)), model.state_dict()
+    assert sorted(cli) == sorted(mine) and len(cli) == 122
+    assert all(torch.equal(cli[k], mine[k]) for k in cli)
+
+
+def test_a_pt2_path_gives_the_modules_weights_in_the_record(model, mnist, tmp_path):
+    """A .pt2 path is not modified; its new weights come back in the record,
+    the same as unlearning the module it was exported from."""
+    x, y, _, _ = mnist
+    program = tmp_path / "model.pt2"
+    ep = torch.export.export(
+        model, (x[:2].float() / 255,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(ep, str(program))
+    size, original = program.stat().st_size, model.fc.weight.detach().clone()
+    r = amun.unlearn(program, (x, y), [5, 6, 7], calibrate=False, epochs=1, seed=3)
+    amun.unlearn(model, (x, y), [5, 6, 7], calibrate=False, epochs=1, seed=3)
+    assert program.stat().st_size == size
+    mine = model.state_dict()
+    assert sorted(r.state_dict) == sorted(mine)
+    assert all(torch.equal(r.state_dict[k], mine[k]) for k in mine)
+    assert not torch.equal(r.state_dict["fc.weight"], original)
