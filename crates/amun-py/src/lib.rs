@@ -194,6 +194,8 @@ fn run(
         adaptive: false,
         adversarial: None,
         calibrate: cal.as_ref().map(|c| (c, &data.test, &record)),
+        // No reference models from Python yet: the loss-based membership test.
+        rmia: None,
         seed: req.seed,
         forgotten_before: &[],
         recipe: None,
