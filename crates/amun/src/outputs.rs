@@ -351,6 +351,7 @@ impl Outputs {
                     ));
                 }
             }
+            w.check_registry()?;
             w.check_existing()?;
         }
         Ok(())
@@ -386,6 +387,24 @@ impl Target {
         )
     }
 
+    /// A registry's folder holds released versions, receipts and
+    /// certificates that only `amun registry` commands write: an output
+    /// there could replace a released version's weights (of the same kind,
+    /// so [`Target::check_existing`] would let it through).
+    fn check_registry(&self) -> Result<()> {
+        let target = canonical_lenient(&self.path);
+        match target.ancestors().skip(1).find(|d| is_registry(d)) {
+            Some(dir) => Err(self.refuse(
+                "write",
+                &format!(
+                    "inside the registry {} (its files are written only by `amun registry` commands)",
+                    dir.display()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// An existing file may be replaced by a file of its own kind (a
     /// command run again); the named output also when amun did not write
     /// it (the user chose that path). Anything else is another artifact.
@@ -413,6 +432,15 @@ impl Target {
             ),
         ))
     }
+}
+
+/// The files that make a folder a registry (`registry::db::DB_FILE`,
+/// `registry::anchor::FILE`; named here, below the registry, which checks
+/// they agree).
+pub const REGISTRY_MARKERS: [&str; 2] = ["registry.db", "anchor.log"];
+
+fn is_registry(dir: &Path) -> bool {
+    REGISTRY_MARKERS.iter().any(|m| dir.join(m).exists())
 }
 
 fn prefix(flag: &str, e: Error) -> Error {
@@ -466,6 +494,31 @@ fn canonical_lenient(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writing_inside_a_registry_is_refused_beside_it_allowed() {
+        let d = tempfile::tempdir().unwrap();
+        let reg = d.path().join("reg");
+        std::fs::create_dir_all(reg.join("versions")).unwrap();
+        std::fs::write(reg.join("anchor.log"), b"").unwrap();
+        for out in [
+            "versions/v0002.safetensors",
+            "receipts/r0001.json",
+            "x.safetensors",
+        ] {
+            let mut o = Outputs::new();
+            o.writes("--out", &reg.join(out), Artifact::Checkpoint);
+            let e = o.check().unwrap_err().to_string();
+            assert!(e.contains("inside the registry"), "{out}: {e}");
+        }
+        let mut o = Outputs::new();
+        o.writes(
+            "--out",
+            &d.path().join("beside.safetensors"),
+            Artifact::Checkpoint,
+        );
+        o.check().unwrap();
+    }
 
     #[test]
     fn a_symlinked_input_is_the_file_it_points_to() {

@@ -530,3 +530,58 @@ fn one_set_key_given_twice_is_refused() {
     fails_with(&o, &["--set finetune.lr", "twice"]);
     assert!(!d.path().join("u.safetensors").exists());
 }
+
+#[test]
+fn outputs_inside_a_registry_folder_are_refused() {
+    // A released version's weights and an issued receipt are amun
+    // artifacts of the very kinds `unlearn` and `split` write: only the
+    // registry's own commands may write there.
+    let d = folder();
+    let reg = d.path().join("reg");
+    std::fs::create_dir_all(reg.join("versions")).unwrap();
+    std::fs::create_dir_all(reg.join("receipts")).unwrap();
+    std::fs::write(reg.join("anchor.log"), b"").unwrap();
+    let (v2, v2_side, receipt) = (
+        p(&reg, "versions/v0002.safetensors"),
+        p(&reg, "versions/v0002.json"),
+        p(&reg, "receipts/r0001.json"),
+    );
+    std::fs::copy(m("orig.safetensors"), &v2).unwrap();
+    std::fs::copy(m("orig.json"), &v2_side).unwrap();
+    std::fs::write(&receipt, b"{\"request\": 1}").unwrap();
+    let (ck, f) = (p(d.path(), "orig.safetensors"), p(d.path(), "f.json"));
+    refused_and_intact(
+        &[
+            "unlearn",
+            "--checkpoint",
+            &ck,
+            "--forget",
+            &f,
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            &v2,
+        ],
+        &[&v2, &v2_side],
+        &["--out", "inside the registry"],
+    );
+    refused_and_intact(
+        &[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "10",
+            "--out",
+            &receipt,
+        ],
+        &[&receipt],
+        &["--out", "inside the registry"],
+    );
+}

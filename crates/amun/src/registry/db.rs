@@ -549,6 +549,14 @@ pub fn parse_utc(s: &str) -> Result<String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn outputs_knows_the_files_that_make_a_registry() {
+        assert_eq!(
+            crate::outputs::REGISTRY_MARKERS,
+            [DB_FILE, crate::registry::anchor::FILE]
+        );
+    }
+
     /// A registry-shaped WAL database in a new folder, closed.
     fn wal_db() -> (tempfile::TempDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();
