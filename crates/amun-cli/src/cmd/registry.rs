@@ -568,6 +568,7 @@ fn certificate(a: CertificateArgs) -> Result<()> {
         None => reg.head()?.id,
     };
     let (md, json) = registry::ensure_certificate(&reg, id)?;
+    registry::check_issued_certificate(&reg, id)?;
     if a.json {
         return super::emit(&std::fs::read_to_string(&json)?);
     }

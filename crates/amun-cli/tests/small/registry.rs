@@ -226,6 +226,17 @@ fn edited_certificates_and_a_rolled_back_database_are_named_and_nothing_is_remov
     std::fs::write(&cj, serde_json::to_string_pretty(&c).unwrap() + "\n").unwrap();
     let o = reg("verify", &a, &[]);
     fails_with(&o, &["v0002.json", "was edited: its `audit` differs"]);
+    // Printing a certificate checks it as verify does: an edited one is
+    // never shown as the registry's.
+    fails_with(
+        &reg("certificate", &a, &["--version", "2"]),
+        &[
+            "v0002.json",
+            "was edited: its `audit` differs",
+            "registry verify",
+        ],
+    );
+    ok(&reg("certificate", &base, &["--version", "2"]));
     let b = d.path().join("b");
     copy_dir(&base, &b);
     let cj = b.join("certificates/v0002.json");
@@ -235,6 +246,10 @@ fn edited_certificates_and_a_rolled_back_database_are_named_and_nothing_is_remov
     let md = b.join("certificates/v0001.md");
     let text = std::fs::read_to_string(&md).unwrap();
     std::fs::write(&md, text.replacen("| ", "| 9", 1)).unwrap();
+    fails_with(
+        &reg("certificate", &b, &["--version", "1", "--json"]),
+        &["v0001.md", "was edited: line"],
+    );
     // The error line names the first problem; stdout lists each.
     let o = reg("verify", &b, &[]);
     fails_with(&o, &["2 problem(s)", "v0001.md: was edited: line"]);

@@ -42,7 +42,7 @@ pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
 };
 pub use samples::{Named, Sample};
-pub use verify::{Finding, Verified, verify};
+pub use verify::{Finding, Verified, check_issued_certificate, verify};
 
 use crate::data::{DataSpec, ForgetSet};
 use crate::error::{Error, IoContext, Result};

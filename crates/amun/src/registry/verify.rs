@@ -9,7 +9,7 @@ use super::anchor;
 use super::db::{self, GENESIS, content_sha256, link_hash};
 use super::samples::{digest, short};
 use super::{Registry, read_absorptions, read_policies, read_retrains};
-use crate::error::Result;
+use crate::error::{Error, IoContext, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -380,6 +380,35 @@ fn certificates(
         );
     }
     Ok(())
+}
+
+/// Version `id`'s issued certificate files checked against the records
+/// (what verify does for every certificate), so a command that prints one
+/// never prints an edited certificate as the registry's.
+pub fn check_issued_certificate(reg: &Registry, id: i64) -> Result<()> {
+    let (md, json) = super::certificate::certificate_paths(reg, id);
+    let text = std::fs::read_to_string(&json).at(&json)?;
+    let markdown = std::fs::read_to_string(&md).ok();
+    let chain = db::chain(&reg.conn, &reg.db)?;
+    let mut found = Vec::new();
+    check_certificate(
+        reg,
+        &chain,
+        Some(id),
+        (&json, &text),
+        markdown.as_deref().map(|m| (md.as_path(), m)),
+        &mut |what, problem| found.push(format!("{what} {problem}")),
+    );
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "registry",
+        format!(
+            "{}; `amun registry verify` lists every finding",
+            found.join("; ")
+        ),
+    ))
 }
 
 /// Checks one certificate (`json`: its path and text; `md`: its Markdown,
