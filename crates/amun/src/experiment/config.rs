@@ -640,7 +640,10 @@ impl Config {
             .message()
             .strip_prefix("calibrate.")
             .and_then(|m| m.split(':').next())
-            .filter(|k| CALIBRATE_KEYS.contains(k));
+            // The key as written (`lrs` of `lrs[0]`), known or not: an
+            // unknown key is on a line of its own too.
+            .and_then(|k| k.split(['.', '[']).next())
+            .filter(|k| !k.is_empty());
         match key {
             Some(k) => Lines::new(text).error(path, &["calibrate", k], e.message().trim_end()),
             None => Error::toml(text, path, e),
@@ -1248,6 +1251,7 @@ attack.steps = 5
                 "[calibrate]\nholdout = 10\nmethods = [\"ft\"]\n",
                 "calibrate.methods",
             ),
+            ("[calibrate]\nholdout = 10\nbogus = 1\n", "calibrate.bogus"),
         ] {
             let line = if extra.starts_with("[tune]") {
                 "line 13"
