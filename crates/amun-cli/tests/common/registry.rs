@@ -19,6 +19,32 @@ pub fn create(registry: &Path, model: &Path, args: &[&str]) {
     ok(&reg("create", registry, &a));
 }
 
+/// A registry (`reg`, 10 test images held out) of a small CNN trained for
+/// one epoch on an image folder (`digits`: 120 training, 60 test PNGs) in
+/// `dir`; returns the folder and the registry.
+pub fn folder_registry(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("digits");
+    super::png_folder(&data, 120, 60);
+    let model = dir.join("m.safetensors");
+    ok(&amun(&[
+        "train",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--out",
+        model.to_str().unwrap(),
+        "-q",
+    ]));
+    let r = dir.join("reg");
+    create(&r, &model, &["--holdout-test", "10"]);
+    (data, r)
+}
+
 /// A small CNN trained on the first `train` MNIST-5k images (test 200).
 pub fn mnist_model(dir: &Path, train: &str, epochs: &str) -> PathBuf {
     let out = dir.join("orig.safetensors");

@@ -4,7 +4,7 @@
 use crate::common;
 use common::registry::{
     AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, copy_with_sql, count, create, db,
-    indices_sha256, mnist_model, pending, reg, request, small_registry,
+    folder_registry, indices_sha256, mnist_model, pending, reg, request, small_registry,
 };
 use common::{fails_with, ok, read_json, stdout};
 use std::path::Path;
@@ -425,25 +425,7 @@ fn bad_requests_are_refused_and_change_nothing() {
 #[test]
 fn image_folders_are_named_by_path_and_changed_bytes_are_refused() {
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("digits");
-    common::png_folder(&data, 120, 60);
-    let model = d.path().join("m.safetensors");
-    ok(&common::amun(&[
-        "train",
-        "--dataset",
-        data.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--device",
-        "cpu",
-        "--out",
-        model.to_str().unwrap(),
-        "-q",
-    ]));
-    let r = d.path().join("reg");
-    create(&r, &model, &["--holdout-test", "10"]);
+    let (data, r) = folder_registry(d.path());
     let files: Vec<String> = {
         let c = db(&r);
         let mut st = c

@@ -5,7 +5,8 @@
 //! the same bits.
 use crate::common;
 use common::registry::{
-    APPLY_FAST, copy_dir, count, create, mnist_model, pending, reg, request, small_registry,
+    APPLY_FAST, copy_dir, count, create, folder_registry, mnist_model, pending, reg, request,
+    small_registry,
 };
 use common::{fails_with, ok, read_json, stderr, stdout};
 use std::collections::BTreeMap;
@@ -158,25 +159,7 @@ fn registry_retrain_that_fails_or_is_killed_records_nothing() {
 #[test]
 fn registry_renamed_class_folder_is_named_not_reported_as_changed_bytes() {
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("digits");
-    common::png_folder(&data, 120, 60);
-    let model = d.path().join("m.safetensors");
-    ok(&common::amun(&[
-        "train",
-        "--dataset",
-        data.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--device",
-        "cpu",
-        "--out",
-        model.to_str().unwrap(),
-        "-q",
-    ]));
-    let r = d.path().join("reg");
-    create(&r, &model, &["--holdout-test", "10"]);
+    let (data, r) = folder_registry(d.path());
     let req = d.path().join("paths.txt");
     let first = std::fs::read_dir(data.join("train/1"))
         .unwrap()
