@@ -101,6 +101,7 @@ fn main() -> amun::Result<()> {
         forget: &forget.indices,
         retain: with_retain.then_some(retain.as_slice()),
         adv: adv.as_ref(),
+        mask: None,
         num_classes: data.num_classes(),
     };
     let probes = Probes::new(&req, &heldout, 1000, 0);

@@ -101,6 +101,7 @@ pub fn audit_version(
             forget: forgotten,
             retain: Some(&retain),
             adv: None,
+            mask: None,
             num_classes: data.num_classes(),
         };
         let p = Probes::new(&req, &test, 1, seed).probe(model);

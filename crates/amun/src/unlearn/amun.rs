@@ -74,6 +74,10 @@ impl MethodDef for Amun {
         Some(s.attack.clone())
     }
 
+    fn saliency(s: &AmunSettings) -> Option<f64> {
+        s.salun_ratio
+    }
+
     fn unlearn(
         s: &AmunSettings,
         model: &mut Classifier,
@@ -101,6 +105,10 @@ impl MethodDef for AmunSalun {
         Some(s.attack.clone())
     }
 
+    fn saliency(s: &AmunSettings) -> Option<f64> {
+        s.salun_ratio
+    }
+
     fn unlearn(
         s: &AmunSettings,
         model: &mut Classifier,
@@ -124,16 +132,21 @@ fn adversarial_finetune(
         .adv
         .ok_or_else(|| Error::invalid(name, "needs the adversarial set of the forget set"))?;
     let mut log = UnlearnLog::default();
-    let mask = match s.salun_ratio {
-        Some(r) => Some(log.time("saliency_mask", || {
-            saliency_mask(
-                model,
-                &req.train.select(req.forget),
-                r,
-                s.finetune.batch_size,
-            )
-        })?),
-        None => None,
+    let own;
+    let mask = match (s.salun_ratio, req.mask) {
+        (Some(_), Some(given)) => Some(given),
+        (Some(r), None) => {
+            own = log.time("saliency_mask", || {
+                saliency_mask(
+                    model,
+                    &req.train.select(req.forget),
+                    r,
+                    s.finetune.batch_size,
+                )
+            })?;
+            Some(&own)
+        }
+        (None, _) => None,
     };
     let base: Vec<i64> = match (req.retain, s.adv_only) {
         (Some(r), false) => union_sorted(r, req.forget),
@@ -174,7 +187,7 @@ fn adversarial_finetune(
             model,
             &set,
             &s.finetune,
-            mask.as_ref(),
+            mask,
             &mut |_, _, logits, b| cross_entropy(logits, &b.y),
             ctx,
             name,

@@ -10,7 +10,9 @@
 //! It is two-sided: a forget set that became *less* familiar than unseen
 //! data (over-unlearning: forget accuracy below held-out accuracy, losses
 //! above unseen data's) scores as badly as one still memorised.
-use super::{Control, EpochObserver, ForgetRequest, Method, RunCtx, UnlearnLog};
+use super::{
+    Control, EpochObserver, ForgetRequest, Method, RunCtx, SaliencyMask, UnlearnLog, saliency_mask,
+};
 use crate::audit::{References, RmiaParams};
 use crate::data::{IndexSet, Split};
 use crate::error::{Error, Result};
@@ -1831,6 +1833,23 @@ pub fn calibrate(
     calibrate_from(opening, method, cal, model, req, ctx)
 }
 
+/// SalUn's mask of `original` with its seconds, for a method that masks
+/// and a request that carries none yet.
+fn original_mask(
+    method: &dyn Method,
+    req: &ForgetRequest<'_>,
+    original: &Classifier,
+) -> Result<Option<(SaliencyMask, f64)>> {
+    let (Some(ratio), None) = (method.saliency(), req.mask) else {
+        return Ok(None);
+    };
+    let batch = method.finetune().map_or(128, |f| f.batch_size);
+    let t = Instant::now();
+    let forget = req.train.select(req.forget);
+    let mask = saliency_mask(original, &forget, ratio, batch)?;
+    Ok(Some((mask, t.elapsed().as_secs_f64())))
+}
+
 /// Calibration from the original measured by [`open`] (of the same
 /// `method`, `cal`, `model` and `req`'s indices). `model` ends in
 /// the best state measured (possibly the original, if no state improved on
@@ -1908,6 +1927,16 @@ pub fn calibrate_from(
             walk_worst,
         )
     } else {
+        // Every leg and rung runs the method anew: SalUn's mask must be
+        // the original's, computed once, not each leg's starting state's.
+        let mask = original_mask(method, req, &base)?;
+        let req = &ForgetRequest {
+            mask: mask.as_ref().map(|(m, _)| m).or(req.mask),
+            ..*req
+        };
+        if let Some((_, secs)) = mask {
+            search.logs.timing.insert("saliency_mask".into(), secs);
+        }
         match cal.walk {
             Walk::Continue => {
                 let w = search.climb(&cal.lrs, start_rung, budget, model, &base, req, ctx)?;

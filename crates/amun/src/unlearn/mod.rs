@@ -67,6 +67,13 @@ pub struct ForgetRequest<'a> {
     pub retain: Option<&'a [i64]>,
     /// The adversarial set of `forget`, for methods that ask for one.
     pub adv: Option<&'a AdvSet>,
+    /// The original model's saliency mask, for methods that use one
+    /// ([`Method::saliency`]), when the method runs more than once on the
+    /// request (calibration's legs and rungs): SalUn defines the mask on
+    /// the model it starts from, and a leg that recomputed it on an already
+    /// fine-tuned state would free other weights. `None`: the method
+    /// computes it from the model it is given.
+    pub mask: Option<&'a SaliencyMask>,
     pub num_classes: usize,
 }
 
@@ -186,6 +193,11 @@ pub trait Method {
     fn finetune(&self) -> Option<&FineTune> {
         None
     }
+    /// The fraction of weights SalUn's mask frees, for methods that mask
+    /// their gradients (SalUn, AMUN+SalUn).
+    fn saliency(&self) -> Option<f64> {
+        None
+    }
     /// The same method with `o` applied to its training (its fine-tuning,
     /// or retrain's recipe), checked again: the one lever the flags, tuning
     /// and calibration pull.
@@ -272,6 +284,10 @@ pub trait MethodDef: 'static {
     fn adversarial(_: &Self::Settings) -> Option<AdvSettings> {
         None
     }
+    /// The fraction of weights its saliency mask frees, if it masks.
+    fn saliency(_: &Self::Settings) -> Option<f64> {
+        None
+    }
     fn unlearn(
         s: &Self::Settings,
         model: &mut Classifier,
@@ -329,6 +345,10 @@ impl<D: MethodDef> Method for Configured<D> {
 
     fn finetune(&self) -> Option<&FineTune> {
         self.settings.finetune()
+    }
+
+    fn saliency(&self) -> Option<f64> {
+        D::saliency(&self.settings)
     }
 
     fn adjusted(&self, o: &TrainOverrides) -> Result<Box<dyn Method>> {
@@ -732,6 +752,7 @@ pub fn unlearn_requests(
             forget: &forget,
             retain: retain.as_deref(),
             adv: None,
+            mask: None,
             num_classes,
         };
         let t = std::time::Instant::now();

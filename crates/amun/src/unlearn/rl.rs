@@ -54,6 +54,10 @@ impl MethodDef for Rl {
         defaults(false)
     }
 
+    fn saliency(s: &RlSettings) -> Option<f64> {
+        s.salun_ratio
+    }
+
     fn unlearn(
         s: &RlSettings,
         model: &mut Classifier,
@@ -74,6 +78,10 @@ impl MethodDef for Salun {
 
     fn defaults() -> RlSettings {
         defaults(true)
+    }
+
+    fn saliency(s: &RlSettings) -> Option<f64> {
+        s.salun_ratio
     }
 
     fn unlearn(
@@ -108,11 +116,16 @@ fn relabel(
     let ft = &s.finetune;
     let mut log = UnlearnLog::default();
     let forget = req.train.select(req.forget);
-    let mask = match s.salun_ratio {
-        Some(r) => Some(log.time("saliency_mask", || {
-            saliency_mask(model, &forget, r, ft.batch_size)
-        })?),
-        None => None,
+    let own;
+    let mask = match (s.salun_ratio, req.mask) {
+        (Some(_), Some(given)) => Some(given),
+        (Some(r), None) => {
+            own = log.time("saliency_mask", || {
+                saliency_mask(model, &forget, r, ft.batch_size)
+            })?;
+            Some(&own)
+        }
+        (None, _) => None,
     };
     let wrong = random_wrong_labels(
         &forget.label_vec(),
@@ -140,7 +153,7 @@ fn relabel(
             model,
             &set,
             ft,
-            mask.as_ref(),
+            mask,
             &mut |_, _, l, b| cross_entropy(l, &b.y),
             ctx,
             name,

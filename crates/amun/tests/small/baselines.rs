@@ -223,6 +223,71 @@ fn salun_mask_freezes_the_masked_weights_exactly() {
     assert!(frozen > 0 && moved > 0);
 }
 
+/// Calibration runs SalUn once per leg; every leg must mask with the
+/// original's saliency (`ForgetRequest::mask`), not recompute it on the
+/// state the previous leg left. Given the inverse of the model's own mask,
+/// SalUn keeps exactly the weights the given mask freezes and moves
+/// weights its own mask would have frozen.
+#[test]
+fn salun_masks_with_a_given_mask_instead_of_computing_its_own() {
+    let (data, mut model, forget) = setup();
+    let before: HashMap<String, tch::Tensor> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, p)| (n, p.copy()))
+        .collect();
+    let f = data.train.select(&forget.indices);
+    let own = amun::unlearn::saliency_mask(&model, &f, 0.5, 500).unwrap();
+    let given = amun::unlearn::SaliencyMask {
+        masks: own
+            .masks
+            .iter()
+            .map(|(k, m)| (k.clone(), m.ones_like() - m))
+            .collect(),
+        ratio: 0.5,
+    };
+    let salun = build(
+        "salun",
+        &json!({"finetune": {"epochs": 1, "weight_decay": 0.0}}),
+    )
+    .unwrap();
+    let req = amun::unlearn::ForgetRequest {
+        train: &data.train,
+        forget: &forget.indices,
+        retain: None,
+        adv: None,
+        mask: Some(&given),
+        num_classes: 10,
+    };
+    let ctx = RunCtx {
+        seed: 7,
+        progress: &Quiet,
+        original_recipe: None,
+        observe: None,
+        on_epoch: None,
+    };
+    let log = salun.unlearn(&mut model, &req, &ctx).unwrap();
+    assert!(
+        !log.timing.contains_key("saliency_mask"),
+        "{:?}",
+        log.timing
+    );
+    let (mut own_frozen_moved, mut given_frozen_moved) = (0i64, 0i64);
+    for (name, p) in model.named_parameters() {
+        let changed = p.ne_tensor(&before[&name]);
+        let count = |m: &tch::Tensor| {
+            changed
+                .logical_and(&m.eq(0.0))
+                .sum(tch::Kind::Int64)
+                .int64_value(&[])
+        };
+        given_frozen_moved += count(&given.masks[&name]);
+        own_frozen_moved += count(&own.masks[&name]);
+    }
+    assert_eq!(given_frozen_moved, 0);
+    assert!(own_frozen_moved > 0);
+}
+
 #[test]
 fn retrain_never_sees_a_forget_index() {
     let (data, mut model, forget) = setup();
