@@ -9,8 +9,8 @@
 //! one libtorch (PyTorch's), so a view made here over that memory is a view
 //! of the caller's tensor.
 use amun::audit::{
-    RmiaParams, Signal, audit as audit_model, audit_holdout, audit_seed, avg_gap, check_retrain,
-    load_references,
+    References, RmiaParams, Signal, audit as audit_model, audit_holdout, audit_seed, avg_gap,
+    check_retrain, load_references,
 };
 use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOutRecord, Split};
 use amun::model::{Classifier, OpenSpec, Opened, open_program};
@@ -393,6 +393,24 @@ impl AuditRequest {
         Ok(p)
     }
 
+    /// Opens the retrain at `path` as `amun audit` opens `--retrain` (over
+    /// the audited data; refused when trained on other data than `first`).
+    fn open_retrain(&self, path: &Path, first: &Sidecar, dev: Device) -> amun::Result<Opened> {
+        let Some(d) = &self.data_path else {
+            return Err(amun::Error::invalid(
+                "retrain",
+                "checking a retrain needs the data as a path amun reads",
+            ));
+        };
+        let rt = self.open_path(path, d, dev)?;
+        if rt.sidecar.data.train_label() != first.data.train_label() {
+            let (got, want) = (rt.sidecar.data.label(), first.data.label());
+            let msg = format!("trained on {got}, the others on {want}");
+            return Err(amun::Error::checkpoint(path, msg));
+        }
+        Ok(rt)
+    }
+
     /// Opens the model at `path` as `amun audit` opens each `--checkpoint`
     /// (an amun checkpoint, a PyTorch file, a `.pt2`) over `data_path`.
     fn open_path(&self, path: &Path, data_path: &str, dev: Device) -> amun::Result<Opened> {
@@ -432,7 +450,7 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
     let dev = amun::device::parse_device(&req.device)?;
     let params = req.params()?;
     let forget_file = match &req.forget {
-        Forget::File(p) => Some((ForgetFile::read(p)?, p.as_path())),
+        Forget::File(p) => Some(ForgetFile::read(p)?),
         Forget::Indices(_) => None,
     };
     let opened = match (splits, &req.data_path) {
@@ -442,29 +460,11 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
     };
     let data = opened.data;
     let forget = match (forget_file, &req.forget) {
-        (Some((f, p)), _) => f.resolve(&data, p)?,
-        (None, Forget::Indices(i)) => {
-            ForgetSet::from_indices(&data, i.clone(), Path::new("forget"))?
-        }
+        (Some(f), Forget::File(p)) => f.resolve(&data, p)?,
+        (_, Forget::Indices(i)) => ForgetSet::from_indices(&data, i.clone(), Path::new("forget"))?,
         (None, Forget::File(_)) => unreachable!("read above"),
     };
-    let mut paths = vec![req.source.program.clone()];
-    if let Some(r) = &req.retrain {
-        paths.insert(0, r.clone());
-    }
-    let sidecars = read_sidecars(&paths)?;
-    if let Some(r) = &req.retrain {
-        match &sidecars[0] {
-            Some(sc) => check_retrain(sc, &forget, r)?,
-            None => return Err(no_retrain_sidecar(r)),
-        }
-    }
-    let recorded: Vec<(&Path, &Sidecar)> = paths
-        .iter()
-        .zip(&sidecars)
-        .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
-        .collect();
-    let (holdout, note) = audit_holdout(&recorded, data.test.len(), req.holdout_test)?;
+    let (holdout, note) = checked_holdout(&req, &forget, data.test.len())?;
     let mut notes: Vec<String> = opened.notes.into_iter().chain(note).collect();
     let refs = req
         .refs
@@ -475,46 +475,58 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
     let seed = req.seed.unwrap_or_else(|| audit_seed(forget.seed));
     let data = data.to_device(dev);
     let accuracy = accuracies(&opened.model, &data, &forget, holdout)?;
-    let mut audits = Vec::new();
+    let run = |model: &Classifier, refs: &References| {
+        audit_model(model, &data, &forget.indices, refs, &params, seed, holdout)
+    };
+    let (mut audited, mut gap) = (None, None);
     if let Some(refs) = &refs {
-        if let (Some(r), Some(d)) = (&req.retrain, &req.data_path) {
-            let rt = req.open_path(r, d, dev)?;
-            let (got, want) = (rt.sidecar.data.label(), opened.sidecar.data.label());
-            if rt.sidecar.data.train_label() != opened.sidecar.data.train_label() {
-                let msg = format!("trained on {got}, the others on {want}");
-                return Err(amun::Error::checkpoint(r, msg));
-            }
-            audits.push(audit_model(
-                &rt.model,
-                &data,
-                &forget.indices,
+        let retrain = match &req.retrain {
+            Some(r) => Some(run(
+                &req.open_retrain(r, &opened.sidecar, dev)?.model,
                 refs,
-                &params,
-                seed,
-                holdout,
-            )?);
-        }
-        let m = &opened.model;
-        audits.push(audit_model(
-            m,
-            &data,
-            &forget.indices,
-            refs,
-            &params,
-            seed,
-            holdout,
-        )?);
+            )?),
+            None => None,
+        };
+        let a = run(&opened.model, refs)?;
+        gap = retrain.map(|rt| avg_gap(&a.scores, &rt.scores));
+        audited = Some(a);
     }
-    let gap = (audits.len() == 2).then(|| avg_gap(&audits[1].scores, &audits[0].scores));
     Ok(serde_json::json!({
         "accuracy": accuracy,
-        "audit": audits.last(),
+        "audit": audited,
         "avg_gap": gap,
         "rmia": params,
         "holdout_test": holdout,
         "notes": notes,
     })
     .to_string())
+}
+
+/// The test images the audit leaves out (`audit_holdout` over the
+/// sidecars of the model and the retrain), after `check_retrain`: every
+/// check that needs only files, before any model is audited.
+fn checked_holdout(
+    req: &AuditRequest,
+    forget: &ForgetSet,
+    test_len: usize,
+) -> amun::Result<(usize, Option<String>)> {
+    let mut paths = vec![req.source.program.clone()];
+    if let Some(r) = &req.retrain {
+        paths.insert(0, r.clone());
+    }
+    let sidecars = read_sidecars(&paths)?;
+    if let Some(r) = &req.retrain {
+        match &sidecars[0] {
+            Some(sc) => check_retrain(sc, forget, r)?,
+            None => return Err(no_retrain_sidecar(r)),
+        }
+    }
+    let recorded: Vec<(&Path, &Sidecar)> = paths
+        .iter()
+        .zip(&sidecars)
+        .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
+        .collect();
+    audit_holdout(&recorded, test_len, req.holdout_test)
 }
 
 /// Each path's amun sidecar, when it has one.
