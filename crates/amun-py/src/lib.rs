@@ -1,8 +1,10 @@
 //! `amun._amun`: the native half of the Python package `amun`. It turns
 //! what `python/amun/__init__.py` hands over (a request as JSON, tensors as
 //! pointers into PyTorch's memory) into the library's values and runs the
-//! library's own entry points (`open_program`, `UnlearnJob`); every
-//! decision about data, models and runs stays in the `amun` crate.
+//! library's own entry points (`open_program`, `UnlearnJob`, `audit::audit`
+//! with the checks `amun audit` makes, `registry::*` as `amun registry`
+//! calls them); every decision about data, models and runs stays in the
+//! `amun` crate.
 //!
 //! Tensors cross as `(data_ptr, shape, strides, dtype, device)` tuples of
 //! tensors the Python caller keeps alive for the call: the process holds
@@ -156,7 +158,7 @@ fn unlearn(
 
 /// Reports the library's progress to a Python callback `(event, text, pos,
 /// total)` (`event`: start, update, finish or note) and stops the run on
-/// Ctrl-C: the epoch loop reports between batches, where the GIL is taken
+/// Ctrl-C: the epoch loop reports every ten batches, where the GIL is taken
 /// for the callback and Python's pending signals are run.
 struct PyProgress {
     callback: Option<Py<PyAny>>,

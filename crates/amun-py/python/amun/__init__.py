@@ -428,7 +428,8 @@ def unlearn(
     Raises:
         AmunTypeError, AmunValueError: bad arguments, before any long work.
         AmunError: amun refused the request (its message says why).
-        KeyboardInterrupt: Ctrl-C, between two batches; nothing is written.
+        KeyboardInterrupt: Ctrl-C, seen at the next progress report (every ten
+            batches of an epoch, and between phases); the module is left unchanged.
     """
     start = time.perf_counter()
     images, labels = _split("data", data)
@@ -651,6 +652,7 @@ def audit(
             request["device"] = str(device if device is not None else dev)
             tensors = ((_ref(images), _ref(labels)), (_ref(t[0]), _ref(t[1])))
         if "forget" not in request:
+            # Data amun reads itself: the range is checked against it there.
             request["forget"] = {"indices": _forget(forget, 1 << 62)}
         out = json.loads(_call(_amun.audit, json.dumps(request), *tensors))
     return _audit_record(out)
