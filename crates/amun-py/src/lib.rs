@@ -1,25 +1,34 @@
 //! `amun._amun`: the native half of the Python package `amun`. It turns
 //! what `python/amun/__init__.py` hands over (a request as JSON, tensors as
 //! pointers into PyTorch's memory) into the library's values and runs the
-//! library's own entry points (`open_program`, `UnlearnJob`); every
-//! decision about data, models and runs stays in the `amun` crate.
+//! library's own entry points (`open_program`, `UnlearnJob`, `audit::audit`
+//! with the checks `amun audit` makes, `registry::*` as `amun registry`
+//! calls them); every decision about data, models and runs stays in the
+//! `amun` crate.
 //!
 //! Tensors cross as `(data_ptr, shape, strides, dtype, device)` tuples of
 //! tensors the Python caller keeps alive for the call: the process holds
 //! one libtorch (PyTorch's), so a view made here over that memory is a view
 //! of the caller's tensor.
-use amun::data::{DataSpec, Dataset, HeldOutRecord, Split};
-use amun::model::{Classifier, OpenSpec, open_program};
-use amun::progress::Quiet;
+use amun::audit::{
+    References, RmiaParams, Signal, audit as audit_model, audit_holdout, audit_seed, avg_gap,
+    check_retrain, load_references,
+};
+use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOutRecord, Split};
+use amun::model::{Classifier, OpenSpec, Opened, open_program};
+use amun::model::{Sidecar, checkpoint};
+use amun::progress::{Progress, Quiet};
+use amun::registry::{self, ApplySpec, CreateSpec, Policy, Registry};
 use amun::train::TrainOverrides;
-use amun::unlearn::{CalibrateOverrides, UnlearnJob};
+use amun::unlearn::{CalibrateOverrides, MethodSpec, UnlearnJob, check_given};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::PathBuf;
-use tch::{Kind, Tensor};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tch::{Device, Kind, Tensor};
 
 create_exception!(
     _amun,
@@ -83,14 +92,34 @@ fn split(what: &str, images: &TensorRef, labels: &TensorRef) -> PyResult<Split> 
     })
 }
 
-/// What `amun.unlearn` asks for, besides the tensors.
+/// The model and the data as the caller gives them: the `.pt2` amun runs
+/// (the module exported, or the caller's file) over the caller's tensors.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Request {
+struct Source {
     program: PathBuf,
     normalize: Option<String>,
     dataset: String,
     classes: Vec<String>,
+}
+
+/// Opens `source`'s program over the caller's splits on `dev`, as `amun
+/// unlearn --checkpoint model.pt2` opens it over data it read.
+fn open_tensors(source: &Source, train: Split, test: Split, dev: Device) -> amun::Result<Opened> {
+    let spec = DataSpec::new(source.dataset.clone());
+    let data = Dataset::from_splits(spec, source.classes.clone(), train, test)?;
+    let spec = OpenSpec {
+        normalize: source.normalize.clone(),
+        ..Default::default()
+    };
+    open_program(&source.program, &spec, data, dev)
+}
+
+/// What `amun.unlearn` asks for, besides the tensors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    source: Source,
     forget: Vec<i64>,
     method: String,
     settings: serde_json::Value,
@@ -104,13 +133,14 @@ struct Request {
 /// `targets` (the module's `state_dict()` tensors, by name); returns the
 /// record as JSON.
 #[pyfunction]
-#[pyo3(signature = (request, train, heldout, targets))]
+#[pyo3(signature = (request, train, heldout, targets, progress=None))]
 fn unlearn(
     py: Python<'_>,
     request: &str,
     train: (TensorRef, TensorRef),
     heldout: Option<(TensorRef, TensorRef)>,
     targets: HashMap<String, TensorRef>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let req: Request = serde_json::from_str(request)
         .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
@@ -122,13 +152,78 @@ fn unlearn(
             labels: train.labels.narrow(0, 0, 0),
         },
     };
-    py.allow_threads(|| guard(|| run(req, train, test, &targets)))
+    let progress = PyProgress::new(progress);
+    py.allow_threads(|| guard(|| run(req, train, test, &targets, &progress)))
+}
+
+/// Reports the library's progress to a Python callback `(event, text, pos,
+/// total)` (`event`: start, update, finish or note) and stops the run on
+/// Ctrl-C: the epoch loop reports every ten batches, where the GIL is taken
+/// for the callback and Python's pending signals are run.
+struct PyProgress {
+    callback: Option<Py<PyAny>>,
+    /// The current phase's number of steps (`update` does not repeat it).
+    total: AtomicU64,
+}
+
+/// The unwind that stops a run from inside [`PyProgress`], carrying the
+/// Python exception (KeyboardInterrupt, or the callback's own error).
+///
+/// The library has no cancellation: an unwind out of its epoch loop is the
+/// one way out that drops every tensor and lock on the way, and `guard`
+/// turns it back into the exception before the caller's weights are
+/// written, so the module is left as it was.
+struct Stop(PyErr);
+
+impl PyProgress {
+    fn new(callback: Option<Py<PyAny>>) -> PyProgress {
+        PyProgress {
+            callback,
+            total: AtomicU64::new(0),
+        }
+    }
+
+    fn event(&self, event: &str, text: &str, pos: u64) {
+        let total = self.total.load(Ordering::Relaxed);
+        let res = Python::with_gil(|py| {
+            py.check_signals()?;
+            match &self.callback {
+                Some(cb) => cb.call1(py, (event, text, pos, total)).map(drop),
+                None => Ok(()),
+            }
+        });
+        if let Err(e) = res {
+            // resume_unwind: no panic hook, so nothing is printed.
+            std::panic::resume_unwind(Box::new(Stop(e)));
+        }
+    }
+}
+
+impl Progress for PyProgress {
+    fn start(&self, label: &str, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+        self.event("start", label, 0);
+    }
+    fn update(&self, pos: u64, status: &str) {
+        self.event("update", status, pos);
+    }
+    fn finish(&self, summary: &str) {
+        self.event("finish", summary, self.total.load(Ordering::Relaxed));
+    }
+    fn note(&self, line: &str) {
+        self.event("note", line, 0);
+    }
 }
 
 /// Runs `f`, turning a panic (a bug in amun or a libtorch error it did not
-/// expect) into an `amun.AmunError` rather than unwinding into Python.
+/// expect) into an `amun.AmunError` rather than unwinding into Python, and
+/// a [`Stop`] into its exception.
 fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let p = match p.downcast::<Stop>() {
+            Ok(stop) => return Err(stop.0),
+            Err(p) => p,
+        };
         let msg = p
             .downcast_ref::<String>()
             .cloned()
@@ -146,15 +241,10 @@ fn run(
     train: Split,
     test: Split,
     targets: &HashMap<String, TensorRef>,
+    progress: &PyProgress,
 ) -> PyResult<String> {
     let dev = amun::device::parse_device(&req.device).map_err(py_err)?;
-    let data = Dataset::from_splits(DataSpec::new(req.dataset.clone()), req.classes, train, test)
-        .map_err(py_err)?;
-    let spec = OpenSpec {
-        normalize: req.normalize.clone(),
-        ..Default::default()
-    };
-    let opened = open_program(&req.program, &spec, data, dev).map_err(py_err)?;
+    let opened = open_tensors(&req.source, train, test, dev).map_err(py_err)?;
     let (mut model, parent) = (opened.model, opened.sidecar);
     let request = amun::data::ForgetSet::from_indices(
         &opened.data,
@@ -200,7 +290,7 @@ fn run(
         forgotten_before: &[],
         recipe: None,
     };
-    let done = job.run(&mut model, &parent, &Quiet).map_err(py_err)?;
+    let done = job.run(&mut model, &parent, progress).map_err(py_err)?;
     write_back(&model, targets)?;
     let log = done.logs.first();
     let out = serde_json::json!({
@@ -254,61 +344,249 @@ fn write_back(model: &Classifier, targets: &HashMap<String, TensorRef>) -> PyRes
     })
 }
 
-/// What `amun.audit` asks for, besides the tensors.
+/// What `amun.audit` asks for, besides the tensors: `amun audit`'s flags.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditRequest {
-    program: PathBuf,
-    normalize: Option<String>,
-    dataset: String,
-    classes: Vec<String>,
-    forget: Vec<i64>,
+    source: Source,
+    /// Data amun reads itself (`--dataset`: a registry name or a folder);
+    /// `None`: the caller's tensors.
+    data_path: Option<String>,
+    forget: Forget,
+    refs: Option<PathBuf>,
+    retrain: Option<PathBuf>,
+    signal: String,
+    online: bool,
+    a: f64,
+    gamma: f64,
+    seed: Option<u64>,
+    holdout_test: Option<usize>,
     device: String,
 }
 
-/// Accuracies of the model in `request` on the forget set, the retain set
-/// and the test split, overall and per class (amun's evaluation: eval mode,
-/// every sample once); returns them as JSON.
+/// A forget set as indices or as a file (`--forget`).
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Forget {
+    Indices(Vec<i64>),
+    File(PathBuf),
+}
+
+impl AuditRequest {
+    /// `--signal`, `--online`, `--a`, `--gamma` as the library's value.
+    fn params(&self) -> amun::Result<RmiaParams> {
+        let signal = match self.signal.as_str() {
+            "taylor-soft-margin" => Signal::default(),
+            "softmax" => Signal::Softmax { temperature: 1.0 },
+            s => {
+                return Err(amun::Error::invalid(
+                    "signal",
+                    format!("'{s}': expected taylor-soft-margin or softmax"),
+                ));
+            }
+        };
+        let p = RmiaParams {
+            signal,
+            offline: !self.online,
+            a: self.a,
+            gamma: self.gamma,
+        };
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Opens the retrain at `path` as `amun audit` opens `--retrain` (over
+    /// the audited data; refused when trained on other data than `first`).
+    fn open_retrain(&self, path: &Path, first: &Sidecar, dev: Device) -> amun::Result<Opened> {
+        let Some(d) = &self.data_path else {
+            return Err(amun::Error::invalid(
+                "retrain",
+                "checking a retrain needs the data as a path amun reads",
+            ));
+        };
+        let rt = self.open_path(path, d, dev)?;
+        if rt.sidecar.data.train_label() != first.data.train_label() {
+            let (got, want) = (rt.sidecar.data.label(), first.data.label());
+            let msg = format!("trained on {got}, the others on {want}");
+            return Err(amun::Error::checkpoint(path, msg));
+        }
+        Ok(rt)
+    }
+
+    /// Opens the model at `path` as `amun audit` opens each `--checkpoint`
+    /// (an amun checkpoint, a PyTorch file, a `.pt2`) over `data_path`.
+    fn open_path(&self, path: &Path, data_path: &str, dev: Device) -> amun::Result<Opened> {
+        let spec = OpenSpec {
+            normalize: self.source.normalize.clone(),
+            dataset: Some(data_path.to_string()),
+            ..Default::default()
+        };
+        amun::model::open(path, &spec, &amun::data::default_data_dir(), dev, &Quiet)
+    }
+}
+
+/// The audit of `amun audit`: accuracies on the forget set, the retain set
+/// and D_T, and with `refs` RMIA, MIS and the Avg. Gap against `retrain`;
+/// returns them as JSON.
 #[pyfunction]
+#[pyo3(signature = (request, train=None, test=None))]
 fn audit(
     py: Python<'_>,
     request: &str,
-    train: (TensorRef, TensorRef),
-    test: (TensorRef, TensorRef),
+    train: Option<(TensorRef, TensorRef)>,
+    test: Option<(TensorRef, TensorRef)>,
 ) -> PyResult<String> {
     let req: AuditRequest = serde_json::from_str(request)
         .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
-    let train = split("data", &train.0, &train.1)?;
-    let test = split("test", &test.0, &test.1)?;
-    py.allow_threads(|| guard(|| run_audit(req, train, test)))
+    let splits = match (&train, &test) {
+        (Some(tr), Some(te)) => Some((split("data", &tr.0, &tr.1)?, split("test", &te.0, &te.1)?)),
+        _ => None,
+    };
+    py.allow_threads(|| guard(|| run_audit(req, splits).map_err(py_err)))
 }
 
-fn run_audit(req: AuditRequest, train: Split, test: Split) -> PyResult<String> {
-    let dev = amun::device::parse_device(&req.device).map_err(py_err)?;
-    let data = Dataset::from_splits(DataSpec::new(req.dataset.clone()), req.classes, train, test)
-        .map_err(py_err)?;
-    let spec = OpenSpec {
-        normalize: req.normalize.clone(),
-        ..Default::default()
+/// `amun audit`'s steps (`cmd/audit.rs`) for one model, with the same
+/// library calls in the same order: every check that needs only files
+/// before any model is audited.
+fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<String> {
+    let dev = amun::device::parse_device(&req.device)?;
+    let params = req.params()?;
+    let forget_file = match &req.forget {
+        Forget::File(p) => Some(ForgetFile::read(p)?),
+        Forget::Indices(_) => None,
     };
-    let opened = open_program(&req.program, &spec, data, dev).map_err(py_err)?;
-    let forget = amun::data::ForgetSet::from_indices(
-        &opened.data,
-        req.forget,
-        std::path::Path::new("forget"),
+    let opened = match (splits, &req.data_path) {
+        (Some((train, test)), _) => open_tensors(&req.source, train, test, dev)?,
+        (None, Some(d)) => req.open_path(&req.source.program, d, dev)?,
+        (None, None) => return Err(amun::Error::invalid("data", "no data given")),
+    };
+    let data = opened.data;
+    let forget = match (forget_file, &req.forget) {
+        (Some(f), Forget::File(p)) => f.resolve(&data, p)?,
+        (_, Forget::Indices(i)) => ForgetSet::from_indices(&data, i.clone(), Path::new("forget"))?,
+        (None, Forget::File(_)) => unreachable!("read above"),
+    };
+    let (holdout, note) = checked_holdout(&req, &forget, data.test.len())?;
+    let mut notes: Vec<String> = opened.notes.into_iter().chain(note).collect();
+    let refs = req
+        .refs
+        .as_ref()
+        .map(|r| load_references(r, &data))
+        .transpose()?;
+    notes.extend(refs.iter().flat_map(|r| r.notes.iter().cloned()));
+    let seed = req.seed.unwrap_or_else(|| audit_seed(forget.seed));
+    let data = data.to_device(dev);
+    let accuracy = accuracies(&opened.model, &data, &forget, holdout)?;
+    let run = |model: &Classifier, refs: &References| {
+        audit_model(model, &data, &forget.indices, refs, &params, seed, holdout)
+    };
+    let (mut audited, mut gap) = (None, None);
+    if let Some(refs) = &refs {
+        let retrain = match &req.retrain {
+            Some(r) => Some(run(
+                &req.open_retrain(r, &opened.sidecar, dev)?.model,
+                refs,
+            )?),
+            None => None,
+        };
+        let a = run(&opened.model, refs)?;
+        gap = retrain.map(|rt| avg_gap(&a.scores, &rt.scores));
+        audited = Some(a);
+    }
+    Ok(serde_json::json!({
+        "accuracy": accuracy,
+        "audit": audited,
+        "avg_gap": gap,
+        "rmia": params,
+        "holdout_test": holdout,
+        "notes": notes,
+    })
+    .to_string())
+}
+
+/// The test images the audit leaves out (`audit_holdout` over the
+/// sidecars of the model and the retrain), after `check_retrain`: every
+/// check that needs only files, before any model is audited.
+fn checked_holdout(
+    req: &AuditRequest,
+    forget: &ForgetSet,
+    test_len: usize,
+) -> amun::Result<(usize, Option<String>)> {
+    let mut paths = vec![req.source.program.clone()];
+    if let Some(r) = &req.retrain {
+        paths.insert(0, r.clone());
+    }
+    let sidecars = read_sidecars(&paths)?;
+    if let Some(r) = &req.retrain {
+        match &sidecars[0] {
+            Some(sc) => check_retrain(sc, forget, r)?,
+            None => return Err(no_retrain_sidecar(r)),
+        }
+    }
+    let recorded: Vec<(&Path, &Sidecar)> = paths
+        .iter()
+        .zip(&sidecars)
+        .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
+        .collect();
+    audit_holdout(&recorded, test_len, req.holdout_test)
+}
+
+/// Each path's amun sidecar, when it has one.
+fn read_sidecars(paths: &[PathBuf]) -> amun::Result<Vec<Option<Sidecar>>> {
+    paths
+        .iter()
+        .map(|p| {
+            checkpoint::sidecar_path(p)
+                .exists()
+                .then(|| checkpoint::read_sidecar(p))
+                .transpose()
+        })
+        .collect()
+}
+
+fn no_retrain_sidecar(r: &Path) -> amun::Error {
+    amun::Error::invalid(
+        "retrain",
+        format!(
+            "{}: a PyTorch file without an amun sidecar records no forget set it was trained \
+             without; the Avg. Gap needs a model retrained without exactly the forget set: \
+             train one with `amun train --exclude FORGET`",
+            r.display()
+        ),
     )
-    .map_err(py_err)?;
-    let data = opened.data.to_device(dev);
-    let forget_split = data.train.select(&forget.indices);
-    let retain_split = data.train.select(&forget.retain_indices());
+}
+
+/// Accuracy, sample count and per-class accuracy (%) of `model` on the
+/// forget set, the retain set and D_T (the test split less its last
+/// `holdout` images), by amun's evaluation (eval mode, every sample once).
+fn accuracies(
+    model: &Classifier,
+    data: &Dataset,
+    forget: &ForgetSet,
+    holdout: usize,
+) -> amun::Result<serde_json::Value> {
+    let n_test = data.test.len().checked_sub(holdout).filter(|&n| n > 0);
+    let Some(n_test) = n_test else {
+        return Err(amun::Error::invalid(
+            "holdout",
+            format!(
+                "{holdout} held-out test images leave none of the {} to audit with",
+                data.test.len()
+            ),
+        ));
+    };
+    let test = Split {
+        images: data.test.images.narrow(0, 0, n_test as i64),
+        labels: data.test.labels.narrow(0, 0, n_test as i64),
+    };
     let parts = [
-        ("forget", &forget_split),
-        ("retain", &retain_split),
-        ("test", &data.test),
+        ("forget", data.train.select(&forget.indices)),
+        ("retain", data.train.select(&forget.retain_indices())),
+        ("test", test),
     ];
     let mut out = serde_json::Map::new();
     for (name, s) in parts {
-        let a = amun::eval::accuracy(&opened.model, s);
+        let a = amun::eval::accuracy(model, &s);
         let per_class: Vec<f64> = a
             .per_class
             .iter()
@@ -319,7 +597,200 @@ fn run_audit(req: AuditRequest, train: Split, test: Split) -> PyResult<String> {
             serde_json::json!({"accuracy": a.percent(), "samples": a.total, "per_class": per_class}),
         );
     }
-    Ok(serde_json::Value::Object(out).to_string())
+    Ok(serde_json::Value::Object(out))
+}
+
+/// What `Registry.create` asks for: `amun registry create`'s flags.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    checkpoint: PathBuf,
+    holdout_test: Option<usize>,
+    refs: Option<PathBuf>,
+    retrain_after_requests: Option<usize>,
+    retrain_after_fraction: Option<f64>,
+    seed: u64,
+    anchor_copy: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+}
+
+/// What `Registry.apply` asks for: `amun registry apply`'s flags.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyRequest {
+    method: String,
+    settings: serde_json::Value,
+    train: TrainOverrides,
+    calibrate: Option<CalibrateOverrides>,
+    with_retain: bool,
+    adaptive: bool,
+    device: String,
+    data_dir: Option<PathBuf>,
+}
+
+fn data_dir(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(amun::data::default_data_dir)
+}
+
+fn to_json(v: &impl serde::Serialize) -> amun::Result<String> {
+    serde_json::to_string(v).map_err(|e| amun::Error::invalid("result", e.to_string()))
+}
+
+/// The registry's record and head version, as `amun registry create --json`
+/// prints them.
+fn registry_summary(reg: &Registry) -> amun::Result<String> {
+    to_json(&serde_json::json!({ "registry": reg.info()?, "version": reg.head()? }))
+}
+
+/// Creates a registry at `path` (`amun registry create`); returns its
+/// record and first version as JSON.
+#[pyfunction]
+#[pyo3(signature = (path, request, progress=None))]
+fn registry_create(
+    py: Python<'_>,
+    path: PathBuf,
+    request: &str,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let req: CreateRequest = serde_json::from_str(request)
+        .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
+    let spec = CreateSpec {
+        checkpoint: req.checkpoint,
+        holdout_test: req.holdout_test,
+        refs: req.refs,
+        policy: Policy {
+            after_requests: req.retrain_after_requests,
+            after_fraction: req.retrain_after_fraction,
+        },
+        seed: req.seed,
+        data_dir: data_dir(req.data_dir),
+        anchor_copy: req.anchor_copy,
+    };
+    let progress = PyProgress::new(progress);
+    py.allow_threads(|| {
+        guard(|| {
+            let reg = Registry::create(&path, &spec, &progress).map_err(py_err)?;
+            registry_summary(&reg).map_err(py_err)
+        })
+    })
+}
+
+/// The registry's record and head version (opened read-only).
+#[pyfunction]
+fn registry_info(path: PathBuf) -> PyResult<String> {
+    let reg = Registry::open_read(&path).map_err(py_err)?;
+    registry_summary(&reg).map_err(py_err)
+}
+
+/// Adds one deletion request per file (`amun registry add`); returns the
+/// requests with their receipts, and the commits' warnings, as JSON.
+#[pyfunction]
+#[pyo3(signature = (path, files, reference, received=None))]
+fn registry_add(
+    py: Python<'_>,
+    path: PathBuf,
+    files: Vec<PathBuf>,
+    reference: &str,
+    received: Option<&str>,
+) -> PyResult<String> {
+    py.allow_threads(|| {
+        guard(|| {
+            let mut reg = Registry::open(&path).map_err(py_err)?;
+            let added = reg
+                .add_requests(&files, reference, received)
+                .map_err(py_err)?;
+            let warnings = reg.take_warnings();
+            to_json(&serde_json::json!({ "added": added, "warnings": warnings })).map_err(py_err)
+        })
+    })
+}
+
+/// Applies the pending requests (`amun registry apply`, with its checks
+/// of the method and settings); returns what `--json` prints.
+#[pyfunction]
+#[pyo3(signature = (path, request, progress=None))]
+fn registry_apply(
+    py: Python<'_>,
+    path: PathBuf,
+    request: &str,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let req: ApplyRequest = serde_json::from_str(request)
+        .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
+    let progress = PyProgress::new(progress);
+    py.allow_threads(|| guard(|| apply_request(&path, req, &progress).map_err(py_err)))
+}
+
+fn apply_request(dir: &Path, req: ApplyRequest, progress: &PyProgress) -> amun::Result<String> {
+    let method = MethodSpec::new(&req.method, &req.settings)?;
+    let effective = if req.train.is_empty() {
+        method.clone()
+    } else {
+        method.adjusted(&req.train)?
+    };
+    check_given(effective.method(), method.table(), req.with_retain)?;
+    let spec = ApplySpec {
+        method,
+        overrides: req.train,
+        calibrate: req
+            .calibrate
+            .as_ref()
+            .map(CalibrateOverrides::settings)
+            .transpose()?,
+        with_retain: req.with_retain,
+        adaptive: req.adaptive,
+        device: amun::device::parse_device(&req.device)?,
+        data_dir: data_dir(req.data_dir),
+    };
+    let done = registry::apply(dir, &spec, progress)?;
+    to_json(&serde_json::json!({ "applied": done }))
+}
+
+/// The certificate of `version` (default the head), written when missing
+/// and checked against the records (`amun registry certificate`); returns
+/// its JSON text and the paths of its Markdown and JSON files.
+#[pyfunction]
+#[pyo3(signature = (path, version=None))]
+fn registry_certificate(
+    path: PathBuf,
+    version: Option<i64>,
+) -> PyResult<(String, PathBuf, PathBuf)> {
+    let run = || -> amun::Result<(String, PathBuf, PathBuf)> {
+        let reg = Registry::open_read(&path)?;
+        let id = match version {
+            Some(v) => v,
+            None => reg.head()?.id,
+        };
+        let (md, json) = registry::ensure_certificate(&reg, id)?;
+        registry::check_issued_certificate(&reg, id)?;
+        let text = std::fs::read_to_string(&json).map_err(|err| amun::Error::Io {
+            path: json.clone(),
+            err,
+        })?;
+        Ok((text, md, json))
+    };
+    run().map_err(py_err)
+}
+
+/// Verifies the registry (`amun registry verify`); returns the findings
+/// as JSON, with `error`: the CLI's message when it found a problem.
+#[pyfunction]
+#[pyo3(signature = (path, receipts))]
+fn registry_verify(py: Python<'_>, path: PathBuf, receipts: Vec<PathBuf>) -> PyResult<String> {
+    py.allow_threads(|| {
+        guard(|| {
+            let v = registry::verify(&path, &receipts).map_err(py_err)?;
+            let error = v.findings.first().map(|f| {
+                format!(
+                    "{}: {} problem(s) found; the first: {f}",
+                    path.display(),
+                    v.findings.len()
+                )
+            });
+            to_json(&serde_json::json!({ "verified": v, "ok": v.ok(), "error": error }))
+                .map_err(py_err)
+        })
+    })
 }
 
 /// Fetches a registry dataset (`mnist`, `cifar10`) into amun's data cache
@@ -364,6 +835,12 @@ fn _amun(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(torch_version, m)?)?;
     m.add_function(wrap_pyfunction!(fetch, m)?)?;
     m.add_function(wrap_pyfunction!(audit, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_create, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_info, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_add, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_apply, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_certificate, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_verify, m)?)?;
     m.add_function(wrap_pyfunction!(_double_into, m)?)?;
     Ok(())
 }

@@ -18,8 +18,9 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 
@@ -30,6 +31,7 @@ __all__ = [
     "AmunFileNotFoundError",
     "UnlearnRecord",
     "AuditRecord",
+    "Registry",
     "unlearn",
     "audit",
     "TORCH_VERSION",
@@ -319,6 +321,56 @@ def _normalize(normalize: Any) -> str | None:
     return ",".join(map(repr, map(float, mean))) + ":" + ",".join(map(repr, map(float, std)))
 
 
+class _Bars:
+    """Progress as tqdm bars: one per phase (an epoch, a search)."""
+
+    def __init__(self, tqdm):
+        self.tqdm, self.bar = tqdm, None
+
+    def __call__(self, event: str, text: str, pos: int, total: int) -> None:
+        if event == "start":
+            self.close()
+            self.bar = self.tqdm(total=total, desc=text, leave=False)
+        elif event == "update" and self.bar is not None:
+            self.bar.update(pos - self.bar.n)
+            self.bar.set_postfix_str(text)
+        elif event == "finish":
+            self.close()
+            self.tqdm.write(text)
+        elif event == "note":
+            self.tqdm.write(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _progress(progress: Any):
+    """The native module's callback for ``progress=`` (see :func:`unlearn`)."""
+    if progress is False:
+        return None
+    if callable(progress):
+        return progress
+    if progress is not None and progress is not True:
+        raise AmunTypeError(f"progress: expected None, True, False or a callable, got {progress!r}")
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return _Bars(tqdm)
+
+
+def _source(program: Path, normalize: Any, classes: list[str]) -> dict:
+    """The model and data as the native module takes them (its ``Source``)."""
+    return {
+        "program": str(program),
+        "normalize": _normalize(normalize),
+        "dataset": "python",
+        "classes": classes,
+    }
+
+
 def unlearn(
     model: Model,
     data: Pair,
@@ -330,6 +382,7 @@ def unlearn(
     device: str | torch.device | None = None,
     seed: int = 0,
     normalize: Any = None,
+    progress: bool | Callable[[str, str, int, int], Any] | None = None,
     **settings: Any,
 ) -> UnlearnRecord:
     """Unlearns the samples ``forget`` of ``data`` from ``model``, in place.
@@ -358,6 +411,12 @@ def unlearn(
         normalize: the model's input normalisation, ``(mean, std)`` or amun's
             ``"M1,M2,M3:S1,S2,S3"``, when the model expects normalised inputs;
             amun feeds it images in [0,1].
+        progress: ``None``: tqdm bars when tqdm is installed; ``False``:
+            none; a callable: called as ``progress(event, text, pos, total)``
+            (``event``: ``"start"`` of a phase of ``total`` steps,
+            ``"update"`` at step ``pos`` with a status line, ``"finish"``
+            with a summary line, ``"note"``); an exception it raises stops
+            the run, as Ctrl-C does (the module is then left unchanged).
         **settings: fine-tuning fields (``epochs``, ``lr``, ``momentum``,
             ``weight_decay``, ``batch_size``, ``schedule``, ...) as the CLI's
             flags, and any method setting as ``--set`` takes it (tables as
@@ -369,6 +428,8 @@ def unlearn(
     Raises:
         AmunTypeError, AmunValueError: bad arguments, before any long work.
         AmunError: amun refused the request (its message says why).
+        KeyboardInterrupt: Ctrl-C, seen at the next progress report (every ten
+            batches of an epoch, and between phases); the module is left unchanged.
     """
     start = time.perf_counter()
     images, labels = _split("data", data)
@@ -383,16 +444,14 @@ def unlearn(
         raise AmunTypeError(f"calibrate: expected True, False or a dict, got {calibrate!r}")
     if not isinstance(seed, int) or seed < 0:
         raise AmunValueError(f"seed: expected an integer ≥ 0, got {seed!r}")
+    report = _progress(progress)
     train = {k: settings.pop(k) for k in list(settings) if k in _TRAIN_KEYS}
     with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
         program, targets, dev, classes = _program(
             model, data, images, labels, held, Path(tmp), writable=True
         )
         request = {
-            "program": str(program),
-            "normalize": _normalize(normalize),
-            "dataset": "python",
-            "classes": classes,
+            "source": _source(program, normalize, classes),
             "forget": idx,
             "method": method,
             "settings": settings,
@@ -407,6 +466,7 @@ def unlearn(
             (_ref(images), _ref(labels)),
             None if held is None else (_ref(held[0]), _ref(held[1])),
             {n: _ref(t) for n, t in targets.items()},
+            report,
         )
     r = json.loads(out)
     cal = r.get("calibration")
@@ -429,63 +489,353 @@ def unlearn(
 
 @dataclasses.dataclass(frozen=True)
 class AuditRecord:
-    """What :func:`audit` measured: accuracy (%) and sample counts on the
-    forget set, the retain set and the test data, and per class."""
+    """What :func:`audit` measured, with ``amun audit``'s numbers.
+
+    Accuracies (%) and sample counts on the forget set, the retain set and
+    D_T (the test data less ``holdout_test`` last images), overall and per
+    class; with reference models, RMIA's AUC of the forget set against D_T
+    (%, ideal 50: the attack cannot tell them apart), of a retain sample
+    against D_T, the TPR at 1% FPR, MIS (% of the forget set SalUn's SVC
+    calls non-member) and, with a retrain, the paper's Avg. Gap.
+    """
 
     accuracy: dict
     samples: dict
     per_class: dict
+    rmia_auc: float | None = None
+    rmia_auc_retain_test: float | None = None
+    tpr_at_1pct_fpr: float | None = None
+    mis: float | None = None
+    avg_gap: float | None = None
+    holdout_test: int = 0
+    #: The attack's settings (signal, offline, a, gamma).
+    rmia: dict | None = None
+    #: Everything ``amun audit --json`` prints for the model (its ``audit``:
+    #: scores, ROC curve, confidence histograms); ``None`` without references.
+    details: dict | None = None
+    #: What amun noticed (an import, warnings), as the CLI prints on stderr.
+    notes: list = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The numbers as plain Python values (JSON-ready)."""
         return dataclasses.asdict(self)
 
     def to_pandas(self):
-        """One row per split (forget, retain, test); needs pandas."""
+        """One row: the columns of ``amun audit``'s table; needs pandas."""
         import pandas as pd
 
-        return pd.DataFrame(
-            {"accuracy": self.accuracy, "samples": self.samples, "per_class": self.per_class}
+        row = {f"{k} %": v for k, v in self.accuracy.items()}
+        row.update(
+            rmia_auc=self.rmia_auc,
+            rmia_auc_retain_test=self.rmia_auc_retain_test,
+            tpr_at_1pct_fpr=self.tpr_at_1pct_fpr,
+            mis=self.mis,
+            avg_gap=self.avg_gap,
         )
+        return pd.DataFrame([row])
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _existing(what: str, path: Any, folder: bool = False) -> str:
+    p = Path(path)
+    if not (p.is_dir() if folder else p.is_file()):
+        kind = "folder" if folder else "file"
+        raise AmunFileNotFoundError(f"{what}: {p}: no such {kind}")
+    return str(p)
+
+
+def _audit_checks(model, data, test, refs, retrain) -> None:
+    """The arguments' combinations, checked before any work."""
+    if retrain is not None and refs is None:
+        raise AmunValueError(
+            "retrain: the Avg. Gap compares RMIA and accuracies with the retrain's; give refs= "
+            "(reference models from `amun rmia train-refs`)"
+        )
+    if retrain is not None and not _is_path(data):
+        raise AmunValueError(
+            "retrain: the retrain's sidecar records the forget set by the data it was trained "
+            "on, which tensors cannot name; give data as that dataset (its folder or registry "
+            "name) to check it as `amun audit --retrain` does"
+        )
+    if _is_path(data) and not _is_path(model):
+        raise AmunValueError(
+            "model: with data given as a path, give the model as a file amun opens (a .pt2 "
+            "from torch.export.save, or an amun checkpoint)"
+        )
+    if _is_path(data) and test is not None:
+        raise AmunValueError("test: data given as a path brings its own test split; leave test out")
+    if not _is_path(data) and test is None:
+        raise AmunValueError("test: give the test data (images, labels) the model never trained on")
 
 
 def audit(
     model: Model,
-    data: Pair,
+    data: Pair | str | os.PathLike,
     forget: Any,
     *,
-    test: Pair,
+    test: Pair | None = None,
+    refs: str | os.PathLike | None = None,
+    retrain: str | os.PathLike | None = None,
+    signal: str = "taylor-soft-margin",
+    online: bool = False,
+    a: float = 0.3,
+    gamma: float = 2.0,
+    seed: int | None = None,
+    holdout_test: int | None = None,
     device: str | torch.device | None = None,
     normalize: Any = None,
 ) -> AuditRecord:
-    """Measures ``model`` as amun's audit does: accuracy on the forget set,
-    the retain set (the rest of ``data``) and ``test``, in eval mode.
+    """Audits ``model`` as ``amun audit`` does, with its numbers.
 
     Args:
-        model, data, forget, device, normalize: as for :func:`unlearn`.
-        test: images the model never trained on, same forms as ``data``.
+        model: an ``nn.Module``, a ``.pt2`` path, or (with ``data`` a path)
+            any checkpoint ``amun audit --checkpoint`` opens.
+        data: the model's training data as for :func:`unlearn`, or a dataset
+            amun reads (``"mnist"``, ``"cifar10"``, a folder), as ``--dataset``.
+        forget: indices into the training data, or a forget-set file (as
+            ``--forget``).
+        test: with tensor data, the test split (D_T and RMIA's population).
+        refs: a folder of reference models from ``amun rmia train-refs``
+            trained on this data (``--refs``): adds RMIA and MIS.
+        retrain: an amun checkpoint retrained without exactly ``forget``
+            (``amun train --exclude``), checked as ``--retrain`` is: adds the
+            Avg. Gap. Needs ``refs`` and ``data`` as a path.
+        signal, online, a, gamma: RMIA's attack (``--signal``, ``--online``,
+            ``--a``, ``--gamma``).
+        seed: seed of the retain sample and the SVC subsample; default
+            derived from the forget set's, as the CLI's.
+        holdout_test: leave the last N test images out of D_T (``--holdout-test``).
+        device, normalize: as for :func:`unlearn` (default ``"cpu"`` for a
+            model given as a path).
 
     Returns:
         an :class:`AuditRecord`.
+
+    Raises:
+        AmunTypeError, AmunValueError, AmunFileNotFoundError: bad arguments,
+        before any work; AmunError: amun refused the inputs (its message).
     """
-    images, labels = _split("data", data)
-    t = _split("test", test)
-    idx = _forget(forget, images.shape[0])
+    _audit_checks(model, data, test, refs, retrain)
+    for what, v in (("seed", seed), ("holdout_test", holdout_test)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise AmunValueError(f"{what}: expected an integer ≥ 0, got {v!r}")
+    request = {
+        "data_path": None,
+        "refs": None if refs is None else _existing("refs", refs, folder=True),
+        "retrain": None if retrain is None else _existing("retrain", retrain),
+        "signal": signal,
+        "online": bool(online),
+        "a": float(a),
+        "gamma": float(gamma),
+        "seed": seed,
+        "holdout_test": holdout_test,
+    }
+    if _is_path(forget):
+        request["forget"] = {"file": _existing("forget", forget)}
     with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
-        program, _, dev, classes = _program(model, data, images, labels, t, Path(tmp), False)
-        request = {
-            "program": str(program),
-            "normalize": _normalize(normalize),
-            "dataset": "python",
-            "classes": classes,
-            "forget": idx,
-            "device": str(device if device is not None else dev),
-        }
-        out = json.loads(
-            _call(_amun.audit, json.dumps(request), (_ref(images), _ref(labels)), (_ref(t[0]), _ref(t[1])))
-        )
+        if _is_path(data):
+            program = _existing("model", model)
+            request["data_path"] = str(data)
+            request["source"] = _source(Path(program), normalize, [])
+            request["device"] = str(device if device is not None else "cpu")
+            tensors = ()
+        else:
+            images, labels = _split("data", data)
+            t = _split("test", test)
+            if "forget" not in request:
+                request["forget"] = {"indices": _forget(forget, images.shape[0])}
+            program, _, dev, classes = _program(model, data, images, labels, t, Path(tmp), False)
+            request["source"] = _source(program, normalize, classes)
+            request["device"] = str(device if device is not None else dev)
+            tensors = ((_ref(images), _ref(labels)), (_ref(t[0]), _ref(t[1])))
+        if "forget" not in request:
+            # Data amun reads itself: the range is checked against it there.
+            request["forget"] = {"indices": _forget(forget, 1 << 62)}
+        out = json.loads(_call(_amun.audit, json.dumps(request), *tensors))
+    return _audit_record(out)
+
+
+def _audit_record(out: dict) -> AuditRecord:
+    acc, details = out["accuracy"], out["audit"]
+    get = (lambda k: details[k]) if details else (lambda k: None)
+    for note in out["notes"]:
+        if note.startswith("warning"):
+            warnings.warn(note, stacklevel=3)
     return AuditRecord(
-        accuracy={k: v["accuracy"] for k, v in out.items()},
-        samples={k: v["samples"] for k, v in out.items()},
-        per_class={k: v["per_class"] for k, v in out.items()},
+        accuracy={k: v["accuracy"] for k, v in acc.items()},
+        samples={k: v["samples"] for k, v in acc.items()},
+        per_class={k: v["per_class"] for k, v in acc.items()},
+        rmia_auc=details["scores"]["mia"] if details else None,
+        rmia_auc_retain_test=get("rmia_auc_retain_test"),
+        tpr_at_1pct_fpr=get("tpr_at_1pct_fpr"),
+        mis=get("mis"),
+        avg_gap=out["avg_gap"],
+        holdout_test=out["holdout_test"],
+        rmia=out["rmia"],
+        details=details,
+        notes=out["notes"],
     )
+
+
+# `amun registry apply`'s training flags; any other setting is the method's.
+_APPLY_TRAIN_KEYS = {"epochs", "lr", "batch_size", "schedule"}
+
+
+def _optional_path(what: str, path: Any) -> str | None:
+    if path is None:
+        return None
+    if not _is_path(path):
+        raise AmunTypeError(f"{what}: expected a path, got {type(path).__name__}")
+    return str(path)
+
+
+class Registry:
+    """A deletion-request registry (``amun registry``), the CLI's semantics.
+
+    Requests are added as files (indices, or image paths for an image
+    folder), applied to the head version by unlearning, and every version
+    gets a certificate; ``verify`` re-checks the hash chain, every row, every
+    file and the anchor. The registry folder is the CLI's: both can work on
+    it, one writer at a time.
+
+    >>> reg = amun.Registry.create("reg", "model.safetensors")
+    >>> reg.add("request.txt", reference="ticket 12")
+    >>> reg.apply(method="amun")
+    >>> reg.certificate()["version"]
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        """Opens the registry at ``path`` (read-only until a change)."""
+        self.path = Path(_optional_path("path", path))
+        try:
+            _call(_amun.registry_info, str(self.path))
+        except AmunError as e:
+            if not self.path.exists():
+                raise AmunFileNotFoundError(str(e)) from None
+            raise
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        checkpoint: str | os.PathLike,
+        *,
+        holdout_test: int | None = None,
+        refs: str | os.PathLike | None = None,
+        retrain_after_requests: int | None = None,
+        retrain_after_fraction: float | None = None,
+        seed: int = 0,
+        anchor_copy: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None,
+        progress: bool | Callable[[str, str, int, int], Any] | None = None,
+    ) -> "Registry":
+        """Creates a registry (``amun registry create``) whose version 1 is
+        ``checkpoint``, a model amun trained on the whole training split
+        (``.safetensors`` with its sidecar). ``holdout_test``: the last N
+        test images calibration looks at (default a tenth); ``refs``:
+        reference models, so each version's audit adds RMIA and MIS; the
+        retrain policy; ``anchor_copy``: a copy of the anchor elsewhere."""
+        request = {
+            "checkpoint": _optional_path("checkpoint", checkpoint),
+            "holdout_test": holdout_test,
+            "refs": _optional_path("refs", refs),
+            "retrain_after_requests": retrain_after_requests,
+            "retrain_after_fraction": retrain_after_fraction,
+            "seed": seed,
+            "anchor_copy": _optional_path("anchor_copy", anchor_copy),
+            "data_dir": _optional_path("data_dir", data_dir),
+        }
+        report = _progress(progress)
+        _call(_amun.registry_create, _optional_path("path", path), json.dumps(request), report)
+        return cls(path)
+
+    @property
+    def info(self) -> dict:
+        """The registry's record (``registry``) and head version (``version``)."""
+        return json.loads(_call(_amun.registry_info, str(self.path)))
+
+    def add(
+        self, *files: str | os.PathLike, reference: str = "", received: str | None = None
+    ) -> list[dict]:
+        """Adds one deletion request per file (``amun registry add``): any
+        list ``amun split --from`` reads, or for an image folder one image
+        path a line. ``reference``: free text kept with each request;
+        ``received``: when it was received, UTC (default now). Returns each
+        request with its receipt (also in the registry's ``receipts/``)."""
+        if not files:
+            raise AmunValueError("files: give at least one request file")
+        paths = [_optional_path("files", f) for f in files]
+        out = json.loads(_call(_amun.registry_add, str(self.path), paths, reference, received))
+        for w in out["warnings"]:
+            warnings.warn(w, stacklevel=2)
+        return out["added"]
+
+    def apply(
+        self,
+        method: str = "amun",
+        *,
+        calibrate: bool | Mapping[str, Any] = True,
+        retain: bool = True,
+        adaptive: bool = False,
+        device: str | torch.device = "auto",
+        data_dir: str | os.PathLike | None = None,
+        progress: bool | Callable[[str, str, int, int], Any] | None = None,
+        **settings: Any,
+    ) -> dict | None:
+        """Unlearns the pending requests from the head version into a new
+        version with its audit and certificate (``amun registry apply``).
+
+        ``calibrate``: retrain-free calibration on the registry's held-out
+        test images (a dict: ``lrs``, ``rule``, ...; ``False``: the method's
+        settings); ``retain=False``: ``--no-retain``; ``adaptive``: AMUN-A;
+        ``epochs``, ``lr``, ``batch_size``, ``schedule`` as the CLI's flags,
+        any other keyword a method setting (``--set``). ``progress``: as for
+        :func:`unlearn` (Ctrl-C stops; the next apply cleans up).
+
+        Returns what ``--json`` prints (the new version, requests unlearned
+        and covered, accuracies before and after, audit, certificate files,
+        whether a retrain is due), or ``None`` when nothing was pending.
+        """
+        if not isinstance(calibrate, (bool, Mapping)):
+            raise AmunTypeError(f"calibrate: expected True, False or a dict, got {calibrate!r}")
+        train = {k: settings.pop(k) for k in list(settings) if k in _APPLY_TRAIN_KEYS}
+        request = {
+            "method": method,
+            "settings": settings,
+            "train": train,
+            "calibrate": None if calibrate is False else ({} if calibrate is True else dict(calibrate)),
+            "with_retain": bool(retain),
+            "adaptive": bool(adaptive),
+            "device": str(device),
+            "data_dir": _optional_path("data_dir", data_dir),
+        }
+        report = _progress(progress)
+        out = _call(_amun.registry_apply, str(self.path), json.dumps(request), report)
+        return json.loads(out)["applied"]
+
+    def certificate(self, version: int | None = None) -> dict:
+        """The certificate of ``version`` (default the head), checked
+        against the registry's records (``amun registry certificate
+        --json``); its files are under ``files``: ``markdown``, ``json``."""
+        text, md, js = _call(_amun.registry_certificate, str(self.path), version)
+        cert = json.loads(text)
+        return {**cert, "files": {"markdown": str(md), "json": str(js)}}
+
+    def verify(self, receipts: Sequence[str | os.PathLike] = ()) -> dict:
+        """Verifies the registry (``amun registry verify``): the chain, every
+        row, every file's sha256, the anchor, and ``receipts`` handed out.
+        Returns the counts when intact; raises :class:`AmunError` with the
+        CLI's message (and ``.verification``, every finding) when not."""
+        paths = [_optional_path("receipts", r) for r in receipts]
+        out = json.loads(_call(_amun.registry_verify, str(self.path), paths))
+        if not out["ok"]:
+            e = AmunError(out["error"])
+            e.verification = out["verified"]
+            raise e
+        return out["verified"]
+
+    def __repr__(self) -> str:
+        return f"amun.Registry({str(self.path)!r})"

@@ -4,6 +4,8 @@ Rust tests do) and a small CNN trained on it in PyTorch."""
 import copy
 import gzip
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +83,34 @@ def amun_bin():
 def cifar_dir():
     """amun's CIFAR-10 cache folder (fetched on first use)."""
     return Path(_amun.fetch("cifar10"))
+
+
+def _write_idx(folder, prefix, images, labels):
+    n, _, h, w = images.shape
+    head = lambda magic, dims: bytes([0, 0, 8, magic]) + b"".join(
+        d.to_bytes(4, "big") for d in dims
+    )
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
+        head(3, [n, h, w]) + images.numpy().tobytes()
+    )
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
+        head(1, [n]) + labels.to(torch.uint8).numpy().tobytes()
+    )
+
+
+def _cli(amun_bin, *args):
+    start = time.perf_counter()
+    p = subprocess.run([str(amun_bin), *map(str, args)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return time.perf_counter() - start
+
+
+@pytest.fixture(scope="session")
+def idx_data(mnist, tmp_path_factory):
+    """The MNIST slice as an IDX folder amun reads: the 1000 training
+    images, and as test split the last 100 of them + the 200 held-out."""
+    x, y, hx, hy = mnist
+    folder = tmp_path_factory.mktemp("idx")
+    _write_idx(folder, "train", x, y)
+    _write_idx(folder, "t10k", torch.cat([x[-100:], hx]), torch.cat([y[-100:], hy]))
+    return folder

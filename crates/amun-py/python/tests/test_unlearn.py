@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import amun
 from amun import _amun
+from conftest import _cli, _write_idx
 
 
 def _ref(t):
@@ -100,26 +101,6 @@ def test_another_torch_is_refused_naming_the_one_needed(monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.10.0+cpu")
     with pytest.raises(ImportError, match=r"torch==2\.11"):
         amun._check_torch()
-
-
-def _write_idx(folder, prefix, images, labels):
-    n, _, h, w = images.shape
-    head = lambda magic, dims: bytes([0, 0, 8, magic]) + b"".join(
-        d.to_bytes(4, "big") for d in dims
-    )
-    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
-        head(3, [n, h, w]) + images.numpy().tobytes()
-    )
-    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
-        head(1, [n]) + labels.to(torch.uint8).numpy().tobytes()
-    )
-
-
-def _cli(amun_bin, *args):
-    start = time.perf_counter()
-    p = subprocess.run([str(amun_bin), *map(str, args)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    return time.perf_counter() - start
 
 
 @pytest.mark.parametrize("calibrated", [False, True])
@@ -237,3 +218,54 @@ def test_a_pt2_path_gives_the_modules_weights_in_the_record(model, mnist, tmp_pa
     assert sorted(r.state_dict) == sorted(mine)
     assert all(torch.equal(r.state_dict[k], mine[k]) for k in mine)
     assert not torch.equal(r.state_dict["fc.weight"], original)
+
+
+def test_progress_reaches_the_callback_and_its_error_stops_the_run(model, mnist):
+    x, y, _, _ = mnist
+    events = []
+    amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, epochs=2,
+                 progress=lambda *e: events.append(e))
+    starts = [e for e in events if e[0] == "start"]
+    assert len(starts) >= 2 and all(t > 0 for (_, _, _, t) in starts)
+    assert any(e[0] == "update" and e[2] == e[3] for e in events)
+    assert any(e[0] == "finish" and "epoch 2" in e[1] for e in events)
+    weights = copy.deepcopy(model.state_dict())
+
+    def fail(event, *_):
+        if event == "update":
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, progress=fail)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_ctrl_c_stops_unlearning_cleanly(model, mnist):
+    """SIGINT during the epochs: KeyboardInterrupt within a batch or two,
+    the module untouched, and the next call runs."""
+    import os
+    import signal
+    import threading
+
+    x, y, _, _ = mnist
+    weights = copy.deepcopy(model.state_dict())
+    started = threading.Event()
+
+    def on_event(event, *_):
+        if event == "update":
+            started.set()
+
+    def interrupt():
+        started.wait(30)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, epochs=200,
+                     progress=on_event)
+    assert time.perf_counter() - t0 < 20
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    r = amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, epochs=1,
+                     progress=False)
+    assert r.image_steps > 0
