@@ -148,6 +148,36 @@ fn the_avg_gap_is_only_computed_against_a_retrain_of_the_forget_set() {
     assert!(v["models"][1]["avg_gap"].as_f64().unwrap() > 0.0, "{v}");
 }
 
+/// A reference folder that lacks one of its files (issue 37, N7): one
+/// error line naming the file and what was expected, never the OS's bare
+/// "No such file or directory".
+#[test]
+fn a_reference_folder_missing_a_file_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (gone, expected) in [
+        ("manifest.json", "the manifest of a reference-model folder"),
+        ("members.safetensors", "memberships"),
+        ("ref-001.logits.safetensors", "rmia train-refs"),
+    ] {
+        let refs = dir.path().join(gone.replace('.', "-"));
+        crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
+        std::fs::remove_file(refs.join(gone)).unwrap();
+        let o = amun(&[
+            "audit",
+            "--checkpoint",
+            &m("orig.safetensors"),
+            "--forget",
+            &m("f.json"),
+            "--refs",
+            refs.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ]);
+        fails_with(&o, &[gone, "missing", expected]);
+        assert!(!stderr(&o).contains("os error"), "{}", stderr(&o));
+    }
+}
+
 /// The indices of `f.json` as the AMUN authors' CSV (with pandas' unnamed
 /// index column first when `pandas`).
 fn authors_csv(pandas: bool) -> String {
