@@ -178,6 +178,57 @@ fn a_reference_folder_missing_a_file_is_named_once() {
     }
 }
 
+/// A number that is not defined (here the accuracy of classes a 2-sample
+/// forget set lacks) was written as `null` without a word (issue 37):
+/// `--json` still writes `null`, but lists each one under `undefined`
+/// (its JSON pointer and value) and names it on stderr.
+#[test]
+fn undefined_numbers_in_json_are_listed_not_silently_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("two.json");
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--forget",
+        "2",
+        "--out",
+        f.to_str().unwrap(),
+    ]));
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        f.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nulls: Vec<String> = v["forget"]["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.is_null())
+        .map(|(i, _)| format!("/forget/per_class/{i}"))
+        .collect();
+    assert!(nulls.len() >= 8, "{v}");
+    let listed: Vec<&str> = v["undefined"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no 'undefined' list: {v}"))
+        .iter()
+        .map(|u| u["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, nulls, "{v}");
+    assert!(v["undefined"][0]["value"] == "NaN", "{v}");
+    assert!(stderr(&o).contains(&nulls[0]), "{}", stderr(&o));
+}
+
 /// The indices of `f.json` as the AMUN authors' CSV (with pandas' unnamed
 /// index column first when `pandas`).
 fn authors_csv(pandas: bool) -> String {
