@@ -104,7 +104,8 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
 fn check_test_classes(test_root: &Path, classes: &[String]) -> Result<()> {
     for dir in subdirs(test_root)? {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        if !classes.contains(&name) && !collect(test_root, &[name.clone()])?.is_empty() {
+        if !classes.contains(&name) && !collect(test_root, std::slice::from_ref(&name))?.is_empty()
+        {
             let split = test_root.file_name().unwrap().to_string_lossy();
             return Err(Error::format(
                 &dir,
