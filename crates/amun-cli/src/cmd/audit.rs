@@ -147,22 +147,35 @@ pub fn run(a: AuditArgs) -> Result<()> {
     }
     let retrain = a.retrain.as_ref().map(|_| rows[0].1.scores);
     if a.json {
-        let v: Vec<serde_json::Value> = rows
+        // Typed rather than `json!`, so that print_json sees (and names) an
+        // undefined number before it becomes null.
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            checkpoint: &'a str,
+            audit: &'a ModelAudit,
+            avg_gap: Option<f64>,
+        }
+        #[derive(serde::Serialize)]
+        struct Out<'a, H> {
+            rmia: &'a RmiaParams,
+            forget: &'a std::path::Path,
+            holdout_test: H,
+            models: Vec<Row<'a>>,
+        }
+        let models = rows
             .iter()
-            .map(|(p, r)| {
-                serde_json::json!({
-                    "checkpoint": p,
-                    "audit": r,
-                    "avg_gap": retrain.map(|rt| avg_gap(&r.scores, &rt)),
-                })
+            .map(|(p, r)| Row {
+                checkpoint: p,
+                audit: r,
+                avg_gap: retrain.map(|rt| avg_gap(&r.scores, &rt)),
             })
             .collect();
-        return print_json(&serde_json::json!({
-            "rmia": params,
-            "forget": a.forget,
-            "holdout_test": holdout,
-            "models": v
-        }));
+        return print_json(&Out {
+            rmia: &params,
+            forget: &a.forget,
+            holdout_test: holdout,
+            models,
+        });
     }
     let mut t = Table::new([
         "model",

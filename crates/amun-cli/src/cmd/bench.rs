@@ -146,10 +146,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
         _ => None,
     };
     if a.json {
-        return print_json(&serde_json::json!({
-            "hardware": hw, "tf32": a.tf32, "results": results,
-            "search": search.as_ref().map(|(l, same)| serde_json::json!({"lines": l, "bit_identical": same})),
-        }));
+        return print_json(&super::json::object! {
+            hardware: hw,
+            tf32: a.tf32,
+            results: &results,
+            search: search
+                .as_ref()
+                .map(|(l, same)| super::json::object! { lines: l, bit_identical: same }),
+        });
     }
     super::outln!("{hw}; tf32 {}", if a.tf32 { "on" } else { "off" });
     let mut t = Table::new([
@@ -262,7 +266,7 @@ fn compare_searches(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     let hw = hardware_line(dev);
     if a.json {
         return print_json(
-            &serde_json::json!({ "hardware": hw, "checkpoint": ck, "searches": lines }),
+            &super::json::object! { hardware: hw, checkpoint: ck, searches: &lines },
         );
     }
     super::outln!("{hw}; {} on {}", ck.display(), data.spec.label());
@@ -357,9 +361,12 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     )?;
     let hw = hardware_line(dev);
     if a.json {
-        return print_json(&serde_json::json!({
-            "hardware": hw, "method": method.name(), "settings": method.settings(), "rows": rows,
-        }));
+        return print_json(&super::json::object! {
+            hardware: hw,
+            method: method.name(),
+            settings: method.settings(),
+            rows: &rows,
+        });
     }
     super::outln!(
         "{hw}; {} with D_R, {} training images",

@@ -73,25 +73,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
     }
     if a.json {
-        let mut obj = serde_json::Map::new();
-        obj.insert(
-            "checkpoint".into(),
-            a.checkpoint.display().to_string().into(),
-        );
-        obj.insert("dataset".into(), serde_json::to_value(&data.spec)?);
-        obj.insert("classes".into(), serde_json::to_value(&data.classes)?);
-        for (name, acc) in &rows {
-            obj.insert(
-                name.to_string(),
-                serde_json::json!({
-                    "accuracy": acc.percent(),
-                    "correct": acc.correct,
-                    "total": acc.total,
-                    "per_class": (0..data.num_classes()).map(|c| acc.class_percent(c)).collect::<Vec<_>>(),
-                }),
-            );
-        }
-        return print_json(&obj);
+        return print_json(&EvalJson {
+            checkpoint: a.checkpoint.display().to_string(),
+            dataset: &data.spec,
+            classes: &data.classes,
+            splits: rows
+                .iter()
+                .map(|(name, acc)| (*name, SplitJson::of(acc, data.num_classes())))
+                .collect(),
+        });
     }
     super::outln!(
         "{} ({} on {})",
@@ -115,4 +105,34 @@ pub fn run(a: EvalArgs) -> Result<()> {
     super::emit("\n")?;
     super::emit(&pc.render())?;
     Ok(())
+}
+
+/// `eval --json`: typed rather than `json!`, so that print_json sees (and
+/// names) an accuracy over no samples before it becomes null.
+#[derive(serde::Serialize)]
+struct EvalJson<'a> {
+    checkpoint: String,
+    dataset: &'a amun::data::DataSpec,
+    classes: &'a [String],
+    #[serde(flatten)]
+    splits: std::collections::BTreeMap<&'a str, SplitJson>,
+}
+
+#[derive(serde::Serialize)]
+struct SplitJson {
+    accuracy: f64,
+    correct: usize,
+    total: usize,
+    per_class: Vec<f64>,
+}
+
+impl SplitJson {
+    fn of(acc: &Accuracy, classes: usize) -> SplitJson {
+        SplitJson {
+            accuracy: acc.percent(),
+            correct: acc.correct,
+            total: acc.total,
+            per_class: (0..classes).map(|c| acc.class_percent(c)).collect(),
+        }
+    }
 }

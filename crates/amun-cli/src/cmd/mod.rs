@@ -9,6 +9,7 @@ mod data;
 mod eval;
 mod experiment;
 mod import;
+mod json;
 mod mask;
 mod methods;
 mod registry;
@@ -354,9 +355,37 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
-/// Prints `value` as pretty JSON on stdout.
+/// Prints `value` as pretty JSON on stdout. A number that is not defined
+/// (NaN, infinite) is written as `null` and named: in the object's
+/// `undefined` list and on stderr (see [`json`]).
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let s = serde_json::to_string_pretty(value).context("serialising JSON")?;
+    #[derive(serde::Serialize)]
+    struct Noted<'a, T> {
+        #[serde(flatten)]
+        value: &'a T,
+        undefined: &'a [json::Undefined],
+    }
+    let undefined = json::undefined(value);
+    for u in &undefined {
+        eprintln!(
+            "note: --json: {} is {} (not defined: an accuracy over no samples, an AUC without \
+             both members and non-members…); JSON has no such number, so it is null there and \
+             listed under \"undefined\"",
+            u.at, u.value
+        );
+    }
+    let s = if undefined.is_empty() {
+        serde_json::to_string_pretty(value)
+    } else {
+        let noted = Noted {
+            value,
+            undefined: &undefined,
+        };
+        // A value that is not an object has nowhere to list them: stderr
+        // named them.
+        serde_json::to_string_pretty(&noted).or_else(|_| serde_json::to_string_pretty(value))
+    }
+    .context("serialising JSON")?;
     emit(&format!("{s}\n"))
 }
 

@@ -134,7 +134,7 @@ fn create(a: CreateArgs) -> Result<()> {
     let info = reg.info()?;
     let head = reg.head()?;
     if a.json {
-        return print_json(&serde_json::json!({ "registry": info, "version": head }));
+        return print_json(&super::json::object! { registry: info, version: head });
     }
     let audit = head.audit()?;
     super::outln!(
@@ -263,7 +263,7 @@ fn list(a: ListArgs) -> Result<()> {
     };
     let versions = if ver { reg.versions()? } else { Vec::new() };
     if a.json {
-        return print_json(&serde_json::json!({ "requests": requests, "versions": versions }));
+        return print_json(&super::json::object! { requests: requests, versions: versions });
     }
     if ver {
         let mut t = Table::new([
@@ -343,7 +343,7 @@ fn show(a: ShowArgs) -> Result<()> {
                         |s| serde_json::json!({"index": s.idx, "path": s.path, "sha256": s.sha256}),
                     )
                     .collect();
-                return print_json(&serde_json::json!({ "request": st, "samples": s }));
+                return print_json(&super::json::object! { request: st, samples: s });
             }
             let r = &st.request;
             super::outln!(
@@ -374,11 +374,11 @@ fn show(a: ShowArgs) -> Result<()> {
         "version" => {
             let v = reg.version(a.id)?;
             if a.json {
-                return print_json(&serde_json::json!({
-                    "version": v,
-                    "audit": v.audit()?,
-                    "absorbed": reg.absorbed(a.id)?,
-                }));
+                return print_json(&super::json::object! {
+                    audit: v.audit()?,
+                    absorbed: reg.absorbed(a.id)?,
+                    version: v,
+                });
             }
             super::emit(&registry::render_markdown(&registry::certificate(
                 &reg, a.id,

@@ -290,7 +290,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
     checkpoint::save(&model, &a.out, &done.sidecar)?;
     let (sc, logs) = (&done.sidecar, &done.logs);
     if a.json {
-        return print_json(&serde_json::json!({ "sidecar": sc, "logs": logs }));
+        return print_json(&super::json::object! { sidecar: sc, logs: logs });
     }
     let mut t = Table::new(["split", "samples", "before %", "after %"]);
     for (i, name) in ["forget", "retain", "test"].iter().enumerate() {

@@ -148,6 +148,87 @@ fn the_avg_gap_is_only_computed_against_a_retrain_of_the_forget_set() {
     assert!(v["models"][1]["avg_gap"].as_f64().unwrap() > 0.0, "{v}");
 }
 
+/// A reference folder that lacks one of its files (issue 37, N7): one
+/// error line naming the file and what was expected, never the OS's bare
+/// "No such file or directory".
+#[test]
+fn a_reference_folder_missing_a_file_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (gone, expected) in [
+        ("manifest.json", "the manifest of a reference-model folder"),
+        ("members.safetensors", "memberships"),
+        ("ref-001.logits.safetensors", "rmia train-refs"),
+    ] {
+        let refs = dir.path().join(gone.replace('.', "-"));
+        crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
+        std::fs::remove_file(refs.join(gone)).unwrap();
+        let o = amun(&[
+            "audit",
+            "--checkpoint",
+            &m("orig.safetensors"),
+            "--forget",
+            &m("f.json"),
+            "--refs",
+            refs.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ]);
+        fails_with(&o, &[gone, "missing", expected]);
+        assert!(!stderr(&o).contains("os error"), "{}", stderr(&o));
+    }
+}
+
+/// A number that is not defined (here the accuracy of classes a 2-sample
+/// forget set lacks) was written as `null` without a word (issue 37):
+/// `--json` still writes `null`, but lists each one under `undefined`
+/// (its JSON pointer and value) and names it on stderr.
+#[test]
+fn undefined_numbers_in_json_are_listed_not_silently_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("two.json");
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--forget",
+        "2",
+        "--out",
+        f.to_str().unwrap(),
+    ]));
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        f.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nulls: Vec<String> = v["forget"]["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.is_null())
+        .map(|(i, _)| format!("/forget/per_class/{i}"))
+        .collect();
+    assert!(nulls.len() >= 8, "{v}");
+    let listed: Vec<&str> = v["undefined"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no 'undefined' list: {v}"))
+        .iter()
+        .map(|u| u["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, nulls, "{v}");
+    assert!(v["undefined"][0]["value"] == "NaN", "{v}");
+    assert!(stderr(&o).contains(&nulls[0]), "{}", stderr(&o));
+}
+
 /// The indices of `f.json` as the AMUN authors' CSV (with pandas' unnamed
 /// index column first when `pandas`).
 fn authors_csv(pandas: bool) -> String {

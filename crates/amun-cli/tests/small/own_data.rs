@@ -604,3 +604,38 @@ fn a_run_folders_steps_follow_their_dataset_folders_content() {
     std::fs::rename(&x3, &three).unwrap();
     assert_eq!(plan_status(&run)["original-s0"], "stale");
 }
+
+/// A test class folder that `train/` lacks would have its images dropped
+/// without a word (issue 37, N5): refused naming `test/<class>` before
+/// any training, with nothing written.
+#[test]
+fn a_test_class_folder_train_lacks_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 20, 10);
+    let test = data.join("test");
+    let first = std::fs::read_dir(&test).unwrap().next().unwrap().unwrap();
+    std::fs::rename(first.path(), test.join("seven")).unwrap();
+    let m = path_in(d.path(), "m.safetensors");
+    let o = amun(&[
+        "train",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        &m,
+        "-q",
+    ]);
+    fails_with(&o, &["test/seven", "no counterpart in train/"]);
+    assert!(!Path::new(&m).exists());
+    // An empty extra folder loses nothing and is accepted.
+    let seven = test.join("seven");
+    for f in std::fs::read_dir(&seven).unwrap() {
+        std::fs::rename(f.unwrap().path(), d.path().join("moved.png")).unwrap();
+    }
+    let o = amun(&["data", "info", "--dataset", data.to_str().unwrap()]);
+    ok(&o);
+}

@@ -320,6 +320,29 @@ fn check_ref_file(
     Ok(())
 }
 
+/// Refuses a folder that lacks `name` (`what` it holds) with one message
+/// naming the file and what makes it, rather than the OS's bare "No such
+/// file or directory".
+fn require_ref_file(dir: &Path, name: &str, what: &str) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(Error::format(
+            dir,
+            "not a folder; expected a reference-model folder made by `amun rmia train-refs`",
+        ));
+    }
+    let p = dir.join(name);
+    if p.is_file() {
+        return Ok(());
+    }
+    Err(Error::format(
+        &p,
+        format!(
+            "missing; expected {what}, as `amun rmia train-refs` (or an experiment's \
+             references step) writes it: run it again on this folder"
+        ),
+    ))
+}
+
 pub(crate) const REF_FORMAT: &str = "amun-rmia-refs/1";
 
 /// Membership of `count` reference models over a pool of `n`: model 2p
@@ -548,6 +571,11 @@ pub fn train_references(
 /// pool of `data` (refused if the pool differs).
 pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
     let mpath = dir.join("manifest.json");
+    require_ref_file(
+        dir,
+        "manifest.json",
+        "the manifest of a reference-model folder",
+    )?;
     let m: RefManifest = fsutil::read_json(&mpath)?;
     if m.format != REF_FORMAT {
         return Err(Error::format(
@@ -608,6 +636,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         ));
     }
     let mut notes = Vec::new();
+    require_ref_file(dir, MEMBERS_FILE, "the reference models' memberships")?;
     match &m.files {
         // What an audit reads: memberships and logits (a model's weights
         // are checked where they are read, by `train_one`).

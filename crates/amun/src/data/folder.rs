@@ -74,21 +74,18 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
         return Err(Error::format(
             &train_root,
             format!(
-                "no images found in its {} class folder(s) ({}{}); expected \
+                "no images found in its {} class folder(s) ({}); expected \
                  <class>/<image>.png|jpg|jpeg",
                 classes.len(),
-                classes
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if classes.len() > 3 { ", …" } else { "" }
+                short_list(&classes)
             ),
         ));
     }
     let test_files = match &test_root {
-        Some(t) => collect(t, &classes)?,
+        Some(t) => {
+            check_test_classes(t, &classes)?;
+            collect(t, &classes)?
+        }
         None => Vec::new(),
     };
     let rgb = files
@@ -99,6 +96,39 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
     let (train, size) = decode(root, &files, rgb, None)?;
     let (test, _) = decode(root, &test_files, rgb, Some(size))?;
     Ok((classes, train, test))
+}
+
+/// Refuses a test class folder with images that the training split lacks:
+/// they would have no label, and dropping them would shrink the test set
+/// unseen.
+fn check_test_classes(test_root: &Path, classes: &[String]) -> Result<()> {
+    for dir in subdirs(test_root)? {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if !classes.contains(&name) && !collect(test_root, std::slice::from_ref(&name))?.is_empty()
+        {
+            let split = test_root.file_name().unwrap().to_string_lossy();
+            return Err(Error::format(
+                &dir,
+                format!(
+                    "class folder {split}/{name} has no counterpart in train/ (its classes: {}); \
+                     expected the test classes to be among the training classes: add \
+                     train/{name} or remove {split}/{name}",
+                    short_list(classes)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first three of `names`, then "…".
+fn short_list(names: &[String]) -> String {
+    let head = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 3 {
+        head + ", …"
+    } else {
+        head
+    }
 }
 
 fn collect(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, i64)>> {

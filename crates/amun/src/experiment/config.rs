@@ -325,7 +325,10 @@ impl<'a> Lines<'a> {
         let mut table = self.doc.as_ref()?;
         let mut found = None;
         for key in path {
-            let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == key) else {
+            // A method's errors name its keys with `_` where the file may
+            // have `-` (both are accepted).
+            let same = |k: &str| k.replace('-', "_") == key.replace('-', "_");
+            let Some((k, v)) = table.iter().find(|(k, _)| same(k.get_ref())) else {
                 break;
             };
             found = Some(k.span().start);
@@ -344,6 +347,11 @@ impl<'a> Lines<'a> {
             None => Error::format(file, msg.to_string()),
         }
     }
+}
+
+/// The key serde names in an "unknown field `KEY`, expected …" message.
+fn unknown_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("unknown field `")?.split('`').next()
 }
 
 /// Whether a list holds one value twice (a list setting that would run the
@@ -549,9 +557,14 @@ impl Config {
             if let Some(t) = table.remove("tune") {
                 let key = ["methods", name.as_str(), "tune"];
                 let here = |msg: String| lines.error(path, &key, format!("{name}.tune: {msg}"));
-                let mt: MethodTune = t
-                    .try_into()
-                    .map_err(|e: toml::de::Error| here(e.message().to_string()))?;
+                let mt: MethodTune = t.try_into().map_err(|e: toml::de::Error| {
+                    // An unknown key at its own line, not the table's.
+                    let msg = format!("{name}.tune: {}", e.message());
+                    match unknown_field(e.message()) {
+                        Some(k) => lines.error(path, &["methods", name.as_str(), "tune", k], msg),
+                        None => here(e.message().to_string()),
+                    }
+                })?;
                 check_grid(mt.lr.as_deref(), mt.step.as_deref()).map_err(|(k, m)| {
                     lines.error(
                         path,
@@ -1162,6 +1175,38 @@ attack.steps = 5
         // A dotted method key, written as a table.
         let e = err("[methods.ft.finetune]\nlr = -1\n");
         assert!(e.contains("line 13") && e.contains("ft.finetune.lr"), "{e}");
+    }
+
+    /// An unknown key inside a `[methods.NAME]` table is named at its own
+    /// line (13 or 15), never the table header's (11 or 12), also when
+    /// written with `-` or inside the method's own `tune` table.
+    #[test]
+    fn an_unknown_method_key_is_named_at_its_own_line() {
+        for (extra, line, key) in [
+            (
+                "finetune.epochs = 2\nbogus-key = 1\n",
+                "line 13",
+                "amun.bogus_key",
+            ),
+            (
+                "finetune.epochs = 2\nfinetune.stop-belw = 0.1\n",
+                "line 13",
+                "amun.finetune.stop_belw",
+            ),
+            (
+                "finetune.epochs = 2\nfinetune.stop-below = 2.0\n",
+                "line 13",
+                "amun.finetune.stop_below",
+            ),
+            (
+                "[methods.ft.tune]\nlr = [0.1]\nspeed = 1\n[tune]\n",
+                "line 14",
+                "ft.tune",
+            ),
+        ] {
+            let e = err(extra);
+            assert!(e.contains(line) && e.contains(key), "{extra}: {e}");
+        }
     }
 
     #[test]

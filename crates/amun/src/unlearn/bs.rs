@@ -9,7 +9,7 @@ use crate::attack::fgsm_predictions;
 use crate::data::{Augment, Part, TrainSet};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
-use crate::train::{Schedule, cross_entropy};
+use crate::train::cross_entropy;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -47,8 +47,7 @@ impl MethodDef for Bs {
         BsSettings {
             finetune: FineTune {
                 lr: 1e-5,
-                schedule: Schedule::Constant,
-                ..FineTune::amun()
+                ..FineTune::amun().constant()
             },
             bound: 0.1,
         }

@@ -14,6 +14,13 @@ fn full() -> RetainBudget {
     RetainBudget::Full
 }
 
+fn every_epoch() -> Option<f64> {
+    Some(0.0)
+}
+
+/// The stop floor of a decaying schedule when none is given: 1% of `lr`.
+pub const STOP_BELOW: f64 = 0.01;
+
 /// The arithmetic of a fine-tune's forward passes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -70,9 +77,13 @@ pub struct FineTune {
     pub retain_floor: usize,
     /// The run ends before an epoch whose schedule starts below this
     /// fraction of `lr`: such epochs change the model by little at full
-    /// price. 0 runs every epoch.
-    #[serde(default)]
-    pub stop_below: f64,
+    /// price. 0 runs every epoch. Unset (`null`): [`STOP_BELOW`] where the
+    /// schedule decays, none at a constant rate (where a floor would stop
+    /// nothing): the baselines' default, so that their recorded settings
+    /// are ones [`super::check_given`] accepts. Absent in records made
+    /// before it: 0, as they ran.
+    #[serde(default = "every_epoch")]
+    pub stop_below: Option<f64>,
     /// fp32, bf16 autocast, or auto (bf16 on CUDA).
     #[serde(default)]
     pub precision: Precision,
@@ -111,7 +122,7 @@ impl FineTune {
             augment: None,
             retain_budget: RetainBudget::Multiple(4.0),
             retain_floor: RETAIN_FLOOR,
-            stop_below: 0.01,
+            stop_below: Some(STOP_BELOW),
             precision: Precision::Auto,
         }
     }
@@ -121,15 +132,39 @@ impl FineTune {
     pub fn paper(self) -> FineTune {
         FineTune {
             retain_budget: RetainBudget::Full,
-            stop_below: 0.0,
+            stop_below: Some(0.0),
             ..self
+        }
+    }
+
+    /// This fine-tuning at a constant rate with the stop floor unset: the
+    /// rate never falls, so a floor would stop nothing (and
+    /// [`super::check_given`] refuses the pair when a user gives it), while
+    /// a decaying schedule given later (`--schedule`, tuning) still gets
+    /// [`STOP_BELOW`]. The baselines' defaults, as in the l1-sparse and
+    /// SalUn code.
+    pub fn constant(self) -> FineTune {
+        FineTune {
+            schedule: Schedule::Constant,
+            stop_below: None,
+            ..self
+        }
+    }
+
+    /// The stop floor in force, a fraction of `lr` (see
+    /// [`FineTune::stop_below`]).
+    pub fn stop_floor(&self) -> f64 {
+        match (self.stop_below, &self.schedule) {
+            (Some(f), _) => f,
+            (None, Schedule::Constant) => 0.0,
+            (None, _) => STOP_BELOW,
         }
     }
 
     /// The epochs the schedule leaves at or above the `stop_below` floor
     /// (at least one), and why the run ends early when it does.
     pub fn epochs_to_run(&self) -> (usize, Option<String>) {
-        let floor = self.stop_below * self.lr;
+        let floor = self.stop_floor() * self.lr;
         let n = (1..self.epochs)
             .find(|&e| self.schedule.lr(self.lr, e, 0, 1, self.epochs) < floor)
             .unwrap_or(self.epochs);
@@ -142,7 +177,7 @@ impl FineTune {
                 n + 1,
                 self.schedule.lr(self.lr, n, 0, 1, self.epochs),
                 floor,
-                self.stop_below
+                self.stop_floor()
             )
         });
         (n, why)
@@ -232,11 +267,10 @@ impl FineTune {
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1".into());
         }
-        if !(0.0..1.0).contains(&self.stop_below) {
-            return bad(
-                "stop_below",
-                format!("must lie in [0,1), got {}", self.stop_below),
-            );
+        if let Some(f) = self.stop_below
+            && !(0.0..1.0).contains(&f)
+        {
+            return bad("stop_below", format!("must lie in [0,1), got {f}"));
         }
         Ok(())
     }

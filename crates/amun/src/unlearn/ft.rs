@@ -5,7 +5,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::model::Classifier;
-use crate::train::{Schedule, cross_entropy};
+use crate::train::cross_entropy;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,8 +29,7 @@ impl MethodDef for Ft {
     fn defaults() -> FtSettings {
         FtSettings {
             finetune: FineTune {
-                schedule: Schedule::Constant,
-                ..FineTune::amun()
+                ..FineTune::amun().constant()
             },
         }
     }

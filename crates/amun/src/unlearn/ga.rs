@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::model::Classifier;
 use crate::model::checkpoint::EpochRecord;
 use crate::seed::derive;
-use crate::train::{EpochConfig, Schedule, Sgd, cross_entropy, sgd_epoch};
+use crate::train::{EpochConfig, Sgd, cross_entropy, sgd_epoch};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -35,8 +35,7 @@ impl MethodDef for Ga {
             finetune: FineTune {
                 epochs: 5,
                 lr: 1e-4,
-                schedule: Schedule::Constant,
-                ..FineTune::amun()
+                ..FineTune::amun().constant()
             },
         }
     }

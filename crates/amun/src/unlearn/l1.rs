@@ -6,7 +6,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::model::Classifier;
-use crate::train::{Schedule, cross_entropy};
+use crate::train::cross_entropy;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -53,8 +53,7 @@ impl MethodDef for L1 {
     fn defaults() -> L1Settings {
         L1Settings {
             finetune: FineTune {
-                schedule: Schedule::Constant,
-                ..FineTune::amun()
+                ..FineTune::amun().constant()
             },
             alpha: 5e-4,
         }

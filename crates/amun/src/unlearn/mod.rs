@@ -29,7 +29,7 @@ pub use calibrate::{
     accuracy_noise, auc_band, calibrate, calibrate_from, parse_calibration_budget, score,
     utility_drop, z_two_sided,
 };
-pub use finetune::{FineTune, LossFn, Precision, RetainBudget, finetune};
+pub use finetune::{FineTune, LossFn, Precision, RetainBudget, STOP_BELOW, finetune};
 pub use ft::{Ft, FtSettings};
 pub use ga::{Ga, GaSettings};
 pub use job::{UnlearnJob, Unlearned};
@@ -534,7 +534,7 @@ pub fn check_given(method: &dyn Method, given: &Value, with_retain: bool) -> Res
         );
     }
     if wrote("stop_below")
-        && ft.stop_below > 0.0
+        && ft.stop_below.is_some_and(|f| f > 0.0)
         && matches!(ft.schedule, crate::train::Schedule::Constant)
     {
         return refuse(
@@ -860,4 +860,46 @@ pub fn unlearned_sidecar(
     sc.history = logs.iter().flat_map(|l| l.epochs.clone()).collect();
     sc.data_sha256 = parent.data_sha256.clone();
     sc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every method's recorded defaults, given back as a user's settings,
+    /// pass the checks a user's settings pass (issue 37, N8: FT and the
+    /// other constant-rate baselines recorded `stop_below 0.01` with a
+    /// constant schedule, a pair refused when given).
+    #[test]
+    fn recorded_defaults_are_settings_check_given_accepts() {
+        for name in names() {
+            let m = build(name, &Value::Null).unwrap();
+            let recorded = m.settings();
+            check_given(m.as_ref(), &recorded, true)
+                .unwrap_or_else(|e| panic!("{name}'s defaults {recorded}: {e}"));
+            // Given back, they build the same method.
+            assert_eq!(build(name, &recorded).unwrap().settings(), recorded);
+        }
+    }
+
+    /// The floor in force is what it was: none at a constant rate, 1% of
+    /// the rate once a decaying schedule replaces it (tuning, --schedule),
+    /// AMUN's own 1%, and a user's value as given.
+    #[test]
+    fn the_stop_floor_in_force_is_unchanged_by_an_unset_default() {
+        let ft = |o: Value| build("ft", &o).unwrap().finetune().unwrap().clone();
+        assert_eq!(ft(Value::Null).stop_floor(), 0.0);
+        assert_eq!(ft(Value::Null).epochs_to_run().0, 10);
+        let step = serde_json::json!({"finetune": {"schedule": "step:1:0.1"}});
+        assert_eq!(ft(step).stop_floor(), STOP_BELOW);
+        let given = serde_json::json!({"finetune": {"schedule": "step:1:0.1", "stop_below": 0.0}});
+        assert_eq!(ft(given).stop_floor(), 0.0);
+        let amun = build("amun", &Value::Null).unwrap();
+        assert_eq!(amun.finetune().unwrap().stop_below, Some(0.01));
+        // A record made before the floor existed ran every epoch.
+        let mut old = serde_json::to_value(ft(Value::Null)).unwrap();
+        old.as_object_mut().unwrap().remove("stop_below");
+        let old: FineTune = serde_json::from_value(old).unwrap();
+        assert_eq!(old.stop_below, Some(0.0));
+    }
 }

@@ -7,7 +7,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::seed::derive;
-use crate::train::{Schedule, cross_entropy};
+use crate::train::cross_entropy;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,8 +44,7 @@ impl MethodDef for NegGrad {
         NegGradSettings {
             finetune: FineTune {
                 epochs: 5,
-                schedule: Schedule::Constant,
-                ..FineTune::amun()
+                ..FineTune::amun().constant()
             },
             beta: 0.999,
         }

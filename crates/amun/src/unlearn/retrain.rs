@@ -74,7 +74,7 @@ fn recipe_finetune(o: &TrainOverrides, ctx: &RunCtx<'_>) -> Result<FineTune> {
         // An exact retrain visits all of D_R.
         retain_budget: super::RetainBudget::Full,
         retain_floor: 0,
-        stop_below: 0.0,
+        stop_below: Some(0.0),
         precision: if o.bf16.or(r.map(|r| r.bf16)).unwrap_or(false) {
             super::Precision::Bf16
         } else {

@@ -9,7 +9,7 @@ use crate::data::{Augment, Part, TrainSet};
 use crate::error::Result;
 use crate::model::Classifier;
 use crate::seed::derive;
-use crate::train::{Schedule, cross_entropy};
+use crate::train::cross_entropy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -34,8 +34,7 @@ fn defaults(salun: bool) -> RlSettings {
     RlSettings {
         finetune: FineTune {
             lr: if salun { 0.013 } else { 0.01 },
-            schedule: Schedule::Constant,
-            ..FineTune::amun()
+            ..FineTune::amun().constant()
         },
         salun_ratio: salun.then_some(0.5),
     }

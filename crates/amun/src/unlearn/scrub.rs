@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::model::checkpoint::EpochRecord;
 use crate::seed::derive;
-use crate::train::{EpochConfig, Schedule, Sgd, cross_entropy, sgd_epoch};
+use crate::train::{EpochConfig, Sgd, cross_entropy, sgd_epoch};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{Kind, Reduction, Tensor};
@@ -63,8 +63,7 @@ impl MethodDef for Scrub {
             finetune: FineTune {
                 epochs: 3,
                 lr: 5e-4,
-                schedule: Schedule::Constant,
-                ..FineTune::amun()
+                ..FineTune::amun().constant()
             },
             max_epochs: 2,
             forget_batch_size: 32,
