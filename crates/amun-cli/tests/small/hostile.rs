@@ -1008,3 +1008,47 @@ fn a_flag_that_contradicts_the_recorded_slice_is_warned_about() {
         "{err}"
     );
 }
+
+/// Issue 37 (N4): a checkpoint's sidecar edited by hand (`train_limit` 300
+/// → 200) was read as amun wrote it, since only the weights' sha256 was
+/// checked. Every command that reads it now names the sidecar first.
+#[test]
+fn an_edited_sidecar_is_refused_by_every_command_that_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::copy(m("orig.safetensors"), p("o.safetensors")).unwrap();
+    let text = std::fs::read_to_string(m("orig.json")).unwrap();
+    let edited = text.replace("\"train_limit\": 300", "\"train_limit\": 200");
+    assert_ne!(edited, text);
+    std::fs::write(p("o.json"), &edited).unwrap();
+    let (o, f, out) = (p("o.safetensors"), m("f.json"), p("u.safetensors"));
+    let eval = ["eval", "--checkpoint", &o, "--device", "cpu"];
+    let unlearn = [
+        "unlearn",
+        "--checkpoint",
+        &o,
+        "--forget",
+        &f,
+        "--method",
+        "ft",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        &out,
+    ];
+    let reg = p("reg");
+    let create = ["registry", "create", "--registry", &reg, "--checkpoint", &o];
+    for args in [&eval[..], &unlearn[..], &create[..]] {
+        fails_with(&amun(args), &["o.json", "changed after amun wrote it"]);
+    }
+    fails_with(
+        &audit(&o, "rt.safetensors", "f.json", &[]),
+        &["o.json", "changed after amun wrote it"],
+    );
+    assert!(!Path::new(&out).exists() && !Path::new(&reg).exists());
+    // The sidecar amun wrote reads.
+    std::fs::write(p("o.json"), &text).unwrap();
+    ok(&amun(&eval));
+}
