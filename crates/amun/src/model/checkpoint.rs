@@ -418,44 +418,43 @@ pub fn save(model: &Classifier, path: &Path, sidecar: &Sidecar) -> Result<()> {
     let mut sc = sidecar.clone();
     sc.weights_sha256 = Some(sha);
     sc.content_sha256 = None;
-    let value = serde_json::to_value(&sc)
+    let body = serde_json::to_string_pretty(&sc)
         .map_err(|e| Error::format(sidecar_path(path), format!("cannot serialise: {e}")))?;
-    sc.content_sha256 = Some(content_hash(value));
+    sc.content_sha256 = Some(sha256_hex(body.as_bytes()));
     fsutil::write_json(&sidecar_path(path), &sc)
 }
 
-/// The sidecar field holding [`content_hash`].
+/// The sidecar field holding the sha256 of the rest of the sidecar.
 const CONTENT_KEY: &str = "content_sha256";
 
-/// sha256 of a sidecar's JSON without its own hash, written compactly
-/// with sorted keys (`serde_json`'s map order): the same for the value
-/// [`save`] hashes and the file it wrote, whatever its whitespace.
-fn content_hash(mut value: serde_json::Value) -> String {
+fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    if let Some(m) = value.as_object_mut() {
-        m.remove(CONTENT_KEY);
-    }
-    let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    format!("{:x}", Sha256::digest(&bytes))
+    format!("{:x}", Sha256::digest(bytes))
 }
 
-/// Refuses a sidecar whose content is not what amun wrote: any edit
-/// changes [`content_hash`]. One without the hash (an older amun's) passes.
+/// Refuses a sidecar whose bytes are not what amun wrote. [`save`] hashes
+/// the sidecar's text without its last field, `content_sha256` (the bytes,
+/// not parsed values: a parsed float may differ from the written one in its
+/// last bit); that text is the file without that field's line. Any edit,
+/// reformatting included, is refused. One without the hash (an older
+/// amun's) passes.
 fn check_content(sc_path: &Path, text: &str, recorded: Option<&str>) -> Result<()> {
     let Some(want) = recorded else {
         return Ok(());
     };
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| Error::format(sc_path, format!("invalid JSON: {e}")))?;
-    let got = content_hash(value);
-    if got != want {
+    let tail = format!(",\n  \"{CONTENT_KEY}\": \"{want}\"\n}}\n");
+    let got = text
+        .strip_suffix(&tail)
+        .map(|body| sha256_hex(format!("{body}\n}}").as_bytes()));
+    if got.as_deref() != Some(want) {
         return Err(Error::format(
             sc_path,
             format!(
-                "was changed after amun wrote it: its content's sha256 is {got}, but it \
-                 records content_sha256 {want} (a field edited by hand, e.g. train_limit or \
-                 classes?); a sidecar says how its model was made and is not edited — restore \
-                 the one amun wrote, or make the model again"
+                "was changed after amun wrote it: its content's sha256 is {}, but it records \
+                 content_sha256 {want} (a field edited by hand, e.g. train_limit or classes?); \
+                 a sidecar says how its model was made and is not edited — restore the one \
+                 amun wrote, or make the model again",
+                got.unwrap_or_else(|| "another (its last field moved)".into())
             ),
         ));
     }
@@ -612,7 +611,13 @@ mod tests {
             layout: "torchvision".into(),
         };
         let classes = ["a".to_string(), "b".to_string()];
-        let sc = Sidecar::new(&spec, &data, &classes, 3, origin);
+        let mut sc = Sidecar::new(&spec, &data, &classes, 3, origin);
+        // Floats whose parsed value may differ from the written one in the
+        // last bit: the hash is of the bytes, not of parsed values.
+        for i in 0..64 {
+            sc.metrics
+                .insert(format!("m{i:02}"), (i as f64 + 0.5).sqrt() * 1.234e-5);
+        }
         let path = dir.join("m.safetensors");
         save(&model, &path, &sc).unwrap();
         path
@@ -630,13 +635,13 @@ mod tests {
         assert_eq!(sc.data.train_limit, Some(500));
         assert!(sc.content_sha256.is_some());
         load(&path, Device::Cpu).unwrap();
-        // Re-indented (same content): still amun's.
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        std::fs::write(&side, serde_json::to_vec(&v).unwrap()).unwrap();
-        read_sidecar(&path).unwrap();
-        // One setting edited: refused, naming the sidecar and the hash.
+        // One setting edited, or the file re-indented: refused, naming the
+        // sidecar.
         let edited = text.replace("\"train_limit\": 500", "\"train_limit\": 400");
         assert_ne!(edited, text);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        std::fs::write(&side, serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(read_sidecar(&path).is_err());
         std::fs::write(&side, &edited).unwrap();
         for e in [
             read_sidecar(&path).unwrap_err().to_string(),
