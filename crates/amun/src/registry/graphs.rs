@@ -216,16 +216,17 @@ pub(crate) fn check(
             .or_insert_with(|| (r.sha256.clone(), Vec::new(), None));
     }
     for (name, (sha, ids, original)) in wanted {
-        let who = if ids.is_empty() {
-            "the registry".to_string()
+        let who = format!(
+            "version(s) {}",
+            ids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let need = if ids.is_empty() {
+            "the registry recorded the file".to_string()
         } else {
-            format!(
-                "version(s) {}",
-                ids.iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("{who} need the file")
         };
         let copy = reg.dir.join(&name);
         if copy.exists() {
@@ -235,7 +236,7 @@ pub(crate) fn check(
                 find(
                     name,
                     format!(
-                        "was replaced or changed: sha256 {}, {who} need the file with sha256 {}",
+                        "was replaced or changed: sha256 {}, {need} with sha256 {}",
                         short(&got),
                         short(&sha)
                     ),
@@ -255,8 +256,8 @@ pub(crate) fn check(
             find(
                 name,
                 format!(
-                    "is missing: the registry stored it on {} and {who} need it (sha256 {}); \
-                     put it back from a copy of the registry{}",
+                    "is missing: the registry stored it on {}, and {need} (sha256 {}); put it \
+                     back from a copy of the registry{}",
                     r.stored,
                     short(&sha),
                     if original_ok {
@@ -276,7 +277,7 @@ pub(crate) fn check(
             find(
                 name,
                 format!(
-                    "is missing: {who} need the file with sha256 {}, and {shown_original} \
+                    "is missing: {need} with sha256 {}, and {shown_original} \
                      (where it came from) is {}",
                     short(&sha),
                     if original.as_ref().is_some_and(|o| o.exists()) {
@@ -289,4 +290,128 @@ pub(crate) fn check(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::checkpoint::{Origin, Sidecar};
+    use crate::model::program::ProgramRef;
+    use crate::model::{Arch, ModelSpec};
+
+    /// A registry folder whose version 1 is an exported model of the graph
+    /// `net.pt2` beside it (a sidecar only: `check` reads no weights).
+    fn registry(dir: &Path) -> (Registry, Vec<super::super::VersionRow>, PathBuf) {
+        let net = dir.join("net.pt2");
+        std::fs::write(&net, b"an exported program").unwrap();
+        let mut spec = ModelSpec::for_data(Arch::SmallCnn, [3, 32, 32], 10).unwrap();
+        spec.program = Some(ProgramRef {
+            file: net.clone(),
+            sha256: crate::data::sha256_file(&net).unwrap(),
+            init: ProgramInit::Pytorch,
+        });
+        let origin = Origin::Import {
+            from: "net.pt2".into(),
+            layout: "exported".into(),
+        };
+        let data = crate::data::DataSpec::new("cifar10");
+        let sc = Sidecar::new(&spec, &data, &[], 1, origin);
+        let rd = dir.join("reg");
+        std::fs::create_dir_all(rd.join("versions")).unwrap();
+        crate::fsutil::write_json(&rd.join("versions/v0001.json"), &sc).unwrap();
+        let (conn, db) = db::open(&rd, true).unwrap();
+        let mut reg = Registry {
+            dir: rd,
+            db,
+            conn,
+            warnings: Vec::new(),
+        };
+        let v = super::super::VersionRow {
+            id: 1,
+            parent: None,
+            kind: "trained".into(),
+            created: db::now_utc(),
+            weights: "versions/v0001.safetensors".into(),
+            weights_sha256: String::new(),
+            sidecar_sha256: String::new(),
+            method: None,
+            settings: None,
+            calibration: None,
+            audit: String::new(),
+            forgotten: 0,
+            forgotten_sha256: String::new(),
+            retrain: None,
+            seed: 1,
+            seconds: 0.0,
+        };
+        let tx = db::immediate(&mut reg.conn, &reg.db).unwrap();
+        super::super::insert_version(&tx, &reg.db, &v).unwrap();
+        tx.commit().unwrap();
+        (reg, vec![v], net)
+    }
+
+    fn checked(
+        reg: &Registry,
+        versions: &[super::super::VersionRow],
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut found, mut notes, mut n) = (Vec::new(), Vec::new(), 0);
+        check(
+            reg,
+            versions,
+            &mut |what, problem| found.push(format!("{what}: {problem}")),
+            &mut notes,
+            &mut n,
+        )
+        .unwrap();
+        (found, notes)
+    }
+
+    /// Issue 37 (N6): a stored copy deleted passed verify as one "made
+    /// before registries kept one", printing the original's absolute path.
+    #[test]
+    fn a_deleted_copy_is_named_one_never_stored_is_a_note_without_machine_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reg, versions, net) = registry(dir.path());
+        let machine = dir.path().to_string_lossy().into_owned();
+        // Never stored (a registry made before copies): a note; the next
+        // apply's `copy_missing` copies and records it.
+        let (found, notes) = checked(&reg, &versions);
+        assert!(found.is_empty(), "{found:?}");
+        assert!(
+            notes.len() == 1
+                && notes[0].contains("made before registries kept one")
+                && notes[0].contains("net.pt2")
+                && !notes[0].contains(&machine),
+            "{notes:?}"
+        );
+        let made = copy_missing(&mut reg).unwrap();
+        assert_eq!(made.len(), 1);
+        assert_eq!(rows(&reg.conn, &reg.db).unwrap().len(), 1);
+        assert_eq!(checked(&reg, &versions), (vec![], vec![]));
+        // Stored, then deleted with the original still in place: named.
+        std::fs::remove_file(reg.dir.join(&made[0])).unwrap();
+        let (found, notes) = checked(&reg, &versions);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert!(
+            found.len() == 1
+                && found[0].starts_with(&made[0])
+                && found[0].contains("is missing: the registry stored it")
+                && found[0].contains("net.pt2, which is unchanged")
+                && !found[0].contains(&machine),
+            "{found:?}"
+        );
+        // The original gone too: still named, as stored.
+        std::fs::remove_file(&net).unwrap();
+        let (found, _) = checked(&reg, &versions);
+        assert!(
+            found.len() == 1 && found[0].contains("stored it"),
+            "{found:?}"
+        );
+        // A copy stored but needed by no version read is checked as well.
+        let (found, _) = checked(&reg, &[]);
+        assert!(
+            found.len() == 1 && found[0].contains("the registry recorded the file"),
+            "{found:?}"
+        );
+    }
 }
