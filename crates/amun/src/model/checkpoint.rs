@@ -160,8 +160,8 @@ pub struct Sidecar {
     /// name); absent for registry datasets and in older sidecars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_sha256: Option<DataContent>,
-    /// sha256 of the sidecar's own content (every other field, as compact
-    /// JSON with sorted keys): a sidecar edited after amun wrote it (a
+    /// sha256 of the sidecar's own text without this field (its last): a
+    /// sidecar edited after amun wrote it (a
     /// `train_limit`, a class name, a recorded setting) is refused where it
     /// is read. Set by [`save`], so amun's own re-writes carry a new one;
     /// absent in sidecars of older amun versions, which are read with the
@@ -446,19 +446,21 @@ fn check_content(sc_path: &Path, text: &str, recorded: Option<&str>) -> Result<(
     let got = text
         .strip_suffix(&tail)
         .map(|body| sha256_hex(format!("{body}\n}}").as_bytes()));
-    if got.as_deref() != Some(want) {
-        return Err(Error::format(
-            sc_path,
-            format!(
-                "was changed after amun wrote it: its content's sha256 is {}, but it records \
-                 content_sha256 {want} (a field edited by hand, e.g. train_limit or classes?); \
-                 a sidecar says how its model was made and is not edited — restore the one \
-                 amun wrote, or make the model again",
-                got.unwrap_or_else(|| "another (its last field moved)".into())
-            ),
-        ));
+    if got.as_deref() == Some(want) {
+        return Ok(());
     }
-    Ok(())
+    let what = match got {
+        Some(h) => format!("its content's sha256 is {h}, but it records content_sha256 {want}"),
+        None => "its content_sha256 is not the last field as amun writes it".into(),
+    };
+    Err(Error::format(
+        sc_path,
+        format!(
+            "was changed after amun wrote it: {what} (a field edited by hand, e.g. train_limit \
+             or classes, or the file reformatted?); a sidecar says how its model was made and is \
+             not edited — restore the one amun wrote, or make the model again"
+        ),
+    ))
 }
 
 /// Checks that the weights file is the one its sidecar describes.
