@@ -98,16 +98,16 @@ pub(crate) fn insert(
     Ok(())
 }
 
+/// Copies in a registry folder: (name relative to it, sha256).
+type Copies = Vec<(String, String)>;
+
 /// Copies what `spec` needs into the registry folder `dir`, each checked
 /// against its sha256 first; a copy already there stays (verify hashes
 /// it), a source that is gone or changed is left to the load that needs
 /// it, which names it. Returns (name, sha256) of every copy `spec` needs
 /// that is now in `dir` with its content (copied now or before), and the
 /// names of those copied now.
-pub(crate) fn copy_in(
-    dir: &Path,
-    spec: &ModelSpec,
-) -> Result<(Vec<(String, String)>, Vec<String>)> {
+pub(crate) fn copy_in(dir: &Path, spec: &ModelSpec) -> Result<(Copies, Vec<String>)> {
     let (mut held, mut copied) = (Vec::new(), Vec::new());
     for (sha, file) in needs(spec) {
         let name = copy_name(&sha, &file);
