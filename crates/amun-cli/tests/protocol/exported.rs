@@ -4,7 +4,7 @@
 //! and trained from scratch; a graph with an unknown operator
 //! and a truncated archive are refused with one error line naming the file
 //! and leave no output behind.
-use crate::common::{self, amun, fails_with, ok, stdout};
+use crate::common::{self, amun, fails_with, ok, stderr, stdout};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -293,6 +293,30 @@ fn a_registry_holds_the_graph_of_its_exported_model() {
     std::fs::remove_file(moved.join(&copy)).unwrap();
     fails_with(
         &reg("verify", &moved, &[]),
-        &[&copy, "is missing", "net.pt2", "gone"],
+        &[&copy, "is missing", "stored it", "version(s) 1, 2 need"],
     );
+    // Issue 37 (N6): with the user's graph back in place, a deleted copy
+    // passed verify as one "made before registries kept one", with the
+    // original's absolute path. The database records what it stored.
+    std::fs::copy(fixtures().join("cnn32.pt2"), &net).unwrap();
+    let o = reg("verify", &moved, &[]);
+    fails_with(
+        &o,
+        &[
+            &copy,
+            "is missing",
+            "stored it",
+            "net.pt2, which is unchanged",
+        ],
+    );
+    // (Only the registry path the user gave is printed, not the graph's.)
+    let machine = net.to_string_lossy().into_owned();
+    assert!(
+        !stdout(&o).contains(&machine) && !stderr(&o).contains(&machine),
+        "{o:?}"
+    );
+    fails_with(&reg("apply", &moved, APPLY_FAST), &[&copy, "is missing"]);
+    // Put back from the original, as the message says: intact again.
+    std::fs::copy(&net, moved.join(&copy)).unwrap();
+    ok(&reg("verify", &moved, &[]));
 }

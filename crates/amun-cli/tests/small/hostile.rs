@@ -1089,3 +1089,114 @@ fn a_flag_that_contradicts_the_recorded_slice_is_warned_about() {
         "{err}"
     );
 }
+
+/// Issue 37 (N4): a checkpoint's sidecar edited by hand (`train_limit` 300
+/// → 200) was read as amun wrote it, since only the weights' sha256 was
+/// checked. Every command that reads it now names the sidecar first.
+#[test]
+fn an_edited_sidecar_is_refused_by_every_command_that_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::copy(m("orig.safetensors"), p("o.safetensors")).unwrap();
+    let text = std::fs::read_to_string(m("orig.json")).unwrap();
+    let edited = text.replace("\"train_limit\": 300", "\"train_limit\": 200");
+    assert_ne!(edited, text);
+    std::fs::write(p("o.json"), &edited).unwrap();
+    let (o, f, out) = (p("o.safetensors"), m("f.json"), p("u.safetensors"));
+    let eval = ["eval", "--checkpoint", &o, "--device", "cpu"];
+    let unlearn = [
+        "unlearn",
+        "--checkpoint",
+        &o,
+        "--forget",
+        &f,
+        "--method",
+        "ft",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        &out,
+    ];
+    let reg = p("reg");
+    let create = ["registry", "create", "--registry", &reg, "--checkpoint", &o];
+    for args in [&eval[..], &unlearn[..], &create[..]] {
+        fails_with(&amun(args), &["o.json", "changed after amun wrote it"]);
+    }
+    fails_with(
+        &audit(&o, "rt.safetensors", "f.json", &[]),
+        &["o.json", "changed after amun wrote it"],
+    );
+    assert!(!Path::new(&out).exists() && !Path::new(&reg).exists());
+    // The sidecar amun wrote reads.
+    std::fs::write(p("o.json"), &text).unwrap();
+    ok(&amun(&eval));
+}
+
+/// Issue 37: the reference models' weights and sidecars are in the
+/// references' manifest, but `audit --refs` (and a registry's references)
+/// checked only memberships and logits, so logits were scored as coming
+/// from models that had been swapped or edited.
+#[test]
+fn swapped_reference_models_are_refused_by_audit_and_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = dir.path().join("refs");
+    std::fs::create_dir(&refs).unwrap();
+    for e in std::fs::read_dir(m("refs")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), refs.join(e.file_name())).unwrap();
+    }
+    let refs_s = refs.to_string_lossy().into_owned();
+    let (orig, rt, f) = (m("orig.safetensors"), m("rt.safetensors"), m("f.json"));
+    let audit_refs = |needles: &[&str]| {
+        let o = amun(&[
+            "audit",
+            "--checkpoint",
+            &orig,
+            "--retrain",
+            &rt,
+            "--forget",
+            &f,
+            "--refs",
+            &refs_s,
+            "--device",
+            "cpu",
+        ]);
+        match needles {
+            [] => ok(&o),
+            n => fails_with(&o, n),
+        }
+    };
+    audit_refs(&[]);
+    for (a, b) in [
+        ("ref-000.safetensors", "ref-001.safetensors"),
+        ("ref-000.json", "ref-001.json"),
+    ] {
+        let t = refs.join("swap.tmp");
+        std::fs::rename(refs.join(a), &t).unwrap();
+        std::fs::rename(refs.join(b), refs.join(a)).unwrap();
+        std::fs::rename(&t, refs.join(b)).unwrap();
+        audit_refs(&[a, "changed since the reference models were made"]);
+        let reg = dir.path().join("reg");
+        let create = [
+            "registry",
+            "create",
+            "--registry",
+            reg.to_str().unwrap(),
+            "--checkpoint",
+            &orig,
+            "--refs",
+            &refs_s,
+        ];
+        fails_with(
+            &amun(&create),
+            &[a, "changed since the reference models were made"],
+        );
+        assert!(!reg.exists());
+        std::fs::rename(refs.join(a), &t).unwrap();
+        std::fs::rename(refs.join(b), refs.join(a)).unwrap();
+        std::fs::rename(&t, refs.join(b)).unwrap();
+    }
+    audit_refs(&[]);
+}

@@ -638,14 +638,17 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
     let mut notes = Vec::new();
     require_ref_file(dir, MEMBERS_FILE, "the reference models' memberships")?;
     match &m.files {
-        // What an audit reads: memberships and logits (a model's weights
-        // are checked where they are read, by `train_one`).
+        // Every file of the folder: what an audit reads (memberships,
+        // logits) and the models the logits came from (weights, sidecars),
+        // so that logits are never scored as another model's.
         Some(files) => {
             check_ref_file(dir, files, MEMBERS_FILE)?;
             for k in 0..m.count {
                 if logits_path(dir, k).exists() {
                     check_ref_file(dir, files, &format!("ref-{k:03}.logits.safetensors"))?;
                 }
+                check_ref_file(dir, files, &format!("ref-{k:03}.safetensors"))?;
+                check_ref_file(dir, files, &format!("ref-{k:03}.json"))?;
             }
         }
         None => notes.push(format!(

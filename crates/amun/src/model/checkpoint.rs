@@ -5,7 +5,7 @@
 //! complete weights file.
 use super::{Classifier, ModelSpec};
 use crate::data::{DataContent, DataSpec, Dataset, ForgetSet, HeldOutRecord};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TempPath};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -160,6 +160,14 @@ pub struct Sidecar {
     /// name); absent for registry datasets and in older sidecars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_sha256: Option<DataContent>,
+    /// sha256 of the sidecar's own text without this field (its last): a
+    /// sidecar edited after amun wrote it (a
+    /// `train_limit`, a class name, a recorded setting) is refused where it
+    /// is read. Set by [`save`], so amun's own re-writes carry a new one;
+    /// absent in sidecars of older amun versions, which are read with the
+    /// other checks only (the weights' sha256, the data's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
 }
 
 impl Sidecar {
@@ -184,6 +192,7 @@ impl Sidecar {
             weights_sha256: None,
             threads: Some(tch::get_num_threads().max(1) as usize),
             data_sha256: None,
+            content_sha256: None,
         }
     }
 
@@ -408,7 +417,50 @@ pub fn save(model: &Classifier, path: &Path, sidecar: &Sidecar) -> Result<()> {
     let sha = write_tensors_hashed(path, &model.named_tensors())?;
     let mut sc = sidecar.clone();
     sc.weights_sha256 = Some(sha);
+    sc.content_sha256 = None;
+    let body = serde_json::to_string_pretty(&sc)
+        .map_err(|e| Error::format(sidecar_path(path), format!("cannot serialise: {e}")))?;
+    sc.content_sha256 = Some(sha256_hex(body.as_bytes()));
     fsutil::write_json(&sidecar_path(path), &sc)
+}
+
+/// The sidecar field holding the sha256 of the rest of the sidecar.
+const CONTENT_KEY: &str = "content_sha256";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Refuses a sidecar whose bytes are not what amun wrote. [`save`] hashes
+/// the sidecar's text without its last field, `content_sha256` (the bytes,
+/// not parsed values: a parsed float may differ from the written one in its
+/// last bit); that text is the file without that field's line. Any edit,
+/// reformatting included, is refused. One without the hash (an older
+/// amun's) passes.
+fn check_content(sc_path: &Path, text: &str, recorded: Option<&str>) -> Result<()> {
+    let Some(want) = recorded else {
+        return Ok(());
+    };
+    let tail = format!(",\n  \"{CONTENT_KEY}\": \"{want}\"\n}}\n");
+    let got = text
+        .strip_suffix(&tail)
+        .map(|body| sha256_hex(format!("{body}\n}}").as_bytes()));
+    if got.as_deref() == Some(want) {
+        return Ok(());
+    }
+    let what = match got {
+        Some(h) => format!("its content's sha256 is {h}, but it records content_sha256 {want}"),
+        None => "its content_sha256 is not the last field as amun writes it".into(),
+    };
+    Err(Error::format(
+        sc_path,
+        format!(
+            "was changed after amun wrote it: {what} (a field edited by hand, e.g. train_limit \
+             or classes, or the file reformatted?); a sidecar says how its model was made and is \
+             not edited — restore the one amun wrote, or make the model again"
+        ),
+    ))
 }
 
 /// Checks that the weights file is the one its sidecar describes.
@@ -449,13 +501,16 @@ pub fn read_sidecar(path: &Path) -> Result<Sidecar> {
             ),
         ));
     }
-    let mut sc: Sidecar = fsutil::read_json(&sc_path)?;
+    let text = std::fs::read_to_string(&sc_path).at(&sc_path)?;
+    let mut sc: Sidecar = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&sc_path, format!("invalid JSON: {e}")))?;
     if sc.format != FORMAT {
         return Err(Error::format(
             &sc_path,
             format!("format '{}'; expected '{FORMAT}'", sc.format),
         ));
     }
+    check_content(&sc_path, &text, sc.content_sha256.as_deref())?;
     if let Some(p) = &mut sc.model.program {
         find_moved(&mut p.file, path);
         if let super::program::ProgramInit::Weights { file, .. } = &mut p.init {
@@ -541,4 +596,73 @@ pub fn load_as(path: &Path, sc: Sidecar, device: Device) -> Result<(Classifier, 
     let tensors = read_tensors(path, device)?;
     model.load_named(tensors, path)?;
     Ok((model, sc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Arch;
+
+    fn saved(dir: &Path) -> PathBuf {
+        let spec = ModelSpec::for_data(Arch::SmallCnn, [1, 8, 8], 2).unwrap();
+        let model = Classifier::new(&spec, Device::Cpu, 1).unwrap();
+        let mut data = DataSpec::new("mnist");
+        data.train_limit = Some(500);
+        let origin = Origin::Import {
+            from: "m.pt".into(),
+            layout: "torchvision".into(),
+        };
+        let classes = ["a".to_string(), "b".to_string()];
+        let mut sc = Sidecar::new(&spec, &data, &classes, 3, origin);
+        // Floats whose parsed value may differ from the written one in the
+        // last bit: the hash is of the bytes, not of parsed values.
+        for i in 0..64 {
+            sc.metrics
+                .insert(format!("m{i:02}"), (i as f64 + 0.5).sqrt() * 1.234e-5);
+        }
+        let path = dir.join("m.safetensors");
+        save(&model, &path, &sc).unwrap();
+        path
+    }
+
+    /// Issue 37 (N4): an edited sidecar was read as amun wrote it, only its
+    /// weights' sha256 being checked.
+    #[test]
+    fn an_edited_sidecar_is_refused_an_older_one_without_its_hash_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path());
+        let side = sidecar_path(&path);
+        let text = std::fs::read_to_string(&side).unwrap();
+        let sc = read_sidecar(&path).unwrap();
+        assert_eq!(sc.data.train_limit, Some(500));
+        assert!(sc.content_sha256.is_some());
+        load(&path, Device::Cpu).unwrap();
+        // One setting edited, or the file re-indented: refused, naming the
+        // sidecar.
+        let edited = text.replace("\"train_limit\": 500", "\"train_limit\": 400");
+        assert_ne!(edited, text);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        std::fs::write(&side, serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(read_sidecar(&path).is_err());
+        std::fs::write(&side, &edited).unwrap();
+        for e in [
+            read_sidecar(&path).unwrap_err().to_string(),
+            load(&path, Device::Cpu).unwrap_err().to_string(),
+        ] {
+            assert!(
+                e.contains("m.json") && e.contains("changed after amun wrote it"),
+                "{e}"
+            );
+        }
+        // An older amun's sidecar (no hash) reads with the other checks.
+        let mut old: serde_json::Value = serde_json::from_str(&edited).unwrap();
+        old.as_object_mut().unwrap().remove(CONTENT_KEY);
+        std::fs::write(&side, serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(read_sidecar(&path).unwrap().data.train_limit, Some(400));
+        // amun writing it again records the new content's hash.
+        let (model, mut sc) = load(&path, Device::Cpu).unwrap();
+        sc.data.train_limit = Some(300);
+        save(&model, &path, &sc).unwrap();
+        assert_eq!(read_sidecar(&path).unwrap().data.train_limit, Some(300));
+    }
 }

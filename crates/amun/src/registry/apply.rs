@@ -279,11 +279,8 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             p.display()
         ));
     }
-    for p in super::graphs::copy_missing(&reg)? {
-        progress.note(&format!(
-            "copied the graph the versions need to {}",
-            p.display()
-        ));
+    for p in super::graphs::copy_missing(&mut reg)? {
+        progress.note(&format!("copied the graph the versions need to {p}"));
     }
     super::retrain::refuse_in_flight(&reg, "apply", progress)?;
     let head = reg.head()?;

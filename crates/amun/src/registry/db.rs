@@ -22,7 +22,7 @@ use time::{OffsetDateTime, UtcOffset};
 pub const DB_FILE: &str = "registry.db";
 
 /// The schema this amun reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Forward migrations: entry k takes a database from version k to k + 1.
 const MIGRATIONS: &[&str] = &[
@@ -122,6 +122,16 @@ CREATE TABLE anchors (
     id INTEGER PRIMARY KEY,
     started TEXT NOT NULL,
     copy TEXT
+);
+"#,
+    // 3: the copies of exported models' graphs the registry stored
+    // (`graphs/`), so that a deleted copy is told from one never made.
+    r#"
+CREATE TABLE graphs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    stored TEXT NOT NULL
 );
 "#,
 ];

@@ -5,10 +5,13 @@
 //! movable to another machine. A sidecar keeps the path it recorded (its
 //! hash is part of the version); the copy is found by the sha256 it names.
 use super::Registry;
+use super::db::{self, sql};
 use super::samples::short;
 use crate::error::{IoContext, Result};
 use crate::model::ModelSpec;
 use crate::model::program::ProgramInit;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -36,15 +39,87 @@ fn copy_name(sha256: &str, file: &Path) -> PathBuf {
     Path::new(DIR).join(format!("{sha256}.{ext}"))
 }
 
+/// A copy the registry stored, as its database records it (a record of
+/// the chain): verify tells a deleted copy from one never made by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphRow {
+    pub id: i64,
+    /// The copy, relative to the registry folder (`graphs/<sha256>.<ext>`).
+    pub name: String,
+    pub sha256: String,
+    pub stored: String,
+}
+
+/// The stored copies the database records, in order.
+pub fn rows(conn: &Connection, path: &Path) -> Result<Vec<GraphRow>> {
+    let err = sql(path);
+    let mut st = conn
+        .prepare("SELECT id, name, sha256, stored FROM graphs ORDER BY id")
+        .map_err(&err)?;
+    st.query_map([], |r| {
+        Ok(GraphRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            sha256: r.get(2)?,
+            stored: r.get(3)?,
+        })
+    })
+    .map_err(&err)?
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(&err)
+}
+
+/// Records the copies `stored` (name, sha256) in the transaction.
+pub(crate) fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    stored: &[(String, String)],
+) -> Result<()> {
+    let err = sql(path);
+    for (name, sha256) in stored {
+        let id: i64 = tx
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM graphs", [], |r| {
+                r.get(0)
+            })
+            .map_err(&err)?;
+        let row = GraphRow {
+            id,
+            name: name.clone(),
+            sha256: sha256.clone(),
+            stored: db::now_utc(),
+        };
+        tx.execute(
+            "INSERT INTO graphs (id, name, sha256, stored) VALUES (?1, ?2, ?3, ?4)",
+            params![row.id, row.name, row.sha256, row.stored],
+        )
+        .map_err(&err)?;
+        db::append(tx, path, "graph", id, &row)?;
+    }
+    Ok(())
+}
+
+/// Copies in a registry folder: (name relative to it, sha256).
+type Copies = Vec<(String, String)>;
+
 /// Copies what `spec` needs into the registry folder `dir`, each checked
 /// against its sha256 first; a copy already there stays (verify hashes
 /// it), a source that is gone or changed is left to the load that needs
-/// it, which names it. Returns the copies made.
-pub(crate) fn copy_in(dir: &Path, spec: &ModelSpec) -> Result<Vec<PathBuf>> {
-    let mut made = Vec::new();
+/// it, which names it. Returns (name, sha256) of every copy `spec` needs
+/// that is now in `dir` with its content (copied now or before), and the
+/// names of those copied now.
+pub(crate) fn copy_in(dir: &Path, spec: &ModelSpec) -> Result<(Copies, Vec<String>)> {
+    let (mut held, mut copied) = (Vec::new(), Vec::new());
     for (sha, file) in needs(spec) {
-        let dest = dir.join(copy_name(&sha, &file));
-        if dest.exists() || !file.is_file() || crate::data::sha256_file(&file)? != sha {
+        let name = copy_name(&sha, &file);
+        let dest = dir.join(&name);
+        let shown = name.to_string_lossy().into_owned();
+        if dest.exists() {
+            if crate::data::sha256_file(&dest)? == sha {
+                held.push((shown, sha));
+            }
+            continue;
+        }
+        if !file.is_file() || crate::data::sha256_file(&file)? != sha {
             continue;
         }
         let tmp = crate::fsutil::TempPath::beside(&dest)?;
@@ -53,9 +128,10 @@ pub(crate) fn copy_in(dir: &Path, spec: &ModelSpec) -> Result<Vec<PathBuf>> {
             .and_then(|f| f.sync_all())
             .at(tmp.path())?;
         tmp.commit()?;
-        made.push(dest);
+        copied.push(shown.clone());
+        held.push((shown, sha));
     }
-    Ok(made)
+    Ok((held, copied))
 }
 
 /// Points `spec` at the registry's copies (those it holds).
@@ -74,19 +150,41 @@ pub(crate) fn relocate(dir: &Path, spec: &mut ModelSpec) {
 }
 
 /// Copies into the registry what its versions need and it lacks (a
-/// registry made before it kept copies), from where their sidecars say.
-pub(crate) fn copy_missing(reg: &Registry) -> Result<Vec<PathBuf>> {
+/// registry made before it kept copies), from where their sidecars say,
+/// and records every copy it holds but has no record of (one made before
+/// copies were recorded) in one commit. Returns the copies made, relative
+/// to the registry folder.
+pub(crate) fn copy_missing(reg: &mut Registry) -> Result<Vec<String>> {
     let mut made = Vec::new();
+    let mut held = BTreeMap::new();
     for v in reg.versions()? {
         if let Ok(sc) = crate::model::checkpoint::read_sidecar(&reg.dir.join(&v.weights)) {
-            made.extend(copy_in(&reg.dir, &sc.model)?);
+            let (h, copied) = copy_in(&reg.dir, &sc.model)?;
+            made.extend(copied);
+            held.extend(h);
         }
     }
+    for r in rows(&reg.conn, &reg.db)? {
+        held.remove(&r.name);
+    }
+    if held.is_empty() {
+        return Ok(made);
+    }
+    let tx = db::immediate(&mut reg.conn, &reg.db)?;
+    super::anchor::ensure_started(&tx, &reg.db)?;
+    insert(&tx, &reg.db, &held.into_iter().collect::<Vec<_>>())?;
+    tx.commit().map_err(sql(&reg.db))?;
+    let w = super::anchor::after_commit(reg, "graph");
+    reg.warnings.extend(w);
     Ok(made)
 }
 
-/// Each version's graph (and initial weights) against the registry's copy:
-/// a copy that is missing or whose sha256 differs is named.
+/// Each version's graph (and initial weights) against the registry's copy,
+/// and every copy the database records: a copy that was replaced, or that
+/// the registry stored and is gone, is named; one it never stored (a
+/// registry made before it kept copies) is a note while the original is
+/// unchanged. Files are named relative to the registry folder, the
+/// originals by their file name only.
 pub(crate) fn check(
     reg: &Registry,
     versions: &[super::VersionRow],
@@ -94,20 +192,30 @@ pub(crate) fn check(
     notes: &mut Vec<String>,
     nfiles: &mut usize,
 ) -> Result<()> {
-    // Each copy once: (the versions that need it, the original's path).
-    let mut wanted: BTreeMap<(String, PathBuf), (Vec<i64>, PathBuf)> = BTreeMap::new();
+    // Each copy once: its sha256, the versions that need it, the original.
+    let mut wanted: BTreeMap<String, (String, Vec<i64>, Option<PathBuf>)> = BTreeMap::new();
     for v in versions {
         let Ok(sc) = crate::model::checkpoint::read_sidecar(&reg.dir.join(&v.weights)) else {
             continue; // a missing or changed sidecar is named with its version
         };
         for (sha, file) in needs(&sc.model) {
+            let name = copy_name(&sha, &file).to_string_lossy().into_owned();
             let e = wanted
-                .entry((sha.clone(), copy_name(&sha, &file)))
-                .or_insert_with(|| (Vec::new(), file.clone()));
-            e.0.push(v.id);
+                .entry(name)
+                .or_insert_with(|| (sha.clone(), Vec::new(), Some(file.clone())));
+            e.1.push(v.id);
         }
     }
-    for ((sha, name), (ids, original)) in wanted {
+    let stored: BTreeMap<String, GraphRow> = rows(&reg.conn, &reg.db)?
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
+    for r in stored.values() {
+        wanted
+            .entry(r.name.clone())
+            .or_insert_with(|| (r.sha256.clone(), Vec::new(), None));
+    }
+    for (name, (sha, ids, original)) in wanted {
         let who = format!(
             "version(s) {}",
             ids.iter()
@@ -115,16 +223,20 @@ pub(crate) fn check(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let need = if ids.is_empty() {
+            "the registry recorded the file".to_string()
+        } else {
+            format!("{who} need the file")
+        };
         let copy = reg.dir.join(&name);
-        let shown = name.display().to_string();
         if copy.exists() {
             *nfiles += 1;
             let got = crate::data::sha256_file(&copy)?;
             if got != sha {
                 find(
-                    shown,
+                    name,
                     format!(
-                        "was replaced or changed: sha256 {}, {who} need the file with sha256 {}",
+                        "was replaced or changed: sha256 {}, {need} with sha256 {}",
                         short(&got),
                         short(&sha)
                     ),
@@ -132,22 +244,43 @@ pub(crate) fn check(
             }
             continue;
         }
-        let original_ok = original.is_file() && crate::data::sha256_file(&original)? == sha;
-        if original_ok {
+        let original_ok = match &original {
+            Some(o) => o.is_file() && crate::data::sha256_file(o)? == sha,
+            None => false,
+        };
+        let shown_original = original
+            .as_ref()
+            .and_then(|o| o.file_name())
+            .map_or("the original".into(), |n| n.to_string_lossy().into_owned());
+        if let Some(r) = stored.get(&name) {
+            find(
+                name,
+                format!(
+                    "is missing: the registry stored it on {}, and {need} (sha256 {}); put it \
+                     back from a copy of the registry{}",
+                    r.stored,
+                    short(&sha),
+                    if original_ok {
+                        format!(", or from {shown_original}, which is unchanged")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        } else if original_ok {
             notes.push(format!(
-                "the registry holds no copy of {} ({who} need it; made before registries kept \
-                 one): the next apply or retrain copies it to {shown}",
-                original.display()
+                "the registry holds no copy of {shown_original} ({who} need it; the registry \
+                 records none stored, so it was made before registries kept one): the next \
+                 apply or retrain copies it to {name}"
             ));
         } else {
             find(
-                shown,
+                name,
                 format!(
-                    "is missing: {who} need the file with sha256 {}, and {} (where it came \
-                     from) is {}",
+                    "is missing: {need} with sha256 {}, and {shown_original} \
+                     (where it came from) is {}",
                     short(&sha),
-                    original.display(),
-                    if original.exists() {
+                    if original.as_ref().is_some_and(|o| o.exists()) {
                         "another file now"
                     } else {
                         "gone"
@@ -157,4 +290,128 @@ pub(crate) fn check(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::checkpoint::{Origin, Sidecar};
+    use crate::model::program::ProgramRef;
+    use crate::model::{Arch, ModelSpec};
+
+    /// A registry folder whose version 1 is an exported model of the graph
+    /// `net.pt2` beside it (a sidecar only: `check` reads no weights).
+    fn registry(dir: &Path) -> (Registry, Vec<super::super::VersionRow>, PathBuf) {
+        let net = dir.join("net.pt2");
+        std::fs::write(&net, b"an exported program").unwrap();
+        let mut spec = ModelSpec::for_data(Arch::SmallCnn, [3, 32, 32], 10).unwrap();
+        spec.program = Some(ProgramRef {
+            file: net.clone(),
+            sha256: crate::data::sha256_file(&net).unwrap(),
+            init: ProgramInit::Pytorch,
+        });
+        let origin = Origin::Import {
+            from: "net.pt2".into(),
+            layout: "exported".into(),
+        };
+        let data = crate::data::DataSpec::new("cifar10");
+        let sc = Sidecar::new(&spec, &data, &[], 1, origin);
+        let rd = dir.join("reg");
+        std::fs::create_dir_all(rd.join("versions")).unwrap();
+        crate::fsutil::write_json(&rd.join("versions/v0001.json"), &sc).unwrap();
+        let (conn, db) = db::open(&rd, true).unwrap();
+        let mut reg = Registry {
+            dir: rd,
+            db,
+            conn,
+            warnings: Vec::new(),
+        };
+        let v = super::super::VersionRow {
+            id: 1,
+            parent: None,
+            kind: "trained".into(),
+            created: db::now_utc(),
+            weights: "versions/v0001.safetensors".into(),
+            weights_sha256: String::new(),
+            sidecar_sha256: String::new(),
+            method: None,
+            settings: None,
+            calibration: None,
+            audit: String::new(),
+            forgotten: 0,
+            forgotten_sha256: String::new(),
+            retrain: None,
+            seed: 1,
+            seconds: 0.0,
+        };
+        let tx = db::immediate(&mut reg.conn, &reg.db).unwrap();
+        super::super::insert_version(&tx, &reg.db, &v).unwrap();
+        tx.commit().unwrap();
+        (reg, vec![v], net)
+    }
+
+    fn checked(
+        reg: &Registry,
+        versions: &[super::super::VersionRow],
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut found, mut notes, mut n) = (Vec::new(), Vec::new(), 0);
+        check(
+            reg,
+            versions,
+            &mut |what, problem| found.push(format!("{what}: {problem}")),
+            &mut notes,
+            &mut n,
+        )
+        .unwrap();
+        (found, notes)
+    }
+
+    /// Issue 37 (N6): a stored copy deleted passed verify as one "made
+    /// before registries kept one", printing the original's absolute path.
+    #[test]
+    fn a_deleted_copy_is_named_one_never_stored_is_a_note_without_machine_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reg, versions, net) = registry(dir.path());
+        let machine = dir.path().to_string_lossy().into_owned();
+        // Never stored (a registry made before copies): a note; the next
+        // apply's `copy_missing` copies and records it.
+        let (found, notes) = checked(&reg, &versions);
+        assert!(found.is_empty(), "{found:?}");
+        assert!(
+            notes.len() == 1
+                && notes[0].contains("made before registries kept one")
+                && notes[0].contains("net.pt2")
+                && !notes[0].contains(&machine),
+            "{notes:?}"
+        );
+        let made = copy_missing(&mut reg).unwrap();
+        assert_eq!(made.len(), 1);
+        assert_eq!(rows(&reg.conn, &reg.db).unwrap().len(), 1);
+        assert_eq!(checked(&reg, &versions), (vec![], vec![]));
+        // Stored, then deleted with the original still in place: named.
+        std::fs::remove_file(reg.dir.join(&made[0])).unwrap();
+        let (found, notes) = checked(&reg, &versions);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert!(
+            found.len() == 1
+                && found[0].starts_with(&made[0])
+                && found[0].contains("is missing: the registry stored it")
+                && found[0].contains("net.pt2, which is unchanged")
+                && !found[0].contains(&machine),
+            "{found:?}"
+        );
+        // The original gone too: still named, as stored.
+        std::fs::remove_file(&net).unwrap();
+        let (found, _) = checked(&reg, &versions);
+        assert!(
+            found.len() == 1 && found[0].contains("stored it"),
+            "{found:?}"
+        );
+        // A copy stored but needed by no version read is checked as well.
+        let (found, _) = checked(&reg, &[]);
+        assert!(
+            found.len() == 1 && found[0].contains("the registry recorded the file"),
+            "{found:?}"
+        );
+    }
 }

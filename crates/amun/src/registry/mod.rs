@@ -429,7 +429,7 @@ impl Registry {
         std::fs::copy(&spec.checkpoint, tmp.0.join(&w)).at(&spec.checkpoint)?;
         // The graph of an exported model (hash-checked when it was loaded
         // above): versions open from the registry's own copy.
-        graphs::copy_in(&tmp.0, &sc.model)?;
+        let (graph_copies, _) = graphs::copy_in(&tmp.0, &sc.model)?;
         let side = checkpoint::sidecar_path(&spec.checkpoint);
         let sw = w.replace(".safetensors", ".json");
         std::fs::copy(&side, tmp.0.join(&sw)).at(&side)?;
@@ -507,6 +507,7 @@ impl Registry {
                 seconds: 0.0,
             };
             insert_version(&tx, &db, &v)?;
+            graphs::insert(&tx, &db, &graph_copies)?;
             anchor::insert(
                 &tx,
                 &db,

@@ -123,11 +123,8 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
             p.display()
         ));
     }
-    for p in super::graphs::copy_missing(&reg)? {
-        progress.note(&format!(
-            "copied the graph the versions need to {}",
-            p.display()
-        ));
+    for p in super::graphs::copy_missing(&mut reg)? {
+        progress.note(&format!("copied the graph the versions need to {p}"));
     }
     refuse_in_flight(&reg, "retrain", progress)?;
     let head = reg.head()?;

@@ -155,6 +155,9 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
     for r in anchor::rows(&reg.conn, &reg.db)? {
         rows.insert(("anchor".into(), r.id), content_sha256(&r));
     }
+    for g in super::graphs::rows(&reg.conn, &reg.db)? {
+        rows.insert(("graph".into(), g.id), content_sha256(&g));
+    }
     let mut chained: BTreeMap<(String, i64), &db::ChainEntry> = BTreeMap::new();
     for e in &chain {
         chained.insert((e.kind.clone(), e.item), e);
