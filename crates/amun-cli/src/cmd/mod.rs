@@ -8,6 +8,7 @@ mod bench;
 mod data;
 mod eval;
 mod experiment;
+mod flags;
 mod import;
 mod json;
 mod mask;
@@ -278,21 +279,23 @@ pub fn put(
 /// A method's settings table: `table` (what the other flags gave) with
 /// every `--set KEY=VALUE` merged in. A key that a flag gives too is
 /// refused rather than one silently winning: `finetune.*`/`recipe.*` keys
-/// of the training flags set in `train`, and those `flagged(top, rest)`
-/// names (`attack`, `steps` for `attack.steps`).
+/// of the training flags set in `train`, and keys at or under a value of
+/// `table` (`attack.steps` after `--pgd-steps`, `attack` after any attack
+/// flag). Every command that takes `--set` builds its table here, so a
+/// clash is refused by all of them.
 pub fn settings_table(
     mut table: serde_json::Map<String, serde_json::Value>,
     sets: &[String],
     train: &amun::train::TrainOverrides,
-    flagged: impl Fn(&str, &str) -> bool,
 ) -> Result<serde_json::Value> {
     let by_flag = train.set_fields();
+    let flags = table.clone();
     for (k, v) in set_values(sets)? {
         let key = k.replace('-', "_");
         let (top, rest) = key.split_once('.').unwrap_or((&key, ""));
         let clash = match top {
             "finetune" | "recipe" => by_flag.contains(&rest),
-            _ => flagged(top, rest),
+            _ => flag_gives(&flags, &key),
         };
         if clash {
             anyhow::bail!(
@@ -303,6 +306,20 @@ pub fn settings_table(
         put(&mut table, k, v)?;
     }
     Ok(serde_json::Value::Object(table))
+}
+
+/// Whether the flags' table `flags` holds a value at dotted `key`, or a
+/// plain value above it that `key` would reach into.
+fn flag_gives(flags: &serde_json::Map<String, serde_json::Value>, key: &str) -> bool {
+    let mut cur = flags;
+    for part in key.split('.') {
+        match cur.get(part) {
+            None => return false,
+            Some(serde_json::Value::Object(m)) => cur = m,
+            Some(_) => return true,
+        }
+    }
+    true
 }
 
 /// Every `--set KEY=VALUE`, parsed; a key given twice is refused (one of
