@@ -414,3 +414,45 @@ pub fn pct(v: f64) -> String {
         "-".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::settings_table;
+    use amun::train::TrainOverrides;
+    use serde_json::json;
+
+    /// What `--pgd-steps 5 --adv-only --lr 0.01` give, with `sets` merged.
+    fn table(sets: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let flags = json!({"attack": {"steps": 5}, "adv_only": true});
+        let train = TrainOverrides {
+            lr: Some(0.01),
+            ..Default::default()
+        };
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        settings_table(flags.as_object().unwrap().clone(), &sets, &train)
+    }
+
+    #[test]
+    fn a_set_key_a_flag_gives_is_refused_and_its_siblings_are_merged() {
+        for clash in [
+            "attack.steps=3",
+            "attack={\"eps0\":0.1}",
+            "adv_only=false",
+            "adv-only.x=1",
+            "finetune.lr=0.1",
+        ] {
+            let e = table(&[clash]).unwrap_err().to_string();
+            assert!(e.contains("silently win"), "{clash}: {e}");
+        }
+        let t = table(&["attack.eps0=0.1", "finetune.epochs=2", "salun_ratio=0.3"]).unwrap();
+        assert_eq!(
+            t,
+            json!({
+                "attack": {"steps": 5, "eps0": 0.1},
+                "adv_only": true,
+                "finetune": {"epochs": 2},
+                "salun_ratio": 0.3,
+            })
+        );
+    }
+}
