@@ -69,7 +69,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FORGET")]
     pub forget: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub attack: super::adv::AttackArgs,
+    pub attack: super::flags::AttackArgs,
     /// unlearn: the method (see `amun methods`)
     #[arg(long, default_value = "amun")]
     pub method: String,
@@ -340,14 +340,10 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     if !attack.is_empty() {
         table.insert("attack".into(), serde_json::Value::Object(attack));
     }
-    for (k, v) in super::set_values(&a.set)? {
-        super::put(&mut table, k, v)?;
-    }
-    let method = amun::unlearn::build(&a.method, &serde_json::Value::Object(table))?;
+    let table = super::settings_table(table, &a.set, &amun::train::TrainOverrides::default())?;
+    let method = amun::unlearn::build(&a.method, &table)?;
     let (mut model, parent, data) = super::open_checkpoint(ck, &a.import, &a.dir, dev)?;
-    if amun::train::recipe_of(&parent)?.is_some_and(|r| r.channels_last) {
-        model.use_channels_last()?;
-    }
+    amun::train::lay_out_as_trained(&mut model, &parent)?;
     let data = data.to_device(dev);
     let bars = crate::progress::Bars::new(a.json);
     let rows = amun::bench::unlearning_cost(

@@ -8,6 +8,7 @@ mod bench;
 mod data;
 mod eval;
 mod experiment;
+mod flags;
 mod import;
 mod json;
 mod mask;
@@ -278,21 +279,23 @@ pub fn put(
 /// A method's settings table: `table` (what the other flags gave) with
 /// every `--set KEY=VALUE` merged in. A key that a flag gives too is
 /// refused rather than one silently winning: `finetune.*`/`recipe.*` keys
-/// of the training flags set in `train`, and those `flagged(top, rest)`
-/// names (`attack`, `steps` for `attack.steps`).
+/// of the training flags set in `train`, and keys at or under a value of
+/// `table` (`attack.steps` after `--pgd-steps`, `attack` after any attack
+/// flag). Every command that takes `--set` builds its table here, so a
+/// clash is refused by all of them.
 pub fn settings_table(
     mut table: serde_json::Map<String, serde_json::Value>,
     sets: &[String],
     train: &amun::train::TrainOverrides,
-    flagged: impl Fn(&str, &str) -> bool,
 ) -> Result<serde_json::Value> {
     let by_flag = train.set_fields();
+    let flags = table.clone();
     for (k, v) in set_values(sets)? {
         let key = k.replace('-', "_");
         let (top, rest) = key.split_once('.').unwrap_or((&key, ""));
         let clash = match top {
             "finetune" | "recipe" => by_flag.contains(&rest),
-            _ => flagged(top, rest),
+            _ => flag_gives(&flags, &key),
         };
         if clash {
             anyhow::bail!(
@@ -303,6 +306,20 @@ pub fn settings_table(
         put(&mut table, k, v)?;
     }
     Ok(serde_json::Value::Object(table))
+}
+
+/// Whether the flags' table `flags` holds a value at dotted `key`, or a
+/// plain value above it that `key` would reach into.
+fn flag_gives(flags: &serde_json::Map<String, serde_json::Value>, key: &str) -> bool {
+    let mut cur = flags;
+    for part in key.split('.') {
+        match cur.get(part) {
+            None => return false,
+            Some(serde_json::Value::Object(m)) => cur = m,
+            Some(_) => return true,
+        }
+    }
+    true
 }
 
 /// Every `--set KEY=VALUE`, parsed; a key given twice is refused (one of
@@ -395,5 +412,47 @@ pub fn pct(v: f64) -> String {
         format!("{v:.2}")
     } else {
         "-".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_table;
+    use amun::train::TrainOverrides;
+    use serde_json::json;
+
+    /// What `--pgd-steps 5 --adv-only --lr 0.01` give, with `sets` merged.
+    fn table(sets: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let flags = json!({"attack": {"steps": 5}, "adv_only": true});
+        let train = TrainOverrides {
+            lr: Some(0.01),
+            ..Default::default()
+        };
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        settings_table(flags.as_object().unwrap().clone(), &sets, &train)
+    }
+
+    #[test]
+    fn a_set_key_a_flag_gives_is_refused_and_its_siblings_are_merged() {
+        for clash in [
+            "attack.steps=3",
+            "attack={\"eps0\":0.1}",
+            "adv_only=false",
+            "adv-only.x=1",
+            "finetune.lr=0.1",
+        ] {
+            let e = table(&[clash]).unwrap_err().to_string();
+            assert!(e.contains("silently win"), "{clash}: {e}");
+        }
+        let t = table(&["attack.eps0=0.1", "finetune.epochs=2", "salun_ratio=0.3"]).unwrap();
+        assert_eq!(
+            t,
+            json!({
+                "attack": {"steps": 5, "eps0": 0.1},
+                "adv_only": true,
+                "finetune": {"epochs": 2},
+                "salun_ratio": 0.3,
+            })
+        );
     }
 }

@@ -1,14 +1,14 @@
 //! `amun registry …`: deletion requests as a workflow. Each subcommand
 //! turns its flags into one library call on the registry folder and prints
 //! a table or `--json`.
+use super::flags::{CalibrateArgs, FinetuneArgs, SetArgs};
 use super::{DataDir, device, pct, print_json};
 use amun::experiment::SlurmSection;
 use amun::registry::{
     self, ApplySpec, CreateSpec, Policy, Registry, RetrainExecutor, RetrainOutcome, RetrainSpec,
 };
 use amun::report::Table;
-use amun::train::TrainOverrides;
-use amun::unlearn::{CalibrateOverrides, MethodSpec};
+use amun::unlearn::MethodSpec;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
@@ -399,37 +399,18 @@ pub struct ApplyArgs {
     /// rate and stopping epoch on the registry's held-out test images
     #[arg(long)]
     pub no_calibrate: bool,
-    /// Calibration rule: accuracy (default), proxy-gap, mia or confidence
-    #[arg(long, value_name = "RULE")]
-    pub calibrate_rule: Option<String>,
-    /// Calibration's learning-rate ladder [default: 0.001,0.003,0.01,0.03,0.1]
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "LR,LR,..",
-        allow_negative_numbers = true
-    )]
-    pub calibrate_lrs: Vec<f64>,
+    #[command(flatten)]
+    pub calibration: CalibrateArgs,
     /// Recompute the adversarial set for each pending request (AMUN-A)
     #[arg(long)]
     pub adaptive: bool,
     /// Unlearn without access to the retain set
     #[arg(long)]
     pub no_retain: bool,
-    /// Fine-tuning epochs
-    #[arg(long, allow_negative_numbers = true)]
-    pub epochs: Option<usize>,
-    /// Fine-tuning learning rate
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
-    /// e.g. step:1:0.1
-    #[arg(long)]
-    pub schedule: Option<String>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub batch_size: Option<usize>,
-    /// Any other setting, as KEY=VALUE (finetune.lr=0.01, attack.steps=20)
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub finetune: FinetuneArgs,
+    #[command(flatten)]
+    pub settings: SetArgs,
     #[command(flatten)]
     pub data: DataDir,
     /// cpu | cuda | cuda:N | auto
@@ -443,22 +424,10 @@ pub struct ApplyArgs {
 }
 
 fn apply(a: ApplyArgs) -> Result<()> {
-    let overrides = TrainOverrides {
-        epochs: a.epochs,
-        lr: a.lr,
-        batch_size: a.batch_size,
-        schedule: a.schedule.as_deref().map(str::parse).transpose()?,
-        ..Default::default()
-    };
-    // The same check as `amun unlearn`: a key both `--set` and a flag give
-    // is refused, not dropped.
-    let table = super::settings_table(Map::new(), &a.set, &overrides, |_, _| false)?;
+    let overrides = a.finetune.overrides()?;
+    let table = a.settings.table(Map::new(), &overrides)?;
     let method = MethodSpec::new(&a.method, &table)?;
-    let cal = CalibrateOverrides {
-        lrs: (!a.calibrate_lrs.is_empty()).then(|| a.calibrate_lrs.clone()),
-        rule: a.calibrate_rule.as_deref().map(str::parse).transpose()?,
-        ..Default::default()
-    };
+    let cal = a.calibration.overrides()?;
     let effective = if overrides.is_empty() {
         method.clone()
     } else {

@@ -1,4 +1,4 @@
-use super::adv::AttackArgs;
+use super::flags::{AttackArgs, CalibrateArgs, FinetuneArgs, SetArgs};
 use super::{DataDir, device, pct, print_json};
 use amun::data::{ForgetFile, HeldOut};
 use amun::model::checkpoint;
@@ -43,21 +43,12 @@ pub struct UnlearnArgs {
     /// Where to write the unlearned checkpoint
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Fine-tuning epochs
-    #[arg(long, allow_negative_numbers = true)]
-    pub epochs: Option<usize>,
-    /// Fine-tuning learning rate
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
+    #[command(flatten)]
+    pub finetune: FinetuneArgs,
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub batch_size: Option<usize>,
-    /// e.g. step:1:0.1 (lr ×0.1 every epoch)
-    #[arg(long)]
-    pub schedule: Option<String>,
     /// AMUN: train on D_R ∪ D_A (or D_A alone with --no-retain), without D_F
     #[arg(long)]
     pub adv_only: bool,
@@ -68,9 +59,8 @@ pub struct UnlearnArgs {
     pub attack: AttackArgs,
     #[command(flatten)]
     pub import: super::ImportArgs,
-    /// Any other setting, as KEY=VALUE (dotted keys for tables: finetune.lr=0.01)
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub settings: SetArgs,
     /// Choose the learning rate and the stopping epoch without a retrained
     /// model: the method runs over a ladder of learning rates and the state
     /// whose forget set looks most like held-out data (accuracy, loss-based
@@ -97,17 +87,8 @@ pub struct UnlearnArgs {
     /// held-out) instead of the loss-based one. Needs --holdout-test
     #[arg(long, value_name = "DIR")]
     pub refs: Option<PathBuf>,
-    /// Calibration rule: accuracy (default), proxy-gap, mia or confidence
-    #[arg(long, value_name = "RULE")]
-    pub calibrate_rule: Option<String>,
-    /// Calibration's learning-rate ladder, increasing [default: 0.001,0.003,0.01,0.03,0.1]
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "LR,LR,..",
-        allow_negative_numbers = true
-    )]
-    pub calibrate_lrs: Vec<f64>,
+    #[command(flatten)]
+    pub calibration: CalibrateArgs,
     /// Where the ladder's walk starts: own (the rung nearest the method's
     /// rate, then up or down) or lowest (then up) [default: own]
     #[arg(long, value_name = "own|lowest")]
@@ -155,20 +136,14 @@ impl UnlearnArgs {
     /// The training flags, typed: what `Method::adjusted` applies.
     fn train_overrides(&self) -> Result<TrainOverrides> {
         Ok(TrainOverrides {
-            epochs: self.epochs,
-            lr: self.lr,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
-            batch_size: self.batch_size,
-            schedule: self.schedule.as_deref().map(str::parse).transpose()?,
-            ..Default::default()
+            ..self.finetune.overrides()?
         })
     }
 
     /// The method's other settings from the flags and `--set` (the JSON
-    /// boundary, merged into the method's table by the library). A key that
-    /// `--set` and a flag both give is refused rather than one silently
-    /// winning.
+    /// boundary, merged into the method's table by the library).
     fn table(&self, train: &TrainOverrides) -> Result<Value> {
         let mut o = Map::new();
         if self.adv_only {
@@ -179,14 +154,9 @@ impl UnlearnArgs {
         }
         let attack = self.attack.overrides()?;
         if !attack.is_empty() {
-            o.insert("attack".into(), Value::Object(attack.clone()));
+            o.insert("attack".into(), Value::Object(attack));
         }
-        super::settings_table(o, &self.set, train, |top, rest| match top {
-            "attack" => attack.contains_key(rest),
-            "adv_only" => self.adv_only,
-            "salun_ratio" => self.salun_ratio.is_some(),
-            _ => false,
-        })
+        self.settings.table(o, train)
     }
 }
 
@@ -235,9 +205,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     UnlearnJob::check_distinct(&requests, &names)?;
     let data = data.to_device(dev);
-    if amun::train::recipe_of(&parent)?.is_some_and(|r| r.channels_last) {
-        model.use_channels_last()?;
-    }
+    amun::train::lay_out_as_trained(&mut model, &parent)?;
     let adv = match &a.adv {
         Some(p) => Some(UnlearnJob::load_adversarial(p, &requests, &model)?),
         None => None,
@@ -248,27 +216,18 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         (Some(_), None, Some(d)) => Some(HeldOut::Folder(d.clone())),
         (Some(_), None, None) => unreachable!("calibration_settings checks for held-out data"),
     };
-    let heldout = match heldout {
-        Some(h) => {
-            let split = h.split(&data, &a.dir.path())?;
-            let record = h.record(&data, &split);
-            Some((split, record))
-        }
-        None => None,
-    };
+    let heldout = heldout
+        .map(|h| h.prepare(&data, &a.dir.path()))
+        .transpose()?;
     let refs = match &a.refs {
         Some(d) => Some(amun::audit::load_references(d, &data)?),
         None => None,
     };
     let rmia_params = amun::audit::RmiaParams::default();
-    let rmia =
-        refs.as_ref()
-            .zip(heldout.as_ref())
-            .map(|(r, (split, _))| amun::unlearn::RmiaSignal {
-                refs: r,
-                params: &rmia_params,
-                heldout_start: data.train.len() + data.test.len() - split.len(),
-            });
+    let rmia = refs
+        .as_ref()
+        .zip(heldout.as_ref())
+        .map(|(r, (split, _))| amun::unlearn::RmiaSignal::last_test(r, &rmia_params, &data, split));
     let bars = crate::progress::Bars::new(a.quiet || a.json);
     let job = UnlearnJob {
         method: method.as_ref(),
@@ -356,7 +315,7 @@ fn check_precomputed(a: &UnlearnArgs, adv: &std::path::Path) -> Result<()> {
     if let Some(flag) = a.attack.given().first() {
         bail!("{flag}: {why}; drop {flag} or --adv");
     }
-    let set_attack = a.set.iter().find(|kv| {
+    let set_attack = a.settings.set.iter().find(|kv| {
         let key = kv.split('=').next().unwrap_or("").trim().replace('-', "_");
         key == "attack" || key.starts_with("attack.")
     });
@@ -402,9 +361,9 @@ fn files_of(a: &UnlearnArgs, requests: &[PathBuf]) -> Outputs {
 /// The calibration the flags ask for, checked before any work.
 fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::CalibrateSettings>> {
     let has_holdout = a.holdout.is_some() || a.holdout_test.is_some();
+    // The shared group first: --calibrate-rule is checked before --calibrate-start, as ever.
+    let shared = a.calibration.overrides()?;
     let o = CalibrateOverrides {
-        lrs: (!a.calibrate_lrs.is_empty()).then(|| a.calibrate_lrs.clone()),
-        rule: a.calibrate_rule.as_deref().map(str::parse).transpose()?,
         start: a.calibrate_start.as_deref().map(str::parse).transpose()?,
         walk: a.calibrate_walk.as_deref().map(str::parse).transpose()?,
         max_epochs: a.calibrate_max_epochs,
@@ -415,7 +374,7 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
             .transpose()?,
         max_utility_drop: a.calibrate_max_drop,
         level: a.calibrate_level,
-        ..Default::default()
+        ..shared
     };
     if a.refs.is_some() && a.holdout_test.is_none() {
         bail!(

@@ -168,3 +168,63 @@ fn audit_refuses_a_nan_gamma_before_reading_anything() {
     fails_with(&audit("--gamma", "nan"), &["--gamma", "NaN"]);
     fails_with(&audit("--a", "2"), &["--a", "[0,1]"]);
 }
+
+#[test]
+fn a_flag_and_set_clash_is_refused_alike_by_every_command_that_takes_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    // None of these files exists: the clash is refused before any is read.
+    let (ck, f, out, reg) = (
+        p("none.safetensors"),
+        p("f.json"),
+        p("u.safetensors"),
+        p("reg"),
+    );
+    let unlearn = [
+        "unlearn",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--out",
+        &out,
+        "--device",
+        "cpu",
+    ];
+    let apply = ["registry", "apply", "--registry", &reg, "--device", "cpu"];
+    let bench = ["bench", "unlearn", "--checkpoint", &ck, "--device", "cpu"];
+    let refusal = |cmd: &[&str], clash: &[&str]| {
+        let o = amun(&[cmd, clash].concat());
+        fails_with(&o, &["--set", "silently win"]);
+        crate::common::stderr(&o)
+    };
+    // The fine-tune flags: `unlearn` and `registry apply` take them.
+    for clash in [
+        &["--set", "finetune.lr=0.1", "--lr", "0.01"][..],
+        &["--batch-size", "16", "--set", "finetune.batch-size=8"][..],
+        &[
+            "--set",
+            "finetune.schedule=constant",
+            "--schedule",
+            "cosine",
+        ][..],
+    ] {
+        assert_eq!(
+            refusal(&unlearn, clash),
+            refusal(&apply, clash),
+            "{clash:?}"
+        );
+    }
+    // The attack flags: `unlearn` and `bench unlearn` take them.
+    for clash in [
+        &["--pgd-steps", "5", "--set", "attack.steps=3"][..],
+        &["--set", "attack.attack=fgsm", "--attack", "pgd-linf"][..],
+    ] {
+        assert_eq!(
+            refusal(&unlearn, clash),
+            refusal(&bench, clash),
+            "{clash:?}"
+        );
+    }
+    assert!(!Path::new(&out).exists() && !Path::new(&reg).exists());
+}

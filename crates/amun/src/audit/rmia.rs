@@ -509,9 +509,7 @@ impl RefSetup<'_> {
         // in memory after training is channels-last, a loaded one is not,
         // and the two run different convolution kernels).
         let mut model = checkpoint::load(&model_path(dir, k), pool.labels.device())?.0;
-        if self.recipe.channels_last {
-            model.use_channels_last()?;
-        }
+        crate::train::lay_out(&mut model, self.recipe)?;
         let logits = crate::eval::logits(&model, &pool.images);
         write_tensors(&logits_path(dir, k), &[("logits".to_string(), logits)])
     }

@@ -476,6 +476,14 @@ impl HeldOut {
         }
     }
 
+    /// The held-out split (see [`HeldOut::split`]) with what a sidecar
+    /// records of it: what calibration takes.
+    pub fn prepare(&self, data: &Dataset, data_dir: &Path) -> Result<(Split, HeldOutRecord)> {
+        let split = self.split(data, data_dir)?;
+        let record = self.record(data, &split);
+        Ok((split, record))
+    }
+
     /// What a sidecar records of this held-out data (`split` is what
     /// [`HeldOut::split`] gave for `data`).
     pub fn record(&self, data: &Dataset, split: &Split) -> HeldOutRecord {

@@ -59,9 +59,7 @@ impl StepCtx<'_> {
 
     fn load_model(&self, id: &StepId) -> Result<Classifier> {
         let mut m = checkpoint::load(&self.verified(id)?, self.data.train.labels.device())?.0;
-        if self.recipe()?.channels_last {
-            m.use_channels_last()?;
-        }
+        crate::train::lay_out(&mut m, &self.recipe()?)?;
         Ok(m)
     }
 
@@ -595,9 +593,7 @@ fn unlearn_run(
             ));
         }
         (true, Some(c)) => {
-            let h = HeldOut::LastTest(c.holdout);
-            let split = h.split(ctx.data, Path::new("."))?;
-            let record = h.record(ctx.data, &split);
+            let (split, record) = HeldOut::LastTest(c.holdout).prepare(ctx.data, Path::new("."))?;
             Some((c.settings()?, split, record))
         }
     };
@@ -610,11 +606,7 @@ fn unlearn_run(
     let rmia = refs
         .as_ref()
         .zip(cal.as_ref())
-        .map(|(r, (_, split, _))| RmiaSignal {
-            refs: r,
-            params: &ctx.cfg.rmia.attack,
-            heldout_start: ctx.data.train.len() + ctx.data.test.len() - split.len(),
-        });
+        .map(|(r, (_, split, _))| RmiaSignal::last_test(r, &ctx.cfg.rmia.attack, ctx.data, split));
     let job = UnlearnJob {
         method: method.method(),
         data: ctx.data,

@@ -336,19 +336,11 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     let data = load_checked_data(&reg, &spec.data_dir, progress)?;
     let (mut model, parent_sc) = reg.load_version(&head, spec.device)?;
     let root_sc = reg.root_sidecar()?;
-    let recipe = crate::train::recipe_of(&root_sc)?;
-    if recipe.as_ref().is_some_and(|r| r.channels_last) {
-        model.use_channels_last()?;
-    }
+    let recipe = crate::train::lay_out_as_trained(&mut model, &root_sc)?;
     let data = data.to_device(spec.device);
     let holdout = info.holdout_test as usize;
     let heldout = match &spec.calibrate {
-        Some(_) => {
-            let h = HeldOut::LastTest(holdout);
-            let split = h.split(&data, &spec.data_dir)?;
-            let record = h.record(&data, &split);
-            Some((split, record))
-        }
+        Some(_) => Some(HeldOut::LastTest(holdout).prepare(&data, &spec.data_dir)?),
         None => None,
     };
     let requests: Vec<ForgetSet> = sets
@@ -384,11 +376,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     let rmia = refs
         .as_ref()
         .zip(heldout.as_ref())
-        .map(|(r, (split, _))| RmiaSignal {
-            refs: r,
-            params: &rmia_params,
-            heldout_start: data.train.len() + data.test.len() - split.len(),
-        });
+        .map(|(r, (split, _))| RmiaSignal::last_test(r, &rmia_params, &data, split));
     let job = UnlearnJob {
         method: method.method(),
         data: &data,

@@ -166,6 +166,27 @@ pub fn recipe_of(sc: &Sidecar) -> Result<Option<Recipe>> {
     }
 }
 
+/// Lays `model` out in the memory format `recipe` trains in (channels-last
+/// when it says so). A model read from disk is not, and the two layouts run
+/// different convolution kernels: every run that continues from a trained
+/// model lays it out so, to get the bits training would.
+pub fn lay_out(model: &mut Classifier, recipe: &Recipe) -> Result<()> {
+    if recipe.channels_last {
+        model.use_channels_last()?;
+    }
+    Ok(())
+}
+
+/// [`lay_out`] by the recipe `sc` records (nothing for a model amun did not
+/// train); returns that recipe.
+pub fn lay_out_as_trained(model: &mut Classifier, sc: &Sidecar) -> Result<Option<Recipe>> {
+    let recipe = recipe_of(sc)?;
+    if let Some(r) = &recipe {
+        lay_out(model, r)?;
+    }
+    Ok(recipe)
+}
+
 fn bytes_tensor(s: &str) -> Tensor {
     Tensor::from_slice(s.as_bytes())
 }
@@ -189,9 +210,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
         f.check_matches(job.data, Path::new("exclude"))?;
     }
     let mut model = Classifier::new(&job.spec, device, derive(job.seed, "init", 0))?;
-    if recipe.channels_last {
-        model.use_channels_last()?;
-    }
+    lay_out(&mut model, recipe)?;
     let mut opt = Sgd::new(
         &model,
         recipe.momentum,

@@ -14,7 +14,7 @@ use super::{
     Control, EpochObserver, ForgetRequest, Method, RunCtx, SaliencyMask, UnlearnLog, saliency_mask,
 };
 use crate::audit::{References, RmiaParams};
-use crate::data::{IndexSet, Split};
+use crate::data::{Dataset, IndexSet, Split};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::progress::Progress;
@@ -1011,6 +1011,23 @@ pub struct RmiaSignal<'a> {
     /// Pool row (the training rows first, then the test rows) of the first
     /// held-out image: the held-out set is the last test images.
     pub heldout_start: usize,
+}
+
+impl<'a> RmiaSignal<'a> {
+    /// The signal for `heldout`, the last test images of `data` (their pool
+    /// rows follow the training rows and the test rows before them).
+    pub fn last_test(
+        refs: &'a References,
+        params: &'a RmiaParams,
+        data: &Dataset,
+        heldout: &Split,
+    ) -> Self {
+        RmiaSignal {
+            refs,
+            params,
+            heldout_start: data.train.len() + data.test.len() - heldout.len(),
+        }
+    }
 }
 
 /// RMIA's priors p(x) (the reference models' signals, fixed) of the forget
