@@ -169,8 +169,13 @@ fn registry_renamed_class_folder_is_named_not_reported_as_changed_bytes() {
     std::fs::write(&req, format!("train/1/{first}\n")).unwrap();
     ok(&reg("add", &r, &[req.to_str().unwrap()]));
     // Renamed so that the order of the classes stays: every image keeps
-    // its index and bytes, only the class names differ.
+    // its index and bytes, only the class names differ. Renamed in test/
+    // too, as a user renaming a class would (a test class that train/
+    // lacks is refused by the data loader before any registry check).
     std::fs::rename(data.join("train/1"), data.join("train/1b")).unwrap();
+    if data.join("test/1").exists() {
+        std::fs::rename(data.join("test/1"), data.join("test/1b")).unwrap();
+    }
     let o = reg("apply", &r, APPLY_FAST);
     fails_with(
         &o,
