@@ -392,8 +392,7 @@ impl Target {
     /// there could replace a released version's weights (of the same kind,
     /// so [`Target::check_existing`] would let it through).
     fn check_registry(&self) -> Result<()> {
-        let target = canonical_lenient(&self.path);
-        match target.ancestors().skip(1).find(|d| is_registry(d)) {
+        match registry_holding(&self.path) {
             Some(dir) => Err(self.refuse(
                 "write",
                 &format!(
@@ -441,6 +440,23 @@ pub const REGISTRY_MARKERS: [&str; 2] = ["registry.db", "anchor.log"];
 
 fn is_registry(dir: &Path) -> bool {
     REGISTRY_MARKERS.iter().any(|m| dir.join(m).exists())
+}
+
+/// The registry folder `path` lies inside (through symlinks, as the write
+/// would resolve it), if any: only `amun registry` commands write there.
+pub fn registry_holding(path: &Path) -> Option<PathBuf> {
+    let target = canonical_lenient(path);
+    target
+        .ancestors()
+        .skip(1)
+        .find(|d| is_registry(d))
+        .map(Path::to_path_buf)
+}
+
+/// Whether `path` lies inside the folder `dir` (both resolved as
+/// [`registry_holding`] does), e.g. a registry not created yet.
+pub fn lies_inside(path: &Path, dir: &Path) -> bool {
+    canonical_lenient(path).starts_with(canonical_lenient(dir))
 }
 
 fn prefix(flag: &str, e: Error) -> Error {
@@ -518,6 +534,36 @@ mod tests {
             Artifact::Checkpoint,
         );
         o.check().unwrap();
+    }
+
+    #[test]
+    fn the_registry_holding_a_path_is_found_through_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let reg = d.path().join("reg");
+        std::fs::create_dir_all(&reg).unwrap();
+        std::fs::write(reg.join("registry.db"), b"").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&reg, &link).unwrap();
+        let real = reg.canonicalize().unwrap();
+        for p in [
+            "reg/versions/v0002.json",
+            "link/receipts/r0004.json",
+            "x/../reg/a",
+        ] {
+            assert_eq!(
+                registry_holding(&d.path().join(p)),
+                Some(real.clone()),
+                "{p}"
+            );
+        }
+        assert_eq!(registry_holding(&d.path().join("beside.json")), None);
+        assert_eq!(
+            registry_holding(&reg),
+            None,
+            "the folder itself is not inside"
+        );
+        assert!(lies_inside(&link.join("a.log"), &reg));
+        assert!(!lies_inside(&d.path().join("a.log"), &reg));
     }
 
     #[test]

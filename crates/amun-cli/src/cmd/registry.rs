@@ -191,6 +191,16 @@ fn add(a: AddArgs) -> Result<()> {
                 r.display()
             );
         }
+        // `apply` removes files it did not write from a registry folder
+        // (leftovers of an interrupted apply), and receipts/ is its own.
+        if let Some(dir) = amun::outputs::registry_holding(r) {
+            bail!(
+                "--receipt {}: inside the registry folder {}; name a new file outside the \
+                 registry folder (the registry keeps its own copy in receipts/)",
+                r.display(),
+                dir.display()
+            );
+        }
     }
     let mut reg = Registry::open(&a.dir.registry)?;
     let added = reg.add_requests(&a.files, &a.reference, a.received.as_deref())?;
@@ -760,7 +770,11 @@ pub struct AnchorArgs {
 
 fn anchor(a: AnchorArgs) -> Result<()> {
     let mut reg = Registry::open(&a.dir.registry)?;
-    let copy = reg.set_anchor_copy(&a.copy)?;
+    // The library names the setting; the user typed --copy.
+    let copy = reg.set_anchor_copy(&a.copy).map_err(|e| match e {
+        amun::error::Error::Invalid { .. } => anyhow::anyhow!("--copy {e}"),
+        e => e.into(),
+    })?;
     for w in reg.take_warnings() {
         eprintln!("warning: {w}");
     }

@@ -324,3 +324,49 @@ fn rmia_reference_logits_deleted_and_computed_again_have_the_same_bits() {
         "the logits computed again from the kept model differ from the first ones"
     );
 }
+
+#[test]
+fn registry_receipt_and_anchor_copy_inside_a_registry_are_refused_before_any_change() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, r) = folder_registry(d.path());
+    let req = request(d.path(), "req.csv", &[1, 2]);
+    let req = req.to_str().unwrap();
+    // A symlink to the registry folder is the registry folder.
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&r, &link).unwrap();
+    let anchors = count(&r, "anchors");
+    for inside in [
+        r.join("versions/v0002.json"),
+        r.join("receipts/r0001.json"),
+        link.join("receipts/r0002.json"),
+    ] {
+        let p = inside.to_str().unwrap();
+        let o = reg("add", &r, &[req, "--receipt", p]);
+        fails_with(&o, &["--receipt", "outside the registry folder"]);
+        assert!(!inside.exists(), "{p} was written");
+        assert_eq!(
+            count(&r, "requests"),
+            0,
+            "--receipt {p}: a request was added"
+        );
+        let o = reg("anchor", &r, &["--copy", p]);
+        fails_with(&o, &["--copy", "outside the registry folder"]);
+        assert!(!inside.exists(), "{p} was written");
+        assert_eq!(
+            count(&r, "anchors"),
+            anchors,
+            "--copy {p}: the anchor changed"
+        );
+    }
+    // Beside the registry both are fine, and the registry still takes adds.
+    let receipt = d.path().join("receipt.json");
+    ok(&reg(
+        "add",
+        &r,
+        &[req, "--receipt", receipt.to_str().unwrap()],
+    ));
+    assert_eq!(count(&r, "requests"), 1);
+    let copy = d.path().join("anchor.copy");
+    ok(&reg("anchor", &r, &["--copy", copy.to_str().unwrap()]));
+    assert!(receipt.exists() && copy.exists());
+}

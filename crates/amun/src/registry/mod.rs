@@ -380,7 +380,7 @@ impl Registry {
                 "exists and is not an empty folder; a registry is made in a new folder",
             ));
         }
-        let copy = anchor_copy_checked(spec.anchor_copy.as_deref())?;
+        let copy = anchor_copy_checked(spec.anchor_copy.as_deref(), dir)?;
         let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
         match &sc.origin {
             crate::model::Origin::Train { subset: None, .. } if sc.incomplete().is_none() => {}
@@ -733,7 +733,7 @@ impl Registry {
     /// record): the whole anchor is written there at once, and every
     /// commit's head after it. `copy` must be a new or empty file.
     pub fn set_anchor_copy(&mut self, copy: &Path) -> Result<PathBuf> {
-        let copy = anchor_copy_checked(Some(copy))?.expect("a path was given");
+        let copy = anchor_copy_checked(Some(copy), &self.dir)?.expect("a path was given");
         anchor::refuse_behind(self, "set the anchor's copy")?;
         let tx = immediate(&mut self.conn, &self.db)?;
         anchor::ensure_started(&tx, &self.db)?;
@@ -1054,11 +1054,26 @@ fn forgotten_in(conn: &Connection, db: &Path, id: i64) -> Result<Vec<i64>> {
     Ok(v)
 }
 
-/// The anchor's copy of a new registry, absolute, checked before any work:
-/// a file that exists and is not empty is another registry's anchor.
-fn anchor_copy_checked(copy: Option<&Path>) -> Result<Option<PathBuf>> {
+/// The anchor's copy of registry `dir`, absolute, checked before any work:
+/// a file that exists and is not empty is another registry's anchor; a
+/// copy inside a registry folder is a file apply removes as a leftover
+/// (and it would share the fate of the folder it should outlive).
+fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<PathBuf>> {
     let Some(c) = copy else { return Ok(None) };
     let abs = std::path::absolute(c).at(c)?;
+    let holder = crate::outputs::registry_holding(&abs)
+        .or_else(|| crate::outputs::lies_inside(&abs, dir).then(|| dir.to_path_buf()));
+    if let Some(reg) = holder {
+        return Err(Error::invalid(
+            "anchor-copy",
+            format!(
+                "{}: inside the registry folder {}; name a file outside the registry folder \
+                 (e.g. on another disk)",
+                c.display(),
+                reg.display()
+            ),
+        ));
+    }
     if abs.is_dir() || std::fs::metadata(&abs).is_ok_and(|m| m.len() > 0) {
         return Err(Error::invalid(
             "anchor-copy",
