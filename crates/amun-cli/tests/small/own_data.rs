@@ -487,8 +487,17 @@ fn a_folder_models_classes_and_content_are_checked() {
     };
 
     // Class folder 3 renamed x3: it sorts last, every label from 3 on moves.
-    let (three, x3) = (data.join("train/3"), data.join("train/x3"));
-    std::fs::rename(&three, &x3).unwrap();
+    // Renamed in train/ and test/ alike, as a user renaming a class would
+    // (a test class that train/ lacks is refused before any step).
+    let rename = |from: &str, to: &str| {
+        for part in ["train", "test"] {
+            let src = data.join(part).join(from);
+            if src.exists() {
+                std::fs::rename(&src, data.join(part).join(to)).unwrap();
+            }
+        }
+    };
+    rename("3", "x3");
     for o in [eval(), unlearn()] {
         fails_with(
             &o,
@@ -500,7 +509,7 @@ fn a_folder_models_classes_and_content_are_checked() {
             ],
         );
     }
-    std::fs::rename(&x3, &three).unwrap();
+    rename("x3", "3");
     ok(&eval());
 
     // One training image replaced by another of its class (same count).
@@ -592,8 +601,17 @@ fn a_run_folders_steps_follow_their_dataset_folders_content() {
         (st["original-s0"].as_str(), st["forget-s0-f0.1"].as_str()),
         ("done", "done")
     );
-    let (three, x3) = (data.join("train/3"), data.join("train/x3"));
-    std::fs::rename(&three, &x3).unwrap();
+    // Renamed in train/ and test/ alike, as a user renaming a class would
+    // (a test class that train/ lacks is refused before any step).
+    let rename = |from: &str, to: &str| {
+        for part in ["train", "test"] {
+            let src = data.join(part).join(from);
+            if src.exists() {
+                std::fs::rename(&src, data.join(part).join(to)).unwrap();
+            }
+        }
+    };
+    rename("3", "x3");
     let st = plan_status(&run);
     assert_eq!(st["original-s0"], "stale");
     assert_eq!(st["forget-s0-f0.1"], "stale");
@@ -601,7 +619,7 @@ fn a_run_folders_steps_follow_their_dataset_folders_content() {
     step("forget-s0-f0.1");
     step("original-s0");
     assert_eq!(plan_status(&run)["original-s0"], "done");
-    std::fs::rename(&x3, &three).unwrap();
+    rename("x3", "3");
     assert_eq!(plan_status(&run)["original-s0"], "stale");
 }
 
