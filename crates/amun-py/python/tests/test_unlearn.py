@@ -248,6 +248,10 @@ def test_ctrl_c_stops_unlearning_cleanly(model, mnist):
     import os
     import signal
 
+    # A process started in the background by a non-interactive shell (CI,
+    # nohup) inherits SIGINT ignored, and Python then installs no handler:
+    # give it the one a terminal user has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     x, y, _, _ = mnist
     weights = copy.deepcopy(model.state_dict())
     sent = []
@@ -258,9 +262,12 @@ def test_ctrl_c_stops_unlearning_cleanly(model, mnist):
             os.kill(os.getpid(), signal.SIGINT)
 
     t0 = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, epochs=200,
-                     progress=on_event)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, epochs=200,
+                         progress=on_event)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sent
     assert time.perf_counter() - t0 < 20
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
