@@ -184,14 +184,19 @@ fn l1_ends_with_a_smaller_l1_norm_than_plain_ft() {
     assert!(norms[1] < norms[0], "l1 {} vs ft {}", norms[1], norms[0]);
 }
 
-#[test]
-fn salun_mask_freezes_the_masked_weights_exactly() {
-    let (data, mut model, forget) = setup();
-    let before: HashMap<String, tch::Tensor> = model
+/// A copy of every trainable parameter, by name.
+fn parameters(model: &Classifier) -> HashMap<String, tch::Tensor> {
+    model
         .named_parameters()
         .into_iter()
         .map(|(n, p)| (n, p.copy()))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn salun_mask_freezes_the_masked_weights_exactly() {
+    let (data, mut model, forget) = setup();
+    let before = parameters(&model);
     let f = data.train.select(&forget.indices);
     let mask = amun::unlearn::saliency_mask(&model, &f, 0.5, 500).unwrap();
     run(
@@ -231,11 +236,7 @@ fn salun_mask_freezes_the_masked_weights_exactly() {
 #[test]
 fn salun_masks_with_a_given_mask_instead_of_computing_its_own() {
     let (data, mut model, forget) = setup();
-    let before: HashMap<String, tch::Tensor> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(n, p)| (n, p.copy()))
-        .collect();
+    let before = parameters(&model);
     let f = data.train.select(&forget.indices);
     let own = amun::unlearn::saliency_mask(&model, &f, 0.5, 500).unwrap();
     let given = amun::unlearn::SaliencyMask {
