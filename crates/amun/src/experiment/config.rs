@@ -111,7 +111,7 @@ pub struct CalibrateSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
     /// The calibration's own settings (lrs, rule, max_utility_drop,
-    /// patience, retain_probe), as `--calibrate-*` gives them.
+    /// patience, stall, retain_probe), as `--calibrate-*` gives them.
     #[serde(flatten)]
     pub overrides: CalibrateOverrides,
 }
@@ -129,6 +129,7 @@ const CALIBRATE_KEYS: &[&str] = &[
     "level",
     "max_utility_drop",
     "patience",
+    "stall",
     "retain_probe",
 ];
 

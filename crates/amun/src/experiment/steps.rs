@@ -621,12 +621,19 @@ fn unlearn_run(
         recipe: None,
     };
     let out = job.run(&mut model, &parent, ctx.progress)?;
+    // A calibration that kept the original before its first epoch needed
+    // no adversarial set (`amun unlearn` does not compute one then): the
+    // shared step's time is not this run's cost.
+    let kept_before_any_epoch = out
+        .logs
+        .iter()
+        .all(|l| l.calibration.as_ref().is_some_and(|c| c.epochs_run == 0));
     let [forget] = requests;
     Ok(UnlearnRun {
         model,
         sidecar: out.sidecar,
         forget,
-        seconds: out.seconds + adv_secs,
+        seconds: out.seconds + if kept_before_any_epoch { 0.0 } else { adv_secs },
     })
 }
 

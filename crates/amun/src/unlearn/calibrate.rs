@@ -148,6 +148,7 @@ impl std::str::FromStr for Walk {
 /// | level | 0.05 | the two-sided level of every test: forget vs held-out accuracy, loss-AUC vs 50, utility |
 /// | max_utility_drop | from the data | points of held-out (and retain) accuracy the result may lose against the original; unset: the sampling noise at `level` plus what removing the forget set costs ([`utility_drop`]) |
 /// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns (`continue`: epochs of lost utility ridden out) |
+/// | stall | 3 | `continue`: epochs a leg that cannot climb (the top rung, or the rungs above lost utility or over-unlearned) gets to find a better state than the best so far before the walk ends |
 /// | retain_probe | 1000 | retain samples measured after each epoch |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -166,6 +167,7 @@ pub struct CalibrateSettings {
     /// `None`: from the data ([`utility_drop`]).
     pub max_utility_drop: Option<f64>,
     pub patience: usize,
+    pub stall: usize,
     pub retain_probe: usize,
 }
 
@@ -182,6 +184,7 @@ impl Default for CalibrateSettings {
             level: 0.05,
             max_utility_drop: None,
             patience: 2,
+            stall: 3,
             retain_probe: 1000,
         }
     }
@@ -234,6 +237,9 @@ impl CalibrateSettings {
                  ladder runs each rung for the method's epochs",
             ));
         }
+        if self.stall == 0 {
+            return Err(Error::invalid("calibrate.stall", "must be at least 1 epoch"));
+        }
         if self.max_epochs == Some(0) {
             return Err(Error::invalid("calibrate.max_epochs", "must be at least 1"));
         }
@@ -282,6 +288,8 @@ pub struct CalibrateOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_probe: Option<usize>,
 }
 
@@ -306,6 +314,7 @@ impl CalibrateOverrides {
             level: o.level.unwrap_or(d.level),
             max_utility_drop: o.max_utility_drop.or(d.max_utility_drop),
             patience: o.patience.unwrap_or(d.patience),
+            stall: o.stall.unwrap_or(d.stall),
             retain_probe: o.retain_probe.unwrap_or(d.retain_probe),
         };
         s.check()?;
@@ -1247,6 +1256,9 @@ pub enum LegEnd {
     Lost,
     /// Under, and too slowly at this rate.
     Climb,
+    /// Under at a rate that cannot climb, and `stall` epochs in a row
+    /// found no state better than the best so far.
+    Stalled,
     /// The epochs it was given ran out.
     Budget,
 }
@@ -1260,23 +1272,45 @@ pub struct LegRun {
     pub can_climb: bool,
     pub patience: usize,
     pub climb_after: f64,
+    pub stall: usize,
+    /// The best state of the walk so far (the leg's start counts the
+    /// walk's best before it).
+    best: Candidate,
     /// Epochs in a row that lost utility or went past unseen data.
     shock: usize,
+    /// Epochs in a row that found no state better than `best`.
+    since_best: usize,
 }
 
 impl LegRun {
-    pub fn new(from_diff: f64, can_climb: bool, cal: &CalibrateSettings) -> LegRun {
+    /// A leg from a state `from_diff` from the target, the walk's best
+    /// state so far being `best`.
+    pub fn new(
+        from_diff: f64,
+        can_climb: bool,
+        best: &Candidate,
+        cal: &CalibrateSettings,
+    ) -> LegRun {
         LegRun {
             from_diff,
             can_climb,
             patience: cal.patience,
             climb_after: cal.climb_after,
+            stall: cal.stall,
+            best: best.clone(),
             shock: 0,
+            since_best: 0,
         }
     }
 
     /// After the leg's `epoch` (1-based) reached `c`: `Some` ends the leg.
     pub fn after(&mut self, epoch: usize, c: &Candidate, t: &Targets) -> Option<LegEnd> {
+        if better(c, &self.best) {
+            self.best = c.clone();
+            self.since_best = 0;
+        } else {
+            self.since_best += 1;
+        }
         let v = t.verdict(&c.probe);
         match v {
             Verdict::Reached => return Some(LegEnd::Reached),
@@ -1294,13 +1328,19 @@ impl LegRun {
             Verdict::Under => {}
         }
         self.shock = 0;
+        if !self.can_climb {
+            // No higher rate is left to try: epochs that find nothing
+            // better only spend the budget (measured: walks that rode the
+            // top rate to the end of the budget chose a state from its
+            // first epochs, docs/CALIBRATION.md). One epoch's change is
+            // within the probes' noise, so the leg gets `stall` of them.
+            return (self.since_best >= self.stall).then_some(LegEnd::Stalled);
+        }
         // Still under: how many more epochs would this rate need, at the
-        // leg's pace so far? Where it cannot climb, a slow leg runs on: one
-        // epoch's change is within the probes' noise, so no stall is called.
+        // leg's pace so far?
         let diff = t.diff(&c.probe);
         let progress = (self.from_diff - diff) / epoch as f64;
-        (self.can_climb && (progress <= 0.0 || diff / progress > self.climb_after))
-            .then_some(LegEnd::Climb)
+        (progress <= 0.0 || diff / progress > self.climb_after).then_some(LegEnd::Climb)
     }
 }
 
@@ -1370,6 +1410,10 @@ impl Walker {
                 t.level, self.done
             )),
             LegEnd::Budget => Step::Stop(format!("the epochs of the budget ran out at lr {lr:e}")),
+            LegEnd::Stalled => Step::Stop(format!(
+                "lr {lr:e} could not climb (the rates above lost utility or over-unlearned, or \
+                 it is the highest) and its last epochs found no better state than the best so far"
+            )),
             LegEnd::Climb => {
                 self.rung += 1;
                 Step::Go
@@ -1712,7 +1756,7 @@ impl<'a> Search<'_, 'a> {
             retain_budget: self.cal.retain_budget,
             ..TrainOverrides::rate(lr, Some(Schedule::Constant))
         })?;
-        let run = LegRun::new(w.diff, w.can_climb(), self.cal);
+        let run = LegRun::new(w.diff, w.can_climb(), &self.book.best, self.cal);
         let mut logs = std::mem::take(&mut self.logs);
         let mut obs = LegObserver {
             watch: self.watch(ctx.progress),
@@ -2291,7 +2335,7 @@ mod tests {
         // A leg does not end "reached" on it; it rides out `patience`
         // epochs of lost utility, then leaves the rate.
         let cal = CalibrateSettings::default();
-        let mut leg = LegRun::new(t.diff(&o), true, &cal);
+        let mut leg = LegRun::new(t.diff(&o), true, &a, &cal);
         assert_eq!(leg.after(1, &b, &t), None);
         assert_eq!(leg.after(2, &b, &t), None);
         assert_eq!(leg.after(3, &b, &t), Some(LegEnd::Lost));
@@ -2305,7 +2349,9 @@ mod tests {
         can_climb: bool,
         probes: &[Probe],
     ) -> (usize, Option<LegEnd>) {
-        let mut leg = LegRun::new(from_diff, can_climb, &CalibrateSettings::default());
+        let original = t.judge(Rule::Accuracy, t.original);
+        let cal = CalibrateSettings::default();
+        let mut leg = LegRun::new(from_diff, can_climb, &original, &cal);
         for (k, p) in probes.iter().enumerate() {
             let c = t.judge(Rule::Accuracy, *p);
             if let Some(e) = leg.after(k + 1, &c, t) {
@@ -2372,6 +2418,158 @@ mod tests {
             w.after_leg(LegEnd::Reached, 2, Some(&reached), &best, &t),
             Step::Stop(why) if why.contains("after 3 epochs")
         ));
+    }
+
+    /// (forget, held-out, retain, loss-AUC, RMIA AUC) after each epoch,
+    /// the original first: calibrated AMUN's walk in issue 35's matrix
+    /// (bench/study/calib35-*.toml, 10% forgotten), which rode lr 0.03 to
+    /// the end of its 20-epoch budget.
+    const FASHION_S0: [(f64, f64, f64, f64, f64); 21] = [
+        (97.667, 89.6, 98.2, 54.335, 61.479),
+        (96.667, 89.2, 98.5, 54.031, 59.952),
+        (97.667, 89.0, 98.0, 52.08, 57.759),
+        (86.333, 81.4, 90.1, 50.021, 53.391),
+        (83.667, 81.4, 90.7, 47.487, 48.154),
+        (90.333, 84.8, 95.9, 48.761, 51.187),
+        (94.667, 89.2, 98.9, 47.618, 50.422),
+        (96.0, 88.6, 99.3, 47.844, 50.289),
+        (95.0, 89.4, 99.7, 47.331, 49.518),
+        (98.0, 87.8, 99.7, 47.806, 50.844),
+        (97.667, 89.8, 99.7, 47.019, 50.551),
+        (94.333, 88.0, 98.6, 47.445, 49.707),
+        (97.0, 87.0, 99.8, 47.138, 51.0),
+        (98.0, 89.2, 100.0, 47.414, 50.701),
+        (98.0, 89.4, 100.0, 47.695, 52.523),
+        (96.667, 88.4, 99.9, 48.138, 52.617),
+        (97.667, 89.2, 100.0, 47.944, 52.207),
+        (96.333, 88.6, 99.9, 48.215, 52.41),
+        (96.333, 88.8, 100.0, 47.46, 51.457),
+        (97.333, 89.2, 100.0, 48.222, 52.878),
+        (96.333, 88.8, 99.9, 48.175, 52.239)
+    ];
+
+    /// (forget, held-out, retain, loss-AUC, RMIA AUC) after each epoch,
+    /// the original first: calibrated AMUN's walk in issue 35's matrix
+    /// (bench/study/calib35-*.toml, 10% forgotten), which rode lr 0.03 to
+    /// the end of its 20-epoch budget.
+    const FASHION_S1: [(f64, f64, f64, f64, f64); 21] = [
+        (98.0, 89.0, 97.5, 55.425, 60.696),
+        (97.667, 89.4, 97.5, 54.693, 59.236),
+        (94.667, 89.0, 95.8, 53.588, 56.653),
+        (92.667, 87.8, 95.5, 51.83, 54.848),
+        (94.667, 88.8, 98.2, 53.024, 56.147),
+        (87.333, 82.8, 90.8, 51.316, 52.526),
+        (87.333, 83.6, 88.1, 51.343, 53.593),
+        (88.667, 84.4, 93.0, 51.057, 52.876),
+        (95.0, 88.4, 99.1, 50.102, 51.894),
+        (96.333, 89.4, 99.8, 49.603, 51.881),
+        (96.667, 89.6, 99.8, 49.867, 52.161),
+        (96.0, 89.2, 99.8, 49.673, 51.894),
+        (95.333, 89.0, 99.6, 49.596, 52.012),
+        (97.333, 88.2, 100.0, 49.808, 52.737),
+        (95.667, 89.0, 100.0, 49.031, 51.599),
+        (95.0, 88.0, 98.3, 49.608, 53.299),
+        (93.0, 87.6, 98.0, 49.991, 52.675),
+        (96.667, 88.8, 100.0, 49.911, 53.104),
+        (96.0, 89.8, 100.0, 49.969, 53.35),
+        (98.0, 89.8, 100.0, 49.472, 53.021),
+        (98.0, 88.8, 100.0, 49.897, 54.062)
+    ];
+
+    /// (forget, held-out, retain, loss-AUC, RMIA AUC) after each epoch,
+    /// the original first: calibrated AMUN's walk in issue 35's matrix
+    /// (bench/study/calib35-*.toml, 10% forgotten), which rode lr 0.03 to
+    /// the end of its 20-epoch budget.
+    const MNIST_S1: [(f64, f64, f64, f64, f64); 21] = [
+        (100.0, 97.0, 100.0, 51.213, 56.648),
+        (100.0, 96.4, 100.0, 49.931, 55.465),
+        (100.0, 97.2, 100.0, 48.404, 54.574),
+        (99.5, 96.2, 100.0, 46.853, 51.134),
+        (98.0, 95.2, 98.7, 46.723, 53.428),
+        (100.0, 97.2, 99.9, 45.959, 54.409),
+        (98.0, 95.2, 99.5, 44.279, 47.33),
+        (98.5, 95.4, 99.5, 44.733, 45.545),
+        (98.0, 94.8, 99.6, 44.388, 48.977),
+        (100.0, 96.4, 100.0, 44.106, 52.636),
+        (100.0, 96.4, 100.0, 44.101, 52.849),
+        (100.0, 96.8, 100.0, 43.46, 52.812),
+        (100.0, 96.8, 100.0, 43.522, 53.454),
+        (100.0, 96.8, 100.0, 43.404, 52.949),
+        (100.0, 96.6, 100.0, 43.645, 52.779),
+        (100.0, 96.8, 100.0, 43.596, 52.913),
+        (100.0, 96.8, 100.0, 43.264, 53.186),
+        (100.0, 96.8, 100.0, 43.334, 53.053),
+        (100.0, 96.8, 100.0, 43.206, 52.809),
+        (100.0, 96.8, 100.0, 43.185, 52.214),
+        (100.0, 96.6, 100.0, 43.227, 52.261)
+    ];
+
+    /// Replays a recorded continuing walk (one probe per epoch, the
+    /// original first) through [`Walker`] and [`LegRun`] as `climb` drives
+    /// them: the epochs it runs, the best state and why it stops.
+    fn replay_walk(t: &Targets, start: usize, table: &[Probe]) -> (usize, Candidate, String) {
+        let cal = CalibrateSettings::default();
+        let mut best = t.judge(Rule::Accuracy, table[0]);
+        let mut w = Walker::new(&cal.lrs, start, t.diff(&table[0]));
+        let mut k = 1;
+        loop {
+            let mut leg = LegRun::new(w.diff, w.can_climb(), &best, &cal);
+            let (mut ran, mut end, mut last) = (0, LegEnd::Budget, None);
+            while k < table.len() {
+                let c = Candidate {
+                    epoch: k,
+                    ..t.judge(Rule::Accuracy, table[k])
+                };
+                (k, ran) = (k + 1, ran + 1);
+                if better(&c, &best) {
+                    best = c.clone();
+                }
+                let e = leg.after(ran, &c, t);
+                last = Some(c);
+                if let Some(e) = e {
+                    end = e;
+                    break;
+                }
+            }
+            match w.after_leg(end, ran, last.as_ref(), &best, t) {
+                Step::Go => {}
+                Step::BackToBest => panic!("these recorded walks never went back"),
+                Step::Stop(why) => return (w.done, best, why),
+            }
+        }
+    }
+
+    /// Walks that could no longer climb used to ride the rate to the end of
+    /// the budget (20 epochs) and keep a state of their first epochs: they
+    /// now stop `stall` epochs after the last better state, keeping it.
+    #[test]
+    fn a_walk_that_cannot_climb_stops_once_it_finds_nothing_better() {
+        let cases: [(&[(f64, f64, f64, f64, f64)], usize, f64, usize, usize); 3] = [
+            // (table, training samples, recorded noise, epochs, best epoch)
+            (&FASHION_S0, 3000, 1.9087, 9, 6),
+            (&FASHION_S1, 3000, 1.9382, 10, 3),
+            (&MNIST_S1, 2000, 1.2116, 11, 3),
+        ];
+        for (rows, train, noise, epochs, best_epoch) in cases {
+            let table: Vec<Probe> = rows
+                .iter()
+                .map(|&(f, h, r, auc, rmia)| with_rmia(probe(f, h, r, auc), rmia))
+                .collect();
+            let forget = train / 10;
+            let sizes = Sizes {
+                forget,
+                heldout: 500,
+                retain: 1000,
+                train,
+            };
+            let t = Targets::new(table[0], sizes, 0.05, None);
+            assert!((t.noise - noise).abs() < 1e-3, "{} vs {noise}", t.noise);
+            let start = nearest(&CalibrateSettings::default().lrs, 0.01);
+            let (done, best, why) = replay_walk(&t, start, &table);
+            assert_eq!((done, best.epoch), (epochs, best_epoch), "{why}");
+            assert!(why.contains("could not climb"), "{why}");
+            assert!(best.admissible());
+        }
     }
 
     /// The restarting ladder's rung and its next rung, on recorded states.
@@ -2467,6 +2665,11 @@ mod tests {
             ..base.clone()
         });
         assert!(e.contains("max_epochs"), "{e}");
+        let e = err(CalibrateSettings {
+            stall: 0,
+            ..base.clone()
+        });
+        assert!(e.contains("calibrate.stall"), "{e}");
         let e = err(CalibrateSettings {
             walk: Walk::Restart,
             max_epochs: Some(10),
