@@ -59,12 +59,12 @@ fn checkpoint_round_trip_gives_identical_logits() {
         "a finished run leaves no resume state"
     );
     // Another architecture or class count is refused, naming what differs.
-    // (Written without its content hash, as an older amun's sidecar, so
-    // that the checks after the hash's are reached.)
+    // (Signed as amun signs a sidecar, so that the checks after the
+    // hash's are reached.)
     let mut sc2 = sc.clone();
     sc2.content_sha256 = None;
     sc2.model.num_classes = 7;
-    amun::fsutil::write_json(&checkpoint::sidecar_path(&out), &sc2).unwrap();
+    amun::fsutil::write_json_signed(&checkpoint::sidecar_path(&out), &sc2).unwrap();
     let msg = checkpoint::load(&out, tch::Device::Cpu)
         .unwrap_err()
         .to_string();
@@ -74,7 +74,7 @@ fn checkpoint_round_trip_gives_identical_logits() {
     );
     sc2.model = sc.model.clone();
     sc2.model.arch = Arch::Resnet18;
-    amun::fsutil::write_json(&checkpoint::sidecar_path(&out), &sc2).unwrap();
+    amun::fsutil::write_json_signed(&checkpoint::sidecar_path(&out), &sc2).unwrap();
     let msg = checkpoint::load(&out, tch::Device::Cpu)
         .unwrap_err()
         .to_string();
