@@ -152,8 +152,22 @@ pub fn pt_zip(parts: &[&[u8]]) -> Vec<u8> {
 /// weights, so the fuzzer gets past `verify_weights` to the model.
 pub const SHA_PLACEHOLDER: &[u8] = b"@SHA@";
 
+/// Suffix of a fuzzed JSON (a sidecar, an adversarial set's) that stands
+/// for its content hash: the text before it is signed as amun signs it
+/// (`fsutil::sign_json_text`), so the fuzzer gets past that check too.
+pub const SIGN_SUFFIX: &[u8] = b"@SIGN@";
+
+/// `json` signed when it ends in [`SIGN_SUFFIX`], as it is otherwise.
+pub fn signed(json: &[u8]) -> Vec<u8> {
+    json.strip_suffix(SIGN_SUFFIX)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|b| amun::fsutil::sign_json_text(b.trim_end()))
+        .map_or_else(|| json.to_vec(), String::into_bytes)
+}
+
 /// Checkpoint (`model.safetensors` + `model.json`): parts = [weights,
-/// sidecar]. `read_tensors`, `read_sidecar`, then `load`.
+/// sidecar]. `read_tensors`, `read_sidecar`, then `load`. The sidecar's
+/// [`SHA_PLACEHOLDER`]s and [`SIGN_SUFFIX`] are filled in first.
 pub fn safetensors_checkpoint(s: &Scratch, data: &[u8]) -> Result<()> {
     let p = parts(data, 2);
     let weights = s.dir.join("model.safetensors");
@@ -170,7 +184,7 @@ pub fn safetensors_checkpoint(s: &Scratch, data: &[u8]) -> Result<()> {
         rest = &rest[i + SHA_PLACEHOLDER.len()..];
     }
     sidecar.extend_from_slice(rest);
-    write(&checkpoint::sidecar_path(&weights), &sidecar);
+    write(&checkpoint::sidecar_path(&weights), &signed(&sidecar));
     let tensors = checkpoint::read_tensors(&weights, Device::Cpu);
     let sc = checkpoint::read_sidecar(&weights);
     let loaded = checkpoint::load(&weights, Device::Cpu);
@@ -284,13 +298,13 @@ pub fn experiment_toml(s: &Scratch, data: &[u8]) -> Result<()> {
 }
 
 /// An adversarial set (`adv.safetensors` + `adv.json`): parts = [tensors,
-/// JSON]. `AdvSet::load`; a loaded set must also be usable (`subset`,
+/// JSON, signed when it ends in [`SIGN_SUFFIX`]]. `AdvSet::load`; a loaded set must also be usable (`subset`,
 /// `summary`), which is what its consumers do first.
 pub fn adv_set(s: &Scratch, data: &[u8]) -> Result<()> {
     let p = parts(data, 2);
     let path = s.dir.join("adv.safetensors");
     write(&path, p[0]);
-    write(&AdvSet::meta_path(&path), p[1]);
+    write(&AdvSet::meta_path(&path), &signed(p[1]));
     let (set, _meta) = AdvSet::load(&path)?;
     let mut keep = set.indices.clone();
     keep.sort_unstable();

@@ -136,11 +136,13 @@ def main():
 
     # safetensors_checkpoint: [weights, sidecar]. The sidecar is the one
     # `amun train` wrote, with its weights_sha256 replaced by the
-    # placeholder the harness fills in; the weights are tiny tensors under
+    # placeholder the harness fills in, and its content_sha256 by the
+    # suffix the harness signs it for; the weights are tiny tensors under
     # small-cnn names (a whole model is ~370 KB), or amun's own adv-set file.
     sidecar = json.loads((WORK / "model.json").read_text())
     sidecar["weights_sha256"] = "@SHA@"
-    sc = json.dumps(sidecar, indent=2).encode()
+    sidecar.pop("content_sha256", None)
+    sc = json.dumps(sidecar, indent=2).encode() + b"@SIGN@"
     tiny = safetensors_bytes(
         [
             ("fc.bias", torch.zeros(10)),
@@ -154,7 +156,7 @@ def main():
     # images, 2 classes), so the loader gets as far as matching the tensors.
     sidecar["model"].update({"image_size": 8, "num_classes": 2})
     sidecar["classes"] = ["0", "1"]
-    small = json.dumps(sidecar, indent=2).encode()
+    small = json.dumps(sidecar, indent=2).encode() + b"@SIGN@"
     put("safetensors_checkpoint", "sidecar-small-spec-tiny-weights", join(tiny, small))
 
     # idx: flags, then [train images, train labels, test images, test labels]
@@ -190,8 +192,12 @@ def main():
     for f in sorted((ROOT / "experiments").glob("*.toml")):
         put("experiment_toml", f.stem, f.read_bytes())
 
-    # adv_set: [adv.safetensors, adv.json] written by `amun adv`.
-    put("adv_set", "amun-adv", join((WORK / "adv.safetensors").read_bytes(), (WORK / "adv.json").read_bytes()))
+    # adv_set: [adv.safetensors, adv.json] written by `amun adv`, its
+    # content_sha256 replaced by the suffix the harness signs it for.
+    meta = json.loads((WORK / "adv.json").read_text())
+    meta.pop("content_sha256", None)
+    meta = json.dumps(meta, indent=2).encode() + b"@SIGN@"
+    put("adv_set", "amun-adv", join((WORK / "adv.safetensors").read_bytes(), meta))
 
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"corpus: {sum(1 for p in OUT.rglob('*') if p.is_file())} files, {total} bytes in {OUT}")

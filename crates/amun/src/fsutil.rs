@@ -135,6 +135,88 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))
 }
 
+/// The last field of a JSON file amun signs ([`write_json_signed`]).
+pub const CONTENT_KEY: &str = "content_sha256";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// [`write_json`] of an object that records how an artifact was made (a
+/// checkpoint's sidecar, an adversarial set's metadata), signed by
+/// [`sign_json_text`]. `value` must serialise without [`CONTENT_KEY`].
+pub fn write_json_signed<T: serde::Serialize>(dest: &Path, value: &T) -> Result<()> {
+    let body = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::format(dest, format!("cannot serialise: {e}")))?;
+    let text = Some(&body)
+        .filter(|b| !b.contains(&format!("\n  \"{CONTENT_KEY}\":")))
+        .and_then(|b| sign_json_text(b))
+        .ok_or_else(|| Error::format(dest, format!("not an object without {CONTENT_KEY}")))?;
+    write_atomic(dest, text.as_bytes())
+}
+
+/// A JSON object's text (ending in `}`) with a last field [`CONTENT_KEY`]
+/// added: the sha256 of the text before that field, closed by `\n}` (for
+/// pretty-printed JSON: the text without the field). The bytes, not parsed
+/// values, are hashed: a parsed float may differ from the written one in
+/// its last bit.
+pub fn sign_json_text(body: &str) -> Option<String> {
+    let rest = body.strip_suffix('}')?;
+    let rest = rest.strip_suffix('\n').unwrap_or(rest);
+    let h = sha256_hex(format!("{rest}\n}}").as_bytes());
+    Some(format!("{rest},\n  \"{CONTENT_KEY}\": \"{h}\"\n}}\n"))
+}
+
+/// Reads a file written by [`write_json_signed`], refusing one whose bytes
+/// are not what amun wrote: any edit, reformatting included, and a file
+/// without the field (an older amun's, or one whose hash was removed with
+/// an edit). `what` names the file's kind ("checkpoint sidecar"),
+/// `remake` how to get one amun wrote.
+pub fn read_json_signed<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    remake: &str,
+) -> Result<T> {
+    #[derive(serde::Deserialize)]
+    struct Signed {
+        content_sha256: Option<String>,
+    }
+    let text = std::fs::read_to_string(path).at(path)?;
+    let parse_err = |e: serde_json::Error| Error::format(path, format!("invalid JSON: {e}"));
+    let value: T = serde_json::from_str(&text).map_err(parse_err)?;
+    let Signed { content_sha256 } = serde_json::from_str(&text).map_err(parse_err)?;
+    let Some(want) = content_sha256 else {
+        return Err(Error::format(
+            path,
+            format!(
+                "carries no {CONTENT_KEY}, the hash of its text that amun writes into every \
+                 {what}: written by an older amun, or edited and its hash removed — nothing \
+                 says it is what amun wrote, so it is not trusted; {remake}"
+            ),
+        ));
+    };
+    let tail = format!(",\n  \"{CONTENT_KEY}\": \"{want}\"\n}}\n");
+    let got = text
+        .strip_suffix(&tail)
+        .map(|body| sha256_hex(format!("{body}\n}}").as_bytes()));
+    if got.as_deref() == Some(want.as_str()) {
+        return Ok(value);
+    }
+    let why = match got {
+        Some(h) => format!("its content's sha256 is {h}, but it records {CONTENT_KEY} {want}"),
+        None => format!("its {CONTENT_KEY} is not the last field as amun writes it"),
+    };
+    Err(Error::format(
+        path,
+        format!(
+            "was changed after amun wrote it: {why} (a field edited by hand, or the file \
+             reformatted?); a {what} records how its artifact was made and is never edited — \
+             {remake}"
+        ),
+    ))
+}
+
 /// Checks an output path before any work: not a folder, one of
 /// `extensions` (when given), and a file can be created where it goes.
 /// Creates no folder: a failed command leaves nothing behind.

@@ -286,12 +286,12 @@ fn divergence_says_what_was_left_and_non_finite_weights_are_refused() {
     }
     tch::Tensor::write_safetensors(&t, &w).unwrap();
     let sc_path = dir.path().join("m.json");
-    let mut sc: serde_json::Value =
+    let mut sc: amun::model::Sidecar =
         serde_json::from_slice(&std::fs::read(&sc_path).unwrap()).unwrap();
-    sc["weights_sha256"] = amun::data::sha256_file(&w).unwrap().into();
-    // As an older amun's sidecar (no content hash), so the weights are read.
-    sc.as_object_mut().unwrap().remove("content_sha256");
-    std::fs::write(&sc_path, serde_json::to_vec(&sc).unwrap()).unwrap();
+    sc.weights_sha256 = Some(amun::data::sha256_file(&w).unwrap());
+    // Signed as amun signs a sidecar, so the weights are read.
+    sc.content_sha256 = None;
+    amun::fsutil::write_json_signed(&sc_path, &sc).unwrap();
     let o = amun(&[
         "eval",
         "--checkpoint",

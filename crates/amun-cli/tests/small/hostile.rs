@@ -1200,3 +1200,118 @@ fn swapped_reference_models_are_refused_by_audit_and_registry() {
     }
     audit_refs(&[]);
 }
+
+/// `text` pretty-printed without its `content_sha256`, as a hand edit
+/// that removes the hash leaves it.
+fn without_content_hash(mut v: serde_json::Value) -> String {
+    v.as_object_mut().unwrap().remove("content_sha256");
+    serde_json::to_string_pretty(&v).unwrap() + "\n"
+}
+
+/// Issue 37 (S1): a sidecar edited and stripped of its `content_sha256` was
+/// read as an older amun's: `train_limit` 300 → 1000 was taken, and the
+/// original's sidecar given a retrain's origin made the original its own
+/// retrain (Avg. Gap 0.00).
+#[test]
+fn a_sidecar_without_its_content_hash_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::copy(m("orig.safetensors"), p("o.safetensors")).unwrap();
+    let orig = read_json(Path::new(&m("orig.json")));
+    let mut limit = orig.clone();
+    limit["data"]["train_limit"] = 1000.into();
+    std::fs::write(p("o.json"), without_content_hash(limit)).unwrap();
+    let o = amun(&[
+        "eval",
+        "--checkpoint",
+        &p("o.safetensors"),
+        "--device",
+        "cpu",
+    ]);
+    fails_with(
+        &o,
+        &["o.json", "carries no content_sha256", "amun import --from"],
+    );
+    let mut forged = orig.clone();
+    forged["origin"] = read_json(Path::new(&m("rt.json")))["origin"].clone();
+    std::fs::write(p("o.json"), without_content_hash(forged)).unwrap();
+    fails_with(
+        &audit("orig.safetensors", &p("o.safetensors"), "f.json", &[]),
+        &["o.json", "carries no content_sha256"],
+    );
+    // The way out it names: the sidecar moved aside, the weights imported.
+    std::fs::rename(p("o.json"), p("o.old.json")).unwrap();
+    ok(&amun(&[
+        "import",
+        "--from",
+        &p("o.safetensors"),
+        "--arch",
+        "small-cnn",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--force",
+        "--out",
+        &p("i.safetensors"),
+    ]));
+    ok(&amun(&[
+        "eval",
+        "--checkpoint",
+        &p("i.safetensors"),
+        "--device",
+        "cpu",
+    ]));
+}
+
+/// Issue 37 (S2): an adversarial set's JSON with its settings edited
+/// (ε0, steps, the search) was taken, and the unlearned model's sidecar
+/// recorded the forged settings.
+#[test]
+fn an_edited_adversarial_set_json_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let (ck, f, adv) = (m("orig.safetensors"), m("f.json"), p("adv.safetensors"));
+    ok(&amun(&[
+        "adv",
+        "--checkpoint",
+        &ck,
+        "--forget",
+        &f,
+        "--pgd-steps",
+        "3",
+        "--device",
+        "cpu",
+        "-q",
+        "--out",
+        &adv,
+    ]));
+    let unlearn = |out: &str| {
+        let args = ["--epochs", "1", "--adv", &adv, "--device", "cpu", "-q"];
+        crate::common::unlearn(&ck, &f, "amun", &p(out), &args)
+    };
+    // The set amun wrote is taken, and recorded with its files' hashes.
+    ok(&unlearn("u.safetensors"));
+    let rec = &read_json(&dir.path().join("u.json"))["origin"]["adversarial"];
+    let sha = |n: &str| amun::data::sha256_file(&dir.path().join(n)).unwrap();
+    assert_eq!(rec["sha256"], sha("adv.safetensors"), "{rec}");
+    assert_eq!(rec["meta_sha256"], sha("adv.json"), "{rec}");
+    assert_eq!(rec["settings"]["steps"], 3, "{rec}");
+    let text = std::fs::read_to_string(p("adv.json")).unwrap();
+    let edited = text.replace("\"steps\": 3,", "\"steps\": 50,");
+    assert_ne!(edited, text);
+    std::fs::write(p("adv.json"), &edited).unwrap();
+    fails_with(
+        &unlearn("u2.safetensors"),
+        &["adv.json", "changed after amun wrote it", "amun adv"],
+    );
+    let stripped = without_content_hash(serde_json::from_str(&edited).unwrap());
+    std::fs::write(p("adv.json"), stripped).unwrap();
+    fails_with(
+        &unlearn("u2.safetensors"),
+        &["adv.json", "carries no content_sha256", "amun adv"],
+    );
+    assert!(!dir.path().join("u2.safetensors").exists());
+}

@@ -365,6 +365,11 @@ pub struct AdvMeta {
     /// in sets written by older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// sha256 of this JSON's own text without this field (its last), as a
+    /// checkpoint's sidecar records it: metadata edited after `amun adv`
+    /// wrote it (ε0, steps, the search), or without it, is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
 }
 
 pub(crate) const ADV_FORMAT: &str = "amun-adv/1";
@@ -472,18 +477,24 @@ impl AdvSet {
             settings: self.settings.clone(),
             summary: self.summary(),
             sha256: Some(crate::data::sha256_file(path)?),
+            content_sha256: None,
         };
-        fsutil::write_json(&Self::meta_path(path), &meta)
+        fsutil::write_json_signed(&Self::meta_path(path), &meta)
     }
 
-    /// Reads a set written by [`AdvSet::save`]. The file must hold the
+    /// Reads a set written by [`AdvSet::save`]. Its JSON must be as amun
+    /// wrote it ([`fsutil::read_json_signed`]), the file must hold the
     /// sha256 its JSON records (when it records one), and its content must
     /// be an adversarial set: shapes and dtypes from the file (`images`
     /// `[N, C, H, W]`, every per-sample tensor `[N]`), images in `[0,1]`,
     /// and every sample marked flipped with an adversarial label other
     /// than its true label; anything else is refused as damaged.
     pub fn load(path: &Path) -> Result<(AdvSet, AdvMeta)> {
-        let meta: AdvMeta = fsutil::read_json(&Self::meta_path(path))?;
+        let meta: AdvMeta = fsutil::read_json_signed(
+            &Self::meta_path(path),
+            "adversarial set's metadata",
+            "recompute the set with `amun adv`",
+        )?;
         if meta.format != ADV_FORMAT {
             return Err(Error::format(
                 path,

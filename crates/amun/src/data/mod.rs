@@ -151,7 +151,7 @@ pub struct DataContent {
 }
 
 /// sha256 over tensors' kinds, shapes and bytes, in order.
-fn tensors_sha256(tensors: &[&Tensor]) -> String {
+pub(crate) fn tensors_sha256(tensors: &[&Tensor]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for t in tensors {

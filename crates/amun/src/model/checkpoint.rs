@@ -5,7 +5,7 @@
 //! complete weights file.
 use super::{Classifier, ModelSpec};
 use crate::data::{DataContent, DataSpec, Dataset, ForgetSet, HeldOutRecord};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::fsutil::{self, TempPath};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -163,9 +163,9 @@ pub struct Sidecar {
     /// sha256 of the sidecar's own text without this field (its last): a
     /// sidecar edited after amun wrote it (a
     /// `train_limit`, a class name, a recorded setting) is refused where it
-    /// is read. Set by [`save`], so amun's own re-writes carry a new one;
-    /// absent in sidecars of older amun versions, which are read with the
-    /// other checks only (the weights' sha256, the data's).
+    /// is read. Set by [`save`], so amun's own re-writes carry a new one.
+    /// A sidecar without it (an older amun's, or one edited and its hash
+    /// removed) is refused too: nothing says it is what amun wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_sha256: Option<String>,
 }
@@ -418,49 +418,7 @@ pub fn save(model: &Classifier, path: &Path, sidecar: &Sidecar) -> Result<()> {
     let mut sc = sidecar.clone();
     sc.weights_sha256 = Some(sha);
     sc.content_sha256 = None;
-    let body = serde_json::to_string_pretty(&sc)
-        .map_err(|e| Error::format(sidecar_path(path), format!("cannot serialise: {e}")))?;
-    sc.content_sha256 = Some(sha256_hex(body.as_bytes()));
-    fsutil::write_json(&sidecar_path(path), &sc)
-}
-
-/// The sidecar field holding the sha256 of the rest of the sidecar.
-const CONTENT_KEY: &str = "content_sha256";
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    format!("{:x}", Sha256::digest(bytes))
-}
-
-/// Refuses a sidecar whose bytes are not what amun wrote. [`save`] hashes
-/// the sidecar's text without its last field, `content_sha256` (the bytes,
-/// not parsed values: a parsed float may differ from the written one in its
-/// last bit); that text is the file without that field's line. Any edit,
-/// reformatting included, is refused. One without the hash (an older
-/// amun's) passes.
-fn check_content(sc_path: &Path, text: &str, recorded: Option<&str>) -> Result<()> {
-    let Some(want) = recorded else {
-        return Ok(());
-    };
-    let tail = format!(",\n  \"{CONTENT_KEY}\": \"{want}\"\n}}\n");
-    let got = text
-        .strip_suffix(&tail)
-        .map(|body| sha256_hex(format!("{body}\n}}").as_bytes()));
-    if got.as_deref() == Some(want) {
-        return Ok(());
-    }
-    let what = match got {
-        Some(h) => format!("its content's sha256 is {h}, but it records content_sha256 {want}"),
-        None => "its content_sha256 is not the last field as amun writes it".into(),
-    };
-    Err(Error::format(
-        sc_path,
-        format!(
-            "was changed after amun wrote it: {what} (a field edited by hand, e.g. train_limit \
-             or classes, or the file reformatted?); a sidecar says how its model was made and is \
-             not edited — restore the one amun wrote, or make the model again"
-        ),
-    ))
+    fsutil::write_json_signed(&sidecar_path(path), &sc)
 }
 
 /// Checks that the weights file is the one its sidecar describes.
@@ -501,16 +459,20 @@ pub fn read_sidecar(path: &Path) -> Result<Sidecar> {
             ),
         ));
     }
-    let text = std::fs::read_to_string(&sc_path).at(&sc_path)?;
-    let mut sc: Sidecar = serde_json::from_str(&text)
-        .map_err(|e| Error::format(&sc_path, format!("invalid JSON: {e}")))?;
+    let remake = format!(
+        "restore the one amun wrote, or make the model again (to keep its weights as a model \
+         of unknown origin: move {} aside, then `amun import --from {} --arch … --dataset … \
+         --out OTHER.safetensors` writes a sidecar of its own)",
+        sc_path.display(),
+        path.display()
+    );
+    let mut sc: Sidecar = fsutil::read_json_signed(&sc_path, "checkpoint sidecar", &remake)?;
     if sc.format != FORMAT {
         return Err(Error::format(
             &sc_path,
             format!("format '{}'; expected '{FORMAT}'", sc.format),
         ));
     }
-    check_content(&sc_path, &text, sc.content_sha256.as_deref())?;
     if let Some(p) = &mut sc.model.program {
         find_moved(&mut p.file, path);
         if let super::program::ProgramInit::Weights { file, .. } = &mut p.init {
@@ -626,9 +588,10 @@ mod tests {
     }
 
     /// Issue 37 (N4): an edited sidecar was read as amun wrote it, only its
-    /// weights' sha256 being checked.
+    /// weights' sha256 being checked; and (S1) one edited with its hash
+    /// removed was read as an older amun's, so any edit passed.
     #[test]
-    fn an_edited_sidecar_is_refused_an_older_one_without_its_hash_still_reads() {
+    fn an_edited_sidecar_is_refused_with_or_without_its_hash() {
         let dir = tempfile::tempdir().unwrap();
         let path = saved(dir.path());
         let side = sidecar_path(&path);
@@ -654,12 +617,24 @@ mod tests {
                 "{e}"
             );
         }
-        // An older amun's sidecar (no hash) reads with the other checks.
+        // Without its hash (edited, or an older amun's), it is refused as
+        // well, naming the sidecar and how to get one amun wrote.
         let mut old: serde_json::Value = serde_json::from_str(&edited).unwrap();
-        old.as_object_mut().unwrap().remove(CONTENT_KEY);
-        std::fs::write(&side, serde_json::to_vec(&old).unwrap()).unwrap();
-        assert_eq!(read_sidecar(&path).unwrap().data.train_limit, Some(400));
+        old.as_object_mut().unwrap().remove(fsutil::CONTENT_KEY);
+        std::fs::write(&side, serde_json::to_string_pretty(&old).unwrap() + "\n").unwrap();
+        for e in [
+            read_sidecar(&path).unwrap_err().to_string(),
+            load(&path, Device::Cpu).unwrap_err().to_string(),
+        ] {
+            assert!(
+                e.contains("m.json")
+                    && e.contains("carries no content_sha256")
+                    && e.contains("amun import --from"),
+                "{e}"
+            );
+        }
         // amun writing it again records the new content's hash.
+        std::fs::write(&side, &text).unwrap();
         let (model, mut sc) = load(&path, Device::Cpu).unwrap();
         sc.data.train_limit = Some(300);
         save(&model, &path, &sc).unwrap();

@@ -318,7 +318,7 @@ mod tests {
         let sc = Sidecar::new(&spec, &data, &[], 1, origin);
         let rd = dir.join("reg");
         std::fs::create_dir_all(rd.join("versions")).unwrap();
-        crate::fsutil::write_json(&rd.join("versions/v0001.json"), &sc).unwrap();
+        crate::fsutil::write_json_signed(&rd.join("versions/v0001.json"), &sc).unwrap();
         let (conn, db) = db::open(&rd, true).unwrap();
         let mut reg = Registry {
             dir: rd,

@@ -231,6 +231,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
         let rp = resume_path(out);
         if rp.exists() {
             let mut t = checkpoint::read_tensors(&rp, device)?;
+            check_resume_sha256(&rp, &mut t)?;
             let meta = t
                 .remove("meta.fingerprint")
                 .map(|x| tensor_string(&x))
@@ -510,7 +511,53 @@ fn write_resume(out: &Path, model: &Classifier, opt: &Sgd, m: &ResumeMeta<'_>) -
         "meta.resumes".into(),
         bytes_tensor(&serde_json::to_string(resumes).unwrap_or_default()),
     ));
+    let sha = state_sha256(t.iter().map(|(k, v)| (k, v)));
+    t.push((RESUME_SHA256.into(), bytes_tensor(&sha)));
     checkpoint::write_tensors(&resume_path(out), &t)
+}
+
+/// The resume state's record of its own content's sha256 ([`state_sha256`]).
+const RESUME_SHA256: &str = "meta.sha256";
+
+/// sha256 over named tensors in name order: names, then kinds, shapes and
+/// bytes.
+fn state_sha256<'a>(tensors: impl Iterator<Item = (&'a String, &'a Tensor)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut v: Vec<(&String, &Tensor)> = tensors.collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = Sha256::new();
+    for (k, _) in &v {
+        h.update(k.as_bytes());
+        h.update(b"\n");
+    }
+    let t: Vec<&Tensor> = v.iter().map(|(_, t)| *t).collect();
+    h.update(crate::data::tensors_sha256(&t).as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+/// Refuses a resume state whose tensors are not the ones amun wrote (a
+/// flipped bit would continue the run from other weights, silently), or
+/// that records no sha256 of them; takes the record out of `t`.
+fn check_resume_sha256(rp: &Path, t: &mut HashMap<String, Tensor>) -> Result<()> {
+    let want = t.remove(RESUME_SHA256).map(|x| tensor_string(&x));
+    let got = state_sha256(t.iter());
+    let why = match want {
+        Some(w) if w == got => return Ok(()),
+        Some(w) => format!(
+            "changed since amun wrote it: its content's sha256 is {got}, it records {w} (a \
+             damaged disk, or an edit?)"
+        ),
+        None => "records no sha256 of its content (an older amun wrote it, or it was edited), \
+                 so a changed bit could not be told"
+            .into(),
+    };
+    Err(Error::checkpoint(
+        rp,
+        format!(
+            "{why}; resuming from it would continue from other weights — train again \
+             without --resume to start over"
+        ),
+    ))
 }
 
 /// Evaluates the final model on train and test and records it.

@@ -351,9 +351,10 @@ fn fast_search_on_a_trained_cnn_is_closer_cheaper_and_batch_invariant() {
 /// A precomputed adversarial set is what `amun adv` wrote: one flipped
 /// byte is refused by its recorded sha256; a set rewritten (noise images,
 /// every label 3) with a matching sha256 is refused by its content; a set
-/// whose JSON records no sha256 is refused where a user hands it in.
+/// whose JSON records no sha256 is refused where a user hands it in; a JSON
+/// edited (its settings), with or without its own hash, is refused.
 #[test]
-fn a_tampered_adversarial_set_is_refused() {
+fn a_tampered_adversarial_set_or_its_json_is_refused() {
     let data = common::load("mnist", Some(300), Some(100));
     let recipe = TrainParams::new()
         .epochs(2)
@@ -394,6 +395,32 @@ fn a_tampered_adversarial_set_is_refused() {
     load().unwrap();
     let good = std::fs::read(&p).unwrap();
 
+    // Issue 37 (S2): its JSON's settings edited (recorded later as the
+    // unlearned model's), with or without its content hash.
+    let meta_path = AdvSet::meta_path(&p);
+    let text = std::fs::read_to_string(&meta_path).unwrap();
+    let edited = text.replace("\"steps\": 10,", "\"steps\": 3,");
+    assert_ne!(edited, text);
+    std::fs::write(&meta_path, &edited).unwrap();
+    let e = load().err().unwrap().to_string();
+    assert!(
+        e.contains("adv.json") && e.contains("changed after amun wrote it"),
+        "{e}"
+    );
+    let mut stripped: serde_json::Value = serde_json::from_str(&edited).unwrap();
+    stripped.as_object_mut().unwrap().remove("content_sha256");
+    std::fs::write(
+        &meta_path,
+        serde_json::to_string_pretty(&stripped).unwrap() + "\n",
+    )
+    .unwrap();
+    let e = load().err().unwrap().to_string();
+    assert!(
+        e.contains("adv.json") && e.contains("carries no content_sha256"),
+        "{e}"
+    );
+    std::fs::write(&meta_path, &text).unwrap();
+
     // One flipped byte (of an image).
     let mut bytes = good.clone();
     let at = bytes.len() - 5;
@@ -413,11 +440,15 @@ fn a_tampered_adversarial_set_is_refused() {
     let mut named: Vec<(String, Tensor)> = t.into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     amun::model::checkpoint::write_tensors(&p, &named).unwrap();
-    let meta_path = AdvSet::meta_path(&p);
-    let mut meta: serde_json::Value =
+    let mut meta: amun::attack::AdvMeta =
         serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
-    meta["sha256"] = amun::data::sha256_file(&p).unwrap().into();
-    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    meta.content_sha256 = None;
+    // Re-signed as amun signs it, so the checks after the JSON's reach.
+    let write_meta = |meta: &amun::attack::AdvMeta| {
+        amun::fsutil::write_json_signed(&meta_path, meta).unwrap();
+    };
+    meta.sha256 = Some(amun::data::sha256_file(&p).unwrap());
+    write_meta(&meta);
     let e = load().err().unwrap().to_string();
     assert!(
         e.contains("adv.safetensors") && e.contains("its true label"),
@@ -430,16 +461,16 @@ fn a_tampered_adversarial_set_is_refused() {
     let mut named: Vec<(String, Tensor)> = t.into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     amun::model::checkpoint::write_tensors(&p, &named).unwrap();
-    meta["sha256"] = amun::data::sha256_file(&p).unwrap().into();
-    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    meta.sha256 = Some(amun::data::sha256_file(&p).unwrap());
+    write_meta(&meta);
     let e = load().err().unwrap().to_string();
     assert!(e.contains("[0, 1]"), "{e}");
 
     // The original file, its JSON without a sha256 (an older version's,
     // or one stripped of it).
     std::fs::write(&p, &good).unwrap();
-    meta.as_object_mut().unwrap().remove("sha256");
-    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    meta.sha256 = None;
+    write_meta(&meta);
     let e = load().err().unwrap().to_string();
     assert!(e.contains("records no sha256"), "{e}");
     // A run folder's set (hashed by the run's record) is still read.

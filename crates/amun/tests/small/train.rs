@@ -59,12 +59,12 @@ fn checkpoint_round_trip_gives_identical_logits() {
         "a finished run leaves no resume state"
     );
     // Another architecture or class count is refused, naming what differs.
-    // (Written without its content hash, as an older amun's sidecar, so
-    // that the checks after the hash's are reached.)
+    // (Signed as amun signs a sidecar, so that the checks after the
+    // hash's are reached.)
     let mut sc2 = sc.clone();
     sc2.content_sha256 = None;
     sc2.model.num_classes = 7;
-    amun::fsutil::write_json(&checkpoint::sidecar_path(&out), &sc2).unwrap();
+    amun::fsutil::write_json_signed(&checkpoint::sidecar_path(&out), &sc2).unwrap();
     let msg = checkpoint::load(&out, tch::Device::Cpu)
         .unwrap_err()
         .to_string();
@@ -74,7 +74,7 @@ fn checkpoint_round_trip_gives_identical_logits() {
     );
     sc2.model = sc.model.clone();
     sc2.model.arch = Arch::Resnet18;
-    amun::fsutil::write_json(&checkpoint::sidecar_path(&out), &sc2).unwrap();
+    amun::fsutil::write_json_signed(&checkpoint::sidecar_path(&out), &sc2).unwrap();
     let msg = checkpoint::load(&out, tch::Device::Cpu)
         .unwrap_err()
         .to_string();
@@ -116,6 +116,42 @@ fn resume_matches_an_uninterrupted_run_bit_for_bit() {
     let mut other = job(&data, recipe(3), Some(&out), true);
     other.seed = 6;
     assert!(train(&other, &Quiet).is_err());
+}
+
+/// Issue 37 (S3): a resume state with one flipped byte was resumed from,
+/// exit 0: the run continued from other weights (or diverged later).
+#[test]
+fn a_changed_resume_state_is_refused() {
+    let data = common::load("mnist", Some(300), Some(100));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cut.safetensors");
+    let j = job(&data, recipe(2), Some(&out), false);
+    let p = StopAfter {
+        epochs: 1,
+        seen: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train(&j, &p)));
+    assert!(killed.is_err(), "the stop hook interrupts the run");
+    let rp = resume_path(&out);
+    let good = std::fs::read(&rp).unwrap();
+    let mut bytes = good.clone();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&rp, &bytes).unwrap();
+    let resume = || train(&job(&data, recipe(2), Some(&out), true), &Quiet);
+    let e = resume()
+        .err()
+        .expect("a changed state is refused")
+        .to_string();
+    assert!(
+        e.contains("cut.resume.safetensors")
+            && e.contains("changed since amun wrote it")
+            && e.contains("without --resume"),
+        "{e}"
+    );
+    // The state amun wrote resumes.
+    std::fs::write(&rp, &good).unwrap();
+    assert_eq!(resume().unwrap().epochs_run, 1);
 }
 
 /// A progress sink that aborts the run (by panicking inside a start call)
