@@ -293,7 +293,7 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
         &reg("apply", &r, APPLY_FAST),
         &[
             "v0002.safetensors",
-            "no anchor that proves",
+            "no anchor proves",
             "move its files away",
         ],
     );
