@@ -217,6 +217,48 @@ pub fn read_json_signed<T: serde::de::DeserializeOwned>(
     ))
 }
 
+/// The most bytes a list of indices or a request file may have (a
+/// million indices, one a line, take under 10 MB).
+pub const MAX_LIST_BYTES: u64 = 256 << 20;
+
+/// Reads a list (indices, image paths) from `path`: a regular file of at
+/// most [`MAX_LIST_BYTES`]. A folder, a device (`/dev/zero` never ends) or
+/// a pipe is refused before anything is read, and so is a larger file,
+/// rather than filling memory.
+pub fn read_list_file(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).at(path)?;
+    if !meta.is_file() {
+        return Err(Error::format(
+            path,
+            "is not a regular file (a folder, a device or a pipe); expected a file listing \
+             training samples",
+        ));
+    }
+    let too_big = |n: u64| {
+        Error::format(
+            path,
+            format!(
+                "has {n} bytes or more, more than the {MAX_LIST_BYTES} a file listing \
+                 training samples may have"
+            ),
+        )
+    };
+    if meta.len() > MAX_LIST_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    // A file that grows while it is read is cut at the limit.
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).at(path)?, MAX_LIST_BYTES + 1),
+        &mut bytes,
+    )
+    .at(path)?;
+    if bytes.len() as u64 > MAX_LIST_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::format(path, "is not UTF-8 text"))
+}
+
 /// Checks an output path before any work: not a folder, one of
 /// `extensions` (when given), and a file can be created where it goes.
 /// Creates no folder: a failed command leaves nothing behind.

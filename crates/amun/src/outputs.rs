@@ -77,6 +77,7 @@ impl Kind {
             "safetensors" => safetensors_kind(path),
             "csv" => csv_kind(path),
             "lock" => Kind::Lock,
+            "pt2" if crate::model::program::written_by_amun(path) => Kind::Export,
             _ => Kind::Foreign,
         }
     }
@@ -190,6 +191,8 @@ struct Target {
     kind: Kind,
     /// A folder written into (checked against input folders only).
     folder: bool,
+    /// Written by a folder output into its own folder (its manifest).
+    in_folder_output: bool,
 }
 
 /// One file or folder a command reads.
@@ -317,6 +320,7 @@ impl Outputs {
                 flag: flag.into(),
                 named: path.to_path_buf(),
                 folder: artifact.is_folder() && role.is_none(),
+                in_folder_output: artifact.is_folder() && role.is_some(),
                 path: p,
                 role,
                 kind,
@@ -351,7 +355,7 @@ impl Outputs {
                     ));
                 }
             }
-            w.check_registry()?;
+            w.check_protected()?;
             w.check_existing()?;
         }
         Ok(())
@@ -388,20 +392,28 @@ impl Target {
     }
 
     /// A registry's folder holds released versions, receipts and
-    /// certificates that only `amun registry` commands write: an output
-    /// there could replace a released version's weights (of the same kind,
-    /// so [`Target::check_existing`] would let it through).
-    fn check_registry(&self) -> Result<()> {
-        match registry_holding(&self.path) {
-            Some(dir) => Err(self.refuse(
-                "write",
-                &format!(
-                    "inside the registry {} (its files are written only by `amun registry` commands)",
-                    dir.display()
-                ),
-            )),
-            None => Ok(()),
+    /// certificates; a reference folder the models and logits its manifest
+    /// hashes; an experiment's run folder the steps its plan recorded. Only
+    /// their own commands write there: an output could replace such a file
+    /// with one of the same kind ([`Target::check_existing`] would let it
+    /// through) or with one the folder's manifest does not describe. A
+    /// folder output (`rmia train-refs --out`) writes into itself.
+    fn check_protected(&self) -> Result<()> {
+        let Some((dir, holder)) = protected_holding(&self.path) else {
+            return Ok(());
+        };
+        if self.in_folder_output && dir == canonical_lenient(&self.named) {
+            return Ok(());
         }
+        Err(self.refuse(
+            "write",
+            &format!(
+                "inside {} {} (its files are written only by {})",
+                holder.describe(),
+                dir.display(),
+                holder.writer()
+            ),
+        ))
     }
 
     /// An existing file may be replaced by a file of its own kind (a
@@ -412,9 +424,19 @@ impl Target {
             return Ok(());
         }
         let found = Kind::of(&self.path);
-        let own_kind = found == self.kind
-            // An export is a PyTorch file: amun cannot tell it from others.
-            || (self.kind == Kind::Export && found == Kind::Foreign);
+        // A .pt2 amun did not write is a user's torch.export graph (the
+        // model itself): no export replaces it. Other exports are PyTorch
+        // files amun cannot tell from others (replaced as its own kind).
+        let users_graph = self.kind == Kind::Export
+            && found == Kind::Foreign
+            && self.path.extension().is_some_and(|e| e == "pt2");
+        if users_graph {
+            return Err(self.refuse(
+                "overwrite",
+                "a .pt2 amun did not write (a torch.export graph: a model no export replaces)",
+            ));
+        }
+        let own_kind = found == self.kind || (self.kind == Kind::Export && found == Kind::Foreign);
         if own_kind || (self.role.is_none() && found == Kind::Foreign) {
             return Ok(());
         }
@@ -438,19 +460,69 @@ impl Target {
 /// they agree).
 pub const REGISTRY_MARKERS: [&str; 2] = ["registry.db", "anchor.log"];
 
-fn is_registry(dir: &Path) -> bool {
-    REGISTRY_MARKERS.iter().any(|m| dir.join(m).exists())
+/// A folder whose files only the command that made it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// `amun registry create`'s folder.
+    Registry,
+    /// Reference models: a `manifest.json` of [`Kind::References`].
+    References,
+    /// An experiment's run folder: its `experiment.json`.
+    RunFolder,
+}
+
+impl Holder {
+    fn describe(self) -> &'static str {
+        match self {
+            Holder::Registry => "the registry",
+            Holder::References => "the reference models' folder",
+            Holder::RunFolder => "the experiment's run folder",
+        }
+    }
+
+    fn writer(self) -> &'static str {
+        match self {
+            Holder::Registry => "`amun registry` commands",
+            Holder::References => "`amun rmia train-refs` or the experiment that made it",
+            Holder::RunFolder => "`amun experiment`",
+        }
+    }
+
+    /// What the folder `dir` is, if it is one of these.
+    pub fn of(dir: &Path) -> Option<Holder> {
+        if REGISTRY_MARKERS.iter().any(|m| dir.join(m).exists()) {
+            Some(Holder::Registry)
+        } else if Kind::of(&dir.join("manifest.json")) == Kind::References {
+            Some(Holder::References)
+        } else if crate::fsutil::read_json::<crate::experiment::Config>(
+            &dir.join("experiment.json"),
+        )
+        .is_ok()
+        {
+            Some(Holder::RunFolder)
+        } else {
+            None
+        }
+    }
 }
 
 /// The registry folder `path` lies inside (through symlinks, as the write
 /// would resolve it), if any: only `amun registry` commands write there.
 pub fn registry_holding(path: &Path) -> Option<PathBuf> {
-    let target = canonical_lenient(path);
-    target
+    canonical_lenient(path)
         .ancestors()
         .skip(1)
-        .find(|d| is_registry(d))
+        .find(|d| REGISTRY_MARKERS.iter().any(|m| d.join(m).exists()))
         .map(Path::to_path_buf)
+}
+
+/// The nearest folder `path` lies inside (resolved as [`registry_holding`]
+/// does) whose files only its own command writes, if any.
+pub fn protected_holding(path: &Path) -> Option<(PathBuf, Holder)> {
+    canonical_lenient(path)
+        .ancestors()
+        .skip(1)
+        .find_map(|d| Holder::of(d).map(|h| (d.to_path_buf(), h)))
 }
 
 /// Whether `path` lies inside the folder `dir` (both resolved as
@@ -643,5 +715,75 @@ mod tests {
             Artifact::AdvSet,
         );
         assert!(o.check().is_err());
+    }
+
+    #[test]
+    fn a_reference_folders_files_are_written_only_by_its_own_command() {
+        let d = tempfile::tempdir().unwrap();
+        let refs = d.path().join("refs");
+        std::fs::create_dir_all(&refs).unwrap();
+        let manifest = format!("{{\"format\": \"{}\"}}", crate::audit::REF_FORMAT);
+        std::fs::write(refs.join("manifest.json"), manifest).unwrap();
+        std::fs::write(refs.join("members.safetensors"), b"x").unwrap();
+        for out in [
+            "members.safetensors",
+            "ref-000.logits.safetensors",
+            "new.csv",
+        ] {
+            let mut o = Outputs::new();
+            o.writes("--per-sample", &refs.join(out), Artifact::PerSample);
+            let e = o.check().unwrap_err().to_string();
+            assert!(
+                e.contains("inside the reference models' folder"),
+                "{out}: {e}"
+            );
+        }
+        // `rmia train-refs --out refs` again: its own folder and manifest.
+        let mut o = Outputs::new();
+        o.writes("--out", &refs, Artifact::References);
+        o.check().unwrap();
+        assert_eq!(
+            protected_holding(&refs.join("a")),
+            Some((refs.canonicalize().unwrap(), Holder::References))
+        );
+    }
+
+    /// A `.pt2` holding `extra` records (archive_format always).
+    fn pt2(path: &Path, extra: &[&str]) {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("net/archive_format", opts).unwrap();
+        std::io::Write::write_all(&mut z, b"pt2").unwrap();
+        for name in extra {
+            z.start_file(format!("net/{name}"), opts).unwrap();
+            std::io::Write::write_all(&mut z, b"{}").unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    #[test]
+    fn an_existing_pt2_is_replaced_only_when_amun_wrote_it() {
+        let d = tempfile::tempdir().unwrap();
+        let users = d.path().join("net.pt2");
+        pt2(&users, &["models/model.json"]);
+        let mut o = Outputs::new();
+        o.writes("--out", &users, Artifact::Export);
+        let e = o.check().unwrap_err().to_string();
+        assert!(e.contains("a .pt2 amun did not write"), "{e}");
+        let ours = d.path().join("u.pt2");
+        pt2(
+            &ours,
+            &["models/model.json", crate::model::program::AMUN_EXPORT],
+        );
+        assert_eq!(Kind::of(&ours), Kind::Export);
+        let mut o = Outputs::new();
+        o.writes("--out", &ours, Artifact::Export);
+        o.check().unwrap();
+        // A new file, and other exports (PyTorch files) as before.
+        for f in ["new.pt2", "w.pt"] {
+            let mut o = Outputs::new();
+            o.writes("--out", &d.path().join(f), Artifact::Export);
+            o.check().unwrap();
+        }
     }
 }

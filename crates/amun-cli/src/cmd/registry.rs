@@ -202,18 +202,41 @@ fn add(a: AddArgs) -> Result<()> {
             );
         }
     }
-    let mut reg = Registry::open(&a.dir.registry)?;
-    let added = reg.add_requests(&a.files, &a.reference, a.received.as_deref())?;
-    for w in reg.take_warnings() {
-        eprintln!("warning: {w}");
-    }
-    if let (Some(r), Some(first)) = (&a.receipt, added.first()) {
+    // The receipt's file is made before the request is added: a path that
+    // cannot be written is refused while nothing has changed (a retry of an
+    // add that failed after its commit would add the request twice).
+    let receipt = match &a.receipt {
+        Some(r) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(r)
+                .map_err(|e| {
+                    anyhow::anyhow!("--receipt {}: {e}; nothing was added", r.display())
+                })?,
+        ),
+        None => None,
+    };
+    let added = Registry::open(&a.dir.registry).and_then(|mut reg| {
+        let added = reg.add_requests(&a.files, &a.reference, a.received.as_deref());
+        for w in reg.take_warnings() {
+            eprintln!("warning: {w}");
+        }
+        added
+    });
+    let added = match added {
+        Ok(added) => added,
+        Err(e) => {
+            if let Some(r) = &a.receipt {
+                let _ = std::fs::remove_file(r);
+            }
+            return Err(e.into());
+        }
+    };
+    if let (Some(r), Some(mut f), Some(first)) = (&a.receipt, receipt, added.first()) {
         let text = serde_json::to_string_pretty(&first.receipt)? + "\n";
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(r)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        std::io::Write::write_all(&mut f, text.as_bytes())
+            .and_then(|()| f.sync_all())
             .map_err(|e| {
                 anyhow::anyhow!("--receipt {}: {e} (the request was added)", r.display())
             })?;

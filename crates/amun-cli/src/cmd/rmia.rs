@@ -48,6 +48,9 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
     let RmiaCmd::TrainRefs(a) = cmd;
     // The library names the field; the user typed the flag.
     amun::audit::check_ref_count(a.count).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    if let Some(p) = &a.like {
+        refuse_with_like(&a, p)?;
+    }
     let mut io = amun::outputs::Outputs::new();
     io.reads_dataset("--dataset", &a.data.dataset);
     if let Some(p) = &a.like {
@@ -86,5 +89,33 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
         spec.arch,
         refs.members.first().map_or(0, Vec::len)
     );
+    Ok(())
+}
+
+/// `--like` takes the model and its recipe from the checkpoint (RMIA's
+/// references are trained as the audited model was): a model or recipe
+/// flag beside it would be dropped, so it is refused.
+fn refuse_with_like(a: &TrainRefsArgs, like: &std::path::Path) -> Result<()> {
+    let mut given = a.recipe.given();
+    if a.model != "small-cnn" {
+        given.push("--model");
+    }
+    if a.program.init.is_some() {
+        given.push("--init");
+    }
+    if a.program.normalize.is_some() {
+        given.push("--normalize");
+    }
+    if !given.is_empty() {
+        bail!(
+            "{} with --like {}: --like trains the references as that model was trained (its \
+             architecture and recipe, from its sidecar), so {} would not be used; drop {}, or \
+             give --model and the recipe without --like",
+            given.join(", "),
+            like.display(),
+            if given.len() == 1 { "it" } else { "they" },
+            if given.len() == 1 { "it" } else { "them" }
+        );
+    }
     Ok(())
 }

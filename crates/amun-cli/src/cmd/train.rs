@@ -65,6 +65,24 @@ impl RecipeArgs {
         })
     }
 
+    /// The recipe flags given (an `--augment` other than auto counts).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            (self.epochs.is_some(), "--epochs"),
+            (self.batch_size.is_some(), "--batch-size"),
+            (self.lr.is_some(), "--lr"),
+            (self.momentum.is_some(), "--momentum"),
+            (self.weight_decay.is_some(), "--weight-decay"),
+            (self.schedule.is_some(), "--schedule"),
+            (self.augment != "auto", "--augment"),
+            (self.bf16, "--bf16"),
+            (self.channels_last, "--channels-last"),
+        ]
+        .into_iter()
+        .filter_map(|(g, f)| g.then_some(f))
+        .collect()
+    }
+
     pub fn params(&self, arch: Arch, in_channels: i64) -> Result<TrainParams> {
         Ok(self
             .overrides(in_channels)?

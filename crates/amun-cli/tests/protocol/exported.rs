@@ -116,6 +116,25 @@ fn a_pt2_model_goes_through_every_command() {
         &p("u.pt"),
     ]));
     ok(&run(with(&["eval", "--checkpoint", &p("u.pt2")])));
+    // An export replaces its own earlier .pt2, never a user's graph
+    // (issue 37 D6: one not read by this command was overwritten).
+    let export_to = |out: &str| {
+        amun(&[
+            "export",
+            "--checkpoint",
+            &p("u.safetensors"),
+            "--out",
+            &p(out),
+        ])
+    };
+    ok(&export_to("u.pt2"));
+    std::fs::copy(fixtures().join("sorting32.pt2"), d.join("users.pt2")).unwrap();
+    let before = std::fs::read(d.join("users.pt2")).unwrap();
+    fails_with(
+        &export_to("users.pt2"),
+        &["users.pt2", "a .pt2 amun did not write"],
+    );
+    assert!(std::fs::read(d.join("users.pt2")).unwrap() == before);
     // Moved with its graph, the checkpoint finds it beside itself (by name,
     // then sha256); another file of that name is refused, and so is none.
     let moved = d.join("moved");

@@ -158,6 +158,7 @@ fn a_reference_folder_missing_a_file_is_named_once() {
         ("manifest.json", "the manifest of a reference-model folder"),
         ("members.safetensors", "memberships"),
         ("ref-001.logits.safetensors", "rmia train-refs"),
+        ("ref-000.safetensors", "rmia train-refs"),
     ] {
         let refs = dir.path().join(gone.replace('.', "-"));
         crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
@@ -1314,4 +1315,110 @@ fn an_edited_adversarial_set_json_is_refused() {
         &["adv.json", "carries no content_sha256", "amun adv"],
     );
     assert!(!dir.path().join("u2.safetensors").exists());
+}
+
+/// A list read from a device or a pipe (issue 37: `split --from
+/// /dev/zero` filled memory until the OS killed it) is refused before
+/// anything is read, by `split` and `registry add` alike.
+#[test]
+fn a_list_of_samples_from_a_device_or_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("z.json");
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    for from in ["/dev/zero", folder.to_str().unwrap()] {
+        let o = amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--from",
+            from,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        fails_with(&o, &[from, "not a regular file"]);
+        assert!(!out.exists());
+    }
+    let r = crate::common::registry::small_registry(dir.path());
+    let o = crate::common::registry::reg("add", &r, &["/dev/zero"]);
+    fails_with(&o, &["/dev/zero", "not a regular file"]);
+    assert_eq!(crate::common::registry::count(&r, "requests"), 2);
+}
+
+/// `rmia train-refs --like M` trains as M was trained: a recipe or model
+/// flag beside it was dropped without a word (issue 37: `--epochs 2`
+/// trained 6), so it is refused before any work.
+#[test]
+fn train_refs_like_a_model_refuses_recipe_flags_it_would_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("refs");
+    let like = m("orig.safetensors");
+    for (flags, named) in [
+        (&["--epochs", "2"][..], "--epochs"),
+        (&["--lr", "0.1", "--model", "vgg19"][..], "--lr, --model"),
+    ] {
+        let mut a = vec![
+            "rmia",
+            "train-refs",
+            "--like",
+            &like,
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--test-limit",
+            "100",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(flags);
+        fails_with(&amun(&a), &[named, "with --like", "without --like"]);
+        assert!(!out.exists());
+    }
+}
+
+/// References of other settings in the folder (issue 37: after a class
+/// folder was renamed, an experiment's run folder said "use another
+/// --out"): the message names what differs and remedies that exist.
+#[test]
+fn references_of_other_data_name_what_differs_and_a_real_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = dir.path().join("refs");
+    crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
+    // The pool's content recorded by the folder is not this data's.
+    let mut v = read_json(&refs.join("manifest.json"));
+    v["pool_sha256"] = "0".repeat(64).into();
+    std::fs::write(refs.join("manifest.json"), v.to_string()).unwrap();
+    let o = amun(&[
+        "rmia",
+        "train-refs",
+        "--like",
+        &m("orig.safetensors"),
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--count",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        refs.to_str().unwrap(),
+        "-q",
+    ]);
+    fails_with(
+        &o,
+        &[
+            "what differs: data's content",
+            "class folder renamed",
+            "`amun experiment --out`",
+            "move",
+        ],
+    );
 }

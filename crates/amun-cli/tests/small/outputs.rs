@@ -585,3 +585,102 @@ fn outputs_inside_a_registry_folder_are_refused() {
         &["--out", "inside the registry"],
     );
 }
+
+/// A reference folder's files (issue 37 D4) are written only by `amun
+/// rmia train-refs`: a per-sample evaluation onto its memberships or a
+/// model's logits replaced them, exit 0.
+#[test]
+fn eval_per_sample_into_a_reference_folder_is_refused() {
+    let d = folder();
+    let refs = d.path().join("refs");
+    crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
+    let ck = p(d.path(), "orig.safetensors");
+    let kept = [
+        p(&refs, "members.safetensors"),
+        p(&refs, "ref-000.logits.safetensors"),
+    ];
+    let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+    for out in [kept[0], kept[1], &p(&refs, "new.csv")] {
+        refused_and_intact(
+            &[
+                "eval",
+                "--checkpoint",
+                &ck,
+                "--device",
+                "cpu",
+                "--per-sample",
+                out,
+            ],
+            &kept,
+            &["--per-sample", "inside the reference models' folder"],
+        );
+    }
+    assert!(!refs.join("new.csv").exists());
+}
+
+/// An experiment's run folder (issue 37 D5) is written only by `amun
+/// experiment`: a forget set, a retrain or a per-sample file written there
+/// by another command replaced the step's result, exit 0.
+#[test]
+fn another_commands_output_into_a_run_folder_is_refused() {
+    crate::common::ensure("mnist");
+    let d = folder();
+    let cfg = p(d.path(), "exp.toml");
+    std::fs::write(&cfg, crate::hostile::EXPERIMENT).unwrap();
+    let run = d.path().join("run");
+    ok(&amun(&[
+        "experiment",
+        "--config",
+        &cfg,
+        "--out",
+        run.to_str().unwrap(),
+        "--step",
+        "forget-s0-f0.1",
+        "-q",
+    ]));
+    let forget = p(&run, "forget-s0-f0.1.json");
+    let split = [
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "200",
+        "--forget",
+        "5",
+        "--out",
+        &forget,
+    ];
+    let retrain = p(&run, "retrain-s0-f0.1.safetensors");
+    let train = [
+        "train",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "200",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "-q",
+        "--out",
+        &retrain,
+    ];
+    let report = p(&run, "report.csv");
+    let eval = [
+        "eval",
+        "--checkpoint",
+        &p(d.path(), "orig.safetensors"),
+        "--device",
+        "cpu",
+        "--per-sample",
+        &report,
+    ];
+    for args in [&split[..], &train[..], &eval[..]] {
+        refused_and_intact(
+            args,
+            &[&forget],
+            &["inside the experiment's run folder", "amun experiment"],
+        );
+    }
+    assert!(!Path::new(&retrain).exists() && !Path::new(&report).exists());
+}

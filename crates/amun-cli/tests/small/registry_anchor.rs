@@ -293,7 +293,7 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
         &reg("apply", &r, APPLY_FAST),
         &[
             "v0002.safetensors",
-            "no anchor that proves",
+            "no anchor proves",
             "move its files away",
         ],
     );
@@ -329,4 +329,55 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
     // From now on the anchor is part of the registry: removing it is named.
     std::fs::remove_file(r.join("anchor.log")).unwrap();
     fails_with(&reg("verify", &r, &[]), &["anchor.log", "is missing"]);
+}
+
+/// The whole folder put back from an older backup (database, anchor.log,
+/// receipts, certificates) while the anchor's copy is unreachable (issue
+/// 37 D3): the copy is the only evidence that version 2 was released, so
+/// nothing may remove its files, and no command starts a new copy from
+/// the rolled-back database.
+#[test]
+fn with_the_anchors_copy_unreadable_a_rollback_keeps_the_released_version() {
+    let d = tempfile::tempdir().unwrap();
+    let model = mnist_model(d.path(), "400", "1");
+    let r = d.path().join("reg");
+    let copy = d.path().join("elsewhere/reg-anchor.log");
+    create(&r, &model, &["--anchor-copy", copy.to_str().unwrap()]);
+    let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
+    ok(&reg("add", &r, &[r1.to_str().unwrap()]));
+    let backup = d.path().join("backup");
+    copy_dir(&r, &backup);
+    ok(&reg("apply", &r, APPLY_FAST));
+    put_back_db(&r, &backup.join("registry.db"));
+    std::fs::copy(backup.join("anchor.log"), r.join("anchor.log")).unwrap();
+    std::fs::remove_dir_all(r.join("certificates")).unwrap();
+    copy_dir(&backup.join("certificates"), &r.join("certificates"));
+    let away = d.path().join("away.log");
+    std::fs::rename(&copy, &away).unwrap();
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("reg-anchor.log cannot be read")
+            && stderr(&o).contains("so it is kept")
+            && !stderr(&o).contains("the next apply or retrain removes it"),
+        "{}",
+        stderr(&o)
+    );
+    // An add is taken, but writes no new copy (it would start at this
+    // database and later hide the rollback).
+    let r2 = request(d.path(), "r2.csv", &[10, 11]);
+    let o = reg("add", &r, &[r2.to_str().unwrap()]);
+    ok(&o);
+    assert!(stderr(&o).contains("is missing"), "{}", stderr(&o));
+    assert!(!copy.exists(), "a new anchor copy was started");
+    fails_with(
+        &reg("apply", &r, APPLY_FAST),
+        &["versions/v0002", "belongs to version 2", "cannot be read"],
+    );
+    for f in ["versions/v0002.safetensors", "versions/v0002.json"] {
+        assert!(r.join(f).exists(), "{f} was removed");
+    }
+    // The copy back: the rollback is named.
+    std::fs::rename(&away, &copy).unwrap();
+    fails_with(&reg("verify", &r, &[]), &["reg-anchor.log"]);
 }

@@ -358,8 +358,31 @@ fn registry_receipt_and_anchor_copy_inside_a_registry_are_refused_before_any_cha
             "--copy {p}: the anchor changed"
         );
     }
-    // Beside the registry both are fine, and the registry still takes adds.
+    // A receipt that cannot be written (issue 37: the request was added,
+    // then the add failed, and a retry added it twice) is refused first;
+    // an add refused after the receipt's file was made leaves no file.
     let receipt = d.path().join("receipt.json");
+    for cannot in [
+        d.path().join("nowhere/r.json"),
+        Path::new(req).join("r.json"),
+    ] {
+        let o = reg("add", &r, &[req, "--receipt", cannot.to_str().unwrap()]);
+        fails_with(&o, &["--receipt", "nothing was added"]);
+        assert_eq!(count(&r, "requests"), 0, "{}", cannot.display());
+    }
+    let missing = d.path().join("missing.csv");
+    let o = reg(
+        "add",
+        &r,
+        &[
+            missing.to_str().unwrap(),
+            "--receipt",
+            receipt.to_str().unwrap(),
+        ],
+    );
+    fails_with(&o, &["missing.csv"]);
+    assert!(!receipt.exists(), "the refused add left its receipt file");
+    // Beside the registry both are fine, and the registry still takes adds.
     ok(&reg(
         "add",
         &r,

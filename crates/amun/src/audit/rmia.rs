@@ -297,6 +297,11 @@ fn check_ref_file(
     name: &str,
 ) -> Result<()> {
     let p = dir.join(name);
+    require_ref_file(
+        dir,
+        name,
+        "a file the manifest records (a reference model's weights, sidecar or logits)",
+    )?;
     let Some(want) = files.get(name) else {
         return Err(Error::format(
             dir.join("manifest.json"),
@@ -318,6 +323,23 @@ fn check_ref_file(
         ));
     }
     Ok(())
+}
+
+/// The settings in which two manifests differ, named for a message.
+fn differences(a: &RefManifest, b: &RefManifest) -> Vec<&'static str> {
+    [
+        (a.data != b.data, "data"),
+        (a.pool_sha256 != b.pool_sha256, "data's content"),
+        (a.model != b.model, "model"),
+        (a.recipe != b.recipe, "recipe"),
+        (a.seed != b.seed, "seed"),
+        (a.count != b.count, "count"),
+        ((a.n_train, a.n_test) != (b.n_train, b.n_test), "pool size"),
+        (a.format != b.format, "format"),
+    ]
+    .into_iter()
+    .filter_map(|(d, name)| d.then_some(name))
+    .collect()
 }
 
 /// Refuses a folder that lacks `name` (`what` it holds) with one message
@@ -419,7 +441,21 @@ impl RefSetup<'_> {
             if old != manifest {
                 return Err(Error::format(
                     &mpath,
-                    "reference models of other settings (data, model, recipe, seed or count) are in this folder; use another --out",
+                    format!(
+                        "reference models of other settings are in this folder (what differs: \
+                         {}{}); train references for these settings in another folder \
+                         (`amun rmia train-refs --out`, `amun experiment --out`), or move {} \
+                         away to train them again here",
+                        differences(&old, &manifest).join(", "),
+                        if old.pool_sha256 != manifest.pool_sha256 {
+                            " — the data changed since they were made, e.g. an image replaced \
+                             or a class folder renamed: putting that data back is the other \
+                             remedy"
+                        } else {
+                            ""
+                        },
+                        dir.display()
+                    ),
                 ));
             }
             if upgrade {

@@ -328,10 +328,7 @@ impl ForgetFile {
     /// ways (`4,5,6` on a line of a headerless list, a first line that is
     /// neither an index nor a known header) is refused, naming the line.
     pub fn read(path: &Path) -> Result<ForgetFile> {
-        let text = std::fs::read_to_string(path).map_err(|err| Error::Io {
-            path: path.to_path_buf(),
-            err,
-        })?;
+        let text = crate::fsutil::read_list_file(path)?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let t = text.trim_start();
         if t.starts_with('{') {

@@ -285,6 +285,15 @@ pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
         ));
     }
     match copy_path(&reg.conn, &reg.db) {
+        // Started only by the command that names it: a copy made anew
+        // later would begin at this database, and hide a database put back
+        // to an older copy together with anchor.log.
+        Ok(Some(copy)) if kind != "anchor" && !copy.exists() => warnings.push(format!(
+            "committed, but the anchor's copy {} is missing, so it was not written (a new one \
+             would start from this database and could hide one put back to an older copy); \
+             put it back, or name a new copy with `amun registry anchor --copy`",
+            copy.display()
+        )),
         Ok(Some(copy)) => {
             if let Err(e) = catch_up(&reg.conn, &reg.db, &copy, kind, true) {
                 warnings.push(format!(
@@ -341,9 +350,11 @@ pub(crate) fn refuse_behind(reg: &Registry, doing: &str) -> Result<()> {
 }
 
 /// Whether version `id` ever committed, as the anchor (or its copy) says:
-/// `None` when there is no anchor, which proves nothing — the files of a
-/// version the database lacks may then be the released version of a
-/// database put back to an older copy.
+/// `None` when there is no anchor, or when the registry names a copy that
+/// cannot be read and `anchor.log` does not name the version — which then
+/// proves nothing: `anchor.log` may have been put back with the database,
+/// and the files of a version the database lacks may be the released
+/// version of a database put back to an older copy.
 pub(crate) fn committed(reg: &Registry, id: i64) -> Result<Option<bool>> {
     let Some(p) = read(&reg.dir.join(FILE))? else {
         return Ok(None);
@@ -352,18 +363,25 @@ pub(crate) fn committed(reg: &Registry, id: i64) -> Result<Option<bool>> {
         return Ok(None);
     }
     let mut all = vec![p];
-    if let Some(copy) = copy_path(&reg.conn, &reg.db)?
-        && let Ok(Some(c)) = read(&copy)
-    {
-        all.push(c);
+    let mut copy_unread = false;
+    if let Some(copy) = copy_path(&reg.conn, &reg.db)? {
+        match read(&copy) {
+            Ok(Some(c)) => all.push(c),
+            _ => copy_unread = true,
+        }
     }
-    Ok(Some(all.iter().any(|p| {
+    let seen = all.iter().any(|p| {
         p.heads.iter().any(|(_, h)| {
             h.records
                 .iter()
                 .any(|r| r.kind == "version" && r.item == id)
         })
-    })))
+    });
+    Ok(match (seen, copy_unread) {
+        (true, _) => Some(true),
+        (false, true) => None,
+        (false, false) => Some(false),
+    })
 }
 
 /// A receipt: what `add` hands the requester, checkable against the
@@ -442,7 +460,9 @@ pub(crate) fn check(
         match read(&copy) {
             Ok(Some(p)) => files.push((copy, p)),
             Ok(None) | Err(_) => notes.push(format!(
-                "the anchor's copy {} cannot be read: not checked",
+                "the anchor's copy {} cannot be read: not checked (a database put back to an \
+                 older copy together with {FILE} cannot be told without it; apply and retrain \
+                 remove no version's files until it can be read)",
                 copy.display()
             )),
         }

@@ -122,8 +122,9 @@ pub(crate) fn stop_at(reg: &Registry, point: &str) {
 /// certificate or other version files of a version the database does not
 /// hold are never a crash's leftovers (certificates are written after the
 /// commit): verify names them and they stay. Without an anchor (a registry
-/// made before anchors) the successor's files are kept and the writer
-/// refused: they may be the released version of a rolled-back database.
+/// made before anchors), or with the anchor's copy unreadable, the
+/// successor's files are kept and the writer refused: they may be the
+/// released version of a rolled-back database.
 pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let staging = reg.dir.join("staging");
@@ -147,8 +148,9 @@ pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
         return Err(Error::invalid(
             present[0].display().to_string(),
             format!(
-                "belongs to version {next_id}, which the database does not hold, and the \
-                 registry has no anchor that proves the version never committed: it may be \
+                "belongs to version {next_id}, which the database does not hold, and no \
+                 anchor proves the version never committed (the registry has none, or the \
+                 anchor's copy it names cannot be read): it may be \
                  the released version of a database put back to an older copy, or what an \
                  apply that stopped before its commit left. Nothing was removed; if no \
                  version {next_id} was ever released, move its files away and run again"

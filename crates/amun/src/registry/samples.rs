@@ -7,7 +7,7 @@
 //! reordered, replaced) is refused by name. No image is ever stored.
 use super::db::sha256;
 use crate::data::{Dataset, ForgetFile};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind};
 
@@ -238,7 +238,7 @@ fn is_image(s: &str) -> bool {
 /// `amun split --from` reads (indices).
 pub fn read_request(path: &Path, dataset_root: Option<&Path>) -> Result<Named> {
     if let Some(root) = dataset_root {
-        let text = std::fs::read_to_string(path).at(path)?;
+        let text = crate::fsutil::read_list_file(path)?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let mut lines: Vec<&str> = text
             .lines()

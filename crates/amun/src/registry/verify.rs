@@ -303,7 +303,8 @@ fn certificates(
     nfiles: &mut usize,
 ) -> Result<()> {
     let head = versions.iter().map(|v| v.id).max().unwrap_or(0);
-    // Whether the anchor saw the head's successor commit (`None`: no anchor).
+    // Whether the anchor saw the head's successor commit (`None`: no anchor,
+    // or its copy unreadable).
     let next_committed = anchor::committed(reg, head + 1)?;
     for sub in ["versions", "certificates"] {
         let mut names: Vec<String> = std::fs::read_dir(reg.dir.join(sub))
@@ -327,8 +328,8 @@ fn certificates(
                 notes.push(format!(
                     "{sub}/{name} belongs to no version: an apply or retrain stopped before \
                      its commit, or the released version of a database put back to an older \
-                     copy — without an anchor that cannot be told, so it is kept (apply \
-                     refuses until it is moved away)"
+                     copy — without an anchor (or with its copy unreadable) that cannot be \
+                     told, so it is kept (apply refuses until it is moved away)"
                 ));
             } else if sub == "versions" && id == head + 1 && next_committed == Some(false) {
                 // Placed by an apply or retrain that stopped before its

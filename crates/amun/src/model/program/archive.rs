@@ -6,7 +6,7 @@
 //! bytes, or a `torch.save` pickle for tensor subclasses, read only through
 //! the restricted unpickler). Nothing else in the archive is read; the
 //! sample inputs (a pickle) are never opened. Writing copies every entry
-//! as it is and replaces only the weight payloads.
+//! as it is, replaces only the weight payloads and adds [`AMUN_EXPORT`].
 use super::schema::{ExportedProgram, PayloadConfig, PayloadMeta, TensorMeta, kind_of};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::TempPath;
@@ -20,6 +20,21 @@ pub const WEIGHTS_DIR: &str = "data/weights/";
 pub const WEIGHTS_CONFIG: &str = "data/weights/model_weights_config.json";
 pub const CONSTANTS_DIR: &str = "data/constants/";
 pub const CONSTANTS_CONFIG: &str = "data/constants/model_constants_config.json";
+
+/// The record amun adds to every `.pt2` it writes (a `torch.export.save`
+/// extra file, which `torch.export.load` reads only when asked for it):
+/// how amun's own export is told from a user's graph, which no output
+/// replaces.
+pub const AMUN_EXPORT: &str = "extra/amun-export.json";
+
+/// Whether `path` is a `.pt2` amun wrote (it holds [`AMUN_EXPORT`]).
+pub fn written_by_amun(path: &Path) -> bool {
+    Archive::open(path).is_ok_and(|a| {
+        a.zip
+            .index_for_name(&format!("{}{AMUN_EXPORT}", a.root))
+            .is_some()
+    })
+}
 
 /// The most bytes a JSON record may have (a large model's graph with its
 /// stack traces is a few MB).
@@ -351,6 +366,10 @@ pub fn write_with_weights(src: &Path, out: &Path, weights: &HashMap<String, Tens
         for i in 0..a.zip.len() {
             let entry = a.zip.by_index_raw(i).map_err(|e| zip_err(src, e))?;
             let rel = entry.name().strip_prefix(&a.root).unwrap_or(entry.name());
+            if rel == AMUN_EXPORT {
+                // Written anew below (the source is an amun export).
+                continue;
+            }
             match payloads.get(rel) {
                 Some(bytes) => {
                     let name = entry.name().to_string();
@@ -361,6 +380,9 @@ pub fn write_with_weights(src: &Path, out: &Path, weights: &HashMap<String, Tens
                 None => z.raw_copy_file(entry).map_err(io)?,
             }
         }
+        z.start_file(format!("{}{AMUN_EXPORT}", a.root), opts)
+            .map_err(io)?;
+        z.write_all(br#"{"format": "amun-export/1"}"#).at(out)?;
         z.finish().map_err(io)?.sync_all().at(out)?;
     }
     tmp.commit()

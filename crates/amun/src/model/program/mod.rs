@@ -20,7 +20,7 @@ mod compile;
 mod ops;
 mod schema;
 
-pub use archive::write_with_weights;
+pub use archive::{AMUN_EXPORT, write_with_weights, written_by_amun};
 pub use ops::SUPPORTED;
 
 use crate::error::{Error, Result};
