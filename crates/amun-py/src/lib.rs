@@ -449,8 +449,10 @@ fn run_train(
     )
     .map_err(py_err)?;
     let spec = imported.spec().clone();
-    let recipe = req
-        .train
+    // `--augment auto`: on for colour images, off for one-channel digits.
+    let mut overrides = req.train.clone();
+    overrides.augment = overrides.augment.or(Some(data.image_shape()[0] != 1));
+    let recipe = overrides
         .apply(TrainParams::for_arch(Arch::Exported))
         .check()
         .map_err(py_err)?;

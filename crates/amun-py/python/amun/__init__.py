@@ -534,21 +534,21 @@ class TrainRecord:
         return d
 
 
-def _recipe(recipe: dict, channels: int) -> dict:
+def _recipe(recipe: dict) -> dict:
     """``amun train``'s recipe flags from keywords, with its defaults for
-    ``augment`` (on for colour images), ``bf16`` and ``channels_last``."""
+    ``bf16`` and ``channels_last`` (``augment="auto"``: left to amun, which
+    turns it on for colour images)."""
     unknown = sorted(set(recipe) - _RECIPE_KEYS)
     if unknown:
         raise AmunValueError(
             f"{unknown[0]}: not a training setting; expected one of {', '.join(sorted(_RECIPE_KEYS))}"
         )
     out = dict(recipe)
-    augment = out.get("augment", "auto")
-    if augment == "auto":
-        augment = channels != 1
-    if not isinstance(augment, bool):
-        raise AmunValueError(f"augment: expected True, False or 'auto', got {augment!r}")
-    out["augment"] = augment
+    augment = out.pop("augment", "auto")
+    if augment != "auto":
+        if not isinstance(augment, bool):
+            raise AmunValueError(f"augment: expected True, False or 'auto', got {augment!r}")
+        out["augment"] = augment
     out.setdefault("bf16", False)
     out.setdefault("channels_last", False)
     return out
@@ -646,7 +646,6 @@ def train(
         if _is_path(data):
             request["data_path"] = str(data)
             program, targets, dev = _program_of_path(model, Path(tmp), writable)
-            channels = _program_channels(program)
             request["source"] = _source(program, normalize, [])
             tensors = (None, None)
         else:
@@ -657,12 +656,11 @@ def train(
             program, targets, dev, classes = _program(
                 model, data, images, labels, t, Path(tmp), writable
             )
-            channels = images.shape[1]
             request["source"] = _source(program, normalize, classes)
             tensors = ((_ref(images), _ref(labels)), None if t is None else (_ref(t[0]), _ref(t[1])))
         if exclude is not None and request["exclude"] is None:
             request["exclude"] = {"indices": _forget(exclude, 1 << 62, "exclude")}
-        request["train"] = _recipe(recipe, channels)
+        request["train"] = _recipe(recipe)
         request["device"] = str(device if device is not None else dev)
         targets = targets if writable else {}
         res = json.loads(
@@ -697,15 +695,6 @@ def _program_of_path(model: Model, tmp: Path, writable: bool):
     targets = {n: t.detach().clone() for n, t in ep.state_dict.items()} if writable else {}
     dev = next(iter(ep.state_dict.values())).device if ep.state_dict else torch.device("cpu")
     return program, targets, dev
-
-
-def _program_channels(program: Path) -> int:
-    ep = torch.export.load(str(program))
-    for spec in ep.graph_signature.input_specs:
-        if spec.kind == torch.export.graph_signature.InputKind.USER_INPUT:
-            val = ep.graph.find_nodes(op="placeholder", target=spec.arg.name)[0].meta["val"]
-            return int(val.shape[1])
-    raise AmunValueError(f"model: {program}: the program takes no image input")
 
 
 @dataclasses.dataclass(frozen=True)
