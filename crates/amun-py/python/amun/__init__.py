@@ -554,7 +554,13 @@ def _recipe(recipe: dict) -> dict:
     return out
 
 
-def _train_checks(data, test, exclude, refs, out, init) -> None:
+def _train_checks(model, data, test, exclude, refs, out, init) -> None:
+    if out is not None and refs is None and isinstance(model, torch.nn.Module):
+        raise AmunValueError(
+            "out: a checkpoint records the .pt2 program it runs, and a module's export lasts "
+            "only the call; give the model as a .pt2 (torch.export.save) to write one, or "
+            "save the trained module's state_dict()"
+        )
     if init not in ("module", "seed"):
         raise AmunValueError(f"init: expected 'module' or 'seed', got {init!r}")
     if refs is not None:
@@ -613,7 +619,8 @@ def train(
         refs: train this many reference models (even, ≥ 2) on random halves
             of train ∪ test into the folder ``out``; the module is left as is.
         out: write the checkpoint (``.safetensors`` + sidecar, as ``amun
-            train --out``), or with ``refs`` the folder.
+            train --out``; for a model given as a ``.pt2``, which the sidecar
+            names), or with ``refs`` the folder.
         init: ``"module"``: start from the module's current weights (``amun
             train --init model.pt2``); ``"seed"``: PyTorch's default
             initialisation of each layer drawn from ``seed`` (no ``--init``).
@@ -627,11 +634,12 @@ def train(
         a :class:`TrainRecord`.
     """
     start = time.perf_counter()
-    _train_checks(data, test, exclude, refs, out, init)
+    _train_checks(model, data, test, exclude, refs, out, init)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise AmunValueError(f"seed: expected an integer ≥ 0, got {seed!r}")
     report = _progress(progress)
     request = {
+        "train": _recipe(recipe),
         "data_path": None,
         "exclude": None,
         "refs": refs,
@@ -645,7 +653,7 @@ def train(
         writable = refs is None
         if _is_path(data):
             request["data_path"] = str(data)
-            program, targets, dev = _program_of_path(model, Path(tmp), writable)
+            program, targets, dev = _program_of_path(model, writable)
             request["source"] = _source(program, normalize, [])
             tensors = (None, None)
         else:
@@ -660,7 +668,6 @@ def train(
             tensors = ((_ref(images), _ref(labels)), None if t is None else (_ref(t[0]), _ref(t[1])))
         if exclude is not None and request["exclude"] is None:
             request["exclude"] = {"indices": _forget(exclude, 1 << 62, "exclude")}
-        request["train"] = _recipe(recipe)
         request["device"] = str(device if device is not None else dev)
         targets = targets if writable else {}
         res = json.loads(
@@ -677,7 +684,7 @@ def train(
     )
 
 
-def _program_of_path(model: Model, tmp: Path, writable: bool):
+def _program_of_path(model: Model, writable: bool):
     """For data amun reads itself: the model's ``.pt2`` (a module exported
     on an example of the data's shape, read from the program's own), the
     tensors the weights go to, and the device."""

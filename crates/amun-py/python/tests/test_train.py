@@ -119,10 +119,11 @@ def _bad_train_cases(x, y, tmp_path):
         ("augment", ValueError, dict(augment="yes")),
         ("epochs", ValueError, dict(epochs=0)),
         ("exclude", FileNotFoundError, dict(exclude=tmp_path / "none.txt")),
+        ("out", ValueError, dict(out=tmp_path / "m.safetensors")),
     ]
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(11))
 def test_bad_train_input_names_the_argument(mnist, tmp_path, case):
     x, y, _, _ = mnist
     what, kind, kw = _bad_train_cases(x, y, tmp_path)[case]
