@@ -12,14 +12,16 @@
 //! of the caller's tensor.
 use amun::audit::{
     References, RmiaParams, Signal, audit as audit_model, audit_holdout, audit_seed, avg_gap,
-    check_retrain, load_references,
+    check_ref_count, check_retrain, load_references, train_references,
 };
 use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOutRecord, Split};
-use amun::model::{Classifier, OpenSpec, Opened, open_program};
+use amun::model::{Arch, Classifier, Normalize, OpenSpec, Opened, import_program, open_program};
 use amun::model::{Sidecar, checkpoint};
 use amun::progress::{Progress, Quiet};
 use amun::registry::{self, ApplySpec, CreateSpec, Policy, Registry};
-use amun::train::TrainOverrides;
+use amun::train::{
+    Subset, TrainJob, TrainOverrides, TrainParams, record_final_metrics, train as train_model,
+};
 use amun::unlearn::{CalibrateOverrides, MethodSpec, UnlearnJob, check_given};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -342,6 +344,178 @@ fn write_back(model: &Classifier, targets: &HashMap<String, TensorRef>) -> PyRes
         }
         Ok(())
     })
+}
+
+/// What `amun.train` asks for, besides the tensors: `amun train`'s flags
+/// (or `amun rmia train-refs`'s, with `refs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainRequest {
+    source: Source,
+    /// Data amun reads itself (`--dataset`); `None`: the caller's tensors.
+    data_path: Option<String>,
+    /// The samples to train without (`--exclude`): exact unlearning.
+    exclude: Option<Forget>,
+    /// Train this many reference models into `out` (a folder) instead.
+    refs: Option<usize>,
+    /// Start from the program's own weights (`--init MODEL.pt2`), not
+    /// PyTorch's default initialisation drawn from the seed.
+    init_from_program: bool,
+    train: TrainOverrides,
+    seed: u64,
+    device: String,
+    out: Option<PathBuf>,
+}
+
+/// Trains a model as `amun train --model FILE.pt2` does (or reference
+/// models as `amun rmia train-refs`), writing the trained weights into
+/// `targets`; returns the sidecar (or the folder's summary) as JSON.
+#[pyfunction]
+#[pyo3(signature = (request, train=None, test=None, targets=HashMap::new(), progress=None))]
+fn train(
+    py: Python<'_>,
+    request: &str,
+    train: Option<(TensorRef, TensorRef)>,
+    test: Option<(TensorRef, TensorRef)>,
+    targets: HashMap<String, TensorRef>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let req: TrainRequest = serde_json::from_str(request)
+        .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
+    let splits = match (&train, &test) {
+        (Some(tr), Some(te)) => Some((split("data", &tr.0, &tr.1)?, split("test", &te.0, &te.1)?)),
+        (Some(tr), None) => {
+            let train = split("data", &tr.0, &tr.1)?;
+            let test = Split {
+                images: train.images.narrow(0, 0, 0),
+                labels: train.labels.narrow(0, 0, 0),
+            };
+            Some((train, test))
+        }
+        _ => None,
+    };
+    let progress = PyProgress::new(progress);
+    py.allow_threads(|| guard(|| run_train(req, splits, &targets, &progress)))
+}
+
+/// The training data: the caller's splits, or a dataset amun reads (a
+/// registry name or a folder, named as `--dataset` names it).
+fn train_data(req: &TrainRequest, splits: Option<(Split, Split)>) -> amun::Result<Dataset> {
+    match (splits, &req.data_path) {
+        (Some((train, test)), _) => {
+            let spec = DataSpec::new(req.source.dataset.clone());
+            Dataset::from_splits(spec, req.source.classes.clone(), train, test)
+        }
+        (None, Some(d)) => {
+            let name = if Path::new(d).exists() {
+                DataSpec::resolve(d, Path::new("."))
+            } else {
+                d.clone()
+            };
+            let dir = amun::data::default_data_dir();
+            amun::model::load_data(&DataSpec::new(name), &dir, &Quiet)
+        }
+        (None, None) => Err(amun::Error::invalid("data", "no data given")),
+    }
+}
+
+fn run_train(
+    req: TrainRequest,
+    splits: Option<(Split, Split)>,
+    targets: &HashMap<String, TensorRef>,
+    progress: &PyProgress,
+) -> PyResult<String> {
+    let dev = amun::device::parse_device(&req.device).map_err(py_err)?;
+    if let Some(count) = req.refs {
+        check_ref_count(count).map_err(py_err)?;
+    }
+    let data = train_data(&req, splits).map_err(py_err)?;
+    let norm = req
+        .source
+        .normalize
+        .as_deref()
+        .map(|s| Normalize::parse(s, data.image_shape()[0] as usize))
+        .transpose()
+        .map_err(py_err)?;
+    let program = &req.source.program;
+    let init = req.init_from_program.then_some(program.as_path());
+    let (imported, _) = import_program(
+        program,
+        data.image_shape(),
+        data.num_classes(),
+        norm,
+        init,
+        Device::Cpu,
+    )
+    .map_err(py_err)?;
+    let spec = imported.spec().clone();
+    // `--augment auto`: on for colour images, off for one-channel digits.
+    let mut overrides = req.train.clone();
+    overrides.augment = overrides.augment.or(Some(data.image_shape()[0] != 1));
+    let recipe = overrides
+        .apply(TrainParams::for_arch(Arch::Exported))
+        .check()
+        .map_err(py_err)?;
+    let exclude = match &req.exclude {
+        None => None,
+        Some(Forget::Indices(i)) => Some(ForgetSet::from_indices(
+            &data,
+            i.clone(),
+            Path::new("exclude"),
+        )),
+        Some(Forget::File(p)) => Some(ForgetFile::read(p).and_then(|f| f.resolve(&data, p))),
+    }
+    .transpose()
+    .map_err(py_err)?;
+    let data = data.to_device(dev);
+    if let Some(count) = req.refs {
+        return train_refs(&data, &spec, &recipe, count, &req, progress).map_err(py_err);
+    }
+    let job = TrainJob {
+        spec,
+        data: &data,
+        recipe,
+        seed: req.seed,
+        subset: exclude.as_ref().map_or(Subset::All, Subset::Exclude),
+        out: req.out.as_deref(),
+        resume: false,
+        eval_each_epoch: true,
+    };
+    let mut trained = train_model(&job, progress).map_err(py_err)?;
+    record_final_metrics(&trained.model, &data, &mut trained.sidecar);
+    if let Some(out) = &req.out {
+        checkpoint::save(&trained.model, out, &trained.sidecar).map_err(py_err)?;
+    }
+    write_back(&trained.model, targets)?;
+    to_json(&trained.sidecar).map_err(py_err)
+}
+
+/// `amun rmia train-refs` into the folder `req.out`.
+fn train_refs(
+    data: &Dataset,
+    spec: &amun::model::ModelSpec,
+    recipe: &amun::train::Recipe,
+    count: usize,
+    req: &TrainRequest,
+    progress: &PyProgress,
+) -> amun::Result<String> {
+    let Some(out) = &req.out else {
+        return Err(amun::Error::invalid(
+            "out",
+            "reference models are written to a folder: give out=",
+        ));
+    };
+    amun::fsutil::check_output(&out.join("manifest.json"), &[])?;
+    std::fs::create_dir_all(out).map_err(|err| amun::Error::Io {
+        path: out.clone(),
+        err,
+    })?;
+    let refs = train_references(data, spec, recipe, count, req.seed, out, progress)?;
+    to_json(&serde_json::json!({
+        "refs": refs.logits.len(),
+        "pool": refs.members.first().map_or(0, Vec::len),
+        "out": out,
+    }))
 }
 
 /// What `amun.audit` asks for, besides the tensors: `amun audit`'s flags.
@@ -832,6 +1006,7 @@ fn _double_into(x: TensorRef, out: TensorRef) -> PyResult<()> {
 fn _amun(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Error", m.py().get_type::<Error>())?;
     m.add_function(wrap_pyfunction!(unlearn, m)?)?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(torch_version, m)?)?;
     m.add_function(wrap_pyfunction!(fetch, m)?)?;
     m.add_function(wrap_pyfunction!(audit, m)?)?;

@@ -30,10 +30,13 @@ __all__ = [
     "AmunTypeError",
     "AmunFileNotFoundError",
     "UnlearnRecord",
+    "TrainRecord",
     "AuditRecord",
     "Registry",
     "unlearn",
+    "train",
     "audit",
+    "fetch",
     "TORCH_VERSION",
 ]
 
@@ -219,25 +222,25 @@ def _check_labels(what: str, labels: torch.Tensor, k: int) -> None:
         )
 
 
-def _forget(forget: Any, n: int) -> list[int]:
-    t = _as_tensor("forget", forget).cpu()
+def _forget(forget: Any, n: int, what: str = "forget") -> list[int]:
+    t = _as_tensor(what, forget).cpu()
     if t.numel() == 0:
-        raise AmunValueError("forget: the forget set is empty; give at least one index")
+        raise AmunValueError(f"{what}: the forget set is empty; give at least one index")
     if t.is_floating_point() or t.dtype == torch.bool or t.dim() != 1:
         raise AmunTypeError(
-            f"forget: expected a 1-D list of integer training indices, got {t.dtype} "
+            f"{what}: expected a 1-D list of integer training indices, got {t.dtype} "
             f"{list(t.shape)}"
         )
     idx = t.tolist()
     bad = [i for i in idx if i < 0 or i >= n]
     if bad:
         raise AmunValueError(
-            f"forget: index {bad[0]} is out of range for the {n} training samples (0..{n - 1})"
+            f"{what}: index {bad[0]} is out of range for the {n} training samples (0..{n - 1})"
         )
     seen: set[int] = set()
     for i in idx:
         if i in seen:
-            raise AmunValueError(f"forget: index {i} is listed twice")
+            raise AmunValueError(f"{what}: index {i} is listed twice")
         seen.add(i)
     return idx
 
@@ -430,6 +433,9 @@ def unlearn(
         AmunError: amun refused the request (its message says why).
         KeyboardInterrupt: Ctrl-C, seen at the next progress report (every ten
             batches of an epoch, and between phases); the module is left unchanged.
+            A process started with SIGINT ignored (``nohup``, a background job
+            of a script) gets no Ctrl-C: call ``signal.signal(signal.SIGINT,
+            signal.default_int_handler)`` first.
     """
     start = time.perf_counter()
     images, labels = _split("data", data)
@@ -485,6 +491,217 @@ def unlearn(
         sizes=dict(zip(splits, r["sizes"])),
         state_dict=dict(targets),
     )
+
+
+# `amun train`'s recipe flags (`--epochs`, `--lr`, ...).
+_RECIPE_KEYS = {
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "augment",
+    "bf16",
+    "channels_last",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRecord:
+    """What :func:`train` did.
+
+    ``sidecar`` is the record ``amun train`` writes beside a checkpoint
+    (model, data, forget set excluded, recipe, history, metrics); with
+    ``refs``, ``refs`` is the folder's summary and ``sidecar`` is ``None``.
+    """
+
+    sidecar: dict | None
+    #: Accuracy (%) on the training samples and on ``test`` at the end.
+    metrics: dict
+    #: Wall time of the whole call (seconds).
+    wall_seconds: float
+    #: The checkpoint (or reference-model folder) written, if ``out`` was given.
+    out: str | None
+    refs: dict | None = None
+    #: The trained weights: the module's ``state_dict()`` (sharing its storage).
+    state_dict: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        """Everything but the weights, as plain Python values (JSON-ready)."""
+        d = dataclasses.asdict(dataclasses.replace(self, state_dict={}))
+        d.pop("state_dict")
+        return d
+
+
+def _recipe(recipe: dict) -> dict:
+    """``amun train``'s recipe flags from keywords, with its defaults for
+    ``bf16`` and ``channels_last`` (``augment="auto"``: left to amun, which
+    turns it on for colour images)."""
+    unknown = sorted(set(recipe) - _RECIPE_KEYS)
+    if unknown:
+        raise AmunValueError(
+            f"{unknown[0]}: not a training setting; expected one of {', '.join(sorted(_RECIPE_KEYS))}"
+        )
+    out = dict(recipe)
+    augment = out.pop("augment", "auto")
+    if augment != "auto":
+        if not isinstance(augment, bool):
+            raise AmunValueError(f"augment: expected True, False or 'auto', got {augment!r}")
+        out["augment"] = augment
+    out.setdefault("bf16", False)
+    out.setdefault("channels_last", False)
+    return out
+
+
+def _train_checks(model, data, test, exclude, refs, out, init) -> None:
+    if out is not None and refs is None and isinstance(model, torch.nn.Module):
+        raise AmunValueError(
+            "out: a checkpoint records the .pt2 program it runs, and a module's export lasts "
+            "only the call; give the model as a .pt2 (torch.export.save) to write one, or "
+            "save the trained module's state_dict()"
+        )
+    if init not in ("module", "seed"):
+        raise AmunValueError(f"init: expected 'module' or 'seed', got {init!r}")
+    if refs is not None:
+        if not isinstance(refs, int) or isinstance(refs, bool) or refs < 2 or refs % 2:
+            raise AmunValueError(
+                f"refs: expected an even number ≥ 2 of reference models (they train in "
+                f"complementary pairs), got {refs!r}"
+            )
+        if out is None:
+            raise AmunValueError("out: reference models are written to a folder; give out=")
+        if exclude is not None:
+            raise AmunValueError(
+                "exclude: reference models train on random halves of train ∪ test; leave exclude out"
+            )
+        if not _is_path(data) and test is None:
+            raise AmunValueError(
+                "test: reference models train on halves of train ∪ test; give test=(images, labels)"
+            )
+    if _is_path(data) and test is not None:
+        raise AmunValueError("test: data given as a path brings its own test split; leave test out")
+    if out is not None and not _is_path(out):
+        raise AmunTypeError(f"out: expected a path, got {type(out).__name__}")
+
+
+def train(
+    model: Model,
+    data: Pair | str | os.PathLike,
+    *,
+    exclude: Any = None,
+    test: Pair | None = None,
+    refs: int | None = None,
+    out: str | os.PathLike | None = None,
+    init: str = "module",
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    normalize: Any = None,
+    progress: bool | Callable[[str, str, int, int], Any] | None = None,
+    **recipe: Any,
+) -> TrainRecord:
+    """Trains ``model`` on ``data`` as ``amun train --model model.pt2`` does:
+    the exact retrain without ``exclude``, or (``refs=N``) the reference
+    models ``amun rmia train-refs`` trains for the audit's RMIA.
+
+    Args:
+        model: an ``nn.Module`` classifier (exported with ``torch.export``;
+            its parameters and buffers are overwritten with the trained
+            weights) or the path of a ``.pt2`` (not modified: the record's
+            ``state_dict`` holds the weights).
+        data: as for :func:`unlearn`, or a dataset amun reads (``"mnist"``,
+            ``"cifar10"``, a folder), as ``--dataset``: a retrain of such data
+            is recorded by name, so :func:`audit` can check it (``retrain=``).
+        exclude: samples to train without (indices, or a forget-set file as
+            ``--exclude``): the exact unlearning of them.
+        test: with tensor data, a test split, measured at each epoch (the
+            record's ``test_acc``); needed by ``refs``.
+        refs: train this many reference models (even, ≥ 2) on random halves
+            of train ∪ test into the folder ``out``; the module is left as is.
+        out: write the checkpoint (``.safetensors`` + sidecar, as ``amun
+            train --out``; for a model given as a ``.pt2``, which the sidecar
+            names), or with ``refs`` the folder.
+        init: ``"module"``: start from the module's current weights (``amun
+            train --init model.pt2``); ``"seed"``: PyTorch's default
+            initialisation of each layer drawn from ``seed`` (no ``--init``).
+        device, seed, normalize, progress: as for :func:`unlearn`.
+        **recipe: ``epochs``, ``batch_size``, ``lr``, ``momentum``,
+            ``weight_decay``, ``schedule`` (``"onecycle:0.25"``, ``"cosine"``,
+            ...), ``augment`` (``"auto"``: on for colour images), ``bf16``,
+            ``channels_last``: as ``amun train``'s flags and defaults.
+
+    Returns:
+        a :class:`TrainRecord`.
+    """
+    start = time.perf_counter()
+    _train_checks(model, data, test, exclude, refs, out, init)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise AmunValueError(f"seed: expected an integer ≥ 0, got {seed!r}")
+    report = _progress(progress)
+    request = {
+        "train": _recipe(recipe),
+        "data_path": None,
+        "exclude": None,
+        "refs": refs,
+        "init_from_program": init == "module",
+        "seed": seed,
+        "out": None if out is None else str(out),
+    }
+    if _is_path(exclude):
+        request["exclude"] = {"file": _existing("exclude", exclude)}
+    with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
+        writable = refs is None
+        if _is_path(data):
+            request["data_path"] = str(data)
+            program, targets, dev = _program_of_path(model, writable)
+            request["source"] = _source(program, normalize, [])
+            tensors = (None, None)
+        else:
+            images, labels = _split("data", data)
+            t = None if test is None else _split("test", test)
+            if exclude is not None and request["exclude"] is None:
+                request["exclude"] = {"indices": _forget(exclude, images.shape[0], "exclude")}
+            program, targets, dev, classes = _program(
+                model, data, images, labels, t, Path(tmp), writable
+            )
+            request["source"] = _source(program, normalize, classes)
+            tensors = ((_ref(images), _ref(labels)), None if t is None else (_ref(t[0]), _ref(t[1])))
+        if exclude is not None and request["exclude"] is None:
+            request["exclude"] = {"indices": _forget(exclude, 1 << 62, "exclude")}
+        request["device"] = str(device if device is not None else dev)
+        targets = targets if writable else {}
+        res = json.loads(
+            _call(_amun.train, json.dumps(request), *tensors, {n: _ref(v) for n, v in targets.items()}, report)
+        )
+    if refs is not None:
+        return TrainRecord(None, {}, time.perf_counter() - start, str(out), refs=res)
+    return TrainRecord(
+        sidecar=res,
+        metrics=dict(res.get("metrics", {})),
+        wall_seconds=time.perf_counter() - start,
+        out=None if out is None else str(out),
+        state_dict=dict(targets),
+    )
+
+
+def _program_of_path(model: Model, writable: bool):
+    """For data amun reads itself: the model's ``.pt2`` (a module exported
+    on an example of the data's shape, read from the program's own), the
+    tensors the weights go to, and the device."""
+    if isinstance(model, torch.nn.Module):
+        raise AmunValueError(
+            "model: with data given as a path, give the model as a .pt2 (torch.export.save) "
+            "exported on that data's image shape"
+        )
+    if not _is_path(model):
+        raise AmunTypeError(
+            f"model: expected an nn.Module or the path of a .pt2, got {type(model).__name__}"
+        )
+    program = Path(_existing("model", model))
+    ep = torch.export.load(str(program))
+    targets = {n: t.detach().clone() for n, t in ep.state_dict.items()} if writable else {}
+    dev = next(iter(ep.state_dict.values())).device if ep.state_dict else torch.device("cpu")
+    return program, targets, dev
 
 
 @dataclasses.dataclass(frozen=True)
@@ -678,6 +895,15 @@ def _audit_record(out: dict) -> AuditRecord:
         details=details,
         notes=out["notes"],
     )
+
+
+def fetch(name: str) -> Path:
+    """Fetches a dataset amun knows (``"mnist"``, ``"cifar10"``) into amun's
+    data cache when it is missing or damaged, as ``amun data fetch`` does,
+    and returns its folder (CIFAR-10: the binary batches
+    ``data_batch_1.bin`` … ``test_batch.bin``, rows of a label byte and
+    3×32×32 image bytes)."""
+    return Path(_call(_amun.fetch, name))
 
 
 # `amun registry apply`'s training flags; any other setting is the method's.

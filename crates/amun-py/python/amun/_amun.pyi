@@ -23,6 +23,13 @@ def unlearn(
     targets: dict[str, TensorRef],
     progress: Progress | None = None,
 ) -> str: ...
+def train(
+    request: str,
+    train: tuple[TensorRef, TensorRef] | None = None,
+    test: tuple[TensorRef, TensorRef] | None = None,
+    targets: dict[str, TensorRef] = {},
+    progress: Progress | None = None,
+) -> str: ...
 def audit(
     request: str,
     train: tuple[TensorRef, TensorRef] | None = None,

@@ -98,6 +98,23 @@ def _write_idx(folder, prefix, images, labels):
     )
 
 
+def _write_cifar(folder, meta, images, labels, test_images, test_labels):
+    """The CIFAR-10 binary format amun reads: five training batches, a test batch."""
+    rows = lambda x, y: torch.cat([y.to(torch.uint8)[:, None], x.reshape(len(y), -1)], 1)
+    for i, part in enumerate(rows(images, labels).chunk(5)):
+        (folder / f"data_batch_{i + 1}.bin").write_bytes(part.numpy().tobytes())
+    (folder / "test_batch.bin").write_bytes(rows(test_images, test_labels).numpy().tobytes())
+    (folder / "batches.meta.txt").write_text(meta.read_text())
+
+
+def cifar_slice(cifar_dir, n):
+    """The first ``n`` images of CIFAR-10's first training batch: uint8
+    [n,3,32,32] and int64 labels."""
+    raw = torch.frombuffer(bytearray((cifar_dir / "data_batch_1.bin").read_bytes()), dtype=torch.uint8)
+    raw = raw.reshape(-1, 3073)[:n]
+    return raw[:, 1:].reshape(-1, 3, 32, 32).contiguous(), raw[:, 0].long()
+
+
 def _cli(amun_bin, *args):
     start = time.perf_counter()
     p = subprocess.run([str(amun_bin), *map(str, args)], capture_output=True, text=True)

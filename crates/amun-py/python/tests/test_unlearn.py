@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import amun
 from amun import _amun
-from conftest import _cli, _write_idx
+from conftest import _cli, _write_cifar, _write_idx
 
 
 def _ref(t):
@@ -158,15 +158,6 @@ def test_audit_gives_the_accuracies_pytorch_measures(model, mnist):
     assert a.samples == {"forget": 100, "retain": 900, "test": 200}
     assert a.accuracy == pytest.approx(want, abs=1e-9)
     assert len(a.per_class["test"]) == 10 and json.dumps(a.to_dict())
-
-
-def _write_cifar(folder, meta, images, labels, test_images, test_labels):
-    """The CIFAR-10 binary format amun reads: five training batches, a test batch."""
-    rows = lambda x, y: torch.cat([y.to(torch.uint8)[:, None], x.reshape(len(y), -1)], 1)
-    for i, part in enumerate(rows(images, labels).chunk(5)):
-        (folder / f"data_batch_{i + 1}.bin").write_bytes(part.numpy().tobytes())
-    (folder / "test_batch.bin").write_bytes(rows(test_images, test_labels).numpy().tobytes())
-    (folder / "batches.meta.txt").write_text(meta.read_text())
 
 
 def test_a_torchvision_resnet18_matches_the_cli(cifar_dir, amun_bin, tmp_path):
