@@ -5,6 +5,7 @@
 //! and one transaction that makes the result a version.
 use super::audit::{VersionAudit, audit_version};
 use super::db::{self, immediate, sql};
+use super::kinds::{How, VersionKind};
 use super::{
     Registry, VersionRow, insert_absorption, insert_version, lock_writer, samples, verify,
     weights_name, write_certificate,
@@ -315,7 +316,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         let tx = immediate(&mut reg.conn, &db)?;
         super::anchor::ensure_started(&tx, &db)?;
         for &r in &covered {
-            insert_absorption(&tx, &db, head.id, r, "covered")?;
+            insert_absorption(&tx, &db, head.id, r, How::Covered)?;
         }
         tx.commit().map_err(&err)?;
         for w in super::anchor::after_commit(&reg, "apply") {
@@ -422,7 +423,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     let row = VersionRow {
         id: new_id,
         parent: Some(head.id),
-        kind: "unlearned".into(),
+        kind: VersionKind::Unlearned,
         created: db::now_utc(),
         weights: w,
         weights_sha256,
@@ -467,10 +468,10 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         super::anchor::ensure_started(&tx, &db)?;
         insert_version(&tx, &db, &row)?;
         for (r, _) in &sets {
-            insert_absorption(&tx, &db, new_id, *r, "unlearned")?;
+            insert_absorption(&tx, &db, new_id, *r, How::Unlearned)?;
         }
         for &r in &covered {
-            insert_absorption(&tx, &db, new_id, r, "covered")?;
+            insert_absorption(&tx, &db, new_id, r, How::Covered)?;
         }
         tx.commit().map_err(&err)?;
     }

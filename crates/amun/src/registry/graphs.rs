@@ -93,7 +93,7 @@ pub(crate) fn insert(
             params![row.id, row.name, row.sha256, row.stored],
         )
         .map_err(&err)?;
-        db::append(tx, path, "graph", id, &row)?;
+        db::append(tx, path, super::kinds::RecordKind::Graph, id, &row)?;
     }
     Ok(())
 }
@@ -329,7 +329,7 @@ mod tests {
         let v = super::super::VersionRow {
             id: 1,
             parent: None,
-            kind: "trained".into(),
+            kind: super::super::VersionKind::Trained,
             created: db::now_utc(),
             weights: "versions/v0001.safetensors".into(),
             weights_sha256: String::new(),

@@ -28,6 +28,7 @@ mod audit;
 pub(crate) mod certificate;
 pub mod db;
 mod graphs;
+mod kinds;
 mod retrain;
 mod samples;
 mod verify;
@@ -38,6 +39,7 @@ pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
 pub use certificate::{
     Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
 };
+pub use kinds::{Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind};
 pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
 };
@@ -63,9 +65,8 @@ pub struct RegistryRow {
     /// sha256 of the whole dataset's content (both splits).
     pub data_sha256: String,
     pub train_size: i64,
-    /// `index` (registry datasets, CIFAR-10/IDX folders) or `path` (image
-    /// folders): how requests name samples.
-    pub sample_names: String,
+    /// How requests name samples.
+    pub sample_names: SampleNames,
     /// Digest of every training sample's index, path and sha256.
     pub samples_sha256: String,
     /// The last N test images calibrations look at (audits leave them out).
@@ -153,8 +154,7 @@ pub struct VersionRow {
     /// The version it was unlearned from (`None` for a root: the trained
     /// model or an exact retrain).
     pub parent: Option<i64>,
-    /// `trained`, `unlearned` or `retrained`.
-    pub kind: String,
+    pub kind: VersionKind,
     pub created: String,
     /// Relative to the registry folder.
     pub weights: String,
@@ -189,15 +189,13 @@ impl VersionRow {
     }
 }
 
-/// Which requests a version absorbed, and how: `unlearned` (its run),
-/// `covered` (every sample was already forgotten), `retrained` (excluded by
-/// an exact retrain).
+/// Which requests a version absorbed, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AbsorptionRow {
     pub id: i64,
     pub version: i64,
     pub request: i64,
-    pub how: String,
+    pub how: How,
 }
 
 /// An exact retrain as started.
@@ -209,8 +207,7 @@ pub struct RetrainRow {
     pub based_on: i64,
     pub excluded: i64,
     pub excluded_sha256: String,
-    /// `local` or `slurm`.
-    pub executor: String,
+    pub executor: Executor,
 }
 
 /// Where a request stands.
@@ -218,13 +215,12 @@ pub struct RetrainRow {
 pub struct RequestStatus {
     #[serde(flatten)]
     pub request: RequestRow,
-    /// `pending` or `absorbed`.
-    pub status: String,
+    pub status: RequestState,
     /// The first version that absorbed it, and how.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub absorbed_by: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub how: Option<String>,
+    pub how: Option<How>,
 }
 
 /// How a registry is made.
@@ -449,7 +445,11 @@ impl Registry {
             data: serde_json::to_string(&sc.data).expect("data spec serialises"),
             data_sha256: data.content_sha256(),
             train_size: data.train.len() as i64,
-            sample_names: if files.is_some() { "path" } else { "index" }.into(),
+            sample_names: if files.is_some() {
+                SampleNames::Path
+            } else {
+                SampleNames::Index
+            },
             samples_sha256: samples::digest(&all),
             holdout_test: holdout as i64,
             refs: refs.as_ref().map(|r| r.0.display().to_string()),
@@ -486,12 +486,12 @@ impl Registry {
                     st.execute(params![s.idx, s.path, s.sha256]).map_err(&err)?;
                 }
             }
-            append(&tx, &db, "registry", 1, &row)?;
+            append(&tx, &db, RecordKind::Registry, 1, &row)?;
             insert_policy(&tx, &db, &spec.policy, &created)?;
             let v = VersionRow {
                 id: 1,
                 parent: None,
-                kind: "trained".into(),
+                kind: VersionKind::Trained,
                 created,
                 weights: w,
                 weights_sha256,
@@ -544,7 +544,7 @@ impl Registry {
                         data: r.get(1)?,
                         data_sha256: r.get(2)?,
                         train_size: r.get(3)?,
-                        sample_names: r.get(4)?,
+                        sample_names: kinds::kind_in(r, 4, "the registry record")?,
                         samples_sha256: r.get(5)?,
                         holdout_test: r.get(6)?,
                         refs: r.get(7)?,
@@ -611,13 +611,12 @@ impl Registry {
                     .min_by_key(|a| a.version);
                 RequestStatus {
                     status: if first.is_some() {
-                        "absorbed"
+                        RequestState::Absorbed
                     } else {
-                        "pending"
-                    }
-                    .into(),
+                        RequestState::Pending
+                    },
                     absorbed_by: first.map(|a| a.version),
-                    how: first.map(|a| a.how.clone()),
+                    how: first.map(|a| a.how),
                     request: r,
                 }
             })
@@ -837,7 +836,7 @@ impl Registry {
         let registry_id = self.id()?;
         let info = self.info()?;
         let spec = self.data_spec()?;
-        let root = (info.sample_names == "path").then(|| PathBuf::from(&spec.dataset));
+        let root = (info.sample_names == SampleNames::Path).then(|| PathBuf::from(&spec.dataset));
         let recorded = self.samples()?;
         let mut resolved = Vec::new();
         for file in files {
@@ -936,10 +935,10 @@ impl Registry {
                     st.execute(params![id, s.idx]).map_err(&err)?;
                 }
             }
-            let record = append(&tx, &db, "request", id, &row)?;
+            let record = append(&tx, &db, RecordKind::Request, id, &row)?;
             let mut status = RequestStatus {
                 request: row,
-                status: "pending".into(),
+                status: RequestState::Pending,
                 absorbed_by: None,
                 how: None,
             };
@@ -954,10 +953,10 @@ impl Registry {
                     .iter()
                     .all(|s| forgotten.binary_search(&s.idx).is_ok())
                 {
-                    insert_absorption(&tx, &db, head, id, "covered")?;
-                    status.status = "absorbed".into();
+                    insert_absorption(&tx, &db, head, id, How::Covered)?;
+                    status.status = RequestState::Absorbed;
                     status.absorbed_by = Some(head);
-                    status.how = Some("covered".into());
+                    status.how = Some(How::Covered);
                 }
             }
             out.push((status, record, receipt_file));
@@ -1147,7 +1146,7 @@ fn insert_policy(tx: &rusqlite::Transaction<'_>, db: &Path, p: &Policy, at: &str
         params![row.id, row.set_at, row.after_requests, row.after_fraction],
     )
     .map_err(&err)?;
-    append(tx, db, "policy", id, &row)?;
+    append(tx, db, RecordKind::Policy, id, &row)?;
     Ok(())
 }
 
@@ -1177,7 +1176,7 @@ fn insert_version(tx: &rusqlite::Transaction<'_>, db: &Path, v: &VersionRow) -> 
         ],
     )
     .map_err(sql(db))?;
-    append(tx, db, "version", v.id, v)?;
+    append(tx, db, RecordKind::Version, v.id, v)?;
     Ok(())
 }
 
@@ -1186,7 +1185,7 @@ fn insert_absorption(
     db: &Path,
     version: i64,
     request: i64,
-    how: &str,
+    how: How,
 ) -> Result<()> {
     let err = sql(db);
     tx.execute(
@@ -1198,9 +1197,9 @@ fn insert_absorption(
         id: tx.last_insert_rowid(),
         version,
         request,
-        how: how.into(),
+        how,
     };
-    append(tx, db, "absorption", row.id, &row)?;
+    append(tx, db, RecordKind::Absorption, row.id, &row)?;
     Ok(())
 }
 
@@ -1251,7 +1250,7 @@ fn read_versions(conn: &Connection, db: &Path, filter: &str) -> Result<Vec<Versi
         Ok(VersionRow {
             id: r.get(0)?,
             parent: r.get(1)?,
-            kind: r.get(2)?,
+            kind: kinds::kind_in(r, 2, "version")?,
             created: r.get(3)?,
             weights: r.get(4)?,
             weights_sha256: r.get(5)?,
@@ -1282,7 +1281,7 @@ fn read_absorptions(conn: &Connection, db: &Path) -> Result<Vec<AbsorptionRow>> 
             id: r.get(0)?,
             version: r.get(1)?,
             request: r.get(2)?,
-            how: r.get(3)?,
+            how: kinds::kind_in(r, 3, "absorption")?,
         })
     })
     .map_err(&err)?
@@ -1305,7 +1304,7 @@ fn read_retrains(conn: &Connection, db: &Path) -> Result<Vec<RetrainRow>> {
             based_on: r.get(2)?,
             excluded: r.get(3)?,
             excluded_sha256: r.get(4)?,
-            executor: r.get(5)?,
+            executor: kinds::kind_in(r, 5, "retrain")?,
         })
     })
     .map_err(&err)?

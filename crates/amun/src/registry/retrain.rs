@@ -6,6 +6,7 @@
 use super::apply::{check_intact, clean_leftovers, load_checked_data, place, stop_at};
 use super::audit::{audit_version, compare};
 use super::db::{self, append, immediate, sql};
+use super::kinds::{Executor, How, RecordKind, VersionKind};
 use super::{
     Registry, RetrainRow, VersionRow, insert_absorption, insert_version, lock_writer, weights_name,
     write_certificate,
@@ -77,7 +78,7 @@ pub enum RetrainOutcome {
 pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str, progress: &dyn Progress) -> Result<()> {
     let done: Vec<i64> = reg.versions()?.iter().filter_map(|v| v.retrain).collect();
     for r in reg.retrains()? {
-        if done.contains(&r.id) || r.executor != "slurm" {
+        if done.contains(&r.id) || r.executor != Executor::Slurm {
             continue;
         }
         let Some(job) = reg.retrain_job(r.id)? else {
@@ -136,7 +137,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
             ),
         });
     }
-    if head.kind == "retrained" {
+    if head.kind == VersionKind::Retrained {
         return Ok(RetrainOutcome::NotDue {
             why: format!(
                 "version {} is already the exact retrain of everything forgotten",
@@ -156,8 +157,8 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     let excluded = reg.forgotten(head.id)?;
     let info = reg.info()?;
     let executor = match spec.executor {
-        RetrainExecutor::Local => "local",
-        RetrainExecutor::Slurm { .. } => "slurm",
+        RetrainExecutor::Local => Executor::Local,
+        RetrainExecutor::Slurm { .. } => Executor::Slurm,
     };
     if let RetrainExecutor::Slurm { section, .. } = &spec.executor {
         section.check()?;
@@ -177,7 +178,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
         based_on: head.id,
         excluded: excluded.len() as i64,
         excluded_sha256: super::indices_sha256(&info, &excluded),
-        executor: executor.into(),
+        executor,
     };
     progress.note(&format!(
         "retrain {}: the root's recipe without the {} sample(s) version {} forgot ({})",
@@ -332,7 +333,7 @@ fn insert_retrain(tx: &rusqlite::Transaction<'_>, db: &Path, row: &RetrainRow) -
         ],
     )
     .map_err(sql(db))?;
-    append(tx, db, "retrain", row.id, row)?;
+    append(tx, db, RecordKind::Retrain, row.id, row)?;
     Ok(())
 }
 
@@ -418,7 +419,7 @@ fn run_locked(
     let version = VersionRow {
         id: new_id,
         parent: None,
-        kind: "retrained".into(),
+        kind: VersionKind::Retrained,
         created: db::now_utc(),
         weights: w,
         weights_sha256,
@@ -455,7 +456,7 @@ fn run_locked(
         }
         insert_version(&tx, &db, &version)?;
         for r in absorbed {
-            insert_absorption(&tx, &db, new_id, r, "retrained")?;
+            insert_absorption(&tx, &db, new_id, r, How::Retrained)?;
         }
         tx.commit().map_err(sql(&db))?;
     }
