@@ -32,6 +32,7 @@ mod kinds;
 mod retrain;
 mod samples;
 mod verify;
+mod writer;
 
 pub use anchor::Receipt;
 pub use apply::{Applied, ApplySpec, apply};

@@ -3,10 +3,12 @@
 //! forgot, in this process or as a Slurm job placed by the experiment's
 //! `[slurm]` tables; recorded as a new root once its sidecar's exclusion
 //! matches the registry's forgotten set.
-use super::apply::{check_intact, clean_leftovers, load_checked_data, place, stop_at};
 use super::audit::{audit_version, compare};
 use super::db::{self, append, immediate, sql};
 use super::kinds::{Executor, How, RecordKind, VersionKind};
+use super::writer::{
+    check_intact, clean_leftovers, load_checked_data, place, refuse_in_flight, stop_at,
+};
 use super::{
     Registry, RetrainRow, VersionRow, insert_absorption, insert_version, lock_writer, weights_name,
     write_certificate,
@@ -68,49 +70,6 @@ pub enum RetrainOutcome {
         job: String,
         log: PathBuf,
     },
-}
-
-/// Refuses to `doing` while a Slurm retrain that may still record a
-/// version is queued or running, as Slurm says. A job Slurm does not know
-/// (any more), or a Slurm that cannot be asked, does not block: the
-/// refusal only spares a retrain's work, and such a job, if it ever runs,
-/// finds the head moved and records nothing (`run_locked`).
-pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str, progress: &dyn Progress) -> Result<()> {
-    let done: Vec<i64> = reg.versions()?.iter().filter_map(|v| v.retrain).collect();
-    for r in reg.retrains()? {
-        if done.contains(&r.id) || r.executor != Executor::Slurm {
-            continue;
-        }
-        let Some(job) = reg.retrain_job(r.id)? else {
-            continue;
-        };
-        let states = match Sbatch.query(std::slice::from_ref(&job)) {
-            Ok(s) => s,
-            Err(e) => {
-                progress.note(&format!(
-                    "cannot ask Slurm about retrain {} (job {job}): {e}; going on (if that job \
-                     still runs, it will find the head moved and record nothing)",
-                    r.id
-                ));
-                continue;
-            }
-        };
-        let live = states
-            .get(&job)
-            .is_some_and(|s| matches!(s.state, SlurmState::Pending | SlurmState::Running));
-        if live {
-            return Err(Error::invalid(
-                format!("registry {}", reg.dir.display()),
-                format!(
-                    "cannot {doing}: retrain {} (Slurm job {job}) is queued or running and will \
-                     record a new root; wait for it (`amun registry retrain --wait-for {}`) or \
-                     cancel it (scancel {job})",
-                    r.id, r.id
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Retrains the registry in `dir` when its policy says so (or `force`).
