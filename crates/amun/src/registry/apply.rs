@@ -4,17 +4,12 @@
 //! default, each request in turn when several are pending), the audit,
 //! and one transaction that makes the result a version.
 use super::audit::{VersionAudit, audit_version};
-use super::db::{self, immediate, sql};
+use super::db::{self, sql};
 use super::kinds::{How, VersionKind};
-use super::writer::{
-    check_intact, clean_leftovers, load_checked_data, place, refuse_in_flight, stop_at,
-};
-use super::{
-    Registry, VersionRow, insert_absorption, insert_version, lock_writer, write_certificate,
-};
+use super::writer::{Writer, head_in, load_checked_data};
+use super::{VersionRow, insert_absorption, insert_version, write_certificate};
 use crate::data::{ForgetSet, HeldOut};
-use crate::error::{Error, IoContext, Result};
-use crate::model::checkpoint;
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::TrainOverrides;
@@ -100,21 +95,8 @@ pub struct Applied {
 /// `Ok(None)`: nothing was pending.
 pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Option<Applied>> {
     let method = spec.checked_method()?;
-    let mut reg = Registry::open(dir)?;
-    let _lock = lock_writer(dir, "apply")?;
-    // Verified before anything is removed: files of versions the database
-    // does not hold are the evidence of a rolled-back database.
-    check_intact(&reg, "applied")?;
-    for p in clean_leftovers(&reg)? {
-        progress.note(&format!(
-            "removed {} (left by an interrupted apply or retrain)",
-            p.display()
-        ));
-    }
-    for p in super::graphs::copy_missing(&mut reg)? {
-        progress.note(&format!("copied the graph the versions need to {p}"));
-    }
-    refuse_in_flight(&reg, "apply", progress)?;
+    let mut w = Writer::open(dir, "apply", "applied", progress)?;
+    let reg = &w.reg;
     let head = reg.head()?;
     let pending = reg.pending()?;
     if pending.is_empty() {
@@ -141,18 +123,13 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             sets.push((r.id, new));
         }
     }
-    let db = reg.db.clone();
-    let err = sql(&db);
     if sets.is_empty() {
-        let tx = immediate(&mut reg.conn, &db)?;
-        super::anchor::ensure_started(&tx, &db)?;
-        for &r in &covered {
-            insert_absorption(&tx, &db, head.id, r, How::Covered)?;
-        }
-        tx.commit().map_err(&err)?;
-        for w in super::anchor::after_commit(&reg, "apply") {
-            progress.note(&w);
-        }
+        w.commit("apply", progress, |tx, db| {
+            for &r in &covered {
+                insert_absorption(tx, db, head.id, r, How::Covered)?;
+            }
+            Ok(())
+        })?;
         return Ok(Some(Applied {
             version: head,
             new_version: false,
@@ -162,10 +139,10 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             after: [f64::NAN; 3],
             audit: None,
             certificate: None,
-            retrain_due: reg.retrain_due()?,
+            retrain_due: w.reg.retrain_due()?,
         }));
     }
-    let data = load_checked_data(&reg, &spec.data_dir, progress)?;
+    let data = load_checked_data(reg, &spec.data_dir, progress)?;
     let (mut model, parent_sc) = reg.load_version(&head, spec.device)?;
     let root_sc = reg.root_sidecar()?;
     let recipe = crate::train::lay_out_as_trained(&mut model, &root_sc)?;
@@ -235,13 +212,8 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         refs.as_ref(),
         derive(info.seed as u64, "registry-audit", 0),
     )?;
-    let staging = reg.dir.join("staging");
-    std::fs::create_dir_all(&staging).at(&staging)?;
-    let staged = staging.join(format!("v{new_id:04}.safetensors"));
-    checkpoint::save(&model, &staged, &done.sidecar)?;
-    stop_at(&reg, "staged");
-    let (w, weights_sha256, sidecar_sha256) = place(&reg, &staged, new_id)?;
-    stop_at(&reg, "renamed");
+    let staged = w.stage(&model, &done.sidecar, new_id)?;
+    let (weights, weights_sha256, sidecar_sha256) = w.place(&staged, new_id)?;
     let calibration: Vec<serde_json::Value> = sets
         .iter()
         .zip(&done.logs)
@@ -256,7 +228,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         parent: Some(head.id),
         kind: VersionKind::Unlearned,
         created: db::now_utc(),
-        weights: w,
+        weights,
         weights_sha256,
         sidecar_sha256,
         method: Some(method.name().into()),
@@ -270,47 +242,37 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         seed: seed as i64,
         seconds: done.seconds,
     };
-    {
-        let tx = immediate(&mut reg.conn, &db)?;
-        let max: i64 = tx
-            .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
-            .map_err(&err)?;
+    let registry = format!("registry {}", reg.dir.display());
+    let taken_sql = format!(
+        "SELECT COUNT(*) FROM absorptions WHERE request IN ({})",
+        pending
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    w.commit_version("apply", progress, |tx, db| {
         let taken: i64 = tx
-            .query_row(
-                &format!(
-                    "SELECT COUNT(*) FROM absorptions WHERE request IN ({})",
-                    pending
-                        .iter()
-                        .map(|r| r.id.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(&err)?;
-        if max != head.id || taken != 0 {
+            .query_row(&taken_sql, [], |r| r.get(0))
+            .map_err(sql(db))?;
+        if head_in(tx, db)? != head.id || taken != 0 {
             return Err(Error::invalid(
-                format!("registry {}", reg.dir.display()),
+                registry,
                 "its head or pending requests changed during the apply (another writer \
                  bypassed the lock); nothing was recorded: run apply again",
             ));
         }
-        super::anchor::ensure_started(&tx, &db)?;
-        insert_version(&tx, &db, &row)?;
+        insert_version(tx, db, &row)?;
         for (r, _) in &sets {
-            insert_absorption(&tx, &db, new_id, *r, How::Unlearned)?;
+            insert_absorption(tx, db, new_id, *r, How::Unlearned)?;
         }
         for &r in &covered {
-            insert_absorption(&tx, &db, new_id, r, How::Covered)?;
+            insert_absorption(tx, db, new_id, r, How::Covered)?;
         }
-        tx.commit().map_err(&err)?;
-    }
-    stop_at(&reg, "committed");
-    for w in super::anchor::after_commit(&reg, "apply") {
-        progress.note(&w);
-    }
-    let cert = write_certificate(&reg, new_id)?;
+        Ok(())
+    })?;
+    let reg = &w.reg;
+    let cert = write_certificate(reg, new_id)?;
     Ok(Some(Applied {
         version: row,
         new_version: true,

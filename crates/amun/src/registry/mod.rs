@@ -49,7 +49,6 @@ pub use verify::{Finding, Verified, check_issued_certificate, verify};
 
 use crate::data::{DataSpec, ForgetSet};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::OutputLock;
 use crate::model::checkpoint::{self, ForgetSummary};
 use crate::progress::Progress;
 use db::{append, immediate, sql};
@@ -266,33 +265,6 @@ pub struct Registry {
 /// The weights file of version `id`, relative to the registry folder.
 fn weights_name(id: i64) -> String {
     format!("versions/v{id:04}.safetensors")
-}
-
-/// The one apply or retrain that may write a registry.
-pub(crate) struct WriterLock {
-    _lock: OutputLock,
-}
-
-/// Takes the registry's writer lock, or says who holds it.
-pub(crate) fn lock_writer(dir: &Path, doing: &str) -> Result<WriterLock> {
-    let base = dir.join("writer");
-    match OutputLock::acquire(&base) {
-        Ok(l) => Ok(WriterLock { _lock: l }),
-        Err(Error::Invalid { .. }) => {
-            let lock = dir.join("writer.lock");
-            let pid = std::fs::read_to_string(&lock).unwrap_or_default();
-            Err(Error::invalid(
-                format!("registry {}", dir.display()),
-                format!(
-                    "cannot {doing}: another apply or retrain is running (process {} holds {}); \
-                     two at once could apply the same requests twice — wait for it to finish",
-                    pid.trim(),
-                    lock.display()
-                ),
-            ))
-        }
-        Err(e) => Err(e),
-    }
 }
 
 impl Registry {

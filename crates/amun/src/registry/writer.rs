@@ -1,14 +1,187 @@
 //! The one writer of a registry: what apply and retrain share to make a
-//! version safely. It holds the writer lock, refuses a registry that fails
-//! verification, removes what an interrupted writer left, stages a version's
-//! files and places them under their final names, and commits.
+//! version safely. A [`Writer`] holds the writer lock, refuses a registry
+//! that fails verification, removes what an interrupted writer left, stages
+//! a version's files and places them under their final names, and commits
+//! its records in one transaction before the anchor line.
+use super::db::{immediate, sql};
 use super::kinds::Executor;
 use super::{Registry, samples, verify, weights_name, write_certificate};
 use crate::error::{Error, IoContext, Result};
 use crate::experiment::exec::slurm::{Cluster, Sbatch, SlurmState};
-use crate::model::checkpoint;
+use crate::fsutil::OutputLock;
+use crate::model::{Classifier, checkpoint};
 use crate::progress::Progress;
+use rusqlite::Transaction;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A registry opened to write, its writer lock held.
+pub(crate) struct Writer {
+    pub(crate) reg: Registry,
+    _lock: WriterLock,
+}
+
+impl Writer {
+    /// Opens the registry in `dir` to `doing` (`apply`, `retrain`): takes
+    /// the writer lock, refuses a registry that fails verification (so
+    /// nothing is `done`), removes what an interrupted writer left, copies
+    /// the graphs the versions need, and refuses while a Slurm retrain may
+    /// still record a version.
+    pub(crate) fn open(
+        dir: &Path,
+        doing: &str,
+        done: &str,
+        progress: &dyn Progress,
+    ) -> Result<Writer> {
+        let reg = Registry::open(dir)?;
+        let mut w = Writer {
+            _lock: lock_writer(dir, doing)?,
+            reg,
+        };
+        for p in w.clean(done)? {
+            progress.note(&format!(
+                "removed {} (left by an interrupted apply or retrain)",
+                p.display()
+            ));
+        }
+        for p in super::graphs::copy_missing(&mut w.reg)? {
+            progress.note(&format!("copied the graph the versions need to {p}"));
+        }
+        refuse_in_flight(&w.reg, doing, progress)?;
+        Ok(w)
+    }
+
+    /// Opens the registry in `dir` for a retrain's Slurm job. The process
+    /// that submitted the job may still hold the lock for a moment (it
+    /// records the job id after sbatch answers): wait for it.
+    pub(crate) fn open_for_job(dir: &Path) -> Result<Writer> {
+        let reg = Registry::open(dir)?;
+        let mut tries = 0;
+        let lock = loop {
+            match lock_writer(dir, "run the retrain") {
+                Ok(l) => break l,
+                Err(Error::Invalid { .. }) if tries < 120 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let w = Writer { reg, _lock: lock };
+        w.clean("retrained")?;
+        Ok(w)
+    }
+
+    /// Verified before anything is removed: files of versions the database
+    /// does not hold are the evidence of a rolled-back database.
+    fn clean(&self, done: &str) -> Result<Vec<PathBuf>> {
+        check_intact(&self.reg, done)?;
+        clean_leftovers(&self.reg)
+    }
+
+    /// Saves version `id` in the staging folder.
+    pub(crate) fn stage(
+        &self,
+        model: &Classifier,
+        sidecar: &checkpoint::Sidecar,
+        id: i64,
+    ) -> Result<PathBuf> {
+        let staging = self.reg.dir.join("staging");
+        std::fs::create_dir_all(&staging).at(&staging)?;
+        let staged = staging.join(format!("v{id:04}.safetensors"));
+        checkpoint::save(model, &staged, sidecar)?;
+        Ok(staged)
+    }
+
+    /// Moves the staged version `id` to its final names: its weights file
+    /// (relative to the registry), their sha256 and the sidecar's.
+    pub(crate) fn place(&self, staged: &Path, id: i64) -> Result<(String, String, String)> {
+        stop_at(&self.reg, "staged");
+        let placed = place(&self.reg, staged, id)?;
+        stop_at(&self.reg, "renamed");
+        Ok(placed)
+    }
+
+    /// Commits the records `write` inserts in one transaction (the anchor
+    /// started first), then appends the anchor line of `command`.
+    pub(crate) fn commit(
+        &mut self,
+        command: &str,
+        progress: &dyn Progress,
+        write: impl FnOnce(&Transaction<'_>, &Path) -> Result<()>,
+    ) -> Result<()> {
+        self.transact(write)?;
+        self.anchor(command, progress);
+        Ok(())
+    }
+
+    /// [`Writer::commit`] of a new version: the crash tests' `committed`
+    /// point lies between its commit and its anchor line.
+    pub(crate) fn commit_version(
+        &mut self,
+        command: &str,
+        progress: &dyn Progress,
+        write: impl FnOnce(&Transaction<'_>, &Path) -> Result<()>,
+    ) -> Result<()> {
+        self.transact(write)?;
+        stop_at(&self.reg, "committed");
+        self.anchor(command, progress);
+        Ok(())
+    }
+
+    fn transact(
+        &mut self,
+        write: impl FnOnce(&Transaction<'_>, &Path) -> Result<()>,
+    ) -> Result<()> {
+        let db = self.reg.db.clone();
+        let tx = immediate(&mut self.reg.conn, &db)?;
+        super::anchor::ensure_started(&tx, &db)?;
+        write(&tx, &db)?;
+        tx.commit().map_err(sql(&db))
+    }
+
+    /// The anchor line after a commit; what went wrong is noted, the commit
+    /// stands.
+    fn anchor(&self, command: &str, progress: &dyn Progress) {
+        for w in super::anchor::after_commit(&self.reg, command) {
+            progress.note(&w);
+        }
+    }
+}
+
+/// The newest version's id as `tx` sees it: a writer checks that the head
+/// did not move while it worked.
+pub(crate) fn head_in(tx: &Transaction<'_>, db: &Path) -> Result<i64> {
+    tx.query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
+        .map_err(sql(db))
+}
+
+/// The one apply or retrain that may write a registry.
+struct WriterLock {
+    _lock: OutputLock,
+}
+
+/// Takes the registry's writer lock, or says who holds it.
+fn lock_writer(dir: &Path, doing: &str) -> Result<WriterLock> {
+    let base = dir.join("writer");
+    match OutputLock::acquire(&base) {
+        Ok(l) => Ok(WriterLock { _lock: l }),
+        Err(Error::Invalid { .. }) => {
+            let lock = dir.join("writer.lock");
+            let pid = std::fs::read_to_string(&lock).unwrap_or_default();
+            Err(Error::invalid(
+                format!("registry {}", dir.display()),
+                format!(
+                    "cannot {doing}: another apply or retrain is running (process {} holds {}); \
+                     two at once could apply the same requests twice — wait for it to finish",
+                    pid.trim(),
+                    lock.display()
+                ),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// Stops the process at a named point of a commit when
 /// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
@@ -41,7 +214,7 @@ pub(crate) fn stop_at(reg: &Registry, point: &str) {
 /// commit): verify names them and they stay. Without an anchor (a registry
 /// made before anchors) the successor's files are kept and the writer
 /// refused: they may be the released version of a rolled-back database.
-pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
+fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let staging = reg.dir.join("staging");
     if let Ok(rd) = std::fs::read_dir(&staging) {
@@ -101,7 +274,7 @@ pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
 }
 
 /// Refuses to write a registry that fails verification, naming what changed.
-pub(crate) fn check_intact(reg: &Registry, doing: &str) -> Result<()> {
+fn check_intact(reg: &Registry, doing: &str) -> Result<()> {
     let v = verify::check(reg)?;
     if let Some(first) = v.findings.first() {
         return Err(Error::invalid(
@@ -153,7 +326,7 @@ pub(crate) fn load_checked_data(
 }
 
 /// Moves a staged version's weights and sidecar to their final names.
-pub(crate) fn place(reg: &Registry, staged: &Path, id: i64) -> Result<(String, String, String)> {
+fn place(reg: &Registry, staged: &Path, id: i64) -> Result<(String, String, String)> {
     let w = weights_name(id);
     let sw = w.replace(".safetensors", ".json");
     let staged_side = checkpoint::sidecar_path(staged);
@@ -186,7 +359,7 @@ fn move_new(from: &Path, to: &Path) -> Result<()> {
 /// (any more), or a Slurm that cannot be asked, does not block: the
 /// refusal only spares a retrain's work, and such a job, if it ever runs,
 /// finds the head moved and records nothing (`run_locked`).
-pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str, progress: &dyn Progress) -> Result<()> {
+fn refuse_in_flight(reg: &Registry, doing: &str, progress: &dyn Progress) -> Result<()> {
     let done: Vec<i64> = reg.versions()?.iter().filter_map(|v| v.retrain).collect();
     for r in reg.retrains()? {
         if done.contains(&r.id) || r.executor != Executor::Slurm {
