@@ -7,7 +7,10 @@ use super::audit::{VersionAudit, audit_version};
 use super::db::{self, sql};
 use super::kinds::{How, VersionKind};
 use super::writer::{Writer, head_in, load_checked_data};
-use super::{VersionRow, insert_absorption, insert_version, write_certificate};
+use super::{
+    CalibrationRecord, JsonText, VersionRow, VersionSettings, insert_absorption, insert_version,
+    write_certificate,
+};
 use crate::data::{ForgetSet, HeldOut};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -214,13 +217,14 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     )?;
     let staged = w.stage(&model, &done.sidecar, new_id)?;
     let (weights, weights_sha256, sidecar_sha256) = w.place(&staged, new_id)?;
-    let calibration: Vec<serde_json::Value> = sets
+    let calibration: Vec<CalibrationRecord> = sets
         .iter()
         .zip(&done.logs)
         .filter_map(|((id, _), l)| {
-            l.calibration
-                .as_ref()
-                .map(|c| serde_json::json!({ "request": id, "calibration": c }))
+            l.calibration.as_ref().map(|c| CalibrationRecord {
+                calibration: serde_json::to_value(c).expect("calibrations serialise"),
+                request: *id,
+            })
         })
         .collect();
     let row = VersionRow {
@@ -232,10 +236,11 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         weights_sha256,
         sidecar_sha256,
         method: Some(method.name().into()),
-        settings: Some(method.method().settings().to_string()),
-        calibration: (!calibration.is_empty())
-            .then(|| serde_json::Value::Array(calibration).to_string()),
-        audit: serde_json::to_string(&audit).expect("audit serialises"),
+        settings: Some(JsonText::sorted(&VersionSettings::Method(
+            method.method().settings(),
+        ))),
+        calibration: (!calibration.is_empty()).then(|| JsonText::sorted(&calibration)),
+        audit: JsonText::new(&audit),
         forgotten: gone.len() as i64,
         forgotten_sha256: super::indices_sha256(&info, &gone),
         retrain: None,

@@ -346,14 +346,13 @@ pub fn render_markdown(c: &Certificate) -> String {
                         .into(),
                 );
                 line(String::new());
-                let recs: Vec<serde_json::Value> = serde_json::from_str(cal).unwrap_or_default();
-                for r in recs {
-                    let c = &r["calibration"];
+                for r in cal.parse().unwrap_or_default() {
+                    let c = &r.calibration;
                     if let Some(lines) = calibration_changes(c) {
                         line(format!(
                             "- request {}: {}, {} epoch(s) run ({} forgotten vs {} held-out \
                              images, membership by {}); {}",
-                            r["request"],
+                            r.request,
                             serde_json::from_value::<crate::unlearn::Candidate>(
                                 c["chosen"].clone()
                             )
@@ -376,7 +375,7 @@ pub fn render_markdown(c: &Certificate) -> String {
                     line(format!(
                         "- request {}: chose lr {} epoch {} (forget {:.1}% vs held-out {:.1}% \
                          on {} images); {}",
-                        r["request"],
+                        r.request,
                         c["chosen"]["lr"],
                         c["chosen"]["epoch"],
                         c["chosen"]["probe"]["forget_acc"]

@@ -29,6 +29,7 @@ pub(crate) mod certificate;
 pub mod db;
 mod graphs;
 mod kinds;
+mod records;
 mod retrain;
 mod samples;
 mod verify;
@@ -41,6 +42,7 @@ pub use certificate::{
     Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
 };
 pub use kinds::{Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind};
+pub use records::{CalibrationRecord, JsonText, VersionSettings};
 pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
 };
@@ -60,8 +62,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistryRow {
     pub created: String,
-    /// The data (`DataSpec` as JSON).
-    pub data: String,
+    /// The data.
+    pub data: JsonText<DataSpec>,
     /// sha256 of the whole dataset's content (both splits).
     pub data_sha256: String,
     pub train_size: i64,
@@ -161,12 +163,11 @@ pub struct VersionRow {
     pub weights_sha256: String,
     pub sidecar_sha256: String,
     pub method: Option<String>,
-    /// The method's full settings (JSON).
-    pub settings: Option<String>,
-    /// Each request's calibration record (JSON array), when calibrated.
-    pub calibration: Option<String>,
-    /// [`VersionAudit`] as JSON.
-    pub audit: String,
+    /// The method's full settings.
+    pub settings: Option<JsonText<VersionSettings>>,
+    /// Each request's calibration record, when calibrated.
+    pub calibration: Option<JsonText<Vec<CalibrationRecord>>>,
+    pub audit: JsonText<VersionAudit>,
     /// Training samples this version has forgotten, cumulatively.
     pub forgotten: i64,
     /// sha256 of their sorted indices (as a sidecar's `indices_sha256`).
@@ -179,7 +180,8 @@ pub struct VersionRow {
 impl VersionRow {
     /// Its audit, parsed.
     pub fn audit(&self) -> Result<VersionAudit> {
-        serde_json::from_str(&self.audit)
+        self.audit
+            .parse()
             .map_err(|e| Error::invalid(format!("version {}", self.id), format!("audit: {e}")))
     }
 
@@ -415,7 +417,7 @@ impl Registry {
         let created = db::now_utc();
         let row = RegistryRow {
             created: created.clone(),
-            data: serde_json::to_string(&sc.data).expect("data spec serialises"),
+            data: JsonText::new(&sc.data),
             data_sha256: data.content_sha256(),
             train_size: data.train.len() as i64,
             sample_names: if files.is_some() {
@@ -472,7 +474,7 @@ impl Registry {
                 method: None,
                 settings: None,
                 calibration: None,
-                audit: serde_json::to_string(&audit).expect("audit serialises"),
+                audit: JsonText::new(&audit),
                 forgotten: 0,
                 forgotten_sha256: indices_sha256(&row, &[]),
                 retrain: None,
@@ -532,7 +534,8 @@ impl Registry {
     /// The data spec the registry's model was trained on.
     pub fn data_spec(&self) -> Result<DataSpec> {
         let info = self.info()?;
-        serde_json::from_str(&info.data)
+        info.data
+            .parse()
             .map_err(|e| Error::format(&self.db, format!("the registry's data spec: {e}")))
     }
 
@@ -1088,7 +1091,7 @@ fn refs_digest(dir: &Path) -> Result<String> {
 
 /// The sidecar-style sha256 of sorted training indices of this registry.
 fn indices_sha256(info: &RegistryRow, indices: &[i64]) -> String {
-    let spec: DataSpec = serde_json::from_str(&info.data).unwrap_or_else(|_| DataSpec::new(""));
+    let spec = info.data.parse().unwrap_or_else(|_| DataSpec::new(""));
     ForgetSummary::of(&ForgetSet {
         dataset: spec.train_label(),
         train_size: info.train_size as usize,

@@ -8,8 +8,8 @@ use super::db::{self, append, sql};
 use super::kinds::{Executor, How, RecordKind, VersionKind};
 use super::writer::{Writer, head_in, load_checked_data};
 use super::{
-    Registry, RetrainRow, VersionRow, insert_absorption, insert_version, weights_name,
-    write_certificate,
+    JsonText, Registry, RetrainRow, VersionRow, VersionSettings, insert_absorption, insert_version,
+    weights_name, write_certificate,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::experiment::exec::slurm::{Cluster, Sbatch, SlurmState, render_job};
@@ -347,12 +347,12 @@ fn run_locked(
         weights_sha256,
         sidecar_sha256,
         method: Some("retrain".into()),
-        settings: Some(
-            serde_json::json!({ "recipe": crate::train::recipe_of(&root_sc)?, "seed": root_sc.seed })
-                .to_string(),
-        ),
+        settings: Some(JsonText::sorted(&VersionSettings::Retrain {
+            recipe: crate::train::recipe_of(&root_sc)?,
+            seed: root_sc.seed,
+        })),
         calibration: None,
-        audit: serde_json::to_string(&audit).expect("audit serialises"),
+        audit: JsonText::new(&audit),
         forgotten: excluded.len() as i64,
         forgotten_sha256: row.excluded_sha256.clone(),
         retrain: Some(row.id),
