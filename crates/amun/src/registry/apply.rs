@@ -8,8 +8,8 @@ use super::db::{self, sql};
 use super::kinds::{How, VersionKind};
 use super::writer::{Writer, head_in, load_checked_data};
 use super::{
-    CalibrationRecord, JsonText, VersionRow, VersionSettings, insert_absorption, insert_version,
-    write_certificate,
+    CalibrationRecord, JsonText, Registry, RequestRow, VersionRow, VersionSettings,
+    insert_absorption, insert_version, write_certificate,
 };
 use crate::data::{ForgetSet, HeldOut};
 use crate::error::{Error, Result};
@@ -107,25 +107,11 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     }
     let info = reg.info()?;
     let forgotten_before = reg.forgotten(head.id)?;
-    // Each request's samples not forgotten before it: the head's and the
-    // earlier requests' of this batch are already gone.
-    let mut gone = forgotten_before.clone();
-    let mut sets: Vec<(i64, Vec<i64>)> = Vec::new();
-    let mut covered = Vec::new();
-    for r in &pending {
-        let new: Vec<i64> = reg
-            .request_samples(r.id)?
-            .iter()
-            .map(|s| s.idx)
-            .filter(|i| gone.binary_search(i).is_err())
-            .collect();
-        if new.is_empty() {
-            covered.push(r.id);
-        } else {
-            gone = crate::unlearn::union_sorted(&gone, &new);
-            sets.push((r.id, new));
-        }
-    }
+    let Batch {
+        gone,
+        sets,
+        covered,
+    } = batch(reg, &pending, &forgotten_before)?;
     if sets.is_empty() {
         w.commit("apply", progress, |tx, db| {
             for &r in &covered {
@@ -247,7 +233,75 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         seed: seed as i64,
         seconds: done.seconds,
     };
-    let registry = format!("registry {}", reg.dir.display());
+    let unlearned: Vec<i64> = sets.iter().map(|(i, _)| *i).collect();
+    record(
+        &mut w, head.id, &pending, &row, &unlearned, &covered, progress,
+    )?;
+    let reg = &w.reg;
+    let cert = write_certificate(reg, new_id)?;
+    Ok(Some(Applied {
+        version: row,
+        new_version: true,
+        unlearned,
+        covered,
+        before: done.before,
+        after: done.after,
+        audit: Some(audit),
+        certificate: Some(cert),
+        retrain_due: reg.retrain_due()?,
+    }))
+}
+
+/// What a batch of pending requests forgets.
+struct Batch {
+    /// Every sample forgotten after it, sorted.
+    gone: Vec<i64>,
+    /// The requests to unlearn, each with its samples not forgotten before
+    /// it.
+    sets: Vec<(i64, Vec<i64>)>,
+    /// The requests whose every sample was already forgotten.
+    covered: Vec<i64>,
+}
+
+/// Each request's samples not forgotten before it: the head's and the
+/// earlier requests' of this batch are already gone.
+fn batch(reg: &Registry, pending: &[RequestRow], forgotten_before: &[i64]) -> Result<Batch> {
+    let mut gone = forgotten_before.to_vec();
+    let mut sets: Vec<(i64, Vec<i64>)> = Vec::new();
+    let mut covered = Vec::new();
+    for r in pending {
+        let new: Vec<i64> = reg
+            .request_samples(r.id)?
+            .iter()
+            .map(|s| s.idx)
+            .filter(|i| gone.binary_search(i).is_err())
+            .collect();
+        if new.is_empty() {
+            covered.push(r.id);
+        } else {
+            gone = crate::unlearn::union_sorted(&gone, &new);
+            sets.push((r.id, new));
+        }
+    }
+    Ok(Batch {
+        gone,
+        sets,
+        covered,
+    })
+}
+
+/// Commits version `row` with its absorptions, unless the head (`head`)
+/// moved or a `pending` request was absorbed meanwhile.
+fn record(
+    w: &mut Writer,
+    head: i64,
+    pending: &[RequestRow],
+    row: &VersionRow,
+    unlearned: &[i64],
+    covered: &[i64],
+    progress: &dyn Progress,
+) -> Result<()> {
+    let registry = format!("registry {}", w.reg.dir.display());
     let taken_sql = format!(
         "SELECT COUNT(*) FROM absorptions WHERE request IN ({})",
         pending
@@ -260,33 +314,20 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         let taken: i64 = tx
             .query_row(&taken_sql, [], |r| r.get(0))
             .map_err(sql(db))?;
-        if head_in(tx, db)? != head.id || taken != 0 {
+        if head_in(tx, db)? != head || taken != 0 {
             return Err(Error::invalid(
                 registry,
                 "its head or pending requests changed during the apply (another writer \
                  bypassed the lock); nothing was recorded: run apply again",
             ));
         }
-        insert_version(tx, db, &row)?;
-        for (r, _) in &sets {
-            insert_absorption(tx, db, new_id, *r, How::Unlearned)?;
+        insert_version(tx, db, row)?;
+        for &r in unlearned {
+            insert_absorption(tx, db, row.id, r, How::Unlearned)?;
         }
-        for &r in &covered {
-            insert_absorption(tx, db, new_id, r, How::Covered)?;
+        for &r in covered {
+            insert_absorption(tx, db, row.id, r, How::Covered)?;
         }
         Ok(())
-    })?;
-    let reg = &w.reg;
-    let cert = write_certificate(reg, new_id)?;
-    Ok(Some(Applied {
-        version: row,
-        new_version: true,
-        unlearned: sets.iter().map(|(i, _)| *i).collect(),
-        covered,
-        before: done.before,
-        after: done.after,
-        audit: Some(audit),
-        certificate: Some(cert),
-        retrain_due: reg.retrain_due()?,
-    }))
+    })
 }
