@@ -275,7 +275,7 @@ impl Drop for Flock<'_> {
 /// fails is returned as warnings (the commit stands; the next commit or
 /// verify appends what is missing).
 pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
-    super::writer::stop_at(reg, "anchor");
+    super::stop_at(reg, "anchor");
     let mut warnings = Vec::new();
     let local = reg.dir.join(FILE);
     if let Err(e) = catch_up(&reg.conn, &reg.db, &local, kind, true) {

@@ -269,6 +269,27 @@ fn weights_name(id: i64) -> String {
     format!("versions/v{id:04}.safetensors")
 }
 
+/// Stops the process at a named point of a commit when
+/// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
+/// absolute path: the crash tests' way to kill an apply or retrain exactly
+/// between its steps (the same signal as `kill -9`, so it leaves nothing a
+/// real crash could not). Bound to one folder, a variable left set in a
+/// shell cannot stop the work on any other registry.
+pub(crate) fn stop_at(reg: &Registry, point: &str) {
+    let Ok(v) = std::env::var("AMUN_REGISTRY_STOP_AT") else {
+        return;
+    };
+    let Some((p, dir)) = v.split_once('@') else {
+        return;
+    };
+    if p == point && std::path::absolute(&reg.dir).is_ok_and(|d| d == Path::new(dir)) {
+        // SAFETY: raise only sends this process a signal.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}
+
 impl Registry {
     /// Opens the registry in `dir`.
     pub fn open(dir: &Path) -> Result<Registry> {
