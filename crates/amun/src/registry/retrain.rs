@@ -11,8 +11,8 @@ use super::{
     JsonText, Registry, RetrainRow, VersionRow, VersionSettings, insert_absorption, insert_version,
     weights_name, write_certificate,
 };
+use crate::cluster::{Cluster, Sbatch, SlurmState, render_job};
 use crate::error::{Error, IoContext, Result};
-use crate::experiment::exec::slurm::{Cluster, Sbatch, SlurmState, render_job};
 use crate::experiment::{Resource, SlurmSection};
 use crate::model::checkpoint;
 use crate::progress::Progress;
@@ -171,14 +171,8 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
                 device.clone(),
             ];
             let name = format!("amun-registry-retrain-{}", row.id);
-            let text = render_job(
-                &name,
-                &log,
-                section,
-                Resource::Train,
-                device.starts_with("cuda"),
-                &cmd,
-            );
+            let r = section.resources(Resource::Train, device.starts_with("cuda"));
+            let text = render_job(&name, &log, &r, section.job_threads(&r), &cmd);
             crate::fsutil::write_atomic(&script, text.as_bytes())?;
             let job = match Sbatch.submit(&script, None) {
                 Ok(job) => job,

@@ -6,8 +6,8 @@
 use super::db::{immediate, sql};
 use super::kinds::Executor;
 use super::{Registry, samples, stop_at, verify, weights_name, write_certificate};
+use crate::cluster::{Cluster, Sbatch, SlurmState};
 use crate::error::{Error, IoContext, Result};
-use crate::experiment::exec::slurm::{Cluster, Sbatch, SlurmState};
 use crate::fsutil::OutputLock;
 use crate::model::{Classifier, checkpoint};
 use crate::progress::Progress;
