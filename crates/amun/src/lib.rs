@@ -33,6 +33,7 @@
 //! # Ok::<(), amun::Error>(())
 //! ```
 
+pub mod cluster;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -5,7 +5,8 @@ use super::flags::{CalibrateArgs, FinetuneArgs, SetArgs};
 use super::{DataDir, device, pct, print_json};
 use amun::experiment::SlurmSection;
 use amun::registry::{
-    self, ApplySpec, CreateSpec, Policy, Registry, RetrainExecutor, RetrainOutcome, RetrainSpec,
+    self, ApplySpec, CreateSpec, Policy, Registry, RequestState, RetrainExecutor, RetrainOutcome,
+    RetrainSpec,
 };
 use amun::report::Table;
 use amun::unlearn::MethodSpec;
@@ -254,7 +255,7 @@ fn add(a: AddArgs) -> Result<()> {
             r.request.source,
             match r.absorbed_by {
                 Some(v) => format!("already forgotten by version {v} (absorbed)"),
-                None => "pending".into(),
+                None => RequestState::Pending.to_string(),
             },
             s.receipt_file.display(),
             short(&r.request.samples_sha256),
@@ -314,7 +315,7 @@ fn list(a: ListArgs) -> Result<()> {
             let au = v.audit()?;
             t.row([
                 v.id.to_string(),
-                v.kind.clone(),
+                v.kind.to_string(),
                 v.parent.map_or("-".into(), |p| p.to_string()),
                 v.created.clone(),
                 v.method.clone().unwrap_or("-".into()),
@@ -339,7 +340,7 @@ fn list(a: ListArgs) -> Result<()> {
                 r.request.size.to_string(),
                 match (r.absorbed_by, &r.how) {
                     (Some(v), Some(h)) => format!("absorbed by v{v} ({h})"),
-                    _ => "pending".into(),
+                    _ => RequestState::Pending.to_string(),
                 },
             ]);
         }
@@ -390,8 +391,11 @@ fn show(a: ShowArgs) -> Result<()> {
                 r.size,
                 r.samples_sha256,
                 match st.absorbed_by {
-                    Some(v) => format!("absorbed by version {v} ({})", st.how.unwrap_or_default()),
-                    None => "pending".into(),
+                    Some(v) => format!(
+                        "absorbed by version {v} ({})",
+                        st.how.map_or(String::new(), |h| h.to_string())
+                    ),
+                    None => RequestState::Pending.to_string(),
                 }
             );
             let mut t = Table::new(["sample", "file", "sha256"]);

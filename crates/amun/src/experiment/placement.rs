@@ -79,17 +79,7 @@ pub struct SlurmSection {
     pub light: Option<JobResources>,
 }
 
-/// Resolved resources of one job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Resolved {
-    pub cpus: usize,
-    pub gpus: usize,
-    pub mem: String,
-    pub time: String,
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub extra: Vec<String>,
-}
+pub use crate::cluster::Resolved;
 
 /// The `[slurm]` table of an experiment file's `text` (read from `path`),
 /// checked; `None` when it has none.
@@ -255,6 +245,11 @@ impl SlurmSection {
         let s: SlurmSection = toml::from_str(&text).map_err(|e| Error::toml(&text, path, e))?;
         s.check().map_err(|e| Error::format(path, e.to_string()))?;
         Ok(s)
+    }
+
+    /// The threads a job with resources `r` runs with.
+    pub fn job_threads(&self, r: &Resolved) -> usize {
+        self.threads.unwrap_or(r.cpus).max(1)
     }
 
     /// The resources of `kind`'s jobs: the kind's table, then the section's

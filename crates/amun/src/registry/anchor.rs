@@ -13,6 +13,7 @@
 //! its anchor is therefore normal; one behind it, or whose record at an
 //! anchored sequence has another hash, is not.
 use super::db::{self, ChainEntry, sql};
+use super::kinds::RecordKind;
 use super::{Registry, RequestRow};
 use crate::error::{Error, IoContext, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -27,7 +28,7 @@ pub const FILE: &str = "anchor.log";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rec {
     pub seq: i64,
-    pub kind: String,
+    pub kind: RecordKind,
     pub item: i64,
 }
 
@@ -139,7 +140,7 @@ pub fn insert(
         params![row.id, row.started, row.copy],
     )
     .map_err(&err)?;
-    db::append(tx, path, "anchor", id, &row)?;
+    db::append(tx, path, RecordKind::Anchor, id, &row)?;
     Ok(row)
 }
 
@@ -223,7 +224,7 @@ pub fn catch_up(
             .iter()
             .map(|e| Rec {
                 seq: e.seq,
-                kind: e.kind.clone(),
+                kind: e.kind,
                 item: e.item,
             })
             .collect(),
@@ -274,7 +275,7 @@ impl Drop for Flock<'_> {
 /// fails is returned as warnings (the commit stands; the next commit or
 /// verify appends what is missing).
 pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
-    super::apply::stop_at(reg, "anchor");
+    super::stop_at(reg, "anchor");
     let mut warnings = Vec::new();
     let local = reg.dir.join(FILE);
     if let Err(e) = catch_up(&reg.conn, &reg.db, &local, kind, true) {
@@ -374,7 +375,7 @@ pub(crate) fn committed(reg: &Registry, id: i64) -> Result<Option<bool>> {
         p.heads.iter().any(|(_, h)| {
             h.records
                 .iter()
-                .any(|r| r.kind == "version" && r.item == id)
+                .any(|r| r.kind == RecordKind::Version && r.item == id)
         })
     });
     Ok(match (seen, copy_unread) {
@@ -539,7 +540,7 @@ fn check_file(
         for r in &h.records {
             let held = at(r.seq).is_some_and(|e| e.kind == r.kind && e.item == r.item);
             if !held {
-                let what = if r.kind == "request" {
+                let what = if r.kind == RecordKind::Request {
                     "was acknowledged"
                 } else {
                     "was committed"
@@ -601,10 +602,10 @@ fn check_receipt(
     }
     let e = &r.record;
     let content = db::content_sha256(&r.request);
-    if e.kind != "request"
+    if e.kind != RecordKind::Request
         || e.item != r.request.id
         || e.content_sha256 != content
-        || db::link_hash(&e.prev, &e.kind, e.item, &content) != e.hash
+        || db::link_hash(&e.prev, e.kind, e.item, &content) != e.hash
     {
         return find(
             name,
@@ -659,7 +660,7 @@ mod tests {
             kind: "add".into(),
             records: vec![Rec {
                 seq: 3,
-                kind: "request".into(),
+                kind: RecordKind::Request,
                 item: 1,
             }],
         };

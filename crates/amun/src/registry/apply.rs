@@ -4,14 +4,15 @@
 //! default, each request in turn when several are pending), the audit,
 //! and one transaction that makes the result a version.
 use super::audit::{VersionAudit, audit_version};
-use super::db::{self, immediate, sql};
+use super::db::{self, sql};
+use super::kinds::{How, VersionKind};
+use super::writer::{Writer, head_in, load_checked_data};
 use super::{
-    Registry, VersionRow, insert_absorption, insert_version, lock_writer, samples, verify,
-    weights_name, write_certificate,
+    CalibrationRecord, JsonText, Registry, RequestRow, VersionRow, VersionSettings,
+    insert_absorption, insert_version, write_certificate,
 };
 use crate::data::{ForgetSet, HeldOut};
-use crate::error::{Error, IoContext, Result};
-use crate::model::checkpoint;
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::TrainOverrides;
@@ -93,198 +94,12 @@ pub struct Applied {
     pub retrain_due: Option<String>,
 }
 
-/// Stops the process at a named point of a commit when
-/// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
-/// absolute path: the crash tests' way to kill an apply or retrain exactly
-/// between its steps (the same signal as `kill -9`, so it leaves nothing a
-/// real crash could not). Bound to one folder, a variable left set in a
-/// shell cannot stop the work on any other registry.
-pub(crate) fn stop_at(reg: &Registry, point: &str) {
-    let Ok(v) = std::env::var("AMUN_REGISTRY_STOP_AT") else {
-        return;
-    };
-    let Some((p, dir)) = v.split_once('@') else {
-        return;
-    };
-    if p == point && std::path::absolute(&reg.dir).is_ok_and(|d| d == Path::new(dir)) {
-        // SAFETY: raise only sends this process a signal.
-        unsafe {
-            libc::raise(libc::SIGKILL);
-        }
-    }
-}
-
-/// Removes what an interrupted apply or retrain left (under the writer
-/// lock, so none is running, and after [`check_intact`], so nothing here
-/// is evidence of lost history): staged files, temporary files, and the
-/// files of the one version a writer places before its commit (the head's
-/// successor) when the anchor proves that version never committed. A
-/// certificate or other version files of a version the database does not
-/// hold are never a crash's leftovers (certificates are written after the
-/// commit): verify names them and they stay. Without an anchor (a registry
-/// made before anchors), or with the anchor's copy unreadable, the
-/// successor's files are kept and the writer refused: they may be the
-/// released version of a rolled-back database.
-pub(crate) fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    let staging = reg.dir.join("staging");
-    if let Ok(rd) = std::fs::read_dir(&staging) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if std::fs::remove_file(&p).is_ok() {
-                removed.push(p);
-            }
-        }
-    }
-    let next_id = reg.head()?.id + 1;
-    let next = weights_name(next_id);
-    let next_side = next.replace(".safetensors", ".json");
-    let present: Vec<PathBuf> = [&next, &next_side]
-        .iter()
-        .map(|f| reg.dir.join(f))
-        .filter(|p| p.exists())
-        .collect();
-    if !present.is_empty() && super::anchor::committed(reg, next_id)? != Some(false) {
-        return Err(Error::invalid(
-            present[0].display().to_string(),
-            format!(
-                "belongs to version {next_id}, which the database does not hold, and no \
-                 anchor proves the version never committed (the registry has none, or the \
-                 anchor's copy it names cannot be read): it may be \
-                 the released version of a database put back to an older copy, or what an \
-                 apply that stopped before its commit left. Nothing was removed; if no \
-                 version {next_id} was ever released, move its files away and run again"
-            ),
-        ));
-    }
-    for p in present {
-        if std::fs::remove_file(&p).is_ok() {
-            removed.push(p);
-        }
-    }
-    for sub in ["versions", "certificates"] {
-        let Ok(rd) = std::fs::read_dir(reg.dir.join(sub)) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".tmp-") && std::fs::remove_file(&p).is_ok() {
-                removed.push(p);
-            }
-        }
-    }
-    // A version committed just before its process died has no
-    // certificate yet: write it now.
-    for v in reg.versions()? {
-        let (_, json) = super::certificate::certificate_paths(reg, v.id);
-        if !json.exists() {
-            write_certificate(reg, v.id)?;
-        }
-    }
-    Ok(removed)
-}
-
-/// Refuses to write a registry that fails verification, naming what changed.
-pub(crate) fn check_intact(reg: &Registry, doing: &str) -> Result<()> {
-    let v = verify::check(reg)?;
-    if let Some(first) = v.findings.first() {
-        return Err(Error::invalid(
-            format!("registry {}", reg.dir.display()),
-            format!(
-                "fails verification, so nothing was {doing}: {first}{} (`amun registry verify` \
-                 lists everything)",
-                if v.findings.len() > 1 {
-                    format!(" and {} more problem(s)", v.findings.len() - 1)
-                } else {
-                    String::new()
-                }
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Loads the registry's data and checks it holds the recorded samples.
-pub(crate) fn load_checked_data(
-    reg: &Registry,
-    data_dir: &Path,
-    progress: &dyn Progress,
-) -> Result<crate::data::Dataset> {
-    let spec = reg.data_spec()?;
-    let data = crate::model::load_data(&spec, data_dir, progress)?;
-    let files = crate::data::sample_files(&spec)?;
-    let now = samples::hash_all(&data, files.as_deref())?;
-    samples::check_same(&reg.samples()?, &now, &spec.train_label())?;
-    // The training samples are the recorded ones, so a different content
-    // hash means other test images: calibration's hold-out and every
-    // audit would measure on data the registry's versions were not.
-    let info = reg.info()?;
-    let got = data.content_sha256();
-    if got != info.data_sha256 {
-        return Err(Error::invalid(
-            "dataset",
-            format!(
-                "the test split of {} differs from the one the registry recorded (content \
-                 sha256 {}, recorded {}): calibration and audits must use the same held-out \
-                 images as the registry's versions",
-                spec.label(),
-                samples::short(&got),
-                samples::short(&info.data_sha256)
-            ),
-        ));
-    }
-    Ok(data)
-}
-
-/// Moves a staged version's weights and sidecar to their final names.
-pub(crate) fn place(reg: &Registry, staged: &Path, id: i64) -> Result<(String, String, String)> {
-    let w = weights_name(id);
-    let sw = w.replace(".safetensors", ".json");
-    let staged_side = checkpoint::sidecar_path(staged);
-    let weights_sha = crate::data::sha256_file(staged)?;
-    let sidecar_sha = crate::data::sha256_file(&staged_side)?;
-    let vdir = reg.dir.join("versions");
-    std::fs::create_dir_all(&vdir).at(&vdir)?;
-    move_new(staged, &reg.dir.join(&w))?;
-    move_new(&staged_side, &reg.dir.join(&sw))?;
-    Ok((w, weights_sha, sidecar_sha))
-}
-
-/// Renames `from` to `to` unless `to` exists (a hard link fails on a taken
-/// name, then the old name goes): a writer never replaces the files of a
-/// version another one committed.
-fn move_new(from: &Path, to: &Path) -> Result<()> {
-    match std::fs::hard_link(from, to) {
-        Ok(()) => std::fs::remove_file(from).at(from),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(
-            to.display().to_string(),
-            "exists already: another apply or retrain placed this version; nothing was \
-             recorded, run the command again",
-        )),
-        Err(e) => Err(e).at(to),
-    }
-}
-
 /// Applies the pending requests of the registry in `dir` as one batch.
 /// `Ok(None)`: nothing was pending.
 pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Option<Applied>> {
     let method = spec.checked_method()?;
-    let mut reg = Registry::open(dir)?;
-    let _lock = lock_writer(dir, "apply")?;
-    // Verified before anything is removed: files of versions the database
-    // does not hold are the evidence of a rolled-back database.
-    check_intact(&reg, "applied")?;
-    for p in clean_leftovers(&reg)? {
-        progress.note(&format!(
-            "removed {} (left by an interrupted apply or retrain)",
-            p.display()
-        ));
-    }
-    for p in super::graphs::copy_missing(&mut reg)? {
-        progress.note(&format!("copied the graph the versions need to {p}"));
-    }
-    super::retrain::refuse_in_flight(&reg, "apply", progress)?;
+    let mut w = Writer::open(dir, "apply", "applied", progress)?;
+    let reg = &w.reg;
     let head = reg.head()?;
     let pending = reg.pending()?;
     if pending.is_empty() {
@@ -292,37 +107,18 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     }
     let info = reg.info()?;
     let forgotten_before = reg.forgotten(head.id)?;
-    // Each request's samples not forgotten before it: the head's and the
-    // earlier requests' of this batch are already gone.
-    let mut gone = forgotten_before.clone();
-    let mut sets: Vec<(i64, Vec<i64>)> = Vec::new();
-    let mut covered = Vec::new();
-    for r in &pending {
-        let new: Vec<i64> = reg
-            .request_samples(r.id)?
-            .iter()
-            .map(|s| s.idx)
-            .filter(|i| gone.binary_search(i).is_err())
-            .collect();
-        if new.is_empty() {
-            covered.push(r.id);
-        } else {
-            gone = crate::unlearn::union_sorted(&gone, &new);
-            sets.push((r.id, new));
-        }
-    }
-    let db = reg.db.clone();
-    let err = sql(&db);
+    let Batch {
+        gone,
+        sets,
+        covered,
+    } = batch(reg, &pending, &forgotten_before)?;
     if sets.is_empty() {
-        let tx = immediate(&mut reg.conn, &db)?;
-        super::anchor::ensure_started(&tx, &db)?;
-        for &r in &covered {
-            insert_absorption(&tx, &db, head.id, r, "covered")?;
-        }
-        tx.commit().map_err(&err)?;
-        for w in super::anchor::after_commit(&reg, "apply") {
-            progress.note(&w);
-        }
+        w.commit("apply", progress, |tx, db| {
+            for &r in &covered {
+                insert_absorption(tx, db, head.id, r, How::Covered)?;
+            }
+            Ok(())
+        })?;
         return Ok(Some(Applied {
             version: head,
             new_version: false,
@@ -332,10 +128,10 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             after: [f64::NAN; 3],
             audit: None,
             certificate: None,
-            retrain_due: reg.retrain_due()?,
+            retrain_due: w.reg.retrain_due()?,
         }));
     }
-    let data = load_checked_data(&reg, &spec.data_dir, progress)?;
+    let data = load_checked_data(reg, &spec.data_dir, progress)?;
     let (mut model, parent_sc) = reg.load_version(&head, spec.device)?;
     let root_sc = reg.root_sidecar()?;
     let recipe = crate::train::lay_out_as_trained(&mut model, &root_sc)?;
@@ -405,86 +201,48 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         refs.as_ref(),
         derive(info.seed as u64, "registry-audit", 0),
     )?;
-    let staging = reg.dir.join("staging");
-    std::fs::create_dir_all(&staging).at(&staging)?;
-    let staged = staging.join(format!("v{new_id:04}.safetensors"));
-    checkpoint::save(&model, &staged, &done.sidecar)?;
-    stop_at(&reg, "staged");
-    let (w, weights_sha256, sidecar_sha256) = place(&reg, &staged, new_id)?;
-    stop_at(&reg, "renamed");
-    let calibration: Vec<serde_json::Value> = sets
+    let staged = w.stage(&model, &done.sidecar, new_id)?;
+    let (weights, weights_sha256, sidecar_sha256) = w.place(&staged, new_id)?;
+    let calibration: Vec<CalibrationRecord> = sets
         .iter()
         .zip(&done.logs)
         .filter_map(|((id, _), l)| {
-            l.calibration
-                .as_ref()
-                .map(|c| serde_json::json!({ "request": id, "calibration": c }))
+            l.calibration.as_ref().map(|c| CalibrationRecord {
+                calibration: serde_json::to_value(c).expect("calibrations serialise"),
+                request: *id,
+            })
         })
         .collect();
     let row = VersionRow {
         id: new_id,
         parent: Some(head.id),
-        kind: "unlearned".into(),
+        kind: VersionKind::Unlearned,
         created: db::now_utc(),
-        weights: w,
+        weights,
         weights_sha256,
         sidecar_sha256,
         method: Some(method.name().into()),
-        settings: Some(method.method().settings().to_string()),
-        calibration: (!calibration.is_empty())
-            .then(|| serde_json::Value::Array(calibration).to_string()),
-        audit: serde_json::to_string(&audit).expect("audit serialises"),
+        settings: Some(JsonText::sorted(&VersionSettings::Method(
+            method.method().settings(),
+        ))),
+        calibration: (!calibration.is_empty()).then(|| JsonText::sorted(&calibration)),
+        audit: JsonText::new(&audit),
         forgotten: gone.len() as i64,
         forgotten_sha256: super::indices_sha256(&info, &gone),
         retrain: None,
         seed: seed as i64,
         seconds: done.seconds,
     };
-    {
-        let tx = immediate(&mut reg.conn, &db)?;
-        let max: i64 = tx
-            .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
-            .map_err(&err)?;
-        let taken: i64 = tx
-            .query_row(
-                &format!(
-                    "SELECT COUNT(*) FROM absorptions WHERE request IN ({})",
-                    pending
-                        .iter()
-                        .map(|r| r.id.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(&err)?;
-        if max != head.id || taken != 0 {
-            return Err(Error::invalid(
-                format!("registry {}", reg.dir.display()),
-                "its head or pending requests changed during the apply (another writer \
-                 bypassed the lock); nothing was recorded: run apply again",
-            ));
-        }
-        super::anchor::ensure_started(&tx, &db)?;
-        insert_version(&tx, &db, &row)?;
-        for (r, _) in &sets {
-            insert_absorption(&tx, &db, new_id, *r, "unlearned")?;
-        }
-        for &r in &covered {
-            insert_absorption(&tx, &db, new_id, r, "covered")?;
-        }
-        tx.commit().map_err(&err)?;
-    }
-    stop_at(&reg, "committed");
-    for w in super::anchor::after_commit(&reg, "apply") {
-        progress.note(&w);
-    }
-    let cert = write_certificate(&reg, new_id)?;
+    let unlearned: Vec<i64> = sets.iter().map(|(i, _)| *i).collect();
+    record(
+        &mut w, head.id, &pending, &row, &unlearned, &covered, progress,
+    )?;
+    let reg = &w.reg;
+    let cert = write_certificate(reg, new_id)?;
     Ok(Some(Applied {
         version: row,
         new_version: true,
-        unlearned: sets.iter().map(|(i, _)| *i).collect(),
+        unlearned,
         covered,
         before: done.before,
         after: done.after,
@@ -494,21 +252,82 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What a batch of pending requests forgets.
+struct Batch {
+    /// Every sample forgotten after it, sorted.
+    gone: Vec<i64>,
+    /// The requests to unlearn, each with its samples not forgotten before
+    /// it.
+    sets: Vec<(i64, Vec<i64>)>,
+    /// The requests whose every sample was already forgotten.
+    covered: Vec<i64>,
+}
 
-    #[test]
-    fn a_placed_file_never_replaces_one_that_exists() {
-        let d = tempfile::tempdir().unwrap();
-        let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
-        std::fs::write(&a, b"staged").unwrap();
-        std::fs::write(&b, b"committed").unwrap();
-        let e = move_new(&a, &b).unwrap_err().to_string();
-        assert!(e.contains("exists already"), "{e}");
-        assert_eq!(std::fs::read(&b).unwrap(), b"committed");
-        move_new(&a, &c).unwrap();
-        assert!(!a.exists());
-        assert_eq!(std::fs::read(&c).unwrap(), b"staged");
+/// Each request's samples not forgotten before it: the head's and the
+/// earlier requests' of this batch are already gone.
+fn batch(reg: &Registry, pending: &[RequestRow], forgotten_before: &[i64]) -> Result<Batch> {
+    let mut gone = forgotten_before.to_vec();
+    let mut sets: Vec<(i64, Vec<i64>)> = Vec::new();
+    let mut covered = Vec::new();
+    for r in pending {
+        let new: Vec<i64> = reg
+            .request_samples(r.id)?
+            .iter()
+            .map(|s| s.idx)
+            .filter(|i| gone.binary_search(i).is_err())
+            .collect();
+        if new.is_empty() {
+            covered.push(r.id);
+        } else {
+            gone = crate::unlearn::union_sorted(&gone, &new);
+            sets.push((r.id, new));
+        }
     }
+    Ok(Batch {
+        gone,
+        sets,
+        covered,
+    })
+}
+
+/// Commits version `row` with its absorptions, unless the head (`head`)
+/// moved or a `pending` request was absorbed meanwhile.
+fn record(
+    w: &mut Writer,
+    head: i64,
+    pending: &[RequestRow],
+    row: &VersionRow,
+    unlearned: &[i64],
+    covered: &[i64],
+    progress: &dyn Progress,
+) -> Result<()> {
+    let registry = format!("registry {}", w.reg.dir.display());
+    let taken_sql = format!(
+        "SELECT COUNT(*) FROM absorptions WHERE request IN ({})",
+        pending
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    w.commit_version("apply", progress, |tx, db| {
+        let taken: i64 = tx
+            .query_row(&taken_sql, [], |r| r.get(0))
+            .map_err(sql(db))?;
+        if head_in(tx, db)? != head || taken != 0 {
+            return Err(Error::invalid(
+                registry,
+                "its head or pending requests changed during the apply (another writer \
+                 bypassed the lock); nothing was recorded: run apply again",
+            ));
+        }
+        insert_version(tx, db, row)?;
+        for &r in unlearned {
+            insert_absorption(tx, db, row.id, r, How::Unlearned)?;
+        }
+        for &r in covered {
+            insert_absorption(tx, db, row.id, r, How::Covered)?;
+        }
+        Ok(())
+    })
 }

@@ -3,6 +3,7 @@
 //! files — as JSON (for machines) and Markdown (for people).
 use super::audit::{RetrainComparison, VersionAudit};
 use super::db::{self, ChainEntry};
+use super::kinds::{How, RecordKind, SampleNames, VersionKind};
 use super::{Registry, RetrainRow, Sample, VersionRow};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -20,7 +21,7 @@ pub struct CertData {
     pub data_sha256: String,
     pub samples_sha256: String,
     /// `index` or `path`.
-    pub sample_names: String,
+    pub sample_names: SampleNames,
 }
 
 /// A request a version forgot.
@@ -33,7 +34,7 @@ pub struct Deleted {
     pub source: String,
     /// The version that absorbed it first, and how.
     pub absorbed_by: i64,
-    pub how: String,
+    pub how: How,
     pub size: i64,
     pub samples_sha256: String,
     /// Every sample: index, file (image folders) and sha256.
@@ -119,7 +120,7 @@ pub(crate) fn build(
     let v = reg.version(id)?;
     let info = reg.info()?;
     let spec = reg.data_spec()?;
-    let recorded = |kind: &str, item: i64| {
+    let recorded = |kind: RecordKind, item: i64| {
         chain
             .iter()
             .any(|e| e.kind == kind && e.item == item && e.seq <= head.seq)
@@ -127,7 +128,7 @@ pub(crate) fn build(
     let versions: Vec<VersionRow> = reg
         .versions()?
         .into_iter()
-        .filter(|x| recorded("version", x.id))
+        .filter(|x| recorded(RecordKind::Version, x.id))
         .collect();
     let mut lineage = vec![v.id];
     let mut cur = v.parent;
@@ -139,7 +140,7 @@ pub(crate) fn build(
     let abs: Vec<_> = reg
         .absorptions()?
         .into_iter()
-        .filter(|a| recorded("absorption", a.id) && lineage.contains(&a.version))
+        .filter(|a| recorded(RecordKind::Absorption, a.id) && lineage.contains(&a.version))
         .collect();
     let mut absorbed: Vec<i64> = abs.iter().map(|a| a.request).collect();
     absorbed.sort_unstable();
@@ -160,7 +161,7 @@ pub(crate) fn build(
             reference: row.reference,
             source: row.source,
             absorbed_by: first.version,
-            how: first.how.clone(),
+            how: first.how,
             size: row.size,
             samples_sha256: row.samples_sha256,
             samples: samples
@@ -179,7 +180,7 @@ pub(crate) fn build(
         None => None,
     };
     let mut against = Vec::new();
-    for x in versions.iter().filter(|x| x.kind == "retrained") {
+    for x in versions.iter().filter(|x| x.kind == VersionKind::Retrained) {
         if let Some(c) = x.audit()?.retrain
             && c.version == id
         {
@@ -188,7 +189,7 @@ pub(crate) fn build(
     }
     let rec = chain
         .iter()
-        .find(|e| e.kind == "version" && e.item == id)
+        .find(|e| e.kind == RecordKind::Version && e.item == id)
         .ok_or_else(|| {
             Error::invalid("certificate", format!("version {id} is not in the chain"))
         })?;
@@ -317,9 +318,9 @@ pub fn render_markdown(c: &Certificate) -> String {
     line(String::new());
     line("## How".into());
     line(String::new());
-    match (v.kind.as_str(), &c.retrain) {
-        ("trained", _) => line("The registry's root: the model as trained.".into()),
-        ("retrained", Some(r)) => line(format!(
+    match (v.kind, &c.retrain) {
+        (VersionKind::Trained, _) => line("The registry's root: the model as trained.".into()),
+        (VersionKind::Retrained, Some(r)) => line(format!(
             "Exact retrain {} ({}), started {}: trained from scratch with the root's recipe and \
              seed on the training set without the {} sample(s) version {} had forgotten; its \
              sidecar's exclusion (indices sha256 `{}`) was checked against the registry.",
@@ -345,14 +346,13 @@ pub fn render_markdown(c: &Certificate) -> String {
                         .into(),
                 );
                 line(String::new());
-                let recs: Vec<serde_json::Value> = serde_json::from_str(cal).unwrap_or_default();
-                for r in recs {
-                    let c = &r["calibration"];
+                for r in cal.parse().unwrap_or_default() {
+                    let c = &r.calibration;
                     if let Some(lines) = calibration_changes(c) {
                         line(format!(
                             "- request {}: {}, {} epoch(s) run ({} forgotten vs {} held-out \
                              images, membership by {}); {}",
-                            r["request"],
+                            r.request,
                             serde_json::from_value::<crate::unlearn::Candidate>(
                                 c["chosen"].clone()
                             )
@@ -375,7 +375,7 @@ pub fn render_markdown(c: &Certificate) -> String {
                     line(format!(
                         "- request {}: chose lr {} epoch {} (forget {:.1}% vs held-out {:.1}% \
                          on {} images); {}",
-                        r["request"],
+                        r.request,
                         c["chosen"]["lr"],
                         c["chosen"]["epoch"],
                         c["chosen"]["probe"]["forget_acc"]

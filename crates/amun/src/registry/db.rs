@@ -9,6 +9,7 @@
 //! is hashed, and the chain entry's hash covers that hash and the previous
 //! entry's. Rows are never updated; a request's status is derived from the
 //! absorptions that name it.
+use super::kinds::{RecordKind, kind_in};
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
@@ -427,7 +428,7 @@ pub fn content_sha256<T: Serialize>(row: &T) -> String {
 
 /// A chain entry's hash: over the previous hash, what it records and the
 /// record's content hash.
-pub fn link_hash(prev: &str, kind: &str, item: i64, content: &str) -> String {
+pub fn link_hash(prev: &str, kind: RecordKind, item: i64, content: &str) -> String {
     sha256(format!("{prev}\n{kind}\n{item}\n{content}").as_bytes())
 }
 
@@ -435,7 +436,7 @@ pub fn link_hash(prev: &str, kind: &str, item: i64, content: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainEntry {
     pub seq: i64,
-    pub kind: String,
+    pub kind: RecordKind,
     pub item: i64,
     pub content_sha256: String,
     pub prev: String,
@@ -446,7 +447,7 @@ pub struct ChainEntry {
 pub fn append<T: Serialize>(
     tx: &Transaction<'_>,
     path: &Path,
-    kind: &str,
+    kind: RecordKind,
     item: i64,
     row: &T,
 ) -> Result<ChainEntry> {
@@ -469,7 +470,7 @@ pub fn append<T: Serialize>(
     .map_err(&err)?;
     Ok(ChainEntry {
         seq: tx.last_insert_rowid(),
-        kind: kind.into(),
+        kind,
         item,
         content_sha256: content,
         prev,
@@ -485,7 +486,7 @@ pub fn chain_head(conn: &Connection, path: &Path) -> Result<ChainEntry> {
         |r| {
             Ok(ChainEntry {
                 seq: r.get(0)?,
-                kind: r.get(1)?,
+                kind: kind_in(r, 1, "chain record")?,
                 item: r.get(2)?,
                 content_sha256: r.get(3)?,
                 prev: r.get(4)?,
@@ -505,7 +506,7 @@ pub fn chain(conn: &Connection, path: &Path) -> Result<Vec<ChainEntry>> {
     st.query_map([], |r| {
         Ok(ChainEntry {
             seq: r.get(0)?,
-            kind: r.get(1)?,
+            kind: kind_in(r, 1, "chain record")?,
             item: r.get(2)?,
             content_sha256: r.get(3)?,
             prev: r.get(4)?,
@@ -692,14 +693,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut conn, path) = open(dir.path(), true).unwrap();
         let tx = immediate(&mut conn, &path).unwrap();
-        let a = append(&tx, &path, "request", 1, &("a", 1)).unwrap();
-        let b = append(&tx, &path, "request", 2, &("b", 2)).unwrap();
+        let a = append(&tx, &path, RecordKind::Request, 1, &("a", 1)).unwrap();
+        let b = append(&tx, &path, RecordKind::Request, 2, &("b", 2)).unwrap();
         tx.commit().unwrap();
         assert_eq!(a.prev, GENESIS);
         assert_eq!(b.prev, a.hash);
         assert_eq!(
             b.hash,
-            link_hash(&a.hash, "request", 2, &content_sha256(&("b", 2)))
+            link_hash(&a.hash, RecordKind::Request, 2, &content_sha256(&("b", 2)))
         );
         assert_eq!(chain(&conn, &path).unwrap(), vec![a, b]);
     }

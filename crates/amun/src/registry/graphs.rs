@@ -93,7 +93,7 @@ pub(crate) fn insert(
             params![row.id, row.name, row.sha256, row.stored],
         )
         .map_err(&err)?;
-        db::append(tx, path, "graph", id, &row)?;
+        db::append(tx, path, super::kinds::RecordKind::Graph, id, &row)?;
     }
     Ok(())
 }
@@ -192,102 +192,151 @@ pub(crate) fn check(
     notes: &mut Vec<String>,
     nfiles: &mut usize,
 ) -> Result<()> {
-    // Each copy once: its sha256, the versions that need it, the original.
-    let mut wanted: BTreeMap<String, (String, Vec<i64>, Option<PathBuf>)> = BTreeMap::new();
+    let stored: BTreeMap<String, GraphRow> = rows(&reg.conn, &reg.db)?
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
+    for (name, want) in wanted(reg, versions, &stored) {
+        let copy = reg.dir.join(&name);
+        if copy.exists() {
+            *nfiles += 1;
+            let got = crate::data::sha256_file(&copy)?;
+            if got != want.sha256 {
+                find(
+                    name,
+                    format!(
+                        "was replaced or changed: sha256 {}, {} with sha256 {}",
+                        short(&got),
+                        want.need(),
+                        short(&want.sha256)
+                    ),
+                );
+            }
+            continue;
+        }
+        let row = stored.get(&name);
+        missing(name, &want, row, find, notes)?;
+    }
+    Ok(())
+}
+
+/// A copy the registry should hold: its sha256, the versions that need it,
+/// and the file it was copied from.
+struct Wanted {
+    sha256: String,
+    versions: Vec<i64>,
+    original: Option<PathBuf>,
+}
+
+impl Wanted {
+    fn who(&self) -> String {
+        format!(
+            "version(s) {}",
+            self.versions
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    fn need(&self) -> String {
+        if self.versions.is_empty() {
+            "the registry recorded the file".to_string()
+        } else {
+            format!("{} need the file", self.who())
+        }
+    }
+}
+
+/// Each copy once, by its name in the registry: those the versions'
+/// sidecars need and those the database records.
+fn wanted(
+    reg: &Registry,
+    versions: &[super::VersionRow],
+    stored: &BTreeMap<String, GraphRow>,
+) -> BTreeMap<String, Wanted> {
+    let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
     for v in versions {
         let Ok(sc) = crate::model::checkpoint::read_sidecar(&reg.dir.join(&v.weights)) else {
             continue; // a missing or changed sidecar is named with its version
         };
         for (sha, file) in needs(&sc.model) {
             let name = copy_name(&sha, &file).to_string_lossy().into_owned();
-            let e = wanted
-                .entry(name)
-                .or_insert_with(|| (sha.clone(), Vec::new(), Some(file.clone())));
-            e.1.push(v.id);
+            let e = wanted.entry(name).or_insert_with(|| Wanted {
+                sha256: sha.clone(),
+                versions: Vec::new(),
+                original: Some(file.clone()),
+            });
+            e.versions.push(v.id);
         }
     }
-    let stored: BTreeMap<String, GraphRow> = rows(&reg.conn, &reg.db)?
-        .into_iter()
-        .map(|r| (r.name.clone(), r))
-        .collect();
     for r in stored.values() {
-        wanted
-            .entry(r.name.clone())
-            .or_insert_with(|| (r.sha256.clone(), Vec::new(), None));
+        wanted.entry(r.name.clone()).or_insert_with(|| Wanted {
+            sha256: r.sha256.clone(),
+            versions: Vec::new(),
+            original: None,
+        });
     }
-    for (name, (sha, ids, original)) in wanted {
-        let who = format!(
-            "version(s) {}",
-            ids.iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+    wanted
+}
+
+/// A copy that is not in the registry folder: named when the registry
+/// stored it or its original changed, a note when it was never stored and
+/// the original is unchanged.
+fn missing(
+    name: String,
+    want: &Wanted,
+    stored: Option<&GraphRow>,
+    find: &mut impl FnMut(String, String),
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let (sha, need) = (&want.sha256, want.need());
+    let original_ok = match &want.original {
+        Some(o) => o.is_file() && crate::data::sha256_file(o)? == *sha,
+        None => false,
+    };
+    let shown_original = want
+        .original
+        .as_ref()
+        .and_then(|o| o.file_name())
+        .map_or("the original".into(), |n| n.to_string_lossy().into_owned());
+    if let Some(r) = stored {
+        find(
+            name,
+            format!(
+                "is missing: the registry stored it on {}, and {need} (sha256 {}); put it \
+                 back from a copy of the registry{}",
+                r.stored,
+                short(sha),
+                if original_ok {
+                    format!(", or from {shown_original}, which is unchanged")
+                } else {
+                    String::new()
+                }
+            ),
         );
-        let need = if ids.is_empty() {
-            "the registry recorded the file".to_string()
-        } else {
-            format!("{who} need the file")
-        };
-        let copy = reg.dir.join(&name);
-        if copy.exists() {
-            *nfiles += 1;
-            let got = crate::data::sha256_file(&copy)?;
-            if got != sha {
-                find(
-                    name,
-                    format!(
-                        "was replaced or changed: sha256 {}, {need} with sha256 {}",
-                        short(&got),
-                        short(&sha)
-                    ),
-                );
-            }
-            continue;
-        }
-        let original_ok = match &original {
-            Some(o) => o.is_file() && crate::data::sha256_file(o)? == sha,
-            None => false,
-        };
-        let shown_original = original
-            .as_ref()
-            .and_then(|o| o.file_name())
-            .map_or("the original".into(), |n| n.to_string_lossy().into_owned());
-        if let Some(r) = stored.get(&name) {
-            find(
-                name,
-                format!(
-                    "is missing: the registry stored it on {}, and {need} (sha256 {}); put it \
-                     back from a copy of the registry{}",
-                    r.stored,
-                    short(&sha),
-                    if original_ok {
-                        format!(", or from {shown_original}, which is unchanged")
-                    } else {
-                        String::new()
-                    }
-                ),
-            );
-        } else if original_ok {
-            notes.push(format!(
-                "the registry holds no copy of {shown_original} ({who} need it; the registry \
-                 records none stored, so it was made before registries kept one): the next \
-                 apply or retrain copies it to {name}"
-            ));
-        } else {
-            find(
-                name,
-                format!(
-                    "is missing: {need} with sha256 {}, and {shown_original} \
-                     (where it came from) is {}",
-                    short(&sha),
-                    if original.as_ref().is_some_and(|o| o.exists()) {
-                        "another file now"
-                    } else {
-                        "gone"
-                    }
-                ),
-            );
-        }
+    } else if original_ok {
+        notes.push(format!(
+            "the registry holds no copy of {shown_original} ({} need it; the registry \
+             records none stored, so it was made before registries kept one): the next \
+             apply or retrain copies it to {name}",
+            want.who()
+        ));
+    } else {
+        find(
+            name,
+            format!(
+                "is missing: {need} with sha256 {}, and {shown_original} \
+                 (where it came from) is {}",
+                short(sha),
+                if want.original.as_ref().is_some_and(|o| o.exists()) {
+                    "another file now"
+                } else {
+                    "gone"
+                }
+            ),
+        );
     }
     Ok(())
 }
@@ -329,7 +378,7 @@ mod tests {
         let v = super::super::VersionRow {
             id: 1,
             parent: None,
-            kind: "trained".into(),
+            kind: super::super::VersionKind::Trained,
             created: db::now_utc(),
             weights: "versions/v0001.safetensors".into(),
             weights_sha256: String::new(),
@@ -337,7 +386,7 @@ mod tests {
             method: None,
             settings: None,
             calibration: None,
-            audit: String::new(),
+            audit: super::super::JsonText::from_text(String::new()),
             forgotten: 0,
             forgotten_sha256: String::new(),
             retrain: None,

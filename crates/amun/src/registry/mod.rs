@@ -28,9 +28,12 @@ mod audit;
 pub(crate) mod certificate;
 pub mod db;
 mod graphs;
+mod kinds;
+mod records;
 mod retrain;
 mod samples;
 mod verify;
+mod writer;
 
 pub use anchor::Receipt;
 pub use apply::{Applied, ApplySpec, apply};
@@ -38,6 +41,8 @@ pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
 pub use certificate::{
     Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
 };
+pub use kinds::{Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind};
+pub use records::{CalibrationRecord, JsonText, VersionSettings};
 pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
 };
@@ -46,7 +51,6 @@ pub use verify::{Finding, Verified, check_issued_certificate, verify};
 
 use crate::data::{DataSpec, ForgetSet};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::OutputLock;
 use crate::model::checkpoint::{self, ForgetSummary};
 use crate::progress::Progress;
 use db::{append, immediate, sql};
@@ -58,14 +62,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistryRow {
     pub created: String,
-    /// The data (`DataSpec` as JSON).
-    pub data: String,
+    /// The data.
+    pub data: JsonText<DataSpec>,
     /// sha256 of the whole dataset's content (both splits).
     pub data_sha256: String,
     pub train_size: i64,
-    /// `index` (registry datasets, CIFAR-10/IDX folders) or `path` (image
-    /// folders): how requests name samples.
-    pub sample_names: String,
+    /// How requests name samples.
+    pub sample_names: SampleNames,
     /// Digest of every training sample's index, path and sha256.
     pub samples_sha256: String,
     /// The last N test images calibrations look at (audits leave them out).
@@ -153,20 +156,18 @@ pub struct VersionRow {
     /// The version it was unlearned from (`None` for a root: the trained
     /// model or an exact retrain).
     pub parent: Option<i64>,
-    /// `trained`, `unlearned` or `retrained`.
-    pub kind: String,
+    pub kind: VersionKind,
     pub created: String,
     /// Relative to the registry folder.
     pub weights: String,
     pub weights_sha256: String,
     pub sidecar_sha256: String,
     pub method: Option<String>,
-    /// The method's full settings (JSON).
-    pub settings: Option<String>,
-    /// Each request's calibration record (JSON array), when calibrated.
-    pub calibration: Option<String>,
-    /// [`VersionAudit`] as JSON.
-    pub audit: String,
+    /// The method's full settings.
+    pub settings: Option<JsonText<VersionSettings>>,
+    /// Each request's calibration record, when calibrated.
+    pub calibration: Option<JsonText<Vec<CalibrationRecord>>>,
+    pub audit: JsonText<VersionAudit>,
     /// Training samples this version has forgotten, cumulatively.
     pub forgotten: i64,
     /// sha256 of their sorted indices (as a sidecar's `indices_sha256`).
@@ -179,7 +180,8 @@ pub struct VersionRow {
 impl VersionRow {
     /// Its audit, parsed.
     pub fn audit(&self) -> Result<VersionAudit> {
-        serde_json::from_str(&self.audit)
+        self.audit
+            .parse()
             .map_err(|e| Error::invalid(format!("version {}", self.id), format!("audit: {e}")))
     }
 
@@ -189,15 +191,13 @@ impl VersionRow {
     }
 }
 
-/// Which requests a version absorbed, and how: `unlearned` (its run),
-/// `covered` (every sample was already forgotten), `retrained` (excluded by
-/// an exact retrain).
+/// Which requests a version absorbed, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AbsorptionRow {
     pub id: i64,
     pub version: i64,
     pub request: i64,
-    pub how: String,
+    pub how: How,
 }
 
 /// An exact retrain as started.
@@ -209,8 +209,7 @@ pub struct RetrainRow {
     pub based_on: i64,
     pub excluded: i64,
     pub excluded_sha256: String,
-    /// `local` or `slurm`.
-    pub executor: String,
+    pub executor: Executor,
 }
 
 /// Where a request stands.
@@ -218,13 +217,12 @@ pub struct RetrainRow {
 pub struct RequestStatus {
     #[serde(flatten)]
     pub request: RequestRow,
-    /// `pending` or `absorbed`.
-    pub status: String,
+    pub status: RequestState,
     /// The first version that absorbed it, and how.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub absorbed_by: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub how: Option<String>,
+    pub how: Option<How>,
 }
 
 /// How a registry is made.
@@ -271,30 +269,24 @@ fn weights_name(id: i64) -> String {
     format!("versions/v{id:04}.safetensors")
 }
 
-/// The one apply or retrain that may write a registry.
-pub(crate) struct WriterLock {
-    _lock: OutputLock,
-}
-
-/// Takes the registry's writer lock, or says who holds it.
-pub(crate) fn lock_writer(dir: &Path, doing: &str) -> Result<WriterLock> {
-    let base = dir.join("writer");
-    match OutputLock::acquire(&base) {
-        Ok(l) => Ok(WriterLock { _lock: l }),
-        Err(Error::Invalid { .. }) => {
-            let lock = dir.join("writer.lock");
-            let pid = std::fs::read_to_string(&lock).unwrap_or_default();
-            Err(Error::invalid(
-                format!("registry {}", dir.display()),
-                format!(
-                    "cannot {doing}: another apply or retrain is running (process {} holds {}); \
-                     two at once could apply the same requests twice — wait for it to finish",
-                    pid.trim(),
-                    lock.display()
-                ),
-            ))
+/// Stops the process at a named point of a commit when
+/// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
+/// absolute path: the crash tests' way to kill an apply or retrain exactly
+/// between its steps (the same signal as `kill -9`, so it leaves nothing a
+/// real crash could not). Bound to one folder, a variable left set in a
+/// shell cannot stop the work on any other registry.
+pub(crate) fn stop_at(reg: &Registry, point: &str) {
+    let Ok(v) = std::env::var("AMUN_REGISTRY_STOP_AT") else {
+        return;
+    };
+    let Some((p, dir)) = v.split_once('@') else {
+        return;
+    };
+    if p == point && std::path::absolute(&reg.dir).is_ok_and(|d| d == Path::new(dir)) {
+        // SAFETY: raise only sends this process a signal.
+        unsafe {
+            libc::raise(libc::SIGKILL);
         }
-        Err(e) => Err(e),
     }
 }
 
@@ -446,10 +438,14 @@ impl Registry {
         let created = db::now_utc();
         let row = RegistryRow {
             created: created.clone(),
-            data: serde_json::to_string(&sc.data).expect("data spec serialises"),
+            data: JsonText::new(&sc.data),
             data_sha256: data.content_sha256(),
             train_size: data.train.len() as i64,
-            sample_names: if files.is_some() { "path" } else { "index" }.into(),
+            sample_names: if files.is_some() {
+                SampleNames::Path
+            } else {
+                SampleNames::Index
+            },
             samples_sha256: samples::digest(&all),
             holdout_test: holdout as i64,
             refs: refs.as_ref().map(|r| r.0.display().to_string()),
@@ -486,12 +482,12 @@ impl Registry {
                     st.execute(params![s.idx, s.path, s.sha256]).map_err(&err)?;
                 }
             }
-            append(&tx, &db, "registry", 1, &row)?;
+            append(&tx, &db, RecordKind::Registry, 1, &row)?;
             insert_policy(&tx, &db, &spec.policy, &created)?;
             let v = VersionRow {
                 id: 1,
                 parent: None,
-                kind: "trained".into(),
+                kind: VersionKind::Trained,
                 created,
                 weights: w,
                 weights_sha256,
@@ -499,7 +495,7 @@ impl Registry {
                 method: None,
                 settings: None,
                 calibration: None,
-                audit: serde_json::to_string(&audit).expect("audit serialises"),
+                audit: JsonText::new(&audit),
                 forgotten: 0,
                 forgotten_sha256: indices_sha256(&row, &[]),
                 retrain: None,
@@ -544,7 +540,7 @@ impl Registry {
                         data: r.get(1)?,
                         data_sha256: r.get(2)?,
                         train_size: r.get(3)?,
-                        sample_names: r.get(4)?,
+                        sample_names: kinds::kind_in(r, 4, "the registry record")?,
                         samples_sha256: r.get(5)?,
                         holdout_test: r.get(6)?,
                         refs: r.get(7)?,
@@ -559,7 +555,8 @@ impl Registry {
     /// The data spec the registry's model was trained on.
     pub fn data_spec(&self) -> Result<DataSpec> {
         let info = self.info()?;
-        serde_json::from_str(&info.data)
+        info.data
+            .parse()
             .map_err(|e| Error::format(&self.db, format!("the registry's data spec: {e}")))
     }
 
@@ -611,13 +608,12 @@ impl Registry {
                     .min_by_key(|a| a.version);
                 RequestStatus {
                     status: if first.is_some() {
-                        "absorbed"
+                        RequestState::Absorbed
                     } else {
-                        "pending"
-                    }
-                    .into(),
+                        RequestState::Pending
+                    },
                     absorbed_by: first.map(|a| a.version),
-                    how: first.map(|a| a.how.clone()),
+                    how: first.map(|a| a.how),
                     request: r,
                 }
             })
@@ -837,7 +833,7 @@ impl Registry {
         let registry_id = self.id()?;
         let info = self.info()?;
         let spec = self.data_spec()?;
-        let root = (info.sample_names == "path").then(|| PathBuf::from(&spec.dataset));
+        let root = (info.sample_names == SampleNames::Path).then(|| PathBuf::from(&spec.dataset));
         let recorded = self.samples()?;
         let mut resolved = Vec::new();
         for file in files {
@@ -936,10 +932,10 @@ impl Registry {
                     st.execute(params![id, s.idx]).map_err(&err)?;
                 }
             }
-            let record = append(&tx, &db, "request", id, &row)?;
+            let record = append(&tx, &db, RecordKind::Request, id, &row)?;
             let mut status = RequestStatus {
                 request: row,
-                status: "pending".into(),
+                status: RequestState::Pending,
                 absorbed_by: None,
                 how: None,
             };
@@ -954,10 +950,10 @@ impl Registry {
                     .iter()
                     .all(|s| forgotten.binary_search(&s.idx).is_ok())
                 {
-                    insert_absorption(&tx, &db, head, id, "covered")?;
-                    status.status = "absorbed".into();
+                    insert_absorption(&tx, &db, head, id, How::Covered)?;
+                    status.status = RequestState::Absorbed;
                     status.absorbed_by = Some(head);
-                    status.how = Some("covered".into());
+                    status.how = Some(How::Covered);
                 }
             }
             out.push((status, record, receipt_file));
@@ -1116,7 +1112,7 @@ fn refs_digest(dir: &Path) -> Result<String> {
 
 /// The sidecar-style sha256 of sorted training indices of this registry.
 fn indices_sha256(info: &RegistryRow, indices: &[i64]) -> String {
-    let spec: DataSpec = serde_json::from_str(&info.data).unwrap_or_else(|_| DataSpec::new(""));
+    let spec = info.data.parse().unwrap_or_else(|_| DataSpec::new(""));
     ForgetSummary::of(&ForgetSet {
         dataset: spec.train_label(),
         train_size: info.train_size as usize,
@@ -1147,7 +1143,7 @@ fn insert_policy(tx: &rusqlite::Transaction<'_>, db: &Path, p: &Policy, at: &str
         params![row.id, row.set_at, row.after_requests, row.after_fraction],
     )
     .map_err(&err)?;
-    append(tx, db, "policy", id, &row)?;
+    append(tx, db, RecordKind::Policy, id, &row)?;
     Ok(())
 }
 
@@ -1177,7 +1173,7 @@ fn insert_version(tx: &rusqlite::Transaction<'_>, db: &Path, v: &VersionRow) -> 
         ],
     )
     .map_err(sql(db))?;
-    append(tx, db, "version", v.id, v)?;
+    append(tx, db, RecordKind::Version, v.id, v)?;
     Ok(())
 }
 
@@ -1186,7 +1182,7 @@ fn insert_absorption(
     db: &Path,
     version: i64,
     request: i64,
-    how: &str,
+    how: How,
 ) -> Result<()> {
     let err = sql(db);
     tx.execute(
@@ -1198,9 +1194,9 @@ fn insert_absorption(
         id: tx.last_insert_rowid(),
         version,
         request,
-        how: how.into(),
+        how,
     };
-    append(tx, db, "absorption", row.id, &row)?;
+    append(tx, db, RecordKind::Absorption, row.id, &row)?;
     Ok(())
 }
 
@@ -1251,7 +1247,7 @@ fn read_versions(conn: &Connection, db: &Path, filter: &str) -> Result<Vec<Versi
         Ok(VersionRow {
             id: r.get(0)?,
             parent: r.get(1)?,
-            kind: r.get(2)?,
+            kind: kinds::kind_in(r, 2, "version")?,
             created: r.get(3)?,
             weights: r.get(4)?,
             weights_sha256: r.get(5)?,
@@ -1282,7 +1278,7 @@ fn read_absorptions(conn: &Connection, db: &Path) -> Result<Vec<AbsorptionRow>> 
             id: r.get(0)?,
             version: r.get(1)?,
             request: r.get(2)?,
-            how: r.get(3)?,
+            how: kinds::kind_in(r, 3, "absorption")?,
         })
     })
     .map_err(&err)?
@@ -1305,7 +1301,7 @@ fn read_retrains(conn: &Connection, db: &Path) -> Result<Vec<RetrainRow>> {
             based_on: r.get(2)?,
             excluded: r.get(3)?,
             excluded_sha256: r.get(4)?,
-            executor: r.get(5)?,
+            executor: kinds::kind_in(r, 5, "retrain")?,
         })
     })
     .map_err(&err)?

@@ -3,15 +3,16 @@
 //! forgot, in this process or as a Slurm job placed by the experiment's
 //! `[slurm]` tables; recorded as a new root once its sidecar's exclusion
 //! matches the registry's forgotten set.
-use super::apply::{check_intact, clean_leftovers, load_checked_data, place, stop_at};
 use super::audit::{audit_version, compare};
-use super::db::{self, append, immediate, sql};
+use super::db::{self, append, sql};
+use super::kinds::{Executor, How, RecordKind, VersionKind};
+use super::writer::{Writer, head_in, load_checked_data};
 use super::{
-    Registry, RetrainRow, VersionRow, insert_absorption, insert_version, lock_writer, weights_name,
-    write_certificate,
+    JsonText, Registry, RetrainRow, VersionRow, VersionSettings, insert_absorption, insert_version,
+    weights_name, write_certificate,
 };
+use crate::cluster::{Cluster, Sbatch, SlurmState, render_job};
 use crate::error::{Error, IoContext, Result};
-use crate::experiment::exec::slurm::{Cluster, Sbatch, SlurmState, render_job};
 use crate::experiment::{Resource, SlurmSection};
 use crate::model::checkpoint;
 use crate::progress::Progress;
@@ -69,64 +70,10 @@ pub enum RetrainOutcome {
     },
 }
 
-/// Refuses to `doing` while a Slurm retrain that may still record a
-/// version is queued or running, as Slurm says. A job Slurm does not know
-/// (any more), or a Slurm that cannot be asked, does not block: the
-/// refusal only spares a retrain's work, and such a job, if it ever runs,
-/// finds the head moved and records nothing (`run_locked`).
-pub(crate) fn refuse_in_flight(reg: &Registry, doing: &str, progress: &dyn Progress) -> Result<()> {
-    let done: Vec<i64> = reg.versions()?.iter().filter_map(|v| v.retrain).collect();
-    for r in reg.retrains()? {
-        if done.contains(&r.id) || r.executor != "slurm" {
-            continue;
-        }
-        let Some(job) = reg.retrain_job(r.id)? else {
-            continue;
-        };
-        let states = match Sbatch.query(std::slice::from_ref(&job)) {
-            Ok(s) => s,
-            Err(e) => {
-                progress.note(&format!(
-                    "cannot ask Slurm about retrain {} (job {job}): {e}; going on (if that job \
-                     still runs, it will find the head moved and record nothing)",
-                    r.id
-                ));
-                continue;
-            }
-        };
-        let live = states
-            .get(&job)
-            .is_some_and(|s| matches!(s.state, SlurmState::Pending | SlurmState::Running));
-        if live {
-            return Err(Error::invalid(
-                format!("registry {}", reg.dir.display()),
-                format!(
-                    "cannot {doing}: retrain {} (Slurm job {job}) is queued or running and will \
-                     record a new root; wait for it (`amun registry retrain --wait-for {}`) or \
-                     cancel it (scancel {job})",
-                    r.id, r.id
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Retrains the registry in `dir` when its policy says so (or `force`).
 pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Result<RetrainOutcome> {
-    let mut reg = Registry::open(dir)?;
-    let lock = lock_writer(dir, "retrain")?;
-    check_intact(&reg, "retrained")?;
-    for p in clean_leftovers(&reg)? {
-        progress.note(&format!(
-            "removed {} (left by an interrupted apply or retrain)",
-            p.display()
-        ));
-    }
-    for p in super::graphs::copy_missing(&mut reg)? {
-        progress.note(&format!("copied the graph the versions need to {p}"));
-    }
-    refuse_in_flight(&reg, "retrain", progress)?;
+    let mut w = Writer::open(dir, "retrain", "retrained", progress)?;
+    let reg = &w.reg;
     let head = reg.head()?;
     if head.forgotten == 0 {
         return Ok(RetrainOutcome::NotDue {
@@ -136,7 +83,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
             ),
         });
     }
-    if head.kind == "retrained" {
+    if head.kind == VersionKind::Retrained {
         return Ok(RetrainOutcome::NotDue {
             why: format!(
                 "version {} is already the exact retrain of everything forgotten",
@@ -156,8 +103,8 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     let excluded = reg.forgotten(head.id)?;
     let info = reg.info()?;
     let executor = match spec.executor {
-        RetrainExecutor::Local => "local",
-        RetrainExecutor::Slurm { .. } => "slurm",
+        RetrainExecutor::Local => Executor::Local,
+        RetrainExecutor::Slurm { .. } => Executor::Slurm,
     };
     if let RetrainExecutor::Slurm { section, .. } = &spec.executor {
         section.check()?;
@@ -170,14 +117,14 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
         .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM retrains", [], |r| {
             r.get(0)
         })
-        .map_err(sql(&reg.db))?;
+        .map_err(reg.err())?;
     let row = RetrainRow {
         id,
         created: db::now_utc(),
         based_on: head.id,
         excluded: excluded.len() as i64,
         excluded_sha256: super::indices_sha256(&info, &excluded),
-        executor: executor.into(),
+        executor,
     };
     progress.note(&format!(
         "retrain {}: the root's recipe without the {} sample(s) version {} forgot ({})",
@@ -189,7 +136,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     match &spec.executor {
         RetrainExecutor::Local => {
             let (version, cert) =
-                run_locked(&mut reg, &row, true, spec.device, &spec.data_dir, progress)?;
+                run_locked(&mut w, &row, true, spec.device, &spec.data_dir, progress)?;
             Ok(RetrainOutcome::Retrained {
                 retrain: row.id,
                 version: Box::new(version),
@@ -224,14 +171,8 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
                 device.clone(),
             ];
             let name = format!("amun-registry-retrain-{}", row.id);
-            let text = render_job(
-                &name,
-                &log,
-                section,
-                Resource::Train,
-                device.starts_with("cuda"),
-                &cmd,
-            );
+            let r = section.resources(Resource::Train, device.starts_with("cuda"));
+            let text = render_job(&name, &log, &r, section.job_threads(&r), &cmd);
             crate::fsutil::write_atomic(&script, text.as_bytes())?;
             let job = match Sbatch.submit(&script, None) {
                 Ok(job) => job,
@@ -242,23 +183,17 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
             };
             // The job waits for the writer lock, which this process holds
             // until the retrain and its job are recorded.
-            let db = reg.db.clone();
-            {
-                let tx = immediate(&mut reg.conn, &db)?;
-                super::anchor::ensure_started(&tx, &db)?;
-                insert_retrain(&tx, &db, &row)?;
+            w.commit("retrain", progress, |tx, db| {
+                insert_retrain(tx, db, &row)?;
                 tx.execute(
                     "INSERT INTO retrain_jobs (retrain, job, script) VALUES (?1, ?2, ?3)",
                     params![row.id, job, script.display().to_string()],
                 )
-                .map_err(sql(&db))?;
-                tx.commit().map_err(sql(&db))?;
-            }
-            for w in super::anchor::after_commit(&reg, "retrain") {
-                progress.note(&w);
-            }
+                .map_err(sql(db))?;
+                Ok(())
+            })?;
             progress.note(&format!("retrain {}: submitted as Slurm job {job}", row.id));
-            drop(lock);
+            drop(w);
             if !wait {
                 return Ok(RetrainOutcome::Submitted {
                     retrain: row.id,
@@ -290,22 +225,8 @@ pub fn run_retrain(
     data_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<VersionRow> {
-    let mut reg = Registry::open(dir)?;
-    // The process that submitted this job may still hold the lock for a
-    // moment (it records the job id after sbatch answers): wait for it.
-    let mut tries = 0;
-    let _lock = loop {
-        match lock_writer(dir, "run the retrain") {
-            Ok(l) => break l,
-            Err(Error::Invalid { .. }) if tries < 120 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    check_intact(&reg, "retrained")?;
-    clean_leftovers(&reg)?;
+    let mut w = Writer::open_for_job(dir)?;
+    let reg = &w.reg;
     let row = reg
         .retrains()?
         .into_iter()
@@ -314,7 +235,7 @@ pub fn run_retrain(
     if let Some(v) = reg.versions()?.into_iter().find(|v| v.retrain == Some(id)) {
         return Ok(v);
     }
-    Ok(run_locked(&mut reg, &row, false, device, data_dir, progress)?.0)
+    Ok(run_locked(&mut w, &row, false, device, data_dir, progress)?.0)
 }
 
 /// Inserts the retrain record `row` and chains it.
@@ -332,20 +253,21 @@ fn insert_retrain(tx: &rusqlite::Transaction<'_>, db: &Path, row: &RetrainRow) -
         ],
     )
     .map_err(sql(db))?;
-    append(tx, db, "retrain", row.id, row)?;
+    append(tx, db, RecordKind::Retrain, row.id, row)?;
     Ok(())
 }
 
 /// The retrain itself, under the writer lock; `record`: its record is not
 /// in the database yet (a local retrain), and goes in with its version.
 fn run_locked(
-    reg: &mut Registry,
+    w: &mut Writer,
     row: &RetrainRow,
     record: bool,
     device: tch::Device,
     data_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<(VersionRow, PathBuf)> {
+    let reg = &w.reg;
     let info = reg.info()?;
     let head = reg.head()?;
     if head.id != row.based_on {
@@ -391,10 +313,7 @@ fn run_locked(
     record_final_metrics(&trained.model, &data, &mut trained.sidecar);
     let seconds = t.elapsed().as_secs_f64();
     let new_id = head.id + 1;
-    let staging = reg.dir.join("staging");
-    std::fs::create_dir_all(&staging).at(&staging)?;
-    let staged = staging.join(format!("v{new_id:04}.safetensors"));
-    checkpoint::save(&trained.model, &staged, &trained.sidecar)?;
+    let staged = w.stage(&trained.model, &trained.sidecar, new_id)?;
     // The retrain's own record of what it excluded, read back from the
     // file the version will be, must be the registry's forgotten set.
     let written = checkpoint::read_sidecar(&staged)?;
@@ -412,24 +331,22 @@ fn run_locked(
         derive(info.seed as u64, "registry-audit", 0),
     )?;
     audit.retrain = Some(compare(&head.audit()?, &audit, head.id, new_id));
-    stop_at(reg, "staged");
-    let (w, weights_sha256, sidecar_sha256) = place(reg, &staged, new_id)?;
-    stop_at(reg, "renamed");
+    let (weights, weights_sha256, sidecar_sha256) = w.place(&staged, new_id)?;
     let version = VersionRow {
         id: new_id,
         parent: None,
-        kind: "retrained".into(),
+        kind: VersionKind::Retrained,
         created: db::now_utc(),
-        weights: w,
+        weights,
         weights_sha256,
         sidecar_sha256,
         method: Some("retrain".into()),
-        settings: Some(
-            serde_json::json!({ "recipe": crate::train::recipe_of(&root_sc)?, "seed": root_sc.seed })
-                .to_string(),
-        ),
+        settings: Some(JsonText::sorted(&VersionSettings::Retrain {
+            recipe: crate::train::recipe_of(&root_sc)?,
+            seed: root_sc.seed,
+        })),
         calibration: None,
-        audit: serde_json::to_string(&audit).expect("audit serialises"),
+        audit: JsonText::new(&audit),
         forgotten: excluded.len() as i64,
         forgotten_sha256: row.excluded_sha256.clone(),
         retrain: Some(row.id),
@@ -437,32 +354,24 @@ fn run_locked(
         seconds,
     };
     let absorbed = reg.absorbed(row.based_on)?;
-    let db = reg.db.clone();
-    {
-        let tx = immediate(&mut reg.conn, &db)?;
-        let max: i64 = tx
-            .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
-            .map_err(sql(&db))?;
-        if max != head.id {
+    let changed = format!("retrain {}", row.id);
+    w.commit_version("retrain", progress, |tx, db| {
+        if head_in(tx, db)? != head.id {
             return Err(Error::invalid(
-                format!("retrain {}", row.id),
+                changed,
                 "the head changed while it ran; nothing was recorded",
             ));
         }
-        super::anchor::ensure_started(&tx, &db)?;
         if record {
-            insert_retrain(&tx, &db, row)?;
+            insert_retrain(tx, db, row)?;
         }
-        insert_version(&tx, &db, &version)?;
+        insert_version(tx, db, &version)?;
         for r in absorbed {
-            insert_absorption(&tx, &db, new_id, r, "retrained")?;
+            insert_absorption(tx, db, new_id, r, How::Retrained)?;
         }
-        tx.commit().map_err(sql(&db))?;
-    }
-    stop_at(reg, "committed");
-    for w in super::anchor::after_commit(reg, "retrain") {
-        progress.note(&w);
-    }
+        Ok(())
+    })?;
+    let reg = &w.reg;
     let (md, _) = write_certificate(reg, new_id)?;
     // The unlearned version's certificate now has a retrain to compare with.
     write_certificate(reg, row.based_on)?;

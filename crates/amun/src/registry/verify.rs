@@ -7,6 +7,7 @@
 //! Each problem is named.
 use super::anchor;
 use super::db::{self, GENESIS, content_sha256, link_hash};
+use super::kinds::RecordKind;
 use super::samples::{digest, short};
 use super::{Registry, read_absorptions, read_policies, read_retrains};
 use crate::error::{Error, IoContext, Result};
@@ -107,7 +108,7 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
                     .into(),
             );
         }
-        if link_hash(&e.prev, &e.kind, e.item, &e.content_sha256) != e.hash {
+        if link_hash(&e.prev, e.kind, e.item, &e.content_sha256) != e.hash {
             find(
                 format!("chain record {}", e.seq),
                 format!("was edited ({} {})", e.kind, e.item),
@@ -116,13 +117,13 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
         prev = e.hash.clone();
     }
     // Every record's content, by (kind, item).
-    let mut rows: BTreeMap<(String, i64), String> = BTreeMap::new();
+    let mut rows: BTreeMap<(RecordKind, i64), String> = BTreeMap::new();
     let info = reg.info().ok();
     if let Some(i) = &info {
-        rows.insert(("registry".into(), 1), content_sha256(i));
+        rows.insert((RecordKind::Registry, 1), content_sha256(i));
     }
     for p in read_policies(&reg.conn, &reg.db)? {
-        rows.insert(("policy".into(), p.id), content_sha256(&p));
+        rows.insert((RecordKind::Policy, p.id), content_sha256(&p));
     }
     let requests = reg.requests()?;
     for r in &requests {
@@ -140,30 +141,30 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
                 ),
             );
         }
-        rows.insert(("request".into(), r.id), content_sha256(r));
+        rows.insert((RecordKind::Request, r.id), content_sha256(r));
     }
     let versions = reg.versions()?;
     for v in &versions {
-        rows.insert(("version".into(), v.id), content_sha256(v));
+        rows.insert((RecordKind::Version, v.id), content_sha256(v));
     }
     for a in read_absorptions(&reg.conn, &reg.db)? {
-        rows.insert(("absorption".into(), a.id), content_sha256(&a));
+        rows.insert((RecordKind::Absorption, a.id), content_sha256(&a));
     }
     for r in read_retrains(&reg.conn, &reg.db)? {
-        rows.insert(("retrain".into(), r.id), content_sha256(&r));
+        rows.insert((RecordKind::Retrain, r.id), content_sha256(&r));
     }
     for r in anchor::rows(&reg.conn, &reg.db)? {
-        rows.insert(("anchor".into(), r.id), content_sha256(&r));
+        rows.insert((RecordKind::Anchor, r.id), content_sha256(&r));
     }
     for g in super::graphs::rows(&reg.conn, &reg.db)? {
-        rows.insert(("graph".into(), g.id), content_sha256(&g));
+        rows.insert((RecordKind::Graph, g.id), content_sha256(&g));
     }
-    let mut chained: BTreeMap<(String, i64), &db::ChainEntry> = BTreeMap::new();
+    let mut chained: BTreeMap<(RecordKind, i64), &db::ChainEntry> = BTreeMap::new();
     for e in &chain {
-        chained.insert((e.kind.clone(), e.item), e);
+        chained.insert((e.kind, e.item), e);
     }
     for ((kind, item), e) in &chained {
-        match rows.get(&(kind.clone(), *item)) {
+        match rows.get(&(*kind, *item)) {
             None => find(
                 format!("{kind} {item}"),
                 format!(
@@ -184,7 +185,7 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
         }
     }
     for (kind, item) in rows.keys() {
-        if !chained.contains_key(&(kind.clone(), *item)) {
+        if !chained.contains_key(&(*kind, *item)) {
             find(
                 format!("{kind} {item}"),
                 "is not in the chain: it was added outside amun".into(),
