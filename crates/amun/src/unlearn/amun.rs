@@ -5,8 +5,8 @@
 //! The training data keeps its crop+flip augmentation; D_A does not.
 //! AMUN+SalUn multiplies every gradient by the saliency mask of D_F.
 use super::{
-    FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune, finetune_field,
-    saliency_mask, union_sorted,
+    FineTune, ForgetRequest, GivenOrOwn, MethodDef, RunCtx, Settings, UnlearnLog, finetune,
+    finetune_field, given_or_own, union_sorted,
 };
 use crate::attack::AdvSettings;
 use crate::data::{Augment, Part, TrainSet};
@@ -132,22 +132,14 @@ fn adversarial_finetune(
         .adv
         .ok_or_else(|| Error::invalid(name, "needs the adversarial set of the forget set"))?;
     let mut log = UnlearnLog::default();
-    let own;
-    let mask = match (s.salun_ratio, req.mask) {
-        (Some(_), Some(given)) => Some(given),
-        (Some(r), None) => {
-            own = log.time("saliency_mask", || {
-                saliency_mask(
-                    model,
-                    &req.train.select(req.forget),
-                    r,
-                    s.finetune.batch_size,
-                )
-            })?;
-            Some(&own)
-        }
-        (None, _) => None,
-    };
+    let mask = given_or_own(
+        s.salun_ratio,
+        req.mask,
+        model,
+        || req.train.select(req.forget),
+        s.finetune.batch_size,
+        &mut log,
+    )?;
     let base: Vec<i64> = match (req.retain, s.adv_only) {
         (Some(r), false) => union_sorted(r, req.forget),
         (Some(r), true) => r.to_vec(),
@@ -187,7 +179,7 @@ fn adversarial_finetune(
             model,
             &set,
             &s.finetune,
-            mask,
+            mask.as_ref().map(GivenOrOwn::mask),
             &mut |_, _, logits, b| cross_entropy(logits, &b.y),
             ctx,
             name,

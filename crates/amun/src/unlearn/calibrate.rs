@@ -11,7 +11,7 @@
 //! data (over-unlearning: forget accuracy below held-out accuracy, losses
 //! above unseen data's) scores as badly as one still memorised.
 use super::{
-    Control, EpochObserver, ForgetRequest, Method, RunCtx, SaliencyMask, UnlearnLog, saliency_mask,
+    Control, EpochObserver, ForgetRequest, GivenOrOwn, Method, RunCtx, UnlearnLog, given_or_own,
 };
 use crate::audit::{References, RmiaParams};
 use crate::data::{Dataset, IndexSet, Split};
@@ -238,7 +238,10 @@ impl CalibrateSettings {
             ));
         }
         if self.stall == 0 {
-            return Err(Error::invalid("calibrate.stall", "must be at least 1 epoch"));
+            return Err(Error::invalid(
+                "calibrate.stall",
+                "must be at least 1 epoch",
+            ));
         }
         if self.max_epochs == Some(0) {
             return Err(Error::invalid("calibrate.max_epochs", "must be at least 1"));
@@ -1894,23 +1897,6 @@ pub fn calibrate(
     calibrate_from(opening, method, cal, model, req, ctx)
 }
 
-/// SalUn's mask of `original` with its seconds, for a method that masks
-/// and a request that carries none yet.
-fn original_mask(
-    method: &dyn Method,
-    req: &ForgetRequest<'_>,
-    original: &Classifier,
-) -> Result<Option<(SaliencyMask, f64)>> {
-    let (Some(ratio), None) = (method.saliency(), req.mask) else {
-        return Ok(None);
-    };
-    let batch = method.finetune().map_or(128, |f| f.batch_size);
-    let t = Instant::now();
-    let forget = req.train.select(req.forget);
-    let mask = saliency_mask(original, &forget, ratio, batch)?;
-    Ok(Some((mask, t.elapsed().as_secs_f64())))
-}
-
 /// Calibration from the original measured by [`open`] (of the same
 /// `method`, `cal`, `model` and `req`'s indices). `model` ends in
 /// the best state measured (possibly the original, if no state improved on
@@ -1944,7 +1930,8 @@ pub fn calibrate_from(
             "has no fine-tuning, so there is no learning rate to calibrate",
         )
     })?;
-    let (schedule, method_epochs, ft_lr) = (ft.schedule.clone(), ft.epochs, ft.lr);
+    let (schedule, method_epochs, ft_lr, batch_size) =
+        (ft.schedule.clone(), ft.epochs, ft.lr, ft.batch_size);
     let kept = opening.keeps_original();
     let Opening {
         probes,
@@ -1990,14 +1977,18 @@ pub fn calibrate_from(
     } else {
         // Every leg and rung runs the method anew: SalUn's mask must be
         // the original's, computed once, not each leg's starting state's.
-        let mask = original_mask(method, req, &base)?;
+        let mask = given_or_own(
+            method.saliency(),
+            req.mask,
+            &base,
+            || req.train.select(req.forget),
+            batch_size,
+            &mut search.logs,
+        )?;
         let req = &ForgetRequest {
-            mask: mask.as_ref().map(|(m, _)| m).or(req.mask),
+            mask: mask.as_ref().map(GivenOrOwn::mask),
             ..*req
         };
-        if let Some((_, secs)) = mask {
-            search.logs.timing.insert("saliency_mask".into(), secs);
-        }
         match cal.walk {
             Walk::Continue => {
                 let w = search.climb(&cal.lrs, start_rung, budget, model, &base, req, ctx)?;
@@ -2445,7 +2436,7 @@ mod tests {
         (96.333, 88.6, 99.9, 48.215, 52.41),
         (96.333, 88.8, 100.0, 47.46, 51.457),
         (97.333, 89.2, 100.0, 48.222, 52.878),
-        (96.333, 88.8, 99.9, 48.175, 52.239)
+        (96.333, 88.8, 99.9, 48.175, 52.239),
     ];
 
     /// (forget, held-out, retain, loss-AUC, RMIA AUC) after each epoch,
@@ -2473,7 +2464,7 @@ mod tests {
         (96.667, 88.8, 100.0, 49.911, 53.104),
         (96.0, 89.8, 100.0, 49.969, 53.35),
         (98.0, 89.8, 100.0, 49.472, 53.021),
-        (98.0, 88.8, 100.0, 49.897, 54.062)
+        (98.0, 88.8, 100.0, 49.897, 54.062),
     ];
 
     /// (forget, held-out, retain, loss-AUC, RMIA AUC) after each epoch,
@@ -2501,7 +2492,7 @@ mod tests {
         (100.0, 96.8, 100.0, 43.334, 53.053),
         (100.0, 96.8, 100.0, 43.206, 52.809),
         (100.0, 96.8, 100.0, 43.185, 52.214),
-        (100.0, 96.6, 100.0, 43.227, 52.261)
+        (100.0, 96.6, 100.0, 43.227, 52.261),
     ];
 
     /// Replays a recorded continuing walk (one probe per epoch, the

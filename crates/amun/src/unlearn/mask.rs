@@ -69,6 +69,42 @@ impl SaliencyMask {
     }
 }
 
+/// The mask a method trains under: the one its request carries (computed
+/// once by calibration on the original model) or its own.
+pub enum GivenOrOwn<'a> {
+    Given(&'a SaliencyMask),
+    Own(SaliencyMask),
+}
+
+impl GivenOrOwn<'_> {
+    pub fn mask(&self) -> &SaliencyMask {
+        match self {
+            GivenOrOwn::Given(m) => m,
+            GivenOrOwn::Own(m) => m,
+        }
+    }
+}
+
+/// The mask of a method whose saliency ratio is `ratio` (`None`: it masks
+/// nothing): `given` when there is one, else `model`'s on the forget set
+/// `forget` gives, timed in `log` as "saliency_mask".
+pub fn given_or_own<'a>(
+    ratio: Option<f64>,
+    given: Option<&'a SaliencyMask>,
+    model: &Classifier,
+    forget: impl FnOnce() -> Split,
+    batch: usize,
+    log: &mut super::UnlearnLog,
+) -> Result<Option<GivenOrOwn<'a>>> {
+    Ok(match (ratio, given) {
+        (None, _) => None,
+        (Some(_), Some(m)) => Some(GivenOrOwn::Given(m)),
+        (Some(r), None) => Some(GivenOrOwn::Own(log.time("saliency_mask", || {
+            saliency_mask(model, &forget(), r, batch)
+        })?)),
+    })
+}
+
 /// Computes the mask keeping exactly ⌊ratio · #weights⌋ weights.
 pub fn saliency_mask(
     model: &Classifier,

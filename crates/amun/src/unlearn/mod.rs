@@ -35,7 +35,7 @@ pub use ga::{Ga, GaSettings};
 pub use job::{UnlearnJob, Unlearned};
 pub use l1::l1_norm;
 pub use l1::{L1, L1Settings};
-pub use mask::{SaliencyMask, saliency_mask};
+pub use mask::{GivenOrOwn, SaliencyMask, given_or_own, saliency_mask};
 pub use neggrad::{NegGrad, NegGradSettings};
 pub use retrain::{Retrain, RetrainSettings};
 pub use rl::random_wrong_labels;

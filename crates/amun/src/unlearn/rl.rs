@@ -2,8 +2,8 @@
 //! wrong labels, plus D_R when available. SalUn = RL with the saliency mask
 //! (Fan et al., ICLR 2024; defaults of its code: lr 0.013, 10 epochs, r 0.5).
 use super::{
-    FineTune, ForgetRequest, MethodDef, RunCtx, Settings, UnlearnLog, finetune, finetune_field,
-    saliency_mask,
+    FineTune, ForgetRequest, GivenOrOwn, MethodDef, RunCtx, Settings, UnlearnLog, finetune,
+    finetune_field, given_or_own,
 };
 use crate::data::{Augment, Part, TrainSet};
 use crate::error::Result;
@@ -115,17 +115,14 @@ fn relabel(
     let ft = &s.finetune;
     let mut log = UnlearnLog::default();
     let forget = req.train.select(req.forget);
-    let own;
-    let mask = match (s.salun_ratio, req.mask) {
-        (Some(_), Some(given)) => Some(given),
-        (Some(r), None) => {
-            own = log.time("saliency_mask", || {
-                saliency_mask(model, &forget, r, ft.batch_size)
-            })?;
-            Some(&own)
-        }
-        (None, _) => None,
-    };
+    let mask = given_or_own(
+        s.salun_ratio,
+        req.mask,
+        model,
+        || req.train.select(req.forget),
+        ft.batch_size,
+        &mut log,
+    )?;
     let wrong = random_wrong_labels(
         &forget.label_vec(),
         req.num_classes,
@@ -152,7 +149,7 @@ fn relabel(
             model,
             &set,
             ft,
-            mask,
+            mask.as_ref().map(GivenOrOwn::mask),
             &mut |_, _, l, b| cross_entropy(l, &b.y),
             ctx,
             name,
