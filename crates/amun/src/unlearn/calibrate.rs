@@ -2411,11 +2411,14 @@ mod tests {
         ));
     }
 
-    /// (forget, held-out, retain, loss-AUC, RMIA AUC) after each epoch,
+    /// (forget, held-out, retain, loss-AUC, RMIA AUC) of one measured state.
+    type Row = (f64, f64, f64, f64, f64);
+
+    /// [`Row`]s after each epoch,
     /// the original first: calibrated AMUN's walk in issue 35's matrix
     /// (bench/study/calib35-*.toml, 10% forgotten), which rode lr 0.03 to
     /// the end of its 20-epoch budget.
-    const FASHION_S0: [(f64, f64, f64, f64, f64); 21] = [
+    const FASHION_S0: [Row; 21] = [
         (97.667, 89.6, 98.2, 54.335, 61.479),
         (96.667, 89.2, 98.5, 54.031, 59.952),
         (97.667, 89.0, 98.0, 52.08, 57.759),
@@ -2443,7 +2446,7 @@ mod tests {
     /// the original first: calibrated AMUN's walk in issue 35's matrix
     /// (bench/study/calib35-*.toml, 10% forgotten), which rode lr 0.03 to
     /// the end of its 20-epoch budget.
-    const FASHION_S1: [(f64, f64, f64, f64, f64); 21] = [
+    const FASHION_S1: [Row; 21] = [
         (98.0, 89.0, 97.5, 55.425, 60.696),
         (97.667, 89.4, 97.5, 54.693, 59.236),
         (94.667, 89.0, 95.8, 53.588, 56.653),
@@ -2471,7 +2474,7 @@ mod tests {
     /// the original first: calibrated AMUN's walk in issue 35's matrix
     /// (bench/study/calib35-*.toml, 10% forgotten), which rode lr 0.03 to
     /// the end of its 20-epoch budget.
-    const MNIST_S1: [(f64, f64, f64, f64, f64); 21] = [
+    const MNIST_S1: [Row; 21] = [
         (100.0, 97.0, 100.0, 51.213, 56.648),
         (100.0, 96.4, 100.0, 49.931, 55.465),
         (100.0, 97.2, 100.0, 48.404, 54.574),
@@ -2535,7 +2538,7 @@ mod tests {
     /// now stop `stall` epochs after the last better state, keeping it.
     #[test]
     fn a_walk_that_cannot_climb_stops_once_it_finds_nothing_better() {
-        let cases: [(&[(f64, f64, f64, f64, f64)], usize, f64, usize, usize); 3] = [
+        let cases: [(&[Row], usize, f64, usize, usize); 3] = [
             // (table, training samples, recorded noise, epochs, best epoch)
             (&FASHION_S0, 3000, 1.9087, 9, 6),
             (&FASHION_S1, 3000, 1.9382, 10, 3),
