@@ -493,18 +493,9 @@ def unlearn(
     )
 
 
-# `amun train`'s recipe flags (`--epochs`, `--lr`, ...).
-_RECIPE_KEYS = {
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "schedule",
-    "augment",
-    "bf16",
-    "channels_last",
-}
+# `amun train`'s recipe flags (`--epochs`, `--lr`, ...): the fine-tuning
+# fields but the retain budget, which only unlearning has.
+_RECIPE_KEYS = _TRAIN_KEYS - {"retain_budget"}
 
 
 @dataclasses.dataclass(frozen=True)
