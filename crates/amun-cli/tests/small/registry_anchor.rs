@@ -234,7 +234,7 @@ fn a_stop_between_a_commit_and_its_anchor_line_is_appended_not_cried_wolf() {
     ok(&o);
     assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
     // An apply stopped after placing its files, before its commit: the
-    // anchor never saw version 2, so the next apply removes them.
+    // anchor never saw version 2, so the next apply moves them aside.
     let o = std::process::Command::new(common::bin())
         .args(["registry", "apply", "--registry", r.to_str().unwrap()])
         .args(APPLY_FAST)
@@ -245,17 +245,99 @@ fn a_stop_between_a_commit_and_its_anchor_line_is_appended_not_cried_wolf() {
         .output()
         .unwrap();
     assert_eq!(o.status.signal(), Some(9));
-    assert!(r.join("versions/v0002.safetensors").exists());
+    let placed = std::fs::read(r.join("versions/v0002.safetensors")).unwrap();
     let o = reg("verify", &r, &[]);
     ok(&o);
     assert!(
-        stderr(&o).contains("the next apply or retrain removes it"),
+        stderr(&o).contains("the next apply or retrain moves it to set-aside/"),
         "{}",
         stderr(&o)
     );
-    ok(&reg("apply", &r, APPLY_FAST));
+    let o = reg("apply", &r, &loud());
+    ok(&o);
+    assert!(stderr(&o).contains("Nothing was deleted"), "{}", stderr(&o));
     assert_eq!(count(&r, "versions"), 2);
-    ok(&reg("verify", &r, &[]));
+    assert_eq!(set_aside(&r)["v0002.safetensors"], placed);
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("set-aside holds 2 file(s)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// [`APPLY_FAST`] without `-q`: the notes an apply prints.
+fn loud() -> Vec<&'static str> {
+    APPLY_FAST.iter().copied().filter(|a| *a != "-q").collect()
+}
+
+/// The files under `set-aside/` of registry `r`, by name, with their bytes.
+fn set_aside(r: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut m = std::collections::BTreeMap::new();
+    for d in std::fs::read_dir(r.join("set-aside")).unwrap().flatten() {
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            assert!(!m.contains_key(&name), "{name} set aside twice");
+            m.insert(name, std::fs::read(f.path()).unwrap());
+        }
+    }
+    m
+}
+
+/// Issue 37 D3 (the hostile tester's "DATA LOSS"): the whole folder put
+/// back from a backup taken before version 2 was released (database,
+/// anchor.log, receipts, certificates), with no anchor copy or with the
+/// copy emptied. The anchor then says version 2 never committed, which is
+/// wrong: apply goes on, but moves the released version's files to
+/// set-aside/ byte for byte instead of deleting them, and says so.
+#[test]
+fn a_rollback_with_its_anchor_sets_the_released_version_aside_and_deletes_nothing() {
+    for with_copy in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        let model = mnist_model(d.path(), "400", "1");
+        let r = d.path().join("reg");
+        let copy = d.path().join("elsewhere/reg-anchor.log");
+        let args = ["--anchor-copy", copy.to_str().unwrap()];
+        create(&r, &model, if with_copy { &args } else { &[] });
+        let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
+        ok(&reg("add", &r, &[r1.to_str().unwrap()]));
+        let backup = d.path().join("backup");
+        copy_dir(&r, &backup);
+        ok(&reg("apply", &r, APPLY_FAST));
+        let released: Vec<Vec<u8>> = ["versions/v0002.safetensors", "versions/v0002.json"]
+            .iter()
+            .map(|f| std::fs::read(r.join(f)).unwrap())
+            .collect();
+        put_back_db(&r, &backup.join("registry.db"));
+        std::fs::copy(backup.join("anchor.log"), r.join("anchor.log")).unwrap();
+        for sub in ["certificates", "receipts"] {
+            std::fs::remove_dir_all(r.join(sub)).unwrap();
+            copy_dir(&backup.join(sub), &r.join(sub));
+        }
+        if with_copy {
+            std::fs::write(&copy, b"").unwrap();
+        }
+        let o = reg("apply", &r, &loud());
+        ok(&o);
+        assert!(
+            stderr(&o).contains("set-aside") && stderr(&o).contains("Nothing was deleted"),
+            "copy {with_copy}: {}",
+            stderr(&o)
+        );
+        let kept = set_aside(&r);
+        assert_eq!(kept.len(), 2, "copy {with_copy}: {:?}", kept.keys());
+        assert_eq!(kept["v0002.safetensors"], released[0], "copy {with_copy}");
+        assert_eq!(kept["v0002.json"], released[1], "copy {with_copy}");
+        // The folder is no tampering: verify only notes it.
+        let o = reg("verify", &r, &[]);
+        ok(&o);
+        assert!(
+            stderr(&o).contains("set-aside holds 2 file(s)"),
+            "copy {with_copy}: {}",
+            stderr(&o)
+        );
+    }
 }
 
 #[test]
@@ -359,7 +441,7 @@ fn with_the_anchors_copy_unreadable_a_rollback_keeps_the_released_version() {
     assert!(
         stderr(&o).contains("reg-anchor.log cannot be read")
             && stderr(&o).contains("so it is kept")
-            && !stderr(&o).contains("the next apply or retrain removes it"),
+            && !stderr(&o).contains("the next apply or retrain moves it"),
         "{}",
         stderr(&o)
     );

@@ -8,6 +8,7 @@
 //! REG/versions/vNNNN.*       each version's weights and sidecar
 //! REG/certificates/vNNNN.*   each version's certificate (Markdown and JSON)
 //! REG/staging/               what an apply or retrain writes before it commits
+//! REG/set-aside/TIME-vNNNN/  a version's files the database lacks (moved, never deleted)
 //! REG/anchor.log             the chain's head after every commit (outside the database)
 //! REG/receipts/rNNNN.json    each request's receipt, as `add` handed it out
 //! REG/graphs/<sha256>.pt2    an exported model's graph, which versions open from
@@ -1052,7 +1053,7 @@ fn forgotten_in(conn: &Connection, db: &Path, id: i64) -> Result<Vec<i64>> {
 
 /// The anchor's copy of registry `dir`, absolute, checked before any work:
 /// a file that exists and is not empty is another registry's anchor; a
-/// copy inside a registry folder is a file apply removes as a leftover
+/// copy inside a registry folder is a file apply may remove or move aside as a leftover
 /// (and it would share the fate of the folder it should outlive).
 fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<PathBuf>> {
     let Some(c) = copy else { return Ok(None) };

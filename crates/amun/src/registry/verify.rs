@@ -45,7 +45,7 @@ pub struct Verified {
     pub receipts: usize,
     pub findings: Vec<Finding>,
     /// What is not a problem but worth saying (an interrupted apply's
-    /// leftovers, removed by the next one).
+    /// leftovers, moved to set-aside/ by the next one).
     pub notes: Vec<String>,
 }
 
@@ -267,6 +267,7 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
             staging.display()
         ));
     }
+    set_aside_note(reg, &mut notes);
     let (head_seq, head_hash) = chain
         .last()
         .map_or((0, GENESIS.to_string()), |e| (e.seq, e.hash.clone()));
@@ -282,6 +283,29 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
         findings: f,
         notes,
     })
+}
+
+/// A note (never a problem: amun put them there) naming the files an
+/// apply or retrain moved to `set-aside/`.
+fn set_aside_note(reg: &Registry, notes: &mut Vec<String>) {
+    let root = reg.dir.join(super::writer::SET_ASIDE);
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return;
+    };
+    let files: usize = rd
+        .flatten()
+        .filter_map(|e| std::fs::read_dir(e.path()).ok())
+        .map(|r| r.count())
+        .sum();
+    if files > 0 {
+        notes.push(format!(
+            "{} holds {files} file(s) of versions the database did not hold, which an apply or \
+             retrain moved there instead of deleting them: a stopped apply's leftovers, or a \
+             released version of a database put back to an older copy; they are no version of \
+             this registry — delete them once you know which",
+            root.display()
+        ));
+    }
 }
 
 /// The number in a version's file name (`v0003.safetensors` → 3).
@@ -335,10 +359,12 @@ fn certificates(
             } else if sub == "versions" && id == head + 1 && next_committed == Some(false) {
                 // Placed by an apply or retrain that stopped before its
                 // commit (the anchor never saw the version): no version,
-                // removed by the next one.
+                // moved to set-aside/ by the next one.
                 notes.push(format!(
                     "{sub}/{name} belongs to no version (an apply or retrain stopped before \
-                     its commit); the next apply or retrain removes it"
+                     its commit, as the anchor says); the next apply or retrain moves it to \
+                     {}/ (never deletes it)",
+                    super::writer::SET_ASIDE
                 ));
             } else {
                 find(

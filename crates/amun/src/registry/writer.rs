@@ -1,6 +1,7 @@
 //! The one writer of a registry: what apply and retrain share to make a
 //! version safely. A [`Writer`] holds the writer lock, refuses a registry
-//! that fails verification, removes what an interrupted writer left, stages
+//! that fails verification, removes what an interrupted writer left (and
+//! moves aside, never deletes, a version's files the database lacks), stages
 //! a version's files and places them under their final names, and commits
 //! its records in one transaction before the anchor line.
 use super::db::{immediate, sql};
@@ -38,11 +39,15 @@ impl Writer {
             _lock: lock_writer(dir, doing)?,
             reg,
         };
-        for p in w.clean(done)? {
+        let cleaned = w.clean(done)?;
+        for p in cleaned.removed {
             progress.note(&format!(
                 "removed {} (left by an interrupted apply or retrain)",
                 p.display()
             ));
+        }
+        if let Some(note) = cleaned.set_aside {
+            progress.note(&note);
         }
         for p in super::graphs::copy_missing(&mut w.reg)? {
             progress.note(&format!("copied the graph the versions need to {p}"));
@@ -74,7 +79,7 @@ impl Writer {
 
     /// Verified before anything is removed: files of versions the database
     /// does not hold are the evidence of a rolled-back database.
-    fn clean(&self, done: &str) -> Result<Vec<PathBuf>> {
+    fn clean(&self, done: &str) -> Result<Cleaned> {
         check_intact(&self.reg, done)?;
         clean_leftovers(&self.reg)
     }
@@ -183,18 +188,32 @@ fn lock_writer(dir: &Path, doing: &str) -> Result<WriterLock> {
     }
 }
 
-/// Removes what an interrupted apply or retrain left (under the writer
+/// What [`clean_leftovers`] did: the staged and temporary files it
+/// removed, and the note naming where the head's successor's files went.
+struct Cleaned {
+    removed: Vec<PathBuf>,
+    set_aside: Option<String>,
+}
+
+/// The folder inside a registry that files of a version the database does
+/// not hold are moved to (never deleted).
+pub(crate) const SET_ASIDE: &str = "set-aside";
+
+/// Cleans up after an interrupted apply or retrain (under the writer
 /// lock, so none is running, and after [`check_intact`], so nothing here
-/// is evidence of lost history): staged files, temporary files, and the
-/// files of the one version a writer places before its commit (the head's
-/// successor) when the anchor proves that version never committed. A
-/// certificate or other version files of a version the database does not
-/// hold are never a crash's leftovers (certificates are written after the
-/// commit): verify names them and they stay. Without an anchor (a registry
-/// made before anchors), or with the anchor's copy unreadable, the
-/// successor's files are kept and the writer refused: they may be the
-/// released version of a rolled-back database.
-fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
+/// is evidence of lost history): removes staged and temporary files, and
+/// moves the files of the one version a writer places before its commit
+/// (the head's successor) to `set-aside/` when the anchor says that
+/// version never committed. They are never deleted: after a rollback of
+/// the database together with its anchor (and its copy, or with none) the
+/// anchor's "never committed" is wrong and they are a released version;
+/// only the user can tell. A certificate or other version files of a
+/// version the database does not hold are never a crash's leftovers
+/// (certificates are written after the commit): verify names them and
+/// they stay. Without an anchor (a registry made before anchors), or with
+/// the anchor's copy unreadable, the successor's files are kept and the
+/// writer refused.
+fn clean_leftovers(reg: &Registry) -> Result<Cleaned> {
     let mut removed = Vec::new();
     let staging = reg.dir.join("staging");
     if let Ok(rd) = std::fs::read_dir(&staging) {
@@ -226,11 +245,11 @@ fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
             ),
         ));
     }
-    for p in present {
-        if std::fs::remove_file(&p).is_ok() {
-            removed.push(p);
-        }
-    }
+    let set_aside = if present.is_empty() {
+        None
+    } else {
+        Some(set_aside(reg, next_id, &present)?)
+    };
     for sub in ["versions", "certificates"] {
         let Ok(rd) = std::fs::read_dir(reg.dir.join(sub)) else {
             continue;
@@ -251,7 +270,45 @@ fn clean_leftovers(reg: &Registry) -> Result<Vec<PathBuf>> {
             write_certificate(reg, v.id)?;
         }
     }
-    Ok(removed)
+    Ok(Cleaned { removed, set_aside })
+}
+
+/// Moves `files` (version `id`'s, in `versions/`) into a new folder
+/// `set-aside/<UTC time>-vNNNN/` of the registry, one rename each (the
+/// same filesystem, so nothing is copied and a kill leaves every file
+/// under one of its two names; a rerun moves what is left), and says
+/// where they went and why.
+fn set_aside(reg: &Registry, id: i64, files: &[PathBuf]) -> Result<String> {
+    let root = reg.dir.join(SET_ASIDE);
+    std::fs::create_dir_all(&root).at(&root)?;
+    let stamp = super::db::now_utc().replace(':', "");
+    let mut to = root.join(format!("{stamp}-v{id:04}"));
+    let mut n = 1;
+    loop {
+        match std::fs::create_dir(&to) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                n += 1;
+                to = root.join(format!("{stamp}-v{id:04}-{n}"));
+            }
+            Err(e) => return Err(e).at(&to),
+        }
+    }
+    let mut names = Vec::new();
+    for f in files {
+        let name = f.file_name().expect("a version file's name");
+        std::fs::rename(f, to.join(name)).at(f)?;
+        names.push(format!("versions/{}", name.to_string_lossy()));
+    }
+    Ok(format!(
+        "moved {} to {}: they belong to version {id}, which the database does not hold and \
+         its anchor never saw committed — either left by an apply or retrain that stopped \
+         before its commit, or a released version whose database was put back to an older \
+         copy together with its anchor. Nothing was deleted: keep them or delete them as you \
+         decide",
+        names.join(" and "),
+        to.display()
+    ))
 }
 
 /// Refuses to write a registry that fails verification, naming what changed.
