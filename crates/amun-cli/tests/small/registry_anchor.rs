@@ -293,9 +293,10 @@ fn set_aside(r: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 /// set-aside/ byte for byte instead of deleting them, and says so.
 #[test]
 fn a_rollback_with_its_anchor_sets_the_released_version_aside_and_deletes_nothing() {
+    let m = tempfile::tempdir().unwrap();
+    let model = mnist_model(m.path(), "400", "1");
     for with_copy in [false, true] {
         let d = tempfile::tempdir().unwrap();
-        let model = mnist_model(d.path(), "400", "1");
         let r = d.path().join("reg");
         let copy = d.path().join("elsewhere/reg-anchor.log");
         let args = ["--anchor-copy", copy.to_str().unwrap()];
