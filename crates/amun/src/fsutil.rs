@@ -138,7 +138,8 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 /// The last field of a JSON file amun signs ([`write_json_signed`]).
 pub const CONTENT_KEY: &str = "content_sha256";
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// sha256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     format!("{:x}", Sha256::digest(bytes))
 }

@@ -624,10 +624,11 @@ fn unlearn_run(
     // A calibration that kept the original before its first epoch needed
     // no adversarial set (`amun unlearn` does not compute one then): the
     // shared step's time is not this run's cost.
-    let kept_before_any_epoch = out
-        .logs
-        .iter()
-        .all(|l| l.calibration.as_ref().is_some_and(|c| c.epochs_run == 0));
+    let kept_before_any_epoch = !out.logs.is_empty()
+        && out
+            .logs
+            .iter()
+            .all(|l| l.calibration.as_ref().is_some_and(|c| c.epochs_run == 0));
     let [forget] = requests;
     Ok(UnlearnRun {
         model,

@@ -13,7 +13,6 @@ use super::kinds::{RecordKind, kind_in};
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -413,7 +412,7 @@ pub fn immediate<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transactio
 
 /// sha256 of `bytes`, in hex.
 pub fn sha256(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
+    crate::fsutil::sha256_hex(bytes)
 }
 
 /// The canonical content of a record: its JSON (fields in declaration
