@@ -70,14 +70,28 @@ pub struct CalibrateArgs {
         allow_negative_numbers = true
     )]
     pub calibrate_lrs: Vec<f64>,
+    /// The most calibration may cost, as a fraction of the same-recipe
+    /// exact retrain's image-steps (the adversarial search included); the
+    /// walk ends before an epoch that would pass it [default: no cap]
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
+    pub calibrate_max_cost: Option<f64>,
 }
 
 impl CalibrateArgs {
     /// The flags, typed (the rest of the overrides left out).
     pub fn overrides(&self) -> Result<CalibrateOverrides> {
+        if let Some(c) = self.calibrate_max_cost
+            && !(c > 0.0 && c.is_finite())
+        {
+            anyhow::bail!(
+                "--calibrate-max-cost must be a positive fraction of the same-recipe retrain's \
+                 cost (e.g. 0.3), got {c}"
+            );
+        }
         Ok(CalibrateOverrides {
             lrs: (!self.calibrate_lrs.is_empty()).then(|| self.calibrate_lrs.clone()),
             rule: self.calibrate_rule.as_deref().map(str::parse).transpose()?,
+            max_cost: self.calibrate_max_cost,
             ..Default::default()
         })
     }

@@ -362,6 +362,80 @@ fn a_calibrated_model_is_audited_without_the_images_it_was_calibrated_on() {
     assert_eq!(v["holdout_test"], 50, "{v}");
 }
 
+/// Issue 35: `--calibrate-max-cost` ends the walk before an epoch that
+/// would cost more than that fraction of the same-recipe retrain (the
+/// model's recorded 2 epochs over its 270 retained images), and the record
+/// says what it spent.
+#[test]
+fn a_cost_cap_ends_calibration_before_it_costs_more_than_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out).to_string_lossy().into_owned();
+        let (orig, f) = (m("orig.safetensors"), m("f.json"));
+        let mut a = vec![
+            "unlearn",
+            "--checkpoint",
+            &orig,
+            "--forget",
+            &f,
+            "--method",
+            "ft",
+            "--epochs",
+            "3",
+            "--calibrate",
+            "--holdout-test",
+            "40",
+            "--calibrate-lrs",
+            "0.001",
+            // A strict level, so that this barely trained model is not
+            // kept as it is and the walk runs.
+            "--calibrate-level",
+            "0.95",
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+            "-q",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        let o = amun(&a);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["logs"][0]["calibration"].clone()
+    };
+    let free = run("free.safetensors", &[]);
+    assert!(free["epochs_run"].as_u64().unwrap() >= 2, "{free}");
+    assert!(free.get("cost").is_none(), "{free}");
+    let capped = run("capped.safetensors", &["--calibrate-max-cost", "0.75"]);
+    assert_eq!(capped["epochs_run"], 1, "{capped}");
+    let cost = &capped["cost"];
+    assert_eq!(cost["retrain_image_steps"], 540, "{cost}");
+    assert_eq!(cost["spent"], 270, "{cost}");
+    assert!(
+        capped["why"]
+            .as_str()
+            .unwrap()
+            .contains("would pass the cost cap"),
+        "{capped}"
+    );
+    let o = amun(&[
+        "unlearn",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        &m("f.json"),
+        "--calibrate",
+        "--holdout-test",
+        "40",
+        "--calibrate-max-cost",
+        "0",
+        "--out",
+        &dir.path().join("z.safetensors").to_string_lossy(),
+    ]);
+    fails_with(&o, &["--calibrate-max-cost", "positive fraction"]);
+}
+
 /// Issue 35: a calibration shows what it cost, before → after, each number
 /// with its band at the sample sizes; the level is a setting, checked.
 #[test]

@@ -131,6 +131,7 @@ const CALIBRATE_KEYS: &[&str] = &[
     "patience",
     "stall",
     "retain_probe",
+    "max_cost",
 ];
 
 /// `[calibrate]` as written: its own keys, the rest the calibration's

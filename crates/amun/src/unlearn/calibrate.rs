@@ -150,6 +150,7 @@ impl std::str::FromStr for Walk {
 /// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns (`continue`: epochs of lost utility ridden out) |
 /// | stall | 3 | `continue`: epochs a leg that cannot climb (the top rung, or the rungs above lost utility or over-unlearned) gets to find a better state than the best so far before the walk ends |
 /// | retain_probe | 1000 | retain samples measured after each epoch |
+/// | max_cost | none | `continue`: the most calibration may cost, as a fraction of the same-recipe exact retrain's image-steps (the model's recorded recipe × D_R; the adversarial search counts); the walk ends before an epoch that would pass it ([`CostMeter`]) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalibrateSettings {
@@ -169,6 +170,10 @@ pub struct CalibrateSettings {
     pub patience: usize,
     pub stall: usize,
     pub retain_probe: usize,
+    /// `None`: no cap. Left out of the record when unset, so records and
+    /// experiment steps from before the cap keep their identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost: Option<f64>,
 }
 
 impl Default for CalibrateSettings {
@@ -186,6 +191,7 @@ impl Default for CalibrateSettings {
             patience: 2,
             stall: 3,
             retain_probe: 1000,
+            max_cost: None,
         }
     }
 }
@@ -243,6 +249,22 @@ impl CalibrateSettings {
                 "must be at least 1 epoch",
             ));
         }
+        if let Some(c) = self.max_cost {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(Error::invalid(
+                    "calibrate.max_cost",
+                    format!(
+                        "must be a positive fraction of the retrain's cost (e.g. 0.3), got {c}"
+                    ),
+                ));
+            }
+            if self.walk == Walk::Restart {
+                return Err(Error::invalid(
+                    "calibrate.max_cost",
+                    "only the continuing walk (walk = continue) has a cost cap",
+                ));
+            }
+        }
         if self.max_epochs == Some(0) {
             return Err(Error::invalid("calibrate.max_epochs", "must be at least 1"));
         }
@@ -294,6 +316,8 @@ pub struct CalibrateOverrides {
     pub stall: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_probe: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost: Option<f64>,
 }
 
 impl CalibrateOverrides {
@@ -319,6 +343,7 @@ impl CalibrateOverrides {
             patience: o.patience.unwrap_or(d.patience),
             stall: o.stall.unwrap_or(d.stall),
             retain_probe: o.retain_probe.unwrap_or(d.retain_probe),
+            max_cost: o.max_cost.or(d.max_cost),
         };
         s.check()?;
         Ok(s)
@@ -617,6 +642,9 @@ pub struct Calibration {
     /// Where the chosen state stands, in words and numbers.
     #[serde(default)]
     pub verdict: String,
+    /// What the walk cost against its cap, when `max_cost` applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostCap>,
     pub why: String,
 }
 
@@ -1264,6 +1292,57 @@ pub enum LegEnd {
     Stalled,
     /// The epochs it was given ran out.
     Budget,
+    /// Another epoch would pass the cost cap ([`CostCap`]).
+    Cost,
+}
+
+/// Calibration's image-steps against its cap
+/// ([`CalibrateSettings::max_cost`]). Every epoch of a walk runs the same
+/// method on the same request and retain budget, so the next epoch is
+/// priced at the last one's; the first runs whenever any room is left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostCap {
+    /// The cap, as a fraction of the retrain.
+    pub fraction: f64,
+    /// The same-recipe exact retrain's image-steps: the original's recipe
+    /// epochs × D_R.
+    pub retrain_image_steps: u64,
+    /// Image-steps spent: the adversarial search's, then every epoch's.
+    pub spent: u64,
+    /// The last epoch's image-steps: the price of the next.
+    #[serde(default)]
+    pub last_epoch: u64,
+}
+
+impl CostCap {
+    pub fn new(fraction: f64, retrain_image_steps: u64, spent: u64) -> CostCap {
+        CostCap {
+            fraction,
+            retrain_image_steps,
+            spent,
+            last_epoch: 0,
+        }
+    }
+
+    /// The image-steps the cap allows.
+    pub fn cap(&self) -> u64 {
+        (self.fraction * self.retrain_image_steps as f64).floor() as u64
+    }
+
+    pub fn epoch_done(&mut self, images: u64) {
+        self.spent += images;
+        self.last_epoch = images;
+    }
+
+    /// Whether another epoch, at the last one's price, stays within the cap.
+    pub fn has_room(&self) -> bool {
+        self.spent < self.cap() && self.spent + self.last_epoch <= self.cap()
+    }
+
+    /// The spend as a fraction of the retrain.
+    pub fn spent_fraction(&self) -> f64 {
+        self.spent as f64 / self.retrain_image_steps.max(1) as f64
+    }
 }
 
 /// One leg of the continuing walk as a state machine: fed each epoch's
@@ -1413,6 +1492,9 @@ impl Walker {
                 t.level, self.done
             )),
             LegEnd::Budget => Step::Stop(format!("the epochs of the budget ran out at lr {lr:e}")),
+            LegEnd::Cost => Step::Stop(format!(
+                "another epoch at lr {lr:e} would pass the cost cap (max_cost)"
+            )),
             LegEnd::Stalled => Step::Stop(format!(
                 "lr {lr:e} could not climb (the rates above lost utility or over-unlearned, or \
                  it is the highest) and its last epochs found no better state than the best so far"
@@ -1564,6 +1646,11 @@ struct LegObserver<'w, 'a> {
     ran: usize,
     last: Option<Candidate>,
     end: LegEnd,
+    /// Images the method has trained on so far in this leg (counted by
+    /// [`Search::run`]) and at the last epoch's end.
+    images: &'w std::cell::Cell<u64>,
+    images_before: u64,
+    cost: Option<CostCap>,
 }
 
 impl EpochObserver for LegObserver<'_, '_> {
@@ -1580,8 +1667,16 @@ impl EpochObserver for LegObserver<'_, '_> {
                 .judge(self.watch.rule, self.watch.targets.original)
         };
         let c = self.watch.see(at, now);
-        let end = self.run.after(epoch, &c, self.watch.targets);
+        let mut end = self.run.after(epoch, &c, self.watch.targets);
         self.last = Some(c);
+        if let Some(cost) = &mut self.cost {
+            let seen = self.images.get();
+            cost.epoch_done(seen - self.images_before);
+            self.images_before = seen;
+            if end.is_none() && !cost.has_room() {
+                end = Some(LegEnd::Cost);
+            }
+        }
         Ok(match end {
             Some(e) => {
                 self.end = e;
@@ -1627,6 +1722,8 @@ struct Search<'p, 'a> {
     book: Book,
     logs: UnlearnLog,
     epochs_run: usize,
+    /// The cost cap's meter, when one applies.
+    cost: Option<CostCap>,
 }
 
 impl<'a> Search<'_, 'a> {
@@ -1651,12 +1748,24 @@ impl<'a> Search<'_, 'a> {
         ctx: &RunCtx<'_>,
         seed: u64,
         observer: &mut dyn EpochObserver,
+        images: Option<&std::cell::Cell<u64>>,
     ) -> Result<()> {
+        let count = |b: &crate::data::Batch| {
+            if let Some(n) = images {
+                n.set(n.get() + b.origin.len() as u64);
+            }
+            if let Some(f) = ctx.observe {
+                f(b);
+            }
+        };
         let rctx = RunCtx {
             seed,
             progress: ctx.progress,
             original_recipe: ctx.original_recipe,
-            observe: ctx.observe,
+            observe: match images {
+                Some(_) => Some(&count),
+                None => ctx.observe,
+            },
             on_epoch: Some(RefCell::new(observer)),
         };
         let log = method.unlearn(model, req, &rctx)?;
@@ -1703,6 +1812,7 @@ impl<'a> Search<'_, 'a> {
             ctx,
             ctx.seed,
             &mut obs,
+            None,
         )?;
         let (ran, best) = (obs.ran, obs.run.best);
         self.logs = logs;
@@ -1760,6 +1870,8 @@ impl<'a> Search<'_, 'a> {
             ..TrainOverrides::rate(lr, Some(Schedule::Constant))
         })?;
         let run = LegRun::new(w.diff, w.can_climb(), &self.book.best, self.cal);
+        let images = std::cell::Cell::new(0u64);
+        let cost = self.cost.take();
         let mut logs = std::mem::take(&mut self.logs);
         let mut obs = LegObserver {
             watch: self.watch(ctx.progress),
@@ -1770,9 +1882,23 @@ impl<'a> Search<'_, 'a> {
             ran: 0,
             last: None,
             end: LegEnd::Budget,
+            images: &images,
+            images_before: 0,
+            cost,
         };
-        Self::run(&mut logs, method.as_ref(), model, req, ctx, seed, &mut obs)?;
-        let (end, ran, last) = (obs.end, obs.ran, obs.last);
+        let counting = obs.cost.is_some().then_some(&images);
+        Self::run(
+            &mut logs,
+            method.as_ref(),
+            model,
+            req,
+            ctx,
+            seed,
+            &mut obs,
+            counting,
+        )?;
+        let (end, ran, last, cost) = (obs.end, obs.ran, obs.last, obs.cost);
+        self.cost = cost;
         self.logs = logs;
         self.epochs_run += ran;
         Ok((end, ran, last))
@@ -1797,6 +1923,9 @@ impl<'a> Search<'_, 'a> {
             if self.epochs_run >= budget {
                 return Ok(format!("the {budget} epochs of the budget ran out"));
             }
+            if self.cost.as_ref().is_some_and(|c| !c.has_room()) {
+                return Ok("another epoch would pass the cost cap (max_cost)".to_string());
+            }
             let seed = derive(ctx.seed, "calibrate-leg", k);
             let (end, ran, last) = self.leg(&w, budget - self.epochs_run, seed, model, req, ctx)?;
             match w.after_leg(end, ran, last.as_ref(), &self.book.best, &self.targets) {
@@ -1813,6 +1942,30 @@ impl<'a> Search<'_, 'a> {
         }
         unreachable!("the walk returns from its loop")
     }
+}
+
+/// The meter for `cal.max_cost`, when it is set and the model records the
+/// recipe that prices its retrain: the recipe's epochs over D_R (the
+/// training split without the forget set). The adversarial set counts as
+/// spent: it is this request's, made for this run or handed in.
+fn cost_cap(
+    cal: &CalibrateSettings,
+    method: &dyn Method,
+    req: &ForgetRequest<'_>,
+    ctx: &RunCtx<'_>,
+) -> Option<CostCap> {
+    let fraction = cal.max_cost?;
+    let recipe = ctx.original_recipe?;
+    let retain = req.train.len().saturating_sub(req.forget.len()) as u64;
+    let search = match (method.adversarial(), req.adv) {
+        (Some(_), Some(adv)) => adv.steps.iter().map(|&s| u64::from(s)).sum(),
+        _ => 0,
+    };
+    Some(CostCap::new(
+        fraction,
+        recipe.epochs as u64 * retain,
+        search,
+    ))
 }
 
 /// The original model measured once, before any epoch: the targets every
@@ -1949,6 +2102,7 @@ pub fn calibrate_from(
         book: Book::new(targets.judge(cal.rule, original)),
         logs: UnlearnLog::default(),
         epochs_run: 0,
+        cost: cost_cap(cal, method, req, ctx),
     };
     let start_rung = match cal.start {
         LadderStart::Own => nearest(&cal.lrs, ft_lr),
@@ -2010,8 +2164,22 @@ pub fn calibrate_from(
         book,
         mut logs,
         epochs_run,
+        cost,
         ..
     } = search;
+    match &cost {
+        Some(c) if !kept => why.push_str(&format!(
+            "; it cost {:.2}× the same-recipe retrain ({} of {} image-steps, cap {}×)",
+            c.spent_fraction(),
+            c.spent,
+            c.retrain_image_steps,
+            c.fraction
+        )),
+        None if cal.max_cost.is_some() && ctx.original_recipe.is_none() => why.push_str(
+            "; max_cost does not apply: the model records no training recipe to price a retrain",
+        ),
+        _ => {}
+    }
     let Book {
         best: chosen,
         best_state,
@@ -2063,6 +2231,7 @@ pub fn calibrate_from(
         heldout_size: sizes.heldout,
         forget_size: sizes.forget,
         before: Some(original),
+        cost: cost.filter(|_| !kept),
         why,
     };
     logs.timing.insert("calibration".into(), cal_out.seconds);
@@ -2112,6 +2281,53 @@ impl Search<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Issue 35: the cost cap prices the next epoch at the last one's, and
+    /// counts what was spent before the walk (the adversarial search).
+    #[test]
+    fn the_cost_cap_stops_before_an_epoch_that_would_pass_it() {
+        // A 10% request on an 8-epoch recipe over 2,700 retained images:
+        // the retrain is 21,600 image-steps; the search spent 6,153.
+        let mut c = CostCap::new(1.0, 21_600, 6_153);
+        assert_eq!(c.cap(), 21_600);
+        assert!(c.has_room(), "the first epoch runs while room is left");
+        let mut epochs = 0;
+        while c.has_room() {
+            c.epoch_done(3_300);
+            epochs += 1;
+        }
+        // 6,153 + 4 × 3,300 = 19,353; a fifth would make 22,653.
+        assert_eq!((epochs, c.spent), (4, 19_353));
+        assert!(c.spent <= c.cap() && c.spent_fraction() < 1.0);
+        // A search that spent the whole cap leaves no epoch.
+        assert!(!CostCap::new(0.25, 21_600, 6_153).has_room());
+    }
+
+    #[test]
+    fn a_cost_cap_must_be_a_positive_fraction_of_a_continuing_walk() {
+        for bad in [0.0, -0.3, f64::NAN, f64::INFINITY] {
+            let e = CalibrateSettings {
+                max_cost: Some(bad),
+                ..CalibrateSettings::default()
+            }
+            .check()
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("calibrate.max_cost"), "{e}");
+        }
+        let e = CalibrateSettings {
+            max_cost: Some(0.3),
+            walk: Walk::Restart,
+            ..CalibrateSettings::default()
+        }
+        .check()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("max_cost") && e.contains("continuing walk"),
+            "{e}"
+        );
+    }
     use super::*;
 
     fn probe(f: f64, h: f64, r: f64, auc: f64) -> Probe {
