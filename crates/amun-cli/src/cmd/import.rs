@@ -106,13 +106,21 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
 fn check_import_flags(a: &ImportCmdArgs) -> Result<()> {
     let sidecar = checkpoint::sidecar_path(&a.from);
     if sidecar.exists() && a.from.extension().is_some_and(|e| e == "safetensors") {
-        bail!(
-            "--from {}: already an amun checkpoint (its sidecar {} is beside it): nothing to \
-             import; every command reads it as it is (--dataset and --train-limit there use it \
-             on other data)",
-            a.from.display(),
-            sidecar.display()
-        );
+        match checkpoint::read_sidecar(&a.from) {
+            Ok(_) => bail!(
+                "--from {}: already an amun checkpoint (its sidecar {} is beside it): nothing \
+                 to import; every command reads it as it is (--dataset and --train-limit there \
+                 use it on other data)",
+                a.from.display(),
+                sidecar.display()
+            ),
+            Err(e) => bail!(
+                "--from {}: has an amun sidecar beside it, which is refused ({e}); to import \
+                 its weights as a model of unknown origin, move {} aside and run import again",
+                a.from.display(),
+                sidecar.display()
+            ),
+        }
     }
     let program = a.from.extension().is_some_and(|e| e == "pt2");
     match (program, &a.import.arch, &a.import.dataset) {

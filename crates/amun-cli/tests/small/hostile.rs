@@ -1448,6 +1448,14 @@ fn import_names_an_amun_checkpoint_at_once_and_takes_a_pt2_without_arch() {
         ],
     );
     assert!(!stderr(&o).contains("--arch"), "{}", stderr(&o));
+    // One whose sidecar is refused: the way to import its weights.
+    std::fs::copy(m("orig.safetensors"), p("e.safetensors")).unwrap();
+    let text = std::fs::read_to_string(m("orig.json")).unwrap();
+    std::fs::write(p("e.json"), text.replacen('{', "{ ", 1)).unwrap();
+    fails_with(
+        &import(&p("e.safetensors"), &[]),
+        &["e.json", "is refused", "move", "aside"],
+    );
     // A .pt2 goes on to its archive (here not one) without --arch.
     std::fs::write(p("mine.pt2"), b"not a zip archive").unwrap();
     let o = import(&p("mine.pt2"), &[]);
