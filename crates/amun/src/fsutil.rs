@@ -72,7 +72,9 @@ impl TempPath {
             .ok_or_else(|| Error::invalid(dest.display().to_string(), "expected a file path"))?
             .to_string_lossy()
             .into_owned();
-        let tmp = parent.join(format!(".{name}.{}.tmp-{name}", std::process::id()));
+        // The name once, so that any name the file system takes for `dest`
+        // leaves room for this one (`check_output` probes it).
+        let tmp = parent.join(format!(".{}.tmp-{name}", std::process::id()));
         hold(Held::Temp(tmp.clone()));
         Ok(TempPath {
             tmp,
@@ -265,6 +267,14 @@ pub fn read_list_file(path: &Path) -> Result<String> {
 /// Creates no folder: a failed command leaves nothing behind.
 pub fn check_output(dest: &Path, extensions: &[&str]) -> Result<()> {
     let shown = dest.display().to_string();
+    // `out.safetensors/` names a folder: its lock would be `out.safetensors/.lock`.
+    if dest.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Err(Error::invalid(
+            shown,
+            "ends with '/', so it names a folder; expected a file path".to_string()
+                + &ext_hint(extensions),
+        ));
+    }
     if dest.is_dir() {
         return Err(Error::invalid(
             shown,
@@ -295,10 +305,57 @@ pub fn check_output(dest: &Path, extensions: &[&str]) -> Result<()> {
             format!("{} is a file, not a folder", probe.display()),
         ));
     }
-    let tmp = probe.join(format!(".amun-write-test-{}", std::process::id()));
-    std::fs::File::create(&tmp).at(&parent)?;
-    let _ = std::fs::remove_file(&tmp);
-    Ok(())
+    probe_name(probe, dest).map_err(|why| Error::invalid(shown, why))
+}
+
+/// The most bytes the names amun writes beside an output add to its name:
+/// the temporary file of its resume state, `.PID.tmp-NAME.resume.safetensors`
+/// (a lock is `NAME.lock`, a sidecar `NAME.json`).
+const NAME_EXTRA: usize = 20;
+
+/// Creates (and removes) a file in `probe` with a name as long as the
+/// longest one amun writes for `dest`, so that an unwritable folder or a
+/// name the file system refuses is found before any work, and said so.
+fn probe_name(probe: &Path, dest: &Path) -> std::result::Result<(), String> {
+    let name_len = dest.file_name().map_or(0, |n| n.len());
+    let mut test = format!(".amun-write-test-{}-", std::process::id());
+    while test.len() < name_len + NAME_EXTRA {
+        test.push('x');
+    }
+    let tmp = probe.join(&test);
+    match std::fs::File::create(&tmp) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(())
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+            let max = name_max(probe).saturating_sub(NAME_EXTRA);
+            let folder = std::path::absolute(probe).unwrap_or_else(|_| probe.to_path_buf());
+            Err(format!(
+                "its file name is {name_len} bytes long; amun writes temporary files beside it \
+                 whose names are up to {NAME_EXTRA} bytes longer, and the file system of {} \
+                 takes at most {} bytes a name: choose a file name of at most {max} bytes",
+                folder.display(),
+                name_max(probe)
+            ))
+        }
+        Err(e) => Err(format!(
+            "cannot create files in {} ({e}); expected a folder this user can write to",
+            probe.display()
+        )),
+    }
+}
+
+/// The longest file name the file system of `dir` takes (255 when it does
+/// not say).
+fn name_max(dir: &Path) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 255;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
+    let n = unsafe { libc::pathconf(c.as_ptr(), libc::_PC_NAME_MAX) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(255)
 }
 
 fn ext_hint(extensions: &[&str]) -> String {

@@ -160,7 +160,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         // The checks a run makes of the config against its data before any
         // step, so that a plan never lists as ready what a run refuses.
         let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
-        preflight(&cfg, &data, &config_path)?;
+        preflight(&cfg, &data, &config_path, &out)?;
         drop(data);
         return print_plan(&cfg, &out, a.json);
     }
@@ -200,7 +200,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         Executor::Sequential => {
             let dev = device.resolve()?;
             let data = data_of(&cfg, &a.dir, &config_path, dev)?;
-            preflight(&cfg, &data, &config_path)?;
+            preflight(&cfg, &data, &config_path, &out)?;
             if let Some(s) = &file_placement {
                 open_folder(&cfg, &out)?;
                 placement::remember(&out, s)?;
@@ -209,7 +209,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         }
         Executor::Local(workers) => {
             let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
-            preflight(&cfg, &data, &config_path)?;
+            preflight(&cfg, &data, &config_path, &out)?;
             drop(data);
             open_folder(&cfg, &out)?;
             if let Some(s) = &file_placement {
@@ -219,7 +219,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         }
         Executor::Slurm { section, wait } => {
             let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
-            preflight(&cfg, &data, &config_path)?;
+            preflight(&cfg, &data, &config_path, &out)?;
             drop(data);
             open_folder(&cfg, &out)?;
             if let Some(s) = &file_placement {
@@ -233,8 +233,15 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
 /// What the config says about its data, checked before any step runs or
 /// any folder is made (the steps that read them would fail only after
 /// others trained for minutes).
-fn preflight(cfg: &Config, data: &amun::data::Dataset, config_path: &Path) -> Result<()> {
-    amun::experiment::check_data(cfg, data).with_context(|| format!("{}", config_path.display()))
+fn preflight(
+    cfg: &Config,
+    data: &amun::data::Dataset,
+    config_path: &Path,
+    out: &Path,
+) -> Result<()> {
+    amun::experiment::check_data(cfg, data)
+        .with_context(|| format!("{}", config_path.display()))?;
+    Ok(amun::experiment::check_run_data(cfg, data, out)?)
 }
 
 /// The config's data on `dev` (fetched first when missing).

@@ -1,4 +1,4 @@
-use super::{DataDir, ImportArgs, device, open_checkpoint};
+use super::{DataDir, ImportArgs, device};
 use amun::model::{Layout, check_export_out, checkpoint, export};
 use amun::outputs::{Artifact, Outputs};
 use anyhow::{Result, bail};
@@ -6,8 +6,18 @@ use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
+// The flags every command shares describe what they do to an amun
+// checkpoint too; import takes none (it makes one).
+#[command(mut_arg("dataset", |a| a.help(
+    "The dataset it was trained on: cifar10, mnist or a folder (required)"
+)))]
+#[command(mut_arg("train_limit", |a| a.help(
+    "The model was trained on the first N training images only"
+)))]
 pub struct ImportCmdArgs {
-    /// The PyTorch file: torch.save(model.state_dict()) (.pt/.pth) or .safetensors
+    /// The PyTorch file: torch.save(model.state_dict()) (.pt/.pth),
+    /// .safetensors, or an exported program (.pt2, which brings its own
+    /// architecture: no --arch)
     #[arg(long = "from", value_name = "FILE")]
     pub from: PathBuf,
     #[command(flatten)]
@@ -40,28 +50,31 @@ pub struct ExportArgs {
 }
 
 pub fn run_import(a: ImportCmdArgs) -> Result<()> {
-    if a.import.arch.is_none() || a.import.dataset.is_none() {
-        bail!(
-            "amun import needs --arch and --dataset (the model's architecture and training data)"
-        );
-    }
-    if checkpoint::sidecar_path(&a.from).exists()
-        && a.from.extension().is_some_and(|e| e == "safetensors")
-    {
-        bail!(
-            "{}: already an amun checkpoint (it has a sidecar)",
-            a.from.display()
-        );
-    }
+    check_import_flags(&a)?;
     let mut io = Outputs::new();
     io.reads("--from", "the PyTorch checkpoint", &a.from);
     a.import.reads(&mut io);
     io.writes("--out", &a.out, Artifact::Checkpoint);
     let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
-    let (model, sc, data) = open_checkpoint(&a.from, &a.import, &a.dir, device("cpu")?)?;
+    let opened = amun::model::open(
+        &a.from,
+        &a.import.spec()?,
+        &a.dir.path(),
+        device("cpu")?,
+        &crate::progress::Stderr,
+    )?;
+    let (model, sc, data) = (opened.model, opened.sidecar, opened.data);
     // A sanity check, not an evaluation: a model at chance on images it was
     // trained on was imported wrongly (normalisation, names, architecture).
     let check = amun::model::chance_check(&model, &data);
+    // The opening's own warning of it is said once, below.
+    let chance = check
+        .problem
+        .as_ref()
+        .map(|why| format!("warning: {}: {why}", a.from.display()));
+    for n in opened.notes.iter().filter(|n| Some(*n) != chance.as_ref()) {
+        eprintln!("{n}");
+    }
     if let Some(why) = &check.problem {
         if !a.force {
             bail!("{}: {why}", a.from.display());
@@ -72,7 +85,10 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
     super::outln!(
         "{}: {} for {} ({} classes), accuracy on the first {} training images {}%, first {} test images {}%",
         a.out.display(),
-        sc.model.arch,
+        match &sc.model.program {
+            Some(_) => format!("{} (exported program)", a.from.display()),
+            None => sc.model.arch.to_string(),
+        },
         data.spec.label(),
         data.num_classes(),
         check.train_n,
@@ -81,6 +97,49 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
         super::pct(check.test_acc)
     );
     Ok(())
+}
+
+/// What `import` needs, checked before anything is read: an amun
+/// checkpoint is read by every command as it is (nothing to import); a
+/// PyTorch file needs its data, and its architecture unless it is an
+/// exported program (which brings its own).
+fn check_import_flags(a: &ImportCmdArgs) -> Result<()> {
+    let sidecar = checkpoint::sidecar_path(&a.from);
+    if sidecar.exists() && a.from.extension().is_some_and(|e| e == "safetensors") {
+        match checkpoint::read_sidecar(&a.from) {
+            Ok(_) => bail!(
+                "--from {}: already an amun checkpoint (its sidecar {} is beside it): nothing \
+                 to import; every command reads it as it is (--dataset and --train-limit there \
+                 use it on other data)",
+                a.from.display(),
+                sidecar.display()
+            ),
+            Err(e) => bail!(
+                "--from {}: has an amun sidecar beside it, which is refused ({e}); to import \
+                 its weights as a model of unknown origin, move {} aside and run import again",
+                a.from.display(),
+                sidecar.display()
+            ),
+        }
+    }
+    let program = a.from.extension().is_some_and(|e| e == "pt2");
+    match (program, &a.import.arch, &a.import.dataset) {
+        (_, _, None) => bail!(
+            "--from {}: amun import needs --dataset (the data the model was trained on){}",
+            a.from.display(),
+            if program || a.import.arch.is_some() {
+                ""
+            } else {
+                " and --arch (its architecture)"
+            }
+        ),
+        (false, None, _) => bail!(
+            "--from {}: amun import needs --arch (the model's architecture: small-cnn, resnet18, \
+             resnet18-div2 or vgg19); only an exported program (.pt2) brings its own",
+            a.from.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 pub fn run_export(a: ExportArgs) -> Result<()> {

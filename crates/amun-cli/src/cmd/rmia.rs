@@ -50,6 +50,7 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
     amun::audit::check_ref_count(a.count).map_err(|e| anyhow::anyhow!("--{e}"))?;
     if let Some(p) = &a.like {
         refuse_with_like(&a, p)?;
+        check_like_data(&a.data, p)?;
     }
     let mut io = amun::outputs::Outputs::new();
     io.reads_dataset("--dataset", &a.data.dataset);
@@ -118,4 +119,53 @@ fn refuse_with_like(a: &TrainRefsArgs, like: &std::path::Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// RMIA needs references trained on the audited model's own data: a
+/// dataset or slice other than `--like`'s would train for minutes and be
+/// refused by the audit, so it is refused first, naming the flag.
+fn check_like_data(data: &super::DataArgs, like: &std::path::Path) -> Result<()> {
+    let sc = checkpoint::read_sidecar(like)?;
+    let (want, given) = (&sc.data, data.spec());
+    // (what was given, what the model records, the remedy)
+    let limit = |flag: &str, given: Option<usize>, was: Option<usize>| match (given, was) {
+        (g, w) if g == w => None,
+        (g, Some(n)) => Some((
+            flag_value(flag, g),
+            format!("{flag} {n}"),
+            format!("give {flag} {n}"),
+        )),
+        (g, None) => Some((
+            flag_value(flag, g),
+            format!("no {flag}"),
+            format!("leave {flag} out"),
+        )),
+    };
+    let dataset = (want.dataset != given.dataset).then(|| {
+        (
+            format!("--dataset {}", data.dataset),
+            format!("--dataset {}", want.dataset),
+            format!("give --dataset {}", want.dataset),
+        )
+    });
+    let differs = dataset
+        .or_else(|| limit("--train-limit", given.train_limit, want.train_limit))
+        .or_else(|| limit("--test-limit", given.test_limit, want.test_limit));
+    if let Some((got, was, remedy)) = differs {
+        bail!(
+            "{got} with --like {}: that model was trained on {} ({was}); the audit needs \
+             references trained on the audited model's own data (its pool of training and test \
+             images) and would refuse these: {remedy}",
+            like.display(),
+            want.label(),
+        );
+    }
+    Ok(())
+}
+
+fn flag_value(flag: &str, v: Option<usize>) -> String {
+    match v {
+        Some(n) => format!("{flag} {n}"),
+        None => format!("no {flag}"),
+    }
 }

@@ -1496,3 +1496,271 @@ fn references_of_other_data_name_what_differs_and_a_real_remedy() {
         ],
     );
 }
+
+/// `import` does what its help says (issue 37, import-amun-clean, C51):
+/// an amun checkpoint was refused with "needs --arch", then with --arch
+/// as "already an amun checkpoint"; a .pt2, which brings its own
+/// architecture, was refused for lacking --arch.
+#[test]
+fn import_names_an_amun_checkpoint_at_once_and_takes_a_pt2_without_arch() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let import = |from: &str, extra: &[&str]| {
+        let out = p("o.safetensors");
+        let mut a = vec!["import", "--from", from, "--dataset", "mnist"];
+        a.extend_from_slice(&["--train-limit", "300", "--out", &out]);
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    let o = import(&m("orig.safetensors"), &[]);
+    fails_with(
+        &o,
+        &[
+            "already an amun checkpoint",
+            "orig.json",
+            "nothing to import",
+        ],
+    );
+    assert!(!stderr(&o).contains("--arch"), "{}", stderr(&o));
+    // One whose sidecar is refused: the way to import its weights.
+    std::fs::copy(m("orig.safetensors"), p("e.safetensors")).unwrap();
+    let text = std::fs::read_to_string(m("orig.json")).unwrap();
+    std::fs::write(p("e.json"), text.replacen('{', "{ ", 1)).unwrap();
+    fails_with(
+        &import(&p("e.safetensors"), &[]),
+        &["e.json", "is refused", "move", "aside"],
+    );
+    // A .pt2 goes on to its archive (here not one) without --arch.
+    std::fs::write(p("mine.pt2"), b"not a zip archive").unwrap();
+    let o = import(&p("mine.pt2"), &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("mine.pt2") && !err.contains("--arch"), "{err}");
+    // A PyTorch state_dict still needs its architecture, named.
+    std::fs::copy(m("orig.safetensors"), p("sd.safetensors")).unwrap();
+    fails_with(
+        &import(&p("sd.safetensors"), &[]),
+        &["--arch", "only an exported program (.pt2)"],
+    );
+    assert!(!dir.path().join("o.safetensors").exists());
+    let help = crate::common::stdout(&amun(&["import", "--help"]));
+    assert!(!help.contains("replaces the sidecar"), "{help}");
+    assert!(help.contains(".pt2"), "{help}");
+}
+
+/// `rmia train-refs --like M` on a slice other than M's (issue 37,
+/// W-rmia-like-seed-dataset) trained, and only the audit refused the
+/// references: refused first, naming the flag and M's value.
+#[test]
+fn train_refs_like_a_model_on_other_data_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("refs");
+    let like = m("orig.safetensors");
+    for (slice, named) in [
+        (
+            &["--train-limit", "200", "--test-limit", "100"][..],
+            &["--train-limit 200", "give --train-limit 300"],
+        ),
+        (
+            &["--train-limit", "300"][..],
+            &["no --test-limit", "give --test-limit 100"],
+        ),
+    ] {
+        let mut a = vec!["rmia", "train-refs", "--like", &like, "--dataset", "mnist"];
+        a.extend_from_slice(slice);
+        a.extend_from_slice(&["--device", "cpu", "--out", out.to_str().unwrap()]);
+        let o = amun(&a);
+        fails_with(&o, named);
+        fails_with(&o, &["mnist[train:300][test:100]", "audit"]);
+        assert!(!out.exists());
+    }
+}
+
+/// A reference folder missing a model's weights (issue 37,
+/// W-rmia-rebuild-deleted): the audit says to run train-refs again, which
+/// failed with a bare "No such file or directory". It trains that model
+/// again, to the same bits, and the audit takes the folder.
+#[test]
+fn train_refs_again_rebuilds_a_deleted_reference_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = dir.path().join("refs");
+    crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
+    let was = std::fs::read(refs.join("ref-000.safetensors")).unwrap();
+    std::fs::remove_file(refs.join("ref-000.safetensors")).unwrap();
+    let (ck, rt, f) = (m("orig.safetensors"), m("rt.safetensors"), m("f.json"));
+    let audit = || {
+        amun(&[
+            "audit",
+            "--checkpoint",
+            &ck,
+            "--retrain",
+            &rt,
+            "--forget",
+            &f,
+            "--refs",
+            refs.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
+    };
+    fails_with(
+        &audit(),
+        &[
+            "ref-000.safetensors",
+            "missing",
+            "run it again on this folder",
+        ],
+    );
+    ok(&amun(&[
+        "rmia",
+        "train-refs",
+        "--like",
+        &m("orig.safetensors"),
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--count",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        refs.to_str().unwrap(),
+        "-q",
+    ]));
+    // The same seed and thread count: the same bits as the deleted file.
+    assert!(std::fs::read(refs.join("ref-000.safetensors")).unwrap() == was);
+    ok(&audit());
+}
+
+/// Outputs the OS refused with its bare message (issue 37, C11, C13-C16):
+/// a trailing '/', a name too long for the temporary files beside it, a
+/// folder no file can be made in; each named with what was expected,
+/// before any work.
+#[test]
+fn output_paths_the_os_would_refuse_are_named_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = |out: &str| {
+        amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "5",
+            "--out",
+            out,
+        ])
+    };
+    let slash = dir.path().join("f.json/");
+    fails_with(
+        &split(&format!("{}/", dir.path().join("f.json").display())),
+        &["--out", "ends with '/'", "expected a file path"],
+    );
+    assert!(!slash.exists());
+    let long = dir.path().join(format!("{}.json", "b".repeat(245)));
+    fails_with(
+        &split(long.to_str().unwrap()),
+        &[
+            "--out",
+            "250 bytes long",
+            "at most 255",
+            "at most 235 bytes",
+        ],
+    );
+    fails_with(
+        &split("/proc/f.json"),
+        &[
+            "--out /proc/f.json",
+            "cannot create files in /proc",
+            "a folder this user can write to",
+        ],
+    );
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+}
+
+/// A precomputed `--adv` set without its `.json` (issue 37, C34): a bare
+/// "No such file or directory"; now the file, what it holds and the remedy.
+#[test]
+fn an_adversarial_set_without_its_metadata_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let adv = dir.path().join("adv.safetensors");
+    std::fs::copy(m("orig.safetensors"), &adv).unwrap();
+    let out = dir.path().join("u.safetensors");
+    let args = [
+        "--epochs",
+        "1",
+        "--adv",
+        adv.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+    ];
+    let o = crate::common::unlearn(
+        &m("orig.safetensors"),
+        &m("f.json"),
+        "amun",
+        out.to_str().unwrap(),
+        &args,
+    );
+    fails_with(&o, &["adv.json", "missing", "its metadata", "amun adv"]);
+    assert!(!out.exists());
+}
+
+/// A registry's next receipt name taken by a file it did not issue
+/// (issue 37, C59b): `add` blamed a database put back to an older copy;
+/// an anchor copy where no file can be made (C-create) was found only
+/// after the registry's work, with the OS's bare message.
+#[test]
+fn a_squatted_receipt_and_an_unwritable_anchor_copy_are_named_for_what_they_are() {
+    use crate::common::registry::{count, reg, request};
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("reg");
+    let model = m("orig.safetensors");
+    std::fs::write(dir.path().join("afile"), "x").unwrap();
+    let bad_copy = dir.path().join("afile/a.log");
+    let o = reg(
+        "create",
+        &r,
+        &[
+            "--checkpoint",
+            &model,
+            "--holdout-test",
+            "30",
+            "--anchor-copy",
+            bad_copy.to_str().unwrap(),
+        ],
+    );
+    fails_with(
+        &o,
+        &["anchor-copy", "afile/a.log", "is a file, not a folder"],
+    );
+    assert!(!stderr(&o).contains("hashing"), "{}", stderr(&o));
+    assert!(!r.exists());
+    ok(&reg(
+        "create",
+        &r,
+        &["--checkpoint", &model, "--holdout-test", "30"],
+    ));
+    std::fs::create_dir_all(r.join("receipts")).unwrap();
+    std::fs::write(r.join("receipts/r0001.json"), "{\"mine\": 1}\n").unwrap();
+    let req = request(dir.path(), "r1.csv", &[1, 2]);
+    let o = reg("add", &r, &[req.to_str().unwrap()]);
+    fails_with(
+        &o,
+        &[
+            "receipts/r0001.json",
+            "no receipt this registry issued",
+            "move it out",
+        ],
+    );
+    assert!(!stderr(&o).contains("put back"), "{}", stderr(&o));
+    assert_eq!(count(&r, "requests"), 0);
+}

@@ -657,3 +657,78 @@ fn a_test_class_folder_train_lacks_is_refused() {
     let o = amun(&["data", "info", "--dataset", data.to_str().unwrap()]);
     ok(&o);
 }
+
+/// Every file under `dir` with its bytes, for "nothing was touched".
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(tree(&p));
+        } else {
+            out.insert(p.display().to_string(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+/// A class folder renamed under a run folder with reference models (issue
+/// 37, W-class-rename-exp: "0 up to date", a reference step's record
+/// deleted, then "move references away"; the data put back recomputed
+/// it): refused before any step, naming the classes that changed and the
+/// remedies, with the run folder untouched; put back, nothing recomputes.
+#[test]
+fn a_renamed_class_folder_is_named_before_a_run_folders_references_are_touched() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 60, 30);
+    let cfg = path_in(d.path(), "exp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"folder\"\nmodel = \"small-cnn\"\nseeds = [0]\ndevice = \"cpu\"\n\
+             [data]\ndataset = \"{}\"\n\
+             [train]\nepochs = 1\nbatch_size = 32\naugment = false\n\
+             [forget]\nfractions = [0.1]\nwith_retain = [true]\n\
+             [rmia]\nreference_models = 2\n\
+             [methods.ft]\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let run = path_in(d.path(), "run");
+    let exp = |extra: &[&str]| {
+        let mut a = vec!["experiment", "--config", &cfg, "--out", &run, "-q"];
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    ok(&exp(&["--step", "ref-000"]));
+    let rename = |from: &str, to: &str| {
+        for part in ["train", "test"] {
+            let src = data.join(part).join(from);
+            if src.exists() {
+                std::fs::rename(&src, data.join(part).join(to)).unwrap();
+            }
+        }
+    };
+    rename("3", "x3");
+    let before = tree(Path::new(&run));
+    let needles = [
+        "references/manifest.json",
+        "its classes are [0, 1, 2, 4, 5, 6, 7, 8, 9, x3]",
+        "made with [0, 1, 2, 3,",
+        "a class folder renamed",
+        "putting the data back",
+        "`amun experiment --out`",
+    ];
+    fails_with(&exp(&[]), &needles);
+    fails_with(&exp(&["--step", "ref-001"]), &needles);
+    fails_with(&exp(&["--step", "ref-000"]), &needles);
+    assert_eq!(
+        tree(Path::new(&run)),
+        before,
+        "a refused run changed its folder"
+    );
+    rename("x3", "3");
+    assert_eq!(plan_status(&run)["ref-000"], "done");
+}

@@ -490,6 +490,24 @@ impl AdvSet {
     /// and every sample marked flipped with an adversarial label other
     /// than its true label; anything else is refused as damaged.
     pub fn load(path: &Path) -> Result<(AdvSet, AdvMeta)> {
+        let meta_path = Self::meta_path(path);
+        for (p, what) in [
+            (path, "the set's images and labels"),
+            (&*meta_path, "its metadata"),
+        ] {
+            if !p.is_file() {
+                return Err(Error::format(
+                    p,
+                    format!(
+                        "missing; expected {what}: `amun adv --out {}` writes the set with its \
+                         metadata ({}, which records the model and forget set it was made for) \
+                         beside it; put the file back, or recompute the set with `amun adv`",
+                        path.display(),
+                        meta_path.display()
+                    ),
+                ));
+            }
+        }
         let meta: AdvMeta = fsutil::read_json_signed(
             &Self::meta_path(path),
             "adversarial set's metadata",

@@ -395,6 +395,12 @@ fn logits_path(dir: &Path, k: usize) -> PathBuf {
     dir.join(format!("ref-{k:03}.logits.safetensors"))
 }
 
+/// Whether model `k`'s weights and sidecar are both in `dir`.
+fn model_files_exist(dir: &Path, k: usize) -> bool {
+    let weights = model_path(dir, k);
+    weights.is_file() && checkpoint::sidecar_path(&weights).is_file()
+}
+
 /// What every reference model of a folder shares.
 pub struct RefSetup<'a> {
     pub data: &'a Dataset,
@@ -406,6 +412,81 @@ pub struct RefSetup<'a> {
 }
 
 impl RefSetup<'_> {
+    /// The manifest these settings write (without the files' hashes).
+    fn manifest(&self) -> RefManifest {
+        RefManifest {
+            format: REF_FORMAT.into(),
+            data: self.data.spec.clone(),
+            model: self.spec.clone(),
+            recipe: self.recipe.clone(),
+            seed: self.seed,
+            count: self.count,
+            n_train: self.data.train.len(),
+            n_test: self.data.test.len(),
+            pool_sha256: Some(self.data.content_sha256()),
+            files: None,
+        }
+    }
+
+    /// Refuses a folder whose manifest records other settings, reading
+    /// only: an experiment checks this before any step, so nothing of the
+    /// run folder is touched before the refusal.
+    pub fn check_manifest(&self) -> Result<()> {
+        let mpath = self.dir.join("manifest.json");
+        if !mpath.exists() {
+            return Ok(());
+        }
+        let now = self.manifest();
+        let mut old: RefManifest = fsutil::read_json(&mpath)?;
+        // The files' hashes are the folder's state, not its settings.
+        old.files = None;
+        if old.pool_sha256.is_none() {
+            old.pool_sha256 = now.pool_sha256.clone();
+        }
+        if old == now {
+            return Ok(());
+        }
+        let mut what = differences(&old, &now).join(", ");
+        if old.pool_sha256 != now.pool_sha256 {
+            what += &self.content_change();
+        }
+        Err(Error::format(
+            &mpath,
+            format!(
+                "reference models of other settings are in this folder (what differs: {what}); \
+                 train references for these settings in another folder (`amun rmia train-refs \
+                 --out`, `amun experiment --out`), or move {} away to train them again here",
+                self.dir.display()
+            ),
+        ))
+    }
+
+    /// What changed in the data since the folder's models were made: its
+    /// classes when the first model's sidecar records others, else "the
+    /// content"; and the remedy of putting it back.
+    fn content_change(&self) -> String {
+        let recorded = checkpoint::read_sidecar(&model_path(self.dir, 0))
+            .ok()
+            .map(|sc| sc.classes)
+            .filter(|c| *c != self.data.classes);
+        let what = match recorded {
+            Some(was) => format!(
+                "its classes are [{}], the reference models were made with [{}] ({}): a class \
+                 folder renamed, added or removed",
+                self.data.classes.join(", "),
+                was.join(", "),
+                checkpoint::class_diff(&was, &self.data.classes)
+            ),
+            None => "the data changed since they were made, e.g. an image replaced or a class \
+                     folder renamed"
+                .to_string(),
+        };
+        format!(
+            " — {what}: putting the data back as it was is the other remedy (nothing is \
+             recomputed then)"
+        )
+    }
+
     /// Writes the folder's manifest and memberships (once; the same content
     /// on every call), refusing a folder made with other settings.
     pub fn prepare(&self) -> Result<()> {
@@ -416,53 +497,17 @@ impl RefSetup<'_> {
                 "must be at least 1 (2 or more, even, for offline RMIA)",
             ));
         }
+        self.check_manifest()?;
         std::fs::create_dir_all(dir).at(dir)?;
-        let manifest = RefManifest {
-            format: REF_FORMAT.into(),
-            data: data.spec.clone(),
-            model: self.spec.clone(),
-            recipe: self.recipe.clone(),
-            seed: self.seed,
-            count,
-            n_train: data.train.len(),
-            n_test: data.test.len(),
-            pool_sha256: Some(data.content_sha256()),
-            files: None,
-        };
         let mpath = dir.join("manifest.json");
-        if mpath.exists() {
-            let mut old: RefManifest = fsutil::read_json(&mpath)?;
-            // The files' hashes are the folder's state, not its settings.
-            old.files = None;
-            let upgrade = old.pool_sha256.is_none();
-            if upgrade {
-                old.pool_sha256 = manifest.pool_sha256.clone();
-            }
-            if old != manifest {
-                return Err(Error::format(
-                    &mpath,
-                    format!(
-                        "reference models of other settings are in this folder (what differs: \
-                         {}{}); train references for these settings in another folder \
-                         (`amun rmia train-refs --out`, `amun experiment --out`), or move {} \
-                         away to train them again here",
-                        differences(&old, &manifest).join(", "),
-                        if old.pool_sha256 != manifest.pool_sha256 {
-                            " — the data changed since they were made, e.g. an image replaced \
-                             or a class folder renamed: putting that data back is the other \
-                             remedy"
-                        } else {
-                            ""
-                        },
-                        dir.display()
-                    ),
-                ));
-            }
-            if upgrade {
-                fsutil::write_json(&mpath, &manifest)?;
-            }
-        } else {
-            fsutil::write_json(&mpath, &manifest)?;
+        // A folder of an older amun records no pool hash: the check above
+        // took this data's, and the manifest now records it.
+        let upgrade = !mpath.exists()
+            || fsutil::read_json::<RefManifest>(&mpath)?
+                .pool_sha256
+                .is_none();
+        if upgrade {
+            fsutil::write_json(&mpath, &self.manifest())?;
         }
         let n = data.train.len() + data.test.len();
         let mfile = dir.join("members.safetensors");
@@ -525,7 +570,7 @@ impl RefSetup<'_> {
             resume: true,
             eval_each_epoch: false,
         };
-        if model_path(dir, k).exists() && !crate::train::resume_path(&model_path(dir, k)).exists() {
+        if model_files_exist(dir, k) && !crate::train::resume_path(&model_path(dir, k)).exists() {
             // A trained model is reused only as the folder recorded it.
             let m: RefManifest = fsutil::read_json(&dir.join("manifest.json"))?;
             if let Some(files) = &m.files {
@@ -591,7 +636,9 @@ pub fn train_references(
     };
     setup.prepare()?;
     for k in 0..count {
-        if logits_path(dir, k).exists() {
+        // A model whose weights or sidecar were deleted is trained again
+        // (the same bits: its seed), not skipped for its logits.
+        if logits_path(dir, k).exists() && model_files_exist(dir, k) {
             continue;
         }
         progress.note(&format!("reference model {}/{count}", k + 1));

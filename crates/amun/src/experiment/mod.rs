@@ -131,6 +131,22 @@ pub fn check_data(cfg: &Config, data: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Checks, reading only, that the run folder `dir` (if it holds reference
+/// models) can go on with this data: a folder whose references were made
+/// on other data (a class folder renamed since) is refused before any step
+/// recomputes or forgets anything.
+pub fn check_run_data(cfg: &Config, data: &Dataset, dir: &Path) -> Result<()> {
+    let plan = Plan::build(cfg)?;
+    steps::check_references(&StepCtx {
+        cfg,
+        plan: &plan,
+        dir,
+        data,
+        progress: &crate::progress::Quiet,
+        hardware: "",
+    })
+}
+
 /// The config a run folder was made by (`experiment.json`).
 pub fn folder_config(dir: &Path) -> Result<Config> {
     let p = dir.join("experiment.json");

@@ -136,6 +136,7 @@ pub fn run_step(ctx: &StepCtx<'_>, step: &Step) -> Result<bool> {
     if store::fresh(&artifact, &inputs).is_some() {
         return Ok(false);
     }
+    check_before(ctx, step)?;
     store::forget(&artifact)?;
     let started = Instant::now();
     let files = compute(ctx, step, &artifact)?;
@@ -276,6 +277,32 @@ fn reference(ctx: &StepCtx<'_>, index: usize, artifact: &Path) -> Result<Written
         setup.train_one(index, ctx.progress)
     })?;
     Ok(written(artifact))
+}
+
+/// What a step refuses in any case, checked before its record is
+/// forgotten: a refused step leaves the run folder as it was.
+fn check_before(ctx: &StepCtx<'_>, step: &Step) -> Result<()> {
+    match step.kind {
+        StepKind::Reference { .. } | StepKind::References { .. } => {
+            with_ref_setup(ctx, |s| s.check_manifest())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses, before any step runs, a run folder whose reference models were
+/// made with other settings or on other data (a class folder renamed since):
+/// its reference steps would refuse only after other steps were recomputed.
+pub fn check_references(ctx: &StepCtx<'_>) -> Result<()> {
+    let has_refs = ctx
+        .plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::References { .. }));
+    if has_refs {
+        with_ref_setup(ctx, |s| s.check_manifest())?;
+    }
+    Ok(())
 }
 
 /// The experiment's reference models: the config's recipe and count, their

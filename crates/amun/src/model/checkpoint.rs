@@ -330,7 +330,7 @@ impl Sidecar {
 
 /// Where two class lists differ, for messages: the first few positions
 /// with another name, or the names only one of them has.
-fn class_diff(model: &[String], data: &[String]) -> String {
+pub(crate) fn class_diff(model: &[String], data: &[String]) -> String {
     let n = model.len().max(data.len());
     let show = |v: &[String], i: usize| v.get(i).map_or("none".to_string(), |c| format!("'{c}'"));
     let diffs: Vec<String> = (0..n)

@@ -569,36 +569,26 @@ fn check_file(
     }
 }
 
-/// One receipt against the chain of the registry `id`.
-fn check_receipt(
-    file: &Path,
-    id: &str,
-    chain: &[ChainEntry],
-    find: &mut impl FnMut(String, String),
-) {
-    let name = format!("receipt {}", file.display());
-    let r: Receipt = match std::fs::read_to_string(file)
+/// The receipt in `file` if it reads as one the registry `id` issued
+/// (its format, identity, and request hashing to the chain record it
+/// names); else what it is not.
+pub fn read_receipt(file: &Path, id: &str) -> std::result::Result<Receipt, String> {
+    let r: Receipt = std::fs::read_to_string(file)
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-    {
-        Ok(r) => r,
-        Err(e) => return find(name, format!("unreadable: {e}")),
-    };
+        .map_err(|e| format!("unreadable: {e}"))?;
     if r.format != RECEIPT_FORMAT {
-        return find(
-            name,
-            format!("format '{}', expected '{RECEIPT_FORMAT}'", r.format),
-        );
+        return Err(format!(
+            "format '{}', expected '{RECEIPT_FORMAT}'",
+            r.format
+        ));
     }
     if r.registry != id {
-        return find(
-            name,
-            format!(
-                "was issued by another registry (identity {}, this one is {})",
-                super::samples::short(&r.registry),
-                super::samples::short(id)
-            ),
-        );
+        return Err(format!(
+            "was issued by another registry (identity {}, this one is {})",
+            super::samples::short(&r.registry),
+            super::samples::short(id)
+        ));
     }
     let e = &r.record;
     let content = db::content_sha256(&r.request);
@@ -607,11 +597,24 @@ fn check_receipt(
         || e.content_sha256 != content
         || db::link_hash(&e.prev, e.kind, e.item, &content) != e.hash
     {
-        return find(
-            name,
-            "was edited: its request does not hash to the chain record it names".into(),
-        );
+        return Err("was edited: its request does not hash to the chain record it names".into());
     }
+    Ok(r)
+}
+
+/// One receipt against the chain of the registry `id`.
+fn check_receipt(
+    file: &Path,
+    id: &str,
+    chain: &[ChainEntry],
+    find: &mut impl FnMut(String, String),
+) {
+    let name = format!("receipt {}", file.display());
+    let r = match read_receipt(file, id) {
+        Ok(r) => r,
+        Err(why) => return find(name, why),
+    };
+    let e = &r.record;
     let what = format!("request {}", r.request.id);
     match chain.iter().find(|c| c.seq == e.seq) {
         Some(c) if c.hash == e.hash => {}

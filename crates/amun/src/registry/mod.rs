@@ -887,14 +887,11 @@ impl Registry {
                 .map_err(&err)?;
             let receipt_file = anchor::receipt_path(&self.dir, id);
             if receipt_file.exists() {
-                return Err(Error::invalid(
-                    format!("registry {}", self.dir.display()),
-                    format!(
-                        "{} exists already: a request {id} was acknowledged before, but the \
-                         database no longer holds it (put back to an older copy?); nothing \
-                         was added — `amun registry verify` names what is missing",
-                        receipt_file.display()
-                    ),
+                return Err(receipt_in_the_way(
+                    &self.dir,
+                    &receipt_file,
+                    &registry_id,
+                    id,
                 ));
             }
             let row = RequestRow {
@@ -1080,6 +1077,10 @@ fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<PathBuf
             ),
         ));
     }
+    // Where it goes must take a file (a folder that exists or can be
+    // made), found before any work rather than once the registry is made.
+    crate::fsutil::check_output(c, &[])
+        .map_err(|e| Error::invalid("anchor-copy", e.to_string()))?;
     Ok(Some(abs))
 }
 
@@ -1326,4 +1327,33 @@ fn read_policies(conn: &Connection, db: &Path) -> Result<Vec<PolicyRow>> {
     .map_err(&err)?
     .collect::<std::result::Result<Vec<_>, _>>()
     .map_err(&err)
+}
+
+/// Why request `id` cannot be added while `file` holds its receipt's name:
+/// a receipt this registry issued for it says the database lost a request
+/// it acknowledged; any other file was put there by hand.
+fn receipt_in_the_way(dir: &Path, file: &Path, registry_id: &str, id: i64) -> Error {
+    let msg = match anchor::read_receipt(file, registry_id) {
+        Ok(r) if r.request.id == id => format!(
+            "{} exists already: request {id} was acknowledged before (added {}), but the \
+             database no longer holds it (put back to an older copy?); nothing was added — \
+             `amun registry verify` names what is missing",
+            file.display(),
+            r.request.added
+        ),
+        Ok(r) => format!(
+            "{} holds the receipt of request {}, not of request {id} whose name it has (moved \
+             or copied there by hand?); move it out of receipts/ and add again; nothing was \
+             added",
+            file.display(),
+            r.request.id
+        ),
+        Err(why) => format!(
+            "{} is in the way of request {id}'s receipt, and is no receipt this registry \
+             issued ({why}): a file put into receipts/ by hand? move it out of receipts/ and \
+             add again; nothing was added",
+            file.display()
+        ),
+    };
+    Error::invalid(format!("registry {}", dir.display()), msg)
 }
