@@ -867,10 +867,16 @@ mod tests {
             assert_eq!(Kind::of(&f), Kind::Anchor, "{name}");
         }
         let r = d.path().join("r.json");
-        let receipt = format!("{{\"format\": \"{}\"}}", crate::registry::anchor::RECEIPT_FORMAT);
+        let receipt = format!(
+            "{{\"format\": \"{}\"}}",
+            crate::registry::anchor::RECEIPT_FORMAT
+        );
         std::fs::write(&r, receipt).unwrap();
         assert_eq!(Kind::of(&r), Kind::Receipt);
-        for (f, kind) in [(&r, Artifact::ForgetSet), (&d.path().join("copy.json"), Artifact::ForgetSet)] {
+        for (f, kind) in [
+            (&r, Artifact::ForgetSet),
+            (&d.path().join("copy.json"), Artifact::ForgetSet),
+        ] {
             let mut o = Outputs::new();
             o.writes("--out", f, kind);
             let e = o.check().unwrap_err().to_string();
@@ -886,9 +892,13 @@ mod tests {
         std::fs::write(reg.join("registry.db"), b"").unwrap();
         let link = d.path().join("dangling.log");
         std::os::unix::fs::symlink(reg.join("versions/v0002.json"), &link).unwrap();
-        let e = refuse_evidence_path("--copy", &link).unwrap_err().to_string();
+        let e = refuse_evidence_path("--copy", &link)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("symbolic link"), "{e}");
-        let e = refuse_held("registry", &reg.join("versions/sub")).unwrap_err().to_string();
+        let e = refuse_held("registry", &reg.join("versions/sub"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("inside the registry folder"), "{e}");
         refuse_evidence_path("--copy", &d.path().join("copy.log")).unwrap();
         // A folder output into a folder of another kind.

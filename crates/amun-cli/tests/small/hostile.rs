@@ -1452,7 +1452,8 @@ fn an_experiment_checks_its_references_as_the_audit_does() {
         std::fs::write(f, t.replacen("\"epochs\": 2", "\"epochs\": 3", 1)).unwrap();
     };
     let delete = |f: &Path| std::fs::remove_file(f).unwrap();
-    let cases: [(&str, &dyn Fn(&Path), &str); 3] = [
+    type Tamper<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Tamper, &str); 3] = [
         (
             "ref-000.safetensors",
             &flip,
