@@ -861,7 +861,7 @@ mod tests {
     fn receipts_and_anchor_files_are_told_by_their_content_whatever_their_name() {
         let d = tempfile::tempdir().unwrap();
         let line = r#"{"seq":3,"hash":"ab","time":"t","kind":"add","records":[]}"#;
-        for name in ["anchor.log", "copy.json", "copy"] {
+        for name in ["a.log", "copy.json", "copy"] {
             let f = d.path().join(name);
             std::fs::write(&f, format!("{line}\n{line}\n")).unwrap();
             assert_eq!(Kind::of(&f), Kind::Anchor, "{name}");
