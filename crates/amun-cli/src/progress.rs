@@ -109,6 +109,15 @@ impl amun::progress::Progress for Bars {
             _ => {}
         }
     }
+
+    fn warn(&self, line: &str) {
+        let line = format!("warning: {line}");
+        let g = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_ref().and_then(|p| p.bar.as_ref()) {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 /// Notes straight to stderr, nothing else: what the CLI says whatever

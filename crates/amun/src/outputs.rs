@@ -38,6 +38,11 @@ pub enum Kind {
     Certificate,
     /// A run folder's step record (`<artifact>.meta.json`).
     StepMeta,
+    /// A receipt `amun registry add` handed out (`--receipt`).
+    Receipt,
+    /// A registry's anchor (`anchor.log`) or its copy (`--anchor-copy`,
+    /// `amun registry anchor --copy`): one chain head a line.
+    Anchor,
     /// Weights for PyTorch (`amun export`).
     Export,
     /// An output's lock.
@@ -61,6 +66,8 @@ impl Kind {
             Kind::References => "the manifest of reference models",
             Kind::Certificate => "a registry certificate",
             Kind::StepMeta => "a run folder's step record",
+            Kind::Receipt => "a registry's receipt of a deletion request",
+            Kind::Anchor => "a registry's anchor (the chain heads verify checks)",
             Kind::Export => "an exported model",
             Kind::Lock => "a lock",
             Kind::Foreign => "a file amun did not write",
@@ -71,6 +78,10 @@ impl Kind {
     pub fn of(path: &Path) -> Kind {
         if path.is_dir() {
             return Kind::Foreign;
+        }
+        // Any name: the user chose the copy's (`acopy.json`, `a.log`).
+        if is_anchor(path) {
+            return Kind::Anchor;
         }
         match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
             "json" => json_kind(path),
@@ -92,6 +103,7 @@ fn json_kind(path: &Path) -> Kind {
         Some(crate::attack::ADV_FORMAT) => return Kind::AdvMeta,
         Some(crate::audit::REF_FORMAT) => return Kind::References,
         Some(crate::registry::certificate::FORMAT) => return Kind::Certificate,
+        Some(crate::registry::anchor::RECEIPT_FORMAT) => return Kind::Receipt,
         _ => {}
     }
     if serde_json::from_value::<crate::data::ForgetSet>(v.clone()).is_ok() {
@@ -101,6 +113,22 @@ fn json_kind(path: &Path) -> Kind {
     } else {
         Kind::Foreign
     }
+}
+
+/// Whether the file's first line is an anchor line (a chain head), as
+/// every line of a registry's anchor and its copy is.
+fn is_anchor(path: &Path) -> bool {
+    use std::io::BufRead;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    // A head line is short; a binary file is never read whole.
+    let mut first = Vec::new();
+    let mut r = std::io::BufReader::new(f).take(1 << 20);
+    if r.read_until(b'\n', &mut first).is_err() || first.first() != Some(&b'{') {
+        return false;
+    }
+    serde_json::from_slice::<crate::registry::anchor::Head>(&first).is_ok()
 }
 
 fn safetensors_kind(path: &Path) -> Kind {
@@ -174,7 +202,16 @@ pub enum Artifact {
 impl Artifact {
     /// Whether the output is a folder the command writes files into.
     fn is_folder(self) -> bool {
-        matches!(self, Artifact::References | Artifact::RunFolder)
+        self.makes().is_some()
+    }
+
+    /// The protected folder a folder output makes.
+    fn makes(self) -> Option<Holder> {
+        match self {
+            Artifact::References => Some(Holder::References),
+            Artifact::RunFolder => Some(Holder::RunFolder),
+            _ => None,
+        }
     }
 }
 
@@ -193,6 +230,8 @@ struct Target {
     folder: bool,
     /// Written by a folder output into its own folder (its manifest).
     in_folder_output: bool,
+    /// What the folder output this file belongs to makes.
+    makes: Option<Holder>,
 }
 
 /// One file or folder a command reads.
@@ -321,6 +360,7 @@ impl Outputs {
                 named: path.to_path_buf(),
                 folder: artifact.is_folder() && role.is_none(),
                 in_folder_output: artifact.is_folder() && role.is_some(),
+                makes: artifact.makes(),
                 path: p,
                 role,
                 kind,
@@ -399,10 +439,29 @@ impl Target {
     /// through) or with one the folder's manifest does not describe. A
     /// folder output (`rmia train-refs --out`) writes into itself.
     fn check_protected(&self) -> Result<()> {
+        // A folder output is made in a folder of its own kind or none:
+        // `rmia train-refs --out` never in a run folder, `experiment --out`
+        // never in reference models or a registry.
+        if self.folder
+            && let Some(h) = Holder::of(&self.path)
+            && Some(h) != self.makes
+        {
+            return Err(self.refuse(
+                "write into",
+                &format!(
+                    "which is {} (its files are written only by {})",
+                    h.describe(),
+                    h.writer()
+                ),
+            ));
+        }
         let Some((dir, holder)) = protected_holding(&self.path) else {
             return Ok(());
         };
-        if self.in_folder_output && dir == canonical_lenient(&self.named) {
+        if self.in_folder_output
+            && dir == canonical_lenient(&self.named)
+            && self.makes == Some(holder)
+        {
             return Ok(());
         }
         Err(self.refuse(
@@ -425,8 +484,7 @@ impl Target {
         }
         let found = Kind::of(&self.path);
         // A .pt2 amun did not write is a user's torch.export graph (the
-        // model itself): no export replaces it. Other exports are PyTorch
-        // files amun cannot tell from others (replaced as its own kind).
+        // model itself): no export replaces it.
         let users_graph = self.kind == Kind::Export
             && found == Kind::Foreign
             && self.path.extension().is_some_and(|e| e == "pt2");
@@ -436,8 +494,17 @@ impl Target {
                 "a .pt2 amun did not write (a torch.export graph: a model no export replaces)",
             ));
         }
-        let own_kind = found == self.kind || (self.kind == Kind::Export && found == Kind::Foreign);
-        if own_kind || (self.role.is_none() && found == Kind::Foreign) {
+        // A .pt or .safetensors export cannot be told from a PyTorch user's
+        // weights (a model's --init among them): an export never replaces
+        // an existing file it cannot tell is its own.
+        if self.kind == Kind::Export && found == Kind::Foreign {
+            return Err(self.refuse(
+                "overwrite",
+                "an existing file amun cannot tell from a user's PyTorch weights (an export \
+                 replaces only a .pt2 amun wrote); remove it first if it is an earlier export",
+            ));
+        }
+        if found == self.kind || (self.role.is_none() && found == Kind::Foreign) {
             return Ok(());
         }
         Err(self.refuse(
@@ -474,7 +541,7 @@ pub enum Holder {
 impl Holder {
     fn describe(self) -> &'static str {
         match self {
-            Holder::Registry => "the registry",
+            Holder::Registry => "the registry folder",
             Holder::References => "the reference models' folder",
             Holder::RunFolder => "the experiment's run folder",
         }
@@ -523,6 +590,48 @@ pub fn protected_holding(path: &Path) -> Option<(PathBuf, Holder)> {
         .ancestors()
         .skip(1)
         .find_map(|d| Holder::of(d).map(|h| (d.to_path_buf(), h)))
+}
+
+/// Refuses a path a registry command makes (a registry, a receipt, the
+/// anchor's copy) that is, or lies inside, a folder only its own command
+/// writes: a registry (its versions/ too), reference models, a run folder.
+/// `setting` names the flag.
+pub fn refuse_held(setting: &str, path: &Path) -> Result<()> {
+    let held = Holder::of(path)
+        .map(|h| (canonical_lenient(path), h))
+        .or_else(|| protected_holding(path));
+    match held {
+        Some((dir, h)) => Err(Error::invalid(
+            setting,
+            format!(
+                "{}: inside {} {} (its files are written only by {}); name a path outside {}",
+                path.display(),
+                h.describe(),
+                dir.display(),
+                h.writer(),
+                h.describe()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a file a registry appends its evidence to (a receipt, the
+/// anchor's copy) that is a symbolic link (whatever it points to, now or
+/// later, would be written: another registry's released version among
+/// them) or lies where [`refuse_held`] refuses.
+pub fn refuse_evidence_path(setting: &str, path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::invalid(
+            setting,
+            format!(
+                "{}: a symbolic link; name the file itself (a link's target, now or later, \
+                 would be written)",
+                path.display()
+            ),
+        ));
+    }
+    refuse_held(setting, path)
 }
 
 /// Whether `path` lies inside the folder `dir` (both resolved as
@@ -746,6 +855,57 @@ mod tests {
             protected_holding(&refs.join("a")),
             Some((refs.canonicalize().unwrap(), Holder::References))
         );
+    }
+
+    #[test]
+    fn receipts_and_anchor_files_are_told_by_their_content_whatever_their_name() {
+        let d = tempfile::tempdir().unwrap();
+        let line = r#"{"seq":3,"hash":"ab","time":"t","kind":"add","records":[]}"#;
+        for name in ["a.log", "copy.json", "copy"] {
+            let f = d.path().join(name);
+            std::fs::write(&f, format!("{line}\n{line}\n")).unwrap();
+            assert_eq!(Kind::of(&f), Kind::Anchor, "{name}");
+        }
+        let r = d.path().join("r.json");
+        let receipt = format!(
+            "{{\"format\": \"{}\"}}",
+            crate::registry::anchor::RECEIPT_FORMAT
+        );
+        std::fs::write(&r, receipt).unwrap();
+        assert_eq!(Kind::of(&r), Kind::Receipt);
+        for (f, kind) in [
+            (&r, Artifact::ForgetSet),
+            (&d.path().join("copy.json"), Artifact::ForgetSet),
+        ] {
+            let mut o = Outputs::new();
+            o.writes("--out", f, kind);
+            let e = o.check().unwrap_err().to_string();
+            assert!(e.contains("a registry's"), "{e}");
+        }
+    }
+
+    #[test]
+    fn evidence_files_are_never_links_nor_inside_protected_folders() {
+        let d = tempfile::tempdir().unwrap();
+        let reg = d.path().join("reg");
+        std::fs::create_dir_all(reg.join("versions")).unwrap();
+        std::fs::write(reg.join("registry.db"), b"").unwrap();
+        let link = d.path().join("dangling.log");
+        std::os::unix::fs::symlink(reg.join("versions/v0002.json"), &link).unwrap();
+        let e = refuse_evidence_path("--copy", &link)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        let e = refuse_held("registry", &reg.join("versions/sub"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside the registry folder"), "{e}");
+        refuse_evidence_path("--copy", &d.path().join("copy.log")).unwrap();
+        // A folder output into a folder of another kind.
+        let mut o = Outputs::new();
+        o.writes("--out", &reg, Artifact::References);
+        let e = o.check().unwrap_err().to_string();
+        assert!(e.contains("which is the registry folder"), "{e}");
     }
 
     /// A `.pt2` holding `extra` records (archive_format always).

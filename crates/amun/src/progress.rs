@@ -11,6 +11,11 @@ pub trait Progress: Send + Sync {
     fn finish(&self, _summary: &str) {}
     /// A line worth keeping, outside any phase.
     fn note(&self, _line: &str) {}
+    /// A warning about the user's files (what was moved, kept or refused):
+    /// shown even where notes are not (`--quiet`).
+    fn warn(&self, line: &str) {
+        self.note(line);
+    }
 }
 
 /// Reports nothing.

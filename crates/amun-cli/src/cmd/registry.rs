@@ -186,20 +186,15 @@ fn add(a: AddArgs) -> Result<()> {
                 a.files.len()
             );
         }
+        // Never through a link (create_new refuses a dangling one with a
+        // bare "File exists"), never in a folder only its own command
+        // writes: `apply` moves files it did not write out of a registry
+        // folder, and receipts/ is the registry's own.
+        amun::outputs::refuse_evidence_path("--receipt", r)?;
         if r.exists() {
             bail!(
                 "--receipt {}: exists already; a receipt never replaces a file",
                 r.display()
-            );
-        }
-        // `apply` removes files it did not write from a registry folder
-        // (leftovers of an interrupted apply), and receipts/ is its own.
-        if let Some(dir) = amun::outputs::registry_holding(r) {
-            bail!(
-                "--receipt {}: inside the registry folder {}; name a new file outside the \
-                 registry folder (the registry keeps its own copy in receipts/)",
-                r.display(),
-                dir.display()
             );
         }
     }
@@ -688,7 +683,7 @@ fn retrain(a: RetrainArgs) -> Result<()> {
     }
     let bars = crate::progress::Bars::terse(a.quiet || a.json);
     let outcome = if let Some(id) = a.run {
-        let v = registry::run_retrain(
+        let (v, set_aside) = registry::run_retrain(
             &a.dir.registry,
             id,
             device(&a.device)?,
@@ -699,6 +694,7 @@ fn retrain(a: RetrainArgs) -> Result<()> {
             retrain: id,
             certificate: a.dir.registry.join(format!("certificates/v{:04}.md", v.id)),
             version: Box::new(v),
+            set_aside,
         }
     } else if let Some(id) = a.wait_for {
         let v = registry::wait_retrain(
@@ -711,6 +707,7 @@ fn retrain(a: RetrainArgs) -> Result<()> {
             retrain: id,
             certificate: a.dir.registry.join(format!("certificates/v{:04}.md", v.id)),
             version: Box::new(v),
+            set_aside: None,
         }
     } else {
         let executor = if a.slurm {
@@ -747,8 +744,10 @@ fn retrain(a: RetrainArgs) -> Result<()> {
         return print_json(&outcome);
     }
     match outcome {
-        RetrainOutcome::NotDue { why } => super::outln!("no retrain: {why}"),
-        RetrainOutcome::Submitted { retrain, job, log } => super::outln!(
+        RetrainOutcome::NotDue { why, .. } => super::outln!("no retrain: {why}"),
+        RetrainOutcome::Submitted {
+            retrain, job, log, ..
+        } => super::outln!(
             "retrain {retrain}: Slurm job {job} (log {}); `amun registry retrain --wait-for \
              {retrain}` waits for it",
             log.display()
@@ -757,6 +756,7 @@ fn retrain(a: RetrainArgs) -> Result<()> {
             retrain,
             version,
             certificate,
+            ..
         } => {
             let au = version.audit()?;
             super::outln!(

@@ -1764,3 +1764,55 @@ fn a_squatted_receipt_and_an_unwritable_anchor_copy_are_named_for_what_they_are(
     assert!(!stderr(&o).contains("put back"), "{}", stderr(&o));
     assert_eq!(count(&r, "requests"), 0);
 }
+
+/// Issue 37 S1-exp-run-ref-*/W-exp-ref-weights-deleted: an experiment
+/// called its references "up to date" with a reference model's weights
+/// flipped, its sidecar edited or its weights deleted, where `audit
+/// --refs` refuses the same folder. The experiment checks them with the
+/// audit's function before any step is up to date, with the audit's
+/// message.
+#[test]
+fn an_experiment_checks_its_references_as_the_audit_does() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(p("exp.toml"), EXPERIMENT).unwrap();
+    let (cfg, base) = (p("exp.toml"), p("base"));
+    for step in ["ref-000", "ref-001", "references"] {
+        ok(&experiment(&[
+            "--config", &cfg, "--out", &base, "--step", step, "-q",
+        ]));
+    }
+    let flip = |f: &Path| {
+        let mut b = std::fs::read(f).unwrap();
+        let i = b.len() - 3;
+        b[i] ^= 1;
+        std::fs::write(f, b).unwrap();
+    };
+    let edit = |f: &Path| {
+        let t = std::fs::read_to_string(f).unwrap();
+        std::fs::write(f, t.replacen("\"epochs\": 2", "\"epochs\": 3", 1)).unwrap();
+    };
+    let delete = |f: &Path| std::fs::remove_file(f).unwrap();
+    type Tamper<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Tamper, &str); 3] = [
+        (
+            "ref-000.safetensors",
+            &flip,
+            "changed since the reference models",
+        ),
+        ("ref-001.json", &edit, "changed since the reference models"),
+        ("ref-000.safetensors", &delete, "missing"),
+    ];
+    for (k, (file, tamper, why)) in cases.into_iter().enumerate() {
+        let run = dir.path().join(format!("run{k}"));
+        crate::common::registry::copy_dir(Path::new(&base), &run);
+        tamper(&run.join("references").join(file));
+        let run = run.to_str().unwrap();
+        for extra in [&["--step", "references"][..], &["--plan"]] {
+            let mut a = vec!["--config", cfg.as_str(), "--out", run, "-q"];
+            a.extend_from_slice(extra);
+            fails_with(&experiment(&a), &[file, why, "move"]);
+        }
+    }
+}

@@ -684,3 +684,85 @@ fn another_commands_output_into_a_run_folder_is_refused() {
     }
     assert!(!Path::new(&retrain).exists() && !Path::new(&report).exists());
 }
+
+/// Issue 37 C30/C31/C41c2: `export --out` replaced an existing PyTorch
+/// file (a user's weights, or the `--init` file a model records) with exit
+/// 0. amun cannot tell its own `.pt`/`.safetensors` export from a user's,
+/// so an export never replaces an existing one.
+#[test]
+fn export_never_replaces_an_existing_pytorch_file() {
+    let d = folder();
+    for name in ["user.pt", "init.safetensors"] {
+        let f = p(d.path(), name);
+        std::fs::write(&f, b"a user's weights").unwrap();
+        refused_and_intact(
+            &[
+                "export",
+                "--checkpoint",
+                &p(d.path(), "orig.safetensors"),
+                "--out",
+                &f,
+            ],
+            &[&f],
+            &["--out", name, "cannot tell from a user's PyTorch weights"],
+        );
+    }
+}
+
+/// Issue 37 D5: `rmia train-refs --out <run folder>` wrote its models into
+/// an experiment's run folder, `experiment --out <reference folder>` ran a
+/// whole experiment inside reference models (exit 0 each). A folder output
+/// is made only in a folder of its own kind (or a new one), named with
+/// what it is.
+#[test]
+fn folder_outputs_go_only_into_folders_of_their_own_kind() {
+    crate::common::ensure("mnist");
+    let d = folder();
+    let cfg = p(d.path(), "exp.toml");
+    std::fs::write(&cfg, crate::hostile::EXPERIMENT).unwrap();
+    let run = p(d.path(), "run");
+    ok(&amun(&[
+        "experiment",
+        "--config",
+        &cfg,
+        "--out",
+        &run,
+        "--step",
+        "forget-s0-f0.1",
+        "-q",
+    ]));
+    let o = amun(&[
+        "rmia",
+        "train-refs",
+        "--like",
+        &p(d.path(), "orig.safetensors"),
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--count",
+        "2",
+        "--out",
+        &run,
+        "-q",
+    ]);
+    fails_with(
+        &o,
+        &["--out", "the experiment's run folder", "amun experiment"],
+    );
+    assert!(!Path::new(&run).join("manifest.json").exists());
+    let refs = d.path().join("refs");
+    crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
+    let o = amun(&[
+        "experiment",
+        "--config",
+        &cfg,
+        "--out",
+        refs.to_str().unwrap(),
+        "--plan",
+    ]);
+    fails_with(&o, &["--out", "the reference models' folder"]);
+    assert!(!refs.join("experiment.json").exists());
+}

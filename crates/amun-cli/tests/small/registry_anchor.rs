@@ -290,7 +290,8 @@ fn set_aside(r: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 /// anchor.log, receipts, certificates), with no anchor copy or with the
 /// copy emptied. The anchor then says version 2 never committed, which is
 /// wrong: apply goes on, but moves the released version's files to
-/// set-aside/ byte for byte instead of deleting them, and says so.
+/// set-aside/ byte for byte instead of deleting them, and says so (even
+/// with -q, and in --json's result).
 #[test]
 fn a_rollback_with_its_anchor_sets_the_released_version_aside_and_deletes_nothing() {
     let m = tempfile::tempdir().unwrap();
@@ -319,13 +320,23 @@ fn a_rollback_with_its_anchor_sets_the_released_version_aside_and_deletes_nothin
         if with_copy {
             std::fs::write(&copy, b"").unwrap();
         }
-        let o = reg("apply", &r, &loud());
+        // A warning about the user's files: said even with -q, and part
+        // of the result --json prints (issue 37).
+        let quiet_json: Vec<&str> = APPLY_FAST.iter().copied().chain(["--json"]).collect();
+        let args = if with_copy { quiet_json } else { loud() };
+        let o = reg("apply", &r, &args);
         ok(&o);
         assert!(
-            stderr(&o).contains("set-aside") && stderr(&o).contains("Nothing was deleted"),
+            stderr(&o).contains("warning: moved versions/v0002")
+                && stderr(&o).contains("Nothing was deleted"),
             "copy {with_copy}: {}",
             stderr(&o)
         );
+        if with_copy {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let note = v["set_aside"].as_str().unwrap_or_default();
+            assert!(note.contains("set-aside"), "{v}");
+        }
         let kept = set_aside(&r);
         assert_eq!(kept.len(), 2, "copy {with_copy}: {:?}", kept.keys());
         assert_eq!(kept["v0002.safetensors"], released[0], "copy {with_copy}");

@@ -393,3 +393,98 @@ fn registry_receipt_and_anchor_copy_inside_a_registry_are_refused_before_any_cha
     ok(&reg("anchor", &r, &["--copy", copy.to_str().unwrap()]));
     assert!(receipt.exists() && copy.exists());
 }
+
+/// Issue 37 C58/C62/C68/D5/C27/C28: a receipt `add --receipt` handed out
+/// and the anchor's copy were replaced by `split --out` (exit 0); an anchor
+/// copy through a dangling link into another registry's versions/ was
+/// accepted (later adds appended to that registry's released file); a
+/// receipt, an anchor copy or a registry could be made inside reference
+/// models, a run folder or another registry. Each is refused first, naming
+/// the file or folder and what it is, and nothing changes.
+#[test]
+fn receipts_and_anchor_copies_are_kept_and_never_linked_or_held() {
+    common::ensure("mnist");
+    let d = tempfile::tempdir().unwrap();
+    let (_, r) = folder_registry(d.path());
+    let model = d.path().join("m.safetensors");
+    let p = |n: &str| d.path().join(n);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let req = s(&request(d.path(), "req.csv", &[1, 2]));
+    let (rcpt, copy) = (p("myrcpt.json"), p("acopy.json"));
+    ok(&reg("add", &r, &[&req, "--receipt", &s(&rcpt)]));
+    ok(&reg("anchor", &r, &["--copy", &s(&copy)]));
+    for (f, what) in [(&rcpt, "receipt"), (&copy, "anchor")] {
+        let before = std::fs::read(f).unwrap();
+        let o = common::amun(&[
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "5",
+            "--out",
+            &s(f),
+        ]);
+        fails_with(&o, &["--out", "registry's", what]);
+        assert!(std::fs::read(f).unwrap() == before, "{what} was replaced");
+    }
+    // Links: whatever they point to (here another registry's next
+    // version, not there yet) would be written.
+    let other = p("other");
+    create(&other, &model, &["--holdout-test", "10"]);
+    let (anchors, requests) = (count(&r, "anchors"), count(&r, "requests"));
+    let victim = other.join("versions/v0002.json");
+    std::os::unix::fs::symlink(&victim, p("dang.log")).unwrap();
+    let o = reg("anchor", &r, &["--copy", &s(&p("dang.log"))]);
+    fails_with(&o, &["--copy", "dang.log", "symbolic link"]);
+    std::os::unix::fs::symlink(other.join("receipts/r0009.json"), p("dang.json")).unwrap();
+    let o = reg("add", &r, &[&req, "--receipt", &s(&p("dang.json"))]);
+    fails_with(&o, &["--receipt", "dang.json", "symbolic link"]);
+    // Folders only their own command writes: reference models, a run
+    // folder, a registry (its versions/ too), also through a link.
+    let refs = p("refs");
+    std::fs::create_dir_all(&refs).unwrap();
+    std::fs::write(
+        refs.join("manifest.json"),
+        "{\"format\": \"amun-rmia-refs/1\"}",
+    )
+    .unwrap();
+    let run = p("run");
+    std::fs::write(p("exp.toml"), crate::hostile::EXPERIMENT).unwrap();
+    ok(&common::amun(&[
+        "experiment",
+        "--config",
+        &s(&p("exp.toml")),
+        "--out",
+        &s(&run),
+        "--step",
+        "forget-s0-f0.1",
+        "-q",
+    ]));
+    std::os::unix::fs::symlink(&refs, p("here")).unwrap();
+    for (inside, what) in [
+        (refs.join("x.json"), "reference models' folder"),
+        (run.join("x.json"), "run folder"),
+    ] {
+        let o = reg("add", &r, &[&req, "--receipt", &s(&inside)]);
+        fails_with(&o, &["--receipt", what]);
+        let o = reg("anchor", &r, &["--copy", &s(&inside)]);
+        fails_with(&o, &["--copy", what]);
+        assert!(!inside.exists(), "{} was written", inside.display());
+    }
+    assert!(!victim.exists(), "the other registry's version was written");
+    assert_eq!(
+        (count(&r, "anchors"), count(&r, "requests")),
+        (anchors, requests)
+    );
+    for (inside, what) in [
+        (run.join("reg"), "run folder"),
+        (p("here").join("reg"), "reference models' folder"),
+        (r.join("versions/sub"), "registry folder"),
+    ] {
+        let o = reg("create", &inside, &["--checkpoint", &s(&model)]);
+        fails_with(&o, &[what]);
+        assert!(!inside.exists(), "{} was made", inside.display());
+    }
+}

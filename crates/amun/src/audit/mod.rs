@@ -12,8 +12,8 @@ mod roc;
 pub use gap::{Scores, avg_gap, mean_std};
 pub use mis::mis;
 pub use rmia::{
-    RefManifest, RefSetup, References, RmiaParams, Signal, check_ref_count, load_references,
-    memberships, rmia_scores, scores, scores_brute, signal, train_references,
+    RefManifest, RefSetup, References, RmiaParams, Signal, check_ref_count, check_reference_files,
+    load_references, memberships, rmia_scores, scores, scores_brute, signal, train_references,
 };
 pub use roc::{auc, roc_curve, tpr_at_fpr};
 

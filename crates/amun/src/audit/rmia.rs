@@ -648,6 +648,29 @@ pub fn train_references(
     load_references(dir, data)
 }
 
+/// Checks every file of the reference folder `dir` against the sha256 its
+/// manifest `m` records: the memberships, and each model's logits (when
+/// present: a missing one is computed again from its model), weights and
+/// sidecar, so that logits are never scored as another model's. What an
+/// audit checks before it reads a folder, and an experiment before it
+/// calls its references up to date. `Ok(false)`: the manifest records no
+/// sha256s (an older amun wrote it), nothing was checked.
+pub fn check_reference_files(dir: &Path, m: &RefManifest) -> Result<bool> {
+    require_ref_file(dir, MEMBERS_FILE, "the reference models' memberships")?;
+    let Some(files) = &m.files else {
+        return Ok(false);
+    };
+    check_ref_file(dir, files, MEMBERS_FILE)?;
+    for k in 0..m.count {
+        if logits_path(dir, k).exists() {
+            check_ref_file(dir, files, &format!("ref-{k:03}.logits.safetensors"))?;
+        }
+        check_ref_file(dir, files, &format!("ref-{k:03}.safetensors"))?;
+        check_ref_file(dir, files, &format!("ref-{k:03}.json"))?;
+    }
+    Ok(true)
+}
+
 /// Loads the reference models' memberships and logits from `dir`, for the
 /// pool of `data` (refused if the pool differs).
 pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
@@ -717,27 +740,13 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         ));
     }
     let mut notes = Vec::new();
-    require_ref_file(dir, MEMBERS_FILE, "the reference models' memberships")?;
-    match &m.files {
-        // Every file of the folder: what an audit reads (memberships,
-        // logits) and the models the logits came from (weights, sidecars),
-        // so that logits are never scored as another model's.
-        Some(files) => {
-            check_ref_file(dir, files, MEMBERS_FILE)?;
-            for k in 0..m.count {
-                if logits_path(dir, k).exists() {
-                    check_ref_file(dir, files, &format!("ref-{k:03}.logits.safetensors"))?;
-                }
-                check_ref_file(dir, files, &format!("ref-{k:03}.safetensors"))?;
-                check_ref_file(dir, files, &format!("ref-{k:03}.json"))?;
-            }
-        }
-        None => notes.push(format!(
+    if !check_reference_files(dir, &m)? {
+        notes.push(format!(
             "warning: {} records no sha256 of the reference files (an older amun wrote it): a \
              swapped or edited file cannot be detected; run `amun rmia train-refs` on this \
              folder with the flags that made it to record them (it reuses the trained models)",
             mpath.display()
-        )),
+        ));
     }
     let mut logits = Vec::new();
     for k in 0..m.count {

@@ -88,8 +88,33 @@ pub fn check_folder(cfg: &Config, dir: &Path) -> Result<()> {
                 ),
             ));
         }
+        check_references(dir)?;
     }
     Ok(())
+}
+
+/// The run folder's reference models checked as an audit checks them
+/// ([`crate::audit::check_reference_files`]) before any step is called up
+/// to date: no step records their weights and sidecars, and the
+/// references step would record an edited file as its own.
+fn check_references(dir: &Path) -> Result<()> {
+    let refs = dir.join("references");
+    let Ok(m) = fsutil::read_json::<crate::audit::RefManifest>(&refs.join("manifest.json")) else {
+        return Ok(());
+    };
+    crate::audit::check_reference_files(&refs, &m)
+        .map(|_| ())
+        .map_err(|e| match e {
+            Error::Format { path, msg } => Error::Format {
+                path,
+                msg: format!(
+                    "{msg} (these are the run folder's reference models: move {} away and run \
+                     the experiment again to train them anew)",
+                    refs.display()
+                ),
+            },
+            e => e,
+        })
 }
 
 /// Checks the config against its data before any step runs or any folder

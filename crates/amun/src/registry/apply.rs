@@ -92,6 +92,9 @@ pub struct Applied {
     pub certificate: Option<(PathBuf, PathBuf)>,
     /// Why the exact retrain is now due, if it is.
     pub retrain_due: Option<String>,
+    /// Where the files of a version the database lacks were moved before
+    /// the apply (warned about on the progress too).
+    pub set_aside: Option<String>,
 }
 
 /// Applies the pending requests of the registry in `dir` as one batch.
@@ -129,6 +132,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             audit: None,
             certificate: None,
             retrain_due: w.reg.retrain_due()?,
+            set_aside: w.set_aside.clone(),
         }));
     }
     let data = load_checked_data(reg, &spec.data_dir, progress)?;
@@ -249,6 +253,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         audit: Some(audit),
         certificate: Some(cert),
         retrain_due: reg.retrain_due()?,
+        set_aside: w.set_aside.clone(),
     }))
 }
 

@@ -373,6 +373,9 @@ impl Registry {
                 "exists and is not an empty folder; a registry is made in a new folder",
             ));
         }
+        // Only `registry` commands write in a registry (nested ones too:
+        // versions/sub), reference models or a run folder.
+        crate::outputs::refuse_held("registry", dir)?;
         let copy = anchor_copy_checked(spec.anchor_copy.as_deref(), dir)?;
         let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
         match &sc.origin {
@@ -1055,19 +1058,18 @@ fn forgotten_in(conn: &Connection, db: &Path, id: i64) -> Result<Vec<i64>> {
 fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<PathBuf>> {
     let Some(c) = copy else { return Ok(None) };
     let abs = std::path::absolute(c).at(c)?;
-    let holder = crate::outputs::registry_holding(&abs)
-        .or_else(|| crate::outputs::lies_inside(&abs, dir).then(|| dir.to_path_buf()));
-    if let Some(reg) = holder {
+    if crate::outputs::lies_inside(&abs, dir) {
         return Err(Error::invalid(
             "anchor-copy",
             format!(
                 "{}: inside the registry folder {}; name a file outside the registry folder \
                  (e.g. on another disk)",
                 c.display(),
-                reg.display()
+                dir.display()
             ),
         ));
     }
+    crate::outputs::refuse_evidence_path("anchor-copy", c)?;
     if abs.is_dir() || std::fs::metadata(&abs).is_ok_and(|m| m.len() > 0) {
         return Err(Error::invalid(
             "anchor-copy",

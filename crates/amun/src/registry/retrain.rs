@@ -55,18 +55,25 @@ pub struct RetrainSpec {
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum RetrainOutcome {
     /// Not due (why), nothing done.
-    NotDue { why: String },
+    NotDue {
+        why: String,
+        /// Where the files of a version the database lacks were moved
+        /// (each variant: warned about on the progress too).
+        set_aside: Option<String>,
+    },
     /// A new root version.
     Retrained {
         retrain: i64,
         version: Box<VersionRow>,
         certificate: PathBuf,
+        set_aside: Option<String>,
     },
     /// Submitted to Slurm, not waited for.
     Submitted {
         retrain: i64,
         job: String,
         log: PathBuf,
+        set_aside: Option<String>,
     },
 }
 
@@ -77,6 +84,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     let head = reg.head()?;
     if head.forgotten == 0 {
         return Ok(RetrainOutcome::NotDue {
+            set_aside: w.set_aside.clone(),
             why: format!(
                 "version {} has forgotten nothing: nothing to retrain without",
                 head.id
@@ -85,6 +93,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     }
     if head.kind == VersionKind::Retrained {
         return Ok(RetrainOutcome::NotDue {
+            set_aside: w.set_aside.clone(),
             why: format!(
                 "version {} is already the exact retrain of everything forgotten",
                 head.id
@@ -94,6 +103,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     let due = reg.retrain_due()?;
     if due.is_none() && !spec.force {
         return Ok(RetrainOutcome::NotDue {
+            set_aside: w.set_aside.clone(),
             why: format!(
                 "the policy ({}) is not met yet; --force retrains anyway",
                 reg.policy()?.describe()
@@ -141,6 +151,7 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
                 retrain: row.id,
                 version: Box::new(version),
                 certificate: cert,
+                set_aside: w.set_aside.clone(),
             })
         }
         RetrainExecutor::Slurm {
@@ -193,12 +204,14 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
                 Ok(())
             })?;
             progress.note(&format!("retrain {}: submitted as Slurm job {job}", row.id));
+            let set_aside = w.set_aside.clone();
             drop(w);
             if !wait {
                 return Ok(RetrainOutcome::Submitted {
                     retrain: row.id,
                     job,
                     log,
+                    set_aside,
                 });
             }
             let v = wait_retrain(
@@ -212,20 +225,24 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
                 retrain: row.id,
                 version: Box::new(v),
                 certificate: cert,
+                set_aside,
             })
         }
     }
 }
 
-/// Runs retrain `id` of the registry in `dir` (what its Slurm job does).
+/// Runs retrain `id` of the registry in `dir` (what its Slurm job does);
+/// returns its version and where the files of a version the database
+/// lacked were moved, if any.
 pub fn run_retrain(
     dir: &Path,
     id: i64,
     device: tch::Device,
     data_dir: &Path,
     progress: &dyn Progress,
-) -> Result<VersionRow> {
-    let mut w = Writer::open_for_job(dir)?;
+) -> Result<(VersionRow, Option<String>)> {
+    let mut w = Writer::open_for_job(dir, progress)?;
+    let set_aside = w.set_aside.clone();
     let reg = &w.reg;
     let row = reg
         .retrains()?
@@ -233,9 +250,10 @@ pub fn run_retrain(
         .find(|r| r.id == id)
         .ok_or_else(|| Error::invalid("run", format!("{id}: no such retrain")))?;
     if let Some(v) = reg.versions()?.into_iter().find(|v| v.retrain == Some(id)) {
-        return Ok(v);
+        return Ok((v, set_aside));
     }
-    Ok(run_locked(&mut w, &row, false, device, data_dir, progress)?.0)
+    let v = run_locked(&mut w, &row, false, device, data_dir, progress)?.0;
+    Ok((v, set_aside))
 }
 
 /// Inserts the retrain record `row` and chains it.

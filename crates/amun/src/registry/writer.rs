@@ -19,6 +19,9 @@ use std::time::Duration;
 /// A registry opened to write, its writer lock held.
 pub(crate) struct Writer {
     pub(crate) reg: Registry,
+    /// Where the files of a version the database lacks were moved (a
+    /// warning about the user's files, for the command's result).
+    pub(crate) set_aside: Option<String>,
     _lock: WriterLock,
 }
 
@@ -38,17 +41,9 @@ impl Writer {
         let mut w = Writer {
             _lock: lock_writer(dir, doing)?,
             reg,
+            set_aside: None,
         };
-        let cleaned = w.clean(done)?;
-        for p in cleaned.removed {
-            progress.note(&format!(
-                "removed {} (left by an interrupted apply or retrain)",
-                p.display()
-            ));
-        }
-        if let Some(note) = cleaned.set_aside {
-            progress.note(&note);
-        }
+        w.clean(done, progress)?;
         for p in super::graphs::copy_missing(&mut w.reg)? {
             progress.note(&format!("copied the graph the versions need to {p}"));
         }
@@ -59,7 +54,7 @@ impl Writer {
     /// Opens the registry in `dir` for a retrain's Slurm job. The process
     /// that submitted the job may still hold the lock for a moment (it
     /// records the job id after sbatch answers): wait for it.
-    pub(crate) fn open_for_job(dir: &Path) -> Result<Writer> {
+    pub(crate) fn open_for_job(dir: &Path, progress: &dyn Progress) -> Result<Writer> {
         let reg = Registry::open(dir)?;
         let mut tries = 0;
         let lock = loop {
@@ -72,16 +67,33 @@ impl Writer {
                 Err(e) => return Err(e),
             }
         };
-        let w = Writer { reg, _lock: lock };
-        w.clean("retrained")?;
+        let mut w = Writer {
+            reg,
+            set_aside: None,
+            _lock: lock,
+        };
+        w.clean("retrained", progress)?;
         Ok(w)
     }
 
     /// Verified before anything is removed: files of versions the database
-    /// does not hold are the evidence of a rolled-back database.
-    fn clean(&self, done: &str) -> Result<Cleaned> {
+    /// does not hold are the evidence of a rolled-back database. Says what
+    /// was removed, and warns (even under `--quiet`, and in a Slurm job's
+    /// log) where a version's files were set aside.
+    fn clean(&mut self, done: &str, progress: &dyn Progress) -> Result<()> {
         check_intact(&self.reg, done)?;
-        clean_leftovers(&self.reg)
+        let cleaned = clean_leftovers(&self.reg)?;
+        for p in cleaned.removed {
+            progress.note(&format!(
+                "removed {} (left by an interrupted apply or retrain)",
+                p.display()
+            ));
+        }
+        if let Some(note) = &cleaned.set_aside {
+            progress.warn(note);
+        }
+        self.set_aside = cleaned.set_aside;
+        Ok(())
     }
 
     /// Saves version `id` in the staging folder.
