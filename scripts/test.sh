@@ -40,11 +40,12 @@ python_tests() {
 # cargo runs two tests at a time (one per core of CI's 2-core machine), and
 # each test's libtorch would run one OpenMP thread per core: four threads on
 # two cores, busy-waiting at every operator's end on the cores the other
-# test needs. One thread per test process does the same work in less time:
-# two CIFAR trainings side by side took 29 s and 10 s of CPU so, 65 s and
-# 26 s of CPU by default; the library's small tier 125 s of CPU, not 158 s.
-# (OMP_WAIT_POLICY=PASSIVE did as well on the first, not on the second.)
-# Tests about thread counts set their own.
+# test needs. One thread per test process does the same work in less time
+# (measured on a busy 2-core machine): the CLI's `reliability::` tests took
+# 40 s (26 s of CPU) so, 144 s (75 s) by default; its small `cli::` tests
+# 58 s (35 s), not 154 s (102 s); the library's small tier 125 s of CPU,
+# not 158 s. (OMP_WAIT_POLICY=PASSIVE saved no CPU on the last.) Tests
+# about thread counts set their own.
 one_thread() { OMP_NUM_THREADS=1 "$@"; }
 if [ "$fast" = 1 ]; then
   # amun-py is a Python extension (its symbols come from the interpreter):
