@@ -37,11 +37,21 @@ python_tests() {
   cargo build --release -p amun-cli
   "$AMUN_PYENV/bin/python" -m pytest -q -p no:cacheprovider crates/amun-py/python/tests
 }
+# cargo runs two tests at a time (one per core of CI's 2-core machine), and
+# each test's libtorch would run one OpenMP thread per core: four threads on
+# two cores, busy-waiting at every operator's end on the cores the other
+# test needs. One thread per test process does the same work in less time
+# (measured on a busy 2-core machine): the CLI's `reliability::` tests took
+# 40 s (26 s of CPU) so, 144 s (75 s) by default; its small `cli::` tests
+# 58 s (35 s), not 154 s (102 s); the library's small tier 125 s of CPU,
+# not 158 s. (OMP_WAIT_POLICY=PASSIVE saved no CPU on the last.) Tests
+# about thread counts set their own.
+one_thread() { OMP_NUM_THREADS=1 "$@"; }
 if [ "$fast" = 1 ]; then
   # amun-py is a Python extension (its symbols come from the interpreter):
   # no Rust harness can run it, and an explicit --lib would build one.
-  cargo test --release --workspace --exclude amun-py --lib --bins
-  cargo test --release --workspace --exclude amun-py --test small
+  one_thread cargo test --release --workspace --exclude amun-py --lib --bins
+  one_thread cargo test --release --workspace --exclude amun-py --test small
   python_tests
   exit 0
 fi
@@ -58,5 +68,5 @@ stop_started_slurm() {
   fi
 }
 trap stop_started_slurm EXIT
-cargo test --release --workspace
+one_thread cargo test --release --workspace
 python_tests

@@ -2,9 +2,10 @@
 //! clear error line, listing folders, fetching registry data once.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 static FETCH: Mutex<()> = Mutex::new(());
 
@@ -109,7 +110,32 @@ pub fn train_mnist(out: &str, train_limit: &str, epochs: &str, extra: &[&str]) -
     amun(&args)
 }
 
-/// A JSON file, parsed.
+/// `train_mnist(out, train_limit, epochs, &[])`, which must succeed, trained
+/// once per test binary: later calls copy the first one's weights and
+/// sidecar to `out`. Training is deterministic (same seed, same bits), so
+/// the copy is what a second training would write.
+pub fn mnist_trained_once(out: &Path, train_limit: &str, epochs: &str) {
+    type Cache = BTreeMap<String, Arc<OnceLock<PathBuf>>>;
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static CACHE: Mutex<Cache> = Mutex::new(BTreeMap::new());
+    let key = format!("{train_limit}-{epochs}");
+    let slot = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    // Other tests wait here while the first one trains this model.
+    let model = slot.get_or_init(|| {
+        let dir = DIR.get_or_init(|| tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap());
+        let m = dir.path().join(format!("mnist-{key}.safetensors"));
+        ok(&train_mnist(m.to_str().unwrap(), train_limit, epochs, &[]));
+        m
+    });
+    std::fs::copy(model, out).unwrap();
+    std::fs::copy(model.with_extension("json"), out.with_extension("json")).unwrap();
+}
+
 /// `amun unlearn --checkpoint CK --forget F --method M --out OUT EXTRA…`.
 pub fn unlearn(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) -> Output {
     let mut a = vec![
@@ -127,6 +153,7 @@ pub fn unlearn(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) 
     amun(&a)
 }
 
+/// A JSON file, parsed.
 pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))

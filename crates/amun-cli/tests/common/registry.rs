@@ -45,15 +45,11 @@ pub fn folder_registry(dir: &Path) -> (PathBuf, PathBuf) {
     (data, r)
 }
 
-/// A small CNN trained on the first `train` MNIST-5k images (test 200).
+/// A small CNN trained on the first `train` MNIST-5k images (test 200),
+/// trained once per test binary and copied into `dir`.
 pub fn mnist_model(dir: &Path, train: &str, epochs: &str) -> PathBuf {
     let out = dir.join("orig.safetensors");
-    ok(&super::train_mnist(
-        out.to_str().unwrap(),
-        train,
-        epochs,
-        &[],
-    ));
+    super::mnist_trained_once(&out, train, epochs);
     out
 }
 

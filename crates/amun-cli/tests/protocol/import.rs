@@ -139,8 +139,8 @@ fn imported_models_give_pytorchs_logits_and_export_back() {
             );
         }
     }
-    // On the fly: a PyTorch file straight into eval (the small CNN: eval
-    // runs the whole training set).
+    // On the fly: a PyTorch file straight into eval (the small CNN, on a
+    // training slice: eval runs the training set too, the whole test set).
     let o = amun(&[
         "eval",
         "--checkpoint",
@@ -149,6 +149,8 @@ fn imported_models_give_pytorchs_logits_and_export_back() {
         "small-cnn",
         "--dataset",
         "cifar10",
+        "--train-limit",
+        "1000",
         "--device",
         "cpu",
         "--json",

@@ -60,7 +60,7 @@ fn resuming_on_other_data_is_an_error_not_a_panic() {
     ensure("cifar10");
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| path_in(dir.path(), f);
-    ok(&train_mnist(&p("m.safetensors"), "300", "1", &[]));
+    common::mnist_trained_once(&dir.path().join("m.safetensors"), "300", "1");
     let o = amun(&[
         "train",
         "--dataset",
@@ -210,7 +210,7 @@ fn references_of_other_data_are_refused() {
         &p("refs"),
         "-q",
     ]));
-    ok(&train_mnist(&p("m.safetensors"), "300", "1", &[]));
+    common::mnist_trained_once(&dir.path().join("m.safetensors"), "300", "1");
     ok(&amun(&[
         "split",
         "--dataset",
@@ -276,7 +276,7 @@ fn divergence_says_what_was_left_and_non_finite_weights_are_refused() {
         stderr(&o)
     );
     // A model whose weights hold NaN (sidecar updated to match) is refused.
-    ok(&train_mnist(&p("m.safetensors"), "300", "1", &[]));
+    common::mnist_trained_once(&dir.path().join("m.safetensors"), "300", "1");
     let w = dir.path().join("m.safetensors");
     let mut t = tch::Tensor::read_safetensors(&w).unwrap();
     for (k, v) in t.iter_mut() {
@@ -307,7 +307,7 @@ fn divergence_says_what_was_left_and_non_finite_weights_are_refused() {
 fn a_sidecar_beside_other_weights_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| path_in(dir.path(), f);
-    ok(&train_mnist(&p("a.safetensors"), "300", "1", &[]));
+    common::mnist_trained_once(&dir.path().join("a.safetensors"), "300", "1");
     ok(&train_mnist(
         &p("b.safetensors"),
         "300",
@@ -493,7 +493,7 @@ fn command_line_values_are_named() {
         r#"{"dataset":"mnist[train:300]","train_size":300,"kind":"random","seed":0,"size":0,"indices":[]}"#,
     )
     .unwrap();
-    ok(&train_mnist(&p("m.safetensors"), "300", "1", &[]));
+    common::mnist_trained_once(&dir.path().join("m.safetensors"), "300", "1");
     let o = amun(&[
         "unlearn",
         "--checkpoint",

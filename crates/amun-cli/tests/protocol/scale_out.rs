@@ -8,7 +8,7 @@ use crate::common;
 use common::{amun, ensure, ok, stderr, stdout};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 // The tests share the 2-core machine and the one-node cluster: every test
@@ -112,17 +112,25 @@ fn audits(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn sequential(dir: &Path, cfg: &Path) -> Vec<serde_json::Value> {
-    let out = dir.join("local");
-    ok(&amun(&[
-        "experiment",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]));
-    audits(&out)
+/// The audits of `CONFIG` run in one process: the reference both executors
+/// are compared with, computed once per test binary (the same run for both).
+fn sequential() -> &'static [serde_json::Value] {
+    static WANT: OnceLock<Vec<serde_json::Value>> = OnceLock::new();
+    WANT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("scale.toml");
+        std::fs::write(&cfg, CONFIG).unwrap();
+        let out = dir.path().join("local");
+        ok(&amun(&[
+            "experiment",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]));
+        audits(&out)
+    })
 }
 
 #[test]
@@ -132,7 +140,7 @@ fn local_workers_give_the_sequential_report() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("scale.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let want = sequential(dir.path(), &cfg);
+    let want = sequential();
     let out = dir.path().join("jobs");
     let o = amun(&[
         "experiment",
@@ -163,7 +171,7 @@ fn slurm_runs_the_plan_resubmits_cancelled_jobs_and_reports_failures() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("scale.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let want = sequential(dir.path(), &cfg);
+    let want = sequential();
 
     // Submit without waiting, cancel the original model's job once it runs.
     let out = dir.path().join("slurm");

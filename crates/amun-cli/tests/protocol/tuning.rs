@@ -476,7 +476,7 @@ fn the_continuing_walk_calibrates_in_no_more_epochs_than_the_restarting_ladder()
 fn calibration_refuses_held_out_data_that_is_not_held_out() {
     let d = tempfile::tempdir().unwrap();
     let m = path_in(d.path(), "m.safetensors");
-    ok(&train_mnist(&m, "300", "1", &[]));
+    common::mnist_trained_once(Path::new(&m), "300", "1");
     let f = path_in(d.path(), "f.json");
     split_mnist("300", "30", &f, &[]);
     let out = path_in(d.path(), "u.safetensors");
@@ -538,7 +538,7 @@ fn calibration_refuses_held_out_data_that_is_not_held_out() {
 fn fine_tuning_uses_the_original_models_augmentation() {
     let d = tempfile::tempdir().unwrap();
     let m = path_in(d.path(), "m.safetensors");
-    ok(&train_mnist(&m, "300", "1", &[]));
+    common::mnist_trained_once(Path::new(&m), "300", "1");
     let side = read(&Path::new(&m).with_extension("json"));
     assert_eq!(
         side["origin"]["recipe"]["augment"], false,
