@@ -11,7 +11,6 @@ keeps nothing of these downloads on the machines amun is tested on
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +55,8 @@ def venv(tmp_path):
     path = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     yield path
-    shutil.rmtree(path)
+    # Its ~20k files take a minute to delete on a busy disk: not the tests' minute.
+    subprocess.Popen(["rm", "-rf", str(path)], start_new_session=True)
 
 
 def test_the_wheel_in_a_fresh_venv_unlearns_in_place_on_the_users_libtorch(venv, tmp_path):
@@ -80,5 +80,9 @@ def test_the_wheel_in_a_fresh_venv_unlearns_in_place_on_the_users_libtorch(venv,
     names = [Path(lib).name for lib in out["libtorch"]]
     assert "libtorch_cpu.so" in names and len(names) == len(set(names)), out["libtorch"]
     assert all(os.path.dirname(lib) == out["torch_lib"] for lib in out["libtorch"]), out
-    assert out["changed"], p.stdout
+    # Unlearnt in place: the module audited afterwards has the unlearnt accuracies.
+    before, after, audited = ([d[k] for k in ("forget", "retain")]
+                              for d in (out["before"], out["after"], out["audited"]))
+    assert after == audited and after != before, p.stdout
     assert out["samples"] == {"forget": 100, "retain": 900, "test": 200}
+    assert out["test_accuracy"] > 50, p.stdout  # it learnt digits (all ten classes in the slice)
