@@ -62,7 +62,7 @@ def venv(tmp_path):
 def test_the_wheel_in_a_fresh_venv_unlearns_in_place_on_the_users_libtorch(venv, tmp_path):
     wheel, house = _wheel(), _wheelhouse()
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--quiet"]
-    # --no-compile: byte-compiling torch's sources would double the install time.
+    # --no-compile: no byte-compiling of torch's sources, which the script does not need.
     install = [*pip, "install", "--no-compile", "--no-index", "--find-links", str(house),
                "torch==2.11.0", str(wheel)]
     env = _pip_env()
