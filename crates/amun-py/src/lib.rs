@@ -369,7 +369,8 @@ struct TrainRequest {
 
 /// Trains a model as `amun train --model FILE.pt2` does (or reference
 /// models as `amun rmia train-refs`), writing the trained weights into
-/// `targets`; returns the sidecar (or the folder's summary) as JSON.
+/// `targets`; returns the sidecar and the record of tensor data (or the
+/// folder's summary) as JSON.
 #[pyfunction]
 #[pyo3(signature = (request, train=None, test=None, targets=HashMap::new(), progress=None))]
 fn train(
@@ -398,13 +399,83 @@ fn train(
     py.allow_threads(|| guard(|| run_train(req, splits, &targets, &progress)))
 }
 
-/// The training data: the caller's splits, or a dataset amun reads (a
-/// registry name or a folder, named as `--dataset` names it).
-fn train_data(req: &TrainRequest, splits: Option<(Split, Split)>) -> amun::Result<Dataset> {
+/// One tensor of the caller's data as a record names it: dtype, shape and
+/// the sha256 of its bytes in C order, which Python gives as
+/// `hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()`.
+#[derive(serde::Serialize)]
+struct TensorRecord {
+    dtype: String,
+    shape: Vec<i64>,
+    sha256: String,
+}
+
+impl TensorRecord {
+    fn of(t: &Tensor) -> TensorRecord {
+        let t = t.to_device(Device::Cpu).contiguous();
+        let bytes = Vec::<u8>::try_from(t.flatten(0, -1).view_dtype(Kind::Uint8));
+        let dtype = match t.kind() {
+            Kind::Uint8 => "uint8".to_string(),
+            Kind::Int64 => "int64".to_string(),
+            k => format!("{k:?}"),
+        };
+        TensorRecord {
+            dtype,
+            shape: t.size(),
+            sha256: amun::fsutil::sha256_hex(&bytes.unwrap_or_default()),
+        }
+    }
+}
+
+impl std::fmt::Display for TensorRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dims: Vec<String> = self.shape.iter().map(i64::to_string).collect();
+        write!(
+            f,
+            "{}[{}] sha256:{}",
+            self.dtype,
+            dims.join(","),
+            self.sha256
+        )
+    }
+}
+
+/// The training split the caller gave, recorded so that an audit can tie a
+/// model to the tensors it was trained on (a sidecar otherwise records a
+/// dataset by the name amun reads it by, which tensors lack).
+#[derive(serde::Serialize)]
+struct SplitRecord {
+    images: TensorRecord,
+    labels: TensorRecord,
+}
+
+impl SplitRecord {
+    fn of(s: &Split) -> SplitRecord {
+        SplitRecord {
+            images: TensorRecord::of(&s.images),
+            labels: TensorRecord::of(&s.labels),
+        }
+    }
+
+    /// The sidecar's dataset name: `tensors(images uint8[N,C,H,W]
+    /// sha256:…, labels int64[N] sha256:…)`.
+    fn name(&self) -> String {
+        format!("tensors(images {}, labels {})", self.images, self.labels)
+    }
+}
+
+/// The training data: the caller's splits (with their record), or a
+/// dataset amun reads (a registry name or a folder, named as `--dataset`
+/// names it).
+fn train_data(
+    req: &TrainRequest,
+    splits: Option<(Split, Split)>,
+) -> amun::Result<(Dataset, Option<SplitRecord>)> {
     match (splits, &req.data_path) {
         (Some((train, test)), _) => {
-            let spec = DataSpec::new(req.source.dataset.clone());
-            Dataset::from_splits(spec, req.source.classes.clone(), train, test)
+            let record = SplitRecord::of(&train);
+            let spec = DataSpec::new(record.name());
+            let data = Dataset::from_splits(spec, req.source.classes.clone(), train, test)?;
+            Ok((data, Some(record)))
         }
         (None, Some(d)) => {
             let name = if Path::new(d).exists() {
@@ -413,7 +484,8 @@ fn train_data(req: &TrainRequest, splits: Option<(Split, Split)>) -> amun::Resul
                 d.clone()
             };
             let dir = amun::data::default_data_dir();
-            amun::model::load_data(&DataSpec::new(name), &dir, &Quiet)
+            let data = amun::model::load_data(&DataSpec::new(name), &dir, &Quiet)?;
+            Ok((data, None))
         }
         (None, None) => Err(amun::Error::invalid("data", "no data given")),
     }
@@ -429,7 +501,7 @@ fn run_train(
     if let Some(count) = req.refs {
         check_ref_count(count).map_err(py_err)?;
     }
-    let data = train_data(&req, splits).map_err(py_err)?;
+    let (data, data_record) = train_data(&req, splits).map_err(py_err)?;
     let norm = req
         .source
         .normalize
@@ -487,7 +559,7 @@ fn run_train(
         checkpoint::save(&trained.model, out, &trained.sidecar).map_err(py_err)?;
     }
     write_back(&trained.model, targets)?;
-    to_json(&trained.sidecar).map_err(py_err)
+    to_json(&serde_json::json!({ "sidecar": trained.sidecar, "data": data_record })).map_err(py_err)
 }
 
 /// `amun rmia train-refs` into the folder `req.out`.

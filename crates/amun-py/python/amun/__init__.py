@@ -515,6 +515,12 @@ class TrainRecord:
     #: The checkpoint (or reference-model folder) written, if ``out`` was given.
     out: str | None
     refs: dict | None = None
+    #: With tensor data, what the model was trained on: ``images`` and
+    #: ``labels``, each ``dtype``, ``shape`` and ``sha256`` (of the bytes in
+    #: C order, as ``hashlib.sha256(t.contiguous().numpy().tobytes())``, of
+    #: the images as amun holds them: uint8 ``[N,C,H,W]``); the sidecar's
+    #: ``data.dataset`` names the same. ``None`` for data given as a path.
+    data: dict | None = None
     #: The trained weights: the module's ``state_dict()`` (sharing its storage).
     state_dict: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -666,11 +672,13 @@ def train(
         )
     if refs is not None:
         return TrainRecord(None, {}, time.perf_counter() - start, str(out), refs=res)
+    sidecar = res["sidecar"]
     return TrainRecord(
-        sidecar=res,
-        metrics=dict(res.get("metrics", {})),
+        sidecar=sidecar,
+        metrics=dict(sidecar.get("metrics", {})),
         wall_seconds=time.perf_counter() - start,
         out=None if out is None else str(out),
+        data=res["data"],
         state_dict=dict(targets),
     )
 

@@ -2,6 +2,9 @@
 models, bit-identical to `amun train` / `amun rmia train-refs` on the
 exported program, and what the audit does with them."""
 
+import hashlib
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -105,6 +108,28 @@ def test_a_retrain_of_data_amun_reads_gives_the_audit_its_avg_gap(small, tmp_pat
     with pytest.raises(amun.AmunError, match="retrain"):
         amun.audit(retrain, str(idx_data), other, refs=tmp_path / "refs",
                    retrain=retrain)
+
+
+def test_a_model_trained_on_tensors_records_their_dtype_shape_and_sha256(small, tmp_path):
+    """The sidecar of a model trained on tensors names them by what they
+    hold (not "python"): whoever holds the data can tie the model to it.
+    Float images in [0,1] are recorded as the uint8 images amun holds."""
+    (x, y), test, _ = small
+    program = tmp_path / "model.pt2"
+    _export(_fresh(), x, program)
+    sha = lambda t: hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+    want = {
+        "images": {"dtype": "uint8", "shape": [300, 1, 28, 28], "sha256": sha(x)},
+        "labels": {"dtype": "int64", "shape": [300], "sha256": sha(y)},
+    }
+    name = (f"tensors(images uint8[300,1,28,28] sha256:{sha(x)}, "
+            f"labels int64[300] sha256:{sha(y)})")
+    common = dict(test=test, epochs=1, seed=4, device="cpu", progress=False)
+    out = tmp_path / "m.safetensors"
+    r = amun.train(program, (x, y), out=out, **common)
+    assert r.data == want and r.sidecar["data"]["dataset"] == name
+    assert json.loads(out.with_suffix(".json").read_text())["data"]["dataset"] == name
+    assert amun.train(program, (x.float() / 255, y), **common).data == want
 
 
 def _bad_train_cases(x, y, tmp_path):
