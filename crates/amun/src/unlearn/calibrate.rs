@@ -1739,7 +1739,9 @@ impl<'a> Search<'_, 'a> {
     }
 
     /// Runs `method` on `model` with `observer` watching its epochs, and
-    /// adds its log.
+    /// adds its log; `images`, when given, counts every image it trains on
+    /// (the cost cap's meter).
+    #[allow(clippy::too_many_arguments)]
     fn run(
         logs: &mut UnlearnLog,
         method: &dyn Method,
