@@ -455,6 +455,23 @@ impl Target {
                 ),
             ));
         }
+        // Anything else that holds files is the user's: a run folder or
+        // reference models would be written over them (`--out .`).
+        if self.folder
+            && Holder::of(&self.path).is_none()
+            && let Some(file) = first_entry(&self.path)
+        {
+            return Err(self.refuse(
+                "write into",
+                &format!(
+                    "a folder that holds files it did not write ({} among them); name a new or \
+                     empty folder, or {}",
+                    file.display(),
+                    self.makes
+                        .map_or("one of its own kind", Holder::describe_one)
+                ),
+            ));
+        }
         let Some((dir, holder)) = protected_holding(&self.path) else {
             return Ok(());
         };
@@ -522,6 +539,13 @@ impl Target {
     }
 }
 
+/// The first entry (by name) of the folder `dir`, if it is a folder
+/// holding any.
+fn first_entry(dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries.filter_map(|e| e.ok().map(|e| e.path())).min()
+}
+
 /// The files that make a folder a registry (`registry::db::DB_FILE`,
 /// `registry::anchor::FILE`; named here, below the registry, which checks
 /// they agree).
@@ -544,6 +568,15 @@ impl Holder {
             Holder::Registry => "the registry folder",
             Holder::References => "the reference models' folder",
             Holder::RunFolder => "the experiment's run folder",
+        }
+    }
+
+    /// The kind, as a phrase for "name … or <this>".
+    fn describe_one(self) -> &'static str {
+        match self {
+            Holder::Registry => "a registry folder",
+            Holder::References => "a reference models' folder of these settings",
+            Holder::RunFolder => "a run folder of this experiment",
         }
     }
 

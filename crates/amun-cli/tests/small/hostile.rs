@@ -1611,7 +1611,15 @@ fn train_refs_again_rebuilds_a_deleted_reference_model() {
             "run it again on this folder",
         ],
     );
-    ok(&amun(&[
+    ok(&train_refs_again(&refs));
+    // The same seed and thread count: the same bits as the deleted file.
+    assert!(std::fs::read(refs.join("ref-000.safetensors")).unwrap() == was);
+    ok(&audit());
+}
+
+/// `amun rmia train-refs` run again on the fixture's reference folder `refs`.
+fn train_refs_again(refs: &Path) -> std::process::Output {
+    amun(&[
         "rmia",
         "train-refs",
         "--like",
@@ -1629,10 +1637,54 @@ fn train_refs_again_rebuilds_a_deleted_reference_model() {
         "--out",
         refs.to_str().unwrap(),
         "-q",
-    ]));
-    // The same seed and thread count: the same bits as the deleted file.
-    assert!(std::fs::read(refs.join("ref-000.safetensors")).unwrap() == was);
-    ok(&audit());
+    ])
+}
+
+/// A reference folder with tampered files (issue 37, T1/T9/T11/T12): train-refs
+/// run again hashed them into the manifest, and the audit then took the folder
+/// and reported other RMIA numbers; a deleted sidecar failed. It trains such a
+/// model again (or computes its logits again): the untampered folder's numbers.
+#[test]
+fn train_refs_again_rebuilds_tampered_reference_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = dir.path().join("refs");
+    crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
+    let (ck, rt, f) = (m("orig.safetensors"), m("rt.safetensors"), m("f.json"));
+    let audit = || {
+        let o = amun(&[
+            "audit",
+            "--checkpoint",
+            &ck,
+            "--retrain",
+            &rt,
+            "--forget",
+            &f,
+            "--refs",
+            refs.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ]);
+        ok(&o);
+        crate::common::stdout(&o)
+    };
+    let before = audit();
+    // ref-000's logits replaced by ref-001's (a valid file, other numbers),
+    // and ref-001's sidecar edited by hand.
+    std::fs::copy(
+        refs.join("ref-001.logits.safetensors"),
+        refs.join("ref-000.logits.safetensors"),
+    )
+    .unwrap();
+    let sidecar = refs.join("ref-001.json");
+    let mut sc: serde_json::Value = read_json(&sidecar);
+    sc["edited"] = serde_json::Value::Bool(true);
+    std::fs::write(&sidecar, serde_json::to_string(&sc).unwrap()).unwrap();
+    ok(&train_refs_again(&refs));
+    assert_eq!(audit(), before, "the audit of the folder trained again");
+    // A sidecar deleted alone: "no sidecar … beside it" before.
+    std::fs::remove_file(&sidecar).unwrap();
+    ok(&train_refs_again(&refs));
+    assert_eq!(audit(), before, "the audit after a sidecar was deleted");
 }
 
 /// Outputs the OS refused with its bare message (issue 37, C11, C13-C16):

@@ -766,3 +766,119 @@ fn folder_outputs_go_only_into_folders_of_their_own_kind() {
     fails_with(&o, &["--out", "the reference models' folder"]);
     assert!(!refs.join("experiment.json").exists());
 }
+
+/// `amun args` run in the folder `cwd` (for `--out .`).
+fn amun_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::common::bin())
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .expect("running amun")
+}
+
+/// The files a user keeps beside an experiment's results, in `dir`.
+fn users_files(dir: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir.join("references")).unwrap();
+    let files = [
+        "original-s0.safetensors",
+        "report.json",
+        "gap-f0.1.png",
+        "report.md",
+        "references/ref-000.json",
+    ];
+    for f in files {
+        std::fs::write(dir.join(f), format!("the user's {f}")).unwrap();
+    }
+    files.iter().map(|f| p(dir, f)).collect()
+}
+
+/// Issue 37 (hostile 5): `experiment --out .` (any folder holding files
+/// that is no run folder) wrote the run over the user's files, exit 0. A
+/// folder output goes only into a new or empty folder or one of its kind.
+#[test]
+fn experiment_out_into_a_folder_of_the_users_files_is_refused() {
+    crate::common::ensure("mnist");
+    let d = folder();
+    let cfg = p(d.path(), "exp.toml");
+    std::fs::write(&cfg, crate::hostile::EXPERIMENT).unwrap();
+    let mine = d.path().join("mine");
+    let kept = users_files(&mine);
+    let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+    let needles = ["--out", "holds files it did not write", "gap-f0.1.png"];
+    let step = ["--step", "forget-s0-f0.1", "-q"];
+    let mut a = vec![
+        "experiment",
+        "--config",
+        &cfg,
+        "--out",
+        mine.to_str().unwrap(),
+    ];
+    a.extend_from_slice(&step);
+    refused_and_intact(&a, &kept, &needles);
+    let before: Vec<Vec<u8>> = kept.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let mut a = vec!["experiment", "--config", &cfg, "--out", "."];
+    a.extend_from_slice(&step);
+    fails_with(&amun_in(&mine, &a), &needles);
+    for (f, b) in kept.iter().zip(before) {
+        assert!(std::fs::read(f).unwrap() == b, "{f} was changed");
+    }
+    assert!(!mine.join("experiment.json").exists());
+    // A new or an empty folder is made a run folder, as before.
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let mut a = vec![
+        "experiment",
+        "--config",
+        &cfg,
+        "--out",
+        empty.to_str().unwrap(),
+    ];
+    a.extend_from_slice(&step);
+    ok(&amun(&a));
+    assert!(empty.join("experiment.json").exists());
+}
+
+/// Issue 37 (hostile 5): `rmia train-refs --out runs` (a folder holding a
+/// run folder) or `--out .` trained, then marked the whole folder as
+/// reference models, so the experiment in it was refused from then on.
+/// Refused before any work; the run folder stays usable.
+#[test]
+fn train_refs_out_into_a_folder_holding_a_run_folder_is_refused() {
+    crate::common::ensure("mnist");
+    let d = folder();
+    let cfg = p(d.path(), "exp.toml");
+    std::fs::write(&cfg, crate::hostile::EXPERIMENT).unwrap();
+    let runs = d.path().join("runs");
+    let run = p(&runs, "x");
+    let experiment = ["experiment", "--config", &cfg, "--out", &run];
+    let step = ["--step", "forget-s0-f0.1", "-q"];
+    ok(&amun(&[&experiment[..], &step[..]].concat()));
+    let like = p(d.path(), "orig.safetensors");
+    for (cwd, out) in [(d.path(), runs.to_str().unwrap()), (runs.as_path(), ".")] {
+        let o = amun_in(
+            cwd,
+            &[
+                "rmia",
+                "train-refs",
+                "--like",
+                &like,
+                "--dataset",
+                "mnist",
+                "--train-limit",
+                "300",
+                "--test-limit",
+                "100",
+                "--count",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                out,
+                "-q",
+            ],
+        );
+        fails_with(&o, &["--out", "holds files it did not write", "x among them"]);
+        assert!(!runs.join("manifest.json").exists(), "--out {out}");
+    }
+    ok(&amun(&[&experiment[..], &step[..]].concat()));
+}

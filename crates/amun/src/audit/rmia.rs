@@ -291,11 +291,10 @@ fn ref_files(count: usize) -> Vec<String> {
 }
 
 /// Checks `name` in `dir` against the sha256 `files` records for it.
-fn check_ref_file(
-    dir: &Path,
-    files: &std::collections::BTreeMap<String, String>,
-    name: &str,
-) -> Result<()> {
+/// The sha256 of each file of a folder, by name, as its manifest records.
+type Files = std::collections::BTreeMap<String, String>;
+
+fn check_ref_file(dir: &Path, files: &Files, name: &str) -> Result<()> {
     let p = dir.join(name);
     require_ref_file(
         dir,
@@ -399,6 +398,45 @@ fn logits_path(dir: &Path, k: usize) -> PathBuf {
 fn model_files_exist(dir: &Path, k: usize) -> bool {
     let weights = model_path(dir, k);
     weights.is_file() && checkpoint::sidecar_path(&weights).is_file()
+}
+
+fn logits_name(k: usize) -> String {
+    format!("ref-{k:03}.logits.safetensors")
+}
+
+/// Whether `name` is in `dir` with the sha256 that `files` (the manifest's
+/// record, when it has one) records for it.
+fn file_intact(dir: &Path, files: Option<&Files>, name: &str) -> Result<bool> {
+    let p = dir.join(name);
+    if !p.is_file() {
+        return Ok(false);
+    }
+    match files {
+        Some(f) => Ok(f.get(name) == Some(&crate::data::sha256_file(&p)?)),
+        None => Ok(true),
+    }
+}
+
+/// Whether model `k`'s weights and sidecar are both in `dir`, as recorded.
+fn model_intact(dir: &Path, files: Option<&Files>, k: usize) -> Result<bool> {
+    Ok(file_intact(dir, files, &format!("ref-{k:03}.safetensors"))?
+        && file_intact(dir, files, &format!("ref-{k:03}.json"))?)
+}
+
+/// Removes what is left of model `k` (weights, sidecar, logits), so that it
+/// is trained anew rather than returned as a finished run.
+fn remove_reference(dir: &Path, k: usize) -> Result<()> {
+    let weights = model_path(dir, k);
+    for p in [
+        checkpoint::sidecar_path(&weights),
+        logits_path(dir, k),
+        weights,
+    ] {
+        if p.exists() {
+            std::fs::remove_file(&p).at(&p)?;
+        }
+    }
+    Ok(())
 }
 
 /// What every reference model of a folder shares.
@@ -635,11 +673,19 @@ pub fn train_references(
         dir,
     };
     setup.prepare()?;
+    let files = fsutil::read_json::<RefManifest>(&dir.join("manifest.json"))?.files;
     for k in 0..count {
-        // A model whose weights or sidecar were deleted is trained again
-        // (the same bits: its seed), not skipped for its logits.
-        if logits_path(dir, k).exists() && model_files_exist(dir, k) {
+        // A model whose weights or sidecar were deleted or changed is
+        // trained again (the same bits: its seed), not skipped for its
+        // logits; changed logits are computed again from the model. The
+        // folder is sealed below, so nothing the audit's check
+        // (`check_reference_files`) would refuse may be kept.
+        let model_ok = model_intact(dir, files.as_ref(), k)?;
+        if model_ok && file_intact(dir, files.as_ref(), &logits_name(k))? {
             continue;
+        }
+        if !model_ok && !crate::train::resume_path(&model_path(dir, k)).exists() {
+            remove_reference(dir, k)?;
         }
         progress.note(&format!("reference model {}/{count}", k + 1));
         setup.train_one(k, progress)?;
