@@ -877,7 +877,10 @@ fn train_refs_out_into_a_folder_holding_a_run_folder_is_refused() {
                 "-q",
             ],
         );
-        fails_with(&o, &["--out", "holds files it did not write", "x among them"]);
+        fails_with(
+            &o,
+            &["--out", "holds files it did not write", "x among them"],
+        );
         assert!(!runs.join("manifest.json").exists(), "--out {out}");
     }
     ok(&amun(&[&experiment[..], &step[..]].concat()));
