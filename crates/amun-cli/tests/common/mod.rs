@@ -138,6 +138,17 @@ pub fn mnist_trained_once(out: &Path, train_limit: &str, epochs: &str) {
 
 /// `amun unlearn --checkpoint CK --forget F --method M --out OUT EXTRA…`.
 pub fn unlearn(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) -> Output {
+    amun(&unlearn_args(ck, forget, method, out, extra))
+}
+
+/// [`unlearn`]'s arguments, for callers that run the binary their own way.
+pub fn unlearn_args<'a>(
+    ck: &'a str,
+    forget: &'a str,
+    method: &'a str,
+    out: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut a = vec![
         "unlearn",
         "--checkpoint",
@@ -150,7 +161,7 @@ pub fn unlearn(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) 
         out,
     ];
     a.extend_from_slice(extra);
-    amun(&a)
+    a
 }
 
 /// A JSON file, parsed.

@@ -26,19 +26,7 @@ fn amun_at_2(args: &[&str]) -> Output {
 
 /// [`common::unlearn`] on 2 libtorch threads ([`amun_at_2`]).
 fn unlearn_at_2(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) -> Output {
-    let mut a = vec![
-        "unlearn",
-        "--checkpoint",
-        ck,
-        "--forget",
-        forget,
-        "--method",
-        method,
-        "--out",
-        out,
-    ];
-    a.extend_from_slice(extra);
-    amun_at_2(&a)
+    amun_at_2(&common::unlearn_args(ck, forget, method, out, extra))
 }
 
 /// `[tune]` with a 2 × 2 grid for FT: every grid point is an artifact, the
