@@ -290,10 +290,10 @@ fn ref_files(count: usize) -> Vec<String> {
     v
 }
 
-/// Checks `name` in `dir` against the sha256 `files` records for it.
 /// The sha256 of each file of a folder, by name, as its manifest records.
 type Files = std::collections::BTreeMap<String, String>;
 
+/// Checks `name` in `dir` against the sha256 `files` records for it.
 fn check_ref_file(dir: &Path, files: &Files, name: &str) -> Result<()> {
     let p = dir.join(name);
     require_ref_file(
@@ -391,7 +391,7 @@ fn model_path(dir: &Path, k: usize) -> PathBuf {
 }
 
 fn logits_path(dir: &Path, k: usize) -> PathBuf {
-    dir.join(format!("ref-{k:03}.logits.safetensors"))
+    dir.join(logits_name(k))
 }
 
 /// Whether model `k`'s weights and sidecar are both in `dir`.
@@ -709,7 +709,7 @@ pub fn check_reference_files(dir: &Path, m: &RefManifest) -> Result<bool> {
     check_ref_file(dir, files, MEMBERS_FILE)?;
     for k in 0..m.count {
         if logits_path(dir, k).exists() {
-            check_ref_file(dir, files, &format!("ref-{k:03}.logits.safetensors"))?;
+            check_ref_file(dir, files, &logits_name(k))?;
         }
         check_ref_file(dir, files, &format!("ref-{k:03}.safetensors"))?;
         check_ref_file(dir, files, &format!("ref-{k:03}.json"))?;
