@@ -420,6 +420,37 @@ impl Outputs {
 }
 
 impl Target {
+    /// A folder output is made in a new or empty folder or one of its own
+    /// kind: `rmia train-refs --out` never in a run folder, `experiment
+    /// --out` never in reference models or a registry, and never into a
+    /// folder of the user's files (`--out .`), which it would write over.
+    fn check_folder_output(&self) -> Result<()> {
+        match Holder::of(&self.path) {
+            Some(h) if Some(h) != self.makes => Err(self.refuse(
+                "write into",
+                &format!(
+                    "which is {} (its files are written only by {})",
+                    h.describe(),
+                    h.writer()
+                ),
+            )),
+            None => match first_entry(&self.path) {
+                Some(file) => Err(self.refuse(
+                    "write into",
+                    &format!(
+                        "a folder that holds files it did not write ({} among them); name a new \
+                         or empty folder, or {}",
+                        file.display(),
+                        self.makes
+                            .map_or("one of its own kind", Holder::describe_one)
+                    ),
+                )),
+                None => Ok(()),
+            },
+            Some(_) => Ok(()),
+        }
+    }
+
     fn refuse(&self, verb: &str, why: &str) -> Error {
         let file = match self.role {
             Some(role) => format!("{} ({role})", self.path.display()),
@@ -439,38 +470,8 @@ impl Target {
     /// through) or with one the folder's manifest does not describe. A
     /// folder output (`rmia train-refs --out`) writes into itself.
     fn check_protected(&self) -> Result<()> {
-        // A folder output is made in a folder of its own kind or none:
-        // `rmia train-refs --out` never in a run folder, `experiment --out`
-        // never in reference models or a registry.
-        if self.folder
-            && let Some(h) = Holder::of(&self.path)
-            && Some(h) != self.makes
-        {
-            return Err(self.refuse(
-                "write into",
-                &format!(
-                    "which is {} (its files are written only by {})",
-                    h.describe(),
-                    h.writer()
-                ),
-            ));
-        }
-        // Anything else that holds files is the user's: a run folder or
-        // reference models would be written over them (`--out .`).
-        if self.folder
-            && Holder::of(&self.path).is_none()
-            && let Some(file) = first_entry(&self.path)
-        {
-            return Err(self.refuse(
-                "write into",
-                &format!(
-                    "a folder that holds files it did not write ({} among them); name a new or \
-                     empty folder, or {}",
-                    file.display(),
-                    self.makes
-                        .map_or("one of its own kind", Holder::describe_one)
-                ),
-            ));
+        if self.folder {
+            self.check_folder_output()?;
         }
         let Some((dir, holder)) = protected_holding(&self.path) else {
             return Ok(());
