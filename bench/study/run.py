@@ -43,16 +43,12 @@ def main():
         if not os.path.exists(os.path.join(d, "report.json")):
             if os.path.exists(d):
                 shutil.rmtree(d)
-            subprocess.run(["cp", "-al", base, d], check=True)
-            for f in ("experiment.json", "report.json", "report.md"):
-                p = os.path.join(d, f)
-                if os.path.exists(p):
-                    os.remove(p)
             c = os.path.join(out, name + ".toml")
             open(c, "w").write(variant_config(text, keys, os.path.basename(cfg).split(".")[0] + "-" + name))
             t = time.time()
             with open(os.path.join(out, name + ".log"), "w") as log:
-                subprocess.run([amun, "experiment", "--config", c, "--out", d, "-q"], check=True, stdout=log, stderr=log)
+                subprocess.run([amun, "experiment", "--config", c, "--out", d, "--reuse", base, "-q"],
+                               check=True, stdout=log, stderr=log)
             print(f"# {name}: {time.time() - t:.0f} s", file=sys.stderr)
         r = json.load(open(os.path.join(d, "report.json")))
         for t in r["tables"]:

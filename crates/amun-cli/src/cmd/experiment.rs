@@ -61,6 +61,12 @@ pub struct ExperimentArgs {
     /// Run on this device instead of the config's (workers of --devices)
     #[arg(long, value_name = "DEV")]
     pub device: Option<String>,
+    /// Before running, copy from this run folder every step it holds up to
+    /// date for the inputs the step has here (originals, forget sets,
+    /// retrains, reference models…): a variant config reuses what it shares
+    /// with the run it varies; nothing in this run folder is replaced
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["status", "step"])]
+    pub reuse: Option<PathBuf>,
     #[command(flatten)]
     pub dir: DataDir,
     /// Print the report (or plan, or status) as JSON
@@ -162,6 +168,20 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
         preflight(&cfg, &data, &config_path, &out)?;
         drop(data);
+        if let Some(from) = &a.reuse {
+            let ids = amun::experiment::reuse(&Plan::build(&cfg)?, from, &out, false)
+                .map_err(|e| anyhow::anyhow!("--reuse: {e}"))?;
+            eprintln!(
+                "--reuse: a run would first copy {} step(s) from {}{}",
+                ids.len(),
+                from.display(),
+                if ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", ids.join(", "))
+                }
+            );
+        }
         return print_plan(&cfg, &out, a.json);
     }
     if a.status {
@@ -201,6 +221,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             let dev = device.resolve()?;
             let data = data_of(&cfg, &a.dir, &config_path, dev)?;
             preflight(&cfg, &data, &config_path, &out)?;
+            reuse_steps(&a, &cfg, &plan, &out)?;
             if let Some(s) = &file_placement {
                 open_folder(&cfg, &out)?;
                 placement::remember(&out, s)?;
@@ -211,6 +232,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
             preflight(&cfg, &data, &config_path, &out)?;
             drop(data);
+            reuse_steps(&a, &cfg, &plan, &out)?;
             open_folder(&cfg, &out)?;
             if let Some(s) = &file_placement {
                 placement::remember(&out, s)?;
@@ -221,6 +243,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
             preflight(&cfg, &data, &config_path, &out)?;
             drop(data);
+            reuse_steps(&a, &cfg, &plan, &out)?;
             open_folder(&cfg, &out)?;
             if let Some(s) = &file_placement {
                 placement::remember(&out, s)?;
@@ -228,6 +251,25 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             submit_slurm(&a, &cfg, &plan, &out, &section, device, wait)
         }
     }
+}
+
+/// `--reuse DIR`: what DIR holds up to date for this plan, copied into the
+/// run folder after every check and before any step.
+fn reuse_steps(a: &ExperimentArgs, cfg: &Config, plan: &Plan, out: &Path) -> Result<()> {
+    let Some(from) = &a.reuse else {
+        return Ok(());
+    };
+    open_folder(cfg, out)?;
+    let ids = amun::experiment::reuse(plan, from, out, true)
+        .map_err(|e| anyhow::anyhow!("--reuse: {e}"))?;
+    if !a.quiet {
+        eprintln!(
+            "--reuse: copied {} step(s) from {}",
+            ids.len(),
+            from.display()
+        );
+    }
+    Ok(())
 }
 
 /// What the config says about its data, checked before any step runs or

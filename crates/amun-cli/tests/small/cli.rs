@@ -868,3 +868,123 @@ finetune.epochs = 1
     ]);
     fails_with(&o, &["experiment.json", "another config"]);
 }
+
+/// `--reuse`: a variant config takes from another run folder exactly the
+/// steps whose records hold for the inputs they have in the variant, copies
+/// them (the source is never changed), and computes the rest.
+#[test]
+fn a_variant_reuses_the_steps_it_shares_with_another_run_and_computes_the_rest() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(p("base.toml"), crate::hostile::EXPERIMENT).unwrap();
+    let variant = crate::hostile::EXPERIMENT
+        .replace("name = \"hostile\"", "name = \"variant\"")
+        .replace("finetune.epochs = 1", "finetune.epochs = 2");
+    std::fs::write(p("variant.toml"), variant).unwrap();
+    let run = |cfg: &str, out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "experiment",
+            "--config",
+            cfg,
+            "--out",
+            out,
+            "--threads",
+            "1",
+        ];
+        a.extend_from_slice(extra);
+        amun(&a)
+    };
+    let o = run(&p("base.toml"), &p("base"), &["-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let source_before = files_in(Path::new(&p("base")));
+
+    // --plan says what a run would copy, and writes nothing.
+    let o = run(
+        &p("variant.toml"),
+        &p("var"),
+        &["--plan", "--reuse", &p("base")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stderr(&o);
+    for id in [
+        "original-s0",
+        "retrain-s0-f0.1",
+        "ref-000",
+        "references",
+        "forget-s0-f0.1",
+    ] {
+        assert!(said.contains(id), "{id} not reused: {said}");
+    }
+    assert!(!said.contains("unlearn-rl"), "{said}");
+    assert!(!Path::new(&p("var")).exists());
+
+    // The run copies them (no training) and computes the variant's own steps.
+    let o = run(&p("variant.toml"), &p("var"), &["--reuse", &p("base")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(log.contains("--reuse: copied"), "{log}");
+    assert!(
+        !log.contains("original-s0: training") && !log.contains("reference model"),
+        "{log}"
+    );
+    let read = |d: &str, f: &str| std::fs::read(Path::new(&p(d)).join(f)).unwrap();
+    assert_eq!(
+        read("var", "original-s0.safetensors"),
+        read("base", "original-s0.safetensors")
+    );
+    let rl = |d: &str| {
+        let names = files_in(Path::new(&p(d)));
+        let n = names
+            .iter()
+            .find(|n| n.starts_with("unlearn-rl-s0") && n.ends_with(".safetensors"))
+            .unwrap()
+            .clone();
+        read(d, &n)
+    };
+    assert_ne!(rl("var"), rl("base"), "the variant's own step was not run");
+    assert_eq!(files_in(Path::new(&p("base"))), source_before);
+    // Copies are records like any other: a second run finds all up to date,
+    // and a second --reuse replaces nothing.
+    let o = run(&p("variant.toml"), &p("var"), &["--reuse", &p("base")]);
+    assert!(stderr(&o).contains("copied 0 step(s)"), "{}", stderr(&o));
+
+    // A source file that no longer holds its record is not taken, nor is
+    // anything made from it.
+    let w = Path::new(&p("base")).join("original-s0.safetensors");
+    let mut b = std::fs::read(&w).unwrap();
+    let i = b.len() - 3;
+    b[i] ^= 1;
+    std::fs::write(&w, b).unwrap();
+    let o = run(
+        &p("variant.toml"),
+        &p("var2"),
+        &["--plan", "--reuse", &p("base")],
+    );
+    let said = stderr(&o);
+    assert!(o.status.success(), "{said}");
+    // (The retrain and the references do not read the original.)
+    assert!(
+        said.contains("ref-000") && said.contains("retrain-s0-f0.1"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("original-s0") && !said.contains("adv-s0"),
+        "{said}"
+    );
+
+    // Bad sources are named before any work.
+    for (from, why) in [
+        (p("variant.toml"), "not a run folder"),
+        (
+            dir.path().to_string_lossy().into_owned(),
+            "not a run folder",
+        ),
+        (p("var"), "the run folder itself"),
+    ] {
+        fails_with(
+            &run(&p("variant.toml"), &p("var"), &["--reuse", &from]),
+            &["--reuse", why],
+        );
+    }
+}

@@ -5,7 +5,7 @@
 
 mod gap;
 mod mis;
-mod rmia;
+pub(crate) mod rmia;
 pub(crate) use rmia::REF_FORMAT;
 mod roc;
 

@@ -387,7 +387,12 @@ pub fn memberships(n: usize, count: usize, seed: u64) -> Vec<Vec<bool>> {
 }
 
 fn model_path(dir: &Path, k: usize) -> PathBuf {
-    dir.join(format!("ref-{k:03}.safetensors"))
+    dir.join(model_file_name(k))
+}
+
+/// Reference model `k`'s weights file, in its folder.
+pub(crate) fn model_file_name(k: usize) -> String {
+    format!("ref-{k:03}.safetensors")
 }
 
 fn logits_path(dir: &Path, k: usize) -> PathBuf {

@@ -16,6 +16,7 @@ pub mod placement;
 mod plan;
 mod plots;
 mod report;
+mod reuse;
 pub mod steps;
 pub(crate) mod store;
 mod tune;
@@ -27,6 +28,7 @@ pub use config::{
 pub use placement::SlurmSection;
 pub use plan::{Plan, Resource, Status, Step, StepId, StepKind, Variant, short_hash};
 pub use report::{Report, ReportTable, Row, RunResult, Stat, build_report, table_markdown};
+pub use reuse::reuse;
 pub use steps::StepCtx;
 pub use store::{Meta, Stamp};
 pub use tune::{TuneChoice, TunePointResult, TuneRow, choose, grid_rate};

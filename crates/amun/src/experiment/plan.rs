@@ -888,13 +888,21 @@ impl Plan {
     /// of the dataset folder's files.
     /// `None` while a dependency has no artifact yet.
     pub fn inputs(&self, dir: &Path, step: &Step) -> Option<BTreeMap<String, String>> {
+        self.inputs_with(step, |dep| {
+            Some(self.artifact(dir, dep)).filter(|p| p.exists())
+        })
+    }
+
+    /// [`Plan::inputs`], with each dependency's artifact where `artifact_of`
+    /// finds it (`None`: not made yet).
+    pub fn inputs_with(
+        &self,
+        step: &Step,
+        artifact_of: impl Fn(&Step) -> Option<PathBuf>,
+    ) -> Option<BTreeMap<String, String>> {
         let mut inputs = BTreeMap::new();
         for d in step.deps() {
-            let dep = self.step(d.as_str())?;
-            let p = self.artifact(dir, dep);
-            if !p.exists() {
-                return None;
-            }
+            let p = artifact_of(self.step(d.as_str())?)?;
             inputs.insert(d.to_string(), store::content_sha(&p).ok()?);
         }
         inputs.insert("step".into(), short_hash(&step.kind));
