@@ -299,6 +299,20 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         a.method,
         done.sizes[0]
     );
+    // Said even with -q: the file is written, but it deletes nothing.
+    if let Some(c) = logs
+        .iter()
+        .filter_map(|l| l.calibration.as_ref())
+        .find(|c| c.remembers)
+    {
+        eprintln!(
+            "warning: {} still remembers the forget set: calibration found no state that forgets \
+             it within the utility guard ({}); retrain without it (`amun train --exclude`), or \
+             unlearn without --calibrate or with another method",
+            a.out.display(),
+            c.verdict
+        );
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use common::registry::{
     AMUN_CHEAP, APPLY_FAST, absorbed_by, copy_dir, copy_with_sql, count, create, db,
     folder_registry, indices_sha256, mnist_model, pending, reg, request, small_registry,
 };
-use common::{fails_with, ok, read_json, stdout};
+use common::{fails_with, ok, read_json, stderr, stdout};
 use std::path::Path;
 
 #[test]
@@ -598,4 +598,50 @@ fn a_slurm_retrain_blocks_writers_only_while_slurm_says_it_runs() {
     );
     assert_eq!(count(&r, "versions"), 3);
     ok(&reg("verify", &r, &[]));
+}
+
+/// A calibration that ends on a state still remembering a request deletes
+/// nothing: `apply` commits no version and the request stays pending
+/// (hostile6 MC3: a version bit-identical to its parent was committed with
+/// the requests listed as absorbed), and `unlearn` says so even with -q.
+#[test]
+fn apply_commits_nothing_when_calibration_leaves_the_request_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 epochs on 300 images: train 100%, and 30 of them stay detectably
+    // remembered (loss-AUC ~70 against 50 ± 14) by every state FT reaches
+    // within the utility guard.
+    let model = mnist_model(dir.path(), "300", "40");
+    let r = dir.path().join("reg");
+    create(&r, &model, &["--holdout-test", "40"]);
+    let indices: Vec<i64> = (0..30).collect();
+    let q = request(dir.path(), "q.csv", &indices);
+    ok(&reg("add", &r, &[q.to_str().unwrap()]));
+    let o = reg("apply", &r, &["--method", "ft"]);
+    fails_with(
+        &o,
+        &[
+            "request 1",
+            "still detectably memorised",
+            "nothing was committed",
+            "retrain",
+        ],
+    );
+    assert_eq!(pending(&r), vec![1]);
+    assert_eq!(count(&r, "versions"), 1);
+    ok(&reg("verify", &r, &[]));
+
+    let out = dir.path().join("u.safetensors");
+    let o = common::unlearn(
+        model.to_str().unwrap(),
+        q.to_str().unwrap(),
+        "ft",
+        out.to_str().unwrap(),
+        &["--calibrate", "--holdout-test", "40", "-q"],
+    );
+    ok(&o);
+    assert!(
+        stderr(&o).contains("still remembers the forget set"),
+        "{}",
+        stderr(&o)
+    );
 }

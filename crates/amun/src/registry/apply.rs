@@ -197,6 +197,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         recipe: recipe.as_ref(),
     };
     let done = job.run(&mut model, &parent_sc, progress)?;
+    refuse_what_is_still_remembered(&sets, &done.logs)?;
     let audit = audit_version(
         &model,
         &data,
@@ -255,6 +256,32 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         retrain_due: reg.retrain_due()?,
         set_aside: w.set_aside.clone(),
     }))
+}
+
+/// A version that still remembers a request deletes nothing: calibration
+/// keeps the original (or an early state) when every state that forgets
+/// loses utility, and committing it would mark the request absorbed.
+/// Nothing is committed; the requests stay pending.
+fn refuse_what_is_still_remembered(
+    sets: &[(i64, Vec<i64>)],
+    logs: &[crate::unlearn::UnlearnLog],
+) -> Result<()> {
+    for ((id, _), log) in sets.iter().zip(logs) {
+        if let Some(c) = log.calibration.as_ref().filter(|c| c.remembers) {
+            return Err(Error::invalid(
+                format!("request {id}"),
+                format!(
+                    "calibration found no state that forgets it within the utility guard ({}); \
+                     nothing was committed and the pending requests stay pending: retrain \
+                     exactly (`amun registry retrain`, with --force before the policy's time), \
+                     or apply without calibration or with \
+                     another method",
+                    c.verdict
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a batch of pending requests forgets.

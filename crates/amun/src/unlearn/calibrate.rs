@@ -642,6 +642,11 @@ pub struct Calibration {
     /// Where the chosen state stands, in words and numbers.
     #[serde(default)]
     pub verdict: String,
+    /// The chosen state still remembers the forget set detectably (no
+    /// state forgot it within the utility guard): no deletion was done.
+    /// Left out of the record when false, so records keep their identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remembers: bool,
     /// What the walk cost against its cap, when `max_cost` applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostCap>,
@@ -2218,6 +2223,7 @@ pub fn calibrate_from(
     let cal_out = Calibration {
         settings: cal.clone(),
         verdict: targets.verdict_text(&chosen),
+        remembers: targets.verdict(&chosen.probe) == Verdict::Under,
         changes: targets.changes(&chosen.probe),
         chosen,
         table,
