@@ -2,7 +2,7 @@
 //! kind of bad input giving one clear error line, a non-zero exit and no
 //! partial file.
 use crate::common;
-use common::{amun, ensure, fails_with, files_in, stderr};
+use common::{amun, ensure, fails_with, files_in, ok, stderr};
 use std::path::Path;
 use std::process::Command;
 
@@ -987,4 +987,62 @@ fn a_variant_reuses_the_steps_it_shares_with_another_run_and_computes_the_rest()
             &["--reuse", why],
         );
     }
+}
+
+/// hostile6 K2/R22: calibration aims at the held-out accuracy of classes the
+/// model has seen, so a forget set holding a whole class was "not
+/// detectably memorised" and kept the original (the retrain scores 0% on
+/// it). Calibrating one is refused before any work, by `unlearn` and by
+/// `registry apply`, and the request stays pending.
+#[test]
+fn calibrating_a_whole_class_is_refused_before_any_work() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    common::mnist_trained_once(&model, "300", "1");
+    let class = dir.path().join("c3.json");
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--class",
+        "3",
+        "--out",
+        class.to_str().unwrap(),
+    ]));
+    let out = dir.path().join("u.safetensors");
+    let o = common::unlearn(
+        model.to_str().unwrap(),
+        class.to_str().unwrap(),
+        "ft",
+        out.to_str().unwrap(),
+        &["--calibrate", "--holdout-test", "40", "-q"],
+    );
+    fails_with(
+        &o,
+        &["every training image of class 3", "without calibration"],
+    );
+    assert!(!out.exists());
+    // Without calibration it runs.
+    ok(&common::unlearn(
+        model.to_str().unwrap(),
+        class.to_str().unwrap(),
+        "ft",
+        out.to_str().unwrap(),
+        &["--epochs", "1", "-q"],
+    ));
+
+    // The same samples as a registry request.
+    let indices = common::forget_indices(&class);
+    let r = dir.path().join("reg");
+    common::registry::create(&r, &model, &["--holdout-test", "40"]);
+    let q = common::registry::request(dir.path(), "q.csv", &indices);
+    ok(&common::registry::reg("add", &r, &[q.to_str().unwrap()]));
+    fails_with(
+        &common::registry::reg("apply", &r, &["--method", "ft"]),
+        &["every training image of class 3"],
+    );
+    assert_eq!(common::registry::pending(&r), vec![1]);
 }

@@ -699,7 +699,10 @@ pub fn z_two_sided(level: f64) -> f64 {
 /// accuracy of the original (`forget`, `heldout` in percent), fixed once.
 pub fn accuracy_noise(forget: f64, heldout: f64, nf: usize, nh: usize) -> f64 {
     let (nf, nh) = (nf.max(1) as f64, nh.max(1) as f64);
-    let p = (forget * nf + heldout * nh) / (nf + nh) / 100.0;
+    // Both at 100% (or 0%) would give a band of ±0, as if no error were
+    // possible: the pooled accuracy is kept one sample from the edge.
+    let edge = 1.0 / (nf + nh);
+    let p = ((forget * nf + heldout * nh) / (nf + nh) / 100.0).clamp(edge, 1.0 - edge);
     100.0 * (p * (1.0 - p) * (1.0 / nf + 1.0 / nh)).max(0.0).sqrt()
 }
 
@@ -2337,6 +2340,20 @@ mod tests {
         );
     }
     use super::*;
+
+    /// hostile6 HT1: forget and held-out both at 100% printed a null band
+    /// of ±0.0 (and a held-out set of one image kept the original at
+    /// "+0.0 ± 0.0"); a pooled accuracy one sample from the edge gives the
+    /// band the sample sizes allow. Away from the edge nothing changes.
+    #[test]
+    fn a_perfect_score_on_both_sets_still_has_a_null_band() {
+        assert!(accuracy_noise(100.0, 100.0, 30, 1) > 15.0);
+        assert!(accuracy_noise(100.0, 100.0, 30, 40) > 1.0);
+        assert!(accuracy_noise(0.0, 0.0, 30, 40) > 1.0);
+        let p: f64 = (90.0 * 30.0 + 80.0 * 40.0) / 70.0 / 100.0;
+        let want = 100.0 * (p * (1.0 - p) * (1.0 / 30.0 + 1.0 / 40.0)).sqrt();
+        assert_eq!(accuracy_noise(90.0, 80.0, 30, 40), want);
+    }
 
     fn probe(f: f64, h: f64, r: f64, auc: f64) -> Probe {
         Probe {

@@ -169,6 +169,11 @@ impl UnlearnJob<'_> {
             ));
         }
         Self::check_distinct(self.requests, &[])?;
+        if self.calibrate.is_some() {
+            for r in self.requests {
+                check_calibratable(self.data, &r.indices)?;
+            }
+        }
         let recipe = match self.recipe {
             Some(r) => Some(r.clone()),
             None => crate::train::recipe_of(parent)?,
@@ -269,5 +274,36 @@ fn record_precomputed(sidecar: &mut Sidecar, source: crate::attack::AdvSource) {
             o.remove("attack");
         }
         *adversarial = Some(source);
+    }
+}
+
+/// Calibration aims forget accuracy at the original's accuracy on held-out
+/// images of the classes it was trained on: the retrain-free estimate of
+/// what a retrain scores on samples like these. A forget set that holds
+/// every training image of a class has no such target — a model retrained
+/// without them never saw the class and scores about 0% on it — so
+/// calibrating it would keep a model that still knows the class.
+fn check_calibratable(data: &Dataset, forget: &[i64]) -> Result<()> {
+    let labels = data.train.label_vec();
+    let mut in_forget = vec![0usize; data.num_classes()];
+    let mut in_train = vec![0usize; data.num_classes()];
+    for &l in &labels {
+        in_train[l as usize] += 1;
+    }
+    for l in forget.iter().filter_map(|&i| labels.get(i as usize)) {
+        in_forget[*l as usize] += 1;
+    }
+    match (0..in_train.len()).find(|&c| in_train[c] > 0 && in_forget[c] == in_train[c]) {
+        Some(c) => Err(Error::invalid(
+            "calibrate",
+            format!(
+                "the forget set holds every training image of class {c} ({}): a model \
+                 retrained without them never saw the class and scores about 0% on it, while \
+                 calibration aims at the held-out accuracy of classes the model has seen; \
+                 unlearn a whole class without calibration",
+                in_train[c]
+            ),
+        )),
+        None => Ok(()),
     }
 }
