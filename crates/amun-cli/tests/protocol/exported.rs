@@ -150,14 +150,27 @@ fn a_pt2_model_goes_through_every_command() {
         &p("u2.safetensors"),
     ])));
     let before = std::fs::read(d.join("u.pt2")).unwrap();
+    let export_onto_u = |ck: &str| amun(&["export", "--checkpoint", &p(ck), "--out", &p("u.pt2")]);
     fails_with(
-        &amun(&[
-            "export",
-            "--checkpoint",
-            &p("u2.safetensors"),
-            "--out",
-            &p("u.pt2"),
-        ]),
+        &export_onto_u("u2.safetensors"),
+        &["u.pt2", "the exported graph of --checkpoint"],
+    );
+    // Another model of net.pt2's (other weights) onto u.pt2.
+    ok(&run(with(&[
+        "unlearn",
+        "--checkpoint",
+        &p("net.pt2"),
+        "--method",
+        "ft",
+        "--forget",
+        &p("f.json"),
+        "--epochs",
+        "2",
+        "--out",
+        &p("u3.safetensors"),
+    ])));
+    fails_with(
+        &export_onto_u("u3.safetensors"),
         &["--out", "u.pt2", "different content", "records its sha256"],
     );
     assert!(std::fs::read(d.join("u.pt2")).unwrap() == before);

@@ -1982,11 +1982,7 @@ fn a_missing_input_is_named_with_its_flag_and_what_was_expected() {
             "forget set",
         ),
         (
-            [
-                &["split", "--from", &nope, "--out", &s][..],
-                data,
-            ]
-            .concat(),
+            [&["split", "--from", &nope, "--out", &s][..], data].concat(),
             "--from",
             "list of indices",
         ),
