@@ -339,7 +339,7 @@ fn a_command_still_replaces_its_own_earlier_output() {
 fn users_npy(path: &str) {
     let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 9), }".to_string();
     // Magic, version and length (10 bytes), then the header, to a multiple of 64.
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
