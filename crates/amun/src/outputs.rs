@@ -74,6 +74,22 @@ impl Kind {
         }
     }
 
+    /// Who records a file of this kind by its sha256, for a message that
+    /// refuses to replace it ([`write_recorded`]).
+    fn recorded_by(self) -> &'static str {
+        match self {
+            Kind::ForgetSet => {
+                "a retrain made without it (`amun train --exclude`), an audit or a registry \
+                 request records its indices' sha256, and would no longer match it"
+            }
+            Kind::Export => {
+                "a model made from it (`--model` or `--checkpoint` with this .pt2) records \
+                 its sha256 and could no longer be opened"
+            }
+            _ => "something made from it may record its sha256",
+        }
+    }
+
     /// What the file at `path` is (`Foreign` when it cannot be read).
     pub fn of(path: &Path) -> Kind {
         if path.is_dir() {
@@ -87,6 +103,7 @@ impl Kind {
             "json" => json_kind(path),
             "safetensors" => safetensors_kind(path),
             "csv" => csv_kind(path),
+            "npy" if is_per_sample_npy(path) => Kind::PerSample,
             "lock" => Kind::Lock,
             "pt2" if crate::model::program::written_by_amun(path) => Kind::Export,
             _ => Kind::Foreign,
@@ -180,6 +197,89 @@ fn csv_kind(path: &Path) -> Kind {
     }
 }
 
+/// Whether `path` is the `.npy` `amun eval --per-sample` writes: a float32
+/// matrix of rows `split, index, label, pred, confidence, loss, forget,
+/// logit_0…` (at least two classes), train rows (split 0, indices 0, 1, …)
+/// then test rows (split 1, from 0 again, none in the forget set), labels
+/// and predictions classes. The format has no room for a mark of its
+/// own; a user's matrix meets all of this only by being such a table.
+fn is_per_sample_npy(path: &Path) -> bool {
+    use ndarray_npy::ReadNpyExt;
+    // A per-sample table of a million samples is well below this.
+    const MAX_BYTES: u64 = 1 << 30;
+    if !std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_BYTES) {
+        return false;
+    }
+    let Some(a) = std::fs::File::open(path)
+        .ok()
+        .and_then(|f| ndarray::Array2::<f32>::read_npy(f).ok())
+    else {
+        return false;
+    };
+    let classes = a.ncols().saturating_sub(7) as f32;
+    if classes < 2.0 || a.nrows() == 0 {
+        return false;
+    }
+    let is_class = |v: f32| v >= 0.0 && v < classes && v.fract() == 0.0;
+    let (mut split, mut next) = (0.0, 0.0);
+    for row in a.rows() {
+        if row[0] != split {
+            // The one change of split: train to test, indices from 0.
+            if (split, row[0]) != (0.0, 1.0) {
+                return false;
+            }
+            (split, next) = (1.0, 0.0);
+        }
+        let forget_ok = row[6] == 0.0 || (row[6] == 1.0 && split == 0.0);
+        if row[1] != next || !is_class(row[2]) || !is_class(row[3]) || !forget_ok {
+            return false;
+        }
+        next += 1.0;
+    }
+    true
+}
+
+/// Writes an output that others record by its sha256 through `write`: a
+/// forget set (a retrain records the indices it was made without, a
+/// registry a request's samples), an exported `.pt2` (a model trained from
+/// it records its graph). An existing one under that name is replaced only
+/// by the same bytes: `write` makes the new one beside it first, and a
+/// different one is refused, the old file left as it is. `flag` names the
+/// output in the message.
+pub fn write_recorded(
+    flag: &str,
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    if !path.exists() {
+        return write(path);
+    }
+    let new = crate::fsutil::TempPath::beside(path)?;
+    write(new.path())?;
+    let (old_sha, new_sha) = (
+        crate::data::sha256_file(path)?,
+        crate::data::sha256_file(new.path())?,
+    );
+    if new_sha == old_sha {
+        // The same bytes: nothing to replace (the temporary file goes).
+        return Ok(());
+    }
+    let kind = Kind::of(path);
+    Err(Error::invalid(
+        format!("{flag} {}", path.display()),
+        format!(
+            "would replace {} — {}, sha256 {}… — with different content (sha256 {}…): {}; \
+             name a new file, or remove {} first if nothing was made from it",
+            path.display(),
+            kind.describe(),
+            &old_sha[..12],
+            &new_sha[..12],
+            kind.recorded_by(),
+            path.display()
+        ),
+    ))
+}
+
 /// What a command writes under one flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Artifact {
@@ -241,6 +341,43 @@ struct Input {
     what: String,
     path: PathBuf,
     folder: bool,
+    /// The file given under `flag` that records this one (a checkpoint
+    /// whose sidecar, graph or dataset folder it is), if not that file.
+    of: Option<PathBuf>,
+    /// Refused when missing: a file the command was given to read (not
+    /// one a checkpoint merely records, which its loader looks for).
+    required: bool,
+}
+
+impl Input {
+    /// `--forget f.json (the deletion request)`, or `the exported graph
+    /// of --checkpoint g.safetensors (cnn.pt2)`.
+    fn describe(&self) -> String {
+        match &self.of {
+            None => format!("{} {} ({})", self.flag, self.path.display(), self.what),
+            Some(of) => format!(
+                "{} of {} {} ({})",
+                self.what,
+                self.flag,
+                of.display(),
+                self.path.display()
+            ),
+        }
+    }
+}
+
+/// Refuses a file a command was given to read that is not there (or is a
+/// folder), naming `flag` and `what` was expected, rather than the OS's
+/// bare "No such file or directory" under the file's name alone.
+pub fn require_file(flag: &str, what: &str, path: &Path) -> Result<()> {
+    let msg = if path.is_dir() {
+        format!("a folder; expected a file: {what}")
+    } else if path.exists() {
+        return Ok(());
+    } else {
+        format!("no such file; expected {what}")
+    };
+    Err(Error::invalid(format!("{flag} {}", path.display()), msg))
 }
 
 /// The files a command reads and writes, checked against each other
@@ -256,14 +393,35 @@ impl Outputs {
         Outputs::default()
     }
 
-    /// A file the command reads, under `flag` (`--forget`), described as
-    /// `what` (`the deletion request`).
+    /// A file or folder the command reads, under `flag` (`--holdout`),
+    /// described as `what` (`the held-out data`); its own reader says what
+    /// is wrong if it is missing.
     pub fn reads(&mut self, flag: &str, what: &str, path: &Path) -> &mut Self {
+        self.input(flag, what, path, None, false)
+    }
+
+    /// A file the command reads, under `flag` (`--forget`), described as
+    /// `what` (`the deletion request`): refused by [`Outputs::check`] when
+    /// it is not there ([`require_file`]).
+    pub fn reads_file(&mut self, flag: &str, what: &str, path: &Path) -> &mut Self {
+        self.input(flag, what, path, None, true)
+    }
+
+    fn input(
+        &mut self,
+        flag: &str,
+        what: &str,
+        path: &Path,
+        of: Option<&Path>,
+        required: bool,
+    ) -> &mut Self {
         self.reads.push(Input {
             flag: flag.into(),
             what: what.into(),
             path: path.to_path_buf(),
             folder: path.is_dir(),
+            of: of.map(Path::to_path_buf),
+            required,
         });
         self
     }
@@ -278,15 +436,16 @@ impl Outputs {
         if !side.exists() || side == path {
             return self;
         }
-        self.reads(flag, "the checkpoint's sidecar", &side);
+        let of = Some(path);
+        self.input(flag, "the sidecar", &side, of, false);
         let Ok(sc) = crate::fsutil::read_json::<crate::model::Sidecar>(&side) else {
             return self;
         };
-        self.reads_dataset(flag, &sc.data.dataset);
+        self.dataset(flag, &sc.data.dataset, of);
         if let Some(p) = &sc.model.program {
-            self.reads(flag, "the model's exported graph", &p.file);
+            self.input(flag, "the exported graph", &p.file, of, false);
             if let crate::model::program::ProgramInit::Weights { file, .. } = &p.init {
-                self.reads(flag, "the model's initial weights", file);
+                self.input(flag, "the initial weights", file, of, false);
             }
         }
         self
@@ -297,7 +456,7 @@ impl Outputs {
         self.reads(flag, "the adversarial set", path);
         let meta = crate::attack::AdvSet::meta_path(path);
         if meta != path {
-            self.reads(flag, "the adversarial set's metadata", &meta);
+            self.input(flag, "the metadata", &meta, Some(path), false);
         }
         self
     }
@@ -305,8 +464,12 @@ impl Outputs {
     /// A dataset the command reads: a folder is an input nothing may be
     /// written into; a registry name reads nothing the user owns.
     pub fn reads_dataset(&mut self, flag: &str, dataset: &str) -> &mut Self {
+        self.dataset(flag, dataset, None)
+    }
+
+    fn dataset(&mut self, flag: &str, dataset: &str, of: Option<&Path>) -> &mut Self {
         if crate::data::Registry::from_name(dataset).is_none() && Path::new(dataset).is_dir() {
-            self.reads(flag, "the dataset folder", Path::new(dataset));
+            self.input(flag, "the dataset folder", Path::new(dataset), of, false);
         }
         self
     }
@@ -372,6 +535,9 @@ impl Outputs {
     /// Checks every write against every read and against what is on disk,
     /// before any work; names both flags and files.
     pub fn check(&self) -> Result<()> {
+        for r in self.reads.iter().filter(|r| r.required) {
+            require_file(&r.flag, &r.what, &r.path)?;
+        }
         for w in &self.writes {
             let target = identities(&w.path);
             for r in &self.reads {
@@ -389,10 +555,7 @@ impl Outputs {
                     } else {
                         ("overwrite", "which is")
                     };
-                    return Err(w.refuse(
-                        verb,
-                        &format!("{rel} {} {} ({})", r.flag, r.path.display(), r.what),
-                    ));
+                    return Err(w.refuse(verb, &format!("{rel} {}", r.describe())));
                 }
             }
             w.check_protected()?;
@@ -493,9 +656,12 @@ impl Target {
         ))
     }
 
-    /// An existing file may be replaced by a file of its own kind (a
-    /// command run again); the named output also when amun did not write
-    /// it (the user chose that path). Anything else is another artifact.
+    /// An existing file may be replaced only by a file of its own kind (a
+    /// command run again onto its own output); a file amun did not write
+    /// is the user's, whatever its name (a deletion list, weights), and
+    /// anything else another artifact. A forget set and an exported `.pt2`
+    /// pass here but are written through [`write_recorded`], which replaces
+    /// them only with the same bytes.
     fn check_existing(&self) -> Result<()> {
         if !self.path.exists() || self.kind == Kind::Lock || self.folder {
             return Ok(());
@@ -522,20 +688,21 @@ impl Target {
                  replaces only a .pt2 amun wrote); remove it first if it is an earlier export",
             ));
         }
-        if found == self.kind || (self.role.is_none() && found == Kind::Foreign) {
+        if found == self.kind {
             return Ok(());
+        }
+        if found == Kind::Foreign {
+            // A user's deletion list, a CSV copy of a request, weights:
+            // amun cannot tell what else needs it.
+            return Err(self.refuse(
+                "overwrite",
+                "a file amun did not write (an output replaces only amun's own earlier \
+                 output of its kind); remove it first if it may go",
+            ));
         }
         Err(self.refuse(
             "overwrite",
-            &format!(
-                "{}{}",
-                found.describe(),
-                if found == Kind::Foreign {
-                    ""
-                } else {
-                    " this command does not write"
-                }
-            ),
+            &format!("{} this command does not write", found.describe()),
         ))
     }
 }
@@ -666,6 +833,13 @@ pub fn refuse_evidence_path(setting: &str, path: &Path) -> Result<()> {
         ));
     }
     refuse_held(setting, path)
+}
+
+/// Whether `a` and `b` name the same file (through symlinks; for a file
+/// that does not exist, the same folder and name).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let b = identities(b);
+    identities(a).iter().any(|i| b.contains(i))
 }
 
 /// Whether `path` lies inside the folder `dir` (both resolved as
@@ -845,12 +1019,16 @@ mod tests {
         );
         let e = o.check().unwrap_err().to_string();
         assert!(e.contains("a forget set"), "{e}");
-        // A file amun did not write: replaced only where the user named it.
+        // A file amun did not write is the user's, whatever the output.
         let mine = d.path().join("notes.json");
         std::fs::write(&mine, b"{\"a\": 1}").unwrap();
         let mut o = Outputs::new();
         o.writes("--out", &mine, Artifact::ForgetSet);
-        o.check().unwrap();
+        let e = o.check().unwrap_err().to_string();
+        assert!(
+            e.contains("a file amun did not write") && e.contains("remove"),
+            "{e}"
+        );
         let mut o = Outputs::new();
         o.writes(
             "--out",
@@ -979,5 +1157,59 @@ mod tests {
             o.writes("--out", &d.path().join(f), Artifact::Export);
             o.check().unwrap();
         }
+    }
+
+    #[test]
+    fn a_forget_set_is_replaced_only_by_the_same_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f.json");
+        let write =
+            |text: &'static str| move |p: &Path| crate::fsutil::write_atomic(p, text.as_bytes());
+        write_recorded("--out", &f, write("[1, 2]\n")).unwrap();
+        write_recorded("--out", &f, write("[1, 2]\n")).unwrap();
+        let e = write_recorded("--out", &f, write("[1, 3]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--out") && e.contains("different content"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&f).unwrap(), b"[1, 2]\n");
+        // Nothing but the file itself is left in the folder.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_per_sample_npy_is_told_from_a_users_matrix() {
+        use ndarray_npy::WriteNpyExt;
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, rows: Vec<[f32; 9]>| {
+            let f = d.path().join(name);
+            let a = ndarray::Array2::from_shape_vec(
+                (rows.len(), 9),
+                rows.into_iter().flatten().collect(),
+            )
+            .unwrap();
+            a.write_npy(std::fs::File::create(&f).unwrap()).unwrap();
+            f
+        };
+        // train 0, 1 (1 forgotten), then test 0.
+        let ours = vec![
+            [0., 0., 1., 0., 0.2, 1.6, 0., 0.1, -0.3],
+            [0., 1., 0., 0., 0.9, 0.1, 1., 2.0, 0.5],
+            [1., 0., 1., 1., 0.7, 0.3, 0., 0.0, 1.2],
+        ];
+        assert_eq!(Kind::of(&write("ps.npy", ours.clone())), Kind::PerSample);
+        let mut theirs = ours.clone();
+        theirs[2][1] = 5.0;
+        assert_eq!(Kind::of(&write("a.npy", theirs)), Kind::Foreign);
+        let mut theirs = ours;
+        theirs[2][6] = 1.0;
+        assert_eq!(Kind::of(&write("b.npy", theirs)), Kind::Foreign);
+        let f = d.path().join("c.npy");
+        ndarray::Array1::<f32>::zeros(4)
+            .write_npy(std::fs::File::create(&f).unwrap())
+            .unwrap();
+        assert_eq!(Kind::of(&f), Kind::Foreign);
     }
 }

@@ -44,11 +44,12 @@ pub fn run(a: AdvArgs) -> Result<()> {
     let settings = a.attack.params()?.refill(!a.no_refill).check()?;
     let dev = device(&a.device)?;
     let mut io = Outputs::new();
-    io.reads_checkpoint("--checkpoint", &a.checkpoint).reads(
-        "--forget",
-        "the forget set",
-        &a.forget,
-    );
+    io.reads_checkpoint("--checkpoint", &a.checkpoint)
+        .reads_file(
+            "--forget",
+            "the forget set: amun's JSON or a list of indices",
+            &a.forget,
+        );
     a.import.reads(&mut io);
     io.writes("--out", &a.out, Artifact::AdvSet);
     let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;

@@ -74,6 +74,11 @@ pub fn run(a: AuditArgs) -> Result<()> {
         gamma: a.gamma,
     };
     params.check()?;
+    amun::outputs::require_file(
+        "--forget",
+        "the forget set: amun's JSON or a list of indices",
+        &a.forget,
+    )?;
     let forget = ForgetFile::read(&a.forget)?;
     let (_, first, data) =
         super::open_checkpoint(&a.checkpoint[0], &a.import, &a.dir, tch::Device::Cpu)?;

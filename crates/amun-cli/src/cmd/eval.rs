@@ -38,7 +38,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let mut io = Outputs::new();
     io.reads_checkpoint("--checkpoint", &a.checkpoint);
     if let Some(f) = &a.forget {
-        io.reads("--forget", "the forget set", f);
+        io.reads_file(
+            "--forget",
+            "the forget set: amun's JSON or a list of indices",
+            f,
+        );
     }
     a.import.reads(&mut io);
     if let Some(p) = &a.per_sample {

@@ -103,6 +103,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             placement::recorded(f)?,
         ),
         (None, Some(c)) => {
+            amun::outputs::require_file("--config", "the experiment's TOML config", c)?;
             let cfg = Config::read(c)?;
             let out = a
                 .out

@@ -78,6 +78,18 @@ pub struct CalibrateArgs {
 }
 
 impl CalibrateArgs {
+    /// The flags of this group given, by name (for a message).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            (self.calibrate_rule.is_some(), "--calibrate-rule"),
+            (!self.calibrate_lrs.is_empty(), "--calibrate-lrs"),
+            (self.calibrate_max_cost.is_some(), "--calibrate-max-cost"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect()
+    }
+
     /// The flags, typed (the rest of the overrides left out).
     pub fn overrides(&self) -> Result<CalibrateOverrides> {
         if let Some(c) = self.calibrate_max_cost

@@ -52,7 +52,7 @@ pub struct ExportArgs {
 pub fn run_import(a: ImportCmdArgs) -> Result<()> {
     check_import_flags(&a)?;
     let mut io = Outputs::new();
-    io.reads("--from", "the PyTorch checkpoint", &a.from);
+    io.reads_file("--from", "the PyTorch checkpoint", &a.from);
     a.import.reads(&mut io);
     io.writes("--out", &a.out, Artifact::Checkpoint);
     let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
@@ -162,7 +162,9 @@ pub fn run_export(a: ExportArgs) -> Result<()> {
             a.layout
         );
     }
-    export(&model, layout, &a.out)?;
+    // An earlier export a model was trained from is replaced only by the
+    // same bytes (the export is deterministic).
+    amun::outputs::write_recorded("--out", &a.out, |p| export(&model, layout, p))?;
     match &sc.model.program {
         Some(p) if a.out.extension().is_some_and(|e| e == "pt2") => super::outln!(
             "{}: the graph of {} with these weights (torch.export.load runs it)",

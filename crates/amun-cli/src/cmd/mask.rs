@@ -32,11 +32,12 @@ pub struct MaskArgs {
 pub fn run(a: MaskArgs) -> Result<()> {
     let dev = device(&a.device)?;
     let mut io = Outputs::new();
-    io.reads_checkpoint("--checkpoint", &a.checkpoint).reads(
-        "--forget",
-        "the forget set",
-        &a.forget,
-    );
+    io.reads_checkpoint("--checkpoint", &a.checkpoint)
+        .reads_file(
+            "--forget",
+            "the forget set: amun's JSON or a list of indices",
+            &a.forget,
+        );
     a.import.reads(&mut io);
     io.writes("--out", &a.out, Artifact::Mask);
     let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;

@@ -194,7 +194,7 @@ impl ImportArgs {
     /// The files these flags read: `--init`, a `--dataset` folder.
     pub fn reads(&self, io: &mut amun::outputs::Outputs) {
         if let Some(i) = &self.init {
-            io.reads("--init", "the initial weights", i);
+            io.reads_file("--init", "the initial weights", i);
         }
         if let Some(d) = &self.dataset {
             io.reads_dataset("--dataset", d);

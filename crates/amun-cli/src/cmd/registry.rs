@@ -178,6 +178,14 @@ pub struct AddArgs {
 }
 
 fn add(a: AddArgs) -> Result<()> {
+    for f in &a.files {
+        amun::outputs::require_file(
+            "FILE",
+            "a deletion request: a list of training indices (any list `amun split --from` \
+             reads) or, for an image folder, image paths",
+            f,
+        )?;
+    }
     if let Some(r) = &a.receipt {
         if a.files.len() != 1 {
             bail!(
@@ -195,6 +203,18 @@ fn add(a: AddArgs) -> Result<()> {
             bail!(
                 "--receipt {}: exists already; a receipt never replaces a file",
                 r.display()
+            );
+        }
+        let folder = match r.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !folder.is_dir() {
+            bail!(
+                "--receipt {}: no folder {} to make it in; make the folder first, or name a \
+                 file in an existing one (nothing was added)",
+                r.display(),
+                folder.display()
             );
         }
     }
@@ -467,7 +487,10 @@ fn apply(a: ApplyArgs) -> Result<()> {
     };
     amun::unlearn::check_given(effective.method(), method.table(), !a.no_retain)?;
     if a.no_calibrate && !cal.is_empty() {
-        bail!("--calibrate-rule and --calibrate-lrs do not go with --no-calibrate");
+        bail!(
+            "{}: calibration settings, which --no-calibrate turns off; drop one or the other",
+            a.calibration.given().join(", ")
+        );
     }
     let spec = ApplySpec {
         method,

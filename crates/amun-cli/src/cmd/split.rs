@@ -1,6 +1,6 @@
 use super::{DataArgs, load_data};
 use amun::data::{ForgetFile, ForgetSet, ForgetSpec};
-use amun::outputs::{Artifact, Outputs};
+use amun::outputs::{Artifact, Outputs, write_recorded};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -55,7 +55,7 @@ pub fn run(a: SplitArgs) -> Result<()> {
     let mut io = Outputs::new();
     io.reads_dataset("--dataset", &a.data.dataset);
     if let Some(f) = &a.from {
-        io.reads("--from", "the list of indices", f);
+        io.reads_file("--from", "the list of indices", f);
     }
     io.writes("--out", &a.out, Artifact::ForgetSet);
     let _locks = super::claim(&io, &[("--out", &["json"])])?;
@@ -64,7 +64,7 @@ pub fn run(a: SplitArgs) -> Result<()> {
         let file = ForgetFile::read(f)?;
         let data = load_data(&a.data.spec(), &a.data.dir)?;
         let set = file.resolve(&data, f)?;
-        set.write(&a.out)?;
+        write_recorded("--out", &a.out, |p| set.write(p))?;
         super::outln!(
             "{}: {} of {} training samples of {} (from {})",
             a.out.display(),
@@ -82,7 +82,7 @@ pub fn run(a: SplitArgs) -> Result<()> {
     };
     let data = load_data(&a.data.spec(), &a.data.dir)?;
     let set = ForgetSet::choose(&data, &spec, a.seed)?;
-    set.write(&a.out)?;
+    write_recorded("--out", &a.out, |p| set.write(p))?;
     super::outln!(
         "{}: {} of {} training samples of {} (seed {}, {})",
         a.out.display(),

@@ -193,17 +193,21 @@ fn files_of(a: &TrainArgs) -> Outputs {
     let mut io = Outputs::new();
     io.reads_dataset("--dataset", &a.data.dataset);
     if let Some(p) = &a.exclude {
-        io.reads("--exclude", "the forget set", p);
+        io.reads_file(
+            "--exclude",
+            "the forget set to train without: amun's JSON or a list of indices",
+            p,
+        );
     }
     if a.model.ends_with(".pt2") {
-        io.reads(
+        io.reads_file(
             "--model",
-            "the exported graph",
+            "the exported graph, a torch.export .pt2",
             std::path::Path::new(&a.model),
         );
     }
     if let Some(p) = &a.program.init {
-        io.reads("--init", "the initial weights", p);
+        io.reads_file("--init", "the initial weights", p);
     }
     io.writes("--out", &a.out, Artifact::Trained);
     io

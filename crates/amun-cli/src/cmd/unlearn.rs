@@ -356,7 +356,11 @@ fn files_of(a: &UnlearnArgs, requests: &[PathBuf]) -> Outputs {
         "--requests"
     };
     for p in requests {
-        io.reads(flag, "the deletion request", p);
+        io.reads_file(
+            flag,
+            "the deletion request: amun's forget-set JSON or a list of indices",
+            p,
+        );
     }
     if let Some(p) = &a.adv {
         io.reads_adv_set("--adv", p);

@@ -128,6 +128,59 @@ fn a_pt2_model_goes_through_every_command() {
         ])
     };
     ok(&export_to("u.pt2"));
+    // Issue 37 P1: the graph the checkpoint records was called "--checkpoint".
+    fails_with(
+        &export_to("net.pt2"),
+        &["net.pt2", "the exported graph of --checkpoint"],
+    );
+    // Issue 37 P8: a model trained from an earlier export records its
+    // sha256; another model's export onto it (exit 0) left that model
+    // unopenable. The same weights again give the same bytes (above).
+    ok(&run(with(&[
+        "unlearn",
+        "--checkpoint",
+        &p("u.pt2"),
+        "--method",
+        "ft",
+        "--forget",
+        &p("f.json"),
+        "--epochs",
+        "1",
+        "--out",
+        &p("u2.safetensors"),
+    ])));
+    let before = std::fs::read(d.join("u.pt2")).unwrap();
+    let export_onto_u = |ck: &str| amun(&["export", "--checkpoint", &p(ck), "--out", &p("u.pt2")]);
+    fails_with(
+        &export_onto_u("u2.safetensors"),
+        &["u.pt2", "the exported graph of --checkpoint"],
+    );
+    // Another model of net.pt2's (other weights) onto u.pt2.
+    ok(&run(with(&[
+        "unlearn",
+        "--checkpoint",
+        &p("net.pt2"),
+        "--method",
+        "ft",
+        "--forget",
+        &p("f.json"),
+        "--epochs",
+        "2",
+        "--out",
+        &p("u3.safetensors"),
+    ])));
+    fails_with(
+        &export_onto_u("u3.safetensors"),
+        &["--out", "u.pt2", "different content", "records its sha256"],
+    );
+    assert!(std::fs::read(d.join("u.pt2")).unwrap() == before);
+    ok(&amun(&[
+        "eval",
+        "--checkpoint",
+        &p("u2.safetensors"),
+        "--device",
+        "cpu",
+    ]));
     std::fs::copy(fixtures().join("sorting32.pt2"), d.join("users.pt2")).unwrap();
     let before = std::fs::read(d.join("users.pt2")).unwrap();
     fails_with(

@@ -1608,13 +1608,68 @@ fn train_refs_again_rebuilds_a_deleted_reference_model() {
         &[
             "ref-000.safetensors",
             "missing",
-            "run it again on this folder",
+            "run `amun rmia train-refs --out",
         ],
     );
     ok(&train_refs_again(&refs));
     // The same seed and thread count: the same bits as the deleted file.
     assert!(std::fs::read(refs.join("ref-000.safetensors")).unwrap() == was);
     ok(&audit());
+}
+
+/// Issue 37 T7/T8: a reference model's weights swapped for the other's
+/// (T7), or swapped under a manifest made to record them, as an older
+/// train-refs did (T8), its logits deleted. The audit's hint, "train the
+/// references again with `amun rmia train-refs`", was refused by
+/// train-refs itself (T7: "changed since", T8: "does not match its
+/// sidecar"). Now the hint names the folder, and train-refs trains that
+/// model again, to the same bits.
+#[test]
+fn the_audits_hint_for_swapped_reference_weights_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ck, rt, f) = (m("orig.safetensors"), m("rt.safetensors"), m("f.json"));
+    for (case, blessed, why) in [
+        ("t7", false, "changed since the reference models were made"),
+        ("t8", true, "missing"),
+    ] {
+        let refs = dir.path().join(case);
+        crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
+        let w0 = refs.join("ref-000.safetensors");
+        let was = std::fs::read(&w0).unwrap();
+        std::fs::copy(refs.join("ref-001.safetensors"), &w0).unwrap();
+        std::fs::remove_file(refs.join("ref-000.logits.safetensors")).unwrap();
+        if blessed {
+            let mpath = refs.join("manifest.json");
+            let mut mf = read_json(&mpath);
+            mf["files"]["ref-000.safetensors"] = amun::data::sha256_file(&w0).unwrap().into();
+            std::fs::write(&mpath, mf.to_string()).unwrap();
+        }
+        let audit = || {
+            amun(&[
+                "audit",
+                "--checkpoint",
+                &ck,
+                "--retrain",
+                &rt,
+                "--forget",
+                &f,
+                "--refs",
+                refs.to_str().unwrap(),
+                "--device",
+                "cpu",
+            ])
+        };
+        let o = audit();
+        fails_with(&o, &[why, "run `amun rmia train-refs --out"]);
+        assert!(
+            stderr(&o).contains(refs.to_str().unwrap()),
+            "{}",
+            stderr(&o)
+        );
+        ok(&train_refs_again(&refs));
+        assert!(std::fs::read(&w0).unwrap() == was, "{case}");
+        ok(&audit());
+    }
 }
 
 /// `amun rmia train-refs` run again on the fixture's reference folder `refs`.
@@ -1864,7 +1919,83 @@ fn an_experiment_checks_its_references_as_the_audit_does() {
         for extra in [&["--step", "references"][..], &["--plan"]] {
             let mut a = vec!["--config", cfg.as_str(), "--out", run, "-q"];
             a.extend_from_slice(extra);
-            fails_with(&experiment(&a), &[file, why, "move"]);
+            // Issue 37 W-exp-ref-weights-deleted: the hint named `rmia
+            // train-refs` on this folder, which writes nothing into a run
+            // folder; the experiment trains them.
+            let o = experiment(&a);
+            fails_with(&o, &[file, why, "move", "amun experiment --folder"]);
+            assert!(!stderr(&o).contains("train-refs --out"), "{}", stderr(&o));
         }
     }
+}
+
+/// Issue 37 W1: a missing input was named by the OS alone ("nope.json: No
+/// such file or directory (os error 2)"), without its flag or what the
+/// file should have been. Each is named before any work.
+#[test]
+fn a_missing_input_is_named_with_its_flag_and_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let (nope, ck, refs) = (p("nope.json"), m("orig.safetensors"), m("refs"));
+    let data: &[&str] = &["--dataset", "mnist", "--train-limit", "300"];
+    let (w, s) = (p("w.safetensors"), p("s.json"));
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec![
+                "unlearn",
+                "--checkpoint",
+                &ck,
+                "--forget",
+                &nope,
+                "--method",
+                "ft",
+                "--epochs",
+                "1",
+                "--out",
+                &w,
+            ],
+            "--forget",
+            "deletion request",
+        ),
+        (
+            [
+                &["train", "--epochs", "1", "--exclude", &nope, "--out", &w][..],
+                data,
+            ]
+            .concat(),
+            "--exclude",
+            "forget set",
+        ),
+        (
+            vec![
+                "audit",
+                "--checkpoint",
+                &ck,
+                "--retrain",
+                &ck,
+                "--forget",
+                &nope,
+                "--refs",
+                &refs,
+            ],
+            "--forget",
+            "forget set",
+        ),
+        (
+            [&["split", "--from", &nope, "--out", &s][..], data].concat(),
+            "--from",
+            "list of indices",
+        ),
+        (
+            vec!["experiment", "--config", &nope],
+            "--config",
+            "TOML config",
+        ),
+    ];
+    for (args, flag, what) in cases {
+        let o = amun(&args);
+        fails_with(&o, &[&format!("{flag} {nope}"), "no such file", what]);
+        assert!(!stderr(&o).contains("os error"), "{}", stderr(&o));
+    }
+    assert!(files_in(dir.path()).is_empty());
 }

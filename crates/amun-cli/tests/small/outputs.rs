@@ -298,11 +298,29 @@ fn split_out_onto_its_from_file_is_refused() {
     );
 }
 
+/// A command run again onto its own output replaces it: a per-sample
+/// table in each of its formats (told by its header, tensors or layout),
+/// a forget set by the same set.
 #[test]
 fn a_command_still_replaces_its_own_earlier_output() {
     let d = folder();
+    let ck = p(d.path(), "orig.safetensors");
+    for ext in ["csv", "npy", "safetensors"] {
+        let out = p(d.path(), &format!("ps.{ext}"));
+        for _ in 0..2 {
+            ok(&amun(&[
+                "eval",
+                "--checkpoint",
+                &ck,
+                "--device",
+                "cpu",
+                "--per-sample",
+                &out,
+            ]));
+        }
+    }
     let out = p(d.path(), "s.json");
-    for seed in ["1", "2"] {
+    for _ in 0..2 {
         ok(&amun(&[
             "split",
             "--dataset",
@@ -311,13 +329,148 @@ fn a_command_still_replaces_its_own_earlier_output() {
             "300",
             "--forget",
             "10",
-            "--seed",
-            seed,
             "--out",
             &out,
         ]));
     }
-    assert_eq!(read_json(Path::new(&out))["seed"], 2);
+}
+
+/// A user's `.npy` (a 2×9 float32 matrix, not a per-sample table).
+fn users_npy(path: &str) {
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 9), }".to_string();
+    // Magic, version and length (10 bytes), then the header, to a multiple of 64.
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((header.len() as u16).to_le_bytes());
+    b.extend(header.as_bytes());
+    for i in 0..18 {
+        b.extend((i as f32 * 0.5).to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// Issue 37 B4-B7: `split --out`, `eval --per-sample` and `adv --out`
+/// replaced a user's file that had the output's name (a JSON deletion
+/// list, a CSV copy of a request, a `.npy`, weights without a sidecar),
+/// exit 0. An output replaces only amun's own earlier output of its kind.
+#[test]
+fn an_output_never_replaces_a_file_amun_did_not_write() {
+    let d = folder();
+    let f = |n: &str| p(d.path(), n);
+    std::fs::write(f("dellist.json"), "[3, 1, 2]\n").unwrap();
+    std::fs::write(f("req.csv"), "index\n3\n5\n").unwrap();
+    users_npy(&f("user.npy"));
+    std::fs::copy(m("orig.safetensors"), f("userw.safetensors")).unwrap();
+    let (ck, forget) = (f("orig.safetensors"), f("f.json"));
+    let eval = |out: &str| -> Vec<String> {
+        [
+            "eval",
+            "--checkpoint",
+            &ck,
+            "--device",
+            "cpu",
+            "--per-sample",
+            out,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let cases: [(Vec<String>, &str, &str); 4] = [
+        (
+            [
+                "split",
+                "--dataset",
+                "mnist",
+                "--train-limit",
+                "300",
+                "--forget",
+                "5",
+                "--out",
+                &f("dellist.json"),
+            ]
+            .map(String::from)
+            .to_vec(),
+            "--out",
+            "dellist.json",
+        ),
+        (eval(&f("req.csv")), "--per-sample", "req.csv"),
+        (eval(&f("user.npy")), "--per-sample", "user.npy"),
+        (
+            [
+                "adv",
+                "--checkpoint",
+                &ck,
+                "--forget",
+                &forget,
+                "--pgd-steps",
+                "2",
+                "--device",
+                "cpu",
+                "-q",
+                "--out",
+                &f("userw.safetensors"),
+            ]
+            .map(String::from)
+            .to_vec(),
+            "--out",
+            "userw.safetensors",
+        ),
+    ];
+    for (args, flag, name) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused_and_intact(
+            &args,
+            &[&f(name)],
+            &[flag, name, "a file amun did not write", "remove"],
+        );
+    }
+    assert!(!d.path().join("userw.json").exists());
+}
+
+/// Issue 37 L1: `split --out f.json` onto the forget set a retrain was
+/// made without replaced it with another set, exit 0 (the retrain and its
+/// audits then refused the new one). A forget set amun wrote is replaced
+/// only by the same set.
+#[test]
+fn split_replaces_a_forget_set_only_with_the_same_set() {
+    let d = folder();
+    // f.json: 30 of mnist[train:300], seed 2 (the retrain rt.safetensors's).
+    let f = p(d.path(), "f.json");
+    let split = |seed| {
+        [
+            "split",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--forget",
+            "30",
+            "--seed",
+            seed,
+            "--out",
+            f.as_str(),
+        ]
+    };
+    ok(&amun(&split("2")));
+    refused_and_intact(
+        &split("3"),
+        &[&f],
+        &[
+            "--out",
+            "f.json",
+            "different content",
+            "amun train --exclude",
+            "remove",
+        ],
+    );
+    assert_eq!(
+        crate::common::files_in(d.path()),
+        ["f.json", "orig.json", "orig.safetensors"],
+        "the new set's temporary file is gone"
+    );
 }
 
 /// `amun unlearn` of `f.json` from the copied original with `--adv ADV`

@@ -416,9 +416,11 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
         .query_row("SELECT MAX(seq) FROM chain", [], |x| x.get(0))
         .unwrap();
     assert_eq!(anchor_lines(&r).last().unwrap()["seq"], head);
+    // Named again (issue 37 N3: "another registry's anchor"): it is this
+    // registry's own copy.
     fails_with(
         &reg("anchor", &r, &["--copy", copy.to_str().unwrap()]),
-        &["anchor-copy", "copy.log", "exists"],
+        &["anchor-copy", "copy.log", "already this registry's copy"],
     );
     // From now on the anchor is part of the registry: removing it is named.
     std::fs::remove_file(r.join("anchor.log")).unwrap();

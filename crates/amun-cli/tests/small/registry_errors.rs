@@ -488,3 +488,47 @@ fn receipts_and_anchor_copies_are_kept_and_never_linked_or_held() {
         assert!(!inside.exists(), "{} was made", inside.display());
     }
 }
+
+/// Issue 37 W4/W-receipt-missing-folder/K13: `registry add` of a missing
+/// request file, or with `--receipt` in a folder that does not exist,
+/// gave the OS's bare "No such file or directory"; `apply --no-calibrate
+/// --calibrate-max-cost 0.3` named only --calibrate-rule and
+/// --calibrate-lrs. Each refused before the registry is opened.
+#[test]
+fn registry_add_and_apply_name_what_they_were_given() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("reg");
+    let nope = d.path().join("nope.csv");
+    let o = reg("add", &r, &[nope.to_str().unwrap()]);
+    fails_with(&o, &["nope.csv", "no such file", "deletion request"]);
+    assert!(!stderr(&o).contains("os error"), "{}", stderr(&o));
+    let req = request(d.path(), "r1.csv", &[1, 2, 3]);
+    let receipt = d.path().join("nodir/sub/rcpt.json");
+    let o = reg(
+        "add",
+        &r,
+        &[
+            req.to_str().unwrap(),
+            "--receipt",
+            receipt.to_str().unwrap(),
+        ],
+    );
+    fails_with(&o, &["--receipt", "nodir/sub", "make the folder first"]);
+    assert!(!stderr(&o).contains("os error"), "{}", stderr(&o));
+    let o = reg(
+        "apply",
+        &r,
+        &[
+            "--method",
+            "ft",
+            "--no-calibrate",
+            "--epochs",
+            "1",
+            "--calibrate-max-cost",
+            "0.3",
+        ],
+    );
+    fails_with(&o, &["--calibrate-max-cost", "--no-calibrate"]);
+    assert!(!stderr(&o).contains("--calibrate-rule"), "{}", stderr(&o));
+    assert_eq!(common::files_in(d.path()), ["r1.csv"]);
+}

@@ -304,9 +304,7 @@ fn check_ref_file(dir: &Path, files: &Files, name: &str) -> Result<()> {
     let Some(want) = files.get(name) else {
         return Err(Error::format(
             dir.join("manifest.json"),
-            format!(
-                "records no sha256 of {name}; run `amun rmia train-refs` again to finish the folder"
-            ),
+            format!("records no sha256 of {name}; {}", remedy(dir)),
         ));
     };
     let got = crate::data::sha256_file(&p)?;
@@ -316,8 +314,9 @@ fn check_ref_file(dir: &Path, files: &Files, name: &str) -> Result<()> {
             format!(
                 "changed since the reference models were made: its sha256 is {got}, {} \
                  records {want} (a swapped, edited or damaged file); RMIA would score against \
-                 other reference models — train the references again with `amun rmia train-refs`",
-                dir.join("manifest.json").display()
+                 other reference models — {}",
+                dir.join("manifest.json").display(),
+                remedy(dir)
             ),
         ));
     }
@@ -355,13 +354,55 @@ fn require_ref_file(dir: &Path, name: &str, what: &str) -> Result<()> {
     if p.is_file() {
         return Ok(());
     }
+    // Without its manifest the folder is no longer one of reference models:
+    // nothing but a new folder can be trained.
+    let fix = if name == "manifest.json" {
+        "train the reference models anew in a new folder (`amun rmia train-refs --out NEW`)"
+            .to_string()
+    } else {
+        remedy(dir)
+    };
     Err(Error::format(
         &p,
         format!(
             "missing; expected {what}, as `amun rmia train-refs` (or an experiment's \
-             references step) writes it: run it again on this folder"
+             references step) writes it: {fix}"
         ),
     ))
+}
+
+/// What makes the reference folder `dir` whole again, for a message: an
+/// experiment's run folder's references are trained by the experiment
+/// (nothing else writes there); any other folder by `amun rmia train-refs`
+/// on it, which trains a missing or changed model again and keeps the rest.
+fn remedy(dir: &Path) -> String {
+    let run = dir
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .filter(|p| {
+            dir.file_name().is_some_and(|n| n == "references")
+                && crate::outputs::Holder::of(p) == Some(crate::outputs::Holder::RunFolder)
+        });
+    match run {
+        Some(run) => format!(
+            "these are the reference models of the experiment's run folder {}: move {} away \
+             and run the experiment again (`amun experiment --folder {}`) to train them anew",
+            run.display(),
+            dir.display(),
+            run.display()
+        ),
+        None => format!(
+            "run `amun rmia train-refs --out {}` again with the flags that made it: it trains \
+             a missing or changed model again and keeps the others",
+            dir.display()
+        ),
+    }
 }
 
 pub(crate) const REF_FORMAT: &str = "amun-rmia-refs/1";
@@ -422,10 +463,15 @@ fn file_intact(dir: &Path, files: Option<&Files>, name: &str) -> Result<bool> {
     }
 }
 
-/// Whether model `k`'s weights and sidecar are both in `dir`, as recorded.
+/// Whether model `k`'s weights and sidecar are both in `dir`, as recorded,
+/// and belong together (weights swapped under a manifest that was made to
+/// record them would not load).
 fn model_intact(dir: &Path, files: Option<&Files>, k: usize) -> Result<bool> {
+    let weights = model_path(dir, k);
     Ok(file_intact(dir, files, &format!("ref-{k:03}.safetensors"))?
-        && file_intact(dir, files, &format!("ref-{k:03}.json"))?)
+        && file_intact(dir, files, &format!("ref-{k:03}.json"))?
+        && checkpoint::read_sidecar(&weights)
+            .is_ok_and(|sc| checkpoint::verify_weights(&weights, &sc).is_ok()))
 }
 
 /// Removes what is left of model `k` (weights, sidecar, logits), so that it
@@ -803,10 +849,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
     for k in 0..m.count {
         let p = logits_path(dir, k);
         if !p.exists() {
-            return Err(Error::format(
-                &p,
-                "missing; run `amun rmia train-refs` again to finish the reference models",
-            ));
+            return Err(Error::format(&p, format!("missing; {}", remedy(dir))));
         }
         let mut t = read_tensors(&p, Device::Cpu)?;
         let l = t

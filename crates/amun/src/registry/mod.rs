@@ -733,6 +733,17 @@ impl Registry {
     /// record): the whole anchor is written there at once, and every
     /// commit's head after it. `copy` must be a new or empty file.
     pub fn set_anchor_copy(&mut self, copy: &Path) -> Result<PathBuf> {
+        let current = anchor::copy_path(&self.conn, &self.db)?;
+        if current.is_some_and(|c| crate::outputs::same_file(&c, copy)) {
+            return Err(Error::invalid(
+                "anchor-copy",
+                format!(
+                    "{}: already this registry's copy of its anchor (every commit appends \
+                     its head there); nothing to change",
+                    copy.display()
+                ),
+            ));
+        }
         let copy = anchor_copy_checked(Some(copy), &self.dir)?.expect("a path was given");
         anchor::refuse_behind(self, "set the anchor's copy")?;
         let tx = immediate(&mut self.conn, &self.db)?;
@@ -1071,10 +1082,16 @@ fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<PathBuf
     }
     crate::outputs::refuse_evidence_path("anchor-copy", c)?;
     if abs.is_dir() || std::fs::metadata(&abs).is_ok_and(|m| m.len() > 0) {
+        let what = match crate::outputs::Kind::of(&abs) {
+            _ if abs.is_dir() => "a folder",
+            crate::outputs::Kind::Anchor => "another registry's anchor or its copy",
+            k => k.describe(),
+        };
         return Err(Error::invalid(
             "anchor-copy",
             format!(
-                "{}: exists (a folder, or another registry's anchor); name a new file",
+                "{}: exists ({what}); the anchor's copy is made only as a new (or empty) file: \
+                 name a new file",
                 c.display()
             ),
         ));

@@ -360,8 +360,11 @@ pub fn write_with_weights(src: &Path, out: &Path, weights: &HashMap<String, Tens
         let io = |e: zip::result::ZipError| {
             Error::invalid(format!("--out {}", out.display()), e.to_string())
         };
+        // A fixed time: the same weights give the same bytes, so exporting
+        // them again may replace an export a model records by its sha256.
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
+            .last_modified_time(zip::DateTime::default())
             .with_alignment(64);
         for i in 0..a.zip.len() {
             let entry = a.zip.by_index_raw(i).map_err(|e| zip_err(src, e))?;
