@@ -810,32 +810,44 @@ impl Registry {
         reference: &str,
         received: Option<&str>,
     ) -> Result<Vec<AddedRequest>> {
-        let now = db::now_utc();
-        let received = match received {
-            Some(r) => db::parse_utc(r)?,
-            None => now.clone(),
-        };
-        // Both in UTC as `YYYY-MM-DDTHH:MM:SSZ`: they compare as text.
-        if received > now {
-            return Err(Error::invalid(
-                "received",
-                format!("{received} is in the future (now {now}); nothing was added"),
-            ));
-        }
-        let mut seen: Vec<PathBuf> = Vec::new();
-        for f in files {
-            let canon = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
-            if seen.contains(&canon) {
-                return Err(Error::invalid(
-                    f.display().to_string(),
-                    "is named twice: one file is one request (nothing was added)",
-                ));
-            }
-            seen.push(canon);
-        }
+        let received = received_at(received)?;
+        refuse_repeated_files(files)?;
         anchor::refuse_behind(self, "add requests")?;
         let registry_id = self.id()?;
         let info = self.info()?;
+        let resolved = self.resolve_requests(files, &info)?;
+        let added = db::now_utc();
+        let db = self.db.clone();
+        let err = sql(&db);
+        let tx = immediate(&mut self.conn, &db)?;
+        anchor::ensure_started(&tx, &db)?;
+        let adding = Adding {
+            tx: &tx,
+            db: &db,
+            dir: &self.dir,
+            registry_id: &registry_id,
+            train_size: info.train_size,
+            received: &received,
+            added: &added,
+            reference,
+        };
+        let mut out = Vec::new();
+        for (file, picked) in resolved {
+            out.push(adding.request(file, &picked)?);
+        }
+        let head = db::chain_head(&tx, &db)?;
+        tx.commit().map_err(&err)?;
+        let w = anchor::after_commit(self, "add");
+        self.warnings.extend(w);
+        Ok(self.write_receipts(out, &registry_id, &head))
+    }
+
+    /// Each request file's samples, read and matched to the registry's.
+    fn resolve_requests<'f>(
+        &self,
+        files: &'f [PathBuf],
+        info: &RegistryRow,
+    ) -> Result<Vec<(&'f PathBuf, Vec<Sample>)>> {
         let spec = self.data_spec()?;
         let root = (info.sample_names == SampleNames::Path).then(|| PathBuf::from(&spec.dataset));
         let recorded = self.samples()?;
@@ -846,128 +858,22 @@ impl Registry {
                 samples::resolve(named, &recorded, file, &spec.train_label(), root.as_deref())?;
             resolved.push((file, picked));
         }
-        let added = db::now_utc();
-        let db = self.db.clone();
-        let err = sql(&db);
-        let tx = immediate(&mut self.conn, &db)?;
-        anchor::ensure_started(&tx, &db)?;
-        let mut out = Vec::new();
-        for (file, picked) in resolved {
-            // Samples no request named before: a request of none of them
-            // forgets nothing new.
-            let covered_by_any = {
-                let mut st = tx
-                    .prepare_cached("SELECT 1 FROM request_samples WHERE idx = ?1 LIMIT 1")
-                    .map_err(&err)?;
-                let mut n = 0usize;
-                for s in &picked {
-                    if st.exists([s.idx]).map_err(&err)? {
-                        n += 1;
-                    }
-                }
-                n
-            };
-            let named_before: i64 = tx
-                .query_row("SELECT COUNT(DISTINCT idx) FROM request_samples", [], |r| {
-                    r.get(0)
-                })
-                .map_err(&err)?;
-            let total = named_before as usize + picked.len() - covered_by_any;
-            if total >= info.train_size as usize {
-                return Err(Error::format(
-                    file,
-                    format!(
-                        "with this request every one of the {} training samples would be \
-                         forgotten; keep at least one (nothing was added)",
-                        info.train_size
-                    ),
-                ));
-            }
-            let id: i64 = tx
-                .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM requests", [], |r| {
-                    r.get(0)
-                })
-                .map_err(&err)?;
-            let receipt_file = anchor::receipt_path(&self.dir, id);
-            if receipt_file.exists() {
-                return Err(receipt_in_the_way(
-                    &self.dir,
-                    &receipt_file,
-                    &registry_id,
-                    id,
-                ));
-            }
-            let row = RequestRow {
-                id,
-                received: received.clone(),
-                added: added.clone(),
-                reference: reference.to_string(),
-                // The file's name, not its path: records, receipts and
-                // certificates name no machine's folders.
-                source: file.file_name().map_or_else(
-                    || file.display().to_string(),
-                    |n| n.to_string_lossy().into(),
-                ),
-                size: picked.len() as i64,
-                samples_sha256: samples::digest(&picked),
-            };
-            tx.execute(
-                "INSERT INTO requests (id, received, added, reference, source, size, \
-                 samples_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    row.id,
-                    row.received,
-                    row.added,
-                    row.reference,
-                    row.source,
-                    row.size,
-                    row.samples_sha256
-                ],
-            )
-            .map_err(&err)?;
-            {
-                let mut st = tx
-                    .prepare_cached("INSERT INTO request_samples (request, idx) VALUES (?1, ?2)")
-                    .map_err(&err)?;
-                for s in &picked {
-                    st.execute(params![id, s.idx]).map_err(&err)?;
-                }
-            }
-            let record = append(&tx, &db, RecordKind::Request, id, &row)?;
-            let mut status = RequestStatus {
-                request: row,
-                status: RequestState::Pending,
-                absorbed_by: None,
-                how: None,
-            };
-            if covered_by_any == picked.len() {
-                // Every sample was named before; if the head forgot them
-                // all, the head absorbs this request now.
-                let head: i64 = tx
-                    .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
-                    .map_err(&err)?;
-                let forgotten = forgotten_in(&tx, &db, head)?;
-                if picked
-                    .iter()
-                    .all(|s| forgotten.binary_search(&s.idx).is_ok())
-                {
-                    insert_absorption(&tx, &db, head, id, How::Covered)?;
-                    status.status = RequestState::Absorbed;
-                    status.absorbed_by = Some(head);
-                    status.how = Some(How::Covered);
-                }
-            }
-            out.push((status, record, receipt_file));
-        }
-        let head = db::chain_head(&tx, &db)?;
-        tx.commit().map_err(&err)?;
-        let w = anchor::after_commit(self, "add");
-        self.warnings.extend(w);
+        Ok(resolved)
+    }
+
+    /// Writes each added request's receipt (a failed write is a warning:
+    /// the request is added) and returns them.
+    fn write_receipts(
+        &mut self,
+        out: Vec<(RequestStatus, db::ChainEntry, PathBuf)>,
+        registry_id: &str,
+        head: &db::ChainEntry,
+    ) -> Vec<AddedRequest> {
         let mut added = Vec::new();
         for (status, record, receipt_file) in out {
             let receipt = Receipt {
                 format: anchor::RECEIPT_FORMAT.into(),
-                registry: registry_id.clone(),
+                registry: registry_id.to_string(),
                 request: status.request.clone(),
                 record,
                 head_seq: head.seq,
@@ -986,7 +892,7 @@ impl Registry {
                 receipt_file,
             });
         }
-        Ok(added)
+        added
     }
 }
 
@@ -1092,6 +998,191 @@ struct TempDir(PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A request's time of receipt: `received` (UTC), or now; never later
+/// than now.
+fn received_at(received: Option<&str>) -> Result<String> {
+    let now = db::now_utc();
+    let received = match received {
+        Some(r) => db::parse_utc(r)?,
+        None => now.clone(),
+    };
+    // Both in UTC as `YYYY-MM-DDTHH:MM:SSZ`: they compare as text.
+    if received > now {
+        return Err(Error::invalid(
+            "received",
+            format!("{received} is in the future (now {now}); nothing was added"),
+        ));
+    }
+    Ok(received)
+}
+
+/// One file is one request: a file named twice (by any path) is refused.
+fn refuse_repeated_files(files: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for f in files {
+        let canon = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+        if seen.contains(&canon) {
+            return Err(Error::invalid(
+                f.display().to_string(),
+                "is named twice: one file is one request (nothing was added)",
+            ));
+        }
+        seen.push(canon);
+    }
+    Ok(())
+}
+
+/// Requests being added in one transaction, and what they share.
+struct Adding<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    db: &'a Path,
+    dir: &'a Path,
+    registry_id: &'a str,
+    train_size: i64,
+    received: &'a str,
+    added: &'a str,
+    reference: &'a str,
+}
+
+impl Adding<'_> {
+    /// Adds the request of `file` naming `picked`: its row, samples and
+    /// chain record, absorbed by the head when the head forgot them all.
+    /// Returns its status, chain record and receipt file.
+    fn request(
+        &self,
+        file: &Path,
+        picked: &[Sample],
+    ) -> Result<(RequestStatus, db::ChainEntry, PathBuf)> {
+        let err = sql(self.db);
+        let covered_by_any = self.named_before(picked)?;
+        let named_before: i64 = self
+            .tx
+            .query_row("SELECT COUNT(DISTINCT idx) FROM request_samples", [], |r| {
+                r.get(0)
+            })
+            .map_err(&err)?;
+        let total = named_before as usize + picked.len() - covered_by_any;
+        if total >= self.train_size as usize {
+            return Err(Error::format(
+                file,
+                format!(
+                    "with this request every one of the {} training samples would be \
+                     forgotten; keep at least one (nothing was added)",
+                    self.train_size
+                ),
+            ));
+        }
+        let id: i64 = self
+            .tx
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM requests", [], |r| {
+                r.get(0)
+            })
+            .map_err(&err)?;
+        let receipt_file = anchor::receipt_path(self.dir, id);
+        if receipt_file.exists() {
+            return Err(receipt_in_the_way(
+                self.dir,
+                &receipt_file,
+                self.registry_id,
+                id,
+            ));
+        }
+        let row = RequestRow {
+            id,
+            received: self.received.to_string(),
+            added: self.added.to_string(),
+            reference: self.reference.to_string(),
+            // The file's name, not its path: records, receipts and
+            // certificates name no machine's folders.
+            source: file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            ),
+            size: picked.len() as i64,
+            samples_sha256: samples::digest(picked),
+        };
+        let record = self.insert(&row, picked)?;
+        let mut status = RequestStatus {
+            request: row,
+            status: RequestState::Pending,
+            absorbed_by: None,
+            how: None,
+        };
+        if covered_by_any == picked.len() {
+            self.absorb_if_forgotten(picked, &mut status)?;
+        }
+        Ok((status, record, receipt_file))
+    }
+
+    /// How many of `picked` an earlier request named: a request of none
+    /// of them forgets nothing new.
+    fn named_before(&self, picked: &[Sample]) -> Result<usize> {
+        let err = sql(self.db);
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT 1 FROM request_samples WHERE idx = ?1 LIMIT 1")
+            .map_err(&err)?;
+        let mut n = 0usize;
+        for s in picked {
+            if st.exists([s.idx]).map_err(&err)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The request's row, its samples and its chain record.
+    fn insert(&self, row: &RequestRow, picked: &[Sample]) -> Result<db::ChainEntry> {
+        let err = sql(self.db);
+        self.tx
+            .execute(
+                "INSERT INTO requests (id, received, added, reference, source, size, \
+                 samples_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    row.id,
+                    row.received,
+                    row.added,
+                    row.reference,
+                    row.source,
+                    row.size,
+                    row.samples_sha256
+                ],
+            )
+            .map_err(&err)?;
+        {
+            let mut st = self
+                .tx
+                .prepare_cached("INSERT INTO request_samples (request, idx) VALUES (?1, ?2)")
+                .map_err(&err)?;
+            for s in picked {
+                st.execute(params![row.id, s.idx]).map_err(&err)?;
+            }
+        }
+        append(self.tx, self.db, RecordKind::Request, row.id, row)
+    }
+
+    /// Every sample was named before; if the head forgot them all, the
+    /// head absorbs this request now.
+    fn absorb_if_forgotten(&self, picked: &[Sample], status: &mut RequestStatus) -> Result<()> {
+        let err = sql(self.db);
+        let head: i64 = self
+            .tx
+            .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
+            .map_err(&err)?;
+        let forgotten = forgotten_in(self.tx, self.db, head)?;
+        if picked
+            .iter()
+            .all(|s| forgotten.binary_search(&s.idx).is_ok())
+        {
+            insert_absorption(self.tx, self.db, head, status.request.id, How::Covered)?;
+            status.status = RequestState::Absorbed;
+            status.absorbed_by = Some(head);
+            status.how = Some(How::Covered);
+        }
+        Ok(())
     }
 }
 
