@@ -366,30 +366,10 @@ impl Registry {
     /// and renamed: a failed create leaves nothing.
     pub fn create(dir: &Path, spec: &CreateSpec, progress: &dyn Progress) -> Result<Registry> {
         spec.policy.check()?;
-        let shown = dir.display().to_string();
-        if dir.exists() && (!dir.is_dir() || std::fs::read_dir(dir).at(dir)?.next().is_some()) {
-            return Err(Error::invalid(
-                shown,
-                "exists and is not an empty folder; a registry is made in a new folder",
-            ));
-        }
-        // Only `registry` commands write in a registry (nested ones too:
-        // versions/sub), reference models or a run folder.
-        crate::outputs::refuse_held("registry", dir)?;
+        check_new_registry_dir(dir)?;
         let copy = anchor_copy_checked(spec.anchor_copy.as_deref(), dir)?;
         let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
-        match &sc.origin {
-            crate::model::Origin::Train { subset: None, .. } if sc.incomplete().is_none() => {}
-            _ => {
-                return Err(Error::checkpoint(
-                    &spec.checkpoint,
-                    "a registry starts from a model amun trained to its last epoch on the whole \
-                     training split: its sidecar's recipe is what the exact retrain repeats \
-                     (this one is unlearned, imported, a retrain, a reference model or \
-                     incomplete)",
-                ));
-            }
-        }
+        check_root_model(spec, &sc)?;
         let data = crate::model::load_data(&sc.data, &spec.data_dir, progress)?;
         let (model, _) = checkpoint::load(&spec.checkpoint, tch::Device::Cpu)?;
         let holdout = spec.holdout_test.unwrap_or((data.test.len() / 10).max(1));
@@ -408,29 +388,8 @@ impl Registry {
             }
             None => None,
         };
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).at(&parent)?;
-        let name = dir
-            .file_name()
-            .ok_or_else(|| Error::invalid(shown.clone(), "expected a folder path"))?
-            .to_string_lossy()
-            .into_owned();
-        let tmp = TempDir(parent.join(format!(".{name}.tmp-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&tmp.0);
-        std::fs::create_dir_all(tmp.0.join("versions")).at(&tmp.0)?;
-        let w = weights_name(1);
-        std::fs::copy(&spec.checkpoint, tmp.0.join(&w)).at(&spec.checkpoint)?;
-        // The graph of an exported model (hash-checked when it was loaded
-        // above): versions open from the registry's own copy.
-        let (graph_copies, _) = graphs::copy_in(&tmp.0, &sc.model)?;
-        let side = checkpoint::sidecar_path(&spec.checkpoint);
-        let sw = w.replace(".safetensors", ".json");
-        std::fs::copy(&side, tmp.0.join(&sw)).at(&side)?;
-        let weights_sha256 = crate::data::sha256_file(&tmp.0.join(&w))?;
-        let sidecar_sha256 = crate::data::sha256_file(&tmp.0.join(&sw))?;
+        let tmp = staging_dir(dir)?;
+        let root = RootFiles::copy(&tmp.0, spec, &sc)?;
         let audit = audit::audit_version(
             &model,
             &data,
@@ -456,72 +415,32 @@ impl Registry {
             refs_sha256: refs.as_ref().map(|r| r.1.clone()),
             seed: spec.seed as i64,
         };
-        {
-            let (mut conn, db) = db::open(&tmp.0, true)?;
-            let err = sql(&db);
-            let tx = immediate(&mut conn, &db)?;
-            tx.execute(
-                "INSERT INTO registry (id, created, data, data_sha256, train_size, sample_names, \
-                 samples_sha256, holdout_test, refs, refs_sha256, seed) VALUES (1, ?1, ?2, ?3, \
-                 ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    row.created,
-                    row.data,
-                    row.data_sha256,
-                    row.train_size,
-                    row.sample_names,
-                    row.samples_sha256,
-                    row.holdout_test,
-                    row.refs,
-                    row.refs_sha256,
-                    row.seed
-                ],
-            )
-            .map_err(&err)?;
-            {
-                let mut st = tx
-                    .prepare("INSERT INTO samples (idx, path, sha256) VALUES (?1, ?2, ?3)")
-                    .map_err(&err)?;
-                for s in &all {
-                    st.execute(params![s.idx, s.path, s.sha256]).map_err(&err)?;
-                }
-            }
-            append(&tx, &db, RecordKind::Registry, 1, &row)?;
-            insert_policy(&tx, &db, &spec.policy, &created)?;
-            let v = VersionRow {
-                id: 1,
-                parent: None,
-                kind: VersionKind::Trained,
-                created,
-                weights: w,
-                weights_sha256,
-                sidecar_sha256,
-                method: None,
-                settings: None,
-                calibration: None,
-                audit: JsonText::new(&audit),
-                forgotten: 0,
-                forgotten_sha256: indices_sha256(&row, &[]),
-                retrain: None,
-                seed: sc.seed as i64,
-                seconds: 0.0,
-            };
-            insert_version(&tx, &db, &v)?;
-            graphs::insert(&tx, &db, &graph_copies)?;
-            anchor::insert(
-                &tx,
-                &db,
-                copy.as_ref().map(|c| c.display().to_string()).as_deref(),
-            )?;
-            tx.commit().map_err(&err)?;
-            anchor::catch_up(&conn, &db, &tmp.0.join(anchor::FILE), "create", true)?;
-            if let Some(c) = &copy
-                && let Err(e) = anchor::catch_up(&conn, &db, c, "create", true)
-            {
-                let _ = std::fs::remove_file(c);
-                return Err(e);
-            }
-        }
+        let root_version = VersionRow {
+            id: 1,
+            parent: None,
+            kind: VersionKind::Trained,
+            created: created.clone(),
+            weights: root.weights,
+            weights_sha256: root.weights_sha256,
+            sidecar_sha256: root.sidecar_sha256,
+            method: None,
+            settings: None,
+            calibration: None,
+            audit: JsonText::new(&audit),
+            forgotten: 0,
+            forgotten_sha256: indices_sha256(&row, &[]),
+            retrain: None,
+            seed: sc.seed as i64,
+            seconds: 0.0,
+        };
+        let records = RootRecords {
+            row: &row,
+            samples: &all,
+            policy: &spec.policy,
+            version: &root_version,
+            graphs: &root.graphs,
+        };
+        records.commit(&tmp.0, copy.as_deref())?;
         if dir.exists() {
             std::fs::remove_dir(dir).at(dir)?;
         }
@@ -1181,6 +1100,143 @@ impl Adding<'_> {
             status.status = RequestState::Absorbed;
             status.absorbed_by = Some(head);
             status.how = Some(How::Covered);
+        }
+        Ok(())
+    }
+}
+
+/// A registry is made in a new or empty folder, and never inside what
+/// another command holds.
+fn check_new_registry_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && (!dir.is_dir() || std::fs::read_dir(dir).at(dir)?.next().is_some()) {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            "exists and is not an empty folder; a registry is made in a new folder",
+        ));
+    }
+    // Only `registry` commands write in a registry (nested ones too:
+    // versions/sub), reference models or a run folder.
+    crate::outputs::refuse_held("registry", dir)
+}
+
+/// A registry's root is a model amun trained to its last epoch on the whole
+/// training split: the exact retrain repeats its recipe.
+fn check_root_model(spec: &CreateSpec, sc: &checkpoint::Sidecar) -> Result<()> {
+    match &sc.origin {
+        crate::model::Origin::Train { subset: None, .. } if sc.incomplete().is_none() => Ok(()),
+        _ => Err(Error::checkpoint(
+            &spec.checkpoint,
+            "a registry starts from a model amun trained to its last epoch on the whole \
+             training split: its sidecar's recipe is what the exact retrain repeats \
+             (this one is unlearned, imported, a retrain, a reference model or \
+             incomplete)",
+        )),
+    }
+}
+
+/// The temporary folder (with `versions/`) a registry is built in, beside
+/// `dir`; removed when dropped unless renamed to `dir` first.
+fn staging_dir(dir: &Path) -> Result<TempDir> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).at(&parent)?;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| Error::invalid(dir.display().to_string(), "expected a folder path"))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = TempDir(parent.join(format!(".{name}.tmp-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&tmp.0);
+    std::fs::create_dir_all(tmp.0.join("versions")).at(&tmp.0)?;
+    Ok(tmp)
+}
+
+/// The root version's files, copied into the registry being built.
+struct RootFiles {
+    weights: String,
+    weights_sha256: String,
+    sidecar_sha256: String,
+    /// The graph of an exported model: versions open from the registry's
+    /// own copy.
+    graphs: Vec<(String, String)>,
+}
+
+impl RootFiles {
+    fn copy(tmp: &Path, spec: &CreateSpec, sc: &checkpoint::Sidecar) -> Result<RootFiles> {
+        let w = weights_name(1);
+        std::fs::copy(&spec.checkpoint, tmp.join(&w)).at(&spec.checkpoint)?;
+        // Hash-checked when the model was loaded.
+        let (graphs, _) = graphs::copy_in(tmp, &sc.model)?;
+        let side = checkpoint::sidecar_path(&spec.checkpoint);
+        let sw = w.replace(".safetensors", ".json");
+        std::fs::copy(&side, tmp.join(&sw)).at(&side)?;
+        Ok(RootFiles {
+            weights_sha256: crate::data::sha256_file(&tmp.join(&w))?,
+            sidecar_sha256: crate::data::sha256_file(&tmp.join(&sw))?,
+            weights: w,
+            graphs,
+        })
+    }
+}
+
+/// A new registry's first records: the registry row, its samples, policy,
+/// root version and graphs.
+struct RootRecords<'a> {
+    row: &'a RegistryRow,
+    samples: &'a [Sample],
+    policy: &'a Policy,
+    version: &'a VersionRow,
+    graphs: &'a [(String, String)],
+}
+
+impl RootRecords<'_> {
+    /// Commits the records in the database of `tmp` in one transaction,
+    /// then starts the anchor (and its copy, removed again if that fails).
+    fn commit(&self, tmp: &Path, copy: Option<&Path>) -> Result<()> {
+        let row = self.row;
+        let (mut conn, db) = db::open(tmp, true)?;
+        let err = sql(&db);
+        let tx = immediate(&mut conn, &db)?;
+        tx.execute(
+            "INSERT INTO registry (id, created, data, data_sha256, train_size, sample_names, \
+             samples_sha256, holdout_test, refs, refs_sha256, seed) VALUES (1, ?1, ?2, ?3, \
+             ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                row.created,
+                row.data,
+                row.data_sha256,
+                row.train_size,
+                row.sample_names,
+                row.samples_sha256,
+                row.holdout_test,
+                row.refs,
+                row.refs_sha256,
+                row.seed
+            ],
+        )
+        .map_err(&err)?;
+        {
+            let mut st = tx
+                .prepare("INSERT INTO samples (idx, path, sha256) VALUES (?1, ?2, ?3)")
+                .map_err(&err)?;
+            for s in self.samples {
+                st.execute(params![s.idx, s.path, s.sha256]).map_err(&err)?;
+            }
+        }
+        append(&tx, &db, RecordKind::Registry, 1, row)?;
+        insert_policy(&tx, &db, self.policy, &row.created)?;
+        insert_version(&tx, &db, self.version)?;
+        graphs::insert(&tx, &db, self.graphs)?;
+        anchor::insert(&tx, &db, copy.map(|c| c.display().to_string()).as_deref())?;
+        tx.commit().map_err(&err)?;
+        anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), "create", true)?;
+        if let Some(c) = copy
+            && let Err(e) = anchor::catch_up(&conn, &db, c, "create", true)
+        {
+            let _ = std::fs::remove_file(c);
+            return Err(e);
         }
         Ok(())
     }
