@@ -1960,7 +1960,7 @@ fn cost_cap(
     let recipe = ctx.original_recipe?;
     let retain = req.train.len().saturating_sub(req.forget.len()) as u64;
     let search = match (method.adversarial(), req.adv) {
-        (Some(_), Some(adv)) => adv.steps.iter().map(|&s| u64::from(s)).sum(),
+        (Some(_), Some(adv)) => adv.total_steps(),
         _ => 0,
     };
     Some(CostCap::new(
