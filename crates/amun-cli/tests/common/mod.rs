@@ -85,29 +85,12 @@ pub fn path_in(dir: &Path, f: &str) -> String {
 
 /// `amun train` on an MNIST slice, quickly (CPU, no augmentation).
 pub fn train_mnist(out: &str, train_limit: &str, epochs: &str, extra: &[&str]) -> Output {
-    ensure("mnist");
-    let mut args = vec![
-        "train",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        train_limit,
-        "--test-limit",
-        "200",
-        "--epochs",
-        epochs,
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.02",
-        "--device",
-        "cpu",
-        "--out",
-        out,
-        "-q",
-    ];
-    args.extend_from_slice(extra);
-    amun(&args)
+    Args::train_mnist(train_limit, "200")
+        .quick(epochs)
+        .with("--out", out)
+        .and(&["-q"])
+        .and(extra)
+        .run()
 }
 
 /// `train_mnist(out, train_limit, epochs, &[])`, which must succeed, trained
@@ -138,30 +121,14 @@ pub fn mnist_trained_once(out: &Path, train_limit: &str, epochs: &str) {
 
 /// `amun unlearn --checkpoint CK --forget F --method M --out OUT EXTRA…`.
 pub fn unlearn(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) -> Output {
-    amun(&unlearn_args(ck, forget, method, out, extra))
+    unlearn_args(ck, forget, method, out, extra).run()
 }
 
 /// [`unlearn`]'s arguments, for callers that run the binary their own way.
-pub fn unlearn_args<'a>(
-    ck: &'a str,
-    forget: &'a str,
-    method: &'a str,
-    out: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut a = vec![
-        "unlearn",
-        "--checkpoint",
-        ck,
-        "--forget",
-        forget,
-        "--method",
-        method,
-        "--out",
-        out,
-    ];
-    a.extend_from_slice(extra);
-    a
+pub fn unlearn_args(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) -> Args {
+    Args::unlearn(ck, forget, method)
+        .with("--out", out)
+        .and(extra)
 }
 
 /// A JSON file, parsed.
@@ -183,20 +150,10 @@ pub fn forget_indices(p: &Path) -> Vec<i64> {
 /// `amun split` of `count` samples of an MNIST slice of `train_limit`
 /// images (`--seed` 1 unless `extra` says otherwise), into `out`.
 pub fn split_mnist(train_limit: &str, count: &str, out: &str, extra: &[&str]) {
-    ensure("mnist");
-    let mut args = vec![
-        "split",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        train_limit,
-        "--forget",
-        count,
-        "--out",
-        out,
-    ];
-    args.extend_from_slice(extra);
-    ok(&amun(&args));
+    let a = Args::split_mnist(train_limit, count)
+        .with("--out", out)
+        .and(extra);
+    ok(&a.run());
 }
 
 pub mod registry;
@@ -219,4 +176,135 @@ pub fn png_folder(dir: &Path, train: usize, test: usize) {
             img.save(cdir.join(format!("{i:05}.png"))).unwrap();
         }
     }
+}
+
+/// An `amun` command line built a few words at a time: the argument lists
+/// several tests share are named once here, and each test adds its own
+/// words in the order it always gave them.
+#[derive(Debug, Clone, Default)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// `words`, as given.
+    pub fn of(words: &[&str]) -> Args {
+        Args(words.iter().map(|w| w.to_string()).collect())
+    }
+
+    /// `words` appended.
+    pub fn and(mut self, words: &[&str]) -> Args {
+        self.0.extend(words.iter().map(|w| w.to_string()));
+        self
+    }
+
+    /// `flag value` appended.
+    pub fn with(self, flag: &str, value: &str) -> Args {
+        self.and(&[flag, value])
+    }
+
+    /// The words, as [`amun`] takes them.
+    pub fn words(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+
+    /// Runs `amun` with them.
+    pub fn run(&self) -> Output {
+        amun(&self.words())
+    }
+
+    /// The binary with them, to be spawned.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.args(&self.0);
+        c
+    }
+
+    /// `--dataset mnist --train-limit N` (MNIST, fetched first).
+    pub fn mnist(self, train_limit: &str) -> Args {
+        ensure("mnist");
+        self.with("--dataset", "mnist")
+            .with("--train-limit", train_limit)
+    }
+
+    /// `amun train` on MNIST[train:train_limit][test:test_limit].
+    pub fn train_mnist(train_limit: &str, test_limit: &str) -> Args {
+        Args::of(&["train"])
+            .mnist(train_limit)
+            .with("--test-limit", test_limit)
+    }
+
+    /// The tests' quick recipe on the CPU: `epochs` epochs of batches of
+    /// 32 at lr 0.02.
+    pub fn quick(self, epochs: &str) -> Args {
+        self.with("--epochs", epochs)
+            .with("--batch-size", "32")
+            .with("--lr", "0.02")
+            .with("--device", "cpu")
+    }
+
+    /// `amun rmia train-refs` of two reference models on
+    /// MNIST[train:300][test:100], trained `--like` a model when given.
+    pub fn train_refs_mnist(like: Option<&str>) -> Args {
+        let a = Args::of(&["rmia", "train-refs"]);
+        let a = match like {
+            Some(m) => a.with("--like", m),
+            None => a,
+        };
+        a.mnist("300")
+            .with("--test-limit", "100")
+            .with("--count", "2")
+    }
+
+    /// [`Args::train_refs_mnist`] `--like` the model `like`, on the CPU,
+    /// into `out`, quietly.
+    pub fn refs_like(like: &str, out: &str) -> Args {
+        Args::train_refs_mnist(Some(like))
+            .with("--device", "cpu")
+            .with("--out", out)
+            .and(&["-q"])
+    }
+
+    /// `amun split` of `count` samples of MNIST[train:train_limit].
+    pub fn split_mnist(train_limit: &str, count: &str) -> Args {
+        Args::of(&["split"])
+            .mnist(train_limit)
+            .with("--forget", count)
+    }
+
+    /// `amun unlearn --checkpoint CK --forget F --method M`.
+    pub fn unlearn(ck: &str, forget: &str, method: &str) -> Args {
+        Args::of(&["unlearn"])
+            .with("--checkpoint", ck)
+            .with("--forget", forget)
+            .with("--method", method)
+    }
+
+    /// `amun unlearn` of fine-tuning for one epoch on the CPU, into `out`.
+    pub fn ft_one_epoch(ck: &str, forget: &str, out: &str) -> Args {
+        Args::unlearn(ck, forget, "ft")
+            .with("--epochs", "1")
+            .with("--device", "cpu")
+            .with("--out", out)
+    }
+}
+
+/// `amun train` of 200 epochs on all of MNIST, writing `out`: a command
+/// that runs for minutes, to be interrupted (its stderr piped).
+pub fn long_training(out: &Path) -> std::process::Child {
+    ensure("mnist");
+    Args::of(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "200",
+        "--device",
+        "cpu",
+        "-q",
+        "--out",
+    ])
+    .command()
+    .arg(out)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap()
 }

@@ -61,27 +61,12 @@ fn resuming_on_other_data_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| path_in(dir.path(), f);
     common::mnist_trained_once(&dir.path().join("m.safetensors"), "300", "1");
-    let o = amun(&[
-        "train",
-        "--dataset",
-        "cifar10",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "200",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.02",
-        "--device",
-        "cpu",
-        "--resume",
-        "--out",
-        &p("m.safetensors"),
-        "-q",
-    ]);
+    let o = common::Args::of(&["train", "--dataset", "cifar10"])
+        .with("--train-limit", "300")
+        .with("--test-limit", "200")
+        .quick("1")
+        .and(&["--resume", "--out", &p("m.safetensors"), "-q"])
+        .run();
     fails_with(&o, &["m.safetensors", "other settings", "data"]);
 }
 

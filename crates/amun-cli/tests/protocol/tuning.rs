@@ -2,7 +2,7 @@
 //! retrain-free calibration, on real MNIST-5k and CIFAR-10 slices.
 use crate::common;
 use common::{
-    amun, fails_with, forget_indices, ok, path_in, read_json as read, split_mnist, stdout,
+    Args, amun, fails_with, forget_indices, ok, path_in, read_json as read, split_mnist, stdout,
     train_mnist, unlearn,
 };
 use std::path::Path;
@@ -26,7 +26,7 @@ fn amun_at_2(args: &[&str]) -> Output {
 
 /// [`common::unlearn`] on 2 libtorch threads ([`amun_at_2`]).
 fn unlearn_at_2(ck: &str, forget: &str, method: &str, out: &str, extra: &[&str]) -> Output {
-    amun_at_2(&common::unlearn_args(ck, forget, method, out, extra))
+    amun_at_2(&common::unlearn_args(ck, forget, method, out, extra).words())
 }
 
 /// `[tune]` with a 2 × 2 grid for FT: every grid point is an artifact, the
@@ -600,26 +600,11 @@ fn calibration_refuses_states_the_membership_signal_calls_over_unlearned() {
     common::ensure("mnist");
     let d = tempfile::tempdir().unwrap();
     let m = path_in(d.path(), "m.safetensors");
-    ok(&amun(&[
-        "train",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "2000",
-        "--test-limit",
-        "1000",
-        "--epochs",
-        "6",
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.02",
-        "--device",
-        "cpu",
-        "--out",
-        &m,
-        "-q",
-    ]));
+    let train = Args::train_mnist("2000", "1000")
+        .quick("6")
+        .with("--out", &m)
+        .and(&["-q"]);
+    ok(&train.run());
     let f = path_in(d.path(), "f.json");
     split_mnist("2000", "200", &f, &["--seed", "3"]);
     let cal = path_in(d.path(), "cal.safetensors");

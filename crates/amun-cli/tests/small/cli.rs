@@ -382,40 +382,16 @@ fn tiny_setup(dir: &Path) -> (String, String) {
     ensure("mnist");
     let ck = dir.join("orig.safetensors").to_string_lossy().into_owned();
     let f = dir.join("forget.json").to_string_lossy().into_owned();
-    let o = amun(&[
-        "split",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--forget",
-        "30",
-        "--seed",
-        "2",
-        "--out",
-        &f,
-    ]);
+    let split = common::Args::split_mnist("300", "30")
+        .with("--seed", "2")
+        .with("--out", &f);
+    let o = split.run();
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = amun(&[
-        "train",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "100",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.02",
-        "--device",
-        "cpu",
-        "--out",
-        &ck,
-        "-q",
-    ]);
+    let train = common::Args::train_mnist("300", "100")
+        .quick("2")
+        .with("--out", &ck)
+        .and(&["-q"]);
+    let o = train.run();
     assert!(o.status.success(), "{}", stderr(&o));
     (ck, f)
 }

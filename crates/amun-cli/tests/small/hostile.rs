@@ -2,7 +2,7 @@
 //! an exit code 0 and a wrong or stale result, settings dropped without a
 //! word, errors found only after minutes of work. Each test is a few CLI
 //! calls on a tiny MNIST slice; most need no training at all.
-use crate::common::{amun, ensure, fails_with, files_in, ok, read_json, stderr};
+use crate::common::{Args, amun, ensure, fails_with, files_in, ok, read_json, stderr};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -34,66 +34,23 @@ fn make_models(dir: &Path) {
     ensure("mnist");
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
     for (f, seed) in [("f.json", "2"), ("f2.json", "5")] {
-        ok(&amun(&[
-            "split",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "300",
-            "--forget",
-            "30",
-            "--seed",
-            seed,
-            "--out",
-            &p(f),
-        ]));
+        let split = Args::split_mnist("300", "30")
+            .with("--seed", seed)
+            .with("--out", &p(f));
+        ok(&split.run());
     }
     let train = |out: &str, extra: &[&str]| {
-        let mut a = vec![
-            "train",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "300",
-            "--test-limit",
-            "100",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "32",
-            "--lr",
-            "0.02",
-            "--device",
-            "cpu",
-            "-q",
-        ];
-        let out = p(out);
-        a.extend(["--out", out.as_str()]);
-        a.extend_from_slice(extra);
-        ok(&amun(&a));
+        let a = Args::train_mnist("300", "100")
+            .quick("2")
+            .and(&["-q"])
+            .with("--out", &p(out))
+            .and(extra);
+        ok(&a.run());
     };
     train("orig.safetensors", &[]);
     train("rt.safetensors", &["--exclude", &p("f.json")]);
     train("rt2.safetensors", &["--exclude", &p("f2.json")]);
-    ok(&amun(&[
-        "rmia",
-        "train-refs",
-        "--like",
-        &p("orig.safetensors"),
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "100",
-        "--count",
-        "2",
-        "--device",
-        "cpu",
-        "--out",
-        &p("refs"),
-        "-q",
-    ]));
+    ok(&Args::refs_like(&p("orig.safetensors"), &p("refs")).run());
 }
 
 /// `amun audit --json` of `checkpoint` (with `retrain` unless empty) for
@@ -269,24 +226,12 @@ fn every_forget_option_reads_the_files_split_from_reads() {
     ok(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["forget"]["total"], 30, "{v}");
-    ok(&amun(&[
-        "train",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "100",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--exclude",
-        &p("f.csv"),
-        "--out",
-        &p("rt-csv.safetensors"),
-        "-q",
-    ]));
+    let retrain = Args::train_mnist("300", "100")
+        .and(&["--epochs", "1", "--device", "cpu"])
+        .with("--exclude", &p("f.csv"))
+        .with("--out", &p("rt-csv.safetensors"))
+        .and(&["-q"]);
+    ok(&retrain.run());
     // It excluded the samples of f.json: a retrain of that forget set.
     let sc = read_json(&dir.path().join("rt-csv.json"));
     let rt = read_json(&models().join("rt.json"));
@@ -312,32 +257,31 @@ fn every_forget_option_reads_the_files_split_from_reads() {
     ]));
 }
 
+/// `amun unlearn` of ft for one epoch from [`models`]' original without
+/// `f.json`, calibrated on the last 40 test images at lr 0.01, into `out`.
+fn calibrated_ft(out: &str) -> Args {
+    Args::unlearn(&m("orig.safetensors"), &m("f.json"), "ft")
+        .and(&[
+            "--epochs",
+            "1",
+            "--calibrate",
+            "--holdout-test",
+            "40",
+            "--calibrate-lrs",
+            "0.01",
+            "--device",
+            "cpu",
+        ])
+        .with("--out", out)
+        .and(&["-q"])
+}
+
 #[test]
 fn a_calibrated_model_is_audited_without_the_images_it_was_calibrated_on() {
     let dir = tempfile::tempdir().unwrap();
     let cal = dir.path().join("cal.safetensors");
     let cal = cal.to_str().unwrap();
-    ok(&amun(&[
-        "unlearn",
-        "--checkpoint",
-        &m("orig.safetensors"),
-        "--forget",
-        &m("f.json"),
-        "--method",
-        "ft",
-        "--epochs",
-        "1",
-        "--calibrate",
-        "--holdout-test",
-        "40",
-        "--calibrate-lrs",
-        "0.01",
-        "--device",
-        "cpu",
-        "--out",
-        cal,
-        "-q",
-    ]));
+    ok(&calibrated_ft(cal).run());
     let sc = read_json(&dir.path().join("cal.json"));
     assert_eq!(
         sc["origin"]["heldout"],
@@ -442,34 +386,7 @@ fn a_cost_cap_ends_calibration_before_it_costs_more_than_allowed() {
 fn calibration_shows_before_and_after_with_their_bands() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
-    let run = |out: &str, extra: &[&str]| {
-        let mut args = vec![
-            "unlearn",
-            "--checkpoint",
-            &m("orig.safetensors"),
-            "--forget",
-            &m("f.json"),
-            "--method",
-            "ft",
-            "--epochs",
-            "1",
-            "--calibrate",
-            "--holdout-test",
-            "40",
-            "--calibrate-lrs",
-            "0.01",
-            "--device",
-            "cpu",
-            "--out",
-            out,
-            "-q",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<String>>();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        amun(&args.iter().map(String::as_str).collect::<Vec<&str>>())
-    };
+    let run = |out: &str, extra: &[&str]| calibrated_ft(out).and(extra).run();
     let o = run(&p("a.safetensors"), &[]);
     ok(&o);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -1006,22 +923,7 @@ fn an_interrupted_command_removes_its_lock_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("long.safetensors");
     let lock = dir.path().join("long.safetensors.lock");
-    let child = std::process::Command::new(crate::common::bin())
-        .args([
-            "train",
-            "--dataset",
-            "mnist",
-            "--epochs",
-            "200",
-            "--device",
-            "cpu",
-            "-q",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = crate::common::long_training(&out);
     assert!(wait_for(120, || lock.exists()), "the lock never appeared");
     assert!(signal(child.id(), "INT"));
     let o = child.wait_with_output().unwrap();
@@ -1104,19 +1006,10 @@ fn a_resume_with_another_thread_count_is_recorded() {
     let out = dir.path().join("r.safetensors");
     let resume = dir.path().join("r.resume.safetensors");
     let train = |threads: &str| {
-        let mut c = std::process::Command::new(crate::common::bin());
-        c.args([
-            "train",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "2000",
-            "--test-limit",
-            "100",
-        ])
-        .args(["--epochs", "8", "--device", "cpu", "--resume", "--out"])
-        .arg(&out)
-        .env("OMP_NUM_THREADS", threads);
+        let mut c = Args::train_mnist("2000", "100")
+            .and(&["--epochs", "8", "--device", "cpu", "--resume", "--out"])
+            .command();
+        c.arg(&out).env("OMP_NUM_THREADS", threads);
         c
     };
     // Killed after its first epoch, on one thread…
@@ -1179,21 +1072,8 @@ fn an_edited_sidecar_is_refused_by_every_command_that_reads_it() {
     std::fs::write(p("o.json"), &edited).unwrap();
     let (o, f, out) = (p("o.safetensors"), m("f.json"), p("u.safetensors"));
     let eval = ["eval", "--checkpoint", &o, "--device", "cpu"];
-    let unlearn = [
-        "unlearn",
-        "--checkpoint",
-        &o,
-        "--forget",
-        &f,
-        "--method",
-        "ft",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        &out,
-    ];
+    let unlearn = Args::ft_one_epoch(&o, &f, &out);
+    let unlearn = unlearn.words();
     let reg = p("reg");
     let create = ["registry", "create", "--registry", &reg, "--checkpoint", &o];
     for args in [&eval[..], &unlearn[..], &create[..]] {
@@ -1467,25 +1347,7 @@ fn references_of_other_data_name_what_differs_and_a_real_remedy() {
     let mut v = read_json(&refs.join("manifest.json"));
     v["pool_sha256"] = "0".repeat(64).into();
     std::fs::write(refs.join("manifest.json"), v.to_string()).unwrap();
-    let o = amun(&[
-        "rmia",
-        "train-refs",
-        "--like",
-        &m("orig.safetensors"),
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "100",
-        "--count",
-        "2",
-        "--device",
-        "cpu",
-        "--out",
-        refs.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = train_refs_again(&refs);
     fails_with(
         &o,
         &[
@@ -1674,25 +1536,7 @@ fn the_audits_hint_for_swapped_reference_weights_works() {
 
 /// `amun rmia train-refs` run again on the fixture's reference folder `refs`.
 fn train_refs_again(refs: &Path) -> std::process::Output {
-    amun(&[
-        "rmia",
-        "train-refs",
-        "--like",
-        &m("orig.safetensors"),
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "100",
-        "--count",
-        "2",
-        "--device",
-        "cpu",
-        "--out",
-        refs.to_str().unwrap(),
-        "-q",
-    ])
+    Args::refs_like(&m("orig.safetensors"), refs.to_str().unwrap()).run()
 }
 
 /// A reference folder with tampered files (issue 37, T1/T9/T11/T12): train-refs
@@ -1749,19 +1593,7 @@ fn train_refs_again_rebuilds_tampered_reference_files() {
 #[test]
 fn output_paths_the_os_would_refuse_are_named_first() {
     let dir = tempfile::tempdir().unwrap();
-    let split = |out: &str| {
-        amun(&[
-            "split",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "300",
-            "--forget",
-            "5",
-            "--out",
-            out,
-        ])
-    };
+    let split = |out: &str| Args::split_mnist("300", "5").with("--out", out).run();
     let slash = dir.path().join("f.json/");
     fails_with(
         &split(&format!("{}/", dir.path().join("f.json").display())),

@@ -3,7 +3,7 @@
 //! what it is, never with attack flags it was not made with (item 6). Every
 //! refusal comes before any work, exits 1, and leaves the input's bytes as
 //! they were. The models are [`crate::hostile`]'s tiny MNIST ones, copied.
-use crate::common::{amun, fails_with, ok, read_json};
+use crate::common::{Args, amun, fails_with, ok, read_json};
 use crate::hostile::m;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -80,21 +80,7 @@ fn unlearn_out_whose_sidecar_is_the_forget_file_is_refused() {
         p(d.path(), "clash.safetensors"),
     );
     refused_and_intact(
-        &[
-            "unlearn",
-            "--checkpoint",
-            &ck,
-            "--forget",
-            &clash,
-            "--method",
-            "ft",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--out",
-            &out,
-        ],
+        &Args::ft_one_epoch(&ck, &clash, &out).words(),
         &[&clash],
         &["clash.json (its sidecar)", "--forget", "deletion request"],
     );
@@ -625,22 +611,7 @@ fn sigterm_ends_a_command_with_143() {
     let d = folder();
     let out = d.path().join("long.safetensors");
     let lock = d.path().join("long.safetensors.lock");
-    let child = std::process::Command::new(crate::common::bin())
-        .args([
-            "train",
-            "--dataset",
-            "mnist",
-            "--epochs",
-            "200",
-            "--device",
-            "cpu",
-            "-q",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = crate::common::long_training(&out);
     for _ in 0..2400 {
         if lock.exists() {
             break;
@@ -704,21 +675,7 @@ fn outputs_inside_a_registry_folder_are_refused() {
     std::fs::write(&receipt, b"{\"request\": 1}").unwrap();
     let (ck, f) = (p(d.path(), "orig.safetensors"), p(d.path(), "f.json"));
     refused_and_intact(
-        &[
-            "unlearn",
-            "--checkpoint",
-            &ck,
-            "--forget",
-            &f,
-            "--method",
-            "ft",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--out",
-            &v2,
-        ],
+        &Args::ft_one_epoch(&ck, &f, &v2).words(),
         &[&v2, &v2_side],
         &["--out", "inside the registry"],
     );
@@ -884,23 +841,10 @@ fn folder_outputs_go_only_into_folders_of_their_own_kind() {
         "forget-s0-f0.1",
         "-q",
     ]));
-    let o = amun(&[
-        "rmia",
-        "train-refs",
-        "--like",
-        &p(d.path(), "orig.safetensors"),
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "100",
-        "--count",
-        "2",
-        "--out",
-        &run,
-        "-q",
-    ]);
+    let o = Args::train_refs_mnist(Some(&p(d.path(), "orig.safetensors")))
+        .with("--out", &run)
+        .and(&["-q"])
+        .run();
     fails_with(
         &o,
         &["--out", "the experiment's run folder", "amun experiment"],
@@ -1008,28 +952,7 @@ fn train_refs_out_into_a_folder_holding_a_run_folder_is_refused() {
     ok(&amun(&[&experiment[..], &step[..]].concat()));
     let like = p(d.path(), "orig.safetensors");
     for (cwd, out) in [(d.path(), runs.to_str().unwrap()), (runs.as_path(), ".")] {
-        let o = amun_in(
-            cwd,
-            &[
-                "rmia",
-                "train-refs",
-                "--like",
-                &like,
-                "--dataset",
-                "mnist",
-                "--train-limit",
-                "300",
-                "--test-limit",
-                "100",
-                "--count",
-                "2",
-                "--device",
-                "cpu",
-                "--out",
-                out,
-                "-q",
-            ],
-        );
+        let o = amun_in(cwd, &Args::refs_like(&like, out).words());
         fails_with(
             &o,
             &["--out", "holds files it did not write", "x among them"],

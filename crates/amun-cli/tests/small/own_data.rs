@@ -2,7 +2,7 @@
 //! by a relative path, class names for IDX files, slices and per-sample
 //! output (issue 14's points, one test each, on real MNIST-5k images).
 use crate::common;
-use common::{amun, bin, fails_with, forget_indices, ok, path_in, stdout};
+use common::{Args, amun, bin, fails_with, forget_indices, ok, path_in, stdout};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -468,22 +468,7 @@ fn a_folder_models_classes_and_content_are_checked() {
     );
     let unlearn = || {
         let out = path_in(d.path(), "u.safetensors");
-        amun(&[
-            "unlearn",
-            "--checkpoint",
-            &m,
-            "--forget",
-            &f,
-            "--method",
-            "ft",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--out",
-            &out,
-            "-q",
-        ])
+        Args::ft_one_epoch(&m, &f, &out).and(&["-q"]).run()
     };
 
     // Class folder 3 renamed x3: it sorts last, every label from 3 on moves.

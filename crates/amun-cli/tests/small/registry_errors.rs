@@ -294,25 +294,11 @@ fn rmia_reference_logits_deleted_and_computed_again_have_the_same_bits() {
     let d = tempfile::tempdir().unwrap();
     let refs = d.path().join("refs");
     let train_refs = || {
-        ok(&common::amun(&[
-            "rmia",
-            "train-refs",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "300",
-            "--test-limit",
-            "100",
-            "--count",
-            "2",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--out",
-            refs.to_str().unwrap(),
-            "-q",
-        ]))
+        let a = common::Args::train_refs_mnist(None)
+            .and(&["--epochs", "1", "--device", "cpu"])
+            .with("--out", refs.to_str().unwrap())
+            .and(&["-q"]);
+        ok(&a.run())
     };
     train_refs();
     let logits = refs.join("ref-000.logits.safetensors");
@@ -415,17 +401,9 @@ fn receipts_and_anchor_copies_are_kept_and_never_linked_or_held() {
     ok(&reg("anchor", &r, &["--copy", &s(&copy)]));
     for (f, what) in [(&rcpt, "receipt"), (&copy, "anchor")] {
         let before = std::fs::read(f).unwrap();
-        let o = common::amun(&[
-            "split",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "300",
-            "--forget",
-            "5",
-            "--out",
-            &s(f),
-        ]);
+        let o = common::Args::split_mnist("300", "5")
+            .with("--out", &s(f))
+            .run();
         fails_with(&o, &["--out", "registry's", what]);
         assert!(std::fs::read(f).unwrap() == before, "{what} was replaced");
     }

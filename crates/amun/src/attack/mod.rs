@@ -384,6 +384,11 @@ impl AdvSet {
         self.indices.is_empty()
     }
 
+    /// Gradient steps the search took, over all samples.
+    pub fn total_steps(&self) -> u64 {
+        self.steps.iter().map(|s| u64::from(*s)).sum()
+    }
+
     /// Summary statistics.
     pub fn summary(&self) -> AdvSummary {
         let n = self.len();
@@ -425,7 +430,7 @@ impl AdvSet {
             } else {
                 self.steps.iter().map(|s| f64::from(*s)).sum::<f64>() / n as f64
             },
-            total_steps: self.steps.iter().map(|s| u64::from(*s)).sum(),
+            total_steps: self.total_steps(),
             forward_only: self.forward_only,
             eps0: self.eps0,
             wall_s: self.wall_s,

@@ -498,7 +498,6 @@ fn margin(logits: &Tensor, y: &Tensor) -> Tensor {
 /// seen is kept, then bisected along the segment towards the original image
 /// (forward passes only; every point kept is misclassified). Samples never
 /// flipped fall back to the exact search from ε0.
-#[allow(clippy::too_many_arguments)]
 fn fast_search(
     model: &dyn Target,
     images: &Tensor,
@@ -508,7 +507,6 @@ fn fast_search(
     eps0: f64,
     progress: &dyn Progress,
 ) -> Result<AdvSet> {
-    const GAMMA: f64 = 0.1;
     let n = indices.len();
     let dev = model.device();
     let mut out = Out::new(n);
@@ -519,36 +517,155 @@ fn fast_search(
         let len = s.batch_size.min(n - start);
         let x0 = to_unit_float(&images.narrow(0, start as i64, len as i64)).to_device(dev);
         let y = labels.narrow(0, start as i64, len as i64).to_device(dev);
-        let shape = bshape(&x0);
-        // The starting radius, and which samples are already wrong.
-        let xg = x0.detach().set_requires_grad(true);
-        let logits = logits_of(model, &xg, s.bf16);
-        let m = margin(&logits, &y);
+        let batch = FastBatch {
+            model,
+            s,
+            shape: bshape(&x0),
+            x0,
+            y,
+            len,
+        };
+        let found = batch.search(eps0);
+        forward_only += found.forward_only;
+        found.record(&mut out, start, eps0, &mut fallback);
+        progress.update(
+            (start + len) as u64,
+            &format!("{} to fall back", fallback.len()),
+        );
+    }
+    if !fallback.is_empty() {
+        let sub = Fallback {
+            model,
+            images,
+            labels,
+            indices,
+        };
+        sub.search(&fallback, s, eps0, &mut out)?;
+    }
+    progress.finish(&format!(
+        "adversarial search (fast): {n} samples, {} by fallback, {} steps + {forward_only} forward passes",
+        fallback.len(),
+        out.steps.iter().map(|s| u64::from(*s)).sum::<u64>()
+    ));
+    let mut set = assemble(out, labels, indices, s, eps0);
+    set.forward_only = forward_only;
+    Ok(set)
+}
+
+/// One batch of the fast search, on the model's device.
+struct FastBatch<'a> {
+    model: &'a dyn Target,
+    s: &'a AdvSettings,
+    /// The images as unit floats.
+    x0: Tensor,
+    y: Tensor,
+    /// [`bshape`] of `x0`.
+    shape: Vec<i64>,
+    len: usize,
+}
+
+/// The closest adversarial point the walk saw, per sample.
+struct Closest {
+    best: Tensor,
+    best_norm: Tensor,
+    best_label: Tensor,
+    /// Gradient steps taken (the starting radius's included).
+    steps: Vec<u32>,
+}
+
+/// What the fast search of a batch found, on the CPU.
+struct FastFound {
+    /// The points kept (the original image where it is already wrong).
+    images: Tensor,
+    labels: Vec<i64>,
+    dist: Vec<f64>,
+    /// Flipped by the walk (and not already wrong).
+    found: Vec<bool>,
+    /// Misclassified before any step.
+    wrong: Vec<bool>,
+    steps: Vec<u32>,
+    forward_only: u64,
+}
+
+impl FastBatch<'_> {
+    /// The search of the batch: the starting radius, the walk, then the
+    /// bisection towards the original images.
+    fn search(&self, eps0: f64) -> FastFound {
+        let (logits, wrong, eps) = self.start(eps0);
+        let mut c = self.walk(eps);
+        // Bisection between x0 (correct) and the closest adversarial point.
+        let found = c.best_norm.isfinite().logical_and(&wrong.logical_not());
+        let (dir, reach, forward_only) = self.bisect(&c.best, &found, &mut c.best_label);
+        let shape = self.shape.as_slice();
+        let x0 = &self.x0;
+        let reached = x0 + &dir * reach.view(shape);
+        let reached = if self.s.overshoot > 0.0 {
+            reached.clamp(0.0, 1.0)
+        } else {
+            reached
+        };
+        let final_x = x0.where_self(&wrong.view(shape), &reached);
+        let pred0 = logits.argmax(1, false);
+        let labels_out = pred0.where_self(&wrong, &c.best_label);
+        let dist = Vec::<f64>::try_from(
+            per_sample_l2(&(&final_x - x0))
+                .to_kind(Kind::Double)
+                .to_device(Device::Cpu),
+        )
+        .expect("f64 vector");
+        FastFound {
+            found: Vec::<bool>::try_from(found.to_device(Device::Cpu)).expect("bools"),
+            wrong: Vec::<bool>::try_from(wrong.to_device(Device::Cpu)).expect("bools"),
+            labels: Vec::<i64>::try_from(labels_out.to_device(Device::Cpu)).expect("i64"),
+            images: final_x.to_device(Device::Cpu),
+            dist,
+            steps: c.steps,
+            forward_only,
+        }
+    }
+
+    /// The starting radius, and which samples are already wrong: returns
+    /// the logits of the images, which are wrong, and ε.
+    fn start(&self, eps0: f64) -> (Tensor, Tensor, Tensor) {
+        let xg = self.x0.detach().set_requires_grad(true);
+        let logits = logits_of(self.model, &xg, self.s.bf16);
+        let m = margin(&logits, &self.y);
         let g = Tensor::run_backward(&[&m.sum(Kind::Float)], &[&xg], false, false).remove(0);
         let wrong = m.le(0.0);
-        let mut eps = tch::no_grad(|| {
+        let eps = tch::no_grad(|| {
             (m.abs() / (per_sample_l2(&g) + 1e-12)).clamp(eps0 / 16.0, 64.0 * eps0)
         });
-        let mut delta = Tensor::zeros_like(&x0);
+        (logits, wrong, eps)
+    }
+
+    /// `fast_steps` normalised gradient steps on the ε-sphere, ε shrinking
+    /// while adversarial and growing while not; keeps the closest
+    /// adversarial point.
+    fn walk(&self, mut eps: Tensor) -> Closest {
+        const GAMMA: f64 = 0.1;
+        let (s, x0, shape) = (self.s, &self.x0, self.shape.as_slice());
+        let (len, dev) = (self.len as i64, self.model.device());
+        let mut delta = Tensor::zeros_like(x0);
         let mut best = x0.shallow_clone();
-        let mut best_norm = Tensor::full([len as i64], f64::INFINITY, (Kind::Float, dev));
-        let mut best_label = Tensor::zeros([len as i64], (Kind::Int64, dev));
-        let mut steps = vec![1u32; len];
+        let mut best_norm = Tensor::full([len], f64::INFINITY, (Kind::Float, dev));
+        let mut best_label = Tensor::zeros([len], (Kind::Int64, dev));
+        let mut steps = vec![1u32; self.len];
         for t in 0..s.fast_steps {
-            let x = (&x0 + &delta).clamp(0.0, 1.0);
+            let x = (x0 + &delta).clamp(0.0, 1.0);
             let xg = x.detach().set_requires_grad(true);
-            let logits = logits_of(model, &xg, s.bf16);
+            let logits = logits_of(self.model, &xg, s.bf16);
             let pred = logits.argmax(1, false);
-            let adv = pred.ne_tensor(&y);
-            let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0);
+            let adv = pred.ne_tensor(&self.y);
+            let loss =
+                logits.cross_entropy_loss::<Tensor>(&self.y, None, Reduction::Sum, -100, 0.0);
             let g = Tensor::run_backward(&[&loss], &[&xg], false, false).remove(0);
             for k in &mut steps {
                 *k += 1;
             }
             tch::no_grad(|| {
-                let norm = per_sample_l2(&(&x - &x0));
+                let norm = per_sample_l2(&(&x - x0));
                 let closer = adv.logical_and(&norm.lt_tensor(&best_norm));
-                best = x.where_self(&closer.view(shape.as_slice()), &best);
+                best = x.where_self(&closer.view(shape), &best);
                 best_norm = norm.where_self(&closer, &best_norm);
                 best_label = pred.where_self(&closer, &best_label);
                 // Shrink while adversarial, grow while not.
@@ -559,26 +676,45 @@ fn fast_search(
                     + 0.95
                         * 0.5
                         * (1.0 + (std::f64::consts::PI * t as f64 / s.fast_steps as f64).cos());
-                let e = eps.view(shape.as_slice());
-                let gn = per_sample_l2(&g).view(shape.as_slice()) + 1e-12;
+                let e = eps.view(shape);
+                let gn = per_sample_l2(&g).view(shape) + 1e-12;
                 let stepped = &delta + &e * c * (&g / gn);
-                let dn = per_sample_l2(&stepped).view(shape.as_slice()) + 1e-12;
+                let dn = per_sample_l2(&stepped).view(shape) + 1e-12;
                 delta = &stepped * (&e / dn);
             });
         }
-        // Bisection between x0 (correct) and the closest adversarial point.
-        let found = best_norm.isfinite().logical_and(&wrong.logical_not());
-        let mut lo = Tensor::zeros([len as i64], (Kind::Float, dev));
-        let mut hi = Tensor::ones([len as i64], (Kind::Float, dev));
-        let dir = &best - &x0;
+        Closest {
+            best,
+            best_norm,
+            best_label,
+            steps,
+        }
+    }
+
+    /// Bisects the segment from each image to its closest adversarial
+    /// point `best` (where `found`), then overshoots past the boundary when
+    /// asked; updates `best_label`. Returns the segment, how far along it
+    /// the kept point lies, and the forward passes run.
+    fn bisect(
+        &self,
+        best: &Tensor,
+        found: &Tensor,
+        best_label: &mut Tensor,
+    ) -> (Tensor, Tensor, u64) {
+        let (s, x0, shape) = (self.s, &self.x0, self.shape.as_slice());
+        let (len, dev) = (self.len as i64, self.model.device());
+        let mut forward_only = 0u64;
+        let mut lo = Tensor::zeros([len], (Kind::Float, dev));
+        let mut hi = Tensor::ones([len], (Kind::Float, dev));
+        let dir = best - x0;
         for _ in 0..s.bisect {
             let mid = (&lo + &hi) / 2.0;
-            let x = &x0 + &dir * mid.view(shape.as_slice());
-            let pred = tch::no_grad(|| logits_of(model, &x, s.bf16).argmax(1, false));
+            let x = x0 + &dir * mid.view(shape);
+            let pred = tch::no_grad(|| logits_of(self.model, &x, s.bf16).argmax(1, false));
             forward_only += len as u64;
-            let adv = pred.ne_tensor(&y).logical_and(&found);
+            let adv = pred.ne_tensor(&self.y).logical_and(found);
             hi = mid.where_self(&adv, &hi);
-            best_label = pred.where_self(&adv, &best_label);
+            *best_label = pred.where_self(&adv, best_label);
             lo = lo.where_self(&adv, &mid);
         }
         let mut reach = hi;
@@ -586,71 +722,69 @@ fn fast_search(
             // Past the boundary by a fraction of the distance, where that
             // point is still adversarial (clamped to the image box).
             let far = &reach * (1.0 + s.overshoot);
-            let x = (&x0 + &dir * far.view(shape.as_slice())).clamp(0.0, 1.0);
-            let pred = tch::no_grad(|| logits_of(model, &x, s.bf16).argmax(1, false));
+            let x = (x0 + &dir * far.view(shape)).clamp(0.0, 1.0);
+            let pred = tch::no_grad(|| logits_of(self.model, &x, s.bf16).argmax(1, false));
             forward_only += len as u64;
-            let adv = pred.ne_tensor(&y).logical_and(&found);
-            best_label = pred.where_self(&adv, &best_label);
+            let adv = pred.ne_tensor(&self.y).logical_and(found);
+            *best_label = pred.where_self(&adv, best_label);
             reach = far.where_self(&adv, &reach);
         }
-        let reached = &x0 + &dir * reach.view(shape.as_slice());
-        let reached = if s.overshoot > 0.0 {
-            reached.clamp(0.0, 1.0)
-        } else {
-            reached
-        };
-        let final_x = x0.where_self(&wrong.view(shape.as_slice()), &reached);
-        let pred0 = logits.argmax(1, false);
-        let labels_out = pred0.where_self(&wrong, &best_label);
-        let dist = Vec::<f64>::try_from(
-            per_sample_l2(&(&final_x - &x0))
-                .to_kind(Kind::Double)
-                .to_device(Device::Cpu),
-        )
-        .expect("f64 vector");
-        let found_v = Vec::<bool>::try_from(found.to_device(Device::Cpu)).expect("bools");
-        let wrong_v = Vec::<bool>::try_from(wrong.to_device(Device::Cpu)).expect("bools");
-        let lab = Vec::<i64>::try_from(labels_out.to_device(Device::Cpu)).expect("i64");
-        let fx = final_x.to_device(Device::Cpu);
-        for k in 0..len {
+        (dir, reach, forward_only)
+    }
+}
+
+impl FastFound {
+    /// Records the batch from sample `start` on in `out`: an already wrong
+    /// sample at distance 0, a found one at the smallest ε of Alg. 1's grid
+    /// whose ball holds it; the others go to `fallback`.
+    fn record(&self, out: &mut Out, start: usize, eps0: f64, fallback: &mut Vec<usize>) {
+        for k in 0..self.found.len() {
             let id = start + k;
-            if wrong_v[k] {
-                out.images[id] = Some(fx.get(k as i64));
-                out.adv[id] = lab[k];
+            if self.wrong[k] {
+                out.images[id] = Some(self.images.get(k as i64));
+                out.adv[id] = self.labels[k];
                 out.eps[id] = eps0;
                 out.dist[id] = 0.0;
                 out.steps[id] = 0;
                 out.success[id] = true;
-            } else if found_v[k] {
-                out.images[id] = Some(fx.get(k as i64));
-                out.adv[id] = lab[k];
-                // The smallest ε of Alg. 1's grid whose ball holds it.
+            } else if self.found[k] {
+                out.images[id] = Some(self.images.get(k as i64));
+                out.adv[id] = self.labels[k];
                 let mut e = eps0;
-                while e < dist[k] {
+                while e < self.dist[k] {
                     e *= 2.0;
                 }
                 out.eps[id] = e;
-                out.dist[id] = dist[k];
-                out.steps[id] = steps[k];
+                out.dist[id] = self.dist[k];
+                out.steps[id] = self.steps[k];
                 out.success[id] = true;
             } else {
                 fallback.push(id);
-                out.steps[id] = steps[k];
+                out.steps[id] = self.steps[k];
             }
         }
-        progress.update(
-            (start + len) as u64,
-            &format!("{} to fall back", fallback.len()),
-        );
     }
-    if !fallback.is_empty() {
+}
+
+/// The samples the fast search never flipped, searched exactly.
+struct Fallback<'a> {
+    model: &'a dyn Target,
+    images: &'a Tensor,
+    labels: &'a Tensor,
+    indices: &'a [i64],
+}
+
+impl Fallback<'_> {
+    /// The exact search from ε0 of the samples at `fallback`, recorded in
+    /// `out` (its steps added to the fast search's).
+    fn search(&self, fallback: &[usize], s: &AdvSettings, eps0: f64, out: &mut Out) -> Result<()> {
         let idx = Tensor::from_slice(&fallback.iter().map(|&i| i as i64).collect::<Vec<_>>())
-            .to_device(images.device());
-        let sub_idx: Vec<i64> = fallback.iter().map(|&i| indices[i]).collect();
+            .to_device(self.images.device());
+        let sub_idx: Vec<i64> = fallback.iter().map(|&i| self.indices[i]).collect();
         let sub = pgd_search(
-            model,
-            &images.index_select(0, &idx),
-            &labels.index_select(0, &idx),
+            self.model,
+            &self.images.index_select(0, &idx),
+            &self.labels.index_select(0, &idx),
             &sub_idx,
             s,
             eps0,
@@ -665,13 +799,6 @@ fn fast_search(
             out.steps[id] += sub.steps[k];
             out.success[id] = sub.success[k];
         }
+        Ok(())
     }
-    progress.finish(&format!(
-        "adversarial search (fast): {n} samples, {} by fallback, {} steps + {forward_only} forward passes",
-        fallback.len(),
-        out.steps.iter().map(|s| u64::from(*s)).sum::<u64>()
-    ));
-    let mut set = assemble(out, labels, indices, s, eps0);
-    set.forward_only = forward_only;
-    Ok(set)
 }

@@ -301,15 +301,13 @@ fn check_ref_file(dir: &Path, files: &Files, name: &str) -> Result<()> {
         name,
         "a file the manifest records (a reference model's weights, sidecar or logits)",
     )?;
-    let Some(want) = files.get(name) else {
-        return Err(Error::format(
+    match against_record(dir, files, name)? {
+        Recorded::Same => Ok(()),
+        Recorded::Unrecorded => Err(Error::format(
             dir.join("manifest.json"),
             format!("records no sha256 of {name}; {}", remedy(dir)),
-        ));
-    };
-    let got = crate::data::sha256_file(&p)?;
-    if &got != want {
-        return Err(Error::format(
+        )),
+        Recorded::Changed { got, want } => Err(Error::format(
             &p,
             format!(
                 "changed since the reference models were made: its sha256 is {got}, {} \
@@ -318,9 +316,28 @@ fn check_ref_file(dir: &Path, files: &Files, name: &str) -> Result<()> {
                 dir.join("manifest.json").display(),
                 remedy(dir)
             ),
-        ));
+        )),
     }
-    Ok(())
+}
+
+/// A file's sha256 against the manifest's record of it.
+enum Recorded {
+    Same,
+    Unrecorded,
+    Changed { got: String, want: String },
+}
+
+/// The sha256 of `name` in `dir` against the one `files` records for it.
+fn against_record(dir: &Path, files: &Files, name: &str) -> Result<Recorded> {
+    let got = crate::data::sha256_file(&dir.join(name))?;
+    Ok(match files.get(name) {
+        None => Recorded::Unrecorded,
+        Some(want) if *want == got => Recorded::Same,
+        Some(want) => Recorded::Changed {
+            got,
+            want: want.clone(),
+        },
+    })
 }
 
 /// The settings in which two manifests differ, named for a message.
@@ -428,22 +445,20 @@ pub fn memberships(n: usize, count: usize, seed: u64) -> Vec<Vec<bool>> {
 }
 
 fn model_path(dir: &Path, k: usize) -> PathBuf {
-    dir.join(model_file_name(k))
-}
-
-/// Reference model `k`'s weights file, in its folder.
-pub(crate) fn model_file_name(k: usize) -> String {
-    format!("ref-{k:03}.safetensors")
+    let [weights, _] = model_names(k);
+    dir.join(weights)
 }
 
 fn logits_path(dir: &Path, k: usize) -> PathBuf {
     dir.join(logits_name(k))
 }
 
-/// Whether model `k`'s weights and sidecar are both in `dir`.
-fn model_files_exist(dir: &Path, k: usize) -> bool {
-    let weights = model_path(dir, k);
-    weights.is_file() && checkpoint::sidecar_path(&weights).is_file()
+/// Model `k`'s weights and sidecar, by name.
+pub(crate) fn model_names(k: usize) -> [String; 2] {
+    [
+        format!("ref-{k:03}.safetensors"),
+        format!("ref-{k:03}.json"),
+    ]
 }
 
 fn logits_name(k: usize) -> String {
@@ -453,25 +468,25 @@ fn logits_name(k: usize) -> String {
 /// Whether `name` is in `dir` with the sha256 that `files` (the manifest's
 /// record, when it has one) records for it.
 fn file_intact(dir: &Path, files: Option<&Files>, name: &str) -> Result<bool> {
-    let p = dir.join(name);
-    if !p.is_file() {
+    if !dir.join(name).is_file() {
         return Ok(false);
     }
     match files {
-        Some(f) => Ok(f.get(name) == Some(&crate::data::sha256_file(&p)?)),
+        Some(f) => Ok(matches!(against_record(dir, f, name)?, Recorded::Same)),
         None => Ok(true),
     }
 }
 
-/// Whether model `k`'s weights and sidecar are both in `dir`, as recorded,
-/// and belong together (weights swapped under a manifest that was made to
-/// record them would not load).
+/// Whether model `k`'s weights and sidecar are both in `dir`, as `files`
+/// records them (when given), and belong together (weights swapped under a
+/// manifest that was made to record them would not load).
 fn model_intact(dir: &Path, files: Option<&Files>, k: usize) -> Result<bool> {
-    let weights = model_path(dir, k);
-    Ok(file_intact(dir, files, &format!("ref-{k:03}.safetensors"))?
-        && file_intact(dir, files, &format!("ref-{k:03}.json"))?
-        && checkpoint::read_sidecar(&weights)
-            .is_ok_and(|sc| checkpoint::verify_weights(&weights, &sc).is_ok()))
+    let [weights, sidecar] = model_names(k);
+    let path = model_path(dir, k);
+    Ok(file_intact(dir, files, &weights)?
+        && file_intact(dir, files, &sidecar)?
+        && checkpoint::read_sidecar(&path)
+            .is_ok_and(|sc| checkpoint::verify_weights(&path, &sc).is_ok()))
 }
 
 /// Removes what is left of model `k` (weights, sidecar, logits), so that it
@@ -659,14 +674,11 @@ impl RefSetup<'_> {
             resume: true,
             eval_each_epoch: false,
         };
-        if model_files_exist(dir, k) && !crate::train::resume_path(&model_path(dir, k)).exists() {
+        if model_intact(dir, None, k)? && !crate::train::resume_path(&model_path(dir, k)).exists() {
             // A trained model is reused only as the folder recorded it.
             let m: RefManifest = fsutil::read_json(&dir.join("manifest.json"))?;
             if let Some(files) = &m.files {
-                for name in [
-                    format!("ref-{k:03}.safetensors"),
-                    format!("ref-{k:03}.json"),
-                ] {
+                for name in model_names(k) {
                     check_ref_file(dir, files, &name)?;
                 }
             }
@@ -762,8 +774,9 @@ pub fn check_reference_files(dir: &Path, m: &RefManifest) -> Result<bool> {
         if logits_path(dir, k).exists() {
             check_ref_file(dir, files, &logits_name(k))?;
         }
-        check_ref_file(dir, files, &format!("ref-{k:03}.safetensors"))?;
-        check_ref_file(dir, files, &format!("ref-{k:03}.json"))?;
+        for name in model_names(k) {
+            check_ref_file(dir, files, &name)?;
+        }
     }
     Ok(true)
 }

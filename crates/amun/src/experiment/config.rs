@@ -351,6 +351,34 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// The experiment file being checked: errors name its path and the line
+/// of their key; relative paths in it are relative to its folder.
+struct Source<'a> {
+    lines: Lines<'a>,
+    path: &'a Path,
+    base: &'a Path,
+}
+
+impl Source<'_> {
+    /// `msg` about the key at `key`, with its line.
+    fn at(&self, key: &[&str], msg: impl std::fmt::Display) -> Error {
+        self.lines.error(self.path, key, msg)
+    }
+
+    /// `file` (relative to the config's folder), absolute, or an error at
+    /// `key` when it does not exist.
+    fn existing(&self, file: &str, key: &[&str]) -> Result<std::path::PathBuf> {
+        let p = self.base.join(file);
+        if !p.exists() {
+            return Err(self.at(
+                key,
+                format!("{}: {} does not exist", key.join("."), p.display()),
+            ));
+        }
+        Ok(std::path::absolute(&p).unwrap_or(p))
+    }
+}
+
 /// The key serde names in an "unknown field `KEY`, expected …" message.
 fn unknown_field(msg: &str) -> Option<&str> {
     msg.strip_prefix("unknown field `")?.split('`').next()
@@ -393,16 +421,59 @@ fn check_grid(
 impl Config {
     /// Parses and validates an experiment file.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| Self::toml_error(text, path, e))?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| Self::toml_error(text, path, e))?;
         super::placement::from_experiment(text, path)?;
-        let lines = Lines::new(text);
-        let at = |key: &[&str], msg: String| -> Error { lines.error(path, key, msg) };
+        let src = Source {
+            lines: Lines::new(text),
+            path,
+            base: path
+                .parent()
+                .filter(|b| !b.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        };
+        cfg.resolve_data(&src)?;
+        cfg.resolve_program(&src)?;
+        cfg.check_seeds(&src)?;
+        cfg.resolve_forget(&src)?;
+        cfg.check_rmia(&src)?;
+        for (name, table) in &cfg.methods {
+            cfg.check_method(name, table, &src)?;
+        }
+        cfg.check_methods_run(&src)?;
+        let channels = if cfg.data.dataset == "mnist" { 1 } else { 3 };
+        cfg.recipe(channels).map_err(|e| {
+            // The recipe names its field as its flag (`batch-size`).
+            let field = match &e {
+                Error::Invalid { what, .. } => what.replace('-', "_"),
+                _ => String::new(),
+            };
+            src.at(&["train", &field], e)
+        })?;
+        if let Some(t) = &cfg.tune {
+            cfg.check_tune(t)
+                .map_err(|(k, m)| src.at(&["tune", k], m))?;
+        }
+        if let Some(c) = &cfg.calibrate {
+            cfg.check_calibrate(c)
+                .map_err(|(k, m)| src.at(&["calibrate", k], m))?;
+        }
+        if let Some(t) = cfg.threads
+            && let Err(e) = crate::device::check_threads(t)
+        {
+            return Err(src.at(&["threads"], format!("threads: {e}")));
+        }
+        Ok(cfg)
+    }
+
+    /// `[data]`: limits of at least one image, and a dataset that is a
+    /// registry's or an existing folder.
+    fn resolve_data(&mut self, src: &Source<'_>) -> Result<()> {
         for (key, v) in [
-            ("train_limit", cfg.data.train_limit),
-            ("test_limit", cfg.data.test_limit),
+            ("train_limit", self.data.train_limit),
+            ("test_limit", self.data.test_limit),
         ] {
             if v == Some(0) {
-                return Err(at(
+                return Err(src.at(
                     &["data", key],
                     format!("data.{key}: expected at least 1 image, got 0"),
                 ));
@@ -410,15 +481,10 @@ impl Config {
         }
         // A dataset folder given relative to the config file, stored
         // absolute so the run folder's record resolves from anywhere.
-        let mut cfg = cfg;
-        let base = path
-            .parent()
-            .filter(|b| !b.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        cfg.data.dataset = DataSpec::resolve(&cfg.data.dataset, base);
-        let d = &cfg.data.dataset;
+        self.data.dataset = DataSpec::resolve(&self.data.dataset, src.base);
+        let d = &self.data.dataset;
         if crate::data::Registry::from_name(d).is_none() && !Path::new(d).exists() {
-            return Err(at(
+            return Err(src.at(
                 &["data", "dataset"],
                 format!(
                     "data.dataset '{d}': neither a registry dataset (cifar10, mnist) nor an \
@@ -426,24 +492,20 @@ impl Config {
                 ),
             ));
         }
-        match (&mut cfg.model, &mut cfg.program) {
+        Ok(())
+    }
+
+    /// An exported model's files, made absolute and pinned by their
+    /// sha256 in `[program]`; `[program]` without one is refused.
+    fn resolve_program(&mut self, src: &Source<'_>) -> Result<()> {
+        match (&mut self.model, &mut self.program) {
             (ModelName::Exported(m), program) => {
-                let resolve = |f: &str, key: &[&str]| -> Result<std::path::PathBuf> {
-                    let p = base.join(f);
-                    if !p.exists() {
-                        return Err(at(
-                            key,
-                            format!("{}: {} does not exist", key.join("."), p.display()),
-                        ));
-                    }
-                    Ok(std::path::absolute(&p).unwrap_or(p))
-                };
-                let file = resolve(m, &["model"])?;
+                let file = src.existing(m, &["model"])?;
                 *m = file.display().to_string();
                 let sec = program.get_or_insert_with(ProgramSection::default);
                 let init = match &sec.init {
                     Some(i) => {
-                        let f = resolve(i, &["program", "init"])?;
+                        let f = src.existing(i, &["program", "init"])?;
                         sec.init = Some(f.display().to_string());
                         crate::model::program::ProgramInit::Weights {
                             sha256: crate::data::sha256_file(&f)?,
@@ -456,7 +518,7 @@ impl Config {
                     Normalize::parse(n, 3)
                         .or_else(|_| Normalize::parse(n, 1))
                         .map_err(|e| {
-                            at(&["program", "normalize"], format!("program.normalize: {e}"))
+                            src.at(&["program", "normalize"], format!("program.normalize: {e}"))
                         })?;
                 }
                 sec.pinned = Some(crate::model::program::ProgramRef {
@@ -464,53 +526,61 @@ impl Config {
                     file,
                     init,
                 });
+                Ok(())
             }
-            (ModelName::Builtin(a), Some(_)) => {
-                return Err(at(
-                    &["program"],
-                    format!("[program] goes with a .pt2 model; {a} is one of amun's architectures"),
-                ));
-            }
-            (ModelName::Builtin(_), None) => {}
+            (ModelName::Builtin(a), Some(_)) => Err(src.at(
+                &["program"],
+                format!("[program] goes with a .pt2 model; {a} is one of amun's architectures"),
+            )),
+            (ModelName::Builtin(_), None) => Ok(()),
         }
-        if cfg.seeds.is_empty() {
-            return Err(at(&["seeds"], "seeds: give at least one seed".into()));
+    }
+
+    /// At least one seed, none twice.
+    fn check_seeds(&self, src: &Source<'_>) -> Result<()> {
+        if self.seeds.is_empty() {
+            return Err(src.at(&["seeds"], "seeds: give at least one seed"));
         }
-        let mut s = cfg.seeds.clone();
+        let mut s = self.seeds.clone();
         s.sort_unstable();
         s.dedup();
-        if s.len() != cfg.seeds.len() {
-            return Err(at(&["seeds"], "seeds: a seed is listed twice".into()));
+        if s.len() != self.seeds.len() {
+            return Err(src.at(&["seeds"], "seeds: a seed is listed twice"));
         }
-        if cfg.forget.fractions.is_empty()
-            || cfg.forget.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0))
-        {
-            return Err(at(
+        Ok(())
+    }
+
+    /// `[forget]`: fractions in (0,1), none twice; one existing file a seed
+    /// (made absolute) for one fraction; each retain setting once.
+    fn resolve_forget(&mut self, src: &Source<'_>) -> Result<()> {
+        let forget = &mut self.forget;
+        if forget.fractions.is_empty() || forget.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
+            return Err(src.at(
                 &["forget", "fractions"],
-                "forget.fractions: each must lie in (0,1)".into(),
+                "forget.fractions: each must lie in (0,1)",
             ));
         }
-        if !cfg.forget.files.is_empty() {
-            if cfg.forget.files.len() != cfg.seeds.len() {
-                return Err(at(
+        if !forget.files.is_empty() {
+            if forget.files.len() != self.seeds.len() {
+                return Err(src.at(
                     &["forget", "files"],
                     format!(
                         "forget.files: {} file(s) for {} seed(s); give one per seed, in the order of seeds",
-                        cfg.forget.files.len(),
-                        cfg.seeds.len()
+                        forget.files.len(),
+                        self.seeds.len()
                     ),
                 ));
             }
-            if cfg.forget.fractions.len() != 1 {
-                return Err(at(
+            if forget.fractions.len() != 1 {
+                return Err(src.at(
                     &["forget", "fractions"],
-                    "forget.fractions: with files, give the one fraction they represent".into(),
+                    "forget.fractions: with files, give the one fraction they represent",
                 ));
             }
-            for f in &mut cfg.forget.files {
-                let p = base.join(&*f);
+            for f in &mut forget.files {
+                let p = src.base.join(&*f);
                 if !p.exists() {
-                    return Err(at(
+                    return Err(src.at(
                         &["forget", "files"],
                         format!("forget.files: {} does not exist", p.display()),
                     ));
@@ -518,134 +588,129 @@ impl Config {
                 *f = std::path::absolute(&p).unwrap_or(p).display().to_string();
             }
         }
-        let mut f = cfg.forget.fractions.clone();
+        let mut f = forget.fractions.clone();
         f.sort_by(f64::total_cmp);
         f.dedup();
-        if f.len() != cfg.forget.fractions.len() {
-            return Err(at(
+        if f.len() != forget.fractions.len() {
+            return Err(src.at(
                 &["forget", "fractions"],
-                "forget.fractions: a fraction is listed twice".into(),
+                "forget.fractions: a fraction is listed twice",
             ));
         }
-        if cfg.forget.with_retain.is_empty() {
-            return Err(at(
+        if forget.with_retain.is_empty() {
+            return Err(src.at(
                 &["forget", "with_retain"],
-                "forget.with_retain: give true, false or both".into(),
+                "forget.with_retain: give true, false or both",
             ));
         }
-        if has_repeats(&cfg.forget.with_retain) {
-            return Err(at(
+        if has_repeats(&forget.with_retain) {
+            return Err(src.at(
                 &["forget", "with_retain"],
                 "forget.with_retain: a setting is listed twice (every method would run it \
-                 twice); give true, false or both, each once"
-                    .into(),
+                 twice); give true, false or both, each once",
             ));
         }
-        if cfg.rmia.reference_models < 2 || cfg.rmia.reference_models % 2 == 1 {
-            return Err(at(
+        Ok(())
+    }
+
+    /// `[rmia]`: an even number of reference models, and attack settings
+    /// its own check accepts.
+    fn check_rmia(&self, src: &Source<'_>) -> Result<()> {
+        if self.rmia.reference_models < 2 || self.rmia.reference_models % 2 == 1 {
+            return Err(src.at(
                 &["rmia", "reference_models"],
-                "rmia.reference_models: must be even and at least 2 (each sample OUT for half of them)".into(),
+                "rmia.reference_models: must be even and at least 2 (each sample OUT for half of them)",
             ));
         }
-        if let Err(e) = cfg.rmia.attack.check() {
+        if let Err(e) = self.rmia.attack.check() {
             let key = match &e {
                 Error::Invalid { what, .. } => what.clone(),
                 _ => String::new(),
             };
-            return Err(at(&["rmia", "attack", &key], format!("rmia.attack.{e}")));
+            return Err(src.at(&["rmia", "attack", &key], format!("rmia.attack.{e}")));
         }
-        for (name, table) in &cfg.methods {
-            let mut table = table.clone();
-            if let Some(t) = table.remove("tune") {
-                let key = ["methods", name.as_str(), "tune"];
-                let here = |msg: String| lines.error(path, &key, format!("{name}.tune: {msg}"));
-                let mt: MethodTune = t.try_into().map_err(|e: toml::de::Error| {
-                    // An unknown key at its own line, not the table's.
-                    let msg = format!("{name}.tune: {}", e.message());
-                    match unknown_field(e.message()) {
-                        Some(k) => lines.error(path, &["methods", name.as_str(), "tune", k], msg),
-                        None => here(e.message().to_string()),
-                    }
-                })?;
-                check_grid(mt.lr.as_deref(), mt.step.as_deref()).map_err(|(k, m)| {
-                    lines.error(
-                        path,
-                        &["methods", name.as_str(), "tune", k],
-                        format!("{name}.tune.{m}"),
-                    )
-                })?;
-                // Without [tune] nothing is tuned: the grid would be dropped.
-                if cfg.tune.is_none() {
-                    return Err(here(
-                        "a method's own grid needs a [tune] section (nothing is tuned without \
-                         one); add [tune] or remove this key"
-                            .into(),
-                    ));
-                }
-                if let Some(list) = cfg.tune.as_ref().and_then(|t| t.methods.as_ref())
-                    && !list.contains(name)
-                {
-                    return Err(here(format!(
-                        "{name} is not in tune.methods ({}), so this grid would never run; add \
-                         it there or remove this key",
-                        list.join(", ")
-                    )));
-                }
-            }
-            let v = serde_json::to_value(&table).map_err(|e| Error::format(path, e.to_string()))?;
-            if let Err(e) =
-                crate::unlearn::build(name, &v).and_then(|m| cfg.check_given(name, m, &v))
-            {
-                // Point at the offending key inside the method's table when
-                // the error names one (`rl.speed`, `amun.finetune.lr`), else
-                // at the table.
-                let mut key = vec!["methods", name.as_str()];
-                if let Error::Invalid { what, .. } = &e
-                    && let Some(k) = what.strip_prefix(&format!("{name}."))
-                {
-                    key.extend(k.split('.'));
-                }
-                return Err(lines.error(path, &key, &e));
-            }
+        Ok(())
+    }
+
+    /// A method's table: its own tuning grid, then its settings as the
+    /// method reads them.
+    fn check_method(&self, name: &str, table: &toml::Table, src: &Source<'_>) -> Result<()> {
+        let mut table = table.clone();
+        if let Some(t) = table.remove("tune") {
+            self.check_method_tune(name, t, src)?;
         }
-        // A method that runs in no setting would vanish from the plan.
-        if !cfg.forget.with_retain.contains(&true) {
-            for m in cfg.methods()? {
-                if let Some(why) = m.method().requires_retain() {
-                    return Err(at(
-                        &["methods", m.name()],
-                        format!(
-                            "methods.{}: it needs the retain set ({why}), but forget.with_retain \
-                             is [false]: it would run in no setting; add true to with_retain or \
-                             remove the method",
-                            m.name()
-                        ),
-                    ));
-                }
-            }
-        }
-        let channels = if cfg.data.dataset == "mnist" { 1 } else { 3 };
-        cfg.recipe(channels).map_err(|e| {
-            // The recipe names its field as its flag (`batch-size`).
-            let field = match &e {
-                Error::Invalid { what, .. } => what.replace('-', "_"),
-                _ => String::new(),
-            };
-            at(&["train", &field], e.to_string())
-        })?;
-        if let Some(t) = &cfg.tune {
-            cfg.check_tune(t).map_err(|(k, m)| at(&["tune", k], m))?;
-        }
-        if let Some(c) = &cfg.calibrate {
-            cfg.check_calibrate(c)
-                .map_err(|(k, m)| at(&["calibrate", k], m))?;
-        }
-        if let Some(t) = cfg.threads
-            && let Err(e) = crate::device::check_threads(t)
+        let v = serde_json::to_value(&table).map_err(|e| Error::format(src.path, e.to_string()))?;
+        if let Err(e) = crate::unlearn::build(name, &v).and_then(|m| self.check_given(name, m, &v))
         {
-            return Err(at(&["threads"], format!("threads: {e}")));
+            // Point at the offending key inside the method's table when
+            // the error names one (`rl.speed`, `amun.finetune.lr`), else
+            // at the table.
+            let mut key = vec!["methods", name];
+            if let Error::Invalid { what, .. } = &e
+                && let Some(k) = what.strip_prefix(&format!("{name}."))
+            {
+                key.extend(k.split('.'));
+            }
+            return Err(src.at(&key, &e));
         }
-        Ok(cfg)
+        Ok(())
+    }
+
+    /// A method's own grid (`[methods.NAME.tune]`): readable, sound, and
+    /// one that a `[tune]` section will run.
+    fn check_method_tune(&self, name: &str, t: toml::Value, src: &Source<'_>) -> Result<()> {
+        let key = ["methods", name, "tune"];
+        let here = |msg: String| src.at(&key, format!("{name}.tune: {msg}"));
+        let mt: MethodTune = t.try_into().map_err(|e: toml::de::Error| {
+            // An unknown key at its own line, not the table's.
+            let msg = format!("{name}.tune: {}", e.message());
+            match unknown_field(e.message()) {
+                Some(k) => src.at(&["methods", name, "tune", k], msg),
+                None => here(e.message().to_string()),
+            }
+        })?;
+        check_grid(mt.lr.as_deref(), mt.step.as_deref())
+            .map_err(|(k, m)| src.at(&["methods", name, "tune", k], format!("{name}.tune.{m}")))?;
+        // Without [tune] nothing is tuned: the grid would be dropped.
+        if self.tune.is_none() {
+            return Err(here(
+                "a method's own grid needs a [tune] section (nothing is tuned without \
+                 one); add [tune] or remove this key"
+                    .into(),
+            ));
+        }
+        if let Some(list) = self.tune.as_ref().and_then(|t| t.methods.as_ref())
+            && !list.iter().any(|m| m == name)
+        {
+            return Err(here(format!(
+                "{name} is not in tune.methods ({}), so this grid would never run; add \
+                 it there or remove this key",
+                list.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// A method that runs in no setting would vanish from the plan: one
+    /// that needs the retain set, when no setting has it.
+    fn check_methods_run(&self, src: &Source<'_>) -> Result<()> {
+        if self.forget.with_retain.contains(&true) {
+            return Ok(());
+        }
+        for m in self.methods()? {
+            if let Some(why) = m.method().requires_retain() {
+                return Err(src.at(
+                    &["methods", m.name()],
+                    format!(
+                        "methods.{}: it needs the retain set ({why}), but forget.with_retain \
+                         is [false]: it would run in no setting; add true to with_retain or \
+                         remove the method",
+                        m.name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A parse error, at the line of the `[calibrate]` key it names when it

@@ -90,13 +90,7 @@ fn check_source(from: &Path, dir: &Path) -> Result<()> {
 fn files_of(step: &Step, meta: &Meta) -> Vec<String> {
     let mut files: Vec<String> = meta.outputs.keys().cloned().collect();
     if let StepKind::Reference { index } = step.kind {
-        let weights = crate::audit::rmia::model_file_name(index);
-        files.push(
-            crate::model::checkpoint::sidecar_path(Path::new(&weights))
-                .to_string_lossy()
-                .into_owned(),
-        );
-        files.push(weights);
+        files.extend(crate::audit::rmia::model_names(index));
     }
     files
 }

@@ -259,178 +259,234 @@ impl<'a> Unpickler<'a> {
     fn run(mut self) -> Result<V> {
         loop {
             let op = self.u8()?;
-            match op {
-                0x80 => {
-                    self.u8()?;
-                }
-                0x95 => {
-                    self.take(8)?;
-                }
-                b'c' => {
-                    let (m, n) = (self.line()?, self.line()?);
-                    let g = self.global(m, n)?;
-                    self.stack.push(g);
-                }
-                0x93 => {
-                    let (n, m) = (self.pop()?, self.pop()?);
-                    let (V::Str(m), V::Str(n)) = (m, n) else {
-                        return Err(self.err("STACK_GLOBAL without strings"));
-                    };
-                    let g = self.global(m, n)?;
-                    self.stack.push(g);
-                }
-                b'q' => {
-                    let i = u32::from(self.u8()?);
-                    self.memo_put(i)?;
-                }
-                b'r' => {
-                    let i = self.u32()?;
-                    self.memo_put(i)?;
-                }
-                0x94 => {
-                    let i = self.memo.len() as u32;
-                    self.memo_put(i)?;
-                }
-                b'h' | b'j' => {
-                    let i = if op == b'h' {
-                        u32::from(self.u8()?)
-                    } else {
-                        self.u32()?
-                    };
-                    self.memo_get(i)?;
-                }
-                b'(' => self.stack.push(V::Mark),
-                b')' => self.stack.push(V::Tuple(Vec::new())),
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.check_nesting(&items)?;
-                    self.stack.push(V::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let n = usize::from(op - 0x84);
-                    if self.stack.len() < n {
-                        return Err(self.err("stack underflow"));
-                    }
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    self.check_nesting(&items)?;
-                    self.stack.push(V::Tuple(items));
-                }
-                b']' => self.stack.push(V::List(Vec::new())),
-                b'a' => {
-                    let v = self.pop()?;
-                    self.check_nesting([&v])?;
-                    match self.stack.last_mut() {
-                        Some(V::List(l)) => l.push(v),
-                        _ => return Err(self.err("APPEND to a non-list")),
-                    }
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    self.check_nesting(&items)?;
-                    match self.stack.last_mut() {
-                        Some(V::List(l)) => l.extend(items),
-                        _ => return Err(self.err("APPENDS to a non-list")),
-                    }
-                }
-                b'}' => self.stack.push(V::Dict(Vec::new())),
-                b's' => {
-                    let (v, k) = (self.pop()?, self.pop()?);
-                    self.check_nesting([&k, &v])?;
-                    match self.stack.last_mut() {
-                        Some(V::Dict(d)) => d.push((k, v)),
-                        _ => return Err(self.err("SETITEM on a non-dict")),
-                    }
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    self.check_nesting(&items)?;
-                    if items.len() % 2 != 0 {
-                        return Err(self.err("SETITEMS with an odd number of items"));
-                    }
-                    let mut it = items.into_iter();
-                    let mut pairs = Vec::new();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        pairs.push((k, v));
-                    }
-                    match self.stack.last_mut() {
-                        Some(V::Dict(d)) => d.extend(pairs),
-                        _ => return Err(self.err("SETITEMS on a non-dict")),
-                    }
-                }
-                b'J' => {
-                    let b = self.take(4)?;
-                    self.stack.push(V::Int(i64::from(i32::from_le_bytes([
-                        b[0], b[1], b[2], b[3],
-                    ]))));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(V::Int(i64::from(v)));
-                }
-                b'M' => {
-                    let b = self.take(2)?;
-                    self.stack
-                        .push(V::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
-                }
-                0x8a => {
-                    let n = usize::from(self.u8()?);
-                    let b = self.take(n)?;
-                    if n > 8 {
-                        return Err(self.err("integer wider than 64 bits"));
-                    }
-                    let mut buf = if b.last().is_some_and(|x| x & 0x80 != 0) {
-                        [0xffu8; 8]
-                    } else {
-                        [0u8; 8]
-                    };
-                    buf[..n].copy_from_slice(b);
-                    self.stack.push(V::Int(i64::from_le_bytes(buf)));
-                }
-                b'G' => {
-                    self.take(8)?;
-                    self.stack.push(V::Float);
-                }
-                b'X' => {
-                    let n = self.u32()? as usize;
-                    let s = self.str(n)?;
-                    self.stack.push(s);
-                }
-                0x8c => {
-                    let n = usize::from(self.u8()?);
-                    let s = self.str(n)?;
-                    self.stack.push(s);
-                }
-                0x8d => {
-                    let b = self.take(8)?;
-                    let n = u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize;
-                    let s = self.str(n)?;
-                    self.stack.push(s);
-                }
-                0x88 => self.stack.push(V::Bool),
-                0x89 => self.stack.push(V::Bool),
-                b'N' => self.stack.push(V::None),
-                b'Q' => {
-                    let pid = self.pop()?;
-                    let storage = self.persistent(pid)?;
-                    self.stack.push(storage);
-                }
-                b'R' => {
-                    let (args, f) = (self.pop()?, self.pop()?);
-                    let v = self.reduce(f, args)?;
-                    self.stack.push(v);
-                }
-                b'b' => {
-                    // BUILD: a state dict's `_metadata`; nothing to keep.
-                    self.pop()?;
-                }
-                b'.' => return self.pop(),
-                other => {
-                    return Err(self.err(format!(
-                        "unsupported pickle opcode 0x{other:02x}; amun reads state dicts saved by torch.save"
-                    )));
-                }
+            if op == b'.' {
+                return self.pop();
+            }
+            // Each group handles its own opcodes and passes on the others.
+            let known = self.framing_op(op)?
+                || self.memo_op(op)?
+                || self.sequence_op(op)?
+                || self.dict_op(op)?
+                || self.scalar_op(op)?
+                || self.string_op(op)?
+                || self.object_op(op)?;
+            if !known {
+                return Err(self.err(format!(
+                    "unsupported pickle opcode 0x{op:02x}; amun reads state dicts saved by torch.save"
+                )));
             }
         }
+    }
+
+    /// PROTO, FRAME (skipped), GLOBAL and STACK_GLOBAL (allowlisted).
+    fn framing_op(&mut self, op: u8) -> Result<bool> {
+        match op {
+            0x80 => {
+                self.u8()?;
+            }
+            0x95 => {
+                self.take(8)?;
+            }
+            b'c' => {
+                let (m, n) = (self.line()?, self.line()?);
+                let g = self.global(m, n)?;
+                self.stack.push(g);
+            }
+            0x93 => {
+                let (n, m) = (self.pop()?, self.pop()?);
+                let (V::Str(m), V::Str(n)) = (m, n) else {
+                    return Err(self.err("STACK_GLOBAL without strings"));
+                };
+                let g = self.global(m, n)?;
+                self.stack.push(g);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The memo: BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET.
+    fn memo_op(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'q' => {
+                let i = u32::from(self.u8()?);
+                self.memo_put(i)?;
+            }
+            b'r' => {
+                let i = self.u32()?;
+                self.memo_put(i)?;
+            }
+            0x94 => {
+                let i = self.memo.len() as u32;
+                self.memo_put(i)?;
+            }
+            b'h' | b'j' => {
+                let i = if op == b'h' {
+                    u32::from(self.u8()?)
+                } else {
+                    self.u32()?
+                };
+                self.memo_get(i)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Marks, tuples and lists.
+    fn sequence_op(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'(' => self.stack.push(V::Mark),
+            b')' => self.stack.push(V::Tuple(Vec::new())),
+            b't' => {
+                let items = self.pop_mark()?;
+                self.check_nesting(&items)?;
+                self.stack.push(V::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                if self.stack.len() < n {
+                    return Err(self.err("stack underflow"));
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.check_nesting(&items)?;
+                self.stack.push(V::Tuple(items));
+            }
+            b']' => self.stack.push(V::List(Vec::new())),
+            b'a' => {
+                let v = self.pop()?;
+                self.check_nesting([&v])?;
+                match self.stack.last_mut() {
+                    Some(V::List(l)) => l.push(v),
+                    _ => return Err(self.err("APPEND to a non-list")),
+                }
+            }
+            b'e' => {
+                let items = self.pop_mark()?;
+                self.check_nesting(&items)?;
+                match self.stack.last_mut() {
+                    Some(V::List(l)) => l.extend(items),
+                    _ => return Err(self.err("APPENDS to a non-list")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// EMPTY_DICT, SETITEM and SETITEMS.
+    fn dict_op(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'}' => self.stack.push(V::Dict(Vec::new())),
+            b's' => {
+                let (v, k) = (self.pop()?, self.pop()?);
+                self.check_nesting([&k, &v])?;
+                match self.stack.last_mut() {
+                    Some(V::Dict(d)) => d.push((k, v)),
+                    _ => return Err(self.err("SETITEM on a non-dict")),
+                }
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                self.check_nesting(&items)?;
+                if items.len() % 2 != 0 {
+                    return Err(self.err("SETITEMS with an odd number of items"));
+                }
+                let mut it = items.into_iter();
+                let mut pairs = Vec::new();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    pairs.push((k, v));
+                }
+                match self.stack.last_mut() {
+                    Some(V::Dict(d)) => d.extend(pairs),
+                    _ => return Err(self.err("SETITEMS on a non-dict")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Integers, floats (their value is not kept), booleans and None.
+    fn scalar_op(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'J' => {
+                let b = self.take(4)?;
+                self.stack.push(V::Int(i64::from(i32::from_le_bytes([
+                    b[0], b[1], b[2], b[3],
+                ]))));
+            }
+            b'K' => {
+                let v = self.u8()?;
+                self.stack.push(V::Int(i64::from(v)));
+            }
+            b'M' => {
+                let b = self.take(2)?;
+                self.stack
+                    .push(V::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
+            }
+            0x8a => {
+                let n = usize::from(self.u8()?);
+                let b = self.take(n)?;
+                if n > 8 {
+                    return Err(self.err("integer wider than 64 bits"));
+                }
+                let mut buf = if b.last().is_some_and(|x| x & 0x80 != 0) {
+                    [0xffu8; 8]
+                } else {
+                    [0u8; 8]
+                };
+                buf[..n].copy_from_slice(b);
+                self.stack.push(V::Int(i64::from_le_bytes(buf)));
+            }
+            b'G' => {
+                self.take(8)?;
+                self.stack.push(V::Float);
+            }
+            0x88 => self.stack.push(V::Bool),
+            0x89 => self.stack.push(V::Bool),
+            b'N' => self.stack.push(V::None),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// BINUNICODE, SHORT_BINUNICODE and BINUNICODE8.
+    fn string_op(&mut self, op: u8) -> Result<bool> {
+        let n = match op {
+            b'X' => self.u32()? as usize,
+            0x8c => usize::from(self.u8()?),
+            0x8d => {
+                let b = self.take(8)?;
+                u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize
+            }
+            _ => return Ok(false),
+        };
+        let s = self.str(n)?;
+        self.stack.push(s);
+        Ok(true)
+    }
+
+    /// BINPERSID (a tensor's storage), REDUCE (allowlisted calls) and BUILD.
+    fn object_op(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'Q' => {
+                let pid = self.pop()?;
+                let storage = self.persistent(pid)?;
+                self.stack.push(storage);
+            }
+            b'R' => {
+                let (args, f) = (self.pop()?, self.pop()?);
+                let v = self.reduce(f, args)?;
+                self.stack.push(v);
+            }
+            b'b' => {
+                // BUILD: a state dict's `_metadata`; nothing to keep.
+                self.pop()?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     fn persistent(&self, pid: V) -> Result<V> {

@@ -116,24 +116,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         covered,
     } = batch(reg, &pending, &forgotten_before)?;
     if sets.is_empty() {
-        w.commit("apply", progress, |tx, db| {
-            for &r in &covered {
-                insert_absorption(tx, db, head.id, r, How::Covered)?;
-            }
-            Ok(())
-        })?;
-        return Ok(Some(Applied {
-            version: head,
-            new_version: false,
-            unlearned: Vec::new(),
-            covered,
-            before: [f64::NAN; 3],
-            after: [f64::NAN; 3],
-            audit: None,
-            certificate: None,
-            retrain_due: w.reg.retrain_due()?,
-            set_aside: w.set_aside.clone(),
-        }));
+        return absorb_covered(&mut w, head, covered, progress).map(Some);
     }
     let data = load_checked_data(reg, &spec.data_dir, progress)?;
     let (mut model, parent_sc) = reg.load_version(&head, spec.device)?;
@@ -145,30 +128,10 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         Some(_) => Some(HeldOut::LastTest(holdout).prepare(&data, &spec.data_dir)?),
         None => None,
     };
-    let requests: Vec<ForgetSet> = sets
-        .iter()
-        .map(|(id, idx)| {
-            let mut s = reg.forget_set(idx.clone(), "registry-request")?;
-            s.seed = *id as u64;
-            Ok(s)
-        })
-        .collect::<Result<_>>()?;
+    let requests = request_sets(reg, &sets)?;
     let new_id = head.id + 1;
     let seed = derive(info.seed as u64, "apply", new_id as u64);
-    progress.note(&format!(
-        "applying request(s) {} to version {} with {}{}",
-        sets.iter()
-            .map(|(i, _)| i.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        head.id,
-        method.name(),
-        if spec.calibrate.is_some() {
-            " (calibrated)"
-        } else {
-            ""
-        }
-    ));
+    note_applying(progress, &sets, head.id, &method, spec.calibrate.is_some());
     let refs = match &info.refs {
         Some(r) => Some(crate::audit::load_references(Path::new(r), &data)?),
         None => None,
@@ -208,16 +171,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     )?;
     let staged = w.stage(&model, &done.sidecar, new_id)?;
     let (weights, weights_sha256, sidecar_sha256) = w.place(&staged, new_id)?;
-    let calibration: Vec<CalibrationRecord> = sets
-        .iter()
-        .zip(&done.logs)
-        .filter_map(|((id, _), l)| {
-            l.calibration.as_ref().map(|c| CalibrationRecord {
-                calibration: serde_json::to_value(c).expect("calibrations serialise"),
-                request: *id,
-            })
-        })
-        .collect();
+    let calibration = calibration_records(&sets, &done.logs);
     let row = VersionRow {
         id: new_id,
         parent: Some(head.id),
@@ -282,6 +236,81 @@ fn refuse_what_is_still_remembered(
         }
     }
     Ok(())
+}
+
+/// Every pending request was covered: the head absorbs them all, and no
+/// version is made.
+fn absorb_covered(
+    w: &mut Writer,
+    head: VersionRow,
+    covered: Vec<i64>,
+    progress: &dyn Progress,
+) -> Result<Applied> {
+    w.commit("apply", progress, |tx, db| {
+        for &r in &covered {
+            insert_absorption(tx, db, head.id, r, How::Covered)?;
+        }
+        Ok(())
+    })?;
+    Ok(Applied {
+        version: head,
+        new_version: false,
+        unlearned: Vec::new(),
+        covered,
+        before: [f64::NAN; 3],
+        after: [f64::NAN; 3],
+        audit: None,
+        certificate: None,
+        retrain_due: w.reg.retrain_due()?,
+        set_aside: w.set_aside.clone(),
+    })
+}
+
+/// The batch's requests as forget sets, each seeded by its request id.
+fn request_sets(reg: &Registry, sets: &[(i64, Vec<i64>)]) -> Result<Vec<ForgetSet>> {
+    sets.iter()
+        .map(|(id, idx)| {
+            let mut s = reg.forget_set(idx.clone(), "registry-request")?;
+            s.seed = *id as u64;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Says which requests are applied to which version, and how.
+fn note_applying(
+    progress: &dyn Progress,
+    sets: &[(i64, Vec<i64>)],
+    head: i64,
+    method: &MethodSpec,
+    calibrated: bool,
+) {
+    progress.note(&format!(
+        "applying request(s) {} to version {} with {}{}",
+        sets.iter()
+            .map(|(i, _)| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        head,
+        method.name(),
+        if calibrated { " (calibrated)" } else { "" }
+    ));
+}
+
+/// The calibration of each request that was calibrated, by request.
+fn calibration_records(
+    sets: &[(i64, Vec<i64>)],
+    logs: &[crate::unlearn::UnlearnLog],
+) -> Vec<CalibrationRecord> {
+    sets.iter()
+        .zip(logs)
+        .filter_map(|((id, _), l)| {
+            l.calibration.as_ref().map(|c| CalibrationRecord {
+                calibration: serde_json::to_value(c).expect("calibrations serialise"),
+                request: *id,
+            })
+        })
+        .collect()
 }
 
 /// What a batch of pending requests forgets.

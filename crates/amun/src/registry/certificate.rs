@@ -238,21 +238,37 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.2}"))
 }
 
+/// Markdown written a line at a time.
+struct Md(String);
+
+impl Md {
+    fn line(&mut self, l: impl AsRef<str>) {
+        self.0.push_str(l.as_ref());
+        self.0.push('\n');
+    }
+}
+
 /// The certificate as Markdown.
 pub fn render_markdown(c: &Certificate) -> String {
+    let mut md = Md(String::new());
+    md_title(&mut md, c);
+    md_deleted(&mut md, c);
+    md_how(&mut md, c);
+    md_evidence(&mut md, c);
+    md_hashes(&mut md, c);
+    md.0
+}
+
+/// The title, the version and its lineage.
+fn md_title(md: &mut Md, c: &Certificate) {
     let v = &c.version;
-    let mut s = String::new();
-    let mut line = |l: String| {
-        s.push_str(&l);
-        s.push('\n');
-    };
-    line(format!("# Deletion certificate: version {}", v.id));
-    line(String::new());
-    line(format!(
+    md.line(format!("# Deletion certificate: version {}", v.id));
+    md.line("");
+    md.line(format!(
         "Registry `{}`, generated {}. Model version {} ({}) of {} ({} training samples), made {}.",
         c.registry, c.generated, v.id, v.kind, c.data.dataset, c.data.train_size, v.created
     ));
-    line(format!(
+    md.line(format!(
         "Lineage: {}.",
         c.lineage
             .iter()
@@ -260,74 +276,91 @@ pub fn render_markdown(c: &Certificate) -> String {
             .collect::<Vec<_>>()
             .join(" → ")
     ));
-    line(String::new());
-    line("## What was deleted".into());
-    line(String::new());
+    md.line("");
+}
+
+/// "What was deleted": the requests, then their first 50 samples.
+fn md_deleted(md: &mut Md, c: &Certificate) {
+    let v = &c.version;
+    md.line("## What was deleted");
+    md.line("");
     if c.deleted.is_empty() {
-        line("Nothing: this version forgot no sample.".into());
-    } else {
-        line(format!(
-            "{} request(s), {} training sample(s) in all (indices sha256 `{}`).",
-            c.deleted.len(),
-            v.forgotten,
-            v.forgotten_sha256
+        md.line("Nothing: this version forgot no sample.");
+        return;
+    }
+    md.line(format!(
+        "{} request(s), {} training sample(s) in all (indices sha256 `{}`).",
+        c.deleted.len(),
+        v.forgotten,
+        v.forgotten_sha256
+    ));
+    md.line("");
+    md.line(
+        "| request | received | added | reference | samples | absorbed by | how | samples sha256 |",
+    );
+    md.line("|---|---|---|---|---|---|---|---|");
+    for d in &c.deleted {
+        md.line(format!(
+            "| {} | {} | {} | {} | {} | v{} | {} | `{}` |",
+            d.request,
+            d.received,
+            d.added,
+            cell(&d.reference),
+            d.size,
+            d.absorbed_by,
+            d.how,
+            d.samples_sha256
         ));
-        line(String::new());
-        line("| request | received | added | reference | samples | absorbed by | how | samples sha256 |".into());
-        line("|---|---|---|---|---|---|---|---|".into());
-        for d in &c.deleted {
-            line(format!(
-                "| {} | {} | {} | {} | {} | v{} | {} | `{}` |",
-                d.request,
-                d.received,
-                d.added,
-                cell(&d.reference),
-                d.size,
-                d.absorbed_by,
-                d.how,
-                d.samples_sha256
-            ));
-        }
-        line(String::new());
-        line("| request | sample | file | sha256 |".into());
-        line("|---|---|---|---|".into());
-        let mut shown = 0;
-        let total: usize = c.deleted.iter().map(|d| d.samples.len()).sum();
-        'outer: for d in &c.deleted {
-            for smp in &d.samples {
-                if shown == 50 {
-                    break 'outer;
-                }
-                line(format!(
-                    "| {} | {} | {} | `{}` |",
-                    d.request,
-                    smp.index,
-                    smp.path.as_deref().unwrap_or("-"),
-                    smp.sha256
-                ));
-                shown += 1;
+    }
+    md.line("");
+    md_samples(md, c);
+}
+
+/// The deleted samples' table, its first 50 rows (all are in the JSON).
+fn md_samples(md: &mut Md, c: &Certificate) {
+    md.line("| request | sample | file | sha256 |");
+    md.line("|---|---|---|---|");
+    let mut shown = 0;
+    let total: usize = c.deleted.iter().map(|d| d.samples.len()).sum();
+    'outer: for d in &c.deleted {
+        for smp in &d.samples {
+            if shown == 50 {
+                break 'outer;
             }
-        }
-        if total > shown {
-            line(format!(
-                "| … | {} more (all in the JSON) | | |",
-                total - shown
+            md.line(format!(
+                "| {} | {} | {} | `{}` |",
+                d.request,
+                smp.index,
+                smp.path.as_deref().unwrap_or("-"),
+                smp.sha256
             ));
+            shown += 1;
         }
     }
-    line(String::new());
-    line("## How".into());
-    line(String::new());
+    if total > shown {
+        md.line(format!(
+            "| … | {} more (all in the JSON) | | |",
+            total - shown
+        ));
+    }
+}
+
+/// "How": trained, retrained exactly, or unlearned (and calibrated).
+fn md_how(md: &mut Md, c: &Certificate) {
+    let v = &c.version;
+    md.line("");
+    md.line("## How");
+    md.line("");
     match (v.kind, &c.retrain) {
-        (VersionKind::Trained, _) => line("The registry's root: the model as trained.".into()),
-        (VersionKind::Retrained, Some(r)) => line(format!(
+        (VersionKind::Trained, _) => md.line("The registry's root: the model as trained."),
+        (VersionKind::Retrained, Some(r)) => md.line(format!(
             "Exact retrain {} ({}), started {}: trained from scratch with the root's recipe and \
              seed on the training set without the {} sample(s) version {} had forgotten; its \
              sidecar's exclusion (indices sha256 `{}`) was checked against the registry.",
             r.id, r.executor, r.created, r.excluded, r.based_on, r.excluded_sha256
         )),
         _ => {
-            line(format!(
+            md.line(format!(
                 "Unlearned from version {} by `{}` (seed {}, {:.1} s).",
                 v.parent.unwrap_or(0),
                 v.method.as_deref().unwrap_or("?"),
@@ -335,77 +368,82 @@ pub fn render_markdown(c: &Certificate) -> String {
                 v.seconds
             ));
             if let Some(st) = &v.settings {
-                line(String::new());
-                line(format!("Settings: `{st}`"));
+                md.line("");
+                md.line(format!("Settings: `{st}`"));
             }
             if let Some(cal) = &v.calibration {
-                line(String::new());
-                line(
+                md.line("");
+                md.line(
                     "Calibrated without a retrain, each request in turn (full records in the \
-                     JSON):"
-                        .into(),
+                     JSON):",
                 );
-                line(String::new());
+                md.line("");
                 for r in cal.parse().unwrap_or_default() {
-                    let c = &r.calibration;
-                    if let Some(lines) = calibration_changes(c) {
-                        line(format!(
-                            "- request {}: {}, {} epoch(s) run ({} forgotten vs {} held-out \
-                             images, membership by {}); {}",
-                            r.request,
-                            serde_json::from_value::<crate::unlearn::Candidate>(
-                                c["chosen"].clone()
-                            )
-                            .map_or_else(|_| "?".into(), |ch| ch.label()),
-                            c["epochs_run"],
-                            c["forget_size"],
-                            c["heldout_size"],
-                            serde_json::from_value::<crate::unlearn::Membership>(
-                                c["signal"].clone()
-                            )
-                            .unwrap_or_default()
-                            .name(),
-                            c["verdict"].as_str().unwrap_or("")
-                        ));
-                        for l in lines {
-                            line(format!("  - {l}"));
-                        }
-                        continue;
-                    }
-                    line(format!(
-                        "- request {}: chose lr {} epoch {} (forget {:.1}% vs held-out {:.1}% \
-                         on {} images); {}",
-                        r.request,
-                        c["chosen"]["lr"],
-                        c["chosen"]["epoch"],
-                        c["chosen"]["probe"]["forget_acc"]
-                            .as_f64()
-                            .unwrap_or(f64::NAN),
-                        c["chosen"]["probe"]["heldout_acc"]
-                            .as_f64()
-                            .unwrap_or(f64::NAN),
-                        c["heldout_size"],
-                        c["why"].as_str().unwrap_or("")
-                    ));
+                    md_calibration(md, &r);
                 }
             } else {
-                line(String::new());
-                line("Not calibrated: the method ran at its settings.".into());
+                md.line("");
+                md.line("Not calibrated: the method ran at its settings.");
             }
         }
     }
-    line(String::new());
-    line("## Evidence".into());
-    line(String::new());
+}
+
+/// One request's calibration: its before → after lines, or (a record made
+/// before they were kept) the chosen point as it always rendered.
+fn md_calibration(md: &mut Md, r: &super::CalibrationRecord) {
+    let c = &r.calibration;
+    if let Some(lines) = calibration_changes(c) {
+        md.line(format!(
+            "- request {}: {}, {} epoch(s) run ({} forgotten vs {} held-out \
+             images, membership by {}); {}",
+            r.request,
+            serde_json::from_value::<crate::unlearn::Candidate>(c["chosen"].clone())
+                .map_or_else(|_| "?".into(), |ch| ch.label()),
+            c["epochs_run"],
+            c["forget_size"],
+            c["heldout_size"],
+            serde_json::from_value::<crate::unlearn::Membership>(c["signal"].clone())
+                .unwrap_or_default()
+                .name(),
+            c["verdict"].as_str().unwrap_or("")
+        ));
+        for l in lines {
+            md.line(format!("  - {l}"));
+        }
+        return;
+    }
+    md.line(format!(
+        "- request {}: chose lr {} epoch {} (forget {:.1}% vs held-out {:.1}% \
+         on {} images); {}",
+        r.request,
+        c["chosen"]["lr"],
+        c["chosen"]["epoch"],
+        c["chosen"]["probe"]["forget_acc"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        c["chosen"]["probe"]["heldout_acc"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        c["heldout_size"],
+        c["why"].as_str().unwrap_or("")
+    ));
+}
+
+/// "Evidence": held-out data, then RMIA, then the exact retrain.
+fn md_evidence(md: &mut Md, c: &Certificate) {
+    md.line("");
+    md.line("## Evidence");
+    md.line("");
     let h = &c.audit.heldout;
-    line(format!(
+    md.line(format!(
         "Against held-out data ({} test images no calibration looked at):",
         h.test_images
     ));
-    line(String::new());
-    line("| forgotten acc % | retain acc % | test acc % | loss AUC forgotten vs test % (ideal 50) | confidence KS |".into());
-    line("|---|---|---|---|---|".into());
-    line(format!(
+    md.line("");
+    md.line("| forgotten acc % | retain acc % | test acc % | loss AUC forgotten vs test % (ideal 50) | confidence KS |");
+    md.line("|---|---|---|---|---|");
+    md.line(format!(
         "| {} | {:.2} | {:.2} | {} | {} |",
         opt(h.forget_acc),
         h.retain_acc,
@@ -413,14 +451,14 @@ pub fn render_markdown(c: &Certificate) -> String {
         opt(h.loss_auc),
         opt(h.confidence_ks)
     ));
-    line(String::new());
+    md.line("");
     match &c.audit.rmia {
         Some(r) => {
-            line("Against the registry's RMIA reference models:".into());
-            line(String::new());
-            line("| UA % | RA % | TA % | RMIA AUC forgotten/test % (ideal 50) | RMIA AUC retain/test % | TPR@1% FPR | MIS % |".into());
-            line("|---|---|---|---|---|---|---|".into());
-            line(format!(
+            md.line("Against the registry's RMIA reference models:");
+            md.line("");
+            md.line("| UA % | RA % | TA % | RMIA AUC forgotten/test % (ideal 50) | RMIA AUC retain/test % | TPR@1% FPR | MIS % |");
+            md.line("|---|---|---|---|---|---|---|");
+            md.line(format!(
                 "| {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 r.scores.unlearn,
                 r.scores.retain,
@@ -431,54 +469,63 @@ pub fn render_markdown(c: &Certificate) -> String {
                 r.mis
             ));
         }
-        None => line("No RMIA reference models in this registry.".into()),
+        None => md.line("No RMIA reference models in this registry."),
     }
-    line(String::new());
+    md.line("");
+    md_against_retrain(md, c);
+}
+
+/// The comparisons with exact retrains of the same forgotten set.
+fn md_against_retrain(md: &mut Md, c: &Certificate) {
     let mut comps: Vec<&RetrainComparison> = c.against_retrain.iter().collect();
     if let Some(x) = &c.audit.retrain {
         comps.push(x);
     }
     if comps.is_empty() {
-        line("No exact retrain of this forgotten set yet.".into());
-    } else {
-        line("Against the exact retrain:".into());
-        line(String::new());
-        line("| unlearned version | retrained version | accuracy gap (points) | Avg. Gap |".into());
-        line("|---|---|---|---|".into());
-        for x in comps {
-            line(format!(
-                "| v{} | v{} | {:.2} | {} |",
-                x.version,
-                x.retrain_version,
-                x.accuracy_gap,
-                opt(x.avg_gap)
-            ));
-        }
+        md.line("No exact retrain of this forgotten set yet.");
+        return;
     }
-    line(String::new());
-    line("## Hashes".into());
-    line(String::new());
-    line(format!(
+    md.line("Against the exact retrain:");
+    md.line("");
+    md.line("| unlearned version | retrained version | accuracy gap (points) | Avg. Gap |");
+    md.line("|---|---|---|---|");
+    for x in comps {
+        md.line(format!(
+            "| v{} | v{} | {:.2} | {} |",
+            x.version,
+            x.retrain_version,
+            x.accuracy_gap,
+            opt(x.avg_gap)
+        ));
+    }
+}
+
+/// "Hashes": the files', the data's and the chain's.
+fn md_hashes(md: &mut Md, c: &Certificate) {
+    let v = &c.version;
+    md.line("");
+    md.line("## Hashes");
+    md.line("");
+    md.line(format!(
         "- weights `{}`: sha256 `{}`",
         v.weights, v.weights_sha256
     ));
-    line(format!(
+    md.line(format!(
         "- sidecar `{}`: sha256 `{}`",
         v.sidecar_file(),
         v.sidecar_sha256
     ));
-    line(format!(
+    md.line(format!(
         "- data {}: content sha256 `{}`, samples sha256 `{}`",
         c.data.dataset, c.data.data_sha256, c.data.samples_sha256
     ));
-    line(format!(
+    md.line(format!(
         "- chain: this version is record {} (hash `{}`); the chain ended at record {} (hash `{}`) \
          when this certificate was made",
         c.chain.record_seq, c.chain.record_hash, c.chain.head_seq, c.chain.head_hash
     ));
-    line(String::new());
-    line("`amun registry verify` re-hashes every file and record and checks this certificate's chain hashes.".into());
-    s
+    md.line("");
+    md.line("`amun registry verify` re-hashes every file and record and checks this certificate's chain hashes.");
 }
 
 /// The certificate files of version `id`.

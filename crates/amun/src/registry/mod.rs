@@ -366,30 +366,10 @@ impl Registry {
     /// and renamed: a failed create leaves nothing.
     pub fn create(dir: &Path, spec: &CreateSpec, progress: &dyn Progress) -> Result<Registry> {
         spec.policy.check()?;
-        let shown = dir.display().to_string();
-        if dir.exists() && (!dir.is_dir() || std::fs::read_dir(dir).at(dir)?.next().is_some()) {
-            return Err(Error::invalid(
-                shown,
-                "exists and is not an empty folder; a registry is made in a new folder",
-            ));
-        }
-        // Only `registry` commands write in a registry (nested ones too:
-        // versions/sub), reference models or a run folder.
-        crate::outputs::refuse_held("registry", dir)?;
+        check_new_registry_dir(dir)?;
         let copy = anchor_copy_checked(spec.anchor_copy.as_deref(), dir)?;
         let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
-        match &sc.origin {
-            crate::model::Origin::Train { subset: None, .. } if sc.incomplete().is_none() => {}
-            _ => {
-                return Err(Error::checkpoint(
-                    &spec.checkpoint,
-                    "a registry starts from a model amun trained to its last epoch on the whole \
-                     training split: its sidecar's recipe is what the exact retrain repeats \
-                     (this one is unlearned, imported, a retrain, a reference model or \
-                     incomplete)",
-                ));
-            }
-        }
+        check_root_model(spec, &sc)?;
         let data = crate::model::load_data(&sc.data, &spec.data_dir, progress)?;
         let (model, _) = checkpoint::load(&spec.checkpoint, tch::Device::Cpu)?;
         let holdout = spec.holdout_test.unwrap_or((data.test.len() / 10).max(1));
@@ -408,29 +388,8 @@ impl Registry {
             }
             None => None,
         };
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).at(&parent)?;
-        let name = dir
-            .file_name()
-            .ok_or_else(|| Error::invalid(shown.clone(), "expected a folder path"))?
-            .to_string_lossy()
-            .into_owned();
-        let tmp = TempDir(parent.join(format!(".{name}.tmp-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&tmp.0);
-        std::fs::create_dir_all(tmp.0.join("versions")).at(&tmp.0)?;
-        let w = weights_name(1);
-        std::fs::copy(&spec.checkpoint, tmp.0.join(&w)).at(&spec.checkpoint)?;
-        // The graph of an exported model (hash-checked when it was loaded
-        // above): versions open from the registry's own copy.
-        let (graph_copies, _) = graphs::copy_in(&tmp.0, &sc.model)?;
-        let side = checkpoint::sidecar_path(&spec.checkpoint);
-        let sw = w.replace(".safetensors", ".json");
-        std::fs::copy(&side, tmp.0.join(&sw)).at(&side)?;
-        let weights_sha256 = crate::data::sha256_file(&tmp.0.join(&w))?;
-        let sidecar_sha256 = crate::data::sha256_file(&tmp.0.join(&sw))?;
+        let tmp = staging_dir(dir)?;
+        let root = RootFiles::copy(&tmp.0, spec, &sc)?;
         let audit = audit::audit_version(
             &model,
             &data,
@@ -456,72 +415,32 @@ impl Registry {
             refs_sha256: refs.as_ref().map(|r| r.1.clone()),
             seed: spec.seed as i64,
         };
-        {
-            let (mut conn, db) = db::open(&tmp.0, true)?;
-            let err = sql(&db);
-            let tx = immediate(&mut conn, &db)?;
-            tx.execute(
-                "INSERT INTO registry (id, created, data, data_sha256, train_size, sample_names, \
-                 samples_sha256, holdout_test, refs, refs_sha256, seed) VALUES (1, ?1, ?2, ?3, \
-                 ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    row.created,
-                    row.data,
-                    row.data_sha256,
-                    row.train_size,
-                    row.sample_names,
-                    row.samples_sha256,
-                    row.holdout_test,
-                    row.refs,
-                    row.refs_sha256,
-                    row.seed
-                ],
-            )
-            .map_err(&err)?;
-            {
-                let mut st = tx
-                    .prepare("INSERT INTO samples (idx, path, sha256) VALUES (?1, ?2, ?3)")
-                    .map_err(&err)?;
-                for s in &all {
-                    st.execute(params![s.idx, s.path, s.sha256]).map_err(&err)?;
-                }
-            }
-            append(&tx, &db, RecordKind::Registry, 1, &row)?;
-            insert_policy(&tx, &db, &spec.policy, &created)?;
-            let v = VersionRow {
-                id: 1,
-                parent: None,
-                kind: VersionKind::Trained,
-                created,
-                weights: w,
-                weights_sha256,
-                sidecar_sha256,
-                method: None,
-                settings: None,
-                calibration: None,
-                audit: JsonText::new(&audit),
-                forgotten: 0,
-                forgotten_sha256: indices_sha256(&row, &[]),
-                retrain: None,
-                seed: sc.seed as i64,
-                seconds: 0.0,
-            };
-            insert_version(&tx, &db, &v)?;
-            graphs::insert(&tx, &db, &graph_copies)?;
-            anchor::insert(
-                &tx,
-                &db,
-                copy.as_ref().map(|c| c.display().to_string()).as_deref(),
-            )?;
-            tx.commit().map_err(&err)?;
-            anchor::catch_up(&conn, &db, &tmp.0.join(anchor::FILE), "create", true)?;
-            if let Some(c) = &copy
-                && let Err(e) = anchor::catch_up(&conn, &db, c, "create", true)
-            {
-                let _ = std::fs::remove_file(c);
-                return Err(e);
-            }
-        }
+        let root_version = VersionRow {
+            id: 1,
+            parent: None,
+            kind: VersionKind::Trained,
+            created: created.clone(),
+            weights: root.weights,
+            weights_sha256: root.weights_sha256,
+            sidecar_sha256: root.sidecar_sha256,
+            method: None,
+            settings: None,
+            calibration: None,
+            audit: JsonText::new(&audit),
+            forgotten: 0,
+            forgotten_sha256: indices_sha256(&row, &[]),
+            retrain: None,
+            seed: sc.seed as i64,
+            seconds: 0.0,
+        };
+        let records = RootRecords {
+            row: &row,
+            samples: &all,
+            policy: &spec.policy,
+            version: &root_version,
+            graphs: &root.graphs,
+        };
+        records.commit(&tmp.0, copy.as_deref())?;
         if dir.exists() {
             std::fs::remove_dir(dir).at(dir)?;
         }
@@ -821,32 +740,44 @@ impl Registry {
         reference: &str,
         received: Option<&str>,
     ) -> Result<Vec<AddedRequest>> {
-        let now = db::now_utc();
-        let received = match received {
-            Some(r) => db::parse_utc(r)?,
-            None => now.clone(),
-        };
-        // Both in UTC as `YYYY-MM-DDTHH:MM:SSZ`: they compare as text.
-        if received > now {
-            return Err(Error::invalid(
-                "received",
-                format!("{received} is in the future (now {now}); nothing was added"),
-            ));
-        }
-        let mut seen: Vec<PathBuf> = Vec::new();
-        for f in files {
-            let canon = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
-            if seen.contains(&canon) {
-                return Err(Error::invalid(
-                    f.display().to_string(),
-                    "is named twice: one file is one request (nothing was added)",
-                ));
-            }
-            seen.push(canon);
-        }
+        let received = received_at(received)?;
+        refuse_repeated_files(files)?;
         anchor::refuse_behind(self, "add requests")?;
         let registry_id = self.id()?;
         let info = self.info()?;
+        let resolved = self.resolve_requests(files, &info)?;
+        let added = db::now_utc();
+        let db = self.db.clone();
+        let err = sql(&db);
+        let tx = immediate(&mut self.conn, &db)?;
+        anchor::ensure_started(&tx, &db)?;
+        let adding = Adding {
+            tx: &tx,
+            db: &db,
+            dir: &self.dir,
+            registry_id: &registry_id,
+            train_size: info.train_size,
+            received: &received,
+            added: &added,
+            reference,
+        };
+        let mut out = Vec::new();
+        for (file, picked) in resolved {
+            out.push(adding.request(file, &picked)?);
+        }
+        let head = db::chain_head(&tx, &db)?;
+        tx.commit().map_err(&err)?;
+        let w = anchor::after_commit(self, "add");
+        self.warnings.extend(w);
+        Ok(self.write_receipts(out, &registry_id, &head))
+    }
+
+    /// Each request file's samples, read and matched to the registry's.
+    fn resolve_requests<'f>(
+        &self,
+        files: &'f [PathBuf],
+        info: &RegistryRow,
+    ) -> Result<Vec<(&'f PathBuf, Vec<Sample>)>> {
         let spec = self.data_spec()?;
         let root = (info.sample_names == SampleNames::Path).then(|| PathBuf::from(&spec.dataset));
         let recorded = self.samples()?;
@@ -857,128 +788,22 @@ impl Registry {
                 samples::resolve(named, &recorded, file, &spec.train_label(), root.as_deref())?;
             resolved.push((file, picked));
         }
-        let added = db::now_utc();
-        let db = self.db.clone();
-        let err = sql(&db);
-        let tx = immediate(&mut self.conn, &db)?;
-        anchor::ensure_started(&tx, &db)?;
-        let mut out = Vec::new();
-        for (file, picked) in resolved {
-            // Samples no request named before: a request of none of them
-            // forgets nothing new.
-            let covered_by_any = {
-                let mut st = tx
-                    .prepare_cached("SELECT 1 FROM request_samples WHERE idx = ?1 LIMIT 1")
-                    .map_err(&err)?;
-                let mut n = 0usize;
-                for s in &picked {
-                    if st.exists([s.idx]).map_err(&err)? {
-                        n += 1;
-                    }
-                }
-                n
-            };
-            let named_before: i64 = tx
-                .query_row("SELECT COUNT(DISTINCT idx) FROM request_samples", [], |r| {
-                    r.get(0)
-                })
-                .map_err(&err)?;
-            let total = named_before as usize + picked.len() - covered_by_any;
-            if total >= info.train_size as usize {
-                return Err(Error::format(
-                    file,
-                    format!(
-                        "with this request every one of the {} training samples would be \
-                         forgotten; keep at least one (nothing was added)",
-                        info.train_size
-                    ),
-                ));
-            }
-            let id: i64 = tx
-                .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM requests", [], |r| {
-                    r.get(0)
-                })
-                .map_err(&err)?;
-            let receipt_file = anchor::receipt_path(&self.dir, id);
-            if receipt_file.exists() {
-                return Err(receipt_in_the_way(
-                    &self.dir,
-                    &receipt_file,
-                    &registry_id,
-                    id,
-                ));
-            }
-            let row = RequestRow {
-                id,
-                received: received.clone(),
-                added: added.clone(),
-                reference: reference.to_string(),
-                // The file's name, not its path: records, receipts and
-                // certificates name no machine's folders.
-                source: file.file_name().map_or_else(
-                    || file.display().to_string(),
-                    |n| n.to_string_lossy().into(),
-                ),
-                size: picked.len() as i64,
-                samples_sha256: samples::digest(&picked),
-            };
-            tx.execute(
-                "INSERT INTO requests (id, received, added, reference, source, size, \
-                 samples_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    row.id,
-                    row.received,
-                    row.added,
-                    row.reference,
-                    row.source,
-                    row.size,
-                    row.samples_sha256
-                ],
-            )
-            .map_err(&err)?;
-            {
-                let mut st = tx
-                    .prepare_cached("INSERT INTO request_samples (request, idx) VALUES (?1, ?2)")
-                    .map_err(&err)?;
-                for s in &picked {
-                    st.execute(params![id, s.idx]).map_err(&err)?;
-                }
-            }
-            let record = append(&tx, &db, RecordKind::Request, id, &row)?;
-            let mut status = RequestStatus {
-                request: row,
-                status: RequestState::Pending,
-                absorbed_by: None,
-                how: None,
-            };
-            if covered_by_any == picked.len() {
-                // Every sample was named before; if the head forgot them
-                // all, the head absorbs this request now.
-                let head: i64 = tx
-                    .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
-                    .map_err(&err)?;
-                let forgotten = forgotten_in(&tx, &db, head)?;
-                if picked
-                    .iter()
-                    .all(|s| forgotten.binary_search(&s.idx).is_ok())
-                {
-                    insert_absorption(&tx, &db, head, id, How::Covered)?;
-                    status.status = RequestState::Absorbed;
-                    status.absorbed_by = Some(head);
-                    status.how = Some(How::Covered);
-                }
-            }
-            out.push((status, record, receipt_file));
-        }
-        let head = db::chain_head(&tx, &db)?;
-        tx.commit().map_err(&err)?;
-        let w = anchor::after_commit(self, "add");
-        self.warnings.extend(w);
+        Ok(resolved)
+    }
+
+    /// Writes each added request's receipt (a failed write is a warning:
+    /// the request is added) and returns them.
+    fn write_receipts(
+        &mut self,
+        out: Vec<(RequestStatus, db::ChainEntry, PathBuf)>,
+        registry_id: &str,
+        head: &db::ChainEntry,
+    ) -> Vec<AddedRequest> {
         let mut added = Vec::new();
         for (status, record, receipt_file) in out {
             let receipt = Receipt {
                 format: anchor::RECEIPT_FORMAT.into(),
-                registry: registry_id.clone(),
+                registry: registry_id.to_string(),
                 request: status.request.clone(),
                 record,
                 head_seq: head.seq,
@@ -997,7 +822,7 @@ impl Registry {
                 receipt_file,
             });
         }
-        Ok(added)
+        added
     }
 }
 
@@ -1109,6 +934,328 @@ struct TempDir(PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A request's time of receipt: `received` (UTC), or now; never later
+/// than now.
+fn received_at(received: Option<&str>) -> Result<String> {
+    let now = db::now_utc();
+    let received = match received {
+        Some(r) => db::parse_utc(r)?,
+        None => now.clone(),
+    };
+    // Both in UTC as `YYYY-MM-DDTHH:MM:SSZ`: they compare as text.
+    if received > now {
+        return Err(Error::invalid(
+            "received",
+            format!("{received} is in the future (now {now}); nothing was added"),
+        ));
+    }
+    Ok(received)
+}
+
+/// One file is one request: a file named twice (by any path) is refused.
+fn refuse_repeated_files(files: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for f in files {
+        let canon = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+        if seen.contains(&canon) {
+            return Err(Error::invalid(
+                f.display().to_string(),
+                "is named twice: one file is one request (nothing was added)",
+            ));
+        }
+        seen.push(canon);
+    }
+    Ok(())
+}
+
+/// Requests being added in one transaction, and what they share.
+struct Adding<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    db: &'a Path,
+    dir: &'a Path,
+    registry_id: &'a str,
+    train_size: i64,
+    received: &'a str,
+    added: &'a str,
+    reference: &'a str,
+}
+
+impl Adding<'_> {
+    /// Adds the request of `file` naming `picked`: its row, samples and
+    /// chain record, absorbed by the head when the head forgot them all.
+    /// Returns its status, chain record and receipt file.
+    fn request(
+        &self,
+        file: &Path,
+        picked: &[Sample],
+    ) -> Result<(RequestStatus, db::ChainEntry, PathBuf)> {
+        let err = sql(self.db);
+        let covered_by_any = self.named_before(picked)?;
+        let named_before: i64 = self
+            .tx
+            .query_row("SELECT COUNT(DISTINCT idx) FROM request_samples", [], |r| {
+                r.get(0)
+            })
+            .map_err(&err)?;
+        let total = named_before as usize + picked.len() - covered_by_any;
+        if total >= self.train_size as usize {
+            return Err(Error::format(
+                file,
+                format!(
+                    "with this request every one of the {} training samples would be \
+                     forgotten; keep at least one (nothing was added)",
+                    self.train_size
+                ),
+            ));
+        }
+        let id: i64 = self
+            .tx
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM requests", [], |r| {
+                r.get(0)
+            })
+            .map_err(&err)?;
+        let receipt_file = anchor::receipt_path(self.dir, id);
+        if receipt_file.exists() {
+            return Err(receipt_in_the_way(
+                self.dir,
+                &receipt_file,
+                self.registry_id,
+                id,
+            ));
+        }
+        let row = RequestRow {
+            id,
+            received: self.received.to_string(),
+            added: self.added.to_string(),
+            reference: self.reference.to_string(),
+            // The file's name, not its path: records, receipts and
+            // certificates name no machine's folders.
+            source: file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            ),
+            size: picked.len() as i64,
+            samples_sha256: samples::digest(picked),
+        };
+        let record = self.insert(&row, picked)?;
+        let mut status = RequestStatus {
+            request: row,
+            status: RequestState::Pending,
+            absorbed_by: None,
+            how: None,
+        };
+        if covered_by_any == picked.len() {
+            self.absorb_if_forgotten(picked, &mut status)?;
+        }
+        Ok((status, record, receipt_file))
+    }
+
+    /// How many of `picked` an earlier request named: a request of none
+    /// of them forgets nothing new.
+    fn named_before(&self, picked: &[Sample]) -> Result<usize> {
+        let err = sql(self.db);
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT 1 FROM request_samples WHERE idx = ?1 LIMIT 1")
+            .map_err(&err)?;
+        let mut n = 0usize;
+        for s in picked {
+            if st.exists([s.idx]).map_err(&err)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The request's row, its samples and its chain record.
+    fn insert(&self, row: &RequestRow, picked: &[Sample]) -> Result<db::ChainEntry> {
+        let err = sql(self.db);
+        self.tx
+            .execute(
+                "INSERT INTO requests (id, received, added, reference, source, size, \
+                 samples_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    row.id,
+                    row.received,
+                    row.added,
+                    row.reference,
+                    row.source,
+                    row.size,
+                    row.samples_sha256
+                ],
+            )
+            .map_err(&err)?;
+        {
+            let mut st = self
+                .tx
+                .prepare_cached("INSERT INTO request_samples (request, idx) VALUES (?1, ?2)")
+                .map_err(&err)?;
+            for s in picked {
+                st.execute(params![row.id, s.idx]).map_err(&err)?;
+            }
+        }
+        append(self.tx, self.db, RecordKind::Request, row.id, row)
+    }
+
+    /// Every sample was named before; if the head forgot them all, the
+    /// head absorbs this request now.
+    fn absorb_if_forgotten(&self, picked: &[Sample], status: &mut RequestStatus) -> Result<()> {
+        let err = sql(self.db);
+        let head: i64 = self
+            .tx
+            .query_row("SELECT MAX(id) FROM versions", [], |r| r.get(0))
+            .map_err(&err)?;
+        let forgotten = forgotten_in(self.tx, self.db, head)?;
+        if picked
+            .iter()
+            .all(|s| forgotten.binary_search(&s.idx).is_ok())
+        {
+            insert_absorption(self.tx, self.db, head, status.request.id, How::Covered)?;
+            status.status = RequestState::Absorbed;
+            status.absorbed_by = Some(head);
+            status.how = Some(How::Covered);
+        }
+        Ok(())
+    }
+}
+
+/// A registry is made in a new or empty folder, and never inside what
+/// another command holds.
+fn check_new_registry_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && (!dir.is_dir() || std::fs::read_dir(dir).at(dir)?.next().is_some()) {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            "exists and is not an empty folder; a registry is made in a new folder",
+        ));
+    }
+    // Only `registry` commands write in a registry (nested ones too:
+    // versions/sub), reference models or a run folder.
+    crate::outputs::refuse_held("registry", dir)
+}
+
+/// A registry's root is a model amun trained to its last epoch on the whole
+/// training split: the exact retrain repeats its recipe.
+fn check_root_model(spec: &CreateSpec, sc: &checkpoint::Sidecar) -> Result<()> {
+    match &sc.origin {
+        crate::model::Origin::Train { subset: None, .. } if sc.incomplete().is_none() => Ok(()),
+        _ => Err(Error::checkpoint(
+            &spec.checkpoint,
+            "a registry starts from a model amun trained to its last epoch on the whole \
+             training split: its sidecar's recipe is what the exact retrain repeats \
+             (this one is unlearned, imported, a retrain, a reference model or \
+             incomplete)",
+        )),
+    }
+}
+
+/// The temporary folder (with `versions/`) a registry is built in, beside
+/// `dir`; removed when dropped unless renamed to `dir` first.
+fn staging_dir(dir: &Path) -> Result<TempDir> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).at(&parent)?;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| Error::invalid(dir.display().to_string(), "expected a folder path"))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = TempDir(parent.join(format!(".{name}.tmp-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&tmp.0);
+    std::fs::create_dir_all(tmp.0.join("versions")).at(&tmp.0)?;
+    Ok(tmp)
+}
+
+/// The root version's files, copied into the registry being built.
+struct RootFiles {
+    weights: String,
+    weights_sha256: String,
+    sidecar_sha256: String,
+    /// The graph of an exported model: versions open from the registry's
+    /// own copy.
+    graphs: Vec<(String, String)>,
+}
+
+impl RootFiles {
+    fn copy(tmp: &Path, spec: &CreateSpec, sc: &checkpoint::Sidecar) -> Result<RootFiles> {
+        let w = weights_name(1);
+        std::fs::copy(&spec.checkpoint, tmp.join(&w)).at(&spec.checkpoint)?;
+        // Hash-checked when the model was loaded.
+        let (graphs, _) = graphs::copy_in(tmp, &sc.model)?;
+        let side = checkpoint::sidecar_path(&spec.checkpoint);
+        let sw = w.replace(".safetensors", ".json");
+        std::fs::copy(&side, tmp.join(&sw)).at(&side)?;
+        Ok(RootFiles {
+            weights_sha256: crate::data::sha256_file(&tmp.join(&w))?,
+            sidecar_sha256: crate::data::sha256_file(&tmp.join(&sw))?,
+            weights: w,
+            graphs,
+        })
+    }
+}
+
+/// A new registry's first records: the registry row, its samples, policy,
+/// root version and graphs.
+struct RootRecords<'a> {
+    row: &'a RegistryRow,
+    samples: &'a [Sample],
+    policy: &'a Policy,
+    version: &'a VersionRow,
+    graphs: &'a [(String, String)],
+}
+
+impl RootRecords<'_> {
+    /// Commits the records in the database of `tmp` in one transaction,
+    /// then starts the anchor (and its copy, removed again if that fails).
+    fn commit(&self, tmp: &Path, copy: Option<&Path>) -> Result<()> {
+        let row = self.row;
+        let (mut conn, db) = db::open(tmp, true)?;
+        let err = sql(&db);
+        let tx = immediate(&mut conn, &db)?;
+        tx.execute(
+            "INSERT INTO registry (id, created, data, data_sha256, train_size, sample_names, \
+             samples_sha256, holdout_test, refs, refs_sha256, seed) VALUES (1, ?1, ?2, ?3, \
+             ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                row.created,
+                row.data,
+                row.data_sha256,
+                row.train_size,
+                row.sample_names,
+                row.samples_sha256,
+                row.holdout_test,
+                row.refs,
+                row.refs_sha256,
+                row.seed
+            ],
+        )
+        .map_err(&err)?;
+        {
+            let mut st = tx
+                .prepare("INSERT INTO samples (idx, path, sha256) VALUES (?1, ?2, ?3)")
+                .map_err(&err)?;
+            for s in self.samples {
+                st.execute(params![s.idx, s.path, s.sha256]).map_err(&err)?;
+            }
+        }
+        append(&tx, &db, RecordKind::Registry, 1, row)?;
+        insert_policy(&tx, &db, self.policy, &row.created)?;
+        insert_version(&tx, &db, self.version)?;
+        graphs::insert(&tx, &db, self.graphs)?;
+        anchor::insert(&tx, &db, copy.map(|c| c.display().to_string()).as_deref())?;
+        tx.commit().map_err(&err)?;
+        anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), "create", true)?;
+        if let Some(c) = copy
+            && let Err(e) = anchor::catch_up(&conn, &db, c, "create", true)
+        {
+            let _ = std::fs::remove_file(c);
+            return Err(e);
+        }
+        Ok(())
     }
 }
 

@@ -82,66 +82,19 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
     let mut w = Writer::open(dir, "retrain", "retrained", progress)?;
     let reg = &w.reg;
     let head = reg.head()?;
-    if head.forgotten == 0 {
-        return Ok(RetrainOutcome::NotDue {
-            set_aside: w.set_aside.clone(),
-            why: format!(
-                "version {} has forgotten nothing: nothing to retrain without",
-                head.id
-            ),
-        });
-    }
-    if head.kind == VersionKind::Retrained {
-        return Ok(RetrainOutcome::NotDue {
-            set_aside: w.set_aside.clone(),
-            why: format!(
-                "version {} is already the exact retrain of everything forgotten",
-                head.id
-            ),
-        });
-    }
-    let due = reg.retrain_due()?;
-    if due.is_none() && !spec.force {
-        return Ok(RetrainOutcome::NotDue {
-            set_aside: w.set_aside.clone(),
-            why: format!(
-                "the policy ({}) is not met yet; --force retrains anyway",
-                reg.policy()?.describe()
-            ),
-        });
-    }
-    let excluded = reg.forgotten(head.id)?;
-    let info = reg.info()?;
-    let executor = match spec.executor {
-        RetrainExecutor::Local => Executor::Local,
-        RetrainExecutor::Slurm { .. } => Executor::Slurm,
+    let why = match due(reg, &head, spec.force)? {
+        Due::Now(why) => why,
+        Due::Not(why) => {
+            return Ok(RetrainOutcome::NotDue {
+                set_aside: w.set_aside.clone(),
+                why,
+            });
+        }
     };
-    if let RetrainExecutor::Slurm { section, .. } = &spec.executor {
-        section.check()?;
-    }
-    // Recorded only with what it made: the version (local) or the job
-    // Slurm accepted. A retrain that fails, or is killed, before leaves no
-    // record (the writer lock keeps the id free until then).
-    let id: i64 = reg
-        .conn
-        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM retrains", [], |r| {
-            r.get(0)
-        })
-        .map_err(reg.err())?;
-    let row = RetrainRow {
-        id,
-        created: db::now_utc(),
-        based_on: head.id,
-        excluded: excluded.len() as i64,
-        excluded_sha256: super::indices_sha256(&info, &excluded),
-        executor,
-    };
+    let row = new_retrain(reg, &head, spec)?;
     progress.note(&format!(
-        "retrain {}: the root's recipe without the {} sample(s) version {} forgot ({})",
-        row.id,
-        row.excluded,
-        head.id,
-        due.unwrap_or_else(|| "forced".into())
+        "retrain {}: the root's recipe without the {} sample(s) version {} forgot ({why})",
+        row.id, row.excluded, head.id,
     ));
     match &spec.executor {
         RetrainExecutor::Local => {
@@ -160,74 +113,171 @@ pub fn retrain(dir: &Path, spec: &RetrainSpec, progress: &dyn Progress) -> Resul
             device,
             wait,
         } => {
-            let abs = std::path::absolute(dir).at(dir)?;
-            let sdir = abs.join("slurm");
-            std::fs::create_dir_all(&sdir).at(&sdir)?;
-            let log = sdir.join(format!("retrain-{:04}.log", row.id));
-            let script = sdir.join(format!("retrain-{:04}.sh", row.id));
-            let cmd: Vec<String> = vec![
-                amun.display().to_string(),
-                "registry".into(),
-                "retrain".into(),
-                "--registry".into(),
-                abs.display().to_string(),
-                "--run".into(),
-                row.id.to_string(),
-                "--data-dir".into(),
-                std::path::absolute(&spec.data_dir)
-                    .unwrap_or_else(|_| spec.data_dir.clone())
-                    .display()
-                    .to_string(),
-                "--device".into(),
-                device.clone(),
-            ];
-            let name = format!("amun-registry-retrain-{}", row.id);
-            let r = section.resources(Resource::Train, device.starts_with("cuda"));
-            let text = render_job(&name, &log, &r, section.job_threads(&r), &cmd);
-            crate::fsutil::write_atomic(&script, text.as_bytes())?;
-            let job = match Sbatch.submit(&script, None) {
-                Ok(job) => job,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&script);
-                    return Err(e);
-                }
-            };
-            // The job waits for the writer lock, which this process holds
-            // until the retrain and its job are recorded.
-            w.commit("retrain", progress, |tx, db| {
-                insert_retrain(tx, db, &row)?;
-                tx.execute(
-                    "INSERT INTO retrain_jobs (retrain, job, script) VALUES (?1, ?2, ?3)",
-                    params![row.id, job, script.display().to_string()],
-                )
-                .map_err(sql(db))?;
-                Ok(())
-            })?;
-            progress.note(&format!("retrain {}: submitted as Slurm job {job}", row.id));
-            let set_aside = w.set_aside.clone();
-            drop(w);
-            if !wait {
-                return Ok(RetrainOutcome::Submitted {
-                    retrain: row.id,
-                    job,
-                    log,
-                    set_aside,
-                });
-            }
-            let v = wait_retrain(
+            let job = SlurmRetrain {
                 dir,
-                row.id,
-                Duration::from_secs(2),
-                Duration::from_secs(86_400),
-            )?;
-            let cert = super::certificate::certificate_paths(&Registry::open_read(dir)?, v.id).0;
-            Ok(RetrainOutcome::Retrained {
-                retrain: row.id,
-                version: Box::new(v),
-                certificate: cert,
-                set_aside,
-            })
+                row: &row,
+                section,
+                amun,
+                device,
+                data_dir: &spec.data_dir,
+            };
+            job.submit(w, *wait, progress)
         }
+    }
+}
+
+/// Whether the head is to be retrained: why, or why not.
+enum Due {
+    Now(String),
+    Not(String),
+}
+
+/// A head that forgot something and is no retrain is retrained when the
+/// policy says so, or when forced.
+fn due(reg: &Registry, head: &VersionRow, force: bool) -> Result<Due> {
+    if head.forgotten == 0 {
+        return Ok(Due::Not(format!(
+            "version {} has forgotten nothing: nothing to retrain without",
+            head.id
+        )));
+    }
+    if head.kind == VersionKind::Retrained {
+        return Ok(Due::Not(format!(
+            "version {} is already the exact retrain of everything forgotten",
+            head.id
+        )));
+    }
+    match reg.retrain_due()? {
+        Some(why) => Ok(Due::Now(why)),
+        None if force => Ok(Due::Now("forced".into())),
+        None => Ok(Due::Not(format!(
+            "the policy ({}) is not met yet; --force retrains anyway",
+            reg.policy()?.describe()
+        ))),
+    }
+}
+
+/// The record of a new retrain of `head`: the next id, what it excludes
+/// and where it runs. Recorded only with what it made: the version (local)
+/// or the job Slurm accepted. A retrain that fails, or is killed, before
+/// leaves no record (the writer lock keeps the id free until then).
+fn new_retrain(reg: &Registry, head: &VersionRow, spec: &RetrainSpec) -> Result<RetrainRow> {
+    let excluded = reg.forgotten(head.id)?;
+    let info = reg.info()?;
+    let executor = match spec.executor {
+        RetrainExecutor::Local => Executor::Local,
+        RetrainExecutor::Slurm { .. } => Executor::Slurm,
+    };
+    if let RetrainExecutor::Slurm { section, .. } = &spec.executor {
+        section.check()?;
+    }
+    let id: i64 = reg
+        .conn
+        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM retrains", [], |r| {
+            r.get(0)
+        })
+        .map_err(reg.err())?;
+    Ok(RetrainRow {
+        id,
+        created: db::now_utc(),
+        based_on: head.id,
+        excluded: excluded.len() as i64,
+        excluded_sha256: super::indices_sha256(&info, &excluded),
+        executor,
+    })
+}
+
+/// A retrain run as one sbatch job (`amun registry retrain --run ID`).
+struct SlurmRetrain<'a> {
+    dir: &'a Path,
+    row: &'a RetrainRow,
+    section: &'a SlurmSection,
+    amun: &'a Path,
+    device: &'a str,
+    data_dir: &'a Path,
+}
+
+impl SlurmRetrain<'_> {
+    /// Submits the job and records it; with `wait`, waits for its version.
+    fn submit(&self, mut w: Writer, wait: bool, progress: &dyn Progress) -> Result<RetrainOutcome> {
+        let row = self.row;
+        let (script, log) = self.write_script()?;
+        let job = match Sbatch.submit(&script, None) {
+            Ok(job) => job,
+            Err(e) => {
+                let _ = std::fs::remove_file(&script);
+                return Err(e);
+            }
+        };
+        // The job waits for the writer lock, which this process holds
+        // until the retrain and its job are recorded.
+        w.commit("retrain", progress, |tx, db| {
+            insert_retrain(tx, db, row)?;
+            tx.execute(
+                "INSERT INTO retrain_jobs (retrain, job, script) VALUES (?1, ?2, ?3)",
+                params![row.id, job, script.display().to_string()],
+            )
+            .map_err(sql(db))?;
+            Ok(())
+        })?;
+        progress.note(&format!("retrain {}: submitted as Slurm job {job}", row.id));
+        let set_aside = w.set_aside.clone();
+        drop(w);
+        if !wait {
+            return Ok(RetrainOutcome::Submitted {
+                retrain: row.id,
+                job,
+                log,
+                set_aside,
+            });
+        }
+        let v = wait_retrain(
+            self.dir,
+            row.id,
+            Duration::from_secs(2),
+            Duration::from_secs(86_400),
+        )?;
+        let cert = super::certificate::certificate_paths(&Registry::open_read(self.dir)?, v.id).0;
+        Ok(RetrainOutcome::Retrained {
+            retrain: row.id,
+            version: Box::new(v),
+            certificate: cert,
+            set_aside,
+        })
+    }
+
+    /// Writes the job's script under the registry's `slurm/`; returns it
+    /// and the log it names.
+    fn write_script(&self) -> Result<(PathBuf, PathBuf)> {
+        let (row, device) = (self.row, self.device);
+        let abs = std::path::absolute(self.dir).at(self.dir)?;
+        let sdir = abs.join("slurm");
+        std::fs::create_dir_all(&sdir).at(&sdir)?;
+        let log = sdir.join(format!("retrain-{:04}.log", row.id));
+        let script = sdir.join(format!("retrain-{:04}.sh", row.id));
+        let cmd: Vec<String> = vec![
+            self.amun.display().to_string(),
+            "registry".into(),
+            "retrain".into(),
+            "--registry".into(),
+            abs.display().to_string(),
+            "--run".into(),
+            row.id.to_string(),
+            "--data-dir".into(),
+            std::path::absolute(self.data_dir)
+                .unwrap_or_else(|_| self.data_dir.to_path_buf())
+                .display()
+                .to_string(),
+            "--device".into(),
+            device.to_string(),
+        ];
+        let name = format!("amun-registry-retrain-{}", row.id);
+        let r = self
+            .section
+            .resources(Resource::Train, device.starts_with("cuda"));
+        let text = render_job(&name, &log, &r, self.section.job_threads(&r), &cmd);
+        crate::fsutil::write_atomic(&script, text.as_bytes())?;
+        Ok((script, log))
     }
 }
 

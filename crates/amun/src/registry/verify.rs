@@ -97,9 +97,65 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
     let mut f: Vec<Finding> = Vec::new();
     let mut find = |what: String, problem: String| f.push(Finding { what, problem });
     let chain = db::chain(&reg.conn, &reg.db)?;
-    // The links.
+    check_links(&chain, &mut find);
+    // Every record's content, by (kind, item).
+    let mut rows: BTreeMap<(RecordKind, i64), String> = BTreeMap::new();
+    let info = reg.info().ok();
+    if let Some(i) = &info {
+        rows.insert((RecordKind::Registry, 1), content_sha256(i));
+    }
+    for p in read_policies(&reg.conn, &reg.db)? {
+        rows.insert((RecordKind::Policy, p.id), content_sha256(&p));
+    }
+    let requests = reg.requests()?;
+    for r in &requests {
+        check_request_samples(reg, r, &mut find)?;
+        rows.insert((RecordKind::Request, r.id), content_sha256(r));
+    }
+    let versions = reg.versions()?;
+    for v in &versions {
+        rows.insert((RecordKind::Version, v.id), content_sha256(v));
+    }
+    other_rows(reg, &mut rows)?;
+    check_rows_against_chain(&chain, &rows, &mut find);
+    if let Some(i) = &info {
+        check_samples_table(reg, i, &mut find)?;
+    }
+    let mut nfiles = 0;
+    let mut notes = Vec::new();
+    check_version_files(reg, &versions, &mut find, &mut nfiles);
+    if let Some(i) = &info {
+        check_refs(i, &mut find, &mut nfiles);
+    }
+    super::graphs::check(reg, &versions, &mut find, &mut notes, &mut nfiles)?;
+    let mut receipts = anchor::receipt_files(&reg.dir);
+    receipts.extend(given.iter().cloned());
+    let anchored_seq = anchor::check(reg, &chain, &receipts, &mut find, &mut notes)?;
+    certificates(reg, &chain, &versions, &mut find, &mut notes, &mut nfiles)?;
+    staging_note(reg, &mut notes);
+    set_aside_note(reg, &mut notes);
+    let (head_seq, head_hash) = chain
+        .last()
+        .map_or((0, GENESIS.to_string()), |e| (e.seq, e.hash.clone()));
+    Ok(Verified {
+        records: chain.len(),
+        files: nfiles,
+        versions: versions.len(),
+        requests: requests.len(),
+        head_seq,
+        head_hash,
+        anchored_seq,
+        receipts: receipts.len(),
+        findings: f,
+        notes,
+    })
+}
+
+/// The chain's links: each record's link to the one before it, and its own
+/// hash.
+fn check_links(chain: &[db::ChainEntry], find: &mut impl FnMut(String, String)) {
     let mut prev = GENESIS.to_string();
-    for e in &chain {
+    for e in chain {
         if e.prev != prev {
             find(
                 format!("chain record {}", e.seq),
@@ -116,37 +172,34 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
         }
         prev = e.hash.clone();
     }
-    // Every record's content, by (kind, item).
-    let mut rows: BTreeMap<(RecordKind, i64), String> = BTreeMap::new();
-    let info = reg.info().ok();
-    if let Some(i) = &info {
-        rows.insert((RecordKind::Registry, 1), content_sha256(i));
+}
+
+/// A request's sample rows against the digest and count it recorded.
+fn check_request_samples(
+    reg: &Registry,
+    r: &super::RequestRow,
+    find: &mut impl FnMut(String, String),
+) -> Result<()> {
+    let samples = reg.request_samples(r.id)?;
+    if digest(&samples) != r.samples_sha256 || samples.len() as i64 != r.size {
+        find(
+            format!("request {}", r.id),
+            format!(
+                "its samples were edited: {} sample row(s) now, digest {}; the request \
+                 recorded {} with digest {}",
+                samples.len(),
+                short(&digest(&samples)),
+                r.size,
+                short(&r.samples_sha256)
+            ),
+        );
     }
-    for p in read_policies(&reg.conn, &reg.db)? {
-        rows.insert((RecordKind::Policy, p.id), content_sha256(&p));
-    }
-    let requests = reg.requests()?;
-    for r in &requests {
-        let samples = reg.request_samples(r.id)?;
-        if digest(&samples) != r.samples_sha256 || samples.len() as i64 != r.size {
-            find(
-                format!("request {}", r.id),
-                format!(
-                    "its samples were edited: {} sample row(s) now, digest {}; the request \
-                     recorded {} with digest {}",
-                    samples.len(),
-                    short(&digest(&samples)),
-                    r.size,
-                    short(&r.samples_sha256)
-                ),
-            );
-        }
-        rows.insert((RecordKind::Request, r.id), content_sha256(r));
-    }
-    let versions = reg.versions()?;
-    for v in &versions {
-        rows.insert((RecordKind::Version, v.id), content_sha256(v));
-    }
+    Ok(())
+}
+
+/// The content sha256 of the records of the kinds that have no other
+/// check: absorptions, retrains, anchor lines and graphs.
+fn other_rows(reg: &Registry, rows: &mut BTreeMap<(RecordKind, i64), String>) -> Result<()> {
     for a in read_absorptions(&reg.conn, &reg.db)? {
         rows.insert((RecordKind::Absorption, a.id), content_sha256(&a));
     }
@@ -159,8 +212,18 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
     for g in super::graphs::rows(&reg.conn, &reg.db)? {
         rows.insert((RecordKind::Graph, g.id), content_sha256(&g));
     }
+    Ok(())
+}
+
+/// Every record against the chain: none deleted, edited, or added outside
+/// amun.
+fn check_rows_against_chain(
+    chain: &[db::ChainEntry],
+    rows: &BTreeMap<(RecordKind, i64), String>,
+    find: &mut impl FnMut(String, String),
+) {
     let mut chained: BTreeMap<(RecordKind, i64), &db::ChainEntry> = BTreeMap::new();
-    for e in &chain {
+    for e in chain {
         chained.insert((e.kind, e.item), e);
     }
     for ((kind, item), e) in &chained {
@@ -192,32 +255,45 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
             );
         }
     }
-    // The samples recorded when the registry was made.
-    if let Some(i) = &info {
-        let all = reg.samples()?;
-        if digest(&all) != i.samples_sha256 || all.len() as i64 != i.train_size {
-            find(
-                "samples table".into(),
-                format!(
-                    "was edited: {} row(s) with digest {}; the registry recorded {} with \
-                     digest {}",
-                    all.len(),
-                    short(&digest(&all)),
-                    i.train_size,
-                    short(&i.samples_sha256)
-                ),
-            );
-        }
+}
+
+/// The samples recorded when the registry was made.
+fn check_samples_table(
+    reg: &Registry,
+    i: &super::RegistryRow,
+    find: &mut impl FnMut(String, String),
+) -> Result<()> {
+    let all = reg.samples()?;
+    if digest(&all) != i.samples_sha256 || all.len() as i64 != i.train_size {
+        find(
+            "samples table".into(),
+            format!(
+                "was edited: {} row(s) with digest {}; the registry recorded {} with \
+                 digest {}",
+                all.len(),
+                short(&digest(&all)),
+                i.train_size,
+                short(&i.samples_sha256)
+            ),
+        );
     }
-    let mut nfiles = 0;
-    let mut notes = Vec::new();
-    for v in &versions {
+    Ok(())
+}
+
+/// Each version's weights and sidecar against the sha256 it recorded.
+fn check_version_files(
+    reg: &Registry,
+    versions: &[super::VersionRow],
+    find: &mut impl FnMut(String, String),
+    nfiles: &mut usize,
+) {
+    for v in versions {
         for (file, want) in [
             (v.weights.clone(), &v.weights_sha256),
             (v.sidecar_file(), &v.sidecar_sha256),
         ] {
             let p = reg.dir.join(&file);
-            nfiles += 1;
+            *nfiles += 1;
             match crate::data::sha256_file(&p) {
                 Err(_) if !p.exists() => find(
                     format!("version {}", v.id),
@@ -237,28 +313,32 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
             }
         }
     }
-    if let Some(i) = &info
-        && let (Some(r), Some(want)) = (&i.refs, &i.refs_sha256)
-    {
-        nfiles += 1;
-        match super::refs_digest(Path::new(r)) {
-            Ok(got) if got == *want => {}
-            Ok(got) => find(
-                format!("reference models {r}"),
-                format!(
-                    "changed since the registry was made (digest {}, recorded {})",
-                    short(&got),
-                    short(want)
-                ),
+}
+
+/// The reference models' folder against the digest the registry recorded
+/// (when it has them).
+fn check_refs(i: &super::RegistryRow, find: &mut impl FnMut(String, String), nfiles: &mut usize) {
+    let (Some(r), Some(want)) = (&i.refs, &i.refs_sha256) else {
+        return;
+    };
+    *nfiles += 1;
+    match super::refs_digest(Path::new(r)) {
+        Ok(got) if got == *want => {}
+        Ok(got) => find(
+            format!("reference models {r}"),
+            format!(
+                "changed since the registry was made (digest {}, recorded {})",
+                short(&got),
+                short(want)
             ),
-            Err(e) => find(format!("reference models {r}"), e.to_string()),
-        }
+        ),
+        Err(e) => find(format!("reference models {r}"), e.to_string()),
     }
-    super::graphs::check(reg, &versions, &mut find, &mut notes, &mut nfiles)?;
-    let mut receipts = anchor::receipt_files(&reg.dir);
-    receipts.extend(given.iter().cloned());
-    let anchored_seq = anchor::check(reg, &chain, &receipts, &mut find, &mut notes)?;
-    certificates(reg, &chain, &versions, &mut find, &mut notes, &mut nfiles)?;
+}
+
+/// A note (no problem) naming the staged files of an interrupted apply or
+/// retrain.
+fn staging_note(reg: &Registry, notes: &mut Vec<String>) {
     let staging = reg.dir.join("staging");
     if std::fs::read_dir(&staging).is_ok_and(|mut r| r.next().is_some()) {
         notes.push(format!(
@@ -267,22 +347,6 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
             staging.display()
         ));
     }
-    set_aside_note(reg, &mut notes);
-    let (head_seq, head_hash) = chain
-        .last()
-        .map_or((0, GENESIS.to_string()), |e| (e.seq, e.hash.clone()));
-    Ok(Verified {
-        records: chain.len(),
-        files: nfiles,
-        versions: versions.len(),
-        requests: requests.len(),
-        head_seq,
-        head_hash,
-        anchored_seq,
-        receipts: receipts.len(),
-        findings: f,
-        notes,
-    })
 }
 
 /// A note (never a problem: amun put them there) naming the files an

@@ -218,246 +218,59 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
         recipe.nesterov,
     );
     let fp = fingerprint(job);
-    let mut history: Vec<EpochRecord> = Vec::new();
-    let mut start_epoch = 0;
-    let mut wall_before = 0.0;
-    let mut resumes: Vec<Resume> = Vec::new();
     let threads = tch::get_num_threads().max(1) as usize;
-
-    if job.resume {
-        let out = job
-            .out
-            .ok_or_else(|| Error::invalid("resume", "needs --out, the checkpoint to resume"))?;
-        let rp = resume_path(out);
-        if rp.exists() {
-            let mut t = checkpoint::read_tensors(&rp, device)?;
-            check_resume_sha256(&rp, &mut t)?;
-            let meta = t
-                .remove("meta.fingerprint")
-                .map(|x| tensor_string(&x))
-                .unwrap_or_default();
-            if meta != fp {
-                return Err(Error::checkpoint(
-                    &rp,
-                    "resume state of a different run (model, recipe, seed, data or --exclude differ); \
-                     rerun with the same settings, or without --resume to start over",
-                ));
-            }
-            start_epoch = t
-                .remove("meta.epoch")
-                .map(|x| x.int64_value(&[]))
-                .unwrap_or(0) as usize;
-            wall_before = t
-                .remove("meta.wall_s")
-                .map(|x| x.double_value(&[]))
-                .unwrap_or(0.0);
-            history = t
-                .remove("meta.history")
-                .map(|x| serde_json::from_str(&tensor_string(&x)).unwrap_or_default())
-                .unwrap_or_default();
-            resumes = t
-                .remove("meta.resumes")
-                .map(|x| serde_json::from_str(&tensor_string(&x)).unwrap_or_default())
-                .unwrap_or_default();
-            let before = t
-                .remove("meta.threads")
-                .map(|x| x.int64_value(&[]) as usize);
-            if let Some(b) = before
-                && b != threads
-            {
-                progress.note(&format!(
-                    "warning: resuming with {threads} libtorch thread(s) a run whose first \
-                     {start_epoch} epoch(s) ran with {b}: CPU results are bit-identical only for \
-                     one thread count (recorded in the sidecar's origin.resumes)"
-                ));
-            }
-            resumes.push(Resume {
-                epoch: start_epoch + 1,
-                threads,
-                threads_before: before,
-            });
-            let mut weights = HashMap::new();
-            let mut momentum = HashMap::new();
-            for (k, v) in t {
-                if let Some(n) = k.strip_prefix("model.") {
-                    weights.insert(n.to_string(), v);
-                } else if let Some(n) = k.strip_prefix("momentum.") {
-                    momentum.insert(n.to_string(), v);
-                }
-            }
-            model.load_named(weights, &rp)?;
-            opt.load_state(&momentum)?;
-            progress.note(&format!(
-                "resuming at epoch {} from {}",
-                start_epoch + 1,
-                rp.display()
-            ));
-        } else if out.exists() {
-            // A finished run leaves no resume state: hand back its result,
-            // but only when it is a run of exactly these settings.
-            let sc = checkpoint::read_sidecar(out)?;
-            let differ: Vec<&str> = fingerprint_parts(job)
-                .iter()
-                .zip(sidecar_parts(&sc))
-                .filter(|((_, a), (_, b))| *a != *b)
-                .map(|((k, _), _)| *k)
-                .collect();
-            if !differ.is_empty() {
-                return Err(Error::checkpoint(
-                    out,
-                    format!(
-                        "is a finished run of other settings ({} differ{}); --resume only \
-                         continues or returns a run of the same settings: choose another --out, \
-                         or delete it to train anew",
-                        differ.join(", "),
-                        if differ.len() == 1 { "s" } else { "" }
-                    ),
-                ));
-            }
-            if let Some((done, total)) = sc.incomplete() {
-                return Err(Error::checkpoint(
-                    out,
-                    format!(
-                        "holds epoch {done} of {total} but its resume state {} is gone; \
-                         train again without --resume",
-                        rp.display()
-                    ),
-                ));
-            }
-            let (m, sc) = checkpoint::load(out, device)?;
-            progress.note(&format!("{} is complete; nothing to resume", out.display()));
-            return Ok(Trained {
-                model: m,
-                sidecar: sc,
-                epochs_run: 0,
-            });
+    let start = if job.resume {
+        match resume(job, &fp, threads, &mut model, &mut opt, progress)? {
+            Resumed::From(start) => start,
+            Resumed::Finished(trained) => return Ok(*trained),
         }
-    }
+    } else {
+        StartPoint::default()
+    };
 
     let set = train_set(job.data, job.subset, recipe.augment);
     if set.is_empty() {
         return Err(Error::invalid("exclude", "leaves no sample to train on"));
     }
-    let iters = set.batches_per_epoch(recipe.batch_size);
-    let mut sidecar = Sidecar::new(
-        &job.spec,
-        &job.data.spec,
-        &job.data.classes,
-        job.seed,
-        Origin::Train {
-            recipe: serde_json::to_value(recipe).unwrap_or_default(),
-            subset: job.subset.summary(job.data),
-            epochs_done: start_epoch,
-            wall_s: wall_before,
-            resumes: resumes.clone(),
-        },
-    );
-    sidecar.data_sha256 = job.data.content().cloned();
+    let mut sidecar = new_sidecar(job, &start);
+    let StartPoint {
+        epoch: start_epoch,
+        wall_before,
+        mut history,
+        resumes,
+    } = start;
     let started = Instant::now();
     for epoch in start_epoch..recipe.epochs {
-        let lr = |i: usize| {
-            recipe
-                .schedule
-                .lr(recipe.lr, epoch, i, iters, recipe.epochs)
-        };
-        let cfg = EpochConfig {
-            label: "train",
-            epoch,
-            batch_size: recipe.batch_size,
-            seed: derive(job.seed, "epoch", epoch as u64),
-            bf16: recipe.bf16,
-            lr: &lr,
-            observe: None,
-        };
-        let left = || match job.out {
-            Some(out) if epoch > 0 => format!(
-                "left on disk: {} (epoch {epoch} of {}, finite but incomplete) and its resume \
-                 state {}; resuming would diverge again — train anew with other settings \
-                 (e.g. a lower --lr)",
-                out.display(),
-                recipe.epochs,
-                resume_path(out).display()
-            ),
-            _ => "nothing was written".into(),
-        };
-        let stats = sgd_epoch(
-            &model,
-            &mut opt,
-            &set,
-            &cfg,
-            &mut |_, logits, b| cross_entropy(logits, &b.y),
-            progress,
-        )
-        .map_err(|e| match e {
-            Error::Diverged {
-                what, epoch, cause, ..
-            } => Error::Diverged {
-                what,
-                epoch,
-                cause,
-                left: left(),
-            },
-            e => e,
-        })?;
-        // The loss can stay finite while BatchNorm statistics overflow.
-        let bad = model.non_finite();
-        if !bad.is_empty() {
-            return Err(Error::Diverged {
-                what: "train".into(),
-                epoch: epoch + 1,
-                cause: format!("{} became NaN or Inf", bad.join(", ")),
-                left: left(),
-            });
-        }
+        let stats = train_epoch(job, &model, &mut opt, &set, epoch, progress)?;
         let last = epoch + 1 == recipe.epochs;
         let test_acc = (job.eval_each_epoch || last)
             .then(|| eval::accuracy(&model, &job.data.test).percent())
             .filter(|a| a.is_finite());
-        history.push(EpochRecord {
-            epoch: epoch + 1,
-            loss: stats.loss,
-            train_acc: stats.acc,
-            test_acc,
-            lr: stats.lr,
-            seconds: stats.seconds,
-            images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
-            images: stats.images,
-        });
+        history.push(epoch_record(epoch, &stats, test_acc));
         if let Some(t) = test_acc {
             progress.note(&format!("epoch {}: test accuracy {t:.2}%", epoch + 1));
         }
         let wall = wall_before + started.elapsed().as_secs_f64();
-        if let Origin::Train {
-            epochs_done,
-            wall_s,
-            ..
-        } = &mut sidecar.origin
-        {
-            *epochs_done = epoch + 1;
-            *wall_s = wall;
-        }
-        sidecar.history = history.clone();
+        record_progress(&mut sidecar, epoch + 1, wall, &history);
         if let Some(out) = job.out {
-            if let Some(t) = test_acc {
-                sidecar.metrics.insert("test_acc".into(), t);
-            }
-            sidecar
-                .metrics
-                .insert("train_acc_running".into(), stats.acc);
-            checkpoint::save(&model, out, &sidecar)?;
-            if last {
-                let _ = std::fs::remove_file(resume_path(out));
-            } else {
-                let state = ResumeMeta {
-                    epoch: epoch + 1,
-                    wall,
-                    history: &history,
-                    fingerprint: &fp,
-                    threads,
-                    resumes: &resumes,
-                };
-                write_resume(out, &model, &opt, &state)?;
-            }
+            let state = ResumeMeta {
+                epoch: epoch + 1,
+                wall,
+                history: &history,
+                fingerprint: &fp,
+                threads,
+                resumes: &resumes,
+            };
+            let resume_state = (!last).then_some(&state);
+            save_epoch(
+                out,
+                &model,
+                &opt,
+                &mut sidecar,
+                &stats,
+                test_acc,
+                resume_state,
+            )?;
         }
     }
     if let Some(t) = history.last().and_then(|h| h.test_acc) {
@@ -468,6 +281,334 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<Trained> {
         sidecar,
         epochs_run: recipe.epochs - start_epoch,
     })
+}
+
+/// Where a run starts: its first epoch and what the epochs before it left
+/// (all empty for a run from scratch).
+#[derive(Default)]
+struct StartPoint {
+    epoch: usize,
+    wall_before: f64,
+    history: Vec<EpochRecord>,
+    resumes: Vec<Resume>,
+}
+
+/// What `--resume` finds beside the output.
+enum Resumed {
+    /// Train on from here.
+    From(StartPoint),
+    /// A finished run of the same settings: its result, nothing to train.
+    Finished(Box<Trained>),
+}
+
+/// `--resume`: the point where a killed run of this job stopped (its
+/// weights and momentum loaded into `model` and `opt`), a finished run's
+/// result, or epoch 0 when the output holds neither.
+fn resume(
+    job: &TrainJob<'_>,
+    fp: &str,
+    threads: usize,
+    model: &mut Classifier,
+    opt: &mut Sgd,
+    progress: &dyn Progress,
+) -> Result<Resumed> {
+    let out = job
+        .out
+        .ok_or_else(|| Error::invalid("resume", "needs --out, the checkpoint to resume"))?;
+    let rp = resume_path(out);
+    let device = job.data.train.images.device();
+    if rp.exists() {
+        read_resume_state(&rp, device, fp, threads, model, opt, progress).map(Resumed::From)
+    } else if out.exists() {
+        finished_run(job, out, &rp, progress).map(|t| Resumed::Finished(Box::new(t)))
+    } else {
+        Ok(Resumed::From(StartPoint::default()))
+    }
+}
+
+/// Reads the resume state `rp` of the run `fp` identifies into `model` and
+/// `opt`; warns when it ran with another thread count (its bits differ).
+fn read_resume_state(
+    rp: &Path,
+    device: tch::Device,
+    fp: &str,
+    threads: usize,
+    model: &mut Classifier,
+    opt: &mut Sgd,
+    progress: &dyn Progress,
+) -> Result<StartPoint> {
+    let mut t = checkpoint::read_tensors(rp, device)?;
+    check_resume_sha256(rp, &mut t)?;
+    let meta = t
+        .remove("meta.fingerprint")
+        .map(|x| tensor_string(&x))
+        .unwrap_or_default();
+    if meta != fp {
+        return Err(Error::checkpoint(
+            rp,
+            "resume state of a different run (model, recipe, seed, data or --exclude differ); \
+             rerun with the same settings, or without --resume to start over",
+        ));
+    }
+    let epoch = t
+        .remove("meta.epoch")
+        .map(|x| x.int64_value(&[]))
+        .unwrap_or(0) as usize;
+    let wall_before = t
+        .remove("meta.wall_s")
+        .map(|x| x.double_value(&[]))
+        .unwrap_or(0.0);
+    let history = t
+        .remove("meta.history")
+        .map(|x| serde_json::from_str(&tensor_string(&x)).unwrap_or_default())
+        .unwrap_or_default();
+    let mut resumes: Vec<Resume> = t
+        .remove("meta.resumes")
+        .map(|x| serde_json::from_str(&tensor_string(&x)).unwrap_or_default())
+        .unwrap_or_default();
+    let before = t
+        .remove("meta.threads")
+        .map(|x| x.int64_value(&[]) as usize);
+    if let Some(b) = before
+        && b != threads
+    {
+        progress.note(&format!(
+            "warning: resuming with {threads} libtorch thread(s) a run whose first \
+             {epoch} epoch(s) ran with {b}: CPU results are bit-identical only for \
+             one thread count (recorded in the sidecar's origin.resumes)"
+        ));
+    }
+    resumes.push(Resume {
+        epoch: epoch + 1,
+        threads,
+        threads_before: before,
+    });
+    let (weights, momentum) = split_state(t);
+    model.load_named(weights, rp)?;
+    opt.load_state(&momentum)?;
+    progress.note(&format!(
+        "resuming at epoch {} from {}",
+        epoch + 1,
+        rp.display()
+    ));
+    Ok(StartPoint {
+        epoch,
+        wall_before,
+        history,
+        resumes,
+    })
+}
+
+/// A resume state's tensors by kind: the model's weights and the
+/// optimizer's momentum, each by its own name.
+fn split_state(t: HashMap<String, Tensor>) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
+    let mut weights = HashMap::new();
+    let mut momentum = HashMap::new();
+    for (k, v) in t {
+        if let Some(n) = k.strip_prefix("model.") {
+            weights.insert(n.to_string(), v);
+        } else if let Some(n) = k.strip_prefix("momentum.") {
+            momentum.insert(n.to_string(), v);
+        }
+    }
+    (weights, momentum)
+}
+
+/// A finished run leaves no resume state: hands back its result, but only
+/// when it is a run of exactly these settings.
+fn finished_run(
+    job: &TrainJob<'_>,
+    out: &Path,
+    rp: &Path,
+    progress: &dyn Progress,
+) -> Result<Trained> {
+    let sc = checkpoint::read_sidecar(out)?;
+    let differ: Vec<&str> = fingerprint_parts(job)
+        .iter()
+        .zip(sidecar_parts(&sc))
+        .filter(|((_, a), (_, b))| *a != *b)
+        .map(|((k, _), _)| *k)
+        .collect();
+    if !differ.is_empty() {
+        return Err(Error::checkpoint(
+            out,
+            format!(
+                "is a finished run of other settings ({} differ{}); --resume only \
+                 continues or returns a run of the same settings: choose another --out, \
+                 or delete it to train anew",
+                differ.join(", "),
+                if differ.len() == 1 { "s" } else { "" }
+            ),
+        ));
+    }
+    if let Some((done, total)) = sc.incomplete() {
+        return Err(Error::checkpoint(
+            out,
+            format!(
+                "holds epoch {done} of {total} but its resume state {} is gone; \
+                 train again without --resume",
+                rp.display()
+            ),
+        ));
+    }
+    let (m, sc) = checkpoint::load(out, job.data.train.images.device())?;
+    progress.note(&format!("{} is complete; nothing to resume", out.display()));
+    Ok(Trained {
+        model: m,
+        sidecar: sc,
+        epochs_run: 0,
+    })
+}
+
+/// The sidecar of a run from `start`: what it trains, and how far it got.
+fn new_sidecar(job: &TrainJob<'_>, start: &StartPoint) -> Sidecar {
+    let mut sidecar = Sidecar::new(
+        &job.spec,
+        &job.data.spec,
+        &job.data.classes,
+        job.seed,
+        Origin::Train {
+            recipe: serde_json::to_value(&job.recipe).unwrap_or_default(),
+            subset: job.subset.summary(job.data),
+            epochs_done: start.epoch,
+            wall_s: start.wall_before,
+            resumes: start.resumes.clone(),
+        },
+    );
+    sidecar.data_sha256 = job.data.content().cloned();
+    sidecar
+}
+
+/// One epoch of SGD over `set`. A divergence, of the loss or of the
+/// weights (the loss can stay finite while BatchNorm statistics
+/// overflow), says what the run left on disk.
+fn train_epoch(
+    job: &TrainJob<'_>,
+    model: &Classifier,
+    opt: &mut Sgd,
+    set: &TrainSet,
+    epoch: usize,
+    progress: &dyn Progress,
+) -> Result<EpochStats> {
+    let recipe = &job.recipe;
+    let iters = set.batches_per_epoch(recipe.batch_size);
+    let lr = |i: usize| {
+        recipe
+            .schedule
+            .lr(recipe.lr, epoch, i, iters, recipe.epochs)
+    };
+    let cfg = EpochConfig {
+        label: "train",
+        epoch,
+        batch_size: recipe.batch_size,
+        seed: derive(job.seed, "epoch", epoch as u64),
+        bf16: recipe.bf16,
+        lr: &lr,
+        observe: None,
+    };
+    let stats = sgd_epoch(
+        model,
+        opt,
+        set,
+        &cfg,
+        &mut |_, logits, b| cross_entropy(logits, &b.y),
+        progress,
+    )
+    .map_err(|e| match e {
+        Error::Diverged {
+            what,
+            epoch: at,
+            cause,
+            ..
+        } => Error::Diverged {
+            what,
+            epoch: at,
+            cause,
+            left: left_on_disk(job, epoch),
+        },
+        e => e,
+    })?;
+    let bad = model.non_finite();
+    if !bad.is_empty() {
+        return Err(Error::Diverged {
+            what: "train".into(),
+            epoch: epoch + 1,
+            cause: format!("{} became NaN or Inf", bad.join(", ")),
+            left: left_on_disk(job, epoch),
+        });
+    }
+    Ok(stats)
+}
+
+/// What a run that diverged in `epoch` leaves on disk: the previous
+/// epoch's checkpoint and resume state, which would diverge again.
+fn left_on_disk(job: &TrainJob<'_>, epoch: usize) -> String {
+    match job.out {
+        Some(out) if epoch > 0 => format!(
+            "left on disk: {} (epoch {epoch} of {}, finite but incomplete) and its resume \
+             state {}; resuming would diverge again — train anew with other settings \
+             (e.g. a lower --lr)",
+            out.display(),
+            job.recipe.epochs,
+            resume_path(out).display()
+        ),
+        _ => "nothing was written".into(),
+    }
+}
+
+/// The history's record of `epoch` (0-based).
+fn epoch_record(epoch: usize, stats: &EpochStats, test_acc: Option<f64>) -> EpochRecord {
+    EpochRecord {
+        epoch: epoch + 1,
+        loss: stats.loss,
+        train_acc: stats.acc,
+        test_acc,
+        lr: stats.lr,
+        seconds: stats.seconds,
+        images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
+        images: stats.images,
+    }
+}
+
+/// Records in the sidecar how far the run got.
+fn record_progress(sidecar: &mut Sidecar, done: usize, wall: f64, history: &[EpochRecord]) {
+    if let Origin::Train {
+        epochs_done,
+        wall_s,
+        ..
+    } = &mut sidecar.origin
+    {
+        *epochs_done = done;
+        *wall_s = wall;
+    }
+    sidecar.history = history.to_vec();
+}
+
+/// Writes an epoch's checkpoint, then its resume state; the last epoch
+/// (`resume` is `None`) removes the resume state instead.
+fn save_epoch(
+    out: &Path,
+    model: &Classifier,
+    opt: &Sgd,
+    sidecar: &mut Sidecar,
+    stats: &EpochStats,
+    test_acc: Option<f64>,
+    resume: Option<&ResumeMeta<'_>>,
+) -> Result<()> {
+    if let Some(t) = test_acc {
+        sidecar.metrics.insert("test_acc".into(), t);
+    }
+    sidecar
+        .metrics
+        .insert("train_acc_running".into(), stats.acc);
+    checkpoint::save(model, out, sidecar)?;
+    match resume {
+        Some(state) => write_resume(out, model, opt, state),
+        None => {
+            let _ = std::fs::remove_file(resume_path(out));
+            Ok(())
+        }
+    }
 }
 
 /// What a resume state records besides weights and momentum.

@@ -1968,7 +1968,7 @@ fn cost_cap(
     let recipe = ctx.original_recipe?;
     let retain = req.train.len().saturating_sub(req.forget.len()) as u64;
     let search = match (method.adversarial(), req.adv) {
-        (Some(_), Some(adv)) => adv.steps.iter().map(|&s| u64::from(s)).sum(),
+        (Some(_), Some(adv)) => adv.total_steps(),
         _ => 0,
     };
     Some(CostCap::new(
@@ -2093,8 +2093,6 @@ pub fn calibrate_from(
             "has no fine-tuning, so there is no learning rate to calibrate",
         )
     })?;
-    let (schedule, method_epochs, ft_lr, batch_size) =
-        (ft.schedule.clone(), ft.epochs, ft.lr, ft.batch_size);
     let kept = opening.keeps_original();
     let Opening {
         probes,
@@ -2114,61 +2112,11 @@ pub fn calibrate_from(
         epochs_run: 0,
         cost: cost_cap(cal, method, req, ctx),
     };
-    let start_rung = match cal.start {
-        LadderStart::Own => nearest(&cal.lrs, ft_lr),
-        LadderStart::Lowest => 0,
-    };
-    let from = match cal.start {
-        LadderStart::Own => format!(
-            "from lr {:e} (nearest the method's own)",
-            cal.lrs[start_rung]
-        ),
-        LadderStart::Lowest => "from the lowest rung".to_string(),
-    };
-    let budget = cal.max_epochs.unwrap_or(2 * method_epochs);
+    let budget = cal.max_epochs.unwrap_or(2 * ft.epochs);
     let (mut why, worst_case) = if kept {
-        // Decided before any epoch: keeping the original costs nothing.
-        let walk_worst = match cal.walk {
-            Walk::Continue => budget,
-            Walk::Restart => cal.lrs.len() * method_epochs,
-        };
-        (
-            "the original passed every test before the first epoch and is kept: no epoch ran, \
-             nor the method's preparation (adversarial search, saliency mask)"
-                .to_string(),
-            walk_worst,
-        )
+        kept_before_any_epoch(cal, budget, ft.epochs)
     } else {
-        // Every leg and rung runs the method anew: SalUn's mask must be
-        // the original's, computed once, not each leg's starting state's.
-        let mask = given_or_own(
-            method.saliency(),
-            req.mask,
-            &base,
-            || req.train.select(req.forget),
-            batch_size,
-            &mut search.logs,
-        )?;
-        let req = &ForgetRequest {
-            mask: mask.as_ref().map(GivenOrOwn::mask),
-            ..*req
-        };
-        match cal.walk {
-            Walk::Continue => {
-                let w = search.climb(&cal.lrs, start_rung, budget, model, &base, req, ctx)?;
-                (format!("{from}, one continuing walk: {w}"), budget)
-            }
-            Walk::Restart => search.restart(
-                &cal.lrs,
-                start_rung,
-                &schedule,
-                method_epochs,
-                &base,
-                req,
-                ctx,
-                from,
-            )?,
-        }
+        search.run_ladder(ft, budget, model, &base, req, ctx)?
     };
     let Search {
         book,
@@ -2177,52 +2125,14 @@ pub fn calibrate_from(
         cost,
         ..
     } = search;
-    match &cost {
-        Some(c) if !kept => why.push_str(&format!(
-            "; it cost {:.2}× the same-recipe retrain ({} of {} image-steps, cap {}×)",
-            c.spent_fraction(),
-            c.spent,
-            c.retrain_image_steps,
-            c.fraction
-        )),
-        None if cal.max_cost.is_some() && ctx.original_recipe.is_none() => why.push_str(
-            "; max_cost does not apply: the model records no training recipe to price a retrain",
-        ),
-        _ => {}
-    }
+    note_cost(&mut why, cost.as_ref(), kept, cal, ctx);
     let Book {
         best: chosen,
         best_state,
         table,
     } = book;
-    let refused = table.iter().filter(|c| !c.membership_ok).count();
-    if refused > 0 {
-        why.push_str(&format!(
-            "; {refused} state(s) over-unlearned by membership ({} below 50 − {:.1}) were not \
-             chosen",
-            original.signal().name(),
-            targets.auc_band()
-        ));
-    }
-    if !chosen.admissible() {
-        why.push_str(
-            "; no state kept both utility and membership within their bands: the closest is \
-             kept, and is not calibrated",
-        );
-    }
-    match best_state {
-        Some(state) if chosen.epoch > 0 => {
-            let map = state.into_iter().collect();
-            model.load_named(map, std::path::Path::new("calibration"))?;
-        }
-        _ => {
-            // The continuing walk ran on `model` itself.
-            model.copy_from(&base)?;
-            if epochs_run > 0 {
-                why.push_str("; no fine-tuned state beat the original model, which is kept");
-            }
-        }
-    }
+    note_choice(&mut why, &table, &chosen, &original, &targets);
+    restore_chosen(model, &base, best_state, &chosen, epochs_run, &mut why)?;
     let cal_out = Calibration {
         settings: cal.clone(),
         verdict: targets.verdict_text(&chosen),
@@ -2247,6 +2157,165 @@ pub fn calibrate_from(
     };
     logs.timing.insert("calibration".into(), cal_out.seconds);
     Ok((logs, cal_out))
+}
+
+/// Why the original is kept, and the walk's worst case in epochs that
+/// keeping it saved: decided before any epoch, it costs nothing.
+fn kept_before_any_epoch(
+    cal: &CalibrateSettings,
+    budget: usize,
+    method_epochs: usize,
+) -> (String, usize) {
+    let walk_worst = match cal.walk {
+        Walk::Continue => budget,
+        Walk::Restart => cal.lrs.len() * method_epochs,
+    };
+    (
+        "the original passed every test before the first epoch and is kept: no epoch ran, \
+         nor the method's preparation (adversarial search, saliency mask)"
+            .to_string(),
+        walk_worst,
+    )
+}
+
+/// The rung the ladder starts at (`cal.start`), and how the reason says
+/// so.
+fn ladder_start(cal: &CalibrateSettings, own_lr: f64) -> (usize, String) {
+    let start_rung = match cal.start {
+        LadderStart::Own => nearest(&cal.lrs, own_lr),
+        LadderStart::Lowest => 0,
+    };
+    let from = match cal.start {
+        LadderStart::Own => format!(
+            "from lr {:e} (nearest the method's own)",
+            cal.lrs[start_rung]
+        ),
+        LadderStart::Lowest => "from the lowest rung".to_string(),
+    };
+    (start_rung, from)
+}
+
+/// What the walk cost against the retrain, or why the cost cap does not
+/// apply.
+fn note_cost(
+    why: &mut String,
+    cost: Option<&CostCap>,
+    kept: bool,
+    cal: &CalibrateSettings,
+    ctx: &RunCtx<'_>,
+) {
+    match cost {
+        Some(c) if !kept => why.push_str(&format!(
+            "; it cost {:.2}× the same-recipe retrain ({} of {} image-steps, cap {}×)",
+            c.spent_fraction(),
+            c.spent,
+            c.retrain_image_steps,
+            c.fraction
+        )),
+        None if cal.max_cost.is_some() && ctx.original_recipe.is_none() => why.push_str(
+            "; max_cost does not apply: the model records no training recipe to price a retrain",
+        ),
+        _ => {}
+    }
+}
+
+/// The states not chosen for over-unlearning, and a choice outside the
+/// bands.
+fn note_choice(
+    why: &mut String,
+    table: &[Candidate],
+    chosen: &Candidate,
+    original: &Probe,
+    targets: &Targets,
+) {
+    let refused = table.iter().filter(|c| !c.membership_ok).count();
+    if refused > 0 {
+        why.push_str(&format!(
+            "; {refused} state(s) over-unlearned by membership ({} below 50 − {:.1}) were not \
+             chosen",
+            original.signal().name(),
+            targets.auc_band()
+        ));
+    }
+    if !chosen.admissible() {
+        why.push_str(
+            "; no state kept both utility and membership within their bands: the closest is \
+             kept, and is not calibrated",
+        );
+    }
+}
+
+/// Leaves `model` in the chosen state: a fine-tuned one's weights, or the
+/// original's.
+fn restore_chosen(
+    model: &mut Classifier,
+    base: &Classifier,
+    best_state: Option<Vec<(String, Tensor)>>,
+    chosen: &Candidate,
+    epochs_run: usize,
+    why: &mut String,
+) -> Result<()> {
+    match best_state {
+        Some(state) if chosen.epoch > 0 => {
+            let map = state.into_iter().collect();
+            model.load_named(map, std::path::Path::new("calibration"))?;
+        }
+        _ => {
+            // The continuing walk ran on `model` itself.
+            model.copy_from(base)?;
+            if epochs_run > 0 {
+                why.push_str("; no fine-tuned state beat the original model, which is kept");
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Search<'_, '_> {
+    /// Walks the ladder as `cal.walk` says, from the rung `cal.start`
+    /// names. Returns why it stopped and its worst case in epochs.
+    fn run_ladder(
+        &mut self,
+        ft: &super::FineTune,
+        budget: usize,
+        model: &mut Classifier,
+        base: &Classifier,
+        req: &ForgetRequest<'_>,
+        ctx: &RunCtx<'_>,
+    ) -> Result<(String, usize)> {
+        let cal = self.cal;
+        let (start_rung, from) = ladder_start(cal, ft.lr);
+        // Every leg and rung runs the method anew: SalUn's mask must be
+        // the original's, computed once, not each leg's starting state's.
+        let mask = given_or_own(
+            self.method.saliency(),
+            req.mask,
+            base,
+            || req.train.select(req.forget),
+            ft.batch_size,
+            &mut self.logs,
+        )?;
+        let req = &ForgetRequest {
+            mask: mask.as_ref().map(GivenOrOwn::mask),
+            ..*req
+        };
+        match cal.walk {
+            Walk::Continue => {
+                let w = self.climb(&cal.lrs, start_rung, budget, model, base, req, ctx)?;
+                Ok((format!("{from}, one continuing walk: {w}"), budget))
+            }
+            Walk::Restart => self.restart(
+                &cal.lrs,
+                start_rung,
+                &ft.schedule,
+                ft.epochs,
+                base,
+                req,
+                ctx,
+                from,
+            ),
+        }
+    }
 }
 
 impl Search<'_, '_> {
