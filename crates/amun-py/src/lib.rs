@@ -117,10 +117,16 @@ fn open_tensors(source: &Source, train: Split, test: Split, dev: Device) -> amun
     if is_checkpoint(program) {
         let sc = checkpoint::read_sidecar(program)?;
         check_trained_on(&sc, program, &name)?;
-        let data = named(Dataset::from_splits(spec_of(source), sc.classes.clone(), train, test)?, name);
+        let data = named(
+            Dataset::from_splits(spec_of(source), sc.classes.clone(), train, test)?,
+            name,
+        );
         return open_checkpoint_over(program, sc, data, dev);
     }
-    let data = named(Dataset::from_splits(spec_of(source), source.classes.clone(), train, test)?, name);
+    let data = named(
+        Dataset::from_splits(spec_of(source), source.classes.clone(), train, test)?,
+        name,
+    );
     let spec = OpenSpec {
         normalize: source.normalize.clone(),
         ..Default::default()
@@ -146,7 +152,12 @@ fn is_checkpoint(path: &Path) -> bool {
 
 /// Opens the checkpoint at `path` (its sidecar `sc`) over the caller's
 /// `data`, with the checks `amun::model::open` makes of data it read.
-fn open_checkpoint_over(path: &Path, sc: Sidecar, data: Dataset, dev: Device) -> amun::Result<Opened> {
+fn open_checkpoint_over(
+    path: &Path,
+    sc: Sidecar,
+    data: Dataset,
+    dev: Device,
+) -> amun::Result<Opened> {
     sc.model
         .check_data(data.image_shape(), data.num_classes(), path)?;
     let notes = sc.check_data(&data, path)?;
@@ -181,7 +192,11 @@ fn check_trained_on(sc: &Sidecar, path: &Path, given: &str) -> amun::Result<()> 
         .into_iter()
         .filter(|w| record_part(&recorded, w) != record_part(given, w))
         .collect();
-    let differ = if differ.is_empty() { "tensors".to_string() } else { differ.join(" and ") };
+    let differ = if differ.is_empty() {
+        "tensors".to_string()
+    } else {
+        differ.join(" and ")
+    };
     Err(amun::Error::invalid(
         "data",
         format!(
@@ -851,7 +866,12 @@ fn share(data: &Dataset) -> amun::Result<Dataset> {
         labels: s.labels.shallow_clone(),
     };
     let spec = DataSpec::new("python");
-    let copy = Dataset::from_splits(spec, data.classes.clone(), split(&data.train), split(&data.test))?;
+    let copy = Dataset::from_splits(
+        spec,
+        data.classes.clone(),
+        split(&data.train),
+        split(&data.test),
+    )?;
     Ok(named(copy, data.spec.dataset.clone()))
 }
 

@@ -99,5 +99,5 @@ def test_the_wheel_in_a_fresh_venv_unlearns_in_place_on_the_users_libtorch(venv,
     before, after, audited = ([d[k] for k in ("forget", "retain")]
                               for d in (out["before"], out["after"], out["audited"]))
     assert after == audited and after != before, p.stdout
-    assert out["samples"] == {"forget": 100, "retain": 900, "test": 200}
-    assert out["train_accuracy"] > 30, p.stdout  # it learnt (chance: 10%)
+    assert out["samples"] == {"forget": 20, "retain": 480, "test": 200}
+    assert out["trained_test_accuracy"] > 25, p.stdout  # it learnt digits (chance: 10%)
