@@ -28,7 +28,9 @@ cargo fmt --all -- --check
 # The Python package: its wheel (over the libtorch of $AMUN_PYENV's torch at
 # run time) installed into $AMUN_PYENV, then its tests, which compare it with
 # the CLI binary; test_install.py also installs the wheel with torch==2.11.0
-# into a brand-new venv (torch's wheels kept in $AMUN_CACHE/wheelhouse).
+# and torchvision into a brand-new venv (their wheels, as requirements/
+# python-dev.txt pins them, kept in $AMUN_CACHE/wheelhouse; the test fetches
+# from PyPI the files it lacks).
 python_tests() {
   rm -rf target/wheels
   "$AMUN_PYENV/bin/maturin" build --release --quiet -m crates/amun-py/Cargo.toml \

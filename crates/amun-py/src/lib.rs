@@ -105,16 +105,115 @@ struct Source {
     classes: Vec<String>,
 }
 
-/// Opens `source`'s program over the caller's splits on `dev`, as `amun
-/// unlearn --checkpoint model.pt2` opens it over data it read.
+/// Opens `source`'s model over the caller's splits on `dev`: a `.pt2` as
+/// `amun unlearn --checkpoint model.pt2` opens it over data it read, or an
+/// amun checkpoint (`amun.train(..., out=)`), whose training tensors must
+/// be these ([`check_trained_on`]). The data are named by their record
+/// (`tensors(images … sha256:…, labels …)`), as `amun.train` names them, so
+/// a retrain's record of its forget set can be checked against them too.
 fn open_tensors(source: &Source, train: Split, test: Split, dev: Device) -> amun::Result<Opened> {
-    let spec = DataSpec::new(source.dataset.clone());
-    let data = Dataset::from_splits(spec, source.classes.clone(), train, test)?;
+    let name = SplitRecord::of(&train).name();
+    let program = &source.program;
+    if is_checkpoint(program) {
+        let sc = checkpoint::read_sidecar(program)?;
+        check_trained_on(&sc, program, &name)?;
+        let data = named(
+            Dataset::from_splits(spec_of(source), sc.classes.clone(), train, test)?,
+            name,
+        );
+        return open_checkpoint_over(program, sc, data, dev);
+    }
+    let data = named(
+        Dataset::from_splits(spec_of(source), source.classes.clone(), train, test)?,
+        name,
+    );
     let spec = OpenSpec {
         normalize: source.normalize.clone(),
         ..Default::default()
     };
-    open_program(&source.program, &spec, data, dev)
+    open_program(program, &spec, data, dev)
+}
+
+/// The name `Dataset::from_splits`'s messages give the caller's data.
+fn spec_of(source: &Source) -> DataSpec {
+    DataSpec::new(source.dataset.clone())
+}
+
+/// `data` named `name` (its record), once `from_splits` has checked it.
+fn named(mut data: Dataset, name: String) -> Dataset {
+    data.spec = DataSpec::new(name);
+    data
+}
+
+/// An amun checkpoint: weights with the sidecar that records their data.
+fn is_checkpoint(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors") && checkpoint::sidecar_path(path).exists()
+}
+
+/// Opens the checkpoint at `path` (its sidecar `sc`) over the caller's
+/// `data`, with the checks `amun::model::open` makes of data it read.
+fn open_checkpoint_over(
+    path: &Path,
+    sc: Sidecar,
+    data: Dataset,
+    dev: Device,
+) -> amun::Result<Opened> {
+    sc.model
+        .check_data(data.image_shape(), data.num_classes(), path)?;
+    let notes = sc.check_data(&data, path)?;
+    let (model, sc) = checkpoint::load_as(path, sc, dev)?;
+    Ok(Opened {
+        model,
+        sidecar: sc,
+        data,
+        notes,
+    })
+}
+
+/// Refuses training tensors other than the ones the checkpoint at `path`
+/// was trained on (`given`: their record's name): forget-set indices,
+/// retain sets and RMIA's memberships would name other samples. Only the
+/// training split is checked: a model may be evaluated on any test split.
+fn check_trained_on(sc: &Sidecar, path: &Path, given: &str) -> amun::Result<()> {
+    let recorded = sc.data.train_label();
+    if recorded == given {
+        return Ok(());
+    }
+    if !recorded.starts_with("tensors(") {
+        return Err(amun::Error::invalid(
+            "data",
+            format!(
+                "{} was trained on {recorded}, a dataset amun reads itself, not on tensors:                  give data as that dataset (its registry name or folder)",
+                path.display()
+            ),
+        ));
+    }
+    let differ: Vec<&str> = ["images", "labels"]
+        .into_iter()
+        .filter(|w| record_part(&recorded, w) != record_part(given, w))
+        .collect();
+    let differ = if differ.is_empty() {
+        "tensors".to_string()
+    } else {
+        differ.join(" and ")
+    };
+    Err(amun::Error::invalid(
+        "data",
+        format!(
+            "the {differ} differ from the ones {} was trained on: it records {recorded}, the \
+             data given are {given}; forget-set indices and the audit would name other samples, \
+             so give the tensors it was trained on (a different test split is fine)",
+            path.display()
+        ),
+    ))
+}
+
+/// `images …` or `labels …` of a record's name `tensors(images …, labels …)`.
+fn record_part<'a>(name: &'a str, what: &str) -> Option<&'a str> {
+    name.strip_prefix("tensors(")?
+        .strip_suffix(')')?
+        .split(", ")
+        .find(|p| p.starts_with(what))
 }
 
 /// What `amun.unlearn` asks for, besides the tensors.
@@ -642,15 +741,18 @@ impl AuditRequest {
     }
 
     /// Opens the retrain at `path` as `amun audit` opens `--retrain` (over
-    /// the audited data; refused when trained on other data than `first`).
-    fn open_retrain(&self, path: &Path, first: &Sidecar, dev: Device) -> amun::Result<Opened> {
-        let Some(d) = &self.data_path else {
-            return Err(amun::Error::invalid(
-                "retrain",
-                "checking a retrain needs the data as a path amun reads",
-            ));
+    /// the audited `data`; refused when trained on other data than `first`).
+    fn open_retrain(
+        &self,
+        path: &Path,
+        first: &Sidecar,
+        data: &Dataset,
+        dev: Device,
+    ) -> amun::Result<Opened> {
+        let rt = match &self.data_path {
+            Some(d) => self.open_path(path, d, dev)?,
+            None => open_checkpoint_over(path, checkpoint::read_sidecar(path)?, share(data)?, dev)?,
         };
-        let rt = self.open_path(path, d, dev)?;
         if rt.sidecar.data.train_label() != first.data.train_label() {
             let (got, want) = (rt.sidecar.data.label(), first.data.label());
             let msg = format!("trained on {got}, the others on {want}");
@@ -707,6 +809,12 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
         (None, None) => return Err(amun::Error::invalid("data", "no data given")),
     };
     let data = opened.data;
+    if let Some(r) = req.retrain.as_ref().filter(|r| is_checkpoint(r))
+        && req.data_path.is_none()
+    {
+        // Before the forget set's check, which would only say "another forget set".
+        check_trained_on(&checkpoint::read_sidecar(r)?, r, &data.spec.dataset)?;
+    }
     let forget = match (forget_file, &req.forget) {
         (Some(f), Forget::File(p)) => f.resolve(&data, p)?,
         (_, Forget::Indices(i)) => ForgetSet::from_indices(&data, i.clone(), Path::new("forget"))?,
@@ -720,6 +828,10 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
         .map(|r| load_references(r, &data))
         .transpose()?;
     notes.extend(refs.iter().flat_map(|r| r.notes.iter().cloned()));
+    let retrain = match (&req.retrain, &refs) {
+        (Some(r), Some(_)) => Some(req.open_retrain(r, &opened.sidecar, &data, dev)?),
+        _ => None,
+    };
     let seed = req.seed.unwrap_or_else(|| audit_seed(forget.seed));
     let data = data.to_device(dev);
     let accuracy = accuracies(&opened.model, &data, &forget, holdout)?;
@@ -728,11 +840,8 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
     };
     let (mut audited, mut gap) = (None, None);
     if let Some(refs) = &refs {
-        let retrain = match &req.retrain {
-            Some(r) => Some(run(
-                &req.open_retrain(r, &opened.sidecar, dev)?.model,
-                refs,
-            )?),
+        let retrain = match &retrain {
+            Some(rt) => Some(run(&rt.model, refs)?),
             None => None,
         };
         let a = run(&opened.model, refs)?;
@@ -748,6 +857,22 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
         "notes": notes,
     })
     .to_string())
+}
+
+/// A second dataset over `data`'s tensors (no copy), for the retrain.
+fn share(data: &Dataset) -> amun::Result<Dataset> {
+    let split = |s: &Split| Split {
+        images: s.images.shallow_clone(),
+        labels: s.labels.shallow_clone(),
+    };
+    let spec = DataSpec::new("python");
+    let copy = Dataset::from_splits(
+        spec,
+        data.classes.clone(),
+        split(&data.train),
+        split(&data.test),
+    )?;
+    Ok(named(copy, data.spec.dataset.clone()))
 }
 
 /// The test images the audit leaves out (`audit_holdout` over the

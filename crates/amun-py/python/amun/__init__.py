@@ -199,7 +199,9 @@ def _labels(what: str, y: Any, n: int) -> torch.Tensor:
     return t.to(torch.int64).contiguous()
 
 
-def _split(what: str, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(what: str, data: Any, like: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of ``data``; with ``like`` (the training images),
+    images of the same channels and size."""
     if hasattr(data, "data") and hasattr(data, "targets"):
         x, y = data.data, data.targets
     elif isinstance(data, (tuple, list)) and len(data) == 2:
@@ -210,6 +212,11 @@ def _split(what: str, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
             f".data and .targets, got {type(data).__name__}"
         )
     images = _images(f"{what} images", x)
+    if like is not None and images.shape[1:] != like.shape[1:]:
+        raise AmunValueError(
+            f"{what} images: expected images like the training data's [N,"
+            f"{','.join(map(str, like.shape[1:]))}], got {list(images.shape)}"
+        )
     return images, _labels(f"{what} labels", y, images.shape[0])
 
 
@@ -268,19 +275,24 @@ def _export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
         module.train(training)
 
 
-def _program(model, data, images, labels, held, tmp: Path, writable: bool):
+def _program(model, data, images, labels, held, tmp: Path, writable: bool, held_what="heldout"):
     """The ``.pt2`` amun runs (the module exported into ``tmp``, or the path
     given), the tensors the weights are written to, the model's device and
-    the class names; labels checked against the model's outputs."""
+    the class names; labels (and ``held``'s, the argument ``held_what``)
+    checked against the model's outputs."""
     if isinstance(model, torch.nn.Module):
         first = next(iter(model.parameters()), None)
+        if first is None and writable:
+            raise AmunValueError(
+                "model: it has no parameters; amun trains and unlearns a module's parameters"
+            )
         dev = first.device if first is not None else torch.device("cpu")
         example = images[:2].to(dev, torch.float32) / 255
         was = model.training
         model.eval()
         try:
             with torch.no_grad():
-                k = model(example).shape[-1]
+                out = model(example)
         except Exception as e:
             raise AmunValueError(
                 f"model: it fails on two of the data's images as float32 in [0,1] "
@@ -288,6 +300,7 @@ def _program(model, data, images, labels, held, tmp: Path, writable: bool):
             ) from e
         finally:
             model.train(was)
+        k = _classes_of(out, len(example))
         program = tmp / "model.pt2"
         _export(model, example, program)
         targets = model.state_dict() if writable else {}
@@ -295,19 +308,23 @@ def _program(model, data, images, labels, held, tmp: Path, writable: bool):
         program = Path(model)
         if not program.is_file():
             raise AmunFileNotFoundError(f"model: {program}: no such file")
-        ep = torch.export.load(str(program))
+        exported, k = program, None
+        if program.suffix == ".safetensors":
+            exported, k = _checkpoint(program, writable)
+        ep = torch.export.load(str(exported)) if exported is not None else None
+        state = ep.state_dict if ep is not None else {}
         # Copies: torch.export.load's tensors may sit on read-only buffers.
-        targets = {n: t.detach().clone() for n, t in ep.state_dict.items()} if writable else {}
-        dev = next(iter(ep.state_dict.values())).device if ep.state_dict else torch.device("cpu")
-        k = None
+        targets = {n: t.detach().clone() for n, t in state.items()} if writable else {}
+        dev = next(iter(state.values())).device if state else torch.device("cpu")
     else:
         raise AmunTypeError(
-            f"model: expected an nn.Module or the path of a .pt2, got {type(model).__name__}"
+            f"model: expected an nn.Module or the path of a .pt2 or an amun checkpoint, got "
+            f"{type(model).__name__}"
         )
     if k is not None:
         _check_labels("data", labels, k)
         if held is not None:
-            _check_labels("heldout", held[1], k)
+            _check_labels(held_what, held[1], k)
     n_classes = k or int(max(labels.max(), held[1].max() if held else 0)) + 1
     classes = getattr(data, "classes", None)
     if not (isinstance(classes, (list, tuple)) and len(classes) == n_classes):
@@ -315,13 +332,80 @@ def _program(model, data, images, labels, held, tmp: Path, writable: bool):
     return program, targets, dev, [str(c) for c in classes]
 
 
+def _checkpoint(path: Path, writable: bool) -> tuple[Path | None, int | None]:
+    """An amun checkpoint's exported program (the names and shapes its new
+    weights are written to; ``None`` when none are) and class count, from
+    its sidecar; amun checks the sidecar and the data it records."""
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise AmunFileNotFoundError(
+            f"model: {path}: an amun checkpoint needs its sidecar {sidecar.name} beside it "
+            "(amun.train(..., out=) writes both)"
+        )
+    try:
+        spec = json.loads(sidecar.read_text())["model"]
+        program, k = (spec.get("program") or {}).get("file"), spec.get("num_classes")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise AmunValueError(f"model: {sidecar}: not an amun sidecar ({e})") from None
+    if program is None and writable:
+        raise AmunValueError(
+            f"model: {path} is a checkpoint of amun's built-in {spec.get('arch')}, not of an "
+            "exported program; from Python unlearn or train a module, a .pt2, or a checkpoint "
+            "amun.train wrote for one"
+        )
+    if program is not None and not Path(program).is_file():
+        raise AmunFileNotFoundError(
+            f"model: {path} runs the exported program {program}, which is gone (amun.train "
+            "records the .pt2 it was given by its path: put it back there)"
+        )
+    return (None if program is None else Path(program)), (int(k) if k is not None else None)
+
+
+def _check_device(device: Any) -> None:
+    """``device=``: ``None`` (the model's), or a CPU or CUDA device this
+    process has; checked before the export."""
+    if device is None:
+        return
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise AmunValueError(
+            f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
+        ) from None
+    if d.type not in ("cpu", "cuda"):
+        raise AmunValueError(f"device: amun runs on 'cpu' or 'cuda' ('cuda:N'), got {device!r}")
+    if d.type == "cuda" and (d.index or 0) >= torch.cuda.device_count():
+        raise AmunValueError(
+            f"device: {str(d)!r}, but this process's torch sees {torch.cuda.device_count()} "
+            "CUDA device(s)"
+        )
+
+
+def _classes_of(out: Any, n: int) -> int:
+    """K of a classifier's output on ``n`` images: one float [n,K] tensor."""
+    if not (isinstance(out, torch.Tensor) and out.is_floating_point() and out.dim() == 2
+            and out.shape[0] == n and out.shape[1] >= 2):
+        got = f"{out.dtype} {list(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise AmunValueError(
+            f"model: amun needs a classifier that returns one float tensor of logits [N,K] "
+            f"(K ≥ 2 classes) for N images; on {n} images it returned {got}"
+        )
+    return out.shape[1]
+
+
 def _normalize(normalize: Any) -> str | None:
     if normalize is None or isinstance(normalize, str):
         return normalize
-    mean, std = normalize
-    mean = [mean] if isinstance(mean, (int, float)) else list(mean)
-    std = [std] if isinstance(std, (int, float)) else list(std)
-    return ",".join(map(repr, map(float, mean))) + ":" + ",".join(map(repr, map(float, std)))
+    try:
+        mean, std = normalize
+        mean = [mean] if isinstance(mean, (int, float)) else list(mean)
+        std = [std] if isinstance(std, (int, float)) else list(std)
+        return ",".join(map(repr, map(float, mean))) + ":" + ",".join(map(repr, map(float, std)))
+    except (TypeError, ValueError):
+        raise AmunTypeError(
+            "normalize: expected (mean, std), each a number or one per channel, or "
+            f"'M1,M2,M3:S1,S2,S3'; got {normalize!r}"
+        ) from None
 
 
 class _Bars:
@@ -394,12 +478,15 @@ def unlearn(
         model: an ``nn.Module`` classifier (exported internally with
             ``torch.export`` and a dynamic batch; its parameters and buffers
             are overwritten with the unlearned weights), or the path of a
-            ``.pt2`` (then nothing is overwritten: the record's
-            ``state_dict`` holds the new weights).
+            ``.pt2`` or of a checkpoint :func:`train` wrote with ``out=``
+            (then nothing is overwritten: the record's ``state_dict`` holds
+            the new weights).
         data: the model's training data: ``(images, labels)`` (uint8
             ``[N,C,H,W]``/``[N,H,W]``/``[N,H,W,C]``, or floats in [0,1] that
             are 8-bit images / 255; integer labels) or a torchvision-style
-            dataset with ``.data`` and ``.targets``.
+            dataset with ``.data`` and ``.targets``. A checkpoint records the
+            tensors it was trained on (:attr:`TrainRecord.data`): other ones
+            are refused (``ValueError`` naming both sha256s).
         forget: indices into ``data`` (list, tensor or ndarray), no repeats.
         method: an amun method (``amun``, ``amun-salun``, ``salun``, ``rl``,
             ``ft``, ``ga``, ``l1``, ...; ``amun methods`` lists them).
@@ -438,8 +525,9 @@ def unlearn(
             signal.default_int_handler)`` first.
     """
     start = time.perf_counter()
+    _check_device(device)
     images, labels = _split("data", data)
-    held = None if heldout is None else _split("heldout", heldout)
+    held = None if heldout is None else _split("heldout", heldout, images)
     idx = _forget(forget, images.shape[0])
     if calibrate is not False and held is None:
         raise AmunValueError(
@@ -519,7 +607,9 @@ class TrainRecord:
     #: ``labels``, each ``dtype``, ``shape`` and ``sha256`` (of the bytes in
     #: C order, as ``hashlib.sha256(t.contiguous().numpy().tobytes())``, of
     #: the images as amun holds them: uint8 ``[N,C,H,W]``); the sidecar's
-    #: ``data.dataset`` names the same. ``None`` for data given as a path.
+    #: ``data.dataset`` names the same, and :func:`audit` and :func:`unlearn`
+    #: given the checkpoint refuse other tensors. ``None`` for data given as
+    #: a path.
     data: dict | None = None
     #: The trained weights: the module's ``state_dict()`` (sharing its storage).
     state_dict: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
@@ -607,8 +697,9 @@ def train(
             weights) or the path of a ``.pt2`` (not modified: the record's
             ``state_dict`` holds the weights).
         data: as for :func:`unlearn`, or a dataset amun reads (``"mnist"``,
-            ``"cifar10"``, a folder), as ``--dataset``: a retrain of such data
-            is recorded by name, so :func:`audit` can check it (``retrain=``).
+            ``"cifar10"``, a folder), as ``--dataset``: a retrain is recorded
+            with its data (by name, tensors by their sha256), so
+            :func:`audit` can check it (``retrain=``).
         exclude: samples to train without (indices, or a forget-set file as
             ``--exclude``): the exact unlearning of them.
         test: with tensor data, a test split, measured at each epoch (the
@@ -632,6 +723,7 @@ def train(
     """
     start = time.perf_counter()
     _train_checks(model, data, test, exclude, refs, out, init)
+    _check_device(device)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise AmunValueError(f"seed: expected an integer ≥ 0, got {seed!r}")
     report = _progress(progress)
@@ -655,11 +747,11 @@ def train(
             tensors = (None, None)
         else:
             images, labels = _split("data", data)
-            t = None if test is None else _split("test", test)
+            t = None if test is None else _split("test", test, images)
             if exclude is not None and request["exclude"] is None:
                 request["exclude"] = {"indices": _forget(exclude, images.shape[0], "exclude")}
             program, targets, dev, classes = _program(
-                model, data, images, labels, t, Path(tmp), writable
+                model, data, images, labels, t, Path(tmp), writable, "test"
             )
             request["source"] = _source(program, normalize, classes)
             tensors = ((_ref(images), _ref(labels)), None if t is None else (_ref(t[0]), _ref(t[1])))
@@ -770,12 +862,6 @@ def _audit_checks(model, data, test, refs, retrain) -> None:
             "retrain: the Avg. Gap compares RMIA and accuracies with the retrain's; give refs= "
             "(reference models from `amun rmia train-refs`)"
         )
-    if retrain is not None and not _is_path(data):
-        raise AmunValueError(
-            "retrain: the retrain's sidecar records the forget set by the data it was trained "
-            "on, which tensors cannot name; give data as that dataset (its folder or registry "
-            "name) to check it as `amun audit --retrain` does"
-        )
     if _is_path(data) and not _is_path(model):
         raise AmunValueError(
             "model: with data given as a path, give the model as a file amun opens (a .pt2 "
@@ -807,18 +893,26 @@ def audit(
     """Audits ``model`` as ``amun audit`` does, with its numbers.
 
     Args:
-        model: an ``nn.Module``, a ``.pt2`` path, or (with ``data`` a path)
-            any checkpoint ``amun audit --checkpoint`` opens.
+        model: an ``nn.Module``, a ``.pt2`` path, an amun checkpoint
+            (``.safetensors`` with its sidecar, as :func:`train` writes), or
+            (with ``data`` a path) any checkpoint ``amun audit --checkpoint``
+            opens.
         data: the model's training data as for :func:`unlearn`, or a dataset
             amun reads (``"mnist"``, ``"cifar10"``, a folder), as ``--dataset``.
+            Tensors must be the ones a checkpoint given as ``model`` or
+            ``retrain`` records it was trained on (dtype, shape and sha256 of
+            images and labels; ``ValueError`` naming both digests otherwise).
+            Only the training split is checked: ``test`` may be any split
+            (a warning when it is not the one the model was trained with).
         forget: indices into the training data, or a forget-set file (as
             ``--forget``).
         test: with tensor data, the test split (D_T and RMIA's population).
         refs: a folder of reference models from ``amun rmia train-refs``
             trained on this data (``--refs``): adds RMIA and MIS.
         retrain: an amun checkpoint retrained without exactly ``forget``
-            (``amun train --exclude``), checked as ``--retrain`` is: adds the
-            Avg. Gap. Needs ``refs`` and ``data`` as a path.
+            (``amun train --exclude``, or :func:`train` with ``exclude=`` and
+            ``out=`` on these tensors), checked as ``--retrain`` is: adds the
+            Avg. Gap. Needs ``refs``.
         signal, online, a, gamma: RMIA's attack (``--signal``, ``--online``,
             ``--a``, ``--gamma``).
         seed: seed of the retain sample and the SVC subsample; default
@@ -835,6 +929,7 @@ def audit(
         before any work; AmunError: amun refused the inputs (its message).
     """
     _audit_checks(model, data, test, refs, retrain)
+    _check_device(device)
     for what, v in (("seed", seed), ("holdout_test", holdout_test)):
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
             raise AmunValueError(f"{what}: expected an integer ≥ 0, got {v!r}")
@@ -860,10 +955,12 @@ def audit(
             tensors = ()
         else:
             images, labels = _split("data", data)
-            t = _split("test", test)
+            t = _split("test", test, images)
             if "forget" not in request:
                 request["forget"] = {"indices": _forget(forget, images.shape[0])}
-            program, _, dev, classes = _program(model, data, images, labels, t, Path(tmp), False)
+            program, _, dev, classes = _program(
+                model, data, images, labels, t, Path(tmp), False, "test"
+            )
             request["source"] = _source(program, normalize, classes)
             request["device"] = str(device if device is not None else dev)
             tensors = ((_ref(images), _ref(labels)), (_ref(t[0]), _ref(t[1])))

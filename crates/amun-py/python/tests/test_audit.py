@@ -94,8 +94,8 @@ def test_audit_refuses_what_the_cli_refuses(setup, model, mnist):
         with pytest.raises(amun.AmunError) as e:
             amun.audit(args.pop("model"), args.pop("data"), args.pop("forget"), **args)
         assert isinstance(e.value, kind) and str(e.value).startswith(what), (what, str(e.value))
-    # The retrain's check needs the data it was trained on, which tensors cannot name.
-    with pytest.raises(amun.AmunValueError, match="^retrain: "):
+    # A retrain of a dataset amun reads, with tensors: its data named.
+    with pytest.raises(amun.AmunValueError, match="^data: .*rt.safetensors was trained on /.*, a dataset amun reads itself"):
         amun.audit(model, (x, y), s.forget, test=s.test, refs=s.d / "refs",
                    retrain=s.d / "rt.safetensors")
     # A retrain of another forget set: the library's check and message.

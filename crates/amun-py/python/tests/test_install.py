@@ -1,11 +1,15 @@
 """The wheel as a user installs it: a brand-new venv (no system site
-packages), `pip install torch==2.11.0` and the wheel scripts/test.sh built,
-then fresh_venv_script.py (train, unlearn in place, audit) on the libtorch
-of that venv's torch, the one libtorch in the process.
+packages), `pip install torch==2.11.0 torchvision==0.26.0` and the wheel
+scripts/test.sh built, then fresh_venv_script.py (a torchvision ResNet-18
+trained, unlearned in place, audited) on the libtorch of that venv's torch,
+the one libtorch in the process.
 
-torch comes from a wheelhouse in amun's cache folder, filled from PyPI on
-the first run (`pip download`: 2.6 GB of wheels with torch's CUDA
-packages) and only when it lacks a file after that: pip's own HTTP cache
+torch and torchvision (with numpy and pillow, which torchvision needs) are
+the versions requirements/python-dev.txt pins, from PyPI as that venv's
+are. They come from a wheelhouse in amun's cache folder, filled from PyPI
+on the first run (`pip download`: 2.6 GB of wheels with torch's CUDA
+packages) and only when it lacks a file after that (a cache filled before
+torchvision was added gets its three wheels, ~30 MB): pip's own HTTP cache
 keeps nothing of these downloads on the machines amun is tested on
 (~/.cache/pip stays empty), and CI must not fetch 2.6 GB per run."""
 
@@ -32,6 +36,13 @@ def _wheel():
 def _wheelhouse():
     cache = os.environ.get("AMUN_CACHE") or Path.home() / ".cache" / "amun"
     return Path(cache) / "wheelhouse"
+
+
+def _pins(*names):
+    """`name==version` of each package as requirements/python-dev.txt pins it."""
+    lines = (ROOT / "requirements" / "python-dev.txt").read_text().splitlines()
+    pins = {l.split("==")[0].strip().lower(): l.strip() for l in lines if "==" in l and not l.startswith("#")}
+    return [pins[n] for n in names]
 
 
 def _pip_env():
@@ -63,12 +74,14 @@ def test_the_wheel_in_a_fresh_venv_unlearns_in_place_on_the_users_libtorch(venv,
     wheel, house = _wheel(), _wheelhouse()
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--quiet"]
     # --no-compile: no byte-compiling of torch's sources, which the script does not need.
+    pins = _pins("torch", "torchvision", "numpy", "pillow")
     install = [*pip, "install", "--no-compile", "--no-index", "--find-links", str(house),
-               "torch==2.11.0", str(wheel)]
+               *pins, str(wheel)]
     env = _pip_env()
-    # Resolution fails before anything is installed when a file is missing.
+    # Resolution fails before anything is installed when a file is missing;
+    # `pip download` then fetches only the files the wheelhouse lacks.
     if subprocess.run(install, capture_output=True, env=env).returncode != 0:
-        subprocess.run([*pip, "download", "-d", str(house), "torch==2.11.0"], check=True, env=env)
+        subprocess.run([*pip, "download", "-d", str(house), *pins], check=True, env=env)
         subprocess.run(install, check=True, env=env)
     p = subprocess.run([str(venv / "bin" / "python"), str(HERE / "fresh_venv_script.py")],
                        capture_output=True, text=True, env=_user_env(tmp_path), cwd=tmp_path)
@@ -80,9 +93,11 @@ def test_the_wheel_in_a_fresh_venv_unlearns_in_place_on_the_users_libtorch(venv,
     names = [Path(lib).name for lib in out["libtorch"]]
     assert "libtorch_cpu.so" in names and len(names) == len(set(names)), out["libtorch"]
     assert all(os.path.dirname(lib) == out["torch_lib"] for lib in out["libtorch"]), out
+    # torchvision's own extension is loaded, from the venv, on that libtorch.
+    assert out["torchvision"].startswith(prefix + "/") and out["torchvision_ext"], out
     # Unlearnt in place: the module audited afterwards has the unlearnt accuracies.
     before, after, audited = ([d[k] for k in ("forget", "retain")]
                               for d in (out["before"], out["after"], out["audited"]))
     assert after == audited and after != before, p.stdout
-    assert out["samples"] == {"forget": 100, "retain": 900, "test": 200}
-    assert out["test_accuracy"] > 50, p.stdout  # it learnt digits (all ten classes in the slice)
+    assert out["samples"] == {"forget": 20, "retain": 480, "test": 200}
+    assert out["trained_test_accuracy"] > 25, p.stdout  # it learnt digits (chance: 10%)

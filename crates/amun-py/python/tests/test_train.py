@@ -132,6 +132,47 @@ def test_a_model_trained_on_tensors_records_their_dtype_shape_and_sha256(small, 
     assert amun.train(program, (x.float() / 255, y), **common).data == want
 
 
+def test_a_checkpoint_trained_on_tensors_refuses_other_tensors(small, mnist, tmp_path):
+    """A checkpoint, a retrain and reference models trained on tensors: the
+    audit (with its Avg. Gap) and unlearning take those tensors; labels
+    swapped or one image replaced are refused before any work, naming the
+    argument and both digests. Another test split is a legitimate audit."""
+    (x, y), test, _ = small
+    (x, y), test = (x[:150], y[:150]), (test[0][:50], test[1][:50])  # seconds, not tens
+    program = tmp_path / "model.pt2"
+    _export(_fresh(), x, program)
+    forget = list(range(0, 150, 10))
+    common = dict(test=test, epochs=1, seed=6, device="cpu", progress=False)
+    m, rt, refs = tmp_path / "m.safetensors", tmp_path / "rt.safetensors", tmp_path / "refs"
+    amun.train(program, (x, y), out=m, **common)
+    amun.train(program, (x, y), exclude=forget, out=rt, **common)
+    amun.train(program, (x, y), refs=2, out=refs, **common)
+    a = amun.audit(m, (x, y), forget, test=test, refs=refs, retrain=rt)
+    assert a.avg_gap is not None and a.samples["forget"] == len(forget)
+    r = amun.unlearn(m, (x, y), forget, method="ft", calibrate=False, epochs=1, progress=False)
+    assert "fc.weight" in r.state_dict and r.sizes["forget"] == len(forget)
+    with pytest.warns(UserWarning, match="test split"):
+        amun.audit(m, (x, y), forget, test=(mnist[2][100:], mnist[3][100:]))
+
+    sha = lambda t: hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+    swapped, replaced = y.clone(), x.clone()
+    j = next(k for k in range(len(y)) if y[k] != y[0])
+    swapped[[0, j]] = y[[j, 0]]
+    replaced[5] = x[6]
+    for what, data, digests in [("labels", (x, swapped), (sha(y), sha(swapped))),
+                                ("images", (replaced, y), (sha(x), sha(replaced)))]:
+        calls = [
+            lambda: amun.audit(m, data, forget, test=test),
+            lambda: amun.audit(program, data, forget, test=test, refs=refs, retrain=rt),
+            lambda: amun.unlearn(m, data, forget, method="ft", calibrate=False, progress=False),
+        ]
+        for call in calls:
+            with pytest.raises(amun.AmunValueError) as e:
+                call()
+            msg = str(e.value)
+            assert msg.startswith(f"data: the {what} differ") and all(d in msg for d in digests), msg
+
+
 def _bad_train_cases(x, y, tmp_path):
     return [
         ("exclude", ValueError, dict(exclude=[1, 1])),

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import amun
 from amun import _amun
-from conftest import _cli, _write_cifar, _write_idx
+from conftest import SmallCNN, _cli, _write_cifar, _write_idx
 
 
 def _ref(t):
@@ -54,6 +54,17 @@ def test_calibrated_unlearning_records_its_choice(model, mnist):
     assert r.sizes["held-out"] == 200
 
 
+class _Then(torch.nn.Module):
+    """A SmallCNN whose logits go through ``then``: a classifier amun cannot take."""
+
+    def __init__(self, then):
+        super().__init__()
+        self.net, self.then = SmallCNN(), then
+
+    def forward(self, x):
+        return self.then(self.net(x))
+
+
 def _bad_cases(x, y, hx, hy):
     f = x.float() / 255
     return [
@@ -73,10 +84,17 @@ def _bad_cases(x, y, hx, hy):
         ("method", ValueError, dict(method="nope")),
         ("model", TypeError, dict(model=3)),
         ("model", FileNotFoundError, dict(model="/nonexistent/m.pt2")),
+        ("heldout images", ValueError, dict(heldout=(hx[:, :, :20, :20], hy))),
+        ("model", ValueError, dict(model=_Then(lambda o: (o, o)))),
+        ("model", ValueError, dict(model=_Then(lambda o: o[:, 0]))),
+        ("normalize", TypeError, dict(normalize=(0.1, 0.2, 0.3))),
+        ("model", ValueError, dict(model=torch.nn.Flatten())),
+        ("device", ValueError, dict(device="tpu")),
+        ("device", ValueError, dict(device="cuda:7")),
     ]
 
 
-@pytest.mark.parametrize("case", range(16))
+@pytest.mark.parametrize("case", range(23))
 def test_bad_input_is_a_python_exception_naming_the_argument(model, mnist, case):
     x, y, hx, hy = mnist
     what, kind, kw = _bad_cases(x, y, hx, hy)[case]
@@ -89,6 +107,27 @@ def test_bad_input_is_a_python_exception_naming_the_argument(model, mnist, case)
     assert isinstance(e.value, kind) and str(e.value).startswith(what), str(e.value)
     assert time.perf_counter() - start < 10
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_a_model_torch_export_refuses_gets_the_exporters_reason_and_amuns_needs(mnist):
+    x, y, _, _ = mnist
+    # Data-dependent control flow: runs in PyTorch, torch.export refuses it.
+    model = _Then(lambda o: o if o.sum() > 0 else -o)
+    with pytest.raises(amun.AmunValueError) as e:
+        amun.unlearn(model, (x, y), [1, 2], calibrate=False)
+    msg = str(e.value)
+    assert msg.startswith("model: torch.export could not export it") and "amun needs" in msg, msg
+    with pytest.raises(Exception) as exporter:
+        torch.export.export(model.eval(), (x[:2].float() / 255,),
+                            dynamic_shapes=({0: torch.export.Dim("batch")},))
+    assert str(exporter.value).splitlines()[0] in msg, msg
+
+
+def test_the_audits_test_split_is_checked_as_the_data(model, mnist):
+    x, y, hx, hy = mnist
+    for what, test in [("test images", (hx[:, :, :20, :20], hy)), ("test labels", (hx, hy + 1))]:
+        with pytest.raises(amun.AmunValueError, match=f"^{what}: "):
+            amun.audit(model, (x, y), [1, 2], test=test)
 
 
 def test_a_library_refusal_keeps_amuns_message(model, mnist):
