@@ -642,6 +642,11 @@ def _recipe(recipe: dict) -> dict:
 
 
 def _train_checks(model, data, test, exclude, refs, out, init) -> None:
+    if _is_path(model) and Path(model).suffix == ".safetensors":
+        raise AmunValueError(
+            f"model: {model} is a checkpoint (trained weights); amun.train trains a module or a "
+            ".pt2: give the .pt2 its sidecar names (model.program.file), or a module"
+        )
     if out is not None and refs is None and isinstance(model, torch.nn.Module):
         raise AmunValueError(
             "out: a checkpoint records the .pt2 program it runs, and a module's export lasts "

@@ -153,6 +153,8 @@ def test_a_checkpoint_trained_on_tensors_refuses_other_tensors(small, mnist, tmp
     assert "fc.weight" in r.state_dict and r.sizes["forget"] == len(forget)
     with pytest.warns(UserWarning, match="test split"):
         amun.audit(m, (x, y), forget, test=(mnist[2][100:], mnist[3][100:]))
+    with pytest.raises(amun.AmunValueError, match=r"^model: .* is a checkpoint"):
+        amun.train(m, (x, y), progress=False)  # trained weights: train their .pt2
 
     sha = lambda t: hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
     swapped, replaced = y.clone(), x.clone()
