@@ -371,7 +371,7 @@ impl Input {
 /// bare "No such file or directory" under the file's name alone.
 pub fn require_file(flag: &str, what: &str, path: &Path) -> Result<()> {
     let msg = if path.is_dir() {
-        format!("a folder; expected a file: {what}")
+        format!("not a regular file (a folder); expected {what}")
     } else if path.exists() {
         return Ok(());
     } else {

@@ -52,6 +52,12 @@ pub struct SplitArgs {
 }
 
 pub fn run(a: SplitArgs) -> Result<()> {
+    // The flags' values first, then the files.
+    let spec = match (&a.forget, a.class) {
+        (_, Some(c)) => Some(ForgetSpec::Class(c)),
+        (Some(s), None) => Some(ForgetSpec::parse(s)?),
+        (None, None) => None,
+    };
     let mut io = Outputs::new();
     io.reads_dataset("--dataset", &a.data.dataset);
     if let Some(f) = &a.from {
@@ -75,11 +81,7 @@ pub fn run(a: SplitArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let spec = match (&a.forget, a.class) {
-        (_, Some(c)) => ForgetSpec::Class(c),
-        (Some(s), None) => ForgetSpec::parse(s)?,
-        (None, None) => unreachable!("clap requires one of --forget, --class, --from"),
-    };
+    let spec = spec.expect("clap requires one of --forget, --class, --from");
     let data = load_data(&a.data.spec(), &a.data.dir)?;
     let set = ForgetSet::choose(&data, &spec, a.seed)?;
     write_recorded("--out", &a.out, |p| set.write(p))?;
