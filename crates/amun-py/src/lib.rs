@@ -899,6 +899,9 @@ fn checked_holdout(
         .zip(&sidecars)
         .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
         .collect();
+    if let (Some(r), Some((_, sc))) = (&req.retrain, recorded.first()) {
+        amun::audit::check_retrain_model(sc, r, &recorded[1..])?;
+    }
     audit_holdout(&recorded, test_len, req.holdout_test)
 }
 

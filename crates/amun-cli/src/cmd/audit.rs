@@ -114,6 +114,9 @@ pub fn run(a: AuditArgs) -> Result<()> {
         .zip(&sidecars)
         .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
         .collect();
+    if let (Some(r), Some((_, sc))) = (&a.retrain, recorded.first()) {
+        amun::audit::check_retrain_model(sc, r, &recorded[1..])?;
+    }
     let (holdout, note) = audit_holdout(&recorded, data.test.len(), a.holdout_test)?;
     if let Some(n) = note {
         eprintln!("note: {n}");

@@ -1022,3 +1022,73 @@ fn calibrating_a_whole_class_is_refused_before_any_work() {
     );
     assert_eq!(common::registry::pending(&r), vec![1]);
 }
+
+/// hostile6 AU5: the audit checked only the retrain's exclusion hash, so a
+/// "retrain" of another network gave an Avg. Gap of the architectures'
+/// difference (63.6) with exit 0. The retrain must be the same network.
+#[test]
+fn a_retrain_of_another_network_is_refused_by_the_audit() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    common::mnist_trained_once(Path::new(&p("m.safetensors")), "300", "1");
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "300",
+        "--forget",
+        "30",
+        "--out",
+        &p("f.json"),
+    ]));
+    let retrain = |model: &str, out: &str| {
+        ok(&amun(&[
+            "train",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--test-limit",
+            "200",
+            "--model",
+            model,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--exclude",
+            &p("f.json"),
+            "--out",
+            out,
+            "-q",
+        ]))
+    };
+    retrain("resnet18", &p("r18.safetensors"));
+    let audit = |r: &str| {
+        amun(&[
+            "audit",
+            "--checkpoint",
+            &p("m.safetensors"),
+            "--forget",
+            &p("f.json"),
+            "--retrain",
+            r,
+            // No reference models: the check comes before they are read.
+            "--refs",
+            &p("refs"),
+        ])
+    };
+    fails_with(
+        &audit(&p("r18.safetensors")),
+        &["the retrain is a resnet18", "small-cnn", "same network"],
+    );
+    retrain("small-cnn", &p("r.safetensors"));
+    let o = audit(&p("r.safetensors"));
+    assert!(
+        !stderr(&o).contains("same network") && stderr(&o).contains("refs"),
+        "{}",
+        stderr(&o)
+    );
+}

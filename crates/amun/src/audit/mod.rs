@@ -125,6 +125,59 @@ pub fn check_retrain(sc: &Sidecar, forget: &ForgetSet, path: &Path) -> Result<()
     ))
 }
 
+/// Checks that the retrain (`retrain`, at `path`) is the same network as
+/// every audited model that records one: an Avg. Gap to a retrain of another
+/// architecture, class count or exported graph measures the architectures'
+/// difference, not what unlearning left.
+pub fn check_retrain_model(
+    retrain: &Sidecar,
+    path: &Path,
+    audited: &[(&Path, &Sidecar)],
+) -> Result<()> {
+    let net = |sc: &Sidecar| {
+        let m = &sc.model;
+        let graph = m.program.as_ref().map(|p| short(&p.sha256).to_string());
+        (
+            m.arch.name().to_string(),
+            m.in_channels,
+            m.image_size,
+            m.num_classes,
+            graph,
+        )
+    };
+    let want = net(retrain);
+    for (p, sc) in audited {
+        let got = net(sc);
+        if got != want {
+            let say = |n: &(String, i64, i64, i64, Option<String>)| {
+                format!(
+                    "{} ({}×{}×{} images, {} classes{})",
+                    n.0,
+                    n.1,
+                    n.2,
+                    n.2,
+                    n.3,
+                    n.4.as_ref()
+                        .map(|g| format!(", graph sha256 {g}"))
+                        .unwrap_or_default()
+                )
+            };
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "the retrain is a {}, but {} is a {}: the Avg. Gap compares a model with the \
+                     same network retrained without the forget set — train one with `amun train \
+                     --exclude FORGET` and the original's model and recipe",
+                    say(&want),
+                    p.display(),
+                    say(&got),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
