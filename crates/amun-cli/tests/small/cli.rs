@@ -2,7 +2,7 @@
 //! kind of bad input giving one clear error line, a non-zero exit and no
 //! partial file.
 use crate::common;
-use common::{amun, ensure, fails_with, files_in, ok, stderr};
+use common::{Args, amun, ensure, fails_with, files_in, ok, stderr};
 use std::path::Path;
 use std::process::Command;
 
@@ -387,7 +387,7 @@ fn tiny_setup(dir: &Path) -> (String, String) {
         .with("--out", &f);
     let o = split.run();
     assert!(o.status.success(), "{}", stderr(&o));
-    let train = common::Args::train_mnist("300", "100")
+    let train = Args::train_mnist("300", "100")
         .quick("2")
         .with("--out", &ck)
         .and(&["-q"]);
@@ -977,17 +977,11 @@ fn calibrating_a_whole_class_is_refused_before_any_work() {
     let model = dir.path().join("m.safetensors");
     common::mnist_trained_once(&model, "300", "1");
     let class = dir.path().join("c3.json");
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--class",
-        "3",
-        "--out",
-        class.to_str().unwrap(),
-    ]));
+    ok(&Args::of(&["split"])
+        .mnist("300")
+        .with("--class", "3")
+        .with("--out", class.to_str().unwrap())
+        .run());
     let out = dir.path().join("u.safetensors");
     let o = common::unlearn(
         model.to_str().unwrap(),
@@ -1028,42 +1022,17 @@ fn calibrating_a_whole_class_is_refused_before_any_work() {
 /// difference (63.6) with exit 0. The retrain must be the same network.
 #[test]
 fn a_retrain_of_another_network_is_refused_by_the_audit() {
-    ensure("mnist");
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
     common::mnist_trained_once(Path::new(&p("m.safetensors")), "300", "1");
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "300",
-        "--forget",
-        "30",
-        "--out",
-        &p("f.json"),
-    ]));
+    common::split_mnist("300", "30", &p("f.json"), &[]);
     let retrain = |model: &str, out: &str| {
-        ok(&amun(&[
-            "train",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "300",
-            "--test-limit",
-            "200",
-            "--model",
-            model,
-            "--epochs",
-            "1",
-            "--batch-size",
-            "32",
-            "--exclude",
-            &p("f.json"),
-            "--out",
-            out,
-            "-q",
-        ]))
+        let a = Args::train_mnist("300", "200")
+            .quick("1")
+            .with("--model", model)
+            .with("--exclude", &p("f.json"))
+            .with("--out", out);
+        ok(&a.and(&["-q"]).run());
     };
     retrain("resnet18", &p("r18.safetensors"));
     let audit = |r: &str| {
