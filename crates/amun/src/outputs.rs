@@ -287,6 +287,10 @@ pub enum Artifact {
     Checkpoint,
     /// A checkpoint written by training: also its `.resume.safetensors`.
     Trained,
+    /// A checkpoint written by unlearning.
+    Unlearned,
+    /// A checkpoint written by `amun import`.
+    Imported,
     /// An adversarial set and its `.json` metadata.
     AdvSet,
     Mask,
@@ -332,6 +336,50 @@ struct Target {
     in_folder_output: bool,
     /// What the folder output this file belongs to makes.
     makes: Option<Holder>,
+    /// For a checkpoint, how the command makes it: an existing checkpoint
+    /// made another way (a trained original under an unlearned model's
+    /// name) is not this command's earlier output.
+    made: Option<Made>,
+}
+
+/// How a checkpoint was made, as its sidecar's origin says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    Trained,
+    Unlearned,
+    Imported,
+}
+
+impl Made {
+    fn of_artifact(a: Artifact) -> Option<Made> {
+        match a {
+            Artifact::Trained => Some(Made::Trained),
+            Artifact::Unlearned => Some(Made::Unlearned),
+            Artifact::Imported => Some(Made::Imported),
+            _ => None,
+        }
+    }
+
+    /// How the checkpoint at `path` was made (`None` when its sidecar
+    /// cannot be read).
+    fn of_checkpoint(path: &Path) -> Option<Made> {
+        use crate::model::Origin;
+        Some(
+            match crate::model::checkpoint::read_sidecar(path).ok()?.origin {
+                Origin::Train { .. } => Made::Trained,
+                Origin::Unlearn { .. } => Made::Unlearned,
+                Origin::Import { .. } => Made::Imported,
+            },
+        )
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Made::Trained => "a trained model",
+            Made::Unlearned => "an unlearned model",
+            Made::Imported => "an imported model",
+        }
+    }
 }
 
 /// One file or folder a command reads.
@@ -477,7 +525,7 @@ impl Outputs {
     /// An output under `flag` at `path`, with the files written beside it.
     pub fn writes(&mut self, flag: &str, path: &Path, artifact: Artifact) -> &mut Self {
         let (kind, beside): (Kind, Vec<(PathBuf, &'static str, Kind)>) = match artifact {
-            Artifact::Checkpoint | Artifact::Trained => {
+            Artifact::Checkpoint | Artifact::Trained | Artifact::Unlearned | Artifact::Imported => {
                 let mut b = vec![(
                     crate::model::checkpoint::sidecar_path(path),
                     "its sidecar",
@@ -524,6 +572,7 @@ impl Outputs {
                 folder: artifact.is_folder() && role.is_none(),
                 in_folder_output: artifact.is_folder() && role.is_some(),
                 makes: artifact.makes(),
+                made: Made::of_artifact(artifact).filter(|_| role.is_none()),
                 path: p,
                 role,
                 kind,
@@ -686,6 +735,21 @@ impl Target {
                 "overwrite",
                 "an existing file amun cannot tell from a user's PyTorch weights (an export \
                  replaces only a .pt2 amun wrote); remove it first if it is an earlier export",
+            ));
+        }
+        if found == Kind::Checkpoint
+            && let Some(want) = self.made
+            && let Some(was) = Made::of_checkpoint(&self.path)
+            && was != want
+        {
+            return Err(self.refuse(
+                "overwrite",
+                &format!(
+                    "{} — an amun checkpoint this command does not make (it writes {}); \
+                     remove it first if it may go",
+                    was.describe(),
+                    want.describe()
+                ),
             ));
         }
         if found == self.kind {

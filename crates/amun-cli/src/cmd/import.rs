@@ -54,7 +54,7 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
     let mut io = Outputs::new();
     io.reads_file("--from", "the PyTorch checkpoint", &a.from);
     a.import.reads(&mut io);
-    io.writes("--out", &a.out, Artifact::Checkpoint);
+    io.writes("--out", &a.out, Artifact::Imported);
     let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
     let opened = amun::model::open(
         &a.from,

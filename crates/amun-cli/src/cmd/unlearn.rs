@@ -372,7 +372,7 @@ fn files_of(a: &UnlearnArgs, requests: &[PathBuf]) -> Outputs {
         io.reads("--refs", "the reference models", d);
     }
     a.import.reads(&mut io);
-    io.writes("--out", &a.out, Artifact::Checkpoint);
+    io.writes("--out", &a.out, Artifact::Unlearned);
     io
 }
 

@@ -3,7 +3,7 @@
 //! what it is, never with attack flags it was not made with (item 6). Every
 //! refusal comes before any work, exits 1, and leaves the input's bytes as
 //! they were. The models are [`crate::hostile`]'s tiny MNIST ones, copied.
-use crate::common::{Args, amun, fails_with, ok, read_json};
+use crate::common::{self, Args, amun, fails_with, ok, read_json};
 use crate::hostile::m;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -960,4 +960,39 @@ fn train_refs_out_into_a_folder_holding_a_run_folder_is_refused() {
         assert!(!runs.join("manifest.json").exists(), "--out {out}");
     }
     ok(&amun(&[&experiment[..], &step[..]].concat()));
+}
+
+/// hostile6 DL10: an output replaced an amun checkpoint made another way —
+/// `unlearn --out` over a trained original (a 40-epoch model lost to a
+/// 1-epoch fine-tune), exit 0. A checkpoint is replaced only by the kind of
+/// command that made it.
+#[test]
+fn a_checkpoint_is_replaced_only_by_the_kind_of_command_that_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    common::mnist_trained_once(Path::new(&p("orig.safetensors")), "300", "1");
+    common::split_mnist("300", "10", &p("f.json"), &[]);
+    // Another trained model, under the name the unlearned one would take.
+    common::mnist_trained_once(Path::new(&p("other.safetensors")), "300", "1");
+    let before = std::fs::read(p("other.safetensors")).unwrap();
+    let unlearn = |out: &str| {
+        common::unlearn(
+            &p("orig.safetensors"),
+            &p("f.json"),
+            "ft",
+            out,
+            &["--epochs", "1", "-q"],
+        )
+    };
+    fails_with(
+        &unlearn(&p("other.safetensors")),
+        &["--out", "a trained model", "an unlearned model"],
+    );
+    assert_eq!(std::fs::read(p("other.safetensors")).unwrap(), before);
+    // Its own earlier output is replaced, as before.
+    ok(&unlearn(&p("u.safetensors")));
+    ok(&unlearn(&p("u.safetensors")));
+    // Training does not replace an unlearned model either.
+    let o = common::train_mnist(&p("u.safetensors"), "300", "1", &[]);
+    fails_with(&o, &["--out", "an unlearned model", "a trained model"]);
 }
