@@ -170,8 +170,9 @@ impl UnlearnJob<'_> {
         }
         Self::check_distinct(self.requests, &[])?;
         if self.calibrate.is_some() {
+            let labels = self.data.train.label_vec();
             for r in self.requests {
-                check_calibratable(self.data, &r.indices)?;
+                check_calibratable(&labels, self.data.num_classes(), &r.indices)?;
             }
         }
         let recipe = match self.recipe {
@@ -283,11 +284,10 @@ fn record_precomputed(sidecar: &mut Sidecar, source: crate::attack::AdvSource) {
 /// every training image of a class has no such target — a model retrained
 /// without them never saw the class and scores about 0% on it — so
 /// calibrating it would keep a model that still knows the class.
-fn check_calibratable(data: &Dataset, forget: &[i64]) -> Result<()> {
-    let labels = data.train.label_vec();
-    let mut in_forget = vec![0usize; data.num_classes()];
-    let mut in_train = vec![0usize; data.num_classes()];
-    for &l in &labels {
+fn check_calibratable(labels: &[i64], classes: usize, forget: &[i64]) -> Result<()> {
+    let mut in_forget = vec![0usize; classes];
+    let mut in_train = vec![0usize; classes];
+    for &l in labels {
         in_train[l as usize] += 1;
     }
     for l in forget.iter().filter_map(|&i| labels.get(i as usize)) {
