@@ -29,14 +29,15 @@ pub struct SplitArgs {
         required_unless_present_any = ["class", "from"]
     )]
     pub forget: Option<String>,
-    /// Forget every training sample of this class instead
+    /// Forget every training sample of this class instead: its label
+    /// (0, 1, …) or its name (a folder dataset's class folder)
     #[arg(
         long,
         value_name = "C",
         conflicts_with = "from",
         allow_negative_numbers = true
     )]
-    pub class: Option<i64>,
+    pub class: Option<String>,
     /// Take the indices from a file: the AMUN authors' CSV (header
     /// unlearn_idx), any CSV whose header names an index/idx column, one
     /// index per line, a JSON array, or amun's JSON (which must be for
@@ -53,10 +54,10 @@ pub struct SplitArgs {
 
 pub fn run(a: SplitArgs) -> Result<()> {
     // The flags' values first, then the files.
-    let spec = match (&a.forget, a.class) {
-        (_, Some(c)) => Some(ForgetSpec::Class(c)),
+    // A class is named by label or name, so it resolves once the data is read.
+    let spec = match (&a.forget, &a.class) {
         (Some(s), None) => Some(ForgetSpec::parse(s)?),
-        (None, None) => None,
+        _ => None,
     };
     let mut io = Outputs::new();
     io.reads_dataset("--dataset", &a.data.dataset);
@@ -81,8 +82,12 @@ pub fn run(a: SplitArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let spec = spec.expect("clap requires one of --forget, --class, --from");
     let data = load_data(&a.data.spec(), &a.data.dir)?;
+    let spec = match (spec, &a.class) {
+        (Some(spec), _) => spec,
+        (None, Some(c)) => ForgetSpec::Class(data.class_index(c)?),
+        (None, None) => unreachable!("clap requires one of --forget, --class, --from"),
+    };
     let set = ForgetSet::choose(&data, &spec, a.seed)?;
     write_recorded("--out", &a.out, |p| set.write(p))?;
     super::outln!(

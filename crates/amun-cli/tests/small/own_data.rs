@@ -717,3 +717,59 @@ fn a_renamed_class_folder_is_named_before_a_run_folders_references_are_touched()
     rename("x3", "3");
     assert_eq!(plan_status(&run)["ref-000"], "done");
 }
+
+#[test]
+fn a_class_is_named_by_its_label_or_its_folder_name_and_a_bad_data_dir_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 60, 10);
+    for split in ["train", "test"] {
+        std::fs::rename(data.join(split).join("3"), data.join(split).join("cat")).unwrap();
+    }
+    let split = |class: &str, out: &str| {
+        let out = path_in(d.path(), out);
+        let o = Args::of(&["split", "--dataset", data.to_str().unwrap()])
+            .with("--class", class)
+            .with("--out", &out)
+            .run();
+        (o, out)
+    };
+    // Sorted folder names: 0 1 2 4 … 9 cat, so `cat` is label 9.
+    let (o, by_name) = split("cat", "by-name.json");
+    ok(&o);
+    let (o, by_label) = split("9", "by-label.json");
+    // `9` is label 9 (cat) and the folder name of label 8: refused, not guessed.
+    fails_with(&o, &["9", "both label 9 (cat)", "the name of label 8"]);
+    let (o, _) = split("2", "by-label.json");
+    ok(&o);
+    let names = forget_indices(Path::new(&by_name));
+    assert!(
+        names.iter().all(|i| (54..60).contains(i)) && names.len() == 6,
+        "{names:?}"
+    );
+    let twos = forget_indices(Path::new(&by_label));
+    assert!(!twos.is_empty() && twos.iter().all(|i| !names.contains(i)));
+    for bad in ["10", "dog", "-1"] {
+        let (o, out) = split(bad, "bad.json");
+        fails_with(&o, &[bad, "no such class", "0 to 9", "9 cat"]);
+        assert!(!Path::new(&out).exists());
+    }
+    // MNIST's names are its labels: only the range is listed.
+    let o = Args::of(&["split"])
+        .mnist("300")
+        .with("--class", "12")
+        .with("--out", &path_in(d.path(), "m.json"))
+        .run();
+    let e = common::stderr(&o);
+    assert!(e.contains("0 to 9") && !e.contains("a name"), "{e}");
+    // A --data-dir that is a file is named before any download.
+    let file = path_in(d.path(), "by-name.json");
+    let o = Args::of(&["data", "info", "--dataset", "mnist"])
+        .with("--data-dir", &file)
+        .run();
+    fails_with(
+        &o,
+        &["by-name.json", "is a file, not a folder", "--data-dir"],
+    );
+    assert!(!common::stderr(&o).contains("fetching"));
+}

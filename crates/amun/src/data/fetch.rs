@@ -178,6 +178,30 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// That `data_dir` is a folder a download can be unpacked into (made when
+/// missing), checked before the download starts.
+pub fn check_data_dir(data_dir: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        Error::invalid(
+            "data_dir",
+            format!(
+                "{}: {why}; datasets are downloaded into a folder amun can write: name one with \
+                 --data-dir or AMUN_DATA_DIR",
+                data_dir.display()
+            ),
+        )
+    };
+    if data_dir.exists() && !data_dir.is_dir() {
+        return Err(refuse("is a file, not a folder".into()));
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| refuse(format!("cannot be made ({e})")))?;
+    tempfile::Builder::new()
+        .prefix(".fetch-check-")
+        .tempdir_in(data_dir)
+        .map_err(|e| refuse(format!("cannot be written ({e})")))?;
+    Ok(())
+}
+
 /// Makes sure `reg` is in `data_dir` with every sha256 right. A second call
 /// does nothing; a missing or corrupt file triggers a fresh download of the
 /// package, unpacked into a temporary folder and moved into place only once
@@ -193,7 +217,7 @@ pub fn fetch(reg: Registry, data_dir: &Path) -> Result<FetchOutcome> {
         .filter(|(_, b)| matches!(b, Bad::Mismatch { .. }))
         .map(|(f, _)| f.clone())
         .collect();
-    std::fs::create_dir_all(data_dir).at(data_dir)?;
+    check_data_dir(data_dir)?;
     let work = tempfile::Builder::new()
         .prefix(".fetch-")
         .tempdir_in(data_dir)

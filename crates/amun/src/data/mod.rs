@@ -17,7 +17,7 @@ mod split;
 
 pub use augment::{Augment, augment_batch};
 pub use batches::{Batch, EpochIter, Part, TrainSet, eval_batches};
-pub use fetch::{FetchOutcome, Registry, default_data_dir, fetch, sha256_file};
+pub use fetch::{FetchOutcome, Registry, check_data_dir, default_data_dir, fetch, sha256_file};
 pub use index_set::IndexSet;
 pub use split::{ForgetFile, ForgetSet, ForgetSpec};
 
@@ -167,6 +167,61 @@ impl Dataset {
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
         self.classes.len()
+    }
+
+    /// The label a user named as `given`: its number, or its class name (a
+    /// folder dataset's classes are named by their folders). The error
+    /// lists the labels there are.
+    pub fn class_index(&self, given: &str) -> Result<i64> {
+        let by_name = self
+            .classes
+            .iter()
+            .position(|c| c == given)
+            .map(|i| i as i64);
+        let by_label = (given.trim().parse::<i64>().ok())
+            .filter(|c| (0..self.num_classes() as i64).contains(c));
+        let label = match (by_name, by_label) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::invalid(
+                    "class",
+                    format!(
+                        "{given}: is both label {b} ({}) and the name of label {a}; rename the \
+                         class folder or give the other class's name",
+                        self.classes[b as usize]
+                    ),
+                ));
+            }
+            (Some(c), _) | (None, Some(c)) => c,
+            (None, None) => {
+                return Err(Error::invalid(
+                    "class",
+                    format!(
+                        "{given}: {} has no such class; give a label from 0 to {}{}",
+                        self.spec.train_label(),
+                        self.num_classes().saturating_sub(1),
+                        self.class_list()
+                    ),
+                ));
+            }
+        };
+        Ok(label)
+    }
+
+    /// ` or a name: 0 airplane, 1 automobile, …` (the first 20), or nothing
+    /// where the names are the labels (MNIST's `0`…`9`).
+    fn class_list(&self) -> String {
+        let numbered = (self.classes.iter().enumerate()).all(|(i, c)| *c == i.to_string());
+        if numbered {
+            return String::new();
+        }
+        let mut s: Vec<String> = (self.classes.iter().enumerate())
+            .take(20)
+            .map(|(i, c)| format!("{i} {c}"))
+            .collect();
+        if self.num_classes() > 20 {
+            s.push(format!("… ({} in all)", self.num_classes()));
+        }
+        format!(" or a name: {}", s.join(", "))
     }
 
     /// `[C, H, W]` of one image.

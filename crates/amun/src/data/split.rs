@@ -89,10 +89,7 @@ impl ForgetSet {
             }
             ForgetSpec::Class(c) => {
                 if c < 0 || c as usize >= data.num_classes() {
-                    return Err(Error::invalid(
-                        "class",
-                        format!("{c}: expected 0..{}", data.num_classes()),
-                    ));
+                    data.class_index(&c.to_string())?;
                 }
                 let idx: Vec<i64> = data
                     .train

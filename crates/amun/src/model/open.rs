@@ -69,6 +69,7 @@ pub fn load_data(spec: &DataSpec, data_dir: &Path, progress: &dyn Progress) -> R
     if let Some(reg) = Registry::from_name(&spec.dataset)
         && reg.verified_dir(data_dir).is_err()
     {
+        crate::data::check_data_dir(data_dir)?;
         progress.note(&format!(
             "fetching {} from {} into {}",
             reg.name(),
