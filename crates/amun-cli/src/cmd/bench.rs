@@ -43,12 +43,12 @@ pub struct BenchArgs {
     /// Allow TF32 in cuDNN/cuBLAS (default: strict fp32)
     #[arg(long)]
     pub tf32: bool,
-    /// Input shape CxHxW
-    #[arg(long, default_value = "3x32x32")]
-    pub input: String,
-    /// Number of classes
-    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
-    pub classes: usize,
+    /// Input shape CxHxW (default: an exported model's own, else 3x32x32)
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Number of classes (default: an exported model's own, else 10)
+    #[arg(long, allow_negative_numbers = true)]
+    pub classes: Option<usize>,
     /// Untimed steps first
     #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     pub warmup: usize,
@@ -96,6 +96,42 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// The image shape and class count to bench: `--input`/`--classes`, else
+/// an exported model's own (what it was exported with), else CIFAR-10's.
+fn input_of(a: &BenchArgs) -> Result<([i64; 3], usize)> {
+    let graph = if a.model.ends_with(".pt2") {
+        Some(amun::model::program::load(
+            std::path::Path::new(&a.model),
+            None,
+        )?)
+    } else {
+        None
+    };
+    let shape = match (&a.input, &graph) {
+        (Some(s), _) => {
+            let bad = || anyhow::anyhow!("--input '{s}': expected CxHxW such as 3x32x32");
+            let dims: Vec<i64> = (s.split('x').map(|d| d.parse::<i64>()))
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad())?;
+            <[i64; 3]>::try_from(dims).map_err(|_| bad())?
+        }
+        (None, Some(g)) => match g.input_sizes.get(1..4) {
+            Some([Some(c), Some(h), Some(w)]) => [*c, *h, *w],
+            _ => bail!(
+                "--input: {} takes images of any size (exported with dynamic image sizes); give \
+                 the size to bench as CxHxW",
+                a.model
+            ),
+        },
+        (None, None) => [3, 32, 32],
+    };
+    let classes = a
+        .classes
+        .or_else(|| graph.as_ref()?.classes.map(|k| k as usize))
+        .unwrap_or(10);
+    Ok((shape, classes))
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
     let dev = device(&a.device)?;
     amun::device::set_tf32(a.tf32);
@@ -105,20 +141,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if matches!(a.what, What::Unlearn) {
         return unlearning_cost(&a, dev);
     }
-    let dims: Vec<i64> = a
-        .input
-        .split('x')
-        .map(|d| d.parse::<i64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--input '{}': expected CxHxW such as 3x32x32", a.input))?;
-    let [c, h, w] = dims[..] else {
-        bail!("--input '{}': expected CxHxW such as 3x32x32", a.input);
-    };
+    let (shape, classes) = input_of(&a)?;
     let (spec, _) = super::train::model_spec_for(
         &a.model,
         &super::train::ProgramArgs::default(),
-        [c, h, w],
-        a.classes,
+        shape,
+        classes,
     )?;
     let mut results = Vec::new();
     for &batch in &a.batch {

@@ -39,7 +39,7 @@ fn a_pt2_model_goes_through_every_command() {
     let d = dir.path();
     let p = |n: &str| {
         match n {
-            "cnn32.pt2" | "sorting32.pt2" | "truncated32.pt2" => fixtures().join(n),
+            "cnn32.pt2" | "cnn16.pt2" | "sorting32.pt2" | "truncated32.pt2" => fixtures().join(n),
             _ => d.join(n),
         }
         .display()
@@ -66,6 +66,16 @@ fn a_pt2_model_goes_through_every_command() {
     ok(&o);
     assert!(stdout(&o).contains("| test  | 200"), "{}", stdout(&o));
     assert!(common::stderr(&o).contains("exported program"));
+    // A bench without data takes the graph's own image size (3×16×16).
+    let cnn16 = p("cnn16.pt2");
+    let bench = |extra: &[&str]| {
+        let mut a = vec!["bench", "train", "--device", "cpu", "--batch", "2"];
+        a.extend(["--warmup", "0", "--steps", "1", "--windows", "1"]);
+        a.extend(["--model", &cnn16]);
+        amun(&[&a[..], extra].concat())
+    };
+    ok(&bench(&[]));
+    fails_with(&bench(&["--input", "3x32x32"]), &["takes 3×16×16 images"]);
     let mut split = with(&[
         "split",
         "--forget",
