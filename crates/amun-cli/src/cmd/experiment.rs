@@ -189,6 +189,9 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         check_folder(&cfg, &out)?;
         return print_status(&cfg, &out, a.json);
     }
+    if a.step.is_none() {
+        request.check_devices()?;
+    }
     if let Some(id) = &a.step {
         // What a worker or a Slurm job runs: one step, in the run folder.
         let plan = Plan::build(&cfg)?;

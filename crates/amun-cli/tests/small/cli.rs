@@ -179,6 +179,28 @@ fn cuda_without_a_gpu_is_a_clear_error() {
     fails_with(&o, &["--device cuda", why, "--device cpu"]);
     let o = amun(&["bench", "train", "--device", "gpu7"]);
     fails_with(&o, &["--device gpu7", "expected cpu, cuda"]);
+    // An experiment's workers' devices are checked before the run folder
+    // is made or any step runs.
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exp.toml");
+    let text = "name = \"dev\"\nmodel = \"small-cnn\"\nseeds = [0]\ndevice = \"cpu\"\n\
+                [data]\ndataset = \"mnist\"\ntrain_limit = 200\ntest_limit = 100\n\
+                [train]\nepochs = 1\n[forget]\nfractions = [0.1]\nwith_retain = [true]\n\
+                [rmia]\nreference_models = 2\n[methods.ft]\n";
+    std::fs::write(&cfg, text).unwrap();
+    let out = dir.path().join("run");
+    let experiment = |extra: &[&str]| {
+        Args::of(&["experiment", "--config", cfg.to_str().unwrap()])
+            .with("--out", out.to_str().unwrap())
+            .and(extra)
+            .run()
+    };
+    let o = experiment(&["--devices", "cpu,cuda:1"]);
+    fails_with(&o, &["devices", "cuda:1", why]);
+    assert!(!out.exists(), "a run folder was made");
+    // Planning stays possible on a machine without the device.
+    ok(&experiment(&["--device", "cuda:0", "--plan"]));
 }
 
 #[test]

@@ -55,6 +55,23 @@ pub struct ExecRequest {
 }
 
 impl ExecRequest {
+    /// That every device the steps would run on here exists on this
+    /// machine, before any step starts (a Slurm job's node checks its own).
+    pub fn check_devices(&self) -> Result<()> {
+        if self.slurm.is_some() {
+            return Ok(());
+        }
+        for d in self.devices.iter().chain([&self.device]) {
+            d.resolve().map_err(|e| match e {
+                Error::Device { requested, msg } if !self.devices.is_empty() => {
+                    Error::invalid("devices", format!("{requested}: {msg}"))
+                }
+                e => e,
+            })?;
+        }
+        Ok(())
+    }
+
     /// The executor, or an error naming the flags that do not go together.
     pub fn executor(&self) -> Result<Executor> {
         if self.jobs == Some(0) {
