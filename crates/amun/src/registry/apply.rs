@@ -9,7 +9,7 @@ use super::kinds::{How, VersionKind};
 use super::writer::{Writer, head_in, load_checked_data};
 use super::{
     CalibrationRecord, JsonText, Registry, RequestRow, VersionRow, VersionSettings,
-    insert_absorption, insert_version, write_certificate,
+    insert_absorption, insert_version,
 };
 use crate::data::{ForgetSet, HeldOut};
 use crate::error::{Error, Result};
@@ -129,6 +129,10 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         None => None,
     };
     let requests = request_sets(reg, &sets)?;
+    let calibrate = spec
+        .calibrate
+        .as_ref()
+        .map(|c| batch_cost_cap(c, info.train_size, gone.len(), sets.len(), progress));
     let new_id = head.id + 1;
     let seed = derive(info.seed as u64, "apply", new_id as u64);
     note_applying(progress, &sets, head.id, &method, spec.calibrate.is_some());
@@ -149,8 +153,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         with_retain: spec.with_retain,
         adaptive: spec.adaptive,
         adversarial: None,
-        calibrate: spec
-            .calibrate
+        calibrate: calibrate
             .as_ref()
             .zip(heldout.as_ref())
             .map(|(c, (s, r))| (c, s, r)),
@@ -197,7 +200,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         &mut w, head.id, &pending, &row, &unlearned, &covered, progress,
     )?;
     let reg = &w.reg;
-    let cert = write_certificate(reg, new_id)?;
+    let cert = super::writer::certify_committed(reg, new_id)?;
     Ok(Some(Applied {
         version: row,
         new_version: true,
@@ -210,6 +213,37 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         retrain_due: reg.retrain_due()?,
         set_aside: w.set_aside.clone(),
     }))
+}
+
+/// The calibration settings of an apply of `requests` requests, after
+/// which `gone` of the `train` training samples are forgotten, with its
+/// cost cap (`max_cost`) holding for the whole batch: that fraction of the
+/// exact retrain the batch replaces (the root's recipe without the `gone`
+/// samples). Calibration prices each request against a retrain without
+/// that request alone, never more than the whole training split's, so each
+/// request's walk is capped at an equal share: the fraction times the
+/// batch's retrain over (requests × the whole split's retrain). The
+/// requests together then spend no more than the batch's cap.
+fn batch_cost_cap(
+    cal: &CalibrateSettings,
+    train: i64,
+    gone: usize,
+    requests: usize,
+    progress: &dyn Progress,
+) -> CalibrateSettings {
+    let mut c = cal.clone();
+    if let Some(f) = cal.max_cost {
+        let train = train.max(1) as f64;
+        let batch = (train - gone as f64).max(1.0);
+        let share = f * batch / (requests.max(1) as f64 * train);
+        progress.note(&format!(
+            "calibration cost cap: {f} × the exact retrain this batch replaces (without its \
+             {gone} forgotten sample(s)), shared by {requests} request(s): each request's walk \
+             may cost {share:.4} × its own retrain"
+        ));
+        c.max_cost = Some(share);
+    }
+    c
 }
 
 /// A version that still remembers a request deletes nothing: calibration
