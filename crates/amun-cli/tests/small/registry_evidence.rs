@@ -381,3 +381,43 @@ fn apply_checks_its_folders_first_and_says_a_committed_version_stands() {
     }
     ok(&reg("verify", &r, &[]));
 }
+
+/// Hostile6 MC2: `--calibrate-max-cost` capped each request of an apply
+/// against a retrain without that request alone, so a batch of three spent
+/// 0.37 of the retrain it replaces under a cap of 0.1. The cap is now the
+/// batch's, shared by its requests, and help says so.
+#[test]
+fn apply_s_cost_cap_holds_for_the_whole_batch_and_help_says_so() {
+    let o = common::amun(&["registry", "apply", "--help"]);
+    ok(&o);
+    let help = stdout(&o).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("the whole apply's calibration") && help.contains("the batch replaces"),
+        "{help}"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let o = reg(
+        "apply",
+        &r,
+        &[
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--calibrate-lrs",
+            "0.01",
+            "--calibrate-max-cost",
+            "0.1",
+            "--device",
+            "cpu",
+        ],
+    );
+    // 2 requests, 5 of the 400 samples forgotten after them: each walk may
+    // cost 0.1 × 395 / (2 × 400) of its own retrain.
+    assert!(
+        stderr(&o).contains("shared by 2 request(s): each request's walk may cost 0.0494"),
+        "{}",
+        stderr(&o)
+    );
+}

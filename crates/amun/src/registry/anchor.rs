@@ -9,7 +9,7 @@
 //! after the SQLite commit, under an exclusive `flock`, with everything the
 //! chain holds beyond the file's last line: a process that stopped between
 //! its commit and its line leaves a database one commit ahead of its
-//! anchor, which the next commit (or verify) appends. A database ahead of
+//! anchor, which the next commit appends (verify only notes it). A database ahead of
 //! its anchor is therefore normal; one behind it, or whose record at an
 //! anchored sequence has another hash, is not.
 use super::db::{self, ChainEntry, sql};

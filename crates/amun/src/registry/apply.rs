@@ -426,3 +426,43 @@ fn record(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hostile6 MC2: 3 requests of 30 of 300 samples with a 40-epoch
+    /// recipe and a cap of 0.1 spent 0.10 of a 270-image retrain each,
+    /// 0.37 of the 210-image retrain the batch replaces.
+    #[test]
+    fn the_cost_cap_holds_for_the_whole_batch() {
+        let cal = CalibrateSettings {
+            max_cost: Some(0.1),
+            ..Default::default()
+        };
+        let c = batch_cost_cap(&cal, 300, 90, 3, &crate::progress::Quiet);
+        let share = c.max_cost.unwrap();
+        let (epochs, batch_retrain) = (40.0, 40.0 * 210.0);
+        // Each request's walk is priced against a retrain without it
+        // alone (270 images), at most the whole split's (300).
+        for own in [270.0, 300.0] {
+            let spent_by_three = 3.0 * share * epochs * own;
+            assert!(spent_by_three <= 0.1 * batch_retrain + 1e-9, "{share}");
+        }
+        assert!((share - 0.1 * 210.0 / 900.0).abs() < 1e-12);
+        // One request: its own retrain is the batch's, up to its samples.
+        let one = batch_cost_cap(&cal, 300, 30, 1, &crate::progress::Quiet);
+        assert!((one.max_cost.unwrap() - 0.1 * 270.0 / 300.0).abs() < 1e-12);
+        assert_eq!(
+            batch_cost_cap(
+                &CalibrateSettings::default(),
+                300,
+                90,
+                3,
+                &crate::progress::Quiet
+            )
+            .max_cost,
+            None
+        );
+    }
+}
