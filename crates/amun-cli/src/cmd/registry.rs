@@ -44,6 +44,10 @@ pub enum RegistryCmd {
     /// Keep a copy of the anchor (every commit's chain head) in another
     /// file from now on, e.g. on another disk
     Anchor(AnchorArgs),
+    /// Write a request's receipt (receipts/rNNNN.json) again from the
+    /// records when it is missing (an add stopped after its commit); one
+    /// that is there is never replaced
+    Receipt(ReceiptArgs),
 }
 
 pub fn run(c: RegistryCmd) -> Result<()> {
@@ -58,6 +62,7 @@ pub fn run(c: RegistryCmd) -> Result<()> {
         RegistryCmd::Retrain(a) => retrain(a),
         RegistryCmd::Policy(a) => policy(a),
         RegistryCmd::Anchor(a) => anchor(a),
+        RegistryCmd::Receipt(a) => receipt(a),
     }
 }
 
@@ -441,6 +446,11 @@ fn show(a: ShowArgs) -> Result<()> {
 }
 
 #[derive(Args, Debug)]
+#[command(mut_arg("calibrate_max_cost", |a| a.help(
+    "The most the whole apply's calibration may cost, as a fraction of the exact retrain the \
+     batch replaces (the root's recipe without every sample forgotten after it; the adversarial \
+     search included): the pending requests share it equally [default: no cap]"
+)))]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub dir: RegistryDir,
@@ -651,13 +661,62 @@ fn verify(a: VerifyArgs) -> Result<()> {
             v.head_seq,
             short(&v.head_hash),
             match v.anchored_seq {
-                Some(s) => format!("anchored up to record {s}"),
+                Some(s) => anchored(s, &v.anchor_ends),
                 None => "NOT anchored: a registry.db put back to an older copy could not be \
                          told"
                     .into(),
             }
         );
     }
+    Ok(())
+}
+
+/// "anchored up to record S", naming each anchor file that ends before S
+/// (a line that could not be written): only what the files hold.
+fn anchored(s: i64, ends: &[(String, i64)]) -> String {
+    let behind: Vec<String> = ends
+        .iter()
+        .filter(|(_, e)| *e < s)
+        .map(|(f, e)| format!("{f} only up to {e}"))
+        .collect();
+    if behind.is_empty() {
+        format!("anchored up to record {s}")
+    } else {
+        format!("anchored up to record {s} ({})", behind.join(", "))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ReceiptArgs {
+    #[command(flatten)]
+    pub dir: RegistryDir,
+    /// The request whose receipt to write again
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub request: i64,
+    /// Print the receipt as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn receipt(a: ReceiptArgs) -> Result<()> {
+    let reg = Registry::open(&a.dir.registry)?;
+    let (receipt, file, written) = reg.reissue_receipt(a.request)?;
+    if a.json {
+        return print_json(&receipt);
+    }
+    super::outln!(
+        "request {}: receipt {} {} (chain record {}, chain head {} {})",
+        a.request,
+        file.display(),
+        if written {
+            "written again from the records"
+        } else {
+            "is there already (never replaced)"
+        },
+        receipt.record.seq,
+        receipt.head_seq,
+        short(&receipt.head_hash)
+    );
     Ok(())
 }
 

@@ -187,3 +187,35 @@ pub const APPLY_FAST: &[&str] = &[
     "--epochs",
     "1",
 ];
+
+/// `chattr -R +i` on a folder (or file) while it lives (tests run as root, whom
+/// file modes do not stop; an immutable folder stops root too, as
+/// read-only media do); nothing where the file system has no such flag.
+pub struct Immutable(Option<PathBuf>);
+
+impl Immutable {
+    pub fn set(dir: &Path) -> Immutable {
+        let done = std::process::Command::new("chattr")
+            .args(["-R", "+i"])
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        Immutable(done.then(|| dir.to_path_buf()))
+    }
+
+    /// Whether the flag could be set (the file system has it).
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .args(["-R", "-i"])
+                .arg(d)
+                .output();
+        }
+    }
+}

@@ -5,8 +5,8 @@
 //! the same bits.
 use crate::common;
 use common::registry::{
-    APPLY_FAST, copy_dir, count, create, folder_registry, mnist_model, pending, reg, request,
-    small_registry,
+    APPLY_FAST, Immutable, copy_dir, count, create, folder_registry, mnist_model, pending, reg,
+    request, small_registry,
 };
 use common::{fails_with, ok, read_json, stderr, stdout};
 use std::collections::BTreeMap;
@@ -203,33 +203,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// `chattr -R +i` on a folder while it lives (tests run as root, whom
-/// file modes do not stop; an immutable folder stops root too, as
-/// read-only media do); nothing where the file system has no such flag.
-struct Immutable(Option<PathBuf>);
-
-impl Immutable {
-    fn set(dir: &Path) -> Immutable {
-        let done = std::process::Command::new("chattr")
-            .args(["-R", "+i"])
-            .arg(dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        Immutable(done.then(|| dir.to_path_buf()))
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        if let Some(d) = &self.0 {
-            let _ = std::process::Command::new("chattr")
-                .args(["-R", "-i"])
-                .arg(d)
-                .output();
-        }
-    }
-}
-
 #[test]
 fn registry_read_commands_work_on_a_read_only_copy_and_write_nothing() {
     let d = tempfile::tempdir().unwrap();
@@ -240,7 +213,7 @@ fn registry_read_commands_work_on_a_read_only_copy_and_write_nothing() {
     let before = snapshot(&copy);
     {
         let guard = Immutable::set(&copy);
-        if guard.0.is_some() {
+        if guard.is_set() {
             // Immutable for real: not even root may create a file in it.
             assert!(std::fs::write(copy.join("probe"), b"x").is_err());
         }

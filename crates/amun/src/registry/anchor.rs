@@ -9,7 +9,7 @@
 //! after the SQLite commit, under an exclusive `flock`, with everything the
 //! chain holds beyond the file's last line: a process that stopped between
 //! its commit and its line leaves a database one commit ahead of its
-//! anchor, which the next commit (or verify) appends. A database ahead of
+//! anchor, which the next commit appends (verify only notes it). A database ahead of
 //! its anchor is therefore normal; one behind it, or whose record at an
 //! anchored sequence has another hash, is not.
 use super::db::{self, ChainEntry, sql};
@@ -18,6 +18,7 @@ use super::{Registry, RequestRow};
 use crate::error::{Error, IoContext, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,12 @@ pub struct Head {
     /// The command that wrote it (`create`, `add`, `apply`, …).
     pub kind: String,
     pub records: Vec<Rec>,
+    /// The registry folder whose command wrote it (its canonical path), so
+    /// that two copies of one registry writing one anchor copy (a clone or
+    /// backup that was written to) are told apart. Lines of an amun
+    /// before this name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
 }
 
 /// The anchor record: when this registry started its anchor, and the copy
@@ -71,6 +78,59 @@ impl Parsed {
     pub fn last(&self) -> Option<&Head> {
         self.heads.iter().map(|(_, h)| h).max_by_key(|h| h.seq)
     }
+}
+
+/// Where the registry in `dir` lies, as anchor lines name it: its
+/// canonical path (its absolute path when it cannot be resolved).
+pub(crate) fn location(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The folders other than `own` that wrote lines of `p` and hold a
+/// registry of identity `id` now: other copies of this registry (a clone
+/// or a backup) that share the anchor file. A folder that holds no such
+/// registry any more is where this one lay before it moved: its lines are
+/// this registry's.
+pub(crate) fn other_copies(p: &Parsed, own: &str, id: &str) -> BTreeSet<String> {
+    let dirs: BTreeSet<&str> = p
+        .heads
+        .iter()
+        .filter_map(|(_, h)| h.dir.as_deref())
+        .filter(|d| *d != own)
+        .collect();
+    dirs.into_iter()
+        .filter(|d| db::identity_at(Path::new(d)).as_deref() == Some(id))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The line of `p` written last (in the file's order) when another copy
+/// of this registry wrote it: its folder, line number and time.
+fn written_last_by_another(
+    p: &Parsed,
+    others: &BTreeSet<String>,
+) -> Option<(String, usize, String)> {
+    let (line, h) = p.heads.last()?;
+    let d = h.dir.as_ref().filter(|d| others.contains(*d))?;
+    Some((d.clone(), *line, h.time.clone()))
+}
+
+/// Why another copy of this registry, at `other`, makes writing the
+/// shared anchor copy `file` wrong, and what to do.
+fn fork_words(file: &Path, other: &str, line: usize, time: &str, this: &Path) -> String {
+    format!(
+        "its anchor's copy {} was last written by another copy of this registry, at {other} \
+         (line {line}, {time}): a clone or backup of it, or the registry this folder was \
+         copied from. Two registries writing one copy would each look rolled back to the \
+         other. Give this one its own copy first (`amun registry anchor --registry {} \
+         --copy NEW_FILE`), or remove the stale folder; nothing was changed",
+        file.display(),
+        this.display()
+    )
 }
 
 /// Reads the anchor file at `path`; `None` when there is none.
@@ -173,11 +233,14 @@ fn chain_after(conn: &Connection, path: &Path, seq: i64) -> Result<Vec<ChainEntr
         .collect())
 }
 
-/// Brings the anchor file `file` up to the database's chain: one line with
-/// the head and every record after the file's last line. Nothing is
-/// written when the file's last line is not in the chain as it recorded it
-/// (the database is behind its anchor or was rewritten: verify names it,
-/// and the evidence stays as it is). `start`: make the file if absent.
+/// Brings the anchor file `file` of the registry at `dir` up to the
+/// database's chain: one line with the head and every record after the
+/// file's last line. Nothing is written (an error says why) when the
+/// file's last line is not in the chain as it recorded it (the database is
+/// behind its anchor or was rewritten: verify names it, and the evidence
+/// stays as it is), when another copy of this registry wrote its last line,
+/// or, unless `start`, when the file is missing or holds no line (a new one
+/// would begin at this database and hide one put back to an older copy).
 /// Returns the records appended.
 pub fn catch_up(
     conn: &Connection,
@@ -185,10 +248,22 @@ pub fn catch_up(
     file: &Path,
     kind: &str,
     start: bool,
+    dir: &Path,
 ) -> Result<Vec<Rec>> {
-    if !start && !file.exists() {
-        return Ok(Vec::new());
+    if !start
+        && !read(file)
+            .ok()
+            .flatten()
+            .is_some_and(|p| !p.heads.is_empty())
+    {
+        return Err(Error::invalid(
+            file.display().to_string(),
+            "is missing or holds no anchor line, so it was not written: a new one would start \
+             from this database and could hide one put back to an older copy; put it back, or \
+             name a new copy with `amun registry anchor --copy`",
+        ));
     }
+    let own = location(dir);
     if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).at(parent)?;
     }
@@ -201,15 +276,43 @@ pub fn catch_up(
     let _lock = Flock::exclusive(&f, file)?;
     let text = std::fs::read_to_string(file).at(file)?;
     let parsed = parse(&text);
+    let chain = db::chain(conn, db_path)?;
+    let id = chain.first().map(|e| e.hash.clone()).unwrap_or_default();
+    // A registry's own anchor.log is never shared; its copy may be.
+    let shared = !crate::outputs::lies_inside(file, dir);
+    let others = if shared {
+        other_copies(&parsed, &own, &id)
+    } else {
+        BTreeSet::new()
+    };
+    if let Some((other, line, time)) = written_last_by_another(&parsed, &others) {
+        return Err(Error::invalid(
+            file.display().to_string(),
+            format!(
+                "not written: another copy of this registry, at {other}, wrote its last line \
+                 (line {line}, {time}); give this registry its own copy (`amun registry anchor \
+                 --copy NEW_FILE`)"
+            ),
+        ));
+    }
     let from = match parsed.last() {
         None => 0,
-        Some(h) => {
-            let chain = db::chain(conn, db_path)?;
-            match chain.iter().find(|e| e.seq == h.seq) {
-                Some(e) if e.hash == h.hash => h.seq,
-                _ => return Ok(Vec::new()),
+        Some(h) => match chain.iter().find(|e| e.seq == h.seq) {
+            Some(e) if e.hash == h.hash => h.seq,
+            _ => {
+                return Err(Error::invalid(
+                    file.display().to_string(),
+                    format!(
+                        "not written: its last line names chain record {} (hash {}, {}), which \
+                         this database does not hold as recorded (`amun registry verify` says \
+                         why)",
+                        h.seq,
+                        super::samples::short(&h.hash),
+                        h.time
+                    ),
+                ));
             }
-        }
+        },
     };
     let new = chain_after(conn, db_path, from)?;
     let Some(last) = new.last() else {
@@ -228,6 +331,7 @@ pub fn catch_up(
                 item: e.item,
             })
             .collect(),
+        dir: Some(own),
     };
     let mut line = serde_json::to_string(&head).expect("heads serialise");
     line.push('\n');
@@ -272,16 +376,16 @@ impl Drop for Flock<'_> {
 }
 
 /// After a commit: the anchor and its copy brought up to the chain. What
-/// fails is returned as warnings (the commit stands; the next commit or
-/// verify appends what is missing).
+/// fails is returned as warnings (the commit stands; the next commit
+/// appends what is missing).
 pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
     super::stop_at(reg, "anchor");
     let mut warnings = Vec::new();
     let local = reg.dir.join(FILE);
-    if let Err(e) = catch_up(&reg.conn, &reg.db, &local, kind, true) {
+    if let Err(e) = catch_up(&reg.conn, &reg.db, &local, kind, true, &reg.dir) {
         warnings.push(format!(
-            "committed, but the anchor {} was not written ({e}); the next command or `amun \
-             registry verify` appends it",
+            "committed, but the anchor {} was not written ({e}); the next add, apply, retrain \
+             or policy appends it (verify writes nothing)",
             local.display()
         ));
     }
@@ -289,17 +393,10 @@ pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
         // Started only by the command that names it: a copy made anew
         // later would begin at this database, and hide a database put back
         // to an older copy together with anchor.log.
-        Ok(Some(copy)) if kind != "anchor" && !copy.exists() => warnings.push(format!(
-            "committed, but the anchor's copy {} is missing, so it was not written (a new one \
-             would start from this database and could hide one put back to an older copy); \
-             put it back, or name a new copy with `amun registry anchor --copy`",
-            copy.display()
-        )),
         Ok(Some(copy)) => {
-            if let Err(e) = catch_up(&reg.conn, &reg.db, &copy, kind, true) {
+            if let Err(e) = catch_up(&reg.conn, &reg.db, &copy, kind, kind == "anchor", &reg.dir) {
                 warnings.push(format!(
-                    "committed, but the anchor's copy {} was not written ({e}); the next \
-                     command appends it",
+                    "committed, but the anchor's copy {} was not written: {e}",
                     copy.display()
                 ));
             }
@@ -310,44 +407,85 @@ pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
     warnings
 }
 
-/// Refuses to `doing` when the database is behind its anchor or its
-/// history differs from the anchored one: a write would bury the evidence.
+/// Refuses to `doing` when the registry's anchor is missing or empty
+/// (it started one), or when the database is behind its anchor or its
+/// history differs from the anchored one: a write would bury the
+/// evidence. Lines of the anchor's copy written by another copy of this
+/// registry ([`other_copies`]) are that copy's, not evidence about this
+/// one.
 pub(crate) fn refuse_behind(reg: &Registry, doing: &str) -> Result<()> {
     let chain = db::chain(&reg.conn, &reg.db)?;
-    let local = reg.dir.join(FILE);
-    if !local.exists() && !rows(&reg.conn, &reg.db)?.is_empty() {
-        return Err(Error::invalid(
+    let refuse = |msg: String| {
+        Error::invalid(
             format!("registry {}", reg.dir.display()),
-            format!(
-                "cannot {doing}: its anchor {} is missing (the registry started one); put it \
-                 back from a backup or the anchor's copy — a new one would hide a database put \
-                 back to an older copy; nothing was changed",
-                local.display()
-            ),
-        ));
+            format!("cannot {doing}: {msg}"),
+        )
+    };
+    let local = reg.dir.join(FILE);
+    let parsed = read(&local)?;
+    if !rows(&reg.conn, &reg.db)?.is_empty() && parsed.as_ref().is_none_or(|p| p.heads.is_empty()) {
+        let state = if parsed.is_none() {
+            "is missing"
+        } else {
+            "is empty: it holds no anchor line (emptied, e.g. by a log rotation?)"
+        };
+        return Err(refuse(format!(
+            "its anchor {} {state} (the registry started one); put it back from a backup or the \
+             anchor's copy — a new one would hide a database put back to an older copy; nothing \
+             was changed",
+            local.display()
+        )));
     }
-    let mut files = vec![local];
-    files.extend(copy_path(&reg.conn, &reg.db)?);
-    for file in files {
-        let Ok(Some(p)) = read(&file) else { continue };
+    let mut files: Vec<(PathBuf, Parsed)> = parsed.map(|p| (local, p)).into_iter().collect();
+    if let Some(copy) = copy_path(&reg.conn, &reg.db)?
+        && let Ok(Some(mut p)) = read(&copy)
+    {
+        let id = chain.first().map(|e| e.hash.clone()).unwrap_or_default();
+        let others = other_copies(&p, &location(&reg.dir), &id);
+        p.heads
+            .retain(|(_, h)| h.dir.as_ref().is_none_or(|d| !others.contains(d)));
+        files.push((copy, p));
+    }
+    for (file, p) in files {
         let Some(h) = p.last() else { continue };
         let problem = match chain.iter().find(|e| e.seq == h.seq) {
             Some(e) if e.hash == h.hash => continue,
             Some(_) => "holds another history than the one anchored",
             None => "is behind its anchor (rolled back, or its newest records deleted)",
         };
-        return Err(Error::invalid(
-            format!("registry {}", reg.dir.display()),
-            format!(
-                "cannot {doing}: its database {problem}: {} recorded chain record {} at {}; \
-                 nothing was changed (`amun registry verify` names what is missing)",
-                file.display(),
-                h.seq,
-                h.time
-            ),
-        ));
+        return Err(refuse(format!(
+            "its database {problem}: {} recorded chain record {} at {}; nothing was changed \
+             (`amun registry verify` names what is missing)",
+            file.display(),
+            h.seq,
+            h.time
+        )));
     }
     Ok(())
+}
+
+/// Refuses to `doing` when another copy of this registry (a clone or a
+/// backup, or the registry this folder was copied from) wrote the last
+/// line of the anchor's copy both name: a write here would fork the
+/// copy, and each registry would then look rolled back to the other.
+pub(crate) fn refuse_fork(reg: &Registry, doing: &str) -> Result<()> {
+    let Some(copy) = copy_path(&reg.conn, &reg.db)? else {
+        return Ok(());
+    };
+    let Ok(Some(p)) = read(&copy) else {
+        return Ok(());
+    };
+    let others = other_copies(&p, &location(&reg.dir), &reg.id()?);
+    match written_last_by_another(&p, &others) {
+        Some((other, line, time)) => Err(Error::invalid(
+            format!("registry {}", reg.dir.display()),
+            format!(
+                "cannot {doing}: {}",
+                fork_words(&copy, &other, line, &time, &reg.dir)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Whether version `id` ever committed, as the anchor (or its copy) says:
@@ -367,7 +505,7 @@ pub(crate) fn committed(reg: &Registry, id: i64) -> Result<Option<bool>> {
     let mut copy_unread = false;
     if let Some(copy) = copy_path(&reg.conn, &reg.db)? {
         match read(&copy) {
-            Ok(Some(c)) => all.push(c),
+            Ok(Some(c)) if !c.heads.is_empty() => all.push(c),
             _ => copy_unread = true,
         }
     }
@@ -397,9 +535,14 @@ pub struct Receipt {
     pub request: RequestRow,
     /// The request's chain record.
     pub record: ChainEntry,
-    /// The chain's head after the add.
+    /// The chain's head after the add (after the records, for a receipt
+    /// written again).
     pub head_seq: i64,
     pub head_hash: String,
+    /// When the receipt was written again from the records (`amun registry
+    /// receipt`): the add's own was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissued: Option<String>,
 }
 
 /// Receipt format tag.
@@ -428,18 +571,29 @@ pub fn receipt_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Each problem the anchor, its copy and the receipts show about the
 /// database whose chain is `chain` (`what`, `problem`), and notes. Returns
-/// the newest chain record the anchor files recorded.
+/// the newest chain record each anchor file recorded (its name, the
+/// record).
 pub(crate) fn check(
     reg: &Registry,
     chain: &[ChainEntry],
     receipts: &[PathBuf],
     find: &mut impl FnMut(String, String),
     notes: &mut Vec<String>,
-) -> Result<Option<i64>> {
+) -> Result<Vec<(String, i64)>> {
     let started = rows(&reg.conn, &reg.db)?;
     let local = reg.dir.join(FILE);
     let mut files: Vec<(PathBuf, Parsed)> = Vec::new();
     match read(&local)? {
+        Some(p) if p.heads.is_empty() && !started.is_empty() => find(
+            FILE.into(),
+            format!(
+                "is empty: it holds no anchor line, but the registry started its anchor at {} \
+                 (emptied, e.g. by a log rotation, or replaced): without its lines a database \
+                 put back to an older copy cannot be told from the real one; put it back from a \
+                 backup or the anchor's copy",
+                started[0].started
+            ),
+        ),
         Some(p) => files.push((local.clone(), p)),
         None if !started.is_empty() => find(
             FILE.into(),
@@ -456,20 +610,37 @@ pub(crate) fn check(
             reg.dir.display()
         )),
     }
-    if let Some(copy) = started.last().and_then(|r| r.copy.clone()) {
-        let copy = PathBuf::from(copy);
-        match read(&copy) {
-            Ok(Some(p)) => files.push((copy, p)),
-            Ok(None) | Err(_) => notes.push(format!(
-                "the anchor's copy {} cannot be read: not checked (a database put back to an \
-                 older copy together with {FILE} cannot be told without it; apply and retrain \
-                 remove no version's files until it can be read)",
-                copy.display()
-            )),
-        }
-    }
+    // anchor.log first: what it shows is named before the copy's findings.
     for (file, p) in &files {
         check_file(file, p, chain, find, notes);
+    }
+    if let Some(row) = started.last()
+        && let Some(copy) = row.copy.as_ref().map(PathBuf::from)
+    {
+        let state = match read(&copy) {
+            Ok(Some(p)) if !p.heads.is_empty() => {
+                let p = leave_out_other_copies(reg, chain, &copy, p, find, notes);
+                check_file(&copy, &p, chain, find, notes);
+                files.push((copy.clone(), p));
+                None
+            }
+            Ok(Some(_)) => Some("is empty: it holds no anchor line".to_string()),
+            Ok(None) => Some("is missing".to_string()),
+            Err(e) => Some(format!("cannot be read ({e})")),
+        };
+        if let Some(state) = state {
+            find(
+                format!("the anchor's copy {}", copy.display()),
+                format!(
+                    "{state}, but the registry keeps its anchor there since {}: without it a \
+                     registry.db put back to an older copy together with {FILE} cannot be told \
+                     from the real one, so this registry is not verified (apply and retrain \
+                     refuse meanwhile). Put it back (or mount its disk); if it is lost for good, \
+                     `amun registry anchor --copy NEW_FILE` starts a new copy from this database",
+                    row.started
+                ),
+            );
+        }
     }
     let id = chain.first().map(|e| e.hash.clone()).unwrap_or_default();
     for r in receipts {
@@ -477,8 +648,69 @@ pub(crate) fn check(
     }
     Ok(files
         .iter()
-        .filter_map(|(_, p)| p.last().map(|h| h.seq))
-        .max())
+        .filter_map(|(f, p)| p.last().map(|h| (f.display().to_string(), h.seq)))
+        .collect())
+}
+
+/// Whether the line `h` holds for `chain`: its head is there with its
+/// hash, and every record it names.
+fn holds(h: &Head, chain: &[ChainEntry]) -> bool {
+    let at = |seq: i64| chain.iter().find(|e| e.seq == seq);
+    at(h.seq).is_some_and(|e| e.hash == h.hash)
+        && h.records
+            .iter()
+            .all(|r| at(r.seq).is_some_and(|e| e.kind == r.kind && e.item == r.item))
+}
+
+/// The anchor's copy `p` without the lines another copy of this registry
+/// (a clone or backup) wrote where they differ from this registry's
+/// history: they are a fork, named as such, not a rollback of this one.
+/// Lines of the other copy that this history holds (the registry this
+/// folder was copied from, before the copy) are kept and checked.
+fn leave_out_other_copies(
+    reg: &Registry,
+    chain: &[ChainEntry],
+    file: &Path,
+    mut p: Parsed,
+    find: &mut impl FnMut(String, String),
+    notes: &mut Vec<String>,
+) -> Parsed {
+    let id = chain.first().map(|e| e.hash.clone()).unwrap_or_default();
+    let others = other_copies(&p, &location(&reg.dir), &id);
+    let theirs = |h: &Head| h.dir.as_ref().is_some_and(|d| others.contains(d));
+    let forked: Vec<(usize, &Head)> = p
+        .heads
+        .iter()
+        .filter(|(_, h)| theirs(h) && !holds(h, chain))
+        .map(|(l, h)| (*l, h))
+        .collect();
+    if let Some((line, h)) = forked.first() {
+        find(
+            format!("the anchor's copy {}", file.display()),
+            format!(
+                "{} line(s) from line {line} on were written by another copy of this registry, \
+                 at {} ({}), and are not this registry's history: that copy (a clone or backup) \
+                 was written to after it was copied — a fork, not a rollback of this one. They \
+                 are left out of the check. Give this registry a new copy (`amun registry anchor \
+                 --registry {} --copy NEW_FILE`) and the other one its own, or remove the other",
+                forked.len(),
+                h.dir.as_deref().unwrap_or_default(),
+                h.time,
+                reg.dir.display()
+            ),
+        );
+        p.heads.retain(|(_, h)| !(theirs(h) && !holds(h, chain)));
+    } else if let Some((other, line, time)) = written_last_by_another(&p, &others) {
+        notes.push(format!(
+            "{}: its last line was written by another copy of this registry, at {other} (line \
+             {line}, {time}): this folder is a clone or backup of it, or it of this one; commands \
+             that write here are refused until this one has its own copy (`amun registry anchor \
+             --registry {} --copy NEW_FILE`)",
+            file.display(),
+            reg.dir.display()
+        ));
+    }
+    p
 }
 
 /// One anchor file against the chain.
@@ -562,8 +794,8 @@ fn check_file(
     {
         notes.push(format!(
             "{name} ends at chain record {}, the database at {db_head} (a command stopped \
-             between its commit and its anchor line); verify appends the rest when it finds \
-             nothing wrong",
+             between its commit and its anchor line, or the line could not be written); the \
+             next add, apply, retrain or policy appends the rest (verify writes nothing)",
             h.seq
         ));
     }
@@ -666,6 +898,7 @@ mod tests {
                 kind: RecordKind::Request,
                 item: 1,
             }],
+            dir: None,
         };
         let line = serde_json::to_string(&h).unwrap();
         let p = parse(&format!("{line}\n{}", &line[..10]));

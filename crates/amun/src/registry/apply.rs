@@ -9,7 +9,7 @@ use super::kinds::{How, VersionKind};
 use super::writer::{Writer, head_in, load_checked_data};
 use super::{
     CalibrationRecord, JsonText, Registry, RequestRow, VersionRow, VersionSettings,
-    insert_absorption, insert_version, write_certificate,
+    insert_absorption, insert_version,
 };
 use crate::data::{ForgetSet, HeldOut};
 use crate::error::{Error, Result};
@@ -129,6 +129,10 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         None => None,
     };
     let requests = request_sets(reg, &sets)?;
+    let calibrate = spec
+        .calibrate
+        .as_ref()
+        .map(|c| batch_cost_cap(c, info.train_size, gone.len(), sets.len(), progress));
     let new_id = head.id + 1;
     let seed = derive(info.seed as u64, "apply", new_id as u64);
     note_applying(progress, &sets, head.id, &method, spec.calibrate.is_some());
@@ -149,8 +153,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         with_retain: spec.with_retain,
         adaptive: spec.adaptive,
         adversarial: None,
-        calibrate: spec
-            .calibrate
+        calibrate: calibrate
             .as_ref()
             .zip(heldout.as_ref())
             .map(|(c, (s, r))| (c, s, r)),
@@ -197,7 +200,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         &mut w, head.id, &pending, &row, &unlearned, &covered, progress,
     )?;
     let reg = &w.reg;
-    let cert = write_certificate(reg, new_id)?;
+    let cert = super::writer::certify_committed(reg, new_id)?;
     Ok(Some(Applied {
         version: row,
         new_version: true,
@@ -210,6 +213,37 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         retrain_due: reg.retrain_due()?,
         set_aside: w.set_aside.clone(),
     }))
+}
+
+/// The calibration settings of an apply of `requests` requests, after
+/// which `gone` of the `train` training samples are forgotten, with its
+/// cost cap (`max_cost`) holding for the whole batch: that fraction of the
+/// exact retrain the batch replaces (the root's recipe without the `gone`
+/// samples). Calibration prices each request against a retrain without
+/// that request alone, never more than the whole training split's, so each
+/// request's walk is capped at an equal share: the fraction times the
+/// batch's retrain over (requests × the whole split's retrain). The
+/// requests together then spend no more than the batch's cap.
+fn batch_cost_cap(
+    cal: &CalibrateSettings,
+    train: i64,
+    gone: usize,
+    requests: usize,
+    progress: &dyn Progress,
+) -> CalibrateSettings {
+    let mut c = cal.clone();
+    if let Some(f) = cal.max_cost {
+        let train = train.max(1) as f64;
+        let batch = (train - gone as f64).max(1.0);
+        let share = f * batch / (requests.max(1) as f64 * train);
+        progress.note(&format!(
+            "calibration cost cap: {f} × the exact retrain this batch replaces (without its \
+             {gone} forgotten sample(s)), shared by {requests} request(s): each request's walk \
+             may cost {share:.4} × its own retrain"
+        ));
+        c.max_cost = Some(share);
+    }
+    c
 }
 
 /// A version that still remembers a request deletes nothing: calibration
@@ -391,4 +425,44 @@ fn record(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hostile6 MC2: 3 requests of 30 of 300 samples with a 40-epoch
+    /// recipe and a cap of 0.1 spent 0.10 of a 270-image retrain each,
+    /// 0.37 of the 210-image retrain the batch replaces.
+    #[test]
+    fn the_cost_cap_holds_for_the_whole_batch() {
+        let cal = CalibrateSettings {
+            max_cost: Some(0.1),
+            ..Default::default()
+        };
+        let c = batch_cost_cap(&cal, 300, 90, 3, &crate::progress::Quiet);
+        let share = c.max_cost.unwrap();
+        let (epochs, batch_retrain) = (40.0, 40.0 * 210.0);
+        // Each request's walk is priced against a retrain without it
+        // alone (270 images), at most the whole split's (300).
+        for own in [270.0, 300.0] {
+            let spent_by_three = 3.0 * share * epochs * own;
+            assert!(spent_by_three <= 0.1 * batch_retrain + 1e-9, "{share}");
+        }
+        assert!((share - 0.1 * 210.0 / 900.0).abs() < 1e-12);
+        // One request: its own retrain is the batch's, up to its samples.
+        let one = batch_cost_cap(&cal, 300, 30, 1, &crate::progress::Quiet);
+        assert!((one.max_cost.unwrap() - 0.1 * 270.0 / 300.0).abs() < 1e-12);
+        assert_eq!(
+            batch_cost_cap(
+                &CalibrateSettings::default(),
+                300,
+                90,
+                3,
+                &crate::progress::Quiet
+            )
+            .max_cost,
+            None
+        );
+    }
 }

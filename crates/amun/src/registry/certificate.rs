@@ -543,6 +543,20 @@ pub fn certificate_paths(reg: &Registry, id: i64) -> (PathBuf, PathBuf) {
 pub fn ensure_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
     reg.version(id)?;
     let (md, json) = certificate_paths(reg, id);
+    if !json.is_file() && md.exists() {
+        // The JSON is written first: this Markdown is no certificate the
+        // registry issued (it was edited and its JSON deleted, or put
+        // there), and it is never replaced unseen.
+        return Err(Error::invalid(
+            md.display().to_string(),
+            format!(
+                "exists without its JSON certificate {}, so it cannot be checked against the \
+                 records (edited, with its JSON deleted?); it is not replaced: move it away and \
+                 run again to write version {id}'s certificate; nothing was written",
+                json.display()
+            ),
+        ));
+    }
     if !json.is_file() {
         return write_certificate(reg, id);
     }

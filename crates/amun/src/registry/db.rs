@@ -324,6 +324,24 @@ pub fn open_read(dir: &Path) -> Result<(Connection, PathBuf)> {
     Ok((conn, path))
 }
 
+/// The identity (the first chain record's hash) of the registry whose
+/// folder is `dir`, read without writing anything; `None` when `dir` holds
+/// no registry that can be read. How a registry tells another copy of
+/// itself (a clone or backup that is written to) from a folder it was
+/// moved away from.
+pub(crate) fn identity_at(dir: &Path) -> Option<String> {
+    let path = std::path::absolute(dir.join(DB_FILE)).ok()?;
+    if !path.is_file() {
+        return None;
+    }
+    let (mode, _) = read_mode(&path);
+    let conn = open_ro(&path, mode).ok()?;
+    conn.query_row("SELECT hash FROM chain ORDER BY seq LIMIT 1", [], |r| {
+        r.get(0)
+    })
+    .ok()
+}
+
 /// The database of the registry in `dir`: opened (made when `create`),
 /// configured and migrated to [`SCHEMA_VERSION`].
 pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {

@@ -274,8 +274,10 @@ fn weights_name(id: i64) -> String {
 /// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
 /// absolute path: the crash tests' way to kill an apply or retrain exactly
 /// between its steps (the same signal as `kill -9`, so it leaves nothing a
-/// real crash could not). Bound to one folder, a variable left set in a
-/// shell cannot stop the work on any other registry.
+/// real crash could not). `pause:POINT@DIR` stops it (SIGSTOP) there
+/// instead, until a SIGCONT: how a test changes the folder between two
+/// steps. Bound to one folder, a variable left set in a shell cannot stop
+/// the work on any other registry.
 pub(crate) fn stop_at(reg: &Registry, point: &str) {
     let Ok(v) = std::env::var("AMUN_REGISTRY_STOP_AT") else {
         return;
@@ -283,10 +285,14 @@ pub(crate) fn stop_at(reg: &Registry, point: &str) {
     let Some((p, dir)) = v.split_once('@') else {
         return;
     };
+    let (signal, p) = match p.strip_prefix("pause:") {
+        Some(p) => (libc::SIGSTOP, p),
+        None => (libc::SIGKILL, p),
+    };
     if p == point && std::path::absolute(&reg.dir).is_ok_and(|d| d == Path::new(dir)) {
         // SAFETY: raise only sends this process a signal.
         unsafe {
-            libc::raise(libc::SIGKILL);
+            libc::raise(signal);
         }
     }
 }
@@ -440,7 +446,7 @@ impl Registry {
             version: &root_version,
             graphs: &root.graphs,
         };
-        records.commit(&tmp.0, copy.as_deref())?;
+        records.commit(&tmp.0, dir, copy.as_deref())?;
         if dir.exists() {
             std::fs::remove_dir(dir).at(dir)?;
         }
@@ -639,6 +645,7 @@ impl Registry {
     pub fn set_policy(&mut self, p: &Policy) -> Result<()> {
         p.check()?;
         anchor::refuse_behind(self, "set the policy")?;
+        anchor::refuse_fork(self, "set the policy")?;
         let tx = immediate(&mut self.conn, &self.db)?;
         anchor::ensure_started(&tx, &self.db)?;
         insert_policy(&tx, &self.db, p, &db::now_utc())?;
@@ -652,6 +659,7 @@ impl Registry {
     /// record): the whole anchor is written there at once, and every
     /// commit's head after it. `copy` must be a new or empty file.
     pub fn set_anchor_copy(&mut self, copy: &Path) -> Result<PathBuf> {
+        self.refuse_lost_copy(&std::path::absolute(copy).at(copy)?)?;
         let current = anchor::copy_path(&self.conn, &self.db)?;
         if current.is_some_and(|c| crate::outputs::same_file(&c, copy)) {
             return Err(Error::invalid(
@@ -672,6 +680,37 @@ impl Registry {
         let w = anchor::after_commit(self, "anchor");
         self.warnings.extend(w);
         Ok(copy)
+    }
+
+    /// Refuses `copy` when the registry kept its anchor there before and the
+    /// file is now missing or empty: a copy started there again would
+    /// begin at this database and hide one put back to an older copy (no
+    /// command starts a lost copy again).
+    fn refuse_lost_copy(&self, copy: &Path) -> Result<()> {
+        if anchor::read(copy)
+            .ok()
+            .flatten()
+            .is_some_and(|p| !p.heads.is_empty())
+        {
+            return Ok(());
+        }
+        let named = anchor::rows(&self.conn, &self.db)?
+            .into_iter()
+            .find(|r| r.copy.as_deref().is_some_and(|c| Path::new(c) == copy));
+        let Some(row) = named else { return Ok(()) };
+        Err(Error::invalid(
+            "anchor-copy",
+            format!(
+                "{}: was this registry's anchor copy (named at {}) and is now missing or empty; \
+                 started there again it would begin at this database and hide one put back to \
+                 an older copy. Put the copy back (from its disk or a backup); if it is lost for \
+                 good, name a new file: the new copy starts from this database, so check it \
+                 first against the receipts requesters kept (`amun registry verify --receipt \
+                 FILE…`); nothing was changed",
+                copy.display(),
+                row.started
+            ),
+        ))
     }
 
     /// Why the exact retrain is due now, if it is: requests absorbed and
@@ -743,6 +782,7 @@ impl Registry {
         let received = received_at(received)?;
         refuse_repeated_files(files)?;
         anchor::refuse_behind(self, "add requests")?;
+        anchor::refuse_fork(self, "add requests")?;
         let registry_id = self.id()?;
         let info = self.info()?;
         let resolved = self.resolve_requests(files, &info)?;
@@ -770,6 +810,68 @@ impl Registry {
         let w = anchor::after_commit(self, "add");
         self.warnings.extend(w);
         Ok(self.write_receipts(out, &registry_id, &head))
+    }
+
+    /// Writes request `id`'s receipt to `receipts/rNNNN.json` again when it
+    /// is missing (an add stopped between its commit and its receipt, the
+    /// receipt could not be written, or it was deleted), from the records:
+    /// the request, its chain record and the chain's head now, marked
+    /// `reissued`. A receipt there is never replaced: this registry's
+    /// receipt of the request is returned as it is (`false`: not written).
+    /// Refused while the registry fails verification: a receipt of altered
+    /// records would vouch for them.
+    pub fn reissue_receipt(&self, id: i64) -> Result<(Receipt, PathBuf, bool)> {
+        let request = self.request(id)?;
+        let file = anchor::receipt_path(&self.dir, id);
+        let registry_id = self.id()?;
+        if file.exists() {
+            return match anchor::read_receipt(&file, &registry_id) {
+                Ok(r) if r.request.id == id => Ok((r, file, false)),
+                Ok(r) => Err(Error::invalid(
+                    file.display().to_string(),
+                    format!(
+                        "holds the receipt of request {}, not of request {id}; it is never \
+                         replaced: move it away and run again",
+                        r.request.id
+                    ),
+                )),
+                Err(why) => Err(Error::invalid(
+                    file.display().to_string(),
+                    format!(
+                        "is no receipt this registry issued ({why}); it is never replaced: move \
+                         it away and run again"
+                    ),
+                )),
+            };
+        }
+        let v = verify::check(self)?;
+        if let Some(first) = v.findings.first() {
+            return Err(Error::invalid(
+                format!("registry {}", self.dir.display()),
+                format!(
+                    "fails verification, so no receipt is written from its records: {first} \
+                     (`amun registry verify` lists everything)"
+                ),
+            ));
+        }
+        let chain = db::chain(&self.conn, &self.db)?;
+        let record = chain
+            .iter()
+            .find(|e| e.kind == RecordKind::Request && e.item == id)
+            .cloned()
+            .ok_or_else(|| Error::format(&self.db, format!("request {id} is not in the chain")))?;
+        let head = chain.last().cloned().unwrap_or_else(|| record.clone());
+        let receipt = Receipt {
+            format: anchor::RECEIPT_FORMAT.into(),
+            registry: registry_id,
+            request,
+            record,
+            head_seq: head.seq,
+            head_hash: head.hash,
+            reissued: Some(db::now_utc()),
+        };
+        crate::fsutil::write_json(&file, &receipt)?;
+        Ok((receipt, file, true))
     }
 
     /// Each request file's samples, read and matched to the registry's.
@@ -808,12 +910,16 @@ impl Registry {
                 record,
                 head_seq: head.seq,
                 head_hash: head.hash.clone(),
+                reissued: None,
             };
             if let Err(e) = crate::fsutil::write_json(&receipt_file, &receipt) {
                 self.warnings.push(format!(
-                    "request {} was added, but its receipt {} was not written: {e}",
+                    "request {} was added, but its receipt {} was not written: {e}; `amun \
+                     registry receipt --registry {} --request {}` writes it again",
                     status.request.id,
-                    receipt_file.display()
+                    receipt_file.display(),
+                    self.dir.display(),
+                    status.request.id
                 ));
             }
             added.push(AddedRequest {
@@ -1209,9 +1315,10 @@ struct RootRecords<'a> {
 }
 
 impl RootRecords<'_> {
-    /// Commits the records in the database of `tmp` in one transaction,
-    /// then starts the anchor (and its copy, removed again if that fails).
-    fn commit(&self, tmp: &Path, copy: Option<&Path>) -> Result<()> {
+    /// Commits the records in the database of `tmp` (renamed to `dir`
+    /// next) in one transaction, then starts the anchor (and its copy,
+    /// removed again if that fails).
+    fn commit(&self, tmp: &Path, dir: &Path, copy: Option<&Path>) -> Result<()> {
         let row = self.row;
         let (mut conn, db) = db::open(tmp, true)?;
         let err = sql(&db);
@@ -1248,9 +1355,12 @@ impl RootRecords<'_> {
         graphs::insert(&tx, &db, self.graphs)?;
         anchor::insert(&tx, &db, copy.map(|c| c.display().to_string()).as_deref())?;
         tx.commit().map_err(&err)?;
-        anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), "create", true)?;
+        // The lines name where the registry will lie: its folder exists
+        // (empty or made now), so its path resolves as it will.
+        std::fs::create_dir_all(dir).at(dir)?;
+        anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), "create", true, dir)?;
         if let Some(c) = copy
-            && let Err(e) = anchor::catch_up(&conn, &db, c, "create", true)
+            && let Err(e) = anchor::catch_up(&conn, &db, c, "create", true, dir)
         {
             let _ = std::fs::remove_file(c);
             return Err(e);

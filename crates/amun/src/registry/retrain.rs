@@ -440,7 +440,7 @@ fn run_locked(
         Ok(())
     })?;
     let reg = &w.reg;
-    let (md, _) = write_certificate(reg, new_id)?;
+    let (md, _) = super::writer::certify_committed(reg, new_id)?;
     // The unlearned version's certificate now has a retrain to compare with.
     write_certificate(reg, row.based_on)?;
     Ok((version, md))

@@ -41,6 +41,9 @@ pub struct Verified {
     /// The newest chain record the anchor (or its copy) recorded; `None`
     /// without an anchor, when a rolled-back database cannot be told.
     pub anchored_seq: Option<i64>,
+    /// The newest chain record each anchor file recorded: `anchor.log`,
+    /// then its copy (the file, the record).
+    pub anchor_ends: Vec<(String, i64)>,
     /// Receipts checked (the registry's own and those given).
     pub receipts: usize,
     pub findings: Vec<Finding>,
@@ -56,36 +59,13 @@ impl Verified {
 }
 
 /// Verifies the registry in `dir`: its records and every file, against its
-/// anchor and the receipts in `receipts/` and `receipts`. When nothing is
-/// wrong and the anchor lacks the newest commits (a command stopped
-/// between its commit and its anchor line), they are appended.
+/// anchor and the receipts in `receipts/` and `receipts`. Writes nothing:
+/// an anchor that lacks the newest commits (a command stopped between its
+/// commit and its anchor line) is noted, and the next command that
+/// commits appends them.
 pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
     let reg = Registry::open_read(dir)?;
-    let mut v = check_with(&reg, receipts)?;
-    // Written only when the anchor lacks commits: a verify of an anchored
-    // registry (an auditor's read-only copy) writes nothing.
-    if v.ok()
-        && v.anchored_seq.is_some_and(|s| s < v.head_seq)
-        && std::fs::metadata(dir.join(anchor::FILE)).is_ok_and(|m| m.len() > 0)
-    {
-        let mut files = vec![dir.join(anchor::FILE)];
-        files.extend(anchor::copy_path(&reg.conn, &reg.db)?);
-        for file in files {
-            match anchor::catch_up(&reg.conn, &reg.db, &file, "verify", false) {
-                Ok(added) if !added.is_empty() => v.notes.push(format!(
-                    "appended chain records {}..{} to {}",
-                    added[0].seq,
-                    added[added.len() - 1].seq,
-                    file.display()
-                )),
-                Ok(_) => {}
-                Err(e) => v
-                    .notes
-                    .push(format!("{} not brought up to date: {e}", file.display())),
-            }
-        }
-    }
-    Ok(v)
+    check_with(&reg, receipts)
 }
 
 /// [`verify`] of an open registry without the receipts given by hand.
@@ -130,7 +110,9 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
     super::graphs::check(reg, &versions, &mut find, &mut notes, &mut nfiles)?;
     let mut receipts = anchor::receipt_files(&reg.dir);
     receipts.extend(given.iter().cloned());
-    let anchored_seq = anchor::check(reg, &chain, &receipts, &mut find, &mut notes)?;
+    let anchor_ends = anchor::check(reg, &chain, &receipts, &mut find, &mut notes)?;
+    let anchored_seq = anchor_ends.iter().map(|(_, s)| *s).max();
+    missing_receipts(reg, &requests, &mut notes);
     certificates(reg, &chain, &versions, &mut find, &mut notes, &mut nfiles)?;
     staging_note(reg, &mut notes);
     set_aside_note(reg, &mut notes);
@@ -145,10 +127,37 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
         head_seq,
         head_hash,
         anchored_seq,
+        anchor_ends,
         receipts: receipts.len(),
         findings: f,
         notes,
     })
+}
+
+/// A note naming each request whose receipt is not in `receipts/` (its
+/// add stopped between its commit and its receipt, the receipt could not
+/// be written, or it was deleted), and how to write it again.
+fn missing_receipts(reg: &Registry, requests: &[super::RequestRow], notes: &mut Vec<String>) {
+    let missing: Vec<i64> = requests
+        .iter()
+        .map(|r| r.id)
+        .filter(|&id| !anchor::receipt_path(&reg.dir, id).exists())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let list = missing
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    notes.push(format!(
+        "warning: request(s) {list} have no receipt in {}/ (an add stopped between its commit \
+         and its receipt, the receipt could not be written, or it was deleted); `amun registry \
+         receipt --registry {} --request N` writes one again from the records",
+        reg.dir.join(anchor::RECEIPTS).display(),
+        reg.dir.display()
+    ));
 }
 
 /// The chain's links: each record's link to the one before it, and its own
@@ -445,6 +454,22 @@ fn certificates(
     for v in versions {
         let (md, json) = super::certificate::certificate_paths(reg, v.id);
         let Ok(text) = std::fs::read_to_string(&json) else {
+            if md.exists() {
+                // The JSON is written first: a Markdown certificate without
+                // it was not left by a stopped process.
+                find(
+                    format!("certificate {}", md.display()),
+                    format!(
+                        "has no JSON certificate beside it ({} is missing: deleted?), so it \
+                         cannot be checked against the records and is not the certificate the \
+                         registry issued; move it away, then `amun registry certificate \
+                         --version {}` writes both",
+                        json.display(),
+                        v.id
+                    ),
+                );
+                continue;
+            }
             notes.push(format!(
                 "version {} has no certificate (its process stopped after the commit); the next \
                  apply or retrain, or `amun registry certificate --version {}`, writes it",

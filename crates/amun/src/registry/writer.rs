@@ -43,6 +43,8 @@ impl Writer {
             reg,
             set_aside: None,
         };
+        super::anchor::refuse_fork(&w.reg, doing)?;
+        check_writable(&w.reg, doing)?;
         w.clean(done, progress)?;
         for p in super::graphs::copy_missing(&mut w.reg)? {
             progress.note(&format!("copied the graph the versions need to {p}"));
@@ -72,6 +74,8 @@ impl Writer {
             set_aside: None,
             _lock: lock,
         };
+        super::anchor::refuse_fork(&w.reg, "run the retrain")?;
+        check_writable(&w.reg, "run the retrain")?;
         w.clean("retrained", progress)?;
         Ok(w)
     }
@@ -164,6 +168,54 @@ impl Writer {
             progress.note(&w);
         }
     }
+}
+
+/// Refuses to `doing` when a folder the writer writes (`staging/`,
+/// `versions/`, `certificates/`) cannot take a new file: found before any
+/// work, not once the unlearning or retrain is done (or, for
+/// certificates, after the version committed).
+fn check_writable(reg: &Registry, doing: &str) -> Result<()> {
+    for sub in ["staging", "versions", "certificates"] {
+        let d = reg.dir.join(sub);
+        let probe = d.join(format!(".amun-write-test-{}", std::process::id()));
+        let tried = std::fs::create_dir_all(&d).and_then(|()| std::fs::File::create(&probe));
+        match tried {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => {
+                return Err(Error::invalid(
+                    format!("registry {}", reg.dir.display()),
+                    format!(
+                        "cannot {doing}: its folder {} cannot be written ({e}); nothing was \
+                         done — make it writable (a read-only mount, file modes, or chattr +i?) \
+                         and run again",
+                        d.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the certificate of version `id`, which committed just before:
+/// a failure says that the version stands and how to write its
+/// certificate later (a script must not read a failed command as nothing
+/// done).
+pub(crate) fn certify_committed(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
+    write_certificate(reg, id).map_err(|e| {
+        Error::invalid(
+            format!("registry {}", reg.dir.display()),
+            format!(
+                "version {id} WAS committed (`amun registry list` shows it, `amun registry \
+                 verify` checks it), but its certificate was not written: {e}; once \
+                 certificates/ can be written, `amun registry certificate --registry {} \
+                 --version {id}` (or the next apply or retrain) writes it",
+                reg.dir.display()
+            ),
+        )
+    })
 }
 
 /// The newest version's id as `tx` sees it: a writer checks that the head

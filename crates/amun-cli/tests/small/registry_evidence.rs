@@ -1,0 +1,423 @@
+//! `amun registry` (issue 37, hostile6): a deletion request, once
+//! acknowledged, never vanishes unnoticed — a lost or emptied anchor is
+//! never started again, a clone that writes the shared anchor copy is named
+//! as a fork, a lost receipt is named and written again, verify writes
+//! nothing and says only what the anchor files hold, a certificate without
+//! its JSON is named and never replaced, and apply checks its folders first
+//! and says when a version committed without its certificate.
+use crate::common;
+use common::registry::{
+    APPLY_FAST, Immutable, copy_dir, count, create, mnist_model, put_back_db, reg, request,
+    small_registry,
+};
+use common::{fails_with, ok, read_json, stderr, stdout};
+use std::path::Path;
+
+/// The chain's newest record in the registry's database.
+fn head_seq(r: &Path) -> i64 {
+    common::registry::db(r)
+        .query_row("SELECT MAX(seq) FROM chain", [], |x| x.get(0))
+        .unwrap()
+}
+
+/// The newest record the anchor file `f` names.
+fn anchored(f: &Path) -> i64 {
+    let text = std::fs::read_to_string(f).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    last["seq"].as_i64().unwrap()
+}
+
+/// A registry at `d/reg` keeping its anchor's copy at `d/copy.log`, with
+/// request 1 added, and a copy of the folder from then at `d/backup`.
+fn with_copy_and_backup(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let model = mnist_model(d, "400", "1");
+    let r = d.join("reg");
+    let copy = d.join("copy.log");
+    create(&r, &model, &["--anchor-copy", copy.to_str().unwrap()]);
+    let r1 = request(d, "r1.csv", &[1, 2, 3]);
+    ok(&reg("add", &r, &[r1.to_str().unwrap()]));
+    copy_dir(&r, &d.join("backup"));
+    (r, copy)
+}
+
+/// The folder put back to `d/backup` (database, anchor.log) and request
+/// 2's receipt deleted: what only the anchor's copy can show.
+fn roll_back(d: &Path, r: &Path) {
+    put_back_db(r, &d.join("backup/registry.db"));
+    std::fs::copy(d.join("backup/anchor.log"), r.join("anchor.log")).unwrap();
+    std::fs::remove_file(r.join("receipts/r0002.json")).unwrap();
+}
+
+/// Hostile6 AN6: a rolled-back registry whose anchor copy was deleted
+/// verified "intact", and `registry anchor --copy` of the same path
+/// started the copy again from the rolled-back database, hiding request 2.
+#[test]
+fn a_lost_anchor_copy_is_named_and_never_started_again() {
+    let d = tempfile::tempdir().unwrap();
+    let (r, copy) = with_copy_and_backup(d.path());
+    let r2 = request(d.path(), "r2.csv", &[10, 11]);
+    ok(&reg("add", &r, &[r2.to_str().unwrap()]));
+    roll_back(d.path(), &r);
+    std::fs::remove_file(&copy).unwrap();
+    let o = reg("verify", &r, &[]);
+    fails_with(
+        &o,
+        &[
+            "the anchor's copy",
+            "copy.log",
+            "is missing",
+            "not verified",
+        ],
+    );
+    assert!(!stdout(&o).contains("intact"), "{}", stdout(&o));
+    let o = reg("anchor", &r, &["--copy", copy.to_str().unwrap()]);
+    fails_with(
+        &o,
+        &[
+            "--copy",
+            "copy.log",
+            "was this registry's anchor copy",
+            "Put the copy back",
+        ],
+    );
+    assert!(!copy.exists(), "the lost copy was started again");
+    // Emptied instead of deleted: the same.
+    std::fs::write(&copy, b"").unwrap();
+    fails_with(&reg("verify", &r, &[]), &["copy.log", "is empty"]);
+    let o = reg("add", &r, &[r2.to_str().unwrap()]);
+    assert!(stderr(&o).contains("was not written"), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), 0);
+}
+
+/// Hostile6 AE4: anchor.log emptied (logrotate's copytruncate) after a
+/// rollback verified "intact … NOT anchored", and add started the anchor
+/// again from the rolled-back database and handed out request 2 anew.
+#[test]
+fn an_emptied_anchor_is_refused_like_a_deleted_one() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let backup = d.path().join("backup.db");
+    std::fs::copy(r.join("registry.db"), &backup).unwrap();
+    let r3 = request(d.path(), "r3.csv", &[20, 21]);
+    ok(&reg("add", &r, &[r3.to_str().unwrap()]));
+    put_back_db(&r, &backup);
+    std::fs::write(r.join("anchor.log"), b"").unwrap();
+    std::fs::remove_file(r.join("receipts/r0003.json")).unwrap();
+    let o = reg("verify", &r, &[]);
+    fails_with(&o, &["anchor.log", "is empty", "started its anchor"]);
+    let r4 = request(d.path(), "r4.csv", &[30]);
+    fails_with(
+        &reg("add", &r, &[r4.to_str().unwrap()]),
+        &[
+            "cannot add requests",
+            "anchor.log",
+            "is empty",
+            "nothing was changed",
+        ],
+    );
+    fails_with(
+        &reg("policy", &r, &["--retrain-after-requests", "5"]),
+        &["cannot set the policy", "is empty"],
+    );
+    assert_eq!(count(&r, "requests"), 2);
+    assert_eq!(std::fs::metadata(r.join("anchor.log")).unwrap().len(), 0);
+}
+
+/// Hostile6 BK1: `cp -r reg reg-backup`, then an add on the clone appended
+/// to the anchor copy both share, and the real registry's verify accused
+/// itself of a rollback. A clone is refused; a fork made anyway (by an
+/// amun before this, or while the real folder was away) is named as one,
+/// and a new copy lets the real registry go on.
+#[test]
+fn a_clone_that_writes_the_shared_anchor_copy_is_named_a_fork_not_a_rollback() {
+    let d = tempfile::tempdir().unwrap();
+    let (r, copy) = with_copy_and_backup(d.path());
+    let clone = d.path().join("backup");
+    let r2 = request(d.path(), "r2.csv", &[10, 11]);
+    let o = reg("add", &clone, &[r2.to_str().unwrap()]);
+    fails_with(
+        &o,
+        &[
+            "cannot add requests",
+            "another copy of this registry",
+            "copy.log",
+            "--copy NEW_FILE",
+        ],
+    );
+    assert_eq!(count(&clone, "requests"), 1);
+    let o = reg("verify", &clone, &[]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("another copy of this registry"),
+        "{}",
+        stderr(&o)
+    );
+    // The real folder away for a moment: the clone writes the copy.
+    let away = d.path().join("away");
+    std::fs::rename(&r, &away).unwrap();
+    ok(&reg("add", &clone, &[r2.to_str().unwrap()]));
+    std::fs::rename(&away, &r).unwrap();
+    let o = reg("verify", &r, &[]);
+    let clone_at = std::fs::canonicalize(&clone).unwrap();
+    fails_with(
+        &o,
+        &[
+            "copy.log",
+            "another copy of this registry",
+            clone_at.to_str().unwrap(),
+            "a fork",
+        ],
+    );
+    assert!(
+        !stdout(&o).contains("put back to an older copy"),
+        "{}",
+        stdout(&o)
+    );
+    fails_with(
+        &reg("add", &r, &[r2.to_str().unwrap()]),
+        &["cannot add requests", "another copy of this registry"],
+    );
+    // Its own copy: the real registry verifies and takes requests again.
+    let own = d.path().join("own.log");
+    ok(&reg("anchor", &r, &["--copy", own.to_str().unwrap()]));
+    ok(&reg("verify", &r, &[]));
+    ok(&reg("add", &r, &[r2.to_str().unwrap()]));
+    assert_eq!(anchored(&own), head_seq(&r));
+    ok(&reg("verify", &clone, &[]));
+    assert!(copy.exists());
+}
+
+/// Hostile6 KA and RO1b: an add killed between its commit and its receipt
+/// left a request without a receipt that nothing named or wrote again;
+/// verify appended to anchor.log (README: it writes nothing), and said
+/// "anchored up to record 16" of an anchor.log that ended at 14.
+#[test]
+fn a_lost_receipt_is_named_and_written_again_and_verify_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let abs = std::path::absolute(&r).unwrap();
+    let r3 = request(d.path(), "r3.csv", &[20, 21]);
+    let o = std::process::Command::new(common::bin())
+        .args(["registry", "add", "--registry", r.to_str().unwrap()])
+        .arg(&r3)
+        .env("AMUN_REGISTRY_STOP_AT", format!("anchor@{}", abs.display()))
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9));
+    assert!(!r.join("receipts/r0003.json").exists());
+    let before = std::fs::read(r.join("anchor.log")).unwrap();
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    for n in [
+        "request(s) 3 have no receipt",
+        "amun registry receipt",
+        "the next add, apply, retrain or policy appends the rest",
+    ] {
+        assert!(stderr(&o).contains(n), "{n}: {}", stderr(&o));
+    }
+    let anchored_at = anchored(&r.join("anchor.log"));
+    assert!(
+        stdout(&o).contains(&format!("anchored up to record {anchored_at}")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read(r.join("anchor.log")).unwrap(),
+        before,
+        "verify wrote"
+    );
+    let o = reg("receipt", &r, &["--request", "3"]);
+    ok(&o);
+    assert!(stdout(&o).contains("written again"), "{}", stdout(&o));
+    let rc = read_json(&r.join("receipts/r0003.json"));
+    assert_eq!(rc["request"]["id"], 3);
+    assert!(rc["reissued"].is_string(), "{rc}");
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(!stderr(&o).contains("no receipt"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("3 receipt(s) checked"),
+        "{}",
+        stdout(&o)
+    );
+    let o = reg("receipt", &r, &["--request", "3"]);
+    ok(&o);
+    assert!(stdout(&o).contains("never replaced"), "{}", stdout(&o));
+    fails_with(
+        &reg("receipt", &r, &["--request", "9"]),
+        &["9", "no such request"],
+    );
+    // The next commit appends what the anchor lacks.
+    let r4 = request(d.path(), "r4.csv", &[30]);
+    ok(&reg("add", &r, &[r4.to_str().unwrap()]));
+    assert_eq!(anchored(&r.join("anchor.log")), head_seq(&r));
+    // An anchor.log that cannot be written: the copy goes on, and verify
+    // says how far each file reaches.
+    let copy = d.path().join("copy.log");
+    ok(&reg("anchor", &r, &["--copy", copy.to_str().unwrap()]));
+    let guard = Immutable::set(&r.join("anchor.log"));
+    if guard.is_set() {
+        let r5 = request(d.path(), "r5.csv", &[40]);
+        let o = reg("add", &r, &[r5.to_str().unwrap()]);
+        ok(&o);
+        assert!(
+            stderr(&o).contains("was not written")
+                && !stderr(&o).contains("`amun registry verify` appends"),
+            "{}",
+            stderr(&o)
+        );
+        let o = reg("verify", &r, &[]);
+        ok(&o);
+        let local = anchored(&r.join("anchor.log"));
+        assert!(local < head_seq(&r));
+        assert!(
+            stdout(&o).contains(&format!("anchor.log only up to {local}")),
+            "{}",
+            stdout(&o)
+        );
+        assert!(!stderr(&o).contains("verify appends"), "{}", stderr(&o));
+    }
+}
+
+/// Hostile6 CE6: certificates/v0002.md edited and v0002.json deleted
+/// verified "intact" (a note: no certificate), and `registry certificate`
+/// then replaced the edited file unseen.
+#[test]
+fn a_markdown_certificate_without_its_json_is_named_and_never_replaced() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    ok(&reg("apply", &r, APPLY_FAST));
+    let md = r.join("certificates/v0002.md");
+    let forged = std::fs::read_to_string(&md)
+        .unwrap()
+        .replace("unlearned", "retrained exactly");
+    std::fs::write(&md, &forged).unwrap();
+    std::fs::remove_file(r.join("certificates/v0002.json")).unwrap();
+    fails_with(
+        &reg("verify", &r, &[]),
+        &["v0002.md", "has no JSON certificate"],
+    );
+    fails_with(
+        &reg("certificate", &r, &["--version", "2"]),
+        &["v0002.md", "without its JSON", "not replaced"],
+    );
+    assert_eq!(std::fs::read_to_string(&md).unwrap(), forged);
+    std::fs::rename(&md, d.path().join("forged.md")).unwrap();
+    ok(&reg("certificate", &r, &["--version", "2"]));
+    ok(&reg("verify", &r, &[]));
+}
+
+/// Whether process `pid` is stopped (SIGSTOP), as /proc says.
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// Hostile6 RO5 and RO6: an apply with an unwritable versions/ ran the
+/// whole unlearning, then failed with a raw error; one whose certificate
+/// could not be written after its commit exited 1 with only the raw error,
+/// no word that the version stands.
+#[test]
+fn apply_checks_its_folders_first_and_says_a_committed_version_stands() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    {
+        let guard = Immutable::set(&r.join("versions"));
+        if guard.is_set() {
+            let o = reg("apply", &r, APPLY_FAST);
+            fails_with(&o, &["versions", "cannot be written", "nothing was done"]);
+            assert!(
+                !r.join("staging/v0002.safetensors").exists(),
+                "the apply worked before it failed"
+            );
+            assert_eq!(count(&r, "versions"), 1);
+        }
+    }
+    let abs = std::path::absolute(&r).unwrap();
+    let child = std::process::Command::new(common::bin())
+        .args(["registry", "apply", "--registry", r.to_str().unwrap()])
+        .args(APPLY_FAST)
+        .env(
+            "AMUN_REGISTRY_STOP_AT",
+            format!("pause:committed@{}", abs.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !stopped(child.id()) {
+        assert!(
+            t.elapsed().as_secs() < 120,
+            "the apply never reached its commit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let guard = Immutable::set(&r.join("certificates"));
+    let cont = std::process::Command::new("kill")
+        .args(["-CONT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(cont.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(count(&r, "versions"), 2);
+    if guard.is_set() {
+        fails_with(
+            &o,
+            &[
+                "version 2 WAS committed",
+                "not written",
+                "registry certificate",
+                "--version 2",
+            ],
+        );
+        drop(guard);
+        ok(&reg("certificate", &r, &["--version", "2"]));
+    } else {
+        ok(&o);
+    }
+    ok(&reg("verify", &r, &[]));
+}
+
+/// Hostile6 MC2: `--calibrate-max-cost` capped each request of an apply
+/// against a retrain without that request alone, so a batch of three spent
+/// 0.37 of the retrain it replaces under a cap of 0.1. The cap is now the
+/// batch's, shared by its requests, and help says so.
+#[test]
+fn apply_s_cost_cap_holds_for_the_whole_batch_and_help_says_so() {
+    let o = common::amun(&["registry", "apply", "--help"]);
+    ok(&o);
+    let help = stdout(&o).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("the whole apply's calibration") && help.contains("the batch replaces"),
+        "{help}"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let o = reg(
+        "apply",
+        &r,
+        &[
+            "--method",
+            "ft",
+            "--epochs",
+            "1",
+            "--calibrate-lrs",
+            "0.01",
+            "--calibrate-max-cost",
+            "0.1",
+            "--device",
+            "cpu",
+        ],
+    );
+    // 2 requests, 5 of the 400 samples forgotten after them: each walk may
+    // cost 0.1 × 395 / (2 × 400) of its own retrain.
+    assert!(
+        stderr(&o).contains("shared by 2 request(s): each request's walk may cost 0.0494"),
+        "{}",
+        stderr(&o)
+    );
+}
