@@ -12,3 +12,4 @@ mod own_data;
 mod registry;
 mod registry_anchor;
 mod registry_errors;
+mod unchecked;
