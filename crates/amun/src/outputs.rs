@@ -637,6 +637,20 @@ impl Target {
     /// --out` never in reference models or a registry, and never into a
     /// folder of the user's files (`--out .`), which it would write over.
     fn check_folder_output(&self) -> Result<()> {
+        // A file there (or above it) is no folder: refused here, not by the
+        // OS once the run starts (or never, for a plan that only reads).
+        let file = self
+            .path
+            .ancestors()
+            .find(|p| !p.as_os_str().is_empty() && p.exists() && !p.is_dir());
+        if let Some(file) = file {
+            let why = if file == self.path {
+                "which is a file, not a folder".to_string()
+            } else {
+                format!("inside {}, which is a file, not a folder", file.display())
+            };
+            return Err(self.refuse("write into", &why));
+        }
         match Holder::of(&self.path) {
             Some(h) if Some(h) != self.makes => Err(self.refuse(
                 "write into",

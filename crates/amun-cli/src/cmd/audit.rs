@@ -1,6 +1,7 @@
 use super::{DataDir, device, pct, print_json};
 use amun::audit::{
-    ModelAudit, RmiaParams, Signal, audit, audit_holdout, avg_gap, check_retrain, load_references,
+    ModelAudit, RmiaParams, Signal, TieRemedy, audit, audit_holdout, avg_gap, check_retrain,
+    load_references,
 };
 use amun::data::ForgetFile;
 use amun::model::checkpoint;
@@ -154,6 +155,11 @@ pub fn run(a: AuditArgs) -> Result<()> {
         ));
     }
     let retrain = a.retrain.as_ref().map(|_| rows[0].1.scores);
+    for (p, r) in &rows {
+        if let Some(w) = r.tie_warning(&params, &TieRemedy::FLAGS) {
+            eprintln!("warning: {p}: {w}");
+        }
+    }
     if a.json {
         // Typed rather than `json!`, so that print_json sees (and names) an
         // undefined number before it becomes null.
@@ -162,6 +168,8 @@ pub fn run(a: AuditArgs) -> Result<()> {
             checkpoint: &'a str,
             audit: &'a ModelAudit,
             avg_gap: Option<f64>,
+            /// What makes a number of the row mean less than it seems.
+            warnings: Vec<String>,
         }
         #[derive(serde::Serialize)]
         struct Out<'a, H> {
@@ -176,6 +184,10 @@ pub fn run(a: AuditArgs) -> Result<()> {
                 checkpoint: p,
                 audit: r,
                 avg_gap: retrain.map(|rt| avg_gap(&r.scores, &rt)),
+                warnings: r
+                    .tie_warning(&params, &TieRemedy::FLAGS)
+                    .into_iter()
+                    .collect(),
             })
             .collect();
         return print_json(&Out {

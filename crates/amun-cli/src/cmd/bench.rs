@@ -141,6 +141,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if matches!(a.what, What::Unlearn) {
         return unlearning_cost(&a, dev);
     }
+    refuse_model_flags(&a)?;
     let (shape, classes) = input_of(&a)?;
     let (spec, _) = super::train::model_spec_for(
         &a.model,
@@ -237,6 +238,44 @@ pub fn run(a: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `bench train` and `bench pgd` time `--model` on random `--input`
+/// images; a trained model and its data are read only by `--search N`.
+/// Without it those flags would be dropped, and a user timing a model of
+/// their own would read the default's numbers as theirs.
+fn refuse_model_flags(a: &BenchArgs) -> Result<()> {
+    let i = &a.import;
+    let given: Vec<&str> = [
+        ("--checkpoint", a.checkpoint.is_some()),
+        ("--forget", a.forget.is_some()),
+        ("--dataset", i.dataset.is_some()),
+        ("--normalize", i.normalize.is_some()),
+        ("--arch", i.arch.is_some()),
+        ("--train-limit", i.train_limit.is_some()),
+        ("--test-limit", i.test_limit.is_some()),
+        ("--init", i.init.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, on)| on.then_some(flag))
+    .collect();
+    if given.is_empty() || (a.search.is_some() && matches!(a.what, What::Pgd)) {
+        return Ok(());
+    }
+    let what = format!("{:?}", a.what).to_lowercase();
+    bail!(
+        "{}: bench {what} times --model ({}) on random images (--input) and reads no \
+         trained model or data{}; drop {}, or give the model to time as --model (small-cnn, \
+         resnet18, … or FILE.pt2) with --input and --classes",
+        given.join(", "),
+        a.model,
+        if matches!(a.what, What::Pgd) {
+            " (only --search N times the search on --checkpoint and --forget)"
+        } else {
+            ""
+        },
+        if given.len() == 1 { "it" } else { "them" }
+    )
 }
 
 fn search_bench(

@@ -66,6 +66,11 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
             let sc = checkpoint::read_sidecar(p)?;
             sc.model
                 .check_data(data.image_shape(), data.num_classes(), p)?;
+            if let Some(why) =
+                checkpoint::classes_differ(&sc.classes, &data.classes, &data.spec.label())
+            {
+                bail!("--like {}: {why}", p.display());
+            }
             let Some(recipe) = amun::train::recipe_of(&sc)? else {
                 bail!(
                     "--like {}: not a trained model (its sidecar has no recipe)",

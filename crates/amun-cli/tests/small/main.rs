@@ -13,3 +13,4 @@ mod registry;
 mod registry_anchor;
 mod registry_errors;
 mod registry_evidence;
+mod unchecked;

@@ -149,6 +149,21 @@ pub struct AdvSettings {
     pub overshoot: f64,
 }
 
+impl AdvSettings {
+    /// The fewest gradient steps the search spends on a sample the model
+    /// classifies correctly (one it already gets wrong costs none): the
+    /// fast search walks every such sample `fast_steps` steps after the
+    /// step that estimates its starting radius; PGD and FGSM take at least
+    /// one step. What calibration's cost cap prices the search at before
+    /// it runs.
+    pub fn min_steps_per_sample(&self) -> u64 {
+        match (self.attack, self.search) {
+            (AttackKind::PgdL2, SearchKind::Fast) => self.fast_steps as u64 + 1,
+            _ => 1,
+        }
+    }
+}
+
 impl Default for AdvSettings {
     fn default() -> Self {
         AdvSettings {

@@ -45,6 +45,73 @@ pub struct ModelAudit {
     pub roc: Vec<(f64, f64)>,
     /// Histograms (20 bins over [0,1]) of the true-class softmax confidence.
     pub confidence_hist: ConfidenceHist,
+    /// Percent of the RMIA scores (D_F, the D_R sample and D_T) equal to
+    /// their most common value ([`tied_share`]): near 100 every score is
+    /// tied and the AUCs of 50 measure nothing ([`ModelAudit::tie_warning`]).
+    #[serde(default)]
+    pub rmia_tied: f64,
+}
+
+/// Above this percent of tied RMIA scores an audit says its AUCs measure
+/// nothing: an AUC of ties is 50 whatever the model remembers, and the
+/// few untied scores left decide too little to tell 50 from a leak.
+pub const TIED_WARN: f64 = 90.0;
+
+/// The percent of `scores` equal to their most common value (0 if empty).
+pub fn tied_share(scores: &[f64]) -> f64 {
+    let mut v = scores.to_vec();
+    v.sort_by(f64::total_cmp);
+    let longest = v
+        .chunk_by(|a, b| a == b)
+        .map(<[f64]>::len)
+        .max()
+        .unwrap_or(0);
+    100.0 * longest as f64 / v.len().max(1) as f64
+}
+
+/// How a user sets what [`ModelAudit::tie_warning`] suggests: the audit's
+/// flags, or an experiment's `[rmia.attack]` keys.
+pub struct TieRemedy<'a> {
+    /// Choosing the softmax signal.
+    pub softmax: &'a str,
+    /// Choosing γ = 1.1.
+    pub gamma: &'a str,
+}
+
+impl TieRemedy<'static> {
+    pub const FLAGS: TieRemedy<'static> = TieRemedy {
+        softmax: "--signal softmax",
+        gamma: "--gamma 1.1",
+    };
+    pub const CONFIG: TieRemedy<'static> = TieRemedy {
+        softmax: "[rmia.attack] signal = { kind = \"softmax\", temperature = 1.0 }",
+        gamma: "[rmia.attack] gamma = 1.1",
+    };
+}
+
+impl ModelAudit {
+    /// Says, when (nearly) every RMIA score is tied, that the RMIA columns
+    /// measure nothing, and what may separate the scores under `p`.
+    pub fn tie_warning(&self, p: &RmiaParams, how: &TieRemedy<'_>) -> Option<String> {
+        if self.rmia_tied < TIED_WARN {
+            return None;
+        }
+        let try_signal = match p.signal {
+            Signal::TaylorSoftMargin { margin, .. } => format!(
+                "{} (the default Taylor soft-margin signal lowers the true class's logit by \
+                 {margin}, which ties models whose logits lie closer than that), or ",
+                how.softmax
+            ),
+            Signal::Softmax { .. } => String::new(),
+        };
+        Some(format!(
+            "{:.1}% of the RMIA scores are tied at one value (at γ = {} the likelihood ratios \
+             separate none of them): the RMIA AUCs of 50 and TPR of 0 say nothing about \
+             membership, not that the forget set looks unseen; try {try_signal}a γ nearer 1 \
+             ({})",
+            self.rmia_tied, p.gamma, how.gamma
+        ))
+    }
 }
 
 /// Histograms of true-class confidence on D_F, D_T and a D_R sample.
@@ -203,7 +270,8 @@ pub fn audit_holdout(
         (Some((n, p, r)), Some(h)) if h < n => Err(Error::invalid(
             "holdout-test",
             format!(
-                "{h}: {} was calibrated on {}; an audit leaving out only {h} test images would \
+                "{h}: {} (or a model it was unlearned from) was calibrated on {}; an audit \
+                 leaving out only {h} test images would \
                  score images its calibration chose by: give --holdout-test {n} or more (or \
                  leave it out: the recorded held-out set is then left out)",
                 p.display(),
@@ -214,7 +282,8 @@ pub fn audit_holdout(
         (Some((n, p, r)), None) if n > 0 => Ok((
             n,
             Some(format!(
-                "leaving the last {n} test images out of D_T: {} was calibrated on {}",
+                "leaving the last {n} test images out of D_T: {} (or a model it was \
+                 unlearned from) was calibrated on {}",
                 p.display(),
                 r.describe()
             )),
@@ -300,5 +369,51 @@ pub fn audit(
             test: hist(&ct),
             retain: hist(&cr),
         },
+        rmia_tied: tied_share(&s),
     })
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tied_scores_are_counted_and_named() {
+        assert_eq!(tied_share(&[]), 0.0);
+        assert_eq!(tied_share(&[0.0; 10]), 100.0);
+        assert_eq!(tied_share(&[0.0, 0.5, 0.0, 0.25]), 50.0);
+        let mut a = ModelAudit {
+            scores: Scores {
+                unlearn: 0.0,
+                retain: 0.0,
+                test: 0.0,
+                mia: 50.0,
+            },
+            rmia_auc_retain_test: 50.0,
+            tpr_at_1pct_fpr: 0.0,
+            tpr_at_01pct_fpr: 0.0,
+            mis: 0.0,
+            roc: Vec::new(),
+            confidence_hist: ConfidenceHist {
+                forget: Vec::new(),
+                test: Vec::new(),
+                retain: Vec::new(),
+            },
+            rmia_tied: 100.0,
+        };
+        let w = a
+            .tie_warning(&RmiaParams::default(), &TieRemedy::FLAGS)
+            .unwrap();
+        assert!(w.contains("100.0% of the RMIA scores") && w.contains("--signal softmax"));
+        let softmax = RmiaParams {
+            signal: Signal::Softmax { temperature: 1.0 },
+            ..RmiaParams::default()
+        };
+        let w = a.tie_warning(&softmax, &TieRemedy::FLAGS).unwrap();
+        assert!(!w.contains("--signal") && w.contains("--gamma"), "{w}");
+        a.rmia_tied = 40.0;
+        assert_eq!(
+            a.tie_warning(&RmiaParams::default(), &TieRemedy::FLAGS),
+            None
+        );
+    }
 }

@@ -478,15 +478,41 @@ fn file_intact(dir: &Path, files: Option<&Files>, name: &str) -> Result<bool> {
 }
 
 /// Whether model `k`'s weights and sidecar are both in `dir`, as `files`
-/// records them (when given), and belong together (weights swapped under a
-/// manifest that was made to record them would not load).
+/// records them (when given), belong together (weights swapped under a
+/// manifest that was made to record them would not load), and are a
+/// finished run: a run killed mid-training leaves the weights of its last
+/// epoch, which are no reference model of the recipe.
 fn model_intact(dir: &Path, files: Option<&Files>, k: usize) -> Result<bool> {
     let [weights, sidecar] = model_names(k);
     let path = model_path(dir, k);
     Ok(file_intact(dir, files, &weights)?
         && file_intact(dir, files, &sidecar)?
-        && checkpoint::read_sidecar(&path)
-            .is_ok_and(|sc| checkpoint::verify_weights(&path, &sc).is_ok()))
+        && checkpoint::read_sidecar(&path).is_ok_and(|sc| {
+            checkpoint::verify_weights(&path, &sc).is_ok() && sc.incomplete().is_none()
+        }))
+}
+
+/// Refuses reference model `k` of `dir` when its training stopped before
+/// the recipe's last epoch: RMIA would score against a model unlike the
+/// ones the audit assumes (and unlike its pair).
+fn check_complete(dir: &Path, k: usize) -> Result<()> {
+    let path = model_path(dir, k);
+    // A missing model is named where its files are required.
+    if !checkpoint::sidecar_path(&path).is_file() {
+        return Ok(());
+    }
+    let Some((done, total)) = checkpoint::read_sidecar(&path)?.incomplete() else {
+        return Ok(());
+    };
+    Err(Error::format(
+        &path,
+        format!(
+            "an unfinished reference model: it holds epoch {done} of the {total} its recipe \
+             trains (its training was interrupted); RMIA needs every reference model trained \
+             to the end — {}",
+            remedy(dir)
+        ),
+    ))
 }
 
 /// Removes what is left of model `k` (weights, sidecar, logits), so that it
@@ -674,7 +700,8 @@ impl RefSetup<'_> {
             resume: true,
             eval_each_epoch: false,
         };
-        if model_intact(dir, None, k)? && !crate::train::resume_path(&model_path(dir, k)).exists() {
+        let resuming = crate::train::resume_path(&model_path(dir, k)).exists();
+        if model_intact(dir, None, k)? && !resuming {
             // A trained model is reused only as the folder recorded it.
             let m: RefManifest = fsutil::read_json(&dir.join("manifest.json"))?;
             if let Some(files) = &m.files {
@@ -683,6 +710,11 @@ impl RefSetup<'_> {
                 }
             }
         } else {
+            if !resuming {
+                // What is left without a resume state (a run killed and its
+                // state deleted, or damaged weights) trains anew.
+                remove_reference(dir, k)?;
+            }
             train(&job, progress)?;
         }
         // The logits always come from the saved model, laid out as the
@@ -857,6 +889,9 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
              folder with the flags that made it to record them (it reuses the trained models)",
             mpath.display()
         ));
+    }
+    for k in 0..m.count {
+        check_complete(dir, k)?;
     }
     let mut logits = Vec::new();
     for k in 0..m.count {

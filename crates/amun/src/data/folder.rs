@@ -88,10 +88,7 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
         }
         None => Vec::new(),
     };
-    let rgb = files
-        .iter()
-        .chain(&test_files)
-        .any(|(p, _)| image_is_colour(p).unwrap_or(true));
+    let rgb = is_colour(files.iter().chain(&test_files).map(|(p, _)| p.as_path()))?;
     files.sort();
     let (train, size) = decode(root, &files, rgb, None)?;
     let (test, _) = decode(root, &test_files, rgb, Some(size))?;
@@ -147,6 +144,38 @@ fn collect(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, i64)>> {
         out.extend(imgs.into_iter().map(|p| (p, label as i64)));
     }
     Ok(out)
+}
+
+/// Whether a folder of `images` is read as colour (three channels): when
+/// at least half are colour, the grayscale ones are repeated into three
+/// channels, which loses nothing (as torchvision's `ImageFolder` reads
+/// them). A few colour images among grayscale ones would turn every image,
+/// and the model trained on them, into three channels unseen: refused,
+/// naming the first colour image.
+fn is_colour<'a>(images: impl Iterator<Item = &'a Path>) -> Result<bool> {
+    let mut colour: Vec<&Path> = Vec::new();
+    let mut n = 0usize;
+    for p in images {
+        n += 1;
+        if image_is_colour(p)? {
+            colour.push(p);
+        }
+    }
+    match colour.first() {
+        None => Ok(false),
+        Some(_) if 2 * colour.len() >= n => Ok(true),
+        Some(first) => Err(Error::format(
+            first,
+            format!(
+                "a colour image, but {} of the folder's {n} images are grayscale ({} colour): \
+                 read together, every image would become three channels, and a model of the \
+                 grayscale images would no longer fit the data; convert the colour image(s) to \
+                 grayscale, or all images to colour",
+                n - colour.len(),
+                colour.len()
+            ),
+        )),
+    }
 }
 
 fn image_is_colour(p: &Path) -> Result<bool> {

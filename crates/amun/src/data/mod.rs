@@ -591,7 +591,20 @@ impl HeldOut {
             ));
         }
         let h = DataSpec::new(dir.display().to_string()).load(data_dir)?;
-        if h.image_shape() != data.image_shape() || h.num_classes() != data.num_classes() {
+        // Labels are indices into the sorted class folder names: the same
+        // count under other names would permute every label unseen.
+        if let Some(why) =
+            crate::model::checkpoint::classes_differ(&data.classes, &h.classes, &h.spec.label())
+        {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "the model {why}; give held-out images in class folders named as the \
+                     model's"
+                ),
+            ));
+        }
+        if h.image_shape() != data.image_shape() {
             return Err(Error::invalid(
                 what,
                 format!(

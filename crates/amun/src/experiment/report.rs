@@ -285,6 +285,7 @@ impl Report {
             s.push_str(&table_markdown(t));
             s.push('\n');
         }
+        s.push_str(&self.tie_markdown());
         if !self.tuning.is_empty() {
             s.push_str(&self.tuning_markdown());
         }
@@ -293,6 +294,29 @@ impl Report {
             s.push_str(&cal);
         }
         s
+    }
+
+    /// The audits whose RMIA scores (nearly) all tie, each with why its
+    /// RMIA columns measure nothing; empty when there are none.
+    pub fn tie_markdown(&self) -> String {
+        let p = &self.config.rmia.attack;
+        let lines: Vec<String> = self
+            .results
+            .iter()
+            .filter_map(|r| {
+                let w = r.audit.tie_warning(p, &crate::audit::TieRemedy::CONFIG)?;
+                Some(format!(
+                    "- {} (seed {}, forget {:.0}%): {w}\n",
+                    r.method,
+                    r.seed,
+                    r.fraction * 100.0
+                ))
+            })
+            .collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        format!("## Warning: tied RMIA scores\n\n{}\n", lines.concat())
     }
 
     /// The tuning stage: per method and setting, the choice and the table.

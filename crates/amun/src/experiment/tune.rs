@@ -137,6 +137,7 @@ mod tests {
                 test: vec![],
                 retain: vec![],
             },
+            rmia_tied: 0.0,
         }
     }
 

@@ -205,18 +205,10 @@ impl Sidecar {
     /// about, since evaluating a model on an updated test set is a
     /// legitimate use. Returns the warnings.
     pub fn check_data(&self, data: &Dataset, path: &Path) -> Result<Vec<String>> {
-        if self.classes != data.classes {
+        if let Some(why) = classes_differ(&self.classes, &data.classes, &data.spec.label()) {
             return Err(Error::checkpoint(
                 path,
-                format!(
-                    "was made with the classes [{}], but the data {} has [{}] ({}): every label \
-                     would name another class (a class folder renamed, added or removed?); use \
-                     the data the model was made with",
-                    self.classes.join(", "),
-                    data.spec.label(),
-                    data.classes.join(", "),
-                    class_diff(&self.classes, &data.classes)
-                ),
+                format!("{why}; use the data the model was made with"),
             ));
         }
         let mut notes = Vec::new();
@@ -326,6 +318,23 @@ impl Sidecar {
                 .sum(),
         }
     }
+}
+
+/// Why data whose class folders are `data` (named `label`) cannot be read
+/// against a model made with the classes `model`: labels are indices into
+/// the sorted class names, so other names, or the same in another order,
+/// make every label name another class. `None` when they are the same.
+/// Every place that reads a dataset against a model compares through this.
+pub fn classes_differ(model: &[String], data: &[String], label: &str) -> Option<String> {
+    (model != data).then(|| {
+        format!(
+            "was made with the classes [{}], but the data {label} has [{}] ({}): every label \
+             would name another class (a class folder renamed, added or removed?)",
+            model.join(", "),
+            data.join(", "),
+            class_diff(model, data)
+        )
+    })
 }
 
 /// Where two class lists differ, for messages: the first few positions

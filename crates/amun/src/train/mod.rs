@@ -346,8 +346,11 @@ fn read_resume_state(
     if meta != fp {
         return Err(Error::checkpoint(
             rp,
-            "resume state of a different run (model, recipe, seed, data or --exclude differ); \
-             rerun with the same settings, or without --resume to start over",
+            format!(
+                "resume state of a different run (model, recipe, seed, data or --exclude \
+                 differ); rerun with the same settings, or {}",
+                start_over(rp)
+            ),
         ));
     }
     let epoch = t
@@ -695,10 +698,35 @@ fn check_resume_sha256(rp: &Path, t: &mut HashMap<String, Tensor>) -> Result<()>
     Err(Error::checkpoint(
         rp,
         format!(
-            "{why}; resuming from it would continue from other weights — train again \
-             without --resume to start over"
+            "{why}; resuming from it would continue from other weights — {}",
+            start_over(rp)
         ),
     ))
+}
+
+/// How a run whose resume state `rp` cannot be used starts over: by
+/// deleting that file (with its checkpoint, which it would continue), what
+/// works for every command that resumes (`amun train --resume`, `amun rmia
+/// train-refs`, an experiment's steps); `amun train` also starts over
+/// without --resume.
+fn start_over(rp: &Path) -> String {
+    let name = rp
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let out = name.strip_suffix(".resume.safetensors").map_or_else(
+        || "its checkpoint".to_string(),
+        |stem| {
+            rp.with_file_name(format!("{stem}.safetensors"))
+                .display()
+                .to_string()
+        },
+    );
+    format!(
+        "delete {} and {out} to start the run over from its first epoch (with `amun train`, \
+         running without --resume does the same)",
+        rp.display()
+    )
 }
 
 /// Evaluates the final model on train and test and records it.

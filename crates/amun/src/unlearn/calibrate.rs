@@ -756,7 +756,8 @@ pub fn utility_drop(acc: f64, n: usize, z: f64, forgotten: usize, train: usize) 
     let noise = z * accuracy_se(acc, n, z);
     let kept = train.saturating_sub(forgotten).max(1) as f64;
     let shrink = (train.max(1) as f64 / kept).powf(LEARNING_CURVE_EXPONENT) - 1.0;
-    noise + (100.0 - acc) * shrink
+    // No state can lose more than the accuracy it is measured against.
+    (noise + (100.0 - acc) * shrink).min(acc)
 }
 
 /// β of the learning curve err(N) ∝ N^(−β) that [`utility_drop`] assumes:
@@ -813,7 +814,8 @@ impl Targets {
             // (the protocol tests' CIFAR and MNIST cases), keeping the
             // original however memorised.
             retain_drop: drop(original.retain_acc, sizes.retain)
-                .max(drop(original.heldout_acc, sizes.heldout)),
+                .max(drop(original.heldout_acc, sizes.heldout))
+                .min(original.retain_acc),
         }
     }
 
@@ -2501,6 +2503,22 @@ mod tests {
         // Removing more costs more; a larger probe set has less noise.
         assert!(utility_drop(60.0, 500, 1.96, 600, 6000) > utility_drop(60.0, 500, 1.96, 60, 6000));
         assert!(utility_drop(90.0, 5000, 1.96, 60, 6000) < utility_drop(90.0, 500, 1.96, 60, 6000));
+    }
+
+    /// Issue 37 (hostile6 AA3): 299 of 300 forgotten read "may lose 173.0
+    /// against 90.0": no guard allows losing more than the accuracy it is
+    /// measured against.
+    #[test]
+    fn a_utility_guard_never_exceeds_its_accuracy() {
+        assert_eq!(utility_drop(90.0, 30, 1.645, 299, 300), 90.0);
+        let sizes = Sizes {
+            forget: 299,
+            heldout: 30,
+            retain: 1,
+            train: 300,
+        };
+        let t = Targets::new(probe(94.3, 90.0, 60.0, 52.0), sizes, 0.05, None);
+        assert!(t.heldout_drop <= 90.0 && t.retain_drop <= 60.0, "{t:?}");
     }
 
     /// The issue's well-generalising model: forget 90.8 vs held-out 88.8

@@ -179,6 +179,10 @@ impl UnlearnJob<'_> {
             Some(r) => Some(r.clone()),
             None => crate::train::recipe_of(parent)?,
         };
+        if let Some((cal, _, _)) = self.calibrate {
+            self.check_retain_size()?;
+            self.check_search_price(cal, model, recipe.as_ref())?;
+        }
         let fingerprint = model.fingerprint();
         let all = Self::forgotten(self.requests);
         let train = &self.data.train;
@@ -234,10 +238,13 @@ impl UnlearnJob<'_> {
         if sidecar.data_sha256.is_none() && self.data.spec == parent.data {
             sidecar.data_sha256 = self.data.content().cloned();
         }
-        if let (Some((_, _, rec)), crate::model::Origin::Unlearn { heldout, .. }) =
-            (self.calibrate, &mut sidecar.origin)
-        {
-            *heldout = Some(rec.clone());
+        let own = self.calibrate.map(|(_, _, rec)| rec.clone());
+        let inherited = parent.calibration_heldout(self.data.test.len());
+        if let (Some(rec), crate::model::Origin::Unlearn { heldout, .. }) = (
+            lineage_heldout(own, inherited, self.data.test.len()),
+            &mut sidecar.origin,
+        ) {
+            *heldout = Some(rec);
         }
         if let Some(source) = self.adversarial.and_then(|a| a.source.clone()) {
             record_precomputed(&mut sidecar, source);
@@ -259,6 +266,123 @@ impl UnlearnJob<'_> {
             sizes: [all.len(), retain_idx.len(), self.data.test.len()],
             seconds,
         })
+    }
+}
+
+/// What an unlearned model records as the held-out images its audit must
+/// leave out: its own calibration's (`own`) and those its parent's lineage
+/// recorded (`inherited`), whichever leaves more of the `test_len` test
+/// images out (held-out test images are always the last ones, so the
+/// larger set holds the smaller). A model unlearned from a calibrated one
+/// carries the record on, calibrated again or not: its audit would
+/// otherwise score the images the parent's calibration chose by.
+fn lineage_heldout(
+    own: Option<HeldOutRecord>,
+    inherited: Option<HeldOutRecord>,
+    test_len: usize,
+) -> Option<HeldOutRecord> {
+    match (own, inherited) {
+        (Some(o), Some(i)) if i.audit_holdout(test_len) > o.audit_holdout(test_len) => Some(i),
+        (o, i) => o.or(i),
+    }
+}
+
+impl UnlearnJob<'_> {
+    /// Calibration aims forget accuracy at the original's held-out
+    /// accuracy, its estimate of what a retrain on the rest would score,
+    /// and guards retain accuracy measured on what is left. Once more
+    /// samples are forgotten than kept, neither holds: on the learning
+    /// curve the utility guard assumes ([`super::utility_drop`]), a retrain
+    /// on under half the data makes over 41% more errors than the original
+    /// (√2 − 1), growing without bound (299 of 300 forgotten: 16 times the
+    /// errors), and the retain set is too small to measure a loss on.
+    fn check_retain_size(&self) -> Result<()> {
+        let n = self.data.train.len();
+        let gone = IndexSet::new(
+            Self::forgotten(self.requests)
+                .into_iter()
+                .chain(self.forgotten_before.iter().copied()),
+        )
+        .len();
+        let kept = n.saturating_sub(gone);
+        if kept >= gone {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "calibrate",
+            format!(
+                "{gone} of the {n} training samples would be forgotten, {kept} kept: calibration \
+                 estimates a retrain by the original's held-out accuracy and measures the loss \
+                 of utility on the samples kept, which holds while at most half are forgotten \
+                 (a retrain on fewer samples than were forgotten scores well below the \
+                 original); unlearn without calibration, or retrain without them (`amun train \
+                 --exclude`)"
+            ),
+        ))
+    }
+
+    /// Refuses a calibration cost cap (`max_cost`) that the method's
+    /// adversarial search alone passes, before it runs: the search's price
+    /// is known from its settings (each correctly classified forget sample
+    /// costs at least [`crate::attack::AdvSettings::min_steps_per_sample`]),
+    /// and calibration counts it against each request's cap as
+    /// [`super::calibrate`] does (the recipe's epochs over the samples the
+    /// request leaves).
+    fn check_search_price(
+        &self,
+        cal: &CalibrateSettings,
+        model: &Classifier,
+        recipe: Option<&crate::train::Recipe>,
+    ) -> Result<()> {
+        let (Some(fraction), Some(recipe), Some(attack), None) = (
+            cal.max_cost,
+            recipe,
+            self.method.adversarial(),
+            self.adversarial,
+        ) else {
+            return Ok(());
+        };
+        let train = &self.data.train;
+        let mut forgotten = IndexSet::new(self.forgotten_before.iter().copied());
+        // AMUN-A searches each request on the model the last one left: only
+        // the first is searched on this model.
+        let searched = if self.adaptive {
+            1
+        } else {
+            self.requests.len()
+        };
+        for (k, r) in self.requests.iter().enumerate().take(searched) {
+            let forget: Vec<i64> = r
+                .indices
+                .iter()
+                .copied()
+                .filter(|&i| !forgotten.contains(i))
+                .collect();
+            let correct = accuracy(model, &train.select(&forget)).correct as u64;
+            let price = correct * attack.min_steps_per_sample();
+            let retrain = recipe.epochs as u64 * train.len().saturating_sub(forget.len()) as u64;
+            let cap = (fraction * retrain as f64).floor() as u64;
+            if price > cap {
+                // Rounded up, so that the fraction given back pays for it.
+                let least = (1e4 * price as f64 / retrain.max(1) as f64).ceil() / 1e4;
+                return Err(Error::invalid(
+                    "calibrate.max_cost",
+                    format!(
+                        "{fraction}: {}'s adversarial search of request {} alone costs at least \
+                         {price} image-steps ({correct} correctly classified samples × {} \
+                         steps), {least}× the same-recipe retrain ({retrain} image-steps), over \
+                         the cap of {cap}; give more than {least} (what the search alone costs) \
+                         to leave calibration room for its epochs, or a method without the \
+                         search",
+                        self.method.name(),
+                        k + 1,
+                        attack.min_steps_per_sample()
+                    ),
+                ));
+            }
+            forgotten = forgotten.union(&IndexSet::new(forget.iter().copied()));
+        }
+        Ok(())
     }
 }
 

@@ -291,3 +291,83 @@ fn tampered_reference_files_are_refused_naming_the_file() {
     assert!(std::fs::read(d.join(l0)).unwrap() == logits0);
     load_references(d, &data).unwrap();
 }
+
+/// Issue 37 (hostile6 I6d): `rmia train-refs` killed in a reference
+/// model's training, its resume state then deleted, kept that model's last
+/// epoch as a finished reference model, and the audit scored against it.
+/// An unfinished model without its resume state is trained again; one
+/// sealed into a folder (as the version before this check made) is
+/// refused by the audit, naming the file and how far it got.
+#[test]
+fn an_unfinished_reference_model_is_trained_again_never_used() {
+    use amun::audit::{RefSetup, load_references};
+    let data = common::load("mnist", Some(200), Some(100));
+    let spec = ModelSpec::for_data(Arch::SmallCnn, data.image_shape(), 10).unwrap();
+    let recipe = TrainParams::new()
+        .epochs(2)
+        .batch_size(32)
+        .augment(false)
+        .check()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Killed as model 1 starts its second epoch (the fourth of the folder).
+    let stop = crate::train::StopAfter {
+        epochs: 3,
+        seen: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_references(&data, &spec, &recipe, 2, 5, d, &stop)
+    }));
+    assert!(killed.is_err(), "the stop hook interrupts the run");
+    let done = |k: usize| {
+        let p = d.join(format!("ref-{k:03}.json"));
+        let sc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        sc["origin"]["epochs_done"].as_u64().unwrap()
+    };
+    assert_eq!(done(1), 1);
+    let unfinished =
+        ["ref-001.safetensors", "ref-001.json"].map(|n| (n, std::fs::read(d.join(n)).unwrap()));
+    // I6c: a changed resume state is refused with a remedy that works
+    // here (train-refs has no --resume flag to leave out).
+    let rp = d.join("ref-001.resume.safetensors");
+    let mut bytes = std::fs::read(&rp).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&rp, &bytes).unwrap();
+    let e = train_references(&data, &spec, &recipe, 2, 5, d, &Quiet)
+        .err()
+        .expect("a changed resume state is refused")
+        .to_string();
+    assert!(
+        e.contains("delete")
+            && e.contains("ref-001.resume.safetensors and ")
+            && e.contains("/ref-001.safetensors to start the run over"),
+        "{e}"
+    );
+    std::fs::remove_file(&rp).unwrap();
+    train_references(&data, &spec, &recipe, 2, 5, d, &Quiet).unwrap();
+    assert_eq!(done(1), 2, "the unfinished model is trained to the end");
+    // The unfinished model put back and sealed into the manifest.
+    for (n, bytes) in &unfinished {
+        std::fs::write(d.join(n), bytes).unwrap();
+    }
+    let setup = RefSetup {
+        data: &data,
+        spec: &spec,
+        recipe: &recipe,
+        count: 2,
+        seed: 5,
+        dir: d,
+    };
+    setup.seal().unwrap();
+    let e = load_references(d, &data)
+        .err()
+        .expect("an unfinished reference model is refused")
+        .to_string();
+    assert!(
+        e.contains("ref-001.safetensors") && e.contains("epoch 1 of the 2"),
+        "{e}"
+    );
+}

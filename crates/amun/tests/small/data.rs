@@ -337,3 +337,37 @@ fn augmentation_keeps_shape_range_and_crops_exactly() {
         assert!(found, "image {i} is not a crop of its padded source");
     }
 }
+
+/// Issue 37 (hostile6 F3b): one colour PNG among grayscale ones turned the
+/// whole folder into three channels without a word (and a model trained on
+/// the grayscale images no longer fit it). Refused, naming that file; a
+/// colour folder with a few grayscale images still reads as colour.
+#[test]
+fn one_colour_image_among_grayscale_ones_is_named() {
+    let d = common::load("mnist", Some(20), Some(10));
+    let dir = tempfile::tempdir().unwrap();
+    let write = |colour: &dyn Fn(usize) -> bool| {
+        for (i, l) in d.train.label_vec().iter().enumerate() {
+            let cdir = dir.path().join(l.to_string());
+            std::fs::create_dir_all(&cdir).unwrap();
+            let px = Vec::<u8>::try_from(d.train.images.get(i as i64).flatten(0, -1)).unwrap();
+            let gray = image::GrayImage::from_raw(28, 28, px).unwrap();
+            let img = image::DynamicImage::ImageLuma8(gray);
+            let img = if colour(i) {
+                image::DynamicImage::ImageRgb8(img.to_rgb8())
+            } else {
+                img
+            };
+            img.save(cdir.join(format!("{i:03}.png"))).unwrap();
+        }
+    };
+    let load = || DataSpec::new(dir.path().to_str().unwrap()).load(&default_data_dir());
+    write(&|i| i == 7);
+    let e = load().unwrap_err().to_string();
+    assert!(
+        e.contains("007.png") && e.contains("19 of the folder's 20 images are grayscale"),
+        "{e}"
+    );
+    write(&|i| i != 7);
+    assert_eq!(load().unwrap().image_shape(), [3, 28, 28]);
+}

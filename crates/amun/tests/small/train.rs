@@ -156,9 +156,9 @@ fn a_changed_resume_state_is_refused() {
 
 /// A progress sink that aborts the run (by panicking inside a start call)
 /// once `epochs` epochs have been checkpointed.
-struct StopAfter {
-    epochs: usize,
-    seen: std::sync::atomic::AtomicUsize,
+pub(crate) struct StopAfter {
+    pub(crate) epochs: usize,
+    pub(crate) seen: std::sync::atomic::AtomicUsize,
 }
 
 impl amun::progress::Progress for StopAfter {
