@@ -250,12 +250,7 @@ pub fn catch_up(
     start: bool,
     dir: &Path,
 ) -> Result<Vec<Rec>> {
-    if !start
-        && !read(file)
-            .ok()
-            .flatten()
-            .is_some_and(|p| !p.heads.is_empty())
-    {
+    if !start && read(file).ok().flatten().is_none_or(|p| p.heads.is_empty()) {
         return Err(Error::invalid(
             file.display().to_string(),
             "is missing or holds no anchor line, so it was not written: a new one would start \
@@ -699,7 +694,7 @@ fn leave_out_other_copies(
                 reg.dir.display()
             ),
         );
-        p.heads.retain(|(_, h)| !(theirs(h) && !holds(h, chain)));
+        p.heads.retain(|(_, h)| !theirs(h) || holds(h, chain));
     } else if let Some((other, line, time)) = written_last_by_another(&p, &others) {
         notes.push(format!(
             "{}: its last line was written by another copy of this registry, at {other} (line \
