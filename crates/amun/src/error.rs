@@ -242,7 +242,10 @@ mod tests {
             "calibrate.max_cost: only the continuing walk (calibrate.walk = continue) has a cost \
              cap; see calibrate.lrs"
         );
-        let flag = |k: &str| (k != "calibrate.lrs").then(|| format!("--{}", k.replace('.', "-")));
+        // Names keys (not values) but calibrate.lrs.
+        let flag = |k: &str| {
+            (k != "calibrate.lrs" && !k.contains('=')).then(|| format!("--{}", k.replace('.', "-")))
+        };
         assert_eq!(
             e.naming(&flag),
             "--calibrate-max_cost: only the continuing walk (--calibrate-walk continue) has a \
