@@ -43,7 +43,9 @@ create_exception!(
 /// the matching `amun` exception with the message.
 fn py_err(e: amun::Error) -> PyErr {
     let kind = match &e {
-        amun::Error::Invalid { .. } | amun::Error::Device { .. } => "invalid",
+        amun::Error::Invalid { .. } | amun::Error::Setting { .. } | amun::Error::Device { .. } => {
+            "invalid"
+        }
         amun::Error::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound => "not-found",
         _ => "amun",
     };

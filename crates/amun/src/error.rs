@@ -26,6 +26,13 @@ pub enum Error {
     /// A setting (flag, config field, method parameter) is out of range.
     #[error("{what}: {msg}")]
     Invalid { what: String, msg: String },
+    /// A setting, by its key (`calibrate.max_cost`, as a config file or
+    /// `--set` writes it), is out of range or clashes with another. `msg`
+    /// names other settings as `{key}` or `{key=value}`, so that a front
+    /// end can name every setting its own way ([`Error::naming`]); printed
+    /// as is, they read `key` and `key = value`.
+    #[error("{}", setting_text(.key, .msg, &|_| None))]
+    Setting { key: String, msg: String },
     /// A checkpoint does not fit the model or data it is used with.
     #[error("{}: {msg}", path.display())]
     Checkpoint { path: PathBuf, msg: String },
@@ -55,6 +62,35 @@ impl Error {
         Error::Invalid {
             what: what.into(),
             msg: msg.into(),
+        }
+    }
+
+    /// The setting `key` is invalid; `msg` names any other setting it
+    /// clashes with as `{key}` or `{key=value}` (see [`Error::Setting`]).
+    pub fn setting(key: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Setting {
+            key: key.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// The setting or flag at fault, if the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { what, .. } => Some(what),
+            Error::Setting { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The message, with every setting `name` knows named its way (a CLI's
+    /// flags: `calibrate.walk` → `--calibrate-walk`, `{calibrate.walk=continue}`
+    /// → `--calibrate-walk continue`); the rest as [`Display`](std::fmt::Display)
+    /// prints it.
+    pub fn naming(&self, name: &dyn Fn(&str) -> Option<String>) -> String {
+        match self {
+            Error::Setting { key, msg } => setting_text(key, msg, name),
+            e => e.to_string(),
         }
     }
 
@@ -88,6 +124,36 @@ impl Error {
             None => Error::format(path, msg),
         }
     }
+}
+
+/// `key: msg` with every setting named by `name`, or by its key where
+/// `name` knows none (see [`Error::Setting`]).
+fn setting_text(key: &str, msg: &str, name: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = format!("{}: ", name(key).unwrap_or_else(|| key.to_string()));
+    let mut rest = msg;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let inner = &rest[open + 1..close];
+        let (k, value) = match inner.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (inner.trim(), None),
+        };
+        // A value may have a name of its own (`with_retain=false`: a flag
+        // that takes no value).
+        let whole = value.and_then(|v| name(&format!("{k}={v}")));
+        match (whole, name(k), value) {
+            (Some(flag), _, _) | (None, Some(flag), None) => out.push_str(&flag),
+            (None, Some(flag), Some(v)) => out.push_str(&format!("{flag} {v}")),
+            (None, None, Some(v)) => out.push_str(&format!("{k} = {v}")),
+            (None, None, None) => out.push_str(k),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A libtorch error on the safetensors file `path` in words: the OS error
@@ -158,5 +224,38 @@ impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
             context: context.to_string(),
             err: source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_setting_error_names_settings_by_key_or_as_asked() {
+        let e = Error::setting(
+            "calibrate.max_cost",
+            "only the continuing walk ({calibrate.walk=continue}) has a cost cap; see {calibrate.lrs}",
+        );
+        assert_eq!(
+            e.to_string(),
+            "calibrate.max_cost: only the continuing walk (calibrate.walk = continue) has a cost \
+             cap; see calibrate.lrs"
+        );
+        // Names keys (not values) but calibrate.lrs.
+        let flag = |k: &str| {
+            (k != "calibrate.lrs" && !k.contains('=')).then(|| format!("--{}", k.replace('.', "-")))
+        };
+        assert_eq!(
+            e.naming(&flag),
+            "--calibrate-max_cost: only the continuing walk (--calibrate-walk continue) has a \
+             cost cap; see calibrate.lrs"
+        );
+        let e = Error::setting("a", "b ({with_retain=false})");
+        let flag = |k: &str| (k == "with_retain=false").then(|| "--no-retain".to_string());
+        assert_eq!(e.to_string(), "a: b (with_retain = false)");
+        assert_eq!(e.naming(&flag), "a: b (--no-retain)");
+        let other = Error::invalid("x", "{not a key}");
+        assert_eq!(other.naming(&flag), "x: {not a key}");
     }
 }

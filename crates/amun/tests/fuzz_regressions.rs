@@ -131,7 +131,8 @@ fn replay(name: &str, target: Target, input: &Path) -> Result<String, String> {
         Ok(Err(e)) => {
             let msg = e.to_string();
             let names_file = msg.contains(&s.dir.display().to_string());
-            if names_file || matches!(e, amun::Error::Invalid { .. }) {
+            if names_file || matches!(e, amun::Error::Invalid { .. } | amun::Error::Setting { .. })
+            {
                 Ok(format!("{shown}: Err: {msg}"))
             } else {
                 Err(format!("{shown}: error names no file: {msg}"))

@@ -8,6 +8,46 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{Map, Value};
 
+/// The flag that gives each library setting (by its key) in the commands
+/// that take these groups: a library error about one of them names the
+/// flag the user typed ([`in_flags`]). Only settings no `--set` gives are
+/// here, so a key given by `--set` (or a config file) keeps its name.
+pub const SETTING_FLAGS: &[(&str, &str)] = &[
+    ("calibrate.rule", "--calibrate-rule"),
+    ("calibrate.lrs", "--calibrate-lrs"),
+    ("calibrate.max_cost", "--calibrate-max-cost"),
+    ("calibrate.start", "--calibrate-start"),
+    ("calibrate.walk", "--calibrate-walk"),
+    ("calibrate.max_epochs", "--calibrate-max-epochs"),
+    ("calibrate.retain_budget", "--calibrate-retain-budget"),
+    ("calibrate.max_utility_drop", "--calibrate-max-drop"),
+    ("calibrate.level", "--calibrate-level"),
+    ("adversarial", "--adv"),
+    ("adaptive", "--adaptive"),
+    ("with_retain", "--no-retain"),
+    ("with_retain=false", "--no-retain"),
+];
+
+/// The flag of the setting `key`, if a flag gives it.
+pub fn flag_of(key: &str) -> Option<&'static str> {
+    SETTING_FLAGS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, f)| *f)
+}
+
+/// A library error about a setting, in the words of the flags that gave
+/// it (`calibrate.max_cost` → `--calibrate-max-cost`); any other error as
+/// it is.
+pub fn in_flags(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<amun::Error>() {
+        Some(lib @ amun::Error::Setting { .. }) if e.chain().count() == 1 => {
+            anyhow::anyhow!(lib.naming(&|k| flag_of(k).map(String::from)))
+        }
+        _ => e,
+    }
+}
+
 /// Fine-tuning flags of `amun unlearn` and `amun registry apply`; each one
 /// left out keeps the method's setting.
 #[derive(Args, Debug, Clone, Default)]
@@ -23,6 +63,10 @@ pub struct FinetuneArgs {
     /// e.g. step:1:0.1 (lr ×0.1 every epoch)
     #[arg(long)]
     pub schedule: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
 }
 
 impl FinetuneArgs {
@@ -33,6 +77,8 @@ impl FinetuneArgs {
             lr: self.lr,
             batch_size: self.batch_size,
             schedule: self.schedule.as_deref().map(str::parse).transpose()?,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
             ..Default::default()
         })
     }
@@ -56,7 +102,8 @@ impl SetArgs {
     }
 }
 
-/// Calibration flags of `amun unlearn` and `amun registry apply`.
+/// Calibration flags of `amun unlearn` and `amun registry apply`: every
+/// `[calibrate]` setting but the few a config file alone tunes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CalibrateArgs {
     /// Calibration rule: accuracy (default), proxy-gap, mia or confidence
@@ -75,6 +122,33 @@ pub struct CalibrateArgs {
     /// walk ends before an epoch that would pass it [default: no cap]
     #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub calibrate_max_cost: Option<f64>,
+    /// Where the ladder's walk starts: own (the rung nearest the method's
+    /// rate, then up or down) or lowest (then up) [default: own]
+    #[arg(long, value_name = "own|lowest")]
+    pub calibrate_start: Option<String>,
+    /// How the ladder is walked: continue (one trajectory that climbs or
+    /// descends from the state it has, at most --calibrate-max-epochs
+    /// epochs) or restart (every rung from the original model) [default: continue]
+    #[arg(long, value_name = "continue|restart")]
+    pub calibrate_walk: Option<String>,
+    /// Epochs the continuing walk may run in all [default: twice the method's epochs]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub calibrate_max_epochs: Option<usize>,
+    /// How much of D_R each of calibration's epochs visits: full, a multiple
+    /// of the request (e.g. 4), or method (the method's own
+    /// finetune.retain_budget) [default: full]
+    #[arg(long, value_name = "full|K|method")]
+    pub calibrate_retain_budget: Option<String>,
+    /// Points of held-out and retain accuracy a calibrated result may lose
+    /// against the original model before it counts as a utility loss
+    /// [default: from the data: the noise at --calibrate-level plus what
+    /// forgetting this many samples costs]
+    #[arg(long, value_name = "POINTS", allow_negative_numbers = true)]
+    pub calibrate_max_drop: Option<f64>,
+    /// The two-sided level of calibration's tests (forget vs held-out
+    /// accuracy, loss-AUC vs 50, utility) [default: 0.05]
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    pub calibrate_level: Option<f64>,
 }
 
 impl CalibrateArgs {
@@ -84,26 +158,45 @@ impl CalibrateArgs {
             (self.calibrate_rule.is_some(), "--calibrate-rule"),
             (!self.calibrate_lrs.is_empty(), "--calibrate-lrs"),
             (self.calibrate_max_cost.is_some(), "--calibrate-max-cost"),
+            (self.calibrate_start.is_some(), "--calibrate-start"),
+            (self.calibrate_walk.is_some(), "--calibrate-walk"),
+            (
+                self.calibrate_max_epochs.is_some(),
+                "--calibrate-max-epochs",
+            ),
+            (
+                self.calibrate_retain_budget.is_some(),
+                "--calibrate-retain-budget",
+            ),
+            (self.calibrate_max_drop.is_some(), "--calibrate-max-drop"),
+            (self.calibrate_level.is_some(), "--calibrate-level"),
         ]
         .into_iter()
         .filter_map(|(given, flag)| given.then_some(flag))
         .collect()
     }
 
-    /// The flags, typed (the rest of the overrides left out).
+    /// The flags, typed, in the order they are checked (their values are
+    /// checked by [`CalibrateOverrides::settings`]).
     pub fn overrides(&self) -> Result<CalibrateOverrides> {
-        if let Some(c) = self.calibrate_max_cost
-            && !(c > 0.0 && c.is_finite())
-        {
-            anyhow::bail!(
-                "--calibrate-max-cost must be a positive fraction of the same-recipe retrain's \
-                 cost (e.g. 0.3), got {c}"
-            );
-        }
         Ok(CalibrateOverrides {
-            lrs: (!self.calibrate_lrs.is_empty()).then(|| self.calibrate_lrs.clone()),
             rule: self.calibrate_rule.as_deref().map(str::parse).transpose()?,
+            lrs: (!self.calibrate_lrs.is_empty()).then(|| self.calibrate_lrs.clone()),
             max_cost: self.calibrate_max_cost,
+            start: self
+                .calibrate_start
+                .as_deref()
+                .map(str::parse)
+                .transpose()?,
+            walk: self.calibrate_walk.as_deref().map(str::parse).transpose()?,
+            max_epochs: self.calibrate_max_epochs,
+            retain_budget: self
+                .calibrate_retain_budget
+                .as_deref()
+                .map(amun::unlearn::parse_calibration_budget)
+                .transpose()?,
+            max_utility_drop: self.calibrate_max_drop,
+            level: self.calibrate_level,
             ..Default::default()
         })
     }
@@ -225,5 +318,42 @@ impl AttackArgs {
             m.insert("overshoot".into(), o.into());
         }
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{flag_of, in_flags};
+
+    #[test]
+    fn library_settings_are_named_by_their_flags() {
+        assert_eq!(flag_of("calibrate.max_cost"), Some("--calibrate-max-cost"));
+        assert_eq!(
+            flag_of("calibrate.max_utility_drop"),
+            Some("--calibrate-max-drop")
+        );
+        assert_eq!(
+            flag_of("finetune.lr"),
+            None,
+            "--set gives it as well as --lr"
+        );
+        let e = amun::unlearn::CalibrateOverrides {
+            walk: Some(amun::unlearn::Walk::Restart),
+            max_cost: Some(0.05),
+            ..Default::default()
+        }
+        .settings()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "calibrate.max_cost: only the continuing walk (calibrate.walk = continue) has a cost cap"
+        );
+        assert_eq!(
+            in_flags(e.into()).to_string(),
+            "--calibrate-max-cost: only the continuing walk (--calibrate-walk continue) has a \
+             cost cap"
+        );
+        let other = anyhow::Error::from(amun::Error::invalid("calibrate.level", "x"));
+        assert_eq!(in_flags(other).to_string(), "calibrate.level: x");
     }
 }

@@ -82,7 +82,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Adv(a) => adv::run(a),
         Command::Mask(a) => mask::run(a),
-        Command::Unlearn(a) => unlearn::run(*a),
+        Command::Unlearn(a) => unlearn::run(*a).map_err(flags::in_flags),
         Command::Methods(a) => methods::run(a),
         Command::Rmia(c) => rmia::run(c),
         Command::Audit(a) => audit::run(a),

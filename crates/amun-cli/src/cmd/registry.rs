@@ -56,7 +56,7 @@ pub fn run(c: RegistryCmd) -> Result<()> {
         RegistryCmd::Add(a) => add(a),
         RegistryCmd::List(a) => list(a),
         RegistryCmd::Show(a) => show(a),
-        RegistryCmd::Apply(a) => apply(*a),
+        RegistryCmd::Apply(a) => apply(*a).map_err(super::flags::in_flags),
         RegistryCmd::Certificate(a) => certificate(a),
         RegistryCmd::Verify(a) => verify(a),
         RegistryCmd::Retrain(a) => retrain(a),
@@ -502,6 +502,7 @@ fn apply(a: ApplyArgs) -> Result<()> {
             a.calibration.given().join(", ")
         );
     }
+    cal.check_with_retain(!a.no_retain)?;
     let spec = ApplySpec {
         method,
         overrides,

@@ -5,7 +5,7 @@ use amun::model::checkpoint;
 use amun::outputs::{Artifact, Outputs};
 use amun::report::Table;
 use amun::train::TrainOverrides;
-use amun::unlearn::{CalibrateOverrides, UnlearnJob, build};
+use amun::unlearn::{AdvFile, RunSettings, build};
 use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::{Map, Value};
@@ -45,10 +45,6 @@ pub struct UnlearnArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub finetune: FinetuneArgs,
-    #[arg(long, allow_negative_numbers = true)]
-    pub momentum: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub weight_decay: Option<f64>,
     /// AMUN: train on D_R ∪ D_A (or D_A alone with --no-retain), without D_F
     #[arg(long)]
     pub adv_only: bool,
@@ -89,33 +85,6 @@ pub struct UnlearnArgs {
     pub refs: Option<PathBuf>,
     #[command(flatten)]
     pub calibration: CalibrateArgs,
-    /// Where the ladder's walk starts: own (the rung nearest the method's
-    /// rate, then up or down) or lowest (then up) [default: own]
-    #[arg(long, value_name = "own|lowest")]
-    pub calibrate_start: Option<String>,
-    /// How the ladder is walked: continue (one trajectory that climbs or
-    /// descends from the state it has, at most --calibrate-max-epochs
-    /// epochs) or restart (every rung from the original model) [default: continue]
-    #[arg(long, value_name = "continue|restart")]
-    pub calibrate_walk: Option<String>,
-    /// Epochs the continuing walk may run in all [default: twice the method's epochs]
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub calibrate_max_epochs: Option<usize>,
-    /// How much of D_R each of calibration's epochs visits: full, a multiple
-    /// of the request (e.g. 4), or method (the method's own
-    /// finetune.retain_budget) [default: full]
-    #[arg(long, value_name = "full|K|method")]
-    pub calibrate_retain_budget: Option<String>,
-    /// Points of held-out and retain accuracy a calibrated result may lose
-    /// against the original model before it counts as a utility loss
-    /// [default: from the data: the noise at --calibrate-level plus what
-    /// forgetting this many samples costs]
-    #[arg(long, value_name = "POINTS", allow_negative_numbers = true)]
-    pub calibrate_max_drop: Option<f64>,
-    /// The two-sided level of calibration's tests (forget vs held-out
-    /// accuracy, loss-AUC vs 50, utility) [default: 0.05]
-    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
-    pub calibrate_level: Option<f64>,
     /// Seed of every random choice (recorded in the sidecar)
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
@@ -133,15 +102,6 @@ pub struct UnlearnArgs {
 }
 
 impl UnlearnArgs {
-    /// The training flags, typed: what `Method::adjusted` applies.
-    fn train_overrides(&self) -> Result<TrainOverrides> {
-        Ok(TrainOverrides {
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            ..self.finetune.overrides()?
-        })
-    }
-
     /// The method's other settings from the flags and `--set` (the JSON
     /// boundary, merged into the method's table by the library).
     fn table(&self, train: &TrainOverrides) -> Result<Value> {
@@ -161,7 +121,7 @@ impl UnlearnArgs {
 }
 
 pub fn run(a: UnlearnArgs) -> Result<()> {
-    let train = a.train_overrides()?;
+    let train = a.finetune.overrides()?;
     let table = a.table(&train)?;
     let method = build(&a.method, &table)?;
     let method = if train.is_empty() {
@@ -170,24 +130,11 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         method.adjusted(&train)?
     };
     amun::unlearn::check_given(method.as_ref(), &table, !a.no_retain)?;
-    let cal = calibration_settings(&a)?;
-    if a.adv.is_some() && method.adversarial().is_none() {
-        bail!(
-            "--adv: {} trains on no adversarial set; --adv is for amun and amun-salun",
-            method.name()
-        );
-    }
-    if a.adaptive && method.adversarial().is_none() {
-        bail!(
-            "--adaptive: {} trains on no adversarial set to recompute; AMUN-A is amun (or \
-             amun-salun) with --adaptive",
-            method.name()
-        );
-    }
+    let settings = run_settings(&a)?;
+    settings.check(method.as_ref())?;
     if let Some(p) = &a.adv {
         check_precomputed(&a, p)?;
     }
-    let dev = device(&a.device)?;
     let paths: Vec<PathBuf> = match &a.forget {
         Some(f) => vec![f.clone()],
         None => a.requests.clone(),
@@ -197,56 +144,18 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         .iter()
         .map(|p| ForgetFile::read(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let (mut model, parent, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
+    let (model, parent, data) =
+        super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, settings.device)?;
     let mut requests = Vec::new();
     for (f, p) in files.into_iter().zip(&paths) {
         requests.push(f.resolve(&data, p)?);
     }
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    UnlearnJob::check_distinct(&requests, &names)?;
-    let data = data.to_device(dev);
-    amun::train::lay_out_as_trained(&mut model, &parent)?;
-    let adv = match &a.adv {
-        Some(p) => Some(UnlearnJob::load_adversarial(p, &requests, &model)?),
-        None => None,
-    };
-    let heldout = match (&cal, a.holdout_test, &a.holdout) {
-        (None, _, _) => None,
-        (Some(_), Some(n), _) => Some(HeldOut::LastTest(n)),
-        (Some(_), None, Some(d)) => Some(HeldOut::Folder(d.clone())),
-        (Some(_), None, None) => unreachable!("calibration_settings checks for held-out data"),
-    };
-    let heldout = heldout
-        .map(|h| h.prepare(&data, &a.dir.path()))
-        .transpose()?;
-    let refs = match &a.refs {
-        Some(d) => Some(amun::audit::load_references(d, &data)?),
-        None => None,
-    };
-    let rmia_params = amun::audit::RmiaParams::default();
-    let rmia = refs
-        .as_ref()
-        .zip(heldout.as_ref())
-        .map(|(r, (split, _))| amun::unlearn::RmiaSignal::last_test(r, &rmia_params, &data, split));
+    let mut prepared = settings.prepare(model, &parent, &data, requests, &names)?;
+    drop(data);
     let bars = crate::progress::Bars::new(a.quiet || a.json);
-    let job = UnlearnJob {
-        method: method.as_ref(),
-        data: &data,
-        requests: &requests,
-        with_retain: !a.no_retain,
-        adaptive: a.adaptive,
-        adversarial: adv.as_ref(),
-        calibrate: cal
-            .as_ref()
-            .zip(heldout.as_ref())
-            .map(|(c, (split, record))| (c, split, record)),
-        rmia,
-        seed: a.seed,
-        forgotten_before: &[],
-        recipe: None,
-    };
-    let done = job.run(&mut model, &parent, &bars)?;
-    checkpoint::save(&model, &a.out, &done.sidecar)?;
+    let done = prepared.run(&settings, method.as_ref(), &parent, a.seed, &[], &bars)?;
+    checkpoint::save(&prepared.model, &a.out, &done.sidecar)?;
     let (sc, logs) = (&done.sidecar, &done.logs);
     if a.json {
         return print_json(&super::json::object! { sidecar: sc, logs: logs });
@@ -317,8 +226,8 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
 }
 
 /// With a precomputed adversarial set (`--adv`) no attack runs: a flag or
-/// `--set attack.*` that would set one, or `--adaptive` (which computes its
-/// own sets), would go unused while the sidecar looked as if it had not.
+/// `--set attack.*` that would set one would go unused while the sidecar
+/// looked as if it had not (`--adaptive` with it: `RunSettings::check`).
 fn check_precomputed(a: &UnlearnArgs, adv: &std::path::Path) -> Result<()> {
     let why = format!(
         "--adv {} is an adversarial set computed already (its settings are in {}); attack \
@@ -335,13 +244,6 @@ fn check_precomputed(a: &UnlearnArgs, adv: &std::path::Path) -> Result<()> {
     });
     if let Some(kv) = set_attack {
         bail!("--set {kv}: {why}; drop it or --adv");
-    }
-    if a.adaptive {
-        bail!(
-            "--adaptive computes a new adversarial set for each request on the current model, \
-             so --adv {} would go unused; give one or the other",
-            adv.display()
-        );
     }
     Ok(())
 }
@@ -376,24 +278,30 @@ fn files_of(a: &UnlearnArgs, requests: &[PathBuf]) -> Outputs {
     io
 }
 
+/// The run's settings from the flags, checked before any work.
+fn run_settings(a: &UnlearnArgs) -> Result<RunSettings> {
+    let calibrate = calibration_settings(a)?.map(|c| {
+        let heldout = match (a.holdout_test, &a.holdout) {
+            (Some(n), _) => HeldOut::LastTest(n),
+            (None, Some(d)) => HeldOut::Folder(d.clone()),
+            (None, None) => unreachable!("calibration_settings checks for held-out data"),
+        };
+        (c, heldout)
+    });
+    Ok(RunSettings {
+        with_retain: !a.no_retain,
+        adaptive: a.adaptive,
+        adversarial: a.adv.clone().map(AdvFile::Checked),
+        calibrate,
+        refs: a.refs.clone(),
+        ..RunSettings::new(device(&a.device)?, a.dir.path())
+    })
+}
+
 /// The calibration the flags ask for, checked before any work.
 fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::CalibrateSettings>> {
     let has_holdout = a.holdout.is_some() || a.holdout_test.is_some();
-    // The shared group first: --calibrate-rule is checked before --calibrate-start, as ever.
-    let shared = a.calibration.overrides()?;
-    let o = CalibrateOverrides {
-        start: a.calibrate_start.as_deref().map(str::parse).transpose()?,
-        walk: a.calibrate_walk.as_deref().map(str::parse).transpose()?,
-        max_epochs: a.calibrate_max_epochs,
-        retain_budget: a
-            .calibrate_retain_budget
-            .as_deref()
-            .map(amun::unlearn::parse_calibration_budget)
-            .transpose()?,
-        max_utility_drop: a.calibrate_max_drop,
-        level: a.calibrate_level,
-        ..shared
-    };
+    let o = a.calibration.overrides()?;
     if a.refs.is_some() && a.holdout_test.is_none() {
         bail!(
             "--refs: calibration's RMIA test scores the held-out images against the reference \
@@ -416,21 +324,7 @@ fn calibration_settings(a: &UnlearnArgs) -> Result<Option<amun::unlearn::Calibra
     if a.requests.len() > 1 {
         bail!("--calibrate takes one deletion request (--forget), not --requests");
     }
-    if a.no_retain && a.calibrate_retain_budget.is_some() {
-        bail!(
-            "--calibrate-retain-budget: with --no-retain calibration visits no retain images, so \
-             it would have no effect; drop one of them"
-        );
-    }
-    if let Some(d) = a.calibrate_max_drop
-        && (d.is_nan() || d < 0.0)
-    {
-        bail!("--calibrate-max-drop must be a number of points ≥ 0, got {d}");
-    }
-    if let Some(l) = a.calibrate_level
-        && !(l > 0.0 && l < 1.0)
-    {
-        bail!("--calibrate-level must be a test level between 0 and 1 (e.g. 0.05), got {l}");
-    }
+    o.check_with_retain(!a.no_retain)?;
+    // The values are checked by the library, in the flags' words (`flags::in_flags`).
     Ok(Some(o.settings()?))
 }

@@ -1831,3 +1831,55 @@ fn a_missing_input_is_named_with_its_flag_and_what_was_expected() {
     }
     assert!(files_in(dir.path()).is_empty());
 }
+
+/// Issue 38: a library error about a setting names the flag the user typed
+/// (`--calibrate-max-cost`), not the library's key (`calibrate.max_cost`),
+/// the settings it clashes with included; refused before any work.
+#[test]
+fn setting_errors_name_the_flags_that_gave_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    let run = |extra: &[&str]| calibrated_ft(out.to_str().unwrap()).and(extra).run();
+    for (extra, want) in [
+        (
+            &[
+                "--calibrate-walk",
+                "restart",
+                "--calibrate-max-cost",
+                "0.05",
+            ][..],
+            "--calibrate-max-cost: only the continuing walk (--calibrate-walk continue) has a \
+             cost cap",
+        ),
+        (
+            &["--calibrate-walk", "restart", "--calibrate-max-epochs", "4"][..],
+            "--calibrate-max-epochs: only the continuing walk (--calibrate-walk continue)",
+        ),
+        (
+            &["--calibrate-rule", "best"][..],
+            "--calibrate-rule: unknown rule 'best'",
+        ),
+        (
+            &["--calibrate-retain-budget", "0"][..],
+            "--calibrate-retain-budget: '0': expected full, method",
+        ),
+        (
+            &["--no-retain", "--calibrate-retain-budget", "2"][..],
+            "--calibrate-retain-budget: a run without the retain set (--no-retain)",
+        ),
+        (
+            &["--no-retain"][..],
+            "--no-retain: ft cannot run without the retain set",
+        ),
+        (
+            &["--adaptive"][..],
+            "--adaptive: ft trains on no adversarial set to recompute; AMUN-A is amun (or \
+             amun-salun) with --adaptive",
+        ),
+    ] {
+        let o = run(extra);
+        fails_with(&o, &[want]);
+        assert!(!stderr(&o).contains("calibrate."), "{}", stderr(&o));
+        assert!(!out.exists());
+    }
+}

@@ -808,14 +808,15 @@ impl Config {
             ));
         }
         if let Err(e) = c.settings() {
-            let key = match &e {
-                Error::Invalid { what, .. } => CALIBRATE_KEYS
-                    .iter()
-                    .copied()
-                    .find(|k| what.strip_prefix("calibrate.") == Some(*k))
-                    .unwrap_or(""),
-                _ => "",
-            };
+            let key = e
+                .key()
+                .and_then(|what| {
+                    CALIBRATE_KEYS
+                        .iter()
+                        .copied()
+                        .find(|k| what.strip_prefix("calibrate.") == Some(*k))
+                })
+                .unwrap_or("");
             return Err((key, e.to_string()));
         }
         if c.overrides.retain_budget.is_some() && !self.forget.with_retain.contains(&true) {
@@ -1373,6 +1374,18 @@ attack.steps = 5
             let e = err(extra);
             assert!(e.contains(line) && e.contains(key), "{extra}: {e}");
         }
+    }
+
+    /// A config file's reader sees the settings by their keys (the CLI
+    /// names its flags instead: `cmd::flags::in_flags`).
+    #[test]
+    fn a_clash_of_calibration_settings_names_both_keys() {
+        let e = err("[calibrate]\nholdout = 10\nwalk = \"restart\"\nmax_cost = 0.5\n");
+        assert!(
+            e.contains("calibrate.max_cost: only the continuing walk (calibrate.walk = continue)"),
+            "{e}"
+        );
+        assert!(!e.contains("--calibrate"), "{e}");
     }
 
     #[test]

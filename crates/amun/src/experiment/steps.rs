@@ -18,7 +18,7 @@ use crate::model::{Classifier, ModelSpec, Origin};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::{Recipe, Subset, TrainJob, train};
-use crate::unlearn::{Calibration, MethodSpec, RmiaSignal, UnlearnJob};
+use crate::unlearn::{AdvFile, Calibration, MethodSpec, RunSettings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -80,13 +80,19 @@ impl StepCtx<'_> {
     /// The reference models, verified: the index, then each reference
     /// model's logits (what RMIA reads).
     fn references(&self) -> Result<crate::audit::References> {
+        load_references(&self.references_dir()?, self.data)
+    }
+
+    /// The reference models' folder, verified: the index, then each
+    /// reference model's logits.
+    fn references_dir(&self) -> Result<PathBuf> {
         if let StepKind::References { models } = &self.plan.input(&StepId::references())?.kind {
             self.verified(&StepId::references())?;
             for m in models {
                 self.verified(m)?;
             }
         }
-        load_references(&self.dir.join("references"), self.data)
+        Ok(self.dir.join("references"))
     }
 
     fn audit_model(&self, model: &Classifier, forget: &ForgetSet) -> Result<ModelAudit> {
@@ -597,57 +603,33 @@ fn unlearn_run(
     calibrated: bool,
     inputs: &RunInputs<'_>,
 ) -> Result<UnlearnRun> {
-    let mut model = ctx.load_model(inputs.original)?;
-    let parent = checkpoint::read_sidecar(&ctx.path(inputs.original)?)?;
-    let requests = [ctx.forget(inputs.forget)?];
-    let (adv, adv_secs) = match inputs.adversarial {
-        Some(a) if method.method().adversarial().is_some() => (
-            Some(UnlearnJob::load_recorded_adversarial(
-                &ctx.verified(a)?,
-                &requests,
-                &model,
-            )?),
-            ctx.seconds_of(a),
-        ),
-        _ => (None, 0.0),
-    };
-    let cal = match (calibrated, &ctx.cfg.calibrate) {
-        (false, _) => None,
-        (true, None) => {
-            return Err(Error::invalid(
-                "calibrate",
-                "a calibrated step needs [calibrate]",
-            ));
-        }
-        (true, Some(c)) => {
-            let (split, record) = HeldOut::LastTest(c.holdout).prepare(ctx.data, Path::new("."))?;
-            Some((c.settings()?, split, record))
-        }
-    };
-    // Calibration's membership test: the audit's RMIA with the
-    // experiment's references (read as the audit reads them).
-    let refs = match &cal {
-        Some(_) => Some(ctx.references()?),
-        None => None,
-    };
-    let rmia = refs
-        .as_ref()
-        .zip(cal.as_ref())
-        .map(|(r, (_, split, _))| RmiaSignal::last_test(r, &ctx.cfg.rmia.attack, ctx.data, split));
-    let job = UnlearnJob {
-        method: method.method(),
-        data: ctx.data,
-        requests: &requests,
-        with_retain,
-        adaptive: false,
-        adversarial: adv.as_ref(),
-        calibrate: cal.as_ref().map(|(s, h, r)| (s, h, r)),
-        seed: derive(seed, method.name(), u64::from(with_retain)),
-        forgotten_before: &[],
-        rmia,
-        recipe: None,
-    };
-    let out = job.run(&mut model, &parent, ctx.progress)?;
+    let device = ctx.data.train.labels.device();
+    let (model, parent) = checkpoint::load(&ctx.verified(inputs.original)?, device)?;
+    let requests = vec![ctx.forget(inputs.forget)?];
+    let mut run = RunSettings::new(device, ".");
+    run.with_retain = with_retain;
+    let mut adv_secs = 0.0;
+    if let Some(a) = inputs.adversarial
+        && method.method().adversarial().is_some()
+    {
+        run.adversarial = Some(AdvFile::Recorded(ctx.verified(a)?));
+        adv_secs = ctx.seconds_of(a);
+    }
+    if calibrated {
+        let c =
+            ctx.cfg.calibrate.as_ref().ok_or_else(|| {
+                Error::invalid("calibrate", "a calibrated step needs [calibrate]")
+            })?;
+        run.calibrate = Some((c.settings()?, HeldOut::LastTest(c.holdout)));
+        // Calibration's membership test: the audit's RMIA with the
+        // experiment's references (verified as the audit reads them).
+        run.refs = Some(ctx.references_dir()?);
+        run.rmia = ctx.cfg.rmia.attack.clone();
+    }
+    run.check(method.method())?;
+    let mut prepared = run.prepare(model, &parent, ctx.data, requests, &[])?;
+    let seed = derive(seed, method.name(), u64::from(with_retain));
+    let out = prepared.run(&run, method.method(), &parent, seed, &[], ctx.progress)?;
     // A calibration that kept the original before its first epoch needed
     // no adversarial set (`amun unlearn` does not compute one then): the
     // shared step's time is not this run's cost.
@@ -656,9 +638,9 @@ fn unlearn_run(
             .logs
             .iter()
             .all(|l| l.calibration.as_ref().is_some_and(|c| c.epochs_run == 0));
-    let [forget] = requests;
+    let forget = prepared.requests.remove(0);
     Ok(UnlearnRun {
-        model,
+        model: prepared.model,
         sidecar: out.sidecar,
         forget,
         seconds: out.seconds + if kept_before_any_epoch { 0.0 } else { adv_secs },

@@ -1,6 +1,6 @@
 //! Applying the pending requests as one batch: the head version, the
 //! requests pending when the apply starts (a snapshot: what is added
-//! meanwhile waits for the next apply), one [`UnlearnJob`] (calibrated by
+//! meanwhile waits for the next apply), one unlearning run (calibrated by
 //! default, each request in turn when several are pending), the audit,
 //! and one transaction that makes the result a version.
 use super::audit::{VersionAudit, audit_version};
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::TrainOverrides;
-use crate::unlearn::{CalibrateSettings, MethodSpec, RmiaSignal, UnlearnJob};
+use crate::unlearn::{CalibrateSettings, MethodSpec, RunSettings};
 use std::path::{Path, PathBuf};
 
 /// How to apply.
@@ -48,24 +48,7 @@ impl ApplySpec {
                  `--force` when the policy is not met)",
             ));
         }
-        if !self.with_retain
-            && let Some(why) = m.requires_retain()
-        {
-            return Err(Error::invalid(
-                "no-retain",
-                format!("{} cannot run without the retain set: {why}", m.name()),
-            ));
-        }
-        if self.adaptive && m.adversarial().is_none() {
-            return Err(Error::invalid(
-                "adaptive",
-                format!(
-                    "{} trains on no adversarial set; AMUN-A is amun (or amun-salun) with \
-                     --adaptive",
-                    m.name()
-                ),
-            ));
-        }
+        crate::unlearn::check_run(m, self.with_retain, self.adaptive, false)?;
         if self.overrides.is_empty() {
             Ok(self.method.clone())
         } else {
@@ -119,60 +102,43 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         return absorb_covered(&mut w, head, covered, progress).map(Some);
     }
     let data = load_checked_data(reg, &spec.data_dir, progress)?;
-    let (mut model, parent_sc) = reg.load_version(&head, spec.device)?;
-    let root_sc = reg.root_sidecar()?;
-    let recipe = crate::train::lay_out_as_trained(&mut model, &root_sc)?;
-    let data = data.to_device(spec.device);
+    let (model, parent_sc) = reg.load_version(&head, spec.device)?;
     let holdout = info.holdout_test as usize;
-    let heldout = match &spec.calibrate {
-        Some(_) => Some(HeldOut::LastTest(holdout).prepare(&data, &spec.data_dir)?),
-        None => None,
+    // A registry with references calibrates on the audit's RMIA.
+    let run = RunSettings {
+        with_retain: spec.with_retain,
+        adaptive: spec.adaptive,
+        calibrate: spec.calibrate.as_ref().map(|c| {
+            let cap = batch_cost_cap(c, info.train_size, gone.len(), sets.len(), progress);
+            (cap, HeldOut::LastTest(holdout))
+        }),
+        refs: info.refs.as_ref().map(PathBuf::from),
+        ..RunSettings::new(spec.device, &spec.data_dir)
     };
     let requests = request_sets(reg, &sets)?;
-    let calibrate = spec
-        .calibrate
-        .as_ref()
-        .map(|c| batch_cost_cap(c, info.train_size, gone.len(), sets.len(), progress));
+    let mut prepared = run.prepare(model, &reg.root_sidecar()?, &data, requests, &[])?;
     let new_id = head.id + 1;
     let seed = derive(info.seed as u64, "apply", new_id as u64);
     note_applying(progress, &sets, head.id, &method, spec.calibrate.is_some());
-    let refs = match &info.refs {
-        Some(r) => Some(crate::audit::load_references(Path::new(r), &data)?),
-        None => None,
-    };
-    // A registry with references calibrates on the audit's RMIA.
-    let rmia_params = crate::audit::RmiaParams::default();
-    let rmia = refs
-        .as_ref()
-        .zip(heldout.as_ref())
-        .map(|(r, (split, _))| RmiaSignal::last_test(r, &rmia_params, &data, split));
-    let job = UnlearnJob {
-        method: method.method(),
-        data: &data,
-        requests: &requests,
-        with_retain: spec.with_retain,
-        adaptive: spec.adaptive,
-        adversarial: None,
-        calibrate: calibrate
-            .as_ref()
-            .zip(heldout.as_ref())
-            .map(|(c, (s, r))| (c, s, r)),
+    let done = prepared.run(
+        &run,
+        method.method(),
+        &parent_sc,
         seed,
-        forgotten_before: &forgotten_before,
-        rmia,
-        recipe: recipe.as_ref(),
-    };
-    let done = job.run(&mut model, &parent_sc, progress)?;
+        &forgotten_before,
+        progress,
+    )?;
     refuse_what_is_still_remembered(&sets, &done.logs)?;
+    let (model, data) = (&prepared.model, &prepared.data);
     let audit = audit_version(
-        &model,
-        &data,
+        model,
+        data,
         &gone,
         holdout,
-        refs.as_ref(),
+        prepared.refs.as_ref(),
         derive(info.seed as u64, "registry-audit", 0),
     )?;
-    let staged = w.stage(&model, &done.sidecar, new_id)?;
+    let staged = w.stage(model, &done.sidecar, new_id)?;
     let (weights, weights_sha256, sidecar_sha256) = w.place(&staged, new_id)?;
     let calibration = calibration_records(&sets, &done.logs);
     let row = VersionRow {

@@ -54,7 +54,7 @@ impl std::str::FromStr for Rule {
             "mia" => Ok(Rule::Mia),
             "confidence" => Ok(Rule::Confidence),
             "proxy-gap" => Ok(Rule::ProxyGap),
-            _ => Err(Error::invalid(
+            _ => Err(Error::setting(
                 "calibrate.rule",
                 format!("unknown rule '{s}'; expected accuracy, mia, confidence or proxy-gap"),
             )),
@@ -80,7 +80,7 @@ impl std::str::FromStr for LadderStart {
         match s {
             "own" => Ok(LadderStart::Own),
             "lowest" => Ok(LadderStart::Lowest),
-            _ => Err(Error::invalid(
+            _ => Err(Error::setting(
                 "calibrate.start",
                 format!("unknown start '{s}'; expected own or lowest"),
             )),
@@ -121,7 +121,7 @@ impl std::str::FromStr for Walk {
         match s {
             "continue" => Ok(Walk::Continue),
             "restart" => Ok(Walk::Restart),
-            _ => Err(Error::invalid(
+            _ => Err(Error::setting(
                 "calibrate.walk",
                 format!("unknown walk '{s}'; expected continue or restart"),
             )),
@@ -200,13 +200,13 @@ impl CalibrateSettings {
     /// Validates the values (names the field at fault).
     pub fn check(&self) -> Result<()> {
         if self.lrs.is_empty() || self.lrs.iter().any(|l| !(*l > 0.0 && l.is_finite())) {
-            return Err(Error::invalid(
+            return Err(Error::setting(
                 "calibrate.lrs",
                 "give at least one positive learning rate",
             ));
         }
         if self.lrs.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::invalid(
+            return Err(Error::setting(
                 "calibrate.lrs",
                 "list the ladder in increasing order",
             ));
@@ -214,13 +214,13 @@ impl CalibrateSettings {
         if let Some(d) = self.max_utility_drop
             && !(d >= 0.0 && d.is_finite())
         {
-            return Err(Error::invalid(
+            return Err(Error::setting(
                 "calibrate.max_utility_drop",
                 format!("must be a number of points ≥ 0, got {d}"),
             ));
         }
         if !(self.level > 0.0 && self.level < 1.0) {
-            return Err(Error::invalid(
+            return Err(Error::setting(
                 "calibrate.level",
                 format!(
                     "must be a test level between 0 and 1 (e.g. 0.05), got {}",
@@ -229,7 +229,7 @@ impl CalibrateSettings {
             ));
         }
         if self.retain_probe == 0 {
-            return Err(Error::invalid(
+            return Err(Error::setting(
                 "calibrate.retain_probe",
                 "must be at least 1",
             ));
@@ -237,21 +237,21 @@ impl CalibrateSettings {
         if self.walk == Walk::Restart && self.max_epochs.is_some() {
             // It would be ignored: the restarting ladder's length is rungs
             // × the method's epochs.
-            return Err(Error::invalid(
+            return Err(Error::setting(
                 "calibrate.max_epochs",
-                "only the continuing walk (walk = continue) has an epoch budget; the restarting \
+                "only the continuing walk ({calibrate.walk=continue}) has an epoch budget; the restarting \
                  ladder runs each rung for the method's epochs",
             ));
         }
         if self.stall == 0 {
-            return Err(Error::invalid(
+            return Err(Error::setting(
                 "calibrate.stall",
                 "must be at least 1 epoch",
             ));
         }
         if let Some(c) = self.max_cost {
             if !(c > 0.0 && c.is_finite()) {
-                return Err(Error::invalid(
+                return Err(Error::setting(
                     "calibrate.max_cost",
                     format!(
                         "must be a positive fraction of the retrain's cost (e.g. 0.3), got {c}"
@@ -259,17 +259,17 @@ impl CalibrateSettings {
                 ));
             }
             if self.walk == Walk::Restart {
-                return Err(Error::invalid(
+                return Err(Error::setting(
                     "calibrate.max_cost",
-                    "only the continuing walk (walk = continue) has a cost cap",
+                    "only the continuing walk ({calibrate.walk=continue}) has a cost cap",
                 ));
             }
         }
         if self.max_epochs == Some(0) {
-            return Err(Error::invalid("calibrate.max_epochs", "must be at least 1"));
+            return Err(Error::setting("calibrate.max_epochs", "must be at least 1"));
         }
         if !(self.climb_after > 0.0 && self.climb_after.is_finite()) {
-            return Err(Error::invalid(
+            return Err(Error::setting(
                 "calibrate.climb_after",
                 format!(
                     "must be a positive number of epochs, got {}",
@@ -350,6 +350,21 @@ impl CalibrateOverrides {
     }
 }
 
+impl CalibrateOverrides {
+    /// Refuses a retain budget for a run without the retain set, whose
+    /// calibration visits no retain images: it would have no effect.
+    pub fn check_with_retain(&self, with_retain: bool) -> Result<()> {
+        if !with_retain && self.retain_budget.is_some() {
+            return Err(Error::setting(
+                "calibrate.retain_budget",
+                "a run without the retain set ({with_retain=false}) visits no retain images in \
+                 calibration either, so it would have no effect; drop one of them",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `retain_budget` as written: "method" (the method's own), "full" or a
 /// multiple of the request.
 mod budget_or_method {
@@ -423,9 +438,9 @@ pub fn parse_calibration_budget(s: &str) -> Result<Option<RetainBudget>> {
         return Ok(None);
     }
     s.parse::<RetainBudget>().map(Some).map_err(|_| {
-        Error::invalid(
-            format!("calibrate retain budget '{s}'"),
-            "expected full, method or a multiple > 0 of the request",
+        Error::setting(
+            "calibrate.retain_budget",
+            format!("'{s}': expected full, method or a multiple > 0 of the request"),
         )
     })
 }

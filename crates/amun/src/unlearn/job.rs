@@ -150,24 +150,12 @@ impl UnlearnJob<'_> {
         parent: &Sidecar,
         progress: &dyn Progress,
     ) -> Result<Unlearned> {
-        if self.adversarial.is_some() && self.method.adversarial().is_none() {
-            return Err(Error::invalid(
-                "adv",
-                format!(
-                    "{} trains on no adversarial set; an adversarial set is for amun and \
-                     amun-salun",
-                    self.method.name()
-                ),
-            ));
-        }
-        if self.adversarial.is_some() && self.adaptive {
-            return Err(Error::invalid(
-                "adv",
-                "adaptive unlearning (AMUN-A) computes a new adversarial set for each request \
-                 on the current model, so a precomputed set would go unused; give one or the \
-                 other",
-            ));
-        }
+        super::prepare::check_run(
+            self.method,
+            self.with_retain,
+            self.adaptive,
+            self.adversarial.is_some(),
+        )?;
         Self::check_distinct(self.requests, &[])?;
         if self.calibrate.is_some() {
             let labels = self.data.train.label_vec();

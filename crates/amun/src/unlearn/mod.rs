@@ -17,6 +17,7 @@ mod job;
 mod l1;
 mod mask;
 mod neggrad;
+mod prepare;
 mod retrain;
 mod rl;
 mod scrub;
@@ -37,6 +38,8 @@ pub use l1::l1_norm;
 pub use l1::{L1, L1Settings};
 pub use mask::{GivenOrOwn, SaliencyMask, given_or_own, saliency_mask};
 pub use neggrad::{NegGrad, NegGradSettings};
+pub(crate) use prepare::check_run;
+pub use prepare::{AdvFile, Prepared, RunSettings};
 pub use retrain::{Retrain, RetrainSettings};
 pub use rl::random_wrong_labels;
 pub use rl::{Rl, RlSettings, Salun};
@@ -695,12 +698,7 @@ pub fn unlearn_requests(
     ctx: &RunCtx<'_>,
 ) -> Result<Vec<UnlearnLog>> {
     let (with_retain, adaptive, precomputed) = (opts.with_retain, opts.adaptive, opts.precomputed);
-    if !with_retain && let Some(why) = method.requires_retain() {
-        return Err(Error::invalid(
-            "no-retain",
-            format!("{} cannot run without the retain set: {why}", method.name()),
-        ));
-    }
+    prepare::check_run(method, with_retain, false, false)?;
     let n = train.len() as i64;
     let all_requested = requests
         .iter()

@@ -397,7 +397,7 @@ fn methods_that_need_the_retain_set_say_why() {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("no-retain") && e.contains(m) && e.contains("D_R"),
+            e.contains("with_retain") && e.contains(m) && e.contains("D_R"),
             "{e}"
         );
     }
