@@ -327,11 +327,24 @@ fn an_unfinished_reference_model_is_trained_again_never_used() {
         sc["origin"]["epochs_done"].as_u64().unwrap()
     };
     assert_eq!(done(1), 1);
-    let unfinished =
-        ["ref-001.safetensors", "ref-001.json"].map(|n| (n, std::fs::read(d.join(n)).unwrap()));
+    let rp = d.join("ref-001.resume.safetensors");
+    let unfinished = [
+        "ref-001.safetensors",
+        "ref-001.json",
+        "ref-001.resume.safetensors",
+    ]
+    .map(|n| (n, std::fs::read(d.join(n)).unwrap()));
+    let put_back = || {
+        for (n, bytes) in &unfinished {
+            std::fs::write(d.join(n), bytes).unwrap();
+        }
+    };
+    std::fs::remove_file(&rp).unwrap();
+    train_references(&data, &spec, &recipe, 2, 5, d, &Quiet).unwrap();
+    assert_eq!(done(1), 2, "the unfinished model is trained to the end");
     // I6c: a changed resume state is refused with a remedy that works
     // here (train-refs has no --resume flag to leave out).
-    let rp = d.join("ref-001.resume.safetensors");
+    put_back();
     let mut bytes = std::fs::read(&rp).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
@@ -346,13 +359,9 @@ fn an_unfinished_reference_model_is_trained_again_never_used() {
             && e.contains("/ref-001.safetensors to start the run over"),
         "{e}"
     );
+    // The unfinished model sealed into the manifest, as the version
+    // before this check did.
     std::fs::remove_file(&rp).unwrap();
-    train_references(&data, &spec, &recipe, 2, 5, d, &Quiet).unwrap();
-    assert_eq!(done(1), 2, "the unfinished model is trained to the end");
-    // The unfinished model put back and sealed into the manifest.
-    for (n, bytes) in &unfinished {
-        std::fs::write(d.join(n), bytes).unwrap();
-    }
     let setup = RefSetup {
         data: &data,
         spec: &spec,
