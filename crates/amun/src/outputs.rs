@@ -111,6 +111,45 @@ impl Kind {
     }
 }
 
+/// The `format` of a reference models' manifest (`manifest.json`).
+pub const REF_FORMAT: &str = "amun-rmia-refs/1";
+/// The `format` of a registry certificate's JSON.
+pub const CERTIFICATE_FORMAT: &str = "amun-certificate/1";
+/// The `format` of a registry's receipt of a deletion request.
+pub const RECEIPT_FORMAT: &str = "amun-receipt/1";
+
+/// A run folder's step record (`experiment::store::Meta`), told by its
+/// fields: this module sits below the commands whose files it tells apart.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // read only to tell the file's kind
+struct StepMetaShape {
+    inputs: std::collections::BTreeMap<String, String>,
+    seconds: f64,
+}
+
+/// An anchor line (`registry::anchor::Head`), told by its fields.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // read only to tell the file's kind
+struct AnchorLineShape {
+    seq: i64,
+    hash: String,
+    time: String,
+    kind: String,
+    records: Vec<serde_json::Value>,
+}
+
+/// A run folder's `experiment.json` (`experiment::Config`), told by the
+/// fields every config has.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // read only to tell the folder's kind
+struct RunConfigShape {
+    name: String,
+    seeds: Vec<u64>,
+    data: serde_json::Map<String, serde_json::Value>,
+    forget: serde_json::Map<String, serde_json::Value>,
+    rmia: serde_json::Map<String, serde_json::Value>,
+}
+
 fn json_kind(path: &Path) -> Kind {
     let Ok(v) = crate::fsutil::read_json::<serde_json::Value>(path) else {
         return Kind::Foreign;
@@ -118,14 +157,14 @@ fn json_kind(path: &Path) -> Kind {
     match v.get("format").and_then(|f| f.as_str()) {
         Some(crate::model::checkpoint::FORMAT) => return Kind::Sidecar,
         Some(crate::attack::ADV_FORMAT) => return Kind::AdvMeta,
-        Some(crate::audit::REF_FORMAT) => return Kind::References,
-        Some(crate::registry::certificate::FORMAT) => return Kind::Certificate,
-        Some(crate::registry::anchor::RECEIPT_FORMAT) => return Kind::Receipt,
+        Some(REF_FORMAT) => return Kind::References,
+        Some(CERTIFICATE_FORMAT) => return Kind::Certificate,
+        Some(RECEIPT_FORMAT) => return Kind::Receipt,
         _ => {}
     }
     if serde_json::from_value::<crate::data::ForgetSet>(v.clone()).is_ok() {
         Kind::ForgetSet
-    } else if serde_json::from_value::<crate::experiment::store::Meta>(v).is_ok() {
+    } else if serde_json::from_value::<StepMetaShape>(v).is_ok() {
         Kind::StepMeta
     } else {
         Kind::Foreign
@@ -145,7 +184,7 @@ fn is_anchor(path: &Path) -> bool {
     if r.read_until(b'\n', &mut first).is_err() || first.first() != Some(&b'{') {
         return false;
     }
-    serde_json::from_slice::<crate::registry::anchor::Head>(&first).is_ok()
+    serde_json::from_slice::<AnchorLineShape>(&first).is_ok()
 }
 
 fn safetensors_kind(path: &Path) -> Kind {
@@ -840,11 +879,7 @@ impl Holder {
             Some(Holder::Registry)
         } else if Kind::of(&dir.join("manifest.json")) == Kind::References {
             Some(Holder::References)
-        } else if crate::fsutil::read_json::<crate::experiment::Config>(
-            &dir.join("experiment.json"),
-        )
-        .is_ok()
-        {
+        } else if crate::fsutil::read_json::<RunConfigShape>(&dir.join("experiment.json")).is_ok() {
             Some(Holder::RunFolder)
         } else {
             None
@@ -1121,7 +1156,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let refs = d.path().join("refs");
         std::fs::create_dir_all(&refs).unwrap();
-        let manifest = format!("{{\"format\": \"{}\"}}", crate::audit::REF_FORMAT);
+        let manifest = format!("{{\"format\": \"{}\"}}", REF_FORMAT);
         std::fs::write(refs.join("manifest.json"), manifest).unwrap();
         std::fs::write(refs.join("members.safetensors"), b"x").unwrap();
         for out in [
@@ -1157,10 +1192,7 @@ mod tests {
             assert_eq!(Kind::of(&f), Kind::Anchor, "{name}");
         }
         let r = d.path().join("r.json");
-        let receipt = format!(
-            "{{\"format\": \"{}\"}}",
-            crate::registry::anchor::RECEIPT_FORMAT
-        );
+        let receipt = format!("{{\"format\": \"{}\"}}", RECEIPT_FORMAT);
         std::fs::write(&r, receipt).unwrap();
         assert_eq!(Kind::of(&r), Kind::Receipt);
         for (f, kind) in [

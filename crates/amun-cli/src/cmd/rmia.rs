@@ -67,7 +67,7 @@ pub fn run(cmd: RmiaCmd) -> Result<()> {
             sc.model
                 .check_data(data.image_shape(), data.num_classes(), p)?;
             if let Some(why) =
-                checkpoint::classes_differ(&sc.classes, &data.classes, &data.spec.label())
+                amun::data::classes_differ(&sc.classes, &data.classes, &data.spec.label())
             {
                 bail!("--like {}: {why}", p.display());
             }

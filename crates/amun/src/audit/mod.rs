@@ -6,7 +6,6 @@
 mod gap;
 mod mis;
 pub(crate) mod rmia;
-pub(crate) use rmia::REF_FORMAT;
 mod roc;
 
 pub use gap::{Scores, avg_gap, mean_std};

@@ -422,7 +422,7 @@ fn remedy(dir: &Path) -> String {
     }
 }
 
-pub(crate) const REF_FORMAT: &str = "amun-rmia-refs/1";
+pub(crate) use crate::outputs::REF_FORMAT;
 
 /// Membership of `count` reference models over a pool of `n`: model 2p
 /// trains on a random half, model 2p+1 on the other half, so with an even
@@ -605,7 +605,7 @@ impl RefSetup<'_> {
                  folder renamed, added or removed",
                 self.data.classes.join(", "),
                 was.join(", "),
-                checkpoint::class_diff(&was, &self.data.classes)
+                crate::data::class_diff(&was, &self.data.classes)
             ),
             None => "the data changed since they were made, e.g. an image replaced or a class \
                      folder renamed"

@@ -593,9 +593,7 @@ impl HeldOut {
         let h = DataSpec::new(dir.display().to_string()).load(data_dir)?;
         // Labels are indices into the sorted class folder names: the same
         // count under other names would permute every label unseen.
-        if let Some(why) =
-            crate::model::checkpoint::classes_differ(&data.classes, &h.classes, &h.spec.label())
-        {
+        if let Some(why) = classes_differ(&data.classes, &h.classes, &h.spec.label()) {
             return Err(Error::invalid(
                 what,
                 format!(
@@ -819,6 +817,46 @@ pub(crate) fn split_from_bytes(
 /// Paths for the folder holding a dataset's files in the cache.
 pub(crate) fn cache_subdir(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join(name)
+}
+
+/// Why data whose class folders are `data` (named `label`) cannot be read
+/// against a model made with the classes `model`: labels are indices into
+/// the sorted class names, so other names, or the same in another order,
+/// make every label name another class. `None` when they are the same.
+/// Every place that reads a dataset against a model compares through this.
+pub fn classes_differ(model: &[String], data: &[String], label: &str) -> Option<String> {
+    (model != data).then(|| {
+        format!(
+            "was made with the classes [{}], but the data {label} has [{}] ({}): every label \
+             would name another class (a class folder renamed, added or removed?)",
+            model.join(", "),
+            data.join(", "),
+            class_diff(model, data)
+        )
+    })
+}
+
+/// Where two class lists differ, for messages: the first few positions
+/// with another name, or the names only one of them has.
+pub(crate) fn class_diff(model: &[String], data: &[String]) -> String {
+    let n = model.len().max(data.len());
+    let show = |v: &[String], i: usize| v.get(i).map_or("none".to_string(), |c| format!("'{c}'"));
+    let diffs: Vec<String> = (0..n)
+        .filter(|&i| model.get(i) != data.get(i))
+        .map(|i| {
+            format!(
+                "class {i} is {} in the model, {} in the data",
+                show(model, i),
+                show(data, i)
+            )
+        })
+        .collect();
+    let more = diffs.len().saturating_sub(3);
+    let mut s = diffs.into_iter().take(3).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        s.push_str(&format!("; {more} more"));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -57,6 +57,11 @@ pub enum TuneMetric {
     MisGap,
 }
 
+/// A grid point's rate: `lr`, ×`gamma` every `step` epochs.
+pub fn grid_rate(lr: f64, step: usize, gamma: f64) -> TrainOverrides {
+    TrainOverrides::rate(lr, Some(crate::train::Schedule::Step { step, gamma }))
+}
+
 fn paper_lrs() -> Vec<f64> {
     vec![0.1, 0.05, 0.01, 0.005, 1e-3, 1e-4, 1e-5]
 }
@@ -753,7 +758,7 @@ impl Config {
             match (self.tune_grid(name), method.finetune()) {
                 (Some((lr, step)), Some(_)) if !lr.is_empty() && !step.is_empty() => {
                     let gamma = self.tune.as_ref().map_or(0.1, |t| t.gamma);
-                    let tuned = method.adjusted(&super::tune::grid_rate(lr[0], step[0], gamma))?;
+                    let tuned = method.adjusted(&grid_rate(lr[0], step[0], gamma))?;
                     crate::unlearn::check_given(tuned.as_ref(), table, with_retain)
                 }
                 _ => Err(e),

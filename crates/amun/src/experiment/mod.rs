@@ -21,6 +21,7 @@ pub mod steps;
 pub(crate) mod store;
 mod tune;
 
+pub use config::grid_rate;
 pub use config::{
     CalibrateSection, Config, ForgetSection, MethodTune, ModelName, ProgramSection, RmiaSection,
     TuneMetric, TuneSection,
@@ -31,7 +32,7 @@ pub use report::{Report, ReportTable, Row, RunResult, Stat, build_report, table_
 pub use reuse::reuse;
 pub use steps::StepCtx;
 pub use store::{Meta, Stamp};
-pub use tune::{TuneChoice, TunePointResult, TuneRow, choose, grid_rate};
+pub use tune::{TuneChoice, TunePointResult, TuneRow, choose};
 
 use crate::data::Dataset;
 use crate::error::{Error, IoContext, Result};

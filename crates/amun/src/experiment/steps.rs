@@ -4,10 +4,11 @@
 //! function runs a step in the local executor, in a worker process or in a
 //! Slurm job, so every executor gives the same bits. One function per kind.
 use super::config::Config;
+use super::config::grid_rate;
 use super::plan::{Plan, Status, Step, StepId, StepKind, Variant};
 use super::report::{RETRAIN_AGAIN, RunResult, build_report};
 use super::store::{self, record};
-use super::tune::{TuneChoice, TunePointResult, choose, grid_rate};
+use super::tune::{TuneChoice, TunePointResult, choose};
 use crate::attack::{AdvSet, AdvSettings};
 use crate::audit::{ModelAudit, RefSetup, audit, audit_seed, load_references};
 use crate::data::{Dataset, ForgetSet, ForgetSpec, HeldOut};

@@ -2,10 +2,10 @@
 //! StepLR step) of a method ran on the tuning forget sets and was audited;
 //! the point with the smallest mean selection metric against those sets'
 //! exact retrains is what the evaluation seeds run as `(tuned)`.
-use super::config::TuneMetric;
+use super::config::{TuneMetric, grid_rate};
 use crate::audit::{ModelAudit, avg_gap};
 use crate::error::{Error, Result};
-use crate::train::{Schedule, TrainOverrides};
+use crate::train::TrainOverrides;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -58,11 +58,6 @@ impl TuneChoice {
     pub fn rate(&self) -> TrainOverrides {
         grid_rate(self.chosen_lr, self.chosen_step, self.gamma)
     }
-}
-
-/// A grid point's rate: `lr`, ×`gamma` every `step` epochs.
-pub fn grid_rate(lr: f64, step: usize, gamma: f64) -> TrainOverrides {
-    TrainOverrides::rate(lr, Some(Schedule::Step { step, gamma }))
 }
 
 /// The tuning table of grid points run on tuning seeds (`points`: seed and

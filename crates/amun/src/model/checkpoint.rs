@@ -92,10 +92,11 @@ pub enum Origin {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         heldout: Option<HeldOutRecord>,
         /// The precomputed adversarial set the method trained on (`--adv`):
-        /// its files' hashes and the settings it was made with; `settings`
-        /// then holds no attack settings, since none were used.
+        /// its files' hashes and the settings it was made with
+        /// (`attack::AdvSource` as JSON: the sidecar holds plain data);
+        /// `settings` then holds no attack settings, since none were used.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        adversarial: Option<crate::attack::AdvSource>,
+        adversarial: Option<serde_json::Value>,
     },
     /// Imported from another framework's file.
     Import { from: String, layout: String },
@@ -205,7 +206,9 @@ impl Sidecar {
     /// about, since evaluating a model on an updated test set is a
     /// legitimate use. Returns the warnings.
     pub fn check_data(&self, data: &Dataset, path: &Path) -> Result<Vec<String>> {
-        if let Some(why) = classes_differ(&self.classes, &data.classes, &data.spec.label()) {
+        if let Some(why) =
+            crate::data::classes_differ(&self.classes, &data.classes, &data.spec.label())
+        {
             return Err(Error::checkpoint(
                 path,
                 format!("{why}; use the data the model was made with"),
@@ -318,46 +321,6 @@ impl Sidecar {
                 .sum(),
         }
     }
-}
-
-/// Why data whose class folders are `data` (named `label`) cannot be read
-/// against a model made with the classes `model`: labels are indices into
-/// the sorted class names, so other names, or the same in another order,
-/// make every label name another class. `None` when they are the same.
-/// Every place that reads a dataset against a model compares through this.
-pub fn classes_differ(model: &[String], data: &[String], label: &str) -> Option<String> {
-    (model != data).then(|| {
-        format!(
-            "was made with the classes [{}], but the data {label} has [{}] ({}): every label \
-             would name another class (a class folder renamed, added or removed?)",
-            model.join(", "),
-            data.join(", "),
-            class_diff(model, data)
-        )
-    })
-}
-
-/// Where two class lists differ, for messages: the first few positions
-/// with another name, or the names only one of them has.
-pub(crate) fn class_diff(model: &[String], data: &[String]) -> String {
-    let n = model.len().max(data.len());
-    let show = |v: &[String], i: usize| v.get(i).map_or("none".to_string(), |c| format!("'{c}'"));
-    let diffs: Vec<String> = (0..n)
-        .filter(|&i| model.get(i) != data.get(i))
-        .map(|i| {
-            format!(
-                "class {i} is {} in the model, {} in the data",
-                show(model, i),
-                show(data, i)
-            )
-        })
-        .collect();
-    let more = diffs.len().saturating_sub(3);
-    let mut s = diffs.into_iter().take(3).collect::<Vec<_>>().join("; ");
-    if more > 0 {
-        s.push_str(&format!("; {more} more"));
-    }
-    s
 }
 
 /// `model.safetensors` → `model.json`.

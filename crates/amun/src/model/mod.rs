@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod layers;
 pub mod layout;
 mod open;
+pub mod predict;
 pub mod program;
 mod resnet;
 mod small_cnn;

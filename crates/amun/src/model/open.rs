@@ -273,8 +273,8 @@ pub struct ChanceCheck {
 pub fn chance_check(model: &Classifier, data: &Dataset) -> ChanceCheck {
     let train = data.train.prefix(1000);
     let test = data.test.prefix(1000);
-    let train_acc = crate::eval::accuracy(model, &train).percent();
-    let test_acc = crate::eval::accuracy(model, &test).percent();
+    let train_acc = super::predict::accuracy(model, &train).percent();
+    let test_acc = super::predict::accuracy(model, &test).percent();
     let k = data.num_classes().max(2) as f64;
     let chance = 100.0 / k;
     // Within a few points of chance (and far from what any trained model

@@ -541,7 +541,7 @@ pub struct Receipt {
 }
 
 /// Receipt format tag.
-pub const RECEIPT_FORMAT: &str = "amun-receipt/1";
+pub use crate::outputs::RECEIPT_FORMAT;
 
 /// The folder of receipts in a registry.
 pub const RECEIPTS: &str = "receipts";

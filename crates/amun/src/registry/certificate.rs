@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Certificate format tag.
-pub const FORMAT: &str = "amun-certificate/1";
+pub use crate::outputs::CERTIFICATE_FORMAT as FORMAT;
 
 /// The data the registry's model was trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -386,7 +386,7 @@ fn record_precomputed(sidecar: &mut Sidecar, source: crate::attack::AdvSource) {
         if let Some(o) = settings.as_object_mut() {
             o.remove("attack");
         }
-        *adversarial = Some(source);
+        *adversarial = serde_json::to_value(source).ok();
     }
 }
 
