@@ -183,7 +183,8 @@ fn check_trained_on(sc: &Sidecar, path: &Path, given: &str) -> amun::Result<()> 
         return Err(amun::Error::invalid(
             "data",
             format!(
-                "{} was trained on {recorded}, a dataset amun reads itself, not on tensors:                  give data as that dataset (its registry name or folder)",
+                "{} was trained on {recorded}, a dataset amun reads itself, not on tensors: \
+                 give data as that dataset (its registry name or folder)",
                 path.display()
             ),
         ));
@@ -221,13 +222,52 @@ fn record_part<'a>(name: &'a str, what: &str) -> Option<&'a str> {
 #[serde(deny_unknown_fields)]
 struct Request {
     source: Source,
-    forget: Vec<i64>,
+    forget: Forget,
     method: String,
     settings: serde_json::Value,
-    train: TrainOverrides,
-    calibrate: Option<CalibrateOverrides>,
+    train: Keywords,
+    calibrate: Option<Keywords>,
     seed: u64,
     device: String,
+}
+
+/// Keyword arguments (`epochs=`, `calibrate={...}`) as the caller gave
+/// them; [`keywords`] turns them into the library's settings.
+type Keywords = serde_json::Map<String, serde_json::Value>;
+
+/// `table` as the library's `T`, each key deserialised alone first: serde's
+/// message for the whole table names a line and column of JSON the caller
+/// never wrote, this one names the keyword (`prefix` + key).
+fn keywords<T: serde::de::DeserializeOwned>(prefix: &str, table: &Keywords) -> amun::Result<T> {
+    for (key, value) in table {
+        let one = Keywords::from_iter([(key.clone(), value.clone())]);
+        serde_json::from_value::<T>(serde_json::Value::Object(one)).map_err(|e| {
+            // A field's own parser may name it already (`schedule: 'x': ...`).
+            let msg = e.to_string();
+            let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg);
+            amun::Error::invalid(format!("{prefix}{key}"), msg)
+        })?;
+    }
+    serde_json::from_value(serde_json::Value::Object(table.clone())).map_err(|e| {
+        amun::Error::invalid(
+            prefix.trim_end_matches('.').to_string() + "settings",
+            e.to_string(),
+        )
+    })
+}
+
+/// The fine-tuning keywords (`epochs=`, `lr=`, ...) as `TrainOverrides`.
+fn train_keywords(table: &Keywords) -> amun::Result<TrainOverrides> {
+    keywords("", table)
+}
+
+/// `calibrate={...}` as `CalibrateOverrides`' settings.
+fn calibrate_keywords(
+    table: Option<&Keywords>,
+) -> amun::Result<Option<amun::unlearn::CalibrateSettings>> {
+    table
+        .map(|t| keywords::<CalibrateOverrides>("calibrate.", t)?.settings())
+        .transpose()
 }
 
 /// Runs one unlearning request and writes the unlearned weights into
@@ -347,24 +387,17 @@ fn run(
     let dev = amun::device::parse_device(&req.device).map_err(py_err)?;
     let opened = open_tensors(&req.source, train, test, dev).map_err(py_err)?;
     let (mut model, parent) = (opened.model, opened.sidecar);
-    let request = amun::data::ForgetSet::from_indices(
-        &opened.data,
-        req.forget.clone(),
-        std::path::Path::new("forget"),
-    )
-    .map_err(py_err)?;
+    // Before the run: a weight the module lacks must not surface after it.
+    let views = target_views(&model, targets)?;
+    let request = req.forget.resolve(&opened.data, "forget").map_err(py_err)?;
     let method = amun::unlearn::build(&req.method, &req.settings).map_err(py_err)?;
-    let method = if req.train.is_empty() {
+    let train = train_keywords(&req.train).map_err(py_err)?;
+    let method = if train.is_empty() {
         method
     } else {
-        method.adjusted(&req.train).map_err(py_err)?
+        method.adjusted(&train).map_err(py_err)?
     };
-    let cal = req
-        .calibrate
-        .as_ref()
-        .map(CalibrateOverrides::settings)
-        .transpose()
-        .map_err(py_err)?;
+    let cal = calibrate_keywords(req.calibrate.as_ref()).map_err(py_err)?;
     let data = opened.data.to_device(dev);
     let record = HeldOutRecord::LastTest {
         size: data.test.len(),
@@ -392,7 +425,7 @@ fn run(
         recipe: None,
     };
     let done = job.run(&mut model, &parent, progress).map_err(py_err)?;
-    write_back(&model, targets)?;
+    write_back(&model, views)?;
     let log = done.logs.first();
     let out = serde_json::json!({
         "method": method.name(),
@@ -409,16 +442,23 @@ fn run(
     Ok(out.to_string())
 }
 
-/// Copies every weight of `model` into the caller's tensor of that name.
-fn write_back(model: &Classifier, targets: &HashMap<String, TensorRef>) -> PyResult<()> {
+/// Views of the caller's tensors (`targets`, by name) for every weight of
+/// `model`, checked in full (names, shapes, dtypes) before any work, so
+/// that the caller's module is never partly updated nor refused at the end.
+fn target_views(
+    model: &Classifier,
+    targets: &HashMap<String, TensorRef>,
+) -> PyResult<HashMap<String, Tensor>> {
     let named = model.named_tensors();
-    // Checked in full first: no partial update of the caller's module.
-    let mut views = Vec::with_capacity(named.len());
+    let mut views = HashMap::with_capacity(named.len());
     for (name, t) in &named {
         let r = targets.get(name).ok_or_else(|| {
             invalid(
                 "model",
-                format!("the exported program has a weight {name} the module's state_dict lacks"),
+                format!(
+                    "the exported program has a weight {name} the module's state_dict lacks \
+                     (amun writes the new weights back by their state_dict names)"
+                ),
             )
         })?;
         // SAFETY: `__init__.py` passes the module's live state_dict tensors.
@@ -435,11 +475,22 @@ fn write_back(model: &Classifier, targets: &HashMap<String, TensorRef>) -> PyRes
                 ),
             ));
         }
-        views.push(v);
+        views.insert(name.clone(), v);
     }
+    Ok(views)
+}
+
+/// Copies every weight of `model` into its view from [`target_views`].
+fn write_back(model: &Classifier, mut views: HashMap<String, Tensor>) -> PyResult<()> {
     tch::no_grad(|| {
-        for (mut v, (name, t)) in views.into_iter().zip(&named) {
-            v.f_copy_(t).map_err(|e| invalid(name, e.to_string()))?;
+        for (name, t) in model.named_tensors() {
+            let v = views.get_mut(&name).ok_or_else(|| {
+                invalid(
+                    "model",
+                    format!("{name}: a weight the trained model gained"),
+                )
+            })?;
+            v.f_copy_(&t).map_err(|e| invalid(&name, e.to_string()))?;
         }
         Ok(())
     })
@@ -460,7 +511,7 @@ struct TrainRequest {
     /// Start from the program's own weights (`--init MODEL.pt2`), not
     /// PyTorch's default initialisation drawn from the seed.
     init_from_program: bool,
-    train: TrainOverrides,
+    train: Keywords,
     seed: u64,
     device: String,
     out: Option<PathBuf>,
@@ -620,24 +671,24 @@ fn run_train(
     )
     .map_err(py_err)?;
     let spec = imported.spec().clone();
+    // Reference models are written to their folder, not to the caller's.
+    let views = match req.refs {
+        Some(_) => HashMap::new(),
+        None => target_views(&imported, targets)?,
+    };
     // `--augment auto`: on for colour images, off for one-channel digits.
-    let mut overrides = req.train.clone();
+    let mut overrides: TrainOverrides = train_keywords(&req.train).map_err(py_err)?;
     overrides.augment = overrides.augment.or(Some(data.image_shape()[0] != 1));
     let recipe = overrides
         .apply(TrainParams::for_arch(Arch::Exported))
         .check()
         .map_err(py_err)?;
-    let exclude = match &req.exclude {
-        None => None,
-        Some(Forget::Indices(i)) => Some(ForgetSet::from_indices(
-            &data,
-            i.clone(),
-            Path::new("exclude"),
-        )),
-        Some(Forget::File(p)) => Some(ForgetFile::read(p).and_then(|f| f.resolve(&data, p))),
-    }
-    .transpose()
-    .map_err(py_err)?;
+    let exclude = req
+        .exclude
+        .as_ref()
+        .map(|f| f.resolve(&data, "exclude"))
+        .transpose()
+        .map_err(py_err)?;
     let data = data.to_device(dev);
     if let Some(count) = req.refs {
         return train_refs(&data, &spec, &recipe, count, &req, progress).map_err(py_err);
@@ -657,7 +708,7 @@ fn run_train(
     if let Some(out) = &req.out {
         checkpoint::save(&trained.model, out, &trained.sidecar).map_err(py_err)?;
     }
-    write_back(&trained.model, targets)?;
+    write_back(&trained.model, views)?;
     to_json(&serde_json::json!({ "sidecar": trained.sidecar, "data": data_record })).map_err(py_err)
 }
 
@@ -715,6 +766,17 @@ struct AuditRequest {
 enum Forget {
     Indices(Vec<i64>),
     File(PathBuf),
+}
+
+impl Forget {
+    /// The forget set over `data`; indices are checked as the argument
+    /// `what` (`forget`, `exclude`), a file as `--forget FILE` is.
+    fn resolve(&self, data: &Dataset, what: &str) -> amun::Result<ForgetSet> {
+        match self {
+            Forget::Indices(i) => ForgetSet::from_indices(data, i.clone(), Path::new(what)),
+            Forget::File(p) => ForgetFile::read(p)?.resolve(data, p),
+        }
+    }
 }
 
 impl AuditRequest {
@@ -817,7 +879,7 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
     }
     let forget = match (forget_file, &req.forget) {
         (Some(f), Forget::File(p)) => f.resolve(&data, p)?,
-        (_, Forget::Indices(i)) => ForgetSet::from_indices(&data, i.clone(), Path::new("forget"))?,
+        (_, f @ Forget::Indices(_)) => f.resolve(&data, "forget")?,
         (None, Forget::File(_)) => unreachable!("read above"),
     };
     let (holdout, note) = checked_holdout(&req, &forget, data.test.len())?;
@@ -994,8 +1056,8 @@ struct CreateRequest {
 struct ApplyRequest {
     method: String,
     settings: serde_json::Value,
-    train: TrainOverrides,
-    calibrate: Option<CalibrateOverrides>,
+    train: Keywords,
+    calibrate: Option<Keywords>,
     with_retain: bool,
     adaptive: bool,
     device: String,
@@ -1097,20 +1159,17 @@ fn registry_apply(
 
 fn apply_request(dir: &Path, req: ApplyRequest, progress: &PyProgress) -> amun::Result<String> {
     let method = MethodSpec::new(&req.method, &req.settings)?;
-    let effective = if req.train.is_empty() {
+    let train = train_keywords(&req.train)?;
+    let effective = if train.is_empty() {
         method.clone()
     } else {
-        method.adjusted(&req.train)?
+        method.adjusted(&train)?
     };
     check_given(effective.method(), method.table(), req.with_retain)?;
     let spec = ApplySpec {
         method,
-        overrides: req.train,
-        calibrate: req
-            .calibrate
-            .as_ref()
-            .map(CalibrateOverrides::settings)
-            .transpose()?,
+        overrides: train,
+        calibrate: calibrate_keywords(req.calibrate.as_ref())?,
         with_retain: req.with_retain,
         adaptive: req.adaptive,
         device: amun::device::parse_device(&req.device)?,
