@@ -9,6 +9,12 @@ The work runs in amun's Rust library over the libtorch of this process's
 binds to it); the model is exported with ``torch.export`` and run by amun's
 ``.pt2`` interpreter, the same path as ``amun unlearn --checkpoint model.pt2``,
 so the same request gives the CLI's weights bit for bit.
+
+The work runs in the calling thread whatever its torch context: with
+autograd on and autocast off inside ``torch.no_grad()``,
+``torch.inference_mode()`` or ``torch.autocast``, and torch's random
+generators left as they were (amun seeds its own run from ``seed=``). Each
+submodule's train/eval mode is left as it was.
 """
 
 from __future__ import annotations
@@ -231,6 +237,10 @@ def _split(what: str, data: Any, like: torch.Tensor | None = None) -> tuple[torc
         raise AmunValueError(
             f"{what} images: expected images like the training data's [N,"
             f"{','.join(map(str, like.shape[1:]))}], got {list(images.shape)}"
+        )
+    if like is not None and torch.equal(images, like):
+        raise AmunValueError(
+            f"{what}: these are the training images; give images the model never trained on"
         )
     return images, _labels(f"{what} labels", y, images.shape[0])
 
@@ -623,7 +633,9 @@ def unlearn(
     Args:
         model: an ``nn.Module`` classifier (exported internally with
             ``torch.export`` and a dynamic batch; its parameters and buffers
-            are overwritten with the unlearned weights), or the path of a
+            are overwritten with the unlearned weights, in float32; a
+            ``DataParallel`` or ``torch.compile`` wrapper: the module it
+            wraps, whose names the record's ``state_dict`` has), or the path of a
             ``.pt2`` or of a checkpoint :func:`train` wrote with ``out=``
             (then nothing is overwritten: the record's ``state_dict`` holds
             the new weights).

@@ -120,10 +120,11 @@ def _bad_cases(x, y, hx, hy):
         ("model: its parameters are torch.float64", ValueError, dict(model=SmallCNN().double())),
         ("model (as torch.export exported it): the graph uses 1 operator(s) amun does not run",
          amun.AmunError, dict(model=_weight_normed())),
+        ("heldout: these are the training images", ValueError, dict(heldout=(x, y))),
     ]
 
 
-N_BAD = 40
+N_BAD = 41
 
 
 def test_every_bad_case_is_run(mnist):
@@ -161,7 +162,9 @@ def test_a_model_torch_export_refuses_gets_the_exporters_reason_and_amuns_needs(
 
 def test_the_audits_test_split_is_checked_as_the_data(model, mnist):
     x, y, hx, hy = mnist
-    for what, test in [("test images", (hx[:, :, :20, :20], hy)), ("test labels", (hx, hy + 1))]:
+    cases = [("test images", (hx[:, :, :20, :20], hy)), ("test labels", (hx, hy + 1)),
+             ("test", (x, y))]
+    for what, test in cases:
         with pytest.raises(amun.AmunValueError, match=f"^{what}: "):
             amun.audit(model, (x, y), [1, 2], test=test)
 
