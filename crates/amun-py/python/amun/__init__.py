@@ -1242,8 +1242,10 @@ class Registry:
         ``--seed``; ``anchor_copy``: a copy of the anchor elsewhere;
         ``data_dir``: where amun's datasets are (default its cache);
         ``progress``: as for :func:`unlearn`."""
+        if not _is_path(checkpoint):
+            raise AmunTypeError(f"checkpoint: expected a path, got {type(checkpoint).__name__}")
         request = {
-            "checkpoint": _optional_path("checkpoint", checkpoint),
+            "checkpoint": _existing("checkpoint", checkpoint),
             "holdout_test": None if holdout_test is None else _count("holdout_test", holdout_test),
             "refs": _optional_path("refs", refs),
             "retrain_after_requests": None

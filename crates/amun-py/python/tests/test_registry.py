@@ -86,8 +86,9 @@ def test_a_registry_of_a_model_amun_train_wrote_from_a_pt2(idx_data, trained, mn
     """amun.train(model.pt2, ...) records the .pt2 as the program and as its
     first weights: registry create stored it twice and failed ("UNIQUE
     constraint failed: graphs.name"). A receipt given as one path is one
-    receipt, not its characters; a reference that is no str is named; an
-    apply inside torch.no_grad() trains (it stopped on an internal error)."""
+    receipt, not its characters; a reference that is no str is named; a
+    missing checkpoint is a FileNotFoundError; an apply inside
+    torch.no_grad() trains (it stopped on an internal error)."""
     program = tmp_path / "model.pt2"
     amun._export(trained, mnist[0][:2].float() / 255, program)
     ck = tmp_path / "m.safetensors"
@@ -99,6 +100,8 @@ def test_a_registry_of_a_model_amun_train_wrote_from_a_pt2(idx_data, trained, mn
     assert v["versions"] == 1 and v["requests"] == 1 and not v["findings"]
     with pytest.raises(amun.AmunTypeError, match="^reference: expected a str"):
         reg.add(tmp_path / "req.txt", reference=5)
+    with pytest.raises(amun.AmunFileNotFoundError, match="^checkpoint: .*nope.safetensors: no such"):
+        amun.Registry.create(tmp_path / "reg2", tmp_path / "nope.safetensors")
     with torch.no_grad():
         done = reg.apply(method="ft", calibrate=False, epochs=1, device="cpu", progress=False)
     assert done["new_version"]
