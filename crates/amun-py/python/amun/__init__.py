@@ -1192,6 +1192,21 @@ def _optional_path(what: str, path: Any) -> str | None:
     return str(path)
 
 
+def _check_registry_data(checkpoint: Path) -> None:
+    """A registry reads its model's training data itself at every apply:
+    a model trained on tensors from Python names data no file holds."""
+    try:
+        recorded = json.loads(checkpoint.with_suffix(".json").read_text())["data"]["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no sidecar or another layout: amun's own check names it
+    if isinstance(recorded, str) and recorded.startswith("tensors("):
+        raise AmunValueError(
+            f"checkpoint: {checkpoint} was trained on tensors from Python; a registry reads its "
+            "training data itself at every apply: train the model on a dataset amun reads "
+            "(amun.train(model.pt2, 'cifar10' or a folder, out=...))"
+        )
+
+
 class Registry:
     """A deletion-request registry (``amun registry``), the CLI's semantics.
 
@@ -1244,6 +1259,7 @@ class Registry:
         ``progress``: as for :func:`unlearn`."""
         if not _is_path(checkpoint):
             raise AmunTypeError(f"checkpoint: expected a path, got {type(checkpoint).__name__}")
+        _check_registry_data(Path(_existing("checkpoint", checkpoint)))
         request = {
             "checkpoint": _existing("checkpoint", checkpoint),
             "holdout_test": None if holdout_test is None else _count("holdout_test", holdout_test),

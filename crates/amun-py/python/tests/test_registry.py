@@ -87,7 +87,8 @@ def test_a_registry_of_a_model_amun_train_wrote_from_a_pt2(idx_data, trained, mn
     first weights: registry create stored it twice and failed ("UNIQUE
     constraint failed: graphs.name"). A receipt given as one path is one
     receipt, not its characters; a reference that is no str is named; a
-    missing checkpoint is a FileNotFoundError; an apply inside
+    missing checkpoint is a FileNotFoundError, one trained on tensors (no
+    data a registry can read) is named so; an apply inside
     torch.no_grad() trains (it stopped on an internal error)."""
     program = tmp_path / "model.pt2"
     amun._export(trained, mnist[0][:2].float() / 255, program)
@@ -102,6 +103,10 @@ def test_a_registry_of_a_model_amun_train_wrote_from_a_pt2(idx_data, trained, mn
         reg.add(tmp_path / "req.txt", reference=5)
     with pytest.raises(amun.AmunFileNotFoundError, match="^checkpoint: .*nope.safetensors: no such"):
         amun.Registry.create(tmp_path / "reg2", tmp_path / "nope.safetensors")
+    x, y = mnist[0], mnist[1]
+    amun.train(program, (x, y), out=tmp_path / "t.safetensors", epochs=1, progress=False)
+    with pytest.raises(amun.AmunValueError, match="^checkpoint: .* was trained on tensors from Python"):
+        amun.Registry.create(tmp_path / "reg3", tmp_path / "t.safetensors")
     with torch.no_grad():
         done = reg.apply(method="ft", calibrate=False, epochs=1, device="cpu", progress=False)
     assert done["new_version"]
