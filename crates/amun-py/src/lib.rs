@@ -14,7 +14,7 @@ use amun::audit::{
     References, RmiaParams, Signal, audit as audit_model, audit_holdout, audit_seed, avg_gap,
     check_ref_count, check_retrain, load_references, train_references,
 };
-use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOutRecord, Split};
+use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOut, HeldOutRecord, Split};
 use amun::model::{Arch, Classifier, Normalize, OpenSpec, Opened, import_program, open_program};
 use amun::model::{Sidecar, checkpoint};
 use amun::progress::{Progress, Quiet};
@@ -222,6 +222,11 @@ fn record_part<'a>(name: &'a str, what: &str) -> Option<&'a str> {
 #[serde(deny_unknown_fields)]
 struct Request {
     source: Source,
+    /// Data amun reads itself (`--dataset`); `None`: the caller's tensors.
+    data_path: Option<String>,
+    /// With `data_path`: calibration's held-out images, the last N test
+    /// images (`--holdout-test`).
+    holdout_test: Option<usize>,
     forget: Forget,
     method: String,
     settings: serde_json::Value,
@@ -278,23 +283,40 @@ fn calibrate_keywords(
 fn unlearn(
     py: Python<'_>,
     request: &str,
-    train: (TensorRef, TensorRef),
+    train: Option<(TensorRef, TensorRef)>,
     heldout: Option<(TensorRef, TensorRef)>,
     targets: HashMap<String, TensorRef>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let req: Request = serde_json::from_str(request)
         .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
-    let train = split("data", &train.0, &train.1)?;
-    let test = match &heldout {
-        Some((i, l)) => split("heldout", i, l)?,
-        None => Split {
-            images: train.images.narrow(0, 0, 0),
-            labels: train.labels.narrow(0, 0, 0),
-        },
+    let splits = match &train {
+        Some(tr) => {
+            let train = split("data", &tr.0, &tr.1)?;
+            let test = match &heldout {
+                Some((i, l)) => split("heldout", i, l)?,
+                None => Split {
+                    images: train.images.narrow(0, 0, 0),
+                    labels: train.labels.narrow(0, 0, 0),
+                },
+            };
+            Some((train, test))
+        }
+        None => None,
     };
     let progress = PyProgress::new(progress);
-    py.allow_threads(|| guard(|| run(req, train, test, &targets, &progress)))
+    py.allow_threads(|| guard(|| run(req, splits, &targets, &progress)))
+}
+
+/// Opens `source`'s model over the dataset amun reads at `data_path`, as
+/// `amun unlearn --checkpoint` and `amun audit --checkpoint` open it.
+fn open_path(source: &Source, path: &Path, data_path: &str, dev: Device) -> amun::Result<Opened> {
+    let spec = OpenSpec {
+        normalize: source.normalize.clone(),
+        dataset: Some(data_path.to_string()),
+        ..Default::default()
+    };
+    amun::model::open(path, &spec, &amun::data::default_data_dir(), dev, &Quiet)
 }
 
 /// Reports the library's progress to a Python callback `(event, text, pos,
@@ -379,13 +401,17 @@ fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 fn run(
     req: Request,
-    train: Split,
-    test: Split,
+    splits: Option<(Split, Split)>,
     targets: &HashMap<String, TensorRef>,
     progress: &PyProgress,
 ) -> PyResult<String> {
     let dev = amun::device::parse_device(&req.device).map_err(py_err)?;
-    let opened = open_tensors(&req.source, train, test, dev).map_err(py_err)?;
+    let opened = match (splits, &req.data_path) {
+        (Some((train, test)), _) => open_tensors(&req.source, train, test, dev),
+        (None, Some(d)) => open_path(&req.source, &req.source.program, d, dev),
+        (None, None) => Err(amun::Error::invalid("data", "no data given")),
+    }
+    .map_err(py_err)?;
     let (mut model, parent) = (opened.model, opened.sidecar);
     // Before the run: a weight the module lacks must not surface after it.
     let views = target_views(&model, targets)?;
@@ -399,16 +425,9 @@ fn run(
     };
     let cal = calibrate_keywords(req.calibrate.as_ref()).map_err(py_err)?;
     let data = opened.data.to_device(dev);
-    let record = HeldOutRecord::LastTest {
-        size: data.test.len(),
-        test_size: data.test.len(),
-    };
-    if cal.is_some() && data.test.is_empty() {
-        return Err(invalid(
-            "heldout",
-            "calibrate needs held-out data the model never trained on",
-        ));
-    }
+    // As `amun unlearn`: a checkpoint amun trained runs in its recipe's layout.
+    amun::train::lay_out_as_trained(&mut model, &parent).map_err(py_err)?;
+    let (heldout, record) = held_out(&req, &data, cal.is_some())?;
     let requests = [request];
     let job = UnlearnJob {
         method: method.as_ref(),
@@ -417,7 +436,7 @@ fn run(
         with_retain: true,
         adaptive: false,
         adversarial: None,
-        calibrate: cal.as_ref().map(|c| (c, &data.test, &record)),
+        calibrate: cal.as_ref().map(|c| (c, &heldout, &record)),
         // No reference models from Python yet: the loss-based membership test.
         rmia: None,
         seed: req.seed,
@@ -440,6 +459,35 @@ fn run(
         "after": done.after,
     });
     Ok(out.to_string())
+}
+
+/// Calibration's held-out images and their record: the caller's
+/// `heldout=` (the test split of tensor data), or with data amun reads the
+/// last `holdout_test` test images, as `amun unlearn --holdout-test`.
+fn held_out(req: &Request, data: &Dataset, calibrate: bool) -> PyResult<(Split, HeldOutRecord)> {
+    let whole = || HeldOutRecord::LastTest {
+        size: data.test.len(),
+        test_size: data.test.len(),
+    };
+    let shared = || Split {
+        images: data.test.images.shallow_clone(),
+        labels: data.test.labels.shallow_clone(),
+    };
+    match (req.data_path.is_some(), req.holdout_test) {
+        (true, Some(n)) => HeldOut::LastTest(n)
+            .prepare(data, &amun::data::default_data_dir())
+            .map_err(py_err),
+        (true, None) if calibrate => Err(invalid(
+            "holdout_test",
+            "calibrate with data amun reads needs holdout_test=N: its last N test images, \
+             which the model never trained on",
+        )),
+        _ if calibrate && data.test.is_empty() => Err(invalid(
+            "heldout",
+            "calibrate needs held-out data the model never trained on",
+        )),
+        _ => Ok((shared(), whole())),
+    }
 }
 
 /// Views of the caller's tensors (`targets`, by name) for every weight of
@@ -826,12 +874,7 @@ impl AuditRequest {
     /// Opens the model at `path` as `amun audit` opens each `--checkpoint`
     /// (an amun checkpoint, a PyTorch file, a `.pt2`) over `data_path`.
     fn open_path(&self, path: &Path, data_path: &str, dev: Device) -> amun::Result<Opened> {
-        let spec = OpenSpec {
-            normalize: self.source.normalize.clone(),
-            dataset: Some(data_path.to_string()),
-            ..Default::default()
-        };
-        amun::model::open(path, &spec, &amun::data::default_data_dir(), dev, &Quiet)
+        open_path(&self.source, path, data_path, dev)
     }
 }
 

@@ -616,12 +616,13 @@ def _source(program: Path, normalize: Any, classes: list[str]) -> dict:
 
 def unlearn(
     model: Model,
-    data: Pair,
+    data: Pair | str | os.PathLike,
     forget: Any,
     *,
     method: str = "amun",
     calibrate: bool | Mapping[str, Any] = True,
     heldout: Pair | None = None,
+    holdout_test: int | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
     normalize: Any = None,
@@ -644,7 +645,9 @@ def unlearn(
             are 8-bit images / 255; integer labels) or a torchvision-style
             dataset with ``.data`` and ``.targets``. A checkpoint records the
             tensors it was trained on (:attr:`TrainRecord.data`): other ones
-            are refused (``ValueError`` naming both sha256s).
+            are refused (``ValueError`` naming both sha256s). Or a dataset
+            amun reads (``"mnist"``, ``"cifar10"``, a folder) as
+            ``--dataset``, with ``model`` a ``.pt2``.
         forget: indices into ``data`` (list, tensor or ndarray of integers,
             no repeats, none negative), a bool mask with one entry per
             sample, or the path of a forget-set file (as ``--forget``).
@@ -656,6 +659,9 @@ def unlearn(
         heldout: images the model never trained on, same forms as ``data``:
             calibration's held-out data and the split the record's
             ``held-out`` accuracies are measured on.
+        holdout_test: with ``data`` a path, calibration's held-out data: the
+            last N test images (``--holdout-test``; audit then with
+            ``holdout_test=N``).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default the model's.
         seed: seed of every random choice (as ``amun unlearn --seed``).
         normalize: the model's input normalisation, ``(mean, std)`` or amun's
@@ -690,14 +696,24 @@ def unlearn(
     if not isinstance(calibrate, (bool, Mapping)):
         raise AmunTypeError(f"calibrate: expected True, False or a dict, got {calibrate!r}")
     seed = _count("seed", seed)
-    images, labels = _split("data", data)
-    held = None if heldout is None else _split("heldout", heldout, images)
-    _warn_transforms(normalize, data=data, heldout=heldout)
+    if holdout_test is not None:
+        holdout_test = _count("holdout_test", holdout_test)
+    if _is_path(data):
+        _path_data_checks(model, heldout, holdout_test, calibrate)
+        images = labels = held = None
+    else:
+        if holdout_test is not None:
+            raise AmunValueError(
+                "holdout_test: only with data given as a path; with tensors give heldout="
+            )
+        images, labels = _split("data", data)
+        held = None if heldout is None else _split("heldout", heldout, images)
+        _warn_transforms(normalize, data=data, heldout=heldout)
     if _is_path(forget):
         forget = {"file": _existing("forget", forget)}
     else:
-        forget = {"indices": _forget(forget, images.shape[0])}
-    if calibrate is not False and held is None:
+        forget = {"indices": _forget(forget, None if images is None else images.shape[0])}
+    if calibrate is not False and held is None and images is not None:
         raise AmunValueError(
             "heldout: calibrate needs held-out data the model never trained on; give "
             "heldout=(images, labels) or calibrate=False"
@@ -707,11 +723,18 @@ def unlearn(
     train = {k: settings.pop(k) for k in list(settings) if k in _TRAIN_KEYS}
     calibrate = _plain("calibrate", {} if calibrate is True else calibrate)
     with tempfile.TemporaryDirectory(prefix="amun-") as tmp, _own_state():
-        program, targets, dev, classes = _program(
-            model, data, images, labels, held, Path(tmp), writable=True
-        )
+        if images is None:
+            program, targets, dev = _program_of_path(model, True)
+            classes, tensors = [], None
+        else:
+            program, targets, dev, classes = _program(
+                model, data, images, labels, held, Path(tmp), writable=True
+            )
+            tensors = (_ref(images), _ref(labels))
         request = {
             "source": _source(program, normalize, classes),
+            "data_path": str(data) if images is None else None,
+            "holdout_test": holdout_test,
             "forget": forget,
             "method": method,
             "settings": settings,
@@ -723,7 +746,7 @@ def unlearn(
         out = _call(
             _amun.unlearn,
             json.dumps(request),
-            (_ref(images), _ref(labels)),
+            tensors,
             None if held is None else (_ref(held[0]), _ref(held[1])),
             {n: _ref(t) for n, t in targets.items()},
             report,
@@ -746,6 +769,25 @@ def unlearn(
         sizes=dict(zip(splits, r["sizes"])),
         state_dict=dict(targets),
     )
+
+
+def _path_data_checks(model: Any, heldout: Any, holdout_test: int | None, calibrate: Any) -> None:
+    """:func:`unlearn`'s arguments with data amun reads itself (a path)."""
+    if _is_path(model) and Path(model).suffix == ".safetensors":
+        raise AmunValueError(
+            f"model: {model} is a checkpoint; with data given as a path give the .pt2 its sidecar "
+            "names (model.program.file), or unlearn the checkpoint with `amun unlearn`"
+        )
+    if heldout is not None:
+        raise AmunValueError(
+            "heldout: data given as a path brings its own test split; give holdout_test=N "
+            "(its last N test images) as calibration's held-out data"
+        )
+    if calibrate is not False and holdout_test is None:
+        raise AmunValueError(
+            "holdout_test: calibrate with data given as a path needs holdout_test=N (its last N "
+            "test images, which the model never trained on), or calibrate=False"
+        )
 
 
 # `amun train`'s recipe flags (`--epochs`, `--lr`, ...): the fine-tuning

@@ -222,6 +222,14 @@ def test_python_and_cli_give_bit_identical_weights(model, mnist, amun_bin, tmp_p
     assert not torch.equal(cli["fc.weight"], original["fc.weight"])
     differ = [k for k in cli if not torch.equal(cli[k], mine[k])]
     assert not differ, {k: (cli[k] - mine[k]).abs().max().item() for k in differ}
+    # The same request with the data and forget set as the CLI's files.
+    r = amun.unlearn(
+        program, data, tmp_path / "forget.txt", holdout_test=len(hy) if calibrated else None,
+        epochs=2, seed=7, device="cpu", calibrate={"max_epochs": 3} if calibrated else False,
+        progress=False,
+    )
+    differ = [k for k in cli if not torch.equal(cli[k], r.state_dict[k])]
+    assert not differ, differ
 
 
 def test_audit_gives_the_accuracies_pytorch_measures(model, mnist):
@@ -459,3 +467,19 @@ def test_a_datasets_transform_is_said_to_be_ignored(model, mnist):
 
     with pytest.warns(UserWarning, match="^data: the dataset's transform is not applied"):
         amun.audit(model, Dataset(), [1, 2], test=(hx, hy))
+
+
+def test_data_as_a_path_is_checked_before_any_work(model, mnist, idx_data, tmp_path):
+    x, y, hx, hy = mnist
+    program = tmp_path / "model.pt2"
+    amun._export(model, x[:2].float() / 255, program)
+    cases = [
+        ("model: with data given as a path", dict(model=model)),
+        ("heldout: data given as a path brings its own test split", dict(heldout=(hx, hy))),
+        ("holdout_test: calibrate with data given as a path", dict(calibrate=True)),
+        ("holdout_test: only with data given as a path", dict(data=(x, y), holdout_test=5)),
+    ]
+    for what, kw in cases:
+        args = {**dict(model=program, data=idx_data, calibrate=False), **kw}
+        with pytest.raises(amun.AmunValueError, match=f"^{what}"):
+            amun.unlearn(args.pop("model"), args.pop("data"), [1, 2], **args)
