@@ -14,7 +14,7 @@ use amun::audit::{
     References, RmiaParams, Signal, audit as audit_model, audit_holdout, audit_seed, avg_gap,
     check_ref_count, check_retrain, load_references, train_references,
 };
-use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOutRecord, Split};
+use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOut, HeldOutRecord, Split};
 use amun::model::{Arch, Classifier, Normalize, OpenSpec, Opened, import_program, open_program};
 use amun::model::{Sidecar, checkpoint};
 use amun::progress::{Progress, Quiet};
@@ -185,7 +185,8 @@ fn check_trained_on(sc: &Sidecar, path: &Path, given: &str) -> amun::Result<()> 
         return Err(amun::Error::invalid(
             "data",
             format!(
-                "{} was trained on {recorded}, a dataset amun reads itself, not on tensors:                  give data as that dataset (its registry name or folder)",
+                "{} was trained on {recorded}, a dataset amun reads itself, not on tensors: \
+                 give data as that dataset (its registry name or folder)",
                 path.display()
             ),
         ));
@@ -223,13 +224,57 @@ fn record_part<'a>(name: &'a str, what: &str) -> Option<&'a str> {
 #[serde(deny_unknown_fields)]
 struct Request {
     source: Source,
-    forget: Vec<i64>,
+    /// Data amun reads itself (`--dataset`); `None`: the caller's tensors.
+    data_path: Option<String>,
+    /// With `data_path`: calibration's held-out images, the last N test
+    /// images (`--holdout-test`).
+    holdout_test: Option<usize>,
+    forget: Forget,
     method: String,
     settings: serde_json::Value,
-    train: TrainOverrides,
-    calibrate: Option<CalibrateOverrides>,
+    train: Keywords,
+    calibrate: Option<Keywords>,
     seed: u64,
     device: String,
+}
+
+/// Keyword arguments (`epochs=`, `calibrate={...}`) as the caller gave
+/// them; [`keywords`] turns them into the library's settings.
+type Keywords = serde_json::Map<String, serde_json::Value>;
+
+/// `table` as the library's `T`, each key deserialised alone first: serde's
+/// message for the whole table names a line and column of JSON the caller
+/// never wrote, this one names the keyword (`prefix` + key).
+fn keywords<T: serde::de::DeserializeOwned>(prefix: &str, table: &Keywords) -> amun::Result<T> {
+    for (key, value) in table {
+        let one = Keywords::from_iter([(key.clone(), value.clone())]);
+        serde_json::from_value::<T>(serde_json::Value::Object(one)).map_err(|e| {
+            // A field's own parser may name it already (`schedule: 'x': ...`).
+            let msg = e.to_string();
+            let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg);
+            amun::Error::invalid(format!("{prefix}{key}"), msg)
+        })?;
+    }
+    serde_json::from_value(serde_json::Value::Object(table.clone())).map_err(|e| {
+        amun::Error::invalid(
+            prefix.trim_end_matches('.').to_string() + "settings",
+            e.to_string(),
+        )
+    })
+}
+
+/// The fine-tuning keywords (`epochs=`, `lr=`, ...) as `TrainOverrides`.
+fn train_keywords(table: &Keywords) -> amun::Result<TrainOverrides> {
+    keywords("", table)
+}
+
+/// `calibrate={...}` as `CalibrateOverrides`' settings.
+fn calibrate_keywords(
+    table: Option<&Keywords>,
+) -> amun::Result<Option<amun::unlearn::CalibrateSettings>> {
+    table
+        .map(|t| keywords::<CalibrateOverrides>("calibrate.", t)?.settings())
+        .transpose()
 }
 
 /// Runs one unlearning request and writes the unlearned weights into
@@ -240,23 +285,40 @@ struct Request {
 fn unlearn(
     py: Python<'_>,
     request: &str,
-    train: (TensorRef, TensorRef),
+    train: Option<(TensorRef, TensorRef)>,
     heldout: Option<(TensorRef, TensorRef)>,
     targets: HashMap<String, TensorRef>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let req: Request = serde_json::from_str(request)
         .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
-    let train = split("data", &train.0, &train.1)?;
-    let test = match &heldout {
-        Some((i, l)) => split("heldout", i, l)?,
-        None => Split {
-            images: train.images.narrow(0, 0, 0),
-            labels: train.labels.narrow(0, 0, 0),
-        },
+    let splits = match &train {
+        Some(tr) => {
+            let train = split("data", &tr.0, &tr.1)?;
+            let test = match &heldout {
+                Some((i, l)) => split("heldout", i, l)?,
+                None => Split {
+                    images: train.images.narrow(0, 0, 0),
+                    labels: train.labels.narrow(0, 0, 0),
+                },
+            };
+            Some((train, test))
+        }
+        None => None,
     };
     let progress = PyProgress::new(progress);
-    py.allow_threads(|| guard(|| run(req, train, test, &targets, &progress)))
+    py.allow_threads(|| guard(|| run(req, splits, &targets, &progress)))
+}
+
+/// Opens `source`'s model over the dataset amun reads at `data_path`, as
+/// `amun unlearn --checkpoint` and `amun audit --checkpoint` open it.
+fn open_path(source: &Source, path: &Path, data_path: &str, dev: Device) -> amun::Result<Opened> {
+    let spec = OpenSpec {
+        normalize: source.normalize.clone(),
+        dataset: Some(data_path.to_string()),
+        ..Default::default()
+    };
+    amun::model::open(path, &spec, &amun::data::default_data_dir(), dev, &Quiet)
 }
 
 /// Reports the library's progress to a Python callback `(event, text, pos,
@@ -341,43 +403,33 @@ fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 fn run(
     req: Request,
-    train: Split,
-    test: Split,
+    splits: Option<(Split, Split)>,
     targets: &HashMap<String, TensorRef>,
     progress: &PyProgress,
 ) -> PyResult<String> {
     let dev = amun::device::parse_device(&req.device).map_err(py_err)?;
-    let opened = open_tensors(&req.source, train, test, dev).map_err(py_err)?;
-    let (mut model, parent) = (opened.model, opened.sidecar);
-    let request = amun::data::ForgetSet::from_indices(
-        &opened.data,
-        req.forget.clone(),
-        std::path::Path::new("forget"),
-    )
+    let opened = match (splits, &req.data_path) {
+        (Some((train, test)), _) => open_tensors(&req.source, train, test, dev),
+        (None, Some(d)) => open_path(&req.source, &req.source.program, d, dev),
+        (None, None) => Err(amun::Error::invalid("data", "no data given")),
+    }
     .map_err(py_err)?;
+    let (mut model, parent) = (opened.model, opened.sidecar);
+    // Before the run: a weight the module lacks must not surface after it.
+    let views = target_views(&model, targets)?;
+    let request = req.forget.resolve(&opened.data, "forget").map_err(py_err)?;
     let method = amun::unlearn::build(&req.method, &req.settings).map_err(py_err)?;
-    let method = if req.train.is_empty() {
+    let train = train_keywords(&req.train).map_err(py_err)?;
+    let method = if train.is_empty() {
         method
     } else {
-        method.adjusted(&req.train).map_err(py_err)?
+        method.adjusted(&train).map_err(py_err)?
     };
-    let cal = req
-        .calibrate
-        .as_ref()
-        .map(CalibrateOverrides::settings)
-        .transpose()
-        .map_err(py_err)?;
+    let cal = calibrate_keywords(req.calibrate.as_ref()).map_err(py_err)?;
     let data = opened.data.to_device(dev);
-    let record = HeldOutRecord::LastTest {
-        size: data.test.len(),
-        test_size: data.test.len(),
-    };
-    if cal.is_some() && data.test.is_empty() {
-        return Err(invalid(
-            "heldout",
-            "calibrate needs held-out data the model never trained on",
-        ));
-    }
+    // As `amun unlearn`: a checkpoint amun trained runs in its recipe's layout.
+    amun::train::lay_out_as_trained(&mut model, &parent).map_err(py_err)?;
+    let (heldout, record) = held_out(&req, &data, cal.is_some())?;
     let requests = [request];
     let job = UnlearnJob {
         method: method.as_ref(),
@@ -386,7 +438,7 @@ fn run(
         with_retain: true,
         adaptive: false,
         adversarial: None,
-        calibrate: cal.as_ref().map(|c| (c, &data.test, &record)),
+        calibrate: cal.as_ref().map(|c| (c, &heldout, &record)),
         // No reference models from Python yet: the loss-based membership test.
         rmia: None,
         seed: req.seed,
@@ -394,7 +446,7 @@ fn run(
         recipe: None,
     };
     let done = job.run(&mut model, &parent, progress).map_err(py_err)?;
-    write_back(&model, targets)?;
+    write_back(&model, views)?;
     let log = done.logs.first();
     let out = serde_json::json!({
         "method": method.name(),
@@ -411,16 +463,52 @@ fn run(
     Ok(out.to_string())
 }
 
-/// Copies every weight of `model` into the caller's tensor of that name.
-fn write_back(model: &Classifier, targets: &HashMap<String, TensorRef>) -> PyResult<()> {
+/// Calibration's held-out images and their record: the caller's
+/// `heldout=` (the test split of tensor data), or with data amun reads the
+/// last `holdout_test` test images, as `amun unlearn --holdout-test`.
+fn held_out(req: &Request, data: &Dataset, calibrate: bool) -> PyResult<(Split, HeldOutRecord)> {
+    let whole = || HeldOutRecord::LastTest {
+        size: data.test.len(),
+        test_size: data.test.len(),
+    };
+    let shared = || Split {
+        images: data.test.images.shallow_clone(),
+        labels: data.test.labels.shallow_clone(),
+    };
+    match (req.data_path.is_some(), req.holdout_test) {
+        (true, Some(n)) => HeldOut::LastTest(n)
+            .prepare(data, &amun::data::default_data_dir())
+            .map_err(py_err),
+        (true, None) if calibrate => Err(invalid(
+            "holdout_test",
+            "calibrate with data amun reads needs holdout_test=N: its last N test images, \
+             which the model never trained on",
+        )),
+        _ if calibrate && data.test.is_empty() => Err(invalid(
+            "heldout",
+            "calibrate needs held-out data the model never trained on",
+        )),
+        _ => Ok((shared(), whole())),
+    }
+}
+
+/// Views of the caller's tensors (`targets`, by name) for every weight of
+/// `model`, checked in full (names, shapes, dtypes) before any work, so
+/// that the caller's module is never partly updated nor refused at the end.
+fn target_views(
+    model: &Classifier,
+    targets: &HashMap<String, TensorRef>,
+) -> PyResult<HashMap<String, Tensor>> {
     let named = model.named_tensors();
-    // Checked in full first: no partial update of the caller's module.
-    let mut views = Vec::with_capacity(named.len());
+    let mut views = HashMap::with_capacity(named.len());
     for (name, t) in &named {
         let r = targets.get(name).ok_or_else(|| {
             invalid(
                 "model",
-                format!("the exported program has a weight {name} the module's state_dict lacks"),
+                format!(
+                    "the exported program has a weight {name} the module's state_dict lacks \
+                     (amun writes the new weights back by their state_dict names)"
+                ),
             )
         })?;
         // SAFETY: `__init__.py` passes the module's live state_dict tensors.
@@ -437,11 +525,22 @@ fn write_back(model: &Classifier, targets: &HashMap<String, TensorRef>) -> PyRes
                 ),
             ));
         }
-        views.push(v);
+        views.insert(name.clone(), v);
     }
+    Ok(views)
+}
+
+/// Copies every weight of `model` into its view from [`target_views`].
+fn write_back(model: &Classifier, mut views: HashMap<String, Tensor>) -> PyResult<()> {
     tch::no_grad(|| {
-        for (mut v, (name, t)) in views.into_iter().zip(&named) {
-            v.f_copy_(t).map_err(|e| invalid(name, e.to_string()))?;
+        for (name, t) in model.named_tensors() {
+            let v = views.get_mut(&name).ok_or_else(|| {
+                invalid(
+                    "model",
+                    format!("{name}: a weight the trained model gained"),
+                )
+            })?;
+            v.f_copy_(&t).map_err(|e| invalid(&name, e.to_string()))?;
         }
         Ok(())
     })
@@ -462,7 +561,7 @@ struct TrainRequest {
     /// Start from the program's own weights (`--init MODEL.pt2`), not
     /// PyTorch's default initialisation drawn from the seed.
     init_from_program: bool,
-    train: TrainOverrides,
+    train: Keywords,
     seed: u64,
     device: String,
     out: Option<PathBuf>,
@@ -622,24 +721,24 @@ fn run_train(
     )
     .map_err(py_err)?;
     let spec = imported.spec().clone();
+    // Reference models are written to their folder, not to the caller's.
+    let views = match req.refs {
+        Some(_) => HashMap::new(),
+        None => target_views(&imported, targets)?,
+    };
     // `--augment auto`: on for colour images, off for one-channel digits.
-    let mut overrides = req.train.clone();
+    let mut overrides: TrainOverrides = train_keywords(&req.train).map_err(py_err)?;
     overrides.augment = overrides.augment.or(Some(data.image_shape()[0] != 1));
     let recipe = overrides
         .apply(TrainParams::for_arch(Arch::Exported))
         .check()
         .map_err(py_err)?;
-    let exclude = match &req.exclude {
-        None => None,
-        Some(Forget::Indices(i)) => Some(ForgetSet::from_indices(
-            &data,
-            i.clone(),
-            Path::new("exclude"),
-        )),
-        Some(Forget::File(p)) => Some(ForgetFile::read(p).and_then(|f| f.resolve(&data, p))),
-    }
-    .transpose()
-    .map_err(py_err)?;
+    let exclude = req
+        .exclude
+        .as_ref()
+        .map(|f| f.resolve(&data, "exclude"))
+        .transpose()
+        .map_err(py_err)?;
     let data = data.to_device(dev);
     if let Some(count) = req.refs {
         return train_refs(&data, &spec, &recipe, count, &req, progress).map_err(py_err);
@@ -659,7 +758,7 @@ fn run_train(
     if let Some(out) = &req.out {
         checkpoint::save(&trained.model, out, &trained.sidecar).map_err(py_err)?;
     }
-    write_back(&trained.model, targets)?;
+    write_back(&trained.model, views)?;
     to_json(&serde_json::json!({ "sidecar": trained.sidecar, "data": data_record })).map_err(py_err)
 }
 
@@ -719,6 +818,17 @@ enum Forget {
     File(PathBuf),
 }
 
+impl Forget {
+    /// The forget set over `data`; indices are checked as the argument
+    /// `what` (`forget`, `exclude`), a file as `--forget FILE` is.
+    fn resolve(&self, data: &Dataset, what: &str) -> amun::Result<ForgetSet> {
+        match self {
+            Forget::Indices(i) => ForgetSet::from_indices(data, i.clone(), Path::new(what)),
+            Forget::File(p) => ForgetFile::read(p)?.resolve(data, p),
+        }
+    }
+}
+
 impl AuditRequest {
     /// `--signal`, `--online`, `--a`, `--gamma` as the library's value.
     fn params(&self) -> amun::Result<RmiaParams> {
@@ -766,12 +876,7 @@ impl AuditRequest {
     /// Opens the model at `path` as `amun audit` opens each `--checkpoint`
     /// (an amun checkpoint, a PyTorch file, a `.pt2`) over `data_path`.
     fn open_path(&self, path: &Path, data_path: &str, dev: Device) -> amun::Result<Opened> {
-        let spec = OpenSpec {
-            normalize: self.source.normalize.clone(),
-            dataset: Some(data_path.to_string()),
-            ..Default::default()
-        };
-        amun::model::open(path, &spec, &amun::data::default_data_dir(), dev, &Quiet)
+        open_path(&self.source, path, data_path, dev)
     }
 }
 
@@ -819,7 +924,7 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
     }
     let forget = match (forget_file, &req.forget) {
         (Some(f), Forget::File(p)) => f.resolve(&data, p)?,
-        (_, Forget::Indices(i)) => ForgetSet::from_indices(&data, i.clone(), Path::new("forget"))?,
+        (_, f @ Forget::Indices(_)) => f.resolve(&data, "forget")?,
         (None, Forget::File(_)) => unreachable!("read above"),
     };
     let (holdout, note) = checked_holdout(&req, &forget, data.test.len())?;
@@ -996,8 +1101,8 @@ struct CreateRequest {
 struct ApplyRequest {
     method: String,
     settings: serde_json::Value,
-    train: TrainOverrides,
-    calibrate: Option<CalibrateOverrides>,
+    train: Keywords,
+    calibrate: Option<Keywords>,
     with_retain: bool,
     adaptive: bool,
     device: String,
@@ -1099,20 +1204,17 @@ fn registry_apply(
 
 fn apply_request(dir: &Path, req: ApplyRequest, progress: &PyProgress) -> amun::Result<String> {
     let method = MethodSpec::new(&req.method, &req.settings)?;
-    let effective = if req.train.is_empty() {
+    let train = train_keywords(&req.train)?;
+    let effective = if train.is_empty() {
         method.clone()
     } else {
-        method.adjusted(&req.train)?
+        method.adjusted(&train)?
     };
     check_given(effective.method(), method.table(), req.with_retain)?;
     let spec = ApplySpec {
         method,
-        overrides: req.train,
-        calibrate: req
-            .calibrate
-            .as_ref()
-            .map(CalibrateOverrides::settings)
-            .transpose()?,
+        overrides: train,
+        calibrate: calibrate_keywords(req.calibrate.as_ref())?,
         with_retain: req.with_retain,
         adaptive: req.adaptive,
         device: amun::device::parse_device(&req.device)?,

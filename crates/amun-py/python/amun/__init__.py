@@ -9,12 +9,21 @@ The work runs in amun's Rust library over the libtorch of this process's
 binds to it); the model is exported with ``torch.export`` and run by amun's
 ``.pt2`` interpreter, the same path as ``amun unlearn --checkpoint model.pt2``,
 so the same request gives the CLI's weights bit for bit.
+
+The work runs in the calling thread whatever its torch context: with
+autograd on and autocast off inside ``torch.no_grad()``,
+``torch.inference_mode()`` or ``torch.autocast``, and torch's random
+generators left as they were (amun seeds its own run from ``seed=``). Each
+submodule's train/eval mode is left as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import operator
 import os
 import tempfile
 import time
@@ -129,22 +138,31 @@ class UnlearnRecord:
         return d
 
 
-def _call(f, *args):
+def _call(f, *args, exported: Path | None = None):
+    """``f(*args)`` with the native module's errors as amun's exceptions;
+    ``exported``: the temporary ``.pt2`` of a module, which a message names
+    as the model (the file is gone when the caller reads it)."""
     try:
         return f(*args)
     except _amun.Error as e:
         kind, msg = e.args
+        if exported is not None:
+            msg = msg.replace(str(exported), "model (as torch.export exported it)")
         raise _ERRORS.get(kind, AmunError)(msg) from None
 
 
 def _as_tensor(what: str, x: Any) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
+        if x.is_meta:
+            raise AmunValueError(f"{what}: a tensor on the meta device holds no values")
         return x.detach()
     try:
         import numpy as np
 
         if isinstance(x, np.ndarray):
             return torch.from_numpy(x)
+        if hasattr(x, "__array__"):  # pandas, xarray, ...
+            return torch.from_numpy(np.asarray(x))
     except ImportError:
         pass
     if isinstance(x, (list, tuple, range)):
@@ -165,15 +183,18 @@ def _images(what: str, x: Any) -> torch.Tensor:
             raise AmunTypeError(
                 f"{what}: images must be uint8 (0..255) or float in [0,1], got {t.dtype}"
             )
+        if t.isnan().any():
+            raise AmunValueError(f"{what}: float images hold NaN; expected values in [0,1]")
         if t.numel() and (t.min() < 0 or t.max() > 1):
             raise AmunValueError(
                 f"{what}: float images must lie in [0,1] (unnormalised; give normalize= for the "
                 f"model's normalisation), found {t.min().item():.4g}..{t.max().item():.4g}"
             )
         scaled = t.double() * 255
-        if not torch.equal(scaled.round(), scaled.round().clamp(0, 255)) or (
-            (scaled - scaled.round()).abs().max() > 1e-3
-        ):
+        # float16/bfloat16 hold k/255 only to their precision: k is the
+        # nearest integer all the same (half a step of 255·eps off at most).
+        tolerance = max(1e-3, 127.5 * torch.finfo(t.dtype).eps)
+        if (scaled - scaled.round()).abs().max() > tolerance:
             raise AmunValueError(
                 f"{what}: float images must be 8-bit images divided by 255 (amun keeps images "
                 "as uint8); give the uint8 images"
@@ -217,7 +238,27 @@ def _split(what: str, data: Any, like: torch.Tensor | None = None) -> tuple[torc
             f"{what} images: expected images like the training data's [N,"
             f"{','.join(map(str, like.shape[1:]))}], got {list(images.shape)}"
         )
+    if like is not None and torch.equal(images, like):
+        raise AmunValueError(
+            f"{what}: these are the training images; give images the model never trained on"
+        )
     return images, _labels(f"{what} labels", y, images.shape[0])
+
+
+def _warn_transforms(normalize: Any, **splits: Any) -> None:
+    """A dataset's ``transform`` is never applied (amun reads ``.data``):
+    said once, unless ``normalize`` shows the caller knows what amun feeds."""
+    if normalize is not None:
+        return
+    for what, data in splits.items():
+        if getattr(data, "transform", None) is not None:
+            warnings.warn(
+                f"{what}: the dataset's transform is not applied: amun reads its .data as "
+                "8-bit images and feeds the model floats in [0,1] (training augments as amun's "
+                "recipe says); a model trained on normalised inputs needs normalize=(mean, std)",
+                stacklevel=3,
+            )
+            return
 
 
 def _check_labels(what: str, labels: torch.Tensor, k: int) -> None:
@@ -229,8 +270,16 @@ def _check_labels(what: str, labels: torch.Tensor, k: int) -> None:
         )
 
 
-def _forget(forget: Any, n: int, what: str = "forget") -> list[int]:
+def _forget(forget: Any, n: int | None, what: str = "forget") -> list[int]:
+    """The indices ``forget`` gives (a bool mask: its True entries) into
+    ``n`` training samples (``None``: data amun reads, checked there)."""
     t = _as_tensor(what, forget).cpu()
+    if t.dtype == torch.bool and t.dim() == 1 and t.numel():
+        if n is not None and t.shape[0] != n:
+            raise AmunValueError(
+                f"{what}: a bool mask needs one entry per training sample ({n}), got {t.shape[0]}"
+            )
+        t = t.nonzero().flatten()
     if t.numel() == 0:
         raise AmunValueError(f"{what}: the forget set is empty; give at least one index")
     if t.is_floating_point() or t.dtype == torch.bool or t.dim() != 1:
@@ -239,7 +288,9 @@ def _forget(forget: Any, n: int, what: str = "forget") -> list[int]:
             f"{list(t.shape)}"
         )
     idx = t.tolist()
-    bad = [i for i in idx if i < 0 or i >= n]
+    bad = [i for i in idx if i < 0 or (n is not None and i >= n)]
+    if bad and n is None:
+        raise AmunValueError(f"{what}: index {bad[0]} is negative; indices count from 0")
     if bad:
         raise AmunValueError(
             f"{what}: index {bad[0]} is out of range for the {n} training samples (0..{n - 1})"
@@ -249,7 +300,76 @@ def _forget(forget: Any, n: int, what: str = "forget") -> list[int]:
         if i in seen:
             raise AmunValueError(f"{what}: index {i} is listed twice")
         seen.add(i)
+    if len(idx) == n:
+        raise AmunValueError(f"{what}: lists all {n} training samples; keep at least one")
     return idx
+
+
+def _count(what: str, v: Any) -> int:
+    """An integer ≥ 0 (a numpy integer or a one-element integer tensor too)
+    that fits amun's 64 bits."""
+    try:
+        i = None if isinstance(v, bool) else operator.index(v)
+    except TypeError:
+        i = None
+    if i is None or not 0 <= i < 1 << 64:
+        raise AmunValueError(f"{what}: expected an integer ≥ 0, got {v!r}")
+    return i
+
+
+def _plain(what: str, v: Any) -> Any:
+    """A keyword's value as the request's JSON carries it: numpy's and
+    torch's numbers and arrays as Python's; anything else JSON cannot hold
+    refused, naming the keyword (``what``)."""
+    if isinstance(v, torch.Tensor) or type(v).__module__ == "numpy":
+        if hasattr(v, "tolist"):
+            return _plain(what, v.tolist())
+    if isinstance(v, float) and not math.isfinite(v):
+        raise AmunValueError(f"{what}: expected a finite number, got {v!r}")
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): _plain(f"{what}.{k}", x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(what, x) for x in v]
+    raise AmunTypeError(
+        f"{what}: expected a number, a string, a bool, a list or a dict, got {type(v).__name__}"
+    )
+
+
+def _plain_all(table: Mapping[str, Any]) -> dict:
+    return {k: _plain(k, v) for k, v in table.items()}
+
+
+def _method(method: Any) -> str:
+    if not isinstance(method, str):
+        raise AmunTypeError(f"method: expected a method's name (a str, e.g. 'amun'), got {method!r}")
+    return method
+
+
+@contextlib.contextmanager
+def _own_state():
+    """amun's work runs in the caller's thread, under the caller's libtorch
+    state: autograd is turned back on (amun trains; a ``torch.no_grad()``
+    or ``inference_mode()`` around the call would stop it), autocast off
+    (it would change amun's arithmetic and weights), and the random state
+    is the caller's again afterwards (amun seeds libtorch's generators so
+    that a run follows its ``seed``; the caller's stream goes on as if amun
+    had not run)."""
+    cuda = torch.cuda.is_available()
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.enable_grad())
+            for dev in ("cpu", "cuda") if cuda else ("cpu",):
+                stack.enter_context(torch.autocast(dev, enabled=False))
+            yield
+    finally:
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def _ref(t: torch.Tensor) -> tuple:
@@ -257,13 +377,26 @@ def _ref(t: torch.Tensor) -> tuple:
     return (t.data_ptr(), list(t.shape), list(t.stride()), str(t.dtype), str(t.device))
 
 
-def _export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    training = module.training
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module):
+    """``module`` in eval mode, each submodule's own mode restored after
+    (``module.train(was)`` would set every submodule to ``was``: a BatchNorm
+    the caller froze in eval mode inside a training model would train)."""
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
-        ep = torch.export.export(
-            module, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
-        )
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    try:
+        with _eval_mode(module):
+            ep = torch.export.export(
+                module, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+            )
         torch.export.save(ep, str(path))
     except Exception as e:
         raise AmunValueError(
@@ -271,8 +404,31 @@ def _export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
             "module that torch.export exports with a dynamic batch, one N×C×H×W float32 "
             "image input and one N×K logits output (README, 'Any architecture')"
         ) from e
-    finally:
-        module.train(training)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module a wrapper runs (``torch.compile``'s ``_orig_mod``,
+    ``DataParallel``'s and ``DistributedDataParallel``'s ``module``): the one
+    torch.export exports; its tensors are the wrapper's, named without the
+    wrapper's prefix."""
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    while True:
+        if isinstance(model, parallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _check_float32(model: torch.nn.Module) -> None:
+    kinds = {t.dtype for t in model.parameters() if t.is_floating_point()}
+    if kinds - {torch.float32}:
+        got = ", ".join(sorted(str(k) for k in kinds))
+        raise AmunValueError(
+            f"model: its parameters are {got}; amun trains float32 weights on float32 images: "
+            "call model.float() first"
+        )
 
 
 def _program(model, data, images, labels, held, tmp: Path, writable: bool, held_what="heldout"):
@@ -281,25 +437,23 @@ def _program(model, data, images, labels, held, tmp: Path, writable: bool, held_
     the class names; labels (and ``held``'s, the argument ``held_what``)
     checked against the model's outputs."""
     if isinstance(model, torch.nn.Module):
+        model = _unwrap(model)
         first = next(iter(model.parameters()), None)
         if first is None and writable:
             raise AmunValueError(
                 "model: it has no parameters; amun trains and unlearns a module's parameters"
             )
+        _check_float32(model)
         dev = first.device if first is not None else torch.device("cpu")
         example = images[:2].to(dev, torch.float32) / 255
-        was = model.training
-        model.eval()
         try:
-            with torch.no_grad():
+            with _eval_mode(model), torch.no_grad():
                 out = model(example)
         except Exception as e:
             raise AmunValueError(
                 f"model: it fails on two of the data's images as float32 in [0,1] "
                 f"{list(example.shape)} ({type(e).__name__}: {e})"
             ) from e
-        finally:
-            model.train(was)
         k = _classes_of(out, len(example))
         program = tmp / "model.pt2"
         _export(model, example, program)
@@ -361,11 +515,12 @@ def _checkpoint(path: Path, writable: bool) -> tuple[Path | None, int | None]:
     return (None if program is None else Path(program)), (int(k) if k is not None else None)
 
 
-def _check_device(device: Any) -> None:
+def _check_device(device: Any) -> str | None:
     """``device=``: ``None`` (the model's), or a CPU or CUDA device this
-    process has; checked before the export."""
+    process has, checked before the export; as amun names it (``cpu``,
+    ``cuda``, ``cuda:N``: torch's ``cpu:0`` is ``cpu``)."""
     if device is None:
-        return
+        return None
     try:
         d = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -379,6 +534,7 @@ def _check_device(device: Any) -> None:
             f"device: {str(d)!r}, but this process's torch sees {torch.cuda.device_count()} "
             "CUDA device(s)"
         )
+    return "cpu" if d.type == "cpu" else str(d)
 
 
 def _classes_of(out: Any, n: int) -> int:
@@ -460,12 +616,13 @@ def _source(program: Path, normalize: Any, classes: list[str]) -> dict:
 
 def unlearn(
     model: Model,
-    data: Pair,
+    data: Pair | str | os.PathLike,
     forget: Any,
     *,
     method: str = "amun",
     calibrate: bool | Mapping[str, Any] = True,
     heldout: Pair | None = None,
+    holdout_test: int | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
     normalize: Any = None,
@@ -477,7 +634,9 @@ def unlearn(
     Args:
         model: an ``nn.Module`` classifier (exported internally with
             ``torch.export`` and a dynamic batch; its parameters and buffers
-            are overwritten with the unlearned weights), or the path of a
+            are overwritten with the unlearned weights, in float32; a
+            ``DataParallel`` or ``torch.compile`` wrapper: the module it
+            wraps, whose names the record's ``state_dict`` has), or the path of a
             ``.pt2`` or of a checkpoint :func:`train` wrote with ``out=``
             (then nothing is overwritten: the record's ``state_dict`` holds
             the new weights).
@@ -486,8 +645,12 @@ def unlearn(
             are 8-bit images / 255; integer labels) or a torchvision-style
             dataset with ``.data`` and ``.targets``. A checkpoint records the
             tensors it was trained on (:attr:`TrainRecord.data`): other ones
-            are refused (``ValueError`` naming both sha256s).
-        forget: indices into ``data`` (list, tensor or ndarray), no repeats.
+            are refused (``ValueError`` naming both sha256s). Or a dataset
+            amun reads (``"mnist"``, ``"cifar10"``, a folder) as
+            ``--dataset``, with ``model`` a ``.pt2``.
+        forget: indices into ``data`` (list, tensor or ndarray of integers,
+            no repeats, none negative), a bool mask with one entry per
+            sample, or the path of a forget-set file (as ``--forget``).
         method: an amun method (``amun``, ``amun-salun``, ``salun``, ``rl``,
             ``ft``, ``ga``, ``l1``, ...; ``amun methods`` lists them).
         calibrate: choose the learning rate and stopping epoch without a
@@ -496,6 +659,9 @@ def unlearn(
         heldout: images the model never trained on, same forms as ``data``:
             calibration's held-out data and the split the record's
             ``held-out`` accuracies are measured on.
+        holdout_test: with ``data`` a path, calibration's held-out data: the
+            last N test images (``--holdout-test``; audit then with
+            ``holdout_test=N``).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default the model's.
         seed: seed of every random choice (as ``amun unlearn --seed``).
         normalize: the model's input normalisation, ``(mean, std)`` or amun's
@@ -525,42 +691,66 @@ def unlearn(
             signal.default_int_handler)`` first.
     """
     start = time.perf_counter()
-    _check_device(device)
-    images, labels = _split("data", data)
-    held = None if heldout is None else _split("heldout", heldout, images)
-    idx = _forget(forget, images.shape[0])
-    if calibrate is not False and held is None:
+    device = _check_device(device)
+    _method(method)
+    if not isinstance(calibrate, (bool, Mapping)):
+        raise AmunTypeError(f"calibrate: expected True, False or a dict, got {calibrate!r}")
+    seed = _count("seed", seed)
+    if holdout_test is not None:
+        holdout_test = _count("holdout_test", holdout_test)
+    if _is_path(data):
+        _path_data_checks(model, heldout, holdout_test, calibrate)
+        images = labels = held = None
+    else:
+        if holdout_test is not None:
+            raise AmunValueError(
+                "holdout_test: only with data given as a path; with tensors give heldout="
+            )
+        images, labels = _split("data", data)
+        held = None if heldout is None else _split("heldout", heldout, images)
+        _warn_transforms(normalize, data=data, heldout=heldout)
+    if _is_path(forget):
+        forget = {"file": _existing("forget", forget)}
+    else:
+        forget = {"indices": _forget(forget, None if images is None else images.shape[0])}
+    if calibrate is not False and held is None and images is not None:
         raise AmunValueError(
             "heldout: calibrate needs held-out data the model never trained on; give "
             "heldout=(images, labels) or calibrate=False"
         )
-    if not isinstance(calibrate, (bool, Mapping)):
-        raise AmunTypeError(f"calibrate: expected True, False or a dict, got {calibrate!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise AmunValueError(f"seed: expected an integer ≥ 0, got {seed!r}")
     report = _progress(progress)
+    settings = _plain_all(settings)
     train = {k: settings.pop(k) for k in list(settings) if k in _TRAIN_KEYS}
-    with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
-        program, targets, dev, classes = _program(
-            model, data, images, labels, held, Path(tmp), writable=True
-        )
+    calibrate = _plain("calibrate", {} if calibrate is True else calibrate)
+    with tempfile.TemporaryDirectory(prefix="amun-") as tmp, _own_state():
+        if images is None:
+            program, targets, dev = _program_of_path(model, True)
+            classes, tensors = [], None
+        else:
+            program, targets, dev, classes = _program(
+                model, data, images, labels, held, Path(tmp), writable=True
+            )
+            tensors = (_ref(images), _ref(labels))
         request = {
             "source": _source(program, normalize, classes),
-            "forget": idx,
+            "data_path": str(data) if images is None else None,
+            "holdout_test": holdout_test,
+            "forget": forget,
             "method": method,
             "settings": settings,
             "train": train,
-            "calibrate": None if calibrate is False else ({} if calibrate is True else dict(calibrate)),
+            "calibrate": None if calibrate is False else calibrate,
             "seed": seed,
             "device": str(device if device is not None else dev),
         }
         out = _call(
             _amun.unlearn,
             json.dumps(request),
-            (_ref(images), _ref(labels)),
+            tensors,
             None if held is None else (_ref(held[0]), _ref(held[1])),
             {n: _ref(t) for n, t in targets.items()},
             report,
+            exported=program if isinstance(model, torch.nn.Module) else None,
         )
     r = json.loads(out)
     cal = r.get("calibration")
@@ -579,6 +769,25 @@ def unlearn(
         sizes=dict(zip(splits, r["sizes"])),
         state_dict=dict(targets),
     )
+
+
+def _path_data_checks(model: Any, heldout: Any, holdout_test: int | None, calibrate: Any) -> None:
+    """:func:`unlearn`'s arguments with data amun reads itself (a path)."""
+    if _is_path(model) and Path(model).suffix == ".safetensors":
+        raise AmunValueError(
+            f"model: {model} is a checkpoint; with data given as a path give the .pt2 its sidecar "
+            "names (model.program.file), or unlearn the checkpoint with `amun unlearn`"
+        )
+    if heldout is not None:
+        raise AmunValueError(
+            "heldout: data given as a path brings its own test split; give holdout_test=N "
+            "(its last N test images) as calibration's held-out data"
+        )
+    if calibrate is not False and holdout_test is None:
+        raise AmunValueError(
+            "holdout_test: calibrate with data given as a path needs holdout_test=N (its last N "
+            "test images, which the model never trained on), or calibrate=False"
+        )
 
 
 # `amun train`'s recipe flags (`--epochs`, `--lr`, ...): the fine-tuning
@@ -705,7 +914,8 @@ def train(
             ``"cifar10"``, a folder), as ``--dataset``: a retrain is recorded
             with its data (by name, tensors by their sha256), so
             :func:`audit` can check it (``retrain=``).
-        exclude: samples to train without (indices, or a forget-set file as
+        exclude: samples to train without (indices or a bool mask as
+            ``forget`` of :func:`unlearn`, or a forget-set file as
             ``--exclude``): the exact unlearning of them.
         test: with tensor data, a test split, measured at each epoch (the
             record's ``test_acc``); needed by ``refs``.
@@ -728,12 +938,11 @@ def train(
     """
     start = time.perf_counter()
     _train_checks(model, data, test, exclude, refs, out, init)
-    _check_device(device)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise AmunValueError(f"seed: expected an integer ≥ 0, got {seed!r}")
+    device = _check_device(device)
+    seed = _count("seed", seed)
     report = _progress(progress)
     request = {
-        "train": _recipe(recipe),
+        "train": _recipe(_plain_all(recipe)),
         "data_path": None,
         "exclude": None,
         "refs": refs,
@@ -743,7 +952,7 @@ def train(
     }
     if _is_path(exclude):
         request["exclude"] = {"file": _existing("exclude", exclude)}
-    with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="amun-") as tmp, _own_state():
         writable = refs is None
         if _is_path(data):
             request["data_path"] = str(data)
@@ -753,6 +962,7 @@ def train(
         else:
             images, labels = _split("data", data)
             t = None if test is None else _split("test", test, images)
+            _warn_transforms(normalize, data=data, test=test)
             if exclude is not None and request["exclude"] is None:
                 request["exclude"] = {"indices": _forget(exclude, images.shape[0], "exclude")}
             program, targets, dev, classes = _program(
@@ -761,11 +971,13 @@ def train(
             request["source"] = _source(program, normalize, classes)
             tensors = ((_ref(images), _ref(labels)), None if t is None else (_ref(t[0]), _ref(t[1])))
         if exclude is not None and request["exclude"] is None:
-            request["exclude"] = {"indices": _forget(exclude, 1 << 62, "exclude")}
+            request["exclude"] = {"indices": _forget(exclude, None, "exclude")}
         request["device"] = str(device if device is not None else dev)
         targets = targets if writable else {}
+        exported = program if isinstance(model, torch.nn.Module) else None
+        weights = {n: _ref(v) for n, v in targets.items()}
         res = json.loads(
-            _call(_amun.train, json.dumps(request), *tensors, {n: _ref(v) for n, v in targets.items()}, report)
+            _call(_amun.train, json.dumps(request), *tensors, weights, report, exported=exported)
         )
     if refs is not None:
         return TrainRecord(None, {}, time.perf_counter() - start, str(out), refs=res)
@@ -909,8 +1121,8 @@ def audit(
             images and labels; ``ValueError`` naming both digests otherwise).
             Only the training split is checked: ``test`` may be any split
             (a warning when it is not the one the model was trained with).
-        forget: indices into the training data, or a forget-set file (as
-            ``--forget``).
+        forget: indices into the training data or a bool mask (as for
+            :func:`unlearn`), or a forget-set file (as ``--forget``).
         test: with tensor data, the test split (D_T and RMIA's population).
         refs: a folder of reference models from ``amun rmia train-refs``
             trained on this data (``--refs``): adds RMIA and MIS.
@@ -934,10 +1146,11 @@ def audit(
         before any work; AmunError: amun refused the inputs (its message).
     """
     _audit_checks(model, data, test, refs, retrain)
-    _check_device(device)
-    for what, v in (("seed", seed), ("holdout_test", holdout_test)):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            raise AmunValueError(f"{what}: expected an integer ≥ 0, got {v!r}")
+    device = _check_device(device)
+    seed = None if seed is None else _count("seed", seed)
+    holdout_test = None if holdout_test is None else _count("holdout_test", holdout_test)
+    if not isinstance(signal, str):
+        raise AmunTypeError(f"signal: expected 'taylor-soft-margin' or 'softmax', got {signal!r}")
     request = {
         "data_path": None,
         "refs": None if refs is None else _existing("refs", refs, folder=True),
@@ -951,7 +1164,7 @@ def audit(
     }
     if _is_path(forget):
         request["forget"] = {"file": _existing("forget", forget)}
-    with tempfile.TemporaryDirectory(prefix="amun-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="amun-") as tmp, _own_state():
         if _is_path(data):
             program = _existing("model", model)
             request["data_path"] = str(data)
@@ -961,6 +1174,7 @@ def audit(
         else:
             images, labels = _split("data", data)
             t = _split("test", test, images)
+            _warn_transforms(normalize, data=data, test=test)
             if "forget" not in request:
                 request["forget"] = {"indices": _forget(forget, images.shape[0])}
             program, _, dev, classes = _program(
@@ -971,8 +1185,9 @@ def audit(
             tensors = ((_ref(images), _ref(labels)), (_ref(t[0]), _ref(t[1])))
         if "forget" not in request:
             # Data amun reads itself: the range is checked against it there.
-            request["forget"] = {"indices": _forget(forget, 1 << 62)}
-        out = json.loads(_call(_amun.audit, json.dumps(request), *tensors))
+            request["forget"] = {"indices": _forget(forget, None)}
+        exported = program if isinstance(model, torch.nn.Module) else None
+        out = json.loads(_call(_amun.audit, json.dumps(request), *tensors, exported=exported))
     return _audit_record(out)
 
 
@@ -1019,6 +1234,21 @@ def _optional_path(what: str, path: Any) -> str | None:
     return str(path)
 
 
+def _check_registry_data(checkpoint: Path) -> None:
+    """A registry reads its model's training data itself at every apply:
+    a model trained on tensors from Python names data no file holds."""
+    try:
+        recorded = json.loads(checkpoint.with_suffix(".json").read_text())["data"]["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no sidecar or another layout: amun's own check names it
+    if isinstance(recorded, str) and recorded.startswith("tensors("):
+        raise AmunValueError(
+            f"checkpoint: {checkpoint} was trained on tensors from Python; a registry reads its "
+            "training data itself at every apply: train the model on a dataset amun reads "
+            "(amun.train(model.pt2, 'cifar10' or a folder, out=...))"
+        )
+
+
 class Registry:
     """A deletion-request registry (``amun registry``), the CLI's semantics.
 
@@ -1059,24 +1289,34 @@ class Registry:
         data_dir: str | os.PathLike | None = None,
         progress: bool | Callable[[str, str, int, int], Any] | None = None,
     ) -> "Registry":
-        """Creates a registry (``amun registry create``) whose version 1 is
-        ``checkpoint``, a model amun trained on the whole training split
-        (``.safetensors`` with its sidecar). ``holdout_test``: the last N
-        test images calibration looks at (default a tenth); ``refs``:
-        reference models, so each version's audit adds RMIA and MIS; the
-        retrain policy; ``anchor_copy``: a copy of the anchor elsewhere."""
+        """Creates a registry (``amun registry create``) in the new folder
+        ``path`` whose version 1 is ``checkpoint``, a model amun trained on
+        the whole training split (``.safetensors`` with its sidecar).
+        ``holdout_test``: the last N test images calibration looks at
+        (default a tenth); ``refs``: reference models, so each version's
+        audit adds RMIA and MIS; ``retrain_after_requests`` and
+        ``retrain_after_fraction``: the retrain policy; ``seed``: as
+        ``--seed``; ``anchor_copy``: a copy of the anchor elsewhere;
+        ``data_dir``: where amun's datasets are (default its cache);
+        ``progress``: as for :func:`unlearn`."""
+        if not _is_path(checkpoint):
+            raise AmunTypeError(f"checkpoint: expected a path, got {type(checkpoint).__name__}")
+        _check_registry_data(Path(_existing("checkpoint", checkpoint)))
         request = {
-            "checkpoint": _optional_path("checkpoint", checkpoint),
-            "holdout_test": holdout_test,
+            "checkpoint": _existing("checkpoint", checkpoint),
+            "holdout_test": None if holdout_test is None else _count("holdout_test", holdout_test),
             "refs": _optional_path("refs", refs),
-            "retrain_after_requests": retrain_after_requests,
-            "retrain_after_fraction": retrain_after_fraction,
-            "seed": seed,
+            "retrain_after_requests": None
+            if retrain_after_requests is None
+            else _count("retrain_after_requests", retrain_after_requests),
+            "retrain_after_fraction": _plain("retrain_after_fraction", retrain_after_fraction),
+            "seed": _count("seed", seed),
             "anchor_copy": _optional_path("anchor_copy", anchor_copy),
             "data_dir": _optional_path("data_dir", data_dir),
         }
         report = _progress(progress)
-        _call(_amun.registry_create, _optional_path("path", path), json.dumps(request), report)
+        with _own_state():
+            _call(_amun.registry_create, _optional_path("path", path), json.dumps(request), report)
         return cls(path)
 
     @property
@@ -1095,6 +1335,9 @@ class Registry:
         if not files:
             raise AmunValueError("files: give at least one request file")
         paths = [_optional_path("files", f) for f in files]
+        for what, v in (("reference", reference), ("received", received)):
+            if v is not None and not isinstance(v, str):
+                raise AmunTypeError(f"{what}: expected a str, got {type(v).__name__}")
         out = json.loads(_call(_amun.registry_add, str(self.path), paths, reference, received))
         for w in out["warnings"]:
             warnings.warn(w, stacklevel=2)
@@ -1119,8 +1362,11 @@ class Registry:
         test images (a dict: ``lrs``, ``rule``, ...; ``False``: the method's
         settings); ``retain=False``: ``--no-retain``; ``adaptive``: AMUN-A;
         ``epochs``, ``lr``, ``batch_size``, ``schedule`` as the CLI's flags,
-        any other keyword a method setting (``--set``). ``progress``: as for
-        :func:`unlearn` (Ctrl-C stops; the next apply cleans up).
+        any other keyword a method setting (``--set``). ``device``:
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``;
+        ``data_dir``: where amun's datasets are (default its cache).
+        ``progress``: as for :func:`unlearn` (Ctrl-C stops; the next apply
+        cleans up).
 
         Returns what ``--json`` prints (the new version, requests unlearned
         and covered, accuracies before and after, audit, certificate files,
@@ -1128,25 +1374,31 @@ class Registry:
         """
         if not isinstance(calibrate, (bool, Mapping)):
             raise AmunTypeError(f"calibrate: expected True, False or a dict, got {calibrate!r}")
+        _method(method)
+        settings = _plain_all(settings)
         train = {k: settings.pop(k) for k in list(settings) if k in _APPLY_TRAIN_KEYS}
+        calibrate = _plain("calibrate", {} if calibrate is True else calibrate)
         request = {
             "method": method,
             "settings": settings,
             "train": train,
-            "calibrate": None if calibrate is False else ({} if calibrate is True else dict(calibrate)),
+            "calibrate": None if calibrate is False else calibrate,
             "with_retain": bool(retain),
             "adaptive": bool(adaptive),
-            "device": str(device),
+            "device": "auto" if device == "auto" else _check_device(device),
             "data_dir": _optional_path("data_dir", data_dir),
         }
         report = _progress(progress)
-        out = _call(_amun.registry_apply, str(self.path), json.dumps(request), report)
+        with _own_state():
+            out = _call(_amun.registry_apply, str(self.path), json.dumps(request), report)
         return json.loads(out)["applied"]
 
     def certificate(self, version: int | None = None) -> dict:
         """The certificate of ``version`` (default the head), checked
         against the registry's records (``amun registry certificate
         --json``); its files are under ``files``: ``markdown``, ``json``."""
+        if version is not None:
+            version = _count("version", version)
         text, md, js = _call(_amun.registry_certificate, str(self.path), version)
         cert = json.loads(text)
         return {**cert, "files": {"markdown": str(md), "json": str(js)}}
@@ -1156,6 +1408,8 @@ class Registry:
         row, every file's sha256, the anchor, and ``receipts`` handed out.
         Returns the counts when intact; raises :class:`AmunError` with the
         CLI's message (and ``.verification``, every finding) when not."""
+        if _is_path(receipts):  # one receipt, not its characters
+            receipts = [receipts]
         paths = [_optional_path("receipts", r) for r in receipts]
         out = json.loads(_call(_amun.registry_verify, str(self.path), paths))
         if not out["ok"]:

@@ -18,7 +18,7 @@ class Error(Exception):
 
 def unlearn(
     request: str,
-    train: tuple[TensorRef, TensorRef],
+    train: tuple[TensorRef, TensorRef] | None,
     heldout: tuple[TensorRef, TensorRef] | None,
     targets: dict[str, TensorRef],
     progress: Progress | None = None,

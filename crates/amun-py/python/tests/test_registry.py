@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+import torch
 
 import amun
 from conftest import _cli
@@ -79,3 +80,33 @@ def test_registry_refusals_carry_the_clis_messages(original, amun_bin, tmp_path)
     with pytest.raises(ValueError, match="^method: retrain"):
         reg.apply(method="retrain")
     assert reg.verify()["requests"] == 0
+
+
+def test_a_registry_of_a_model_amun_train_wrote_from_a_pt2(idx_data, trained, mnist, tmp_path):
+    """amun.train(model.pt2, ...) records the .pt2 as the program and as its
+    first weights: registry create stored it twice and failed ("UNIQUE
+    constraint failed: graphs.name"). A receipt given as one path is one
+    receipt, not its characters; a reference that is no str is named; a
+    missing checkpoint is a FileNotFoundError, one trained on tensors (no
+    data a registry can read) is named so; an apply inside
+    torch.no_grad() trains (it stopped on an internal error)."""
+    program = tmp_path / "model.pt2"
+    amun._export(trained, mnist[0][:2].float() / 255, program)
+    ck = tmp_path / "m.safetensors"
+    amun.train(program, idx_data, out=ck, epochs=1, batch_size=64, device="cpu", progress=False)
+    reg = amun.Registry.create(tmp_path / "reg", ck, holdout_test=50, progress=False)
+    (tmp_path / "req.txt").write_text("1\n2\n3\n")
+    receipt = reg.add(tmp_path / "req.txt", reference="ticket 9")[0]["receipt_file"]
+    v = reg.verify(receipts=receipt)
+    assert v["versions"] == 1 and v["requests"] == 1 and not v["findings"]
+    with pytest.raises(amun.AmunTypeError, match="^reference: expected a str"):
+        reg.add(tmp_path / "req.txt", reference=5)
+    with pytest.raises(amun.AmunFileNotFoundError, match="^checkpoint: .*nope.safetensors: no such"):
+        amun.Registry.create(tmp_path / "reg2", tmp_path / "nope.safetensors")
+    x, y = mnist[0], mnist[1]
+    amun.train(program, (x, y), out=tmp_path / "t.safetensors", epochs=1, progress=False)
+    with pytest.raises(amun.AmunValueError, match="^checkpoint: .* was trained on tensors from Python"):
+        amun.Registry.create(tmp_path / "reg3", tmp_path / "t.safetensors")
+    with torch.no_grad():
+        done = reg.apply(method="ft", calibrate=False, epochs=1, device="cpu", progress=False)
+    assert done["new_version"]

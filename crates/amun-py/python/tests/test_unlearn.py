@@ -6,6 +6,7 @@ import json
 import subprocess
 import time
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -65,6 +66,13 @@ class _Then(torch.nn.Module):
         return self.then(self.net(x))
 
 
+def _weight_normed():
+    """A SmallCNN whose fc is weight-normed: an operator amun does not run."""
+    m = SmallCNN()
+    torch.nn.utils.parametrizations.weight_norm(m.fc)
+    return m
+
+
 def _bad_cases(x, y, hx, hy):
     f = x.float() / 255
     return [
@@ -91,10 +99,39 @@ def _bad_cases(x, y, hx, hy):
         ("model", ValueError, dict(model=torch.nn.Flatten())),
         ("device", ValueError, dict(device="tpu")),
         ("device", ValueError, dict(device="cuda:7")),
+        # issue 39, hostile user (py2)
+        ("data images: float images hold NaN", ValueError, dict(data=(f.index_fill(0, torch.tensor([3]), float("nan")), y))),
+        ("data images: a tensor on the meta device", ValueError, dict(data=(x.to("meta"), y))),
+        ("forget: a bool mask needs one entry per training sample (1000), got 999", ValueError,
+         dict(forget=torch.ones(999, dtype=torch.bool))),
+        ("forget: lists all 1000 training samples", ValueError, dict(forget=range(len(y)))),
+        ("forget: /nonexistent/forget.txt: no such file", FileNotFoundError,
+         dict(forget="/nonexistent/forget.txt")),
+        ("epochs: invalid type: string", ValueError, dict(epochs="2")),
+        ("epochs: invalid value: integer `-1`", ValueError, dict(epochs=-1)),
+        ("schedule: 'nope'", ValueError, dict(schedule="nope")),
+        ("calibrate.max_epochs: invalid type", ValueError, dict(calibrate={"max_epochs": "3"})),
+        ("calibrate.nope: unknown field", ValueError, dict(calibrate={"nope": 1})),
+        ("lr: expected a finite number, got nan", ValueError, dict(lr=float("nan"))),
+        ("attack: expected a number, a string", TypeError, dict(attack=object())),
+        ("method: expected a method's name", TypeError, dict(method=None)),
+        ("seed: expected an integer", ValueError, dict(seed=True)),
+        ("seed: expected an integer", ValueError, dict(seed=2**64)),
+        ("model: its parameters are torch.float64", ValueError, dict(model=SmallCNN().double())),
+        ("model (as torch.export exported it): the graph uses 1 operator(s) amun does not run",
+         amun.AmunError, dict(model=_weight_normed())),
+        ("heldout: these are the training images", ValueError, dict(heldout=(x, y))),
     ]
 
 
-@pytest.mark.parametrize("case", range(23))
+N_BAD = 41
+
+
+def test_every_bad_case_is_run(mnist):
+    assert len(_bad_cases(*mnist)) == N_BAD
+
+
+@pytest.mark.parametrize("case", range(N_BAD))
 def test_bad_input_is_a_python_exception_naming_the_argument(model, mnist, case):
     x, y, hx, hy = mnist
     what, kind, kw = _bad_cases(x, y, hx, hy)[case]
@@ -125,7 +162,9 @@ def test_a_model_torch_export_refuses_gets_the_exporters_reason_and_amuns_needs(
 
 def test_the_audits_test_split_is_checked_as_the_data(model, mnist):
     x, y, hx, hy = mnist
-    for what, test in [("test images", (hx[:, :, :20, :20], hy)), ("test labels", (hx, hy + 1))]:
+    cases = [("test images", (hx[:, :, :20, :20], hy)), ("test labels", (hx, hy + 1)),
+             ("test", (x, y))]
+    for what, test in cases:
         with pytest.raises(amun.AmunValueError, match=f"^{what}: "):
             amun.audit(model, (x, y), [1, 2], test=test)
 
@@ -183,6 +222,14 @@ def test_python_and_cli_give_bit_identical_weights(model, mnist, amun_bin, tmp_p
     assert not torch.equal(cli["fc.weight"], original["fc.weight"])
     differ = [k for k in cli if not torch.equal(cli[k], mine[k])]
     assert not differ, {k: (cli[k] - mine[k]).abs().max().item() for k in differ}
+    # The same request with the data and forget set as the CLI's files.
+    r = amun.unlearn(
+        program, data, tmp_path / "forget.txt", holdout_test=len(hy) if calibrated else None,
+        epochs=2, seed=7, device="cpu", calibrate={"max_epochs": 3} if calibrated else False,
+        progress=False,
+    )
+    differ = [k for k in cli if not torch.equal(cli[k], r.state_dict[k])]
+    assert not differ, differ
 
 
 def test_audit_gives_the_accuracies_pytorch_measures(model, mnist):
@@ -304,3 +351,135 @@ def test_ctrl_c_stops_unlearning_cleanly(model, mnist):
     r = amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, epochs=1,
                      progress=False)
     assert r.image_steps > 0
+
+
+# Issue 39 from a hostile PyTorch user's side (py2): what a careless script
+# does around the call must not change, crash or silently alter the result.
+
+def _quick(model, data, forget, **kw):
+    """A one-epoch fine-tune on the data: the cheapest run that writes weights."""
+    args = dict(method="ft", calibrate=False, epochs=1, seed=0, progress=False)
+    amun.unlearn(model, data, forget, **{**args, **kw})
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same_weights(a, b):
+    return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_float16_bfloat16_and_float64_images_are_their_8_bit_images(mnist):
+    x = mnist[0]
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        assert torch.equal(amun._images("data images", x.to(dtype) / 255), x), dtype
+
+
+def test_a_forget_set_as_a_bool_mask_or_a_file_is_the_same_request(trained, mnist, tmp_path):
+    x, y = mnist[0][:300], mnist[1][:300]
+    forget = list(range(0, 300, 10))
+    want = _quick(copy.deepcopy(trained), (x, y), forget)
+    mask = torch.zeros(300, dtype=torch.bool)
+    mask[forget] = True
+    (tmp_path / "forget.txt").write_text("\n".join(map(str, forget)) + "\n")
+    for given in (mask, mask.numpy(), tmp_path / "forget.txt", str(tmp_path / "forget.txt")):
+        assert _same_weights(_quick(copy.deepcopy(trained), (x, y), given), want), type(given)
+
+
+def test_no_grad_inference_mode_and_autocast_around_the_call_change_nothing(trained, mnist):
+    """amun trains in the caller's thread: a torch.no_grad() or
+    inference_mode() around the call crashed the process (segfault), an
+    autocast refused the model; now each gives the weights of a plain call."""
+    x, y = mnist[0][:300], mnist[1][:300]
+    want = _quick(copy.deepcopy(trained), (x, y), [1, 2, 3])
+    contexts = [torch.no_grad, torch.inference_mode,
+                lambda: torch.autocast("cpu", dtype=torch.bfloat16)]
+    for context in contexts:
+        model = copy.deepcopy(trained)
+        with context():
+            amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, epochs=1,
+                         seed=0, progress=False)
+        assert _same_weights({k: v.clone() for k, v in model.state_dict().items()}, want)
+    assert torch.is_grad_enabled()
+    model = SmallCNN()
+    with torch.no_grad():
+        r = amun.train(model, (x, y), epochs=1, progress=False)
+    assert r.metrics["train_acc"] > 0
+
+
+def test_the_callers_random_stream_goes_on_as_if_amun_had_not_run(trained, mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+    models = copy.deepcopy(trained), SmallCNN()
+    torch.manual_seed(5)
+    want = torch.rand(4)
+    torch.manual_seed(5)
+    _quick(models[0], (x, y), [1, 2, 3])
+    amun.train(models[1], (x, y), epochs=1, progress=False)
+    assert torch.equal(torch.rand(4), want)
+
+
+def test_numpy_and_torch_numbers_are_taken_as_settings(trained, mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+    want = _quick(copy.deepcopy(trained), (x, y), [1, 2, 3], seed=7, lr=0.02, momentum=0.5)
+    got = _quick(copy.deepcopy(trained), (x, y), np.array([1, 2, 3], dtype=np.int32),
+                 seed=np.int64(7), lr=np.float64(0.02), momentum=torch.tensor(0.5, dtype=torch.float64),
+                 epochs=np.int64(1), device=torch.device("cpu:0"))
+    assert _same_weights(got, want)
+
+
+def test_submodule_modes_and_wrapped_modules(trained, mnist):
+    """A BatchNorm the caller froze in eval mode inside a training model
+    stays in eval mode (model.train(was) set it training); a model wrapped
+    by DataParallel or torch.compile is unlearned through its module (the
+    export of the wrapper failed) and written in place."""
+    x, y, hx, hy = mnist
+    model = copy.deepcopy(trained).train()
+    model.bn.eval()
+    amun.audit(model, (x, y), [1, 2], test=(hx, hy))
+    assert model.training and not model.bn.training
+    x, y = x[:300], y[:300]
+    want = _quick(copy.deepcopy(trained), (x, y), [1, 2, 3])
+    for wrap in (torch.nn.DataParallel, torch.compile):
+        inner = copy.deepcopy(trained)
+        _quick(wrap(inner), (x, y), [1, 2, 3])
+        assert _same_weights({k: v.clone() for k, v in inner.state_dict().items()}, want), wrap
+
+
+def test_a_module_whose_state_dict_lacks_a_weight_is_refused_before_any_work(model, mnist):
+    """A state_dict hook dropping a weight: amun could not write it back,
+    and said so after the whole run; now before the first epoch."""
+    x, y, _, _ = mnist
+    def drop(module, state, prefix, local):
+        del state["fc.bias"]
+
+    model._register_state_dict_hook(drop)
+    events = []
+    with pytest.raises(amun.AmunValueError, match="^model: the exported program has a weight fc.bias"):
+        amun.unlearn(model, (x, y), [1, 2, 3], method="ft", calibrate=False, epochs=50,
+                     progress=lambda *e: events.append(e))
+    assert not [e for e in events if e[0] == "start"], events[:3]
+
+
+def test_a_datasets_transform_is_said_to_be_ignored(model, mnist):
+    x, y, hx, hy = mnist
+
+    class Dataset:
+        data, targets = x[:, 0], y.tolist()
+        transform = staticmethod(lambda img: img)
+
+    with pytest.warns(UserWarning, match="^data: the dataset's transform is not applied"):
+        amun.audit(model, Dataset(), [1, 2], test=(hx, hy))
+
+
+def test_data_as_a_path_is_checked_before_any_work(model, mnist, idx_data, tmp_path):
+    x, y, hx, hy = mnist
+    program = tmp_path / "model.pt2"
+    amun._export(model, x[:2].float() / 255, program)
+    cases = [
+        ("model: with data given as a path", dict(model=model)),
+        ("heldout: data given as a path brings its own test split", dict(heldout=(hx, hy))),
+        ("holdout_test: calibrate with data given as a path", dict(calibrate=True)),
+        ("holdout_test: only with data given as a path", dict(data=(x, y), holdout_test=5)),
+    ]
+    for what, kw in cases:
+        args = {**dict(model=program, data=idx_data, calibrate=False), **kw}
+        with pytest.raises(amun.AmunValueError, match=f"^{what}"):
+            amun.unlearn(args.pop("model"), args.pop("data"), [1, 2], **args)

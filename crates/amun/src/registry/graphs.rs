@@ -24,7 +24,11 @@ fn needs(spec: &ModelSpec) -> Vec<(String, PathBuf)> {
         return Vec::new();
     };
     let mut v = vec![(p.sha256.clone(), p.file.clone())];
-    if let ProgramInit::Weights { file, sha256 } = &p.init {
+    // Weights from the program itself (`--init` of the `--model` file, as
+    // `amun.train` does by default) are the one copy.
+    if let ProgramInit::Weights { file, sha256 } = &p.init
+        && *sha256 != p.sha256
+    {
         v.push((sha256.clone(), file.clone()));
     }
     v
@@ -397,6 +401,28 @@ mod tests {
         super::super::insert_version(&tx, &reg.db, &v).unwrap();
         tx.commit().unwrap();
         (reg, vec![v], net)
+    }
+
+    /// A model trained from its own program's weights (`amun train
+    /// --model net.pt2 --init net.pt2`) needs the one copy: listed twice,
+    /// registry create failed on the database's "UNIQUE constraint failed".
+    #[test]
+    fn a_program_that_is_its_own_init_is_copied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reg, _, net) = registry(dir.path());
+        let mut spec = ModelSpec::for_data(Arch::SmallCnn, [3, 32, 32], 10).unwrap();
+        let sha256 = crate::data::sha256_file(&net).unwrap();
+        let init = ProgramInit::Weights {
+            file: net.clone(),
+            sha256: sha256.clone(),
+        };
+        spec.program = Some(ProgramRef {
+            file: net,
+            sha256,
+            init,
+        });
+        let (held, copied) = copy_in(&reg.dir, &spec).unwrap();
+        assert_eq!((held.len(), copied.len()), (1, 1), "{held:?}");
     }
 
     fn checked(
