@@ -188,10 +188,24 @@ fn is_anchor(path: &Path) -> bool {
 }
 
 fn safetensors_kind(path: &Path) -> Kind {
-    match json_kind(&path.with_extension("json")) {
-        Kind::Sidecar => return Kind::Checkpoint,
-        Kind::AdvMeta => return Kind::AdvSet,
-        _ => {}
+    // Amun's only when the JSON beside it records these very bytes: a
+    // sidecar copied beside a user's weights makes them no checkpoint.
+    let beside = path.with_extension("json");
+    let kind = match json_kind(&beside) {
+        Kind::Sidecar => Some((Kind::Checkpoint, "weights_sha256")),
+        Kind::AdvMeta => Some((Kind::AdvSet, "sha256")),
+        _ => None,
+    };
+    if let Some((kind, field)) = kind {
+        let recorded = crate::fsutil::read_json::<serde_json::Value>(&beside)
+            .ok()
+            .and_then(|v| v.get(field)?.as_str().map(str::to_string));
+        let actual = crate::data::sha256_file(path).ok();
+        return if recorded.is_some() && recorded == actual {
+            kind
+        } else {
+            Kind::Foreign
+        };
     }
     let names = tensor_names(path).unwrap_or_default();
     let has = |n: &str| names.iter().any(|x| x == n);

@@ -1037,6 +1037,35 @@ fn calibrating_a_whole_class_is_refused_before_any_work() {
         &["every training image of class 3"],
     );
     assert_eq!(common::registry::pending(&r), vec![1]);
+
+    // Most of a class is refused as well: all but one image, or a class
+    // forgotten in two requests.
+    let most = common::registry::request(dir.path(), "most.txt", &indices[1..]);
+    let o = common::unlearn(
+        model.to_str().unwrap(),
+        most.to_str().unwrap(),
+        "ft",
+        out.to_str().unwrap(),
+        &["--calibrate", "--holdout-test", "40", "-q"],
+    );
+    let held = format!(
+        "{} of the {} training images of class 3",
+        indices.len() - 1,
+        indices.len()
+    );
+    fails_with(&o, &[&held, "without calibration"]);
+    let r2 = dir.path().join("reg2");
+    common::registry::create(&r2, &model, &["--holdout-test", "40"]);
+    let half = indices.len() / 2;
+    for (name, part) in [("a.csv", &indices[..half]), ("b.csv", &indices[half..])] {
+        let q = common::registry::request(dir.path(), name, part);
+        ok(&common::registry::reg("add", &r2, &[q.to_str().unwrap()]));
+    }
+    fails_with(
+        &common::registry::reg("apply", &r2, &["--method", "ft"]),
+        &["every training image of class 3"],
+    );
+    assert_eq!(common::registry::pending(&r2), vec![1, 2]);
 }
 
 /// hostile6 AU5: the audit checked only the retrain's exclusion hash, so a

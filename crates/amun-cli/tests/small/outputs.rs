@@ -995,4 +995,14 @@ fn a_checkpoint_is_replaced_only_by_the_kind_of_command_that_made_it() {
     // Training does not replace an unlearned model either.
     let o = common::train_mnist(&p("u.safetensors"), "300", "1", &[]);
     fails_with(&o, &["--out", "an unlearned model", "a trained model"]);
+    // hostile7 DL10b: amun's sidecar copied beside a user's weights does
+    // not make them amun's to replace.
+    std::fs::write(p("user.safetensors"), b"a user's weights").unwrap();
+    std::fs::copy(p("u.json"), p("user.json")).unwrap();
+    let o = unlearn(&p("user.safetensors"));
+    assert!(!o.status.success(), "replaced a user's weights");
+    assert_eq!(
+        std::fs::read(p("user.safetensors")).unwrap(),
+        b"a user's weights"
+    );
 }

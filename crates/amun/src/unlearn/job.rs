@@ -159,8 +159,12 @@ impl UnlearnJob<'_> {
         Self::check_distinct(self.requests, &[])?;
         if self.calibrate.is_some() {
             let labels = self.data.train.label_vec();
+            // Each request with everything forgotten before it: a class
+            // can go in parts.
+            let mut gone = self.forgotten_before.to_vec();
             for r in self.requests {
-                check_calibratable(&labels, self.data.num_classes(), &r.indices)?;
+                gone.extend(&r.indices);
+                check_calibratable(&labels, self.data.num_classes(), &gone)?;
             }
         }
         let recipe = match self.recipe {
@@ -393,9 +397,12 @@ fn record_precomputed(sidecar: &mut Sidecar, source: crate::attack::AdvSource) {
 /// Calibration aims forget accuracy at the original's accuracy on held-out
 /// images of the classes it was trained on: the retrain-free estimate of
 /// what a retrain scores on samples like these. A forget set that holds
-/// every training image of a class has no such target — a model retrained
-/// without them never saw the class and scores about 0% on it — so
-/// calibrating it would keep a model that still knows the class.
+/// most of a class's training images has no such target — a model
+/// retrained without them has seen the class in a few images at most and
+/// scores far below its held-out accuracy on it (29 of a class's 30 on
+/// MNIST: 0%) — so calibrating it would keep a model that still knows the
+/// class. Most, as for the whole training set (`check_retain_size`): more
+/// than half.
 fn check_calibratable(labels: &[i64], classes: usize, forget: &[i64]) -> Result<()> {
     let mut in_forget = vec![0usize; classes];
     let mut in_train = vec![0usize; classes];
@@ -405,17 +412,22 @@ fn check_calibratable(labels: &[i64], classes: usize, forget: &[i64]) -> Result<
     for l in forget.iter().filter_map(|&i| labels.get(i as usize)) {
         in_forget[*l as usize] += 1;
     }
-    match (0..in_train.len()).find(|&c| in_train[c] > 0 && in_forget[c] == in_train[c]) {
-        Some(c) => Err(Error::invalid(
-            "calibrate",
-            format!(
-                "the forget set holds every training image of class {c} ({}): a model \
-                 retrained without them never saw the class and scores about 0% on it, while \
-                 calibration aims at the held-out accuracy of classes the model has seen; \
-                 unlearn a whole class without calibration",
-                in_train[c]
-            ),
-        )),
-        None => Ok(()),
-    }
+    let Some(c) = (0..classes).find(|&c| in_train[c] > 0 && 2 * in_forget[c] > in_train[c]) else {
+        return Ok(());
+    };
+    let (k, n) = (in_forget[c], in_train[c]);
+    let held = if k == n {
+        format!("every training image of class {c} ({n})")
+    } else {
+        format!("{k} of the {n} training images of class {c}")
+    };
+    Err(Error::invalid(
+        "calibrate",
+        format!(
+            "the forget set holds {held}: a model retrained without them has (almost) never \
+             seen the class and scores far below its held-out accuracy on it, while \
+             calibration aims at the held-out accuracy of classes the model has seen; unlearn \
+             most of a class without calibration"
+        ),
+    ))
 }
