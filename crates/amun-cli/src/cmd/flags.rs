@@ -26,6 +26,7 @@ pub const SETTING_FLAGS: &[(&str, &str)] = &[
     ("adaptive", "--adaptive"),
     ("with_retain", "--no-retain"),
     ("with_retain=false", "--no-retain"),
+    ("forgotten", "--forgotten"),
 ];
 
 /// The flag of the setting `key`, if a flag gives it.

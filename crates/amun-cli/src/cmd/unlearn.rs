@@ -31,6 +31,11 @@ pub struct UnlearnArgs {
     /// Several requests, applied in order (continual unlearning)
     #[arg(long, value_name = "FORGET", num_args = 1..)]
     pub requests: Vec<PathBuf>,
+    /// A deletion request an earlier unlearning of --checkpoint already
+    /// forgot (repeat for each; required for every one its sidecar
+    /// records): kept out of this run's retain set
+    #[arg(long, value_name = "FORGET")]
+    pub forgotten: Vec<PathBuf>,
     /// Recompute the adversarial set on the current model for each request (AMUN-A)
     #[arg(long)]
     pub adaptive: bool,
@@ -140,21 +145,36 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         None => a.requests.clone(),
     };
     let _locks = super::claim(&files_of(&a, &paths), &[("--out", &["safetensors"])])?;
-    let files = paths
-        .iter()
-        .map(|p| ForgetFile::read(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let read = |paths: &[PathBuf]| {
+        (paths.iter().map(|p| ForgetFile::read(p))).collect::<Result<Vec<_>, _>>()
+    };
+    let (files, earlier) = (read(&paths)?, read(&a.forgotten)?);
     let (model, parent, data) =
         super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, settings.device)?;
-    let mut requests = Vec::new();
-    for (f, p) in files.into_iter().zip(&paths) {
-        requests.push(f.resolve(&data, p)?);
-    }
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let resolve = |files: Vec<ForgetFile>, paths: &[PathBuf]| {
+        (files
+            .into_iter()
+            .zip(paths)
+            .map(|(f, p)| f.resolve(&data, p)))
+        .collect::<Result<Vec<_>, _>>()
+    };
+    let (requests, earlier) = (resolve(files, &paths)?, resolve(earlier, &a.forgotten)?);
+    let shown = |paths: &[PathBuf]| -> Vec<String> {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    };
+    let forgotten = amun::unlearn::forgotten_before(&parent, &earlier, &shown(&a.forgotten))?;
+    let names = shown(&paths);
     let mut prepared = settings.prepare(model, &parent, &data, requests, &names)?;
     drop(data);
     let bars = crate::progress::Bars::new(a.quiet || a.json);
-    let done = prepared.run(&settings, method.as_ref(), &parent, a.seed, &[], &bars)?;
+    let done = prepared.run(
+        &settings,
+        method.as_ref(),
+        &parent,
+        a.seed,
+        &forgotten,
+        &bars,
+    )?;
     checkpoint::save(&prepared.model, &a.out, &done.sidecar)?;
     let (sc, logs) = (&done.sidecar, &done.logs);
     if a.json {
@@ -263,6 +283,9 @@ fn files_of(a: &UnlearnArgs, requests: &[PathBuf]) -> Outputs {
             "the deletion request: amun's forget-set JSON or a list of indices",
             p,
         );
+    }
+    for p in &a.forgotten {
+        io.reads_file("--forgotten", "an earlier deletion request", p);
     }
     if let Some(p) = &a.adv {
         io.reads_adv_set("--adv", p);

@@ -1112,3 +1112,77 @@ fn a_retrain_of_another_network_is_refused_by_the_audit() {
         stderr(&o)
     );
 }
+
+/// hostile7 LN1: unlearning an unlearned model again fine-tuned on a retain
+/// set that held what its parent forgot (re-learning it), exit 0. The
+/// lineage's requests are recorded and must be given as `--forgotten`,
+/// which keeps them out of the retain set.
+#[test]
+fn unlearning_an_unlearned_model_again_keeps_what_it_forgot_out_of_training() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    common::mnist_trained_once(Path::new(&p("m.safetensors")), "300", "1");
+    common::split_mnist("300", "20", &p("f1.json"), &["--seed", "1"]);
+    common::split_mnist("300", "10", &p("f2.json"), &["--seed", "2"]);
+    let ft = |ck: &str, forget: &str, out: &str, extra: &[&str]| {
+        common::unlearn(
+            &p(ck),
+            &p(forget),
+            "ft",
+            &p(out),
+            &[&["--epochs", "1"], extra].concat(),
+        )
+    };
+    ok(&ft("m.safetensors", "f1.json", "u1.safetensors", &[]));
+    fails_with(
+        &ft("u1.safetensors", "f2.json", "u2.safetensors", &[]),
+        &["--forgotten", "forgot 1 request(s)", "20 samples"],
+    );
+    assert!(!Path::new(&p("u2.safetensors")).exists());
+    fails_with(
+        &ft(
+            "u1.safetensors",
+            "f2.json",
+            "u2.safetensors",
+            &["--forgotten", &p("f2.json")],
+        ),
+        &["--forgotten", "20 samples"],
+    );
+    let o = ft(
+        "u1.safetensors",
+        "f2.json",
+        "u2.safetensors",
+        &["--forgotten", &p("f1.json")],
+    );
+    ok(&o);
+    let (f1, f2) = (
+        common::forget_indices(Path::new(&p("f1.json"))),
+        common::forget_indices(Path::new(&p("f2.json"))),
+    );
+    let retain = 300
+        - f1.iter()
+            .chain(&f2)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+    assert!(
+        common::stdout(&o).contains(&format!("| retain | {retain} ")),
+        "{}",
+        common::stdout(&o)
+    );
+    // The grandchild needs both.
+    let u2 = common::read_json(Path::new(&p("u2.json")));
+    assert_eq!(
+        u2["origin"]["forgotten_before"].as_array().unwrap().len(),
+        1
+    );
+    fails_with(
+        &ft(
+            "u2.safetensors",
+            "f2.json",
+            "u3.safetensors",
+            &["--forgotten", &p("f1.json")],
+        ),
+        &["--forgotten", "10 samples"],
+    );
+}

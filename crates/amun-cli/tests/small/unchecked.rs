@@ -139,6 +139,7 @@ fn a_lineages_held_out_images_stay_out_of_its_audits() {
         .run());
     let from_u1 = |out: &str, extra: &[&str]| {
         Args::unlearn(&u1, &m("f2.json"), "ft")
+            .with("--forgotten", &m("f.json"))
             .and(&["--epochs", "1", "--device", "cpu", "-q"])
             .and(extra)
             .with("--out", out)

@@ -87,6 +87,11 @@ pub enum Origin {
         /// Why a fine-tune stopped early, per request.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
+        /// What the models it descends from had forgotten (each earlier
+        /// unlearning's `forget` and its own record of this): a later
+        /// unlearning of this model keeps them out of its retain set.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        forgotten_before: Vec<ForgetSummary>,
         /// The held-out data a calibration looked at: an audit leaves it
         /// out of D_T.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,6 +275,19 @@ impl Sidecar {
                 (*epochs_done < total).then_some((*epochs_done, total))
             }
             _ => None,
+        }
+    }
+
+    /// Every deletion request this model's lineage forgot: those of the
+    /// unlearnings it came from and of the one that made it.
+    pub fn forgotten(&self) -> Vec<ForgetSummary> {
+        match &self.origin {
+            Origin::Unlearn {
+                forget,
+                forgotten_before,
+                ..
+            } => forgotten_before.iter().chain(forget).cloned().collect(),
+            _ => Vec::new(),
         }
     }
 

@@ -39,7 +39,7 @@ pub use l1::{L1, L1Settings};
 pub use mask::{GivenOrOwn, SaliencyMask, given_or_own, saliency_mask};
 pub use neggrad::{NegGrad, NegGradSettings};
 pub(crate) use prepare::check_run;
-pub use prepare::{AdvFile, Prepared, RunSettings};
+pub use prepare::{AdvFile, Prepared, RunSettings, forgotten_before};
 pub use retrain::{Retrain, RetrainSettings};
 pub use rl::random_wrong_labels;
 pub use rl::{Rl, RlSettings, Salun};
@@ -851,6 +851,7 @@ pub fn unlearned_sidecar(
                 .and_then(|c| serde_json::to_value(c).ok()),
             image_steps: logs.iter().map(UnlearnLog::image_steps).sum(),
             notes: logs.iter().filter_map(|l| l.stopped.clone()).collect(),
+            forgotten_before: parent.forgotten(),
             heldout: None,
             adversarial: None,
         },
