@@ -1,7 +1,7 @@
 use super::{DataDir, device, pct, print_json};
 use amun::audit::{
-    ModelAudit, RmiaParams, Signal, TieRemedy, audit, audit_holdout, avg_gap, check_retrain,
-    load_references,
+    ModelAudit, RmiaParams, Scores, Signal, TieRemedy, audit, audit_holdout, avg_gap,
+    check_retrain, load_references,
 };
 use amun::data::ForgetFile;
 use amun::model::checkpoint;
@@ -161,42 +161,58 @@ pub fn run(a: AuditArgs) -> Result<()> {
         }
     }
     if a.json {
-        // Typed rather than `json!`, so that print_json sees (and names) an
-        // undefined number before it becomes null.
-        #[derive(serde::Serialize)]
-        struct Row<'a> {
-            checkpoint: &'a str,
-            audit: &'a ModelAudit,
-            avg_gap: Option<f64>,
-            /// What makes a number of the row mean less than it seems.
-            warnings: Vec<String>,
-        }
-        #[derive(serde::Serialize)]
-        struct Out<'a, H> {
-            rmia: &'a RmiaParams,
-            forget: &'a std::path::Path,
-            holdout_test: H,
-            models: Vec<Row<'a>>,
-        }
-        let models = rows
-            .iter()
-            .map(|(p, r)| Row {
-                checkpoint: p,
-                audit: r,
-                avg_gap: retrain.map(|rt| avg_gap(&r.scores, &rt)),
-                warnings: r
-                    .tie_warning(&params, &TieRemedy::FLAGS)
-                    .into_iter()
-                    .collect(),
-            })
-            .collect();
-        return print_json(&Out {
-            rmia: &params,
-            forget: &a.forget,
-            holdout_test: holdout,
-            models,
-        });
+        return print_rows_json(&a, &params, holdout, &rows, retrain);
     }
+    print_rows(&rows, retrain)
+}
+
+/// The rows as JSON (`--json`).
+fn print_rows_json<H: serde::Serialize>(
+    a: &AuditArgs,
+    params: &RmiaParams,
+    holdout: H,
+    rows: &[(String, ModelAudit)],
+    retrain: Option<Scores>,
+) -> Result<()> {
+    // Typed rather than `json!`, so that print_json sees (and names) an
+    // undefined number before it becomes null.
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        checkpoint: &'a str,
+        audit: &'a ModelAudit,
+        avg_gap: Option<f64>,
+        /// What makes a number of the row mean less than it seems.
+        warnings: Vec<String>,
+    }
+    #[derive(serde::Serialize)]
+    struct Out<'a, H> {
+        rmia: &'a RmiaParams,
+        forget: &'a std::path::Path,
+        holdout_test: H,
+        models: Vec<Row<'a>>,
+    }
+    let models = rows
+        .iter()
+        .map(|(p, r)| Row {
+            checkpoint: p,
+            audit: r,
+            avg_gap: retrain.map(|rt| avg_gap(&r.scores, &rt)),
+            warnings: r
+                .tie_warning(&params, &TieRemedy::FLAGS)
+                .into_iter()
+                .collect(),
+        })
+        .collect();
+    print_json(&Out {
+        rmia: params,
+        forget: &a.forget,
+        holdout_test: holdout,
+        models,
+    })
+}
+
+/// The rows as a table, with each model's Avg. Gap to the retrain's.
+fn print_rows(rows: &[(String, ModelAudit)], retrain: Option<Scores>) -> Result<()> {
     let mut t = Table::new([
         "model",
         "forget %",
@@ -208,7 +224,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
         "MIS %",
         "Avg. Gap",
     ]);
-    for (p, r) in &rows {
+    for (p, r) in rows {
         t.row([
             p.clone(),
             pct(r.scores.unlearn),
@@ -221,6 +237,5 @@ pub fn run(a: AuditArgs) -> Result<()> {
             retrain.map_or("-".into(), |rt| pct(avg_gap(&r.scores, &rt))),
         ]);
     }
-    super::emit(&t.render())?;
-    Ok(())
+    super::emit(&t.render())
 }

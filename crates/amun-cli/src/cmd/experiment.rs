@@ -93,9 +93,37 @@ pub struct DemoArgs {
     pub quiet: bool,
 }
 
-pub fn run(a: ExperimentArgs) -> Result<()> {
-    // Everything the flags say is checked before the run folder is touched.
-    let (cfg, config_path, out, file_placement) = match (&a.folder, &a.config) {
+/// `--plan`: what a run would do (and copy with `--reuse`), after the
+/// checks a run makes of the config against its data before any step, so
+/// that a plan never lists as ready what a run refuses.
+fn plan(a: &ExperimentArgs, cfg: &Config, config_path: &Path, out: &Path) -> Result<()> {
+    check_folder(cfg, out)?;
+    let data = data_of(cfg, &a.dir, config_path, tch::Device::Cpu)?;
+    preflight(cfg, &data, config_path, out)?;
+    drop(data);
+    if let Some(from) = &a.reuse {
+        let ids = amun::experiment::reuse(&Plan::build(cfg)?, from, out, false)
+            .map_err(|e| anyhow::anyhow!("--reuse: {e}"))?;
+        eprintln!(
+            "--reuse: a run would first copy {} step(s) from {}{}",
+            ids.len(),
+            from.display(),
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", ids.join(", "))
+            }
+        );
+    }
+    print_plan(cfg, out, a.json)
+}
+
+/// The config, its file, the run folder and the Slurm placement the flags
+/// name: `--folder` reads them from a run folder, `--config` from a TOML.
+type Named = (Config, PathBuf, PathBuf, Option<SlurmSection>);
+
+fn named(a: &ExperimentArgs) -> Result<Named> {
+    Ok(match (&a.folder, &a.config) {
         (Some(f), _) => (
             folder_config(f)?,
             f.join("experiment.json"),
@@ -112,7 +140,12 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             (cfg, c.clone(), out, placement::read_experiment(c)?)
         }
         (None, None) => bail!("give --config FILE or --folder DIR"),
-    };
+    })
+}
+
+pub fn run(a: ExperimentArgs) -> Result<()> {
+    // Everything the flags say is checked before the run folder is touched.
+    let (cfg, config_path, out, file_placement) = named(&a)?;
     let mut io = amun::outputs::Outputs::new();
     io.reads_dataset("[data] dataset", &cfg.data.dataset)
         .writes("--out", &out, amun::outputs::Artifact::RunFolder)
@@ -163,27 +196,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         );
     }
     if a.plan {
-        check_folder(&cfg, &out)?;
-        // The checks a run makes of the config against its data before any
-        // step, so that a plan never lists as ready what a run refuses.
-        let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
-        preflight(&cfg, &data, &config_path, &out)?;
-        drop(data);
-        if let Some(from) = &a.reuse {
-            let ids = amun::experiment::reuse(&Plan::build(&cfg)?, from, &out, false)
-                .map_err(|e| anyhow::anyhow!("--reuse: {e}"))?;
-            eprintln!(
-                "--reuse: a run would first copy {} step(s) from {}{}",
-                ids.len(),
-                from.display(),
-                if ids.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", ids.join(", "))
-                }
-            );
-        }
-        return print_plan(&cfg, &out, a.json);
+        return plan(&a, &cfg, &config_path, &out);
     }
     if a.status {
         check_folder(&cfg, &out)?;

@@ -1111,6 +1111,16 @@ fn a_retrain_of_another_network_is_refused_by_the_audit() {
         "{}",
         stderr(&o)
     );
+    // hostile7 AU3: the same network by another recipe is no exact retrain.
+    let a = Args::train_mnist("300", "200")
+        .quick("2")
+        .with("--exclude", &p("f.json"))
+        .with("--out", &p("r2.safetensors"));
+    ok(&a.and(&["-q"]).run());
+    fails_with(
+        &audit(&p("r2.safetensors")),
+        &["the retrain's recipe is not that of", "epochs 2 against 1"],
+    );
 }
 
 /// hostile7 LN1: unlearning an unlearned model again fine-tuned on a retain

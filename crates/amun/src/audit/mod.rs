@@ -212,7 +212,28 @@ pub fn check_retrain_model(
         )
     };
     let want = net(retrain);
+    if let Some((done, total)) = retrain.incomplete() {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "the retrain is unfinished: {done} of its recipe's {total} epochs were trained (a \
+                 killed or failed run), so it is not the exact retrain the Avg. Gap compares \
+                 with; train it to the end (`amun train` with the same --out resumes it)"
+            ),
+        ));
+    }
     for (p, sc) in audited {
+        if let Some(why) = recipes_differ(retrain, sc) {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "the retrain's recipe is not that of {} ({why}): the Avg. Gap compares \
+                     with a model retrained by the original's recipe — train one with `amun \
+                     train --exclude FORGET` and the original's flags",
+                    p.display()
+                ),
+            ));
+        }
         let got = net(sc);
         if got != want {
             let say = |n: &(String, i64, i64, i64, Option<String>)| {
@@ -242,6 +263,36 @@ pub fn check_retrain_model(
         }
     }
     Ok(())
+}
+
+/// Where the training recipes of a retrain and an audited model trained
+/// from scratch (an original) differ, in what shapes the model: epochs,
+/// batch size, rate, schedule, momentum, weight decay, augmentation. `None`
+/// when they agree or either has none (an unlearned or imported model).
+fn recipes_differ(retrain: &Sidecar, other: &Sidecar) -> Option<String> {
+    let recipe = |sc: &Sidecar| match &sc.origin {
+        crate::model::Origin::Train { recipe, .. } => Some(recipe.clone()),
+        _ => None,
+    };
+    let (r, o) = (recipe(retrain)?, recipe(other)?);
+    const SHAPING: [&str; 8] = [
+        "epochs",
+        "batch_size",
+        "lr",
+        "schedule",
+        "momentum",
+        "nesterov",
+        "weight_decay",
+        "augment",
+    ];
+    let diffs: Vec<String> = (SHAPING.iter())
+        .filter(|k| r.get(**k) != o.get(**k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.map_or("none".into(), |v| v.to_string());
+            format!("{k} {} against {}", show(r.get(*k)), show(o.get(*k)))
+        })
+        .collect();
+    (!diffs.is_empty()).then(|| diffs.join(", "))
 }
 
 fn short(sha: &str) -> &str {
@@ -374,6 +425,53 @@ pub fn audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small CNN's sidecar trained by `recipe`, `done` of its epochs.
+    fn trained(recipe: serde_json::Value, done: usize) -> Sidecar {
+        let spec = crate::model::ModelSpec::for_data(crate::model::Arch::SmallCnn, [1, 28, 28], 10)
+            .unwrap();
+        let origin = crate::model::Origin::Train {
+            recipe,
+            subset: None,
+            epochs_done: done,
+            wall_s: 1.0,
+            resumes: vec![],
+        };
+        let classes: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+        Sidecar::new(
+            &spec,
+            &crate::data::DataSpec::new("mnist"),
+            &classes,
+            0,
+            origin,
+        )
+    }
+
+    /// hostile7 AU3, UR5: a retrain of another recipe, or an unfinished
+    /// one, is no exact retrain of the audited original.
+    #[test]
+    fn a_retrain_of_another_recipe_or_unfinished_is_refused() {
+        let recipe = |epochs: usize| {
+            serde_json::json!({"epochs": epochs, "batch_size": 32, "lr": 0.02, "momentum": 0.9,
+                "nesterov": false, "schedule": "onecycle:0.25", "weight_decay": 5e-4,
+                "augment": false, "bf16": false, "channels_last": false})
+        };
+        let original = trained(recipe(40), 40);
+        let p = Path::new("r.safetensors");
+        let o = Path::new("o.safetensors");
+        assert!(check_retrain_model(&trained(recipe(40), 40), p, &[(o, &original)]).is_ok());
+        let e = check_retrain_model(&trained(recipe(2), 2), p, &[(o, &original)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("epochs 2 against 40") && e.contains("o.safetensors"),
+            "{e}"
+        );
+        let e = check_retrain_model(&trained(recipe(40), 18), p, &[(o, &original)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("18 of its recipe's 40 epochs"), "{e}");
+    }
 
     #[test]
     fn tied_scores_are_counted_and_named() {
