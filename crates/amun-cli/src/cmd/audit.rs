@@ -198,7 +198,7 @@ fn print_rows_json<H: serde::Serialize>(
             audit: r,
             avg_gap: retrain.map(|rt| avg_gap(&r.scores, &rt)),
             warnings: r
-                .tie_warning(&params, &TieRemedy::FLAGS)
+                .tie_warning(params, &TieRemedy::FLAGS)
                 .into_iter()
                 .collect(),
         })
