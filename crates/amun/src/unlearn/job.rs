@@ -158,6 +158,8 @@ impl UnlearnJob<'_> {
         )?;
         Self::check_distinct(self.requests, &[])?;
         if self.calibrate.is_some() {
+            // Most of the data first, then most of a class.
+            self.check_retain_size()?;
             let labels = self.data.train.label_vec();
             // Each request with everything forgotten before it: a class
             // can go in parts.
@@ -172,7 +174,6 @@ impl UnlearnJob<'_> {
             None => crate::train::recipe_of(parent)?,
         };
         if let Some((cal, _, _)) = self.calibrate {
-            self.check_retain_size()?;
             self.check_search_price(cal, model, recipe.as_ref())?;
         }
         let fingerprint = model.fingerprint();
