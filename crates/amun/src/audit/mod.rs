@@ -218,22 +218,11 @@ pub fn check_retrain_model(
             format!(
                 "the retrain is unfinished: {done} of its recipe's {total} epochs were trained (a \
                  killed or failed run), so it is not the exact retrain the Avg. Gap compares \
-                 with; train it to the end (`amun train` with the same --out resumes it)"
+                 with; train it to the end (`amun train --resume` with the same flags and --out)"
             ),
         ));
     }
     for (p, sc) in audited {
-        if let Some(why) = recipes_differ(retrain, sc) {
-            return Err(Error::checkpoint(
-                path,
-                format!(
-                    "the retrain's recipe is not that of {} ({why}): the Avg. Gap compares \
-                     with a model retrained by the original's recipe — train one with `amun \
-                     train --exclude FORGET` and the original's flags",
-                    p.display()
-                ),
-            ));
-        }
         let got = net(sc);
         if got != want {
             let say = |n: &(String, i64, i64, i64, Option<String>)| {
@@ -258,6 +247,17 @@ pub fn check_retrain_model(
                     say(&want),
                     p.display(),
                     say(&got),
+                ),
+            ));
+        }
+        if let Some(why) = recipes_differ(retrain, sc) {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "the retrain's recipe is not that of {} ({why}): the Avg. Gap compares \
+                     with a model retrained by the original's recipe — train one with `amun \
+                     train --exclude FORGET` and the original's flags",
+                    p.display()
                 ),
             ));
         }
