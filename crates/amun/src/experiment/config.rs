@@ -558,6 +558,21 @@ impl Config {
     /// `[forget]`: fractions in (0,1), none twice; one existing file a seed
     /// (made absolute) for one fraction; each retain setting once.
     fn resolve_forget(&mut self, src: &Source<'_>) -> Result<()> {
+        // A calibrated run refuses to forget more than it keeps (before any
+        // step of it would run, hostile7 EXM1).
+        if let Some(f) =
+            (self.calibrate.as_ref()).and_then(|_| self.forget.fractions.iter().find(|f| **f > 0.5))
+        {
+            return Err(src.at(
+                &["forget", "fractions"],
+                format!(
+                    "forget.fractions: {f} forgets more than half the training set, and \
+                     [calibrate] estimates a retrain by the original's held-out accuracy, which \
+                     holds while at most half is forgotten; use fractions up to 0.5 or drop \
+                     [calibrate]"
+                ),
+            ));
+        }
         let forget = &mut self.forget;
         if forget.fractions.is_empty() || forget.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
             return Err(src.at(
@@ -1451,6 +1466,19 @@ attack.steps = 5
         // AMUN's default floor under a constant schedule the user chose.
         assert!(parse("finetune.schedule = \"constant\"\n").is_ok());
         assert!(parse("finetune.schedule = \"constant\"\nfinetune.stop_below = 0.0\n").is_ok());
+    }
+
+    #[test]
+    fn a_calibrated_run_that_forgets_most_of_the_data_is_refused() {
+        let most = TINY.replace("fractions = [0.1]", "fractions = [0.1, 0.9]");
+        assert!(parse_tiny(&most).is_ok());
+        let e = parse_tiny(&format!("{most}\n[calibrate]\nholdout = 50\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("0.9 forgets more than half") && e.contains("[calibrate]"),
+            "{e}"
+        );
     }
 
     #[test]
