@@ -84,8 +84,15 @@ fn a_lost_anchor_copy_is_named_and_never_started_again() {
     // Emptied instead of deleted: the same.
     std::fs::write(&copy, b"").unwrap();
     fails_with(&reg("verify", &r, &[]), &["copy.log", "is empty"]);
+    // hostile7 AN6c: add committed (a warning) and numbered a new request
+    // as the acknowledged one the rollback lost; now it refuses.
+    let before = count(&r, "requests");
     let o = reg("add", &r, &[r2.to_str().unwrap()]);
-    assert!(stderr(&o).contains("was not written"), "{}", stderr(&o));
+    fails_with(
+        &o,
+        &["cannot add requests", "copy.log", "holds no anchor line"],
+    );
+    assert_eq!(count(&r, "requests"), before);
     assert_eq!(std::fs::metadata(&copy).unwrap().len(), 0);
 }
 

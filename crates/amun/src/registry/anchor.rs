@@ -459,6 +459,33 @@ pub(crate) fn refuse_behind(reg: &Registry, doing: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to `doing` while the anchor's copy the registry names cannot be
+/// read or holds no line: until it is back, a database put back to an
+/// older copy together with `anchor.log` cannot be told from this one, and
+/// a new request would take the number of one acknowledged since.
+pub(crate) fn refuse_unreadable_copy(reg: &Registry, doing: &str) -> Result<()> {
+    let Some(copy) = copy_path(&reg.conn, &reg.db)? else {
+        return Ok(());
+    };
+    let why = match read(&copy) {
+        Ok(Some(p)) if !p.heads.is_empty() => return Ok(()),
+        Ok(Some(_)) => "holds no anchor line".to_string(),
+        Ok(None) => "is missing".to_string(),
+        Err(e) => format!("cannot be read ({e})"),
+    };
+    Err(Error::invalid(
+        format!("registry {}", reg.dir.display()),
+        format!(
+            "cannot {doing}: the anchor's copy {} {why}; until it is back, a database put back \
+             to an older copy cannot be told from this one (and a request acknowledged since \
+             would be numbered again); put the copy back, or — once you know this database is \
+             the latest — name a new copy with `amun registry anchor --copy NEW_FILE`; nothing \
+             was changed",
+            copy.display()
+        ),
+    ))
+}
+
 /// Refuses to `doing` when another copy of this registry (a clone or a
 /// backup, or the registry this folder was copied from) wrote the last
 /// line of the anchor's copy both name: a write here would fork the

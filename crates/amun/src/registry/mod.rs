@@ -646,6 +646,7 @@ impl Registry {
         p.check()?;
         anchor::refuse_behind(self, "set the policy")?;
         anchor::refuse_fork(self, "set the policy")?;
+        anchor::refuse_unreadable_copy(self, "set the policy")?;
         let tx = immediate(&mut self.conn, &self.db)?;
         anchor::ensure_started(&tx, &self.db)?;
         insert_policy(&tx, &self.db, p, &db::now_utc())?;
@@ -783,6 +784,7 @@ impl Registry {
         refuse_repeated_files(files)?;
         anchor::refuse_behind(self, "add requests")?;
         anchor::refuse_fork(self, "add requests")?;
+        anchor::refuse_unreadable_copy(self, "add requests")?;
         let registry_id = self.id()?;
         let info = self.info()?;
         let resolved = self.resolve_requests(files, &info)?;
