@@ -410,6 +410,8 @@ fn check_calibratable(labels: &[i64], classes: usize, forget: &[i64]) -> Result<
     for &l in labels {
         in_train[l as usize] += 1;
     }
+    // A sample forgotten before and named again counts once.
+    let forget = IndexSet::new(forget.iter().copied());
     for l in forget.iter().filter_map(|&i| labels.get(i as usize)) {
         in_forget[*l as usize] += 1;
     }
@@ -431,4 +433,29 @@ fn check_calibratable(labels: &[i64], classes: usize, forget: &[i64]) -> Result<
              most of a class without calibration"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_calibratable;
+
+    #[test]
+    fn most_of_a_class_is_counted_once_per_sample() {
+        // Class 0: samples 0..10, class 1: 10..20.
+        let labels: Vec<i64> = (0..20).map(|i| i / 10).collect();
+        // 4 of class 0's 10, named twice (forgotten before and again).
+        assert!(check_calibratable(&labels, 2, &[0, 1, 2, 3, 0, 1, 2, 3]).is_ok());
+        let e = check_calibratable(&labels, 2, &[0, 1, 2, 3, 4, 5]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("6 of the 10 training images of class 0"),
+            "{e}"
+        );
+        let e = check_calibratable(&labels, 2, &(10..20).collect::<Vec<_>>()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("every training image of class 1 (10)"),
+            "{e}"
+        );
+    }
 }
