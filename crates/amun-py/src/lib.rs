@@ -15,6 +15,7 @@ use amun::audit::{
     check_ref_count, check_retrain, load_references, train_references,
 };
 use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOut, HeldOutRecord, Split};
+use amun::eval::Accuracy;
 use amun::model::{Arch, Classifier, Normalize, OpenSpec, Opened, import_program, open_program};
 use amun::model::{Sidecar, checkpoint};
 use amun::progress::{Progress, Quiet};
@@ -884,12 +885,13 @@ impl AuditRequest {
 /// and D_T, and with `refs` RMIA, MIS and the Avg. Gap against `retrain`;
 /// returns them as JSON.
 #[pyfunction]
-#[pyo3(signature = (request, train=None, test=None))]
+#[pyo3(signature = (request, train=None, test=None, progress=None))]
 fn audit(
     py: Python<'_>,
     request: &str,
     train: Option<(TensorRef, TensorRef)>,
     test: Option<(TensorRef, TensorRef)>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let req: AuditRequest = serde_json::from_str(request)
         .map_err(|e| invalid("request", format!("malformed request from amun: {e}")))?;
@@ -897,13 +899,19 @@ fn audit(
         (Some(tr), Some(te)) => Some((split("data", &tr.0, &tr.1)?, split("test", &te.0, &te.1)?)),
         _ => None,
     };
-    py.allow_threads(|| guard(|| run_audit(req, splits).map_err(py_err)))
+    let progress = PyProgress::new(progress);
+    py.allow_threads(|| guard(|| run_audit(req, splits, &progress).map_err(py_err)))
 }
 
 /// `amun audit`'s steps (`cmd/audit.rs`) for one model, with the same
 /// library calls in the same order: every check that needs only files
-/// before any model is audited.
-fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<String> {
+/// before any model is audited. Every pass over the data reports its
+/// batches to `progress`, where Ctrl-C stops the audit.
+fn run_audit(
+    req: AuditRequest,
+    splits: Option<(Split, Split)>,
+    progress: &PyProgress,
+) -> amun::Result<String> {
     let dev = amun::device::parse_device(&req.device)?;
     let params = req.params()?;
     let forget_file = match &req.forget {
@@ -941,9 +949,18 @@ fn run_audit(req: AuditRequest, splits: Option<(Split, Split)>) -> amun::Result<
     };
     let seed = req.seed.unwrap_or_else(|| audit_seed(forget.seed));
     let data = data.to_device(dev);
-    let accuracy = accuracies(&opened.model, &data, &forget, holdout)?;
+    let accuracy = accuracies(&opened.model, &data, &forget, holdout, progress)?;
     let run = |model: &Classifier, refs: &References| {
-        audit_model(model, &data, &forget.indices, refs, &params, seed, holdout)
+        audit_model(
+            model,
+            &data,
+            &forget.indices,
+            refs,
+            &params,
+            seed,
+            holdout,
+            progress,
+        )
     };
     let (mut audited, mut gap) = (None, None);
     if let Some(refs) = &refs {
@@ -1045,6 +1062,7 @@ fn accuracies(
     data: &Dataset,
     forget: &ForgetSet,
     holdout: usize,
+    progress: &dyn Progress,
 ) -> amun::Result<serde_json::Value> {
     let n_test = data.test.len().checked_sub(holdout).filter(|&n| n > 0);
     let Some(n_test) = n_test else {
@@ -1067,7 +1085,13 @@ fn accuracies(
     ];
     let mut out = serde_json::Map::new();
     for (name, s) in parts {
-        let a = amun::eval::accuracy(model, &s);
+        let logits = amun::eval::logits_reporting(model, &s.images, name, progress);
+        let pred =
+            Vec::<i64>::try_from(logits.argmax(1, false)).map_err(|err| amun::Error::Torch {
+                context: format!("{name} predictions"),
+                err,
+            })?;
+        let a = Accuracy::of(&pred, &s.label_vec(), model.spec().num_classes as usize);
         let per_class: Vec<f64> = a
             .per_class
             .iter()

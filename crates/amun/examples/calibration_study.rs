@@ -76,6 +76,7 @@ fn main() -> amun::Result<()> {
             &cfg.rmia.attack,
             seed,
             holdout,
+            &Quiet,
         )
     };
     let rt = aud(&retrain)?.scores;

@@ -3,7 +3,9 @@
 use crate::model::Classifier;
 use tch::{Device, Kind, Tensor};
 
-pub use crate::model::predict::{Accuracy, EVAL_BATCH, accuracy, logits, predictions};
+pub use crate::model::predict::{
+    Accuracy, EVAL_BATCH, accuracy, logits, logits_reporting, predictions,
+};
 
 /// One model's output on every sample of a dataset: what a user compares
 /// with their own stack (`amun eval --per-sample`).

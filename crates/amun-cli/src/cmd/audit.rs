@@ -130,6 +130,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
         .seed
         .unwrap_or_else(|| amun::audit::audit_seed(forget.seed));
     let data = data.to_device(dev);
+    let bars = crate::progress::Bars::new(a.json);
     let mut rows: Vec<(String, ModelAudit)> = Vec::new();
     for p in &paths {
         let (model, sc, _) = super::open_checkpoint(p, &a.import, &a.dir, dev)?;
@@ -151,6 +152,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
                 &params,
                 seed,
                 holdout,
+                &bars,
             )?,
         ));
     }

@@ -1106,6 +1106,7 @@ def audit(
     holdout_test: int | None = None,
     device: str | torch.device | None = None,
     normalize: Any = None,
+    progress: Any = None,
 ) -> AuditRecord:
     """Audits ``model`` as ``amun audit`` does, with its numbers.
 
@@ -1137,6 +1138,8 @@ def audit(
         holdout_test: leave the last N test images out of D_T (``--holdout-test``).
         device, normalize: as for :func:`unlearn` (default ``"cpu"`` for a
             model given as a path).
+        progress: as for :func:`unlearn` (a bar per pass over the data);
+            Ctrl-C stops the audit between two batches.
 
     Returns:
         an :class:`AuditRecord`.
@@ -1146,6 +1149,7 @@ def audit(
         before any work; AmunError: amun refused the inputs (its message).
     """
     _audit_checks(model, data, test, refs, retrain)
+    report = _progress(progress)
     device = _check_device(device)
     seed = None if seed is None else _count("seed", seed)
     holdout_test = None if holdout_test is None else _count("holdout_test", holdout_test)
@@ -1187,7 +1191,11 @@ def audit(
             # Data amun reads itself: the range is checked against it there.
             request["forget"] = {"indices": _forget(forget, None)}
         exported = program if isinstance(model, torch.nn.Module) else None
-        out = json.loads(_call(_amun.audit, json.dumps(request), *tensors, exported=exported))
+        if not tensors:
+            tensors = (None, None)
+        out = json.loads(
+            _call(_amun.audit, json.dumps(request), *tensors, report, exported=exported)
+        )
     return _audit_record(out)
 
 

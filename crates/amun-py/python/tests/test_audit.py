@@ -102,3 +102,40 @@ def test_audit_refuses_what_the_cli_refuses(setup, model, mnist):
     with pytest.raises(amun.AmunError, match="another forget set"):
         amun.audit(s.program, s.data, list(range(1, 200, 2)), refs=s.d / "refs",
                    retrain=s.d / "rt.safetensors")
+
+
+def test_audit_reports_its_passes_and_ctrl_c_stops_it(setup, model, mnist):
+    """Each pass over the data is a phase of batches on the progress
+    callback, and a SIGINT sent at the first batch stops the audit there
+    (KeyboardInterrupt) instead of when the whole audit returns; the next
+    audit gives the same numbers as an uninterrupted one."""
+    import os
+    import signal
+
+    s = setup
+    x, y, _, _ = mnist
+    events = []
+    args = dict(test=s.test, refs=s.d / "refs")
+    first = amun.audit(model, (x, y), s.forget, progress=lambda *e: events.append(e), **args)
+    phases = [e[1] for e in events if e[0] == "start"]
+    assert phases == ["forget", "retain", "test", "audit"]
+    assert all(t > 0 for (ev, _, _, t) in events if ev == "start")
+    assert [e[2] for e in events if e[0] == "update"][:2] == [1, 1]
+
+    # As in test_unlearn: a background shell leaves SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    seen = []
+
+    def on_event(event, *_):
+        seen.append(event)
+        if event == "update" and seen.count("update") == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            amun.audit(model, (x, y), s.forget, progress=on_event, **args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen.count("start") == 1 and "finish" not in seen
+    again = amun.audit(model, (x, y), s.forget, progress=False, **args)
+    assert again.details == first.details

@@ -20,6 +20,7 @@ use crate::data::{Dataset, ForgetSet, IndexSet};
 use crate::error::{Error, Result};
 use crate::model::checkpoint::ForgetSummary;
 use crate::model::{Classifier, Origin, Sidecar};
+use crate::progress::Progress;
 use crate::seed::derive;
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -344,7 +345,9 @@ pub fn audit_holdout(
 
 /// Audits `model` for the forget set `forget` (training indices) of `data`.
 /// The last `heldout` test images are left out (a retrain-free calibration
-/// looked at them): D_T is the test split before them.
+/// looked at them): D_T is the test split before them. The model's pass
+/// over every image is reported to `progress`, a batch a step.
+#[allow(clippy::too_many_arguments)]
 pub fn audit(
     model: &Classifier,
     data: &Dataset,
@@ -353,6 +356,7 @@ pub fn audit(
     p: &RmiaParams,
     seed: u64,
     heldout: usize,
+    progress: &dyn Progress,
 ) -> Result<ModelAudit> {
     p.check()?;
     let n_train = data.train.len();
@@ -370,7 +374,7 @@ pub fn audit(
         .complement(n_train)
         .into_vec();
     let pool = data.pool();
-    let logits = crate::eval::logits(model, &pool.images);
+    let logits = crate::eval::logits_reporting(model, &pool.images, "audit", progress);
     let labels = pool.labels.to_device(Device::Cpu);
     let pred = logits.argmax(1, false);
     let correct = Vec::<bool>::try_from(pred.eq_tensor(&labels)).expect("bools");

@@ -106,6 +106,7 @@ impl StepCtx<'_> {
             &self.cfg.rmia.attack,
             audit_seed(forget.seed),
             self.cfg.heldout(),
+            self.progress,
         )
     }
 }

@@ -124,6 +124,7 @@ pub fn audit_version(
                 &RmiaParams::default(),
                 seed,
                 holdout,
+                &crate::progress::Quiet,
             )?;
             Some(RmiaAudit {
                 scores: a.scores,

@@ -149,6 +149,7 @@ fn rmia_is_near_chance_on_unseen_data_and_above_it_on_members() {
         &p,
         0,
         0,
+        &Quiet,
     )
     .unwrap();
     let original = audit(
@@ -159,6 +160,7 @@ fn rmia_is_near_chance_on_unseen_data_and_above_it_on_members() {
         &p,
         0,
         0,
+        &Quiet,
     )
     .unwrap();
     eprintln!(
