@@ -20,11 +20,14 @@ def load(path):
         return json.load(f)
 
 
-def adversarial_steps(origin):
+def adversarial_steps(d, origin):
     adv = origin.get("adversarial")
     if not adv:
         return 0
-    return load(adv["file"].removesuffix(".safetensors") + ".json")["summary"]["total_steps"]
+    # The record names the set by the path it had; a folder moved or copied
+    # with --reuse holds it under the same name.
+    name = os.path.basename(adv["file"]).removesuffix(".safetensors") + ".json"
+    return load(os.path.join(d, name))["summary"]["total_steps"]
 
 
 def row(d, path):
@@ -35,7 +38,7 @@ def row(d, path):
     n_train = load(f"{d}/original-s{seed}.json")["data"]["train_limit"]
     n_f, n_h = cal["forget_size"], cal["heldout_size"]
     per_retrain = retrain["epochs_done"] * (n_train - n_f)
-    total, search, epochs = origin["image_steps"], adversarial_steps(origin), cal["epochs_run"]
+    total, search, epochs = origin["image_steps"], adversarial_steps(d, origin), cal["epochs_run"]
     walk = total - search
     probes = (epochs + 1) * (n_f + n_h + min(1000, n_train - n_f))
     x = lambda v: f"{v / per_retrain:.3f}x"
