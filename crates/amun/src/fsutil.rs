@@ -214,7 +214,7 @@ pub fn read_json_signed<T: serde::de::DeserializeOwned>(
         path,
         format!(
             "was changed after amun wrote it: {why} (a field edited by hand, or the file \
-             reformatted?); a {what} records how its artifact was made and is never edited — \
+             reformatted?); it records how its artifact was made and is never edited — \
              {remake}"
         ),
     ))

@@ -132,8 +132,16 @@ pub fn run(a: AuditArgs) -> Result<()> {
     let data = data.to_device(dev);
     let bars = crate::progress::Bars::new(a.json);
     let mut rows: Vec<(String, ModelAudit)> = Vec::new();
+    let mut unlike = Vec::new();
     for p in &paths {
         let (model, sc, _) = super::open_checkpoint(p, &a.import, &a.dir, dev)?;
+        unlike.push(refs.unlike(&sc)?.map(|w| {
+            format!(
+                "{w}: RMIA assumes references trained as the audited model was, so its AUC \
+                 and TPR may be off; `amun rmia train-refs --like {}` trains matching ones",
+                p.display()
+            )
+        }));
         if sc.data.train_label() != first.data.train_label() {
             bail!(
                 "{}: trained on {}, the others on {}",
@@ -157,13 +165,13 @@ pub fn run(a: AuditArgs) -> Result<()> {
         ));
     }
     let retrain = a.retrain.as_ref().map(|_| rows[0].1.scores);
-    for (p, r) in &rows {
-        if let Some(w) = r.tie_warning(&params, &TieRemedy::FLAGS) {
+    for ((p, r), u) in rows.iter().zip(&unlike) {
+        for w in r.tie_warning(&params, &TieRemedy::FLAGS).iter().chain(u) {
             eprintln!("warning: {p}: {w}");
         }
     }
     if a.json {
-        return print_rows_json(&a, &params, holdout, &rows, retrain);
+        return print_rows_json(&a, &params, holdout, &rows, &unlike, retrain);
     }
     print_rows(&rows, retrain)
 }
@@ -174,6 +182,7 @@ fn print_rows_json<H: serde::Serialize>(
     params: &RmiaParams,
     holdout: H,
     rows: &[(String, ModelAudit)],
+    unlike: &[Option<String>],
     retrain: Option<Scores>,
 ) -> Result<()> {
     // Typed rather than `json!`, so that print_json sees (and names) an
@@ -195,13 +204,15 @@ fn print_rows_json<H: serde::Serialize>(
     }
     let models = rows
         .iter()
-        .map(|(p, r)| Row {
+        .zip(unlike)
+        .map(|((p, r), u)| Row {
             checkpoint: p,
             audit: r,
             avg_gap: retrain.map(|rt| avg_gap(&r.scores, &rt)),
             warnings: r
                 .tie_warning(params, &TieRemedy::FLAGS)
                 .into_iter()
+                .chain(u.clone())
                 .collect(),
         })
         .collect();

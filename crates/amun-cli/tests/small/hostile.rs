@@ -1883,3 +1883,43 @@ fn setting_errors_name_the_flags_that_gave_them() {
         assert!(!out.exists());
     }
 }
+
+/// A link to a checkpoint whose sidecar lies beside the target only: the
+/// error says so (hostile8 SYM1 was told to import it as a PyTorch file).
+#[test]
+fn a_link_to_a_checkpoint_is_named_as_one() {
+    let d = tempfile::tempdir().unwrap();
+    let link = d.path().join("link.safetensors");
+    std::os::unix::fs::symlink(m("orig.safetensors"), &link).unwrap();
+    let o = amun(&["eval", "--checkpoint", link.to_str().unwrap()]);
+    fails_with(&o, &["a link to", "beside the target", "link.json"]);
+}
+
+/// References trained with another recipe than the audited model give
+/// other RMIA numbers (hostile8 RA2: 51.5 against 58.2) — audit says so on
+/// stderr and in the JSON row's warnings; not for the model they were made
+/// like.
+#[test]
+fn references_trained_unlike_the_audited_model_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let other = d.path().join("other.safetensors");
+    let train = Args::train_mnist("300", "100")
+        .quick("1")
+        .and(&["-q"])
+        .with("--out", other.to_str().unwrap());
+    ok(&train.run());
+    let o = audit(other.to_str().unwrap(), "", "f.json", &[]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("another recipe") && err.contains("epochs 2 against 1"),
+        "{err}"
+    );
+    assert!(err.contains("train-refs --like"), "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let w = json["models"][0]["warnings"].to_string();
+    assert!(w.contains("another recipe"), "{w}");
+    let o = audit("orig.safetensors", "", "f.json", &[]);
+    ok(&o);
+    assert!(!stderr(&o).contains("another recipe"), "{}", stderr(&o));
+}

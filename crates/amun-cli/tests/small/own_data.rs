@@ -643,6 +643,22 @@ fn a_test_class_folder_train_lacks_is_refused() {
     ok(&o);
 }
 
+/// An image of another size among a folder's images: the error names both
+/// it and the image it was compared with, since the first image read may
+/// be the odd one (hostile8 EM1 blamed the normal image).
+#[test]
+fn an_image_of_another_size_is_named_with_the_one_it_differs_from() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 20, 10);
+    let class = first_file(&data.join("train"));
+    let odd = first_file(&class);
+    image::GrayImage::new(32, 32).save(&odd).unwrap();
+    let o = amun(&["data", "info", "--dataset", data.to_str().unwrap()]);
+    let name = odd.file_name().unwrap().to_str().unwrap();
+    fails_with(&o, &[name, "is 32x32", "28x28", "one size"]);
+}
+
 /// Every file under `dir` with its bytes, for "nothing was touched".
 fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();

@@ -721,20 +721,7 @@ impl AdvSet {
         path: &Path,
     ) -> Result<()> {
         if self.indices != forget {
-            return Err(Error::format(
-                path,
-                format!(
-                    "adversarial set is for {} other samples than the forget set ({} vs {}); recompute it with `amun adv`",
-                    self.indices
-                        .iter()
-                        .zip(forget)
-                        .filter(|(a, b)| a != b)
-                        .count()
-                        + self.indices.len().abs_diff(forget.len()),
-                    self.indices.len(),
-                    forget.len()
-                ),
-            ));
+            return Err(Error::format(path, mismatch(&self.indices, forget)));
         }
         if meta.model_fingerprint != fingerprint {
             return Err(Error::format(
@@ -758,5 +745,55 @@ fn median(sorted: &[f64]) -> f64 {
         0 => 0.0,
         n if n % 2 == 1 => sorted[n / 2],
         n => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
+    }
+}
+
+/// What differs between the samples an adversarial set was made for and the
+/// forget set it is given with, in counts a user can check.
+fn mismatch(set: &[i64], forget: &[i64]) -> String {
+    use std::collections::BTreeSet;
+    let (a, b): (BTreeSet<i64>, BTreeSet<i64>) = (
+        set.iter().copied().collect(),
+        forget.iter().copied().collect(),
+    );
+    let what = if a == b {
+        "the same samples in another order".to_string()
+    } else {
+        format!(
+            "{} of the forget set's samples are not in it and it holds {} others",
+            b.difference(&a).count(),
+            a.difference(&b).count()
+        )
+    };
+    format!(
+        "adversarial set made for {} samples, the forget set has {}: {what}; recompute it \
+         with `amun adv`",
+        set.len(),
+        forget.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mismatch;
+
+    #[test]
+    fn a_mismatched_set_is_described_by_counts_that_add_up() {
+        // hostile8 ADV2: a set for 20 samples given with a forget set of 30,
+        // 2 of them shared, was said to be "for 29 other samples".
+        let set: Vec<i64> = (0..18).chain([100, 101]).collect();
+        let forget: Vec<i64> = (100..130).collect();
+        let m = mismatch(&set, &forget);
+        assert!(
+            m.contains("made for 20 samples, the forget set has 30"),
+            "{m}"
+        );
+        assert!(
+            m.contains("28 of the forget set's samples are not in it"),
+            "{m}"
+        );
+        assert!(m.contains("it holds 18 others"), "{m}");
+        let m = mismatch(&[3, 1, 2], &[1, 2, 3]);
+        assert!(m.contains("the same samples in another order"), "{m}");
     }
 }

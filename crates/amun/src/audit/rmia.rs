@@ -194,9 +194,47 @@ pub struct References {
     pub n_train: usize,
     /// Warnings for the user (a folder whose manifest records no hashes).
     pub notes: Vec<String>,
+    /// The architecture and recipe the reference models were trained with.
+    pub model: ModelSpec,
+    pub recipe: Recipe,
 }
 
 impl References {
+    /// How the reference models were trained unlike the model `sc`
+    /// describes (architecture, then the recipe of a model amun trained):
+    /// RMIA's numbers assume references trained as the audited model was.
+    pub fn unlike(&self, sc: &crate::model::Sidecar) -> Result<Option<String>> {
+        if sc.model.arch != self.model.arch {
+            return Ok(Some(format!(
+                "the reference models are {}, the model {}",
+                self.model.arch, sc.model.arch
+            )));
+        }
+        let Some(recipe) = crate::train::recipe_of(sc)? else {
+            return Ok(None);
+        };
+        let fields = |r: &Recipe| serde_json::to_value(r).unwrap_or_default();
+        let (theirs, ours) = (fields(&self.recipe), fields(&recipe));
+        let differ: Vec<String> = ours
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| theirs.get(k.as_str()) != Some(*v))
+            .map(|(k, v)| {
+                let t = theirs
+                    .get(k.as_str())
+                    .map_or("-".to_string(), |t| t.to_string());
+                format!("{k} {t} against {v}")
+            })
+            .collect();
+        Ok((!differ.is_empty()).then(|| {
+            format!(
+                "the reference models were trained with another recipe than the model ({})",
+                differ.join(", ")
+            )
+        }))
+    }
+
     /// p(x) for pool rows `rows`.
     pub fn prior(&self, rows: &[usize], p: &RmiaParams) -> Result<Vec<f64>> {
         let sig: Vec<Vec<f64>> = self
@@ -936,5 +974,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         labels: data.pool_labels().to_device(Device::Cpu),
         n_train: m.n_train,
         notes,
+        model: m.model,
+        recipe: m.recipe,
     })
 }

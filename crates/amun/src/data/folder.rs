@@ -196,6 +196,7 @@ fn decode(
 ) -> Result<(Split, (u32, u32))> {
     let channels = if rgb { 3 } else { 1 };
     let mut size = size;
+    let mut first: Option<&PathBuf> = None;
     let mut bytes = Vec::new();
     let mut labels = Vec::with_capacity(files.len());
     for (p, label) in files {
@@ -207,12 +208,21 @@ fn decode(
             .map_err(|e| Error::format(p, format!("cannot decode image: {e}")))?;
         let dims = (img.width(), img.height());
         match size {
-            None => size = Some(dims),
+            None => {
+                size = Some(dims);
+                first = Some(p);
+            }
             Some(s) if s != dims => {
+                // Which of the two is the odd one is not known here: name both.
+                let like = first.map_or_else(
+                    || "the other split's images".to_string(),
+                    |f| f.display().to_string(),
+                );
                 return Err(Error::format(
                     p,
                     format!(
-                        "image is {}x{}; expected {}x{} like the others",
+                        "image is {}x{} but {like} is {}x{}; every image of the dataset must \
+                         have one size (resize or remove the odd one)",
                         dims.0, dims.1, s.0, s.1
                     ),
                 ));

@@ -140,11 +140,7 @@ pub fn open(
         ));
     }
     let (Some(arch), Some(data_spec)) = (spec.arch, spec.data_spec(None)) else {
-        return Err(Error::format(
-            path,
-            "no amun sidecar beside it; to use a PyTorch checkpoint give --arch and --dataset \
-             (or run `amun import`)",
-        ));
+        return Err(Error::format(path, no_sidecar(path)));
     };
     let data = load_data(&data_spec, data_dir, progress)?;
     let norm = match &spec.normalize {
@@ -518,4 +514,23 @@ fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Result<
         }
     });
     result
+}
+
+/// Why a checkpoint without a sidecar beside it is not opened; a link whose
+/// target has one is named as such (its sidecar is looked for beside the
+/// path given, as every command writes and reads it).
+fn no_sidecar(path: &Path) -> String {
+    let target = std::fs::canonicalize(path).ok().filter(|t| t != path);
+    match target.filter(|t| checkpoint::sidecar_path(t).is_file()) {
+        Some(t) => format!(
+            "a link to {}, whose sidecar {} lies beside the target, not beside the link; give \
+             the target's path (or link the sidecar as {} too)",
+            t.display(),
+            checkpoint::sidecar_path(&t).display(),
+            checkpoint::sidecar_path(path).display()
+        ),
+        None => "no amun sidecar beside it; to use a PyTorch checkpoint give --arch and \
+                 --dataset (or run `amun import`)"
+            .to_string(),
+    }
 }
