@@ -80,9 +80,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Split(a) => split::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
-        Command::Adv(a) => adv::run(a),
+        Command::Adv(a) => {
+            let given = a.attack.settings_given();
+            adv::run(a).map_err(|e| flags::in_flags(e, &given))
+        }
         Command::Mask(a) => mask::run(a),
-        Command::Unlearn(a) => unlearn::run(*a).map_err(flags::in_flags),
+        Command::Unlearn(a) => {
+            let given = a.given();
+            unlearn::run(*a).map_err(|e| flags::in_flags(e, &given))
+        }
         Command::Methods(a) => methods::run(a),
         Command::Rmia(c) => rmia::run(c),
         Command::Audit(a) => audit::run(a),

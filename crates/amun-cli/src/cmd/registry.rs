@@ -56,7 +56,10 @@ pub fn run(c: RegistryCmd) -> Result<()> {
         RegistryCmd::Add(a) => add(a),
         RegistryCmd::List(a) => list(a),
         RegistryCmd::Show(a) => show(a),
-        RegistryCmd::Apply(a) => apply(*a).map_err(super::flags::in_flags),
+        RegistryCmd::Apply(a) => {
+            let given = a.finetune.given();
+            apply(*a).map_err(|e| super::flags::in_flags(e, &given))
+        }
         RegistryCmd::Certificate(a) => certificate(a),
         RegistryCmd::Verify(a) => verify(a),
         RegistryCmd::Retrain(a) => retrain(a),
