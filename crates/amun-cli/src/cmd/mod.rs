@@ -78,7 +78,10 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Data(c) => data::run(c),
         Command::Split(a) => split::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => {
+            let given = a.recipe.settings_given();
+            train::run(a).map_err(|e| flags::in_flags(e, &given))
+        }
         Command::Eval(a) => eval::run(a),
         Command::Adv(a) => {
             let given = a.attack.settings_given();

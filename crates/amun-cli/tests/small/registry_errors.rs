@@ -93,9 +93,9 @@ fn registry_apply_checks_its_flags_first_and_refuses_retrain_up_front() {
 
 /// hostile7 AP1: a bad value of a flag was named by its setting's key
 /// (`ft.finetune.momentum: must lie in [0,1), got -1`); on `registry
-/// apply` and `unlearn` alike, each is named by the flag given.
+/// apply`, `unlearn` and `train` alike, each is named by the flag given.
 #[test]
-fn bad_flag_values_are_named_by_the_flags_given_on_apply_and_unlearn() {
+fn bad_flag_values_are_named_by_the_flags_given() {
     let d = tempfile::tempdir().unwrap();
     let model = mnist_model(d.path(), "400", "1");
     let empty = d.path().join("empty");
@@ -154,6 +154,11 @@ fn bad_flag_values_are_named_by_the_flags_given_on_apply_and_unlearn() {
             &unlearn("amun", flag, value),
             &[&format!("error: {flag}: ")],
         );
+    }
+    // `train`'s recipe flags alike.
+    for (flag, value) in [("--momentum", "-1"), ("--weight-decay", "-1")] {
+        let o = common::train_mnist(out.to_str().unwrap(), "100", "1", &[flag, value]);
+        fails_with(&o, &[&format!("error: {flag}: ")]);
     }
     assert!(!out.exists());
 }
