@@ -67,7 +67,7 @@ enum Command {
     /// Export a checkpoint for PyTorch (.pt or .safetensors, a chosen layout)
     Export(import::ExportArgs),
     /// Images/s of a training step or a PGD step, as a table with the hardware
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Deletion requests as a workflow: a registry of requests and model
     /// versions, with certificates, verification and the exact retrain
     #[command(subcommand)]
@@ -99,7 +99,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => experiment::demo(a),
         Command::Import(a) => import::run_import(a),
         Command::Export(a) => import::run_export(a),
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench::run(*a),
         Command::Registry(c) => registry::run(c),
     }
 }
