@@ -155,6 +155,19 @@ fn bad_flag_values_are_named_by_the_flags_given() {
             &[&format!("error: {flag}: ")],
         );
     }
+    // hostile7 HT1b: a registry whose held-out set no test can fire on.
+    let tiny = d.path().join("tiny");
+    let a = [
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--holdout-test",
+        "1",
+    ];
+    fails_with(
+        &reg("create", &tiny, &a),
+        &["--holdout-test 1", "at least 2"],
+    );
+    assert!(!tiny.exists());
     // `train`'s recipe flags alike.
     for (flag, value) in [("--momentum", "-1"), ("--weight-decay", "-1")] {
         let o = common::train_mnist(out.to_str().unwrap(), "100", "1", &[flag, value]);
