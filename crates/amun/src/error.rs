@@ -85,11 +85,15 @@ impl Error {
 
     /// The message, with every setting `name` knows named its way (a CLI's
     /// flags: `calibrate.walk` → `--calibrate-walk`, `{calibrate.walk=continue}`
-    /// → `--calibrate-walk continue`); the rest as [`Display`](std::fmt::Display)
-    /// prints it.
+    /// → `--calibrate-walk continue`; an [`Error::Invalid`]'s setting too);
+    /// the rest as [`Display`](std::fmt::Display) prints it.
     pub fn naming(&self, name: &dyn Fn(&str) -> Option<String>) -> String {
         match self {
             Error::Setting { key, msg } => setting_text(key, msg, name),
+            Error::Invalid { what, msg } => match name(what) {
+                Some(flag) => format!("{flag}: {msg}"),
+                None => self.to_string(),
+            },
             e => e.to_string(),
         }
     }

@@ -294,6 +294,20 @@ pub fn check_output(dest: &Path, extensions: &[&str]) -> Result<()> {
     let parent = parent_dir(dest);
     let mut probe = parent.as_path();
     while !probe.exists() {
+        // A link that resolves to nothing (dangling, or a loop) exists as a
+        // name: creating the folder would fail with the OS's bare EEXIST.
+        if probe.symlink_metadata().is_ok() {
+            let why = std::fs::metadata(probe)
+                .err()
+                .map_or_else(String::new, |e| format!(" ({e})"));
+            return Err(Error::invalid(
+                shown,
+                format!(
+                    "{} is a symbolic link that leads to no folder{why}; expected a folder",
+                    probe.display()
+                ),
+            ));
+        }
         probe = match probe.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),

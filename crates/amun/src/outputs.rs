@@ -713,6 +713,25 @@ impl Target {
                     h.writer()
                 ),
             )),
+            // A run folder whose config no longer reads: named as damaged,
+            // not as a stranger's folder.
+            None if self.makes == Some(Holder::RunFolder)
+                && self.path.join("experiment.json").is_file() =>
+            {
+                let config = self.path.join("experiment.json");
+                let why = crate::fsutil::read_json::<RunConfigShape>(&config)
+                    .err()
+                    .map_or_else(String::new, |e| format!(" ({e})"));
+                Err(self.refuse(
+                    "write into",
+                    &format!(
+                        "a run folder whose config {} is damaged{why}: it cannot tell which \
+                         experiment made the folder; restore the file, or name a new or empty \
+                         folder",
+                        config.display()
+                    ),
+                ))
+            }
             None => match first_entry(&self.path) {
                 Some(file) => Err(self.refuse(
                     "write into",

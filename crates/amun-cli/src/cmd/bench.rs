@@ -25,11 +25,11 @@ pub struct BenchArgs {
     /// What to time
     pub what: What,
     /// small-cnn | resnet18 | resnet18-div2 | vgg19 | FILE.pt2 (a model
-    /// exported with torch.export, run by amun's interpreter)
-    #[arg(long, default_value = "resnet18")]
-    pub model: String,
-    /// Batch sizes, comma-separated; one row each
-    #[arg(long, value_delimiter = ',', default_value = "128")]
+    /// exported with torch.export, run by amun's interpreter) [default: resnet18]
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Batch sizes, comma-separated; one row each [default: 128]
+    #[arg(long, value_delimiter = ',')]
     pub batch: Vec<usize>,
     /// cpu | cuda | cuda:N | auto
     #[arg(long, default_value = "auto")]
@@ -49,15 +49,15 @@ pub struct BenchArgs {
     /// Number of classes (default: an exported model's own, else 10)
     #[arg(long, allow_negative_numbers = true)]
     pub classes: Option<usize>,
-    /// Untimed steps first
-    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
-    pub warmup: usize,
-    /// Timed steps per window
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
-    pub steps: usize,
-    /// Windows; the median is reported
-    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
-    pub windows: usize,
+    /// Untimed steps first [default: 3]
+    #[arg(long, allow_negative_numbers = true)]
+    pub warmup: Option<usize>,
+    /// Timed steps per window [default: 5]
+    #[arg(long, allow_negative_numbers = true)]
+    pub steps: Option<usize>,
+    /// Windows; the median is reported [default: 3]
+    #[arg(long, allow_negative_numbers = true)]
+    pub windows: Option<usize>,
     /// pgd: also time the full adversarial-set search of the first N samples
     /// of --forget on --checkpoint, with batch refilling and without
     #[arg(long, value_name = "N", requires_all = ["checkpoint", "forget"], allow_negative_numbers = true)]
@@ -70,23 +70,19 @@ pub struct BenchArgs {
     pub forget: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub attack: super::flags::AttackArgs,
-    /// unlearn: the method (see `amun methods`)
-    #[arg(long, default_value = "amun")]
-    pub method: String,
+    /// unlearn: the method (see `amun methods`) [default: amun]
+    #[arg(long)]
+    pub method: Option<String>,
     /// unlearn: method settings as KEY=VALUE (dotted keys: finetune.lr=0.05)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// unlearn: request sizes, as shares of the training set
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "0.1,0.01,0.001",
-        allow_negative_numbers = true
-    )]
+    /// unlearn: request sizes, as shares of the training set [default:
+    /// 0.1,0.01,0.001]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub fractions: Vec<f64>,
-    /// unlearn: seed of the forget sets and the method
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    pub seed: u64,
+    /// unlearn: seed of the forget sets and the method [default: 1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub seed: Option<u64>,
     #[command(flatten)]
     pub import: super::ImportArgs,
     #[command(flatten)]
@@ -96,12 +92,95 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+impl BenchArgs {
+    /// The defaults of the flags left out. (Left out and given are told
+    /// apart, so that one a bench would ignore is refused even when given
+    /// its default: `bench search --model resnet18`.)
+    fn model(&self) -> &str {
+        self.model.as_deref().unwrap_or("resnet18")
+    }
+    fn batches(&self) -> Vec<usize> {
+        if self.batch.is_empty() {
+            vec![128]
+        } else {
+            self.batch.clone()
+        }
+    }
+    fn fractions(&self) -> Vec<f64> {
+        if self.fractions.is_empty() {
+            vec![0.1, 0.01, 0.001]
+        } else {
+            self.fractions.clone()
+        }
+    }
+    fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or("amun")
+    }
+}
+
+/// Refuses the flags the chosen bench would ignore (hostile7 BE5: `bench
+/// search --model resnet18` timed the checkpoint's small-cnn with exit 0):
+/// search and unlearn time `--checkpoint`'s own model, not `--model` on
+/// random batches; only unlearn takes a method.
+fn refuse_unused_flags(a: &BenchArgs) -> Result<()> {
+    let batches = [
+        ("--model", a.model.is_some()),
+        ("--batch", !a.batch.is_empty()),
+        ("--channels-last", a.channels_last),
+        ("--input", a.input.is_some()),
+        ("--classes", a.classes.is_some()),
+        ("--warmup", a.warmup.is_some()),
+        ("--steps", a.steps.is_some()),
+        ("--windows", a.windows.is_some()),
+    ];
+    let unlearn = [
+        ("--method", a.method.is_some()),
+        ("--set", !a.set.is_empty()),
+        ("--fractions", !a.fractions.is_empty()),
+        ("--seed", a.seed.is_some()),
+    ];
+    let search = [
+        ("--search", a.search.is_some()),
+        ("--forget", a.forget.is_some()),
+        ("--bf16", a.bf16),
+    ];
+    let (unused, why): (Vec<_>, _) = match a.what {
+        What::Search => (
+            batches.iter().chain(&unlearn).collect(),
+            "it times the adversarial search of --forget on --checkpoint's own model",
+        ),
+        What::Unlearn => (
+            batches.iter().chain(&search).collect(),
+            "it times --method on --checkpoint's own model and its data",
+        ),
+        What::Train | What::Pgd => (
+            unlearn.iter().collect(),
+            "they set what bench unlearn times",
+        ),
+    };
+    let unused: Vec<&str> = unused
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| *f)
+        .collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    let what = format!("{:?}", a.what).to_lowercase();
+    bail!(
+        "{}: bench {what} does not use {}: {why}; drop {}",
+        unused.join(", "),
+        if unused.len() == 1 { "it" } else { "them" },
+        if unused.len() == 1 { "it" } else { "them" }
+    )
+}
+
 /// The image shape and class count to bench: `--input`/`--classes`, else
 /// an exported model's own (what it was exported with), else CIFAR-10's.
 fn input_of(a: &BenchArgs) -> Result<([i64; 3], usize)> {
-    let graph = if a.model.ends_with(".pt2") {
+    let graph = if a.model().ends_with(".pt2") {
         Some(amun::model::program::load(
-            std::path::Path::new(&a.model),
+            std::path::Path::new(a.model()),
             None,
         )?)
     } else {
@@ -120,7 +199,7 @@ fn input_of(a: &BenchArgs) -> Result<([i64; 3], usize)> {
             _ => bail!(
                 "--input: {} takes images of any size (exported with dynamic image sizes); give \
                  the size to bench as CxHxW",
-                a.model
+                a.model()
             ),
         },
         (None, None) => [3, 32, 32],
@@ -135,6 +214,7 @@ fn input_of(a: &BenchArgs) -> Result<([i64; 3], usize)> {
 pub fn run(a: BenchArgs) -> Result<()> {
     let dev = device(&a.device)?;
     amun::device::set_tf32(a.tf32);
+    refuse_unused_flags(&a)?;
     if matches!(a.what, What::Search) {
         return compare_searches(&a, dev);
     }
@@ -144,13 +224,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     refuse_model_flags(&a)?;
     let (shape, classes) = input_of(&a)?;
     let (spec, _) = super::train::model_spec_for(
-        &a.model,
+        a.model(),
         &super::train::ProgramArgs::default(),
         shape,
         classes,
     )?;
     let mut results = Vec::new();
-    for &batch in &a.batch {
+    for batch in a.batches() {
         if batch == 0 {
             bail!("--batch: sizes must be at least 1");
         }
@@ -163,9 +243,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             batch,
             bf16: a.bf16,
             channels_last: a.channels_last,
-            warmup: a.warmup,
-            steps: a.steps,
-            windows: a.windows,
+            warmup: a.warmup.unwrap_or(3),
+            steps: a.steps.unwrap_or(5),
+            windows: a.windows.unwrap_or(3),
         };
         results.push(run_bench(&cfg, dev)?);
     }
@@ -268,7 +348,7 @@ fn refuse_model_flags(a: &BenchArgs) -> Result<()> {
          trained model or data{}; drop {}, or give the model to time as --model (small-cnn, \
          resnet18, … or FILE.pt2) with --input and --classes",
         given.join(", "),
-        a.model,
+        a.model(),
         if matches!(a.what, What::Pgd) {
             " (only --search N times the search on --checkpoint and --forget)"
         } else {
@@ -391,14 +471,14 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     let Some(ck) = &a.checkpoint else {
         bail!("bench unlearn needs --checkpoint (the trained model)");
     };
-    if a.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
+    let fractions = a.fractions();
+    if fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
         bail!("--fractions: each must lie in (0,1)");
     }
-    if let Some(f) = a
-        .fractions
+    if let Some(f) = fractions
         .iter()
         .enumerate()
-        .find_map(|(i, f)| a.fractions[..i].contains(f).then_some(f))
+        .find_map(|(i, f)| fractions[..i].contains(f).then_some(f))
     {
         bail!("--fractions: {f} is listed twice (its row would be measured twice); give each once");
     }
@@ -408,7 +488,7 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
         table.insert("attack".into(), serde_json::Value::Object(attack));
     }
     let table = super::settings_table(table, &a.set, &amun::train::TrainOverrides::default())?;
-    let method = amun::unlearn::build(&a.method, &table)?;
+    let method = amun::unlearn::build(a.method(), &table)?;
     let (mut model, parent, data) = super::open_checkpoint(ck, &a.import, &a.dir, dev)?;
     amun::train::lay_out_as_trained(&mut model, &parent)?;
     let data = data.to_device(dev);
@@ -418,8 +498,8 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
         &parent,
         &data,
         method.as_ref(),
-        &a.fractions,
-        a.seed,
+        &fractions,
+        a.seed.unwrap_or(1),
         &bars,
     )?;
     let hw = hardware_line(dev);

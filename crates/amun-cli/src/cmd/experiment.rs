@@ -170,8 +170,8 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         devices: a
             .devices
             .iter()
-            .map(|d| d.parse::<DeviceSpec>())
-            .collect::<Result<_, _>>()?,
+            .map(|d| worker_device(d))
+            .collect::<Result<_>>()?,
         slurm: a
             .slurm
             .then(|| (section.clone().unwrap_or_default(), a.wait)),
@@ -203,7 +203,10 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         return print_status(&cfg, &out, a.json);
     }
     if a.step.is_none() {
-        request.check_devices()?;
+        let named = [("devices".to_string(), "--devices")];
+        request
+            .check_devices()
+            .map_err(|e| super::flags::in_flags(e.into(), &named))?;
     }
     if let Some(id) = &a.step {
         // What a worker or a Slurm job runs: one step, in the run folder.
@@ -621,4 +624,14 @@ fn submit_slurm(
             out.display()
         )
     }
+}
+
+/// One device of `--devices`, its error naming that flag (hostile7 DV4:
+/// `--devices tpu:0` was refused as `--device tpu:0`, a flag of other
+/// commands).
+fn worker_device(d: &str) -> Result<DeviceSpec> {
+    d.parse::<DeviceSpec>().map_err(|e| match e {
+        amun::Error::Device { msg, .. } => anyhow::anyhow!("--devices '{d}': {msg}"),
+        e => e.into(),
+    })
 }

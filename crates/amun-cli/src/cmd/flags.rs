@@ -39,11 +39,26 @@ pub fn flag_of(key: &str) -> Option<&'static str> {
 
 /// A library error about a setting, in the words of the flags that gave
 /// it (`calibrate.max_cost` → `--calibrate-max-cost`); any other error as
-/// it is.
-pub fn in_flags(e: anyhow::Error) -> anyhow::Error {
+/// it is. `given` adds the settings that `--set` could give as well, each
+/// with the flag that gave it this time ([`FinetuneArgs::given`],
+/// [`AttackArgs::settings_given`]): such a key is matched with or without
+/// the method's name in front (`ft.finetune.momentum`).
+pub fn in_flags(e: anyhow::Error, given: &[(String, &'static str)]) -> anyhow::Error {
+    let name = |k: &str| {
+        flag_of(k)
+            .or_else(|| {
+                given
+                    .iter()
+                    .find(|(g, _)| k == g || k.ends_with(&format!(".{g}")))
+                    .map(|(_, f)| *f)
+            })
+            .map(String::from)
+    };
     match e.downcast_ref::<amun::Error>() {
-        Some(lib @ amun::Error::Setting { .. }) if e.chain().count() == 1 => {
-            anyhow::anyhow!(lib.naming(&|k| flag_of(k).map(String::from)))
+        Some(lib @ (amun::Error::Setting { .. } | amun::Error::Invalid { .. }))
+            if e.chain().count() == 1 =>
+        {
+            anyhow::anyhow!(lib.naming(&name))
         }
         _ => e,
     }
@@ -71,6 +86,31 @@ pub struct FinetuneArgs {
 }
 
 impl FinetuneArgs {
+    /// The settings these flags gave (`finetune.momentum`), with their
+    /// flags, for [`in_flags`].
+    pub fn given(&self) -> Vec<(String, &'static str)> {
+        [
+            ("epochs", "--epochs", self.epochs.is_some()),
+            ("lr", "--lr", self.lr.is_some()),
+            ("batch_size", "--batch-size", self.batch_size.is_some()),
+            ("schedule", "--schedule", self.schedule.is_some()),
+            ("momentum", "--momentum", self.momentum.is_some()),
+            (
+                "weight_decay",
+                "--weight-decay",
+                self.weight_decay.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, _, given)| *given)
+        .flat_map(|(k, f, _)| {
+            // `--schedule`'s text is parsed before the method sees it.
+            let bare = (k == "schedule").then(|| (k.to_string(), f));
+            std::iter::once((format!("finetune.{k}"), f)).chain(bare)
+        })
+        .collect()
+    }
+
     /// The flags, typed: what `Method::adjusted` applies.
     pub fn overrides(&self) -> Result<TrainOverrides> {
         Ok(TrainOverrides {
@@ -262,6 +302,25 @@ impl AttackArgs {
         .collect()
     }
 
+    /// The attack settings these flags gave, by the names the attack's
+    /// checks give them (`steps`, `batch-size`), with their flags, for
+    /// [`in_flags`].
+    pub fn settings_given(&self) -> Vec<(String, &'static str)> {
+        [
+            ("attack", "--attack", self.attack.is_some()),
+            ("eps0", "--eps0", self.eps0.is_some()),
+            ("steps", "--pgd-steps", self.pgd_steps.is_some()),
+            ("batch-size", "--attack-batch", self.attack_batch.is_some()),
+            ("search", "--adv-search", self.adv_search.is_some()),
+            ("fast-steps", "--fast-steps", self.fast_steps.is_some()),
+            ("overshoot", "--overshoot", self.overshoot.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, _, given)| *given)
+        .map(|(k, f, _)| (k.to_string(), f))
+        .collect()
+    }
+
     pub fn params(&self) -> Result<AdvParams> {
         let mut p = AdvParams::new().bf16(self.attack_bf16);
         if let Some(a) = &self.attack {
@@ -350,11 +409,27 @@ mod tests {
             "calibrate.max_cost: only the continuing walk (calibrate.walk = continue) has a cost cap"
         );
         assert_eq!(
-            in_flags(e.into()).to_string(),
+            in_flags(e.into(), &[]).to_string(),
             "--calibrate-max-cost: only the continuing walk (--calibrate-walk continue) has a \
              cost cap"
         );
         let other = anyhow::Error::from(amun::Error::invalid("calibrate.level", "x"));
-        assert_eq!(in_flags(other).to_string(), "calibrate.level: x");
+        assert_eq!(in_flags(other, &[]).to_string(), "--calibrate-level: x");
+    }
+
+    /// A setting `--set` can give too is named by its flag only when the
+    /// flag gave it (hostile7 AP1: `--momentum -1` was named
+    /// `ft.finetune.momentum`).
+    #[test]
+    fn settings_a_flag_gave_are_named_by_it() {
+        let ft = super::FinetuneArgs {
+            momentum: Some(-1.0),
+            ..Default::default()
+        };
+        let e = || anyhow::Error::from(amun::Error::invalid("ft.finetune.momentum", "bad"));
+        assert_eq!(in_flags(e(), &ft.given()).to_string(), "--momentum: bad");
+        assert_eq!(in_flags(e(), &[]).to_string(), "ft.finetune.momentum: bad");
+        let lr = anyhow::Error::from(amun::Error::invalid("ft.finetune.lr", "bad"));
+        assert_eq!(in_flags(lr, &ft.given()).to_string(), "ft.finetune.lr: bad");
     }
 }

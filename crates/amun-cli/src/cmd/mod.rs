@@ -67,7 +67,7 @@ enum Command {
     /// Export a checkpoint for PyTorch (.pt or .safetensors, a chosen layout)
     Export(import::ExportArgs),
     /// Images/s of a training step or a PGD step, as a table with the hardware
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Deletion requests as a workflow: a registry of requests and model
     /// versions, with certificates, verification and the exact retrain
     #[command(subcommand)]
@@ -78,11 +78,20 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Data(c) => data::run(c),
         Command::Split(a) => split::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => {
+            let given = a.recipe.settings_given();
+            train::run(a).map_err(|e| flags::in_flags(e, &given))
+        }
         Command::Eval(a) => eval::run(a),
-        Command::Adv(a) => adv::run(a),
+        Command::Adv(a) => {
+            let given = a.attack.settings_given();
+            adv::run(a).map_err(|e| flags::in_flags(e, &given))
+        }
         Command::Mask(a) => mask::run(a),
-        Command::Unlearn(a) => unlearn::run(*a).map_err(flags::in_flags),
+        Command::Unlearn(a) => {
+            let given = a.given();
+            unlearn::run(*a).map_err(|e| flags::in_flags(e, &given))
+        }
         Command::Methods(a) => methods::run(a),
         Command::Rmia(c) => rmia::run(c),
         Command::Audit(a) => audit::run(a),
@@ -90,7 +99,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => experiment::demo(a),
         Command::Import(a) => import::run_import(a),
         Command::Export(a) => import::run_export(a),
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench::run(*a),
         Command::Registry(c) => registry::run(c),
     }
 }

@@ -42,6 +42,28 @@ pub struct RecipeArgs {
 }
 
 impl RecipeArgs {
+    /// The recipe settings these flags gave, by the names the recipe's
+    /// checks give them (`weight-decay`), with their flags, for
+    /// [`super::flags::in_flags`].
+    pub fn settings_given(&self) -> Vec<(String, &'static str)> {
+        [
+            ("epochs", "--epochs", self.epochs.is_some()),
+            ("batch-size", "--batch-size", self.batch_size.is_some()),
+            ("lr", "--lr", self.lr.is_some()),
+            ("momentum", "--momentum", self.momentum.is_some()),
+            (
+                "weight-decay",
+                "--weight-decay",
+                self.weight_decay.is_some(),
+            ),
+            ("schedule", "--schedule", self.schedule.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, _, given)| *given)
+        .map(|(k, f, _)| (k.to_string(), f))
+        .collect()
+    }
+
     /// The flags as recipe overrides (the type of an experiment's
     /// `[train]` section), for images of `in_channels` channels.
     pub fn overrides(&self, in_channels: i64) -> Result<TrainOverrides> {

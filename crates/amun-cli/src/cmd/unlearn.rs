@@ -107,6 +107,22 @@ pub struct UnlearnArgs {
 }
 
 impl UnlearnArgs {
+    /// The settings the flags gave that `--set` could give too, with
+    /// their flags ([`super::flags::in_flags`]).
+    pub fn given(&self) -> Vec<(String, &'static str)> {
+        let mut out = self.finetune.given();
+        out.extend(self.attack.settings_given());
+        if self.salun_ratio.is_some() {
+            out.push(("salun_ratio".into(), "--salun-ratio"));
+        }
+        if self.holdout_test.is_some() {
+            out.push(("holdout".into(), "--holdout-test"));
+        } else if self.holdout.is_some() {
+            out.push(("holdout".into(), "--holdout"));
+        }
+        out
+    }
+
     /// The method's other settings from the flags and `--set` (the JSON
     /// boundary, merged into the method's table by the library).
     fn table(&self, train: &TrainOverrides) -> Result<Value> {

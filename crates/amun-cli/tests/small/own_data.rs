@@ -659,6 +659,27 @@ fn an_image_of_another_size_is_named_with_the_one_it_differs_from() {
     fails_with(&o, &[name, "is 32x32", "28x28", "one size"]);
 }
 
+/// A class folder beside `train/` and `test/` was left out without a word
+/// (hostile7 FL1): refused naming it and the two layouts, before any
+/// training, with nothing written.
+#[test]
+fn a_class_folder_beside_train_and_test_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 20, 10);
+    let dog = data.join("dog");
+    std::fs::create_dir(&dog).unwrap();
+    let img = first_file(&data.join("train/1"));
+    std::fs::copy(&img, dog.join("000.png")).unwrap();
+    let o = amun(&["data", "info", "--dataset", data.to_str().unwrap()]);
+    fails_with(&o, &["dog", "class folders at the top", "train/ and test/"]);
+    let m = path_in(d.path(), "m.safetensors");
+    let args = ["--epochs", "1", "--device", "cpu", "--out", &m, "-q"];
+    let o = amun(&[&["train", "--dataset", data.to_str().unwrap()][..], &args].concat());
+    fails_with(&o, &["dog"]);
+    assert!(!Path::new(&m).exists());
+}
+
 /// Every file under `dir` with its bytes, for "nothing was touched".
 fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();

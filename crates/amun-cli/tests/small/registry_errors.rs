@@ -91,6 +91,91 @@ fn registry_apply_checks_its_flags_first_and_refuses_retrain_up_front() {
     assert_eq!(count(&r, "versions"), 1);
 }
 
+/// hostile7 AP1: a bad value of a flag was named by its setting's key
+/// (`ft.finetune.momentum: must lie in [0,1), got -1`); on `registry
+/// apply`, `unlearn` and `train` alike, each is named by the flag given.
+#[test]
+fn bad_flag_values_are_named_by_the_flags_given() {
+    let d = tempfile::tempdir().unwrap();
+    let model = mnist_model(d.path(), "400", "1");
+    let empty = d.path().join("empty");
+    create(&empty, &model, &[]);
+    let forget = request(d.path(), "f.csv", &[1, 2, 3]);
+    let out = d.path().join("u.safetensors");
+    let bad = [
+        ("--momentum", "-1"),
+        ("--weight-decay", "nan"),
+        ("--epochs", "0"),
+        ("--lr", "-1"),
+        ("--batch-size", "0"),
+    ];
+    for (flag, value) in bad {
+        let args = [
+            "--device",
+            "cpu",
+            "--method",
+            "ft",
+            "--no-calibrate",
+            flag,
+            value,
+        ];
+        fails_with(&reg("apply", &empty, &args), &[&format!("error: {flag}: ")]);
+    }
+    let unlearn = |method: &str, flag: &str, value: &str| {
+        common::amun(&[
+            "unlearn",
+            "--checkpoint",
+            model.to_str().unwrap(),
+            "--forget",
+            forget.to_str().unwrap(),
+            "--method",
+            method,
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+            flag,
+            value,
+        ])
+    };
+    for (flag, value) in bad.into_iter().chain([("--salun-ratio", "2")]) {
+        let method = if flag == "--salun-ratio" {
+            "salun"
+        } else {
+            "ft"
+        };
+        fails_with(
+            &unlearn(method, flag, value),
+            &[&format!("error: {flag}: ")],
+        );
+    }
+    for (flag, value) in [("--pgd-steps", "0"), ("--overshoot", "9")] {
+        fails_with(
+            &unlearn("amun", flag, value),
+            &[&format!("error: {flag}: ")],
+        );
+    }
+    // hostile7 HT1b: a registry whose held-out set no test can fire on.
+    let tiny = d.path().join("tiny");
+    let a = [
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--holdout-test",
+        "1",
+    ];
+    fails_with(
+        &reg("create", &tiny, &a),
+        &["--holdout-test 1", "at least 2"],
+    );
+    assert!(!tiny.exists());
+    // `train`'s recipe flags alike.
+    for (flag, value) in [("--momentum", "-1"), ("--weight-decay", "-1")] {
+        let o = common::train_mnist(out.to_str().unwrap(), "100", "1", &[flag, value]);
+        fails_with(&o, &[&format!("error: {flag}: ")]);
+    }
+    assert!(!out.exists());
+}
+
 /// A `PATH` of one folder (no real Slurm on it, whatever the machine has):
 /// with an `sbatch` script of `body` when given.
 fn path_with(dir: &Path, sbatch: Option<&str>) -> String {

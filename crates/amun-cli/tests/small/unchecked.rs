@@ -175,7 +175,9 @@ fn a_lineages_held_out_images_stay_out_of_its_audits() {
 /// K5: `--calibrate-max-cost 0.001` with amun ran the adversarial search
 /// anyway and spent 260× the cap. A cap below what the search alone costs
 /// (known from its settings before it runs) is refused, with the least
-/// cap that would do.
+/// cap that would do, in the flag's words (hostile7 K5: it named
+/// `calibrate.max_cost`, a "request 1" of a plain unlearn, a cap without
+/// its unit).
 #[test]
 fn a_cost_cap_below_the_searchs_price_is_refused_before_it_runs() {
     let d = tempfile::tempdir().unwrap();
@@ -187,8 +189,67 @@ fn a_cost_cap_below_the_searchs_price_is_refused_before_it_runs() {
         .run();
     fails_with(
         &o,
-        &["calibrate.max_cost", "adversarial search", "give more than"],
+        &[
+            "--calibrate-max-cost: 0.001: amun's adversarial search alone costs",
+            "image-steps; give more than",
+        ],
     );
+    assert!(!stderr(&o).contains("request 1"), "{}", stderr(&o));
+    assert!(!Path::new(&out).exists());
+}
+
+/// hostile7 HT1b: `--holdout-test 1` was accepted with a loss-AUC band
+/// of 50 ± 58.4, which no AUC can leave, and the original was kept as
+/// "not detectably memorised". Refused before any work, with the least
+/// held-out set that can test; two images pass the check.
+#[test]
+fn a_held_out_set_too_small_for_any_test_to_fire_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let out = path_in(d.path(), "u.safetensors");
+    let run = |n: &str| {
+        Args::unlearn(&m("orig.safetensors"), &m("f.json"), "ft")
+            .and(&["--epochs", "1", "--calibrate", "--calibrate-lrs", "0.01"])
+            .and(&["--calibrate-max-epochs", "1", "--device", "cpu", "-q"])
+            .with("--holdout-test", n)
+            .with("--out", &out)
+            .run()
+    };
+    fails_with(
+        &run("1"),
+        &[
+            "--holdout-test: 1 held-out image(s)",
+            "50 ± 58.4",
+            "at least 2",
+        ],
+    );
+    assert!(!Path::new(&out).exists());
+    ok(&run("2"));
+}
+
+/// hostile7 IM1: `--calibrate-max-cost` on an imported model (no training
+/// recipe, so no retrain to price) was accepted and never applied.
+#[test]
+fn a_cost_cap_on_a_model_without_a_recipe_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let (pt, out) = (
+        path_in(d.path(), "x.pt"),
+        path_in(d.path(), "u.safetensors"),
+    );
+    ok(&amun(&[
+        "export",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--out",
+        &pt,
+    ]));
+    let o = Args::unlearn(&pt, &m("f.json"), "ft")
+        .and(&["--arch", "small-cnn", "--dataset", "mnist"])
+        .and(&["--train-limit", "300", "--test-limit", "100"])
+        .and(&["--calibrate", "--holdout-test", "40"])
+        .and(&["--calibrate-max-cost", "0.01", "--device", "cpu", "-q"])
+        .with("--out", &out)
+        .run();
+    fails_with(&o, &["--calibrate-max-cost: 0.01", "no training recipe"]);
     assert!(!Path::new(&out).exists());
 }
 
@@ -235,6 +296,112 @@ fn an_experiment_out_that_is_a_file_is_refused_even_for_a_plan() {
         fails_with(&a.run(), &["--out", "m.json", "is a file, not a folder"]);
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "{}");
+}
+
+/// hostile7 BE5: `bench search --model resnet18` (or `--input 3x32x32
+/// --batch 4`) timed the checkpoint's small-cnn with exit 0, the flags
+/// ignored; `bench unlearn` ignored them alike. Refused, naming them.
+#[test]
+fn bench_search_and_unlearn_refuse_the_flags_they_would_not_read() {
+    let (orig, forget) = (m("orig.safetensors"), m("f.json"));
+    let search = [
+        "bench",
+        "search",
+        "--checkpoint",
+        &orig,
+        "--forget",
+        &forget,
+    ];
+    let search = [&search[..], &["--search", "5"]].concat();
+    for (extra, named) in [
+        (
+            &["--model", "resnet18"][..],
+            "--model: bench search does not use it",
+        ),
+        (
+            &["--input", "3x32x32", "--batch", "4"][..],
+            "--batch, --input: bench search does not use them",
+        ),
+        (&["--method", "ft"][..], "--method: bench search"),
+    ] {
+        let o = amun(&[&search[..], extra, &["--device", "cpu"]].concat());
+        fails_with(&o, &[named, "--checkpoint's own model"]);
+    }
+    let unlearn = ["bench", "unlearn", "--checkpoint", &orig];
+    let o = amun(&[&unlearn[..], &["--model", "small-cnn", "--device", "cpu"]].concat());
+    fails_with(&o, &["--model: bench unlearn does not use it"]);
+    let o = amun(&["bench", "train", "--model", "small-cnn", "--seed", "3"]);
+    fails_with(&o, &["--seed: bench train does not use it"]);
+}
+
+/// hostile7 DV4: `experiment --devices tpu:0` (or an empty list) was
+/// refused as `--device tpu:0`, the flag of other commands.
+#[test]
+fn a_bad_worker_device_is_named_by_devices() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = path_in(d.path(), "exp.toml");
+    std::fs::write(&cfg, EXPERIMENT).unwrap();
+    let out = path_in(d.path(), "run");
+    for (dev, named) in [("tpu:0", "--devices 'tpu:0'"), ("", "--devices ''")] {
+        let a = Args::of(&["experiment", "--config", &cfg, "--devices", dev]);
+        let o = a.with("--out", &out).and(&["--plan"]).run();
+        fails_with(&o, &[named, "expected cpu, cuda"]);
+    }
+    assert!(!Path::new(&out).exists());
+}
+
+/// hostile7 E2, EJ1, RO10: a run folder of the same config name with one
+/// key changed was "made by another config ('hostile')", the key unnamed;
+/// one whose experiment.json is garbage "holds files it did not write";
+/// an immutable one failed with the OS's bare "Operation not permitted".
+#[test]
+fn a_changed_damaged_or_unwritable_run_folder_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = path_in(d.path(), "exp.toml");
+    std::fs::write(&cfg, EXPERIMENT).unwrap();
+    let plan = |out: &str| {
+        Args::of(&["experiment", "--config", &cfg, "--plan"])
+            .with("--out", out)
+            .run()
+    };
+    // E2: the folder made by this config, which then changes one key.
+    let changed = path_in(d.path(), "changed");
+    let made = amun::experiment::Config::read(Path::new(&cfg)).unwrap();
+    amun::experiment::open_folder(&made, Path::new(&changed)).unwrap();
+    std::fs::write(&cfg, EXPERIMENT.replace("lr = 0.02", "lr = 0.03")).unwrap();
+    fails_with(
+        &plan(&changed),
+        &["('hostile')", "lr was 0.02 and is now 0.03"],
+    );
+    // EJ1: its experiment.json damaged.
+    let damaged = path_in(d.path(), "damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    std::fs::write(Path::new(&damaged).join("experiment.json"), "garbage").unwrap();
+    std::fs::write(Path::new(&damaged).join("audit-x.json"), "{}").unwrap();
+    fails_with(&plan(&damaged), &["experiment.json is damaged"]);
+    // RO10: an empty folder that cannot be written.
+    let frozen = path_in(d.path(), "frozen");
+    std::fs::create_dir(&frozen).unwrap();
+    let lock = crate::common::registry::Immutable::set(Path::new(&frozen));
+    if lock.is_set() {
+        let o = Args::of(&["experiment", "--config", &cfg, "--out", &frozen, "-q"]).run();
+        fails_with(&o, &["run folder", "cannot be written", "chattr +i"]);
+    }
+}
+
+/// hostile7 SL4: `--out loopA/u.safetensors` through a loop of symbolic
+/// links failed with the OS's bare "File exists (os error 17)".
+#[test]
+fn an_out_through_a_loop_of_links_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("loopA"), d.path().join("loopB"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let out = path_in(&a, "u.safetensors");
+    let o = Args::ft_one_epoch(&m("orig.safetensors"), &m("f.json"), &out)
+        .and(&["-q"])
+        .run();
+    fails_with(&o, &["loopA is a symbolic link that leads to no folder"]);
 }
 
 /// BE2: `bench pgd --checkpoint net.pt2 --dataset mnist --normalize …`

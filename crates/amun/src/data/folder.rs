@@ -30,7 +30,7 @@ fn is_image(p: &Path) -> bool {
 /// The training images of an image folder, in the order of the training
 /// split (sample i is file i).
 pub fn train_files(root: &Path) -> Result<Vec<PathBuf>> {
-    let (train_root, _) = split_roots(root);
+    let (train_root, _) = split_roots(root)?;
     let classes: Vec<String> = subdirs(&train_root)?
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -41,23 +41,49 @@ pub fn train_files(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The folders of the training and test split.
-fn split_roots(root: &Path) -> (PathBuf, Option<PathBuf>) {
+fn split_roots(root: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
     let train_dir = root.join("train");
     let test_dir = ["test", "val"]
         .iter()
         .map(|d| root.join(d))
         .find(|p| p.is_dir());
-    if train_dir.is_dir() {
-        (train_dir, test_dir)
-    } else {
-        (root.to_path_buf(), None)
+    if !train_dir.is_dir() {
+        return Ok((root.to_path_buf(), None));
     }
+    check_no_stray_class(root)?;
+    Ok((train_dir, test_dir))
+}
+
+/// Refuses a folder of images beside `train/` and `test/`: read as split
+/// folders, the dataset would leave its images out without a word, and
+/// read as class folders, `train` and `test` would be classes.
+fn check_no_stray_class(root: &Path) -> Result<()> {
+    for dir in subdirs(root)? {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if ["train", "test", "val"].contains(&name.as_str()) || name.starts_with('.') {
+            continue;
+        }
+        if !collect(root, std::slice::from_ref(&name))?.is_empty() {
+            return Err(Error::format(
+                &dir,
+                format!(
+                    "a folder of images beside train/ in {}, which neither layout reads; \
+                     expected either class folders at the top (<class>/<image>.png|jpg) or \
+                     train/ and test/ with the class folders inside \
+                     (train/<class>/<image>.png|jpg): move {name}/ into train/ (and test/), \
+                     or out of the dataset folder",
+                    root.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads an image folder; without train/test subfolders the whole folder is
 /// the training split and the test split is empty.
 pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
-    let (train_root, test_root) = split_roots(root);
+    let (train_root, test_root) = split_roots(root)?;
     let classes: Vec<String> = subdirs(&train_root)?
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())

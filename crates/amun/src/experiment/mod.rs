@@ -45,12 +45,53 @@ use std::path::Path;
 /// by another config is refused rather than mixed).
 pub fn open_folder(cfg: &Config, dir: &Path) -> Result<()> {
     check_folder(cfg, dir)?;
-    std::fs::create_dir_all(dir).at(dir)?;
+    // An unwritable folder (read-only mount, chattr +i) in words, before
+    // any step: the OS's bare "Operation not permitted" named no remedy.
+    let unwritable = |e: Error| {
+        Error::invalid(
+            format!("run folder {}", dir.display()),
+            format!(
+                "cannot be written ({e}); nothing was run — make it writable (a read-only \
+                 mount, file modes, or chattr +i?) or choose another --out"
+            ),
+        )
+    };
+    std::fs::create_dir_all(dir).at(dir).map_err(unwritable)?;
     let p = dir.join("experiment.json");
     if !p.exists() {
-        fsutil::write_json(&p, cfg)?;
+        fsutil::write_json(&p, cfg).map_err(unwritable)?;
     }
     Ok(())
+}
+
+/// The first setting (dotted key) whose value differs between two configs
+/// as their JSON, with both values: what a run folder made by another
+/// version of a config names.
+fn first_difference(
+    was: &serde_json::Value,
+    now: &serde_json::Value,
+    key: &str,
+) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    match (was, now) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let sub = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                let (x, y) = (
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                );
+                first_difference(x, y, &sub)
+            })
+        }
+        (a, b) if a != b => Some((key.to_string(), a.to_string(), b.to_string())),
+        _ => None,
+    }
 }
 
 /// Checks, without creating anything, that the run folder `dir` (if it
@@ -83,10 +124,18 @@ pub fn check_folder(cfg: &Config, dir: &Path) -> Result<()> {
             ));
         }
         if old != *cfg {
+            let json = |c: &Config| serde_json::to_value(c).unwrap_or_default();
+            let changed = match first_difference(&json(&old), &json(cfg), "") {
+                Some((key, was, now)) if old.name == cfg.name => {
+                    format!(" (the same name, but {key} was {was} and is now {now})")
+                }
+                _ => String::new(),
+            };
             return Err(Error::format(
                 &p,
                 format!(
-                    "this run folder was made by another config ('{}'); refusing to mix results — use another --out or delete the folder",
+                    "this run folder was made by another config ('{}'){changed}; refusing to mix \
+                     results — use another --out or delete the folder",
                     old.name
                 ),
             ));

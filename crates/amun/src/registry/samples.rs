@@ -278,6 +278,30 @@ pub fn read_request(path: &Path, dataset_root: Option<&Path>) -> Result<Named> {
 /// index order) that `named` names, sorted by index; checked for range,
 /// repeats and, for image files, that their bytes are still the recorded
 /// ones. `dataset_root` is the image folder (files are hashed again).
+/// Whether `a` and `b` differ, if at all, only in their accented letters:
+/// equal once every letter with an accent (a non-ASCII character, or one
+/// followed by combining marks U+0300–U+036F) counts as one placeholder.
+/// `bär` composed (NFC) and decomposed (NFD) match; so would `bär` and
+/// `bör`, which is why a match is named as a hint, never taken for the
+/// sample.
+fn same_but_accents(a: &str, b: &str) -> bool {
+    fn skeleton(s: &str) -> Vec<Option<char>> {
+        let combining = |c: char| ('\u{300}'..='\u{36f}').contains(&c);
+        let mut out: Vec<Option<char>> = Vec::new();
+        for c in s.chars() {
+            if combining(c) {
+                if let Some(last) = out.last_mut() {
+                    *last = None;
+                }
+            } else {
+                out.push(c.is_ascii().then_some(c));
+            }
+        }
+        out
+    }
+    a != b && skeleton(a) == skeleton(b)
+}
+
 pub fn resolve(
     named: Named,
     recorded: &[Sample],
@@ -324,15 +348,26 @@ pub fn resolve(
             let mut v = Vec::new();
             for p in &paths {
                 let s = by_path.get(p.as_str()).ok_or_else(|| {
-                    Error::format(
-                        source,
-                        format!(
-                            "{p} is not a training image of the registry's dataset {data} \
-                             (paths are relative to the dataset folder, e.g. {})",
+                    let mut paths = recorded.iter().filter_map(|s| s.path.as_deref());
+                    let hint = match paths.find(|r| same_but_accents(r, p)) {
+                        Some(r) => format!(
+                            "; {r} is one, written with the same letters: if their accents look \
+                             alike, the two are written in different Unicode forms (one with \
+                             accents as separate marks, NFD, as macOS writes names; one with \
+                             them composed, NFC): name it as the dataset's file is named"
+                        ),
+                        None => format!(
+                            " (paths are relative to the dataset folder, e.g. {})",
                             recorded
                                 .first()
                                 .and_then(|s| s.path.clone())
                                 .unwrap_or_default()
+                        ),
+                    };
+                    Error::format(
+                        source,
+                        format!(
+                            "{p} is not a training image of the registry's dataset {data}{hint}"
                         ),
                     )
                 })?;
@@ -451,6 +486,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("c/9.png is not a training image"), "{e}");
+        // hostile7 UN2: a path in NFD, the dataset's in NFC, looked the same
+        // and was refused without a word on why.
+        let mut accented = recorded();
+        accented[2].path = Some("b\u{e4}r/2.png".into());
+        let nfd = "ba\u{308}r/2.png";
+        let e = resolve(Named::Paths(vec![nfd.into()]), &accented, src, "d", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("b\u{e4}r/2.png is one") && e.contains("NFD"),
+            "{e}"
+        );
+        assert!(same_but_accents("b\u{e4}r \u{fc}", "ba\u{308}r u\u{308}"));
+        assert!(!same_but_accents("bar", "bar") && !same_but_accents("b\u{e4}r", "bar"));
         let ok = resolve(
             Named::Paths(vec!["c/3.png".into(), "c/1.png".into()]),
             &a,

@@ -199,10 +199,23 @@ impl Default for CalibrateSettings {
 impl CalibrateSettings {
     /// Validates the values (names the field at fault).
     pub fn check(&self) -> Result<()> {
-        if self.lrs.is_empty() || self.lrs.iter().any(|l| !(*l > 0.0 && l.is_finite())) {
+        if self.lrs.is_empty() {
             return Err(Error::setting(
                 "calibrate.lrs",
                 "give at least one positive learning rate",
+            ));
+        }
+        if let Some(l) = self.lrs.iter().find(|l| !(**l > 0.0 && l.is_finite())) {
+            return Err(Error::setting(
+                "calibrate.lrs",
+                format!("{l} is not a positive learning rate: give only rates above 0"),
+            ));
+        }
+        let lrs = &self.lrs;
+        if let Some(l) = (1..lrs.len()).find_map(|i| lrs[..i].contains(&lrs[i]).then_some(lrs[i])) {
+            return Err(Error::setting(
+                "calibrate.lrs",
+                format!("{l} is listed twice: give each rung once"),
             ));
         }
         if self.lrs.windows(2).any(|w| w[0] >= w[1]) {
@@ -742,6 +755,21 @@ pub fn auc_se(nf: usize, nh: usize) -> f64 {
 /// an AUC this far from 50 is evidence, not noise.
 pub fn auc_band(nf: usize, nh: usize) -> f64 {
     z_two_sided(0.05) * auc_se(nf, nh)
+}
+
+/// The fewest held-out samples against `nf` forgotten ones for which the
+/// membership test at `level` can fire at all: its null band
+/// (`z` × [`auc_se`]) narrower than the 50 points an AUC can lie from 50.
+/// With fewer, even a forget set the model separates perfectly (AUC 100)
+/// tests as "not detectably memorised". `None` when no held-out set is
+/// large enough (a forget set of one sample).
+pub fn min_heldout(nf: usize, level: f64) -> Option<usize> {
+    let z = z_two_sided(level);
+    // The band shrinks as nh grows, towards z × 100/√(12 nf).
+    if z * 100.0 / (12.0 * nf.max(1) as f64).sqrt() >= 50.0 {
+        return None;
+    }
+    (1..).find(|&nh| z * auc_se(nf, nh) < 50.0)
 }
 
 /// The utility guard (points) on a probe set of `n` samples on which the
@@ -2486,6 +2514,54 @@ mod tests {
         // original's 70, not its own 60.
         let damaged = probe(60.0, 60.0, 99.0, 50.0);
         assert_eq!(score(Rule::Accuracy, &damaged, &orig), 10.0);
+    }
+
+    /// hostile7 HT1b: one held-out image against 30 forgotten gave a
+    /// loss-AUC band of 50 ± 58.4, which no AUC can leave: the least
+    /// held-out set is the first whose band is narrower than 50.
+    #[test]
+    fn the_least_held_out_set_is_the_first_whose_band_can_be_left() {
+        let z = z_two_sided(0.05);
+        assert!(z * auc_se(30, 1) > 58.0 && z * auc_se(30, 2) < 50.0);
+        assert_eq!(min_heldout(30, 0.05), Some(2));
+        assert_eq!(
+            min_heldout(30, 0.01),
+            Some(3),
+            "a stricter level needs more"
+        );
+        assert_eq!(min_heldout(2, 0.05), Some(6));
+        assert_eq!(
+            min_heldout(1, 0.05),
+            None,
+            "one sample: no held-out set suffices"
+        );
+        for nf in [2, 5, 30, 1000] {
+            let m = min_heldout(nf, 0.05).unwrap();
+            assert!(z * auc_se(nf, m) < 50.0 && (m == 1 || z * auc_se(nf, m - 1) >= 50.0));
+        }
+    }
+
+    /// hostile7 V2/V3: a repeated or non-positive rate was refused as
+    /// "list in increasing order" / "give at least one positive rate",
+    /// naming neither: each is named.
+    #[test]
+    fn a_repeated_or_non_positive_rate_of_the_ladder_is_named() {
+        let check = |lrs: &[f64]| {
+            CalibrateSettings {
+                lrs: lrs.to_vec(),
+                ..Default::default()
+            }
+            .check()
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            check(&[0.01, 0.01]),
+            "calibrate.lrs: 0.01 is listed twice: give each rung once"
+        );
+        assert!(check(&[0.01, 0.1, 0.01]).contains("0.01 is listed twice"));
+        assert!(check(&[0.0, 0.01]).contains("0 is not a positive learning rate"));
+        assert!(check(&[0.1, 0.01]).contains("increasing order"));
     }
 
     #[test]

@@ -173,7 +173,9 @@ impl UnlearnJob<'_> {
             Some(r) => Some(r.clone()),
             None => crate::train::recipe_of(parent)?,
         };
-        if let Some((cal, _, _)) = self.calibrate {
+        if let Some((cal, heldout, _)) = self.calibrate {
+            self.check_heldout_size(cal, heldout.len())?;
+            check_cost_priced(cal, recipe.as_ref())?;
             self.check_search_price(cal, model, recipe.as_ref())?;
         }
         let fingerprint = model.fingerprint();
@@ -314,6 +316,32 @@ impl UnlearnJob<'_> {
         ))
     }
 
+    /// Refuses a held-out set too small for calibration's membership test
+    /// ever to fire on some request ([`super::min_heldout`]): every state,
+    /// the original included, would pass as "not detectably memorised".
+    fn check_heldout_size(&self, cal: &CalibrateSettings, nh: usize) -> Result<()> {
+        let need = self
+            .requests
+            .iter()
+            .filter_map(|r| super::min_heldout(r.indices.len(), cal.level).map(|m| (m, r)))
+            .max_by_key(|(m, _)| *m);
+        let Some((least, r)) = need.filter(|(m, _)| nh < *m) else {
+            return Ok(());
+        };
+        let band = super::z_two_sided(cal.level) * super::calibrate::auc_se(r.indices.len(), nh);
+        Err(Error::invalid(
+            "holdout",
+            format!(
+                "{nh} held-out image(s): against {} forgotten, the membership test's null band \
+                 at level {} is 50 ± {band:.1}, wider than the 50 points an AUC can lie from 50, \
+                 so no state (the original included) could ever test as memorised; hold out at \
+                 least {least}",
+                r.indices.len(),
+                cal.level
+            ),
+        ))
+    }
+
     /// Refuses a calibration cost cap (`max_cost`) that the method's
     /// adversarial search alone passes, before it runs: the search's price
     /// is known from its settings (each correctly classified forget sample
@@ -358,17 +386,22 @@ impl UnlearnJob<'_> {
             if price > cap {
                 // Rounded up, so that the fraction given back pays for it.
                 let least = (1e4 * price as f64 / retrain.max(1) as f64).ceil() / 1e4;
+                // One request (a plain unlearn) has no number to name.
+                let of = if self.requests.len() > 1 {
+                    format!(" of request {}", k + 1)
+                } else {
+                    String::new()
+                };
                 return Err(Error::invalid(
                     "calibrate.max_cost",
                     format!(
-                        "{fraction}: {}'s adversarial search of request {} alone costs at least \
-                         {price} image-steps ({correct} correctly classified samples × {} \
-                         steps), {least}× the same-recipe retrain ({retrain} image-steps), over \
-                         the cap of {cap}; give more than {least} (what the search alone costs) \
-                         to leave calibration room for its epochs, or a method without the \
-                         search",
+                        "{fraction}: {}'s adversarial search{of} alone costs at least {price} \
+                         image-steps ({correct} correctly classified samples × {} steps), \
+                         {least}× the same-recipe retrain ({retrain} image-steps), over the cap \
+                         of {cap} image-steps; give more than {least} (what the search alone \
+                         costs) to leave calibration room for its epochs, or a method without \
+                         the search",
                         self.method.name(),
-                        k + 1,
                         attack.min_steps_per_sample()
                     ),
                 ));
@@ -376,6 +409,22 @@ impl UnlearnJob<'_> {
             forgotten = forgotten.union(&IndexSet::new(forget.iter().copied()));
         }
         Ok(())
+    }
+}
+
+/// Refuses a cost cap on a model without a training recipe (imported):
+/// the cap is a fraction of the same-recipe retrain's cost, which nothing
+/// prices, so it would be accepted and never applied.
+fn check_cost_priced(cal: &CalibrateSettings, recipe: Option<&crate::train::Recipe>) -> Result<()> {
+    match (cal.max_cost, recipe) {
+        (Some(f), None) => Err(Error::invalid(
+            "calibrate.max_cost",
+            format!(
+                "{f}: the model records no training recipe (an imported model), so there is no \
+                 retrain whose cost the cap is a fraction of; calibrate without a cost cap"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

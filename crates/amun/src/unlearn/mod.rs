@@ -27,8 +27,8 @@ pub use bs::{Bs, BsSettings};
 pub use calibrate::{
     CalibrateOverrides, CalibrateSettings, Calibration, Candidate, Change, LadderStart, Leg,
     Membership, Opening, Probe, Probes, RmiaSignal, Rule, Sizes, Targets, Verdict, Walk,
-    accuracy_noise, auc_band, calibrate, calibrate_from, parse_calibration_budget, score,
-    utility_drop, z_two_sided,
+    accuracy_noise, auc_band, calibrate, calibrate_from, min_heldout, parse_calibration_budget,
+    score, utility_drop, z_two_sided,
 };
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, STOP_BELOW, finetune};
 pub use ft::{Ft, FtSettings};
