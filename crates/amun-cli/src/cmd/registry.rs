@@ -127,6 +127,9 @@ pub struct CreateArgs {
     pub data: DataDir,
     #[arg(long)]
     pub json: bool,
+    /// No progress output (warnings are still shown)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 fn create(a: CreateArgs) -> Result<()> {
@@ -152,7 +155,8 @@ fn create(a: CreateArgs) -> Result<()> {
         data_dir: a.data.path(),
         anchor_copy: a.anchor_copy.clone(),
     };
-    let reg = Registry::create(&a.dir.registry, &spec, &crate::progress::Stderr)?;
+    let bars = crate::progress::Bars::terse(a.quiet);
+    let reg = Registry::create(&a.dir.registry, &spec, &bars)?;
     let info = reg.info()?;
     let head = reg.head()?;
     if a.json {
@@ -897,9 +901,8 @@ pub struct AnchorArgs {
 fn anchor(a: AnchorArgs) -> Result<()> {
     let mut reg = Registry::open(&a.dir.registry)?;
     // The library names the setting; the user typed --copy.
-    let copy = reg.set_anchor_copy(&a.copy).map_err(|e| match e {
-        amun::error::Error::Invalid { .. } => anyhow::anyhow!("--copy {e}"),
-        e => e.into(),
+    let copy = reg.set_anchor_copy(&a.copy).map_err(|e| {
+        anyhow::anyhow!(e.naming(&|k| (k == "anchor-copy").then(|| "--copy".to_string())))
     })?;
     for w in reg.take_warnings() {
         eprintln!("warning: {w}");

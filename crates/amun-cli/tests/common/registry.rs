@@ -41,7 +41,20 @@ pub fn folder_registry(dir: &Path) -> (PathBuf, PathBuf) {
         "-q",
     ]));
     let r = dir.join("reg");
-    create(&r, &model, &["--holdout-test", "10"]);
+    // -q as every other command takes it (hostile7 R4: refused).
+    let o = reg(
+        "create",
+        &r,
+        &[
+            "--checkpoint",
+            model.to_str().unwrap(),
+            "--holdout-test",
+            "10",
+            "-q",
+        ],
+    );
+    ok(&o);
+    assert!(super::stderr(&o).is_empty(), "{}", super::stderr(&o));
     (data, r)
 }
 
