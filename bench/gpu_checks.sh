@@ -21,6 +21,10 @@
 #                                        references: the exact retrain, AMUN at the paper's
 #                                        cost and AMUN/FT/RL/SalUn at amun's defaults, with
 #                                        their Avg. Gap (bench/gpu_cost.py's table)
+#   bash bench/gpu_checks.sh python [W]  (CIFAR-10 staged) amun's Python API on the card: the
+#                                        wheel in W (default .stage/wheel) over the image's torch,
+#                                        a ResNet-18 trained, unlearned and audited on CUDA and
+#                                        unlearned again on the CPU (bench/gpu_python.py)
 #   bash bench/gpu_checks.sh table [S]   (CIFAR-10 staged) the rest of the short Table 1 cell,
 #                                        experiments/cifar10-resnet18-gpu-short.toml (the
 #                                        15-epoch one-cycle ResNet-18), four workers on the GPU
@@ -268,8 +272,21 @@ table)
   cp "$run_dir/report.md" "$run_dir/report.json" "$OUT/table-s$seed/" 2>/dev/null
   (cd "$run_dir" && find . -name '*.json' -size -2M | tar czf "$OUT/table-s$seed/run-json.tgz" -T -) 2>/dev/null
   ;;
+python)
+  # Issue 39 on the card: amun's wheel (abi3, built here by maturin, ~4 MB,
+  # carried as .stage/wheel/amun-*.whl) over the image's own torch (cu130):
+  # a torchvision ResNet-18 trained, unlearned and audited through the
+  # Python API with the module and tensors on the card, then the same
+  # unlearning on the CPU (bench/gpu_python.py; ~1 minute).
+  check_cifar
+  whl=$(ls "${2:-.stage/wheel}"/amun-*.whl 2>/dev/null | head -n 1)
+  [ -n "$whl" ] || { echo "no amun wheel in ${2:-.stage/wheel}: build it with maturin here first" >&2; exit 1; }
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/amun-site "$whl" || exit 1
+  export PYTHONPATH=/tmp/amun-site
+  run "$PY" bench/gpu_python.py "$AMUN_DATA_DIR/cifar10" "$OUT" --device "$DEV"
+  ;;
 *)
-  echo "usage: bash bench/gpu_checks.sh pack DEST | stage DIR | bench | train | search | cost [SECONDS] | table [SECONDS]" >&2
+  echo "usage: bash bench/gpu_checks.sh pack DEST | stage DIR | bench | train | search | cost [SECONDS] | table [SECONDS] | python [WHEEL_DIR]" >&2
   exit 2
   ;;
 esac
