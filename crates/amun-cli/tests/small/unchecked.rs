@@ -187,7 +187,11 @@ fn a_cost_cap_below_the_searchs_price_is_refused_before_it_runs() {
         .run();
     fails_with(
         &o,
-        &["calibrate.max_cost", "adversarial search", "give more than"],
+        &[
+            "--calibrate-max-cost",
+            "adversarial search",
+            "give more than",
+        ],
     );
     assert!(!Path::new(&out).exists());
 }
