@@ -350,8 +350,8 @@ fn check_refs(i: &super::RegistryRow, find: &mut impl FnMut(String, String), nfi
 fn staging_note(reg: &Registry, notes: &mut Vec<String>) {
     let staging = reg.dir.join("staging");
     let (ours, theirs): (Vec<_>, Vec<_>) = std::fs::read_dir(&staging)
-        .map(|r| r.flatten().collect())
-        .unwrap_or_else(|_| Vec::new())
+        .map(|r| r.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
         .into_iter()
         .partition(|e: &std::fs::DirEntry| {
             e.file_type().is_ok_and(|t| t.is_file())
