@@ -167,13 +167,10 @@ pub fn read(path: &Path) -> Result<Option<Parsed>> {
         } else {
             "a socket or other special file"
         };
-        let link = std::fs::symlink_metadata(path)
-            .is_ok_and(|l| l.file_type().is_symlink())
-            .then(|| {
-                let to = std::fs::read_link(path).unwrap_or_default();
-                format!(" (a symbolic link to {})", to.display())
-            })
-            .unwrap_or_default();
+        let link = match std::fs::read_link(path) {
+            Ok(to) => format!(" (a symbolic link to {})", to.display()),
+            Err(_) => String::new(),
+        };
         return Err(Error::invalid(
             path.display().to_string(),
             format!(
