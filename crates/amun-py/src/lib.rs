@@ -445,6 +445,7 @@ fn run(
         seed: req.seed,
         forgotten_before: &[],
         recipe: None,
+        batch: Default::default(),
     };
     let done = job.run(&mut model, &parent, progress).map_err(py_err)?;
     write_back(&model, views)?;

@@ -310,6 +310,7 @@ pub fn unlearning_cost(
             forgotten_before: &[],
             rmia: None,
             recipe: None,
+            batch: Default::default(),
         };
         let out = job.run(&mut m, parent, progress)?;
         let timing = |k: &str| {

@@ -27,6 +27,7 @@ pub const SETTING_FLAGS: &[(&str, &str)] = &[
     ("with_retain", "--no-retain"),
     ("with_retain=false", "--no-retain"),
     ("forgotten", "--forgotten"),
+    ("reference", "--reference"),
 ];
 
 /// The flag of the setting `key`, if a flag gives it.

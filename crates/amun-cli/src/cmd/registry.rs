@@ -53,7 +53,7 @@ pub enum RegistryCmd {
 pub fn run(c: RegistryCmd) -> Result<()> {
     match c {
         RegistryCmd::Create(a) => create(a),
-        RegistryCmd::Add(a) => add(a),
+        RegistryCmd::Add(a) => add(a).map_err(|e| super::flags::in_flags(e, &[])),
         RegistryCmd::List(a) => list(a),
         RegistryCmd::Show(a) => show(a),
         RegistryCmd::Apply(a) => {
@@ -288,8 +288,7 @@ fn add(a: AddArgs) -> Result<()> {
     for s in &added {
         let r = &s.status;
         super::outln!(
-            "request {}: {} sample(s) from {}, {}; receipt {} (samples sha256 {}, chain head {} \
-             {})",
+            "request {}: {} sample(s) from {}, {}; {} (samples sha256 {}, chain head {} {})",
             r.request.id,
             r.request.size,
             r.request.source,
@@ -297,7 +296,10 @@ fn add(a: AddArgs) -> Result<()> {
                 Some(v) => format!("already forgotten by version {v} (absorbed)"),
                 None => RequestState::Pending.to_string(),
             },
-            s.receipt_file.display(),
+            match &s.receipt_file {
+                Some(f) => format!("receipt {}", f.display()),
+                None => "its receipt was NOT written (see the warning)".into(),
+            },
             short(&r.request.samples_sha256),
             s.receipt.head_seq,
             short(&s.receipt.head_hash)
@@ -376,7 +378,7 @@ fn list(a: ListArgs) -> Result<()> {
             t.row([
                 r.request.id.to_string(),
                 r.request.received.clone(),
-                r.request.reference.clone(),
+                amun::report::cell(&r.request.reference),
                 r.request.size.to_string(),
                 match (r.absorbed_by, &r.how) {
                     (Some(v), Some(h)) => format!("absorbed by v{v} ({h})"),

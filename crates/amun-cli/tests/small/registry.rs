@@ -607,6 +607,8 @@ fn a_slurm_retrain_blocks_writers_only_while_slurm_says_it_runs() {
 /// nothing: `apply` commits no version and the request stays pending
 /// (hostile6 MC3: a version bit-identical to its parent was committed with
 /// the requests listed as absorbed), and `unlearn` says so even with -q.
+/// Hostile7 MC2b: the batch stops at the first such request (requests 2
+/// and 3 were calibrated before the refusal named request 1).
 #[test]
 fn apply_commits_nothing_when_calibration_leaves_the_request_remembered() {
     let dir = tempfile::tempdir().unwrap();
@@ -618,18 +620,26 @@ fn apply_commits_nothing_when_calibration_leaves_the_request_remembered() {
     create(&r, &model, &["--holdout-test", "40"]);
     let indices: Vec<i64> = (0..30).collect();
     let q = request(dir.path(), "q.csv", &indices);
-    ok(&reg("add", &r, &[q.to_str().unwrap()]));
+    let q2 = request(dir.path(), "q2.csv", &[40, 41]);
+    let q3 = request(dir.path(), "q3.csv", &[50]);
+    let added = [
+        q.to_str().unwrap(),
+        q2.to_str().unwrap(),
+        q3.to_str().unwrap(),
+    ];
+    ok(&reg("add", &r, &added));
     let o = reg("apply", &r, &["--method", "ft"]);
     fails_with(
         &o,
         &[
             "request 1",
             "still detectably memorised",
+            "the batch stopped there: request(s) 2, 3 were not run",
             "nothing was committed",
             "retrain",
         ],
     );
-    assert_eq!(pending(&r), vec![1]);
+    assert_eq!(pending(&r), vec![1, 2, 3]);
     assert_eq!(count(&r, "versions"), 1);
     ok(&reg("verify", &r, &[]));
 

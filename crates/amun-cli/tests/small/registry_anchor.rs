@@ -122,9 +122,13 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     std::fs::remove_dir_all(b.join("receipts")).unwrap();
     let first_line = anchor_lines(&b)[0].to_string() + "\n";
     std::fs::write(b.join("anchor.log"), first_line).unwrap();
-    fails_with(
-        &reg("verify", &b, &[]),
-        &["reg-anchor.log", "another copy of this registry"],
+    // Behind, not a fork (hostile7 FK8): it never wrote since the copy.
+    let o = reg("verify", &b, &[]);
+    fails_with(&o, &["reg-anchor.log", "is behind its anchor"]);
+    assert!(
+        stderr(&o).contains("another copy of this registry") && stderr(&o).contains("older copy"),
+        "{}",
+        stderr(&o)
     );
     let away = d.path().join("away.log");
     std::fs::rename(&copy, &away).unwrap();

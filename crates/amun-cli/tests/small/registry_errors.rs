@@ -570,3 +570,86 @@ fn registry_add_and_apply_name_what_they_were_given() {
     assert!(!stderr(&o).contains("--calibrate-rule"), "{}", stderr(&o));
     assert_eq!(common::files_in(d.path()), ["r1.csv"]);
 }
+
+/// Hostile7 AP10: `apply --method amun --calibrate-max-cost 0.001` with two
+/// pending requests was refused up front, but named `calibrate.max_cost`
+/// with a per-request value never typed ("0.0003") and hinted a per-request
+/// fraction: following the hint was refused again. The hint is in the
+/// flag's units (the batch's cap) and following it passes the check.
+#[test]
+fn a_batch_cost_cap_below_the_search_hints_a_cap_for_the_flag() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let cheap = [
+        "--device",
+        "cpu",
+        "-q",
+        "--method",
+        "amun",
+        "--set",
+        "attack.steps=10",
+        "--calibrate-lrs",
+        "0.01",
+        "--epochs",
+        "1",
+        "--calibrate-max-cost",
+    ];
+    let with_cap = |cap: &str| {
+        let mut a = cheap.to_vec();
+        a.push(cap);
+        reg("apply", &r, &a)
+    };
+    let o = with_cap("0.001");
+    fails_with(
+        &o,
+        &[
+            "--calibrate-max-cost: 0.001",
+            "image-steps",
+            "give more than",
+        ],
+    );
+    let err = stderr(&o);
+    assert!(!err.contains("calibrate.max_cost"), "{err}");
+    let hint = err
+        .split("give more than ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("a hint");
+    let o = with_cap(hint);
+    assert!(!stderr(&o).contains("adversarial search"), "{}", stderr(&o));
+}
+
+/// Hostile7 O5: `registry add --reference $'multi\nline | pipe'` was taken,
+/// and `registry list`'s table was broken by the line break and the `|`.
+/// A reference is one line (a control character is refused, naming the
+/// flag), and a `|` in it is escaped in the table.
+#[test]
+fn a_reference_is_one_line_and_its_pipe_keeps_the_table_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let r3 = request(d.path(), "r3.csv", &[20]);
+    let o = reg(
+        "add",
+        &r,
+        &[r3.to_str().unwrap(), "--reference", "multi\nline"],
+    );
+    fails_with(
+        &o,
+        &["--reference", "control character", "nothing was added"],
+    );
+    assert_eq!(count(&r, "requests"), 2);
+    ok(&reg(
+        "add",
+        &r,
+        &[r3.to_str().unwrap(), "--reference", "ticket 7 | mail"],
+    ));
+    let o = reg("list", &r, &[]);
+    ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("ticket 7 \\| mail"), "{out}");
+    let columns = |l: &str| l.replace("\\|", "").matches('|').count();
+    let table: Vec<&str> = out.lines().filter(|l| l.contains("| request")).collect();
+    assert_eq!(table.len(), 1, "{out}");
+    let row = out.lines().find(|l| l.contains("ticket 7")).unwrap();
+    assert_eq!(columns(row), columns(table[0]), "{out}");
+}

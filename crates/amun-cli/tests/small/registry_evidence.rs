@@ -132,15 +132,16 @@ fn an_emptied_anchor_is_refused_like_a_deleted_one() {
 
 /// Hostile6 BK1: `cp -r reg reg-backup`, then an add on the clone appended
 /// to the anchor copy both share, and the real registry's verify accused
-/// itself of a rollback. A clone is refused; a fork made anyway (by an
-/// amun before this, or while the real folder was away) is named as one,
-/// and a new copy lets the real registry go on.
+/// itself of a rollback. A clone is refused; a fork made anyway (both
+/// wrote after the split: by an amun before this, or while each folder was
+/// away in turn) is named as one, and a new copy lets each go on.
 #[test]
 fn a_clone_that_writes_the_shared_anchor_copy_is_named_a_fork_not_a_rollback() {
     let d = tempfile::tempdir().unwrap();
     let (r, copy) = with_copy_and_backup(d.path());
     let clone = d.path().join("backup");
     let r2 = request(d.path(), "r2.csv", &[10, 11]);
+    let r3 = request(d.path(), "r3.csv", &[20]);
     let o = reg("add", &clone, &[r2.to_str().unwrap()]);
     fails_with(
         &o,
@@ -159,7 +160,12 @@ fn a_clone_that_writes_the_shared_anchor_copy_is_named_a_fork_not_a_rollback() {
         "{}",
         stderr(&o)
     );
-    // The real folder away for a moment: the clone writes the copy.
+    // Both write after the split: the real one a request of its own (its
+    // line then taken out of the copy again), the clone another while the
+    // real folder is away.
+    let split = std::fs::read(&copy).unwrap();
+    ok(&reg("add", &r, &[r3.to_str().unwrap()]));
+    std::fs::write(&copy, split).unwrap();
     let away = d.path().join("away");
     std::fs::rename(&r, &away).unwrap();
     ok(&reg("add", &clone, &[r2.to_str().unwrap()]));
@@ -192,6 +198,53 @@ fn a_clone_that_writes_the_shared_anchor_copy_is_named_a_fork_not_a_rollback() {
     assert_eq!(anchored(&own), head_seq(&r));
     ok(&reg("verify", &clone, &[]));
     assert!(copy.exists());
+}
+
+/// Hostile7 FK8: `cp -r reg reg_bak`, then request 2 added to reg: the
+/// stale backup, which never wrote since, was called "a fork", and
+/// following the advice (`registry anchor --copy` on it) made it verify
+/// "intact" and hand out request 2 again — the acknowledged one lost. A
+/// backup whose chain the anchor's copy only runs ahead of is behind, as
+/// when the real folder is gone, and gets no new copy.
+#[test]
+fn a_stale_backup_is_behind_its_anchor_not_a_fork() {
+    let d = tempfile::tempdir().unwrap();
+    let (r, _copy) = with_copy_and_backup(d.path());
+    let bak = d.path().join("backup");
+    let r2 = request(d.path(), "r2.csv", &[10, 11]);
+    ok(&reg("add", &r, &[r2.to_str().unwrap()]));
+    let o = reg("verify", &bak, &[]);
+    fails_with(&o, &["registry.db", "is behind its anchor"]);
+    assert!(stdout(&o).contains("request 2"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("a fork"), "{}", stdout(&o));
+    let real = std::fs::canonicalize(&r).unwrap();
+    assert!(
+        stderr(&o).contains("older copy") && stderr(&o).contains(real.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    let new = d.path().join("new.log");
+    fails_with(
+        &reg("anchor", &bak, &["--copy", new.to_str().unwrap()]),
+        &[
+            "cannot set the anchor's copy",
+            "is behind its anchor",
+            real.to_str().unwrap(),
+        ],
+    );
+    assert!(!new.exists());
+    let r9 = request(d.path(), "r9.csv", &[30]);
+    fails_with(
+        &reg("add", &bak, &[r9.to_str().unwrap()]),
+        &["cannot add requests", "is behind its anchor"],
+    );
+    // The real folder gone: the same.
+    std::fs::remove_dir_all(&r).unwrap();
+    fails_with(
+        &reg("add", &bak, &[r9.to_str().unwrap()]),
+        &["cannot add requests", "is behind its anchor"],
+    );
+    assert_eq!(count(&bak, "requests"), 1);
 }
 
 /// Hostile6 KA and RO1b: an add killed between its commit and its receipt
@@ -289,12 +342,27 @@ fn a_lost_receipt_is_named_and_written_again_and_verify_writes_nothing() {
 
 /// Hostile6 CE6: certificates/v0002.md edited and v0002.json deleted
 /// verified "intact" (a note: no certificate), and `registry certificate`
-/// then replaced the edited file unseen.
+/// then replaced the edited file unseen. Hostile7 SG1: the apply deleted a
+/// user's file it found in staging/; it removes only what amun stages.
 #[test]
 fn a_markdown_certificate_without_its_json_is_named_and_never_replaced() {
     let d = tempfile::tempdir().unwrap();
     let r = small_registry(d.path());
-    ok(&reg("apply", &r, APPLY_FAST));
+    let notes = r.join("staging/notes.txt");
+    let leftover = r.join("staging/v0002.json");
+    std::fs::create_dir_all(r.join("staging")).unwrap();
+    std::fs::write(&notes, b"mine").unwrap();
+    std::fs::write(&leftover, b"{}").unwrap();
+    let o = reg("apply", &r, APPLY_FAST);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("notes.txt") && stderr(&o).contains("not a file amun stages"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&notes).unwrap(), b"mine");
+    assert!(!leftover.exists());
+    std::fs::remove_file(&notes).unwrap();
     let md = r.join("certificates/v0002.md");
     let forged = std::fs::read_to_string(&md)
         .unwrap()
@@ -311,7 +379,22 @@ fn a_markdown_certificate_without_its_json_is_named_and_never_replaced() {
     );
     assert_eq!(std::fs::read_to_string(&md).unwrap(), forged);
     std::fs::rename(&md, d.path().join("forged.md")).unwrap();
+    // Hostile7 CE7: no cause verify cannot know, and the certificate
+    // written again is marked so, as a receipt written again is.
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(err.contains("version 2 has no certificate file"), "{err}");
+    assert!(err.contains("or it was removed"), "{err}");
+    assert!(
+        !err.contains("its process stopped after the commit"),
+        "{err}"
+    );
     ok(&reg("certificate", &r, &["--version", "2"]));
+    let json = read_json(&r.join("certificates/v0002.json"));
+    assert!(json["reissued"].is_string(), "{json}");
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.contains("Re-issued"), "{text}");
     ok(&reg("verify", &r, &[]));
 }
 
@@ -427,4 +510,108 @@ fn apply_s_cost_cap_holds_for_the_whole_batch_and_help_says_so() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Hostile7 AE6: an anchor.log of one garbage line was called "empty", a
+/// folder in its place gave the OS's raw "Is a directory", and a symbolic
+/// link to /dev/null was "empty" too. The line is named by its number, and
+/// what is no regular file is said to be none.
+#[test]
+fn an_anchor_that_is_garbage_a_folder_or_a_device_is_named_as_such() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let anchor = r.join("anchor.log");
+    let r3 = request(d.path(), "r3.csv", &[20]);
+    std::fs::write(&anchor, b"garbage\n").unwrap();
+    let o = reg("verify", &r, &[]);
+    fails_with(&o, &["anchor.log", "its line 1 is none"]);
+    assert!(!stderr(&o).contains("is empty"), "{}", stderr(&o));
+    fails_with(
+        &reg("add", &r, &[r3.to_str().unwrap()]),
+        &["cannot add requests", "anchor.log", "its line 1 is none"],
+    );
+    std::fs::remove_file(&anchor).unwrap();
+    std::fs::create_dir(&anchor).unwrap();
+    let adding = [r3.to_str().unwrap()];
+    for (sub, args) in [("verify", &[][..]), ("add", &adding[..])] {
+        let o = reg(sub, &r, args);
+        fails_with(&o, &["anchor.log", "is not a regular file but a folder"]);
+        assert!(!stderr(&o).contains("os error"), "{}", stderr(&o));
+    }
+    std::fs::remove_dir(&anchor).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &anchor).unwrap();
+    fails_with(
+        &reg("verify", &r, &[]),
+        &["anchor.log", "not a regular file but a device", "/dev/null"],
+    );
+    assert_eq!(count(&r, "requests"), 2);
+}
+
+/// Hostile7 RO8: an add whose receipt could not be written warned, but its
+/// success line still named the receipt file as if written.
+#[test]
+fn an_add_whose_receipt_was_not_written_does_not_name_it() {
+    let d = tempfile::tempdir().unwrap();
+    let r = small_registry(d.path());
+    let guard = Immutable::set(&r.join("receipts"));
+    if !guard.is_set() {
+        return;
+    }
+    let r3 = request(d.path(), "r3.csv", &[20]);
+    let o = reg("add", &r, &[r3.to_str().unwrap()]);
+    ok(&o);
+    assert!(stderr(&o).contains("was not written"), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("request 3:"), "{out}");
+    assert!(!out.contains("r0003.json"), "{out}");
+    assert!(out.contains("receipt was NOT written"), "{out}");
+}
+
+/// Hostile7 C5: of two `registry create` of one folder at once, the one
+/// that came second said only the OS's raw "Directory not empty (os error
+/// 39)". It says another command filled the folder, and leaves it be.
+#[test]
+fn a_create_that_another_create_beat_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let model = mnist_model(d.path(), "400", "1");
+    let r = d.path().join("reg");
+    let abs = std::path::absolute(&r).unwrap();
+    let child = std::process::Command::new(common::bin())
+        .args(["registry", "create", "--registry", r.to_str().unwrap()])
+        .args(["--checkpoint", model.to_str().unwrap()])
+        .env(
+            "AMUN_REGISTRY_STOP_AT",
+            format!("pause:create-place@{}", abs.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !stopped(child.id()) {
+        assert!(t.elapsed().as_secs() < 120, "the create never got ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    create(&r, &model, &[]);
+    let cont = std::process::Command::new("kill")
+        .args(["-CONT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(cont.success());
+    let o = child.wait_with_output().unwrap();
+    fails_with(
+        &o,
+        &[
+            "reg",
+            "filled by another command",
+            "nothing was created here",
+        ],
+    );
+    assert!(!stderr(&o).contains("os error"), "{}", stderr(&o));
+    ok(&reg("verify", &r, &[]));
+    let left: Vec<String> = common::files_in(d.path())
+        .into_iter()
+        .filter(|f| f.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -191,7 +191,8 @@ fn a_cost_cap_below_the_searchs_price_is_refused_before_it_runs() {
         &o,
         &[
             "--calibrate-max-cost: 0.001: amun's adversarial search alone costs",
-            "image-steps; give more than",
+            "image-steps",
+            "give more than",
         ],
     );
     assert!(!stderr(&o).contains("request 1"), "{}", stderr(&o));

@@ -74,6 +74,22 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// What a file without a head holds, in words: "is empty: …", or the
+    /// first line that is no anchor line.
+    pub fn no_line(&self) -> String {
+        match self.bad.first() {
+            Some((line, why)) => format!(
+                "holds no anchor line: its line {line} is none ({why}){}",
+                match self.bad.len() {
+                    1 => String::new(),
+                    n => format!(", nor are {} more", n - 1),
+                }
+            ),
+            None if self.torn => "holds no anchor line: only one cut short".into(),
+            None => "is empty: it holds no anchor line".into(),
+        }
+    }
+
     /// The newest head (the largest sequence).
     pub fn last(&self) -> Option<&Head> {
         self.heads.iter().map(|(_, h)| h).max_by_key(|h| h.seq)
@@ -133,8 +149,36 @@ fn fork_words(file: &Path, other: &str, line: usize, time: &str, this: &Path) ->
     )
 }
 
-/// Reads the anchor file at `path`; `None` when there is none.
+/// Reads the anchor file at `path`; `None` when there is none. A path
+/// that is no regular file (a folder, a device such as `/dev/null`
+/// behind a symbolic link) is an error that says so.
 pub fn read(path: &Path) -> Result<Option<Parsed>> {
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        let what = if t.is_dir() {
+            "a folder"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_fifo() {
+            "a pipe"
+        } else {
+            "a socket or other special file"
+        };
+        let link = match std::fs::read_link(path) {
+            Ok(to) => format!(" (a symbolic link to {})", to.display()),
+            Err(_) => String::new(),
+        };
+        return Err(Error::invalid(
+            path.display().to_string(),
+            format!(
+                "is not a regular file but {what}{link}: an anchor is a file of lines amun \
+                 appends to; put the anchor file back there (from a backup or the anchor's copy)"
+            ),
+        ));
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -419,10 +463,9 @@ pub(crate) fn refuse_behind(reg: &Registry, doing: &str) -> Result<()> {
     let local = reg.dir.join(FILE);
     let parsed = read(&local)?;
     if !rows(&reg.conn, &reg.db)?.is_empty() && parsed.as_ref().is_none_or(|p| p.heads.is_empty()) {
-        let state = if parsed.is_none() {
-            "is missing"
-        } else {
-            "is empty: it holds no anchor line (emptied, e.g. by a log rotation?)"
+        let state = match &parsed {
+            None => "is missing".to_string(),
+            Some(p) => format!("{} (emptied, e.g. by a log rotation?)", p.no_line()),
         };
         return Err(refuse(format!(
             "its anchor {} {state} (the registry started one); put it back from a backup or the \
@@ -437,8 +480,12 @@ pub(crate) fn refuse_behind(reg: &Registry, doing: &str) -> Result<()> {
     {
         let id = chain.first().map(|e| e.hash.clone()).unwrap_or_default();
         let others = other_copies(&p, &location(&reg.dir), &id);
-        p.heads
-            .retain(|(_, h)| h.dir.as_ref().is_none_or(|d| !others.contains(d)));
+        // A fork's lines are the other copy's; lines that only run ahead of
+        // this chain show this database behind (an older copy of that one).
+        if theirs(&p, &chain, &others) == Theirs::Fork {
+            p.heads
+                .retain(|(_, h)| h.dir.as_ref().is_none_or(|d| !others.contains(d)));
+        }
         files.push((copy, p));
     }
     for (file, p) in files {
@@ -448,8 +495,15 @@ pub(crate) fn refuse_behind(reg: &Registry, doing: &str) -> Result<()> {
             Some(_) => "holds another history than the one anchored",
             None => "is behind its anchor (rolled back, or its newest records deleted)",
         };
+        let id = chain.first().map(|e| &e.hash);
+        let by = match &h.dir {
+            Some(d) if *d != location(&reg.dir) && db::identity_at(Path::new(d)).as_ref() == id => {
+                format!(" (written by another copy of this registry, at {d}, which holds them)")
+            }
+            _ => String::new(),
+        };
         return Err(refuse(format!(
-            "its database {problem}: {} recorded chain record {} at {}; nothing was changed \
+            "its database {problem}: {} recorded chain record {} at {}{by}; nothing was changed \
              (`amun registry verify` names what is missing)",
             file.display(),
             h.seq,
@@ -469,7 +523,7 @@ pub(crate) fn refuse_unreadable_copy(reg: &Registry, doing: &str) -> Result<()> 
     };
     let why = match read(&copy) {
         Ok(Some(p)) if !p.heads.is_empty() => return Ok(()),
-        Ok(Some(_)) => "holds no anchor line".to_string(),
+        Ok(Some(p)) => p.no_line(),
         Ok(None) => "is missing".to_string(),
         Err(e) => format!("cannot be read ({e})"),
     };
@@ -498,6 +552,11 @@ pub(crate) fn refuse_fork(reg: &Registry, doing: &str) -> Result<()> {
         return Ok(());
     };
     let others = other_copies(&p, &location(&reg.dir), &reg.id()?);
+    let chain = db::chain(&reg.conn, &reg.db)?;
+    if theirs(&p, &chain, &others) == Theirs::Ahead {
+        // Not a fork: this database is behind (verify and refuse_behind say so).
+        return Ok(());
+    }
     match written_last_by_another(&p, &others) {
         Some((other, line, time)) => Err(Error::invalid(
             format!("registry {}", reg.dir.display()),
@@ -609,10 +668,10 @@ pub(crate) fn check(
         Some(p) if p.heads.is_empty() && !started.is_empty() => find(
             FILE.into(),
             format!(
-                "is empty: it holds no anchor line, but the registry started its anchor at {} \
-                 (emptied, e.g. by a log rotation, or replaced): without its lines a database \
-                 put back to an older copy cannot be told from the real one; put it back from a \
-                 backup or the anchor's copy",
+                "{}, but the registry started its anchor at {} (emptied, e.g. by a log \
+                 rotation, or replaced): without its lines a database put back to an older copy \
+                 cannot be told from the real one; put it back from a backup or the anchor's copy",
+                p.no_line(),
                 started[0].started
             ),
         ),
@@ -646,7 +705,7 @@ pub(crate) fn check(
                 files.push((copy.clone(), p));
                 None
             }
-            Ok(Some(_)) => Some("is empty: it holds no anchor line".to_string()),
+            Ok(Some(p)) => Some(p.no_line()),
             Ok(None) => Some("is missing".to_string()),
             Err(e) => Some(format!("cannot be read ({e})")),
         };
@@ -684,11 +743,57 @@ fn holds(h: &Head, chain: &[ChainEntry]) -> bool {
             .all(|r| at(r.seq).is_some_and(|e| e.kind == r.kind && e.item == r.item))
 }
 
+/// Whether the line `h`, which `chain` does not hold, only runs ahead of
+/// it: its head lies beyond the chain's, and every record it names up to
+/// the chain's head is the chain's own. A registry writes a line only after
+/// one its chain holds, so such a line continues this history.
+fn runs_ahead(h: &Head, chain: &[ChainEntry]) -> bool {
+    let head = chain.last().map_or(0, |e| e.seq);
+    let at = |seq: i64| chain.iter().find(|e| e.seq == seq);
+    h.seq > head
+        && h.records.iter().all(|r| {
+            r.seq > head || at(r.seq).is_some_and(|e| e.kind == r.kind && e.item == r.item)
+        })
+}
+
+/// How the lines of `p` that another copy of this registry wrote stand to
+/// this `chain`, told by content, not by where the folders are.
+#[derive(Debug, PartialEq)]
+enum Theirs {
+    /// All are this history (or there are none).
+    Held,
+    /// Some run ahead of this chain, none disagree with it: this database
+    /// is an older copy of that registry (a backup that never wrote since):
+    /// it is behind, and the requests it lacks were acknowledged.
+    Ahead,
+    /// Some disagree with records this chain holds: both wrote after the
+    /// split, a fork.
+    Fork,
+}
+
+fn theirs(p: &Parsed, chain: &[ChainEntry], others: &BTreeSet<String>) -> Theirs {
+    let mut unheld = p
+        .heads
+        .iter()
+        .map(|(_, h)| h)
+        .filter(|h| h.dir.as_ref().is_some_and(|d| others.contains(d)) && !holds(h, chain))
+        .peekable();
+    if unheld.peek().is_none() {
+        Theirs::Held
+    } else if unheld.all(|h| runs_ahead(h, chain)) {
+        Theirs::Ahead
+    } else {
+        Theirs::Fork
+    }
+}
+
 /// The anchor's copy `p` without the lines another copy of this registry
 /// (a clone or backup) wrote where they differ from this registry's
 /// history: they are a fork, named as such, not a rollback of this one.
 /// Lines of the other copy that this history holds (the registry this
-/// folder was copied from, before the copy) are kept and checked.
+/// folder was copied from, before the copy) are kept and checked, and so
+/// are lines that only run ahead of it ([`Theirs::Ahead`]): this folder is
+/// then an older copy of that one, behind its anchor.
 fn leave_out_other_copies(
     reg: &Registry,
     chain: &[ChainEntry],
@@ -699,14 +804,26 @@ fn leave_out_other_copies(
 ) -> Parsed {
     let id = chain.first().map(|e| e.hash.clone()).unwrap_or_default();
     let others = other_copies(&p, &location(&reg.dir), &id);
-    let theirs = |h: &Head| h.dir.as_ref().is_some_and(|d| others.contains(d));
-    let forked: Vec<(usize, &Head)> = p
+    let theirs_at = |h: &Head| h.dir.as_ref().is_some_and(|d| others.contains(d));
+    let unheld: Vec<(usize, &Head)> = p
         .heads
         .iter()
-        .filter(|(_, h)| theirs(h) && !holds(h, chain))
+        .filter(|(_, h)| theirs_at(h) && !holds(h, chain))
         .map(|(l, h)| (*l, h))
         .collect();
-    if let Some((line, h)) = forked.first() {
+    let state = theirs(&p, chain, &others);
+    if let (Theirs::Ahead, Some((line, h))) = (&state, unheld.first()) {
+        // Kept: checked below, they name what this database lacks.
+        notes.push(format!(
+            "{}: line(s) from line {line} on were written by another copy of this registry, at \
+             {} ({}), after this folder was copied from it: this folder is an older copy of \
+             it (a backup that never wrote since), behind it, not a fork; that registry holds \
+             the records this one lacks",
+            file.display(),
+            h.dir.as_deref().unwrap_or_default(),
+            h.time
+        ));
+    } else if let Some((line, h)) = unheld.first() {
         find(
             format!("the anchor's copy {}", file.display()),
             format!(
@@ -715,13 +832,13 @@ fn leave_out_other_copies(
                  was written to after it was copied — a fork, not a rollback of this one. They \
                  are left out of the check. Give this registry a new copy (`amun registry anchor \
                  --registry {} --copy NEW_FILE`) and the other one its own, or remove the other",
-                forked.len(),
+                unheld.len(),
                 h.dir.as_deref().unwrap_or_default(),
                 h.time,
                 reg.dir.display()
             ),
         );
-        p.heads.retain(|(_, h)| !theirs(h) || holds(h, chain));
+        p.heads.retain(|(_, h)| !theirs_at(h) || holds(h, chain));
     } else if let Some((other, line, time)) = written_last_by_another(&p, &others) {
         notes.push(format!(
             "{}: its last line was written by another copy of this registry, at {other} (line \

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::TrainOverrides;
-use crate::unlearn::{CalibrateSettings, MethodSpec, RunSettings};
+use crate::unlearn::{BatchRun, CalibrateSettings, MethodSpec, RunSettings};
 use std::path::{Path, PathBuf};
 
 /// How to apply.
@@ -113,6 +113,11 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
             (cap, HeldOut::LastTest(holdout))
         }),
         refs: info.refs.as_ref().map(PathBuf::from),
+        batch: BatchRun {
+            // The batch is refused at a request calibration cannot forget.
+            stop_when_remembered: true,
+            max_cost_given: spec.calibrate.as_ref().and_then(|c| c.max_cost),
+        },
         ..RunSettings::new(spec.device, &spec.data_dir)
     };
     let requests = request_sets(reg, &sets)?;
@@ -222,14 +227,25 @@ fn refuse_what_is_still_remembered(
 ) -> Result<()> {
     for ((id, _), log) in sets.iter().zip(logs) {
         if let Some(c) = log.calibration.as_ref().filter(|c| c.remembers) {
+            // The run stopped here (`BatchRun::stop_when_remembered`).
+            let rest: Vec<String> = (sets[logs.len()..].iter())
+                .map(|(i, _)| i.to_string())
+                .collect();
+            let stopped = if rest.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (the batch stopped there: request(s) {} were not run)",
+                    rest.join(", ")
+                )
+            };
             return Err(Error::invalid(
                 format!("request {id}"),
                 format!(
-                    "calibration found no state that forgets it within the utility guard ({}); \
-                     nothing was committed and the pending requests stay pending: retrain \
-                     exactly (`amun registry retrain`, with --force before the policy's time), \
-                     or apply without calibration or with \
-                     another method",
+                    "calibration found no state that forgets it within the utility guard \
+                     ({}){stopped}; nothing was committed and the pending requests stay \
+                     pending: retrain exactly (`amun registry retrain`, with --force before \
+                     the policy's time), or apply without calibration or with another method",
                     c.verdict
                 ),
             ));

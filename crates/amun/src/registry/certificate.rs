@@ -8,7 +8,7 @@ use super::{Registry, RetrainRow, Sample, VersionRow};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Certificate format tag.
 pub use crate::outputs::CERTIFICATE_FORMAT as FORMAT;
@@ -65,6 +65,11 @@ pub struct CertChain {
 pub struct Certificate {
     pub format: String,
     pub generated: String,
+    /// When `amun registry certificate` wrote it from the records, after
+    /// the commit, because the version's certificate file was missing (the
+    /// certificate its apply or retrain issued, if any, was removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissued: Option<String>,
     /// The registry's identity: the hash of its first chain record (as
     /// receipts name it). Certificates written by an amun before this one
     /// hold the registry folder's absolute path here instead.
@@ -196,6 +201,7 @@ pub(crate) fn build(
     Ok(Certificate {
         format: FORMAT.into(),
         generated: db::now_utc(),
+        reissued: None,
         // The registry's identity, not where it lies: a certificate names
         // no machine's path, and the folder can move.
         registry: reg.id()?,
@@ -226,12 +232,6 @@ pub(crate) fn json_text(c: &Certificate) -> String {
     let mut s = serde_json::to_string_pretty(c).expect("certificates serialise");
     s.push('\n');
     s
-}
-
-/// Free text as one Markdown table cell: a `|` or a line break in a
-/// request's reference would otherwise split the table.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -268,6 +268,13 @@ fn md_title(md: &mut Md, c: &Certificate) {
         "Registry `{}`, generated {}. Model version {} ({}) of {} ({} training samples), made {}.",
         c.registry, c.generated, v.id, v.kind, c.data.dataset, c.data.train_size, v.created
     ));
+    if let Some(t) = &c.reissued {
+        md.line("");
+        md.line(format!(
+            "Re-issued {t} from the registry's records: the version's certificate file was \
+             missing."
+        ));
+    }
     md.line(format!(
         "Lineage: {}.",
         c.lineage
@@ -305,7 +312,7 @@ fn md_deleted(md: &mut Md, c: &Certificate) {
             d.request,
             d.received,
             d.added,
-            cell(&d.reference),
+            crate::report::cell(&d.reference),
             d.size,
             d.absorbed_by,
             d.how,
@@ -558,7 +565,7 @@ pub fn ensure_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)>
         ));
     }
     if !json.is_file() {
-        return write_certificate(reg, id);
+        return reissue_certificate(reg, id);
     }
     if !md.is_file() {
         // The Markdown of the issued JSON, not of a new certificate.
@@ -572,9 +579,24 @@ pub fn ensure_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)>
 pub fn write_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
     let c = certificate(reg, id)?;
     let (md, json) = certificate_paths(reg, id);
-    fsutil::write_atomic(&json, json_text(&c).as_bytes())?;
-    fsutil::write_atomic(&md, render_markdown(&c).as_bytes())?;
-    Ok((md, json))
+    write(&c, &md, &json)
+}
+
+/// Writes version `id`'s certificate, whose file is missing, from the
+/// records, marked `reissued` (as a receipt written again is).
+pub(crate) fn reissue_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
+    let mut c = certificate(reg, id)?;
+    c.reissued = Some(c.generated.clone());
+    let (md, json) = certificate_paths(reg, id);
+    write(&c, &md, &json)
+}
+
+/// Writes `c` to its files, the JSON first (verify reads a Markdown
+/// without its JSON as no certificate the registry issued).
+fn write(c: &Certificate, md: &Path, json: &Path) -> Result<(PathBuf, PathBuf)> {
+    fsutil::write_atomic(json, json_text(c).as_bytes())?;
+    fsutil::write_atomic(md, render_markdown(c).as_bytes())?;
+    Ok((md.to_path_buf(), json.to_path_buf()))
 }
 
 /// A calibration record's before → after lines with their bands

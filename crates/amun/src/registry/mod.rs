@@ -251,8 +251,9 @@ pub struct AddedRequest {
     #[serde(flatten)]
     pub status: RequestStatus,
     pub receipt: Receipt,
-    /// The receipt's file in the registry (`receipts/rNNNN.json`).
-    pub receipt_file: PathBuf,
+    /// The receipt's file in the registry (`receipts/rNNNN.json`); `None`
+    /// when it could not be written (a warning says why).
+    pub receipt_file: Option<PathBuf>,
 }
 
 /// An open registry.
@@ -279,6 +280,11 @@ fn weights_name(id: i64) -> String {
 /// steps. Bound to one folder, a variable left set in a shell cannot stop
 /// the work on any other registry.
 pub(crate) fn stop_at(reg: &Registry, point: &str) {
+    stop_at_dir(&reg.dir, point);
+}
+
+/// [`stop_at`] the registry in `dir` (one being made, too).
+fn stop_at_dir(reg_dir: &Path, point: &str) {
     let Ok(v) = std::env::var("AMUN_REGISTRY_STOP_AT") else {
         return;
     };
@@ -289,7 +295,7 @@ pub(crate) fn stop_at(reg: &Registry, point: &str) {
         Some(p) => (libc::SIGSTOP, p),
         None => (libc::SIGKILL, p),
     };
-    if p == point && std::path::absolute(&reg.dir).is_ok_and(|d| d == Path::new(dir)) {
+    if p == point && std::path::absolute(reg_dir).is_ok_and(|d| d == Path::new(dir)) {
         // SAFETY: raise only sends this process a signal.
         unsafe {
             libc::raise(signal);
@@ -447,10 +453,8 @@ impl Registry {
             graphs: &root.graphs,
         };
         records.commit(&tmp.0, dir, copy.as_deref())?;
-        if dir.exists() {
-            std::fs::remove_dir(dir).at(dir)?;
-        }
-        std::fs::rename(&tmp.0, dir).at(dir)?;
+        stop_at_dir(dir, "create-place");
+        place_new_registry(&tmp.0, dir)?;
         let reg = Registry::open(dir)?;
         write_certificate(&reg, 1)?;
         Ok(reg)
@@ -780,6 +784,7 @@ impl Registry {
         reference: &str,
         received: Option<&str>,
     ) -> Result<Vec<AddedRequest>> {
+        check_reference(reference)?;
         let received = received_at(received)?;
         refuse_repeated_files(files)?;
         anchor::refuse_behind(self, "add requests")?;
@@ -914,7 +919,8 @@ impl Registry {
                 head_hash: head.hash.clone(),
                 reissued: None,
             };
-            if let Err(e) = crate::fsutil::write_json(&receipt_file, &receipt) {
+            let written = crate::fsutil::write_json(&receipt_file, &receipt);
+            if let Err(e) = &written {
                 self.warnings.push(format!(
                     "request {} was added, but its receipt {} was not written: {e}; `amun \
                      registry receipt --registry {} --request {}` writes it again",
@@ -927,7 +933,7 @@ impl Registry {
             added.push(AddedRequest {
                 status,
                 receipt,
-                receipt_file,
+                receipt_file: written.is_ok().then_some(receipt_file),
             });
         }
         added
@@ -1047,6 +1053,22 @@ impl Drop for TempDir {
 
 /// A request's time of receipt: `received` (UTC), or now; never later
 /// than now.
+/// A request's reference is one line of free text: a control character
+/// (a line break, a tab, an escape) would break every table and line that
+/// shows it.
+fn check_reference(reference: &str) -> Result<()> {
+    match reference.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, c)) => Err(Error::setting(
+            "reference",
+            format!(
+                "holds the control character {c:?} at byte {at}; a reference is one line of \
+                 text (a ticket, an e-mail address); nothing was added"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn received_at(received: Option<&str>) -> Result<String> {
     let now = db::now_utc();
     let received = match received {
@@ -1261,6 +1283,34 @@ fn check_root_model(spec: &CreateSpec, sc: &checkpoint::Sidecar) -> Result<()> {
 
 /// The temporary folder (with `versions/`) a registry is built in, beside
 /// `dir`; removed when dropped unless renamed to `dir` first.
+/// Moves the registry built in `tmp` to `dir`, which was missing or an
+/// empty folder when the create began: another command that filled it
+/// meanwhile (a second `registry create` at the same time) wins, and this
+/// one says so and leaves it as it is.
+fn place_new_registry(tmp: &Path, dir: &Path) -> Result<()> {
+    let taken = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
+        )
+    };
+    let placed = match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => std::fs::rename(tmp, dir),
+    };
+    match placed {
+        Ok(()) => Ok(()),
+        Err(e) if taken(&e) => Err(Error::invalid(
+            dir.display().to_string(),
+            "was filled by another command while this create ran (a second `amun registry \
+             create` of the same folder at the same time?): it was empty when this one began \
+             and holds files now; it is left as it is and nothing was created here (a \
+             registry is made in a new folder)",
+        )),
+        Err(e) => Err(e).at(dir),
+    }
+}
+
 fn staging_dir(dir: &Path) -> Result<TempDir> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

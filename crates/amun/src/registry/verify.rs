@@ -349,10 +349,31 @@ fn check_refs(i: &super::RegistryRow, find: &mut impl FnMut(String, String), nfi
 /// retrain.
 fn staging_note(reg: &Registry, notes: &mut Vec<String>) {
     let staging = reg.dir.join("staging");
-    if std::fs::read_dir(&staging).is_ok_and(|mut r| r.next().is_some()) {
+    let (ours, theirs): (Vec<_>, Vec<_>) = std::fs::read_dir(&staging)
+        .map(|r| r.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|e: &std::fs::DirEntry| {
+            e.file_type().is_ok_and(|t| t.is_file())
+                && super::writer::staged_name(&e.file_name().to_string_lossy())
+        });
+    if !ours.is_empty() {
         notes.push(format!(
             "{} holds files of an interrupted apply or retrain; they are no version and the \
              next apply or retrain removes them",
+            staging.display()
+        ));
+    }
+    if !theirs.is_empty() {
+        let mut names: Vec<String> = theirs
+            .iter()
+            .map(|e| e.path().display().to_string())
+            .collect();
+        names.sort();
+        notes.push(format!(
+            "{} in {} amun never stages: apply and retrain leave them there (keep your own \
+             files elsewhere)",
+            names.join(", "),
             staging.display()
         ));
     }
@@ -470,11 +491,7 @@ fn certificates(
                 );
                 continue;
             }
-            notes.push(format!(
-                "version {} has no certificate (its process stopped after the commit); the next \
-                 apply or retrain, or `amun registry certificate --version {}`, writes it",
-                v.id, v.id
-            ));
+            notes.push(no_certificate_note(chain, v.id, &json));
             continue;
         };
         *nfiles += 1;
@@ -610,6 +627,7 @@ fn check_certificate(
     let want = match super::certificate::build(reg, c.version.id, chain, head) {
         Ok(mut w) => {
             w.generated = c.generated.clone();
+            w.reissued = c.reissued.clone();
             w.registry = c.registry.clone();
             // Certificates of an amun before this one named a dataset
             // folder by its full path: the same data.
@@ -649,6 +667,35 @@ fn check_certificate(
     }
 }
 
+/// What verify can say of version `id` without its certificate `json`:
+/// that it was issued and removed when an apply or retrain committed after
+/// the version (each writes the certificates missing before it), else
+/// that it was never written or removed — which, the files cannot tell.
+fn no_certificate_note(chain: &[db::ChainEntry], id: i64, json: &Path) -> String {
+    let version = |e: &&db::ChainEntry| e.kind == RecordKind::Version;
+    let own = chain
+        .iter()
+        .filter(version)
+        .find(|e| e.item == id)
+        .map_or(i64::MAX, |e| e.seq);
+    match chain.iter().filter(version).find(|e| e.seq > own) {
+        Some(e) => format!(
+            "warning: version {id} has no certificate file ({} is missing): it was issued \
+             (version {} committed after it, and an apply or retrain first writes every \
+             certificate missing) and has since been removed; `amun registry certificate \
+             --version {id}` writes it again, marked re-issued",
+            json.display(),
+            e.item
+        ),
+        None => format!(
+            "version {id} has no certificate file ({} is missing): either it was never written \
+             (its apply or retrain stopped after the commit) or it was removed; the next apply \
+             or retrain, or `amun registry certificate --version {id}`, writes it",
+            json.display()
+        ),
+    }
+}
+
 /// The first top-level field of a certificate file that differs from `want`.
 fn first_difference(want: &super::Certificate, text: &str) -> String {
     let w = serde_json::to_value(want).unwrap_or_default();
@@ -664,4 +711,45 @@ fn first_difference(want: &super::Certificate, text: &str) -> String {
         }
     }
     "text".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: i64, kind: RecordKind, item: i64) -> db::ChainEntry {
+        db::ChainEntry {
+            seq,
+            kind,
+            item,
+            content_sha256: String::new(),
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// Hostile7 CE7: a missing certificate was put down to a process that
+    /// stopped after its commit, a cause verify cannot know; a version
+    /// committed after it shows the certificate was issued (every apply or
+    /// retrain first writes those missing), so it was removed.
+    #[test]
+    fn a_missing_certificate_is_said_issued_only_when_a_later_version_shows_it() {
+        let json = Path::new("reg/certificates/v0002.json");
+        let mut chain = vec![
+            entry(1, RecordKind::Version, 1),
+            entry(2, RecordKind::Request, 1),
+            entry(3, RecordKind::Version, 2),
+        ];
+        let head = no_certificate_note(&chain, 2, json);
+        assert!(head.contains("no certificate file"), "{head}");
+        assert!(head.contains("either it was never written"), "{head}");
+        assert!(!head.contains("stopped after the commit;"), "{head}");
+        chain.push(entry(4, RecordKind::Request, 2));
+        chain.push(entry(5, RecordKind::Version, 3));
+        let older = no_certificate_note(&chain, 2, json);
+        assert!(older.contains("it was issued"), "{older}");
+        assert!(older.contains("version 3 committed after it"), "{older}");
+        assert!(older.contains("removed"), "{older}");
+        assert!(older.contains("re-issued"), "{older}");
+    }
 }

@@ -93,6 +93,18 @@ impl Writer {
                 p.display()
             ));
         }
+        if !cleaned.left.is_empty() {
+            let names: Vec<String> = cleaned
+                .left
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            progress.warn(&format!(
+                "left {} in place: not a file amun stages (staging/ is amun's scratch folder for \
+                 a version being written; keep your own files elsewhere)",
+                names.join(", ")
+            ));
+        }
         if let Some(note) = &cleaned.set_aside {
             progress.warn(note);
         }
@@ -256,7 +268,24 @@ fn lock_writer(dir: &Path, doing: &str) -> Result<WriterLock> {
 /// removed, and the note naming where the head's successor's files went.
 struct Cleaned {
     removed: Vec<PathBuf>,
+    /// What `staging/` holds that amun never stages: left as it is.
+    left: Vec<PathBuf>,
     set_aside: Option<String>,
+}
+
+/// Whether `name` is one amun stages a version under: `vNNNN.safetensors`
+/// or its sidecar `vNNNN.json`, or either's temporary name
+/// (`.PID.tmp-NAME`, [`crate::fsutil::TempPath`]).
+pub(crate) fn staged_name(name: &str) -> bool {
+    let name = match name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")) {
+        Some((pid, rest)) if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => name,
+    };
+    let stem = name
+        .strip_suffix(".safetensors")
+        .or_else(|| name.strip_suffix(".json"));
+    stem.and_then(|s| s.strip_prefix('v'))
+        .is_some_and(|id| id.len() >= 4 && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The folder inside a registry that files of a version the database does
@@ -278,16 +307,21 @@ pub(crate) const SET_ASIDE: &str = "set-aside";
 /// the anchor's copy unreadable, the successor's files are kept and the
 /// writer refused.
 fn clean_leftovers(reg: &Registry) -> Result<Cleaned> {
-    let mut removed = Vec::new();
+    let (mut removed, mut left) = (Vec::new(), Vec::new());
     let staging = reg.dir.join("staging");
     if let Ok(rd) = std::fs::read_dir(&staging) {
         for e in rd.flatten() {
             let p = e.path();
-            if std::fs::remove_file(&p).is_ok() {
+            let ours = e.file_type().is_ok_and(|t| t.is_file())
+                && staged_name(&e.file_name().to_string_lossy());
+            if !ours {
+                left.push(p);
+            } else if std::fs::remove_file(&p).is_ok() {
                 removed.push(p);
             }
         }
     }
+    left.sort();
     let next_id = reg.head()?.id + 1;
     let next = weights_name(next_id);
     let next_side = next.replace(".safetensors", ".json");
@@ -327,14 +361,25 @@ fn clean_leftovers(reg: &Registry) -> Result<Cleaned> {
         }
     }
     // A version committed just before its process died has no
-    // certificate yet: write it now.
+    // certificate yet: write it now. One older than the head was written
+    // by the writer after it, and removed since: written again, marked so.
+    let head = reg.head()?.id;
     for v in reg.versions()? {
         let (_, json) = super::certificate::certificate_paths(reg, v.id);
-        if !json.exists() {
+        if json.exists() {
+            continue;
+        }
+        if v.id < head {
+            super::certificate::reissue_certificate(reg, v.id)?;
+        } else {
             write_certificate(reg, v.id)?;
         }
     }
-    Ok(Cleaned { removed, set_aside })
+    Ok(Cleaned {
+        removed,
+        left,
+        set_aside,
+    })
 }
 
 /// Moves `files` (version `id`'s, in `versions/`) into a new folder
@@ -502,6 +547,30 @@ fn refuse_in_flight(reg: &Registry, doing: &str, progress: &dyn Progress) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_amun_stages_is_named_staged() {
+        for ours in [
+            "v0002.safetensors",
+            "v0002.json",
+            "v12345.json",
+            ".4242.tmp-v0002.safetensors",
+            ".7.tmp-v0003.json",
+        ] {
+            assert!(staged_name(ours), "{ours}");
+        }
+        for theirs in [
+            "notes.txt",
+            "v2.safetensors",
+            "v0002.md",
+            "x0002.json",
+            ".tmp-v0002.json",
+            ".ab.tmp-v0002.json",
+            "v0002.safetensors.bak",
+        ] {
+            assert!(!staged_name(theirs), "{theirs}");
+        }
+    }
 
     #[test]
     fn a_placed_file_never_replaces_one_that_exists() {

@@ -2,7 +2,7 @@
 
 mod table;
 
-pub use table::Table;
+pub use table::{Table, cell};
 
 /// One line describing the machine: CPU model and threads, GPU if any.
 pub fn hardware_line(device: tch::Device) -> String {

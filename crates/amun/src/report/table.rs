@@ -1,5 +1,11 @@
 //! A plain text table with aligned columns (also valid Markdown).
 
+/// Free text as one Markdown table cell: a `|` or a line break (a
+/// request's reference, kept as given) would otherwise split the table.
+pub fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
 /// Rows of cells under a header.
 #[derive(Debug, Clone, Default)]
 pub struct Table {

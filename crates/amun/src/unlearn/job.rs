@@ -42,6 +42,21 @@ pub struct UnlearnJob<'a> {
     /// is not that model itself (an unlearned version): what fine-tuning
     /// follows (augmentation) instead of the parent's.
     pub recipe: Option<&'a crate::train::Recipe>,
+    /// How a registry's apply runs its batch ([`BatchRun::default`]: as
+    /// `amun unlearn`).
+    pub batch: BatchRun,
+}
+
+/// How a registry's apply runs a batch of requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchRun {
+    /// Stop at the first request calibration cannot forget (fewer logs
+    /// than requests then): the apply refuses the batch there.
+    pub stop_when_remembered: bool,
+    /// The calibration cost cap as given, for the whole batch, when each
+    /// request's `calibrate.max_cost` is its share of it: an error about
+    /// the cap names this one, in its units.
+    pub max_cost_given: Option<f64>,
 }
 
 /// What a job did.
@@ -215,6 +230,7 @@ impl UnlearnJob<'_> {
                 calibrate: self.calibrate.map(|(s, h, _)| (s, h)),
                 rmia: self.rmia,
                 forgotten: self.forgotten_before,
+                stop_when_remembered: self.batch.stop_when_remembered,
             },
             &ctx,
         )?;
@@ -363,6 +379,55 @@ impl UnlearnJob<'_> {
         ) else {
             return Ok(());
         };
+        let steps = attack.min_steps_per_sample();
+        let prices = self.search_prices(model, recipe.epochs as u64, steps);
+        // In the units of the cap as given (the batch's, when each request
+        // has a share of it), and enough for every request: following the
+        // hint is not refused again.
+        let given = self.batch.max_cost_given.unwrap_or(fraction);
+        let per_given = given / fraction;
+        let over = prices
+            .iter()
+            .find(|p| p.price > (fraction * p.retrain as f64).floor() as u64);
+        let Some(p) = over else { return Ok(()) };
+        // Rounded up, so that the fraction given back pays for the search.
+        let least = prices
+            .iter()
+            .map(|p| (1e4 * per_given * p.price as f64 / p.retrain.max(1) as f64).ceil() / 1e4)
+            .fold(0.0, f64::max);
+        let cap = (fraction * p.retrain as f64).floor() as u64;
+        let share = match self.batch.max_cost_given {
+            Some(_) => {
+                format!(" (its share of the batch's {given}: {fraction:.4}× its own retrain)")
+            }
+            None => String::new(),
+        };
+        // One request (a plain unlearn) has no number to name.
+        let of = if self.requests.len() > 1 {
+            format!(" of request {}", p.request)
+        } else {
+            String::new()
+        };
+        Err(Error::setting(
+            "calibrate.max_cost",
+            format!(
+                "{given}: {}'s adversarial search{of} alone costs at least {} image-steps ({} \
+                 correctly classified sample(s) × {steps} steps), over its cap of {cap} \
+                 image-steps{share} (the same-recipe retrain costs {} image-steps); give more \
+                 than {least} (what the search alone needs) to leave calibration room for its \
+                 epochs, or a method without the search",
+                self.method.name(),
+                p.price,
+                p.correct,
+                p.retrain
+            ),
+        ))
+    }
+
+    /// What the adversarial search of each request searched on this model
+    /// costs at least (`steps` per correctly classified sample), against
+    /// the same-recipe retrain (`epochs` over the samples it leaves).
+    fn search_prices(&self, model: &Classifier, epochs: u64, steps: u64) -> Vec<SearchPrice> {
         let train = &self.data.train;
         let mut forgotten = IndexSet::new(self.forgotten_before.iter().copied());
         // AMUN-A searches each request on the model the last one left: only
@@ -372,44 +437,31 @@ impl UnlearnJob<'_> {
         } else {
             self.requests.len()
         };
+        let mut prices = Vec::new();
         for (k, r) in self.requests.iter().enumerate().take(searched) {
-            let forget: Vec<i64> = r
-                .indices
-                .iter()
-                .copied()
+            let forget: Vec<i64> = (r.indices.iter().copied())
                 .filter(|&i| !forgotten.contains(i))
                 .collect();
             let correct = accuracy(model, &train.select(&forget)).correct as u64;
-            let price = correct * attack.min_steps_per_sample();
-            let retrain = recipe.epochs as u64 * train.len().saturating_sub(forget.len()) as u64;
-            let cap = (fraction * retrain as f64).floor() as u64;
-            if price > cap {
-                // Rounded up, so that the fraction given back pays for it.
-                let least = (1e4 * price as f64 / retrain.max(1) as f64).ceil() / 1e4;
-                // One request (a plain unlearn) has no number to name.
-                let of = if self.requests.len() > 1 {
-                    format!(" of request {}", k + 1)
-                } else {
-                    String::new()
-                };
-                return Err(Error::invalid(
-                    "calibrate.max_cost",
-                    format!(
-                        "{fraction}: {}'s adversarial search{of} alone costs at least {price} \
-                         image-steps ({correct} correctly classified samples × {} steps), \
-                         {least}× the same-recipe retrain ({retrain} image-steps), over the cap \
-                         of {cap} image-steps; give more than {least} (what the search alone \
-                         costs) to leave calibration room for its epochs, or a method without \
-                         the search",
-                        self.method.name(),
-                        attack.min_steps_per_sample()
-                    ),
-                ));
-            }
+            prices.push(SearchPrice {
+                request: k + 1,
+                correct,
+                price: correct * steps,
+                retrain: epochs * train.len().saturating_sub(forget.len()) as u64,
+            });
             forgotten = forgotten.union(&IndexSet::new(forget.iter().copied()));
         }
-        Ok(())
+        prices
     }
+}
+
+/// What one request's adversarial search costs at least, and its retrain.
+struct SearchPrice {
+    /// Its number in the run (from 1).
+    request: usize,
+    correct: u64,
+    price: u64,
+    retrain: u64,
 }
 
 /// Refuses a cost cap on a model without a training recipe (imported):

@@ -33,7 +33,7 @@ pub use calibrate::{
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, STOP_BELOW, finetune};
 pub use ft::{Ft, FtSettings};
 pub use ga::{Ga, GaSettings};
-pub use job::{UnlearnJob, Unlearned};
+pub use job::{BatchRun, UnlearnJob, Unlearned};
 pub use l1::l1_norm;
 pub use l1::{L1, L1Settings};
 pub use mask::{GivenOrOwn, SaliencyMask, given_or_own, saliency_mask};
@@ -672,6 +672,10 @@ pub struct RequestOptions<'a> {
     /// Training samples the model already forgot before these requests
     /// (sorted; earlier versions of a registry): never in a retain set.
     pub forgotten: &'a [i64],
+    /// Stop after the first request calibration cannot forget (its log is
+    /// the last): a caller that refuses such a batch (a registry's apply)
+    /// spends no work on the requests after it.
+    pub stop_when_remembered: bool,
 }
 
 /// Runs `method` on a sequence of deletion requests (one request is the
@@ -809,7 +813,11 @@ pub fn unlearn_requests(
         let total = log.timing["method_total"]
             + log.timing.get("adversarial_search").copied().unwrap_or(0.0);
         log.timing.insert("total".into(), total);
+        let remembered = log.calibration.as_ref().is_some_and(|c| c.remembers);
         logs.push(log);
+        if remembered && opts.stop_when_remembered {
+            break;
+        }
         forgotten = forgotten.union(&IndexSet::new(forget.iter().copied()));
     }
     Ok(logs)

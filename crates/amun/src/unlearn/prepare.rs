@@ -49,6 +49,8 @@ pub struct RunSettings {
     /// is then their RMIA (with `rmia`) instead of the loss-based one.
     pub refs: Option<PathBuf>,
     pub rmia: RmiaParams,
+    /// How a registry's apply runs its batch.
+    pub batch: super::job::BatchRun,
 }
 
 /// The samples a model's lineage already forgot, from the deletion
@@ -128,6 +130,7 @@ impl RunSettings {
             calibrate: None,
             refs: None,
             rmia: RmiaParams::default(),
+            batch: Default::default(),
         }
     }
 
@@ -244,6 +247,7 @@ impl Prepared {
             seed,
             forgotten_before,
             recipe: recipe.as_ref(),
+            batch: settings.batch,
         };
         job.run(model, parent, progress)
     }
