@@ -276,8 +276,8 @@ python)
   # Issue 39 on the card: amun's wheel (abi3, built here by maturin, ~4 MB,
   # carried as .stage/wheel/amun-*.whl) over the image's own torch (cu130):
   # a torchvision ResNet-18 trained, unlearned and audited through the
-  # Python API with the module and tensors on the card, then the same
-  # unlearning on the CPU (bench/gpu_python.py; ~1 minute).
+  # Python API with the module and tensors on the card (bench/gpu_python.py,
+  # ~1 minute; its --compare-cpu, minutes more, unlearns on the CPU too).
   check_cifar
   whl=$(ls "${2:-.stage/wheel}"/amun-*.whl 2>/dev/null | head -n 1)
   [ -n "$whl" ] || { echo "no amun wheel in ${2:-.stage/wheel}: build it with maturin here first" >&2; exit 1; }
