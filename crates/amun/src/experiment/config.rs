@@ -135,6 +135,7 @@ const CALIBRATE_KEYS: &[&str] = &[
     "max_utility_drop",
     "patience",
     "stall",
+    "stall_carry",
     "retain_probe",
     "max_cost",
 ];

@@ -149,6 +149,7 @@ impl std::str::FromStr for Walk {
 /// | max_utility_drop | from the data | points of held-out (and retain) accuracy the result may lose against the original; unset: the sampling noise at `level` plus what removing the forget set costs ([`utility_drop`]) |
 /// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns (`continue`: epochs of lost utility ridden out) |
 /// | stall | 3 | `continue`: epochs a leg that cannot climb (the top rung, or the rungs above lost utility or over-unlearned) gets to find a better state than the best so far before the walk ends |
+/// | stall_carry | true | `continue`: a leg that steps down after lost utility goes on with the count of epochs without a better state of the leg above, instead of a fresh `stall` (records without it: false, as they ran) |
 /// | retain_probe | 1000 | retain samples measured after each epoch |
 /// | max_cost | none | `continue`: the most calibration may cost, as a fraction of the same-recipe exact retrain's image-steps (the model's recorded recipe × D_R; the adversarial search counts); the walk ends before an epoch that would pass it ([`CostMeter`]) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +170,9 @@ pub struct CalibrateSettings {
     pub max_utility_drop: Option<f64>,
     pub patience: usize,
     pub stall: usize,
+    /// Records from before it ran without it.
+    #[serde(default = "stall_carry_before_it")]
+    pub stall_carry: bool,
     pub retain_probe: usize,
     /// `None`: no cap. Left out of the record when unset, so records and
     /// experiment steps from before the cap keep their identity.
@@ -190,10 +194,16 @@ impl Default for CalibrateSettings {
             max_utility_drop: None,
             patience: 2,
             stall: 3,
+            stall_carry: true,
             retain_probe: 1000,
             max_cost: None,
         }
     }
+}
+
+/// What a record from before `stall_carry` ran: every leg counted anew.
+fn stall_carry_before_it() -> bool {
+    false
 }
 
 impl CalibrateSettings {
@@ -328,6 +338,8 @@ pub struct CalibrateOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_carry: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_probe: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost: Option<f64>,
@@ -355,6 +367,7 @@ impl CalibrateOverrides {
             max_utility_drop: o.max_utility_drop.or(d.max_utility_drop),
             patience: o.patience.unwrap_or(d.patience),
             stall: o.stall.unwrap_or(d.stall),
+            stall_carry: o.stall_carry.unwrap_or(d.stall_carry),
             retain_probe: o.retain_probe.unwrap_or(d.retain_probe),
             max_cost: o.max_cost.or(d.max_cost),
         };
@@ -1438,6 +1451,19 @@ impl LegRun {
         }
     }
 
+    /// The leg starting with `epochs` already run without a better state
+    /// (those of the leg it steps down from, [`carried_stall`]).
+    pub fn after_stalled(mut self, epochs: usize) -> LegRun {
+        self.since_best = epochs;
+        self
+    }
+
+    /// Epochs in a row, to the last, that found no state better than the
+    /// best so far.
+    pub fn stalled_for(&self) -> usize {
+        self.since_best
+    }
+
     /// After the leg's `epoch` (1-based) reached `c`: `Some` ends the leg.
     pub fn after(&mut self, epoch: usize, c: &Candidate, t: &Targets) -> Option<LegEnd> {
         if better(c, &self.best) {
@@ -1479,6 +1505,20 @@ impl LegRun {
     }
 }
 
+/// The count of epochs without a better state that the next leg starts
+/// from, after a leg that ended with `end` having `stalled_for` of them.
+/// A step down after lost utility carries it (`stall_carry`): the states of
+/// the leg above that found nothing better count toward the lower leg's
+/// `stall`, so it does not get `stall` fresh epochs once the walk has
+/// already gone that long without improving (docs/CALIBRATION.md, issue 35).
+pub fn carried_stall(end: LegEnd, stalled_for: usize, cal: &CalibrateSettings) -> usize {
+    if end == LegEnd::Lost && cal.stall_carry {
+        stalled_for
+    } else {
+        0
+    }
+}
+
 /// What the continuing walk does next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
@@ -1502,6 +1542,9 @@ pub struct Walker {
     pub done: usize,
     /// The current state's forget accuracy minus its target.
     pub diff: f64,
+    /// Epochs without a better state the next leg starts from
+    /// ([`carried_stall`]).
+    pub stalled_for: usize,
 }
 
 impl Walker {
@@ -1513,6 +1556,7 @@ impl Walker {
             path: Vec::new(),
             done: 0,
             diff: original_diff,
+            stalled_for: 0,
         }
     }
 
@@ -1907,8 +1951,8 @@ impl<'a> Search<'_, 'a> {
     }
 
     /// One leg of the continuing walk at the walker's rung, on `model` in
-    /// place, for at most `epochs`. Returns how it ended, its epochs and
-    /// its last state.
+    /// place, for at most `epochs`. Returns how it ended, its epochs, its
+    /// last state and its epochs without a better state at the end.
     fn leg(
         &mut self,
         w: &Walker,
@@ -1917,14 +1961,15 @@ impl<'a> Search<'_, 'a> {
         model: &mut Classifier,
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
-    ) -> Result<(LegEnd, usize, Option<Candidate>)> {
+    ) -> Result<(LegEnd, usize, Option<Candidate>, usize)> {
         let lr = w.ladder[w.rung];
         let method = self.method.adjusted(&TrainOverrides {
             epochs: Some(epochs),
             retain_budget: self.cal.retain_budget,
             ..TrainOverrides::rate(lr, Some(Schedule::Constant))
         })?;
-        let run = LegRun::new(w.diff, w.can_climb(), &self.book.best, self.cal);
+        let run = LegRun::new(w.diff, w.can_climb(), &self.book.best, self.cal)
+            .after_stalled(w.stalled_for);
         let images = std::cell::Cell::new(0u64);
         let cost = self.cost.take();
         let mut logs = std::mem::take(&mut self.logs);
@@ -1952,11 +1997,12 @@ impl<'a> Search<'_, 'a> {
             &mut obs,
             counting,
         )?;
+        let stalled = obs.run.stalled_for();
         let (end, ran, last, cost) = (obs.end, obs.ran, obs.last, obs.cost);
         self.cost = cost;
         self.logs = logs;
         self.epochs_run += ran;
-        Ok((end, ran, last))
+        Ok((end, ran, last, stalled))
     }
 
     /// The continuing walk ([`Walk::Continue`]) from rung `start` over at
@@ -1982,7 +2028,9 @@ impl<'a> Search<'_, 'a> {
                 return Ok("another epoch would pass the cost cap (max_cost)".to_string());
             }
             let seed = derive(ctx.seed, "calibrate-leg", k);
-            let (end, ran, last) = self.leg(&w, budget - self.epochs_run, seed, model, req, ctx)?;
+            let (end, ran, last, stalled) =
+                self.leg(&w, budget - self.epochs_run, seed, model, req, ctx)?;
+            w.stalled_for = carried_stall(end, stalled, self.cal);
             match w.after_leg(end, ran, last.as_ref(), &self.book.best, &self.targets) {
                 Step::Go => {}
                 Step::BackToBest => match &self.book.best_state {
@@ -2919,14 +2967,20 @@ mod tests {
 
     /// Replays a recorded continuing walk (one probe per epoch, the
     /// original first) through [`Walker`] and [`LegRun`] as `climb` drives
-    /// them: the epochs it runs, the best state and why it stops.
-    fn replay_walk(t: &Targets, start: usize, table: &[Probe]) -> (usize, Candidate, String) {
-        let cal = CalibrateSettings::default();
+    /// them under `cal`: the epochs it runs, the best state and why it
+    /// stops.
+    fn replay_walk(
+        t: &Targets,
+        start: usize,
+        table: &[Probe],
+        cal: &CalibrateSettings,
+    ) -> (usize, Candidate, String) {
         let mut best = t.judge(Rule::Accuracy, table[0]);
         let mut w = Walker::new(&cal.lrs, start, t.diff(&table[0]));
         let mut k = 1;
         loop {
-            let mut leg = LegRun::new(w.diff, w.can_climb(), &best, &cal);
+            let mut leg =
+                LegRun::new(w.diff, w.can_climb(), &best, cal).after_stalled(w.stalled_for);
             let (mut ran, mut end, mut last) = (0, LegEnd::Budget, None);
             while k < table.len() {
                 let c = Candidate {
@@ -2944,6 +2998,7 @@ mod tests {
                     break;
                 }
             }
+            w.stalled_for = carried_stall(end, leg.stalled_for(), cal);
             match w.after_leg(end, ran, last.as_ref(), &best, t) {
                 Step::Go => {}
                 Step::BackToBest => panic!("these recorded walks never went back"),
@@ -2954,16 +3009,49 @@ mod tests {
 
     /// Walks that could no longer climb used to ride the rate to the end of
     /// the budget (20 epochs) and keep a state of their first epochs: they
-    /// now stop `stall` epochs after the last better state, keeping it.
+    /// now stop `stall` epochs after the last better state, keeping it
+    /// (each leg counting anew, as before `stall_carry`).
     #[test]
     fn a_walk_that_cannot_climb_stops_once_it_finds_nothing_better() {
-        let cases: [(&[Row], usize, f64, usize, usize); 3] = [
-            // (table, training samples, recorded noise, epochs, best epoch)
-            (&FASHION_S0, 3000, 1.9087, 9, 6),
-            (&FASHION_S1, 3000, 1.9382, 10, 3),
-            (&MNIST_S1, 2000, 1.2116, 11, 3),
+        let cal = CalibrateSettings {
+            stall_carry: false,
+            ..Default::default()
+        };
+        replay_recorded_walks(&cal, [9, 10, 11]);
+    }
+
+    /// Each of these walks rode the top rate through states that lost
+    /// utility, then stepped down and spent `stall` more epochs finding
+    /// nothing better (issue 35): counting the epochs above toward the
+    /// lower leg's `stall` ends two of them 2 epochs sooner with the same
+    /// state kept; Fashion-MNIST seed 0's step down found its best state at
+    /// once and runs as before.
+    #[test]
+    fn a_step_down_after_lost_utility_carries_the_stall_count() {
+        replay_recorded_walks(&CalibrateSettings::default(), [9, 8, 9]);
+    }
+
+    /// A record from before `stall_carry` reads as what it ran (each leg
+    /// counted anew); new settings carry.
+    #[test]
+    fn records_from_before_stall_carry_read_as_they_ran() {
+        let mut v = serde_json::to_value(CalibrateSettings::default()).unwrap();
+        assert_eq!(v["stall_carry"], true);
+        v.as_object_mut().unwrap().remove("stall_carry");
+        let old: CalibrateSettings = serde_json::from_value(v).unwrap();
+        assert!(!old.stall_carry);
+    }
+
+    /// Replays the three recorded walks under `cal`, expecting `epochs`
+    /// and the recorded best states (epochs 6, 3, 3).
+    fn replay_recorded_walks(cal: &CalibrateSettings, epochs: [usize; 3]) {
+        let cases: [(&[Row], usize, f64, usize); 3] = [
+            // (table, training samples, recorded noise, best epoch)
+            (&FASHION_S0, 3000, 1.9087, 6),
+            (&FASHION_S1, 3000, 1.9382, 3),
+            (&MNIST_S1, 2000, 1.2116, 3),
         ];
-        for (rows, train, noise, epochs, best_epoch) in cases {
+        for ((rows, train, noise, best_epoch), epochs) in cases.into_iter().zip(epochs) {
             let table: Vec<Probe> = rows
                 .iter()
                 .map(|&(f, h, r, auc, rmia)| with_rmia(probe(f, h, r, auc), rmia))
@@ -2978,7 +3066,7 @@ mod tests {
             let t = Targets::new(table[0], sizes, 0.05, None);
             assert!((t.noise - noise).abs() < 1e-3, "{} vs {noise}", t.noise);
             let start = nearest(&CalibrateSettings::default().lrs, 0.01);
-            let (done, best, why) = replay_walk(&t, start, &table);
+            let (done, best, why) = replay_walk(&t, start, &table, cal);
             assert_eq!((done, best.epoch), (epochs, best_epoch), "{why}");
             assert!(why.contains("could not climb"), "{why}");
             assert!(best.admissible());
