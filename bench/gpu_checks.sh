@@ -281,9 +281,11 @@ python)
   check_cifar
   whl=$(ls "${2:-.stage/wheel}"/amun-*.whl 2>/dev/null | head -n 1)
   [ -n "$whl" ] || { echo "no amun wheel in ${2:-.stage/wheel}: build it with maturin here first" >&2; exit 1; }
+  rm -rf /tmp/amun-site
   "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/amun-site "$whl" || exit 1
   export PYTHONPATH=/tmp/amun-site
-  run "$PY" bench/gpu_python.py "$AMUN_DATA_DIR/cifar10" "$OUT" --device "$DEV"
+  # shellcheck disable=SC2086 # GPU_PY_ARGS: a dry run's smaller sizes (--train 300 --epochs 1)
+  run "$PY" bench/gpu_python.py "$AMUN_DATA_DIR/cifar10" "$OUT" --device "$DEV" ${GPU_PY_ARGS:-}
   ;;
 *)
   echo "usage: bash bench/gpu_checks.sh pack DEST | stage DIR | bench | train | search | cost [SECONDS] | table [SECONDS] | python [WHEEL_DIR]" >&2
