@@ -164,7 +164,12 @@ pub fn check_calibrated_sets(cfg: &Config, data: &Dataset, config: Option<&Path>
     for (si, &seed) in cfg.seeds.iter().enumerate() {
         let file = cfg.forget.files.get(si).map(String::as_str);
         for &fraction in &cfg.forget.fractions {
-            let set = steps::eval_forget_set(data, seed, fraction, file)?;
+            // A file's own faults, named after the config as check_data does.
+            let set =
+                steps::eval_forget_set(data, seed, fraction, file).map_err(|e| match config {
+                    Some(p) => Error::format(p, e.to_string()),
+                    None => e,
+                })?;
             let found = crate::unlearn::class_mostly_forgotten(
                 &labels,
                 data.num_classes(),
