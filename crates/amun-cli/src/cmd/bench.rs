@@ -222,6 +222,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         return unlearning_cost(&a, dev);
     }
     refuse_model_flags(&a)?;
+    // A rate over no timed step would be a number measured on nothing
+    // (hostile8 BE6).
+    if a.steps == Some(0) || a.windows == Some(0) {
+        bail!("--steps and --windows: each must be at least 1 (a rate needs timed steps)");
+    }
     let (shape, classes) = input_of(&a)?;
     let (spec, _) = super::train::model_spec_for(
         a.model(),
@@ -490,6 +495,16 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
     let table = super::settings_table(table, &a.set, &amun::train::TrainOverrides::default())?;
     let method = amun::unlearn::build(a.method(), &table)?;
     let (mut model, parent, data) = super::open_checkpoint(ck, &a.import, &a.dir, dev)?;
+    // Its fine-tune would train on what its lineage forgot, against a
+    // retrain it records no recipe for (hostile8 BU1).
+    let forgot: usize = parent.forgotten().iter().map(|f| f.size).sum();
+    if forgot > 0 {
+        bail!(
+            "--checkpoint {}: an unlearned model (its lineage forgot {forgot} samples), whose \
+             requests would retrain on them; bench the trained model it was made from",
+            ck.display()
+        );
+    }
     amun::train::lay_out_as_trained(&mut model, &parent)?;
     let data = data.to_device(dev);
     let bars = crate::progress::Bars::new(a.json);
@@ -535,8 +550,15 @@ fn unlearning_cost(a: &BenchArgs, dev: tch::Device) -> Result<()> {
             format!("{:.1}", r.method_s),
             format!("{:.1}", r.total_s),
             r.image_steps.to_string(),
-            r.retrain_image_steps.to_string(),
-            format!("{:.3}", r.steps_vs_retrain),
+            // No recipe (an imported model): no retrain to price.
+            match r.retrain_image_steps {
+                0 => "-".into(),
+                n => n.to_string(),
+            },
+            match r.retrain_image_steps {
+                0 => "-".into(),
+                _ => format!("{:.3}", r.steps_vs_retrain),
+            },
             if r.time_vs_retrain.is_finite() {
                 format!("{:.3}", r.time_vs_retrain)
             } else {

@@ -301,6 +301,8 @@ fn preflight(
     config_path: &Path,
     out: &Path,
 ) -> Result<()> {
+    // Its errors name the config's line (and the config) themselves.
+    amun::experiment::check_calibrated_sets(cfg, data, Some(config_path))?;
     amun::experiment::check_data(cfg, data)
         .with_context(|| format!("{}", config_path.display()))?;
     Ok(amun::experiment::check_run_data(cfg, data, out)?)

@@ -838,6 +838,61 @@ fn experiment_errors_come_before_any_work_or_folder() {
     );
 }
 
+/// hostile8 EXM2/K6b: a calibrated experiment whose forget set holds most
+/// of a class (a file, or a fraction's random draw) passed `--plan` and
+/// failed after all its training, naming no step or line. Both are refused
+/// at `--plan`, at the config's line; a draw that does not is planned.
+#[test]
+fn a_calibrated_experiment_forgetting_most_of_a_class_is_refused_at_plan() {
+    ensure("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let out = p("run");
+    let calibrated = format!("{EXPERIMENT}\n[calibrate]\nholdout = 30\nmethods = [\"rl\"]\n");
+    let plan = |text: &str| {
+        std::fs::write(p("exp.toml"), text).unwrap();
+        let o = experiment(&["--config", &p("exp.toml"), "--out", &out, "--plan", "-q"]);
+        assert!(!Path::new(&out).exists(), "a failed check made {out}");
+        o
+    };
+    // 19 of class 3's 20 images (MNIST's prefix interleaves the classes).
+    let idx: Vec<String> = (0..19).map(|j| (10 * j + 3).to_string()).collect();
+    std::fs::write(p("c3.csv"), format!("idx\n{}\n", idx.join("\n"))).unwrap();
+    let file = calibrated.replace(
+        "with_retain = [true]",
+        "with_retain = [true]\nfiles = [\"c3.csv\"]",
+    );
+    fails_with(
+        &plan(&file),
+        &[
+            "exp.toml",
+            "line 20",
+            "forget.files",
+            "c3.csv",
+            "19 of the 20 training images of class 3",
+        ],
+    );
+    // Half the training set: seed 3 draws 15 of class 6's 20, seed 0 at
+    // most 14 of any class's (70%).
+    let half = |seed: &str| {
+        calibrated
+            .replace("fractions = [0.1]", "fractions = [0.5]")
+            .replace("seeds = [0]", &format!("seeds = [{seed}]"))
+    };
+    fails_with(
+        &plan(&half("3")),
+        &[
+            "exp.toml",
+            "line 18",
+            "forget.fractions",
+            "0.5",
+            "with seed 3",
+            "15 of the 20 training images of class 6",
+        ],
+    );
+    ok(&plan(&half("0")));
+}
+
 /// The status of each step in `amun experiment … --plan --json`.
 fn plan_status(args: &[&str]) -> std::collections::BTreeMap<String, String> {
     let mut a = args.to_vec();

@@ -405,6 +405,55 @@ fn an_out_through_a_loop_of_links_is_named() {
     fails_with(&o, &["loopA is a symbolic link that leads to no folder"]);
 }
 
+/// hostile8 BE6: `bench train --steps 0 --windows 0` printed an images/s
+/// figure from no timed step. Zero of either is refused.
+#[test]
+fn bench_refuses_zero_timed_steps_or_windows() {
+    for zero in [["--steps", "0"], ["--windows", "0"]] {
+        let o = amun(
+            &[
+                &["bench", "train", "--batch", "2", "--device", "cpu"][..],
+                &zero[..],
+            ]
+            .concat(),
+        );
+        fails_with(&o, &["--steps and --windows", "at least 1"]);
+    }
+}
+
+/// hostile8 BU1: `bench unlearn` of an unlearned model printed "retrain
+/// image-steps 0" and a ratio against it, and fine-tuned on the samples its
+/// lineage forgot. It is refused, naming what the lineage forgot.
+#[test]
+fn bench_unlearn_refuses_an_unlearned_model() {
+    let d = tempfile::tempdir().unwrap();
+    let u = path_in(d.path(), "u.safetensors");
+    let epoch = ["--epochs", "1", "-q"];
+    ok(&crate::common::unlearn(
+        &m("orig.safetensors"),
+        &m("f.json"),
+        "ft",
+        &u,
+        &epoch,
+    ));
+    let o = amun(&[
+        "bench",
+        "unlearn",
+        "--checkpoint",
+        &u,
+        "--fractions",
+        "0.01",
+        "--method",
+        "ft",
+        "--device",
+        "cpu",
+    ]);
+    fails_with(
+        &o,
+        &["u.safetensors", "unlearned model", "forgot 30 samples"],
+    );
+}
+
 /// BE2: `bench pgd --checkpoint net.pt2 --dataset mnist --normalize …`
 /// timed the default resnet18 on 3×32×32 and printed it as the result: the
 /// model flags are read only by `--search N`, and refused without it.

@@ -751,6 +751,15 @@ impl Config {
         }
     }
 
+    /// `msg` about the key at `key` of the experiment file at `path`, with
+    /// its line (for checks that need the data, made after parsing).
+    pub fn error_at(path: &Path, key: &[&str], msg: impl std::fmt::Display) -> Error {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Lines::new(&text).error(path, key, msg),
+            Err(_) => Error::format(path, msg.to_string()),
+        }
+    }
+
     /// Reads and validates an experiment file.
     pub fn read(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {

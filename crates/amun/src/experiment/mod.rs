@@ -185,6 +185,7 @@ pub fn check_data(cfg: &Config, data: &Dataset) -> Result<()> {
     for (&seed, f) in cfg.seeds.iter().zip(&cfg.forget.files) {
         steps::file_forget_set(data, Path::new(f), seed, cfg.forget.fractions[0])?;
     }
+    check_calibrated_sets(cfg, data, None)?;
     let (holdout, n) = (cfg.heldout(), data.test.len());
     if holdout >= n && cfg.calibrate.is_some() {
         return Err(Error::invalid(
@@ -194,6 +195,57 @@ pub fn check_data(cfg: &Config, data: &Dataset) -> Result<()> {
                 data.spec.label()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// With `[calibrate]`, every evaluation forget set against the rule the
+/// calibrated unlearning applies ([`crate::unlearn::class_mostly_forgotten`]),
+/// before any model is trained for it (hostile8 EXM2, K6b: it failed after
+/// all the training): a file's set as read, a fraction's as its step will
+/// draw it (same seed, same bits). `config` names the file whose line the
+/// error points at.
+pub fn check_calibrated_sets(cfg: &Config, data: &Dataset, config: Option<&Path>) -> Result<()> {
+    if cfg.calibrate.is_none() {
+        return Ok(());
+    }
+    let labels = data.train.label_vec();
+    for (si, &seed) in cfg.seeds.iter().enumerate() {
+        let file = cfg.forget.files.get(si).map(String::as_str);
+        for &fraction in &cfg.forget.fractions {
+            // A file's own faults, named after the config as check_data does.
+            let set =
+                steps::eval_forget_set(data, seed, fraction, file).map_err(|e| match config {
+                    Some(p) => Error::format(p, e.to_string()),
+                    None => e,
+                })?;
+            let found = crate::unlearn::class_mostly_forgotten(
+                &labels,
+                data.num_classes(),
+                &[],
+                &set.indices,
+            );
+            let Some((c, new, old, n)) = found else {
+                continue;
+            };
+            let held = crate::unlearn::class_share_words(c, new, old, n);
+            let (key, what) = match file {
+                Some(f) => ("files", format!("{f} (seed {seed}): {held}")),
+                None => (
+                    "fractions",
+                    format!("{fraction} with seed {seed} (its random draw): {held}"),
+                ),
+            };
+            let msg = format!(
+                "{what}: a retrain without them scores far below the held-out accuracy that \
+                 [calibrate] aims at, so the calibrated unlearning would refuse it; forget \
+                 fewer of the class, or drop [calibrate]"
+            );
+            return Err(match config {
+                Some(p) => Config::error_at(p, &["forget", key], format!("forget.{key}: {msg}")),
+                None => Error::invalid(format!("forget.{key}"), msg),
+            });
+        }
     }
     Ok(())
 }

@@ -422,16 +422,27 @@ fn forget_set(
     fraction: f64,
     file: Option<&str>,
 ) -> Result<Written> {
-    let set = match file {
-        None => ForgetSet::choose(
-            ctx.data,
-            &ForgetSpec::Fraction(fraction),
-            derive(seed, "forget", 0),
-        )?,
-        Some(f) => file_forget_set(ctx.data, Path::new(f), seed, fraction)?,
-    };
+    let set = eval_forget_set(ctx.data, seed, fraction, file)?;
     set.write(artifact)?;
     Ok(written(artifact))
+}
+
+/// The evaluation forget set of `seed` and `fraction`, as its step makes
+/// it (and [`super::check_calibrated_sets`] checks it before any step).
+pub(crate) fn eval_forget_set(
+    data: &Dataset,
+    seed: u64,
+    fraction: f64,
+    file: Option<&str>,
+) -> Result<ForgetSet> {
+    match file {
+        None => ForgetSet::choose(
+            data,
+            &ForgetSpec::Fraction(fraction),
+            derive(seed, "forget", 0),
+        ),
+        Some(f) => file_forget_set(data, Path::new(f), seed, fraction),
+    }
 }
 
 /// The evaluation forget set of seed `seed` read from a `forget.files`

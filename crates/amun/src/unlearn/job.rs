@@ -180,8 +180,8 @@ impl UnlearnJob<'_> {
             // can go in parts.
             let mut gone = self.forgotten_before.to_vec();
             for r in self.requests {
+                check_calibratable(&labels, self.data.num_classes(), &gone, &r.indices)?;
                 gone.extend(&r.indices);
-                check_calibratable(&labels, self.data.num_classes(), &gone)?;
             }
         }
         let recipe = match self.recipe {
@@ -499,63 +499,159 @@ fn record_precomputed(sidecar: &mut Sidecar, source: crate::attack::AdvSource) {
 /// Calibration aims forget accuracy at the original's accuracy on held-out
 /// images of the classes it was trained on: the retrain-free estimate of
 /// what a retrain scores on samples like these. A forget set that holds
-/// most of a class's training images has no such target — a model
-/// retrained without them has seen the class in a few images at most and
-/// scores far below its held-out accuracy on it (29 of a class's 30 on
-/// MNIST: 0%) — so calibrating it would keep a model that still knows the
-/// class. Most, as for the whole training set (`check_retain_size`): more
-/// than half.
-fn check_calibratable(labels: &[i64], classes: usize, forget: &[i64]) -> Result<()> {
-    let mut in_forget = vec![0usize; classes];
+/// most of a class's training images has no such target: a model retrained
+/// without them has seen the class in a few images and scores far below
+/// its held-out accuracy on it (29 of a class's 30 on MNIST: 0%), so
+/// calibrating it would keep a model that still knows the class. Where the
+/// estimate breaks was measured (docs/CALIBRATION.md): it holds with two
+/// thirds of a class gone and fails from three quarters on.
+pub const CLASS_SHARE_LIMIT: (usize, usize) = (7, 10);
+
+/// Whether forgetting `k` of a class's `n` training images leaves too few
+/// for the held-out estimate: more than [`CLASS_SHARE_LIMIT`] of them.
+pub fn most_of_a_class(k: usize, n: usize) -> bool {
+    let (num, den) = CLASS_SHARE_LIMIT;
+    n > 0 && k * den > n * num
+}
+
+/// The first class whose training images `before` and `request` together
+/// hold too many of ([`most_of_a_class`]): its number, how many the
+/// request adds, how many were forgotten before, and the class's size.
+pub fn class_mostly_forgotten(
+    labels: &[i64],
+    classes: usize,
+    before: &[i64],
+    request: &[i64],
+) -> Option<(usize, usize, usize, usize)> {
+    let count = |set: &IndexSet| {
+        let mut n = vec![0usize; classes];
+        for l in set.iter().filter_map(|&i| labels.get(i as usize)) {
+            n[*l as usize] += 1;
+        }
+        n
+    };
     let mut in_train = vec![0usize; classes];
     for &l in labels {
         in_train[l as usize] += 1;
     }
     // A sample forgotten before and named again counts once.
-    let forget = IndexSet::new(forget.iter().copied());
-    for l in forget.iter().filter_map(|&i| labels.get(i as usize)) {
-        in_forget[*l as usize] += 1;
-    }
-    let Some(c) = (0..classes).find(|&c| in_train[c] > 0 && 2 * in_forget[c] > in_train[c]) else {
+    let old = count(&IndexSet::new(before.iter().copied()));
+    let all = count(&IndexSet::new(before.iter().chain(request).copied()));
+    (0..classes)
+        .find(|&c| most_of_a_class(all[c], in_train[c]))
+        .map(|c| (c, all[c] - old[c], old[c], in_train[c]))
+}
+
+/// Refuses to calibrate `request` (after the samples `before`) when they
+/// forget most of a class.
+fn check_calibratable(
+    labels: &[i64],
+    classes: usize,
+    before: &[i64],
+    request: &[i64],
+) -> Result<()> {
+    let Some((c, new, old, n)) = class_mostly_forgotten(labels, classes, before, request) else {
         return Ok(());
-    };
-    let (k, n) = (in_forget[c], in_train[c]);
-    let held = if k == n {
-        format!("every training image of class {c} ({n})")
-    } else {
-        format!("{k} of the {n} training images of class {c}")
     };
     Err(Error::invalid(
         "calibrate",
         format!(
-            "the forget set holds {held}: a model retrained without them has (almost) never \
-             seen the class and scores far below its held-out accuracy on it, while \
-             calibration aims at the held-out accuracy of classes the model has seen; unlearn \
-             most of a class without calibration"
+            "{}: a model retrained without them learns the class from the {} image(s) left and \
+             scores far below its held-out accuracy on it, while calibration aims at the \
+             held-out accuracy of classes the model has seen; unlearn them without calibration \
+             (`amun unlearn` without --calibrate, `amun registry apply --no-calibrate`)",
+            class_share_words(c, new, old, n),
+            n - new - old
         ),
     ))
+}
+
+/// "the forget set holds 14 of the 30 training images of class 3, which
+/// with the 15 forgotten before makes 29 of the 30 (more than 70%)".
+pub fn class_share_words(c: usize, new: usize, old: usize, n: usize) -> String {
+    let (num, den) = CLASS_SHARE_LIMIT;
+    let k = new + old;
+    let held = match (k == n, old) {
+        (true, _) => format!("every training image of class {c} ({n})"),
+        (false, 0) => format!("{k} of the {n} training images of class {c}"),
+        (false, _) => format!("{k} of the {n}"),
+    };
+    let limit = format!("more than {}%", 100 * num / den);
+    if old == 0 {
+        return format!("the forget set holds {held} ({limit})");
+    }
+    format!(
+        "the forget set holds {new} of the {n} training images of class {c}, which with the \
+         {old} forgotten before makes {held} ({limit})"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::check_calibratable;
 
+    /// 10 classes of `per` samples each, interleaved as MNIST's prefix is
+    /// (sample i is of class i % 10).
+    fn labels(per: i64) -> Vec<i64> {
+        (0..10 * per).map(|i| i % 10).collect()
+    }
+
+    /// `k` samples of class `c` starting at its `from`-th.
+    fn of_class(c: i64, from: i64, k: i64) -> Vec<i64> {
+        (from..from + k).map(|j| 10 * j + c).collect()
+    }
+
     #[test]
     fn most_of_a_class_is_counted_once_per_sample() {
-        // Class 0: samples 0..10, class 1: 10..20.
-        let labels: Vec<i64> = (0..20).map(|i| i / 10).collect();
+        let l = labels(10);
         // 4 of class 0's 10, named twice (forgotten before and again).
-        assert!(check_calibratable(&labels, 2, &[0, 1, 2, 3, 0, 1, 2, 3]).is_ok());
-        let e = check_calibratable(&labels, 2, &[0, 1, 2, 3, 4, 5]).unwrap_err();
+        let four = of_class(0, 0, 4);
+        assert!(check_calibratable(&l, 10, &four, &four).is_ok());
+        let e = check_calibratable(&l, 10, &[], &of_class(0, 0, 8)).unwrap_err();
         assert!(
             e.to_string()
-                .contains("6 of the 10 training images of class 0"),
+                .contains("8 of the 10 training images of class 0 (more than 70%)"),
             "{e}"
         );
-        let e = check_calibratable(&labels, 2, &(10..20).collect::<Vec<_>>()).unwrap_err();
+        let e = check_calibratable(&l, 10, &[], &of_class(1, 0, 10)).unwrap_err();
         assert!(
             e.to_string()
                 .contains("every training image of class 1 (10)"),
+            "{e}"
+        );
+    }
+
+    /// hostile8 K6: a random third of MNIST's 300 held 16 of class 9's 30
+    /// and was refused, though the retrain without it scores class 9 at
+    /// 93.75% (held-out 80%); two thirds of a class keep the estimate
+    /// (docs/CALIBRATION.md), three quarters do not.
+    #[test]
+    fn half_or_two_thirds_of_a_class_is_calibrated() {
+        let l = labels(30);
+        let mut k6 = of_class(9, 0, 16);
+        k6.extend(of_class(0, 0, 10));
+        assert!(check_calibratable(&l, 10, &[], &k6).is_ok());
+        assert!(check_calibratable(&l, 10, &[], &of_class(3, 0, 21)).is_ok());
+        assert!(check_calibratable(&l, 10, &[], &of_class(3, 0, 23)).is_err());
+    }
+
+    /// hostile7 K2b: 29 of a class's 30 in one request, or 15 and then 14,
+    /// stay refused; the second names the request's own share and the
+    /// ones forgotten before (hostile8: it said "holds 29").
+    #[test]
+    fn a_class_forgotten_in_parts_is_refused_naming_both_parts() {
+        let l = labels(30);
+        let e = check_calibratable(&l, 10, &[], &of_class(3, 0, 29)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("holds 29 of the 30 training images of class 3"),
+            "{e}"
+        );
+        let e = check_calibratable(&l, 10, &of_class(3, 0, 15), &of_class(3, 15, 14)).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("holds 14 of the 30 training images of class 3, which with the 15 forgotten before makes 29 of the 30")
+                && e.contains("--no-calibrate"),
             "{e}"
         );
     }

@@ -33,7 +33,7 @@ pub use calibrate::{
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, STOP_BELOW, finetune};
 pub use ft::{Ft, FtSettings};
 pub use ga::{Ga, GaSettings};
-pub use job::{BatchRun, UnlearnJob, Unlearned};
+pub use job::{BatchRun, UnlearnJob, Unlearned, class_mostly_forgotten, class_share_words};
 pub use l1::l1_norm;
 pub use l1::{L1, L1Settings};
 pub use mask::{GivenOrOwn, SaliencyMask, given_or_own, saliency_mask};
