@@ -18,6 +18,11 @@ pub struct AuditArgs {
     /// The forget set (amun's JSON or any list `amun split --from` reads)
     #[arg(long, value_name = "FORGET")]
     pub forget: PathBuf,
+    /// A deletion request the audited models' lineage forgot before
+    /// --forget (repeat for each): the audit's forget set is then all of
+    /// them, and --retrain must exclude all of them
+    #[arg(long, value_name = "FORGET")]
+    pub forgotten: Vec<PathBuf>,
     /// Reference models from `amun rmia train-refs`
     #[arg(long, value_name = "DIR")]
     pub refs: PathBuf,
@@ -80,10 +85,19 @@ pub fn run(a: AuditArgs) -> Result<()> {
         "the forget set: amun's JSON or a list of indices",
         &a.forget,
     )?;
+    for p in &a.forgotten {
+        amun::outputs::require_file("--forgotten", "an earlier deletion request", p)?;
+    }
     let forget = ForgetFile::read(&a.forget)?;
+    let earlier = (a.forgotten.iter())
+        .map(|p| ForgetFile::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let (_, first, data) =
         super::open_checkpoint(&a.checkpoint[0], &a.import, &a.dir, tch::Device::Cpu)?;
     let forget = forget.resolve(&data, &a.forget)?;
+    let earlier = (earlier.into_iter().zip(&a.forgotten))
+        .map(|(f, p)| f.resolve(&data, p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut paths = a.checkpoint.clone();
     if let Some(r) = &a.retrain {
         paths.insert(0, r.clone());
@@ -97,6 +111,21 @@ pub fn run(a: AuditArgs) -> Result<()> {
             .transpose()?;
         sidecars.push(sc);
     }
+    let audited: Vec<(&std::path::Path, &amun::model::Sidecar)> = (a.checkpoint.iter())
+        .zip(&sidecars[a.retrain.is_some() as usize..])
+        .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
+        .collect();
+    if a.retrain.is_some() || !earlier.is_empty() {
+        amun::audit::check_lineage(&audited, &forget, &earlier)?;
+    }
+    // What the lineage forgot before is forgotten too: the retrain excludes
+    // it, and the forget set's numbers are of all of it.
+    let forget = match earlier.is_empty() {
+        true => forget,
+        false => amun::unlearn::forget_union(
+            &[&[&forget][..], &earlier.iter().collect::<Vec<_>>()].concat(),
+        ),
+    };
     if let Some(r) = &a.retrain {
         match &sidecars[0] {
             Some(sc) => check_retrain(sc, &forget, r)?,

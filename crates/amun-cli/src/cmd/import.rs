@@ -1,4 +1,6 @@
 use super::{DataDir, ImportArgs, device};
+use amun::data::ForgetFile;
+use amun::model::checkpoint::{ForgetSummary, Origin};
 use amun::model::{Layout, check_export_out, checkpoint, export};
 use amun::outputs::{Artifact, Outputs};
 use anyhow::{Result, bail};
@@ -31,6 +33,11 @@ pub struct ImportCmdArgs {
     /// untrained model on purpose); refused otherwise
     #[arg(long)]
     pub force: bool,
+    /// A deletion request the model already forgot (repeat for each; what
+    /// `amun export` named of an unlearned or retrained model): recorded,
+    /// so that unlearning the import keeps them out of its retain set
+    #[arg(long, value_name = "FORGET")]
+    pub forgotten: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -54,8 +61,14 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
     let mut io = Outputs::new();
     io.reads_file("--from", "the PyTorch checkpoint", &a.from);
     a.import.reads(&mut io);
+    for p in &a.forgotten {
+        io.reads_file("--forgotten", "an earlier deletion request", p);
+    }
     io.writes("--out", &a.out, Artifact::Imported);
     let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
+    let forgotten = (a.forgotten.iter())
+        .map(|p| ForgetFile::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let opened = amun::model::open(
         &a.from,
         &a.import.spec()?,
@@ -63,7 +76,12 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
         device("cpu")?,
         &crate::progress::Stderr,
     )?;
-    let (model, sc, data) = (opened.model, opened.sidecar, opened.data);
+    let (model, mut sc, data) = (opened.model, opened.sidecar, opened.data);
+    if let Origin::Import { forgotten: f, .. } = &mut sc.origin {
+        for (file, p) in forgotten.into_iter().zip(&a.forgotten) {
+            f.push(ForgetSummary::of(&file.resolve(&data, p)?));
+        }
+    }
     // A sanity check, not an evaluation: a model at chance on images it was
     // trained on was imported wrongly (normalisation, names, architecture).
     let check = amun::model::chance_check(&model, &data);
@@ -151,6 +169,7 @@ pub fn run_export(a: ExportArgs) -> Result<()> {
     let _locks = super::claim(&io, &[("--out", &["pt", "pth", "safetensors", "pt2"])])?;
     let sc = checkpoint::read_sidecar(&a.checkpoint)?;
     let (model, _) = checkpoint::load(&a.checkpoint, device("cpu")?)?;
+    let forgotten = sc.forgotten();
     if layout != Layout::Authors
         && !matches!(
             sc.model.arch,
@@ -181,6 +200,18 @@ pub fn run_export(a: ExportArgs) -> Result<()> {
             sc.model.arch,
             layout.name()
         ),
+    }
+    if !forgotten.is_empty() {
+        let said: Vec<String> = forgotten.iter().map(amun::unlearn::short_summary).collect();
+        eprintln!(
+            "note: {}'s lineage forgot {} deletion request(s): {}; {} does not carry this \
+             record: import it with --forgotten FILE for each, or unlearning the import trains \
+             on those samples again",
+            a.checkpoint.display(),
+            forgotten.len(),
+            said.join(", "),
+            a.out.display()
+        );
     }
     if sc.model.normalize.is_some() && layout != Layout::Salun {
         super::outln!(

@@ -7,6 +7,7 @@ mod common;
 mod cli;
 mod hostile;
 mod ignored_settings;
+mod lineage;
 mod outputs;
 mod own_data;
 mod registry;

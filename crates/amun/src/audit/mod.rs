@@ -192,6 +192,43 @@ pub fn check_retrain(sc: &Sidecar, forget: &ForgetSet, path: &Path) -> Result<()
     ))
 }
 
+/// Checks that each audited model (with its sidecar) whose lineage forgot
+/// anything forgot exactly `forget` and the `earlier` requests (`amun audit
+/// --forgotten`): the Avg. Gap compares with a retrain without all of them,
+/// and a model whose lineage forgot an earlier request too is otherwise
+/// compared with a retrain that trained on it. Models that forgot nothing
+/// (an original, an import) are the audit's baselines and pass.
+pub fn check_lineage(
+    audited: &[(&Path, &Sidecar)],
+    forget: &ForgetSet,
+    earlier: &[ForgetSet],
+) -> Result<()> {
+    let given: Vec<ForgetSet> = earlier.iter().chain([forget]).cloned().collect();
+    let named: Vec<String> = (given.iter())
+        .map(|g| crate::unlearn::short_summary(&ForgetSummary::of(g)))
+        .collect();
+    for (path, sc) in audited {
+        let recorded = sc.forgotten();
+        if recorded.is_empty() || crate::unlearn::lineage_gap(&recorded, &given).is_none() {
+            continue;
+        }
+        let lineage: Vec<String> = recorded.iter().map(crate::unlearn::short_summary).collect();
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "its lineage forgot {} request(s): {}; the audit names {} (--forget and each \
+                 --forgotten). Its exact retrain excludes every request its lineage forgot: \
+                 give the last one as --forget and each earlier one as --forgotten, with a \
+                 retrain without all of them (`amun train --exclude` a file of their indices)",
+                recorded.len(),
+                lineage.join(", "),
+                named.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that the retrain (`retrain`, at `path`) is the same network as
 /// every audited model that records one: an Avg. Gap to a retrain of another
 /// architecture, class count or exported graph measures the architectures'

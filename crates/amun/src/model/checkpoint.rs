@@ -104,7 +104,15 @@ pub enum Origin {
         adversarial: Option<serde_json::Value>,
     },
     /// Imported from another framework's file.
-    Import { from: String, layout: String },
+    Import {
+        from: String,
+        layout: String,
+        /// The deletion requests the model had forgotten before it was
+        /// exported (`amun import --forgotten`): an export carries no
+        /// lineage, so the import records what its user names.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        forgotten: Vec<ForgetSummary>,
+    },
 }
 
 /// A training run continued from its resume state.
@@ -279,7 +287,9 @@ impl Sidecar {
     }
 
     /// Every deletion request this model's lineage forgot: those of the
-    /// unlearnings it came from and of the one that made it.
+    /// unlearnings it came from and of the one that made it, and what the
+    /// retrain at its root excluded (an exact unlearning of those samples:
+    /// a registry's retrain excludes all its requests as one set).
     pub fn forgotten(&self) -> Vec<ForgetSummary> {
         match &self.origin {
             Origin::Unlearn {
@@ -287,7 +297,8 @@ impl Sidecar {
                 forgotten_before,
                 ..
             } => forgotten_before.iter().chain(forget).cloned().collect(),
-            _ => Vec::new(),
+            Origin::Import { forgotten, .. } => forgotten.clone(),
+            Origin::Train { .. } => self.excluded().cloned().into_iter().collect(),
         }
     }
 
@@ -563,6 +574,7 @@ mod tests {
         let origin = Origin::Import {
             from: "m.pt".into(),
             layout: "torchvision".into(),
+            forgotten: Vec::new(),
         };
         let classes = ["a".to_string(), "b".to_string()];
         let mut sc = Sidecar::new(&spec, &data, &classes, 3, origin);

@@ -233,6 +233,7 @@ pub fn import(
         Origin::Import {
             from: path.display().to_string(),
             layout: layout.name().into(),
+            forgotten: Vec::new(),
         },
     );
     Ok((

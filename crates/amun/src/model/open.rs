@@ -230,6 +230,7 @@ pub fn open_program(path: &Path, spec: &OpenSpec, data: Dataset, device: Device)
         super::Origin::Import {
             from: path.display().to_string(),
             layout: "exported".into(),
+            forgotten: Vec::new(),
         },
     );
     sidecar.data_sha256 = data.content().cloned();

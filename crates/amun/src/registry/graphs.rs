@@ -366,6 +366,7 @@ mod tests {
         let origin = Origin::Import {
             from: "net.pt2".into(),
             layout: "exported".into(),
+            forgotten: Vec::new(),
         };
         let data = crate::data::DataSpec::new("cifar10");
         let sc = Sidecar::new(&spec, &data, &[], 1, origin);

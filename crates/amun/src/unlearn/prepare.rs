@@ -12,7 +12,6 @@ use crate::attack::AdvSet;
 use crate::audit::{References, RmiaParams, load_references};
 use crate::data::{Dataset, ForgetSet, HeldOut, HeldOutRecord, Split};
 use crate::error::{Error, Result};
-use crate::model::checkpoint::ForgetSummary;
 use crate::model::{Classifier, Sidecar};
 use crate::progress::Progress;
 use crate::train::Recipe;
@@ -51,70 +50,6 @@ pub struct RunSettings {
     pub rmia: RmiaParams,
     /// How a registry's apply runs its batch.
     pub batch: super::job::BatchRun,
-}
-
-/// The samples a model's lineage already forgot, from the deletion
-/// requests `given` for them (`names` name each): every request its sidecar
-/// records as forgotten must be among them, so that a new unlearning keeps
-/// them out of its retain set rather than training on them again.
-pub fn forgotten_before(
-    parent: &Sidecar,
-    given: &[ForgetSet],
-    names: &[String],
-) -> Result<Vec<i64>> {
-    let recorded = parent.forgotten();
-    let summaries: Vec<ForgetSummary> = given.iter().map(ForgetSummary::of).collect();
-    let missing: Vec<&ForgetSummary> = (recorded.iter())
-        .filter(|r| {
-            !summaries
-                .iter()
-                .any(|g| g.indices_sha256 == r.indices_sha256)
-        })
-        .collect();
-    if !missing.is_empty() {
-        let said: Vec<String> = (missing.iter())
-            .map(|m| {
-                format!(
-                    "{} samples (indices sha256 {})",
-                    m.size,
-                    &m.indices_sha256[..12]
-                )
-            })
-            .collect();
-        return Err(Error::setting(
-            "forgotten",
-            format!(
-                "the model was unlearned before and its lineage forgot {} request(s) not given \
-                 as {{forgotten}}: {}; a new unlearning would train on those samples again \
-                 (they are in its retain set) — give each earlier deletion request as \
-                 {{forgotten}}",
-                missing.len(),
-                said.join(", ")
-            ),
-        ));
-    }
-    if let Some(i) = (summaries.iter()).position(|g| {
-        !recorded
-            .iter()
-            .any(|r| r.indices_sha256 == g.indices_sha256)
-    }) {
-        return Err(Error::setting(
-            "forgotten",
-            format!(
-                "{}: the model's sidecar records no such forgotten request ({} samples); give \
-                 only the requests its lineage forgot",
-                names.get(i).map_or("a request", String::as_str),
-                given[i].size
-            ),
-        ));
-    }
-    let mut all: Vec<i64> = given
-        .iter()
-        .flat_map(|g| g.indices.iter().copied())
-        .collect();
-    all.sort_unstable();
-    all.dedup();
-    Ok(all)
 }
 
 impl RunSettings {
