@@ -7,8 +7,8 @@
 //! and says when a version committed without its certificate.
 use crate::common;
 use common::registry::{
-    APPLY_FAST, Immutable, add_killed_before_its_anchor, added_and_backed_up, count, mnist_model,
-    put_back_db, reg, reg_stopping_at, request, roll_back, small_registry,
+    APPLY_FAST, Immutable, add_killed_before_its_anchor, added_and_backed_up, count, create,
+    mnist_model, put_back_db, reg, reg_stopping_at, request, roll_back, small_registry,
     small_registry_and_db_copy, verifies_noting,
 };
 use common::{fails_with, ok, read_json, stderr, stdout};
