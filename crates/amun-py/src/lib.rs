@@ -1,7 +1,7 @@
 //! `amun._amun`: the native half of the Python package `amun`. It turns
 //! what `python/amun/__init__.py` hands over (a request as JSON, tensors as
 //! pointers into PyTorch's memory) into the library's values and runs the
-//! library's own entry points (`open_program`, `UnlearnJob`, `audit::audit`
+//! library's own entry points (`open_program`, `RunSettings`, `audit::audit`
 //! with the checks `amun audit` makes, `registry::*` as `amun registry`
 //! calls them); every decision about data, models and runs stays in the
 //! `amun` crate.
@@ -14,7 +14,7 @@ use amun::audit::{
     References, RmiaParams, Signal, audit as audit_model, audit_holdout, audit_seed, avg_gap,
     check_ref_count, check_retrain, load_references, train_references,
 };
-use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOut, HeldOutRecord, Split};
+use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOut, Split};
 use amun::eval::Accuracy;
 use amun::model::{Arch, Classifier, Normalize, OpenSpec, Opened, import_program, open_program};
 use amun::model::{Sidecar, checkpoint};
@@ -23,7 +23,7 @@ use amun::registry::{self, ApplySpec, CreateSpec, Policy, Registry};
 use amun::train::{
     Subset, TrainJob, TrainOverrides, TrainParams, record_final_metrics, train as train_model,
 };
-use amun::unlearn::{CalibrateOverrides, MethodSpec, UnlearnJob, check_given};
+use amun::unlearn::{CalibrateOverrides, MethodSpec, RunSettings, check_given};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -415,9 +415,9 @@ fn run(
         (None, None) => Err(amun::Error::invalid("data", "no data given")),
     }
     .map_err(py_err)?;
-    let (mut model, parent) = (opened.model, opened.sidecar);
+    let parent = opened.sidecar;
     // Before the run: a weight the module lacks must not surface after it.
-    let views = target_views(&model, targets)?;
+    let views = target_views(&opened.model, targets)?;
     let request = req.forget.resolve(&opened.data, "forget").map_err(py_err)?;
     let method = amun::unlearn::build(&req.method, &req.settings).map_err(py_err)?;
     let train = train_keywords(&req.train).map_err(py_err)?;
@@ -427,28 +427,31 @@ fn run(
         method.adjusted(&train).map_err(py_err)?
     };
     let cal = calibrate_keywords(req.calibrate.as_ref()).map_err(py_err)?;
-    let data = opened.data.to_device(dev);
-    // As `amun unlearn`: a checkpoint amun trained runs in its recipe's layout.
-    amun::train::lay_out_as_trained(&mut model, &parent).map_err(py_err)?;
-    let (heldout, record) = held_out(&req, &data, cal.is_some())?;
-    let requests = [request];
-    let job = UnlearnJob {
-        method: method.as_ref(),
-        data: &data,
-        requests: &requests,
-        with_retain: true,
-        adaptive: false,
-        adversarial: None,
-        calibrate: cal.as_ref().map(|c| (c, &heldout, &record)),
-        // No reference models from Python yet: the loss-based membership test.
-        rmia: None,
-        seed: req.seed,
-        forgotten_before: &[],
-        recipe: None,
-        batch: Default::default(),
+    // As `amun unlearn` prepares its run (layout, held-out split, device);
+    // no reference models from Python yet: the loss-based membership test.
+    let mut settings = RunSettings::new(dev, amun::data::default_data_dir());
+    settings.calibrate = match cal {
+        Some(c) => Some((c, held_out(&req)?)),
+        None => None,
     };
-    let done = job.run(&mut model, &parent, progress).map_err(py_err)?;
-    write_back(&model, views)?;
+    settings.check(method.as_ref()).map_err(py_err)?;
+    // A checkpoint here was trained on tensors by amun.train, never unlearned
+    // (`amun unlearn` cannot read tensors): one that records requests its
+    // lineage forgot is refused, as `amun unlearn` refuses it without them.
+    let forgotten = amun::unlearn::forgotten_before(&parent, &[], &[]).map_err(py_err)?;
+    let names = ["forget".to_string()];
+    let mut run = (settings.prepare(opened.model, &parent, &opened.data, vec![request], &names))
+        .map_err(py_err)?;
+    let done = (run.run(
+        &settings,
+        method.as_ref(),
+        &parent,
+        req.seed,
+        &forgotten,
+        progress,
+    ))
+    .map_err(py_err)?;
+    write_back(&run.model, views)?;
     let log = done.logs.first();
     let out = serde_json::json!({
         "method": method.name(),
@@ -465,32 +468,18 @@ fn run(
     Ok(out.to_string())
 }
 
-/// Calibration's held-out images and their record: the caller's
-/// `heldout=` (the test split of tensor data), or with data amun reads the
-/// last `holdout_test` test images, as `amun unlearn --holdout-test`.
-fn held_out(req: &Request, data: &Dataset, calibrate: bool) -> PyResult<(Split, HeldOutRecord)> {
-    let whole = || HeldOutRecord::LastTest {
-        size: data.test.len(),
-        test_size: data.test.len(),
-    };
-    let shared = || Split {
-        images: data.test.images.shallow_clone(),
-        labels: data.test.labels.shallow_clone(),
-    };
+/// Calibration's held-out images: the caller's `heldout=` (the test split
+/// of tensor data), or with data amun reads the last `holdout_test` test
+/// images, as `amun unlearn --holdout-test`.
+fn held_out(req: &Request) -> PyResult<HeldOut> {
     match (req.data_path.is_some(), req.holdout_test) {
-        (true, Some(n)) => HeldOut::LastTest(n)
-            .prepare(data, &amun::data::default_data_dir())
-            .map_err(py_err),
-        (true, None) if calibrate => Err(invalid(
+        (true, Some(n)) => Ok(HeldOut::LastTest(n)),
+        (true, None) => Err(invalid(
             "holdout_test",
             "calibrate with data amun reads needs holdout_test=N: its last N test images, \
              which the model never trained on",
         )),
-        _ if calibrate && data.test.is_empty() => Err(invalid(
-            "heldout",
-            "calibrate needs held-out data the model never trained on",
-        )),
-        _ => Ok((shared(), whole())),
+        (false, _) => Ok(HeldOut::Test),
     }
 }
 

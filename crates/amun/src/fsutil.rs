@@ -181,14 +181,24 @@ pub fn read_json_signed<T: serde::de::DeserializeOwned>(
     what: &str,
     remake: &str,
 ) -> Result<T> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    parse_json_signed(path, &text, what, remake)
+}
+
+/// [`read_json_signed`] of `text`, already read from `path`.
+pub fn parse_json_signed<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    what: &str,
+    remake: &str,
+) -> Result<T> {
     #[derive(serde::Deserialize)]
     struct Signed {
         content_sha256: Option<String>,
     }
-    let text = std::fs::read_to_string(path).at(path)?;
     let parse_err = |e: serde_json::Error| Error::format(path, format!("invalid JSON: {e}"));
-    let value: T = serde_json::from_str(&text).map_err(parse_err)?;
-    let Signed { content_sha256 } = serde_json::from_str(&text).map_err(parse_err)?;
+    let value: T = serde_json::from_str(text).map_err(parse_err)?;
+    let Signed { content_sha256 } = serde_json::from_str(text).map_err(parse_err)?;
     let Some(want) = content_sha256 else {
         return Err(Error::format(
             path,

@@ -92,22 +92,60 @@ impl Kind {
 
     /// What the file at `path` is (`Foreign` when it cannot be read).
     pub fn of(path: &Path) -> Kind {
-        if path.is_dir() {
-            return Kind::Foreign;
+        Found::of(path).kind
+    }
+}
+
+/// What [`Kind::of`] tells of a file, with how a checkpoint was made: its
+/// sidecar's origin, read while telling the kind rather than again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Found {
+    kind: Kind,
+    /// A checkpoint's, when its sidecar is as amun signed it.
+    made: Option<Made>,
+}
+
+impl Found {
+    fn of(path: &Path) -> Found {
+        let kind = if path.is_dir() {
+            Kind::Foreign
+        } else if is_anchor(path) {
+            // Any name: the user chose the copy's (`acopy.json`, `a.log`).
+            Kind::Anchor
+        } else {
+            match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+                "json" => json_kind(path),
+                "safetensors" => return safetensors_kind(path),
+                "csv" => csv_kind(path),
+                "npy" if is_per_sample_npy(path) => Kind::PerSample,
+                "lock" => Kind::Lock,
+                "pt2" if crate::model::program::written_by_amun(path) => Kind::Export,
+                _ => Kind::Foreign,
+            }
+        };
+        Found { kind, made: None }
+    }
+}
+
+/// [`Found::of`] of each path one [`Outputs::check`] looks at, told once:
+/// telling an amun checkpoint hashes its weights, and a check asks of the
+/// same paths for each file an output writes.
+#[derive(Debug, Default)]
+struct Seen {
+    found: std::collections::HashMap<PathBuf, Found>,
+    /// How many times a path was asked of.
+    asked: usize,
+}
+
+impl Seen {
+    fn of(&mut self, path: &Path) -> Found {
+        self.asked += 1;
+        if let Some(f) = self.found.get(path) {
+            return *f;
         }
-        // Any name: the user chose the copy's (`acopy.json`, `a.log`).
-        if is_anchor(path) {
-            return Kind::Anchor;
-        }
-        match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-            "json" => json_kind(path),
-            "safetensors" => safetensors_kind(path),
-            "csv" => csv_kind(path),
-            "npy" if is_per_sample_npy(path) => Kind::PerSample,
-            "lock" => Kind::Lock,
-            "pt2" if crate::model::program::written_by_amun(path) => Kind::Export,
-            _ => Kind::Foreign,
-        }
+        let f = Found::of(path);
+        self.found.insert(path.to_path_buf(), f);
+        f
     }
 }
 
@@ -151,9 +189,15 @@ struct RunConfigShape {
 }
 
 fn json_kind(path: &Path) -> Kind {
-    let Ok(v) = crate::fsutil::read_json::<serde_json::Value>(path) else {
-        return Kind::Foreign;
-    };
+    match crate::fsutil::read_json::<serde_json::Value>(path) {
+        Ok(v) => value_kind(&v),
+        Err(_) => Kind::Foreign,
+    }
+}
+
+/// The kind of a JSON file of content `v`.
+fn value_kind(v: &serde_json::Value) -> Kind {
+    use serde::Deserialize;
     match v.get("format").and_then(|f| f.as_str()) {
         Some(crate::model::checkpoint::FORMAT) => return Kind::Sidecar,
         Some(crate::attack::ADV_FORMAT) => return Kind::AdvMeta,
@@ -162,9 +206,9 @@ fn json_kind(path: &Path) -> Kind {
         Some(RECEIPT_FORMAT) => return Kind::Receipt,
         _ => {}
     }
-    if serde_json::from_value::<crate::data::ForgetSet>(v.clone()).is_ok() {
+    if crate::data::ForgetSet::deserialize(v).is_ok() {
         Kind::ForgetSet
-    } else if serde_json::from_value::<StepMetaShape>(v).is_ok() {
+    } else if StepMetaShape::deserialize(v).is_ok() {
         Kind::StepMeta
     } else {
         Kind::Foreign
@@ -187,29 +231,34 @@ fn is_anchor(path: &Path) -> bool {
     serde_json::from_slice::<AnchorLineShape>(&first).is_ok()
 }
 
-fn safetensors_kind(path: &Path) -> Kind {
+fn safetensors_kind(path: &Path) -> Found {
     // Amun's only when the JSON beside it records these very bytes: a
     // sidecar copied beside a user's weights makes them no checkpoint.
     let beside = path.with_extension("json");
-    let kind = match json_kind(&beside) {
-        Kind::Sidecar => Some((Kind::Checkpoint, "weights_sha256")),
-        Kind::AdvMeta => Some((Kind::AdvSet, "sha256")),
+    let text = std::fs::read_to_string(&beside).ok();
+    let json = (text.as_deref()).and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+    let kind = match json.as_ref().map(value_kind) {
+        Some(Kind::Sidecar) => Some((Kind::Checkpoint, "weights_sha256")),
+        Some(Kind::AdvMeta) => Some((Kind::AdvSet, "sha256")),
         _ => None,
     };
-    if let Some((kind, field)) = kind {
-        let recorded = crate::fsutil::read_json::<serde_json::Value>(&beside)
-            .ok()
-            .and_then(|v| v.get(field)?.as_str().map(str::to_string));
+    if let (Some((kind, field)), Some(json), Some(text)) = (kind, &json, &text) {
+        let recorded = json.get(field).and_then(|v| v.as_str());
         let actual = crate::data::sha256_file(path).ok();
-        return if recorded.is_some() && recorded == actual {
-            kind
-        } else {
-            Kind::Foreign
-        };
+        if recorded.is_none() || recorded != actual.as_deref() {
+            return Found {
+                kind: Kind::Foreign,
+                made: None,
+            };
+        }
+        let made = (kind == Kind::Checkpoint)
+            .then(|| Made::of_sidecar(&beside, text))
+            .flatten();
+        return Found { kind, made };
     }
     let names = tensor_names(path).unwrap_or_default();
     let has = |n: &str| names.iter().any(|x| x == n);
-    if has("__ratio") {
+    let kind = if has("__ratio") {
         Kind::Mask
     } else if has("meta.fingerprint") {
         Kind::Resume
@@ -217,7 +266,8 @@ fn safetensors_kind(path: &Path) -> Kind {
         Kind::PerSample
     } else {
         Kind::Foreign
-    }
+    };
+    Found { kind, made: None }
 }
 
 /// The tensor names of a safetensors file, from its header alone (an
@@ -413,17 +463,17 @@ impl Made {
         }
     }
 
-    /// How the checkpoint at `path` was made (`None` when its sidecar
-    /// cannot be read).
-    fn of_checkpoint(path: &Path) -> Option<Made> {
-        use crate::model::Origin;
-        Some(
-            match crate::model::checkpoint::read_sidecar(path).ok()?.origin {
-                Origin::Train { .. } => Made::Trained,
-                Origin::Unlearn { .. } => Made::Unlearned,
-                Origin::Import { .. } => Made::Imported,
-            },
-        )
+    /// How a checkpoint was made, from the `text` of its sidecar at `path`
+    /// (`None` when amun did not write it so: what
+    /// [`crate::model::checkpoint::read_sidecar`] refuses).
+    fn of_sidecar(path: &Path, text: &str) -> Option<Made> {
+        use crate::model::{Origin, Sidecar};
+        let sc: Sidecar = crate::fsutil::parse_json_signed(path, text, "", "").ok()?;
+        Some(match sc.origin {
+            Origin::Train { .. } => Made::Trained,
+            Origin::Unlearn { .. } => Made::Unlearned,
+            Origin::Import { .. } => Made::Imported,
+        })
     }
 
     fn describe(self) -> &'static str {
@@ -637,6 +687,11 @@ impl Outputs {
     /// Checks every write against every read and against what is on disk,
     /// before any work; names both flags and files.
     pub fn check(&self) -> Result<()> {
+        self.check_seen(&mut Seen::default())
+    }
+
+    /// [`Outputs::check`], telling each file's kind once into `seen`.
+    fn check_seen(&self, seen: &mut Seen) -> Result<()> {
         for r in self.reads.iter().filter(|r| r.required) {
             require_file(&r.flag, &r.what, &r.path)?;
         }
@@ -660,8 +715,8 @@ impl Outputs {
                     return Err(w.refuse(verb, &format!("{rel} {}", r.describe())));
                 }
             }
-            w.check_protected()?;
-            w.check_existing()?;
+            w.check_protected(seen)?;
+            w.check_existing(seen)?;
         }
         Ok(())
     }
@@ -689,7 +744,7 @@ impl Target {
     /// kind: `rmia train-refs --out` never in a run folder, `experiment
     /// --out` never in reference models or a registry, and never into a
     /// folder of the user's files (`--out .`), which it would write over.
-    fn check_folder_output(&self) -> Result<()> {
+    fn check_folder_output(&self, seen: &mut Seen) -> Result<()> {
         // A file there (or above it) is no folder: refused here, not by the
         // OS once the run starts (or never, for a plan that only reads).
         let file = self
@@ -704,7 +759,7 @@ impl Target {
             };
             return Err(self.refuse("write into", &why));
         }
-        match Holder::of(&self.path) {
+        match Holder::of_seen(&self.path, seen) {
             Some(h) if Some(h) != self.makes => Err(self.refuse(
                 "write into",
                 &format!(
@@ -767,11 +822,11 @@ impl Target {
     /// with one of the same kind ([`Target::check_existing`] would let it
     /// through) or with one the folder's manifest does not describe. A
     /// folder output (`rmia train-refs --out`) writes into itself.
-    fn check_protected(&self) -> Result<()> {
+    fn check_protected(&self, seen: &mut Seen) -> Result<()> {
         if self.folder {
-            self.check_folder_output()?;
+            self.check_folder_output(seen)?;
         }
-        let Some((dir, holder)) = protected_holding(&self.path) else {
+        let Some((dir, holder)) = protected_holding_seen(&self.path, seen) else {
             return Ok(());
         };
         if self.in_folder_output
@@ -797,11 +852,11 @@ impl Target {
     /// anything else another artifact. A forget set and an exported `.pt2`
     /// pass here but are written through [`write_recorded`], which replaces
     /// them only with the same bytes.
-    fn check_existing(&self) -> Result<()> {
+    fn check_existing(&self, seen: &mut Seen) -> Result<()> {
         if !self.path.exists() || self.kind == Kind::Lock || self.folder {
             return Ok(());
         }
-        let found = Kind::of(&self.path);
+        let Found { kind: found, made } = seen.of(&self.path);
         // A .pt2 amun did not write is a user's torch.export graph (the
         // model itself): no export replaces it.
         let users_graph = self.kind == Kind::Export
@@ -825,7 +880,7 @@ impl Target {
         }
         if found == Kind::Checkpoint
             && let Some(want) = self.made
-            && let Some(was) = Made::of_checkpoint(&self.path)
+            && let Some(was) = made
             && was != want
         {
             return Err(self.refuse(
@@ -908,9 +963,13 @@ impl Holder {
 
     /// What the folder `dir` is, if it is one of these.
     pub fn of(dir: &Path) -> Option<Holder> {
+        Holder::of_seen(dir, &mut Seen::default())
+    }
+
+    fn of_seen(dir: &Path, seen: &mut Seen) -> Option<Holder> {
         if REGISTRY_MARKERS.iter().any(|m| dir.join(m).exists()) {
             Some(Holder::Registry)
-        } else if Kind::of(&dir.join("manifest.json")) == Kind::References {
+        } else if seen.of(&dir.join("manifest.json")).kind == Kind::References {
             Some(Holder::References)
         } else if crate::fsutil::read_json::<RunConfigShape>(&dir.join("experiment.json")).is_ok() {
             Some(Holder::RunFolder)
@@ -933,10 +992,14 @@ pub fn registry_holding(path: &Path) -> Option<PathBuf> {
 /// The nearest folder `path` lies inside (resolved as [`registry_holding`]
 /// does) whose files only its own command writes, if any.
 pub fn protected_holding(path: &Path) -> Option<(PathBuf, Holder)> {
+    protected_holding_seen(path, &mut Seen::default())
+}
+
+fn protected_holding_seen(path: &Path, seen: &mut Seen) -> Option<(PathBuf, Holder)> {
     canonical_lenient(path)
         .ancestors()
         .skip(1)
-        .find_map(|d| Holder::of(d).map(|h| (d.to_path_buf(), h)))
+        .find_map(|d| Holder::of_seen(d, seen).map(|h| (d.to_path_buf(), h)))
 }
 
 /// Refuses a path a registry command makes (a registry, a receipt, the
@@ -1045,6 +1108,33 @@ fn canonical_lenient(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_check_tells_each_file_once() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("a/b");
+        std::fs::create_dir_all(&dir).unwrap();
+        let w = dir.join("m.safetensors");
+        std::fs::write(&w, b"weights").unwrap();
+        let sha = crate::data::sha256_file(&w).unwrap();
+        let side = serde_json::json!({
+            "format": crate::model::checkpoint::FORMAT,
+            "weights_sha256": sha,
+        });
+        std::fs::write(dir.join("m.json"), side.to_string()).unwrap();
+        assert_eq!(Kind::of(&w), Kind::Checkpoint);
+        let mut o = Outputs::new();
+        o.writes("--out", &w, Artifact::Checkpoint);
+        let mut seen = Seen::default();
+        o.check_seen(&mut seen).unwrap();
+        // The weights (hashed), their sidecar, and each folder above the
+        // three files the output writes, asked of once per file.
+        assert_eq!(seen.found[&w].kind, Kind::Checkpoint);
+        assert!(seen.asked > seen.found.len(), "{seen:?}");
+        let told = seen.found.len();
+        o.check_seen(&mut seen).unwrap();
+        assert_eq!(seen.found.len(), told);
+    }
 
     #[test]
     fn writing_inside_a_registry_is_refused_beside_it_allowed() {

@@ -2,7 +2,7 @@
 //! the registry's database and files.
 use super::{amun, ok};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 /// `amun registry SUB --registry REG ARGS…`.
 pub fn reg(sub: &str, registry: &Path, args: &[&str]) -> Output {
@@ -74,6 +74,15 @@ pub fn request(dir: &Path, name: &str, indices: &[i64]) -> PathBuf {
     p
 }
 
+/// `amun registry verify` of `registry`, which succeeds with `note` on
+/// stderr (a warning, or what the next command does).
+pub fn verifies_noting(registry: &Path, note: &str) {
+    let o = reg("verify", registry, &[]);
+    ok(&o);
+    let err = super::stderr(&o);
+    assert!(err.contains(note), "{note}: {err}");
+}
+
 /// The registry's database.
 pub fn db(registry: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(registry.join("registry.db")).unwrap()
@@ -139,6 +148,70 @@ pub fn small_registry(dir: &Path) -> PathBuf {
         &[r1.to_str().unwrap(), r2.to_str().unwrap()],
     ));
     r
+}
+
+/// A registry at `d/reg` of `model` (keeping its anchor's copy at `copy`,
+/// if given) with request 1 (samples 1, 2, 3) added, and a copy of the
+/// folder from then at `d/backup`: returns both folders.
+pub fn added_and_backed_up(d: &Path, model: &Path, copy: Option<&Path>) -> (PathBuf, PathBuf) {
+    let r = d.join("reg");
+    let args: Vec<&str> = copy.map_or(vec![], |c| vec!["--anchor-copy", c.to_str().unwrap()]);
+    create(&r, model, &args);
+    let r1 = request(d, "r1.csv", &[1, 2, 3]);
+    ok(&reg("add", &r, &[r1.to_str().unwrap()]));
+    let backup = d.join("backup");
+    copy_dir(&r, &backup);
+    (r, backup)
+}
+
+/// Registry `r` put back to its copy `backup`, as a restore from a backup
+/// does: the database, anchor.log, and each of the subfolders `folders`
+/// (`certificates`, `receipts`) whole.
+pub fn roll_back(r: &Path, backup: &Path, folders: &[&str]) {
+    put_back_db(r, &backup.join("registry.db"));
+    std::fs::copy(backup.join("anchor.log"), r.join("anchor.log")).unwrap();
+    for sub in folders {
+        std::fs::remove_dir_all(r.join(sub)).unwrap();
+        copy_dir(&backup.join(sub), &r.join(sub));
+    }
+}
+
+/// `amun registry SUB --registry REG ARGS…` that stops where the
+/// registry's writer reaches `point` (`anchor`: killed between a commit
+/// and its anchor line; `pause:committed`: stopped after a commit), through
+/// the test hook `AMUN_REGISTRY_STOP_AT`.
+pub fn reg_stopping_at(sub: &str, registry: &Path, args: &[&str], point: &str) -> Command {
+    let abs = std::path::absolute(registry).unwrap();
+    let mut c = Command::new(super::bin());
+    c.args(["registry", sub, "--registry", registry.to_str().unwrap()])
+        .args(args)
+        .env(
+            "AMUN_REGISTRY_STOP_AT",
+            format!("{point}@{}", abs.display()),
+        );
+    c
+}
+
+/// [`small_registry`] with request 3 (samples 20, 21) committed by an add
+/// killed before it wrote its anchor line and receipt.
+pub fn add_killed_before_its_anchor(dir: &Path) -> PathBuf {
+    let r = small_registry(dir);
+    let r3 = request(dir, "r3.csv", &[20, 21]);
+    let o = reg_stopping_at("add", &r, &[r3.to_str().unwrap()], "anchor")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9));
+    r
+}
+
+/// [`small_registry`] and a copy of its database at `dir/name`, to put
+/// back later with [`put_back_db`]: returns both.
+pub fn small_registry_and_db_copy(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let r = small_registry(dir);
+    let backup = dir.join(name);
+    std::fs::copy(r.join("registry.db"), &backup).unwrap();
+    (r, backup)
 }
 
 /// A copy of the registry `base` at `to`, with `sql` run on its database.

@@ -5,8 +5,9 @@
 //! line, and registries made before anchors.
 use crate::common;
 use common::registry::{
-    APPLY_FAST, copy_dir, copy_with_sql, count, create, db, mnist_model, pending, put_back_db, reg,
-    request, small_registry,
+    APPLY_FAST, add_killed_before_its_anchor, added_and_backed_up, copy_dir, copy_with_sql, count,
+    create, db, mnist_model, pending, put_back_db, reg, reg_stopping_at, request, roll_back,
+    small_registry_and_db_copy, verifies_noting,
 };
 use common::{fails_with, ok, read_json, stderr, stdout};
 use std::path::Path;
@@ -177,9 +178,7 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
 #[test]
 fn apply_after_a_rollback_keeps_the_released_versions_files() {
     let d = tempfile::tempdir().unwrap();
-    let r = small_registry(d.path());
-    let backup = d.path().join("before-apply.db");
-    std::fs::copy(r.join("registry.db"), &backup).unwrap();
+    let (r, backup) = small_registry_and_db_copy(d.path(), "before-apply.db");
     ok(&reg("apply", &r, APPLY_FAST));
     // The database put back, and the newer version's certificates deleted:
     // only its weights and sidecar are left, as an interrupted apply's.
@@ -217,26 +216,13 @@ fn apply_after_a_rollback_keeps_the_released_versions_files() {
 #[test]
 fn a_stop_between_a_commit_and_its_anchor_line_is_appended_not_cried_wolf() {
     let d = tempfile::tempdir().unwrap();
-    let r = small_registry(d.path());
-    let abs = std::path::absolute(&r).unwrap();
-    let r3 = request(d.path(), "r3.csv", &[20, 21]);
-    let o = std::process::Command::new(common::bin())
-        .args(["registry", "add", "--registry", r.to_str().unwrap()])
-        .arg(&r3)
-        .env("AMUN_REGISTRY_STOP_AT", format!("anchor@{}", abs.display()))
-        .output()
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(o.status.signal(), Some(9));
+    let r = add_killed_before_its_anchor(d.path());
     assert_eq!(count(&r, "requests"), 3);
     let before = anchor_lines(&r).len();
     // Verify writes nothing: it says the next command appends the rest.
-    let o = reg("verify", &r, &[]);
-    ok(&o);
-    assert!(
-        stderr(&o).contains("the next add, apply, retrain or policy appends the rest"),
-        "{}",
-        stderr(&o)
+    verifies_noting(
+        &r,
+        "the next add, apply, retrain or policy appends the rest",
     );
     assert_eq!(anchor_lines(&r).len(), before);
     let r35 = request(d.path(), "r35.csv", &[25]);
@@ -254,41 +240,22 @@ fn a_stop_between_a_commit_and_its_anchor_line_is_appended_not_cried_wolf() {
     std::fs::write(&log, text).unwrap();
     let r4 = request(d.path(), "r4.csv", &[30]);
     ok(&reg("add", &r, &[r4.to_str().unwrap()]));
-    let o = reg("verify", &r, &[]);
-    ok(&o);
-    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
+    verifies_noting(&r, "cut short");
     // An apply stopped after placing its files, before its commit: the
     // anchor never saw version 2, so the next apply moves them aside.
-    let o = std::process::Command::new(common::bin())
-        .args(["registry", "apply", "--registry", r.to_str().unwrap()])
-        .args(APPLY_FAST)
-        .env(
-            "AMUN_REGISTRY_STOP_AT",
-            format!("renamed@{}", abs.display()),
-        )
+    let o = reg_stopping_at("apply", &r, APPLY_FAST, "renamed")
         .output()
         .unwrap();
+    use std::os::unix::process::ExitStatusExt;
     assert_eq!(o.status.signal(), Some(9));
     let placed = std::fs::read(r.join("versions/v0002.safetensors")).unwrap();
-    let o = reg("verify", &r, &[]);
-    ok(&o);
-    assert!(
-        stderr(&o).contains("the next apply or retrain moves it to set-aside/"),
-        "{}",
-        stderr(&o)
-    );
+    verifies_noting(&r, "the next apply or retrain moves it to set-aside/");
     let o = reg("apply", &r, &loud());
     ok(&o);
     assert!(stderr(&o).contains("Nothing was deleted"), "{}", stderr(&o));
     assert_eq!(count(&r, "versions"), 2);
     assert_eq!(set_aside(&r)["v0002.safetensors"], placed);
-    let o = reg("verify", &r, &[]);
-    ok(&o);
-    assert!(
-        stderr(&o).contains("set-aside holds 2 file(s)"),
-        "{}",
-        stderr(&o)
-    );
+    verifies_noting(&r, "set-aside holds 2 file(s)");
 }
 
 /// [`APPLY_FAST`] without `-q`: the notes an apply prints.
@@ -323,26 +290,15 @@ fn a_rollback_with_its_anchor_sets_the_released_version_aside_and_deletes_nothin
     let model = mnist_model(m.path(), "400", "1");
     for with_copy in [false, true] {
         let d = tempfile::tempdir().unwrap();
-        let r = d.path().join("reg");
         let copy = d.path().join("elsewhere/reg-anchor.log");
-        let args = ["--anchor-copy", copy.to_str().unwrap()];
-        create(&r, &model, if with_copy { &args } else { &[] });
-        let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
-        ok(&reg("add", &r, &[r1.to_str().unwrap()]));
-        let backup = d.path().join("backup");
-        copy_dir(&r, &backup);
+        let (r, backup) = added_and_backed_up(d.path(), &model, with_copy.then_some(&*copy));
         let copy_then = std::fs::read(&copy).ok();
         ok(&reg("apply", &r, APPLY_FAST));
         let released: Vec<Vec<u8>> = ["versions/v0002.safetensors", "versions/v0002.json"]
             .iter()
             .map(|f| std::fs::read(r.join(f)).unwrap())
             .collect();
-        put_back_db(&r, &backup.join("registry.db"));
-        std::fs::copy(backup.join("anchor.log"), r.join("anchor.log")).unwrap();
-        for sub in ["certificates", "receipts"] {
-            std::fs::remove_dir_all(r.join(sub)).unwrap();
-            copy_dir(&backup.join(sub), &r.join(sub));
-        }
+        roll_back(&r, &backup, &["certificates", "receipts"]);
         if with_copy {
             std::fs::write(&copy, b"").unwrap();
             fails_with(
@@ -467,18 +423,10 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
 fn with_the_anchors_copy_unreadable_a_rollback_keeps_the_released_version() {
     let d = tempfile::tempdir().unwrap();
     let model = mnist_model(d.path(), "400", "1");
-    let r = d.path().join("reg");
     let copy = d.path().join("elsewhere/reg-anchor.log");
-    create(&r, &model, &["--anchor-copy", copy.to_str().unwrap()]);
-    let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
-    ok(&reg("add", &r, &[r1.to_str().unwrap()]));
-    let backup = d.path().join("backup");
-    copy_dir(&r, &backup);
+    let (r, backup) = added_and_backed_up(d.path(), &model, Some(&copy));
     ok(&reg("apply", &r, APPLY_FAST));
-    put_back_db(&r, &backup.join("registry.db"));
-    std::fs::copy(backup.join("anchor.log"), r.join("anchor.log")).unwrap();
-    std::fs::remove_dir_all(r.join("certificates")).unwrap();
-    copy_dir(&backup.join("certificates"), &r.join("certificates"));
+    roll_back(&r, &backup, &["certificates"]);
     let away = d.path().join("away.log");
     std::fs::rename(&copy, &away).unwrap();
     let o = reg("verify", &r, &[]);

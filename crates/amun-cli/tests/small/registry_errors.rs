@@ -653,3 +653,35 @@ fn a_reference_is_one_line_and_its_pipe_keeps_the_table_whole() {
     let row = out.lines().find(|l| l.contains("ticket 7")).unwrap();
     assert_eq!(columns(row), columns(table[0]), "{out}");
 }
+
+/// Issue 38: `registry create` of an unlearned checkpoint named it only as
+/// one of five kinds of model it refuses; the requests its lineage forgot
+/// (which a registry made from it could not keep out of its retain sets)
+/// and the way to a registry that holds them went unsaid.
+#[test]
+fn registry_create_of_an_unlearned_model_names_the_requests_its_lineage_forgot() {
+    let d = tempfile::tempdir().unwrap();
+    let model = mnist_model(d.path(), "400", "1");
+    let forget = request(d.path(), "r1.csv", &[1, 2, 3]);
+    let unlearned = d.path().join("u.safetensors");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    ok(&common::unlearn(
+        &path(&model),
+        &path(&forget),
+        "ft",
+        &path(&unlearned),
+        &["--epochs", "1", "--device", "cpu", "-q"],
+    ));
+    let r = d.path().join("reg");
+    fails_with(
+        &reg("create", &r, &["--checkpoint", &path(&unlearned)]),
+        &[
+            "u.safetensors",
+            "an unlearned model",
+            "forgot 1 request(s) (3 samples)",
+            "from the trained original",
+            "registry add",
+        ],
+    );
+    assert!(!r.exists());
+}

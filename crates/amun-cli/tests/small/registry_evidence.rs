@@ -7,8 +7,9 @@
 //! and says when a version committed without its certificate.
 use crate::common;
 use common::registry::{
-    APPLY_FAST, Immutable, copy_dir, count, create, mnist_model, put_back_db, reg, request,
-    small_registry,
+    APPLY_FAST, Immutable, add_killed_before_its_anchor, added_and_backed_up, count, create,
+    mnist_model, put_back_db, reg, reg_stopping_at, request, roll_back, small_registry,
+    small_registry_and_db_copy, verifies_noting,
 };
 use common::{fails_with, ok, read_json, stderr, stdout};
 use std::path::Path;
@@ -30,22 +31,9 @@ fn anchored(f: &Path) -> i64 {
 /// A registry at `d/reg` keeping its anchor's copy at `d/copy.log`, with
 /// request 1 added, and a copy of the folder from then at `d/backup`.
 fn with_copy_and_backup(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let model = mnist_model(d, "400", "1");
-    let r = d.join("reg");
     let copy = d.join("copy.log");
-    create(&r, &model, &["--anchor-copy", copy.to_str().unwrap()]);
-    let r1 = request(d, "r1.csv", &[1, 2, 3]);
-    ok(&reg("add", &r, &[r1.to_str().unwrap()]));
-    copy_dir(&r, &d.join("backup"));
+    let (r, _) = added_and_backed_up(d, &mnist_model(d, "400", "1"), Some(&copy));
     (r, copy)
-}
-
-/// The folder put back to `d/backup` (database, anchor.log) and request
-/// 2's receipt deleted: what only the anchor's copy can show.
-fn roll_back(d: &Path, r: &Path) {
-    put_back_db(r, &d.join("backup/registry.db"));
-    std::fs::copy(d.join("backup/anchor.log"), r.join("anchor.log")).unwrap();
-    std::fs::remove_file(r.join("receipts/r0002.json")).unwrap();
 }
 
 /// Hostile6 AN6: a rolled-back registry whose anchor copy was deleted
@@ -57,7 +45,9 @@ fn a_lost_anchor_copy_is_named_and_never_started_again() {
     let (r, copy) = with_copy_and_backup(d.path());
     let r2 = request(d.path(), "r2.csv", &[10, 11]);
     ok(&reg("add", &r, &[r2.to_str().unwrap()]));
-    roll_back(d.path(), &r);
+    // What only the anchor's copy can show: request 2 and its receipt gone.
+    roll_back(&r, &d.path().join("backup"), &[]);
+    std::fs::remove_file(r.join("receipts/r0002.json")).unwrap();
     std::fs::remove_file(&copy).unwrap();
     let o = reg("verify", &r, &[]);
     fails_with(
@@ -102,9 +92,7 @@ fn a_lost_anchor_copy_is_named_and_never_started_again() {
 #[test]
 fn an_emptied_anchor_is_refused_like_a_deleted_one() {
     let d = tempfile::tempdir().unwrap();
-    let r = small_registry(d.path());
-    let backup = d.path().join("backup.db");
-    std::fs::copy(r.join("registry.db"), &backup).unwrap();
+    let (r, backup) = small_registry_and_db_copy(d.path(), "backup.db");
     let r3 = request(d.path(), "r3.csv", &[20, 21]);
     ok(&reg("add", &r, &[r3.to_str().unwrap()]));
     put_back_db(&r, &backup);
@@ -153,13 +141,7 @@ fn a_clone_that_writes_the_shared_anchor_copy_is_named_a_fork_not_a_rollback() {
         ],
     );
     assert_eq!(count(&clone, "requests"), 1);
-    let o = reg("verify", &clone, &[]);
-    ok(&o);
-    assert!(
-        stderr(&o).contains("another copy of this registry"),
-        "{}",
-        stderr(&o)
-    );
+    verifies_noting(&clone, "another copy of this registry");
     // Both write after the split: the real one a request of its own (its
     // line then taken out of the copy again), the clone another while the
     // real folder is away.
@@ -254,17 +236,7 @@ fn a_stale_backup_is_behind_its_anchor_not_a_fork() {
 #[test]
 fn a_lost_receipt_is_named_and_written_again_and_verify_writes_nothing() {
     let d = tempfile::tempdir().unwrap();
-    let r = small_registry(d.path());
-    let abs = std::path::absolute(&r).unwrap();
-    let r3 = request(d.path(), "r3.csv", &[20, 21]);
-    let o = std::process::Command::new(common::bin())
-        .args(["registry", "add", "--registry", r.to_str().unwrap()])
-        .arg(&r3)
-        .env("AMUN_REGISTRY_STOP_AT", format!("anchor@{}", abs.display()))
-        .output()
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(o.status.signal(), Some(9));
+    let r = add_killed_before_its_anchor(d.path());
     assert!(!r.join("receipts/r0003.json").exists());
     let before = std::fs::read(r.join("anchor.log")).unwrap();
     let o = reg("verify", &r, &[]);
@@ -426,14 +398,7 @@ fn apply_checks_its_folders_first_and_says_a_committed_version_stands() {
             assert_eq!(count(&r, "versions"), 1);
         }
     }
-    let abs = std::path::absolute(&r).unwrap();
-    let child = std::process::Command::new(common::bin())
-        .args(["registry", "apply", "--registry", r.to_str().unwrap()])
-        .args(APPLY_FAST)
-        .env(
-            "AMUN_REGISTRY_STOP_AT",
-            format!("pause:committed@{}", abs.display()),
-        )
+    let child = reg_stopping_at("apply", &r, APPLY_FAST, "pause:committed")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

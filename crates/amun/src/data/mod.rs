@@ -518,6 +518,9 @@ pub enum HeldOut {
     LastTest(usize),
     /// A dataset folder of other images (both its splits).
     Folder(PathBuf),
+    /// The whole test split of the model's data: images the caller set
+    /// apart as held out (`amun.unlearn`'s `heldout=`).
+    Test,
 }
 
 impl HeldOut {
@@ -545,6 +548,10 @@ impl HeldOut {
         match self {
             HeldOut::LastTest(n) => HeldOutRecord::LastTest {
                 size: *n,
+                test_size: data.test.len(),
+            },
+            HeldOut::Test => HeldOutRecord::LastTest {
+                size: data.test.len(),
                 test_size: data.test.len(),
             },
             HeldOut::Folder(dir) => HeldOutRecord::Folder {
@@ -576,6 +583,13 @@ impl HeldOut {
                 }
                 return Ok(Self::last_test(data, *n));
             }
+            HeldOut::Test if data.test.is_empty() => {
+                return Err(Error::invalid(
+                    "heldout",
+                    "calibrate needs held-out data the model never trained on",
+                ));
+            }
+            HeldOut::Test => return Ok(Self::last_test(data, data.test.len())),
             HeldOut::Folder(dir) => dir,
         };
         let what = format!("holdout {}", dir.display());

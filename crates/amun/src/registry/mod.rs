@@ -1269,6 +1269,24 @@ fn check_new_registry_dir(dir: &Path) -> Result<()> {
 /// A registry's root is a model amun trained to its last epoch on the whole
 /// training split: the exact retrain repeats its recipe.
 fn check_root_model(spec: &CreateSpec, sc: &checkpoint::Sidecar) -> Result<()> {
+    // Its sidecar holds only digests of the requests its lineage forgot: a
+    // registry could keep none of those samples out of a later retain set
+    // or count them toward most of a class, nor retrain without them.
+    let forgotten = sc.forgotten();
+    if !forgotten.is_empty() {
+        return Err(Error::checkpoint(
+            &spec.checkpoint,
+            format!(
+                "an unlearned model: its lineage forgot {} request(s) ({} samples), which a \
+                 registry made from it could not carry (its sidecar records only their \
+                 digests, so later unlearning would train on those samples again and an exact \
+                 retrain would include them); create the registry from the trained original, \
+                 then `amun registry add` those requests and `amun registry apply`",
+                forgotten.len(),
+                forgotten.iter().map(|f| f.size).sum::<usize>()
+            ),
+        ));
+    }
     match &sc.origin {
         crate::model::Origin::Train { subset: None, .. } if sc.incomplete().is_none() => Ok(()),
         _ => Err(Error::checkpoint(

@@ -153,38 +153,26 @@ impl Prepared {
         forgotten_before: &[i64],
         progress: &dyn Progress,
     ) -> Result<Unlearned> {
-        let Prepared {
-            data,
-            model,
-            requests,
-            recipe,
-            heldout,
-            refs,
-            adversarial,
-        } = self;
-        let rmia = refs
-            .as_ref()
-            .zip(heldout.as_ref())
-            .map(|(r, (split, _))| RmiaSignal::last_test(r, &settings.rmia, data, split));
+        // Fields borrowed apart: the model mutably, the rest shared.
+        let heldout = self.heldout.as_ref();
+        let rmia = (self.refs.as_ref().zip(heldout))
+            .map(|(r, (split, _))| RmiaSignal::last_test(r, &settings.rmia, &self.data, split));
         let job = UnlearnJob {
             method,
-            data,
-            requests,
+            data: &self.data,
+            requests: &self.requests,
             with_retain: settings.with_retain,
             adaptive: settings.adaptive,
-            adversarial: adversarial.as_ref(),
-            calibrate: settings
-                .calibrate
-                .as_ref()
-                .zip(heldout.as_ref())
+            adversarial: self.adversarial.as_ref(),
+            calibrate: (settings.calibrate.as_ref().zip(heldout))
                 .map(|((c, _), (split, record))| (c, split, record)),
             rmia,
             seed,
             forgotten_before,
-            recipe: recipe.as_ref(),
+            recipe: self.recipe.as_ref(),
             batch: settings.batch,
         };
-        job.run(model, parent, progress)
+        job.run(&mut self.model, parent, progress)
     }
 }
 
