@@ -407,7 +407,7 @@ fn a_registry_made_before_anchors_verifies_with_a_warning_and_its_next_commit_st
     // registry's own copy.
     fails_with(
         &reg("anchor", &r, &["--copy", copy.to_str().unwrap()]),
-        &["anchor-copy", "copy.log", "already this registry's copy"],
+        &["--copy: ", "copy.log", "already this registry's copy"],
     );
     // From now on the anchor is part of the registry: removing it is named.
     std::fs::remove_file(r.join("anchor.log")).unwrap();
