@@ -27,6 +27,7 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     let base = d.path().join("reg");
     // The anchor's copy on "another disk".
     let copy = d.path().join("elsewhere/reg-anchor.log");
+    std::fs::create_dir(d.path().join("elsewhere")).unwrap(); // no copy makes folders
     create(&base, &model, &["--anchor-copy", copy.to_str().unwrap()]);
     let backup = d.path().join("backup.db");
     std::fs::copy(base.join("registry.db"), &backup).unwrap();
@@ -325,6 +326,7 @@ fn a_rollback_with_its_anchor_sets_the_released_version_aside_and_deletes_nothin
         let d = tempfile::tempdir().unwrap();
         let r = d.path().join("reg");
         let copy = d.path().join("elsewhere/reg-anchor.log");
+        std::fs::create_dir(d.path().join("elsewhere")).unwrap(); // no copy makes folders
         let args = ["--anchor-copy", copy.to_str().unwrap()];
         create(&r, &model, if with_copy { &args } else { &[] });
         let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
@@ -469,6 +471,7 @@ fn with_the_anchors_copy_unreadable_a_rollback_keeps_the_released_version() {
     let model = mnist_model(d.path(), "400", "1");
     let r = d.path().join("reg");
     let copy = d.path().join("elsewhere/reg-anchor.log");
+    std::fs::create_dir(d.path().join("elsewhere")).unwrap(); // no copy makes folders
     create(&r, &model, &["--anchor-copy", copy.to_str().unwrap()]);
     let r1 = request(d.path(), "r1.csv", &[1, 2, 3]);
     ok(&reg("add", &r, &[r1.to_str().unwrap()]));
