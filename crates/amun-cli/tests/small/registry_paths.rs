@@ -140,7 +140,7 @@ fn the_next_create_removes_a_killed_create_s_temporary_folder() {
     let o = child.wait_with_output().unwrap();
     assert!(!o.status.success(), "the create was not stopped");
     let left = format!(".regK.tmp-{pid}");
-    assert_eq!(leftovers(d.path(), "regK"), [left.clone()]);
+    assert_eq!(leftovers(d.path(), "regK"), std::slice::from_ref(&left));
     // Named like one, but not amun's: a pid no process has (> pid_max).
     let foreign = d.path().join(".regK.tmp-4194399");
     std::fs::create_dir(&foreign).unwrap();
