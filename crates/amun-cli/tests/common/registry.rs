@@ -155,6 +155,10 @@ pub fn small_registry(dir: &Path) -> PathBuf {
 /// folder from then at `d/backup`: returns both folders.
 pub fn added_and_backed_up(d: &Path, model: &Path, copy: Option<&Path>) -> (PathBuf, PathBuf) {
     let r = d.join("reg");
+    if let Some(folder) = copy.and_then(Path::parent) {
+        // No copy makes its folder (hostile8 ACP5): the user does.
+        std::fs::create_dir_all(folder).unwrap();
+    }
     let args: Vec<&str> = copy.map_or(vec![], |c| vec!["--anchor-copy", c.to_str().unwrap()]);
     create(&r, model, &args);
     let r1 = request(d, "r1.csv", &[1, 2, 3]);

@@ -14,4 +14,5 @@ mod registry;
 mod registry_anchor;
 mod registry_errors;
 mod registry_evidence;
+mod registry_paths;
 mod unchecked;

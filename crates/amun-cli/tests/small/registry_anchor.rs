@@ -28,6 +28,7 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     let base = d.path().join("reg");
     // The anchor's copy on "another disk".
     let copy = d.path().join("elsewhere/reg-anchor.log");
+    std::fs::create_dir(d.path().join("elsewhere")).unwrap(); // no copy makes folders
     create(&base, &model, &["--anchor-copy", copy.to_str().unwrap()]);
     let backup = d.path().join("backup.db");
     std::fs::copy(base.join("registry.db"), &backup).unwrap();

@@ -33,6 +33,7 @@ mod kinds;
 mod records;
 mod retrain;
 mod samples;
+mod staging;
 mod verify;
 mod writer;
 
@@ -288,14 +289,14 @@ fn stop_at_dir(reg_dir: &Path, point: &str) {
     let Ok(v) = std::env::var("AMUN_REGISTRY_STOP_AT") else {
         return;
     };
-    let Some((p, dir)) = v.split_once('@') else {
+    let Some((p, target)) = v.split_once('@') else {
         return;
     };
     let (signal, p) = match p.strip_prefix("pause:") {
         Some(p) => (libc::SIGSTOP, p),
         None => (libc::SIGKILL, p),
     };
-    if p == point && std::path::absolute(reg_dir).is_ok_and(|d| d == Path::new(dir)) {
+    if p == point && std::path::absolute(reg_dir).is_ok_and(|d| d == Path::new(target)) {
         // SAFETY: raise only sends this process a signal.
         unsafe {
             libc::raise(signal);
@@ -382,6 +383,10 @@ impl Registry {
         let copy = anchor_copy_checked(spec.anchor_copy.as_deref(), dir)?;
         let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
         check_root_model(spec, &sc)?;
+        refuse_in_dataset("registry", dir, &sc.data)?;
+        if let Some(c) = &copy {
+            refuse_in_dataset("anchor-copy", &c.path, &sc.data)?;
+        }
         let data = crate::model::load_data(&sc.data, &spec.data_dir, progress)?;
         let (model, _) = checkpoint::load(&spec.checkpoint, tch::Device::Cpu)?;
         let holdout = spec.holdout_test.unwrap_or((data.test.len() / 10).max(1));
@@ -400,7 +405,9 @@ impl Registry {
             }
             None => None,
         };
-        let tmp = staging_dir(dir)?;
+        // Declared before the temporary folder: dropped after it.
+        let mut made = staging::Made::default();
+        let tmp = staging_dir(dir, &mut made, progress)?;
         let root = RootFiles::copy(&tmp.0, spec, &sc)?;
         let audit = audit::audit_version(
             &model,
@@ -452,9 +459,18 @@ impl Registry {
             version: &root_version,
             graphs: &root.graphs,
         };
-        records.commit(&tmp.0, dir, copy.as_deref())?;
+        stop_at_dir(dir, "create");
+        records.commit(&tmp.0, dir, copy.as_ref(), &mut made)?;
         stop_at_dir(dir, "create-place");
-        place_new_registry(&tmp.0, dir)?;
+        let had_dir = !made.has_dir(dir);
+        if let Err(e) = place_new_registry(&tmp.0, dir) {
+            if had_dir && !dir.exists() {
+                // The user's empty folder is put back.
+                let _ = std::fs::create_dir(dir);
+            }
+            return Err(e);
+        }
+        made.keep();
         let reg = Registry::open(dir)?;
         write_certificate(&reg, 1)?;
         Ok(reg)
@@ -664,6 +680,7 @@ impl Registry {
     /// record): the whole anchor is written there at once, and every
     /// commit's head after it. `copy` must be a new or empty file.
     pub fn set_anchor_copy(&mut self, copy: &Path) -> Result<PathBuf> {
+        refuse_special(copy)?;
         self.refuse_lost_copy(&std::path::absolute(copy).at(copy)?)?;
         let current = anchor::copy_path(&self.conn, &self.db)?;
         if current.is_some_and(|c| crate::outputs::same_file(&c, copy)) {
@@ -677,11 +694,30 @@ impl Registry {
             ));
         }
         let copy = anchor_copy_checked(Some(copy), &self.dir)?.expect("a path was given");
+        refuse_in_dataset("anchor-copy", &copy.path, &self.data_spec()?)?;
         anchor::refuse_behind(self, "set the anchor's copy")?;
+        // Made (or found writable) before it is recorded: a copy that
+        // cannot be written is refused, not kept as the registry's copy.
+        let mut made = staging::Made::default();
+        made.copy("anchor-copy", &copy.path, copy.existed)?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&copy.path)
+            .map_err(|e| {
+                Error::invalid(
+                    "anchor-copy",
+                    format!(
+                        "{}: cannot be written: {e}; nothing was changed",
+                        copy.path.display()
+                    ),
+                )
+            })?;
+        let copy = copy.path;
         let tx = immediate(&mut self.conn, &self.db)?;
         anchor::ensure_started(&tx, &self.db)?;
         anchor::insert(&tx, &self.db, Some(&copy.display().to_string()))?;
         tx.commit().map_err(sql(&self.db))?;
+        made.keep();
         let w = anchor::after_commit(self, "anchor");
         self.warnings.extend(w);
         Ok(copy)
@@ -1001,12 +1037,23 @@ fn forgotten_in(conn: &Connection, db: &Path, id: i64) -> Result<Vec<i64>> {
     Ok(v)
 }
 
-/// The anchor's copy of registry `dir`, absolute, checked before any work:
-/// a file that exists and is not empty is another registry's anchor; a
-/// copy inside a registry folder is a file apply may remove or move aside as a leftover
-/// (and it would share the fate of the folder it should outlive).
-fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<PathBuf>> {
+/// The anchor's copy a command names: absolute, and whether it existed
+/// (empty) when checked: only one made by the command is removed again.
+struct CopyPath {
+    path: PathBuf,
+    existed: bool,
+}
+
+/// The anchor's copy of registry `dir`, checked before any work: a file
+/// that exists must be an empty regular file (one that is not empty is
+/// another registry's anchor; a device, FIFO or socket takes no anchor and
+/// is no file to clean up after); its folder must exist (a typo would make
+/// folders); a copy inside a registry folder is a file apply may remove or
+/// move aside as a leftover (and it would share the fate of the folder it
+/// should outlive).
+fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<CopyPath>> {
     let Some(c) = copy else { return Ok(None) };
+    refuse_special(c)?;
     let abs = std::path::absolute(c).at(c)?;
     if crate::outputs::lies_inside(&abs, dir) {
         return Err(Error::invalid(
@@ -1020,7 +1067,8 @@ fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<PathBuf
         ));
     }
     crate::outputs::refuse_evidence_path("anchor-copy", c)?;
-    if abs.is_dir() || std::fs::metadata(&abs).is_ok_and(|m| m.len() > 0) {
+    let meta = std::fs::symlink_metadata(&abs).ok();
+    if abs.is_dir() || meta.as_ref().is_some_and(|m| m.len() > 0) {
         let what = match crate::outputs::Kind::of(&abs) {
             _ if abs.is_dir() => "a folder",
             crate::outputs::Kind::Anchor => "another registry's anchor or its copy",
@@ -1035,11 +1083,67 @@ fn anchor_copy_checked(copy: Option<&Path>, dir: &Path) -> Result<Option<PathBuf
             ),
         ));
     }
-    // Where it goes must take a file (a folder that exists or can be
-    // made), found before any work rather than once the registry is made.
+    // A parent that is a file is check_output's to name.
+    if let Some(parent) = abs.parent().filter(|p| !p.exists()) {
+        return Err(Error::invalid(
+            "anchor-copy",
+            format!(
+                "{}: its folder {} does not exist (it is not made for the copy: a typo would \
+                 make folders); make the folder first or name another file",
+                c.display(),
+                parent.display()
+            ),
+        ));
+    }
     crate::fsutil::check_output(c, &[])
         .map_err(|e| Error::invalid("anchor-copy", e.to_string()))?;
-    Ok(Some(abs))
+    Ok(Some(CopyPath {
+        path: abs,
+        existed: meta.is_some(),
+    }))
+}
+
+/// Refuses an anchor's copy `c` that exists and is a device, FIFO or
+/// socket, before anything opens it (a FIFO's read would wait forever).
+fn refuse_special(c: &Path) -> Result<()> {
+    let Ok(m) = std::fs::symlink_metadata(c) else {
+        return Ok(());
+    };
+    let t = m.file_type();
+    if t.is_file() || t.is_dir() || t.is_symlink() {
+        return Ok(()); // refused, if at all, with their own words
+    }
+    Err(Error::invalid(
+        "anchor-copy",
+        format!(
+            "{}: exists and is not a regular file (a device, FIFO or socket); the anchor's copy \
+             is made only as a new (or empty) regular file: name a new file; nothing was changed",
+            c.display()
+        ),
+    ))
+}
+
+/// Refuses `path` (`setting` names its flag) inside the folder of the
+/// dataset `data` (an image folder; a registry name has none): a folder
+/// made there would be read as one more class, and every model of the
+/// dataset refused.
+fn refuse_in_dataset(setting: &str, path: &Path, data: &DataSpec) -> Result<()> {
+    let ds = Path::new(&data.dataset);
+    if crate::data::Registry::from_name(&data.dataset).is_some()
+        || !ds.is_dir()
+        || !crate::outputs::lies_inside(path, ds)
+    {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        setting,
+        format!(
+            "{}: inside the dataset folder {} of the registry's model (a folder made there \
+             would be read as one more class); name a path outside the dataset folder",
+            path.display(),
+            ds.display()
+        ),
+    ))
 }
 
 /// Removes a folder on drop unless it was renamed away.
@@ -1299,8 +1403,6 @@ fn check_root_model(spec: &CreateSpec, sc: &checkpoint::Sidecar) -> Result<()> {
     }
 }
 
-/// The temporary folder (with `versions/`) a registry is built in, beside
-/// `dir`; removed when dropped unless renamed to `dir` first.
 /// Moves the registry built in `tmp` to `dir`, which was missing or an
 /// empty folder when the create began: another command that filled it
 /// meanwhile (a second `registry create` at the same time) wins, and this
@@ -1329,20 +1431,26 @@ fn place_new_registry(tmp: &Path, dir: &Path) -> Result<()> {
     }
 }
 
-fn staging_dir(dir: &Path) -> Result<TempDir> {
+/// The temporary folder (with `versions/`) a registry is built in, beside
+/// `dir`; removed when dropped unless renamed to `dir` first. Made anew
+/// (never one that was there), after the leftovers of killed creates of
+/// `dir` are removed; the missing folders above it are recorded in `made`.
+fn staging_dir(dir: &Path, made: &mut staging::Made, progress: &dyn Progress) -> Result<TempDir> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).at(&parent)?;
+    made.dirs(&parent)?;
     let name = dir
         .file_name()
         .ok_or_else(|| Error::invalid(dir.display().to_string(), "expected a folder path"))?
         .to_string_lossy()
         .into_owned();
-    let tmp = TempDir(parent.join(format!(".{name}.tmp-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&tmp.0);
-    std::fs::create_dir_all(tmp.0.join("versions")).at(&tmp.0)?;
+    staging::remove_leftovers(&parent, &name, progress);
+    let path = parent.join(staging::tmp_name(&name, std::process::id()));
+    std::fs::create_dir(&path).at(&path)?;
+    let tmp = TempDir(path);
+    std::fs::create_dir(tmp.0.join("versions")).at(&tmp.0)?;
     Ok(tmp)
 }
 
@@ -1386,9 +1494,15 @@ struct RootRecords<'a> {
 
 impl RootRecords<'_> {
     /// Commits the records in the database of `tmp` (renamed to `dir`
-    /// next) in one transaction, then starts the anchor (and its copy,
-    /// removed again if that fails).
-    fn commit(&self, tmp: &Path, dir: &Path, copy: Option<&Path>) -> Result<()> {
+    /// next) in one transaction, then starts the anchor and its copy (what
+    /// it makes recorded in `made`, removed again if the create fails).
+    fn commit(
+        &self,
+        tmp: &Path,
+        dir: &Path,
+        copy: Option<&CopyPath>,
+        made: &mut staging::Made,
+    ) -> Result<()> {
         let row = self.row;
         let (mut conn, db) = db::open(tmp, true)?;
         let err = sql(&db);
@@ -1423,17 +1537,16 @@ impl RootRecords<'_> {
         insert_policy(&tx, &db, self.policy, &row.created)?;
         insert_version(&tx, &db, self.version)?;
         graphs::insert(&tx, &db, self.graphs)?;
-        anchor::insert(&tx, &db, copy.map(|c| c.display().to_string()).as_deref())?;
+        let shown = copy.map(|c| c.path.display().to_string());
+        anchor::insert(&tx, &db, shown.as_deref())?;
         tx.commit().map_err(&err)?;
         // The lines name where the registry will lie: its folder exists
         // (empty or made now), so its path resolves as it will.
-        std::fs::create_dir_all(dir).at(dir)?;
+        made.dirs(dir)?;
         anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), "create", true, dir)?;
-        if let Some(c) = copy
-            && let Err(e) = anchor::catch_up(&conn, &db, c, "create", true, dir)
-        {
-            let _ = std::fs::remove_file(c);
-            return Err(e);
+        if let Some(c) = copy {
+            made.copy("anchor-copy", &c.path, c.existed)?;
+            anchor::catch_up(&conn, &db, &c.path, "create", true, dir)?;
         }
         Ok(())
     }

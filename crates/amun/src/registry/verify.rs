@@ -65,7 +65,9 @@ impl Verified {
 /// commits appends them.
 pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
     let reg = Registry::open_read(dir)?;
-    check_with(&reg, receipts)
+    let mut v = check_with(&reg, receipts)?;
+    v.notes.extend(super::staging::leftover_notes(dir));
+    Ok(v)
 }
 
 /// [`verify`] of an open registry without the receipts given by hand.
