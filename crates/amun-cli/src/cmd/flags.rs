@@ -28,6 +28,8 @@ pub const SETTING_FLAGS: &[(&str, &str)] = &[
     ("with_retain=false", "--no-retain"),
     ("forgotten", "--forgotten"),
     ("reference", "--reference"),
+    ("anchor-copy", "--anchor-copy"),
+    ("holdout-test", "--holdout-test"),
 ];
 
 /// The flag of the setting `key`, if a flag gives it.

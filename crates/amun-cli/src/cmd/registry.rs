@@ -52,7 +52,7 @@ pub enum RegistryCmd {
 
 pub fn run(c: RegistryCmd) -> Result<()> {
     match c {
-        RegistryCmd::Create(a) => create(a),
+        RegistryCmd::Create(a) => create(a).map_err(|e| super::flags::in_flags(e, &[])),
         RegistryCmd::Add(a) => add(a).map_err(|e| super::flags::in_flags(e, &[])),
         RegistryCmd::List(a) => list(a),
         RegistryCmd::Show(a) => show(a),

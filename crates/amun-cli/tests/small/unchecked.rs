@@ -224,6 +224,8 @@ fn a_held_out_set_too_small_for_any_test_to_fire_is_refused() {
         ],
     );
     assert!(!Path::new(&out).exists());
+    // hostile7 V10: named without its dashes.
+    fails_with(&run("0"), &["--holdout-test: 0"]);
     ok(&run("2"));
 }
 
