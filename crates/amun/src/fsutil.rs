@@ -131,9 +131,27 @@ pub fn write_json<T: serde::Serialize>(dest: &Path, value: &T) -> Result<()> {
     write_atomic(dest, s.as_bytes())
 }
 
+/// The text of the regular file `path`: a device (`/dev/zero` never ends)
+/// or a pipe (a read waits for a writer) is refused before it is opened.
+pub fn read_text(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).at(path)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "a device or a pipe"
+        };
+        return Err(Error::format(
+            path,
+            format!("is not a regular file ({what}); expected a file amun reads as text"),
+        ));
+    }
+    std::fs::read_to_string(path).at(path)
+}
+
 /// Reads and parses a JSON file, naming the file in every error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).at(path)?;
+    let text = read_text(path)?;
     serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))
 }
 
@@ -181,7 +199,7 @@ pub fn read_json_signed<T: serde::de::DeserializeOwned>(
     what: &str,
     remake: &str,
 ) -> Result<T> {
-    let text = std::fs::read_to_string(path).at(path)?;
+    let text = read_text(path)?;
     parse_json_signed(path, &text, what, remake)
 }
 

@@ -107,7 +107,9 @@ struct Found {
 
 impl Found {
     fn of(path: &Path) -> Found {
-        let kind = if path.is_dir() {
+        // A folder, a device or a pipe is never opened to be told (a
+        // pipe's read waits for a writer: hostile9 OUTFIFO hung there).
+        let kind = if path.is_dir() || (path.exists() && !path.is_file()) {
             Kind::Foreign
         } else if is_anchor(path) {
             // Any name: the user chose the copy's (`acopy.json`, `a.log`).

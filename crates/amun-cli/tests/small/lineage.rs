@@ -186,6 +186,24 @@ fn an_audit_compares_a_lineage_only_with_a_retrain_without_all_it_forgot() {
         &p("refs"),
     ]);
     fails_with(&o, &["u1.safetensors", "lineage forgot 1 request(s)"]);
+    // Without a retrain the audit goes on, warning that its retain set
+    // holds what the lineage forgot before (hostile9 AU4b: silent).
+    let o = amun(&[
+        "audit",
+        "--checkpoint",
+        &p("u2.safetensors"),
+        "--forget",
+        &p("f20.json"),
+        "--refs",
+        &p("refs"),
+    ]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning:")
+            && err.contains("lineage forgot 2 request(s)")
+            && err.contains("as retain samples"),
+        "{err}"
+    );
 }
 
 /// hostile8 EI1: export then import of an unlearned model dropped its

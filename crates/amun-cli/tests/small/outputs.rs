@@ -1006,3 +1006,45 @@ fn a_checkpoint_is_replaced_only_by_the_kind_of_command_that_made_it() {
         b"a user's weights"
     );
 }
+
+/// A pipe where amun reads or would write a file (hostile9 OUTFIFO, ZIN):
+/// `--out` onto a FIFO blocked forever (telling what the file held opened
+/// it for reading), and so did a FIFO as a config or a sidecar. Each is
+/// refused at once, naming the file; `timeout` turns a hang into a failure.
+#[test]
+fn a_pipe_given_as_a_file_is_refused_not_waited_on() {
+    let d = folder();
+    let p = |f: &str| d.path().join(f).to_string_lossy().into_owned();
+    let fifo = |f: &str| {
+        let s = std::process::Command::new("mkfifo").arg(p(f)).status();
+        assert!(s.unwrap().success(), "mkfifo {f}");
+    };
+    let run = |args: &[&str]| {
+        std::process::Command::new("timeout")
+            .arg("60")
+            .arg(common::bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    fifo("fifo.json");
+    let o = run(&Args::split_mnist("300", "10")
+        .with("--out", &p("fifo.json"))
+        .words());
+    fails_with(&o, &["fifo.json"]);
+    fifo("fifo.toml");
+    let o = run(&[
+        "experiment",
+        "--config",
+        &p("fifo.toml"),
+        "--out",
+        &p("run"),
+        "--plan",
+    ]);
+    fails_with(&o, &["fifo.toml", "not a regular file"]);
+    // A checkpoint whose sidecar is a pipe.
+    std::fs::remove_file(p("orig.json")).unwrap();
+    fifo("orig.json");
+    let o = run(&["eval", "--checkpoint", &p("orig.safetensors")]);
+    fails_with(&o, &["orig.json", "not a regular file"]);
+}

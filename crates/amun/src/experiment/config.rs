@@ -762,10 +762,7 @@ impl Config {
 
     /// Reads and validates an experiment file.
     pub fn read(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            err: source,
-        })?;
+        let text = crate::fsutil::read_text(path)?;
         Config::parse(&text, path)
     }
 
