@@ -568,7 +568,8 @@ fn unlearn_bad_inputs_leave_nothing_behind() {
         "--out",
         &out,
     ]);
-    fails_with(&o, &["amun.finetune.lr", "positive"]);
+    // In the flag's words (hostile7 AP1), not the setting's key.
+    fails_with(&o, &["--lr: must be positive"]);
     let o = amun(&[
         "unlearn",
         "--checkpoint",
@@ -580,7 +581,7 @@ fn unlearn_bad_inputs_leave_nothing_behind() {
         "--out",
         &out,
     ]);
-    fails_with(&o, &["amun.finetune.epochs"]);
+    fails_with(&o, &["--epochs: must be at least 1"]);
     let o = amun(&[
         "unlearn",
         "--checkpoint",
