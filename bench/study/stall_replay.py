@@ -58,24 +58,30 @@ def replay(cal, stall):
     return table[-1]["epoch"], best["epoch"]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--stall", nargs="+", type=int, default=[3, 4, 5, 6, 8])
-    args = ap.parse_args()
-    for run in args.runs:
+def continuing_walks(runs):
+    """(run folder, result row, calibration record) of every continuing
+    walk the run folders' reports recorded (more than one probed state)."""
+    for run in runs:
         report = json.loads((run / "report.json").read_text())
         for r in report["results"]:
             cal = r.get("calibration")
             if not cal or len(cal["table"]) <= 1:
                 continue
-            if cal["settings"].get("walk", "continue") != "continue":
-                continue
-            got = ", ".join(f"{s}: {replay(cal, s)}" for s in args.stall)
-            print(
-                f"{run.name} {r['method']} {r['fraction']} s{r['seed']}: recorded "
-                f"({cal['epochs_run']}, {cal['chosen']['epoch']}); stall {got}"
-            )
+            if cal["settings"].get("walk", "continue") == "continue":
+                yield run, r, cal
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--stall", nargs="+", type=int, default=[3, 4, 5, 6, 8])
+    args = ap.parse_args()
+    for run, r, cal in continuing_walks(args.runs):
+        got = ", ".join(f"{s}: {replay(cal, s)}" for s in args.stall)
+        print(
+            f"{run.name} {r['method']} {r['fraction']} s{r['seed']}: recorded "
+            f"({cal['epochs_run']}, {cal['chosen']['epoch']}); stall {got}"
+        )
 
 
 if __name__ == "__main__":

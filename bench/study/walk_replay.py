@@ -19,6 +19,8 @@ import argparse
 import json
 from pathlib import Path
 
+from stall_replay import continuing_walks
+
 
 class Unrecorded(Exception):
     pass
@@ -166,30 +168,23 @@ def main():
         variants.append((name, int(parts[0]), int(parts[1]), parts[2] if len(parts) > 2 else None))
     print("run method frac seed | recorded (epochs, kept) | " +
           " | ".join(n for n, *_ in variants))
-    for run in args.runs:
-        report = json.loads((run / "report.json").read_text())
-        for r in report["results"]:
-            cal = r.get("calibration")
-            if not cal or len(cal["table"]) <= 1:
-                continue
-            s = cal["settings"]
-            if s.get("walk", "continue") != "continue":
-                continue
-            n, best, why, legs = walk(cal, s["patience"], s["stall"], False)
-            ok = (n, best["epoch"]) == (cal["epochs_run"], cal["chosen"]["epoch"])
-            cells = []
-            for name, pat, st, carry in variants:
-                try:
-                    vn, vb, vwhy, _ = walk(cal, pat, st, carry, set(legs))
-                    same = vb.get("path") == best.get("path")
-                    cells.append(f"{vn} ({vb['epoch']}{'' if same else ' DIFF score %.2f vs %.2f' % (vb['score'], best['score'])})")
-                except Unrecorded as u:
-                    st_ = u.args[0]
-                    b = st_["best"]
-                    cells.append(f"unrec@{st_['done']} (best so far {b['epoch']}{'=' if b is best else '≠'})")
-            print(f"{run.name} {r['method']} {r['fraction']} s{r['seed']} | "
-                  f"{cal['epochs_run']} ({cal['chosen']['epoch']}){'' if ok else ' MISMATCH %s %s %s' % (n, best['epoch'], why)} | "
-                  + " | ".join(cells))
+    for run, r, cal in continuing_walks(args.runs):
+        s = cal["settings"]
+        n, best, why, legs = walk(cal, s["patience"], s["stall"], False)
+        ok = (n, best["epoch"]) == (cal["epochs_run"], cal["chosen"]["epoch"])
+        cells = []
+        for name, pat, st, carry in variants:
+            try:
+                vn, vb, vwhy, _ = walk(cal, pat, st, carry, set(legs))
+                same = vb.get("path") == best.get("path")
+                cells.append(f"{vn} ({vb['epoch']}{'' if same else ' DIFF score %.2f vs %.2f' % (vb['score'], best['score'])})")
+            except Unrecorded as u:
+                st_ = u.args[0]
+                b = st_["best"]
+                cells.append(f"unrec@{st_['done']} (best so far {b['epoch']}{'=' if b is best else '≠'})")
+        print(f"{run.name} {r['method']} {r['fraction']} s{r['seed']} | "
+              f"{cal['epochs_run']} ({cal['chosen']['epoch']}){'' if ok else ' MISMATCH %s %s %s' % (n, best['epoch'], why)} | "
+              + " | ".join(cells))
 
 
 if __name__ == "__main__":
