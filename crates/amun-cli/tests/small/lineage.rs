@@ -34,6 +34,19 @@ fn ft(ck: &str, forget: &str, out: &str, extra: &[&str]) -> std::process::Output
 /// retrain's exclusion is lineage: required as --forgotten, kept out of
 /// training, and carried into the child's sidecar. A registry's retrain
 /// excludes its requests as one set: they may be named one file each.
+/// `ft` of `ck` forgetting f20.json with f40.json given as `--forgotten`
+/// (files named by `p`): it must run, on a retain set without both.
+fn ft_after_f40(ck: &str, out: &str, p: &dyn Fn(&str) -> String) {
+    let o = ft(ck, &p("f20.json"), out, &["--forgotten", &p("f40.json")]);
+    ok(&o);
+    let retain = retained(&[&p("f40.json"), &p("f20.json")]);
+    assert!(
+        stdout(&o).contains(&format!("| retain | {retain} ")),
+        "{}",
+        stdout(&o)
+    );
+}
+
 #[test]
 fn a_retrains_exclusion_is_lineage_that_unlearning_it_keeps_out_of_training() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,19 +69,7 @@ fn a_retrains_exclusion_is_lineage_that_unlearning_it_keeps_out_of_training() {
         ],
     );
     assert!(!Path::new(&p("u.safetensors")).exists());
-    let o = ft(
-        &p("r.safetensors"),
-        &p("f20.json"),
-        &p("u.safetensors"),
-        &["--forgotten", &p("f40.json")],
-    );
-    ok(&o);
-    let retain = retained(&[&p("f40.json"), &p("f20.json")]);
-    assert!(
-        stdout(&o).contains(&format!("| retain | {retain} ")),
-        "{}",
-        stdout(&o)
-    );
+    ft_after_f40(&p("r.safetensors"), &p("u.safetensors"), &p);
     let u = common::read_json(Path::new(&p("u.json")));
     assert_eq!(u["origin"]["forgotten_before"][0]["size"], 40);
 
@@ -92,6 +93,7 @@ fn a_retrains_exclusion_is_lineage_that_unlearning_it_keeps_out_of_training() {
     );
     let o = halves(&[]);
     ok(&o);
+    let retain = retained(&[&p("f40.json"), &p("f20.json")]);
     assert!(
         stdout(&o).contains(&format!("| retain | {retain} ")),
         "{}",
@@ -253,19 +255,7 @@ fn an_exported_lineage_is_named_and_recorded_again_by_import() {
         ),
         &["--forgotten", "forgot 1 request(s)", "40 samples"],
     );
-    let o = ft(
-        &p("i.safetensors"),
-        &p("f20.json"),
-        &p("iu.safetensors"),
-        &["--forgotten", &p("f40.json")],
-    );
-    ok(&o);
-    let retain = retained(&[&p("f40.json"), &p("f20.json")]);
-    assert!(
-        stdout(&o).contains(&format!("| retain | {retain} ")),
-        "{}",
-        stdout(&o)
-    );
+    ft_after_f40(&p("i.safetensors"), &p("iu.safetensors"), &p);
     // An import that records nothing says where the record comes from.
     ok(&import("bare.safetensors", &[]));
     fails_with(
