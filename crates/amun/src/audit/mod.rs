@@ -205,14 +205,17 @@ pub fn check_lineage(
 ) -> Result<()> {
     let given: Vec<ForgetSet> = earlier.iter().chain([forget]).cloned().collect();
     let named: Vec<String> = (given.iter())
-        .map(|g| crate::unlearn::short_summary(&ForgetSummary::of(g)))
+        .map(|g| crate::model::lineage::short_summary(&ForgetSummary::of(g)))
         .collect();
     for (path, sc) in audited {
         let recorded = sc.forgotten();
-        if recorded.is_empty() || crate::unlearn::lineage_gap(&recorded, &given).is_none() {
+        if recorded.is_empty() || crate::model::lineage::lineage_gap(&recorded, &given).is_none() {
             continue;
         }
-        let lineage: Vec<String> = recorded.iter().map(crate::unlearn::short_summary).collect();
+        let lineage: Vec<String> = recorded
+            .iter()
+            .map(crate::model::lineage::short_summary)
+            .collect();
         return Err(Error::checkpoint(
             path,
             format!(

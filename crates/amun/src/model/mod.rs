@@ -5,6 +5,7 @@
 pub mod checkpoint;
 mod layers;
 pub mod layout;
+pub mod lineage;
 mod open;
 pub mod predict;
 pub mod program;

@@ -165,7 +165,7 @@ impl UnlearnJob<'_> {
         parent: &Sidecar,
         progress: &dyn Progress,
     ) -> Result<Unlearned> {
-        super::prepare::check_run(
+        check_run(
             self.method,
             self.with_retain,
             self.adaptive,
@@ -453,6 +453,49 @@ impl UnlearnJob<'_> {
         }
         prices
     }
+}
+
+/// The settings of a run that clash with its method or each other, named
+/// by key (see [`super::RunSettings::check`]); [`UnlearnJob::run`] checks the same.
+pub(crate) fn check_run(
+    method: &dyn Method,
+    with_retain: bool,
+    adaptive: bool,
+    adversarial: bool,
+) -> Result<()> {
+    let name = method.name();
+    if !with_retain && let Some(why) = method.requires_retain() {
+        return Err(Error::setting(
+            "with_retain",
+            format!("{name} cannot run without the retain set: {why}"),
+        ));
+    }
+    if adversarial && method.adversarial().is_none() {
+        return Err(Error::setting(
+            "adversarial",
+            format!(
+                "{name} trains on no adversarial set; {{adversarial}} is for amun and amun-salun"
+            ),
+        ));
+    }
+    if adaptive && method.adversarial().is_none() {
+        return Err(Error::setting(
+            "adaptive",
+            format!(
+                "{name} trains on no adversarial set to recompute; AMUN-A is amun (or \
+                 amun-salun) with {{adaptive}}"
+            ),
+        ));
+    }
+    if adversarial && adaptive {
+        return Err(Error::setting(
+            "adversarial",
+            "adaptive unlearning (AMUN-A, {adaptive}) computes a new adversarial set for each \
+             request on the current model, so a precomputed set would go unused; give one or \
+             the other",
+        ));
+    }
+    Ok(())
 }
 
 /// What one request's adversarial search costs at least, and its retrain.

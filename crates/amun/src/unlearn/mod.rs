@@ -15,7 +15,6 @@ mod ft;
 mod ga;
 mod job;
 mod l1;
-mod lineage;
 mod mask;
 mod neggrad;
 mod prepare;
@@ -23,6 +22,9 @@ mod retrain;
 mod rl;
 mod scrub;
 
+pub use crate::model::lineage::{
+    Lineage, forgotten_before, lineage_gap, short_summary, union as forget_union,
+};
 pub use amun::{Amun, AmunSalun, AmunSettings};
 pub use bs::{Bs, BsSettings};
 pub use calibrate::{
@@ -34,13 +36,12 @@ pub use calibrate::{
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, STOP_BELOW, finetune};
 pub use ft::{Ft, FtSettings};
 pub use ga::{Ga, GaSettings};
+pub(crate) use job::check_run;
 pub use job::{BatchRun, UnlearnJob, Unlearned, class_mostly_forgotten, class_share_words};
 pub use l1::l1_norm;
 pub use l1::{L1, L1Settings};
-pub use lineage::{Lineage, forgotten_before, lineage_gap, short_summary, union as forget_union};
 pub use mask::{GivenOrOwn, SaliencyMask, given_or_own, saliency_mask};
 pub use neggrad::{NegGrad, NegGradSettings};
-pub(crate) use prepare::check_run;
 pub use prepare::{AdvFile, Prepared, RunSettings};
 pub use retrain::{Retrain, RetrainSettings};
 pub use rl::random_wrong_labels;
@@ -704,7 +705,7 @@ pub fn unlearn_requests(
     ctx: &RunCtx<'_>,
 ) -> Result<Vec<UnlearnLog>> {
     let (with_retain, adaptive, precomputed) = (opts.with_retain, opts.adaptive, opts.precomputed);
-    prepare::check_run(method, with_retain, false, false)?;
+    job::check_run(method, with_retain, false, false)?;
     let n = train.len() as i64;
     let all_requested = requests
         .iter()

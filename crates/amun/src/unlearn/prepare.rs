@@ -11,7 +11,7 @@ use super::{CalibrateSettings, Method, RmiaSignal, UnlearnJob, Unlearned};
 use crate::attack::AdvSet;
 use crate::audit::{References, RmiaParams, load_references};
 use crate::data::{Dataset, ForgetSet, HeldOut, HeldOutRecord, Split};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Classifier, Sidecar};
 use crate::progress::Progress;
 use crate::train::Recipe;
@@ -73,7 +73,7 @@ impl RunSettings {
     /// naming them by key (`adversarial`, `adaptive`, `with_retain`):
     /// called before anything is opened or loaded.
     pub fn check(&self, method: &dyn Method) -> Result<()> {
-        check_run(
+        super::job::check_run(
             method,
             self.with_retain,
             self.adaptive,
@@ -174,49 +174,6 @@ impl Prepared {
         };
         job.run(&mut self.model, parent, progress)
     }
-}
-
-/// The settings of a run that clash with its method or each other, named
-/// by key (see [`RunSettings::check`]); [`UnlearnJob::run`] checks the same.
-pub(crate) fn check_run(
-    method: &dyn Method,
-    with_retain: bool,
-    adaptive: bool,
-    adversarial: bool,
-) -> Result<()> {
-    let name = method.name();
-    if !with_retain && let Some(why) = method.requires_retain() {
-        return Err(Error::setting(
-            "with_retain",
-            format!("{name} cannot run without the retain set: {why}"),
-        ));
-    }
-    if adversarial && method.adversarial().is_none() {
-        return Err(Error::setting(
-            "adversarial",
-            format!(
-                "{name} trains on no adversarial set; {{adversarial}} is for amun and amun-salun"
-            ),
-        ));
-    }
-    if adaptive && method.adversarial().is_none() {
-        return Err(Error::setting(
-            "adaptive",
-            format!(
-                "{name} trains on no adversarial set to recompute; AMUN-A is amun (or \
-                 amun-salun) with {{adaptive}}"
-            ),
-        ));
-    }
-    if adversarial && adaptive {
-        return Err(Error::setting(
-            "adversarial",
-            "adaptive unlearning (AMUN-A, {adaptive}) computes a new adversarial set for each \
-             request on the current model, so a precomputed set would go unused; give one or \
-             the other",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
