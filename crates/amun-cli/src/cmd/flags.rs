@@ -30,6 +30,7 @@ pub const SETTING_FLAGS: &[(&str, &str)] = &[
     ("reference", "--reference"),
     ("anchor-copy", "--anchor-copy"),
     ("holdout-test", "--holdout-test"),
+    ("checkpoint", "--checkpoint"),
 ];
 
 /// The flag of the setting `key`, if a flag gives it.

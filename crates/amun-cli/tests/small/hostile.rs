@@ -1978,3 +1978,21 @@ fn references_trained_unlike_the_audited_model_are_named() {
     ok(&o);
     assert!(!stderr(&o).contains("another recipe"), "{}", stderr(&o));
 }
+
+/// hostile9 RF1: `unlearn` of an RMIA reference model ran with exit 0 on a
+/// retain set of the whole training split, though the model trained on
+/// half the audit's pool. Refused before any work, naming the flag.
+#[test]
+fn a_reference_model_is_not_unlearned() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("u.safetensors");
+    let o = Args::ft_one_epoch(
+        &m("refs/ref-000.safetensors"),
+        &m("f.json"),
+        out.to_str().unwrap(),
+    )
+    .and(&["-q"])
+    .run();
+    fails_with(&o, &["--checkpoint: an RMIA reference model"]);
+    assert!(!out.exists());
+}

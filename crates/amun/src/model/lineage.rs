@@ -82,6 +82,23 @@ pub fn forgotten_before(
     given: &[ForgetSet],
     names: &[String],
 ) -> Result<Vec<i64>> {
+    if let Origin::Train {
+        subset: Some(s), ..
+    } = &parent.origin
+        && s.kind == crate::model::checkpoint::POOL_MEMBERS
+    {
+        // hostile9 RF1: its retain set would be all of the training split,
+        // though it trained on half a pool: no forget set describes it.
+        return Err(Error::invalid(
+            "checkpoint",
+            format!(
+                "an RMIA reference model (`amun rmia train-refs`: trained on {} members of the \
+                 audit's pool, not on the training split), which no deletion request applies \
+                 to; unlearn the model that was trained on the data",
+                s.size
+            ),
+        ));
+    }
     let Some(gap) = lineage_gap(&parent.forgotten(), given) else {
         let sets: Vec<&ForgetSet> = given.iter().collect();
         return Ok(match sets.is_empty() {
