@@ -486,3 +486,25 @@ fn bench_refuses_the_model_flags_it_would_not_read() {
         );
     }
 }
+
+/// hostile9 BE12: `bench unlearn --fractions 0.0001` labelled its row
+/// "0.01%" though a request is at least one sample (1 of 300: 0.33%). The
+/// row says the share it measured.
+#[test]
+fn bench_unlearn_says_the_share_a_tiny_fraction_became() {
+    let o = amun(&[
+        "bench",
+        "unlearn",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--fractions",
+        "0.0001",
+        "--method",
+        "ft",
+        "--device",
+        "cpu",
+    ]);
+    ok(&o);
+    let out = crate::common::stdout(&o);
+    assert!(out.contains("| 0.01% (as 0.33%) | 1 "), "{out}");
+}
