@@ -648,6 +648,11 @@ pub struct VerifyArgs {
 }
 
 fn verify(a: VerifyArgs) -> Result<()> {
+    // A receipt that is not there is the argument's fault, not a finding
+    // about the registry (hostile9 VR1).
+    for r in &a.receipt {
+        amun::outputs::require_file("--receipt", "a receipt `amun registry add` wrote", r)?;
+    }
     let v = registry::verify(&a.dir.registry, &a.receipt)?;
     if a.json {
         print_json(&v)?;

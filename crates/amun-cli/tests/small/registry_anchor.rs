@@ -157,6 +157,11 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
         &reg("verify", &base, &["--receipt", forged.to_str().unwrap()]),
         &["forged.json", "was edited"],
     );
+    // A receipt that is not there is the argument's fault, not a finding
+    // about the registry (hostile9 VR1).
+    let o = reg("verify", &base, &["--receipt", "nope.json"]);
+    fails_with(&o, &["--receipt nope.json: no such file"]);
+    assert!(!stdout(&o).contains("CHANGED"), "{}", stdout(&o));
     // The newest request deleted with its chain record.
     let c = d.path().join("c");
     copy_with_sql(
