@@ -131,16 +131,30 @@ pub fn write_json<T: serde::Serialize>(dest: &Path, value: &T) -> Result<()> {
     write_atomic(dest, s.as_bytes())
 }
 
-/// The text of the regular file `path`: a device (`/dev/zero` never ends)
-/// or a pipe (a read waits for a writer) is refused before it is opened.
+/// What `meta` describes when it is no regular file (`None` when it is
+/// one): a folder, a device (`/dev/zero` never ends), a pipe (a read waits
+/// for a writer) or a socket — each read or written by none of amun's files.
+pub fn special_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a folder")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device")
+    } else if t.is_fifo() {
+        Some("a pipe")
+    } else {
+        Some("a socket or other special file")
+    }
+}
+
+/// The text of the regular file `path`: anything else ([`special_kind`])
+/// is refused before it is opened.
 pub fn read_text(path: &Path) -> Result<String> {
     let meta = std::fs::metadata(path).at(path)?;
-    if !meta.is_file() {
-        let what = if meta.is_dir() {
-            "a folder"
-        } else {
-            "a device or a pipe"
-        };
+    if let Some(what) = special_kind(&meta) {
         return Err(Error::format(
             path,
             format!("is not a regular file ({what}); expected a file amun reads as text"),
@@ -258,11 +272,10 @@ pub const MAX_LIST_BYTES: u64 = 256 << 20;
 /// rather than filling memory.
 pub fn read_list_file(path: &Path) -> Result<String> {
     let meta = std::fs::metadata(path).at(path)?;
-    if !meta.is_file() {
+    if let Some(what) = special_kind(&meta) {
         return Err(Error::format(
             path,
-            "is not a regular file (a folder, a device or a pipe); expected a file listing \
-             training samples",
+            format!("is not a regular file ({what}); expected a file listing training samples"),
         ));
     }
     let too_big = |n: u64| {

@@ -154,19 +154,8 @@ fn fork_words(file: &Path, other: &str, line: usize, time: &str, this: &Path) ->
 /// behind a symbolic link) is an error that says so.
 pub fn read(path: &Path) -> Result<Option<Parsed>> {
     if let Ok(m) = std::fs::metadata(path)
-        && !m.is_file()
+        && let Some(what) = crate::fsutil::special_kind(&m)
     {
-        use std::os::unix::fs::FileTypeExt;
-        let t = m.file_type();
-        let what = if t.is_dir() {
-            "a folder"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device"
-        } else if t.is_fifo() {
-            "a pipe"
-        } else {
-            "a socket or other special file"
-        };
         let link = match std::fs::read_link(path) {
             Ok(to) => format!(" (a symbolic link to {})", to.display()),
             Err(_) => String::new(),

@@ -1109,15 +1109,17 @@ fn refuse_special(c: &Path) -> Result<()> {
     let Ok(m) = std::fs::symlink_metadata(c) else {
         return Ok(());
     };
-    let t = m.file_type();
-    if t.is_file() || t.is_dir() || t.is_symlink() {
+    if m.is_dir() || m.is_symlink() {
         return Ok(()); // refused, if at all, with their own words
     }
+    let Some(what) = crate::fsutil::special_kind(&m) else {
+        return Ok(());
+    };
     Err(Error::invalid(
         "anchor-copy",
         format!(
-            "{}: exists and is not a regular file (a device, FIFO or socket); the anchor's copy \
-             is made only as a new (or empty) regular file: name a new file; nothing was changed",
+            "{}: exists and is not a regular file ({what}); the anchor's copy is made only as a \
+             new (or empty) regular file: name a new file; nothing was changed",
             c.display()
         ),
     ))
