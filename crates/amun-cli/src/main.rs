@@ -24,16 +24,22 @@ fn main() -> ExitCode {
     // locks and temporary files it holds go first, and it says which.
     let _ = ctrlc::set_handler(|| {
         let locks = amun::fsutil::release_all();
-        if locks.is_empty() {
+        if signal::finished().is_some() {
+            // Done: nothing was interrupted.
+        } else if locks.is_empty() {
             eprintln!("interrupted");
         } else {
             let names: Vec<String> = locks.iter().map(|p| p.display().to_string()).collect();
             eprintln!("interrupted: removed {}", names.join(", "));
         }
         // Not `exit`: libtorch's static destructors would run while its
-        // threads still compute (a segfault instead of an exit code).
+        // threads still compute (a segfault instead of an exit code). A
+        // command whose outcome is decided (its result printed, its records
+        // committed) keeps that outcome's exit code: a signal in its last
+        // clean-up does not turn a done deletion into a failure to retry.
+        let code = signal::finished().unwrap_or(128 + signal::last());
         // SAFETY: _exit ends the process at once; nothing runs after it.
-        unsafe { libc::_exit(128 + signal::last()) }
+        unsafe { libc::_exit(code) }
     });
     signal::remember_which();
     // tch reports many libtorch errors by panicking. None may reach a user
@@ -55,16 +61,23 @@ fn main() -> ExitCode {
             *PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{msg}{at}"));
         }));
     }
+    let code = outcome(cli);
+    signal::finish(code);
+    ExitCode::from(code)
+}
+
+/// Runs the command: its exit code (0, or 1 after an error it printed).
+fn outcome(cli: cmd::Cli) -> u8 {
     match std::panic::catch_unwind(|| cmd::run(cli)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Ok(())) => 0,
         Ok(Err(e)) => {
             if let Some(io) = e.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::BrokenPipe
             {
-                return ExitCode::SUCCESS;
+                return 0;
             }
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            1
         }
         Err(_) => {
             let msg = PANIC
@@ -73,7 +86,7 @@ fn main() -> ExitCode {
                 .take()
                 .unwrap_or_default();
             eprintln!("error: {}", describe_panic(&msg));
-            ExitCode::FAILURE
+            1
         }
     }
 }
@@ -86,12 +99,25 @@ mod signal {
     use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
     static LAST: AtomicI32 = AtomicI32::new(libc::SIGINT);
+    /// The command's exit code once it is decided; -1 while it runs.
+    static FINISHED: AtomicI32 = AtomicI32::new(-1);
     /// ctrlc's OS handler (the same function for every signal).
     static CTRLC: AtomicUsize = AtomicUsize::new(0);
 
     /// The signal that arrived last (SIGINT until one did).
     pub fn last() -> i32 {
         LAST.load(Ordering::SeqCst)
+    }
+
+    /// Records the command's exit code: a signal from now on ends the
+    /// process with it.
+    pub fn finish(code: u8) {
+        FINISHED.store(i32::from(code), Ordering::SeqCst);
+    }
+
+    /// The command's exit code, once [`finish`] recorded it.
+    pub fn finished() -> Option<i32> {
+        Some(FINISHED.load(Ordering::SeqCst)).filter(|&c| c >= 0)
     }
 
     /// Async-signal-safe: an atomic store, then ctrlc's handler (a

@@ -133,19 +133,6 @@ pub struct CreateArgs {
 }
 
 fn create(a: CreateArgs) -> Result<()> {
-    // hostile7 HT1b: however large a request, fewer held-out images leave
-    // calibration's membership test a null band no AUC can leave (at the
-    // applies' default level): no request could ever be calibrated.
-    let level = amun::unlearn::CalibrateSettings::default().level;
-    let least = amun::unlearn::min_heldout(usize::MAX / 4, level).unwrap_or(1);
-    if let Some(n) = a.holdout_test.filter(|&n| n < least) {
-        anyhow::bail!(
-            "--holdout-test {n}: against fewer than {least} held-out images the membership \
-             test's null band at level {level} is wider than the 50 points an AUC can lie from \
-             50, so no request could ever test as memorised; hold out at least {least} (by \
-             default a tenth of the test split)"
-        );
-    }
     let spec = CreateSpec {
         checkpoint: a.checkpoint.clone(),
         holdout_test: a.holdout_test,

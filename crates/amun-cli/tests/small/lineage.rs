@@ -28,6 +28,20 @@ fn ft(ck: &str, forget: &str, out: &str, extra: &[&str]) -> std::process::Output
     Args::ft_one_epoch(ck, forget, out).and(extra).run()
 }
 
+/// The trained model m, the forget sets f40 and f20, and u1: m fine-tuned
+/// to forget f40 (files named by `p`).
+fn unlearned_f40(p: &dyn Fn(&str) -> String) {
+    common::mnist_trained_once(Path::new(&p("m.safetensors")), "300", "1");
+    common::split_mnist("300", "40", &p("f40.json"), &["--seed", "1"]);
+    common::split_mnist("300", "20", &p("f20.json"), &["--seed", "2"]);
+    ok(&ft(
+        &p("m.safetensors"),
+        &p("f40.json"),
+        &p("u1.safetensors"),
+        &[],
+    ));
+}
+
 /// hostile8 RX1: a retrain without f (`train --exclude f`) is f's exact
 /// unlearning, but unlearning it again fine-tuned on f's samples (retain 280
 /// of 300) with exit 0, and `--forgotten f` was refused as unrecorded. A
@@ -109,15 +123,7 @@ fn a_retrains_exclusion_is_lineage_that_unlearning_it_keeps_out_of_training() {
 fn an_audit_compares_a_lineage_only_with_a_retrain_without_all_it_forgot() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
-    common::mnist_trained_once(Path::new(&p("m.safetensors")), "300", "1");
-    common::split_mnist("300", "40", &p("f40.json"), &["--seed", "1"]);
-    common::split_mnist("300", "20", &p("f20.json"), &["--seed", "2"]);
-    ok(&ft(
-        &p("m.safetensors"),
-        &p("f40.json"),
-        &p("u1.safetensors"),
-        &[],
-    ));
+    unlearned_f40(&p);
     ok(&ft(
         &p("u1.safetensors"),
         &p("f20.json"),
@@ -216,15 +222,7 @@ fn an_audit_compares_a_lineage_only_with_a_retrain_without_all_it_forgot() {
 fn an_exported_lineage_is_named_and_recorded_again_by_import() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
-    common::mnist_trained_once(Path::new(&p("m.safetensors")), "300", "1");
-    common::split_mnist("300", "40", &p("f40.json"), &["--seed", "1"]);
-    common::split_mnist("300", "20", &p("f20.json"), &["--seed", "2"]);
-    ok(&ft(
-        &p("m.safetensors"),
-        &p("f40.json"),
-        &p("u1.safetensors"),
-        &[],
-    ));
+    unlearned_f40(&p);
     let o = amun(&[
         "export",
         "--checkpoint",

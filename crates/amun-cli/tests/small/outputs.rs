@@ -631,6 +631,40 @@ fn sigterm_ends_a_command_with_143() {
     assert!(!lock.exists());
 }
 
+/// hostile10: a SIGTERM after `registry create` had committed and printed
+/// its result (the process still tearing down) ended it with 143 and
+/// "interrupted": a script would retry a create that is done. A signal
+/// after the outcome is decided keeps the outcome's exit code.
+#[test]
+fn a_signal_after_the_result_is_printed_keeps_the_exit_code() {
+    use std::io::BufRead;
+    let d = folder();
+    let reg = d.path().join("reg");
+    let mut child = std::process::Command::new(common::bin())
+        .args(["registry", "create", "--checkpoint"])
+        .arg(d.path().join("orig.safetensors"))
+        .arg("--registry")
+        .arg(&reg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    assert!(line.contains("registry of"), "{line}");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = common::stderr(&o);
+    // Sent while the process still ran (else the check proves nothing).
+    assert!(sent.success());
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("interrupted"), "{err}");
+    ok(&amun(&["registry", "verify", "--registry", reg.to_str().unwrap()]));
+}
+
 #[test]
 fn one_set_key_given_twice_is_refused() {
     let d = folder();

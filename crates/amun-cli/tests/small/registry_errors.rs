@@ -165,7 +165,7 @@ fn bad_flag_values_are_named_by_the_flags_given() {
     ];
     fails_with(
         &reg("create", &tiny, &a),
-        &["--holdout-test 1", "at least 2"],
+        &["--holdout-test: 1:", "at least 2"],
     );
     assert!(!tiny.exists());
     // `train`'s recipe flags alike.

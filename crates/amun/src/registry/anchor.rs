@@ -13,7 +13,7 @@
 //! its anchor is therefore normal; one behind it, or whose record at an
 //! anchored sequence has another hash, is not.
 use super::db::{self, ChainEntry, sql};
-use super::kinds::RecordKind;
+use super::kinds::{Committer, RecordKind};
 use super::{Registry, RequestRow};
 use crate::error::{Error, IoContext, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -42,8 +42,8 @@ pub struct Head {
     pub hash: String,
     /// When the line was written (UTC).
     pub time: String,
-    /// The command that wrote it (`create`, `add`, `apply`, …).
-    pub kind: String,
+    /// The command that wrote it.
+    pub kind: Committer,
     pub records: Vec<Rec>,
     /// The registry folder whose command wrote it (its canonical path), so
     /// that two copies of one registry writing one anchor copy (a clone or
@@ -279,7 +279,7 @@ pub fn catch_up(
     conn: &Connection,
     db_path: &Path,
     file: &Path,
-    kind: &str,
+    kind: Committer,
     start: bool,
     dir: &Path,
 ) -> Result<Vec<Rec>> {
@@ -350,7 +350,7 @@ pub fn catch_up(
         seq: last.seq,
         hash: last.hash.clone(),
         time: db::now_utc(),
-        kind: kind.into(),
+        kind,
         records: new
             .iter()
             .map(|e| Rec {
@@ -406,7 +406,7 @@ impl Drop for Flock<'_> {
 /// After a commit: the anchor and its copy brought up to the chain. What
 /// fails is returned as warnings (the commit stands; the next commit
 /// appends what is missing).
-pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
+pub(crate) fn after_commit(reg: &Registry, kind: Committer) -> Vec<String> {
     super::stop_at(reg, "anchor");
     let mut warnings = Vec::new();
     let local = reg.dir.join(FILE);
@@ -422,7 +422,7 @@ pub(crate) fn after_commit(reg: &Registry, kind: &str) -> Vec<String> {
         // later would begin at this database, and hide a database put back
         // to an older copy together with anchor.log.
         Ok(Some(copy)) => {
-            if let Err(e) = catch_up(&reg.conn, &reg.db, &copy, kind, kind == "anchor", &reg.dir) {
+            if let Err(e) = catch_up(&reg.conn, &reg.db, &copy, kind, kind == Committer::Anchor, &reg.dir) {
                 warnings.push(format!(
                     "committed, but the anchor's copy {} was not written: {e}",
                     copy.display()
@@ -1020,7 +1020,7 @@ mod tests {
             seq: 3,
             hash: "ab".into(),
             time: "2026-01-01T00:00:00Z".into(),
-            kind: "add".into(),
+            kind: Committer::Add,
             records: vec![Rec {
                 seq: 3,
                 kind: RecordKind::Request,

@@ -5,7 +5,7 @@
 //! and one transaction that makes the result a version.
 use super::audit::{VersionAudit, audit_version};
 use super::db::{self, sql};
-use super::kinds::{How, VersionKind};
+use super::kinds::{Committer, How, VersionKind};
 use super::writer::{Writer, head_in, load_checked_data};
 use super::{
     CalibrationRecord, JsonText, Registry, RequestRow, VersionRow, VersionSettings,
@@ -262,7 +262,7 @@ fn absorb_covered(
     covered: Vec<i64>,
     progress: &dyn Progress,
 ) -> Result<Applied> {
-    w.commit("apply", progress, |tx, db| {
+    w.commit(Committer::Apply, progress, |tx, db| {
         for &r in &covered {
             insert_absorption(tx, db, head.id, r, How::Covered)?;
         }
@@ -387,7 +387,7 @@ fn record(
             .collect::<Vec<_>>()
             .join(",")
     );
-    w.commit_version("apply", progress, |tx, db| {
+    w.commit_version(Committer::Apply, progress, |tx, db| {
         let taken: i64 = tx
             .query_row(&taken_sql, [], |r| r.get(0))
             .map_err(sql(db))?;

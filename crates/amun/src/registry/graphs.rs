@@ -178,7 +178,7 @@ pub(crate) fn copy_missing(reg: &mut Registry) -> Result<Vec<String>> {
     super::anchor::ensure_started(&tx, &reg.db)?;
     insert(&tx, &reg.db, &held.into_iter().collect::<Vec<_>>())?;
     tx.commit().map_err(sql(&reg.db))?;
-    let w = super::anchor::after_commit(reg, "graph");
+    let w = super::anchor::after_commit(reg, super::kinds::Committer::Graph);
     reg.warnings.extend(w);
     Ok(made)
 }

@@ -122,6 +122,20 @@ kind!(
 );
 
 kind!(
+    /// The command whose commit an anchor line records (`anchor.log`'s
+    /// `kind`).
+    Committer, "anchor line's command", {
+        Add = "add",
+        Anchor = "anchor",
+        Apply = "apply",
+        Create = "create",
+        Graph = "graph",
+        Policy = "policy",
+        Retrain = "retrain",
+    }
+);
+
+kind!(
     /// How requests name training samples (`registry.sample_names`).
     SampleNames, "sample naming", {
         /// By index (registry datasets, CIFAR-10 and IDX folders).

@@ -43,7 +43,7 @@ pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
 pub use certificate::{
     Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
 };
-pub use kinds::{Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind};
+pub use kinds::{Committer, Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind};
 pub use records::{CalibrationRecord, JsonText, VersionSettings};
 pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
@@ -246,6 +246,28 @@ pub struct CreateSpec {
     pub anchor_copy: Option<PathBuf>,
 }
 
+impl CreateSpec {
+    /// hostile7 HT1b: however large a request, fewer held-out images leave
+    /// calibration's membership test a null band no AUC can leave (at the
+    /// applies' default level): no request could ever be calibrated.
+    fn check_holdout(&self) -> Result<()> {
+        let level = crate::unlearn::CalibrateSettings::default().level;
+        let least = crate::unlearn::min_heldout(usize::MAX / 4, level).unwrap_or(1);
+        match self.holdout_test.filter(|&n| n < least) {
+            Some(n) => Err(Error::invalid(
+                "holdout-test",
+                format!(
+                    "{n}: against fewer than {least} held-out images the membership test's null \
+                     band at level {level} is wider than the 50 points an AUC can lie from 50, \
+                     so no request could ever test as memorised; hold out at least {least} (by \
+                     default a tenth of the test split)"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A request as `add` recorded it, with the receipt handed out for it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AddedRequest {
@@ -379,6 +401,7 @@ impl Registry {
     /// and renamed: a failed create leaves nothing.
     pub fn create(dir: &Path, spec: &CreateSpec, progress: &dyn Progress) -> Result<Registry> {
         spec.policy.check()?;
+        spec.check_holdout()?;
         check_new_registry_dir(dir)?;
         let copy = anchor_copy_checked(spec.anchor_copy.as_deref(), dir)?;
         let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
@@ -671,7 +694,7 @@ impl Registry {
         anchor::ensure_started(&tx, &self.db)?;
         insert_policy(&tx, &self.db, p, &db::now_utc())?;
         tx.commit().map_err(sql(&self.db))?;
-        let w = anchor::after_commit(self, "policy");
+        let w = anchor::after_commit(self, Committer::Policy);
         self.warnings.extend(w);
         Ok(())
     }
@@ -718,7 +741,7 @@ impl Registry {
         anchor::insert(&tx, &self.db, Some(&copy.display().to_string()))?;
         tx.commit().map_err(sql(&self.db))?;
         made.keep();
-        let w = anchor::after_commit(self, "anchor");
+        let w = anchor::after_commit(self, Committer::Anchor);
         self.warnings.extend(w);
         Ok(copy)
     }
@@ -850,7 +873,7 @@ impl Registry {
         }
         let head = db::chain_head(&tx, &db)?;
         tx.commit().map_err(&err)?;
-        let w = anchor::after_commit(self, "add");
+        let w = anchor::after_commit(self, Committer::Add);
         self.warnings.extend(w);
         Ok(self.write_receipts(out, &registry_id, &head))
     }
@@ -1545,10 +1568,10 @@ impl RootRecords<'_> {
         // The lines name where the registry will lie: its folder exists
         // (empty or made now), so its path resolves as it will.
         made.dirs(dir)?;
-        anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), "create", true, dir)?;
+        anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), Committer::Create, true, dir)?;
         if let Some(c) = copy {
             made.copy("anchor-copy", &c.path, c.existed)?;
-            anchor::catch_up(&conn, &db, &c.path, "create", true, dir)?;
+            anchor::catch_up(&conn, &db, &c.path, Committer::Create, true, dir)?;
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! matches the registry's forgotten set.
 use super::audit::{audit_version, compare};
 use super::db::{self, append, sql};
-use super::kinds::{Executor, How, RecordKind, VersionKind};
+use super::kinds::{Committer, Executor, How, RecordKind, VersionKind};
 use super::writer::{Writer, head_in, load_checked_data};
 use super::{
     JsonText, Registry, RetrainRow, VersionRow, VersionSettings, insert_absorption, insert_version,
@@ -211,7 +211,7 @@ impl SlurmRetrain<'_> {
         };
         // The job waits for the writer lock, which this process holds
         // until the retrain and its job are recorded.
-        w.commit("retrain", progress, |tx, db| {
+        w.commit(Committer::Retrain, progress, |tx, db| {
             insert_retrain(tx, db, row)?;
             tx.execute(
                 "INSERT INTO retrain_jobs (retrain, job, script) VALUES (?1, ?2, ?3)",
@@ -423,7 +423,7 @@ fn run_locked(
     };
     let absorbed = reg.absorbed(row.based_on)?;
     let changed = format!("retrain {}", row.id);
-    w.commit_version("retrain", progress, |tx, db| {
+    w.commit_version(Committer::Retrain, progress, |tx, db| {
         if head_in(tx, db)? != head.id {
             return Err(Error::invalid(
                 changed,

@@ -5,7 +5,7 @@
 //! a version's files and places them under their final names, and commits
 //! its records in one transaction before the anchor line.
 use super::db::{immediate, sql};
-use super::kinds::Executor;
+use super::kinds::{Committer, Executor};
 use super::{Registry, samples, stop_at, verify, weights_name, write_certificate};
 use crate::cluster::{Cluster, Sbatch, SlurmState};
 use crate::error::{Error, IoContext, Result};
@@ -139,7 +139,7 @@ impl Writer {
     /// started first), then appends the anchor line of `command`.
     pub(crate) fn commit(
         &mut self,
-        command: &str,
+        command: Committer,
         progress: &dyn Progress,
         write: impl FnOnce(&Transaction<'_>, &Path) -> Result<()>,
     ) -> Result<()> {
@@ -152,7 +152,7 @@ impl Writer {
     /// point lies between its commit and its anchor line.
     pub(crate) fn commit_version(
         &mut self,
-        command: &str,
+        command: Committer,
         progress: &dyn Progress,
         write: impl FnOnce(&Transaction<'_>, &Path) -> Result<()>,
     ) -> Result<()> {
@@ -175,7 +175,7 @@ impl Writer {
 
     /// The anchor line after a commit; what went wrong is noted, the commit
     /// stands.
-    fn anchor(&self, command: &str, progress: &dyn Progress) {
+    fn anchor(&self, command: Committer, progress: &dyn Progress) {
         for w in super::anchor::after_commit(&self.reg, command) {
             progress.note(&w);
         }
