@@ -23,14 +23,20 @@ fn main() -> ExitCode {
     // Ctrl-C, SIGTERM or SIGHUP end the process without destructors: the
     // locks and temporary files it holds go first, and it says which.
     let _ = ctrlc::set_handler(|| {
-        let locks = amun::fsutil::release_all();
-        if signal::finished().is_some() {
-            // Done: nothing was interrupted.
-        } else if locks.is_empty() {
-            eprintln!("interrupted");
-        } else {
-            let names: Vec<String> = locks.iter().map(|p| p.display().to_string()).collect();
-            eprintln!("interrupted: removed {}", names.join(", "));
+        let released = amun::fsutil::release_all();
+        if signal::finished().is_none() {
+            let names: Vec<String> = (released.locks.iter())
+                .map(|p| p.display().to_string())
+                .collect();
+            if names.is_empty() {
+                eprintln!("interrupted");
+            } else {
+                eprintln!("interrupted: removed {}", names.join(", "));
+            }
+            // A commit is whole or never begun; what one made stands.
+            for what in &released.committed {
+                eprintln!("before it stopped: {what}");
+            }
         }
         // Not `exit`: libtorch's static destructors would run while its
         // threads still compute (a segfault instead of an exit code). A
@@ -68,16 +74,15 @@ fn main() -> ExitCode {
 
 /// Runs the command: its exit code (0, or 1 after an error it printed).
 fn outcome(cli: cmd::Cli) -> u8 {
-    match std::panic::catch_unwind(|| cmd::run(cli)) {
-        Ok(Ok(())) => 0,
+    let failed = match std::panic::catch_unwind(|| cmd::run(cli)) {
+        Ok(Ok(())) => return 0,
         Ok(Err(e)) => {
             if let Some(io) = e.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::BrokenPipe
             {
                 return 0;
             }
-            eprintln!("error: {e:#}");
-            1
+            format!("{e:#}")
         }
         Err(_) => {
             let msg = PANIC
@@ -85,10 +90,15 @@ fn outcome(cli: cmd::Cli) -> u8 {
                 .unwrap_or_else(|p| p.into_inner())
                 .take()
                 .unwrap_or_default();
-            eprintln!("error: {}", describe_panic(&msg));
-            1
+            describe_panic(&msg)
         }
-    }
+    };
+    // A signal's handler may be removing what the command was writing (a
+    // registry's temporary folder), which then fails: the handler's
+    // "interrupted" and exit code are the outcome, not that error.
+    signal::wait_if_interrupted();
+    eprintln!("error: {failed}");
+    1
 }
 
 /// Which signal ended the process, for the shell's exit code 128 + N (130
@@ -96,9 +106,11 @@ fn outcome(cli: cmd::Cli) -> u8 {
 /// all three without saying which, so each signal's OS handler is wrapped
 /// to note its number before ctrlc's runs.
 mod signal {
-    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
     static LAST: AtomicI32 = AtomicI32::new(libc::SIGINT);
+    /// Whether a signal arrived (its handler is ending the process).
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
     /// The command's exit code once it is decided; -1 while it runs.
     static FINISHED: AtomicI32 = AtomicI32::new(-1);
     /// ctrlc's OS handler (the same function for every signal).
@@ -120,10 +132,18 @@ mod signal {
         Some(FINISHED.load(Ordering::SeqCst)).filter(|&c| c >= 0)
     }
 
+    /// Blocks for good once a signal arrived: its handler ends the process.
+    pub fn wait_if_interrupted() {
+        while INTERRUPTED.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+
     /// Async-signal-safe: an atomic store, then ctrlc's handler (a
     /// semaphore post).
     extern "C" fn note(sig: libc::c_int) {
         LAST.store(sig, Ordering::SeqCst);
+        INTERRUPTED.store(true, Ordering::SeqCst);
         let h = CTRLC.load(Ordering::SeqCst);
         if h != 0 {
             // SAFETY: `h` is the handler sigaction returned for this signal.

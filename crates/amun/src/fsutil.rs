@@ -16,6 +16,8 @@ enum Held {
     Lock(PathBuf),
     Temp(PathBuf),
     Folder(PathBuf),
+    /// A temporary folder built in, removed with what it holds.
+    Tree(PathBuf),
 }
 
 fn hold(h: Held) {
@@ -29,10 +31,42 @@ fn release(h: &Held) {
     }
 }
 
-/// Removes every lock and temporary file this process holds, and the
-/// folders made for them that are still empty, for a process about to end
-/// on a signal; returns the locks removed (to say so).
-pub fn release_all() -> Vec<PathBuf> {
+/// Held while a commit's steps run ([`uninterrupted`]): a signal's
+/// handler waits for it, so a commit is either whole or never begun.
+static COMMITTING: Mutex<()> = Mutex::new(());
+
+/// What the commits of this process made that stands (`registry r was
+/// created`), for a signal's handler to say.
+static COMMITTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Runs `f`, a commit's steps, without a signal's handler running
+/// [`release_all`] in between; `done` (what stands once `f` succeeded) is
+/// recorded for the handler to say.
+pub fn uninterrupted<T>(done: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let _g = COMMITTING.lock().unwrap_or_else(|p| p.into_inner());
+    let out = f()?;
+    COMMITTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(done.to_string());
+    Ok(out)
+}
+
+/// What a process ending on a signal removed, and what it had committed.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// The locks removed (their paths).
+    pub locks: Vec<PathBuf>,
+    /// What this process's commits made, which stands.
+    pub committed: Vec<String>,
+}
+
+/// Removes every lock, temporary file and temporary folder this process
+/// holds, and the folders made for locks that are still empty, for a
+/// process about to end on a signal, after any commit in progress has
+/// finished ([`uninterrupted`]).
+pub fn release_all() -> Released {
+    let _g = COMMITTING.lock().unwrap_or_else(|p| p.into_inner());
     let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|p| p.into_inner()));
     let mut locks = Vec::new();
     for h in held.iter().rev() {
@@ -48,10 +82,53 @@ pub fn release_all() -> Vec<PathBuf> {
             Held::Folder(p) => {
                 let _ = std::fs::remove_dir(p);
             }
+            Held::Tree(p) => remove_tree(p),
         }
     }
     locks.reverse();
-    locks
+    let committed = COMMITTED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Released { locks, committed }
+}
+
+/// A temporary folder this process builds something in (a registry before
+/// it is renamed into place): removed with its contents when dropped, and
+/// by [`release_all`] when a signal ends the process, so that neither an
+/// error nor Ctrl-C/SIGTERM leaves it behind. Once it was renamed away,
+/// both find nothing to remove.
+pub struct TempTree(PathBuf);
+
+impl TempTree {
+    /// Makes the folder `path`, which must not exist (never one that was
+    /// there is taken over, let alone removed).
+    pub fn create(path: &Path) -> Result<TempTree> {
+        std::fs::create_dir(path).at(path)?;
+        hold(Held::Tree(path.to_path_buf()));
+        Ok(TempTree(path.to_path_buf()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempTree {
+    fn drop(&mut self) {
+        release(&Held::Tree(self.0.clone()));
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes the folder `p` with its contents while the command's own
+/// thread may still write into it (a signal's handler runs beside it):
+/// again until it is gone, which happens once that thread's next write
+/// fails for want of the folder; at most for a second.
+fn remove_tree(p: &Path) {
+    for _ in 0..100 {
+        if std::fs::remove_dir_all(p).is_ok() || !p.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// A temporary path beside `dest` that keeps `dest`'s extension (libtorch

@@ -127,6 +127,46 @@ fn a_create_that_loses_its_anchor_copy_to_another_removes_only_its_own() {
     ok(&reg("verify", &winner, &[]));
 }
 
+/// hostile10 KILL4: a create stopped by SIGTERM (or Ctrl-C) before its
+/// commit left `.reg.tmp-PID/` for the next create to remove. A signal's
+/// handler removes it as it removes locks, after a commit in progress: the
+/// registry is whole (and said to be) or absent, and nothing is left.
+#[test]
+fn a_create_ended_by_sigterm_leaves_no_temporary_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let model = mnist_model(d.path(), "400", "1");
+    let r = d.path().join("regT");
+    let child = create_stopped(&r, &model, None, "pause:");
+    let t = std::time::Instant::now();
+    while !stopped(child.id()) {
+        assert!(t.elapsed().as_secs() < 120, "the create never paused");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(leftovers(d.path(), "regT").len(), 1, "no folder to remove");
+    for sig in ["-TERM", "-CONT"] {
+        let sent = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(!err.contains("error:"), "{err}");
+    assert!(
+        leftovers(d.path(), "regT").is_empty(),
+        "{:?}",
+        leftovers(d.path(), "regT")
+    );
+    // The handler and the resumed create race: either the commit had not
+    // begun (nothing made) or it finished first (whole, and said so).
+    if r.exists() {
+        assert!(err.contains("regT was created and is complete"), "{err}");
+        ok(&reg("verify", &r, &[]));
+    }
+}
+
 /// Hostile8 KILL4: a create killed before its commit left `.reg.tmp-PID/`
 /// with a copy of the model, which no later create removed. The next
 /// create removes it, saying so; a folder of that name holding other

@@ -43,7 +43,9 @@ pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
 pub use certificate::{
     Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
 };
-pub use kinds::{Committer, Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind};
+pub use kinds::{
+    Committer, Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind,
+};
 pub use records::{CalibrationRecord, JsonText, VersionSettings};
 pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
@@ -431,7 +433,7 @@ impl Registry {
         // Declared before the temporary folder: dropped after it.
         let mut made = staging::Made::default();
         let tmp = staging_dir(dir, &mut made, progress)?;
-        let root = RootFiles::copy(&tmp.0, spec, &sc)?;
+        let root = RootFiles::copy(tmp.path(), spec, &sc)?;
         let audit = audit::audit_version(
             &model,
             &data,
@@ -483,20 +485,23 @@ impl Registry {
             graphs: &root.graphs,
         };
         stop_at_dir(dir, "create");
-        records.commit(&tmp.0, dir, copy.as_ref(), &mut made)?;
-        stop_at_dir(dir, "create-place");
-        let had_dir = !made.has_dir(dir);
-        if let Err(e) = place_new_registry(&tmp.0, dir) {
-            if had_dir && !dir.exists() {
-                // The user's empty folder is put back.
-                let _ = std::fs::create_dir(dir);
+        let done = format!("registry {} was created and is complete", dir.display());
+        crate::fsutil::uninterrupted(&done, || {
+            records.commit(tmp.path(), dir, copy.as_ref(), &mut made)?;
+            stop_at_dir(dir, "create-place");
+            let had_dir = !made.has_dir(dir);
+            if let Err(e) = place_new_registry(tmp.path(), dir) {
+                if had_dir && !dir.exists() {
+                    // The user's empty folder is put back.
+                    let _ = std::fs::create_dir(dir);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-        made.keep();
-        let reg = Registry::open(dir)?;
-        write_certificate(&reg, 1)?;
-        Ok(reg)
+            made.keep();
+            let reg = Registry::open(dir)?;
+            write_certificate(&reg, 1)?;
+            Ok(reg)
+        })
     }
 
     /// The registry record.
@@ -1172,14 +1177,6 @@ fn refuse_in_dataset(setting: &str, path: &Path, data: &DataSpec) -> Result<()> 
 }
 
 /// Removes a folder on drop unless it was renamed away.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A request's time of receipt: `received` (UTC), or now; never later
 /// than now.
 /// A request's reference is one line of free text: a control character
@@ -1460,7 +1457,11 @@ fn place_new_registry(tmp: &Path, dir: &Path) -> Result<()> {
 /// `dir`; removed when dropped unless renamed to `dir` first. Made anew
 /// (never one that was there), after the leftovers of killed creates of
 /// `dir` are removed; the missing folders above it are recorded in `made`.
-fn staging_dir(dir: &Path, made: &mut staging::Made, progress: &dyn Progress) -> Result<TempDir> {
+fn staging_dir(
+    dir: &Path,
+    made: &mut staging::Made,
+    progress: &dyn Progress,
+) -> Result<crate::fsutil::TempTree> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -1473,9 +1474,9 @@ fn staging_dir(dir: &Path, made: &mut staging::Made, progress: &dyn Progress) ->
         .into_owned();
     staging::remove_leftovers(&parent, &name, progress);
     let path = parent.join(staging::tmp_name(&name, std::process::id()));
-    std::fs::create_dir(&path).at(&path)?;
-    let tmp = TempDir(path);
-    std::fs::create_dir(tmp.0.join("versions")).at(&tmp.0)?;
+    let tmp = crate::fsutil::TempTree::create(&path)?;
+    let versions = tmp.path().join("versions");
+    std::fs::create_dir(&versions).at(&versions)?;
     Ok(tmp)
 }
 
@@ -1568,7 +1569,14 @@ impl RootRecords<'_> {
         // The lines name where the registry will lie: its folder exists
         // (empty or made now), so its path resolves as it will.
         made.dirs(dir)?;
-        anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), Committer::Create, true, dir)?;
+        anchor::catch_up(
+            &conn,
+            &db,
+            &tmp.join(anchor::FILE),
+            Committer::Create,
+            true,
+            dir,
+        )?;
         if let Some(c) = copy {
             made.copy("anchor-copy", &c.path, c.existed)?;
             anchor::catch_up(&conn, &db, &c.path, Committer::Create, true, dir)?;
