@@ -856,7 +856,7 @@ impl AuditRequest {
             Some(d) => self.open_path(path, d, dev)?,
             None => open_checkpoint_over(path, checkpoint::read_sidecar(path)?, share(data)?, dev)?,
         };
-        if rt.sidecar.data.train_label() != first.data.train_label() {
+        if !rt.sidecar.same_training_data(first) {
             let (got, want) = (rt.sidecar.data.label(), first.data.label());
             let msg = format!("trained on {got}, the others on {want}");
             return Err(amun::Error::checkpoint(path, msg));

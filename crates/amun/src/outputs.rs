@@ -1239,9 +1239,11 @@ mod tests {
             train_size: 10,
             kind: "random".into(),
             class: None,
+            class_name: None,
             seed: 1,
             size: 1,
             indices: vec![3],
+            train_sha256: None,
         };
         let f = d.path().join("f.json");
         set.write(&f).unwrap();

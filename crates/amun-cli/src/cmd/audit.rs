@@ -178,7 +178,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
                 p.display()
             )
         }));
-        if sc.data.train_label() != first.data.train_label() {
+        if !sc.same_training_data(&first) {
             bail!(
                 "{}: trained on {}, the others on {}",
                 p.display(),

@@ -301,7 +301,8 @@ fn preflight(
     config_path: &Path,
     out: &Path,
 ) -> Result<()> {
-    // Its errors name the config's line (and the config) themselves.
+    // Their errors name the config's line (and the config) themselves.
+    amun::experiment::check_forget_files(cfg, data, Some(config_path))?;
     amun::experiment::check_calibrated_sets(cfg, data, Some(config_path))?;
     amun::experiment::check_data(cfg, data)
         .with_context(|| format!("{}", config_path.display()))?;

@@ -12,10 +12,13 @@ use std::path::PathBuf;
 ///
 /// `dataset` names the training split the indices refer to (with its
 /// --train-limit), `train_size` its size, `kind` random | class | file |
-/// tune-random (`class` adds "class": C), `indices` are sorted and distinct.
+/// tune-random (`class` adds "class": C and "class_name"), `indices` are
+/// sorted and distinct; for a folder dataset `train_sha256` is the content
+/// hash of the training split, which every reader compares whatever the
+/// folder's path.
 #[derive(Args, Debug)]
 #[command(
-    after_long_help = "FORGET-SET JSON: {\"dataset\": \"cifar10[train:2000]\", \"train_size\": 2000, \"kind\": \"random\", \"seed\": 1, \"size\": 200, \"indices\": [3, 17, …]}: dataset is the training split the indices refer to (with its --train-limit), kind random | class | file | tune-random (class adds \"class\": C); indices sorted and distinct."
+    after_long_help = "FORGET-SET JSON: {\"dataset\": \"cifar10[train:2000]\", \"train_size\": 2000, \"kind\": \"random\", \"seed\": 1, \"size\": 200, \"indices\": [3, 17, …]}: dataset is the training split the indices refer to (with its --train-limit), kind random | class | file | tune-random (class adds \"class\": C and \"class_name\"); indices sorted and distinct; train_sha256 (folder datasets): the training split's content hash, compared whatever the folder's path."
 )]
 pub struct SplitArgs {
     #[command(flatten)]
@@ -70,7 +73,8 @@ pub fn run(a: SplitArgs) -> Result<()> {
         // The file's syntax is checked before the data is loaded.
         let file = ForgetFile::read(f)?;
         let data = load_data(&a.data.spec(), &a.data.dir)?;
-        let set = file.resolve(&data, f)?;
+        // An older file matched by its path gets its data's content hash.
+        let set = file.resolve(&data, f)?.with_content_of(&data);
         write_recorded("--out", &a.out, |p| set.write(p))?;
         super::outln!(
             "{}: {} of {} training samples of {} (from {})",

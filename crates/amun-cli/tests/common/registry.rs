@@ -243,9 +243,11 @@ pub fn indices_sha256(dataset: &str, train_size: usize, indices: &[i64]) -> Stri
         train_size,
         kind: "registry".into(),
         class: None,
+        class_name: None,
         seed: 0,
         size: v.len(),
         indices: v,
+        train_sha256: None,
     })
     .indices_sha256
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod data_content;
 mod hostile;
 mod ignored_settings;
 mod lineage;

@@ -55,12 +55,23 @@ pub struct ForgetSet {
     /// The class for class-wise forgetting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<i64>,
+    /// That class's name in the data the set was made for: a renamed class
+    /// folder gives its label to another class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
     /// Seed the random choice was drawn with.
     pub seed: u64,
     /// Number of indices.
     pub size: usize,
     /// Sorted, distinct training indices.
     pub indices: Vec<i64>,
+    /// Content sha256 of the training split the indices index (see
+    /// [`crate::data::DataContent`]) for data outside amun's registry: what
+    /// ties the set to its data whatever the folder's path, so a copy is
+    /// accepted and changed data refused. Absent for registry datasets and
+    /// in files of an older amun (then only the path is compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_sha256: Option<String>,
 }
 
 impl ForgetSet {
@@ -123,9 +134,11 @@ impl ForgetSet {
             train_size: n,
             kind: kind.into(),
             class,
+            class_name: class.and_then(|c| data.classes.get(c as usize).cloned()),
             seed,
             size: indices.len(),
             indices,
+            train_sha256: train_sha256(data),
         })
     }
 
@@ -163,9 +176,11 @@ impl ForgetSet {
             train_size: n,
             kind: "tune-random".into(),
             class: None,
+            class_name: None,
             seed,
             size: indices.len(),
             indices,
+            train_sha256: train_sha256(data),
         })
     }
 
@@ -203,9 +218,11 @@ impl ForgetSet {
             train_size: n,
             kind: "file".into(),
             class: None,
+            class_name: None,
             seed: 0,
             size: indices.len(),
             indices,
+            train_sha256: train_sha256(data),
         })
     }
 
@@ -276,22 +293,102 @@ impl ForgetSet {
         Ok(())
     }
 
-    /// Checks that this set was made for `data`.
+    /// Checks that this set was made for `data`: by the content of its
+    /// training split when the set records it (whatever the data's path: a
+    /// copy passes, changed data is refused), else by the dataset's name
+    /// and slice, as files of an older amun were; a class set's class by
+    /// its name too.
     pub fn check_matches(&self, data: &Dataset, path: &Path) -> Result<()> {
         let label = data.spec.train_label();
-        if self.dataset != label || self.train_size != data.train.len() {
+        let now = data.content().map(|c| c.train.as_str());
+        match (self.train_sha256.as_deref(), now) {
+            (Some(rec), Some(now)) if rec != now || self.train_size != data.train.len() => {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "forget set was made for other training data than {label} holds \
+                         (content sha256 {}…, {} samples; the set records {}…, {} samples of \
+                         {}){}: its indices would name other samples; restore the data the set \
+                         was made for, or make the forget set again on this data (`amun split`)",
+                        short(now),
+                        data.train.len(),
+                        short(rec),
+                        self.train_size,
+                        self.dataset,
+                        self.class_moved(data)
+                            .map_or(String::new(), |m| format!("; {m}"))
+                    ),
+                ));
+            }
+            (Some(_), Some(_)) => {}
+            (rec, _) if self.dataset != label || self.train_size != data.train.len() => {
+                // Only the path can be compared: say how a copy is accepted.
+                let hint = match (rec, now) {
+                    (None, Some(_)) => format!(
+                        "; the set records no content hash of its data (an older amun wrote \
+                         it), so a copy of that data is not recognised: `amun split --from {} \
+                         --out NEW` with the data it was made for writes it with one, which a \
+                         copy then accepts",
+                        path.display()
+                    ),
+                    _ => String::new(),
+                };
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "forget set is for {} ({} training samples), but the data is {} ({}){hint}",
+                        self.dataset,
+                        self.train_size,
+                        label,
+                        data.train.len()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(moved) = self.class_moved(data) {
             return Err(Error::format(
                 path,
                 format!(
-                    "forget set is for {} ({} training samples), but the data is {} ({})",
-                    self.dataset,
-                    self.train_size,
-                    label,
-                    data.train.len()
+                    "a class forget set, but {moved}: it would forget another class than the \
+                     one it was made for; give the class folder its name back, or make the \
+                     forget set again (`amun split --class`)"
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// `class 7 was 'three' when the set was made and is 'six' in this data
+    /// ('three' is class 0 now)` when a class set's label names another
+    /// class in `data`.
+    fn class_moved(&self, data: &Dataset) -> Option<String> {
+        let (c, name) = (self.class?, self.class_name.as_ref()?);
+        let now = data.classes.get(c as usize);
+        if now == Some(name) {
+            return None;
+        }
+        let now = now.map_or("no class".to_string(), |n| format!("'{n}'"));
+        let there = match data.classes.iter().position(|n| n == name) {
+            Some(i) => format!("'{name}' is class {i} now"),
+            None => format!("no class is named '{name}' now"),
+        };
+        Some(format!(
+            "class {c} was '{name}' when the set was made and is {now} in this data ({there})"
+        ))
+    }
+
+    /// This set with the content of `data`'s training split recorded, when
+    /// the set records none (a file of an older amun, matched by its path):
+    /// what `amun split --from` writes, so a copy of the data accepts it.
+    pub fn with_content_of(mut self, data: &Dataset) -> ForgetSet {
+        if self.train_sha256.is_none() {
+            self.train_sha256 = train_sha256(data);
+        }
+        if self.class_name.is_none() {
+            self.class_name = (self.class).and_then(|c| data.classes.get(c as usize).cloned());
+        }
+        self
     }
 
     /// The training indices not in the forget set, sorted.
@@ -474,6 +571,17 @@ fn read_list(text: &str, path: &Path) -> Result<Vec<i64>> {
         ));
     }
     Ok(out)
+}
+
+/// What a forget set records of `data`'s training split (see
+/// [`ForgetSet::train_sha256`]).
+fn train_sha256(data: &Dataset) -> Option<String> {
+    data.content().map(|c| c.train.clone())
+}
+
+/// The first 12 hex digits of a sha256, as messages show it.
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }
 
 fn draw(n: usize, k: usize, seed: u64) -> Result<Vec<i64>> {

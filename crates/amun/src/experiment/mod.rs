@@ -182,9 +182,7 @@ pub fn check_data(cfg: &Config, data: &Dataset) -> Result<()> {
         )?;
         crate::model::Classifier::new(&spec, tch::Device::Cpu, 0)?;
     }
-    for (&seed, f) in cfg.seeds.iter().zip(&cfg.forget.files) {
-        steps::file_forget_set(data, Path::new(f), seed, cfg.forget.fractions[0])?;
-    }
+    check_forget_files(cfg, data, None)?;
     check_calibrated_sets(cfg, data, None)?;
     let (holdout, n) = (cfg.heldout(), data.test.len());
     if holdout >= n && cfg.calibrate.is_some() {
@@ -195,6 +193,23 @@ pub fn check_data(cfg: &Config, data: &Dataset) -> Result<()> {
                 data.spec.label()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Every `forget.files` entry against the data (format, the data it was
+/// made for — its content, a class set's class name —, indices in range,
+/// its share of the training set): what `--plan` refuses before it calls a
+/// step ready. `config` names the file whose `files` line the error points
+/// at (the error names the forget file itself too).
+pub fn check_forget_files(cfg: &Config, data: &Dataset, config: Option<&Path>) -> Result<()> {
+    for (&seed, f) in cfg.seeds.iter().zip(&cfg.forget.files) {
+        steps::file_forget_set(data, Path::new(f), seed, cfg.forget.fractions[0]).map_err(|e| {
+            match config {
+                Some(p) => Config::error_at(p, &["forget", "files"], format!("forget.files: {e}")),
+                None => e,
+            }
+        })?;
     }
     Ok(())
 }

@@ -460,6 +460,7 @@ pub(crate) fn file_forget_set(
     // different seeds draw their own retain samples.
     set.kind = "file".into();
     set.class = None;
+    set.class_name = None;
     set.seed = seed;
     let share = set.size as f64 / set.train_size as f64;
     if (share - fraction).abs() > 0.01 {

@@ -213,8 +213,8 @@ impl Sidecar {
     /// Checks that `data` is the data this model (at `path`) was made
     /// with, as far as its sidecar records it. Other classes, or the same
     /// ones in another order, are refused: every label would name another
-    /// class. For the dataset and slice the sidecar names, a changed
-    /// training split is refused (forget-set indices, retain sets and
+    /// class. For the slice the sidecar names, whatever the data's path
+    /// (a copy of the folder passes), a changed training split is refused (forget-set indices, retain sets and
     /// memberships name its rows); a changed test split is only warned
     /// about, since evaluating a model on an updated test set is a
     /// legitimate use. Returns the warnings.
@@ -240,22 +240,34 @@ impl Sidecar {
             ));
             return Ok(notes);
         };
-        let same =
-            |a: Option<usize>, b: Option<usize>| self.data.dataset == data.spec.dataset && a == b;
+        // The content is compared whatever the data's path (a copy of the
+        // folder passes, a changed copy does not); another slice is other
+        // data by the user's choice, which `open` warns about.
+        let same = |a: Option<usize>, b: Option<usize>| a == b;
         let short = |s: &str| s.get(..12).unwrap_or(s).to_string();
         if same(self.data.train_limit, data.spec.train_limit) && rec.train != now.train {
-            return Err(Error::checkpoint(
-                path,
+            let (label, rec, now) = (
+                data.spec.train_label(),
+                short(&rec.train),
+                short(&now.train),
+            );
+            let msg = if self.data.dataset == data.spec.dataset {
                 format!(
-                    "was made with other training data than {} holds now (content sha256 {}…, \
-                     recorded {}…): an image or label was replaced, added or removed, so \
-                     forget-set indices would name other samples; restore the data, or train \
-                     or import the model again on it",
-                    data.spec.train_label(),
-                    short(&now.train),
-                    short(&rec.train)
-                ),
-            ));
+                    "was made with other training data than {label} holds now (content sha256 \
+                     {now}…, recorded {rec}…): an image or label was replaced, added or removed, \
+                     so forget-set indices would name other samples; restore the data, or train \
+                     or import the model again on it"
+                )
+            } else {
+                format!(
+                    "was made with {} (content sha256 {rec}…), but {label} holds other training \
+                     data (content sha256 {now}…): not a copy of it (an image or label replaced, \
+                     added or removed), so forget-set indices would name other samples; give \
+                     the data the model was made with, or train or import the model again on it",
+                    self.data.train_label()
+                )
+            };
+            return Err(Error::checkpoint(path, msg));
         }
         if same(self.data.test_limit, data.spec.test_limit) && rec.test != now.test {
             notes.push(format!(
@@ -268,6 +280,16 @@ impl Sidecar {
             ));
         }
         Ok(notes)
+    }
+
+    /// Whether `other` was made with the same training data: the same
+    /// content when both record it (a copy of the folder under another
+    /// path is the same data), else the same dataset and slice.
+    pub fn same_training_data(&self, other: &Sidecar) -> bool {
+        match (&self.data_sha256, &other.data_sha256) {
+            (Some(a), Some(b)) => a.train == b.train,
+            _ => self.data.train_label() == other.data.train_label(),
+        }
     }
 
     /// For a trained model, `(epochs done, epochs of the recipe)` when the

@@ -57,6 +57,7 @@ pub fn union(sets: &[&ForgetSet]) -> ForgetSet {
     let mut set = sets[0].clone();
     if sets.len() > 1 {
         set.class = None;
+        set.class_name = None;
     }
     set.size = all.len();
     set.indices = all;
@@ -150,9 +151,11 @@ mod tests {
             train_size: 10,
             kind: "file".into(),
             class: None,
+            class_name: None,
             seed: 0,
             size: indices.len(),
             indices: indices.to_vec(),
+            train_sha256: None,
         }
     }
 

@@ -102,22 +102,11 @@ pub fn open(
             ));
         }
         let data_spec = spec.data_spec(Some(&sc.data)).expect("a base spec");
-        // The flags replace the recorded training data; say so when they
-        // name other data than the model was trained on.
-        if data_spec.train_label() != sc.data.train_label() {
-            notes.push(format!(
-                "warning: {} was trained on {}, but the flags (--dataset, --train-limit) make \
-                 it {}: accuracies, forget-set indices and audits then refer to other data \
-                 than the model's",
-                path.display(),
-                sc.data.train_label(),
-                data_spec.train_label()
-            ));
-        }
         let data = load_data(&data_spec, data_dir, progress)?;
         sc.model
             .check_data(data.image_shape(), data.num_classes(), path)?;
         notes.extend(sc.check_data(&data, path)?);
+        notes.extend(other_data_note(&sc, &data, path));
         let (model, _) = checkpoint::load(path, device)?;
         return Ok(Opened {
             model,
@@ -174,6 +163,37 @@ pub fn open(
         sidecar: sc,
         data,
         notes,
+    })
+}
+
+/// What to tell when the flags (`--dataset`, `--train-limit`) replace the
+/// training data the sidecar `sc` records (once [`Sidecar::check_data`]
+/// passed): a note for a copy of it (the same content under another path),
+/// else a warning that numbers refer to other data than the model's.
+fn other_data_note(sc: &Sidecar, data: &Dataset, path: &Path) -> Option<String> {
+    let (was, now) = (sc.data.train_label(), data.spec.train_label());
+    if was == now {
+        return None;
+    }
+    let same = match (&sc.data_sha256, data.content()) {
+        (Some(a), Some(b)) => a.train == b.train,
+        _ => false,
+    };
+    Some(if same {
+        format!(
+            "note: {now} holds the same training data as {was}, where {} was trained (content \
+             sha256 {}…): a copy",
+            path.display(),
+            data.content()
+                .map_or("", |c| c.train.get(..12).unwrap_or(&c.train))
+        )
+    } else {
+        format!(
+            "warning: {} was trained on {was}, but the flags (--dataset, --train-limit) make it \
+             {now}: accuracies, forget-set indices and audits then refer to other data than the \
+             model's",
+            path.display()
+        )
     })
 }
 

@@ -667,9 +667,11 @@ impl Registry {
             train_size: info.train_size as usize,
             kind: kind.into(),
             class: None,
+            class_name: None,
             seed: 0,
             size: indices.len(),
             indices,
+            train_sha256: None,
         })
     }
 
@@ -1612,9 +1614,11 @@ fn indices_sha256(info: &RegistryRow, indices: &[i64]) -> String {
         train_size: info.train_size as usize,
         kind: "registry".into(),
         class: None,
+        class_name: None,
         seed: 0,
         size: indices.len(),
         indices: indices.to_vec(),
+        train_sha256: None,
     })
     .indices_sha256
 }

@@ -521,9 +521,11 @@ mod tests {
                 train_size,
                 kind: "random".into(),
                 class: None,
+                class_name: None,
                 seed: 0,
                 size: 2,
                 indices: vec![1, 2],
+                train_sha256: None,
             })
         };
         for (d, n) in [("cifar10[train:5]", 5), ("d", 4000)] {

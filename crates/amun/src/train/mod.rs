@@ -68,9 +68,11 @@ impl Subset<'_> {
                 train_size: data.train.len() + data.test.len(),
                 kind: checkpoint::POOL_MEMBERS.into(),
                 class: None,
+                class_name: None,
                 seed: 0,
                 size: idx.len(),
                 indices: idx.to_vec(),
+                train_sha256: None,
             })),
         }
     }

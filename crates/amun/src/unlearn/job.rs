@@ -244,11 +244,10 @@ impl UnlearnJob<'_> {
             &logs,
             self.seed,
         );
-        // A parent from before the record was kept: its data is this data
-        // (checked when it was opened with it).
-        if sidecar.data_sha256.is_none() && self.data.spec == parent.data {
-            sidecar.data_sha256 = self.data.content().cloned();
-        }
+        // The data this run read (a copy of the parent's folder, another
+        // slice), not the parent's record of its own.
+        sidecar.data = self.data.spec.clone();
+        sidecar.data_sha256 = self.data.content().cloned();
         let own = self.calibrate.map(|(_, _, rec)| rec.clone());
         let inherited = parent.calibration_heldout(self.data.test.len());
         if let (Some(rec), crate::model::Origin::Unlearn { heldout, .. }) = (
