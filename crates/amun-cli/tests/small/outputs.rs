@@ -662,7 +662,12 @@ fn a_signal_after_the_result_is_printed_keeps_the_exit_code() {
     assert!(sent.success());
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains("interrupted"), "{err}");
-    ok(&amun(&["registry", "verify", "--registry", reg.to_str().unwrap()]));
+    ok(&amun(&[
+        "registry",
+        "verify",
+        "--registry",
+        reg.to_str().unwrap(),
+    ]));
 }
 
 #[test]

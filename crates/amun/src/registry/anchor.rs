@@ -422,7 +422,14 @@ pub(crate) fn after_commit(reg: &Registry, kind: Committer) -> Vec<String> {
         // later would begin at this database, and hide a database put back
         // to an older copy together with anchor.log.
         Ok(Some(copy)) => {
-            if let Err(e) = catch_up(&reg.conn, &reg.db, &copy, kind, kind == Committer::Anchor, &reg.dir) {
+            if let Err(e) = catch_up(
+                &reg.conn,
+                &reg.db,
+                &copy,
+                kind,
+                kind == Committer::Anchor,
+                &reg.dir,
+            ) {
                 warnings.push(format!(
                     "committed, but the anchor's copy {} was not written: {e}",
                     copy.display()

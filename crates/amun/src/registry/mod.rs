@@ -38,12 +38,14 @@ mod verify;
 mod writer;
 
 pub use anchor::Receipt;
-pub use apply::{Applied, ApplySpec, apply};
+pub use apply::{Applied, ApplyCap, ApplySpec, DEFAULT_APPLY_CAP, apply};
 pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
 pub use certificate::{
     Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
 };
-pub use kinds::{Committer, Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind};
+pub use kinds::{
+    Committer, Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind,
+};
 pub use records::{CalibrationRecord, JsonText, VersionSettings};
 pub use retrain::{
     RetrainExecutor, RetrainOutcome, RetrainSpec, retrain, run_retrain, wait_retrain,
@@ -1568,7 +1570,14 @@ impl RootRecords<'_> {
         // The lines name where the registry will lie: its folder exists
         // (empty or made now), so its path resolves as it will.
         made.dirs(dir)?;
-        anchor::catch_up(&conn, &db, &tmp.join(anchor::FILE), Committer::Create, true, dir)?;
+        anchor::catch_up(
+            &conn,
+            &db,
+            &tmp.join(anchor::FILE),
+            Committer::Create,
+            true,
+            dir,
+        )?;
         if let Some(c) = copy {
             made.copy("anchor-copy", &c.path, c.existed)?;
             anchor::catch_up(&conn, &db, &c.path, Committer::Create, true, dir)?;
