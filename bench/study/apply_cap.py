@@ -94,7 +94,8 @@ def main():
     print(f"| {name} | original (nothing done) | – | – | – | – | – | – | {scores(orig)} | {orig['avg_gap']:.2f} |")
     for arm, r in rows.items():
         if r["refused"]:
-            print(f"| {name} | {arm} | – | – | – | – | – | yes | – | – |")
+            secs = "–" if r["secs"] != r["secs"] else f"{r['secs']:.0f} (wall)"
+            print(f"| {name} | {arm} | {secs} | – | – | – | – | yes | – | – |")
             print(f"  {arm} refused: {r['err']}", file=sys.stderr)
             continue
         with open(r["weights"].removesuffix(".safetensors") + ".json") as f:

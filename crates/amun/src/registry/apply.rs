@@ -373,15 +373,18 @@ fn refuse_what_is_still_remembered(
                 )
             };
             // The walk ended at the cap: another epoch would have passed it.
-            if let Some(b) = cap.filter(|_| c.cost.as_ref().is_some_and(|m| !m.has_room())) {
+            let at_cap = c.cost.as_ref().filter(|m| !m.has_room());
+            if let (Some(b), Some(m)) = (cap, at_cap) {
                 return Err(Error::setting(
                     format!("request {id}"),
                     format!(
                         "calibration stopped at the cost cap ({}× the exact retrain the batch \
-                         replaces) before any state forgot it within the utility guard \
-                         ({}){stopped}; nothing was committed and the pending requests stay \
-                         pending{}",
+                         replaces; it spent {:.2}× its own retrain of {:.2}×) before any state \
+                         forgot it within the utility guard ({}){stopped}; nothing was \
+                         committed and the pending requests stay pending{}",
                         b.fraction,
+                        m.spent_fraction(),
+                        m.fraction,
                         c.verdict,
                         capped_way_out(b)
                     ),
