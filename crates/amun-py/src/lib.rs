@@ -19,7 +19,7 @@ use amun::eval::Accuracy;
 use amun::model::{Arch, Classifier, Normalize, OpenSpec, Opened, import_program, open_program};
 use amun::model::{Sidecar, checkpoint};
 use amun::progress::{Progress, Quiet};
-use amun::registry::{self, ApplySpec, CreateSpec, Policy, Registry};
+use amun::registry::{self, ApplyCap, ApplySpec, CreateSpec, Policy, Registry};
 use amun::train::{
     Subset, TrainJob, TrainOverrides, TrainParams, record_final_metrics, train as train_model,
 };
@@ -1225,12 +1225,26 @@ fn apply_request(dir: &Path, req: ApplyRequest, progress: &PyProgress) -> amun::
         method.adjusted(&train)?
     };
     check_given(effective.method(), method.table(), req.with_retain)?;
+    // `max_cost=None`: no cost cap (the CLI's `--calibrate-max-cost none`);
+    // a number is a cap given, in the settings.
+    let mut calibrate = req.calibrate;
+    let cost_cap = match calibrate
+        .as_mut()
+        .map(|t| t.get("max_cost").map(|v| v.is_null()))
+    {
+        Some(Some(true)) => {
+            calibrate.as_mut().map(|t| t.remove("max_cost"));
+            ApplyCap::Off
+        }
+        _ => ApplyCap::Default,
+    };
     let spec = ApplySpec {
         method,
         overrides: train,
-        calibrate: calibrate_keywords(req.calibrate.as_ref())?,
+        calibrate: calibrate_keywords(calibrate.as_ref())?,
         with_retain: req.with_retain,
         adaptive: req.adaptive,
+        cost_cap,
         device: amun::device::parse_device(&req.device)?,
         data_dir: data_dir(req.data_dir),
     };

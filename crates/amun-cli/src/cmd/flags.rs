@@ -2,6 +2,7 @@
 //! flag is defined once, and each group becomes the library's typed
 //! overrides in one function, so every command reads and checks it alike.
 use amun::attack::{AdvParams, AttackKind, Eps0};
+use amun::registry::ApplyCap;
 use amun::train::TrainOverrides;
 use amun::unlearn::CalibrateOverrides;
 use anyhow::Result;
@@ -164,9 +165,14 @@ pub struct CalibrateArgs {
     pub calibrate_lrs: Vec<f64>,
     /// The most calibration may cost, as a fraction of the same-recipe
     /// exact retrain's image-steps (the adversarial search included); the
-    /// walk ends before an epoch that would pass it [default: no cap]
-    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
-    pub calibrate_max_cost: Option<f64>,
+    /// walk ends before an epoch that would pass it; none: no cap [default: no cap]
+    #[arg(
+        long,
+        value_name = "FRACTION|none",
+        allow_negative_numbers = true,
+        value_parser = cost_cap
+    )]
+    pub calibrate_max_cost: Option<ApplyCap>,
     /// Where the ladder's walk starts: own (the rung nearest the method's
     /// rate, then up or down) or lowest (then up) [default: own]
     #[arg(long, value_name = "own|lowest")]
@@ -196,7 +202,21 @@ pub struct CalibrateArgs {
     pub calibrate_level: Option<f64>,
 }
 
+/// `--calibrate-max-cost`: a fraction, or `none`.
+fn cost_cap(s: &str) -> std::result::Result<ApplyCap, String> {
+    s.parse().map_err(|e: amun::Error| e.naming(&|_| None))
+}
+
 impl CalibrateArgs {
+    /// A registry apply's cost cap: `none` turns its default off; a
+    /// fraction given is in the calibration settings ([`Self::overrides`]).
+    pub fn apply_cap(&self) -> ApplyCap {
+        match self.calibrate_max_cost {
+            Some(ApplyCap::Off) => ApplyCap::Off,
+            _ => ApplyCap::Default,
+        }
+    }
+
     /// The flags of this group given, by name (for a message).
     pub fn given(&self) -> Vec<&'static str> {
         [
@@ -227,7 +247,10 @@ impl CalibrateArgs {
         Ok(CalibrateOverrides {
             rule: self.calibrate_rule.as_deref().map(str::parse).transpose()?,
             lrs: (!self.calibrate_lrs.is_empty()).then(|| self.calibrate_lrs.clone()),
-            max_cost: self.calibrate_max_cost,
+            max_cost: match self.calibrate_max_cost {
+                Some(ApplyCap::Given(f)) => Some(f),
+                _ => None,
+            },
             start: self
                 .calibrate_start
                 .as_deref()

@@ -5,8 +5,8 @@ use super::flags::{CalibrateArgs, FinetuneArgs, SetArgs};
 use super::{DataDir, device, pct, print_json};
 use amun::experiment::SlurmSection;
 use amun::registry::{
-    self, ApplySpec, CreateSpec, Policy, Registry, RequestState, RetrainExecutor, RetrainOutcome,
-    RetrainSpec,
+    self, ApplyCap, ApplySpec, CreateSpec, Policy, Registry, RequestState, RetrainExecutor,
+    RetrainOutcome, RetrainSpec,
 };
 use amun::report::Table;
 use amun::unlearn::MethodSpec;
@@ -458,7 +458,8 @@ fn show(a: ShowArgs) -> Result<()> {
 #[command(mut_arg("calibrate_max_cost", |a| a.help(
     "The most the whole apply's calibration may cost, as a fraction of the exact retrain the \
      batch replaces (the root's recipe without every sample forgotten after it; the adversarial \
-     search included): the pending requests share it equally [default: no cap]"
+     search included): the pending requests share it equally; none: no cap [default: 1, never \
+     more than `amun registry retrain`; no cap for --calibrate-walk restart]"
 )))]
 pub struct ApplyArgs {
     #[command(flatten)]
@@ -505,7 +506,8 @@ fn apply(a: ApplyArgs) -> Result<()> {
         method.adjusted(&overrides)?
     };
     amun::unlearn::check_given(effective.method(), method.table(), !a.no_retain)?;
-    if a.no_calibrate && !cal.is_empty() {
+    let cost_cap = a.calibration.apply_cap();
+    if a.no_calibrate && (!cal.is_empty() || cost_cap != ApplyCap::Default) {
         bail!(
             "{}: calibration settings, which --no-calibrate turns off; drop one or the other",
             a.calibration.given().join(", ")
@@ -522,6 +524,7 @@ fn apply(a: ApplyArgs) -> Result<()> {
         },
         with_retain: !a.no_retain,
         adaptive: a.adaptive,
+        cost_cap,
         device: device(&a.device)?,
         data_dir: a.data.path(),
     };

@@ -13,6 +13,7 @@ mod outputs;
 mod own_data;
 mod registry;
 mod registry_anchor;
+mod registry_cap;
 mod registry_errors;
 mod registry_evidence;
 mod registry_paths;

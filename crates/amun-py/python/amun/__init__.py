@@ -1368,7 +1368,9 @@ class Registry:
 
         ``calibrate``: retrain-free calibration on the registry's held-out
         test images (a dict: ``lrs``, ``rule``, ...; ``False``: the method's
-        settings); ``retain=False``: ``--no-retain``; ``adaptive``: AMUN-A;
+        settings); its cost cap is 1× the exact retrain the batch replaces
+        unless ``max_cost`` gives another fraction, or ``max_cost=None``
+        none (the continuing walk only); ``retain=False``: ``--no-retain``; ``adaptive``: AMUN-A;
         ``epochs``, ``lr``, ``batch_size``, ``schedule`` as the CLI's flags,
         any other keyword a method setting (``--set``). ``device``:
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``;

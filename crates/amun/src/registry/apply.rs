@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::seed::derive;
 use crate::train::TrainOverrides;
-use crate::unlearn::{BatchRun, CalibrateSettings, MethodSpec, RunSettings};
+use crate::unlearn::{
+    BatchCap, BatchRun, CalibrateSettings, CapOrigin, MethodSpec, RunSettings, Walk,
+};
 use std::path::{Path, PathBuf};
 
 /// How to apply.
@@ -30,8 +32,124 @@ pub struct ApplySpec {
     pub with_retain: bool,
     /// AMUN-A: a fresh adversarial set per request.
     pub adaptive: bool,
+    /// The calibration's cost cap for the whole batch.
+    pub cost_cap: ApplyCap,
     pub device: tch::Device,
     pub data_dir: PathBuf,
+}
+
+/// The cost cap of a calibrated apply, as a fraction of the exact retrain
+/// the batch replaces (the root's recipe without every sample forgotten
+/// after it; the adversarial search counts).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ApplyCap {
+    /// [`DEFAULT_APPLY_CAP`]: an apply never costs more than the exact
+    /// retrain it stands in for (`amun registry retrain`). Only where that
+    /// retrain is priced: the continuing walk, on a root that records its
+    /// training recipe; otherwise no cap, said on the progress. A
+    /// `calibrate.max_cost` in the calibration settings is a cap given.
+    #[default]
+    Default,
+    /// This fraction (`--calibrate-max-cost F`).
+    Given(f64),
+    /// No cap (`--calibrate-max-cost none`).
+    Off,
+}
+
+/// The default cost cap of a calibrated apply, × the exact retrain the
+/// batch replaces: on Fashion-MNIST and MNIST at 10% an uncapped
+/// calibrated AMUN walk cost 1.2–1.6× that retrain (docs/CALIBRATION.md).
+pub const DEFAULT_APPLY_CAP: f64 = 1.0;
+
+impl std::str::FromStr for ApplyCap {
+    type Err = Error;
+    /// `none`, or a fraction (checked with the calibration settings).
+    fn from_str(s: &str) -> Result<ApplyCap> {
+        if s == "none" {
+            return Ok(ApplyCap::Off);
+        }
+        match s.parse::<f64>() {
+            Ok(f) => Ok(ApplyCap::Given(f)),
+            Err(_) => Err(Error::setting(
+                "calibrate.max_cost",
+                format!(
+                    "'{s}': expected a fraction of the exact retrain's cost (e.g. 0.5) or none"
+                ),
+            )),
+        }
+    }
+}
+
+impl ApplySpec {
+    /// The calibration settings with the cap asked for (`cost_cap`, or the
+    /// settings' own `max_cost` as a given one) checked; `None` without
+    /// calibration. Checked before anything is opened.
+    fn checked_calibration(&self) -> Result<Option<(CalibrateSettings, ApplyCap)>> {
+        let Some(cal) = &self.calibrate else {
+            return match self.cost_cap {
+                ApplyCap::Default => Ok(None),
+                _ => Err(Error::setting(
+                    "calibrate.max_cost",
+                    "a cost cap is calibration's: this apply does not calibrate",
+                )),
+            };
+        };
+        let cap = match (self.cost_cap, cal.max_cost) {
+            (c, None) => c,
+            (ApplyCap::Default, Some(f)) => ApplyCap::Given(f),
+            (c, Some(f)) => {
+                return Err(Error::setting(
+                    "calibrate.max_cost",
+                    format!(
+                        "{f} in the calibration settings and {c:?} as the apply's cap: give one"
+                    ),
+                ));
+            }
+        };
+        let mut c = cal.clone();
+        c.max_cost = match cap {
+            ApplyCap::Given(f) => Some(f),
+            _ => None,
+        };
+        c.check()?;
+        Ok(Some((c, cap)))
+    }
+}
+
+/// The batch's cap: `asked` resolved against the walk and the root's recipe
+/// (`priced`: the root records one). The default applies only where the
+/// retrain it is a fraction of is priced, which a progress note says.
+fn resolve_cap(
+    cal: &CalibrateSettings,
+    asked: ApplyCap,
+    priced: bool,
+    progress: &dyn Progress,
+) -> Option<BatchCap> {
+    match asked {
+        ApplyCap::Given(fraction) => Some(BatchCap {
+            fraction,
+            origin: CapOrigin::Given,
+        }),
+        ApplyCap::Off => None,
+        ApplyCap::Default if cal.walk == Walk::Restart => {
+            progress.note(
+                "no default cost cap: the restarting walk (calibrate.walk = restart) has no cost \
+                 cap; it may cost more than the exact retrain (`amun registry retrain`)",
+            );
+            None
+        }
+        ApplyCap::Default if !priced => {
+            progress.note(
+                "no default cost cap: the registry's root records no training recipe, so no \
+                 exact retrain prices one",
+            );
+            None
+        }
+        ApplyCap::Default => Some(BatchCap {
+            fraction: DEFAULT_APPLY_CAP,
+            origin: CapOrigin::Default,
+        }),
+    }
 }
 
 impl ApplySpec {
@@ -84,6 +202,7 @@ pub struct Applied {
 /// `Ok(None)`: nothing was pending.
 pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Option<Applied>> {
     let method = spec.checked_method()?;
+    let calibration = spec.checked_calibration()?;
     let mut w = Writer::open(dir, "apply", "applied", progress)?;
     let reg = &w.reg;
     let head = reg.head()?;
@@ -104,19 +223,22 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
     let data = load_checked_data(reg, &spec.data_dir, progress)?;
     let (model, parent_sc) = reg.load_version(&head, spec.device)?;
     let holdout = info.holdout_test as usize;
+    let priced = crate::train::recipe_of(&reg.root_sidecar()?)?.is_some();
+    let cap =
+        (calibration.as_ref()).and_then(|(c, asked)| resolve_cap(c, *asked, priced, progress));
     // A registry with references calibrates on the audit's RMIA.
     let run = RunSettings {
         with_retain: spec.with_retain,
         adaptive: spec.adaptive,
-        calibrate: spec.calibrate.as_ref().map(|c| {
-            let cap = batch_cost_cap(c, info.train_size, gone.len(), sets.len(), progress);
-            (cap, HeldOut::LastTest(holdout))
+        calibrate: calibration.map(|(c, _)| {
+            let c = batch_cost_cap(&c, cap, info.train_size, gone.len(), sets.len(), progress);
+            (c, HeldOut::LastTest(holdout))
         }),
         refs: info.refs.as_ref().map(PathBuf::from),
         batch: BatchRun {
             // The batch is refused at a request calibration cannot forget.
             stop_when_remembered: true,
-            max_cost_given: spec.calibrate.as_ref().and_then(|c| c.max_cost),
+            cap,
         },
         ..RunSettings::new(spec.device, &spec.data_dir)
     };
@@ -133,7 +255,7 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
         &forgotten_before,
         progress,
     )?;
-    refuse_what_is_still_remembered(&sets, &done.logs)?;
+    refuse_what_is_still_remembered(&sets, &done.logs, cap)?;
     let (model, data) = (&prepared.model, &prepared.data);
     let audit = audit_version(
         model,
@@ -197,20 +319,30 @@ pub fn apply(dir: &Path, spec: &ApplySpec, progress: &dyn Progress) -> Result<Op
 /// requests together then spend no more than the batch's cap.
 fn batch_cost_cap(
     cal: &CalibrateSettings,
+    cap: Option<BatchCap>,
     train: i64,
     gone: usize,
     requests: usize,
     progress: &dyn Progress,
 ) -> CalibrateSettings {
     let mut c = cal.clone();
-    if let Some(f) = cal.max_cost {
+    c.max_cost = None;
+    if let Some(BatchCap {
+        fraction: f,
+        origin,
+    }) = cap
+    {
         let train = train.max(1) as f64;
         let batch = (train - gone as f64).max(1.0);
         let share = f * batch / (requests.max(1) as f64 * train);
+        let from = match origin {
+            CapOrigin::Default => " (the default: never more than that retrain)",
+            CapOrigin::Given => "",
+        };
         progress.note(&format!(
             "calibration cost cap: {f} × the exact retrain this batch replaces (without its \
-             {gone} forgotten sample(s)), shared by {requests} request(s): each request's walk \
-             may cost {share:.4} × its own retrain"
+             {gone} forgotten sample(s)){from}, shared by {requests} request(s): each request's \
+             walk may cost {share:.4} × its own retrain"
         ));
         c.max_cost = Some(share);
     }
@@ -224,6 +356,7 @@ fn batch_cost_cap(
 fn refuse_what_is_still_remembered(
     sets: &[(i64, Vec<i64>)],
     logs: &[crate::unlearn::UnlearnLog],
+    cap: Option<BatchCap>,
 ) -> Result<()> {
     for ((id, _), log) in sets.iter().zip(logs) {
         if let Some(c) = log.calibration.as_ref().filter(|c| c.remembers) {
@@ -239,6 +372,24 @@ fn refuse_what_is_still_remembered(
                     rest.join(", ")
                 )
             };
+            // The walk ended at the cap: another epoch would have passed it.
+            let at_cap = c.cost.as_ref().filter(|m| !m.has_room());
+            if let (Some(b), Some(m)) = (cap, at_cap) {
+                return Err(Error::setting(
+                    format!("request {id}"),
+                    format!(
+                        "calibration stopped at the cost cap ({}× the exact retrain the batch \
+                         replaces; it spent {:.2}× its own retrain of {:.2}×) before any state \
+                         forgot it within the utility guard ({}){stopped}; nothing was \
+                         committed and the pending requests stay pending{}",
+                        b.fraction,
+                        m.spent_fraction(),
+                        m.fraction,
+                        c.verdict,
+                        capped_way_out(b)
+                    ),
+                ));
+            }
             return Err(Error::invalid(
                 format!("request {id}"),
                 format!(
@@ -252,6 +403,20 @@ fn refuse_what_is_still_remembered(
         }
     }
     Ok(())
+}
+
+/// What to do when the walk stopped at the cap: the default's way out
+/// (the exact retrain, or the cap lifted), or a larger cap given.
+fn capped_way_out(cap: BatchCap) -> String {
+    match cap.origin {
+        CapOrigin::Default => crate::unlearn::default_cap_way_out(cap),
+        CapOrigin::Given => format!(
+            ": retrain exactly (`amun registry retrain`, with --force before the policy's \
+             time), or give {{calibrate.max_cost}} more than {} (or \
+             {{calibrate.max_cost=none}})",
+            cap.fraction
+        ),
+    }
 }
 
 /// Every pending request was covered: the head absorbs them all, and no
@@ -413,16 +578,21 @@ fn record(
 mod tests {
     use super::*;
 
+    fn given(f: f64) -> Option<BatchCap> {
+        Some(BatchCap {
+            fraction: f,
+            origin: CapOrigin::Given,
+        })
+    }
+
     /// Hostile6 MC2: 3 requests of 30 of 300 samples with a 40-epoch
     /// recipe and a cap of 0.1 spent 0.10 of a 270-image retrain each,
     /// 0.37 of the 210-image retrain the batch replaces.
     #[test]
     fn the_cost_cap_holds_for_the_whole_batch() {
-        let cal = CalibrateSettings {
-            max_cost: Some(0.1),
-            ..Default::default()
-        };
-        let c = batch_cost_cap(&cal, 300, 90, 3, &crate::progress::Quiet);
+        let cal = CalibrateSettings::default();
+        let quiet = &crate::progress::Quiet;
+        let c = batch_cost_cap(&cal, given(0.1), 300, 90, 3, quiet);
         let share = c.max_cost.unwrap();
         let (epochs, batch_retrain) = (40.0, 40.0 * 210.0);
         // Each request's walk is priced against a retrain without it
@@ -433,18 +603,37 @@ mod tests {
         }
         assert!((share - 0.1 * 210.0 / 900.0).abs() < 1e-12);
         // One request: its own retrain is the batch's, up to its samples.
-        let one = batch_cost_cap(&cal, 300, 30, 1, &crate::progress::Quiet);
+        let one = batch_cost_cap(&cal, given(0.1), 300, 30, 1, quiet);
         assert!((one.max_cost.unwrap() - 0.1 * 270.0 / 300.0).abs() < 1e-12);
+        assert_eq!(batch_cost_cap(&cal, None, 300, 90, 3, quiet).max_cost, None);
+    }
+
+    /// Issue 35: an apply defaults to a cap of 1× the exact retrain where
+    /// that retrain is priced (the continuing walk, a root with a recipe);
+    /// a restart walk or a recipe-less root gets none, and no error; a cap
+    /// given or `none` wins.
+    #[test]
+    fn the_default_cap_applies_where_a_retrain_prices_it() {
+        let quiet = &crate::progress::Quiet;
+        let cont = CalibrateSettings::default();
+        let restart = CalibrateSettings {
+            walk: Walk::Restart,
+            ..Default::default()
+        };
+        let default = Some(BatchCap {
+            fraction: DEFAULT_APPLY_CAP,
+            origin: CapOrigin::Default,
+        });
+        assert_eq!(resolve_cap(&cont, ApplyCap::Default, true, quiet), default);
+        assert_eq!(resolve_cap(&cont, ApplyCap::Default, false, quiet), None);
+        assert_eq!(resolve_cap(&restart, ApplyCap::Default, true, quiet), None);
+        assert_eq!(resolve_cap(&cont, ApplyCap::Off, true, quiet), None);
         assert_eq!(
-            batch_cost_cap(
-                &CalibrateSettings::default(),
-                300,
-                90,
-                3,
-                &crate::progress::Quiet
-            )
-            .max_cost,
-            None
+            resolve_cap(&cont, ApplyCap::Given(0.5), true, quiet),
+            given(0.5)
         );
+        assert_eq!("none".parse::<ApplyCap>().unwrap(), ApplyCap::Off);
+        assert_eq!("0.5".parse::<ApplyCap>().unwrap(), ApplyCap::Given(0.5));
+        assert!("half".parse::<ApplyCap>().is_err());
     }
 }

@@ -418,6 +418,9 @@ fn md_calibration(md: &mut Md, r: &super::CalibrationRecord) {
         for l in lines {
             md.line(format!("  - {l}"));
         }
+        if let Some(l) = cost_line(c) {
+            md.line(format!("  - {l}"));
+        }
         return;
     }
     md.line(format!(
@@ -597,6 +600,27 @@ fn write(c: &Certificate, md: &Path, json: &Path) -> Result<(PathBuf, PathBuf)> 
     fsutil::write_atomic(json, json_text(c).as_bytes())?;
     fsutil::write_atomic(md, render_markdown(c).as_bytes())?;
     Ok((md.to_path_buf(), json.to_path_buf()))
+}
+
+/// What a walk spent against an apply's cost cap, and where the cap came
+/// from; `None` for a record without one (records before the apply's cap
+/// was recorded render as they did).
+fn cost_line(c: &serde_json::Value) -> Option<String> {
+    let cost: crate::unlearn::CostCap = serde_json::from_value(c.get("cost")?.clone()).ok()?;
+    let b = cost.batch?;
+    let from = match b.origin {
+        crate::unlearn::CapOrigin::Default => "the default",
+        crate::unlearn::CapOrigin::Given => "given",
+    };
+    Some(format!(
+        "cost: {:.2}× the same-recipe retrain ({} of {} image-steps), against a cap of {:.2}× \
+         (its share of the apply's cap, {}× the exact retrain the batch replaces, {from})",
+        cost.spent_fraction(),
+        cost.spent,
+        cost.retrain_image_steps,
+        cost.fraction,
+        b.fraction
+    ))
 }
 
 /// A calibration record's before → after lines with their bands

@@ -38,7 +38,7 @@ mod verify;
 mod writer;
 
 pub use anchor::Receipt;
-pub use apply::{Applied, ApplySpec, apply};
+pub use apply::{Applied, ApplyCap, ApplySpec, DEFAULT_APPLY_CAP, apply};
 pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
 pub use certificate::{
     Certificate, certificate, ensure_certificate, render_markdown, write_certificate,

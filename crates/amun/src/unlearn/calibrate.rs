@@ -694,6 +694,25 @@ pub struct Calibration {
     pub why: String,
 }
 
+impl Calibration {
+    /// Records that this walk's cap is its request's share of a registry
+    /// apply's cap `b` (when the walk had a cap): the record then says where
+    /// the cap came from and what the batch was allowed.
+    pub fn record_batch_cap(&mut self, b: BatchCap) {
+        let Some(c) = self.cost.as_mut() else { return };
+        c.batch = Some(b);
+        let from = match b.origin {
+            CapOrigin::Default => "the apply's default cap",
+            CapOrigin::Given => "the apply's cap as given",
+        };
+        self.why.push_str(&format!(
+            "; the cap is this request's share of {from}, {}× the exact retrain the batch \
+             replaces",
+            b.fraction
+        ));
+    }
+}
+
 /// Where a state stands against the fixed targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -1378,6 +1397,30 @@ pub struct CostCap {
     /// The last epoch's image-steps: the price of the next.
     #[serde(default)]
     pub last_epoch: u64,
+    /// A registry apply's cap, as a fraction of the exact retrain the whole
+    /// batch replaces, and where it came from (`fraction` is this
+    /// request's share of it); left out of other records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchCap>,
+}
+
+/// Where a cost cap came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapOrigin {
+    /// A registry apply's default: never more than the exact retrain it
+    /// stands in for.
+    Default,
+    /// Given by the user.
+    Given,
+}
+
+/// A registry apply's cost cap for its whole batch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BatchCap {
+    /// × the exact retrain the batch replaces.
+    pub fraction: f64,
+    pub origin: CapOrigin,
 }
 
 impl CostCap {
@@ -1387,6 +1430,7 @@ impl CostCap {
             retrain_image_steps,
             spent,
             last_epoch: 0,
+            batch: None,
         }
     }
 

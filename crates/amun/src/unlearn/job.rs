@@ -53,10 +53,11 @@ pub struct BatchRun {
     /// Stop at the first request calibration cannot forget (fewer logs
     /// than requests then): the apply refuses the batch there.
     pub stop_when_remembered: bool,
-    /// The calibration cost cap as given, for the whole batch, when each
-    /// request's `calibrate.max_cost` is its share of it: an error about
-    /// the cap names this one, in its units.
-    pub max_cost_given: Option<f64>,
+    /// The calibration cost cap of the whole batch (given, or the apply's
+    /// default), when each request's `calibrate.max_cost` is its share of
+    /// it: an error about the cap names this one, in its units, and the
+    /// records say where it came from.
+    pub cap: Option<super::BatchCap>,
 }
 
 /// What a job did.
@@ -231,6 +232,7 @@ impl UnlearnJob<'_> {
                 rmia: self.rmia,
                 forgotten: self.forgotten_before,
                 stop_when_remembered: self.batch.stop_when_remembered,
+                batch_cap: self.batch.cap,
             },
             &ctx,
         )?;
@@ -383,7 +385,8 @@ impl UnlearnJob<'_> {
         // In the units of the cap as given (the batch's, when each request
         // has a share of it), and enough for every request: following the
         // hint is not refused again.
-        let given = self.batch.max_cost_given.unwrap_or(fraction);
+        let batch = self.batch.cap;
+        let given = batch.map_or(fraction, |b| b.fraction);
         let per_given = given / fraction;
         let over = prices
             .iter()
@@ -395,7 +398,11 @@ impl UnlearnJob<'_> {
             .map(|p| (1e4 * per_given * p.price as f64 / p.retrain.max(1) as f64).ceil() / 1e4)
             .fold(0.0, f64::max);
         let cap = (fraction * p.retrain as f64).floor() as u64;
-        let share = match self.batch.max_cost_given {
+        let share = match batch {
+            Some(b) if b.origin == super::CapOrigin::Default => format!(
+                " (its share of the apply's default cap, {given}× the exact retrain the batch \
+                 replaces: {fraction:.4}× its own retrain)"
+            ),
             Some(_) => {
                 format!(" (its share of the batch's {given}: {fraction:.4}× its own retrain)")
             }
@@ -410,15 +417,21 @@ impl UnlearnJob<'_> {
         Err(Error::setting(
             "calibrate.max_cost",
             format!(
-                "{given}: {}'s adversarial search{of} alone costs at least {} image-steps ({} \
+                "{given}{}: {}'s adversarial search{of} alone costs at least {} image-steps ({} \
                  correctly classified sample(s) × {steps} steps), over its cap of {cap} \
                  image-steps{share} (the same-recipe retrain costs {} image-steps); give more \
                  than {least} (what the search alone needs) to leave calibration room for its \
-                 epochs, or a method without the search",
+                 epochs, or a method without the search{}",
+                if batch.is_some_and(|b| b.origin == super::CapOrigin::Default) {
+                    " (the apply's default)"
+                } else {
+                    ""
+                },
                 self.method.name(),
                 p.price,
                 p.correct,
-                p.retrain
+                p.retrain,
+                batch.map_or(String::new(), default_cap_way_out),
             ),
         ))
     }
@@ -452,6 +465,22 @@ impl UnlearnJob<'_> {
         }
         prices
     }
+}
+
+/// What a registry apply whose default cost cap binds can do instead: the
+/// exact retrain forgets at no more than the cap's cost; going past the cap
+/// takes a cap given (or none). Empty for a cap the user gave.
+pub fn default_cap_way_out(cap: super::BatchCap) -> String {
+    if cap.origin != super::CapOrigin::Default {
+        return String::new();
+    }
+    format!(
+        "; the default cap ({}× the exact retrain) keeps an apply from costing more than \
+         `amun registry retrain`, the exact forget at that cost (with --force before the \
+         policy's time); to calibrate past it, give {{calibrate.max_cost}} a larger fraction or \
+         {{calibrate.max_cost=none}}",
+        cap.fraction
+    )
 }
 
 /// The settings of a run that clash with its method or each other, named

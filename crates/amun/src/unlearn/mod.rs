@@ -28,16 +28,18 @@ pub use crate::model::lineage::{
 pub use amun::{Amun, AmunSalun, AmunSettings};
 pub use bs::{Bs, BsSettings};
 pub use calibrate::{
-    CalibrateOverrides, CalibrateSettings, Calibration, Candidate, Change, LadderStart, Leg,
-    Membership, Opening, Probe, Probes, RmiaSignal, Rule, Sizes, Targets, Verdict, Walk,
-    accuracy_noise, auc_band, calibrate, calibrate_from, min_heldout, parse_calibration_budget,
-    score, utility_drop, z_two_sided,
+    BatchCap, CalibrateOverrides, CalibrateSettings, Calibration, Candidate, CapOrigin, Change,
+    CostCap, LadderStart, Leg, Membership, Opening, Probe, Probes, RmiaSignal, Rule, Sizes,
+    Targets, Verdict, Walk, accuracy_noise, auc_band, calibrate, calibrate_from, min_heldout,
+    parse_calibration_budget, score, utility_drop, z_two_sided,
 };
 pub use finetune::{FineTune, LossFn, Precision, RetainBudget, STOP_BELOW, finetune};
 pub use ft::{Ft, FtSettings};
 pub use ga::{Ga, GaSettings};
 pub(crate) use job::check_run;
-pub use job::{BatchRun, UnlearnJob, Unlearned, class_mostly_forgotten, class_share_words};
+pub use job::{
+    BatchRun, UnlearnJob, Unlearned, class_mostly_forgotten, class_share_words, default_cap_way_out,
+};
 pub use l1::l1_norm;
 pub use l1::{L1, L1Settings};
 pub use mask::{GivenOrOwn, SaliencyMask, given_or_own, saliency_mask};
@@ -679,6 +681,9 @@ pub struct RequestOptions<'a> {
     /// the last): a caller that refuses such a batch (a registry's apply)
     /// spends no work on the requests after it.
     pub stop_when_remembered: bool,
+    /// A registry apply's cap for the whole batch, which each request's
+    /// `calibrate.max_cost` is a share of: recorded with each walk's cost.
+    pub batch_cap: Option<BatchCap>,
 }
 
 /// Runs `method` on a sequence of deletion requests (one request is the
@@ -796,7 +801,10 @@ pub fn unlearn_requests(
         };
         let mut log = match (opts.calibrate, opening) {
             (Some((cal, _)), Some(o)) => {
-                let (mut log, record) = calibrate_from(o, method, cal, model, &req, ctx)?;
+                let (mut log, mut record) = calibrate_from(o, method, cal, model, &req, ctx)?;
+                if let Some(b) = opts.batch_cap {
+                    record.record_batch_cap(b);
+                }
                 log.calibration = Some(record);
                 log
             }
