@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod hostile;
+mod hostile11;
 mod ignored_settings;
 mod lineage;
 mod outputs;
