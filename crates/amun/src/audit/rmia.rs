@@ -322,14 +322,17 @@ const MANIFEST_WHAT: &str = "manifest of reference models";
 const MANIFEST_REMAKE: &str = "put back the manifest `amun rmia train-refs` wrote, or train the \
                                references again in a new folder";
 
-/// Reads the manifest at `mpath`. One that records its files' sha256 (a
-/// sealed folder) must be as amun signed it: its recipe, data and pool
-/// are what RMIA's numbers are read against, so an edit is refused.
+/// Reads the manifest at `mpath`. One that carries the hash of its text
+/// (every folder this amun sealed) must be as amun signed it: its recipe,
+/// data and pool are what RMIA's numbers are read against, so an edit is
+/// refused. One without (an older amun's, or a folder still being
+/// trained) is read as it is; [`check_models_match`] still holds it to
+/// the models' own sidecars, and the audit says it is unsigned.
 pub fn read_manifest(mpath: &Path) -> Result<RefManifest> {
     let text = fsutil::read_text(mpath)?;
     let m: RefManifest = serde_json::from_str(&text)
         .map_err(|e| Error::format(mpath, format!("invalid JSON: {e}")))?;
-    if m.files.is_none() && m.content_sha256.is_none() {
+    if m.content_sha256.is_none() {
         return Ok(m);
     }
     fsutil::parse_json_signed(mpath, &text, MANIFEST_WHAT, MANIFEST_REMAKE)
@@ -338,7 +341,9 @@ pub fn read_manifest(mpath: &Path) -> Result<RefManifest> {
 /// Checks the manifest `m` of `dir` against each reference model's own
 /// sidecar (which the manifest's file hashes cover): the architecture,
 /// recipe and training data the manifest states must be the models'.
-/// Models not trained yet are skipped.
+/// Models not trained yet are skipped, and so are sidecars that do not
+/// read (the files' hashes refuse them in an audit; train-refs trains
+/// such a model again).
 fn check_models_match(dir: &Path, m: &RefManifest) -> Result<()> {
     let mpath = dir.join("manifest.json");
     for k in 0..m.count {
@@ -346,7 +351,9 @@ fn check_models_match(dir: &Path, m: &RefManifest) -> Result<()> {
         if !checkpoint::sidecar_path(&path).is_file() {
             continue;
         }
-        let sc = checkpoint::read_sidecar(&path)?;
+        let Ok(sc) = checkpoint::read_sidecar(&path) else {
+            continue;
+        };
         let recipe = crate::train::recipe_of(&sc)?;
         let differs = if sc.model != m.model {
             Some(format!(
@@ -904,8 +911,8 @@ pub fn train_references(
 /// sha256s (an older amun wrote it), nothing was checked.
 pub fn check_reference_files(dir: &Path, m: &RefManifest) -> Result<bool> {
     require_ref_file(dir, MEMBERS_FILE, "the reference models' memberships")?;
-    check_models_match(dir, m)?;
     let Some(files) = &m.files else {
+        check_models_match(dir, m)?;
         return Ok(false);
     };
     check_ref_file(dir, files, MEMBERS_FILE)?;
@@ -917,6 +924,7 @@ pub fn check_reference_files(dir: &Path, m: &RefManifest) -> Result<bool> {
             check_ref_file(dir, files, &name)?;
         }
     }
+    check_models_match(dir, m)?;
     Ok(true)
 }
 
@@ -989,6 +997,15 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         ));
     }
     let mut notes = Vec::new();
+    if m.files.is_some() && m.content_sha256.is_none() {
+        notes.push(format!(
+            "warning: {} carries no hash of its own text (an older amun wrote it): an edit of \
+             it is caught only where it contradicts the models' sidecars; run `amun rmia \
+             train-refs` on this folder with the flags that made it to seal it (it reuses the \
+             trained models)",
+            mpath.display()
+        ));
+    }
     if !check_reference_files(dir, &m)? {
         notes.push(format!(
             "warning: {} records no sha256 of the reference files (an older amun wrote it): a \
