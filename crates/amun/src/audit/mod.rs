@@ -269,7 +269,7 @@ fn check_earlier(
             lineage.iter().any(|r| r.indices_sha256 == sha)
                 || crate::model::lineage::lineage_gap(
                     &lineage,
-                    &[earlier, &[forget.clone()]].concat(),
+                    &[earlier, std::slice::from_ref(forget)].concat(),
                 )
                 .is_none()
         });
