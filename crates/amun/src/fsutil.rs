@@ -227,6 +227,20 @@ pub fn special_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
     }
 }
 
+/// Refuses `path` when it is there but no regular file ([`special_kind`]):
+/// a pipe's read waits for a writer and a device's never ends, so weights
+/// or tensors are never opened from one. `expected` says what the file
+/// should be. A missing file passes: its reader names it so.
+pub fn require_regular(path: &Path, expected: &str) -> Result<()> {
+    match std::fs::metadata(path).ok().as_ref().and_then(special_kind) {
+        Some(what) => Err(Error::format(
+            path,
+            format!("is not a regular file ({what}); expected {expected}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The text of the regular file `path`: anything else ([`special_kind`])
 /// is refused before it is opened.
 pub fn read_text(path: &Path) -> Result<String> {

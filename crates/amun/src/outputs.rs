@@ -723,6 +723,27 @@ impl Outputs {
         Ok(())
     }
 
+    /// The existing checkpoints the named outputs will replace (amun's own
+    /// earlier output of their kind, which [`Outputs::check`] lets through),
+    /// each described by what its sidecar records, for the command to say
+    /// what it replaced: `--out u.safetensors replaces an unlearned model
+    /// (ft, forgot 10 samples, indices sha256 …)`. Call before writing.
+    pub fn replacing(&self) -> Vec<String> {
+        let named = self.writes.iter().filter(|w| w.role.is_none() && !w.folder);
+        named
+            .filter(|w| w.kind == Kind::Checkpoint && w.path.is_file())
+            .filter_map(|w| {
+                let sc = crate::model::checkpoint::read_sidecar(&w.path).ok()?;
+                Some(format!(
+                    "{} {} replaces {}",
+                    w.flag,
+                    w.path.display(),
+                    describe_checkpoint(&sc)
+                ))
+            })
+            .collect()
+    }
+
     /// Each named output checked as a path ([`check_output`], one of
     /// `extensions` per flag), then [`Outputs::check`], then the outputs
     /// claimed ([`OutputLock`]) until the returned value is dropped.
@@ -895,6 +916,21 @@ impl Target {
                 ),
             ));
         }
+        if found == Kind::Checkpoint
+            && self.role.is_none()
+            && let Some(child) = unlearned_from(&self.path)
+        {
+            return Err(self.refuse(
+                "overwrite",
+                &format!(
+                    "the model {} was unlearned from (its sidecar records these weights as its \
+                     parent): replacing it would leave that model's lineage naming a model that \
+                     is gone; name a new file, or move {} away first",
+                    child.display(),
+                    self.path.display()
+                ),
+            ));
+        }
         if found == self.kind {
             return Ok(());
         }
@@ -912,6 +948,74 @@ impl Target {
             &format!("{} this command does not write", found.describe()),
         ))
     }
+}
+
+/// What a checkpoint's sidecar says it is, for a message.
+fn describe_checkpoint(sc: &crate::model::Sidecar) -> String {
+    use crate::model::Origin;
+    match &sc.origin {
+        Origin::Train { .. } => format!(
+            "a trained model ({} on {}{})",
+            sc.model.arch,
+            sc.data.train_label(),
+            crate::train::recipe_of(sc)
+                .ok()
+                .flatten()
+                .map_or(String::new(), |r| format!(", {} epochs", r.epochs))
+        ),
+        Origin::Unlearn { method, forget, .. } => {
+            let reqs: Vec<String> = forget
+                .iter()
+                .map(crate::model::lineage::short_summary)
+                .collect();
+            format!(
+                "an unlearned model ({method}, forgot {})",
+                reqs.join(" and ")
+            )
+        }
+        Origin::Import { from, .. } => format!("an imported model (from {from})"),
+    }
+}
+
+/// A checkpoint beside `path` (an amun checkpoint) that was unlearned
+/// from it: its sidecar, as amun signed it, records the fingerprint of
+/// `path`'s weights as its parent. As a forget set others were made from
+/// is never replaced ([`write_recorded`]), neither is such a parent. The
+/// weights are loaded only when some sibling records a parent.
+fn unlearned_from(path: &Path) -> Option<PathBuf> {
+    use crate::model::{Origin, Sidecar};
+    // A sidecar is small; anything larger beside it is not read.
+    const MAX_SIDECAR: u64 = 16 << 20;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let own = crate::model::checkpoint::sidecar_path(path);
+    let children: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json") && *p != own)
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() <= MAX_SIDECAR))
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            let sc: Sidecar = crate::fsutil::parse_json_signed(&p, &text, "", "").ok()?;
+            let weights = p.with_extension("safetensors");
+            match sc.origin {
+                Origin::Unlearn { parent, .. } if weights.is_file() => Some((weights, parent)),
+                _ => None,
+            }
+        })
+        .collect();
+    if children.is_empty() {
+        return None;
+    }
+    let (model, _) = crate::model::checkpoint::load(path, tch::Device::Cpu).ok()?;
+    let fingerprint = model.fingerprint();
+    children
+        .into_iter()
+        .filter(|(_, parent)| *parent == fingerprint)
+        .map(|(child, _)| child)
+        .min()
 }
 
 /// The first entry (by name) of the folder `dir`, if it is a folder

@@ -115,9 +115,13 @@ pub fn run(a: AuditArgs) -> Result<()> {
         .zip(&sidecars[a.retrain.is_some() as usize..])
         .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
         .collect();
+    let names: Vec<String> = (a.forgotten.iter())
+        .map(|p| p.display().to_string())
+        .collect();
+    let check = || amun::audit::check_lineage(&audited, &forget, &earlier, &names);
     if a.retrain.is_some() || !earlier.is_empty() {
-        amun::audit::check_lineage(&audited, &forget, &earlier)?;
-    } else if let Err(e) = amun::audit::check_lineage(&audited, &forget, &earlier) {
+        check()?;
+    } else if let Err(e) = check() {
         // Without a retrain no number is compared with one, but the retain
         // set still holds what the lineage forgot before (hostile9 AU4b).
         eprintln!(

@@ -188,7 +188,7 @@ pub struct CalibrateArgs {
     /// How much of D_R each of calibration's epochs visits: full, a multiple
     /// of the request (e.g. 4), or method (the method's own
     /// finetune.retain_budget) [default: full]
-    #[arg(long, value_name = "full|K|method")]
+    #[arg(long, value_name = "full|K|method", allow_negative_numbers = true)]
     pub calibrate_retain_budget: Option<String>,
     /// Points of held-out and retain accuracy a calibrated result may lose
     /// against the original model before it counts as a utility loss

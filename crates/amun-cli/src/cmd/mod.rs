@@ -177,7 +177,7 @@ pub struct ImportArgs {
     pub layout: String,
     /// Its input normalisation, applied inside the model: M,S (every
     /// channel) or M1,M2,M3:S1,S2,S3
-    #[arg(long, value_name = "MEAN:STD")]
+    #[arg(long, value_name = "MEAN:STD", allow_negative_numbers = true)]
     pub normalize: Option<String>,
     /// The dataset it was trained on (cifar10, mnist or a folder): a
     /// PyTorch checkpoint needs it; for an amun checkpoint it replaces the
@@ -262,6 +262,14 @@ pub fn claim(
     exts: &[(&str, &[&str])],
 ) -> Result<Vec<amun::fsutil::OutputLock>> {
     Ok(io.claim(exts)?)
+}
+
+/// Says on stderr which existing checkpoints an output replaced
+/// ([`amun::outputs::Outputs::replacing`]), so none goes without a word.
+pub fn say_replaced(replaced: &[String]) {
+    for r in replaced {
+        eprintln!("note: {r}");
+    }
 }
 
 /// Sets `dotted` (`finetune.lr`) in a settings table, making the tables on

@@ -28,6 +28,7 @@ pub struct SplitArgs {
     #[arg(
         long,
         value_name = "FRACTION|COUNT",
+        allow_negative_numbers = true,
         conflicts_with_all = ["class", "from"],
         required_unless_present_any = ["class", "from"]
     )]

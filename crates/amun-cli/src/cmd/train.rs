@@ -160,7 +160,7 @@ pub struct ProgramArgs {
     pub init: Option<PathBuf>,
     /// With --model FILE.pt2: the input normalisation the model expects,
     /// applied inside it: M,S (every channel) or M1,M2,M3:S1,S2,S3
-    #[arg(long, value_name = "MEAN:STD")]
+    #[arg(long, value_name = "MEAN:STD", allow_negative_numbers = true)]
     pub normalize: Option<String>,
 }
 
@@ -237,7 +237,10 @@ fn files_of(a: &TrainArgs) -> Outputs {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let dev = device(&a.device)?;
-    let _locks = super::claim(&files_of(&a), &[("--out", &["safetensors"])])?;
+    let io = files_of(&a);
+    let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
+    // A resumed run continues its own output rather than replacing it.
+    let replaced = if a.resume { Vec::new() } else { io.replacing() };
     let exclude = a.exclude.as_deref().map(ForgetFile::read).transpose()?;
     let data = load_data(&a.data.spec(), &a.data.dir)?;
     let (spec, arch) = model_spec(&a.model, &a.program, &data)?;
@@ -261,6 +264,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut trained = train(&job, &bars)?;
     record_final_metrics(&trained.model, &data, &mut trained.sidecar);
     checkpoint::save(&trained.model, &a.out, &trained.sidecar)?;
+    super::say_replaced(&replaced);
     if a.json {
         return print_json(&trained.sidecar);
     }

@@ -115,6 +115,9 @@ impl UnlearnArgs {
         if self.salun_ratio.is_some() {
             out.push(("salun_ratio".into(), "--salun-ratio"));
         }
+        if self.adv_only {
+            out.push(("adv_only".into(), "--adv-only"));
+        }
         if self.holdout_test.is_some() {
             out.push(("holdout".into(), "--holdout-test"));
         } else if self.holdout.is_some() {
@@ -160,7 +163,9 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         Some(f) => vec![f.clone()],
         None => a.requests.clone(),
     };
-    let _locks = super::claim(&files_of(&a, &paths), &[("--out", &["safetensors"])])?;
+    let io = files_of(&a, &paths);
+    let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
+    let replaced = io.replacing();
     let read = |paths: &[PathBuf]| {
         (paths.iter().map(|p| ForgetFile::read(p))).collect::<Result<Vec<_>, _>>()
     };
@@ -192,9 +197,10 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         &bars,
     )?;
     checkpoint::save(&prepared.model, &a.out, &done.sidecar)?;
+    super::say_replaced(&replaced);
     let (sc, logs) = (&done.sidecar, &done.logs);
     if a.json {
-        return print_json(&super::json::object! { sidecar: sc, logs: logs });
+        return print_json(&super::json::object! { sidecar: sc, logs: logs, replaced: &replaced });
     }
     let mut t = Table::new(["split", "samples", "before %", "after %"]);
     for (i, name) in ["forget", "retain", "test"].iter().enumerate() {

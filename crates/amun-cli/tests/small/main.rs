@@ -7,6 +7,7 @@ mod common;
 mod cli;
 mod data_content;
 mod hostile;
+mod hostile11;
 mod ignored_settings;
 mod lineage;
 mod outputs;

@@ -515,6 +515,7 @@ impl AdvSet {
             (path, "the set's images and labels"),
             (&*meta_path, "its metadata"),
         ] {
+            fsutil::require_regular(p, &format!("{what} (written by `amun adv`)"))?;
             if !p.is_file() {
                 return Err(Error::format(
                     p,
@@ -527,6 +528,17 @@ impl AdvSet {
                     ),
                 ));
             }
+        }
+        // A checkpoint's sidecar lies where the set's metadata would.
+        let format = fsutil::read_json::<serde_json::Value>(&meta_path)
+            .ok()
+            .and_then(|v| v.get("format")?.as_str().map(String::from));
+        if format.as_deref() == Some(crate::model::checkpoint::FORMAT) {
+            return Err(Error::format(
+                path,
+                "is an amun checkpoint, not an adversarial set from `amun adv` (give the \
+                 model as --checkpoint; `amun adv --out` writes the set --adv reads)",
+            ));
         }
         let meta: AdvMeta = fsutil::read_json_signed(
             &Self::meta_path(path),

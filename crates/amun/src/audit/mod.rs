@@ -12,7 +12,8 @@ pub use gap::{Scores, avg_gap, mean_std};
 pub use mis::mis;
 pub use rmia::{
     RefManifest, RefSetup, References, RmiaParams, Signal, check_ref_count, check_reference_files,
-    load_references, memberships, rmia_scores, scores, scores_brute, signal, train_references,
+    load_references, memberships, read_manifest, rmia_scores, scores, scores_brute, signal,
+    train_references,
 };
 pub use roc::{auc, roc_curve, tpr_at_fpr};
 
@@ -198,11 +199,19 @@ pub fn check_retrain(sc: &Sidecar, forget: &ForgetSet, path: &Path) -> Result<()
 /// and a model whose lineage forgot an earlier request too is otherwise
 /// compared with a retrain that trained on it. Models that forgot nothing
 /// (an original, an import) are the audit's baselines and pass.
+///
+/// Each earlier request (named by `names`, one per `earlier`) must differ
+/// from `forget` and from the others, and be one that some audited model's
+/// lineage records: a request its lineage never forgot makes the audit's
+/// forget set larger than what was unlearned (as `amun unlearn
+/// --forgotten` refuses).
 pub fn check_lineage(
     audited: &[(&Path, &Sidecar)],
     forget: &ForgetSet,
     earlier: &[ForgetSet],
+    names: &[String],
 ) -> Result<()> {
+    check_earlier(audited, forget, earlier, names)?;
     let given: Vec<ForgetSet> = earlier.iter().chain([forget]).cloned().collect();
     let named: Vec<String> = (given.iter())
         .map(|g| crate::model::lineage::short_summary(&ForgetSummary::of(g)))
@@ -228,6 +237,52 @@ pub fn check_lineage(
                 named.join(", ")
             ),
         ));
+    }
+    Ok(())
+}
+
+/// The `--forgotten` half of [`check_lineage`].
+fn check_earlier(
+    audited: &[(&Path, &Sidecar)],
+    forget: &ForgetSet,
+    earlier: &[ForgetSet],
+    names: &[String],
+) -> Result<()> {
+    let name = |i: usize| names.get(i).map_or("a request", String::as_str);
+    for (i, e) in earlier.iter().enumerate() {
+        let same = (earlier[..i].iter().position(|o| o.indices == e.indices))
+            .map(|j| format!("as the --forgotten {}", name(j)))
+            .or_else(|| (e.indices == forget.indices).then(|| "as --forget".to_string()));
+        if let Some(other) = same {
+            return Err(Error::invalid(
+                format!("--forgotten {}", name(i)),
+                format!(
+                    "lists the same {} samples {other}: a request is either the one audited \
+                     (--forget) or one forgotten before it (--forgotten), once",
+                    e.indices.len()
+                ),
+            ));
+        }
+        let sha = ForgetSummary::of(e).indices_sha256;
+        let recorded = audited.iter().any(|(_, sc)| {
+            let lineage = sc.forgotten();
+            lineage.iter().any(|r| r.indices_sha256 == sha)
+                || crate::model::lineage::lineage_gap(
+                    &lineage,
+                    &[earlier, std::slice::from_ref(forget)].concat(),
+                )
+                .is_none()
+        });
+        if !recorded {
+            return Err(Error::invalid(
+                format!("--forgotten {}", name(i)),
+                format!(
+                    "no audited model's sidecar records this request ({} samples) as forgotten; \
+                     give only the requests the model's lineage forgot before --forget",
+                    e.indices.len()
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -310,6 +310,80 @@ pub struct RefManifest {
     /// versions and while models are still being trained).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<std::collections::BTreeMap<String, String>>,
+    /// The sha256 of the manifest's own text, written last once `files`
+    /// is ([`fsutil::write_json_signed`]): an edited manifest (its recipe,
+    /// its data) is refused, as an edited sidecar is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
+}
+
+/// What a message calls a sealed manifest, and how to get one amun wrote.
+const MANIFEST_WHAT: &str = "manifest of reference models";
+const MANIFEST_REMAKE: &str = "put back the manifest `amun rmia train-refs` wrote, or train the \
+                               references again in a new folder";
+
+/// Reads the manifest at `mpath`. One that carries the hash of its text
+/// (every folder this amun sealed) must be as amun signed it: its recipe,
+/// data and pool are what RMIA's numbers are read against, so an edit is
+/// refused. One without (an older amun's, or a folder still being
+/// trained) is read as it is; [`check_models_match`] still holds it to
+/// the models' own sidecars, and the audit says it is unsigned.
+pub fn read_manifest(mpath: &Path) -> Result<RefManifest> {
+    let text = fsutil::read_text(mpath)?;
+    let m: RefManifest = serde_json::from_str(&text)
+        .map_err(|e| Error::format(mpath, format!("invalid JSON: {e}")))?;
+    if m.content_sha256.is_none() {
+        return Ok(m);
+    }
+    fsutil::parse_json_signed(mpath, &text, MANIFEST_WHAT, MANIFEST_REMAKE)
+}
+
+/// Checks the manifest `m` of `dir` against each reference model's own
+/// sidecar (which the manifest's file hashes cover): the architecture,
+/// recipe and training data the manifest states must be the models'.
+/// Models not trained yet are skipped, and so are sidecars that do not
+/// read (the files' hashes refuse them in an audit; train-refs trains
+/// such a model again).
+fn check_models_match(dir: &Path, m: &RefManifest) -> Result<()> {
+    let mpath = dir.join("manifest.json");
+    for k in 0..m.count {
+        let path = model_path(dir, k);
+        if !checkpoint::sidecar_path(&path).is_file() {
+            continue;
+        }
+        let Ok(sc) = checkpoint::read_sidecar(&path) else {
+            continue;
+        };
+        let recipe = crate::train::recipe_of(&sc)?;
+        let differs = if sc.model != m.model {
+            Some(format!(
+                "the architecture ({} against {})",
+                m.model.arch, sc.model.arch
+            ))
+        } else if recipe.as_ref() != Some(&m.recipe) {
+            Some("the training recipe (epochs, batch size, learning rate, …)".to_string())
+        } else if sc.data.train_label() != m.data.train_label() {
+            Some(format!(
+                "the training data ({} against {})",
+                m.data.train_label(),
+                sc.data.train_label()
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = differs {
+            return Err(Error::format(
+                &mpath,
+                format!(
+                    "states another {what} than reference model {} records in its sidecar: \
+                     the manifest was edited, or the models come from another folder; \
+                     {MANIFEST_REMAKE}",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 const MEMBERS_FILE: &str = "members.safetensors";
@@ -593,6 +667,7 @@ impl RefSetup<'_> {
             n_test: self.data.test.len(),
             pool_sha256: Some(self.data.content_sha256()),
             files: None,
+            content_sha256: None,
         }
     }
 
@@ -605,9 +680,11 @@ impl RefSetup<'_> {
             return Ok(());
         }
         let now = self.manifest();
-        let mut old: RefManifest = fsutil::read_json(&mpath)?;
+        let mut old = read_manifest(&mpath)?;
+        check_models_match(self.dir, &old)?;
         // The files' hashes are the folder's state, not its settings.
         old.files = None;
+        old.content_sha256 = None;
         if old.pool_sha256.is_none() {
             old.pool_sha256 = now.pool_sha256.clone();
         }
@@ -670,10 +747,7 @@ impl RefSetup<'_> {
         let mpath = dir.join("manifest.json");
         // A folder of an older amun records no pool hash: the check above
         // took this data's, and the manifest now records it.
-        let upgrade = !mpath.exists()
-            || fsutil::read_json::<RefManifest>(&mpath)?
-                .pool_sha256
-                .is_none();
+        let upgrade = !mpath.exists() || read_manifest(&mpath)?.pool_sha256.is_none();
         if upgrade {
             fsutil::write_json(&mpath, &self.manifest())?;
         }
@@ -705,7 +779,7 @@ impl RefSetup<'_> {
     /// once every model is trained: what [`load_references`] checks.
     pub fn seal(&self) -> Result<()> {
         let mpath = self.dir.join("manifest.json");
-        let mut m: RefManifest = fsutil::read_json(&mpath)?;
+        let mut m = read_manifest(&mpath)?;
         let files = ref_files(m.count)
             .into_iter()
             .map(|name| {
@@ -714,7 +788,8 @@ impl RefSetup<'_> {
             })
             .collect::<Result<_>>()?;
         m.files = Some(files);
-        fsutil::write_json(&mpath, &m)
+        m.content_sha256 = None;
+        fsutil::write_json_signed(&mpath, &m)
     }
 
     /// Trains (or resumes, or reuses) reference model `k` and stores its
@@ -741,7 +816,7 @@ impl RefSetup<'_> {
         let resuming = crate::train::resume_path(&model_path(dir, k)).exists();
         if model_intact(dir, None, k)? && !resuming {
             // A trained model is reused only as the folder recorded it.
-            let m: RefManifest = fsutil::read_json(&dir.join("manifest.json"))?;
+            let m = read_manifest(&dir.join("manifest.json"))?;
             if let Some(files) = &m.files {
                 for name in model_names(k) {
                     check_ref_file(dir, files, &name)?;
@@ -806,7 +881,7 @@ pub fn train_references(
         dir,
     };
     setup.prepare()?;
-    let files = fsutil::read_json::<RefManifest>(&dir.join("manifest.json"))?.files;
+    let files = read_manifest(&dir.join("manifest.json"))?.files;
     for k in 0..count {
         // A model whose weights or sidecar were deleted or changed is
         // trained again (the same bits: its seed), not skipped for its
@@ -837,6 +912,7 @@ pub fn train_references(
 pub fn check_reference_files(dir: &Path, m: &RefManifest) -> Result<bool> {
     require_ref_file(dir, MEMBERS_FILE, "the reference models' memberships")?;
     let Some(files) = &m.files else {
+        check_models_match(dir, m)?;
         return Ok(false);
     };
     check_ref_file(dir, files, MEMBERS_FILE)?;
@@ -848,6 +924,7 @@ pub fn check_reference_files(dir: &Path, m: &RefManifest) -> Result<bool> {
             check_ref_file(dir, files, &name)?;
         }
     }
+    check_models_match(dir, m)?;
     Ok(true)
 }
 
@@ -860,7 +937,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         "manifest.json",
         "the manifest of a reference-model folder",
     )?;
-    let m: RefManifest = fsutil::read_json(&mpath)?;
+    let m = read_manifest(&mpath)?;
     if m.format != REF_FORMAT {
         return Err(Error::format(
             &mpath,
@@ -920,6 +997,15 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         ));
     }
     let mut notes = Vec::new();
+    if m.files.is_some() && m.content_sha256.is_none() {
+        notes.push(format!(
+            "warning: {} carries no hash of its own text (an older amun wrote it): an edit of \
+             it is caught only where it contradicts the models' sidecars; run `amun rmia \
+             train-refs` on this folder with the flags that made it to seal it (it reuses the \
+             trained models)",
+            mpath.display()
+        ));
+    }
     if !check_reference_files(dir, &m)? {
         notes.push(format!(
             "warning: {} records no sha256 of the reference files (an older amun wrote it): a \

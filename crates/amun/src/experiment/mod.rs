@@ -151,9 +151,11 @@ pub fn check_folder(cfg: &Config, dir: &Path) -> Result<()> {
 /// references step would record an edited file as its own.
 fn check_references(dir: &Path) -> Result<()> {
     let refs = dir.join("references");
-    let Ok(m) = fsutil::read_json::<crate::audit::RefManifest>(&refs.join("manifest.json")) else {
+    let mpath = refs.join("manifest.json");
+    if !mpath.is_file() {
         return Ok(());
-    };
+    }
+    let m = crate::audit::read_manifest(&mpath)?;
     // Its messages say how to train them anew (the experiment, not `amun
     // rmia train-refs`, which writes nothing into a run folder).
     crate::audit::check_reference_files(&refs, &m).map(|_| ())

@@ -410,6 +410,7 @@ pub fn write_tensors_hashed(path: &Path, tensors: &[(String, Tensor)]) -> Result
 
 /// Reads every tensor of a safetensors file onto `device`.
 pub fn read_tensors(path: &Path, device: Device) -> Result<HashMap<String, Tensor>> {
+    fsutil::require_regular(path, "a .safetensors file of tensors")?;
     if !path.exists() {
         return Err(Error::Io {
             path: path.to_path_buf(),
@@ -446,6 +447,7 @@ pub fn save(model: &Classifier, path: &Path, sidecar: &Sidecar) -> Result<()> {
 
 /// Checks that the weights file is the one its sidecar describes.
 pub fn verify_weights(path: &Path, sc: &Sidecar) -> Result<()> {
+    fsutil::require_regular(path, "a checkpoint's weights (.safetensors)")?;
     let Some(want) = &sc.weights_sha256 else {
         return Err(Error::checkpoint(
             path,

@@ -53,6 +53,56 @@ impl OpenSpec {
     }
 }
 
+impl OpenSpec {
+    /// Refuses the settings that describe a PyTorch file for an amun
+    /// checkpoint, whose sidecar records its architecture, layout and
+    /// normalisation: they would be ignored, not applied.
+    fn check_amun(&self) -> Result<()> {
+        let given = [
+            ("--arch", self.arch.is_some()),
+            ("--layout", self.layout.is_some()),
+            ("--normalize", self.normalize.is_some()),
+        ];
+        match given.iter().find(|(_, g)| *g) {
+            Some((flag, _)) => Err(Error::invalid(
+                *flag,
+                "applies only to a PyTorch checkpoint (or an exported program); an amun \
+                 checkpoint's sidecar records its architecture, layout and normalisation, \
+                 which nothing overrides: leave it out",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Refuses a `--checkpoint` that is no weights file before anything reads
+/// it: a pipe or device (a read would wait forever), and an amun JSON file
+/// (a forget set, a sidecar) given in place of the weights.
+fn check_weights_path(path: &Path) -> Result<()> {
+    crate::fsutil::require_regular(
+        path,
+        "a checkpoint's weights (.safetensors, a PyTorch .pt or an exported .pt2)",
+    )?;
+    if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+        let kind = crate::outputs::Kind::of(path);
+        let what = match kind {
+            crate::outputs::Kind::Foreign => "a JSON file".to_string(),
+            k => k.describe().to_string(),
+        };
+        let weights = path.with_extension("safetensors");
+        let hint = if kind == crate::outputs::Kind::Sidecar {
+            format!(" (its weights are {})", weights.display())
+        } else {
+            String::new()
+        };
+        return Err(Error::format(
+            path,
+            format!("expected a .safetensors checkpoint; this file is {what}{hint}"),
+        ));
+    }
+    Ok(())
+}
+
 /// An opened checkpoint.
 pub struct Opened {
     pub model: Classifier,
@@ -90,9 +140,11 @@ pub fn open(
     progress: &dyn Progress,
 ) -> Result<Opened> {
     let mut notes = Vec::new();
+    check_weights_path(path)?;
     if checkpoint::sidecar_path(path).exists()
         && path.extension().is_some_and(|e| e == "safetensors")
     {
+        spec.check_amun()?;
         let sc = checkpoint::read_sidecar(path)?;
         if let Some((done, total)) = sc.incomplete() {
             notes.push(format!(
@@ -541,7 +593,11 @@ fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Result<
 /// target has one is named as such (its sidecar is looked for beside the
 /// path given, as every command writes and reads it).
 fn no_sidecar(path: &Path) -> String {
-    let target = std::fs::canonicalize(path).ok().filter(|t| t != path);
+    // Only a link (or a path through one) has a target elsewhere.
+    let linked = path.ancestors().any(|p| p.is_symlink());
+    let target = std::fs::canonicalize(path)
+        .ok()
+        .filter(|t| linked && checkpoint::sidecar_path(t) != *t);
     match target.filter(|t| checkpoint::sidecar_path(t).is_file()) {
         Some(t) => format!(
             "a link to {}, whose sidecar {} lies beside the target, not beside the link; give \

@@ -573,6 +573,7 @@ impl<'a> Unpickler<'a> {
 /// of it. Everything the file states (lengths, element counts, sizes,
 /// strides, nesting) is checked before it is used or allocated.
 pub fn read_pt(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    crate::fsutil::require_regular(path, "PyTorch weights (a torch.save file)")?;
     let file = std::fs::File::open(path).at(path)?;
     let mut magic = [0u8; 4];
     let _ = (&file).read(&mut magic);

@@ -585,6 +585,21 @@ pub fn settings_from<T: Serialize + DeserializeOwned>(
     })
 }
 
+/// The methods a method's own top-level setting belongs to, when another
+/// method is given it (`ft` with `adv_only`): named rather than listed as
+/// unknown, as a precomputed `--adv` is.
+fn only_for(key: &str) -> Option<&'static str> {
+    match key {
+        "adv_only" | "attack" => {
+            Some("amun and amun-salun (the methods that train on an adversarial set)")
+        }
+        "salun_ratio" => {
+            Some("salun and amun-salun (the methods that mask the gradient by saliency)")
+        }
+        _ => None,
+    }
+}
+
 fn merge(base: &mut Value, over: &Map<String, Value>, path: &str) -> Result<()> {
     let fields = base
         .as_object_mut()
@@ -598,6 +613,9 @@ fn merge(base: &mut Value, over: &Map<String, Value>, path: &str) -> Result<()> 
                 _ => return Err(Error::invalid(here, "expected a table of settings")),
             },
             Some(slot) => *slot = v.clone(),
+            None if let Some(only) = only_for(&key).filter(|_| !path.contains('.')) => {
+                return Err(Error::invalid(here, format!("only for {only}")));
+            }
             None => {
                 let mut known: Vec<&str> = fields.keys().map(String::as_str).collect();
                 known.sort();

@@ -60,6 +60,7 @@ fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 impl<'p> Archive<'p> {
     pub fn open(path: &'p Path) -> Result<Archive<'p>> {
+        crate::fsutil::require_regular(path, "an exported program (.pt2)")?;
         let file = std::fs::File::open(path).at(path)?;
         let zip = zip::ZipArchive::new(file).map_err(|e| zip_err(path, e))?;
         // torch.export.save puts every record under one folder (the file's
