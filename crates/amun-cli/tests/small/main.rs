@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod experiment_input;
 mod hostile;
 mod ignored_settings;
 mod lineage;
