@@ -388,7 +388,8 @@ pub struct Step {
     pub artifact: String,
     /// A hash of the config's settings the step computes with beyond its
     /// kind (data, model, recipe, audit, …): part of its inputs, so a run
-    /// folder whose experiment.json was edited recomputes what changed.
+    /// folder whose config changed (an unsigned experiment.json of an older
+    /// amun, edited) recomputes what changed; a signed one edited is refused.
     pub settings: String,
 }
 
