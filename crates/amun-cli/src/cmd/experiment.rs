@@ -167,9 +167,10 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
     io.reads_dataset("[data] dataset", &cfg.data.dataset)
         .writes("--out", &out, amun::outputs::Artifact::RunFolder)
         .check()?;
-    // A folder made before defaults written out were left out runs with
-    // the config it records (the same up to them), keeping its step ids.
-    let cfg = amun::experiment::config_for_folder(cfg, &out)?;
+    // A folder made before defaults written out were left out (or the one
+    // --reuse copies from) spells the config as it records it, keeping its
+    // step ids.
+    let cfg = amun::experiment::config_for_folder(cfg, &out, a.reuse.as_deref())?;
     let threads = a.threads.or(cfg.threads);
     if let Some(t) = threads {
         amun::device::check_threads(t).map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
@@ -357,7 +358,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    let cfg = amun::experiment::config_for_folder(cfg, &out)?;
+    let cfg = amun::experiment::config_for_folder(cfg, &out, None)?;
     let dev = cfg.device.resolve()?;
     let data = load_data(&cfg.data, &a.dir)?.to_device(dev);
     execute(cfg, &out, &data, dev, false, a.quiet)

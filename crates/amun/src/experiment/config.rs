@@ -578,6 +578,24 @@ impl Config {
         self
     }
 
+    /// This config (without its defaults) with `[train]` and each method's
+    /// table as `other` writes them where they are the same up to defaults.
+    pub fn written_as(self, other: &Config) -> Config {
+        let theirs = other.clone().without_defaults();
+        let mut cfg = self;
+        if theirs.train == cfg.train && theirs.model == cfg.model && theirs.data == cfg.data {
+            cfg.train = other.train.clone();
+        }
+        for (name, t) in cfg.methods.iter_mut() {
+            if let (Some(a), Some(b)) = (theirs.methods.get(name), other.methods.get(name))
+                && a == t
+            {
+                *t = b.clone();
+            }
+        }
+        cfg
+    }
+
     /// `[train]` without the fields equal to the architecture's recipe.
     fn train_without_defaults(&self) -> TrainOverrides {
         let channels = match self.data.dataset.as_str() {

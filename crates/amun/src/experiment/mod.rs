@@ -89,21 +89,23 @@ fn read_recorded(p: &Path) -> Result<Config> {
         .map_err(|e| Error::format(p, format!("not an experiment's config: {e}")))
 }
 
-/// The config to run `cfg` with in the run folder `dir`: the one the folder
-/// records when it is `cfg` up to settings written out at their defaults
-/// (a folder made before they were left out keeps its step ids, and so its
-/// finished steps), else `cfg` (which [`check_folder`] then judges).
-pub fn config_for_folder(cfg: Config, dir: &Path) -> Result<Config> {
+/// The config to run `cfg` with in the run folder `dir`: its `[train]` and
+/// method tables written as the folder records them where they are the
+/// same up to settings written out at their defaults, so that a folder made
+/// before those were left out keeps its step ids and finished steps. A new
+/// folder that reuses `reuse` takes that folder's spelling, so that the
+/// steps they share have the same identities. What else differs,
+/// [`check_folder`] judges.
+pub fn config_for_folder(cfg: Config, dir: &Path, reuse: Option<&Path>) -> Result<Config> {
     let p = dir.join("experiment.json");
-    if !p.exists() {
+    let from = match reuse {
+        Some(r) if !p.exists() => r.join("experiment.json"),
+        _ => p,
+    };
+    if !from.is_file() {
         return Ok(cfg);
     }
-    let old = read_recorded(&p)?;
-    Ok(if old.clone().without_defaults() == cfg {
-        old
-    } else {
-        cfg
-    })
+    Ok(cfg.written_as(&read_recorded(&from)?))
 }
 
 /// The first setting (dotted key) whose value differs between two configs
