@@ -43,7 +43,7 @@ fn main() -> amun::Result<()> {
         .get(5)
         .map(|s| s.split(',').map(|x| x.parse().expect("lr")).collect())
         .unwrap_or_else(|| CalibrateSettings::default().lrs);
-    let cfg: Config = amun::fsutil::read_json(&dir.join("experiment.json"))?;
+    let cfg: Config = amun::experiment::folder_config(dir)?;
     let spec: DataSpec = cfg.data.clone();
     let data = spec.load(&amun::data::default_data_dir())?;
     let frac = cfg.forget.fractions[0];

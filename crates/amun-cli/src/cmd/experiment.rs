@@ -94,28 +94,45 @@ pub struct DemoArgs {
 }
 
 /// `--plan`: what a run would do (and copy with `--reuse`), after the
-/// checks a run makes of the config against its data before any step, so
-/// that a plan never lists as ready what a run refuses.
-fn plan(a: &ExperimentArgs, cfg: &Config, config_path: &Path, out: &Path) -> Result<()> {
+/// checks a run makes of the config, its device and its data before any
+/// step, so that a plan never lists as ready what a run refuses.
+fn plan(
+    a: &ExperimentArgs,
+    cfg: &Config,
+    config_path: &Path,
+    out: &Path,
+    device: DeviceSpec,
+) -> Result<()> {
+    // The run's own first check (hostile11 K16: `cuda:7` on a CPU-only
+    // build was planned as ready), at the config's line when it came from
+    // there.
+    match device.resolve() {
+        Err(amun::Error::Device { requested, msg }) if a.device.is_none() => {
+            let msg = format!("device '{requested}': {msg}");
+            return Err(Config::error_at(config_path, &["device"], msg).into());
+        }
+        r => r?,
+    };
     check_folder(cfg, out)?;
     let data = data_of(cfg, &a.dir, config_path, tch::Device::Cpu)?;
     preflight(cfg, &data, config_path, out)?;
     drop(data);
+    let mut reused = Vec::new();
     if let Some(from) = &a.reuse {
-        let ids = amun::experiment::reuse(&Plan::build(cfg)?, from, out, false)
+        reused = amun::experiment::reuse(&Plan::build(cfg)?, from, out, false)
             .map_err(|e| anyhow::anyhow!("--reuse: {e}"))?;
         eprintln!(
             "--reuse: a run would first copy {} step(s) from {}{}",
-            ids.len(),
+            reused.len(),
             from.display(),
-            if ids.is_empty() {
+            if reused.is_empty() {
                 String::new()
             } else {
-                format!(": {}", ids.join(", "))
+                format!(": {}", reused.join(", "))
             }
         );
     }
-    print_plan(cfg, out, a.json)
+    print_plan(cfg, out, &reused, a.json)
 }
 
 /// The config, its file, the run folder and the Slurm placement the flags
@@ -150,6 +167,10 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
     io.reads_dataset("[data] dataset", &cfg.data.dataset)
         .writes("--out", &out, amun::outputs::Artifact::RunFolder)
         .check()?;
+    // A folder made before defaults written out were left out (or the one
+    // --reuse copies from) spells the config as it records it, keeping its
+    // step ids.
+    let cfg = amun::experiment::config_for_folder(cfg, &out, a.reuse.as_deref())?;
     let threads = a.threads.or(cfg.threads);
     if let Some(t) = threads {
         amun::device::check_threads(t).map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
@@ -196,7 +217,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         );
     }
     if a.plan {
-        return plan(&a, &cfg, &config_path, &out);
+        return plan(&a, &cfg, &config_path, &out, device);
     }
     if a.status {
         check_folder(&cfg, &out)?;
@@ -338,6 +359,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+    let cfg = amun::experiment::config_for_folder(cfg, &out, None)?;
     let dev = cfg.device.resolve()?;
     let data = load_data(&cfg.data, &a.dir)?.to_device(dev);
     execute(cfg, &out, &data, dev, false, a.quiet)
@@ -387,10 +409,10 @@ fn print_report(
     Ok(())
 }
 
-fn print_plan(cfg: &Config, out: &Path, json: bool) -> Result<()> {
+fn print_plan(cfg: &Config, out: &Path, reused: &[String], json: bool) -> Result<()> {
     let t = std::time::Instant::now();
     let plan = Plan::build(cfg)?;
-    let status = plan.status(out);
+    let status = plan.status_reusing(out, reused);
     if json {
         let steps: Vec<serde_json::Value> = plan
             .steps

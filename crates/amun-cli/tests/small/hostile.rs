@@ -938,10 +938,13 @@ fn an_edited_run_folder_recomputes_what_its_settings_changed() {
         let o = experiment(&["--config", &p("three.toml"), "--out", &out, flag]);
         fails_with(&o, &["experiment.json", "another config"]);
     }
-    // The folder's own record edited to 3 epochs: the 2-epoch original is
-    // no longer its step's result; the forget set still is.
+    // The folder's own record edited to 3 epochs, as an amun that wrote
+    // it unsigned would read it (a signed one is refused, see
+    // experiment_input): the 2-epoch original is no longer its step's
+    // result; the forget set still is.
     let rec = dir.path().join("run/experiment.json");
     let mut v = read_json(&rec);
+    v.as_object_mut().unwrap().remove("content_sha256");
     v["train"]["epochs"] = 3.into();
     std::fs::write(&rec, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     let st = plan_status(&["--folder", &out]);

@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod data_content;
+mod experiment_input;
 mod hostile;
 mod hostile11;
 mod ignored_settings;

@@ -13,7 +13,10 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForgetSection {
-    /// Fractions of the training set to forget, e.g. [0.1, 0.5].
+    /// Fractions of the training set to forget, e.g. [0.1, 0.5]. Left out,
+    /// it is an empty list, which the config's check names (with `files`:
+    /// the one fraction they represent is still required).
+    #[serde(default)]
     pub fractions: Vec<f64>,
     /// Forget sets from files instead of random draws, one per seed (in
     /// the order of `seeds`): any format `amun split --from` reads; paths
@@ -390,6 +393,66 @@ fn unknown_field(msg: &str) -> Option<&str> {
     msg.strip_prefix("unknown field `")?.split('`').next()
 }
 
+/// A method's table without the settings equal to the method's defaults:
+/// each key (its own grid, `tune`, aside) whose removal leaves the built
+/// method's settings as they are goes, and a table it leaves empty with it.
+/// A table the method refuses is returned as it is (its check names it).
+fn method_without_defaults(name: &str, table: &toml::Table) -> toml::Table {
+    let settings = |t: &toml::Table| {
+        let mut t = t.clone();
+        t.remove("tune");
+        let v = serde_json::to_value(&t).ok()?;
+        crate::unlearn::build(name, &v).ok().map(|m| m.settings())
+    };
+    let Some(full) = settings(table) else {
+        return table.clone();
+    };
+    let mut t = table.clone();
+    for path in leaves(table, &[]) {
+        if path[0] == "tune" {
+            continue;
+        }
+        let mut c = t.clone();
+        remove_leaf(&mut c, &path);
+        if settings(&c).as_ref() == Some(&full) {
+            t = c;
+        }
+    }
+    t
+}
+
+/// The dotted paths of a table's values that are not tables.
+fn leaves(t: &toml::Table, at: &[String]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for (k, v) in t {
+        let mut p = at.to_vec();
+        p.push(k.clone());
+        match v.as_table() {
+            Some(sub) => out.extend(leaves(sub, &p)),
+            None => out.push(p),
+        }
+    }
+    out
+}
+
+/// `t` without the value at `path`, and without the tables on the way
+/// that this leaves empty.
+fn remove_leaf(t: &mut toml::Table, path: &[String]) {
+    let Some((k, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        t.remove(k);
+        return;
+    }
+    if let Some(sub) = t.get_mut(k).and_then(|v| v.as_table_mut()) {
+        remove_leaf(sub, rest);
+        if sub.is_empty() {
+            t.remove(k);
+        }
+    }
+}
+
 /// Whether a list holds one value twice (a list setting that would run the
 /// same cell twice).
 fn has_repeats<T: PartialEq>(v: &[T]) -> bool {
@@ -437,6 +500,7 @@ impl Config {
                 .filter(|b| !b.as_os_str().is_empty())
                 .unwrap_or(Path::new(".")),
         };
+        cfg.check_name(&src)?;
         cfg.resolve_data(&src)?;
         cfg.resolve_program(&src)?;
         cfg.check_seeds(&src)?;
@@ -468,7 +532,103 @@ impl Config {
         {
             return Err(src.at(&["threads"], format!("threads: {e}")));
         }
-        Ok(cfg)
+        Ok(cfg.without_defaults())
+    }
+
+    /// `name` is the run folder's name under `runs/` when no `--out` is
+    /// given: one plain path component (hostile11 K15: `../../evil` planned
+    /// a folder outside `runs/`).
+    fn check_name(&self, src: &Source<'_>) -> Result<()> {
+        let n = &self.name;
+        let why = if n.trim().is_empty() {
+            "is empty"
+        } else if n.contains(['/', '\\']) || n == "." || n == ".." {
+            "is not a plain name (it holds '/', '\\' or is '..')"
+        } else if n.chars().any(char::is_control) {
+            "holds a control character"
+        } else {
+            return Ok(());
+        };
+        Err(src.at(
+            &["name"],
+            format!(
+                "name: {n:?} {why}; it names the run folder (runs/<name> without --out): give \
+                 a plain name such as \"cifar10-ft\""
+            ),
+        ))
+    }
+
+    /// The config with every setting that equals its default left out, as
+    /// if the file had not named it (hostile11 SC6/K12: `momentum = 0.9` or
+    /// `finetune.epochs = 10` was another config, with other step ids).
+    /// A config that names no default is returned as it is, so its step
+    /// ids and hashes stay those of the run folders made before. `[train]`
+    /// `augment` is kept as written for a folder dataset: its default
+    /// depends on the images' channels, unknown before the data is read.
+    pub fn without_defaults(mut self) -> Config {
+        self.train = self.train_without_defaults();
+        let methods = std::mem::take(&mut self.methods);
+        self.methods = methods
+            .into_iter()
+            .map(|(name, t)| {
+                let t = method_without_defaults(&name, &t);
+                (name, t)
+            })
+            .collect();
+        self
+    }
+
+    /// This config (without its defaults) with `[train]` and each method's
+    /// table as `other` writes them where they are the same up to defaults.
+    pub fn written_as(self, other: &Config) -> Config {
+        let theirs = other.clone().without_defaults();
+        let mut cfg = self;
+        if theirs.train == cfg.train && theirs.model == cfg.model && theirs.data == cfg.data {
+            cfg.train = other.train.clone();
+        }
+        for (name, t) in cfg.methods.iter_mut() {
+            if let (Some(a), Some(b)) = (theirs.methods.get(name), other.methods.get(name))
+                && a == t
+            {
+                *t = b.clone();
+            }
+        }
+        cfg
+    }
+
+    /// `[train]` without the fields equal to the architecture's recipe.
+    fn train_without_defaults(&self) -> TrainOverrides {
+        let channels = match self.data.dataset.as_str() {
+            "mnist" => Some(1),
+            "cifar10" => Some(3),
+            _ => None,
+        };
+        let base = TrainParams::for_arch(self.model.arch()).augment(channels != Some(1));
+        let recipe = |o: &TrainOverrides| o.apply(base.clone()).check().ok();
+        let Some(full) = recipe(&self.train) else {
+            return self.train.clone();
+        };
+        let clears: [fn(&mut TrainOverrides); 9] = [
+            |o| o.epochs = None,
+            |o| o.batch_size = None,
+            |o| o.lr = None,
+            |o| o.momentum = None,
+            |o| o.weight_decay = None,
+            |o| o.schedule = None,
+            |o| o.bf16 = None,
+            |o| o.channels_last = None,
+            |o| o.augment = None,
+        ];
+        let n = if channels.is_some() { 9 } else { 8 };
+        let mut t = self.train.clone();
+        for clear in &clears[..n] {
+            let mut c = t.clone();
+            clear(&mut c);
+            if recipe(&c).as_ref() == Some(&full) {
+                t = c;
+            }
+        }
+        t
     }
 
     /// `[data]`: limits of at least one image, and a dataset that is a
@@ -575,7 +735,20 @@ impl Config {
             ));
         }
         let forget = &mut self.forget;
-        if forget.fractions.is_empty() || forget.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
+        if forget.fractions.is_empty() {
+            // An empty list has no element out of range (hostile11 EF1):
+            // say what is missing, for files too.
+            let msg = if forget.files.is_empty() {
+                "forget.fractions: give at least one fraction of the training set to forget, \
+                 e.g. fractions = [0.1]"
+            } else {
+                "forget.fractions: with files, give the one fraction of the training set they \
+                 represent, e.g. fractions = [0.1] for files of 10% (each file's share is \
+                 checked against it within one point)"
+            };
+            return Err(src.at(&["forget", "fractions"], msg));
+        }
+        if forget.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
             return Err(src.at(
                 &["forget", "fractions"],
                 "forget.fractions: each must lie in (0,1)",

@@ -59,9 +59,53 @@ pub fn open_folder(cfg: &Config, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).at(dir).map_err(unwritable)?;
     let p = dir.join("experiment.json");
     if !p.exists() {
-        fsutil::write_json(&p, cfg).map_err(unwritable)?;
+        // Signed: an edit by hand is named as one (hostile11 E12), not
+        // blamed on the artifacts it no longer matches.
+        fsutil::write_json_signed(&p, cfg).map_err(unwritable)?;
     }
     Ok(())
+}
+
+/// The config a run folder records (`experiment.json`), refused when its
+/// text is not what amun wrote (its `content_sha256`). A record without
+/// one (written before amun signed it) is read as it is.
+fn read_recorded(p: &Path) -> Result<Config> {
+    let text = fsutil::read_text(p)?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::format(p, format!("invalid JSON: {e}")))?;
+    if v.get(fsutil::CONTENT_KEY).is_some() {
+        v = fsutil::parse_json_signed(
+            p,
+            &text,
+            "run folder's record of its config",
+            "put back the experiment.json amun wrote, or run the changed config from a TOML \
+             file into another folder (`amun experiment --config FILE --out DIR`)",
+        )?;
+        if let Some(m) = v.as_object_mut() {
+            m.remove(fsutil::CONTENT_KEY);
+        }
+    }
+    serde_json::from_value(v)
+        .map_err(|e| Error::format(p, format!("not an experiment's config: {e}")))
+}
+
+/// The config to run `cfg` with in the run folder `dir`: its `[train]` and
+/// method tables written as the folder records them where they are the
+/// same up to settings written out at their defaults, so that a folder made
+/// before those were left out keeps its step ids and finished steps. A new
+/// folder that reuses `reuse` takes that folder's spelling, so that the
+/// steps they share have the same identities. What else differs,
+/// [`check_folder`] judges.
+pub fn config_for_folder(cfg: Config, dir: &Path, reuse: Option<&Path>) -> Result<Config> {
+    let p = dir.join("experiment.json");
+    let from = match reuse {
+        Some(r) if !p.exists() => r.join("experiment.json"),
+        _ => p,
+    };
+    if !from.is_file() {
+        return Ok(cfg);
+    }
+    Ok(cfg.written_as(&read_recorded(&from)?))
 }
 
 /// The first setting (dotted key) whose value differs between two configs
@@ -100,7 +144,10 @@ fn first_difference(
 pub fn check_folder(cfg: &Config, dir: &Path) -> Result<()> {
     let p = dir.join("experiment.json");
     if p.exists() {
-        let old: Config = fsutil::read_json(&p)?;
+        // Both without their defaults: a default written out is no change
+        // (hostile11 SC6).
+        let old = read_recorded(&p)?.without_defaults();
+        let cfg = &cfg.clone().without_defaults();
         let pinned = |c: &Config| c.program.as_ref().and_then(|p| p.pinned.clone());
         if let (Some(was), Some(now)) = (pinned(&old), pinned(cfg))
             && was != now
@@ -292,7 +339,7 @@ pub fn folder_config(dir: &Path) -> Result<Config> {
             "missing: not a run folder (run `amun experiment --config FILE --out DIR` first)",
         ));
     }
-    fsutil::read_json(&p)
+    read_recorded(&p)
 }
 
 /// What a run did.

@@ -388,7 +388,8 @@ pub struct Step {
     pub artifact: String,
     /// A hash of the config's settings the step computes with beyond its
     /// kind (data, model, recipe, audit, …): part of its inputs, so a run
-    /// folder whose experiment.json was edited recomputes what changed.
+    /// folder whose config changed (an unsigned experiment.json of an older
+    /// amun, edited) recomputes what changed; a signed one edited is refused.
     pub settings: String,
 }
 
@@ -922,11 +923,24 @@ impl Plan {
     /// Which steps are done (their artifact fresh for their inputs, every
     /// dependency done), in plan order.
     pub fn status(&self, dir: &Path) -> Vec<Status> {
+        self.status_reusing(dir, &[])
+    }
+
+    /// [`Plan::status`] once the steps `reused` (what `--reuse` would copy
+    /// from another run folder) are: those are [`Status::Reused`], and the
+    /// steps that read them wait for nothing (hostile11 X6: `--plan` listed
+    /// them as waiting while the run copied them all).
+    pub fn status_reusing(&self, dir: &Path, reused: &[String]) -> Vec<Status> {
         let mut out: Vec<Status> = Vec::with_capacity(self.steps.len());
         for s in &self.steps {
-            let deps_done = s.deps().iter().all(|d| out[self.index[*d]] == Status::Done);
+            let deps_done = s
+                .deps()
+                .iter()
+                .all(|d| matches!(out[self.index[*d]], Status::Done | Status::Reused));
             let art = self.artifact(dir, s);
-            let st = if !deps_done {
+            let st = if reused.iter().any(|r| r == s.id.as_str()) {
+                Status::Reused
+            } else if !deps_done {
                 if art.exists() {
                     Status::Stale
                 } else {
@@ -987,6 +1001,9 @@ pub enum Status {
     Stale,
     /// A dependency is not done yet.
     Waiting,
+    /// Not here, but up to date in the run folder `--reuse` names: a run
+    /// copies it from there.
+    Reused,
 }
 
 impl Status {
@@ -996,6 +1013,7 @@ impl Status {
             Status::Ready => "ready",
             Status::Stale => "stale",
             Status::Waiting => "waiting",
+            Status::Reused => "reused",
         }
     }
 }
@@ -1220,11 +1238,11 @@ methods = ["amun"]
             (s.id, short_hash(&s.kind))
         };
         let (id, hash) = id_of(TUNED);
-        // Naming the default value leaves the name to the table as written
-        // but not the identity of what runs… (same settings: same hash)
+        // Naming the default value is not naming another setting: the
+        // same step, by name and identity (hostile11 SC6/K12)…
         let (id2, hash2) =
             id_of(&TUNED.replace("[methods.ga]", "[methods.ga]\nfinetune.lr = 1e-4"));
-        assert_ne!(id, id2);
+        assert_eq!(id, id2);
         assert_eq!(hash, hash2);
         // …and any other value changes what the step is.
         let (_, hash3) = id_of(&TUNED.replace("[methods.ga]", "[methods.ga]\nfinetune.lr = 1e-3"));

@@ -61,8 +61,12 @@ pub enum StepState {
     /// Its job waits for a step that failed or was cancelled: it never
     /// starts.
     Blocked,
-    /// Not done and not submitted, its inputs done (or stale).
+    /// Not done and not submitted, its inputs done.
     Missing,
+    /// Not submitted, and its artifact is there but not what its inputs
+    /// say it must be (edited, or made from other inputs): it will be
+    /// recomputed, as `--plan` says (hostile11 X4: it was "missing").
+    Stale,
     /// Not submitted and waiting for inputs.
     Waiting,
 }
@@ -77,6 +81,7 @@ impl StepState {
             StepState::Cancelled => "cancelled",
             StepState::Blocked => "blocked",
             StepState::Missing => "missing",
+            StepState::Stale => "stale",
             StepState::Waiting => "waiting",
         }
     }
@@ -143,6 +148,7 @@ pub fn classify(
                     | StepState::Cancelled
                     | StepState::Blocked
                     | StepState::Missing
+                    | StepState::Stale
                     | StepState::Waiting
             )
         });
@@ -168,7 +174,8 @@ pub fn classify(
                 ),
                 _ => (
                     match status[i] {
-                        Status::Ready | Status::Stale => StepState::Missing,
+                        Status::Ready => StepState::Missing,
+                        Status::Stale => StepState::Stale,
                         _ => StepState::Waiting,
                     },
                     None,
