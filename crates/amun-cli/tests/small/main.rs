@@ -14,5 +14,6 @@ mod registry;
 mod registry_anchor;
 mod registry_errors;
 mod registry_evidence;
+mod registry_hostile11;
 mod registry_paths;
 mod unchecked;
