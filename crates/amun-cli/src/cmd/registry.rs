@@ -199,7 +199,9 @@ fn add(a: AddArgs) -> Result<()> {
         )?;
     }
     // The receipt's checks, its reservation before the commit and its
-    // writing after it are the library's (`add_requests_receipt`).
+    // writing after it are the library's (`add_requests_receipt`); its
+    // path is checked before the registry is opened.
+    registry::check_add_receipt(&a.files, a.receipt.as_deref())?;
     let added = Registry::open(&a.dir.registry).and_then(|mut reg| {
         let added = reg.add_requests_receipt(
             &a.files,

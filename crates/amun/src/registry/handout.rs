@@ -23,27 +23,7 @@ impl ReceiptOut {
     /// temporary file beside it is made now (removed on drop, and by a
     /// signal's handler).
     pub(crate) fn reserve(dest: &Path) -> Result<ReceiptOut> {
-        crate::outputs::refuse_evidence_path("--receipt", dest)?;
-        if std::fs::symlink_metadata(dest).is_ok() {
-            return Err(Error::invalid(
-                format!("--receipt {}", dest.display()),
-                "exists already; a receipt never replaces a file",
-            ));
-        }
-        let folder = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !folder.is_dir() {
-            return Err(Error::invalid(
-                format!("--receipt {}", dest.display()),
-                format!(
-                    "no folder {} to make it in; make the folder first, or name a file in an \
-                     existing one (nothing was added)",
-                    folder.display()
-                ),
-            ));
-        }
+        check(dest)?;
         let tmp = TempPath::beside(dest)?;
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -75,4 +55,31 @@ impl ReceiptOut {
         self.file.sync_all()?;
         std::fs::hard_link(self.tmp.path(), &self.dest)
     }
+}
+
+/// Refuses `dest` as a receipt's path: a link, a file that exists, a
+/// folder amun's own commands write, or a folder that is not there.
+pub(crate) fn check(dest: &Path) -> Result<()> {
+    crate::outputs::refuse_evidence_path("--receipt", dest)?;
+    if std::fs::symlink_metadata(dest).is_ok() {
+        return Err(Error::invalid(
+            format!("--receipt {}", dest.display()),
+            "exists already; a receipt never replaces a file",
+        ));
+    }
+    let folder = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(Error::invalid(
+            format!("--receipt {}", dest.display()),
+            format!(
+                "no folder {} to make it in; make the folder first, or name a file in an \
+                 existing one (nothing was added)",
+                folder.display()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -888,16 +888,7 @@ impl Registry {
         received: Option<&str>,
         receipt: Option<&Path>,
     ) -> Result<Vec<AddedRequest>> {
-        if receipt.is_some() && files.len() != 1 {
-            return Err(Error::invalid(
-                "--receipt",
-                format!(
-                    "names one file, for one request file; {} were given (each request's \
-                     receipt is also in the registry's receipts/ folder)",
-                    files.len()
-                ),
-            ));
-        }
+        check_add_receipt(files, receipt)?;
         check_reference(reference)?;
         let received = received_at(received)?;
         refuse_repeated_files(files)?;
@@ -1078,6 +1069,25 @@ impl Registry {
         }
         added
     }
+}
+
+/// Refuses an add's `--receipt` before anything is read: one request file
+/// only, and a new file in an existing folder outside amun's own folders.
+pub fn check_add_receipt(files: &[PathBuf], receipt: Option<&Path>) -> Result<()> {
+    let Some(r) = receipt else {
+        return Ok(());
+    };
+    if files.len() != 1 {
+        return Err(Error::invalid(
+            "--receipt",
+            format!(
+                "names one file, for one request file; {} were given (each request's receipt \
+                 is also in the registry's receipts/ folder)",
+                files.len()
+            ),
+        ));
+    }
+    handout::check(r)
 }
 
 /// What an add committed, for a signal's handler to say.
