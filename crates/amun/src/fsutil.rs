@@ -43,13 +43,31 @@ static COMMITTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// [`release_all`] in between; `done` (what stands once `f` succeeded) is
 /// recorded for the handler to say.
 pub fn uninterrupted<T>(done: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let _g = COMMITTING.lock().unwrap_or_else(|p| p.into_inner());
+    let g = committing();
     let out = f()?;
-    COMMITTED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(done.to_string());
+    g.stands(done.to_string());
     Ok(out)
+}
+
+/// [`uninterrupted`] as a guard, for a commit whose steps borrow what a
+/// closure could not (an open transaction) or whose outcome names what it
+/// made: a signal's handler waits until it is dropped.
+pub struct Committing(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+/// Begins a commit's steps: see [`Committing`].
+pub fn committing() -> Committing {
+    Committing(COMMITTING.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+impl Committing {
+    /// The commit succeeded: `done` (what it made, which stands) is what a
+    /// signal's handler says.
+    pub fn stands(self, done: String) {
+        COMMITTED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(done);
+    }
 }
 
 /// What a process ending on a signal removed, and what it had committed.

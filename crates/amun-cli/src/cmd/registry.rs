@@ -198,77 +198,22 @@ fn add(a: AddArgs) -> Result<()> {
             f,
         )?;
     }
-    if let Some(r) = &a.receipt {
-        if a.files.len() != 1 {
-            bail!(
-                "--receipt names one file, for one request file; {} were given (each \
-                 request's receipt is also in the registry's receipts/ folder)",
-                a.files.len()
-            );
-        }
-        // Never through a link (create_new refuses a dangling one with a
-        // bare "File exists"), never in a folder only its own command
-        // writes: `apply` moves files it did not write out of a registry
-        // folder, and receipts/ is the registry's own.
-        amun::outputs::refuse_evidence_path("--receipt", r)?;
-        if r.exists() {
-            bail!(
-                "--receipt {}: exists already; a receipt never replaces a file",
-                r.display()
-            );
-        }
-        let folder = match r.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if !folder.is_dir() {
-            bail!(
-                "--receipt {}: no folder {} to make it in; make the folder first, or name a \
-                 file in an existing one (nothing was added)",
-                r.display(),
-                folder.display()
-            );
-        }
-    }
-    // The receipt's file is made before the request is added: a path that
-    // cannot be written is refused while nothing has changed (a retry of an
-    // add that failed after its commit would add the request twice).
-    let receipt = match &a.receipt {
-        Some(r) => Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(r)
-                .map_err(|e| {
-                    anyhow::anyhow!("--receipt {}: {e}; nothing was added", r.display())
-                })?,
-        ),
-        None => None,
-    };
+    // The receipt's checks, its reservation before the commit and its
+    // writing after it are the library's (`add_requests_receipt`); its
+    // path is checked before the registry is opened.
+    registry::check_add_receipt(&a.files, a.receipt.as_deref())?;
     let added = Registry::open(&a.dir.registry).and_then(|mut reg| {
-        let added = reg.add_requests(&a.files, &a.reference, a.received.as_deref());
+        let added = reg.add_requests_receipt(
+            &a.files,
+            &a.reference,
+            a.received.as_deref(),
+            a.receipt.as_deref(),
+        );
         for w in reg.take_warnings() {
             eprintln!("warning: {w}");
         }
         added
-    });
-    let added = match added {
-        Ok(added) => added,
-        Err(e) => {
-            if let Some(r) = &a.receipt {
-                let _ = std::fs::remove_file(r);
-            }
-            return Err(e.into());
-        }
-    };
-    if let (Some(r), Some(mut f), Some(first)) = (&a.receipt, receipt, added.first()) {
-        let text = serde_json::to_string_pretty(&first.receipt)? + "\n";
-        std::io::Write::write_all(&mut f, text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| {
-                anyhow::anyhow!("--receipt {}: {e} (the request was added)", r.display())
-            })?;
-    }
+    })?;
     if a.json {
         return print_json(&added);
     }

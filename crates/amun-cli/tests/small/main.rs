@@ -18,5 +18,6 @@ mod registry_anchor;
 mod registry_cap;
 mod registry_errors;
 mod registry_evidence;
+mod registry_hostile11;
 mod registry_paths;
 mod unchecked;

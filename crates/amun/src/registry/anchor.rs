@@ -500,13 +500,27 @@ pub(crate) fn refuse_behind(reg: &Registry, doing: &str) -> Result<()> {
         };
         return Err(refuse(format!(
             "its database {problem}: {} recorded chain record {} at {}{by}; nothing was changed \
-             (`amun registry verify` names what is missing)",
+             (`amun registry verify` names what is missing); {}",
             file.display(),
             h.seq,
-            h.time
+            h.time,
+            next_step(h.seq)
         )));
     }
     Ok(())
+}
+
+/// How to go on from a database behind its anchor (hostile11 R12/FK8c):
+/// the anchor is the evidence, so it is never reset silently.
+fn next_step(seq: i64) -> String {
+    format!(
+        "to go on: put back the newer registry.db (a later backup, or the folder this one was \
+         copied from: one whose chain reaches record {seq}), and run again; if it is lost for \
+         good, this registry stays refused (its anchor proves acknowledged requests are \
+         missing): make a new one from the same model (`amun registry create`) and add the \
+         lost requests again from their receipts' sources (`amun registry verify --receipt \
+         FILE` names each request a receipt acknowledges)"
+    )
 }
 
 /// Refuses to `doing` while the anchor's copy the registry names cannot be
@@ -885,6 +899,10 @@ fn check_file(
                 h.time
             ),
         );
+        let step = next_step(h.seq);
+        if !notes.contains(&step) {
+            notes.push(step);
+        }
     }
     let mut rewritten = false;
     for (line, h) in &p.heads {
@@ -936,20 +954,28 @@ fn check_file(
     }
 }
 
-/// The receipt in `file` if it reads as one the registry `id` issued
-/// (its format, identity, and request hashing to the chain record it
-/// names); else what it is not.
-pub fn read_receipt(file: &Path, id: &str) -> std::result::Result<Receipt, String> {
-    let r: Receipt = std::fs::read_to_string(file)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-        .map_err(|e| format!("unreadable: {e}"))?;
+/// The receipt in `file` if it reads as a receipt of any registry; else
+/// what it is instead (empty, not JSON, of another format).
+pub fn parse_receipt(file: &Path) -> std::result::Result<Receipt, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("unreadable: {e}"))?;
+    if text.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    let r: Receipt = serde_json::from_str(&text).map_err(|e| format!("is not a receipt ({e})"))?;
     if r.format != RECEIPT_FORMAT {
         return Err(format!(
             "format '{}', expected '{RECEIPT_FORMAT}'",
             r.format
         ));
     }
+    Ok(r)
+}
+
+/// The receipt in `file` if it reads as one the registry `id` issued
+/// (its format, identity, and request hashing to the chain record it
+/// names); else what it is not.
+pub fn read_receipt(file: &Path, id: &str) -> std::result::Result<Receipt, String> {
+    let r = parse_receipt(file)?;
     if r.registry != id {
         return Err(format!(
             "was issued by another registry (identity {}, this one is {})",

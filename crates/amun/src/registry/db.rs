@@ -349,6 +349,9 @@ pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {
     if !create && let Some(e) = missing(dir, &path) {
         return Err(e);
     }
+    if !create {
+        refuse_read_only(dir, &path)?;
+    }
     let flags = if create {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
     } else {
@@ -375,6 +378,42 @@ pub fn open(dir: &Path, create: bool) -> Result<(Connection, PathBuf)> {
         .map_err(sql(&path))?;
     migrate(&conn, &path)?;
     Ok((conn, path))
+}
+
+/// Refuses to open for writing a registry whose folder or database cannot
+/// be written (read-only media, `chattr +i`, file modes), before SQLite's
+/// bare "unable to open database file" (hostile11 ROR2/ROR3). `access`
+/// asks the kernel, which also stops root at an immutable file or a
+/// read-only mount.
+fn refuse_read_only(dir: &Path, db: &Path) -> Result<()> {
+    let mut files = vec![dir.to_path_buf(), db.to_path_buf()];
+    for ext in ["-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(ext);
+        files.push(PathBuf::from(p));
+    }
+    for f in files.iter().filter(|f| f.exists()) {
+        let Some(e) = not_writable(f) else { continue };
+        return Err(Error::invalid(
+            format!("registry {}", dir.display()),
+            format!(
+                "is read-only ({} cannot be written: {e}); this command writes to the registry \
+                 (add, apply, retrain and policy need write access to its folder); nothing was \
+                 changed (verify, list, show and certificate read a read-only registry)",
+                f.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Why `path` cannot be written, per `access(2)`; `None` when it can.
+fn not_writable(path: &Path) -> Option<std::io::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a NUL-terminated path that lives across the call.
+    let rc = unsafe { libc::access(c.as_ptr(), libc::W_OK) };
+    (rc != 0).then(std::io::Error::last_os_error)
 }
 
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {

@@ -29,6 +29,7 @@ mod audit;
 pub(crate) mod certificate;
 pub mod db;
 mod graphs;
+mod handout;
 mod kinds;
 mod records;
 mod retrain;
@@ -406,6 +407,13 @@ impl Registry {
         spec.check_holdout()?;
         check_new_registry_dir(dir)?;
         let copy = anchor_copy_checked(spec.anchor_copy.as_deref(), dir)?;
+        // The weights missing is said as eval says it, not as a missing
+        // sidecar (hostile11 SG4).
+        crate::outputs::require_file(
+            "--checkpoint",
+            "an amun checkpoint (weights + JSON sidecar)",
+            &spec.checkpoint,
+        )?;
         let sc = checkpoint::read_sidecar(&spec.checkpoint)?;
         check_root_model(spec, &sc)?;
         refuse_in_dataset("registry", dir, &sc.data)?;
@@ -417,19 +425,20 @@ impl Registry {
         let holdout = spec.holdout_test.unwrap_or((data.test.len() / 10).max(1));
         crate::data::HeldOut::LastTest(holdout).split(&data, &spec.data_dir)?;
         let files = crate::data::sample_files(&sc.data)?;
+        let refs = match &spec.refs {
+            Some(r) => {
+                let loaded = crate::audit::load_references(r, &data)?;
+                refuse_unlike_refs(r, &loaded, &sc, &spec.checkpoint)?;
+                Some((std::path::absolute(r).at(r)?, refs_digest(r)?, loaded))
+            }
+            None => None,
+        };
         progress.note(&format!(
             "hashing the {} training samples of {}",
             data.train.len(),
             data.spec.train_label()
         ));
         let all = samples::hash_all(&data, files.as_deref())?;
-        let refs = match &spec.refs {
-            Some(r) => {
-                let loaded = crate::audit::load_references(r, &data)?;
-                Some((std::path::absolute(r).at(r)?, refs_digest(r)?, loaded))
-            }
-            None => None,
-        };
         // Declared before the temporary folder: dropped after it.
         let mut made = staging::Made::default();
         let tmp = staging_dir(dir, &mut made, progress)?;
@@ -527,6 +536,23 @@ impl Registry {
                 },
             )
             .map_err(self.err())
+    }
+
+    /// What to say when the registry's dataset is a folder that is no
+    /// longer where its create recorded it (moved or removed, hostile11
+    /// RF6); `None` while it is there, or for a named dataset.
+    pub(crate) fn data_folder_missing(&self) -> Result<Option<String>> {
+        let spec = self.data_spec()?;
+        let folder = Path::new(&spec.dataset);
+        if crate::data::Registry::from_name(&spec.dataset).is_some() || folder.exists() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "the registry's data folder {} (recorded by its create) is missing: put it back \
+             there (apply, retrain and image-path requests read the data where it was \
+             recorded)",
+            folder.display()
+        )))
     }
 
     /// The data spec the registry's model was trained on.
@@ -850,6 +876,21 @@ impl Registry {
         reference: &str,
         received: Option<&str>,
     ) -> Result<Vec<AddedRequest>> {
+        self.add_requests_receipt(files, reference, received, None)
+    }
+
+    /// [`add_requests`](Self::add_requests) that also hands the requester
+    /// the receipt of its one request in the new file `receipt`. The
+    /// commit, the anchor line and the receipts run whole once begun (a
+    /// signal waits for them, then says the requests stand).
+    pub fn add_requests_receipt(
+        &mut self,
+        files: &[PathBuf],
+        reference: &str,
+        received: Option<&str>,
+        receipt: Option<&Path>,
+    ) -> Result<Vec<AddedRequest>> {
+        check_add_receipt(files, receipt)?;
         check_reference(reference)?;
         let received = received_at(received)?;
         refuse_repeated_files(files)?;
@@ -859,6 +900,9 @@ impl Registry {
         let registry_id = self.id()?;
         let info = self.info()?;
         let resolved = self.resolve_requests(files, &info)?;
+        // Reserved before the commit: a path that cannot be written is
+        // refused while nothing changed.
+        let handout = receipt.map(handout::ReceiptOut::reserve).transpose()?;
         let added = db::now_utc();
         let db = self.db.clone();
         let err = sql(&db);
@@ -879,10 +923,33 @@ impl Registry {
             out.push(adding.request(file, &picked)?);
         }
         let head = db::chain_head(&tx, &db)?;
+        // From the commit to the last receipt, a signal's handler waits:
+        // the requests and their receipts are whole, and said to stand.
+        let g = crate::fsutil::committing();
         tx.commit().map_err(&err)?;
         let w = anchor::after_commit(self, Committer::Add);
         self.warnings.extend(w);
-        Ok(self.write_receipts(out, &registry_id, &head))
+        let added = self.write_receipts(out, &registry_id, &head);
+        if let (Some(h), Some(first)) = (handout, added.first()) {
+            self.hand_out(h, first);
+        }
+        g.stands(added_words(&self.dir, &added));
+        Ok(added)
+    }
+
+    /// Puts the requester's receipt of `added` in place (a failure is a
+    /// warning: the request stands, and the registry keeps its copy).
+    fn hand_out(&mut self, h: handout::ReceiptOut, added: &AddedRequest) {
+        let dest = h.dest().to_path_buf();
+        if let Err(e) = h.hand_out(&added.receipt) {
+            self.warnings.push(format!(
+                "request {} was added, but --receipt {} was not written: {e}; the registry's \
+                 copy is {}",
+                added.status.request.id,
+                dest.display(),
+                anchor::receipt_path(&self.dir, added.status.request.id).display()
+            ));
+        }
     }
 
     /// Writes request `id`'s receipt to `receipts/rNNNN.json` again when it
@@ -1004,6 +1071,40 @@ impl Registry {
         }
         added
     }
+}
+
+/// Refuses an add's `--receipt` before anything is read: one request file
+/// only, and a new file in an existing folder outside amun's own folders.
+pub fn check_add_receipt(files: &[PathBuf], receipt: Option<&Path>) -> Result<()> {
+    let Some(r) = receipt else {
+        return Ok(());
+    };
+    if files.len() != 1 {
+        return Err(Error::invalid(
+            "--receipt",
+            format!(
+                "names one file, for one request file; {} were given (each request's receipt \
+                 is also in the registry's receipts/ folder)",
+                files.len()
+            ),
+        ));
+    }
+    handout::check(r)
+}
+
+/// What an add committed, for a signal's handler to say.
+fn added_words(dir: &Path, added: &[AddedRequest]) -> String {
+    let ids: Vec<String> = added
+        .iter()
+        .map(|a| a.status.request.id.to_string())
+        .collect();
+    format!(
+        "request(s) {} were added to registry {}, with their receipts (`amun registry list \
+         --registry {}` shows them; adding them again is refused)",
+        ids.join(", "),
+        dir.display(),
+        dir.display()
+    )
 }
 
 /// The samples request `id` names, by index.
@@ -1179,6 +1280,29 @@ fn refuse_in_dataset(setting: &str, path: &Path, data: &DataSpec) -> Result<()> 
 }
 
 /// Removes a folder on drop unless it was renamed away.
+/// Refuses reference models trained otherwise than the registry's model
+/// (the check `audit` warns with, hostile11 RC6): every version's RMIA
+/// would score against them.
+fn refuse_unlike_refs(
+    refs: &Path,
+    loaded: &crate::audit::References,
+    sc: &checkpoint::Sidecar,
+    model: &Path,
+) -> Result<()> {
+    let Some(why) = loaded.unlike(sc)? else {
+        return Ok(());
+    };
+    Err(Error::invalid(
+        format!("--refs {}", refs.display()),
+        format!(
+            "{why}: RMIA assumes references trained as the model was, so every version's \
+             membership audit would be off; `amun rmia train-refs --like {}` trains matching \
+             ones (nothing was made)",
+            model.display()
+        ),
+    ))
+}
+
 /// A request's time of receipt: `received` (UTC), or now; never later
 /// than now.
 /// A request's reference is one line of free text: a control character
@@ -1284,6 +1408,8 @@ impl Adding<'_> {
                 id,
             ));
         }
+        let digest = samples::digest(picked);
+        self.refuse_repeat(file, &digest)?;
         let row = RequestRow {
             id,
             received: self.received.to_string(),
@@ -1296,7 +1422,7 @@ impl Adding<'_> {
                 |n| n.to_string_lossy().into(),
             ),
             size: picked.len() as i64,
-            samples_sha256: samples::digest(picked),
+            samples_sha256: digest,
         };
         let record = self.insert(&row, picked)?;
         let mut status = RequestStatus {
@@ -1309,6 +1435,39 @@ impl Adding<'_> {
             self.absorb_if_forgotten(picked, &mut status)?;
         }
         Ok((status, record, receipt_file))
+    }
+
+    /// Refuses a request that repeats a pending one (the same samples and
+    /// reference): an add retried after a signal or a lost answer, whose
+    /// first try was committed (hostile11 KA-TERM). Another requester of
+    /// the same samples gives a reference of its own.
+    fn refuse_repeat(&self, file: &Path, digest: &str) -> Result<()> {
+        let err = sql(self.db);
+        let pending: Option<(i64, String)> = self
+            .tx
+            .query_row(
+                "SELECT id, received FROM requests WHERE samples_sha256 = ?1 AND reference = ?2 \
+                 AND id NOT IN (SELECT request FROM absorptions) ORDER BY id LIMIT 1",
+                rusqlite::params![digest, self.reference],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&err)?;
+        let Some((id, received)) = pending else {
+            return Ok(());
+        };
+        Err(Error::invalid(
+            file.display().to_string(),
+            format!(
+                "already pending as request {id}, received {received}, with the same samples \
+                 (sha256 {}) and reference; nothing was added (a request is added once: `amun \
+                 registry show --registry {dir} request {id}` shows it, `amun registry receipt \
+                 --registry {dir} --request {id}` writes its receipt again; another request \
+                 for the same samples is added with a --reference of its own)",
+                samples::short(digest),
+                dir = self.dir.display()
+            ),
+        ))
     }
 
     /// How many of `picked` an earlier request named: a request of none

@@ -65,6 +65,17 @@ impl Verified {
 /// commits appends them.
 pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
     let reg = Registry::open_read(dir)?;
+    // A file that is no receipt at all (empty, not JSON, another format)
+    // is the argument's fault, not a finding about the registry (hostile11
+    // KK-RCPT: a receipt file an interrupted add left empty).
+    for r in receipts {
+        anchor::parse_receipt(r).map_err(|why| {
+            Error::invalid(
+                format!("--receipt {}", r.display()),
+                format!("{why}; expected a receipt `amun registry add` wrote"),
+            )
+        })?;
+    }
     let mut v = check_with(&reg, receipts)?;
     v.notes.extend(super::staging::leftover_notes(dir));
     Ok(v)
@@ -118,6 +129,9 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
     certificates(reg, &chain, &versions, &mut find, &mut notes, &mut nfiles)?;
     staging_note(reg, &mut notes);
     set_aside_note(reg, &mut notes);
+    if let Some(missing) = reg.data_folder_missing()? {
+        notes.push(format!("warning: {missing}"));
+    }
     let (head_seq, head_hash) = chain
         .last()
         .map_or((0, GENESIS.to_string()), |e| (e.seq, e.hash.clone()));

@@ -446,6 +446,12 @@ pub(crate) fn load_checked_data(
     data_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<crate::data::Dataset> {
+    if let Some(missing) = reg.data_folder_missing()? {
+        return Err(Error::invalid(
+            format!("registry {}", reg.dir.display()),
+            format!("{missing}; nothing was changed"),
+        ));
+    }
     let spec = reg.data_spec()?;
     let data = crate::model::load_data(&spec, data_dir, progress)?;
     let files = crate::data::sample_files(&spec)?;
