@@ -308,3 +308,8 @@ pub fn long_training(out: &Path) -> std::process::Child {
     .spawn()
     .unwrap()
 }
+
+/// `amun split` of `count` samples of the folder dataset `ds` into `out`.
+pub fn split_forget(ds: &str, count: &str, out: &str) -> Output {
+    amun(&["split", "--dataset", ds, "--forget", count, "--out", out])
+}

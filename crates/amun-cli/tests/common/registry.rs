@@ -311,3 +311,50 @@ impl Drop for Immutable {
         }
     }
 }
+
+/// The calibrated one-epoch fine-tune flags many apply tests share.
+pub const FT_CALIBRATED: &[&str] = &["--method", "ft", "--epochs", "1", "--calibrate-lrs", "0.01"];
+
+/// `amun registry apply` of [`FT_CALIBRATED`] and `extra`.
+pub fn ft_apply(registry: &Path, extra: &[&str]) -> Output {
+    reg("apply", registry, &[FT_CALIBRATED, extra].concat())
+}
+
+/// Whether process `pid` is stopped (SIGSTOP), as /proc says.
+pub fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// Waits (two minutes at most, else fails with `never`) until `child`
+/// has stopped at its pause point.
+pub fn wait_stopped(child: &std::process::Child, never: &str) {
+    let t = std::time::Instant::now();
+    while !stopped(child.id()) {
+        assert!(t.elapsed().as_secs() < 120, "{never}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `cmd` spawned with its output piped, once it has stopped at its pause
+/// point (see [`wait_stopped`]).
+pub fn spawn_stopped(cmd: &mut Command, never: &str) -> std::process::Child {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_stopped(&child, never);
+    child
+}
+
+/// Sends signal `sig` (as `kill` spells it) to `pid`.
+pub fn kill(sig: &str, pid: u32) {
+    let sent = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}

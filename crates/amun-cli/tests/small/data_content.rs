@@ -58,15 +58,7 @@ fn forget_sets_and_models_follow_their_datas_content_whatever_its_path() {
         .quick("1")
         .run());
     let (ff, fc) = (path_in(d.path(), "ff.json"), path_in(d.path(), "fc.json"));
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        ds,
-        "--forget",
-        "12",
-        "--out",
-        &ff,
-    ]));
+    ok(&common::split_forget(ds, "12", &ff));
     ok(&amun(&[
         "split",
         "--dataset",

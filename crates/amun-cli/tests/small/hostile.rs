@@ -53,6 +53,35 @@ fn make_models(dir: &Path) {
     ok(&Args::refs_like(&p("orig.safetensors"), &p("refs")).run());
 }
 
+/// `amun audit` of the [`m`] original for `f.json` against `refs`, with
+/// `extra` flags.
+pub(crate) fn audit_with(refs: &str, extra: &[&str]) -> std::process::Output {
+    let base = [
+        "audit",
+        "--checkpoint",
+        &m("orig.safetensors"),
+        "--forget",
+        &m("f.json"),
+        "--refs",
+        refs,
+        "--device",
+        "cpu",
+    ];
+    amun(&[&base[..], extra].concat())
+}
+
+/// A model trained like the [`m`] original but for one epoch, not two:
+/// another recipe, at `dir`/other.safetensors.
+pub(crate) fn other_recipe_model(dir: &Path) -> std::path::PathBuf {
+    let other = dir.join("other.safetensors");
+    let train = Args::train_mnist("300", "100")
+        .quick("1")
+        .and(&["-q"])
+        .with("--out", other.to_str().unwrap());
+    ok(&train.run());
+    other
+}
+
 /// `amun audit --json` of `checkpoint` (with `retrain` unless empty) for
 /// `forget`, each a path or a name in [`models`].
 fn audit(checkpoint: &str, retrain: &str, forget: &str, extra: &[&str]) -> std::process::Output {
@@ -120,17 +149,7 @@ fn a_reference_folder_missing_a_file_is_named_once() {
         let refs = dir.path().join(gone.replace('.', "-"));
         crate::common::registry::copy_dir(Path::new(&m("refs")), &refs);
         std::fs::remove_file(refs.join(gone)).unwrap();
-        let o = amun(&[
-            "audit",
-            "--checkpoint",
-            &m("orig.safetensors"),
-            "--forget",
-            &m("f.json"),
-            "--refs",
-            refs.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ]);
+        let o = audit_with(refs.to_str().unwrap(), &[]);
         fails_with(&o, &[gone, "missing", expected]);
         assert!(!stderr(&o).contains("os error"), "{}", stderr(&o));
     }
@@ -1965,12 +1984,7 @@ fn a_link_to_a_checkpoint_is_named_as_one() {
 #[test]
 fn references_trained_unlike_the_audited_model_are_named() {
     let d = tempfile::tempdir().unwrap();
-    let other = d.path().join("other.safetensors");
-    let train = Args::train_mnist("300", "100")
-        .quick("1")
-        .and(&["-q"])
-        .with("--out", other.to_str().unwrap());
-    ok(&train.run());
+    let other = other_recipe_model(d.path());
     let o = audit(other.to_str().unwrap(), "", "f.json", &[]);
     ok(&o);
     let err = stderr(&o);

@@ -3,7 +3,7 @@
 //! where another file was expected, flags ignored without a word, and a
 //! reference folder's manifest read without its hash.
 use crate::common::{Args, amun, fails_with, ok, path_in, stderr};
-use crate::hostile::m;
+use crate::hostile::{audit_with, m};
 use std::path::Path;
 use std::process::Output;
 
@@ -157,23 +157,6 @@ fn refs_edited(dir: &Path, edit: impl Fn(&str) -> String) -> String {
 fn replaced(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "no {from} in {text}");
     text.replacen(from, to, 1)
-}
-
-/// `amun audit` of the [`m`] original for `f.json` against `refs`, with
-/// `extra` flags.
-fn audit_with(refs: &str, extra: &[&str]) -> Output {
-    let base = [
-        "audit",
-        "--checkpoint",
-        &m("orig.safetensors"),
-        "--forget",
-        &m("f.json"),
-        "--refs",
-        refs,
-        "--device",
-        "cpu",
-    ];
-    amun(&[&base[..], extra].concat())
 }
 
 /// AU5, AU5c: a reference folder's manifest was read unchecked: editing its

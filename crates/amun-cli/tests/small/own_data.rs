@@ -449,15 +449,7 @@ fn a_folder_models_classes_and_content_are_checked() {
         amun(&a)
     };
     ok(&train(&[]));
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        ds,
-        "--forget",
-        "12",
-        "--out",
-        &f,
-    ]));
+    ok(&common::split_forget(ds, "12", &f));
     let eval = || amun(&["eval", "--checkpoint", &m, "--device", "cpu"]);
     let o = eval();
     ok(&o);

@@ -2,7 +2,7 @@
 //! no more than the exact retrain it stands in for (`amun registry
 //! retrain`) unless the user says otherwise, and its records say so.
 use crate::common;
-use common::registry::{create, mnist_model, reg, request};
+use common::registry::{create, ft_apply, mnist_model, reg, request};
 use common::{fails_with, ok, stderr};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -101,22 +101,7 @@ fn a_calibrated_apply_is_capped_at_the_exact_retrain_by_default_and_none_lifts_i
 fn a_restarting_walk_gets_no_default_cap_and_no_error() {
     let d = tempfile::tempdir().unwrap();
     let r = one_request(d.path(), "4");
-    let o = reg(
-        "apply",
-        &r,
-        &[
-            "--method",
-            "ft",
-            "--epochs",
-            "1",
-            "--calibrate-lrs",
-            "0.01",
-            "--calibrate-walk",
-            "restart",
-            "--device",
-            "cpu",
-        ],
-    );
+    let o = ft_apply(&r, &["--calibrate-walk", "restart", "--device", "cpu"]);
     ok(&o);
     assert!(
         stderr(&o).contains("no default cost cap: the restarting walk"),

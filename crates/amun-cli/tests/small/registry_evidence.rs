@@ -8,8 +8,8 @@
 use crate::common;
 use common::registry::{
     APPLY_FAST, Immutable, add_killed_before_its_anchor, added_and_backed_up, count, create,
-    mnist_model, put_back_db, reg, reg_stopping_at, request, roll_back, small_registry,
-    small_registry_and_db_copy, verifies_noting,
+    ft_apply, kill, mnist_model, put_back_db, reg, reg_stopping_at, request, roll_back,
+    small_registry, small_registry_and_db_copy, spawn_stopped, verifies_noting,
 };
 use common::{fails_with, ok, read_json, stderr, stdout};
 use std::path::Path;
@@ -370,14 +370,6 @@ fn a_markdown_certificate_without_its_json_is_named_and_never_replaced() {
     ok(&reg("verify", &r, &[]));
 }
 
-/// Whether process `pid` is stopped (SIGSTOP), as /proc says.
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
-        .unwrap_or(false)
-}
-
 /// Hostile6 RO5 and RO6: an apply with an unwritable versions/ ran the
 /// whole unlearning, then failed with a raw error; one whose certificate
 /// could not be written after its commit exited 1 with only the raw error,
@@ -398,19 +390,10 @@ fn apply_checks_its_folders_first_and_says_a_committed_version_stands() {
             assert_eq!(count(&r, "versions"), 1);
         }
     }
-    let child = reg_stopping_at("apply", &r, APPLY_FAST, "pause:committed")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !stopped(child.id()) {
-        assert!(
-            t.elapsed().as_secs() < 120,
-            "the apply never reached its commit"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let child = spawn_stopped(
+        &mut reg_stopping_at("apply", &r, APPLY_FAST, "pause:committed"),
+        "the apply never reached its commit",
+    );
     let guard = Immutable::set(&r.join("certificates"));
     let cont = std::process::Command::new("kill")
         .args(["-CONT", &child.id().to_string()])
@@ -452,22 +435,7 @@ fn apply_s_cost_cap_holds_for_the_whole_batch_and_help_says_so() {
     );
     let d = tempfile::tempdir().unwrap();
     let r = small_registry(d.path());
-    let o = reg(
-        "apply",
-        &r,
-        &[
-            "--method",
-            "ft",
-            "--epochs",
-            "1",
-            "--calibrate-lrs",
-            "0.01",
-            "--calibrate-max-cost",
-            "0.1",
-            "--device",
-            "cpu",
-        ],
-    );
+    let o = ft_apply(&r, &["--calibrate-max-cost", "0.1", "--device", "cpu"]);
     // 2 requests, 5 of the 400 samples forgotten after them: each walk may
     // cost 0.1 × 395 / (2 × 400) of its own retrain.
     assert!(
@@ -541,28 +509,16 @@ fn a_create_that_another_create_beat_says_so() {
     let model = mnist_model(d.path(), "400", "1");
     let r = d.path().join("reg");
     let abs = std::path::absolute(&r).unwrap();
-    let child = std::process::Command::new(common::bin())
-        .args(["registry", "create", "--registry", r.to_str().unwrap()])
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(["registry", "create", "--registry", r.to_str().unwrap()])
         .args(["--checkpoint", model.to_str().unwrap()])
         .env(
             "AMUN_REGISTRY_STOP_AT",
             format!("pause:create-place@{}", abs.display()),
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !stopped(child.id()) {
-        assert!(t.elapsed().as_secs() < 120, "the create never got ready");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        );
+    let child = spawn_stopped(&mut cmd, "the create never got ready");
     create(&r, &model, &[]);
-    let cont = std::process::Command::new("kill")
-        .args(["-CONT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(cont.success());
+    kill("-CONT", child.id());
     let o = child.wait_with_output().unwrap();
     fails_with(
         &o,

@@ -3,26 +3,11 @@
 //! apply say of a missing checkpoint, mismatched references or a moved
 //! data folder.
 use crate::common::registry::{
-    Immutable, added_and_backed_up, count, folder_registry, mnist_model, put_back_db, reg,
-    reg_stopping_at, request, small_registry,
+    Immutable, added_and_backed_up, count, folder_registry, kill, mnist_model, put_back_db, reg,
+    reg_stopping_at, request, small_registry, spawn_stopped,
 };
-use crate::common::{Args, fails_with, ok, read_json, stderr, stdout};
+use crate::common::{fails_with, ok, read_json, stderr, stdout};
 use std::path::Path;
-
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
-        .unwrap_or(false)
-}
-
-fn kill(sig: &str, pid: u32) {
-    let sent = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-}
 
 /// hostile11 KK-RCPT: an add killed (-9) left its `--receipt` file empty;
 /// the retry was refused ("exists already") and `verify --receipt` called
@@ -95,16 +80,7 @@ fn an_add_stopped_or_repeated_loses_no_receipt_and_adds_nothing_twice() {
         &[r5.to_str().unwrap(), "--receipt", ka.to_str().unwrap()],
         "pause:anchor",
     );
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !stopped(child.id()) {
-        assert!(t.elapsed().as_secs() < 120, "the add never paused");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let child = spawn_stopped(&mut cmd, "the add never paused");
     kill("-TERM", child.id());
     kill("-CONT", child.id());
     let o = child.wait_with_output().unwrap();
@@ -240,12 +216,7 @@ fn a_moved_data_folder_and_unlike_references_are_named() {
     );
     std::fs::rename(&moved, &data).unwrap();
 
-    let other = d.path().join("other.safetensors");
-    let train = Args::train_mnist("300", "100")
-        .quick("1")
-        .and(&["-q"])
-        .with("--out", other.to_str().unwrap());
-    ok(&train.run());
+    let other = crate::hostile::other_recipe_model(d.path());
     let refs = crate::hostile::m("refs");
     let rc = d.path().join("regR");
     let o = reg(

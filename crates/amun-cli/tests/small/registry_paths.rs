@@ -2,7 +2,9 @@
 //! killed `registry create` leaves: only what it made is ever removed.
 //! The non-regular files are this test's own (a socket, a FIFO in its
 //! temporary folder), never a system path.
-use crate::common::registry::{count, create, folder_registry, mnist_model, reg};
+use crate::common::registry::{
+    count, create, folder_registry, mnist_model, reg, stopped, wait_stopped,
+};
 use crate::common::{self, fails_with, ok, stderr};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -137,11 +139,7 @@ fn a_create_ended_by_sigterm_leaves_no_temporary_folder() {
     let model = mnist_model(d.path(), "400", "1");
     let r = d.path().join("regT");
     let child = create_stopped(&r, &model, None, "pause:");
-    let t = std::time::Instant::now();
-    while !stopped(child.id()) {
-        assert!(t.elapsed().as_secs() < 120, "the create never paused");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_stopped(&child, "the create never paused");
     assert_eq!(leftovers(d.path(), "regT").len(), 1, "no folder to remove");
     for sig in ["-TERM", "-CONT"] {
         let sent = Command::new("kill")
@@ -257,12 +255,4 @@ fn a_registry_or_its_copy_is_refused_in_the_dataset_folder_or_a_missing_folder()
     assert!(!d.path().join("nonexist").exists());
     ok(&reg("anchor", &r, &["--copy", copy.to_str().unwrap()]));
     ok(&reg("verify", &r, &[]));
-}
-
-/// Whether process `pid` is stopped (SIGSTOP), as /proc says.
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
-        .unwrap_or(false)
 }
