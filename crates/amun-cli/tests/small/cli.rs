@@ -199,8 +199,14 @@ fn cuda_without_a_gpu_is_a_clear_error() {
     let o = experiment(&["--devices", "cpu,cuda:1"]);
     fails_with(&o, &["devices", "cuda:1", why]);
     assert!(!out.exists(), "a run folder was made");
-    // Planning stays possible on a machine without the device.
-    ok(&experiment(&["--device", "cuda:0", "--plan"]));
+    // --plan checks the device as the run does (hostile11 K16: it said
+    // "ready" for a run refused at once); the device is in no step's
+    // identity, so a login node plans a GPU run with --device cpu.
+    fails_with(
+        &experiment(&["--device", "cuda:0", "--plan"]),
+        &["cuda:0", why],
+    );
+    ok(&experiment(&["--device", "cpu", "--plan"]));
 }
 
 #[test]
