@@ -31,7 +31,7 @@ fn release(h: &Held) {
     }
 }
 
-/// Held while a commit's steps run ([`uninterrupted`]): a signal's
+/// Held while a commit's steps run ([`Committing`]): a signal's
 /// handler waits for it, so a commit is either whole or never begun.
 static COMMITTING: Mutex<()> = Mutex::new(());
 
@@ -39,19 +39,9 @@ static COMMITTING: Mutex<()> = Mutex::new(());
 /// created`), for a signal's handler to say.
 static COMMITTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Runs `f`, a commit's steps, without a signal's handler running
-/// [`release_all`] in between; `done` (what stands once `f` succeeded) is
-/// recorded for the handler to say.
-pub fn uninterrupted<T>(done: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let g = committing();
-    let out = f()?;
-    g.stands(done.to_string());
-    Ok(out)
-}
-
-/// [`uninterrupted`] as a guard, for a commit whose steps borrow what a
-/// closure could not (an open transaction) or whose outcome names what it
-/// made: a signal's handler waits until it is dropped.
+/// Held while a commit's steps run, from [`committing`] until dropped: a
+/// signal's handler waits for it, so a commit is either whole or never
+/// begun, and says what [`Committing::stands`] recorded.
 pub struct Committing(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
 
 /// Begins a commit's steps: see [`Committing`].
@@ -82,7 +72,7 @@ pub struct Released {
 /// Removes every lock, temporary file and temporary folder this process
 /// holds, and the folders made for locks that are still empty, for a
 /// process about to end on a signal, after any commit in progress has
-/// finished ([`uninterrupted`]).
+/// finished ([`Committing`]).
 pub fn release_all() -> Released {
     let _g = COMMITTING.lock().unwrap_or_else(|p| p.into_inner());
     let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|p| p.into_inner()));

@@ -1338,17 +1338,7 @@ mod tests {
     #[test]
     fn an_existing_file_of_another_kind_is_refused_its_own_kind_replaced() {
         let d = tempfile::tempdir().unwrap();
-        let set = crate::data::ForgetSet {
-            dataset: "mnist".into(),
-            train_size: 10,
-            kind: "random".into(),
-            class: None,
-            class_name: None,
-            seed: 1,
-            size: 1,
-            indices: vec![3],
-            train_sha256: None,
-        };
+        let set = crate::data::ForgetSet::of_indices("mnist".into(), 10, "random", vec![3]);
         let f = d.path().join("f.json");
         set.write(&f).unwrap();
         assert_eq!(Kind::of(&f), Kind::ForgetSet);

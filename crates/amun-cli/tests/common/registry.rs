@@ -238,18 +238,8 @@ pub fn indices_sha256(dataset: &str, train_size: usize, indices: &[i64]) -> Stri
     let mut v = indices.to_vec();
     v.sort_unstable();
     v.dedup();
-    amun::model::checkpoint::ForgetSummary::of(&amun::data::ForgetSet {
-        dataset: dataset.into(),
-        train_size,
-        kind: "registry".into(),
-        class: None,
-        class_name: None,
-        seed: 0,
-        size: v.len(),
-        indices: v,
-        train_sha256: None,
-    })
-    .indices_sha256
+    let set = amun::data::ForgetSet::of_indices(dataset.into(), train_size, "registry", v);
+    amun::model::checkpoint::ForgetSummary::of(&set).indices_sha256
 }
 
 /// The apply flags the tests use: calibrated AMUN with a short search, a

@@ -75,6 +75,28 @@ pub struct ForgetSet {
 }
 
 impl ForgetSet {
+    /// The set of `indices` (sorted, distinct) of `dataset`'s training
+    /// split of `train_size` samples, made by amun itself (`kind` says
+    /// how): no seed, class or content hash.
+    pub fn of_indices(
+        dataset: String,
+        train_size: usize,
+        kind: &str,
+        indices: Vec<i64>,
+    ) -> ForgetSet {
+        ForgetSet {
+            dataset,
+            train_size,
+            kind: kind.into(),
+            class: None,
+            class_name: None,
+            seed: 0,
+            size: indices.len(),
+            indices,
+            train_sha256: None,
+        }
+    }
+
     /// Chooses a forget set from `data`'s training split.
     pub fn choose(data: &Dataset, spec: &ForgetSpec, seed: u64) -> Result<ForgetSet> {
         let n = data.train.len();

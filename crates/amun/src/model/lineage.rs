@@ -146,17 +146,7 @@ mod tests {
     use super::*;
 
     fn set(indices: &[i64]) -> ForgetSet {
-        ForgetSet {
-            dataset: "mnist[train:10]".into(),
-            train_size: 10,
-            kind: "file".into(),
-            class: None,
-            class_name: None,
-            seed: 0,
-            size: indices.len(),
-            indices: indices.to_vec(),
-            train_sha256: None,
-        }
+        ForgetSet::of_indices("mnist[train:10]".into(), 10, "file", indices.to_vec())
     }
 
     #[test]

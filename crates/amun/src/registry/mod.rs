@@ -495,22 +495,24 @@ impl Registry {
         };
         stop_at_dir(dir, "create");
         let done = format!("registry {} was created and is complete", dir.display());
-        crate::fsutil::uninterrupted(&done, || {
-            records.commit(tmp.path(), dir, copy.as_ref(), &mut made)?;
-            stop_at_dir(dir, "create-place");
-            let had_dir = !made.has_dir(dir);
-            if let Err(e) = place_new_registry(tmp.path(), dir) {
-                if had_dir && !dir.exists() {
-                    // The user's empty folder is put back.
-                    let _ = std::fs::create_dir(dir);
-                }
-                return Err(e);
+        // From the commit to the certificate, a signal's handler waits:
+        // the registry is whole, or never placed.
+        let g = crate::fsutil::committing();
+        records.commit(tmp.path(), dir, copy.as_ref(), &mut made)?;
+        stop_at_dir(dir, "create-place");
+        let had_dir = !made.has_dir(dir);
+        if let Err(e) = place_new_registry(tmp.path(), dir) {
+            if had_dir && !dir.exists() {
+                // The user's empty folder is put back.
+                let _ = std::fs::create_dir(dir);
             }
-            made.keep();
-            let reg = Registry::open(dir)?;
-            write_certificate(&reg, 1)?;
-            Ok(reg)
-        })
+            return Err(e);
+        }
+        made.keep();
+        let reg = Registry::open(dir)?;
+        write_certificate(&reg, 1)?;
+        g.stands(done);
+        Ok(reg)
     }
 
     /// The registry record.
@@ -688,17 +690,8 @@ impl Registry {
     pub fn forget_set(&self, indices: Vec<i64>, kind: &str) -> Result<ForgetSet> {
         let info = self.info()?;
         let spec = self.data_spec()?;
-        Ok(ForgetSet {
-            dataset: spec.train_label(),
-            train_size: info.train_size as usize,
-            kind: kind.into(),
-            class: None,
-            class_name: None,
-            seed: 0,
-            size: indices.len(),
-            indices,
-            train_sha256: None,
-        })
+        let n = info.train_size as usize;
+        Ok(ForgetSet::of_indices(spec.train_label(), n, kind, indices))
     }
 
     /// The policy in force (the last one set).
@@ -1768,17 +1761,13 @@ fn refs_digest(dir: &Path) -> Result<String> {
 /// The sidecar-style sha256 of sorted training indices of this registry.
 fn indices_sha256(info: &RegistryRow, indices: &[i64]) -> String {
     let spec = info.data.parse().unwrap_or_else(|_| DataSpec::new(""));
-    ForgetSummary::of(&ForgetSet {
-        dataset: spec.train_label(),
-        train_size: info.train_size as usize,
-        kind: "registry".into(),
-        class: None,
-        class_name: None,
-        seed: 0,
-        size: indices.len(),
-        indices: indices.to_vec(),
-        train_sha256: None,
-    })
+    let n = info.train_size as usize;
+    ForgetSummary::of(&ForgetSet::of_indices(
+        spec.train_label(),
+        n,
+        "registry",
+        indices.to_vec(),
+    ))
     .indices_sha256
 }
 

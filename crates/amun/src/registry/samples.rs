@@ -516,17 +516,12 @@ mod tests {
         let a = recorded();
         let src = Path::new("fs.json");
         let set = |dataset: &str, train_size: usize| {
-            Named::Set(crate::data::ForgetSet {
-                dataset: dataset.into(),
+            Named::Set(crate::data::ForgetSet::of_indices(
+                dataset.into(),
                 train_size,
-                kind: "random".into(),
-                class: None,
-                class_name: None,
-                seed: 0,
-                size: 2,
-                indices: vec![1, 2],
-                train_sha256: None,
-            })
+                "random",
+                vec![1, 2],
+            ))
         };
         for (d, n) in [("cifar10[train:5]", 5), ("d", 4000)] {
             let e = resolve(set(d, n), &a, src, "d", None)

@@ -63,17 +63,12 @@ impl Subset<'_> {
         match self {
             Subset::All => None,
             Subset::Exclude(f) => Some(ForgetSummary::of(f)),
-            Subset::Pool(idx) => Some(ForgetSummary::of(&ForgetSet {
-                dataset: format!("{}+test", data.spec.label()),
-                train_size: data.train.len() + data.test.len(),
-                kind: checkpoint::POOL_MEMBERS.into(),
-                class: None,
-                class_name: None,
-                seed: 0,
-                size: idx.len(),
-                indices: idx.to_vec(),
-                train_sha256: None,
-            })),
+            Subset::Pool(idx) => Some(ForgetSummary::of(&ForgetSet::of_indices(
+                format!("{}+test", data.spec.label()),
+                data.train.len() + data.test.len(),
+                checkpoint::POOL_MEMBERS,
+                idx.to_vec(),
+            ))),
         }
     }
 }
