@@ -84,23 +84,39 @@ fn check_weights_path(path: &Path) -> Result<()> {
         "a checkpoint's weights (.safetensors, a PyTorch .pt or an exported .pt2)",
     )?;
     if path.extension().is_some_and(|e| e == "json") && path.is_file() {
-        let kind = crate::outputs::Kind::of(path);
-        let what = match kind {
-            crate::outputs::Kind::Foreign => "a JSON file".to_string(),
-            k => k.describe().to_string(),
-        };
-        let weights = path.with_extension("safetensors");
-        let hint = if kind == crate::outputs::Kind::Sidecar {
-            format!(" (its weights are {})", weights.display())
-        } else {
-            String::new()
-        };
         return Err(Error::format(
             path,
-            format!("expected a .safetensors checkpoint; this file is {what}{hint}"),
+            format!(
+                "expected a .safetensors checkpoint; this file is {}",
+                json_kind(path)
+            ),
         ));
     }
     Ok(())
+}
+
+/// What a JSON file given as weights is, of the two amun JSON files a user
+/// mistakes for a checkpoint (outputs::Kind tells every kind, but it sits
+/// above model: it reads adversarial sets and run folders).
+fn json_kind(path: &Path) -> String {
+    let v = crate::fsutil::read_json::<serde_json::Value>(path).ok();
+    let format = v
+        .as_ref()
+        .and_then(|v| v.get("format"))
+        .and_then(|f| f.as_str());
+    if format == Some(checkpoint::FORMAT) {
+        let weights = path.with_extension("safetensors");
+        format!(
+            "a checkpoint's sidecar (its weights are {})",
+            weights.display()
+        )
+    } else if v
+        .is_some_and(|v| <crate::data::ForgetSet as serde::Deserialize>::deserialize(v).is_ok())
+    {
+        "a forget set (a deletion request)".into()
+    } else {
+        "a JSON file, not a checkpoint's weights".into()
+    }
 }
 
 /// An opened checkpoint.
