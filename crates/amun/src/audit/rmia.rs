@@ -375,7 +375,7 @@ fn check_models_match(dir: &Path, m: &RefManifest) -> Result<()> {
             return Err(Error::format(
                 &mpath,
                 format!(
-                    "states another {what} than reference model {} records in its sidecar: \
+                    "disagrees with reference model {} on {what}: its sidecar records another; \
                      the manifest was edited, or the models come from another folder; \
                      {MANIFEST_REMAKE}",
                     path.display()
