@@ -55,7 +55,7 @@ pub fn run(a: AdvArgs) -> Result<()> {
     let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
     let forget = ForgetFile::read(&a.forget)?;
     let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
-    let forget = forget.resolve(&data, &a.forget)?;
+    let forget = super::resolve_forget(forget, &data, &a.forget)?;
     let part = data.train.select(&forget.indices);
     let bars = crate::progress::Bars::new(a.quiet || a.json);
     let set = search(

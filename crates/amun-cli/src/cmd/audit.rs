@@ -88,20 +88,24 @@ pub fn run(a: AuditArgs) -> Result<()> {
     for p in &a.forgotten {
         amun::outputs::require_file("--forgotten", "an earlier deletion request", p)?;
     }
+    let mut paths = a.checkpoint.clone();
+    if let Some(r) = &a.retrain {
+        paths.insert(0, r.clone());
+    }
+    // Every model's file before the first is opened (hostile12 N9/N11).
+    for p in &paths {
+        amun::model::check_checkpoint_path(p)?;
+    }
     let forget = ForgetFile::read(&a.forget)?;
     let earlier = (a.forgotten.iter())
         .map(|p| ForgetFile::read(p))
         .collect::<Result<Vec<_>, _>>()?;
     let (_, first, data) =
         super::open_checkpoint(&a.checkpoint[0], &a.import, &a.dir, tch::Device::Cpu)?;
-    let forget = forget.resolve(&data, &a.forget)?;
+    let forget = super::resolve_forget(forget, &data, &a.forget)?;
     let earlier = (earlier.into_iter().zip(&a.forgotten))
-        .map(|(f, p)| f.resolve(&data, p))
+        .map(|(f, p)| super::resolve_forget(f, &data, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut paths = a.checkpoint.clone();
-    if let Some(r) = &a.retrain {
-        paths.insert(0, r.clone());
-    }
     // Every check that needs only sidecars, before any model is audited.
     let mut sidecars = Vec::new();
     for p in &paths {
@@ -110,6 +114,13 @@ pub fn run(a: AuditArgs) -> Result<()> {
             .then(|| checkpoint::read_sidecar(p))
             .transpose()?;
         sidecars.push(sc);
+    }
+    // Every model on the same training data, before any is audited
+    // (hostile12 N10); a PyTorch file without a sidecar is opened on it.
+    for (p, sc) in paths.iter().zip(&sidecars) {
+        if let Some(sc) = sc {
+            check_same_data(p, sc, &first)?;
+        }
     }
     let audited: Vec<(&std::path::Path, &amun::model::Sidecar)> = (a.checkpoint.iter())
         .zip(&sidecars[a.retrain.is_some() as usize..])
@@ -182,14 +193,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
                 p.display()
             )
         }));
-        if !sc.same_training_data(&first) {
-            bail!(
-                "{}: trained on {}, the others on {}",
-                p.display(),
-                sc.data.label(),
-                first.data.label()
-            );
-        }
+        check_same_data(p, &sc, &first)?;
         rows.push((
             p.display().to_string(),
             audit(
@@ -291,4 +295,21 @@ fn print_rows(rows: &[(String, ModelAudit)], retrain: Option<Scores>) -> Result<
         ]);
     }
     super::emit(&t.render())
+}
+
+/// Refuses a model trained on other data than the first `--checkpoint`.
+fn check_same_data(
+    p: &std::path::Path,
+    sc: &amun::model::Sidecar,
+    first: &amun::model::Sidecar,
+) -> Result<()> {
+    if !sc.same_training_data(first) {
+        bail!(
+            "{}: trained on {}, the others on {}",
+            p.display(),
+            sc.data.label(),
+            first.data.label()
+        );
+    }
+    Ok(())
 }

@@ -52,7 +52,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let forget = a.forget.as_deref().map(ForgetFile::read).transpose()?;
     let (model, sidecar, data) = open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
     let forget = match (forget, &a.forget) {
-        (Some(f), Some(p)) => Some(f.resolve(&data, p)?),
+        (Some(f), Some(p)) => Some(super::resolve_forget(f, &data, p)?),
         _ => None,
     };
     let mut rows: Vec<(&str, Accuracy)> = vec![

@@ -43,7 +43,7 @@ pub fn run(a: MaskArgs) -> Result<()> {
     let _locks = super::claim(&io, &[("--out", &["safetensors"])])?;
     let forget = ForgetFile::read(&a.forget)?;
     let (model, _, data) = super::open_checkpoint(&a.checkpoint, &a.import, &a.dir, dev)?;
-    let forget = forget.resolve(&data, &a.forget)?;
+    let forget = super::resolve_forget(forget, &data, &a.forget)?;
     let mask = saliency_mask(
         &model,
         &data.train.select(&forget.indices).to_device(dev),

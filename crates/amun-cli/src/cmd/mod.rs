@@ -253,6 +253,21 @@ pub fn open_checkpoint(
     Ok((o.model, o.sidecar, o.data))
 }
 
+/// The forget set `f` (read from `path`) for `data`, with the warning
+/// [`amun::data::ForgetSet::unsealed_warning`] gives printed: a set that
+/// nothing ties to its data's content (hostile12 N21).
+pub fn resolve_forget(
+    f: amun::data::ForgetFile,
+    data: &amun::data::Dataset,
+    path: &std::path::Path,
+) -> amun::Result<amun::data::ForgetSet> {
+    let set = f.resolve(data, path)?;
+    if let Some(w) = set.unsealed_warning(data, path) {
+        eprintln!("{w}");
+    }
+    Ok(set)
+}
+
 /// Checks every file a command writes against every file it reads and
 /// what is on disk, before any work, and claims the outputs (a lock beside
 /// each) until the command ends, so a second process cannot write them at

@@ -246,7 +246,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let (spec, arch) = model_spec(&a.model, &a.program, &data)?;
     let recipe = a.recipe.params(arch, data.image_shape()[0])?.check()?;
     let exclude = match (exclude, &a.exclude) {
-        (Some(f), Some(p)) => Some(f.resolve(&data, p)?),
+        (Some(f), Some(p)) => Some(super::resolve_forget(f, &data, p)?),
         _ => None,
     };
     let data = data.to_device(dev);

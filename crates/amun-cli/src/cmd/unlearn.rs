@@ -176,7 +176,7 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
         (files
             .into_iter()
             .zip(paths)
-            .map(|(f, p)| f.resolve(&data, p)))
+            .map(|(f, p)| super::resolve_forget(f, &data, p)))
         .collect::<Result<Vec<_>, _>>()
     };
     let (requests, earlier) = (resolve(files, &paths)?, resolve(earlier, &a.forgotten)?);

@@ -9,6 +9,7 @@ mod data_content;
 mod experiment_input;
 mod hostile;
 mod hostile11;
+mod hostile12;
 mod ignored_settings;
 mod lineage;
 mod outputs;

@@ -126,7 +126,11 @@ fn an_add_stopped_or_repeated_loses_no_receipt_and_adds_nothing_twice() {
         let o = reg(sub, &r, &args);
         fails_with(
             &o,
-            &["is read-only", "need write access", "nothing was changed"],
+            &[
+                "is read-only",
+                "receipt and anchor need write access",
+                "nothing was changed",
+            ],
         );
         assert!(!stderr(&o).contains("unable to open"), "{}", stderr(&o));
     }

@@ -375,8 +375,8 @@ fn check_models_match(dir: &Path, m: &RefManifest) -> Result<()> {
             return Err(Error::format(
                 &mpath,
                 format!(
-                    "states another {what} than reference model {} records in its sidecar: \
-                     the manifest was edited, or the models come from another folder; \
+                    "disagrees on {what} with what reference model {} records in its \
+                     sidecar: the manifest was edited, or the models come from another folder; \
                      {MANIFEST_REMAKE}",
                     path.display()
                 ),

@@ -204,6 +204,41 @@ fn is_colour<'a>(images: impl Iterator<Item = &'a Path>) -> Result<bool> {
     }
 }
 
+/// The channels an image folder at `root` is read with (1 or 3), from its
+/// images' headers alone, as [`read_image_folder`] decides them; `None`
+/// when it is no image folder or cannot be told (unreadable, or a mix it
+/// refuses). What settles a default that depends on the channels (`[train]
+/// augment`) before the data is read.
+pub fn channels(root: &Path) -> Option<i64> {
+    let (train_root, test_root) = split_roots(root).ok()?;
+    let classes: Vec<String> = (subdirs(&train_root).ok()?.iter())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut files = collect(&train_root, &classes).ok()?;
+    if files.is_empty() {
+        return None;
+    }
+    if let Some(t) = &test_root {
+        files.extend(collect(t, &classes).ok()?);
+    }
+    let header_colour = |p: &Path| -> Option<bool> {
+        let r = image::ImageReader::open(p)
+            .ok()?
+            .with_guessed_format()
+            .ok()?;
+        Some(image::ImageDecoder::color_type(&r.into_decoder().ok()?).has_color())
+    };
+    let mut colour = 0usize;
+    for (p, _) in &files {
+        colour += header_colour(p.as_path())? as usize;
+    }
+    match colour {
+        0 => Some(1),
+        c if 2 * c >= files.len() => Some(3),
+        _ => None,
+    }
+}
+
 fn image_is_colour(p: &Path) -> Result<bool> {
     let img = image::ImageReader::open(p)
         .at(p)?

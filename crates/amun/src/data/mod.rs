@@ -9,7 +9,7 @@ mod augment;
 mod batches;
 mod cifar;
 mod fetch;
-mod folder;
+pub mod folder;
 mod idx;
 mod index_set;
 mod mnist;

@@ -344,6 +344,9 @@ impl ForgetSet {
             }
             (Some(_), Some(_)) => {}
             (rec, _) if self.dataset != label || self.train_size != data.train.len() => {
+                if self.of_registry_data() != data.content().is_none() {
+                    return Err(self.other_kind_of_data(data, path));
+                }
                 // Only the path can be compared: say how a copy is accepted.
                 let hint = match (rec, now) {
                     (None, Some(_)) => format!(
@@ -368,6 +371,7 @@ impl ForgetSet {
             }
             _ => {}
         }
+        self.check_class_samples(data, path)?;
         if let Some(moved) = self.class_moved(data) {
             return Err(Error::format(
                 path,
@@ -379,6 +383,100 @@ impl ForgetSet {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the set was made for one of amun's registry datasets
+    /// (`mnist[train:1000]`), which no content hash ties sets to, rather
+    /// than a user's folder or files.
+    fn of_registry_data(&self) -> bool {
+        let name = self.dataset.split('[').next().unwrap_or(&self.dataset);
+        super::Registry::from_name(name).is_some()
+    }
+
+    /// A registry dataset's set given with a user's data, or the other way
+    /// round (hostile12 N16/N29): other data, which no `amun split --from`
+    /// can mend — a registry set never records a content hash.
+    fn other_kind_of_data(&self, data: &Dataset, path: &Path) -> Error {
+        let what = |registry: bool| match registry {
+            true => "amun's registry dataset",
+            false => "the data of a folder or files",
+        };
+        Error::format(
+            path,
+            format!(
+                "forget set is for {} ({} training samples, {}), but the data is {} ({}, {}): \
+                 other data, whose samples its indices do not name; make a forget set of this \
+                 data (`amun split --dataset {}`), or give the data the set was made for",
+                self.dataset,
+                self.train_size,
+                what(self.of_registry_data()),
+                data.spec.train_label(),
+                data.train.len(),
+                what(data.content().is_none()),
+                data.spec.dataset
+            ),
+        )
+    }
+
+    /// A class set lists exactly the training samples of its class: what
+    /// still ties a set without a content hash or class name (an older
+    /// amun's) to its data when a class folder was renamed or an image
+    /// added (hostile12 N21).
+    fn check_class_samples(&self, data: &Dataset, path: &Path) -> Result<()> {
+        let Some(c) = self.class.filter(|_| self.kind == "class") else {
+            return Ok(());
+        };
+        let labels = data.train.label_vec();
+        let same = self.indices.len() == labels.iter().filter(|&&l| l == c).count()
+            && (self.indices.iter()).all(|&i| labels.get(i as usize) == Some(&c));
+        if same {
+            return Ok(());
+        }
+        Err(Error::format(
+            path,
+            format!(
+                "a class forget set of class {c}{}, but its {} indices are not the training \
+                 samples of class {c} ({}) in {}: the data changed since the set was made (a \
+                 class folder renamed, images added or removed); restore the data, or make \
+                 the forget set again (`amun split --class`)",
+                self.class_name
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" ('{n}')")),
+                self.indices.len(),
+                data.classes
+                    .get(c as usize)
+                    .map_or("no such class".to_string(), |n| format!("now '{n}'")),
+                data.spec.train_label()
+            ),
+        ))
+    }
+
+    /// A warning when nothing ties this set to the content of `data` (a
+    /// user's folder or files): a set of an older amun, which records no
+    /// content hash, is matched by the folder's path alone, so a renamed
+    /// class folder or a replaced image makes its indices name other
+    /// samples unseen (hostile12 N21). `None` when the set is sealed or
+    /// the data is a registry dataset (checked on every load).
+    pub fn unsealed_warning(&self, data: &Dataset, path: &Path) -> Option<String> {
+        if self.train_sha256.is_some() || data.content().is_none() {
+            return None;
+        }
+        let class = match (self.class, &self.class_name) {
+            (Some(c), None) => format!(
+                "; it names class {c} by its number only, which is '{}' in the data now",
+                data.classes.get(c as usize).map_or("?", |n| n.as_str())
+            ),
+            _ => String::new(),
+        };
+        Some(format!(
+            "warning: {} records no content hash of its data (an older amun wrote it): nothing \
+             checks that {} still holds the samples it was made for (a renamed class folder or \
+             a replaced image makes its indices name other samples){class}; `amun split --from \
+             {} --out NEW` on the data it was made for seals it",
+            path.display(),
+            data.spec.train_label(),
+            path.display()
+        ))
     }
 
     /// `class 7 was 'three' when the set was made and is 'six' in this data

@@ -563,8 +563,8 @@ impl Config {
     /// `finetune.epochs = 10` was another config, with other step ids).
     /// A config that names no default is returned as it is, so its step
     /// ids and hashes stay those of the run folders made before. `[train]`
-    /// `augment` is kept as written for a folder dataset: its default
-    /// depends on the images' channels, unknown before the data is read.
+    /// `augment` is kept as written for a folder dataset whose channels its
+    /// images' headers do not tell (its default depends on them).
     pub fn without_defaults(mut self) -> Config {
         self.train = self.train_without_defaults();
         let methods = std::mem::take(&mut self.methods);
@@ -601,6 +601,10 @@ impl Config {
         let channels = match self.data.dataset.as_str() {
             "mnist" => Some(1),
             "cifar10" => Some(3),
+            // An image folder's channels from its images' headers, only
+            // when `augment` is written (hostile12 N13: `augment = false`
+            // on one-channel images was "another config").
+            d if self.train.augment.is_some() => crate::data::folder::channels(Path::new(d)),
             _ => None,
         };
         let base = TrainParams::for_arch(self.model.arch()).augment(channels != Some(1));

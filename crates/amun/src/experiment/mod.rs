@@ -66,6 +66,30 @@ pub fn open_folder(cfg: &Config, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `e`, a run folder's artifacts disagreeing with the config it records,
+/// said of its `experiment.json` when that record is unsigned (an older
+/// amun wrote it): an edit of it by hand cannot be told, and the artifacts
+/// are not to blame for it (hostile12 E12).
+pub(crate) fn blame_unsigned_record(dir: &Path, e: Error) -> Error {
+    let p = dir.join("experiment.json");
+    let unsigned = fsutil::read_text(&p)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get(fsutil::CONTENT_KEY).is_none());
+    if !unsigned {
+        return e;
+    }
+    Error::format(
+        &p,
+        format!(
+            "records no content hash (an older amun wrote it), so an edit of it by hand cannot \
+             be told: the run folder's artifacts disagree with the config it records ({e}); if \
+             it was edited, put back the experiment.json amun wrote, or run the changed config \
+             from a TOML file into another folder (`amun experiment --config FILE --out DIR`)"
+        ),
+    )
+}
+
 /// The config a run folder records (`experiment.json`), refused when its
 /// text is not what amun wrote (its `content_sha256`). A record without
 /// one (written before amun signed it) is read as it is.

@@ -308,7 +308,8 @@ pub fn check_references(ctx: &StepCtx<'_>) -> Result<()> {
         .iter()
         .any(|s| matches!(s.kind, StepKind::References { .. }));
     if has_refs {
-        with_ref_setup(ctx, |s| s.check_manifest())?;
+        with_ref_setup(ctx, |s| s.check_manifest())
+            .map_err(|e| super::blame_unsigned_record(ctx.dir, e))?;
     }
     Ok(())
 }

@@ -119,6 +119,18 @@ fn json_kind(path: &Path) -> String {
     }
 }
 
+/// What [`open`] refuses of a `--checkpoint` before it reads anything: no
+/// such file, a pipe or device, an amun JSON file in place of the weights.
+/// A command that opens several checks them all first, before any long
+/// work on the first (hostile12 N9/N11).
+pub fn check_checkpoint_path(path: &Path) -> Result<()> {
+    check_weights_path(path)?;
+    if !path.exists() {
+        return Err(Error::format(path, "no such file"));
+    }
+    Ok(())
+}
+
 /// An opened checkpoint.
 pub struct Opened {
     pub model: Classifier,

@@ -398,7 +398,7 @@ fn refuse_read_only(dir: &Path, db: &Path) -> Result<()> {
             format!("registry {}", dir.display()),
             format!(
                 "is read-only ({} cannot be written: {e}); this command writes to the registry \
-                 (add, apply, retrain and policy need write access to its folder); nothing was \
+                 (add, apply, retrain, policy, receipt and anchor need write access to its folder); nothing was \
                  changed (verify, list, show and certificate read a read-only registry)",
                 f.display()
             ),

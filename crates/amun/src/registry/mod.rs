@@ -429,6 +429,11 @@ impl Registry {
             Some(r) => {
                 let loaded = crate::audit::load_references(r, &data)?;
                 refuse_unlike_refs(r, &loaded, &sc, &spec.checkpoint)?;
+                // What an audit warns of the references (a manifest of an
+                // older amun, unsealed), create warns too (hostile12 N31).
+                for n in &loaded.notes {
+                    progress.warn(n.strip_prefix("warning: ").unwrap_or(n));
+                }
                 Some((std::path::absolute(r).at(r)?, refs_digest(r)?, loaded))
             }
             None => None,

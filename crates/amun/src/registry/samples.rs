@@ -45,8 +45,12 @@ pub fn digest<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> String {
 }
 
 /// A path as a registry records it: relative to `root`, `/`-separated.
+/// A path outside `root` is kept as written (hostile12 N24: its root
+/// component joined with `/` printed `//tmp/…`).
 fn relative(root: &Path, p: &Path) -> String {
-    let r = p.strip_prefix(root).unwrap_or(p);
+    let Ok(r) = p.strip_prefix(root) else {
+        return p.to_string_lossy().into_owned();
+    };
     r.components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect::<Vec<_>>()
@@ -356,13 +360,23 @@ pub fn resolve(
                              accents as separate marks, NFD, as macOS writes names; one with \
                              them composed, NFC): name it as the dataset's file is named"
                         ),
-                        None => format!(
-                            " (paths are relative to the dataset folder, e.g. {})",
-                            recorded
-                                .first()
+                        None => {
+                            let e = (recorded.first())
                                 .and_then(|s| s.path.clone())
-                                .unwrap_or_default()
-                        ),
+                                .unwrap_or_default();
+                            if Path::new(p).is_absolute() {
+                                format!(
+                                    ": it lies outside the registry's dataset folder (a copy's \
+                                     path is not accepted); name the image relative to the \
+                                     dataset folder, e.g. {e}, or by its absolute path inside it"
+                                )
+                            } else {
+                                format!(
+                                    " (paths are relative to the dataset folder, e.g. {e}, or \
+                                     absolute inside it)"
+                                )
+                            }
+                        }
                     };
                     Error::format(
                         source,

@@ -68,16 +68,48 @@ pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
     // A file that is no receipt at all (empty, not JSON, another format)
     // is the argument's fault, not a finding about the registry (hostile11
     // KK-RCPT: a receipt file an interrupted add left empty).
+    let mut foreign = Vec::new();
     for r in receipts {
-        anchor::parse_receipt(r).map_err(|why| {
+        let rec = anchor::parse_receipt(r).map_err(|why| {
             Error::invalid(
                 format!("--receipt {}", r.display()),
                 format!("{why}; expected a receipt `amun registry add` wrote"),
             )
         })?;
+        foreign.push(rec.registry);
     }
+    let id = db::chain(&reg.conn, &reg.db)?
+        .first()
+        .map(|e| e.hash.clone())
+        .unwrap_or_default();
     let mut v = check_with(&reg, receipts)?;
     v.notes.extend(super::staging::leftover_notes(dir));
+    // A receipt of another registry says nothing of this one: when it is
+    // all that was found, the registry is intact and the argument wrong
+    // (hostile12 N26).
+    let others: Vec<(&PathBuf, &String)> = (receipts.iter().zip(&foreign))
+        .filter(|(_, r)| **r != id)
+        .collect();
+    if let Some((file, theirs)) = others.first()
+        && v.findings.len() == others.len()
+    {
+        return Err(Error::invalid(
+            format!("--receipt {}", file.display()),
+            format!(
+                "is not a receipt of {}: it was issued by another registry (identity {}, this \
+                 one is {}), so it acknowledges none of its requests; {} itself is intact ({} \
+                 chained records, {} requests); verify the receipt with the registry that \
+                 issued it (`amun registry verify --registry DIR --receipt {}`)",
+                dir.display(),
+                short(theirs),
+                short(&id),
+                dir.display(),
+                v.records,
+                v.requests,
+                file.display()
+            ),
+        ));
+    }
     Ok(v)
 }
 
