@@ -80,22 +80,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
         gamma: a.gamma,
     };
     params.check()?;
-    amun::outputs::require_file(
-        "--forget",
-        "the forget set: amun's JSON or a list of indices",
-        &a.forget,
-    )?;
-    for p in &a.forgotten {
-        amun::outputs::require_file("--forgotten", "an earlier deletion request", p)?;
-    }
-    let mut paths = a.checkpoint.clone();
-    if let Some(r) = &a.retrain {
-        paths.insert(0, r.clone());
-    }
-    // Every model's file before the first is opened (hostile12 N9/N11).
-    for p in &paths {
-        amun::model::check_checkpoint_path(p)?;
-    }
+    let paths = check_files(&a)?;
     let forget = ForgetFile::read(&a.forget)?;
     let earlier = (a.forgotten.iter())
         .map(|p| ForgetFile::read(p))
@@ -106,22 +91,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
     let earlier = (earlier.into_iter().zip(&a.forgotten))
         .map(|(f, p)| super::resolve_forget(f, &data, p))
         .collect::<Result<Vec<_>, _>>()?;
-    // Every check that needs only sidecars, before any model is audited.
-    let mut sidecars = Vec::new();
-    for p in &paths {
-        let sc = checkpoint::sidecar_path(p)
-            .exists()
-            .then(|| checkpoint::read_sidecar(p))
-            .transpose()?;
-        sidecars.push(sc);
-    }
-    // Every model on the same training data, before any is audited
-    // (hostile12 N10); a PyTorch file without a sidecar is opened on it.
-    for (p, sc) in paths.iter().zip(&sidecars) {
-        if let Some(sc) = sc {
-            check_same_data(p, sc, &first)?;
-        }
-    }
+    let sidecars = sidecars_on_data_of(&paths, &first)?;
     let audited: Vec<(&std::path::Path, &amun::model::Sidecar)> = (a.checkpoint.iter())
         .zip(&sidecars[a.retrain.is_some() as usize..])
         .filter_map(|(p, sc)| sc.as_ref().map(|sc| (p.as_path(), sc)))
@@ -218,6 +188,46 @@ pub fn run(a: AuditArgs) -> Result<()> {
         return print_rows_json(&a, &params, holdout, &rows, &unlike, retrain);
     }
     print_rows(&rows, retrain)
+}
+
+/// Every input file before the first model is opened (hostile12 N9/N11):
+/// the forget sets exist, each model's file is weights. Returns the models'
+/// paths, the retrain's first.
+fn check_files(a: &AuditArgs) -> Result<Vec<PathBuf>> {
+    amun::outputs::require_file(
+        "--forget",
+        "the forget set: amun's JSON or a list of indices",
+        &a.forget,
+    )?;
+    for p in &a.forgotten {
+        amun::outputs::require_file("--forgotten", "an earlier deletion request", p)?;
+    }
+    let paths: Vec<PathBuf> = a.retrain.iter().chain(&a.checkpoint).cloned().collect();
+    for p in &paths {
+        amun::model::check_checkpoint_path(p)?;
+    }
+    Ok(paths)
+}
+
+/// Each model's sidecar (none for a PyTorch file, which is opened on the
+/// first's data), every one on the same training data as `first`, before
+/// any model is audited (hostile12 N10).
+fn sidecars_on_data_of(
+    paths: &[PathBuf],
+    first: &amun::model::Sidecar,
+) -> Result<Vec<Option<amun::model::Sidecar>>> {
+    let mut sidecars = Vec::new();
+    for p in paths {
+        let sc = checkpoint::sidecar_path(p)
+            .exists()
+            .then(|| checkpoint::read_sidecar(p))
+            .transpose()?;
+        if let Some(sc) = &sc {
+            check_same_data(p, sc, first)?;
+        }
+        sidecars.push(sc);
+    }
+    Ok(sidecars)
 }
 
 /// The rows as JSON (`--json`).
