@@ -461,17 +461,23 @@ fn settings_of(cfg: &Config, kind: &StepKind) -> serde_json::Value {
         StepKind::Original { .. } | StepKind::Retrain { .. } | StepKind::Adversarial { .. } => {
             models
         }
-        StepKind::Unlearn { variant, .. } => {
+        StepKind::Unlearn {
+            variant, method, ..
+        } => {
             let mut v = json!({
                 "models": models,
                 "calibrate": (*variant == Variant::Calibrated).then_some(&cfg.calibrate),
             });
-            // The settings calibration runs with, defaults included, so that
-            // a new default (issue 35's level and guard) makes calibrated
-            // artifacts of earlier rules stale; absent for other variants,
-            // whose hashes stay as they were.
+            // The settings calibration runs with, defaults included and
+            // resolved for the method (its own `stall`), so that a new
+            // default makes calibrated artifacts of earlier rules stale, and
+            // only theirs; absent for other variants, whose hashes stay as
+            // they were.
             if *variant == Variant::Calibrated {
-                v["calibration"] = json!(cfg.calibrate.as_ref().and_then(|c| c.settings().ok()));
+                let resolved = (cfg.calibrate.as_ref())
+                    .and_then(|c| c.settings().ok())
+                    .map(|s| s.for_method(method.name()));
+                v["calibration"] = json!(resolved);
             }
             v
         }
@@ -1221,6 +1227,27 @@ methods = ["amun"]
         let p = plan(TUNED);
         let i = p.inputs(dir.path(), p.get("original-s0").unwrap()).unwrap();
         assert_eq!(i["settings"], base["original-s0"]);
+    }
+
+    /// A calibrated step's settings hold the `stall` its method runs with:
+    /// AMUN's own 2, the others' 3 (what every record before AMUN's own
+    /// held, so the baselines' calibrated run folders stay fresh); a
+    /// `stall` given wins.
+    #[test]
+    fn a_calibrated_steps_settings_hold_the_methods_own_stall() {
+        let stall_of = |text: &str, method: &str| {
+            let cfg = Config::parse(text, Path::new("t.toml")).unwrap();
+            let p = Plan::build(&cfg).unwrap();
+            let s = (p.steps.iter())
+                .find(|s| matches!(&s.kind, StepKind::Unlearn { method: m, variant: Variant::Calibrated, .. } if m.name() == method))
+                .expect("a calibrated step");
+            settings_of(&cfg, &s.kind)["calibration"]["stall"].clone()
+        };
+        assert_eq!(stall_of(TUNED, "amun"), 2);
+        let given = TUNED.replace("holdout = 100", "holdout = 100\nstall = 3");
+        assert_eq!(stall_of(&given, "amun"), 3);
+        let ft = TUNED.replace(r#"methods = ["amun"]"#, r#"methods = ["ft"]"#);
+        assert_eq!(stall_of(&ft, "ft"), 3);
     }
 
     #[test]
