@@ -158,6 +158,21 @@ pub fn split_mnist(train_limit: &str, count: &str, out: &str, extra: &[&str]) {
 
 pub mod registry;
 
+/// A one-seed experiment on the folder `data` (one epoch, FT, 10% forgotten
+/// with D_R, 2 references), with `train_extra` and `forget_extra` lines
+/// added to `[train]` and `[forget]`.
+pub fn folder_config(data: &Path, train_extra: &str, forget_extra: &str) -> String {
+    format!(
+        "name = \"folder\"\nmodel = \"small-cnn\"\nseeds = [0]\ndevice = \"cpu\"\n\
+         [data]\ndataset = \"{}\"\n\
+         [train]\nepochs = 1\nbatch_size = 32\n{train_extra}\
+         [forget]\nfractions = [0.1]\n{forget_extra}with_retain = [true]\n\
+         [rmia]\nreference_models = 2\n\
+         [methods.ft]\nfinetune.epochs = 1\n",
+        data.display()
+    )
+}
+
 /// An image folder (`train/<class>/*.png`, `test/<class>/*.png`) of the
 /// first MNIST-5k images.
 pub fn png_folder(dir: &Path, train: usize, test: usize) {

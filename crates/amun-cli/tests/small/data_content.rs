@@ -17,20 +17,6 @@ fn rename_class(data: &Path, from: &str, to: &str) {
     }
 }
 
-/// The experiment config of one seed whose forget set is the file `forget`
-/// (10% of `data`'s 120 training images).
-fn file_config(data: &Path, forget: &str) -> String {
-    format!(
-        "name = \"files\"\nmodel = \"small-cnn\"\nseeds = [0]\ndevice = \"cpu\"\n\
-         [data]\ndataset = \"{}\"\n\
-         [train]\nepochs = 1\nbatch_size = 32\n\
-         [forget]\nfractions = [0.1]\nfiles = [\"{forget}\"]\nwith_retain = [true]\n\
-         [rmia]\nreference_models = 2\n\
-         [methods.ft]\nfinetune.epochs = 1\n",
-        data.display()
-    )
-}
-
 /// A forget set and a model record their training data's content and are
 /// checked by it whatever the data's path:
 /// - hostile11 MV1/D3/D7: an identical copy of the folder is accepted with a
@@ -145,7 +131,11 @@ fn forget_sets_and_models_follow_their_datas_content_whatever_its_path() {
     );
     rename_class(&data, "3b", "x3");
     let cfg = path_in(d.path(), "ef.toml");
-    std::fs::write(&cfg, file_config(&data, &ff)).unwrap();
+    std::fs::write(
+        &cfg,
+        common::folder_config(&data, "", &format!("files = [\"{ff}\"]\n")),
+    )
+    .unwrap();
     let run = path_in(d.path(), "run");
     let plan = amun(&["experiment", "--config", &cfg, "--out", &run, "--plan"]);
     fails_with(&plan, &["ef.toml", "line 12", "forget.files", "ff.json"]);

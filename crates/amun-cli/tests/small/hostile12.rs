@@ -23,19 +23,6 @@ fn without(json: &Path, keys: &[&str], to: &Path) {
     std::fs::write(to, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
-/// An experiment on `data` that names `train_extra` in `[train]`.
-fn config(data: &Path, train_extra: &str) -> String {
-    format!(
-        "name = \"n13\"\nmodel = \"small-cnn\"\nseeds = [0]\ndevice = \"cpu\"\n\
-         [data]\ndataset = \"{}\"\n\
-         [train]\nepochs = 1\nbatch_size = 32\n{train_extra}\
-         [forget]\nfractions = [0.1]\nwith_retain = [true]\n\
-         [rmia]\nreference_models = 2\n\
-         [methods.ft]\nfinetune.epochs = 1\n",
-        data.display()
-    )
-}
-
 /// - hostile12 N21: a class forget set of an older amun (no content hash,
 ///   no class name) was used without a word; it is warned of (seal it
 ///   with `split --from`), and after a class folder is renamed in place
@@ -168,8 +155,8 @@ fn older_or_foreign_inputs_are_named_before_any_work() {
     // N13: a run folder begun without `augment`, planned with it at its
     // default for one-channel images.
     let (c1, c2) = (path_in(d.path(), "c1.toml"), path_in(d.path(), "c2.toml"));
-    std::fs::write(&c1, config(&data, "")).unwrap();
-    std::fs::write(&c2, config(&data, "augment = false\n")).unwrap();
+    std::fs::write(&c1, common::folder_config(&data, "", "")).unwrap();
+    std::fs::write(&c2, common::folder_config(&data, "augment = false\n", "")).unwrap();
     let run = path_in(d.path(), "run");
     ok(&Args::of(&["experiment", "--config", &c1, "--out", &run])
         .and(&["--step", "forget-s0-f0.1", "-q"])
@@ -178,7 +165,7 @@ fn older_or_foreign_inputs_are_named_before_any_work() {
     ok(&o);
     assert!(stdout(&o).contains("1 done"), "{}", stdout(&o));
     // Augmentation asked for on one-channel images is another config.
-    std::fs::write(&c2, config(&data, "augment = true\n")).unwrap();
+    std::fs::write(&c2, common::folder_config(&data, "augment = true\n", "")).unwrap();
     let o = amun(&["experiment", "--config", &c2, "--out", &run, "--plan"]);
     fails_with(&o, &["another config", "train.augment"]);
 
