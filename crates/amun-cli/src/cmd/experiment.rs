@@ -323,7 +323,9 @@ fn preflight(
     out: &Path,
 ) -> Result<()> {
     // Their errors name the config's line (and the config) themselves.
-    amun::experiment::check_forget_files(cfg, data, Some(config_path))?;
+    for w in amun::experiment::check_forget_files(cfg, data, Some(config_path))? {
+        eprintln!("{w}");
+    }
     amun::experiment::check_calibrated_sets(cfg, data, Some(config_path))?;
     amun::experiment::check_data(cfg, data)
         .with_context(|| format!("{}", config_path.display()))?;

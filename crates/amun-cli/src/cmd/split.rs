@@ -75,7 +75,12 @@ pub fn run(a: SplitArgs) -> Result<()> {
         let file = ForgetFile::read(f)?;
         let data = load_data(&a.data.spec(), &a.data.dir)?;
         // An older file matched by its path gets its data's content hash.
-        let set = file.resolve(&data, f)?.with_content_of(&data);
+        let set = file.resolve(&data, f)?;
+        // Said before the file is written: sealing fixes the class's name.
+        if let Some(w) = set.sealing_warning(&data, f) {
+            eprintln!("{w}");
+        }
+        let set = set.with_content_of(&data);
         write_recorded("--out", &a.out, |p| set.write(p))?;
         super::outln!(
             "{}: {} of {} training samples of {} (from {})",

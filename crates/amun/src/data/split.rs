@@ -347,6 +347,9 @@ impl ForgetSet {
                 if self.of_registry_data() != data.content().is_none() {
                     return Err(self.other_kind_of_data(data, path));
                 }
+                if self.dataset == label && data.content().is_some() {
+                    return Err(self.changed_in_place(data, path));
+                }
                 // Only the path can be compared: say how a copy is accepted.
                 let hint = match (rec, now) {
                     (None, Some(_)) => format!(
@@ -418,7 +421,25 @@ impl ForgetSet {
         )
     }
 
-    /// A class set lists exactly the training samples of its class: what
+    /// A set of a folder whose training split, at the same path, holds
+    /// another number of samples now (hostile13 N21b/F14: it was called a
+    /// copy, and the advice to seal it on the data it was made for looped).
+    fn changed_in_place(&self, data: &Dataset, path: &Path) -> Error {
+        Error::format(
+            path,
+            format!(
+                "forget set is for {} with {} training samples, which holds {} now: the data at \
+                 that path changed since the set was made (images added or removed), so its \
+                 indices would name other samples; restore the data, or make the forget set \
+                 again on it (`amun split --dataset {}`)",
+                self.dataset,
+                self.train_size,
+                data.train.len(),
+                data.spec.dataset
+            ),
+        )
+    }
+
     /// still ties a set without a content hash or class name (an older
     /// amun's) to its data when a class folder was renamed or an image
     /// added (hostile12 N21).
@@ -476,6 +497,29 @@ impl ForgetSet {
             path.display(),
             data.spec.train_label(),
             path.display()
+        ))
+    }
+
+    /// A warning before `amun split --from` seals this set onto `data`: a
+    /// class set that names its class by number only (an older amun's) is
+    /// sealed with the name the number has in `data` now, which is another
+    /// class if a class folder was renamed since the set was made — and
+    /// from then on nothing could tell (hostile13 F15). `None` for a set
+    /// that names its class, for other kinds, and for registry datasets,
+    /// whose classes never change.
+    pub fn sealing_warning(&self, data: &Dataset, path: &Path) -> Option<String> {
+        let c = self
+            .class
+            .filter(|_| self.kind == "class" && self.class_name.is_none())?;
+        data.content()?;
+        let now = data.classes.get(c as usize).map_or("?", |n| n.as_str());
+        Some(format!(
+            "warning: {} names class {c} by its number only; it is sealed as class {c} '{now}',              the class at that number in {} now: if the set was made for another class (a \
+             class folder renamed since), the sealed set names '{now}' for good — check that \
+             '{now}' is the class it was made for, or make the set again (`amun split --class \
+             NAME`)",
+            path.display(),
+            data.spec.train_label()
         ))
     }
 

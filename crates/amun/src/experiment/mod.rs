@@ -34,7 +34,7 @@ pub use steps::StepCtx;
 pub use store::{Meta, Stamp};
 pub use tune::{TuneChoice, TunePointResult, TuneRow, choose};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, ForgetSet};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::progress::Progress;
@@ -274,17 +274,27 @@ pub fn check_data(cfg: &Config, data: &Dataset) -> Result<()> {
 /// made for — its content, a class set's class name —, indices in range,
 /// its share of the training set): what `--plan` refuses before it calls a
 /// step ready. `config` names the file whose `files` line the error points
-/// at (the error names the forget file itself too).
-pub fn check_forget_files(cfg: &Config, data: &Dataset, config: Option<&Path>) -> Result<()> {
+/// at (the error names the forget file itself too). Returns the warnings
+/// for the caller to print: a file of an older amun that nothing ties to a
+/// folder's content (hostile13 X12, as `train --exclude` warns).
+pub fn check_forget_files(
+    cfg: &Config,
+    data: &Dataset,
+    config: Option<&Path>,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     for (&seed, f) in cfg.seeds.iter().zip(&cfg.forget.files) {
-        steps::file_forget_set(data, Path::new(f), seed, cfg.forget.fractions[0]).map_err(|e| {
-            match config {
-                Some(p) => Config::error_at(p, &["forget", "files"], format!("forget.files: {e}")),
+        let p = Path::new(f);
+        steps::file_forget_set(data, p, seed, cfg.forget.fractions[0]).map_err(
+            |e| match config {
+                Some(c) => Config::error_at(c, &["forget", "files"], format!("forget.files: {e}")),
                 None => e,
-            }
-        })?;
+            },
+        )?;
+        // As read: the step's copy drops the class a warning names.
+        warnings.extend(ForgetSet::load(p, data)?.unsealed_warning(data, p));
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// With `[calibrate]`, every evaluation forget set against the rule the

@@ -306,6 +306,51 @@ fn same_but_accents(a: &str, b: &str) -> bool {
     a != b && skeleton(a) == skeleton(b)
 }
 
+/// A forget set made for another dataset or slice than the registry's
+/// (hostile13 R9: a set of `mnist[train:500]` for a registry of
+/// `mnist[train:1000]` names the same first samples, yet is another slice).
+fn other_slice(s: &crate::data::ForgetSet, source: &Path, data: &str, n: usize) -> Error {
+    let base = |d: &str| d.split('[').next().unwrap_or(d).to_string();
+    let what = match base(&s.dataset) == base(data) {
+        true => "another slice of the data, whose indices the registry does not take as its own",
+        false => "other data, whose samples its indices do not name",
+    };
+    Error::format(
+        source,
+        format!(
+            "forget set is for {} ({} training samples), but the registry's data is {data} \
+             ({n}): it was made for {what}; make the set on the registry's data (`amun split \
+             --dataset`), or list the samples' indices in the registry's data in a text file \
+             (one a line) and add that",
+            s.dataset, s.train_size
+        ),
+    )
+}
+
+/// A forget set of a folder that records no content hash (an older
+/// amun's): the registry is the permanent record of which images a request
+/// names, so a set that nothing ties to the folder's content (a class
+/// folder renamed since makes its indices name another class) is refused
+/// until sealed (hostile13 R15/R16).
+fn unsealed_set(s: &crate::data::ForgetSet, source: &Path, data: &str) -> Error {
+    let class = match (s.class, &s.class_name) {
+        (Some(c), None) => format!(" (and names class {c} by its number only)"),
+        _ => String::new(),
+    };
+    Error::format(
+        source,
+        format!(
+            "forget set records no content hash of its data (an older amun wrote it){class}: \
+             nothing checks that {data} still holds the samples it was made for (a renamed \
+             class folder or a replaced image makes its indices name other samples), and a \
+             request is recorded for good; seal it first with `amun split --from {} \
+             --dataset {data} --out NEW` (which says what it seals) and add NEW, or name the \
+             images by path in a text file",
+            source.display()
+        ),
+    )
+}
+
 pub fn resolve(
     named: Named,
     recorded: &[Sample],
@@ -334,14 +379,10 @@ pub fn resolve(
         Named::Indices(v) => by_index(v)?,
         // Indices mean nothing in another dataset or slice, even in range.
         Named::Set(s) if s.dataset != data || s.train_size != n => {
-            return Err(Error::format(
-                source,
-                format!(
-                    "forget set is for {} ({} training samples), but the registry's data is \
-                     {data} ({n}): its indices name other samples",
-                    s.dataset, s.train_size
-                ),
-            ));
+            return Err(other_slice(&s, source, data, n));
+        }
+        Named::Set(s) if s.train_sha256.is_none() && dataset_root.is_some() => {
+            return Err(unsealed_set(&s, source, data));
         }
         Named::Set(s) => by_index(s.indices)?,
         Named::Paths(paths) => {
