@@ -139,6 +139,9 @@ pub fn run(a: AuditArgs) -> Result<()> {
     if let (Some(r), Some((_, sc))) = (&a.retrain, recorded.first()) {
         amun::audit::check_retrain_model(sc, r, &recorded[1..])?;
     }
+    // After the retrain's own checks, which name an original given as the
+    // retrain more precisely.
+    refuse_repeated(&paths, a.retrain.is_some())?;
     let (holdout, note) = audit_holdout(&recorded, data.test.len(), a.holdout_test)?;
     if let Some(n) = note {
         eprintln!("note: {n}");
@@ -203,10 +206,32 @@ fn check_files(a: &AuditArgs) -> Result<Vec<PathBuf>> {
         amun::outputs::require_file("--forgotten", "an earlier deletion request", p)?;
     }
     let paths: Vec<PathBuf> = a.retrain.iter().chain(&a.checkpoint).cloned().collect();
-    for p in &paths {
-        amun::model::check_checkpoint_path(p)?;
-    }
+    let all: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
+    amun::model::check_openable(&all, &a.import.spec()?)?;
     Ok(paths)
+}
+
+/// A model given twice (hostile13 A1/A18) would be audited twice, its row
+/// printed twice: refused, as a repeated --forgotten is. `paths` are the
+/// models, the retrain's first when `retrain`.
+fn refuse_repeated(paths: &[PathBuf], retrain: bool) -> Result<()> {
+    let same = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    let flag = |i: usize| match retrain && i == 0 {
+        true => "--retrain",
+        false => "--checkpoint",
+    };
+    for (j, q) in paths.iter().enumerate() {
+        if let Some(i) = (0..j).find(|&i| same(&paths[i]) == same(q)) {
+            bail!(
+                "{}: given twice (as {} and as {}), so it would be audited twice; give each \
+                 model once (the --retrain model is audited as the first row)",
+                q.display(),
+                flag(i),
+                flag(j)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Each model's sidecar (none for a PyTorch file, which is opened on the

@@ -10,6 +10,7 @@ mod experiment_input;
 mod hostile;
 mod hostile11;
 mod hostile12;
+mod hostile13;
 mod ignored_settings;
 mod lineage;
 mod outputs;

@@ -131,6 +131,45 @@ pub fn check_checkpoint_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What [`open`] would refuse of each of several checkpoints opened with
+/// one `spec`, checked before any is opened (hostile13 A4: an audit's
+/// second checkpoint without a sidecar was named only after the first was
+/// audited): each file as [`check_checkpoint_path`] checks it, a PyTorch
+/// file without the flags that describe it, and amun checkpoints with a
+/// PyTorch file that `spec`'s --arch/--layout/--normalize describe, which
+/// no one spec can open together (A5).
+pub fn check_openable(paths: &[&Path], spec: &OpenSpec) -> Result<()> {
+    let amun = |p: &Path| {
+        checkpoint::sidecar_path(p).exists() && p.extension().is_some_and(|e| e == "safetensors")
+    };
+    let pytorch = |p: &&Path| !amun(p) && p.extension().is_none_or(|e| e != "pt2");
+    for p in paths {
+        check_checkpoint_path(p)?;
+    }
+    let (Some(a), Some(t)) = (
+        paths.iter().find(|p| amun(p)),
+        paths.iter().find(|p| pytorch(p)),
+    ) else {
+        return match paths.iter().find(|p| pytorch(p)) {
+            Some(t) if spec.arch.is_none() || spec.dataset.is_none() => {
+                Err(Error::format(t, no_sidecar(t)))
+            }
+            _ => Ok(()),
+        };
+    };
+    Err(Error::format(
+        t,
+        format!(
+            "{}; it cannot be opened together with {}, an amun checkpoint, whose sidecar \
+             records what --arch, --layout and --normalize describe for a PyTorch file and \
+             refuses them: audit the two separately, or `amun import` this file first so that \
+             it has a sidecar too",
+            no_sidecar(t),
+            a.display()
+        ),
+    ))
+}
+
 /// An opened checkpoint.
 pub struct Opened {
     pub model: Classifier,

@@ -1,0 +1,118 @@
+//! hostile13's findings (issue 37): a forget set an older amun wrote (no
+//! content hash) sealed, recorded or planned with a folder's data without
+//! a word, or called a copy when its folder changed, and an audit's
+//! models checked one by one as it went.
+use crate::common::registry::{create, folder_registry, mnist_model, reg};
+use crate::common::{self, Args, amun, fails_with, ok, path_in, read_json, stderr};
+use std::path::Path;
+
+/// `json` without the top-level `keys`, written to `to`: a file as an
+/// older amun wrote it.
+fn without(json: &str, keys: &[&str], to: &str) {
+    let mut v = read_json(Path::new(json));
+    for k in keys {
+        v.as_object_mut().unwrap().remove(*k);
+    }
+    std::fs::write(to, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// - hostile13 F15: `split --from` sealed an older amun's class set (class
+///   by number only) with the name that number has now, without a word;
+/// - R15/R16: `registry add` recorded such a set for good, without a word;
+/// - R9: a set of another MNIST slice "named other samples";
+/// - X12: an experiment's `forget.files` of such a set: `--plan` said
+///   nothing;
+/// - N21b/F14: a folder changed at the set's path was called a copy;
+/// - A4/A5: `audit`'s second checkpoint without a sidecar was named only
+///   after the first was audited; A1: a model given twice was audited
+///   twice.
+#[test]
+fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, r) = folder_registry(d.path());
+    let ds = data.to_str().unwrap();
+    let m = path_in(d.path(), "m.safetensors");
+    let (fc, old) = (path_in(d.path(), "fc.json"), path_in(d.path(), "old.json"));
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        ds,
+        "--class",
+        "3",
+        "--out",
+        &fc,
+    ]));
+    without(&fc, &["train_sha256", "class_name"], &old);
+
+    // F15: sealing says which class it seals the number as.
+    let sealed = path_in(d.path(), "sealed.json");
+    let o = amun(&["split", "--from", &old, "--dataset", ds, "--out", &sealed]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("class 3 by its number only") && err.contains("sealed as class 3 '3'"),
+        "{err}"
+    );
+
+    // R15/R16: the registry refuses it unsealed, takes it sealed.
+    fails_with(
+        &reg("add", &r, &[&old]),
+        &["old.json", "no content hash", "class 3", "split --from"],
+    );
+    ok(&reg("add", &r, &[&sealed]));
+
+    // R9: another slice of MNIST is named so.
+    let mr = d.path().join("mreg");
+    create(&mr, &mnist_model(d.path(), "400", "1"), &[]);
+    let f200 = path_in(d.path(), "f200.json");
+    common::split_mnist("200", "20", &f200, &[]);
+    fails_with(
+        &reg("add", &mr, &[&f200]),
+        &["f200.json", "mnist[train:200]", "another slice"],
+    );
+
+    // X12: an experiment's file of an older amun is warned of at --plan.
+    let (ff, fold) = (path_in(d.path(), "ff.json"), path_in(d.path(), "fold.json"));
+    ok(&common::split_forget(ds, "12", &ff));
+    without(&ff, &["train_sha256"], &fold);
+    let cfg = path_in(d.path(), "x.toml");
+    let files = format!("files = [\"{fold}\"]\n");
+    std::fs::write(&cfg, common::folder_config(&data, "", &files)).unwrap();
+    let run = path_in(d.path(), "run");
+    let o = amun(&["experiment", "--config", &cfg, "--out", &run, "--plan"]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("fold.json records no content hash"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A4/A5, A1: every model before any is audited (--refs is never read).
+    let bare = path_in(d.path(), "bare.safetensors");
+    std::fs::copy(&m, &bare).unwrap();
+    let audit = |models: &[&str]| {
+        let a = ["--forget", &ff, "--refs", "nothere-refs", "--device", "cpu"];
+        Args::of(&["audit", "--checkpoint"])
+            .and(models)
+            .and(&a)
+            .run()
+    };
+    fails_with(
+        &audit(&[&m, &bare]),
+        &["bare.safetensors", "no amun sidecar", "separately"],
+    );
+    fails_with(&audit(&[&m, &m]), &["m.safetensors", "given twice"]);
+
+    // N21b/F14: the folder changed at the set's own path is not "a copy".
+    let img = std::fs::read_dir(data.join("train/3")).unwrap().next();
+    std::fs::remove_file(img.unwrap().unwrap().path()).unwrap();
+    let again = path_in(d.path(), "again.json");
+    fails_with(
+        &amun(&["split", "--from", &old, "--dataset", ds, "--out", &again]),
+        &[
+            "old.json",
+            "120 training samples, which holds 119 now",
+            "changed",
+        ],
+    );
+}
