@@ -22,6 +22,8 @@ fn without(json: &str, keys: &[&str], to: &str) {
 /// - R9: a set of another MNIST slice "named other samples";
 /// - X12: an experiment's `forget.files` of such a set: `--plan` said
 ///   nothing;
+/// - A16: `rmia train-refs` sealed an older manifest whose seed was
+///   edited over models another seed made;
 /// - N21b/F14: a folder changed at the set's path was called a copy;
 /// - A4/A5: `audit`'s second checkpoint without a sidecar was named only
 ///   after the first was audited; A1: a model given twice was audited
@@ -102,6 +104,30 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
         &["bare.safetensors", "no amun sidecar", "separately"],
     );
     fails_with(&audit(&[&m, &m]), &["m.safetensors", "given twice"]);
+
+    // A16: an older (unsealed) references manifest whose seed was edited
+    // is not sealed over models another seed made.
+    let refs = path_in(d.path(), "refs");
+    let train_refs = |seed: &str| {
+        let a = [
+            "--count", "2", "--seed", seed, "--device", "cpu", "--out", &refs, "-q",
+        ];
+        Args::of(&["rmia", "train-refs", "--dataset", ds, "--like", &m])
+            .and(&a)
+            .run()
+    };
+    ok(&train_refs("0"));
+    let manifest = Path::new(&refs).join("manifest.json");
+    let mut v = read_json(&manifest);
+    v.as_object_mut().unwrap().remove("content_sha256");
+    v["seed"] = serde_json::json!(1);
+    let edited = serde_json::to_string_pretty(&v).unwrap();
+    std::fs::write(&manifest, &edited).unwrap();
+    fails_with(
+        &train_refs("1"),
+        &["ref-000.safetensors", "trained with seed", "another --seed"],
+    );
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), edited);
 
     // N21b/F14: the folder changed at the set's own path is not "a copy".
     let img = std::fs::read_dir(data.join("train/3")).unwrap().next();

@@ -743,6 +743,7 @@ impl RefSetup<'_> {
             ));
         }
         self.check_manifest()?;
+        self.check_model_seeds()?;
         std::fs::create_dir_all(dir).at(dir)?;
         let mpath = dir.join("manifest.json");
         // A folder of an older amun records no pool hash: the check above
@@ -766,6 +767,39 @@ impl RefSetup<'_> {
         if !kept {
             let t = Tensor::from_slice(&flat).view([count as i64, n as i64]);
             write_tensors(&mfile, &[("members".to_string(), t)])?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a folder whose models were trained with other seeds than
+    /// these settings train them with, before anything is written: a
+    /// manifest of an older amun (unsealed) whose seed was edited matched
+    /// the flags, and its models were reused and sealed under a seed that
+    /// did not make them (hostile13 A16). Each model's sidecar records the
+    /// seed it trained with.
+    fn check_model_seeds(&self) -> Result<()> {
+        for k in 0..self.count {
+            let p = model_path(self.dir, k);
+            if !checkpoint::sidecar_path(&p).is_file() {
+                continue;
+            }
+            let Ok(sc) = checkpoint::read_sidecar(&p) else {
+                continue; // a damaged sidecar: the model is trained again
+            };
+            let want = derive(self.seed, "rmia-ref", k as u64);
+            if sc.seed != want {
+                return Err(Error::format(
+                    &p,
+                    format!(
+                        "reference model {k} was trained with seed {}, but seed {} trains it \
+                         with seed {want}: the folder's models were made with another --seed \
+                         than its manifest records (an older manifest edited, or another \
+                         folder's models); give the flags that made them, or train these \
+                         settings in another folder (`--out`)",
+                        sc.seed, self.seed
+                    ),
+                ));
+            }
         }
         Ok(())
     }
