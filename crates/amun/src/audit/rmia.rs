@@ -776,8 +776,16 @@ impl RefSetup<'_> {
     /// manifest of an older amun (unsealed) whose seed was edited matched
     /// the flags, and its models were reused and sealed under a seed that
     /// did not make them (hostile13 A16). Each model's sidecar records the
-    /// seed it trained with.
+    /// seed it trained with. A folder without a manifest, or with a sealed
+    /// one, is left to the checks that retrain a model not its own.
     fn check_model_seeds(&self) -> Result<()> {
+        // A sealed manifest (its own text hashed) cannot have been edited,
+        // and it hashes each model's files: a model that is not its own
+        // (swapped, copied in) is trained again to the same bits.
+        let mpath = self.dir.join("manifest.json");
+        if !mpath.exists() || read_manifest(&mpath)?.content_sha256.is_some() {
+            return Ok(());
+        }
         for k in 0..self.count {
             let p = model_path(self.dir, k);
             if !checkpoint::sidecar_path(&p).is_file() {
