@@ -137,6 +137,16 @@ pub fn read_json(p: &Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// `json` without the top-level `keys`, written to `to`: a file as an
+/// older amun wrote it.
+pub fn without_keys(json: impl AsRef<Path>, keys: &[&str], to: impl AsRef<Path>) {
+    let mut v = read_json(json.as_ref());
+    for k in keys {
+        v.as_object_mut().unwrap().remove(*k);
+    }
+    std::fs::write(to, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
 /// The indices of a forget-set file.
 pub fn forget_indices(p: &Path) -> Vec<i64> {
     read_json(p)["indices"]

@@ -13,16 +13,6 @@ fn rename_class(data: &Path, from: &str, to: &str) {
     }
 }
 
-/// `json` without the top-level `keys`, written to `to`: a file as an
-/// older amun wrote it.
-fn without(json: &Path, keys: &[&str], to: &Path) {
-    let mut v = read_json(json);
-    for k in keys {
-        v.as_object_mut().unwrap().remove(*k);
-    }
-    std::fs::write(to, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-}
-
 /// - hostile12 N21: a class forget set of an older amun (no content hash,
 ///   no class name) was used without a word; it is warned of (seal it
 ///   with `split --from`), and after a class folder is renamed in place
@@ -74,7 +64,7 @@ fn older_or_foreign_inputs_are_named_before_any_work() {
         fc_s,
     ]));
     let old = d.path().join("old.json");
-    without(&fc, &["train_sha256", "class_name"], &old);
+    common::without_keys(&fc, &["train_sha256", "class_name"], &old);
     let old_s = old.to_str().unwrap();
 
     // N21: warned of where it is still the data's.
@@ -221,7 +211,7 @@ fn the_registry_names_foreign_receipts_paths_and_unsealed_references() {
         "-q",
     ]));
     let manifest = refs.join("manifest.json");
-    without(&manifest, &["content_sha256"], &manifest);
+    common::without_keys(&manifest, &["content_sha256"], &manifest);
     let r3 = d.path().join("reg3");
     let o = reg(
         "create",

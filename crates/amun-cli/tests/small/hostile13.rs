@@ -6,16 +6,6 @@ use crate::common::registry::{create, folder_registry, mnist_model, reg};
 use crate::common::{self, Args, amun, fails_with, ok, path_in, read_json, stderr};
 use std::path::Path;
 
-/// `json` without the top-level `keys`, written to `to`: a file as an
-/// older amun wrote it.
-fn without(json: &str, keys: &[&str], to: &str) {
-    let mut v = read_json(Path::new(json));
-    for k in keys {
-        v.as_object_mut().unwrap().remove(*k);
-    }
-    std::fs::write(to, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-}
-
 /// - hostile13 F15: `split --from` sealed an older amun's class set (class
 ///   by number only) with the name that number has now, without a word;
 /// - R15/R16: `registry add` recorded such a set for good, without a word;
@@ -44,7 +34,7 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
         "--out",
         &fc,
     ]));
-    without(&fc, &["train_sha256", "class_name"], &old);
+    common::without_keys(&fc, &["train_sha256", "class_name"], &old);
 
     // F15: sealing says which class it seals the number as.
     let sealed = path_in(d.path(), "sealed.json");
@@ -76,7 +66,7 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
     // X12: an experiment's file of an older amun is warned of at --plan.
     let (ff, fold) = (path_in(d.path(), "ff.json"), path_in(d.path(), "fold.json"));
     ok(&common::split_forget(ds, "12", &ff));
-    without(&ff, &["train_sha256"], &fold);
+    common::without_keys(&ff, &["train_sha256"], &fold);
     let cfg = path_in(d.path(), "x.toml");
     let files = format!("files = [\"{fold}\"]\n");
     std::fs::write(&cfg, common::folder_config(&data, "", &files)).unwrap();
