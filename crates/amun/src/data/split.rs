@@ -482,12 +482,11 @@ impl ForgetSet {
         if self.train_sha256.is_some() || data.content().is_none() {
             return None;
         }
-        let class = match (self.class, &self.class_name) {
-            (Some(c), None) => format!(
-                "; it names class {c} by its number only, which is '{}' in the data now",
-                data.classes.get(c as usize).map_or("?", |n| n.as_str())
-            ),
-            _ => String::new(),
+        let class = match self.class_by_number_only(data) {
+            Some((c, now)) => {
+                format!("; it names class {c} by its number only, which is '{now}' in the data now")
+            }
+            None => String::new(),
         };
         Some(format!(
             "warning: {} records no content hash of its data (an older amun wrote it): nothing \
@@ -508,19 +507,27 @@ impl ForgetSet {
     /// that names its class, for other kinds, and for registry datasets,
     /// whose classes never change.
     pub fn sealing_warning(&self, data: &Dataset, path: &Path) -> Option<String> {
-        let c = self
-            .class
-            .filter(|_| self.kind == "class" && self.class_name.is_none())?;
+        if self.kind != "class" {
+            return None;
+        }
         data.content()?;
-        let now = data.classes.get(c as usize).map_or("?", |n| n.as_str());
+        let (c, now) = self.class_by_number_only(data)?;
         Some(format!(
-            "warning: {} names class {c} by its number only; it is sealed as class {c} '{now}',              the class at that number in {} now: if the set was made for another class (a \
+            "warning: {} names class {c} by its number only; it is sealed as class {c} '{now}', \
+             the class at that number in {} now: if the set was made for another class (a \
              class folder renamed since), the sealed set names '{now}' for good — check that \
              '{now}' is the class it was made for, or make the set again (`amun split --class \
              NAME`)",
             path.display(),
             data.spec.train_label()
         ))
+    }
+
+    /// The class of a set that names it by number only (an older amun's),
+    /// with the name that number has in `data` now.
+    fn class_by_number_only<'d>(&self, data: &'d Dataset) -> Option<(i64, &'d str)> {
+        let c = self.class.filter(|_| self.class_name.is_none())?;
+        Some((c, data.classes.get(c as usize).map_or("?", |n| n.as_str())))
     }
 
     /// `class 7 was 'three' when the set was made and is 'six' in this data
