@@ -613,13 +613,13 @@ fn verify(a: VerifyArgs) -> Result<()> {
     }
     if !a.json {
         super::outln!(
-            "{}: intact — {} chained records, {} versions, {} requests, {} files re-hashed, \
-             {} receipt(s) checked; chain head {} ({}); {}",
+            "{}: intact — {}, {}, {}, {} re-hashed, {} receipt(s) checked; chain head {} \
+             ({}); {}",
             a.dir.registry.display(),
-            v.records,
-            v.versions,
-            v.requests,
-            v.files,
+            registry::counted(v.records, "chained record"),
+            registry::counted(v.versions, "version"),
+            registry::counted(v.requests, "request"),
+            registry::counted(v.files, "file"),
             v.receipts,
             v.head_seq,
             short(&v.head_hash),

@@ -2,8 +2,8 @@
 //! content hash) sealed, recorded or planned with a folder's data without
 //! a word, or called a copy when its folder changed, and an audit's
 //! models checked one by one as it went.
-use crate::common::registry::{create, folder_registry, mnist_model, reg};
-use crate::common::{self, Args, amun, fails_with, ok, path_in, read_json, stderr};
+use crate::common::registry::{count, create, folder_registry, mnist_model, reg, request};
+use crate::common::{self, Args, amun, fails_with, ok, path_in, read_json, stderr, stdout};
 use std::path::Path;
 
 /// - hostile13 F15: `split --from` sealed an older amun's class set (class
@@ -18,6 +18,12 @@ use std::path::Path;
 /// - A4/A5: `audit`'s second checkpoint without a sidecar was named only
 ///   after the first was audited; A1: a model given twice was audited
 ///   twice.
+///
+/// And what the lead's review of the fixes found (fix37e): a sealed set
+/// made on the registry's folder while one of its images was another was
+/// recorded as a request; an experiment's run folder kept an older set's
+/// copy unsealed; "1 requests", "was null" for a setting amun chooses,
+/// "0.0000×" for a tiny cost cap.
 #[test]
 fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
     let d = tempfile::tempdir().unwrap();
@@ -52,6 +58,35 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
         &["old.json", "no content hash", "class 3", "split --from"],
     );
     ok(&reg("add", &r, &[&sealed]));
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains("1 version, 1 request,"),
+        "{}",
+        stdout(&o)
+    );
+
+    // fix37e: a set sealed on the folder while an image was another one is
+    // refused by its content, before anything is recorded.
+    let mut imgs: Vec<_> = std::fs::read_dir(data.join("train/3"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    imgs.sort();
+    let kept = std::fs::read(&imgs[0]).unwrap();
+    std::fs::copy(&imgs[1], &imgs[0]).unwrap();
+    let edited = path_in(d.path(), "edited.json");
+    ok(&common::split_forget(ds, "12", &edited));
+    std::fs::write(&imgs[0], kept).unwrap();
+    fails_with(
+        &reg("add", &r, &[&edited]),
+        &[
+            "edited.json",
+            "other training data than the registry's",
+            "split --dataset",
+        ],
+    );
+    assert_eq!(count(&r, "requests"), 1);
 
     // R9: another slice of MNIST is named so.
     let mr = d.path().join("mreg");
@@ -62,6 +97,21 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
         &reg("add", &mr, &[&f200]),
         &["f200.json", "mnist[train:200]", "another slice"],
     );
+    // fix37e: MNIST is not "amun's registry dataset" (read as the deletion
+    // registry).
+    let x = path_in(d.path(), "x.json");
+    fails_with(
+        &amun(&["split", "--from", &f200, "--dataset", ds, "--out", &x]),
+        &[
+            "f200.json",
+            "(200 training samples, the MNIST dataset amun fetches)",
+        ],
+    );
+    // fix37e: a cost cap too small for 4 decimals is said so.
+    let q = request(d.path(), "q.csv", &[1, 2, 3]);
+    ok(&reg("add", &mr, &[q.to_str().unwrap()]));
+    let cap = ["--calibrate-max-cost", "1e-9", "--device", "cpu"];
+    fails_with(&reg("apply", &mr, &cap), &["below 0.0001× its own retrain"]);
 
     // X12: an experiment's file of an older amun is warned of at --plan.
     let (ff, fold) = (path_in(d.path(), "ff.json"), path_in(d.path(), "fold.json"));
@@ -77,6 +127,22 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
         stderr(&o).contains("fold.json records no content hash"),
         "{}",
         stderr(&o)
+    );
+    // fix37e: the run folder's copy is sealed on the data the run read,
+    // and a setting amun chose is not called "null".
+    let step = ["--step", "forget-s0-f0.1", "-q"];
+    ok(&Args::of(&["experiment", "--config", &cfg, "--out", &run])
+        .and(&step)
+        .run());
+    let copy = read_json(&Path::new(&run).join("forget-s0-f0.1.json"));
+    assert_eq!(
+        copy["train_sha256"],
+        read_json(Path::new(&ff))["train_sha256"]
+    );
+    std::fs::write(&cfg, common::folder_config(&data, "lr = 0.1\n", &files)).unwrap();
+    fails_with(
+        &amun(&["experiment", "--config", &cfg, "--out", &run, "--plan"]),
+        &["train.lr was automatic (the default) and is now 0.1"],
     );
 
     // A4/A5, A1: every model before any is audited (--refs is never read).

@@ -400,9 +400,15 @@ impl ForgetSet {
     /// round (hostile12 N16/N29): other data, which no `amun split --from`
     /// can mend — a registry set never records a content hash.
     fn other_kind_of_data(&self, data: &Dataset, path: &Path) -> Error {
-        let what = |registry: bool| match registry {
-            true => "amun's registry dataset",
-            false => "the data of a folder or files",
+        // Not "amun's registry dataset", which read as the deletion
+        // registry (hostile13 N16).
+        let what = |dataset: &str| {
+            let name = dataset.split('[').next().unwrap_or(dataset);
+            match super::Registry::from_name(name) {
+                Some(super::Registry::Mnist) => "the MNIST dataset amun fetches",
+                Some(super::Registry::Cifar10) => "the CIFAR-10 dataset amun fetches",
+                None => "the data of a folder or files",
+            }
         };
         Error::format(
             path,
@@ -412,10 +418,10 @@ impl ForgetSet {
                  data (`amun split --dataset {}`), or give the data the set was made for",
                 self.dataset,
                 self.train_size,
-                what(self.of_registry_data()),
+                what(&self.dataset),
                 data.spec.train_label(),
                 data.train.len(),
-                what(data.content().is_none()),
+                what(&data.spec.dataset),
                 data.spec.dataset
             ),
         )

@@ -657,7 +657,7 @@ impl Config {
             return Err(src.at(
                 &["data", "dataset"],
                 format!(
-                    "data.dataset '{d}': neither a registry dataset (cifar10, mnist) nor an \
+                    "data.dataset '{d}': neither a dataset amun fetches (cifar10, mnist) nor an \
                      existing folder"
                 ),
             ));

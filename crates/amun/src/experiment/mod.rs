@@ -34,7 +34,7 @@ pub use steps::StepCtx;
 pub use store::{Meta, Stamp};
 pub use tune::{TuneChoice, TunePointResult, TuneRow, choose};
 
-use crate::data::{Dataset, ForgetSet};
+use crate::data::Dataset;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::progress::Progress;
@@ -157,7 +157,15 @@ fn first_difference(
                 first_difference(x, y, &sub)
             })
         }
-        (a, b) if a != b => Some((key.to_string(), a.to_string(), b.to_string())),
+        // A value left out (JSON null) is the one amun chooses: say so,
+        // not "null" (hostile13 N13/X3).
+        (a, b) if a != b => {
+            let said = |v: &Value| match v {
+                Value::Null => "automatic (the default)".to_string(),
+                v => v.to_string(),
+            };
+            Some((key.to_string(), said(a), said(b)))
+        }
         _ => None,
     }
 }
@@ -284,15 +292,16 @@ pub fn check_forget_files(
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     for (&seed, f) in cfg.seeds.iter().zip(&cfg.forget.files) {
-        let p = Path::new(f);
-        steps::file_forget_set(data, p, seed, cfg.forget.fractions[0]).map_err(
-            |e| match config {
-                Some(c) => Config::error_at(c, &["forget", "files"], format!("forget.files: {e}")),
-                None => e,
-            },
-        )?;
-        // As read: the step's copy drops the class a warning names.
-        warnings.extend(ForgetSet::load(p, data)?.unsealed_warning(data, p));
+        let (_, warning) =
+            steps::file_forget_set(data, Path::new(f), seed, cfg.forget.fractions[0]).map_err(
+                |e| match config {
+                    Some(c) => {
+                        Config::error_at(c, &["forget", "files"], format!("forget.files: {e}"))
+                    }
+                    None => e,
+                },
+            )?;
+        warnings.extend(warning);
     }
     Ok(warnings)
 }

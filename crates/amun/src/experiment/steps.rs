@@ -442,21 +442,28 @@ pub(crate) fn eval_forget_set(
             &ForgetSpec::Fraction(fraction),
             derive(seed, "forget", 0),
         ),
-        Some(f) => file_forget_set(data, Path::new(f), seed, fraction),
+        Some(f) => file_forget_set(data, Path::new(f), seed, fraction).map(|(set, _)| set),
     }
 }
 
 /// The evaluation forget set of seed `seed` read from a `forget.files`
 /// entry: any format `amun split --from` reads (amun's JSON only for this
 /// dataset and slice), holding the share of the training set that
-/// `fraction` says (within one point).
+/// `fraction` says (within one point). Sealed with the content of `data`
+/// when the file records none (an older amun's): the run folder's copy
+/// then ties the run to the data it read, so a later edit of the data is
+/// refused where the copy is read. With the warning the file itself calls
+/// for (see [`ForgetSet::unsealed_warning`]), which the copy no longer
+/// carries.
 pub(crate) fn file_forget_set(
     data: &Dataset,
     p: &Path,
     seed: u64,
     fraction: f64,
-) -> Result<ForgetSet> {
-    let mut set = ForgetSet::load(p, data)?;
+) -> Result<(ForgetSet, Option<String>)> {
+    let read = ForgetSet::load(p, data)?;
+    let warning = read.unsealed_warning(data, p);
+    let mut set = read.with_content_of(data);
     // A set of the experiment, whatever the file recorded: audits of
     // different seeds draw their own retain samples.
     set.kind = "file".into();
@@ -476,7 +483,7 @@ pub(crate) fn file_forget_set(
             ),
         ));
     }
-    Ok(set)
+    Ok((set, warning))
 }
 
 /// A tuning forget set, disjoint from the evaluation sets `avoid`.

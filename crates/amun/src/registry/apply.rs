@@ -342,7 +342,8 @@ fn batch_cost_cap(
         progress.note(&format!(
             "calibration cost cap: {f} × the exact retrain this batch replaces (without its \
              {gone} forgotten sample(s)){from}, shared by {requests} request(s): each request's \
-             walk may cost {share:.4} × its own retrain"
+             walk may cost {} × its own retrain",
+            crate::unlearn::share_text(share)
         ));
         c.max_cost = Some(share);
     }

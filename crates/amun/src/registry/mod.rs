@@ -1021,14 +1021,65 @@ impl Registry {
         let spec = self.data_spec()?;
         let root = (info.sample_names == SampleNames::Path).then(|| PathBuf::from(&spec.dataset));
         let recorded = self.samples()?;
+        let named = (files.iter())
+            .map(|f| samples::read_request(f, root.as_deref()))
+            .collect::<Result<Vec<_>>>()?;
+        // Only a sealed forget set of the registry's dataset and size needs
+        // the data's content (read once); any other set is refused unread.
+        let (label, n) = (spec.train_label(), recorded.len());
+        let sealed = |x: &Named| {
+            matches!(x, Named::Set(s) if s.train_sha256.is_some()
+                && s.dataset == label && s.train_size == n)
+        };
+        let content = match named.iter().position(sealed) {
+            Some(i) => self.train_content(&spec, &recorded, &files[i])?,
+            None => None,
+        };
         let mut resolved = Vec::new();
-        for file in files {
-            let named = samples::read_request(file, root.as_deref())?;
+        for (file, named) in files.iter().zip(named) {
+            let root = root.as_deref();
             let picked =
-                samples::resolve(named, &recorded, file, &spec.train_label(), root.as_deref())?;
+                samples::resolve(named, &recorded, file, &label, root, content.as_deref())?;
             resolved.push((file, picked));
         }
         Ok(resolved)
+    }
+
+    /// The content sha256 of the registry's training split (what a sealed
+    /// forget set records of its data; `None` for a dataset amun fetches),
+    /// from its data checked to hold the recorded samples: a set sealed on
+    /// the folder before or after an edit is refused by it. `file` is the
+    /// first sealed set, which an error names.
+    fn train_content(
+        &self,
+        spec: &DataSpec,
+        recorded: &[Sample],
+        file: &Path,
+    ) -> Result<Option<String>> {
+        if crate::data::Registry::from_name(&spec.dataset).is_some() {
+            return Ok(None);
+        }
+        let unreadable = |why: String| {
+            Error::format(
+                file,
+                format!(
+                    "a forget set that records its data's content is checked against the \
+                     registry's data, which cannot be read as the registry recorded it: {why}"
+                ),
+            )
+        };
+        if let Some(missing) = self.data_folder_missing()? {
+            return Err(unreadable(missing));
+        }
+        // A folder's data: `data_dir` is for amun's registry datasets only.
+        let data = spec
+            .load(Path::new(""))
+            .map_err(|e| unreadable(e.to_string()))?;
+        let files = crate::data::sample_files(spec)?;
+        let now = samples::hash_all(&data, files.as_deref())?;
+        samples::check_same(recorded, &now, &spec.train_label())
+            .map_err(|e| unreadable(e.to_string()))?;
+        Ok(data.content().map(|c| c.train.clone()))
     }
 
     /// Writes each added request's receipt (a failed write is a warning:
@@ -1068,6 +1119,15 @@ impl Registry {
             });
         }
         added
+    }
+}
+
+/// `1 request`, `2 requests`: a count of `noun`s as messages say it (a
+/// noun whose plural adds an `s`).
+pub fn counted(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
     }
 }
 

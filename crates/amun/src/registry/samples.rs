@@ -278,10 +278,6 @@ pub fn read_request(path: &Path, dataset_root: Option<&Path>) -> Result<Named> {
     }
 }
 
-/// What a request's samples are: those of `recorded` (the registry's, in
-/// index order) that `named` names, sorted by index; checked for range,
-/// repeats and, for image files, that their bytes are still the recorded
-/// ones. `dataset_root` is the image folder (files are hashed again).
 /// Whether `a` and `b` differ, if at all, only in their accented letters:
 /// equal once every letter with an accent (a non-ASCII character, or one
 /// followed by combining marks U+0300–U+036F) counts as one placeholder.
@@ -351,12 +347,51 @@ fn unsealed_set(s: &crate::data::ForgetSet, source: &Path, data: &str) -> Error 
     )
 }
 
+/// A sealed forget set whose recorded content is not the registry's data,
+/// though it names the same dataset and size (`content`: the content
+/// sha256 of the registry's training split, `None` for a dataset amun
+/// fetches): made on the folder before or after an edit (an image
+/// replaced, a class folder renamed), so its indices name other samples
+/// than the registry's.
+fn other_content(
+    s: &crate::data::ForgetSet,
+    source: &Path,
+    data: &str,
+    content: Option<&str>,
+) -> Error {
+    let set = s.train_sha256.as_deref().unwrap_or("");
+    let registry = match content {
+        Some(c) => format!("the registry's data {}…", short(c)),
+        None => "the registry's data, a dataset amun fetches, none".to_string(),
+    };
+    Error::format(
+        source,
+        format!(
+            "forget set was made for other training data than the registry's {data} (content \
+             sha256: the set records {}…, {registry}; both {} samples): made on the folder \
+             before or after an edit (an image replaced, a class folder renamed), its indices \
+             name other samples than the ones the registry's model was trained on; make the \
+             set again on the registry's data (`amun split --dataset {data}`), or name the \
+             samples in a text file (image paths, or indices one a line)",
+            short(set),
+            s.train_size
+        ),
+    )
+}
+
+/// What a request's samples are: those of `recorded` (the registry's, in
+/// index order) that `named` names, sorted by index; checked for range,
+/// repeats and, for image files, that their bytes are still the recorded
+/// ones. `dataset_root` is the image folder (files are hashed again).
+/// `content` is the content sha256 of the registry's training split, which
+/// a sealed forget set must record.
 pub fn resolve(
     named: Named,
     recorded: &[Sample],
     source: &Path,
     data: &str,
     dataset_root: Option<&Path>,
+    content: Option<&str>,
 ) -> Result<Vec<Sample>> {
     let n = recorded.len();
     let by_index = |v: Vec<i64>| -> Result<Vec<Sample>> {
@@ -383,6 +418,9 @@ pub fn resolve(
         }
         Named::Set(s) if s.train_sha256.is_none() && dataset_root.is_some() => {
             return Err(unsealed_set(&s, source, data));
+        }
+        Named::Set(s) if s.train_sha256.is_some() && s.train_sha256.as_deref() != content => {
+            return Err(other_content(&s, source, data, content));
         }
         Named::Set(s) => by_index(s.indices)?,
         Named::Paths(paths) => {
@@ -526,29 +564,43 @@ mod tests {
     fn requests_are_checked_against_the_recorded_samples() {
         let a = recorded();
         let src = Path::new("r.csv");
-        let e = resolve(Named::Indices(vec![7]), &a, src, "d", None)
+        let e = resolve(Named::Indices(vec![7]), &a, src, "d", None, None)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("index 7 is outside") && e.contains("0..4"),
             "{e}"
         );
-        let e = resolve(Named::Indices(vec![1, 1]), &a, src, "d", None)
+        let e = resolve(Named::Indices(vec![1, 1]), &a, src, "d", None, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("named twice"), "{e}");
-        let e = resolve(Named::Paths(vec!["c/9.png".into()]), &a, src, "d", None)
-            .unwrap_err()
-            .to_string();
+        let e = resolve(
+            Named::Paths(vec!["c/9.png".into()]),
+            &a,
+            src,
+            "d",
+            None,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("c/9.png is not a training image"), "{e}");
         // hostile7 UN2: a path in NFD, the dataset's in NFC, looked the same
         // and was refused without a word on why.
         let mut accented = recorded();
         accented[2].path = Some("b\u{e4}r/2.png".into());
         let nfd = "ba\u{308}r/2.png";
-        let e = resolve(Named::Paths(vec![nfd.into()]), &accented, src, "d", None)
-            .unwrap_err()
-            .to_string();
+        let e = resolve(
+            Named::Paths(vec![nfd.into()]),
+            &accented,
+            src,
+            "d",
+            None,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("b\u{e4}r/2.png is one") && e.contains("NFD"),
             "{e}"
@@ -560,6 +612,7 @@ mod tests {
             &a,
             src,
             "d",
+            None,
             None,
         )
         .unwrap();
@@ -579,7 +632,7 @@ mod tests {
             ))
         };
         for (d, n) in [("cifar10[train:5]", 5), ("d", 4000)] {
-            let e = resolve(set(d, n), &a, src, "d", None)
+            let e = resolve(set(d, n), &a, src, "d", None, None)
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -588,7 +641,26 @@ mod tests {
                 "{e}"
             );
         }
-        let ok = resolve(set("d", 5), &a, src, "d", None).unwrap();
+        let ok = resolve(set("d", 5), &a, src, "d", None, None).unwrap();
         assert_eq!(ok.iter().map(|s| s.idx).collect::<Vec<_>>(), vec![1, 2]);
+        // A set sealed on other content of the same dataset and size is
+        // refused; sealed on the registry's, taken (fix37e).
+        let sealed = |sha: &str| match set("d", 5) {
+            Named::Set(mut s) => {
+                s.train_sha256 = Some(sha.into());
+                Named::Set(s)
+            }
+            _ => unreachable!(),
+        };
+        let (reg, other) = ("a".repeat(64), "b".repeat(64));
+        let e = resolve(sealed(&other), &a, src, "d", None, Some(&reg))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("other training data than the registry's d")
+                && e.contains("bbbbbbbbbbbb…, the registry's data aaaaaaaaaaaa…"),
+            "{e}"
+        );
+        assert!(resolve(sealed(&reg), &a, src, "d", None, Some(&reg)).is_ok());
     }
 }

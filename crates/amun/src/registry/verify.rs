@@ -97,15 +97,15 @@ pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
             format!("--receipt {}", file.display()),
             format!(
                 "is not a receipt of {}: it was issued by another registry (identity {}, this \
-                 one is {}), so it acknowledges none of its requests; {} itself is intact ({} \
-                 chained records, {} requests); verify the receipt with the registry that \
+                 one is {}), so it acknowledges none of its requests; {} itself is intact ({}, \
+                 {}); verify the receipt with the registry that \
                  issued it (`amun registry verify --registry DIR --receipt {}`)",
                 dir.display(),
                 short(theirs),
                 short(&id),
                 dir.display(),
-                v.records,
-                v.requests,
+                super::counted(v.records, "chained record"),
+                super::counted(v.requests, "request"),
                 file.display()
             ),
         ));

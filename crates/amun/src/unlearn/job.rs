@@ -398,14 +398,13 @@ impl UnlearnJob<'_> {
             .map(|p| (1e4 * per_given * p.price as f64 / p.retrain.max(1) as f64).ceil() / 1e4)
             .fold(0.0, f64::max);
         let cap = (fraction * p.retrain as f64).floor() as u64;
+        let own = super::share_text(fraction);
         let share = match batch {
             Some(b) if b.origin == super::CapOrigin::Default => format!(
                 " (its share of the apply's default cap, {given}× the exact retrain the batch \
-                 replaces: {fraction:.4}× its own retrain)"
+                 replaces: {own}× its own retrain)"
             ),
-            Some(_) => {
-                format!(" (its share of the batch's {given}: {fraction:.4}× its own retrain)")
-            }
+            Some(_) => format!(" (its share of the batch's {given}: {own}× its own retrain)"),
             None => String::new(),
         };
         // One request (a plain unlearn) has no number to name.

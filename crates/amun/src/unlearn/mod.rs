@@ -265,6 +265,17 @@ macro_rules! finetune_field {
 }
 use finetune_field;
 
+/// A share of a retrain's cost as messages print it (4 decimals), or
+/// `below 0.0001` for a tiny cap that would print as `0.0000` (hostile13
+/// R5: `--calibrate-max-cost 1e-9`).
+pub(crate) fn share_text(x: f64) -> String {
+    let s = format!("{x:.4}");
+    match x > 0.0 && s == "0.0000" {
+        true => "below 0.0001".into(),
+        false => s,
+    }
+}
+
 /// A fraction of weights a saliency mask frees, if set, must lie in (0,1].
 fn check_ratio(r: Option<f64>, method: &str) -> Result<()> {
     match r {
