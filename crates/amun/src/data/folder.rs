@@ -177,13 +177,20 @@ fn collect(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, i64)>> {
 /// channels, which loses nothing (as torchvision's `ImageFolder` reads
 /// them). A few colour images among grayscale ones would turn every image,
 /// and the model trained on them, into three channels unseen: refused,
-/// naming the first colour image.
+/// naming the first colour image. Each image's header tells, from the
+/// read that hashes it ([`super::file_facts`]): decoding every image here
+/// too read the folder twice.
 fn is_colour<'a>(images: impl Iterator<Item = &'a Path>) -> Result<bool> {
     let mut colour: Vec<&Path> = Vec::new();
     let mut n = 0usize;
     for p in images {
         n += 1;
-        if image_is_colour(p)? {
+        // A header that cannot be read: the decode names what is wrong.
+        let rgb = match super::file_facts(p)?.colour {
+            Some(c) => c,
+            None => image_is_colour(p)?,
+        };
+        if rgb {
             colour.push(p);
         }
     }
