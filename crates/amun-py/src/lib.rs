@@ -150,7 +150,7 @@ fn named(mut data: Dataset, name: String) -> Dataset {
 
 /// An amun checkpoint: weights with the sidecar that records their data.
 fn is_checkpoint(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "safetensors") && checkpoint::sidecar_path(path).exists()
+    amun::model::ModelSource::classify(path) == amun::model::ModelSource::Amun
 }
 
 /// Opens the checkpoint at `path` (its sidecar `sc`) over the caller's

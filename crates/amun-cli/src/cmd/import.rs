@@ -1,7 +1,7 @@
 use super::{DataDir, ImportArgs, device};
 use amun::data::ForgetFile;
 use amun::model::checkpoint::{ForgetSummary, Origin};
-use amun::model::{Layout, check_export_out, checkpoint, export};
+use amun::model::{Layout, ModelSource, check_export_out, checkpoint, export};
 use amun::outputs::{Artifact, Outputs};
 use anyhow::{Result, bail};
 use clap::Args;
@@ -123,7 +123,8 @@ pub fn run_import(a: ImportCmdArgs) -> Result<()> {
 /// exported program (which brings its own).
 fn check_import_flags(a: &ImportCmdArgs) -> Result<()> {
     let sidecar = checkpoint::sidecar_path(&a.from);
-    if sidecar.exists() && a.from.extension().is_some_and(|e| e == "safetensors") {
+    let source = ModelSource::classify(&a.from);
+    if source == ModelSource::Amun {
         match checkpoint::read_sidecar(&a.from) {
             Ok(_) => bail!(
                 "--from {}: already an amun checkpoint (its sidecar {} is beside it): nothing \
@@ -140,7 +141,7 @@ fn check_import_flags(a: &ImportCmdArgs) -> Result<()> {
             ),
         }
     }
-    let program = a.from.extension().is_some_and(|e| e == "pt2");
+    let program = source == ModelSource::Program;
     match (program, &a.import.arch, &a.import.dataset) {
         (_, _, None) => bail!(
             "--from {}: amun import needs --dataset (the data the model was trained on){}",

@@ -772,6 +772,27 @@ finetune.epochs = 1
     for f in ["report.md", "report.json", "report.csv", "gap-f0.1.png"] {
         assert!(out.join(f).exists(), "{f}");
     }
+    // The report says what ran, defaults included: its config echo leaves
+    // out what equals a default (`augment = false` on MNIST, momentum).
+    let r = common::read_json(&out.join("report.json"));
+    let (echo, ran) = (&r["config"]["train"], &r["resolved"]["train"]);
+    assert!(
+        echo["momentum"].is_null() && echo["augment"].is_null(),
+        "{r}"
+    );
+    assert_eq!(
+        (&ran["momentum"], &ran["epochs"]),
+        (&0.9.into(), &2.into()),
+        "{r}"
+    );
+    assert_eq!(ran["augment"], false, "{r}");
+    let rl = &r["resolved"]["methods"]["rl"]["finetune"];
+    assert_eq!(
+        (&rl["epochs"], &rl["augment"]),
+        (&1.into(), &false.into()),
+        "{r}"
+    );
+    assert!(rl["lr"].as_f64().is_some_and(|lr| lr > 0.0), "{r}");
     // The second run only reads.
     let o = amun(&[
         "experiment",

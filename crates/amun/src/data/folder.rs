@@ -17,7 +17,7 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn is_image(p: &Path) -> bool {
+pub(super) fn is_image(p: &Path) -> bool {
     matches!(
         p.extension()
             .and_then(|e| e.to_str())
@@ -177,13 +177,20 @@ fn collect(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, i64)>> {
 /// channels, which loses nothing (as torchvision's `ImageFolder` reads
 /// them). A few colour images among grayscale ones would turn every image,
 /// and the model trained on them, into three channels unseen: refused,
-/// naming the first colour image.
+/// naming the first colour image. Each image's header tells, from the
+/// read that hashes it ([`super::file_facts`]): decoding every image here
+/// too read the folder twice.
 fn is_colour<'a>(images: impl Iterator<Item = &'a Path>) -> Result<bool> {
     let mut colour: Vec<&Path> = Vec::new();
     let mut n = 0usize;
     for p in images {
         n += 1;
-        if image_is_colour(p)? {
+        // A header that cannot be read: the decode names what is wrong.
+        let rgb = match super::file_facts(p)?.colour {
+            Some(c) => c,
+            None => image_is_colour(p)?,
+        };
+        if rgb {
             colour.push(p);
         }
     }
@@ -208,7 +215,11 @@ fn is_colour<'a>(images: impl Iterator<Item = &'a Path>) -> Result<bool> {
 /// images' headers alone, as [`read_image_folder`] decides them; `None`
 /// when it is no image folder or cannot be told (unreadable, or a mix it
 /// refuses). What settles a default that depends on the channels (`[train]
-/// augment`) before the data is read.
+/// augment`) before the data is read. Every header counts (a folder of
+/// mostly colour images is read as colour, its grayscale ones repeated),
+/// but each comes from the one read of the file that also hashes it for
+/// the plan ([`super::file_facts`]), so learning the channels costs no
+/// pass of its own.
 pub fn channels(root: &Path) -> Option<i64> {
     let (train_root, test_root) = split_roots(root).ok()?;
     let classes: Vec<String> = (subdirs(&train_root).ok()?.iter())
@@ -221,22 +232,27 @@ pub fn channels(root: &Path) -> Option<i64> {
     if let Some(t) = &test_root {
         files.extend(collect(t, &classes).ok()?);
     }
-    let header_colour = |p: &Path| -> Option<bool> {
-        let r = image::ImageReader::open(p)
-            .ok()?
-            .with_guessed_format()
-            .ok()?;
-        Some(image::ImageDecoder::color_type(&r.into_decoder().ok()?).has_color())
-    };
     let mut colour = 0usize;
     for (p, _) in &files {
-        colour += header_colour(p.as_path())? as usize;
+        colour += super::file_facts(p).ok()?.colour? as usize;
     }
     match colour {
         0 => Some(1),
         c if 2 * c >= files.len() => Some(3),
         _ => None,
     }
+}
+
+/// Whether the image file `path`, whose content is `bytes`, is colour by
+/// its header (its format guessed as `ImageReader::open` does: by the
+/// content, else by the extension); `None` when the header cannot be read.
+pub(super) fn header_colour(path: &Path, bytes: &[u8]) -> Option<bool> {
+    let mut r = image::ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(f) = image::ImageFormat::from_path(path) {
+        r.set_format(f);
+    }
+    let r = r.with_guessed_format().ok()?;
+    Some(image::ImageDecoder::color_type(&r.into_decoder().ok()?).has_color())
 }
 
 fn image_is_colour(p: &Path) -> Result<bool> {

@@ -748,7 +748,7 @@ pub fn files_sha256(spec: &DataSpec) -> Result<Option<String>> {
         let rel = f.strip_prefix(root).unwrap_or(f);
         h.update(rel.to_string_lossy().as_bytes());
         h.update([0]);
-        h.update(cached_sha256(f)?.as_bytes());
+        h.update(file_facts(f)?.sha256.as_bytes());
         h.update([b'\n']);
     }
     Ok(Some(format!("{:x}", h.finalize())))
@@ -768,38 +768,59 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// A file's sha256, kept for this process on its size and modification
-/// time (each process hashes every file once).
-fn cached_sha256(path: &Path) -> Result<String> {
+/// What one read of a dataset file tells: its sha256 and, for an image,
+/// whether its header says colour (what [`folder::channels`] counts).
+#[derive(Debug, Clone)]
+pub(crate) struct FileFacts {
+    pub sha256: String,
+    /// `None` for a file that is no image, or whose header cannot be read.
+    pub colour: Option<bool>,
+}
+
+/// A file's [`FileFacts`], kept for this process on its size and
+/// modification time: each process reads every file once, for the data's
+/// hash and its channels together (an experiment's config learns the
+/// channels before its plan hashes the folder).
+pub(crate) fn file_facts(path: &Path) -> Result<FileFacts> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    type Seen = HashMap<PathBuf, (u64, std::time::SystemTime, String)>;
+    type Seen = HashMap<PathBuf, (u64, std::time::SystemTime, FileFacts)>;
     static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
-    let md = std::fs::metadata(path).map_err(|err| Error::Io {
+    let io = |err| Error::Io {
         path: path.to_path_buf(),
         err,
-    })?;
+    };
+    let md = std::fs::metadata(path).map_err(io)?;
     let stamp = (md.len(), md.modified().unwrap_or(std::time::UNIX_EPOCH));
     let seen = SEEN.get_or_init(Default::default);
-    if let Some((len, t, sha)) = seen.lock().ok().and_then(|m| m.get(path).cloned())
+    if let Some((len, t, facts)) = seen.lock().ok().and_then(|m| m.get(path).cloned())
         && (len, t) == stamp
     {
-        return Ok(sha);
+        return Ok(facts);
     }
-    // Dataset files are mostly small images: a copy through the hasher's
-    // own buffer rather than `sha256_file`'s 1 MiB one per file.
     let mut h = <sha2::Sha256 as sha2::Digest>::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| std::io::copy(&mut f, &mut h))
-        .map_err(|err| Error::Io {
-            path: path.to_path_buf(),
-            err,
-        })?;
-    let sha = format!("{:x}", sha2::Digest::finalize(h));
+    let colour = if folder::is_image(path) {
+        // An image is small: read whole, hashed and its header read from
+        // the same bytes.
+        let bytes = std::fs::read(path).map_err(io)?;
+        sha2::Digest::update(&mut h, &bytes);
+        folder::header_colour(path, &bytes)
+    } else {
+        // Through the hasher's own buffer rather than `sha256_file`'s
+        // 1 MiB one per file.
+        std::fs::File::open(path)
+            .and_then(|mut f| std::io::copy(&mut f, &mut h))
+            .map_err(io)?;
+        None
+    };
+    let facts = FileFacts {
+        sha256: format!("{:x}", sha2::Digest::finalize(h)),
+        colour,
+    };
     if let Ok(mut m) = seen.lock() {
-        m.insert(path.to_path_buf(), (stamp.0, stamp.1, sha.clone()));
+        m.insert(path.to_path_buf(), (stamp.0, stamp.1, facts.clone()));
     }
-    Ok(sha)
+    Ok(facts)
 }
 
 /// Builds a `Split` from raw bytes, checking the sizes agree.

@@ -28,7 +28,9 @@ pub use config::{
 };
 pub use placement::SlurmSection;
 pub use plan::{Plan, Resource, Status, Step, StepId, StepKind, Variant, short_hash};
-pub use report::{Report, ReportTable, Row, RunResult, Stat, build_report, table_markdown};
+pub use report::{
+    Report, ReportTable, Resolved, Row, RunResult, Stat, build_report, table_markdown,
+};
 pub use reuse::reuse;
 pub use steps::StepCtx;
 pub use store::{Meta, Stamp};

@@ -100,12 +100,52 @@ pub struct ReportTable {
 pub struct Report {
     pub name: String,
     pub hardware: String,
+    /// The config as written, every setting equal to its default left out
+    /// (so that writing a default out is no other config).
     pub config: Config,
+    /// What ran, defaults included (`None` in a report an older amun wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Resolved>,
     pub tables: Vec<ReportTable>,
     pub results: Vec<RunResult>,
     /// The tuning stage's choices and tables (empty without `[tune]`).
     #[serde(default)]
     pub tuning: Vec<TuneChoice>,
+}
+
+/// The settings an experiment ran with, every default filled in: what
+/// `config` leaves out (hostile11 K12/SC6 stripped defaults, so a reader of
+/// the echo alone could not tell the recipe).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Resolved {
+    /// The recipe of the original models, the exact retrains and the
+    /// reference models.
+    pub train: crate::train::Recipe,
+    /// Each method's settings as its default variant ran them (a tuned
+    /// variant's are in `tuning`, a calibrated run's choice in its result).
+    pub methods: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl Resolved {
+    /// The settings `cfg` runs with on images of `in_channels` channels
+    /// (which decide the default `augment`). A fine-tuning's unset
+    /// `augment` is the original's, as the run takes it.
+    pub fn of(cfg: &Config, in_channels: i64) -> Result<Resolved> {
+        let train = cfg.recipe(in_channels)?;
+        let as_original = crate::train::TrainOverrides {
+            augment: Some(train.augment),
+            ..Default::default()
+        };
+        let mut methods = std::collections::BTreeMap::new();
+        for m in cfg.methods()? {
+            let m = match m.method().finetune() {
+                Some(ft) if ft.augment.is_none() => m.adjusted(&as_original)?,
+                _ => m,
+            };
+            methods.insert(m.name().to_string(), m.method().settings());
+        }
+        Ok(Resolved { train, methods })
+    }
 }
 
 /// The report's name of the noise floor's second retrain
@@ -122,6 +162,7 @@ fn retrain_of(results: &[RunResult], seed: u64, fraction: f64) -> Option<&RunRes
 /// Aggregates results into tables.
 pub fn build_report(
     cfg: &Config,
+    resolved: Resolved,
     results: Vec<RunResult>,
     tuning: Vec<TuneChoice>,
     hardware: String,
@@ -196,6 +237,7 @@ pub fn build_report(
         name: cfg.name.clone(),
         hardware,
         config: cfg.clone(),
+        resolved: Some(resolved),
         tables,
         results,
         tuning,

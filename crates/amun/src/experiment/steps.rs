@@ -6,7 +6,7 @@
 use super::config::Config;
 use super::config::grid_rate;
 use super::plan::{Plan, Status, Step, StepId, StepKind, Variant};
-use super::report::{RETRAIN_AGAIN, RunResult, build_report};
+use super::report::{RETRAIN_AGAIN, Resolved, RunResult, build_report};
 use super::store::{self, record};
 use super::tune::{TuneChoice, TunePointResult, choose};
 use crate::attack::{AdvSet, AdvSettings};
@@ -870,7 +870,8 @@ fn report_of(
     } else {
         crate::report::hardware_line_threads(ctx.data.train.labels.device(), &threads)
     };
-    Ok(build_report(ctx.cfg, results, choices, hardware))
+    let resolved = Resolved::of(ctx.cfg, ctx.data.image_shape()[0])?;
+    Ok(build_report(ctx.cfg, resolved, results, choices, hardware))
 }
 
 /// The report of the run folder (every audit must be done).

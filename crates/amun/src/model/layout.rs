@@ -252,7 +252,7 @@ pub fn import(
 /// the old ones, and the checkpoint would no longer load.
 pub fn check_export_out(path: &Path) -> Result<()> {
     let sidecar = super::checkpoint::sidecar_path(path);
-    if path.extension().is_some_and(|e| e == "safetensors") && sidecar.exists() {
+    if super::ModelSource::classify(path) == super::ModelSource::Amun {
         return Err(Error::invalid(
             format!("--out {}", path.display()),
             format!(

@@ -17,8 +17,8 @@ mod vgg;
 pub use checkpoint::{Origin, Sidecar};
 pub use layout::{Layout, check_export_out, export, import};
 pub use open::{
-    ChanceCheck, OpenSpec, Opened, chance_check, check_checkpoint_path, check_openable,
-    import_program, load_data, open, open_program,
+    ChanceCheck, ModelSource, OpenSpec, Opened, chance_check, check_checkpoint_path,
+    check_openable, import_program, load_data, open, open_program,
 };
 
 use crate::error::{Error, Result, TorchContext};

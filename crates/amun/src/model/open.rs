@@ -131,6 +131,34 @@ pub fn check_checkpoint_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What kind of model file a `--checkpoint` is, decided by its name and
+/// what lies beside it, never by reading it: the one decision [`open`]
+/// acts on and [`check_openable`] checks ahead, so the two cannot disagree
+/// (and the check stays cheap: no weights are read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSource {
+    /// `.safetensors` weights with an amun sidecar beside them.
+    Amun,
+    /// A `torch.export` program (`.pt2`).
+    Program,
+    /// Anything else: a PyTorch state dict, described by the flags.
+    PyTorch,
+}
+
+impl ModelSource {
+    /// The kind of the model file at `path`.
+    pub fn classify(path: &Path) -> ModelSource {
+        let ext = |e: &str| path.extension().is_some_and(|x| x == e);
+        if ext("safetensors") && checkpoint::sidecar_path(path).exists() {
+            ModelSource::Amun
+        } else if ext("pt2") {
+            ModelSource::Program
+        } else {
+            ModelSource::PyTorch
+        }
+    }
+}
+
 /// What [`open`] would refuse of each of several checkpoints opened with
 /// one `spec`, checked before any is opened (hostile13 A4: an audit's
 /// second checkpoint without a sidecar was named only after the first was
@@ -139,23 +167,15 @@ pub fn check_checkpoint_path(path: &Path) -> Result<()> {
 /// PyTorch file that `spec`'s --arch/--layout/--normalize describe, which
 /// no one spec can open together (A5).
 pub fn check_openable(paths: &[&Path], spec: &OpenSpec) -> Result<()> {
-    let amun = |p: &Path| {
-        checkpoint::sidecar_path(p).exists() && p.extension().is_some_and(|e| e == "safetensors")
-    };
-    let pytorch = |p: &&Path| !amun(p) && p.extension().is_none_or(|e| e != "pt2");
     for p in paths {
         check_checkpoint_path(p)?;
     }
-    let (Some(a), Some(t)) = (
-        paths.iter().find(|p| amun(p)),
-        paths.iter().find(|p| pytorch(p)),
-    ) else {
-        return match paths.iter().find(|p| pytorch(p)) {
-            Some(t) if spec.arch.is_none() || spec.dataset.is_none() => {
-                Err(Error::format(t, no_sidecar(t)))
-            }
-            _ => Ok(()),
-        };
+    let first = |kind| paths.iter().find(|p| ModelSource::classify(p) == kind);
+    let Some(t) = first(ModelSource::PyTorch) else {
+        return Ok(());
+    };
+    let Some(a) = first(ModelSource::Amun) else {
+        return described(t, spec).map(|_| ());
     };
     Err(Error::format(
         t,
@@ -168,6 +188,15 @@ pub fn check_openable(paths: &[&Path], spec: &OpenSpec) -> Result<()> {
             a.display()
         ),
     ))
+}
+
+/// What the PyTorch file at `path` is opened as: `spec`'s --arch and data,
+/// both needed (no sidecar records them).
+fn described(path: &Path, spec: &OpenSpec) -> Result<(Arch, DataSpec)> {
+    match (spec.arch, spec.data_spec(None)) {
+        (Some(arch), Some(data)) => Ok((arch, data)),
+        _ => Err(Error::format(path, no_sidecar(path))),
+    }
 }
 
 /// An opened checkpoint.
@@ -208,9 +237,8 @@ pub fn open(
 ) -> Result<Opened> {
     let mut notes = Vec::new();
     check_weights_path(path)?;
-    if checkpoint::sidecar_path(path).exists()
-        && path.extension().is_some_and(|e| e == "safetensors")
-    {
+    let source = ModelSource::classify(path);
+    if source == ModelSource::Amun {
         spec.check_amun()?;
         let sc = checkpoint::read_sidecar(path)?;
         if let Some((done, total)) = sc.incomplete() {
@@ -237,7 +265,7 @@ pub fn open(
     if !path.exists() {
         return Err(Error::format(path, "no such file"));
     }
-    if path.extension().is_some_and(|e| e == "pt2") {
+    if source == ModelSource::Program {
         return open_pt2(path, spec, data_dir, device, progress);
     }
     if spec.init.is_some() {
@@ -247,9 +275,7 @@ pub fn open(
              checkpoint is not one",
         ));
     }
-    let (Some(arch), Some(data_spec)) = (spec.arch, spec.data_spec(None)) else {
-        return Err(Error::format(path, no_sidecar(path)));
-    };
+    let (arch, data_spec) = described(path, spec)?;
     let data = load_data(&data_spec, data_dir, progress)?;
     let norm = match &spec.normalize {
         Some(s) => Some(Normalize::parse(s, data.image_shape()[0] as usize)?),
