@@ -8,7 +8,7 @@ ran and the state it kept, then for each `stall` value the (epochs, kept epoch)
 the stall rule would have given on the same trajectory. A stall only ends a
 walk earlier, so the recorded states up to that point are the ones it would
 have seen. This is a port of `LegRun`'s rule for reading tables, not the rule
-itself (crates/amun/src/unlearn/calibrate.rs is): its verdicts come from the
+itself (crates/amun/src/unlearn/calibrate/walk.rs is): its verdicts come from the
 recorded flags, and its legs from the recorded paths. Its stop epochs can be
 off by a few where a walk went back to its best state, but its kept states
 match the Rust rule on the issue-35 matrix (docs/CALIBRATION.md).

@@ -3,7 +3,7 @@
 
     bench/study/walk_replay.py RUN_DIR... [--variant NAME=patience,stall[,carry] ...]
 
-A port of `LegRun` and `Walker` (crates/amun/src/unlearn/calibrate.rs)
+A port of `LegRun` and `Walker` (crates/amun/src/unlearn/calibrate/walk.rs)
 that trains nothing: each epoch's state is looked up in the run's recorded
 probe table by (leg index, path). The recorded rule (the run's own
 settings) is replayed first and must give the recorded epochs and kept
