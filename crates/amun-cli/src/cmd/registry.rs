@@ -614,13 +614,14 @@ fn verify(a: VerifyArgs) -> Result<()> {
     if !a.json {
         super::outln!(
             "{}: intact — {} chained records, {} versions, {} requests, {} files re-hashed, \
-             {} receipt(s) checked; chain head {} ({}); {}",
+             {} receipt(s) checked, {}; chain head {} ({}); {}",
             a.dir.registry.display(),
             v.records,
             v.versions,
             v.requests,
             v.files,
             v.receipts,
+            v.data,
             v.head_seq,
             short(&v.head_hash),
             match v.anchored_seq {
