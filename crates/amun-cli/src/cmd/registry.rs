@@ -613,7 +613,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
     }
     if !a.json {
         super::outln!(
-            "{}: intact — {}, {}, {}, {} re-hashed, {} receipt(s) checked; chain head {} \
+            "{}: intact — {}, {}, {}, {} re-hashed, {} receipt(s) checked, {}; chain head {} \
              ({}); {}",
             a.dir.registry.display(),
             registry::counted(v.records, "chained record"),
@@ -621,6 +621,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
             registry::counted(v.requests, "request"),
             registry::counted(v.files, "file"),
             v.receipts,
+            v.data,
             v.head_seq,
             short(&v.head_hash),
             match v.anchored_seq {

@@ -440,6 +440,14 @@ fn image_folders_are_named_by_path_and_changed_bytes_are_refused() {
             .collect()
     };
     assert!(files[0].starts_with("train/"), "{files:?}");
+    // verify re-hashes the folder's training images as apply does.
+    let o = reg("verify", &r, &[]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains("120 training images re-hashed"),
+        "{}",
+        stdout(&o)
+    );
     let req = d.path().join("paths.txt");
     std::fs::write(&req, format!("path\n{}\n{}\n", files[0], files[1])).unwrap();
     let o = reg("add", &r, &[req.to_str().unwrap(), "--json"]);
@@ -500,6 +508,17 @@ fn image_folders_are_named_by_path_and_changed_bytes_are_refused() {
     );
     assert_eq!(count(&r, "versions"), 1);
     assert_eq!(pending(&r), vec![1]);
+    // verify names it too (hostile14 RA5: called intact).
+    fails_with(
+        &reg("verify", &r, &[]),
+        &[
+            "training data: ",
+            "differs from what the registry recorded in 1 training sample(s)",
+            &files[2],
+            "its bytes changed",
+            "apply and retrain refuse until the data is put back",
+        ],
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::common;
 use common::registry::{
     APPLY_FAST, add_killed_before_its_anchor, added_and_backed_up, copy_dir, copy_with_sql, count,
     create, db, mnist_model, pending, put_back_db, reg, reg_stopping_at, request, roll_back,
-    small_registry_and_db_copy, verifies_noting,
+    small_registry, small_registry_and_db_copy, verifies_noting,
 };
 use common::{fails_with, ok, read_json, stderr, stdout};
 use std::path::Path;
@@ -157,6 +157,21 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
         &reg("verify", &base, &["--receipt", forged.to_str().unwrap()]),
         &["forged.json", "was edited"],
     );
+    // A receipt whose chain head lies beyond the database's (hostile14
+    // RG8: called intact): edited, or records after the head were lost.
+    let mut f = read_json(&kept);
+    f["head_seq"] = serde_json::json!(head.0 + 2);
+    std::fs::write(&forged, f.to_string()).unwrap();
+    fails_with(
+        &reg("verify", &base, &["--receipt", forged.to_str().unwrap()]),
+        &[
+            "receipt ",
+            "forged.json",
+            &format!("was issued at chain head {}", head.0 + 2),
+            &format!("chain ends at record {} ({})", head.0, &head.1[..12]),
+            "or the receipt was edited",
+        ],
+    );
     // A receipt that is not there is the argument's fault, not a finding
     // about the registry (hostile9 VR1).
     let o = reg("verify", &base, &["--receipt", "nope.json"]);
@@ -179,6 +194,53 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
         stdout(&o)
     );
     ok(&reg("verify", &base, &[]));
+}
+
+/// Hostile14 RG10: the newest request deleted with its chain record and
+/// the anchor's last line was called intact, though the receipt of the
+/// request added with it names the lost chain head.
+#[test]
+fn a_receipt_beyond_the_databases_head_names_the_lost_records() {
+    let d = tempfile::tempdir().unwrap();
+    // Requests 1 and 2 in one add: both receipts name the same head.
+    let r = small_registry(d.path());
+    let kept = d.path().join("kept.json");
+    std::fs::copy(r.join("receipts/r0001.json"), &kept).unwrap();
+    let head = read_json(&kept)["head_seq"].as_i64().unwrap();
+    assert_eq!(
+        read_json(&r.join("receipts/r0002.json"))["record"]["seq"],
+        head
+    );
+    db(&r)
+        .execute_batch(&format!(
+            "DELETE FROM request_samples WHERE request = 2; DELETE FROM requests WHERE id = 2; \
+             DELETE FROM chain WHERE seq = {head}"
+        ))
+        .unwrap();
+    std::fs::remove_file(r.join("receipts/r0002.json")).unwrap();
+    let mut lines = anchor_lines(&r);
+    lines.pop();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(r.join("anchor.log"), text).unwrap();
+    let lost = [
+        format!("was issued at chain head {head}"),
+        format!("the database's chain ends at record {}", head - 1),
+        "records after".to_string(),
+        "were deleted or the database was put back to an older copy".to_string(),
+    ];
+    let needles = |file: &str| -> Vec<String> {
+        let mut n = vec!["receipt ".to_string(), file.to_string()];
+        n.extend(lost.iter().cloned());
+        n
+    };
+    let o = reg("verify", &r, &[]);
+    let want = needles("r0001.json");
+    fails_with(&o, &want.iter().map(String::as_str).collect::<Vec<_>>());
+    // The requester's own copy tells it when the registry's is gone too.
+    std::fs::remove_file(r.join("receipts/r0001.json")).unwrap();
+    let o = reg("verify", &r, &["--receipt", kept.to_str().unwrap()]);
+    let want = needles("kept.json");
+    fails_with(&o, &want.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 #[test]

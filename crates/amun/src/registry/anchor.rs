@@ -995,6 +995,37 @@ pub fn read_receipt(file: &Path, id: &str) -> std::result::Result<Receipt, Strin
     Ok(r)
 }
 
+/// A receipt whose request the chain holds, but whose chain head lies
+/// beyond the chain's (hostile14 RG8, RG10): no registry hands out a
+/// receipt past its own head, so records after the database's head were
+/// lost (deleted, or the database put back to an older copy with its
+/// anchor) — or the receipt was edited. Either way not intact.
+fn beyond_head(
+    name: &str,
+    r: &Receipt,
+    chain: &[ChainEntry],
+    find: &mut impl FnMut(String, String),
+) {
+    let (seq, hash) = chain
+        .last()
+        .map_or((0, db::GENESIS), |c| (c.seq, c.hash.as_str()));
+    if r.head_seq <= seq {
+        return;
+    }
+    find(
+        name.to_string(),
+        format!(
+            "was issued at chain head {} ({}), but the database's chain ends at record {seq} \
+             ({}): records after {seq} were deleted or the database was put back to an older \
+             copy — or the receipt was edited (a registry never hands out a receipt beyond its \
+             own head)",
+            r.head_seq,
+            super::samples::short(&r.head_hash),
+            super::samples::short(hash)
+        ),
+    );
+}
+
 /// One receipt against the chain of the registry `id`.
 fn check_receipt(
     file: &Path,
@@ -1010,7 +1041,7 @@ fn check_receipt(
     let e = &r.record;
     let what = format!("request {}", r.request.id);
     match chain.iter().find(|c| c.seq == e.seq) {
-        Some(c) if c.hash == e.hash => {}
+        Some(c) if c.hash == e.hash => beyond_head(&name, &r, chain, find),
         Some(_) => find(
             what,
             format!(

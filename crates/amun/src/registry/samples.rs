@@ -62,18 +62,7 @@ fn relative(root: &Path, p: &Path) -> String {
 /// [`crate::data::sample_files`]).
 pub fn hash_all(data: &Dataset, files: Option<&[PathBuf]>) -> Result<Vec<Sample>> {
     if let Some(files) = files {
-        let root = Path::new(&data.spec.dataset);
-        return files
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Ok(Sample {
-                    idx: i as i64,
-                    path: Some(relative(root, p)),
-                    sha256: crate::data::sha256_file(p)?,
-                })
-            })
-            .collect();
+        return hash_files(Path::new(&data.spec.dataset), files);
     }
     let images = data
         .train
@@ -97,6 +86,23 @@ pub fn hash_all(data: &Dataset, files: Option<&[PathBuf]>) -> Result<Vec<Sample>
             }
         })
         .collect())
+}
+
+/// The training samples of the image folder `root` from their `files` (in
+/// index order) without decoding them: what [`hash_all`] gives for a
+/// folder, so `registry verify` checks the data as apply does.
+pub fn hash_files(root: &Path, files: &[PathBuf]) -> Result<Vec<Sample>> {
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(Sample {
+                idx: i as i64,
+                path: Some(relative(root, p)),
+                sha256: crate::data::sha256_file(p)?,
+            })
+        })
+        .collect()
 }
 
 /// Checks that `now` (the data as loaded) holds the samples `recorded`

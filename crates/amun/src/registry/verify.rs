@@ -8,7 +8,7 @@
 use super::anchor;
 use super::db::{self, GENESIS, content_sha256, link_hash};
 use super::kinds::RecordKind;
-use super::samples::{digest, short};
+use super::samples::{self, digest, short};
 use super::{Registry, read_absorptions, read_policies, read_retrains};
 use crate::error::{Error, IoContext, Result};
 use serde::Serialize;
@@ -46,6 +46,12 @@ pub struct Verified {
     pub anchor_ends: Vec<(String, i64)>,
     /// Receipts checked (the registry's own and those given).
     pub receipts: usize,
+    /// Training samples of the registry's data re-hashed against those it
+    /// recorded (an image folder's files, as apply checks them).
+    pub data_rehashed: usize,
+    /// What verify checked of the registry's data, and what it left to
+    /// apply and retrain (what it would have to decode), in words.
+    pub data: String,
     pub findings: Vec<Finding>,
     /// What is not a problem but worth saying (an interrupted apply's
     /// leftovers, moved to set-aside/ by the next one).
@@ -83,6 +89,7 @@ pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
         .map(|e| e.hash.clone())
         .unwrap_or_default();
     let mut v = check_with(&reg, receipts)?;
+    check_data(&reg, &mut v)?;
     v.notes.extend(super::staging::leftover_notes(dir));
     // A receipt of another registry says nothing of this one: when it is
     // all that was found, the registry is intact and the argument wrong
@@ -111,6 +118,74 @@ pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
         ));
     }
     Ok(v)
+}
+
+/// The registry's training data against the samples it recorded, as apply
+/// checks it before any work (hostile14 RA5: an image replaced was called
+/// intact). An image folder's files are re-hashed without decoding, as
+/// apply hashes them; other data's samples have no files and would have to
+/// be decoded whole, which verify leaves to apply and says so. Only
+/// `verify` does this: the commands that check the registry before they
+/// write leave the data to their own checks.
+fn check_data(reg: &Registry, v: &mut Verified) -> Result<()> {
+    // No registry row: a finding already.
+    let Ok(spec) = reg.data_spec() else {
+        return Ok(());
+    };
+    if reg.data_folder_missing()?.is_some() {
+        v.data = format!(
+            "training data not re-hashed (its folder {} is missing)",
+            spec.dataset
+        );
+        return Ok(());
+    }
+    let label = spec.train_label();
+    let checked = match crate::data::sample_files(&spec) {
+        Ok(Some(files)) => rehash(reg, &spec.dataset, &label, &files)?,
+        Ok(None) => {
+            v.data = format!(
+                "training data not re-hashed ({label} has no file per sample; apply and retrain \
+                 check it as they load it)"
+            );
+            return Ok(());
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match checked {
+        Ok(n) => {
+            v.data_rehashed = n;
+            v.data = format!(
+                "{n} training images re-hashed (the test images: apply and retrain check them as \
+                 they load them)"
+            );
+        }
+        Err(problem) => v.findings.push(Finding {
+            what: "training data".into(),
+            problem,
+        }),
+    }
+    Ok(())
+}
+
+/// The image folder `root`'s training `files` hashed and compared with the
+/// samples the registry recorded: how many, or what differs.
+fn rehash(
+    reg: &Registry,
+    root: &str,
+    label: &str,
+    files: &[PathBuf],
+) -> Result<std::result::Result<usize, String>> {
+    let now = match samples::hash_files(Path::new(root), files) {
+        Ok(now) => now,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    Ok(match samples::check_same(&reg.samples()?, &now, label) {
+        Ok(()) => Ok(now.len()),
+        Err(Error::Invalid { msg, .. }) => Err(format!(
+            "{msg}; apply and retrain refuse until the data is put back as it was"
+        )),
+        Err(e) => return Err(e),
+    })
 }
 
 /// [`verify`] of an open registry without the receipts given by hand.
@@ -177,6 +252,8 @@ fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
         anchored_seq,
         anchor_ends,
         receipts: receipts.len(),
+        data_rehashed: 0,
+        data: String::new(),
         findings: f,
         notes,
     })
