@@ -50,6 +50,16 @@ python_tests() {
 # not 158 s. (OMP_WAIT_POLICY=PASSIVE saved no CPU on the last.) Tests
 # about thread counts set their own.
 one_thread() { OMP_NUM_THREADS=1 "$@"; }
+# The processes that do run on more threads (the CIFAR calibration tests,
+# pinned at 2; a resume on 2 threads; PyTorch in pytest) share the two
+# cores with the other test, and libgomp's default waiting spins a thread
+# that waits for its descheduled sibling. Passive waiting sleeps instead;
+# the work split, and so every result, is the same. Measured (issue: CI
+# over its 45 minutes) on the shared 2-core machine at load ~20: a CIFAR-10
+# training on 2 threads beside a 1-thread training, twice each way, wrote
+# the same weights, in 53-65 s (5.4-5.8 s of CPU) instead of 148-156 s
+# (14.1-14.8 s of CPU).
+export OMP_WAIT_POLICY=PASSIVE
 if [ "$fast" = 1 ]; then
   # amun-py is a Python extension (its symbols come from the interpreter):
   # no Rust harness can run it, and an explicit --lib would build one.

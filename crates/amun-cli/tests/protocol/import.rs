@@ -105,6 +105,13 @@ fn imported_models_give_pytorchs_logits_and_export_back() {
             // Random weights score at chance by construction; the check
             // that refuses such imports is tested with a trained model.
             "--force",
+            // That check's forward passes (1,000 train + 1,000 test images
+            // by default: most of this test's time on the ResNets and the
+            // VGG) prove nothing here, so it runs on a small slice.
+            "--train-limit",
+            "100",
+            "--test-limit",
+            "100",
             "--out",
             ck.to_str().unwrap(),
         ]);
