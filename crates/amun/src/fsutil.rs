@@ -277,6 +277,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// Two hashes a message shows side by side as different, cut to their
+/// first 12 hex digits, or longer where they share more, so the two shown
+/// prefixes always differ (hostile14 M1: two equal 12-digit prefixes read
+/// as the same hash).
+pub fn short_pair<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
+    let shared = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let n = (shared + 1).max(12);
+    (a.get(..n).unwrap_or(a), b.get(..n).unwrap_or(b))
+}
+
 /// [`write_json`] of an object that records how an artifact was made (a
 /// checkpoint's sidecar, an adversarial set's metadata), signed by
 /// [`sign_json_text`]. `value` must serialise without [`CONTENT_KEY`].
@@ -646,6 +656,16 @@ impl Drop for OutputLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_pair_shows_hashes_that_differ_late_as_different() {
+        let (a, b) = ("66f6a9550903aaaa01", "66f6a9550903aaaa02");
+        assert_eq!(short_pair(a, b), (a, b));
+        assert_eq!(
+            short_pair("0123456789abcdef", "f123"),
+            ("0123456789ab", "f123")
+        );
+    }
 
     #[test]
     fn a_lock_counts_only_while_its_file_is_still_under_the_name() {

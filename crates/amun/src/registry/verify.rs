@@ -8,7 +8,7 @@
 use super::anchor;
 use super::db::{self, GENESIS, content_sha256, link_hash};
 use super::kinds::RecordKind;
-use super::samples::{digest, short};
+use super::samples::digest;
 use super::{Registry, read_absorptions, read_policies, read_retrains};
 use crate::error::{Error, IoContext, Result};
 use serde::Serialize;
@@ -101,8 +101,8 @@ pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
                  chained records, {} requests); verify the receipt with the registry that \
                  issued it (`amun registry verify --registry DIR --receipt {}`)",
                 dir.display(),
-                short(theirs),
-                short(&id),
+                crate::fsutil::short_pair(theirs, &id).0,
+                crate::fsutil::short_pair(theirs, &id).1,
                 dir.display(),
                 v.records,
                 v.requests,
@@ -238,16 +238,18 @@ fn check_request_samples(
     find: &mut impl FnMut(String, String),
 ) -> Result<()> {
     let samples = reg.request_samples(r.id)?;
-    if digest(&samples) != r.samples_sha256 || samples.len() as i64 != r.size {
+    let got = digest(&samples);
+    if got != r.samples_sha256 || samples.len() as i64 != r.size {
+        let (got, want) = crate::fsutil::short_pair(&got, &r.samples_sha256);
         find(
             format!("request {}", r.id),
             format!(
                 "its samples were edited: {} sample row(s) now, digest {}; the request \
                  recorded {} with digest {}",
                 samples.len(),
-                short(&digest(&samples)),
+                got,
                 r.size,
-                short(&r.samples_sha256)
+                want
             ),
         );
     }
@@ -296,9 +298,9 @@ fn check_rows_against_chain(
                 format!("{kind} {item}"),
                 format!(
                     "was edited: its row's content sha256 is {}, chain record {} recorded {}",
-                    short(h),
+                    crate::fsutil::short_pair(h, &e.content_sha256).0,
                     e.seq,
-                    short(&e.content_sha256)
+                    crate::fsutil::short_pair(h, &e.content_sha256).1
                 ),
             ),
             _ => {}
@@ -321,16 +323,18 @@ fn check_samples_table(
     find: &mut impl FnMut(String, String),
 ) -> Result<()> {
     let all = reg.samples()?;
-    if digest(&all) != i.samples_sha256 || all.len() as i64 != i.train_size {
+    let got = digest(&all);
+    if got != i.samples_sha256 || all.len() as i64 != i.train_size {
+        let (got, want) = crate::fsutil::short_pair(&got, &i.samples_sha256);
         find(
             "samples table".into(),
             format!(
                 "was edited: {} row(s) with digest {}; the registry recorded {} with \
                  digest {}",
                 all.len(),
-                short(&digest(&all)),
+                got,
                 i.train_size,
-                short(&i.samples_sha256)
+                want
             ),
         );
     }
@@ -362,8 +366,8 @@ fn check_version_files(
                     format!(
                         "its file {file} was replaced or changed: sha256 {}, the version \
                          recorded {}",
-                        short(&got),
-                        short(want)
+                        crate::fsutil::short_pair(&got, want).0,
+                        crate::fsutil::short_pair(&got, want).1
                     ),
                 ),
                 Ok(_) => {}
@@ -385,8 +389,8 @@ fn check_refs(i: &super::RegistryRow, find: &mut impl FnMut(String, String), nfi
             format!("reference models {r}"),
             format!(
                 "changed since the registry was made (digest {}, recorded {})",
-                short(&got),
-                short(want)
+                crate::fsutil::short_pair(&got, want).0,
+                crate::fsutil::short_pair(&got, want).1
             ),
         ),
         Err(e) => find(format!("reference models {r}"), e.to_string()),
@@ -648,8 +652,8 @@ fn check_certificate(
                     format!(
                         "names chain record {seq} with hash {}, the chain now holds {}: the \
                          history it certified was rewritten",
-                        short(hash),
-                        short(&e.hash)
+                        crate::fsutil::short_pair(hash, &e.hash).0,
+                        crate::fsutil::short_pair(hash, &e.hash).1
                     ),
                 )
             }
