@@ -571,6 +571,32 @@ fn certificates(
     Ok(())
 }
 
+/// Version `id`'s weights and sidecar re-hashed against the sha256 the
+/// registry recorded: a certificate names them by that sha256, so none is
+/// printed or written for a version whose file was replaced (hostile14
+/// RG11).
+pub(crate) fn check_certified_files(reg: &Registry, id: i64) -> Result<()> {
+    let v = reg.version(id)?;
+    let mut found = Vec::new();
+    check_version_files(
+        reg,
+        std::slice::from_ref(&v),
+        &mut |what, problem| found.push(format!("{what}: {problem}")),
+        &mut 0,
+    );
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        reg.dir.display().to_string(),
+        format!(
+            "{}; its certificate would certify the recorded file, not the one there now, so \
+             none is given; `amun registry verify` lists every finding",
+            found.join("; ")
+        ),
+    ))
+}
+
 /// Version `id`'s issued certificate files checked against the records
 /// (what verify does for every certificate), so a command that prints one
 /// never prints an edited certificate as the registry's.
