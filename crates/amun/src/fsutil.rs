@@ -560,11 +560,7 @@ impl OutputLock {
             };
         }
         std::fs::create_dir_all(&parent).at(&parent)?;
-        // Named as the output was given (`out.safetensors.lock`), so
-        // messages show the path the user typed.
-        let mut lock = dest.as_os_str().to_owned();
-        lock.push(".lock");
-        let lock = PathBuf::from(lock);
+        let lock = lock_path(dest);
         let cleanup = |created: &[PathBuf]| {
             for d in created {
                 let _ = std::fs::remove_dir(d);
@@ -629,6 +625,33 @@ impl OutputLock {
             _file: file,
         })
     }
+}
+
+/// The lock file of `dest`, named as the output was given
+/// (`out.safetensors.lock`), so messages show the path the user typed.
+fn lock_path(dest: &Path) -> PathBuf {
+    let mut lock = dest.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
+}
+
+/// The process that holds `dest`'s [`OutputLock`]: the pid it wrote into
+/// the lock file, while that process lives. Only read, never locked, so
+/// asking never keeps a writer from claiming the output.
+pub fn lock_holder(dest: &Path) -> Option<(u32, PathBuf)> {
+    let lock = lock_path(dest);
+    let pid: u32 = std::fs::read_to_string(&lock).ok()?.trim().parse().ok()?;
+    process_alive(pid).then_some((pid, lock))
+}
+
+/// Whether process `pid` exists (signal 0: nothing is sent).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Whether `file` is still the file at `path` (not removed or replaced).
