@@ -152,7 +152,7 @@ pub fn check_openable(paths: &[&Path], spec: &OpenSpec) -> Result<()> {
     ) else {
         return match paths.iter().find(|p| pytorch(p)) {
             Some(t) if spec.arch.is_none() || spec.dataset.is_none() => {
-                Err(Error::format(t, no_sidecar(t)))
+                Err(Error::format(t, no_sidecar(t, false)))
             }
             _ => Ok(()),
         };
@@ -164,7 +164,7 @@ pub fn check_openable(paths: &[&Path], spec: &OpenSpec) -> Result<()> {
              records what --arch, --layout and --normalize describe for a PyTorch file and \
              refuses them: audit the two separately, or `amun import` this file first so that \
              it has a sidecar too",
-            no_sidecar(t),
+            no_sidecar(t, spec.arch.is_some() && spec.dataset.is_some()),
             a.display()
         ),
     ))
@@ -248,7 +248,7 @@ pub fn open(
         ));
     }
     let (Some(arch), Some(data_spec)) = (spec.arch, spec.data_spec(None)) else {
-        return Err(Error::format(path, no_sidecar(path)));
+        return Err(Error::format(path, no_sidecar(path, false)));
     };
     let data = load_data(&data_spec, data_dir, progress)?;
     let norm = match &spec.normalize {
@@ -658,8 +658,9 @@ fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Result<
 
 /// Why a checkpoint without a sidecar beside it is not opened; a link whose
 /// target has one is named as such (its sidecar is looked for beside the
-/// path given, as every command writes and reads it).
-fn no_sidecar(path: &Path) -> String {
+/// path given, as every command writes and reads it). `described`: --arch
+/// and --dataset were given, so they are not asked for again (hostile14 A5).
+fn no_sidecar(path: &Path, described: bool) -> String {
     // Only a link (or a path through one) has a target elsewhere.
     let linked = path.ancestors().any(|p| p.is_symlink());
     let target = std::fs::canonicalize(path)
@@ -673,6 +674,7 @@ fn no_sidecar(path: &Path) -> String {
             checkpoint::sidecar_path(&t).display(),
             checkpoint::sidecar_path(path).display()
         ),
+        None if described => "no amun sidecar beside it".to_string(),
         None => "no amun sidecar beside it; to use a PyTorch checkpoint give --arch and \
                  --dataset (or run `amun import`)"
             .to_string(),
