@@ -277,6 +277,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// Two hashes a message shows side by side as different, cut to their
+/// first 12 hex digits, or longer where they share more, so the two shown
+/// prefixes always differ (hostile14 M1: two equal 12-digit prefixes read
+/// as the same hash).
+pub fn short_pair<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
+    let shared = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let n = (shared + 1).max(12);
+    (a.get(..n).unwrap_or(a), b.get(..n).unwrap_or(b))
+}
+
 /// [`write_json`] of an object that records how an artifact was made (a
 /// checkpoint's sidecar, an adversarial set's metadata), signed by
 /// [`sign_json_text`]. `value` must serialise without [`CONTENT_KEY`].
@@ -550,11 +560,7 @@ impl OutputLock {
             };
         }
         std::fs::create_dir_all(&parent).at(&parent)?;
-        // Named as the output was given (`out.safetensors.lock`), so
-        // messages show the path the user typed.
-        let mut lock = dest.as_os_str().to_owned();
-        lock.push(".lock");
-        let lock = PathBuf::from(lock);
+        let lock = lock_path(dest);
         let cleanup = |created: &[PathBuf]| {
             for d in created {
                 let _ = std::fs::remove_dir(d);
@@ -621,6 +627,33 @@ impl OutputLock {
     }
 }
 
+/// The lock file of `dest`, named as the output was given
+/// (`out.safetensors.lock`), so messages show the path the user typed.
+fn lock_path(dest: &Path) -> PathBuf {
+    let mut lock = dest.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
+}
+
+/// The process that holds `dest`'s [`OutputLock`]: the pid it wrote into
+/// the lock file, while that process lives. Only read, never locked, so
+/// asking never keeps a writer from claiming the output.
+pub fn lock_holder(dest: &Path) -> Option<(u32, PathBuf)> {
+    let lock = lock_path(dest);
+    let pid: u32 = std::fs::read_to_string(&lock).ok()?.trim().parse().ok()?;
+    process_alive(pid).then_some((pid, lock))
+}
+
+/// Whether process `pid` exists (signal 0: nothing is sent).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Whether `file` is still the file at `path` (not removed or replaced).
 fn still_named(file: &std::fs::File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -646,6 +679,16 @@ impl Drop for OutputLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_pair_shows_hashes_that_differ_late_as_different() {
+        let (a, b) = ("66f6a9550903aaaa01", "66f6a9550903aaaa02");
+        assert_eq!(short_pair(a, b), (a, b));
+        assert_eq!(
+            short_pair("0123456789abcdef", "f123"),
+            ("0123456789ab", "f123")
+        );
+    }
 
     #[test]
     fn a_lock_counts_only_while_its_file_is_still_under_the_name() {

@@ -377,8 +377,8 @@ pub fn write_recorded(
              name a new file, or remove {} first if nothing was made from it",
             path.display(),
             kind.describe(),
-            &old_sha[..12],
-            &new_sha[..12],
+            crate::fsutil::short_pair(&old_sha, &new_sha).0,
+            crate::fsutil::short_pair(&old_sha, &new_sha).1,
             kind.recorded_by(),
             path.display()
         ),

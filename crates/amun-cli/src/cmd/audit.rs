@@ -222,9 +222,14 @@ fn refuse_repeated(paths: &[PathBuf], retrain: bool) -> Result<()> {
     };
     for (j, q) in paths.iter().enumerate() {
         if let Some(i) = (0..j).find(|&i| same(&paths[i]) == same(q)) {
+            // The retrain's row is worth naming only when it is one of the two.
+            let row = match flag(i) == "--retrain" {
+                true => " (the --retrain model is audited as the first row)",
+                false => "",
+            };
             bail!(
                 "{}: given twice (as {} and as {}), so it would be audited twice; give each \
-                 model once (the --retrain model is audited as the first row)",
+                 model once{row}",
                 q.display(),
                 flag(i),
                 flag(j)

@@ -31,6 +31,8 @@ fn rename_class(data: &Path, from: &str, to: &str) {
 ///   name (it retrained without another class);
 /// - hostile11 D13b: the same in an experiment: `--plan` refuses naming the
 ///   config's `files` line and the set, `--step` writes nothing;
+/// - hostile14 M1: a recorded hash that differs in its last digit is shown
+///   whole beside the data's;
 /// - a set of an older amun (no content hash) keeps the path check, and
 ///   `split --from` on its data writes it with the hash, which a copy takes.
 #[test]
@@ -57,6 +59,24 @@ fn forget_sets_and_models_follow_their_datas_content_whatever_its_path() {
     let set = read_json(Path::new(&fc));
     assert_eq!(set["class_name"], "3", "{set}");
     let hash = set["train_sha256"].as_str().unwrap().to_string();
+
+    // hostile14 M1: a set whose recorded hash differs from the data's only
+    // in its last digit shows both hashes far enough to differ (it showed
+    // two equal 12-digit prefixes).
+    let mut edited = read_json(Path::new(&ff));
+    let now = edited["train_sha256"].as_str().unwrap().to_string();
+    let last = if now.ends_with('0') { "1" } else { "0" };
+    let recorded = format!("{}{last}", &now[..now.len() - 1]);
+    edited["train_sha256"] = recorded.clone().into();
+    let fx = path_in(d.path(), "fx.json");
+    std::fs::write(&fx, edited.to_string()).unwrap();
+    fails_with(
+        &amun(&["eval", "--checkpoint", &m, "--forget", &fx]),
+        &[
+            &format!("content sha256 {now}…"),
+            &format!("the set records {recorded}…"),
+        ],
+    );
 
     // An identical copy: the same data under another path.
     let copy = d.path().join("copy");

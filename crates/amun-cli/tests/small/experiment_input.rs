@@ -114,7 +114,8 @@ fn a_config_is_refused_at_plan_as_its_run_refuses_it_and_defaults_are_no_change(
 
 /// hostile11 SC6, X6, X4 and E12: a finished step stays done when the
 /// config names a default; `--plan --reuse` shows what the run would copy;
-/// `--status` calls an edited artifact stale, as `--plan` does; a
+/// `--status` calls an edited artifact stale, as `--plan` does, and one a
+/// local run computes (its lock held) running (hostile14 XE1); a
 /// hand-edited experiment.json is named as such, not blamed on the
 /// reference models.
 #[test]
@@ -169,6 +170,30 @@ fn a_run_folder_is_reported_as_what_it_holds() {
     let st = states(d, &["--folder", "run", "--status", "--json"], "state");
     assert_eq!(st["original-s0"], "stale");
     assert_eq!(st["forget-s0-f0.1"], "done");
+    // hostile14 XE1: a step whose lock a live process holds (this test's
+    // pid, as a local run writes its own) is running, with that pid; a
+    // lock left by a process that is gone (no pid that high) is not.
+    let lock = d.join("run/original-s0.safetensors.lock");
+    for (pid, state) in [(std::process::id(), "running"), (4_194_305, "stale")] {
+        std::fs::write(&lock, format!("{pid}\n")).unwrap();
+        let o = experiment_in(d, &["--folder", "run", "--status", "--json"]);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let s = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "original-s0");
+        let s = s.unwrap();
+        assert_eq!(s["state"], state, "{s}");
+        let job = format!("pid {pid}");
+        assert_eq!(
+            s["job"].as_str() == Some(job.as_str()),
+            state == "running",
+            "{s}"
+        );
+    }
+    std::fs::remove_file(&lock).unwrap();
     // E12: the record edited by hand (lr 0.02 → 0.5) is named first.
     let rec = d.join("run/experiment.json");
     let text = std::fs::read_to_string(&rec).unwrap();

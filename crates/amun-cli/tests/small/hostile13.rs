@@ -17,7 +17,8 @@ use std::path::Path;
 /// - N21b/F14: a folder changed at the set's path was called a copy;
 /// - A4/A5: `audit`'s second checkpoint without a sidecar was named only
 ///   after the first was audited; A1: a model given twice was audited
-///   twice.
+///   twice; hostile14 A1/A5: those refusals named flags not given, or asked
+///   for flags given.
 ///
 /// And what the lead's review of the fixes found (fix37e): a sealed set
 /// made on the registry's folder while one of its images was another was
@@ -159,7 +160,18 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
         &audit(&[&m, &bare]),
         &["bare.safetensors", "no amun sidecar", "separately"],
     );
-    fails_with(&audit(&[&m, &m]), &["m.safetensors", "given twice"]);
+    // hostile14 A5: --arch and --dataset given are not asked for again.
+    let o = audit(&[&m, &bare, "--arch", "small-cnn", "--dataset", ds]);
+    fails_with(&o, &["bare.safetensors", "no amun sidecar", "separately"]);
+    assert!(
+        !stderr(&o).contains("give --arch and --dataset"),
+        "{}",
+        stderr(&o)
+    );
+    // hostile14 A1: no --retrain given, so no word of its row.
+    let o = audit(&[&m, &m]);
+    fails_with(&o, &["m.safetensors", "given twice"]);
+    assert!(!stderr(&o).contains("--retrain"), "{}", stderr(&o));
 
     // A16: an older (unsealed) references manifest whose seed was edited
     // is not sealed over models another seed made.

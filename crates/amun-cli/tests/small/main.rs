@@ -11,6 +11,7 @@ mod hostile;
 mod hostile11;
 mod hostile12;
 mod hostile13;
+mod hostile14;
 mod ignored_settings;
 mod lineage;
 mod outputs;

@@ -292,6 +292,23 @@ fn edited_certificates_and_a_rolled_back_database_are_named_and_nothing_is_remov
         assert!(e.join(f).exists(), "{f} was removed");
     }
     assert_eq!(count(&e, "versions"), 1);
+    // hostile14 RG11: version 2's weights replaced by version 1's: its
+    // certificate would vouch for a file no longer there, so none is given.
+    let v2 = base.join("versions/v0002.safetensors");
+    let recorded = amun::data::sha256_file(&v2).unwrap();
+    std::fs::copy(base.join("versions/v0001.safetensors"), &v2).unwrap();
+    let now = amun::data::sha256_file(&v2).unwrap();
+    let o = reg("certificate", &base, &["--version", "2"]);
+    fails_with(
+        &o,
+        &[
+            "versions/v0002.safetensors was replaced or changed",
+            &now[..12],
+            &recorded[..12],
+            "registry verify",
+        ],
+    );
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
 }
 
 #[test]

@@ -164,9 +164,9 @@ pub fn check_retrain(sc: &Sidecar, forget: &ForgetSet, path: &Path) -> Result<()
             s.dataset,
             s.kind,
             s.seed,
-            short(&s.indices_sha256),
+            crate::fsutil::short_pair(&s.indices_sha256, &want.indices_sha256).0,
             want.size,
-            short(&want.indices_sha256)
+            crate::fsutil::short_pair(&s.indices_sha256, &want.indices_sha256).1
         ),
         (None, Origin::Train { subset: None, .. }) => {
             "it was trained on the whole training split: it excludes no sample, so it is an \

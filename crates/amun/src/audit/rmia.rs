@@ -1019,9 +1019,9 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
                      the audited model's own data — train them with `amun rmia train-refs` \
                      on it",
                     m.data.label(),
-                    &want[..12],
+                    crate::fsutil::short_pair(want, &got).0,
                     data.spec.label(),
-                    &got[..12]
+                    crate::fsutil::short_pair(want, &got).1
                 ),
             ));
         }

@@ -676,6 +676,19 @@ fn check_labels(name: &str, split: &Split, num_classes: usize) -> Result<()> {
 
 /// Reads a dataset folder, detecting its format from the files present.
 fn read_path(path: &Path) -> Result<(Vec<String>, Split, Split)> {
+    let name = path.to_string_lossy();
+    if !path.exists() && name.starts_with("tensors(") {
+        // The record `amun.train` gives data it was handed as tensors
+        // (hostile14 PX1: it read as an unknown dataset name).
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "the model was trained from Python on in-memory tensors ({name}), which amun \
+                 cannot load from their record: give --dataset with the same data, or audit \
+                 it in Python with amun.audit(model, data=(images, labels), ...)"
+            ),
+        ));
+    }
     if !path.exists() {
         return Err(Error::invalid(
             "dataset",

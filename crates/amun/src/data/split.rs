@@ -325,6 +325,7 @@ impl ForgetSet {
         let now = data.content().map(|c| c.train.as_str());
         match (self.train_sha256.as_deref(), now) {
             (Some(rec), Some(now)) if rec != now || self.train_size != data.train.len() => {
+                let (now, rec) = crate::fsutil::short_pair(now, rec);
                 return Err(Error::format(
                     path,
                     format!(
@@ -332,9 +333,9 @@ impl ForgetSet {
                          (content sha256 {}…, {} samples; the set records {}…, {} samples of \
                          {}){}: its indices would name other samples; restore the data the set \
                          was made for, or make the forget set again on this data (`amun split`)",
-                        short(now),
+                        now,
                         data.train.len(),
-                        short(rec),
+                        rec,
                         self.train_size,
                         self.dataset,
                         self.class_moved(data)
@@ -754,11 +755,6 @@ fn read_list(text: &str, path: &Path) -> Result<Vec<i64>> {
 /// [`ForgetSet::train_sha256`]).
 fn train_sha256(data: &Dataset) -> Option<String> {
     data.content().map(|c| c.train.clone())
-}
-
-/// The first 12 hex digits of a sha256, as messages show it.
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
 }
 
 fn draw(n: usize, k: usize, seed: u64) -> Result<Vec<i64>> {

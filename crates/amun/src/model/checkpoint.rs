@@ -244,13 +244,9 @@ impl Sidecar {
         // folder passes, a changed copy does not); another slice is other
         // data by the user's choice, which `open` warns about.
         let same = |a: Option<usize>, b: Option<usize>| a == b;
-        let short = |s: &str| s.get(..12).unwrap_or(s).to_string();
         if same(self.data.train_limit, data.spec.train_limit) && rec.train != now.train {
-            let (label, rec, now) = (
-                data.spec.train_label(),
-                short(&rec.train),
-                short(&now.train),
-            );
+            let label = data.spec.train_label();
+            let (rec, now) = fsutil::short_pair(&rec.train, &now.train);
             let msg = if self.data.dataset == data.spec.dataset {
                 format!(
                     "was made with other training data than {label} holds now (content sha256 \
@@ -270,13 +266,14 @@ impl Sidecar {
             return Err(Error::checkpoint(path, msg));
         }
         if same(self.data.test_limit, data.spec.test_limit) && rec.test != now.test {
+            let (now, rec) = fsutil::short_pair(&now.test, &rec.test);
             notes.push(format!(
                 "warning: the test split of {} differs from the one {} was made with (content \
                  sha256 {}…, recorded {}…): test accuracies and audits measure other images",
                 data.spec.label(),
                 path.display(),
-                short(&now.test),
-                short(&rec.test)
+                now,
+                rec
             ));
         }
         Ok(notes)

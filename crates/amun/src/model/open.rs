@@ -184,7 +184,7 @@ pub fn check_openable(paths: &[&Path], spec: &OpenSpec) -> Result<()> {
              records what --arch, --layout and --normalize describe for a PyTorch file and \
              refuses them: audit the two separately, or `amun import` this file first so that \
              it has a sidecar too",
-            no_sidecar(t),
+            no_sidecar(t, spec.arch.is_some() && spec.dataset.is_some()),
             a.display()
         ),
     ))
@@ -195,7 +195,7 @@ pub fn check_openable(paths: &[&Path], spec: &OpenSpec) -> Result<()> {
 fn described(path: &Path, spec: &OpenSpec) -> Result<(Arch, DataSpec)> {
     match (spec.arch, spec.data_spec(None)) {
         (Some(arch), Some(data)) => Ok((arch, data)),
-        _ => Err(Error::format(path, no_sidecar(path))),
+        _ => Err(Error::format(path, no_sidecar(path, false))),
     }
 }
 
@@ -684,8 +684,9 @@ fn check_program(model: &Classifier, path: &Path, num_classes: usize) -> Result<
 
 /// Why a checkpoint without a sidecar beside it is not opened; a link whose
 /// target has one is named as such (its sidecar is looked for beside the
-/// path given, as every command writes and reads it).
-fn no_sidecar(path: &Path) -> String {
+/// path given, as every command writes and reads it). `described`: --arch
+/// and --dataset were given, so they are not asked for again (hostile14 A5).
+fn no_sidecar(path: &Path, described: bool) -> String {
     // Only a link (or a path through one) has a target elsewhere.
     let linked = path.ancestors().any(|p| p.is_symlink());
     let target = std::fs::canonicalize(path)
@@ -699,6 +700,7 @@ fn no_sidecar(path: &Path) -> String {
             checkpoint::sidecar_path(&t).display(),
             checkpoint::sidecar_path(path).display()
         ),
+        None if described => "no amun sidecar beside it".to_string(),
         None => "no amun sidecar beside it; to use a PyTorch checkpoint give --arch and \
                  --dataset (or run `amun import`)"
             .to_string(),

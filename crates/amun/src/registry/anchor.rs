@@ -916,8 +916,8 @@ fn check_file(
                 format!(
                     "has hash {}, but {name} line {line} recorded {} at {}: the history since \
                      was replaced",
-                    super::samples::short(&e.hash),
-                    super::samples::short(&h.hash),
+                    crate::fsutil::short_pair(&e.hash, &h.hash).0,
+                    crate::fsutil::short_pair(&e.hash, &h.hash).1,
                     h.time
                 ),
             );
@@ -979,8 +979,8 @@ pub fn read_receipt(file: &Path, id: &str) -> std::result::Result<Receipt, Strin
     if r.registry != id {
         return Err(format!(
             "was issued by another registry (identity {}, this one is {})",
-            super::samples::short(&r.registry),
-            super::samples::short(id)
+            crate::fsutil::short_pair(&r.registry, id).0,
+            crate::fsutil::short_pair(&r.registry, id).1
         ));
     }
     let e = &r.record;
@@ -1067,8 +1067,8 @@ fn check_receipt(
             format!(
                 "names chain head {} with hash {}, the database holds {}",
                 r.head_seq,
-                super::samples::short(&r.head_hash),
-                super::samples::short(&c.hash)
+                crate::fsutil::short_pair(&r.head_hash, &c.hash).0,
+                crate::fsutil::short_pair(&r.head_hash, &c.hash).1
             ),
         );
     }

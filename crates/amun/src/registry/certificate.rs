@@ -551,7 +551,7 @@ pub fn certificate_paths(reg: &Registry, id: i64) -> (PathBuf, PathBuf) {
 /// files there): an issued certificate is never rewritten, it is what
 /// verify checks against the records.
 pub fn ensure_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
-    reg.version(id)?;
+    super::verify::check_certified_files(reg, id)?;
     let (md, json) = certificate_paths(reg, id);
     if !json.is_file() && md.exists() {
         // The JSON is written first: this Markdown is no certificate the

@@ -210,9 +210,9 @@ pub(crate) fn check(
                     name,
                     format!(
                         "was replaced or changed: sha256 {}, {} with sha256 {}",
-                        short(&got),
+                        crate::fsutil::short_pair(&got, &want.sha256).0,
                         want.need(),
-                        short(&want.sha256)
+                        crate::fsutil::short_pair(&got, &want.sha256).1
                     ),
                 );
             }

@@ -152,8 +152,8 @@ pub fn check_same(recorded: &[Sample], now: &[Sample], data: &str) -> Result<()>
             _ => format!(
                 "{}: its bytes changed (sha256 recorded {}, now {})",
                 a.name(),
-                short(&a.sha256),
-                short(&b.sha256)
+                crate::fsutil::short_pair(&a.sha256, &b.sha256).0,
+                crate::fsutil::short_pair(&a.sha256, &b.sha256).1
             ),
         })
         .collect();
@@ -480,8 +480,8 @@ pub fn resolve(
                                  recorded {}, now {}): the model was trained on the recorded \
                                  image, which a request must name",
                                 s.name(),
-                                short(&s.sha256),
-                                short(&now)
+                                crate::fsutil::short_pair(&s.sha256, &now).0,
+                                crate::fsutil::short_pair(&s.sha256, &now).1
                             ),
                         ));
                     }

@@ -3,6 +3,7 @@
 //! a failed create removes exactly those and never a path that was there
 //! before; and the temporary folders a killed create left behind.
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::process_alive;
 use crate::progress::Progress;
 use std::path::{Path, PathBuf};
 
@@ -173,15 +174,6 @@ pub(super) fn leftover_notes(dir: &Path) -> Vec<String> {
             }
         })
         .collect()
-}
-
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Whether `dir` (a real folder) holds only what a create writes: the

@@ -8,7 +8,7 @@
 use super::anchor;
 use super::db::{self, GENESIS, content_sha256, link_hash};
 use super::kinds::RecordKind;
-use super::samples::{self, digest, short};
+use super::samples::{self, digest};
 use super::{Registry, read_absorptions, read_policies, read_retrains};
 use crate::error::{Error, IoContext, Result};
 use serde::Serialize;
@@ -108,8 +108,8 @@ pub fn verify(dir: &Path, receipts: &[PathBuf]) -> Result<Verified> {
                  {}); verify the receipt with the registry that \
                  issued it (`amun registry verify --registry DIR --receipt {}`)",
                 dir.display(),
-                short(theirs),
-                short(&id),
+                crate::fsutil::short_pair(theirs, &id).0,
+                crate::fsutil::short_pair(theirs, &id).1,
                 dir.display(),
                 super::counted(v.records, "chained record"),
                 super::counted(v.requests, "request"),
@@ -315,16 +315,18 @@ fn check_request_samples(
     find: &mut impl FnMut(String, String),
 ) -> Result<()> {
     let samples = reg.request_samples(r.id)?;
-    if digest(&samples) != r.samples_sha256 || samples.len() as i64 != r.size {
+    let got = digest(&samples);
+    if got != r.samples_sha256 || samples.len() as i64 != r.size {
+        let (got, want) = crate::fsutil::short_pair(&got, &r.samples_sha256);
         find(
             format!("request {}", r.id),
             format!(
                 "its samples were edited: {} sample row(s) now, digest {}; the request \
                  recorded {} with digest {}",
                 samples.len(),
-                short(&digest(&samples)),
+                got,
                 r.size,
-                short(&r.samples_sha256)
+                want
             ),
         );
     }
@@ -373,9 +375,9 @@ fn check_rows_against_chain(
                 format!("{kind} {item}"),
                 format!(
                     "was edited: its row's content sha256 is {}, chain record {} recorded {}",
-                    short(h),
+                    crate::fsutil::short_pair(h, &e.content_sha256).0,
                     e.seq,
-                    short(&e.content_sha256)
+                    crate::fsutil::short_pair(h, &e.content_sha256).1
                 ),
             ),
             _ => {}
@@ -398,16 +400,18 @@ fn check_samples_table(
     find: &mut impl FnMut(String, String),
 ) -> Result<()> {
     let all = reg.samples()?;
-    if digest(&all) != i.samples_sha256 || all.len() as i64 != i.train_size {
+    let got = digest(&all);
+    if got != i.samples_sha256 || all.len() as i64 != i.train_size {
+        let (got, want) = crate::fsutil::short_pair(&got, &i.samples_sha256);
         find(
             "samples table".into(),
             format!(
                 "was edited: {} row(s) with digest {}; the registry recorded {} with \
                  digest {}",
                 all.len(),
-                short(&digest(&all)),
+                got,
                 i.train_size,
-                short(&i.samples_sha256)
+                want
             ),
         );
     }
@@ -439,8 +443,8 @@ fn check_version_files(
                     format!(
                         "its file {file} was replaced or changed: sha256 {}, the version \
                          recorded {}",
-                        short(&got),
-                        short(want)
+                        crate::fsutil::short_pair(&got, want).0,
+                        crate::fsutil::short_pair(&got, want).1
                     ),
                 ),
                 Ok(_) => {}
@@ -462,8 +466,8 @@ fn check_refs(i: &super::RegistryRow, find: &mut impl FnMut(String, String), nfi
             format!("reference models {r}"),
             format!(
                 "changed since the registry was made (digest {}, recorded {})",
-                short(&got),
-                short(want)
+                crate::fsutil::short_pair(&got, want).0,
+                crate::fsutil::short_pair(&got, want).1
             ),
         ),
         Err(e) => find(format!("reference models {r}"), e.to_string()),
@@ -644,6 +648,32 @@ fn certificates(
     Ok(())
 }
 
+/// Version `id`'s weights and sidecar re-hashed against the sha256 the
+/// registry recorded: a certificate names them by that sha256, so none is
+/// printed or written for a version whose file was replaced (hostile14
+/// RG11).
+pub(crate) fn check_certified_files(reg: &Registry, id: i64) -> Result<()> {
+    let v = reg.version(id)?;
+    let mut found = Vec::new();
+    check_version_files(
+        reg,
+        std::slice::from_ref(&v),
+        &mut |what, problem| found.push(format!("{what}: {problem}")),
+        &mut 0,
+    );
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        reg.dir.display().to_string(),
+        format!(
+            "{}; its certificate would certify the recorded file, not the one there now, so \
+             none is given; `amun registry verify` lists every finding",
+            found.join("; ")
+        ),
+    ))
+}
+
 /// Version `id`'s issued certificate files checked against the records
 /// (what verify does for every certificate), so a command that prints one
 /// never prints an edited certificate as the registry's.
@@ -725,8 +755,8 @@ fn check_certificate(
                     format!(
                         "names chain record {seq} with hash {}, the chain now holds {}: the \
                          history it certified was rewritten",
-                        short(hash),
-                        short(&e.hash)
+                        crate::fsutil::short_pair(hash, &e.hash).0,
+                        crate::fsutil::short_pair(hash, &e.hash).1
                     ),
                 )
             }

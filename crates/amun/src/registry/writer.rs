@@ -470,8 +470,8 @@ pub(crate) fn load_checked_data(
                  sha256 {}, recorded {}): calibration and audits must use the same held-out \
                  images as the registry's versions",
                 spec.label(),
-                samples::short(&got),
-                samples::short(&info.data_sha256)
+                crate::fsutil::short_pair(&got, &info.data_sha256).0,
+                crate::fsutil::short_pair(&got, &info.data_sha256).1
             ),
         ));
     }
