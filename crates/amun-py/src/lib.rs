@@ -162,9 +162,10 @@ fn open_checkpoint_over(
     data: Dataset,
     dev: Device,
 ) -> amun::Result<Opened> {
+    let mut notes: Vec<String> = sc.incomplete_warning(path).into_iter().collect();
     sc.model
         .check_data(data.image_shape(), data.num_classes(), path)?;
-    let notes = sc.check_data(&data, path)?;
+    notes.extend(sc.check_data(&data, path)?);
     let (model, sc) = checkpoint::load_as(path, sc, dev)?;
     Ok(Opened {
         model,
@@ -465,6 +466,7 @@ fn run(
         "sizes": done.sizes,
         "before": done.before,
         "after": done.after,
+        "notes": opened.notes,
     });
     Ok(out.to_string())
 }

@@ -1,7 +1,11 @@
 """The files amun.train writes are claimed as the CLI claims them (the
-library's `outputs`): a user's file is never overwritten."""
+library's `outputs`): a user's file is never overwritten. And what the CLI
+warns about a file it reads (an incomplete checkpoint) reaches Python as
+an amun.AmunWarning with the CLI's text."""
 
 import hashlib
+import json
+import re
 
 import pytest
 import torch
@@ -72,3 +76,36 @@ def test_train_replaces_its_own_earlier_checkpoint_and_says_so(tiny, tmp_path):
                    progress=report)
     replaced = [n for n in notes if n.startswith("note: out ")]
     assert len(replaced) == 1 and "replaces a trained model" in replaced[0], notes
+
+
+def test_an_incomplete_checkpoint_is_warned_about_as_the_cli_does(tiny, tmp_path):
+    """hostile14 PKI2: a training run stopped after its first of three
+    epochs leaves a resumable checkpoint; unlearning or auditing it warns
+    with the CLI's words (`amun unlearn/audit --checkpoint`)."""
+    train, test, program = tiny
+    out = tmp_path / "ki.safetensors"
+    starts = []
+
+    def stop_at_second_epoch(event, text, pos, total):
+        starts.append(event)
+        if starts.count("start") == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        amun.train(program, train, test=test, epochs=3, seed=3, device="cpu", out=out,
+                   progress=stop_at_second_epoch)
+    origin = json.loads(out.with_suffix(".json").read_text())["origin"]
+    assert origin["epochs_done"] == 1, origin
+    warning = "^" + re.escape(
+        f"warning: {out} is incomplete: 1 of 3 epochs were trained (a killed or failed run), so "
+        "it is not the model its recipe describes"
+    ) + "$"
+    forget = [1, 2]
+    with pytest.warns(amun.AmunWarning, match=warning) as caught:
+        r = amun.unlearn(out, train, forget, method="ft", calibrate=False, epochs=1,
+                         progress=False)
+    # Without heldout= no test split is measured: no word about another one.
+    said = [str(w.message) for w in caught if issubclass(w.category, amun.AmunWarning)]
+    assert len(said) == 1 and r.notes == said, said
+    with pytest.warns(amun.AmunWarning, match=warning):
+        amun.audit(out, train, forget, test=test)
