@@ -1186,7 +1186,10 @@ fn to_json(v: &impl serde::Serialize) -> amun::Result<String> {
 /// The registry's record and head version, as `amun registry create --json`
 /// prints them.
 fn registry_summary(reg: &Registry) -> amun::Result<String> {
-    to_json(&serde_json::json!({ "registry": reg.info()?, "version": reg.head()? }))
+    to_json(&serde_json::json!({
+        "registry": reg.info()?.to_output(),
+        "version": reg.head()?.to_output(),
+    }))
 }
 
 /// Creates a registry at `path` (`amun registry create`); returns its
