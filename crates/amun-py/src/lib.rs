@@ -18,6 +18,7 @@ use amun::data::{DataSpec, Dataset, ForgetFile, ForgetSet, HeldOut, Split};
 use amun::eval::Accuracy;
 use amun::model::{Arch, Classifier, Normalize, OpenSpec, Opened, import_program, open_program};
 use amun::model::{Sidecar, checkpoint};
+use amun::outputs::{Artifact, Outputs};
 use amun::progress::{Progress, Quiet};
 use amun::registry::{self, ApplyCap, ApplySpec, CreateSpec, Policy, Registry};
 use amun::train::{
@@ -161,9 +162,10 @@ fn open_checkpoint_over(
     data: Dataset,
     dev: Device,
 ) -> amun::Result<Opened> {
+    let mut notes: Vec<String> = sc.incomplete_warning(path).into_iter().collect();
     sc.model
         .check_data(data.image_shape(), data.num_classes(), path)?;
-    let notes = sc.check_data(&data, path)?;
+    notes.extend(sc.check_data(&data, path)?);
     let (model, sc) = checkpoint::load_as(path, sc, dev)?;
     Ok(Opened {
         model,
@@ -464,6 +466,7 @@ fn run(
         "sizes": done.sizes,
         "before": done.before,
         "after": done.after,
+        "notes": opened.notes,
     });
     Ok(out.to_string())
 }
@@ -682,6 +685,49 @@ fn train_data(
     }
 }
 
+/// Every file `amun.train` reads and writes when it writes any (`out=`),
+/// as `amun train` and `amun rmia train-refs` list theirs, under the names
+/// of the Python arguments.
+fn train_files(req: &TrainRequest) -> Option<Outputs> {
+    let out = req.out.as_ref()?;
+    let mut io = Outputs::new();
+    if let Some(d) = &req.data_path {
+        io.reads_dataset("data", d);
+    }
+    if let Some(Forget::File(p)) = &req.exclude {
+        io.reads_file(
+            "exclude",
+            "the forget set to train without: amun's JSON or a list of indices",
+            p,
+        );
+    }
+    io.reads_file(
+        "model",
+        "the exported graph, a torch.export .pt2",
+        &req.source.program,
+    );
+    let artifact = match req.refs {
+        Some(_) => Artifact::References,
+        None => Artifact::Trained,
+    };
+    io.writes("out", out, artifact);
+    Some(io)
+}
+
+/// The CLI's claim of `amun.train`'s outputs, before any work: an output
+/// never replaces an input, a user's file or another amun artifact (a
+/// forget set under a checkpoint's sidecar name), and reference models go
+/// only into a new, empty or reference folder. A checkpoint is locked
+/// until the returned value is dropped; a folder's files are claimed as
+/// the library writes them (as `amun rmia train-refs` checks its folder).
+fn claim_train_outputs(req: &TrainRequest) -> amun::Result<Vec<amun::fsutil::OutputLock>> {
+    match (train_files(req), req.refs) {
+        (None, _) => Ok(Vec::new()),
+        (Some(io), Some(_)) => io.check().map(|()| Vec::new()),
+        (Some(io), None) => io.claim(&[("out", &["safetensors"])]),
+    }
+}
+
 fn run_train(
     req: TrainRequest,
     splits: Option<(Split, Split)>,
@@ -692,6 +738,8 @@ fn run_train(
     if let Some(count) = req.refs {
         check_ref_count(count).map_err(py_err)?;
     }
+    let _locks = claim_train_outputs(&req).map_err(py_err)?;
+    let replaced = train_files(&req).map_or_else(Vec::new, |io| io.replacing());
     let (data, data_record) = train_data(&req, splits).map_err(py_err)?;
     let norm = req
         .source
@@ -750,6 +798,10 @@ fn run_train(
         checkpoint::save(&trained.model, out, &trained.sidecar).map_err(py_err)?;
     }
     write_back(&trained.model, views)?;
+    // As `amun train` says on stderr which checkpoint its output replaced.
+    for r in &replaced {
+        progress.note(&format!("note: {r}"));
+    }
     to_json(&serde_json::json!({ "sidecar": trained.sidecar, "data": data_record })).map_err(py_err)
 }
 
@@ -1134,7 +1186,10 @@ fn to_json(v: &impl serde::Serialize) -> amun::Result<String> {
 /// The registry's record and head version, as `amun registry create --json`
 /// prints them.
 fn registry_summary(reg: &Registry) -> amun::Result<String> {
-    to_json(&serde_json::json!({ "registry": reg.info()?, "version": reg.head()? }))
+    to_json(&serde_json::json!({
+        "registry": reg.info()?.to_output(),
+        "version": reg.head()?.to_output(),
+    }))
 }
 
 /// Creates a registry at `path` (`amun registry create`); returns its

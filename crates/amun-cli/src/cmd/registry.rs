@@ -6,7 +6,7 @@ use super::{DataDir, device, pct, print_json};
 use amun::experiment::SlurmSection;
 use amun::registry::{
     self, ApplyCap, ApplySpec, CreateSpec, Policy, Registry, RequestState, RetrainExecutor,
-    RetrainOutcome, RetrainSpec,
+    RetrainOutcome, RetrainSpec, VersionRow,
 };
 use amun::report::Table;
 use amun::unlearn::MethodSpec;
@@ -147,7 +147,9 @@ fn create(a: CreateArgs) -> Result<()> {
     let info = reg.info()?;
     let head = reg.head()?;
     if a.json {
-        return print_json(&super::json::object! { registry: info, version: head });
+        return print_json(
+            &super::json::object! { registry: info.to_output(), version: head.to_output() },
+        );
     }
     let audit = head.audit()?;
     super::outln!(
@@ -271,6 +273,7 @@ fn list(a: ListArgs) -> Result<()> {
     };
     let versions = if ver { reg.versions()? } else { Vec::new() };
     if a.json {
+        let versions: Vec<_> = versions.iter().map(VersionRow::to_output).collect();
         return print_json(&super::json::object! { requests: requests, versions: versions });
     }
     if ver {
@@ -388,7 +391,7 @@ fn show(a: ShowArgs) -> Result<()> {
                 return print_json(&super::json::object! {
                     audit: v.audit()?,
                     absorbed: reg.absorbed(a.id)?,
-                    version: v,
+                    version: v.to_output(),
                 });
             }
             super::emit(&registry::render_markdown(&registry::certificate(

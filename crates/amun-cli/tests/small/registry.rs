@@ -117,6 +117,13 @@ fn three_requests_two_batches_certificates_and_the_retrain_policy_on_mnist() {
     ok(&l);
     let v: serde_json::Value = serde_json::from_str(&stdout(&l)).unwrap();
     assert_eq!(v["versions"].as_array().unwrap().len(), 4);
+    // A version's records are objects, not JSON text inside the JSON.
+    let v2 = &v["versions"][1];
+    assert_eq!(v2["audit"]["heldout"]["test_images"], 100, "{v2}");
+    assert!(
+        v2["settings"].is_object() && !v2["calibration"][0]["calibration"]["chosen"].is_null(),
+        "{v2}"
+    );
     assert!(
         v["requests"]
             .as_array()

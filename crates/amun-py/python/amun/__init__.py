@@ -38,6 +38,7 @@ __all__ = [
     "AmunValueError",
     "AmunTypeError",
     "AmunFileNotFoundError",
+    "AmunWarning",
     "UnlearnRecord",
     "TrainRecord",
     "AuditRecord",
@@ -67,6 +68,19 @@ class AmunTypeError(AmunError, TypeError):
 
 class AmunFileNotFoundError(AmunError, FileNotFoundError):
     """A file amun was asked to read does not exist."""
+
+
+class AmunWarning(UserWarning):
+    """What amun warns about on stderr in the CLI (an incomplete checkpoint,
+    a forget set of an older amun, ...), with the CLI's text."""
+
+
+def _warn_notes(notes: Sequence[str], stacklevel: int) -> None:
+    """The library's ``warning: ...`` notes as :class:`AmunWarning`, at the
+    caller of the public function ``stacklevel - 1`` frames up."""
+    for note in notes:
+        if note.startswith("warning"):
+            warnings.warn(note, AmunWarning, stacklevel=stacklevel + 1)
 
 
 def _check_torch() -> None:
@@ -130,6 +144,8 @@ class UnlearnRecord:
     sizes: dict
     #: The tensors written: the module's ``state_dict()`` (sharing its storage).
     state_dict: dict = dataclasses.field(repr=False, compare=False)
+    #: What amun noticed (warnings), as the CLI prints on stderr.
+    notes: list = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         """Everything but the weights, as plain Python values (JSON-ready)."""
@@ -256,6 +272,7 @@ def _warn_transforms(normalize: Any, **splits: Any) -> None:
                 f"{what}: the dataset's transform is not applied: amun reads its .data as "
                 "8-bit images and feeds the model floats in [0,1] (training augments as amun's "
                 "recipe says); a model trained on normalised inputs needs normalize=(mean, std)",
+                AmunWarning,
                 stacklevel=3,
             )
             return
@@ -753,6 +770,7 @@ def unlearn(
             exported=program if isinstance(model, torch.nn.Module) else None,
         )
     r = json.loads(out)
+    _warn_notes(r["notes"], stacklevel=2)
     cal = r.get("calibration")
     splits = ["forget", "retain", "held-out"]
     return UnlearnRecord(
@@ -768,6 +786,7 @@ def unlearn(
         accuracy_after=dict(zip(splits, r["after"])),
         sizes=dict(zip(splits, r["sizes"])),
         state_dict=dict(targets),
+        notes=r["notes"],
     )
 
 
@@ -1202,9 +1221,7 @@ def audit(
 def _audit_record(out: dict) -> AuditRecord:
     acc, details = out["accuracy"], out["audit"]
     get = (lambda k: details[k]) if details else (lambda k: None)
-    for note in out["notes"]:
-        if note.startswith("warning"):
-            warnings.warn(note, stacklevel=3)
+    _warn_notes(out["notes"], stacklevel=3)
     return AuditRecord(
         accuracy={k: v["accuracy"] for k, v in acc.items()},
         samples={k: v["samples"] for k, v in acc.items()},
@@ -1348,7 +1365,7 @@ class Registry:
                 raise AmunTypeError(f"{what}: expected a str, got {type(v).__name__}")
         out = json.loads(_call(_amun.registry_add, str(self.path), paths, reference, received))
         for w in out["warnings"]:
-            warnings.warn(w, stacklevel=2)
+            warnings.warn(w, AmunWarning, stacklevel=2)
         return out["added"]
 
     def apply(

@@ -37,6 +37,14 @@ def test_a_request_goes_through_create_add_apply_certificate_verify(original, am
     assert done["new_version"] and done["unlearned"] == [added[0]["id"]]
     assert "start" in events and "finish" in events
     assert reg.apply(device="cpu") is None  # nothing pending
+    # The records are objects, not JSON text inside the JSON, as in `list --json`.
+    info = reg.info
+    assert isinstance(info["registry"]["data"], dict) and info["registry"]["data"]["dataset"]
+    head = info["version"]
+    assert head["audit"]["heldout"]["test_images"] > 0 and isinstance(head["settings"], dict)
+    assert done["version"] == head
+    cli = _amun(amun_bin, "registry", "list", "--registry", reg.path, "--json")
+    assert cli.returncode == 0 and json.loads(cli.stdout)["versions"][-1] == head
     cert = reg.certificate()
     cli = _amun(amun_bin, "registry", "certificate", "--registry", reg.path, "--json")
     assert cli.returncode == 0, cli.stderr

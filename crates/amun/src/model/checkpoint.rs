@@ -265,7 +265,10 @@ impl Sidecar {
             };
             return Err(Error::checkpoint(path, msg));
         }
-        if same(self.data.test_limit, data.spec.test_limit) && rec.test != now.test {
+        // No test split (Python's `amun.unlearn` without `heldout=`) measures
+        // no other images.
+        let measured = !data.test.is_empty();
+        if measured && same(self.data.test_limit, data.spec.test_limit) && rec.test != now.test {
             let (now, rec) = fsutil::short_pair(&now.test, &rec.test);
             notes.push(format!(
                 "warning: the test split of {} differs from the one {} was made with (content \
@@ -303,6 +306,18 @@ impl Sidecar {
             }
             _ => None,
         }
+    }
+
+    /// The warning every reader of the checkpoint at `path` gives when it
+    /// is [`Sidecar::incomplete`]: its weights are not the model its
+    /// recipe describes.
+    pub fn incomplete_warning(&self, path: &Path) -> Option<String> {
+        let (done, total) = self.incomplete()?;
+        Some(format!(
+            "warning: {} is incomplete: {done} of {total} epochs were trained (a killed or \
+             failed run), so it is not the model its recipe describes",
+            path.display()
+        ))
     }
 
     /// Every deletion request this model's lineage forgot: those of the

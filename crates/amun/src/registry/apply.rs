@@ -178,7 +178,9 @@ impl ApplySpec {
 /// What an apply did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Applied {
-    /// The new version (or the head, when every request was covered).
+    /// The new version (or the head, when every request was covered), its
+    /// records shown as objects ([`VersionRow::to_output`]).
+    #[serde(serialize_with = "VersionRow::serialize_output")]
     pub version: VersionRow,
     pub new_version: bool,
     /// Requests unlearned by the run, in order.

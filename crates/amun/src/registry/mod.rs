@@ -85,6 +85,14 @@ pub struct RegistryRow {
     pub seed: i64,
 }
 
+impl RegistryRow {
+    /// As output shows it: its data spec as an object, not as the JSON
+    /// text the database holds.
+    pub fn to_output(&self) -> serde_json::Value {
+        records::nested(self, [("data", Some(self.data.value()))])
+    }
+}
+
 /// When the exact retrain is due.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
@@ -183,6 +191,30 @@ pub struct VersionRow {
 }
 
 impl VersionRow {
+    /// As output shows it: its settings, calibration and audit as objects,
+    /// not as the JSON text the database (and the chain's hash) holds.
+    pub fn to_output(&self) -> serde_json::Value {
+        records::nested(
+            self,
+            [
+                ("settings", self.settings.as_ref().map(JsonText::value)),
+                (
+                    "calibration",
+                    self.calibration.as_ref().map(JsonText::value),
+                ),
+                ("audit", Some(self.audit.value())),
+            ],
+        )
+    }
+
+    /// [`VersionRow::to_output`] as a field's `serialize_with`.
+    pub fn serialize_output<S: serde::Serializer>(
+        v: &VersionRow,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&v.to_output(), s)
+    }
+
     /// Its audit, parsed.
     pub fn audit(&self) -> Result<VersionAudit> {
         self.audit

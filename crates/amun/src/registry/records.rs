@@ -50,6 +50,30 @@ impl<T> JsonText<T> {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// The record as a JSON value, for output (`--json`, Python), where it
+    /// is an object like any other rather than JSON text inside JSON; text
+    /// that does not parse (an edited database) is shown as the string.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| self.text.clone().into())
+    }
+}
+
+/// A row as output shows it: serialised as stored, with each of its JSON
+/// text fields (`fields`: name and value) replaced by the record itself.
+pub(crate) fn nested<R: Serialize>(
+    row: &R,
+    fields: impl IntoIterator<Item = (&'static str, Option<serde_json::Value>)>,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(row).expect("records serialise");
+    for (name, field) in fields {
+        if let Some(obj) = v.as_object_mut()
+            && obj.contains_key(name)
+        {
+            obj.insert(name.into(), field.unwrap_or(serde_json::Value::Null));
+        }
+    }
+    v
 }
 
 impl<T> Clone for JsonText<T> {

@@ -50,6 +50,16 @@ pub struct RetrainSpec {
     pub data_dir: PathBuf,
 }
 
+/// [`VersionRow::serialize_output`] of a boxed version (serde hands the
+/// field as it is declared).
+#[allow(clippy::borrowed_box)]
+fn boxed_output<S: serde::Serializer>(
+    v: &Box<VersionRow>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    VersionRow::serialize_output(v, s)
+}
+
 /// What a retrain did.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
@@ -64,6 +74,8 @@ pub enum RetrainOutcome {
     /// A new root version.
     Retrained {
         retrain: i64,
+        /// Its records shown as objects ([`VersionRow::to_output`]).
+        #[serde(serialize_with = "boxed_output")]
         version: Box<VersionRow>,
         certificate: PathBuf,
         set_aside: Option<String>,

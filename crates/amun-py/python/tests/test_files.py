@@ -1,0 +1,111 @@
+"""The files amun.train writes are claimed as the CLI claims them (the
+library's `outputs`): a user's file is never overwritten. And what the CLI
+warns about a file it reads (an incomplete checkpoint) reaches Python as
+an amun.AmunWarning with the CLI's text."""
+
+import hashlib
+import json
+import re
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import amun
+from conftest import SmallCNN
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist, tmp_path_factory):
+    """150 training and 50 test images, and the .pt2 of a fresh SmallCNN."""
+    x, y, hx, hy = mnist
+    torch.manual_seed(1)
+    program = tmp_path_factory.mktemp("program") / "model.pt2"
+    amun._export(SmallCNN(), x[:2].float() / 255, program)
+    return (x[:150], y[:150]), (hx[:50], hy[:50]), program
+
+
+def _digests(folder):
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _refused(call, folder, match):
+    """`call` raises amun's typed error with the CLI's message, before any
+    file in `folder` is written or replaced."""
+    before = _digests(folder)
+    with pytest.raises(amun.AmunValueError, match=match):
+        call()
+    assert _digests(folder) == before
+
+
+def test_train_never_overwrites_a_users_file(tiny, tmp_path):
+    """hostile14 P10b/P10e/P10g: the sidecar of `out` over a user's JSON,
+    `out` over a user's PyTorch weights, reference models into a folder of
+    the user's files (`.` among them): refused as `amun train --out` and
+    `amun rmia train-refs --out` refuse them."""
+    train, test, program = tiny
+    common = dict(test=test, epochs=1, seed=3, device="cpu", progress=False)
+    (tmp_path / "g.json").write_text("[1, 2, 3]\n")  # a user's deletion list
+    save_file({"w": torch.ones(3)}, str(tmp_path / "raw.safetensors"))  # a user's weights
+    folder = tmp_path / "U"
+    folder.mkdir()
+    save_file({"w": torch.ones(3)}, str(folder / "ref-000.safetensors"))
+    (folder / "notes.txt").write_text("notes\n")
+
+    g, raw = tmp_path / "g.safetensors", tmp_path / "raw.safetensors"
+    _refused(lambda: amun.train(program, train, out=g, **common), tmp_path,
+             r"^out .*g\.safetensors: would overwrite .*g\.json \(its sidecar\), a file amun did "
+             r"not write .*choose another out$")
+    _refused(lambda: amun.train(program, train, out=raw, **common), tmp_path,
+             r"^out .*raw\.safetensors: would overwrite .*raw\.safetensors, a file amun did not write")
+    for out in (folder, tmp_path):
+        _refused(lambda: amun.train(SmallCNN(), train, refs=2, out=out, **common), tmp_path,
+                 r"^out .*: would write into .*, a folder that holds files it did not write")
+
+
+def test_train_replaces_its_own_earlier_checkpoint_and_says_so(tiny, tmp_path):
+    """Re-running onto its own output is how a result is refreshed, as with
+    `amun train`, which notes what it replaced."""
+    train, test, program = tiny
+    out = tmp_path / "m.safetensors"
+    notes = []
+    report = lambda event, text, pos, total: notes.append(text) if event == "note" else None
+    for _ in range(2):
+        amun.train(program, train, test=test, epochs=1, seed=3, device="cpu", out=out,
+                   progress=report)
+    replaced = [n for n in notes if n.startswith("note: out ")]
+    assert len(replaced) == 1 and "replaces a trained model" in replaced[0], notes
+
+
+def test_an_incomplete_checkpoint_is_warned_about_as_the_cli_does(tiny, tmp_path):
+    """hostile14 PKI2: a training run stopped after its first of three
+    epochs leaves a resumable checkpoint; unlearning or auditing it warns
+    with the CLI's words (`amun unlearn/audit --checkpoint`)."""
+    train, test, program = tiny
+    out = tmp_path / "ki.safetensors"
+    starts = []
+
+    def stop_at_second_epoch(event, text, pos, total):
+        starts.append(event)
+        if starts.count("start") == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        amun.train(program, train, test=test, epochs=3, seed=3, device="cpu", out=out,
+                   progress=stop_at_second_epoch)
+    origin = json.loads(out.with_suffix(".json").read_text())["origin"]
+    assert origin["epochs_done"] == 1, origin
+    warning = "^" + re.escape(
+        f"warning: {out} is incomplete: 1 of 3 epochs were trained (a killed or failed run), so "
+        "it is not the model its recipe describes"
+    ) + "$"
+    forget = [1, 2]
+    with pytest.warns(amun.AmunWarning, match=warning) as caught:
+        r = amun.unlearn(out, train, forget, method="ft", calibrate=False, epochs=1,
+                         progress=False)
+    # Without heldout= no test split is measured: no word about another one.
+    said = [str(w.message) for w in caught if issubclass(w.category, amun.AmunWarning)]
+    assert len(said) == 1 and r.notes == said, said
+    with pytest.warns(amun.AmunWarning, match=warning):
+        amun.audit(out, train, forget, test=test)
