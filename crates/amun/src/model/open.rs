@@ -241,13 +241,7 @@ pub fn open(
     if source == ModelSource::Amun {
         spec.check_amun()?;
         let sc = checkpoint::read_sidecar(path)?;
-        if let Some((done, total)) = sc.incomplete() {
-            notes.push(format!(
-                "warning: {} is incomplete: {done} of {total} epochs were trained (a killed or \
-                 failed run), so it is not the model its recipe describes",
-                path.display()
-            ));
-        }
+        notes.extend(sc.incomplete_warning(path));
         let data_spec = spec.data_spec(Some(&sc.data)).expect("a base spec");
         let data = load_data(&data_spec, data_dir, progress)?;
         sc.model
