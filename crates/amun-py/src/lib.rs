@@ -421,6 +421,7 @@ fn run(
     // Before the run: a weight the module lacks must not surface after it.
     let views = target_views(&opened.model, targets)?;
     let request = req.forget.resolve(&opened.data, "forget").map_err(py_err)?;
+    let unsealed = req.forget.warning(&request, &opened.data);
     let method = amun::unlearn::build(&req.method, &req.settings).map_err(py_err)?;
     let train = train_keywords(&req.train).map_err(py_err)?;
     let method = if train.is_empty() {
@@ -466,7 +467,7 @@ fn run(
         "sizes": done.sizes,
         "before": done.before,
         "after": done.after,
-        "notes": opened.notes,
+        "notes": opened.notes.into_iter().chain(unsealed).collect::<Vec<_>>(),
     });
     Ok(out.to_string())
 }
@@ -870,6 +871,17 @@ impl Forget {
             Forget::File(p) => ForgetFile::read(p)?.resolve(data, p),
         }
     }
+
+    /// The warning the CLI prints for the set a file gave
+    /// ([`ForgetSet::unsealed_warning`]: an older amun's set, which nothing
+    /// ties to a folder's content; hostile14 P32), raised in Python as an
+    /// `amun.AmunWarning` from the returned notes.
+    fn warning(&self, set: &ForgetSet, data: &Dataset) -> Option<String> {
+        match self {
+            Forget::File(p) => set.unsealed_warning(data, p),
+            Forget::Indices(_) => None,
+        }
+    }
 }
 
 impl AuditRequest {
@@ -978,7 +990,11 @@ fn run_audit(
         (None, Forget::File(_)) => unreachable!("read above"),
     };
     let (holdout, note) = checked_holdout(&req, &forget, data.test.len())?;
-    let mut notes: Vec<String> = opened.notes.into_iter().chain(note).collect();
+    let unsealed = req.forget.warning(&forget, &data);
+    let mut notes: Vec<String> = (opened.notes.into_iter())
+        .chain(unsealed)
+        .chain(note)
+        .collect();
     let refs = req
         .refs
         .as_ref()
