@@ -6,13 +6,15 @@ an amun.AmunWarning with the CLI's text."""
 import hashlib
 import json
 import re
+import subprocess
+import warnings
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 import amun
-from conftest import SmallCNN
+from conftest import SmallCNN, _cli
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +111,63 @@ def test_an_incomplete_checkpoint_is_warned_about_as_the_cli_does(tiny, tmp_path
     assert len(said) == 1 and r.notes == said, said
     with pytest.warns(amun.AmunWarning, match=warning):
         amun.audit(out, train, forget, test=test)
+
+
+def test_a_forget_set_of_an_older_amun_is_warned_about_as_the_cli_does(
+    trained, mnist, idx_data, amun_bin, tmp_path
+):
+    """hostile14 P32: a folder's forget set that records no content hash
+    (an older amun wrote it) is tied to the folder by its path alone; the
+    CLI warns of it, and so do amun.audit and amun.unlearn, with its words.
+    A sealed set gives no such warning."""
+    model, sealed, old = (tmp_path / n for n in ("model.pt2", "f.json", "old.json"))
+    amun._export(trained, mnist[0][:2].float() / 255, model)
+    _cli(amun_bin, "split", "--dataset", idx_data, "--forget", 10, "--out", sealed)
+    legacy = json.loads(sealed.read_text())
+    del legacy["train_sha256"]
+    old.write_text(json.dumps(legacy))
+    cli = subprocess.run([str(amun_bin), "eval", "--checkpoint", str(model), "--dataset",
+                          str(idx_data), "--forget", str(old), "--device", "cpu"],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    said = [line for line in cli.stderr.splitlines() if "records no content hash" in line]
+    assert len(said) == 1 and said[0].startswith(f"warning: {old} "), cli.stderr
+
+    def warned(call):
+        with pytest.warns(amun.AmunWarning) as caught:
+            call()
+        return [str(w.message) for w in caught if issubclass(w.category, amun.AmunWarning)]
+
+    assert warned(lambda: amun.audit(model, idx_data, old)) == said
+    unlearn = dict(method="ft", calibrate=False, epochs=1, device="cpu", progress=False)
+    assert warned(lambda: amun.unlearn(model, idx_data, old, **unlearn)) == said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", amun.AmunWarning)
+        amun.audit(model, idx_data, sealed)
+
+
+def test_train_never_writes_into_a_run_folder_or_a_registry(tiny, idx_data, amun_bin, tmp_path):
+    """hostile14 P30/P31: `out` inside an experiment's run folder or a
+    registry's versions/ is refused as `amun train --out` refuses it (the
+    library's `outputs`), before anything is written."""
+    train, test, program = tiny
+    config = tmp_path / "x.toml"
+    config.write_text(
+        f'name = "x"\nmodel = "small-cnn"\nseeds = [0]\ndevice = "cpu"\n'
+        f'[data]\ndataset = "{idx_data}"\n[train]\nepochs = 1\n'
+        "[forget]\nfractions = [0.1]\n[rmia]\nreference_models = 2\n"
+        "[methods.ft]\nfinetune.epochs = 1\n"
+    )
+    run = tmp_path / "run"
+    _cli(amun_bin, "experiment", "--config", config, "--out", run, "--step", "forget-s0-f0.1",
+         "-q")
+    model = tmp_path / "m.safetensors"
+    _cli(amun_bin, "train", "--dataset", idx_data, "--epochs", 1, "--batch-size", 64,
+         "--device", "cpu", "-q", "--out", model)
+    reg = amun.Registry.create(tmp_path / "reg", model, holdout_test=50, seed=3).path
+    common = dict(test=test, epochs=1, seed=3, device="cpu", progress=False)
+    _refused(lambda: amun.train(program, train, out=run / "x.safetensors", **common), run,
+             r"^out .*x\.safetensors: would write .*, inside the experiment's run folder ")
+    _refused(lambda: amun.train(program, train, out=reg / "versions" / "v0003.safetensors",
+                                **common), reg,
+             r"^out .*v0003\.safetensors: would write .*, inside the registry folder ")
