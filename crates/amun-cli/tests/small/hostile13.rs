@@ -18,7 +18,8 @@ use std::path::Path;
 /// - A4/A5: `audit`'s second checkpoint without a sidecar was named only
 ///   after the first was audited; A1: a model given twice was audited
 ///   twice; hostile14 A1/A5: those refusals named flags not given, or asked
-///   for flags given.
+///   for flags given; hostile14 RA1: a set sealed on an exact copy of the
+///   registry's folder was refused as made for other data.
 ///
 /// And what the lead's review of the fixes found (fix37e): a sealed set
 /// made on the registry's folder while one of its images was another was
@@ -88,6 +89,16 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
         ],
     );
     assert_eq!(count(&r, "requests"), 1);
+
+    // hostile14 RA1: a set sealed on an exact copy of the registry's folder
+    // (another path, the same content) names the registry's own samples:
+    // taken, not called "made for other data".
+    let copy = d.path().join("digits-copy");
+    crate::common::registry::copy_dir(&data, &copy);
+    let on_copy = path_in(d.path(), "on-copy.json");
+    ok(&common::split_forget(copy.to_str().unwrap(), "5", &on_copy));
+    ok(&reg("add", &r, &[&on_copy]));
+    assert_eq!(count(&r, "requests"), 2);
 
     // R9: another slice of MNIST is named so.
     let mr = d.path().join("mreg");

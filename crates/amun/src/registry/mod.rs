@@ -1056,13 +1056,13 @@ impl Registry {
         let named = (files.iter())
             .map(|f| samples::read_request(f, root.as_deref()))
             .collect::<Result<Vec<_>>>()?;
-        // Only a sealed forget set of the registry's dataset and size needs
-        // the data's content (read once); any other set is refused unread.
+        // Only a sealed forget set of the registry's size needs the data's
+        // content (read once): made on the registry's folder or on a copy
+        // of it at another path (hostile14 RA1); any other set is refused
+        // unread.
         let (label, n) = (spec.train_label(), recorded.len());
-        let sealed = |x: &Named| {
-            matches!(x, Named::Set(s) if s.train_sha256.is_some()
-                && s.dataset == label && s.train_size == n)
-        };
+        let sealed =
+            |x: &Named| matches!(x, Named::Set(s) if s.train_sha256.is_some() && s.train_size == n);
         let content = match named.iter().position(sealed) {
             Some(i) => self.train_content(&spec, &recorded, &files[i])?,
             None => None,

@@ -329,6 +329,12 @@ fn other_slice(s: &crate::data::ForgetSet, source: &Path, data: &str, n: usize) 
     )
 }
 
+/// Whether the sealed set `s` was made on training data of the content
+/// `content` (the registry's), wherever that data lay.
+fn same_content(s: &crate::data::ForgetSet, content: Option<&str>) -> bool {
+    s.train_sha256.is_some() && s.train_sha256.as_deref() == content
+}
+
 /// A forget set of a folder that records no content hash (an older
 /// amun's): the registry is the permanent record of which images a request
 /// names, so a set that nothing ties to the folder's content (a class
@@ -418,8 +424,12 @@ pub fn resolve(
     };
     let mut out: Vec<Sample> = match named {
         Named::Indices(v) => by_index(v)?,
-        // Indices mean nothing in another dataset or slice, even in range.
-        Named::Set(s) if s.dataset != data || s.train_size != n => {
+        // Indices mean nothing in another dataset or slice, even in range;
+        // a set sealed on a copy of the registry's folder (another path, the
+        // same content hash: the same samples at the same indices) names the
+        // registry's own samples, which it records by its own paths
+        // (hostile14 RA1).
+        Named::Set(s) if s.train_size != n || (s.dataset != data && !same_content(&s, content)) => {
             return Err(other_slice(&s, source, data, n));
         }
         Named::Set(s) if s.train_sha256.is_none() && dataset_root.is_some() => {
@@ -668,5 +678,20 @@ mod tests {
             "{e}"
         );
         assert!(resolve(sealed(&reg), &a, src, "d", None, Some(&reg)).is_ok());
+        // hostile14 RA1: sealed on a copy of the registry's data at another
+        // path, taken; on other content there, "other data".
+        let on_copy = |sha: &str| match sealed(sha) {
+            Named::Set(mut s) => {
+                s.dataset = "copy".into();
+                Named::Set(s)
+            }
+            _ => unreachable!(),
+        };
+        let ok = resolve(on_copy(&reg), &a, src, "d", None, Some(&reg)).unwrap();
+        assert_eq!(ok.iter().map(|s| s.idx).collect::<Vec<_>>(), vec![1, 2]);
+        let e = resolve(on_copy(&other), &a, src, "d", None, Some(&reg))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("made for other data"), "{e}");
     }
 }
