@@ -236,6 +236,9 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         let dev = device.resolve()?;
         let data = data_of(&cfg, &a.dir, &config_path, dev)?;
         open_folder(&cfg, &out)?;
+        for w in amun::experiment::step_warnings(&data, step) {
+            eprintln!("{w}");
+        }
         let bars = crate::progress::Bars::terse(a.quiet);
         let hw = hardware_line(dev);
         let ctx = StepCtx {

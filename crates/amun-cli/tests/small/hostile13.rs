@@ -11,7 +11,7 @@ use std::path::Path;
 /// - R15/R16: `registry add` recorded such a set for good, without a word;
 /// - R9: a set of another MNIST slice "named other samples";
 /// - X12: an experiment's `forget.files` of such a set: `--plan` said
-///   nothing;
+///   nothing (hostile14 X12: nor did `--step`);
 /// - A16: `rmia train-refs` sealed an older manifest whose seed was
 ///   edited over models another seed made;
 /// - N21b/F14: a folder changed at the set's path was called a copy;
@@ -140,12 +140,26 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
         "{}",
         stderr(&o)
     );
-    // fix37e: the run folder's copy is sealed on the data the run read,
-    // and a setting amun chose is not called "null".
+    // hostile14 X12: and at `--step` (with --config or --folder), which
+    // reads it. fix37e: the run folder's copy is sealed on the data the
+    // run read, and a setting amun chose is not called "null".
     let step = ["--step", "forget-s0-f0.1", "-q"];
-    ok(&Args::of(&["experiment", "--config", &cfg, "--out", &run])
+    let o = Args::of(&["experiment", "--config", &cfg, "--out", &run])
         .and(&step)
-        .run());
+        .run();
+    ok(&o);
+    assert!(
+        stderr(&o).contains("fold.json records no content hash"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Args::of(&["experiment", "--folder", &run]).and(&step).run();
+    ok(&o);
+    assert!(
+        stderr(&o).contains("fold.json records no content hash"),
+        "{}",
+        stderr(&o)
+    );
     let copy = read_json(&Path::new(&run).join("forget-s0-f0.1.json"));
     assert_eq!(
         copy["train_sha256"],

@@ -308,6 +308,22 @@ pub fn check_forget_files(
     Ok(warnings)
 }
 
+/// The warnings a step's inputs call for, for `--step`, which runs no
+/// [`check_forget_files`]: a forget step's `forget.files` entry that an
+/// older amun wrote (no content hash, hostile14 X12). A file that cannot be
+/// read gives none here: the step itself says why.
+pub fn step_warnings(data: &Dataset, step: &Step) -> Vec<String> {
+    let StepKind::Forget { file: Some(f), .. } = &step.kind else {
+        return Vec::new();
+    };
+    let p = Path::new(f);
+    crate::data::ForgetSet::load(p, data)
+        .ok()
+        .and_then(|set| set.unsealed_warning(data, p))
+        .into_iter()
+        .collect()
+}
+
 /// With `[calibrate]`, every evaluation forget set against the rule the
 /// calibrated unlearning applies ([`crate::unlearn::class_mostly_forgotten`]),
 /// before any model is trained for it (hostile8 EXM2, K6b: it failed after
