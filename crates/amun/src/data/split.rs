@@ -375,6 +375,14 @@ impl ForgetSet {
             }
             _ => {}
         }
+        self.check_class(data, path)
+    }
+
+    /// That a class set's indices are `data`'s samples of its class and its
+    /// class number still has the name it records: what every command that
+    /// takes the set for `data` checks (`registry add` too: hostile15
+    /// SR_fc_name, N31).
+    pub fn check_class(&self, data: &Dataset, path: &Path) -> Result<()> {
         self.check_class_samples(data, path)?;
         if let Some(moved) = self.class_moved(data) {
             return Err(Error::format(

@@ -1056,62 +1056,72 @@ impl Registry {
         let named = (files.iter())
             .map(|f| samples::read_request(f, root.as_deref()))
             .collect::<Result<Vec<_>>>()?;
-        // Only a sealed forget set of the registry's size needs the data's
-        // content (read once): made on the registry's folder or on a copy
-        // of it at another path (hostile14 RA1); any other set is refused
-        // unread.
-        let (label, n) = (spec.train_label(), recorded.len());
+        // Only a sealed forget set of the registry's size (made on the
+        // registry's folder or on a copy of it at another path: hostile14
+        // RA1) and a class set (whose class is checked against the data's
+        // labels, as every command checks it: hostile15 SR_fc_name) need
+        // the data (read once); any other request is matched unread.
+        let n = recorded.len();
         let sealed =
             |x: &Named| matches!(x, Named::Set(s) if s.train_sha256.is_some() && s.train_size == n);
-        let content = match named.iter().position(sealed) {
-            Some(i) => self.train_content(&spec, &recorded, &files[i])?,
+        let class = |x: &Named| matches!(x, Named::Set(s) if s.kind == "class");
+        let data = match named.iter().position(|x| sealed(x) || class(x)) {
+            Some(i) => Some(self.checked_data(&spec, &recorded, &files[i])?),
             None => None,
         };
+        let content = data
+            .as_ref()
+            .and_then(|d| d.content().map(|c| c.train.clone()));
+        let label = spec.train_label();
         let mut resolved = Vec::new();
         for (file, named) in files.iter().zip(named) {
+            let class_set = match &named {
+                Named::Set(s) if s.kind == "class" => Some(s.clone()),
+                _ => None,
+            };
             let root = root.as_deref();
             let picked =
                 samples::resolve(named, &recorded, file, &label, root, content.as_deref())?;
+            if let (Some(set), Some(data)) = (class_set, &data) {
+                set.check_class(data, file)?;
+            }
             resolved.push((file, picked));
         }
         Ok(resolved)
     }
 
-    /// The content sha256 of the registry's training split (what a sealed
-    /// forget set records of its data; `None` for a dataset amun fetches),
-    /// from its data checked to hold the recorded samples: a set sealed on
-    /// the folder before or after an edit is refused by it. `file` is the
-    /// first sealed set, which an error names.
-    fn train_content(
+    /// The registry's training data, checked to hold the recorded samples
+    /// (a set sealed on the folder before or after an edit is refused by
+    /// the content hash it records; a class set by its labels). `file` is
+    /// the first request that needs it, which an error names.
+    fn checked_data(
         &self,
         spec: &DataSpec,
         recorded: &[Sample],
         file: &Path,
-    ) -> Result<Option<String>> {
-        if crate::data::Registry::from_name(&spec.dataset).is_some() {
-            return Ok(None);
-        }
+    ) -> Result<crate::data::Dataset> {
         let unreadable = |why: String| {
             Error::format(
                 file,
                 format!(
-                    "a forget set that records its data's content is checked against the \
-                     registry's data, which cannot be read as the registry recorded it: {why}"
+                    "a forget set that records its data's content or class is checked against \
+                     the registry's data, which cannot be read as the registry recorded it: {why}"
                 ),
             )
         };
         if let Some(missing) = self.data_folder_missing()? {
             return Err(unreadable(missing));
         }
-        // A folder's data: `data_dir` is for amun's registry datasets only.
+        // A folder's data ignores the data folder, which holds amun's
+        // registry datasets only.
         let data = spec
-            .load(Path::new(""))
+            .load(&crate::data::default_data_dir())
             .map_err(|e| unreadable(e.to_string()))?;
         let files = crate::data::sample_files(spec)?;
         let now = samples::hash_all(&data, files.as_deref())?;
         samples::check_same(recorded, &now, &spec.train_label())
             .map_err(|e| unreadable(e.to_string()))?;
-        Ok(data.content().map(|c| c.train.clone()))
+        Ok(data)
     }
 
     /// Writes each added request's receipt (a failed write is a warning:

@@ -372,9 +372,16 @@ fn other_content(
     content: Option<&str>,
 ) -> Error {
     let set = s.train_sha256.as_deref().unwrap_or("");
-    let registry = match content {
-        Some(c) => format!("the registry's data {}…", short(c)),
-        None => "the registry's data, a dataset amun fetches, none".to_string(),
+    // Prefixes long enough to differ (hostile15 SR_ff_sha).
+    let (set, registry) = match content {
+        Some(c) => {
+            let (a, b) = crate::fsutil::short_pair(set, c);
+            (a, format!("the registry's data {b}…"))
+        }
+        None => (
+            short(set),
+            "the registry's data, a dataset amun fetches, none".to_string(),
+        ),
     };
     Error::format(
         source,
@@ -385,8 +392,7 @@ fn other_content(
              name other samples than the ones the registry's model was trained on; make the \
              set again on the registry's data (`amun split --dataset {data}`), or name the \
              samples in a text file (image paths, or indices one a line)",
-            short(set),
-            s.train_size
+            set, s.train_size
         ),
     )
 }
