@@ -957,6 +957,14 @@ fn check_file(
 /// The receipt in `file` if it reads as a receipt of any registry; else
 /// what it is instead (empty, not JSON, of another format).
 pub fn parse_receipt(file: &Path) -> std::result::Result<Receipt, String> {
+    // Before opening: a pipe nobody writes would block (hostile15 N5c).
+    if let Some(what) = std::fs::metadata(file)
+        .ok()
+        .as_ref()
+        .and_then(crate::fsutil::special_kind)
+    {
+        return Err(format!("is not a regular file ({what})"));
+    }
     let text = std::fs::read_to_string(file).map_err(|e| format!("unreadable: {e}"))?;
     if text.trim().is_empty() {
         return Err("is empty".into());
@@ -991,6 +999,16 @@ pub fn read_receipt(file: &Path, id: &str) -> std::result::Result<Receipt, Strin
         || db::link_hash(&e.prev, e.kind, e.item, &content) != e.hash
     {
         return Err("was edited: its request does not hash to the chain record it names".into());
+    }
+    // A receipt is issued after its request's record, so its head is
+    // never before it: an earlier head (0, -1) names no record to compare
+    // (hostile15 N26).
+    if r.head_seq < e.seq {
+        return Err(format!(
+            "was edited: its head ({}) precedes its own record {} (a registry hands out a \
+             receipt only at or after its request's record)",
+            r.head_seq, e.seq
+        ));
     }
     Ok(r)
 }
