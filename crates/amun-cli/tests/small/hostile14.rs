@@ -1,5 +1,6 @@
 //! hostile14's findings (issue 38) that need a model of their own.
-use crate::common::{self, amun, fails_with};
+use crate::common::registry::{count, folder_registry, reg};
+use crate::common::{self, amun, fails_with, ok, read_json};
 use std::path::Path;
 
 /// hostile14 PX1: `amun eval` of a checkpoint `amun.train` wrote from
@@ -33,4 +34,93 @@ fn a_model_trained_on_python_tensors_is_named_so_by_the_cli() {
         ],
     );
     assert!(Path::new(&side).is_file());
+}
+
+/// hostile15 SR_fc_name, N31, N24 (`registry add` recorded a class set
+/// whose class or class name was edited, which eval refuses), SR_ff_sha
+/// (its refusal of a set of other content showed two equal prefixes), N26
+/// (a receipt whose head was edited to before its own record verified
+/// intact), N5c (`verify --receipt` of a pipe blocked) and N2/N3 (a set
+/// made through a symlink to, or with a trailing slash on, the registry's
+/// folder: the same data, taken).
+#[test]
+fn registry_add_checks_a_class_set_and_verify_an_edited_receipt() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, r) = folder_registry(d.path());
+    let at = |f: &str| d.path().join(f).to_str().unwrap().to_string();
+    let (fc, ds) = (at("fc.json"), data.to_str().unwrap());
+    ok(&amun(&[
+        "split",
+        "--dataset",
+        ds,
+        "--class",
+        "3",
+        "--out",
+        &fc,
+    ]));
+    let edit = |name: &str, key: &str, v: serde_json::Value| {
+        let mut set = read_json(Path::new(&fc));
+        set[key] = v;
+        std::fs::write(at(name), set.to_string()).unwrap();
+        at(name)
+    };
+    let renamed = edit("fc_name.json", "class_name", "4".into());
+    fails_with(&reg("add", &r, &[&renamed]), &["class 3 was '4'"]);
+    let renumbered = edit("fc_num.json", "class", 4.into());
+    fails_with(
+        &reg("add", &r, &[&renumbered]),
+        &["are not the training samples of class 4"],
+    );
+    let hash = read_json(Path::new(&fc))["train_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last = if hash.ends_with('0') { "1" } else { "0" };
+    let other = format!("{}{last}", &hash[..hash.len() - 1]);
+    let resealed = edit("fc_sha.json", "train_sha256", other.clone().into());
+    fails_with(
+        &reg("add", &r, &[&resealed]),
+        &[&format!(
+            "the set records {other}…, the registry's data {hash}…"
+        )],
+    );
+    assert_eq!(count(&r, "requests"), 0);
+
+    // The same folder through a symlink and with a trailing slash.
+    let link = at("digits-link");
+    std::os::unix::fs::symlink(&data, &link).unwrap();
+    for (folder, n, out) in [
+        (link.clone(), "5", "fl.json"),
+        (format!("{ds}/"), "6", "fs.json"),
+    ] {
+        ok(&common::split_forget(&folder, n, &at(out)));
+        ok(&reg("add", &r, &[&at(out)]));
+    }
+    ok(&reg("add", &r, &[&fc]));
+    assert_eq!(count(&r, "requests"), 3);
+
+    let receipt = r.join("receipts").join("r0001.json");
+    for head in [0, -1] {
+        let mut v = read_json(&receipt);
+        let own = v["record"]["seq"].as_i64().unwrap();
+        v["head_seq"] = head.into();
+        let edited = at(&format!("r_h{head}.json"));
+        std::fs::write(&edited, v.to_string()).unwrap();
+        fails_with(
+            &reg("verify", &r, &["--receipt", &edited]),
+            &[&format!("its head ({head}) precedes its own record {own}")],
+        );
+    }
+    let fifo = at("fifo.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    fails_with(
+        &reg("verify", &r, &["--receipt", &fifo]),
+        &["not a regular file (a pipe)"],
+    );
 }
