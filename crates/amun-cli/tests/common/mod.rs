@@ -338,3 +338,8 @@ pub fn long_training(out: &Path) -> std::process::Child {
 pub fn split_forget(ds: &str, count: &str, out: &str) -> Output {
     amun(&["split", "--dataset", ds, "--forget", count, "--out", out])
 }
+
+/// `amun split --class CLASS` of `ds` into `out`.
+pub fn split_class(ds: &str, class: &str, out: &str) -> Output {
+    amun(&["split", "--dataset", ds, "--class", class, "--out", out])
+}

@@ -47,15 +47,7 @@ fn forget_sets_and_models_follow_their_datas_content_whatever_its_path() {
         .run());
     let (ff, fc) = (path_in(d.path(), "ff.json"), path_in(d.path(), "fc.json"));
     ok(&common::split_forget(ds, "12", &ff));
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        ds,
-        "--class",
-        "3",
-        "--out",
-        &fc,
-    ]));
+    ok(&common::split_class(ds, "3", &fc));
     let set = read_json(Path::new(&fc));
     assert_eq!(set["class_name"], "3", "{set}");
     let hash = set["train_sha256"].as_str().unwrap().to_string();

@@ -33,15 +33,7 @@ fn unsealed_sets_and_repeated_models_are_named_before_any_work() {
     let ds = data.to_str().unwrap();
     let m = path_in(d.path(), "m.safetensors");
     let (fc, old) = (path_in(d.path(), "fc.json"), path_in(d.path(), "old.json"));
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        ds,
-        "--class",
-        "3",
-        "--out",
-        &fc,
-    ]));
+    ok(&common::split_class(ds, "3", &fc));
     common::without_keys(&fc, &["train_sha256", "class_name"], &old);
 
     // F15: sealing says which class it seals the number as.

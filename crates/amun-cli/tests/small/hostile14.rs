@@ -49,15 +49,7 @@ fn registry_add_checks_a_class_set_and_verify_an_edited_receipt() {
     let (data, r) = folder_registry(d.path());
     let at = |f: &str| d.path().join(f).to_str().unwrap().to_string();
     let (fc, ds) = (at("fc.json"), data.to_str().unwrap());
-    ok(&amun(&[
-        "split",
-        "--dataset",
-        ds,
-        "--class",
-        "3",
-        "--out",
-        &fc,
-    ]));
+    ok(&common::split_class(ds, "3", &fc));
     let edit = |name: &str, key: &str, v: serde_json::Value| {
         let mut set = read_json(Path::new(&fc));
         set[key] = v;
