@@ -483,6 +483,38 @@ pub fn import_program(
 ) -> Result<(Classifier, Vec<String>)> {
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let prog = program::load(&file, None)?;
+    check_signature(&prog, path, image_shape, num_classes)?;
+    let init = program_init(init)?;
+    let mut spec = super::ModelSpec::exported(
+        program::ProgramRef {
+            file,
+            sha256: prog.sha256.clone(),
+            init,
+        },
+        image_shape,
+        num_classes,
+    )?;
+    spec.normalize = normalize;
+    let mut model = Classifier::blank(&spec, device)?;
+    let weights = prog
+        .read_weights()?
+        .into_iter()
+        .map(|(k, v)| (k, v.to_device(device)))
+        .collect();
+    model.load_named(weights, path)?;
+    check_program(&model, path, num_classes)?;
+    let notes = init_notes(&spec, &prog, path, device)?;
+    Ok((model, notes))
+}
+
+/// Refuses a graph whose exported input or output shape cannot serve this
+/// data: a fixed batch, other image sizes or channels, another class count.
+fn check_signature(
+    prog: &program::Program,
+    path: &Path,
+    image_shape: [i64; 3],
+    num_classes: usize,
+) -> Result<()> {
     if let Some(Some(n)) = prog.input_sizes.first() {
         return Err(Error::checkpoint(
             path,
@@ -527,70 +559,63 @@ pub fn import_program(
             ),
         ));
     }
-    let init = match init {
-        None => program::ProgramInit::Pytorch,
-        Some(f) => {
-            if !f.exists() {
-                return Err(Error::format(
-                    f,
-                    "no such file (--init: the untrained model's weights)",
-                ));
-            }
-            program::ProgramInit::Weights {
-                file: std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf()),
-                sha256: crate::data::sha256_file(f)?,
-            }
-        }
+    Ok(())
+}
+
+/// How retrains and reference models of an exported graph start: PyTorch's
+/// per-layer defaults, or the untrained weights given as `--init` (hashed).
+fn program_init(init: Option<&Path>) -> Result<program::ProgramInit> {
+    let Some(f) = init else {
+        return Ok(program::ProgramInit::Pytorch);
     };
-    let mut spec = super::ModelSpec::exported(
-        program::ProgramRef {
-            file,
-            sha256: prog.sha256.clone(),
-            init,
-        },
-        image_shape,
-        num_classes,
-    )?;
-    spec.normalize = normalize;
-    let mut model = Classifier::blank(&spec, device)?;
-    let weights = prog
-        .read_weights()?
-        .into_iter()
-        .map(|(k, v)| (k, v.to_device(device)))
-        .collect();
-    model.load_named(weights, path)?;
-    check_program(&model, path, num_classes)?;
-    let mut notes = Vec::new();
-    if let Some(super::program::ProgramInit::Weights { file, .. }) =
-        spec.program.as_ref().map(|p| &p.init)
+    if !f.exists() {
+        return Err(Error::format(
+            f,
+            "no such file (--init: the untrained model's weights)",
+        ));
+    }
+    Ok(program::ProgramInit::Weights {
+        file: std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf()),
+        sha256: crate::data::sha256_file(f)?,
+    })
+}
+
+/// Checks that an `--init` fits the graph now (not when a retrain starts)
+/// and says where retrains start; without one, names the parameters that
+/// have no PyTorch default initialisation.
+fn init_notes(
+    spec: &super::ModelSpec,
+    prog: &program::Program,
+    path: &Path,
+    device: Device,
+) -> Result<Vec<String>> {
+    if let Some(program::ProgramInit::Weights { file, .. }) = spec.program.as_ref().map(|p| &p.init)
     {
-        // The init must fit the graph now, not when a retrain starts.
-        let fresh = Classifier::new(&spec, device, 0)
+        let fresh = Classifier::new(spec, device, 0)
             .map_err(|e| Error::invalid("--init", e.to_string()))?;
         drop(fresh);
-        notes.push(format!(
+        return Ok(vec![format!(
             "retrains and reference models start from {}",
             file.display()
-        ));
-    } else {
-        let missing = prog.without_default_init();
-        if !missing.is_empty() {
-            notes.push(format!(
-                "note: {} parameter(s) of {} have no PyTorch default initialisation ({}{}): a \
-                 retrain or reference model of it needs --init (the untrained model's weights)",
-                missing.len(),
-                path.display(),
-                missing
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if missing.len() > 3 { ", …" } else { "" }
-            ));
-        }
+        )]);
     }
-    Ok((model, notes))
+    let missing = prog.without_default_init();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![format!(
+        "note: {} parameter(s) of {} have no PyTorch default initialisation ({}{}): a \
+         retrain or reference model of it needs --init (the untrained model's weights)",
+        missing.len(),
+        path.display(),
+        missing
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        if missing.len() > 3 { ", …" } else { "" }
+    )])
 }
 
 fn show(v: Option<i64>) -> String {
