@@ -987,13 +987,34 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         ));
     }
     let n = m.n_train + m.n_test;
+    check_fits_data(&m, &mpath, data)?;
+    let notes = integrity_notes(dir, &m, &mpath)?;
+    for k in 0..m.count {
+        check_complete(dir, k)?;
+    }
+    let logits = read_logits(dir, m.count, n)?;
+    let members = read_members(dir, m.count, n)?;
+    Ok(References {
+        members,
+        logits,
+        labels: data.pool_labels().to_device(Device::Cpu),
+        n_train: m.n_train,
+        notes,
+        model: m.model,
+        recipe: m.recipe,
+    })
+}
+
+/// Refuses references whose models or pool do not fit the audited data:
+/// another input shape or class count, another pool's content, another size.
+fn check_fits_data(m: &RefManifest, mpath: &Path, data: &Dataset) -> Result<()> {
     let [c, h, _] = data.image_shape();
     if m.model.in_channels != c
         || m.model.image_size != h
         || m.model.num_classes != data.num_classes() as i64
     {
         return Err(Error::format(
-            &mpath,
+            mpath,
             format!(
                 "reference models of {} for {}x{}x{} images and {} classes (trained on {}); \
                  the audited data {} has {c}x{h}x{h} images and {} classes",
@@ -1012,7 +1033,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         let got = data.content_sha256();
         if *want != got {
             return Err(Error::format(
-                &mpath,
+                mpath,
                 format!(
                     "reference models trained on the pool of {} (content sha256 {}…); the \
                      audited data {} differs (sha256 {}…): RMIA needs references trained on \
@@ -1028,7 +1049,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
     }
     if m.n_train != data.train.len() || m.n_test != data.test.len() {
         return Err(Error::format(
-            &mpath,
+            mpath,
             format!(
                 "reference models of a pool of {} + {} samples; this data has {} + {}",
                 m.n_train,
@@ -1038,6 +1059,13 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Warnings for a folder an older amun wrote: a manifest without its own
+/// hash, or without the reference files' hashes (their content is then
+/// unchecked).
+fn integrity_notes(dir: &Path, m: &RefManifest, mpath: &Path) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     if m.files.is_some() && m.content_sha256.is_none() {
         notes.push(format!(
@@ -1048,7 +1076,7 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
             mpath.display()
         ));
     }
-    if !check_reference_files(dir, &m)? {
+    if !check_reference_files(dir, m)? {
         notes.push(format!(
             "warning: {} records no sha256 of the reference files (an older amun wrote it): a \
              swapped or edited file cannot be detected; run `amun rmia train-refs` on this \
@@ -1056,11 +1084,13 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
             mpath.display()
         ));
     }
-    for k in 0..m.count {
-        check_complete(dir, k)?;
-    }
+    Ok(notes)
+}
+
+/// Each reference model's logits on the pool (`n` rows each).
+fn read_logits(dir: &Path, count: usize, n: usize) -> Result<Vec<tch::Tensor>> {
     let mut logits = Vec::new();
-    for k in 0..m.count {
+    for k in 0..count {
         let p = logits_path(dir, k);
         if !p.exists() {
             return Err(Error::format(&p, format!("missing; {}", remedy(dir))));
@@ -1077,32 +1107,35 @@ pub fn load_references(dir: &Path, data: &Dataset) -> Result<References> {
         }
         logits.push(l);
     }
+    Ok(logits)
+}
+
+/// Which pool samples each reference model trained on: `count` rows of `n`.
+fn read_members(dir: &Path, count: usize, n: usize) -> Result<Vec<Vec<bool>>> {
     let mfile = dir.join(MEMBERS_FILE);
     let mt = read_tensors(&mfile, Device::Cpu)?
         .remove("members")
         .ok_or_else(|| Error::format(&mfile, "no 'members' tensor"))?;
-    if mt.size() != [m.count as i64, n as i64] {
+    if mt.size() != [count as i64, n as i64] {
         return Err(Error::format(
             &mfile,
             format!(
                 "membership of shape {:?}; expected [{}, {n}]",
                 mt.size(),
-                m.count
+                count
             ),
         ));
     }
-    let flat = Vec::<u8>::try_from(mt.flatten(0, -1)).unwrap_or_default();
-    let members: Vec<Vec<bool>> = flat
+    // Another kind would read as no rows at all (and index out of bounds later).
+    let flat = Vec::<u8>::try_from(mt.flatten(0, -1)).map_err(|_| {
+        Error::format(
+            &mfile,
+            format!("membership of kind {:?}; expected uint8 (0/1)", mt.kind()),
+        )
+    })?;
+    let members = flat
         .chunks(n)
         .map(|c| c.iter().map(|&b| b != 0).collect())
         .collect();
-    Ok(References {
-        members,
-        logits,
-        labels: data.pool_labels().to_device(Device::Cpu),
-        n_train: m.n_train,
-        notes,
-        model: m.model,
-        recipe: m.recipe,
-    })
+    Ok(members)
 }
