@@ -738,8 +738,7 @@ pub fn unlearn_requests(
     opts: &RequestOptions<'_>,
     ctx: &RunCtx<'_>,
 ) -> Result<Vec<UnlearnLog>> {
-    let (with_retain, adaptive, precomputed) = (opts.with_retain, opts.adaptive, opts.precomputed);
-    job::check_run(method, with_retain, false, false)?;
+    job::check_run(method, opts.with_retain, false, false)?;
     let n = train.len() as i64;
     let all_requested = requests
         .iter()
@@ -751,41 +750,21 @@ pub fn unlearn_requests(
         ));
     }
     let attack = method.adversarial();
-    let search = |model: &Classifier, idx: &[i64], s: &AdvSettings| -> Result<AdvSet> {
-        let part = train.select(idx);
-        crate::attack::search(model, &part.images, &part.labels, idx, s, ctx.progress)
-    };
-    // Computed at the first request that trains on it: on the original
-    // model still, since every request before it kept the model as it was.
-    let mut shared: Option<AdvSet> = match (precomputed, adaptive) {
-        (Some(p), false) if attack.is_some() => Some(p.subset(&all_requested)),
-        _ => None,
+    let mut adv_source = AdvSource {
+        train,
+        all_requested: &all_requested,
+        adaptive: opts.adaptive,
+        // Computed at the first request that trains on it: on the original
+        // model still, since every request before it kept the model as it was.
+        shared: match (opts.precomputed, opts.adaptive) {
+            (Some(p), false) if attack.is_some() => Some(p.subset(&all_requested)),
+            _ => None,
+        },
     };
     let mut forgotten = IndexSet::new(opts.forgotten.iter().copied());
     let mut logs = Vec::new();
     for (k, request) in requests.iter().enumerate() {
-        // In the request's order.
-        let forget: Vec<i64> = request
-            .iter()
-            .copied()
-            .filter(|&i| !forgotten.contains(i))
-            .collect();
-        if request.is_empty() {
-            return Err(Error::invalid(
-                "forget",
-                format!("request {}: the forget set is empty", k + 1),
-            ));
-        }
-        if forget.is_empty() {
-            return Err(Error::invalid(
-                "requests",
-                format!("request {} holds only already-forgotten samples", k + 1),
-            ));
-        }
-        let retain: Option<Vec<i64>> = with_retain.then(|| {
-            let gone = forgotten.union(&IndexSet::new(forget.iter().copied()));
-            gone.complement(n as usize).into_vec()
-        });
+        let (forget, retain) = request_sets(k, request, &forgotten, opts.with_retain, n)?;
         let plain = ForgetRequest {
             train,
             forget: &forget,
@@ -808,17 +787,7 @@ pub fn unlearn_requests(
         let adv: Option<AdvSet> = match &attack {
             Some(s) if !kept => {
                 let at = std::time::Instant::now();
-                let a = if adaptive {
-                    search(model, &forget, s)?
-                } else {
-                    let sh = match shared.take() {
-                        Some(sh) => sh,
-                        None => search(model, &all_requested, s)?,
-                    };
-                    let a = sh.subset(&forget);
-                    shared = Some(sh);
-                    a
-                };
+                let a = adv_source.rows(model, &forget, s, ctx)?;
                 search_time = at.elapsed().as_secs_f64();
                 Some(a)
             }
@@ -861,6 +830,75 @@ pub fn unlearn_requests(
         forgotten = forgotten.union(&IndexSet::new(forget.iter().copied()));
     }
     Ok(logs)
+}
+
+/// Request `k`'s forget set (its samples not forgotten before, in the
+/// request's order) and, `with_retain`, its retain set: every training
+/// sample neither forgotten before nor in this request.
+fn request_sets(
+    k: usize,
+    request: &[i64],
+    forgotten: &IndexSet,
+    with_retain: bool,
+    n: i64,
+) -> Result<(Vec<i64>, Option<Vec<i64>>)> {
+    if request.is_empty() {
+        return Err(Error::invalid(
+            "forget",
+            format!("request {}: the forget set is empty", k + 1),
+        ));
+    }
+    let forget: Vec<i64> = request
+        .iter()
+        .copied()
+        .filter(|&i| !forgotten.contains(i))
+        .collect();
+    if forget.is_empty() {
+        return Err(Error::invalid(
+            "requests",
+            format!("request {} holds only already-forgotten samples", k + 1),
+        ));
+    }
+    let retain = with_retain.then(|| {
+        let gone = forgotten.union(&IndexSet::new(forget.iter().copied()));
+        gone.complement(n as usize).into_vec()
+    });
+    Ok((forget, retain))
+}
+
+/// Where each request's adversarial rows come from: searched on the current
+/// model per request (AMUN-A, `adaptive`), or one set for every request's
+/// samples (given, or searched once) that each request takes its rows of.
+struct AdvSource<'a> {
+    train: &'a Split,
+    all_requested: &'a [i64],
+    adaptive: bool,
+    shared: Option<AdvSet>,
+}
+
+impl AdvSource<'_> {
+    fn rows(
+        &mut self,
+        model: &Classifier,
+        forget: &[i64],
+        s: &AdvSettings,
+        ctx: &RunCtx<'_>,
+    ) -> Result<AdvSet> {
+        let search = |idx: &[i64]| -> Result<AdvSet> {
+            let part = self.train.select(idx);
+            crate::attack::search(model, &part.images, &part.labels, idx, s, ctx.progress)
+        };
+        if self.adaptive {
+            return search(forget);
+        }
+        let shared = match self.shared.take() {
+            Some(sh) => sh,
+            None => search(self.all_requested)?,
+        };
+        let rows = shared.subset(forget);
+        self.shared = Some(shared);
+        Ok(rows)
+    }
 }
 
 /// The sidecar of an unlearned model: the parent's model and data, with the
