@@ -230,71 +230,76 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
             .map_err(|e| super::flags::in_flags(e.into(), &named))?;
     }
     if let Some(id) = &a.step {
-        // What a worker or a Slurm job runs: one step, in the run folder.
-        let plan = Plan::build(&cfg)?;
-        let step = plan.get(id)?;
-        let dev = device.resolve()?;
-        let data = data_of(&cfg, &a.dir, &config_path, dev)?;
-        open_folder(&cfg, &out)?;
-        for w in amun::experiment::step_warnings(&data, step) {
-            eprintln!("{w}");
-        }
-        let bars = crate::progress::Bars::terse(a.quiet);
-        let hw = hardware_line(dev);
-        let ctx = StepCtx {
-            cfg: &cfg,
-            plan: &plan,
-            dir: &out,
-            data: &data,
-            progress: &bars,
-            hardware: &hw,
-        };
-        let t = std::time::Instant::now();
-        let ran = steps::run_step(&ctx, step)?;
-        eprintln!(
-            "{id}: {} ({:.1}s)",
-            if ran { "done" } else { "up to date" },
-            t.elapsed().as_secs_f64()
-        );
-        return Ok(());
+        return run_one_step(&a, &cfg, &config_path, &out, device, id);
     }
     let plan = Plan::build(&cfg)?;
     check_folder(&cfg, &out)?;
+    // Workers and Slurm jobs load the data themselves: here it is only
+    // checked, on the CPU.
+    let here = executor == Executor::Sequential;
+    let dev = if here {
+        device.resolve()?
+    } else {
+        tch::Device::Cpu
+    };
+    let data = data_of(&cfg, &a.dir, &config_path, dev)?;
+    preflight(&cfg, &data, &config_path, &out)?;
+    reuse_steps(&a, &cfg, &plan, &out)?;
+    if !here || file_placement.is_some() {
+        open_folder(&cfg, &out)?;
+    }
+    if let Some(s) = &file_placement {
+        placement::remember(&out, s)?;
+    }
     match executor {
-        Executor::Sequential => {
-            let dev = device.resolve()?;
-            let data = data_of(&cfg, &a.dir, &config_path, dev)?;
-            preflight(&cfg, &data, &config_path, &out)?;
-            reuse_steps(&a, &cfg, &plan, &out)?;
-            if let Some(s) = &file_placement {
-                open_folder(&cfg, &out)?;
-                placement::remember(&out, s)?;
-            }
-            execute(cfg, &out, &data, dev, a.json, a.quiet)
-        }
+        Executor::Sequential => execute(cfg, &out, &data, dev, a.json, a.quiet),
         Executor::Local(workers) => {
-            let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
-            preflight(&cfg, &data, &config_path, &out)?;
             drop(data);
-            reuse_steps(&a, &cfg, &plan, &out)?;
-            open_folder(&cfg, &out)?;
-            if let Some(s) = &file_placement {
-                placement::remember(&out, s)?;
-            }
             run_workers(&a, &plan, &out, &workers)
         }
         Executor::Slurm { section, wait } => {
-            let data = data_of(&cfg, &a.dir, &config_path, tch::Device::Cpu)?;
-            preflight(&cfg, &data, &config_path, &out)?;
             drop(data);
-            reuse_steps(&a, &cfg, &plan, &out)?;
-            open_folder(&cfg, &out)?;
-            if let Some(s) = &file_placement {
-                placement::remember(&out, s)?;
-            }
             submit_slurm(&a, &cfg, &plan, &out, &section, device, wait)
         }
     }
+}
+
+/// `--step ID`: what a worker or a Slurm job runs — one step, in the run
+/// folder.
+fn run_one_step(
+    a: &ExperimentArgs,
+    cfg: &Config,
+    config_path: &Path,
+    out: &Path,
+    device: DeviceSpec,
+    id: &str,
+) -> Result<()> {
+    let plan = Plan::build(cfg)?;
+    let step = plan.get(id)?;
+    let dev = device.resolve()?;
+    let data = data_of(cfg, &a.dir, config_path, dev)?;
+    open_folder(cfg, out)?;
+    for w in amun::experiment::step_warnings(&data, step) {
+        eprintln!("{w}");
+    }
+    let bars = crate::progress::Bars::terse(a.quiet);
+    let hw = hardware_line(dev);
+    let ctx = StepCtx {
+        cfg,
+        plan: &plan,
+        dir: out,
+        data: &data,
+        progress: &bars,
+        hardware: &hw,
+    };
+    let t = std::time::Instant::now();
+    let ran = steps::run_step(&ctx, step)?;
+    eprintln!(
+        "{id}: {} ({:.1}s)",
+        if ran { "done" } else { "up to date" },
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// `--reuse DIR`: what DIR holds up to date for this plan, copied into the
