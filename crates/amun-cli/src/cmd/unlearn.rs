@@ -198,10 +198,18 @@ pub fn run(a: UnlearnArgs) -> Result<()> {
     )?;
     checkpoint::save(&prepared.model, &a.out, &done.sidecar)?;
     super::say_replaced(&replaced);
-    let (sc, logs) = (&done.sidecar, &done.logs);
     if a.json {
+        let (sc, logs) = (&done.sidecar, &done.logs);
         return print_json(&super::json::object! { sidecar: sc, logs: logs, replaced: &replaced });
     }
+    print_outcome(&a, &done)
+}
+
+/// The human-readable outcome: accuracies before → after, time, the
+/// calibration's decision and the adversarial set's summary; a model that
+/// still remembers is said even with -q.
+fn print_outcome(a: &UnlearnArgs, done: &amun::unlearn::Unlearned) -> Result<()> {
+    let (sc, logs) = (&done.sidecar, &done.logs);
     let mut t = Table::new(["split", "samples", "before %", "after %"]);
     for (i, name) in ["forget", "retain", "test"].iter().enumerate() {
         t.row([
