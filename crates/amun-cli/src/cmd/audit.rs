@@ -66,8 +66,8 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
-pub fn run(a: AuditArgs) -> Result<()> {
-    let dev = device(&a.device)?;
+/// RMIA's parameters from the flags, checked.
+fn rmia_params(a: &AuditArgs) -> Result<RmiaParams> {
     let signal = match a.signal.as_str() {
         "taylor-soft-margin" => Signal::default(),
         "softmax" => Signal::Softmax { temperature: 1.0 },
@@ -80,6 +80,12 @@ pub fn run(a: AuditArgs) -> Result<()> {
         gamma: a.gamma,
     };
     params.check()?;
+    Ok(params)
+}
+
+pub fn run(a: AuditArgs) -> Result<()> {
+    let dev = device(&a.device)?;
+    let params = rmia_params(&a)?;
     let paths = check_files(&a)?;
     let forget = ForgetFile::read(&a.forget)?;
     let earlier = (a.forgotten.iter())
@@ -154,33 +160,15 @@ pub fn run(a: AuditArgs) -> Result<()> {
         .seed
         .unwrap_or_else(|| amun::audit::audit_seed(forget.seed));
     let data = data.to_device(dev);
-    let bars = crate::progress::Bars::new(a.json);
-    let mut rows: Vec<(String, ModelAudit)> = Vec::new();
-    let mut unlike = Vec::new();
-    for p in &paths {
-        let (model, sc, _) = super::open_checkpoint(p, &a.import, &a.dir, dev)?;
-        unlike.push(refs.unlike(&sc)?.map(|w| {
-            format!(
-                "{w}: RMIA assumes references trained as the audited model was, so its AUC \
-                 and TPR may be off; `amun rmia train-refs --like {}` trains matching ones",
-                p.display()
-            )
-        }));
-        check_same_data(p, &sc, &first)?;
-        rows.push((
-            p.display().to_string(),
-            audit(
-                &model,
-                &data,
-                &forget.indices,
-                &refs,
-                &params,
-                seed,
-                holdout,
-                &bars,
-            )?,
-        ));
-    }
+    let on = Audited {
+        data: &data,
+        forget: &forget.indices,
+        refs: &refs,
+        params: &params,
+        seed,
+        holdout,
+    };
+    let (rows, unlike) = audit_each(&a, &paths, &first, &on, dev)?;
     let retrain = a.retrain.as_ref().map(|_| rows[0].1.scores);
     for ((p, r), u) in rows.iter().zip(&unlike) {
         for w in r.tie_warning(&params, &TieRemedy::FLAGS).iter().chain(u) {
@@ -191,6 +179,48 @@ pub fn run(a: AuditArgs) -> Result<()> {
         return print_rows_json(&a, &params, holdout, &rows, &unlike, retrain);
     }
     print_rows(&rows, retrain)
+}
+
+/// What every model is audited on, and how.
+struct Audited<'a> {
+    data: &'a amun::data::Dataset,
+    forget: &'a [i64],
+    refs: &'a amun::audit::References,
+    params: &'a RmiaParams,
+    seed: u64,
+    holdout: usize,
+}
+
+type Rows = Vec<(String, ModelAudit)>;
+
+/// Opens and audits each model in turn (one in memory at a time); with
+/// each row, the warning for references trained unlike it.
+fn audit_each(
+    a: &AuditArgs,
+    paths: &[PathBuf],
+    first: &amun::model::Sidecar,
+    on: &Audited<'_>,
+    dev: tch::Device,
+) -> Result<(Rows, Vec<Option<String>>)> {
+    let bars = crate::progress::Bars::new(a.json);
+    let mut rows = Vec::new();
+    let mut unlike = Vec::new();
+    for p in paths {
+        let (model, sc, _) = super::open_checkpoint(p, &a.import, &a.dir, dev)?;
+        unlike.push(on.refs.unlike(&sc)?.map(|w| {
+            format!(
+                "{w}: RMIA assumes references trained as the audited model was, so its AUC \
+                 and TPR may be off; `amun rmia train-refs --like {}` trains matching ones",
+                p.display()
+            )
+        }));
+        check_same_data(p, &sc, first)?;
+        let row = audit(
+            &model, on.data, on.forget, on.refs, on.params, on.seed, on.holdout, &bars,
+        )?;
+        rows.push((p.display().to_string(), row));
+    }
+    Ok((rows, unlike))
 }
 
 /// Every input file before the first model is opened (hostile12 N9/N11):
