@@ -20,29 +20,75 @@ use amun::model::checkpoint;
 use amun::progress::Quiet;
 use amun::unlearn::{CalibrateSettings, ForgetRequest, Probes, Rule, RunCtx, score};
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::PathBuf;
 
-fn main() -> amun::Result<()> {
+/// The command line: RUN_DIR HOLDOUT [R|noR] [methods,...] [lrs,...].
+struct Args {
+    dir: PathBuf,
+    holdout: usize,
+    with_retain: bool,
+    methods: Vec<String>,
+    lrs: Vec<f64>,
+}
+
+fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         eprintln!("usage: calibration_study RUN_DIR HOLDOUT [R|noR] [methods,...] [lrs,...]");
         std::process::exit(2);
     }
-    let dir = Path::new(&args[1]);
-    let holdout: usize = args[2].parse().expect("HOLDOUT: a number");
-    let with_retain = args.get(3).is_none_or(|s| s == "R");
-    let methods: Vec<String> = args
-        .get(4)
-        .map(|s| s.split(',').map(String::from).collect())
-        .unwrap_or_else(|| {
-            ["ft", "rl", "ga", "bs", "l1", "salun", "amun", "amun-salun"]
-                .map(String::from)
-                .to_vec()
-        });
-    let lrs: Vec<f64> = args
-        .get(5)
-        .map(|s| s.split(',').map(|x| x.parse().expect("lr")).collect())
-        .unwrap_or_else(|| CalibrateSettings::default().lrs);
+    Args {
+        dir: PathBuf::from(&args[1]),
+        holdout: args[2].parse().expect("HOLDOUT: a number"),
+        with_retain: args.get(3).is_none_or(|s| s == "R"),
+        methods: args
+            .get(4)
+            .map(|s| s.split(',').map(String::from).collect())
+            .unwrap_or_else(|| {
+                ["ft", "rl", "ga", "bs", "l1", "salun", "amun", "amun-salun"]
+                    .map(String::from)
+                    .to_vec()
+            }),
+        lrs: args
+            .get(5)
+            .map(|s| s.split(',').map(|x| x.parse().expect("lr")).collect())
+            .unwrap_or_else(|| CalibrateSettings::default().lrs),
+    }
+}
+
+/// AMUN's adversarial set of the forget set, searched on the original —
+/// only when an AMUN variant is studied (the exact search is most of a
+/// small study's time).
+fn adv_set(
+    methods: &[String],
+    original: &amun::model::Classifier,
+    train: &Split,
+    forget: &[i64],
+) -> amun::Result<Option<amun::attack::AdvSet>> {
+    if !methods.iter().any(|m| m.starts_with("amun")) {
+        return Ok(None);
+    }
+    let part = train.select(forget);
+    let set = amun::attack::search(
+        original,
+        &part.images,
+        &part.labels,
+        forget,
+        &amun::attack::AdvSettings::default(),
+        &Quiet,
+    )?;
+    Ok(Some(set))
+}
+
+fn main() -> amun::Result<()> {
+    let Args {
+        dir,
+        holdout,
+        with_retain,
+        methods,
+        lrs,
+    } = parse_args();
+    let dir = dir.as_path();
     let cfg: Config = amun::experiment::folder_config(dir)?;
     let spec: DataSpec = cfg.data.clone();
     let data = spec.load(&amun::data::default_data_dir())?;
@@ -55,17 +101,7 @@ fn main() -> amun::Result<()> {
     )?;
     let refs = load_references(&dir.join("references"), &data)?;
     let recipe = cfg.recipe(data.image_shape()[0])?;
-    let n_test = data.test.len();
-    let heldout = Split {
-        images: data
-            .test
-            .images
-            .narrow(0, (n_test - holdout) as i64, holdout as i64),
-        labels: data
-            .test
-            .labels
-            .narrow(0, (n_test - holdout) as i64, holdout as i64),
-    };
+    let heldout = last_test_images(&data.test, holdout);
     let seed = audit_seed(forget.seed);
     let aud = |m: &amun::model::Classifier| {
         audit(
@@ -82,21 +118,7 @@ fn main() -> amun::Result<()> {
     let rt = aud(&retrain)?.scores;
     let orig_audit = aud(&original)?;
     let retain: Vec<i64> = forget.retain_indices();
-    // Only AMUN's variants read D_A; the exact search is most of a small
-    // study's time, so it runs only for them.
-    let adv = if methods.iter().any(|m| m.starts_with("amun")) {
-        let part = data.train.select(&forget.indices);
-        Some(amun::attack::search(
-            &original,
-            &part.images,
-            &part.labels,
-            &forget.indices,
-            &amun::attack::AdvSettings::default(),
-            &Quiet,
-        )?)
-    } else {
-        None
-    };
+    let adv = adv_set(&methods, &original, &data.train, &forget.indices)?;
     let req = ForgetRequest {
         train: &data.train,
         forget: &forget.indices,
@@ -131,7 +153,7 @@ fn main() -> amun::Result<()> {
             continue;
         }
         // (lr, epoch, probe, real gap)
-        let rows: RefCell<Vec<(f64, usize, amun::unlearn::Probe, f64)>> =
+        let rows: RefCell<Vec<Row>> =
             RefCell::new(vec![(0.0, 0, p0, avg_gap(&orig_audit.scores, &rt))]);
         for &lr in &lrs {
             let method = base.adjusted(&amun::train::TrainOverrides::rate(lr, None))?;
@@ -185,37 +207,57 @@ fn main() -> amun::Result<()> {
             method.unlearn(&mut m, &req, &ctx)?;
             avg_gap(&aud(&m)?.scores, &rt)
         };
-        let mut line = format!(
-            "## {name}: defaults {default_gap:.2}; grid best {:.2} (lr {} ep {})",
-            best.3, best.0, best.1
+        println!(
+            "## {name}: defaults {default_gap:.2}; grid best {:.2} (lr {} ep {}){}",
+            best.3,
+            best.0,
+            best.1,
+            rule_picks(&rows, &p0)
         );
-        for rule in [Rule::Accuracy, Rule::Mia, Rule::Confidence, Rule::ProxyGap] {
-            // (label, points, whether retain accuracy is guarded too)
-            for (label, drop, retain_too) in [
-                ("3", 3.0, true),
-                ("10", 10.0, true),
-                ("noguard", f64::INFINITY, true),
-                ("heldout3", 3.0, false),
-            ] {
-                let keeps = |p: &amun::unlearn::Probe| {
-                    let ok = |now: f64, then: f64| {
-                        !now.is_finite() || !then.is_finite() || now >= then - drop
-                    };
-                    ok(p.heldout_acc, p0.heldout_acc)
-                        && (!retain_too || ok(p.retain_acc, p0.retain_acc))
-                };
-                let pick = rows
-                    .iter()
-                    .map(|r| (r, keeps(&r.2), score(rule, &r.2, &p0)))
-                    .min_by(|a, b| (!a.1, a.2).partial_cmp(&(!b.1, b.2)).unwrap())
-                    .expect("rows");
-                line.push_str(&format!(
-                    "; {rule:?}/{label}: {:.2} (lr {} ep {})",
-                    pick.0.3, pick.0.0, pick.0.1
-                ));
-            }
-        }
-        println!("{line}");
     }
     Ok(())
+}
+
+/// The last `n` test images: what calibration may look at.
+fn last_test_images(test: &Split, n: usize) -> Split {
+    let from = (test.len() - n) as i64;
+    Split {
+        images: test.images.narrow(0, from, n as i64),
+        labels: test.labels.narrow(0, from, n as i64),
+    }
+}
+
+/// A measured state of the grid: (lr, epoch, probe, real gap).
+type Row = (f64, usize, amun::unlearn::Probe, f64);
+
+/// The real gap of the state each rule × guard would pick from `rows`.
+fn rule_picks(rows: &[Row], p0: &amun::unlearn::Probe) -> String {
+    let mut line = String::new();
+    for rule in [Rule::Accuracy, Rule::Mia, Rule::Confidence, Rule::ProxyGap] {
+        // (label, points, whether retain accuracy is guarded too)
+        for (label, drop, retain_too) in [
+            ("3", 3.0, true),
+            ("10", 10.0, true),
+            ("noguard", f64::INFINITY, true),
+            ("heldout3", 3.0, false),
+        ] {
+            let keeps = |p: &amun::unlearn::Probe| {
+                let ok = |now: f64, then: f64| {
+                    !now.is_finite() || !then.is_finite() || now >= then - drop
+                };
+                ok(p.heldout_acc, p0.heldout_acc)
+                    && (!retain_too || ok(p.retain_acc, p0.retain_acc))
+            };
+            let pick = rows
+                .iter()
+                .map(|r| (r, keeps(&r.2), score(rule, &r.2, p0)))
+                .min_by(|a, b| (!a.1, a.2).partial_cmp(&(!b.1, b.2)).unwrap())
+                .expect("rows");
+            line.push_str(&format!(
+                "; {rule:?}/{label}: {:.2} (lr {} ep {})",
+                pick.0.3, pick.0.0, pick.0.1
+            ));
+        }
+    }
+    line
 }
