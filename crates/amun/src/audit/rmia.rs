@@ -1126,16 +1126,43 @@ fn read_members(dir: &Path, count: usize, n: usize) -> Result<Vec<Vec<bool>>> {
             ),
         ));
     }
-    // Another kind would read as no rows at all (and index out of bounds later).
-    let flat = Vec::<u8>::try_from(mt.flatten(0, -1)).map_err(|_| {
-        Error::format(
+    // amun writes 0/1 bytes; another kind (0.5 read as "not a member") is
+    // not its table.
+    if !matches!(mt.kind(), Kind::Uint8 | Kind::Bool) {
+        return Err(Error::format(
             &mfile,
             format!("membership of kind {:?}; expected uint8 (0/1)", mt.kind()),
-        )
-    })?;
+        ));
+    }
+    let flat = Vec::<u8>::try_from(mt.flatten(0, -1)).unwrap_or_default();
     let members = flat
         .chunks(n)
         .map(|c| c.iter().map(|&b| b != 0).collect())
         .collect();
     Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A members table of another kind (floats) read as no rows at all,
+    /// and the audit indexed past its end later.
+    #[test]
+    fn a_members_table_of_another_kind_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mfile = dir.path().join(MEMBERS_FILE);
+        let write = |t: Tensor| write_tensors(&mfile, &[("members".to_string(), t)]).unwrap();
+        write(Tensor::from_slice(&[1u8, 0, 1, 0, 1, 1]).view([2, 3]));
+        assert_eq!(
+            read_members(dir.path(), 2, 3).unwrap(),
+            vec![vec![true, false, true], vec![false, true, true]]
+        );
+        write(Tensor::from_slice(&[1f32, 0., 1., 0., 1., 1.]).view([2, 3]));
+        let e = read_members(dir.path(), 2, 3).unwrap_err().to_string();
+        assert!(
+            e.contains(MEMBERS_FILE) && e.contains("expected uint8"),
+            "{e}"
+        );
+    }
 }
