@@ -1023,8 +1023,13 @@ fn mark_unscaled_masks(steps: &mut [Step]) {
         else {
             continue;
         };
-        let (Some(p), Some(Some(mask))) = (scalar(&args[*p]), outs.first().and_then(|o| o.first()))
-        else {
+        // `bernoulli_(x)` without p is p = 0.5 (the schema's default, which
+        // the export leaves out: timm's default drop_prob of 0.5).
+        let p = match &args[*p] {
+            Src::Default => Some(0.5),
+            s => scalar(s),
+        };
+        let (Some(p), Some(Some(mask))) = (p, outs.first().and_then(|o| o.first())) else {
             continue;
         };
         let divided = |slot: usize| {
