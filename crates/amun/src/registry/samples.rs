@@ -57,6 +57,24 @@ fn relative(root: &Path, p: &Path) -> String {
         .join("/")
 }
 
+/// An absolute path a request names, relative to the dataset folder `root`:
+/// as written, or once both are resolved when it reaches the folder another
+/// way (through a link to it, or `..`: hostile16 N30e). A path still outside
+/// is kept as written, and refused as no training image.
+fn inside(root: &Path, p: &Path) -> String {
+    if p.strip_prefix(root).is_err()
+        && let (Ok(r), Ok(dir), Some(name)) = (
+            root.canonicalize(),
+            p.parent().map_or(Ok(PathBuf::new()), Path::canonicalize),
+            p.file_name(),
+        )
+        && dir.starts_with(&r)
+    {
+        return relative(&r, &dir.join(name));
+    }
+    relative(root, p)
+}
+
 /// Every training sample of `data` with its hash (`files`: an image
 /// folder's training files in index order, see
 /// [`crate::data::sample_files`]).
@@ -268,7 +286,7 @@ pub fn read_request(path: &Path, dataset_root: Option<&Path>) -> Result<Named> {
                     let l = l.trim_matches('"');
                     let p = Path::new(l);
                     let rel = if p.is_absolute() {
-                        relative(root, p)
+                        inside(root, p)
                     } else {
                         relative(Path::new(""), p)
                     };
@@ -699,5 +717,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("made for other data"), "{e}");
+    }
+
+    /// hostile16 N30e: an absolute path through a link to the dataset
+    /// folder names the folder's own image; a path outside stays outside.
+    #[test]
+    fn an_absolute_path_through_a_link_to_the_folder_is_inside_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("fold");
+        std::fs::create_dir_all(root.join("train/one")).unwrap();
+        std::fs::write(root.join("train/one/a.png"), b"x").unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        let list = tmp.path().join("q.txt");
+        let named = |line: &Path| {
+            std::fs::write(&list, format!("{}\n", line.display())).unwrap();
+            match read_request(&list, Some(&root)).unwrap() {
+                Named::Paths(p) => p,
+                _ => panic!("not read as paths"),
+            }
+        };
+        assert_eq!(named(&link.join("train/one/a.png")), ["train/one/a.png"]);
+        assert_eq!(named(&root.join("train/one/a.png")), ["train/one/a.png"]);
+        let outside = tmp.path().join("other/a.png");
+        assert_eq!(named(&outside), [outside.to_string_lossy().into_owned()]);
     }
 }
