@@ -325,7 +325,7 @@ attack.steps = 5
 /// verify names a copy that was replaced or removed.
 #[test]
 fn a_registry_holds_the_graph_of_its_exported_model() {
-    use crate::common::registry::{APPLY_FAST, reg, request};
+    use crate::common::registry::{APPLY_FAST, count, reg, request};
     common::ensure("cifar10");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -398,6 +398,15 @@ fn a_registry_holds_the_graph_of_its_exported_model() {
         "{o:?}"
     );
     fails_with(&reg("apply", &moved, APPLY_FAST), &[&copy, "is missing"]);
+    // A retrain without the graph records nothing (issue 37: it wrote an
+    // immutable retrain record before failing).
+    let chain = count(&moved, "chain");
+    fails_with(
+        &reg("retrain", &moved, &["--force", "--device", "cpu", "-q"]),
+        &[&copy, "is missing", "nothing was retrained"],
+    );
+    assert_eq!(count(&moved, "retrains"), 0);
+    assert_eq!(count(&moved, "chain"), chain);
     // Put back from the original, as the message says: intact again.
     std::fs::copy(&net, moved.join(&copy)).unwrap();
     ok(&reg("verify", &moved, &[]));

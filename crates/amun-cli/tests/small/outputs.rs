@@ -85,6 +85,21 @@ fn unlearn_out_whose_sidecar_is_the_forget_file_is_refused() {
         &["clash.json (its sidecar)", "--forget", "deletion request"],
     );
     assert!(!Path::new(&out).exists());
+    // Through links (issue 37, item 1): a linked folder, and a sidecar
+    // name that is a link to the request.
+    std::os::unix::fs::symlink(d.path(), d.path().join("lnk")).unwrap();
+    std::os::unix::fs::symlink(&clash, d.path().join("alias.json")).unwrap();
+    for (out, side) in [
+        ("lnk/clash.safetensors", "lnk/clash.json (its sidecar)"),
+        ("alias.safetensors", "alias.json (its sidecar)"),
+    ] {
+        refused_and_intact(
+            &Args::ft_one_epoch(&ck, &clash, &p(d.path(), out)).words(),
+            &[&clash],
+            &[side, "--forget", "deletion request"],
+        );
+        assert!(!d.path().join(out).exists());
+    }
 }
 
 #[test]
@@ -182,6 +197,22 @@ fn eval_per_sample_onto_the_checkpoint_is_refused() {
         &[&ck, &p(d.path(), "orig.json")],
         &["--per-sample", "which is --checkpoint"],
     );
+    // Through a link to the checkpoint (issue 37, item 1).
+    let link = p(d.path(), "table.csv");
+    std::os::unix::fs::symlink(&ck, &link).unwrap();
+    refused_and_intact(
+        &[
+            "eval",
+            "--checkpoint",
+            &ck,
+            "--device",
+            "cpu",
+            "--per-sample",
+            &link,
+        ],
+        &[&ck, &p(d.path(), "orig.json")],
+        &["--per-sample", "table.csv", "which is --checkpoint"],
+    );
 }
 
 #[test]
@@ -229,6 +260,26 @@ fn mask_out_onto_an_existing_checkpoint_is_refused() {
         &[&other],
         &["an amun checkpoint this command does not write"],
     );
+    // Through a linked folder (issue 37, item 1).
+    std::os::unix::fs::symlink(d.path(), d.path().join("here")).unwrap();
+    refused_and_intact(
+        &[
+            "mask",
+            "--checkpoint",
+            &p(d.path(), "orig.safetensors"),
+            "--forget",
+            &p(d.path(), "f.json"),
+            "--device",
+            "cpu",
+            "--out",
+            &p(d.path(), "here/other.safetensors"),
+        ],
+        &[&other, &p(d.path(), "other.json")],
+        &[
+            "here/other.safetensors",
+            "an amun checkpoint this command does not write",
+        ],
+    );
 }
 
 #[test]
@@ -260,6 +311,27 @@ fn import_out_onto_its_from_file_is_refused() {
         &["which is --from"],
     );
     assert!(!Path::new(&p(d.path(), "w.json")).exists());
+    // Through a link to the --from file (issue 37, item 1).
+    let link = p(d.path(), "wl.safetensors");
+    std::os::unix::fs::symlink(&w, &link).unwrap();
+    refused_and_intact(
+        &[
+            "import",
+            "--from",
+            &w,
+            "--arch",
+            "small-cnn",
+            "--dataset",
+            "mnist",
+            "--train-limit",
+            "300",
+            "--out",
+            &link,
+        ],
+        &[&w],
+        &["--out", "wl.safetensors", "which is --from"],
+    );
+    assert!(!Path::new(&p(d.path(), "wl.json")).exists());
 }
 
 #[test]

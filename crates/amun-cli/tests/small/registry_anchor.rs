@@ -21,6 +21,31 @@ fn anchor_lines(r: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The digest of request `id`'s samples, recomputed from the registry's
+/// records of them: `index<TAB>path<TAB>sha256` lines in index order.
+fn samples_digest(r: &Path, id: i64) -> String {
+    let c = db(r);
+    let mut st = c
+        .prepare(
+            "SELECT s.idx, COALESCE(s.path, ''), s.sha256 FROM request_samples q \
+             JOIN samples s ON s.idx = q.idx WHERE q.request = ?1 ORDER BY s.idx",
+        )
+        .unwrap();
+    let lines: Vec<String> = st
+        .query_map([id], |r| {
+            Ok(format!(
+                "{}\t{}\t{}\n",
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    amun::registry::db::sha256(lines.concat().as_bytes())
+}
+
 #[test]
 fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     let d = tempfile::tempdir().unwrap();
@@ -42,6 +67,7 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     );
     ok(&o);
     assert!(stdout(&o).contains("receipt "), "{}", stdout(&o));
+    let first_add = stdout(&o);
     let o = reg("add", &base, &[r2.to_str().unwrap(), "--json"]);
     ok(&o);
     let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -52,6 +78,29 @@ fn a_database_put_back_to_an_older_copy_names_the_requests_it_lost() {
     assert_eq!(rc["request"]["id"], 2);
     assert_eq!(rc["request"]["size"], 2);
     assert_eq!(rc["record"]["kind"], "request");
+    // Its time and its samples' digest (issue 37, item 5): the digest of
+    // the samples the registry recorded for it, as the add printed it.
+    for (id, receipt, said) in [
+        (1, read_json(&kept), first_add.as_str()),
+        (2, rc.clone(), ""),
+    ] {
+        let (received, added): (String, String) = db(&base)
+            .query_row(
+                "SELECT received, added FROM requests WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(receipt["request"]["received"], received.as_str());
+        assert_eq!(receipt["request"]["added"], added.as_str());
+        assert!(
+            added.len() == 20 && added.ends_with('Z') && added.as_bytes()[10] == b'T',
+            "{added}"
+        );
+        let digest = samples_digest(&base, id);
+        assert_eq!(receipt["request"]["samples_sha256"], digest.as_str());
+        assert!(said.is_empty() || said.contains(&digest[..12]), "{said}");
+    }
     let head: (i64, String) = db(&base)
         .query_row(
             "SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1",

@@ -345,6 +345,39 @@ fn registry_certificates_name_no_machine_paths_and_the_folder_moves() {
     std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
     std::fs::rename(&r, &moved).unwrap();
     ok(&reg("verify", &moved, &[]));
+    // Messages name the registry as the user gave it, no folder of the
+    // machine (issue 37): from beside it, with a version's weights
+    // changed and a receipt gone, verify, apply and certificate refuse.
+    let weights = moved.join("versions/v0002.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    bytes.push(0);
+    std::fs::write(&weights, bytes).unwrap();
+    std::fs::remove_file(moved.join("receipts/r0001.json")).unwrap();
+    for args in [
+        &["verify"][..],
+        &["apply", "--device", "cpu", "-q"][..],
+        &["certificate", "--version", "2"][..],
+    ] {
+        let o = std::process::Command::new(common::bin())
+            .args(["registry", args[0], "--registry", "reg"])
+            .args(&args[1..])
+            .current_dir(moved.parent().unwrap())
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?}: {}", stdout(&o));
+        let said = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            said.contains("versions/v0002.safetensors"),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains(&machine), "{args:?} names {machine}: {said}");
+    }
+    let o = std::process::Command::new(common::bin())
+        .args(["registry", "verify", "--registry", "reg"])
+        .current_dir(moved.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("reg/receipts/"), "{}", stderr(&o));
 }
 
 #[test]
