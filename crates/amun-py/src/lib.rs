@@ -1325,26 +1325,28 @@ fn apply_request(dir: &Path, req: ApplyRequest, progress: &PyProgress) -> amun::
 
 /// The certificate of `version` (default the head), written when missing
 /// and checked against the records (`amun registry certificate`); returns
-/// its JSON text and the paths of its Markdown and JSON files.
+/// its JSON text, the paths of its Markdown and JSON files, and verify's
+/// warnings (raised as `amun.AmunWarning`).
 #[pyfunction]
 #[pyo3(signature = (path, version=None))]
 fn registry_certificate(
     path: PathBuf,
     version: Option<i64>,
-) -> PyResult<(String, PathBuf, PathBuf)> {
-    let run = || -> amun::Result<(String, PathBuf, PathBuf)> {
+) -> PyResult<(String, PathBuf, PathBuf, Vec<String>)> {
+    let run = || -> amun::Result<(String, PathBuf, PathBuf, Vec<String>)> {
         let reg = Registry::open_read(&path)?;
         let id = match version {
             Some(v) => v,
             None => reg.head()?.id,
         };
-        let (md, json) = registry::ensure_certificate(&reg, id)?;
+        let issued = registry::ensure_certificate(&reg, id)?;
         registry::check_issued_certificate(&reg, id)?;
+        let json = issued.json;
         let text = std::fs::read_to_string(&json).map_err(|err| amun::Error::Io {
             path: json.clone(),
             err,
         })?;
-        Ok((text, md, json))
+        Ok((text, issued.markdown, json, issued.warnings))
     };
     run().map_err(py_err)
 }

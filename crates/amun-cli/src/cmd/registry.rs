@@ -562,8 +562,12 @@ fn certificate(a: CertificateArgs) -> Result<()> {
         Some(v) => v,
         None => reg.head()?.id,
     };
-    let (md, json) = registry::ensure_certificate(&reg, id)?;
+    let issued = registry::ensure_certificate(&reg, id)?;
     registry::check_issued_certificate(&reg, id)?;
+    for w in &issued.warnings {
+        eprintln!("{w}");
+    }
+    let (md, json) = (issued.markdown, issued.json);
     if a.json {
         return super::emit(&std::fs::read_to_string(&json)?);
     }

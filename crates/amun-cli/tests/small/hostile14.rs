@@ -116,3 +116,62 @@ fn registry_add_checks_a_class_set_and_verify_an_edited_receipt() {
         &["not a regular file (a pipe)"],
     );
 }
+
+/// hostile15 N11: `registry certificate` printed (and, its files gone,
+/// wrote) a certificate, exit 0, over a registry whose training data had
+/// changed, which verify reports. N13: with `anchor.log` deleted it issued
+/// one without a word, though a database put back to an older copy cannot
+/// then be told. It runs verify's checks first and refuses, writing
+/// nothing.
+#[test]
+fn no_certificate_is_given_over_a_registry_that_fails_verification() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, r) = folder_registry(d.path());
+    let cert = |args: &[&str]| reg("certificate", &r, args);
+    ok(&cert(&["--version", "1"]));
+    let first = |class: &str| {
+        let f = common::files_in(&data.join("train").join(class));
+        format!("train/{class}/{}", f[0])
+    };
+    let (replaced, other) = (first("2"), first("7"));
+    let img = data.join(&replaced);
+    let kept = std::fs::read(&img).unwrap();
+    std::fs::copy(data.join(&other), &img).unwrap();
+    let json = r.join("certificates/v0001.json");
+    let before = std::fs::read(&json).unwrap();
+    let refused = [
+        "fails verification",
+        "no certificate of version 1",
+        "training data",
+        &format!("({replaced}) now holds the bytes recorded for"),
+        "`amun registry verify` lists every finding",
+    ];
+    let o = cert(&["--version", "1"]);
+    fails_with(&o, &refused);
+    assert!(common::stdout(&o).is_empty(), "{}", common::stdout(&o));
+    assert_eq!(std::fs::read(&json).unwrap(), before);
+    // Its files gone: none is written.
+    for x in ["json", "md"] {
+        std::fs::remove_file(r.join(format!("certificates/v0001.{x}"))).unwrap();
+    }
+    fails_with(&cert(&["--version", "1", "--json"]), &refused);
+    assert!(!json.exists() && !r.join("certificates/v0001.md").exists());
+    std::fs::write(&img, kept).unwrap();
+    ok(&cert(&["--version", "1"]));
+    assert!(json.exists());
+
+    let anchor = r.join("anchor.log");
+    let lines = std::fs::read(&anchor).unwrap();
+    std::fs::remove_file(&anchor).unwrap();
+    fails_with(
+        &cert(&["--version", "1"]),
+        &[
+            "fails verification",
+            "anchor.log: is missing",
+            "cannot be told",
+            "put it back from a backup",
+        ],
+    );
+    std::fs::write(&anchor, lines).unwrap();
+    ok(&cert(&["--version", "1"]));
+}

@@ -1426,7 +1426,8 @@ class Registry:
         --json``); its files are under ``files``: ``markdown``, ``json``."""
         if version is not None:
             version = _count("version", version)
-        text, md, js = _call(_amun.registry_certificate, str(self.path), version)
+        text, md, js, notes = _call(_amun.registry_certificate, str(self.path), version)
+        _warn_notes(notes, stacklevel=2)
         cert = json.loads(text)
         return {**cert, "files": {"markdown": str(md), "json": str(js)}}
 

@@ -30,6 +30,7 @@ pub(crate) mod certificate;
 pub mod db;
 mod graphs;
 mod handout;
+mod issue;
 mod kinds;
 mod records;
 mod retrain;
@@ -41,9 +42,8 @@ mod writer;
 pub use anchor::Receipt;
 pub use apply::{Applied, ApplyCap, ApplySpec, DEFAULT_APPLY_CAP, apply};
 pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
-pub use certificate::{
-    Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
-};
+pub use certificate::{Certificate, certificate, render_markdown, write_certificate};
+pub use issue::{Issued, ensure_certificate};
 pub use kinds::{
     Committer, Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind,
 };
@@ -328,6 +328,25 @@ pub struct Registry {
 fn weights_name(id: i64) -> String {
     format!("versions/v{id:04}.safetensors")
 }
+
+/// Whether `name` is one amun stages a version under: `vNNNN.safetensors`
+/// or its sidecar `vNNNN.json`, or either's temporary name
+/// (`.PID.tmp-NAME`, [`crate::fsutil::TempPath`]).
+fn staged_name(name: &str) -> bool {
+    let name = match name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")) {
+        Some((pid, rest)) if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => name,
+    };
+    let stem = name
+        .strip_suffix(".safetensors")
+        .or_else(|| name.strip_suffix(".json"));
+    stem.and_then(|s| s.strip_prefix('v'))
+        .is_some_and(|id| id.len() >= 4 && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The folder inside a registry that files of a version the database does
+/// not hold are moved to (never deleted).
+const SET_ASIDE: &str = "set-aside";
 
 /// Stops the process at a named point of a commit when
 /// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
@@ -1014,16 +1033,11 @@ impl Registry {
                 )),
             };
         }
-        let v = verify::check(self)?;
-        if let Some(first) = v.findings.first() {
-            return Err(Error::invalid(
-                format!("registry {}", self.dir.display()),
-                format!(
-                    "fails verification, so no receipt is written from its records: {first} \
-                     (`amun registry verify` lists everything)"
-                ),
-            ));
-        }
+        verify::refuse_findings(
+            self,
+            &verify::check(self)?,
+            "no receipt is written from its records",
+        )?;
         let chain = db::chain(&self.conn, &self.db)?;
         let record = chain
             .iter()
@@ -1117,9 +1131,7 @@ impl Registry {
         let data = spec
             .load(&crate::data::default_data_dir())
             .map_err(|e| unreadable(e.to_string()))?;
-        let files = crate::data::sample_files(spec)?;
-        let now = samples::hash_all(&data, files.as_deref())?;
-        samples::check_same(recorded, &now, &spec.train_label())
+        samples::check_recorded(recorded, spec, Some(&data))
             .map_err(|e| unreadable(e.to_string()))?;
         Ok(data)
     }
