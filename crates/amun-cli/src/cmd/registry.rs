@@ -187,6 +187,10 @@ pub struct AddArgs {
     /// only); the registry keeps its own in receipts/rNNNN.json
     #[arg(long, value_name = "FILE")]
     pub receipt: Option<PathBuf>,
+    // Where a class or sealed forget set's data (MNIST, CIFAR-10) is
+    // read from, as the registry's other commands read it.
+    #[command(flatten)]
+    pub data: DataDir,
     #[arg(long)]
     pub json: bool,
 }
@@ -210,6 +214,7 @@ fn add(a: AddArgs) -> Result<()> {
             &a.reference,
             a.received.as_deref(),
             a.receipt.as_deref(),
+            &a.data.path(),
         );
         for w in reg.take_warnings() {
             eprintln!("warning: {w}");

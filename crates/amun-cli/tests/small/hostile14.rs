@@ -175,3 +175,80 @@ fn no_certificate_is_given_over_a_registry_that_fails_verification() {
     std::fs::write(&anchor, lines).unwrap();
     ok(&cert(&["--version", "1"]));
 }
+
+/// An MNIST registry of the first 400 images (`d/reg`) and a class-3
+/// forget set of its data (`d/fc.json`).
+fn mnist_registry_and_class_set(d: &Path) -> (std::path::PathBuf, String) {
+    let model = crate::common::registry::mnist_model(d, "400", "1");
+    let r = d.join("reg");
+    crate::common::registry::create(&r, &model, &[]);
+    let fc = d.join("fc.json").to_str().unwrap().to_string();
+    ok(&common::Args::of(&["split"])
+        .mnist("400")
+        .with("--class", "3")
+        .with("--out", &fc)
+        .run());
+    (r, fc)
+}
+
+/// Issue 37 review: `registry add` of a class set on an MNIST registry
+/// read the data from the default data folder only; it takes `--data-dir`
+/// (and `AMUN_DATA_DIR`) as the registry's other commands do.
+#[test]
+fn registry_add_reads_mnist_from_the_data_dir_it_is_given() {
+    let d = tempfile::tempdir().unwrap();
+    let (r, fc) = mnist_registry_and_class_set(d.path());
+    let real = amun::data::default_data_dir();
+    let empty = d.path().join("no-data");
+    std::fs::create_dir(&empty).unwrap();
+    let add = |args: &[&str]| {
+        let mut a = vec!["registry", "add", "--registry", r.to_str().unwrap(), &fc];
+        a.extend_from_slice(args);
+        std::process::Command::new(common::bin())
+            .args(&a)
+            .env("AMUN_DATA_DIR", &empty)
+            .output()
+            .unwrap()
+    };
+    fails_with(&add(&[]), &["fc.json", "missing", "no-data"]);
+    assert_eq!(count(&r, "requests"), 0);
+    ok(&add(&["--data-dir", real.to_str().unwrap()]));
+    assert_eq!(count(&r, "requests"), 1);
+}
+
+/// hostile15 N24: a class set of MNIST whose class (name or number) was
+/// edited was refused with "give the class folder its name back": MNIST
+/// has no class folder, and its classes never change.
+#[test]
+fn a_class_set_refusal_on_mnist_names_no_class_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let (r, fc) = mnist_registry_and_class_set(d.path());
+    for (key, v, needle) in [
+        ("class_name", serde_json::json!("4"), "class 3 was '4'"),
+        (
+            "class",
+            serde_json::json!(4),
+            "are not the training samples of class 4",
+        ),
+    ] {
+        let mut set = read_json(Path::new(&fc));
+        set[key] = v;
+        let edited = d.path().join(format!("fc_{key}.json"));
+        std::fs::write(&edited, set.to_string()).unwrap();
+        for o in [
+            reg("add", &r, &[edited.to_str().unwrap()]),
+            common::Args::of(&["eval"])
+                .with(
+                    "--checkpoint",
+                    &r.join("versions/v0001.safetensors").to_string_lossy(),
+                )
+                .with("--forget", &edited.to_string_lossy())
+                .run(),
+        ] {
+            fails_with(&o, &[needle, "make the forget set again"]);
+            let err = common::stderr(&o);
+            assert!(!err.contains("class folder"), "{err}");
+        }
+    }
+    assert_eq!(count(&r, "requests"), 0);
+}

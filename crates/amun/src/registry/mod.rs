@@ -925,19 +925,23 @@ impl Registry {
         reference: &str,
         received: Option<&str>,
     ) -> Result<Vec<AddedRequest>> {
-        self.add_requests_receipt(files, reference, received, None)
+        let data_dir = crate::data::default_data_dir();
+        self.add_requests_receipt(files, reference, received, None, &data_dir)
     }
 
     /// [`add_requests`](Self::add_requests) that also hands the requester
-    /// the receipt of its one request in the new file `receipt`. The
-    /// commit, the anchor line and the receipts run whole once begun (a
-    /// signal waits for them, then says the requests stand).
+    /// the receipt of its one request in the new file `receipt`, reading
+    /// amun's datasets (MNIST, CIFAR-10) from `data_dir` when a request
+    /// needs the data (a class or sealed forget set). The commit, the
+    /// anchor line and the receipts run whole once begun (a signal waits
+    /// for them, then says the requests stand).
     pub fn add_requests_receipt(
         &mut self,
         files: &[PathBuf],
         reference: &str,
         received: Option<&str>,
         receipt: Option<&Path>,
+        data_dir: &Path,
     ) -> Result<Vec<AddedRequest>> {
         check_add_receipt(files, receipt)?;
         check_reference(reference)?;
@@ -948,7 +952,7 @@ impl Registry {
         anchor::refuse_unreadable_copy(self, "add requests")?;
         let registry_id = self.id()?;
         let info = self.info()?;
-        let resolved = self.resolve_requests(files, &info)?;
+        let resolved = self.resolve_requests(files, &info, data_dir)?;
         // Reserved before the commit: a path that cannot be written is
         // refused while nothing changed.
         let handout = receipt.map(handout::ReceiptOut::reserve).transpose()?;
@@ -1063,6 +1067,7 @@ impl Registry {
         &self,
         files: &'f [PathBuf],
         info: &RegistryRow,
+        data_dir: &Path,
     ) -> Result<Vec<(&'f PathBuf, Vec<Sample>)>> {
         let spec = self.data_spec()?;
         let root = (info.sample_names == SampleNames::Path).then(|| PathBuf::from(&spec.dataset));
@@ -1080,7 +1085,7 @@ impl Registry {
             |x: &Named| matches!(x, Named::Set(s) if s.train_sha256.is_some() && s.train_size == n);
         let class = |x: &Named| matches!(x, Named::Set(s) if s.kind == "class");
         let data = match named.iter().position(|x| sealed(x) || class(x)) {
-            Some(i) => Some(self.checked_data(&spec, &recorded, &files[i])?),
+            Some(i) => Some(self.checked_data(&spec, &recorded, &files[i], data_dir)?),
             None => None,
         };
         let content = data
@@ -1107,12 +1112,14 @@ impl Registry {
     /// The registry's training data, checked to hold the recorded samples
     /// (a set sealed on the folder before or after an edit is refused by
     /// the content hash it records; a class set by its labels). `file` is
-    /// the first request that needs it, which an error names.
+    /// the first request that needs it, which an error names; `data_dir`
+    /// holds amun's datasets (MNIST, CIFAR-10).
     fn checked_data(
         &self,
         spec: &DataSpec,
         recorded: &[Sample],
         file: &Path,
+        data_dir: &Path,
     ) -> Result<crate::data::Dataset> {
         let unreadable = |why: String| {
             Error::format(
@@ -1128,9 +1135,7 @@ impl Registry {
         }
         // A folder's data ignores the data folder, which holds amun's
         // registry datasets only.
-        let data = spec
-            .load(&crate::data::default_data_dir())
-            .map_err(|e| unreadable(e.to_string()))?;
+        let data = spec.load(data_dir).map_err(|e| unreadable(e.to_string()))?;
         samples::check_recorded(recorded, spec, Some(&data))
             .map_err(|e| unreadable(e.to_string()))?;
         Ok(data)
