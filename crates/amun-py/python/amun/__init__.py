@@ -1000,6 +1000,7 @@ def train(
         )
     if refs is not None:
         return TrainRecord(None, {}, time.perf_counter() - start, str(out), refs=res)
+    _warn_notes(res["notes"], stacklevel=2)
     sidecar = res["sidecar"]
     return TrainRecord(
         sidecar=sidecar,

@@ -505,7 +505,7 @@ impl ForgetSet {
     /// class folder or a replaced image makes its indices name other
     /// samples unseen (hostile12 N21). `None` when the set is sealed or
     /// the data is a registry dataset (checked on every load).
-    pub fn unsealed_warning(&self, data: &Dataset, path: &Path) -> Option<String> {
+    pub(crate) fn unsealed_warning(&self, data: &Dataset, path: &Path) -> Option<String> {
         if self.train_sha256.is_some() || data.content().is_none() {
             return None;
         }
@@ -653,6 +653,21 @@ impl ForgetFile {
             }
             ForgetFile::Indices(indices) => ForgetSet::from_indices(data, indices, path),
         }
+    }
+
+    /// [`resolve`](Self::resolve) for a command that takes the set as its
+    /// forget set or exclusion, with the warning every front end gives for
+    /// it ([`ForgetSet::unsealed_warning`]: an older amun's set, which
+    /// nothing ties to its data's content), so the CLI and Python warn
+    /// alike (hostile15 P32).
+    pub fn resolve_warned(
+        self,
+        data: &Dataset,
+        path: &Path,
+    ) -> Result<(ForgetSet, Option<String>)> {
+        let set = self.resolve(data, path)?;
+        let warning = set.unsealed_warning(data, path);
+        Ok((set, warning))
     }
 }
 
