@@ -420,8 +420,7 @@ fn run(
     let parent = opened.sidecar;
     // Before the run: a weight the module lacks must not surface after it.
     let views = target_views(&opened.model, targets)?;
-    let request = req.forget.resolve(&opened.data, "forget").map_err(py_err)?;
-    let unsealed = req.forget.warning(&request, &opened.data);
+    let (request, unsealed) = req.forget.resolve(&opened.data, "forget").map_err(py_err)?;
     let method = amun::unlearn::build(&req.method, &req.settings).map_err(py_err)?;
     let train = train_keywords(&req.train).map_err(py_err)?;
     let method = if train.is_empty() {
@@ -773,12 +772,13 @@ fn run_train(
         .apply(TrainParams::for_arch(Arch::Exported))
         .check()
         .map_err(py_err)?;
-    let exclude = req
-        .exclude
-        .as_ref()
-        .map(|f| f.resolve(&data, "exclude"))
-        .transpose()
-        .map_err(py_err)?;
+    let (exclude, unsealed) = match &req.exclude {
+        Some(f) => {
+            let (set, warning) = f.resolve(&data, "exclude").map_err(py_err)?;
+            (Some(set), warning)
+        }
+        None => (None, None),
+    };
     let data = data.to_device(dev);
     if let Some(count) = req.refs {
         return train_refs(&data, &spec, &recipe, count, &req, progress).map_err(py_err);
@@ -803,7 +803,12 @@ fn run_train(
     for r in &replaced {
         progress.note(&format!("note: {r}"));
     }
-    to_json(&serde_json::json!({ "sidecar": trained.sidecar, "data": data_record })).map_err(py_err)
+    to_json(&serde_json::json!({
+        "sidecar": trained.sidecar,
+        "data": data_record,
+        "notes": unsealed.into_iter().collect::<Vec<_>>(),
+    }))
+    .map_err(py_err)
 }
 
 /// `amun rmia train-refs` into the folder `req.out`.
@@ -864,22 +869,17 @@ enum Forget {
 
 impl Forget {
     /// The forget set over `data`; indices are checked as the argument
-    /// `what` (`forget`, `exclude`), a file as `--forget FILE` is.
-    fn resolve(&self, data: &Dataset, what: &str) -> amun::Result<ForgetSet> {
-        match self {
-            Forget::Indices(i) => ForgetSet::from_indices(data, i.clone(), Path::new(what)),
-            Forget::File(p) => ForgetFile::read(p)?.resolve(data, p),
-        }
-    }
-
-    /// The warning the CLI prints for the set a file gave
-    /// ([`ForgetSet::unsealed_warning`]: an older amun's set, which nothing
-    /// ties to a folder's content; hostile14 P32), raised in Python as an
+    /// `what` (`forget`, `exclude`), a file as `--forget FILE` is, with
+    /// the warning the CLI prints for it ([`ForgetFile::resolve_warned`]:
+    /// an older amun's set; hostile14 P32), raised in Python as an
     /// `amun.AmunWarning` from the returned notes.
-    fn warning(&self, set: &ForgetSet, data: &Dataset) -> Option<String> {
+    fn resolve(&self, data: &Dataset, what: &str) -> amun::Result<(ForgetSet, Option<String>)> {
         match self {
-            Forget::File(p) => set.unsealed_warning(data, p),
-            Forget::Indices(_) => None,
+            Forget::Indices(i) => Ok((
+                ForgetSet::from_indices(data, i.clone(), Path::new(what))?,
+                None,
+            )),
+            Forget::File(p) => ForgetFile::read(p)?.resolve_warned(data, p),
         }
     }
 }
@@ -984,13 +984,12 @@ fn run_audit(
         // Before the forget set's check, which would only say "another forget set".
         check_trained_on(&checkpoint::read_sidecar(r)?, r, &data.spec.dataset)?;
     }
-    let forget = match (forget_file, &req.forget) {
-        (Some(f), Forget::File(p)) => f.resolve(&data, p)?,
+    let (forget, unsealed) = match (forget_file, &req.forget) {
+        (Some(f), Forget::File(p)) => f.resolve_warned(&data, p)?,
         (_, f @ Forget::Indices(_)) => f.resolve(&data, "forget")?,
         (None, Forget::File(_)) => unreachable!("read above"),
     };
     let (holdout, note) = checked_holdout(&req, &forget, data.test.len())?;
-    let unsealed = req.forget.warning(&forget, &data);
     let mut notes: Vec<String> = (opened.notes.into_iter())
         .chain(unsealed)
         .chain(note)
@@ -1325,26 +1324,28 @@ fn apply_request(dir: &Path, req: ApplyRequest, progress: &PyProgress) -> amun::
 
 /// The certificate of `version` (default the head), written when missing
 /// and checked against the records (`amun registry certificate`); returns
-/// its JSON text and the paths of its Markdown and JSON files.
+/// its JSON text, the paths of its Markdown and JSON files, and verify's
+/// warnings (raised as `amun.AmunWarning`).
 #[pyfunction]
 #[pyo3(signature = (path, version=None))]
 fn registry_certificate(
     path: PathBuf,
     version: Option<i64>,
-) -> PyResult<(String, PathBuf, PathBuf)> {
-    let run = || -> amun::Result<(String, PathBuf, PathBuf)> {
+) -> PyResult<(String, PathBuf, PathBuf, Vec<String>)> {
+    let run = || -> amun::Result<(String, PathBuf, PathBuf, Vec<String>)> {
         let reg = Registry::open_read(&path)?;
         let id = match version {
             Some(v) => v,
             None => reg.head()?.id,
         };
-        let (md, json) = registry::ensure_certificate(&reg, id)?;
+        let issued = registry::ensure_certificate(&reg, id)?;
         registry::check_issued_certificate(&reg, id)?;
+        let json = issued.json;
         let text = std::fs::read_to_string(&json).map_err(|err| amun::Error::Io {
             path: json.clone(),
             err,
         })?;
-        Ok((text, md, json))
+        Ok((text, issued.markdown, json, issued.warnings))
     };
     run().map_err(py_err)
 }

@@ -254,15 +254,15 @@ pub fn open_checkpoint(
 }
 
 /// The forget set `f` (read from `path`) for `data`, with the warning
-/// [`amun::data::ForgetSet::unsealed_warning`] gives printed: a set that
+/// [`amun::data::ForgetFile::resolve_warned`] gives printed: a set that
 /// nothing ties to its data's content (hostile12 N21).
 pub fn resolve_forget(
     f: amun::data::ForgetFile,
     data: &amun::data::Dataset,
     path: &std::path::Path,
 ) -> amun::Result<amun::data::ForgetSet> {
-    let set = f.resolve(data, path)?;
-    if let Some(w) = set.unsealed_warning(data, path) {
+    let (set, warning) = f.resolve_warned(data, path)?;
+    if let Some(w) = warning {
         eprintln!("{w}");
     }
     Ok(set)

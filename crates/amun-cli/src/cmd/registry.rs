@@ -187,6 +187,10 @@ pub struct AddArgs {
     /// only); the registry keeps its own in receipts/rNNNN.json
     #[arg(long, value_name = "FILE")]
     pub receipt: Option<PathBuf>,
+    // Where a class or sealed forget set's data (MNIST, CIFAR-10) is
+    // read from, as the registry's other commands read it.
+    #[command(flatten)]
+    pub data: DataDir,
     #[arg(long)]
     pub json: bool,
 }
@@ -210,6 +214,7 @@ fn add(a: AddArgs) -> Result<()> {
             &a.reference,
             a.received.as_deref(),
             a.receipt.as_deref(),
+            &a.data.path(),
         );
         for w in reg.take_warnings() {
             eprintln!("warning: {w}");
@@ -562,8 +567,12 @@ fn certificate(a: CertificateArgs) -> Result<()> {
         Some(v) => v,
         None => reg.head()?.id,
     };
-    let (md, json) = registry::ensure_certificate(&reg, id)?;
+    let issued = registry::ensure_certificate(&reg, id)?;
     registry::check_issued_certificate(&reg, id)?;
+    for w in &issued.warnings {
+        eprintln!("{w}");
+    }
+    let (md, json) = (issued.markdown, issued.json);
     if a.json {
         return super::emit(&std::fs::read_to_string(&json)?);
     }

@@ -116,3 +116,139 @@ fn registry_add_checks_a_class_set_and_verify_an_edited_receipt() {
         &["not a regular file (a pipe)"],
     );
 }
+
+/// hostile15 N11: `registry certificate` printed (and, its files gone,
+/// wrote) a certificate, exit 0, over a registry whose training data had
+/// changed, which verify reports. N13: with `anchor.log` deleted it issued
+/// one without a word, though a database put back to an older copy cannot
+/// then be told. It runs verify's checks first and refuses, writing
+/// nothing.
+#[test]
+fn no_certificate_is_given_over_a_registry_that_fails_verification() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, r) = folder_registry(d.path());
+    let cert = |args: &[&str]| reg("certificate", &r, args);
+    ok(&cert(&["--version", "1"]));
+    let first = |class: &str| {
+        let f = common::files_in(&data.join("train").join(class));
+        format!("train/{class}/{}", f[0])
+    };
+    let (replaced, other) = (first("2"), first("7"));
+    let img = data.join(&replaced);
+    let kept = std::fs::read(&img).unwrap();
+    std::fs::copy(data.join(&other), &img).unwrap();
+    let json = r.join("certificates/v0001.json");
+    let before = std::fs::read(&json).unwrap();
+    let refused = [
+        "fails verification",
+        "no certificate of version 1",
+        "training data",
+        &format!("({replaced}) now holds the bytes recorded for"),
+        "`amun registry verify` lists every finding",
+    ];
+    let o = cert(&["--version", "1"]);
+    fails_with(&o, &refused);
+    assert!(common::stdout(&o).is_empty(), "{}", common::stdout(&o));
+    assert_eq!(std::fs::read(&json).unwrap(), before);
+    // Its files gone: none is written.
+    for x in ["json", "md"] {
+        std::fs::remove_file(r.join(format!("certificates/v0001.{x}"))).unwrap();
+    }
+    fails_with(&cert(&["--version", "1", "--json"]), &refused);
+    assert!(!json.exists() && !r.join("certificates/v0001.md").exists());
+    std::fs::write(&img, kept).unwrap();
+    ok(&cert(&["--version", "1"]));
+    assert!(json.exists());
+
+    let anchor = r.join("anchor.log");
+    let lines = std::fs::read(&anchor).unwrap();
+    std::fs::remove_file(&anchor).unwrap();
+    fails_with(
+        &cert(&["--version", "1"]),
+        &[
+            "fails verification",
+            "anchor.log: is missing",
+            "cannot be told",
+            "put it back from a backup",
+        ],
+    );
+    std::fs::write(&anchor, lines).unwrap();
+    ok(&cert(&["--version", "1"]));
+}
+
+/// An MNIST registry of the first 400 images (`d/reg`) and a class-3
+/// forget set of its data (`d/fc.json`).
+fn mnist_registry_and_class_set(d: &Path) -> (std::path::PathBuf, String) {
+    let model = crate::common::registry::mnist_model(d, "400", "1");
+    let r = d.join("reg");
+    crate::common::registry::create(&r, &model, &[]);
+    let fc = d.join("fc.json").to_str().unwrap().to_string();
+    ok(&common::Args::of(&["split"])
+        .mnist("400")
+        .with("--class", "3")
+        .with("--out", &fc)
+        .run());
+    (r, fc)
+}
+
+/// Issue 37 review: `registry add` of a class set on an MNIST registry
+/// read the data from the default data folder only; it takes `--data-dir`
+/// (and `AMUN_DATA_DIR`) as the registry's other commands do.
+#[test]
+fn registry_add_reads_mnist_from_the_data_dir_it_is_given() {
+    let d = tempfile::tempdir().unwrap();
+    let (r, fc) = mnist_registry_and_class_set(d.path());
+    let real = amun::data::default_data_dir();
+    let empty = d.path().join("no-data");
+    std::fs::create_dir(&empty).unwrap();
+    let add = |args: &[&str]| {
+        let mut a = vec!["registry", "add", "--registry", r.to_str().unwrap(), &fc];
+        a.extend_from_slice(args);
+        std::process::Command::new(common::bin())
+            .args(&a)
+            .env("AMUN_DATA_DIR", &empty)
+            .output()
+            .unwrap()
+    };
+    fails_with(&add(&[]), &["fc.json", "missing", "no-data"]);
+    assert_eq!(count(&r, "requests"), 0);
+    ok(&add(&["--data-dir", real.to_str().unwrap()]));
+    assert_eq!(count(&r, "requests"), 1);
+}
+
+/// hostile15 N24: a class set of MNIST whose class (name or number) was
+/// edited was refused with "give the class folder its name back": MNIST
+/// has no class folder, and its classes never change.
+#[test]
+fn a_class_set_refusal_on_mnist_names_no_class_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let (r, fc) = mnist_registry_and_class_set(d.path());
+    for (key, v, needle) in [
+        ("class_name", serde_json::json!("4"), "class 3 was '4'"),
+        (
+            "class",
+            serde_json::json!(4),
+            "are not the training samples of class 4",
+        ),
+    ] {
+        let mut set = read_json(Path::new(&fc));
+        set[key] = v;
+        let edited = d.path().join(format!("fc_{key}.json"));
+        std::fs::write(&edited, set.to_string()).unwrap();
+        for o in [
+            reg("add", &r, &[edited.to_str().unwrap()]),
+            common::Args::of(&["eval"])
+                .with(
+                    "--checkpoint",
+                    &r.join("versions/v0001.safetensors").to_string_lossy(),
+                )
+                .with("--forget", &edited.to_string_lossy())
+                .run(),
+        ] {
+            fails_with(&o, &[needle, "make the forget set again"]);
+            let err = common::stderr(&o);
+            assert!(!err.contains("class folder"), "{err}");
+        }
+    }
+    assert_eq!(count(&r, "requests"), 0);
+}

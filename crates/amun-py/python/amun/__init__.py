@@ -1000,6 +1000,7 @@ def train(
         )
     if refs is not None:
         return TrainRecord(None, {}, time.perf_counter() - start, str(out), refs=res)
+    _warn_notes(res["notes"], stacklevel=2)
     sidecar = res["sidecar"]
     return TrainRecord(
         sidecar=sidecar,
@@ -1426,7 +1427,8 @@ class Registry:
         --json``); its files are under ``files``: ``markdown``, ``json``."""
         if version is not None:
             version = _count("version", version)
-        text, md, js = _call(_amun.registry_certificate, str(self.path), version)
+        text, md, js, notes = _call(_amun.registry_certificate, str(self.path), version)
+        _warn_notes(notes, stacklevel=2)
         cert = json.loads(text)
         return {**cert, "files": {"markdown": str(md), "json": str(js)}}
 

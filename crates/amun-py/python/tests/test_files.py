@@ -146,6 +146,34 @@ def test_a_forget_set_of_an_older_amun_is_warned_about_as_the_cli_does(
         amun.audit(model, idx_data, sealed)
 
 
+def test_train_excluding_a_forget_set_of_an_older_amun_warns_as_the_cli_does(
+    trained, mnist, idx_data, amun_bin, tmp_path
+):
+    """hostile15 P32 (train): the warning for a forget set that records no
+    content hash comes from the library, so amun.train(exclude=) gives it
+    as `amun train --exclude` and `amun eval --forget` do, word for word."""
+    model, sealed, old = (tmp_path / n for n in ("model.pt2", "f.json", "old.json"))
+    amun._export(trained, mnist[0][:2].float() / 255, model)
+    _cli(amun_bin, "split", "--dataset", idx_data, "--forget", 10, "--out", sealed)
+    legacy = json.loads(sealed.read_text())
+    del legacy["train_sha256"]
+    old.write_text(json.dumps(legacy))
+    cli = subprocess.run([str(amun_bin), "eval", "--checkpoint", str(model), "--dataset",
+                          str(idx_data), "--forget", str(old), "--device", "cpu"],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    said = [line for line in cli.stderr.splitlines() if "records no content hash" in line]
+    assert len(said) == 1, cli.stderr
+    recipe = dict(epochs=1, seed=3, device="cpu", progress=False)
+    with pytest.warns(amun.AmunWarning) as caught:
+        amun.train(model, idx_data, exclude=old, **recipe)
+    got = [str(w.message) for w in caught if issubclass(w.category, amun.AmunWarning)]
+    assert got == said, got
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", amun.AmunWarning)
+        amun.train(model, idx_data, exclude=sealed, **recipe)
+
+
 def test_train_never_writes_into_a_run_folder_or_a_registry(tiny, idx_data, amun_bin, tmp_path):
     """hostile14 P30/P31: `out` inside an experiment's run folder or a
     registry's versions/ is refused as `amun train --out` refuses it (the

@@ -385,12 +385,19 @@ impl ForgetSet {
     pub fn check_class(&self, data: &Dataset, path: &Path) -> Result<()> {
         self.check_class_samples(data, path)?;
         if let Some(moved) = self.class_moved(data) {
+            // A dataset amun fetches has no class folders and its classes
+            // never change: the set was edited (hostile15 N24).
+            let remedy = if builtin(data) {
+                "its classes never change, so the set's class was edited: make the forget set \
+                 again"
+            } else {
+                "give the class folder its name back, or make the forget set again"
+            };
             return Err(Error::format(
                 path,
                 format!(
                     "a class forget set, but {moved}: it would forget another class than the \
-                     one it was made for; give the class folder its name back, or make the \
-                     forget set again (`amun split --class`)"
+                     one it was made for; {remedy} (`amun split --class`)"
                 ),
             ));
         }
@@ -468,13 +475,18 @@ impl ForgetSet {
         if same {
             return Ok(());
         }
+        let why = if builtin(data) {
+            "the set was edited or made for other data (a dataset amun fetches never \
+             changes); make the forget set again"
+        } else {
+            "the data changed since the set was made (a class folder renamed, images added or \
+             removed); restore the data, or make the forget set again"
+        };
         Err(Error::format(
             path,
             format!(
                 "a class forget set of class {c}{}, but its {} indices are not the training \
-                 samples of class {c} ({}) in {}: the data changed since the set was made (a \
-                 class folder renamed, images added or removed); restore the data, or make \
-                 the forget set again (`amun split --class`)",
+                 samples of class {c} ({}) in {}: {why} (`amun split --class`)",
                 self.class_name
                     .as_ref()
                     .map_or(String::new(), |n| format!(" ('{n}')")),
@@ -493,7 +505,7 @@ impl ForgetSet {
     /// class folder or a replaced image makes its indices name other
     /// samples unseen (hostile12 N21). `None` when the set is sealed or
     /// the data is a registry dataset (checked on every load).
-    pub fn unsealed_warning(&self, data: &Dataset, path: &Path) -> Option<String> {
+    pub(crate) fn unsealed_warning(&self, data: &Dataset, path: &Path) -> Option<String> {
         if self.train_sha256.is_some() || data.content().is_none() {
             return None;
         }
@@ -642,6 +654,21 @@ impl ForgetFile {
             ForgetFile::Indices(indices) => ForgetSet::from_indices(data, indices, path),
         }
     }
+
+    /// [`resolve`](Self::resolve) for a command that takes the set as its
+    /// forget set or exclusion, with the warning every front end gives for
+    /// it ([`ForgetSet::unsealed_warning`]: an older amun's set, which
+    /// nothing ties to its data's content), so the CLI and Python warn
+    /// alike (hostile15 P32).
+    pub fn resolve_warned(
+        self,
+        data: &Dataset,
+        path: &Path,
+    ) -> Result<(ForgetSet, Option<String>)> {
+        let set = self.resolve(data, path)?;
+        let warning = set.unsealed_warning(data, path);
+        Ok((set, warning))
+    }
 }
 
 /// The indices of a CSV or plain list (see [`ForgetFile::read`]).
@@ -777,6 +804,18 @@ fn draw(n: usize, k: usize, seed: u64) -> Result<Vec<i64>> {
         .into_iter()
         .map(|i| i as i64)
         .collect())
+}
+
+/// Whether `data` is a dataset amun fetches (MNIST, CIFAR-10), which has
+/// no class folders and never changes.
+fn builtin(data: &Dataset) -> bool {
+    let name = data
+        .spec
+        .dataset
+        .split('[')
+        .next()
+        .unwrap_or(&data.spec.dataset);
+    super::Registry::from_name(name).is_some()
 }
 
 #[cfg(test)]

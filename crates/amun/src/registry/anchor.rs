@@ -690,8 +690,14 @@ pub(crate) fn check(
             FILE.into(),
             format!(
                 "is missing, but the registry started its anchor at {}: without it a database \
-                 put back to an older copy cannot be told from the real one",
-                started[0].started
+                 put back to an older copy cannot be told from the real one; put it back from a \
+                 backup{} (until then no request is added or applied and no certificate is \
+                 given; those issued stay in certificates/)",
+                started[0].started,
+                started
+                    .last()
+                    .and_then(|r| r.copy.as_ref())
+                    .map_or(String::new(), |c| format!(" or the anchor's copy {c}"))
             ),
         ),
         None => notes.push(format!(

@@ -547,37 +547,6 @@ pub fn certificate_paths(reg: &Registry, id: i64) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Writes version `id`'s certificate unless it was issued already (both
-/// files there): an issued certificate is never rewritten, it is what
-/// verify checks against the records.
-pub fn ensure_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
-    super::verify::check_certified_files(reg, id)?;
-    let (md, json) = certificate_paths(reg, id);
-    if !json.is_file() && md.exists() {
-        // The JSON is written first: this Markdown is no certificate the
-        // registry issued (it was edited and its JSON deleted, or put
-        // there), and it is never replaced unseen.
-        return Err(Error::invalid(
-            md.display().to_string(),
-            format!(
-                "exists without its JSON certificate {}, so it cannot be checked against the \
-                 records (edited, with its JSON deleted?); it is not replaced: move it away and \
-                 run again to write version {id}'s certificate; nothing was written",
-                json.display()
-            ),
-        ));
-    }
-    if !json.is_file() {
-        return reissue_certificate(reg, id);
-    }
-    if !md.is_file() {
-        // The Markdown of the issued JSON, not of a new certificate.
-        let c: Certificate = fsutil::read_json(&json)?;
-        fsutil::write_atomic(&md, render_markdown(&c).as_bytes())?;
-    }
-    Ok((md, json))
-}
-
 /// Writes version `id`'s certificate (Markdown and JSON, atomically).
 pub fn write_certificate(reg: &Registry, id: i64) -> Result<(PathBuf, PathBuf)> {
     let c = certificate(reg, id)?;

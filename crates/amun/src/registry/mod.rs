@@ -30,6 +30,7 @@ pub(crate) mod certificate;
 pub mod db;
 mod graphs;
 mod handout;
+mod issue;
 mod kinds;
 mod records;
 mod retrain;
@@ -41,9 +42,8 @@ mod writer;
 pub use anchor::Receipt;
 pub use apply::{Applied, ApplyCap, ApplySpec, DEFAULT_APPLY_CAP, apply};
 pub use audit::{HeldOutAudit, RetrainComparison, RmiaAudit, VersionAudit};
-pub use certificate::{
-    Certificate, certificate, ensure_certificate, render_markdown, write_certificate,
-};
+pub use certificate::{Certificate, certificate, render_markdown, write_certificate};
+pub use issue::{Issued, ensure_certificate};
 pub use kinds::{
     Committer, Executor, How, RecordKind, RequestState, SampleNames, UnknownKind, VersionKind,
 };
@@ -328,6 +328,25 @@ pub struct Registry {
 fn weights_name(id: i64) -> String {
     format!("versions/v{id:04}.safetensors")
 }
+
+/// Whether `name` is one amun stages a version under: `vNNNN.safetensors`
+/// or its sidecar `vNNNN.json`, or either's temporary name
+/// (`.PID.tmp-NAME`, [`crate::fsutil::TempPath`]).
+fn staged_name(name: &str) -> bool {
+    let name = match name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")) {
+        Some((pid, rest)) if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => name,
+    };
+    let stem = name
+        .strip_suffix(".safetensors")
+        .or_else(|| name.strip_suffix(".json"));
+    stem.and_then(|s| s.strip_prefix('v'))
+        .is_some_and(|id| id.len() >= 4 && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The folder inside a registry that files of a version the database does
+/// not hold are moved to (never deleted).
+const SET_ASIDE: &str = "set-aside";
 
 /// Stops the process at a named point of a commit when
 /// `AMUN_REGISTRY_STOP_AT` is `POINT@DIR`, DIR being this registry's
@@ -906,19 +925,23 @@ impl Registry {
         reference: &str,
         received: Option<&str>,
     ) -> Result<Vec<AddedRequest>> {
-        self.add_requests_receipt(files, reference, received, None)
+        let data_dir = crate::data::default_data_dir();
+        self.add_requests_receipt(files, reference, received, None, &data_dir)
     }
 
     /// [`add_requests`](Self::add_requests) that also hands the requester
-    /// the receipt of its one request in the new file `receipt`. The
-    /// commit, the anchor line and the receipts run whole once begun (a
-    /// signal waits for them, then says the requests stand).
+    /// the receipt of its one request in the new file `receipt`, reading
+    /// amun's datasets (MNIST, CIFAR-10) from `data_dir` when a request
+    /// needs the data (a class or sealed forget set). The commit, the
+    /// anchor line and the receipts run whole once begun (a signal waits
+    /// for them, then says the requests stand).
     pub fn add_requests_receipt(
         &mut self,
         files: &[PathBuf],
         reference: &str,
         received: Option<&str>,
         receipt: Option<&Path>,
+        data_dir: &Path,
     ) -> Result<Vec<AddedRequest>> {
         check_add_receipt(files, receipt)?;
         check_reference(reference)?;
@@ -929,7 +952,7 @@ impl Registry {
         anchor::refuse_unreadable_copy(self, "add requests")?;
         let registry_id = self.id()?;
         let info = self.info()?;
-        let resolved = self.resolve_requests(files, &info)?;
+        let resolved = self.resolve_requests(files, &info, data_dir)?;
         // Reserved before the commit: a path that cannot be written is
         // refused while nothing changed.
         let handout = receipt.map(handout::ReceiptOut::reserve).transpose()?;
@@ -1014,16 +1037,11 @@ impl Registry {
                 )),
             };
         }
-        let v = verify::check(self)?;
-        if let Some(first) = v.findings.first() {
-            return Err(Error::invalid(
-                format!("registry {}", self.dir.display()),
-                format!(
-                    "fails verification, so no receipt is written from its records: {first} \
-                     (`amun registry verify` lists everything)"
-                ),
-            ));
-        }
+        verify::refuse_findings(
+            self,
+            &verify::check(self)?,
+            "no receipt is written from its records",
+        )?;
         let chain = db::chain(&self.conn, &self.db)?;
         let record = chain
             .iter()
@@ -1049,6 +1067,7 @@ impl Registry {
         &self,
         files: &'f [PathBuf],
         info: &RegistryRow,
+        data_dir: &Path,
     ) -> Result<Vec<(&'f PathBuf, Vec<Sample>)>> {
         let spec = self.data_spec()?;
         let root = (info.sample_names == SampleNames::Path).then(|| PathBuf::from(&spec.dataset));
@@ -1066,7 +1085,7 @@ impl Registry {
             |x: &Named| matches!(x, Named::Set(s) if s.train_sha256.is_some() && s.train_size == n);
         let class = |x: &Named| matches!(x, Named::Set(s) if s.kind == "class");
         let data = match named.iter().position(|x| sealed(x) || class(x)) {
-            Some(i) => Some(self.checked_data(&spec, &recorded, &files[i])?),
+            Some(i) => Some(self.checked_data(&spec, &recorded, &files[i], data_dir)?),
             None => None,
         };
         let content = data
@@ -1093,12 +1112,14 @@ impl Registry {
     /// The registry's training data, checked to hold the recorded samples
     /// (a set sealed on the folder before or after an edit is refused by
     /// the content hash it records; a class set by its labels). `file` is
-    /// the first request that needs it, which an error names.
+    /// the first request that needs it, which an error names; `data_dir`
+    /// holds amun's datasets (MNIST, CIFAR-10).
     fn checked_data(
         &self,
         spec: &DataSpec,
         recorded: &[Sample],
         file: &Path,
+        data_dir: &Path,
     ) -> Result<crate::data::Dataset> {
         let unreadable = |why: String| {
             Error::format(
@@ -1114,12 +1135,8 @@ impl Registry {
         }
         // A folder's data ignores the data folder, which holds amun's
         // registry datasets only.
-        let data = spec
-            .load(&crate::data::default_data_dir())
-            .map_err(|e| unreadable(e.to_string()))?;
-        let files = crate::data::sample_files(spec)?;
-        let now = samples::hash_all(&data, files.as_deref())?;
-        samples::check_same(recorded, &now, &spec.train_label())
+        let data = spec.load(data_dir).map_err(|e| unreadable(e.to_string()))?;
+        samples::check_recorded(recorded, spec, Some(&data))
             .map_err(|e| unreadable(e.to_string()))?;
         Ok(data)
     }

@@ -123,6 +123,28 @@ pub fn hash_files(root: &Path, files: &[PathBuf]) -> Result<Vec<Sample>> {
         .collect()
 }
 
+/// Whether the registry's training data is still the data it recorded:
+/// the one check `registry add`, `apply`/`retrain` and `verify` make.
+/// `data`: the data as loaded (add, apply), whose samples are hashed as
+/// [`hash_all`] does; `None` (verify, which decodes nothing): an image
+/// folder's files are hashed, and data without a file per sample is left
+/// unchecked (`Ok(None)`). The number of samples checked, or the first
+/// differences ([`check_same`]).
+pub(crate) fn check_recorded(
+    recorded: &[Sample],
+    spec: &crate::data::DataSpec,
+    data: Option<&Dataset>,
+) -> Result<Option<usize>> {
+    let files = crate::data::sample_files(spec)?;
+    let now = match (data, files.as_deref()) {
+        (Some(d), files) => hash_all(d, files)?,
+        (None, Some(files)) => hash_files(Path::new(&spec.dataset), files)?,
+        (None, None) => return Ok(None),
+    };
+    check_same(recorded, &now, &spec.train_label())?;
+    Ok(Some(now.len()))
+}
+
 /// Checks that `now` (the data as loaded) holds the samples `recorded`
 /// when the registry was made, naming the first differences.
 pub fn check_same(recorded: &[Sample], now: &[Sample], data: &str) -> Result<()> {

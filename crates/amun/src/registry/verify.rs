@@ -140,57 +140,76 @@ fn check_data(reg: &Registry, v: &mut Verified) -> Result<()> {
         return Ok(());
     }
     let label = spec.train_label();
-    let checked = match crate::data::sample_files(&spec) {
-        Ok(Some(files)) => rehash(reg, &spec.dataset, &label, &files)?,
-        Ok(None) => {
-            v.data = format!(
-                "training data not re-hashed ({label} has no file per sample; apply and retrain \
-                 check it as they load it)"
-            );
-            return Ok(());
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    match checked {
-        Ok(n) => {
+    match samples::check_recorded(&reg.samples()?, &spec, None) {
+        Ok(Some(n)) => {
             v.data_rehashed = n;
             v.data = format!(
                 "{n} training images re-hashed (the test images: apply and retrain check them as \
                  they load them)"
             );
         }
-        Err(problem) => v.findings.push(Finding {
+        Ok(None) => {
+            v.data = format!(
+                "training data not re-hashed ({label} has no file per sample; apply and retrain \
+                 check it as they load it)"
+            );
+        }
+        // The data differs from the samples recorded (check_same's error).
+        Err(Error::Invalid { what, msg }) if what == "dataset" => v.findings.push(Finding {
             what: "training data".into(),
-            problem,
+            problem: format!(
+                "{msg}; apply and retrain refuse until the data is put back as it was"
+            ),
+        }),
+        Err(e) => v.findings.push(Finding {
+            what: "training data".into(),
+            problem: e.to_string(),
         }),
     }
     Ok(())
 }
 
-/// The image folder `root`'s training `files` hashed and compared with the
-/// samples the registry recorded: how many, or what differs.
-fn rehash(
-    reg: &Registry,
-    root: &str,
-    label: &str,
-    files: &[PathBuf],
-) -> Result<std::result::Result<usize, String>> {
-    let now = match samples::hash_files(Path::new(root), files) {
-        Ok(now) => now,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    Ok(match samples::check_same(&reg.samples()?, &now, label) {
-        Ok(()) => Ok(now.len()),
-        Err(Error::Invalid { msg, .. }) => Err(format!(
-            "{msg}; apply and retrain refuse until the data is put back as it was"
-        )),
-        Err(e) => return Err(e),
-    })
-}
-
 /// [`verify`] of an open registry without the receipts given by hand.
 pub(crate) fn check(reg: &Registry) -> Result<Verified> {
     check_with(reg, &[])
+}
+
+/// Refuses (naming the findings) a registry that `amun registry verify`
+/// would report, with every check verify runs, its data's re-hash included:
+/// a certificate is never issued over a registry whose data or files are
+/// no longer as recorded (hostile15 N11), nor one whose anchor is gone
+/// (N13). `not_done`: what the refusal says was not done. Returns verify's
+/// warnings otherwise.
+pub(crate) fn refuse_unverified(reg: &Registry, not_done: &str) -> Result<Vec<String>> {
+    let mut v = check(reg)?;
+    check_data(reg, &mut v)?;
+    refuse_findings(reg, &v, not_done)?;
+    Ok(v.notes
+        .into_iter()
+        .filter(|n| n.starts_with("warning:"))
+        .collect())
+}
+
+/// The error for a registry whose verification `v` found problems (the
+/// first three named), or `Ok` when it found none. `not_done`: what the
+/// refusal says was not done (`nothing was applied`).
+pub(crate) fn refuse_findings(reg: &Registry, v: &Verified, not_done: &str) -> Result<()> {
+    if v.ok() {
+        return Ok(());
+    }
+    let named: Vec<String> = v.findings.iter().take(3).map(|f| f.to_string()).collect();
+    let more = match v.findings.len().saturating_sub(named.len()) {
+        0 => String::new(),
+        n => format!(" and {n} more problem(s)"),
+    };
+    Err(Error::invalid(
+        format!("registry {}", reg.dir.display()),
+        format!(
+            "fails verification, so {not_done}: {}{more}; `amun registry verify` lists every \
+             finding",
+            named.join("; ")
+        ),
+    ))
 }
 
 fn check_with(reg: &Registry, given: &[PathBuf]) -> Result<Verified> {
@@ -484,7 +503,7 @@ fn staging_note(reg: &Registry, notes: &mut Vec<String>) {
         .into_iter()
         .partition(|e: &std::fs::DirEntry| {
             e.file_type().is_ok_and(|t| t.is_file())
-                && super::writer::staged_name(&e.file_name().to_string_lossy())
+                && super::staged_name(&e.file_name().to_string_lossy())
         });
     if !ours.is_empty() {
         notes.push(format!(
@@ -511,7 +530,7 @@ fn staging_note(reg: &Registry, notes: &mut Vec<String>) {
 /// A note (never a problem: amun put them there) naming the files an
 /// apply or retrain moved to `set-aside/`.
 fn set_aside_note(reg: &Registry, notes: &mut Vec<String>) {
-    let root = reg.dir.join(super::writer::SET_ASIDE);
+    let root = reg.dir.join(super::SET_ASIDE);
     let Ok(rd) = std::fs::read_dir(&root) else {
         return;
     };
@@ -587,7 +606,7 @@ fn certificates(
                     "{sub}/{name} belongs to no version (an apply or retrain stopped before \
                      its commit, as the anchor says); the next apply or retrain moves it to \
                      {}/ (never deletes it)",
-                    super::writer::SET_ASIDE
+                    super::SET_ASIDE
                 ));
             } else {
                 find(

@@ -6,7 +6,9 @@
 //! its records in one transaction before the anchor line.
 use super::db::{immediate, sql};
 use super::kinds::{Committer, Executor};
-use super::{Registry, samples, stop_at, verify, weights_name, write_certificate};
+use super::{
+    Registry, SET_ASIDE, samples, staged_name, stop_at, verify, weights_name, write_certificate,
+};
 use crate::cluster::{Cluster, Sbatch, SlurmState};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::OutputLock;
@@ -273,25 +275,6 @@ struct Cleaned {
     set_aside: Option<String>,
 }
 
-/// Whether `name` is one amun stages a version under: `vNNNN.safetensors`
-/// or its sidecar `vNNNN.json`, or either's temporary name
-/// (`.PID.tmp-NAME`, [`crate::fsutil::TempPath`]).
-pub(crate) fn staged_name(name: &str) -> bool {
-    let name = match name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")) {
-        Some((pid, rest)) if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => rest,
-        _ => name,
-    };
-    let stem = name
-        .strip_suffix(".safetensors")
-        .or_else(|| name.strip_suffix(".json"));
-    stem.and_then(|s| s.strip_prefix('v'))
-        .is_some_and(|id| id.len() >= 4 && id.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The folder inside a registry that files of a version the database does
-/// not hold are moved to (never deleted).
-pub(crate) const SET_ASIDE: &str = "set-aside";
-
 /// Cleans up after an interrupted apply or retrain (under the writer
 /// lock, so none is running, and after [`check_intact`], so nothing here
 /// is evidence of lost history): removes staged and temporary files, and
@@ -422,22 +405,7 @@ fn set_aside(reg: &Registry, id: i64, files: &[PathBuf]) -> Result<String> {
 
 /// Refuses to write a registry that fails verification, naming what changed.
 fn check_intact(reg: &Registry, doing: &str) -> Result<()> {
-    let v = verify::check(reg)?;
-    if let Some(first) = v.findings.first() {
-        return Err(Error::invalid(
-            format!("registry {}", reg.dir.display()),
-            format!(
-                "fails verification, so nothing was {doing}: {first}{} (`amun registry verify` \
-                 lists everything)",
-                if v.findings.len() > 1 {
-                    format!(" and {} more problem(s)", v.findings.len() - 1)
-                } else {
-                    String::new()
-                }
-            ),
-        ));
-    }
-    Ok(())
+    verify::refuse_findings(reg, &verify::check(reg)?, &format!("nothing was {doing}"))
 }
 
 /// Loads the registry's data and checks it holds the recorded samples.
@@ -454,9 +422,7 @@ pub(crate) fn load_checked_data(
     }
     let spec = reg.data_spec()?;
     let data = crate::model::load_data(&spec, data_dir, progress)?;
-    let files = crate::data::sample_files(&spec)?;
-    let now = samples::hash_all(&data, files.as_deref())?;
-    samples::check_same(&reg.samples()?, &now, &spec.train_label())?;
+    samples::check_recorded(&reg.samples()?, &spec, Some(&data))?;
     // The training samples are the recorded ones, so a different content
     // hash means other test images: calibration's hold-out and every
     // audit would measure on data the registry's versions were not.
