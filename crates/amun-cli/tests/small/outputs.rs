@@ -583,7 +583,20 @@ fn negative_numbers_reach_the_value_checks() {
         err.contains("invalid value '-3' for '--calibrate-max-epochs"),
         "{err}"
     );
+    // It says what the flag expects, not Rust's "invalid digit found in
+    // string" (hostile16 W2a, W3c), for every whole-number flag.
+    assert!(
+        err.contains("expected a whole number, not a negative one"),
+        "{err}"
+    );
     assert!(!Path::new(&out).exists());
+    for (value, expected) in [("-1", "not a negative one"), ("1.5", "a whole number")] {
+        let o = amun(&["experiment", "--config", "e.toml", "--threads", value]);
+        let err = crate::common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(&format!("'{value}' for '--threads")), "{err}");
+        assert!(err.contains(expected) && !err.contains("digit"), "{err}");
+    }
 }
 
 #[test]
