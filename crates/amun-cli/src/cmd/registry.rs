@@ -337,6 +337,8 @@ pub struct ShowArgs {
     pub dir: RegistryDir,
     /// request or version
     pub what: String,
+    // A negative number gets "no such version", not clap's "use -- -1".
+    #[arg(allow_negative_numbers = true)]
     pub id: i64,
     #[arg(long)]
     pub json: bool,

@@ -575,6 +575,25 @@ fn attack_flags_with_a_precomputed_adversarial_set_are_refused() {
     assert!(!d.path().join("out.safetensors").exists());
 }
 
+/// A retain budget that rounds below one batch runs one batch, as
+/// documented, but the sidecar held only the budget as given (hostile16
+/// W1k): it records the D_R images each epoch visited as well.
+#[test]
+fn the_retain_images_an_epoch_visits_are_recorded() {
+    let d = folder();
+    let a = copy_adv(d.path(), "adv");
+    let budget = ["--set", "finetune.retain_budget=0.001"];
+    ok(&unlearn_with_adv(d.path(), &a, &budget));
+    let origin = &read_json(&d.path().join("out.json"))["origin"];
+    assert_eq!(origin["settings"]["finetune"]["retain_budget"], 0.001);
+    // One batch (128) of the 270 D_R images, for the one request.
+    assert_eq!(
+        origin["retain_per_epoch"],
+        serde_json::json!([128]),
+        "{origin}"
+    );
+}
+
 #[test]
 fn a_precomputed_adversarial_set_is_recorded_with_its_hash() {
     let d = folder();
@@ -655,7 +674,20 @@ fn negative_numbers_reach_the_value_checks() {
         err.contains("invalid value '-3' for '--calibrate-max-epochs"),
         "{err}"
     );
+    // It says what the flag expects, not Rust's "invalid digit found in
+    // string" (hostile16 W2a, W3c), for every whole-number flag.
+    assert!(
+        err.contains("expected a whole number, not a negative one"),
+        "{err}"
+    );
     assert!(!Path::new(&out).exists());
+    for (value, expected) in [("-1", "not a negative one"), ("1.5", "a whole number")] {
+        let o = amun(&["experiment", "--config", "e.toml", "--threads", value]);
+        let err = crate::common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(&format!("'{value}' for '--threads")), "{err}");
+        assert!(err.contains(expected) && !err.contains("digit"), "{err}");
+    }
 }
 
 #[test]

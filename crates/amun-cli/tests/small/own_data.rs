@@ -645,6 +645,44 @@ fn a_test_class_folder_train_lacks_is_refused() {
     ok(&o);
 }
 
+/// A `train/<class>` folder without images gave the model a class it never
+/// saw, with no word from `data info` or `train` (hostile16 Q16): refused
+/// naming the class and its folder, with nothing written. An empty
+/// `test/<class>` is accepted, as an absent one is: the test split only
+/// measures.
+#[test]
+fn a_class_without_training_images_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("digits");
+    common::png_folder(&data, 20, 10);
+    let class = first_file(&data.join("train"));
+    let name = class.file_name().unwrap().to_str().unwrap().to_string();
+    let kept = d.path().join("kept");
+    std::fs::rename(&class, &kept).unwrap();
+    std::fs::create_dir(&class).unwrap();
+    let o = amun(&["data", "info", "--dataset", data.to_str().unwrap()]);
+    let said = format!("class '{name}' has no training images (train/{name} is empty)");
+    fails_with(&o, &[&said]);
+    let m = path_in(d.path(), "m.safetensors");
+    let args = ["--epochs", "1", "--device", "cpu", "--out", &m, "-q"];
+    let o = amun(&[&["train", "--dataset", data.to_str().unwrap()][..], &args].concat());
+    fails_with(&o, &[&said]);
+    assert!(!Path::new(&m).exists());
+    // Training images back, the test class folder emptied: accepted.
+    std::fs::remove_dir(&class).unwrap();
+    std::fs::rename(&kept, &class).unwrap();
+    let test_class = first_file(&data.join("test"));
+    for f in std::fs::read_dir(&test_class).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    ok(&amun(&[
+        "data",
+        "info",
+        "--dataset",
+        data.to_str().unwrap(),
+    ]));
+}
+
 /// An image of another size among a folder's images: the error names both
 /// it and the image it was compared with, since the first image read may
 /// be the odd one (hostile8 EM1 blamed the normal image).

@@ -401,6 +401,11 @@ fn bad_requests_are_refused_and_change_nothing() {
         &reg("show", &r, &["version", "9"]),
         &["version", "9: no such version"],
     );
+    // A negative number is a number too (hostile16 Q12: clap read it as a flag).
+    fails_with(
+        &reg("show", &r, &["version", "-1"]),
+        &["version", "-1: no such version"],
+    );
     let nowhere = d.path().join("none");
     fails_with(&reg("list", &nowhere, &[]), &["not a registry"]);
     // A folder whose registry.db is empty is no registry, and stays empty.

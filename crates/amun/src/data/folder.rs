@@ -107,6 +107,7 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
             ),
         ));
     }
+    check_every_class_trained(root, &train_root, &classes, &files)?;
     let test_files = match &test_root {
         Some(t) => {
             check_test_classes(t, &classes)?;
@@ -119,6 +120,57 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Split, Split)> {
     let (train, size) = decode(root, &files, rgb, None)?;
     let (test, _) = decode(root, &test_files, rgb, Some(size))?;
     Ok((classes, train, test))
+}
+
+/// Refuses a class folder without training images: the model would get an
+/// output for a class it never saw, and train and test without a word
+/// (hostile16 Q16). A test class folder without images is accepted, as an
+/// absent one is: the test split only measures, and `data info` shows its 0.
+fn check_every_class_trained(
+    root: &Path,
+    train_root: &Path,
+    classes: &[String],
+    files: &[(PathBuf, i64)],
+) -> Result<()> {
+    let mut seen = vec![false; classes.len()];
+    for (_, label) in files {
+        seen[*label as usize] = true;
+    }
+    let empty: Vec<String> = classes
+        .iter()
+        .zip(&seen)
+        .filter(|(_, s)| !**s)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let Some(first) = empty.first() else {
+        return Ok(());
+    };
+    let dir = train_root.join(first);
+    let shown = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
+    let state = match std::fs::read_dir(&dir).at(&dir)?.next() {
+        None => "is empty",
+        Some(_) => "holds no .png, .jpg or .jpeg file",
+    };
+    let others = match empty.len() {
+        1 => String::new(),
+        n => format!(
+            " ({} more class(es) without images: {})",
+            n - 1,
+            short_list(&empty[1..])
+        ),
+    };
+    let also = if train_root == root {
+        ""
+    } else {
+        " (and its test/ counterpart)"
+    };
+    Err(Error::format(
+        root,
+        format!(
+            "class '{first}' has no training images ({shown} {state}){others}; the model would \
+             have a class it never saw: add images to {shown} or remove that folder{also}"
+        ),
+    ))
 }
 
 /// Refuses a test class folder with images that the training split lacks:

@@ -87,6 +87,11 @@ pub enum Origin {
         /// Why a fine-tune stopped early, per request.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
+        /// The D_R images each epoch visited, per request, where the retain
+        /// budget drew fewer than all of D_R (a budget rounding below one
+        /// batch runs one batch); absent: all of D_R, or none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        retain_per_epoch: Vec<usize>,
         /// What the models it descends from had forgotten (each earlier
         /// unlearning's `forget` and its own record of this): a later
         /// unlearning of this model keeps them out of its retain set.

@@ -163,6 +163,11 @@ pub struct UnlearnLog {
     /// Why the fine-tune ran fewer epochs than its settings say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The D_R images each epoch visited when the retain budget drew fewer
+    /// than all of D_R: the settings hold the budget as given, which may
+    /// round below the one batch that runs (hostile16 W1k).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_per_epoch: Option<usize>,
 }
 
 impl UnlearnLog {
@@ -814,6 +819,12 @@ pub fn unlearn_requests(
         if log.stopped.is_none() && opts.calibrate.is_none() {
             log.stopped = method.finetune().and_then(|f| f.epochs_to_run().1);
         }
+        // D_F alone sizes the budget of a method without an adversarial
+        // set; AMUN's (D_F and D_A) is recorded where it is drawn.
+        if opts.calibrate.is_none() && method.adversarial().is_none() {
+            log.retain_per_epoch = (method.finetune().zip(req.retain))
+                .and_then(|(f, r)| f.retain_per_epoch(req.forget.len(), r.len()));
+        }
         if attack.is_some() {
             log.timing.insert("adversarial_search".into(), search_time);
             log.adv = adv.as_ref().map(|a| a.summary());
@@ -937,6 +948,7 @@ pub fn unlearned_sidecar(
                 .and_then(|c| serde_json::to_value(c).ok()),
             image_steps: logs.iter().map(UnlearnLog::image_steps).sum(),
             notes: logs.iter().filter_map(|l| l.stopped.clone()).collect(),
+            retain_per_epoch: logs.iter().filter_map(|l| l.retain_per_epoch).collect(),
             forgotten_before: parent.forgotten(),
             heldout: None,
             adversarial: None,

@@ -153,6 +153,20 @@ fn image_folder_loader_reads_png_classes() {
     let total: i64 = e.train.images.sum(Kind::Int64).int64_value(&[]);
     let want: i64 = d.train.images.sum(Kind::Int64).int64_value(&[]);
     assert_eq!(total, want);
+    // A class folder without images gave the model a class it never saw
+    // (hostile16 Q16): refused naming it, in either layout.
+    let zebra = dir.path().join("train/zebra");
+    std::fs::create_dir(&zebra).unwrap();
+    std::fs::write(zebra.join("notes.txt"), "not an image").unwrap();
+    let load = |root: &Path| DataSpec::new(root.to_str().unwrap()).load(&default_data_dir());
+    let e = load(dir.path()).unwrap_err().to_string();
+    let said = "class 'zebra' has no training images (train/zebra holds no .png, .jpg or .jpeg";
+    assert!(e.contains(said), "{e}");
+    let e = load(&dir.path().join("train")).unwrap_err().to_string();
+    assert!(
+        e.contains("class 'zebra' has no training images (zebra holds"),
+        "{e}"
+    );
 }
 
 fn copy_cifar_to(dir: &Path) {

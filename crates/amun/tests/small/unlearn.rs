@@ -337,6 +337,7 @@ fn a_retain_budget_draws_a_fresh_sample_of_d_r_each_epoch() {
         let retain = r.len() - f.len() - adv;
         assert_eq!((f.len(), adv, retain), (30, 30, 120), "{r:?}");
     }
+    assert_eq!(log.retain_per_epoch, Some(120), "recorded as drawn");
     let search = log.adv.as_ref().unwrap().total_steps;
     assert_eq!(log.image_steps(), 2 * 180 + search);
 }
@@ -353,12 +354,14 @@ fn a_retain_budget_below_one_batch_is_raised_to_a_batch() {
         .unwrap()
         .indices;
     let settings = json!({"finetune": {"epochs": 2, "retain_budget": 1, "retain_floor": 0}});
-    let (rows, _, _) = observed_run(&data, &model, &forget, "ft", settings, 5);
+    let (rows, log, _) = observed_run(&data, &model, &forget, "ft", settings, 5);
     assert!(
         rows.iter().all(|r| r.len() == 128),
         "{:?}",
         rows.iter().map(Vec::len).collect::<Vec<_>>()
     );
+    // The settings keep the budget as given; the log what ran (hostile16 W1k).
+    assert_eq!(log.retain_per_epoch, Some(128));
 }
 
 /// A fine-tune whose schedule falls below its floor stops there and says
@@ -382,6 +385,7 @@ fn a_fine_tune_stops_below_its_floor_and_full_mode_keeps_its_bits() {
     let full = json!({"finetune": {"epochs": 2, "retain_budget": "full"}});
     let (_, log, w_full) = observed_run(&data, &model, &forget, "rl", full, 5);
     assert!(log.stopped.is_none());
+    assert_eq!(log.retain_per_epoch, None, "all of D_R: nothing drawn");
     let (_, _, w_default) = observed_run(
         &data,
         &model,
