@@ -1000,6 +1000,13 @@ fn run_audit(
         .map(|r| load_references(r, &data))
         .transpose()?;
     notes.extend(refs.iter().flat_map(|r| r.notes.iter().cloned()));
+    if refs.is_some() {
+        notes.extend(amun::audit::uncovered_classes_warning(
+            &data,
+            &forget.indices,
+            holdout,
+        ));
+    }
     let retrain = match (&req.retrain, &refs) {
         (Some(r), Some(_)) => Some(req.open_retrain(r, &opened.sidecar, &data, dev)?),
         _ => None,
@@ -1250,19 +1257,21 @@ fn registry_info(path: PathBuf) -> PyResult<String> {
 /// Adds one deletion request per file (`amun registry add`); returns the
 /// requests with their receipts, and the commits' warnings, as JSON.
 #[pyfunction]
-#[pyo3(signature = (path, files, reference, received=None))]
+#[pyo3(signature = (path, files, reference, received=None, data_dir=None))]
 fn registry_add(
     py: Python<'_>,
     path: PathBuf,
     files: Vec<PathBuf>,
     reference: &str,
     received: Option<&str>,
+    data_dir: Option<PathBuf>,
 ) -> PyResult<String> {
     py.allow_threads(|| {
         guard(|| {
             let mut reg = Registry::open(&path).map_err(py_err)?;
+            let dir = self::data_dir(data_dir);
             let added = reg
-                .add_requests(&files, reference, received)
+                .add_requests_receipt(&files, reference, received, None, &dir)
                 .map_err(py_err)?;
             let warnings = reg.take_warnings();
             to_json(&serde_json::json!({ "added": added, "warnings": warnings })).map_err(py_err)

@@ -159,6 +159,9 @@ pub fn run(a: AuditArgs) -> Result<()> {
     let seed = a
         .seed
         .unwrap_or_else(|| amun::audit::audit_seed(forget.seed));
+    if let Some(w) = amun::audit::uncovered_classes_warning(&data, &forget.indices, holdout) {
+        eprintln!("warning: {w}");
+    }
     let data = data.to_device(dev);
     let on = Audited {
         data: &data,

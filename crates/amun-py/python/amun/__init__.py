@@ -1351,20 +1351,35 @@ class Registry:
         return json.loads(_call(_amun.registry_info, str(self.path)))
 
     def add(
-        self, *files: str | os.PathLike, reference: str = "", received: str | None = None
+        self,
+        *files: str | os.PathLike,
+        reference: str = "",
+        received: str | None = None,
+        data_dir: str | os.PathLike | None = None,
     ) -> list[dict]:
         """Adds one deletion request per file (``amun registry add``): any
         list ``amun split --from`` reads, or for an image folder one image
         path a line. ``reference``: free text kept with each request;
-        ``received``: when it was received, UTC (default now). Returns each
-        request with its receipt (also in the registry's ``receipts/``)."""
+        ``received``: when it was received, UTC (default now); ``data_dir``:
+        where amun's datasets are (default its cache), read to check a class
+        forget set on MNIST or CIFAR-10. Returns each request with its
+        receipt (also in the registry's ``receipts/``)."""
         if not files:
             raise AmunValueError("files: give at least one request file")
         paths = [_optional_path("files", f) for f in files]
         for what, v in (("reference", reference), ("received", received)):
             if v is not None and not isinstance(v, str):
                 raise AmunTypeError(f"{what}: expected a str, got {type(v).__name__}")
-        out = json.loads(_call(_amun.registry_add, str(self.path), paths, reference, received))
+        out = json.loads(
+            _call(
+                _amun.registry_add,
+                str(self.path),
+                paths,
+                reference,
+                received,
+                _optional_path("data_dir", data_dir),
+            )
+        )
         for w in out["warnings"]:
             warnings.warn(w, AmunWarning, stacklevel=2)
         return out["added"]

@@ -118,3 +118,21 @@ def test_a_registry_of_a_model_amun_train_wrote_from_a_pt2(idx_data, trained, mn
     with torch.no_grad():
         done = reg.apply(method="ft", calibrate=False, epochs=1, device="cpu", progress=False)
     assert done["new_version"]
+
+
+def test_registry_add_reads_mnist_from_the_data_dir_it_is_given(amun_bin, tmp_path):
+    """A class forget set on an MNIST registry is checked against the data
+    in ``data_dir`` (as ``amun registry add --data-dir``; hostile17 P13)."""
+    model = tmp_path / "m.safetensors"
+    _cli(amun_bin, "train", "--dataset", "mnist", "--train-limit", 200, "--test-limit", 100,
+         "--epochs", 1, "--device", "cpu", "-q", "--out", model)
+    _cli(amun_bin, "split", "--dataset", "mnist", "--train-limit", 200, "--test-limit", 100,
+         "--class", 3, "--out", tmp_path / "c3.json")
+    reg = amun.Registry.create(tmp_path / "reg", model)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(amun.AmunError, match="missing"):
+        reg.add(tmp_path / "c3.json", data_dir=empty)
+    assert reg.verify()["requests"] == 0
+    added = reg.add(tmp_path / "c3.json")
+    assert len(added) == 1 and added[0]["status"] == "pending"

@@ -438,6 +438,42 @@ pub fn audit_holdout(
     }
 }
 
+/// A warning when a class of the forget set has no image among the
+/// audited test images (D_T: the test split before its last `heldout`):
+/// MIS's classifier and RMIA's D_F-vs-D_T AUC then have no non-member of
+/// that class to compare with, so they set the forgotten class against
+/// other classes, and an exact retrain can score as remembering more than
+/// the original (hostile17 E2). `None` when every class is covered.
+pub fn uncovered_classes_warning(data: &Dataset, forget: &[i64], heldout: usize) -> Option<String> {
+    let labels =
+        |t: &tch::Tensor| Vec::<i64>::try_from(t.to_device(Device::Cpu)).unwrap_or_default();
+    let train = labels(&data.train.labels);
+    let n_test = data.test.len().saturating_sub(heldout);
+    let test: std::collections::BTreeSet<i64> =
+        labels(&data.test.labels).into_iter().take(n_test).collect();
+    let forgotten: std::collections::BTreeSet<i64> = forget
+        .iter()
+        .filter_map(|&i| train.get(i as usize).copied())
+        .collect();
+    let missing: Vec<String> = forgotten
+        .difference(&test)
+        .map(|&c| {
+            let name = data.classes.get(c as usize).map_or("?", String::as_str);
+            format!("{c} ('{name}')")
+        })
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the forget set holds class(es) {} with no image among the {n_test} audited test \
+         images: MIS and RMIA's D_F-vs-D_T AUC have no non-member of them to compare with, so \
+         they set the forgotten samples against other classes (even an exact retrain can look \
+         as if it remembered); read those columns with care, or add test images of the class",
+        missing.join(", ")
+    ))
+}
+
 /// Audits `model` for the forget set `forget` (training indices) of `data`.
 /// The last `heldout` test images are left out (a retrain-free calibration
 /// looked at them): D_T is the test split before them. The model's pass
@@ -611,5 +647,31 @@ mod tests {
             a.tie_warning(&RmiaParams::default(), &TieRemedy::FLAGS),
             None
         );
+    }
+
+    /// hostile17 E2: a forgotten class without test images is named; a
+    /// class covered by the audited test images (not the held-out ones) is not.
+    #[test]
+    fn a_forgotten_class_without_audited_test_images_is_named() {
+        let split = |labels: &[i64]| crate::data::Split {
+            images: tch::Tensor::zeros(
+                [labels.len() as i64, 1, 2, 2],
+                (tch::Kind::Uint8, Device::Cpu),
+            ),
+            labels: tch::Tensor::from_slice(labels),
+        };
+        let classes: Vec<String> = ["zero", "one", "two"].map(String::from).to_vec();
+        let data = Dataset::from_splits(
+            crate::data::DataSpec::new("mem"),
+            classes,
+            split(&[0, 1, 2, 2]),
+            split(&[0, 1, 2]),
+        )
+        .unwrap();
+        assert_eq!(uncovered_classes_warning(&data, &[2, 3], 0), None);
+        // The last test image (class 2) is held out: class 2 is uncovered.
+        let w = uncovered_classes_warning(&data, &[0, 2, 3], 1).unwrap();
+        assert!(w.contains("2 ('two')") && !w.contains("0 ('zero')"), "{w}");
+        assert!(w.contains("2 audited test images"), "{w}");
     }
 }
