@@ -184,35 +184,30 @@ fn unlearn_out_onto_its_adversarial_set_is_refused() {
 fn eval_per_sample_onto_the_checkpoint_is_refused() {
     let d = folder();
     let ck = p(d.path(), "orig.safetensors");
-    refused_and_intact(
-        &[
-            "eval",
-            "--checkpoint",
-            &ck,
-            "--device",
-            "cpu",
-            "--per-sample",
-            &ck,
-        ],
-        &[&ck, &p(d.path(), "orig.json")],
-        &["--per-sample", "which is --checkpoint"],
-    );
-    // Through a link to the checkpoint (issue 37, item 1).
+    // Directly, and through a link to the checkpoint (issue 37, item 1).
     let link = p(d.path(), "table.csv");
     std::os::unix::fs::symlink(&ck, &link).unwrap();
-    refused_and_intact(
-        &[
-            "eval",
-            "--checkpoint",
-            &ck,
-            "--device",
-            "cpu",
-            "--per-sample",
+    for (table, names) in [
+        (&ck, &["--per-sample", "which is --checkpoint"][..]),
+        (
             &link,
-        ],
-        &[&ck, &p(d.path(), "orig.json")],
-        &["--per-sample", "table.csv", "which is --checkpoint"],
-    );
+            &["--per-sample", "table.csv", "which is --checkpoint"],
+        ),
+    ] {
+        refused_and_intact(
+            &[
+                "eval",
+                "--checkpoint",
+                &ck,
+                "--device",
+                "cpu",
+                "--per-sample",
+                table,
+            ],
+            &[&ck, &p(d.path(), "orig.json")],
+            names,
+        );
+    }
 }
 
 #[test]
@@ -293,45 +288,32 @@ fn import_out_onto_its_from_file_is_refused() {
         "--out",
         &w,
     ]));
-    refused_and_intact(
-        &[
-            "import",
-            "--from",
-            &w,
-            "--arch",
-            "small-cnn",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "300",
-            "--out",
-            &w,
-        ],
-        &[&w],
-        &["which is --from"],
-    );
-    assert!(!Path::new(&p(d.path(), "w.json")).exists());
-    // Through a link to the --from file (issue 37, item 1).
+    // Directly, and through a link to the --from file (issue 37, item 1).
     let link = p(d.path(), "wl.safetensors");
     std::os::unix::fs::symlink(&w, &link).unwrap();
-    refused_and_intact(
-        &[
-            "import",
-            "--from",
-            &w,
-            "--arch",
-            "small-cnn",
-            "--dataset",
-            "mnist",
-            "--train-limit",
-            "300",
-            "--out",
-            &link,
-        ],
-        &[&w],
-        &["--out", "wl.safetensors", "which is --from"],
-    );
-    assert!(!Path::new(&p(d.path(), "wl.json")).exists());
+    for (out, names) in [
+        (&w, &["which is --from"][..]),
+        (&link, &["--out", "wl.safetensors", "which is --from"]),
+    ] {
+        refused_and_intact(
+            &[
+                "import",
+                "--from",
+                &w,
+                "--arch",
+                "small-cnn",
+                "--dataset",
+                "mnist",
+                "--train-limit",
+                "300",
+                "--out",
+                out,
+            ],
+            &[&w],
+            names,
+        );
+        assert!(!Path::new(&out.replace(".safetensors", ".json")).exists());
+    }
 }
 
 #[test]

@@ -118,7 +118,8 @@ def test_a_forget_set_of_an_older_amun_is_warned_about_as_the_cli_does(
 ):
     """hostile14 P32: a folder's forget set that records no content hash
     (an older amun wrote it) is tied to the folder by its path alone; the
-    CLI warns of it, and so do amun.audit and amun.unlearn, with its words.
+    CLI warns of it, and so do amun.audit, amun.unlearn and amun.train
+    (exclude=), with its words.
     A sealed set gives no such warning."""
     model, sealed, old = (tmp_path / n for n in ("model.pt2", "f.json", "old.json"))
     amun._export(trained, mnist[0][:2].float() / 255, model)
@@ -141,36 +142,13 @@ def test_a_forget_set_of_an_older_amun_is_warned_about_as_the_cli_does(
     assert warned(lambda: amun.audit(model, idx_data, old)) == said
     unlearn = dict(method="ft", calibrate=False, epochs=1, device="cpu", progress=False)
     assert warned(lambda: amun.unlearn(model, idx_data, old, **unlearn)) == said
+    # hostile15 P32 (train): the warning comes from the library, so
+    # amun.train(exclude=) gives it as `amun train --exclude` does.
+    recipe = dict(epochs=1, seed=3, device="cpu", progress=False)
+    assert warned(lambda: amun.train(model, idx_data, exclude=old, **recipe)) == said
     with warnings.catch_warnings():
         warnings.simplefilter("error", amun.AmunWarning)
         amun.audit(model, idx_data, sealed)
-
-
-def test_train_excluding_a_forget_set_of_an_older_amun_warns_as_the_cli_does(
-    trained, mnist, idx_data, amun_bin, tmp_path
-):
-    """hostile15 P32 (train): the warning for a forget set that records no
-    content hash comes from the library, so amun.train(exclude=) gives it
-    as `amun train --exclude` and `amun eval --forget` do, word for word."""
-    model, sealed, old = (tmp_path / n for n in ("model.pt2", "f.json", "old.json"))
-    amun._export(trained, mnist[0][:2].float() / 255, model)
-    _cli(amun_bin, "split", "--dataset", idx_data, "--forget", 10, "--out", sealed)
-    legacy = json.loads(sealed.read_text())
-    del legacy["train_sha256"]
-    old.write_text(json.dumps(legacy))
-    cli = subprocess.run([str(amun_bin), "eval", "--checkpoint", str(model), "--dataset",
-                          str(idx_data), "--forget", str(old), "--device", "cpu"],
-                         capture_output=True, text=True)
-    assert cli.returncode == 0, cli.stderr
-    said = [line for line in cli.stderr.splitlines() if "records no content hash" in line]
-    assert len(said) == 1, cli.stderr
-    recipe = dict(epochs=1, seed=3, device="cpu", progress=False)
-    with pytest.warns(amun.AmunWarning) as caught:
-        amun.train(model, idx_data, exclude=old, **recipe)
-    got = [str(w.message) for w in caught if issubclass(w.category, amun.AmunWarning)]
-    assert got == said, got
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", amun.AmunWarning)
         amun.train(model, idx_data, exclude=sealed, **recipe)
 
 
