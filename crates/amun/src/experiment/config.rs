@@ -136,6 +136,7 @@ const CALIBRATE_KEYS: &[&str] = &[
     "rule",
     "level",
     "max_utility_drop",
+    "guard_se",
     "patience",
     "stall",
     "stall_carry",

@@ -21,7 +21,8 @@ mod walk;
 pub use probes::{Probes, RmiaSignal};
 pub use record::{Calibration, Candidate, Change, Leg, Membership, Probe};
 pub use settings::{
-    CalibrateOverrides, CalibrateSettings, LadderStart, Rule, Walk, parse_calibration_budget,
+    CalibrateOverrides, CalibrateSettings, GUARD_SE, LadderStart, Rule, Walk,
+    parse_calibration_budget,
 };
 pub use targets::{
     Sizes, Targets, Verdict, accuracy_noise, auc_band, auc_se, min_heldout, score, utility_drop,
@@ -100,7 +101,13 @@ pub fn open<'a>(
         probes,
         original,
         sizes,
-        targets: Targets::new(original, sizes, cal.level, cal.max_utility_drop),
+        targets: Targets::new(
+            original,
+            sizes,
+            cal.level,
+            cal.guard_se,
+            cal.max_utility_drop,
+        ),
         started,
     })
 }
@@ -349,6 +356,6 @@ mod fixtures {
     };
 
     pub(super) fn targets(original: Probe) -> Targets {
-        Targets::new(original, SIZES, 0.05, None)
+        Targets::new(original, SIZES, 0.05, Some(super::GUARD_SE), None)
     }
 }

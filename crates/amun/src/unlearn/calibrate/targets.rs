@@ -151,13 +151,21 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// The targets of `original` at `level`; `max_drop` replaces both
-    /// utility guards when given.
-    pub fn new(original: Probe, sizes: Sizes, level: f64, max_drop: Option<f64>) -> Targets {
+    /// The targets of `original` at `level`; the guards allow `guard_se`
+    /// standard errors of noise (`None`: the one-sided z at the level, as
+    /// records from before it ran); `max_drop` replaces both guards when
+    /// given.
+    pub fn new(
+        original: Probe,
+        sizes: Sizes,
+        level: f64,
+        guard_se: Option<f64>,
+        max_drop: Option<f64>,
+    ) -> Targets {
         let z = z_two_sided(level);
         // A loss of utility is one-sided (a state that gains accuracy is
-        // never refused for it): its test is one-sided at the level.
-        let z_loss = z_two_sided((2.0 * level).min(1.0));
+        // never refused for it).
+        let z_loss = guard_se.unwrap_or_else(|| z_two_sided((2.0 * level).min(1.0)));
         let drop = |acc: f64, n: usize| {
             max_drop.unwrap_or_else(|| utility_drop(acc, n, z_loss, sizes.forget, sizes.train))
         };
@@ -447,14 +455,39 @@ mod tests {
             auc_band(60, 1000)
         );
         let o = probe(90.8, 88.8, 100.0, 52.0);
-        let t = Targets::new(o, SIZES, 0.01, None);
+        let t = Targets::new(o, SIZES, 0.01, None, None);
         assert!(t.accuracy_band() > targets(o).accuracy_band());
         // A set guard replaces the data's.
-        let t = Targets::new(o, SIZES, 0.05, Some(10.0));
+        let t = Targets::new(o, SIZES, 0.05, Some(1.0), Some(10.0));
         assert_eq!((t.heldout_drop, t.retain_drop), (10.0, 10.0));
         // Removing more costs more; a larger probe set has less noise.
         assert!(utility_drop(60.0, 500, 1.96, 600, 6000) > utility_drop(60.0, 500, 1.96, 60, 6000));
         assert!(utility_drop(90.0, 5000, 1.96, 60, 6000) < utility_drop(90.0, 500, 1.96, 60, 6000));
+    }
+
+    /// Fashion-MNIST 10%, seed 0 (stop 51's matrix): calibrated AMUN kept
+    /// a state 2.8 held-out points below the original, inside the 2.9 of
+    /// a guard at the one-sided z, and lost 3.8 points of the audit's test
+    /// accuracy. At one standard error (2.0) it is a utility loss; a state
+    /// that lost 1.6 still passes.
+    #[test]
+    fn a_guard_at_one_standard_error_refuses_fashion_seed_0s_kept_state() {
+        let sizes = Sizes {
+            forget: 300,
+            heldout: 500,
+            retain: 1000,
+            train: 3000,
+        };
+        let o = with_rmia(probe(97.33, 89.0, 98.1, 54.45), 60.885);
+        let kept = with_rmia(probe(90.67, 86.2, 96.5, 48.73), 50.10);
+        let at_z = Targets::new(o, sizes, 0.05, None, None);
+        assert!((at_z.heldout_drop - 2.909).abs() < 0.01, "{at_z:?}");
+        assert_eq!(at_z.verdict(&kept), Verdict::Reached);
+        let t = Targets::new(o, sizes, 0.05, Some(1.0), None);
+        assert!((t.heldout_drop - 1.99).abs() < 0.01, "{t:?}");
+        assert_eq!(t.verdict(&kept), Verdict::Lost);
+        let gentler = with_rmia(probe(90.67, 87.4, 97.0, 48.73), 50.10);
+        assert_eq!(t.verdict(&gentler), Verdict::Reached);
     }
 
     /// Issue 37 (hostile6 AA3): 299 of 300 forgotten read "may lose 173.0
@@ -469,7 +502,7 @@ mod tests {
             retain: 1,
             train: 300,
         };
-        let t = Targets::new(probe(94.3, 90.0, 60.0, 52.0), sizes, 0.05, None);
+        let t = Targets::new(probe(94.3, 90.0, 60.0, 52.0), sizes, 0.05, Some(1.0), None);
         assert!(t.heldout_drop <= 90.0 && t.retain_drop <= 60.0, "{t:?}");
     }
 

@@ -446,7 +446,9 @@ mod tests {
         let t = targets(o);
         assert_eq!(t.verdict(&o), Verdict::Under);
         let damaged = probe(86.0, 84.2, 97.0, 51.0);
-        assert!((t.heldout_drop - 2.9).abs() < 0.1, "{}", t.heldout_drop);
+        // One standard error of 88.8% on 500 (1.4) + the cost of 600 of
+        // 6,000 forgotten (0.6).
+        assert!((t.heldout_drop - 2.0).abs() < 0.05, "{}", t.heldout_drop);
         assert!(!t.keeps_utility(&damaged));
         assert_eq!(t.verdict(&damaged), Verdict::Lost);
         let a = t.judge(Rule::Accuracy, o);
@@ -729,7 +731,8 @@ mod tests {
                 retain: 1000,
                 train,
             };
-            let t = Targets::new(table[0], sizes, 0.05, None);
+            // As they ran: the guard at the one-sided z of the level.
+            let t = Targets::new(table[0], sizes, 0.05, None, None);
             assert!((t.noise - noise).abs() < 1e-3, "{} vs {noise}", t.noise);
             let start = nearest(&CalibrateSettings::default().lrs, 0.01);
             let (done, best, why) = replay_walk(&t, start, &table, cal);
