@@ -21,8 +21,7 @@ mod walk;
 pub use probes::{Probes, RmiaSignal};
 pub use record::{Calibration, Candidate, Change, Leg, Membership, Probe};
 pub use settings::{
-    CalibrateOverrides, CalibrateSettings, GUARD_SE, LadderStart, Rule, Walk,
-    parse_calibration_budget,
+    CalibrateOverrides, CalibrateSettings, LadderStart, Rule, Walk, parse_calibration_budget,
 };
 pub use targets::{
     Sizes, Targets, Verdict, accuracy_noise, auc_band, auc_se, min_heldout, score, utility_drop,
@@ -356,6 +355,6 @@ mod fixtures {
     };
 
     pub(super) fn targets(original: Probe) -> Targets {
-        Targets::new(original, SIZES, 0.05, Some(super::GUARD_SE), None)
+        Targets::new(original, SIZES, 0.05, Some(super::settings::GUARD_SE), None)
     }
 }
