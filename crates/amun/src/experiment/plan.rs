@@ -464,16 +464,20 @@ fn settings_of(cfg: &Config, kind: &StepKind) -> serde_json::Value {
         StepKind::Unlearn {
             variant, method, ..
         } => {
+            let calibrated = *variant == Variant::Calibrated;
+            // What calibration reads: the held-out images, not which other
+            // methods the config calibrates (an AMUN-only config's
+            // calibrated AMUN was not reused by the full one, stop 51).
             let mut v = json!({
                 "models": models,
-                "calibrate": (*variant == Variant::Calibrated).then_some(&cfg.calibrate),
+                "calibrate": calibrated.then(|| json!({ "holdout": cfg.heldout() })),
             });
             // The settings calibration runs with, defaults included and
             // resolved for the method (its own `stall`), so that a new
             // default makes calibrated artifacts of earlier rules stale, and
             // only theirs; absent for other variants, whose hashes stay as
             // they were.
-            if *variant == Variant::Calibrated {
+            if calibrated {
                 let resolved = (cfg.calibrate.as_ref())
                     .and_then(|c| c.settings().ok())
                     .map(|s| s.for_method(method.name()));
@@ -1222,6 +1226,25 @@ methods = ["amun"]
                 .unwrap()
         };
         assert_eq!(ft(&tighter), ft(&base));
+        // Which other methods are calibrated is not part of a calibrated
+        // step's identity; the held-out images are.
+        let amun_cal = |s: &BTreeMap<String, String>| {
+            s.iter()
+                .find(|(id, _)| id.starts_with("unlearn-amun-s0") && id.ends_with("-calibrated"))
+                .map(|(_, v)| v.clone())
+                .expect("calibrated amun")
+        };
+        let two = settings(&TUNED.replace(
+            "holdout = 100\nmethods = [\"amun\"]",
+            "holdout = 100\nmethods = [\"amun\", \"ft\"]",
+        ));
+        assert!(
+            two.keys()
+                .any(|id| id.starts_with("unlearn-ft-s0") && id.ends_with("-calibrated"))
+        );
+        assert_eq!(amun_cal(&two), amun_cal(&base));
+        let more_held = settings(&TUNED.replace("holdout = 100", "holdout = 120"));
+        assert_ne!(amun_cal(&more_held), amun_cal(&base));
         // The settings are part of each step's inputs.
         let dir = tempfile::tempdir().unwrap();
         let p = plan(TUNED);
