@@ -140,6 +140,7 @@ const CALIBRATE_KEYS: &[&str] = &[
     "patience",
     "stall",
     "stall_carry",
+    "end_on_second_loss",
     "retain_probe",
     "max_cost",
 ];

@@ -384,7 +384,12 @@ impl<'a> Search<'_, 'a> {
         req: &ForgetRequest<'_>,
         ctx: &RunCtx<'_>,
     ) -> Result<String> {
-        let mut w = Walker::new(ladder, start, self.targets.diff(&self.targets.original));
+        let mut w = Walker::new(
+            ladder,
+            start,
+            self.targets.diff(&self.targets.original),
+            self.cal,
+        );
         for k in 0.. {
             if self.epochs_run >= budget {
                 return Ok(format!("the {budget} epochs of the budget ran out"));

@@ -267,10 +267,19 @@ pub struct Walker {
     /// Epochs without a better state the next leg starts from
     /// ([`carried_stall`]).
     pub stalled_for: usize,
+    /// The current leg stepped down after lost utility.
+    pub after_loss: bool,
+    /// [`CalibrateSettings::end_on_second_loss`].
+    pub end_on_second_loss: bool,
 }
 
 impl Walker {
-    pub fn new(ladder: &[f64], start: usize, original_diff: f64) -> Walker {
+    pub fn new(
+        ladder: &[f64],
+        start: usize,
+        original_diff: f64,
+        cal: &CalibrateSettings,
+    ) -> Walker {
         Walker {
             ladder: ladder.to_vec(),
             rung: start,
@@ -279,6 +288,8 @@ impl Walker {
             done: 0,
             diff: original_diff,
             stalled_for: 0,
+            after_loss: false,
+            end_on_second_loss: cal.end_on_second_loss,
         }
     }
 
@@ -298,6 +309,7 @@ impl Walker {
         t: &Targets,
     ) -> Step {
         let lr = self.ladder[self.rung];
+        let leg_start = self.done;
         if ran > 0 {
             self.path = extended(&self.path, lr, ran);
             self.done += ran;
@@ -305,6 +317,7 @@ impl Walker {
                 self.diff = t.diff(&c.probe);
             }
         }
+        let after_loss = std::mem::replace(&mut self.after_loss, false);
         match end {
             LegEnd::Reached => Step::Stop(format!(
                 "lr {lr:e} passed every test at level {} after {} epochs",
@@ -325,12 +338,23 @@ impl Walker {
             LegEnd::Lost if self.rung == 0 => Step::Stop(format!(
                 "the smallest rate, lr {lr:e}, costs utility beyond the guard"
             )),
+            // The gentler rate did not win the utility back and found no
+            // better state: lower rates move the model less still (issue
+            // 35's MNIST walks lost utility on every rung below, 9–17
+            // epochs, keeping a state from before the first loss).
+            LegEnd::Lost if after_loss && self.end_on_second_loss && best.epoch <= leg_start => {
+                Step::Stop(format!(
+                    "lr {lr:e}, a step down after lost utility, did not win it back nor find a \
+                     better state"
+                ))
+            }
             LegEnd::Lost => {
                 // Too high a rate, but the forgetting it did is not past
                 // unseen data: go on from this state more gently (as a
                 // decaying schedule would), which wins the utility back.
                 self.ceiling = self.rung;
                 self.rung -= 1;
+                self.after_loss = true;
                 Step::Go
             }
             LegEnd::Over if self.rung == 0 => {
@@ -516,7 +540,7 @@ mod tests {
 
         // The walker: climb, then over → back to the best state one rung
         // lower, never again above; then reached.
-        let mut w = Walker::new(&[0.01, 0.03, 0.1], 0, d0);
+        let mut w = Walker::new(&[0.01, 0.03, 0.1], 0, d0, &CalibrateSettings::default());
         let best = Candidate {
             epoch: 1,
             lr: 0.03,
@@ -633,6 +657,61 @@ mod tests {
         (100.0, 96.6, 100.0, 43.227, 52.261),
     ];
 
+    /// Stop 52's MNIST 10% seed 0 calibrated AMUN walk (guard at one
+    /// standard error): lr 0.1 lost utility, and every rung below did too
+    /// without a better state than epoch 1's.
+    const MNIST_S0_GUARD_SE: [Row; 18] = [
+        (100.0, 96.8, 100.0, 49.953, 54.191),
+        (99.5, 96.6, 100.0, 49.434, 53.258),
+        (99.5, 96.0, 100.0, 48.762, 53.36),
+        (99.5, 95.0, 99.8, 47.16, 50.353),
+        (94.0, 93.8, 98.3, 46.331, 45.944),
+        (98.5, 95.6, 99.2, 45.307, 48.319),
+        (99.0, 95.6, 100.0, 46.157, 49.094),
+        (98.5, 95.8, 100.0, 44.631, 50.728),
+        (100.0, 95.6, 100.0, 45.347, 50.358),
+        (99.5, 95.8, 100.0, 45.23, 50.125),
+        (99.5, 95.8, 100.0, 45.031, 48.817),
+        (100.0, 95.8, 100.0, 45.33, 49.404),
+        (100.0, 95.8, 100.0, 45.37, 49.742),
+        (100.0, 95.8, 100.0, 45.336, 50.006),
+        (100.0, 95.8, 100.0, 45.238, 50.647),
+        (100.0, 95.6, 100.0, 45.09, 50.618),
+        (100.0, 95.6, 100.0, 45.106, 50.784),
+        (100.0, 95.8, 100.0, 45.34, 50.311),
+    ];
+
+    /// That walk ran 17 epochs, stepping down through every rung; a step
+    /// down that loses utility again without a better state now ends it
+    /// after 8 (lr 0.1 × 3, then 0.03 × 3), keeping the same state.
+    #[test]
+    fn a_second_loss_of_utility_without_a_better_state_ends_the_walk() {
+        let table: Vec<Probe> = MNIST_S0_GUARD_SE
+            .iter()
+            .map(|&(f, h, r, auc, rmia)| with_rmia(probe(f, h, r, auc), rmia))
+            .collect();
+        let sizes = Sizes {
+            forget: 200,
+            heldout: 500,
+            retain: 1000,
+            train: 2000,
+        };
+        let t = Targets::new(table[0], sizes, 0.05, Some(1.0), None);
+        assert!((t.noise - 1.2504).abs() < 1e-3, "{}", t.noise);
+        let start = nearest(&CalibrateSettings::default().lrs, 0.01);
+        let amun = CalibrateSettings::default().for_method("amun");
+        let (done, best, why) = replay_walk(&t, start, &table, &amun);
+        assert_eq!((done, best.epoch), (8, 1), "{why}");
+        assert!(why.contains("did not win it back"), "{why}");
+        let before = CalibrateSettings {
+            end_on_second_loss: false,
+            ..amun
+        };
+        let (done, best, why) = replay_walk(&t, start, &table, &before);
+        assert_eq!((done, best.epoch), (17, 1), "{why}");
+        assert!(why.contains("smallest rate"), "{why}");
+    }
+
     /// Replays a recorded continuing walk (one probe per epoch, the
     /// original first) through [`Walker`] and [`LegRun`] as `climb` drives
     /// them under `cal`: the epochs it runs, the best state and why it
@@ -644,7 +723,7 @@ mod tests {
         cal: &CalibrateSettings,
     ) -> (usize, Candidate, String) {
         let mut best = t.judge(Rule::Accuracy, table[0]);
-        let mut w = Walker::new(&cal.lrs, start, t.diff(&table[0]));
+        let mut w = Walker::new(&cal.lrs, start, t.diff(&table[0]), cal);
         let mut k = 1;
         loop {
             let mut leg =
