@@ -687,10 +687,7 @@ mod tests {
     /// the same state. Off by default (stop 52's demo without D_R).
     #[test]
     fn a_second_loss_of_utility_without_a_better_state_ends_the_walk() {
-        let table: Vec<Probe> = MNIST_S0_GUARD_SE
-            .iter()
-            .map(|&(f, h, r, auc, rmia)| with_rmia(probe(f, h, r, auc), rmia))
-            .collect();
+        let table = probes(&MNIST_S0_GUARD_SE);
         let sizes = Sizes {
             forget: 200,
             heldout: 500,
@@ -711,6 +708,13 @@ mod tests {
         let (done, best, why) = replay_walk(&t, start, &table, &amun);
         assert_eq!((done, best.epoch), (17, 1), "{why}");
         assert!(why.contains("smallest rate"), "{why}");
+    }
+
+    /// A recorded table's rows as probes.
+    fn probes(rows: &[Row]) -> Vec<Probe> {
+        rows.iter()
+            .map(|&(f, h, r, auc, rmia)| with_rmia(probe(f, h, r, auc), rmia))
+            .collect()
     }
 
     /// Replays a recorded continuing walk (one probe per epoch, the
@@ -800,10 +804,7 @@ mod tests {
             (&MNIST_S1, 2000, 1.2116, 3),
         ];
         for ((rows, train, noise, best_epoch), epochs) in cases.into_iter().zip(epochs) {
-            let table: Vec<Probe> = rows
-                .iter()
-                .map(|&(f, h, r, auc, rmia)| with_rmia(probe(f, h, r, auc), rmia))
-                .collect();
+            let table = probes(rows);
             let forget = train / 10;
             let sizes = Sizes {
                 forget,
