@@ -129,7 +129,7 @@ impl std::str::FromStr for Walk {
 /// | patience | 2 | epochs a rung may go on getting worse once it over-unlearns (`continue`: epochs of lost utility ridden out) |
 /// | stall | the method's: 2 for AMUN, 3 for the others ([`own_stall`]) | `continue`: epochs a leg that cannot climb (the top rung, or the rungs above lost utility or over-unlearned) gets to find a better state than the best so far before the walk ends |
 /// | stall_carry | true | `continue`: a leg that steps down after lost utility goes on with the count of epochs without a better state of the leg above, instead of a fresh `stall` (records without it: false, as they ran) |
-/// | end_on_second_loss | false | `continue`: a leg that stepped down after lost utility and loses it again without a better state ends the walk, instead of stepping down again (cheaper on MNIST, same states; off: it cut a walk without D_R that the rung below would have carried on, docs/CALIBRATION.md) |
+/// | end_on_second_loss | true | `continue`: a leg that stepped down after lost utility and loses it again without a better state ends the walk, instead of stepping down again (records without it: false, as they ran) |
 /// | retain_probe | 1000 | retain samples measured after each epoch |
 /// | max_cost | none | `continue`: the most calibration may cost, as a fraction of the same-recipe exact retrain's image-steps (the model's recorded recipe × D_R; the adversarial search counts); the walk ends before an epoch that would pass it ([`CostMeter`]) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,8 +162,8 @@ pub struct CalibrateSettings {
     /// Records from before it ran without it.
     #[serde(default = "stall_carry_before_it")]
     pub stall_carry: bool,
-    /// Records from before it ran without it (the default).
-    #[serde(default)]
+    /// Records from before it ran without it.
+    #[serde(default = "no_end_on_second_loss")]
     pub end_on_second_loss: bool,
     pub retain_probe: usize,
     /// `None`: no cap. Left out of the record when unset, so records and
@@ -188,7 +188,7 @@ impl Default for CalibrateSettings {
             patience: 2,
             stall: None,
             stall_carry: true,
-            end_on_second_loss: false,
+            end_on_second_loss: true,
             retain_probe: 1000,
             max_cost: None,
         }
@@ -222,6 +222,12 @@ pub const GUARD_SE: f64 = 1.0;
 /// What a record from before `guard_se` ran: the one-sided z at the level.
 fn guard_at_the_level() -> Option<f64> {
     None
+}
+
+/// What a record from before `end_on_second_loss` ran: a step down after
+/// every loss of utility, to the smallest rate.
+fn no_end_on_second_loss() -> bool {
+    false
 }
 
 /// What a record from before `stall_carry` ran: every leg counted anew.
@@ -599,11 +605,7 @@ mod tests {
         v.as_object_mut().unwrap().remove("stall_carry");
         let old: CalibrateSettings = serde_json::from_value(v).unwrap();
         assert!(!old.stall_carry);
-        let on = CalibrateSettings {
-            end_on_second_loss: true,
-            ..Default::default()
-        };
-        let mut v = serde_json::to_value(on).unwrap();
+        let mut v = serde_json::to_value(CalibrateSettings::default()).unwrap();
         assert_eq!(v["end_on_second_loss"], true);
         v.as_object_mut().unwrap().remove("end_on_second_loss");
         let old: CalibrateSettings = serde_json::from_value(v).unwrap();

@@ -681,10 +681,9 @@ mod tests {
         (100.0, 95.8, 100.0, 45.34, 50.311),
     ];
 
-    /// That walk ran 17 epochs, stepping down through every rung; with
-    /// `end_on_second_loss` a step down that loses utility again without a
-    /// better state ends it after 8 (lr 0.1 × 3, then 0.03 × 3), keeping
-    /// the same state. Off by default (stop 52's demo without D_R).
+    /// That walk ran 17 epochs, stepping down through every rung; a step
+    /// down that loses utility again without a better state now ends it
+    /// after 8 (lr 0.1 × 3, then 0.03 × 3), keeping the same state.
     #[test]
     fn a_second_loss_of_utility_without_a_better_state_ends_the_walk() {
         let table = probes(&MNIST_S0_GUARD_SE);
@@ -698,14 +697,14 @@ mod tests {
         assert!((t.noise - 1.2504).abs() < 1e-3, "{}", t.noise);
         let start = nearest(&CalibrateSettings::default().lrs, 0.01);
         let amun = CalibrateSettings::default().for_method("amun");
-        let on = CalibrateSettings {
-            end_on_second_loss: true,
-            ..amun.clone()
-        };
-        let (done, best, why) = replay_walk(&t, start, &table, &on);
+        let (done, best, why) = replay_walk(&t, start, &table, &amun);
         assert_eq!((done, best.epoch), (8, 1), "{why}");
         assert!(why.contains("did not win it back"), "{why}");
-        let (done, best, why) = replay_walk(&t, start, &table, &amun);
+        let before = CalibrateSettings {
+            end_on_second_loss: false,
+            ..amun
+        };
+        let (done, best, why) = replay_walk(&t, start, &table, &before);
         assert_eq!((done, best.epoch), (17, 1), "{why}");
         assert!(why.contains("smallest rate"), "{why}");
     }
