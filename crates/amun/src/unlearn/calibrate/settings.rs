@@ -403,6 +403,15 @@ impl CalibrateOverrides {
 
     /// The defaults with every set field replaced, checked.
     pub fn settings(&self) -> Result<CalibrateSettings> {
+        if self.guard_se.is_some() && self.max_utility_drop.is_some() {
+            // A fixed guard replaces the data's: the noise term would do
+            // nothing.
+            return Err(Error::setting(
+                "calibrate.guard_se",
+                "max_utility_drop sets a fixed guard, which replaces the one guard_se sizes; \
+                 give one of them",
+            ));
+        }
         let d = CalibrateSettings::default();
         let o = self.clone();
         let s = CalibrateSettings {
@@ -631,6 +640,27 @@ mod tests {
                 .to_string()
                 .contains("calibrate.guard_se")
         );
+    }
+
+    /// `guard_se` given with a fixed guard would do nothing: refused,
+    /// naming both.
+    #[test]
+    fn a_guard_se_beside_a_fixed_guard_is_refused() {
+        let both = CalibrateOverrides {
+            guard_se: Some(1.5),
+            max_utility_drop: Some(3.0),
+            ..Default::default()
+        };
+        let e = both.settings().unwrap_err().to_string();
+        assert!(
+            e.contains("calibrate.guard_se") && e.contains("max_utility_drop"),
+            "{e}"
+        );
+        let one = CalibrateOverrides {
+            max_utility_drop: Some(3.0),
+            ..Default::default()
+        };
+        assert_eq!(one.settings().unwrap().max_utility_drop, Some(3.0));
     }
 
     /// Settings that would do nothing, or nothing sensible, are named.
