@@ -240,41 +240,31 @@ fn mask_out_onto_an_existing_checkpoint_is_refused() {
     let other = p(d.path(), "other.safetensors");
     std::fs::copy(m("rt.safetensors"), &other).unwrap();
     std::fs::copy(m("rt.json"), p(d.path(), "other.json")).unwrap();
-    refused_and_intact(
-        &[
-            "mask",
-            "--checkpoint",
-            &p(d.path(), "orig.safetensors"),
-            "--forget",
-            &p(d.path(), "f.json"),
-            "--device",
-            "cpu",
-            "--out",
-            &other,
-        ],
-        &[&other],
-        &["an amun checkpoint this command does not write"],
-    );
-    // Through a linked folder (issue 37, item 1).
+    // Directly and through a linked folder (issue 37, item 1).
     std::os::unix::fs::symlink(d.path(), d.path().join("here")).unwrap();
-    refused_and_intact(
-        &[
-            "mask",
-            "--checkpoint",
-            &p(d.path(), "orig.safetensors"),
-            "--forget",
-            &p(d.path(), "f.json"),
-            "--device",
-            "cpu",
-            "--out",
-            &p(d.path(), "here/other.safetensors"),
-        ],
-        &[&other, &p(d.path(), "other.json")],
-        &[
+    for (out, named) in [
+        (other.clone(), "other.safetensors"),
+        (
+            p(d.path(), "here/other.safetensors"),
             "here/other.safetensors",
-            "an amun checkpoint this command does not write",
-        ],
-    );
+        ),
+    ] {
+        refused_and_intact(
+            &[
+                "mask",
+                "--checkpoint",
+                &p(d.path(), "orig.safetensors"),
+                "--forget",
+                &p(d.path(), "f.json"),
+                "--device",
+                "cpu",
+                "--out",
+                &out,
+            ],
+            &[&other, &p(d.path(), "other.json")],
+            &[named, "an amun checkpoint this command does not write"],
+        );
+    }
 }
 
 #[test]
