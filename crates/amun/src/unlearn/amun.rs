@@ -158,11 +158,7 @@ fn adversarial_finetune(
         // The request is D_F and its adversarial examples; only D_R's rows
         // are drawn, D_F's are always in.
         parts.push(match req.retain {
-            Some(r) => {
-                let request = req.forget.len() + adv.len();
-                log.retain_per_epoch = s.finetune.retain_per_epoch(request, r.len());
-                s.finetune.budgeted(part, r, request)
-            }
+            Some(r) => s.finetune.budgeted(part, r, req.forget.len() + adv.len()),
             None => part,
         });
     }

@@ -819,11 +819,12 @@ pub fn unlearn_requests(
         if log.stopped.is_none() && opts.calibrate.is_none() {
             log.stopped = method.finetune().and_then(|f| f.epochs_to_run().1);
         }
-        // D_F alone sizes the budget of a method without an adversarial
-        // set; AMUN's (D_F and D_A) is recorded where it is drawn.
-        if opts.calibrate.is_none() && method.adversarial().is_none() {
+        // The request (D_F, and D_A for AMUN) sizes what the budget draws
+        // from D_R an epoch; a calibrated run's walk records its own.
+        if opts.calibrate.is_none() {
+            let request = req.forget.len() + req.adv.map_or(0, AdvSet::len);
             log.retain_per_epoch = (method.finetune().zip(req.retain))
-                .and_then(|(f, r)| f.retain_per_epoch(req.forget.len(), r.len()));
+                .and_then(|(f, r)| f.retain_per_epoch(request, r.len()));
         }
         if attack.is_some() {
             log.timing.insert("adversarial_search".into(), search_time);
