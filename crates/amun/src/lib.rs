@@ -56,3 +56,76 @@ pub mod report;
 
 /// The libtorch version amun is built for (tch 0.24 requires exactly this).
 pub const LIBTORCH_VERSION: &str = "2.11.0";
+
+/// ARCHITECTURE.md's layers, checked on the source: a module may use only
+/// modules of its own layer or a lower one.
+#[cfg(test)]
+mod layers {
+    use std::path::Path;
+
+    /// Lowest first, as ARCHITECTURE.md lists them.
+    const LAYERS: &[&[&str]] = &[
+        &[
+            "error", "seed", "progress", "report", "fsutil", "device", "cluster",
+        ],
+        &["data"],
+        &["model"],
+        &["eval", "train", "attack"],
+        &["outputs"],
+        &["audit"],
+        &["unlearn", "bench"],
+        &["experiment"],
+        &["registry"],
+    ];
+
+    fn layer(module: &str) -> Option<usize> {
+        LAYERS.iter().position(|l| l.contains(&module))
+    }
+
+    /// Every `crate::NAME` a file names, with the file's own top module.
+    fn uses(dir: &Path, top: Option<&str>, out: &mut Vec<(String, String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let module = top.map_or(name.clone(), str::to_owned);
+            if path.is_dir() {
+                uses(&path, Some(&module), out);
+            } else if path.extension().is_some_and(|e| e == "rs") && module != "lib" {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, _) in text.match_indices("crate::") {
+                    let used: String = text[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    // `crate::Error` and other items of the root: no module.
+                    if !used.is_empty() {
+                        out.push((path.display().to_string(), module.clone(), used));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_module_uses_a_higher_layer() {
+        let mut all = Vec::new();
+        uses(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            None,
+            &mut all,
+        );
+        assert!(all.len() > 100, "found only {} uses", all.len());
+        let wrong: Vec<_> = all
+            .iter()
+            .filter(|(_, from, to)| {
+                let (f, t) = (layer(from), layer(to));
+                assert!(f.is_some() && t.is_some(), "{from} → {to}: not in LAYERS");
+                t > f
+            })
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "uses against ARCHITECTURE.md's layers: {wrong:?}"
+        );
+    }
+}
