@@ -176,7 +176,10 @@ pub fn calibrate_from(
         cal,
         probes: &probes,
         targets,
-        book: Book::new(targets.judge(cal.rule, original)),
+        book: Book::new(
+            targets.judge(cal.rule, original),
+            cal.ties_by_membership.then_some(targets.auc_se),
+        ),
         logs: UnlearnLog::default(),
         epochs_run: 0,
         cost: cost_cap(cal, method, req, ctx),
@@ -196,9 +199,10 @@ pub fn calibrate_from(
     } = search;
     note_cost(&mut why, cost.as_ref(), kept, cal, ctx);
     let Book {
-        best: chosen,
-        best_state,
+        kept: chosen,
+        kept_state: best_state,
         table,
+        ..
     } = book;
     note_choice(&mut why, &table, &chosen, &original, &targets);
     restore_chosen(model, &base, best_state, &chosen, epochs_run, &mut why)?;

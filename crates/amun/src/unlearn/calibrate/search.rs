@@ -9,8 +9,8 @@ use super::record::{Candidate, Leg};
 use super::settings::{CalibrateSettings, LadderStart, Rule, Walk};
 use super::targets::{Targets, Verdict};
 use super::walk::{
-    CostCap, LegEnd, LegRun, RungRun, Step, Walker, better, carried_stall, extended, nearest,
-    next_rung,
+    CostCap, LegEnd, LegRun, RungRun, Step, Walker, better, carried_stall, extended, kept_over,
+    nearest, next_rung,
 };
 use crate::error::Result;
 use crate::model::Classifier;
@@ -20,34 +20,59 @@ use crate::train::{Schedule, TrainOverrides};
 use std::cell::RefCell;
 use tch::Tensor;
 
-/// Every state measured, the best one and its weights.
+/// Every state measured, the best one (which the walk goes back to) and
+/// the one it keeps as its result, with their weights (`None`: the
+/// original's).
 pub(super) struct Book {
     pub(super) table: Vec<Candidate>,
     pub(super) best: Candidate,
-    pub(super) best_state: Option<Vec<(String, Tensor)>>,
+    pub(super) best_state: Option<Weights>,
+    pub(super) kept: Candidate,
+    pub(super) kept_state: Option<Weights>,
+    /// [`kept_over`]'s margin.
+    tie_margin: Option<f64>,
+}
+
+pub(super) type Weights = Vec<(String, Tensor)>;
+
+fn weights(now: &Classifier) -> Weights {
+    now.named_tensors()
+        .into_iter()
+        .map(|(k, t)| (k, t.detach().copy()))
+        .collect()
 }
 
 impl Book {
-    pub(super) fn new(original: Candidate) -> Book {
+    pub(super) fn new(original: Candidate, tie_margin: Option<f64>) -> Book {
         Book {
             table: vec![original.clone()],
-            best: original,
+            best: original.clone(),
             best_state: None,
+            kept: original,
+            kept_state: None,
+            tie_margin,
         }
     }
 
     /// Adds `c` (the state of `now`), keeping it with its weights when it
-    /// is the best so far.
+    /// is the best so far, or the one to keep.
     fn record(&mut self, c: &Candidate, now: &Classifier) {
         self.table.push(c.clone());
         if better(c, &self.best) {
             self.best = c.clone();
-            self.best_state = Some(
-                now.named_tensors()
-                    .into_iter()
-                    .map(|(k, t)| (k, t.detach().copy()))
-                    .collect(),
-            );
+            self.best_state = Some(weights(now));
+        }
+        if kept_over(c, &self.kept, self.tie_margin) {
+            self.kept = c.clone();
+            self.kept_state = if *c == self.best {
+                self.best_state.as_ref().map(|w| {
+                    w.iter()
+                        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+                        .collect()
+                })
+            } else {
+                Some(weights(now))
+            };
         }
     }
 }

@@ -130,6 +130,7 @@ impl std::str::FromStr for Walk {
 /// | stall | the method's: 2 for AMUN, 3 for the others ([`own_stall`]) | `continue`: epochs a leg that cannot climb (the top rung, or the rungs above lost utility or over-unlearned) gets to find a better state than the best so far before the walk ends |
 /// | stall_carry | true | `continue`: a leg that steps down after lost utility goes on with the count of epochs without a better state of the leg above, instead of a fresh `stall` (records without it: false, as they ran) |
 /// | end_on_second_loss | true | `continue`: a leg that stepped down after lost utility and loses it again without a better state ends the walk, instead of stepping down again (records without it: false, as they ran) |
+/// | ties_by_membership | true | of states the rule scores the same (a forget accuracy pinned at 100%), keep one whose membership signal is nearer chance by more than one standard error of the AUC; the walk itself is unchanged (records without it: false, as they ran) |
 /// | retain_probe | 1000 | retain samples measured after each epoch |
 /// | max_cost | none | `continue`: the most calibration may cost, as a fraction of the same-recipe exact retrain's image-steps (the model's recorded recipe × D_R; the adversarial search counts); the walk ends before an epoch that would pass it ([`CostMeter`]) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +166,9 @@ pub struct CalibrateSettings {
     /// Records from before it ran without it.
     #[serde(default = "no_end_on_second_loss")]
     pub end_on_second_loss: bool,
+    /// Records from before it ran without it.
+    #[serde(default = "no_ties_by_membership")]
+    pub ties_by_membership: bool,
     pub retain_probe: usize,
     /// `None`: no cap. Left out of the record when unset, so records and
     /// experiment steps from before the cap keep their identity.
@@ -189,6 +193,7 @@ impl Default for CalibrateSettings {
             stall: None,
             stall_carry: true,
             end_on_second_loss: true,
+            ties_by_membership: true,
             retain_probe: 1000,
             max_cost: None,
         }
@@ -227,6 +232,12 @@ fn guard_at_the_level() -> Option<f64> {
 /// What a record from before `end_on_second_loss` ran: a step down after
 /// every loss of utility, to the smallest rate.
 fn no_end_on_second_loss() -> bool {
+    false
+}
+
+/// What a record from before `ties_by_membership` ran: the first of the
+/// states the rule scored the same.
+fn no_ties_by_membership() -> bool {
     false
 }
 
@@ -390,6 +401,8 @@ pub struct CalibrateOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_on_second_loss: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ties_by_membership: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_probe: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost: Option<f64>,
@@ -429,6 +442,7 @@ impl CalibrateOverrides {
             stall: o.stall.or(d.stall),
             stall_carry: o.stall_carry.unwrap_or(d.stall_carry),
             end_on_second_loss: o.end_on_second_loss.unwrap_or(d.end_on_second_loss),
+            ties_by_membership: o.ties_by_membership.unwrap_or(d.ties_by_membership),
             retain_probe: o.retain_probe.unwrap_or(d.retain_probe),
             max_cost: o.max_cost.or(d.max_cost),
         };
@@ -619,6 +633,11 @@ mod tests {
         v.as_object_mut().unwrap().remove("end_on_second_loss");
         let old: CalibrateSettings = serde_json::from_value(v).unwrap();
         assert!(!old.end_on_second_loss);
+        let mut v = serde_json::to_value(CalibrateSettings::default()).unwrap();
+        assert_eq!(v["ties_by_membership"], true);
+        v.as_object_mut().unwrap().remove("ties_by_membership");
+        let old: CalibrateSettings = serde_json::from_value(v).unwrap();
+        assert!(!old.ties_by_membership);
     }
 
     /// A record from before `guard_se` reads as what it ran (the one-sided
