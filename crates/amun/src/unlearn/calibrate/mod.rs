@@ -200,12 +200,12 @@ pub fn calibrate_from(
     note_cost(&mut why, cost.as_ref(), kept, cal, ctx);
     let Book {
         kept: chosen,
-        kept_state: best_state,
+        kept_state,
         table,
         ..
     } = book;
     note_choice(&mut why, &table, &chosen, &original, &targets);
-    restore_chosen(model, &base, best_state, &chosen, epochs_run, &mut why)?;
+    restore_chosen(model, &base, kept_state, &chosen, epochs_run, &mut why)?;
     let cal_out = Calibration {
         settings: cal.clone(),
         verdict: targets.verdict_text(&chosen),
@@ -306,12 +306,12 @@ fn note_choice(
 fn restore_chosen(
     model: &mut Classifier,
     base: &Classifier,
-    best_state: Option<Vec<(String, Tensor)>>,
+    kept_state: Option<Vec<(String, Tensor)>>,
     chosen: &Candidate,
     epochs_run: usize,
     why: &mut String,
 ) -> Result<()> {
-    match best_state {
+    match kept_state {
         Some(state) if chosen.epoch > 0 => {
             let map = state.into_iter().collect();
             model.load_named(map, std::path::Path::new("calibration"))?;
