@@ -12,7 +12,13 @@ use serde::{Deserialize, Serialize};
 /// Better: admissible first, then every test passed, then a lower score,
 /// then (ties) the gentler state (earlier in the table).
 pub(super) fn better(a: &Candidate, b: &Candidate) -> bool {
-    (a.admissible(), a.reached, -a.score) > (b.admissible(), b.reached, -b.score)
+    rank(a) > rank(b)
+}
+
+/// What [`better`] orders by: admissible first, then reached, then the
+/// rule's score.
+fn rank(c: &Candidate) -> (bool, bool, f64) {
+    (c.admissible(), c.reached, -c.score)
 }
 
 /// Whether the walk should keep `a` rather than `b` as its result: the
@@ -23,9 +29,8 @@ pub(super) fn better(a: &Candidate, b: &Candidate) -> bool {
 /// AUC, so that noise between equal states does not choose). The walk's
 /// own course follows [`better`] alone.
 pub(super) fn kept_over(a: &Candidate, b: &Candidate, margin: Option<f64>) -> bool {
-    let key = |c: &Candidate| (c.admissible(), c.reached, -c.score);
     let chance = |c: &Candidate| (c.probe.membership_auc() - 50.0).abs();
-    better(a, b) || margin.is_some_and(|m| key(a) == key(b) && chance(a) < chance(b) - m)
+    better(a, b) || margin.is_some_and(|m| rank(a) == rank(b) && chance(a) < chance(b) - m)
 }
 
 /// The rung of `ladder` nearest `lr` (in log scale): where a walk starts.
