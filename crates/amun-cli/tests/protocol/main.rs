@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod calibration;
 mod exported;
 mod import;
 mod registry;
