@@ -27,6 +27,7 @@ pub use targets::{
     Sizes, Targets, Verdict, accuracy_noise, auc_band, auc_se, min_heldout, score, utility_drop,
     z_two_sided,
 };
+use walk::Keep;
 pub use walk::{BatchCap, CapOrigin, CostCap};
 
 use super::{ForgetRequest, Method, RunCtx, UnlearnLog};
@@ -178,7 +179,7 @@ pub fn calibrate_from(
         targets,
         book: Book::new(
             targets.judge(cal.rule, original),
-            cal.ties_by_membership.then_some(targets.auc_se),
+            keep(cal, &targets, &original),
         ),
         logs: UnlearnLog::default(),
         epochs_run: 0,
@@ -275,6 +276,18 @@ fn note_cost(
     }
 }
 
+/// How the kept state is chosen: the settings' tie margin and, with
+/// `over_when_nearer`, how near chance an over-unlearned state must lie
+/// (the original's distance from 50 less the band; none when the original
+/// is within the band).
+fn keep(cal: &CalibrateSettings, targets: &Targets, original: &Probe) -> Keep {
+    let within = (original.membership_auc() - 50.0).abs() - targets.auc_band();
+    Keep {
+        tie_margin: cal.ties_by_membership.then_some(targets.auc_se),
+        over_within: (cal.over_when_nearer && within > 0.0).then_some(within),
+    }
+}
+
 /// The states not chosen for over-unlearning, and a choice outside the
 /// bands.
 fn note_choice(
@@ -284,16 +297,27 @@ fn note_choice(
     original: &Probe,
     targets: &Targets,
 ) {
-    let refused = table.iter().filter(|c| !c.membership_ok).count();
+    let name = original.signal().name();
+    let refused = table
+        .iter()
+        .filter(|c| !c.membership_ok && *c != chosen)
+        .count();
     if refused > 0 {
         why.push_str(&format!(
-            "; {refused} state(s) over-unlearned by membership ({} below 50 − {:.1}) were not \
+            "; {refused} state(s) over-unlearned by membership ({name} below 50 − {:.1}) were not \
              chosen",
-            original.signal().name(),
             targets.auc_band()
         ));
     }
-    if !chosen.admissible() {
+    if chosen.keeps_utility && !chosen.membership_ok {
+        why.push_str(&format!(
+            "; the kept state is over-unlearned by membership ({name} {:.1}), nearer chance than \
+             the original's {:.1} by more than the band ({:.1}): over_when_nearer",
+            chosen.probe.membership_auc(),
+            original.membership_auc(),
+            targets.auc_band()
+        ));
+    } else if !chosen.admissible() {
         why.push_str(
             "; no state kept both utility and membership within their bands: the closest is \
              kept, and is not calibrated",

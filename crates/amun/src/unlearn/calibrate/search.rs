@@ -9,8 +9,8 @@ use super::record::{Candidate, Leg};
 use super::settings::{CalibrateSettings, LadderStart, Rule, Walk};
 use super::targets::{Targets, Verdict};
 use super::walk::{
-    CostCap, LegEnd, LegRun, RungRun, Step, Walker, better, carried_stall, extended, kept_over,
-    nearest, next_rung,
+    CostCap, Keep, LegEnd, LegRun, RungRun, Step, Walker, better, carried_stall, extended,
+    kept_over, nearest, next_rung,
 };
 use crate::error::Result;
 use crate::model::Classifier;
@@ -29,8 +29,8 @@ pub(super) struct Book {
     pub(super) best_state: Option<Weights>,
     pub(super) kept: Candidate,
     pub(super) kept_state: Option<Weights>,
-    /// [`kept_over`]'s margin.
-    tie_margin: Option<f64>,
+    /// How [`kept_over`] chooses.
+    keep: Keep,
 }
 
 pub(super) type Weights = Vec<(String, Tensor)>;
@@ -43,14 +43,14 @@ fn weights(now: &Classifier) -> Weights {
 }
 
 impl Book {
-    pub(super) fn new(original: Candidate, tie_margin: Option<f64>) -> Book {
+    pub(super) fn new(original: Candidate, keep: Keep) -> Book {
         Book {
             table: vec![original.clone()],
             best: original.clone(),
             best_state: None,
             kept: original,
             kept_state: None,
-            tie_margin,
+            keep,
         }
     }
 
@@ -62,7 +62,7 @@ impl Book {
             self.best = c.clone();
             self.best_state = Some(weights(now));
         }
-        if kept_over(c, &self.kept, self.tie_margin) {
+        if kept_over(c, &self.kept, &self.keep) {
             self.kept = c.clone();
             self.kept_state = if *c == self.best {
                 self.best_state.as_ref().map(|w| {

@@ -131,6 +131,7 @@ impl std::str::FromStr for Walk {
 /// | stall_carry | true | `continue`: a leg that steps down after lost utility goes on with the count of epochs without a better state of the leg above, instead of a fresh `stall` (records without it: false, as they ran) |
 /// | end_on_second_loss | true | `continue`: a leg that stepped down after lost utility and loses it again without a better state ends the walk, instead of stepping down again (records without it: false, as they ran) |
 /// | ties_by_membership | true | of states the rule scores the same (a forget accuracy pinned at 100%), keep one whose membership signal is nearer chance by more than one standard error of the AUC; the walk itself is unchanged (records without it: false, as they ran) |
+/// | over_when_nearer | false | a state that keeps utility but is over-unlearned by membership (its AUC below 50 by more than the band) may be kept when it lies nearer chance than the original by more than the band; the walk itself is unchanged (measured on two 30-epoch cells only: docs/CALIBRATION.md) |
 /// | retain_probe | 1000 | retain samples measured after each epoch |
 /// | max_cost | none | `continue`: the most calibration may cost, as a fraction of the same-recipe exact retrain's image-steps (the model's recorded recipe × D_R; the adversarial search counts); the walk ends before an epoch that would pass it ([`CostMeter`]) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +170,10 @@ pub struct CalibrateSettings {
     /// Records from before it ran without it.
     #[serde(default = "no_ties_by_membership")]
     pub ties_by_membership: bool,
+    /// Off: left out of the record, so records and experiment steps from
+    /// before it keep their identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub over_when_nearer: bool,
     pub retain_probe: usize,
     /// `None`: no cap. Left out of the record when unset, so records and
     /// experiment steps from before the cap keep their identity.
@@ -194,6 +199,7 @@ impl Default for CalibrateSettings {
             stall_carry: true,
             end_on_second_loss: true,
             ties_by_membership: true,
+            over_when_nearer: false,
             retain_probe: 1000,
             max_cost: None,
         }
@@ -403,6 +409,8 @@ pub struct CalibrateOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ties_by_membership: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_when_nearer: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_probe: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost: Option<f64>,
@@ -443,6 +451,7 @@ impl CalibrateOverrides {
             stall_carry: o.stall_carry.unwrap_or(d.stall_carry),
             end_on_second_loss: o.end_on_second_loss.unwrap_or(d.end_on_second_loss),
             ties_by_membership: o.ties_by_membership.unwrap_or(d.ties_by_membership),
+            over_when_nearer: o.over_when_nearer.unwrap_or(d.over_when_nearer),
             retain_probe: o.retain_probe.unwrap_or(d.retain_probe),
             max_cost: o.max_cost.or(d.max_cost),
         };
@@ -638,6 +647,17 @@ mod tests {
         v.as_object_mut().unwrap().remove("ties_by_membership");
         let old: CalibrateSettings = serde_json::from_value(v).unwrap();
         assert!(!old.ties_by_membership);
+        // Off, `over_when_nearer` is left out, so a record (and an
+        // experiment step's identity) reads as before it; on, it is kept.
+        let v = serde_json::to_value(CalibrateSettings::default()).unwrap();
+        assert!(v.get("over_when_nearer").is_none(), "{v}");
+        let on = CalibrateSettings {
+            over_when_nearer: true,
+            ..CalibrateSettings::default()
+        };
+        let v = serde_json::to_value(&on).unwrap();
+        assert_eq!(v["over_when_nearer"], true);
+        assert_eq!(serde_json::from_value::<CalibrateSettings>(v).unwrap(), on);
     }
 
     /// A record from before `guard_se` reads as what it ran (the one-sided
