@@ -777,26 +777,14 @@ mod tests {
     #[test]
     fn of_states_scored_the_same_the_one_nearest_chance_is_kept() {
         let table = probes(&FASHION_E30_S0);
-        let sizes = Sizes {
-            forget: 300,
-            heldout: 500,
-            retain: 1000,
-            train: 3000,
-        };
-        let t = Targets::new(table[0], sizes, 0.05, Some(1.0), None);
+        let (t, judged) = fashion_e30_judged(&table);
         assert!((t.noise - 1.8004).abs() < 1e-3, "{}", t.noise);
         let kept = |tie_margin: Option<f64>| {
-            let ties = Keep {
+            let keep = Keep {
                 tie_margin,
                 over_within: None,
             };
-            let judged = table.iter().enumerate().map(|(k, p)| Candidate {
-                epoch: k,
-                ..t.judge(Rule::Accuracy, *p)
-            });
-            judged
-                .reduce(|kept, c| if kept_over(&c, &kept, &ties) { c } else { kept })
-                .unwrap()
+            kept_of(&judged, &keep)
         };
         let (with, without) = (kept(Some(t.auc_se)), kept(None));
         assert_eq!((with.epoch, without.epoch), (7, 0));
@@ -848,27 +836,13 @@ mod tests {
     #[test]
     fn an_over_unlearned_state_nearer_chance_than_the_original_is_kept_only_when_asked() {
         let table = probes(&FASHION_E30_RL_S0);
-        let sizes = Sizes {
-            forget: 300,
-            heldout: 500,
-            retain: 1000,
-            train: 3000,
-        };
-        let t = Targets::new(table[0], sizes, 0.05, Some(1.0), None);
-        let judged: Vec<Candidate> = (table.iter().enumerate())
-            .map(|(k, p)| Candidate {
-                epoch: k,
-                ..t.judge(Rule::Accuracy, *p)
-            })
-            .collect();
+        let (t, judged) = fashion_e30_judged(&table);
         let kept = |over_within: Option<f64>| {
             let keep = Keep {
                 tie_margin: Some(t.auc_se),
                 over_within,
             };
-            (judged.iter().cloned())
-                .reduce(|kept, c| if kept_over(&c, &kept, &keep) { c } else { kept })
-                .unwrap()
+            kept_of(&judged, &keep)
         };
         assert_eq!(kept(None).epoch, 0);
         let within = (69.985 - 50.0) - t.auc_band();
@@ -883,6 +857,33 @@ mod tests {
             .reduce(|b, c| if better(&c, &b) { c } else { b })
             .unwrap();
         assert_eq!(best.epoch, 0);
+    }
+
+    /// The 30-epoch Fashion-MNIST cell's targets (300 forgotten, 500 held
+    /// out, the guard at one standard error) and `table`'s states judged by
+    /// the accuracy rule, each numbered by its row.
+    fn fashion_e30_judged(table: &[Probe]) -> (Targets, Vec<Candidate>) {
+        let sizes = Sizes {
+            forget: 300,
+            heldout: 500,
+            retain: 1000,
+            train: 3000,
+        };
+        let t = Targets::new(table[0], sizes, 0.05, Some(1.0), None);
+        let judged = (table.iter().enumerate())
+            .map(|(k, p)| Candidate {
+                epoch: k,
+                ..t.judge(Rule::Accuracy, *p)
+            })
+            .collect();
+        (t, judged)
+    }
+
+    /// The state calibration keeps of `judged`, in order, under `keep`.
+    fn kept_of(judged: &[Candidate], keep: &Keep) -> Candidate {
+        (judged.iter().cloned())
+            .reduce(|kept, c| if kept_over(&c, &kept, keep) { c } else { kept })
+            .unwrap()
     }
 
     /// A recorded table's rows as probes.
