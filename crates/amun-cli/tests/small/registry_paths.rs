@@ -150,17 +150,26 @@ fn a_create_ended_by_sigterm_leaves_no_temporary_folder() {
     }
     let o = child.wait_with_output().unwrap();
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(143), "{err}");
     assert!(!err.contains("error:"), "{err}");
     assert!(
         leftovers(d.path(), "regT").is_empty(),
         "{:?}",
         leftovers(d.path(), "regT")
     );
-    // The handler and the resumed create race: either the commit had not
-    // begun (nothing made) or it finished first (whole, and said so).
+    // The handler (on ctrlc's thread) and the resumed create race: either
+    // the commit had not begun (nothing made, exit 143), or it was under
+    // way (whole, said so, 143), or the create finished before the handler
+    // ran and keeps its outcome's exit code, 0 (seen once on a loaded
+    // 2-core machine: main.rs, "a done deletion" is not made a failure).
+    match o.status.code() {
+        Some(143) if r.exists() => {
+            assert!(err.contains("regT was created and is complete"), "{err}")
+        }
+        Some(143) => {}
+        Some(0) => assert!(r.exists(), "exit 0 without a registry: {err}"),
+        other => panic!("exit {other:?}: {err}"),
+    }
     if r.exists() {
-        assert!(err.contains("regT was created and is complete"), "{err}");
         ok(&reg("verify", &r, &[]));
     }
 }
