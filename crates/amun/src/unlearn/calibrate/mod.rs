@@ -172,15 +172,13 @@ pub fn calibrate_from(
         started,
     } = opening;
     let base = model.try_clone()?;
+    let keep = keep_rule(cal, &targets, &original);
     let mut search = Search {
         method,
         cal,
         probes: &probes,
         targets,
-        book: Book::new(
-            targets.judge(cal.rule, original),
-            keep(cal, &targets, &original),
-        ),
+        book: Book::new(targets.judge(cal.rule, original), keep),
         logs: UnlearnLog::default(),
         epochs_run: 0,
         cost: cost_cap(cal, method, req, ctx),
@@ -205,7 +203,7 @@ pub fn calibrate_from(
         table,
         ..
     } = book;
-    note_choice(&mut why, &table, &chosen, &original, &targets);
+    note_choice(&mut why, &table, &chosen, &original, &targets, &keep);
     restore_chosen(model, &base, kept_state, &chosen, epochs_run, &mut why)?;
     let cal_out = Calibration {
         settings: cal.clone(),
@@ -280,7 +278,7 @@ fn note_cost(
 /// `over_when_nearer`, how near chance an over-unlearned state must lie
 /// (the original's distance from 50 less the band; none when the original
 /// is within the band).
-fn keep(cal: &CalibrateSettings, targets: &Targets, original: &Probe) -> Keep {
+fn keep_rule(cal: &CalibrateSettings, targets: &Targets, original: &Probe) -> Keep {
     let within = (original.membership_auc() - 50.0).abs() - targets.auc_band();
     Keep {
         tie_margin: cal.ties_by_membership.then_some(targets.auc_se),
@@ -296,6 +294,7 @@ fn note_choice(
     chosen: &Candidate,
     original: &Probe,
     targets: &Targets,
+    keep: &Keep,
 ) {
     let name = original.signal().name();
     let refused = table
@@ -309,7 +308,7 @@ fn note_choice(
             targets.auc_band()
         ));
     }
-    if chosen.keeps_utility && !chosen.membership_ok {
+    if !chosen.membership_ok && keep.admits_over(chosen) {
         why.push_str(&format!(
             "; the kept state is over-unlearned by membership ({name} {:.1}), nearer chance than \
              the original's {:.1} by more than the band ({:.1}): over_when_nearer",

@@ -37,6 +37,14 @@ pub(super) struct Keep {
     pub over_within: Option<f64>,
 }
 
+impl Keep {
+    /// Whether `c`, over-unlearned by membership or not, keeps utility and
+    /// lies nearer chance than `over_within`.
+    pub(super) fn admits_over(&self, c: &Candidate) -> bool {
+        c.keeps_utility && self.over_within.is_some_and(|w| chance(c) < w)
+    }
+}
+
 /// A state's distance from chance on the membership signal.
 fn chance(c: &Candidate) -> f64 {
     (c.probe.membership_auc() - 50.0).abs()
@@ -45,8 +53,8 @@ fn chance(c: &Candidate) -> f64 {
 /// [`rank`], where a state over-unlearned by membership that [`Keep`]
 /// admits counts as admissible.
 fn keep_rank(c: &Candidate, keep: &Keep) -> (bool, bool, f64) {
-    let nearer = c.keeps_utility && keep.over_within.is_some_and(|w| chance(c) < w);
-    (c.admissible() || nearer, c.reached, -c.score)
+    let (admissible, reached, score) = rank(c);
+    (admissible || keep.admits_over(c), reached, score)
 }
 
 /// Whether the walk should keep `a` rather than `b` as its result: the
