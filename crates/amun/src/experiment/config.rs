@@ -141,6 +141,8 @@ const CALIBRATE_KEYS: &[&str] = &[
     "stall",
     "stall_carry",
     "end_on_second_loss",
+    "ties_by_membership",
+    "over_when_nearer",
     "retain_probe",
     "max_cost",
 ];
@@ -1204,6 +1206,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every calibration setting `[calibrate]` takes is one an error can
+    /// point at: the list names each field of the settings once.
+    #[test]
+    fn the_calibrate_keys_are_the_settings_fields() {
+        let every = CalibrateSettings {
+            stall: Some(2),
+            over_when_nearer: true,
+            max_cost: Some(0.3),
+            ..CalibrateSettings::default()
+        };
+        let v = serde_json::to_value(every).unwrap();
+        let mut fields: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut keys = CALIBRATE_KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(keys, fields);
+    }
 
     const BASE: &str = r#"
 name = "t"
