@@ -39,6 +39,10 @@ def row(d, path):
     n_f, n_h = cal["forget_size"], cal["heldout_size"]
     per_retrain = retrain["epochs_done"] * (n_train - n_f)
     total, search, epochs = origin["image_steps"], adversarial_steps(d, origin), cal["epochs_run"]
+    if epochs == 0:
+        # The original kept before the first epoch: the set was never used,
+        # and its search is not in the run's image-steps.
+        search = 0
     walk = total - search
     probes = (epochs + 1) * (n_f + n_h + min(1000, n_train - n_f))
     x = lambda v: f"{v / per_retrain:.3f}x"
