@@ -734,19 +734,17 @@ mod tests {
         (100.0, 95.8, 100.0, 45.34, 50.311),
     ];
 
-    /// The targets of a recorded walk on 2,000 training images, 10%
-    /// forgotten, 500 held out, the guard at one standard error, checked
-    /// against the `noise` its record holds.
-    fn targets_of_2000(table: &[Probe], noise: f64) -> Targets {
+    /// The targets of a recorded walk on `train` images, 10% forgotten,
+    /// 500 held out, 1,000 retain images probed, the guard at `guard_se`
+    /// (`None`: the one-sided z, as records from before it ran).
+    fn recorded_targets(table: &[Probe], train: usize, guard_se: Option<f64>) -> Targets {
         let sizes = Sizes {
-            forget: 200,
+            forget: train / 10,
             heldout: 500,
             retain: 1000,
-            train: 2000,
+            train,
         };
-        let t = Targets::new(table[0], sizes, 0.05, Some(1.0), None);
-        assert!((t.noise - noise).abs() < 1e-3, "{} vs {noise}", t.noise);
-        t
+        Targets::new(table[0], sizes, 0.05, guard_se, None)
     }
 
     /// That walk ran 17 epochs, stepping down through every rung; a step
@@ -755,7 +753,8 @@ mod tests {
     #[test]
     fn a_second_loss_of_utility_without_a_better_state_ends_the_walk() {
         let table = probes(&MNIST_S0_GUARD_SE);
-        let t = targets_of_2000(&table, 1.2504);
+        let t = recorded_targets(&table, 2000, Some(1.0));
+        assert!((t.noise - 1.2504).abs() < 1e-3, "{}", t.noise);
         let start = nearest(&CalibrateSettings::default().lrs, 0.01);
         let amun = CalibrateSettings::default().for_method("amun");
         let (done, best, why) = replay_walk(&t, start, &table, &amun);
@@ -879,13 +878,7 @@ mod tests {
     /// out, the guard at one standard error) and `table`'s states judged by
     /// the accuracy rule, each numbered by its row.
     fn fashion_e30_judged(table: &[Probe]) -> (Targets, Vec<Candidate>) {
-        let sizes = Sizes {
-            forget: 300,
-            heldout: 500,
-            retain: 1000,
-            train: 3000,
-        };
-        let t = Targets::new(table[0], sizes, 0.05, Some(1.0), None);
+        let t = recorded_targets(table, 3000, Some(1.0));
         let judged = (table.iter().enumerate())
             .map(|(k, p)| Candidate {
                 epoch: k,
@@ -1014,7 +1007,8 @@ mod tests {
     #[test]
     fn a_walk_whose_states_near_the_target_cost_utility_keeps_an_earlier_one() {
         let table = probes(&CIFAR_S0_STOP55);
-        let t = targets_of_2000(&table, 3.9028);
+        let t = recorded_targets(&table, 2000, Some(1.0));
+        assert!((t.noise - 3.9028).abs() < 1e-3, "{}", t.noise);
         let amun = CalibrateSettings::default().for_method("amun");
         let start = nearest(&amun.lrs, 0.01);
         let (done, best, why) = replay_walk(&t, start, &table, &amun);
@@ -1043,15 +1037,8 @@ mod tests {
         ];
         for ((rows, train, noise, best_epoch), epochs) in cases.into_iter().zip(epochs) {
             let table = probes(rows);
-            let forget = train / 10;
-            let sizes = Sizes {
-                forget,
-                heldout: 500,
-                retain: 1000,
-                train,
-            };
             // As they ran: the guard at the one-sided z of the level.
-            let t = Targets::new(table[0], sizes, 0.05, None, None);
+            let t = recorded_targets(&table, train, None);
             assert!((t.noise - noise).abs() < 1e-3, "{} vs {noise}", t.noise);
             let start = nearest(&CalibrateSettings::default().lrs, 0.01);
             let (done, best, why) = replay_walk(&t, start, &table, cal);
